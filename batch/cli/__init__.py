@@ -1,0 +1,24 @@
+"""The `jogg-batch` command line: a thin shell of click commands over the library.
+
+Each command lives in its own module in this package and is registered here.
+
+Exit codes: 0 done, 1 some rows failed or invalid, 2 usage/config/catalog error,
+3 aborted by an account error (key, permission, credit), 4 another run holds the lock,
+5 `status --wait` timed out, 130 interrupted (SIGINT), 143 terminated (SIGTERM).
+"""
+
+from __future__ import annotations
+
+import click
+
+from batch import __version__
+from batch.cli.sandbox import sandbox
+
+
+@click.group(help=__doc__.split("\n\n", 2)[2] if __doc__ else None)
+@click.version_option(__version__, prog_name="jogg-batch")
+def main() -> None:
+    """jogg-batch: product catalogs in, JoggAI videos out."""
+
+
+main.add_command(sandbox)

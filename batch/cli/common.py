@@ -1,0 +1,52 @@
+"""Options and error handling shared by every command."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from batch import logs
+from batch.errors import BatchError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+log = logging.getLogger("batch")
+
+
+def logging_options(command: Callable[P, R]) -> Callable[P, R]:
+    """Adds -v/-q and --log-format, and configures logging before the command runs."""
+
+    @click.option("-v", "--verbose", count=True, help="More detail (repeatable).")
+    @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+    @click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="json: one structured line per event, for cron and log shippers.",
+    )
+    @functools.wraps(command)
+    def wrapper(*args: Any, verbose: int, quiet: bool, log_format: str, **kwargs: Any) -> R:
+        logs.configure(-1 if quiet else verbose, "json" if log_format == "json" else "text")
+        return command(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turns a BatchError into its message on stderr and its exit code; other errors keep tracebacks."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except BatchError as error:
+            click.echo(f"jogg-batch: error: {error}", err=True)
+            raise SystemExit(int(error.exit_code)) from None
+
+    return wrapper

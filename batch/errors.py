@@ -1,0 +1,62 @@
+"""The one error hierarchy of jogg-batch, and the exit codes a caller (cron, a person) sees.
+
+Library code raises these; the CLI catches `BatchError` in one place and exits with
+`error.exit_code`. Messages name the file, row, column and value where there is one, and say
+what to do next. They never contain the API key.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented in `jogg-batch --help` and the README."""
+
+    OK = 0  # every row submitted (or already done); for `status`: every video completed
+    ROWS_FAILED = 1  # some rows failed or were invalid; for `status`: some renders failed
+    USAGE = 2  # usage, config or catalog error: nothing was sent
+    ACCOUNT = 3  # run aborted by an account-level error (key, permission, credit)
+    LOCKED = 4  # another run holds the state lock
+    TIMED_OUT = 5  # `status --wait` gave up with videos still rendering
+    INTERRUPTED = 130  # SIGINT
+    TERMINATED = 143  # SIGTERM
+
+
+class BatchError(Exception):
+    """Base of every error jogg-batch reports to its user."""
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+
+class ConfigError(BatchError):
+    """A setting is unknown, malformed or contradictory."""
+
+
+class CatalogError(BatchError):
+    """The catalog file cannot be read at all (a bad row is a row problem, not this)."""
+
+
+class StateError(BatchError):
+    """The state database is unusable."""
+
+
+class LockedError(StateError):
+    """Another run holds the lock on this state database."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class ApiError(BatchError):
+    """The JoggAI API answered with an error that the caller must see."""
+
+    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class AccountError(ApiError):
+    """Key, permission or credit problem: no further request can succeed, so the run stops."""
+
+    exit_code = ExitCode.ACCOUNT
