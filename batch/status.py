@@ -1,0 +1,296 @@
+"""Final render status of submitted videos: normalising what the API says, and polling politely.
+
+Owns the `VideoStatusSink` contract (what the state store offers to status polling and to the
+webhook listener), the `VideoUpdate` record both of them produce, the per-video poll schedule, and
+`poll()`, which asks `GET /v2/product_video/{id}` about every submitted video not yet final.
+
+GETs are not rate-limited by JoggAI, but its status guide asks clients not to hammer them, so
+`poll()` keeps at most `concurrency` requests in flight and checks each video on its own schedule
+(`PollSchedule`). Without `wait`, one pass checks every pending video once, whatever its schedule:
+a person who runs `status` once expects an answer about each of them, now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Final, Literal, Protocol
+
+from batch.errors import AccountError, ExitCode
+from batch.vocabulary import ACCOUNT_CODES, Code
+
+log = logging.getLogger(__name__)
+
+VideoStatus = Literal["processing", "completed", "failed"]
+
+_COMPLETED = frozenset({"completed", "complete", "success", "succeeded", "successful", "done"})
+_FAILED = frozenset({"failed", "failure", "error", "errored", "cancelled", "canceled"})
+_PROCESSING = frozenset({"processing", "pending", "queued", "running", "rendering", "in_progress"})
+_unknown_seen: set[str] = set()
+
+
+def normalize_video_status(raw: object) -> VideoStatus:
+    """Any spelling seen in the wild -> processing | completed | failed.
+
+    Unknown values count as processing (never final, so nothing is lost) and are logged once.
+    """
+    text = str(raw).strip().lower() if raw is not None else ""
+    if text in _COMPLETED:
+        return "completed"
+    if text in _FAILED:
+        return "failed"
+    if text not in _PROCESSING and text not in _unknown_seen:
+        _unknown_seen.add(text)
+        log.warning("unknown video status %r, treated as processing", raw)
+    return "processing"
+
+
+@dataclass(frozen=True, slots=True)
+class PendingVideo:
+    """A submitted video whose final status is not known yet."""
+
+    video_id: str
+    submitted_at: float  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class VideoUpdate:
+    """What one status answer or one webhook says about one video."""
+
+    video_id: str
+    status: VideoStatus
+    video_url: str | None
+    cover_url: str | None
+    duration: float | None
+    deducted_credit: float | None
+    error: str | None
+    seen_at: float  # unix seconds; the state keeps the first time a final status was seen
+
+
+class VideoStatusSink(Protocol):
+    """What the state store offers to `poll()` and to the webhook listener."""
+
+    def pending_videos(self) -> list[PendingVideo]:
+        """Submitted videos not yet completed or failed."""
+        ...
+
+    def record_video_status(self, update: VideoUpdate) -> bool:
+        """Stores the update; True when it changed something."""
+        ...
+
+    def claim_event(self, event_id: str) -> bool:
+        """False when this webhook event_id was seen before."""
+        ...
+
+
+class LookupOutcome(Protocol):
+    """The part of `batch.client.ApiOutcome` that polling reads."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def code(self) -> object: ...
+    @property
+    def message(self) -> object: ...
+    @property
+    def data(self) -> object: ...
+
+
+class VideoLookup(Protocol):
+    """`batch.client.JoggClient` satisfies this."""
+
+    def get_product_video(self, video_id: str) -> Awaitable[LookupOutcome]: ...
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or value in (None, ""):
+        return None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def error_text(data: Mapping[str, object]) -> str | None:
+    """The failure reason in any known shape: error{code,message}, error as text, or err_msg."""
+    error = data.get("error")
+    if isinstance(error, Mapping):
+        code, message = _text(error.get("code")), _text(error.get("message"))
+        if code and message:
+            return f"{code}: {message}"
+        return message or code
+    return _text(error) or _text(data.get("err_msg"))
+
+
+def video_update(
+    video_id: str, data: Mapping[str, object], seen_at: float, status: VideoStatus | None = None
+) -> VideoUpdate:
+    """Builds an update from a status `data` dict or a webhook's `data` (same field names)."""
+    return VideoUpdate(
+        video_id=video_id,
+        status=status or normalize_video_status(data.get("status")),
+        video_url=_text(data.get("video_url")),
+        cover_url=_text(data.get("cover_url")),
+        duration=_number(data.get("duration", data.get("video_duration"))),
+        deducted_credit=_number(data.get("deducted_credit")),
+        error=error_text(data),
+        seen_at=seen_at,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PollSchedule:
+    """When to check a video again, anchored at its submission (JoggAI's status guide).
+
+    Checks happen at these ages (seconds since submission): `first`, then every `fast` seconds
+    while the age is under `fast_until`, every `medium` seconds while under `medium_until`, then
+    every `slow` seconds. Each phase continues from the last check of the previous one, so with
+    the defaults the ages are 12, 22, 32, 42, 52, 62, 92, ..., 302, 362, 422, ...
+    """
+
+    first: float = 12.0
+    fast: float = 10.0
+    fast_until: float = 60.0
+    medium: float = 30.0
+    medium_until: float = 300.0
+    slow: float = 60.0
+
+    def next_check(self, submitted_at: float, now: float) -> float:
+        """The first scheduled check strictly after `now` (unix seconds)."""
+        age = now - submitted_at
+        if age < self.first:
+            return submitted_at + self.first
+        start = self.first
+        for every, until in ((self.fast, self.fast_until), (self.medium, self.medium_until)):
+            end = start + max(0, math.ceil((until - start) / every)) * every
+            if age < end:
+                return submitted_at + start + (math.floor((age - start) / every) + 1) * every
+            start = end
+        return submitted_at + start + (math.floor((age - start) / self.slow) + 1) * self.slow
+
+
+DEFAULT_SCHEDULE: Final = PollSchedule()
+
+
+@dataclass(frozen=True, slots=True)
+class PollSummary:
+    """The last status seen of each video that was pending when polling started."""
+
+    completed: int
+    failed: int
+    processing: int
+    timed_out: bool
+    checks: int
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """Timed out beats some failed beats all fine (a single pass never times out)."""
+        if self.timed_out:
+            return ExitCode.TIMED_OUT
+        return ExitCode.ROWS_FAILED if self.failed else ExitCode.OK
+
+
+async def poll(
+    lookup: VideoLookup,
+    sink: VideoStatusSink,
+    *,
+    wait: bool,
+    timeout: float | None,
+    concurrency: int = 4,
+    schedule: PollSchedule = DEFAULT_SCHEDULE,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+) -> PollSummary:
+    """Checks pending videos and records what the API says into `sink`.
+
+    Without `wait`: one pass, every pending video checked once. With `wait`: keeps checking each
+    video on `schedule` until none is pending, or until `timeout` seconds have passed (then the
+    summary says `timed_out`). Raises AccountError when the key cannot read statuses at all.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    started = clock()
+    deadline = None if timeout is None else started + timeout
+    last_seen: dict[str, VideoStatus] = {}
+    last_checked: dict[str, float] = {}
+    gate = asyncio.Semaphore(concurrency)
+    checks = 0
+
+    async def check(video: PendingVideo) -> None:
+        nonlocal checks
+        async with gate:
+            outcome = await lookup.get_product_video(video.video_id)
+            checks += 1
+            now = clock()
+            last_checked[video.video_id] = now
+            update = _update_from_outcome(video.video_id, outcome, now)
+            if update is not None:
+                last_seen[video.video_id] = update.status
+                sink.record_video_status(update)
+
+    pending = sink.pending_videos()
+    for video in pending:
+        last_seen[video.video_id] = "processing"
+    if not wait:
+        await asyncio.gather(*(check(video) for video in pending))
+        return _summary(last_seen, timed_out=False, checks=checks)
+
+    while pending:
+        now = clock()
+        due_at = {
+            video.video_id: schedule.next_check(
+                video.submitted_at, last_checked.get(video.video_id, video.submitted_at)
+            )
+            for video in pending
+        }
+        for video in pending:
+            last_seen.setdefault(video.video_id, "processing")
+        due = [video for video in pending if due_at[video.video_id] <= now]
+        if due:
+            await asyncio.gather(*(check(video) for video in due))
+        else:
+            wake = min(due_at.values())
+            if deadline is not None and wake > deadline:
+                log.warning("gave up waiting: %d videos still rendering", len(pending))
+                return _summary(last_seen, timed_out=True, checks=checks)
+            await sleep(wake - now)
+        pending = sink.pending_videos()
+    return _summary(last_seen, timed_out=False, checks=checks)
+
+
+def _update_from_outcome(video_id: str, outcome: LookupOutcome, now: float) -> VideoUpdate | None:
+    """None when this answer says nothing about the video (try again on schedule)."""
+    if outcome.kind == "ok" and isinstance(outcome.data, Mapping):
+        return video_update(video_id, outcome.data, now)
+    if outcome.code in ACCOUNT_CODES:
+        raise AccountError(
+            f"status of video {video_id}: {outcome.message} (code {outcome.code}); "
+            "check the API key and the plan"
+        )
+    if outcome.kind == "permanent" and outcome.code == Code.NOT_FOUND:
+        # The API does not know this id: it will never complete, so waiting for it is pointless.
+        return VideoUpdate(
+            video_id, "failed", None, None, None, None, f"{Code.NOT_FOUND}: video not found", now
+        )
+    log.info("status of video %s not known yet: %s", video_id, outcome.message or outcome.kind)
+    return None
+
+
+def _summary(last_seen: Mapping[str, VideoStatus], *, timed_out: bool, checks: int) -> PollSummary:
+    statuses = list(last_seen.values())
+    return PollSummary(
+        completed=statuses.count("completed"),
+        failed=statuses.count("failed"),
+        processing=statuses.count("processing"),
+        timed_out=timed_out,
+        checks=checks,
+    )

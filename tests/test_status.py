@@ -1,0 +1,257 @@
+"""Status normalisation, the poll schedule, and polling against a fake lookup and memory state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pytest
+
+from batch.errors import AccountError, ExitCode
+from batch.status import (
+    PendingVideo,
+    PollSchedule,
+    VideoUpdate,
+    normalize_video_status,
+    poll,
+    video_update,
+)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class Outcome:
+    kind: str
+    data: Any = None
+    code: Any = None
+    message: Any = None
+
+
+@dataclass
+class MemorySink:
+    """The StateStore side of the contract, in memory."""
+
+    submitted: dict[str, float]
+    videos: dict[str, VideoUpdate] = field(default_factory=dict)
+    events: set[str] = field(default_factory=set)
+    records: int = 0
+
+    def pending_videos(self) -> list[PendingVideo]:
+        return [
+            PendingVideo(video_id, at)
+            for video_id, at in self.submitted.items()
+            if video_id not in self.videos or self.videos[video_id].status == "processing"
+        ]
+
+    def record_video_status(self, update: VideoUpdate) -> bool:
+        self.records += 1
+        old = self.videos.get(update.video_id)
+        if update.video_id not in self.submitted or (
+            old is not None and replace(old, seen_at=0) == replace(update, seen_at=0)
+        ):
+            return False
+        self.videos[update.video_id] = update
+        return True
+
+    def claim_event(self, event_id: str) -> bool:
+        if event_id in self.events:
+            return False
+        self.events.add(event_id)
+        return True
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class ScriptedLookup:
+    """Answers processing until the video's `done_at` time, then the scripted final data."""
+
+    def __init__(self, clock: FakeClock, finals: dict[str, tuple[float, dict[str, Any]]]) -> None:
+        self.clock = clock
+        self.finals = finals
+        self.calls: list[tuple[str, float]] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def get_product_video(self, video_id: str) -> Outcome:
+        self.calls.append((video_id, self.clock.now))
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(0)  # yields, so concurrent checks overlap
+        self.in_flight -= 1
+        done_at, data = self.finals[video_id]
+        if self.clock.now >= done_at:
+            return Outcome("ok", data)
+        return Outcome("ok", {"status": "processing"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("completed", "completed"),
+        ("SUCCESS", "completed"),
+        ("Succeeded", "completed"),
+        (" done ", "completed"),
+        ("failed", "failed"),
+        ("Error", "failed"),
+        ("cancelled", "failed"),
+        ("pending", "processing"),
+        ("queued", "processing"),
+        ("processing", "processing"),
+        (None, "processing"),
+    ],
+)
+def test_status_spellings_map_to_three_states(raw: object, expected: str) -> None:
+    """Every spelling seen in the wild lands on processing, completed or failed."""
+    assert normalize_video_status(raw) == expected
+
+
+def test_unknown_status_is_processing_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    """An unknown status never counts as final, and the warning is not repeated."""
+    with caplog.at_level(logging.WARNING, logger="batch.status"):
+        assert normalize_video_status("Transmogrifying") == "processing"
+        assert normalize_video_status("transmogrifying") == "processing"
+    assert [r.getMessage() for r in caplog.records] == [
+        "unknown video status 'Transmogrifying', treated as processing"
+    ]
+
+
+def test_schedule_follows_the_documented_ages() -> None:
+    """Checks at ages 12, 22, ..., 62, then every 30 s to 302, then every 60 s."""
+    schedule = PollSchedule()
+    ages = [0.0]
+    for _ in range(17):
+        ages.append(schedule.next_check(100.0, 100.0 + ages[-1]) - 100.0)
+    assert ages[1:15] == [12, 22, 32, 42, 52, 62, 92, 122, 152, 182, 212, 242, 272, 302]
+    assert ages[15:] == [362, 422, 482]
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [(-5, 12), (11.9, 12), (12, 22), (61.9, 62), (62, 92), (301, 302), (302, 362), (3600, 3602)],
+)
+def test_next_check_is_strictly_after_now(age: float, expected: float) -> None:
+    """next_check returns the first scheduled age strictly after the given one."""
+    assert PollSchedule().next_check(0.0, age) == expected
+
+
+def test_video_update_reads_every_known_field_shape() -> None:
+    """duration falls back to video_duration; error{code,message} becomes one line."""
+    update = video_update(
+        "v1",
+        {
+            "status": "failed",
+            "video_duration": "35.8",
+            "deducted_credit": 1,
+            "error": {"code": 50000, "message": "render crashed"},
+        },
+        5.0,
+    )
+    expected = VideoUpdate("v1", "failed", None, None, 35.8, 1.0, "50000: render crashed", 5.0)
+    assert update == expected
+    assert video_update("v2", {"status": "error", "err_msg": "bad"}, 1.0).error == "bad"
+
+
+@pytest.mark.anyio
+async def test_single_pass_checks_every_pending_video_once() -> None:
+    """Without wait, each pending video is asked about once, even if not due by the schedule."""
+    clock = FakeClock(1000.0)
+    sink = MemorySink({"a": 999.0, "b": 500.0, "c": 100.0})
+    finals = {
+        "a": (0.0, {"status": "success", "video_url": "https://res/a.mp4", "deducted_credit": 1.0}),
+        "b": (0.0, {"status": "failed", "error": {"code": 1, "message": "nope"}}),
+        "c": (9999.0, {}),
+    }
+    lookup = ScriptedLookup(clock, finals)
+    summary = await poll(lookup, sink, wait=False, timeout=None, clock=clock, sleep=clock.sleep)
+    assert sorted(video for video, _ in lookup.calls) == ["a", "b", "c"]
+    assert (summary.completed, summary.failed, summary.processing) == (1, 1, 1)
+    assert summary.timed_out is False
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert sink.videos["a"].video_url == "https://res/a.mp4"
+    assert sink.videos["b"].error == "1: nope"
+    assert [v.video_id for v in sink.pending_videos()] == ["c"]
+
+
+@pytest.mark.anyio
+async def test_wait_follows_the_schedule_until_every_video_is_final() -> None:
+    """With wait, a video finishing at age 100 s is checked at 12, 22, ..., 92 and 122 s."""
+    clock = FakeClock(1000.0)
+    sink = MemorySink({"a": 1000.0})
+    lookup = ScriptedLookup(clock, {"a": (1100.0, {"status": "completed"})})
+    summary = await poll(lookup, sink, wait=True, timeout=None, clock=clock, sleep=clock.sleep)
+    assert [at - 1000.0 for _, at in lookup.calls] == [12, 22, 32, 42, 52, 62, 92, 122]
+    assert summary == type(summary)(1, 0, 0, False, 8)
+    assert summary.exit_code == ExitCode.OK
+    assert sink.videos["a"].seen_at == 1122.0
+
+
+@pytest.mark.anyio
+async def test_wait_times_out_with_videos_still_rendering() -> None:
+    """A video that never finishes makes poll give up at the timeout, flagged timed_out."""
+    clock = FakeClock(1000.0)
+    sink = MemorySink({"slow": 1000.0, "quick": 1000.0})
+    finals = {"slow": (1e9, {}), "quick": (1020.0, {"status": "completed"})}
+    lookup = ScriptedLookup(clock, finals)
+    summary = await poll(lookup, sink, wait=True, timeout=90, clock=clock, sleep=clock.sleep)
+    assert summary.timed_out is True
+    assert summary.exit_code == ExitCode.TIMED_OUT
+    assert (summary.completed, summary.processing) == (1, 1)
+    assert clock.now <= 1090.0
+    assert max(at for _, at in lookup.calls) == 1062.0
+
+
+@pytest.mark.anyio
+async def test_concurrency_is_bounded() -> None:
+    """No more than `concurrency` status requests are in flight at once."""
+    clock = FakeClock(1000.0)
+    sink = MemorySink({f"v{i}": 0.0 for i in range(10)})
+    lookup = ScriptedLookup(clock, {f"v{i}": (0.0, {"status": "completed"}) for i in range(10)})
+    await poll(lookup, sink, wait=False, timeout=None, concurrency=3, clock=clock)
+    assert lookup.max_in_flight == 3
+    assert sink.pending_videos() == []
+
+
+@pytest.mark.anyio
+async def test_transient_errors_leave_the_video_pending() -> None:
+    """A retryable answer records nothing; an unknown id is recorded as failed."""
+
+    class Lookup:
+        async def get_product_video(self, video_id: str) -> Outcome:
+            if video_id == "gone":
+                return Outcome("permanent", code=10104, message="record not found")
+            return Outcome("retryable", code=50000, message="system error")
+
+    sink = MemorySink({"flaky": 0.0, "gone": 0.0})
+    summary = await poll(Lookup(), sink, wait=False, timeout=None, clock=lambda: 7.0)
+    assert [v.video_id for v in sink.pending_videos()] == ["flaky"]
+    assert sink.videos["gone"].status == "failed"
+    assert (summary.failed, summary.processing) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_account_error_stops_polling() -> None:
+    """An invalid key raises AccountError instead of polling forever."""
+
+    class Lookup:
+        async def get_product_video(self, video_id: str) -> Outcome:
+            return Outcome("account", code=10105, message="invalid key")
+
+    with pytest.raises(AccountError, match="video x: invalid key"):
+        await poll(Lookup(), MemorySink({"x": 0.0}), wait=True, timeout=None, clock=lambda: 50.0)
