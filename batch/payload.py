@@ -1,0 +1,343 @@
+"""A resolved catalog row -> the `POST /v2/create_video_from_product` body, and the job's identity.
+
+Owns the request models (mirroring the vendor schema, rejecting unknown fields), the normalised
+per-row values (`ResolvedFields`), the built-in request defaults and the scalar normalisers that
+turn what people type (`9:16`, `30s`, `yes`, `127.0`) into what the API accepts, and
+`fingerprint`, the sha256 that identifies a job in the state store for years.
+
+Knows nothing of HTTP, files or pandas: the catalog and config modules feed it plain values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal, NamedTuple
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from batch.vocabulary import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, LANGUAGES, LENGTHS, SCRIPT_STYLES
+
+Length = Literal["15", "30", "60"]
+AspectRatio = Literal["portrait", "landscape", "square"]
+AvatarType = Literal[0, 1]
+
+# The reconciliation tag appended to video titles: finds the job of a video listed by the API.
+TAG_PATTERN: Final = re.compile(r"\[jb-([0-9a-f]+)\]")
+
+
+def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not a {what}")
+        return value
+
+    return AfterValidator(check)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class VideoSpec(_Model):
+    length: Length
+    aspect_ratio: AspectRatio = "landscape"
+    caption: bool | None = None
+    name: str | None = None
+
+
+class AvatarRef(_Model):
+    id: int
+    type: AvatarType | None = None
+
+
+class VoiceRef(_Model):
+    id: str | None = None
+
+
+class AudioRef(_Model):
+    music_id: int | None = Field(default=None, ge=0)
+
+
+class ScriptSpec(_Model):
+    style: Annotated[str, _one_of(SCRIPT_STYLES, "script style")]
+    language: Annotated[str, _one_of(LANGUAGES, "language")]
+
+
+class CreateVideoRequest(_Model):
+    """The body of `POST /v2/create_video_from_product` (vendor schema, §3.3 of the reference)."""
+
+    product_id: str = Field(min_length=1)
+    video_spec: VideoSpec
+    avatar: AvatarRef
+    voice: VoiceRef
+    audio: AudioRef
+    script: ScriptSpec
+    visual_style: str | None = None
+    override_script: str | None = None
+    webhook_url: str | None = None
+
+    def to_body(self, tag: str | None = None) -> dict[str, Any]:
+        """The JSON body with None dropped; a tag is appended to the title as `[jb-<tag>]`."""
+        body = self.model_dump(exclude_none=True)
+        if tag is not None:
+            name = self.video_spec.name
+            body["video_spec"]["name"] = f"{name} [jb-{tag}]" if name else f"[jb-{tag}]"
+        return body
+
+
+class ProductDetails(NamedTuple):
+    """A product to create at run time (`POST /v2/product`) for a row without a product_id."""
+
+    url: str | None
+    name: str | None
+    description: str | None
+    target_audience: str | None
+    image_urls: tuple[str, ...]
+
+
+class ResolvedFields(NamedTuple):
+    """Every request value of one row, normalised: canonical strings, ints, bools or None."""
+
+    product_id: str | None
+    product: ProductDetails | None
+    length: str
+    aspect_ratio: str
+    caption: bool | None
+    name: str | None
+    avatar_id: int
+    avatar_type: int | None
+    voice_id: str | None
+    music_id: int | None
+    script_style: str
+    language: str
+    visual_style: str | None
+    override_script: str | None
+    webhook_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDefaults:
+    """One default per request field, used where a row leaves the value empty.
+
+    `video_name` may be a template over row columns (`"{title} - {sku}"`); the catalog expands it.
+    """
+
+    length: str = "30"
+    aspect_ratio: str = DEFAULT_ASPECT_RATIO
+    caption: bool | None = False
+    avatar_id: int = 127
+    avatar_type: int | None = 0
+    voice_id: str | None = "en-US-ChristopherNeural"
+    music_id: int | None = None
+    script_style: str = "Storytime"
+    language: str = "english"
+    visual_style: str | None = None
+    video_name: str | None = None
+    override_script: str | None = None
+    webhook_url: str | None = None
+
+
+# Bump only with a migration plan: a new encoding gives every existing job a new identity,
+# so every catalog would be rendered (and paid for) again.
+FINGERPRINT_VERSION: Final = "jb-fp-1"
+
+
+def _encode(value: object) -> str:
+    # Type-tagged so that None, "", 1, "1" and True never encode alike; `\` and `|` are escaped
+    # so that the joined string splits back into exactly the original fields.
+    if value is None:
+        return "-"
+    if value is True:
+        return "T"
+    if value is False:
+        return "F"
+    if isinstance(value, int):
+        return f"#{value}"
+    text = str(value)
+    return "'" + text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _encode_product(fields: ResolvedFields) -> str:
+    if fields.product_id is not None or fields.product is None:
+        return _encode(fields.product_id)
+    product = fields.product
+    if product.url is not None:
+        return _encode(f"product:{product.url}")
+    details = (product.name, product.description, product.target_audience, *product.image_urls)
+    return _encode("details:" + "|".join(_encode(part) for part in details))
+
+
+def fingerprint(fields: ResolvedFields) -> str:
+    """sha256 hex of a versioned, unambiguous encoding of every field except `webhook_url`.
+
+    The webhook only says where to report, not what to render, so changing it must not
+    re-render (and re-pay for) a video.
+    """
+    parts = (
+        FINGERPRINT_VERSION,
+        _encode_product(fields),
+        _encode(fields.length),
+        _encode(fields.aspect_ratio),
+        _encode(fields.caption),
+        _encode(fields.name),
+        _encode(fields.avatar_id),
+        _encode(fields.avatar_type),
+        _encode(fields.voice_id),
+        _encode(fields.music_id),
+        _encode(fields.script_style),
+        _encode(fields.language),
+        _encode(fields.visual_style),
+        _encode(fields.override_script),
+    )
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def build_request(fields: ResolvedFields, product_id: str | None = None) -> CreateVideoRequest:
+    """The request for one row; `product_id` overrides when the product was created at run time.
+
+    Raises ValueError when there is no product id, pydantic.ValidationError (a ValueError) when a
+    value breaks the vendor schema.
+    """
+    product = product_id if product_id is not None else fields.product_id
+    if product is None:
+        raise ValueError("the row has no product_id; create its product first")
+    return CreateVideoRequest(
+        product_id=product,
+        video_spec=VideoSpec.model_validate(
+            {
+                "length": fields.length,
+                "aspect_ratio": fields.aspect_ratio,
+                "caption": fields.caption,
+                "name": fields.name,
+            }
+        ),
+        avatar=AvatarRef.model_validate({"id": fields.avatar_id, "type": fields.avatar_type}),
+        voice=VoiceRef(id=fields.voice_id),
+        audio=AudioRef(music_id=fields.music_id),
+        script=ScriptSpec(style=fields.script_style, language=fields.language),
+        visual_style=fields.visual_style,
+        override_script=fields.override_script,
+        webhook_url=fields.webhook_url,
+    )
+
+
+# ---- scalar normalisers: what people type -> what the API accepts, or ValueError(reason) ----
+
+_TRUE: Final = frozenset({"yes", "y", "true", "t", "1", "on"})
+_FALSE: Final = frozenset({"no", "n", "false", "f", "0", "off"})
+_RATIOS: Final = {"9:16": "portrait", "16:9": "landscape", "1:1": "square"}
+_LENGTH_UNIT: Final = re.compile(r"^(.*?)\s*(s|sec|secs|second|seconds)$")
+_STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style in SCRIPT_STYLES}
+_STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
+
+
+def _number(value: object) -> float | None:
+    """The numeric value of an int, float or numeric string; None if it is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def normalize_text(value: object) -> str:
+    """Free text (voice id, visual style, product id) without surrounding spaces; `12.0` -> `12`."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def normalize_length(value: object) -> str:
+    """`30`, `"30"`, `30.0`, `"30s"` -> `"30"`."""
+    text = str(value).strip().lower() if isinstance(value, str) else value
+    if isinstance(text, str) and (unit := _LENGTH_UNIT.match(text)):
+        text = unit.group(1)
+    number = _number(text)
+    if number is not None and number.is_integer() and str(int(number)) in LENGTHS:
+        return str(int(number))
+    raise ValueError(f"{value!r} is not a video length; use 15, 30 or 60")
+
+
+def normalize_aspect_ratio(value: object) -> str:
+    """`9:16`/`portrait`, `16:9`/`landscape`, `1:1`/`square`, words in any case."""
+    text = str(value).strip().lower().replace(" ", "")
+    text = _RATIOS.get(text, text)
+    if isinstance(value, str) and text in ASPECT_RATIOS:
+        return text
+    raise ValueError(
+        f"{value!r} is not an aspect ratio; use portrait (9:16), landscape (16:9) or square (1:1)"
+    )
+
+
+def normalize_caption(value: object) -> bool:
+    """yes/no, true/false, 1/0, y/n, on/off in any case (and booleans) -> bool."""
+    if isinstance(value, bool):
+        return value
+    text = normalize_text(value).lower() if isinstance(value, int | float | str) else ""
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{value!r} is not a caption switch; use yes or no")
+
+
+def normalize_int_id(value: object) -> int:
+    """A whole, non-negative id: `127`, `"127"`, `127.0` -> 127; `127.5` is an error."""
+    number = _number(value)
+    if number is None or not number.is_integer():
+        raise ValueError(f"{value!r} is not a whole-number id")
+    if number < 0:
+        raise ValueError(f"{value!r} is not a valid id; ids are 0 or more")
+    return int(number)
+
+
+def normalize_avatar_type(value: object) -> int:
+    """0 (or `public`) for a public avatar, 1 (or `custom`) for a custom one."""
+    text = str(value).strip().lower()
+    if text in ("public", "custom"):
+        return 0 if text == "public" else 1
+    number = _number(value)
+    if number in (0.0, 1.0):
+        return int(number)
+    raise ValueError(f"{value!r} is not an avatar type; use 0 (public) or 1 (custom)")
+
+
+def normalize_script_style(value: object) -> str:
+    """Matched ignoring case, spaces and punctuation: `dont worry` -> `Don't Worry`."""
+    key = re.sub(r"[^a-z0-9]", "", str(value).lower())
+    if isinstance(value, str) and key in _STYLE_KEYS:
+        return _STYLE_KEYS[key]
+    raise ValueError(f"{value!r} is not a script style; use one of {_STYLE_LIST}")
+
+
+def normalize_language(value: object) -> str:
+    """A language name from the API's list, in any case: `French` -> `french`."""
+    text = str(value).strip().lower().replace(" ", "-").replace("_", "-")
+    if isinstance(value, str) and text in LANGUAGES:
+        return text
+    raise ValueError(
+        f"{value!r} is not a supported language; use a lowercase name such as english or french"
+    )
+
+
+def normalize_url(value: object) -> str:
+    """An absolute http(s) URL, surrounding spaces removed."""
+    text = str(value).strip() if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(text)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        hostname = None
+    if hostname and parts.scheme.lower() in ("http", "https") and not re.search(r"\s", text):
+        return text
+    raise ValueError(f"{value!r} is not an http(s) URL")

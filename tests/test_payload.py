@@ -1,0 +1,400 @@
+"""Request models, fingerprints and scalar normalisers of batch.payload."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import pydantic
+import pytest
+
+from batch import vocabulary
+from batch.payload import (
+    TAG_PATTERN,
+    AspectRatio,
+    CreateVideoRequest,
+    Length,
+    ProductDetails,
+    RequestDefaults,
+    ResolvedFields,
+    build_request,
+    fingerprint,
+    normalize_aspect_ratio,
+    normalize_avatar_type,
+    normalize_caption,
+    normalize_int_id,
+    normalize_language,
+    normalize_length,
+    normalize_script_style,
+    normalize_text,
+    normalize_url,
+)
+
+BASE = ResolvedFields(
+    product_id="NTQ0MTkzNjg",
+    product=None,
+    length="30",
+    aspect_ratio="landscape",
+    caption=False,
+    name=None,
+    avatar_id=127,
+    avatar_type=0,
+    voice_id="en-US-ChristopherNeural",
+    music_id=None,
+    script_style="Storytime",
+    language="english",
+    visual_style=None,
+    override_script=None,
+    webhook_url=None,
+)
+
+
+def test_literal_types_match_the_vocabulary() -> None:
+    """The request models accept exactly the API's lengths and aspect ratios."""
+    assert get_args(Length) == vocabulary.LENGTHS
+    assert get_args(AspectRatio) == vocabulary.ASPECT_RATIOS
+
+
+# ---- fingerprint: fixed vectors, so any change to the job identity fails here ----
+
+
+def test_fingerprint_fixed_vector_minimal_row() -> None:
+    """The identity of a plain row never changes across versions."""
+    assert fingerprint(BASE) == "ff3b72d37c5593e352845675c707333473f060a8095cae44526f4d5696614f58"
+
+
+def test_fingerprint_fixed_vector_full_row() -> None:
+    """A row with every field set (and separators inside values) has a fixed identity."""
+    fields = BASE._replace(
+        length="60",
+        aspect_ratio="portrait",
+        caption=True,
+        name="Mug | blue \\ large",
+        avatar_id=81,
+        avatar_type=1,
+        voice_id="fr-FR-DeniseNeural",
+        music_id=0,
+        script_style="Top 3 reasons",
+        language="french",
+        visual_style="Dynamic Showcase",
+        override_script="Line one\nline two",
+    )
+    assert fingerprint(fields) == "ac2943df4b7b526ce891dcb7c13575bb9957de2e726fad81244961e2b4bf8446"
+
+
+def test_fingerprint_fixed_vector_product_from_url() -> None:
+    """A row whose product is created from a URL is identified by that URL."""
+    fields = BASE._replace(
+        product_id=None,
+        product=ProductDetails("https://shop.example/mug", "Mug", "A mug", None, ()),
+    )
+    assert fingerprint(fields) == "cd95462c89811098cd3abdd6049ed0558f2754e0ca6613f6e87e1633294c955a"
+
+
+def test_fingerprint_fixed_vector_product_from_details() -> None:
+    """A row whose product is created from details is identified by those details."""
+    fields = BASE._replace(
+        product_id=None,
+        product=ProductDetails(None, "Mug", "A mug", "cooks", ("https://img/1", "https://img/2")),
+    )
+    assert fingerprint(fields) == "6a357dc0693c23a41604e6a0dfd824208cc3bcf89d91850652e82b867d527421"
+
+
+def test_fingerprint_ignores_webhook_url() -> None:
+    """Changing where results are reported does not make a new job (and a new payment)."""
+    assert fingerprint(BASE._replace(webhook_url="https://hooks.example/x")) == fingerprint(BASE)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"product_id": "NTQ0MTkzNjk"},
+        {"length": "15"},
+        {"aspect_ratio": "square"},
+        {"caption": None},
+        {"caption": True},
+        {"name": ""},
+        {"avatar_id": 128},
+        {"avatar_type": None},
+        {"voice_id": None},
+        {"music_id": 0},
+        {"script_style": "Data"},
+        {"language": "german"},
+        {"visual_style": "Dynamic Showcase"},
+        {"override_script": "Hi"},
+    ],
+)
+def test_fingerprint_changes_with_every_rendered_field(change: dict[str, object]) -> None:
+    """Every field that changes the video changes the identity (None, "", False differ too)."""
+    assert fingerprint(BASE._replace(**change)) != fingerprint(BASE)
+
+
+def test_fingerprint_escaping_is_unambiguous() -> None:
+    """Moving a separator between two fields never yields the same identity."""
+    one = BASE._replace(name="a|", visual_style="b")
+    two = BASE._replace(name="a", visual_style="|b")
+    three = BASE._replace(name="a\\", visual_style="|b")
+    assert len({fingerprint(one), fingerprint(two), fingerprint(three)}) == 3
+
+
+def test_fingerprint_product_url_ignores_details() -> None:
+    """With a URL, the product's identity is the URL alone (the API scrapes the page)."""
+    a = BASE._replace(product_id=None, product=ProductDetails("https://s/x", "A", None, None, ()))
+    b = BASE._replace(product_id=None, product=ProductDetails("https://s/x", "B", "d", None, ()))
+    assert fingerprint(a) == fingerprint(b)
+
+
+# ---- request building ----
+
+
+def test_build_request_body_drops_none_and_keeps_required_objects() -> None:
+    """The body carries the required objects (audio may be empty) and no null values."""
+    assert build_request(BASE).to_body() == {
+        "product_id": "NTQ0MTkzNjg",
+        "video_spec": {"length": "30", "aspect_ratio": "landscape", "caption": False},
+        "avatar": {"id": 127, "type": 0},
+        "voice": {"id": "en-US-ChristopherNeural"},
+        "audio": {},
+        "script": {"style": "Storytime", "language": "english"},
+    }
+
+
+def test_build_request_full_body() -> None:
+    """Every optional field reaches the body under the vendor's names."""
+    fields = BASE._replace(
+        name="Mug",
+        music_id=13,
+        visual_style="Simple Product Switch",
+        override_script="Buy it",
+        webhook_url="https://hooks.example/jogg",
+    )
+    body = build_request(fields).to_body()
+    assert body["video_spec"]["name"] == "Mug"
+    assert body["audio"] == {"music_id": 13}
+    assert body["visual_style"] == "Simple Product Switch"
+    assert body["override_script"] == "Buy it"
+    assert body["webhook_url"] == "https://hooks.example/jogg"
+
+
+def test_to_body_appends_tag_to_name() -> None:
+    """The reconciliation tag follows the title, or is the title when there is none."""
+    assert build_request(BASE._replace(name="Mug")).to_body("ab12")["video_spec"]["name"] == (
+        "Mug [jb-ab12]"
+    )
+    assert build_request(BASE).to_body("ab12")["video_spec"]["name"] == "[jb-ab12]"
+
+
+def test_tag_pattern_finds_the_tag_in_a_title() -> None:
+    """Reconciliation recovers the tag from a title the API lists."""
+    title = build_request(BASE._replace(name="Mug")).to_body("0fa3")["video_spec"]["name"]
+    match = TAG_PATTERN.search(title)
+    assert match is not None
+    assert match.group(1) == "0fa3"
+    assert TAG_PATTERN.search("Mug [jb-XYZ]") is None
+
+
+def test_build_request_product_id_argument_overrides() -> None:
+    """A product created at run time supplies the id of a URL-only row."""
+    fields = BASE._replace(
+        product_id=None, product=ProductDetails("https://s/x", None, None, None, ())
+    )
+    assert build_request(fields, product_id="MTIz").product_id == "MTIz"
+    with pytest.raises(ValueError, match="no product_id"):
+        build_request(fields)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"length": "45"},
+        {"aspect_ratio": "9:16"},
+        {"avatar_type": 2},
+        {"music_id": -1},
+        {"script_style": "storytime"},
+        {"language": "klingon"},
+    ],
+)
+def test_build_request_rejects_values_outside_the_schema(change: dict[str, object]) -> None:
+    """A value the vendor schema forbids never becomes a request."""
+    with pytest.raises(pydantic.ValidationError):
+        build_request(BASE._replace(**change))
+
+
+def test_request_model_rejects_unknown_fields_and_is_frozen() -> None:
+    """The request model forbids fields the API does not know and cannot be mutated."""
+    body = build_request(BASE).to_body()
+    with pytest.raises(pydantic.ValidationError):
+        CreateVideoRequest.model_validate({**body, "surprise": 1})
+    request = CreateVideoRequest.model_validate(body)
+    with pytest.raises(pydantic.ValidationError):
+        request.product_id = "x"  # type: ignore[misc]
+
+
+def test_request_defaults_are_the_documented_ones() -> None:
+    """Built-in defaults: a 30 s landscape video with avatar 127 and a Storytime script."""
+    defaults = RequestDefaults()
+    assert (defaults.length, defaults.aspect_ratio, defaults.caption) == ("30", "landscape", False)
+    assert (defaults.avatar_id, defaults.avatar_type) == (127, 0)
+    assert defaults.voice_id == "en-US-ChristopherNeural"
+    assert (defaults.script_style, defaults.language) == ("Storytime", "english")
+    assert defaults.music_id is None
+    assert defaults.video_name is None
+
+
+# ---- scalar normalisers ----
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("30", "30"), (30, "30"), (30.0, "30"), ("30.0", "30"), ("30s", "30"), (" 15 S ", "15"),
+     ("60 seconds", "60"), ("60sec", "60")],
+)  # fmt: skip
+def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> None:
+    """Lengths as people type them become the API's strings."""
+    assert normalize_length(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("45", "'45' is not a video length; use 15, 30 or 60"),
+        (30.5, "30.5 is not a video length; use 15, 30 or 60"),
+        ("thirty", "'thirty' is not a video length; use 15, 30 or 60"),
+        (True, "True is not a video length; use 15, 30 or 60"),
+    ],
+)
+def test_normalize_length_rejects_with_reason(value: object, reason: str) -> None:
+    """A length outside 15/30/60 is rejected with a reason a person can act on."""
+    with pytest.raises(ValueError) as info:
+        normalize_length(value)
+    assert str(info.value) == reason
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("9:16", "portrait"), ("16:9", "landscape"), ("1:1", "square"), ("Portrait", "portrait"),
+     (" LANDSCAPE ", "landscape"), ("Square", "square"), ("16 : 9", "landscape")],
+)  # fmt: skip
+def test_normalize_aspect_ratio(value: str, expected: str) -> None:
+    """Ratios and words in any case map to the API's words."""
+    assert normalize_aspect_ratio(value) == expected
+
+
+def test_normalize_aspect_ratio_rejects() -> None:
+    """Other ratios are rejected with the accepted forms."""
+    with pytest.raises(ValueError) as info:
+        normalize_aspect_ratio("4:3")
+    assert str(info.value) == (
+        "'4:3' is not an aspect ratio; use portrait (9:16), landscape (16:9) or square (1:1)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("yes", True), ("No", False), ("TRUE", True), ("false", False), ("1", True), ("0", False),
+     ("y", True), ("N", False), ("on", True), ("Off", False), (True, True), (0, False), (1.0, True)],
+)  # fmt: skip
+def test_normalize_caption(value: object, expected: bool) -> None:
+    """Every common spelling of a switch becomes a bool."""
+    assert normalize_caption(value) is expected
+
+
+def test_normalize_caption_rejects() -> None:
+    """Anything else is rejected."""
+    with pytest.raises(ValueError, match=r"^'maybe' is not a caption switch; use yes or no$"):
+        normalize_caption("maybe")
+
+
+@pytest.mark.parametrize(("value", "expected"), [("127", 127), (127, 127), (127.0, 127),
+                                                 ("127.0", 127), (" 81 ", 81), (0, 0)])  # fmt: skip
+def test_normalize_int_id(value: object, expected: int) -> None:
+    """Whole numbers, however typed, become ints."""
+    assert normalize_int_id(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("127.5", "'127.5' is not a whole-number id"),
+        ("abc", "'abc' is not a whole-number id"),
+        (True, "True is not a whole-number id"),
+        ("nan", "'nan' is not a whole-number id"),
+        (-3, "-3 is not a valid id; ids are 0 or more"),
+    ],
+)
+def test_normalize_int_id_rejects(value: object, reason: str) -> None:
+    """Fractions, words and negative numbers are not ids."""
+    with pytest.raises(ValueError) as info:
+        normalize_int_id(value)
+    assert str(info.value) == reason
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", 0), (1, 1), ("1.0", 1), ("Public", 0),
+                                                 ("custom", 1)])  # fmt: skip
+def test_normalize_avatar_type(value: object, expected: int) -> None:
+    """0/1 or the words public/custom."""
+    assert normalize_avatar_type(value) == expected
+
+
+def test_normalize_avatar_type_rejects() -> None:
+    """Other types are rejected."""
+    with pytest.raises(ValueError, match=r"^'2' is not an avatar type; use 0 \(public\) or 1"):
+        normalize_avatar_type("2")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("dont worry", "Don't Worry"), ("DON'T WORRY", "Don't Worry"), ("storytime", "Storytime"),
+     ("Story time", "Storytime"), ("top 3 reasons", "Top 3 reasons"), ("Top-3 Reasons", "Top 3 reasons"),
+     ("light_marketing", "Light marketing"), ("data", "Data"), ("Discovery", "Discovery")],
+)  # fmt: skip
+def test_normalize_script_style(value: str, expected: str) -> None:
+    """Styles match ignoring case, spaces and punctuation."""
+    assert normalize_script_style(value) == expected
+
+
+def test_normalize_script_style_rejects() -> None:
+    """An unknown style lists the valid ones."""
+    with pytest.raises(ValueError) as info:
+        normalize_script_style("Funny")
+    assert str(info.value) == (
+        "'Funny' is not a script style; use one of Don't Worry, Storytime, Discovery, Data, "
+        "Top 3 reasons, Light marketing"
+    )
+
+
+@pytest.mark.parametrize(("value", "expected"), [("English", "english"), (" french ", "french"),
+                                                 ("Traditional Chinese", "traditional-chinese")])  # fmt: skip
+def test_normalize_language(value: str, expected: str) -> None:
+    """Languages are lowercased and checked against the API's list."""
+    assert normalize_language(value) == expected
+
+
+def test_normalize_language_rejects() -> None:
+    """A language outside the list is rejected."""
+    with pytest.raises(ValueError) as info:
+        normalize_language("Klingon")
+    assert str(info.value) == (
+        "'Klingon' is not a supported language; use a lowercase name such as english or french"
+    )
+
+
+@pytest.mark.parametrize("value", ["https://hooks.example/x", "http://127.0.0.1:8080/h?a=1"])
+def test_normalize_url_accepts_http_urls(value: str) -> None:
+    """http and https URLs with a host pass."""
+    assert normalize_url(f" {value} ") == value
+
+
+@pytest.mark.parametrize("value", ["ftp://x/y", "hooks.example/x", "https://", "http://a b/",
+                                   "http://[::1/", "not a url"])  # fmt: skip
+def test_normalize_url_rejects(value: str) -> None:
+    """Anything but an absolute http(s) URL is rejected with the value in the reason."""
+    with pytest.raises(ValueError) as info:
+        normalize_url(value)
+    assert str(info.value) == f"{value!r} is not an http(s) URL"
+
+
+def test_normalize_text_strips_and_prints_whole_floats_as_ints() -> None:
+    """Free text loses surrounding spaces; a float id read from Parquet prints as typed."""
+    assert normalize_text("  Dynamic Showcase ") == "Dynamic Showcase"
+    assert normalize_text(12.0) == "12"
+    assert normalize_text(12) == "12"
