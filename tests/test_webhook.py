@@ -1,0 +1,227 @@
+"""Webhook signatures, payload shapes, and the listener app over httpx.ASGITransport."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from batch.status import PendingVideo, VideoUpdate
+from batch.webhook import create_listener_app, parse_event, verify_signature
+
+SECRET = "whsec_abc123xyz"
+
+
+@dataclass
+class MemorySink:
+    videos: dict[str, VideoUpdate] = field(default_factory=dict)
+    events: set[str] = field(default_factory=set)
+    records: list[VideoUpdate] = field(default_factory=list)
+
+    def pending_videos(self) -> list[PendingVideo]:
+        return []
+
+    def record_video_status(self, update: VideoUpdate) -> bool:
+        self.records.append(update)
+        changed = self.videos.get(update.video_id) != update
+        self.videos[update.video_id] = update
+        return changed
+
+    def claim_event(self, event_id: str) -> bool:
+        if event_id in self.events:
+            return False
+        self.events.add(event_id)
+        return True
+
+
+def sign(body: bytes, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+V2_SUCCESS = {
+    "event_id": "7321782d69884a869400beb255e3ca91",
+    "event": "generated_product_video_success",
+    "timestamp": 1735000000,
+    "data": {
+        "video_id": "vid_1",
+        "status": "completed",
+        "video_url": "https://res.jogg.ai/v/vid_1.mp4",
+        "cover_url": "https://res.jogg.ai/v/vid_1.jpg",
+        "duration": 35.8,
+    },
+}
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Listener:
+    """The app, its sink, and a client that talks to it in-process."""
+
+    def __init__(self) -> None:
+        self.sink = MemorySink()
+        self.app: Starlette = create_listener_app(self.sink, SECRET, clock=lambda: 1234.0)
+        transport = httpx.ASGITransport(app=self.app)
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://listener")
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[Listener]:
+    listener = Listener()
+    async with listener.client:
+        yield listener
+
+
+async def post(client: httpx.AsyncClient, payload: object, signature: str | None = "sign") -> int:
+    body = json.dumps(payload).encode()
+    headers = {"Content-Type": "application/json"}
+    if signature == "sign":
+        headers["X-Webhook-Signature"] = sign(body)
+    elif signature is not None:
+        headers["X-Webhook-Signature"] = signature
+    return (await client.post("/webhook", content=body, headers=headers)).status_code
+
+
+def test_signature_is_lowercase_hex_hmac_of_the_raw_body() -> None:
+    """The known HMAC verifies; a changed body, a wrong key or no signature does not."""
+    body = b'{"a":1}'
+    good = hmac.new(b"k", body, hashlib.sha256).hexdigest()
+    assert verify_signature("k", body, good)
+    assert verify_signature("k", body, good.upper())
+    assert not verify_signature("k", body + b" ", good)
+    assert not verify_signature("other", body, good)
+    assert not verify_signature("k", body, None)
+    assert not verify_signature("k", body, "")
+    assert not verify_signature("k", body, "sha256=" + good)
+    assert not verify_signature("k", body, "é" * 64)
+
+
+def test_parse_v2_failure_carries_the_error() -> None:
+    """A v2 failure gives status failed and `code: message` as the error."""
+    event = parse_event(
+        {
+            "event_id": "e1",
+            "event": "generated_product_video_failed",
+            "data": {"video_id": "v9", "status": "failed", "error": {"code": 2, "message": "x"}},
+        }
+    )
+    update = event.to_update(10.0)
+    assert (event.event_id, event.video_id, update.status, update.error) == (
+        "e1",
+        "v9",
+        "failed",
+        "2: x",
+    )
+
+
+def test_parse_legacy_shape_uses_project_id_and_event_name() -> None:
+    """The legacy payload has project_id, no status, and err_msg on failure."""
+    ok = parse_event(
+        {"event_id": "e", "event": "generated_video_success", "data": {"project_id": "p1"}}
+    )
+    assert (ok.video_id, ok.status) == ("p1", "completed")
+    failed = parse_event(
+        {"event": "generated_video_failed", "data": {"project_id": "p2", "err_msg": "boom"}}
+    )
+    assert (failed.event_id, failed.status, failed.to_update(0).error) == (None, "failed", "boom")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [[], {"data": []}, {"data": {"status": "completed"}}, {"data": {"video_id": "v"}}],
+)
+def test_parse_rejects_what_is_not_a_video_event(payload: object) -> None:
+    """No data object, no id, or no way to tell the status: ValueError."""
+    with pytest.raises(ValueError, match=r"\S"):
+        parse_event(payload)
+
+
+@pytest.mark.anyio
+async def test_good_signature_updates_the_state(listener: Listener) -> None:
+    """A signed v2 success records URL, cover, duration and the time it was seen."""
+    client, sink = listener.client, listener.sink
+    assert await post(client, V2_SUCCESS) == 200
+    assert sink.videos["vid_1"] == VideoUpdate(
+        "vid_1",
+        "completed",
+        "https://res.jogg.ai/v/vid_1.mp4",
+        "https://res.jogg.ai/v/vid_1.jpg",
+        35.8,
+        None,
+        None,
+        1234.0,
+    )
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("signature", [None, "0" * 64, sign(b"something else")])
+async def test_bad_or_missing_signature_is_401_and_changes_nothing(
+    listener: Listener, signature: str | None
+) -> None:
+    """No state change and no event claimed when the signature does not verify."""
+    client, sink = listener.client, listener.sink
+    assert await post(client, V2_SUCCESS, signature) == 401
+    assert sink.records == []
+    assert sink.events == set()
+    assert listener.app.state.stats.rejected == 1
+
+
+@pytest.mark.anyio
+async def test_duplicate_delivery_is_acknowledged_and_counted_once(
+    listener: Listener,
+) -> None:
+    """The second delivery of an event_id answers 200 but records nothing."""
+    client, sink = listener.client, listener.sink
+    assert await post(client, V2_SUCCESS) == 200
+    assert await post(client, V2_SUCCESS) == 200
+    assert len(sink.records) == 1
+    stats = listener.app.state.stats
+    assert (stats.applied, stats.duplicates) == (1, 1)
+
+
+@pytest.mark.anyio
+async def test_legacy_delivery_on_root_path(listener: Listener) -> None:
+    """POST / with the legacy shape records the project as completed."""
+    client, sink = listener.client, listener.sink
+    body = json.dumps(
+        {"event_id": "e2", "event": "generated_video_success", "data": {"project_id": "p7"}}
+    ).encode()
+    response = await client.post("/", content=body, headers={"X-Webhook-Signature": sign(body)})
+    assert response.status_code == 200
+    assert sink.videos["p7"].status == "completed"
+
+
+@pytest.mark.anyio
+async def test_malformed_body_is_400(listener: Listener) -> None:
+    """A signed body that is not JSON, or lacks a video id, is refused with 400."""
+    client, sink = listener.client, listener.sink
+    body = b"not json"
+    response = await client.post(
+        "/webhook", content=body, headers={"X-Webhook-Signature": sign(body)}
+    )
+    assert response.status_code == 400
+    assert await post(client, {"event": "generated_product_video_success", "data": {}}) == 400
+    assert sink.records == []
+
+
+@pytest.mark.anyio
+async def test_other_events_are_acknowledged_and_ignored(listener: Listener) -> None:
+    """An avatar event is not ours: 200 so JoggAI stops retrying, and no state change."""
+    client, sink = listener.client, listener.sink
+    assert await post(client, {"event": "create_avatar_success", "data": {"avatar_id": 3}}) == 200
+    assert sink.records == []
+
+
+@pytest.mark.anyio
+async def test_get_is_not_allowed(listener: Listener) -> None:
+    """Only POST is served."""
+    client = listener.client
+    assert (await client.get("/webhook")).status_code == 405
