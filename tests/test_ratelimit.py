@@ -1,0 +1,327 @@
+"""The sliding-window POST limiter, driven on virtual time (no real sleeping)."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+from collections.abc import Coroutine
+from typing import Any
+
+import pytest
+
+from batch.ratelimit import SlidingWindowLimiter
+from batch.rates import RateLimit
+
+PER_MIN_20 = RateLimit(20, 60.0)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class VirtualTime:
+    """A clock and a sleep for many tasks: time jumps to the next timer once every task waits."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self._timers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, delay: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._timers, (self.now + max(0.0, delay), self._seq, future))
+        self._seq += 1
+        await future
+
+    async def run(self, *coros: Coroutine[Any, Any, Any]) -> list[Any]:
+        tasks = [asyncio.create_task(coro) for coro in coros]
+        while not all(task.done() for task in tasks):
+            for _ in range(12):  # let every runnable task go until it blocks
+                await asyncio.sleep(0)
+            if self._timers:
+                when, _, future = heapq.heappop(self._timers)
+                self.now = max(self.now, when)
+                if not future.cancelled():
+                    future.set_result(None)
+            elif not all(task.done() for task in tasks):
+                for task in tasks:
+                    task.cancel()
+                raise AssertionError("deadlock: tasks wait and no timer is pending")
+        return [task.result() for task in tasks]
+
+
+def limiter_on(vt: VirtualTime, rate: RateLimit = PER_MIN_20) -> SlidingWindowLimiter:
+    return SlidingWindowLimiter(rate, clock=vt.clock, sleep=vt.sleep)
+
+
+async def post(
+    limiter: SlidingWindowLimiter,
+    vt: VirtualTime,
+    latency: float,
+    log: list[tuple[float, float]],
+    **hints: Any,
+) -> None:
+    """One POST: hold a slot for `latency` seconds and record (send, answer)."""
+    async with limiter.slot() as slot:
+        sent = vt.now
+        await vt.sleep(latency)
+        if hints:
+            slot.observe(**hints)
+        log.append((sent, vt.now))
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    """The largest number of `times` inside any half-open interval [t, t + window)."""
+    ordered = sorted(times)
+    return max(sum(1 for other in ordered if start <= other < start + window) for start in ordered)
+
+
+@pytest.mark.anyio
+async def test_21_sends_at_20_per_minute_never_share_a_window() -> None:
+    """The 21st POST leaves a full window after the first one's answer, not before."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(*(post(limiter, vt, 0.3, log) for _ in range(21)))
+    sends = sorted(send for send, _ in log)
+    answers = sorted(answer for _, answer in log)
+    assert len(sends) == 21
+    assert sends[20] >= answers[0] + 60.0
+    assert most_in_any_window(sends, 60.0) == 20
+    assert limiter.stats.sent == 21
+    assert limiter.stats.max_in_window == 20
+
+
+@pytest.mark.anyio
+async def test_sends_are_spread_at_the_steady_interval_from_the_start() -> None:
+    """No opening burst: consecutive sends are at least window/count apart, the first at once."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(*(post(limiter, vt, 0.1, log) for _ in range(10)))
+    sends = sorted(send for send, _ in log)
+    assert sends[0] == 0.0
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sends)]
+    assert min(gaps) == pytest.approx(3.0)
+
+
+@pytest.mark.anyio
+async def test_seeded_sends_of_an_earlier_run_delay_the_first_send() -> None:
+    """A resumed run does not burst into the previous run's window."""
+    vt = VirtualTime(start=500.0)
+    limiter = limiter_on(vt)
+    # 20 answers 30 s ago, on a wall clock that reads 1_000_000 now.
+    limiter.seed([1_000_000.0 - 30.0] * 20, now=1_000_000.0)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 0.1, log))
+    assert log[0][0] == pytest.approx(530.0)
+
+
+@pytest.mark.anyio
+async def test_seed_on_the_limiters_own_clock_and_old_times_expire() -> None:
+    """Seeded times older than a window do not count; recent ones do."""
+    vt = VirtualTime(start=100.0)
+    limiter = limiter_on(vt, RateLimit(2, 60.0))
+    limiter.seed([10.0, 20.0, 90.0])  # the first two have expired already
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 0.1, log), post(limiter, vt, 0.1, log))
+    sends = sorted(send for send, _ in log)
+    # One place is free now-ish (after spacing from the seed at 90), the next after 90 + 60.
+    assert sends[0] == pytest.approx(120.0)
+    assert sends[1] == pytest.approx(150.0)
+
+
+@pytest.mark.anyio
+async def test_a_429_with_retry_after_holds_every_sender() -> None:
+    """After a 429 nobody sends before Retry-After has passed, and the count is halved."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+
+    async def rate_limited_first() -> None:
+        await post(limiter, vt, 0.5, log, retry_after=45.0, was_429=True)
+
+    others = [post(limiter, vt, 0.5, log) for _ in range(5)]
+    await vt.run(rate_limited_first(), *others)
+    first_answer = min(answer for send, answer in log if send == 0.0)
+    later_sends = sorted(send for send, _ in log if send > 0.0)
+    # Sends that left before the 429 came back were already on their way (one, at t=3).
+    held = [send for send in later_sends if send > first_answer]
+    assert held
+    assert min(held) >= first_answer + 45.0
+    assert limiter.stats.rate_limited == 1
+    assert limiter.effective_count == 10
+
+
+@pytest.mark.anyio
+async def test_a_429_without_retry_after_holds_a_full_window() -> None:
+    """With no hint, the hold is one window."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 1.0, log, was_429=True))
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert log[1][0] >= 1.0 + 60.0
+
+
+@pytest.mark.anyio
+async def test_effective_count_recovers_one_per_clean_window() -> None:
+    """After the hold, each clean window gives one place back, up to the configured count."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 0.0, log, retry_after=10.0, was_429=True))
+    assert limiter.effective_count == 10
+    vt.now = 10.0 + 60.0 + 1.0
+    await vt.run(post(limiter, vt, 0.0, log))
+    assert limiter.effective_count == 11
+    vt.now += 60.0 * 20
+    await vt.run(post(limiter, vt, 0.0, log))
+    assert limiter.effective_count == 20
+
+
+@pytest.mark.anyio
+async def test_remaining_zero_holds_the_next_send_until_the_oldest_slot_expires() -> None:
+    """X-RateLimit-Remaining: 0 (someone else uses the key) waits for our oldest slot to expire."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 1.0, log))  # answered at 1.0: counted until 61.0
+    await vt.run(post(limiter, vt, 1.0, log, rate_remaining=0))
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert log[1][0] == pytest.approx(3.0)
+    assert log[2][0] == pytest.approx(61.0)
+    assert limiter.stats.held_by_remaining == 1
+
+
+@pytest.mark.anyio
+async def test_remaining_zero_with_nothing_older_holds_a_window_from_now() -> None:
+    """When the answering slot is the only one, it is the oldest: hold one window."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 2.0, log, rate_remaining=0))
+    await vt.run(post(limiter, vt, 2.0, log))
+    assert log[1][0] == pytest.approx(62.0)
+
+
+@pytest.mark.anyio
+async def test_retry_after_on_a_503_holds_everyone_without_slowing_down() -> None:
+    """A Retry-After on a non-429 answer holds senders but keeps the count."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 1.0, log, retry_after=20.0))
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert log[1][0] == pytest.approx(21.0)
+    assert limiter.effective_count == 20
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_concurrent_senders_never_put_more_than_n_arrivals_in_any_window(seed: int) -> None:
+    """40 workers with random latency: no server-side window sees more than N arrivals."""
+    rng = random.Random(seed)
+    vt = VirtualTime()
+    rate = RateLimit(10, 6.0)
+    limiter = limiter_on(vt, rate)
+    arrivals: list[float] = []
+    log: list[tuple[float, float]] = []
+
+    async def worker() -> None:
+        for _ in range(3):
+            async with limiter.slot():
+                sent = vt.now
+                upstream = rng.uniform(0.0, 0.4)
+                await vt.sleep(upstream)
+                arrivals.append(vt.now)
+                await vt.sleep(rng.uniform(0.0, 0.4))
+                log.append((sent, vt.now))
+
+    await vt.run(*(worker() for _ in range(40)))
+    assert len(arrivals) == 120
+    assert most_in_any_window(arrivals, 6.0) <= 10
+    assert most_in_any_window([send for send, _ in log], 6.0) <= 10
+    assert limiter.stats.max_in_window <= 10
+
+
+@pytest.mark.anyio
+async def test_quota_efficiency_with_50_to_400_ms_latency_is_at_least_99_percent() -> None:
+    """At a scaled 600/min over four windows, at least 0.99 of the allowed POSTs are sent."""
+    rng = random.Random(11)
+    vt = VirtualTime()
+    rate = RateLimit(600, 60.0)
+    limiter = limiter_on(vt, rate)
+    duration = 240.0
+    sends: list[float] = []
+
+    async def worker() -> None:
+        while vt.now < duration:
+            async with limiter.slot():
+                if vt.now >= duration:
+                    return
+                sends.append(vt.now)
+                await vt.sleep(rng.uniform(0.05, 0.4))
+
+    await vt.run(*(worker() for _ in range(16)))
+    allowed = rate.count * duration / rate.window
+    assert len(sends) / allowed >= 0.99
+    assert most_in_any_window(sends, 60.0) <= 600
+
+
+@pytest.mark.anyio
+async def test_a_failed_request_still_counts_for_a_window_after_giving_up() -> None:
+    """An exception inside the slot releases it, and it stays counted for a window."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt, RateLimit(1, 60.0))
+
+    async def failing() -> None:
+        async with limiter.slot():
+            await vt.sleep(5.0)
+            raise RuntimeError("connection dropped")
+
+    with pytest.raises(RuntimeError):
+        await vt.run(failing())
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert log[0][0] == pytest.approx(65.0)
+
+
+@pytest.mark.anyio
+async def test_a_sender_cancelled_while_waiting_takes_no_place() -> None:
+    """Cancelling a waiting sender leaves the limiter's count untouched."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt, RateLimit(1, 60.0))
+    log: list[tuple[float, float]] = []
+
+    async def cancel_waiter() -> None:
+        waiter = asyncio.create_task(post(limiter, vt, 1.0, log))
+        await vt.sleep(10.0)
+        waiter.cancel()
+
+    await vt.run(post(limiter, vt, 1.0, log), cancel_waiter())
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert [send for send, _ in log] == [pytest.approx(0.0), pytest.approx(61.0)]
+    assert limiter.stats.sent == 2
+
+
+@pytest.mark.anyio
+async def test_real_asyncio_sleep_works_with_a_tiny_window() -> None:
+    """With the default clock and sleep, a 3-per-0.15 s limiter spaces real sends."""
+    limiter = SlidingWindowLimiter(RateLimit(3, 0.15))
+    loop = asyncio.get_running_loop()
+    sends: list[float] = []
+
+    async def one() -> None:
+        async with limiter.slot():
+            sends.append(loop.time())
+
+    await asyncio.gather(*(one() for _ in range(4)))
+    assert sends[3] - sends[0] >= 0.15 - 0.002
+    assert sends[1] - sends[0] >= 0.05 - 0.002
