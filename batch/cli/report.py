@@ -1,0 +1,42 @@
+"""`jogg-batch report`: a results file summarised as a table, JSON or a self-contained page."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from batch.cli.common import logging_options, reports_errors
+from batch.report import build_report, read_results, render_html, render_json, render_table
+
+log = logging.getLogger(__name__)
+RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
+
+
+@click.command()
+@click.argument("results", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(sorted(RENDERERS)),
+    default="table",
+    show_default=True,
+    help="html: one file with inline charts that opens without a network.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False, writable=True),
+    help="Write here instead of stdout.",
+)
+@logging_options
+@reports_errors
+def report(results: Path, output_format: str, output: Path | None) -> None:
+    """Summarise RESULTS: outcomes, failures by code, credits, render times, throughput."""
+    text = RENDERERS[output_format](build_report(read_results(results), source=results.name))
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    log.info("report written to %s", output)
