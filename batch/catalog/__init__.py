@@ -1,0 +1,57 @@
+"""Reading and normalising catalogs: CSV, Parquet or JSON Lines in, batches of resolved rows out.
+
+Owns the catalog file formats, the mapping of headers to canonical columns, the normalisation of
+what people type into request values (with row problems for what cannot be sent), video-name
+templates, and the pass-through of the original columns for the results file. Reads in record
+batches, so memory stays flat and the first batch is ready quickly whatever the catalog size.
+A file that cannot be read at all raises `CatalogError`; a bad row is a row with problems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+
+from batch.catalog.normalize import CANONICAL_COLUMNS, ColumnPlan, plan_columns, resolve_rows
+from batch.catalog.readers import open_source
+from batch.catalog.rows import CatalogBatch, CatalogFormat, CatalogOptions, CatalogRow, RowProblem
+from batch.payload import RequestDefaults
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "CatalogBatch",
+    "CatalogFormat",
+    "CatalogOptions",
+    "CatalogRow",
+    "RowProblem",
+    "read_catalog",
+    "read_passthrough",
+]
+
+
+def read_catalog(path: Path, options: CatalogOptions) -> Iterator[CatalogBatch]:
+    """The catalog's rows in batches of `options.batch_rows`, numbered from 1 across batches.
+
+    The file and its columns are checked now (CatalogError); rows are read as batches are taken.
+    """
+    source = open_source(path, options)
+    plan = plan_columns(path, source.headers, options)
+    return _batches(source.tables, plan, options.defaults)
+
+
+def _batches(
+    tables: Iterator[pa.Table], plan: ColumnPlan, defaults: RequestDefaults
+) -> Iterator[CatalogBatch]:
+    first = 1
+    for table in tables:
+        yield CatalogBatch(resolve_rows(table, plan, defaults, first), table)
+        first += table.num_rows
+
+
+def read_passthrough(path: Path, options: CatalogOptions) -> Iterator[pa.Table]:
+    """The original columns untouched (CSV cells as typed), in the same batches as read_catalog."""
+    source = open_source(path, options)
+    plan_columns(path, source.headers, options)
+    return source.tables

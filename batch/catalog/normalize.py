@@ -1,0 +1,299 @@
+"""Catalog columns -> request values: header mapping, vectorised normalisation, name templates.
+
+Each column of a batch is dictionary-encoded, so a scalar normaliser from `batch.payload` runs
+once per distinct value (a catalog of a million rows holds a handful of lengths and styles) and
+the results are mapped back to rows with one numpy `take`. Per-row Python work is limited to
+building the row objects and hashing them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import string
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batch import payload
+from batch.catalog.rows import CatalogOptions, CatalogRow, RowProblem
+from batch.errors import CatalogError
+from batch.payload import ProductDetails, RequestDefaults, ResolvedFields
+
+Normalizer = Callable[[object], object]
+
+
+def _as_typed(value: object) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def normalize_image_urls(value: object) -> tuple[str, ...]:
+    """`a.jpg|b.jpg` or `a.jpg, b.jpg` -> a tuple of http(s) URLs."""
+    text = _as_typed(value)
+    parts = text.split("|") if "|" in text else text.split(",")
+    return tuple(payload.normalize_url(part) for part in parts if part.strip())
+
+
+# Canonical column -> (normaliser, name of its default in RequestDefaults, or None for no default).
+_COLUMNS: Final[dict[str, tuple[Normalizer, str | None]]] = {
+    "product_id": (payload.normalize_text, None),
+    "avatar_id": (payload.normalize_int_id, "avatar_id"),
+    "avatar_type": (payload.normalize_avatar_type, "avatar_type"),
+    "voice_id": (payload.normalize_text, "voice_id"),
+    "music_id": (payload.normalize_int_id, "music_id"),
+    "script_style": (payload.normalize_script_style, "script_style"),
+    "language": (payload.normalize_language, "language"),
+    "visual_style": (payload.normalize_text, "visual_style"),
+    "length": (payload.normalize_length, "length"),
+    "aspect_ratio": (payload.normalize_aspect_ratio, "aspect_ratio"),
+    "caption": (payload.normalize_caption, "caption"),
+    "video_name": (payload.normalize_text, "video_name"),
+    "override_script": (_as_typed, "override_script"),
+    "webhook_url": (payload.normalize_url, "webhook_url"),
+    "product_url": (payload.normalize_url, None),
+    "product_name": (payload.normalize_text, None),
+    "description": (_as_typed, None),
+    "target_audience": (_as_typed, None),
+    "image_urls": (normalize_image_urls, None),
+}
+CANONICAL_COLUMNS: Final = tuple(_COLUMNS)
+_PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
+
+
+def _header_key(header: str) -> str:
+    return header.strip().lower()
+
+
+@dataclass(frozen=True, slots=True)
+class ColumnPlan:
+    """Which file header feeds each canonical column, the row-key header, template look-ups."""
+
+    canonical: dict[str, str]
+    key: str
+    template_names: dict[str, str]
+
+
+def plan_columns(path: Path, headers: Sequence[str], options: CatalogOptions) -> ColumnPlan:
+    """Map the file's headers to canonical columns, or raise CatalogError saying what to fix."""
+    mapping = {
+        _header_key(source): target.strip().lower() for source, target in options.columns.items()
+    }
+    for source, target in mapping.items():
+        if target not in _COLUMNS:
+            raise CatalogError(
+                f"the column mapping sends {source!r} to {target!r}, which is not a catalog "
+                f"column; use one of {', '.join(CANONICAL_COLUMNS)}"
+            )
+    canonical: dict[str, str] = {}
+    for header in headers:
+        key = _header_key(header)
+        if key in mapping:
+            target = mapping[key]
+        elif key in _COLUMNS:
+            target = key
+        else:
+            continue
+        if target in canonical:
+            raise CatalogError(
+                f"{path}: columns {canonical[target]!r} and {header!r} both map to {target}; "
+                "rename or drop one, or fix the [columns] mapping"
+            )
+        canonical[target] = header
+    if not any(source in canonical for source in _PRODUCT_SOURCES):
+        raise CatalogError(
+            f"{path}: has no product_id column (nor product_url); name the column product_id, "
+            'or map yours in the [columns] config table, e.g. sku = "product_id"'
+        )
+    template_names = {canonical_name: header for canonical_name, header in canonical.items()}
+    template_names.update({_header_key(header): header for header in headers})
+    template_names.update({header: header for header in headers})
+    return ColumnPlan(canonical, _key_header(path, headers, canonical, options), template_names)
+
+
+def _key_header(
+    path: Path, headers: Sequence[str], canonical: Mapping[str, str], options: CatalogOptions
+) -> str:
+    if options.row_key is None:
+        return (
+            canonical.get("product_id") or canonical.get("product_url") or canonical["product_name"]
+        )
+    wanted = _header_key(options.row_key)
+    for header in headers:
+        if _header_key(header) == wanted:
+            return header
+    if wanted in canonical:
+        return canonical[wanted]
+    raise CatalogError(
+        f"{path}: has no column {options.row_key!r} to use as the row key; "
+        "name an existing column or leave row_key unset"
+    )
+
+
+class _Column:
+    """One canonical column of a batch: a value per row, and the rows whose value is invalid."""
+
+    __slots__ = ("bad", "values")
+
+    def __init__(self, values: Iterable[Any], bad: list[tuple[int, str, str]]) -> None:
+        self.values = values
+        self.bad = bad
+
+
+def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: object) -> _Column:
+    if pa.types.is_null(column.type):
+        return _Column(itertools.repeat(default, len(column)), [])
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    encoded = pc.dictionary_encode(column.combine_chunks())
+    uniques = encoded.dictionary.to_pylist()
+    # One slot past the distinct values stands for null, so a single take maps every row.
+    outputs = np.empty(len(uniques) + 1, dtype=object)
+    reasons: dict[int, str] = {}
+    for index, value in enumerate(uniques):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            outputs[index] = default
+            continue
+        try:
+            outputs[index] = normalize(value)
+        except ValueError as exc:
+            reasons[index] = str(exc)
+    outputs[len(uniques)] = default
+    indices = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
+    bad: list[tuple[int, str, str]] = []
+    if reasons:
+        for row in np.flatnonzero(np.isin(indices, list(reasons))).tolist():
+            unique = int(indices[row])
+            bad.append((row, _as_typed(uniques[unique]), reasons[unique]))
+    return _Column(outputs.take(indices).tolist(), bad)
+
+
+def _text_values(column: pa.ChunkedArray) -> list[str]:
+    """A column's cells as text ("" for empty), for templates and row keys."""
+    try:
+        text = pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return ["" if value is None else str(value) for value in column.to_pylist()]
+    return [value or "" for value in text.fill_null("").to_pylist()]
+
+
+# A parsed template: literal text and header pairs (header None after the last field), or a reason.
+_Parsed = list[tuple[str, str | None]] | str
+
+
+def _parse_template(template: str, template_names: Mapping[str, str]) -> _Parsed:
+    try:
+        pieces = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"template {template!r} is malformed ({exc}); write a literal brace as {{{{ or }}}}"
+    parsed: list[tuple[str, str | None]] = []
+    for literal, field, spec, conversion in pieces:
+        if field is None:
+            parsed.append((literal, None))
+            continue
+        # The whole text between braces names a column, colons and bangs included.
+        name = field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        header = template_names.get(name) or template_names.get(_header_key(name))
+        if header is None:
+            return f"template {template!r} names column {name!r}, which the catalog does not have"
+        parsed.append((literal, header))
+    return parsed
+
+
+def _expand_names(
+    names: list[Any], table: pa.Table, template_names: Mapping[str, str]
+) -> list[tuple[int, str, str]]:
+    """Replace templates in `names` by their text for each row; return the rows that fail."""
+    templates = {name for name in set(names) if name is not None and ("{" in name or "}" in name)}
+    if not templates:
+        return []
+    parsed = {template: _parse_template(template, template_names) for template in templates}
+    texts: dict[str, list[str]] = {}
+    bad: list[tuple[int, str, str]] = []
+    for row, name in enumerate(names):
+        result = parsed.get(name) if name is not None else None
+        if result is None:
+            continue
+        if isinstance(result, str):
+            bad.append((row, name, result))
+            continue
+        parts = []
+        for literal, header in result:
+            parts.append(literal)
+            if header is not None:
+                if header not in texts:
+                    texts[header] = _text_values(table.column(header))
+                parts.append(texts[header][row])
+        names[row] = "".join(parts)
+    return bad
+
+
+def resolve_rows(
+    table: pa.Table, plan: ColumnPlan, defaults: RequestDefaults, first: int
+) -> list[CatalogRow]:
+    """The catalog rows of one batch, numbered from `first`."""
+    count = table.num_rows
+    columns: dict[str, Iterable[Any]] = {}
+    problems: dict[int, list[RowProblem]] = {}
+
+    def report(canonical: str, bad: list[tuple[int, str, str]]) -> None:
+        header = plan.canonical.get(canonical, canonical)
+        for row, value, reason in bad:
+            problems.setdefault(row, []).append(RowProblem(header, value, reason))
+
+    for canonical, (normalize, default_name) in _COLUMNS.items():
+        default = getattr(defaults, default_name) if default_name else None
+        if canonical == "image_urls" and default is None:
+            default = ()
+        header = plan.canonical.get(canonical)
+        if header is None:
+            if canonical == "video_name" and default is not None:
+                columns[canonical] = [default] * count
+            else:
+                columns[canonical] = itertools.repeat(default, count)
+            continue
+        column = _normalize_column(table.column(header), normalize, default)
+        columns[canonical] = column.values
+        report(canonical, column.bad)
+    names = columns["video_name"]
+    if isinstance(names, list):
+        report("video_name", _expand_names(names, table, plan.template_names))
+    keys = _text_values(table.column(plan.key))
+    return list(_rows(columns, keys, problems, plan, first))
+
+
+def _rows(
+    columns: Mapping[str, Iterable[Any]],
+    keys: list[str],
+    problems: dict[int, list[RowProblem]],
+    plan: ColumnPlan,
+    first: int,
+) -> Iterable[CatalogRow]:
+    product_header = plan.canonical.get("product_id", "product_id")
+    fingerprint = payload.fingerprint
+    values = zip(*(columns[name] for name in CANONICAL_COLUMNS), strict=False)
+    for row, (pid, avatar_id, avatar_type, voice_id, music_id, style, language, visual_style,
+              length, aspect_ratio, caption, name, override_script, webhook_url, product_url,
+              product_name, description, audience, image_urls) in enumerate(values):  # fmt: skip
+        number = first + row
+        key = keys[row].strip() or f"row {number}"
+        product = None
+        if pid is None:
+            if product_url is None and product_name is None:
+                reason = "is empty; every row needs a product_id (or a product_url)"
+                problems.setdefault(row, []).insert(0, RowProblem(product_header, "", reason))
+            else:
+                product = ProductDetails(
+                    product_url, product_name, description, audience, image_urls
+                )
+        row_problems = problems.get(row)
+        if row_problems:
+            yield CatalogRow(number, None, tuple(row_problems), key, None)
+            continue
+        fields = ResolvedFields(pid, product, length, aspect_ratio, caption, name, avatar_id,
+                                avatar_type, voice_id, music_id, style, language, visual_style,
+                                override_script, webhook_url)  # fmt: skip
+        yield CatalogRow(number, fields, (), key, fingerprint(fields))

@@ -1,0 +1,240 @@
+"""Opening a catalog file: format by extension, CSV dialect sniffing, streamed record batches.
+
+Every reader yields pyarrow tables of exactly `batch_rows` rows (the last may be shorter), so
+memory stays flat whatever the file size, and batch boundaries are the same on every read.
+CSV columns are read as strings exactly as typed ("00123" stays "00123"); Parquet keeps its types.
+pyarrow and decoding errors become `CatalogError`s that name the file, here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+
+from batch.catalog.rows import CatalogFormat, CatalogOptions
+from batch.errors import CatalogError
+
+logger = logging.getLogger(__name__)
+
+_EXTENSIONS: Final[dict[str, CatalogFormat]] = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".txt": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+_DELIMITERS: Final = (",", ";", "\t")
+_SNIFF_BYTES: Final = 64 * 1024
+_CSV_BLOCK_BYTES: Final = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """An opened catalog: its headers in file order and its tables, read lazily."""
+
+    headers: list[str]
+    tables: Iterator[pa.Table]
+
+
+def open_source(path: Path, options: CatalogOptions) -> Source:
+    """Check the file and read its header now; the rows are read as the tables are consumed."""
+    fmt = catalog_format(path, options)
+    if not path.is_file():
+        raise CatalogError(f"{path}: no such catalog file; check the path")
+    if options.batch_rows < 1:
+        raise CatalogError(f"batch_rows must be 1 or more, not {options.batch_rows}")
+    if fmt == "parquet":
+        return _open_parquet(path, options.batch_rows)
+    if fmt == "jsonl":
+        return _open_jsonl(path, options.batch_rows)
+    return _open_csv(path, options)
+
+
+def catalog_format(path: Path, options: CatalogOptions) -> CatalogFormat:
+    """The format given in the options, or the one the file extension names."""
+    if options.format is not None:
+        if options.format not in ("csv", "parquet", "jsonl"):
+            raise CatalogError(
+                f"unknown catalog format {options.format!r}; use csv, parquet or jsonl"
+            )
+        return options.format
+    fmt = _EXTENSIONS.get(path.suffix.lower())
+    if fmt is None:
+        raise CatalogError(
+            f"{path}: cannot tell the catalog format from the extension {path.suffix!r}; "
+            "name it .csv, .tsv, .parquet or .jsonl, or pass --format"
+        )
+    return fmt
+
+
+def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            take = min(rows - count, batch.num_rows)
+            pending.append(batch.slice(0, take))
+            batch = batch.slice(take)
+            count += take
+            if count == rows:
+                yield pa.Table.from_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending)
+
+
+def _arrow_errors(
+    path: Path, what: str, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from batches
+    except (pa.ArrowException, OSError) as exc:
+        raise CatalogError(f"{path}: cannot read it as {what}: {exc}") from exc
+
+
+# ---- CSV ----
+
+
+def _open_csv(path: Path, options: CatalogOptions) -> Source:
+    with path.open("rb") as handle:
+        sample = handle.read(_SNIFF_BYTES)
+    try:
+        text = codecs.getincrementaldecoder("utf-8-sig")().decode(sample, final=False)
+    except UnicodeDecodeError as exc:
+        raise CatalogError(
+            f"{path}: is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV, "
+            "or pass --format if it is Parquet or JSON Lines"
+        ) from exc
+    if options.delimiter is not None and len(options.delimiter) != 1:
+        raise CatalogError(f"the CSV delimiter must be one character, not {options.delimiter!r}")
+    delimiter = options.delimiter or _sniff_delimiter(text)
+    headers = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    if not any(header.strip() for header in headers):
+        raise CatalogError(f"{path}: has no header row; the first line must name the columns")
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=dict.fromkeys(headers, pa.string()),
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except (pa.ArrowException, OSError) as exc:
+        raise CatalogError(f"{path}: cannot read it as CSV: {exc}") from exc
+    return Source(headers, _rebatch(_arrow_errors(path, "CSV", iter(reader)), options.batch_rows))
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The candidate that splits the header line into the most fields (`,` on a tie)."""
+    counts = {
+        delimiter: len(next(csv.reader(io.StringIO(text), delimiter=delimiter), []))
+        for delimiter in _DELIMITERS
+    }
+    return max(_DELIMITERS, key=lambda delimiter: counts[delimiter])
+
+
+# ---- Parquet ----
+
+
+def _open_parquet(path: Path, rows: int) -> Source:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise CatalogError(
+            f"{path}: is not a Parquet file ({exc}); check the file or pass --format"
+        ) from exc
+    batches = _arrow_errors(path, "Parquet", parquet.iter_batches(batch_size=rows))
+    return Source(list(parquet.schema_arrow.names), _rebatch(batches, rows))
+
+
+# ---- JSON Lines ----
+
+
+def _open_jsonl(path: Path, rows: int) -> Source:
+    # pyarrow's JSON reader fails when a column holds 30 in one line and "30s" in the next, which
+    # is exactly what people write, so lines are parsed here and mixed columns become strings.
+    with path.open("rb") as handle:
+        first, line_number = _read_records(path, handle, 0, rows)
+        offset = handle.tell()
+    headers = list(dict.fromkeys(key for record in first for key in record))
+    return Source(headers, _jsonl_tables(path, first, headers, offset, line_number, rows))
+
+
+def _jsonl_tables(
+    path: Path,
+    records: list[dict[str, Any]],
+    headers: list[str],
+    offset: int,
+    line_number: int,
+    rows: int,
+) -> Iterator[pa.Table]:
+    known = set(headers)
+    warned = False
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        while records:
+            extra = {key for record in records for key in record} - known
+            if extra and not warned:
+                warned = True
+                logger.warning(
+                    "%s: keys %s first appear after the first %d records and are ignored; "
+                    "put every key in the first records",
+                    path,
+                    ", ".join(sorted(extra)),
+                    rows,
+                )
+            columns = {header: [record.get(header) for record in records] for header in headers}
+            yield pa.table({header: _json_column(values) for header, values in columns.items()})
+            records, line_number = _read_records(path, handle, line_number, rows)
+
+
+def _read_records(
+    path: Path, handle: IO[bytes], line_number: int, rows: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Up to `rows` objects from the next lines, and the number of the last line read."""
+    records: list[dict[str, Any]] = []
+    while len(records) < rows and (line := handle.readline()):
+        line_number += 1
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise CatalogError(
+                f"{path} line {line_number}: is not JSON ({exc}); fix the line"
+            ) from exc
+        if not isinstance(record, dict):
+            raise CatalogError(
+                f"{path} line {line_number}: is not a JSON object; write one object a line"
+            )
+        records.append(record)
+    return records, line_number
+
+
+def _json_column(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(
+            [
+                value if value is None or isinstance(value, str) else json.dumps(value)
+                for value in values
+            ],
+            type=pa.string(),
+        )
