@@ -1,0 +1,448 @@
+"""The JoggAI v2 HTTP client: requests, envelope parsing and outcome classification.
+
+It knows nothing of catalogs, state or rate limits. Every call returns an `ApiOutcome` and never
+raises for HTTP or network trouble; the outcome's `kind` tells the caller what may be done next:
+
+- `ok`: body code 0 on a 2xx.
+- `permanent`: the API said no to this request (40000, 10104, or HTTP 400/404 and other 4xx
+  without a code); sending it again is waste. Unknown business codes land here too: the docs
+  say an error envelope means nothing was created, and retrying a refusal we cannot interpret
+  would spend POSTs (and the rate window) on a request that fails the same way again.
+- `account`: key, plan or credit problem (10105, 18020, 18025, HTTP 401/402/403); no request on
+  this key can succeed, so the run stops.
+- `retryable`: 429, 50000, HTTP 429/500/502/503, or a non-JSON body on those; the request was not
+  processed and may be sent again after the `retry_after` hint or a backoff.
+- `unknown`: the server may have accepted (and charged for) the request: read timeout, a
+  connection dropped after sending, HTTP 504 and other 5xx, a broken or malformed body on a 2xx.
+  The caller must reconcile before it resends.
+- `not_sent`: the request certainly never left (connect error or timeout, no pooled connection).
+
+Both conventions are understood: HTTP 200 with a business code in the body (JoggAI's documented
+style) and real HTTP status codes. A non-zero body code decides over the status, except for 504.
+The API key is sent as `x-api-key` and never appears in a repr, a log line or an outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from batch import __version__
+from batch.errors import AccountError, ApiError, ConfigError
+from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
+
+log = logging.getLogger(__name__)
+
+OutcomeKind = Literal["ok", "retryable", "permanent", "account", "unknown", "not_sent"]
+Params = Mapping[str, str | int | None]
+
+_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503})
+_ACCOUNT_STATUSES = frozenset({401, 402, 403})
+# The request never left the machine: safe to send again.
+_NOT_SENT_ERRORS = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Seconds. `product_read` is for POST /v2/product, which scrapes a page before answering."""
+
+    connect: float = 10.0
+    read: float = 60.0
+    product_read: float = 120.0
+    pool: float = 10.0
+
+    def as_httpx(self, *, read: float | None = None) -> httpx.Timeout:
+        """The httpx form; writes get the read budget (a body is small, a slow server is not)."""
+        chosen = self.read if read is None else read
+        return httpx.Timeout(connect=self.connect, read=chosen, write=chosen, pool=self.pool)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiOutcome:
+    """What one API call came to; see the module docstring for the kinds."""
+
+    kind: OutcomeKind
+    code: int | None = None
+    message: str = ""
+    http_status: int | None = None
+    data: dict[str, Any] | None = None
+    retry_after: float | None = None
+    rate_remaining: int | None = None
+    elapsed: float = 0.0
+
+    @property
+    def rate_limited(self) -> bool:
+        """The server said 429, in the body or the status line."""
+        return self.code == Code.RATE_LIMITED or self.http_status == 429
+
+    def __str__(self) -> str:
+        parts: list[str] = [self.kind]
+        if self.code is not None:
+            parts.append(f"code {self.code}")
+        if self.http_status is not None:
+            parts.append(f"HTTP {self.http_status}")
+        return f"{' '.join(parts)}: {self.message}" if self.message else " ".join(parts)
+
+
+@dataclass(slots=True)
+class _Answer:
+    """Envelope fields pulled out of a response, before classification."""
+
+    code: int | None = None
+    message: str = ""
+    data: dict[str, Any] | None = None
+    malformed: str = ""  # why the body is not a usable envelope, when it is not
+    body_retry_after: float | None = None
+
+
+def classify_response(
+    status: int, headers: Mapping[str, str], content: bytes, *, now: float
+) -> ApiOutcome:
+    """Turn a complete HTTP response into an outcome (`now`: wall clock, for HTTP-date hints)."""
+    answer = _parse_envelope(content)
+    kind = _kind(status, answer)
+    message = answer.message or answer.malformed or f"HTTP {status}"
+    header_hint = _parse_retry_after(headers.get("retry-after"), now=now)
+    return ApiOutcome(
+        kind=kind,
+        code=answer.code,
+        message=message,
+        http_status=status,
+        data=answer.data,
+        retry_after=header_hint if header_hint is not None else answer.body_retry_after,
+        rate_remaining=_parse_int(headers.get("x-ratelimit-remaining")),
+    )
+
+
+def _kind(status: int, answer: _Answer) -> OutcomeKind:
+    if status == 504:  # the gateway gave up waiting: the backend may well have done the work
+        return "unknown"
+    code = answer.code
+    if code is not None and code != Code.OK:
+        if code in ACCOUNT_CODES:
+            return "account"
+        if code in RETRYABLE_CODES:
+            return "retryable"
+        if code in PERMANENT_CODES or not 500 <= status < 600:
+            return "permanent"
+    if 200 <= status < 300:
+        return "ok" if code == Code.OK and not answer.malformed else "unknown"
+    if status in _RETRYABLE_STATUSES:
+        return "retryable"
+    if status in _ACCOUNT_STATUSES:
+        return "account"
+    if 400 <= status < 500:
+        return "permanent"
+    return "unknown"  # other 5xx, 1xx, 3xx: nothing says the request was not processed
+
+
+def _parse_envelope(content: bytes) -> _Answer:
+    try:
+        body = json.loads(content) if content else None
+    except (ValueError, UnicodeDecodeError):
+        return _Answer(malformed=f"the body is not JSON ({_preview(content)})")
+    if not isinstance(body, dict):
+        return _Answer(malformed=f"the body is not a JSON object ({_preview(content)})")
+    answer = _Answer(message=str(body.get("msg") or ""))
+    raw_data = body.get("data")
+    if isinstance(raw_data, dict):
+        answer.data = raw_data
+    elif raw_data is not None:
+        answer.malformed = "the envelope's data is not an object"
+    answer.body_retry_after = _seconds(body.get("retryAfter"))
+    if answer.body_retry_after is None and answer.data is not None:
+        answer.body_retry_after = _seconds(answer.data.get("retryAfter"))
+    raw_code = body.get("code")
+    if isinstance(raw_code, bool) or raw_code is None:
+        answer.malformed = answer.malformed or "the envelope has no code"
+    elif isinstance(raw_code, int) or (isinstance(raw_code, str) and raw_code.isdigit()):
+        answer.code = int(raw_code)
+    else:
+        answer.malformed = f"the envelope's code {raw_code!r} is not a number"
+    return answer
+
+
+def _preview(content: bytes) -> str:
+    text = content[:80].decode("utf-8", "replace").replace("\n", " ").strip()
+    return f"{len(content)} bytes: {text!r}"
+
+
+def _parse_retry_after(value: str | None, *, now: float) -> float | None:
+    """`Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
+    if value is None:
+        return None
+    seconds = _seconds(value)
+    if seconds is not None:
+        return seconds
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:  # an HTTP date is GMT by definition
+        return None
+    return max(0.0, moment.timestamp() - now)
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _parse_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value.strip())
+    except ValueError:
+        return None
+
+
+class JoggClient:
+    """`async with JoggClient(base_url, api_key) as client:`; every method returns an ApiOutcome.
+
+    `base_url` is the host without `/v2` (the paths carry it), e.g. `https://api.jogg.ai`.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeouts: Timeouts = Timeouts(),
+        transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 32,
+    ) -> None:
+        url = httpx.URL(base_url)
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ConfigError(f"base URL {base_url!r} is not an http(s) URL with a host")
+        if not api_key:
+            raise ConfigError("the API key is empty; set JOGG_API_KEY")
+        self.base_url = base_url.rstrip("/")
+        self.timeouts = timeouts
+        self._api_key = api_key
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={
+                "x-api-key": api_key,
+                "user-agent": f"jogg-batch/{__version__}",
+                "accept": "application/json",
+            },
+            timeout=timeouts.as_httpx(),
+            transport=transport,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+
+    def __repr__(self) -> str:
+        return f"JoggClient(base_url={self.base_url!r}, api_key='***')"
+
+    async def __aenter__(self) -> JoggClient:
+        await self._http.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self._http.__aexit__(exc_type, exc, traceback)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # POSTs (rate-limited by the caller, each may cost a credit)
+
+    async def create_video(self, body: dict[str, Any]) -> ApiOutcome:
+        """POST /v2/create_video_from_product; on `ok`, `data["video_id"]` is set.
+
+        The id is read from `video_id`, else `product_video_id` (the URL-to-Video guide's name,
+        reference §11.1). An `ok` answer carrying neither is `unknown`: the server accepted and
+        charged, and only reconciliation can find the video.
+        """
+        outcome = await self._send("POST", "/v2/create_video_from_product", json_body=body)
+        if outcome.kind != "ok":
+            return outcome
+        data = outcome.data or {}
+        video_id = data.get("video_id") or data.get("product_video_id")
+        if not isinstance(video_id, str | int) or isinstance(video_id, bool):
+            return replace(outcome, kind="unknown", message="accepted, but no video_id returned")
+        return replace(outcome, data={**data, "video_id": str(video_id)})
+
+    async def create_product(self, body: dict[str, Any]) -> ApiOutcome:
+        """POST /v2/product (slow: the server scrapes the page first); data has `product_id`."""
+        return await self._send(
+            "POST",
+            "/v2/product",
+            json_body=body,
+            timeout=self.timeouts.as_httpx(read=self.timeouts.product_read),
+        )
+
+    # GETs (not rate-limited by the API)
+
+    async def get_product_video(self, video_id: str) -> ApiOutcome:
+        return await self._get(f"/v2/product_video/{quote(video_id, safe='')}", {})
+
+    async def list_product_videos(
+        self,
+        page: int = 1,
+        page_size: int = 100,
+        status: int | None = None,
+        sort_order: Literal["asc", "desc"] = "desc",
+    ) -> ApiOutcome:
+        """GET /v2/product_videos; `status` is the list filter (3 processing, 4 done, 5 failed)."""
+        params = {
+            "page": page,
+            "page_size": page_size,
+            "status": status,
+            "sort_by": "created_at",
+            "sort_order": sort_order,
+        }
+        return await self._get("/v2/product_videos", params)
+
+    async def whoami(self) -> ApiOutcome:
+        return await self._get("/v2/user/whoami", {})
+
+    async def remaining_quota(self) -> ApiOutcome:
+        return await self._get("/v2/user/remaining_quota", {})
+
+    async def avatars_public(
+        self, page: int = 1, page_size: int = 100, aspect_ratio: str | None = None
+    ) -> ApiOutcome:
+        params = {"page": page, "page_size": page_size, "aspect_ratio": aspect_ratio}
+        return await self._get("/v2/avatars/public", params)
+
+    async def avatars_custom(
+        self, page: int = 1, page_size: int = 100, name: str | None = None
+    ) -> ApiOutcome:
+        return await self._get(
+            "/v2/avatars/custom", {"page": page, "page_size": page_size, "name": name}
+        )
+
+    async def voices(
+        self, page: int = 1, page_size: int = 100, language: str | None = None
+    ) -> ApiOutcome:
+        params = {"page": page, "page_size": page_size, "language": language}
+        return await self._get("/v2/voices", params)
+
+    async def musics(self, page: int = 1, page_size: int = 100) -> ApiOutcome:
+        return await self._get("/v2/musics", {"page": page, "page_size": page_size})
+
+    async def visual_styles(self, aspect_ratio: str) -> ApiOutcome:
+        return await self._get("/v2/visual_styles", {"aspect_ratio": aspect_ratio})
+
+    async def _get(self, path: str, params: Params) -> ApiOutcome:
+        query = {name: value for name, value in params.items() if value is not None}
+        return await self._send("GET", path, params=query)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: dict[str, Any] | None = None,
+        params: Mapping[str, str | int] | None = None,
+        timeout: httpx.Timeout | None = None,
+    ) -> ApiOutcome:
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                method,
+                path,
+                json=json_body,
+                params=params,
+                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+            )
+        except _NOT_SENT_ERRORS as error:
+            outcome = self._failure("not_sent", error, started)
+        except httpx.HTTPError as error:
+            # Timeouts while reading, resets, protocol errors after the request went out.
+            outcome = self._failure("unknown", error, started)
+        else:
+            outcome = classify_response(
+                response.status_code, response.headers, response.content, now=time.time()
+            )
+            outcome = replace(
+                outcome,
+                message=self._scrub(outcome.message),
+                elapsed=time.perf_counter() - started,
+            )
+        if outcome.kind != "ok":
+            log.debug("%s %s -> %s", method, path, outcome)
+        return outcome
+
+    def _failure(self, kind: OutcomeKind, error: httpx.HTTPError, started: float) -> ApiOutcome:
+        detail = str(error) or "no detail"
+        return ApiOutcome(
+            kind=kind,
+            message=self._scrub(f"{type(error).__name__}: {detail}"),
+            elapsed=time.perf_counter() - started,
+        )
+
+    def _scrub(self, text: str) -> str:
+        """Servers and proxies sometimes echo request headers; the key must not travel on."""
+        return text.replace(self._api_key, "***")
+
+
+async def iter_product_videos(
+    client: JoggClient, *, since: float, page_size: int = 100
+) -> AsyncIterator[dict[str, Any]]:
+    """Yield product videos newest first until one was created before `since` (unix seconds).
+
+    Raises `ApiError` (`AccountError` for key problems) when a page cannot be read or makes no
+    sense, because a partial listing must not be taken for proof that a video does not exist.
+    """
+    page = 1
+    previous_ids: list[object] | None = None
+    while True:
+        outcome = await client.list_product_videos(page=page, page_size=page_size)
+        if outcome.kind != "ok":
+            error_type = AccountError if outcome.kind == "account" else ApiError
+            raise error_type(
+                f"cannot list product videos (page {page}): {outcome}",
+                code=outcome.code,
+                http_status=outcome.http_status,
+            )
+        data = outcome.data or {}
+        videos = data.get("videos")
+        if not isinstance(videos, list) or not all(isinstance(item, dict) for item in videos):
+            raise ApiError(f"product video listing page {page} has no list of videos")
+        ids = [item.get("id") for item in videos]
+        if videos and ids == previous_ids:
+            raise ApiError(f"product video listing does not advance past page {page - 1}")
+        for item in videos:
+            created = _seconds(item.get("created_at"))
+            if created is not None and created < since:
+                return
+            yield item
+        total = data.get("total")
+        # A short page ends the listing; so does an oversized one (a server ignoring paging).
+        last_page = len(videos) != page_size or (
+            isinstance(total, int) and page * page_size >= total
+        )
+        if not videos or last_page:
+            return
+        previous_ids = ids
+        page += 1

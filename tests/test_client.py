@@ -1,0 +1,409 @@
+"""The JoggAI client: outcome classification, requests sent, key hygiene, paging."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+import pytest
+
+from batch import __version__
+from batch.client import ApiOutcome, JoggClient, Timeouts, iter_product_videos
+from batch.errors import AccountError, ApiError, ConfigError
+
+KEY = "sk-test-7f3a9c2e5b1d4e6f"
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def client_for(handler: Handler, **options: Any) -> JoggClient:
+    return JoggClient(
+        "https://api.example.test", KEY, transport=httpx.MockTransport(handler), **options
+    )
+
+
+def envelope(code: Any, msg: str = "", data: Any = None, **extra: Any) -> bytes:
+    return json.dumps({"rid": "0" * 32, "code": code, "msg": msg, "data": data, **extra}).encode()
+
+
+def answering(status: int, content: bytes = b"", headers: dict[str, str] | None = None) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=content, headers=headers)
+
+    return handler
+
+
+def raising(error: type[httpx.TransportError]) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise error("simulated", request=request)
+
+    return handler
+
+
+async def create_with(handler: Handler) -> ApiOutcome:
+    async with client_for(handler) as client:
+        return await client.create_video({"product_id": "NTQ0MTkzNjg"})
+
+
+HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "content", "kind", "code"),
+    [
+        (200, envelope(40000, "Parameter error: avatar_id is required"), "permanent", 40000),
+        (200, envelope(10104, "record not found"), "permanent", 10104),
+        (400, json.dumps({"msg": "bad request"}).encode(), "permanent", None),
+        (404, json.dumps({"error": "no such route"}).encode(), "permanent", None),
+        (422, b"", "permanent", None),
+        (200, envelope(10105, "invalid key"), "account", 10105),
+        (200, envelope(18020, "insufficient credit"), "account", 18020),
+        (200, envelope(18025, "no permission"), "account", 18025),
+        (401, envelope(10105, "invalid key"), "account", 10105),
+        (401, b"", "account", None),
+        (402, b"", "account", None),
+        (403, b"forbidden", "account", None),
+        (200, envelope(429, "Rate limit exceeded. Please try again later."), "retryable", 429),
+        (429, b"", "retryable", None),
+        (200, envelope(50000, "system error"), "retryable", 50000),
+        (500, envelope(50000, "system error"), "retryable", 50000),
+        (500, b"Internal Server Error", "retryable", None),
+        (502, HTML_502, "retryable", None),
+        (503, b"", "retryable", None),
+        (504, HTML_502, "unknown", None),
+        (504, envelope(50000, "timeout"), "unknown", 50000),
+        (520, b"", "unknown", None),
+        (200, b"<html>ok</html>", "unknown", None),
+        (200, b"", "unknown", None),
+        (200, b"[1, 2]", "unknown", None),
+        (200, b'{"code": 0, "msg": "Success", "data": "v1"}', "unknown", 0),
+        (200, b'{"msg": "Success", "data": {"video_id": "v1"}}', "unknown", None),
+        (200, envelope(77777, "something new"), "permanent", 77777),
+        (400, envelope(77777, "something new"), "permanent", 77777),
+        (502, envelope(77777, "something new"), "retryable", 77777),
+    ],
+)
+async def test_http_answers_are_classified(
+    status: int, content: bytes, kind: str, code: int | None
+) -> None:
+    """Body codes and HTTP statuses both map to the documented outcome kinds."""
+    outcome = await create_with(answering(status, content))
+    assert outcome.kind == kind
+    assert outcome.code == code
+    assert outcome.http_status == status
+    assert outcome.message
+
+
+@pytest.mark.anyio
+async def test_a_502_html_page_is_retryable_and_its_message_shows_the_body() -> None:
+    """A proxy's HTML error page is retried, and the message says what came back."""
+    outcome = await create_with(answering(502, HTML_502, {"content-type": "text/html"}))
+    assert outcome.kind == "retryable"
+    assert "not JSON" in outcome.message
+    assert "502 Bad Gateway" in outcome.message
+
+
+@pytest.mark.anyio
+async def test_created_video_returns_its_id() -> None:
+    """Code 0 with data.video_id is ok, with the id and the rate headroom."""
+    body = envelope(
+        0, "Success", {"video_id": "7321782d69884a869400beb255e3ca91", "status": "processing"}
+    )
+    outcome = await create_with(answering(200, body, {"X-RateLimit-Remaining": "7"}))
+    assert outcome.kind == "ok"
+    assert outcome.code == 0
+    assert outcome.data is not None
+    assert outcome.data["video_id"] == "7321782d69884a869400beb255e3ca91"
+    assert outcome.rate_remaining == 7
+    assert outcome.retry_after is None
+    assert outcome.elapsed >= 0.0
+
+
+@pytest.mark.anyio
+async def test_product_video_id_is_the_fallback_for_video_id() -> None:
+    """The URL-to-Video guide's `product_video_id` is read when `video_id` is absent."""
+    outcome = await create_with(
+        answering(200, envelope(0, "success", {"product_video_id": "pv_123456"}))
+    )
+    assert outcome.kind == "ok"
+    assert outcome.data is not None
+    assert outcome.data["video_id"] == "pv_123456"
+
+
+@pytest.mark.anyio
+async def test_accepted_without_an_id_is_unknown() -> None:
+    """Code 0 but no id: the server charged, so the caller must reconcile, not resend."""
+    outcome = await create_with(answering(200, envelope(0, "Success", {"status": "processing"})))
+    assert outcome.kind == "unknown"
+    assert "no video_id" in outcome.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (httpx.ConnectError, "not_sent"),
+        (httpx.ConnectTimeout, "not_sent"),
+        (httpx.PoolTimeout, "not_sent"),
+        (httpx.ReadTimeout, "unknown"),
+        (httpx.WriteTimeout, "unknown"),
+        (httpx.RemoteProtocolError, "unknown"),
+        (httpx.ReadError, "unknown"),
+        (httpx.WriteError, "unknown"),
+    ],
+)
+async def test_network_errors_say_whether_the_request_left(
+    error: type[httpx.TransportError], kind: str
+) -> None:
+    """Connect failures are not_sent; failures after sending are unknown. Nothing raises."""
+    outcome = await create_with(raising(error))
+    assert outcome.kind == kind
+    assert outcome.http_status is None
+    assert outcome.code is None
+    assert error.__name__ in outcome.message
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("headers", "content", "expected"),
+    [
+        ({"Retry-After": "17"}, envelope(429, "slow down"), 17.0),
+        ({"Retry-After": "2.5"}, b"", 2.5),
+        ({}, envelope(429, "slow down", None, retryAfter=12), 12.0),
+        ({}, envelope(429, "slow down", {"retryAfter": "5"}), 5.0),
+        ({"Retry-After": "3"}, envelope(429, "slow down", None, retryAfter=12), 3.0),
+        ({"Retry-After": "soon"}, envelope(429, "slow down"), None),
+        ({}, envelope(429, "slow down"), None),
+    ],
+)
+async def test_retry_after_comes_from_the_header_or_the_body(
+    headers: dict[str, str], content: bytes, expected: float | None
+) -> None:
+    """Retry-After seconds, or retryAfter in the envelope or its data; the header wins."""
+    outcome = await create_with(answering(429 if not content else 200, content, headers))
+    assert outcome.kind == "retryable"
+    assert outcome.rate_limited
+    assert outcome.retry_after == expected
+
+
+@pytest.mark.anyio
+async def test_retry_after_as_an_http_date_becomes_seconds() -> None:
+    """An HTTP-date Retry-After is turned into seconds from now."""
+    headers = {"Retry-After": formatdate(time.time() + 30, usegmt=True)}
+    outcome = await create_with(answering(429, b"", headers))
+    assert outcome.retry_after is not None
+    assert 27.0 <= outcome.retry_after <= 31.0
+    past = {"Retry-After": formatdate(time.time() - 300, usegmt=True)}
+    assert (await create_with(answering(503, b"", past))).retry_after == 0.0
+
+
+@pytest.mark.anyio
+async def test_rate_remaining_is_read_on_every_answer() -> None:
+    """X-RateLimit-Remaining is parsed on errors too, and ignored when garbled."""
+    zero = await create_with(answering(200, envelope(40000, "bad"), {"x-ratelimit-remaining": "0"}))
+    assert zero.rate_remaining == 0
+    garbled = await create_with(
+        answering(200, envelope(40000, "bad"), {"x-ratelimit-remaining": "n/a"})
+    )
+    assert garbled.rate_remaining is None
+
+
+@pytest.mark.anyio
+async def test_requests_carry_the_key_the_user_agent_and_the_v2_paths() -> None:
+    """Every call sends x-api-key and jogg-batch/<version> to the right path and query."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=envelope(0, "Success", {"video_id": "v1"}))
+
+    async with client_for(handler) as client:
+        await client.create_video({"product_id": "p1", "video_spec": {"length": "30"}})
+        await client.create_product({"url": "https://shop.example/p/1"})
+        await client.get_product_video("a/b c")
+        await client.list_product_videos(page=2, page_size=50, status=4)
+        await client.whoami()
+        await client.remaining_quota()
+        await client.avatars_public(1, 100, aspect_ratio="portrait")
+        await client.avatars_custom(2, 10)
+        await client.voices(1, 100, language=None)
+        await client.musics(3, 20)
+        await client.visual_styles("square")
+    assert all(r.headers["x-api-key"] == KEY for r in seen)
+    assert all(r.headers["user-agent"] == f"jogg-batch/{__version__}" for r in seen)
+    assert [(r.method, r.url.raw_path.decode()) for r in seen] == [
+        ("POST", "/v2/create_video_from_product"),
+        ("POST", "/v2/product"),
+        ("GET", "/v2/product_video/a%2Fb%20c"),
+        (
+            "GET",
+            "/v2/product_videos?page=2&page_size=50&status=4&sort_by=created_at&sort_order=desc",
+        ),
+        ("GET", "/v2/user/whoami"),
+        ("GET", "/v2/user/remaining_quota"),
+        ("GET", "/v2/avatars/public?page=1&page_size=100&aspect_ratio=portrait"),
+        ("GET", "/v2/avatars/custom?page=2&page_size=10"),
+        ("GET", "/v2/voices?page=1&page_size=100"),
+        ("GET", "/v2/musics?page=3&page_size=20"),
+        ("GET", "/v2/visual_styles?aspect_ratio=square"),
+    ]
+    assert json.loads(seen[0].content) == {"product_id": "p1", "video_spec": {"length": "30"}}
+    assert seen[0].headers["content-type"] == "application/json"
+
+
+@pytest.mark.anyio
+async def test_product_creation_gets_the_long_read_timeout() -> None:
+    """POST /v2/product waits product_read seconds; create video waits read seconds."""
+    timeouts: dict[str, float] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts[request.url.path] = request.extensions["timeout"]["read"]
+        return httpx.Response(
+            200, content=envelope(0, "Success", {"video_id": "v", "product_id": "p"})
+        )
+
+    async with client_for(handler, timeouts=Timeouts(read=45.0, product_read=150.0)) as client:
+        await client.create_product({"name": "Mug"})
+        await client.create_video({})
+    assert timeouts == {"/v2/product": 150.0, "/v2/create_video_from_product": 45.0}
+    assert Timeouts() == Timeouts(connect=10.0, read=60.0, product_read=120.0, pool=10.0)
+
+
+@pytest.mark.anyio
+async def test_the_key_never_shows_in_repr_logs_or_outcomes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """repr, a logged failure and every outcome's text are free of the API key."""
+    caplog.set_level(logging.DEBUG, logger="batch")
+    echo = envelope(10105, f"invalid key {KEY}", None)
+    outcomes = [
+        await create_with(answering(200, echo)),
+        await create_with(answering(502, f"<html>bad header x-api-key: {KEY}</html>".encode())),
+    ]
+
+    def leaky(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(
+            f"cannot connect with {request.headers['x-api-key']}", request=request
+        )
+
+    outcomes.append(await create_with(leaky))
+    client = client_for(answering(200, b""))
+    texts = [
+        repr(client),
+        str(client),
+        caplog.text,
+        *(str(o) for o in outcomes),
+        *(repr(o) for o in outcomes),
+    ]
+    assert caplog.text  # the failures were logged
+    for text in texts:
+        assert KEY not in text
+    assert "***" in outcomes[0].message
+    await client.aclose()
+
+
+def test_bad_configuration_is_reported_at_once() -> None:
+    """A base URL without scheme or host, or an empty key, is a config error naming the URL."""
+    with pytest.raises(ConfigError, match=r"api\.jogg\.ai/v2"):
+        JoggClient("api.jogg.ai/v2", KEY)
+    with pytest.raises(ConfigError, match="JOGG_API_KEY"):
+        JoggClient("https://api.jogg.ai", "")
+
+
+def listing(pages: dict[int, list[dict[str, Any]]], total: int | None = None) -> Handler:
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        videos = pages.get(page, [])
+        data: dict[str, Any] = {"videos": videos, "page": page, "page_size": 2}
+        if total is not None:
+            data["total"] = total
+        return httpx.Response(200, content=envelope(0, "Success", data))
+
+    return handler
+
+
+def video(number: int, created_at: float) -> dict[str, Any]:
+    return {
+        "id": f"v{number}",
+        "title": f"Promo [jb-{number}]",
+        "status": "processing",
+        "created_at": created_at,
+    }
+
+
+@pytest.mark.anyio
+async def test_listing_pages_newest_first_and_stops_before_since() -> None:
+    """Pages are followed until a video older than `since` appears."""
+    pages = {
+        1: [video(5, 500), video(4, 400)],
+        2: [video(3, 300), video(2, 200)],
+        3: [video(1, 100)],
+    }
+    requested: list[int] = []
+    inner = listing(pages, total=5)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        requested.append(int(request.url.params["page"]))
+        return inner(request)
+
+    async with client_for(handler) as client:
+        found = [item["id"] async for item in iter_product_videos(client, since=250, page_size=2)]
+    assert found == ["v5", "v4", "v3"]
+    assert requested == [1, 2]
+
+
+@pytest.mark.anyio
+async def test_listing_ends_on_a_short_page_or_the_total() -> None:
+    """Without older videos, the listing ends at the last page, not in a loop."""
+    pages = {1: [video(3, 300), video(2, 200)], 2: [video(1, 100)]}
+    async with client_for(listing(pages)) as client:
+        found = [item["id"] async for item in iter_product_videos(client, since=0, page_size=2)]
+    assert found == ["v3", "v2", "v1"]
+    async with client_for(listing({1: [video(2, 200), video(1, 100)]}, total=2)) as client:
+        found = [item["id"] async for item in iter_product_videos(client, since=0, page_size=2)]
+    assert found == ["v2", "v1"]
+
+
+@pytest.mark.anyio
+async def test_listing_that_ignores_the_page_number_is_an_error() -> None:
+    """A server that returns the same full page forever is refused, not looped over."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        data = {"videos": [video(2, 200), video(1, 100)]}
+        return httpx.Response(200, content=envelope(0, "Success", data))
+
+    async with client_for(handler) as client:
+        with pytest.raises(ApiError, match="does not advance"):
+            async for _ in iter_product_videos(client, since=0, page_size=2):
+                pass
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("handler", "error"),
+    [
+        (answering(200, envelope(50000, "system error")), ApiError),
+        (answering(502, HTML_502), ApiError),
+        (raising(httpx.ReadTimeout), ApiError),
+        (answering(200, envelope(0, "Success", {"total": 3})), ApiError),
+        (answering(200, envelope(10105, "invalid key")), AccountError),
+    ],
+)
+async def test_a_listing_that_cannot_be_read_raises(
+    handler: Handler, error: type[ApiError]
+) -> None:
+    """A failed or malformed page raises ApiError, so absence is never inferred from it."""
+    async with client_for(handler) as client:
+        with pytest.raises(error, match="list"):
+            async for _ in iter_product_videos(client, since=0):
+                pass
