@@ -12,6 +12,7 @@ from __future__ import annotations
 import click
 
 from batch import __version__
+from batch.cli.run import plan, run, validate
 from batch.cli.sandbox import sandbox
 
 
@@ -21,4 +22,5 @@ def main() -> None:
     """jogg-batch: product catalogs in, JoggAI videos out."""
 
 
-main.add_command(sandbox)
+for command in (run, plan, validate, sandbox):
+    main.add_command(command)

@@ -1,0 +1,181 @@
+"""`jogg-batch run`, `plan` and `validate`: the main job and its two read-only previews."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batch import runner, validate as validation
+from batch.cli.common import logging_options, reports_errors
+from batch.config import CliOverrides, build_run_config, parse_duration, parse_until
+from batch.errors import ExitCode
+from batch.runner import RunSummary
+
+
+def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options shared by every command that reads a catalog."""
+    options = [
+        click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False)),
+        click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Settings file (default: configs/default.toml)."),
+        click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]),
+                     help="Catalog format (default: by extension)."),
+        click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab)."),
+        click.option("--state", type=click.Path(path_type=Path, dir_okay=False),
+                     help="State database (default: beside the results file)."),
+        click.option("--results", type=click.Path(path_type=Path, dir_okay=False),
+                     help="Results file, .csv or .parquet (default: <catalog>.results.csv)."),
+        click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min)."),
+        click.option("--length", help="Default video length: 15, 30 or 60."),
+        click.option("--aspect-ratio", help="Default aspect ratio: portrait, landscape, square."),
+        click.option("--language", help="Default script language, e.g. english."),
+        click.option("--script-style", help="Default script style, e.g. Storytime."),
+        click.option("--avatar-id", help="Default avatar id."),
+        click.option("--voice-id", help="Default voice id."),
+        click.option("--visual-style", help="Default visual style name."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+_FIELD_OPTIONS = ("length", "aspect_ratio", "language", "script_style", "avatar_id", "voice_id",
+                  "visual_style")
+
+
+def _overrides(options: dict[str, Any], **extra: Any) -> CliOverrides:
+    fields = {name: options.pop(name) for name in _FIELD_OPTIONS if options.get(name) is not None}
+    for name in _FIELD_OPTIONS:
+        options.pop(name, None)
+    return CliOverrides(fields=fields, **options, **extra)
+
+
+@click.command()
+@catalog_options
+@click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or https://api.jogg.ai).")
+@click.option("--concurrency", type=click.IntRange(1, 256), help="Requests in flight at once.")
+@click.option("--sandbox", is_flag=True, help="Run against a local sandbox: no account needed.")
+@click.option("--dry-run", is_flag=True, help="Plan and validate, write results as 'planned', send nothing.")
+@click.option("--max-videos", type=click.IntRange(1), help="Stop after this many accepted videos (credits).")
+@click.option("--max-duration", help="Stop sending after this long, e.g. 6h or 90m.")
+@click.option("--until", help="Stop sending at this local time, e.g. 06:30.")
+@click.option("--force", is_flag=True, help="Render again rows that were already submitted (costs credits).")
+@click.option("--retry-permanent", is_flag=True, help="Resend rows that failed with 40000/10104.")
+@click.option("--resubmit-unknown", is_flag=True, help="Resend rows whose earlier outcome cannot be known.")
+@click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False),
+              help="Also write the summary as JSON here.")
+@logging_options
+@reports_errors
+def run(catalog: Path, sandbox: bool, dry_run: bool, max_videos: int | None,
+        max_duration: str | None, until: str | None, force: bool, retry_permanent: bool,
+        resubmit_unknown: bool, summary_json: Path | None, **options: Any) -> None:
+    """Submit one video per catalog row, rate-limited; write a results file.
+
+    Exit codes: 0 every row submitted or already done; 1 some rows failed, invalid or not
+    attempted; 2 usage, config or catalog error; 3 aborted by an account error (key, permission,
+    credit); 4 another run holds the state; 130/143 interrupted by SIGINT/SIGTERM.
+    """
+    from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
+
+    deadline = _deadline(max_duration, until)
+    with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
+        if sandbox_url is not None:
+            options.update(base_url=sandbox_url, rate_limit=str(DEMO_RATE))
+        config = build_run_config(
+            catalog, _overrides(options), api_key=DEMO_KEY if sandbox else None,
+            dry_run=dry_run, max_videos=max_videos, deadline=deadline, force=force,
+            retry_permanent=retry_permanent, resubmit_unknown=resubmit_unknown,
+            summary_json=summary_json, progress_bar=sys.stderr.isatty(),
+        )
+        summary = runner.run(config)
+    click.echo(render_summary(summary), err=True)
+    raise SystemExit(summary.exit_code)
+
+
+def _deadline(max_duration: str | None, until: str | None) -> float | None:
+    import time
+    from datetime import datetime
+
+    try:
+        limits = []
+        if max_duration:
+            limits.append(time.time() + parse_duration(max_duration))
+        if until:
+            limits.append(parse_until(until, datetime.now().astimezone()))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return min(limits) if limits else None
+
+
+@click.command()
+@catalog_options
+@logging_options
+@reports_errors
+def plan(catalog: Path, **options: Any) -> None:
+    """Show what `run` would do: new, changed, retry, unknown, already submitted, duplicate,
+    invalid rows, and how many POSTs, credits and how long that is. Sends and writes nothing."""
+    from batch.config import Secret
+
+    config = build_run_config(catalog, _overrides(options), api_key=Secret(""))
+    click.echo(render_plan(runner.plan_only(config), config.rate))
+
+
+@click.command()
+@catalog_options
+@logging_options
+@reports_errors
+def validate(catalog: Path, **options: Any) -> None:
+    """Check every row locally; print each problem by row and column. Exit 0 clean, 1 not."""
+    from batch.config import Secret
+
+    config = build_run_config(catalog, _overrides(options), api_key=Secret(""))
+    problems = 0
+    for line in validation.problems(config.catalog, config.catalog_options):
+        problems += 1
+        click.echo(line)
+    click.echo(f"{catalog}: {'no problems' if not problems else f'{problems} problem(s)'}", err=True)
+    raise SystemExit(int(ExitCode.ROWS_FAILED if problems else ExitCode.OK))
+
+
+def render_plan(summary: RunSummary, rate: Any) -> str:
+    counts = summary.plan
+    lines = [f"plan for {summary.catalog} ({counts.rows} rows):"]
+    for name, value in vars(counts).items():
+        lines.append(f"  {name.replace('_', ' '):<18} {value:>8}")
+    posts = counts.to_send
+    lines.append(f"  {'POSTs to send':<18} {posts:>8}   (credits: up to {posts})")
+    if rate is not None and posts:
+        minutes = posts / rate.count * rate.window / 60
+        lines.append(f"  {'time at ' + str(rate):<18} {_duration(minutes * 60):>8}")
+    if counts.unknown:
+        lines.append(f"  ({counts.unknown} unknown outcome(s) are looked up before any resend)")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+def render_summary(summary: RunSummary) -> str:
+    head = "dry run (nothing sent)" if summary.dry_run else "run finished"
+    if summary.stopped:
+        head = f"run stopped early: {summary.stopped}"
+    lines = [f"{head}: {summary.catalog}"]
+    for status, count in sorted(summary.statuses.items()):
+        lines.append(f"  {status:<18} {count:>8}")
+    if summary.codes:
+        codes = ", ".join(f"{code}: {n}" for code, n in sorted(summary.codes.items()))
+        lines.append(f"  failures by code    {codes}")
+    if not summary.dry_run:
+        lines.append(f"  requests sent       {summary.requests_sent}   credits spent "
+                     f"{summary.credits_spent}   elapsed {_duration(summary.elapsed_seconds)}"
+                     f"   rate {summary.post_rate_per_minute}/min")
+    lines.append(f"  results: {summary.results}")
+    return "\n".join(lines)

@@ -1,0 +1,326 @@
+"""Settings: `configs/default.toml` (or `--config FILE`), overridden by CLI options.
+
+Precedence for every request field: non-empty catalog cell > CLI option > config file > built-in
+default. The catalog applies the first step; this module merges the rest into one frozen
+`RunConfig` that the runner takes. Unknown keys are errors that name the key; the API key is read
+from `JOGG_API_KEY` (or `api.key_file`) and is never taken from the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from batch import payload
+from batch.catalog import CatalogOptions
+from batch.client import Timeouts
+from batch.errors import ConfigError
+from batch.rates import RateLimit, parse_rate
+from batch.retry import RetryPolicy
+
+DEFAULT_BASE_URL = "https://api.jogg.ai"
+BUILTIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiSettings(_Section):
+    base_url: str = DEFAULT_BASE_URL
+    key_file: str = ""
+    rate_limit: str = "20/min"
+    concurrency: int = Field(4, ge=1, le=256)
+    connect_timeout: float = Field(10.0, gt=0)
+    read_timeout: float = Field(60.0, gt=0)
+    product_timeout: float = Field(120.0, gt=0)
+
+
+class RetrySettings(_Section):
+    max_attempts: int = Field(5, ge=1)
+    base_delay: float = Field(2.0, ge=0)
+    max_delay: float = Field(60.0, ge=0)
+
+
+class CatalogSettings(_Section):
+    format: Literal["", "csv", "parquet", "jsonl"] = ""
+    delimiter: str = ""
+    row_key: str = ""
+    batch_rows: int = Field(50_000, ge=1)
+
+
+class RunSettings(_Section):
+    state: str = ""
+    reconcile_tag: bool = True
+    shutdown_grace: float = Field(30.0, ge=0)
+    results_interval: float = Field(30.0, gt=0)
+    progress_interval: float = Field(60.0, gt=0)
+
+
+class DefaultsSettings(_Section):
+    """Request field defaults; an empty string means "not set" (TOML has no null)."""
+
+    length: str | int = "30"
+    aspect_ratio: str = "landscape"
+    caption: bool | str = False
+    avatar_id: int | str = 127
+    avatar_type: int | str = 0
+    voice_id: str = "en-US-ChristopherNeural"
+    music_id: int | str = ""
+    script_style: str = "Storytime"
+    language: str = "english"
+    visual_style: str = ""
+    video_name: str = ""
+    override_script: str = ""
+    webhook_url: str = ""
+
+
+class Settings(_Section):
+    api: ApiSettings = ApiSettings()
+    retry: RetrySettings = RetrySettings()
+    catalog: CatalogSettings = CatalogSettings()
+    run: RunSettings = RunSettings()
+    defaults: DefaultsSettings = DefaultsSettings()
+    columns: dict[str, str] = Field(default_factory=dict)
+
+
+class Secret(str):
+    """A string that never shows itself in repr, logs or tracebacks."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Reads a TOML file (the built-in defaults when None) and applies dotted-key overrides.
+
+    Overrides whose value is None are ignored, so CLI options left unset do not count.
+    """
+    source = path or BUILTIN_CONFIG
+    data: dict[str, Any] = {}
+    if path is not None or source.exists():
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        data.setdefault(section, {})[key] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(source, exc)) from None
+
+
+def _describe(source: Path, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown setting '{key}'")
+        else:
+            problems.append(f"'{key}' = {error.get('input')!r}: {error['msg']}")
+    return f"{source}: " + "; ".join(problems)
+
+
+def request_defaults(settings: Settings, source: Path | None) -> payload.RequestDefaults:
+    """Normalises each default with the same rules as catalog cells (so `9:16` works here too)."""
+    raw = settings.defaults
+    normalisers: dict[str, Callable[[object], object]] = {
+        "length": payload.normalize_length,
+        "aspect_ratio": payload.normalize_aspect_ratio,
+        "caption": payload.normalize_caption,
+        "avatar_id": payload.normalize_int_id,
+        "avatar_type": payload.normalize_avatar_type,
+        "voice_id": payload.normalize_text,
+        "music_id": payload.normalize_int_id,
+        "script_style": payload.normalize_script_style,
+        "language": payload.normalize_language,
+        "visual_style": payload.normalize_text,
+        "video_name": str,
+        "override_script": str,
+        "webhook_url": payload.normalize_url,
+    }
+    values: dict[str, object] = {}
+    for name, normalise in normalisers.items():
+        value = getattr(raw, name)
+        if value == "":
+            values[name] = None
+            continue
+        try:
+            values[name] = normalise(value)
+        except ValueError as exc:
+            raise ConfigError(f"{source or BUILTIN_CONFIG}: defaults.{name}: {exc}") from None
+    for required in ("length", "aspect_ratio", "avatar_id", "script_style", "language"):
+        if values[required] is None:
+            raise ConfigError(f"{source or BUILTIN_CONFIG}: defaults.{required} must be set")
+    return payload.RequestDefaults(**values)  # type: ignore[arg-type]
+
+
+def read_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Secret:
+    """JOGG_API_KEY wins; else the file named by api.key_file. Never from the command line."""
+    if env.get("JOGG_API_KEY", "").strip():
+        return Secret(env["JOGG_API_KEY"].strip())
+    if settings.api.key_file:
+        path = Path(settings.api.key_file).expanduser()
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"api.key_file {path}: cannot read it ({exc.strerror})") from None
+        if key:
+            return Secret(key)
+    raise ConfigError(
+        "no API key: set JOGG_API_KEY, or name a file holding it in the config as api.key_file "
+        "(or use --sandbox to try jogg-batch without an account)"
+    )
+
+
+def parse_duration(text: str) -> float:
+    """`6h`, `90m`, `45s`, `1h30m` -> seconds."""
+    total, number = 0.0, ""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0}
+    for char in text.strip().lower():
+        if char.isdigit() or char == ".":
+            number += char
+        elif char in units and number:
+            total += float(number) * units[char]
+            number = ""
+        else:
+            raise ValueError(f"{text!r} is not a duration; write e.g. 6h, 90m or 1h30m")
+    if number or total <= 0:
+        raise ValueError(f"{text!r} is not a duration; write e.g. 6h, 90m or 1h30m")
+    return total
+
+
+def parse_until(text: str, now: datetime) -> float:
+    """`06:30` -> the next 06:30 local time after `now`, as a unix time."""
+    try:
+        clock = datetime.strptime(text.strip(), "%H:%M").time()
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time of day; write HH:MM, e.g. 06:30") from None
+    moment = datetime.combine(now.date(), clock, tzinfo=now.tzinfo)
+    if moment <= now:
+        moment += timedelta(days=1)
+    return moment.timestamp()
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one run needs; built by the CLI, taken by `runner.run`."""
+
+    catalog: Path
+    results: Path
+    state: Path
+    catalog_options: CatalogOptions
+    base_url: str
+    api_key: Secret
+    rate: RateLimit | None
+    concurrency: int
+    timeouts: Timeouts
+    retry: RetryPolicy
+    reconcile_tag: bool = True
+    dry_run: bool = False
+    force: bool = False
+    retry_permanent: bool = False
+    resubmit_unknown: bool = False
+    max_videos: int | None = None
+    deadline: float | None = None
+    shutdown_grace: float = 30.0
+    results_interval: float = 30.0
+    progress_interval: float = 60.0
+    summary_json: Path | None = None
+    progress_bar: bool = False
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def default_results_path(catalog: Path) -> Path:
+    return catalog.with_name(catalog.stem + ".results.csv")
+
+
+def default_state_path(results: Path) -> Path:
+    stem = results.name.removesuffix(results.suffix).removesuffix(".results")
+    return results.with_name(stem + ".jogg-state.db")
+
+
+def catalog_options(settings: Settings, source: Path | None, *, fmt: str | None = None,
+                    delimiter: str | None = None) -> CatalogOptions:
+    chosen_format = fmt or settings.catalog.format or None
+    if delimiter is not None and delimiter.lower() in ("tab", "\\t"):
+        delimiter = "\t"
+    return CatalogOptions(
+        format=chosen_format,  # type: ignore[arg-type]
+        delimiter=delimiter or settings.catalog.delimiter or None,
+        columns=dict(settings.columns),
+        defaults=request_defaults(settings, source),
+        row_key=settings.catalog.row_key or None,
+        batch_rows=settings.catalog.batch_rows,
+    )
+
+
+def rate_limit(text: str) -> RateLimit | None:
+    try:
+        return parse_rate(text)
+    except ValueError as exc:
+        raise ConfigError(f"rate limit: {exc}") from None
+
+
+@dataclass(frozen=True)
+class CliOverrides:
+    """The settings a command line may give; None means "not given" (the config file decides)."""
+
+    config_path: Path | None = None
+    results: Path | None = None
+    state: Path | None = None
+    base_url: str | None = None
+    rate_limit: str | None = None
+    concurrency: int | None = None
+    fmt: str | None = None
+    delimiter: str | None = None
+    fields: Mapping[str, object] = field(default_factory=dict)
+
+
+def build_run_config(catalog: Path, cli: CliOverrides, *, env: Mapping[str, str] = os.environ,
+                     api_key: Secret | None = None, **run_flags: Any) -> RunConfig:
+    """Merges built-in defaults, the config file, environment and CLI into one RunConfig."""
+    overrides: dict[str, Any] = {
+        "api.base_url": cli.base_url or env.get("JOGG_BASE_URL") or None,
+        "api.rate_limit": cli.rate_limit,
+        "api.concurrency": cli.concurrency,
+    }
+    overrides.update({f"defaults.{name}": value for name, value in cli.fields.items()})
+    settings = load_settings(cli.config_path, overrides)
+    results = cli.results or default_results_path(catalog)
+    state = cli.state or (Path(settings.run.state).expanduser() if settings.run.state else None)
+    api = settings.api
+    return RunConfig(
+        catalog=catalog,
+        results=results,
+        state=state or default_state_path(results),
+        catalog_options=catalog_options(settings, cli.config_path, fmt=cli.fmt,
+                                        delimiter=cli.delimiter),
+        base_url=api.base_url.rstrip("/"),
+        api_key=api_key if api_key is not None else read_api_key(settings, env),
+        rate=rate_limit(api.rate_limit),
+        concurrency=api.concurrency,
+        timeouts=Timeouts(connect=api.connect_timeout, read=api.read_timeout,
+                          product_read=api.product_timeout),
+        retry=RetryPolicy(max_attempts=settings.retry.max_attempts,
+                          base_delay=settings.retry.base_delay,
+                          max_delay=settings.retry.max_delay),
+        reconcile_tag=settings.run.reconcile_tag,
+        shutdown_grace=settings.run.shutdown_grace,
+        results_interval=settings.run.results_interval,
+        progress_interval=settings.run.progress_interval,
+        **run_flags,
+    )

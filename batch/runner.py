@@ -1,0 +1,539 @@
+"""One run: plan the catalog against the state, send what needs sending, write the results.
+
+Planning streams the catalog batch by batch and records each batch's plan in the state in one
+transaction; sending starts as soon as the first batch is planned and pulls jobs from the state
+in job order (so jobs an earlier run left behind go first). Every request is bracketed by state
+writes (`sending` before, the outcome after), and an answer that may hide an accepted request is
+reconciled through the unlimited GET side before anything is sent again (see `reconcile`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import httpx
+
+from batch import catalog, payload
+from batch.client import ApiOutcome, JoggClient
+from batch.config import RunConfig
+from batch.errors import AccountError, ApiError, ExitCode
+from batch.progress import Progress
+from batch.ratelimit import SlidingWindowLimiter
+from batch.reconcile import Reconciler
+from batch.results import write_results
+from batch.state import UNCERTAIN, AttemptRecord, Job, NewJob, RowPlan, StateStore
+
+log = logging.getLogger(__name__)
+
+# How far back the limiter looks in the state for sends of an earlier (crashed) run.
+_SEED_LOOKBACK = 3600.0
+
+
+@dataclass
+class PlanCounts:
+    """What a run would do with each catalog row."""
+
+    new: int = 0
+    changed: int = 0
+    retry: int = 0
+    unknown: int = 0
+    forced: int = 0
+    already_submitted: int = 0
+    failed_permanent: int = 0
+    duplicate: int = 0
+    invalid: int = 0
+
+    @property
+    def to_send(self) -> int:
+        return self.new + self.changed + self.retry + self.forced
+
+    @property
+    def rows(self) -> int:
+        return sum(asdict(self).values())
+
+
+@dataclass
+class RunSummary:
+    """What a run did; rendered on stderr and written by --summary-json."""
+
+    catalog: str
+    results: str
+    state: str
+    dry_run: bool
+    plan: PlanCounts
+    statuses: dict[str, int] = field(default_factory=dict)
+    codes: dict[str, int] = field(default_factory=dict)
+    requests_sent: int = 0
+    credits_spent: int = 0
+    elapsed_seconds: float = 0.0
+    post_rate_per_minute: float = 0.0
+    stopped: str | None = None  # why sending stopped early, if it did
+    exit_code: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["plan"]["to_send"] = self.plan.to_send
+        return data
+
+
+class StopRequested(Exception):
+    """Raised inside a job when the run stops sending (signal, cap, deadline, account error)."""
+
+
+def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> RunSummary:
+    """Runs (or with `config.dry_run`, plans) one catalog. The caller maps `exit_code`."""
+    started = time.monotonic()
+    with StateStore(config.state) as state:
+        state.lock()
+        if config.dry_run:
+            summary = _dry_run(config, state)
+        else:
+            summary = _Run(config, state, transport).execute()
+        summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    if config.summary_json is not None:
+        config.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+    return summary
+
+
+def plan_only(config: RunConfig) -> RunSummary:
+    """`jogg-batch plan`: what a run would do; nothing is written anywhere."""
+    with StateStore(config.state) as state:
+        with state.discarded():
+            run_id = state.begin_run(str(config.catalog), dry_run=True)
+            counts = _Planner(config, state, run_id, dry_run=True).plan_all()
+        return RunSummary(str(config.catalog), "", str(config.state), True, counts)
+
+
+def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
+    with state.discarded():
+        run_id = state.begin_run(str(config.catalog), dry_run=True)
+        counts = _Planner(config, state, run_id, dry_run=True).plan_all()
+        _write_results(config, state, run_id)
+        statuses = state.count_rows(run_id)
+    summary = RunSummary(str(config.catalog), str(config.results), str(config.state), True,
+                         counts, statuses=statuses)
+    summary.exit_code = int(ExitCode.ROWS_FAILED if counts.invalid else ExitCode.OK)
+    return summary
+
+
+def _write_results(config: RunConfig, state: StateStore, run_id: int) -> None:
+    batches = catalog.read_passthrough(config.catalog, config.catalog_options)
+    write_results(config.results, batches, lambda first, last: state.result_rows(run_id, first, last))
+
+
+def tag_for(fingerprint: str) -> str:
+    """The reconciliation tag of a job's first render: derived, so a results file alone finds it."""
+    return fingerprint[:12]
+
+
+class _Planner:
+    """Classifies each catalog row against the state and records the plan batch by batch."""
+
+    def __init__(self, config: RunConfig, state: StateStore, run_id: int, *, dry_run: bool):
+        self.config = config
+        self.state = state
+        self.run_id = run_id
+        self.dry_run = dry_run
+        self.counts = PlanCounts()
+        self.rows_total = 0
+
+    def plan_all(self) -> PlanCounts:
+        for _ in self.batches():
+            pass
+        return self.counts
+
+    def batches(self) -> Iterator[int]:
+        """Plans one catalog batch per step; yields the number of jobs it planned to send."""
+        for batch in catalog.read_catalog(self.config.catalog, self.config.catalog_options):
+            yield self._plan_batch(batch.rows)
+
+    def _plan_batch(self, rows: list[catalog.CatalogRow]) -> int:
+        counts = self.counts
+        fingerprints = [r.fingerprint for r in rows if r.fingerprint is not None]
+        existing = self.state.jobs_by_fingerprint(fingerprints)
+        unseen_keys = [r.key for r in rows if r.fingerprint and r.fingerprint not in existing]
+        known_keys = self.state.keys_with_jobs(unseen_keys) if unseen_keys else set()
+        planned = "planned" if self.dry_run else "job"
+        new_jobs: list[NewJob] = []
+        updates: list[tuple[str | None, int, int, int]] = []
+        plans: list[RowPlan] = []
+        first_row: dict[str, int] = {}  # fingerprint -> its first row in this batch
+        to_send = 0
+        for row in rows:
+            if row.fields is None or row.fingerprint is None:
+                counts.invalid += 1
+                detail = "; ".join(f"{p.column}: {p.reason}" for p in row.problems)
+                plans.append((row.number, None, "invalid", detail))
+                continue
+            fp = row.fingerprint
+            job = existing.get(fp)
+            ref: int | str = fp if job is None else job["id"]  # a new job is known by fingerprint
+            earlier = first_row.get(fp) or (
+                job["seen_row"] if job is not None and job["seen_run"] == self.run_id else None
+            )
+            if earlier is not None:
+                counts.duplicate += 1
+                plans.append((row.number, ref, "duplicate", f"same request as row {earlier}"))
+                continue
+            first_row[fp] = row.number
+            if job is None:
+                if row.key in known_keys:
+                    counts.changed += 1
+                else:
+                    counts.new += 1
+                to_send += 1
+                fields_json = json.dumps(row.fields, separators=(",", ":"))
+                new_jobs.append((fp, row.key, fields_json, tag_for(fp), row.number))
+                plans.append((row.number, fp, planned, None))
+                continue
+            status, send = self._classify(job)
+            updates.append((status, int(send), row.number, job["id"]))
+            to_send += send
+            plans.append((row.number, job["id"], planned if send else "job", None))
+        self.state.record_plan(self.run_id, new_jobs, updates, plans)
+        return to_send
+
+    def _classify(self, job: Any) -> tuple[str | None, bool]:
+        """(new job status or None to keep it, whether this run sends it)."""
+        config, counts, status = self.config, self.counts, job["status"]
+        if status == "submitted":
+            if config.force:
+                counts.forced += 1
+                if not self.dry_run:
+                    self.state.rekey_job(job["id"], secrets.token_hex(6))
+                return "pending", True
+            counts.already_submitted += 1
+            return None, False
+        if status == "failed" and job["permanent"] and not config.retry_permanent:
+            counts.failed_permanent += 1
+            return None, False
+        if status in UNCERTAIN:
+            counts.unknown += 1
+            return None, True
+        counts.retry += 1
+        return "pending", True
+
+
+class _Run:
+    """The live run: planner, dispatcher and job tasks on one event loop."""
+
+    def __init__(self, config: RunConfig, state: StateStore,
+                 transport: httpx.AsyncBaseTransport | None) -> None:
+        self.config = config
+        self.state = state
+        self.transport = transport
+        self.run_id = state.begin_run(str(config.catalog), dry_run=False)
+        self.planner = _Planner(config, state, self.run_id, dry_run=False)
+        self.rng = random.Random()
+        self.stop_reason: str | None = None
+        self.account_error: AccountError | None = None
+        self.in_flight = 0
+        self.accepted = 0
+        self.sent = 0
+        self.signal_code: ExitCode | None = None
+        self.planning_done = False
+        self.planned = asyncio.Event()
+        self.progress = Progress(config.progress_bar, config.progress_interval)
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    def execute(self) -> RunSummary:
+        try:
+            asyncio.run(self._main())
+        finally:
+            self.progress.close()
+            self.state.mark_not_attempted(self.run_id)
+            _write_results(self.config, self.state, self.run_id)
+            self.state.finish_run(self.run_id, self.stop_reason or "done")
+        return self._summary()
+
+    async def _main(self) -> None:
+        loop = asyncio.get_running_loop()
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        installed = self._install_signals(loop, main_task)
+        results_task = asyncio.create_task(self._refresh_results())
+        try:
+            self.limiter = (
+                SlidingWindowLimiter(self.config.rate) if self.config.rate is not None else None
+            )
+            if self.limiter is not None:
+                recent = self.state.recent_send_times(time.time() - _SEED_LOOKBACK)
+                self.limiter.seed(recent, now=time.time())
+            async with JoggClient(self.config.base_url, self.config.api_key,
+                                  timeouts=self.config.timeouts, transport=self.transport,
+                                  max_connections=self.config.concurrency) as client:
+                self.client = client
+                self.reconciler = Reconciler(client, enabled=self.config.reconcile_tag)
+                await asyncio.gather(self._plan(), self._dispatch())
+        finally:
+            results_task.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop, main: asyncio.Task[Any]) -> list[int]:
+        if threading.current_thread() is not threading.main_thread():
+            return []  # signal handlers can only live on the main thread (tests run elsewhere)
+
+        def handle(sig: int) -> None:
+            code = ExitCode.INTERRUPTED if sig == signal.SIGINT else ExitCode.TERMINATED
+            if self.signal_code is not None:
+                log.warning("second signal: stopping now; the state is consistent")
+                main.cancel()
+                return
+            self.signal_code = code
+            self.stop(f"signal {signal.Signals(sig).name}")
+            log.warning("stopping: waiting up to %.0f s for %d request(s) in flight "
+                        "(signal again to stop at once)", self.config.shutdown_grace,
+                        self.in_flight)
+            loop.call_later(self.config.shutdown_grace, main.cancel)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, handle, sig)
+        return [signal.SIGINT, signal.SIGTERM]
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.warning("no further requests: %s", reason)
+        self.planned.set()
+
+    def _should_stop(self) -> bool:
+        if self.stop_reason is not None:
+            return True
+        config = self.config
+        if config.max_videos is not None and self.accepted + self.in_flight >= config.max_videos:
+            self.stop(f"--max-videos {config.max_videos} reached")
+        elif config.deadline is not None and time.time() >= config.deadline:
+            self.stop("time limit reached")
+        return self.stop_reason is not None
+
+    # --- planning and dispatch -----------------------------------------------------------------
+
+    async def _plan(self) -> None:
+        try:
+            for to_send in self.planner.batches():
+                self.progress.add_total(to_send)
+                self.planned.set()
+                await asyncio.sleep(0)  # let requests go out between batches
+                if self.stop_reason is not None:
+                    break
+        finally:
+            self.planning_done = True
+            self.planned.set()
+
+    async def _dispatch(self) -> None:
+        gate = asyncio.Semaphore(self.config.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+        last_id = 0
+        try:
+            while not self._should_stop():
+                jobs = self.state.next_jobs(self.run_id, last_id, 64)
+                if not jobs:
+                    if self.planning_done:
+                        break
+                    self.planned.clear()
+                    await self.planned.wait()
+                    continue
+                for job in jobs:
+                    await gate.acquire()
+                    if self._should_stop():
+                        gate.release()
+                        break
+                    last_id = job.id
+                    task = asyncio.create_task(self._process(job))
+                    tasks.add(task)
+                    task.add_done_callback(lambda t: (tasks.discard(t), gate.release()))
+            if tasks:
+                await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            raise
+
+    # --- one job -------------------------------------------------------------------------------
+
+    async def _process(self, job: Job) -> None:
+        try:
+            await self._send_job(job)
+        except StopRequested:
+            pass  # the job keeps `pending`: not_attempted when the run ends
+        finally:
+            self.progress.update(self.state_counts_hint())
+
+    def state_counts_hint(self) -> dict[str, int]:
+        return {"sent": self.sent, "accepted": self.accepted}
+
+    async def _send_job(self, job: Job) -> None:
+        if job.status in UNCERTAIN:
+            since = self.state.last_attempt_start(job.id) or 0.0
+            if await self._reconciled(job, since):
+                return
+        fields = payload.ResolvedFields(*job.fields)
+        body = payload.build_request(fields, job.product_id).to_body(
+            job.tag if self.config.reconcile_tag else None
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome, started = await self._post(job, body)
+            if outcome.kind == "ok":
+                return
+            if outcome.kind in ("permanent", "account"):
+                return
+            if outcome.kind == "unknown":
+                if await self._reconciled(job, started):
+                    return
+                # Absent from a listing that covers the attempt: safe to send again.
+            if attempt >= self.config.retry.max_attempts:
+                self._finish_exhausted(job, outcome)
+                return
+            delay = self.config.retry.delay(attempt, retry_after=outcome.retry_after, rng=self.rng)
+            log.info("row key %s: %s (code %s); retrying in %.1f s", job.row_key, outcome.kind,
+                     outcome.code, delay)
+            await asyncio.sleep(delay)
+
+    async def _post(self, job: Job, body: dict[str, Any]) -> tuple[ApiOutcome, float]:
+        if self._should_stop():
+            raise StopRequested
+        self.in_flight += 1
+        try:
+            if self.limiter is None:
+                return await self._post_now(job, body)
+            async with self.limiter.slot() as slot:
+                if self.stop_reason is not None:
+                    raise StopRequested
+                outcome, started = await self._post_now(job, body)
+                slot.observe(outcome.retry_after, outcome.rate_remaining,
+                             outcome.code == 429 or outcome.http_status == 429)
+                return outcome, started
+        finally:
+            self.in_flight -= 1
+
+    async def _post_now(self, job: Job, body: dict[str, Any]) -> tuple[ApiOutcome, float]:
+        started = time.time()
+        attempt_id = self.state.begin_attempt(job.id, self.run_id)
+        self.sent += 1
+        outcome = await self.client.create_video(body)
+        video_id = _video_id(outcome)
+        record = AttemptRecord(outcome.kind, outcome.code, outcome.http_status,
+                               None if video_id else outcome.message, video_id)
+        if outcome.kind == "ok" and record.video_id:
+            self.state.finish_attempt(attempt_id, job.id, record, "submitted", run_id=self.run_id)
+            self.accepted += 1
+            self._log_change(job, "submitted", video_id=record.video_id)
+        elif outcome.kind == "ok" or outcome.kind == "unknown":
+            # An answer without a video id is as good as no answer: the render may exist.
+            self.state.finish_attempt(attempt_id, job.id, record, "reconciling", run_id=self.run_id)
+            outcome = _as_unknown(outcome)
+        elif outcome.kind == "permanent":
+            self.state.finish_attempt(attempt_id, job.id, record, "failed", run_id=self.run_id,
+                                      permanent=True)
+            self._log_change(job, "failed", code=outcome.code, message=outcome.message)
+        elif outcome.kind == "account":
+            self.state.finish_attempt(attempt_id, job.id, record, "pending", run_id=self.run_id)
+            self.account_error = AccountError(
+                f"the API refused the account (code {outcome.code}): {outcome.message}",
+                code=outcome.code, http_status=outcome.http_status,
+            )
+            self.stop(f"account error {outcome.code}")
+        else:  # retryable or not_sent: certainly not accepted
+            self.state.finish_attempt(attempt_id, job.id, record, "pending", run_id=self.run_id)
+        return outcome, started
+
+    async def _reconciled(self, job: Job, since: float) -> bool:
+        """True when the job's fate is settled (found, or unknown and not to be resent)."""
+        try:
+            video_id = await self.reconciler.find(job.tag, since)
+        except ApiError as exc:
+            if self.config.resubmit_unknown:
+                log.warning("row key %s: cannot reconcile (%s); resending (--resubmit-unknown)",
+                            job.row_key, exc)
+                return False
+            self.state.settle(job.id, "unknown", AttemptRecord("unknown", message=str(exc)),
+                              run_id=self.run_id)
+            self._log_change(job, "unknown", message=str(exc))
+            return True
+        if video_id is None:
+            log.info("row key %s: not found on the server; sending again", job.row_key)
+            self.state.settle(job.id, "pending", AttemptRecord("absent"), run_id=self.run_id)
+            return False
+        self.state.settle(job.id, "submitted",
+                          AttemptRecord("recovered", video_id=video_id,
+                                        message="recovered after a lost answer"),
+                          run_id=self.run_id, recovered=True)
+        self.accepted += 1
+        self._log_change(job, "submitted", video_id=video_id, recovered=True)
+        return True
+
+    def _finish_exhausted(self, job: Job, outcome: ApiOutcome) -> None:
+        self.state.settle(job.id, "failed",
+                          AttemptRecord(outcome.kind, outcome.code, outcome.http_status,
+                                        outcome.message), run_id=self.run_id)
+        self._log_change(job, "failed", code=outcome.code, message=outcome.message)
+
+    def _log_change(self, job: Job, status: str, **details: Any) -> None:
+        log.debug("job %s -> %s", job.id, status,
+                  extra={"event": "job", "job": job.id, "row_key": job.row_key,
+                         "status": status, **details})
+
+    # --- results and summary -------------------------------------------------------------------
+
+    async def _refresh_results(self) -> None:
+        """Rewrites the results file now and then, so a killed run leaves a recent one."""
+        interval = self.config.results_interval
+        while True:
+            await asyncio.sleep(interval)
+            began = time.monotonic()
+            await asyncio.to_thread(self._write_results_snapshot)
+            # A big catalog takes a while to write: never spend more than a tenth of the time on it.
+            interval = max(self.config.results_interval, 10 * (time.monotonic() - began))
+
+    def _write_results_snapshot(self) -> None:
+        with StateStore.reader(self.config.state) as reader:
+            batches = catalog.read_passthrough(self.config.catalog, self.config.catalog_options)
+            write_results(self.config.results, batches,
+                          lambda first, last: reader.result_rows(self.run_id, first, last))
+
+    def _summary(self) -> RunSummary:
+        statuses = self.state.count_rows(self.run_id)
+        summary = RunSummary(
+            str(self.config.catalog), str(self.config.results), str(self.config.state), False,
+            self.planner.counts, statuses=statuses, codes=self.state.failure_codes(self.run_id),
+            requests_sent=self.sent, credits_spent=self.state.run_accepted(self.run_id),
+            stopped=self.stop_reason,
+        )
+        times = self.state.run_attempt_times(self.run_id)
+        if len(times) > 1 and times[-1] > times[0]:
+            summary.post_rate_per_minute = round((len(times) - 1) * 60 / (times[-1] - times[0]), 2)
+        summary.exit_code = int(self._exit_code(statuses))
+        return summary
+
+    def _exit_code(self, statuses: dict[str, int]) -> ExitCode:
+        if self.signal_code is not None:
+            return self.signal_code
+        if self.account_error is not None:
+            log.error("%s", self.account_error)
+            return ExitCode.ACCOUNT
+        bad = ("failed", "invalid", "unknown", "not_attempted")
+        return ExitCode.ROWS_FAILED if any(statuses.get(s) for s in bad) else ExitCode.OK
+
+
+def _video_id(outcome: ApiOutcome) -> str | None:
+    data = outcome.data if isinstance(outcome.data, dict) else {}
+    value = data.get("video_id") or data.get("product_video_id")
+    return str(value) if value else None
+
+
+def _as_unknown(outcome: ApiOutcome) -> ApiOutcome:
+    return replace(outcome, kind="unknown")
