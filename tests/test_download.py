@@ -1,0 +1,250 @@
+"""Downloads against a tiny in-process media server: naming, resuming, skipping, local_path."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from batch.cli.download import download as download_command
+from batch.download import DownloadConfig, download, file_name
+from batch.errors import ConfigError
+from batch.report import read_results
+
+MEDIA = {
+    "v1.mp4": b"first video " * 1000,
+    "v1.jpg": b"cover one",
+    "v2.mp4": b"second video " * 700,
+}
+COLUMNS = [
+    "name",
+    "row",
+    "status",
+    "video_id",
+    "video_status",
+    "video_url",
+    "cover_url",
+    "local_path",
+]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class MediaServer:
+    """Serves MEDIA under /_sandbox/media/ and counts requests per method and file."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[tuple[str, str]] = Counter()
+
+        async def media(request: Request) -> Response:
+            name = request.path_params["name"]
+            self.requests[(request.method, name)] += 1
+            if name not in MEDIA:
+                return Response(status_code=404)
+            return Response(MEDIA[name], media_type="application/octet-stream")
+
+        app = Starlette(routes=[Route("/_sandbox/media/{name}", media, methods=["GET"])])
+        self.transport = httpx.ASGITransport(app=app)
+
+    def gets(self) -> int:
+        return sum(n for (method, _), n in self.requests.items() if method == "GET")
+
+
+def url(name: str) -> str:
+    return f"http://sandbox/_sandbox/media/{name}"
+
+
+def write_results(path: Path) -> None:
+    rows = [
+        ["-dash name", "1", "submitted", "v1", "completed", url("v1.mp4"), url("v1.jpg"), ""],
+        ["plain", "2", "submitted", "v2", "completed", url("v2.mp4"), "", ""],
+        ["still", "3", "submitted", "v3", "processing", "", "", ""],
+        ["broken", "4", "submitted", "v4", "failed", "", "", ""],
+    ]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows([["'" + r[0] if r[0][0] in "=+-@" else r[0], *r[1:]] for r in rows])
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    path = tmp_path / "results.csv"
+    write_results(path)
+    return path
+
+
+def config(results: Path, **changes: object) -> DownloadConfig:
+    return DownloadConfig(results=results, dest=results.parent / "videos", **changes)  # type: ignore[arg-type]
+
+
+class BreaksMidway(httpx.AsyncByteStream):
+    """Sends the first 100 bytes, then the connection drops."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.body[:100]
+        raise httpx.ReadError("connection reset")
+
+
+def interrupted_transport() -> httpx.MockTransport:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = MEDIA[request.url.path.rsplit("/", 1)[1]]
+        headers = {"Content-Length": str(len(body))}
+        return httpx.Response(200, headers=headers, stream=BreaksMidway(body))
+
+    return httpx.MockTransport(handler)
+
+
+def test_file_name_fills_the_template_and_sanitises_separators() -> None:
+    """row is an int for formatting; / and \\ inside values become _."""
+    cells = {"row": "7", "video_id": "ab/c", "name": "x\\y"}
+    assert file_name("{row:05d}-{video_id}.mp4", cells) == "00007-ab_c.mp4"
+    assert file_name("{name}/{video_id}.mp4", cells) == "x_y_ab_c.mp4"
+
+
+def test_file_name_names_an_unknown_column() -> None:
+    """A template column that does not exist is a ConfigError listing the columns."""
+    with pytest.raises(ConfigError, match=r"no column 'sku' in the results; columns are row, vid"):
+        file_name("{sku}.mp4", {"row": "1", "vid": "v"})
+
+
+@pytest.mark.anyio
+async def test_downloads_completed_videos_and_records_local_path(results: Path) -> None:
+    """Only completed rows are fetched; local_path lands in the results, other cells kept."""
+    server = MediaServer()
+    summary = await download(config(results), transport=server.transport)
+    dest = results.parent / "videos"
+    assert (summary.downloaded, summary.skipped, summary.failed) == (2, 0, 0)
+    assert summary.bytes == len(MEDIA["v1.mp4"]) + len(MEDIA["v2.mp4"])
+    assert sorted(p.name for p in dest.iterdir()) == ["00001-v1.mp4", "00002-v2.mp4"]
+    assert (dest / "00001-v1.mp4").read_bytes() == MEDIA["v1.mp4"]
+    frame = read_results(results)
+    assert frame["local_path"].tolist() == [
+        str((dest / "00001-v1.mp4").resolve()),
+        str((dest / "00002-v2.mp4").resolve()),
+        "",
+        "",
+    ]
+    assert frame.loc[0, "name"] == "-dash name"
+    assert results.read_text(encoding="utf-8").splitlines()[1].startswith("'-dash name,")
+
+
+@pytest.mark.anyio
+async def test_covers_are_optional(results: Path) -> None:
+    """--covers also fetches cover images, named after the video."""
+    server = MediaServer()
+    await download(config(results, covers=True), transport=server.transport)
+    cover = results.parent / "videos" / "00001-v1.cover.jpg"
+    assert cover.read_bytes() == MEDIA["v1.jpg"]
+
+
+@pytest.mark.anyio
+async def test_complete_files_are_not_fetched_again(results: Path) -> None:
+    """A second run only asks HEAD and skips every file already in place."""
+    server = MediaServer()
+    await download(config(results), transport=server.transport)
+    assert server.gets() == 2
+    summary = await download(config(results), transport=server.transport)
+    assert server.gets() == 2
+    assert (summary.downloaded, summary.skipped) == (0, 2)
+    assert read_results(results)["local_path"].tolist()[1].endswith("00002-v2.mp4")
+
+
+@pytest.mark.anyio
+async def test_file_of_the_wrong_size_is_fetched_again(results: Path) -> None:
+    """A final file whose size differs from the server's Content-Length is replaced."""
+    server = MediaServer()
+    dest = results.parent / "videos"
+    dest.mkdir()
+    (dest / "00001-v1.mp4").write_bytes(b"short")
+    summary = await download(config(results), transport=server.transport)
+    assert summary.downloaded == 2
+    assert (dest / "00001-v1.mp4").read_bytes() == MEDIA["v1.mp4"]
+
+
+@pytest.mark.anyio
+async def test_interrupted_download_resumes_on_the_next_run(results: Path) -> None:
+    """A dropped connection leaves a .part and no final file; the next run completes it."""
+    dest = results.parent / "videos"
+    first = await download(config(results, concurrency=1), transport=interrupted_transport())
+    assert (first.downloaded, first.failed) == (0, 2)
+    assert (dest / "00001-v1.mp4.part").read_bytes() == MEDIA["v1.mp4"][:100]
+    assert not (dest / "00001-v1.mp4").exists()
+    assert read_results(results)["local_path"].tolist() == ["", "", "", ""]
+
+    second = await download(config(results), transport=MediaServer().transport)
+    assert second.downloaded == 2
+    assert (dest / "00001-v1.mp4").read_bytes() == MEDIA["v1.mp4"]
+    assert sorted(p.name for p in dest.iterdir()) == ["00001-v1.mp4", "00002-v2.mp4"]
+
+
+@pytest.mark.anyio
+async def test_missing_media_is_a_failure_not_a_crash(tmp_path: Path) -> None:
+    """A 404 counts as failed, creates no file and leaves the results file as it was."""
+    path = tmp_path / "results.csv"
+    pd.DataFrame(
+        {"row": ["1"], "video_id": ["gone"], "video_status": ["completed"],
+         "video_url": [url("gone.mp4")]}
+    ).to_csv(path, index=False)  # fmt: skip
+    before = path.read_bytes()
+    summary = await download(config(path), transport=MediaServer().transport)
+    assert summary.failed == 1
+    assert list((tmp_path / "videos").iterdir()) == []
+    assert path.read_bytes() == before
+
+
+@pytest.mark.anyio
+async def test_name_collisions_are_refused_before_fetching(results: Path) -> None:
+    """A template that gives two rows the same name is a ConfigError naming both rows."""
+    server = MediaServer()
+    with pytest.raises(ConfigError, match="to rows 1 and 2"):
+        await download(config(results, name_template="{status}.mp4"), transport=server.transport)
+    assert server.gets() == 0
+
+
+@pytest.mark.anyio
+async def test_parquet_results_keep_their_types(tmp_path: Path) -> None:
+    """local_path is recorded in a Parquet file without turning int columns into text."""
+    path = tmp_path / "results.parquet"
+    pd.DataFrame(
+        {"row": [1, 2], "video_id": ["v1", "v9"], "video_status": ["completed", "processing"],
+         "video_url": [url("v1.mp4"), ""]}
+    ).to_parquet(path, index=False)  # fmt: skip
+    await download(config(path), transport=MediaServer().transport)
+    frame = pd.read_parquet(path)
+    assert frame["row"].tolist() == [1, 2]
+    assert frame["local_path"].tolist() == [str((tmp_path / "videos/00001-v1.mp4").resolve()), ""]
+
+
+def test_cli_help() -> None:
+    """--help documents the options."""
+    outcome = CliRunner().invoke(download_command, ["--help"])
+    assert outcome.exit_code == 0
+    for option in ("--dest", "--covers", "--name-template", "--concurrency"):
+        assert option in outcome.stdout
+
+
+def test_cli_bad_template_is_a_usage_error(results: Path) -> None:
+    """An unknown column in --name-template exits 2 before any request."""
+    outcome = CliRunner().invoke(
+        download_command,
+        [str(results), "--dest", str(results.parent / "v"), "--name-template", "{sku}.mp4"],
+    )
+    assert outcome.exit_code == 2
+    assert "jogg-batch: error: --name-template '{sku}.mp4': no column 'sku'" in outcome.stderr
