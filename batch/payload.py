@@ -171,27 +171,34 @@ def _encode_product(fields: ResolvedFields) -> str:
     return _encode("details:" + "|".join(_encode(part) for part in details))
 
 
+def _text(value: str | None) -> str:
+    return "-" if value is None else "'" + value.replace("\\", "\\\\").replace("|", "\\|")
+
+
 def fingerprint(fields: ResolvedFields) -> str:
     """sha256 hex of a versioned, unambiguous encoding of every field except `webhook_url`.
 
     The webhook only says where to report, not what to render, so changing it must not
-    re-render (and re-pay for) a video.
+    re-render (and re-pay for) a video. Each field is encoded as `_encode` does; the common
+    types are spelled out inline because this runs for every row of million-row catalogs.
     """
+    (pid, product, length, aspect_ratio, caption, name, avatar_id, avatar_type, voice_id,
+     music_id, script_style, language, visual_style, override_script, _) = fields  # fmt: skip
     parts = (
         FINGERPRINT_VERSION,
-        _encode_product(fields),
-        _encode(fields.length),
-        _encode(fields.aspect_ratio),
-        _encode(fields.caption),
-        _encode(fields.name),
-        _encode(fields.avatar_id),
-        _encode(fields.avatar_type),
-        _encode(fields.voice_id),
-        _encode(fields.music_id),
-        _encode(fields.script_style),
-        _encode(fields.language),
-        _encode(fields.visual_style),
-        _encode(fields.override_script),
+        _text(pid) if pid is not None or product is None else _encode_product(fields),
+        _text(length),
+        _text(aspect_ratio),
+        "-" if caption is None else ("T" if caption else "F"),
+        _text(name),
+        f"#{avatar_id}",
+        "-" if avatar_type is None else f"#{avatar_type}",
+        _text(voice_id),
+        "-" if music_id is None else f"#{music_id}",
+        _text(script_style),
+        _text(language),
+        _text(visual_style),
+        _text(override_script),
     )
     return hashlib.sha256("|".join(parts).encode()).hexdigest()
 
