@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -15,6 +16,11 @@ import pytest
 from batch import __version__
 from batch.client import ApiOutcome, JoggClient, Timeouts, iter_product_videos
 from batch.errors import AccountError, ApiError, ConfigError
+from batch.ratelimit import SlidingWindowLimiter
+from batch.rates import RateLimit
+from batch.sandbox.catalogs import SEEDED_PRODUCTS
+from batch.sandbox.config import SandboxConfig
+from batch.sandbox.server import running_sandbox
 
 KEY = "sk-test-7f3a9c2e5b1d4e6f"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -407,3 +413,109 @@ async def test_a_listing_that_cannot_be_read_raises(
         with pytest.raises(error, match="list"):
             async for _ in iter_product_videos(client, since=0):
                 pass
+
+
+# Over a real loopback socket, against the sandbox.
+
+SANDBOX_KEY = "sk-sandbox"
+
+
+def sandbox_body(name: str = "Bottle") -> dict[str, Any]:
+    return {
+        "product_id": SEEDED_PRODUCTS[0][0],
+        "video_spec": {"length": "30", "aspect_ratio": "portrait", "name": name},
+        "avatar": {"id": 127, "type": 0},
+        "voice": {"id": "en-US-ChristopherNeural"},
+        "audio": {"music_id": 13},
+        "script": {"style": "Storytime", "language": "english"},
+        "visual_style": "Vertical Story Stack",
+    }
+
+
+@pytest.mark.anyio
+async def test_sandbox_create_then_find_it_in_the_listing() -> None:
+    """A created video is ok with an id, readable by id, and found by the listing iterator."""
+    since = time.time() - 1.0
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        async with JoggClient(url, SANDBOX_KEY) as client:
+            assert (await client.whoami()).kind == "ok"
+            created = await client.create_video(sandbox_body("Spring promo [jb-7f3a9c2e]"))
+            assert created.kind == "ok", str(created)
+            assert created.data is not None
+            video_id = created.data["video_id"]
+            status = await client.get_product_video(video_id)
+            assert status.kind == "ok"
+            titles = {
+                item["id"]: item["title"] async for item in iter_product_videos(client, since=since)
+            }
+    assert titles.get(video_id) == "Spring promo [jb-7f3a9c2e]"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("status_codes", [False, True])
+async def test_sandbox_errors_classify_in_both_modes(status_codes: bool) -> None:
+    """Bad key -> account, bad body -> permanent, 502 fault -> retryable, in either HTTP mode."""
+    config = SandboxConfig(rate_limit=None, http_status_codes=status_codes)
+    with running_sandbox(config) as url:
+        async with JoggClient(url, "sk-wrong") as client:
+            assert (await client.create_video(sandbox_body())).kind == "account"
+        async with JoggClient(url, SANDBOX_KEY) as client:
+            bad = await client.create_video({**sandbox_body(), "avatar": {"id": -5, "type": 0}})
+            assert (bad.kind, bad.code) == ("permanent", 40000)
+    with running_sandbox(SandboxConfig(rate_limit=None, bad_gateway_rate=1.0)) as url:
+        async with JoggClient(url, SANDBOX_KEY) as client:
+            assert (await client.create_video(sandbox_body())).kind == "retryable"
+
+
+@pytest.mark.anyio
+async def test_sandbox_commit_then_stall_is_unknown_and_was_charged() -> None:
+    """A real read timeout after the server committed: unknown, never 'not sent'."""
+    config = SandboxConfig(rate_limit=None, stall_rate=1.0, stall_seconds=0.5)
+    with running_sandbox(config) as url:
+        async with JoggClient(url, SANDBOX_KEY, timeouts=Timeouts(read=0.1)) as client:
+            outcome = await client.create_video(sandbox_body())
+        async with httpx.AsyncClient(base_url=url) as plain:
+            seen = (await plain.get("/_sandbox/submissions")).json()
+    assert outcome.kind == "unknown"
+    assert "ReadTimeout" in outcome.message
+    assert len(seen["submissions"]) == 1
+
+
+@pytest.mark.anyio
+async def test_sandbox_connection_reset_is_unknown_and_a_closed_port_is_not_sent() -> None:
+    """A dropped connection may have been processed; a refused connection never was."""
+    with running_sandbox(SandboxConfig(rate_limit=None, reset_rate=1.0)) as url:
+        async with JoggClient(url, SANDBOX_KEY) as client:
+            assert (await client.create_video(sandbox_body())).kind == "unknown"
+    # The sandbox has stopped: nothing listens on its port any more.
+    async with JoggClient(url, SANDBOX_KEY) as client:
+        refused = await client.create_video(sandbox_body())
+    assert refused.kind == "not_sent"
+    assert "ConnectError" in refused.message
+
+
+@pytest.mark.anyio
+async def test_limiter_and_client_against_the_sandbox_get_no_429() -> None:
+    """With the sandbox limit equal to ours, 8 workers send 30 POSTs and none is refused."""
+    rate = RateLimit(10, 0.4)
+    limiter = SlidingWindowLimiter(rate)
+    outcomes: list[ApiOutcome] = []
+    with running_sandbox(SandboxConfig(rate_limit=rate, latency_ms=(5, 40))) as url:
+        async with JoggClient(url, SANDBOX_KEY) as client:
+
+            async def worker() -> None:
+                while limiter.stats.sent < 30:
+                    async with limiter.slot() as slot:
+                        outcome = await client.create_video(sandbox_body())
+                        slot.observe(
+                            outcome.retry_after, outcome.rate_remaining, outcome.rate_limited
+                        )
+                    outcomes.append(outcome)
+
+            await asyncio.gather(*(worker() for _ in range(8)))
+        async with httpx.AsyncClient(base_url=url) as plain:
+            counts = (await plain.get("/_sandbox/submissions")).json()["counts"]
+    assert [o.kind for o in outcomes] == ["ok"] * len(outcomes)
+    assert len(outcomes) >= 30
+    assert counts["rate_limited"] == 0
+    assert limiter.stats.max_in_window <= 10
