@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, runtime_checkable
 
 from batch.errors import AccountError, ExitCode
 from batch.vocabulary import ACCOUNT_CODES, Code
@@ -71,6 +71,7 @@ class VideoUpdate:
     seen_at: float  # unix seconds; the state keeps the first time a final status was seen
 
 
+@runtime_checkable
 class VideoStatusSink(Protocol):
     """What the state store offers to `poll()` and to the webhook listener."""
 

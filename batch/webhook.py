@@ -28,20 +28,24 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from batch.errors import ConfigError
 from batch.status import VideoStatus, VideoStatusSink, VideoUpdate, video_update
 
 log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Webhook-Signature"
+SECRET_ENV = "JOGG_WEBHOOK_SECRET"  # noqa: S105 (the variable name, not a secret)
 VIDEO_EVENTS = frozenset(
     {
         "generated_product_video_success",
@@ -58,6 +62,29 @@ def verify_signature(secret: str, body: bytes, signature: str | None) -> bool:
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected.encode(), signature.strip().lower().encode())
+
+
+def load_secret(secret_file: Path | None) -> str:
+    """The endpoint secret from `secret_file` (first line), else from $JOGG_WEBHOOK_SECRET.
+
+    Never taken as a command-line value: it would show in `ps` and in shell history.
+    """
+    if secret_file is not None:
+        try:
+            lines = secret_file.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise ConfigError(f"{secret_file}: cannot read the webhook secret: {error}") from None
+        secret = lines[0].strip() if lines else ""
+        source = str(secret_file)
+    else:
+        secret = os.environ.get(SECRET_ENV, "").strip()
+        source = f"${SECRET_ENV}"
+    if not secret:
+        raise ConfigError(
+            f"no webhook secret in {source}: set {SECRET_ENV} or pass --secret-file with the "
+            "secret JoggAI returned when the endpoint was registered"
+        )
+    return secret
 
 
 @dataclass(frozen=True, slots=True)

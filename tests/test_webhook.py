@@ -7,13 +7,17 @@ import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from starlette.applications import Starlette
 
+from batch.cli.listen import listen
+from batch.errors import ConfigError
 from batch.status import PendingVideo, VideoUpdate
-from batch.webhook import create_listener_app, parse_event, verify_signature
+from batch.webhook import create_listener_app, load_secret, parse_event, verify_signature
 
 SECRET = "whsec_abc123xyz"
 
@@ -225,3 +229,37 @@ async def test_get_is_not_allowed(listener: Listener) -> None:
     """Only POST is served."""
     client = listener.client
     assert (await client.get("/webhook")).status_code == 405
+
+
+def test_secret_comes_from_the_file_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--secret-file wins over the environment; its first line is the secret."""
+    monkeypatch.setenv("JOGG_WEBHOOK_SECRET", "from-env")
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-file\n", encoding="utf-8")
+    assert load_secret(secret_file) == "from-file"
+    assert load_secret(None) == "from-env"
+
+
+def test_missing_secret_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a secret the listener refuses to start (it could verify nothing)."""
+    monkeypatch.delenv("JOGG_WEBHOOK_SECRET", raising=False)
+    with pytest.raises(ConfigError, match=r"no webhook secret in \$JOGG_WEBHOOK_SECRET"):
+        load_secret(None)
+
+
+def test_listen_help_explains_exposure() -> None:
+    """listen --help shows the options and the HTTPS note."""
+    outcome = CliRunner().invoke(listen, ["--help"])
+    assert outcome.exit_code == 0
+    for text in ("--port", "--state", "--secret-file", "HTTPS"):
+        assert text in outcome.stdout
+
+
+def test_listen_without_secret_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """listen with no secret anywhere exits 2 and never prints a secret."""
+    monkeypatch.delenv("JOGG_WEBHOOK_SECRET", raising=False)
+    state = tmp_path / "state.db"
+    state.write_bytes(b"")
+    outcome = CliRunner().invoke(listen, ["--state", str(state)])
+    assert outcome.exit_code == 2
+    assert outcome.stderr.startswith("jogg-batch: error: no webhook secret in $JOGG_WEBHOOK_SECRET")
