@@ -1,0 +1,237 @@
+"""The sandbox over a real loopback socket: faults that drop connections, webhooks, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from batch.cli import main
+from batch.sandbox import SandboxConfig, running_sandbox
+from batch.sandbox.catalogs import SEEDED_PRODUCTS
+
+KEY = {"x-api-key": "sk-sandbox"}
+BODY: dict[str, Any] = {
+    "product_id": SEEDED_PRODUCTS[1][0],
+    "video_spec": {"length": "15", "name": "Speaker [jb-1]"},
+    "avatar": {"id": 81},
+    "voice": {"id": "en-US-JennyNeural"},
+    "audio": {},
+    "script": {"style": "Data", "language": "english"},
+}
+
+
+class Receiver:
+    """A loopback webhook target that records requests and answers the given statuses in turn."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def receiver_factory() -> Iterator[Any]:
+    made: list[Receiver] = []
+
+    def make(statuses: list[int] | None = None) -> Receiver:
+        receiver = Receiver(statuses or [])
+        threading.Thread(target=receiver.server.serve_forever, daemon=True).start()
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.server.shutdown()
+        receiver.server.server_close()
+
+
+def test_running_sandbox_yields_a_base_url_and_serves() -> None:
+    """The context manager serves on 127.0.0.1 and stops on exit."""
+    with running_sandbox(SandboxConfig()) as url:
+        assert url.startswith("http://127.0.0.1:")
+        assert not url.endswith("/")
+        assert httpx.get(f"{url}/v2/user/whoami", headers=KEY).json()["code"] == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/v2/user/whoami", headers=KEY)
+
+
+def test_reset_fault_drops_the_connection_before_recording() -> None:
+    """A reset gives the client no response at all and leaves no submission."""
+    with running_sandbox(SandboxConfig(reset_rate=1.0)) as url:
+        with pytest.raises(httpx.RemoteProtocolError):
+            httpx.post(f"{url}/v2/create_video_from_product", json=BODY, headers=KEY)
+        seen = httpx.get(f"{url}/_sandbox/submissions").json()
+        assert seen["submissions"] == []
+        assert seen["counts"]["faulted"]["reset"] == 1
+
+
+def test_stall_fault_times_the_client_out_after_committing() -> None:
+    """Commit-then-stall: the client times out, yet the video was recorded and charged."""
+    with running_sandbox(SandboxConfig(stall_rate=1.0, stall_seconds=5)) as url:
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{url}/v2/create_video_from_product", json=BODY, headers=KEY, timeout=0.3)
+        seen = httpx.get(f"{url}/_sandbox/submissions").json()
+        assert [s["name"] for s in seen["submissions"]] == ["Speaker [jb-1]"]
+        assert seen["credits_left"] == 999
+
+
+def test_stall_fault_drops_the_connection_after_stall_seconds() -> None:
+    """Past stall_seconds the connection is dropped without an answer."""
+    config = SandboxConfig(stall_rate=1.0, stall_seconds=0.1)
+    with running_sandbox(config) as url, pytest.raises(httpx.RemoteProtocolError):
+        httpx.post(f"{url}/v2/create_video_from_product", json=BODY, headers=KEY, timeout=5)
+
+
+def verify(headers: dict[str, str], body: bytes, secret: str) -> bool:
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, headers["X-Webhook-Signature"])
+
+
+def test_webhook_is_signed_and_retried_until_2xx(receiver_factory: Any) -> None:
+    """A finished render POSTs a signed v2 payload; non-2xx answers are retried."""
+    receiver = receiver_factory([500, 503])
+    config = SandboxConfig(render_seconds=0.1, webhook_secret="s3cret", webhook_retry_seconds=0.05)
+    with running_sandbox(config) as url:
+        body = {**BODY, "webhook_url": receiver.url}
+        answer = httpx.post(f"{url}/v2/create_video_from_product", json=body, headers=KEY).json()
+        receiver.wait_for(3)
+        assert len(receiver.received) == 3
+        headers, raw = receiver.received[-1]
+        assert verify(headers, raw, "s3cret")
+        assert not verify(headers, raw, "whsec_sandbox")
+        assert headers["X-Webhook-Event"] == "generated_product_video_success"
+        assert headers["User-Agent"] == "JoggAI-Webhook/2.0"
+        payload = json.loads(raw)
+        assert payload["event"] == "generated_product_video_success"
+        assert len(payload["event_id"]) == 32
+        assert isinstance(payload["timestamp"], int)
+        video_id = answer["data"]["video_id"]
+        assert payload["data"] == {
+            "video_id": video_id,
+            "status": "completed",
+            "video_url": f"{url}/_sandbox/media/{video_id}.mp4",
+            "cover_url": f"{url}/_sandbox/media/{video_id}.jpg",
+            "duration": 18.0,
+        }
+        assert len({json.loads(r)["event_id"] for _, r in receiver.received}) == 1
+        log = httpx.get(f"{url}/_sandbox/submissions").json()["webhooks"]
+        assert log[0]["attempts"] == [500, 503, 200]
+        assert log[0]["delivered"] == 1
+        assert httpx.get(payload["data"]["video_url"]).content[4:8] == b"ftyp"
+
+
+def test_failed_render_webhook_and_duplicates(receiver_factory: Any) -> None:
+    """A failed render sends the _failed event with error{code,message}, twice when asked."""
+    receiver = receiver_factory()
+    config = SandboxConfig(render_seconds=0.05, render_failure_rate=1.0, webhook_duplicates=True)
+    with running_sandbox(config) as url:
+        body = {**BODY, "webhook_url": receiver.url}
+        httpx.post(f"{url}/v2/create_video_from_product", json=body, headers=KEY)
+        receiver.wait_for(2)
+        assert len(receiver.received) == 2
+        (first_headers, first), (_, second) = receiver.received
+        assert first == second
+        assert first_headers["X-Webhook-Event"] == "generated_product_video_failed"
+        data = json.loads(first)["data"]
+        assert data["status"] == "failed"
+        assert set(data["error"]) == {"code", "message"}
+
+
+def test_webhook_to_a_non_loopback_host_is_never_called(receiver_factory: Any) -> None:
+    """A valid but remote webhook_url is accepted, logged as refused, and not contacted."""
+    with running_sandbox(SandboxConfig(render_seconds=0.05)) as url:
+        body = {**BODY, "webhook_url": "https://hooks.example.com/jogg"}
+        assert (
+            httpx.post(f"{url}/v2/create_video_from_product", json=body, headers=KEY).json()["code"]
+            == 0
+        )
+        deadline = time.monotonic() + 3
+        log: list[dict[str, Any]] = []
+        while not log and time.monotonic() < deadline:
+            time.sleep(0.05)
+            log = httpx.get(f"{url}/_sandbox/submissions").json()["webhooks"]
+        assert log[0]["refused"] is True
+        assert log[0]["attempts"] == []
+
+
+def test_cli_help_lists_the_options() -> None:
+    """`jogg-batch sandbox --help` documents the knobs."""
+    result = CliRunner().invoke(main, ["sandbox", "--help"])
+    assert result.exit_code == 0
+    for option in ("--rate-limit", "--stall-rate", "--latency-ms", "--http-status-codes"):
+        assert option in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate-limit", "20/fortnight"], "'20/fortnight' is not a rate"),
+        (["--latency-ms", "9-1"], "is not a latency"),
+        (["--fail-rate", "0.7", "--reset-rate", "0.7"], "sum must be <= 1"),
+    ],
+)
+def test_cli_rejects_bad_values_with_exit_2(args: list[str], message: str) -> None:
+    """Bad option values exit 2 with a message that says what is wrong."""
+    result = CliRunner().invoke(main, ["sandbox", "--port", "0", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+@pytest.mark.slow
+def test_cli_subprocess_prints_its_url_first_and_serves() -> None:
+    """The first stdout line is the URL; the server answers a request on it."""
+    command = [sys.executable, "-m", "batch", "sandbox", "--port", "0", "--api-key", "k1"]
+    with subprocess.Popen(
+        [*command, "--credits", "7"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline().rstrip("\n")
+            assert line.startswith("sandbox listening on http://127.0.0.1:")
+            url = line.removeprefix("sandbox listening on ")
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    quota = httpx.get(f"{url}/v2/user/remaining_quota", headers={"x-api-key": "k1"})
+                    break
+                except httpx.ConnectError:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.05)
+            assert quota.json()["data"] == {"remaining_quota": 7.0}
+        finally:
+            process.terminate()
+        # uvicorn shuts down cleanly, then re-raises the signal: the shell sees 143
+        assert process.wait(timeout=10) == -signal.SIGTERM
