@@ -4,6 +4,10 @@
 credits, render times, submissions per minute); `render_table`, `render_json` and `render_html`
 turn the summary into a terminal table, JSON, or one self-contained HTML file (inline CSS and SVG,
 no script, nothing fetched from the network) to hand to someone else.
+
+The tests check that the page has no script and no external reference and that both charts are
+well-formed SVG; no browser runs in CI. To look at it headless:
+`chromium --headless --screenshot=report.png --window-size=1000,1200 report.html`.
 """
 
 from __future__ import annotations
