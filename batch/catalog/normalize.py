@@ -265,6 +265,11 @@ def resolve_rows(
     return list(_rows(columns, keys, problems, plan, first))
 
 
+def _names(problems: Mapping[int, list[RowProblem]], row: int, column: str | None) -> bool:
+    """Whether the row already has a problem in this column (a bad URL explains a missing id)."""
+    return any(problem.column == column for problem in problems.get(row, ()))
+
+
 def _rows(
     columns: Mapping[str, Iterable[Any]],
     keys: list[str],
@@ -273,6 +278,7 @@ def _rows(
     first: int,
 ) -> Iterable[CatalogRow]:
     product_header = plan.canonical.get("product_id", "product_id")
+    url = plan.canonical.get("product_url")
     fingerprint = payload.fingerprint
     values = zip(*(columns[name] for name in CANONICAL_COLUMNS), strict=False)
     for row, (pid, avatar_id, avatar_type, voice_id, music_id, style, language, visual_style,
@@ -282,7 +288,7 @@ def _rows(
         key = keys[row].strip() or f"row {number}"
         product = None
         if pid is None:
-            if product_url is None and product_name is None:
+            if product_url is None and product_name is None and not _names(problems, row, url):
                 reason = "is empty; every row needs a product_id (or a product_url)"
                 problems.setdefault(row, []).insert(0, RowProblem(product_header, "", reason))
             else:

@@ -1,0 +1,401 @@
+"""Reading catalogs: dialects and formats, normalisation, row problems, templates, pass-through."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch.catalog import CatalogOptions, CatalogRow, read_catalog, read_passthrough
+from batch.errors import CatalogError
+from batch.payload import ProductDetails, RequestDefaults, fingerprint
+
+
+def rows_of(path: Path, options: CatalogOptions | None = None) -> list[CatalogRow]:
+    return [row for batch in read_catalog(path, options or CatalogOptions()) for row in batch.rows]
+
+
+def write(tmp_path: Path, name: str, text: str, *, bom: bool = False) -> Path:
+    path = tmp_path / name
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode())
+    return path
+
+
+def messages(path: Path, row: CatalogRow) -> list[str]:
+    return [problem.message(path, row.number) for problem in row.problems]
+
+
+# ---- CSV dialects ----
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("bom", [False, True])
+def test_csv_dialects_are_sniffed(tmp_path: Path, delimiter: str, newline: str, bom: bool) -> None:
+    """Comma, semicolon or tab, LF or CRLF, with or without BOM: the same rows come out."""
+    lines = [["product_id", "length", "title"], ["NTQ0MTkzNjg", "15", "Mug"], ["MTIz", "", "Cup"]]
+    text = newline.join(delimiter.join(line) for line in lines) + newline
+    rows = rows_of(write(tmp_path, "c.csv", text, bom=bom))
+    assert [row.fields.product_id for row in rows if row.fields] == ["NTQ0MTkzNjg", "MTIz"]
+    assert [row.fields.length for row in rows if row.fields] == ["15", "30"]
+
+
+def test_csv_quoted_fields_with_delimiters_and_newlines(tmp_path: Path) -> None:
+    """Quoted cells keep embedded delimiters and newlines, and rows stay aligned."""
+    text = 'product_id,title,video_name\r\nA1,"Mug, blue\r\nlarge",{title}\r\nB2,"Say ""hi""",x\r\n'
+    path = write(tmp_path, "c.csv", text)
+    rows = rows_of(path)
+    assert [row.number for row in rows] == [1, 2]
+    assert rows[0].fields is not None
+    assert rows[0].fields.name == "Mug, blue\r\nlarge"
+    table = next(read_passthrough(path, CatalogOptions()))
+    assert table.column("title").to_pylist() == ["Mug, blue\r\nlarge", 'Say "hi"']
+
+
+def test_explicit_delimiter_wins_over_sniffing(tmp_path: Path) -> None:
+    """With a given delimiter, a header full of commas is not split on them."""
+    path = write(tmp_path, "c.txt", "product_id;note\nA1;a,b,c,d\n")
+    rows = rows_of(path, CatalogOptions(delimiter=";"))
+    assert rows[0].fields is not None
+    assert rows[0].fields.product_id == "A1"
+
+
+def test_passthrough_keeps_csv_cells_as_typed(tmp_path: Path) -> None:
+    """Leading zeros, decimals and empty cells reach the results file exactly as typed."""
+    path = write(tmp_path, "c.csv", "product_id,sku,price,avatar_id\nA1,00123,9.90,127.0\nA2,,,\n")
+    table = next(read_passthrough(path, CatalogOptions()))
+    assert table.column_names == ["product_id", "sku", "price", "avatar_id"]
+    assert table.to_pylist() == [
+        {"product_id": "A1", "sku": "00123", "price": "9.90", "avatar_id": "127.0"},
+        {"product_id": "A2", "sku": "", "price": "", "avatar_id": ""},
+    ]
+
+
+# ---- Parquet and JSON Lines ----
+
+
+def test_parquet_as_pandas_writes_it(tmp_path: Path) -> None:
+    """Several row groups, nullable Int64, float ids, categoricals and extra columns are read."""
+    frame = pd.DataFrame(
+        {
+            "product_id": pd.Categorical(["A1", "A2", "A3", "A4", "A5"]),
+            "avatar_id": pd.array([127, None, 81, None, 1], dtype="Int64"),
+            "music_id": [3.0, None, 40.0, 1.0, 2.0],
+            "caption": pd.array([True, None, False, True, False], dtype="boolean"),
+            "length": pd.array([15, 30, None, 60, 30], dtype="Int64"),
+            "price": [1.5, 2.5, 3.5, 4.5, 5.5],
+        }
+    )
+    path = tmp_path / "c.parquet"
+    frame.to_parquet(path, row_group_size=2)
+    assert pq.ParquetFile(path).num_row_groups == 3
+    rows = rows_of(path, CatalogOptions(batch_rows=3))
+    fields = [row.fields for row in rows]
+    assert all(field is not None for field in fields)
+    assert [f.avatar_id for f in fields if f] == [127, 127, 81, 127, 1]
+    assert [f.music_id for f in fields if f] == [3, None, 40, 1, 2]
+    assert [f.caption for f in fields if f] == [True, False, False, True, False]
+    assert [f.length for f in fields if f] == ["15", "30", "30", "60", "30"]
+    tables = list(read_passthrough(path, CatalogOptions(batch_rows=3)))
+    assert [t.num_rows for t in tables] == [3, 2]
+    assert tables[0].column("price").to_pylist() == [1.5, 2.5, 3.5]
+
+
+def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None:
+    """127.5 in a float column is not an avatar id."""
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"product_id": ["A1", "A2"], "avatar_id": [127.0, 127.5]}), path)
+    rows = rows_of(path)
+    assert rows[0].fields is not None
+    assert rows[0].fields.avatar_id == 127
+    assert messages(path, rows[1]) == [
+        "c.parquet row 2, column 'avatar_id': 127.5 is not a whole-number id"
+    ]
+
+
+def test_jsonl_with_mixed_types(tmp_path: Path) -> None:
+    """JSON Lines where a column holds 30 in one line and "30s" in another still reads."""
+    lines = [
+        {"product_id": "A1", "length": 30, "caption": True, "tags": ["x"]},
+        {},
+        {"product_id": "A2", "length": "15s", "caption": "no"},
+    ]
+    text = "\n".join("" if not line else json.dumps(line) for line in lines) + "\n"
+    path = write(tmp_path, "c.jsonl", text)
+    rows = rows_of(path, CatalogOptions(batch_rows=1))
+    assert [(r.number, r.fields.length if r.fields else None) for r in rows] == [
+        (1, "30"),
+        (2, "15"),
+    ]
+    assert [r.fields.caption for r in rows if r.fields] == [True, False]
+
+
+def test_jsonl_bad_line_is_a_catalog_error(tmp_path: Path) -> None:
+    """A line that is not JSON stops the read and names the line."""
+    path = write(tmp_path, "c.ndjson", '{"product_id": "A1"}\n{oops\n')
+    with pytest.raises(CatalogError, match=r"c\.ndjson line 2: is not JSON"):
+        rows_of(path)
+
+
+# ---- normalisation, defaults, precedence ----
+
+
+def test_values_people_type_are_normalised(tmp_path: Path) -> None:
+    """Aliases become the API's canonical values."""
+    text = (
+        "product_id,length,aspect_ratio,caption,avatar_id,avatar_type,script_style,language,music_id\n"
+        "A1,30s,9:16,yes,127.0,public,top 3 reasons,French,13.0\n"
+        "A2, 15 ,16:9,Off,81,1,dont worry,ENGLISH,0\n"
+        "A3,60.0,1:1,Y,2,0,Light-Marketing,german,\n"
+    )
+    rows = rows_of(write(tmp_path, "c.csv", text))
+    got = [
+        (
+            f.length,
+            f.aspect_ratio,
+            f.caption,
+            f.avatar_id,
+            f.avatar_type,
+            f.script_style,
+            f.language,
+            f.music_id,
+        )
+        for f in (row.fields for row in rows)
+        if f
+    ]
+    assert got == [
+        ("30", "portrait", True, 127, 0, "Top 3 reasons", "french", 13),
+        ("15", "landscape", False, 81, 1, "Don't Worry", "english", 0),
+        ("60", "square", True, 2, 0, "Light marketing", "german", None),
+    ]
+
+
+def test_empty_cells_fall_back_to_defaults(tmp_path: Path) -> None:
+    """Empty or blank cells take the defaults; non-empty values win over them."""
+    defaults = RequestDefaults(
+        length="15", voice_id="fr-FR-DeniseNeural", visual_style="Dynamic Showcase"
+    )
+    path = write(
+        tmp_path, "c.csv", "product_id,length,voice_id\nA1,,  \nA2,60,de-DE-ConradNeural\n"
+    )
+    rows = rows_of(path, CatalogOptions(defaults=defaults))
+    first, second = (row.fields for row in rows)
+    assert first is not None
+    assert second is not None
+    assert (first.length, first.voice_id, first.visual_style) == (
+        "15",
+        "fr-FR-DeniseNeural",
+        "Dynamic Showcase",
+    )
+    assert (second.length, second.voice_id) == ("60", "de-DE-ConradNeural")
+    assert (first.avatar_id, first.script_style, first.language) == (127, "Storytime", "english")
+
+
+def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
+    """Each invalid value is reported with file, row, column (as spelled), value and reason."""
+    text = (
+        "product_id,Length,aspect_ratio,caption,avatar_id,avatar_type,music_id,script_style,language,webhook_url\n"
+        "A1,45,4:3,maybe,127.5,2,-1,Funny,klingon,ftp://x\n"
+        ",,,,,,,,,\n"
+    )
+    path = write(tmp_path, "catalog.csv", text)
+    bad, missing = rows_of(path)
+    assert bad.fields is None
+    assert bad.fingerprint is None
+    assert messages(path, bad) == [
+        "catalog.csv row 1, column 'avatar_id': '127.5' is not a whole-number id",
+        "catalog.csv row 1, column 'avatar_type': '2' is not an avatar type; "
+        "use 0 (public) or 1 (custom)",
+        "catalog.csv row 1, column 'music_id': '-1' is not a valid id; ids are 0 or more",
+        "catalog.csv row 1, column 'script_style': 'Funny' is not a script style; use one of "
+        "Don't Worry, Storytime, Discovery, Data, Top 3 reasons, Light marketing",
+        "catalog.csv row 1, column 'language': 'klingon' is not a supported language; "
+        "use a lowercase name such as english or french",
+        "catalog.csv row 1, column 'Length': '45' is not a video length; use 15, 30 or 60",
+        "catalog.csv row 1, column 'aspect_ratio': '4:3' is not an aspect ratio; "
+        "use portrait (9:16), landscape (16:9) or square (1:1)",
+        "catalog.csv row 1, column 'caption': 'maybe' is not a caption switch; use yes or no",
+        "catalog.csv row 1, column 'webhook_url': 'ftp://x' is not an http(s) URL",
+    ]
+    assert [(p.column, p.value) for p in bad.problems][:2] == [
+        ("avatar_id", "127.5"),
+        ("avatar_type", "2"),
+    ]
+    assert messages(path, missing) == [
+        "catalog.csv row 2, column 'product_id': is empty; "
+        "every row needs a product_id (or a product_url)"
+    ]
+    assert missing.key == "row 2"
+
+
+def test_valid_rows_carry_their_fingerprint(tmp_path: Path) -> None:
+    """A valid row's fingerprint is the payload fingerprint of its fields."""
+    rows = rows_of(write(tmp_path, "c.csv", "product_id\nA1\n"))
+    assert rows[0].fields is not None
+    assert rows[0].fingerprint == fingerprint(rows[0].fields)
+
+
+def test_products_from_urls_are_carried(tmp_path: Path) -> None:
+    """A row with product_url and no product_id carries the product details to create."""
+    text = (
+        "product_id,product_url,product_name,description,image_urls\n"
+        ",https://shop.example/mug,Mug,A mug,https://img/1.jpg|https://img/2.jpg\n"
+        ",not-a-url,,,\n"
+    )
+    path = write(tmp_path, "c.csv", text)
+    good, bad = rows_of(path)
+    assert good.fields is not None
+    assert good.fields.product_id is None
+    assert good.fields.product == ProductDetails(
+        "https://shop.example/mug", "Mug", "A mug", None, ("https://img/1.jpg", "https://img/2.jpg")
+    )
+    assert good.key == "row 1"  # the default key is the (empty) product_id
+    assert (
+        messages(path, bad)[0]
+        == "c.csv row 2, column 'product_url': 'not-a-url' is not an http(s) URL"
+    )
+
+
+# ---- templates ----
+
+
+def test_video_name_templates(tmp_path: Path) -> None:
+    """Templates use original headers or canonical names; {{ escapes; plain text is used as is."""
+    text = (
+        "SKU,Title,video_name\n"
+        "A1,Mug,{Title} - {sku}\n"
+        "A2,Cup,{{promo}} {title}\n"
+        "A3,Pan,Plain name\n"
+        "A4,Pot,{product_id}\n"
+        "A5,Lid,{colour}\n"
+        "A6,Jar,{Title\n"
+    )
+    path = write(tmp_path, "c.csv", text)
+    rows = rows_of(path, CatalogOptions(columns={"sku": "product_id"}))
+    assert [row.fields.name for row in rows[:4] if row.fields] == [
+        "Mug - A1",
+        "{promo} Cup",
+        "Plain name",
+        "A4",
+    ]
+    assert messages(path, rows[4]) == [
+        "c.csv row 5, column 'video_name': template '{colour}' names column 'colour', "
+        "which the catalog does not have"
+    ]
+    assert messages(path, rows[5])[0].startswith(
+        "c.csv row 6, column 'video_name': template '{Title' is malformed"
+    )
+
+
+def test_default_video_name_template_applies_to_rows_without_a_name(tmp_path: Path) -> None:
+    """The configured default name may be a template too."""
+    path = write(tmp_path, "c.csv", "product_id,title,video_name\nA1,Mug,\nA2,Cup,Own\n")
+    defaults = RequestDefaults(video_name="{title} ({product_id})")
+    rows = rows_of(path, CatalogOptions(defaults=defaults))
+    assert [row.fields.name for row in rows if row.fields] == ["Mug (A1)", "Own"]
+
+
+# ---- column mapping and keys ----
+
+
+def test_column_mapping_ignores_case_and_spaces(tmp_path: Path) -> None:
+    """Mapped and canonical headers match whatever their case and surrounding spaces."""
+    path = write(tmp_path, "c.csv", " Product ID , AVATAR ,  Length \nA1,81,15\n")
+    options = CatalogOptions(
+        columns={"product id": "product_id", "Avatar": "avatar_id"}, row_key="PRODUCT ID"
+    )
+    rows = rows_of(path, options)
+    assert rows[0].fields is not None
+    assert (rows[0].fields.product_id, rows[0].fields.avatar_id, rows[0].fields.length) == (
+        "A1",
+        81,
+        "15",
+    )
+    assert rows[0].key == "A1"
+
+
+def test_row_key_names_a_pass_through_column(tmp_path: Path) -> None:
+    """The row key is the named column's value, or `row N` when empty."""
+    path = write(tmp_path, "c.csv", "product_id,sku\nA1,SKU-1\nA2,\n")
+    assert [row.key for row in rows_of(path, CatalogOptions(row_key="sku"))] == ["SKU-1", "row 2"]
+
+
+def test_numbering_and_batches_across_boundaries(tmp_path: Path) -> None:
+    """Row numbers continue across batches; pass-through batches have the same boundaries."""
+    body = "".join(f"P{i},{'45' if i == 4 else '30'}\n" for i in range(1, 8))
+    path = write(tmp_path, "c.csv", "product_id,length\n" + body)
+    options = CatalogOptions(batch_rows=3)
+    batches = list(read_catalog(path, options))
+    assert [[row.number for row in batch.rows] for batch in batches] == [[1, 2, 3], [4, 5, 6], [7]]
+    assert [row.fields is None for row in batches[1].rows] == [True, False, False]
+    passthrough = list(read_passthrough(path, options))
+    assert [t.num_rows for t in passthrough] == [3, 3, 1]
+    assert [t.column("product_id").to_pylist() for t in passthrough] == [
+        batch.source.column("product_id").to_pylist() for batch in batches
+    ]
+
+
+def test_other_columns_pass_through(tmp_path: Path) -> None:
+    """Columns that are not request fields are kept, in file order, for the results file."""
+    path = write(tmp_path, "c.csv", "brand,product_id,price\nAcme,A1,9.99\n")
+    batch = next(read_catalog(path, CatalogOptions()))
+    assert batch.source.column_names == ["brand", "product_id", "price"]
+    assert batch.source.to_pylist() == [{"brand": "Acme", "product_id": "A1", "price": "9.99"}]
+
+
+# ---- files that cannot be read at all ----
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "options", "error"),
+    [
+        ("missing.csv", None, CatalogOptions(), r"missing\.csv: no such catalog file"),
+        ("c.xlsx", "x", CatalogOptions(), r"cannot tell the catalog format from the extension"),
+        ("c.csv", "x", CatalogOptions(format="xml"), r"unknown catalog format 'xml'"),  # type: ignore[arg-type]
+        ("c.csv", "sku,title\n1,a\n", CatalogOptions(), r"c\.csv: has no product_id column"),
+        (
+            "c.csv",
+            "sku,product_id\n1,a\n",
+            CatalogOptions(columns={"SKU": "product_id"}),
+            r"columns 'sku' and 'product_id' both map to product_id",
+        ),
+        (
+            "c.csv",
+            "sku\n1\n",
+            CatalogOptions(columns={"sku": "productid"}),
+            r"'productid', which is not",
+        ),
+        ("c.csv", "product_id\n1\n", CatalogOptions(row_key="sku"), r"has no column 'sku' to use"),
+        ("c.csv", "", CatalogOptions(), r"has no header row"),
+        ("c.csv", "product_id\n1\n", CatalogOptions(delimiter=";;"), r"must be one character"),
+        ("c.parquet", "product_id\n1\n", CatalogOptions(), r"c\.parquet: is not a Parquet file"),
+    ],
+)
+def test_unreadable_catalogs_raise_catalog_error(
+    tmp_path: Path, name: str, content: str | None, options: CatalogOptions, error: str
+) -> None:
+    """Each reason a file cannot be read at all is a CatalogError saying what to fix."""
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(CatalogError, match=error):
+        read_catalog(path, options)
+
+
+def test_binary_file_named_csv_is_a_catalog_error(tmp_path: Path) -> None:
+    """A Parquet file with a .csv name is reported as not UTF-8 text."""
+    path = tmp_path / "c.csv"
+    pq.write_table(pa.table({"product_id": ["A1"]}), path)
+    with pytest.raises(CatalogError, match=r"is not UTF-8 text"):
+        read_catalog(path, CatalogOptions())
+
+
+def test_ragged_csv_row_is_a_catalog_error_naming_the_file(tmp_path: Path) -> None:
+    """A CSV row with too many cells is a malformed file, translated from pyarrow."""
+    path = write(tmp_path, "c.csv", "product_id,length\nA1,30\nA2,30,extra\n")
+    with pytest.raises(CatalogError, match=r"c\.csv: cannot read it as CSV"):
+        rows_of(path)
