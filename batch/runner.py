@@ -243,6 +243,7 @@ class _Run:
         self.signal_code: ExitCode | None = None
         self.planning_done = False
         self.planned = asyncio.Event()
+        self.budget = asyncio.Condition()
         self.progress = Progress(config.progress_bar, config.progress_interval)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -312,7 +313,7 @@ class _Run:
         if self.stop_reason is not None:
             return True
         config = self.config
-        if config.max_videos is not None and self.accepted + self.in_flight >= config.max_videos:
+        if config.max_videos is not None and self.accepted >= config.max_videos:
             self.stop(f"--max-videos {config.max_videos} reached")
         elif config.deadline is not None and time.time() >= config.deadline:
             self.stop("time limit reached")
@@ -403,10 +404,20 @@ class _Run:
                      outcome.code, delay)
             await asyncio.sleep(delay)
 
+    async def _within_budget(self) -> None:
+        """Under --max-videos, a request leaves only if every one in flight could fail."""
+        cap = self.config.max_videos
+        async with self.budget:
+            while cap is not None and self.accepted + self.in_flight >= cap:
+                if self._should_stop():
+                    raise StopRequested
+                await self.budget.wait()
+            if self._should_stop():
+                raise StopRequested
+            self.in_flight += 1
+
     async def _post(self, job: Job, body: dict[str, Any]) -> tuple[ApiOutcome, float]:
-        if self._should_stop():
-            raise StopRequested
-        self.in_flight += 1
+        await self._within_budget()
         try:
             if self.limiter is None:
                 return await self._post_now(job, body)
@@ -419,6 +430,8 @@ class _Run:
                 return outcome, started
         finally:
             self.in_flight -= 1
+            async with self.budget:
+                self.budget.notify_all()
 
     async def _post_now(self, job: Job, body: dict[str, Any]) -> tuple[ApiOutcome, float]:
         started = time.time()

@@ -1,0 +1,249 @@
+"""End-to-end runs against the sandbox over a real loopback socket."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from batch import runner
+from batch.config import CliOverrides, Secret, build_run_config
+from batch.errors import ExitCode, LockedError
+from batch.rates import RateLimit
+from batch.results import read_results
+from batch.sandbox import SandboxConfig, running_sandbox
+from batch.state import StateStore
+
+PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
+
+
+def product_ids(count: int) -> list[str]:
+    with PRODUCTS.open() as handle:
+        return [row["product_id"] for row in csv.DictReader(handle)][:count]
+
+
+def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def simple_rows(count: int, start: int = 0) -> list[dict[str, str]]:
+    return [
+        {"sku": f"SKU{i}", "product_id": pid, "title": f"Item {i}", "length": "15"}
+        for i, pid in enumerate(product_ids(start + count)[start:], start)
+    ]
+
+
+@pytest.fixture
+def sandbox_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    options: dict[str, Any] = getattr(request, "param", {})
+    config = SandboxConfig(**{"rate_limit": RateLimit(600, 60.0), **options})
+    with running_sandbox(config) as url:
+        yield url
+
+
+def submissions(url: str) -> dict[str, Any]:
+    return httpx.get(f"{url}/_sandbox/submissions").json()  # type: ignore[no-any-return]
+
+
+def make_config(catalog: Path, url: str, *, rate: str = "600/min", key: str = "sk-sandbox",
+                **flags: Any) -> Any:
+    cli = CliOverrides(base_url=url, rate_limit=rate, concurrency=4,
+                       results=catalog.with_suffix(".results.csv"))
+    return build_run_config(catalog, cli, api_key=Secret(key), **flags)
+
+
+def test_every_valid_row_is_submitted_once_and_invalid_rows_never_sent(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Valid rows reach the server exactly once; invalid and duplicate rows never do."""
+    rows = simple_rows(8)
+    rows.append({"sku": "BAD", "product_id": product_ids(1)[0], "title": "x", "length": "45"})
+    rows.append(dict(rows[0], sku="DUP"))
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    accepted = submissions(sandbox_url)["submissions"]
+    assert sorted(s["product_id"] for s in accepted) == sorted(r["product_id"] for r in rows[:8])
+    assert summary.exit_code == ExitCode.ROWS_FAILED  # one invalid row
+    results = read_results(tmp_path / "catalog.results.csv")
+    assert list(results["sku"]) == [r["sku"] for r in rows]
+    assert list(results["row"]) == [str(n) for n in range(1, 11)]
+    assert list(results["status"]) == ["submitted"] * 8 + ["invalid", "duplicate"]
+    assert results["video_id"].iloc[9] == results["video_id"].iloc[0]
+    assert results["message"].iloc[8] == "length: '45' is not a video length; use 15, 30 or 60"
+    assert set(results["video_id"].iloc[:8]) == {s["video_id"] for s in accepted}
+
+
+def test_second_run_sends_nothing_and_reports_already_submitted(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Finished rows are never paid for twice; the results file stays complete."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(5))
+    first = runner.run(make_config(catalog, sandbox_url))
+    second = runner.run(make_config(catalog, sandbox_url))
+    assert first.exit_code == second.exit_code == ExitCode.OK
+    assert len(submissions(sandbox_url)["submissions"]) == 5
+    assert second.requests_sent == 0
+    assert set(read_results(tmp_path / "catalog.results.csv")["status"]) == {"already_submitted"}
+
+
+def test_nightly_run_sends_exactly_changed_and_new_rows(tmp_path: Path, sandbox_url: str) -> None:
+    """Change 10% of rows and add 10%: exactly those are sent the next night."""
+    rows = simple_rows(20)
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    runner.run(make_config(catalog, sandbox_url))
+    rows[3]["length"] = "30"
+    rows[11]["length"] = "60"
+    rows += simple_rows(2, start=20)
+    write_catalog(catalog, rows)
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.plan.changed, summary.plan.new, summary.plan.already_submitted) == (2, 2, 18)
+    sent = submissions(sandbox_url)["submissions"][20:]
+    assert sorted(s["product_id"] for s in sent) == sorted(
+        rows[i]["product_id"] for i in (3, 11, 20, 21)
+    )
+    statuses = list(read_results(catalog.with_suffix(".results.csv"))["status"])
+    assert [i for i, s in enumerate(statuses) if s == "submitted"] == [3, 11, 20, 21]
+
+
+def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbox_url: str) -> None:
+    """--dry-run writes 'planned' rows and leaves the state as it was."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    config = make_config(catalog, sandbox_url, dry_run=True)
+    summary = runner.run(config)
+    assert summary.exit_code == ExitCode.OK
+    assert submissions(sandbox_url)["submissions"] == []
+    assert set(read_results(config.results)["status"]) == {"planned"}
+    with sqlite3.connect(config.state) as db:
+        assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("sandbox_url", [{"credits": 0}], indirect=True)
+def test_no_credit_aborts_the_run_with_exit_3(tmp_path: Path, sandbox_url: str) -> None:
+    """18020 stops the run: nothing is accepted, every row is not_attempted, exit 3."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(6))
+    summary = runner.run(make_config(catalog, sandbox_url))
+    assert summary.exit_code == ExitCode.ACCOUNT
+    assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
+
+
+def test_bad_key_aborts_the_run_with_exit_3(tmp_path: Path, sandbox_url: str) -> None:
+    """10105 stops the run at once."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(6))
+    summary = runner.run(make_config(catalog, sandbox_url, key="sk-wrong"))
+    assert summary.exit_code == ExitCode.ACCOUNT
+    assert summary.requests_sent <= 4  # only what was already in flight
+    assert submissions(sandbox_url)["submissions"] == []
+
+
+@pytest.mark.parametrize("sandbox_url", [{"rate_limit": RateLimit(10, 1.0)}], indirect=True)
+def test_equal_limits_never_draw_a_429_nor_overfill_a_window(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Client and sandbox both at 10/s (a scaled 20/min): zero 429s, no window over 10."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(35))
+    summary = runner.run(make_config(catalog, sandbox_url, rate="10/s"))
+    report = submissions(sandbox_url)
+    assert summary.exit_code == ExitCode.OK
+    assert report["counts"]["rate_limited"] == 0
+    times = sorted(s["received_at"] for s in report["submissions"])
+    assert len(times) == 35
+    assert max(sum(1 for t in times if start <= t < start + 1.0) for start in times) <= 10
+
+
+@pytest.mark.parametrize(
+    "sandbox_url",
+    [{"fail_rate": 0.3, "bad_gateway_rate": 0.2, "latency_ms": (0, 30), "seed": 3}],
+    indirect=True,
+)
+def test_server_faults_end_submitted_after_retries(tmp_path: Path, sandbox_url: str) -> None:
+    """50000 and 502 HTML answers are retried; every row ends submitted, once."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(12))
+    config = make_config(catalog, sandbox_url)
+    config = type(config)(**{**config.__dict__, "retry": type(config.retry)(
+        max_attempts=8, base_delay=0.01, max_delay=0.05)})
+    summary = runner.run(config)
+    report = submissions(sandbox_url)
+    assert report["counts"]["faulted"]["fail"] + report["counts"]["faulted"]["bad_gateway"] > 0
+    assert summary.exit_code == ExitCode.OK
+    assert len(report["submissions"]) == 12
+    assert set(read_results(config.results)["status"]) == {"submitted"}
+
+
+@pytest.mark.parametrize(
+    "sandbox_url", [{"fail_rate": 1.0}], indirect=True
+)
+def test_exhausted_retries_end_failed_with_the_last_code(tmp_path: Path, sandbox_url: str) -> None:
+    """A row that keeps drawing 50000 ends failed with code 50000, not a crash."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = make_config(catalog, sandbox_url)
+    config = type(config)(**{**config.__dict__, "retry": type(config.retry)(
+        max_attempts=3, base_delay=0.01, max_delay=0.02)})
+    summary = runner.run(config)
+    results = read_results(config.results)
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert list(results["status"]) == ["failed", "failed"]
+    assert list(results["code"]) == ["50000", "50000"]
+    assert list(results["attempts"]) == ["3", "3"]
+
+
+@pytest.mark.parametrize(
+    "sandbox_url", [{"stall_rate": 0.3, "stall_seconds": 1.0, "reset_rate": 0.2, "seed": 11}],
+    indirect=True,
+)
+def test_lost_answers_are_reconciled_not_paid_twice(tmp_path: Path, sandbox_url: str) -> None:
+    """Commit-then-stall and resets: every row accepted exactly once, none lost."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(15))
+    config = make_config(catalog, sandbox_url)
+    config = type(config)(**{**config.__dict__,
+                             "timeouts": type(config.timeouts)(connect=2, read=0.5),
+                             "retry": type(config.retry)(max_attempts=10, base_delay=0.01,
+                                                         max_delay=0.05)})
+    summary = runner.run(config)
+    report = submissions(sandbox_url)
+    products = [s["product_id"] for s in report["submissions"]]
+    assert report["counts"]["faulted"]["stall"] > 0
+    assert report["counts"]["faulted"]["reset"] > 0
+    assert sorted(products) == sorted(product_ids(15))  # once each: no double charge
+    results = read_results(config.results)
+    assert set(results["status"]) == {"submitted"}
+    assert summary.exit_code == ExitCode.OK
+
+
+def test_max_videos_caps_credits_and_leaves_the_rest_not_attempted(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """--max-videos 3 spends three credits; the rest go next time."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(8))
+    summary = runner.run(make_config(catalog, sandbox_url, max_videos=3))
+    statuses = list(read_results(catalog.with_suffix(".results.csv"))["status"])
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+    assert statuses.count("submitted") == 3 and statuses.count("not_attempted") == 5
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    again = runner.run(make_config(catalog, sandbox_url))
+    assert again.exit_code == ExitCode.OK
+    assert len(submissions(sandbox_url)["submissions"]) == 8
+
+
+def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
+    """The lock keeps overlapping cron runs off one state database."""
+    holder = StateStore(tmp_path / "s.db")
+    holder.lock()
+    try:
+        with pytest.raises(LockedError, match="in use by a running jogg-batch"):
+            StateStore(tmp_path / "s.db").lock()
+    finally:
+        holder.close()
+    StateStore(tmp_path / "s.db").lock()  # released on close
