@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import time
 from pathlib import Path
 from typing import Any
 
@@ -576,3 +577,17 @@ def test_seeded_products_match_the_sample_csv() -> None:
         rows = [(row["product_id"], row["name"]) for row in csv.DictReader(handle)]
     assert rows == list(SEEDED_PRODUCTS)
     assert len(rows) == 200
+
+
+@pytest.mark.anyio
+async def test_latency_and_product_delay_slow_answers_down() -> None:
+    """latency_ms delays every /v2 request; product_delay_seconds delays POST /v2/product."""
+
+    config = SandboxConfig(latency_ms=(30, 30), product_delay_seconds=0.05)
+    async with client_for(config) as client:
+        started = time.monotonic()
+        await client.get("/v2/user/whoami", headers=KEY)
+        assert time.monotonic() - started >= 0.03
+        started = time.monotonic()
+        await client.post("/v2/product", json={"name": "Mug"}, headers=KEY)
+        assert time.monotonic() - started >= 0.08
