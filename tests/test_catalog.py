@@ -399,3 +399,41 @@ def test_ragged_csv_row_is_a_catalog_error_naming_the_file(tmp_path: Path) -> No
     path = write(tmp_path, "c.csv", "product_id,length\nA1,30\nA2,30,extra\n")
     with pytest.raises(CatalogError, match=r"c\.csv: cannot read it as CSV"):
         rows_of(path)
+
+
+# ---- the sample catalogs ----
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_data"
+CUSTOM_COLUMNS = {
+    "Product ID": "product_id",
+    "Duration": "length",
+    "Format": "aspect_ratio",
+    "Subtitles": "caption",
+    "Avatar": "avatar_id",
+    "Voice": "voice_id",
+    "Style": "script_style",
+    "Lang": "language",
+    "Video Title": "video_name",
+}
+
+
+def test_sample_csv_and_parquet_hold_the_same_jobs() -> None:
+    """The sample CSV and Parquet give the same 45 valid jobs and the same 5 invalid rows."""
+    csv_rows = rows_of(SAMPLES / "catalog.csv", CatalogOptions(row_key="sku"))
+    parquet_rows = rows_of(SAMPLES / "catalog.parquet", CatalogOptions(row_key="sku"))
+    assert len(csv_rows) == 50
+    assert [r.number for r in csv_rows if r.fields is None] == [7, 19, 26, 31, 42]
+    assert [(r.key, r.fingerprint, r.problems) for r in csv_rows] == [
+        (r.key, r.fingerprint, r.problems) for r in parquet_rows
+    ]
+
+
+def test_sample_custom_columns_catalog_reads_with_its_mapping() -> None:
+    """The custom-header sample maps onto the same jobs as the standard sample."""
+    options = CatalogOptions(columns=CUSTOM_COLUMNS, row_key="SKU")
+    custom = rows_of(SAMPLES / "catalog_custom_columns.csv", options)
+    standard = rows_of(SAMPLES / "catalog.csv", CatalogOptions(row_key="sku"))[:20]
+    assert len(custom) == 20
+    assert [r.number for r in custom if r.fields is None] == [7, 19]
+    same = [(c.fields.name, c.fields.length) for c in custom if c.fields]
+    assert same == [(s.fields.name, s.fields.length) for s in standard if s.fields]
