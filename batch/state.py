@@ -30,10 +30,12 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from batch.errors import LockedError, StateError
+from batch.status import PendingVideo, VideoUpdate
 
 SCHEMA_VERSION = 1
 
@@ -512,6 +514,64 @@ class StateStore:
         with self._write() as db:
             db.execute("UPDATE jobs SET product_id = ? WHERE id = ?", (product_id, job_id))
 
+    # --- final video status (status polling and webhooks) -----------------------------------
+
+    def pending_videos(self) -> list[PendingVideo]:
+        """Submitted videos whose render is not final yet."""
+        rows = self._db.execute(
+            "SELECT video_id, submitted_at FROM jobs WHERE status = 'submitted' "
+            "AND video_id IS NOT NULL AND coalesce(video_status, 'processing') = 'processing'"
+        )
+        return [PendingVideo(video_id, float(at or 0.0)) for video_id, at in rows]
+
+    def record_video_status(self, update: VideoUpdate) -> bool:
+        """True when the update changed a job; the first sighting of a final status is kept."""
+        final = update.status in ("completed", "failed")
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET video_status = ?, video_url = coalesce(?, video_url), "
+                "cover_url = coalesce(?, cover_url), duration = coalesce(?, duration), "
+                "deducted_credit = coalesce(?, deducted_credit), error = coalesce(?, error), "
+                "completed_at = CASE WHEN ? THEN coalesce(completed_at, ?) ELSE completed_at END, "
+                "updated_at = ? WHERE video_id = ? AND (coalesce(video_status, '') != ? "
+                "OR coalesce(video_url, '') != coalesce(?, video_url, ''))",
+                (update.status, update.video_url or None, update.cover_url or None,
+                 update.duration, update.deducted_credit, update.error, int(final),
+                 update.seen_at, self._clock(), update.video_id, update.status,
+                 update.video_url or None),
+            )
+        return cursor.rowcount > 0
+
+    def video_states(self, video_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The video columns of these videos, as results-file text."""
+        found: dict[str, dict[str, str]] = {}
+        for start in range(0, len(video_ids), 10_000):
+            chunk = list(video_ids[start : start + 10_000])
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                "SELECT video_id, video_status, video_url, cover_url, duration, deducted_credit, "
+                f"error, completed_at FROM jobs WHERE video_id IN ({marks})",  # noqa: S608
+                chunk,
+            ):
+                video_id, status, url, cover, duration, credit, error, completed = row
+                found[video_id] = {
+                    "video_status": status or "", "video_url": url or "", "cover_url": cover or "",
+                    "duration": "" if duration is None else f"{duration:g}",
+                    "deducted_credit": "" if credit is None else f"{credit:g}",
+                    "error": error or "",
+                    "completed_at": "" if completed is None else _iso(completed),
+                }
+        return found
+
+    def claim_event(self, event_id: str) -> bool:
+        """False when this webhook event was seen before (JoggAI retries deliveries)."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO webhook_events (event_id, received_at) VALUES (?, ?)",
+                (event_id, self._clock()),
+            )
+        return cursor.rowcount > 0
+
     # --- results -------------------------------------------------------------------------------
 
     def result_rows(self, run_id: int, first: int, last: int) -> list[ResultRow]:
@@ -561,6 +621,10 @@ class StateStore:
             "SELECT count(*) FROM jobs WHERE submitted_run = ?", (run_id,)
         ).fetchone()
         return int(row[0])
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _result_row(run_id: int, r: Sequence[Any]) -> ResultRow:

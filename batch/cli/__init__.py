@@ -12,8 +12,12 @@ from __future__ import annotations
 import click
 
 from batch import __version__
+from batch.cli.download import download
+from batch.cli.listen import listen
+from batch.cli.report import report
 from batch.cli.run import plan, run, validate
 from batch.cli.sandbox import sandbox
+from batch.cli.status import status
 
 
 @click.group(help=__doc__.split("\n\n", 2)[2] if __doc__ else None)
@@ -22,5 +26,5 @@ def main() -> None:
     """jogg-batch: product catalogs in, JoggAI videos out."""
 
 
-for command in (run, plan, validate, sandbox):
+for command in (run, plan, validate, status, listen, report, download, sandbox):
     main.add_command(command)

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from batch import runner, validate as validation
+from batch import runner, tracking, validate as validation
 from batch.cli.common import logging_options, reports_errors
 from batch.config import CliOverrides, build_run_config, parse_duration, parse_until
 from batch.errors import ExitCode
@@ -67,18 +67,22 @@ def _overrides(options: dict[str, Any], **extra: Any) -> CliOverrides:
 @click.option("--force", is_flag=True, help="Render again rows that were already submitted (costs credits).")
 @click.option("--retry-permanent", is_flag=True, help="Resend rows that failed with 40000/10104.")
 @click.option("--resubmit-unknown", is_flag=True, help="Resend rows whose earlier outcome cannot be known.")
+@click.option("--wait", is_flag=True, help="After submitting, poll until every render is final.")
+@click.option("--timeout", default="30m", show_default=True, help="With --wait: give up after this.")
 @click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False),
               help="Also write the summary as JSON here.")
 @logging_options
 @reports_errors
 def run(catalog: Path, sandbox: bool, dry_run: bool, max_videos: int | None,
         max_duration: str | None, until: str | None, force: bool, retry_permanent: bool,
-        resubmit_unknown: bool, summary_json: Path | None, **options: Any) -> None:
+        resubmit_unknown: bool, wait: bool, timeout: str, summary_json: Path | None,
+        **options: Any) -> None:
     """Submit one video per catalog row, rate-limited; write a results file.
 
     Exit codes: 0 every row submitted or already done; 1 some rows failed, invalid or not
     attempted; 2 usage, config or catalog error; 3 aborted by an account error (key, permission,
-    credit); 4 another run holds the state; 130/143 interrupted by SIGINT/SIGTERM.
+    credit); 4 another run holds the state; 5 --wait timed out; 130/143 interrupted by
+    SIGINT/SIGTERM.
     """
     from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
 
@@ -93,7 +97,13 @@ def run(catalog: Path, sandbox: bool, dry_run: bool, max_videos: int | None,
             summary_json=summary_json, progress_bar=sys.stderr.isatty(),
         )
         summary = runner.run(config)
-    click.echo(render_summary(summary), err=True)
+        click.echo(render_summary(summary), err=True)
+        if wait and summary.exit_code in (ExitCode.OK, ExitCode.ROWS_FAILED):
+            polled = tracking.track(config.state, config.base_url, config.api_key, wait=True,
+                                    timeout=parse_duration(timeout), results=config.results)
+            click.echo(f"renders: completed {polled.completed}   failed {polled.failed}   "
+                       f"still rendering {polled.processing}", err=True)
+            raise SystemExit(summary.exit_code or polled.exit_code)
     raise SystemExit(summary.exit_code)
 
 
