@@ -1,0 +1,382 @@
+"""What the account can use: avatars (public and custom), voices, music and visual styles.
+
+Owns fetching the look-up lists through `JoggClient` (every page of them), their typed items, and
+an on-disk JSON cache with a time-to-live under `$XDG_CACHE_HOME/jogg-batch/` (else
+`~/.cache/jogg-batch/`). A cache directory belongs to one base URL and one account: it is named by
+a sha256 of both, so the key itself is never written anywhere. GETs are not rate-limited by the
+API, so nothing here goes through the POST limiter.
+
+Paging differs per endpoint (reference §3.7): voices say `has_more`, music gives `total_pages`,
+avatars give nothing. A page shorter than asked for ends a listing, and so does one longer than
+asked for (a server that ignores `page_size` and sends the whole collection at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal, NamedTuple, TypeGuard, TypeVar
+
+import httpx
+
+from batch.client import ApiOutcome, JoggClient, Timeouts
+from batch.errors import AccountError, ApiError, ConfigError
+from batch.vocabulary import ASPECT_RATIOS
+
+log = logging.getLogger(__name__)
+
+LookupKind = Literal["avatars", "voices", "music", "styles"]
+LOOKUP_KINDS: Final = ("avatars", "voices", "music", "styles")
+OutputFormat = Literal["table", "csv", "json"]
+DEFAULT_TTL: Final = 24 * 3600.0
+PAGE_SIZE: Final = 100  # the API's maximum
+_MAX_PAGES: Final = 1000  # a listing that never ends is a server bug, not 100,000 avatars
+_RATIO_NAMES: Final = {0: "portrait", 1: "landscape", 2: "square"}  # v2 responses use ints
+
+
+class Avatar(NamedTuple):
+    id: int
+    name: str
+    type: int  # 0 public, 1 custom: the value `avatar.type` takes in a create request
+    aspect_ratio: str | None  # public avatars only
+    gender: str | None
+
+
+class Voice(NamedTuple):
+    voice_id: str
+    name: str
+    language: str | None
+    gender: str | None
+
+
+class Music(NamedTuple):
+    id: int
+    name: str
+    duration: float | None
+
+
+class VisualStyle(NamedTuple):
+    name: str
+    aspect_ratio: str
+    id: int | None
+
+
+Item = Avatar | Voice | Music | VisualStyle
+_T = TypeVar("_T", Avatar, Voice, Music, VisualStyle)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    """Every look-up list at once, as the pre-flight check needs them."""
+
+    avatars: tuple[Avatar, ...]
+    voices: tuple[Voice, ...]
+    music: tuple[Music, ...]
+    styles: Mapping[str, tuple[VisualStyle, ...]]  # by aspect ratio
+
+
+def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+    base = env.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "jogg-batch"
+
+
+class LookupCache:
+    """JSON files of look-up items, one per list, fresh for `ttl` seconds after they were fetched.
+
+    An unreadable, corrupt or stale file counts as absent: the cache only ever saves GETs.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        base_url: str,
+        api_key: str,
+        *,
+        ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        # Custom avatars differ per account, so the key is part of the name; hashed with the URL,
+        # it cannot be read back from the directory name.
+        account = hashlib.sha256(f"{base_url.rstrip('/')}\n{api_key}".encode()).hexdigest()
+        self.directory = directory / account[:32]
+        self.base_url = base_url.rstrip("/")
+        self.ttl = ttl
+        self._clock = clock
+
+    def _path(self, name: str) -> Path:
+        return self.directory / f"{name}.json"
+
+    def load(self, name: str) -> list[dict[str, Any]] | None:
+        try:
+            document = json.loads(self._path(name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(document, dict):
+            return None
+        fetched, items = document.get("fetched_at"), document.get("items")
+        if not isinstance(fetched, int | float) or not isinstance(items, list):
+            return None
+        if not 0 <= self._clock() - fetched < self.ttl:
+            return None
+        return items
+
+    def store(self, name: str, items: Sequence[dict[str, Any]]) -> None:
+        document = {"base_url": self.base_url, "fetched_at": self._clock(), "items": list(items)}
+        path = self._path(name)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            temporary = path.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps(document), encoding="utf-8")
+            temporary.replace(path)
+        except OSError as exc:
+            log.warning("cannot write the look-up cache %s (%s); going on without it", path, exc)
+
+
+class LookupService:
+    """The look-up lists of one account, from the cache when fresh, else from the API."""
+
+    def __init__(
+        self, client: JoggClient, cache: LookupCache | None = None, *, refresh: bool = False
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.refresh = refresh
+
+    async def avatars(self) -> tuple[Avatar, ...]:
+        """Public avatars, then custom ones (`type` 1)."""
+        return await self._cached("avatars", Avatar, self._fetch_avatars)
+
+    async def voices(self) -> tuple[Voice, ...]:
+        return await self._cached("voices", Voice, self._fetch_voices)
+
+    async def music(self) -> tuple[Music, ...]:
+        return await self._cached("music", Music, self._fetch_music)
+
+    async def styles(self, aspect_ratio: str) -> tuple[VisualStyle, ...]:
+        if aspect_ratio not in ASPECT_RATIOS:
+            raise ConfigError(
+                f"{aspect_ratio!r} is not an aspect ratio; use {', '.join(ASPECT_RATIOS)}"
+            )
+
+        async def fetch() -> list[VisualStyle]:
+            return await self._fetch_styles(aspect_ratio)
+
+        return await self._cached(f"styles-{aspect_ratio}", VisualStyle, fetch)
+
+    async def all(self) -> Lookups:
+        """Every list, fetched concurrently (GETs do not count against the POST limit)."""
+        style_lists = asyncio.gather(*(self.styles(ratio) for ratio in ASPECT_RATIOS))
+        avatars, voices, music, styles = await asyncio.gather(
+            self.avatars(), self.voices(), self.music(), style_lists
+        )
+        return Lookups(avatars, voices, music, dict(zip(ASPECT_RATIOS, styles, strict=True)))
+
+    async def _cached(
+        self, name: str, kind: type[_T], fetch: Callable[[], Awaitable[list[_T]]]
+    ) -> tuple[_T, ...]:
+        if self.cache is not None and not self.refresh:
+            cached = self.cache.load(name)
+            if cached is not None:
+                try:
+                    return tuple(kind(**item) for item in cached)
+                except TypeError:
+                    log.debug("look-up cache %s has another shape; fetching again", name)
+        items = await fetch()
+        if self.cache is not None:
+            self.cache.store(name, [item._asdict() for item in items])
+        return tuple(items)
+
+    async def _fetch_avatars(self) -> list[Avatar]:
+        public = await _all_pages(self.client.avatars_public, "avatars", "public avatars")
+        custom = await _all_pages(self.client.avatars_custom, "avatars", "custom avatars")
+        avatars = [_avatar(item, 0) for item in public]
+        avatars.extend(_avatar(item, 1) for item in custom if _usable_custom(item))
+        return avatars
+
+    async def _fetch_voices(self) -> list[Voice]:
+        items = await _all_pages(self.client.voices, "voices", "voices")
+        return [
+            Voice(
+                voice_id=str(item["voice_id"]),
+                name=str(item.get("name") or ""),
+                language=_optional_text(item.get("language")),
+                gender=_optional_text(item.get("gender")),
+            )
+            for item in items
+            if item.get("voice_id")
+        ]
+
+    async def _fetch_music(self) -> list[Music]:
+        items = await _all_pages(self.client.musics, "music", "music")
+        return [
+            Music(
+                id=int(item["id"]),
+                name=str(item.get("name") or ""),
+                duration=_optional_number(item.get("duration")),
+            )
+            for item in items
+            if _is_int(item.get("id"))
+        ]
+
+    async def _fetch_styles(self, aspect_ratio: str) -> list[VisualStyle]:
+        outcome = await self.client.visual_styles(aspect_ratio)
+        items = _items(outcome, "visual_styles", f"visual styles for {aspect_ratio}")
+        return [
+            VisualStyle(
+                name=str(item["name"]),
+                aspect_ratio=aspect_ratio,
+                id=int(item["id"]) if _is_int(item.get("id")) else None,
+            )
+            for item in items
+            if item.get("name")
+        ]
+
+
+async def _all_pages(
+    fetch: Callable[..., Awaitable[ApiOutcome]], key: str, what: str
+) -> list[dict[str, Any]]:
+    """Every item of a paged listing; see the module docstring for how the end is found."""
+    items: list[dict[str, Any]] = []
+    previous: list[dict[str, Any]] | None = None
+    for page in range(1, _MAX_PAGES + 1):
+        outcome = await fetch(page=page, page_size=PAGE_SIZE)
+        batch = _items(outcome, key, f"{what} (page {page})")
+        if batch and batch == previous:  # a server that ignores `page`
+            break
+        items.extend(batch)
+        data = outcome.data or {}
+        paging = data.get("pagination")
+        total_pages = paging.get("total_pages") if isinstance(paging, dict) else None
+        if (
+            len(batch) != PAGE_SIZE
+            or data.get("has_more") is False
+            or (_is_int(total_pages) and page >= total_pages)
+        ):
+            break
+        previous = batch
+    return items
+
+
+def _items(outcome: ApiOutcome, key: str, what: str) -> list[dict[str, Any]]:
+    if outcome.kind != "ok":
+        if outcome.kind == "account":
+            raise AccountError(
+                f"cannot list {what}: the API refused the key ({outcome}); check JOGG_API_KEY",
+                code=outcome.code,
+                http_status=outcome.http_status,
+            )
+        raise ApiError(
+            f"cannot list {what}: {outcome}", code=outcome.code, http_status=outcome.http_status
+        )
+    value = (outcome.data or {}).get(key)
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ApiError(f"cannot list {what}: the answer has no list of {key!r}")
+    return value
+
+
+def _avatar(item: dict[str, Any], avatar_type: int) -> Avatar:
+    ratio = item.get("aspect_ratio")
+    return Avatar(
+        id=int(item["id"]),
+        name=str(item.get("name") or ""),
+        type=avatar_type,
+        aspect_ratio=_RATIO_NAMES.get(ratio) if _is_int(ratio) else _optional_text(ratio),
+        gender=_optional_text(item.get("gender")),
+    )
+
+
+def _usable_custom(item: dict[str, Any]) -> bool:
+    # A custom avatar still training (or failed) cannot render yet.
+    return _is_int(item.get("id")) and item.get("avatar_status") in (None, "", "completed")
+
+
+def _is_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_text(value: object) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _optional_number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+# ---- `jogg-batch lookup`: one list, rendered ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LookupConfig:
+    """What `jogg-batch lookup` needs: where the API is, the key, and how to use the cache."""
+
+    base_url: str
+    api_key: str = field(repr=False)
+    cache_dir: Path = field(default_factory=default_cache_dir)
+    ttl: float = DEFAULT_TTL
+    refresh: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+
+def list_items(
+    config: LookupConfig,
+    kind: LookupKind,
+    aspect_ratio: str | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> list[Item]:
+    """One look-up list. `aspect_ratio` narrows styles (default: all three) and public avatars."""
+
+    async def fetch() -> list[Item]:
+        cache = LookupCache(config.cache_dir, config.base_url, config.api_key, ttl=config.ttl)
+        async with JoggClient(
+            config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
+        ) as client:
+            service = LookupService(client, cache, refresh=config.refresh)
+            if kind == "avatars":
+                return [
+                    avatar
+                    for avatar in await service.avatars()
+                    if aspect_ratio is None or avatar.aspect_ratio in (None, aspect_ratio)
+                ]
+            if kind == "voices":
+                return list(await service.voices())
+            if kind == "music":
+                return list(await service.music())
+            styles: list[Item] = []
+            for ratio in (aspect_ratio,) if aspect_ratio else ASPECT_RATIOS:
+                styles.extend(await service.styles(ratio))
+            return styles
+
+    return asyncio.run(fetch())
+
+
+def render(items: Sequence[Item], fmt: OutputFormat) -> str:
+    """Items as an aligned table, CSV with a header, or a JSON array (no trailing newline)."""
+    rows = [item._asdict() for item in items]
+    if fmt == "json":
+        return json.dumps(rows, indent=2, ensure_ascii=False)
+    columns = list(type(items[0])._fields) if items else []
+    cells = [["" if row[name] is None else str(row[name]) for name in columns] for row in rows]
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(cells)
+        return out.getvalue().rstrip("\n")
+    widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
+    lines = [
+        "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
+        for line in [columns, *cells]
+    ]
+    return "\n".join(lines)
