@@ -1,3 +1,3 @@
-"""jogg-batch: turn product catalogs into JoggAI videos, rate-limited, resumable, never paid twice."""
+"""jogg-batch: product catalogs into JoggAI videos, rate-limited, resumable, never paid twice."""
 
 __version__ = "0.1.0"

@@ -253,8 +253,9 @@ def default_state_path(results: Path) -> Path:
     return results.with_name(stem + ".jogg-state.db")
 
 
-def catalog_options(settings: Settings, source: Path | None, *, fmt: str | None = None,
-                    delimiter: str | None = None) -> CatalogOptions:
+def catalog_options(
+    settings: Settings, source: Path | None, *, fmt: str | None = None, delimiter: str | None = None
+) -> CatalogOptions:
     chosen_format = fmt or settings.catalog.format or None
     if delimiter is not None and delimiter.lower() in ("tab", "\\t"):
         delimiter = "\t"
@@ -290,8 +291,14 @@ class CliOverrides:
     fields: Mapping[str, object] = field(default_factory=dict)
 
 
-def build_run_config(catalog: Path, cli: CliOverrides, *, env: Mapping[str, str] = os.environ,
-                     api_key: Secret | None = None, **run_flags: Any) -> RunConfig:
+def build_run_config(
+    catalog: Path,
+    cli: CliOverrides,
+    *,
+    env: Mapping[str, str] = os.environ,
+    api_key: Secret | None = None,
+    **run_flags: Any,
+) -> RunConfig:
     """Merges built-in defaults, the config file, environment and CLI into one RunConfig."""
     overrides: dict[str, Any] = {
         "api.base_url": cli.base_url or env.get("JOGG_BASE_URL") or None,
@@ -307,17 +314,21 @@ def build_run_config(catalog: Path, cli: CliOverrides, *, env: Mapping[str, str]
         catalog=catalog,
         results=results,
         state=state or default_state_path(results),
-        catalog_options=catalog_options(settings, cli.config_path, fmt=cli.fmt,
-                                        delimiter=cli.delimiter),
+        catalog_options=catalog_options(
+            settings, cli.config_path, fmt=cli.fmt, delimiter=cli.delimiter
+        ),
         base_url=api.base_url.rstrip("/"),
         api_key=api_key if api_key is not None else read_api_key(settings, env),
         rate=rate_limit(api.rate_limit),
         concurrency=api.concurrency,
-        timeouts=Timeouts(connect=api.connect_timeout, read=api.read_timeout,
-                          product_read=api.product_timeout),
-        retry=RetryPolicy(max_attempts=settings.retry.max_attempts,
-                          base_delay=settings.retry.base_delay,
-                          max_delay=settings.retry.max_delay),
+        timeouts=Timeouts(
+            connect=api.connect_timeout, read=api.read_timeout, product_read=api.product_timeout
+        ),
+        retry=RetryPolicy(
+            max_attempts=settings.retry.max_attempts,
+            base_delay=settings.retry.base_delay,
+            max_delay=settings.retry.max_delay,
+        ),
         reconcile_tag=settings.run.reconcile_tag,
         shutdown_grace=settings.run.shutdown_grace,
         results_interval=settings.run.results_interval,

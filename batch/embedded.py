@@ -21,6 +21,10 @@ DEMO_KEY = Secret("sk-sandbox")
 def embedded_sandbox() -> Iterator[str]:
     """Starts the sandbox on a free loopback port; yields its base URL."""
     with running_sandbox(SandboxConfig(rate_limit=DEMO_RATE, render_seconds=5.0)) as url:
-        log.warning("using the embedded sandbox at %s (no real videos, no credits spent); "
-                    "demo rate limit %s on both sides instead of JoggAI's 20/min", url, DEMO_RATE)
+        log.warning(
+            "using the embedded sandbox at %s (no real videos, no credits spent); "
+            "demo rate limit %s on both sides instead of JoggAI's 20/min",
+            url,
+            DEMO_RATE,
+        )
         yield url

@@ -36,9 +36,13 @@ class Progress:
         now = time.monotonic()
         if now - self._last_line >= self._interval:
             self._last_line = now
-            log.info("progress: %d of %d jobs done (%s)", self._done, self._total,
-                     ", ".join(f"{k} {v}" for k, v in counts.items()),
-                     extra={"event": "progress", "done": self._done, "total": self._total, **counts})
+            log.info(
+                "progress: %d of %d jobs done (%s)",
+                self._done,
+                self._total,
+                ", ".join(f"{k} {v}" for k, v in counts.items()),
+                extra={"event": "progress", "done": self._done, "total": self._total, **counts},
+            )
 
     def close(self) -> None:
         if self._bar is not None:

@@ -1,4 +1,4 @@
-"""Rate strings as people write them (`20/min`, `5/s`, `1000/h`, `none`), shared by client and sandbox."""
+"""Rate strings as people write them (`20/min`, `5/s`, `1000/h`, `none`), for client and sandbox."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ class RateLimit:
 
 
 def parse_rate(text: str) -> RateLimit | None:
-    """`"20/min"` -> RateLimit(20, 60.0); `"none"` -> None (no limit). Raises ValueError otherwise."""
+    """`"20/min"` -> RateLimit(20, 60.0); `"none"` -> None (no limit); else ValueError."""
     if text.strip().lower() == "none":
         return None
     match = _RATE.match(text.lower())

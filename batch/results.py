@@ -195,9 +195,15 @@ def write_table(frame: pd.DataFrame, path: Path) -> None:
     def batches() -> Iterator[pa.Table]:
         yield table.drop_columns([c for c in RESULT_COLUMNS if c in table.column_names])
 
-    rows = [_row_from_frame(record) for record in frame.to_dict("records")]
-    local = {row.row: str(record.get("local_path") or "") for row, record in
-             zip(rows, frame.to_dict("records"), strict=True) if record.get("local_path")}
+    records: list[dict[str, object]] = [
+        {str(key): value for key, value in record.items()} for record in frame.to_dict("records")
+    ]
+    rows = [_row_from_frame(record) for record in records]
+    local = {
+        row.row: str(record["local_path"])
+        for row, record in zip(rows, records, strict=True)
+        if record.get("local_path")
+    }
     write_results(path, batches(), lambda first, last: rows[first - 1 : last], local_paths=local)
 
 

@@ -120,15 +120,18 @@ def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
         counts = _Planner(config, state, run_id, dry_run=True).plan_all()
         _write_results(config, state, run_id)
         statuses = state.count_rows(run_id)
-    summary = RunSummary(str(config.catalog), str(config.results), str(config.state), True,
-                         counts, statuses=statuses)
+    summary = RunSummary(
+        str(config.catalog), str(config.results), str(config.state), True, counts, statuses=statuses
+    )
     summary.exit_code = int(ExitCode.ROWS_FAILED if counts.invalid else ExitCode.OK)
     return summary
 
 
 def _write_results(config: RunConfig, state: StateStore, run_id: int) -> None:
     batches = catalog.read_passthrough(config.catalog, config.catalog_options)
-    write_results(config.results, batches, lambda first, last: state.result_rows(run_id, first, last))
+    write_results(
+        config.results, batches, lambda first, last: state.result_rows(run_id, first, last)
+    )
 
 
 def tag_for(fingerprint: str) -> str:
@@ -227,8 +230,9 @@ class _Planner:
 class _Run:
     """The live run: planner, dispatcher and job tasks on one event loop."""
 
-    def __init__(self, config: RunConfig, state: StateStore,
-                 transport: httpx.AsyncBaseTransport | None) -> None:
+    def __init__(
+        self, config: RunConfig, state: StateStore, transport: httpx.AsyncBaseTransport | None
+    ) -> None:
         self.config = config
         self.state = state
         self.transport = transport
@@ -271,9 +275,13 @@ class _Run:
             if self.limiter is not None:
                 recent = self.state.recent_send_times(time.time() - _SEED_LOOKBACK)
                 self.limiter.seed(recent, now=time.time())
-            async with JoggClient(self.config.base_url, self.config.api_key,
-                                  timeouts=self.config.timeouts, transport=self.transport,
-                                  max_connections=self.config.concurrency) as client:
+            async with JoggClient(
+                self.config.base_url,
+                self.config.api_key,
+                timeouts=self.config.timeouts,
+                transport=self.transport,
+                max_connections=self.config.concurrency,
+            ) as client:
                 self.client = client
                 self.reconciler = Reconciler(client, enabled=self.config.reconcile_tag)
                 await asyncio.gather(self._plan(), self._dispatch())
@@ -282,7 +290,9 @@ class _Run:
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
-    def _install_signals(self, loop: asyncio.AbstractEventLoop, main: asyncio.Task[Any]) -> list[int]:
+    def _install_signals(
+        self, loop: asyncio.AbstractEventLoop, main: asyncio.Task[Any]
+    ) -> list[int]:
         if threading.current_thread() is not threading.main_thread():
             return []  # signal handlers can only live on the main thread (tests run elsewhere)
 
@@ -294,9 +304,12 @@ class _Run:
                 return
             self.signal_code = code
             self.stop(f"signal {signal.Signals(sig).name}")
-            log.warning("stopping: waiting up to %.0f s for %d request(s) in flight "
-                        "(signal again to stop at once)", self.config.shutdown_grace,
-                        self.in_flight)
+            log.warning(
+                "stopping: waiting up to %.0f s for %d request(s) in flight "
+                "(signal again to stop at once)",
+                self.config.shutdown_grace,
+                self.in_flight,
+            )
             loop.call_later(self.config.shutdown_grace, main.cancel)
 
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -354,7 +367,12 @@ class _Run:
                     last_id = job.id
                     task = asyncio.create_task(self._process(job))
                     tasks.add(task)
-                    task.add_done_callback(lambda t: (tasks.discard(t), gate.release()))
+
+                    def finished(task: asyncio.Task[None]) -> None:
+                        tasks.discard(task)
+                        gate.release()
+
+                    task.add_done_callback(finished)
             if tasks:
                 await asyncio.gather(*tasks)
         except asyncio.CancelledError:
@@ -392,16 +410,20 @@ class _Run:
                 return
             if outcome.kind in ("permanent", "account"):
                 return
-            if outcome.kind == "unknown":
-                if await self._reconciled(job, started):
-                    return
-                # Absent from a listing that covers the attempt: safe to send again.
+            # An unknown outcome absent from a listing that covers the attempt is safe to resend.
+            if outcome.kind == "unknown" and await self._reconciled(job, started):
+                return
             if attempt >= self.config.retry.max_attempts:
                 self._finish_exhausted(job, outcome)
                 return
             delay = self.config.retry.delay(attempt, retry_after=outcome.retry_after, rng=self.rng)
-            log.info("row key %s: %s (code %s); retrying in %.1f s", job.row_key, outcome.kind,
-                     outcome.code, delay)
+            log.info(
+                "row key %s: %s (code %s); retrying in %.1f s",
+                job.row_key,
+                outcome.kind,
+                outcome.code,
+                delay,
+            )
             await asyncio.sleep(delay)
 
     async def _within_budget(self) -> None:
@@ -425,8 +447,11 @@ class _Run:
                 if self.stop_reason is not None:
                     raise StopRequested
                 outcome, started = await self._post_now(job, body)
-                slot.observe(outcome.retry_after, outcome.rate_remaining,
-                             outcome.code == 429 or outcome.http_status == 429)
+                slot.observe(
+                    outcome.retry_after,
+                    outcome.rate_remaining,
+                    outcome.code == 429 or outcome.http_status == 429,
+                )
                 return outcome, started
         finally:
             self.in_flight -= 1
@@ -439,8 +464,13 @@ class _Run:
         self.sent += 1
         outcome = await self.client.create_video(body)
         video_id = _video_id(outcome)
-        record = AttemptRecord(outcome.kind, outcome.code, outcome.http_status,
-                               None if video_id else outcome.message, video_id)
+        record = AttemptRecord(
+            outcome.kind,
+            outcome.code,
+            outcome.http_status,
+            None if video_id else outcome.message,
+            video_id,
+        )
         if outcome.kind == "ok" and record.video_id:
             self.state.finish_attempt(attempt_id, job.id, record, "submitted", run_id=self.run_id)
             self.accepted += 1
@@ -450,14 +480,16 @@ class _Run:
             self.state.finish_attempt(attempt_id, job.id, record, "reconciling", run_id=self.run_id)
             outcome = _as_unknown(outcome)
         elif outcome.kind == "permanent":
-            self.state.finish_attempt(attempt_id, job.id, record, "failed", run_id=self.run_id,
-                                      permanent=True)
+            self.state.finish_attempt(
+                attempt_id, job.id, record, "failed", run_id=self.run_id, permanent=True
+            )
             self._log_change(job, "failed", code=outcome.code, message=outcome.message)
         elif outcome.kind == "account":
             self.state.finish_attempt(attempt_id, job.id, record, "pending", run_id=self.run_id)
             self.account_error = AccountError(
                 f"the API refused the account (code {outcome.code}): {outcome.message}",
-                code=outcome.code, http_status=outcome.http_status,
+                code=outcome.code,
+                http_status=outcome.http_status,
             )
             self.stop(f"account error {outcome.code}")
         else:  # retryable or not_sent: certainly not accepted
@@ -470,35 +502,54 @@ class _Run:
             video_id = await self.reconciler.find(job.tag, since)
         except ApiError as exc:
             if self.config.resubmit_unknown:
-                log.warning("row key %s: cannot reconcile (%s); resending (--resubmit-unknown)",
-                            job.row_key, exc)
+                log.warning(
+                    "row key %s: cannot reconcile (%s); resending (--resubmit-unknown)",
+                    job.row_key,
+                    exc,
+                )
                 return False
-            self.state.settle(job.id, "unknown", AttemptRecord("unknown", message=str(exc)),
-                              run_id=self.run_id)
+            self.state.settle(
+                job.id, "unknown", AttemptRecord("unknown", message=str(exc)), run_id=self.run_id
+            )
             self._log_change(job, "unknown", message=str(exc))
             return True
         if video_id is None:
             log.info("row key %s: not found on the server; sending again", job.row_key)
             self.state.settle(job.id, "pending", AttemptRecord("absent"), run_id=self.run_id)
             return False
-        self.state.settle(job.id, "submitted",
-                          AttemptRecord("recovered", video_id=video_id,
-                                        message="recovered after a lost answer"),
-                          run_id=self.run_id, recovered=True)
+        self.state.settle(
+            job.id,
+            "submitted",
+            AttemptRecord("recovered", video_id=video_id, message="recovered after a lost answer"),
+            run_id=self.run_id,
+            recovered=True,
+        )
         self.accepted += 1
         self._log_change(job, "submitted", video_id=video_id, recovered=True)
         return True
 
     def _finish_exhausted(self, job: Job, outcome: ApiOutcome) -> None:
-        self.state.settle(job.id, "failed",
-                          AttemptRecord(outcome.kind, outcome.code, outcome.http_status,
-                                        outcome.message), run_id=self.run_id)
+        self.state.settle(
+            job.id,
+            "failed",
+            AttemptRecord(outcome.kind, outcome.code, outcome.http_status, outcome.message),
+            run_id=self.run_id,
+        )
         self._log_change(job, "failed", code=outcome.code, message=outcome.message)
 
     def _log_change(self, job: Job, status: str, **details: Any) -> None:
-        log.debug("job %s -> %s", job.id, status,
-                  extra={"event": "job", "job": job.id, "row_key": job.row_key,
-                         "status": status, **details})
+        log.debug(
+            "job %s -> %s",
+            job.id,
+            status,
+            extra={
+                "event": "job",
+                "job": job.id,
+                "row_key": job.row_key,
+                "status": status,
+                **details,
+            },
+        )
 
     # --- results and summary -------------------------------------------------------------------
 
@@ -515,15 +566,24 @@ class _Run:
     def _write_results_snapshot(self) -> None:
         with StateStore.reader(self.config.state) as reader:
             batches = catalog.read_passthrough(self.config.catalog, self.config.catalog_options)
-            write_results(self.config.results, batches,
-                          lambda first, last: reader.result_rows(self.run_id, first, last))
+            write_results(
+                self.config.results,
+                batches,
+                lambda first, last: reader.result_rows(self.run_id, first, last),
+            )
 
     def _summary(self) -> RunSummary:
         statuses = self.state.count_rows(self.run_id)
         summary = RunSummary(
-            str(self.config.catalog), str(self.config.results), str(self.config.state), False,
-            self.planner.counts, statuses=statuses, codes=self.state.failure_codes(self.run_id),
-            requests_sent=self.sent, credits_spent=self.state.run_accepted(self.run_id),
+            str(self.config.catalog),
+            str(self.config.results),
+            str(self.config.state),
+            False,
+            self.planner.counts,
+            statuses=statuses,
+            codes=self.state.failure_codes(self.run_id),
+            requests_sent=self.sent,
+            credits_spent=self.state.run_accepted(self.run_id),
             stopped=self.stop_reason,
         )
         times = self.state.run_attempt_times(self.run_id)

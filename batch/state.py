@@ -197,7 +197,7 @@ class StateStore:
             )
         elif int(row[0]) != SCHEMA_VERSION:
             raise StateError(
-                f"{self.path}: state schema version {row[0]}, this jogg-batch reads {SCHEMA_VERSION}"
+                f"{self.path}: state schema {row[0]}; this jogg-batch reads schema {SCHEMA_VERSION}"
             )
 
     @classmethod
@@ -304,7 +304,9 @@ class StateStore:
         if catalog is None:
             row = self._db.execute("SELECT max(id) FROM runs").fetchone()
         else:
-            row = self._db.execute("SELECT max(id) FROM runs WHERE catalog = ?", (catalog,)).fetchone()
+            row = self._db.execute(
+                "SELECT max(id) FROM runs WHERE catalog = ?", (catalog,)
+            ).fetchone()
         return None if row[0] is None else int(row[0])
 
     def recent_send_times(self, since: float) -> list[float]:
@@ -327,7 +329,7 @@ class StateStore:
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
                     "SELECT id, fingerprint, row_key, status, permanent, seen_run, seen_row, code "
-                    f"FROM jobs WHERE fingerprint IN ({marks})",  # noqa: S608 - only placeholders
+                    f"FROM jobs WHERE fingerprint IN ({marks})",
                     chunk,
                 ):
                     found[row["fingerprint"]] = row
@@ -344,7 +346,7 @@ class StateStore:
             known.update(
                 key
                 for (key,) in self._db.execute(
-                    f"SELECT DISTINCT row_key FROM jobs WHERE row_key IN ({marks})",  # noqa: S608
+                    f"SELECT DISTINCT row_key FROM jobs WHERE row_key IN ({marks})",
                     chunk,
                 )
             )
@@ -394,7 +396,7 @@ class StateStore:
             )
 
     def rekey_job(self, job_id: int, tag: str) -> None:
-        """`--force`: the job will be rendered again, under a new tag (the old video stays in attempts)."""
+        """`--force`: render the job again under a new tag (the old video stays in attempts)."""
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET tag = ?, video_id = NULL, code = NULL, message = NULL, "
@@ -431,7 +433,8 @@ class StateStore:
         now = self._clock()
         with self._write() as db:
             cursor = db.execute(
-                "INSERT INTO attempts (job_id, run_id, started_at, outcome) VALUES (?, ?, ?, 'sending')",
+                "INSERT INTO attempts (job_id, run_id, started_at, outcome) "
+                "VALUES (?, ?, ?, 'sending')",
                 (job_id, run_id, now),
             )
             db.execute(
@@ -442,37 +445,71 @@ class StateStore:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_attempt(self, attempt_id: int, job_id: int, record: AttemptRecord, job_status: str,
-                       *, run_id: int, permanent: bool = False) -> None:
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        job_id: int,
+        record: AttemptRecord,
+        job_status: str,
+        *,
+        run_id: int,
+        permanent: bool = False,
+    ) -> None:
         """Records the answer and the job's new status in one transaction."""
         now = self._clock()
         with self._write() as db:
             db.execute(
                 "UPDATE attempts SET finished_at = ?, outcome = ?, code = ?, http_status = ?, "
                 "message = ?, video_id = ? WHERE id = ?",
-                (now, record.outcome, record.code, record.http_status, record.message,
-                 record.video_id, attempt_id),
+                (
+                    now,
+                    record.outcome,
+                    record.code,
+                    record.http_status,
+                    record.message,
+                    record.video_id,
+                    attempt_id,
+                ),
             )
-            self._set_job(db, job_id, job_status, record, run_id=run_id, permanent=permanent,
-                          now=now)
+            self._set_job(
+                db, job_id, job_status, record, run_id=run_id, permanent=permanent, now=now
+            )
 
-    def settle(self, job_id: int, job_status: str, record: AttemptRecord, *, run_id: int,
-               recovered: bool = False) -> None:
+    def settle(
+        self,
+        job_id: int,
+        job_status: str,
+        record: AttemptRecord,
+        *,
+        run_id: int,
+        recovered: bool = False,
+    ) -> None:
         """A job's status changes without a request (reconciliation, stop before sending)."""
         now = self._clock()
         with self._write() as db:
             if recovered:
                 db.execute(
                     "UPDATE attempts SET outcome = 'recovered', video_id = ?, finished_at = "
-                    "coalesce(finished_at, ?) WHERE id = (SELECT max(id) FROM attempts WHERE job_id = ?)",
+                    "coalesce(finished_at, ?) "
+                    "WHERE id = (SELECT max(id) FROM attempts WHERE job_id = ?)",
                     (record.video_id, now, job_id),
                 )
-            self._set_job(db, job_id, job_status, record, run_id=run_id, now=now,
-                          recovered=recovered)
+            self._set_job(
+                db, job_id, job_status, record, run_id=run_id, now=now, recovered=recovered
+            )
 
-    def _set_job(self, db: sqlite3.Connection, job_id: int, status: str, record: AttemptRecord,
-                 *, run_id: int, now: float, permanent: bool = False,
-                 recovered: bool = False) -> None:
+    def _set_job(
+        self,
+        db: sqlite3.Connection,
+        job_id: int,
+        status: str,
+        record: AttemptRecord,
+        *,
+        run_id: int,
+        now: float,
+        permanent: bool = False,
+        recovered: bool = False,
+    ) -> None:
         if status == "submitted":
             db.execute(
                 "UPDATE jobs SET status = 'submitted', video_id = ?, code = 0, message = ?, "
@@ -500,7 +537,9 @@ class StateStore:
     # --- products (rows that name a product by URL or details) -------------------------------
 
     def product_for(self, source: str) -> str | None:
-        row = self._db.execute("SELECT product_id FROM products WHERE source = ?", (source,)).fetchone()
+        row = self._db.execute(
+            "SELECT product_id FROM products WHERE source = ?", (source,)
+        ).fetchone()
         return None if row is None else row[0]
 
     def record_product(self, source: str, product_id: str) -> None:
@@ -535,10 +574,20 @@ class StateStore:
                 "completed_at = CASE WHEN ? THEN coalesce(completed_at, ?) ELSE completed_at END, "
                 "updated_at = ? WHERE video_id = ? AND (coalesce(video_status, '') != ? "
                 "OR coalesce(video_url, '') != coalesce(?, video_url, ''))",
-                (update.status, update.video_url or None, update.cover_url or None,
-                 update.duration, update.deducted_credit, update.error, int(final),
-                 update.seen_at, self._clock(), update.video_id, update.status,
-                 update.video_url or None),
+                (
+                    update.status,
+                    update.video_url or None,
+                    update.cover_url or None,
+                    update.duration,
+                    update.deducted_credit,
+                    update.error,
+                    int(final),
+                    update.seen_at,
+                    self._clock(),
+                    update.video_id,
+                    update.status,
+                    update.video_url or None,
+                ),
             )
         return cursor.rowcount > 0
 
@@ -550,12 +599,14 @@ class StateStore:
             marks = ",".join("?" * len(chunk))
             for row in self._db.execute(
                 "SELECT video_id, video_status, video_url, cover_url, duration, deducted_credit, "
-                f"error, completed_at FROM jobs WHERE video_id IN ({marks})",  # noqa: S608
+                f"error, completed_at FROM jobs WHERE video_id IN ({marks})",
                 chunk,
             ):
                 video_id, status, url, cover, duration, credit, error, completed = row
                 found[video_id] = {
-                    "video_status": status or "", "video_url": url or "", "cover_url": cover or "",
+                    "video_status": status or "",
+                    "video_url": url or "",
+                    "cover_url": cover or "",
                     "duration": "" if duration is None else f"{duration:g}",
                     "deducted_credit": "" if credit is None else f"{credit:g}",
                     "error": error or "",
@@ -595,7 +646,9 @@ class StateStore:
         return counts
 
     def _max_row(self, run_id: int) -> int:
-        row = self._db.execute("SELECT max(row) FROM run_rows WHERE run_id = ?", (run_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT max(row) FROM run_rows WHERE run_id = ?", (run_id,)
+        ).fetchone()
         return int(row[0] or 0)
 
     def failure_codes(self, run_id: int) -> dict[str, int]:
@@ -628,9 +681,26 @@ def _iso(when: float) -> str:
 
 
 def _result_row(run_id: int, r: Sequence[Any]) -> ResultRow:
-    (row, row_status, detail, job_status, video_id, code, message, attempts, submitted_at,
-     submitted_run, video_status, video_url, cover_url, duration, credit, error, completed_at,
-     _seen_row) = r
+    (
+        row,
+        row_status,
+        detail,
+        job_status,
+        video_id,
+        code,
+        message,
+        attempts,
+        submitted_at,
+        submitted_run,
+        video_status,
+        video_url,
+        cover_url,
+        duration,
+        credit,
+        error,
+        completed_at,
+        _seen_row,
+    ) = r
     if row_status in ("invalid", "duplicate"):
         status = row_status
         message = detail
@@ -645,5 +715,19 @@ def _result_row(run_id: int, r: Sequence[Any]) -> ResultRow:
         status = "unknown"
     else:
         status = job_status
-    return ResultRow(row, status, video_id, code, message, attempts, submitted_at, video_status,
-                     video_url, cover_url, duration, credit, error, completed_at)
+    return ResultRow(
+        row,
+        status,
+        video_id,
+        code,
+        message,
+        attempts,
+        submitted_at,
+        video_status,
+        video_url,
+        cover_url,
+        duration,
+        credit,
+        error,
+        completed_at,
+    )

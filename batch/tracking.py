@@ -1,4 +1,4 @@
-"""After submission: poll final video statuses into the state and carry them into the results file."""
+"""After submission: poll final video statuses into the state and on into the results file."""
 
 from __future__ import annotations
 
@@ -13,18 +13,34 @@ from batch.results import read_results, write_table
 from batch.state import StateStore
 from batch.status import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
 
-VIDEO_COLUMNS = ("video_status", "video_url", "cover_url", "duration", "deducted_credit", "error",
-                 "completed_at")
+VIDEO_COLUMNS = (
+    "video_status",
+    "video_url",
+    "cover_url",
+    "duration",
+    "deducted_credit",
+    "error",
+    "completed_at",
+)
 
 
-def track(state_path: Path, base_url: str, api_key: Secret, *, wait: bool,
-          timeout: float | None, results: Path | None = None,
-          transport: httpx.AsyncBaseTransport | None = None,
-          schedule: PollSchedule = DEFAULT_SCHEDULE) -> PollSummary:
+def track(
+    state_path: Path,
+    base_url: str,
+    api_key: Secret,
+    *,
+    wait: bool,
+    timeout: float | None,
+    results: Path | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    schedule: PollSchedule = DEFAULT_SCHEDULE,
+) -> PollSummary:
     """Polls every submitted, unfinished video once (or until final with `wait`)."""
 
     async def main() -> PollSummary:
-        async with JoggClient(base_url, api_key, timeouts=Timeouts(), transport=transport) as client:
+        async with JoggClient(
+            base_url, api_key, timeouts=Timeouts(), transport=transport
+        ) as client:
             return await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
 
     with StateStore(state_path) as store:

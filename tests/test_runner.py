@@ -54,10 +54,12 @@ def submissions(url: str) -> dict[str, Any]:
     return httpx.get(f"{url}/_sandbox/submissions").json()  # type: ignore[no-any-return]
 
 
-def make_config(catalog: Path, url: str, *, rate: str = "600/min", key: str = "sk-sandbox",
-                **flags: Any) -> Any:
-    cli = CliOverrides(base_url=url, rate_limit=rate, concurrency=4,
-                       results=catalog.with_suffix(".results.csv"))
+def make_config(
+    catalog: Path, url: str, *, rate: str = "600/min", key: str = "sk-sandbox", **flags: Any
+) -> Any:
+    cli = CliOverrides(
+        base_url=url, rate_limit=rate, concurrency=4, results=catalog.with_suffix(".results.csv")
+    )
     return build_run_config(catalog, cli, api_key=Secret(key), **flags)
 
 
@@ -172,8 +174,12 @@ def test_server_faults_end_submitted_after_retries(tmp_path: Path, sandbox_url: 
     """50000 and 502 HTML answers are retried; every row ends submitted, once."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(12))
     config = make_config(catalog, sandbox_url)
-    config = type(config)(**{**config.__dict__, "retry": type(config.retry)(
-        max_attempts=8, base_delay=0.01, max_delay=0.05)})
+    config = type(config)(
+        **{
+            **config.__dict__,
+            "retry": type(config.retry)(max_attempts=8, base_delay=0.01, max_delay=0.05),
+        }
+    )
     summary = runner.run(config)
     report = submissions(sandbox_url)
     assert report["counts"]["faulted"]["fail"] + report["counts"]["faulted"]["bad_gateway"] > 0
@@ -182,15 +188,17 @@ def test_server_faults_end_submitted_after_retries(tmp_path: Path, sandbox_url: 
     assert set(read_results(config.results)["status"]) == {"submitted"}
 
 
-@pytest.mark.parametrize(
-    "sandbox_url", [{"fail_rate": 1.0}], indirect=True
-)
+@pytest.mark.parametrize("sandbox_url", [{"fail_rate": 1.0}], indirect=True)
 def test_exhausted_retries_end_failed_with_the_last_code(tmp_path: Path, sandbox_url: str) -> None:
     """A row that keeps drawing 50000 ends failed with code 50000, not a crash."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
     config = make_config(catalog, sandbox_url)
-    config = type(config)(**{**config.__dict__, "retry": type(config.retry)(
-        max_attempts=3, base_delay=0.01, max_delay=0.02)})
+    config = type(config)(
+        **{
+            **config.__dict__,
+            "retry": type(config.retry)(max_attempts=3, base_delay=0.01, max_delay=0.02),
+        }
+    )
     summary = runner.run(config)
     results = read_results(config.results)
     assert summary.exit_code == ExitCode.ROWS_FAILED
@@ -200,17 +208,21 @@ def test_exhausted_retries_end_failed_with_the_last_code(tmp_path: Path, sandbox
 
 
 @pytest.mark.parametrize(
-    "sandbox_url", [{"stall_rate": 0.3, "stall_seconds": 1.0, "reset_rate": 0.2, "seed": 11}],
+    "sandbox_url",
+    [{"stall_rate": 0.3, "stall_seconds": 1.0, "reset_rate": 0.2, "seed": 11}],
     indirect=True,
 )
 def test_lost_answers_are_reconciled_not_paid_twice(tmp_path: Path, sandbox_url: str) -> None:
     """Commit-then-stall and resets: every row accepted exactly once, none lost."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(15))
     config = make_config(catalog, sandbox_url)
-    config = type(config)(**{**config.__dict__,
-                             "timeouts": type(config.timeouts)(connect=2, read=0.5),
-                             "retry": type(config.retry)(max_attempts=10, base_delay=0.01,
-                                                         max_delay=0.05)})
+    config = type(config)(
+        **{
+            **config.__dict__,
+            "timeouts": type(config.timeouts)(connect=2, read=0.5),
+            "retry": type(config.retry)(max_attempts=10, base_delay=0.01, max_delay=0.05),
+        }
+    )
     summary = runner.run(config)
     report = submissions(sandbox_url)
     products = [s["product_id"] for s in report["submissions"]]
@@ -230,7 +242,8 @@ def test_max_videos_caps_credits_and_leaves_the_rest_not_attempted(
     summary = runner.run(make_config(catalog, sandbox_url, max_videos=3))
     statuses = list(read_results(catalog.with_suffix(".results.csv"))["status"])
     assert len(submissions(sandbox_url)["submissions"]) == 3
-    assert statuses.count("submitted") == 3 and statuses.count("not_attempted") == 5
+    assert statuses.count("submitted") == 3
+    assert statuses.count("not_attempted") == 5
     assert summary.exit_code == ExitCode.ROWS_FAILED
     again = runner.run(make_config(catalog, sandbox_url))
     assert again.exit_code == ExitCode.OK

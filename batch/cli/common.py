@@ -39,7 +39,7 @@ def logging_options(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turns a BatchError into its message on stderr and its exit code; other errors keep tracebacks."""
+    """A BatchError becomes its message on stderr and its exit code; others keep tracebacks."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:

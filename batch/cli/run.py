@@ -10,7 +10,8 @@ from typing import Any
 
 import click
 
-from batch import runner, tracking, validate as validation
+from batch import runner, tracking
+from batch import validate as validation
 from batch.cli.common import logging_options, reports_errors
 from batch.config import CliOverrides, build_run_config, parse_duration, parse_until
 from batch.errors import ExitCode
@@ -21,15 +22,29 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that reads a catalog."""
     options = [
         click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False)),
-        click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Settings file (default: configs/default.toml)."),
-        click.option("--format", "fmt", type=click.Choice(["csv", "parquet", "jsonl"]),
-                     help="Catalog format (default: by extension)."),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Settings file (default: configs/default.toml).",
+        ),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["csv", "parquet", "jsonl"]),
+            help="Catalog format (default: by extension).",
+        ),
         click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab)."),
-        click.option("--state", type=click.Path(path_type=Path, dir_okay=False),
-                     help="State database (default: beside the results file)."),
-        click.option("--results", type=click.Path(path_type=Path, dir_okay=False),
-                     help="Results file, .csv or .parquet (default: <catalog>.results.csv)."),
+        click.option(
+            "--state",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="State database (default: beside the results file).",
+        ),
+        click.option(
+            "--results",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Results file, .csv or .parquet (default: <catalog>.results.csv).",
+        ),
         click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min)."),
         click.option("--length", help="Default video length: 15, 30 or 60."),
         click.option("--aspect-ratio", help="Default aspect ratio: portrait, landscape, square."),
@@ -44,8 +59,15 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return command
 
 
-_FIELD_OPTIONS = ("length", "aspect_ratio", "language", "script_style", "avatar_id", "voice_id",
-                  "visual_style")
+_FIELD_OPTIONS = (
+    "length",
+    "aspect_ratio",
+    "language",
+    "script_style",
+    "avatar_id",
+    "voice_id",
+    "visual_style",
+)
 
 
 def _overrides(options: dict[str, Any], **extra: Any) -> CliOverrides:
@@ -60,23 +82,47 @@ def _overrides(options: dict[str, Any], **extra: Any) -> CliOverrides:
 @click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or https://api.jogg.ai).")
 @click.option("--concurrency", type=click.IntRange(1, 256), help="Requests in flight at once.")
 @click.option("--sandbox", is_flag=True, help="Run against a local sandbox: no account needed.")
-@click.option("--dry-run", is_flag=True, help="Plan and validate, write results as 'planned', send nothing.")
-@click.option("--max-videos", type=click.IntRange(1), help="Stop after this many accepted videos (credits).")
+@click.option(
+    "--dry-run", is_flag=True, help="Plan and validate, write results as 'planned', send nothing."
+)
+@click.option(
+    "--max-videos", type=click.IntRange(1), help="Stop after this many accepted videos (credits)."
+)
 @click.option("--max-duration", help="Stop sending after this long, e.g. 6h or 90m.")
 @click.option("--until", help="Stop sending at this local time, e.g. 06:30.")
-@click.option("--force", is_flag=True, help="Render again rows that were already submitted (costs credits).")
+@click.option(
+    "--force", is_flag=True, help="Render again rows that were already submitted (costs credits)."
+)
 @click.option("--retry-permanent", is_flag=True, help="Resend rows that failed with 40000/10104.")
-@click.option("--resubmit-unknown", is_flag=True, help="Resend rows whose earlier outcome cannot be known.")
+@click.option(
+    "--resubmit-unknown", is_flag=True, help="Resend rows whose earlier outcome cannot be known."
+)
 @click.option("--wait", is_flag=True, help="After submitting, poll until every render is final.")
-@click.option("--timeout", default="30m", show_default=True, help="With --wait: give up after this.")
-@click.option("--summary-json", type=click.Path(path_type=Path, dir_okay=False),
-              help="Also write the summary as JSON here.")
+@click.option(
+    "--timeout", default="30m", show_default=True, help="With --wait: give up after this."
+)
+@click.option(
+    "--summary-json",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write the summary as JSON here.",
+)
 @logging_options
 @reports_errors
-def run(catalog: Path, sandbox: bool, dry_run: bool, max_videos: int | None,
-        max_duration: str | None, until: str | None, force: bool, retry_permanent: bool,
-        resubmit_unknown: bool, wait: bool, timeout: str, summary_json: Path | None,
-        **options: Any) -> None:
+def run(
+    catalog: Path,
+    sandbox: bool,
+    dry_run: bool,
+    max_videos: int | None,
+    max_duration: str | None,
+    until: str | None,
+    force: bool,
+    retry_permanent: bool,
+    resubmit_unknown: bool,
+    wait: bool,
+    timeout: str,
+    summary_json: Path | None,
+    **options: Any,
+) -> None:
     """Submit one video per catalog row, rate-limited; write a results file.
 
     Exit codes: 0 every row submitted or already done; 1 some rows failed, invalid or not
@@ -91,18 +137,34 @@ def run(catalog: Path, sandbox: bool, dry_run: bool, max_videos: int | None,
         if sandbox_url is not None:
             options.update(base_url=sandbox_url, rate_limit=str(DEMO_RATE))
         config = build_run_config(
-            catalog, _overrides(options), api_key=DEMO_KEY if sandbox else None,
-            dry_run=dry_run, max_videos=max_videos, deadline=deadline, force=force,
-            retry_permanent=retry_permanent, resubmit_unknown=resubmit_unknown,
-            summary_json=summary_json, progress_bar=sys.stderr.isatty(),
+            catalog,
+            _overrides(options),
+            api_key=DEMO_KEY if sandbox else None,
+            dry_run=dry_run,
+            max_videos=max_videos,
+            deadline=deadline,
+            force=force,
+            retry_permanent=retry_permanent,
+            resubmit_unknown=resubmit_unknown,
+            summary_json=summary_json,
+            progress_bar=sys.stderr.isatty(),
         )
         summary = runner.run(config)
         click.echo(render_summary(summary), err=True)
         if wait and summary.exit_code in (ExitCode.OK, ExitCode.ROWS_FAILED):
-            polled = tracking.track(config.state, config.base_url, config.api_key, wait=True,
-                                    timeout=parse_duration(timeout), results=config.results)
-            click.echo(f"renders: completed {polled.completed}   failed {polled.failed}   "
-                       f"still rendering {polled.processing}", err=True)
+            polled = tracking.track(
+                config.state,
+                config.base_url,
+                config.api_key,
+                wait=True,
+                timeout=parse_duration(timeout),
+                results=config.results,
+            )
+            click.echo(
+                f"renders: completed {polled.completed}   failed {polled.failed}   "
+                f"still rendering {polled.processing}",
+                err=True,
+            )
             raise SystemExit(summary.exit_code or polled.exit_code)
     raise SystemExit(summary.exit_code)
 
@@ -148,7 +210,9 @@ def validate(catalog: Path, **options: Any) -> None:
     for line in validation.problems(config.catalog, config.catalog_options):
         problems += 1
         click.echo(line)
-    click.echo(f"{catalog}: {'no problems' if not problems else f'{problems} problem(s)'}", err=True)
+    click.echo(
+        f"{catalog}: {'no problems' if not problems else f'{problems} problem(s)'}", err=True
+    )
     raise SystemExit(int(ExitCode.ROWS_FAILED if problems else ExitCode.OK))
 
 
@@ -168,7 +232,7 @@ def render_plan(summary: RunSummary, rate: Any) -> str:
 
 
 def _duration(seconds: float) -> str:
-    hours, rest = divmod(int(round(seconds)), 3600)
+    hours, rest = divmod(round(seconds), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
@@ -184,8 +248,10 @@ def render_summary(summary: RunSummary) -> str:
         codes = ", ".join(f"{code}: {n}" for code, n in sorted(summary.codes.items()))
         lines.append(f"  failures by code    {codes}")
     if not summary.dry_run:
-        lines.append(f"  requests sent       {summary.requests_sent}   credits spent "
-                     f"{summary.credits_spent}   elapsed {_duration(summary.elapsed_seconds)}"
-                     f"   rate {summary.post_rate_per_minute}/min")
+        lines.append(
+            f"  requests sent       {summary.requests_sent}   credits spent "
+            f"{summary.credits_spent}   elapsed {_duration(summary.elapsed_seconds)}"
+            f"   rate {summary.post_rate_per_minute}/min"
+        )
     lines.append(f"  results: {summary.results}")
     return "\n".join(lines)

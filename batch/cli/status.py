@@ -13,16 +13,27 @@ from batch.config import default_state_path, load_settings, parse_duration, read
 
 @click.command()
 @click.argument("results", required=False, type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--state", type=click.Path(path_type=Path, dir_okay=False),
-              help="State database (default: beside RESULTS).")
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="State database (default: beside RESULTS).",
+)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--base-url", envvar="JOGG_BASE_URL", help="API base URL.")
 @click.option("--wait", is_flag=True, help="Keep polling until every video is final.")
-@click.option("--timeout", default="30m", show_default=True, help="With --wait: give up after this.")
+@click.option(
+    "--timeout", default="30m", show_default=True, help="With --wait: give up after this."
+)
 @logging_options
 @reports_errors
-def status(results: Path | None, state: Path | None, config_path: Path | None,
-           base_url: str | None, wait: bool, timeout: str) -> None:
+def status(
+    results: Path | None,
+    state: Path | None,
+    config_path: Path | None,
+    base_url: str | None,
+    wait: bool,
+    timeout: str,
+) -> None:
     """Poll GET /v2/product_video/{id} for submitted videos that are not final yet.
 
     Exit codes: 0 all completed, 1 some renders failed, 5 --wait timed out, 2 usage error.
@@ -36,9 +47,15 @@ def status(results: Path | None, state: Path | None, config_path: Path | None,
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     summary = tracking.track(
         state or default_state_path(results),  # type: ignore[arg-type]
-        settings.api.base_url.rstrip("/"), read_api_key(settings), wait=wait, timeout=seconds,
+        settings.api.base_url.rstrip("/"),
+        read_api_key(settings),
+        wait=wait,
+        timeout=seconds,
         results=results,
     )
-    click.echo(f"completed {summary.completed}   failed {summary.failed}   still rendering "
-               f"{summary.processing}" + ("   (timed out)" if summary.timed_out else ""), err=True)
+    click.echo(
+        f"completed {summary.completed}   failed {summary.failed}   still rendering "
+        f"{summary.processing}" + ("   (timed out)" if summary.timed_out else ""),
+        err=True,
+    )
     raise SystemExit(int(summary.exit_code))
