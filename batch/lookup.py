@@ -322,7 +322,7 @@ class LookupConfig:
 
     base_url: str
     api_key: str = field(repr=False)
-    cache_dir: Path = field(default_factory=default_cache_dir)
+    cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no cache
     ttl: float = DEFAULT_TTL
     refresh: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
@@ -338,7 +338,9 @@ def list_items(
     """One look-up list. `aspect_ratio` narrows styles (default: all three) and public avatars."""
 
     async def fetch() -> list[Item]:
-        cache = LookupCache(config.cache_dir, config.base_url, config.api_key, ttl=config.ttl)
+        cache = None
+        if config.cache_dir is not None:
+            cache = LookupCache(config.cache_dir, config.base_url, config.api_key, ttl=config.ttl)
         async with JoggClient(
             config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
         ) as client:

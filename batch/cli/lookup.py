@@ -1,0 +1,76 @@
+"""`jogg-batch lookup avatars|voices|music|styles`: what the account can use, on stdout."""
+
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+import click
+
+from batch import lookup as lookups
+from batch.cli.common import logging_options, reports_errors
+from batch.client import Timeouts
+from batch.config import load_settings, read_api_key
+from batch.vocabulary import ASPECT_RATIOS
+
+
+@click.command()
+@click.argument("what", type=click.Choice(lookups.LOOKUP_KINDS))
+@click.option(
+    "--aspect-ratio",
+    type=click.Choice(ASPECT_RATIOS),
+    help="Styles for this aspect ratio only (default: all three); public avatars too.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="How to print the list.",
+)
+@click.option("--refresh", is_flag=True, help="Ask the API even if the cached list is fresh.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Settings file (default: configs/default.toml).",
+)
+@click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or https://api.jogg.ai).")
+@click.option("--sandbox", is_flag=True, help="Ask a local sandbox: no account needed.")
+@logging_options
+@reports_errors
+def lookup(
+    what: lookups.LookupKind,
+    aspect_ratio: str | None,
+    fmt: lookups.OutputFormat,
+    refresh: bool,
+    config_path: Path | None,
+    base_url: str | None,
+    sandbox: bool,
+) -> None:
+    """List the avatars, voices, music or visual styles this account can use.
+
+    Lists are cached for a day under $XDG_CACHE_HOME/jogg-batch (or ~/.cache/jogg-batch);
+    --refresh asks the API again. Exit codes: 0 listed, 2 usage or config error, 3 the API
+    refused the key.
+    """
+    from batch.embedded import DEMO_KEY, embedded_sandbox
+
+    if aspect_ratio is not None and what in ("voices", "music"):
+        raise click.UsageError(f"--aspect-ratio applies to avatars and styles, not {what}")
+    settings = load_settings(config_path)
+    with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
+        config = lookups.LookupConfig(
+            base_url=sandbox_url
+            or base_url
+            or os.environ.get("JOGG_BASE_URL")
+            or settings.api.base_url,
+            api_key=DEMO_KEY if sandbox else read_api_key(settings),
+            cache_dir=None if sandbox else lookups.default_cache_dir(),
+            refresh=refresh,
+            timeouts=Timeouts(connect=settings.api.connect_timeout, read=settings.api.read_timeout),
+        )
+        items = lookups.list_items(config, what, aspect_ratio)
+    click.echo(lookups.render(items, fmt))
