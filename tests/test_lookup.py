@@ -1,0 +1,261 @@
+"""Look-ups: every page of every list, the on-disk cache and its TTL, and `jogg-batch lookup`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from batch.cli.lookup import lookup as lookup_command
+from batch.client import JoggClient
+from batch.errors import AccountError, ApiError
+from batch.lookup import (
+    Avatar,
+    LookupCache,
+    LookupConfig,
+    LookupService,
+    VisualStyle,
+    default_cache_dir,
+    list_items,
+    render,
+)
+from batch.sandbox import SandboxConfig, create_app, running_sandbox
+from batch.sandbox.catalogs import CUSTOM_AVATARS, MUSIC, PUBLIC_AVATARS, VISUAL_STYLES, VOICES
+
+KEY = "sk-sandbox"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Counting(httpx.AsyncBaseTransport):
+    """The sandbox in-process, counting the requests per path."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.inner = httpx.ASGITransport(app=create_app(config or SandboxConfig()))
+        self.paths: list[str] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return await self.inner.handle_async_request(request)
+
+
+def config(tmp_path: Path, **overrides: Any) -> LookupConfig:
+    return LookupConfig(base_url="http://sandbox", api_key=KEY, cache_dir=tmp_path, **overrides)
+
+
+def test_lists_match_the_sandbox_catalogs(tmp_path: Path) -> None:
+    """Public then custom avatars, every voice, track and style, with their fields."""
+    transport = Counting()
+    avatars = list_items(config(tmp_path), "avatars", transport=transport)
+    assert len(avatars) == len(PUBLIC_AVATARS) + len(CUSTOM_AVATARS)
+    assert avatars[-1] == Avatar(9004, "Warehouse walk-through", 1, None, None)
+    assert {a.id for a in avatars if a.type == 0} == {a.id for a in PUBLIC_AVATARS}
+    assert len(list_items(config(tmp_path), "voices", transport=transport)) == len(VOICES)
+    assert len(list_items(config(tmp_path), "music", transport=transport)) == len(MUSIC)
+    styles = list_items(config(tmp_path), "styles", "square", transport=transport)
+    assert styles[0] == VisualStyle("Simple Product Switch", "square", 2600)
+    assert len(styles) == len(VISUAL_STYLES["square"])
+    every_style = list_items(config(tmp_path), "styles", transport=transport)
+    assert len(every_style) == sum(len(s) for s in VISUAL_STYLES.values())
+
+
+def test_aspect_ratio_narrows_public_avatars_and_keeps_custom_ones(tmp_path: Path) -> None:
+    """Portrait public avatars only, plus custom avatars (which have no aspect ratio)."""
+    avatars = list_items(config(tmp_path), "avatars", "portrait", transport=Counting())
+    assert {a.aspect_ratio for a in avatars} == {"portrait", None}
+    assert sum(a.type == 1 for a in avatars) == len(CUSTOM_AVATARS)
+
+
+def paged_server(
+    total: int, key: str, *, ignore_paging: bool = False, extra: Callable[..., dict[str, Any]]
+) -> httpx.MockTransport:
+    """A remote that pages `total` items (or ignores paging and sends them all every time)."""
+    items = [{"id": n, "name": f"item {n}", "voice_id": f"v{n}"} for n in range(total)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        size = int(request.url.params["page_size"])
+        chosen = items if ignore_paging else items[(page - 1) * size : page * size]
+        data = {key: chosen, **extra(page=page, size=size, total=total)}
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
+
+    return httpx.MockTransport(handler)
+
+
+def no_block(**_: Any) -> dict[str, Any]:
+    return {}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("key", "extra"),
+    [
+        ("avatars", no_block),
+        ("voices", lambda page, size, total: {"has_more": page * size < total}),
+        (
+            "music",
+            lambda page, size, total: {"pagination": {"total_pages": -(-total // size)}},
+        ),
+    ],
+)
+async def test_every_page_is_followed(key: str, extra: Callable[..., dict[str, Any]]) -> None:
+    """250 items over three pages, whichever way the endpoint says where the end is."""
+    transport = paged_server(250, key, extra=extra)
+    async with JoggClient("http://remote", KEY, transport=transport) as client:
+        service = LookupService(client)
+        fetch = {"avatars": service.avatars, "voices": service.voices, "music": service.music}
+        found = await fetch[key]()
+    expected = 500 if key == "avatars" else 250  # public and custom both answer 250
+    assert len(found) == expected
+
+
+@pytest.mark.anyio
+async def test_a_server_ignoring_page_size_is_read_once() -> None:
+    """A listing that sends its whole collection on every page is not read 1,000 times."""
+    transport = paged_server(150, "voices", ignore_paging=True, extra=no_block)
+    async with JoggClient("http://remote", KEY, transport=transport) as client:
+        assert len(await LookupService(client).voices()) == 150
+
+
+@pytest.mark.anyio
+async def test_a_refused_key_is_an_account_error_and_a_broken_answer_an_api_error() -> None:
+    """Look-ups fail loudly: a partial list would make valid rows look invalid."""
+    async with JoggClient("http://sandbox", "sk-nope", transport=Counting()) as client:
+        with pytest.raises(AccountError, match="cannot list public avatars"):
+            await LookupService(client).avatars()
+    broken = httpx.MockTransport(
+        lambda request: httpx.Response(200, json={"code": 0, "msg": "ok", "data": {}})
+    )
+    async with JoggClient("http://remote", KEY, transport=broken) as client:
+        with pytest.raises(ApiError, match="no list of 'visual_styles'"):
+            await LookupService(client).styles("portrait")
+
+
+def test_second_listing_comes_from_the_cache_until_the_ttl(tmp_path: Path) -> None:
+    """Fresh cache: no request; stale (fake clock) or --refresh: asked again."""
+    transport = Counting()
+    list_items(config(tmp_path), "music", transport=transport)
+    asked = len(transport.paths)
+    assert asked >= 1
+    assert len(list_items(config(tmp_path), "music", transport=transport)) == len(MUSIC)
+    assert len(transport.paths) == asked
+    list_items(config(tmp_path, refresh=True), "music", transport=transport)
+    assert len(transport.paths) == 2 * asked
+
+
+def test_cache_entries_expire_after_the_ttl(tmp_path: Path) -> None:
+    """An entry is fresh for `ttl` seconds, then absent; a clock going backwards distrusts it."""
+    now = [1000.0]
+    cache = LookupCache(tmp_path, "https://api.jogg.ai", KEY, ttl=60.0, clock=lambda: now[0])
+    cache.store("voices", [{"voice_id": "a"}])
+    now[0] = 1059.0
+    assert cache.load("voices") == [{"voice_id": "a"}]
+    now[0] = 1060.0
+    assert cache.load("voices") is None
+    now[0] = 900.0
+    assert cache.load("voices") is None
+
+
+def test_cache_is_per_base_url_and_key_and_never_holds_the_key(tmp_path: Path) -> None:
+    """Another URL or account sees nothing; the key appears in no file or directory name."""
+    secret = "sk-very-secret-key-123"
+    one = LookupCache(tmp_path, "https://api.jogg.ai", secret)
+    one.store("music", [{"id": 1, "name": "x", "duration": None}])
+    assert LookupCache(tmp_path, "https://api.jogg.ai/", secret).load("music") is not None
+    assert LookupCache(tmp_path, "http://127.0.0.1:8000", secret).load("music") is None
+    assert LookupCache(tmp_path, "https://api.jogg.ai", "sk-other").load("music") is None
+    for path in tmp_path.rglob("*"):
+        assert secret not in str(path)
+        if path.is_file():
+            assert secret not in path.read_text()
+
+
+def test_corrupt_or_reshaped_cache_is_fetched_again(tmp_path: Path) -> None:
+    """A cache file that is not ours (or from an older shape) is ignored, then rewritten."""
+    transport = Counting()
+    list_items(config(tmp_path), "music", transport=transport)
+    (cached,) = tmp_path.rglob("music.json")
+    cached.write_text("{not json")
+    assert len(list_items(config(tmp_path), "music", transport=transport)) == len(MUSIC)
+    document = json.loads(cached.read_text())
+    document["items"] = [{"old_field": 1}]
+    cached.write_text(json.dumps(document))
+    assert len(list_items(config(tmp_path), "music", transport=transport)) == len(MUSIC)
+
+
+def test_default_cache_dir_follows_xdg(tmp_path: Path) -> None:
+    """$XDG_CACHE_HOME/jogg-batch when set, else ~/.cache/jogg-batch."""
+    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "jogg-batch"
+    assert default_cache_dir({}) == Path.home() / ".cache" / "jogg-batch"
+
+
+def test_render_table_csv_and_json() -> None:
+    """The three formats, exactly; an empty list renders without error."""
+    styles = [VisualStyle("Feed Tile", "square", 2611), VisualStyle("Bold", "square", None)]
+    assert render(styles, "table") == (
+        "name       aspect_ratio  id\nFeed Tile  square        2611\nBold       square"
+    )
+    assert render(styles, "csv") == "name,aspect_ratio,id\nFeed Tile,square,2611\nBold,square,"
+    assert json.loads(render(styles, "json")) == [
+        {"name": "Feed Tile", "aspect_ratio": "square", "id": 2611},
+        {"name": "Bold", "aspect_ratio": "square", "id": None},
+    ]
+    assert render([], "json") == "[]"
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    with running_sandbox(SandboxConfig()) as url:
+        yield url
+
+
+def invoke(args: list[str], tmp_path: Path, key: str = KEY) -> Any:
+    env = {"JOGG_API_KEY": key, "XDG_CACHE_HOME": str(tmp_path), "JOGG_BASE_URL": ""}
+    return CliRunner().invoke(lookup_command, args, env=env)
+
+
+def test_help_names_the_lists() -> None:
+    """--help shows the usage with the four lists and the options."""
+    result = CliRunner().invoke(lookup_command, ["--help"])
+    assert result.exit_code == 0
+    assert "{avatars|voices|music|styles}" in result.output
+    assert "--refresh" in result.output
+
+
+def test_command_lists_styles_as_csv(sandbox_url: str, tmp_path: Path) -> None:
+    """Over a real socket: the portrait styles as CSV on stdout, cached under XDG_CACHE_HOME."""
+    args = ["styles", "--aspect-ratio", "portrait", "--format", "csv", "--base-url", sandbox_url]
+    result = invoke(args, tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[:2] == ["name,aspect_ratio,id", "Simple Product Switch,portrait,2400"]
+    assert len(lines) == 1 + len(VISUAL_STYLES["portrait"])
+    assert list((tmp_path / "jogg-batch").rglob("styles-portrait.json"))
+
+
+def test_command_bad_key_exits_3_without_the_key(sandbox_url: str, tmp_path: Path) -> None:
+    """A refused key: exit 3 and a message naming the problem, never the key."""
+    result = invoke(["voices", "--base-url", sandbox_url], tmp_path, key="sk-wrong-key-42")
+    assert result.exit_code == 3
+    assert "jogg-batch: error: cannot list voices (page 1): the API refused the key" in (
+        result.stderr
+    )
+    assert "sk-wrong-key-42" not in result.output
+
+
+def test_command_rejects_aspect_ratio_for_voices(tmp_path: Path) -> None:
+    """--aspect-ratio with voices or music is a usage error (exit 2), before any request."""
+    result = invoke(["music", "--aspect-ratio", "square"], tmp_path)
+    assert result.exit_code == 2
+    assert "--aspect-ratio applies to avatars and styles, not music" in result.output
