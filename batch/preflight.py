@@ -13,6 +13,7 @@ account reports fewer credits than the jobs planned (only a warning: the figure 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 import re
@@ -20,10 +21,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+import httpx
+
 from batch.catalog import CatalogRow, RowProblem
 from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
-from batch.lookup import Avatar, Lookups, LookupService
+from batch.lookup import Avatar, LookupCache, LookupConfig, Lookups, LookupService
 from batch.payload import ResolvedFields, fingerprint
 
 log = logging.getLogger(__name__)
@@ -156,6 +159,27 @@ class Preflight:
                 repr(near) if near else None, f"jogg-batch lookup styles --aspect-ratio {ratio}"
             )
         return RowProblem("visual_style", style, reason)
+
+
+def load_preflight(
+    config: LookupConfig, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Preflight:
+    """For synchronous callers (`validate --online`, `plan`): checks the key, then fetches.
+
+    Raises AccountError on a refused key, ApiError when the account or a list cannot be read.
+    """
+
+    async def load() -> Preflight:
+        cache = None
+        if config.cache_dir is not None:
+            cache = LookupCache(config.cache_dir, config.base_url, config.api_key, ttl=config.ttl)
+        async with JoggClient(
+            config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
+        ) as client:
+            await check_account(client)
+            return await Preflight.fetch(LookupService(client, cache, refresh=config.refresh))
+
+    return asyncio.run(load())
 
 
 # ---- the account, before a run ------------------------------------------------------------------

@@ -13,9 +13,15 @@ import pytest
 from batch.catalog import CatalogOptions, CatalogRow, read_catalog
 from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
-from batch.lookup import LookupService
+from batch.lookup import LookupConfig, LookupService
 from batch.payload import build_request, fingerprint
-from batch.preflight import Preflight, check_account, credit_warning, remaining_credits
+from batch.preflight import (
+    Preflight,
+    check_account,
+    credit_warning,
+    load_preflight,
+    remaining_credits,
+)
 from batch.sandbox import SandboxConfig, create_app
 
 HEADER = "product_id,aspect_ratio,avatar_id,avatar_type,voice_id,music_id,visual_style"
@@ -215,3 +221,18 @@ async def test_credit_warning_when_fewer_credits_than_jobs(
         with caplog.at_level(logging.INFO, logger="batch.preflight"):
             assert await remaining_credits(wrong) is None
     assert "cannot read the remaining credits" in caplog.text
+
+
+def test_load_preflight_checks_the_key_then_fetches(tmp_path: Path) -> None:
+    """The synchronous loader refuses a bad key before any look-up, and works with a good one."""
+    transport = httpx.ASGITransport(app=create_app(SandboxConfig()))
+    wrong = LookupConfig("http://sandbox", "sk-nope", cache_dir=tmp_path)
+    with pytest.raises(AccountError, match="JOGG_API_KEY"):
+        load_preflight(wrong, transport=transport)
+    assert not list(tmp_path.iterdir())
+    good = LookupConfig("http://sandbox", "sk-sandbox", cache_dir=tmp_path)
+    preflight = load_preflight(good, transport=transport)
+    (row,) = rows(tmp_path, f"{GOOD},square,127,0,,,feed tile")
+    checked = preflight.check(row)
+    assert checked.fields is not None
+    assert checked.fields.visual_style == "Feed Tile"
