@@ -1,0 +1,143 @@
+"""The client SIGKILLed at random moments and resumed until done: never paid twice, no row lost.
+
+The sandbox runs in its own process (as JoggAI would), the client as a fresh `python -m batch run`
+each time; kill times are drawn from a seeded RNG so a failure replays.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from batch.results import read_results
+
+PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
+TAG = re.compile(r"\[jb-([0-9a-f]+)\]")
+
+
+def start_sandbox(*options: str) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batch", "sandbox", "--port", "0", *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("sandbox listening on "), line
+    return process, line.split()[-1]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    with PRODUCTS.open() as handle:
+        products = [row["product_id"] for row in csv.DictReader(handle)][:80]
+    with (tmp_path / "catalog.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["sku", "product_id", "length", "video_name"])
+        for i, product in enumerate(products):
+            writer.writerow([f"SKU{i:03d}", product, ("15", "30", "60")[i % 3], f"Promo {i}"])
+    (tmp_path / "client.toml").write_text(
+        '[api]\nrate_limit = "300/min"\nconcurrency = 4\nread_timeout = 0.5\n'
+        "[retry]\nmax_attempts = 20\nbase_delay = 0.05\nmax_delay = 0.2\n"
+        "[run]\nresults_interval = 0.5\nshutdown_grace = 1\n"
+    )
+    return tmp_path
+
+
+def client(workdir: Path, url: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "batch",
+            "run",
+            str(workdir / "catalog.csv"),
+            "--config",
+            str(workdir / "client.toml"),
+            "--base-url",
+            url,
+            "-q",
+        ],
+        env={**os.environ, "JOGG_API_KEY": "sk-sandbox"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def kill_and_resume(workdir: Path, url: str, *, kills: int, seed: int) -> int:
+    """SIGKILLs `kills` runs at random moments, then resumes until a run ends cleanly."""
+    rng = random.Random(seed)
+    for _ in range(kills):
+        process = client(workdir, url)
+        time.sleep(rng.uniform(0.6, 1.8))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    accepted = len(httpx.get(f"{url}/_sandbox/submissions").json()["submissions"])
+    assert 0 < accepted < 80  # the kills landed while rows were still being sent
+    code = -1
+    for _ in range(5):
+        code = client(workdir, url).wait(timeout=120)
+        if code == 0:
+            return code
+    return code
+
+
+def check_exactly_once(workdir: Path, url: str) -> dict[str, object]:
+    report = httpx.get(f"{url}/_sandbox/submissions").json()
+    tags = Counter(TAG.search(s["name"]).group(1) for s in report["submissions"])  # type: ignore[union-attr]
+    products = Counter(s["product_id"] for s in report["submissions"])
+    results = read_results(workdir / "catalog.results.csv")
+    assert [tag for tag, n in tags.items() if n > 1] == []  # no job accepted twice
+    assert len(products) == 80
+    assert set(products.values()) == {1}  # every valid row accepted once
+    assert list(results["sku"]) == [f"SKU{i:03d}" for i in range(80)]  # every row, in order
+    assert set(results["status"]) <= {"submitted", "already_submitted"}
+    assert set(results["video_id"]) == {s["video_id"] for s in report["submissions"]}
+    return report  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def sandbox(request: pytest.FixtureRequest) -> Iterator[str]:
+    process, url = start_sandbox(
+        "--rate-limit", "300/min", "--seed", "5", *getattr(request, "param", ())
+    )
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        assert process.stdout is not None
+        process.stdout.close()
+
+
+@pytest.mark.slow
+def test_twenty_sigkills_never_pay_twice_nor_lose_a_row(workdir: Path, sandbox: str) -> None:
+    """20 SIGKILLs at random moments, resumed: every row accepted exactly once."""
+    assert kill_and_resume(workdir, sandbox, kills=20, seed=1) == 0
+    check_exactly_once(workdir, sandbox)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "sandbox",
+    [("--stall-rate", "0.1", "--stall-seconds", "1", "--reset-rate", "0.1")],
+    indirect=True,
+)
+def test_kills_with_stalls_and_resets_never_pay_twice(workdir: Path, sandbox: str) -> None:
+    """Commit-then-stall and resets at 10% each, plus kills: still exactly once."""
+    assert kill_and_resume(workdir, sandbox, kills=8, seed=2) == 0
+    report = check_exactly_once(workdir, sandbox)
+    assert report["counts"]["faulted"]["stall"] > 0  # type: ignore[index]
