@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo sandbox
+.PHONY: install test lint demo sandbox bench chaos
 
 install: $(STAMP)
 
@@ -25,3 +25,11 @@ lint: install
 
 sandbox: install
 	$(BIN)/jogg-batch sandbox --host 127.0.0.1 --port 8787
+
+# Benchmarks and the chaos suite: reports/bench.{md,json} and reports/chaos.{md,json}.
+# BENCH_QUICK=1 shortens the real 20/min quota run from three windows to one.
+bench: install
+	$(BIN)/python bench/run_bench.py
+
+chaos: install
+	$(BIN)/python bench/run_chaos.py
