@@ -234,6 +234,8 @@ class RunConfig:
     force: bool = False
     retry_permanent: bool = False
     resubmit_unknown: bool = False
+    offline: bool = False  # skip the account check and the look-up pre-flight
+    refresh_lookups: bool = False
     max_videos: int | None = None
     deadline: float | None = None
     shutdown_grace: float = 30.0

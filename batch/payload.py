@@ -11,6 +11,7 @@ Knows nothing of HTTP, files or pandas: the catalog and config modules feed it p
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -348,3 +349,18 @@ def normalize_url(value: object) -> str:
     if hostname and parts.scheme.lower() in ("http", "https") and not re.search(r"\s", text):
         return text
     raise ValueError(f"{value!r} is not an http(s) URL")
+
+
+def fields_to_json(fields: ResolvedFields) -> str:
+    """The compact JSON form the state keeps of a job's fields."""
+    return json.dumps(fields, separators=(",", ":"))
+
+
+def fields_from_json(text: str) -> ResolvedFields:
+    """Inverse of `fields_to_json` (a NamedTuple comes back from JSON as a list)."""
+    values = json.loads(text)
+    product = values[1]
+    if product is not None:
+        url, name, description, audience, images = product
+        values[1] = ProductDetails(url, name, description, audience, tuple(images))
+    return ResolvedFields(*values)

@@ -19,7 +19,7 @@ from typing import Any
 
 from batch.client import ApiOutcome, JoggClient
 from batch.errors import AccountError, ApiError
-from batch.payload import ProductDetails, ResolvedFields
+from batch.payload import ProductDetails, ResolvedFields, fields_from_json
 from batch.ratelimit import SlidingWindowLimiter
 from batch.state import Job, StateStore
 
@@ -75,7 +75,7 @@ async def ensure_product(
     """
     if job.product_id:
         return job.product_id
-    fields = ResolvedFields(*job.fields)
+    fields = fields_from_json(job.fields)
     if fields.product_id is not None:
         return fields.product_id
     source = product_source(fields)

@@ -90,6 +90,18 @@ def outcome_table(results: list[ResultRow], local_paths: dict[int, str] | None =
     )
 
 
+def _complete(results: list[ResultRow], first: int, last: int) -> list[ResultRow]:
+    """Rows a stopped run never planned are there too, as not_attempted: one row per row."""
+    if len(results) == last - first + 1:
+        return results
+    known = {result.row: result for result in results}
+    return [known.get(row) or _not_attempted(row) for row in range(first, last + 1)]
+
+
+def _not_attempted(row: int) -> ResultRow:
+    return ResultRow(row, "not_attempted", *(None,) * 12)
+
+
 def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
     columns = {
         (INPUT_PREFIX + name if name in RESULT_COLUMNS else name): inputs.column(name)
@@ -135,12 +147,8 @@ def write_results(
     try:
         for inputs in input_batches:
             first = written + 1
-            outcomes = outcome_table(lookup(first, written + inputs.num_rows), local_paths)
-            if outcomes.num_rows != inputs.num_rows:
-                raise CatalogError(
-                    f"{destination}: the state has {outcomes.num_rows} outcomes for catalog rows "
-                    f"{first}-{written + inputs.num_rows}; the catalog changed during the run?"
-                )
+            last = written + inputs.num_rows
+            outcomes = outcome_table(_complete(lookup(first, last), first, last), local_paths)
             table = _joined(inputs, outcomes)
             if fmt == "csv":
                 table = _neutralised(_as_text(table))

@@ -27,6 +27,15 @@ from batch import catalog, payload
 from batch.client import ApiOutcome, JoggClient
 from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode
+from batch.lookup import LookupCache, LookupConfig, LookupService, default_cache_dir
+from batch.preflight import (
+    Preflight,
+    check_account,
+    credit_warning,
+    load_preflight,
+    remaining_credits,
+)
+from batch.products import ProductError, ensure_product, product_source
 from batch.progress import Progress
 from batch.ratelimit import SlidingWindowLimiter
 from batch.reconcile import Reconciler
@@ -71,6 +80,7 @@ class RunSummary:
     state: str
     dry_run: bool
     plan: PlanCounts
+    product_posts: int = 0  # POST /v2/product calls the plan needs before its videos
     statuses: dict[str, int] = field(default_factory=dict)
     codes: dict[str, int] = field(default_factory=dict)
     requests_sent: int = 0
@@ -110,21 +120,44 @@ def plan_only(config: RunConfig) -> RunSummary:
     with StateStore(config.state) as state:
         with state.discarded():
             run_id = state.begin_run(str(config.catalog), dry_run=True)
-            counts = _Planner(config, state, run_id, dry_run=True).plan_all()
-        return RunSummary(str(config.catalog), "", str(config.state), True, counts)
+            planner = _Planner(config, state, run_id, dry_run=True)
+            counts = planner.plan_all()
+        return RunSummary(
+            str(config.catalog),
+            "",
+            str(config.state),
+            True,
+            counts,
+            product_posts=len(planner.product_sources),
+        )
 
 
 def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
     with state.discarded():
         run_id = state.begin_run(str(config.catalog), dry_run=True)
-        counts = _Planner(config, state, run_id, dry_run=True).plan_all()
+        planner = _Planner(config, state, run_id, dry_run=True)
+        if not config.offline:
+            planner.preflight = load_preflight(_lookup_config(config))
+        counts = planner.plan_all()
         _write_results(config, state, run_id)
         statuses = state.count_rows(run_id)
     summary = RunSummary(
-        str(config.catalog), str(config.results), str(config.state), True, counts, statuses=statuses
+        str(config.catalog),
+        str(config.results),
+        str(config.state),
+        True,
+        counts,
+        product_posts=len(planner.product_sources),
+        statuses=statuses,
     )
     summary.exit_code = int(ExitCode.ROWS_FAILED if counts.invalid else ExitCode.OK)
     return summary
+
+
+def _lookup_config(config: RunConfig) -> LookupConfig:
+    return LookupConfig(
+        config.base_url, config.api_key, refresh=config.refresh_lookups, timeouts=config.timeouts
+    )
 
 
 def _write_results(config: RunConfig, state: StateStore, run_id: int) -> None:
@@ -148,7 +181,8 @@ class _Planner:
         self.run_id = run_id
         self.dry_run = dry_run
         self.counts = PlanCounts()
-        self.rows_total = 0
+        self.preflight: Preflight | None = None
+        self.product_sources: set[str] = set()  # products this plan has to create first
 
     def plan_all(self) -> PlanCounts:
         for _ in self.batches():
@@ -162,6 +196,8 @@ class _Planner:
 
     def _plan_batch(self, rows: list[catalog.CatalogRow]) -> int:
         counts = self.counts
+        if self.preflight is not None:
+            rows = [self._checked(row) for row in rows]
         fingerprints = [r.fingerprint for r in rows if r.fingerprint is not None]
         existing = self.state.jobs_by_fingerprint(fingerprints)
         unseen_keys = [r.key for r in rows if r.fingerprint and r.fingerprint not in existing]
@@ -189,14 +225,17 @@ class _Planner:
                 plans.append((row.number, ref, "duplicate", f"same request as row {earlier}"))
                 continue
             first_row[fp] = row.number
+            source = product_source(row.fields)
+            if source is not None and self.state.product_for(source) is None:
+                self.product_sources.add(source)
             if job is None:
                 if row.key in known_keys:
                     counts.changed += 1
                 else:
                     counts.new += 1
                 to_send += 1
-                fields_json = json.dumps(row.fields, separators=(",", ":"))
-                new_jobs.append((fp, row.key, fields_json, tag_for(fp), row.number))
+                fields = payload.fields_to_json(row.fields)
+                new_jobs.append((fp, row.key, fields, tag_for(fp), row.number))
                 plans.append((row.number, fp, planned, None))
                 continue
             status, send = self._classify(job)
@@ -205,6 +244,13 @@ class _Planner:
             plans.append((row.number, job["id"], planned if send else "job", None))
         self.state.record_plan(self.run_id, new_jobs, updates, plans)
         return to_send
+
+    def _checked(self, row: catalog.CatalogRow) -> catalog.CatalogRow:
+        """Pre-flight against the account's look-ups. A corrected spelling keeps the row's
+        identity: the same row checked offline or online must never become a second job."""
+        assert self.preflight is not None
+        checked = self.preflight.check(row)
+        return checked if checked.fields is None else checked._replace(fingerprint=row.fingerprint)
 
     def _classify(self, job: Any) -> tuple[str | None, bool]:
         """(new job status or None to keep it, whether this run sends it)."""
@@ -284,11 +330,26 @@ class _Run:
             ) as client:
                 self.client = client
                 self.reconciler = Reconciler(client, enabled=self.config.reconcile_tag)
+                if not self.config.offline and not await self._preflight():
+                    return
                 await asyncio.gather(self._plan(), self._dispatch())
         finally:
             results_task.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+    async def _preflight(self) -> bool:
+        """Checks the key and loads the look-ups; False when the account refuses."""
+        try:
+            await check_account(self.client)
+        except AccountError as exc:
+            self.account_error = exc
+            self.stop("the API refused the key")
+            return False
+        cache = LookupCache(default_cache_dir(), self.config.base_url, self.config.api_key)
+        service = LookupService(self.client, cache, refresh=self.config.refresh_lookups)
+        self.planner.preflight = await Preflight.fetch(service)
+        return True
 
     def _install_signals(
         self, loop: asyncio.AbstractEventLoop, main: asyncio.Task[Any]
@@ -345,6 +406,10 @@ class _Run:
         finally:
             self.planning_done = True
             self.planned.set()
+        if not self.config.offline:
+            remaining = await remaining_credits(self.client)
+            if warning := credit_warning(remaining, self.planner.counts.to_send):
+                log.warning("%s", warning)
 
     async def _dispatch(self) -> None:
         gate = asyncio.Semaphore(self.config.concurrency)
@@ -398,8 +463,11 @@ class _Run:
             since = self.state.last_attempt_start(job.id) or 0.0
             if await self._reconciled(job, since):
                 return
-        fields = payload.ResolvedFields(*job.fields)
-        body = payload.build_request(fields, job.product_id).to_body(
+        fields = payload.fields_from_json(job.fields)
+        product_id = job.product_id or fields.product_id or await self._product(job)
+        if product_id is None:
+            return
+        body = payload.build_request(fields, product_id).to_body(
             job.tag if self.config.reconcile_tag else None
         )
         attempt = 0
@@ -437,6 +505,29 @@ class _Run:
             if self._should_stop():
                 raise StopRequested
             self.in_flight += 1
+
+    async def _product(self, job: Job) -> str | None:
+        """Creates (once, ever) the product of a row given by URL or details; None when the
+        job ended instead (it failed)."""
+        policy = self.config.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            if self._should_stop():
+                raise StopRequested
+            try:
+                return await ensure_product(job, self.client, self.limiter, self.state)
+            except AccountError as exc:
+                self.account_error = exc
+                self.stop(f"account error {exc.code}")
+                raise StopRequested from exc
+            except ProductError as exc:
+                outcome = exc.outcome
+                if outcome.kind == "permanent" or attempt == policy.max_attempts:
+                    self._finish_exhausted(job, outcome, permanent=outcome.kind == "permanent")
+                    return None
+                await asyncio.sleep(
+                    policy.delay(attempt, retry_after=outcome.retry_after, rng=self.rng)
+                )
+        return None
 
     async def _post(self, job: Job, body: dict[str, Any]) -> tuple[ApiOutcome, float]:
         await self._within_budget()
@@ -528,12 +619,13 @@ class _Run:
         self._log_change(job, "submitted", video_id=video_id, recovered=True)
         return True
 
-    def _finish_exhausted(self, job: Job, outcome: ApiOutcome) -> None:
+    def _finish_exhausted(self, job: Job, outcome: ApiOutcome, *, permanent: bool = False) -> None:
         self.state.settle(
             job.id,
             "failed",
             AttemptRecord(outcome.kind, outcome.code, outcome.http_status, outcome.message),
             run_id=self.run_id,
+            permanent=permanent,
         )
         self._log_change(job, "failed", code=outcome.code, message=outcome.message)
 

@@ -23,7 +23,6 @@ none), which is what the results file is written from.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import sqlite3
 import time
@@ -130,7 +129,7 @@ class Job:
     id: int
     fingerprint: str
     row_key: str | None
-    fields: list[Any]
+    fields: str  # JSON, see payload.fields_to_json
     tag: str
     status: str
     attempts: int
@@ -395,6 +394,23 @@ class StateStore:
                 ),
             )
 
+    def enter_unknown(self, fingerprint: str, row_key: str | None, fields: str, tag: str) -> None:
+        """A job known only from a results file that says `unknown` (an attempt at time 0, so
+        reconciliation scans the whole listing). Does nothing when the job exists."""
+        now = self._clock()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO jobs (fingerprint, row_key, fields, tag, status, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, 'unknown', ?, ?)",
+                (fingerprint, row_key, fields, tag, now, now),
+            )
+            if cursor.rowcount:
+                db.execute(
+                    "INSERT INTO attempts (job_id, run_id, started_at, finished_at, outcome) "
+                    "VALUES (?, 0, 0, 0, 'unknown')",
+                    (cursor.lastrowid,),
+                )
+
     def rekey_job(self, job_id: int, tag: str) -> None:
         """`--force`: render the job again under a new tag (the old video stays in attempts)."""
         with self._write() as db:
@@ -418,8 +434,7 @@ class StateStore:
             (run_id, after_id, limit),
         ).fetchall()
         return [
-            Job(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7], r[8], r[9], r[10])
-            for r in rows
+            Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]) for r in rows
         ]
 
     def last_attempt_start(self, job_id: int) -> float | None:
@@ -483,8 +498,9 @@ class StateStore:
         *,
         run_id: int,
         recovered: bool = False,
+        permanent: bool = False,
     ) -> None:
-        """A job's status changes without a request (reconciliation, stop before sending)."""
+        """A job's status changes without a request (reconciliation, retries exhausted)."""
         now = self._clock()
         with self._write() as db:
             if recovered:
@@ -495,7 +511,14 @@ class StateStore:
                     (record.video_id, now, job_id),
                 )
             self._set_job(
-                db, job_id, job_status, record, run_id=run_id, now=now, recovered=recovered
+                db,
+                job_id,
+                job_status,
+                record,
+                run_id=run_id,
+                now=now,
+                recovered=recovered,
+                permanent=permanent,
             )
 
     def _set_job(

@@ -14,8 +14,9 @@ import click
 from batch import __version__
 from batch.cli.download import download
 from batch.cli.listen import listen
+from batch.cli.lookup import lookup
 from batch.cli.report import report
-from batch.cli.run import plan, run, validate
+from batch.cli.run import plan, retry, run, validate
 from batch.cli.sandbox import sandbox
 from batch.cli.status import status
 
@@ -26,5 +27,5 @@ def main() -> None:
     """jogg-batch: product catalogs in, JoggAI videos out."""
 
 
-for command in (run, plan, validate, status, listen, report, download, sandbox):
+for command in (run, plan, validate, retry, status, listen, report, download, lookup, sandbox):
     main.add_command(command)

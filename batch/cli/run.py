@@ -13,8 +13,15 @@ import click
 from batch import runner, tracking
 from batch import validate as validation
 from batch.cli.common import logging_options, reports_errors
-from batch.config import CliOverrides, build_run_config, parse_duration, parse_until
+from batch.config import (
+    CliOverrides,
+    RunConfig,
+    build_run_config,
+    parse_duration,
+    parse_until,
+)
 from batch.errors import ExitCode
+from batch.rerun import rerun
 from batch.runner import RunSummary
 
 
@@ -77,52 +84,56 @@ def _overrides(options: dict[str, Any], **extra: Any) -> CliOverrides:
     return CliOverrides(fields=fields, **options, **extra)
 
 
+def sending_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of the commands that send (`run` and `retry`)."""
+    options = [
+        click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or the real API)."),
+        click.option("--concurrency", type=click.IntRange(1, 256), help="Requests in flight."),
+        click.option("--sandbox", is_flag=True, help="Use a local sandbox: no account needed."),
+        click.option(
+            "--dry-run", is_flag=True, help="Plan, write results as 'planned', send nothing."
+        ),
+        click.option(
+            "--offline", is_flag=True, help="Skip the account check and look-up pre-flight."
+        ),
+        click.option("--refresh-lookups", is_flag=True, help="Ignore cached look-ups."),
+        click.option("--max-videos", type=click.IntRange(1), help="Stop after this many videos."),
+        click.option("--max-duration", help="Stop sending after this long, e.g. 6h or 90m."),
+        click.option("--until", help="Stop sending at this local time, e.g. 06:30."),
+        click.option("--force", is_flag=True, help="Render submitted rows again (costs credits)."),
+        click.option(
+            "--retry-permanent", is_flag=True, help="Resend rows failed with 40000/10104."
+        ),
+        click.option("--resubmit-unknown", is_flag=True, help="Resend rows of unknown outcome."),
+        click.option("--wait", is_flag=True, help="Then poll until every render is final."),
+        click.option("--timeout", default="30m", show_default=True, help="Limit of --wait."),
+        click.option(
+            "--summary-json",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Also write the summary as JSON here.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return logging_options(reports_errors(command))
+
+
+_RUN_FLAGS = (
+    "dry_run",
+    "offline",
+    "refresh_lookups",
+    "max_videos",
+    "force",
+    "retry_permanent",
+    "resubmit_unknown",
+    "summary_json",
+)
+
+
 @click.command()
 @catalog_options
-@click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or https://api.jogg.ai).")
-@click.option("--concurrency", type=click.IntRange(1, 256), help="Requests in flight at once.")
-@click.option("--sandbox", is_flag=True, help="Run against a local sandbox: no account needed.")
-@click.option(
-    "--dry-run", is_flag=True, help="Plan and validate, write results as 'planned', send nothing."
-)
-@click.option(
-    "--max-videos", type=click.IntRange(1), help="Stop after this many accepted videos (credits)."
-)
-@click.option("--max-duration", help="Stop sending after this long, e.g. 6h or 90m.")
-@click.option("--until", help="Stop sending at this local time, e.g. 06:30.")
-@click.option(
-    "--force", is_flag=True, help="Render again rows that were already submitted (costs credits)."
-)
-@click.option("--retry-permanent", is_flag=True, help="Resend rows that failed with 40000/10104.")
-@click.option(
-    "--resubmit-unknown", is_flag=True, help="Resend rows whose earlier outcome cannot be known."
-)
-@click.option("--wait", is_flag=True, help="After submitting, poll until every render is final.")
-@click.option(
-    "--timeout", default="30m", show_default=True, help="With --wait: give up after this."
-)
-@click.option(
-    "--summary-json",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write the summary as JSON here.",
-)
-@logging_options
-@reports_errors
-def run(
-    catalog: Path,
-    sandbox: bool,
-    dry_run: bool,
-    max_videos: int | None,
-    max_duration: str | None,
-    until: str | None,
-    force: bool,
-    retry_permanent: bool,
-    resubmit_unknown: bool,
-    wait: bool,
-    timeout: str,
-    summary_json: Path | None,
-    **options: Any,
-) -> None:
+@sending_options
+def run(catalog: Path, **options: Any) -> None:
     """Submit one video per catalog row, rate-limited; write a results file.
 
     Exit codes: 0 every row submitted or already done; 1 some rows failed, invalid or not
@@ -130,9 +141,37 @@ def run(
     credit); 4 another run holds the state; 5 --wait timed out; 130/143 interrupted by
     SIGINT/SIGTERM.
     """
+    _send(catalog, runner.run, options)
+
+
+@click.command()
+@click.argument("results_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--state",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="State database (default: beside RESULTS_FILE; a fresh one elsewhere).",
+)
+@click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min).")
+@sending_options
+def retry(results_file: Path, **options: Any) -> None:
+    """Run again the failed, not-attempted and unknown rows of a results file, and update it.
+
+    Needs nothing but the results file: it carries the catalog's columns. Exit codes as `run`.
+    """
+    options.update(results=results_file, fmt=None, delimiter=None)
+    options.update({name: None for name in _FIELD_OPTIONS})
+    _send(results_file, rerun, options)
+
+
+def _send(
+    catalog: Path, action: Callable[[RunConfig], RunSummary], options: dict[str, Any]
+) -> None:
     from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
 
-    deadline = _deadline(max_duration, until)
+    sandbox, wait, timeout = options.pop("sandbox"), options.pop("wait"), options.pop("timeout")
+    flags = {name: options.pop(name) for name in _RUN_FLAGS}
+    flags["deadline"] = _deadline(options.pop("max_duration"), options.pop("until"))
     with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
         if sandbox_url is not None:
             options.update(base_url=sandbox_url, rate_limit=str(DEMO_RATE))
@@ -140,16 +179,10 @@ def run(
             catalog,
             _overrides(options),
             api_key=DEMO_KEY if sandbox else None,
-            dry_run=dry_run,
-            max_videos=max_videos,
-            deadline=deadline,
-            force=force,
-            retry_permanent=retry_permanent,
-            resubmit_unknown=resubmit_unknown,
-            summary_json=summary_json,
             progress_bar=sys.stderr.isatty(),
+            **flags,
         )
-        summary = runner.run(config)
+        summary = action(config)
         click.echo(render_summary(summary), err=True)
         if wait and summary.exit_code in (ExitCode.OK, ExitCode.ROWS_FAILED):
             polled = tracking.track(
@@ -199,15 +232,27 @@ def plan(catalog: Path, **options: Any) -> None:
 
 @click.command()
 @catalog_options
+@click.option("--online", is_flag=True, help="Also check ids and names against the account.")
+@click.option("--base-url", help="API base URL, with --online.")
+@click.option("--sandbox", is_flag=True, help="With --online: check against a local sandbox.")
 @logging_options
 @reports_errors
-def validate(catalog: Path, **options: Any) -> None:
-    """Check every row locally; print each problem by row and column. Exit 0 clean, 1 not."""
+def validate(catalog: Path, online: bool, sandbox: bool, **options: Any) -> None:
+    """Check every row; print each problem by row and column. Exit 0 clean, 1 not."""
     from batch.config import Secret
+    from batch.embedded import DEMO_KEY, embedded_sandbox
+    from batch.lookup import LookupConfig
+    from batch.preflight import load_preflight
 
-    config = build_run_config(catalog, _overrides(options), api_key=Secret(""))
+    with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
+        options["base_url"] = sandbox_url or options["base_url"]
+        key = DEMO_KEY if sandbox else None if online else Secret("")
+        config = build_run_config(catalog, _overrides(options), api_key=key)
+        preflight = (
+            load_preflight(LookupConfig(config.base_url, config.api_key)) if online else None
+        )
     problems = 0
-    for line in validation.problems(config.catalog, config.catalog_options):
+    for line in validation.problems(config.catalog, config.catalog_options, preflight):
         problems += 1
         click.echo(line)
     click.echo(
@@ -221,8 +266,10 @@ def render_plan(summary: RunSummary, rate: Any) -> str:
     lines = [f"plan for {summary.catalog} ({counts.rows} rows):"]
     for name, value in vars(counts).items():
         lines.append(f"  {name.replace('_', ' '):<18} {value:>8}")
-    posts = counts.to_send
-    lines.append(f"  {'POSTs to send':<18} {posts:>8}   (credits: up to {posts})")
+    posts = counts.to_send + summary.product_posts
+    if summary.product_posts:
+        lines.append(f"  {'products to create':<18} {summary.product_posts:>8}")
+    lines.append(f"  {'POSTs to send':<18} {posts:>8}   (credits: up to {counts.to_send})")
     if rate is not None and posts:
         minutes = posts / rate.count * rate.window / 60
         lines.append(f"  {'time at ' + str(rate):<18} {_duration(minutes * 60):>8}")
