@@ -93,6 +93,9 @@ class Figure:
         relative = f" ({abs(gap) / abs(self.bound):.1%})" if self.bound else ""
         return f"MISS by {amount}{relative}"
 
+    def shown(self) -> str:
+        return f"{self.value:g} {self.unit}".strip()
+
     def target(self) -> str:
         return "-" if self.op is None else f"{self.op} {self.bound:g} {self.unit}".strip()
 
@@ -168,7 +171,7 @@ class Report:
                     "|---|---|---|---|---|",
                 ]
             lines.append(
-                f"| {figure.name} | {figure.value:g} {figure.unit} | {figure.target()} "
+                f"| {figure.name} | {figure.shown()} | {figure.target()} "
                 f"| {figure.verdict()} | {figure.note} |"
             )
         for title, rows in self.tables.items():
