@@ -26,6 +26,17 @@ lint: install
 sandbox: install
 	$(BIN)/jogg-batch sandbox --host 127.0.0.1 --port 8787
 
+# The main job on the bundled sample catalog, against a sandbox started in-process (no account).
+# Each demo starts afresh: the sandbox forgets its videos when it stops.
+DEMO := out/demo
+demo: install
+	rm -rf $(DEMO) && mkdir -p $(DEMO)
+	-$(BIN)/jogg-batch run sample_data/catalog.csv --sandbox --wait --timeout 2m \
+		--results $(DEMO)/catalog.results.csv --summary-json $(DEMO)/summary.json
+	$(BIN)/jogg-batch report $(DEMO)/catalog.results.csv
+	$(BIN)/jogg-batch report $(DEMO)/catalog.results.csv --format html --output $(DEMO)/report.html
+	@echo "results: $(DEMO)/catalog.results.csv   report: $(DEMO)/report.html"
+
 # Benchmarks and the chaos suite: reports/bench.{md,json} and reports/chaos.{md,json}.
 # BENCH_QUICK=1 shortens the real 20/min quota run from three windows to one.
 bench: install

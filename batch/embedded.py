@@ -11,6 +11,8 @@ from batch.rates import RateLimit
 from batch.sandbox import SandboxConfig, running_sandbox
 
 log = logging.getLogger(__name__)
+# The sandbox narrates every request; in embedded mode only its warnings matter to the user.
+logging.getLogger("batch.sandbox").setLevel(logging.WARNING)
 
 # Fast enough for a demo of ~50 rows in seconds; the same limit on both sides, as with JoggAI.
 DEMO_RATE = RateLimit(300, 60.0)

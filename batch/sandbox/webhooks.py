@@ -97,7 +97,7 @@ class WebhookSender:
         }
         self._store.webhook_log.append(entry)
         if not is_loopback_url(video.webhook_url):
-            log.warning("webhook for %s not sent: %s is not a loopback address",
+            log.info("webhook for %s not sent: %s is not a loopback address",
                         video.video_id, video.webhook_url)  # fmt: skip
             entry["refused"] = True
             return
