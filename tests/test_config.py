@@ -1,0 +1,109 @@
+"""Settings: file, CLI and environment precedence; validation that names the key."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from batch.config import (
+    CliOverrides,
+    Secret,
+    build_run_config,
+    load_settings,
+    parse_duration,
+    parse_until,
+    read_api_key,
+    request_defaults,
+)
+from batch.errors import ConfigError
+from batch.rates import RateLimit
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
+    """configs/default.toml documents every setting with exactly the built-in values."""
+    assert load_settings(ROOT / "configs" / "default.toml") == load_settings(None)
+
+
+def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
+    """Precedence: CLI option > config file > built-in default."""
+    config = tmp_path / "c.toml"
+    config.write_text('[api]\nrate_limit = "10/min"\nconcurrency = 2\n[defaults]\nlength = "60"\n')
+    built = build_run_config(
+        tmp_path / "cat.csv",
+        CliOverrides(config_path=config, rate_limit="5/s", fields={"aspect_ratio": "9:16"}),
+        env={}, api_key=Secret("k"),
+    )  # fmt: skip
+    assert built.rate == RateLimit(5, 1.0)  # CLI
+    assert built.concurrency == 2  # file
+    assert built.catalog_options.defaults.length == "60"  # file
+    assert built.catalog_options.defaults.aspect_ratio == "portrait"  # CLI, normalised
+    assert built.catalog_options.defaults.language == "english"  # built-in
+    assert built.results == tmp_path / "cat.results.csv"
+    assert built.state == tmp_path / "cat.jogg-state.db"
+
+
+def test_base_url_from_environment_unless_given(tmp_path: Path) -> None:
+    """JOGG_BASE_URL points runs elsewhere; --base-url wins over it."""
+    env = {"JOGG_BASE_URL": "http://env.example/"}
+    from_env = build_run_config(tmp_path / "c.csv", CliOverrides(), env=env, api_key=Secret("k"))
+    given = build_run_config(
+        tmp_path / "c.csv", CliOverrides(base_url="http://cli"), env=env, api_key=Secret("k")
+    )
+    assert (from_env.base_url, given.base_url) == ("http://env.example", "http://cli")
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[api]\nconcurency = 3\n", "unknown setting 'api.concurency'"),
+        ("[nope]\nx = 1\n", "unknown setting 'nope'"),
+        ("[api]\nconcurrency = 0\n", "'api.concurrency' = 0"),
+        ("[api\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_files_name_the_problem(tmp_path: Path, toml: str, message: str) -> None:
+    """Every config mistake is an error that names the key."""
+    config = tmp_path / "c.toml"
+    config.write_text(toml)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_settings(config)
+
+
+def test_bad_default_value_names_the_setting(tmp_path: Path) -> None:
+    """Defaults are normalised like catalog cells, and a bad one says which."""
+    config = tmp_path / "c.toml"
+    config.write_text('[defaults]\nlength = "45"\n')
+    with pytest.raises(ConfigError, match=r"defaults\.length: '45' is not a video length"):
+        request_defaults(load_settings(config), config)
+
+
+def test_api_key_from_environment_or_key_file(tmp_path: Path) -> None:
+    """JOGG_API_KEY wins; a key file works; the key never shows in a repr."""
+    key_file = tmp_path / "key"
+    key_file.write_text("sk-file\n")
+    settings = load_settings(None, {"api.key_file": str(key_file)})
+    assert read_api_key(settings, {"JOGG_API_KEY": "sk-env"}) == "sk-env"
+    key = read_api_key(settings, {})
+    assert key == "sk-file"
+    assert "sk-file" not in repr(key)
+    with pytest.raises(ConfigError, match="set JOGG_API_KEY"):
+        read_api_key(load_settings(None), {})
+
+
+def test_durations_and_times_of_day() -> None:
+    """--max-duration and --until as people write them."""
+    assert parse_duration("6h") == 21600
+    assert parse_duration("1h30m") == 5400
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("soon")
+    now = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
+    assert (
+        parse_until("06:30", now) == datetime(2026, 11, 27, 6, 30, tzinfo=UTC).timestamp()
+    )
+    assert (
+        parse_until("23:30", now) == datetime(2026, 11, 26, 23, 30, tzinfo=UTC).timestamp()
+    )

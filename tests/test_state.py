@@ -1,0 +1,85 @@
+"""The state database: what survives a crash, and the bookkeeping around it."""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from batch.errors import StateError
+from batch.state import AttemptRecord, StateStore
+from batch.status import VideoUpdate
+
+
+def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, int]:
+    run = state.begin_run("c.csv", dry_run=False)
+    state.record_plan(
+        run, [(fingerprint, "key", "[]", "tag", 1)], [], [(1, fingerprint, "job", None)]
+    )
+    return run, state.next_jobs(run, 0, 10)[0].id
+
+
+def test_sending_is_on_disk_before_the_request_leaves(tmp_path: Path) -> None:
+    """A process killed mid-request leaves `sending` for another connection to read."""
+    state = StateStore(tmp_path / "s.db")
+    run, job = planned_job(state)
+    state.begin_attempt(job, run)
+    with sqlite3.connect(tmp_path / "s.db") as other:
+        assert other.execute("SELECT status, attempts FROM jobs").fetchone() == ("sending", 1)
+        assert other.execute("SELECT outcome FROM attempts").fetchone() == ("sending",)
+    state.close()
+
+
+def test_wal_mode_and_full_sync(tmp_path: Path) -> None:
+    """The journal is WAL; commits are synced."""
+    state = StateStore(tmp_path / "s.db")
+    assert state._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert state._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    state.close()
+
+
+def test_discarded_writes_leave_no_trace(tmp_path: Path) -> None:
+    """plan and --dry-run write inside a savepoint that is rolled back."""
+    state = StateStore(tmp_path / "s.db")
+    with state.discarded():
+        planned_job(state)
+    assert state._db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+    assert state._db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_video_status_keeps_first_completion_and_events_dedupe(tmp_path: Path) -> None:
+    """Status updates apply once; a repeated webhook event is refused."""
+    state = StateStore(tmp_path / "s.db")
+    run, job = planned_job(state)
+    attempt = state.begin_attempt(job, run)
+    state.finish_attempt(
+        attempt, job, AttemptRecord("ok", 0, video_id="v1"), "submitted", run_id=run
+    )
+    assert [p.video_id for p in state.pending_videos()] == ["v1"]
+    done = VideoUpdate("v1", "completed", "http://u", "http://c", 36.0, 1.0, None, seen_at=100.0)
+    assert state.record_video_status(done) is True
+    assert state.record_video_status(dataclasses.replace(done, seen_at=200.0)) is False
+    assert state.pending_videos() == []
+    assert state.video_states(["v1"])["v1"]["completed_at"] == "1970-01-01T00:01:40Z"
+    assert state.claim_event("e1") is True
+    assert state.claim_event("e1") is False
+
+
+def test_unknown_from_a_results_file_is_entered_once(tmp_path: Path) -> None:
+    """retry enters `unknown` rows so they are reconciled before any resend."""
+    state = StateStore(tmp_path / "s.db")
+    state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
+    state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
+    assert state._db.execute("SELECT status FROM jobs").fetchall() == [("unknown",)]
+    assert state.last_attempt_start(1) == 0.0
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    """A state written by a newer jogg-batch is not misread."""
+    StateStore(tmp_path / "s.db").close()
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StateError, match="state schema 99"):
+        StateStore(tmp_path / "s.db")
