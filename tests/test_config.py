@@ -101,9 +101,5 @@ def test_durations_and_times_of_day() -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration("soon")
     now = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
-    assert (
-        parse_until("06:30", now) == datetime(2026, 11, 27, 6, 30, tzinfo=UTC).timestamp()
-    )
-    assert (
-        parse_until("23:30", now) == datetime(2026, 11, 26, 23, 30, tzinfo=UTC).timestamp()
-    )
+    assert parse_until("06:30", now) == datetime(2026, 11, 27, 6, 30, tzinfo=UTC).timestamp()
+    assert parse_until("23:30", now) == datetime(2026, 11, 26, 23, 30, tzinfo=UTC).timestamp()
