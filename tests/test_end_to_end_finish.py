@@ -10,7 +10,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,7 @@ def running_listener(state: Path, secret: str) -> Iterator[Listener]:
 
 
 def webhook_event_count(state: Path) -> int:
-    with sqlite3.connect(state) as db:
+    with closing(sqlite3.connect(state)) as db:
         (count,) = db.execute("SELECT count(*) FROM webhook_events").fetchone()
     return int(count)
 
