@@ -196,6 +196,9 @@ def test_webhooks_finish_every_video_once_and_forgeries_change_nothing(tmp_path:
         )
         failed = [video_id for video_id, v in before.items() if v["video_status"] == "failed"]
         assert {before[video_id]["error"] for video_id in failed} == {RENDER_ERROR}
+        for video_id in set(before) - set(failed):
+            assert before[video_id]["video_url"] == f"{url}/_sandbox/media/{video_id}.mp4"
+            assert before[video_id]["duration"] == "18"
         assert webhook_event_count(state) == 5
 
         completed = next(v for v, s in before.items() if s["video_status"] == "completed")
