@@ -41,6 +41,7 @@ RESULT_COLUMNS = (
     "deducted_credit",
     "error",
     "completed_at",
+    "created_product_id",
     "local_path",
 )
 # Catalog columns that share a name with an outcome column keep their data under this prefix.
@@ -85,6 +86,7 @@ def outcome_table(results: list[ResultRow], local_paths: dict[int, str] | None =
             "deducted_credit": pa.array([r.deducted_credit for r in results], pa.float64()),
             "error": pa.array([r.error for r in results], pa.string()),
             "completed_at": pa.array([_iso(r.completed_at) for r in results], pa.string()),
+            "created_product_id": pa.array([r.created_product_id for r in results], pa.string()),
             "local_path": pa.array([paths.get(r.row) for r in results], pa.string()),
         }
     )
@@ -99,7 +101,7 @@ def _complete(results: list[ResultRow], first: int, last: int) -> list[ResultRow
 
 
 def _not_attempted(row: int) -> ResultRow:
-    return ResultRow(row, "not_attempted", *(None,) * 12)
+    return ResultRow(row, "not_attempted", *(None,) * 12)  # the rest of the fields: unknown
 
 
 def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
@@ -245,4 +247,5 @@ def _row_from_frame(record: dict[str, object]) -> ResultRow:
         deducted_credit=number("deducted_credit"),
         error=text("error"),
         completed_at=when("completed_at"),
+        created_product_id=text("created_product_id"),
     )

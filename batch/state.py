@@ -168,6 +168,7 @@ class ResultRow:
     deducted_credit: float | None
     error: str | None
     completed_at: float | None
+    created_product_id: str | None = None  # made by POST /v2/product for a product_url row
 
 
 class StateStore:
@@ -653,7 +654,7 @@ class StateStore:
         rows = self._db.execute(
             "SELECT r.row, r.row_status, r.detail, j.status, j.video_id, j.code, j.message, "
             "j.attempts, j.submitted_at, j.submitted_run, j.video_status, j.video_url, "
-            "j.cover_url, j.duration, j.deducted_credit, j.error, j.completed_at, j.seen_row "
+            "j.cover_url, j.duration, j.deducted_credit, j.error, j.completed_at, j.product_id "
             "FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id "
             "WHERE r.run_id = ? AND r.row BETWEEN ? AND ? ORDER BY r.row",
             (run_id, first, last),
@@ -722,7 +723,7 @@ def _result_row(run_id: int, r: Sequence[Any]) -> ResultRow:
         credit,
         error,
         completed_at,
-        _seen_row,
+        product_id,
     ) = r
     if row_status in ("invalid", "duplicate"):
         status = row_status
@@ -753,4 +754,5 @@ def _result_row(run_id: int, r: Sequence[Any]) -> ResultRow:
         credit,
         error,
         completed_at,
+        product_id,
     )

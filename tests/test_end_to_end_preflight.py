@@ -187,10 +187,6 @@ def test_bad_key_stops_the_run_before_any_post(tmp_path: Path, sandbox_url: str)
     assert list(read_results(config.results)["status"]) == ["not_attempted"] * 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 6: a created product id should appear in the results; no column carries it",
-)
 def test_created_product_ids_appear_in_the_results(tmp_path: Path, sandbox_url: str) -> None:
     """Each URL row's results line names the product id created for its URL."""
     urls = ["https://shop.example.com/p/bottle", "https://shop.example.com/p/lamp"]
@@ -201,4 +197,4 @@ def test_created_product_ids_appear_in_the_results(tmp_path: Path, sandbox_url: 
     product_of = {p["url"]: p["product_id"] for p in inspect(sandbox_url)["products"]}
     results = read_results(catalog.with_suffix(".results.csv"))
     for line in results.to_dict("records"):
-        assert product_of[line["product_url"]] in line.values()
+        assert line["created_product_id"] == product_of[line["product_url"]]
