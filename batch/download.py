@@ -18,7 +18,6 @@ import os
 import re
 import string
 import sys
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -29,13 +28,12 @@ import pandas as pd
 from tqdm import tqdm
 
 from batch.errors import ConfigError
-from batch.report import read_results
+from batch.results import read_results, write_table
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME_TEMPLATE = "{row:05d}-{video_id}.mp4"
 _UNSAFE = re.compile(r"[/\\\x00-\x1f]")
-_FORMULA_START = ("=", "+", "-", "@")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 
 
@@ -214,45 +212,17 @@ async def _complete(client: httpx.AsyncClient, fetch: _Fetch) -> bool:
 
 
 def _record_local_paths(results: Path, present: Mapping[int, str]) -> None:
-    """Rewrites the results file with `local_path` set, keeping every other cell as it was.
-
-    The file is re-read raw (CSV cells still neutralised, Parquet types intact) rather than
-    written back from the decoded frame.
-    """
+    """Rewrites the results file with `local_path` set for these (0-based) rows."""
     if not present:
         return
-    parquet = results.suffix.lower() in (".parquet", ".pq")
-    if parquet:
-        raw = pd.read_parquet(results)
-    else:
-        raw = pd.read_csv(results, dtype=str, keep_default_na=False)
-    column = (
-        raw["local_path"].astype(object).where(raw["local_path"].notna(), "")
-        if "local_path" in raw.columns
-        else pd.Series([""] * len(raw), dtype=object)
-    )
-    for index, path in present.items():
-        column.iloc[index] = "'" + path if path.startswith(_FORMULA_START) and not parquet else path
-    raw["local_path"] = column.astype(str)
-    _write_atomic(raw, results, parquet=parquet)
-
-
-def _write_atomic(frame: pd.DataFrame, path: Path, *, parquet: bool) -> None:
-    """Temp file in the same folder, then rename: a reader never sees half a file.
-
-    Stands in for `batch.results.write_table` until that exists.
-    """
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(handle)
-    try:
-        if parquet:
-            frame.to_parquet(temporary, index=False)
-        else:
-            frame.to_csv(temporary, index=False)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    frame = read_results(results)
+    if "local_path" not in frame.columns:
+        frame["local_path"] = ""
+    column = list(frame["local_path"])
+    for position, path in present.items():
+        column[position] = path
+    frame["local_path"] = column
+    write_table(frame, results)
 
 
 def run_download(

@@ -20,11 +20,8 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pandas as pd
-
-from batch.errors import CatalogError
 
 STATUS_ORDER = (
     "submitted",
@@ -38,30 +35,6 @@ STATUS_ORDER = (
 )
 VIDEO_STATUS_ORDER = ("completed", "failed", "processing")
 EXAMPLES_PER_CODE = 3
-_NEUTRALISED = r"^'[=+\-@]"
-
-
-def read_results(path: Path) -> pd.DataFrame:
-    """A results file (CSV or Parquet, by extension) with every cell as a string.
-
-    CSV cells that were neutralised against spreadsheet formulas (`'=...`) get their value back.
-    """
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path).astype("string").fillna("").astype(object)
-        if suffix != ".csv":
-            raise CatalogError(f"{path}: a results file ends in .csv or .parquet")
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except FileNotFoundError:
-        raise CatalogError(f"{path}: no such results file") from None
-    except (OSError, ValueError) as error:
-        raise CatalogError(f"{path}: cannot read this results file: {error}") from error
-    for column in frame.columns:
-        quoted = frame[column].str.match(_NEUTRALISED)
-        if quoted.any():
-            frame.loc[quoted, column] = frame.loc[quoted, column].str.slice(1)
-    return frame
 
 
 @dataclass(frozen=True, slots=True)

@@ -183,13 +183,16 @@ def _as_text(table: pa.Table) -> pa.Table:
 
 
 def read_results(path: Path) -> pd.DataFrame:
-    """A results file as strings, with CSV formula neutralisation undone."""
-    if not path.exists():
-        raise CatalogError(f"{path}: no such results file")
-    if results_format(path) == "parquet":
-        frame = pd.read_parquet(path).astype("string").fillna("")
-        return frame.astype(object)
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    """A results file (CSV or Parquet, by extension) with every cell as a string; CSV cells
+    neutralised against spreadsheet formulas get their value back."""
+    try:
+        if results_format(path) == "parquet":
+            return pd.read_parquet(path).astype("string").fillna("").astype(object)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise CatalogError(f"{path}: no such results file") from None
+    except (OSError, ValueError) as error:
+        raise CatalogError(f"{path}: cannot read this results file: {error}") from error
     for column in frame.columns:
         values = frame[column]
         quoted = values.str.match(r"^'[=+\-@\t\r]")
@@ -234,7 +237,7 @@ def _row_from_frame(record: dict[str, object]) -> ResultRow:
     attempts = text("attempts")
     return ResultRow(
         row=int(str(record["row"])),
-        status=str(record["status"]),
+        status=str(record.get("status") or ""),
         video_id=text("video_id"),
         code=None if code is None else int(float(code)),
         message=text("message"),

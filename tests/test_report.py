@@ -17,11 +17,11 @@ from batch.report import (
     FailureGroup,
     RenderTimes,
     build_report,
-    read_results,
     render_html,
     render_json,
     render_table,
 )
+from batch.results import read_results
 
 COLUMNS = [
     "name", "row", "status", "video_id", "code", "message", "attempts", "submitted_at",

@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from batch.cli.common import logging_options, reports_errors
-from batch.report import build_report, read_results, render_html, render_json, render_table
+from batch.report import build_report, render_html, render_json, render_table
+from batch.results import read_results
 
 log = logging.getLogger(__name__)
 RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
