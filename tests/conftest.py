@@ -1,7 +1,9 @@
-"""Suite-wide isolation: look-up caches go to a temporary folder, never the user's home."""
+"""Suite-wide isolation: look-up caches in a temporary folder, logging restored after each test."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,3 +16,13 @@ def private_cache(
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def restored_logging() -> Iterator[None]:
+    """CLI commands point the root logger at their own stream; later tests must not inherit it."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)

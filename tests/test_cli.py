@@ -17,7 +17,8 @@ from batch.cli import main
 from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.state import StateStore
-from tests.test_runner import simple_rows, submissions, write_catalog
+from tests.helpers import submissions, write_catalog
+from tests.test_runner import simple_rows
 
 COMMANDS = ["run", "plan", "validate", "retry", "status", "listen", "report", "download",
             "lookup", "sandbox"]  # fmt: skip

@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from batch.results import read_results
+from tests.helpers import product_ids
 
-PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
 TAG = re.compile(r"\[jb-([0-9a-f]+)\]")
 
 
@@ -42,15 +42,14 @@ def start_sandbox(*options: str) -> tuple[subprocess.Popen[str], str]:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    with PRODUCTS.open() as handle:
-        products = [row["product_id"] for row in csv.DictReader(handle)][:80]
+    products = product_ids(80)
     with (tmp_path / "catalog.csv").open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["sku", "product_id", "length", "video_name"])
         for i, product in enumerate(products):
             writer.writerow([f"SKU{i:03d}", product, ("15", "30", "60")[i % 3], f"Promo {i}"])
     (tmp_path / "client.toml").write_text(
-        '[api]\nrate_limit = "300/min"\nconcurrency = 4\nread_timeout = 0.5\n'
+        '[api]\nrate_limit = "150/min"\nconcurrency = 4\nread_timeout = 0.5\n'
         "[retry]\nmax_attempts = 20\nbase_delay = 0.05\nmax_delay = 0.2\n"
         "[run]\nresults_interval = 0.5\nshutdown_grace = 1\n"
     )
@@ -112,7 +111,7 @@ def check_exactly_once(workdir: Path, url: str) -> dict[str, object]:
 @pytest.fixture
 def sandbox(request: pytest.FixtureRequest) -> Iterator[str]:
     process, url = start_sandbox(
-        "--rate-limit", "300/min", "--seed", "5", *getattr(request, "param", ())
+        "--rate-limit", "150/min", "--seed", "5", *getattr(request, "param", ())
     )
     try:
         yield url

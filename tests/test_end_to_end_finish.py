@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
 import json
@@ -31,26 +30,13 @@ from batch.sandbox.server import bind_socket, url_of
 from batch.state import StateStore
 from batch.status import PollSchedule
 from batch.webhook import ListenerStats, create_listener_app
+from tests.helpers import product_ids, write_catalog
 
-PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
 KEY = Secret("sk-sandbox")
 SECRET = "whsec_end_to_end"
 RENDER_ERROR = "50000: render failed: the sandbox's render farm gave up"
 QUICK = PollSchedule(first=0.2, fast=0.2, fast_until=5, medium=0.5, medium_until=10, slow=1)
 FAST_SANDBOX: dict[str, Any] = {"rate_limit": RateLimit(600, 60.0), "render_seconds": 0.3}
-
-
-def product_ids(count: int) -> list[str]:
-    with PRODUCTS.open() as handle:
-        return [row["product_id"] for row in csv.DictReader(handle)][:count]
-
-
-def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def catalog_rows(count: int, **extra: str) -> list[dict[str, str]]:

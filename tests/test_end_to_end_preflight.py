@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from batch.errors import ExitCode
 from batch.rates import RateLimit
 from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
+from tests.helpers import write_catalog
 
 BOTTLE, SPEAKER = "MTM3NzE2NTk0MA", "OTEwMTA4NjE4"  # seeded sandbox products
 STYLE_PROBLEM = (
@@ -37,24 +36,6 @@ MUSIC_PROBLEM = (
 def sandbox_url() -> Iterator[str]:
     with running_sandbox(SandboxConfig(rate_limit=RateLimit(600, 60.0))) as url:
         yield url
-
-
-@pytest.fixture
-def restored_logging() -> Iterator[None]:
-    """The CLI points the root logger at CliRunner's stream; later tests must not inherit it."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-
-
-def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
 
 
 def make_config(catalog: Path, url: str, key: str = "sk-sandbox") -> RunConfig:
@@ -115,9 +96,7 @@ def test_rows_failing_preflight_are_never_sent_and_say_why(
     ]
 
 
-def test_validate_online_prints_the_same_problems_and_exits_1(
-    tmp_path: Path, restored_logging: None
-) -> None:
+def test_validate_online_prints_the_same_problems_and_exits_1(tmp_path: Path) -> None:
     """`validate --online --sandbox` lists each problem by row and column, sending nothing."""
     catalog = write_catalog(tmp_path / "catalog.csv", MIXED_ROWS)
 

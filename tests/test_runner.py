@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from batch import runner
@@ -18,21 +16,7 @@ from batch.rates import RateLimit
 from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.state import StateStore
-
-PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
-
-
-def product_ids(count: int) -> list[str]:
-    with PRODUCTS.open() as handle:
-        return [row["product_id"] for row in csv.DictReader(handle)][:count]
-
-
-def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
+from tests.helpers import product_ids, submissions, write_catalog
 
 
 def simple_rows(count: int, start: int = 0) -> list[dict[str, str]]:
@@ -48,10 +32,6 @@ def sandbox_url(request: pytest.FixtureRequest) -> Iterator[str]:
     config = SandboxConfig(**{"rate_limit": RateLimit(600, 60.0), **options})
     with running_sandbox(config) as url:
         yield url
-
-
-def submissions(url: str) -> dict[str, Any]:
-    return httpx.get(f"{url}/_sandbox/submissions").json()  # type: ignore[no-any-return]
 
 
 def make_config(

@@ -1,0 +1,30 @@
+"""Small helpers shared by the end-to-end tests: catalogs of valid sandbox products."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
+
+
+def product_ids(count: int) -> list[str]:
+    """The first `count` product ids the sandbox knows."""
+    with PRODUCTS.open() as handle:
+        return [row["product_id"] for row in csv.DictReader(handle)][:count]
+
+
+def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def submissions(url: str) -> dict[str, Any]:
+    """The sandbox's record of what it accepted, rejected and faulted."""
+    return httpx.get(f"{url}/_sandbox/submissions").json()  # type: ignore[no-any-return]
