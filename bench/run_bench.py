@@ -72,7 +72,7 @@ def jogg_run(
 def body(index: int, prefix: str, products: list[str]) -> dict[str, Any]:
     return {
         "product_id": products[index % len(products)],
-        "video_spec": {"length": 15, "name": f"{prefix} {index}"},
+        "video_spec": {"length": "15", "name": f"{prefix} {index}"},
         "avatar": {"avatar_id": 127, "avatar_type": 0},
         "voice": {"voice_id": "en-US-ChristopherNeural"},
     }

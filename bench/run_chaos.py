@@ -143,7 +143,7 @@ def hammer(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
     (burning the window) and then rejects (unknown product), so none becomes a video."""
     junk = {
         "product_id": "bm90LWEtcHJvZHVjdA",
-        "video_spec": {"length": 15},
+        "video_spec": {"length": "15"},
         "avatar": {"avatar_id": 127, "avatar_type": 0},
         "voice": {"voice_id": "en-US-ChristopherNeural"},
     }
