@@ -73,8 +73,8 @@ def body(index: int, prefix: str, products: list[str]) -> dict[str, Any]:
     return {
         "product_id": products[index % len(products)],
         "video_spec": {"length": "15", "name": f"{prefix} {index}"},
-        "avatar": {"avatar_id": 127, "avatar_type": 0},
-        "voice": {"voice_id": "en-US-ChristopherNeural"},
+        "avatar": {"id": 127, "type": 0},
+        "voice": {"id": "en-US-ChristopherNeural"},
     }
 
 

@@ -144,8 +144,8 @@ def hammer(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
     junk = {
         "product_id": "bm90LWEtcHJvZHVjdA",
         "video_spec": {"length": "15"},
-        "avatar": {"avatar_id": 127, "avatar_type": 0},
-        "voice": {"voice_id": "en-US-ChristopherNeural"},
+        "avatar": {"id": 127, "type": 0},
+        "voice": {"id": "en-US-ChristopherNeural"},
     }
     with httpx.Client(base_url=url, headers={"x-api-key": API_KEY}, timeout=30) as client:
         while not stop.is_set():
