@@ -75,6 +75,8 @@ def body(index: int, prefix: str, products: list[str]) -> dict[str, Any]:
         "video_spec": {"length": "15", "name": f"{prefix} {index}"},
         "avatar": {"id": 127, "type": 0},
         "voice": {"id": "en-US-ChristopherNeural"},
+        "audio": {},
+        "script": {"style": "Storytime", "language": "english"},
     }
 
 

@@ -146,6 +146,8 @@ def hammer(url: str, stop: threading.Event, counts: dict[str, int]) -> None:
         "video_spec": {"length": "15"},
         "avatar": {"id": 127, "type": 0},
         "voice": {"id": "en-US-ChristopherNeural"},
+        "audio": {},
+        "script": {"style": "Storytime", "language": "english"},
     }
     with httpx.Client(base_url=url, headers={"x-api-key": API_KEY}, timeout=30) as client:
         while not stop.is_set():
