@@ -21,7 +21,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, NamedTuple, TypeGuard, TypeVar
@@ -327,6 +328,22 @@ class LookupConfig:
     refresh: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
 
+    def cache(self) -> LookupCache | None:
+        if self.cache_dir is None:
+            return None
+        return LookupCache(self.cache_dir, self.base_url, self.api_key, ttl=self.ttl)
+
+
+@asynccontextmanager
+async def open_service(
+    config: LookupConfig, *, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[tuple[JoggClient, LookupService]]:
+    """A client and a look-up service over it, with the configured cache."""
+    async with JoggClient(
+        config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
+    ) as client:
+        yield client, LookupService(client, config.cache(), refresh=config.refresh)
+
 
 def list_items(
     config: LookupConfig,
@@ -338,13 +355,7 @@ def list_items(
     """One look-up list. `aspect_ratio` narrows styles (default: all three) and public avatars."""
 
     async def fetch() -> list[Item]:
-        cache = None
-        if config.cache_dir is not None:
-            cache = LookupCache(config.cache_dir, config.base_url, config.api_key, ttl=config.ttl)
-        async with JoggClient(
-            config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
-        ) as client:
-            service = LookupService(client, cache, refresh=config.refresh)
+        async with open_service(config, transport=transport) as (_, service):
             if kind == "avatars":
                 return [
                     avatar

@@ -26,7 +26,7 @@ import httpx
 from batch.catalog import CatalogRow, RowProblem
 from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
-from batch.lookup import Avatar, LookupCache, LookupConfig, Lookups, LookupService
+from batch.lookup import Avatar, LookupConfig, Lookups, LookupService, open_service
 from batch.payload import ResolvedFields, fingerprint
 
 log = logging.getLogger(__name__)
@@ -170,14 +170,9 @@ def load_preflight(
     """
 
     async def load() -> Preflight:
-        cache = None
-        if config.cache_dir is not None:
-            cache = LookupCache(config.cache_dir, config.base_url, config.api_key, ttl=config.ttl)
-        async with JoggClient(
-            config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
-        ) as client:
+        async with open_service(config, transport=transport) as (client, service):
             await check_account(client)
-            return await Preflight.fetch(LookupService(client, cache, refresh=config.refresh))
+            return await Preflight.fetch(service)
 
     return asyncio.run(load())
 

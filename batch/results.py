@@ -26,6 +26,16 @@ import pyarrow.parquet as pq
 from batch.errors import CatalogError
 from batch.state import ResultRow
 
+# What `status` and webhooks fill in once a render is final.
+VIDEO_COLUMNS = (
+    "video_status",
+    "video_url",
+    "cover_url",
+    "duration",
+    "deducted_credit",
+    "error",
+    "completed_at",
+)
 RESULT_COLUMNS = (
     "row",
     "status",
@@ -34,13 +44,7 @@ RESULT_COLUMNS = (
     "message",
     "attempts",
     "submitted_at",
-    "video_status",
-    "video_url",
-    "cover_url",
-    "duration",
-    "deducted_credit",
-    "error",
-    "completed_at",
+    *VIDEO_COLUMNS,
     "created_product_id",
     "local_path",
 )

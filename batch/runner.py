@@ -27,7 +27,7 @@ from batch import catalog, payload
 from batch.client import ApiOutcome, JoggClient
 from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode
-from batch.lookup import LookupCache, LookupConfig, LookupService, default_cache_dir
+from batch.lookup import LookupConfig, LookupService
 from batch.preflight import (
     Preflight,
     check_account,
@@ -346,8 +346,8 @@ class _Run:
             self.account_error = exc
             self.stop("the API refused the key")
             return False
-        cache = LookupCache(default_cache_dir(), self.config.base_url, self.config.api_key)
-        service = LookupService(self.client, cache, refresh=self.config.refresh_lookups)
+        lookups = _lookup_config(self.config)
+        service = LookupService(self.client, lookups.cache(), refresh=lookups.refresh)
         self.planner.preflight = await Preflight.fetch(service)
         return True
 

@@ -9,19 +9,9 @@ import httpx
 
 from batch.client import JoggClient, Timeouts
 from batch.config import Secret
-from batch.results import read_results, write_table
+from batch.results import VIDEO_COLUMNS, read_results, write_table
 from batch.state import StateStore
 from batch.status import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
-
-VIDEO_COLUMNS = (
-    "video_status",
-    "video_url",
-    "cover_url",
-    "duration",
-    "deducted_credit",
-    "error",
-    "completed_at",
-)
 
 
 def track(
