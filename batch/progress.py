@@ -6,6 +6,7 @@ import logging
 import time
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger(__name__)
 
@@ -15,6 +16,10 @@ class Progress:
 
     def __init__(self, bar: bool, interval: float) -> None:
         self._bar = tqdm(total=0, unit="job", desc="sending", dynamic_ncols=True) if bar else None
+        # Log lines go above the bar instead of through it.
+        self._redirect = logging_redirect_tqdm() if bar else None
+        if self._redirect is not None:
+            self._redirect.__enter__()
         self._interval = interval
         self._total = 0
         self._done = 0
@@ -45,5 +50,7 @@ class Progress:
             )
 
     def close(self) -> None:
+        if self._redirect is not None:
+            self._redirect.__exit__(None, None, None)
         if self._bar is not None:
             self._bar.close()

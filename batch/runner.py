@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 import secrets
 import signal
@@ -19,6 +20,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -140,6 +142,7 @@ def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
             planner.preflight = load_preflight(_lookup_config(config))
         counts = planner.plan_all()
         _write_results(config, state, run_id)
+        _write_planned_requests(config, state, run_id)
         statuses = state.count_rows(run_id)
     summary = RunSummary(
         str(config.catalog),
@@ -152,6 +155,33 @@ def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
     )
     summary.exit_code = int(ExitCode.ROWS_FAILED if counts.invalid else ExitCode.OK)
     return summary
+
+
+def planned_requests_path(results: Path) -> Path:
+    """Where --dry-run writes the request bodies it would send (JSON Lines)."""
+    stem = results.name.removesuffix(results.suffix).removesuffix(".results")
+    return results.with_name(stem + ".requests.jsonl")
+
+
+def _write_planned_requests(config: RunConfig, state: StateStore, run_id: int) -> None:
+    """Builds and validates every body the run would send, and writes it for people to read.
+
+    Rows whose product is created at run time show `product_id` as `"<created at run time>"`.
+    """
+    destination = planned_requests_path(config.results)
+    temporary = destination.with_name(f".{destination.name}.tmp")
+    with temporary.open("w", encoding="utf-8") as out:
+        last_id = 0
+        while jobs := state.next_jobs(run_id, last_id, 1000):
+            for job in jobs:
+                fields = payload.fields_from_json(job.fields)
+                product_id = fields.product_id or "<created at run time>"
+                body = payload.build_request(fields, product_id).to_body(
+                    job.tag if config.reconcile_tag else None
+                )
+                out.write(json.dumps({"row_key": job.row_key, "body": body}) + "\n")
+            last_id = jobs[-1].id
+    os.replace(temporary, destination)
 
 
 def _lookup_config(config: RunConfig) -> LookupConfig:
@@ -630,17 +660,15 @@ class _Run:
         self._log_change(job, "failed", code=outcome.code, message=outcome.message)
 
     def _log_change(self, job: Job, status: str, **details: Any) -> None:
-        log.debug(
-            "job %s -> %s",
-            job.id,
+        """One line per state change; with --log-format json its fields are keys."""
+        said = ", ".join(f"{k} {v}" for k, v in details.items() if v not in (None, ""))
+        log.info(
+            "row %s: %s%s",
+            job.row_key,
             status,
-            extra={
-                "event": "job",
-                "job": job.id,
-                "row_key": job.row_key,
-                "status": status,
-                **details,
-            },
+            f" ({said})" if said else "",
+            extra={"event": "job", "job": job.id, "row_key": job.row_key, "status": status}
+            | {f"job_{key}": value for key, value in details.items()},
         )
 
     # --- results and summary -------------------------------------------------------------------

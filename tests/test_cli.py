@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -118,6 +119,9 @@ def test_sandbox_run_prints_summary_and_never_the_key(tmp_path: Path) -> None:
     assert "run finished" in err
     assert "  submitted                 2" in err
     assert "sk-sandbox" not in err + out
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    changes = [(e["row_key"], e["status"]) for e in events if e.get("event") == "job"]
+    assert sorted(changes) == sorted((row["product_id"], "submitted") for row in rows[:2])
     assert "sk-sandbox" not in (tmp_path / "c.results.csv").read_text()
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ from batch.config import CliOverrides, Secret, build_run_config
 from batch.errors import ExitCode, LockedError
 from batch.rates import RateLimit
 from batch.results import read_results
+from batch.runner import planned_requests_path
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.state import StateStore
 from tests.helpers import product_ids, submissions, write_catalog
@@ -108,6 +111,14 @@ def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbo
     assert summary.exit_code == ExitCode.OK
     assert submissions(sandbox_url)["submissions"] == []
     assert set(read_results(config.results)["status"]) == {"planned"}
+    planned = [
+        json.loads(line) for line in planned_requests_path(config.results).read_text().splitlines()
+    ]
+    assert [p["body"]["product_id"] for p in planned] == product_ids(3)
+    assert planned[0]["body"]["video_spec"] == {
+        "length": "15", "aspect_ratio": "landscape", "caption": False,
+        "name": f"[jb-{planned[0]['body']['video_spec']['name'][4:16]}]",
+    }  # fmt: skip
     with sqlite3.connect(config.state) as db:
         assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 
@@ -240,3 +251,41 @@ def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
     finally:
         holder.close()
     StateStore(tmp_path / "s.db").lock()  # released on close
+
+
+def test_permanent_failures_are_not_resent_unless_asked(tmp_path: Path, sandbox_url: str) -> None:
+    """A 10104 row stays failed on the next run; --retry-permanent sends it again."""
+    rows = simple_rows(2)
+    rows[1]["product_id"] = "bm90LWEtcHJvZHVjdA"  # not a product the sandbox knows
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    first = runner.run(make_config(catalog, sandbox_url))
+    second = runner.run(make_config(catalog, sandbox_url))
+    results = read_results(catalog.with_suffix(".results.csv"))
+    assert first.exit_code == second.exit_code == ExitCode.ROWS_FAILED
+    assert list(results["status"]) == ["already_submitted", "failed"]
+    assert results["code"][1] == "10104"
+    assert (second.requests_sent, second.plan.failed_permanent) == (0, 1)
+    third = runner.run(make_config(catalog, sandbox_url, retry_permanent=True))
+    assert third.requests_sent == 1
+    assert submissions(sandbox_url)["counts"]["rejected"] == {"10104": 2}
+
+
+def test_force_renders_submitted_rows_again_under_a_new_tag(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """--force pays again on purpose, and the new render has its own tag."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    runner.run(make_config(catalog, sandbox_url))
+    forced = runner.run(make_config(catalog, sandbox_url, force=True))
+    names = [s["name"] for s in submissions(sandbox_url)["submissions"]]
+    assert (forced.plan.forced, forced.requests_sent) == (2, 2)
+    assert len(names) == len(set(names)) == 4
+
+
+def test_a_deadline_in_the_past_sends_nothing(tmp_path: Path, sandbox_url: str) -> None:
+    """--until/--max-duration: once the deadline passes, the rest is not_attempted."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    summary = runner.run(make_config(catalog, sandbox_url, deadline=time.time() - 1))
+    assert summary.stopped == "time limit reached"
+    assert submissions(sandbox_url)["submissions"] == []
+    assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
