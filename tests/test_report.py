@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -178,3 +180,28 @@ def test_cli_help() -> None:
     outcome = CliRunner().invoke(report_command, ["--help"])
     assert outcome.exit_code == 0
     assert "[html|json|table]" in outcome.stdout
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# Flags for a closed network: no background fetches, no first-run work, no GPU.
+HEADLESS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--enable-logging=stderr", "--v=0"]  # fmt: skip
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (apt install chromium)")
+def test_html_report_renders_its_charts_in_chromium(results_csv: Path, tmp_path: Path) -> None:
+    """Headless Chromium loads the page with no console error; the DOM holds both SVG charts."""
+    assert CHROMIUM is not None
+    page = tmp_path / "report.html"
+    page.write_text(render_html(build_report(read_results(results_csv))), encoding="utf-8")
+    browser = [CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*browser, "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=60, check=True)  # fmt: skip
+    assert dom.stdout.count("<svg") == 2
+    assert "<rect" in dom.stdout
+    assert [line for line in dom.stderr.splitlines() if "CONSOLE" in line] == []
+    shot = tmp_path / "report.png"
+    subprocess.run([*browser, f"--screenshot={shot}", "--window-size=1000,1200", page.as_uri()],
+                   capture_output=True, timeout=60, check=True)  # fmt: skip
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
