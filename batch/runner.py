@@ -321,6 +321,7 @@ class _Run:
         self.accepted = 0
         self.sent = 0
         self.signal_code: ExitCode | None = None
+        self.hard_stop = False  # a second signal: leave without rewriting the results
         self.planning_done = False
         self.planned = asyncio.Event()
         self.budget = asyncio.Condition()
@@ -331,11 +332,18 @@ class _Run:
     def execute(self) -> RunSummary:
         try:
             asyncio.run(self._main())
+        except asyncio.CancelledError:
+            # A second signal, or answers still missing when the grace period ended. Requests
+            # cut off stay `sending` in the state and are reconciled by the next run.
+            log.warning("stopped with requests in flight; the next run looks them up first")
         finally:
             self.progress.close()
             self.state.mark_not_attempted(self.run_id)
-            _write_results(self.config, self.state, self.run_id)
+            if not self.hard_stop:
+                _write_results(self.config, self.state, self.run_id)
             self.state.finish_run(self.run_id, self.stop_reason or "done")
+        if self.hard_stop:
+            log.warning("results file not rewritten (second signal); the next run rewrites it")
         return self._summary()
 
     async def _main(self) -> None:
@@ -391,6 +399,7 @@ class _Run:
             code = ExitCode.INTERRUPTED if sig == signal.SIGINT else ExitCode.TERMINATED
             if self.signal_code is not None:
                 log.warning("second signal: stopping now; the state is consistent")
+                self.hard_stop = True
                 main.cancel()
                 return
             self.signal_code = code

@@ -185,3 +185,27 @@ def test_csv_results_neutralise_formulas(tmp_path: Path) -> None:
         raw = next(csv.DictReader(handle))
     assert raw["title"] == '\'=HYPERLINK("http://evil")'
     assert read_results(tmp_path / "c.results.csv")["title"][0] == rows[0]["title"]
+
+
+@pytest.mark.slow
+def test_a_second_signal_exits_at_once_with_consistent_state(tmp_path: Path) -> None:
+    """While answers are stalled, a second SIGINT stops at once; a resume pays nothing twice."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(6))
+    env = {**os.environ, "JOGG_API_KEY": "sk-sandbox"}
+    stalling = SandboxConfig(rate_limit=None, stall_rate=1.0, stall_seconds=20)
+    with running_sandbox(stalling) as url:
+        command = [sys.executable, "-m", "batch", "run", str(catalog), "--base-url", url,
+                   "--rate-limit", "none", "--offline", "--concurrency", "2"]  # fmt: skip
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.5)  # two requests are stalled by now
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        second = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert time.monotonic() - second < 5  # not the 20 s stall, nor the 30 s grace
+        assert process.returncode == 130, err
+        with StateStore(tmp_path / "c.jogg-state.db") as state:
+            sending = state._db.execute("SELECT count(*) FROM jobs WHERE status = 'sending'")
+            assert sending.fetchone() == (2,)  # exactly the two that may have been accepted
+        assert len(submissions(url)["submissions"]) == 2
