@@ -19,8 +19,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check batch tests scripts
-	$(BIN)/ruff format --check batch tests scripts
+	$(BIN)/ruff check batch tests scripts bench
+	$(BIN)/ruff format --check batch tests scripts bench
 	$(BIN)/mypy
 
 sandbox: install
