@@ -351,9 +351,12 @@ def normalize_url(value: object) -> str:
     raise ValueError(f"{value!r} is not an http(s) URL")
 
 
+_COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
+
+
 def fields_to_json(fields: ResolvedFields) -> str:
     """The compact JSON form the state keeps of a job's fields."""
-    return json.dumps(fields, separators=(",", ":"))
+    return _COMPACT_JSON.encode(fields)
 
 
 def fields_from_json(text: str) -> ResolvedFields:

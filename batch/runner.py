@@ -42,10 +42,12 @@ from batch.progress import Progress
 from batch.ratelimit import SlidingWindowLimiter
 from batch.reconcile import Reconciler
 from batch.results import write_results
-from batch.state import UNCERTAIN, AttemptRecord, Job, NewJob, RowPlan, StateStore
+from batch.state import UNCERTAIN, AttemptRecord, Job, JobUpdate, NewJob, RowPlan, StateStore
 
 log = logging.getLogger(__name__)
 
+# Rows planned per state transaction.
+PLAN_SLICE = 5_000
 # How far back the limiter looks in the state for sends of an earlier (crashed) run.
 _SEED_LOOKBACK = 3600.0
 
@@ -213,6 +215,7 @@ class _Planner:
         self.counts = PlanCounts()
         self.preflight: Preflight | None = None
         self.product_sources: set[str] = set()  # products this plan has to create first
+        self.earlier_jobs = True
 
     def plan_all(self) -> PlanCounts:
         for _ in self.batches():
@@ -220,9 +223,16 @@ class _Planner:
         return self.counts
 
     def batches(self) -> Iterator[int]:
-        """Plans one catalog batch per step; yields the number of jobs it planned to send."""
+        """Plans the catalog a slice at a time; yields the number of jobs each slice adds.
+
+        Slices are small (one transaction each) so that sending starts soon after the first
+        rows are read and a sender on another connection never waits long for the write lock.
+        """
+        # A first run has no earlier rows to compare keys with: every row is new.
+        self.earlier_jobs = self.state.has_jobs()
         for batch in catalog.read_catalog(self.config.catalog, self.config.catalog_options):
-            yield self._plan_batch(batch.rows)
+            for start in range(0, len(batch.rows), PLAN_SLICE):
+                yield self._plan_batch(batch.rows[start : start + PLAN_SLICE])
 
     def _plan_batch(self, rows: list[catalog.CatalogRow]) -> int:
         counts = self.counts
@@ -231,10 +241,10 @@ class _Planner:
         fingerprints = [r.fingerprint for r in rows if r.fingerprint is not None]
         existing = self.state.jobs_by_fingerprint(fingerprints)
         unseen_keys = [r.key for r in rows if r.fingerprint and r.fingerprint not in existing]
-        known_keys = self.state.keys_with_jobs(unseen_keys) if unseen_keys else set()
+        known_keys = self.state.keys_with_jobs(unseen_keys) if self.earlier_jobs else set()
         planned = "planned" if self.dry_run else "job"
         new_jobs: list[NewJob] = []
-        updates: list[tuple[str | None, int, int, int]] = []
+        updates: list[JobUpdate] = []
         plans: list[RowPlan] = []
         first_row: dict[str, int] = {}  # fingerprint -> its first row in this batch
         to_send = 0
@@ -387,6 +397,7 @@ class _Run:
         lookups = _lookup_config(self.config)
         service = LookupService(self.client, lookups.cache(), refresh=lookups.refresh)
         self.planner.preflight = await Preflight.fetch(service)
+        log.debug("account checked, look-ups loaded")
         return True
 
     def _install_signals(
@@ -435,13 +446,25 @@ class _Run:
     # --- planning and dispatch -----------------------------------------------------------------
 
     async def _plan(self) -> None:
+        """Plans in a worker thread with its own connection, so that requests go out while a
+        big catalog is still being read (the first POST does not wait for the last row)."""
+        loop = asyncio.get_running_loop()
+
+        def planned_batch(to_send: int) -> None:
+            log.debug("planned %d more job(s) to send", to_send)
+            self.progress.add_total(to_send)
+            self.planned.set()
+
+        def plan_in_thread() -> None:
+            with StateStore(self.config.state) as own:
+                self.planner.state = own
+                for to_send in self.planner.batches():
+                    loop.call_soon_threadsafe(planned_batch, to_send)
+                    if self.stop_reason is not None:
+                        break
+
         try:
-            for to_send in self.planner.batches():
-                self.progress.add_total(to_send)
-                self.planned.set()
-                await asyncio.sleep(0)  # let requests go out between batches
-                if self.stop_reason is not None:
-                    break
+            await asyncio.to_thread(plan_in_thread)
         finally:
             self.planning_done = True
             self.planned.set()

@@ -13,8 +13,10 @@ The life of a job:
 
 `sending` is committed *before* the request leaves and replaced only after the answer, so a
 process killed at any instant leaves `sending` exactly on the jobs that might have been accepted.
-Synchronous=FULL: a commit survives power loss too, because a lost `sending` could mean a
-double charge.
+That commit is synced to disk (synchronous=FULL) before the request leaves: it survives a power
+cut too, because a lost `sending` could mean a double charge. Other commits are not synced one by
+one (NORMAL; WAL keeps them in order, and the next synced commit carries them): losing one to a
+power cut only sends a job back to reconciliation, which finds it again.
 
 Per run, `run_rows` records what happened to each catalog row (the job it maps to, or why it has
 none), which is what the results file is written from.
@@ -26,7 +28,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -79,7 +81,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_row_key ON jobs (row_key);
 CREATE INDEX IF NOT EXISTS jobs_planned ON jobs (planned_run, status);
-CREATE INDEX IF NOT EXISTS jobs_video ON jobs (video_id);
+CREATE INDEX IF NOT EXISTS jobs_video ON jobs (video_id) WHERE video_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS attempts (
     id INTEGER PRIMARY KEY,
     job_id INTEGER NOT NULL REFERENCES jobs (id),
@@ -110,8 +112,16 @@ CREATE TABLE IF NOT EXISTS products (
 );
 """
 
-# Job statuses after which the job is settled unless the catalog row changes or a flag says so.
-SETTLED = frozenset({"submitted", "failed"})
+# What the results file says of a row, from its plan (run_rows) and its job.
+_RESULT_STATUS = """CASE
+    WHEN r.row_status IN ('invalid', 'duplicate') THEN r.row_status
+    WHEN j.status = 'submitted' THEN
+        CASE WHEN j.submitted_run = r.run_id THEN 'submitted' ELSE 'already_submitted' END
+    WHEN j.status IN ('pending', 'not_attempted') THEN
+        CASE WHEN r.row_status = 'planned' THEN 'planned' ELSE 'not_attempted' END
+    WHEN j.status IN ('sending', 'reconciling', 'unknown') THEN 'unknown'
+    ELSE j.status END"""
+
 # Job statuses whose last request may have been accepted: reconcile before sending again.
 UNCERTAIN = frozenset({"sending", "reconciling", "unknown"})
 
@@ -120,6 +130,8 @@ UNCERTAIN = frozenset({"sending", "reconciling", "unknown"})
 NewJob = tuple[str, str | None, str, str, int]
 # (row, job id | fingerprint of a job new in this batch | None, row_status, detail)
 RowPlan = tuple[int, int | str | None, str, str | None]
+# (new status or None to keep it, send in this run 0/1, row, job_id)
+JobUpdate = tuple[str | None, int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +193,11 @@ class StateStore:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(
+                "PRAGMA synchronous=NORMAL"
+            )  # FULL where it matters: see begin_attempt
+            # Job look-ups by fingerprint hit random pages: a bigger cache keeps planning linear.
+            self._db.execute("PRAGMA cache_size=-65536")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript(_SCHEMA)
             self._check_version()
@@ -251,14 +267,21 @@ class StateStore:
     # --- transactions --------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction; a durable one is synced to disk before COMMIT returns."""
+        if durable:
+            self._db.execute("PRAGMA synchronous=FULL")
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
     def discarded(self) -> Iterator[None]:
@@ -275,11 +298,11 @@ class StateStore:
     _in_discarded = False
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
         if self._in_discarded:
             yield self._db  # already inside the savepoint; committing would defeat it
         else:
-            with self.transaction() as db:
+            with self.transaction(durable=durable) as db:
                 yield db
 
     # --- runs ----------------------------------------------------------------------------------
@@ -337,6 +360,10 @@ class StateStore:
             self._db.row_factory = None
         return found
 
+    def has_jobs(self) -> bool:
+        found: tuple[int] = self._db.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()
+        return found == (1,)
+
     def keys_with_jobs(self, keys: Sequence[str]) -> set[str]:
         """Which of these row keys already have a job (for telling changed rows from new ones)."""
         known: set[str] = set()
@@ -355,11 +382,11 @@ class StateStore:
     def record_plan(
         self,
         run_id: int,
-        new_jobs: Iterable[NewJob],
-        job_updates: Iterable[tuple[str | None, int, int, int]],
-        rows: Iterable[RowPlan],
+        new_jobs: Sequence[NewJob],
+        job_updates: Sequence[JobUpdate],
+        rows: Sequence[RowPlan],
     ) -> None:
-        """One catalog batch's plan in one transaction.
+        """A slice of a catalog's plan, in one transaction.
 
         new_jobs: (fingerprint, row_key, fields_json, tag, first_row), all planned for this run.
         job_updates: (new status or None to keep it, send in this run 0/1, row, job_id).
@@ -367,24 +394,20 @@ class StateStore:
         """
         now = self._clock()
         with self._write() as db:
-            ids: dict[str, int] = {}
-            for fingerprint, row_key, fields, tag, first_row in new_jobs:
-                cursor = db.execute(
-                    "INSERT INTO jobs (fingerprint, row_key, fields, tag, status, planned_run, "
-                    "seen_run, seen_row, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
-                    (fingerprint, row_key, fields, tag, run_id, run_id, first_row, now, now),
-                )
-                assert cursor.lastrowid is not None
-                ids[fingerprint] = cursor.lastrowid
+            ids = self._insert_jobs(db, run_id, new_jobs, now)
+            # Touching status or planned_run rewrites an index entry: only jobs sent now do.
             db.executemany(
-                "UPDATE jobs SET status = coalesce(?, status), "
-                "planned_run = CASE WHEN ? THEN ? ELSE planned_run END, "
-                "seen_run = ?, seen_row = ?, updated_at = ? WHERE id = ?",
+                "UPDATE jobs SET status = coalesce(?, status), planned_run = ?, seen_run = ?, "
+                "seen_row = ?, updated_at = ? WHERE id = ?",
                 (
-                    (status, send, run_id, run_id, row, now, job_id)
+                    (status, run_id, run_id, row, now, job_id)
                     for status, send, row, job_id in job_updates
+                    if send
                 ),
+            )
+            db.executemany(
+                "UPDATE jobs SET seen_run = ?, seen_row = ? WHERE id = ?",
+                ((run_id, row, job_id) for _, send, row, job_id in job_updates if not send),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO run_rows (run_id, row, job_id, row_status, detail) "
@@ -394,6 +417,30 @@ class StateStore:
                     for row, ref, status, detail in rows
                 ),
             )
+
+    def _insert_jobs(
+        self, db: sqlite3.Connection, run_id: int, jobs: Sequence[NewJob], now: float
+    ) -> dict[str, int]:
+        """Inserts new jobs in one statement; returns their ids by fingerprint."""
+        if not jobs:
+            return {}
+        first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM jobs").fetchone()[0]
+        db.executemany(
+            "INSERT INTO jobs (fingerprint, row_key, fields, tag, status, planned_run, "
+            "seen_run, seen_row, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+            (
+                (fingerprint, row_key, fields, tag, run_id, run_id, first_row, now, now)
+                for fingerprint, row_key, fields, tag, first_row in jobs
+            ),
+        )
+        # SQLite gives each appended row max(rowid) + 1, so inside this transaction the ids
+        # are consecutive; checked, with a look-up as the fallback.
+        last = db.execute("SELECT max(id) FROM jobs").fetchone()[0]
+        fingerprints = [job[0] for job in jobs]
+        if last - first + 1 == len(jobs):
+            return dict(zip(fingerprints, range(first, last + 1), strict=True))
+        return {fp: row["id"] for fp, row in self.jobs_by_fingerprint(fingerprints).items()}
 
     def enter_unknown(self, fingerprint: str, row_key: str | None, fields: str, tag: str) -> None:
         """A job known only from a results file that says `unknown` (an attempt at time 0, so
@@ -447,7 +494,7 @@ class StateStore:
     def begin_attempt(self, job_id: int, run_id: int) -> int:
         """Committed before the POST leaves: from here on the job may have been accepted."""
         now = self._clock()
-        with self._write() as db:
+        with self._write(durable=True) as db:
             cursor = db.execute(
                 "INSERT INTO attempts (job_id, run_id, started_at, outcome) "
                 "VALUES (?, ?, ?, 'sending')",
@@ -652,28 +699,24 @@ class StateStore:
     def result_rows(self, run_id: int, first: int, last: int) -> list[ResultRow]:
         """Rows first..last of a run, with their job's outcome, in catalog order."""
         rows = self._db.execute(
-            "SELECT r.row, r.row_status, r.detail, j.status, j.video_id, j.code, j.message, "
-            "j.attempts, j.submitted_at, j.submitted_run, j.video_status, j.video_url, "
-            "j.cover_url, j.duration, j.deducted_credit, j.error, j.completed_at, j.product_id "
+            f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, "
+            "CASE WHEN r.detail IS NOT NULL THEN r.detail ELSE j.message END, "
+            "j.attempts, j.submitted_at, j.video_status, j.video_url, j.cover_url, j.duration, "
+            "j.deducted_credit, j.error, j.completed_at, j.product_id "
             "FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id "
             "WHERE r.run_id = ? AND r.row BETWEEN ? AND ? ORDER BY r.row",
             (run_id, first, last),
         ).fetchall()
-        return [_result_row(run_id, r) for r in rows]
+        return [ResultRow(*row) for row in rows]
 
     def count_rows(self, run_id: int) -> dict[str, int]:
         """Result statuses of a run, counted (what the summary prints)."""
-        counts: dict[str, int] = {}
-        for start in range(1, self._max_row(run_id) + 1, 50_000):
-            for result in self.result_rows(run_id, start, start + 49_999):
-                counts[result.status] = counts.get(result.status, 0) + 1
-        return counts
-
-    def _max_row(self, run_id: int) -> int:
-        row = self._db.execute(
-            "SELECT max(row) FROM run_rows WHERE run_id = ?", (run_id,)
-        ).fetchone()
-        return int(row[0] or 0)
+        rows = self._db.execute(
+            f"SELECT {_RESULT_STATUS}, count(*) FROM run_rows r "
+            "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? GROUP BY 1",
+            (run_id,),
+        )
+        return {status: count for status, count in rows}
 
     def failure_codes(self, run_id: int) -> dict[str, int]:
         rows = self._db.execute(
@@ -702,57 +745,3 @@ class StateStore:
 
 def _iso(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _result_row(run_id: int, r: Sequence[Any]) -> ResultRow:
-    (
-        row,
-        row_status,
-        detail,
-        job_status,
-        video_id,
-        code,
-        message,
-        attempts,
-        submitted_at,
-        submitted_run,
-        video_status,
-        video_url,
-        cover_url,
-        duration,
-        credit,
-        error,
-        completed_at,
-        product_id,
-    ) = r
-    if row_status in ("invalid", "duplicate"):
-        status = row_status
-        message = detail
-        if row_status == "invalid":
-            video_id = code = attempts = submitted_at = None
-            video_status = video_url = cover_url = duration = credit = error = completed_at = None
-    elif job_status == "submitted":
-        status = "submitted" if submitted_run == run_id else "already_submitted"
-    elif job_status in ("pending", "not_attempted"):
-        status = "planned" if row_status == "planned" else "not_attempted"
-    elif job_status in UNCERTAIN:
-        status = "unknown"
-    else:
-        status = job_status
-    return ResultRow(
-        row,
-        status,
-        video_id,
-        code,
-        message,
-        attempts,
-        submitted_at,
-        video_status,
-        video_url,
-        cover_url,
-        duration,
-        credit,
-        error,
-        completed_at,
-        product_id,
-    )

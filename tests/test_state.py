@@ -32,11 +32,25 @@ def test_sending_is_on_disk_before_the_request_leaves(tmp_path: Path) -> None:
     state.close()
 
 
-def test_wal_mode_and_full_sync(tmp_path: Path) -> None:
-    """The journal is WAL; commits are synced."""
+def test_wal_mode_and_the_send_record_is_synced(tmp_path: Path) -> None:
+    """The journal is WAL; the commit before a request is a synced (FULL) one."""
     state = StateStore(tmp_path / "s.db")
     assert state._db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
-    assert state._db.execute("PRAGMA synchronous").fetchone() == (2,)
+    assert state._db.execute("PRAGMA synchronous").fetchone() == (1,)
+    modes = []
+    real_transaction = state.transaction
+
+    def spy(*, durable: bool = False):  # type: ignore[no-untyped-def]
+        modes.append(durable)
+        return real_transaction(durable=durable)
+
+    state.transaction = spy  # type: ignore[method-assign]
+    run, job = planned_job(state)
+    state.begin_attempt(job, run)
+    assert modes[-1] is True
+    with real_transaction(durable=True) as db:
+        assert db.execute("PRAGMA synchronous").fetchone() == (2,)
+    assert state._db.execute("PRAGMA synchronous").fetchone() == (1,)
     state.close()
 
 
