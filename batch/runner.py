@@ -350,7 +350,9 @@ class _Run:
             self.progress.close()
             self.state.mark_not_attempted(self.run_id)
             if not self.hard_stop:
+                started = time.monotonic()
                 _write_results(self.config, self.state, self.run_id)
+                log.debug("results written in %.1f s", time.monotonic() - started)
             self.state.finish_run(self.run_id, self.stop_reason or "done")
         if self.hard_stop:
             log.warning("results file not rewritten (second signal); the next run rewrites it")
@@ -463,11 +465,13 @@ class _Run:
                     if self.stop_reason is not None:
                         break
 
+        started = time.monotonic()
         try:
             await asyncio.to_thread(plan_in_thread)
         finally:
             self.planning_done = True
             self.planned.set()
+        log.debug("planned %d rows in %.1f s", self.planner.counts.rows, time.monotonic() - started)
         if not self.config.offline:
             remaining = await remaining_credits(self.client)
             if warning := credit_warning(remaining, self.planner.counts.to_send):
