@@ -120,8 +120,15 @@ def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None)
 
 
 def plan_only(config: RunConfig) -> RunSummary:
-    """`jogg-batch plan`: what a run would do; nothing is written anywhere."""
-    with StateStore(config.state) as state:
+    """`jogg-batch plan`: what a run would do; nothing is written anywhere.
+
+    It takes the run lock (its rolled-back writes would otherwise hold up a running job), and
+    plans against an empty in-memory state when there is no state file yet.
+    """
+    exists = config.state.exists()
+    with StateStore(config.state if exists else Path(":memory:")) as state:
+        if exists:
+            state.lock()
         with state.discarded():
             run_id = state.begin_run(str(config.catalog), dry_run=True)
             planner = _Planner(config, state, run_id, dry_run=True)

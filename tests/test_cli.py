@@ -94,6 +94,20 @@ def test_plan_counts_posts_and_time_without_a_key(tmp_path: Path) -> None:
     assert "  new                      40" in out
     assert "  POSTs to send            40   (credits: up to 40)" in out
     assert "  time at 20/min        2m00s" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]  # plan writes nothing
+
+
+def test_plan_waits_for_no_one_while_a_run_holds_the_state(tmp_path: Path) -> None:
+    """plan refuses (exit 4) rather than hold up a running job with its own writes."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    holder = StateStore(tmp_path / "c.jogg-state.db")
+    holder.lock()
+    try:
+        code, _, err = invoke("plan", str(catalog))
+    finally:
+        holder.close()
+    assert code == 4
+    assert "in use by a running jogg-batch" in err
 
 
 def test_locked_state_exits_4(tmp_path: Path) -> None:
