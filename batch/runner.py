@@ -18,6 +18,7 @@ import secrets
 import signal
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -223,6 +224,9 @@ class _Planner:
         self.preflight: Preflight | None = None
         self.product_sources: set[str] = set()  # products this plan has to create first
         self.earlier_jobs = True
+        # Job id -> its first row in this run (0: not yet), for pointing duplicates at it.
+        # Four bytes a job, however large the catalog; the state is not written for it.
+        self.first_rows = array("I")
 
     def plan_all(self) -> PlanCounts:
         for _ in self.batches():
@@ -264,10 +268,8 @@ class _Planner:
             fp = row.fingerprint
             job = existing.get(fp)
             ref: int | str = fp if job is None else job["id"]  # a new job is known by fingerprint
-            earlier = first_row.get(fp) or (
-                job["seen_row"] if job is not None and job["seen_run"] == self.run_id else None
-            )
-            if earlier is not None:
+            earlier = first_row.get(fp) or (0 if job is None else self._first_row(job["id"]))
+            if earlier:
                 counts.duplicate += 1
                 plans.append((row.number, ref, "duplicate", f"same request as row {earlier}"))
                 continue
@@ -282,15 +284,29 @@ class _Planner:
                     counts.new += 1
                 to_send += 1
                 fields = payload.fields_to_json(row.fields)
-                new_jobs.append((fp, row.key, fields, tag_for(fp), row.number))
+                new_jobs.append((fp, row.key, fields, tag_for(fp)))
                 plans.append((row.number, fp, planned, None))
                 continue
+            self._seen(job["id"], row.number)
             status, send = self._classify(job)
-            updates.append((status, int(send), row.number, job["id"]))
-            to_send += send
+            if send:
+                updates.append((status, job["id"]))
+                to_send += 1
             plans.append((row.number, job["id"], planned if send else "job", None))
-        self.state.record_plan(self.run_id, new_jobs, updates, plans)
+        new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
+        for fp, job_id in new_ids.items():
+            self._seen(job_id, first_row[fp])
         return to_send
+
+    def _first_row(self, job_id: int) -> int:
+        """The first row of this run that maps to the job, or 0."""
+        return self.first_rows[job_id] if job_id < len(self.first_rows) else 0
+
+    def _seen(self, job_id: int, row: int) -> None:
+        if job_id >= len(self.first_rows):
+            grow = max(job_id + 1, 2 * len(self.first_rows)) - len(self.first_rows)
+            self.first_rows.extend(array("I", bytes(4 * grow)))
+        self.first_rows[job_id] = row
 
     def _checked(self, row: catalog.CatalogRow) -> catalog.CatalogRow:
         """Pre-flight against the account's look-ups. A corrected spelling keeps the row's

@@ -58,8 +58,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     tag TEXT NOT NULL,
     status TEXT NOT NULL,
     planned_run INTEGER,
-    seen_run INTEGER,
-    seen_row INTEGER,
     video_id TEXT,
     code INTEGER,
     message TEXT,
@@ -126,12 +124,12 @@ _RESULT_STATUS = """CASE
 UNCERTAIN = frozenset({"sending", "reconciling", "unknown"})
 
 
-# (fingerprint, row_key, fields_json, tag, first_row)
-NewJob = tuple[str, str | None, str, str, int]
+# (fingerprint, row_key, fields_json, tag)
+NewJob = tuple[str, str | None, str, str]
 # (row, job id | fingerprint of a job new in this batch | None, row_status, detail)
 RowPlan = tuple[int, int | str | None, str, str | None]
-# (new status or None to keep it, send in this run 0/1, row, job_id)
-JobUpdate = tuple[str | None, int, int, int]
+# (new status or None to keep it, job_id) of an existing job this run sends
+JobUpdate = tuple[str | None, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,7 +349,7 @@ class StateStore:
                 chunk = fingerprints[start : start + 10_000]
                 marks = ",".join("?" * len(chunk))
                 for row in self._db.execute(
-                    "SELECT id, fingerprint, row_key, status, permanent, seen_run, seen_row, code "
+                    "SELECT id, fingerprint, status, permanent "
                     f"FROM jobs WHERE fingerprint IN ({marks})",
                     chunk,
                 ):
@@ -385,29 +383,20 @@ class StateStore:
         new_jobs: Sequence[NewJob],
         job_updates: Sequence[JobUpdate],
         rows: Sequence[RowPlan],
-    ) -> None:
-        """A slice of a catalog's plan, in one transaction.
+    ) -> dict[str, int]:
+        """A slice of a catalog's plan, in one transaction; returns the new jobs' ids.
 
-        new_jobs: (fingerprint, row_key, fields_json, tag, first_row), all planned for this run.
-        job_updates: (new status or None to keep it, send in this run 0/1, row, job_id).
+        new_jobs: (fingerprint, row_key, fields_json, tag), all planned for this run.
+        job_updates: (new status or None to keep it, job_id) of existing jobs sent in this run.
         rows: (row, job id or the fingerprint of a new job or None, row_status, detail).
         """
         now = self._clock()
         with self._write() as db:
             ids = self._insert_jobs(db, run_id, new_jobs, now)
-            # Touching status or planned_run rewrites an index entry: only jobs sent now do.
             db.executemany(
-                "UPDATE jobs SET status = coalesce(?, status), planned_run = ?, seen_run = ?, "
-                "seen_row = ?, updated_at = ? WHERE id = ?",
-                (
-                    (status, run_id, run_id, row, now, job_id)
-                    for status, send, row, job_id in job_updates
-                    if send
-                ),
-            )
-            db.executemany(
-                "UPDATE jobs SET seen_run = ?, seen_row = ? WHERE id = ?",
-                ((run_id, row, job_id) for _, send, row, job_id in job_updates if not send),
+                "UPDATE jobs SET status = coalesce(?, status), planned_run = ?, updated_at = ? "
+                "WHERE id = ?",
+                ((status, run_id, now, job_id) for status, job_id in job_updates),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO run_rows (run_id, row, job_id, row_status, detail) "
@@ -417,6 +406,7 @@ class StateStore:
                     for row, ref, status, detail in rows
                 ),
             )
+        return ids
 
     def _insert_jobs(
         self, db: sqlite3.Connection, run_id: int, jobs: Sequence[NewJob], now: float
@@ -427,11 +417,10 @@ class StateStore:
         first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM jobs").fetchone()[0]
         db.executemany(
             "INSERT INTO jobs (fingerprint, row_key, fields, tag, status, planned_run, "
-            "seen_run, seen_row, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?)",
+            "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
             (
-                (fingerprint, row_key, fields, tag, run_id, run_id, first_row, now, now)
-                for fingerprint, row_key, fields, tag, first_row in jobs
+                (fingerprint, row_key, fields, tag, run_id, now, now)
+                for fingerprint, row_key, fields, tag in jobs
             ),
         )
         # SQLite gives each appended row max(rowid) + 1, so inside this transaction the ids

@@ -90,7 +90,7 @@ def jobs_in(state: StateStore, *all_fields: ResolvedFields) -> list[Job]:
     """Jobs as the planner records them (fields through JSON) and the sender reads them."""
     run_id = state.begin_run("catalog.csv", dry_run=False)
     new = [
-        (fingerprint(f), f"key-{n}", json.dumps(f), fingerprint(f)[:12], n)
+        (fingerprint(f), f"key-{n}", json.dumps(f), fingerprint(f)[:12])
         for n, f in enumerate(all_fields, 1)
     ]
     state.record_plan(run_id, new, [], [(n, job[0], "job", None) for n, job in enumerate(new, 1)])

@@ -289,3 +289,20 @@ def test_a_deadline_in_the_past_sends_nothing(tmp_path: Path, sandbox_url: str) 
     assert summary.stopped == "time limit reached"
     assert submissions(sandbox_url)["submissions"] == []
     assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
+
+
+def test_duplicates_across_catalog_batches_point_at_the_first_row(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Identical rows far apart (different read batches) are still one job."""
+    rows = simple_rows(3)
+    rows += [dict(rows[0], sku="again-0"), dict(rows[2], sku="again-2")]
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    settings = tmp_path / "small-batches.toml"
+    settings.write_text("[catalog]\nbatch_rows = 2\n")
+    cli = CliOverrides(config_path=settings, base_url=sandbox_url, rate_limit="600/min")
+    summary = runner.run(build_run_config(catalog, cli, api_key=Secret("sk-sandbox")))
+    results = read_results(catalog.with_suffix(".results.csv"))
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+    assert summary.plan.duplicate == 2
+    assert list(results["message"])[3:] == ["same request as row 1", "same request as row 3"]

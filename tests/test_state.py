@@ -15,9 +15,7 @@ from batch.status import VideoUpdate
 
 def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, int]:
     run = state.begin_run("c.csv", dry_run=False)
-    state.record_plan(
-        run, [(fingerprint, "key", "[]", "tag", 1)], [], [(1, fingerprint, "job", None)]
-    )
+    state.record_plan(run, [(fingerprint, "key", "[]", "tag")], [], [(1, fingerprint, "job", None)])
     return run, state.next_jobs(run, 0, 10)[0].id
 
 
