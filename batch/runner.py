@@ -16,6 +16,7 @@ import os
 import random
 import secrets
 import signal
+import tempfile
 import threading
 import time
 from array import array
@@ -124,24 +125,29 @@ def plan_only(config: RunConfig) -> RunSummary:
     """`jogg-batch plan`: what a run would do; nothing is written anywhere.
 
     It takes the run lock (its rolled-back writes would otherwise hold up a running job), and
-    plans against an empty in-memory state when there is no state file yet.
+    plans against an empty scratch state (on disk: memory stays flat) when there is none yet.
     """
-    exists = config.state.exists()
-    with StateStore(config.state if exists else Path(":memory:")) as state:
-        if exists:
-            state.lock()
-        with state.discarded():
-            run_id = state.begin_run(str(config.catalog), dry_run=True)
-            planner = _Planner(config, state, run_id, dry_run=True)
-            counts = planner.plan_all()
-        return RunSummary(
-            str(config.catalog),
-            "",
-            str(config.state),
-            True,
-            counts,
-            product_posts=len(planner.product_sources),
-        )
+    with tempfile.TemporaryDirectory(prefix="jogg-plan-") as scratch:
+        exists = config.state.exists()
+        with StateStore(config.state if exists else Path(scratch) / "plan.db") as state:
+            if exists:
+                state.lock()
+            return _plan_in(config, state)
+
+
+def _plan_in(config: RunConfig, state: StateStore) -> RunSummary:
+    with state.discarded():
+        run_id = state.begin_run(str(config.catalog), dry_run=True)
+        planner = _Planner(config, state, run_id, dry_run=True)
+        counts = planner.plan_all()
+    return RunSummary(
+        str(config.catalog),
+        "",
+        str(config.state),
+        True,
+        counts,
+        product_posts=len(planner.product_sources),
+    )
 
 
 def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
