@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +23,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from batch.errors import CatalogError
-from batch.state import ResultRow
+from batch.state import OUTCOME_FIELDS
 
 # What `status` and webhooks fill in once a render is final.
 VIDEO_COLUMNS = (
@@ -36,24 +35,34 @@ VIDEO_COLUMNS = (
     "error",
     "completed_at",
 )
-RESULT_COLUMNS = (
-    "row",
-    "status",
-    "video_id",
-    "code",
-    "message",
-    "attempts",
-    "submitted_at",
-    *VIDEO_COLUMNS,
-    "created_product_id",
-    "local_path",
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("row", pa.int64()),
+        ("status", pa.string()),
+        ("video_id", pa.string()),
+        ("code", pa.int64()),
+        ("message", pa.string()),
+        ("attempts", pa.int64()),
+        ("submitted_at", pa.string()),  # ISO-8601 UTC
+        ("video_status", pa.string()),
+        ("video_url", pa.string()),
+        ("cover_url", pa.string()),
+        ("duration", pa.float64()),
+        ("deducted_credit", pa.float64()),
+        ("error", pa.string()),
+        ("completed_at", pa.string()),  # ISO-8601 UTC
+        ("created_product_id", pa.string()),
+        ("local_path", pa.string()),
+    ]
 )
+RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
 # Catalog columns that share a name with an outcome column keep their data under this prefix.
 INPUT_PREFIX = "input_"
 _FORMULA_START = r"^[=+\-@\t\r]"
 _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 
-ResultLookup = Callable[[int, int], list[ResultRow]]
+# (first row, last row) -> the outcome table of those rows (OUTCOME_SCHEMA)
+OutcomeLookup = Callable[[int, int], pa.Table]
 
 
 def results_format(path: Path) -> str:
@@ -65,47 +74,47 @@ def results_format(path: Path) -> str:
     raise CatalogError(f"{path}: results must end in .csv or .parquet")
 
 
-def _iso(value: float | None) -> str | None:
-    if value is None:
-        return None
-    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def state_outcomes(rows: list[tuple[object, ...]], first: int, last: int) -> pa.Table:
+    """The outcome table of rows first..last from the state's tuples (`OUTCOME_FIELDS`).
+
+    Rows a stopped run never planned are there too, as not_attempted: one row per catalog row.
+    """
+    if len(rows) != last - first + 1:
+        known = {row[0]: row for row in rows}
+        filler = (None,) * (len(OUTCOME_FIELDS) - 2)
+        rows = [known.get(n) or (n, "not_attempted", *filler) for n in range(first, last + 1)]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in OUTCOME_FIELDS]
+    arrays: dict[str, pa.Array] = {}
+    for name, values in zip(OUTCOME_FIELDS, columns, strict=True):
+        if name in ("submitted_at", "completed_at"):
+            arrays[name] = _iso(pa.array(values, pa.float64()))
+        else:
+            arrays[name] = pa.array(values, OUTCOME_SCHEMA.field(name).type)
+    arrays["local_path"] = pa.nulls(len(rows), pa.string())
+    return pa.table(arrays, schema=OUTCOME_SCHEMA)
 
 
-def outcome_table(results: list[ResultRow], local_paths: dict[int, str] | None = None) -> pa.Table:
-    """The outcome columns for a run of rows, typed for Parquet (CSV writes them as text)."""
-    paths = local_paths or {}
-    return pa.table(
-        {
-            "row": pa.array([r.row for r in results], pa.int64()),
-            "status": pa.array([r.status for r in results], pa.string()),
-            "video_id": pa.array([r.video_id for r in results], pa.string()),
-            "code": pa.array([r.code for r in results], pa.int64()),
-            "message": pa.array([r.message for r in results], pa.string()),
-            "attempts": pa.array([r.attempts for r in results], pa.int64()),
-            "submitted_at": pa.array([_iso(r.submitted_at) for r in results], pa.string()),
-            "video_status": pa.array([r.video_status for r in results], pa.string()),
-            "video_url": pa.array([r.video_url for r in results], pa.string()),
-            "cover_url": pa.array([r.cover_url for r in results], pa.string()),
-            "duration": pa.array([r.duration for r in results], pa.float64()),
-            "deducted_credit": pa.array([r.deducted_credit for r in results], pa.float64()),
-            "error": pa.array([r.error for r in results], pa.string()),
-            "completed_at": pa.array([_iso(r.completed_at) for r in results], pa.string()),
-            "created_product_id": pa.array([r.created_product_id for r in results], pa.string()),
-            "local_path": pa.array([paths.get(r.row) for r in results], pa.string()),
-        }
-    )
+def _iso(seconds: pa.Array) -> pa.Array:
+    """Unix seconds -> `2026-11-26T23:30:07Z` text, vectorised."""
+    whole = pc.cast(pc.floor(seconds), pa.int64())
+    return pc.strftime(pc.cast(whole, pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%SZ")
 
 
-def _complete(results: list[ResultRow], first: int, last: int) -> list[ResultRow]:
-    """Rows a stopped run never planned are there too, as not_attempted: one row per row."""
-    if len(results) == last - first + 1:
-        return results
-    known = {result.row: result for result in results}
-    return [known.get(row) or _not_attempted(row) for row in range(first, last + 1)]
-
-
-def _not_attempted(row: int) -> ResultRow:
-    return ResultRow(row, "not_attempted", *(None,) * 12)  # the rest of the fields: unknown
+def _frame_outcomes(frame: pd.DataFrame) -> pa.Table:
+    """The outcome columns of a results frame (text cells), typed; missing ones are empty."""
+    arrays: dict[str, pa.Array] = {}
+    for field in OUTCOME_SCHEMA:
+        if field.name not in frame.columns:
+            arrays[field.name] = pa.nulls(len(frame), field.type)
+            continue
+        text = pa.array(
+            [None if v in ("", None) else str(v) for v in frame[field.name]], pa.string()
+        )
+        if pa.types.is_integer(field.type):  # "3.0" as well as "3"
+            arrays[field.name] = pc.cast(pc.cast(text, pa.float64()), field.type)
+        else:
+            arrays[field.name] = pc.cast(text, field.type)
+    return pa.table(arrays, schema=OUTCOME_SCHEMA)
 
 
 def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
@@ -133,29 +142,34 @@ def _neutralised(table: pa.Table) -> pa.Table:
 def write_results(
     destination: Path,
     input_batches: Iterable[pa.Table],
-    lookup: ResultLookup,
-    *,
-    local_paths: dict[int, str] | None = None,
-) -> int:
+    lookup: OutcomeLookup,
+) -> None:
     """Streams the results file: each catalog batch joined with its rows' outcomes.
 
-    Returns the number of rows written. Rows are numbered continuously across batches.
+    Rows are numbered continuously across batches.
     """
+
+    def joined() -> Iterator[pa.Table]:
+        written = 0
+        for inputs in input_batches:
+            yield _joined(inputs, lookup(written + 1, written + inputs.num_rows))
+            written += inputs.num_rows
+
+    _write_tables(destination, joined())
+
+
+def _write_tables(destination: Path, tables: Iterable[pa.Table]) -> None:
+    """Temporary file in the same folder, then a rename: a reader never sees half a file."""
     fmt = results_format(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
     )
     os.close(handle)
-    written = 0
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     try:
-        for inputs in input_batches:
-            first = written + 1
-            last = written + inputs.num_rows
-            outcomes = outcome_table(_complete(lookup(first, last), first, last), local_paths)
-            table = _joined(inputs, outcomes)
+        for table in tables:
             if fmt == "csv":
                 table = _neutralised(_as_text(table))
             if writer is None:
@@ -166,7 +180,6 @@ def write_results(
                     else pq.ParquetWriter(temporary, schema)
                 )
             writer.write_table(table if table.schema == schema else table.cast(schema))
-            written += inputs.num_rows
         if writer is None:  # an empty catalog still gets a header
             pd.DataFrame(columns=list(RESULT_COLUMNS)).to_csv(temporary, index=False)
         else:
@@ -178,7 +191,6 @@ def write_results(
             writer.close()
         if os.path.exists(temporary):
             os.unlink(temporary)
-    return written
 
 
 def _as_text(table: pa.Table) -> pa.Table:
@@ -207,52 +219,7 @@ def read_results(path: Path) -> pd.DataFrame:
 
 def write_table(frame: pd.DataFrame, path: Path) -> None:
     """Rewrites a whole results frame atomically (status, download and listen use this)."""
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-
-    def batches() -> Iterator[pa.Table]:
-        yield table.drop_columns([c for c in RESULT_COLUMNS if c in table.column_names])
-
-    records: list[dict[str, object]] = [
-        {str(key): value for key, value in record.items()} for record in frame.to_dict("records")
-    ]
-    rows = [_row_from_frame(record) for record in records]
-    local = {
-        row.row: str(record["local_path"])
-        for row, record in zip(rows, records, strict=True)
-        if record.get("local_path")
-    }
-    write_results(path, batches(), lambda first, last: rows[first - 1 : last], local_paths=local)
-
-
-def _row_from_frame(record: dict[str, object]) -> ResultRow:
-    def text(name: str) -> str | None:
-        value = record.get(name)
-        return None if value is None or value == "" or value is pd.NA else str(value)
-
-    def number(name: str) -> float | None:
-        value = text(name)
-        return None if value is None else float(value)
-
-    def when(name: str) -> float | None:
-        value = text(name)
-        return None if value is None else datetime.fromisoformat(value).timestamp()
-
-    code = text("code")
-    attempts = text("attempts")
-    return ResultRow(
-        row=int(str(record["row"])),
-        status=str(record.get("status") or ""),
-        video_id=text("video_id"),
-        code=None if code is None else int(float(code)),
-        message=text("message"),
-        attempts=None if attempts is None else int(float(attempts)),
-        submitted_at=when("submitted_at"),
-        video_status=text("video_status"),
-        video_url=text("video_url"),
-        cover_url=text("cover_url"),
-        duration=number("duration"),
-        deducted_credit=number("deducted_credit"),
-        error=text("error"),
-        completed_at=when("completed_at"),
-        created_product_id=text("created_product_id"),
+    inputs = pa.Table.from_pandas(
+        frame.drop(columns=[c for c in RESULT_COLUMNS if c in frame.columns]), preserve_index=False
     )
+    _write_tables(path, [_joined(inputs, _frame_outcomes(frame))])

@@ -43,7 +43,7 @@ from batch.products import ProductError, ensure_product, product_source
 from batch.progress import Progress
 from batch.ratelimit import SlidingWindowLimiter
 from batch.reconcile import Reconciler
-from batch.results import write_results
+from batch.results import state_outcomes, write_results
 from batch.state import UNCERTAIN, AttemptRecord, Job, JobUpdate, NewJob, RowPlan, StateStore
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,9 @@ def _lookup_config(config: RunConfig) -> LookupConfig:
 def _write_results(config: RunConfig, state: StateStore, run_id: int) -> None:
     batches = catalog.read_passthrough(config.catalog, config.catalog_options)
     write_results(
-        config.results, batches, lambda first, last: state.result_rows(run_id, first, last)
+        config.results,
+        batches,
+        lambda first, last: state_outcomes(state.outcome_rows(run_id, first, last), first, last),
     )
 
 
@@ -754,7 +756,9 @@ class _Run:
             write_results(
                 self.config.results,
                 batches,
-                lambda first, last: reader.result_rows(self.run_id, first, last),
+                lambda first, last: state_outcomes(
+                    reader.outcome_rows(self.run_id, first, last), first, last
+                ),
             )
 
     def _summary(self) -> RunSummary:

@@ -160,25 +160,24 @@ class AttemptRecord:
     video_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ResultRow:
-    """What the results file says of one catalog row."""
-
-    row: int
-    status: str
-    video_id: str | None
-    code: int | None
-    message: str | None
-    attempts: int | None
-    submitted_at: float | None
-    video_status: str | None
-    video_url: str | None
-    cover_url: str | None
-    duration: float | None
-    deducted_credit: float | None
-    error: str | None
-    completed_at: float | None
-    created_product_id: str | None = None  # made by POST /v2/product for a product_url row
+# The columns of `outcome_rows`, in order (times are unix seconds).
+OUTCOME_FIELDS = (
+    "row",
+    "status",
+    "video_id",
+    "code",
+    "message",
+    "attempts",
+    "submitted_at",
+    "video_status",
+    "video_url",
+    "cover_url",
+    "duration",
+    "deducted_credit",
+    "error",
+    "completed_at",
+    "created_product_id",  # made by POST /v2/product for a product_url row
+)
 
 
 class StateStore:
@@ -685,8 +684,9 @@ class StateStore:
 
     # --- results -------------------------------------------------------------------------------
 
-    def result_rows(self, run_id: int, first: int, last: int) -> list[ResultRow]:
-        """Rows first..last of a run, with their job's outcome, in catalog order."""
+    def outcome_rows(self, run_id: int, first: int, last: int) -> list[tuple[Any, ...]]:
+        """Rows first..last of a run with their job's outcome, in catalog order, as tuples of
+        `OUTCOME_FIELDS` (the results file is built from these columns, not row objects)."""
         rows = self._db.execute(
             f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, "
             "CASE WHEN r.detail IS NOT NULL THEN r.detail ELSE j.message END, "
@@ -696,7 +696,7 @@ class StateStore:
             "WHERE r.run_id = ? AND r.row BETWEEN ? AND ? ORDER BY r.row",
             (run_id, first, last),
         ).fetchall()
-        return [ResultRow(*row) for row in rows]
+        return rows
 
     def count_rows(self, run_id: int) -> dict[str, int]:
         """Result statuses of a run, counted (what the summary prints)."""
