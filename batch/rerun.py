@@ -16,6 +16,7 @@ from pathlib import Path
 
 from batch import catalog, payload, runner
 from batch.config import RunConfig
+from batch.planner import tag_for
 from batch.results import INPUT_PREFIX, RESULT_COLUMNS, read_results, write_table
 from batch.runner import RunSummary
 from batch.state import StateStore
@@ -72,5 +73,5 @@ def _enter_unknowns(config: RunConfig, rows: set[int]) -> None:
                         row.fingerprint,
                         row.key,
                         payload.fields_to_json(row.fields),
-                        runner.tag_for(row.fingerprint),
+                        tag_for(row.fingerprint),
                     )

@@ -25,16 +25,6 @@ import pyarrow.parquet as pq
 from batch.errors import CatalogError
 from batch.state import OUTCOME_FIELDS
 
-# What `status` and webhooks fill in once a render is final.
-VIDEO_COLUMNS = (
-    "video_status",
-    "video_url",
-    "cover_url",
-    "duration",
-    "deducted_credit",
-    "error",
-    "completed_at",
-)
 OUTCOME_SCHEMA = pa.schema(
     [
         ("row", pa.int64()),

@@ -160,6 +160,16 @@ class AttemptRecord:
     video_id: str | None = None
 
 
+# What `status` and webhooks learn once a render is final.
+VIDEO_COLUMNS = (
+    "video_status",
+    "video_url",
+    "cover_url",
+    "duration",
+    "deducted_credit",
+    "error",
+    "completed_at",
+)
 # The columns of `outcome_rows`, in order (times are unix seconds).
 OUTCOME_FIELDS = (
     "row",
@@ -169,13 +179,7 @@ OUTCOME_FIELDS = (
     "message",
     "attempts",
     "submitted_at",
-    "video_status",
-    "video_url",
-    "cover_url",
-    "duration",
-    "deducted_credit",
-    "error",
-    "completed_at",
+    *VIDEO_COLUMNS,
     "created_product_id",  # made by POST /v2/product for a product_url row
 )
 

@@ -9,8 +9,8 @@ import httpx
 
 from batch.client import JoggClient, Timeouts
 from batch.config import Secret
-from batch.results import VIDEO_COLUMNS, read_results, write_table
-from batch.state import StateStore
+from batch.results import read_results, write_table
+from batch.state import VIDEO_COLUMNS, StateStore
 from batch.status import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
 
 

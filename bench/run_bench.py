@@ -38,8 +38,8 @@ from common import (
     sandbox,
 )
 
-from batch import runner
 from batch.config import CliOverrides, Secret, build_run_config
+from batch.planner import Planner
 from batch.state import StateStore
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
@@ -349,14 +349,15 @@ def bench_planning(report: Report, tmp: Path) -> dict[int, Path]:
 
 
 def fill_state(catalog: Path, state_path: Path) -> int:
-    """Plans `catalog` into a real state with the real planner (`runner._Planner`, the same code a
-    run uses), then marks every job submitted by SQL, as if an earlier run had sent them all."""
+    """Plans `catalog` into a real state with the real planner (`batch.planner.Planner`, the
+    same code a run uses), then marks every job submitted by SQL, as if an earlier run had sent
+    them all."""
     config = build_run_config(
         catalog, CliOverrides(state=state_path, base_url="http://unused"), api_key=Secret(API_KEY)
     )
     with StateStore(state_path) as state:
         run_id = state.begin_run(str(catalog), dry_run=False)
-        runner._Planner(config, state, run_id, dry_run=False).plan_all()
+        Planner(config, state, run_id, dry_run=False).plan_all()
         state.finish_run(run_id, "done")
     with sqlite3.connect(state_path) as db:
         now = time.time()
@@ -391,7 +392,7 @@ def bench_resume(report: Report, tmp: Path, catalog: Path) -> None:
     )
     report.add(section, "POSTs the sandbox received", sent, "", "==", 0)
     report.notes.append(
-        f"Resume state: {jobs:,} jobs planned by the real planner (`runner._Planner`, "
+        f"Resume state: {jobs:,} jobs planned by the real planner (`batch.planner.Planner`, "
         f"{filled:.1f} s), then set to 'submitted' with one SQL UPDATE."
     )
 
