@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +18,15 @@ from batch.cli.common import logging_options, reports_errors
 from batch.config import (
     CliOverrides,
     RunConfig,
+    Secret,
     build_run_config,
     parse_duration,
     parse_until,
 )
+from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
 from batch.errors import ExitCode
+from batch.lookup import LookupConfig
+from batch.preflight import load_preflight
 from batch.rerun import rerun
 from batch.runner import RunSummary
 
@@ -167,9 +173,8 @@ def retry(results_file: Path, **options: Any) -> None:
 def _send(
     catalog: Path, action: Callable[[RunConfig], RunSummary], options: dict[str, Any]
 ) -> None:
-    from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
-
-    sandbox, wait, timeout = options.pop("sandbox"), options.pop("wait"), options.pop("timeout")
+    sandbox, wait = options.pop("sandbox"), options.pop("wait")
+    wait_limit = _duration_option(options.pop("timeout"), "--timeout")
     flags = {name: options.pop(name) for name in _RUN_FLAGS}
     flags["deadline"] = _deadline(options.pop("max_duration"), options.pop("until"))
     with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
@@ -190,7 +195,7 @@ def _send(
                 config.base_url,
                 config.api_key,
                 wait=True,
-                timeout=parse_duration(timeout),
+                timeout=wait_limit,
                 results=config.results,
             )
             click.echo(
@@ -202,18 +207,22 @@ def _send(
     raise SystemExit(summary.exit_code)
 
 
-def _deadline(max_duration: str | None, until: str | None) -> float | None:
-    import time
-    from datetime import datetime
-
+def _duration_option(text: str, name: str) -> float:
     try:
-        limits = []
-        if max_duration:
-            limits.append(time.time() + parse_duration(max_duration))
-        if until:
-            limits.append(parse_until(until, datetime.now().astimezone()))
+        return parse_duration(text)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+def _deadline(max_duration: str | None, until: str | None) -> float | None:
+    limits = []
+    if max_duration:
+        limits.append(time.time() + _duration_option(max_duration, "--max-duration"))
+    if until:
+        try:
+            limits.append(parse_until(until, datetime.now().astimezone()))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--until") from None
     return min(limits) if limits else None
 
 
@@ -224,8 +233,6 @@ def _deadline(max_duration: str | None, until: str | None) -> float | None:
 def plan(catalog: Path, **options: Any) -> None:
     """Show what `run` would do: new, changed, retry, unknown, already submitted, duplicate,
     invalid rows, and how many POSTs, credits and how long that is. Sends and writes nothing."""
-    from batch.config import Secret
-
     config = build_run_config(catalog, _overrides(options), api_key=Secret(""))
     click.echo(render_plan(runner.plan_only(config), config.rate))
 
@@ -239,11 +246,6 @@ def plan(catalog: Path, **options: Any) -> None:
 @reports_errors
 def validate(catalog: Path, online: bool, sandbox: bool, **options: Any) -> None:
     """Check every row; print each problem by row and column. Exit 0 clean, 1 not."""
-    from batch.config import Secret
-    from batch.embedded import DEMO_KEY, embedded_sandbox
-    from batch.lookup import LookupConfig
-    from batch.preflight import load_preflight
-
     with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
         options["base_url"] = sandbox_url or options["base_url"]
         key = DEMO_KEY if sandbox else None if online else Secret("")
