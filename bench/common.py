@@ -15,6 +15,7 @@ import re
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -269,19 +270,36 @@ class ChildRun:
     returncode: int
 
 
+# Linux carries a process's peak RSS across exec, and a child spawned from this (large) process
+# starts inside its memory, so the child's figure would include ours. A small launcher process
+# forks the child instead and reports the child's own peak (os.wait4).
+_LAUNCHER = """
+import json, os, sys, time
+started = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[2], sys.argv[2:])
+_, status, usage = os.wait4(pid, 0)
+code = os.waitstatus_to_exitcode(status)
+with open(sys.argv[1], "w") as out:
+    json.dump([time.perf_counter() - started, usage.ru_maxrss, code], out)
+"""
+
+
 def measure(args: Sequence[str], env: dict[str, str] | None = None) -> ChildRun:
-    """Runs a child to the end; wall time and the child's own peak RSS (os.wait4, not the
-    cumulative RUSAGE_CHILDREN, so each figure belongs to exactly one process)."""
-    started = time.perf_counter()
-    process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    assert process.stderr is not None
-    errors = process.stderr.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - started
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode not in (0, 1):
-        raise RuntimeError(f"{shlex.join(args)} exited {process.returncode}: {errors[-2000:]!r}")
-    return ChildRun(seconds, usage.ru_maxrss / 1024, process.returncode)
+    """Runs a child to the end; wall time and the child's own peak RSS."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as report:
+        process = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, report.name, *args],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+        seconds, max_rss_kib, returncode = json.loads(Path(report.name).read_text())
+    if returncode not in (0, 1):
+        raise RuntimeError(f"{shlex.join(args)} exited {returncode}: {process.stderr[-2000:]!r}")
+    return ChildRun(seconds, max_rss_kib / 1024, returncode)
 
 
 def run_env() -> dict[str, str]:
