@@ -353,24 +353,38 @@ class _Run:
                 log.warning("%s", warning)
 
     async def _dispatch(self) -> None:
+        """Takes the run's jobs from the state in id order, each once.
+
+        A slice planned later can hold a job with a lower id (one an earlier run left behind),
+        so each new slice restarts the scan from the lowest id; `picked` (a byte per job id)
+        keeps a job from being taken twice.
+        """
         gate = asyncio.Semaphore(self.config.concurrency)
         tasks: set[asyncio.Task[None]] = set()
+        picked = bytearray()
         last_id = 0
         try:
             while not self._should_stop():
+                if self.planned.is_set():
+                    self.planned.clear()
+                    last_id = 0
                 jobs = self.state.next_jobs(self.run_id, last_id, 64)
                 if not jobs:
-                    if self.planning_done:
+                    if self.planning_done and not self.planned.is_set():
                         break
-                    self.planned.clear()
                     await self.planned.wait()
                     continue
+                last_id = jobs[-1].id
                 for job in jobs:
+                    if job.id < len(picked) and picked[job.id]:
+                        continue
                     await gate.acquire()
                     if self._should_stop():
                         gate.release()
                         break
-                    last_id = job.id
+                    if job.id >= len(picked):
+                        picked.extend(bytes(max(job.id + 1, 2 * len(picked)) - len(picked)))
+                    picked[job.id] = 1
                     task = asyncio.create_task(self._process(job))
                     tasks.add(task)
 

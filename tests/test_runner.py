@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from batch import runner
+from batch import planner, runner
 from batch.config import CliOverrides, Secret, build_run_config
 from batch.errors import ExitCode, LockedError
 from batch.rates import RateLimit
@@ -306,3 +306,17 @@ def test_duplicates_across_catalog_batches_point_at_the_first_row(
     assert len(submissions(sandbox_url)["submissions"]) == 3
     assert summary.plan.duplicate == 2
     assert list(results["message"])[3:] == ["same request as row 1", "same request as row 3"]
+
+
+def test_rows_left_behind_are_sent_even_when_planned_after_new_ones(
+    tmp_path: Path, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job an earlier run left undone is sent though its row comes late in a big catalog."""
+    rows = simple_rows(30)
+    catalog = write_catalog(tmp_path / "catalog.csv", rows[-1:])
+    runner.run(make_config(catalog, sandbox_url, deadline=time.time() - 1))  # left not_attempted
+    monkeypatch.setattr(planner, "PLAN_SLICE", 2)  # many slices, the old job in the last one
+    write_catalog(catalog, rows)
+    summary = runner.run(make_config(catalog, sandbox_url))
+    assert summary.exit_code == ExitCode.OK
+    assert len(submissions(sandbox_url)["submissions"]) == 30
