@@ -223,3 +223,26 @@ def test_a_second_signal_exits_at_once_with_consistent_state(tmp_path: Path) -> 
             sending = state._db.execute("SELECT count(*) FROM jobs WHERE status = 'sending'")
             assert sending.fetchone() == (2,)  # exactly the two that may have been accepted
         assert len(submissions(url)["submissions"]) == 2
+
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.mark.parametrize(
+    ("catalog", "config", "bad_rows"),
+    [
+        ("catalog.csv", None, [7, 19, 26, 31, 42]),
+        ("catalog.parquet", None, [7, 19, 26, 31, 42]),
+        ("catalog_custom_columns.csv", "custom_columns.toml", [7, 19]),
+    ],
+)
+def test_bundled_samples_have_exactly_their_deliberate_problems(
+    catalog: str, config: str | None, bad_rows: list[int]
+) -> None:
+    """The sample catalogs (and the mapping config) stay in step with what the README says."""
+    args = ["validate", str(ROOT / "sample_data" / catalog)]
+    if config:
+        args += ["--config", str(ROOT / "configs" / config)]
+    code, out, _ = invoke(*args)
+    assert code == 1
+    assert [int(line.split(" row ")[1].split(",")[0]) for line in out.splitlines()] == bad_rows
