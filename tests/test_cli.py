@@ -30,6 +30,14 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str
     return result.exit_code, result.stdout, result.stderr
 
 
+def wait_for_submissions(url: str, count: int, timeout: float = 30.0) -> None:
+    """Polls the sandbox until it has accepted `count` creates."""
+    deadline = time.monotonic() + timeout
+    while len(submissions(url)["submissions"]) < count:
+        assert time.monotonic() < deadline, f"the sandbox never saw {count} submissions"
+        time.sleep(0.05)
+
+
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command: str) -> None:
     """`jogg-batch COMMAND --help` exits 0 and shows usage."""
@@ -151,7 +159,7 @@ def test_a_signal_stops_sending_and_keeps_every_row(
         command = [sys.executable, "-m", "batch", "run", str(catalog), "--base-url", url,
                    "--rate-limit", "5/s", "--offline"]  # fmt: skip
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.5)  # imports take ~1 s; then some rows go out at 5/s
+        wait_for_submissions(url, 3)  # mid-run: some rows sent, most not
         process.send_signal(sig)
         _, err = process.communicate(timeout=60)
         assert process.returncode == expected, err
@@ -211,7 +219,7 @@ def test_a_second_signal_exits_at_once_with_consistent_state(tmp_path: Path) -> 
         command = [sys.executable, "-m", "batch", "run", str(catalog), "--base-url", url,
                    "--rate-limit", "none", "--offline", "--concurrency", "2"]  # fmt: skip
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.5)  # two requests are stalled by now
+        wait_for_submissions(url, 2)  # both requests in flight are stalled now
         process.send_signal(signal.SIGINT)
         time.sleep(0.5)
         second = time.monotonic()
