@@ -46,9 +46,6 @@ from batch.state import UNCERTAIN, AttemptRecord, Job, StateStore
 
 log = logging.getLogger(__name__)
 
-# How far back the limiter looks in the state for sends of an earlier (crashed) run.
-_SEED_LOOKBACK = 3600.0
-
 
 @dataclass
 class RunSummary:
@@ -244,8 +241,10 @@ class _Run:
                 SlidingWindowLimiter(self.config.rate) if self.config.rate is not None else None
             )
             if self.limiter is not None:
-                recent = self.state.recent_send_times(time.time() - _SEED_LOOKBACK)
-                self.limiter.seed(recent, now=time.time())
+                # Sends of an earlier (crashed) run still count in the server's window.
+                now = time.time()
+                recent = self.state.recent_send_times(now - self.limiter.rate.window)
+                self.limiter.seed(recent, now=now)
             async with JoggClient(
                 self.config.base_url,
                 self.config.api_key,
@@ -408,10 +407,7 @@ class _Run:
         except StopRequested:
             pass  # the job keeps `pending`: not_attempted when the run ends
         finally:
-            self.progress.update(self.state_counts_hint())
-
-    def state_counts_hint(self) -> dict[str, int]:
-        return {"sent": self.sent, "accepted": self.accepted}
+            self.progress.update({"sent": self.sent, "accepted": self.accepted})
 
     async def _send_job(self, job: Job) -> None:
         if job.status in UNCERTAIN:
@@ -610,14 +606,7 @@ class _Run:
 
     def _write_results_snapshot(self) -> None:
         with StateStore.reader(self.config.state) as reader:
-            batches = catalog.read_passthrough(self.config.catalog, self.config.catalog_options)
-            write_results(
-                self.config.results,
-                batches,
-                lambda first, last: state_outcomes(
-                    reader.outcome_rows(self.run_id, first, last), first, last
-                ),
-            )
+            _write_results(self.config, reader, self.run_id)
 
     def _summary(self) -> RunSummary:
         statuses = self.state.count_rows(self.run_id)

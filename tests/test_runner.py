@@ -6,16 +6,19 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batch import planner, runner
+from batch.client import Timeouts
 from batch.config import CliOverrides, Secret, build_run_config
 from batch.errors import ExitCode, LockedError
 from batch.rates import RateLimit
 from batch.results import read_results
+from batch.retry import RetryPolicy
 from batch.runner import planned_requests_path
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.state import StateStore
@@ -164,12 +167,9 @@ def test_equal_limits_never_draw_a_429_nor_overfill_a_window(
 def test_server_faults_end_submitted_after_retries(tmp_path: Path, sandbox_url: str) -> None:
     """50000 and 502 HTML answers are retried; every row ends submitted, once."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(12))
-    config = make_config(catalog, sandbox_url)
-    config = type(config)(
-        **{
-            **config.__dict__,
-            "retry": type(config.retry)(max_attempts=8, base_delay=0.01, max_delay=0.05),
-        }
+    config = replace(
+        make_config(catalog, sandbox_url),
+        retry=RetryPolicy(max_attempts=8, base_delay=0.01, max_delay=0.05),
     )
     summary = runner.run(config)
     report = submissions(sandbox_url)
@@ -183,12 +183,9 @@ def test_server_faults_end_submitted_after_retries(tmp_path: Path, sandbox_url: 
 def test_exhausted_retries_end_failed_with_the_last_code(tmp_path: Path, sandbox_url: str) -> None:
     """A row that keeps drawing 50000 ends failed with code 50000, not a crash."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
-    config = make_config(catalog, sandbox_url)
-    config = type(config)(
-        **{
-            **config.__dict__,
-            "retry": type(config.retry)(max_attempts=3, base_delay=0.01, max_delay=0.02),
-        }
+    config = replace(
+        make_config(catalog, sandbox_url),
+        retry=RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02),
     )
     summary = runner.run(config)
     results = read_results(config.results)
@@ -206,13 +203,10 @@ def test_exhausted_retries_end_failed_with_the_last_code(tmp_path: Path, sandbox
 def test_lost_answers_are_reconciled_not_paid_twice(tmp_path: Path, sandbox_url: str) -> None:
     """Commit-then-stall and resets: every row accepted exactly once, none lost."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(15))
-    config = make_config(catalog, sandbox_url)
-    config = type(config)(
-        **{
-            **config.__dict__,
-            "timeouts": type(config.timeouts)(connect=2, read=0.5),
-            "retry": type(config.retry)(max_attempts=10, base_delay=0.01, max_delay=0.05),
-        }
+    config = replace(
+        make_config(catalog, sandbox_url),
+        timeouts=Timeouts(connect=2, read=0.5),
+        retry=RetryPolicy(max_attempts=10, base_delay=0.01, max_delay=0.05),
     )
     summary = runner.run(config)
     report = submissions(sandbox_url)
