@@ -100,6 +100,8 @@ async def test_accepted_create_is_charged_recorded_and_renders_on_the_clock() ->
             "name": "Bottle [jb-abc]",
             "payload": valid_body(),
             "received_at": clock.now - 10,
+            "created_at": clock.now - 10,
+            "fault": None,
         }
 
 
@@ -534,7 +536,14 @@ async def test_reset_clears_state_and_restores_credits() -> None:
         assert seen["counts"] == {
             "rejected": {},
             "rate_limited": 0,
-            "faulted": {"reset": 0, "stall": 0, "bad_gateway": 0, "fail": 0},
+            "faulted": {
+                "reset": 0,
+                "stall": 0,
+                "bad_gateway": 0,
+                "fail": 0,
+                "commit_then_error": 0,
+                "late_commit": 0,
+            },
         }
         assert (await create(client)).json()["code"] == 0
 

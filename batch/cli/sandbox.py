@@ -12,7 +12,7 @@ import click
 
 from batch.cli.common import logging_options, reports_errors
 from batch.rates import RateLimit, parse_rate
-from batch.sandbox.config import SandboxConfig, parse_latency
+from batch.sandbox.config import SandboxConfig, parse_latency, parse_listing_title
 from batch.sandbox.server import bind_socket, serve, url_of
 
 
@@ -28,6 +28,14 @@ def _latency(ctx: click.Context, param: click.Parameter, value: str) -> tuple[in
         return parse_latency(value)
     except ValueError as error:
         raise click.BadParameter(str(error)) from None
+
+
+def _listing_title(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        parse_listing_title(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+    return value
 
 
 PROBABILITY = click.FloatRange(0.0, 1.0)
@@ -81,6 +89,35 @@ PROBABILITY = click.FloatRange(0.0, 1.0)
     help="POSTs committed and charged, then never answered.",
 )
 @click.option("--stall-seconds", default=30.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--commit-then-error-rate",
+    default=0.0,
+    show_default=True,
+    type=PROBABILITY,
+    help="Creates committed and charged, then answered 50000 or HTTP 500/502/503.",
+)
+@click.option(
+    "--late-commit-rate",
+    default=0.0,
+    show_default=True,
+    type=PROBABILITY,
+    help="Creates committed and charged only --late-commit-seconds after they arrive.",
+)
+@click.option("--late-commit-seconds", default=5.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--listing-lag-seconds",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="GET /v2/product_videos hides videos younger than this.",
+)
+@click.option(
+    "--listing-title",
+    callback=_listing_title,
+    default="echo",
+    show_default=True,
+    help="Video titles: echo (the sent name), cut:N (its first N characters) or product-name.",
+)
 @click.option(
     "--latency-ms",
     callback=_latency,

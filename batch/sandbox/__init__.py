@@ -22,15 +22,27 @@ Order of checks on a POST, and where each fault acts: see `batch/sandbox/app.py`
 
 Inspection, outside `/v2/` and without an API key:
 
-- `GET /_sandbox/submissions` ->
-  `{"submissions": [{"video_id", "product_id", "name", "payload", "received_at"}, ...],
+- `GET /_sandbox/submissions` (settles due late commits first) ->
+  `{"submissions": [{"video_id", "product_id", "name", "payload", "received_at", "created_at",
+  "fault"}, ...], "pending": [{"product_id", "name", "received_at", "commit_at"}, ...],
   "products": [ProductInfo created through POST /v2/product, ...],
   "counts": {"rejected": {"40000": n, "10104": n, ...}, "rate_limited": n,
-  "faulted": {"reset": n, "stall": n, "bad_gateway": n, "fail": n}},
+  "faulted": {"reset": n, "stall": n, "bad_gateway": n, "fail": n, "commit_then_error": n,
+  "late_commit": n}},
   "credits_left": n, "webhooks": [{"video_id", "event_id", "event", "url", "attempts",
-  "delivered"}, ...]}`. `submissions` lists every accepted (charged) create, stalled ones
-  included; `received_at` is unix seconds (float) from the sandbox clock; `name` is
-  `video_spec.name` (empty when absent); `attempts` lists each webhook try's HTTP status or error.
+  "delivered"}, ...]}`.
+  `submissions` lists every accepted (charged) create in commit order, one entry per charge:
+  stalled, commit-then-error and late-committed ones included, so counting entries per
+  `[jb-...]` tag in `name` counts what each distinct request cost. `name` is the
+  `video_spec.name` exactly as sent (empty when absent), whatever `listing_title` shows;
+  `payload` is the whole body as sent. `received_at` (request arrival) and `created_at` (commit,
+  later than arrival only for a late commit; the API's `created_at` is its integer part) are
+  unix seconds (float) from the sandbox clock. `fault` is `null`, `"stall"`,
+  `"commit_then_error"` or `"late_commit"`: what hit that create after it was committed.
+  `pending` lists late creates validated but not yet committed (not charged yet; each becomes a
+  submission at `commit_at`, whether or not its client is still connected): a test that counts
+  charges waits until `pending` is empty. `attempts` lists each webhook try's HTTP status or
+  error.
 - `POST /_sandbox/reset` clears submissions, API-created products, counts, webhook log and rate
   windows, and restores the credits to the configured amount.
 - `GET /_sandbox/media/{video_id}.mp4` and `.jpg`: deterministic bytes for completed renders

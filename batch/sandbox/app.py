@@ -1,8 +1,14 @@
 """The Starlette app: the JoggAI v2 endpoints, the `/_sandbox/` inspection routes, the checks.
 
 Order of checks on a POST: API key (10105) -> permission (18025) -> rate limit (429) -> fault
-draw (reset, bad gateway, fail; see faults.py) -> body validation (40000, 10104) -> credits
-(18020) -> record and charge -> stall fault, if drawn. GETs check the key and permission only.
+draw (reset, bad gateway, fail act here; see faults.py) -> body validation (40000, 10104) ->
+credits (18020) -> record and charge (a late commit defers this and waits for it) -> stall or
+commit-then-error, if drawn. GETs check the key and permission only.
+
+Before any request is handled, deferred (late) commits that are due are settled (store.py), and
+the served app's lifespan settles them every `SETTLE_SECONDS` too. `listing_lag_seconds` hides
+videos younger than that from `GET /v2/product_videos` only; `listing_title` shapes `title` in
+both the listing and `GET /v2/product_video/{id}`.
 """
 
 from __future__ import annotations
@@ -23,10 +29,18 @@ from starlette.types import Receive, Scope, Send
 
 from batch.sandbox import catalogs
 from batch.sandbox.config import SandboxConfig
-from batch.sandbox.faults import TRANSPORT_KEY, Fault, FaultDraw, drop_connection
+from batch.sandbox.faults import (
+    BEFORE_BODY,
+    TRANSPORT_KEY,
+    VIDEO_ONLY,
+    CommitError,
+    Fault,
+    FaultDraw,
+    drop_connection,
+)
 from batch.sandbox.media import media_response
 from batch.sandbox.ratelimit import SlidingWindow
-from batch.sandbox.store import RENDER_ERROR, Store
+from batch.sandbox.store import NO_CREDIT_MSG, RENDER_ERROR, Store
 from batch.sandbox.validation import Rejected, check_create_product, check_create_video
 from batch.sandbox.webhooks import WebhookSender
 from batch.vocabulary import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, LIST_STATUS_FILTER, Code
@@ -49,6 +63,12 @@ BAD_GATEWAY_HTML: Final = (
     "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     "</body>\r\n</html>\r\n"
 )
+INTERNAL_ERROR_HTML: Final = (
+    "<html>\r\n<head><title>500 Internal Server Error</title></head>\r\n<body>\r\n"
+    "<center><h1>500 Internal Server Error</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+SETTLE_SECONDS: Final = 0.05  # how often a waiting late commit (and the lifespan) looks again
 _RATIO_INDEX: Final = {"portrait": 0, "landscape": 1, "square": 2}
 
 Data = dict[str, Any]
@@ -101,6 +121,7 @@ class _Api:
 
     async def get(self, request: Request, action: Callable[[Request], Data]) -> Response:
         await self.simulate_latency()
+        self.store.settle()
         problem = self.key_problem(request)
         try:
             if problem:
@@ -110,9 +131,14 @@ class _Api:
             return self.reject(rejected.code, rejected.msg, {})
 
     async def post(
-        self, request: Request, action: Callable[[Request, object], Awaitable[Data]]
+        self,
+        request: Request,
+        action: Callable[[Request, object], Awaitable[Data]],
+        *,
+        creates_video: bool = False,
     ) -> Response:
         await self.simulate_latency()
+        self.store.settle()
         now = self.config.clock()
         key = request.headers.get("x-api-key", "")
         headers: dict[str, str] = {}
@@ -132,16 +158,28 @@ class _Api:
                 msg = "Rate limit exceeded. Please try again later."
                 return self.envelope(Code.RATE_LIMITED, msg, None, headers)
         fault = self.faults.next()
-        if fault in (Fault.RESET, Fault.BAD_GATEWAY, Fault.FAIL):
+        if fault in BEFORE_BODY:
             return await self.fault_before_commit(request, fault, headers)
+        if fault in VIDEO_ONLY and not creates_video:
+            fault = None
         try:
             body = await request.json()
         except ValueError:
             return self.reject(Code.PARAMETER, "Parameter error: body is not valid JSON", headers)
         try:
-            data = await action(request, body)
+            if fault is Fault.LATE_COMMIT:
+                outcome = await self.create_video_late(request, body)
+                if isinstance(outcome, Rejected):  # the store counted it when it settled
+                    return self.envelope(outcome.code, outcome.msg, None, headers)
+                data = outcome
+            else:
+                data = await action(request, body)
         except Rejected as rejected:
             return self.reject(rejected.code, rejected.msg, headers)
+        if creates_video and fault in (Fault.STALL, Fault.COMMIT_THEN_ERROR):
+            self.store.videos[data["video_id"]].fault = fault.value
+        if fault is Fault.COMMIT_THEN_ERROR:
+            return self.error_after_commit(headers)
         if fault is Fault.STALL:
             self.store.counts.faulted["stall"] += 1
             log.info("stall fault: committed, withholding the answer for %gs",
@@ -161,17 +199,63 @@ class _Api:
             return self.envelope(Code.SYSTEM, "System error", None, headers)
         return HTMLResponse(BAD_GATEWAY_HTML, status_code=502, headers=headers)
 
+    def error_after_commit(self, headers: dict[str, str]) -> Response:
+        """The commit_then_error fault's answer: the video exists, the client hears an error."""
+        self.store.counts.faulted["commit_then_error"] += 1
+        kind = self.faults.commit_error()
+        log.info("commit_then_error fault: committed, answering %s", kind.value)
+        if kind is CommitError.CODE_50000:
+            return self.envelope(Code.SYSTEM, "System error", None, headers)
+        if kind is CommitError.HTML_500:
+            return HTMLResponse(INTERNAL_ERROR_HTML, status_code=500, headers=headers)
+        if kind is CommitError.HTML_502:
+            return HTMLResponse(BAD_GATEWAY_HTML, status_code=502, headers=headers)
+        return Response(b"", status_code=503, headers=headers)
+
     # --- POST actions ---------------------------------------------------------------------
 
-    async def create_video(self, request: Request, body: object) -> Data:
+    def check_create_video(self, body: object) -> dict[str, Any]:
         check_create_video(body, self.store.product_exists)
         assert isinstance(body, dict)
         if self.store.credits_left < 1:
-            raise Rejected(Code.NO_CREDIT, "Insufficient credit: top up to create videos")
+            raise Rejected(Code.NO_CREDIT, NO_CREDIT_MSG)
+        return body
+
+    async def create_video(self, request: Request, body: object) -> Data:
+        payload = self.check_create_video(body)
         base_url = str(request.base_url).rstrip("/")
-        video = self.store.add_video(body, self.config.clock(), base_url, body.get("webhook_url"))
+        webhook_url = payload.get("webhook_url")
+        video = self.store.add_video(payload, self.config.clock(), base_url, webhook_url)
         log.debug("accepted video %s for product %s", video.video_id, video.product_id)
         return {"video_id": video.video_id, "status": "processing"}
+
+    async def create_video_late(self, request: Request, body: object) -> Data | Rejected:
+        """The late_commit fault: validate now, commit `late_commit_seconds` after arrival.
+
+        The commit is left to the store (settled on every request and by the lifespan task),
+        so cancelling this coroutine, as a client that hangs up may, does not prevent it.
+        Returns the answer's data, or the store's refusal at commit time (credits ran out, or
+        the sandbox was reset); raises Rejected for a body refused on arrival.
+        """
+        payload = self.check_create_video(body)
+        received_at = self.config.clock()
+        deferred = self.store.defer_video(
+            payload,
+            received_at,
+            received_at + self.config.late_commit_seconds,
+            str(request.base_url).rstrip("/"),
+            payload.get("webhook_url"),
+        )
+        self.store.counts.faulted["late_commit"] += 1
+        log.info("late_commit fault: answer and commit held back %gs",
+                 self.config.late_commit_seconds)  # fmt: skip
+        while deferred.outcome is None:
+            wait = deferred.commit_at - self.config.clock()
+            await asyncio.sleep(min(SETTLE_SECONDS, max(wait, 0.0)))
+            self.store.settle()
+        if isinstance(deferred.outcome, Rejected):
+            return deferred.outcome
+        return {"video_id": deferred.outcome.video_id, "status": "processing"}
 
     async def create_product(self, request: Request, body: object) -> Data:
         fields = check_create_product(body)
@@ -190,11 +274,11 @@ class _Api:
         done = status == "completed"
         data: Data = {
             "id": video.video_id,
-            "title": video.name,
+            "title": self.store.title_of(video),
             "video_url": video.video_url if done else "",
             "cover_url": video.cover_url if done else "",
             "status": status,
-            "created_at": int(video.received_at),
+            "created_at": int(video.created_at),
             "deducted_credit": 1.0,
             "duration": video.duration if done else 0.0,
         }
@@ -206,6 +290,10 @@ class _Api:
         page, page_size = _paging(request)
         status_filter = request.query_params.get("status")
         videos = list(self.store.videos.values())
+        if self.config.listing_lag_seconds:
+            now = self.config.clock()
+            lag = self.config.listing_lag_seconds
+            videos = [video for video in videos if now - video.created_at >= lag]
         if status_filter is not None:
             wanted = LIST_STATUS_FILTER.get(_int_param(status_filter, "status"))
             if wanted is None:
@@ -214,7 +302,7 @@ class _Api:
         order = request.query_params.get("sort_order", "desc")
         if order not in ("asc", "desc"):
             raise Rejected(Code.PARAMETER, "Parameter error: sort_order must be asc or desc")
-        videos.sort(key=lambda video: video.received_at, reverse=order == "desc")
+        videos.sort(key=lambda video: video.created_at, reverse=order == "desc")
         items = []
         for video in videos[(page - 1) * page_size : page * page_size]:
             status = self.store.status_of(video)
@@ -222,12 +310,12 @@ class _Api:
             items.append(
                 {
                     "id": video.video_id,
-                    "title": video.name,
+                    "title": self.store.title_of(video),
                     "video_duration": video.duration if done else 0.0,
                     "video_url": video.video_url if done else "",
                     "cover_url": video.cover_url if done else "",
                     "status": status,
-                    "created_at": int(video.received_at),
+                    "created_at": int(video.created_at),
                 }
             )
         return {"videos": items, "total": len(videos), "page": page, "page_size": page_size}
@@ -293,6 +381,7 @@ class _Api:
     # --- outside /v2/ -------------------------------------------------------------------
 
     def media(self, request: Request) -> Response:
+        self.store.settle()
         video_id, _, extension = request.path_params["filename"].partition(".")
         video = self.store.videos.get(video_id)
         ready = video is not None and self.store.status_of(video) == "completed"
@@ -329,14 +418,15 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         return endpoint
 
     def post(
-        action: Callable[[Request, object], Awaitable[Data]],
+        action: Callable[[Request, object], Awaitable[Data]], *, creates_video: bool = False
     ) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
-            return await api.post(request, action)
+            return await api.post(request, action, creates_video=creates_video)
 
         return endpoint
 
     async def submissions(request: Request) -> Response:
+        api.store.settle()
         return JSONResponse(api.store.inspection())
 
     async def reset(request: Request) -> Response:
@@ -348,17 +438,31 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     async def media(request: Request) -> Response:
         return api.media(request)
 
+    async def settle_late_commits() -> None:
+        """Commit late creates on time even when no request comes in to settle them."""
+        while True:
+            api.store.settle()
+            await asyncio.sleep(SETTLE_SECONDS)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        sender = asyncio.create_task(WebhookSender(api.config, api.store).run())
+        tasks = [
+            asyncio.create_task(WebhookSender(api.config, api.store).run()),
+            asyncio.create_task(settle_late_commits()),
+        ]
         try:
             yield
         finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     routes = [
-        Route("/v2/create_video_from_product", post(api.create_video), methods=["POST"]),
+        Route(
+            "/v2/create_video_from_product",
+            post(api.create_video, creates_video=True),
+            methods=["POST"],
+        ),
         Route("/v2/product", post(api.create_product), methods=["POST"]),
         Route("/v2/product_video/{video_id}", get(api.video_status)),
         Route("/v2/product_videos", get(api.list_videos)),

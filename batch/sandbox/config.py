@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from batch.errors import ConfigError
 from batch.rates import RateLimit
@@ -19,7 +20,9 @@ class SandboxConfig:
     """How the sandbox behaves; the defaults are a well-behaved, fast JoggAI account.
 
     Fault rates are probabilities per POST and together must not exceed 1 (one draw decides
-    which fault, if any, hits a request). `clock` returns unix seconds; tests inject a fake one.
+    which fault, if any, hits a request; see faults.py). `listing_title` says what the `title`
+    of a video shows: `echo` (the sent `video_spec.name`), `cut:N` (its first N characters) or
+    `product-name` (the product's name). `clock` returns unix seconds; tests inject a fake one.
     """
 
     api_keys: tuple[str, ...] = (DEFAULT_API_KEY,)
@@ -34,6 +37,11 @@ class SandboxConfig:
     reset_rate: float = 0.0
     stall_rate: float = 0.0
     stall_seconds: float = 30.0
+    commit_then_error_rate: float = 0.0
+    late_commit_rate: float = 0.0
+    late_commit_seconds: float = 5.0
+    listing_lag_seconds: float = 0.0
+    listing_title: str = "echo"
     latency_ms: tuple[int, int] = (0, 0)
     product_delay_seconds: float = 0.0
     http_status_codes: bool = False
@@ -50,12 +58,14 @@ class SandboxConfig:
             "bad_gateway_rate": self.bad_gateway_rate,
             "reset_rate": self.reset_rate,
             "stall_rate": self.stall_rate,
+            "commit_then_error_rate": self.commit_then_error_rate,
+            "late_commit_rate": self.late_commit_rate,
         }
         for name, rate in rates.items():
             if not 0.0 <= rate <= 1.0:
                 raise ConfigError(f"sandbox {name} must be between 0 and 1, got {rate}")
-        faults = self.fail_rate + self.bad_gateway_rate + self.reset_rate + self.stall_rate
-        if faults > 1.0:
+        faults = sum(rate for name, rate in rates.items() if name != "render_failure_rate")
+        if faults > 1.0 + 1e-9:  # 0.1 + 0.2 + 0.7 must pass despite float rounding
             raise ConfigError(f"sandbox fault rates add up to {faults:g}; their sum must be <= 1")
         low, high = self.latency_ms
         if not 0 <= low <= high:
@@ -64,6 +74,8 @@ class SandboxConfig:
             "credits": self.credits,
             "render_seconds": self.render_seconds,
             "stall_seconds": self.stall_seconds,
+            "late_commit_seconds": self.late_commit_seconds,
+            "listing_lag_seconds": self.listing_lag_seconds,
             "product_delay_seconds": self.product_delay_seconds,
             "webhook_retries": self.webhook_retries,
             "webhook_retry_seconds": self.webhook_retry_seconds,
@@ -72,6 +84,37 @@ class SandboxConfig:
                 raise ConfigError(f"sandbox {name} must not be negative, got {value}")
         if not self.api_keys:
             raise ConfigError("the sandbox needs at least one API key")
+        try:
+            parse_listing_title(self.listing_title)
+        except ValueError as error:
+            raise ConfigError(f"sandbox listing_title: {error}") from None
+
+
+@dataclass(frozen=True)
+class ListingTitle:
+    """What a video's `title` shows; built by `parse_listing_title`."""
+
+    kind: Literal["echo", "cut", "product-name"]
+    chars: int = 0  # for "cut"
+
+    def show(self, name: str, product_name: str) -> str:
+        if self.kind == "product-name":
+            return product_name
+        if self.kind == "cut":
+            return name[: self.chars]
+        return name
+
+
+def parse_listing_title(text: str) -> ListingTitle:
+    """`"echo"`, `"cut:30"` or `"product-name"` -> ListingTitle. Raises ValueError otherwise."""
+    if text in ("echo", "product-name"):
+        return ListingTitle("echo" if text == "echo" else "product-name")
+    prefix, _, chars = text.partition(":")
+    if prefix == "cut" and chars.isascii() and chars.isdigit() and int(chars) >= 1:
+        return ListingTitle("cut", int(chars))
+    raise ValueError(
+        f"{text!r} is not a listing title; write echo, cut:N (N >= 1 characters) or product-name"
+    )
 
 
 def parse_latency(text: str) -> tuple[int, int]:
