@@ -115,6 +115,70 @@ def test_stall_fault_drops_the_connection_after_stall_seconds() -> None:
         httpx.post(f"{url}/v2/create_video_from_product", json=BODY, headers=KEY, timeout=5)
 
 
+def test_late_commit_charges_a_client_that_timed_out(receiver_factory: Any) -> None:
+    """The client gives up before the late commit; the video is committed and charged later."""
+    receiver = receiver_factory()
+    config = SandboxConfig(late_commit_rate=1.0, late_commit_seconds=0.4, render_seconds=0)
+    with running_sandbox(config) as url:
+        body = {**BODY, "webhook_url": receiver.url}
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                f"{url}/v2/create_video_from_product",
+                json=body,
+                headers=KEY,
+                timeout=httpx.Timeout(5, read=0.1),
+            )
+        seen = httpx.get(f"{url}/_sandbox/submissions").json()
+        assert seen["submissions"] == []
+        assert [p["name"] for p in seen["pending"]] == ["Speaker [jb-1]"]
+        assert seen["credits_left"] == 1000
+        receiver.wait_for(1)  # the render's webhook: committed with no request to prompt it
+        assert len(receiver.received) == 1
+        seen = httpx.get(f"{url}/_sandbox/submissions").json()
+        [submission] = seen["submissions"]
+        assert submission["name"] == "Speaker [jb-1]"
+        assert submission["created_at"] - submission["received_at"] == pytest.approx(0.4)
+        assert json.loads(receiver.received[0][1])["data"]["video_id"] == submission["video_id"]
+        assert seen["credits_left"] == 999
+
+
+def test_late_commit_answers_a_client_that_waited() -> None:
+    """A client still connected at the commit gets the video id, late_commit_seconds later."""
+    config = SandboxConfig(late_commit_rate=1.0, late_commit_seconds=0.2)
+    with running_sandbox(config) as url:
+        started = time.monotonic()
+        answer = httpx.post(f"{url}/v2/create_video_from_product", json=BODY, headers=KEY)
+        assert time.monotonic() - started >= 0.2
+        [submission] = httpx.get(f"{url}/_sandbox/submissions").json()["submissions"]
+        assert answer.json()["data"]["video_id"] == submission["video_id"]
+
+
+def test_commit_then_error_answers_travel_over_the_socket() -> None:
+    """Over HTTP the error answers arrive whole (even the empty 503) while every video is paid."""
+    config = SandboxConfig(commit_then_error_rate=1.0, rate_limit=None)
+    with running_sandbox(config) as url:
+        statuses = {
+            httpx.post(f"{url}/v2/create_video_from_product", json=BODY, headers=KEY).status_code
+            for _ in range(16)
+        }
+        assert statuses == {200, 500, 502, 503}
+        seen = httpx.get(f"{url}/_sandbox/submissions").json()
+        assert len(seen["submissions"]) == 16
+        assert seen["credits_left"] == 984
+
+
+def test_lagging_cut_listing_over_the_socket() -> None:
+    """running_sandbox takes listing_lag_seconds and listing_title like the other knobs."""
+    config = SandboxConfig(listing_lag_seconds=0.2, listing_title="cut:7")
+    with running_sandbox(config) as url:
+        httpx.post(f"{url}/v2/create_video_from_product", json=BODY, headers=KEY)
+        listing = f"{url}/v2/product_videos"
+        assert httpx.get(listing, headers=KEY).json()["data"]["total"] == 0
+        time.sleep(0.25)
+        [video] = httpx.get(listing, headers=KEY).json()["data"]["videos"]
+        assert video["title"] == "Speaker"
+
+
 def verify(headers: dict[str, str], body: bytes, secret: str) -> bool:
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(expected, headers["X-Webhook-Signature"])
@@ -191,7 +255,17 @@ def test_cli_help_lists_the_options() -> None:
     """`jogg-batch sandbox --help` documents the knobs."""
     result = CliRunner().invoke(main, ["sandbox", "--help"])
     assert result.exit_code == 0
-    for option in ("--rate-limit", "--stall-rate", "--latency-ms", "--http-status-codes"):
+    for option in (
+        "--rate-limit",
+        "--stall-rate",
+        "--latency-ms",
+        "--http-status-codes",
+        "--commit-then-error-rate",
+        "--late-commit-rate",
+        "--late-commit-seconds",
+        "--listing-lag-seconds",
+        "--listing-title",
+    ):
         assert option in result.output
 
 
@@ -201,6 +275,10 @@ def test_cli_help_lists_the_options() -> None:
         (["--rate-limit", "20/fortnight"], "'20/fortnight' is not a rate"),
         (["--latency-ms", "9-1"], "is not a latency"),
         (["--fail-rate", "0.7", "--reset-rate", "0.7"], "sum must be <= 1"),
+        (["--commit-then-error-rate", "0.6", "--late-commit-rate", "0.6"], "sum must be <= 1"),
+        (["--listing-title", "cut:zero"], "'cut:zero' is not a listing title"),
+        (["--listing-title", "title"], "'title' is not a listing title"),
+        (["--late-commit-seconds", "-1"], "--late-commit-seconds"),
     ],
 )
 def test_cli_rejects_bad_values_with_exit_2(args: list[str], message: str) -> None:

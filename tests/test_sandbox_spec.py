@@ -136,3 +136,46 @@ async def test_error_envelopes_match_base_response(spec: dict[str, Any]) -> None
         for answer in answers:
             OAS30Validator(base).validate(answer.json())
         assert [a.json()["code"] for a in answers] == [10105, 10104, 40000]
+
+
+@pytest.mark.anyio
+async def test_fault_shaped_answers_match_the_spec(spec: dict[str, Any]) -> None:
+    """A commit-then-error 50000, a lagging listing and product-name titles still fit the spec."""
+    base = inline_refs(spec["components"]["schemas"]["BaseResponse"], spec)
+    clock = FakeClock()
+    config = SandboxConfig(
+        clock=clock,
+        rate_limit=None,
+        commit_then_error_rate=1.0,
+        listing_lag_seconds=5,
+        listing_title="product-name",
+    )
+    transport = httpx.ASGITransport(app=create_app(config))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox.test") as client:
+        body = {
+            "product_id": SEEDED_PRODUCTS[2][0],
+            "video_spec": {"length": "15", "name": "Mug [jb-x]"},
+            "avatar": {"id": 1},
+            "voice": {},
+            "audio": {},
+            "script": {"style": "Data", "language": "english"},
+        }
+        coded = []
+        for _ in range(12):
+            answer = await client.post("/v2/create_video_from_product", json=body, headers=KEY)
+            if answer.headers.get("content-type") == "application/json":
+                coded.append(answer.json())
+        assert coded
+        for answer in coded:
+            OAS30Validator(base).validate(answer)
+            assert answer["code"] == 50000
+        hidden = (await client.get("/v2/product_videos", headers=KEY)).json()
+        assert_valid(spec, "/v2/product_videos", "get", hidden)
+        assert hidden["data"]["videos"] == []
+        clock.now += 5
+        listing = (await client.get("/v2/product_videos?page_size=100", headers=KEY)).json()
+        assert_valid(spec, "/v2/product_videos", "get", listing)
+        assert {v["title"] for v in listing["data"]["videos"]} == {SEEDED_PRODUCTS[2][1]}
+        video_id = listing["data"]["videos"][0]["id"]
+        status = (await client.get(f"/v2/product_video/{video_id}", headers=KEY)).json()
+        assert_valid(spec, "/v2/product_video/{product_video_id}", "get", status)
