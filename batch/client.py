@@ -10,11 +10,13 @@ raises for HTTP or network trouble; the outcome's `kind` tells the caller what m
   would spend POSTs (and the rate window) on a request that fails the same way again.
 - `account`: key, plan or credit problem (10105, 18020, 18025, HTTP 401/402/403); no request on
   this key can succeed, so the run stops.
-- `retryable`: 429, 50000, HTTP 429/500/502/503, or a non-JSON body on those; the request was not
-  processed and may be sent again after the `retry_after` hint or a backoff.
-- `unknown`: the server may have accepted (and charged for) the request: read timeout, a
-  connection dropped after sending, HTTP 504 and other 5xx, a broken or malformed body on a 2xx.
-  The caller must reconcile before it resends.
+- `retryable`: 429 (body code or HTTP status): the rate limiter refused the request before the
+  API looked at it, so it may be sent again after the `retry_after` hint or a backoff.
+- `unknown`: the server may have accepted (and charged for) the request: 50000 and every HTTP
+  5xx (a server can commit and then fail while answering, and a proxy's 502 says nothing of the
+  backend), read timeouts, a connection dropped after sending, a broken or malformed body. The
+  caller must reconcile before it resends; only answers that prove the request was not processed
+  (`retryable`, `not_sent`, `permanent`, `account`) allow a direct resend or a final verdict.
 - `not_sent`: the request certainly never left (connect error or timeout, no pooled connection).
 
 Both conventions are understood: HTTP 200 with a business code in the body (JoggAI's documented
@@ -28,7 +30,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -38,7 +40,7 @@ from urllib.parse import quote
 import httpx
 
 from batch import __version__
-from batch.errors import AccountError, ApiError, ConfigError
+from batch.errors import ConfigError
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,6 @@ log = logging.getLogger(__name__)
 OutcomeKind = Literal["ok", "retryable", "permanent", "account", "unknown", "not_sent"]
 Params = Mapping[str, str | int | None]
 
-_RETRYABLE_STATUSES = frozenset({429, 500, 502, 503})
 _ACCOUNT_STATUSES = frozenset({401, 402, 403})
 # The request never left the machine: safe to send again.
 _NOT_SENT_ERRORS = (
@@ -131,19 +132,20 @@ def classify_response(
 
 
 def _kind(status: int, answer: _Answer) -> OutcomeKind:
-    if status == 504:  # the gateway gave up waiting: the backend may well have done the work
-        return "unknown"
+    if status >= 500 and answer.code != Code.RATE_LIMITED:
+        return "unknown"  # whatever the body says, a 5xx may follow a commit
     code = answer.code
     if code is not None and code != Code.OK:
         if code in ACCOUNT_CODES:
             return "account"
         if code in RETRYABLE_CODES:
             return "retryable"
-        if code in PERMANENT_CODES or not 500 <= status < 600:
+        if code in PERMANENT_CODES or code != Code.SYSTEM:
             return "permanent"
+        return "unknown"  # 50000: the docs do not say the request was rolled back
     if 200 <= status < 300:
         return "ok" if code == Code.OK and not answer.malformed else "unknown"
-    if status in _RETRYABLE_STATUSES:
+    if status == 429:
         return "retryable"
     if status in _ACCOUNT_STATUSES:
         return "account"
@@ -404,45 +406,3 @@ class JoggClient:
     def _scrub(self, text: str) -> str:
         """Servers and proxies sometimes echo request headers; the key must not travel on."""
         return text.replace(self._api_key, "***")
-
-
-async def iter_product_videos(
-    client: JoggClient, *, since: float, page_size: int = 100
-) -> AsyncIterator[dict[str, Any]]:
-    """Yield product videos newest first until one was created before `since` (unix seconds).
-
-    Raises `ApiError` (`AccountError` for key problems) when a page cannot be read or makes no
-    sense, because a partial listing must not be taken for proof that a video does not exist.
-    """
-    page = 1
-    previous_ids: list[object] | None = None
-    while True:
-        outcome = await client.list_product_videos(page=page, page_size=page_size)
-        if outcome.kind != "ok":
-            error_type = AccountError if outcome.kind == "account" else ApiError
-            raise error_type(
-                f"cannot list product videos (page {page}): {outcome}",
-                code=outcome.code,
-                http_status=outcome.http_status,
-            )
-        data = outcome.data or {}
-        videos = data.get("videos")
-        if not isinstance(videos, list) or not all(isinstance(item, dict) for item in videos):
-            raise ApiError(f"product video listing page {page} has no list of videos")
-        ids = [item.get("id") for item in videos]
-        if videos and ids == previous_ids:
-            raise ApiError(f"product video listing does not advance past page {page - 1}")
-        for item in videos:
-            created = _seconds(item.get("created_at"))
-            if created is not None and created < since:
-                return
-            yield item
-        total = data.get("total")
-        # A short page ends the listing; so does an oversized one (a server ignoring paging).
-        last_page = len(videos) != page_size or (
-            isinstance(total, int) and page * page_size >= total
-        )
-        if not videos or last_page:
-            return
-        previous_ids = ids
-        page += 1

@@ -22,6 +22,7 @@ from batch import payload
 from batch.catalog import CatalogOptions
 from batch.client import Timeouts
 from batch.errors import ConfigError
+from batch.ledgers import choose_state
 from batch.rates import RateLimit, parse_rate
 from batch.retry import RetryPolicy
 
@@ -59,6 +60,7 @@ class CatalogSettings(_Section):
 class RunSettings(_Section):
     state: str = ""
     reconcile_tag: bool = True
+    settle_seconds: float = Field(300.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)
     results_interval: float = Field(30.0, gt=0)
     progress_interval: float = Field(60.0, gt=0)
@@ -230,6 +232,8 @@ class RunConfig:
     timeouts: Timeouts
     retry: RetryPolicy
     reconcile_tag: bool = True
+    settle_seconds: float = 300.0  # see batch.reconcile
+    legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
     dry_run: bool = False
     force: bool = False
     retry_permanent: bool = False
@@ -248,11 +252,6 @@ class RunConfig:
 
 def default_results_path(catalog: Path) -> Path:
     return catalog.with_name(catalog.stem + ".results.csv")
-
-
-def default_state_path(results: Path) -> Path:
-    stem = results.name.removesuffix(results.suffix).removesuffix(".results")
-    return results.with_name(stem + ".jogg-state.db")
 
 
 def catalog_options(
@@ -310,17 +309,24 @@ def build_run_config(
     overrides.update({f"defaults.{name}": value for name, value in cli.fields.items()})
     settings = load_settings(cli.config_path, overrides)
     results = cli.results or default_results_path(catalog)
-    state = cli.state or (Path(settings.run.state).expanduser() if settings.run.state else None)
     api = settings.api
+    key = api_key if api_key is not None else read_api_key(settings, env)
+    state = choose_state(
+        cli.state or (Path(settings.run.state).expanduser() if settings.run.state else None),
+        results,
+        api.base_url,
+        str(key),  # MERGE-CHECK: the raw key
+    )
     return RunConfig(
         catalog=catalog,
         results=results,
-        state=state or default_state_path(results),
+        state=state.path,
+        legacy_state=state.legacy,
         catalog_options=catalog_options(
             settings, cli.config_path, fmt=cli.fmt, delimiter=cli.delimiter
         ),
         base_url=api.base_url.rstrip("/"),
-        api_key=api_key if api_key is not None else read_api_key(settings, env),
+        api_key=key,
         rate=rate_limit(api.rate_limit),
         concurrency=api.concurrency,
         timeouts=Timeouts(
@@ -332,6 +338,7 @@ def build_run_config(
             max_delay=settings.retry.max_delay,
         ),
         reconcile_tag=settings.run.reconcile_tag,
+        settle_seconds=settings.run.settle_seconds,
         shutdown_grace=settings.run.shutdown_grace,
         results_interval=settings.run.results_interval,
         progress_interval=settings.run.progress_interval,

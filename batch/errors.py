@@ -19,6 +19,7 @@ class ExitCode(IntEnum):
     ACCOUNT = 3  # run aborted by an account-level error (key, permission, credit)
     LOCKED = 4  # another run holds the state lock
     TIMED_OUT = 5  # `status --wait` gave up with videos still rendering
+    DOUBLE_CHARGED = 6  # the account's listing shows a row rendered twice (raise it with JoggAI)
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
 

@@ -26,8 +26,14 @@ Length = Literal["15", "30", "60"]
 AspectRatio = Literal["portrait", "landscape", "square"]
 AvatarType = Literal[0, 1]
 
-# The reconciliation tag appended to video titles: finds the job of a video listed by the API.
+# The reconciliation tag in video titles: finds the job of a video listed by the API. It leads
+# the title (a listing that cuts titles keeps it); older versions put it at the end.
 TAG_PATTERN: Final = re.compile(r"\[jb-([0-9a-f]+)\]")
+
+
+def name_with_tag(name: str | None, tag: str) -> str:
+    """The title to send: `[jb-<tag>] <name>`."""
+    return f"[jb-{tag}] {name}" if name else f"[jb-{tag}]"
 
 
 def _one_of(allowed: tuple[str, ...], what: str) -> AfterValidator:
@@ -82,11 +88,10 @@ class CreateVideoRequest(_Model):
     webhook_url: str | None = None
 
     def to_body(self, tag: str | None = None) -> dict[str, Any]:
-        """The JSON body with None dropped; a tag is appended to the title as `[jb-<tag>]`."""
+        """The JSON body with None dropped; a tag leads the title as `[jb-<tag>] `."""
         body = self.model_dump(exclude_none=True)
         if tag is not None:
-            name = self.video_spec.name
-            body["video_spec"]["name"] = f"{name} [jb-{tag}]" if name else f"[jb-{tag}]"
+            body["video_spec"]["name"] = name_with_tag(self.video_spec.name, tag)
         return body
 
 

@@ -1,47 +1,74 @@
-"""Finding a render whose create answer was lost, instead of paying for it twice.
+"""Proving what became of a request whose answer was lost, before anything is paid twice.
 
-Every request carries a short tag in `video_spec.name` (`"Spring promo [jb-7f3a9c2e1b40]"`). When
-the answer to a create is lost (timeout, dropped connection, broken body, a crash while
-`sending`), the unlimited GET side is asked first: `GET /v2/product_videos`, newest first, back to
-a little before the attempt started. A title carrying the tag means the request was accepted:
-adopt its `video_id`. No such title in a listing that covers the attempt means it was not:
-send again. A listing that fails means nobody can tell: the job is `unknown` and is not resent
-unless the user says so (`--resubmit-unknown`).
+The API has no idempotency key, so every answer that does not prove the request was refused
+(50000, HTTP 5xx, timeouts, resets, a broken body, a crash while `sending`) leaves the job
+*uncertain*. Its fate is read from the account's listing (`batch.listing`), and a request is sent
+again only when its absence is proven:
 
-Assumption: the title in the listing echoes `video_spec.name`. JoggAI's docs do not promise it
-(reference §8, §11). If it does not hold for your account, every lost answer ends as `unknown`
-(never as a double charge); check those videos in the JoggAI dashboard and resubmit the ones
-that are missing with `--resubmit-unknown`.
+- **found**: a sync lists the job's tag: the request was accepted; adopt that video.
+- **absent**, and only then resent, when all three hold:
+  (a) at least `settle` seconds have passed since the attempt began (a server may commit late,
+      after the client gave up, and a listing may show new videos late);
+  (b) two syncs taken at least `settle` apart, both begun after (a) and both covering the
+      attempt (reaching back to its start less the clock skew allowance), lack the tag;
+  (c) in both, the listing was shown to echo tags (`Sync.echo == "shown"`): videos this ledger
+      knows it was given were found by their tags in the same read.
+- **unprovable**: the listing does not echo tags (a known video's title lacks its tag): absence
+  can never be proven on this account. The job ends `unknown` and is not resent without
+  `--resubmit-unknown`.
+- otherwise the job **waits**; a job still waiting `3 × settle` after its attempt gives up and
+  ends `unknown` too (the next run, or `status`, looks again).
+
+What remains possible: a request committed more than `settle` after it was sent, on a listing that
+also hid it for that long. Such a double charge is still detected afterwards (its tag is listed
+twice) and reported.
 """
 
 from __future__ import annotations
 
-import logging
+import enum
+from dataclasses import dataclass
 
-from batch.client import JoggClient, iter_product_videos
-from batch.errors import ApiError
-
-log = logging.getLogger(__name__)
-
-# Server and client clocks differ; look this much further back than the attempt's start.
-CLOCK_SKEW_SECONDS = 300.0
+from batch.listing import Sync
+from batch.state import UncertainJob
 
 
-class Reconciler:
-    """Looks up tagged titles in the product-video listing."""
+class Verdict(enum.Enum):
+    FOUND = "found"
+    ABSENT = "absent"  # proven: safe to send again
+    WAIT = "wait"
+    UNPROVABLE = "unprovable"
 
-    def __init__(self, client: JoggClient, *, enabled: bool) -> None:
-        self._client = client
-        self._enabled = enabled
 
-    async def find(self, tag: str, since: float) -> str | None:
-        """The video_id whose title carries `[jb-<tag>]`, None when absent; ApiError when the
-        listing cannot be read (or tags are off, so there is nothing to look for)."""
-        if not self._enabled:
-            raise ApiError("reconciliation tags are off (run.reconcile_tag = false)")
-        marker = f"[jb-{tag}]"
-        async for video in iter_product_videos(self._client, since=since - CLOCK_SKEW_SECONDS):
-            if marker in str(video.get("title") or ""):
-                log.info("found the render of tag %s: %s", tag, video.get("id"))
-                return str(video["id"])
-        return None
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    absent_at: float | None = None  # a first absence to record (WAIT with a new first sighting)
+    why: str = ""
+
+
+def judge(job: UncertainJob, sync: Sync, *, listed: str | None, settle: float) -> Judgement:
+    """The fate of an uncertain job after one sync. `listed`: the video the index shows with
+    the job's tag, if any. Pure: the caller records what it says."""
+    if listed is not None:
+        return Judgement(Verdict.FOUND)
+    if sync.echo == "broken":
+        return Judgement(
+            Verdict.UNPROVABLE,
+            why="this account's video listing does not show the tags sent in video names",
+        )
+    started = job.attempt_started if job.attempt_started is not None else 0.0
+    settled = sync.started_at >= started + settle
+    if not (settled and sync.covers(started) and sync.echo == "shown"):
+        return Judgement(Verdict.WAIT, why="waiting for the listing to settle")
+    if job.absent_at is None:
+        return Judgement(Verdict.WAIT, absent_at=sync.started_at, why="absent once")
+    if sync.started_at >= job.absent_at + settle:
+        return Judgement(Verdict.ABSENT)
+    return Judgement(Verdict.WAIT, why="absent once; waiting for a second listing")
+
+
+def deadline(job: UncertainJob, settle: float) -> float:
+    """When a job still waiting gives up (it ends `unknown`)."""
+    started = job.attempt_started if job.attempt_started is not None else 0.0
+    return max(started + 3 * settle, (job.absent_at or 0.0) + 2 * settle)

@@ -10,8 +10,10 @@ reconciled through the unlimited GET side before anything is sent again (see `re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import os
 import random
 import signal
@@ -24,10 +26,11 @@ from typing import Any
 
 import httpx
 
-from batch import catalog, payload
+from batch import catalog, payload, reconcile
 from batch.client import ApiOutcome, JoggClient
 from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode
+from batch.listing import CLOCK_SKEW_SECONDS, AccountListing
 from batch.lookup import LookupConfig, LookupService
 from batch.planner import PlanCounts, Planner
 from batch.preflight import (
@@ -40,9 +43,9 @@ from batch.preflight import (
 from batch.products import ProductError, ensure_product
 from batch.progress import Progress
 from batch.ratelimit import SlidingWindowLimiter
-from batch.reconcile import Reconciler
+from batch.reconcile import Verdict
 from batch.results import state_outcomes, write_results
-from batch.state import UNCERTAIN, AttemptRecord, Job, StateStore
+from batch.state import UNCERTAIN, AttemptRecord, DoubleCharge, Job, StateStore, UncertainJob
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +63,8 @@ class RunSummary:
     statuses: dict[str, int] = field(default_factory=dict)
     codes: dict[str, int] = field(default_factory=dict)
     requests_sent: int = 0
-    credits_spent: int = 0
+    credits_spent: int = 0  # accepted creates the ledger knows of (double charges included)
+    double_charges: list[dict[str, Any]] = field(default_factory=list)  # found by this run
     elapsed_seconds: float = 0.0
     post_rate_per_minute: float = 0.0
     stopped: str | None = None  # why sending stopped early, if it did
@@ -81,6 +85,8 @@ def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None)
     started = time.monotonic()
     with StateStore(config.state) as state:
         state.lock()
+        if config.legacy_state is not None:
+            state.absorb(config.legacy_state)
         if config.dry_run:
             summary = _dry_run(config, state)
         else:
@@ -99,6 +105,9 @@ def plan_only(config: RunConfig) -> RunSummary:
     """
     with tempfile.TemporaryDirectory(prefix="jogg-plan-") as scratch:
         exists = config.state.exists()
+        legacy = config.legacy_state
+        if not exists and legacy is not None:  # plan against the older state, unmerged
+            exists, config = True, replace(config, state=legacy, legacy_state=None)
         with StateStore(config.state if exists else Path(scratch) / "plan.db") as state:
             if exists:
                 state.lock()
@@ -207,6 +216,15 @@ class _Run:
         self.planning_done = False
         self.planned = asyncio.Event()
         self.budget = asyncio.Condition()
+        self.gate = asyncio.Semaphore(config.concurrency)
+        self.tasks: set[asyncio.Task[None]] = set()  # jobs being sent
+        self.dispatched = False  # every planned job has been taken
+        self.settle_due = asyncio.Event()  # something changed that the settler may act on
+        self.listing: AccountListing | None = None
+        self.given_up: set[int] = set()  # jobs that end unknown in this run
+        self.unknown_reason = ""
+        self.double_charges: list[DoubleCharge] = []
+        self.started_at = time.time()
         self.progress = Progress(config.progress_bar, config.progress_interval)
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -253,10 +271,21 @@ class _Run:
                 max_connections=self.config.concurrency,
             ) as client:
                 self.client = client
-                self.reconciler = Reconciler(client, enabled=self.config.reconcile_tag)
                 if not self.config.offline and not await self._preflight():
                     return
-                await asyncio.gather(self._plan(), self._dispatch())
+                if self.config.reconcile_tag:
+                    self.listing = AccountListing(
+                        client, self.state, overlap=self.config.settle_seconds
+                    )
+                    if not await self._first_sync():
+                        return
+                try:
+                    await asyncio.gather(self._plan(), self._dispatch(), self._settle())
+                except asyncio.CancelledError:
+                    for task in self.tasks:
+                        task.cancel()
+                    raise
+                await self._last_sync()
         finally:
             results_task.cancel()
             for sig in installed:
@@ -275,6 +304,45 @@ class _Run:
         self.planner.preflight = await Preflight.fetch(service)
         log.debug("account checked, look-ups loaded")
         return True
+
+    async def _first_sync(self) -> bool:
+        """Reads what the account rendered since the last run, before anything is sent; False
+        (nothing sent) when the listing cannot be read: it is the last defence of a fresh ledger."""
+        assert self.listing is not None
+        try:
+            await self.listing.sync()
+        except ApiError as exc:
+            self.account_error = AccountError(
+                f"cannot read the account's video listing, so nothing was sent: {exc}",
+                code=exc.code,
+                http_status=exc.http_status,
+            )
+            self.stop("the video listing is unreadable")
+            return False
+        self._report_double_charges()
+        return True
+
+    async def _last_sync(self) -> None:
+        """After sending: one more look for double charges back to this run's first request."""
+        if self.listing is None or self.hard_stop or not self.sent:
+            return
+        try:
+            await self.listing.sync(back_to=self.started_at)
+        except ApiError as exc:
+            log.warning("could not check the listing for double charges after the run: %s", exc)
+            return
+        self._report_double_charges()
+
+    def _report_double_charges(self) -> None:
+        for charge in self.state.record_double_charges(self.run_id):
+            self.double_charges.append(charge)
+            log.error(
+                "double charge: tag %s was rendered %d times (videos %s); raise it with JoggAI",
+                charge.tag,
+                len(charge.video_ids),
+                ", ".join(charge.video_ids),
+                extra={"event": "double_charge", "tag": charge.tag, "videos": charge.video_ids},
+            )
 
     def _install_signals(
         self, loop: asyncio.AbstractEventLoop, main: asyncio.Task[Any]
@@ -356,10 +424,9 @@ class _Run:
 
         A slice planned later can hold a job with a lower id (one an earlier run left behind),
         so each new slice restarts the scan from the lowest id; `picked` (a byte per job id)
-        keeps a job from being taken twice.
+        keeps a job from being taken twice. Jobs whose last request may have been accepted are
+        not sent: `_settle` looks them up.
         """
-        gate = asyncio.Semaphore(self.config.concurrency)
-        tasks: set[asyncio.Task[None]] = set()
         picked = bytearray()
         last_id = 0
         try:
@@ -377,27 +444,36 @@ class _Run:
                 for job in jobs:
                     if job.id < len(picked) and picked[job.id]:
                         continue
-                    await gate.acquire()
-                    if self._should_stop():
-                        gate.release()
-                        break
                     if job.id >= len(picked):
                         picked.extend(bytes(max(job.id + 1, 2 * len(picked)) - len(picked)))
                     picked[job.id] = 1
-                    task = asyncio.create_task(self._process(job))
-                    tasks.add(task)
+                    if job.status in UNCERTAIN and not (
+                        job.status == "unknown" and self.config.resubmit_unknown
+                    ):
+                        self.settle_due.set()
+                        continue
+                    if not await self._launch(job):
+                        break
+        finally:
+            self.dispatched = True
+            self.settle_due.set()
 
-                    def finished(task: asyncio.Task[None]) -> None:
-                        tasks.discard(task)
-                        gate.release()
+    async def _launch(self, job: Job) -> bool:
+        """Starts sending one job once a concurrency slot is free; False when the run stops."""
+        await self.gate.acquire()
+        if self._should_stop():
+            self.gate.release()
+            return False
+        task = asyncio.create_task(self._process(job))
+        self.tasks.add(task)
 
-                    task.add_done_callback(finished)
-            if tasks:
-                await asyncio.gather(*tasks)
-        except asyncio.CancelledError:
-            for task in tasks:
-                task.cancel()
-            raise
+        def finished(task: asyncio.Task[None]) -> None:
+            self.tasks.discard(task)
+            self.gate.release()
+            self.settle_due.set()
+
+        task.add_done_callback(finished)
+        return True
 
     # --- one job -------------------------------------------------------------------------------
 
@@ -410,10 +486,8 @@ class _Run:
             self.progress.update({"sent": self.sent, "accepted": self.accepted})
 
     async def _send_job(self, job: Job) -> None:
-        if job.status in UNCERTAIN:
-            since = self.state.last_attempt_start(job.id) or 0.0
-            if await self._reconciled(job, since):
-                return
+        if self._adopted_from_listing(job):
+            return
         fields = payload.fields_from_json(job.fields)
         product_id = job.product_id or fields.product_id or await self._product(job)
         if product_id is None:
@@ -424,14 +498,9 @@ class _Run:
         attempt = 0
         while True:
             attempt += 1
-            outcome, started = await self._post(job, body)
-            if outcome.kind == "ok":
-                return
-            if outcome.kind in ("permanent", "account"):
-                return
-            # An unknown outcome absent from a listing that covers the attempt is safe to resend.
-            if outcome.kind == "unknown" and await self._reconciled(job, started):
-                return
+            outcome = await self._post(job, body)
+            if outcome.kind in ("ok", "permanent", "account", "unknown"):
+                return  # an unknown answer is the settler's now: it never resends blindly
             if attempt >= self.config.retry.max_attempts:
                 self._finish_exhausted(job, outcome)
                 return
@@ -444,6 +513,22 @@ class _Run:
                 delay,
             )
             await asyncio.sleep(delay)
+
+    def _adopted_from_listing(self, job: Job) -> bool:
+        """A job whose tag the account already lists is not sent again, wherever it was paid."""
+        if self.listing is None:
+            return False
+        video_id = self.state.listed_video(job.tag)
+        if video_id is None:
+            return False
+        ours = job.attempts > 0
+        self.state.adopt(job.id, video_id, run_id=self.run_id if ours else None)
+        if ours:
+            self.accepted += 1
+        self._log_change(
+            job, "submitted" if ours else "already_submitted", video_id=video_id, recovered=True
+        )
+        return True
 
     async def _within_budget(self) -> None:
         """Under --max-videos, a request leaves only if every one in flight could fail."""
@@ -480,7 +565,7 @@ class _Run:
                 )
         return None
 
-    async def _post(self, job: Job, body: dict[str, Any]) -> tuple[ApiOutcome, float]:
+    async def _post(self, job: Job, body: dict[str, Any]) -> ApiOutcome:
         await self._within_budget()
         try:
             if self.limiter is None:
@@ -488,20 +573,15 @@ class _Run:
             async with self.limiter.slot() as slot:
                 if self.stop_reason is not None:
                     raise StopRequested
-                outcome, started = await self._post_now(job, body)
-                slot.observe(
-                    outcome.retry_after,
-                    outcome.rate_remaining,
-                    outcome.code == 429 or outcome.http_status == 429,
-                )
-                return outcome, started
+                outcome = await self._post_now(job, body)
+                slot.observe(outcome.retry_after, outcome.rate_remaining, outcome.rate_limited)
+                return outcome
         finally:
             self.in_flight -= 1
             async with self.budget:
                 self.budget.notify_all()
 
-    async def _post_now(self, job: Job, body: dict[str, Any]) -> tuple[ApiOutcome, float]:
-        started = time.time()
+    async def _post_now(self, job: Job, body: dict[str, Any]) -> ApiOutcome:
         attempt_id = self.state.begin_attempt(job.id, self.run_id)
         self.sent += 1
         outcome = await self.client.create_video(body)
@@ -519,8 +599,11 @@ class _Run:
             self._log_change(job, "submitted", video_id=record.video_id)
         elif outcome.kind == "ok" or outcome.kind == "unknown":
             # An answer without a video id is as good as no answer: the render may exist.
+            record = replace(record, outcome="unknown")
             self.state.finish_attempt(attempt_id, job.id, record, "reconciling", run_id=self.run_id)
-            outcome = _as_unknown(outcome)
+            self._log_change(job, "reconciling", code=outcome.code, message=outcome.message)
+            self.settle_due.set()
+            outcome = replace(outcome, kind="unknown")
         elif outcome.kind == "permanent":
             self.state.finish_attempt(
                 attempt_id, job.id, record, "failed", run_id=self.run_id, permanent=True
@@ -534,43 +617,22 @@ class _Run:
                 http_status=outcome.http_status,
             )
             self.stop(f"account error {outcome.code}")
-        else:  # retryable or not_sent: certainly not accepted
+        else:  # retryable (429) or not_sent: certainly not accepted
             self.state.finish_attempt(attempt_id, job.id, record, "pending", run_id=self.run_id)
-        return outcome, started
-
-    async def _reconciled(self, job: Job, since: float) -> bool:
-        """True when the job's fate is settled (found, or unknown and not to be resent)."""
-        try:
-            video_id = await self.reconciler.find(job.tag, since)
-        except ApiError as exc:
-            if self.config.resubmit_unknown:
-                log.warning(
-                    "row key %s: cannot reconcile (%s); resending (--resubmit-unknown)",
-                    job.row_key,
-                    exc,
-                )
-                return False
-            self.state.settle(
-                job.id, "unknown", AttemptRecord("unknown", message=str(exc)), run_id=self.run_id
-            )
-            self._log_change(job, "unknown", message=str(exc))
-            return True
-        if video_id is None:
-            log.info("row key %s: not found on the server; sending again", job.row_key)
-            self.state.settle(job.id, "pending", AttemptRecord("absent"), run_id=self.run_id)
-            return False
-        self.state.settle(
-            job.id,
-            "submitted",
-            AttemptRecord("recovered", video_id=video_id, message="recovered after a lost answer"),
-            run_id=self.run_id,
-            recovered=True,
-        )
-        self.accepted += 1
-        self._log_change(job, "submitted", video_id=video_id, recovered=True)
-        return True
+        return outcome
 
     def _finish_exhausted(self, job: Job, outcome: ApiOutcome, *, permanent: bool = False) -> None:
+        """Out of attempts. A job any of whose requests may have been accepted never ends
+        `failed` (which `retry` would pay for again): it goes back to the settler."""
+        if not permanent and self.state.had_uncertain_attempt(job.id):
+            self.state.settle(
+                job.id,
+                "reconciling",
+                AttemptRecord(outcome.kind, outcome.code, outcome.http_status, outcome.message),
+                run_id=self.run_id,
+            )
+            self.settle_due.set()
+            return
         self.state.settle(
             job.id,
             "failed",
@@ -580,7 +642,98 @@ class _Run:
         )
         self._log_change(job, "failed", code=outcome.code, message=outcome.message)
 
-    def _log_change(self, job: Job, status: str, **details: Any) -> None:
+    # --- lost answers --------------------------------------------------------------------------
+
+    async def _settle(self) -> None:
+        """Looks up, from the account's listing, every job of this run whose last request may
+        have been accepted, until each is found, proven absent (and sent again), or given up
+        (`unknown`); see `batch.reconcile` for the rules. It never holds up other sends."""
+        poll = min(30.0, max(0.1, self.config.settle_seconds / 4))
+        reviewed = -math.inf
+        while True:
+            idle = self.dispatched and not self.tasks
+            jobs = [j for j in self.state.uncertain_jobs(self.run_id) if j.id not in self.given_up]
+            if idle and (not jobs or self.stop_reason is not None):
+                break
+            if jobs and not self.stop_reason and time.monotonic() >= reviewed + poll:
+                reviewed = time.monotonic()
+                await self._review(jobs)
+            self.settle_due.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.settle_due.wait(), poll)
+        if self.given_up:
+            log.warning(
+                "%d row(s) end unknown: %s. They are not sent again; check the JoggAI dashboard, "
+                "then `jogg-batch retry RESULTS --resubmit-unknown` for the missing ones",
+                len(self.given_up),
+                self.unknown_reason or "their requests' fate could not be proven",
+            )
+
+    async def _review(self, jobs: list[UncertainJob]) -> None:
+        now = time.time()
+        if self.listing is None:  # tags are off: nothing can be looked up
+            for job in jobs:
+                await self._give_up(job, "reconciliation tags are off (run.reconcile_tag = false)")
+            return
+        try:
+            sync = await self.listing.sync(back_to=min(j.attempt_started or 0.0 for j in jobs))
+        except AccountError as exc:
+            self.account_error = exc
+            self.stop(f"account error {exc.code}")
+            return
+        except ApiError as exc:
+            log.warning("cannot read the video listing yet (%s); looking again later", exc)
+            for job in jobs:
+                if now >= reconcile.deadline(job, self.config.settle_seconds):
+                    await self._give_up(job, f"the video listing could not be read: {exc}")
+            return
+        settle = self.config.settle_seconds
+        for job in jobs:
+            listed = self.state.listed_video(job.tag)
+            judgement = reconcile.judge(job, sync, listed=listed, settle=settle)
+            if job.id in self.given_up:
+                continue
+            if judgement.verdict is Verdict.FOUND:
+                assert listed is not None
+                self.state.adopt(job.id, listed, run_id=self.run_id)
+                self.accepted += 1
+                self._log_change(job, "submitted", video_id=listed, recovered=True)
+            elif judgement.verdict is Verdict.ABSENT:
+                await self._send_again(job)
+            elif judgement.verdict is Verdict.UNPROVABLE:
+                await self._give_up(job, judgement.why)
+            elif judgement.absent_at is not None:
+                self.state.mark_absent(job.id, judgement.absent_at)
+            elif now >= reconcile.deadline(job, settle):
+                await self._give_up(job, "absence not proven in time (" + judgement.why + ")")
+
+    async def _send_again(self, job: UncertainJob) -> None:
+        fresh = self.state.job(job.id)
+        if fresh.attempts >= self.config.retry.max_attempts:
+            # Proven absent, so not accepted: the row failed with its last answer.
+            last = self.state.last_attempt(job.id)
+            self.state.settle(job.id, "failed", last, run_id=self.run_id)
+            self._log_change(job, "failed", code=last.code, message=last.message)
+            return
+        log.info("row key %s: proven absent from the account; sending again", job.row_key)
+        self.state.settle(job.id, "pending", AttemptRecord("absent"), run_id=self.run_id)
+        await self._launch(fresh)
+
+    async def _give_up(self, job: UncertainJob, why: str) -> None:
+        """The job ends `unknown` for this run; with --resubmit-unknown it is sent instead."""
+        self.given_up.add(job.id)  # once: a resubmission whose answer is lost ends unknown
+        if self.config.resubmit_unknown:
+            log.warning("row key %s: %s; resending (--resubmit-unknown)", job.row_key, why)
+            self.state.settle(job.id, "pending", AttemptRecord("resubmitted"), run_id=self.run_id)
+            await self._launch(self.state.job(job.id))
+            return
+        self.unknown_reason = self.unknown_reason or why
+        self.state.settle(
+            job.id, "unknown", AttemptRecord("unknown", message=why), run_id=self.run_id
+        )
+        self._log_change(job, "unknown", message=why)
+
+    def _log_change(self, job: Job | UncertainJob, status: str, **details: Any) -> None:
         """One line per state change; with --log-format json its fields are keys."""
         said = ", ".join(f"{k} {v}" for k, v in details.items() if v not in (None, ""))
         log.info(
@@ -619,7 +772,11 @@ class _Run:
             statuses=statuses,
             codes=self.state.failure_codes(self.run_id),
             requests_sent=self.sent,
-            credits_spent=self.state.run_accepted(self.run_id),
+            credits_spent=self.state.run_credits(self.run_id, self.started_at - CLOCK_SKEW_SECONDS),
+            double_charges=[
+                {"tag": c.tag, "video_ids": list(c.video_ids), "first_created": c.first_created}
+                for c in self.double_charges
+            ],
             stopped=self.stop_reason,
         )
         times = self.state.run_attempt_times(self.run_id)
@@ -634,6 +791,8 @@ class _Run:
         if self.account_error is not None:
             log.error("%s", self.account_error)
             return ExitCode.ACCOUNT
+        if self.double_charges:
+            return ExitCode.DOUBLE_CHARGED
         bad = ("failed", "invalid", "unknown", "not_attempted")
         return ExitCode.ROWS_FAILED if any(statuses.get(s) for s in bad) else ExitCode.OK
 
@@ -642,7 +801,3 @@ def _video_id(outcome: ApiOutcome) -> str | None:
     data = outcome.data if isinstance(outcome.data, dict) else {}
     value = data.get("video_id") or data.get("product_video_id")
     return str(value) if value else None
-
-
-def _as_unknown(outcome: ApiOutcome) -> ApiOutcome:
-    return replace(outcome, kind="unknown")

@@ -7,8 +7,10 @@ The life of a job:
                        -> failed                         (permanent code, or retries exhausted)
                        -> pending                        (retryable answer: sent again later)
                        -> reconciling -> submitted        (unknown answer; found by its tag)
-                                      -> pending          (absent from a listing that covers it)
-                                      -> unknown          (listing impossible; not resent blindly)
+                                      -> pending          (absence proven, see batch.reconcile)
+                                      -> unknown          (absence unprovable; not resent blindly)
+    pending -> submitted                                 (its tag is already in the account's
+                                                          listing: adopted, never sent)
     pending -> not_attempted                             (run stopped before sending it)
 
 `sending` is committed *before* the request leaves and replaced only after the answer, so a
@@ -19,16 +21,23 @@ one (NORMAL; WAL keeps them in order, and the next synced commit carries them): 
 power cut only sends a job back to reconciliation, which finds it again.
 
 Per run, `run_rows` records what happened to each catalog row (the job it maps to, or why it has
-none), which is what the results file is written from.
+none), which is what the results file is written from. `listing` is the account's own record: an
+index of `GET /v2/product_videos` by reconciliation tag (see batch.listing), and `double_charges`
+keeps every tag the account rendered more than once.
+
+Schema changes are migrations (`_MIGRATIONS`): a state written by an older jogg-batch is upgraded
+in place when opened, and a new state is built by the same steps.
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
+import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,9 +47,7 @@ from typing import Any
 from batch.errors import LockedError, StateError
 from batch.status import PendingVideo, VideoUpdate
 
-SCHEMA_VERSION = 1
-
-_SCHEMA = """
+_BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -110,6 +117,32 @@ CREATE TABLE IF NOT EXISTS products (
 );
 """
 
+# Version N is reached by running _MIGRATIONS[N - 2] on a state of version N - 1; the base
+# schema above is version 1 (jogg-batch 0.1).
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    ALTER TABLE jobs ADD COLUMN absent_at REAL;
+    CREATE TABLE listing (
+        video_id TEXT PRIMARY KEY,
+        tag TEXT,
+        title TEXT,
+        created_at REAL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX listing_tag ON listing (tag) WHERE tag IS NOT NULL;
+    CREATE TABLE double_charges (
+        tag TEXT PRIMARY KEY,
+        video_ids TEXT NOT NULL,
+        first_created REAL,
+        detected_at REAL NOT NULL,
+        detected_run INTEGER
+    );
+    """,
+)
+SCHEMA_VERSION = 1 + len(_MIGRATIONS)
+
+log = logging.getLogger(__name__)
+
 # What the results file says of a row, from its plan (run_rows) and its job.
 _RESULT_STATUS = """CASE
     WHEN r.row_status IN ('invalid', 'duplicate') THEN r.row_status
@@ -147,6 +180,28 @@ class Job:
     code: int | None
     message: str | None
     product_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class UncertainJob:
+    """A job whose last request may have been accepted (see `StateStore.uncertain_jobs`)."""
+
+    id: int
+    tag: str
+    row_key: str | None
+    status: str
+    absent_at: float | None  # the first listing, after the settle period, that lacked its tag
+    attempt_started: float | None  # its last request (None: entered from a results file)
+
+
+@dataclass(frozen=True, slots=True)
+class DoubleCharge:
+    """One tag the account rendered more than once: every video after the first is a credit
+    to raise with JoggAI."""
+
+    tag: str
+    video_ids: tuple[str, ...]
+    first_created: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,22 +255,42 @@ class StateStore:
             # Job look-ups by fingerprint hit random pages: a bigger cache keeps planning linear.
             self._db.execute("PRAGMA cache_size=-65536")
             self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
-            self._check_version()
+            self._db.executescript(_BASE_SCHEMA)
+            self._migrate()
         except sqlite3.Error as exc:
             raise StateError(f"{path}: cannot open the state database: {exc}") from exc
         self._lock_file: int | None = None
 
-    def _check_version(self) -> None:
+    def _migrate(self) -> None:
+        """Brings the schema to SCHEMA_VERSION, one migration per transaction."""
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-            )
-        elif int(row[0]) != SCHEMA_VERSION:
+        version = 1 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
             raise StateError(
-                f"{self.path}: state schema {row[0]}; this jogg-batch reads schema {SCHEMA_VERSION}"
+                f"{self.path}: state schema {version} was written by a newer jogg-batch; this "
+                f"one reads schema {SCHEMA_VERSION} (upgrade jogg-batch)"
             )
+        if row is None:
+            self._db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', 1)")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            # executescript commits first; the script's own BEGIN/COMMIT makes the step atomic.
+            try:
+                self._db.executescript(
+                    f"BEGIN IMMEDIATE; {_MIGRATIONS[target - 2]} "
+                    f"UPDATE meta SET value = '{target}' WHERE key = 'schema_version'; COMMIT;"
+                )
+            except sqlite3.Error:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     @classmethod
     @contextmanager
@@ -240,6 +315,66 @@ class StateStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def absorb(self, legacy: Path) -> int:
+        """Merges a state of jogg-batch 0.1 (kept beside a results file) into this one: its jobs
+        (with their attempts) and products, each once; returns the number of jobs new here.
+        Jobs this state already has win. A state absorbed unchanged is not read again."""
+        try:
+            info = legacy.stat()
+            stamp, key = f"{info.st_size}:{info.st_mtime_ns}", f"absorbed:{legacy.resolve()}"
+            if self.get_meta(key) == stamp:
+                return 0
+            source = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"{legacy}: cannot read this older state to merge it: {exc}") from exc
+        try:
+            added = self._absorb_from(source)
+        except sqlite3.Error as exc:
+            raise StateError(f"{legacy}: cannot merge this older state: {exc}") from exc
+        finally:
+            source.close()
+        self.set_meta(key, stamp)
+        log.warning(
+            "merged %d job(s) of %s into the account's ledger %s (the old file is no longer used)",
+            added,
+            legacy,
+            self.path,
+        )
+        return added
+
+    def _absorb_from(self, source: sqlite3.Connection) -> int:
+        columns = [
+            row[1] for row in source.execute("PRAGMA table_info(jobs)") if row[1] in _JOB_COPY
+        ]
+        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+        at = columns.index("fingerprint") + 1
+        new_ids: dict[int, int] = {}  # the old state's job id -> this state's
+        with self._write() as db:
+            for rows in _chunks(source.execute(f"SELECT id, {names} FROM jobs"), 10_000):
+                known = self.jobs_by_fingerprint([row[at] for row in rows])
+                for row in rows:
+                    if row[at] not in known:
+                        cursor = db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", row[1:])
+                        assert cursor.lastrowid is not None
+                        new_ids[row[0]] = cursor.lastrowid
+            db.executemany(
+                "INSERT INTO attempts (job_id, run_id, started_at, finished_at, outcome, code, "
+                "http_status, message, video_id) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (new_ids[row[0]], *row[1:])
+                    for row in source.execute(
+                        "SELECT job_id, started_at, finished_at, outcome, code, http_status, "
+                        "message, video_id FROM attempts"
+                    )
+                    if row[0] in new_ids
+                ),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO products (source, product_id, created_at) VALUES (?, ?, ?)",
+                source.execute("SELECT source, product_id, created_at FROM products"),
+            )
+        return len(new_ids)
 
     # --- locking -------------------------------------------------------------------------------
 
@@ -477,11 +612,30 @@ class StateStore:
             Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]) for r in rows
         ]
 
-    def last_attempt_start(self, job_id: int) -> float | None:
+    def job(self, job_id: int) -> Job:
         row = self._db.execute(
-            "SELECT max(started_at) FROM attempts WHERE job_id = ?", (job_id,)
+            "SELECT id, fingerprint, row_key, fields, tag, status, attempts, video_id, code, "
+            "message, product_id FROM jobs WHERE id = ?",
+            (job_id,),
         ).fetchone()
-        return None if row[0] is None else float(row[0])
+        return Job(*row)
+
+    def last_attempt(self, job_id: int) -> AttemptRecord:
+        row = self._db.execute(
+            "SELECT outcome, code, http_status, message, video_id FROM attempts "
+            "WHERE job_id = ? ORDER BY id DESC LIMIT 1",
+            (job_id,),
+        ).fetchone()
+        return AttemptRecord("none") if row is None else AttemptRecord(*row)
+
+    def had_uncertain_attempt(self, job_id: int) -> bool:
+        """Whether any request of this job ended without proof that it was refused."""
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ? "
+            "AND outcome IN ('unknown', 'sending'))",
+            (job_id,),
+        ).fetchone()
+        return bool(row[0])
 
     def begin_attempt(self, job_id: int, run_id: int) -> int:
         """Committed before the POST leaves: from here on the job may have been accepted."""
@@ -493,8 +647,8 @@ class StateStore:
                 (job_id, run_id, now),
             )
             db.execute(
-                "UPDATE jobs SET status = 'sending', attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ?",
+                "UPDATE jobs SET status = 'sending', attempts = attempts + 1, absent_at = NULL, "
+                "updated_at = ? WHERE id = ?",
                 (now, job_id),
             )
         assert cursor.lastrowid is not None
@@ -536,7 +690,7 @@ class StateStore:
         job_status: str,
         record: AttemptRecord,
         *,
-        run_id: int,
+        run_id: int | None,
         recovered: bool = False,
         permanent: bool = False,
     ) -> None:
@@ -568,7 +722,7 @@ class StateStore:
         status: str,
         record: AttemptRecord,
         *,
-        run_id: int,
+        run_id: int | None,
         now: float,
         permanent: bool = False,
         recovered: bool = False,
@@ -596,6 +750,117 @@ class StateStore:
                 (self._clock(), run_id),
             )
         return cursor.rowcount
+
+    # --- the account's listing and reconciliation (see batch.listing, batch.reconcile) --------
+
+    def record_listing(self, videos: Sequence[tuple[str, str | None, str, float | None]]) -> None:
+        """Listed videos as (video_id, tag or None, title, created_at); a title seen again
+        replaces the old one (the listing is the account's word)."""
+        now = self._clock()
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO listing (video_id, tag, title, created_at, seen_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (video_id) DO UPDATE SET tag = excluded.tag, "
+                "title = excluded.title, created_at = coalesce(excluded.created_at, created_at)",
+                ((vid, tag, title, created, now) for vid, tag, title, created in videos),
+            )
+
+    def listed_video(self, tag: str) -> str | None:
+        """The first video the account's listing shows with this tag, or None."""
+        row = self._db.execute(
+            "SELECT video_id FROM listing WHERE tag = ? ORDER BY created_at, video_id LIMIT 1",
+            (tag,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def accepted_tags(self, video_ids: Sequence[str]) -> dict[str, str]:
+        """video_id -> tag, for the videos among these that this ledger knows it was given."""
+        found: dict[str, str] = {}
+        for start in range(0, len(video_ids), 10_000):
+            chunk = list(video_ids[start : start + 10_000])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._db.execute(
+                    f"SELECT video_id, tag FROM jobs WHERE video_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return found
+
+    def newest_accepted_at(self) -> float | None:
+        """When this ledger last learnt of an accepted video (a listing back to then proves
+        whether titles carry tags)."""
+        row = self._db.execute("SELECT max(submitted_at) FROM jobs WHERE video_id IS NOT NULL")
+        found = row.fetchone()[0]
+        return None if found is None else float(found)
+
+    def uncertain_jobs(self, run_id: int) -> list[UncertainJob]:
+        """Jobs of this run whose last request may have been accepted, with that request's start."""
+        rows = self._db.execute(
+            "SELECT j.id, j.tag, j.row_key, j.status, j.absent_at, "
+            "(SELECT max(started_at) FROM attempts a WHERE a.job_id = j.id) "
+            "FROM jobs j WHERE j.planned_run = ? "
+            "AND j.status IN ('sending', 'reconciling', 'unknown') ORDER BY j.id",
+            (run_id,),
+        )
+        return [UncertainJob(*row) for row in rows]
+
+    def mark_absent(self, job_id: int, at: float) -> None:
+        """The first listing that covers the job's last attempt, after the settle period,
+        lacks its tag."""
+        with self._write() as db:
+            db.execute("UPDATE jobs SET absent_at = ? WHERE id = ?", (at, job_id))
+
+    def adopt(self, job_id: int, video_id: str, *, run_id: int | None) -> None:
+        """The listing shows the job's tag: the job is submitted, with that video. `run_id` is
+        the run whose request it was; None when no request of ours is known (already done)."""
+        self.settle(
+            job_id,
+            "submitted",
+            AttemptRecord("recovered", video_id=video_id, message="found in the account's listing"),
+            run_id=run_id,
+            recovered=run_id is not None,
+        )
+
+    def record_double_charges(self, run_id: int | None) -> list[DoubleCharge]:
+        """Tags the listing shows on more than one video and that were not known before;
+        every such tag is kept, with its videos, oldest first."""
+        rows = self._db.execute(
+            "SELECT tag, json_group_array(video_id), min(created_at) FROM "
+            "(SELECT tag, video_id, created_at FROM listing WHERE tag IS NOT NULL "
+            " ORDER BY created_at, video_id) GROUP BY tag HAVING count(*) > 1"
+        ).fetchall()
+        known = {
+            tag: ids for tag, ids in self._db.execute("SELECT tag, video_ids FROM double_charges")
+        }
+        fresh = [row for row in rows if known.get(row[0]) != row[1]]
+        now = self._clock()
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO double_charges (tag, video_ids, first_created, "
+                "detected_at, detected_run) VALUES (?, ?, ?, ?, ?)",
+                ((tag, ids, first, now, run_id) for tag, ids, first in fresh),
+            )
+        return [DoubleCharge(tag, tuple(json.loads(ids)), first) for tag, ids, first in fresh]
+
+    def double_charges(self) -> list[DoubleCharge]:
+        """Every tag the account rendered more than once, as far as this ledger has seen."""
+        rows = self._db.execute(
+            "SELECT tag, video_ids, first_created FROM double_charges ORDER BY first_created"
+        )
+        return [DoubleCharge(tag, tuple(json.loads(ids)), first) for tag, ids, first in rows]
+
+    def run_credits(self, run_id: int, since: float) -> int:
+        """Accepted creates of this run's requests that the ledger knows of: the videos its
+        answers and its look-ups gave, plus any further video of the same tags listed since
+        the run began (a double charge is a credit spent)."""
+        row = self._db.execute(
+            "SELECT count(*) FROM ("
+            " SELECT a.video_id FROM attempts a WHERE a.run_id = ? AND a.video_id IS NOT NULL"
+            " UNION SELECT l.video_id FROM listing l JOIN jobs j ON j.tag = l.tag"
+            " WHERE l.created_at >= ? AND j.id IN (SELECT job_id FROM attempts WHERE run_id = ?))",
+            (run_id, since, run_id),
+        ).fetchone()
+        return int(row[0])
 
     # --- products (rows that name a product by URL or details) -------------------------------
 
@@ -728,12 +993,26 @@ class StateStore:
             )
         ]
 
-    def run_accepted(self, run_id: int) -> int:
-        """Jobs this run got accepted (credits it spent, recovered ones included)."""
-        row = self._db.execute(
-            "SELECT count(*) FROM jobs WHERE submitted_run = ?", (run_id,)
-        ).fetchone()
-        return int(row[0])
+
+# The job columns an older state hands over; run ids of another state mean nothing here.
+_JOB_COPY = frozenset(
+    {
+        "fingerprint", "row_key", "fields", "tag", "status", "video_id", "code", "message",
+        "attempts", "permanent", "recovered", "submitted_at", "product_id", *VIDEO_COLUMNS,
+        "created_at", "updated_at",
+    }
+)  # fmt: skip
+
+
+def _chunks(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _iso(when: float) -> str:

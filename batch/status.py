@@ -191,12 +191,16 @@ class PollSummary:
     processing: int
     timed_out: bool
     checks: int
+    double_charges: int = 0  # found in the account's listing by this check
 
     @property
     def exit_code(self) -> ExitCode:
-        """Timed out beats some failed beats all fine (a single pass never times out)."""
+        """Timed out beats a double charge found now, beats some failed, beats all fine (a
+        single pass never times out)."""
         if self.timed_out:
             return ExitCode.TIMED_OUT
+        if self.double_charges:
+            return ExitCode.DOUBLE_CHARGED
         return ExitCode.ROWS_FAILED if self.failed else ExitCode.OK
 
 

@@ -51,5 +51,6 @@ class Code(IntEnum):
 ACCOUNT_CODES: Final = frozenset({Code.INVALID_KEY, Code.NO_CREDIT, Code.NO_PERMISSION})
 # Codes where the API said no to this request: retrying is waste.
 PERMANENT_CODES: Final = frozenset({Code.PARAMETER, Code.NOT_FOUND})
-# Codes worth retrying with backoff.
-RETRYABLE_CODES: Final = frozenset({Code.RATE_LIMITED, Code.SYSTEM})
+# Codes that prove the request was not processed and may be sent again after a pause. 50000 is
+# not one: a server may commit and then fail, so it is reconciled first (see batch.client).
+RETRYABLE_CODES: Final = frozenset({Code.RATE_LIMITED})

@@ -1,4 +1,5 @@
-"""Suite-wide isolation: look-up caches in a temporary folder, logging restored after each test."""
+"""Suite-wide isolation: look-up caches and account ledgers in temporary folders, logging restored
+after each test."""
 
 from __future__ import annotations
 
@@ -16,6 +17,14 @@ def private_cache(
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
     return cache
+
+
+@pytest.fixture(autouse=True)
+def private_data(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where account ledgers live by default (batch.ledgers)."""
+    data = tmp_path_factory.mktemp("data")
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    return data
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ import httpx
 import pytest
 
 from batch import __version__
-from batch.client import ApiOutcome, JoggClient, Timeouts, iter_product_videos
-from batch.errors import AccountError, ApiError, ConfigError
+from batch.client import ApiOutcome, JoggClient, Timeouts
+from batch.errors import ConfigError
 from batch.ratelimit import SlidingWindowLimiter
 from batch.rates import RateLimit
 from batch.sandbox.catalogs import SEEDED_PRODUCTS
@@ -81,11 +81,11 @@ HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body>
         (403, b"forbidden", "account", None),
         (200, envelope(429, "Rate limit exceeded. Please try again later."), "retryable", 429),
         (429, b"", "retryable", None),
-        (200, envelope(50000, "system error"), "retryable", 50000),
-        (500, envelope(50000, "system error"), "retryable", 50000),
-        (500, b"Internal Server Error", "retryable", None),
-        (502, HTML_502, "retryable", None),
-        (503, b"", "retryable", None),
+        (200, envelope(50000, "system error"), "unknown", 50000),
+        (500, envelope(50000, "system error"), "unknown", 50000),
+        (500, b"Internal Server Error", "unknown", None),
+        (502, HTML_502, "unknown", None),
+        (503, b"", "unknown", None),
         (504, HTML_502, "unknown", None),
         (504, envelope(50000, "timeout"), "unknown", 50000),
         (520, b"", "unknown", None),
@@ -96,7 +96,7 @@ HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body>
         (200, b'{"msg": "Success", "data": {"video_id": "v1"}}', "unknown", None),
         (200, envelope(77777, "something new"), "permanent", 77777),
         (400, envelope(77777, "something new"), "permanent", 77777),
-        (502, envelope(77777, "something new"), "retryable", 77777),
+        (502, envelope(77777, "something new"), "unknown", 77777),
     ],
 )
 async def test_http_answers_are_classified(
@@ -111,10 +111,10 @@ async def test_http_answers_are_classified(
 
 
 @pytest.mark.anyio
-async def test_a_502_html_page_is_retryable_and_its_message_shows_the_body() -> None:
-    """A proxy's HTML error page is retried, and the message says what came back."""
+async def test_a_502_html_page_is_unknown_and_its_message_shows_the_body() -> None:
+    """A proxy's HTML error page may hide a commit behind it: unknown, with what came back."""
     outcome = await create_with(answering(502, HTML_502, {"content-type": "text/html"}))
-    assert outcome.kind == "retryable"
+    assert outcome.kind == "unknown"
     assert "not JSON" in outcome.message
     assert "502 Bad Gateway" in outcome.message
 
@@ -326,95 +326,6 @@ def test_bad_configuration_is_reported_at_once() -> None:
         JoggClient("https://api.jogg.ai", "")
 
 
-def listing(pages: dict[int, list[dict[str, Any]]], total: int | None = None) -> Handler:
-    def handler(request: httpx.Request) -> httpx.Response:
-        page = int(request.url.params["page"])
-        videos = pages.get(page, [])
-        data: dict[str, Any] = {"videos": videos, "page": page, "page_size": 2}
-        if total is not None:
-            data["total"] = total
-        return httpx.Response(200, content=envelope(0, "Success", data))
-
-    return handler
-
-
-def video(number: int, created_at: float) -> dict[str, Any]:
-    return {
-        "id": f"v{number}",
-        "title": f"Promo [jb-{number}]",
-        "status": "processing",
-        "created_at": created_at,
-    }
-
-
-@pytest.mark.anyio
-async def test_listing_pages_newest_first_and_stops_before_since() -> None:
-    """Pages are followed until a video older than `since` appears."""
-    pages = {
-        1: [video(5, 500), video(4, 400)],
-        2: [video(3, 300), video(2, 200)],
-        3: [video(1, 100)],
-    }
-    requested: list[int] = []
-    inner = listing(pages, total=5)
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        requested.append(int(request.url.params["page"]))
-        return inner(request)
-
-    async with client_for(handler) as client:
-        found = [item["id"] async for item in iter_product_videos(client, since=250, page_size=2)]
-    assert found == ["v5", "v4", "v3"]
-    assert requested == [1, 2]
-
-
-@pytest.mark.anyio
-async def test_listing_ends_on_a_short_page_or_the_total() -> None:
-    """Without older videos, the listing ends at the last page, not in a loop."""
-    pages = {1: [video(3, 300), video(2, 200)], 2: [video(1, 100)]}
-    async with client_for(listing(pages)) as client:
-        found = [item["id"] async for item in iter_product_videos(client, since=0, page_size=2)]
-    assert found == ["v3", "v2", "v1"]
-    async with client_for(listing({1: [video(2, 200), video(1, 100)]}, total=2)) as client:
-        found = [item["id"] async for item in iter_product_videos(client, since=0, page_size=2)]
-    assert found == ["v2", "v1"]
-
-
-@pytest.mark.anyio
-async def test_listing_that_ignores_the_page_number_is_an_error() -> None:
-    """A server that returns the same full page forever is refused, not looped over."""
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        data = {"videos": [video(2, 200), video(1, 100)]}
-        return httpx.Response(200, content=envelope(0, "Success", data))
-
-    async with client_for(handler) as client:
-        with pytest.raises(ApiError, match="does not advance"):
-            async for _ in iter_product_videos(client, since=0, page_size=2):
-                pass
-
-
-@pytest.mark.anyio
-@pytest.mark.parametrize(
-    ("handler", "error"),
-    [
-        (answering(200, envelope(50000, "system error")), ApiError),
-        (answering(502, HTML_502), ApiError),
-        (raising(httpx.ReadTimeout), ApiError),
-        (answering(200, envelope(0, "Success", {"total": 3})), ApiError),
-        (answering(200, envelope(10105, "invalid key")), AccountError),
-    ],
-)
-async def test_a_listing_that_cannot_be_read_raises(
-    handler: Handler, error: type[ApiError]
-) -> None:
-    """A failed or malformed page raises ApiError, so absence is never inferred from it."""
-    async with client_for(handler) as client:
-        with pytest.raises(error, match="list"):
-            async for _ in iter_product_videos(client, since=0):
-                pass
-
-
 # Over a real loopback socket, against the sandbox.
 
 SANDBOX_KEY = "sk-sandbox"
@@ -434,8 +345,7 @@ def sandbox_body(name: str = "Bottle") -> dict[str, Any]:
 
 @pytest.mark.anyio
 async def test_sandbox_create_then_find_it_in_the_listing() -> None:
-    """A created video is ok with an id, readable by id, and found by the listing iterator."""
-    since = time.time() - 1.0
+    """A created video is ok with an id, readable by id, and listed with its title."""
     with running_sandbox(SandboxConfig(rate_limit=None)) as url:
         async with JoggClient(url, SANDBOX_KEY) as client:
             assert (await client.whoami()).kind == "ok"
@@ -445,16 +355,16 @@ async def test_sandbox_create_then_find_it_in_the_listing() -> None:
             video_id = created.data["video_id"]
             status = await client.get_product_video(video_id)
             assert status.kind == "ok"
-            titles = {
-                item["id"]: item["title"] async for item in iter_product_videos(client, since=since)
-            }
+            listed = await client.list_product_videos()
+    assert listed.data is not None
+    titles = {item["id"]: item["title"] for item in listed.data["videos"]}
     assert titles.get(video_id) == "Spring promo [jb-7f3a9c2e]"
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize("status_codes", [False, True])
 async def test_sandbox_errors_classify_in_both_modes(status_codes: bool) -> None:
-    """Bad key -> account, bad body -> permanent, 502 fault -> retryable, in either HTTP mode."""
+    """Bad key -> account, bad body -> permanent, 502 fault -> unknown, in either HTTP mode."""
     config = SandboxConfig(rate_limit=None, http_status_codes=status_codes)
     with running_sandbox(config) as url:
         async with JoggClient(url, "sk-wrong") as client:
@@ -464,7 +374,7 @@ async def test_sandbox_errors_classify_in_both_modes(status_codes: bool) -> None
             assert (bad.kind, bad.code) == ("permanent", 40000)
     with running_sandbox(SandboxConfig(rate_limit=None, bad_gateway_rate=1.0)) as url:
         async with JoggClient(url, SANDBOX_KEY) as client:
-            assert (await client.create_video(sandbox_body())).kind == "retryable"
+            assert (await client.create_video(sandbox_body())).kind == "unknown"
 
 
 @pytest.mark.anyio

@@ -182,10 +182,11 @@ def test_build_request_full_body() -> None:
     assert body["webhook_url"] == "https://hooks.example/jogg"
 
 
-def test_to_body_appends_tag_to_name() -> None:
-    """The reconciliation tag follows the title, or is the title when there is none."""
+def test_to_body_puts_the_tag_first_in_the_name() -> None:
+    """The reconciliation tag leads the title (a listing that cuts titles keeps it), or is the
+    title when there is none."""
     assert build_request(BASE._replace(name="Mug")).to_body("ab12")["video_spec"]["name"] == (
-        "Mug [jb-ab12]"
+        "[jb-ab12] Mug"
     )
     assert build_request(BASE).to_body("ab12")["video_spec"]["name"] == "[jb-ab12]"
 

@@ -25,6 +25,9 @@ from batch.state import StateStore
 from tests.helpers import product_ids, submissions, write_catalog
 
 
+SETTLE = 0.3
+
+
 def simple_rows(count: int, start: int = 0) -> list[dict[str, str]]:
     return [
         {"sku": f"SKU{i}", "product_id": pid, "title": f"Item {i}", "length": "15"}
@@ -46,7 +49,10 @@ def make_config(
     cli = CliOverrides(
         base_url=url, rate_limit=rate, concurrency=4, results=catalog.with_suffix(".results.csv")
     )
-    return build_run_config(catalog, cli, api_key=Secret(key), **flags)
+    # A short settle period: the sandbox commits at once and lists new videos at once.
+    return replace(
+        build_run_config(catalog, cli, api_key=Secret(key), **flags), settle_seconds=SETTLE
+    )
 
 
 def test_every_valid_row_is_submitted_once_and_invalid_rows_never_sent(
@@ -165,7 +171,8 @@ def test_equal_limits_never_draw_a_429_nor_overfill_a_window(
     indirect=True,
 )
 def test_server_faults_end_submitted_after_retries(tmp_path: Path, sandbox_url: str) -> None:
-    """50000 and 502 HTML answers are retried; every row ends submitted, once."""
+    """50000 and 502 HTML answers are looked up, then resent once proven absent: every row ends
+    submitted, once."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(12))
     config = replace(
         make_config(catalog, sandbox_url),
@@ -180,8 +187,11 @@ def test_server_faults_end_submitted_after_retries(tmp_path: Path, sandbox_url: 
 
 
 @pytest.mark.parametrize("sandbox_url", [{"fail_rate": 1.0}], indirect=True)
-def test_exhausted_retries_end_failed_with_the_last_code(tmp_path: Path, sandbox_url: str) -> None:
-    """A row that keeps drawing 50000 ends failed with code 50000, not a crash."""
+def test_lost_answers_end_unknown_when_the_listing_cannot_prove_absence(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Only 50000s and no video the ledger knows in the listing: nothing proves that titles
+    carry tags, so nothing is resent and the rows end unknown, never failed."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
     config = replace(
         make_config(catalog, sandbox_url),
@@ -190,9 +200,31 @@ def test_exhausted_retries_end_failed_with_the_last_code(tmp_path: Path, sandbox
     summary = runner.run(config)
     results = read_results(config.results)
     assert summary.exit_code == ExitCode.ROWS_FAILED
-    assert list(results["status"]) == ["failed", "failed"]
-    assert list(results["code"]) == ["50000", "50000"]
-    assert list(results["attempts"]) == ["3", "3"]
+    assert list(results["status"]) == ["unknown", "unknown"]
+    assert list(results["attempts"]) == ["1", "1"]
+    assert submissions(sandbox_url)["counts"]["faulted"]["fail"] == 2
+
+
+@pytest.mark.parametrize("sandbox_url", [{"fail_rate": 0.6, "seed": 1}], indirect=True)
+def test_exhausted_attempts_proven_absent_end_failed_with_the_last_code(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A row whose every attempt drew 50000, each proven absent, ends failed with 50000 after
+    max_attempts; the others end submitted, each accepted once."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(8))
+    config = replace(
+        make_config(catalog, sandbox_url),
+        concurrency=1,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
+    )
+    summary = runner.run(config)
+    results = read_results(config.results)
+    accepted = [s["product_id"] for s in submissions(sandbox_url)["submissions"]]
+    failed = results[results["status"] == "failed"]
+    assert set(results["status"]) == {"submitted", "failed"}
+    assert set(failed["code"]) == {"50000"} and set(failed["attempts"]) == {"2"}
+    assert sorted(accepted) == sorted(results[results["status"] == "submitted"]["product_id"])
+    assert summary.exit_code == ExitCode.ROWS_FAILED
 
 
 @pytest.mark.parametrize(

@@ -85,7 +85,7 @@ def test_unknown_from_a_results_file_is_entered_once(tmp_path: Path) -> None:
     state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
     state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
     assert state._db.execute("SELECT status FROM jobs").fetchall() == [("unknown",)]
-    assert state.last_attempt_start(1) == 0.0
+    assert state._db.execute("SELECT started_at FROM attempts").fetchall() == [(0.0,)]
 
 
 def test_newer_schema_is_refused(tmp_path: Path) -> None:

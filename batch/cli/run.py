@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+import tempfile
+from contextlib import ExitStack, nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -177,9 +178,15 @@ def _send(
     wait_limit = _duration_option(options.pop("timeout"), "--timeout")
     flags = {name: options.pop(name) for name in _RUN_FLAGS}
     flags["deadline"] = _deadline(options.pop("max_duration"), options.pop("until"))
-    with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
+    with ExitStack() as stack:
+        sandbox_url = stack.enter_context(embedded_sandbox()) if sandbox else None
         if sandbox_url is not None:
             options.update(base_url=sandbox_url, rate_limit=str(DEMO_RATE))
+            if (
+                options.get("state") is None
+            ):  # the embedded account ends with the run: so does its ledger
+                ledger = stack.enter_context(tempfile.TemporaryDirectory(prefix="jogg-sandbox-"))
+                options["state"] = Path(ledger) / "ledger.db"
         config = build_run_config(
             catalog,
             _overrides(options),

@@ -8,7 +8,8 @@ import click
 
 from batch import tracking
 from batch.cli.common import logging_options, reports_errors
-from batch.config import default_state_path, load_settings, parse_duration, read_api_key
+from batch.config import load_settings, parse_duration, read_api_key
+from batch.ledgers import choose_state
 
 
 @click.command()
@@ -16,7 +17,7 @@ from batch.config import default_state_path, load_settings, parse_duration, read
 @click.option(
     "--state",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="State database (default: beside RESULTS).",
+    help="State database (default: the account's ledger).",
 )
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--base-url", envvar="JOGG_BASE_URL", help="API base URL.")
@@ -45,10 +46,13 @@ def status(
         seconds = parse_duration(timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
+    key = read_api_key(settings)
+    chosen = choose_state(state, results, settings.api.base_url, str(key))  # MERGE-CHECK
     summary = tracking.track(
-        state or default_state_path(results),  # type: ignore[arg-type]
+        chosen.path,
         settings.api.base_url.rstrip("/"),
-        read_api_key(settings),
+        key,
+        legacy=chosen.legacy,
         wait=wait,
         timeout=seconds,
         results=results,

@@ -1,0 +1,92 @@
+"""Where an account's ledger lives: one state per API account, whatever the files are called.
+
+What was paid for belongs to the account, not to a catalog's file name: a dated hand-off
+(`catalog_20261126.csv`, then `catalog_20261127.csv`), a new `--results`, or the same rows as
+Parquet must all find the same jobs. So by default the state is
+
+    <user data dir>/jogg-batch/ledgers/<account id>.db
+
+(`~/.local/share/jogg-batch/...` on Linux; `XDG_DATA_HOME` moves it), where the account id is an
+HMAC of the API base URL and key under a random salt kept beside the ledgers (0600): the key is
+never written, and a copied ledger directory reveals nothing that would confirm a guessed key.
+`--state` or `run.state` still choose another place.
+
+Versions before 0.2 kept the state beside the results file (`<name>.jogg-state.db`). Such a state
+is found and merged into the account's ledger (`StateStore.absorb`), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from batch.errors import StateError
+
+APP_NAME = "jogg-batch"
+
+
+@dataclass(frozen=True, slots=True)
+class StateChoice:
+    """The state a command uses, and an older per-file state to merge into it first."""
+
+    path: Path
+    legacy: Path | None = None
+
+
+def data_dir() -> Path:
+    return platformdirs.user_data_path(APP_NAME)
+
+
+def ledger_path(base_url: str, api_key: str, *, root: Path | None = None) -> Path:
+    """The default state of the account behind this key at this API."""
+    folder = (root or data_dir()) / "ledgers"
+    account = hmac.new(_salt(folder), f"{base_url}\n{api_key}".encode(), hashlib.sha256)
+    return folder / f"{account.hexdigest()[:20]}.db"
+
+
+def legacy_state_path(results: Path) -> Path:
+    """Where jogg-batch 0.1 kept the state of a results file."""
+    stem = results.name.removesuffix(results.suffix).removesuffix(".results")
+    return results.with_name(stem + ".jogg-state.db")
+
+
+def choose_state(
+    explicit: Path | None, results: Path | None, base_url: str, api_key: str
+) -> StateChoice:
+    """`explicit` when given; else the account's ledger, with the 0.1 state beside the results
+    (when there is one) to merge into it."""
+    if explicit is not None:
+        return StateChoice(explicit)
+    ledger = ledger_path(base_url.rstrip("/"), api_key)
+    legacy = legacy_state_path(results) if results is not None else None
+    if legacy is not None and legacy.is_file() and legacy.resolve() != ledger.resolve():
+        return StateChoice(ledger, legacy)
+    return StateChoice(ledger)
+
+
+def _salt(folder: Path) -> bytes:
+    """The random salt of this data directory, made once (written whole, then linked into
+    place, so a process racing us never reads half of it)."""
+    path = folder / "salt"
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not path.exists():
+            draft = folder / f".salt.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_bytes(32).hex())
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process made it first: use theirs
+            finally:
+                draft.unlink()
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise StateError(f"{path}: cannot read or create the ledger salt ({exc})") from exc

@@ -1,0 +1,176 @@
+"""The account's own record of what it rendered: `GET /v2/product_videos`, indexed by tag.
+
+Every create carries a tag derived from its job's fingerprint at the start of `video_spec.name`
+(`"[jb-7f3a9c2e1b40] Spring promo"`): a title the API cuts short keeps its start. Tags that older
+versions put at the end are found too: a tag is looked for anywhere in the title.
+
+The listing is read newest first and kept in the state (table `listing`), incrementally: each
+sync reads back to a little before the previous one (`overlap` plus the clock skew allowance), so
+a fresh ledger reads the account once and every later sync reads a page or two. GETs are not
+rate-limited, so none of this spends the POST quota. The index serves three purposes:
+
+- before a job is sent, its tag is looked up: a match is a render this account already paid for
+  (on another machine, under another file name, or before a state was lost), adopted, not sent;
+- after a lost answer, `batch.reconcile` proves the request's fate from successive syncs;
+- a tag listed on more than one video is a double charge, kept and reported.
+
+A sync also tells whether this account's listing echoes tags at all (`Sync.echo`): the videos this
+ledger knows it was given are looked up by id in the pages read, and their titles must carry their
+tags. JoggAI does not document that `title` echoes `video_spec.name` (reference §8, §11).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from batch.client import JoggClient
+from batch.errors import AccountError, ApiError
+from batch.payload import TAG_PATTERN
+from batch.state import StateStore
+
+log = logging.getLogger(__name__)
+
+# Server and client clocks differ; every listing reads this much further back than asked.
+CLOCK_SKEW_SECONDS = 300.0
+# A page that cannot be read is asked for again this many times (GETs cost nothing) before the
+# sync fails: a partial listing must never be taken for proof that a video does not exist.
+PAGE_ATTEMPTS = 4
+_SYNCED_AT = "listing_synced_at"
+
+Echo = Literal["shown", "unproven", "broken"]
+
+
+def tag_in(title: object) -> str | None:
+    """The reconciliation tag in a listed title, or None."""
+    found = TAG_PATTERN.search(title) if isinstance(title, str) else None
+    return found.group(1) if found else None
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """One read of the listing, newest first, recorded in the state.
+
+    `started_at` is the local time the read began (a video committed after it may be missing);
+    `reached` is the oldest creation time (server clock) the read went back to, -inf when it read
+    the whole listing. `echo` says whether, in the pages read, the videos this ledger knows it was
+    given carry their tags: `shown` (at least one did, none did not), `broken` (one did not), or
+    `unproven` (no such video was listed).
+    """
+
+    started_at: float
+    reached: float
+    echo: Echo
+
+    def covers(self, attempt_started: float) -> bool:
+        """Whether this read went far enough back to show a video created by that attempt."""
+        return self.reached <= attempt_started - CLOCK_SKEW_SECONDS
+
+
+class AccountListing:
+    """Keeps the state's index of the account's videos up to date."""
+
+    def __init__(
+        self,
+        client: JoggClient,
+        state: StateStore,
+        *,
+        overlap: float = 0.0,
+        page_size: int = 100,
+        retry_delay: float = 1.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._state = state
+        self._overlap = overlap
+        self._page_size = page_size
+        self._retry_delay = retry_delay
+        self._clock = clock
+
+    async def sync(self, back_to: float | None = None) -> Sync:
+        """Reads the listing back to the previous sync (the whole of it the first time), to
+        `back_to` (local unix time) when that is earlier, and to the newest video this ledger
+        was given (so the read can show whether titles echo tags).
+
+        Raises ApiError (AccountError for key problems) when a page cannot be read.
+        """
+        previous = self._state.get_meta(_SYNCED_AT)
+        target = -math.inf if previous is None else float(previous) - self._overlap
+        for bound in (back_to, self._state.newest_accepted_at()):
+            if bound is not None:
+                target = min(target, bound)
+        since = target - CLOCK_SKEW_SECONDS
+        started = self._clock()
+        reached, echoed, unechoed = -math.inf, 0, 0
+        page, previous_ids, older_seen = 1, None, False
+        while True:
+            videos, total = await self._page(page)
+            ids = [str(video.get("id")) for video in videos]
+            if videos and ids == previous_ids:
+                raise ApiError(f"the product video listing does not advance past page {page - 1}")
+            rows = []
+            for video in videos:
+                created = _seconds(video.get("created_at"))
+                if created is not None and created < since:
+                    reached, older_seen = since, True
+                    break
+                title = str(video.get("title") or "")
+                rows.append((str(video["id"]), tag_in(title), title, created))
+            self._state.record_listing(rows)
+            known = self._state.accepted_tags([row[0] for row in rows])
+            for video_id, tag, _title, _created in rows:
+                if video_id in known:
+                    if known[video_id] == tag:
+                        echoed += 1
+                    else:
+                        unechoed += 1
+            last_page = len(videos) < self._page_size or (
+                isinstance(total, int) and page * self._page_size >= total
+            )
+            if older_seen or not videos or last_page:
+                break
+            previous_ids = ids
+            page += 1
+        self._state.set_meta(_SYNCED_AT, repr(started))
+        echo: Echo = "broken" if unechoed else "shown" if echoed else "unproven"
+        log.debug("listing synced: %d page(s), echo %s", page, echo)
+        return Sync(started, reached, echo)
+
+    async def _page(self, page: int) -> tuple[list[dict[str, Any]], object]:
+        for attempt in range(1, PAGE_ATTEMPTS + 1):
+            outcome = await self._client.list_product_videos(page=page, page_size=self._page_size)
+            if outcome.kind == "account":
+                raise AccountError(
+                    f"cannot list product videos: {outcome}",
+                    code=outcome.code,
+                    http_status=outcome.http_status,
+                )
+            data = outcome.data or {}
+            videos = data.get("videos")
+            if (
+                outcome.kind == "ok"
+                and isinstance(videos, list)
+                and all(isinstance(v, dict) and v.get("id") is not None for v in videos)
+            ):
+                return videos, data.get("total")
+            problem = str(outcome) if outcome.kind != "ok" else "no list of videos with ids"
+            if attempt == PAGE_ATTEMPTS:
+                raise ApiError(f"cannot list product videos (page {page}): {problem}")
+            log.debug("listing page %d unreadable (%s); asking again", page, problem)
+            await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if math.isfinite(seconds) else None

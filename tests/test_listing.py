@@ -1,0 +1,209 @@
+"""The account's listing index (batch.listing) and the rules that prove a lost answer's fate
+(batch.reconcile), on fake listings and a real state database."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from batch.client import JoggClient
+from batch.errors import AccountError, ApiError
+from batch.listing import CLOCK_SKEW_SECONDS, AccountListing, Sync, tag_in
+from batch.reconcile import Verdict, deadline, judge
+from batch.state import AttemptRecord, StateStore, UncertainJob
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def envelope(code: int, data: Any = None) -> bytes:
+    return json.dumps({"rid": "r", "code": code, "msg": "m", "data": data}).encode()
+
+
+def video(number: int, created_at: float, title: str | None = None) -> dict[str, Any]:
+    tag = f"{number:012x}"
+    return {
+        "id": f"v{number}",
+        "title": title if title is not None else f"[jb-{tag}] Promo {number}",
+        "status": "processing",
+        "created_at": created_at,
+    }
+
+
+def listing(videos: list[dict[str, Any]], requested: list[int] | None = None) -> Handler:
+    """Serves `videos` newest first, two to a page."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        if requested is not None:
+            requested.append(page)
+        size = int(request.url.params["page_size"])
+        chunk = videos[(page - 1) * size : page * size]
+        data = {"videos": chunk, "page": page, "page_size": size, "total": len(videos)}
+        return httpx.Response(200, content=envelope(0, data))
+
+    return handler
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> Iterator[StateStore]:
+    with StateStore(tmp_path / "ledger.db", clock=lambda: 9_950.0) as store:
+        yield store
+
+
+def index(client: JoggClient, state: StateStore, now: float = 10_000.0) -> AccountListing:
+    return AccountListing(client, state, page_size=2, retry_delay=0.0, clock=lambda: now)
+
+
+def client_for(handler: Handler) -> JoggClient:
+    return JoggClient("https://api.test", "sk-test", transport=httpx.MockTransport(handler))
+
+
+def test_tags_are_found_first_or_last_in_a_title_but_not_when_cut() -> None:
+    """The tag leads titles now and ended them in 0.1; a title cut inside the tag has none."""
+    assert tag_in("[jb-0123456789ab] Spring promo") == "0123456789ab"
+    assert tag_in("Spring promo [jb-0123456789ab]") == "0123456789ab"
+    assert tag_in("[jb-0123456") is None
+    assert tag_in(None) is None
+
+
+@pytest.mark.anyio
+async def test_first_sync_reads_the_whole_listing_and_later_ones_only_what_is_new(
+    state: StateStore,
+) -> None:
+    """A fresh ledger reads every page; the next sync stops a skew allowance before the last."""
+    old = 10_000.0 - 2 * CLOCK_SKEW_SECONDS
+    videos = [video(n, old - n) for n in range(1, 6)]
+    requested: list[int] = []
+    async with client_for(listing(videos, requested)) as client:
+        first = await index(client, state).sync()
+        assert requested == [1, 2, 3]
+        assert first.reached == -math.inf
+        requested.clear()
+        later = await index(client, state, now=10_100.0).sync()
+    assert requested == [1]  # the newest video is already older than the last sync - skew
+    assert later.covers(10_000.0) and not later.covers(9_999.0)
+    assert state.listed_video(f"{3:012x}") == "v3"
+
+
+@pytest.mark.anyio
+async def test_echo_is_shown_broken_or_unproven_by_videos_the_ledger_knows(
+    state: StateStore,
+) -> None:
+    """Titles echo tags when a video this ledger was given shows its own tag; a known video
+    without it means they do not; no known video proves nothing."""
+    state.record_plan(1, [("f" * 64, "k", "[]", f"{1:012x}")], [], [(1, "f" * 64, "job", None)])
+    async with client_for(listing([video(2, 9_900)])) as client:
+        assert (await index(client, state).sync()).echo == "unproven"
+    state.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+    async with client_for(listing([video(1, 9_900)])) as client:
+        assert (await index(client, state).sync()).echo == "shown"
+    async with client_for(listing([video(1, 9_900, title="Promo 1")])) as client:
+        assert (await index(client, state).sync()).echo == "broken"
+
+
+@pytest.mark.anyio
+async def test_a_page_failing_once_is_asked_again(state: StateStore) -> None:
+    """A 502 on a listing page is retried (GETs are free) before the sync gives up."""
+    answers = iter([httpx.Response(502, content=b"<html>bad gateway</html>")])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return next(answers, None) or listing([video(1, 9_000)])(request)
+
+    async with client_for(handler) as client:
+        await index(client, state).sync()
+    assert state.listed_video(f"{1:012x}") == "v1"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (envelope(50000), ApiError),
+        (envelope(0, {"total": 3}), ApiError),
+        (envelope(10105), AccountError),
+    ],
+)
+async def test_a_listing_that_cannot_be_read_raises(
+    state: StateStore, content: bytes, error: type[ApiError]
+) -> None:
+    """A page that stays unreadable fails the sync: absence is never inferred from it."""
+    async with client_for(lambda _: httpx.Response(200, content=content)) as client:
+        with pytest.raises(error, match="list"):
+            await index(client, state).sync()
+
+
+@pytest.mark.anyio
+async def test_a_listing_that_ignores_the_page_number_is_refused(state: StateStore) -> None:
+    """The same full page forever is an error, not an endless loop."""
+    page = {"videos": [video(2, 9_000), video(1, 9_000)], "total": 10}
+    async with client_for(lambda _: httpx.Response(200, content=envelope(0, page))) as client:
+        with pytest.raises(ApiError, match="does not advance"):
+            await index(client, state).sync()
+
+
+@pytest.mark.anyio
+async def test_a_tag_listed_twice_is_a_double_charge_recorded_once(state: StateStore) -> None:
+    """Two videos with one tag are kept as a double charge, reported only when first seen."""
+    twice = [video(1, 9_002), video(1, 9_001) | {"id": "v1b"}, video(2, 9_000)]
+    async with client_for(listing(twice)) as client:
+        await index(client, state).sync()
+    found = state.record_double_charges(None)
+    assert [(c.tag, c.video_ids) for c in found] == [(f"{1:012x}", ("v1b", "v1"))]
+    assert state.record_double_charges(None) == []
+    assert len(state.double_charges()) == 1
+
+
+SETTLE = 100.0
+
+
+def uncertain(started: float | None = 1_000.0, absent_at: float | None = None) -> UncertainJob:
+    return UncertainJob(1, "0" * 12, "k", "reconciling", absent_at, started)
+
+
+def sync_at(when: float, echo: str = "shown") -> Sync:
+    return Sync(when, -math.inf, echo)  # type: ignore[arg-type]
+
+
+def test_a_listed_tag_is_found_whenever_it_appears() -> None:
+    """Found beats every other rule, even before the settle period."""
+    verdict = judge(uncertain(), sync_at(1_001.0, "broken"), listed="v9", settle=SETTLE)
+    assert verdict.verdict is Verdict.FOUND
+
+
+def test_absence_needs_the_settle_period_two_listings_and_an_echo() -> None:
+    """Absent only after two covering, echoing listings settle apart, the first after settle."""
+    job = uncertain()
+    early = judge(job, sync_at(1_050.0), listed=None, settle=SETTLE)
+    assert early.verdict is Verdict.WAIT and early.absent_at is None
+    unproven = judge(job, sync_at(1_150.0, "unproven"), listed=None, settle=SETTLE)
+    assert unproven.verdict is Verdict.WAIT and unproven.absent_at is None
+    first = judge(job, sync_at(1_150.0), listed=None, settle=SETTLE)
+    assert first.verdict is Verdict.WAIT and first.absent_at == 1_150.0
+    job = uncertain(absent_at=1_150.0)
+    too_soon = judge(job, sync_at(1_200.0), listed=None, settle=SETTLE)
+    assert too_soon.verdict is Verdict.WAIT
+    assert judge(job, sync_at(1_250.0), listed=None, settle=SETTLE).verdict is Verdict.ABSENT
+
+
+def test_a_listing_that_does_not_reach_the_attempt_proves_nothing() -> None:
+    """A sync that stopped after the attempt (minus skew) cannot show its absence."""
+    short = Sync(5_000.0, 1_000.0 - CLOCK_SKEW_SECONDS + 1, "shown")
+    assert judge(uncertain(), short, listed=None, settle=SETTLE).absent_at is None
+
+
+def test_a_listing_without_tags_makes_absence_unprovable() -> None:
+    """When known videos lack their tags, absence can never be shown: unknown, not resent."""
+    verdict = judge(uncertain(), sync_at(5_000.0, "broken"), listed=None, settle=SETTLE)
+    assert verdict.verdict is Verdict.UNPROVABLE
+
+
+def test_a_job_gives_up_three_settle_periods_after_its_attempt() -> None:
+    """Waiting is bounded; a first absence extends it to allow the second listing."""
+    assert deadline(uncertain(), SETTLE) == 1_300.0
+    assert deadline(uncertain(absent_at=1_290.0), SETTLE) == 1_490.0
