@@ -71,10 +71,14 @@ def listen(
         listener_server(app, limits).run(sockets=[sock])
     stats = app.state.stats
     log.info(
-        "webhooks: %d applied, %d duplicates, %d ignored, %d rejected, %d malformed",
+        "webhooks: %d applied, %d duplicates, %d ignored, %d stale, %d rejected, %d malformed, "
+        "%d too large, %d too slow",
         stats.applied,
         stats.duplicates,
         stats.ignored,
+        stats.stale,
         stats.rejected,
         stats.malformed,
+        stats.too_large,
+        stats.too_slow,
     )
