@@ -2,39 +2,81 @@
 
 JoggAI does not keep media forever, so `download` fetches every completed video of a results file
 into one folder, with at most `concurrency` transfers at a time, and records each file's path in
-the results' `local_path` column (the results file is rewritten atomically).
+the results' `local_path` column, and why a file was not fetched in `download_error` (the results
+file is rewritten atomically).
 
 Resumable: every file is written to `<name>.part` and renamed into place only once its length
 matches the server's Content-Length, so a file under its final name is complete. On a second run
 such a file is skipped after a HEAD request confirms its size (or when the HEAD fails: the URL
 may have expired, and the file is the only copy left); a leftover `.part` is fetched again.
+
+The URLs come from a server this tool does not control, so each one is treated as hostile:
+- only `https` is fetched; plain `http` only from the API's own origin when the base URL is a
+  loopback address (the sandbox serves its media there);
+- every connection goes through `_GuardedBackend`, which resolves the name once, refuses it when
+  any address is loopback, private, link-local, multicast or otherwise not public (loopback is
+  allowed for the sandbox's origin only), and then connects to that very address, so a second,
+  different DNS answer (rebinding) is never used. TLS still checks the certificate against the
+  host name. Environment proxies are ignored: a proxy would resolve the name itself;
+- redirects are followed by hand, each hop checked the same way, at most `max_redirects`;
+- a file may not exceed `max_bytes` (announced or actually sent) nor take longer than
+  `file_deadline` seconds in all, and is only started when the disk keeps `min_free_bytes` free
+  beyond its announced size;
+- names are made here, never taken from the server: separators and control characters become `_`,
+  long names are shortened with a hash, a cover's extension comes from an allow-list;
+- `.part` files are created with O_EXCL|O_NOFOLLOW (a planted symlink is refused, never
+  followed), readable by the owner only unless the results file is readable by more people.
+A failure of one file (refused, too big, too slow, HTTP error, OSError) is recorded on its row and
+never stops the others.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import ipaddress
 import logging
 import os
 import re
+import shutil
+import socket
+import stat
 import string
 import sys
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 import pandas as pd
 from tqdm import tqdm
 
+from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError
 from batch.results import read_results, write_table
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NAME_TEMPLATE = "{row:05d}-{video_id}.mp4"
-_UNSAFE = re.compile(r"[/\\\x00-\x1f]")
+MiB = 1024 * 1024
+# A 60 s 1080p render is tens of MiB; 512 MiB leaves room for any bitrate JoggAI might use.
+DEFAULT_MAX_BYTES = 512 * MiB
+DEFAULT_FILE_DEADLINE = 600.0
+DEFAULT_MAX_REDIRECTS = 5
+DEFAULT_MIN_FREE_BYTES = 64 * MiB
+# Most file systems allow 255 bytes; this leaves room for ".cover.jpeg.part".
+MAX_NAME_BYTES = 200
+COVER_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif"})
+_OCTET_STREAMS = frozenset({"application/octet-stream", "binary/octet-stream"})
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +89,19 @@ class DownloadConfig:
     name_template: str = DEFAULT_NAME_TEMPLATE
     concurrency: int = 4
     progress: bool | None = None  # None: a progress bar only when stderr is a terminal
-    timeout: float = 60.0
+    timeout: float = 60.0  # per read, connect or write
+    base_url: str = DEFAULT_BASE_URL  # a loopback base URL (the sandbox) may serve plain http
+    max_bytes: int = DEFAULT_MAX_BYTES
+    file_deadline: float = DEFAULT_FILE_DEADLINE  # seconds for one file, redirects included
+    max_redirects: int = DEFAULT_MAX_REDIRECTS
+    min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadFailure:
+    row: str
+    file: str
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,20 +110,30 @@ class DownloadSummary:
     skipped: int
     failed: int
     bytes: int
+    failures: tuple[DownloadFailure, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class _Fetch:
     index: int  # position in the results frame
+    row: str
     url: str
     path: Path
     is_video: bool
 
 
+class Refused(Exception):
+    """One file is not fetched, for the reason in the message (recorded on its row)."""
+
+
+# --- names ---------------------------------------------------------------------------------------
+
+
 def file_name(template: str, cells: Mapping[str, str]) -> str:
     """The template filled from one results row; path separators become `_`.
 
-    `row` is an int (so `{row:05d}` works); every other column is its text.
+    `row` is an int (so `{row:05d}` works); every other column is its text. A name longer than
+    MAX_NAME_BYTES keeps its start and extension around a hash of the whole name.
     """
     values: dict[str, object] = dict(cells)
     if str(values.get("row", "")).isdigit():
@@ -88,7 +152,19 @@ def file_name(template: str, cells: Mapping[str, str]) -> str:
         raise ConfigError(
             f"--name-template {template!r} gives the file name {name!r}; use one with an extension"
         )
-    return name
+    return _shortened(name)
+
+
+def _shortened(name: str) -> str:
+    if len(name.encode()) <= MAX_NAME_BYTES:
+        return name
+    stem, dot, suffix = name.rpartition(".")
+    suffix = f".{suffix}" if dot and _SUFFIX.fullmatch(f".{suffix.lower()}") else ""
+    stem = stem if suffix else name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+    room = MAX_NAME_BYTES - len(digest) - 1 - len(suffix.encode())
+    head = stem.encode()[:room].decode(errors="ignore")
+    return f"{head}-{digest}{suffix}"
 
 
 def _check_template(template: str) -> None:
@@ -100,9 +176,10 @@ def _check_template(template: str) -> None:
 
 
 def _cover_name(video_name: str, cover_url: str) -> str:
+    """`<video stem>.cover<ext>`, the extension only from COVER_SUFFIXES (else `.jpg`)."""
     suffix = PurePosixPath(urlsplit(cover_url).path).suffix.lower()
     stem = video_name.rsplit(".", 1)[0] if "." in video_name else video_name
-    return f"{stem}.cover{suffix if _SUFFIX.fullmatch(suffix) else '.jpg'}"
+    return f"{stem}.cover{suffix if suffix in COVER_SUFFIXES else '.jpg'}"
 
 
 def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
@@ -125,41 +202,396 @@ def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
                     f"{owners[path]} and {row}; add a unique column such as {{video_id}}"
                 )
             owners[path] = row
-            fetches.append(_Fetch(index, url, path, is_video))
+            fetches.append(_Fetch(index, row, url, path, is_video))
     return fetches
 
 
+# --- where we may connect --------------------------------------------------------------------
+
+
+def _default_port(scheme: str) -> int:
+    return 443 if scheme == "https" else 80
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def refusal(address: IPAddress) -> str | None:
+    """Why a download may not connect to `address` (None: it is a public unicast address)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    for kind, applies in (
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("unspecified", address.is_unspecified),
+    ):
+        if applies:
+            return kind
+    return None if address.is_global else "reserved"
+
+
+@dataclass(frozen=True, slots=True)
+class UrlPolicy:
+    """Which URLs a download may ask for; `sandbox` is the origin of a loopback base URL."""
+
+    sandbox: tuple[str, int] | None = None
+
+    @classmethod
+    def for_base_url(cls, base_url: str) -> UrlPolicy:
+        url = httpx.URL(base_url)
+        if url.scheme in ("http", "https") and _is_loopback_host(url.host):
+            return cls((url.host.lower(), url.port or _default_port(url.scheme)))
+        return cls()
+
+    def is_sandbox(self, host: str, port: int) -> bool:
+        return self.sandbox is not None and (host.lower(), port) == self.sandbox
+
+    def check(self, url: httpx.URL) -> None:
+        """Refused unless https with a host, or any scheme on the sandbox's origin."""
+        if url.scheme in ("http", "https") and url.host:
+            if self.is_sandbox(url.host, url.port or _default_port(url.scheme)):
+                return
+            if url.scheme == "https":
+                return
+        raise Refused(f"{_shown(url)} is not an https URL; not fetched")
+
+    def address_refusal(self, host: str, port: int, address: IPAddress) -> str | None:
+        if self.is_sandbox(host, port):
+            return None if address.is_loopback else "non-loopback (for the sandbox's origin)"
+        return refusal(address)
+
+
+def _shown(url: httpx.URL | str) -> str:
+    """A URL for a message: quoted (control characters escaped), query dropped, kept short."""
+    text = str(url).split("?", 1)[0]
+    return repr(text if len(text) <= 120 else text[:117] + "...")
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address `host` resolves to, in the resolver's order."""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise Refused(f"cannot resolve {host!r}: {error.strerror}") from None
+    found: list[IPAddress] = []
+    for _family, _type, _proto, _name, address in infos:
+        ip = ipaddress.ip_address(str(address[0]).split("%", 1)[0])
+        if ip not in found:
+            found.append(ip)
+    return found
+
+
+class _GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolves once, checks every address, connects to a checked address and verifies the peer."""
+
+    def __init__(
+        self,
+        policy: UrlPolicy,
+        resolver: Resolver = resolve,
+        inner: httpcore.AsyncNetworkBackend | None = None,
+    ) -> None:
+        self._policy = policy
+        self._resolve = resolver
+        self._inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port)
+        if not addresses:
+            raise Refused(f"{host!r} resolves to no address; not fetched")
+        for address in addresses:
+            reason = self._policy.address_refusal(host, port, address)
+            if reason is not None:
+                raise Refused(f"{host!r} resolves to {address}, a {reason} address; not fetched")
+        failure: Exception = Refused(f"cannot connect to {host!r}")
+        for address in addresses:
+            try:
+                stream = await self._inner.connect_tcp(
+                    str(address), port, timeout, local_address, socket_options
+                )
+            except httpcore.ConnectError as error:
+                failure = error
+                continue
+            peer = stream.get_extra_info("server_addr")
+            if peer is not None and ipaddress.ip_address(str(peer[0]).split("%")[0]) != address:
+                await stream.aclose()
+                raise Refused(f"{host!r}: connected to {peer[0]}, not the checked {address}")
+            return stream
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise Refused("unix sockets are not used for downloads")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_transport(policy: UrlPolicy, resolver: Resolver = resolve) -> httpx.AsyncHTTPTransport:
+    """An httpx transport whose every connection goes through `_GuardedBackend`."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    # httpx has no public way to give its pool a network backend; the pool is its only state.
+    transport._pool = httpcore.AsyncConnectionPool(
+        ssl_context=httpx.create_ssl_context(trust_env=False),
+        network_backend=_GuardedBackend(policy, resolver),
+    )
+    return transport
+
+
+# --- fetching ----------------------------------------------------------------------------------
+
+
+Outcome = Literal["downloaded", "skipped", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    outcome: Outcome
+    size: int = 0
+    reason: str = ""
+
+
+class _Downloader:
+    """One download run: the client, the limits, and where files go."""
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        config: DownloadConfig,
+        policy: UrlPolicy,
+        disk_free: Callable[[Path], int],
+        mode: int,
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.policy = policy
+        self.disk_free = disk_free
+        self.mode = mode
+
+    async def fetch(self, fetch: _Fetch) -> _Result:
+        part = fetch.path.with_name(fetch.path.name + ".part")
+        created: list[Path] = []
+        try:
+            async with asyncio.timeout(self.config.file_deadline):
+                return await self._fetch(fetch, part, created)
+        except TimeoutError:
+            reason = f"not finished within {self.config.file_deadline:g} s"
+        except Refused as error:
+            reason = str(error)
+        except httpx.HTTPError as error:
+            reason = f"transfer interrupted ({type(error).__name__}: {error})"
+        except OSError as error:
+            reason = f"cannot write {fetch.path.name!r}: {error.strerror or error}"
+        for path in created:
+            path.unlink(missing_ok=True)
+        log.warning("%s: %s", fetch.path.name, reason)
+        return _Result("failed", 0, reason)
+
+    async def _fetch(self, fetch: _Fetch, part: Path, created: list[Path]) -> _Result:
+        if await self._complete(fetch):
+            return _Result("skipped")
+        async with self._follow("GET", fetch.url) as response:
+            if response.status_code != httpx.codes.OK:
+                raise Refused(f"HTTP {response.status_code}")
+            _check_content_type(response, fetch.is_video)
+            expected = _content_length(response)
+            limit = self.config.max_bytes
+            if expected is not None and expected > limit:
+                raise Refused(f"{expected} bytes announced, over the {limit} byte limit")
+            free = self.disk_free(fetch.path.parent)
+            if free < (expected or 0) + self.config.min_free_bytes:
+                raise Refused(
+                    f"only {free // MiB} MiB free in {str(fetch.path.parent)!r}; keeping "
+                    f"{self.config.min_free_bytes // MiB} MiB free"
+                )
+            written = 0
+            with _Part(part, self.mode) as handle:
+                created.append(part)
+                async for chunk in response.aiter_bytes():
+                    written += len(chunk)
+                    if written > limit:
+                        raise Refused(f"more than {limit} bytes sent, over the limit; stopped")
+                    handle.write(chunk)
+            received = response.num_bytes_downloaded
+        if expected is not None and received != expected:
+            raise Refused(f"got {received} of {expected} bytes; run again")
+        os.replace(part, fetch.path)
+        created.clear()
+        return _Result("downloaded", written)
+
+    async def _complete(self, fetch: _Fetch) -> bool:
+        """An existing regular final file is complete unless the server says another size."""
+        try:
+            info = fetch.path.lstat()
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(info.st_mode):
+            log.warning("%s: not a regular file; replacing it", fetch.path.name)
+            return False
+        try:
+            async with self._follow("HEAD", fetch.url) as response:
+                expected = _content_length(response)
+                status = response.status_code
+        except (httpx.HTTPError, Refused):
+            return True
+        if status != httpx.codes.OK or expected is None or expected == info.st_size:
+            return True
+        log.info("%s: size differs from the server's, fetching again", fetch.path.name)
+        return False
+
+    @asynccontextmanager
+    async def _follow(self, method: str, url: str) -> AsyncIterator[httpx.Response]:
+        """The response to `method url` after redirects, each hop checked by the policy."""
+        try:
+            target = httpx.URL(url)
+        except httpx.InvalidURL:
+            raise Refused(f"{_shown(url)} is not a URL") from None
+        for _hop in range(self.config.max_redirects + 1):
+            self.policy.check(target)
+            request = self.client.build_request(
+                method, target, headers={"Accept-Encoding": "identity"}
+            )
+            response = await self.client.send(request, stream=True)
+            if not response.is_redirect:
+                try:
+                    yield response
+                finally:
+                    await response.aclose()
+                return
+            await response.aclose()
+            try:
+                target = response.url.join(response.headers["Location"])
+            except httpx.InvalidURL:
+                raise Refused("a redirect to something that is not a URL") from None
+        raise Refused(f"more than {self.config.max_redirects} redirects; not followed")
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("Content-Length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _check_content_type(response: httpx.Response, is_video: bool) -> None:
+    """A cover must be an image, a video a video (or unlabelled bytes), never a web page."""
+    media = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    wanted = "video/" if is_video else "image/"
+    if not media or media.startswith(wanted) or media in _OCTET_STREAMS:
+        return
+    if is_video and media == "application/mp4":
+        return
+    raise Refused(f"content type {media!r} is not {'a video' if is_video else 'an image'}")
+
+
+class _Part:
+    """A `.part` file opened for writing: created here (O_EXCL), never through a symlink."""
+
+    def __init__(self, path: Path, mode: int) -> None:
+        try:
+            info = path.lstat()
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+                raise Refused(
+                    f"{path.name!r} exists and is not a regular file of ours (a symlink?); "
+                    "not followed, remove it"
+                )
+            path.unlink()  # a leftover of an interrupted run
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        self._handle = os.fdopen(os.open(path, flags, mode), "wb")
+
+    def __enter__(self) -> _Part:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def write(self, chunk: bytes) -> None:
+        self._handle.write(chunk)
+
+
+def _file_mode(results: Path) -> int:
+    """0600, plus read for group/others when the results file grants it."""
+    try:
+        return 0o600 | (results.stat().st_mode & 0o044)
+    except OSError:
+        return 0o600
+
+
+def _disk_free(path: Path) -> int:
+    return shutil.disk_usage(path).free
+
+
 async def download(
-    config: DownloadConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    config: DownloadConfig,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver = resolve,
+    disk_free: Callable[[Path], int] = _disk_free,
 ) -> DownloadSummary:
-    """Fetches what `config` asks for and records `local_path` in the results file."""
+    """Fetches what `config` asks for and records `local_path` in the results file.
+
+    `transport` replaces the network (and with it the address checks; URL checks remain),
+    `resolver` the DNS look-up, `disk_free` the free-space probe: seams for tests.
+    """
     if config.concurrency < 1:
         raise ConfigError(f"--concurrency {config.concurrency}: use 1 or more")
+    if config.max_bytes < 1 or config.file_deadline <= 0 or config.max_redirects < 0:
+        raise ConfigError("--max-size and --deadline must be positive")
     _check_template(config.name_template)
     frame = read_results(config.results)
     fetches = _plan(frame, config)
     config.dest.mkdir(parents=True, exist_ok=True)
+    policy = UrlPolicy.for_base_url(config.base_url)
     gate = asyncio.Semaphore(config.concurrency)
     counts = {"downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
     present: dict[int, str] = {}
+    errors: dict[int, list[str]] = {fetch.index: [] for fetch in fetches}
+    failures: list[DownloadFailure] = []
     show = sys.stderr.isatty() if config.progress is None else config.progress
     async with httpx.AsyncClient(
-        transport=transport, timeout=config.timeout, follow_redirects=True
+        transport=transport or guarded_transport(policy, resolver),
+        timeout=config.timeout,
+        follow_redirects=False,
+        trust_env=False,
     ) as client:
+        downloader = _Downloader(client, config, policy, disk_free, _file_mode(config.results))
         with tqdm(total=len(fetches), unit="file", disable=not show, file=sys.stderr) as bar:
 
             async def one(fetch: _Fetch) -> None:
                 async with gate:
-                    outcome, size = await _fetch(client, fetch)
-                counts[outcome] += 1
-                counts["bytes"] += size
-                if outcome != "failed" and fetch.is_video:
+                    result = await downloader.fetch(fetch)
+                counts[result.outcome] += 1
+                counts["bytes"] += result.size
+                if result.outcome == "failed":
+                    kind = "video" if fetch.is_video else "cover"
+                    errors[fetch.index].append(f"{kind}: {result.reason}")
+                    failures.append(DownloadFailure(fetch.row, fetch.path.name, result.reason))
+                elif fetch.is_video:
                     present[fetch.index] = str(fetch.path.resolve())
                 bar.update()
 
             await asyncio.gather(*(one(fetch) for fetch in fetches))
-    _record_local_paths(config.results, present)
-    summary = DownloadSummary(**counts)
+    _record(config.results, present, {index: "; ".join(why) for index, why in errors.items()})
+    summary = DownloadSummary(**counts, failures=tuple(failures))
     log.info(
         "downloads: %d fetched, %d already there, %d failed",
         summary.downloaded,
@@ -169,51 +601,11 @@ async def download(
     return summary
 
 
-async def _fetch(client: httpx.AsyncClient, fetch: _Fetch) -> tuple[str, int]:
-    """("downloaded" | "skipped" | "failed", bytes written)."""
-    if fetch.path.exists() and await _complete(client, fetch):
-        return "skipped", 0
-    part = fetch.path.with_name(fetch.path.name + ".part")
-    written = 0
-    try:
-        async with client.stream("GET", fetch.url) as response:
-            if response.status_code != httpx.codes.OK:
-                log.warning("%s: HTTP %d, not downloaded", fetch.path.name, response.status_code)
-                return "failed", 0
-            expected = response.headers.get("Content-Length")
-            with part.open("wb") as handle:
-                async for chunk in response.aiter_bytes():
-                    handle.write(chunk)
-                    written += len(chunk)
-    except httpx.HTTPError as error:
-        log.warning("%s: transfer interrupted (%s); run again to resume", fetch.path.name, error)
-        return "failed", written
-    if expected is not None and expected.isdigit() and int(expected) != written:
-        log.warning("%s: got %d of %s bytes; run again", fetch.path.name, written, expected)
-        part.unlink()
-        return "failed", written
-    os.replace(part, fetch.path)
-    return "downloaded", written
-
-
-async def _complete(client: httpx.AsyncClient, fetch: _Fetch) -> bool:
-    """An existing final file is complete unless the server says another size."""
-    try:
-        response = await client.head(fetch.url)
-    except httpx.HTTPError:
-        return True
-    expected = response.headers.get("Content-Length")
-    if response.status_code != httpx.codes.OK or expected is None or not expected.isdigit():
-        return True
-    if int(expected) == fetch.path.stat().st_size:
-        return True
-    log.info("%s: size differs from the server's, fetching again", fetch.path.name)
-    return False
-
-
-def _record_local_paths(results: Path, present: Mapping[int, str]) -> None:
-    """Rewrites the results file with `local_path` set for these (0-based) rows."""
-    if not present:
+def _record(results: Path, present: Mapping[int, str], errors: Mapping[int, str]) -> None:
+    """Rewrites the results file: `local_path` of fetched rows, `download_error` of every row
+    this run tried (empty when it worked). Nothing is rewritten when there is nothing to say."""
+    failed = any(errors.values())
+    if not present and not failed:
         return
     frame = read_results(results)
     if "local_path" not in frame.columns:
@@ -222,11 +614,24 @@ def _record_local_paths(results: Path, present: Mapping[int, str]) -> None:
     for position, path in present.items():
         column[position] = path
     frame["local_path"] = column
+    if failed or "download_error" in frame.columns:
+        if "download_error" not in frame.columns:
+            frame["download_error"] = ""
+        reasons = list(frame["download_error"])
+        for position, reason in errors.items():
+            reasons[position] = reason
+        frame["download_error"] = reasons
     write_table(frame, results)
 
 
 def run_download(
-    config: DownloadConfig, *, transport: httpx.AsyncBaseTransport | None = None
+    config: DownloadConfig,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver = resolve,
+    disk_free: Callable[[Path], int] = _disk_free,
 ) -> DownloadSummary:
     """`download` for synchronous callers (the CLI)."""
-    return asyncio.run(download(config, transport=transport))
+    return asyncio.run(
+        download(config, transport=transport, resolver=resolver, disk_free=disk_free)
+    )

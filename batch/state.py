@@ -892,7 +892,8 @@ class StateStore:
         return [PendingVideo(video_id, float(at or 0.0)) for video_id, at in rows]
 
     def record_video_status(self, update: VideoUpdate) -> bool:
-        """True when the update changed a job; the first sighting of a final status is kept."""
+        """True when the update changed a job; the first sighting of a final status is kept,
+        and a final status (completed, failed) never changes."""
         final = update.status in ("completed", "failed")
         with self._write() as db:
             cursor = db.execute(
@@ -901,7 +902,10 @@ class StateStore:
                 "deducted_credit = coalesce(?, deducted_credit), error = coalesce(?, error), "
                 "completed_at = CASE WHEN ? THEN coalesce(completed_at, ?) ELSE completed_at END, "
                 "updated_at = ? WHERE video_id = ? AND (coalesce(video_status, '') != ? "
-                "OR coalesce(video_url, '') != coalesce(?, video_url, ''))",
+                "OR coalesce(video_url, '') != coalesce(?, video_url, '')) "
+                # A final status is never changed again, whoever reports otherwise (replays).
+                "AND (coalesce(video_status, '') NOT IN ('completed', 'failed') "
+                "OR video_status = ?)",
                 (
                     update.status,
                     update.video_url or None,
@@ -915,6 +919,7 @@ class StateStore:
                     update.video_id,
                     update.status,
                     update.video_url or None,
+                    update.status,
                 ),
             )
         return cursor.rowcount > 0

@@ -3,7 +3,21 @@
 The listener updates the same state as `status` polling, through `batch.status.VideoStatusSink`.
 It answers within JoggAI's 5 s: 401 for a bad or missing `X-Webhook-Signature` (nothing changes),
 400 for a body that is not a video event, 200 otherwise. JoggAI retries anything else, so the
-same delivery can arrive twice: events are de-duplicated on `event_id` and applied once.
+same delivery can arrive twice: events are de-duplicated on `event_id` (on a SHA-256 of the body
+when there is none) and applied once. A signed event whose `timestamp` lies more than `max_age`
+(5 min) from now is a replay or a badly late retry: acknowledged (200) and ignored. Whatever the
+source, a final status (completed, failed) never changes again; the state store enforces that.
+
+Anyone can reach the listener, so it bounds what an unsigned client can cost (`ListenerLimits`):
+- the body is streamed and capped: a Content-Length over `max_body` (1 MiB; JoggAI's events are
+  a few hundred bytes) is answered 413 before any of it is read, a longer chunked body as soon
+  as it passes the cap; memory per request stays near the cap;
+- a client has `header_timeout` seconds to send each request's headers (uvicorn has no such
+  limit; `_DeadlineH11` adds it) and `body_timeout` seconds for its body (408 after that);
+  whatever it still sends after a 413 or 408 is read and dropped until that deadline closes the
+  connection;
+- headers over 16 KiB are refused (400), idle keep-alive connections close after
+  `keep_alive` seconds, and past `concurrency` open connections new requests get 503.
 
 Exposing it. JoggAI only calls HTTPS URLs, and `jogg-batch listen` speaks plain HTTP, so put it
 behind something that terminates TLS:
@@ -11,7 +25,12 @@ behind something that terminates TLS:
   `location /webhook { proxy_pass http://127.0.0.1:8787; }`), or
 - a tunnel for a laptop or a private network (`cloudflared tunnel --url http://localhost:8787`,
   `ngrok http 8787`), which gives a public https URL.
-The listener accepts POST on `/` and on `/webhook`.
+The listener accepts POST on `/` and on `/webhook`. Give the proxy limits of its own, tighter
+than or equal to the listener's, so abuse stops at the edge: nginx `client_max_body_size 1m;
+client_header_timeout 10s; client_body_timeout 10s; keepalive_timeout 5s; limit_conn` (per
+address); Caddy `request_body { max_size 1MB }` and `servers { timeouts { read_header 10s
+read_body 10s idle 5s } }`. Proxies rewrite the peer address: the listener logs nothing per
+address, so no `--forwarded-allow-ips` is needed.
 
 Registering it. Either once per account, `POST /v2/endpoint` with
 `{"url": "https://<host>/webhook", "status": "enabled",
@@ -24,20 +43,25 @@ create-video body; how those callbacks are signed is not documented, so prefer t
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
+import math
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from batch.errors import ConfigError
 from batch.status import VideoStatus, VideoStatusSink, VideoUpdate, video_update
@@ -137,6 +161,31 @@ def parse_event(payload: object) -> VideoEvent:
     )
 
 
+def event_time(payload: Mapping[str, object]) -> float | None:
+    """The event's `timestamp` in unix seconds (milliseconds accepted too); None when absent."""
+    value = payload.get("timestamp")
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return value / 1000 if value > 1e11 else float(value)
+
+
+DEFAULT_MAX_AGE = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerLimits:
+    """What one client may cost the listener; see the module docstring."""
+
+    max_body: int = 1024 * 1024
+    header_timeout: float = 10.0
+    body_timeout: float = 10.0
+    keep_alive: int = 5
+    concurrency: int = 64
+    max_age: float = DEFAULT_MAX_AGE  # how far an event's timestamp may lie from now, either way
+
+
 @dataclass(slots=True)
 class ListenerStats:
     """What the listener has seen since it started (logged, and read by tests)."""
@@ -146,16 +195,56 @@ class ListenerStats:
     ignored: int = 0
     rejected: int = 0
     malformed: int = 0
+    stale: int = 0
+    too_large: int = 0
+    too_slow: int = 0
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The body, streamed; _TooLarge as soon as it passes `limit` bytes."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return bytes(body)
 
 
 def create_listener_app(
-    sink: VideoStatusSink, secret: str, *, clock: Callable[[], float] = time.time
+    sink: VideoStatusSink,
+    secret: str,
+    *,
+    clock: Callable[[], float] = time.time,
+    limits: ListenerLimits = ListenerLimits(),
 ) -> Starlette:
     """The ASGI app behind `jogg-batch listen`; `app.state.stats` holds a ListenerStats."""
     stats = ListenerStats()
 
     async def receive(request: Request) -> JSONResponse:
-        body = await request.body()
+        length = request.headers.get("Content-Length", "0").strip()
+        if not length.isdigit():
+            stats.malformed += 1
+            return JSONResponse({"error": "bad Content-Length"}, status_code=400)
+        try:
+            if int(length) > limits.max_body:
+                raise _TooLarge
+            async with asyncio.timeout(limits.body_timeout):
+                body = await _read_body(request, limits.max_body)
+        except _TooLarge:
+            stats.too_large += 1
+            log.warning("webhook refused: body over %d bytes", limits.max_body)
+            return JSONResponse({"error": "body too large"}, status_code=413)
+        except TimeoutError:
+            stats.too_slow += 1
+            log.warning("webhook refused: body not received within %g s", limits.body_timeout)
+            return JSONResponse({"error": "body too slow"}, status_code=408)
+        except ClientDisconnect:
+            stats.malformed += 1
+            return JSONResponse({"error": "client went away"}, status_code=400)
         if not verify_signature(secret, body, request.headers.get(SIGNATURE_HEADER)):
             stats.rejected += 1
             log.warning("webhook rejected: bad or missing signature")
@@ -175,13 +264,26 @@ def create_listener_app(
             stats.malformed += 1
             log.warning("webhook refused: %s", error)
             return JSONResponse({"error": str(error)}, status_code=400)
+        sent_at = event_time(payload)
+        now = clock()
+        if sent_at is not None and abs(now - sent_at) > limits.max_age:
+            # A 4xx would only make JoggAI retry the same stale body.
+            stats.stale += 1
+            log.warning(
+                "webhook for video %s ignored: its timestamp is %+.0f s from now (limit %g s)",
+                event.video_id,
+                sent_at - now,
+                limits.max_age,
+            )
+            return JSONResponse({"ok": True, "ignored": "stale"})
         # The sink is called on the event loop, not in a thread pool: a SQLite connection belongs
         # to the thread that opened it, and these calls are one small transaction each.
-        if event.event_id is not None and not sink.claim_event(event.event_id):
+        key = event.event_id or "sha256:" + hashlib.sha256(body).hexdigest()
+        if not sink.claim_event(key):
             stats.duplicates += 1
-            log.info("webhook %s for video %s is a duplicate", event.event_id, event.video_id)
+            log.info("webhook %s for video %s is a duplicate", key, event.video_id)
             return JSONResponse({"ok": True, "duplicate": True})
-        changed = sink.record_video_status(event.to_update(clock()))
+        changed = sink.record_video_status(event.to_update(now))
         stats.applied += 1
         log.info("webhook: video %s %s", event.video_id, event.status)
         return JSONResponse({"ok": True, "changed": changed})
@@ -190,3 +292,64 @@ def create_listener_app(
     app = Starlette(routes=routes)
     app.state.stats = stats
     return app
+
+
+class _DeadlineH11(H11Protocol):
+    """uvicorn's h11 protocol plus a deadline for each request's headers.
+
+    uvicorn closes idle keep-alive connections, but a client that connects and sends its headers
+    one byte at a time (or nothing) holds the connection forever. The deadline is armed when the
+    connection opens and after each response; when it fires and no new request has begun, the
+    connection is closed. After a 413 or 408 it also ends a client that keeps sending.
+    """
+
+    header_timeout = 10.0
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm(None)
+
+    def on_response_complete(self) -> None:
+        finished = self.cycle
+        super().on_response_complete()
+        self._arm(finished)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _arm(self, cycle: object) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.header_timeout, self._expire, cycle)
+
+    def _expire(self, cycle: object) -> None:
+        if self.cycle is cycle and not self.transport.is_closing():
+            log.info("closing a connection that sent no complete request in time")
+            self.transport.close()
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket (port 0: the system picks one)."""
+    try:
+        return socket.create_server((host, port))
+    except OSError as error:
+        raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def listener_server(app: Starlette, limits: ListenerLimits) -> uvicorn.Server:
+    """The uvicorn server for `app` with `limits`; run it with `.run(sockets=[...])`."""
+    protocol = type("DeadlineH11", (_DeadlineH11,), {"header_timeout": limits.header_timeout})
+    config = uvicorn.Config(
+        app,
+        http=protocol,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        limit_concurrency=limits.concurrency,
+        timeout_keep_alive=limits.keep_alive,
+        h11_max_incomplete_event_size=16 * 1024,
+    )
+    return uvicorn.Server(config)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import ipaddress
 from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpcore
 import httpx
 import pandas as pd
 import pytest
@@ -17,7 +19,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batch.cli.download import download as download_command
-from batch.download import DownloadConfig, download, file_name
+from batch.download import (
+    DownloadConfig,
+    IPAddress,
+    Refused,
+    UrlPolicy,
+    _GuardedBackend,
+    download,
+    file_name,
+    refusal,
+)
 from batch.errors import ConfigError
 from batch.results import read_results
 
@@ -63,8 +74,11 @@ class MediaServer:
         return sum(n for (method, _), n in self.requests.items() if method == "GET")
 
 
+SANDBOX = "http://127.0.0.1:8000"  # a loopback base URL: its own origin may serve plain http
+
+
 def url(name: str) -> str:
-    return f"http://sandbox/_sandbox/media/{name}"
+    return f"{SANDBOX}/_sandbox/media/{name}"
 
 
 def write_results(path: Path) -> None:
@@ -88,7 +102,8 @@ def results(tmp_path: Path) -> Path:
 
 
 def config(results: Path, **changes: object) -> DownloadConfig:
-    return DownloadConfig(results=results, dest=results.parent / "videos", **changes)  # type: ignore[arg-type]
+    dest = results.parent / "videos"
+    return DownloadConfig(results=results, dest=dest, base_url=SANDBOX, **changes)  # type: ignore[arg-type]
 
 
 class BreaksMidway(httpx.AsyncByteStream):
@@ -180,33 +195,38 @@ async def test_file_of_the_wrong_size_is_fetched_again(results: Path) -> None:
 
 @pytest.mark.anyio
 async def test_interrupted_download_resumes_on_the_next_run(results: Path) -> None:
-    """A dropped connection leaves a .part and no final file; the next run completes it."""
+    """A dropped connection leaves no file and says why on the row; the next run completes it."""
     dest = results.parent / "videos"
     first = await download(config(results, concurrency=1), transport=interrupted_transport())
     assert (first.downloaded, first.failed) == (0, 2)
-    assert (dest / "00001-v1.mp4.part").read_bytes() == MEDIA["v1.mp4"][:100]
-    assert not (dest / "00001-v1.mp4").exists()
-    assert read_results(results)["local_path"].tolist() == ["", "", "", ""]
+    assert list(dest.iterdir()) == []
+    recorded = read_results(results)
+    assert recorded["local_path"].tolist() == ["", "", "", ""]
+    assert (
+        recorded["download_error"].tolist()[:2]
+        == ["video: transfer interrupted (ReadError: connection reset)"] * 2
+    )
 
     second = await download(config(results), transport=MediaServer().transport)
     assert second.downloaded == 2
     assert (dest / "00001-v1.mp4").read_bytes() == MEDIA["v1.mp4"]
     assert sorted(p.name for p in dest.iterdir()) == ["00001-v1.mp4", "00002-v2.mp4"]
+    assert read_results(results)["download_error"].tolist() == ["", "", "", ""]
 
 
 @pytest.mark.anyio
 async def test_missing_media_is_a_failure_not_a_crash(tmp_path: Path) -> None:
-    """A 404 counts as failed, creates no file and leaves the results file as it was."""
+    """A 404 counts as failed, creates no file and says so on the row."""
     path = tmp_path / "results.csv"
     pd.DataFrame(
         {"row": ["1"], "video_id": ["gone"], "video_status": ["completed"],
          "video_url": [url("gone.mp4")]}
     ).to_csv(path, index=False)  # fmt: skip
-    before = path.read_bytes()
     summary = await download(config(path), transport=MediaServer().transport)
     assert summary.failed == 1
+    assert summary.failures[0].reason == "HTTP 404"
     assert list((tmp_path / "videos").iterdir()) == []
-    assert path.read_bytes() == before
+    assert read_results(path)["download_error"].tolist() == ["video: HTTP 404"]
 
 
 @pytest.mark.anyio
@@ -237,7 +257,8 @@ def test_cli_help() -> None:
     """--help documents the options."""
     outcome = CliRunner().invoke(download_command, ["--help"])
     assert outcome.exit_code == 0
-    for option in ("--dest", "--covers", "--name-template", "--concurrency"):
+    for option in ("--dest", "--covers", "--name-template", "--concurrency", "--max-size",
+                   "--deadline", "--base-url"):  # fmt: skip
         assert option in outcome.stdout
 
 
@@ -249,3 +270,120 @@ def test_cli_bad_template_is_a_usage_error(results: Path) -> None:
     )
     assert outcome.exit_code == 2
     assert "jogg-batch: error: --name-template '{sku}.mp4': no column 'sku'" in outcome.stderr
+
+
+def test_long_names_are_shortened_with_a_hash() -> None:
+    """Over 200 bytes: the start, a hash of the whole name and the extension; stable per name."""
+    short = file_name("{video_id}.mp4", {"video_id": "a" * 300})
+    assert len(short.encode()) == 200
+    assert short.startswith("a" * 100)
+    assert short.endswith(".mp4")
+    assert short == file_name("{video_id}.mp4", {"video_id": "a" * 300})
+    assert short != file_name("{video_id}.mp4", {"video_id": "a" * 299 + "b"})
+    assert len(file_name("{video_id}", {"video_id": "é" * 200}).encode()) <= 200
+
+
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [
+        ("127.0.0.2", "loopback"),
+        ("::1", "loopback"),
+        ("::ffff:10.1.2.3", "private"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.1", "private"),
+        ("fc00::1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("fe80::1", "link-local"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "private"),  # 0.0.0.0/8 is in Python's private list
+        ("100.64.0.1", "reserved"),  # carrier-grade NAT
+        ("93.184.216.34", None),
+        ("2606:2800:220:1:248:1893:25c8:1946", None),
+    ],
+)
+def test_only_public_unicast_addresses_are_allowed(address: str, why: str | None) -> None:
+    """refusal() names the kind of a non-public address, None for a public one."""
+    assert refusal(ipaddress.ip_address(address)) == why
+
+
+def test_plain_http_only_from_a_loopback_base_urls_own_origin() -> None:
+    """A loopback base URL allows its own origin; everything else must be https."""
+    sandbox = UrlPolicy.for_base_url("http://localhost:8000")
+    sandbox.check(httpx.URL("http://LOCALHOST:8000/_sandbox/media/v.mp4"))
+    sandbox.check(httpx.URL("https://res.jogg.ai/v.mp4"))
+    for url in ("http://localhost:8001/v.mp4", "http://res.jogg.ai/v.mp4", "file:///etc/passwd"):
+        with pytest.raises(Refused, match="is not an https URL"):
+            sandbox.check(httpx.URL(url))
+    real = UrlPolicy.for_base_url("https://api.jogg.ai")
+    assert real.sandbox is None
+    with pytest.raises(Refused):
+        real.check(httpx.URL("http://127.0.0.1:8000/v.mp4"))
+
+
+class RecordingBackend(httpcore.AsyncMockBackend):
+    """Records the host each connection was opened to."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.hosts: list[str] = []
+
+    async def connect_tcp(self, host: str, port: int, *args: object) -> httpcore.AsyncNetworkStream:
+        self.hosts.append(host)
+        return await super().connect_tcp(host, port)
+
+
+@pytest.mark.anyio
+async def test_connection_goes_to_the_address_that_was_checked() -> None:
+    """One DNS answer per connection, checked, then connected to by address: no rebinding."""
+    answers = [["93.184.216.34"], ["127.0.0.1"]]  # a rebinding resolver: public, then loopback
+
+    async def rebinding(host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address(a) for a in answers.pop(0)]
+
+    inner = RecordingBackend()
+    backend = _GuardedBackend(UrlPolicy(), rebinding, inner)
+    await backend.connect_tcp("media.example", 443)
+    assert inner.hosts == ["93.184.216.34"]
+    with pytest.raises(Refused, match=r"'media.example' resolves to 127\.0\.0\.1, a loopback"):
+        await backend.connect_tcp("media.example", 443)
+    assert inner.hosts == ["93.184.216.34"]
+
+
+@pytest.mark.anyio
+async def test_a_name_with_any_internal_address_is_refused() -> None:
+    """Public and private answers mixed: refused before any connection."""
+
+    async def mixed(host: str, port: int) -> list[IPAddress]:
+        return [ipaddress.ip_address("93.184.216.34"), ipaddress.ip_address("10.0.0.1")]
+
+    inner = RecordingBackend()
+    with pytest.raises(Refused, match=r"10\.0\.0\.1, a private address"):
+        await _GuardedBackend(UrlPolicy(), mixed, inner).connect_tcp("media.example", 443)
+    assert inner.hosts == []
+
+
+def test_cli_refused_url_exits_1_and_records_why(tmp_path: Path) -> None:
+    """Through the CLI (real API base URL): an http URL is not fetched; exit 1, reason recorded."""
+    path = tmp_path / "results.csv"
+    pd.DataFrame(
+        {"row": ["1"], "video_id": ["v"], "video_status": ["completed"],
+         "video_url": ["http://169.254.169.254/latest/meta-data"]}
+    ).to_csv(path, index=False)  # fmt: skip
+    outcome = CliRunner().invoke(
+        download_command, [str(path), "--dest", str(tmp_path / "v")], env={"JOGG_BASE_URL": None}
+    )
+    assert outcome.exit_code == 1
+    assert outcome.stdout == "0 downloaded, 0 already there, 1 failed\n"
+    assert read_results(path)["download_error"][0] == (
+        "video: 'http://169.254.169.254/latest/meta-data' is not an https URL; not fetched"
+    )
+
+
+def test_cli_zero_deadline_is_a_usage_error(results: Path) -> None:
+    """--deadline must be positive."""
+    outcome = CliRunner().invoke(
+        download_command, [str(results), "--dest", str(results.parent / "v"), "--deadline", "0"]
+    )
+    assert outcome.exit_code == 2
+    assert "--deadline" in outcome.stderr

@@ -218,7 +218,7 @@ def test_download_resumes_after_an_interruption(tmp_path: Path) -> None:
         )
         assert polled.exit_code == ExitCode.OK
         dest = tmp_path / "videos"
-        download = DownloadConfig(config.results, dest, progress=False)
+        download = DownloadConfig(config.results, dest, progress=False, base_url=url)
 
         first = run_download(download)
         assert (first.downloaded, first.skipped, first.failed) == (4, 0, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -16,8 +18,15 @@ from starlette.applications import Starlette
 
 from batch.cli.listen import listen
 from batch.errors import ConfigError
-from batch.status import PendingVideo, VideoUpdate
-from batch.webhook import create_listener_app, load_secret, parse_event, verify_signature
+from batch.state import AttemptRecord, StateStore
+from batch.status import PendingVideo, VideoStatusSink, VideoUpdate
+from batch.webhook import (
+    ListenerLimits,
+    create_listener_app,
+    load_secret,
+    parse_event,
+    verify_signature,
+)
 
 SECRET = "whsec_abc123xyz"
 
@@ -67,12 +76,20 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+NOW = 1735000060.0  # a minute after V2_SUCCESS was sent
+LIMITS = ListenerLimits()
+
+
 class Listener:
     """The app, its sink, and a client that talks to it in-process."""
 
-    def __init__(self) -> None:
-        self.sink = MemorySink()
-        self.app: Starlette = create_listener_app(self.sink, SECRET, clock=lambda: 1234.0)
+    def __init__(
+        self, sink: VideoStatusSink | None = None, limits: ListenerLimits = LIMITS
+    ) -> None:
+        self.sink = sink or MemorySink()
+        self.app: Starlette = create_listener_app(
+            self.sink, SECRET, clock=lambda: NOW, limits=limits
+        )
         transport = httpx.ASGITransport(app=self.app)
         self.client = httpx.AsyncClient(transport=transport, base_url="http://listener")
 
@@ -161,7 +178,7 @@ async def test_good_signature_updates_the_state(listener: Listener) -> None:
         35.8,
         None,
         None,
-        1234.0,
+        NOW,
     )
 
 
@@ -251,7 +268,7 @@ def test_listen_help_explains_exposure() -> None:
     """listen --help shows the options and the HTTPS note."""
     outcome = CliRunner().invoke(listen, ["--help"])
     assert outcome.exit_code == 0
-    for text in ("--port", "--state", "--secret-file", "HTTPS"):
+    for text in ("--port", "--state", "--secret-file", "--max-age", "HTTPS"):
         assert text in outcome.stdout
 
 
@@ -263,3 +280,136 @@ def test_listen_without_secret_exits_2(tmp_path: Path, monkeypatch: pytest.Monke
     outcome = CliRunner().invoke(listen, ["--state", str(state)])
     assert outcome.exit_code == 2
     assert outcome.stderr.startswith("jogg-batch: error: no webhook secret in $JOGG_WEBHOOK_SECRET")
+
+
+def event(status: str = "completed", **changes: object) -> dict[str, object]:
+    """A v2 event about vid_1, sent a minute before NOW, without an event name."""
+    data = {"video_id": "vid_1", "status": status, "video_url": "https://res.jogg.ai/v/1.mp4"}
+    return {"event_id": f"e-{status}", "timestamp": NOW - 60, "data": data, **changes}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("sent_at", "applied"),
+    [
+        (1577836800, False),  # 2020-01-01
+        (NOW - 301, False),
+        (NOW + 301, False),  # from the future: a clock far off, or a forgery
+        ((NOW - 299) * 1000, True),  # milliseconds
+        (NOW - 299, True),
+        (str(int(NOW)), True),
+        (None, True),  # no timestamp: nothing to judge by; the body hash still de-duplicates
+    ],
+)
+async def test_events_outside_the_freshness_window_are_ignored(
+    listener: Listener, sent_at: object, applied: bool
+) -> None:
+    """A signed event more than 5 minutes from now is acknowledged and ignored."""
+    assert await post(listener.client, event(timestamp=sent_at)) == 200
+    assert bool(listener.sink.records) is applied
+    assert bool(listener.sink.events) is applied  # a stale event is not even claimed
+    assert listener.app.state.stats.stale == (not applied)
+
+
+@pytest.mark.anyio
+async def test_freshness_window_is_configurable() -> None:
+    """With max_age=60 an event two minutes old is ignored."""
+    listener = Listener(limits=ListenerLimits(max_age=60))
+    async with listener.client:
+        assert await post(listener.client, event(timestamp=NOW - 120)) == 200
+    assert listener.sink.records == []
+
+
+@pytest.mark.anyio
+async def test_events_without_id_are_deduplicated_on_the_body(listener: Listener) -> None:
+    """No event_id: the same body is applied once; another body is a new event."""
+    first = event(event_id=None)
+    assert await post(listener.client, first) == 200
+    assert await post(listener.client, first) == 200
+    assert len(listener.sink.records) == 1
+    assert await post(listener.client, event(event_id=None, timestamp=NOW - 30)) == 200
+    assert len(listener.sink.records) == 2
+    assert listener.app.state.stats.duplicates == 1
+    assert all(key.startswith("sha256:") for key in listener.sink.events)
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> StateStore:
+    """A state with one submitted job whose video is vid_1, still rendering."""
+    store = StateStore(tmp_path / "state.db")
+    run = store.begin_run("c.csv", dry_run=False)
+    store.record_plan(run, [("f" * 64, "key", "[]", "tag")], [], [(1, "f" * 64, "job", None)])
+    job = store.next_jobs(run, 0, 10)[0].id
+    attempt = store.begin_attempt(job, run)
+    record = AttemptRecord("ok", 0, video_id="vid_1")
+    store.finish_attempt(attempt, job, record, "submitted", run_id=run)
+    return store
+
+
+def video_status(store: StateStore) -> str:
+    return store.video_states(["vid_1"])["vid_1"]["video_status"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("final", ["completed", "failed"])
+async def test_no_source_moves_a_final_status(state: StateStore, final: str) -> None:
+    """Once final, fresh signed events and status polls saying otherwise change nothing."""
+    listener = Listener(state)
+    async with listener.client:
+        assert await post(listener.client, event(final)) == 200
+        assert video_status(state) == final
+        for status in ("processing", "completed", "failed"):
+            assert await post(listener.client, event(status, event_id=f"later-{status}")) == 200
+            assert video_status(state) == final
+    poll = VideoUpdate("vid_1", "processing", None, None, None, None, None, NOW)
+    assert state.record_video_status(poll) is False
+    other = "failed" if final == "completed" else "completed"
+    assert state.record_video_status(dataclasses.replace(poll, status=other)) is False  # type: ignore[arg-type]
+    assert video_status(state) == final
+    assert state.pending_videos() == []
+    state.close()
+
+
+async def endless_body(pulled: list[int], piece: bytes = b"x" * 65536) -> AsyncIterator[bytes]:
+    """64 KiB pieces, forever; `pulled` counts what the server took."""
+    while True:
+        pulled[0] += len(piece)
+        yield piece
+
+
+@pytest.mark.anyio
+async def test_oversize_body_is_413_without_reading_it(listener: Listener) -> None:
+    """Over 1 MiB announced: 413 with nothing read; chunked: 413 just past the cap."""
+    client = listener.client
+    pulled = [0]
+    announced = await client.post(
+        "/webhook",
+        content=endless_body(pulled),
+        headers={"Content-Length": str(512 * 1024 * 1024)},
+    )
+    assert announced.status_code == 413
+    assert pulled[0] <= 65536  # httpx may hand over the first piece before the app answers
+    pulled[0] = 0
+    chunked = await client.post("/webhook", content=endless_body(pulled))
+    assert chunked.status_code == 413
+    assert 1024 * 1024 < pulled[0] <= 1024 * 1024 + 2 * 65536
+    exactly = await client.post("/webhook", content=b"x" * 1024 * 1024)
+    assert exactly.status_code == 401  # at the cap is allowed; then the signature fails
+    assert listener.app.state.stats.too_large == 2
+    assert listener.sink.records == []
+
+
+@pytest.mark.anyio
+async def test_a_body_that_stalls_is_408() -> None:
+    """A body not complete within body_timeout is answered 408 and changes nothing."""
+
+    async def stalls() -> AsyncIterator[bytes]:
+        yield b'{"data":'
+        await asyncio.sleep(10)
+
+    listener = Listener(limits=ListenerLimits(body_timeout=0.1))
+    async with listener.client:
+        response = await listener.client.post("/webhook", content=stalls())
+    assert response.status_code == 408
+    assert listener.app.state.stats.too_slow == 1
+    assert listener.sink.records == []

@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from batch.cli.common import logging_options, reports_errors
-from batch.download import DEFAULT_NAME_TEMPLATE, DownloadConfig, run_download
+from batch.config import DEFAULT_BASE_URL
+from batch.download import (
+    DEFAULT_FILE_DEADLINE,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_NAME_TEMPLATE,
+    DownloadConfig,
+    MiB,
+    run_download,
+)
 from batch.errors import ExitCode
 
 
@@ -29,15 +37,55 @@ from batch.errors import ExitCode
 @click.option(
     "--concurrency", default=4, show_default=True, type=click.IntRange(1, 32), help="Transfers."
 )
+@click.option(
+    "--max-size",
+    default=DEFAULT_MAX_BYTES // MiB,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest file accepted, in MiB.",
+)
+@click.option(
+    "--deadline",
+    default=DEFAULT_FILE_DEADLINE,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds one file may take in all.",
+)
+@click.option(
+    "--base-url",
+    envvar="JOGG_BASE_URL",
+    default=DEFAULT_BASE_URL,
+    show_default=True,
+    help="API base URL; a loopback one (the sandbox) may serve its own media over http.",
+)
 @logging_options
 @reports_errors
-def download(results: Path, dest: Path, covers: bool, name_template: str, concurrency: int) -> None:
+def download(
+    results: Path,
+    dest: Path,
+    covers: bool,
+    name_template: str,
+    concurrency: int,
+    max_size: int,
+    deadline: float,
+    base_url: str,
+) -> None:
     """Download the completed videos listed in RESULTS and record their local_path.
 
-    Resumable: files already complete are skipped, interrupted ones fetched again.
+    Resumable: files already complete are skipped, interrupted ones fetched again. Only https
+    URLs to public addresses are fetched; why a file was not is in the download_error column.
     Exits 1 when some files could not be fetched.
     """
-    config = DownloadConfig(results, dest, covers, name_template, concurrency)
+    config = DownloadConfig(
+        results,
+        dest,
+        covers,
+        name_template,
+        concurrency,
+        base_url=base_url,
+        max_bytes=max_size * MiB,
+        file_deadline=deadline,
+    )
     summary = run_download(config)
     click.echo(
         f"{summary.downloaded} downloaded, {summary.skipped} already there, {summary.failed} failed"

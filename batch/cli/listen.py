@@ -1,6 +1,7 @@
 """`jogg-batch listen`: receive JoggAI webhooks and record final video statuses in the state.
 
-How to expose the listener over HTTPS and register it with JoggAI: see `batch/webhook.py`.
+How to expose the listener over HTTPS (and the reverse proxy's own limits) and register it with
+JoggAI: see `batch/webhook.py`.
 """
 
 from __future__ import annotations
@@ -9,13 +10,19 @@ import logging
 from pathlib import Path
 
 import click
-import uvicorn
 
 from batch.cli.common import logging_options, reports_errors
 from batch.errors import StateError
 from batch.state import StateStore
 from batch.status import VideoStatusSink
-from batch.webhook import create_listener_app, load_secret
+from batch.webhook import (
+    DEFAULT_MAX_AGE,
+    ListenerLimits,
+    create_listener_app,
+    listener_server,
+    load_secret,
+    open_socket,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,27 +42,43 @@ log = logging.getLogger(__name__)
     type=click.Path(path_type=Path, dir_okay=False),
     help="File holding the endpoint secret (default: $JOGG_WEBHOOK_SECRET).",
 )
+@click.option(
+    "--max-age",
+    default=DEFAULT_MAX_AGE,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds an event's timestamp may lie from now; older (replayed) events are ignored.",
+)
 @logging_options
 @reports_errors
-def listen(host: str, port: int, state_path: Path, secret_file: Path | None) -> None:
+def listen(
+    host: str, port: int, state_path: Path, secret_file: Path | None, max_age: float
+) -> None:
     """Receive JoggAI webhooks (POST / or /webhook) and update the state.
 
     Plain HTTP: put it behind an HTTPS reverse proxy or tunnel, then register that URL with
     POST /v2/endpoint for generated_product_video_success and _failed.
     """
     secret = load_secret(secret_file)
+    limits = ListenerLimits(max_age=max_age)
     with StateStore(state_path) as store:
         if not isinstance(store, VideoStatusSink):
             raise StateError(f"{state_path}: this state store cannot record video statuses")
-        app = create_listener_app(store, secret)
-        log.info("listening for webhooks on http://%s:%d/webhook", host, port)
-        uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
+        app = create_listener_app(store, secret, limits=limits)
+        sock = open_socket(host, port)
+        bound_host, bound_port = sock.getsockname()[:2]
+        log.info("listening for webhooks on http://%s:%d/webhook", bound_host, bound_port)
+        listener_server(app, limits).run(sockets=[sock])
     stats = app.state.stats
     log.info(
-        "webhooks: %d applied, %d duplicates, %d ignored, %d rejected, %d malformed",
+        "webhooks: %d applied, %d duplicates, %d ignored, %d stale, %d rejected, %d malformed, "
+        "%d too large, %d too slow",
         stats.applied,
         stats.duplicates,
         stats.ignored,
+        stats.stale,
         stats.rejected,
         stats.malformed,
+        stats.too_large,
+        stats.too_slow,
     )
