@@ -87,7 +87,8 @@ async def test_first_sync_reads_the_whole_listing_and_later_ones_only_what_is_ne
         requested.clear()
         later = await index(client, state, now=10_100.0).sync()
     assert requested == [1]  # the newest video is already older than the last sync - skew
-    assert later.covers(10_000.0) and not later.covers(9_999.0)
+    assert later.covers(10_000.0)
+    assert not later.covers(9_999.0)
     assert state.listed_video(f"{3:012x}") == "v3"
 
 
@@ -180,11 +181,14 @@ def test_absence_needs_the_settle_period_two_listings_and_an_echo() -> None:
     """Absent only after two covering, echoing listings settle apart, the first after settle."""
     job = uncertain()
     early = judge(job, sync_at(1_050.0), listed=None, settle=SETTLE)
-    assert early.verdict is Verdict.WAIT and early.absent_at is None
+    assert early.verdict is Verdict.WAIT
+    assert early.absent_at is None
     unproven = judge(job, sync_at(1_150.0, "unproven"), listed=None, settle=SETTLE)
-    assert unproven.verdict is Verdict.WAIT and unproven.absent_at is None
+    assert unproven.verdict is Verdict.WAIT
+    assert unproven.absent_at is None
     first = judge(job, sync_at(1_150.0), listed=None, settle=SETTLE)
-    assert first.verdict is Verdict.WAIT and first.absent_at == 1_150.0
+    assert first.verdict is Verdict.WAIT
+    assert first.absent_at == 1_150.0
     job = uncertain(absent_at=1_150.0)
     too_soon = judge(job, sync_at(1_200.0), listed=None, settle=SETTLE)
     assert too_soon.verdict is Verdict.WAIT

@@ -24,7 +24,6 @@ from batch.sandbox import SandboxConfig, running_sandbox
 from batch.state import StateStore
 from tests.helpers import product_ids, submissions, write_catalog
 
-
 SETTLE = 0.3
 
 
@@ -222,7 +221,8 @@ def test_exhausted_attempts_proven_absent_end_failed_with_the_last_code(
     accepted = [s["product_id"] for s in submissions(sandbox_url)["submissions"]]
     failed = results[results["status"] == "failed"]
     assert set(results["status"]) == {"submitted", "failed"}
-    assert set(failed["code"]) == {"50000"} and set(failed["attempts"]) == {"2"}
+    assert set(failed["code"]) == {"50000"}
+    assert set(failed["attempts"]) == {"2"}
     assert sorted(accepted) == sorted(results[results["status"] == "submitted"]["product_id"])
     assert summary.exit_code == ExitCode.ROWS_FAILED
 

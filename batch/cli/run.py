@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 import time
 from collections.abc import Callable
-import tempfile
 from contextlib import ExitStack, nullcontext
 from datetime import datetime
 from pathlib import Path
