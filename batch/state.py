@@ -963,10 +963,14 @@ class StateStore:
         `OUTCOME_FIELDS` (the results file is built from these columns, not row objects)."""
         rows = self._db.execute(
             f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, "
-            "CASE WHEN r.detail IS NOT NULL THEN r.detail ELSE j.message END, "
+            "CASE WHEN r.detail IS NOT NULL THEN r.detail "
+            "WHEN d.tag IS NOT NULL THEN 'double charge, raise it with JoggAI: videos ' || "
+            "(SELECT group_concat(value, ', ') FROM json_each(d.video_ids)) "
+            "ELSE j.message END, "
             "j.attempts, j.submitted_at, j.video_status, j.video_url, j.cover_url, j.duration, "
             "j.deducted_credit, j.error, j.completed_at, j.product_id "
             "FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id "
+            "LEFT JOIN double_charges d ON d.tag = j.tag "
             "WHERE r.run_id = ? AND r.row BETWEEN ? AND ? ORDER BY r.row",
             (run_id, first, last),
         ).fetchall()

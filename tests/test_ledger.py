@@ -1,0 +1,211 @@
+"""One account, one ledger: no render is paid twice across file names, machines and every kind
+of lost answer. End to end against the sandbox over a real socket; the sandbox's own record of
+accepted creates is the judge."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from batch import runner
+from batch.client import Timeouts
+from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.errors import ExitCode
+from batch.ledgers import legacy_state_path
+from batch.results import read_results
+from batch.retry import RetryPolicy
+from batch.sandbox import SandboxConfig, running_sandbox
+from batch.state import SCHEMA_VERSION, StateStore
+from tests.helpers import product_ids, submissions, write_catalog
+
+TAG = re.compile(r"\[jb-([0-9a-f]+)\]")
+
+
+def rows(count: int) -> list[dict[str, str]]:
+    """Distinct requests (their names differ) over the sandbox's products, reused as needed."""
+    products = product_ids(200)
+    return [
+        {"sku": f"SKU{i}", "product_id": products[i % 200], "video_name": f"Item {i}"}
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def sandbox(request: pytest.FixtureRequest) -> Iterator[str]:
+    options: dict[str, Any] = getattr(request, "param", {})
+    with running_sandbox(SandboxConfig(**{"rate_limit": None, **options})) as url:
+        yield url
+
+
+def config_for(catalog: Path, url: str, **cli: Any) -> RunConfig:
+    """No rate limit on either side, a short settle period, patient retries."""
+    overrides = CliOverrides(base_url=url, rate_limit="100000/min", concurrency=8, **cli)
+    config = build_run_config(catalog, overrides, api_key=Secret("sk-sandbox"))
+    return replace(
+        config,
+        settle_seconds=0.4,
+        timeouts=Timeouts(connect=2, read=0.3),
+        retry=RetryPolicy(max_attempts=10, base_delay=0.01, max_delay=0.05),
+    )
+
+
+def accepted_per_tag(url: str) -> Counter[str]:
+    """Creates the sandbox charged for, by tag, once late commits have landed."""
+    for _ in range(100):
+        report = submissions(url)
+        if not report.get("pending"):
+            break
+        time.sleep(0.05)
+    return Counter(TAG.search(s["name"]).group(1) for s in report["submissions"])  # type: ignore[union-attr]
+
+
+def test_dated_catalogs_new_results_and_parquet_find_the_same_jobs(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """The same rows as catalog_20261126.csv, catalog_20261127.csv with another --results, and
+    as Parquet are paid once: the ledger belongs to the account, not to a file name."""
+    first = write_catalog(tmp_path / "catalog_20261126.csv", rows(45))
+    assert runner.run(config_for(first, sandbox)).exit_code == ExitCode.OK
+    second = write_catalog(tmp_path / "catalog_20261127.csv", rows(45))
+    night2 = tmp_path / "reports" / "night2.csv"
+    summary = runner.run(config_for(second, sandbox, results=night2))
+    parquet = tmp_path / "catalog.parquet"
+    pd.read_csv(first, dtype=str).to_parquet(parquet)
+    again = runner.run(config_for(parquet, sandbox))
+    assert len(submissions(sandbox)["submissions"]) == 45
+    assert summary.requests_sent == again.requests_sent == 0
+    assert set(read_results(night2)["status"]) == {"already_submitted"}
+    assert set(read_results(tmp_path / "catalog.results.csv")["status"]) == {"already_submitted"}
+
+
+def test_a_second_machine_adopts_what_the_account_already_rendered(
+    tmp_path: Path, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fresh ledger (another data directory) finds every render by its tag in the account's
+    listing and sends nothing."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(45))
+    runner.run(config_for(catalog, sandbox))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "other-machine"))
+    summary = runner.run(config_for(catalog, sandbox))
+    results = read_results(tmp_path / "catalog.results.csv")
+    assert len(submissions(sandbox)["submissions"]) == 45
+    assert summary.requests_sent == 0
+    assert set(results["status"]) == {"already_submitted"}
+    assert all(results["video_id"])
+
+
+def test_a_state_beside_the_results_is_merged_not_ignored(tmp_path: Path, sandbox: str) -> None:
+    """A 0.1 state (beside the results) is merged into the account's ledger: its jobs are not
+    paid again, even where the listing could not tell (tags off)."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(10))
+    results = tmp_path / "catalog.results.csv"
+    old = config_for(catalog, sandbox, state=legacy_state_path(results))
+    runner.run(replace(old, reconcile_tag=False))
+    summary = runner.run(replace(config_for(catalog, sandbox), reconcile_tag=False))
+    assert summary.requests_sent == 0
+    assert len(submissions(sandbox)["submissions"]) == 10
+    assert set(read_results(results)["status"]) == {"already_submitted"}
+
+
+FAULTS = [
+    pytest.param({"commit_then_error_rate": 0.2}, True, id="commit-then-error"),
+    pytest.param({"late_commit_rate": 0.2, "late_commit_seconds": 0.35}, True, id="late-commit"),
+    pytest.param(
+        {"listing_lag_seconds": 0.3, "reset_rate": 0.2}, True, id="listing-lag-and-resets"
+    ),
+    pytest.param({"listing_title": "cut:30", "reset_rate": 0.2}, True, id="cut-titles"),
+    pytest.param(
+        {"listing_title": "product-name", "reset_rate": 0.2}, False, id="titles-without-tags"
+    ),
+    pytest.param(
+        {
+            "commit_then_error_rate": 0.2,
+            "late_commit_rate": 0.15,
+            "late_commit_seconds": 0.35,
+            "reset_rate": 0.15,
+            "listing_lag_seconds": 0.3,
+        },
+        True,
+        id="half-of-all-answers-lost",
+    ),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sandbox", "echoes"), FAULTS, indirect=["sandbox"])
+def test_lost_answers_never_pay_twice(tmp_path: Path, sandbox: str, echoes: bool) -> None:
+    """300 rows with a fifth (or half) of the answers lost: every row accepted at most once,
+    every row submitted or unknown (never failed), all submitted when titles echo tags, and
+    the credits reported are the creates the sandbox charged."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(300))
+    config = config_for(catalog, sandbox)
+    summary = runner.run(config)
+    charged = accepted_per_tag(sandbox)
+    results = read_results(config.results)
+    assert charged
+    assert max(charged.values()) == 1
+    assert set(results["status"]) <= {"submitted", "unknown"}
+    if echoes:
+        assert set(results["status"]) == {"submitted"}
+        assert summary.exit_code == ExitCode.OK
+        assert len(charged) == 300
+    else:
+        assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert summary.credits_spent == sum(charged.values())
+
+
+@pytest.mark.parametrize(
+    "sandbox", [{"late_commit_rate": 0.5, "late_commit_seconds": 2.0, "seed": 3}], indirect=True
+)
+def test_a_commit_later_than_the_settle_period_is_detected_as_a_double_charge(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """The residual risk, shown: commits 2 s late against a 0.4 s settle period are resent and
+    charged twice. The next run finds each tag listed twice, reports the rows and exits 6."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(8))
+    config = config_for(catalog, sandbox)
+    runner.run(config)
+    twice = {tag for tag, count in accepted_per_tag(sandbox).items() if count > 1}
+    assert twice
+    summary = runner.run(config)
+    assert summary.requests_sent == 0
+    assert summary.exit_code == ExitCode.DOUBLE_CHARGED
+    with StateStore(config.state) as state:
+        assert {charge.tag for charge in state.double_charges()} == twice
+    messages = [m for m in read_results(config.results)["message"] if "double charge" in m]
+    assert len(messages) == len(twice)
+    assert runner.run(config).exit_code == ExitCode.OK  # reported once, kept in the ledger
+
+
+def test_state_of_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A state written by jogg-batch 0.1 opens, gains the listing tables, and keeps its jobs."""
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO meta VALUES ('schema_version', '1');"
+            "CREATE TABLE jobs (id INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL UNIQUE, "
+            "row_key TEXT, fields TEXT NOT NULL, tag TEXT NOT NULL, status TEXT NOT NULL, "
+            "planned_run INTEGER, video_id TEXT, code INTEGER, message TEXT, "
+            "attempts INTEGER NOT NULL DEFAULT 0, permanent INTEGER NOT NULL DEFAULT 0, "
+            "recovered INTEGER NOT NULL DEFAULT 0, submitted_at REAL, submitted_run INTEGER, "
+            "product_id TEXT, video_status TEXT, video_url TEXT, cover_url TEXT, duration REAL, "
+            "deducted_credit REAL, error TEXT, completed_at REAL, created_at REAL NOT NULL, "
+            "updated_at REAL NOT NULL);"
+            "INSERT INTO jobs (fingerprint, fields, tag, status, video_id, created_at, "
+            "updated_at) VALUES ('f1', '[]', 'aaaaaaaaaaaa', 'submitted', 'v1', 0, 0);"
+        )
+    with StateStore(path) as state:
+        assert state.get_meta("schema_version") == str(SCHEMA_VERSION)
+        assert state.accepted_tags(["v1"]) == {"v1": "aaaaaaaaaaaa"}
+        state.record_listing([("v1", "aaaaaaaaaaaa", "[jb-aaaaaaaaaaaa] x", 1.0)])
+        assert state.listed_video("aaaaaaaaaaaa") == "v1"
