@@ -25,12 +25,14 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 # Resolve pyproject.toml (with the dev extra) and requirements/build.in for every platform from
-# Python 3.11 up, with the hash of every file. Needs only python3 and PyPI.
+# Python 3.11 up, with the hash of every file. Needs only python3 and PyPI. Pins already in the
+# lock are kept where they still fit; LOCK_FLAGS=--upgrade (or --upgrade-package NAME) moves them.
+LOCK_FLAGS ?=
 lock:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
 	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev --generate-hashes \
-		--universal --python-version 3.11 --quiet -o $(LOCK)
+		--universal --python-version 3.11 --quiet $(LOCK_FLAGS) -o $(LOCK)
 	@echo "$(LOCK) refreshed: review 'git diff $(LOCK)', then 'make install' and commit it"
 
 test: install
