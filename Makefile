@@ -3,17 +3,37 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# Every dependency (runtime, dev tools, pip and the build backend), pinned and hashed: a fresh
+# machine installs exactly what CI tested. Refresh it with `make lock` after changing
+# pyproject.toml's dependencies; review and commit the diff.
+LOCK   := requirements.lock
+UV_VERSION := 0.13.9
+# pip-audit asks PyPI's JSON API per release (`osv` is the other choice).
+AUDIT_SERVICE ?= pypi
 
-.PHONY: install test lint demo sandbox bench chaos
+.PHONY: install test lint audit lock demo sandbox bench chaos
 
 install: $(STAMP)
 
-# Reinstall only when the project's dependency list changes.
-$(STAMP): pyproject.toml
+# Reinstall only when the dependency list or its lock changes. Hashes are required; pip check
+# fails if the lock is missing something pyproject.toml asks for (run `make lock`).
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Resolve pyproject.toml (with the dev extra) and requirements/build.in for every platform from
+# Python 3.11 up, with the hash of every file. Needs only python3 and PyPI. Pins already in the
+# lock are kept where they still fit; LOCK_FLAGS=--upgrade (or --upgrade-package NAME) moves them.
+LOCK_FLAGS ?=
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml requirements/build.in --extra dev --generate-hashes \
+		--universal --python-version 3.11 --quiet $(LOCK_FLAGS) -o $(LOCK)
+	@echo "$(LOCK) refreshed: review 'git diff $(LOCK)', then 'make install' and commit it"
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -22,6 +42,18 @@ lint: install
 	$(BIN)/ruff check batch tests scripts bench
 	$(BIN)/ruff format --check batch tests scripts bench
 	$(BIN)/mypy
+	$(MAKE) --no-print-directory audit
+
+# Known advisories in every locked package. --strict: a package the service cannot answer for
+# fails the audit (otherwise pip-audit skips it and passes having checked nothing).
+audit: install
+	@$(BIN)/pip-audit --strict --require-hashes --disable-pip --progress-spinner off \
+		--vulnerability-service $(AUDIT_SERVICE) -r $(LOCK) || { \
+		echo "make audit: FAILED. Either a locked package has a known advisory (listed above:" \
+		"raise its floor in pyproject.toml, then make lock), or the advisory service" \
+		"($(AUDIT_SERVICE)) could not answer ('not found on PyPI' / connection errors): then" \
+		"nothing was audited. Try AUDIT_SERVICE=osv, or run it where the service is reachable." >&2; \
+		exit 1; }
 
 sandbox: install
 	$(BIN)/jogg-batch sandbox --host 127.0.0.1 --port 8787

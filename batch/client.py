@@ -26,6 +26,7 @@ The API key is sent as `x-api-key` and never appears in a repr, a log line or an
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import math
@@ -41,6 +42,7 @@ import httpx
 
 from batch import __version__
 from batch.errors import ConfigError
+from batch.secret import MASK, Secret, checked_key
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
 
 log = logging.getLogger(__name__)
@@ -223,13 +225,15 @@ def _parse_int(value: str | None) -> int | None:
 class JoggClient:
     """`async with JoggClient(base_url, api_key) as client:`; every method returns an ApiOutcome.
 
-    `base_url` is the host without `/v2` (the paths carry it), e.g. `https://api.jogg.ai`.
+    `base_url` is the host without `/v2` (the paths carry it), e.g. `https://api.jogg.ai`. Plain
+    http is refused (the key would cross the network in clear) unless the host is loopback or
+    a `transport` is injected (an in-process server: nothing goes on the network).
     """
 
     def __init__(
         self,
         base_url: str,
-        api_key: str,
+        api_key: Secret | str,
         *,
         timeouts: Timeouts = Timeouts(),
         transport: httpx.AsyncBaseTransport | None = None,
@@ -238,15 +242,21 @@ class JoggClient:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ConfigError(f"base URL {base_url!r} is not an http(s) URL with a host")
+        if url.scheme == "http" and transport is None and not _is_loopback(url.host):
+            raise ConfigError(
+                f"base URL {base_url!r}: plain http would send the API key in clear; "
+                "use https (http is accepted for loopback addresses only)"
+            )
         if not api_key:
             raise ConfigError("the API key is empty; set JOGG_API_KEY")
+        secret = checked_key(api_key, "the API key") if isinstance(api_key, str) else api_key
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
-        self._api_key = api_key
+        self._api_key = secret
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             headers={
-                "x-api-key": api_key,
+                "x-api-key": secret.reveal(),
                 "user-agent": f"jogg-batch/{__version__}",
                 "accept": "application/json",
             },
@@ -383,12 +393,15 @@ class JoggClient:
             # Timeouts while reading, resets, protocol errors after the request went out.
             outcome = self._failure("unknown", error, started)
         else:
+            # Scrubbed before parsing, so no preview or field can carry even part of the key.
+            content = response.content.replace(self._api_key.reveal().encode(), MASK.encode())
             outcome = classify_response(
-                response.status_code, response.headers, response.content, now=time.time()
+                response.status_code, response.headers, content, now=time.time()
             )
             outcome = replace(
                 outcome,
                 message=self._scrub(outcome.message),
+                data=self._scrub(outcome.data),
                 elapsed=time.perf_counter() - started,
             )
         if outcome.kind != "ok":
@@ -403,6 +416,24 @@ class JoggClient:
             elapsed=time.perf_counter() - started,
         )
 
-    def _scrub(self, text: str) -> str:
-        """Servers and proxies sometimes echo request headers; the key must not travel on."""
-        return text.replace(self._api_key, "***")
+    def _scrub(self, value: Any) -> Any:
+        """Servers and proxies sometimes echo request headers; the key must not travel on.
+
+        Every string of a parsed answer, keys included, however the JSON spelled it.
+        """
+        if isinstance(value, str):
+            return value.replace(self._api_key.reveal(), MASK)
+        if isinstance(value, dict):
+            return {self._scrub(key): self._scrub(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self._scrub(item) for item in value]
+        return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -25,6 +25,8 @@ from batch.errors import ConfigError
 from batch.ledgers import choose_state
 from batch.rates import RateLimit, parse_rate
 from batch.retry import RetryPolicy
+from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
+from batch.secret import checked_key
 
 DEFAULT_BASE_URL = "https://api.jogg.ai"
 BUILTIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
@@ -91,13 +93,6 @@ class Settings(_Section):
     run: RunSettings = RunSettings()
     defaults: DefaultsSettings = DefaultsSettings()
     columns: dict[str, str] = Field(default_factory=dict)
-
-
-class Secret(str):
-    """A string that never shows itself in repr, logs or tracebacks."""
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
 
 
 def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -171,17 +166,24 @@ def request_defaults(settings: Settings, source: Path | None) -> payload.Request
 
 
 def read_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Secret:
-    """JOGG_API_KEY wins; else the file named by api.key_file. Never from the command line."""
+    """JOGG_API_KEY wins; else the file named by api.key_file. Never from the command line.
+
+    A key file may hold comments: its first line that is neither blank nor `#...` is the key.
+    """
     if env.get("JOGG_API_KEY", "").strip():
-        return Secret(env["JOGG_API_KEY"].strip())
+        return checked_key(env["JOGG_API_KEY"].strip(), "JOGG_API_KEY")
     if settings.api.key_file:
         path = Path(settings.api.key_file).expanduser()
         try:
-            key = path.read_text(encoding="utf-8").strip()
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(f"api.key_file {path}: cannot read it ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"api.key_file {path}: not UTF-8 text") from None
+        lines = (line.strip() for line in text.split("\n"))
+        key = next((line for line in lines if line and not line.startswith("#")), "")
         if key:
-            return Secret(key)
+            return checked_key(key, f"api.key_file {path}")
     raise ConfigError(
         "no API key: set JOGG_API_KEY, or name a file holding it in the config as api.key_file "
         "(or use --sandbox to try jogg-batch without an account)"
@@ -315,7 +317,7 @@ def build_run_config(
         cli.state or (Path(settings.run.state).expanduser() if settings.run.state else None),
         results,
         api.base_url,
-        str(key),  # MERGE-CHECK: the raw key
+        key.reveal(),
     )
     return RunConfig(
         catalog=catalog,

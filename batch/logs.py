@@ -1,4 +1,9 @@
-"""Logging setup: human lines or one JSON object per line (for cron), always on stderr."""
+"""Logging setup: human lines or one JSON object per line (for cron), always on stderr.
+
+Messages carry text from servers (error messages, ids): a text line escapes control characters
+(`\\n`, `\\x1b`, ...), so no message can start a forged line or send a terminal escape that
+retitles the window or hides what came before. JSON lines are escaped by JSON itself.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,37 @@ import json
 import logging
 import sys
 import time
-from typing import Literal
+from typing import Any, Literal
 
 LogFormat = Literal["text", "json"]
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is data.
 _STANDARD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+# C0 and C1 controls, DEL, line and paragraph separators, and bidirectional overrides (which
+# reorder what a terminal shows); each becomes a visible escape such as \x1b or \u202e.
+_UNSAFE = [*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]
+_UNSAFE += [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_ESCAPES = {code: chr(code).encode("unicode_escape").decode("ascii") for code in _UNSAFE}
+_ESCAPES_KEEPING_NEWLINES = {code: text for code, text in _ESCAPES.items() if code != 0x0A}
+
+
+def escape_controls(text: str, *, keep_newlines: bool = False) -> str:
+    """`text` with every control character written out (`\\n`, `\\x1b`, `\\u202e`)."""
+    return text.translate(_ESCAPES_KEEPING_NEWLINES if keep_newlines else _ESCAPES)
+
+
+class TextFormatter(logging.Formatter):
+    """`12:00:00 INFO    message`; the message escaped, a traceback keeps its own line breaks."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escape_controls(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return escape_controls(super().formatException(ei), keep_newlines=True)
+
+    def formatStack(self, stack_info: str) -> str:
+        return escape_controls(super().formatStack(stack_info), keep_newlines=True)
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,9 +70,7 @@ def configure(verbosity: int = 0, log_format: LogFormat = "text") -> None:
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

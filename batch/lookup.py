@@ -3,8 +3,10 @@
 Owns fetching the look-up lists through `JoggClient` (every page of them), their typed items, and
 an on-disk JSON cache with a time-to-live under `$XDG_CACHE_HOME/jogg-batch/` (else
 `~/.cache/jogg-batch/`). A cache directory belongs to one base URL and one account: it is named by
-a sha256 of both, so the key itself is never written anywhere. GETs are not rate-limited by the
-API, so nothing here goes through the POST limiter.
+an HMAC of both under a random salt kept in the cache folder (`salt`, 0600), so the key is never
+written anywhere and a name cannot be checked against a guessed key on another machine. Folders
+are 0700 and files 0600. GETs are not rate-limited by the API, so nothing here goes through the
+POST limiter.
 
 Paging differs per endpoint (reference §3.7): voices say `has_more`, music gives `total_pages`,
 avatars give nothing. A page shorter than asked for ends a listing, and so does one longer than
@@ -16,10 +18,13 @@ from __future__ import annotations
 import asyncio
 import csv
 import hashlib
+import hmac
 import io
 import json
 import logging
 import os
+import re
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -29,8 +34,11 @@ from typing import Any, Final, Literal, NamedTuple, TypeGuard, TypeVar
 
 import httpx
 
+from batch import files
 from batch.client import ApiOutcome, JoggClient, Timeouts
 from batch.errors import AccountError, ApiError, ConfigError
+from batch.logs import escape_controls
+from batch.secret import Secret
 from batch.vocabulary import ASPECT_RATIOS
 
 log = logging.getLogger(__name__)
@@ -42,6 +50,8 @@ DEFAULT_TTL: Final = 24 * 3600.0
 PAGE_SIZE: Final = 100  # the API's maximum
 _MAX_PAGES: Final = 1000  # a listing that never ends is a server bug, not 100,000 avatars
 _RATIO_NAMES: Final = {0: "portrait", 1: "landscape", 2: "square"}  # v2 responses use ints
+_SALT_FILE: Final = "salt"
+_FORMULA_START: Final = re.compile(r"^[=+\-@\t\r]")  # as in batch.results
 
 
 class Avatar(NamedTuple):
@@ -93,32 +103,53 @@ def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
 class LookupCache:
     """JSON files of look-up items, one per list, fresh for `ttl` seconds after they were fetched.
 
-    An unreadable, corrupt or stale file counts as absent: the cache only ever saves GETs.
+    An unreadable, corrupt or stale file counts as absent, and a cache folder that cannot be
+    made private (a link, another user's) is not used: the cache only ever saves GETs.
     """
 
     def __init__(
         self,
         directory: Path,
         base_url: str,
-        api_key: str,
+        api_key: Secret | str,
         *,
         ttl: float = DEFAULT_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        # Custom avatars differ per account, so the key is part of the name; hashed with the URL,
-        # it cannot be read back from the directory name.
-        account = hashlib.sha256(f"{base_url.rstrip('/')}\n{api_key}".encode()).hexdigest()
-        self.directory = directory / account[:32]
+        self.root = directory
         self.base_url = base_url.rstrip("/")
         self.ttl = ttl
         self._clock = clock
+        self._key = api_key if isinstance(api_key, Secret) else Secret(api_key)
+        self._folder: Path | None = None
 
-    def _path(self, name: str) -> Path:
-        return self.directory / f"{name}.json"
+    def folder(self, *, create: bool = False) -> Path | None:
+        """This account's folder: `root/<HMAC(salt, base URL + key)>`; None without a salt yet
+        (nothing was ever stored) or when the cache folder is not private to this user."""
+        if self._folder is not None:
+            return self._folder
+        salt_path = self.root / _SALT_FILE
+        try:
+            if create:
+                files.private_dir(self.root)
+                salt = files.read_or_create_private(salt_path, secrets.token_hex(32).encode())
+            else:
+                salt = files.read_private(salt_path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.warning("cannot use the look-up cache %s (%s); going on without it", self.root, exc)
+            return None
+        message = f"{self.base_url}\n{self._key.reveal()}".encode()
+        self._folder = self.root / hmac.new(salt, message, hashlib.sha256).hexdigest()[:32]
+        return self._folder
 
     def load(self, name: str) -> list[dict[str, Any]] | None:
+        folder = self.folder()
+        if folder is None:
+            return None
         try:
-            document = json.loads(self._path(name).read_text(encoding="utf-8"))
+            document = json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
         if not isinstance(document, dict):
@@ -131,13 +162,14 @@ class LookupCache:
         return items
 
     def store(self, name: str, items: Sequence[dict[str, Any]]) -> None:
+        folder = self.folder(create=True)
+        if folder is None:
+            return
         document = {"base_url": self.base_url, "fetched_at": self._clock(), "items": list(items)}
-        path = self._path(name)
+        path = folder / f"{name}.json"
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(f".{os.getpid()}.tmp")
-            temporary.write_text(json.dumps(document), encoding="utf-8")
-            temporary.replace(path)
+            files.private_dir(folder)
+            files.write_text(path, json.dumps(document), perms=files.PRIVATE)
         except OSError as exc:
             log.warning("cannot write the look-up cache %s (%s); going on without it", path, exc)
 
@@ -322,7 +354,7 @@ class LookupConfig:
     """What `jogg-batch lookup` needs: where the API is, the key, and how to use the cache."""
 
     base_url: str
-    api_key: str = field(repr=False)
+    api_key: Secret | str = field(repr=False)
     cache_dir: Path | None = field(default_factory=default_cache_dir)  # None: no cache
     ttl: float = DEFAULT_TTL
     refresh: bool = False
@@ -375,18 +407,26 @@ def list_items(
 
 
 def render(items: Sequence[Item], fmt: OutputFormat) -> str:
-    """Items as an aligned table, CSV with a header, or a JSON array (no trailing newline)."""
+    """Items as an aligned table, CSV with a header, or a JSON array (no trailing newline).
+
+    The text comes from the server: CSV cells that a spreadsheet would run as a formula get a
+    leading `'`, and the table escapes control characters (a name cannot move the cursor).
+    """
     rows = [item._asdict() for item in items]
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False)
     columns = list(type(items[0])._fields) if items else []
     cells = [["" if row[name] is None else str(row[name]) for name in columns] for row in rows]
     if fmt == "csv":
+        cells = [
+            [f"'{text}" if _FORMULA_START.match(text) else text for text in line] for line in cells
+        ]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(columns)
         writer.writerows(cells)
         return out.getvalue().rstrip("\n")
+    cells = [[escape_controls(text) for text in line] for line in cells]
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
     lines = [
         "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()

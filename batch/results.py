@@ -5,14 +5,14 @@ batch by batch (memory stays flat for million-row catalogs) into a temporary fil
 folder, then renamed into place, so a reader never sees half a file and a killed run leaves the
 last complete one.
 
-CSV cells that a spreadsheet would run as a formula (starting with = + - @, tab or CR) get a
-leading `'`, the usual neutralisation; `read_results` strips it again.
+CSV cells and header names that a spreadsheet would run as a formula (starting with = + - @,
+tab or CR) get a leading `'`, the usual neutralisation; `read_results` strips it again. A new
+results file is created 0600; rewriting one keeps its mode (see `batch.files`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from batch import files
 from batch.errors import CatalogError
 from batch.state import OUTCOME_FIELDS
 
@@ -49,6 +50,7 @@ RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
 # Catalog columns that share a name with an outcome column keep their data under this prefix.
 INPUT_PREFIX = "input_"
 _FORMULA_START = r"^[=+\-@\t\r]"
+_NEUTRALISED = re.compile(r"^'[=+\-@\t\r]")
 _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 
 # (first row, last row) -> the outcome table of those rows (OUTCOME_SCHEMA)
@@ -118,7 +120,10 @@ def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
 
 
 def _neutralised(table: pa.Table) -> pa.Table:
-    """Formula-looking text cells get a leading quote (CSV only)."""
+    """Formula-looking text cells and column names get a leading quote (CSV only)."""
+    names = [f"'{name}" if re.match(_FORMULA_START, name) else name for name in table.column_names]
+    if names != table.column_names:
+        table = table.rename_columns(names)
     for index, field in enumerate(table.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             column = table.column(index)
@@ -151,36 +156,26 @@ def write_results(
 def _write_tables(destination: Path, tables: Iterable[pa.Table]) -> None:
     """Temporary file in the same folder, then a rename: a reader never sees half a file."""
     fmt = results_format(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{destination.name}.", suffix=".tmp", dir=destination.parent
-    )
-    os.close(handle)
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    try:
-        for table in tables:
-            if fmt == "csv":
-                table = _neutralised(_as_text(table))
-            if writer is None:
-                schema = table.schema
-                writer = (
-                    pacsv.CSVWriter(temporary, schema, write_options=_CSV_OPTIONS)
-                    if fmt == "csv"
-                    else pq.ParquetWriter(temporary, schema)
-                )
-            writer.write_table(table if table.schema == schema else table.cast(schema))
-        if writer is None:  # an empty catalog still gets a header
-            pd.DataFrame(columns=list(RESULT_COLUMNS)).to_csv(temporary, index=False)
-        else:
-            writer.close()
-            writer = None
-        os.replace(temporary, destination)
-    finally:
-        if writer is not None:
-            writer.close()
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with files.temporary_beside(destination) as temporary:
+        try:
+            for table in tables:
+                if fmt == "csv":
+                    table = _neutralised(_as_text(table))
+                if writer is None:
+                    schema = table.schema
+                    writer = (
+                        pacsv.CSVWriter(str(temporary), schema, write_options=_CSV_OPTIONS)
+                        if fmt == "csv"
+                        else pq.ParquetWriter(str(temporary), schema)
+                    )
+                writer.write_table(table if table.schema == schema else table.cast(schema))
+            if writer is None:  # an empty catalog still gets a header
+                pd.DataFrame(columns=list(RESULT_COLUMNS)).to_csv(temporary, index=False)
+        finally:
+            if writer is not None:
+                writer.close()
 
 
 def _as_text(table: pa.Table) -> pa.Table:
@@ -199,6 +194,9 @@ def read_results(path: Path) -> pd.DataFrame:
         raise CatalogError(f"{path}: no such results file") from None
     except (OSError, ValueError) as error:
         raise CatalogError(f"{path}: cannot read this results file: {error}") from error
+    frame.columns = [
+        name[1:] if _NEUTRALISED.match(name) else name for name in frame.columns.astype(str)
+    ]
     for column in frame.columns:
         values = frame[column]
         quoted = values.str.match(r"^'[=+\-@\t\r]")

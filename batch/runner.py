@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import signal
 import tempfile
@@ -26,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from batch import catalog, payload, reconcile
+from batch import catalog, files, payload, reconcile
 from batch.client import ApiOutcome, JoggClient
 from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode
@@ -93,7 +92,7 @@ def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None)
             summary = _Run(config, state, transport).execute()
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     if config.summary_json is not None:
-        config.summary_json.write_text(json.dumps(summary.to_json(), indent=2) + "\n")
+        files.write_text(config.summary_json, json.dumps(summary.to_json(), indent=2) + "\n")
     return summary
 
 
@@ -164,8 +163,7 @@ def _write_planned_requests(config: RunConfig, state: StateStore, run_id: int) -
     Rows whose product is created at run time show `product_id` as `"<created at run time>"`.
     """
     destination = planned_requests_path(config.results)
-    temporary = destination.with_name(f".{destination.name}.tmp")
-    with temporary.open("w", encoding="utf-8") as out:
+    with files.atomic_writer(destination) as out:
         last_id = 0
         while jobs := state.next_jobs(run_id, last_id, 1000):
             for job in jobs:
@@ -176,7 +174,6 @@ def _write_planned_requests(config: RunConfig, state: StateStore, run_id: int) -
                 )
                 out.write(json.dumps({"row_key": job.row_key, "body": body}) + "\n")
             last_id = jobs[-1].id
-    os.replace(temporary, destination)
 
 
 def _lookup_config(config: RunConfig) -> LookupConfig:

@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from batch import files
 from batch.errors import LockedError, StateError
 from batch.status import PendingVideo, VideoUpdate
 
@@ -245,8 +246,8 @@ class StateStore:
     def __init__(self, path: Path, *, clock: Any = time.time) -> None:
         self.path = path
         self._clock = clock
+        files.prepare_state(path)  # 0600, no symlink, not another user's (StateError)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(
@@ -381,7 +382,7 @@ class StateStore:
     def lock(self) -> None:
         """Take the run lock (an flock on `<state>.lock`), or raise LockedError at once."""
         lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = files.open_lock(lock_path)  # 0600, O_NOFOLLOW, ours (StateError otherwise)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -86,9 +86,9 @@ def test_api_key_from_environment_or_key_file(tmp_path: Path) -> None:
     key_file = tmp_path / "key"
     key_file.write_text("sk-file\n")
     settings = load_settings(None, {"api.key_file": str(key_file)})
-    assert read_api_key(settings, {"JOGG_API_KEY": "sk-env"}) == "sk-env"
+    assert read_api_key(settings, {"JOGG_API_KEY": "sk-env"}).reveal() == "sk-env"
     key = read_api_key(settings, {})
-    assert key == "sk-file"
+    assert key.reveal() == "sk-file"
     assert "sk-file" not in repr(key)
     with pytest.raises(ConfigError, match="set JOGG_API_KEY"):
         read_api_key(load_settings(None), {})

@@ -46,7 +46,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except BatchError as error:
-            click.echo(f"jogg-batch: error: {error}", err=True)
+            # Messages may quote a server; control characters must not reach the terminal.
+            click.echo(f"jogg-batch: error: {logs.escape_controls(str(error))}", err=True)
             raise SystemExit(int(error.exit_code)) from None
 
     return wrapper

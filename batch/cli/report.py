@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from batch import files
 from batch.cli.common import logging_options, reports_errors
 from batch.report import build_report, render_html, render_json, render_table
 from batch.results import read_results
@@ -39,5 +40,5 @@ def report(results: Path, output_format: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    files.write_text(output, text)  # atomic, 0600 when new, never through a symlink
     log.info("report written to %s", output)

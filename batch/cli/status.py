@@ -47,7 +47,7 @@ def status(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     key = read_api_key(settings)
-    chosen = choose_state(state, results, settings.api.base_url, str(key))  # MERGE-CHECK
+    chosen = choose_state(state, results, settings.api.base_url, key.reveal())
     summary = tracking.track(
         chosen.path,
         settings.api.base_url.rstrip("/"),

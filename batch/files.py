@@ -1,0 +1,212 @@
+"""Creating files safely: private modes, no symlink followed, whole files or nothing.
+
+Every file jogg-batch creates goes through here. New files are 0600 (only the user who ran the
+tool reads them: results carry catalog data and signed video URLs, the state carries every
+request); a file that already exists keeps its mode when it is rewritten, so a results file
+shared on purpose stays shared. Nothing here follows a symbolic link planted where a file is
+expected: whole files are written to a fresh temporary file in the same folder and renamed over
+the destination (a rename replaces a link, it never writes through it), and files opened in place
+(the run lock, the state database) are opened with `O_NOFOLLOW` and checked with `fstat`.
+
+A state database is a shared secret between runs of one user. One owned by somebody else, or
+writable by group or others, is refused: a second user must never reset jobs in it, and
+nobody but its owner should be able to make the tool believe a row was already paid for.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import IO, Final
+
+from batch.errors import StateError
+
+PRIVATE: Final = 0o600
+PRIVATE_DIR: Final = 0o700
+_NOFOLLOW: Final = os.O_NOFOLLOW | os.O_CLOEXEC
+# SQLite names these beside the database and gives them the database file's mode.
+STATE_COMPANIONS: Final = ("-wal", "-shm", "-journal")
+
+
+def kept_mode(path: Path, default: int = PRIVATE) -> int:
+    """The permission bits a rewrite of `path` should have: its own if it is a regular file."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return default
+    return stat.S_IMODE(info.st_mode) if stat.S_ISREG(info.st_mode) else default
+
+
+@contextmanager
+def atomic_writer(path: Path, *, perms: int | None = None) -> Iterator[IO[str]]:
+    """Yields a text file to write; when the block succeeds it replaces `path` whole.
+
+    `perms` defaults to the existing file's mode, else 0600.
+    """
+    with (
+        temporary_beside(path, perms=perms) as temporary,
+        temporary.open("w", encoding="utf-8") as handle,
+    ):
+        yield handle
+
+
+@contextmanager
+def temporary_beside(path: Path, *, perms: int | None = None) -> Iterator[Path]:
+    """A fresh private file in `path`'s folder for a writer that wants a path (pyarrow, pandas).
+
+    When the block ends without error it is renamed over `path` with `perms` (default: the
+    existing file's mode, else 0600); otherwise it is removed.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    final_perms = kept_mode(path) if perms is None else perms
+    # mkstemp: O_EXCL (never an existing file or link), mode 0600, an unguessable name.
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        yield temporary
+        os.chmod(temporary, final_perms)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str, *, perms: int | None = None) -> None:
+    """`path.write_text`, atomically, privately, never through a symlink."""
+    with atomic_writer(path, perms=perms) as handle:
+        handle.write(text)
+
+
+def private_dir(path: Path) -> Path:
+    """Creates `path` (and parents) if needed; it must be a real folder of ours, left 0700.
+
+    Raises OSError when it is a symlink or belongs to another user.
+    """
+    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    info = path.lstat()
+    if not stat.S_ISDIR(info.st_mode):
+        raise OSError(f"{path} is not a folder (a symbolic link?)")
+    if info.st_uid != os.geteuid():
+        raise OSError(f"{path} belongs to another user (uid {info.st_uid})")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def read_or_create_private(path: Path, make: bytes) -> bytes:
+    """The bytes of a private file of ours at `path`, writing `make` there first if it is absent.
+
+    Two processes racing read the same bytes: the file appears whole through a hard link, which
+    fails when another process got there first. Raises OSError for a link or a foreign file.
+    """
+    try:
+        return read_private(path)
+    except FileNotFoundError:
+        pass
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.write(handle, make)
+        os.fsync(handle)
+        with suppress(FileExistsError):
+            os.link(name, path)
+    finally:
+        os.close(handle)
+        os.unlink(name)
+    return read_private(path)
+
+
+def read_private(path: Path) -> bytes:
+    """The bytes of a regular file of this user, opened without following a link (0600 kept)."""
+    fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise OSError(f"{path} is not a regular file of this user")
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            os.fchmod(fd, PRIVATE)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+# --- the state database and its lock ---------------------------------------------------------
+
+
+def prepare_state(path: Path) -> None:
+    """Checks a state database (and its WAL/SHM) before SQLite opens it; creates it 0600 if new.
+
+    Raises StateError (exit 2) for a symlink, a file of another user, or one writable by group
+    or others. A database of ours readable by others is narrowed to 0600.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for candidate in (path, *(path.with_name(path.name + s) for s in STATE_COMPANIONS)):
+            _check_state_file(candidate)
+        # SQLite would create it with the umask's mode; create it first so WAL/SHM inherit 0600.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, PRIVATE)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot open the state database: {_why(exc)}") from None
+    try:
+        info = os.fstat(fd)
+        _refuse_foreign(path, info)
+    finally:
+        os.close(fd)
+
+
+def open_lock(path: Path) -> int:
+    """Opens (creating 0600) the run lock file without following a link; returns its fd."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, PRIVATE)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot open the run lock: {_why(exc)}") from None
+    try:
+        _refuse_foreign(path, os.fstat(fd))
+    except StateError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check_state_file(path: Path) -> None:
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return
+    _refuse_foreign(path, info)
+    if stat.S_IMODE(info.st_mode) & 0o044:
+        os.chmod(path, PRIVATE)
+
+
+def _refuse_foreign(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISLNK(info.st_mode):
+        raise StateError(
+            f"{path} is a symbolic link; jogg-batch does not follow links for its state. "
+            f"Remove it, or pass --state with a real path"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise StateError(f"{path} is not a regular file; remove it or pass another --state")
+    if info.st_uid != os.geteuid():
+        raise StateError(
+            f"{path} belongs to another user (uid {info.st_uid}); this state is theirs. "
+            f"Run jogg-batch as that user, or pass --state with a file of your own"
+        )
+    if stat.S_IMODE(info.st_mode) & 0o022:
+        raise StateError(
+            f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}), so "
+            f"anyone could have changed which rows count as paid for. Check it, then "
+            f"`chmod 600 {path}` (and its -wal/-shm files) to use it, or pass another --state"
+        )
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == getattr(os, "ELOOP", None) or "Too many levels" in str(exc.strerror):
+        return "it is a symbolic link; jogg-batch does not follow links for its state"
+    return str(exc.strerror or exc)

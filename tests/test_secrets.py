@@ -1,0 +1,377 @@
+"""The API key goes into one request header and nowhere else, whatever a server sends back.
+
+A distinctive canary key runs every command against the sandbox and against a hostile server
+that echoes the request headers into every message and field it returns; then every file the
+commands wrote and every line they printed is searched for the key, and for any piece of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import threading
+import traceback
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from batch import logs
+from batch.cli import main
+from batch.client import JoggClient
+from batch.config import Secret, load_settings, read_api_key
+from batch.errors import ConfigError
+from batch.lookup import Voice, render
+from batch.sandbox import SandboxConfig, running_sandbox
+from tests.helpers import write_catalog
+from tests.test_runner import simple_rows
+
+CANARY = "jb-canary-Q7xZ2mVt9LpR4kWs"
+# Any 8 characters in a row of the key's random part count as a leak.
+PIECES = [CANARY[i : i + 8] for i in range(len("jb-canary-"), len(CANARY) - 7)]
+TERMINAL_TITLE = "\x1b]0;pwned\x07"
+
+
+def leaks(text: str | bytes) -> list[str]:
+    data = text.encode() if isinstance(text, str) else text
+    return [piece for piece in PIECES if piece.encode() in data]
+
+
+# --- the Secret type and the key file ---------------------------------------------------------
+
+
+def test_secret_never_formats_as_the_key() -> None:
+    """str, repr, %s, f-strings, format specs and json all hide the key; reveal() gives it."""
+    secret = Secret(CANARY)
+    shown = [
+        str(secret),
+        repr(secret),
+        "%s" % secret,  # noqa: UP031 - the old style is what logging uses
+        f"{secret}",
+        f"{secret!r}",
+        f"{secret:>40}",
+        "{}".format(secret),  # noqa: UP032
+        json.dumps({"key": secret}, default=str),
+        str([secret]),
+        str({"config": (secret,)}),
+    ]
+    assert not any(leaks(text) for text in shown), shown
+    assert not isinstance(secret, str)
+    with pytest.raises(TypeError):
+        json.dumps(secret)
+    assert secret.reveal() == CANARY
+    assert secret == Secret(CANARY)
+    assert secret != Secret("other")
+
+
+def test_a_logged_secret_shows_stars(caplog: pytest.LogCaptureFixture) -> None:
+    """A secret passed to a log call by mistake prints as ***."""
+    with caplog.at_level(logging.INFO):
+        logging.getLogger("batch.test").info("key is %s", Secret(CANARY))
+    assert caplog.messages == ["key is ***"]
+
+
+def test_key_file_with_a_comment_line_uses_the_first_key_line(tmp_path: Path) -> None:
+    """Blank and `#` lines are skipped; the line after the key (a comment) is never sent."""
+    key_file = tmp_path / "key"
+    key_file.write_text(f"# production key, rotate in March\n\n  {CANARY}  \n# added by ops\n")
+    settings = load_settings(None, {"api.key_file": str(key_file)})
+    assert read_api_key(settings, {}).reveal() == CANARY
+
+
+@pytest.mark.parametrize(
+    ("text", "what"),
+    [
+        (f"{CANARY}\x1b[2J", "control"),
+        (f"{CANARY}\u00e9", "non-ASCII"),
+        (f"{CANARY} trailing-word", "a space"),
+        (f"{CANARY}\x7f", "control"),
+    ],
+)
+def test_a_key_with_control_or_non_ascii_characters_is_refused_without_echo(
+    tmp_path: Path, text: str, what: str
+) -> None:
+    """The error names the source and the position, never the key."""
+    key_file = tmp_path / "key"
+    key_file.write_text(text + "\n")
+    settings = load_settings(None, {"api.key_file": str(key_file)})
+    for env in ({}, {"JOGG_API_KEY": text}):
+        with pytest.raises(ConfigError, match=what) as caught:
+            read_api_key(settings, env)
+        assert not leaks(str(caught.value))
+        assert f"position {len(CANARY) + 1}" in str(caught.value)
+
+
+# --- the client ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url", ["http://api.jogg.ai", "http://10.0.0.5:8000", "http://example.test", "ftp://x"]
+)
+def test_a_non_https_base_url_is_refused_except_loopback(url: str) -> None:
+    """The key would cross the network in clear: refused before any request."""
+    with pytest.raises(ConfigError, match="http"):
+        JoggClient(url, Secret(CANARY))
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.jogg.ai", "http://127.0.0.1:8787", "http://localhost:1", "http://[::1]:9"]
+)
+def test_https_and_loopback_base_urls_are_accepted(url: str) -> None:
+    """The real API and a local sandbox both work."""
+    assert JoggClient(url, Secret(CANARY)).base_url == url
+
+
+def _echo_transport(body: Any, status: int = 200) -> httpx.MockTransport:
+    def answer(request: httpx.Request) -> httpx.Response:
+        echo = f"you sent x-api-key: {request.headers['x-api-key']}"
+        content = body(echo) if callable(body) else body
+        return httpx.Response(status, content=content)
+
+    return httpx.MockTransport(answer)
+
+
+def _call(transport: httpx.MockTransport) -> Any:
+    async def go() -> Any:
+        async with JoggClient("https://api.jogg.ai", CANARY, transport=transport) as client:
+            return await client.get_product_video("v1")
+
+    return asyncio.run(go())
+
+
+def test_the_key_is_scrubbed_from_every_field_of_an_answer() -> None:
+    """An echo inside `data` (a status `error`, a URL, a nested list, a key name) is scrubbed."""
+    outcome = _call(
+        _echo_transport(
+            lambda echo: json.dumps(
+                {
+                    "code": 0,
+                    "msg": echo,
+                    "data": {
+                        "status": "failed",
+                        "error": {"code": 1, "message": echo},
+                        "video_url": f"https://cdn/{CANARY}.mp4",
+                        "list": [[echo]],
+                        CANARY: "key as a name",
+                    },
+                }
+            ).encode()
+        )
+    )
+    assert outcome.kind == "ok"
+    assert not leaks(repr(outcome)), outcome
+    assert outcome.data["error"]["message"] == "you sent x-api-key: ***"
+
+
+def test_a_non_json_body_cannot_leak_part_of_the_key_in_its_preview() -> None:
+    """The preview of a broken body is cut at 80 bytes; the key straddling the cut is scrubbed."""
+    outcome = _call(_echo_transport(("x" * 60 + CANARY).encode(), status=502))
+    assert outcome.kind == "retryable"
+    assert "bytes" in outcome.message
+    assert not leaks(outcome.message), outcome.message
+
+
+# --- what people read ---------------------------------------------------------------------------
+
+
+def test_text_log_lines_escape_control_characters() -> None:
+    """A server message cannot start a forged line or retitle the terminal."""
+    formatter = logs.TextFormatter("%(levelname)s %(message)s")
+    forged = f"x\n12:00:00 INFO    all good{TERMINAL_TITLE}"
+    record = logging.makeLogRecord({"msg": "failed: %s", "args": (forged,), "levelname": "INFO"})
+    line = formatter.format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert "\x07" not in line
+    assert line == "INFO failed: x\\n12:00:00 INFO    all good\\x1b]0;pwned\\x07"
+
+
+def test_json_log_lines_stay_one_line() -> None:
+    """JSON escaping keeps a hostile message inside its field."""
+    record = logging.makeLogRecord({"msg": f"a\nb{TERMINAL_TITLE}", "levelname": "INFO"})
+    line = logs.JsonFormatter().format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line
+    assert json.loads(line)["message"] == f"a\nb{TERMINAL_TITLE}"
+
+
+def test_lookup_csv_neutralises_formulas_and_table_escapes_controls() -> None:
+    """`lookup --format csv` quotes formula lead-ins; the table shows escapes, not their effects."""
+    voices = [
+        Voice('=HYPERLINK("http://x")', "+cmd", "@SUM(1)", "-1"),
+        Voice("v2", f"name{TERMINAL_TITLE}", None, None),
+    ]
+    csv_lines = render(voices, "csv").splitlines()
+    assert csv_lines[1] == '"\'=HYPERLINK(""http://x"")",\'+cmd,\'@SUM(1),\'-1'
+    table = render(voices, "table")
+    assert "\x1b" not in table
+    assert "name\\x1b]0;pwned\\x07" in table
+
+
+# --- the canary: every command, two key sources, two servers ----------------------------------
+
+
+class _Echo(BaseHTTPRequestHandler):
+    """A JoggAI look-alike that returns the request's headers in every string it can."""
+
+    calls = 0
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        self.rfile.read(length)
+        self._answer()
+
+    def _answer(self) -> None:
+        headers = "; ".join(f"{name}: {value}" for name, value in self.headers.items())
+        echo = f"echo {headers}{TERMINAL_TITLE}\n00:00:00 INFO    forged line"
+        path = self.path.split("?")[0]
+        type(self).calls += 1
+        status, body = 200, {"code": 0, "msg": echo, "data": {"echo": echo}}
+        data: dict[str, Any] = body["data"]  # type: ignore[assignment]
+        if path.startswith("/media/"):
+            self._send(200, echo.encode(), "video/mp4")
+            return
+        if path == "/v2/user/remaining_quota":
+            self._send(500, ("x" * 70 + headers).encode(), "text/plain")
+            return
+        if path == "/v2/user/whoami":
+            data.update(username=echo, email=echo)
+        elif path.startswith("/v2/avatars"):
+            data["avatars"] = [{"id": 127, "name": f"=cmd|{echo}", "aspect_ratio": 1}]
+        elif path == "/v2/voices":
+            voice = {"voice_id": "en-US-ChristopherNeural", "name": echo, "language": "english"}
+            data.update(voices=[voice], has_more=False)
+        elif path == "/v2/musics":
+            data["music"] = [{"id": 1, "name": echo}]
+        elif path == "/v2/visual_styles":
+            data["visual_styles"] = [{"name": f"+{echo}", "id": 1}]
+        elif path == "/v2/create_video_from_product":
+            if type(self).calls % 2:
+                data["video_id"] = f"mv{type(self).calls}"
+            else:
+                body["code"] = 40000
+        elif path.startswith("/v2/product_video/"):
+            video_id = path.rsplit("/", 1)[1]
+            host = self.headers["host"]
+            data.update(
+                id=video_id,
+                status=("completed", "failed")[type(self).calls % 2],
+                video_url=f"http://{host}/media/{video_id}.mp4?k={headers}",
+                cover_url=f"http://{host}/media/{video_id}.png",
+                error={"code": 1, "message": echo},
+            )
+        elif path == "/v2/product_videos":
+            data.update(videos=[], total=0)
+        self._send(status, json.dumps(body).encode(), "application/json")
+
+    def _send(self, status: int, content: bytes, kind: str) -> None:
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(content)))
+        self.end_headers()
+        self.wfile.write(content)
+
+
+@pytest.fixture
+def echo_server() -> Iterator[str]:
+    _Echo.calls = 0
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def canary_sandbox() -> Iterator[str]:
+    with running_sandbox(
+        SandboxConfig(api_keys=(CANARY,), rate_limit=None, render_seconds=0.0)
+    ) as url:
+        yield url
+
+
+def _commands(work: Path, url: str) -> list[list[str]]:
+    catalog = write_catalog(work / "catalog.csv", simple_rows(4))
+    results = work / "out" / "catalog.results.csv"
+    sending = ["--base-url", url, "--results", str(results)]
+    return [
+        ["validate", str(catalog), "--online", "--base-url", url],
+        ["plan", str(catalog)],
+        ["run", str(catalog), *sending, "--dry-run"],
+        ["run", str(catalog), *sending, "--offline", "--summary-json", str(work / "s1.json")],
+        ["run", str(catalog), *sending, "--force", "--summary-json", str(work / "s2.json")],
+        ["status", str(results), "--base-url", url],
+        ["retry", str(results), "--base-url", url, "--retry-permanent"],
+        ["report", str(results), "--format", "html", "--output", str(work / "report.html")],
+        ["report", str(results), "--format", "json"],
+        ["download", str(results), "--dest", str(work / "videos"), "--covers"],
+        ["lookup", "avatars", "--base-url", url, "--format", "csv"],
+        ["lookup", "voices", "--base-url", url, "--refresh"],
+        ["lookup", "music", "--base-url", url, "--format", "json"],
+        ["lookup", "styles", "--base-url", url, "--aspect-ratio", "portrait"],
+    ]
+
+
+@pytest.mark.parametrize("server", ["sandbox", "echo"])
+@pytest.mark.parametrize("key_source", ["environment", "key file"])
+@pytest.mark.parametrize("log_format", ["json", "text"])
+def test_the_canary_key_is_nowhere_after_every_command(
+    tmp_path: Path,
+    private_cache: Path,
+    request: pytest.FixtureRequest,
+    server: str,
+    key_source: str,
+    log_format: str,
+) -> None:
+    """Every command at -vv: no file written and no line printed holds any piece of the key."""
+    url = request.getfixturevalue("canary_sandbox" if server == "sandbox" else "echo_server")
+    work = tmp_path / "work"
+    work.mkdir()
+    secret_dir = tmp_path / "secret"
+    secret_dir.mkdir()
+    key_file = secret_dir / "key"
+    key_file.write_text(f"{CANARY}\n# the production key; rotated by ops, do not share\n")
+    config = work / "jogg.toml"
+    settings = '[retry]\nmax_attempts = 2\nbase_delay = 0\n[api]\nrate_limit = "6000/min"\n'
+    if key_source == "key file":
+        settings += f'key_file = "{key_file}"\n'
+    config.write_text(settings)
+    env = {"JOGG_API_KEY": CANARY if key_source == "environment" else "", "JOGG_BASE_URL": ""}
+
+    printed: list[str] = []
+    for command in _commands(work, url):
+        args = [*command, "-vv", "--log-format", log_format]
+        if command[0] not in ("report", "download"):
+            args += ["--config", str(config)]
+        result = CliRunner().invoke(main, args, env=env)
+        printed += [result.stdout, result.stderr]
+        if result.exc_info and not isinstance(result.exc_info[1], SystemExit):
+            printed.append("".join(traceback.format_exception(*result.exc_info)))
+            pytest.fail(f"{command[0]} raised:\n{printed[-1]}")
+        assert result.exit_code in (0, 1), (command, result.exit_code, result.stderr[-2000:])
+
+    written = [path for path in (*work.rglob("*"), *private_cache.rglob("*")) if path.is_file()]
+    assert len(written) > 10, written  # results, state, summaries, report, videos, cache
+    found = {str(path): leaks(path.read_bytes()) for path in written}
+    assert not any(found.values()), found
+    assert not any(leaks(text) for text in printed), [t for t in printed if leaks(t)]
+    if server == "echo":
+        assert _Echo.calls > 10  # the hostile answers were really read
+    # No echo started a line of its own or reached the terminal as an escape.
+    errors = "".join(printed[1::2])
+    assert "\n00:00:00 INFO    forged line" not in errors
+    assert "\x1b" not in errors
