@@ -16,9 +16,11 @@ import logging
 import math
 import random
 import signal
+import sqlite3
 import tempfile
 import threading
 import time
+from collections.abc import Awaitable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ import httpx
 from batch import catalog, files, payload, reconcile
 from batch.client import ApiOutcome, JoggClient
 from batch.config import RunConfig
-from batch.errors import AccountError, ApiError, ExitCode
+from batch.errors import AccountError, ApiError, ExitCode, LocalIOError, StateError
 from batch.listing import CLOCK_SKEW_SECONDS, AccountListing
 from batch.lookup import LookupConfig, LookupService
 from batch.planner import PlanCounts, Planner
@@ -92,7 +94,11 @@ def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None)
             summary = _Run(config, state, transport).execute()
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     if config.summary_json is not None:
-        files.write_text(config.summary_json, json.dumps(summary.to_json(), indent=2) + "\n")
+        try:
+            files.write_text(config.summary_json, json.dumps(summary.to_json(), indent=2) + "\n")
+        except OSError as exc:
+            log.error("cannot write the summary %s: %s", config.summary_json, exc.strerror)
+            summary.exit_code = summary.exit_code or int(ExitCode.LOCAL_IO)
     return summary
 
 
@@ -222,28 +228,57 @@ class _Run:
         self.unknown_reason = ""
         self.double_charges: list[DoubleCharge] = []
         self.started_at = time.time()
+        self.local_error: LocalIOError | None = None
         self.progress = Progress(config.progress_bar, config.progress_interval)
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def execute(self) -> RunSummary:
         try:
-            asyncio.run(self._main())
+            asyncio.run(self._guarded(self._main(), "writing the state"))
         except asyncio.CancelledError:
             # A second signal, or answers still missing when the grace period ended. Requests
             # cut off stay `sending` in the state and are reconciled by the next run.
             log.warning("stopped with requests in flight; the next run looks them up first")
         finally:
             self.progress.close()
-            self.state.mark_not_attempted(self.run_id)
-            if not self.hard_stop:
-                started = time.monotonic()
-                _write_results(self.config, self.state, self.run_id)
-                log.debug("results written in %.1f s", time.monotonic() - started)
-            self.state.finish_run(self.run_id, self.stop_reason or "done")
+            self._finish()
         if self.hard_stop:
             log.warning("results file not rewritten (second signal); the next run rewrites it")
         return self._summary()
+
+    def _finish(self) -> None:
+        """Closes the run in the state and writes the results file, whatever went wrong before:
+        a local failure here is reported with the way back, never as a traceback."""
+        with self._local_io("closing the run in the state"):
+            self.state.mark_not_attempted(self.run_id)
+            self.state.finish_run(self.run_id, self.stop_reason or "done")
+        if self.hard_stop:
+            return
+        started = time.monotonic()
+        with self._local_io(f"writing the results file {self.config.results}"):
+            _write_results(self.config, self.state, self.run_id)
+            log.debug("results written in %.1f s", time.monotonic() - started)
+            return
+        log.error(
+            "every outcome is kept in the state %s: once the problem is fixed, `jogg-batch run "
+            "%s --results OTHER` sends nothing already accepted and writes the results again",
+            self.config.state,
+            self.config.catalog,
+        )
+
+    @contextlib.contextmanager
+    def _local_io(self, doing: str) -> Iterator[None]:
+        """A full disk, a file size limit or a permission problem on this machine: no new POST
+        leaves, requests in flight finish and are recorded, and the run ends with exit 7."""
+        try:
+            yield
+        except (OSError, sqlite3.Error, StateError) as exc:
+            if self.local_error is None:
+                self.local_error = LocalIOError(f"{doing}: {exc}")
+                log.error("local failure while %s: %s; no further requests", doing, exc)
+                log.debug("the failure in full", exc_info=True)
+            self.stop("a local file could not be written")
 
     async def _main(self) -> None:
         loop = asyncio.get_running_loop()
@@ -277,7 +312,11 @@ class _Run:
                     if not await self._first_sync():
                         return
                 try:
-                    await asyncio.gather(self._plan(), self._dispatch(), self._settle())
+                    await asyncio.gather(
+                        self._guarded(self._plan(), "planning the catalog into the state"),
+                        self._guarded(self._dispatch(), "reading the state"),
+                        self._guarded(self._settle(), "recording a look-up in the state"),
+                    )
                 except asyncio.CancelledError:
                     for task in self.tasks:
                         task.cancel()
@@ -287,6 +326,10 @@ class _Run:
             results_task.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+
+    async def _guarded(self, work: Awaitable[None], doing: str) -> None:
+        with self._local_io(doing):
+            await work
 
     async def _preflight(self) -> bool:
         """Checks the key and loads the look-ups; False when the account refuses."""
@@ -476,7 +519,8 @@ class _Run:
 
     async def _process(self, job: Job) -> None:
         try:
-            await self._send_job(job)
+            with self._local_io("recording a request in the state"):
+                await self._send_job(job)
         except StopRequested:
             pass  # the job keeps `pending`: not_attempted when the run ends
         finally:
@@ -747,10 +791,11 @@ class _Run:
     async def _refresh_results(self) -> None:
         """Rewrites the results file now and then, so a killed run leaves a recent one."""
         interval = self.config.results_interval
-        while True:
+        while self.local_error is None:
             await asyncio.sleep(interval)
             began = time.monotonic()
-            await asyncio.to_thread(self._write_results_snapshot)
+            with self._local_io(f"writing the results file {self.config.results}"):
+                await asyncio.to_thread(self._write_results_snapshot)
             # A big catalog takes a while to write: never spend more than a tenth of the time on it.
             interval = max(self.config.results_interval, 10 * (time.monotonic() - began))
 
@@ -783,6 +828,8 @@ class _Run:
         return summary
 
     def _exit_code(self, statuses: dict[str, int]) -> ExitCode:
+        if self.local_error is not None:
+            return ExitCode.LOCAL_IO
         if self.signal_code is not None:
             return self.signal_code
         if self.account_error is not None:

@@ -121,10 +121,13 @@ def test_plan_waits_for_no_one_while_a_run_holds_the_state(tmp_path: Path) -> No
 def test_locked_state_exits_4(tmp_path: Path) -> None:
     """An overlapping cron run exits at once with its own code."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
-    holder = StateStore(tmp_path / "c.jogg-state.db")
+    holder = StateStore(tmp_path / "s.db")
     holder.lock()
     try:
-        code, _, err = invoke("run", str(catalog), "--offline", env={"JOGG_API_KEY": "k"})
+        code, _, err = invoke(
+            "run", str(catalog), "--offline", "--state", str(tmp_path / "s.db"),
+            env={"JOGG_API_KEY": "k"},
+        )  # fmt: skip
     finally:
         holder.close()
     assert code == 4
