@@ -57,7 +57,7 @@ def jogg(
             "--offline",
             "--rate-limit",
             "100000/min",
-        ],  # fmt: skip
+        ],
         capture_output=True,
         text=True,
         env=env,
