@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: install
+	@sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
 lint: install
