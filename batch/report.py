@@ -8,6 +8,7 @@ the results file is that); `batch.report_page.render_html` turns it into the han
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -16,8 +17,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from datetime import UTC, datetime
 
 import pandas as pd
 
@@ -146,7 +146,7 @@ def build_report(frame: pd.DataFrame, source: str = "", key: str | None = None) 
     video_status = column("video_status")
     message, error = column("message"), column("error")
     credits, estimated = _credits(status, column("deducted_credit"))
-    submitted_at, completed_at = column("submitted_at"), column("completed_at")
+    submitted_at, completed_at = _epoch(column("submitted_at")), _epoch(column("completed_at"))
     failures, membership = _failures(
         status, column("code"), message, video_status, error, column("row"), source
     )
@@ -166,8 +166,9 @@ def build_report(frame: pd.DataFrame, source: str = "", key: str | None = None) 
 
 
 def _columns(frame: pd.DataFrame) -> Callable[[str], list[str]]:
-    """Column values as stripped strings; a missing column reads as empty cells."""
+    """Column values as stripped strings, each column read once; a missing one is empty cells."""
 
+    @functools.cache
     def get(name: str) -> list[str]:
         if name not in frame.columns:
             return [""] * len(frame)
@@ -359,22 +360,27 @@ def _credits(status: list[str], deducted: list[str]) -> tuple[float, int]:
     return total, estimated
 
 
-def _when(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _epoch(texts: list[str]) -> list[float | None]:
+    """ISO-8601 cells as Unix seconds (naive ones read as UTC); empty or unreadable as None."""
+    seconds: list[float | None] = []
+    for text in texts:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds.append(None if moment is None else moment.timestamp())
+    return seconds
 
 
-def _render_times(video: list[str], submitted: list[str], completed: list[str]) -> RenderTimes:
+def _render_times(
+    video: list[str], submitted: list[float | None], completed: list[float | None]
+) -> RenderTimes:
     seconds = []
-    for row_video, start_text, end_text in zip(video, submitted, completed, strict=True):
-        start, end = _when(start_text), _when(end_text)
-        if row_video == "completed" and start and end and end >= start:
-            seconds.append((end - start).total_seconds())
+    for row_video, start, end in zip(video, submitted, completed, strict=True):
+        if row_video == "completed" and start is not None and end is not None and end >= start:
+            seconds.append(end - start)
     if not seconds:
         return RenderTimes(0, None, None, None)
     seconds.sort()
@@ -382,38 +388,30 @@ def _render_times(video: list[str], submitted: list[str], completed: list[str]) 
     return RenderTimes(len(seconds), statistics.median(seconds), p90, seconds[-1])
 
 
-def _per_minute(submitted: list[str]) -> tuple[tuple[str, int], ...]:
-    minutes = Counter(
-        moment.astimezone(UTC).replace(second=0, microsecond=0)
-        for moment in map(_when, submitted)
-        if moment is not None
-    )
+def _per_minute(submitted: list[float | None]) -> tuple[tuple[str, int], ...]:
+    minutes = Counter(int(moment // 60) for moment in submitted if moment is not None)
     if not minutes:
         return ()
-    first, last = min(minutes), max(minutes)
-    buckets = []
-    at = first
-    while at <= last:
-        buckets.append((at.strftime("%Y-%m-%dT%H:%MZ"), minutes.get(at, 0)))
-        at += timedelta(minutes=1)
-    return tuple(buckets)
+    return tuple(
+        (datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%MZ"), minutes[minute])
+        for minute in range(min(minutes), max(minutes) + 1)
+    )
 
 
 def _timeline(
-    status: list[str], video: list[str], submitted: list[str], completed: list[str]
+    status: list[str],
+    video: list[str],
+    submitted: list[float | None],
+    completed: list[float | None],
 ) -> Timeline | None:
     """This run's rows only: an `already_submitted` row's date would stretch the axis by days."""
     sent, done = [], []
-    for row_status, row_video, start_text, end_text in zip(
-        status, video, submitted, completed, strict=True
-    ):
-        start = _when(start_text) if row_status == "submitted" else None
-        if start is None:
+    for row_status, row_video, start, end in zip(status, video, submitted, completed, strict=True):
+        if row_status != "submitted" or start is None:
             continue
-        sent.append(start.timestamp())
-        end = _when(end_text)
+        sent.append(start)
         if row_video == "completed" and end is not None:
-            done.append(end.timestamp())
+            done.append(end)
     if not sent:
         return None
     sent.sort()
@@ -499,13 +497,13 @@ def _video_names(frame: pd.DataFrame, header: str | None) -> list[str]:
     return names
 
 
+# An absolute http(s) URL with a host: nothing else may become a link or an image source.
+_WEB_URL = re.compile(r"https?://[^\s/?#\\]+(?:[/?#]\S*)?", re.IGNORECASE)
+
+
 def web_url(text: str) -> str:
     """The URL when it is an absolute http(s) one, else empty: a link must never run script."""
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return ""
-    return text if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+    return text if _WEB_URL.fullmatch(text) else ""
 
 
 def _seconds(value: float | None) -> str:

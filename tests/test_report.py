@@ -239,7 +239,8 @@ def test_key_option_chooses_the_key_column(results_csv: Path) -> None:
         ("javascript:alert(1)", False),
         ("data:text/html,<b>", False),
         ("//evil.example/a", False),
-        ("http://[::1", False),
+        ("https://res.jogg.ai/a b.mp4", False),
+        ("http:///no-host", False),
     ],
 )
 def test_only_absolute_http_urls_become_links(url: str, kept: bool) -> None:
