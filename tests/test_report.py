@@ -603,3 +603,16 @@ def test_screenshot_of_a_night_is_kept_under_reports(
     png = SCREENSHOT.read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert (int.from_bytes(png[16:20]), int.from_bytes(png[20:24])) == (1200, 1300)
+
+
+@needs_chromium
+def test_page_of_an_empty_results_file_loads_cleanly(
+    browser: chromium.Browser, tmp_path: Path
+) -> None:
+    """A results file with a header and no rows still gives a page without errors."""
+    path = tmp_path / "report.html"
+    empty = build_report(pd.DataFrame(columns=COLUMNS, dtype=str), source="empty.csv")
+    path.write_text(render_html(empty), encoding="utf-8")
+    page = browser.open(path.as_uri())
+    assert page.evaluate('document.getElementById("f-count").textContent') == "no rows match"
+    assert page.errors() == []
