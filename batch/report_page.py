@@ -51,7 +51,6 @@ code { background: #f3f5f7; padding: 0 .25em; border-radius: 3px; }
 .controls input { min-width: 18em; } .controls .grow { flex: 1; }
 #rows img { display: block; width: 96px; height: 54px; object-fit: cover; border-radius: 3px;
   background: #e3e7eb; }
-#rows img.broken { visibility: hidden; }
 svg text { font: 11px system-ui, sans-serif; fill: #1d232a; }
 svg .grid { stroke: #e3e7eb; } svg .axis { stroke: #9aa4ad; }
 svg .sent { stroke: #1565c0; } svg .done { stroke: #2e7d32; }
@@ -91,7 +90,8 @@ _JS = """
     if (src) {
       inner = Object.assign(document.createElement("img"),
         {src, alt: "cover of row " + r[0], loading: "lazy", width: 96, height: 54});
-      inner.addEventListener("error", () => inner.classList.add("broken"));
+      // Offline, or the link expired: the link stays usable as a word.
+      inner.addEventListener("error", () => inner.replaceWith(href ? "video" : ""));
     }
     if (!href) return td.append(inner), td;
     const a = Object.assign(document.createElement("a"),

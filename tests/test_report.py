@@ -419,6 +419,9 @@ class _Media(BaseHTTPRequestHandler):
     """Covers as small SVG pictures (a colour per row) and stand-in videos."""
 
     def do_GET(self) -> None:
+        if self.path.startswith("/gone/"):
+            self.send_error(404)
+            return
         number = int(re.sub(r"\D", "", self.path) or 0)
         if self.path.startswith("/covers/"):
             body = (
@@ -616,3 +619,23 @@ def test_page_of_an_empty_results_file_loads_cleanly(
     page = browser.open(path.as_uri())
     assert page.evaluate('document.getElementById("f-count").textContent') == "no rows match"
     assert page.errors() == []
+
+
+@needs_chromium
+def test_a_cover_that_fails_to_load_leaves_a_video_link(
+    browser: chromium.Browser, media: str, tmp_path: Path
+) -> None:
+    """Offline or expired covers: the video link stays, as the word "video"."""
+    start = datetime(2026, 1, 31, 22, 0, tzinfo=UTC)
+    row = completed(1, media, start, cover_url=f"{media}/gone/1.jpg")
+    path = tmp_path / "report.html"
+    path.write_text(render_html(report_of([row])), encoding="utf-8")
+    page = browser.open(path.as_uri())
+    page.evaluate('document.getElementById("rows").scrollIntoView()')
+    page.evaluate(LOADED_IMAGES)
+    cell = page.evaluate(
+        '(() => { const a = document.querySelector("#rows tbody a");'
+        " return [a.getAttribute('href'), a.textContent, document.images.length]; })()"
+    )
+    assert cell == [f"{media}/videos/1.mp4", "video", 0]
+    assert [e for e in page.errors() if "/gone/1.jpg" not in e] == []
