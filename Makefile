@@ -36,6 +36,7 @@ lock:
 	@echo "$(LOCK) refreshed: review 'git diff $(LOCK)', then 'make install' and commit it"
 
 test: install
+	@sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
 lint: install

@@ -9,7 +9,8 @@ import click
 
 from batch import files
 from batch.cli.common import logging_options, reports_errors
-from batch.report import build_report, render_html, render_json, render_table
+from batch.report import build_report, render_json, render_table
+from batch.report_page import render_html
 from batch.results import read_results
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,12 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
     type=click.Choice(sorted(RENDERERS)),
     default="table",
     show_default=True,
-    help="html: one file with inline charts that opens without a network.",
+    help="html: one page with every row, filters and a timeline; opens without a network.",
+)
+@click.option(
+    "--key",
+    metavar="COLUMN",
+    help="The column that names a row for people (default: sku, else product_id, ...).",
 )
 @click.option(
     "-o",
@@ -34,9 +40,10 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
 )
 @logging_options
 @reports_errors
-def report(results: Path, output_format: str, output: Path | None) -> None:
-    """Summarise RESULTS: outcomes, failures by code, credits, render times, throughput."""
-    text = RENDERERS[output_format](build_report(read_results(results), source=results.name))
+def report(results: Path, output_format: str, key: str | None, output: Path | None) -> None:
+    """Summarise RESULTS: outcomes, failures by reason with their rows, credits, render times."""
+    summary = build_report(read_results(results), source=results.name, key=key)
+    text = RENDERERS[output_format](summary)
     if output is None:
         click.echo(text, nl=False)
         return
