@@ -43,6 +43,7 @@ from batch.ratelimit import SlidingWindowLimiter
 from batch.reconcile import Reconciler
 from batch.results import state_outcomes, write_results
 from batch.state import UNCERTAIN, AttemptRecord, Job, StateStore
+from batch.validate import before_sending
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class StopRequested(Exception):
 
 def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> RunSummary:
     """Runs (or with `config.dry_run`, plans) one catalog. The caller maps `exit_code`."""
+    before_sending(config)  # a file or path problem is refused here, before any request
     started = time.monotonic()
     with StateStore(config.state) as state:
         state.lock()

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 
 from batch.cli.common import logging_options, reports_errors
+from batch.errors import ConfigError
+from batch.outputs import check_writable, same_file
 from batch.report import build_report, render_html, render_json, render_table
 from batch.results import read_results
 
@@ -35,9 +37,17 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
 @reports_errors
 def report(results: Path, output_format: str, output: Path | None) -> None:
     """Summarise RESULTS: outcomes, failures by code, credits, render times, throughput."""
-    text = RENDERERS[output_format](build_report(read_results(results), source=results.name))
+    frame = read_results(results)
+    if output is not None:
+        if same_file(output, results):
+            raise ConfigError(f"--output {output}: is RESULTS itself; name another file")
+        check_writable(output, "report", "--output")
+    text = RENDERERS[output_format](build_report(frame, source=results.name))
     if output is None:
         click.echo(text, nl=False)
         return
-    output.write_text(text, encoding="utf-8")
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write it ({exc.strerror})") from None
     log.info("report written to %s", output)

@@ -9,6 +9,7 @@ import click
 from batch import tracking
 from batch.cli.common import logging_options, reports_errors
 from batch.config import default_state_path, load_settings, parse_duration, read_api_key
+from batch.errors import StateError
 
 
 @click.command()
@@ -40,13 +41,21 @@ def status(
     """
     if results is None and state is None:
         raise click.UsageError("give a RESULTS file or --state")
+    if results is not None and not results.is_file():
+        raise StateError(f"{results}: no such results file; check the path")
+    state = state or default_state_path(results)  # type: ignore[arg-type]
+    if not state.is_file():
+        raise StateError(
+            f"{state}: no state database here (a run keeps it beside its results file); "
+            "pass the results file of a run, or --state PATH"
+        )
     settings = load_settings(config_path, {"api.base_url": base_url})
     try:
         seconds = parse_duration(timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     summary = tracking.track(
-        state or default_state_path(results),  # type: ignore[arg-type]
+        state,
         settings.api.base_url.rstrip("/"),
         read_api_key(settings),
         wait=wait,
