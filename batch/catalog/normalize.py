@@ -95,7 +95,8 @@ def check_headers(path: Path, headers: Sequence[str]) -> None:
     for same in named.values():
         if len(same) < 2:
             continue
-        positions = " and ".join(str(position) for position, _ in same)
+        numbers = [str(position) for position, _ in same]
+        positions = ", ".join(numbers[:-1]) + " and " + numbers[-1]
         if len({header for _, header in same}) == 1:
             problems.append(f"columns {positions} are all named {same[0][1]!r}")
         else:

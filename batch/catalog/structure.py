@@ -156,14 +156,14 @@ def _check_csv(path: Path, options: CatalogOptions) -> int:
     delimiter, headers = csv_layout(path, text, options)
     scan = _scan_bytes(path, b'"')
     if not scan.text_is_clean:
-        _raise_found(_locate_csv(path, delimiter, len(headers), text=True))
+        _raise_found(_locate_csv(path, delimiter, headers, text=True))
         offset = scan.not_utf8 if scan.not_utf8 is not None else scan.nul
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
     plan_columns(path, headers, options)
     rows, failure = _parse_csv(path, delimiter, headers)
     if failure is None and not scan.odd_quotes:
         return rows
-    found = _locate_csv(path, delimiter, len(headers), text=False)
+    found = _locate_csv(path, delimiter, headers, text=False)
     _raise_found(found)
     if failure is not None and not is_straddling(failure):
         raise CatalogError(f"{path}: cannot read it as CSV: {failure}") from failure
@@ -208,13 +208,14 @@ def _where(path: Path, line: int, row: int) -> str:
     return f"{path} line {line} (the header)" if row == 0 else f"{path} line {line} (row {row})"
 
 
-def _locate_csv(path: Path, delimiter: str, width: int, *, text: bool) -> _Found:
+def _locate_csv(path: Path, delimiter: str, headers: list[str], *, text: bool) -> _Found:
     """Python's csv module, strict, over the file: the first bad line and row, or None.
 
     With `text`, each record is also searched for NUL and for bytes that are not UTF-8.
     """
     # The module's default limit (128 KiB a cell) is far below what a catalog may hold.
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    width = len(headers)
     row = 0
     line = 0
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
@@ -230,7 +231,7 @@ def _locate_csv(path: Path, delimiter: str, width: int, *, text: bool) -> _Found
             line = reader.line_num
             if not record:
                 continue  # a blank line is not a row
-            if text and (problem := _bad_text(record, delimiter)):
+            if text and (problem := _bad_text(record, headers)):
                 return _Found(f"{_where(path, first, row)}: {problem}", row)
             if len(record) != width:
                 return _Found(_width_problem(path, first, line, row, record, width, delimiter), row)
@@ -265,16 +266,17 @@ def _width_problem(
     return f"{problem}; every line needs a cell (empty or not) for each column"
 
 
-def _bad_text(record: list[str], delimiter: str) -> str | None:
-    for cell in record:
+def _bad_text(record: list[str], headers: list[str]) -> str | None:
+    for cell, header in zip(record, headers, strict=False):
         if (match := _BAD_TEXT.search(cell)) is None:
             continue
         char = match.group()
         if char == "\0":
-            return "holds a NUL byte; the file is damaged or is not text"
+            return f"column {header!r} holds a NUL byte; the file is damaged or is not text"
+        shown = cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace")[:40]
         return (
-            f"byte 0x{ord(char) - 0xDC00:02X} (in {cell[:40]!r}) is not UTF-8: the file is in "
-            f"another encoding (latin-1 or cp1252?); {_SAVE_AS}"
+            f"column {header!r}: byte 0x{ord(char) - 0xDC00:02X} (in {shown!r}) is not UTF-8; "
+            f"the file is in another encoding (latin-1 or cp1252?): {_SAVE_AS}"
         )
     return None
 
