@@ -33,6 +33,7 @@ from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode, LocalIOError, StateError
 from batch.listing import CLOCK_SKEW_SECONDS, AccountListing
 from batch.lookup import LookupConfig, LookupService
+from batch.outputs import planned_requests_path
 from batch.planner import PlanCounts, Planner
 from batch.preflight import (
     Preflight,
@@ -47,6 +48,7 @@ from batch.ratelimit import SlidingWindowLimiter
 from batch.reconcile import Verdict
 from batch.results import state_outcomes, write_results
 from batch.state import UNCERTAIN, AttemptRecord, DoubleCharge, Job, StateStore, UncertainJob
+from batch.validate import before_sending
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +85,7 @@ class StopRequested(Exception):
 
 def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> RunSummary:
     """Runs (or with `config.dry_run`, plans) one catalog. The caller maps `exit_code`."""
+    before_sending(config)  # a file or path problem is refused here, before any request
     started = time.monotonic()
     with StateStore(config.state) as state:
         state.lock()
@@ -155,12 +158,6 @@ def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
     )
     summary.exit_code = int(ExitCode.ROWS_FAILED if counts.invalid else ExitCode.OK)
     return summary
-
-
-def planned_requests_path(results: Path) -> Path:
-    """Where --dry-run writes the request bodies it would send (JSON Lines)."""
-    stem = results.name.removesuffix(results.suffix).removesuffix(".results")
-    return results.with_name(stem + ".requests.jsonl")
 
 
 def _write_planned_requests(config: RunConfig, state: StateStore, run_id: int) -> None:
