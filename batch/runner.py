@@ -218,6 +218,7 @@ class _Run:
         self.budget = asyncio.Condition()
         self.gate = asyncio.Semaphore(config.concurrency)
         self.tasks: set[asyncio.Task[None]] = set()  # jobs being sent
+        self.active: set[int] = set()  # their ids: a request in flight is not a lost answer
         self.dispatched = False  # every planned job has been taken
         self.settle_due = asyncio.Event()  # something changed that the settler may act on
         self.listing: AccountListing | None = None
@@ -515,12 +516,14 @@ class _Run:
     # --- one job -------------------------------------------------------------------------------
 
     async def _process(self, job: Job) -> None:
+        self.active.add(job.id)
         try:
             with self._local_io("recording a request in the state"):
                 await self._send_job(job)
         except StopRequested:
             pass  # the job keeps `pending`: not_attempted when the run ends
         finally:
+            self.active.discard(job.id)
             self.progress.update({"sent": self.sent, "accepted": self.accepted})
 
     async def _send_job(self, job: Job) -> None:
@@ -690,7 +693,11 @@ class _Run:
         reviewed = -math.inf
         while True:
             idle = self.dispatched and not self.tasks
-            jobs = [j for j in self.state.uncertain_jobs(self.run_id) if j.id not in self.given_up]
+            jobs = [
+                j
+                for j in self.state.uncertain_jobs(self.run_id)
+                if j.id not in self.given_up and j.id not in self.active
+            ]
             if idle and (not jobs or self.stop_reason is not None):
                 break
             if jobs and not self.stop_reason and time.monotonic() >= reviewed + poll:
@@ -729,8 +736,8 @@ class _Run:
         for job in jobs:
             listed = self.state.listed_video(job.tag)
             judgement = reconcile.judge(job, sync, listed=listed, settle=settle)
-            if job.id in self.given_up:
-                continue
+            if job.id in self.given_up or job.id in self.active:
+                continue  # given up, or sent again while the listing was read
             if judgement.verdict is Verdict.FOUND:
                 assert listed is not None
                 self.state.adopt(job.id, listed, run_id=self.run_id)

@@ -52,6 +52,7 @@ def make_config(catalog: Path, url: str) -> RunConfig:
         rate_limit="600/min",
         concurrency=4,
         results=catalog.with_suffix(".results.csv"),
+        state=catalog.with_name("catalog.jogg-state.db"),  # where the listener below records
     )
     return build_run_config(catalog, cli, api_key=KEY)
 
