@@ -3,8 +3,7 @@ not be one of its inputs.
 
 A run writes its results file, its state database, `--summary-json` and, for `--dry-run`, the
 request bodies it would send. Each is refused (ConfigError, exit 2, naming the path and the fix)
-when it is the catalog or another of these outputs (compared as resolved paths, and as the
-same file on disk for hard links), an existing directory, or in a folder that cannot be created
+when it is the catalog or another of these outputs (see `same_file`), an existing directory, or in a folder that cannot be created
 or written. Missing folders are created here, before the first POST, so that no answer is ever
 lost for want of a place to write it.
 """
@@ -60,7 +59,8 @@ def check_outputs(config: RunConfig, *, create: bool = True) -> None:
     inputs = [Output(config.catalog, "catalog", "CATALOG")]
     for index, output in enumerate(outputs):
         for other in inputs + outputs[:index]:
-            if same_file(output.path, other.path):
+            in_place = "state" in (output.what, other.what)
+            if same_file(output.path, other.path, in_place=in_place):
                 raise ConfigError(
                     f"{output.option} {output.path}: is also the {other.what}; writing the "
                     f"{output.what} there would destroy it. Pass another path to {output.option}"
@@ -68,10 +68,20 @@ def check_outputs(config: RunConfig, *, create: bool = True) -> None:
         check_writable(output.path, output.what, output.option, create=create)
 
 
-def same_file(one: Path, other: Path) -> bool:
-    """The same path once resolved (symlinks, `..`), or the same file on disk (hard links)."""
-    if one.resolve() == other.resolve():
+def same_file(one: Path, other: Path, *, in_place: bool = False) -> bool:
+    """Whether writing `one` would destroy `other`.
+
+    Files are written to a temporary file and renamed over their name, so a link planted at
+    `one` is replaced, not followed: what counts is the directory entry (`..` and the folders'
+    links resolved, not the last link) against `other`'s entry and the file it leads to. The
+    state database is the exception (`in_place`: SQLite writes into the file itself), so there
+    the same file on disk (a hard or symbolic link) counts too.
+    """
+    entry = one.parent.resolve() / one.name
+    if entry in (other.parent.resolve() / other.name, other.resolve()):
         return True
+    if not in_place:
+        return False
     try:
         return os.path.samefile(one, other)
     except OSError:

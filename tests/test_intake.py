@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import httpx
 import pytest
 from click.testing import CliRunner
 
@@ -142,6 +143,8 @@ def test_run_refuses_a_broken_file_before_sending(
     """run: the right exit code and message, no traceback, and nothing sent for a broken file."""
     catalog = tmp_path / case.name
     catalog.write_bytes(case.content())
+    # A fresh account per case: the same rows in another file would be found in its listing.
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
     before = len(submissions(sandbox_url)["submissions"])
     code, output, exception = invoke(
         "run", str(catalog), "--offline", "--base-url", sandbox_url, "--rate-limit", "none",
