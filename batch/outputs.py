@@ -3,9 +3,9 @@ not be one of its inputs.
 
 A run writes its results file, its state database, `--summary-json` and, for `--dry-run`, the
 request bodies it would send. Each is refused (ConfigError, exit 2, naming the path and the fix)
-when it is the catalog or another of these outputs (see `same_file`), an existing directory, or in a folder that cannot be created
-or written. Missing folders are created here, before the first POST, so that no answer is ever
-lost for want of a place to write it.
+when it is the catalog or another of these outputs (see `same_file`), an existing directory, or
+in a folder that cannot be created or written. Missing folders are created here, before the
+first POST, so that no answer is ever lost for want of a place to write it.
 """
 
 from __future__ import annotations
