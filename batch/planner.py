@@ -18,7 +18,8 @@ from batch import catalog, payload
 from batch.config import RunConfig
 from batch.preflight import Preflight
 from batch.products import product_source
-from batch.state import UNCERTAIN, JobUpdate, NewJob, RowPlan, StateStore
+from batch.state import JobUpdate, NewJob, RowPlan, StateStore
+from batch.statuses import UNCERTAIN
 
 # Rows planned per state transaction.
 PLAN_SLICE = 5_000

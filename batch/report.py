@@ -21,18 +21,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from batch.statuses import ROW_ORDER
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES
 
-STATUS_ORDER = (
-    "submitted",
-    "already_submitted",
-    "failed",
-    "invalid",
-    "unknown",
-    "duplicate",
-    "not_attempted",
-    "planned",
-)
 VIDEO_STATUS_ORDER = ("completed", "failed", "processing")
 EXAMPLES_PER_GROUP = 3
 # Beyond this many distinct reasons for one code, the rarest share one "other messages" group.
@@ -153,7 +144,7 @@ def build_report(frame: pd.DataFrame, source: str = "", key: str | None = None) 
     return Report(
         source=source,
         rows=len(frame),
-        by_status=_ordered(Counter(status), STATUS_ORDER),
+        by_status=_ordered(Counter(status), ROW_ORDER),
         by_video_status=_ordered(Counter(v for v in video_status if v), VIDEO_STATUS_ORDER),
         failures=failures,
         credits=credits,

@@ -47,6 +47,7 @@ from typing import Any
 from batch import files
 from batch.errors import LockedError, StateError
 from batch.status import PendingVideo, VideoUpdate
+from batch.statuses import JobStatus
 
 _BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -154,9 +155,6 @@ _RESULT_STATUS = """CASE
     WHEN j.status IN ('sending', 'reconciling', 'unknown') THEN 'unknown'
     ELSE j.status END"""
 
-# Job statuses whose last request may have been accepted: reconcile before sending again.
-UNCERTAIN = frozenset({"sending", "reconciling", "unknown"})
-
 
 # (fingerprint, row_key, fields_json, tag)
 NewJob = tuple[str, str | None, str, str]
@@ -175,7 +173,7 @@ class Job:
     row_key: str | None
     fields: str  # JSON, see payload.fields_to_json
     tag: str
-    status: str
+    status: JobStatus
     attempts: int
     video_id: str | None
     code: int | None
@@ -190,7 +188,7 @@ class UncertainJob:
     id: int
     tag: str
     row_key: str | None
-    status: str
+    status: JobStatus
     absent_at: float | None  # the first listing, after the settle period, that lacked its tag
     attempt_started: float | None  # its last request (None: entered from a results file)
 
