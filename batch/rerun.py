@@ -19,8 +19,8 @@ from batch.config import RunConfig
 from batch.planner import tag_for
 from batch.results import INPUT_PREFIX, RESULT_COLUMNS, read_results, write_table
 from batch.runner import RunSummary
-from batch.state import StateStore
 from batch.statuses import RETRY_ROWS
+from batch.store import StateStore
 from batch.vocabulary import PERMANENT_CODES
 
 log = logging.getLogger(__name__)

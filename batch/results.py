@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from batch import files
 from batch.errors import CatalogError
-from batch.state import OUTCOME_FIELDS
+from batch.store import OUTCOME_FIELDS
 
 OUTCOME_SCHEMA = pa.schema(
     [

@@ -45,8 +45,8 @@ from batch.ratelimit import SlidingWindowLimiter
 from batch.results import state_outcomes, write_results
 from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
-from batch.state import DoubleCharge, Job, StateStore
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
+from batch.store import DoubleCharge, Job, StateStore
 from batch.validate import before_sending
 
 log = logging.getLogger(__name__)

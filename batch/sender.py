@@ -24,8 +24,8 @@ from batch.errors import AccountError, ExitCode, LocalIOError
 from batch.listing import AccountListing
 from batch.products import ProductError, ensure_product
 from batch.ratelimit import SlidingWindowLimiter
-from batch.state import AttemptRecord, Job, StateStore, UncertainJob
 from batch.statuses import JobStatus
+from batch.store import AttemptRecord, Job, StateStore, UncertainJob
 
 log = logging.getLogger(__name__)
 

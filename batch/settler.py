@@ -18,7 +18,7 @@ from batch.errors import AccountError, ApiError
 from batch.listing import AccountListing
 from batch.reconcile import Verdict
 from batch.sender import RunControl, job_changed
-from batch.state import AttemptRecord, Job, StateStore, UncertainJob
+from batch.store import AttemptRecord, Job, StateStore, UncertainJob
 
 log = logging.getLogger(__name__)
 

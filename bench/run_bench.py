@@ -40,7 +40,7 @@ from common import (
 
 from batch.config import CliOverrides, Secret, build_run_config
 from batch.planner import Planner
-from batch.state import StateStore
+from batch.store import StateStore
 
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from batch.cli import main
 from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
-from batch.state import StateStore
+from batch.store import StateStore
 from tests.helpers import submissions, write_catalog
 from tests.test_runner import simple_rows
 

@@ -27,8 +27,8 @@ from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.media import media_bytes
 from batch.sandbox.server import bind_socket, url_of
-from batch.state import StateStore
 from batch.status import PollSchedule
+from batch.store import StateStore
 from batch.webhook import ListenerStats, create_listener_app
 from tests.helpers import product_ids, write_catalog
 

@@ -21,7 +21,7 @@ from batch.rates import RateLimit
 from batch.results import read_results
 from batch.retry import RetryPolicy
 from batch.sandbox import SandboxConfig, running_sandbox
-from batch.state import StateStore
+from batch.store import StateStore
 from tests.helpers import product_ids, submissions, write_catalog
 
 SETTLE = 0.3
