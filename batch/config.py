@@ -81,6 +81,7 @@ class RunSettings(_Section):
     state: str = ""
     reconcile_tag: bool = True
     settle_seconds: float = Field(300.0, gt=0)
+    keep_runs: int = Field(7, ge=1)
     shutdown_grace: float = Field(30.0, ge=0)
     results_interval: float = Field(30.0, gt=0)
     progress_interval: float = Field(60.0, gt=0)
@@ -281,6 +282,7 @@ class RunConfig:
     retry: RetryPolicy
     reconcile_tag: bool = True
     settle_seconds: float = 300.0  # see batch.reconcile
+    keep_runs: int = 7  # runs whose row outcomes the ledger keeps (batch.store.maintenance)
     legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
     dry_run: bool = False
     force: bool = False
@@ -388,6 +390,7 @@ def build_run_config(
         ),
         reconcile_tag=settings.run.reconcile_tag,
         settle_seconds=settings.run.settle_seconds,
+        keep_runs=settings.run.keep_runs,
         shutdown_grace=settings.run.shutdown_grace,
         results_interval=settings.run.results_interval,
         progress_interval=settings.run.progress_interval,

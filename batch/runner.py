@@ -237,6 +237,7 @@ class _Run:
         with self._local_io("closing the run in the state"):
             self.state.mark_not_attempted(self.run_id)
             self.state.finish_run(self.run_id, self.control.stop_reason or "done")
+            self.state.prune(self.config.keep_runs)
         if self.hard_stop:
             return
         started = time.monotonic()

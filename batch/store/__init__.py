@@ -31,12 +31,14 @@ upgraded in place when opened, and a new state is built by the same steps.
 The store is one class built from one module per concern: `connection` (opening, lock,
 transactions), `schema` (tables and migrations), `jobs` (planning and sending), `ledger` (the
 account's listing, double charges, older states merged in), `videos` (final statuses and webhook
-events) and `outcomes` (per run, what the results file is written from).
+events), `outcomes` (per run, what the results file is written from) and `maintenance` (what
+is kept, pruned and vacuumed).
 """
 
 from __future__ import annotations
 
 from batch.store.ledger import LedgerQueries
+from batch.store.maintenance import LedgerInfo, MaintenanceQueries
 from batch.store.outcomes import OutcomeQueries
 from batch.store.records import (
     OUTCOME_FIELDS,
@@ -60,6 +62,7 @@ __all__ = [
     "DoubleCharge",
     "Job",
     "JobUpdate",
+    "LedgerInfo",
     "NewJob",
     "RowPlan",
     "StateStore",
@@ -67,5 +70,5 @@ __all__ = [
 ]
 
 
-class StateStore(LedgerQueries, VideoQueries, OutcomeQueries):
+class StateStore(LedgerQueries, VideoQueries, OutcomeQueries, MaintenanceQueries):
     """The state database of an account (or of the file `--state` names)."""
