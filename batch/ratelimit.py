@@ -36,11 +36,14 @@ least
 (those certainly reached the server first and are still in its window; requests that overlapped
 this one are left out, so `ours` can only be too small). The rest belongs to other clients:
 
-    others = max(0, N - r - ours)          effective_count = max(1, N - others)
+    others = max(0, N - r - ours)
+    effective_count = max(1, N - (the largest `others` seen in the last window))
 
-`others` can only be too large, which makes us slower, never over the window. A 429 without the
-header means r = 0. Answers without the header leave `others` as it was; with no answer carrying
-it for a whole window, `others` drops by one per window (the clients seen may have stopped).
+`others` can only be too large, which makes us slower, never over the window; the largest of a
+window's readings keeps a client that was briefly between two sends from looking gone. A 429
+without the header means r = 0. Answers without the header leave the estimate as it was; with
+no reading for a whole window, the last one drops by one per window (its clients may have
+stopped). The sends of a resumed run's predecessor (`seed()`) count as others' for a window.
 
 `effective_count` then caps our slots and sets the spacing, so we fill exactly what the others
 leave: when the server says r = 0, effective_count equals our own count and the next send waits
