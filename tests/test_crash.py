@@ -27,13 +27,14 @@ from tests.helpers import product_ids
 TAG = re.compile(r"\[jb-([0-9a-f]+)\]")
 
 
-def start_sandbox(*options: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "batch", "sandbox", "--port", "0", *options],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+def start_sandbox(log: Path, *options: str) -> tuple[subprocess.Popen[str], str]:
+    with log.open("w") as errors:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "batch", "sandbox", "--port", "0", "-q", *options],
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+        )
     assert process.stdout is not None
     line = process.stdout.readline()
     assert line.startswith("sandbox listening on "), line
@@ -120,12 +121,14 @@ def check_exactly_once(workdir: Path, url: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def sandbox(request: pytest.FixtureRequest) -> Iterator[str]:
+def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    log = tmp_path / "sandbox.log"
     process, url = start_sandbox(
-        "--rate-limit", "150/min", "--seed", "5", *getattr(request, "param", ())
+        log, "--rate-limit", "150/min", "--seed", "5", *getattr(request, "param", ())
     )
     try:
         yield url
+        assert process.poll() is None, f"the sandbox died: {log.read_text()[-3000:]}"
     finally:
         process.terminate()
         process.wait(timeout=10)
