@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from batch.config import (
-    CliOverrides,
+    Overrides,
     Secret,
     build_run_config,
     load_settings,
@@ -34,7 +34,7 @@ def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
     config.write_text('[api]\nrate_limit = "10/min"\nconcurrency = 2\n[defaults]\nlength = "60"\n')
     built = build_run_config(
         tmp_path / "cat.csv",
-        CliOverrides(config_path=config, rate_limit="5/s", fields={"aspect_ratio": "9:16"}),
+        Overrides(config_path=config, rate_limit="5/s", fields={"aspect_ratio": "9:16"}),
         env={}, api_key=Secret("k"),
     )  # fmt: skip
     assert built.rate == RateLimit(5, 1.0)  # CLI
@@ -50,9 +50,9 @@ def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
 def test_base_url_from_environment_unless_given(tmp_path: Path) -> None:
     """JOGG_BASE_URL points runs elsewhere; --base-url wins over it."""
     env = {"JOGG_BASE_URL": "http://env.example/"}
-    from_env = build_run_config(tmp_path / "c.csv", CliOverrides(), env=env, api_key=Secret("k"))
+    from_env = build_run_config(tmp_path / "c.csv", Overrides(), env=env, api_key=Secret("k"))
     given = build_run_config(
-        tmp_path / "c.csv", CliOverrides(base_url="http://cli"), env=env, api_key=Secret("k")
+        tmp_path / "c.csv", Overrides(base_url="http://cli"), env=env, api_key=Secret("k")
     )
     assert (from_env.base_url, given.base_url) == ("http://env.example", "http://cli")
 
@@ -136,7 +136,7 @@ def test_delimiter_setting_is_one_character_or_tab(tmp_path: Path) -> None:
     """catalog.delimiter: "tab" means a tab; two characters are an error naming the key."""
     config = tmp_path / "c.toml"
     config.write_text('[catalog]\ndelimiter = "tab"\n')
-    built = build_run_config(tmp_path / "c.csv", CliOverrides(config_path=config), env={},
+    built = build_run_config(tmp_path / "c.csv", Overrides(config_path=config), env={},
                              api_key=Secret("k"))  # fmt: skip
     assert built.catalog_options.delimiter == "\t"
     config.write_text('[catalog]\ndelimiter = ";;"\n')

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from batch import runner
 from batch.cli import main
-from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
 from batch.rates import RateLimit
 from batch.results import read_results
@@ -39,7 +39,7 @@ def sandbox_url() -> Iterator[str]:
 
 
 def make_config(catalog: Path, url: str, key: str = "sk-sandbox") -> RunConfig:
-    cli = CliOverrides(
+    cli = Overrides(
         base_url=url,
         rate_limit="600/min",
         concurrency=4,

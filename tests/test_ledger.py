@@ -18,7 +18,7 @@ import pytest
 
 from batch import runner
 from batch.client import Timeouts
-from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
 from batch.ledgers import legacy_state_path
 from batch.results import read_results
@@ -48,7 +48,7 @@ def sandbox(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def config_for(catalog: Path, url: str, **cli: Any) -> RunConfig:
     """No rate limit on either side, a short settle period, patient retries."""
-    overrides = CliOverrides(base_url=url, rate_limit="100000/min", concurrency=8, **cli)
+    overrides = Overrides(base_url=url, rate_limit="100000/min", concurrency=8, **cli)
     config = build_run_config(catalog, overrides, api_key=Secret("sk-sandbox"))
     return replace(
         config,

@@ -14,7 +14,7 @@ import pytest
 
 from batch import planner, runner
 from batch.client import Timeouts
-from batch.config import CliOverrides, Secret, build_run_config
+from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode, LockedError
 from batch.outputs import planned_requests_path
 from batch.rates import RateLimit
@@ -44,14 +44,17 @@ def sandbox_url(request: pytest.FixtureRequest) -> Iterator[str]:
 
 def make_config(
     catalog: Path, url: str, *, rate: str = "600/min", key: str = "sk-sandbox", **flags: Any
-) -> Any:
-    cli = CliOverrides(
-        base_url=url, rate_limit=rate, concurrency=4, results=catalog.with_suffix(".results.csv")
+) -> RunConfig:
+    """`flags`: further Overrides (dry_run, max_videos, ...)."""
+    overrides = Overrides(
+        base_url=url,
+        rate_limit=rate,
+        concurrency=4,
+        results=catalog.with_suffix(".results.csv"),
+        **flags,
     )
     # A short settle period: the sandbox commits at once and lists new videos at once.
-    return replace(
-        build_run_config(catalog, cli, api_key=Secret(key), **flags), settle_seconds=SETTLE
-    )
+    return replace(build_run_config(catalog, overrides, api_key=Secret(key)), settle_seconds=SETTLE)
 
 
 def test_every_valid_row_is_submitted_once_and_invalid_rows_never_sent(
@@ -326,7 +329,7 @@ def test_duplicates_across_catalog_batches_point_at_the_first_row(
     catalog = write_catalog(tmp_path / "catalog.csv", rows)
     settings = tmp_path / "small-batches.toml"
     settings.write_text("[catalog]\nbatch_rows = 2\n")
-    cli = CliOverrides(config_path=settings, base_url=sandbox_url, rate_limit="600/min")
+    cli = Overrides(config_path=settings, base_url=sandbox_url, rate_limit="600/min")
     summary = runner.run(build_run_config(catalog, cli, api_key=Secret("sk-sandbox")))
     results = read_results(catalog.with_suffix(".results.csv"))
     assert len(submissions(sandbox_url)["submissions"]) == 3
