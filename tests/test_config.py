@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+import batch
 from batch.config import (
+    BUILTIN_CONFIG,
     Overrides,
     Secret,
+    Settings,
     build_run_config,
     load_settings,
     parse_duration,
@@ -23,9 +27,20 @@ from batch.rates import RateLimit
 ROOT = Path(__file__).parents[1]
 
 
-def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
-    """configs/default.toml documents every setting with exactly the built-in values."""
-    assert load_settings(ROOT / "configs" / "default.toml") == load_settings(None)
+def test_the_documented_config_is_the_packaged_one() -> None:
+    """configs/default.toml, the copy people read, is byte for byte batch/default.toml, the one an
+    installed wheel reads."""
+    assert (ROOT / "configs" / "default.toml").read_bytes() == BUILTIN_CONFIG.read_bytes()
+    assert BUILTIN_CONFIG.parent == Path(batch.__file__).parent
+
+
+def test_the_packaged_config_states_every_model_default() -> None:
+    """batch/default.toml gives every setting, each with the value the model defaults to."""
+    text = tomllib.loads(BUILTIN_CONFIG.read_text())
+    assert load_settings(None) == Settings()
+    for name, section in Settings.model_fields.items():
+        if name != "columns":
+            assert set(text[name]) == set(section.annotation.model_fields), name  # type: ignore[union-attr]
 
 
 def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,10 @@ from batch.lookup import (
     list_items,
     render,
 )
-from batch.sandbox import SandboxConfig, create_app, running_sandbox
+from batch.sandbox import SandboxConfig, create_app
 from batch.sandbox.catalogs import CUSTOM_AVATARS, MUSIC, PUBLIC_AVATARS, VISUAL_STYLES, VOICES
 
 KEY = "sk-sandbox"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 class Counting(httpx.AsyncBaseTransport):
@@ -212,12 +207,6 @@ def test_render_table_csv_and_json() -> None:
 
 
 # ---- the command ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
 
 
 def invoke(args: list[str], tmp_path: Path, key: str = KEY) -> Any:

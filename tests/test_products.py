@@ -24,11 +24,6 @@ from batch.state import Job, StateStore
 URL = "https://shop.example.com/p/water-bottle"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class JumpingClock:
     """Time that moves only when someone sleeps, by exactly the time slept."""
 

@@ -17,11 +17,6 @@ from batch.rates import RateLimit
 PER_MIN_20 = RateLimit(20, 60.0)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class VirtualTime:
     """A clock and a sleep for many tasks: time jumps to the next timer once every task waits."""
 

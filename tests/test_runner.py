@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,26 +19,13 @@ from batch.outputs import planned_requests_path
 from batch.rates import RateLimit
 from batch.results import read_results
 from batch.retry import RetryPolicy
-from batch.sandbox import SandboxConfig, running_sandbox
 from batch.state import StateStore
-from tests.helpers import product_ids, submissions, write_catalog
+from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
 SETTLE = 0.3
 
 
-def simple_rows(count: int, start: int = 0) -> list[dict[str, str]]:
-    return [
-        {"sku": f"SKU{i}", "product_id": pid, "title": f"Item {i}", "length": "15"}
-        for i, pid in enumerate(product_ids(start + count)[start:], start)
-    ]
-
-
-@pytest.fixture
-def sandbox_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    options: dict[str, Any] = getattr(request, "param", {})
-    config = SandboxConfig(**{"rate_limit": RateLimit(600, 60.0), **options})
-    with running_sandbox(config) as url:
-        yield url
+SANDBOX = {"rate_limit": RateLimit(600, 60.0)}  # the `sandbox_url` of tests/conftest.py
 
 
 def make_config(

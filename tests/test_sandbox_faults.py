@@ -22,11 +22,6 @@ from tests.test_sandbox_app import KEY, PRODUCT, FakeClock, client_for, create, 
 NAME = "Bottle [jb-abc]"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def inspection(client: httpx.AsyncClient) -> dict[str, Any]:
     seen: dict[str, Any] = (await client.get("/_sandbox/submissions")).json()
     return seen

@@ -20,11 +20,6 @@ from batch.status import (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Outcome:
     kind: str

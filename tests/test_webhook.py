@@ -71,11 +71,6 @@ V2_SUCCESS = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 NOW = 1735000060.0  # a minute after V2_SUCCESS was sent
 LIMITS = ListenerLimits()
 

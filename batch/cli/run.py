@@ -134,7 +134,11 @@ def run(catalog: Path, **options: Any) -> None:
 
 
 @click.command()
-@click.argument("results_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument(
+    "results_file",
+    metavar="RESULTS",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--state",
