@@ -293,7 +293,7 @@ def test_a_misspelt_listing_title_is_a_config_error_naming_it(setting: str) -> N
         {"commit_then_error_rate": 0.9, "reset_rate": 0.2},
     ],
 )
-def test_new_fault_rates_count_in_the_sum(rates: dict[str, float]) -> None:
+def test_new_fault_rates_count_in_the_sum(rates: dict[str, Any]) -> None:
     """commit_then_error_rate and late_commit_rate join the one draw, so the sum stays <= 1."""
     with pytest.raises(ConfigError, match="sum must be <= 1"):
         SandboxConfig(**rates)
