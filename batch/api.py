@@ -13,6 +13,7 @@ and the next run looks up requests cut off in flight).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -46,6 +47,7 @@ from batch.validate import problems as row_problems
 # and `import batch` exports these functions: import those modules as `from batch.validate
 # import ...`, never `from batch import validate` (which would give the function).
 
+log = logging.getLogger(__name__)
 NO_KEY = Secret("")  # for what never talks to the API (plan, validate offline)
 
 
@@ -135,6 +137,7 @@ async def _then_wait(
 ) -> RunSummary:
     if wait is None or summary.exit_code not in (ExitCode.OK, ExitCode.ROWS_FAILED):
         return summary
+    log.info("sending done; polling the renders for up to %.0f s", wait)
     renders = await track_async(config, wait=wait, transport=transport)
     summary.renders = renders
     summary.exit_code = summary.exit_code or int(renders.exit_code)
