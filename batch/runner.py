@@ -106,7 +106,8 @@ async def run_async(
     `handle_signals`: SIGINT/SIGTERM stop sending gracefully (exit 130/143; a second one stops at
     once). Only on the main thread, and off by default: a host process may own those signals.
     """
-    before_sending(config)  # a file or path problem is refused here, before any request
+    # A file or path problem is refused here, before any request (reading, off the event loop).
+    await asyncio.to_thread(before_sending, config)
     started = time.monotonic()
     with StateStore(config.state) as state:
         state.lock()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import signal
 import types
+from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 
 import batch
 from batch.errors import ConfigError, StateError
+from batch.rates import RateLimit
 from batch.results import read_results
 from tests.helpers import simple_rows, submissions, write_catalog
 
@@ -93,6 +96,29 @@ async def test_run_async_sends_and_waits_inside_a_running_loop(
     assert summary.renders is not None
     assert (summary.renders.completed, summary.exit_code) == (3, batch.ExitCode.OK)
     assert len(submissions(sandbox_url)["submissions"]) == 3
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_run_records_what_was_sent_and_a_resume_finishes(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A host stops a run by cancelling its task: the results file is whole, and the next run
+    sends only the rest (a request cut off in flight is looked up, never paid twice)."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(10))
+    config = replace(configured(catalog, sandbox_url), rate=RateLimit(600, 60.0))
+    task = asyncio.create_task(batch.run_async(config))
+    while not await asyncio.to_thread(submissions, sandbox_url):
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    statuses = list(read_results(config.results)["status"])
+    assert len(statuses) == 10
+    assert "not_attempted" in statuses
+    assert set(statuses) <= {"submitted", "not_attempted", "unknown"}
+    resumed = await batch.run_async(config)
+    assert resumed.exit_code == batch.ExitCode.OK
+    assert len(submissions(sandbox_url)["submissions"]) == 10
 
 
 def test_a_library_run_leaves_the_hosts_signal_handlers_alone(
