@@ -11,7 +11,7 @@ UV_VERSION := 0.13.9
 # pip-audit asks PyPI's JSON API per release (`osv` is the other choice).
 AUDIT_SERVICE ?= pypi
 
-.PHONY: install test lint audit lock demo sandbox bench chaos
+.PHONY: install test test-fast lint cog audit lock demo sandbox bench chaos
 
 install: $(STAMP)
 
@@ -39,10 +39,16 @@ test: install
 	@sh scripts/ensure-chromium.sh
 	$(BIN)/python -m pytest -q
 
+# The suite without the end-to-end tests that spawn processes or wait for renders (`-m slow`).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# mypy: strict on batch/ and tests/ (pyproject.toml). cog: the README's generated tables.
 lint: install
 	$(BIN)/ruff check batch tests scripts bench
 	$(BIN)/ruff format --check batch tests scripts bench
 	$(BIN)/mypy
+	$(BIN)/cog --check README.md
 
 # Run it wherever the advisory service answers (PyPI's JSON API or OSV): it is not reachable from
 # the machines this project is built on, and an audit that cannot ask must not pass, so it is kept
@@ -58,6 +64,10 @@ audit: install
 		"($(AUDIT_SERVICE)) could not answer ('not found on PyPI' / connection errors): then" \
 		"nothing was audited. Try AUDIT_SERVICE=osv, or run it where the service is reachable." >&2; \
 		exit 1; }
+
+# Regenerates the README's blocks marked [[[cog ... ]]] from the code (see batch/cli/docs.py).
+cog: install
+	$(BIN)/cog -r README.md
 
 sandbox: install
 	$(BIN)/jogg-batch sandbox --host 127.0.0.1 --port 8787

@@ -1,3 +1,64 @@
-"""jogg-batch: product catalogs into JoggAI videos, rate-limited, resumable, never paid twice."""
+"""jogg-batch: product catalogs into JoggAI videos, rate-limited, resumable, never paid twice.
 
-__version__ = "0.1.0"
+The Python API (an example in the README, run by the test suite)::
+
+    config = batch.configure("catalog.csv", batch.Overrides(max_videos=100))
+    summary = batch.run(config, wait=1800)   # or `await batch.run_async(...)` inside a loop
+
+Everything named in `__all__` is the public API; the modules behind it may change.
+"""
+
+from importlib import metadata
+
+try:
+    __version__ = metadata.version("jogg-batch")
+except metadata.PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+from batch.api import (
+    Validation,
+    configure,
+    plan,
+    plan_async,
+    retry,
+    retry_async,
+    run,
+    run_async,
+    track,
+    track_async,
+    track_config,
+    validate,
+    validate_async,
+)
+from batch.config import Overrides, RunConfig, Settings, TrackConfig
+from batch.embedded import Sandbox, local_sandbox
+from batch.errors import BatchError, ExitCode
+from batch.runner import RunSummary
+from batch.status import PollSummary
+
+__all__ = [
+    "BatchError",
+    "ExitCode",
+    "Overrides",
+    "PollSummary",
+    "RunConfig",
+    "RunSummary",
+    "Sandbox",
+    "Settings",
+    "TrackConfig",
+    "Validation",
+    "__version__",
+    "configure",
+    "local_sandbox",
+    "plan",
+    "plan_async",
+    "retry",
+    "retry_async",
+    "run",
+    "run_async",
+    "track",
+    "track_async",
+    "track_config",
+    "validate",
+    "validate_async",
+]

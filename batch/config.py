@@ -1,9 +1,11 @@
-"""Settings: `configs/default.toml` (or `--config FILE`), overridden by CLI options.
+"""Settings: the built-in `batch/default.toml` (or `--config FILE`), `JOGG_BASE_URL`, `Overrides`.
 
-Precedence for every request field: non-empty catalog cell > CLI option > config file > built-in
-default. The catalog applies the first step; this module merges the rest into one frozen
-`RunConfig` that the runner takes. Unknown keys are errors that name the key; the API key is read
-from `JOGG_API_KEY` (or `api.key_file`) and is never taken from the command line.
+Precedence for every request field: non-empty catalog cell > override (a CLI option) > config
+file > built-in default. The catalog applies the first step; this module merges the rest into one
+frozen `RunConfig` that the runner takes, by one path that every command shares (`resolve`).
+Unknown keys are errors that name the key; the API key is read from `JOGG_API_KEY` (or
+`api.key_file`) and is never taken from the command line. `configs/default.toml` is the same file,
+for people to copy (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from batch import payload
 from batch.catalog import CANONICAL_COLUMNS, CatalogOptions
 from batch.client import Timeouts
-from batch.errors import ConfigError
+from batch.errors import ConfigError, StateError
 from batch.ledgers import choose_state
 from batch.rates import RateLimit, parse_rate
 from batch.retry import RetryPolicy
@@ -29,7 +31,8 @@ from batch.secret import Secret as Secret  # re-exported: callers take the key t
 from batch.secret import checked_key
 
 DEFAULT_BASE_URL = "https://api.jogg.ai"
-BUILTIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
+# Package data: an installed wheel has no `configs/` folder.
+BUILTIN_CONFIG = Path(__file__).resolve().parent / "default.toml"
 
 
 class _Section(BaseModel):
@@ -268,7 +271,7 @@ def parse_until(text: str, now: datetime) -> float:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything one run needs; built by the CLI, taken by `runner.run`."""
+    """Everything one run needs; made by `build_run_config` (`batch.configure`), taken by `run`."""
 
     catalog: Path
     results: Path
@@ -329,41 +332,70 @@ def rate_limit(text: str) -> RateLimit | None:
 
 
 @dataclass(frozen=True)
-class CliOverrides:
-    """The settings a command line may give; None means "not given" (the config file decides)."""
+class Overrides:
+    """What a caller (a CLI option, a Python caller) sets over the config file, and the flags of
+    one run. None means "not given": the config file decides."""
 
     config_path: Path | None = None
     results: Path | None = None
     state: Path | None = None
-    base_url: str | None = None
+    base_url: str | None = None  # else JOGG_BASE_URL, else the config file
     rate_limit: str | None = None
     concurrency: int | None = None
-    fmt: str | None = None
+    input_format: str | None = None  # csv, parquet or jsonl; else by extension
     delimiter: str | None = None
-    fields: Mapping[str, object] = field(default_factory=dict)
+    fields: Mapping[str, object] = field(default_factory=dict)  # request field defaults
+    dry_run: bool = False
+    offline: bool = False
+    refresh_lookups: bool = False
+    max_videos: int | None = None
+    deadline: float | None = None  # unix time after which nothing new is sent
+    force: bool = False
+    retry_permanent: bool = False
+    resubmit_unknown: bool = False
+    summary_json: Path | None = None
+    progress_bar: bool = False
+
+
+CliOverrides = Overrides  # the 0.2 name, for callers not yet renamed
+
+
+def resolve(overrides: Overrides, env: Mapping[str, str] = os.environ) -> Settings:
+    """The one settings path of every command: built-in defaults < config file < JOGG_BASE_URL
+    < overrides."""
+    dotted: dict[str, Any] = {
+        "api.base_url": overrides.base_url or env.get("JOGG_BASE_URL") or None,
+        "api.rate_limit": overrides.rate_limit,
+        "api.concurrency": overrides.concurrency,
+    }
+    dotted.update({f"defaults.{name}": value for name, value in overrides.fields.items()})
+    return load_settings(overrides.config_path, dotted)
+
+
+def timeouts(settings: Settings) -> Timeouts:
+    api = settings.api
+    return Timeouts(
+        connect=api.connect_timeout, read=api.read_timeout, product_read=api.product_timeout
+    )
 
 
 def build_run_config(
     catalog: Path,
-    cli: CliOverrides,
+    overrides: Overrides | None = None,
     *,
     env: Mapping[str, str] = os.environ,
     api_key: Secret | None = None,
-    **run_flags: Any,
 ) -> RunConfig:
-    """Merges built-in defaults, the config file, environment and CLI into one RunConfig."""
-    overrides: dict[str, Any] = {
-        "api.base_url": cli.base_url or env.get("JOGG_BASE_URL") or None,
-        "api.rate_limit": cli.rate_limit,
-        "api.concurrency": cli.concurrency,
-    }
-    overrides.update({f"defaults.{name}": value for name, value in cli.fields.items()})
-    settings = load_settings(cli.config_path, overrides)
-    results = cli.results or default_results_path(catalog)
+    """Merges built-in defaults, the config file, environment and overrides into one RunConfig.
+
+    `api_key`: this key instead of JOGG_API_KEY or `api.key_file` (a sandbox's, say)."""
+    given = overrides or Overrides()
+    settings = resolve(given, env)
+    results = given.results or default_results_path(catalog)
     api = settings.api
     key = api_key if api_key is not None else read_api_key(settings, env)
     state = choose_state(
-        cli.state or (Path(settings.run.state).expanduser() if settings.run.state else None),
+        given.state or (Path(settings.run.state).expanduser() if settings.run.state else None),
         results,
         api.base_url,
         key.reveal(),
@@ -374,15 +406,13 @@ def build_run_config(
         state=state.path,
         legacy_state=state.legacy,
         catalog_options=catalog_options(
-            settings, cli.config_path, fmt=cli.fmt, delimiter=cli.delimiter
+            settings, given.config_path, fmt=given.input_format, delimiter=given.delimiter
         ),
         base_url=api.base_url.rstrip("/"),
         api_key=key,
         rate=rate_limit(api.rate_limit),
         concurrency=api.concurrency,
-        timeouts=Timeouts(
-            connect=api.connect_timeout, read=api.read_timeout, product_read=api.product_timeout
-        ),
+        timeouts=timeouts(settings),
         retry=RetryPolicy(
             max_attempts=settings.retry.max_attempts,
             base_delay=settings.retry.base_delay,
@@ -394,5 +424,59 @@ def build_run_config(
         shutdown_grace=settings.run.shutdown_grace,
         results_interval=settings.run.results_interval,
         progress_interval=settings.run.progress_interval,
-        **run_flags,
+        dry_run=given.dry_run,
+        force=given.force,
+        retry_permanent=given.retry_permanent,
+        resubmit_unknown=given.resubmit_unknown,
+        offline=given.offline,
+        refresh_lookups=given.refresh_lookups,
+        max_videos=given.max_videos,
+        deadline=given.deadline,
+        summary_json=given.summary_json,
+        progress_bar=given.progress_bar,
+    )
+
+
+@dataclass(frozen=True)
+class TrackConfig:
+    """What polling render statuses needs; a `RunConfig` serves as one too."""
+
+    state: Path
+    base_url: str
+    api_key: Secret
+    timeouts: Timeouts
+    results: Path | None = None
+    legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
+
+
+def build_track_config(
+    results: Path | None,
+    overrides: Overrides | None = None,
+    *,
+    env: Mapping[str, str] = os.environ,
+    api_key: Secret | None = None,
+) -> TrackConfig:
+    """The state to poll: `overrides.state`, else the account's ledger (which must exist)."""
+    given = overrides or Overrides()
+    if results is None and given.state is None:
+        raise ConfigError("give a results file or a state (--state)")
+    if results is not None and not results.is_file():
+        raise StateError(f"{results}: no such results file; check the path")
+    if given.state is not None and not given.state.is_file():
+        raise StateError(f"{given.state}: no state database here; check the path")
+    settings = resolve(given, env)
+    key = api_key if api_key is not None else read_api_key(settings, env)
+    chosen = choose_state(given.state, results, settings.api.base_url, key.reveal())
+    if not chosen.path.is_file() and chosen.legacy is None:
+        raise StateError(
+            f"no ledger of this account at {chosen.path}: nothing was run with this key and "
+            "base URL on this machine; pass --state PATH for a state kept elsewhere"
+        )
+    return TrackConfig(
+        state=chosen.path,
+        base_url=settings.api.base_url.rstrip("/"),
+        api_key=key,
+        timeouts=timeouts(settings),
+        results=results,
+        legacy_state=chosen.legacy,
     )

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 from batch.config import Secret
 from batch.rates import RateLimit
@@ -19,6 +22,17 @@ DEMO_RATE = RateLimit(300, 60.0)
 DEMO_KEY = Secret("sk-sandbox")
 
 
+@dataclass(frozen=True)
+class Sandbox:
+    """A running embedded sandbox: where it listens, the key it accepts, and a ledger that lives
+    as long as it does (its account ends with it, so a run's state must not outlive it)."""
+
+    url: str
+    ledger: Path
+    api_key: Secret = DEMO_KEY
+    rate: RateLimit = DEMO_RATE
+
+
 @contextmanager
 def embedded_sandbox() -> Iterator[str]:
     """Starts the sandbox on a free loopback port; yields its base URL."""
@@ -30,3 +44,13 @@ def embedded_sandbox() -> Iterator[str]:
             DEMO_RATE,
         )
         yield url
+
+
+@contextmanager
+def local_sandbox() -> Iterator[Sandbox]:
+    """`with batch.local_sandbox() as box:` a local fake JoggAI, for `configure(sandbox=box)`."""
+    with (
+        tempfile.TemporaryDirectory(prefix="jogg-sandbox-") as folder,
+        embedded_sandbox() as url,
+    ):
+        yield Sandbox(url, Path(folder) / "ledger.db")

@@ -25,6 +25,31 @@ class ExitCode(IntEnum):
     TERMINATED = 143  # SIGTERM
 
 
+# What each code means to the person or the cron job that sees it: `jogg-batch --help` and the
+# README's table are generated from this (cog), so they cannot drift from the code.
+EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
+    ExitCode.OK: "every row submitted or already done (`status`: every render completed)",
+    ExitCode.ROWS_FAILED: (
+        "some rows failed, were invalid or not attempted (`status`: some renders failed)"
+    ),
+    ExitCode.USAGE: "usage, config or catalog error: nothing was sent",
+    ExitCode.ACCOUNT: (
+        "aborted by an account error: bad key (10105), no API permission (18025), no credit (18020)"
+    ),
+    ExitCode.LOCKED: "another run holds the state database",
+    ExitCode.TIMED_OUT: "`status --wait` / `run --wait` timed out with renders still going",
+    ExitCode.DOUBLE_CHARGED: (
+        "the account's listing shows a row rendered twice: a double charge (raise it with JoggAI)"
+    ),
+    ExitCode.LOCAL_IO: (
+        "a local file (state, results) could not be written after sending began; what was "
+        "sent is kept"
+    ),
+    ExitCode.INTERRUPTED: "interrupted by SIGINT (everything recorded; run again to continue)",
+    ExitCode.TERMINATED: "terminated by SIGTERM (everything recorded; run again to continue)",
+}
+
+
 class BatchError(Exception):
     """Base of every error jogg-batch reports to its user."""
 

@@ -164,17 +164,20 @@ class Preflight:
 def load_preflight(
     config: LookupConfig, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> Preflight:
-    """For synchronous callers (`validate --online`, `plan`): checks the key, then fetches.
+    """`load_preflight_async` for synchronous callers, on an event loop of its own."""
+    return asyncio.run(load_preflight_async(config, transport=transport))
+
+
+async def load_preflight_async(
+    config: LookupConfig, *, transport: httpx.AsyncBaseTransport | None = None
+) -> Preflight:
+    """For `validate --online` and a dry run: checks the key, then fetches the look-ups.
 
     Raises AccountError on a refused key, ApiError when the account or a list cannot be read.
     """
-
-    async def load() -> Preflight:
-        async with open_service(config, transport=transport) as (client, service):
-            await check_account(client)
-            return await Preflight.fetch(service)
-
-    return asyncio.run(load())
+    async with open_service(config, transport=transport) as (client, service):
+        await check_account(client)
+        return await Preflight.fetch(service)
 
 
 # ---- the account, before a run ------------------------------------------------------------------

@@ -9,6 +9,7 @@ when the state (beside the results file, or `--state`) does not know them, they 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 from dataclasses import replace
@@ -26,8 +27,14 @@ from batch.vocabulary import PERMANENT_CODES
 log = logging.getLogger(__name__)
 
 
-def rerun(config: RunConfig) -> RunSummary:
-    """`config.catalog` is the results file; `config.results` is where the merged file goes."""
+def rerun(config: RunConfig, *, handle_signals: bool = False) -> RunSummary:
+    """`rerun_async` for synchronous callers, on an event loop of its own."""
+    return asyncio.run(rerun_async(config, handle_signals=handle_signals))
+
+
+async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> RunSummary:
+    """`config.catalog` is the results file; `config.results` is where the merged file goes.
+    `handle_signals` as in `runner.run_async`."""
     frame = read_results(config.catalog)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
     wanted = frame["status"].isin(RETRY_ROWS) & (
@@ -49,7 +56,7 @@ def rerun(config: RunConfig) -> RunSummary:
         )
         unknown_rows = {n + 1 for n, status in enumerate(todo["status"]) if status == "unknown"}
         _enter_unknowns(subset_config, unknown_rows)
-        summary = runner.run(subset_config)
+        summary = await runner.run_async(subset_config, handle_signals=handle_signals)
         retried = read_results(subset_config.results)
     outcome_columns = [c for c in RESULT_COLUMNS if c in retried.columns and c != "row"]
     for position, original in enumerate(todo.index):

@@ -37,7 +37,7 @@ from batch.preflight import (
     Preflight,
     check_account,
     credit_warning,
-    load_preflight,
+    load_preflight_async,
     remaining_credits,
 )
 from batch.progress import Progress
@@ -45,6 +45,7 @@ from batch.ratelimit import SlidingWindowLimiter
 from batch.results import state_outcomes, write_results
 from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
+from batch.status import PollSummary
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, StateStore
 from batch.validate import before_sending
@@ -71,6 +72,7 @@ class RunSummary:
     post_rate_per_minute: float = 0.0
     stopped: str | None = None  # why sending stopped early, if it did
     exit_code: int = 0
+    renders: PollSummary | None = None  # `run(..., wait=)`: the renders polled after sending
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -78,18 +80,38 @@ class RunSummary:
         return data
 
 
-def run(config: RunConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> RunSummary:
-    """Runs (or with `config.dry_run`, plans) one catalog. The caller maps `exit_code`."""
-    before_sending(config)  # a file or path problem is refused here, before any request
+def run(
+    config: RunConfig,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    handle_signals: bool = False,
+) -> RunSummary:
+    """`run_async` for synchronous callers, on an event loop of its own."""
+    return asyncio.run(run_async(config, transport=transport, handle_signals=handle_signals))
+
+
+async def run_async(
+    config: RunConfig,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    handle_signals: bool = False,
+) -> RunSummary:
+    """Runs (or with `config.dry_run`, plans) one catalog. The caller maps `exit_code`.
+
+    `handle_signals`: SIGINT/SIGTERM stop sending gracefully (exit 130/143; a second one stops at
+    once). Only on the main thread, and off by default: a host process may own those signals.
+    """
+    # A file or path problem is refused here, before any request (reading, off the event loop).
+    await asyncio.to_thread(before_sending, config)
     started = time.monotonic()
     with StateStore(config.state) as state:
         state.lock()
         if config.legacy_state is not None:
             state.absorb(config.legacy_state)
         if config.dry_run:
-            summary = _dry_run(config, state)
+            summary = await _dry_run(config, state)
         else:
-            summary = _Run(config, state, transport).execute()
+            summary = await _Run(config, state, transport).execute(handle_signals=handle_signals)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     if config.summary_json is not None:
         try:
@@ -132,12 +154,12 @@ def _plan_in(config: RunConfig, state: StateStore) -> RunSummary:
     )
 
 
-def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
+async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
     with state.discarded():
         run_id = state.begin_run(str(config.catalog), dry_run=True)
         planner = Planner(config, state, run_id, dry_run=True)
         if not config.offline:
-            planner.preflight = load_preflight(_lookup_config(config))
+            planner.preflight = await load_preflight_async(_lookup_config(config))
         counts = planner.plan_all()
         _write_results(config, state, run_id)
         _write_planned_requests(config, state, run_id)
@@ -217,10 +239,15 @@ class _Run:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    def execute(self) -> RunSummary:
+    async def execute(self, *, handle_signals: bool) -> RunSummary:
+        # Its own task: a signal cancels this run, never the caller's task around it.
+        main = asyncio.create_task(self._guarded(self._main(handle_signals), "writing the state"))
         try:
-            asyncio.run(self._guarded(self._main(), "writing the state"))
+            await main
         except asyncio.CancelledError:
+            caller = asyncio.current_task()
+            if caller is not None and caller.cancelling():
+                raise  # the caller was cancelled: `finally` still closes the run
             # A second signal, or answers still missing when the grace period ended. Requests
             # cut off stay `sending` in the state and are reconciled by the next run.
             log.warning("stopped with requests in flight; the next run looks them up first")
@@ -269,11 +296,11 @@ class _Run:
         with self._local_io(doing):
             await work
 
-    async def _main(self) -> None:
+    async def _main(self, handle_signals: bool) -> None:
         loop = asyncio.get_running_loop()
         main_task = asyncio.current_task()
         assert main_task is not None
-        installed = self._install_signals(loop, main_task)
+        installed = self._install_signals(loop, main_task) if handle_signals else []
         results_task = asyncio.create_task(self._refresh_results())
         try:
             async with JoggClient(

@@ -29,27 +29,53 @@ def track(
     timeout: float | None,
     results: Path | None = None,
     legacy: Path | None = None,
+    timeouts: Timeouts | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    schedule: PollSchedule = DEFAULT_SCHEDULE,
+) -> PollSummary:
+    """`track_async` for synchronous callers, on an event loop of its own."""
+    return asyncio.run(
+        track_async(
+            state_path,
+            base_url,
+            api_key,
+            wait=wait,
+            timeout=timeout,
+            results=results,
+            legacy=legacy,
+            timeouts=timeouts,
+            transport=transport,
+            schedule=schedule,
+        )
+    )
+
+
+async def track_async(
+    state_path: Path,
+    base_url: str,
+    api_key: Secret,
+    *,
+    wait: bool,
+    timeout: float | None,
+    results: Path | None = None,
+    legacy: Path | None = None,
+    timeouts: Timeouts | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     schedule: PollSchedule = DEFAULT_SCHEDULE,
 ) -> PollSummary:
     """Polls every submitted, unfinished video once (or until final with `wait`), then looks
     for double charges in the account's listing. `legacy`: a 0.1 state to merge first."""
-
-    async def main() -> PollSummary:
-        async with JoggClient(
-            base_url, api_key, timeouts=Timeouts(), transport=transport
-        ) as client:
-            summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
-            found = await _check_double_charges(client, store)
-            return replace(summary, double_charges=found)
-
     with StateStore(state_path) as store:
         if legacy is not None:
             store.absorb(legacy)
-        summary = asyncio.run(main())
+        async with JoggClient(
+            base_url, api_key, timeouts=timeouts or Timeouts(), transport=transport
+        ) as client:
+            summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
+            found = await _check_double_charges(client, store)
         if results is not None and results.exists():
             refresh_results(results, store)
-    return summary
+    return replace(summary, double_charges=found)
 
 
 async def _check_double_charges(client: JoggClient, store: StateStore) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from batch.catalog import CatalogOptions, check_structure, read_catalog
 from batch.config import RunConfig
@@ -19,11 +20,21 @@ def before_sending(config: RunConfig) -> None:
     check_outputs(config)
 
 
+class Problem(NamedTuple):
+    """One problem of one row, by its 1-based row number and the column as the catalog spells it."""
+
+    row: int
+    column: str
+    value: str
+    reason: str
+    message: str  # the line people read: "catalog.csv row 7, column 'length': ..."
+
+
 def problems(
     path: Path, options: CatalogOptions, preflight: Preflight | None = None
-) -> Iterator[str]:
-    """One line per problem: "catalog.csv row 7, column 'length': ...". With a pre-flight, ids and
-    names are also checked against the account's look-ups (GET requests only).
+) -> Iterator[Problem]:
+    """Every problem of every row. With a pre-flight, ids and names are also checked against the
+    account's look-ups (GET requests only).
 
     A file `run` would refuse as a whole raises CatalogError first, as `run` does."""
     check_structure(path, options)
@@ -31,4 +42,10 @@ def problems(
         for row in batch.rows:
             checked = row if preflight is None else preflight.check(row)
             for problem in checked.problems:
-                yield problem.message(path, row.number)
+                yield Problem(
+                    row.number,
+                    problem.column,
+                    problem.value,
+                    problem.reason,
+                    problem.message(path, row.number),
+                )

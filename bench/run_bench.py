@@ -38,7 +38,7 @@ from common import (
     sandbox,
 )
 
-from batch.config import CliOverrides, Secret, build_run_config
+from batch.config import Overrides, Secret, build_run_config
 from batch.planner import Planner
 from batch.store import StateStore
 
@@ -487,7 +487,7 @@ def fill_state(catalog: Path, state_path: Path) -> int:
     same code a run uses), then marks every job submitted by SQL, as if an earlier run had sent
     them all."""
     config = build_run_config(
-        catalog, CliOverrides(state=state_path, base_url="http://unused"), api_key=Secret(API_KEY)
+        catalog, Overrides(state=state_path, base_url="http://unused"), api_key=Secret(API_KEY)
     )
     with StateStore(state_path) as state:
         run_id = state.begin_run(str(catalog), dry_run=False)

@@ -17,6 +17,14 @@ def product_ids(count: int) -> list[str]:
         return [row["product_id"] for row in csv.DictReader(handle)][:count]
 
 
+def simple_rows(count: int, start: int = 0) -> list[dict[str, str]]:
+    """`count` valid rows (sku, product_id, title, length 15) from the sandbox's products."""
+    return [
+        {"sku": f"SKU{i}", "product_id": pid, "title": f"Item {i}", "length": "15"}
+        for i, pid in enumerate(product_ids(start + count)[start:], start)
+    ]
+
+
 def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))

@@ -20,8 +20,7 @@ from batch.cli import main
 from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
-from tests.helpers import submissions, write_catalog
-from tests.test_runner import simple_rows
+from tests.helpers import simple_rows, submissions, write_catalog
 
 COMMANDS = ["run", "plan", "validate", "retry", "status", "listen", "report", "download",
             "lookup", "sandbox"]  # fmt: skip
@@ -441,3 +440,87 @@ def test_a_bad_rate_in_a_config_file_names_the_file_and_the_key(tmp_path: Path) 
     code, _, err = invoke("validate", str(catalog), "--rate-limit", "fast")
     assert code == 2
     assert "--rate-limit 'fast' is not a rate" in err
+
+
+def test_dash_h_is_help_everywhere() -> None:
+    """`-h` works like `--help` on the group and on a command."""
+    assert invoke("-h")[:2] == invoke("--help")[:2]
+    assert invoke("run", "-h")[:2] == invoke("run", "--help")[:2]
+
+
+def test_group_help_opens_with_what_the_tool_is_and_an_example() -> None:
+    """The first lines say what jogg-batch does, then one command that works without an account."""
+    code, out, _ = invoke("--help")
+    description = out.split("\n\n")[1]
+    assert code == 0
+    assert " ".join(description.split()).startswith("Turn a product catalog (CSV, Parquet, JSON")
+    assert "jogg-batch run sample_data/catalog.csv --sandbox --wait" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_help_has_an_example(command: str) -> None:
+    """Each command's help ends its description with an example of itself."""
+    _, out, _ = invoke(command, "--help")
+    example = out.split("Example", 1)[1].split("Options:", 1)[0]
+    assert f"jogg-batch {command} " in example
+
+
+def test_format_is_the_output_format_and_the_old_catalog_spelling_still_works(
+    tmp_path: Path,
+) -> None:
+    """--input-format names the catalog's format; the 0.2 `--format` still does, unlisted."""
+    catalog = tmp_path / "c.txt"
+    catalog.write_text("".join(json.dumps(row) + "\n" for row in simple_rows(2)))
+    _, help_text, _ = invoke("validate", "--help")
+    assert "--input-format [csv|parquet|jsonl]" in help_text
+    assert "--format" not in help_text
+    assert invoke("validate", str(catalog), "--input-format", "jsonl")[0] == 0
+    assert invoke("validate", str(catalog), "--format", "jsonl")[0] == 0
+    assert invoke("validate", str(catalog), "--input-format", "csv")[0] != 0
+
+
+def test_plan_and_validate_json_is_one_document_on_stdout(tmp_path: Path) -> None:
+    """--json: stdout parses as one JSON document; the human lines stay on stderr."""
+    rows = simple_rows(3)
+    rows[1]["length"] = "45"
+    catalog = write_catalog(tmp_path / "c.csv", rows)
+    code, out, _ = invoke("plan", str(catalog), "--json")
+    planned = json.loads(out)
+    assert code == 0
+    assert (planned["new"], planned["invalid"], planned["posts"]) == (2, 1, 2)
+    assert planned["seconds"] == 6.0  # 2 POSTs at 20/min
+    code, out, err = invoke("validate", str(catalog), "--json")
+    checked = json.loads(out)
+    assert code == checked["exit_code"] == 1
+    assert [(p["row"], p["column"], p["value"]) for p in checked["problems"]] == [
+        (2, "length", "45")
+    ]
+    assert err.strip().endswith("1 problem(s)")
+
+
+def test_run_status_and_download_json(tmp_path: Path, sandbox_url: str) -> None:
+    """run, status and download print their summaries as JSON documents on stdout."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    state, results = tmp_path / "s.db", tmp_path / "c.results.csv"
+    env = {"JOGG_API_KEY": "sk-sandbox", "JOGG_BASE_URL": sandbox_url}
+    code, out, _ = invoke("run", str(catalog), "--state", str(state), "--json", env=env)
+    ran = json.loads(out)
+    assert (code, ran["exit_code"], ran["statuses"]) == (0, 0, {"submitted": 2})
+    code, out, _ = invoke(
+        "status", str(results), "--state", str(state), "--wait", "--timeout", "30s", "--json",
+        env=env,
+    )  # fmt: skip
+    polled = json.loads(out)
+    assert (code, polled["completed"], polled["exit_code"]) == (0, 2, 0)
+    code, out, err = invoke("download", str(results), "--dest", str(tmp_path / "v"), "--json",
+                            env=env)  # fmt: skip
+    fetched = json.loads(out)
+    assert (code, fetched["downloaded"], fetched["failed"]) == (0, 2, 0), err
+    assert "2 downloaded" in err
+
+
+def test_readme_tables_are_generated_from_the_code() -> None:
+    """The README's command table and exit codes are what cog makes of the code now."""
+    from cogapp import Cog
+
+    assert Cog().main(["cog", "--check", str(Path(__file__).parents[1] / "README.md")]) == 0

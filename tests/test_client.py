@@ -26,11 +26,6 @@ KEY = "sk-test-7f3a9c2e5b1d4e6f"
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def client_for(handler: Handler, **options: Any) -> JoggClient:
     return JoggClient(
         "https://api.example.test", KEY, transport=httpx.MockTransport(handler), **options

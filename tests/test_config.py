@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+import batch
 from batch.config import (
-    CliOverrides,
+    BUILTIN_CONFIG,
+    Overrides,
     Secret,
+    Settings,
     build_run_config,
     load_settings,
     parse_duration,
@@ -23,9 +27,20 @@ from batch.rates import RateLimit
 ROOT = Path(__file__).parents[1]
 
 
-def test_shipped_default_toml_equals_the_built_in_defaults() -> None:
-    """configs/default.toml documents every setting with exactly the built-in values."""
-    assert load_settings(ROOT / "configs" / "default.toml") == load_settings(None)
+def test_the_documented_config_is_the_packaged_one() -> None:
+    """configs/default.toml, the copy people read, is byte for byte batch/default.toml, the one an
+    installed wheel reads."""
+    assert (ROOT / "configs" / "default.toml").read_bytes() == BUILTIN_CONFIG.read_bytes()
+    assert BUILTIN_CONFIG.parent == Path(batch.__file__).parent
+
+
+def test_the_packaged_config_states_every_model_default() -> None:
+    """batch/default.toml gives every setting, each with the value the model defaults to."""
+    text = tomllib.loads(BUILTIN_CONFIG.read_text())
+    assert load_settings(None) == Settings()
+    for name, section in Settings.model_fields.items():
+        if name != "columns":
+            assert set(text[name]) == set(section.annotation.model_fields), name  # type: ignore[union-attr]
 
 
 def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
@@ -34,7 +49,7 @@ def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
     config.write_text('[api]\nrate_limit = "10/min"\nconcurrency = 2\n[defaults]\nlength = "60"\n')
     built = build_run_config(
         tmp_path / "cat.csv",
-        CliOverrides(config_path=config, rate_limit="5/s", fields={"aspect_ratio": "9:16"}),
+        Overrides(config_path=config, rate_limit="5/s", fields={"aspect_ratio": "9:16"}),
         env={}, api_key=Secret("k"),
     )  # fmt: skip
     assert built.rate == RateLimit(5, 1.0)  # CLI
@@ -50,9 +65,9 @@ def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
 def test_base_url_from_environment_unless_given(tmp_path: Path) -> None:
     """JOGG_BASE_URL points runs elsewhere; --base-url wins over it."""
     env = {"JOGG_BASE_URL": "http://env.example/"}
-    from_env = build_run_config(tmp_path / "c.csv", CliOverrides(), env=env, api_key=Secret("k"))
+    from_env = build_run_config(tmp_path / "c.csv", Overrides(), env=env, api_key=Secret("k"))
     given = build_run_config(
-        tmp_path / "c.csv", CliOverrides(base_url="http://cli"), env=env, api_key=Secret("k")
+        tmp_path / "c.csv", Overrides(base_url="http://cli"), env=env, api_key=Secret("k")
     )
     assert (from_env.base_url, given.base_url) == ("http://env.example", "http://cli")
 
@@ -136,7 +151,7 @@ def test_delimiter_setting_is_one_character_or_tab(tmp_path: Path) -> None:
     """catalog.delimiter: "tab" means a tab; two characters are an error naming the key."""
     config = tmp_path / "c.toml"
     config.write_text('[catalog]\ndelimiter = "tab"\n')
-    built = build_run_config(tmp_path / "c.csv", CliOverrides(config_path=config), env={},
+    built = build_run_config(tmp_path / "c.csv", Overrides(config_path=config), env={},
                              api_key=Secret("k"))  # fmt: skip
     assert built.catalog_options.delimiter == "\t"
     config.write_text('[catalog]\ndelimiter = ";;"\n')

@@ -49,11 +49,6 @@ COLUMNS = [
 ]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class MediaServer:
     """Serves MEDIA under /_sandbox/media/ and counts requests per method and file."""
 

@@ -21,11 +21,6 @@ Handler = Callable[[asyncio.StreamWriter], Awaitable[None]]
 KiB = 1024
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def head(status: str, headers: dict[str, str]) -> bytes:
     lines = [f"HTTP/1.1 {status}", *(f"{k}: {v}" for k, v in headers.items()), "Connection: close"]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()

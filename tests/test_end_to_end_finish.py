@@ -19,7 +19,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from batch import runner, tracking
-from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.download import DownloadConfig, run_download
 from batch.errors import ExitCode
 from batch.rates import RateLimit
@@ -47,7 +47,7 @@ def catalog_rows(count: int, **extra: str) -> list[dict[str, str]]:
 
 
 def make_config(catalog: Path, url: str) -> RunConfig:
-    cli = CliOverrides(
+    cli = Overrides(
         base_url=url,
         rate_limit="600/min",
         concurrency=4,

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from click.testing import CliRunner
 
 from batch import runner
 from batch.cli import main
-from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
 from batch.rates import RateLimit
 from batch.results import read_results
-from batch.sandbox import SandboxConfig, running_sandbox
 from tests.helpers import write_catalog
 
 BOTTLE, SPEAKER = "MTM3NzE2NTk0MA", "OTEwMTA4NjE4"  # seeded sandbox products
@@ -32,14 +29,11 @@ MUSIC_PROBLEM = (
 )
 
 
-@pytest.fixture
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig(rate_limit=RateLimit(600, 60.0))) as url:
-        yield url
+SANDBOX = {"rate_limit": RateLimit(600, 60.0)}  # the `sandbox_url` of tests/conftest.py
 
 
 def make_config(catalog: Path, url: str, key: str = "sk-sandbox") -> RunConfig:
-    cli = CliOverrides(
+    cli = Overrides(
         base_url=url,
         rate_limit="600/min",
         concurrency=4,

@@ -18,10 +18,8 @@ from batch.cli import main
 from batch.errors import StateError
 from batch.lookup import LookupCache
 from batch.results import read_results, state_outcomes, write_results, write_table
-from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
-from tests.helpers import write_catalog
-from tests.test_runner import simple_rows
+from tests.helpers import simple_rows, write_catalog
 
 VICTIM_TEXT = "a file the attacker wants overwritten\n"
 
@@ -123,10 +121,7 @@ def test_a_symlink_planted_at_the_lock_is_not_followed(tmp_path: Path, victim: P
 # --- files people read ------------------------------------------------------------------------
 
 
-@pytest.fixture
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
-        yield url
+SANDBOX = {"rate_limit": None}  # the `sandbox_url` of tests/conftest.py
 
 
 def test_dry_run_files_are_private_and_planted_links_are_replaced(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +18,6 @@ from click.testing import CliRunner
 
 from batch.cli import main
 from batch.results import read_results
-from batch.sandbox import SandboxConfig, running_sandbox
 from tests.helpers import product_ids, submissions
 
 IDS = product_ids(3)
@@ -118,10 +117,7 @@ CORPUS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig(rate_limit=None, credits=100_000)) as url:
-        yield url
+SANDBOX = {"rate_limit": None, "credits": 100_000}  # the `sandbox_url` of tests/conftest.py
 
 
 def invoke(*args: str) -> tuple[int, str, BaseException | None]:

@@ -8,7 +8,6 @@ import re
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -18,12 +17,11 @@ import pytest
 
 from batch import runner
 from batch.client import Timeouts
-from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
 from batch.ledgers import legacy_state_path
 from batch.results import read_results
 from batch.retry import RetryPolicy
-from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import SCHEMA_VERSION, StateStore
 from tests.helpers import product_ids, submissions, write_catalog
 
@@ -39,16 +37,12 @@ def rows(count: int) -> list[dict[str, str]]:
     ]
 
 
-@pytest.fixture
-def sandbox(request: pytest.FixtureRequest) -> Iterator[str]:
-    options: dict[str, Any] = getattr(request, "param", {})
-    with running_sandbox(SandboxConfig(**{"rate_limit": None, **options})) as url:
-        yield url
+SANDBOX = {"rate_limit": None}  # the `sandbox_url` of tests/conftest.py
 
 
 def config_for(catalog: Path, url: str, **cli: Any) -> RunConfig:
     """No rate limit on either side, a short settle period, patient retries."""
-    overrides = CliOverrides(base_url=url, rate_limit="100000/min", concurrency=8, **cli)
+    overrides = Overrides(base_url=url, rate_limit="100000/min", concurrency=8, **cli)
     config = build_run_config(catalog, overrides, api_key=Secret("sk-sandbox"))
     return replace(
         config,
@@ -69,50 +63,50 @@ def accepted_per_tag(url: str) -> Counter[str]:
 
 
 def test_dated_catalogs_new_results_and_parquet_find_the_same_jobs(
-    tmp_path: Path, sandbox: str
+    tmp_path: Path, sandbox_url: str
 ) -> None:
     """The same rows as catalog_20261126.csv, catalog_20261127.csv with another --results, and
     as Parquet are paid once: the ledger belongs to the account, not to a file name."""
     first = write_catalog(tmp_path / "catalog_20261126.csv", rows(45))
-    assert runner.run(config_for(first, sandbox)).exit_code == ExitCode.OK
+    assert runner.run(config_for(first, sandbox_url)).exit_code == ExitCode.OK
     second = write_catalog(tmp_path / "catalog_20261127.csv", rows(45))
     night2 = tmp_path / "reports" / "night2.csv"
-    summary = runner.run(config_for(second, sandbox, results=night2))
+    summary = runner.run(config_for(second, sandbox_url, results=night2))
     parquet = tmp_path / "catalog.parquet"
     pd.read_csv(first, dtype=str).to_parquet(parquet)
-    again = runner.run(config_for(parquet, sandbox))
-    assert len(submissions(sandbox)["submissions"]) == 45
+    again = runner.run(config_for(parquet, sandbox_url))
+    assert len(submissions(sandbox_url)["submissions"]) == 45
     assert summary.requests_sent == again.requests_sent == 0
     assert set(read_results(night2)["status"]) == {"already_submitted"}
     assert set(read_results(tmp_path / "catalog.results.csv")["status"]) == {"already_submitted"}
 
 
 def test_a_second_machine_adopts_what_the_account_already_rendered(
-    tmp_path: Path, sandbox: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A fresh ledger (another data directory) finds every render by its tag in the account's
     listing and sends nothing."""
     catalog = write_catalog(tmp_path / "catalog.csv", rows(45))
-    runner.run(config_for(catalog, sandbox))
+    runner.run(config_for(catalog, sandbox_url))
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "other-machine"))
-    summary = runner.run(config_for(catalog, sandbox))
+    summary = runner.run(config_for(catalog, sandbox_url))
     results = read_results(tmp_path / "catalog.results.csv")
-    assert len(submissions(sandbox)["submissions"]) == 45
+    assert len(submissions(sandbox_url)["submissions"]) == 45
     assert summary.requests_sent == 0
     assert set(results["status"]) == {"already_submitted"}
     assert all(results["video_id"])
 
 
-def test_a_state_beside_the_results_is_merged_not_ignored(tmp_path: Path, sandbox: str) -> None:
+def test_a_state_beside_the_results_is_merged_not_ignored(tmp_path: Path, sandbox_url: str) -> None:
     """A 0.1 state (beside the results) is merged into the account's ledger: its jobs are not
     paid again, even where the listing could not tell (tags off)."""
     catalog = write_catalog(tmp_path / "catalog.csv", rows(10))
     results = tmp_path / "catalog.results.csv"
-    old = config_for(catalog, sandbox, state=legacy_state_path(results))
+    old = config_for(catalog, sandbox_url, state=legacy_state_path(results))
     runner.run(replace(old, reconcile_tag=False))
-    summary = runner.run(replace(config_for(catalog, sandbox), reconcile_tag=False))
+    summary = runner.run(replace(config_for(catalog, sandbox_url), reconcile_tag=False))
     assert summary.requests_sent == 0
-    assert len(submissions(sandbox)["submissions"]) == 10
+    assert len(submissions(sandbox_url)["submissions"]) == 10
     assert set(read_results(results)["status"]) == {"already_submitted"}
 
 
@@ -141,15 +135,15 @@ FAULTS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("sandbox", "echoes"), FAULTS, indirect=["sandbox"])
-def test_lost_answers_never_pay_twice(tmp_path: Path, sandbox: str, echoes: bool) -> None:
+@pytest.mark.parametrize(("sandbox_url", "echoes"), FAULTS, indirect=["sandbox_url"])
+def test_lost_answers_never_pay_twice(tmp_path: Path, sandbox_url: str, echoes: bool) -> None:
     """300 rows with a fifth (or half) of the answers lost: every row accepted at most once,
     every row submitted or unknown (never failed), all submitted when titles echo tags, and
     the credits reported are the creates the sandbox charged."""
     catalog = write_catalog(tmp_path / "catalog.csv", rows(300))
-    config = config_for(catalog, sandbox)
+    config = config_for(catalog, sandbox_url)
     summary = runner.run(config)
-    charged = accepted_per_tag(sandbox)
+    charged = accepted_per_tag(sandbox_url)
     results = read_results(config.results)
     assert charged
     assert max(charged.values()) == 1
@@ -164,17 +158,17 @@ def test_lost_answers_never_pay_twice(tmp_path: Path, sandbox: str, echoes: bool
 
 
 @pytest.mark.parametrize(
-    "sandbox", [{"late_commit_rate": 0.5, "late_commit_seconds": 2.0, "seed": 3}], indirect=True
+    "sandbox_url", [{"late_commit_rate": 0.5, "late_commit_seconds": 2.0, "seed": 3}], indirect=True
 )
 def test_a_commit_later_than_the_settle_period_is_detected_as_a_double_charge(
-    tmp_path: Path, sandbox: str
+    tmp_path: Path, sandbox_url: str
 ) -> None:
     """The residual risk, shown: commits 2 s late against a 0.4 s settle period are resent and
     charged twice. The next run finds each tag listed twice, reports the rows and exits 6."""
     catalog = write_catalog(tmp_path / "catalog.csv", rows(8))
-    config = config_for(catalog, sandbox)
+    config = config_for(catalog, sandbox_url)
     runner.run(config)
-    twice = {tag for tag, count in accepted_per_tag(sandbox).items() if count > 1}
+    twice = {tag for tag, count in accepted_per_tag(sandbox_url).items() if count > 1}
     assert twice
     summary = runner.run(config)
     assert summary.requests_sent == 0

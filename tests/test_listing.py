@@ -16,7 +16,7 @@ from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
 from batch.listing import CLOCK_SKEW_SECONDS, AccountListing, Sync, tag_in
 from batch.reconcile import Verdict, deadline, judge
-from batch.store import AttemptRecord, StateStore, UncertainJob
+from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, UncertainJob
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -100,7 +100,9 @@ async def test_echo_is_shown_broken_or_unproven_by_videos_the_ledger_knows(
 ) -> None:
     """Titles echo tags when a video this ledger was given shows its own tag; a known video
     without it means they do not; no known video proves nothing."""
-    state.record_plan(1, [("f" * 64, "k", "[]", f"{1:012x}")], [], [(1, "f" * 64, "job", None)])
+    state.record_plan(
+        1, [NewJob("f" * 64, "k", "[]", f"{1:012x}")], [], [RowPlan(1, "f" * 64, "job", None)]
+    )
     async with client_for(listing([video(2, 9_900)])) as client:
         assert (await index(client, state).sync()).echo == "unproven"
     state.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)

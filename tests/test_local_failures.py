@@ -17,7 +17,6 @@ import pytest
 from batch.errors import ExitCode
 from batch.rates import RateLimit
 from batch.results import read_results
-from batch.sandbox import SandboxConfig, running_sandbox
 from tests.helpers import product_ids, submissions, write_catalog
 
 
@@ -29,10 +28,7 @@ def rows(count: int) -> list[dict[str, str]]:
     ]
 
 
-@pytest.fixture
-def sandbox() -> Iterator[str]:
-    with running_sandbox(SandboxConfig(rate_limit=RateLimit(100_000, 60.0))) as url:
-        yield url
+SANDBOX = {"rate_limit": RateLimit(100_000, 60.0)}  # the `sandbox_url` of tests/conftest.py
 
 
 def jogg(
@@ -96,7 +92,7 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_read_only_results_folder_is_refused_or_reported_without_losing_rows(
-    tmp_path: Path, read_only_folder: Path, sandbox: str
+    tmp_path: Path, read_only_folder: Path, sandbox_url: str
 ) -> None:
     """Results that cannot be written: exit 2 before sending, or exit 7 with the way back;
     no traceback either way, and the path is named."""
@@ -104,36 +100,36 @@ def test_a_read_only_results_folder_is_refused_or_reported_without_losing_rows(
     results = read_only_folder / "r.csv"
     done = jogg(
         str(catalog), "--results", str(results), "--state", str(tmp_path / "s.db"),
-        url=sandbox, tmp=tmp_path,
+        url=sandbox_url, tmp=tmp_path,
     )  # fmt: skip
     assert done.returncode in (ExitCode.USAGE, ExitCode.LOCAL_IO), done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert str(results) in done.stderr
     if done.returncode == ExitCode.LOCAL_IO:  # sent before it found out: nothing lost
-        again = jogg(str(catalog), "--state", str(tmp_path / "s.db"), url=sandbox, tmp=tmp_path)
+        again = jogg(str(catalog), "--state", str(tmp_path / "s.db"), url=sandbox_url, tmp=tmp_path)
         assert again.returncode == ExitCode.OK
-        assert len(charged(sandbox)) == 20
-        assert max(charged(sandbox).values()) == 1
+        assert len(charged(sandbox_url)) == 20
+        assert max(charged(sandbox_url).values()) == 1
 
 
 def test_a_file_size_limit_mid_run_stops_sending_and_loses_nothing(
-    tmp_path: Path, sandbox: str
+    tmp_path: Path, sandbox_url: str
 ) -> None:
     """The state hits RLIMIT_FSIZE mid-run: exit 7, one clear error, no traceback; a rerun
     without the limit sends only what was never accepted, and every row is paid once."""
     catalog = write_catalog(tmp_path / "catalog.csv", rows(300))
     state = tmp_path / "state.db"
     args = (str(catalog), "--state", str(state), "--concurrency", "4")
-    limited = jogg(*args, url=sandbox, tmp=tmp_path, file_limit=2_000_000)
-    first = sum(charged(sandbox).values())
+    limited = jogg(*args, url=sandbox_url, tmp=tmp_path, file_limit=2_000_000)
+    first = sum(charged(sandbox_url).values())
     assert limited.returncode == ExitCode.LOCAL_IO, limited.stderr[-2000:]
     assert "Traceback" not in limited.stderr
     assert "Task exception was never retrieved" not in limited.stderr
     assert "local failure" in limited.stderr
     assert 0 < first < 300
-    again = jogg(*args, url=sandbox, tmp=tmp_path)
+    again = jogg(*args, url=sandbox_url, tmp=tmp_path)
     assert again.returncode == ExitCode.OK, again.stderr[-2000:]
-    paid = charged(sandbox)
+    paid = charged(sandbox_url)
     assert len(paid) == 300
     assert max(paid.values()) == 1
     results = read_results(tmp_path / "catalog.results.csv")

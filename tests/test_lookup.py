@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -16,6 +16,7 @@ from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
 from batch.lookup import (
     Avatar,
+    Item,
     LookupCache,
     LookupConfig,
     LookupService,
@@ -24,15 +25,12 @@ from batch.lookup import (
     list_items,
     render,
 )
-from batch.sandbox import SandboxConfig, create_app, running_sandbox
+from batch.sandbox import SandboxConfig, create_app
 from batch.sandbox.catalogs import CUSTOM_AVATARS, MUSIC, PUBLIC_AVATARS, VISUAL_STYLES, VOICES
 
+T = TypeVar("T")
+
 KEY = "sk-sandbox"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 class Counting(httpx.AsyncBaseTransport):
@@ -47,6 +45,13 @@ class Counting(httpx.AsyncBaseTransport):
         return await self.inner.handle_async_request(request)
 
 
+def only(kind: type[T], items: list[Item]) -> list[T]:
+    """`items`, each checked to be a `kind` (list_items is typed with the union of all four)."""
+    checked: list[T] = [item for item in items if isinstance(item, kind)]
+    assert len(checked) == len(items)
+    return checked
+
+
 def config(tmp_path: Path, **overrides: Any) -> LookupConfig:
     return LookupConfig(base_url="http://sandbox", api_key=KEY, cache_dir=tmp_path, **overrides)
 
@@ -54,7 +59,7 @@ def config(tmp_path: Path, **overrides: Any) -> LookupConfig:
 def test_lists_match_the_sandbox_catalogs(tmp_path: Path) -> None:
     """Public then custom avatars, every voice, track and style, with their fields."""
     transport = Counting()
-    avatars = list_items(config(tmp_path), "avatars", transport=transport)
+    avatars = only(Avatar, list_items(config(tmp_path), "avatars", transport=transport))
     assert len(avatars) == len(PUBLIC_AVATARS) + len(CUSTOM_AVATARS)
     assert avatars[-1] == Avatar(9004, "Warehouse walk-through", 1, None, None)
     assert {a.id for a in avatars if a.type == 0} == {a.id for a in PUBLIC_AVATARS}
@@ -69,7 +74,9 @@ def test_lists_match_the_sandbox_catalogs(tmp_path: Path) -> None:
 
 def test_aspect_ratio_narrows_public_avatars_and_keeps_custom_ones(tmp_path: Path) -> None:
     """Portrait public avatars only, plus custom avatars (which have no aspect ratio)."""
-    avatars = list_items(config(tmp_path), "avatars", "portrait", transport=Counting())
+    avatars = only(
+        Avatar, list_items(config(tmp_path), "avatars", "portrait", transport=Counting())
+    )
     assert {a.aspect_ratio for a in avatars} == {"portrait", None}
     assert sum(a.type == 1 for a in avatars) == len(CUSTOM_AVATARS)
 
@@ -212,12 +219,6 @@ def test_render_table_csv_and_json() -> None:
 
 
 # ---- the command ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sandbox_url() -> Iterator[str]:
-    with running_sandbox(SandboxConfig()) as url:
-        yield url
 
 
 def invoke(args: list[str], tmp_path: Path, key: str = KEY) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import get_args
+from typing import Any, get_args
 
 import pydantic
 import pytest
@@ -130,7 +130,7 @@ def test_fingerprint_ignores_webhook_url() -> None:
         {"override_script": "Hi"},
     ],
 )
-def test_fingerprint_changes_with_every_rendered_field(change: dict[str, object]) -> None:
+def test_fingerprint_changes_with_every_rendered_field(change: dict[str, Any]) -> None:
     """Every field that changes the video changes the identity (None, "", False differ too)."""
     assert fingerprint(BASE._replace(**change)) != fingerprint(BASE)
 
@@ -221,7 +221,7 @@ def test_build_request_product_id_argument_overrides() -> None:
         {"language": "klingon"},
     ],
 )
-def test_build_request_rejects_values_outside_the_schema(change: dict[str, object]) -> None:
+def test_build_request_rejects_values_outside_the_schema(change: dict[str, Any]) -> None:
     """A value the vendor schema forbids never becomes a request."""
     with pytest.raises(pydantic.ValidationError):
         build_request(BASE._replace(**change))

@@ -29,11 +29,6 @@ GOOD = "MTM3NzE2NTk0MA"  # a seeded sandbox product
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def transport() -> httpx.ASGITransport:
     return httpx.ASGITransport(app=create_app(SandboxConfig()))
 

@@ -19,14 +19,9 @@ from batch.products import ProductError, ensure_product, product_body, product_s
 from batch.ratelimit import SlidingWindowLimiter
 from batch.rates import RateLimit
 from batch.sandbox import SandboxConfig, create_app, running_sandbox
-from batch.store import Job, StateStore
+from batch.store import Job, NewJob, RowPlan, StateStore
 
 URL = "https://shop.example.com/p/water-bottle"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 class JumpingClock:
@@ -90,10 +85,12 @@ def jobs_in(state: StateStore, *all_fields: ResolvedFields) -> list[Job]:
     """Jobs as the planner records them (fields through JSON) and the sender reads them."""
     run_id = state.begin_run("catalog.csv", dry_run=False)
     new = [
-        (fingerprint(f), f"key-{n}", json.dumps(f), fingerprint(f)[:12])
+        NewJob(fingerprint(f), f"key-{n}", json.dumps(f), fingerprint(f)[:12])
         for n, f in enumerate(all_fields, 1)
     ]
-    state.record_plan(run_id, new, [], [(n, job[0], "job", None) for n, job in enumerate(new, 1)])
+    state.record_plan(
+        run_id, new, [], [RowPlan(n, job[0], "job", None) for n, job in enumerate(new, 1)]
+    )
     return state.next_jobs(run_id, 0, 100)
 
 

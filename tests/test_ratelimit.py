@@ -18,11 +18,6 @@ from batch.sandbox.ratelimit import SlidingWindow
 PER_MIN_20 = RateLimit(20, 60.0)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class VirtualTime:
     """A clock and a sleep for many tasks: time jumps to the next timer once every task waits."""
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,44 +13,34 @@ import pytest
 
 from batch import planner, runner
 from batch.client import Timeouts
-from batch.config import CliOverrides, Secret, build_run_config
+from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode, LockedError
 from batch.outputs import planned_requests_path
 from batch.rates import RateLimit
 from batch.results import read_results
 from batch.retry import RetryPolicy
-from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
-from tests.helpers import product_ids, submissions, write_catalog
+from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
 SETTLE = 0.3
 
 
-def simple_rows(count: int, start: int = 0) -> list[dict[str, str]]:
-    return [
-        {"sku": f"SKU{i}", "product_id": pid, "title": f"Item {i}", "length": "15"}
-        for i, pid in enumerate(product_ids(start + count)[start:], start)
-    ]
-
-
-@pytest.fixture
-def sandbox_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    options: dict[str, Any] = getattr(request, "param", {})
-    config = SandboxConfig(**{"rate_limit": RateLimit(600, 60.0), **options})
-    with running_sandbox(config) as url:
-        yield url
+SANDBOX = {"rate_limit": RateLimit(600, 60.0)}  # the `sandbox_url` of tests/conftest.py
 
 
 def make_config(
     catalog: Path, url: str, *, rate: str = "600/min", key: str = "sk-sandbox", **flags: Any
-) -> Any:
-    cli = CliOverrides(
-        base_url=url, rate_limit=rate, concurrency=4, results=catalog.with_suffix(".results.csv")
+) -> RunConfig:
+    """`flags`: further Overrides (dry_run, max_videos, ...)."""
+    overrides = Overrides(
+        base_url=url,
+        rate_limit=rate,
+        concurrency=4,
+        results=catalog.with_suffix(".results.csv"),
+        **flags,
     )
     # A short settle period: the sandbox commits at once and lists new videos at once.
-    return replace(
-        build_run_config(catalog, cli, api_key=Secret(key), **flags), settle_seconds=SETTLE
-    )
+    return replace(build_run_config(catalog, overrides, api_key=Secret(key)), settle_seconds=SETTLE)
 
 
 def test_every_valid_row_is_submitted_once_and_invalid_rows_never_sent(
@@ -326,7 +315,7 @@ def test_duplicates_across_catalog_batches_point_at_the_first_row(
     catalog = write_catalog(tmp_path / "catalog.csv", rows)
     settings = tmp_path / "small-batches.toml"
     settings.write_text("[catalog]\nbatch_rows = 2\n")
-    cli = CliOverrides(config_path=settings, base_url=sandbox_url, rate_limit="600/min")
+    cli = Overrides(config_path=settings, base_url=sandbox_url, rate_limit="600/min")
     summary = runner.run(build_run_config(catalog, cli, api_key=Secret("sk-sandbox")))
     results = read_results(catalog.with_suffix(".results.csv"))
     assert len(submissions(sandbox_url)["submissions"]) == 3

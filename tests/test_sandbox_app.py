@@ -23,11 +23,6 @@ KEY = {"x-api-key": "sk-sandbox"}
 PRODUCT = SEEDED_PRODUCTS[0][0]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeClock:
     def __init__(self, now: float = 1_700_000_000.0) -> None:
         self.now = now

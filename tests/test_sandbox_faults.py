@@ -22,11 +22,6 @@ from tests.test_sandbox_app import KEY, PRODUCT, FakeClock, client_for, create, 
 NAME = "Bottle [jb-abc]"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def inspection(client: httpx.AsyncClient) -> dict[str, Any]:
     seen: dict[str, Any] = (await client.get("/_sandbox/submissions")).json()
     return seen
@@ -298,7 +293,7 @@ def test_a_misspelt_listing_title_is_a_config_error_naming_it(setting: str) -> N
         {"commit_then_error_rate": 0.9, "reset_rate": 0.2},
     ],
 )
-def test_new_fault_rates_count_in_the_sum(rates: dict[str, float]) -> None:
+def test_new_fault_rates_count_in_the_sum(rates: dict[str, Any]) -> None:
     """commit_then_error_rate and late_commit_rate join the one draw, so the sum stays <= 1."""
     with pytest.raises(ConfigError, match="sum must be <= 1"):
         SandboxConfig(**rates)

@@ -17,11 +17,6 @@ SPEC_PATH = Path(__file__).parents[2] / "shared" / "reference" / "joggai-openapi
 KEY = {"x-api-key": "sk-sandbox"}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
     if not SPEC_PATH.exists():

@@ -28,8 +28,7 @@ from batch.config import Secret, load_settings, read_api_key
 from batch.errors import ConfigError
 from batch.lookup import Voice, render
 from batch.sandbox import SandboxConfig, running_sandbox
-from tests.helpers import write_catalog
-from tests.test_runner import simple_rows
+from tests.helpers import simple_rows, write_catalog
 
 CANARY = "jb-canary-Q7xZ2mVt9LpR4kWs"
 # Any 8 characters in a row of the key's random part count as a leak.

@@ -10,12 +10,14 @@ import pytest
 
 from batch.errors import StateError
 from batch.status import VideoUpdate
-from batch.store import AttemptRecord, StateStore
+from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
 
 
 def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, int]:
     run = state.begin_run("c.csv", dry_run=False)
-    state.record_plan(run, [(fingerprint, "key", "[]", "tag")], [], [(1, fingerprint, "job", None)])
+    state.record_plan(
+        run, [NewJob(fingerprint, "key", "[]", "tag")], [], [RowPlan(1, fingerprint, "job", None)]
+    )
     return run, state.next_jobs(run, 0, 10)[0].id
 
 

@@ -20,11 +20,6 @@ from batch.status import (
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @dataclass
 class Outcome:
     kind: str
@@ -173,7 +168,7 @@ async def test_single_pass_checks_every_pending_video_once() -> None:
     """Without wait, each pending video is asked about once, even if not due by the schedule."""
     clock = FakeClock(1000.0)
     sink = MemorySink({"a": 999.0, "b": 500.0, "c": 100.0})
-    finals = {
+    finals: dict[str, tuple[float, dict[str, Any]]] = {
         "a": (0.0, {"status": "success", "video_url": "https://res/a.mp4", "deducted_credit": 1.0}),
         "b": (0.0, {"status": "failed", "error": {"code": 1, "message": "nope"}}),
         "c": (9999.0, {}),

@@ -10,6 +10,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from starlette.applications import Starlette
 from batch.cli.listen import listen
 from batch.errors import ConfigError
 from batch.status import PendingVideo, VideoStatusSink, VideoUpdate
-from batch.store import AttemptRecord, StateStore
+from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
 from batch.webhook import (
     ListenerLimits,
     create_listener_app,
@@ -71,22 +72,18 @@ V2_SUCCESS = {
 }
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 NOW = 1735000060.0  # a minute after V2_SUCCESS was sent
 LIMITS = ListenerLimits()
 
 
-class Listener:
+Sink = TypeVar("Sink", bound=VideoStatusSink)
+
+
+class Listener(Generic[Sink]):
     """The app, its sink, and a client that talks to it in-process."""
 
-    def __init__(
-        self, sink: VideoStatusSink | None = None, limits: ListenerLimits = LIMITS
-    ) -> None:
-        self.sink = sink or MemorySink()
+    def __init__(self, sink: Sink, limits: ListenerLimits = LIMITS) -> None:
+        self.sink = sink
         self.app: Starlette = create_listener_app(
             self.sink, SECRET, clock=lambda: NOW, limits=limits
         )
@@ -95,8 +92,8 @@ class Listener:
 
 
 @pytest.fixture
-async def listener() -> AsyncIterator[Listener]:
-    listener = Listener()
+async def listener() -> AsyncIterator[Listener[MemorySink]]:
+    listener = Listener(MemorySink())
     async with listener.client:
         yield listener
 
@@ -166,7 +163,7 @@ def test_parse_rejects_what_is_not_a_video_event(payload: object) -> None:
 
 
 @pytest.mark.anyio
-async def test_good_signature_updates_the_state(listener: Listener) -> None:
+async def test_good_signature_updates_the_state(listener: Listener[MemorySink]) -> None:
     """A signed v2 success records URL, cover, duration and the time it was seen."""
     client, sink = listener.client, listener.sink
     assert await post(client, V2_SUCCESS) == 200
@@ -185,7 +182,7 @@ async def test_good_signature_updates_the_state(listener: Listener) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("signature", [None, "0" * 64, sign(b"something else")])
 async def test_bad_or_missing_signature_is_401_and_changes_nothing(
-    listener: Listener, signature: str | None
+    listener: Listener[MemorySink], signature: str | None
 ) -> None:
     """No state change and no event claimed when the signature does not verify."""
     client, sink = listener.client, listener.sink
@@ -197,7 +194,7 @@ async def test_bad_or_missing_signature_is_401_and_changes_nothing(
 
 @pytest.mark.anyio
 async def test_duplicate_delivery_is_acknowledged_and_counted_once(
-    listener: Listener,
+    listener: Listener[MemorySink],
 ) -> None:
     """The second delivery of an event_id answers 200 but records nothing."""
     client, sink = listener.client, listener.sink
@@ -209,7 +206,7 @@ async def test_duplicate_delivery_is_acknowledged_and_counted_once(
 
 
 @pytest.mark.anyio
-async def test_legacy_delivery_on_root_path(listener: Listener) -> None:
+async def test_legacy_delivery_on_root_path(listener: Listener[MemorySink]) -> None:
     """POST / with the legacy shape records the project as completed."""
     client, sink = listener.client, listener.sink
     body = json.dumps(
@@ -221,7 +218,7 @@ async def test_legacy_delivery_on_root_path(listener: Listener) -> None:
 
 
 @pytest.mark.anyio
-async def test_malformed_body_is_400(listener: Listener) -> None:
+async def test_malformed_body_is_400(listener: Listener[MemorySink]) -> None:
     """A signed body that is not JSON, or lacks a video id, is refused with 400."""
     client, sink = listener.client, listener.sink
     body = b"not json"
@@ -234,7 +231,7 @@ async def test_malformed_body_is_400(listener: Listener) -> None:
 
 
 @pytest.mark.anyio
-async def test_other_events_are_acknowledged_and_ignored(listener: Listener) -> None:
+async def test_other_events_are_acknowledged_and_ignored(listener: Listener[MemorySink]) -> None:
     """An avatar event is not ours: 200 so JoggAI stops retrying, and no state change."""
     client, sink = listener.client, listener.sink
     assert await post(client, {"event": "create_avatar_success", "data": {"avatar_id": 3}}) == 200
@@ -242,7 +239,7 @@ async def test_other_events_are_acknowledged_and_ignored(listener: Listener) -> 
 
 
 @pytest.mark.anyio
-async def test_get_is_not_allowed(listener: Listener) -> None:
+async def test_get_is_not_allowed(listener: Listener[MemorySink]) -> None:
     """Only POST is served."""
     client = listener.client
     assert (await client.get("/webhook")).status_code == 405
@@ -302,7 +299,7 @@ def event(status: str = "completed", **changes: object) -> dict[str, object]:
     ],
 )
 async def test_events_outside_the_freshness_window_are_ignored(
-    listener: Listener, sent_at: object, applied: bool
+    listener: Listener[MemorySink], sent_at: object, applied: bool
 ) -> None:
     """A signed event more than 5 minutes from now is acknowledged and ignored."""
     assert await post(listener.client, event(timestamp=sent_at)) == 200
@@ -314,14 +311,16 @@ async def test_events_outside_the_freshness_window_are_ignored(
 @pytest.mark.anyio
 async def test_freshness_window_is_configurable() -> None:
     """With max_age=60 an event two minutes old is ignored."""
-    listener = Listener(limits=ListenerLimits(max_age=60))
+    listener = Listener(MemorySink(), limits=ListenerLimits(max_age=60))
     async with listener.client:
         assert await post(listener.client, event(timestamp=NOW - 120)) == 200
     assert listener.sink.records == []
 
 
 @pytest.mark.anyio
-async def test_events_without_id_are_deduplicated_on_the_body(listener: Listener) -> None:
+async def test_events_without_id_are_deduplicated_on_the_body(
+    listener: Listener[MemorySink],
+) -> None:
     """No event_id: the same body is applied once; another body is a new event."""
     first = event(event_id=None)
     assert await post(listener.client, first) == 200
@@ -338,7 +337,9 @@ def state(tmp_path: Path) -> StateStore:
     """A state with one submitted job whose video is vid_1, still rendering."""
     store = StateStore(tmp_path / "state.db")
     run = store.begin_run("c.csv", dry_run=False)
-    store.record_plan(run, [("f" * 64, "key", "[]", "tag")], [], [(1, "f" * 64, "job", None)])
+    store.record_plan(
+        run, [NewJob("f" * 64, "key", "[]", "tag")], [], [RowPlan(1, "f" * 64, "job", None)]
+    )
     job = store.next_jobs(run, 0, 10)[0].id
     attempt = store.begin_attempt(job, run)
     record = AttemptRecord("ok", 0, video_id="vid_1")
@@ -378,7 +379,7 @@ async def endless_body(pulled: list[int], piece: bytes = b"x" * 65536) -> AsyncI
 
 
 @pytest.mark.anyio
-async def test_oversize_body_is_413_without_reading_it(listener: Listener) -> None:
+async def test_oversize_body_is_413_without_reading_it(listener: Listener[MemorySink]) -> None:
     """Over 1 MiB announced: 413 with nothing read; chunked: 413 just past the cap."""
     client = listener.client
     pulled = [0]
@@ -407,7 +408,7 @@ async def test_a_body_that_stalls_is_408() -> None:
         yield b'{"data":'
         await asyncio.sleep(10)
 
-    listener = Listener(limits=ListenerLimits(body_timeout=0.1))
+    listener = Listener(MemorySink(), limits=ListenerLimits(body_timeout=0.1))
     async with listener.client:
         response = await listener.client.post("/webhook", content=stalls())
     assert response.status_code == 408

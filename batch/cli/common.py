@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar
@@ -51,3 +52,16 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise SystemExit(int(error.exit_code)) from None
 
     return wrapper
+
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one JSON document on stdout; diagnostics stay on stderr.",
+)
+
+
+def emit_json(document: object) -> None:
+    """The one machine-readable document of a command, on stdout."""
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))

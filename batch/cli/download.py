@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
-from batch.cli.common import logging_options, reports_errors
-from batch.config import DEFAULT_BASE_URL
+from batch.cli.common import emit_json, json_option, logging_options, reports_errors
+from batch.config import Overrides, resolve
 from batch.download import (
     DEFAULT_FILE_DEADLINE,
     DEFAULT_MAX_BYTES,
@@ -51,13 +52,13 @@ from batch.errors import ExitCode
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds one file may take in all.",
 )
+@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--base-url",
-    envvar="JOGG_BASE_URL",
-    default=DEFAULT_BASE_URL,
-    show_default=True,
-    help="API base URL; a loopback one (the sandbox) may serve its own media over http.",
+    help="API base URL (default: JOGG_BASE_URL or the real API); a loopback one (the sandbox) "
+    "may serve its own media over http.",
 )
+@json_option
 @logging_options
 @reports_errors
 def download(
@@ -68,27 +69,39 @@ def download(
     concurrency: int,
     max_size: int,
     deadline: float,
-    base_url: str,
+    config_path: Path | None,
+    base_url: str | None,
+    as_json: bool,
 ) -> None:
     """Download the completed videos listed in RESULTS and record their local_path.
 
     Resumable: files already complete are skipped, interrupted ones fetched again. Only https
     URLs to public addresses are fetched; why a file was not is in the download_error column.
     Exits 1 when some files could not be fetched.
+
+    \b
+    Example:
+      jogg-batch download catalog.results.csv --dest videos/ --covers
     """
+    settings = resolve(Overrides(config_path=config_path, base_url=base_url))
     config = DownloadConfig(
         results,
         dest,
         covers,
         name_template,
         concurrency,
-        base_url=base_url,
+        base_url=settings.api.base_url,
         max_bytes=max_size * MiB,
         file_deadline=deadline,
     )
     summary = run_download(config)
-    click.echo(
+    line = (
         f"{summary.downloaded} downloaded, {summary.skipped} already there, {summary.failed} failed"
     )
+    if as_json:
+        click.echo(line, err=True)
+        emit_json(dataclasses.asdict(summary))
+    else:
+        click.echo(line)
     if summary.failed:
         raise SystemExit(int(ExitCode.ROWS_FAILED))

@@ -58,6 +58,10 @@ def listen(
 
     Plain HTTP: put it behind an HTTPS reverse proxy or tunnel, then register that URL with
     POST /v2/endpoint for generated_product_video_success and _failed.
+
+    \b
+    Example:
+      JOGG_WEBHOOK_SECRET=... jogg-batch listen --port 8080 --state ledger.db
     """
     secret = load_secret(secret_file)
     limits = ListenerLimits(max_age=max_age)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -10,8 +9,8 @@ import click
 
 from batch import lookup as lookups
 from batch.cli.common import logging_options, reports_errors
-from batch.client import Timeouts
-from batch.config import load_settings, read_api_key
+from batch.config import Overrides, read_api_key, resolve, timeouts
+from batch.embedded import Sandbox, local_sandbox
 from batch.vocabulary import ASPECT_RATIOS
 
 
@@ -35,7 +34,7 @@ from batch.vocabulary import ASPECT_RATIOS
     "--config",
     "config_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Settings file (default: configs/default.toml).",
+    help="Settings file (default: the built-in one, as in configs/default.toml).",
 )
 @click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or https://api.jogg.ai).")
 @click.option("--sandbox", is_flag=True, help="Ask a local sandbox: no account needed.")
@@ -55,22 +54,24 @@ def lookup(
     Lists are cached for a day under $XDG_CACHE_HOME/jogg-batch (or ~/.cache/jogg-batch);
     --refresh asks the API again. Exit codes: 0 listed, 2 usage or config error, 3 the API
     refused the key.
-    """
-    from batch.embedded import DEMO_KEY, embedded_sandbox
 
+    \b
+    Example:
+      jogg-batch lookup styles --aspect-ratio portrait --format csv
+    """
     if aspect_ratio is not None and what in ("voices", "music"):
         raise click.UsageError(f"--aspect-ratio applies to avatars and styles, not {what}")
-    settings = load_settings(config_path)
-    with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
+    box: Sandbox | None
+    with local_sandbox() if sandbox else nullcontext() as box:
+        settings = resolve(
+            Overrides(config_path=config_path, base_url=(box and box.url) or base_url)
+        )
         config = lookups.LookupConfig(
-            base_url=sandbox_url
-            or base_url
-            or os.environ.get("JOGG_BASE_URL")
-            or settings.api.base_url,
-            api_key=DEMO_KEY if sandbox else read_api_key(settings),
-            cache_dir=None if sandbox else lookups.default_cache_dir(),
+            base_url=settings.api.base_url,
+            api_key=box.api_key if box else read_api_key(settings),
+            cache_dir=None if box else lookups.default_cache_dir(),
             refresh=refresh,
-            timeouts=Timeouts(connect=settings.api.connect_timeout, read=settings.api.read_timeout),
+            timeouts=timeouts(settings),
         )
         items = lookups.list_items(config, what, aspect_ratio)
     click.echo(lookups.render(items, fmt))

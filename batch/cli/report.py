@@ -43,7 +43,12 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
 @logging_options
 @reports_errors
 def report(results: Path, output_format: str, key: str | None, output: Path | None) -> None:
-    """Summarise RESULTS: outcomes, failures by reason with their rows, credits, render times."""
+    """Summarise RESULTS: outcomes, failures by reason with their rows, credits, render times.
+
+    \b
+    Example:
+      jogg-batch report catalog.results.csv --format html --output report.html
+    """
     frame = read_results(results)
     if output is not None:
         if same_file(output, results):

@@ -1,37 +1,26 @@
-"""`jogg-batch run`, `plan` and `validate`: the main job and its two read-only previews."""
+"""`jogg-batch run`, `retry`, `plan` and `validate`: the main job, its second chance and its two
+read-only previews. Each parses its options, makes one library call (`batch.api`), prints."""
 
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from batch import catalog as catalog_module
-from batch import runner, tracking
-from batch import validate as validation
-from batch.cli.common import logging_options, reports_errors
-from batch.config import (
-    CliOverrides,
-    RunConfig,
-    Secret,
-    build_run_config,
-    parse_duration,
-    parse_until,
-)
-from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
-from batch.errors import ExitCode
-from batch.lookup import LookupConfig
-from batch.outputs import check_outputs
-from batch.preflight import load_preflight
-from batch.rerun import rerun
+from batch import api
+from batch.cli.common import emit_json, json_option, logging_options, reports_errors
+from batch.config import Overrides, parse_duration, parse_until
+from batch.embedded import Sandbox, local_sandbox
+from batch.rates import RateLimit
 from batch.runner import RunSummary
+
+INPUT_FORMATS = click.Choice(["csv", "parquet", "jsonl"])
 
 
 def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -42,19 +31,18 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "--config",
             "config_path",
             type=click.Path(path_type=Path, dir_okay=False),
-            help="Settings file (default: configs/default.toml).",
+            help="Settings file (default: the built-in one, as in configs/default.toml).",
         ),
         click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["csv", "parquet", "jsonl"]),
-            help="Catalog format (default: by extension).",
+            "--input-format", type=INPUT_FORMATS, help="Catalog format (default: by extension)."
         ),
+        # The 0.2 spelling: `--format` now means an output format everywhere.
+        click.option("--format", "input_format_alias", type=INPUT_FORMATS, hidden=True),
         click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab)."),
         click.option(
             "--state",
             type=click.Path(path_type=Path, dir_okay=False),
-            help="State database (default: beside the results file).",
+            help="State database (default: the account's ledger).",
         ),
         click.option(
             "--results",
@@ -86,11 +74,12 @@ _FIELD_OPTIONS = (
 )
 
 
-def _overrides(options: dict[str, Any], **extra: Any) -> CliOverrides:
-    fields = {name: options.pop(name) for name in _FIELD_OPTIONS if options.get(name) is not None}
-    for name in _FIELD_OPTIONS:
-        options.pop(name, None)
-    return CliOverrides(fields=fields, **options, **extra)
+def _overrides(options: dict[str, Any], **flags: Any) -> Overrides:
+    """The command's options as Overrides; `options` keeps what is not one."""
+    fields = {name: value for name in _FIELD_OPTIONS if (value := options.pop(name)) is not None}
+    alias = options.pop("input_format_alias", None)
+    options["input_format"] = options.get("input_format") or alias
+    return Overrides(fields=fields, **options, **flags)
 
 
 def sending_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,22 +110,11 @@ def sending_options(command: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(path_type=Path, dir_okay=False),
             help="Also write the summary as JSON here.",
         ),
+        json_option,
     ]
     for option in reversed(options):
         command = option(command)
     return logging_options(reports_errors(command))
-
-
-_RUN_FLAGS = (
-    "dry_run",
-    "offline",
-    "refresh_lookups",
-    "max_videos",
-    "force",
-    "retry_permanent",
-    "resubmit_unknown",
-    "summary_json",
-)
 
 
 @click.command()
@@ -145,21 +123,27 @@ _RUN_FLAGS = (
 def run(catalog: Path, **options: Any) -> None:
     """Submit one video per catalog row, rate-limited; write a results file.
 
-    Exit codes: 0 every row submitted or already done; 1 some rows failed, invalid or not
-    attempted; 2 usage, config or catalog error; 3 aborted by an account error (key, permission,
-    credit); 4 another run holds the state; 5 --wait timed out; 130/143 interrupted by
-    SIGINT/SIGTERM.
+    Exit 0 when every row is submitted or already done, 1 when some failed, were invalid or not
+    attempted; the other codes are in `jogg-batch --help`.
+
+    \b
+    Example:
+      jogg-batch run catalog.csv --until 06:30 --wait
     """
-    _send(catalog, runner.run, options)
+    _send(catalog, api.run, options)
 
 
 @click.command()
-@click.argument("results_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument(
+    "results_file",
+    metavar="RESULTS",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--state",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="State database (default: beside RESULTS_FILE; a fresh one elsewhere).",
+    help="State database (default: the account's ledger).",
 )
 @click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min).")
 @sending_options
@@ -167,52 +151,27 @@ def retry(results_file: Path, **options: Any) -> None:
     """Run again the failed, not-attempted and unknown rows of a results file, and update it.
 
     Needs nothing but the results file: it carries the catalog's columns. Exit codes as `run`.
+
+    \b
+    Example:
+      jogg-batch retry catalog.results.csv --resubmit-unknown
     """
-    options.update(results=results_file, fmt=None, delimiter=None)
-    options.update({name: None for name in _FIELD_OPTIONS})
-    _send(results_file, rerun, options)
+    options.update({name: None for name in _FIELD_OPTIONS}, results=results_file, delimiter=None)
+    _send(results_file, api.retry, options)
 
 
-def _send(
-    catalog: Path, action: Callable[[RunConfig], RunSummary], options: dict[str, Any]
-) -> None:
-    sandbox, wait = options.pop("sandbox"), options.pop("wait")
+def _send(catalog: Path, action: Callable[..., RunSummary], options: dict[str, Any]) -> None:
+    sandbox, as_json = options.pop("sandbox"), options.pop("as_json")
     wait_limit = _duration_option(options.pop("timeout"), "--timeout")
-    flags = {name: options.pop(name) for name in _RUN_FLAGS}
-    flags["deadline"] = _deadline(options.pop("max_duration"), options.pop("until"))
-    with ExitStack() as stack:
-        sandbox_url = stack.enter_context(embedded_sandbox()) if sandbox else None
-        if sandbox_url is not None:
-            options.update(base_url=sandbox_url, rate_limit=str(DEMO_RATE))
-            if (
-                options.get("state") is None
-            ):  # the embedded account ends with the run: so does its ledger
-                ledger = stack.enter_context(tempfile.TemporaryDirectory(prefix="jogg-sandbox-"))
-                options["state"] = Path(ledger) / "ledger.db"
-        config = build_run_config(
-            catalog,
-            _overrides(options),
-            api_key=DEMO_KEY if sandbox else None,
-            progress_bar=sys.stderr.isatty(),
-            **flags,
-        )
-        summary = action(config)
-        click.echo(render_summary(summary), err=True)
-        if wait and summary.exit_code in (ExitCode.OK, ExitCode.ROWS_FAILED):
-            polled = tracking.track(
-                config.state,
-                config.base_url,
-                config.api_key,
-                wait=True,
-                timeout=wait_limit,
-                results=config.results,
-            )
-            click.echo(
-                f"renders: completed {polled.completed}   failed {polled.failed}   "
-                f"still rendering {polled.processing}",
-                err=True,
-            )
-            raise SystemExit(summary.exit_code or polled.exit_code)
+    wait = wait_limit if options.pop("wait") else None
+    deadline = _deadline(options.pop("max_duration"), options.pop("until"))
+    overrides = _overrides(options, deadline=deadline, progress_bar=sys.stderr.isatty())
+    with local_sandbox() if sandbox else nullcontext() as box:
+        config = api.configure(catalog, overrides, sandbox=box)
+        summary = action(config, wait=wait, handle_signals=True)
+    click.echo(render_summary(summary), err=True)
+    if as_json:
+        emit_json(summary.to_json())
     raise SystemExit(summary.exit_code)
 
 
@@ -237,14 +196,23 @@ def _deadline(max_duration: str | None, until: str | None) -> float | None:
 
 @click.command()
 @catalog_options
+@json_option
 @logging_options
 @reports_errors
-def plan(catalog: Path, **options: Any) -> None:
+def plan(catalog: Path, as_json: bool, **options: Any) -> None:
     """Show what `run` would do: new, changed, retry, unknown, already submitted, duplicate,
-    invalid rows, and how many POSTs, credits and how long that is. Sends and writes nothing."""
-    config = build_run_config(catalog, _overrides(options), api_key=Secret(""))
-    catalog_module.check_structure(config.catalog, config.catalog_options)
-    click.echo(render_plan(runner.plan_only(config), config.rate))
+    invalid rows, and how many POSTs, credits and how long that is. Sends and writes nothing.
+
+    \b
+    Example:
+      jogg-batch plan catalog.parquet --rate-limit 20/min
+    """
+    config = api.configure(catalog, _overrides(options), key_required=False)
+    summary = api.plan(config)
+    if as_json:
+        emit_json(plan_document(summary, config.rate))
+    else:
+        click.echo(render_plan(summary, config.rate))
 
 
 @click.command()
@@ -252,32 +220,51 @@ def plan(catalog: Path, **options: Any) -> None:
 @click.option("--online", is_flag=True, help="Also check ids and names against the account.")
 @click.option("--base-url", help="API base URL, with --online.")
 @click.option("--sandbox", is_flag=True, help="With --online: check against a local sandbox.")
+@json_option
 @logging_options
 @reports_errors
-def validate(catalog: Path, online: bool, sandbox: bool, **options: Any) -> None:
+def validate(catalog: Path, online: bool, sandbox: bool, as_json: bool, **options: Any) -> None:
     """Check every row; print each problem by row and column. Exit 0 clean, 1 not.
 
     Exit 2 for whatever `run` would refuse before sending: a file it cannot read to the end
-    (named by line and row), a bad header, or an output path it could not write."""
-    with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
-        options["base_url"] = sandbox_url or options["base_url"]
-        key = DEMO_KEY if sandbox else None if online else Secret("")
-        config = build_run_config(catalog, _overrides(options), api_key=key)
-        preflight = (
-            load_preflight(LookupConfig(config.base_url, config.api_key)) if online else None
-        )
-    check_outputs(config, create=False)
-    problems = 0
-    for line in validation.problems(config.catalog, config.catalog_options, preflight):
-        problems += 1
-        click.echo(line)
-    click.echo(
-        f"{catalog}: {'no problems' if not problems else f'{problems} problem(s)'}", err=True
-    )
-    raise SystemExit(int(ExitCode.ROWS_FAILED if problems else ExitCode.OK))
+    (named by line and row), a bad header, or an output path it could not write.
+
+    \b
+    Example:
+      jogg-batch validate catalog.csv --online
+    """
+    box: Sandbox | None
+    with local_sandbox() if sandbox else nullcontext() as box:
+        config = api.configure(catalog, _overrides(options), sandbox=box, key_required=online)
+        checked = api.validate(config, online=online)
+    if as_json:
+        emit_json(checked.to_json())
+    else:
+        for problem in checked.problems:
+            click.echo(problem.message)
+    count = len(checked.problems)
+    click.echo(f"{catalog}: {f'{count} problem(s)' if count else 'no problems'}", err=True)
+    raise SystemExit(int(checked.exit_code))
 
 
-def render_plan(summary: RunSummary, rate: Any) -> str:
+def plan_document(summary: RunSummary, rate: RateLimit | None) -> dict[str, Any]:
+    """The plan as `plan --json` prints it: counts, POSTs, credits and seconds at the rate."""
+    counts = summary.plan
+    posts = counts.to_send + summary.product_posts
+    return {
+        "catalog": summary.catalog,
+        "state": summary.state,
+        **vars(counts),
+        "to_send": counts.to_send,
+        "product_posts": summary.product_posts,
+        "posts": posts,
+        "credits_up_to": counts.to_send,
+        "rate": None if rate is None else str(rate),
+        "seconds": None if rate is None else round(posts / rate.count * rate.window, 1),
+    }
+
+
+def render_plan(summary: RunSummary, rate: RateLimit | None) -> str:
     counts = summary.plan
     lines = [f"plan for {summary.catalog} ({counts.rows} rows):"]
     for name, value in vars(counts).items():
@@ -317,4 +304,9 @@ def render_summary(summary: RunSummary) -> str:
             f"   rate {summary.post_rate_per_minute}/min"
         )
     lines.append(f"  results: {summary.results}")
+    if (renders := summary.renders) is not None:
+        lines.append(
+            f"renders: completed {renders.completed}   failed {renders.failed}   "
+            f"still rendering {renders.processing}"
+        )
     return "\n".join(lines)

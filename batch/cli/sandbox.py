@@ -148,7 +148,12 @@ PROBABILITY = click.FloatRange(0.0, 1.0)
 @reports_errors
 def sandbox(host: str, port: int, api_keys: tuple[str, ...], rate_limit: RateLimit | None,
             latency_ms: tuple[int, int], product_delay: float, **knobs: Any) -> None:  # fmt: skip
-    """Serve the local JoggAI v2 sandbox (fake API, credits, rate limit, faults, webhooks)."""
+    """Serve the local JoggAI v2 sandbox (fake API, credits, rate limit, faults, webhooks).
+
+    \b
+    Example:
+      jogg-batch sandbox --port 8787 --fail-rate 0.1 --stall-rate 0.05 --seed 7
+    """
     config = SandboxConfig(
         api_keys=api_keys or SandboxConfig.api_keys,
         rate_limit=rate_limit,

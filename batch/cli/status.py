@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
-from batch import tracking
-from batch.cli.common import logging_options, reports_errors
-from batch.config import load_settings, parse_duration, read_api_key
-from batch.errors import StateError
-from batch.ledgers import choose_state
+from batch import api
+from batch.cli.common import emit_json, json_option, logging_options, reports_errors
+from batch.config import Overrides, parse_duration
 
 
 @click.command()
@@ -21,11 +20,12 @@ from batch.ledgers import choose_state
     help="State database (default: the account's ledger).",
 )
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--base-url", envvar="JOGG_BASE_URL", help="API base URL.")
+@click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or the real API).")
 @click.option("--wait", is_flag=True, help="Keep polling until every video is final.")
 @click.option(
     "--timeout", default="30m", show_default=True, help="With --wait: give up after this."
 )
+@json_option
 @logging_options
 @reports_errors
 def status(
@@ -35,41 +35,29 @@ def status(
     base_url: str | None,
     wait: bool,
     timeout: str,
+    as_json: bool,
 ) -> None:
     """Poll GET /v2/product_video/{id} for submitted videos that are not final yet.
 
-    Exit codes: 0 all completed, 1 some renders failed, 5 --wait timed out, 2 usage error.
+    Exit 0 when all completed, 1 when some renders failed, 5 when --wait timed out.
+
+    \b
+    Example:
+      jogg-batch status catalog.results.csv --wait --timeout 2h
     """
     if results is None and state is None:
         raise click.UsageError("give a RESULTS file or --state")
-    if results is not None and not results.is_file():
-        raise StateError(f"{results}: no such results file; check the path")
-    if state is not None and not state.is_file():
-        raise StateError(f"{state}: no state database here; check the path")
-    settings = load_settings(config_path, {"api.base_url": base_url})
     try:
         seconds = parse_duration(timeout)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
-    key = read_api_key(settings)
-    chosen = choose_state(state, results, settings.api.base_url, key.reveal())
-    if not chosen.path.is_file() and chosen.legacy is None:
-        raise StateError(
-            f"no ledger of this account at {chosen.path}: nothing was run with this key and "
-            "base URL on this machine; pass --state PATH for a state kept elsewhere"
-        )
-    summary = tracking.track(
-        chosen.path,
-        settings.api.base_url.rstrip("/"),
-        key,
-        legacy=chosen.legacy,
-        wait=wait,
-        timeout=seconds,
-        results=results,
-    )
+    overrides = Overrides(config_path=config_path, state=state, base_url=base_url)
+    summary = api.track(api.track_config(results, overrides), wait=seconds if wait else None)
     click.echo(
         f"completed {summary.completed}   failed {summary.failed}   still rendering "
         f"{summary.processing}" + ("   (timed out)" if summary.timed_out else ""),
         err=True,
     )
+    if as_json:
+        emit_json({**dataclasses.asdict(summary), "exit_code": int(summary.exit_code)})
     raise SystemExit(int(summary.exit_code))

@@ -1,0 +1,243 @@
+"""The library's face: what `import batch` offers, and the one call each CLI command makes.
+
+Each entry point takes one config object and returns a typed result. Each is an `async def`
+(`run_async`, `plan_async`, ...) that can be awaited from a running event loop (an async Airflow
+or Dagster task, a notebook); the plain name is `asyncio.run` over it, for everyone else.
+
+Signals: `run` and `retry` stop gracefully on SIGINT/SIGTERM only with `handle_signals=True`
+(the CLI passes it). Off by default, so a host process (an Airflow worker) keeps its own
+handlers; a host that wants a graceful stop cancels the task instead (what was sent is recorded,
+and the next run looks up requests cut off in flight).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from batch import rerun, runner, tracking
+from batch.catalog import check_structure
+from batch.config import (
+    Overrides,
+    RunConfig,
+    Secret,
+    TrackConfig,
+    build_run_config,
+    build_track_config,
+    read_api_key,
+    resolve,
+)
+from batch.embedded import Sandbox
+from batch.errors import ConfigError, ExitCode
+from batch.lookup import LookupConfig
+from batch.outputs import check_outputs
+from batch.preflight import load_preflight_async
+from batch.runner import RunSummary
+from batch.status import PollSummary
+from batch.validate import Problem
+from batch.validate import problems as row_problems
+
+# `validate` and `retry` here share their names with modules (batch/validate.py, batch/retry.py),
+# and `import batch` exports these functions: import those modules as `from batch.validate
+# import ...`, never `from batch import validate` (which would give the function).
+
+log = logging.getLogger(__name__)
+NO_KEY = Secret("")  # for what never talks to the API (plan, validate offline)
+
+
+def configure(
+    catalog: str | os.PathLike[str],
+    overrides: Overrides | None = None,
+    *,
+    sandbox: Sandbox | None = None,
+    key_required: bool = True,
+    env: Mapping[str, str] = os.environ,
+) -> RunConfig:
+    """One run's settings: built-in defaults < config file < JOGG_BASE_URL < `overrides`.
+
+    The key comes from JOGG_API_KEY or `api.key_file`; with `sandbox`, the embedded sandbox's URL,
+    key and rate, and its ledger unless `overrides.state` names one. `key_required=False`: no key
+    is an empty key (enough to plan or validate offline)."""
+    given = overrides or Overrides()
+    key: Secret | None = None
+    if sandbox is not None:
+        key = sandbox.api_key
+        given = replace(
+            given,
+            base_url=sandbox.url,
+            rate_limit=str(sandbox.rate),
+            state=given.state or sandbox.ledger,
+        )
+    elif not key_required:
+        try:
+            key = read_api_key(resolve(given, env), env)
+        except ConfigError:
+            key = NO_KEY
+    return build_run_config(Path(catalog), given, env=env, api_key=key)
+
+
+async def run_async(
+    config: RunConfig,
+    *,
+    wait: float | None = None,
+    handle_signals: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RunSummary:
+    """Submits one video per catalog row (`config.dry_run`: plans and writes the bodies instead).
+
+    `wait`: then poll the renders until final, for at most this many seconds; the summary's
+    `renders` holds what was seen and its `exit_code` merges both (the run's own code first)."""
+    summary = await runner.run_async(config, transport=transport, handle_signals=handle_signals)
+    return await _then_wait(summary, config, wait, transport)
+
+
+def run(
+    config: RunConfig,
+    *,
+    wait: float | None = None,
+    handle_signals: bool = False,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> RunSummary:
+    """`run_async` on an event loop of its own."""
+    return asyncio.run(
+        run_async(config, wait=wait, handle_signals=handle_signals, transport=transport)
+    )
+
+
+async def retry_async(
+    config: RunConfig,
+    *,
+    wait: float | None = None,
+    handle_signals: bool = False,
+) -> RunSummary:
+    """Runs again the failed, not-attempted and unknown rows of the results file
+    `config.catalog`, and merges their outcomes into `config.results`. `wait` as in `run`."""
+    summary = await rerun.rerun_async(config, handle_signals=handle_signals)
+    return await _then_wait(summary, config, wait, None)
+
+
+def retry(
+    config: RunConfig, *, wait: float | None = None, handle_signals: bool = False
+) -> RunSummary:
+    """`retry_async` on an event loop of its own."""
+    return asyncio.run(retry_async(config, wait=wait, handle_signals=handle_signals))
+
+
+async def _then_wait(
+    summary: RunSummary,
+    config: RunConfig,
+    wait: float | None,
+    transport: httpx.AsyncBaseTransport | None,
+) -> RunSummary:
+    if wait is None or summary.exit_code not in (ExitCode.OK, ExitCode.ROWS_FAILED):
+        return summary
+    log.info("sending done; polling the renders for up to %.0f s", wait)
+    renders = await track_async(config, wait=wait, transport=transport)
+    summary.renders = renders
+    summary.exit_code = summary.exit_code or int(renders.exit_code)
+    return summary
+
+
+async def plan_async(config: RunConfig) -> RunSummary:
+    """What `run` would do, counted; sends and writes nothing. Local work only, so it runs in a
+    worker thread (the event loop stays free)."""
+    return await asyncio.to_thread(plan, config)
+
+
+def plan(config: RunConfig) -> RunSummary:
+    """`plan_async` without a thread: reads the catalog and plans it against the state."""
+    check_structure(config.catalog, config.catalog_options)
+    return runner.plan_only(config)
+
+
+@dataclass(frozen=True)
+class Validation:
+    """Every problem of every row of one catalog."""
+
+    catalog: Path
+    problems: list[Problem]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.ROWS_FAILED if self.problems else ExitCode.OK
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "catalog": str(self.catalog),
+            "problems": [problem._asdict() for problem in self.problems],
+            "exit_code": int(self.exit_code),
+        }
+
+
+async def validate_async(
+    config: RunConfig, *, online: bool = False, transport: httpx.AsyncBaseTransport | None = None
+) -> Validation:
+    """Checks every row, sending nothing; raises for what `run` would refuse as a whole (an
+    unreadable file, a bad header, an output path it cannot write). `online`: ids and names are
+    also checked against the account's look-ups (GET requests only)."""
+    preflight = None
+    if online:
+        lookups = LookupConfig(config.base_url, config.api_key, timeouts=config.timeouts)
+        preflight = await load_preflight_async(lookups, transport=transport)
+
+    def check() -> Validation:
+        check_outputs(config, create=False)
+        found = row_problems(config.catalog, config.catalog_options, preflight)
+        return Validation(config.catalog, list(found))
+
+    return await asyncio.to_thread(check)
+
+
+def validate(
+    config: RunConfig, *, online: bool = False, transport: httpx.AsyncBaseTransport | None = None
+) -> Validation:
+    """`validate_async` on an event loop of its own."""
+    return asyncio.run(validate_async(config, online=online, transport=transport))
+
+
+def track_config(
+    results: str | os.PathLike[str] | None,
+    overrides: Overrides | None = None,
+    *,
+    env: Mapping[str, str] = os.environ,
+) -> TrackConfig:
+    """What `track` polls without a catalog: the state of `overrides.state`, else the ledger of
+    the account (which must exist), and the results file to update."""
+    return build_track_config(None if results is None else Path(results), overrides, env=env)
+
+
+async def track_async(
+    config: TrackConfig | RunConfig,
+    *,
+    wait: float | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> PollSummary:
+    """Polls the final status of every submitted video that is not final yet, into the state and
+    the results file: once, or with `wait` until all are final or that many seconds passed."""
+    return await tracking.track_async(
+        config.state,
+        config.base_url,
+        config.api_key,
+        wait=wait is not None,
+        timeout=wait,
+        results=config.results,
+        legacy=config.legacy_state,
+        timeouts=config.timeouts,
+        transport=transport,
+    )
+
+
+def track(
+    config: TrackConfig | RunConfig,
+    *,
+    wait: float | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> PollSummary:
+    """`track_async` on an event loop of its own."""
+    return asyncio.run(track_async(config, wait=wait, transport=transport))

@@ -1,0 +1,192 @@
+"""The library's face: `import batch` as a data engineer meets it (batch/api.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import types
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import batch
+from batch.errors import ConfigError, StateError
+from batch.rates import RateLimit
+from batch.results import read_results
+from tests.helpers import simple_rows, submissions, write_catalog
+
+ROOT = Path(__file__).parents[1]
+SANDBOX = {"rate_limit": None, "render_seconds": 0.0}  # the `sandbox_url` of tests/conftest.py
+
+
+def configured(catalog: Path, url: str, **flags: Any) -> batch.RunConfig:
+    overrides = batch.Overrides(base_url=url, rate_limit="100000/min", **flags)
+    return batch.configure(catalog, overrides, env={"JOGG_API_KEY": "sk-sandbox"})
+
+
+def test_all_names_exactly_the_public_api() -> None:
+    """`__all__` lists every public name of the package and nothing else (as httpx keeps it)."""
+    assert batch.__all__ == [
+        "BatchError",
+        "ExitCode",
+        "Overrides",
+        "PollSummary",
+        "RunConfig",
+        "RunSummary",
+        "Sandbox",
+        "Settings",
+        "TrackConfig",
+        "Validation",
+        "__version__",
+        "configure",
+        "local_sandbox",
+        "plan",
+        "plan_async",
+        "retry",
+        "retry_async",
+        "run",
+        "run_async",
+        "track",
+        "track_async",
+        "track_config",
+        "validate",
+        "validate_async",
+    ]
+    public = {
+        name
+        for name, value in vars(batch).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert public | {"__version__"} == set(batch.__all__)
+
+
+def test_version_is_the_installed_distributions() -> None:
+    """`__version__` comes from the package metadata, not a second copy of the number."""
+    assert batch.__version__ == metadata.version("jogg-batch")
+
+
+@pytest.mark.slow
+def test_readme_python_api_example_submits_the_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's example, run as written: 45 rows submitted and rendered, 5 invalid, exit 1."""
+    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Python API", 1)[1]
+    found = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert found is not None, "the README's Python API section has no python block"
+    (tmp_path / "sample_data").symlink_to(ROOT / "sample_data")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(found.group(1), "README.md", "exec"), {})  # noqa: S102 - our own README
+    assert capsys.readouterr().out == "{'invalid': 5, 'submitted': 45}\n"
+    results = read_results(tmp_path / "out" / "api" / "catalog.results.csv")
+    assert list(results["video_status"]).count("completed") == 45
+
+
+@pytest.mark.anyio
+async def test_run_async_sends_and_waits_inside_a_running_loop(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Awaited from a running event loop (where the sync `run` could not go), with `wait`."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(3))
+    summary = await batch.run_async(configured(catalog, sandbox_url), wait=30)
+    assert summary.statuses == {"submitted": 3}
+    assert summary.renders is not None
+    assert (summary.renders.completed, summary.exit_code) == (3, batch.ExitCode.OK)
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_run_records_what_was_sent_and_a_resume_finishes(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A host stops a run by cancelling its task: the results file is whole, and the next run
+    sends only the rest (a request cut off in flight is looked up, never paid twice)."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(10))
+    config = replace(configured(catalog, sandbox_url), rate=RateLimit(600, 60.0))
+    task = asyncio.create_task(batch.run_async(config))
+    while not await asyncio.to_thread(submissions, sandbox_url):
+        await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    statuses = list(read_results(config.results)["status"])
+    assert len(statuses) == 10
+    assert "not_attempted" in statuses
+    assert set(statuses) <= {"submitted", "not_attempted", "unknown"}
+    resumed = await batch.run_async(config)
+    assert resumed.exit_code == batch.ExitCode.OK
+    assert len(submissions(sandbox_url)["submissions"]) == 10
+
+
+def test_a_library_run_leaves_the_hosts_signal_handlers_alone(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Without handle_signals, SIGTERM still belongs to the host after a run (an Airflow worker)."""
+
+    def host_handler(signum: int, frame: object) -> None:
+        raise AssertionError("not to be called")
+
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    previous = signal.signal(signal.SIGTERM, host_handler)
+    try:
+        assert batch.run(configured(catalog, sandbox_url)).exit_code == batch.ExitCode.OK
+        assert signal.getsignal(signal.SIGTERM) is host_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_plan_and_validate_send_nothing_and_count_every_row(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """plan counts what run would send; validate lists each problem by row and column."""
+    rows = simple_rows(3)
+    rows[2]["length"] = "45"
+    catalog = write_catalog(tmp_path / "c.csv", rows)
+    config = configured(catalog, sandbox_url)
+    planned = batch.plan(config)
+    checked = batch.validate(config, online=True)
+    assert (planned.plan.new, planned.plan.invalid) == (2, 1)
+    assert [(p.row, p.column, p.value) for p in checked.problems] == [(3, "length", "45")]
+    assert checked.exit_code == batch.ExitCode.ROWS_FAILED
+    assert submissions(sandbox_url)["submissions"] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
+
+
+@pytest.mark.anyio
+async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
+    """The async twin of plan, from a running loop, without a key."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(4))
+    config = batch.configure(catalog, key_required=False, env={})
+    assert (await batch.plan_async(config)).plan.new == 4
+
+
+def test_configure_needs_a_key_unless_told_otherwise(tmp_path: Path) -> None:
+    """No JOGG_API_KEY: a ConfigError saying where to put it; key_required=False plans keyless."""
+    catalog = tmp_path / "c.csv"
+    with pytest.raises(ConfigError, match="set JOGG_API_KEY"):
+        batch.configure(catalog, env={})
+    assert batch.configure(catalog, key_required=False, env={}).api_key.reveal() == ""
+
+
+def test_a_sandbox_keeps_its_ledger_unless_a_state_is_given(tmp_path: Path) -> None:
+    """The embedded account ends with the sandbox, so its ledger does too; --state still wins."""
+    catalog = tmp_path / "c.csv"
+    with batch.local_sandbox() as sandbox:
+        own = batch.configure(catalog, sandbox=sandbox, env={})
+        given = batch.configure(catalog, batch.Overrides(state=tmp_path / "s.db"), sandbox=sandbox)
+        assert (own.base_url, own.state, given.state) == (
+            sandbox.url,
+            sandbox.ledger,
+            tmp_path / "s.db",
+        )
+    assert not sandbox.ledger.parent.exists()
+
+
+def test_track_config_without_a_ledger_says_so(tmp_path: Path) -> None:
+    """Polling an account that never ran here is a StateError naming --state, not an empty poll."""
+    results = write_catalog(tmp_path / "c.results.csv", [{"video_id": "v1"}])
+    with pytest.raises(StateError, match="pass --state PATH"):
+        batch.track_config(results, env={"JOGG_API_KEY": "k"})
