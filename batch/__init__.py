@@ -8,13 +8,6 @@ The Python API (an example in the README, run by the test suite)::
 Everything named in `__all__` is the public API; the modules behind it may change.
 """
 
-from importlib import metadata
-
-try:
-    __version__ = metadata.version("jogg-batch")
-except metadata.PackageNotFoundError:  # a source tree that was never installed
-    __version__ = "0.0.0+unknown"
-
 from batch.api import (
     Validation,
     configure,
@@ -33,8 +26,9 @@ from batch.api import (
 from batch.config import Overrides, RunConfig, Settings, TrackConfig
 from batch.embedded import Sandbox, local_sandbox
 from batch.errors import BatchError, ExitCode
+from batch.follow.polling import PollSummary
 from batch.runner import RunSummary
-from batch.status import PollSummary
+from batch.version import __version__
 
 __all__ = [
     "BatchError",

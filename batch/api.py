@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from batch import rerun, runner, tracking
+from batch import rerun, runner
 from batch.catalog import check_structure
 from batch.config import (
     Overrides,
@@ -35,17 +35,18 @@ from batch.config import (
 )
 from batch.embedded import Sandbox
 from batch.errors import ConfigError, ExitCode
-from batch.lookup import LookupConfig
+from batch.follow import tracking
+from batch.follow.polling import PollSummary
+from batch.joggai.lookup import LookupConfig
 from batch.outputs import check_outputs
 from batch.preflight import load_preflight_async
 from batch.runner import RunSummary
-from batch.status import PollSummary
 from batch.validate import Problem
 from batch.validate import problems as row_problems
 
-# `validate` and `retry` here share their names with modules (batch/validate.py, batch/retry.py),
-# and `import batch` exports these functions: import those modules as `from batch.validate
-# import ...`, never `from batch import validate` (which would give the function).
+# `validate` here shares its name with a module (batch/validate.py), and `import batch` exports
+# the function: import the module as `from batch.validate import ...`, never `from batch import
+# validate` (which would give the function).
 
 log = logging.getLogger(__name__)
 NO_KEY = Secret("")  # for what never talks to the API (plan, validate offline)

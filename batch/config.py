@@ -22,13 +22,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from batch import payload
 from batch.catalog import CANONICAL_COLUMNS, CatalogOptions
-from batch.client import Timeouts
 from batch.errors import ConfigError, StateError
-from batch.ledgers import choose_state
-from batch.rates import RateLimit, parse_rate
-from batch.retry import RetryPolicy
+from batch.joggai.backoff import RetryPolicy
+from batch.joggai.client import Timeouts
+from batch.joggai.quota import RateLimit, parse_rate
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
+from batch.store.ledgers import choose_state
 
 DEFAULT_BASE_URL = "https://api.jogg.ai"
 # Package data: an installed wheel has no `configs/` folder.
@@ -284,7 +284,7 @@ class RunConfig:
     timeouts: Timeouts
     retry: RetryPolicy
     reconcile_tag: bool = True
-    settle_seconds: float = 300.0  # see batch.reconcile
+    settle_seconds: float = 300.0  # see batch.joggai.reconcile
     keep_runs: int = 7  # runs whose row outcomes the ledger keeps (batch.store.maintenance)
     legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
     dry_run: bool = False

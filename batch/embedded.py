@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch.config import Secret
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
 from batch.sandbox import SandboxConfig, running_sandbox
 
 log = logging.getLogger(__name__)

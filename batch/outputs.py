@@ -16,7 +16,7 @@ from pathlib import Path
 
 from batch.config import RunConfig
 from batch.errors import ConfigError
-from batch.results import results_format
+from batch.store.results import results_format
 
 
 @dataclass(frozen=True, slots=True)

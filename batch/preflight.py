@@ -24,9 +24,9 @@ from typing import Final
 import httpx
 
 from batch.catalog import CatalogRow, RowProblem
-from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
-from batch.lookup import Avatar, LookupConfig, Lookups, LookupService, open_service
+from batch.joggai.client import JoggClient
+from batch.joggai.lookup import Avatar, LookupConfig, Lookups, LookupService, open_service
 from batch.payload import ResolvedFields, fingerprint
 
 log = logging.getLogger(__name__)

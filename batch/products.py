@@ -17,10 +17,10 @@ import json
 import weakref
 from typing import Any
 
-from batch.client import ApiOutcome, JoggClient
 from batch.errors import AccountError, ApiError
+from batch.joggai.client import ApiOutcome, JoggClient
+from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.payload import ProductDetails, ResolvedFields, fields_from_json
-from batch.ratelimit import SlidingWindowLimiter
 from batch.store import Job, StateStore
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from batch import catalog, payload, runner
 from batch.config import RunConfig
 from batch.planner import tag_for
-from batch.results import INPUT_PREFIX, RESULT_COLUMNS, read_results, write_table
 from batch.runner import RunSummary
 from batch.statuses import RETRY_ROWS
 from batch.store import StateStore
+from batch.store.results import INPUT_PREFIX, RESULT_COLUMNS, read_results, write_table
 from batch.vocabulary import PERMANENT_CODES
 
 log = logging.getLogger(__name__)

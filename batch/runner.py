@@ -26,11 +26,13 @@ from typing import Any
 import httpx
 
 from batch import catalog, files, payload
-from batch.client import JoggClient
 from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode, LocalIOError, StateError
-from batch.listing import CLOCK_SKEW_SECONDS, AccountListing
-from batch.lookup import LookupConfig, LookupService
+from batch.follow.polling import PollSummary
+from batch.joggai.client import JoggClient
+from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing
+from batch.joggai.lookup import LookupConfig, LookupService
+from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.outputs import planned_requests_path
 from batch.planner import PlanCounts, Planner
 from batch.preflight import (
@@ -41,13 +43,11 @@ from batch.preflight import (
     remaining_credits,
 )
 from batch.progress import Progress
-from batch.ratelimit import SlidingWindowLimiter
-from batch.results import state_outcomes, write_results
 from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
-from batch.status import PollSummary
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, StateStore
+from batch.store.results import state_outcomes, write_results
 from batch.validate import before_sending
 
 log = logging.getLogger(__name__)

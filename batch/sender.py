@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from batch import payload
-from batch.client import ApiOutcome, JoggClient
 from batch.config import RunConfig
 from batch.errors import AccountError, ExitCode, LocalIOError
-from batch.listing import AccountListing
+from batch.joggai.client import ApiOutcome, JoggClient
+from batch.joggai.listing import AccountListing
+from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.products import ProductError, ensure_product
-from batch.ratelimit import SlidingWindowLimiter
 from batch.statuses import JobStatus
 from batch.store import AttemptRecord, Job, StateStore, UncertainJob
 

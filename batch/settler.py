@@ -1,6 +1,6 @@
 """Settling lost answers during a run: every job whose last request may have been accepted is
 looked up in the account's listing until it is found, proven absent (and sent again), or given up
-(`unknown`). The rules are batch.reconcile's; this module applies them to the state and never
+(`unknown`). The rules are batch.joggai.reconcile's; this module applies them to the state and never
 holds up other sends.
 """
 
@@ -13,10 +13,10 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 
-from batch import reconcile
 from batch.errors import AccountError, ApiError
-from batch.listing import AccountListing
-from batch.reconcile import Verdict
+from batch.joggai import reconcile
+from batch.joggai.listing import AccountListing
+from batch.joggai.reconcile import Verdict
 from batch.sender import RunControl, job_changed
 from batch.store import AttemptRecord, Job, StateStore, UncertainJob
 

@@ -52,5 +52,5 @@ ACCOUNT_CODES: Final = frozenset({Code.INVALID_KEY, Code.NO_CREDIT, Code.NO_PERM
 # Codes where the API said no to this request: retrying is waste.
 PERMANENT_CODES: Final = frozenset({Code.PARAMETER, Code.NOT_FOUND})
 # Codes that prove the request was not processed and may be sent again after a pause. 50000 is
-# not one: a server may commit and then fail, so it is reconciled first (see batch.client).
+# not one: a server may commit and then fail, so it is reconciled first (see batch.joggai.client).
 RETRYABLE_CODES: Final = frozenset({Code.RATE_LIMITED})

@@ -14,7 +14,7 @@ Scenarios (seeded; the same seed replays the same faults and kill moments):
   i. the listing shows the product's name, not the tag (absence unprovable), plus 20% resets
   j. half of all answers lost: commit-then-error, late commits, resets, a lagging listing
 
-Every scenario's settle period (run.settle_seconds, batch.reconcile) is 8 s: longer than the
+Every scenario's settle period (run.settle_seconds, batch.joggai.reconcile) is 8 s: longer than the
 late commits and the listing lag, as a real account's must be.
 
 Rate and backoff are scaled (50/s both sides instead of 20/min; backoff 0.1-2 s instead of 2-60 s)
@@ -49,7 +49,7 @@ from common import (
     sandbox,
 )
 
-from batch.results import read_results
+from batch.store.results import read_results
 
 SEED = int(os.environ.get("CHAOS_SEED", "20240607"))
 COPIES = 30  # the 50-row sample catalog becomes 1,500 rows

@@ -26,7 +26,7 @@ def private_cache(
 
 @pytest.fixture(autouse=True)
 def private_data(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Where account ledgers live by default (batch.ledgers)."""
+    """Where account ledgers live by default (batch.store.ledgers)."""
     data = tmp_path_factory.mktemp("data")
     monkeypatch.setenv("XDG_DATA_HOME", str(data))
     return data

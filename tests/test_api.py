@@ -15,8 +15,8 @@ import pytest
 
 import batch
 from batch.errors import ConfigError, StateError
-from batch.rates import RateLimit
-from batch.results import read_results
+from batch.joggai.quota import RateLimit
+from batch.store.results import read_results
 from tests.helpers import simple_rows, submissions, write_catalog
 
 ROOT = Path(__file__).parents[1]

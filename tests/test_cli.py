@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
-from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
+from batch.store.results import read_results
 from tests.helpers import simple_rows, submissions, write_catalog
 
 COMMANDS = ["run", "plan", "validate", "retry", "status", "listen", "report", "download",

@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from batch import __version__
-from batch.client import ApiOutcome, JoggClient, Timeouts
 from batch.errors import ConfigError
-from batch.ratelimit import SlidingWindowLimiter
-from batch.rates import RateLimit
+from batch.joggai.client import ApiOutcome, JoggClient, Timeouts
+from batch.joggai.quota import RateLimit
+from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.sandbox.catalogs import SEEDED_PRODUCTS
 from batch.sandbox.config import SandboxConfig
 from batch.sandbox.server import running_sandbox

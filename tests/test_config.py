@@ -22,7 +22,7 @@ from batch.config import (
     request_defaults,
 )
 from batch.errors import ConfigError
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
 
 ROOT = Path(__file__).parents[1]
 

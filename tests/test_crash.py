@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batch.results import read_results
+from batch.store.results import read_results
 from tests.helpers import product_ids
 
 TAG = re.compile(r"\[jb-([0-9a-f]+)\]")

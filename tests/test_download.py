@@ -19,7 +19,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batch.cli.download import download as download_command
-from batch.download import (
+from batch.errors import ConfigError
+from batch.follow.download import (
     DownloadConfig,
     IPAddress,
     Refused,
@@ -29,8 +30,7 @@ from batch.download import (
     file_name,
     refusal,
 )
-from batch.errors import ConfigError
-from batch.results import read_results
+from batch.store.results import read_results
 
 MEDIA = {
     "v1.mp4": b"first video " * 1000,

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from batch.download import DownloadConfig, DownloadSummary, IPAddress, download
-from batch.results import read_results
+from batch.follow.download import DownloadConfig, DownloadSummary, IPAddress, download
+from batch.store.results import read_results
 
 Handler = Callable[[asyncio.StreamWriter], Awaitable[None]]
 KiB = 1024

@@ -18,18 +18,19 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from batch import runner, tracking
+from batch import runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
-from batch.download import DownloadConfig, run_download
 from batch.errors import ExitCode
-from batch.rates import RateLimit
-from batch.results import read_results
+from batch.follow import tracking
+from batch.follow.download import DownloadConfig, run_download
+from batch.follow.polling import PollSchedule
+from batch.follow.webhook import ListenerStats, create_listener_app
+from batch.joggai.quota import RateLimit
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.media import media_bytes
 from batch.sandbox.server import bind_socket, url_of
-from batch.status import PollSchedule
 from batch.store import StateStore
-from batch.webhook import ListenerStats, create_listener_app
+from batch.store.results import read_results
 from tests.helpers import product_ids, write_catalog
 
 KEY = Secret("sk-sandbox")

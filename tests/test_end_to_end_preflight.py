@@ -12,8 +12,8 @@ from batch import runner
 from batch.cli import main
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
-from batch.rates import RateLimit
-from batch.results import read_results
+from batch.joggai.quota import RateLimit
+from batch.store.results import read_results
 from tests.helpers import write_catalog
 
 BOTTLE, SPEAKER = "MTM3NzE2NTk0MA", "OTEwMTA4NjE4"  # seeded sandbox products

@@ -16,9 +16,9 @@ from click.testing import CliRunner
 from batch import files
 from batch.cli import main
 from batch.errors import StateError
-from batch.lookup import LookupCache
-from batch.results import read_results, state_outcomes, write_results, write_table
+from batch.joggai.lookup import LookupCache
 from batch.store import StateStore
+from batch.store.results import read_results, state_outcomes, write_results, write_table
 from tests.helpers import simple_rows, write_catalog
 
 VICTIM_TEXT = "a file the attacker wants overwritten\n"

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
-from batch.results import read_results
+from batch.store.results import read_results
 from tests.helpers import product_ids, submissions
 
 IDS = product_ids(3)

@@ -16,13 +16,13 @@ import pandas as pd
 import pytest
 
 from batch import runner
-from batch.client import Timeouts
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
-from batch.ledgers import legacy_state_path
-from batch.results import read_results
-from batch.retry import RetryPolicy
+from batch.joggai.backoff import RetryPolicy
+from batch.joggai.client import Timeouts
 from batch.store import SCHEMA_VERSION, StateStore
+from batch.store.ledgers import legacy_state_path
+from batch.store.results import read_results
 from tests.helpers import product_ids, submissions, write_catalog
 
 TAG = re.compile(r"\[jb-([0-9a-f]+)\]")

@@ -1,5 +1,5 @@
-"""The account's listing index (batch.listing) and the rules that prove a lost answer's fate
-(batch.reconcile), on fake listings and a real state database."""
+"""The account's listing index (batch.joggai.listing) and the rules that prove a lost answer's fate
+(batch.joggai.reconcile), on fake listings and a real state database."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
-from batch.listing import CLOCK_SKEW_SECONDS, AccountListing, Sync, tag_in
-from batch.reconcile import Verdict, deadline, judge
+from batch.joggai.client import JoggClient
+from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing, Sync, tag_in
+from batch.joggai.reconcile import Verdict, deadline, judge
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, UncertainJob
 
 Handler = Callable[[httpx.Request], httpx.Response]

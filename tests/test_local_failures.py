@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from batch.errors import ExitCode
-from batch.rates import RateLimit
-from batch.results import read_results
+from batch.joggai.quota import RateLimit
+from batch.store.results import read_results
 from tests.helpers import product_ids, submissions, write_catalog
 
 

@@ -12,9 +12,9 @@ import pytest
 from click.testing import CliRunner
 
 from batch.cli.lookup import lookup as lookup_command
-from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
-from batch.lookup import (
+from batch.joggai.client import JoggClient
+from batch.joggai.lookup import (
     Avatar,
     Item,
     LookupCache,

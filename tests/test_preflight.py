@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from batch.catalog import CatalogOptions, CatalogRow, read_catalog
-from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
-from batch.lookup import LookupConfig, LookupService
+from batch.joggai.client import JoggClient
+from batch.joggai.lookup import LookupConfig, LookupService
 from batch.payload import build_request, fingerprint
 from batch.preflight import (
     Preflight,

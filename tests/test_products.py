@@ -12,12 +12,12 @@ from typing import Any
 import httpx
 import pytest
 
-from batch.client import JoggClient
 from batch.errors import AccountError
+from batch.joggai.client import JoggClient
+from batch.joggai.quota import RateLimit
+from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.payload import ProductDetails, RequestDefaults, ResolvedFields, fingerprint
 from batch.products import ProductError, ensure_product, product_body, product_source
-from batch.ratelimit import SlidingWindowLimiter
-from batch.rates import RateLimit
 from batch.sandbox import SandboxConfig, create_app, running_sandbox
 from batch.store import Job, NewJob, RowPlan, StateStore
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from batch.ratelimit import SlidingWindowLimiter
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
+from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.sandbox.ratelimit import SlidingWindow
 
 PER_MIN_20 = RateLimit(20, 60.0)

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from batch.cli.report import report as report_command
 from batch.errors import CatalogError
-from batch.report import (
+from batch.follow.report import (
     REASONS_PER_CODE,
     FailureGroup,
     RenderTimes,
@@ -33,8 +33,8 @@ from batch.report import (
     row_ranges,
     web_url,
 )
-from batch.report_page import render_html, rows_json
-from batch.results import read_results
+from batch.follow.report_page import render_html, rows_json
+from batch.store.results import read_results
 from tests import chromium
 
 COLUMNS = [

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from batch.retry import RetryPolicy
+from batch.joggai.backoff import RetryPolicy
 
 
 def test_delay_stays_within_the_exponential_ceiling() -> None:

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from batch import planner, runner
-from batch.client import Timeouts
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode, LockedError
+from batch.joggai.backoff import RetryPolicy
+from batch.joggai.client import Timeouts
+from batch.joggai.quota import RateLimit
 from batch.outputs import planned_requests_path
-from batch.rates import RateLimit
-from batch.results import read_results
-from batch.retry import RetryPolicy
 from batch.store import StateStore
+from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
 SETTLE = 0.3

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from batch.errors import ConfigError
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
 from batch.sandbox import SandboxConfig, create_app
 from batch.sandbox.catalogs import SEEDED_PRODUCTS, VISUAL_STYLES
 from batch.sandbox.faults import ConnectionDropped

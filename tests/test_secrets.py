@@ -23,10 +23,10 @@ from click.testing import CliRunner
 
 from batch import logs
 from batch.cli import main
-from batch.client import JoggClient
 from batch.config import Secret, load_settings, read_api_key
 from batch.errors import ConfigError
-from batch.lookup import Voice, render
+from batch.joggai.client import JoggClient
+from batch.joggai.lookup import Voice, render
 from batch.sandbox import SandboxConfig, running_sandbox
 from tests.helpers import simple_rows, write_catalog
 

@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from batch.errors import StateError
-from batch.status import VideoUpdate
-from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
+from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, VideoUpdate
 
 
 def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, int]:

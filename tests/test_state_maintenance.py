@@ -12,9 +12,9 @@ from batch import runner
 from batch.cli import main
 from batch.config import CliOverrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
-from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
+from batch.store.results import read_results
 from tests.helpers import product_ids, submissions, write_catalog
 
 

@@ -10,14 +10,8 @@ from typing import Any
 import pytest
 
 from batch.errors import AccountError, ExitCode
-from batch.status import (
-    PendingVideo,
-    PollSchedule,
-    VideoUpdate,
-    normalize_video_status,
-    poll,
-    video_update,
-)
+from batch.follow.polling import PollSchedule, normalize_video_status, poll, video_update
+from batch.store import PendingVideo, VideoUpdate
 
 
 @dataclass
@@ -119,7 +113,7 @@ def test_status_spellings_map_to_three_states(raw: object, expected: str) -> Non
 
 def test_unknown_status_is_processing_and_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     """An unknown status never counts as final, and the warning is not repeated."""
-    with caplog.at_level(logging.WARNING, logger="batch.status"):
+    with caplog.at_level(logging.WARNING, logger="batch.follow.polling"):
         assert normalize_video_status("Transmogrifying") == "processing"
         assert normalize_video_status("transmogrifying") == "processing"
     assert [r.getMessage() for r in caplog.records] == [

@@ -19,15 +19,15 @@ from starlette.applications import Starlette
 
 from batch.cli.listen import listen
 from batch.errors import ConfigError
-from batch.status import PendingVideo, VideoStatusSink, VideoUpdate
-from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
-from batch.webhook import (
+from batch.follow.polling import VideoStatusSink
+from batch.follow.webhook import (
     ListenerLimits,
     create_listener_app,
     load_secret,
     parse_event,
     verify_signature,
 )
+from batch.store import AttemptRecord, NewJob, PendingVideo, RowPlan, StateStore, VideoUpdate
 
 SECRET = "whsec_abc123xyz"
 

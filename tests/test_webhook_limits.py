@@ -17,9 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batch.status import PendingVideo, VideoUpdate
-from batch.store import StateStore
-from batch.webhook import ListenerLimits, create_listener_app, listener_server, open_socket
+from batch.follow.webhook import ListenerLimits, create_listener_app, listener_server, open_socket
+from batch.store import PendingVideo, StateStore, VideoUpdate
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import click
 
-from batch import __version__
 from batch.cli.download import download
 from batch.cli.listen import listen
 from batch.cli.lookup import lookup
@@ -18,6 +17,7 @@ from batch.cli.sandbox import sandbox
 from batch.cli.state import state
 from batch.cli.status import status
 from batch.errors import EXIT_CODE_MEANINGS
+from batch.version import __version__
 
 HELP = """Turn a product catalog (CSV, Parquet, JSON Lines) into JoggAI videos: one request per
 row, rate-limited, resumable after any crash, never paying twice for a row.

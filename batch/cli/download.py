@@ -9,7 +9,8 @@ import click
 
 from batch.cli.common import emit_json, json_option, logging_options, reports_errors
 from batch.config import Overrides, resolve
-from batch.download import (
+from batch.errors import ExitCode
+from batch.follow.download import (
     DEFAULT_FILE_DEADLINE,
     DEFAULT_MAX_BYTES,
     DEFAULT_NAME_TEMPLATE,
@@ -17,7 +18,6 @@ from batch.download import (
     MiB,
     run_download,
 )
-from batch.errors import ExitCode
 
 
 @click.command()

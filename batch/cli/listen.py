@@ -1,7 +1,7 @@
 """`jogg-batch listen`: receive JoggAI webhooks and record final video statuses in the state.
 
 How to expose the listener over HTTPS (and the reverse proxy's own limits) and register it with
-JoggAI: see `batch/webhook.py`.
+JoggAI: see `batch/follow/webhook.py`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ import click
 
 from batch.cli.common import logging_options, reports_errors
 from batch.errors import StateError
-from batch.status import VideoStatusSink
-from batch.store import StateStore
-from batch.webhook import (
+from batch.follow.polling import VideoStatusSink
+from batch.follow.webhook import (
     DEFAULT_MAX_AGE,
     ListenerLimits,
     create_listener_app,
@@ -23,6 +22,7 @@ from batch.webhook import (
     load_secret,
     open_socket,
 )
+from batch.store import StateStore
 
 log = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from batch import lookup as lookups
 from batch.cli.common import logging_options, reports_errors
 from batch.config import Overrides, read_api_key, resolve, timeouts
 from batch.embedded import Sandbox, local_sandbox
+from batch.joggai import lookup as lookups
 from batch.vocabulary import ASPECT_RATIOS
 
 

@@ -10,10 +10,10 @@ import click
 from batch import files
 from batch.cli.common import logging_options, reports_errors
 from batch.errors import ConfigError
+from batch.follow.report import build_report, render_json, render_table
+from batch.follow.report_page import render_html
 from batch.outputs import check_writable, same_file
-from batch.report import build_report, render_json, render_table
-from batch.report_page import render_html
-from batch.results import read_results
+from batch.store.results import read_results
 
 log = logging.getLogger(__name__)
 RENDERERS = {"table": render_table, "json": render_json, "html": render_html}

@@ -17,7 +17,7 @@ from batch import api
 from batch.cli.common import emit_json, json_option, logging_options, reports_errors
 from batch.config import Overrides, parse_duration, parse_until
 from batch.embedded import Sandbox, local_sandbox
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
 from batch.runner import RunSummary
 
 INPUT_FORMATS = click.Choice(["csv", "parquet", "jsonl"])

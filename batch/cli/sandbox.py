@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from batch.cli.common import logging_options, reports_errors
-from batch.rates import RateLimit, parse_rate
+from batch.joggai.quota import RateLimit, parse_rate
 from batch.sandbox.config import SandboxConfig, parse_latency, parse_listing_title
 from batch.sandbox.server import bind_socket, serve, url_of
 

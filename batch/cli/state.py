@@ -11,8 +11,8 @@ import click
 from batch.cli.common import logging_options, reports_errors
 from batch.config import load_settings, read_api_key
 from batch.errors import StateError
-from batch.ledgers import choose_state
 from batch.store import StateStore
+from batch.store.ledgers import choose_state
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from batch.errors import ConfigError
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
 
 DEFAULT_API_KEY = "sk-sandbox"
 DEFAULT_RATE_LIMIT = RateLimit(20, 60.0)  # JoggAI's documented 20 POSTs per minute per key

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
 
 
 @dataclass(frozen=True, slots=True)

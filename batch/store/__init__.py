@@ -7,7 +7,7 @@ The life of a job:
                        -> failed                         (permanent code, or retries exhausted)
                        -> pending                        (retryable answer: sent again later)
                        -> reconciling -> submitted        (unknown answer; found by its tag)
-                                      -> pending          (absence proven, see batch.reconcile)
+                                      -> pending          (absence proven: joggai.reconcile)
                                       -> unknown          (absence unprovable; not resent blindly)
     pending -> submitted                                 (its tag is already in the account's
                                                           listing: adopted, never sent)
@@ -22,8 +22,8 @@ power cut only sends a job back to reconciliation, which finds it again.
 
 Per run, `run_rows` records what happened to each catalog row (the job it maps to, or why it has
 none), which is what the results file is written from. `listing` is the account's own record: an
-index of `GET /v2/product_videos` by reconciliation tag (see batch.listing), and `double_charges`
-keeps every tag the account rendered more than once.
+index of `GET /v2/product_videos` by reconciliation tag (see batch.joggai.listing), and
+`double_charges` keeps every tag the account rendered more than once.
 
 Schema changes are migrations (`batch.store.schema`): a state written by an older jogg-batch is
 upgraded in place when opened, and a new state is built by the same steps.
@@ -48,8 +48,11 @@ from batch.store.records import (
     Job,
     JobUpdate,
     NewJob,
+    PendingVideo,
     RowPlan,
     UncertainJob,
+    VideoStatus,
+    VideoUpdate,
 )
 from batch.store.schema import SCHEMA_VERSION
 from batch.store.videos import VideoQueries
@@ -64,9 +67,12 @@ __all__ = [
     "JobUpdate",
     "LedgerInfo",
     "NewJob",
+    "PendingVideo",
     "RowPlan",
     "StateStore",
     "UncertainJob",
+    "VideoStatus",
+    "VideoUpdate",
 ]
 
 

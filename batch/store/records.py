@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
 from batch.statuses import JobStatus
 
@@ -105,3 +105,29 @@ OUTCOME_FIELDS = (
     *VIDEO_COLUMNS,
     "created_product_id",  # made by POST /v2/product for a product_url row
 )
+
+
+# A render's status, as jogg-batch spells it (batch.follow.polling reads every other spelling).
+VideoStatus = Literal["processing", "completed", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class PendingVideo:
+    """A submitted video whose final status is not known yet."""
+
+    video_id: str
+    submitted_at: float  # unix seconds
+
+
+@dataclass(frozen=True, slots=True)
+class VideoUpdate:
+    """What one status answer or one webhook says about one video."""
+
+    video_id: str
+    status: VideoStatus
+    video_url: str | None
+    cover_url: str | None
+    duration: float | None
+    deducted_credit: float | None
+    error: str | None
+    seen_at: float  # unix seconds; the state keeps the first time a final status was seen

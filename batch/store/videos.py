@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from batch.status import PendingVideo, VideoUpdate
 from batch.store.connection import Connection, iso
+from batch.store.records import PendingVideo, VideoUpdate
 
 
 class VideoQueries(Connection):

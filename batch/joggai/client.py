@@ -41,9 +41,9 @@ from urllib.parse import quote
 
 import httpx
 
-from batch import __version__
 from batch.errors import ConfigError
 from batch.secret import MASK, Secret, checked_key
+from batch.version import __version__
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
 
 log = logging.getLogger(__name__)

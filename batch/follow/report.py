@@ -3,7 +3,7 @@
 `build_report` reads a results frame into a `Report`: outcome counts, failures grouped by reason
 (with the rows affected and the next step), credits, render times, the run's timeline, and one
 `ReportRow` per catalog row. `render_table` and `render_json` give the summary (no per-row data:
-the results file is that); `batch.report_page.render_html` turns it into the hand-off page.
+the results file is that); `batch.follow.report_page.render_html` turns it into the hand-off page.
 """
 
 from __future__ import annotations

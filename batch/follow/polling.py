@@ -18,14 +18,14 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from batch.errors import AccountError, ExitCode
+from batch.store.records import PendingVideo, VideoStatus, VideoUpdate
 from batch.vocabulary import ACCOUNT_CODES, Code
 
 log = logging.getLogger(__name__)
 
-VideoStatus = Literal["processing", "completed", "failed"]
 
 _COMPLETED = frozenset({"completed", "complete", "success", "succeeded", "successful", "done"})
 _FAILED = frozenset({"failed", "failure", "error", "errored", "cancelled", "canceled"})
@@ -49,28 +49,6 @@ def normalize_video_status(raw: object) -> VideoStatus:
     return "processing"
 
 
-@dataclass(frozen=True, slots=True)
-class PendingVideo:
-    """A submitted video whose final status is not known yet."""
-
-    video_id: str
-    submitted_at: float  # unix seconds
-
-
-@dataclass(frozen=True, slots=True)
-class VideoUpdate:
-    """What one status answer or one webhook says about one video."""
-
-    video_id: str
-    status: VideoStatus
-    video_url: str | None
-    cover_url: str | None
-    duration: float | None
-    deducted_credit: float | None
-    error: str | None
-    seen_at: float  # unix seconds; the state keeps the first time a final status was seen
-
-
 @runtime_checkable
 class VideoStatusSink(Protocol):
     """What the state store offers to `poll()` and to the webhook listener."""
@@ -89,7 +67,7 @@ class VideoStatusSink(Protocol):
 
 
 class LookupOutcome(Protocol):
-    """The part of `batch.client.ApiOutcome` that polling reads."""
+    """The part of `batch.joggai.client.ApiOutcome` that polling reads."""
 
     @property
     def kind(self) -> str: ...
@@ -102,7 +80,7 @@ class LookupOutcome(Protocol):
 
 
 class VideoLookup(Protocol):
-    """`batch.client.JoggClient` satisfies this."""
+    """`batch.joggai.client.JoggClient` satisfies this."""
 
     def get_product_video(self, video_id: str) -> Awaitable[LookupOutcome]: ...
 

@@ -64,7 +64,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from batch.rates import RateLimit
+from batch.joggai.quota import RateLimit
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[object]]

@@ -11,7 +11,7 @@ rate-limited, so none of this spends the POST quota. The index serves three purp
 
 - before a job is sent, its tag is looked up: a match is a render this account already paid for
   (on another machine, under another file name, or before a state was lost), adopted, not sent;
-- after a lost answer, `batch.reconcile` proves the request's fate from successive syncs;
+- after a lost answer, `batch.joggai.reconcile` proves the request's fate from successive syncs;
 - a tag listed on more than one video is a double charge, kept and reported.
 
 A sync also tells whether this account's listing echoes tags at all (`Sync.echo`): the videos this
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
+from batch.joggai.client import JoggClient
 from batch.payload import TAG_PATTERN
 from batch.store import StateStore
 

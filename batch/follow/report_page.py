@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterator
 from datetime import datetime
 
-from batch.report import (
+from batch.follow.report import (
     Report,
     ReportRow,
     Timeline,

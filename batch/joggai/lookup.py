@@ -35,8 +35,8 @@ from typing import Any, Final, Literal, NamedTuple, TypeGuard, TypeVar
 import httpx
 
 from batch import files
-from batch.client import ApiOutcome, JoggClient, Timeouts
 from batch.errors import AccountError, ApiError, ConfigError
+from batch.joggai.client import ApiOutcome, JoggClient, Timeouts
 from batch.logs import escape_controls
 from batch.secret import Secret
 from batch.vocabulary import ASPECT_RATIOS
@@ -51,7 +51,7 @@ PAGE_SIZE: Final = 100  # the API's maximum
 _MAX_PAGES: Final = 1000  # a listing that never ends is a server bug, not 100,000 avatars
 _RATIO_NAMES: Final = {0: "portrait", 1: "landscape", 2: "square"}  # v2 responses use ints
 _SALT_FILE: Final = "salt"
-_FORMULA_START: Final = re.compile(r"^[=+\-@\t\r]")  # as in batch.results
+_FORMULA_START: Final = re.compile(r"^[=+\-@\t\r]")  # as in batch.store.results
 
 
 class Avatar(NamedTuple):

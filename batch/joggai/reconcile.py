@@ -2,8 +2,8 @@
 
 The API has no idempotency key, so every answer that does not prove the request was refused
 (50000, HTTP 5xx, timeouts, resets, a broken body, a crash while `sending`) leaves the job
-*uncertain*. Its fate is read from the account's listing (`batch.listing`), and a request is sent
-again only when its absence is proven:
+*uncertain*. Its fate is read from the account's listing (`batch.joggai.listing`), and a request
+is sent again only when its absence is proven:
 
 - **found**: a sync lists the job's tag: the request was accepted; adopt that video.
 - **absent**, and only then resent, when all three hold:
@@ -29,7 +29,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from batch.listing import Sync
+from batch.joggai.listing import Sync
 from batch.store import UncertainJob
 
 

@@ -57,7 +57,7 @@ from tqdm import tqdm
 
 from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError
-from batch.results import read_results, write_table
+from batch.store.results import read_results, write_table
 
 log = logging.getLogger(__name__)
 

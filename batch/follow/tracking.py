@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 
-from batch.client import JoggClient, Timeouts
 from batch.config import Secret
 from batch.errors import ApiError
-from batch.listing import AccountListing
-from batch.results import read_results, write_table
-from batch.status import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
+from batch.follow.polling import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
+from batch.joggai.client import JoggClient, Timeouts
+from batch.joggai.listing import AccountListing
 from batch.store import VIDEO_COLUMNS, StateStore
+from batch.store.results import read_results, write_table
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,8 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-# Outcome kinds (see `batch.client.ApiOutcome.kind`) for which sending again is safe and useful.
+# Outcome kinds (see `batch.joggai.client.ApiOutcome.kind`) for which sending again is safe and
+# useful.
 # `unknown` is not among them: the server may have accepted and charged, so the caller must
 # reconcile before it resends. `permanent` and `account` would fail the same way again.
 RETRYABLE_KINDS: Final = frozenset({"retryable", "not_sent"})

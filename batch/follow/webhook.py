@@ -1,12 +1,13 @@
 """Receiving JoggAI webhooks: signature check, payload parsing, and the listener app.
 
-The listener updates the same state as `status` polling, through `batch.status.VideoStatusSink`.
-It answers within JoggAI's 5 s: 401 for a bad or missing `X-Webhook-Signature` (nothing changes),
-400 for a body that is not a video event, 200 otherwise. JoggAI retries anything else, so the
-same delivery can arrive twice: events are de-duplicated on `event_id` (on a SHA-256 of the body
-when there is none) and applied once. A signed event whose `timestamp` lies more than `max_age`
-(5 min) from now is a replay or a badly late retry: acknowledged (200) and ignored. Whatever the
-source, a final status (completed, failed) never changes again; the state store enforces that.
+The listener updates the same state as `status` polling, through
+`batch.follow.polling.VideoStatusSink`. It answers within JoggAI's 5 s: 401 for a bad or missing
+`X-Webhook-Signature` (nothing changes), 400 for a body that is not a video event, 200 otherwise.
+JoggAI retries anything else, so the same delivery can arrive twice: events are de-duplicated on
+`event_id` (on a SHA-256 of the body when there is none) and applied once. A signed event whose
+`timestamp` lies more than `max_age` (5 min) from now is a replay or a badly late retry:
+acknowledged (200) and ignored. Whatever the source, a final status (completed, failed) never
+changes again; the state store enforces that.
 
 Anyone can reach the listener, so it bounds what an unsigned client can cost (`ListenerLimits`):
 - the body is streamed and capped: a Content-Length over `max_body` (1 MiB; JoggAI's events are
@@ -64,7 +65,8 @@ from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from batch.errors import ConfigError
-from batch.status import VideoStatus, VideoStatusSink, VideoUpdate, video_update
+from batch.follow.polling import VideoStatusSink, video_update
+from batch.store import VideoStatus, VideoUpdate
 
 log = logging.getLogger(__name__)
 
