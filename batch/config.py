@@ -27,6 +27,7 @@ from batch.rates import RateLimit, parse_rate
 from batch.retry import RetryPolicy
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
+from batch.storage import Location
 
 DEFAULT_BASE_URL = "https://api.jogg.ai"
 BUILTIN_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "default.toml"
@@ -53,8 +54,9 @@ class RetrySettings(_Section):
 
 
 class CatalogSettings(_Section):
-    format: Literal["", "csv", "parquet", "jsonl"] = ""
+    format: Literal["", "csv", "parquet", "jsonl", "excel"] = ""
     delimiter: str = ""
+    sheet: str = ""
     row_key: str = ""
     batch_rows: int = Field(50_000, ge=1)
 
@@ -223,8 +225,8 @@ def parse_until(text: str, now: datetime) -> float:
 class RunConfig:
     """Everything one run needs; built by the CLI, taken by `runner.run`."""
 
-    catalog: Path
-    results: Path
+    catalog: Location  # a local path or an object in a store (batch.storage)
+    results: Location
     state: Path
     catalog_options: CatalogOptions
     base_url: str
@@ -252,12 +254,17 @@ class RunConfig:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def default_results_path(catalog: Path) -> Path:
+def default_results_path(catalog: Location) -> Location:
     return catalog.with_name(catalog.stem + ".results.csv")
 
 
 def catalog_options(
-    settings: Settings, source: Path | None, *, fmt: str | None = None, delimiter: str | None = None
+    settings: Settings,
+    source: Path | None,
+    *,
+    fmt: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
 ) -> CatalogOptions:
     chosen_format = fmt or settings.catalog.format or None
     if delimiter is not None and delimiter.lower() in ("tab", "\\t"):
@@ -269,6 +276,7 @@ def catalog_options(
         defaults=request_defaults(settings, source),
         row_key=settings.catalog.row_key or None,
         batch_rows=settings.catalog.batch_rows,
+        sheet=sheet or settings.catalog.sheet or None,
     )
 
 
@@ -284,18 +292,19 @@ class CliOverrides:
     """The settings a command line may give; None means "not given" (the config file decides)."""
 
     config_path: Path | None = None
-    results: Path | None = None
+    results: Location | None = None
     state: Path | None = None
     base_url: str | None = None
     rate_limit: str | None = None
     concurrency: int | None = None
     fmt: str | None = None
     delimiter: str | None = None
+    sheet: str | None = None
     fields: Mapping[str, object] = field(default_factory=dict)
 
 
 def build_run_config(
-    catalog: Path,
+    catalog: Location,
     cli: CliOverrides,
     *,
     env: Mapping[str, str] = os.environ,
@@ -315,7 +324,7 @@ def build_run_config(
     key = api_key if api_key is not None else read_api_key(settings, env)
     state = choose_state(
         cli.state or (Path(settings.run.state).expanduser() if settings.run.state else None),
-        results,
+        results if isinstance(results, Path) else None,  # no 0.1 state beside a stored object
         api.base_url,
         key.reveal(),
     )
@@ -325,7 +334,7 @@ def build_run_config(
         state=state.path,
         legacy_state=state.legacy,
         catalog_options=catalog_options(
-            settings, cli.config_path, fmt=cli.fmt, delimiter=cli.delimiter
+            settings, cli.config_path, fmt=cli.fmt, delimiter=cli.delimiter, sheet=cli.sheet
         ),
         base_url=api.base_url.rstrip("/"),
         api_key=key,

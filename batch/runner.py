@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from batch import catalog, files, payload, reconcile
+from batch import catalog, files, payload, reconcile, storage
 from batch.client import ApiOutcome, JoggClient
 from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode
@@ -151,7 +151,7 @@ def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
     return summary
 
 
-def planned_requests_path(results: Path) -> Path:
+def planned_requests_path(results: storage.Location) -> storage.Location:
     """Where --dry-run writes the request bodies it would send (JSON Lines)."""
     stem = results.name.removesuffix(results.suffix).removesuffix(".results")
     return results.with_name(stem + ".requests.jsonl")
@@ -163,7 +163,10 @@ def _write_planned_requests(config: RunConfig, state: StateStore, run_id: int) -
     Rows whose product is created at run time show `product_id` as `"<created at run time>"`.
     """
     destination = planned_requests_path(config.results)
-    with files.atomic_writer(destination) as out:
+    with (
+        storage.writing(destination) as temporary,
+        temporary.open("w", encoding="utf-8") as out,
+    ):
         last_id = 0
         while jobs := state.next_jobs(run_id, last_id, 1000):
             for job in jobs:

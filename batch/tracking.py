@@ -16,6 +16,7 @@ from batch.listing import AccountListing
 from batch.results import read_results, write_table
 from batch.state import VIDEO_COLUMNS, StateStore
 from batch.status import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
+from batch.storage import Location, is_file
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def track(
     *,
     wait: bool,
     timeout: float | None,
-    results: Path | None = None,
+    results: Location | None = None,
     legacy: Path | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     schedule: PollSchedule = DEFAULT_SCHEDULE,
@@ -47,7 +48,7 @@ def track(
         if legacy is not None:
             store.absorb(legacy)
         summary = asyncio.run(main())
-        if results is not None and results.exists():
+        if results is not None and is_file(results):
             refresh_results(results, store)
     return summary
 
@@ -71,7 +72,7 @@ async def _check_double_charges(client: JoggClient, store: StateStore) -> int:
     return len(found)
 
 
-def refresh_results(results: Path, store: StateStore) -> None:
+def refresh_results(results: Location, store: StateStore) -> None:
     """Rewrites the video columns of a results file from the state, matching rows by video_id."""
     frame = read_results(results)
     known = store.video_states([v for v in frame["video_id"] if v])

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 from batch.catalog import CatalogOptions, read_catalog
 from batch.preflight import Preflight
+from batch.storage import Location
 
 
 def problems(
-    path: Path, options: CatalogOptions, preflight: Preflight | None = None
+    path: Location, options: CatalogOptions, preflight: Preflight | None = None
 ) -> Iterator[str]:
     """One line per problem: "catalog.csv row 7, column 'length': ...". With a pre-flight, ids and
     names are also checked against the account's look-ups (GET requests only)."""
@@ -18,4 +18,4 @@ def problems(
         for row in batch.rows:
             checked = row if preflight is None else preflight.check(row)
             for problem in checked.problems:
-                yield problem.message(path, row.number)
+                yield problem.message(path, row.number, batch.place(row.number))

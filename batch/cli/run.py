@@ -25,17 +25,36 @@ from batch.config import (
     parse_until,
 )
 from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
-from batch.errors import ExitCode
+from batch.errors import CatalogError, ExitCode
 from batch.lookup import LookupConfig
 from batch.preflight import load_preflight
 from batch.rerun import rerun
 from batch.runner import RunSummary
+from batch.storage import Location, parse_location
+
+
+class LocationType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A local path, or a URL in a store (`s3://bucket/catalog.xlsx`, see batch.storage)."""
+
+    name = "path|url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            location = parse_location(value)
+        except CatalogError as exc:
+            self.fail(str(exc), param, ctx)
+        if isinstance(location, Path) and location.is_dir():
+            self.fail(f"{location} is a directory, not a file", param, ctx)
+        return location
+
+
+LOCATION = LocationType()
 
 
 def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that reads a catalog."""
     options = [
-        click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False)),
+        click.argument("catalog", type=LOCATION),
         click.option(
             "--config",
             "config_path",
@@ -45,9 +64,10 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--format",
             "fmt",
-            type=click.Choice(["csv", "parquet", "jsonl"]),
+            type=click.Choice(["csv", "parquet", "jsonl", "excel"]),
             help="Catalog format (default: by extension).",
         ),
+        click.option("--sheet", help="Sheet of a spreadsheet catalog (default: the first)."),
         click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab)."),
         click.option(
             "--state",
@@ -56,8 +76,8 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--results",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Results file, .csv or .parquet (default: <catalog>.results.csv).",
+            type=LOCATION,
+            help="Results file, .csv, .parquet or .xlsx (default: <catalog>.results.csv).",
         ),
         click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min)."),
         click.option("--length", help="Default video length: 15, 30 or 60."),
@@ -140,7 +160,7 @@ _RUN_FLAGS = (
 @click.command()
 @catalog_options
 @sending_options
-def run(catalog: Path, **options: Any) -> None:
+def run(catalog: Location, **options: Any) -> None:
     """Submit one video per catalog row, rate-limited; write a results file.
 
     Exit codes: 0 every row submitted or already done; 1 some rows failed, invalid or not
@@ -152,7 +172,7 @@ def run(catalog: Path, **options: Any) -> None:
 
 
 @click.command()
-@click.argument("results_file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.argument("results_file", type=LOCATION)
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--state",
@@ -161,7 +181,7 @@ def run(catalog: Path, **options: Any) -> None:
 )
 @click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min).")
 @sending_options
-def retry(results_file: Path, **options: Any) -> None:
+def retry(results_file: Location, **options: Any) -> None:
     """Run again the failed, not-attempted and unknown rows of a results file, and update it.
 
     Needs nothing but the results file: it carries the catalog's columns. Exit codes as `run`.
@@ -172,7 +192,7 @@ def retry(results_file: Path, **options: Any) -> None:
 
 
 def _send(
-    catalog: Path, action: Callable[[RunConfig], RunSummary], options: dict[str, Any]
+    catalog: Location, action: Callable[[RunConfig], RunSummary], options: dict[str, Any]
 ) -> None:
     sandbox, wait = options.pop("sandbox"), options.pop("wait")
     wait_limit = _duration_option(options.pop("timeout"), "--timeout")
@@ -237,7 +257,7 @@ def _deadline(max_duration: str | None, until: str | None) -> float | None:
 @catalog_options
 @logging_options
 @reports_errors
-def plan(catalog: Path, **options: Any) -> None:
+def plan(catalog: Location, **options: Any) -> None:
     """Show what `run` would do: new, changed, retry, unknown, already submitted, duplicate,
     invalid rows, and how many POSTs, credits and how long that is. Sends and writes nothing."""
     config = build_run_config(catalog, _overrides(options), api_key=Secret(""))
@@ -251,7 +271,7 @@ def plan(catalog: Path, **options: Any) -> None:
 @click.option("--sandbox", is_flag=True, help="With --online: check against a local sandbox.")
 @logging_options
 @reports_errors
-def validate(catalog: Path, online: bool, sandbox: bool, **options: Any) -> None:
+def validate(catalog: Location, online: bool, sandbox: bool, **options: Any) -> None:
     """Check every row; print each problem by row and column. Exit 0 clean, 1 not."""
     with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
         options["base_url"] = sandbox_url or options["base_url"]
