@@ -18,7 +18,7 @@ included, as in a CSV export, so data row N is always Excel row header + N and p
 reported where people look: `sheet 'Products' row 7`.
 
 Memory: calamine parses the chosen sheet whole, in Rust (a 100k-row sheet of 13 columns takes
-about 90 MB); its rows are turned into Python text `batch_rows` at a time, so the Python side
+about 120 MiB and 3 s); its rows become Python text `batch_rows` at a time, so the Python side
 stays bounded by the batch, as for the other formats.
 """
 
