@@ -90,6 +90,12 @@ class ApiOutcome:
     elapsed: float = 0.0
 
     @property
+    def video_id(self) -> str | None:
+        """The id of the video a create made (`create_video` puts it in `data["video_id"]`)."""
+        value = (self.data or {}).get("video_id")
+        return str(value) if value else None
+
+    @property
     def rate_limited(self) -> bool:
         """The server said 429, in the body or the status line."""
         return self.code == Code.RATE_LIMITED or self.http_status == 429

@@ -14,12 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from batch import payload
-from batch.catalog import CatalogOptions
+from batch.catalog import CANONICAL_COLUMNS, CatalogOptions
 from batch.client import Timeouts
 from batch.errors import ConfigError
 from batch.ledgers import choose_state
@@ -46,6 +46,17 @@ class ApiSettings(_Section):
     read_timeout: float = Field(60.0, gt=0)
     product_timeout: float = Field(120.0, gt=0)
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            parse_rate(value)
+        except ValueError:
+            raise ValueError(
+                "is not a rate; write N/s, N/min or N/h with N above 0 (e.g. 20/min), or none"
+            ) from None
+        return value
+
 
 class RetrySettings(_Section):
     max_attempts: int = Field(5, ge=1)
@@ -60,11 +71,19 @@ class CatalogSettings(_Section):
     row_key: str = ""
     batch_rows: int = Field(50_000, ge=1)
 
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, value: str) -> str:
+        if len(value) > 1 and value.lower() not in ("tab", "\\t"):
+            raise ValueError('is not one character; write e.g. ",", ";" or "tab"')
+        return value
+
 
 class RunSettings(_Section):
     state: str = ""
     reconcile_tag: bool = True
     settle_seconds: float = Field(300.0, gt=0)
+    keep_runs: int = Field(7, ge=1)
     shutdown_grace: float = Field(30.0, ge=0)
     results_interval: float = Field(30.0, gt=0)
     progress_interval: float = Field(60.0, gt=0)
@@ -88,13 +107,19 @@ class DefaultsSettings(_Section):
     webhook_url: str = ""
 
 
+def _a_column(target: str) -> str:
+    if target.strip().lower() not in CANONICAL_COLUMNS:
+        raise ValueError(f"is not a catalog column; use one of {', '.join(CANONICAL_COLUMNS)}")
+    return target
+
+
 class Settings(_Section):
     api: ApiSettings = ApiSettings()
     retry: RetrySettings = RetrySettings()
     catalog: CatalogSettings = CatalogSettings()
     run: RunSettings = RunSettings()
     defaults: DefaultsSettings = DefaultsSettings()
-    columns: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, Annotated[str, AfterValidator(_a_column)]] = Field(default_factory=dict)
 
 
 def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -111,6 +136,10 @@ def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None)
             raise ConfigError(f"{source}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: is not UTF-8 text (byte {exc.start})") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: cannot read the config file ({exc.strerror})") from None
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -119,18 +148,36 @@ def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(source, exc)) from None
+        given = {dotted for dotted, value in (overrides or {}).items() if value is not None}
+        raise ConfigError(_describe(source, exc, given)) from None
 
 
-def _describe(source: Path, exc: ValidationError) -> str:
-    problems = []
+def _describe(source: Path, exc: ValidationError, given: set[str]) -> str:
+    """Each problem named by its key and value: in the file, or the option that gave it."""
+    problems, options = [], []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
+        value = error.get("input")
         if error["type"] == "extra_forbidden":
             problems.append(f"unknown setting '{key}'")
+        elif error["type"] == "value_error":
+            reason = str(error["ctx"]["error"])
+            if key in given:
+                options.append(f"{_option(key)} {value!r} {reason}")
+            else:
+                problems.append(f"{key} = {value!r} {reason}")
+        elif key in given:
+            options.append(f"{_option(key)} {value!r}: {error['msg']}")
         else:
-            problems.append(f"'{key}' = {error.get('input')!r}: {error['msg']}")
-    return f"{source}: " + "; ".join(problems)
+            problems.append(f"'{key}' = {value!r}: {error['msg']}")
+    parts = [f"{source}: " + "; ".join(problems)] if problems else []
+    return "; ".join(parts + options)
+
+
+def _option(key: str) -> str:
+    """The command-line option (or variable) that sets a dotted setting."""
+    option = "--" + key.rpartition(".")[2].replace("_", "-")
+    return f"{option} (or JOGG_BASE_URL)" if key == "api.base_url" else option
 
 
 def request_defaults(settings: Settings, source: Path | None) -> payload.RequestDefaults:
@@ -237,6 +284,7 @@ class RunConfig:
     retry: RetryPolicy
     reconcile_tag: bool = True
     settle_seconds: float = 300.0  # see batch.reconcile
+    keep_runs: int = 7  # runs whose row outcomes the ledger keeps (batch.store.maintenance)
     legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
     dry_run: bool = False
     force: bool = False
@@ -267,11 +315,12 @@ def catalog_options(
     sheet: str | None = None,
 ) -> CatalogOptions:
     chosen_format = fmt or settings.catalog.format or None
+    delimiter = delimiter or settings.catalog.delimiter or None
     if delimiter is not None and delimiter.lower() in ("tab", "\\t"):
         delimiter = "\t"
     return CatalogOptions(
         format=chosen_format,  # type: ignore[arg-type]
-        delimiter=delimiter or settings.catalog.delimiter or None,
+        delimiter=delimiter,
         columns=dict(settings.columns),
         defaults=request_defaults(settings, source),
         row_key=settings.catalog.row_key or None,
@@ -350,6 +399,7 @@ def build_run_config(
         ),
         reconcile_tag=settings.run.reconcile_tag,
         settle_seconds=settings.run.settle_seconds,
+        keep_runs=settings.run.keep_runs,
         shutdown_grace=settings.run.shutdown_grace,
         results_interval=settings.run.results_interval,
         progress_interval=settings.run.progress_interval,

@@ -20,6 +20,7 @@ class ExitCode(IntEnum):
     LOCKED = 4  # another run holds the state lock
     TIMED_OUT = 5  # `status --wait` gave up with videos still rendering
     DOUBLE_CHARGED = 6  # the account's listing shows a row rendered twice (raise it with JoggAI)
+    LOCAL_IO = 7  # a local file (state, results) could not be written after sending began
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
 
@@ -46,6 +47,12 @@ class LockedError(StateError):
     """Another run holds the lock on this state database."""
 
     exit_code = ExitCode.LOCKED
+
+
+class LocalIOError(BatchError):
+    """Disk full, file size limit or permissions, after sending began: what was sent is kept."""
+
+    exit_code = ExitCode.LOCAL_IO
 
 
 class ApiError(BatchError):

@@ -32,7 +32,7 @@ from typing import Any, Literal
 from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
 from batch.payload import TAG_PATTERN
-from batch.state import StateStore
+from batch.store import StateStore
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from batch import catalog, payload
 from batch.config import RunConfig
 from batch.preflight import Preflight
 from batch.products import product_source
-from batch.state import UNCERTAIN, JobUpdate, NewJob, RowPlan, StateStore
+from batch.statuses import UNCERTAIN, JobStatus
+from batch.store import JobUpdate, NewJob, RowPlan, StateStore
 
 # Rows planned per state transaction.
 PLAN_SLICE = 5_000
@@ -103,7 +104,7 @@ class Planner:
             if row.fields is None or row.fingerprint is None:
                 counts.invalid += 1
                 detail = "; ".join(f"{p.column}: {p.reason}" for p in row.problems)
-                plans.append((row.number, None, "invalid", detail))
+                plans.append(RowPlan(row.number, None, "invalid", detail))
                 continue
             fp = row.fingerprint
             job = existing.get(fp)
@@ -111,7 +112,9 @@ class Planner:
             earlier = first_row.get(fp) or (0 if job is None else self._first_row(job["id"]))
             if earlier:
                 counts.duplicate += 1
-                plans.append((row.number, ref, "duplicate", f"same request as row {earlier}"))
+                plans.append(
+                    RowPlan(row.number, ref, "duplicate", f"same request as row {earlier}")
+                )
                 continue
             first_row[fp] = row.number
             source = product_source(row.fields)
@@ -124,15 +127,15 @@ class Planner:
                     counts.new += 1
                 to_send += 1
                 fields = payload.fields_to_json(row.fields)
-                new_jobs.append((fp, row.key, fields, tag_for(fp)))
-                plans.append((row.number, fp, planned, None))
+                new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp)))
+                plans.append(RowPlan(row.number, fp, planned, None))
                 continue
             self._seen(job["id"], row.number)
             status, send = self._classify(job)
             if send:
-                updates.append((status, job["id"]))
+                updates.append(JobUpdate(status, job["id"]))
                 to_send += 1
-            plans.append((row.number, job["id"], planned if send else "job", None))
+            plans.append(RowPlan(row.number, job["id"], planned if send else "job", None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():
             self._seen(job_id, first_row[fp])
@@ -155,7 +158,7 @@ class Planner:
         checked = self.preflight.check(row)
         return checked if checked.fields is None else checked._replace(fingerprint=row.fingerprint)
 
-    def _classify(self, job: Any) -> tuple[str | None, bool]:
+    def _classify(self, job: Any) -> tuple[JobStatus | None, bool]:
         """(new job status or None to keep it, whether this run sends it)."""
         config, counts, status = self.config, self.counts, job["status"]
         if status == "submitted":

@@ -21,7 +21,7 @@ from batch.client import ApiOutcome, JoggClient
 from batch.errors import AccountError, ApiError
 from batch.payload import ProductDetails, ResolvedFields, fields_from_json
 from batch.ratelimit import SlidingWindowLimiter
-from batch.state import Job, StateStore
+from batch.store import Job, StateStore
 
 
 class ProductError(ApiError):

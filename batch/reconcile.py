@@ -30,7 +30,7 @@ import enum
 from dataclasses import dataclass
 
 from batch.listing import Sync
-from batch.state import UncertainJob
+from batch.store import UncertainJob
 
 
 class Verdict(enum.Enum):

@@ -1,50 +1,57 @@
-"""The report on a results file: what happened to every row, what it cost, how fast it went.
+"""The report on a results file: what happened to every row, what it cost, what to do next.
 
-`build_report` summarises a results file (outcome counts, failures by code with example messages,
-credits, render times, submissions per minute); `render_table`, `render_json` and `render_html`
-turn the summary into a terminal table, JSON, or one self-contained HTML file (inline CSS and SVG,
-no script, nothing fetched from the network) to hand to someone else.
-
-The tests check that the page has no script and no external reference and that both charts are
-well-formed SVG; no browser runs in CI. To look at it headless:
-`chromium --headless --screenshot=report.png --window-size=1000,1200 report.html`.
+`build_report` reads a results frame into a `Report`: outcome counts, failures grouped by reason
+(with the rows affected and the next step), credits, render times, the run's timeline, and one
+`ReportRow` per catalog row. `render_table` and `render_json` give the summary (no per-row data:
+the results file is that); `batch.report_page.render_html` turns it into the hand-off page.
 """
 
 from __future__ import annotations
 
-import html
+import functools
 import json
 import math
+import re
 import statistics
+from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 
 import pandas as pd
 
-STATUS_ORDER = (
-    "submitted",
-    "already_submitted",
-    "failed",
-    "invalid",
-    "unknown",
-    "duplicate",
-    "not_attempted",
-    "planned",
-)
+from batch.statuses import ROW_ORDER
+from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES
+
 VIDEO_STATUS_ORDER = ("completed", "failed", "processing")
-EXAMPLES_PER_CODE = 3
+EXAMPLES_PER_GROUP = 3
+# Beyond this many distinct reasons for one code, the rarest share one "other messages" group.
+REASONS_PER_CODE = 10
+TIMELINE_POINTS = 240
+# Columns that name a row for people, best first; compared without case, spaces or underscores.
+KEY_COLUMNS = ("sku", "product_id", "product_url", "product_name")
+PRODUCT_COLUMNS = ("title", "product_title", "product_name", "name")
+VIDEO_NAME_COLUMNS = ("video_name", "video_title")
 
 
 @dataclass(frozen=True, slots=True)
 class FailureGroup:
-    """Rows that failed the same way: at submission (`code`) or at render (`error`)."""
+    """Rows that did not get a video for the same reason, and what to do about them.
 
-    stage: str  # "submission" | "render"
+    `stage` is "submission" (the API or validation refused the row), "not sent" (the run
+    stopped first) or "render" (accepted, then the render failed). `reason` is the message with
+    the row's own values elided, so rows with the same problem share a group; `examples` keep
+    a few messages as written.
+    """
+
+    stage: str
     code: str
+    reason: str
     count: int
+    rows: tuple[int, ...]
     examples: tuple[str, ...]
+    next_step: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,8 +65,40 @@ class RenderTimes:
 
 
 @dataclass(frozen=True, slots=True)
+class Timeline:
+    """Cumulative submissions and completed renders of this run, sampled at even steps.
+
+    `seconds[i]` is the time since `start`; `submitted[i]` and `completed[i]` count the events
+    at or before it, so a 9-second demo and a 20-hour night draw the same way.
+    """
+
+    start: str  # ISO-8601 UTC of the first submission
+    seconds: tuple[float, ...]
+    submitted: tuple[int, ...]
+    completed: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRow:
+    """One catalog row as the page's table shows it; `group` indexes `Report.failures`."""
+
+    row: int
+    key: str
+    product: str
+    video_name: str
+    status: str
+    code: str
+    reason: str
+    video_status: str
+    duration: float | None
+    video_url: str  # http(s) only; anything else is dropped
+    cover_url: str
+    group: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
-    """Everything the three renderings show."""
+    """Everything the three renderings show. `rows` is for the page only (not in `to_dict`)."""
 
     source: str
     rows: int
@@ -70,35 +109,57 @@ class Report:
     credits_estimated: int  # submitted rows without deducted_credit, counted as 1 credit each
     render_times: RenderTimes
     per_minute: tuple[tuple[str, int], ...]  # ("2026-01-31T22:05Z", submissions), gaps filled
+    timeline: Timeline | None
+    table: tuple[ReportRow, ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def submitted(self) -> int:
+        return self.by_status.get("submitted", 0) + self.by_status.get("already_submitted", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.by_status.get("failed", 0) + self.by_status.get("invalid", 0)
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        data = asdict(self)
+        del data["table"]
+        return data
 
 
-def build_report(frame: pd.DataFrame, source: str = "") -> Report:
-    """Summarises a results frame read with `read_results` (every cell a string)."""
+def build_report(frame: pd.DataFrame, source: str = "", key: str | None = None) -> Report:
+    """Summarises a results frame read with `read_results` (every cell a string).
+
+    `key` names the column that identifies a row for people; by default the first of
+    `KEY_COLUMNS` the file has.
+    """
     column = _columns(frame)
     status = column("status")
     video_status = column("video_status")
+    message, error = column("message"), column("error")
     credits, estimated = _credits(status, column("deducted_credit"))
+    submitted_at, completed_at = _epoch(column("submitted_at")), _epoch(column("completed_at"))
+    failures, membership = _failures(
+        status, column("code"), message, video_status, error, column("row"), source
+    )
     return Report(
         source=source,
         rows=len(frame),
-        by_status=_ordered(Counter(status), STATUS_ORDER),
+        by_status=_ordered(Counter(status), ROW_ORDER),
         by_video_status=_ordered(Counter(v for v in video_status if v), VIDEO_STATUS_ORDER),
-        failures=_failures(
-            status, column("code"), column("message"), video_status, column("error")
-        ),
+        failures=failures,
         credits=credits,
         credits_estimated=estimated,
-        render_times=_render_times(video_status, column("submitted_at"), column("completed_at")),
-        per_minute=_per_minute(column("submitted_at")),
+        render_times=_render_times(video_status, submitted_at, completed_at),
+        per_minute=_per_minute(submitted_at),
+        timeline=_timeline(status, video_status, submitted_at, completed_at),
+        table=_table_rows(frame, column, key, membership),
     )
 
 
 def _columns(frame: pd.DataFrame) -> Callable[[str], list[str]]:
-    """Column values as stripped strings; a missing column reads as empty cells."""
+    """Column values as stripped strings, each column read once; a missing one is empty cells."""
 
+    @functools.cache
     def get(name: str) -> list[str]:
         if name not in frame.columns:
             return [""] * len(frame)
@@ -114,24 +175,154 @@ def _ordered(counts: Mapping[str, int], order: Iterable[str]) -> dict[str, int]:
     return {key: counts[key] for key in [*known, *rest]}
 
 
+# `column: 'value' is ...`: the quoted value (a repr) is the row's own; the rest is the reason.
+_QUOTED_VALUE = re.compile(r"""(: )(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")""")
+
+
+def reason_of(message: str) -> str:
+    """The message with the row's own values elided: what rows with the same problem share."""
+    return _QUOTED_VALUE.sub(r"\1…", message)
+
+
+def elided_values(examples: Iterable[str]) -> list[str]:
+    """The values `reason_of` took out of these messages, each once: `'45'`, `'abc'`."""
+    found = (m.group(0)[2:] for text in examples for m in _QUOTED_VALUE.finditer(text))
+    return list(dict.fromkeys(found))
+
+
 def _failures(
-    status: list[str], code: list[str], message: list[str], video: list[str], error: list[str]
-) -> tuple[FailureGroup, ...]:
-    groups: dict[tuple[str, str], list[str]] = {}
+    status: list[str],
+    code: list[str],
+    message: list[str],
+    video: list[str],
+    error: list[str],
+    numbers: list[str],
+    source: str,
+) -> tuple[tuple[FailureGroup, ...], list[int | None]]:
+    """The groups, and for each row the index of its group (None when it has none)."""
+    members: dict[tuple[str, str, str], list[int]] = {}
     for i, row_status in enumerate(status):
         if row_status in ("failed", "invalid", "unknown"):
-            key = ("submission", code[i] or row_status)
-            groups.setdefault(key, []).append(message[i])
-        if video[i] == "failed":
+            row_code = code[i] if code[i] not in ("", "0") else row_status
+            members.setdefault(("submission", row_code, reason_of(message[i])), []).append(i)
+        elif row_status == "not_attempted":
+            members.setdefault(("not sent", "not_attempted", ""), []).append(i)
+        elif video[i] == "failed":
             # Render errors read "<code>: <message>" when the API gave a code.
-            head = error[i].split(":", 1)[0].strip()
-            key = ("render", head if ":" in error[i] and head.isdigit() else "render failed")
-            groups.setdefault(key, []).append(error[i])
-    result = []
-    for (stage, group_code), messages in groups.items():
-        examples = tuple(dict.fromkeys(m for m in messages if m))[:EXAMPLES_PER_CODE]
-        result.append(FailureGroup(stage, group_code, len(messages), examples))
-    return tuple(sorted(result, key=lambda g: (g.stage != "submission", -g.count, g.code)))
+            head, colon, rest = error[i].partition(":")
+            if colon and head.strip().isdigit():
+                key = ("render", head.strip(), reason_of(rest.strip()))
+            else:
+                key = ("render", "render failed", reason_of(error[i]))
+            members.setdefault(key, []).append(i)
+    members = _fold_rare_reasons(members)
+    per_code: Counter[tuple[str, str]] = Counter()
+    for (stage, group_code, _), indices in members.items():
+        per_code[stage, group_code] += len(indices)
+    # Stage, then the biggest code first, then its biggest reason: a code's groups stay together.
+    order = sorted(
+        members,
+        key=lambda k: (
+            _STAGES.index(k[0]),
+            -per_code[k[:2]],
+            k[1],
+            k[2].endswith(_OTHER),  # the folded rest comes last in its code
+            -len(members[k]),
+            k[2],
+        ),
+    )
+    groups: list[FailureGroup] = []
+    membership: list[int | None] = [None] * len(status)
+    retry = f"jogg-batch retry {source or 'RESULTS'}"
+    for index, (stage, group_code, reason) in enumerate(order):
+        indices = members[(stage, group_code, reason)]
+        texts = (error[i] if stage == "render" else message[i] for i in indices)
+        for i in indices:
+            membership[i] = index
+        groups.append(
+            FailureGroup(
+                stage=stage,
+                code=group_code,
+                reason=reason,
+                count=len(indices),
+                rows=tuple(_row_number(numbers[i], i) for i in indices),
+                examples=tuple(dict.fromkeys(t for t in texts if t))[:EXAMPLES_PER_GROUP],
+                next_step=_next_step(stage, group_code, retry),
+            )
+        )
+    return tuple(groups), membership
+
+
+_STAGES = ("submission", "not sent", "render")
+_OTHER = " other messages"
+
+
+def _fold_rare_reasons(
+    members: dict[tuple[str, str, str], list[int]],
+) -> dict[tuple[str, str, str], list[int]]:
+    """Messages that carry unquoted ids would make a group per row: keep the common ones."""
+    by_code: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for key in members:
+        by_code.setdefault(key[:2], []).append(key)
+    folded: dict[tuple[str, str, str], list[int]] = {}
+    for (stage, group_code), keys in by_code.items():
+        keys.sort(key=lambda k: -len(members[k]))
+        for key in keys[:REASONS_PER_CODE]:
+            folded[key] = members[key]
+        if len(keys) > REASONS_PER_CODE:
+            rest = sorted(i for key in keys[REASONS_PER_CODE:] for i in members[key])
+            other = f"{len(keys) - REASONS_PER_CODE}{_OTHER}"
+            folded[(stage, group_code, other)] = rest
+    return folded
+
+
+def _next_step(stage: str, code: str, retry: str) -> str:
+    """What a person does about the group, in the words of the commands they have."""
+    if stage == "render":
+        return (
+            "The API accepted these rows (the credit is spent) but the render failed; "
+            f"`{retry}` does not resend them. Ask JoggAI support with the video ids, "
+            "or send the rows again in a new catalog."
+        )
+    if stage == "not sent":
+        return f"The run stopped before these rows: `{retry}` sends them."
+    if code == "invalid":
+        return (
+            "Checked before sending, never sent: correct these cells in the catalog and run it "
+            "again (rows already accepted are not sent twice)."
+        )
+    if code == "unknown":
+        return f"Possibly accepted: `{retry}` looks them up before sending anything again."
+    if code.isdigit() and int(code) in ACCOUNT_CODES:
+        return f"An account problem (key, credit or permission): fix it, then `{retry}`."
+    if code.isdigit() and int(code) in PERMANENT_CODES:
+        return (
+            "The API refused the request: correct the cells the message names, then "
+            f"`{retry} --retry-permanent`."
+        )
+    return f"Worth another try: `{retry}`."
+
+
+def _row_number(text: str, index: int) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        return index + 1
+
+
+def row_ranges(rows: Sequence[int], limit: int = 8) -> str:
+    """`4-5, 9, 12-40`, at most `limit` ranges, then how many rows more."""
+    ranges: list[tuple[int, int]] = []
+    for number in sorted(rows):
+        if ranges and number == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], number)
+        else:
+            ranges.append((number, number))
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges[:limit])
+    if len(ranges) > limit:
+        rest = sum(b - a + 1 for a, b in ranges[limit:])
+        text += f" and {rest:,} more"
+    return text
 
 
 def _number(text: str) -> float | None:
@@ -160,22 +351,27 @@ def _credits(status: list[str], deducted: list[str]) -> tuple[float, int]:
     return total, estimated
 
 
-def _when(text: str) -> datetime | None:
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _epoch(texts: list[str]) -> list[float | None]:
+    """ISO-8601 cells as Unix seconds (naive ones read as UTC); empty or unreadable as None."""
+    seconds: list[float | None] = []
+    for text in texts:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+        except ValueError:
+            moment = None
+        if moment is not None and moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds.append(None if moment is None else moment.timestamp())
+    return seconds
 
 
-def _render_times(video: list[str], submitted: list[str], completed: list[str]) -> RenderTimes:
+def _render_times(
+    video: list[str], submitted: list[float | None], completed: list[float | None]
+) -> RenderTimes:
     seconds = []
-    for row_video, start_text, end_text in zip(video, submitted, completed, strict=True):
-        start, end = _when(start_text), _when(end_text)
-        if row_video == "completed" and start and end and end >= start:
-            seconds.append((end - start).total_seconds())
+    for row_video, start, end in zip(video, submitted, completed, strict=True):
+        if row_video == "completed" and start is not None and end is not None and end >= start:
+            seconds.append(end - start)
     if not seconds:
         return RenderTimes(0, None, None, None)
     seconds.sort()
@@ -183,21 +379,122 @@ def _render_times(video: list[str], submitted: list[str], completed: list[str]) 
     return RenderTimes(len(seconds), statistics.median(seconds), p90, seconds[-1])
 
 
-def _per_minute(submitted: list[str]) -> tuple[tuple[str, int], ...]:
-    minutes = Counter(
-        moment.astimezone(UTC).replace(second=0, microsecond=0)
-        for moment in map(_when, submitted)
-        if moment is not None
-    )
+def _per_minute(submitted: list[float | None]) -> tuple[tuple[str, int], ...]:
+    minutes = Counter(int(moment // 60) for moment in submitted if moment is not None)
     if not minutes:
         return ()
-    first, last = min(minutes), max(minutes)
-    buckets = []
-    at = first
-    while at <= last:
-        buckets.append((at.strftime("%Y-%m-%dT%H:%MZ"), minutes.get(at, 0)))
-        at += timedelta(minutes=1)
-    return tuple(buckets)
+    return tuple(
+        (datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%MZ"), minutes[minute])
+        for minute in range(min(minutes), max(minutes) + 1)
+    )
+
+
+def _timeline(
+    status: list[str],
+    video: list[str],
+    submitted: list[float | None],
+    completed: list[float | None],
+) -> Timeline | None:
+    """This run's rows only: an `already_submitted` row's date would stretch the axis by days."""
+    sent, done = [], []
+    for row_status, row_video, start, end in zip(status, video, submitted, completed, strict=True):
+        if row_status != "submitted" or start is None:
+            continue
+        sent.append(start)
+        if row_video == "completed" and end is not None:
+            done.append(end)
+    if not sent:
+        return None
+    sent.sort()
+    done.sort()
+    origin = sent[0]
+    span = max(sent[-1], done[-1] if done else origin) - origin or 1.0
+    steps = [span * i / (TIMELINE_POINTS - 1) for i in range(TIMELINE_POINTS)]
+    return Timeline(
+        start=datetime.fromtimestamp(origin, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        seconds=tuple(steps),
+        submitted=tuple(bisect_right(sent, origin + s) for s in steps),
+        completed=tuple(bisect_right(done, origin + s) for s in steps),
+    )
+
+
+def _table_rows(
+    frame: pd.DataFrame,
+    column: Callable[[str], list[str]],
+    key: str | None,
+    membership: list[int | None],
+) -> tuple[ReportRow, ...]:
+    headers = [str(name) for name in frame.columns]
+    key_header = key if key in headers else _find(headers, KEY_COLUMNS)
+    product_header = _find([h for h in headers if h != key_header], PRODUCT_COLUMNS)
+    keys = column(key_header) if key_header else [""] * len(frame)
+    products = column(product_header) if product_header else [""] * len(frame)
+    names = _video_names(frame, _find(headers, VIDEO_NAME_COLUMNS))
+    numbers, status, code = column("row"), column("status"), column("code")
+    message, error, video = column("message"), column("error"), column("video_status")
+    duration, video_url, cover_url = column("duration"), column("video_url"), column("cover_url")
+    return tuple(
+        ReportRow(
+            row=_row_number(numbers[i], i),
+            key=keys[i],
+            product=products[i],
+            video_name=names[i],
+            status=status[i],
+            code="" if code[i] in ("0", "0.0") else code[i],
+            reason=message[i] or error[i],
+            video_status=video[i],
+            duration=_number(duration[i]),
+            video_url=web_url(video_url[i]),
+            cover_url=web_url(cover_url[i]),
+            group=membership[i],
+        )
+        for i in range(len(frame))
+    )
+
+
+def _squashed(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()
+
+
+def _find(headers: Sequence[str], wanted: Sequence[str]) -> str | None:
+    squashed = {_squashed(h): h for h in reversed(headers)}
+    for name in wanted:
+        header = squashed.get(_squashed(name))
+        if header is not None:
+            return header
+    return None
+
+
+_PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
+
+
+def _video_names(frame: pd.DataFrame, header: str | None) -> list[str]:
+    """The catalog's video_name cells, `{column}` placeholders filled from the same row.
+
+    A name set only in the config's defaults is not in the results file, so it shows empty.
+    """
+    if header is None:
+        return [""] * len(frame)
+    columns = {str(name): frame[name].tolist() for name in frame.columns}
+    names = []
+    for i, template in enumerate(frame[header].tolist()):
+        text = str(template)
+
+        def fill(match: re.Match[str], i: int = i) -> str:
+            values = columns.get(match.group(1).strip())
+            return match.group(0) if values is None else str(values[i])
+
+        names.append(_PLACEHOLDER.sub(fill, text) if "{" in text else text)
+    return names
+
+
+# An absolute http(s) URL with a host: nothing else may become a link or an image source.
+_WEB_URL = re.compile(r"https?://[^\s/?#\\]+(?:[/?#]\S*)?", re.IGNORECASE)
+
+
+def web_url(text: str) -> str:
+    """The URL when it is an absolute http(s) one, else empty: a link must never run script."""
+    return text if _WEB_URL.fullmatch(text) else ""
 
 
 def _seconds(value: float | None) -> str:
@@ -212,10 +509,17 @@ def render_table(report: Report) -> str:
         lines += ["", "Render"]
         lines += [f"  {name:<20}{count:>8}" for name, count in report.by_video_status.items()]
     if report.failures:
-        lines += ["", "Failures"]
-        for group in report.failures:
-            lines.append(f"  {group.stage:<11}{group.code:<16}{group.count:>6}")
-            lines += [f"      {example}" for example in group.examples]
+        lines += ["", "Failures by reason"]
+        for section in failure_sections(report.failures):
+            lines.append(f"  {section.title} ({_rows_label(section.count)})")
+            for _, group in section.groups:
+                lines.append(f"    {group.reason or '(no message)'}")
+                values = elided_values(group.examples)
+                lines.append(
+                    f"        {'row' if group.count == 1 else 'rows'} {row_ranges(group.rows)}"
+                    + (f"   ({', '.join(values)})" if values else "")
+                )
+            lines.append(f"    next: {section.next_step}")
     estimate = f" ({report.credits_estimated} estimated)" if report.credits_estimated else ""
     times = report.render_times
     lines += [
@@ -233,126 +537,35 @@ def render_table(report: Report) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True, slots=True)
+class FailureSection:
+    """The groups of one stage and code: they share a title and a next step."""
+
+    title: str
+    count: int
+    next_step: str
+    groups: tuple[tuple[int, FailureGroup], ...]  # (index in Report.failures, group)
+
+
+def failure_sections(failures: Sequence[FailureGroup]) -> list[FailureSection]:
+    """Consecutive groups of the same stage and code (`build_report` keeps them together)."""
+    runs: dict[tuple[str, str], list[tuple[int, FailureGroup]]] = {}
+    for index, group in enumerate(failures):
+        runs.setdefault((group.stage, group.code), []).append((index, group))
+    sections = []
+    for (stage, code), groups in runs.items():
+        title = {"not_attempted": "not attempted", "render failed": "render failed"}.get(
+            code, f"{stage} {code}"
+        )
+        count = sum(group.count for _, group in groups)
+        sections.append(FailureSection(title, count, groups[0][1].next_step, tuple(groups)))
+    return sections
+
+
+def _rows_label(count: int) -> str:
+    return f"{count:,} row" if count == 1 else f"{count:,} rows"
+
+
 def render_json(report: Report) -> str:
-    """The report as one JSON document."""
+    """The report's summary as one JSON document (the per-row data is the results file)."""
     return json.dumps(report.to_dict(), indent=2) + "\n"
-
-
-_CSS = """
-body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 60em; color: #222; }
-h1 { font-size: 1.4em; } h2 { font-size: 1.1em; margin-top: 2em; }
-table { border-collapse: collapse; } td, th { padding: .2em .8em; text-align: left; }
-td.n { text-align: right; font-variant-numeric: tabular-nums; }
-tr:nth-child(even) { background: #f4f4f4; }
-.ok { fill: #2e7d32; } .bad { fill: #c62828; } .wait { fill: #f9a825; } .other { fill: #78909c; }
-.bar { fill: #1565c0; } svg text { font: 11px system-ui, sans-serif; fill: #222; }
-"""
-_BAR_CLASS = {
-    "submitted": "ok",
-    "already_submitted": "ok",
-    "completed": "ok",
-    "failed": "bad",
-    "invalid": "bad",
-    "unknown": "wait",
-    "processing": "wait",
-}
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _outcome_chart(counts: Mapping[str, int]) -> str:
-    """Horizontal bars, one per outcome."""
-    width, row_height, label = 560, 22, 150
-    peak = max(counts.values(), default=0) or 1
-    parts = [
-        f'<svg role="img" aria-label="outcomes" width="{width}" '
-        f'height="{row_height * len(counts) + 4}" viewBox="0 0 {width} '
-        f'{row_height * len(counts) + 4}">'
-    ]
-    for i, (name, count) in enumerate(counts.items()):
-        y = i * row_height + 2
-        bar = (width - label - 60) * count / peak
-        parts.append(
-            f'<text x="0" y="{y + 15}">{_e(name)}</text>'
-            f'<rect class="{_BAR_CLASS.get(name, "other")}" x="{label}" y="{y + 3}" '
-            f'width="{bar:.1f}" height="{row_height - 6}"/>'
-            f'<text x="{label + bar + 6:.1f}" y="{y + 15}">{count}</text>'
-        )
-    parts.append("</svg>")
-    return "".join(parts)
-
-
-def _throughput_chart(per_minute: tuple[tuple[str, int], ...]) -> str:
-    """Vertical bars, one per minute of the run."""
-    if not per_minute:
-        return "<p>No submissions recorded.</p>"
-    width, height, bottom = 640, 180, 20
-    peak = max(count for _, count in per_minute) or 1
-    step = width / len(per_minute)
-    parts = [
-        f'<svg role="img" aria-label="submissions per minute" width="{width}" '
-        f'height="{height + bottom}" viewBox="0 0 {width} {height + bottom}">'
-    ]
-    for i, (minute, count) in enumerate(per_minute):
-        bar = (height - 14) * count / peak
-        parts.append(
-            f'<rect class="bar" x="{i * step + 1:.1f}" y="{height - bar:.1f}" '
-            f'width="{max(step - 2, 1):.1f}" height="{bar:.1f}"><title>{_e(minute)}: {count}'
-            "</title></rect>"
-        )
-    parts.append(
-        f'<text x="0" y="{height + 15}">{_e(per_minute[0][0])}</text>'
-        f'<text x="{width}" y="{height + 15}" text-anchor="end">{_e(per_minute[-1][0])}</text>'
-        f'<text x="0" y="11">peak {peak}/min</text></svg>'
-    )
-    return "".join(parts)
-
-
-def _table(header: tuple[str, ...], rows: Iterable[tuple[object, ...]]) -> str:
-    head = "".join(f"<th>{_e(cell)}</th>" for cell in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="n">{_e(cell)}</td>'
-            if isinstance(cell, int | float)
-            else f"<td>{_e(cell)}</td>"
-            for cell in row
-        )
-        + "</tr>"
-        for row in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def render_html(report: Report) -> str:
-    """One self-contained page: inline CSS and SVG, no script, no external reference."""
-    times = report.render_times
-    outcomes = {**report.by_status, **{f"render {k}": v for k, v in report.by_video_status.items()}}
-    failures = (
-        _table(
-            ("stage", "code", "rows", "examples"),
-            ((g.stage, g.code, g.count, " | ".join(g.examples)) for g in report.failures),
-        )
-        if report.failures
-        else "<p>No failures.</p>"
-    )
-    estimate = f" ({report.credits_estimated} estimated)" if report.credits_estimated else ""
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>jogg-batch report: {_e(report.source)}</title>
-<style>{_CSS}</style></head>
-<body>
-<h1>jogg-batch report</h1>
-<p>{_e(report.source)}: {report.rows} rows. Credits spent: {report.credits:g}{_e(estimate)}.
-Render time: median {_e(_seconds(times.median))}, p90 {_e(_seconds(times.p90))},
-longest {_e(_seconds(times.longest))} ({times.count} videos).</p>
-<h2>Outcomes</h2>
-{_outcome_chart(outcomes)}
-<h2>Submissions per minute</h2>
-{_throughput_chart(report.per_minute)}
-<h2>Failures</h2>
-{failures}
-</body></html>
-"""

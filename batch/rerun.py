@@ -19,19 +19,18 @@ from batch.config import RunConfig
 from batch.planner import tag_for
 from batch.results import INPUT_PREFIX, RESULT_COLUMNS, read_results, write_table
 from batch.runner import RunSummary
-from batch.state import StateStore
+from batch.statuses import RETRY_ROWS
+from batch.store import StateStore
 from batch.vocabulary import PERMANENT_CODES
 
 log = logging.getLogger(__name__)
-
-RETRY_STATUSES = frozenset({"failed", "not_attempted", "unknown"})
 
 
 def rerun(config: RunConfig) -> RunSummary:
     """`config.catalog` is the results file; `config.results` is where the merged file goes."""
     frame = read_results(config.catalog)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
-    wanted = frame["status"].isin(RETRY_STATUSES) & (
+    wanted = frame["status"].isin(RETRY_ROWS) & (
         config.retry_permanent | ~((frame["status"] == "failed") & frame["code"].isin(permanent))
     )
     todo = frame[wanted]

@@ -26,8 +26,8 @@ import python_calamine as calamine
 
 from batch import storage, xlsx
 from batch.errors import CatalogError
-from batch.state import OUTCOME_FIELDS
 from batch.storage import Location
+from batch.store import OUTCOME_FIELDS
 
 OUTCOME_SCHEMA = pa.schema(
     [

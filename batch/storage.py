@@ -151,6 +151,18 @@ def arrow_source(location: Location) -> str | IO[bytes]:
     return str(location) if isinstance(location, Path) else open_read(location)
 
 
+def check_writable(destination: ObjectURL) -> None:
+    """Before anything is sent: a temporary object can be written beside `destination` (the
+    bucket exists, the credentials may write there). It is deleted at once."""
+    fs = _filesystem(destination)
+    probe = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.probe").key
+    try:
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+    except (OSError, ValueError) as exc:
+        raise _store_error(destination, "writing a test object beside it", exc) from exc
+
+
 @contextmanager
 def writing(destination: Location) -> Iterator[Path]:
     """A local temporary file for a writer that wants a path; when the block succeeds it

@@ -14,9 +14,9 @@ from batch.config import Secret
 from batch.errors import ApiError
 from batch.listing import AccountListing
 from batch.results import read_results, write_table
-from batch.state import VIDEO_COLUMNS, StateStore
 from batch.status import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
 from batch.storage import Location, is_file
+from batch.store import VIDEO_COLUMNS, StateStore
 
 log = logging.getLogger(__name__)
 

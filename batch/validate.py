@@ -1,19 +1,32 @@
-"""Validation of a catalog: every problem of every row, by row and column, sending nothing."""
+"""Validation of a catalog (every problem of every row, by row and column, sending nothing), and
+the checks a run passes before it sends anything."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from batch.catalog import CatalogOptions, read_catalog
+from batch.catalog import CatalogOptions, check_structure, read_catalog
+from batch.config import RunConfig
+from batch.outputs import check_outputs
 from batch.preflight import Preflight
 from batch.storage import Location
+
+
+def before_sending(config: RunConfig) -> None:
+    """Everything that would stop a run part-way, refused before its first request: the
+    catalog's structure and header (CatalogError) and the output paths (ConfigError)."""
+    check_structure(config.catalog, config.catalog_options)
+    check_outputs(config)
 
 
 def problems(
     path: Location, options: CatalogOptions, preflight: Preflight | None = None
 ) -> Iterator[str]:
     """One line per problem: "catalog.csv row 7, column 'length': ...". With a pre-flight, ids and
-    names are also checked against the account's look-ups (GET requests only)."""
+    names are also checked against the account's look-ups (GET requests only).
+
+    A file `run` would refuse as a whole raises CatalogError first, as `run` does."""
+    check_structure(path, options)
     for batch in read_catalog(path, options):
         for row in batch.rows:
             checked = row if preflight is None else preflight.check(row)

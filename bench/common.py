@@ -238,10 +238,16 @@ def _wait_until_serving(url: str) -> None:
 
 
 def inspect(url: str) -> dict[str, Any]:
-    """The sandbox's `/_sandbox/submissions` (accepted creates and refused-request counts)."""
-    response = httpx.get(f"{url}/_sandbox/submissions", timeout=60)
-    response.raise_for_status()
-    return response.json()  # type: ignore[no-any-return]
+    """The sandbox's `/_sandbox/submissions` (accepted creates and refused-request counts),
+    once creates it commits late have landed (they are charges too)."""
+    deadline = time.monotonic() + 30
+    while True:
+        response = httpx.get(f"{url}/_sandbox/submissions", timeout=60)
+        response.raise_for_status()
+        seen: dict[str, Any] = response.json()
+        if not seen.get("pending") or time.monotonic() > deadline:
+            return seen
+        time.sleep(0.2)
 
 
 def max_in_window(times: Sequence[float], window: float) -> int:

@@ -10,7 +10,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.catalog import CatalogOptions, CatalogRow, read_catalog, read_passthrough
+from batch.catalog import (
+    CatalogOptions,
+    CatalogRow,
+    check_structure,
+    read_catalog,
+    read_passthrough,
+)
+from batch.catalog.readers import csv_batches
 from batch.errors import CatalogError
 from batch.payload import ProductDetails, RequestDefaults, fingerprint
 
@@ -437,3 +444,46 @@ def test_sample_custom_columns_catalog_reads_with_its_mapping() -> None:
     assert [r.number for r in custom if r.fields is None] == [7, 19]
     same = [(c.fields.name, c.fields.length) for c in custom if c.fields]
     assert same == [(s.fields.name, s.fields.length) for s in standard if s.fields]
+
+
+# ---- the structural pass ----
+
+
+def test_a_row_longer_than_a_block_is_read_once_in_larger_blocks(tmp_path: Path) -> None:
+    """A cell bigger than the reader's block restarts it with larger blocks: every row once,
+    in order, the long cell whole."""
+    body = "".join(f"A{i},{'x' * 5000 if i == 150 else i}\n" for i in range(200))
+    path = write(tmp_path, "c.csv", "product_id,notes\n" + body)
+    batches = list(csv_batches(path, ",", ["product_id", "notes"], block_size=1024))
+    table = pa.Table.from_batches(batches)
+    assert table.column("product_id").to_pylist() == [f"A{i}" for i in range(200)]
+    assert len(table.column("notes")[150].as_py()) == 5000
+
+
+def test_structure_counts_rows_whatever_the_line_endings(tmp_path: Path) -> None:
+    """CRLF, LF, CR and blank lines mixed: rows are the non-blank lines below the header."""
+    path = tmp_path / "c.csv"
+    path.write_bytes(b"product_id,length\r\nA1,15\n\nA2,15\rA3,15\r\n")
+    assert check_structure(path, CatalogOptions()) == 3
+
+
+def test_a_lone_quote_inside_an_unquoted_cell_is_fine(tmp_path: Path) -> None:
+    """`12" tall` is an odd number of quotes, yet a cell as typed: the file passes."""
+    path = write(tmp_path, "c.csv", 'product_id,title\nA1,Mug 12" tall\nA2,Lamp\n')
+    assert check_structure(path, CatalogOptions()) == 2
+    assert rows_of(path)[0].key == "A1"
+
+
+def test_structure_names_the_first_bad_row_of_a_jsonl_file(tmp_path: Path) -> None:
+    """A JSON Lines file is parsed to its last line; the first bad one is named with its row."""
+    lines = ['{"product_id": "A1"}', "", '{"product_id": "A2"}', '{"product_id": A3}']
+    path = write(tmp_path, "c.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(CatalogError, match=r"c\.jsonl line 4 \(row 3\): is not JSON"):
+        check_structure(path, CatalogOptions())
+
+
+def test_reading_refuses_a_repeated_header_even_without_the_check(tmp_path: Path) -> None:
+    """read_catalog itself refuses repeated names, so no caller meets them in the results."""
+    path = write(tmp_path, "c.csv", "product_id,title,title\nA1,a,b\n")
+    with pytest.raises(CatalogError, match=r"columns 2 and 3 are all named 'title'"):
+        read_catalog(path, CatalogOptions())

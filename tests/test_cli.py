@@ -11,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
 from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
-from batch.state import StateStore
+from batch.store import StateStore
 from tests.helpers import submissions, write_catalog
 from tests.test_runner import simple_rows
 
@@ -121,10 +123,13 @@ def test_plan_waits_for_no_one_while_a_run_holds_the_state(tmp_path: Path) -> No
 def test_locked_state_exits_4(tmp_path: Path) -> None:
     """An overlapping cron run exits at once with its own code."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
-    holder = StateStore(tmp_path / "c.jogg-state.db")
+    holder = StateStore(tmp_path / "s.db")
     holder.lock()
     try:
-        code, _, err = invoke("run", str(catalog), "--offline", env={"JOGG_API_KEY": "k"})
+        code, _, err = invoke(
+            "run", str(catalog), "--offline", "--state", str(tmp_path / "s.db"),
+            env={"JOGG_API_KEY": "k"},
+        )  # fmt: skip
     finally:
         holder.close()
     assert code == 4
@@ -193,8 +198,7 @@ def test_retry_from_a_results_file_alone(tmp_path: Path) -> None:
     assert list(frame["status"]) == ["submitted"] * 6
     assert list(frame["sku"]) == [f"SKU{i}" for i in range(6)]
     assert set(frame["video_id"]) == {s["video_id"] for s in accepted}
-    with (handoff / "c.jogg-state.db").open("rb"):
-        pass  # the retry kept its own state beside the results file
+    assert not (handoff / "c.jogg-state.db").exists()  # the account's ledger served the retry
 
 
 def test_csv_results_neutralise_formulas(tmp_path: Path) -> None:
@@ -217,7 +221,8 @@ def test_a_second_signal_exits_at_once_with_consistent_state(tmp_path: Path) -> 
     stalling = SandboxConfig(rate_limit=None, stall_rate=1.0, stall_seconds=20)
     with running_sandbox(stalling) as url:
         command = [sys.executable, "-m", "batch", "run", str(catalog), "--base-url", url,
-                   "--rate-limit", "none", "--offline", "--concurrency", "2"]  # fmt: skip
+                   "--rate-limit", "none", "--offline", "--concurrency", "2",
+                   "--state", str(tmp_path / "c.jogg-state.db")]  # fmt: skip
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         wait_for_submissions(url, 2)  # both requests in flight are stalled now
         process.send_signal(signal.SIGINT)
@@ -254,3 +259,185 @@ def test_bundled_samples_have_exactly_their_deliberate_problems(
     code, out, _ = invoke(*args)
     assert code == 1
     assert [int(line.split(" row ")[1].split(",")[0]) for line in out.splitlines()] == bad_rows
+
+
+# ---- refused before sending: output paths, missing inputs, config values ----
+
+
+def sandbox_run(catalog: Path, url: str, *args: str) -> tuple[int, str, str]:
+    env = {"JOGG_API_KEY": "sk-sandbox"}
+    return invoke("run", str(catalog), "--offline", "--base-url", url, "--rate-limit", "none",
+                  *args, env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_results_on_the_catalog_are_refused_before_sending(tmp_path: Path, suffix: str) -> None:
+    """--results naming the catalog (however spelled, or a hard link to it): exit 2, nothing
+    sent, the catalog intact."""
+    csv_catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    catalog = csv_catalog
+    if suffix == ".parquet":
+        catalog = tmp_path / "c.parquet"
+        pq.write_table(pacsv.read_csv(csv_catalog), catalog)
+    os.link(catalog, tmp_path / f"link{suffix}")
+    original = catalog.read_bytes()
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        for spelling in (
+            catalog,
+            tmp_path / "sub" / ".." / catalog.name,
+            tmp_path / f"link{suffix}",
+        ):
+            code, _, err = sandbox_run(catalog, url, "--results", str(spelling))
+            assert code == 2
+            assert f"--results {spelling}: is also the catalog" in err
+        assert submissions(url)["submissions"] == []
+    assert catalog.read_bytes() == original
+    assert not (tmp_path / "sub").exists()
+
+
+def test_dry_run_requests_file_may_not_overwrite_the_catalog(tmp_path: Path) -> None:
+    """The dry run's `.requests.jsonl` is an output too: it may not land on a catalog."""
+    catalog = tmp_path / "c.requests.jsonl"
+    catalog.write_text("".join(json.dumps(row) + "\n" for row in simple_rows(2)))
+    original = catalog.read_bytes()
+    code, _, err = invoke("run", str(catalog), "--dry-run", "--offline", "--results",
+                          str(tmp_path / "c.results.csv"), env={"JOGG_API_KEY": "k"})  # fmt: skip
+    assert code == 2
+    assert f"{catalog}: is also the catalog; writing the dry-run requests file there" in err
+    assert catalog.read_bytes() == original
+
+
+def test_summary_json_and_state_may_not_share_a_file(tmp_path: Path) -> None:
+    """Two outputs on one path are refused, naming both."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    state = tmp_path / "s.db"
+    code, _, err = invoke("run", str(catalog), "--offline", "--state", str(state),
+                          "--summary-json", str(state), env={"JOGG_API_KEY": "k"})  # fmt: skip
+    assert code == 2
+    assert f"--summary-json {state}: is also the state database" in err
+
+
+def test_missing_results_folder_is_created_before_sending(tmp_path: Path) -> None:
+    """A results path in folders that do not exist yet: they are made, and the run works."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    results = tmp_path / "out" / "today" / "c.results.csv"
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        code, _, err = sandbox_run(catalog, url, "--results", str(results))
+        assert code == 0, err
+        assert len(submissions(url)["submissions"]) == 2
+    assert list(read_results(results)["status"]) == ["submitted", "submitted"]
+
+
+@pytest.mark.parametrize(
+    ("option", "path", "says"),
+    [
+        ("--results", "plain.txt/c.results.csv", "plain.txt is not a folder"),
+        ("--results", "folder", "is a directory"),
+        ("--results", "c.results.xlsx", "results must end in .csv or .parquet"),
+        ("--state", "plain.txt/s.db", "plain.txt is not a folder"),
+        ("--summary-json", "plain.txt/summary.json", "plain.txt is not a folder"),
+    ],
+)
+def test_unwritable_outputs_are_refused_before_sending(
+    tmp_path: Path, option: str, path: str, says: str
+) -> None:
+    """An output that could not be written is exit 2 with the path, before any request."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    (tmp_path / "plain.txt").write_text("a file, not a folder")
+    (tmp_path / "folder").mkdir()
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        code, _, err = sandbox_run(catalog, url, option, str(tmp_path / path))
+        assert submissions(url)["submissions"] == []
+    assert code == 2
+    assert says in err
+    assert "Traceback" not in err
+    if option != "--summary-json":  # validate writes no summary
+        code, _, err = invoke("validate", str(catalog), option, str(tmp_path / path))
+        assert (code, says in err) == (2, True)  # validate refuses it too
+
+
+def test_a_broken_catalog_keeps_the_earlier_results_and_state(tmp_path: Path) -> None:
+    """A rerun on a catalog broken since: exit 2, results and state byte for byte as they were;
+    once fixed, only the rows never accepted are sent."""
+    rows = simple_rows(5)
+    catalog = write_catalog(tmp_path / "c.csv", rows[:3])
+    results, state = tmp_path / "c.results.csv", tmp_path / "c.jogg-state.db"
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        assert sandbox_run(catalog, url, "--state", str(state))[0] == 0
+        before = results.read_bytes(), state.read_bytes()
+        with catalog.open("a") as handle:
+            handle.write(
+                f'SKU3,{rows[3]["product_id"]},"Item 3,15\nSKU4,{rows[4]["product_id"]},x,15\n'
+            )
+        code, _, err = sandbox_run(catalog, url, "--state", str(state))
+        assert code == 2
+        assert "c.csv line 5 (row 4): a cell opens with a quote that never closes" in err
+        assert (results.read_bytes(), state.read_bytes()) == before
+        assert len(submissions(url)["submissions"]) == 3
+        write_catalog(catalog, rows)
+        assert sandbox_run(catalog, url, "--state", str(state))[0] == 0
+        assert len(submissions(url)["submissions"]) == 5
+
+
+def test_plan_refuses_a_broken_catalog(tmp_path: Path) -> None:
+    """plan reads the whole file first, as run does: exit 2 naming line and row."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(3))
+    with catalog.open("a") as handle:
+        handle.write("SKU9,P9,x,15,extra\n")
+    code, _, err = invoke("plan", str(catalog))
+    assert code == 2
+    assert "c.csv line 5 (row 4): has 5 cells where the header has 4" in err
+
+
+def test_status_of_a_mistyped_results_file_creates_nothing(tmp_path: Path) -> None:
+    """status on a results file that does not exist: exit 2 naming it, no state created."""
+    code, _, err = invoke("status", str(tmp_path / "catalog.result.csv"), env={"JOGG_API_KEY": "k"})
+    assert code == 2
+    assert "catalog.result.csv: no such results file" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_status_without_a_state_creates_nothing(tmp_path: Path) -> None:
+    """A results file whose account has no ledger here: exit 2 saying to pass --state; nothing
+    made beside it."""
+    results = tmp_path / "c.results.csv"
+    results.write_text("row,status\n1,submitted\n")
+    code, _, err = invoke("status", str(results), env={"JOGG_API_KEY": "k"})
+    assert code == 2
+    assert "no ledger of this account" in err
+    assert "--state" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["c.results.csv"]
+
+
+def test_report_refuses_a_missing_results_file_and_its_own_input_as_output(tmp_path: Path) -> None:
+    """report: a missing RESULTS is exit 2 and creates nothing; -o RESULTS is refused."""
+    code, _, err = invoke(
+        "report", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "x" / "r.html")
+    )
+    assert code == 2
+    assert "nope.csv: no such results file" in err
+    assert list(tmp_path.iterdir()) == []
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    invoke("run", str(catalog), "--dry-run", "--offline", env={"JOGG_API_KEY": "k"})
+    results = tmp_path / "c.results.csv"
+    original = results.read_bytes()
+    code, _, err = invoke("report", str(results), "-o", str(results))
+    assert code == 2
+    assert "is RESULTS itself" in err
+    assert results.read_bytes() == original
+
+
+def test_a_bad_rate_in_a_config_file_names_the_file_and_the_key(tmp_path: Path) -> None:
+    """`rate_limit = "20 per minute"`: the file, the key, the value and the accepted forms."""
+    config = tmp_path / "c.toml"
+    config.write_text('[api]\nrate_limit = "20 per minute"\n')
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    code, _, err = invoke("validate", str(catalog), "--config", str(config))
+    assert code == 2
+    assert (
+        f"{config}: api.rate_limit = '20 per minute' is not a rate; write N/s, N/min or N/h "
+        "with N above 0 (e.g. 20/min), or none"
+    ) in err
+    code, _, err = invoke("validate", str(catalog), "--rate-limit", "fast")
+    assert code == 2
+    assert "--rate-limit 'fast' is not a rate" in err

@@ -43,7 +43,8 @@ def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
     assert built.catalog_options.defaults.aspect_ratio == "portrait"  # CLI, normalised
     assert built.catalog_options.defaults.language == "english"  # built-in
     assert built.results == tmp_path / "cat.results.csv"
-    assert built.state == tmp_path / "cat.jogg-state.db"
+    assert built.state.parent.name == "ledgers"  # the account's ledger, not a file's
+    assert built.legacy_state is None
 
 
 def test_base_url_from_environment_unless_given(tmp_path: Path) -> None:
@@ -103,3 +104,51 @@ def test_durations_and_times_of_day() -> None:
     now = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
     assert parse_until("06:30", now) == datetime(2026, 11, 27, 6, 30, tzinfo=UTC).timestamp()
     assert parse_until("23:30", now) == datetime(2026, 11, 26, 23, 30, tzinfo=UTC).timestamp()
+
+
+def test_a_bad_rate_names_the_config_file_key_and_accepted_forms(tmp_path: Path) -> None:
+    """`rate_limit = "20 per minute"` names the file, api.rate_limit and the forms to use."""
+    config = tmp_path / "c.toml"
+    config.write_text('[api]\nrate_limit = "20 per minute"\n')
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config)
+    assert str(raised.value) == (
+        f"{config}: api.rate_limit = '20 per minute' is not a rate; write N/s, N/min or N/h "
+        "with N above 0 (e.g. 20/min), or none"
+    )
+
+
+def test_a_bad_rate_from_the_command_line_names_the_option(tmp_path: Path) -> None:
+    """The same mistake made with --rate-limit names the option, not a file it is not in."""
+    with pytest.raises(ConfigError, match=r"^--rate-limit '20 per minute' is not a rate"):
+        load_settings(None, {"api.rate_limit": "20 per minute"})
+
+
+def test_a_column_mapping_to_no_catalog_column_names_file_and_key(tmp_path: Path) -> None:
+    """[columns] sku = "productid": the file, the key and the columns there are."""
+    config = tmp_path / "c.toml"
+    config.write_text('[columns]\nsku = "productid"\n')
+    with pytest.raises(ConfigError, match=r"c\.toml: columns\.sku = 'productid' is not a catalog"):
+        load_settings(config)
+
+
+def test_delimiter_setting_is_one_character_or_tab(tmp_path: Path) -> None:
+    """catalog.delimiter: "tab" means a tab; two characters are an error naming the key."""
+    config = tmp_path / "c.toml"
+    config.write_text('[catalog]\ndelimiter = "tab"\n')
+    built = build_run_config(tmp_path / "c.csv", CliOverrides(config_path=config), env={},
+                             api_key=Secret("k"))  # fmt: skip
+    assert built.catalog_options.delimiter == "\t"
+    config.write_text('[catalog]\ndelimiter = ";;"\n')
+    with pytest.raises(ConfigError, match=r"c\.toml: catalog\.delimiter = ';;' is not one char"):
+        load_settings(config)
+
+
+def test_a_config_path_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
+    """A folder or a non-UTF-8 file given as --config: the path and why, no traceback."""
+    with pytest.raises(ConfigError, match=r"cannot read the config file"):
+        load_settings(tmp_path)
+    latin = tmp_path / "c.toml"
+    latin.write_bytes(b'[defaults]\nvideo_name = "Caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"c\.toml: is not UTF-8 text"):
+        load_settings(latin)

@@ -51,7 +51,7 @@ def workdir(tmp_path: Path) -> Path:
     (tmp_path / "client.toml").write_text(
         '[api]\nrate_limit = "150/min"\nconcurrency = 4\nread_timeout = 0.5\n'
         "[retry]\nmax_attempts = 20\nbase_delay = 0.05\nmax_delay = 0.2\n"
-        "[run]\nresults_interval = 0.5\nshutdown_grace = 1\n"
+        "[run]\nresults_interval = 0.5\nshutdown_grace = 1\nsettle_seconds = 1\n"
     )
     return tmp_path
 
@@ -76,16 +76,27 @@ def client(workdir: Path, url: str) -> subprocess.Popen[bytes]:
     )
 
 
+def accepted_count(url: str) -> int:
+    return len(httpx.get(f"{url}/_sandbox/submissions").json()["submissions"])
+
+
 def kill_and_resume(workdir: Path, url: str, *, kills: int, seed: int) -> int:
     """SIGKILLs `kills` runs at random moments, then resumes until a run ends cleanly."""
     rng = random.Random(seed)
     for _ in range(kills):
+        before = accepted_count(url)
         process = client(workdir, url)
-        time.sleep(rng.uniform(0.6, 1.8))
+        # Kill while rows are being sent: once this run's first create landed (a slow start
+        # on a busy machine must not turn the kills into kills before sending), then later.
+        deadline = time.monotonic() + 20
+        while accepted_count(url) == before and time.monotonic() < deadline:
+            if process.poll() is not None:
+                break
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.6))
         process.send_signal(signal.SIGKILL)
         process.wait()
-    accepted = len(httpx.get(f"{url}/_sandbox/submissions").json()["submissions"])
-    assert 0 < accepted < 80  # the kills landed while rows were still being sent
+    assert 0 < accepted_count(url) < 80  # the kills landed while rows were still being sent
     code = -1
     for _ in range(5):
         code = client(workdir, url).wait(timeout=120)

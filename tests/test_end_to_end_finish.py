@@ -27,8 +27,8 @@ from batch.results import read_results
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.media import media_bytes
 from batch.sandbox.server import bind_socket, url_of
-from batch.state import StateStore
 from batch.status import PollSchedule
+from batch.store import StateStore
 from batch.webhook import ListenerStats, create_listener_app
 from tests.helpers import product_ids, write_catalog
 
@@ -52,6 +52,7 @@ def make_config(catalog: Path, url: str) -> RunConfig:
         rate_limit="600/min",
         concurrency=4,
         results=catalog.with_suffix(".results.csv"),
+        state=catalog.with_name("catalog.jogg-state.db"),  # where the listener below records
     )
     return build_run_config(catalog, cli, api_key=KEY)
 

@@ -192,6 +192,15 @@ def test_empty_sheet_is_refused(tmp_path: Path, sheets: dict[str, Rows], error: 
         read_catalog(path, CatalogOptions())
 
 
+def test_an_unnamed_header_cell_is_refused_like_an_unnamed_csv_column(tmp_path: Path) -> None:
+    """A header merged across two columns leaves the second unnamed: refused, by position."""
+    rows: Rows = [["product_id", "Avatar ID", None, "length"], ["P1", 127, 128, 30]]
+    merges = {"Main": {"B1:C1": "Avatar ID"}}
+    path = write_workbook(tmp_path / "book.xlsx", {"Main": rows}, merges)
+    with pytest.raises(CatalogError, match=r"column 3 \(after 'Avatar ID'\) has no name"):
+        read_catalog(path, CatalogOptions())
+
+
 def test_a_file_that_is_not_a_workbook_is_a_catalog_error(tmp_path: Path) -> None:
     """Bytes that are no spreadsheet: the file is named and --format suggested."""
     path = tmp_path / "catalog.xlsx"

@@ -19,7 +19,7 @@ from batch.errors import StateError
 from batch.lookup import LookupCache
 from batch.results import read_results, state_outcomes, write_results, write_table
 from batch.sandbox import SandboxConfig, running_sandbox
-from batch.state import StateStore
+from batch.store import StateStore
 from tests.helpers import write_catalog
 from tests.test_runner import simple_rows
 

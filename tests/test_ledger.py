@@ -24,7 +24,7 @@ from batch.ledgers import legacy_state_path
 from batch.results import read_results
 from batch.retry import RetryPolicy
 from batch.sandbox import SandboxConfig, running_sandbox
-from batch.state import SCHEMA_VERSION, StateStore
+from batch.store import SCHEMA_VERSION, StateStore
 from tests.helpers import product_ids, submissions, write_catalog
 
 TAG = re.compile(r"\[jb-([0-9a-f]+)\]")

@@ -16,7 +16,7 @@ from batch.client import JoggClient
 from batch.errors import AccountError, ApiError
 from batch.listing import CLOCK_SKEW_SECONDS, AccountListing, Sync, tag_in
 from batch.reconcile import Verdict, deadline, judge
-from batch.state import AttemptRecord, StateStore, UncertainJob
+from batch.store import AttemptRecord, StateStore, UncertainJob
 
 Handler = Callable[[httpx.Request], httpx.Response]
 

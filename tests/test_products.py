@@ -19,7 +19,7 @@ from batch.products import ProductError, ensure_product, product_body, product_s
 from batch.ratelimit import SlidingWindowLimiter
 from batch.rates import RateLimit
 from batch.sandbox import SandboxConfig, create_app, running_sandbox
-from batch.state import Job, StateStore
+from batch.store import Job, StateStore
 
 URL = "https://shop.example.com/p/water-bottle"
 

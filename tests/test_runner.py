@@ -16,12 +16,12 @@ from batch import planner, runner
 from batch.client import Timeouts
 from batch.config import CliOverrides, Secret, build_run_config
 from batch.errors import ExitCode, LockedError
+from batch.outputs import planned_requests_path
 from batch.rates import RateLimit
 from batch.results import read_results
 from batch.retry import RetryPolicy
-from batch.runner import planned_requests_path
 from batch.sandbox import SandboxConfig, running_sandbox
-from batch.state import StateStore
+from batch.store import StateStore
 from tests.helpers import product_ids, submissions, write_catalog
 
 SETTLE = 0.3

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from batch.errors import StateError
-from batch.state import AttemptRecord, StateStore
 from batch.status import VideoUpdate
+from batch.store import AttemptRecord, StateStore
 
 
 def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, int]:

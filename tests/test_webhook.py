@@ -18,8 +18,8 @@ from starlette.applications import Starlette
 
 from batch.cli.listen import listen
 from batch.errors import ConfigError
-from batch.state import AttemptRecord, StateStore
 from batch.status import PendingVideo, VideoStatusSink, VideoUpdate
+from batch.store import AttemptRecord, StateStore
 from batch.webhook import (
     ListenerLimits,
     create_listener_app,

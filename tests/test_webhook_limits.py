@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from batch.state import StateStore
 from batch.status import PendingVideo, VideoUpdate
+from batch.store import StateStore
 from batch.webhook import ListenerLimits, create_listener_app, listener_server, open_socket
 
 ROOT = Path(__file__).resolve().parents[1]

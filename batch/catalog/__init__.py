@@ -6,6 +6,8 @@ what people type into request values (with row problems for what cannot be sent)
 templates, and the pass-through of the original columns for the results file. Reads in record
 batches, so memory stays flat and the first batch is ready quickly whatever the catalog size.
 A file that cannot be read at all raises `CatalogError`; a bad row is a row with problems.
+`check_structure` reads the whole file for shape (quoting, encoding, row widths, headers) before
+anything is sent, so that such a file is refused with its line and row while nothing is spent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pyarrow as pa
 from batch.catalog.normalize import CANONICAL_COLUMNS, ColumnPlan, plan_columns, resolve_rows
 from batch.catalog.readers import open_source
 from batch.catalog.rows import CatalogBatch, CatalogFormat, CatalogOptions, CatalogRow, RowProblem
+from batch.catalog.structure import check_structure
 from batch.payload import RequestDefaults
 from batch.storage import Location
 
@@ -27,6 +30,7 @@ __all__ = [
     "CatalogOptions",
     "CatalogRow",
     "RowProblem",
+    "check_structure",
     "read_catalog",
     "read_passthrough",
 ]

@@ -12,10 +12,10 @@ arrives as 127.0 and becomes "127"), other numbers take their shortest form, boo
 The first visible worksheet is read unless a sheet is named. Its header is the first row that
 is not a banner: rows above it whose cells all start merged ranges (a title merged across the
 sheet, a group heading over several columns) are skipped, and a header cell covered by a merge
-from above (a header cell two rows tall) takes that merge's text. A header cell left empty is
-named for its column ("column C"). Every row below the header is a catalog row, blank ones
-included, as in a CSV export, so data row N is always Excel row header + N and problems are
-reported where people look: `sheet 'Products' row 7`.
+from above (a header cell two rows tall) takes that merge's text. A header cell left empty
+stays empty, and is refused like an unnamed CSV column (`check_headers`). Every row below the
+header is a catalog row, blank ones included, as in a CSV export, so data row N is always Excel
+row header + N and problems are reported where people look: `sheet 'Products' row 7`.
 
 Memory: calamine parses the chosen sheet whole, in Rust (a 100k-row sheet of 13 columns takes
 about 120 MiB and 3 s); its rows become Python text `batch_rows` at a time, so the Python side
@@ -168,7 +168,7 @@ def _header(
                         for ((r0, c0), (r1, c1)), value in above.items()
                         if r0 < index <= r1 and c0 <= absolute <= c1
                     ),
-                    f"column {column_letter(absolute)}",
+                    "",  # refused by the header check, as an unnamed CSV column is
                 )
             headers.append(text)
         return index, headers

@@ -77,8 +77,44 @@ class ColumnPlan:
     template_names: dict[str, str]
 
 
+def check_headers(path: Location, headers: Sequence[str]) -> None:
+    """Every column has a name of its own, even ignoring case and surrounding spaces.
+
+    Columns are matched that way, and the results file keeps every column by its name, so a
+    repeated, empty or colliding name is refused (CatalogError naming the columns by position)
+    rather than renamed: the user fixes the header once and every file downstream agrees.
+    """
+    problems = []
+    named: dict[str, list[tuple[int, str]]] = {}
+    for position, header in enumerate(headers, 1):
+        if not header.strip():
+            after = f" (after {headers[position - 2]!r})" if position > 1 else ""
+            problems.append(f"column {position}{after} has no name")
+        else:
+            named.setdefault(_header_key(header), []).append((position, header))
+    for same in named.values():
+        if len(same) < 2:
+            continue
+        numbers = [str(position) for position, _ in same]
+        positions = ", ".join(numbers[:-1]) + " and " + numbers[-1]
+        if len({header for _, header in same}) == 1:
+            problems.append(f"columns {positions} are all named {same[0][1]!r}")
+        else:
+            names = ", ".join(repr(header) for _, header in same)
+            problems.append(
+                f"columns {positions} ({names}) are the same name once case and "
+                "surrounding spaces are ignored"
+            )
+    if problems:
+        fix = "give every column a name of its own in the first line"
+        if any(not header.strip() for header in headers):
+            fix += " (or delete a column that has neither name nor values)"
+        raise CatalogError(f"{path}: {'; '.join(problems)}; {fix}")
+
+
 def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions) -> ColumnPlan:
     """Map the file's headers to canonical columns, or raise CatalogError saying what to fix."""
+    check_headers(path, headers)
     mapping = {
         _header_key(source): target.strip().lower() for source, target in options.columns.items()
     }

@@ -42,6 +42,10 @@ _EXTENSIONS: Final[dict[str, CatalogFormat]] = {
 _DELIMITERS: Final = (",", ";", "\t")
 _SNIFF_BYTES: Final = 64 * 1024
 _CSV_BLOCK_BYTES: Final = 1 << 20
+# pyarrow needs a block to hold more than half of the longest row, or it fails with "straddling
+# object straddles two block boundaries". Blocks start small (memory stays flat) and grow when a
+# row is too long for them, up to this: a 16 MiB cell of 4-byte characters still fits.
+MAX_BLOCK_BYTES: Final = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,26 +132,76 @@ def _open_csv(path: Location, options: CatalogOptions) -> Source:
             f"{path}: is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV, "
             "or pass --format if it is Parquet or JSON Lines"
         ) from exc
+    delimiter, headers = csv_layout(path, text, options)
+    batches = csv_batches(path, delimiter, headers)
+    return Source(headers, _rebatch(_arrow_errors(path, "CSV", batches), options.batch_rows))
+
+
+def csv_layout(path: Location, text: str, options: CatalogOptions) -> tuple[str, list[str]]:
+    """The delimiter (given or sniffed) and the header cells, from the file's first bytes."""
     if options.delimiter is not None and len(options.delimiter) != 1:
         raise CatalogError(f"the CSV delimiter must be one character, not {options.delimiter!r}")
     delimiter = options.delimiter or _sniff_delimiter(text)
     headers = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     if not any(header.strip() for header in headers):
         raise CatalogError(f"{path}: has no header row; the first line must name the columns")
-    try:
-        reader = pa_csv.open_csv(
-            storage.arrow_source(path),
-            read_options=pa_csv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(headers, pa.string()),
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowException, OSError) as exc:
-        raise CatalogError(f"{path}: cannot read it as CSV: {exc}") from exc
-    return Source(headers, _rebatch(_arrow_errors(path, "CSV", iter(reader)), options.batch_rows))
+    return delimiter, headers
+
+
+def is_straddling(error: BaseException) -> bool:
+    """pyarrow's way of saying a row is longer than its block (or a quote never closes)."""
+    return "straddling object" in str(error)
+
+
+def csv_batches(
+    path: Location,
+    delimiter: str,
+    headers: list[str],
+    *,
+    columns: list[str] | None = None,
+    block_size: int = _CSV_BLOCK_BYTES,
+    max_block: int = MAX_BLOCK_BYTES,
+) -> Iterator[pa.RecordBatch]:
+    """The rows as record batches of string columns (`columns`: only these, as raw bytes).
+
+    A row too long for the block restarts the read with blocks four times larger, skipping the
+    rows already given, so a file of ordinary rows never pays for one long cell.
+    """
+    given = 0
+    while True:
+        skip = given
+        try:
+            for batch in _csv_reader(path, delimiter, headers, columns, block_size):
+                if skip >= batch.num_rows:
+                    skip -= batch.num_rows
+                    continue
+                if skip:
+                    batch, skip = batch.slice(skip), 0
+                given += batch.num_rows
+                yield batch
+            return
+        except pa.ArrowInvalid as exc:
+            if not is_straddling(exc) or block_size >= max_block:
+                raise
+            block_size *= 4
+            logger.debug("%s: a row is longer than a block; reading again", path)
+
+
+def _csv_reader(
+    path: Location, delimiter: str, headers: list[str], columns: list[str] | None, block_size: int
+) -> pa_csv.CSVStreamingReader:
+    kind = pa.string() if columns is None else pa.binary()
+    return pa_csv.open_csv(
+        storage.arrow_source(path),
+        read_options=pa_csv.ReadOptions(block_size=block_size),
+        parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
+        convert_options=pa_csv.ConvertOptions(
+            column_types=dict.fromkeys(columns or headers, kind),
+            include_columns=columns,
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
 
 
 def _sniff_delimiter(text: str) -> str:

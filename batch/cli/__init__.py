@@ -18,6 +18,7 @@ from batch.cli.lookup import lookup
 from batch.cli.report import report
 from batch.cli.run import plan, retry, run, validate
 from batch.cli.sandbox import sandbox
+from batch.cli.state import state
 from batch.cli.status import status
 
 
@@ -27,5 +28,7 @@ def main() -> None:
     """jogg-batch: product catalogs in, JoggAI videos out."""
 
 
-for command in (run, plan, validate, retry, status, listen, report, download, lookup, sandbox):
+for command in (
+    run, plan, validate, retry, status, listen, report, download, lookup, state, sandbox
+):  # fmt: skip
     main.add_command(command)

@@ -13,8 +13,8 @@ import click
 
 from batch.cli.common import logging_options, reports_errors
 from batch.errors import StateError
-from batch.state import StateStore
 from batch.status import VideoStatusSink
+from batch.store import StateStore
 from batch.webhook import (
     DEFAULT_MAX_AGE,
     ListenerLimits,

@@ -9,7 +9,10 @@ import click
 
 from batch import files
 from batch.cli.common import logging_options, reports_errors
-from batch.report import build_report, render_html, render_json, render_table
+from batch.errors import ConfigError
+from batch.outputs import check_writable, same_file
+from batch.report import build_report, render_json, render_table
+from batch.report_page import render_html
 from batch.results import read_results
 
 log = logging.getLogger(__name__)
@@ -24,7 +27,12 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
     type=click.Choice(sorted(RENDERERS)),
     default="table",
     show_default=True,
-    help="html: one file with inline charts that opens without a network.",
+    help="html: one page with every row, filters and a timeline; opens without a network.",
+)
+@click.option(
+    "--key",
+    metavar="COLUMN",
+    help="The column that names a row for people (default: sku, else product_id, ...).",
 )
 @click.option(
     "-o",
@@ -34,11 +42,19 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
 )
 @logging_options
 @reports_errors
-def report(results: Path, output_format: str, output: Path | None) -> None:
-    """Summarise RESULTS: outcomes, failures by code, credits, render times, throughput."""
-    text = RENDERERS[output_format](build_report(read_results(results), source=results.name))
+def report(results: Path, output_format: str, key: str | None, output: Path | None) -> None:
+    """Summarise RESULTS: outcomes, failures by reason with their rows, credits, render times."""
+    frame = read_results(results)
+    if output is not None:
+        if same_file(output, results):
+            raise ConfigError(f"--output {output}: is RESULTS itself; name another file")
+        check_writable(output, "report", "--output")
+    text = RENDERERS[output_format](build_report(frame, source=results.name, key=key))
     if output is None:
         click.echo(text, nl=False)
         return
-    files.write_text(output, text)  # atomic, 0600 when new, never through a symlink
+    try:
+        files.write_text(output, text)  # atomic, 0600 when new, never through a symlink
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: cannot write it ({exc.strerror})") from None
     log.info("report written to %s", output)

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from batch import catalog as catalog_module
 from batch import runner, tracking
 from batch import validate as validation
 from batch.cli.common import logging_options, reports_errors
@@ -27,6 +28,7 @@ from batch.config import (
 from batch.embedded import DEMO_KEY, DEMO_RATE, embedded_sandbox
 from batch.errors import CatalogError, ExitCode
 from batch.lookup import LookupConfig
+from batch.outputs import check_outputs
 from batch.preflight import load_preflight
 from batch.rerun import rerun
 from batch.runner import RunSummary
@@ -261,6 +263,7 @@ def plan(catalog: Location, **options: Any) -> None:
     """Show what `run` would do: new, changed, retry, unknown, already submitted, duplicate,
     invalid rows, and how many POSTs, credits and how long that is. Sends and writes nothing."""
     config = build_run_config(catalog, _overrides(options), api_key=Secret(""))
+    catalog_module.check_structure(config.catalog, config.catalog_options)
     click.echo(render_plan(runner.plan_only(config), config.rate))
 
 
@@ -272,7 +275,10 @@ def plan(catalog: Location, **options: Any) -> None:
 @logging_options
 @reports_errors
 def validate(catalog: Location, online: bool, sandbox: bool, **options: Any) -> None:
-    """Check every row; print each problem by row and column. Exit 0 clean, 1 not."""
+    """Check every row; print each problem by row and column. Exit 0 clean, 1 not.
+
+    Exit 2 for whatever `run` would refuse before sending: a file it cannot read to the end
+    (named by line and row), a bad header, or an output path it could not write."""
     with embedded_sandbox() if sandbox else nullcontext(None) as sandbox_url:
         options["base_url"] = sandbox_url or options["base_url"]
         key = DEMO_KEY if sandbox else None if online else Secret("")
@@ -280,6 +286,7 @@ def validate(catalog: Location, online: bool, sandbox: bool, **options: Any) -> 
         preflight = (
             load_preflight(LookupConfig(config.base_url, config.api_key)) if online else None
         )
+    check_outputs(config, create=False)
     problems = 0
     for line in validation.problems(config.catalog, config.catalog_options, preflight):
         problems += 1

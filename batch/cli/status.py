@@ -9,6 +9,7 @@ import click
 from batch import tracking
 from batch.cli.common import logging_options, reports_errors
 from batch.config import load_settings, parse_duration, read_api_key
+from batch.errors import StateError
 from batch.ledgers import choose_state
 
 
@@ -41,6 +42,10 @@ def status(
     """
     if results is None and state is None:
         raise click.UsageError("give a RESULTS file or --state")
+    if results is not None and not results.is_file():
+        raise StateError(f"{results}: no such results file; check the path")
+    if state is not None and not state.is_file():
+        raise StateError(f"{state}: no state database here; check the path")
     settings = load_settings(config_path, {"api.base_url": base_url})
     try:
         seconds = parse_duration(timeout)
@@ -48,6 +53,11 @@ def status(
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     key = read_api_key(settings)
     chosen = choose_state(state, results, settings.api.base_url, key.reveal())
+    if not chosen.path.is_file() and chosen.legacy is None:
+        raise StateError(
+            f"no ledger of this account at {chosen.path}: nothing was run with this key and "
+            "base URL on this machine; pass --state PATH for a state kept elsewhere"
+        )
     summary = tracking.track(
         chosen.path,
         settings.api.base_url.rstrip("/"),

@@ -1,0 +1,95 @@
+"""`jogg-batch state`: what the account's ledger holds, and keeping it small."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+import click
+
+from batch.cli.common import logging_options, reports_errors
+from batch.config import load_settings, read_api_key
+from batch.errors import StateError
+from batch.ledgers import choose_state
+from batch.store import StateStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _ledger(state: Path | None, config_path: Path | None) -> Path:
+    if state is not None:
+        if not state.is_file():
+            raise StateError(f"{state}: no state database here; check the path")
+        return state
+    settings = load_settings(config_path)
+    key = read_api_key(settings)
+    path = choose_state(None, None, settings.api.base_url, key.reveal()).path
+    if not path.is_file():
+        raise StateError(f"no ledger of this account at {path}: nothing was run with this key")
+    return path
+
+
+def _ledger_options(command: Callable[P, R]) -> Callable[P, R]:
+    for option in (
+        click.option(
+            "--state",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="State database (default: the ledger of the account behind JOGG_API_KEY).",
+        ),
+        click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False)),
+    ):
+        command = option(command)
+    return command
+
+
+@click.group()
+def state() -> None:
+    """The account's ledger: `info`, `prune --keep-runs N`, `vacuum`.
+
+    Example: jogg-batch state info
+    """
+
+
+@state.command()
+@_ledger_options
+@logging_options
+@reports_errors
+def info(state: Path | None, config_path: Path | None) -> None:
+    """Where the ledger is, its size, runs, and jobs by status."""
+    path = _ledger(state, config_path)
+    with StateStore(path) as store:
+        facts = store.info()
+    click.echo(f"ledger          {path}")
+    click.echo(f"size            {facts.bytes_on_disk / 1e6:.1f} MB")
+    click.echo(f"runs kept       {facts.runs}  ({facts.row_outcomes} row outcomes)")
+    click.echo(f"attempts        {facts.attempts}")
+    for status, count in facts.jobs_by_status.items():
+        click.echo(f"jobs {status:<11}{count}")
+    click.echo(f"listed videos   {facts.listed_videos}")
+    click.echo(f"double charges  {facts.double_charges}")
+
+
+@state.command()
+@click.option("--keep-runs", type=click.IntRange(1), required=True, help="Runs to keep.")
+@_ledger_options
+@logging_options
+@reports_errors
+def prune(keep_runs: int, state: Path | None, config_path: Path | None) -> None:
+    """Forget the row outcomes of all but the newest runs (jobs and attempts stay forever)."""
+    with StateStore(_ledger(state, config_path)) as store:
+        store.lock()
+        pruned = store.prune(keep_runs)
+    click.echo(f"pruned {pruned} run(s)", err=True)
+
+
+@state.command()
+@_ledger_options
+@logging_options
+@reports_errors
+def vacuum(state: Path | None, config_path: Path | None) -> None:
+    """Give freed space back to the disk (rewrites the file; slow for a big ledger)."""
+    with StateStore(_ledger(state, config_path)) as store:
+        store.lock()
+        store.vacuum()

@@ -1,0 +1,128 @@
+"""Output paths checked before anything is sent: where a run writes must be writable and must
+not be one of its inputs.
+
+A run writes its results file, its state database, `--summary-json` and, for `--dry-run`, the
+request bodies it would send. Each is refused (ConfigError, exit 2, naming the path and the fix)
+when it is the catalog or another of these outputs (see `same_file`), an existing directory, or
+in a folder that cannot be created or written. Missing folders are created here, before the
+first POST, so that no answer is ever lost for want of a place to write it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from batch import storage
+from batch.config import RunConfig
+from batch.errors import CatalogError, ConfigError
+from batch.results import results_format
+from batch.storage import Location
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One file a run writes, and the option that names it (for the message)."""
+
+    path: Location
+    what: str
+    option: str
+
+
+def planned_requests_path(results: Location) -> Location:
+    """Where --dry-run writes the request bodies it would send (JSON Lines)."""
+    stem = results.name.removesuffix(results.suffix).removesuffix(".results")
+    return results.with_name(stem + ".requests.jsonl")
+
+
+def outputs_of(config: RunConfig) -> list[Output]:
+    """Every file the run described by `config` writes."""
+    outputs = [
+        Output(config.results, "results file", "--results"),
+        Output(config.state, "state database", "--state"),
+    ]
+    if config.summary_json is not None:
+        outputs.append(Output(config.summary_json, "summary", "--summary-json"))
+    if config.dry_run:
+        requests = planned_requests_path(config.results)
+        outputs.append(Output(requests, "dry-run requests file", "--results"))
+    return outputs
+
+
+def check_outputs(config: RunConfig, *, create: bool = True) -> None:
+    """Refuse any output the run could not write, or that would overwrite an input.
+
+    With `create`, missing folders are made now; without (for `validate`), it is enough that
+    the nearest existing folder could hold them.
+    """
+    outputs = outputs_of(config)
+    results_format(config.results)
+    inputs = [Output(config.catalog, "catalog", "CATALOG")]
+    for index, output in enumerate(outputs):
+        for other in inputs + outputs[:index]:
+            in_place = "state" in (output.what, other.what)
+            if same_file(output.path, other.path, in_place=in_place):
+                raise ConfigError(
+                    f"{output.option} {output.path}: is also the {other.what}; writing the "
+                    f"{output.what} there would destroy it. Pass another path to {output.option}"
+                )
+        check_writable(output.path, output.what, output.option, create=create)
+
+
+def same_file(one: Location, other: Location, *, in_place: bool = False) -> bool:
+    """Whether writing `one` would destroy `other`.
+
+    Files are written to a temporary file and renamed over their name, so a link planted at
+    `one` is replaced, not followed: what counts is the directory entry (`..` and the folders'
+    links resolved, not the last link) against `other`'s entry and the file it leads to. The
+    state database is the exception (`in_place`: SQLite writes into the file itself), so there
+    the same file on disk (a hard or symbolic link) counts too. Objects in a store: the same URL.
+    """
+    if not (isinstance(one, Path) and isinstance(other, Path)):
+        return str(one) == str(other)
+    entry = one.parent.resolve() / one.name
+    if entry in (other.parent.resolve() / other.name, other.resolve()):
+        return True
+    if not in_place:
+        return False
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False  # one of them does not exist yet
+
+
+def check_writable(path: Location, what: str, option: str, *, create: bool = True) -> None:
+    """The file at `path` could be written: not a folder, in a folder that exists (or is made
+    now, with `create`) and may be written in. In a store: a test object can be written."""
+    fix = f"pass another path to {option}"
+    if not isinstance(path, Path):
+        try:
+            storage.check_writable(path)
+        except CatalogError as exc:
+            raise ConfigError(f"{option} {exc}; {fix}") from None
+        return
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: is a folder; name a file for the {what}")
+    folder = path.parent
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ConfigError(f"{option} {path}: {folder} is not a folder; {fix}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: cannot write in {folder} (permission); {fix}")
+    if missing and create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"{option} {path}: cannot create the folder {path.parent} ({exc.strerror}); "
+                f"create it, or {fix}"
+            ) from None
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(
+            f"{option} {path}: cannot write the existing {what} (permission; owned by another "
+            f"user?); fix its permissions, or {fix}"
+        )

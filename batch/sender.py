@@ -1,0 +1,267 @@
+"""Sending one job: the budget, the rate limiter, the state written before and after the POST,
+the retries that are safe, and the job's status from its answer.
+
+Every request is bracketed by state writes: `sending` is committed (fsynced) before it leaves,
+the outcome after. Only answers that prove the request was not processed (429, a connection that
+never opened) are retried here; an answer that may hide an accepted request leaves the job
+`reconciling` for the settler (batch.settler), which never resends without proof.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from batch import payload
+from batch.client import ApiOutcome, JoggClient
+from batch.config import RunConfig
+from batch.errors import AccountError, ExitCode, LocalIOError
+from batch.listing import AccountListing
+from batch.products import ProductError, ensure_product
+from batch.ratelimit import SlidingWindowLimiter
+from batch.statuses import JobStatus
+from batch.store import AttemptRecord, Job, StateStore, UncertainJob
+
+log = logging.getLogger(__name__)
+
+
+class StopRequested(Exception):
+    """Raised inside a job when the run stops sending (signal, cap, deadline, account error)."""
+
+
+@dataclass
+class RunControl:
+    """What every part of a live run shares: why sending stopped, and the counts that decide
+    whether it must (`--max-videos`, `--until`)."""
+
+    config: RunConfig
+    on_stop: Callable[[], None] = lambda: None
+    stop_reason: str | None = None
+    account_error: AccountError | None = None
+    local_error: LocalIOError | None = None
+    signal_code: ExitCode | None = None
+    sent: int = 0
+    accepted: int = 0
+    in_flight: int = 0
+    uncertain: asyncio.Event = field(default_factory=asyncio.Event)  # the settler has work
+
+    def stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            log.warning("no further requests: %s", reason)
+        self.on_stop()
+
+    def should_stop(self) -> bool:
+        if self.stop_reason is not None:
+            return True
+        config = self.config
+        if config.max_videos is not None and self.accepted >= config.max_videos:
+            self.stop(f"--max-videos {config.max_videos} reached")
+        elif config.deadline is not None and time.time() >= config.deadline:
+            self.stop("time limit reached")
+        return self.stop_reason is not None
+
+    def refuse_account(self, error: AccountError) -> None:
+        self.account_error = error
+        self.stop(f"account error {error.code}")
+
+
+def status_after(outcome: ApiOutcome) -> JobStatus:
+    """The job's status once a create was answered with `outcome` (the whole table):
+
+    | outcome                          | job          | why                                   |
+    | ok with a video id               | submitted    | accepted and charged                  |
+    | ok without one, unknown          | reconciling  | may be accepted: looked up first      |
+    | permanent (40000, 10104, 4xx)    | failed       | refused; the same request fails again |
+    | account, retryable, not_sent     | pending      | certainly not accepted                |
+    """
+    if outcome.kind == "ok":
+        return "submitted" if outcome.video_id else "reconciling"
+    if outcome.kind == "unknown":
+        return "reconciling"
+    if outcome.kind == "permanent":
+        return "failed"
+    return "pending"
+
+
+def job_changed(job: Job | UncertainJob, status: str, **details: Any) -> None:
+    """One log line per state change; with --log-format json its fields are keys."""
+    said = ", ".join(f"{k} {v}" for k, v in details.items() if v not in (None, ""))
+    log.info(
+        "row %s: %s%s",
+        job.row_key,
+        status,
+        f" ({said})" if said else "",
+        extra={"event": "job", "job": job.id, "row_key": job.row_key, "status": status}
+        | {f"job_{key}": value for key, value in details.items()},
+    )
+
+
+class JobSender:
+    """Sends jobs of one run; each `send` takes one job as far as it can go."""
+
+    def __init__(
+        self,
+        control: RunControl,
+        state: StateStore,
+        client: JoggClient,
+        *,
+        run_id: int,
+        limiter: SlidingWindowLimiter | None,
+        listing: AccountListing | None,
+    ) -> None:
+        self.control = control
+        self.config = control.config
+        self.state = state
+        self.client = client
+        self.run_id = run_id
+        self.limiter = limiter
+        self.listing = listing
+        self.budget = asyncio.Condition()
+        self.rng = random.Random()
+
+    async def send(self, job: Job) -> None:
+        """Adopt the job from the account's listing, or send it until its answer is final,
+        unknown (the settler's then), or the attempts allowed are spent."""
+        if self._adopted_from_listing(job):
+            return
+        fields = payload.fields_from_json(job.fields)
+        product_id = job.product_id or fields.product_id or await self._product(job)
+        if product_id is None:
+            return
+        body = payload.build_request(fields, product_id).to_body(
+            job.tag if self.config.reconcile_tag else None
+        )
+        policy = self.config.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            outcome = await self._post(job, body)
+            if not policy.should_retry(outcome.kind, attempt):
+                if outcome.kind in ("retryable", "not_sent"):
+                    self.finish_exhausted(job, outcome)
+                return
+            delay = policy.delay(attempt, retry_after=outcome.retry_after, rng=self.rng)
+            log.info(
+                "row key %s: %s (code %s); retrying in %.1f s",
+                job.row_key,
+                outcome.kind,
+                outcome.code,
+                delay,
+            )
+            await asyncio.sleep(delay)
+
+    def finish_exhausted(self, job: Job, outcome: ApiOutcome, *, permanent: bool = False) -> None:
+        """Out of attempts. A job any of whose requests may have been accepted never ends
+        `failed` (which `retry` would pay for again): it goes back to the settler."""
+        record = AttemptRecord(outcome.kind, outcome.code, outcome.http_status, outcome.message)
+        if not permanent and self.state.had_uncertain_attempt(job.id):
+            self.state.settle(job.id, "reconciling", record, run_id=self.run_id)
+            self.control.uncertain.set()
+            return
+        self.state.settle(job.id, "failed", record, run_id=self.run_id, permanent=permanent)
+        job_changed(job, "failed", code=outcome.code, message=outcome.message)
+
+    def _adopted_from_listing(self, job: Job) -> bool:
+        """A job whose tag the account already lists is not sent again, wherever it was paid."""
+        if self.listing is None:
+            return False
+        video_id = self.state.listed_video(job.tag)
+        if video_id is None:
+            return False
+        ours = job.attempts > 0
+        self.state.adopt(job.id, video_id, run_id=self.run_id if ours else None)
+        if ours:
+            self.control.accepted += 1
+        status = "submitted" if ours else "already_submitted"
+        job_changed(job, status, video_id=video_id, recovered=True)
+        return True
+
+    async def _within_budget(self) -> None:
+        """Under --max-videos, a request leaves only if every one in flight could fail."""
+        control, cap = self.control, self.config.max_videos
+        async with self.budget:
+            while cap is not None and control.accepted + control.in_flight >= cap:
+                if control.should_stop():
+                    raise StopRequested
+                await self.budget.wait()
+            if control.should_stop():
+                raise StopRequested
+            control.in_flight += 1
+
+    async def _product(self, job: Job) -> str | None:
+        """Creates (once, ever) the product of a row given by URL or details; None when the
+        job ended instead (it failed)."""
+        policy = self.config.retry
+        for attempt in range(1, policy.max_attempts + 1):
+            if self.control.should_stop():
+                raise StopRequested
+            try:
+                return await ensure_product(job, self.client, self.limiter, self.state)
+            except AccountError as exc:
+                self.control.refuse_account(exc)
+                raise StopRequested from exc
+            except ProductError as exc:
+                outcome = exc.outcome
+                if outcome.kind == "permanent" or attempt == policy.max_attempts:
+                    self.finish_exhausted(job, outcome, permanent=outcome.kind == "permanent")
+                    return None
+                await asyncio.sleep(
+                    policy.delay(attempt, retry_after=outcome.retry_after, rng=self.rng)
+                )
+        return None
+
+    async def _post(self, job: Job, body: dict[str, Any]) -> ApiOutcome:
+        await self._within_budget()
+        try:
+            if self.limiter is None:
+                return await self._post_now(job, body)
+            async with self.limiter.slot() as slot:
+                if self.control.stop_reason is not None:
+                    raise StopRequested
+                outcome = await self._post_now(job, body)
+                slot.observe(outcome.retry_after, outcome.rate_remaining, outcome.rate_limited)
+                return outcome
+        finally:
+            self.control.in_flight -= 1
+            async with self.budget:
+                self.budget.notify_all()
+
+    async def _post_now(self, job: Job, body: dict[str, Any]) -> ApiOutcome:
+        attempt_id = self.state.begin_attempt(job.id, self.run_id)
+        self.control.sent += 1
+        outcome = await self.client.create_video(body)
+        status = status_after(outcome)
+        if status == "reconciling":  # an answer without a video id is as good as none
+            outcome = replace(outcome, kind="unknown")
+        video_id = outcome.video_id
+        record = AttemptRecord(
+            outcome.kind,
+            outcome.code,
+            outcome.http_status,
+            None if video_id else outcome.message,
+            video_id,
+        )
+        self.state.finish_attempt(
+            attempt_id, job.id, record, status, run_id=self.run_id, permanent=status == "failed"
+        )
+        if status == "submitted":
+            self.control.accepted += 1
+            job_changed(job, "submitted", video_id=video_id)
+        elif status == "reconciling":
+            job_changed(job, "reconciling", code=outcome.code, message=outcome.message)
+            self.control.uncertain.set()
+        elif status == "failed":
+            job_changed(job, "failed", code=outcome.code, message=outcome.message)
+        elif outcome.kind == "account":
+            self.control.refuse_account(
+                AccountError(
+                    f"the API refused the account (code {outcome.code}): {outcome.message}",
+                    code=outcome.code,
+                    http_status=outcome.http_status,
+                )
+            )
+        return outcome

@@ -1,0 +1,44 @@
+"""Every status a job or a results row can have, and the sets the rest of the code asks about.
+
+A *job* is one distinct request in the state (see batch.state for its life); a *row* of the
+results file says what happened to one catalog row. Both are `Literal` types, so mypy catches a
+misspelt status wherever one is written.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+JobStatus = Literal[
+    "pending", "sending", "submitted", "failed", "reconciling", "unknown", "not_attempted"
+]
+RowStatus = Literal[
+    "submitted",
+    "already_submitted",
+    "failed",
+    "invalid",
+    "unknown",
+    "duplicate",
+    "not_attempted",
+    "planned",
+]
+
+# Jobs whose last request may have been accepted: looked up before anything is sent again.
+UNCERTAIN: Final[frozenset[JobStatus]] = frozenset({"sending", "reconciling", "unknown"})
+# Rows that make a run exit 1: something is left to do or to look at.
+UNFINISHED_ROWS: Final[frozenset[RowStatus]] = frozenset(
+    {"failed", "invalid", "unknown", "not_attempted"}
+)
+# Rows `jogg-batch retry` runs again.
+RETRY_ROWS: Final[frozenset[RowStatus]] = frozenset({"failed", "not_attempted", "unknown"})
+# The order in which reports list row statuses.
+ROW_ORDER: Final[tuple[RowStatus, ...]] = (
+    "submitted",
+    "already_submitted",
+    "failed",
+    "invalid",
+    "unknown",
+    "duplicate",
+    "not_attempted",
+    "planned",
+)

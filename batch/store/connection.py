@@ -1,0 +1,154 @@
+"""The state database's connection: opening it (checked and migrated), the run lock, transactions,
+and the small key-value table of settings it keeps (`meta`).
+
+Commits are not synced one by one (synchronous=NORMAL; WAL keeps them in order); a `durable`
+transaction is synced before COMMIT returns. See batch.store for why that split is safe.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Self
+
+from batch import files
+from batch.errors import LockedError, StateError
+from batch.store.schema import migrate
+
+
+class Connection:
+    """One connection to the state database. Not thread-safe: one connection, one thread."""
+
+    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
+        self.path = path
+        self._clock = clock
+        files.prepare_state(path)  # 0600, no symlink, not another user's (StateError)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "PRAGMA synchronous=NORMAL"
+            )  # FULL where it matters: see begin_attempt
+            # Job look-ups by fingerprint hit random pages: a bigger cache keeps planning linear.
+            self._db.execute("PRAGMA cache_size=-65536")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            migrate(self._db, path)
+        except sqlite3.Error as exc:
+            raise StateError(f"{path}: cannot open the state database: {exc}") from exc
+        self._lock_file: int | None = None
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    @classmethod
+    @contextmanager
+    def reader(cls, path: Path) -> Iterator[Self]:
+        """A second connection for reading while the run writes (WAL allows both at once)."""
+        store = cls.__new__(cls)
+        store.path = path
+        store._clock = time.time
+        store._lock_file = None
+        store._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            yield store
+        finally:
+            store._db.close()
+
+    def close(self) -> None:
+        self.unlock()
+        self._db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lock(self) -> None:
+        """Take the run lock (an flock on `<state>.lock`), or raise LockedError at once."""
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = files.open_lock(lock_path)  # 0600, O_NOFOLLOW, ours (StateError otherwise)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise LockedError(
+                f"{self.path} is in use by a running jogg-batch (pid {holder}); "
+                "wait for it to finish, or use another --state"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_file = fd
+
+    def unlock(self) -> None:
+        if self._lock_file is not None:
+            os.close(self._lock_file)  # closing releases the flock
+            self._lock_file = None
+
+    # --- transactions --------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        """One transaction; a durable one is synced to disk before COMMIT returns."""
+        if durable:
+            self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        finally:
+            if durable:
+                self._db.execute("PRAGMA synchronous=NORMAL")
+
+    @contextmanager
+    def discarded(self) -> Iterator[None]:
+        """Everything written inside is rolled back: how `plan` and `--dry-run` stay read-only."""
+        self._db.execute("SAVEPOINT discarded")
+        self._in_discarded = True
+        try:
+            yield
+        finally:
+            self._db.execute("ROLLBACK TO discarded")
+            self._db.execute("RELEASE discarded")
+            self._in_discarded = False
+
+    _in_discarded = False
+
+    @contextmanager
+    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+        if self._in_discarded:
+            yield self._db  # already inside the savepoint; committing would defeat it
+        else:
+            with self.transaction(durable=durable) as db:
+                yield db
+
+
+def chunks(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[Any, ...]]]:
+    batch: list[tuple[Any, ...]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

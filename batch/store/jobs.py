@@ -1,0 +1,333 @@
+"""Planning and sending: runs, jobs by fingerprint, the plan of each catalog slice, and every
+attempt bracketed by state writes (`sending` before the request, the outcome after)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from batch.store.connection import Connection
+from batch.store.records import AttemptRecord, Job, JobUpdate, NewJob, RowPlan
+
+
+class JobQueries(Connection):
+    def begin_run(self, catalog: str, *, dry_run: bool) -> int:
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (started_at, catalog, dry_run) VALUES (?, ?, ?)",
+                (self._clock(), catalog, int(dry_run)),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, outcome: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE runs SET finished_at = ?, outcome = ? WHERE id = ?",
+                (self._clock(), outcome, run_id),
+            )
+
+    def latest_run(self, catalog: str | None = None) -> int | None:
+        if catalog is None:
+            row = self._db.execute("SELECT max(id) FROM runs").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT max(id) FROM runs WHERE catalog = ?", (catalog,)
+            ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def recent_send_times(self, since: float) -> list[float]:
+        """Send and answer times of recent attempts, to seed the rate limiter after a restart."""
+        rows = self._db.execute(
+            "SELECT coalesce(finished_at, started_at) FROM attempts WHERE started_at >= ?",
+            (since,),
+        )
+        return [float(when) for (when,) in rows]
+
+    def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, sqlite3.Row]:
+        """The existing jobs among `fingerprints` (one query per 10,000)."""
+        found: dict[str, sqlite3.Row] = {}
+        self._db.row_factory = sqlite3.Row
+        try:
+            for start in range(0, len(fingerprints), 10_000):
+                chunk = fingerprints[start : start + 10_000]
+                marks = ",".join("?" * len(chunk))
+                for row in self._db.execute(
+                    "SELECT id, fingerprint, status, permanent "
+                    f"FROM jobs WHERE fingerprint IN ({marks})",
+                    chunk,
+                ):
+                    found[row["fingerprint"]] = row
+        finally:
+            self._db.row_factory = None
+        return found
+
+    def has_jobs(self) -> bool:
+        found: tuple[int] = self._db.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()
+        return found == (1,)
+
+    def keys_with_jobs(self, keys: Sequence[str]) -> set[str]:
+        """Which of these row keys already have a job (for telling changed rows from new ones)."""
+        known: set[str] = set()
+        for start in range(0, len(keys), 10_000):
+            chunk = keys[start : start + 10_000]
+            marks = ",".join("?" * len(chunk))
+            known.update(
+                key
+                for (key,) in self._db.execute(
+                    f"SELECT DISTINCT row_key FROM jobs WHERE row_key IN ({marks})",
+                    chunk,
+                )
+            )
+        return known
+
+    def record_plan(
+        self,
+        run_id: int,
+        new_jobs: Sequence[NewJob],
+        job_updates: Sequence[JobUpdate],
+        rows: Sequence[RowPlan],
+    ) -> dict[str, int]:
+        """A slice of a catalog's plan, in one transaction; returns the new jobs' ids.
+
+        new_jobs: (fingerprint, row_key, fields_json, tag), all planned for this run.
+        job_updates: (new status or None to keep it, job_id) of existing jobs sent in this run.
+        rows: (row, job id or the fingerprint of a new job or None, row_status, detail).
+        """
+        now = self._clock()
+        with self._write() as db:
+            ids = self._insert_jobs(db, run_id, new_jobs, now)
+            db.executemany(
+                "UPDATE jobs SET status = coalesce(?, status), planned_run = ?, updated_at = ? "
+                "WHERE id = ?",
+                ((status, run_id, now, job_id) for status, job_id in job_updates),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO run_rows (run_id, row, job_id, row_status, detail) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (
+                    (run_id, row, ids[ref] if isinstance(ref, str) else ref, status, detail)
+                    for row, ref, status, detail in rows
+                ),
+            )
+        return ids
+
+    def _insert_jobs(
+        self, db: sqlite3.Connection, run_id: int, jobs: Sequence[NewJob], now: float
+    ) -> dict[str, int]:
+        """Inserts new jobs in one statement; returns their ids by fingerprint."""
+        if not jobs:
+            return {}
+        first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM jobs").fetchone()[0]
+        db.executemany(
+            "INSERT INTO jobs (fingerprint, row_key, fields, tag, status, planned_run, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+            (
+                (fingerprint, row_key, fields, tag, run_id, now, now)
+                for fingerprint, row_key, fields, tag in jobs
+            ),
+        )
+        # SQLite gives each appended row max(rowid) + 1, so inside this transaction the ids
+        # are consecutive; checked, with a look-up as the fallback.
+        last = db.execute("SELECT max(id) FROM jobs").fetchone()[0]
+        fingerprints = [job[0] for job in jobs]
+        if last - first + 1 == len(jobs):
+            return dict(zip(fingerprints, range(first, last + 1), strict=True))
+        return {fp: row["id"] for fp, row in self.jobs_by_fingerprint(fingerprints).items()}
+
+    def enter_unknown(self, fingerprint: str, row_key: str | None, fields: str, tag: str) -> None:
+        """A job known only from a results file that says `unknown` (an attempt at time 0, so
+        reconciliation scans the whole listing). Does nothing when the job exists."""
+        now = self._clock()
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO jobs (fingerprint, row_key, fields, tag, status, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, 'unknown', ?, ?)",
+                (fingerprint, row_key, fields, tag, now, now),
+            )
+            if cursor.rowcount:
+                db.execute(
+                    "INSERT INTO attempts (job_id, run_id, started_at, finished_at, outcome) "
+                    "VALUES (?, 0, 0, 0, 'unknown')",
+                    (cursor.lastrowid,),
+                )
+
+    def rekey_job(self, job_id: int, tag: str) -> None:
+        """`--force`: render the job again under a new tag (the old video stays in attempts)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET tag = ?, video_id = NULL, code = NULL, message = NULL, "
+                "permanent = 0, recovered = 0, submitted_at = NULL, submitted_run = NULL, "
+                "video_status = NULL, video_url = NULL, cover_url = NULL, duration = NULL, "
+                "deducted_credit = NULL, error = NULL, completed_at = NULL WHERE id = ?",
+                (tag, job_id),
+            )
+
+    def next_jobs(self, run_id: int, after_id: int, limit: int) -> list[Job]:
+        """Jobs planned for this run that still need a request or a reconciliation, in id order
+        (so what an earlier run left behind goes first)."""
+        rows = self._db.execute(
+            "SELECT id, fingerprint, row_key, fields, tag, status, attempts, video_id, code, "
+            "message, product_id FROM jobs WHERE planned_run = ? AND id > ? "
+            "AND status IN ('pending', 'sending', 'reconciling', 'unknown') ORDER BY id LIMIT ?",
+            (run_id, after_id, limit),
+        ).fetchall()
+        return [
+            Job(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]) for r in rows
+        ]
+
+    def job(self, job_id: int) -> Job:
+        row = self._db.execute(
+            "SELECT id, fingerprint, row_key, fields, tag, status, attempts, video_id, code, "
+            "message, product_id FROM jobs WHERE id = ?",
+            (job_id,),
+        ).fetchone()
+        return Job(*row)
+
+    def last_attempt(self, job_id: int) -> AttemptRecord:
+        row = self._db.execute(
+            "SELECT outcome, code, http_status, message, video_id FROM attempts "
+            "WHERE job_id = ? ORDER BY id DESC LIMIT 1",
+            (job_id,),
+        ).fetchone()
+        return AttemptRecord("none") if row is None else AttemptRecord(*row)
+
+    def had_uncertain_attempt(self, job_id: int) -> bool:
+        """Whether any request of this job ended without proof that it was refused."""
+        row = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM attempts WHERE job_id = ? "
+            "AND outcome IN ('unknown', 'sending'))",
+            (job_id,),
+        ).fetchone()
+        return bool(row[0])
+
+    def begin_attempt(self, job_id: int, run_id: int) -> int:
+        """Committed before the POST leaves: from here on the job may have been accepted."""
+        now = self._clock()
+        with self._write(durable=True) as db:
+            cursor = db.execute(
+                "INSERT INTO attempts (job_id, run_id, started_at, outcome) "
+                "VALUES (?, ?, ?, 'sending')",
+                (job_id, run_id, now),
+            )
+            db.execute(
+                "UPDATE jobs SET status = 'sending', attempts = attempts + 1, absent_at = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (now, job_id),
+            )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_attempt(
+        self,
+        attempt_id: int,
+        job_id: int,
+        record: AttemptRecord,
+        job_status: str,
+        *,
+        run_id: int,
+        permanent: bool = False,
+    ) -> None:
+        """Records the answer and the job's new status in one transaction."""
+        now = self._clock()
+        with self._write() as db:
+            db.execute(
+                "UPDATE attempts SET finished_at = ?, outcome = ?, code = ?, http_status = ?, "
+                "message = ?, video_id = ? WHERE id = ?",
+                (
+                    now,
+                    record.outcome,
+                    record.code,
+                    record.http_status,
+                    record.message,
+                    record.video_id,
+                    attempt_id,
+                ),
+            )
+            self._set_job(
+                db, job_id, job_status, record, run_id=run_id, permanent=permanent, now=now
+            )
+
+    def settle(
+        self,
+        job_id: int,
+        job_status: str,
+        record: AttemptRecord,
+        *,
+        run_id: int | None,
+        recovered: bool = False,
+        permanent: bool = False,
+    ) -> None:
+        """A job's status changes without a request (reconciliation, retries exhausted)."""
+        now = self._clock()
+        with self._write() as db:
+            if recovered:
+                db.execute(
+                    "UPDATE attempts SET outcome = 'recovered', video_id = ?, finished_at = "
+                    "coalesce(finished_at, ?) "
+                    "WHERE id = (SELECT max(id) FROM attempts WHERE job_id = ?)",
+                    (record.video_id, now, job_id),
+                )
+            self._set_job(
+                db,
+                job_id,
+                job_status,
+                record,
+                run_id=run_id,
+                now=now,
+                recovered=recovered,
+                permanent=permanent,
+            )
+
+    def _set_job(
+        self,
+        db: sqlite3.Connection,
+        job_id: int,
+        status: str,
+        record: AttemptRecord,
+        *,
+        run_id: int | None,
+        now: float,
+        permanent: bool = False,
+        recovered: bool = False,
+    ) -> None:
+        if status == "submitted":
+            db.execute(
+                "UPDATE jobs SET status = 'submitted', video_id = ?, code = 0, message = ?, "
+                "recovered = ?, submitted_at = ?, submitted_run = ?, permanent = 0, "
+                "video_status = coalesce(video_status, 'processing'), updated_at = ? WHERE id = ?",
+                (record.video_id, record.message, int(recovered), now, run_id, now, job_id),
+            )
+        else:
+            db.execute(
+                "UPDATE jobs SET status = ?, code = ?, message = ?, permanent = ?, updated_at = ? "
+                "WHERE id = ?",
+                (status, record.code, record.message, int(permanent), now, job_id),
+            )
+
+    def mark_not_attempted(self, run_id: int) -> int:
+        """Everything still pending for this run when it stops: it goes first next time."""
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE jobs SET status = 'not_attempted', updated_at = ? "
+                "WHERE planned_run = ? AND status = 'pending'",
+                (self._clock(), run_id),
+            )
+        return cursor.rowcount
+
+    def product_for(self, source: str) -> str | None:
+        row = self._db.execute(
+            "SELECT product_id FROM products WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def record_product(self, source: str, product_id: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO products (source, product_id, created_at) VALUES (?, ?, ?)",
+                (source, product_id, self._clock()),
+            )
+
+    def set_job_product(self, job_id: int, product_id: str) -> None:
+        with self._write() as db:
+            db.execute("UPDATE jobs SET product_id = ? WHERE id = ?", (product_id, job_id))

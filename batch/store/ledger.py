@@ -1,0 +1,197 @@
+"""The account's own record in the ledger: the index of its listing by tag, lost answers being
+settled against it, double charges, the credits a run spent, and older states merged in."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+from batch.errors import StateError
+from batch.store.connection import chunks
+from batch.store.jobs import JobQueries
+from batch.store.records import VIDEO_COLUMNS, AttemptRecord, DoubleCharge, UncertainJob
+
+log = logging.getLogger(__name__)
+
+# The job columns an older state hands over; run ids of another state mean nothing here.
+_JOB_COPY = frozenset(
+    {
+        "fingerprint", "row_key", "fields", "tag", "status", "video_id", "code", "message",
+        "attempts", "permanent", "recovered", "submitted_at", "product_id", *VIDEO_COLUMNS,
+        "created_at", "updated_at",
+    }
+)  # fmt: skip
+
+
+class LedgerQueries(JobQueries):
+    def record_listing(self, videos: Sequence[tuple[str, str | None, str, float | None]]) -> None:
+        """Listed videos as (video_id, tag or None, title, created_at); a title seen again
+        replaces the old one (the listing is the account's word)."""
+        now = self._clock()
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO listing (video_id, tag, title, created_at, seen_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (video_id) DO UPDATE SET tag = excluded.tag, "
+                "title = excluded.title, created_at = coalesce(excluded.created_at, created_at)",
+                ((vid, tag, title, created, now) for vid, tag, title, created in videos),
+            )
+
+    def listed_video(self, tag: str) -> str | None:
+        """The first video the account's listing shows with this tag, or None."""
+        row = self._db.execute(
+            "SELECT video_id FROM listing WHERE tag = ? ORDER BY created_at, video_id LIMIT 1",
+            (tag,),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def accepted_tags(self, video_ids: Sequence[str]) -> dict[str, str]:
+        """video_id -> tag, for the videos among these that this ledger knows it was given."""
+        found: dict[str, str] = {}
+        for start in range(0, len(video_ids), 10_000):
+            chunk = list(video_ids[start : start + 10_000])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._db.execute(
+                    f"SELECT video_id, tag FROM jobs WHERE video_id IN ({marks})", chunk
+                ).fetchall()
+            )
+        return found
+
+    def newest_accepted_at(self) -> float | None:
+        """When this ledger last learnt of an accepted video (a listing back to then proves
+        whether titles carry tags)."""
+        row = self._db.execute("SELECT max(submitted_at) FROM jobs WHERE video_id IS NOT NULL")
+        found = row.fetchone()[0]
+        return None if found is None else float(found)
+
+    def uncertain_jobs(self, run_id: int) -> list[UncertainJob]:
+        """Jobs of this run whose last request may have been accepted, with that request's start."""
+        rows = self._db.execute(
+            "SELECT j.id, j.tag, j.row_key, j.status, j.absent_at, "
+            "(SELECT max(started_at) FROM attempts a WHERE a.job_id = j.id) "
+            "FROM jobs j WHERE j.planned_run = ? "
+            "AND j.status IN ('sending', 'reconciling', 'unknown') ORDER BY j.id",
+            (run_id,),
+        )
+        return [UncertainJob(*row) for row in rows]
+
+    def mark_absent(self, job_id: int, at: float) -> None:
+        """The first listing that covers the job's last attempt, after the settle period,
+        lacks its tag."""
+        with self._write() as db:
+            db.execute("UPDATE jobs SET absent_at = ? WHERE id = ?", (at, job_id))
+
+    def adopt(self, job_id: int, video_id: str, *, run_id: int | None) -> None:
+        """The listing shows the job's tag: the job is submitted, with that video. `run_id` is
+        the run whose request it was; None when no request of ours is known (already done)."""
+        self.settle(
+            job_id,
+            "submitted",
+            AttemptRecord("recovered", video_id=video_id, message="found in the account's listing"),
+            run_id=run_id,
+            recovered=run_id is not None,
+        )
+
+    def record_double_charges(self, run_id: int | None) -> list[DoubleCharge]:
+        """Tags the listing shows on more than one video and that were not known before;
+        every such tag is kept, with its videos, oldest first."""
+        rows = self._db.execute(
+            "SELECT tag, json_group_array(video_id), min(created_at) FROM "
+            "(SELECT tag, video_id, created_at FROM listing WHERE tag IS NOT NULL "
+            " ORDER BY created_at, video_id) GROUP BY tag HAVING count(*) > 1"
+        ).fetchall()
+        known = {
+            tag: ids for tag, ids in self._db.execute("SELECT tag, video_ids FROM double_charges")
+        }
+        fresh = [row for row in rows if known.get(row[0]) != row[1]]
+        now = self._clock()
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO double_charges (tag, video_ids, first_created, "
+                "detected_at, detected_run) VALUES (?, ?, ?, ?, ?)",
+                ((tag, ids, first, now, run_id) for tag, ids, first in fresh),
+            )
+        return [DoubleCharge(tag, tuple(json.loads(ids)), first) for tag, ids, first in fresh]
+
+    def double_charges(self) -> list[DoubleCharge]:
+        """Every tag the account rendered more than once, as far as this ledger has seen."""
+        rows = self._db.execute(
+            "SELECT tag, video_ids, first_created FROM double_charges ORDER BY first_created"
+        )
+        return [DoubleCharge(tag, tuple(json.loads(ids)), first) for tag, ids, first in rows]
+
+    def run_credits(self, run_id: int, since: float) -> int:
+        """Accepted creates of this run's requests that the ledger knows of: the videos its
+        answers and its look-ups gave, plus any further video of the same tags listed since
+        the run began (a double charge is a credit spent)."""
+        row = self._db.execute(
+            "SELECT count(*) FROM ("
+            " SELECT a.video_id FROM attempts a WHERE a.run_id = ? AND a.video_id IS NOT NULL"
+            " UNION SELECT l.video_id FROM listing l JOIN jobs j ON j.tag = l.tag"
+            " WHERE l.created_at >= ? AND j.id IN (SELECT job_id FROM attempts WHERE run_id = ?))",
+            (run_id, since, run_id),
+        ).fetchone()
+        return int(row[0])
+
+    def absorb(self, legacy: Path) -> int:
+        """Merges a state of jogg-batch 0.1 (kept beside a results file) into this one: its jobs
+        (with their attempts) and products, each once; returns the number of jobs new here.
+        Jobs this state already has win. A state absorbed unchanged is not read again."""
+        try:
+            info = legacy.stat()
+            stamp, key = f"{info.st_size}:{info.st_mtime_ns}", f"absorbed:{legacy.resolve()}"
+            if self.get_meta(key) == stamp:
+                return 0
+            source = sqlite3.connect(f"file:{legacy}?mode=ro", uri=True, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"{legacy}: cannot read this older state to merge it: {exc}") from exc
+        try:
+            added = self._absorb_from(source)
+        except sqlite3.Error as exc:
+            raise StateError(f"{legacy}: cannot merge this older state: {exc}") from exc
+        finally:
+            source.close()
+        self.set_meta(key, stamp)
+        log.warning(
+            "merged %d job(s) of %s into the account's ledger %s (the old file is no longer used)",
+            added,
+            legacy,
+            self.path,
+        )
+        return added
+
+    def _absorb_from(self, source: sqlite3.Connection) -> int:
+        columns = [
+            row[1] for row in source.execute("PRAGMA table_info(jobs)") if row[1] in _JOB_COPY
+        ]
+        names, marks = ", ".join(columns), ", ".join("?" * len(columns))
+        at = columns.index("fingerprint") + 1
+        new_ids: dict[int, int] = {}  # the old state's job id -> this state's
+        with self._write() as db:
+            for rows in chunks(source.execute(f"SELECT id, {names} FROM jobs"), 10_000):
+                known = self.jobs_by_fingerprint([row[at] for row in rows])
+                for row in rows:
+                    if row[at] not in known:
+                        cursor = db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", row[1:])
+                        assert cursor.lastrowid is not None
+                        new_ids[row[0]] = cursor.lastrowid
+            db.executemany(
+                "INSERT INTO attempts (job_id, run_id, started_at, finished_at, outcome, code, "
+                "http_status, message, video_id) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    (new_ids[row[0]], *row[1:])
+                    for row in source.execute(
+                        "SELECT job_id, started_at, finished_at, outcome, code, http_status, "
+                        "message, video_id FROM attempts"
+                    )
+                    if row[0] in new_ids
+                ),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO products (source, product_id, created_at) VALUES (?, ?, ?)",
+                source.execute("SELECT source, product_id, created_at FROM products"),
+            )
+        return len(new_ids)

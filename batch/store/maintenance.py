@@ -1,0 +1,75 @@
+"""Keeping a nightly ledger small: what it holds, pruning old runs' row outcomes, vacuuming.
+
+What is kept, and why: every job and every attempt, forever (a job once accepted must never be
+sent again, and its attempts prove what was paid); the listing index and the double charges;
+products. What is pruned: the per-row outcomes (`run_rows`) and the run records of all but the
+last `keep_runs` runs. Those only serve results files already written; `retry` works from the
+results file itself. A run prunes to `run.keep_runs` when it ends; freed pages are reused by the
+next night's rows, so the file stops growing without a VACUUM (which rewrites the whole file).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batch.store.connection import Connection
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerInfo:
+    """`jogg-batch state info`."""
+
+    bytes_on_disk: int  # the database and its WAL
+    runs: int
+    row_outcomes: int  # rows of run_rows: the part that grows with every run
+    jobs_by_status: dict[str, int]
+    attempts: int
+    listed_videos: int
+    double_charges: int
+
+
+class MaintenanceQueries(Connection):
+    def info(self) -> LedgerInfo:
+        db = self._db
+
+        def count(table: str) -> int:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+        size = sum(
+            path.stat().st_size
+            for path in (self.path, self.path.with_name(self.path.name + "-wal"))
+            if path.exists()
+        )
+        statuses = dict(db.execute("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY 1"))
+        return LedgerInfo(
+            bytes_on_disk=size,
+            runs=count("runs"),
+            row_outcomes=count("run_rows"),
+            jobs_by_status=statuses,
+            attempts=count("attempts"),
+            listed_videos=count("listing"),
+            double_charges=count("double_charges"),
+        )
+
+    def prune(self, keep_runs: int) -> int:
+        """Forgets the row outcomes (and run records) of all but the newest `keep_runs` runs;
+        returns how many runs were pruned. Jobs and attempts are never touched."""
+        if keep_runs < 1:
+            raise ValueError(f"keep_runs must be 1 or more, not {keep_runs}")
+        with self._write() as db:
+            old = [
+                run_id
+                for (run_id,) in db.execute(
+                    "SELECT id FROM runs ORDER BY id DESC LIMIT -1 OFFSET ?", (keep_runs,)
+                )
+            ]
+            if old:
+                newest_old = max(old)
+                db.execute("DELETE FROM run_rows WHERE run_id <= ?", (newest_old,))
+                db.execute("DELETE FROM runs WHERE id <= ?", (newest_old,))
+        return len(old)
+
+    def vacuum(self) -> None:
+        """Gives freed pages back to the file system (rewrites the whole file: slow when big)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        self._db.execute("VACUUM")

@@ -1,0 +1,63 @@
+"""Per-run outcomes: what the results file says of every catalog row, and the run's counts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch.store.connection import Connection
+
+# What the results file says of a row, from its plan (run_rows) and its job.
+_RESULT_STATUS = """CASE
+    WHEN r.row_status IN ('invalid', 'duplicate') THEN r.row_status
+    WHEN j.status = 'submitted' THEN
+        CASE WHEN j.submitted_run = r.run_id THEN 'submitted' ELSE 'already_submitted' END
+    WHEN j.status IN ('pending', 'not_attempted') THEN
+        CASE WHEN r.row_status = 'planned' THEN 'planned' ELSE 'not_attempted' END
+    WHEN j.status IN ('sending', 'reconciling', 'unknown') THEN 'unknown'
+    ELSE j.status END"""
+
+
+class OutcomeQueries(Connection):
+    def outcome_rows(self, run_id: int, first: int, last: int) -> list[tuple[Any, ...]]:
+        """Rows first..last of a run with their job's outcome, in catalog order, as tuples of
+        `OUTCOME_FIELDS` (the results file is built from these columns, not row objects)."""
+        rows = self._db.execute(
+            f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, "
+            "CASE WHEN r.detail IS NOT NULL THEN r.detail "
+            "WHEN d.tag IS NOT NULL THEN 'double charge, raise it with JoggAI: videos ' || "
+            "(SELECT group_concat(value, ', ') FROM json_each(d.video_ids)) "
+            "ELSE j.message END, "
+            "j.attempts, j.submitted_at, j.video_status, j.video_url, j.cover_url, j.duration, "
+            "j.deducted_credit, j.error, j.completed_at, j.product_id "
+            "FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id "
+            "LEFT JOIN double_charges d ON d.tag = j.tag "
+            "WHERE r.run_id = ? AND r.row BETWEEN ? AND ? ORDER BY r.row",
+            (run_id, first, last),
+        ).fetchall()
+        return rows
+
+    def count_rows(self, run_id: int) -> dict[str, int]:
+        """Result statuses of a run, counted (what the summary prints)."""
+        rows = self._db.execute(
+            f"SELECT {_RESULT_STATUS}, count(*) FROM run_rows r "
+            "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? GROUP BY 1",
+            (run_id,),
+        )
+        return {status: count for status, count in rows}
+
+    def failure_codes(self, run_id: int) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT coalesce(j.code, r.row_status), count(*) FROM run_rows r "
+            "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? AND "
+            "(j.status IN ('failed', 'unknown') OR r.row_status = 'invalid') GROUP BY 1",
+            (run_id,),
+        )
+        return {str(code): count for code, count in rows}
+
+    def run_attempt_times(self, run_id: int) -> list[float]:
+        return [
+            float(t)
+            for (t,) in self._db.execute(
+                "SELECT started_at FROM attempts WHERE run_id = ? ORDER BY started_at", (run_id,)
+            )
+        ]

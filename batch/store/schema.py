@@ -1,0 +1,132 @@
+"""The state's tables, and the migrations that bring an older state up to date.
+
+A new state is built as version 1 (`_BASE_SCHEMA`, jogg-batch 0.1) and then migrated like any
+older one, so the upgrade path is exercised by every new state, not only by old files.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from batch.errors import StateError
+
+_BASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    catalog TEXT NOT NULL,
+    dry_run INTEGER NOT NULL DEFAULT 0,
+    outcome TEXT
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL UNIQUE,
+    row_key TEXT,
+    fields TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    status TEXT NOT NULL,
+    planned_run INTEGER,
+    video_id TEXT,
+    code INTEGER,
+    message TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    permanent INTEGER NOT NULL DEFAULT 0,
+    recovered INTEGER NOT NULL DEFAULT 0,
+    submitted_at REAL,
+    submitted_run INTEGER,
+    product_id TEXT,
+    video_status TEXT,
+    video_url TEXT,
+    cover_url TEXT,
+    duration REAL,
+    deducted_credit REAL,
+    error TEXT,
+    completed_at REAL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_row_key ON jobs (row_key);
+CREATE INDEX IF NOT EXISTS jobs_planned ON jobs (planned_run, status);
+CREATE INDEX IF NOT EXISTS jobs_video ON jobs (video_id) WHERE video_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS attempts (
+    id INTEGER PRIMARY KEY,
+    job_id INTEGER NOT NULL REFERENCES jobs (id),
+    run_id INTEGER NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,
+    outcome TEXT NOT NULL,
+    code INTEGER,
+    http_status INTEGER,
+    message TEXT,
+    video_id TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_job ON attempts (job_id);
+CREATE INDEX IF NOT EXISTS attempts_started ON attempts (started_at);
+CREATE TABLE IF NOT EXISTS run_rows (
+    run_id INTEGER NOT NULL,
+    row INTEGER NOT NULL,
+    job_id INTEGER,
+    row_status TEXT NOT NULL,
+    detail TEXT,
+    PRIMARY KEY (run_id, row)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS webhook_events (event_id TEXT PRIMARY KEY, received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS products (
+    source TEXT PRIMARY KEY,
+    product_id TEXT,
+    created_at REAL NOT NULL
+);
+"""
+
+# Version N is reached by running _MIGRATIONS[N - 2] on a state of version N - 1; the base
+# schema above is version 1 (jogg-batch 0.1).
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    ALTER TABLE jobs ADD COLUMN absent_at REAL;
+    CREATE TABLE listing (
+        video_id TEXT PRIMARY KEY,
+        tag TEXT,
+        title TEXT,
+        created_at REAL,
+        seen_at REAL NOT NULL
+    );
+    CREATE INDEX listing_tag ON listing (tag) WHERE tag IS NOT NULL;
+    CREATE TABLE double_charges (
+        tag TEXT PRIMARY KEY,
+        video_ids TEXT NOT NULL,
+        first_created REAL,
+        detected_at REAL NOT NULL,
+        detected_run INTEGER
+    );
+    """,
+)
+SCHEMA_VERSION = 1 + len(_MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Creates the tables if needed and brings the schema to SCHEMA_VERSION, one migration per
+    transaction."""
+    db.executescript(_BASE_SCHEMA)
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = 1 if row is None else int(row[0])
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"{path}: state schema {version} was written by a newer jogg-batch; this "
+            f"one reads schema {SCHEMA_VERSION} (upgrade jogg-batch)"
+        )
+    if row is None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', 1)")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        # executescript commits first; the script's own BEGIN/COMMIT makes the step atomic.
+        try:
+            db.executescript(
+                f"BEGIN IMMEDIATE; {_MIGRATIONS[target - 2]} "
+                f"UPDATE meta SET value = '{target}' WHERE key = 'schema_version'; COMMIT;"
+            )
+        except sqlite3.Error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise

@@ -1,0 +1,179 @@
+"""Files as they really arrive: a corpus of broken (and oddly shaped but fine) catalogs, each
+run through `validate` and `run` against the sandbox, with the exit code, the line a person
+reads, and what the sandbox received."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from batch.cli import main
+from batch.results import read_results
+from batch.sandbox import SandboxConfig, running_sandbox
+from tests.helpers import product_ids, submissions
+
+IDS = product_ids(3)
+GOOD = f"product_id,title,length\n{IDS[0]},Mug,15\n{IDS[1]},Lamp,15\n"
+
+
+def lines(*rows: str, end: str = "\n") -> bytes:
+    return "".join(row + end for row in rows).encode()
+
+
+def big_csv(rows: int, broken_row: int, broken: str) -> bytes:
+    """`rows` rows of sandbox products; row `broken_row` is replaced by `broken`."""
+    body = [f"{IDS[i % 3]},Item {i},15" for i in range(1, rows + 1)]
+    body[broken_row - 1] = broken
+    return lines("product_id,title,length", *body)
+
+
+def xlsx() -> bytes:
+    """A minimal workbook: a ZIP archive, as Excel writes one."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", "<workbook/>")
+    return buffer.getvalue()
+
+
+def parquet(rows: int = 2) -> bytes:
+    buffer = io.BytesIO()
+    table = pa.table({"product_id": [IDS[i % 3] for i in range(rows)], "length": ["15"] * rows})
+    pq.write_table(table, buffer)
+    return buffer.getvalue()
+
+
+def huge_cell(size: int) -> bytes:
+    return lines("product_id,notes,length", f'{IDS[0]},"{"x" * size}",15', f"{IDS[1]},short,15")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One file of the corpus; `sent` is what a run must send, `says` what its message names."""
+
+    name: str
+    content: Callable[[], bytes]
+    code: int
+    says: tuple[str, ...] = ()
+    sent: int = 0
+
+
+CORPUS = [
+    Case("empty.csv", lambda: b"", 2, ("empty.csv: is empty",)),
+    Case("blank.csv", lambda: b"\n\n", 2, ("has no header row",)),
+    Case("header_only.csv", lambda: b"product_id,title,length\n", 0),
+    Case("bom_utf8.csv", lambda: b"\xef\xbb\xbf" + GOOD.encode(), 0, sent=2),
+    Case("bom_utf16le.csv", lambda: b"\xff\xfe" + GOOD.encode("utf-16-le"), 2,
+         ("bom_utf16le.csv: is UTF-16 text", "save it as UTF-8")),
+    Case("bom_utf16be.csv", lambda: b"\xfe\xff" + GOOD.encode("utf-16-be"), 2, ("UTF-16 text",)),
+    Case("bom_utf32.csv", lambda: GOOD.encode("utf-32"), 2, ("UTF-32 text",)),
+    Case("utf16_no_bom.csv", lambda: GOOD.encode("utf-16-le"), 2, ("is not a text file",)),
+    Case("latin1.csv", lambda: f"{GOOD}{IDS[2]},Café,15\n".encode("latin-1"), 2,
+         ("latin1.csv line 4 (row 3)", "column 'title'", "byte 0xE9", "UTF-8")),
+    Case("cp1252_deep.csv", lambda: big_csv(3000, 2500, f"{IDS[0]},\x93quoted\x94,15")
+         .replace(b"\xc2\x93", b"\x93").replace(b"\xc2\x94", b"\x94"), 2,
+         ("line 2501 (row 2500)", "byte 0x93")),
+    Case("binary.csv", lambda: bytes(range(256)) * 64, 2, ("is not a text file",)),
+    Case("workbook.csv", xlsx, 2, ("ZIP archive", ".xlsx", "CSV UTF-8")),
+    Case("parquet_named.csv", parquet, 2, ("a Parquet file", "--format parquet")),
+    Case("truncated.parquet", lambda: parquet(50)[:-40], 2,
+         ("truncated.parquet: is not a Parquet file, or is cut short",)),
+    Case("broken_line.jsonl",
+         lambda: lines(f'{{"product_id": "{IDS[0]}"}}', f'{{"product_id": "{IDS[1]}",}}'), 2,
+         ("broken_line.jsonl line 2 (row 2): is not JSON",)),
+    Case("array_line.jsonl", lambda: lines(f'{{"product_id": "{IDS[0]}"}}', "[1, 2]"), 2,
+         ("line 2 (row 2): is not a JSON object",)),
+    Case("mixed_endings.csv",
+         lambda: f"product_id,title,length\r\n{IDS[0]},A,15\n{IDS[1]},B,15\r{IDS[2]},C,15\r\n"
+         .encode(), 0, sent=3),
+    Case("cell_3mib.csv", lambda: huge_cell(3 << 20), 0, sent=2),
+    Case("cell_16mib.csv", lambda: huge_cell(16 << 20), 0, sent=2),
+    Case("duplicate_header.csv", lambda: lines("product_id,title,title", f"{IDS[0]},a,b"), 2,
+         ("columns 2 and 3 are all named 'title'",)),
+    Case("case_collision.csv", lambda: lines("product_id,Title, title ", f"{IDS[0]},a,b"), 2,
+         ("columns 2 and 3 ('Title', ' title ') are the same name",)),
+    Case("empty_header.csv", lambda: lines("product_id,title,", f"{IDS[0]},a,"), 2,
+         ("column 3 (after 'title') has no name",)),
+    Case("ragged_row.csv", lambda: big_csv(10, 7, f"{IDS[0]},a,15,extra"), 2,
+         ("ragged_row.csv line 8 (row 7): has 4 cells where the header has 3",)),
+    Case("unbalanced_quote_deep.csv", lambda: big_csv(60_000, 50_000, f'{IDS[0]},"Mug 12,15'), 2,
+         ("unbalanced_quote_deep.csv line 50001 (row 50000)", "quote")),
+    Case("unclosed_last_cell.csv", lambda: big_csv(20, 19, f'{IDS[0]},Mug,"15'), 2,
+         ("line 20 (row 19): a cell opens with a quote that never closes",)),
+    # Lenient as pyarrow is: text after a closing quote joins the cell ("Mug 12").
+    Case("text_after_quote.csv", lambda: big_csv(20, 5, f'{IDS[0]},"Mug" 12,15'), 0, sent=3),
+    Case("text_after_quote_odd.csv", lambda: big_csv(20, 5, f'{IDS[0]},"Mug" 12",15'), 2,
+         ("line 6 (row 5)", "text follows its closing quote")),
+    Case("nul_deep.csv", lambda: big_csv(3000, 2999, f"{IDS[0]},a\x00b,15"), 2,
+         ("line 3000 (row 2999): column 'title' holds a NUL byte",)),
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sandbox_url() -> Iterator[str]:
+    with running_sandbox(SandboxConfig(rate_limit=None, credits=100_000)) as url:
+        yield url
+
+
+def invoke(*args: str) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(main, list(args), env={"JOGG_API_KEY": "sk-sandbox"})
+    return result.exit_code, result.output, result.exception
+
+
+def assert_reported(code: int, output: str, exception: BaseException | None, case: Case) -> None:
+    assert isinstance(exception, SystemExit | None), f"uncaught {exception!r}"
+    assert "Traceback" not in output
+    for text in case.says:
+        assert text in output, output
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda case: case.name)
+def test_run_refuses_a_broken_file_before_sending(
+    tmp_path: Path, sandbox_url: str, case: Case
+) -> None:
+    """run: the right exit code and message, no traceback, and nothing sent for a broken file."""
+    catalog = tmp_path / case.name
+    catalog.write_bytes(case.content())
+    # A fresh account per case: the same rows in another file would be found in its listing.
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
+    before = len(submissions(sandbox_url)["submissions"])
+    code, output, exception = invoke(
+        "run", str(catalog), "--offline", "--base-url", sandbox_url, "--rate-limit", "none",
+        "--state", str(tmp_path / "s.db"), "--results", str(tmp_path / "out" / "r.csv"),
+    )  # fmt: skip
+    assert code == case.code, output
+    assert_reported(code, output, exception, case)
+    assert len(submissions(sandbox_url)["submissions"]) - before == case.sent
+    if code == 2:
+        assert sorted(path.name for path in tmp_path.iterdir()) == [case.name]  # wrote nothing
+
+
+@pytest.mark.parametrize("case", CORPUS, ids=lambda case: case.name)
+def test_validate_refuses_what_run_refuses(tmp_path: Path, case: Case) -> None:
+    """validate exits with run's code for every file of the corpus, with the same message."""
+    catalog = tmp_path / case.name
+    catalog.write_bytes(case.content())
+    code, output, exception = invoke("validate", str(catalog))
+    assert code == case.code, output
+    assert_reported(code, output, exception, case)
+
+
+def test_a_16_mib_cell_reaches_the_results_file_whole(tmp_path: Path, sandbox_url: str) -> None:
+    """A cell far beyond pyarrow's block size is read, passed through and written intact."""
+    catalog = tmp_path / "c.csv"
+    catalog.write_bytes(huge_cell(16 << 20))
+    code, output, _ = invoke(
+        "run", str(catalog), "--offline", "--base-url", sandbox_url, "--rate-limit", "none",
+    )  # fmt: skip
+    assert code == 0, output
+    notes = read_results(tmp_path / "c.results.csv")["notes"]
+    assert [len(note) for note in notes] == [16 << 20, 5]

@@ -1,0 +1,140 @@
+"""A local file that cannot be written after sending began (results directory read-only, a file
+size limit, a full disk) stops new requests, keeps what was sent, says how to get the results
+back, and exits 7: never a traceback, never a lost or doubly paid row."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from batch.errors import ExitCode
+from batch.rates import RateLimit
+from batch.results import read_results
+from batch.sandbox import SandboxConfig, running_sandbox
+from tests.helpers import product_ids, submissions, write_catalog
+
+
+def rows(count: int) -> list[dict[str, str]]:
+    products = product_ids(200)
+    return [
+        {"sku": f"S{i}", "product_id": products[i % 200], "video_name": f"Item {i}"}
+        for i in range(count)
+    ]
+
+
+@pytest.fixture
+def sandbox() -> Iterator[str]:
+    with running_sandbox(SandboxConfig(rate_limit=RateLimit(100_000, 60.0))) as url:
+        yield url
+
+
+def jogg(
+    *args: str, url: str, tmp: Path, file_limit: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The CLI in a child process (so a file size limit binds only it)."""
+
+    def limit() -> None:
+        if file_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    env = os.environ | {"JOGG_API_KEY": "sk-sandbox", "XDG_DATA_HOME": str(tmp / "data")}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "batch",
+            "run",
+            *args,
+            "--base-url",
+            url,
+            "--offline",
+            "--rate-limit",
+            "100000/min",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=limit,
+        check=False,
+        timeout=120,
+    )
+
+
+def charged(url: str) -> Counter[str]:
+    return Counter(s["name"] for s in submissions(url)["submissions"])
+
+
+@pytest.fixture
+def read_only_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder nobody may write: by mode for a normal user; as root (who ignores modes), a
+    read-only tmpfs mounted there."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o700)
+        return
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"root cannot mount a read-only tmpfs here: {mounted.stderr!r}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_read_only_results_folder_is_refused_or_reported_without_losing_rows(
+    tmp_path: Path, read_only_folder: Path, sandbox: str
+) -> None:
+    """Results that cannot be written: exit 2 before sending, or exit 7 with the way back;
+    no traceback either way, and the path is named."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(20))
+    results = read_only_folder / "r.csv"
+    done = jogg(
+        str(catalog), "--results", str(results), "--state", str(tmp_path / "s.db"),
+        url=sandbox, tmp=tmp_path,
+    )  # fmt: skip
+    assert done.returncode in (ExitCode.USAGE, ExitCode.LOCAL_IO), done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert str(results) in done.stderr
+    if done.returncode == ExitCode.LOCAL_IO:  # sent before it found out: nothing lost
+        again = jogg(str(catalog), "--state", str(tmp_path / "s.db"), url=sandbox, tmp=tmp_path)
+        assert again.returncode == ExitCode.OK
+        assert len(charged(sandbox)) == 20
+        assert max(charged(sandbox).values()) == 1
+
+
+def test_a_file_size_limit_mid_run_stops_sending_and_loses_nothing(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """The state hits RLIMIT_FSIZE mid-run: exit 7, one clear error, no traceback; a rerun
+    without the limit sends only what was never accepted, and every row is paid once."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(300))
+    state = tmp_path / "state.db"
+    args = (str(catalog), "--state", str(state), "--concurrency", "4")
+    limited = jogg(*args, url=sandbox, tmp=tmp_path, file_limit=2_000_000)
+    first = sum(charged(sandbox).values())
+    assert limited.returncode == ExitCode.LOCAL_IO, limited.stderr[-2000:]
+    assert "Traceback" not in limited.stderr
+    assert "Task exception was never retrieved" not in limited.stderr
+    assert "local failure" in limited.stderr
+    assert 0 < first < 300
+    again = jogg(*args, url=sandbox, tmp=tmp_path)
+    assert again.returncode == ExitCode.OK, again.stderr[-2000:]
+    paid = charged(sandbox)
+    assert len(paid) == 300
+    assert max(paid.values()) == 1
+    results = read_results(tmp_path / "catalog.results.csv")
+    assert set(results["status"]) <= {"submitted", "already_submitted"}

@@ -1,0 +1,74 @@
+"""Keeping the ledger small: pruning forgets old runs' row outcomes, never a job or an attempt,
+and a job accepted before pruning is still never sent again."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from batch import runner
+from batch.cli import main
+from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.errors import ExitCode
+from batch.results import read_results
+from batch.sandbox import SandboxConfig, running_sandbox
+from batch.store import StateStore
+from tests.helpers import product_ids, submissions, write_catalog
+
+
+def config_for(catalog: Path, url: str, state: Path, keep_runs: int) -> RunConfig:
+    overrides = CliOverrides(base_url=url, rate_limit="100000/min", state=state)
+    config = build_run_config(catalog, overrides, api_key=Secret("sk-sandbox"))
+    return replace(config, keep_runs=keep_runs, settle_seconds=0.3)
+
+
+def test_pruned_runs_lose_their_rows_but_never_a_job_or_an_attempt(tmp_path: Path) -> None:
+    """Five nights with keep_runs=2: two runs' rows remain, every job and attempt does, and a
+    job accepted on the first night is still already_submitted, not sent again."""
+    ids = product_ids(6)
+    state = tmp_path / "ledger.db"
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        for night in range(5):
+            rows = [{"sku": f"S{i}", "product_id": ids[i]} for i in range(night + 2)]
+            catalog = write_catalog(tmp_path / f"catalog_{night}.csv", rows)
+            summary = runner.run(config_for(catalog, url, state, keep_runs=2))
+            assert summary.exit_code == ExitCode.OK
+        accepted = len(submissions(url)["submissions"])
+        with StateStore(state) as store:
+            facts = store.info()
+            runs = [r for (r,) in store._db.execute("SELECT DISTINCT run_id FROM run_rows")]
+        assert facts.runs == 2
+        assert runs == [4, 5]
+        assert facts.jobs_by_status == {"submitted": 6}
+        assert facts.attempts == 6
+        first = runner.run(config_for(tmp_path / "catalog_0.csv", url, state, keep_runs=2))
+        assert first.requests_sent == 0
+        assert len(submissions(url)["submissions"]) == accepted == 6
+    assert set(read_results(tmp_path / "catalog_0.results.csv")["status"]) == {"already_submitted"}
+
+
+def test_state_info_prune_and_vacuum_commands(tmp_path: Path) -> None:
+    """`state info` names the ledger and counts; `prune` and `vacuum` keep every job."""
+    state = tmp_path / "ledger.db"
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        catalog = write_catalog(tmp_path / "c.csv", [{"product_id": product_ids(1)[0]}])
+        for _ in range(3):
+            runner.run(config_for(catalog, url, state, keep_runs=10))
+    cli = CliRunner()
+    shown = cli.invoke(main, ["state", "info", "--state", str(state)])
+    assert shown.exit_code == 0, shown.output
+    assert f"ledger          {state}" in shown.output
+    assert "runs kept       3  (3 row outcomes)" in shown.output
+    assert "jobs submitted  1" in shown.output
+    pruned = cli.invoke(main, ["state", "prune", "--keep-runs", "1", "--state", str(state)])
+    assert pruned.exit_code == 0
+    assert "pruned 2 run(s)" in pruned.output
+    assert cli.invoke(main, ["state", "vacuum", "--state", str(state)]).exit_code == 0
+    with StateStore(state) as store:
+        assert store.info().jobs_by_status == {"submitted": 1}
+    missing = cli.invoke(main, ["state", "info", "--state", str(tmp_path / "nope.db")])
+    assert missing.exit_code == 2
+    assert "no state database here" in missing.output
+    assert not (tmp_path / "nope.db").exists()
