@@ -113,6 +113,8 @@ def _filesystem(location: ObjectURL) -> AbstractFileSystem:
 
 
 def _store_error(location: ObjectURL, what: str, exc: Exception) -> CatalogError:
+    if isinstance(exc, FileNotFoundError) and what.startswith("writing"):
+        return CatalogError(f"{location}: no such bucket; check its name and region")
     if isinstance(exc, FileNotFoundError):
         return CatalogError(f"{location}: no such object; check the bucket and key")
     if isinstance(exc, PermissionError):
