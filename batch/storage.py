@@ -107,8 +107,7 @@ def _filesystem(location: ObjectURL) -> AbstractFileSystem:
     except ImportError as exc:
         package = _INSTALL.get(location.scheme, "s3fs")
         raise CatalogError(
-            f"{location}: reading {location.scheme}:// needs the {package} package; "
-            f"pip install {package}"
+            f"{location}: {location.scheme}:// needs the {package} package; pip install {package}"
         ) from exc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import logging
 from collections.abc import Iterator
@@ -109,6 +110,15 @@ def test_unusable_locations_say_what_to_write(text: str, error: str) -> None:
     """An unknown scheme, a bare bucket or a remote file:// URL: an error saying what to do."""
     with pytest.raises(CatalogError, match=error):
         parse_location(text)
+
+
+@pytest.mark.parametrize(("url", "package"), [("gs://b/c.csv", "gcsfs"), ("az://c/c.csv", "adlfs")])
+def test_a_store_without_its_package_says_what_to_install(url: str, package: str) -> None:
+    """Google and Azure stores are optional: the message names the package to install."""
+    if importlib.util.find_spec(package) is not None:
+        pytest.skip(f"{package} is installed here")
+    with pytest.raises(CatalogError, match=rf"needs the {package} package; pip install {package}"):
+        storage.is_file(parse_location(url))
 
 
 def test_object_url_reads_like_a_path() -> None:
