@@ -26,6 +26,7 @@ The API key is sent as `x-api-key` and never appears in a repr, a log line or an
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -51,6 +52,9 @@ OutcomeKind = Literal["ok", "retryable", "permanent", "account", "unknown", "not
 Params = Mapping[str, str | int | None]
 
 _ACCOUNT_STATUSES = frozenset({401, 402, 403})
+# GET outcomes worth asking again: nothing says the answer would be the same.
+_TRANSIENT = frozenset({"unknown", "retryable", "not_sent"})
+GET_ATTEMPTS = 3
 # The request never left the machine: safe to send again.
 _NOT_SENT_ERRORS = (
     httpx.ConnectError,
@@ -244,6 +248,7 @@ class JoggClient:
         timeouts: Timeouts = Timeouts(),
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 32,
+        get_retry_delay: float = 0.5,
     ) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
@@ -258,6 +263,7 @@ class JoggClient:
         secret = checked_key(api_key, "the API key") if isinstance(api_key, str) else api_key
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
+        self.get_retry_delay = get_retry_delay
         self._api_key = secret
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -372,8 +378,19 @@ class JoggClient:
         return await self._get("/v2/visual_styles", {"aspect_ratio": aspect_ratio})
 
     async def _get(self, path: str, params: Params) -> ApiOutcome:
+        """A GET, asked again after a transient failure (a GET changes nothing and costs no
+        quota): up to GET_ATTEMPTS times, waiting `get_retry_delay` doubled each time, or the
+        server's Retry-After (capped at 30 s)."""
         query = {name: value for name, value in params.items() if value is not None}
-        return await self._send("GET", path, params=query)
+        for attempt in range(1, GET_ATTEMPTS + 1):
+            outcome = await self._send("GET", path, params=query)
+            if outcome.kind not in _TRANSIENT or attempt == GET_ATTEMPTS:
+                return outcome
+            hint = outcome.retry_after
+            await asyncio.sleep(
+                min(30.0, hint) if hint is not None else self.get_retry_delay * 2 ** (attempt - 1)
+            )
+        raise AssertionError("unreachable")
 
     async def _send(
         self,

@@ -61,8 +61,8 @@ def check_outputs(config: RunConfig, *, create: bool = True) -> None:
     inputs = [Output(config.catalog, "catalog", "CATALOG")]
     for index, output in enumerate(outputs):
         for other in inputs + outputs[:index]:
-            in_place = "state" in (output.what, other.what)
-            if same_file(output.path, other.path, in_place=in_place):
+            strict = other in inputs or "state database" in (output.what, other.what)
+            if same_file(output.path, other.path, strict=strict):
                 raise ConfigError(
                     f"{output.option} {output.path}: is also the {other.what}; writing the "
                     f"{output.what} there would destroy it. Pass another path to {output.option}"
@@ -70,21 +70,22 @@ def check_outputs(config: RunConfig, *, create: bool = True) -> None:
         check_writable(output.path, output.what, output.option, create=create)
 
 
-def same_file(one: Location, other: Location, *, in_place: bool = False) -> bool:
-    """Whether writing `one` would destroy `other`.
+def same_file(one: Location, other: Location, *, strict: bool = True) -> bool:
+    """Whether writing `one` would destroy (or, `strict`, might be mistaken for) `other`.
 
     Files are written to a temporary file and renamed over their name, so a link planted at
-    `one` is replaced, not followed: what counts is the directory entry (`..` and the folders'
-    links resolved, not the last link) against `other`'s entry and the file it leads to. The
-    state database is the exception (`in_place`: SQLite writes into the file itself), so there
-    the same file on disk (a hard or symbolic link) counts too. Objects in a store: the same URL.
+    `one` is replaced, not followed: between two outputs what counts is the directory entry
+    (`..` and the folders' links resolved, not the last link). Against an input, and for the
+    state database (SQLite writes into the file itself), `strict` also counts the file any link
+    leads to and the same file on disk (a hard link): nobody means to write results over their
+    catalog, whatever the spelling. Objects in a store: the same URL.
     """
     if not (isinstance(one, Path) and isinstance(other, Path)):
         return str(one) == str(other)
     entry = one.parent.resolve() / one.name
     if entry in (other.parent.resolve() / other.name, other.resolve()):
         return True
-    if not in_place:
+    if not strict:
         return False
     try:
         return os.path.samefile(one, other)

@@ -1,4 +1,5 @@
-"""The POST rate limiter: at most N POSTs in any sliding window, whatever the network latency.
+"""The POST rate limiter: at most N POSTs in any sliding window, whatever the network latency,
+and no more than the share of a shared key that other clients leave over.
 
 Concurrency (how many requests are in flight) is not this module's business: the runner caps it
 with its own semaphore. This limiter only decides *when* the next POST may leave.
@@ -6,9 +7,9 @@ with its own semaphore. This limiter only decides *when* the next POST may leave
 The guarantee
 -------------
 A slot is taken at the moment of sending and stays counted until `window` seconds after the
-*answer* (or after the caller gave up on the request). At most `count` slots are counted at any
-time. Number the sends in order; slot i + N (N = count) can only be taken once slot i has stopped
-counting, so
+*answer* (or after the caller gave up on the request). At most `effective_count` (never more than
+N = `count`) slots are counted at any time. Number the sends in order; slot i + N can only be
+taken once slot i has stopped counting, so
 
     send(i + N) >= answer(i) + window >= arrival(i) + window
 
@@ -17,15 +18,39 @@ request i + N at least `window` seconds after request i, and no sliding window o
 the server side, whatever it measures from (arrival, processing, its own answer), can hold more
 than N of our requests. Latency only makes us slower, never over the limit; nothing here needs to
 know the latency. Runs resumed after a crash call `seed()` with the answer times of the previous
-run, so they are bound by the same inequality.
+run, so they are bound by the same inequality. A 429 answer frees its slot at once: the server
+refused the request, so its window does not hold it (Retry-After governs what follows).
 
-Sends are also spread at least `window / count` apart (on a schedule, so that timer lag does not
-accumulate): a fresh run starts at the steady rate, not with a burst of N at t = 0.
+Sends are also spread at least `window / effective_count` apart (on a schedule, so that timer lag
+does not accumulate): a fresh run starts at the steady rate, not with a burst of N at t = 0.
 
-Server hints win (another client may share the key): after a 429 every sender is held until
-`now + Retry-After` (a full window when absent) and the effective count is halved; it recovers by
-one for each clean window after the hold. `X-RateLimit-Remaining: 0` holds the next send until
-our oldest counted slot expires. A `Retry-After` on any other answer (a 503) also holds everyone.
+A shared key
+------------
+Other clients may spend the same key. Every answer's `X-RateLimit-Remaining` (r) is the server's
+own count of its window: N - r requests, this one included. The part of them that is ours is at
+least
+
+    ours = 1 (this request, unless it was a 429)
+         + our earlier requests answered before this one was sent and sent less than a window ago
+
+(those certainly reached the server first and are still in its window; requests that overlapped
+this one are left out, so `ours` can only be too small). The rest belongs to other clients:
+
+    others = max(0, N - r - ours)
+    effective_count = max(1, N - (the largest `others` seen in the last window))
+
+`others` can only be too large, which makes us slower, never over the window; the largest of a
+window's readings keeps a client that was briefly between two sends from looking gone. A 429
+without the header means r = 0. Answers without the header leave the estimate as it was; with
+no reading for a whole window, the last one drops by one per window (its clients may have
+stopped). The sends of a resumed run's predecessor (`seed()`) count as others' for a window.
+
+`effective_count` then caps our slots and sets the spacing, so we fill exactly what the others
+leave: when the server says r = 0, effective_count equals our own count and the next send waits
+for our oldest slot to expire. A key the others keep at a steady rate is shared without a 429;
+when they speed up, the answers show it one request later. Server hints win: a `Retry-After`
+on any answer (a 429 or a 503) holds every sender until it has passed; a 429 without one holds a
+full window.
 """
 
 from __future__ import annotations
@@ -53,15 +78,18 @@ class LimiterStats:
     max_in_window: int = 0  # most sends this limiter let out within any `window` seconds
     rate_limited: int = 0  # 429 answers observed
     held_by_remaining: int = 0  # answers with X-RateLimit-Remaining: 0
+    most_others: int = 0  # the largest share of the window seen taken by other clients
 
 
 class Slot:
     """One POST's place in the window; tell it what the server answered."""
 
-    __slots__ = ("_limiter",)
+    __slots__ = ("_limiter", "refused", "sent")
 
-    def __init__(self, limiter: SlidingWindowLimiter) -> None:
+    def __init__(self, limiter: SlidingWindowLimiter, sent: float) -> None:
         self._limiter = limiter
+        self.sent = sent
+        self.refused = False
 
     def observe(
         self,
@@ -70,7 +98,8 @@ class Slot:
         was_429: bool = False,
     ) -> None:
         """Feed the answer's rate hints back (before leaving the `async with`)."""
-        self._limiter._observe(retry_after, rate_remaining, was_429)
+        self.refused = was_429
+        self._limiter._observe(self, retry_after, rate_remaining, was_429)
 
 
 class SlidingWindowLimiter:
@@ -87,16 +116,23 @@ class SlidingWindowLimiter:
         self._in_flight = 0
         self._next_spaced = -math.inf  # earliest next send by the spacing rule
         self._hold_until = -math.inf
-        self._effective = rate.count
-        self._recover_at = math.inf  # next time the effective count grows by one
+        self._ours: deque[tuple[float, float]] = deque()  # (sent, answered), admitted, recent
+        # (when, others) seen, newest last, each larger than every later one: a sliding maximum.
+        self._others_seen: deque[tuple[float, int]] = deque()
         self._recent_sends: deque[float] = deque()
+        self._last_sent = -math.inf
         self._turn = asyncio.Lock()  # FIFO: senders leave in the order they asked
         self._released = asyncio.Event()
 
     @property
     def effective_count(self) -> int:
-        """The count currently enforced (lower than `rate.count` after a 429)."""
-        return self._effective
+        """The count currently enforced: N less what other clients hold of the server's window."""
+        return self._effective(self._clock())
+
+    @property
+    def others(self) -> int:
+        """Other clients' requests in the server's window, as its answers last showed."""
+        return self._others_now(self._clock())
 
     def seed(self, times: Iterable[float], *, now: float | None = None) -> None:
         """Count earlier sends (answer times, preferably) as if this limiter had made them.
@@ -107,19 +143,19 @@ class SlidingWindowLimiter:
         shift = 0.0 if now is None else self._clock() - now
         for moment in times:
             bisect.insort(self._expiries, moment + shift + self.rate.window)
-            self._next_spaced = max(self._next_spaced, moment + shift + self._interval())
+            self._next_spaced = max(self._next_spaced, moment + shift + self.rate.interval)
         self._expire(self._clock())
 
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[Slot]:
         """Wait for a place in the window, hold it while the request runs, then release it."""
-        await self._acquire()
+        slot = Slot(self, await self._acquire())
         try:
-            yield Slot(self)
+            yield slot
         finally:
-            self._release()
+            self._release(slot)
 
-    async def _acquire(self) -> None:
+    async def _acquire(self) -> float:
         async with self._turn:
             while True:
                 now = self._clock()
@@ -132,27 +168,33 @@ class SlidingWindowLimiter:
                 else:
                     break
             self._take(now)
+            return now
 
     def _wait(self, now: float) -> float | None:
         """Seconds until a send is allowed; None while only an answer can free a place."""
         self._expire(now)
-        self._recover(now)
-        free = self._effective - self._in_flight
+        effective = self._effective(now)
+        free = effective - self._in_flight
         if free <= 0:
             return None
         allowed = max(self._hold_until, self._next_spaced)
         must_expire = len(self._expiries) - (free - 1)
         if must_expire > 0:
             allowed = max(allowed, self._expiries[must_expire - 1])
-        # Wake early if a recovery step may shorten the wait.
-        return min(allowed, self._recover_at) - now
+        if self._others_now(now) > 0:
+            # Wake when the others' largest share leaves the last window (or grows stale).
+            when = self._others_seen[0][0]
+            windows = math.floor((now - when) / self.rate.window) + 1
+            allowed = min(allowed, max(now, when + windows * self.rate.window))
+        return allowed - now
 
     def _take(self, now: float) -> None:
         self._in_flight += 1
-        interval = self._interval()
+        interval = self.rate.window / self._effective(now)
         # Late by less than an interval (timer lag): keep the schedule so lag does not add up.
         base = self._next_spaced if now - self._next_spaced < interval else now
         self._next_spaced = base + interval
+        self._last_sent = now
         self.stats.sent += 1
         recent = self._recent_sends
         while recent and recent[0] <= now - self.rate.window:
@@ -160,41 +202,57 @@ class SlidingWindowLimiter:
         recent.append(now)
         self.stats.max_in_window = max(self.stats.max_in_window, len(recent))
 
-    def _release(self) -> None:
+    def _release(self, slot: Slot) -> None:
         self._in_flight -= 1
-        bisect.insort(self._expiries, self._clock() + self.rate.window)
+        if not slot.refused:
+            bisect.insort(self._expiries, self._clock() + self.rate.window)
         self._released.set()
 
     def _observe(
-        self, retry_after: float | None, rate_remaining: int | None, was_429: bool
+        self, slot: Slot, retry_after: float | None, rate_remaining: int | None, was_429: bool
     ) -> None:
         now = self._clock()
+        window = self.rate.window
         if was_429:
             self.stats.rate_limited += 1
-            pause = self.rate.window if retry_after is None else max(0.0, retry_after)
+            pause = window if retry_after is None else max(0.0, retry_after)
             self._hold_until = max(self._hold_until, now + pause)
-            self._effective = max(1, self._effective // 2)
-            self._recover_at = self._hold_until + self.rate.window
         elif retry_after is not None:
             self._hold_until = max(self._hold_until, now + max(0.0, retry_after))
-        if rate_remaining is not None and rate_remaining <= 0:
-            self.stats.held_by_remaining += 1
-            # This request's own slot is still in flight: with nothing older, it is the oldest.
-            oldest = self._expiries[0] if self._expiries else now + self.rate.window
-            self._hold_until = max(self._hold_until, oldest)
+        ours = self._ours
+        while ours and ours[0][0] <= now - window:
+            ours.popleft()
+        if rate_remaining is not None or was_429:
+            remaining = max(0, rate_remaining or 0)
+            if remaining == 0:
+                self.stats.held_by_remaining += 1
+            mine = sum(1 for _, answered in ours if answered <= slot.sent) + (not was_429)
+            others = max(0, self.rate.count - remaining - mine)
+            seen = self._others_seen
+            while seen and seen[-1][1] <= others:
+                seen.pop()
+            seen.append((now, others))
+            if not was_429:  # after a 429, Retry-After says when to go on
+                # Fewer places than when the last send left: space the next at the new rate.
+                interval = window / self._effective(now)
+                self._next_spaced = max(self._next_spaced, self._last_sent + interval)
+            self.stats.most_others = max(self.stats.most_others, others)
+        if not was_429:
+            ours.append((slot.sent, now))
 
-    def _interval(self) -> float:
-        return self.rate.window / self._effective
+    def _others_now(self, now: float) -> int:
+        """The most seen in the last window; with nothing seen in it, the latest less one per
+        window since."""
+        seen = self._others_seen
+        while len(seen) > 1 and seen[0][0] <= now - self.rate.window:
+            seen.popleft()
+        if not seen:
+            return 0
+        when, most = seen[0]
+        return max(0, most - math.floor((now - when) / self.rate.window))
+
+    def _effective(self, now: float) -> int:
+        return max(1, self.rate.count - self._others_now(now))
 
     def _expire(self, now: float) -> None:
         del self._expiries[: bisect.bisect_right(self._expiries, now)]
-
-    def _recover(self, now: float) -> None:
-        if now < self._recover_at:
-            return
-        steps = int((now - self._recover_at) // self.rate.window) + 1
-        self._effective = min(self.rate.count, self._effective + steps)
-        if self._effective == self.rate.count:
-            self._recover_at = math.inf
-        else:
-            self._recover_at += steps * self.rate.window

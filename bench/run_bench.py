@@ -182,6 +182,118 @@ def bench_quota(report: Report, tmp: Path) -> None:
     )
 
 
+# --- 5. a shared key ---------------------------------------------------------------------------
+
+
+OTHER = "second-client"  # the name prefix that tells the other client's POSTs apart
+
+
+def other_client(
+    url: str, period: float, stop: threading.Event, log: list[tuple[float, bool]]
+) -> None:
+    """Another client on the same key: one POST, then `period` seconds' sleep, a 429 dropped."""
+    products = product_ids()
+    with httpx.Client(base_url=url, headers={"x-api-key": API_KEY}, timeout=30) as client:
+        index = 0
+        while not stop.is_set():
+            answer = client.post("/v2/create_video_from_product", json=body(index, OTHER, products))
+            log.append((time.time(), answer.json().get("code") == 429))
+            index += 1
+            stop.wait(period)
+
+
+def bench_fair_share(report: Report, tmp: Path) -> None:
+    """jogg-batch alone and beside a 10/min client on a 20/min key, side by side (two sandboxes,
+    both runs at once). The other client starts one window early: jogg-batch joins a key in use."""
+    windows = 3 if QUICK else 10
+    window = 60.0
+    other_log: list[tuple[float, bool]] = []
+    stop = threading.Event()
+    with sandbox("--rate-limit", "20/min") as alone, sandbox("--rate-limit", "20/min") as shared:
+        other = threading.Thread(target=other_client, args=(shared, window / 10, stop, other_log))
+        other.start()
+        time.sleep(window)
+        started = time.time()
+        children = []
+        for name, url in (("alone", alone), ("shared", shared)):
+            folder = tmp / f"fair-{name}"
+            folder.mkdir()
+            # More rows than the window allows: the run is cut off after `windows` windows.
+            catalog = generate_catalog(folder / "catalog.csv", 20 * (windows + 1), seed=windows)
+            children.append(
+                subprocess.Popen(
+                    jogg_run(catalog, url, "20/min", 4, folder),
+                    env=run_env(),
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        time.sleep(windows * window)
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        stop.set()
+        other.join()
+        end = started + windows * window
+        theirs = [
+            s for s in inspect(shared)["submissions"] if OTHER in s["payload"]["video_spec"]["name"]
+        ]
+        their_refusals = sum(1 for _, was_429 in other_log if was_429)
+        section = "5. A shared key (20/min)"
+        for name, url in (("alone", alone), ("shared", shared)):
+            seen = inspect(url)
+            ours = [
+                s["received_at"]
+                for s in seen["submissions"]
+                if OTHER not in s["payload"]["video_spec"]["name"] and s["received_at"] < end
+            ]
+            their_count = sum(1 for s in theirs if started <= s["received_at"] < end)
+            allowed = windows * 20 - (their_count if name == "shared" else 0)
+            label = "jogg-batch alone" if name == "alone" else "jogg-batch beside a 10/min client"
+            report.add(
+                section,
+                f"{label}: POSTs admitted / left over, {windows} x {window:g} s",
+                round(len(ours) / allowed, 4),
+                "",
+                ">=",
+                0.99 if name == "alone" else 0.9,
+                f"{len(ours)} of {allowed}"
+                + (f" (the other client had {their_count})" if name == "shared" else ""),
+            )
+            report.add(
+                section,
+                f"{label}: most of its POSTs in any {window:g} s window",
+                max_in_window(ours, window),
+                "POSTs",
+                "<=",
+                20,
+            )
+            refusals = seen["counts"]["rate_limited"] - (their_refusals if name == "shared" else 0)
+            report.add(
+                section,
+                f"{label}: 429s it received",
+                refusals,
+                "",
+                "<=",
+                0 if name == "alone" else 3,
+            )
+        report.add(
+            section,
+            "the 10/min client: 429s it received",
+            their_refusals,
+            note=f"{len(theirs)} of its POSTs admitted in all",
+        )
+    report.notes.append(
+        f"Shared key: the other client sends one POST, then sleeps 6 s (a 429 is dropped), from "
+        f"one window before jogg-batch starts; both runs last {windows} windows and are stopped "
+        "with SIGTERM. 'Left over' is 20 per window less what the other client got admitted."
+    )
+
+
 # --- 2. client overhead ------------------------------------------------------------------------
 
 
@@ -425,7 +537,12 @@ def main() -> None:
         report.notes.append("BENCH_QUICK=1: the real 20/min part ran one window, not three.")
     with tempfile.TemporaryDirectory(prefix="jogg-bench-") as name:
         tmp = Path(name)
-        parts = sys.argv[1:] or ["quota", "overhead", "planning"]
+        parts = sys.argv[1:] or ["quota", "overhead", "planning", "fair-share"]
+        # Light (a few POSTs a minute) and long: runs beside the other parts.
+        fair = threading.Thread(target=bench_fair_share, args=(report, tmp))
+        if "fair-share" in parts:
+            print("5. a shared key (in the background)", flush=True)
+            fair.start()
         if "quota" in parts:
             print("1. quota efficiency", flush=True)
             bench_quota(report, tmp)
@@ -439,6 +556,8 @@ def main() -> None:
             print("3. catalog planning and 4. resume", flush=True)
             csvs = bench_planning(report, tmp)
             bench_resume(report, tmp, csvs[1_000_000])
+        if fair.is_alive():
+            fair.join()
     report.write(ROOT / "reports")
     print(f"wrote {ROOT / 'reports' / 'bench.md'}")
 

@@ -429,3 +429,37 @@ async def test_limiter_and_client_against_the_sandbox_get_no_429() -> None:
     assert len(outcomes) >= 30
     assert counts["rate_limited"] == 0
     assert limiter.stats.max_in_window <= 10
+
+
+@pytest.mark.anyio
+async def test_a_get_failing_transiently_is_asked_again_but_a_post_never_is() -> None:
+    """A 502 or a reset on a GET is asked again (GETs change nothing); the same on a create is
+    answered as unknown after one request."""
+    calls: list[str] = []
+    failures = iter([httpx.Response(502, content=HTML_502)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        failed = next(failures, None)
+        return failed or httpx.Response(200, content=envelope(0, "ok", {"username": "u"}))
+
+    async with client_for(handler, get_retry_delay=0) as client:
+        assert (await client.whoami()).kind == "ok"
+    assert calls == ["GET", "GET"]
+    async with client_for(answering(502, HTML_502), get_retry_delay=0) as client:
+        assert (await client.create_video({"product_id": "P"})).kind == "unknown"
+        assert (await client.whoami()).kind == "unknown"
+
+
+@pytest.mark.anyio
+async def test_a_get_that_keeps_failing_gives_up_after_three_tries() -> None:
+    """Three tries, then the failure is the caller's to report."""
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        return httpx.Response(503)
+
+    async with client_for(handler, get_retry_delay=0) as client:
+        assert (await client.list_product_videos()).kind == "unknown"
+    assert calls == ["/v2/product_videos"] * 3

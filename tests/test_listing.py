@@ -61,7 +61,9 @@ def index(client: JoggClient, state: StateStore, now: float = 10_000.0) -> Accou
 
 
 def client_for(handler: Handler) -> JoggClient:
-    return JoggClient("https://api.test", "sk-test", transport=httpx.MockTransport(handler))
+    return JoggClient(
+        "https://api.test", "sk-test", transport=httpx.MockTransport(handler), get_retry_delay=0
+    )
 
 
 def test_tags_are_found_first_or_last_in_a_title_but_not_when_cut() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from batch.ratelimit import SlidingWindowLimiter
 from batch.rates import RateLimit
+from batch.sandbox.ratelimit import SlidingWindow
 
 PER_MIN_20 = RateLimit(20, 60.0)
 
@@ -139,13 +140,13 @@ async def test_seed_on_the_limiters_own_clock_and_old_times_expire() -> None:
 
 @pytest.mark.anyio
 async def test_a_429_with_retry_after_holds_every_sender() -> None:
-    """After a 429 nobody sends before Retry-After has passed, and the count is halved."""
+    """After a 429 nobody sends before Retry-After has passed, and the window is taken as full."""
     vt = VirtualTime()
     limiter = limiter_on(vt)
     log: list[tuple[float, float]] = []
 
     async def rate_limited_first() -> None:
-        await post(limiter, vt, 0.5, log, retry_after=45.0, was_429=True)
+        await post(limiter, vt, 0.5, log, retry_after=45.0, rate_remaining=0, was_429=True)
 
     others = [post(limiter, vt, 0.5, log) for _ in range(5)]
     await vt.run(rate_limited_first(), *others)
@@ -156,7 +157,7 @@ async def test_a_429_with_retry_after_holds_every_sender() -> None:
     assert held
     assert min(held) >= first_answer + 45.0
     assert limiter.stats.rate_limited == 1
-    assert limiter.effective_count == 10
+    assert limiter.stats.most_others == 20  # none of the full window was ours
 
 
 @pytest.mark.anyio
@@ -171,18 +172,33 @@ async def test_a_429_without_retry_after_holds_a_full_window() -> None:
 
 
 @pytest.mark.anyio
-async def test_effective_count_recovers_one_per_clean_window() -> None:
-    """After the hold, each clean window gives one place back, up to the configured count."""
+async def test_others_seen_in_remaining_set_the_count_and_the_spacing() -> None:
+    """Remaining 9 on our first POST: others hold 10 of 20, so we take 10, one every 6 s."""
     vt = VirtualTime()
     limiter = limiter_on(vt)
     log: list[tuple[float, float]] = []
-    await vt.run(post(limiter, vt, 0.0, log, retry_after=10.0, was_429=True))
+    await vt.run(post(limiter, vt, 0.1, log, rate_remaining=9))
     assert limiter.effective_count == 10
-    vt.now = 10.0 + 60.0 + 1.0
-    await vt.run(post(limiter, vt, 0.0, log))
+    await vt.run(*(post(limiter, vt, 0.1, log, rate_remaining=9 - i) for i in range(1, 10)))
+    await vt.run(post(limiter, vt, 0.1, log, rate_remaining=0))
+    sends = [send for send, _ in log]
+    assert sends[:10] == pytest.approx([6.0 * i for i in range(10)])
+    assert sends[10] == pytest.approx(60.1)  # the 11th waits for our first slot to expire
+
+
+@pytest.mark.anyio
+async def test_an_estimate_without_fresh_answers_gives_one_place_back_per_window() -> None:
+    """Others seen once and never again: one window later the count grows by one a window."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 0.0, log, rate_remaining=9))
+    assert limiter.effective_count == 10
+    vt.now = 59.0
+    assert limiter.effective_count == 10
+    vt.now = 60.0
     assert limiter.effective_count == 11
-    vt.now += 60.0 * 20
-    await vt.run(post(limiter, vt, 0.0, log))
+    vt.now = 60.0 * 20
     assert limiter.effective_count == 20
 
 
@@ -192,7 +208,7 @@ async def test_remaining_zero_holds_the_next_send_until_the_oldest_slot_expires(
     vt = VirtualTime()
     limiter = limiter_on(vt)
     log: list[tuple[float, float]] = []
-    await vt.run(post(limiter, vt, 1.0, log))  # answered at 1.0: counted until 61.0
+    await vt.run(post(limiter, vt, 1.0, log, rate_remaining=19))  # counted until 61.0
     await vt.run(post(limiter, vt, 1.0, log, rate_remaining=0))
     await vt.run(post(limiter, vt, 1.0, log))
     assert log[1][0] == pytest.approx(3.0)
@@ -221,6 +237,18 @@ async def test_retry_after_on_a_503_holds_everyone_without_slowing_down() -> Non
     await vt.run(post(limiter, vt, 1.0, log))
     assert log[1][0] == pytest.approx(21.0)
     assert limiter.effective_count == 20
+
+
+@pytest.mark.anyio
+async def test_a_429_frees_its_place_at_once() -> None:
+    """A refused POST is not in the server's window: after Retry-After we may send again."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 1.0, log, retry_after=5.0, rate_remaining=0, was_429=True))
+    assert limiter.effective_count == 1  # the full window is all the others'; one place left
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert log[1][0] == pytest.approx(6.0)
 
 
 @pytest.mark.anyio
@@ -325,3 +353,108 @@ async def test_real_asyncio_sleep_works_with_a_tiny_window() -> None:
     await asyncio.gather(*(one() for _ in range(4)))
     assert sends[3] - sends[0] >= 0.15 - 0.002
     assert sends[1] - sends[0] >= 0.05 - 0.002
+
+
+class SharedKey:
+    """The sandbox's own sliding window (`batch.sandbox.ratelimit`) on virtual time: one key,
+    one-way latencies of 1-25 ms, and a record of who got in when."""
+
+    def __init__(self, vt: VirtualTime, rate: RateLimit, seed: int) -> None:
+        self.vt = vt
+        self.window = SlidingWindow(rate)
+        self.rng = random.Random(seed)
+        self.admitted: dict[str, list[float]] = {"us": [], "other": []}
+        self.refused = {"us": 0, "other": 0}
+
+    async def post(self, who: str) -> tuple[bool, int, int]:
+        """(admitted, X-RateLimit-Remaining, Retry-After) as the sandbox answers."""
+        await self.vt.sleep(self.rng.uniform(0.001, 0.025))
+        admission = self.window.admit("sk-shared", self.vt.now)
+        if admission.admitted:
+            self.admitted[who].append(self.vt.now)
+        else:
+            self.refused[who] += 1
+        await self.vt.sleep(self.rng.uniform(0.001, 0.025))
+        return admission.admitted, admission.remaining, admission.retry_after
+
+
+async def jogg_batch(limiter: SlidingWindowLimiter, key: SharedKey, until: float) -> None:
+    """One of the runner's workers: POST through the limiter and feed the answer back."""
+    while key.vt.now < until:
+        async with limiter.slot() as slot:
+            if key.vt.now >= until:
+                return
+            admitted, remaining, retry_after = await key.post("us")
+            slot.observe(retry_after or None, remaining, not admitted)
+
+
+async def other_client(key: SharedKey, start: float, until: float, period: float = 6.0) -> None:
+    """Another client on the key: one POST, then `period` seconds' sleep; a 429 is dropped."""
+    await key.vt.sleep(start)
+    while key.vt.now < until:
+        await key.post("other")
+        await key.vt.sleep(period)
+
+
+def between(times: list[float], start: float, end: float) -> int:
+    return sum(1 for t in times if start <= t < end)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_alone_on_the_server_window_uses_the_whole_quota_and_is_never_refused(
+    seed: int,
+) -> None:
+    """Alone for 10 minutes: no 429, never 21 in a window, no burst, at least 0.99 of 200."""
+    vt = VirtualTime()
+    key = SharedKey(vt, PER_MIN_20, seed)
+    limiter = limiter_on(vt)
+    await vt.run(*(jogg_batch(limiter, key, 600.0) for _ in range(4)))
+    ours = key.admitted["us"]
+    assert key.refused["us"] == 0
+    assert most_in_any_window(ours, 60.0) == 20
+    # Sent 3 s apart; arrivals differ by at most the 1-25 ms latency jitter.
+    assert min(later - earlier for earlier, later in itertools.pairwise(ours)) >= 3.0 - 0.025
+    assert between(ours, 0.0, 600.0) / 200 >= 0.99
+    assert limiter.stats.most_others == 0
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+async def test_beside_a_10_per_minute_client_it_takes_what_is_left_with_few_429s(
+    seed: int,
+) -> None:
+    """Joining a key another client spends at 10/min: >= 0.9 of the rest, <= 3 x 429, 10 min."""
+    vt = VirtualTime()
+    key = SharedKey(vt, PER_MIN_20, seed)
+    limiter = limiter_on(vt)
+    start, end = 60.0, 660.0  # the other client has sent for a window when we start
+
+    async def later() -> None:
+        await vt.sleep(start)
+        await asyncio.gather(*(jogg_batch(limiter, key, end) for _ in range(4)))
+
+    await vt.run(other_client(key, 0.0, end), later())
+    ours = between(key.admitted["us"], start, end)
+    theirs = between(key.admitted["other"], start, end)
+    assert theirs >= 95  # the other client keeps (about) its 10/min: 6 s plus latency apart
+    assert ours / (200 - theirs) >= 0.9
+    assert key.refused["us"] <= 3
+    assert most_in_any_window(key.admitted["us"], 60.0) <= 20
+
+
+@pytest.mark.anyio
+async def test_when_the_other_client_stops_the_whole_window_comes_back() -> None:
+    """The other client stops after 3 minutes: within two windows we send at 20/min again."""
+    vt = VirtualTime()
+    key = SharedKey(vt, PER_MIN_20, 7)
+    limiter = limiter_on(vt)
+
+    async def later() -> None:
+        await vt.sleep(60.0)
+        await asyncio.gather(*(jogg_batch(limiter, key, 600.0) for _ in range(4)))
+
+    await vt.run(other_client(key, 0.0, 240.0), later())
+    assert between(key.admitted["us"], 60.0, 240.0) <= 31  # about 10/min while shared
+    assert between(key.admitted["us"], 360.0, 600.0) >= 79  # 20/min again, four windows
+    assert key.refused["us"] == 0
