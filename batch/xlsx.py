@@ -5,9 +5,9 @@ million-row results file takes no more memory than a CSV one; it is also several
 than openpyxl's write-only mode, which cannot make hyperlinks. Every text cell is written as a
 string (never a formula, a number or a link guessed from its text, so a cell that reads
 `=HYPERLINK(...)` stays text and nothing runs when the file is opened). Numbers stay numbers,
-so `row`, `code` and `duration` sort as numbers. `video_url` (and `cover_url`) are clickable
-links, up to Excel's limits (http(s) only, 2,079 characters, 65,530 links a sheet; past those a
-cell holds the plain URL). The header is bold, frozen and carries a filter; column widths follow
+so `row`, `code` and `duration` sort as numbers. `video_url` is a clickable link, within
+Excel's limits (http(s) only, 2,079 characters, 65,530 links a sheet; past those a cell holds
+the plain URL). The header is bold, frozen and carries a filter; column widths follow
 the header and the first rows.
 
 Read back with python-calamine (as spreadsheet catalogs are), every cell as text.
@@ -28,7 +28,8 @@ import xlsxwriter
 from batch.catalog.excel import cell_text
 
 SHEET: Final = "results"
-LINK_COLUMNS: Final = frozenset({"video_url", "cover_url"})
+# Excel allows 65,530 links a sheet: spent on the videos alone, they cover 65,530 rows.
+LINK_COLUMNS: Final = frozenset({"video_url"})
 _MAX_LINKS: Final = 65_530
 _MAX_URL: Final = 2_079
 _MAX_CELL: Final = 32_767

@@ -325,7 +325,7 @@ def test_xlsx_catalog_round_trips_to_xlsx_results_and_retry_finishes_it(
     assert list(frame["note"])[:2] == ["=1+1", "+cmd"]  # strings, not neutralised
     assert frame["video_url"][0].startswith("http")
     xml = _sheet_xml(tmp_path / "catalog.results.xlsx")
-    assert xml.count("<hyperlink ") == 2  # the rendered row's video_url and cover_url
+    assert xml.count("<hyperlink ") == 1  # the rendered row's video_url
     assert "<f>" not in xml
 
     summary = rerun(xlsx_config(tmp_path / "catalog.results.xlsx", sandbox_url, tmp_path))
