@@ -41,6 +41,7 @@ from batch.joggai.lookup import LookupConfig
 from batch.outputs import check_outputs
 from batch.preflight import load_preflight_async
 from batch.runner import RunSummary
+from batch.storage import Location, parse_location
 from batch.validate import Problem
 from batch.validate import problems as row_problems
 
@@ -53,7 +54,7 @@ NO_KEY = Secret("")  # for what never talks to the API (plan, validate offline)
 
 
 def configure(
-    catalog: str | os.PathLike[str],
+    catalog: str | os.PathLike[str] | Location,
     overrides: Overrides | None = None,
     *,
     sandbox: Sandbox | None = None,
@@ -80,7 +81,8 @@ def configure(
             key = read_api_key(resolve(given, env), env)
         except ConfigError:
             key = NO_KEY
-    return build_run_config(Path(catalog), given, env=env, api_key=key)
+    location = catalog if isinstance(catalog, Location) else parse_location(os.fspath(catalog))
+    return build_run_config(location, given, env=env, api_key=key)
 
 
 async def run_async(
@@ -161,7 +163,7 @@ def plan(config: RunConfig) -> RunSummary:
 class Validation:
     """Every problem of every row of one catalog."""
 
-    catalog: Path
+    catalog: Location
     problems: list[Problem]
 
     @property

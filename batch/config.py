@@ -28,6 +28,7 @@ from batch.joggai.client import Timeouts
 from batch.joggai.quota import RateLimit, parse_rate
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
+from batch.storage import Location
 from batch.store.ledgers import choose_state
 
 DEFAULT_BASE_URL = "https://api.jogg.ai"
@@ -67,8 +68,9 @@ class RetrySettings(_Section):
 
 
 class CatalogSettings(_Section):
-    format: Literal["", "csv", "parquet", "jsonl"] = ""
+    format: Literal["", "csv", "parquet", "jsonl", "excel"] = ""
     delimiter: str = ""
+    sheet: str = ""
     row_key: str = ""
     batch_rows: int = Field(50_000, ge=1)
 
@@ -273,8 +275,8 @@ def parse_until(text: str, now: datetime) -> float:
 class RunConfig:
     """Everything one run needs; made by `build_run_config` (`batch.configure`), taken by `run`."""
 
-    catalog: Path
-    results: Path
+    catalog: Location  # a local path or an object in a store (batch.storage)
+    results: Location
     state: Path
     catalog_options: CatalogOptions
     base_url: str
@@ -303,12 +305,17 @@ class RunConfig:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def default_results_path(catalog: Path) -> Path:
+def default_results_path(catalog: Location) -> Location:
     return catalog.with_name(catalog.stem + ".results.csv")
 
 
 def catalog_options(
-    settings: Settings, source: Path | None, *, fmt: str | None = None, delimiter: str | None = None
+    settings: Settings,
+    source: Path | None,
+    *,
+    fmt: str | None = None,
+    delimiter: str | None = None,
+    sheet: str | None = None,
 ) -> CatalogOptions:
     chosen_format = fmt or settings.catalog.format or None
     delimiter = delimiter or settings.catalog.delimiter or None
@@ -321,6 +328,7 @@ def catalog_options(
         defaults=request_defaults(settings, source),
         row_key=settings.catalog.row_key or None,
         batch_rows=settings.catalog.batch_rows,
+        sheet=sheet or settings.catalog.sheet or None,
     )
 
 
@@ -337,13 +345,14 @@ class Overrides:
     one run. None means "not given": the config file decides."""
 
     config_path: Path | None = None
-    results: Path | None = None
+    results: Location | None = None
     state: Path | None = None
     base_url: str | None = None  # else JOGG_BASE_URL, else the config file
     rate_limit: str | None = None
     concurrency: int | None = None
     input_format: str | None = None  # csv, parquet or jsonl; else by extension
     delimiter: str | None = None
+    sheet: str | None = None  # the worksheet of a spreadsheet catalog
     fields: Mapping[str, object] = field(default_factory=dict)  # request field defaults
     dry_run: bool = False
     offline: bool = False
@@ -380,7 +389,7 @@ def timeouts(settings: Settings) -> Timeouts:
 
 
 def build_run_config(
-    catalog: Path,
+    catalog: Location,
     overrides: Overrides | None = None,
     *,
     env: Mapping[str, str] = os.environ,
@@ -396,7 +405,7 @@ def build_run_config(
     key = api_key if api_key is not None else read_api_key(settings, env)
     state = choose_state(
         given.state or (Path(settings.run.state).expanduser() if settings.run.state else None),
-        results,
+        results if isinstance(results, Path) else None,  # no 0.1 state beside a stored object
         api.base_url,
         key.reveal(),
     )
@@ -406,7 +415,11 @@ def build_run_config(
         state=state.path,
         legacy_state=state.legacy,
         catalog_options=catalog_options(
-            settings, given.config_path, fmt=given.input_format, delimiter=given.delimiter
+            settings,
+            given.config_path,
+            fmt=given.input_format,
+            delimiter=given.delimiter,
+            sheet=given.sheet,
         ),
         base_url=api.base_url.rstrip("/"),
         api_key=key,
@@ -445,7 +458,7 @@ class TrackConfig:
     base_url: str
     api_key: Secret
     timeouts: Timeouts
-    results: Path | None = None
+    results: Location | None = None
     legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
 
 

@@ -14,8 +14,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch import storage
 from batch.config import RunConfig
-from batch.errors import ConfigError
+from batch.errors import CatalogError, ConfigError
+from batch.storage import Location
 from batch.store.results import results_format
 
 
@@ -23,12 +25,12 @@ from batch.store.results import results_format
 class Output:
     """One file a run writes, and the option that names it (for the message)."""
 
-    path: Path
+    path: Location
     what: str
     option: str
 
 
-def planned_requests_path(results: Path) -> Path:
+def planned_requests_path(results: Location) -> Location:
     """Where --dry-run writes the request bodies it would send (JSON Lines)."""
     stem = results.name.removesuffix(results.suffix).removesuffix(".results")
     return results.with_name(stem + ".requests.jsonl")
@@ -68,7 +70,7 @@ def check_outputs(config: RunConfig, *, create: bool = True) -> None:
         check_writable(output.path, output.what, output.option, create=create)
 
 
-def same_file(one: Path, other: Path, *, strict: bool = True) -> bool:
+def same_file(one: Location, other: Location, *, strict: bool = True) -> bool:
     """Whether writing `one` would destroy (or, `strict`, might be mistaken for) `other`.
 
     Files are written to a temporary file and renamed over their name, so a link planted at
@@ -76,8 +78,10 @@ def same_file(one: Path, other: Path, *, strict: bool = True) -> bool:
     (`..` and the folders' links resolved, not the last link). Against an input, and for the
     state database (SQLite writes into the file itself), `strict` also counts the file any link
     leads to and the same file on disk (a hard link): nobody means to write results over their
-    catalog, whatever the spelling.
+    catalog, whatever the spelling. Objects in a store: the same URL.
     """
+    if not (isinstance(one, Path) and isinstance(other, Path)):
+        return str(one) == str(other)
     entry = one.parent.resolve() / one.name
     if entry in (other.parent.resolve() / other.name, other.resolve()):
         return True
@@ -89,10 +93,16 @@ def same_file(one: Path, other: Path, *, strict: bool = True) -> bool:
         return False  # one of them does not exist yet
 
 
-def check_writable(path: Path, what: str, option: str, *, create: bool = True) -> None:
+def check_writable(path: Location, what: str, option: str, *, create: bool = True) -> None:
     """The file at `path` could be written: not a folder, in a folder that exists (or is made
-    now, with `create`) and may be written in."""
+    now, with `create`) and may be written in. In a store: a test object can be written."""
     fix = f"pass another path to {option}"
+    if not isinstance(path, Path):
+        try:
+            storage.check_writable(path)
+        except CatalogError as exc:
+            raise ConfigError(f"{option} {exc}; {fix}") from None
+        return
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; name a file for the {what}")
     folder = path.parent

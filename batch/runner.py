@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from batch import catalog, files, payload
+from batch import catalog, files, payload, storage
 from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode, LocalIOError, StateError
 from batch.follow.polling import PollSummary
@@ -183,7 +183,10 @@ def _write_planned_requests(config: RunConfig, state: StateStore, run_id: int) -
     Rows whose product is created at run time show `product_id` as `"<created at run time>"`.
     """
     destination = planned_requests_path(config.results)
-    with files.atomic_writer(destination) as out:
+    with (
+        storage.writing(destination) as temporary,
+        temporary.open("w", encoding="utf-8") as out,
+    ):
         last_id = 0
         while jobs := state.next_jobs(run_id, last_id, 1000):
             for job in jobs:

@@ -4,13 +4,13 @@ the checks a run passes before it sends anything."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import NamedTuple
 
 from batch.catalog import CatalogOptions, check_structure, read_catalog
 from batch.config import RunConfig
 from batch.outputs import check_outputs
 from batch.preflight import Preflight
+from batch.storage import Location
 
 
 def before_sending(config: RunConfig) -> None:
@@ -31,7 +31,7 @@ class Problem(NamedTuple):
 
 
 def problems(
-    path: Path, options: CatalogOptions, preflight: Preflight | None = None
+    path: Location, options: CatalogOptions, preflight: Preflight | None = None
 ) -> Iterator[Problem]:
     """Every problem of every row. With a pre-flight, ids and names are also checked against the
     account's look-ups (GET requests only).
@@ -47,5 +47,5 @@ def problems(
                     problem.column,
                     problem.value,
                     problem.reason,
-                    problem.message(path, row.number),
+                    problem.message(path, row.number, batch.place(row.number)),
                 )

@@ -361,7 +361,7 @@ def test_other_columns_pass_through(tmp_path: Path) -> None:
     ("name", "content", "options", "error"),
     [
         ("missing.csv", None, CatalogOptions(), r"missing\.csv: no such catalog file"),
-        ("c.xlsx", "x", CatalogOptions(), r"cannot tell the catalog format from the extension"),
+        ("c.numbers", "x", CatalogOptions(), r"cannot tell the catalog format from the extension"),
         ("c.csv", "x", CatalogOptions(format="xml"), r"unknown catalog format 'xml'"),  # type: ignore[arg-type]
         ("c.csv", "sku,title\n1,a\n", CatalogOptions(), r"c\.csv: has no product_id column"),
         (

@@ -332,7 +332,7 @@ def test_missing_results_folder_is_created_before_sending(tmp_path: Path) -> Non
     [
         ("--results", "plain.txt/c.results.csv", "plain.txt is not a folder"),
         ("--results", "folder", "is a directory"),
-        ("--results", "c.results.xlsx", "results must end in .csv or .parquet"),
+        ("--results", "c.results.ods", "results must end in .csv, .parquet or .xlsx"),
         ("--state", "plain.txt/s.db", "plain.txt is not a folder"),
         ("--summary-json", "plain.txt/summary.json", "plain.txt is not a folder"),
     ],

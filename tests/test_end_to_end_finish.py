@@ -220,6 +220,7 @@ def test_download_resumes_after_an_interruption(tmp_path: Path) -> None:
         )
         assert polled.exit_code == ExitCode.OK
         dest = tmp_path / "videos"
+        assert isinstance(config.results, Path)
         download = DownloadConfig(config.results, dest, progress=False, base_url=url)
 
         first = run_download(download)

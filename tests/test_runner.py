@@ -108,9 +108,10 @@ def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbo
     assert summary.exit_code == ExitCode.OK
     assert submissions(sandbox_url)["submissions"] == []
     assert set(read_results(config.results)["status"]) == {"planned"}
-    planned = [
-        json.loads(line) for line in planned_requests_path(config.results).read_text().splitlines()
-    ]
+    assert isinstance(config.results, Path)
+    requests = planned_requests_path(config.results)
+    assert isinstance(requests, Path)
+    planned = [json.loads(line) for line in requests.read_text().splitlines()]
     assert [p["body"]["product_id"] for p in planned] == product_ids(3)
     assert planned[0]["body"]["video_spec"] == {
         "length": "15", "aspect_ratio": "landscape", "caption": False,

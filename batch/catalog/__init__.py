@@ -1,4 +1,5 @@
-"""Reading and normalising catalogs: CSV, Parquet or JSON Lines in, batches of resolved rows out.
+"""Reading and normalising catalogs: CSV, Parquet, JSON Lines or spreadsheets in, batches of
+resolved rows out.
 
 Owns the catalog file formats, the mapping of headers to canonical columns, the normalisation of
 what people type into request values (with row problems for what cannot be sent), video-name
@@ -11,8 +12,7 @@ anything is sent, so that such a file is refused with its line and row while not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
@@ -21,6 +21,7 @@ from batch.catalog.readers import open_source
 from batch.catalog.rows import CatalogBatch, CatalogFormat, CatalogOptions, CatalogRow, RowProblem
 from batch.catalog.structure import check_structure
 from batch.payload import RequestDefaults
+from batch.storage import Location
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -35,26 +36,29 @@ __all__ = [
 ]
 
 
-def read_catalog(path: Path, options: CatalogOptions) -> Iterator[CatalogBatch]:
+def read_catalog(path: Location, options: CatalogOptions) -> Iterator[CatalogBatch]:
     """The catalog's rows in batches of `options.batch_rows`, numbered from 1 across batches.
 
     The file and its columns are checked now (CatalogError); rows are read as batches are taken.
     """
     source = open_source(path, options)
     plan = plan_columns(path, source.headers, options)
-    return _batches(source.tables, plan, options.defaults)
+    return _batches(source.tables, plan, options.defaults, source.place)
 
 
 def _batches(
-    tables: Iterator[pa.Table], plan: ColumnPlan, defaults: RequestDefaults
+    tables: Iterator[pa.Table],
+    plan: ColumnPlan,
+    defaults: RequestDefaults,
+    place: Callable[[int], str],
 ) -> Iterator[CatalogBatch]:
     first = 1
     for table in tables:
-        yield CatalogBatch(resolve_rows(table, plan, defaults, first), table)
+        yield CatalogBatch(resolve_rows(table, plan, defaults, first), table, place)
         first += table.num_rows
 
 
-def read_passthrough(path: Path, options: CatalogOptions) -> Iterator[pa.Table]:
+def read_passthrough(path: Location, options: CatalogOptions) -> Iterator[pa.Table]:
     """The original columns untouched (CSV cells as typed), in the same batches as read_catalog."""
     source = open_source(path, options)
     plan_columns(path, source.headers, options)

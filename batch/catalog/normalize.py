@@ -12,7 +12,6 @@ import itertools
 import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
@@ -23,6 +22,7 @@ from batch import payload
 from batch.catalog.rows import CatalogOptions, CatalogRow, RowProblem
 from batch.errors import CatalogError
 from batch.payload import ProductDetails, RequestDefaults, ResolvedFields
+from batch.storage import Location
 
 Normalizer = Callable[[object], object]
 
@@ -77,7 +77,7 @@ class ColumnPlan:
     template_names: dict[str, str]
 
 
-def check_headers(path: Path, headers: Sequence[str]) -> None:
+def check_headers(path: Location, headers: Sequence[str]) -> None:
     """Every column has a name of its own, even ignoring case and surrounding spaces.
 
     Columns are matched that way, and the results file keeps every column by its name, so a
@@ -112,7 +112,7 @@ def check_headers(path: Path, headers: Sequence[str]) -> None:
         raise CatalogError(f"{path}: {'; '.join(problems)}; {fix}")
 
 
-def plan_columns(path: Path, headers: Sequence[str], options: CatalogOptions) -> ColumnPlan:
+def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions) -> ColumnPlan:
     """Map the file's headers to canonical columns, or raise CatalogError saying what to fix."""
     check_headers(path, headers)
     mapping = {
@@ -151,7 +151,7 @@ def plan_columns(path: Path, headers: Sequence[str], options: CatalogOptions) ->
 
 
 def _key_header(
-    path: Path, headers: Sequence[str], canonical: Mapping[str, str], options: CatalogOptions
+    path: Location, headers: Sequence[str], canonical: Mapping[str, str], options: CatalogOptions
 ) -> str:
     if options.row_key is None:
         return (

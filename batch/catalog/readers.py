@@ -13,17 +13,19 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import IO, Any, Final
 
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from batch.catalog.rows import CatalogFormat, CatalogOptions
+from batch import storage
+from batch.catalog import excel
+from batch.catalog.rows import CatalogFormat, CatalogOptions, row_place
 from batch.errors import CatalogError
+from batch.storage import Location
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +37,7 @@ _EXTENSIONS: Final[dict[str, CatalogFormat]] = {
     ".pq": "parquet",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    **dict.fromkeys(excel.EXTENSIONS, "excel"),
 }
 _DELIMITERS: Final = (",", ";", "\t")
 _SNIFF_BYTES: Final = 64 * 1024
@@ -47,19 +50,26 @@ MAX_BLOCK_BYTES: Final = 256 << 20
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """An opened catalog: its headers in file order and its tables, read lazily."""
+    """An opened catalog: its headers in file order, its tables, read lazily, and where data row
+    N is for people (`row 7`; `sheet 'Products' row 8` in a workbook)."""
 
     headers: list[str]
     tables: Iterator[pa.Table]
+    place: Callable[[int], str] = field(default=row_place)
 
 
-def open_source(path: Path, options: CatalogOptions) -> Source:
+def open_source(path: Location, options: CatalogOptions) -> Source:
     """Check the file and read its header now; the rows are read as the tables are consumed."""
     fmt = catalog_format(path, options)
-    if not path.is_file():
+    if not storage.is_file(path):
         raise CatalogError(f"{path}: no such catalog file; check the path")
     if options.batch_rows < 1:
         raise CatalogError(f"batch_rows must be 1 or more, not {options.batch_rows}")
+    if fmt == "excel":
+        sheet = excel.open_sheet(path, options.sheet, options.batch_rows)
+        return Source(sheet.headers, sheet.tables, sheet.place)
+    if options.sheet is not None:
+        raise CatalogError(f"{path}: --sheet is for spreadsheets (.xlsx, .xls, .ods) only")
     if fmt == "parquet":
         return _open_parquet(path, options.batch_rows)
     if fmt == "jsonl":
@@ -67,19 +77,19 @@ def open_source(path: Path, options: CatalogOptions) -> Source:
     return _open_csv(path, options)
 
 
-def catalog_format(path: Path, options: CatalogOptions) -> CatalogFormat:
+def catalog_format(path: Location, options: CatalogOptions) -> CatalogFormat:
     """The format given in the options, or the one the file extension names."""
     if options.format is not None:
-        if options.format not in ("csv", "parquet", "jsonl"):
+        if options.format not in ("csv", "parquet", "jsonl", "excel"):
             raise CatalogError(
-                f"unknown catalog format {options.format!r}; use csv, parquet or jsonl"
+                f"unknown catalog format {options.format!r}; use csv, parquet, jsonl or excel"
             )
         return options.format
     fmt = _EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         raise CatalogError(
             f"{path}: cannot tell the catalog format from the extension {path.suffix!r}; "
-            "name it .csv, .tsv, .parquet or .jsonl, or pass --format"
+            "name it .csv, .tsv, .parquet, .jsonl or .xlsx, or pass --format"
         )
     return fmt
 
@@ -101,7 +111,7 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]
 
 
 def _arrow_errors(
-    path: Path, what: str, batches: Iterator[pa.RecordBatch]
+    path: Location, what: str, batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
     try:
         yield from batches
@@ -112,8 +122,8 @@ def _arrow_errors(
 # ---- CSV ----
 
 
-def _open_csv(path: Path, options: CatalogOptions) -> Source:
-    with path.open("rb") as handle:
+def _open_csv(path: Location, options: CatalogOptions) -> Source:
+    with storage.open_read(path) as handle:
         sample = handle.read(_SNIFF_BYTES)
     try:
         text = codecs.getincrementaldecoder("utf-8-sig")().decode(sample, final=False)
@@ -127,7 +137,7 @@ def _open_csv(path: Path, options: CatalogOptions) -> Source:
     return Source(headers, _rebatch(_arrow_errors(path, "CSV", batches), options.batch_rows))
 
 
-def csv_layout(path: Path, text: str, options: CatalogOptions) -> tuple[str, list[str]]:
+def csv_layout(path: Location, text: str, options: CatalogOptions) -> tuple[str, list[str]]:
     """The delimiter (given or sniffed) and the header cells, from the file's first bytes."""
     if options.delimiter is not None and len(options.delimiter) != 1:
         raise CatalogError(f"the CSV delimiter must be one character, not {options.delimiter!r}")
@@ -144,7 +154,7 @@ def is_straddling(error: BaseException) -> bool:
 
 
 def csv_batches(
-    path: Path,
+    path: Location,
     delimiter: str,
     headers: list[str],
     *,
@@ -178,11 +188,11 @@ def csv_batches(
 
 
 def _csv_reader(
-    path: Path, delimiter: str, headers: list[str], columns: list[str] | None, block_size: int
+    path: Location, delimiter: str, headers: list[str], columns: list[str] | None, block_size: int
 ) -> pa_csv.CSVStreamingReader:
     kind = pa.string() if columns is None else pa.binary()
     return pa_csv.open_csv(
-        path,
+        storage.arrow_source(path),
         read_options=pa_csv.ReadOptions(block_size=block_size),
         parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
@@ -206,9 +216,9 @@ def _sniff_delimiter(text: str) -> str:
 # ---- Parquet ----
 
 
-def _open_parquet(path: Path, rows: int) -> Source:
+def _open_parquet(path: Location, rows: int) -> Source:
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(storage.arrow_source(path))
     except (pa.ArrowException, OSError) as exc:
         raise CatalogError(
             f"{path}: is not a Parquet file ({exc}); check the file or pass --format"
@@ -220,10 +230,10 @@ def _open_parquet(path: Path, rows: int) -> Source:
 # ---- JSON Lines ----
 
 
-def _open_jsonl(path: Path, rows: int) -> Source:
+def _open_jsonl(path: Location, rows: int) -> Source:
     # pyarrow's JSON reader fails when a column holds 30 in one line and "30s" in the next, which
     # is exactly what people write, so lines are parsed here and mixed columns become strings.
-    with path.open("rb") as handle:
+    with storage.open_read(path) as handle:
         first, line_number = _read_records(path, handle, 0, rows)
         offset = handle.tell()
     headers = list(dict.fromkeys(key for record in first for key in record))
@@ -231,7 +241,7 @@ def _open_jsonl(path: Path, rows: int) -> Source:
 
 
 def _jsonl_tables(
-    path: Path,
+    path: Location,
     records: list[dict[str, Any]],
     headers: list[str],
     offset: int,
@@ -240,7 +250,7 @@ def _jsonl_tables(
 ) -> Iterator[pa.Table]:
     known = set(headers)
     warned = False
-    with path.open("rb") as handle:
+    with storage.open_read(path) as handle:
         handle.seek(offset)
         while records:
             extra = {key for record in records for key in record} - known
@@ -259,7 +269,7 @@ def _jsonl_tables(
 
 
 def _read_records(
-    path: Path, handle: IO[bytes], line_number: int, rows: int
+    path: Location, handle: IO[bytes], line_number: int, rows: int
 ) -> tuple[list[dict[str, Any]], int]:
     """Up to `rows` objects from the next lines, and the number of the last line read."""
     records: list[dict[str, Any]] = []

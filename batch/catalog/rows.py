@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import pyarrow as pa
 
 from batch.payload import RequestDefaults, ResolvedFields
+from batch.storage import Location
 
-CatalogFormat = Literal["csv", "parquet", "jsonl"]
+CatalogFormat = Literal["csv", "parquet", "jsonl", "excel"]
+
+
+def row_place(number: int) -> str:
+    """Where data row N is for people reading a CSV, Parquet or JSON Lines catalog."""
+    return f"row {number}"
 
 
 @dataclass(frozen=True)
@@ -20,7 +25,8 @@ class CatalogOptions:
 
     `format` None picks by extension; `delimiter` None sniffs `,` `;` or tab; `columns` maps catalog
     headers to canonical column names (headers match ignoring case and surrounding spaces);
-    `row_key` names the column that identifies a row for people (default: the product_id column).
+    `row_key` names the column that identifies a row for people (default: the product_id column);
+    `sheet` names a spreadsheet's sheet (default: the first visible one).
     """
 
     format: CatalogFormat | None = None
@@ -29,6 +35,7 @@ class CatalogOptions:
     defaults: RequestDefaults = field(default_factory=RequestDefaults)
     row_key: str | None = None
     batch_rows: int = 50_000
+    sheet: str | None = None
 
 
 class RowProblem(NamedTuple):
@@ -38,9 +45,11 @@ class RowProblem(NamedTuple):
     value: str
     reason: str
 
-    def message(self, path: Path, number: int) -> str:
-        """`catalog.csv row 7, column 'length': '45' is not a video length; use 15, 30 or 60`."""
-        return f"{path.name} row {number}, column {self.column!r}: {self.reason}"
+    def message(self, path: Location, number: int, place: str | None = None) -> str:
+        """`catalog.csv row 7, column 'length': '45' is not a video length; use 15, 30 or 60`.
+
+        `place` says where the row is when that is not `row N` (`sheet 'Products' row 8`)."""
+        return f"{path.name} {place or row_place(number)}, column {self.column!r}: {self.reason}"
 
 
 class CatalogRow(NamedTuple):
@@ -59,3 +68,4 @@ class CatalogBatch:
 
     rows: list[CatalogRow]
     source: pa.Table
+    place: Callable[[int], str] = field(default=row_place)

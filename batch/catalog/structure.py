@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from batch import storage
 from batch.catalog.normalize import plan_columns
 from batch.catalog.readers import (
     catalog_format,
@@ -45,6 +46,7 @@ from batch.catalog.readers import (
 )
 from batch.catalog.rows import CatalogOptions
 from batch.errors import CatalogError
+from batch.storage import Location
 
 logger = logging.getLogger(__name__)
 
@@ -68,16 +70,18 @@ _QUOTE_HINT: Final = 'close the quote where the cell ends, and write a quote ins
 _BAD_TEXT: Final = re.compile("[\x00\udc80-\udcff]")  # NUL, or a byte that was not UTF-8
 
 
-def check_structure(path: Path, options: CatalogOptions) -> int:
+def check_structure(path: Location, options: CatalogOptions) -> int:
     """Reads the whole catalog for structure; returns its number of rows.
 
     Raises CatalogError for the first problem, naming the file and, where there is one, the
     line and row (and column). Sends nothing and writes nothing.
     """
     fmt = catalog_format(path, options)
-    if not path.is_file():
+    if not storage.is_file(path):
         raise CatalogError(f"{path}: no such catalog file; check the path")
-    if fmt == "parquet":
+    if fmt == "excel" or not isinstance(path, Path):
+        rows = _check_by_reading(path, options)
+    elif fmt == "parquet":
         rows = _check_parquet(path, options)
     elif fmt == "jsonl":
         rows = _check_jsonl(path, options)
@@ -86,6 +90,15 @@ def check_structure(path: Path, options: CatalogOptions) -> int:
     if rows == 0:
         logger.warning("%s: has no rows below its header", path)
     return rows
+
+
+def _check_by_reading(path: Location, options: CatalogOptions) -> int:
+    """A spreadsheet (parsed whole by calamine, cells typed: nothing to scan for), or a file in
+    a store: read to the end through the ordinary reader, its header planned. A store's CSV
+    misses the byte scan's line-by-line diagnosis, not the check."""
+    source = open_source(path, options)
+    plan_columns(path, source.headers, options)
+    return sum(table.num_rows for table in source.tables)
 
 
 def _refuse_non_text(path: Path, head: bytes) -> None:

@@ -17,16 +17,36 @@ from batch import api
 from batch.cli.common import emit_json, json_option, logging_options, reports_errors
 from batch.config import Overrides, parse_duration, parse_until
 from batch.embedded import Sandbox, local_sandbox
+from batch.errors import CatalogError
 from batch.joggai.quota import RateLimit
 from batch.runner import RunSummary
+from batch.storage import Location, parse_location
 
-INPUT_FORMATS = click.Choice(["csv", "parquet", "jsonl"])
+
+class LocationType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A local path, or a URL in a store (`s3://bucket/catalog.xlsx`, see batch.storage)."""
+
+    name = "path|url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            location = parse_location(value)
+        except CatalogError as exc:
+            self.fail(str(exc), param, ctx)
+        if isinstance(location, Path) and location.is_dir():
+            self.fail(f"{location} is a directory, not a file", param, ctx)
+        return location
+
+
+LOCATION = LocationType()
+
+INPUT_FORMATS = click.Choice(["csv", "parquet", "jsonl", "excel"])
 
 
 def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that reads a catalog."""
     options = [
-        click.argument("catalog", type=click.Path(path_type=Path, dir_okay=False)),
+        click.argument("catalog", type=LOCATION),
         click.option(
             "--config",
             "config_path",
@@ -38,6 +58,7 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         # The 0.2 spelling: `--format` now means an output format everywhere.
         click.option("--format", "input_format_alias", type=INPUT_FORMATS, hidden=True),
+        click.option("--sheet", help="Sheet of a spreadsheet catalog (default: the first)."),
         click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab)."),
         click.option(
             "--state",
@@ -46,8 +67,8 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--results",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Results file, .csv or .parquet (default: <catalog>.results.csv).",
+            type=LOCATION,
+            help="Results file, .csv, .parquet or .xlsx (default: <catalog>.results.csv).",
         ),
         click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min)."),
         click.option("--length", help="Default video length: 15, 30 or 60."),
@@ -120,7 +141,7 @@ def sending_options(command: Callable[..., Any]) -> Callable[..., Any]:
 @click.command()
 @catalog_options
 @sending_options
-def run(catalog: Path, **options: Any) -> None:
+def run(catalog: Location, **options: Any) -> None:
     """Submit one video per catalog row, rate-limited; write a results file.
 
     Exit 0 when every row is submitted or already done, 1 when some failed, were invalid or not
@@ -137,7 +158,7 @@ def run(catalog: Path, **options: Any) -> None:
 @click.argument(
     "results_file",
     metavar="RESULTS",
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    type=LOCATION,
 )
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
@@ -147,7 +168,7 @@ def run(catalog: Path, **options: Any) -> None:
 )
 @click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min).")
 @sending_options
-def retry(results_file: Path, **options: Any) -> None:
+def retry(results_file: Location, **options: Any) -> None:
     """Run again the failed, not-attempted and unknown rows of a results file, and update it.
 
     Needs nothing but the results file: it carries the catalog's columns. Exit codes as `run`.
@@ -160,7 +181,7 @@ def retry(results_file: Path, **options: Any) -> None:
     _send(results_file, api.retry, options)
 
 
-def _send(catalog: Path, action: Callable[..., RunSummary], options: dict[str, Any]) -> None:
+def _send(catalog: Location, action: Callable[..., RunSummary], options: dict[str, Any]) -> None:
     sandbox, as_json = options.pop("sandbox"), options.pop("as_json")
     wait_limit = _duration_option(options.pop("timeout"), "--timeout")
     wait = wait_limit if options.pop("wait") else None
@@ -199,7 +220,7 @@ def _deadline(max_duration: str | None, until: str | None) -> float | None:
 @json_option
 @logging_options
 @reports_errors
-def plan(catalog: Path, as_json: bool, **options: Any) -> None:
+def plan(catalog: Location, as_json: bool, **options: Any) -> None:
     """Show what `run` would do: new, changed, retry, unknown, already submitted, duplicate,
     invalid rows, and how many POSTs, credits and how long that is. Sends and writes nothing.
 
@@ -223,7 +244,7 @@ def plan(catalog: Path, as_json: bool, **options: Any) -> None:
 @json_option
 @logging_options
 @reports_errors
-def validate(catalog: Path, online: bool, sandbox: bool, as_json: bool, **options: Any) -> None:
+def validate(catalog: Location, online: bool, sandbox: bool, as_json: bool, **options: Any) -> None:
     """Check every row; print each problem by row and column. Exit 0 clean, 1 not.
 
     Exit 2 for whatever `run` would refuse before sending: a file it cannot read to the end

@@ -14,6 +14,7 @@ from batch.errors import ApiError
 from batch.follow.polling import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
 from batch.joggai.client import JoggClient, Timeouts
 from batch.joggai.listing import AccountListing
+from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.results import read_results, write_table
 
@@ -27,7 +28,7 @@ def track(
     *,
     wait: bool,
     timeout: float | None,
-    results: Path | None = None,
+    results: Location | None = None,
     legacy: Path | None = None,
     timeouts: Timeouts | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -57,7 +58,7 @@ async def track_async(
     *,
     wait: bool,
     timeout: float | None,
-    results: Path | None = None,
+    results: Location | None = None,
     legacy: Path | None = None,
     timeouts: Timeouts | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
@@ -73,7 +74,7 @@ async def track_async(
         ) as client:
             summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
             found = await _check_double_charges(client, store)
-        if results is not None and results.exists():
+        if results is not None and is_file(results):
             refresh_results(results, store)
     return replace(summary, double_charges=found)
 
@@ -97,7 +98,7 @@ async def _check_double_charges(client: JoggClient, store: StateStore) -> int:
     return len(found)
 
 
-def refresh_results(results: Path, store: StateStore) -> None:
+def refresh_results(results: Location, store: StateStore) -> None:
     """Rewrites the video columns of a results file from the state, matching rows by video_id."""
     frame = read_results(results)
     known = store.video_states([v for v in frame["video_id"] if v])

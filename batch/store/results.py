@@ -1,4 +1,4 @@
-"""The results file people open: one row per catalog row, in catalog order, CSV or Parquet.
+"""The results file people open: one row per catalog row, in catalog order, CSV, Parquet or xlsx.
 
 It carries the catalog's own columns untouched, then the outcome columns below. It is streamed
 batch by batch (memory stays flat for million-row catalogs) into a temporary file in the same
@@ -7,24 +7,27 @@ last complete one.
 
 CSV cells and header names that a spreadsheet would run as a formula (starting with = + - @,
 tab or CR) get a leading `'`, the usual neutralisation; `read_results` strips it again. A new
-results file is created 0600; rewriting one keeps its mode (see `batch.files`).
+results file is created 0600; rewriting one keeps its mode (see `batch.files`). A `.xlsx`
+results file is a workbook (`batch.store.xlsx`); a results file in an object store (`s3://...`) is
+written whole or not at all too (`batch.storage`).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import python_calamine as calamine
 
-from batch import files
+from batch import storage
 from batch.errors import CatalogError
-from batch.store import OUTCOME_FIELDS
+from batch.storage import Location
+from batch.store import OUTCOME_FIELDS, xlsx
 
 OUTCOME_SCHEMA = pa.schema(
     [
@@ -57,13 +60,15 @@ _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 OutcomeLookup = Callable[[int, int], pa.Table]
 
 
-def results_format(path: Path) -> str:
+def results_format(path: Location) -> str:
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix in (".csv", ".txt", ".tsv"):
         return "csv"
-    raise CatalogError(f"{path}: results must end in .csv or .parquet")
+    if suffix == ".xlsx":
+        return "xlsx"
+    raise CatalogError(f"{path}: results must end in .csv, .parquet or .xlsx")
 
 
 def state_outcomes(rows: list[tuple[object, ...]], first: int, last: int) -> pa.Table:
@@ -135,7 +140,7 @@ def _neutralised(table: pa.Table) -> pa.Table:
 
 
 def write_results(
-    destination: Path,
+    destination: Location,
     input_batches: Iterable[pa.Table],
     lookup: OutcomeLookup,
 ) -> None:
@@ -153,12 +158,15 @@ def write_results(
     _write_tables(destination, joined())
 
 
-def _write_tables(destination: Path, tables: Iterable[pa.Table]) -> None:
+def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
     """Temporary file in the same folder, then a rename: a reader never sees half a file."""
     fmt = results_format(destination)
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    with files.temporary_beside(destination) as temporary:
+    with storage.writing(destination) as temporary:
+        if fmt == "xlsx":
+            xlsx.write_xlsx(temporary, tables, RESULT_COLUMNS)
+            return
         try:
             for table in tables:
                 if fmt == "csv":
@@ -183,16 +191,22 @@ def _as_text(table: pa.Table) -> pa.Table:
     return pa.table({name: pc.cast(table.column(name), pa.string()) for name in table.column_names})
 
 
-def read_results(path: Path) -> pd.DataFrame:
-    """A results file (CSV or Parquet, by extension) with every cell as a string; CSV cells
+def read_results(path: Location) -> pd.DataFrame:
+    """A results file (CSV, Parquet or xlsx, by extension) with every cell as a string; CSV cells
     neutralised against spreadsheet formulas get their value back."""
+    fmt = results_format(path)
+    if not storage.is_file(path):
+        raise CatalogError(f"{path}: no such results file")
     try:
-        if results_format(path) == "parquet":
-            return pd.read_parquet(path).astype("string").fillna("").astype(object)
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        with storage.open_read(path) as handle:
+            if fmt == "parquet":
+                return pd.read_parquet(handle).astype("string").fillna("").astype(object)
+            if fmt == "xlsx":
+                return xlsx.read_xlsx(handle)
+            frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, calamine.CalamineError) as error:
         raise CatalogError(f"{path}: cannot read this results file: {error}") from error
     frame.columns = [
         name[1:] if _NEUTRALISED.match(name) else name for name in frame.columns.astype(str)
@@ -205,7 +219,7 @@ def read_results(path: Path) -> pd.DataFrame:
     return frame
 
 
-def write_table(frame: pd.DataFrame, path: Path) -> None:
+def write_table(frame: pd.DataFrame, path: Location) -> None:
     """Rewrites a whole results frame atomically (status, download and listen use this)."""
     inputs = pa.Table.from_pandas(
         frame.drop(columns=[c for c in RESULT_COLUMNS if c in frame.columns]), preserve_index=False

@@ -1,0 +1,189 @@
+"""Where catalogs and results live: a local path, or an object in a store named by its URL.
+
+`s3://bucket/key`, `gs://bucket/key` and `az://container/key` go through fsspec, whose S3 layer
+(s3fs, installed with jogg-batch) takes credentials the way every AWS tool does: the environment
+(`AWS_ACCESS_KEY_ID`...), a profile in `~/.aws` (`AWS_PROFILE`), or the instance's role;
+`AWS_ENDPOINT_URL` points it at an S3-compatible server (MinIO, Ceph, R2). Google Cloud Storage
+and Azure need `pip install gcsfs` / `pip install adlfs` (application-default credentials,
+`AZURE_STORAGE_*`). A `file://` URL is an ordinary local path. The state always stays local.
+
+Reads stream: an object is read in blocks as it is consumed (flat memory, whatever its size).
+Writes are whole or nothing: the file is made in a local temporary file, uploaded as a temporary
+object beside the destination, then moved onto it (a server-side copy, itself all or nothing per
+object; the temporary object is then deleted), so a reader sees the old object or the new one.
+Store errors become `CatalogError`s that name the URL.
+"""
+
+from __future__ import annotations
+
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Final
+from urllib.parse import unquote, urlsplit
+
+from batch import files
+from batch.errors import CatalogError
+
+if TYPE_CHECKING:
+    from fsspec import AbstractFileSystem
+
+STORE_SCHEMES: Final = ("s3", "gs", "gcs", "az", "abfs")
+_INSTALL: Final = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
+# Bytes fetched per ranged GET while streaming (s3fs would take 50 MiB at a time).
+READ_BLOCK: Final = 8 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectURL:
+    """An object in a store: `s3://bucket/folder/catalog.xlsx`. Reads like a Path where it can."""
+
+    url: str
+
+    def __str__(self) -> str:
+        return self.url
+
+    @property
+    def scheme(self) -> str:
+        return self.url.partition("://")[0].lower()
+
+    @property
+    def key(self) -> str:
+        """`bucket/folder/catalog.xlsx`: the path fsspec takes."""
+        return self.url.partition("://")[2]
+
+    @property
+    def name(self) -> str:
+        return PurePosixPath(self.key).name
+
+    @property
+    def suffix(self) -> str:
+        return PurePosixPath(self.key).suffix
+
+    @property
+    def stem(self) -> str:
+        return PurePosixPath(self.key).stem
+
+    def with_name(self, name: str) -> ObjectURL:
+        folder = self.key.rpartition("/")[0]
+        return ObjectURL(f"{self.scheme}://{folder}/{name}")
+
+
+# Where a catalog or results file is; everything else jogg-batch keeps (state, logs) is a Path.
+Location = Path | ObjectURL
+
+
+def parse_location(text: str | Path) -> Location:
+    """`s3://b/k` -> ObjectURL; `file:///x/y.csv` -> Path('/x/y.csv'); anything else a Path."""
+    if isinstance(text, Path):
+        return text
+    scheme, sep, rest = text.partition("://")
+    if not sep or not scheme.isalnum():
+        return Path(text)
+    scheme = scheme.lower()
+    if scheme == "file":
+        parts = urlsplit(text)
+        if parts.netloc not in ("", "localhost"):
+            raise CatalogError(f"{text}: a file:// URL must name a local file (file:///path)")
+        return Path(unquote(parts.path))
+    if scheme not in STORE_SCHEMES:
+        raise CatalogError(
+            f"{text}: {scheme}:// is not a store jogg-batch knows; use a local path, file://, "
+            "s3://, gs:// or az://"
+        )
+    if not rest.strip("/") or "/" not in rest.strip("/"):
+        raise CatalogError(f"{text}: name an object, e.g. {scheme}://bucket/catalog.csv")
+    return ObjectURL(f"{scheme}://{rest}")
+
+
+def _filesystem(location: ObjectURL) -> AbstractFileSystem:
+    import fsspec
+
+    try:
+        return fsspec.filesystem(location.scheme)
+    except ImportError as exc:
+        package = _INSTALL.get(location.scheme, "s3fs")
+        raise CatalogError(
+            f"{location}: {location.scheme}:// needs the {package} package; pip install {package}"
+        ) from exc
+
+
+def _store_error(location: ObjectURL, what: str, exc: Exception) -> CatalogError:
+    if isinstance(exc, FileNotFoundError) and what.startswith("writing"):
+        return CatalogError(f"{location}: no such bucket; check its name and region")
+    if isinstance(exc, FileNotFoundError):
+        return CatalogError(f"{location}: no such object; check the bucket and key")
+    if isinstance(exc, PermissionError):
+        return CatalogError(
+            f"{location}: access denied while {what}; check the credentials "
+            "(AWS_PROFILE, AWS_ACCESS_KEY_ID...) and the bucket policy"
+        )
+    return CatalogError(f"{location}: {what} failed: {exc}")
+
+
+def is_file(location: Location) -> bool:
+    """Whether a file (or object) is there now."""
+    if isinstance(location, Path):
+        return location.is_file()
+    fs = _filesystem(location)
+    try:
+        fs.invalidate_cache(location.key)
+        return bool(fs.isfile(location.key))
+    except (OSError, ValueError) as exc:
+        raise _store_error(location, "looking it up", exc) from exc
+
+
+def open_read(location: Location) -> IO[bytes]:
+    """A binary file to read, streamed in blocks from a store; the caller closes it."""
+    if isinstance(location, Path):
+        return location.open("rb")
+    try:
+        handle: IO[bytes] = _filesystem(location).open(location.key, "rb", block_size=READ_BLOCK)
+    except (OSError, ValueError) as exc:
+        raise _store_error(location, "opening it", exc) from exc
+    return handle
+
+
+def arrow_source(location: Location) -> str | IO[bytes]:
+    """What pyarrow's readers take: a local path (its own fast file), or a streamed object."""
+    return str(location) if isinstance(location, Path) else open_read(location)
+
+
+def check_writable(destination: ObjectURL) -> None:
+    """Before anything is sent: a temporary object can be written beside `destination` (the
+    bucket exists, the credentials may write there). It is deleted at once."""
+    fs = _filesystem(destination)
+    probe = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.probe").key
+    try:
+        fs.pipe_file(probe, b"")
+        fs.rm_file(probe)
+    except (OSError, ValueError) as exc:
+        raise _store_error(destination, "writing a test object beside it", exc) from exc
+
+
+@contextmanager
+def writing(destination: Location) -> Iterator[Path]:
+    """A local temporary file for a writer that wants a path; when the block succeeds it
+    replaces `destination` whole (see the module docstring), otherwise it is dropped."""
+    if isinstance(destination, Path):
+        with files.temporary_beside(destination) as temporary:
+            yield temporary
+        return
+    fs = _filesystem(destination)
+    with tempfile.TemporaryDirectory(prefix="jogg-upload-") as folder:
+        local = Path(folder) / destination.name
+        yield local
+        staged = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.tmp").key
+        try:
+            fs.put_file(str(local), staged)
+            fs.mv(staged, destination.key)
+        except (OSError, ValueError) as exc:
+            try:
+                if fs.exists(staged):
+                    fs.rm_file(staged)
+            except (OSError, ValueError):
+                pass  # the first error is the one to report
+            raise _store_error(destination, "writing it", exc) from exc

@@ -1,0 +1,364 @@
+"""Spreadsheet catalogs in (typed cells, merged headers, sheets) and xlsx results out."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+import python_calamine as calamine
+import xlsxwriter
+from click.testing import CliRunner
+
+from batch import runner
+from batch.catalog import CatalogOptions, read_catalog, read_passthrough
+from batch.catalog.excel import cell_text, column_letter
+from batch.cli import main
+from batch.config import CliOverrides, RunConfig, Secret, build_run_config
+from batch.errors import CatalogError, ExitCode
+from batch.follow import tracking
+from batch.follow.polling import PollSchedule
+from batch.joggai.quota import RateLimit
+from batch.rerun import rerun
+from batch.sandbox import SandboxConfig, running_sandbox
+from batch.store.results import RESULT_COLUMNS, read_results, write_table
+from batch.store.xlsx import write_xlsx
+from batch.validate import problems as catalog_problems
+from tests.helpers import product_ids, submissions
+
+QUICK = PollSchedule(first=0.1, fast=0.1, fast_until=5, medium=0.2, medium_until=10, slow=0.5)
+# A sheet: rows of cells from A1 down; merges as "A1:F1" -> their text.
+Rows = list[list[Any]]
+
+
+def write_workbook(
+    path: Path,
+    sheets: dict[str, Rows],
+    merges: dict[str, dict[str, str]] | None = None,
+    hidden: tuple[str, ...] = (),
+) -> Path:
+    """A workbook made as Excel would: numbers, booleans and dates typed, strings as strings."""
+    book = xlsxwriter.Workbook(str(path), {"strings_to_formulas": False})
+    dates = book.add_format({"num_format": "yyyy-mm-dd"})
+    for name, rows in sheets.items():
+        sheet = book.add_worksheet(name)
+        for r, cells in enumerate(rows):
+            for c, value in enumerate(cells):
+                if value is None:
+                    continue
+                if isinstance(value, bool):
+                    sheet.write_boolean(r, c, value)
+                elif isinstance(value, int | float):
+                    sheet.write_number(r, c, value)
+                elif isinstance(value, dt.date):
+                    sheet.write_datetime(r, c, value, dates)
+                else:
+                    sheet.write_string(r, c, value)
+        for span, text in (merges or {}).get(name, {}).items():
+            sheet.merge_range(span, text)
+        if name in hidden:
+            sheet.hide()
+    visible = [sheet for sheet in book.worksheets() if sheet.name not in hidden]
+    visible[0].activate()  # Excel never hides the active sheet
+    visible[0].set_first_sheet()
+    book.close()
+    return path
+
+
+def catalog_rows(pids: list[str]) -> Rows:
+    """The round-trip catalog: a title banner, a two-row merged header, typed cells, row 7 bad."""
+    return [
+        ["Spring catalog"],  # row 1: a title merged across the sheet
+        [None, None, "Video settings", None, None, None, None],  # row 2: group heading, merged
+        [None, None, "Avatar ID", "length", "caption", "launch", "note"],  # row 3: the header
+        ["SKU0", pids[0], 127, 30, True, dt.date(2026, 11, 26), "=1+1"],  # row 4
+        ["SKU1", pids[1], 127.0, 15.0, False, None, "+cmd"],  # row 5
+        ["SKU2", pids[2], "127", "60", "yes", None, None],  # row 6
+        ["SKU3", pids[3], 127.5, 30, True, None, None],  # row 7: a fractional avatar id
+        ["SKU4", pids[4], 127, 30, "TRUE", None, "@SUM(A1)"],  # row 8
+    ]
+
+
+MERGES = {"A1:G1": "Spring catalog", "A2:A3": "sku", "B2:B3": "product_id", "C2:E2": "Video"}
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Path:
+    path = tmp_path / "catalog.xlsx"
+    return write_workbook(path, {"Products": catalog_rows(product_ids(5))}, {"Products": MERGES})
+
+
+OPTIONS = CatalogOptions(columns={"Avatar ID": "avatar_id"})
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (127.0, "127"),
+        (30.0, "30"),
+        (12.5, "12.5"),
+        (0.1, "0.1"),
+        (1e20, "100000000000000000000"),
+        (7, "7"),
+        (True, "true"),
+        (False, "false"),
+        (dt.date(2026, 11, 26), "2026-11-26"),
+        (dt.datetime(2026, 11, 26, 0, 0), "2026-11-26"),
+        (dt.datetime(2026, 11, 26, 9, 30, 5), "2026-11-26 09:30:05"),
+        (dt.time(9, 30), "09:30:00"),
+        ("00123", "00123"),
+    ],
+)
+def test_typed_cells_become_the_text_a_csv_export_holds(value: Any, text: str) -> None:
+    """Numbers lose Excel's .0, booleans are true/false, dates ISO, text stays as typed."""
+    assert cell_text(value) == text
+
+
+def test_column_letters_are_the_ones_excel_shows() -> None:
+    """0 -> A, 25 -> Z, 26 -> AA, 701 -> ZZ, 702 -> AAA."""
+    assert [column_letter(i) for i in (0, 25, 26, 701, 702)] == ["A", "Z", "AA", "ZZ", "AAA"]
+
+
+def test_merged_title_and_two_row_header_give_the_real_column_names(catalog: Path) -> None:
+    """A merged title and group heading are skipped; cells merged down name their column."""
+    table = next(read_passthrough(catalog, OPTIONS))
+    assert table.column_names == [
+        "sku", "product_id", "Avatar ID", "length", "caption", "launch", "note",
+    ]  # fmt: skip
+    assert table.column("Avatar ID").to_pylist() == ["127", "127", "127", "127.5", "127"]
+    assert table.column("launch").to_pylist() == ["2026-11-26", "", "", "", ""]
+    assert table.column("note").to_pylist()[:2] == ["=1+1", "+cmd"]
+
+
+def test_typed_cells_normalise_as_csv_cells_do(catalog: Path) -> None:
+    """127.0 is avatar 127, 30.0 is length 30, TRUE and true and yes are captions on."""
+    rows = [row for batch in read_catalog(catalog, OPTIONS) for row in batch.rows]
+    good = [row.fields for row in rows if row.fields is not None]
+    assert [(f.avatar_id, f.length, f.caption) for f in good] == [
+        (127, "30", True), (127, "15", False), (127, "60", True), (127, "30", True),
+    ]  # fmt: skip
+    assert [row.key for row in rows] == product_ids(5)
+
+
+def test_problems_name_the_sheet_and_the_row_and_column_people_see(catalog: Path) -> None:
+    """The bad avatar id sits in Excel row 7 under the header "Avatar ID": the message says so."""
+    assert [problem.message for problem in catalog_problems(catalog, OPTIONS)] == [
+        "catalog.xlsx sheet 'Products' row 7, column 'Avatar ID': '127.5' is not a whole-number id"
+    ]
+
+
+def test_first_visible_sheet_by_default_and_sheet_chooses_another(tmp_path: Path) -> None:
+    """A hidden first sheet is passed over; `sheet` picks by name, ignoring case."""
+    path = write_workbook(
+        tmp_path / "book.xlsx",
+        {
+            "Notes": [["read me"]],
+            "Main": [["product_id"], ["A1"]],
+            "Second": [["product_id"], ["B1"], ["B2"]],
+        },
+        hidden=("Notes",),
+    )
+    first = next(read_passthrough(path, CatalogOptions()))
+    chosen = next(read_passthrough(path, CatalogOptions(sheet="second")))
+    assert first.column("product_id").to_pylist() == ["A1"]
+    assert chosen.column("product_id").to_pylist() == ["B1", "B2"]
+
+
+def test_unknown_sheet_lists_the_sheets_there_are(tmp_path: Path) -> None:
+    """A mistyped sheet name is a CatalogError naming the sheets."""
+    path = write_workbook(tmp_path / "book.xlsx", {"Main": [["product_id"], ["A1"]]})
+    with pytest.raises(CatalogError, match=r"has no sheet 'Prices'; its sheets are 'Main'"):
+        read_catalog(path, CatalogOptions(sheet="Prices"))
+
+
+@pytest.mark.parametrize(
+    ("sheets", "error"),
+    [
+        ({"Empty": []}, r"sheet 'Empty' is empty; it needs a header row"),
+        ({"Main": [["product_id"], ["A1"]]}, None),
+    ],
+)
+def test_empty_sheet_is_refused(tmp_path: Path, sheets: dict[str, Rows], error: str | None) -> None:
+    """A sheet with no cells has no header: a CatalogError, not a crash."""
+    path = write_workbook(tmp_path / "book.xlsx", sheets)
+    if error is None:
+        assert next(read_passthrough(path, CatalogOptions())).num_rows == 1
+        return
+    with pytest.raises(CatalogError, match=error):
+        read_catalog(path, CatalogOptions())
+
+
+def test_an_unnamed_header_cell_is_refused_like_an_unnamed_csv_column(tmp_path: Path) -> None:
+    """A header merged across two columns leaves the second unnamed: refused, by position."""
+    rows: Rows = [["product_id", "Avatar ID", None, "length"], ["P1", 127, 128, 30]]
+    merges = {"Main": {"B1:C1": "Avatar ID"}}
+    path = write_workbook(tmp_path / "book.xlsx", {"Main": rows}, merges)
+    with pytest.raises(CatalogError, match=r"column 3 \(after 'Avatar ID'\) has no name"):
+        read_catalog(path, CatalogOptions())
+
+
+def test_a_file_that_is_not_a_workbook_is_a_catalog_error(tmp_path: Path) -> None:
+    """Bytes that are no spreadsheet: the file is named and --format suggested."""
+    path = tmp_path / "catalog.xlsx"
+    path.write_text("product_id\nP1\n")
+    with pytest.raises(CatalogError, match=r"catalog.xlsx: cannot read it as a spreadsheet"):
+        read_catalog(path, CatalogOptions())
+
+
+def test_sheet_is_refused_for_a_csv_catalog(tmp_path: Path) -> None:
+    """--sheet on a CSV file is a mistake worth saying, not something to ignore."""
+    path = tmp_path / "c.csv"
+    path.write_text("product_id\nP1\n")
+    with pytest.raises(CatalogError, match=r"--sheet is for spreadsheets"):
+        read_catalog(path, CatalogOptions(sheet="Main"))
+
+
+def test_rows_come_in_batches_and_blank_rows_stay_rows(tmp_path: Path) -> None:
+    """Batches of batch_rows; a blank row between others is a row, as in a CSV export."""
+    rows: Rows = [["product_id", "length"]] + [[f"P{i}", 30] for i in range(5)]
+    rows.insert(3, [])
+    rows.append(["P5", 15])
+    path = write_workbook(tmp_path / "book.xlsx", {"Main": rows})
+    tables = list(read_passthrough(path, CatalogOptions(batch_rows=3)))
+    assert [t.num_rows for t in tables] == [3, 3, 1]
+    ids = [v for t in tables for v in t.column("product_id").to_pylist()]
+    assert ids == ["P0", "P1", "", "P2", "P3", "P4", "P5"]
+    problems = list(catalog_problems(path, CatalogOptions(batch_rows=3)))
+    assert problems[0].message.startswith(
+        "book.xlsx sheet 'Main' row 4, column 'product_id': is empty"
+    )
+
+
+def _sheet_xml(path: Path) -> str:
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("xl/worksheets/sheet1.xml").decode()
+
+
+def test_xlsx_results_keep_strings_as_strings_and_link_videos(tmp_path: Path) -> None:
+    """Formula-looking text stays text, numbers stay numbers, video_url is a link, the header
+    is frozen and filtered, and the columns have widths."""
+    url = "https://cdn.example/v/1.mp4"
+    table = pa.table(
+        {
+            "note": ['=HYPERLINK("http://evil")', "plain"],
+            "row": pa.array([1, 2], pa.int64()),
+            "video_url": [url, "javascript:alert(1)"],
+            "duration": [12.5, None],
+        }
+    )
+    path = tmp_path / "out.xlsx"
+    write_xlsx(path, [table], RESULT_COLUMNS)
+    xml = _sheet_xml(path)
+    assert "<f>" not in xml  # no cell holds a formula
+    assert '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>' in xml
+    assert '<autoFilter ref="A1:D3"/>' in xml
+    assert re.search(r'<col min="3" max="3" width="2[0-9]', xml)  # video_url: as wide as a URL
+    assert xml.count("<hyperlink ") == 1  # javascript: is never a link
+    book = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    assert book[1] == ['=HYPERLINK("http://evil")', 1.0, url, 12.5]
+    assert book[2][2] == "javascript:alert(1)"
+
+
+def test_xlsx_results_read_back_as_text_and_rewrite_whole(tmp_path: Path) -> None:
+    """read_results gives every cell as text ("3", not 3.0); write_table round-trips it."""
+    path = tmp_path / "out.xlsx"
+    inputs = pa.table({"sku": ["A", "B"], "row": pa.array([1, 2], pa.int64())})
+    write_xlsx(path, [inputs], RESULT_COLUMNS)
+    frame = read_results(path)
+    assert list(frame["row"]) == ["1", "2"]
+    write_table(frame.assign(status=["submitted", "failed"]), path)
+    again = read_results(path)
+    assert list(again["sku"]) == ["A", "B"]
+    assert list(again["status"]) == ["submitted", "failed"]
+    assert list(again.columns[:2]) == ["sku", "row"]
+
+
+def test_empty_catalog_still_gets_an_xlsx_header(tmp_path: Path) -> None:
+    """No rows at all: the results workbook still names its columns."""
+    path = tmp_path / "out.xlsx"
+    write_xlsx(path, iter(()), RESULT_COLUMNS)
+    assert list(read_results(path).columns) == list(RESULT_COLUMNS)
+
+
+@pytest.fixture
+def sandbox_url() -> Iterator[str]:
+    config = SandboxConfig(rate_limit=RateLimit(600, 60.0), render_seconds=0.2)
+    with running_sandbox(config) as url:
+        yield url
+
+
+def xlsx_config(catalog: Path, url: str, tmp_path: Path, **flags: Any) -> RunConfig:
+    settings = tmp_path / "settings.toml"
+    settings.write_text('[columns]\n"Avatar ID" = "avatar_id"\n')
+    cli = CliOverrides(
+        config_path=settings,
+        base_url=url,
+        rate_limit="600/min",
+        results=tmp_path / "catalog.results.xlsx",
+    )
+    config = build_run_config(catalog, cli, api_key=Secret("sk-sandbox"), **flags)
+    return replace(config, settle_seconds=0.3)
+
+
+def test_xlsx_catalog_round_trips_to_xlsx_results_and_retry_finishes_it(
+    catalog: Path, tmp_path: Path, sandbox_url: str
+) -> None:
+    """Typed cells, merged headers and a bad row in; an xlsx results file out, read back with
+    calamine, with links once rendered; `retry` on that xlsx sends only the rows left."""
+    first = xlsx_config(catalog, sandbox_url, tmp_path, max_videos=1)
+    summary = runner.run(first)
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    tracking.track(
+        first.state, sandbox_url, first.api_key, wait=True, timeout=10,
+        results=first.results, schedule=QUICK,
+    )  # fmt: skip
+    frame = read_results(tmp_path / "catalog.results.xlsx")
+    assert list(frame["sku"]) == ["SKU0", "SKU1", "SKU2", "SKU3", "SKU4"]
+    assert list(frame["row"]) == ["1", "2", "3", "4", "5"]
+    assert list(frame["status"]) == [
+        "submitted", "not_attempted", "not_attempted", "invalid", "not_attempted",
+    ]  # fmt: skip
+    assert frame["message"][3] == "Avatar ID: '127.5' is not a whole-number id"
+    assert list(frame["launch"])[:1] == ["2026-11-26"]
+    assert list(frame["note"])[:2] == ["=1+1", "+cmd"]  # strings, not neutralised
+    assert frame["video_url"][0].startswith("http")
+    xml = _sheet_xml(tmp_path / "catalog.results.xlsx")
+    assert xml.count("<hyperlink ") == 1  # the rendered row's video_url
+    assert "<f>" not in xml
+
+    summary = rerun(xlsx_config(tmp_path / "catalog.results.xlsx", sandbox_url, tmp_path))
+    assert summary.exit_code == ExitCode.OK
+    after = read_results(tmp_path / "catalog.results.xlsx")
+    assert list(after["status"]) == ["submitted"] * 3 + ["invalid", "submitted"]
+    assert len(submissions(sandbox_url)["submissions"]) == 4
+    assert list(after["note"])[:2] == ["=1+1", "+cmd"]
+
+
+def test_cli_sheet_option_validates_the_named_sheet(tmp_path: Path) -> None:
+    """`validate book.xlsx --sheet Second` reads that sheet and reports its rows there."""
+    path = write_workbook(
+        tmp_path / "book.xlsx",
+        {"Main": [["product_id"], ["A1"]], "Second": [["product_id", "length"], ["B1", 45]]},
+    )
+    result = CliRunner().invoke(main, ["validate", str(path), "--sheet", "Second"])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        "book.xlsx sheet 'Second' row 2, column 'length': '45' is not a video length; "
+        "use 15, 30 or 60"
+    ]
+    result = CliRunner().invoke(main, ["validate", str(path), "--sheet", "Third"])
+    assert result.exit_code == 2
+    assert "has no sheet 'Third'; its sheets are 'Main', 'Second'" in result.stderr
+
+
+def test_run_help_documents_sheet_and_xlsx_results() -> None:
+    """`run --help` names --sheet and .xlsx results."""
+    result = CliRunner().invoke(main, ["run", "--help"])
+    assert "--sheet" in result.stdout
+    assert ".xlsx" in result.stdout
