@@ -472,7 +472,7 @@ def test_format_is_the_output_format_and_the_old_catalog_spelling_still_works(
     catalog = tmp_path / "c.txt"
     catalog.write_text("".join(json.dumps(row) + "\n" for row in simple_rows(2)))
     _, help_text, _ = invoke("validate", "--help")
-    assert "--input-format [csv|parquet|jsonl]" in help_text
+    assert "--input-format [csv|parquet|jsonl|excel]" in help_text
     assert "--format" not in help_text
     assert invoke("validate", str(catalog), "--input-format", "jsonl")[0] == 0
     assert invoke("validate", str(catalog), "--format", "jsonl")[0] == 0

@@ -301,8 +301,9 @@ def xlsx_config(catalog: Path, url: str, tmp_path: Path, **flags: Any) -> RunCon
         base_url=url,
         rate_limit="600/min",
         results=tmp_path / "catalog.results.xlsx",
+        **flags,
     )
-    config = build_run_config(catalog, cli, api_key=Secret("sk-sandbox"), **flags)
+    config = build_run_config(catalog, cli, api_key=Secret("sk-sandbox"))
     return replace(config, settle_seconds=0.3)
 
 
