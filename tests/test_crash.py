@@ -38,7 +38,16 @@ def start_sandbox(log: Path, *options: str) -> tuple[subprocess.Popen[str], str]
     assert process.stdout is not None
     line = process.stdout.readline()
     assert line.startswith("sandbox listening on "), line
-    return process, line.split()[-1]
+    url = line.split()[-1]
+    deadline = time.monotonic() + 30  # the URL is printed before the server accepts (busy CI)
+    while True:
+        try:
+            httpx.get(f"{url}/_sandbox/submissions", timeout=5).raise_for_status()
+            return process, url
+        except httpx.TransportError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise
+            time.sleep(0.05)
 
 
 @pytest.fixture
