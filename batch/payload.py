@@ -28,7 +28,7 @@ AvatarType = Literal[0, 1]
 
 # The reconciliation tag in video titles: finds the job of a video listed by the API. It leads
 # the title (a listing that cuts titles keeps it); older versions put it at the end.
-TAG_PATTERN: Final = re.compile(r"\[jb-([0-9a-f]+)\]")
+TAG_PATTERN: Final = re.compile(r"\[jb-([0-9a-f]+)\]", re.IGNORECASE)
 
 
 def name_with_tag(name: str | None, tag: str) -> str:

@@ -215,3 +215,19 @@ def test_a_job_gives_up_three_settle_periods_after_its_attempt() -> None:
     """Waiting is bounded; a first absence extends it to allow the second listing."""
     assert deadline(uncertain(), SETTLE) == 1_300.0
     assert deadline(uncertain(absent_at=1_290.0), SETTLE) == 1_490.0
+
+
+@pytest.mark.anyio
+async def test_a_listing_not_sorted_newest_first_is_read_to_its_end(state: StateStore) -> None:
+    """A server that ignores the sort order gives no safe place to stop: every page is read
+    (and a tag in upper case is still the job's tag)."""
+    oldest_first = [video(n, 1_000.0 + n) for n in range(1, 6)]
+    oldest_first[4]["title"] = f"[JB-{5:012X}] Promo 5"
+    requested: list[int] = []
+    async with client_for(listing(oldest_first, requested)) as client:
+        await index(client, state).sync()  # the first sync reads everything anyway
+        requested.clear()
+        later = await index(client, state, now=1_000_000.0).sync()
+    assert requested == [1, 2, 3]
+    assert later.reached == -math.inf
+    assert state.listed_video(f"{5:012x}") == "v5"

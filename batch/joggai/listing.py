@@ -22,6 +22,7 @@ tags. JoggAI does not document that `title` echoes `video_spec.name` (reference 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
@@ -49,7 +50,7 @@ Echo = Literal["shown", "unproven", "broken"]
 def tag_in(title: object) -> str | None:
     """The reconciliation tag in a listed title, or None."""
     found = TAG_PATTERN.search(title) if isinstance(title, str) else None
-    return found.group(1) if found else None
+    return found.group(1).lower() if found else None  # a server may change the case
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +109,19 @@ class AccountListing:
         started = self._clock()
         reached, echoed, unechoed = -math.inf, 0, 0
         page, previous_ids, older_seen = 1, None, False
+        newest_first = True  # until a page shows otherwise: then only the whole listing will do
         while True:
             videos, total = await self._page(page)
             ids = [str(video.get("id")) for video in videos]
             if videos and ids == previous_ids:
                 raise ApiError(f"the product video listing does not advance past page {page - 1}")
             rows = []
-            for video in videos:
-                created = _seconds(video.get("created_at"))
-                if created is not None and created < since:
+            times = [_seconds(video.get("created_at")) for video in videos]
+            known_times = [t for t in times if t is not None]
+            if any(later > earlier for earlier, later in itertools.pairwise(known_times)):
+                newest_first = False  # the server ignores the sort: no early stop is safe
+            for video, created in zip(videos, times, strict=True):
+                if newest_first and created is not None and created < since:
                     reached, older_seen = since, True
                     break
                 title = str(video.get("title") or "")
