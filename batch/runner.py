@@ -527,7 +527,8 @@ class _Run:
         def finished(task: asyncio.Task[None]) -> None:
             self.tasks.discard(task)
             self.gate.release()
-            self.control.uncertain.set()
+            if self.dispatched and not self.tasks:
+                self.control.uncertain.set()  # sending is over: the settler may be done too
 
         task.add_done_callback(finished)
         return True
