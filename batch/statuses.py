@@ -7,7 +7,7 @@ misspelt status wherever one is written.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 JobStatus = Literal[
     "pending", "sending", "submitted", "failed", "reconciling", "unknown", "not_attempted"
@@ -31,14 +31,5 @@ UNFINISHED_ROWS: Final[frozenset[RowStatus]] = frozenset(
 )
 # Rows `jogg-batch retry` runs again.
 RETRY_ROWS: Final[frozenset[RowStatus]] = frozenset({"failed", "not_attempted", "unknown"})
-# The order in which reports list row statuses.
-ROW_ORDER: Final[tuple[RowStatus, ...]] = (
-    "submitted",
-    "already_submitted",
-    "failed",
-    "invalid",
-    "unknown",
-    "duplicate",
-    "not_attempted",
-    "planned",
-)
+# The order in which reports list row statuses: as the type lists them.
+ROW_ORDER: Final[tuple[RowStatus, ...]] = get_args(RowStatus)

@@ -179,9 +179,9 @@ def _parse_envelope(content: bytes) -> _Answer:
         answer.data = raw_data
     elif raw_data is not None:
         answer.malformed = "the envelope's data is not an object"
-    answer.body_retry_after = _seconds(body.get("retryAfter"))
+    answer.body_retry_after = parse_seconds(body.get("retryAfter"))
     if answer.body_retry_after is None and answer.data is not None:
-        answer.body_retry_after = _seconds(answer.data.get("retryAfter"))
+        answer.body_retry_after = parse_seconds(answer.data.get("retryAfter"))
     raw_code = body.get("code")
     if isinstance(raw_code, bool) or raw_code is None:
         answer.malformed = answer.malformed or "the envelope has no code"
@@ -201,7 +201,7 @@ def _parse_retry_after(value: str | None, *, now: float) -> float | None:
     """`Retry-After` is either delay-seconds or an HTTP date (RFC 9110 §10.2.3)."""
     if value is None:
         return None
-    seconds = _seconds(value)
+    seconds = parse_seconds(value)
     if seconds is not None:
         return seconds
     try:
@@ -213,7 +213,8 @@ def _parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, moment.timestamp() - now)
 
 
-def _seconds(value: object) -> float | None:
+def parse_seconds(value: object) -> float | None:
+    """A number of seconds (or unix time) as a server may spell it; None when it is not one."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from batch.errors import AccountError, ApiError
-from batch.joggai.client import JoggClient
+from batch.joggai.client import JoggClient, parse_seconds
 from batch.payload import TAG_PATTERN
 from batch.store import StateStore
 
@@ -116,7 +116,7 @@ class AccountListing:
             if videos and ids == previous_ids:
                 raise ApiError(f"the product video listing does not advance past page {page - 1}")
             rows = []
-            times = [_seconds(video.get("created_at")) for video in videos]
+            times = [parse_seconds(video.get("created_at")) for video in videos]
             known_times = [t for t in times if t is not None]
             if any(later > earlier for earlier, later in itertools.pairwise(known_times)):
                 newest_first = False  # the server ignores the sort: no early stop is safe
@@ -169,13 +169,3 @@ class AccountListing:
             log.debug("listing page %d unreadable (%s); asking again", page, problem)
             await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
         raise AssertionError("unreachable")
-
-
-def _seconds(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None
-    return seconds if math.isfinite(seconds) else None
