@@ -30,7 +30,7 @@ from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode, LocalIOError, StateError
 from batch.follow.polling import PollSummary
 from batch.joggai.client import JoggClient
-from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing
+from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing, report_double_charges
 from batch.joggai.lookup import LookupConfig, LookupService
 from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.outputs import planned_requests_path
@@ -406,15 +406,7 @@ class _Run:
         self._report_double_charges()
 
     def _report_double_charges(self) -> None:
-        for charge in self.state.record_double_charges(self.run_id):
-            self.double_charges.append(charge)
-            log.error(
-                "double charge: tag %s was rendered %d times (videos %s); raise it with JoggAI",
-                charge.tag,
-                len(charge.video_ids),
-                ", ".join(charge.video_ids),
-                extra={"event": "double_charge", "tag": charge.tag, "videos": charge.video_ids},
-            )
+        self.double_charges += report_double_charges(self.state, self.run_id)
 
     def _install_signals(
         self, loop: asyncio.AbstractEventLoop, main: asyncio.Task[Any]

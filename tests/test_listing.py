@@ -57,7 +57,7 @@ def state(tmp_path: Path) -> Iterator[StateStore]:
 
 
 def index(client: JoggClient, state: StateStore, now: float = 10_000.0) -> AccountListing:
-    return AccountListing(client, state, page_size=2, retry_delay=0.0, clock=lambda: now)
+    return AccountListing(client, state, page_size=2, clock=lambda: now)
 
 
 def client_for(handler: Handler) -> JoggClient:

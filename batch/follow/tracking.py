@@ -13,7 +13,7 @@ from batch.config import Secret
 from batch.errors import ApiError
 from batch.follow.polling import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
 from batch.joggai.client import JoggClient, Timeouts
-from batch.joggai.listing import AccountListing
+from batch.joggai.listing import AccountListing, report_double_charges
 from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.results import read_results, write_table
@@ -87,15 +87,7 @@ async def _check_double_charges(client: JoggClient, store: StateStore) -> int:
     except ApiError as exc:
         log.warning("could not check the account's listing for double charges: %s", exc)
         return 0
-    found = store.record_double_charges(None)
-    for charge in found:
-        log.error(
-            "double charge: tag %s was rendered %d times (videos %s); raise it with JoggAI",
-            charge.tag,
-            len(charge.video_ids),
-            ", ".join(charge.video_ids),
-        )
-    return len(found)
+    return len(report_double_charges(store, None))
 
 
 def refresh_results(results: Location, store: StateStore) -> None:

@@ -21,7 +21,6 @@ tags. JoggAI does not document that `title` echoes `video_spec.name` (reference 
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import math
@@ -33,15 +32,12 @@ from typing import Any, Literal
 from batch.errors import AccountError, ApiError
 from batch.joggai.client import JoggClient, parse_seconds
 from batch.payload import TAG_PATTERN
-from batch.store import StateStore
+from batch.store import DoubleCharge, StateStore
 
 log = logging.getLogger(__name__)
 
 # Server and client clocks differ; every listing reads this much further back than asked.
 CLOCK_SKEW_SECONDS = 300.0
-# A page that cannot be read is asked for again this many times (GETs cost nothing) before the
-# sync fails: a partial listing must never be taken for proof that a video does not exist.
-PAGE_ATTEMPTS = 4
 _SYNCED_AT = "listing_synced_at"
 
 Echo = Literal["shown", "unproven", "broken"]
@@ -83,14 +79,12 @@ class AccountListing:
         *,
         overlap: float = 0.0,
         page_size: int = 100,
-        retry_delay: float = 1.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._state = state
         self._overlap = overlap
         self._page_size = page_size
-        self._retry_delay = retry_delay
         self._clock = clock
 
     async def sync(self, back_to: float | None = None) -> Sync:
@@ -147,25 +141,36 @@ class AccountListing:
         return Sync(started, reached, echo)
 
     async def _page(self, page: int) -> tuple[list[dict[str, Any]], object]:
-        for attempt in range(1, PAGE_ATTEMPTS + 1):
-            outcome = await self._client.list_product_videos(page=page, page_size=self._page_size)
-            if outcome.kind == "account":
-                raise AccountError(
-                    f"cannot list product videos: {outcome}",
-                    code=outcome.code,
-                    http_status=outcome.http_status,
-                )
-            data = outcome.data or {}
-            videos = data.get("videos")
-            if (
-                outcome.kind == "ok"
-                and isinstance(videos, list)
-                and all(isinstance(v, dict) and v.get("id") is not None for v in videos)
-            ):
-                return videos, data.get("total")
-            problem = str(outcome) if outcome.kind != "ok" else "no list of videos with ids"
-            if attempt == PAGE_ATTEMPTS:
-                raise ApiError(f"cannot list product videos (page {page}): {problem}")
-            log.debug("listing page %d unreadable (%s); asking again", page, problem)
-            await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1))
-        raise AssertionError("unreachable")
+        """One page; the client has already asked again after a transient failure (GETs are
+        free), so what is still wrong here makes the sync fail."""
+        outcome = await self._client.list_product_videos(page=page, page_size=self._page_size)
+        if outcome.kind == "account":
+            raise AccountError(
+                f"cannot list product videos: {outcome}",
+                code=outcome.code,
+                http_status=outcome.http_status,
+            )
+        data = outcome.data or {}
+        videos = data.get("videos")
+        if outcome.kind != "ok":
+            raise ApiError(f"cannot list product videos (page {page}): {outcome}")
+        if not isinstance(videos, list) or not all(
+            isinstance(v, dict) and v.get("id") is not None for v in videos
+        ):
+            raise ApiError(f"cannot list product videos (page {page}): no list of videos with ids")
+        return videos, data.get("total")
+
+
+def report_double_charges(state: StateStore, run_id: int | None) -> list[DoubleCharge]:
+    """Records the tags the index shows on more than one video and were not known before, and
+    logs each once: the credits to raise with JoggAI."""
+    found = state.record_double_charges(run_id)
+    for charge in found:
+        log.error(
+            "double charge: tag %s was rendered %d times (videos %s); raise it with JoggAI",
+            charge.tag,
+            len(charge.video_ids),
+            ", ".join(charge.video_ids),
+            extra={"event": "double_charge", "tag": charge.tag, "videos": charge.video_ids},
+        )
+    return found

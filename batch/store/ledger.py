@@ -130,9 +130,9 @@ class LedgerQueries(JobQueries):
         row = self._db.execute(
             "SELECT count(*) FROM ("
             " SELECT a.video_id FROM attempts a WHERE a.run_id = ? AND a.video_id IS NOT NULL"
-            " UNION SELECT l.video_id FROM listing l JOIN jobs j ON j.tag = l.tag"
-            " WHERE l.created_at >= ? AND j.id IN (SELECT job_id FROM attempts WHERE run_id = ?))",
-            (run_id, since, run_id),
+            " UNION SELECT l.video_id FROM attempts a JOIN jobs j ON j.id = a.job_id"
+            " JOIN listing l ON l.tag = j.tag WHERE a.run_id = ? AND l.created_at >= ?)",
+            (run_id, run_id, since),
         ).fetchone()
         return int(row[0])
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
 
+from batch import files
 from batch.errors import StateError
 
 APP_NAME = "jogg-batch"
@@ -71,22 +71,11 @@ def choose_state(
 
 
 def _salt(folder: Path) -> bytes:
-    """The random salt of this data directory, made once (written whole, then linked into
-    place, so a process racing us never reads half of it)."""
-    path = folder / "salt"
+    """The random salt of this data directory, made once (batch.files makes it race-safe)."""
     try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not path.exists():
-            draft = folder / f".salt.{os.getpid()}.{secrets.token_hex(4)}"
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_bytes(32).hex())
-            try:
-                os.link(draft, path)
-            except FileExistsError:
-                pass  # another process made it first: use theirs
-            finally:
-                draft.unlink()
-        return bytes.fromhex(path.read_text().strip())
-    except (OSError, ValueError) as exc:
-        raise StateError(f"{path}: cannot read or create the ledger salt ({exc})") from exc
+        files.private_dir(folder)
+        return files.read_or_create_private(folder / "salt", secrets.token_hex(32).encode())
+    except OSError as exc:
+        raise StateError(
+            f"{folder / 'salt'}: cannot read or create the ledger salt ({exc})"
+        ) from exc

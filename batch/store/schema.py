@@ -94,6 +94,7 @@ _MIGRATIONS: tuple[str, ...] = (
         seen_at REAL NOT NULL
     );
     CREATE INDEX listing_tag ON listing (tag) WHERE tag IS NOT NULL;
+    CREATE INDEX jobs_submitted ON jobs (submitted_at) WHERE video_id IS NOT NULL;
     CREATE TABLE double_charges (
         tag TEXT PRIMARY KEY,
         video_ids TEXT NOT NULL,
