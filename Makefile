@@ -37,6 +37,7 @@ lock:
 
 test: install
 	@sh scripts/ensure-chromium.sh
+	@sh scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest -q
 
 # The suite without the end-to-end tests that spawn processes or wait for renders (`-m slow`).

@@ -29,6 +29,7 @@ from batch.joggai.quota import RateLimit, parse_rate
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
 from batch.storage import Location
+from batch.store.backend import StateLocation, state_location
 from batch.store.ledgers import choose_state
 
 DEFAULT_BASE_URL = "https://api.jogg.ai"
@@ -87,6 +88,7 @@ class RunSettings(_Section):
     reconcile_tag: bool = True
     settle_seconds: float = Field(300.0, gt=0)
     keep_runs: int = Field(7, ge=1)
+    claim_seconds: float = Field(60.0, gt=0)
     shutdown_grace: float = Field(30.0, ge=0)
     results_interval: float = Field(30.0, gt=0)
     progress_interval: float = Field(60.0, gt=0)
@@ -277,7 +279,7 @@ class RunConfig:
 
     catalog: Location  # a local path or an object in a store (batch.storage)
     results: Location
-    state: Path
+    state: StateLocation
     catalog_options: CatalogOptions
     base_url: str
     api_key: Secret
@@ -288,6 +290,7 @@ class RunConfig:
     reconcile_tag: bool = True
     settle_seconds: float = 300.0  # see batch.joggai.reconcile
     keep_runs: int = 7  # runs whose row outcomes the ledger keeps (batch.store.maintenance)
+    claim_seconds: float = 60.0  # a shared state's claim lease (batch.store.fleet)
     legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
     dry_run: bool = False
     force: bool = False
@@ -346,7 +349,7 @@ class Overrides:
 
     config_path: Path | None = None
     results: Location | None = None
-    state: Path | None = None
+    state: StateLocation | None = None
     base_url: str | None = None  # else JOGG_BASE_URL, else the config file
     rate_limit: str | None = None
     concurrency: int | None = None
@@ -381,6 +384,16 @@ def resolve(overrides: Overrides, env: Mapping[str, str] = os.environ) -> Settin
     return load_settings(overrides.config_path, dotted)
 
 
+def given_state(
+    overrides: Overrides, settings: Settings, env: Mapping[str, str]
+) -> StateLocation | None:
+    """`--state`, else JOGG_STATE_URL, else `run.state`; None: the account's own ledger."""
+    if overrides.state is not None:
+        return overrides.state
+    value = env.get("JOGG_STATE_URL", "").strip() or settings.run.state
+    return state_location(value) if value else None
+
+
 def timeouts(settings: Settings) -> Timeouts:
     api = settings.api
     return Timeouts(
@@ -404,7 +417,7 @@ def build_run_config(
     api = settings.api
     key = api_key if api_key is not None else read_api_key(settings, env)
     state = choose_state(
-        given.state or (Path(settings.run.state).expanduser() if settings.run.state else None),
+        given_state(given, settings, env),
         results if isinstance(results, Path) else None,  # no 0.1 state beside a stored object
         api.base_url,
         key.reveal(),
@@ -434,6 +447,7 @@ def build_run_config(
         reconcile_tag=settings.run.reconcile_tag,
         settle_seconds=settings.run.settle_seconds,
         keep_runs=settings.run.keep_runs,
+        claim_seconds=settings.run.claim_seconds,
         shutdown_grace=settings.run.shutdown_grace,
         results_interval=settings.run.results_interval,
         progress_interval=settings.run.progress_interval,
@@ -454,7 +468,7 @@ def build_run_config(
 class TrackConfig:
     """What polling render statuses needs; a `RunConfig` serves as one too."""
 
-    state: Path
+    state: StateLocation
     base_url: str
     api_key: Secret
     timeouts: Timeouts
@@ -475,12 +489,14 @@ def build_track_config(
         raise ConfigError("give a results file or a state (--state)")
     if results is not None and not results.is_file():
         raise StateError(f"{results}: no such results file; check the path")
-    if given.state is not None and not given.state.is_file():
+    if isinstance(given.state, Path) and not given.state.is_file():
         raise StateError(f"{given.state}: no state database here; check the path")
     settings = resolve(given, env)
     key = api_key if api_key is not None else read_api_key(settings, env)
-    chosen = choose_state(given.state, results, settings.api.base_url, key.reveal())
-    if not chosen.path.is_file() and chosen.legacy is None:
+    chosen = choose_state(
+        given_state(given, settings, env), results, settings.api.base_url, key.reveal()
+    )
+    if isinstance(chosen.path, Path) and not chosen.path.is_file() and chosen.legacy is None:
         raise StateError(
             f"no ledger of this account at {chosen.path}: nothing was run with this key and "
             "base URL on this machine; pass --state PATH for a state kept elsewhere"

@@ -38,10 +38,9 @@ def planned_requests_path(results: Location) -> Location:
 
 def outputs_of(config: RunConfig) -> list[Output]:
     """Every file the run described by `config` writes."""
-    outputs = [
-        Output(config.results, "results file", "--results"),
-        Output(config.state, "state database", "--state"),
-    ]
+    outputs = [Output(config.results, "results file", "--results")]
+    if isinstance(config.state, Path):  # a PostgreSQL state is no file of ours
+        outputs.append(Output(config.state, "state database", "--state"))
     if config.summary_json is not None:
         outputs.append(Output(config.summary_json, "summary", "--summary-json"))
     if config.dry_run:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import signal
-import sqlite3
 import tempfile
 import threading
 import time
@@ -47,6 +46,7 @@ from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, StateStore
+from batch.store.backend import database_errors
 from batch.store.results import state_outcomes, write_results
 from batch.validate import before_sending
 
@@ -129,7 +129,7 @@ def plan_only(config: RunConfig) -> RunSummary:
     plans against an empty scratch state (on disk: memory stays flat) when there is none yet.
     """
     with tempfile.TemporaryDirectory(prefix="jogg-plan-") as scratch:
-        exists = config.state.exists()
+        exists = not isinstance(config.state, Path) or config.state.exists()
         legacy = config.legacy_state
         if not exists and legacy is not None:  # plan against the older state, unmerged
             exists, config = True, replace(config, state=legacy, legacy_state=None)
@@ -286,9 +286,10 @@ class _Run:
     def _local_io(self, doing: str) -> Iterator[None]:
         """A full disk, a file size limit or a permission problem on this machine: no new POST
         leaves, requests in flight finish and are recorded, and the run ends with exit 7."""
+        failures: tuple[type[Exception], ...] = (OSError, StateError, *database_errors())
         try:
             yield
-        except (OSError, sqlite3.Error, StateError) as exc:
+        except failures as exc:
             if self.control.local_error is None:
                 self.control.local_error = LocalIOError(f"{doing}: {exc}")
                 log.error("local failure while %s: %s; no further requests", doing, exc)

@@ -13,6 +13,9 @@ import httpx
 import pytest
 
 from batch.sandbox import SandboxConfig, running_sandbox
+from batch.store import StateStore
+from batch.store.backend import DatabaseURL, StateLocation
+from tests.postgres import PostgresServer, running_server
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +94,32 @@ def sandbox_url(request: pytest.FixtureRequest, sandbox_pool: SandboxPool) -> It
             yield url
     else:
         yield sandbox_pool.reset(config)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session (tests/postgres.py)."""
+    with running_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """An empty database of its own on the session's PostgreSQL server."""
+    return postgres_server.database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_at(request: pytest.FixtureRequest, tmp_path: Path) -> StateLocation:
+    """Where a store test keeps its state: each such test runs on both backends."""
+    if request.param == "sqlite":
+        return tmp_path / "s.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return DatabaseURL(server.database())
+
+
+@pytest.fixture
+def state(state_at: StateLocation) -> Iterator[StateStore]:
+    """An empty state on each backend, closed after the test."""
+    with StateStore(state_at) as store:
+        yield store

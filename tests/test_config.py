@@ -58,6 +58,7 @@ def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:
     assert built.catalog_options.defaults.aspect_ratio == "portrait"  # CLI, normalised
     assert built.catalog_options.defaults.language == "english"  # built-in
     assert built.results == tmp_path / "cat.results.csv"
+    assert isinstance(built.state, Path)
     assert built.state.parent.name == "ledgers"  # the account's ledger, not a file's
     assert built.legacy_state is None
 

@@ -117,6 +117,7 @@ def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbo
         "length": "15", "aspect_ratio": "landscape", "caption": False,
         "name": f"[jb-{planned[0]['body']['video_spec']['name'][4:16]}]",
     }  # fmt: skip
+    assert isinstance(config.state, Path)
     with sqlite3.connect(config.state) as db:
         assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
 

@@ -10,6 +10,7 @@ import pytest
 
 from batch.errors import StateError
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, VideoUpdate
+from batch.store.backend import StateLocation
 
 
 def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, int]:
@@ -20,15 +21,15 @@ def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, in
     return run, state.next_jobs(run, 0, 10)[0].id
 
 
-def test_sending_is_on_disk_before_the_request_leaves(tmp_path: Path) -> None:
+def test_sending_is_committed_before_the_request_leaves(
+    state: StateStore, state_at: StateLocation
+) -> None:
     """A process killed mid-request leaves `sending` for another connection to read."""
-    state = StateStore(tmp_path / "s.db")
     run, job = planned_job(state)
     state.begin_attempt(job, run)
-    with sqlite3.connect(tmp_path / "s.db") as other:
-        assert other.execute("SELECT status, attempts FROM jobs").fetchone() == ("sending", 1)
-        assert other.execute("SELECT outcome FROM attempts").fetchone() == ("sending",)
-    state.close()
+    with StateStore.reader(state_at) as other:
+        assert other._db.execute("SELECT status, attempts FROM jobs").fetchone() == ("sending", 1)
+        assert other._db.execute("SELECT outcome FROM attempts").fetchone() == ("sending",)
 
 
 def test_wal_mode_and_the_send_record_is_synced(tmp_path: Path) -> None:
@@ -53,18 +54,16 @@ def test_wal_mode_and_the_send_record_is_synced(tmp_path: Path) -> None:
     state.close()
 
 
-def test_discarded_writes_leave_no_trace(tmp_path: Path) -> None:
+def test_discarded_writes_leave_no_trace(state: StateStore) -> None:
     """plan and --dry-run write inside a savepoint that is rolled back."""
-    state = StateStore(tmp_path / "s.db")
     with state.discarded():
         planned_job(state)
     assert state._db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
     assert state._db.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 
-def test_video_status_keeps_first_completion_and_events_dedupe(tmp_path: Path) -> None:
+def test_video_status_keeps_first_completion_and_events_dedupe(state: StateStore) -> None:
     """Status updates apply once; a repeated webhook event is refused."""
-    state = StateStore(tmp_path / "s.db")
     run, job = planned_job(state)
     attempt = state.begin_attempt(job, run)
     state.finish_attempt(
@@ -80,9 +79,8 @@ def test_video_status_keeps_first_completion_and_events_dedupe(tmp_path: Path) -
     assert state.claim_event("e1") is False
 
 
-def test_unknown_from_a_results_file_is_entered_once(tmp_path: Path) -> None:
+def test_unknown_from_a_results_file_is_entered_once(state: StateStore) -> None:
     """retry enters `unknown` rows so they are reconciled before any resend."""
-    state = StateStore(tmp_path / "s.db")
     state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
     state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
     assert state._db.execute("SELECT status FROM jobs").fetchall() == [("unknown",)]

@@ -14,21 +14,24 @@ from batch.config import CliOverrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
+from batch.store.backend import DatabaseURL, StateLocation
 from batch.store.results import read_results
 from tests.helpers import product_ids, submissions, write_catalog
 
 
-def config_for(catalog: Path, url: str, state: Path, keep_runs: int) -> RunConfig:
+def config_for(catalog: Path, url: str, state: StateLocation, keep_runs: int) -> RunConfig:
     overrides = CliOverrides(base_url=url, rate_limit="100000/min", state=state)
     config = build_run_config(catalog, overrides, api_key=Secret("sk-sandbox"))
     return replace(config, keep_runs=keep_runs, settle_seconds=0.3)
 
 
-def test_pruned_runs_lose_their_rows_but_never_a_job_or_an_attempt(tmp_path: Path) -> None:
+def test_pruned_runs_lose_their_rows_but_never_a_job_or_an_attempt(
+    tmp_path: Path, state_at: StateLocation
+) -> None:
     """Five nights with keep_runs=2: two runs' rows remain, every job and attempt does, and a
     job accepted on the first night is still already_submitted, not sent again."""
     ids = product_ids(6)
-    state = tmp_path / "ledger.db"
+    state = state_at
     with running_sandbox(SandboxConfig(rate_limit=None)) as url:
         for night in range(5):
             rows = [{"sku": f"S{i}", "product_id": ids[i]} for i in range(night + 2)]
@@ -38,7 +41,9 @@ def test_pruned_runs_lose_their_rows_but_never_a_job_or_an_attempt(tmp_path: Pat
         accepted = len(submissions(url)["submissions"])
         with StateStore(state) as store:
             facts = store.info()
-            runs = [r for (r,) in store._db.execute("SELECT DISTINCT run_id FROM run_rows")]
+            runs = [
+                r for (r,) in store._db.execute("SELECT DISTINCT run_id FROM run_rows ORDER BY 1")
+            ]
         assert facts.runs == 2
         assert runs == [4, 5]
         assert facts.jobs_by_status == {"submitted": 6}
@@ -49,23 +54,24 @@ def test_pruned_runs_lose_their_rows_but_never_a_job_or_an_attempt(tmp_path: Pat
     assert set(read_results(tmp_path / "catalog_0.results.csv")["status"]) == {"already_submitted"}
 
 
-def test_state_info_prune_and_vacuum_commands(tmp_path: Path) -> None:
+def test_state_info_prune_and_vacuum_commands(tmp_path: Path, state_at: StateLocation) -> None:
     """`state info` names the ledger and counts; `prune` and `vacuum` keep every job."""
-    state = tmp_path / "ledger.db"
+    state = state_at
     with running_sandbox(SandboxConfig(rate_limit=None)) as url:
         catalog = write_catalog(tmp_path / "c.csv", [{"product_id": product_ids(1)[0]}])
         for _ in range(3):
             runner.run(config_for(catalog, url, state, keep_runs=10))
     cli = CliRunner()
-    shown = cli.invoke(main, ["state", "info", "--state", str(state)])
+    given = state.url if isinstance(state, DatabaseURL) else str(state)
+    shown = cli.invoke(main, ["state", "info", "--state", given])
     assert shown.exit_code == 0, shown.output
     assert f"ledger          {state}" in shown.output
     assert "runs kept       3  (3 row outcomes)" in shown.output
     assert "jobs submitted  1" in shown.output
-    pruned = cli.invoke(main, ["state", "prune", "--keep-runs", "1", "--state", str(state)])
+    pruned = cli.invoke(main, ["state", "prune", "--keep-runs", "1", "--state", given])
     assert pruned.exit_code == 0
     assert "pruned 2 run(s)" in pruned.output
-    assert cli.invoke(main, ["state", "vacuum", "--state", str(state)]).exit_code == 0
+    assert cli.invoke(main, ["state", "vacuum", "--state", given]).exit_code == 0
     with StateStore(state) as store:
         assert store.info().jobs_by_status == {"submitted": 1}
     missing = cli.invoke(main, ["state", "info", "--state", str(tmp_path / "nope.db")])

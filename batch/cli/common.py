@@ -6,12 +6,14 @@ import functools
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
 from batch import logs
-from batch.errors import BatchError
+from batch.errors import BatchError, StateError
+from batch.store.backend import StateLocation, state_location
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,3 +67,21 @@ json_option = click.option(
 def emit_json(document: object) -> None:
     """The one machine-readable document of a command, on stdout."""
     click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+class StateType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """`--state`: a SQLite file, or a `postgresql://` URL (batch.store.backend)."""
+
+    name = "path|postgresql-url"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        try:
+            location: StateLocation = state_location(value)
+        except StateError as exc:
+            self.fail(str(exc), param, ctx)
+        if isinstance(location, Path) and location.is_dir():
+            self.fail(f"{location} is a directory, not a file", param, ctx)
+        return location
+
+
+STATE = StateType()

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from batch import api
-from batch.cli.common import emit_json, json_option, logging_options, reports_errors
+from batch.cli.common import STATE, emit_json, json_option, logging_options, reports_errors
 from batch.config import Overrides, parse_duration, parse_until
 from batch.embedded import Sandbox, local_sandbox
 from batch.errors import CatalogError
@@ -62,7 +62,7 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab)."),
         click.option(
             "--state",
-            type=click.Path(path_type=Path, dir_okay=False),
+            type=STATE,
             help="State database (default: the account's ledger).",
         ),
         click.option(
@@ -163,7 +163,7 @@ def run(catalog: Location, **options: Any) -> None:
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--state",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=STATE,
     help="State database (default: the account's ledger).",
 )
 @click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min).")

@@ -8,25 +8,26 @@ from typing import ParamSpec, TypeVar
 
 import click
 
-from batch.cli.common import logging_options, reports_errors
+from batch.cli.common import STATE, logging_options, reports_errors
 from batch.config import load_settings, read_api_key
 from batch.errors import StateError
 from batch.store import StateStore
+from batch.store.backend import StateLocation
 from batch.store.ledgers import choose_state
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _ledger(state: Path | None, config_path: Path | None) -> Path:
+def _ledger(state: StateLocation | None, config_path: Path | None) -> StateLocation:
     if state is not None:
-        if not state.is_file():
+        if isinstance(state, Path) and not state.is_file():
             raise StateError(f"{state}: no state database here; check the path")
         return state
     settings = load_settings(config_path)
     key = read_api_key(settings)
     path = choose_state(None, None, settings.api.base_url, key.reveal()).path
-    if not path.is_file():
+    if isinstance(path, Path) and not path.is_file():
         raise StateError(f"no ledger of this account at {path}: nothing was run with this key")
     return path
 
@@ -35,7 +36,7 @@ def _ledger_options(command: Callable[P, R]) -> Callable[P, R]:
     for option in (
         click.option(
             "--state",
-            type=click.Path(path_type=Path, dir_okay=False),
+            type=STATE,
             help="State database (default: the ledger of the account behind JOGG_API_KEY).",
         ),
         click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False)),
@@ -56,7 +57,7 @@ def state() -> None:
 @_ledger_options
 @logging_options
 @reports_errors
-def info(state: Path | None, config_path: Path | None) -> None:
+def info(state: StateLocation | None, config_path: Path | None) -> None:
     """Where the ledger is, its size, runs, and jobs by status."""
     path = _ledger(state, config_path)
     with StateStore(path) as store:
@@ -76,7 +77,7 @@ def info(state: Path | None, config_path: Path | None) -> None:
 @_ledger_options
 @logging_options
 @reports_errors
-def prune(keep_runs: int, state: Path | None, config_path: Path | None) -> None:
+def prune(keep_runs: int, state: StateLocation | None, config_path: Path | None) -> None:
     """Forget the row outcomes of all but the newest runs (jobs and attempts stay forever)."""
     with StateStore(_ledger(state, config_path)) as store:
         store.lock()
@@ -88,7 +89,7 @@ def prune(keep_runs: int, state: Path | None, config_path: Path | None) -> None:
 @_ledger_options
 @logging_options
 @reports_errors
-def vacuum(state: Path | None, config_path: Path | None) -> None:
+def vacuum(state: StateLocation | None, config_path: Path | None) -> None:
     """Give freed space back to the disk (rewrites the file; slow for a big ledger)."""
     with StateStore(_ledger(state, config_path)) as store:
         store.lock()

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from batch import api
-from batch.cli.common import emit_json, json_option, logging_options, reports_errors
+from batch.cli.common import STATE, emit_json, json_option, logging_options, reports_errors
 from batch.config import Overrides, parse_duration
 
 
@@ -16,7 +16,7 @@ from batch.config import Overrides, parse_duration
 @click.argument("results", required=False, type=click.Path(path_type=Path, dir_okay=False))
 @click.option(
     "--state",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=STATE,
     help="State database (default: the account's ledger).",
 )
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))

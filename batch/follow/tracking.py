@@ -16,13 +16,14 @@ from batch.joggai.client import JoggClient, Timeouts
 from batch.joggai.listing import AccountListing, report_double_charges
 from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
+from batch.store.backend import StateLocation
 from batch.store.results import read_results, write_table
 
 log = logging.getLogger(__name__)
 
 
 def track(
-    state_path: Path,
+    state_path: StateLocation,
     base_url: str,
     api_key: Secret,
     *,
@@ -52,7 +53,7 @@ def track(
 
 
 async def track_async(
-    state_path: Path,
+    state_path: StateLocation,
     base_url: str,
     api_key: Secret,
     *,

@@ -1,8 +1,9 @@
 """The state database's connection: opening it (checked and migrated), the run lock, transactions,
 and the small key-value table of settings it keeps (`meta`).
 
-Commits are not synced one by one (synchronous=NORMAL; WAL keeps them in order); a `durable`
-transaction is synced before COMMIT returns. See batch.store for why that split is safe.
+On SQLite, commits are not synced one by one (synchronous=NORMAL; WAL keeps them in order); a
+`durable` transaction is synced before COMMIT returns. PostgreSQL gets the same split with
+`synchronous_commit`. See batch.store for why it is safe.
 """
 
 from __future__ import annotations
@@ -19,29 +20,51 @@ from typing import Any, Self
 
 from batch import files
 from batch.errors import LockedError, StateError
+from batch.store.backend import Database, DatabaseURL, PostgresDatabase, StateLocation
 from batch.store.schema import migrate
 
 
 class Connection:
     """One connection to the state database. Not thread-safe: one connection, one thread."""
 
-    def __init__(self, path: Path, *, clock: Any = time.time) -> None:
-        self.path = path
+    def __init__(self, location: StateLocation, *, clock: Any = time.time) -> None:
+        self.location = location
         self._clock = clock
-        files.prepare_state(path)  # 0600, no symlink, not another user's (StateError)
-        try:
-            self._db = sqlite3.connect(path, isolation_level=None, timeout=30)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "PRAGMA synchronous=NORMAL"
-            )  # FULL where it matters: see begin_attempt
-            # Job look-ups by fingerprint hit random pages: a bigger cache keeps planning linear.
-            self._db.execute("PRAGMA cache_size=-65536")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            migrate(self._db, path)
-        except sqlite3.Error as exc:
-            raise StateError(f"{path}: cannot open the state database: {exc}") from exc
         self._lock_file: int | None = None
+        self._db: Database
+        if isinstance(location, DatabaseURL):
+            self.dialect = "postgresql"
+            self._db = PostgresDatabase(location)
+            try:
+                migrate(self._db, self.dialect, location)
+            except self._db.errors as exc:
+                self._db.close()
+                raise StateError(f"{location}: cannot prepare the state database: {exc}") from exc
+            return
+        self.dialect = "sqlite"
+        files.prepare_state(location)  # 0600, no symlink, not another user's (StateError)
+        try:
+            db = sqlite3.connect(location, isolation_level=None, timeout=30)
+            self._db = db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # FULL where it matters: see begin_attempt
+            # Job look-ups by fingerprint hit random pages: a bigger cache keeps planning linear.
+            db.execute("PRAGMA cache_size=-65536")
+            db.execute("PRAGMA foreign_keys=ON")
+            migrate(db, self.dialect, location)
+        except sqlite3.Error as exc:
+            raise StateError(f"{location}: cannot open the state database: {exc}") from exc
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (a PostgreSQL state has none)."""
+        assert isinstance(self.location, Path), "a PostgreSQL state has no file"
+        return self.location
+
+    @property
+    def shared(self) -> bool:
+        """Whether other machines may use this state at the same time (PostgreSQL)."""
+        return self.dialect == "postgresql"
 
     def get_meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -49,17 +72,26 @@ class Connection:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._write() as db:
-            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
 
     @classmethod
     @contextmanager
-    def reader(cls, path: Path) -> Iterator[Self]:
+    def reader(cls, location: StateLocation) -> Iterator[Self]:
         """A second connection for reading while the run writes (WAL allows both at once)."""
         store = cls.__new__(cls)
-        store.path = path
+        store.location = location
         store._clock = time.time
         store._lock_file = None
-        store._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        if isinstance(location, DatabaseURL):
+            store.dialect = "postgresql"
+            store._db = PostgresDatabase(location, read_only=True)
+        else:
+            store.dialect = "sqlite"
+            store._db = sqlite3.connect(f"file:{location}?mode=ro", uri=True, timeout=30)
         try:
             yield store
         finally:
@@ -76,7 +108,13 @@ class Connection:
         self.close()
 
     def lock(self) -> None:
-        """Take the run lock (an flock on `<state>.lock`), or raise LockedError at once."""
+        """Take the run lock (an flock on `<state>.lock`), or raise LockedError at once.
+
+        A PostgreSQL state is shared by design: its runs take the per-catalog-run lock in
+        `begin_run` instead (batch.store.fleet), so here there is nothing to take.
+        """
+        if self.shared:
+            return
         lock_path = self.path.with_name(self.path.name + ".lock")
         fd = files.open_lock(lock_path)  # 0600, O_NOFOLLOW, ours (StateError otherwise)
         try:
@@ -100,38 +138,45 @@ class Connection:
     # --- transactions --------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, durable: bool = False) -> Iterator[Database]:
         """One transaction; a durable one is synced to disk before COMMIT returns."""
-        if durable:
-            self._db.execute("PRAGMA synchronous=FULL")
+        db, sqlite = self._db, self.dialect == "sqlite"
+        if durable and sqlite:
+            db.execute("PRAGMA synchronous=FULL")
         try:
-            self._db.execute("BEGIN IMMEDIATE")
+            db.execute("BEGIN IMMEDIATE" if sqlite else "BEGIN")
             try:
-                yield self._db
+                if not durable and not sqlite:
+                    db.execute("SET LOCAL synchronous_commit = off")
+                yield db
             except BaseException:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
                 raise
-            self._db.execute("COMMIT")
+            db.execute("COMMIT")
         finally:
-            if durable:
-                self._db.execute("PRAGMA synchronous=NORMAL")
+            if durable and sqlite:
+                db.execute("PRAGMA synchronous=NORMAL")
 
     @contextmanager
     def discarded(self) -> Iterator[None]:
         """Everything written inside is rolled back: how `plan` and `--dry-run` stay read-only."""
-        self._db.execute("SAVEPOINT discarded")
+        sqlite = self.dialect == "sqlite"
+        self._db.execute("SAVEPOINT discarded" if sqlite else "BEGIN")
         self._in_discarded = True
         try:
             yield
         finally:
-            self._db.execute("ROLLBACK TO discarded")
-            self._db.execute("RELEASE discarded")
+            if sqlite:
+                self._db.execute("ROLLBACK TO discarded")
+                self._db.execute("RELEASE discarded")
+            else:
+                self._db.execute("ROLLBACK")
             self._in_discarded = False
 
     _in_discarded = False
 
     @contextmanager
-    def _write(self, *, durable: bool = False) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool = False) -> Iterator[Database]:
         if self._in_discarded:
             yield self._db  # already inside the savepoint; committing would defeat it
         else:

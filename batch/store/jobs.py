@@ -3,9 +3,10 @@ attempt bracketed by state writes (`sending` before the request, the outcome aft
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
+from batch.store.backend import Database
 from batch.store.connection import Connection
 from batch.store.records import AttemptRecord, Job, JobUpdate, NewJob, RowPlan
 
@@ -13,12 +14,11 @@ from batch.store.records import AttemptRecord, Job, JobUpdate, NewJob, RowPlan
 class JobQueries(Connection):
     def begin_run(self, catalog: str, *, dry_run: bool) -> int:
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO runs (started_at, catalog, dry_run) VALUES (?, ?, ?)",
+            (run_id,) = db.execute(
+                "INSERT INTO runs (started_at, catalog, dry_run) VALUES (?, ?, ?) RETURNING id",
                 (self._clock(), catalog, int(dry_run)),
-            )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+            ).fetchone()
+        return int(run_id)
 
     def finish_run(self, run_id: int, outcome: str) -> None:
         with self._write() as db:
@@ -44,22 +44,18 @@ class JobQueries(Connection):
         )
         return [float(when) for (when,) in rows]
 
-    def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, sqlite3.Row]:
-        """The existing jobs among `fingerprints` (one query per 10,000)."""
-        found: dict[str, sqlite3.Row] = {}
-        self._db.row_factory = sqlite3.Row
-        try:
-            for start in range(0, len(fingerprints), 10_000):
-                chunk = fingerprints[start : start + 10_000]
-                marks = ",".join("?" * len(chunk))
-                for row in self._db.execute(
-                    "SELECT id, fingerprint, status, permanent "
-                    f"FROM jobs WHERE fingerprint IN ({marks})",
-                    chunk,
-                ):
-                    found[row["fingerprint"]] = row
-        finally:
-            self._db.row_factory = None
+    def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The existing jobs among `fingerprints` (one query per 10,000): id, status, permanent."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(fingerprints), 10_000):
+            chunk = fingerprints[start : start + 10_000]
+            marks = ",".join("?" * len(chunk))
+            for job_id, fingerprint, status, permanent in self._db.execute(
+                "SELECT id, fingerprint, status, permanent FROM jobs "
+                f"WHERE fingerprint IN ({marks})",
+                chunk,
+            ):
+                found[fingerprint] = {"id": job_id, "status": status, "permanent": permanent}
         return found
 
     def has_jobs(self) -> bool:
@@ -97,14 +93,17 @@ class JobQueries(Connection):
         now = self._clock()
         with self._write() as db:
             ids = self._insert_jobs(db, run_id, new_jobs, now)
+            # A job another worker of this run has planned already (and may be sending) is its.
             db.executemany(
                 "UPDATE jobs SET status = coalesce(?, status), planned_run = ?, updated_at = ? "
-                "WHERE id = ?",
-                ((status, run_id, now, job_id) for status, job_id in job_updates),
+                "WHERE id = ? AND coalesce(planned_run, 0) <> ?",
+                ((status, run_id, now, job_id, run_id) for status, job_id in job_updates),
             )
             db.executemany(
-                "INSERT OR REPLACE INTO run_rows (run_id, row, job_id, row_status, detail) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO run_rows (run_id, row, job_id, row_status, detail) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (run_id, row) DO UPDATE SET "
+                "job_id = excluded.job_id, row_status = excluded.row_status, "
+                "detail = excluded.detail",
                 (
                     (run_id, row, ids[ref] if isinstance(ref, str) else ref, status, detail)
                     for row, ref, status, detail in rows
@@ -113,25 +112,30 @@ class JobQueries(Connection):
         return ids
 
     def _insert_jobs(
-        self, db: sqlite3.Connection, run_id: int, jobs: Sequence[NewJob], now: float
+        self, db: Database, run_id: int, jobs: Sequence[NewJob], now: float
     ) -> dict[str, int]:
-        """Inserts new jobs in one statement; returns their ids by fingerprint."""
+        """Inserts new jobs in one statement; returns their ids by fingerprint.
+
+        On a shared state another worker may insert the same job first: its row is kept.
+        """
         if not jobs:
             return {}
         first = db.execute("SELECT coalesce(max(id), 0) + 1 FROM jobs").fetchone()[0]
         db.executemany(
             "INSERT INTO jobs (fingerprint, row_key, fields, tag, status, planned_run, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?)",
+            "created_at, updated_at) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?) "
+            "ON CONFLICT (fingerprint) DO NOTHING",
             (
                 (fingerprint, row_key, fields, tag, run_id, now, now)
                 for fingerprint, row_key, fields, tag in jobs
             ),
         )
-        # SQLite gives each appended row max(rowid) + 1, so inside this transaction the ids
-        # are consecutive; checked, with a look-up as the fallback.
+        # SQLite gives each appended row max(rowid) + 1, so inside this transaction (which
+        # holds the only write lock) the ids are consecutive; checked, with a look-up as the
+        # fallback. PostgreSQL's identity values interleave between workers: always looked up.
         last = db.execute("SELECT max(id) FROM jobs").fetchone()[0]
         fingerprints = [job[0] for job in jobs]
-        if last - first + 1 == len(jobs):
+        if self.dialect == "sqlite" and last - first + 1 == len(jobs):
             return dict(zip(fingerprints, range(first, last + 1), strict=True))
         return {fp: row["id"] for fp, row in self.jobs_by_fingerprint(fingerprints).items()}
 
@@ -140,16 +144,17 @@ class JobQueries(Connection):
         reconciliation scans the whole listing). Does nothing when the job exists."""
         now = self._clock()
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO jobs (fingerprint, row_key, fields, tag, status, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, 'unknown', ?, ?)",
+            created = db.execute(
+                "INSERT INTO jobs (fingerprint, row_key, fields, tag, status, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, 'unknown', ?, ?) "
+                "ON CONFLICT (fingerprint) DO NOTHING RETURNING id",
                 (fingerprint, row_key, fields, tag, now, now),
-            )
-            if cursor.rowcount:
+            ).fetchone()
+            if created is not None:
                 db.execute(
                     "INSERT INTO attempts (job_id, run_id, started_at, finished_at, outcome) "
                     "VALUES (?, 0, 0, 0, 'unknown')",
-                    (cursor.lastrowid,),
+                    (created[0],),
                 )
 
     def rekey_job(self, job_id: int, tag: str) -> None:
@@ -205,18 +210,17 @@ class JobQueries(Connection):
         """Committed before the POST leaves: from here on the job may have been accepted."""
         now = self._clock()
         with self._write(durable=True) as db:
-            cursor = db.execute(
+            (attempt_id,) = db.execute(
                 "INSERT INTO attempts (job_id, run_id, started_at, outcome) "
-                "VALUES (?, ?, ?, 'sending')",
+                "VALUES (?, ?, ?, 'sending') RETURNING id",
                 (job_id, run_id, now),
-            )
+            ).fetchone()
             db.execute(
                 "UPDATE jobs SET status = 'sending', attempts = attempts + 1, absent_at = NULL, "
                 "updated_at = ? WHERE id = ?",
                 (now, job_id),
             )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int(attempt_id)
 
     def finish_attempt(
         self,
@@ -281,7 +285,7 @@ class JobQueries(Connection):
 
     def _set_job(
         self,
-        db: sqlite3.Connection,
+        db: Database,
         job_id: int,
         status: str,
         record: AttemptRecord,
@@ -324,7 +328,9 @@ class JobQueries(Connection):
     def record_product(self, source: str, product_id: str) -> None:
         with self._write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO products (source, product_id, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO products (source, product_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO UPDATE SET product_id = excluded.product_id, "
+                "created_at = excluded.created_at",
                 (source, product_id, self._clock()),
             )
 

@@ -35,7 +35,8 @@ class LedgerQueries(JobQueries):
             db.executemany(
                 "INSERT INTO listing (video_id, tag, title, created_at, seen_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (video_id) DO UPDATE SET tag = excluded.tag, "
-                "title = excluded.title, created_at = coalesce(excluded.created_at, created_at)",
+                "title = excluded.title, "
+                "created_at = coalesce(excluded.created_at, listing.created_at)",
                 ((vid, tag, title, created, now) for vid, tag, title, created in videos),
             )
 
@@ -98,11 +99,17 @@ class LedgerQueries(JobQueries):
     def record_double_charges(self, run_id: int | None) -> list[DoubleCharge]:
         """Tags the listing shows on more than one video and that were not known before;
         every such tag is kept, with its videos, oldest first."""
-        rows = self._db.execute(
-            "SELECT tag, json_group_array(video_id), min(created_at) FROM "
-            "(SELECT tag, video_id, created_at FROM listing WHERE tag IS NOT NULL "
-            " ORDER BY created_at, video_id) GROUP BY tag HAVING count(*) > 1"
-        ).fetchall()
+        videos: dict[str, list[tuple[float | None, str]]] = {}
+        for tag, video_id, created in self._db.execute(
+            "SELECT tag, video_id, created_at FROM listing WHERE tag IN "
+            "(SELECT tag FROM listing WHERE tag IS NOT NULL GROUP BY tag HAVING count(*) > 1)"
+        ):
+            videos.setdefault(tag, []).append((created, video_id))
+        rows = []
+        for tag, seen in videos.items():
+            seen.sort(key=lambda video: (video[0] is not None, video[0] or 0.0, video[1]))
+            ids = json.dumps([video_id for _, video_id in seen], separators=(",", ":"))
+            rows.append((tag, ids, min((c for c, _ in seen if c is not None), default=None)))
         known = {
             tag: ids for tag, ids in self._db.execute("SELECT tag, video_ids FROM double_charges")
         }
@@ -110,8 +117,10 @@ class LedgerQueries(JobQueries):
         now = self._clock()
         with self._write() as db:
             db.executemany(
-                "INSERT OR REPLACE INTO double_charges (tag, video_ids, first_created, "
-                "detected_at, detected_run) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO double_charges (tag, video_ids, first_created, detected_at, "
+                "detected_run) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tag) DO UPDATE SET "
+                "video_ids = excluded.video_ids, first_created = excluded.first_created, "
+                "detected_at = excluded.detected_at, detected_run = excluded.detected_run",
                 ((tag, ids, first, now, run_id) for tag, ids, first in fresh),
             )
         return [DoubleCharge(tag, tuple(json.loads(ids)), first) for tag, ids, first in fresh]
@@ -131,7 +140,7 @@ class LedgerQueries(JobQueries):
             "SELECT count(*) FROM ("
             " SELECT a.video_id FROM attempts a WHERE a.run_id = ? AND a.video_id IS NOT NULL"
             " UNION SELECT l.video_id FROM attempts a JOIN jobs j ON j.id = a.job_id"
-            " JOIN listing l ON l.tag = j.tag WHERE a.run_id = ? AND l.created_at >= ?)",
+            " JOIN listing l ON l.tag = j.tag WHERE a.run_id = ? AND l.created_at >= ?) AS videos",
             (run_id, run_id, since),
         ).fetchone()
         return int(row[0])
@@ -175,9 +184,9 @@ class LedgerQueries(JobQueries):
                 known = self.jobs_by_fingerprint([row[at] for row in rows])
                 for row in rows:
                     if row[at] not in known:
-                        cursor = db.execute(f"INSERT INTO jobs ({names}) VALUES ({marks})", row[1:])
-                        assert cursor.lastrowid is not None
-                        new_ids[row[0]] = cursor.lastrowid
+                        (new_ids[row[0]],) = db.execute(
+                            f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING id", row[1:]
+                        ).fetchone()
             db.executemany(
                 "INSERT INTO attempts (job_id, run_id, started_at, finished_at, outcome, code, "
                 "http_status, message, video_id) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
@@ -191,7 +200,8 @@ class LedgerQueries(JobQueries):
                 ),
             )
             db.executemany(
-                "INSERT OR IGNORE INTO products (source, product_id, created_at) VALUES (?, ?, ?)",
+                "INSERT INTO products (source, product_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO NOTHING",
                 source.execute("SELECT source, product_id, created_at FROM products"),
             )
         return len(new_ids)

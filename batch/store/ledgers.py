@@ -27,6 +27,7 @@ import platformdirs
 
 from batch import files
 from batch.errors import StateError
+from batch.store.backend import StateLocation
 
 APP_NAME = "jogg-batch"
 
@@ -35,7 +36,7 @@ APP_NAME = "jogg-batch"
 class StateChoice:
     """The state a command uses, and an older per-file state to merge into it first."""
 
-    path: Path
+    path: StateLocation
     legacy: Path | None = None
 
 
@@ -57,7 +58,7 @@ def legacy_state_path(results: Path) -> Path:
 
 
 def choose_state(
-    explicit: Path | None, results: Path | None, base_url: str, api_key: str
+    explicit: StateLocation | None, results: Path | None, base_url: str, api_key: str
 ) -> StateChoice:
     """`explicit` when given; else the account's ledger, with the 0.1 state beside the results
     (when there is one) to merge into it."""

@@ -19,7 +19,7 @@ from batch.store.connection import Connection
 class LedgerInfo:
     """`jogg-batch state info`."""
 
-    bytes_on_disk: int  # the database and its WAL
+    bytes_on_disk: int  # the database and its WAL (PostgreSQL: the whole database)
     runs: int
     row_outcomes: int  # rows of run_rows: the part that grows with every run
     jobs_by_status: dict[str, int]
@@ -35,11 +35,14 @@ class MaintenanceQueries(Connection):
         def count(table: str) -> int:
             return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
-        size = sum(
-            path.stat().st_size
-            for path in (self.path, self.path.with_name(self.path.name + "-wal"))
-            if path.exists()
-        )
+        if self.dialect == "postgresql":
+            size = int(db.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+        else:
+            size = sum(
+                path.stat().st_size
+                for path in (self.path, self.path.with_name(self.path.name + "-wal"))
+                if path.exists()
+            )
         statuses = dict(db.execute("SELECT status, count(*) FROM jobs GROUP BY status ORDER BY 1"))
         return LedgerInfo(
             bytes_on_disk=size,
@@ -57,12 +60,8 @@ class MaintenanceQueries(Connection):
         if keep_runs < 1:
             raise ValueError(f"keep_runs must be 1 or more, not {keep_runs}")
         with self._write() as db:
-            old = [
-                run_id
-                for (run_id,) in db.execute(
-                    "SELECT id FROM runs ORDER BY id DESC LIMIT -1 OFFSET ?", (keep_runs,)
-                )
-            ]
+            newest_first = db.execute("SELECT id FROM runs ORDER BY id DESC").fetchall()
+            old = [run_id for (run_id,) in newest_first[keep_runs:]]
             if old:
                 newest_old = max(old)
                 db.execute("DELETE FROM run_rows WHERE run_id <= ?", (newest_old,))
@@ -70,6 +69,10 @@ class MaintenanceQueries(Connection):
         return len(old)
 
     def vacuum(self) -> None:
-        """Gives freed pages back to the file system (rewrites the whole file: slow when big)."""
+        """Gives freed pages back to the file system (rewrites the whole file: slow when big).
+        On PostgreSQL, a plain VACUUM: autovacuum already reuses the space; this only hurries it."""
+        if self.dialect == "postgresql":
+            self._db.execute("VACUUM")
+            return
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.execute("VACUUM")

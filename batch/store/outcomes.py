@@ -6,6 +6,8 @@ from typing import Any
 
 from batch.store.connection import Connection
 
+# double_charges.video_ids is a JSON list of ids (letters, digits, dashes): spelt out as "a, b"
+# with string functions both databases have.
 # What the results file says of a row, from its plan (run_rows) and its job.
 _RESULT_STATUS = """CASE
     WHEN r.row_status IN ('invalid', 'duplicate') THEN r.row_status
@@ -25,7 +27,8 @@ class OutcomeQueries(Connection):
             f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, "
             "CASE WHEN r.detail IS NOT NULL THEN r.detail "
             "WHEN d.tag IS NOT NULL THEN 'double charge, raise it with JoggAI: videos ' || "
-            "(SELECT group_concat(value, ', ') FROM json_each(d.video_ids)) "
+            "replace(replace(replace(replace(d.video_ids, '[', ''), ']', ''), '\"', ''), "
+            "',', ', ') "
             "ELSE j.message END, "
             "j.attempts, j.submitted_at, j.video_status, j.video_url, j.cover_url, j.duration, "
             "j.deducted_credit, j.error, j.completed_at, j.product_id "
@@ -47,7 +50,7 @@ class OutcomeQueries(Connection):
 
     def failure_codes(self, run_id: int) -> dict[str, int]:
         rows = self._db.execute(
-            "SELECT coalesce(j.code, r.row_status), count(*) FROM run_rows r "
+            "SELECT coalesce(CAST(j.code AS TEXT), r.row_status), count(*) FROM run_rows r "
             "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? AND "
             "(j.status IN ('failed', 'unknown') OR r.row_status = 'invalid') GROUP BY 1",
             (run_id,),

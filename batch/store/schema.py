@@ -7,9 +7,10 @@ older one, so the upgrade path is exercised by every new state, not only by old 
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
+from typing import Any
 
 from batch.errors import StateError
+from batch.store.backend import ddl
 
 _BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -105,21 +106,18 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
+# Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
+_MIGRATION_LOCK = 0x6A6F6767
 
 
-def migrate(db: sqlite3.Connection, path: Path) -> None:
+def migrate(db: Any, dialect: str, location: object) -> None:
     """Creates the tables if needed and brings the schema to SCHEMA_VERSION, one migration per
-    transaction."""
+    transaction. On PostgreSQL, workers starting together take turns (an advisory lock)."""
+    if dialect == "postgresql":
+        _migrate_postgres(db, location)
+        return
     db.executescript(_BASE_SCHEMA)
-    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = 1 if row is None else int(row[0])
-    if version > SCHEMA_VERSION:
-        raise StateError(
-            f"{path}: state schema {version} was written by a newer jogg-batch; this "
-            f"one reads schema {SCHEMA_VERSION} (upgrade jogg-batch)"
-        )
-    if row is None:
-        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', 1)")
+    version = _version(db, location)
     for target in range(version + 1, SCHEMA_VERSION + 1):
         # executescript commits first; the script's own BEGIN/COMMIT makes the step atomic.
         try:
@@ -131,3 +129,31 @@ def migrate(db: sqlite3.Connection, path: Path) -> None:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+
+def _migrate_postgres(db: Any, location: object) -> None:
+    db.execute("BEGIN")
+    try:
+        db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
+        db.script(ddl(_BASE_SCHEMA, "postgresql"))
+        version = _version(db, location)
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            db.script(ddl(_MIGRATIONS[target - 2], "postgresql"))
+            db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),))
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")  # PostgreSQL's DDL is transactional: all the steps, or none
+
+
+def _version(db: Any, location: object) -> int:
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = 1 if row is None else int(row[0])
+    if version > SCHEMA_VERSION:
+        raise StateError(
+            f"{location}: state schema {version} was written by a newer jogg-batch; this "
+            f"one reads schema {SCHEMA_VERSION} (upgrade jogg-batch)"
+        )
+    if row is None:
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+    return version

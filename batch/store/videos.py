@@ -27,7 +27,8 @@ class VideoQueries(Connection):
                 "UPDATE jobs SET video_status = ?, video_url = coalesce(?, video_url), "
                 "cover_url = coalesce(?, cover_url), duration = coalesce(?, duration), "
                 "deducted_credit = coalesce(?, deducted_credit), error = coalesce(?, error), "
-                "completed_at = CASE WHEN ? THEN coalesce(completed_at, ?) ELSE completed_at END, "
+                "completed_at = "
+                "CASE WHEN ? = 1 THEN coalesce(completed_at, ?) ELSE completed_at END, "
                 "updated_at = ? WHERE video_id = ? AND (coalesce(video_status, '') != ? "
                 "OR coalesce(video_url, '') != coalesce(?, video_url, '')) "
                 # A final status is never changed again, whoever reports otherwise (replays).
@@ -77,8 +78,9 @@ class VideoQueries(Connection):
     def claim_event(self, event_id: str) -> bool:
         """False when this webhook event was seen before (JoggAI retries deliveries)."""
         with self._write() as db:
-            cursor = db.execute(
-                "INSERT OR IGNORE INTO webhook_events (event_id, received_at) VALUES (?, ?)",
+            claimed = db.execute(
+                "INSERT INTO webhook_events (event_id, received_at) VALUES (?, ?) "
+                "ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
                 (event_id, self._clock()),
-            )
-        return cursor.rowcount > 0
+            ).fetchone()
+        return claimed is not None
