@@ -29,6 +29,7 @@ from batch.config import RunConfig
 from batch.errors import AccountError, ApiError, ExitCode, LocalIOError, StateError
 from batch.follow.polling import PollSummary
 from batch.joggai.client import JoggClient
+from batch.joggai.fleet import FleetLimiter
 from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing, report_double_charges
 from batch.joggai.lookup import LookupConfig, LookupService
 from batch.joggai.ratelimit import SlidingWindowLimiter
@@ -45,8 +46,9 @@ from batch.progress import Progress
 from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
-from batch.store import DoubleCharge, Job, StateStore
+from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import database_errors
+from batch.store.fleet import key_id
 from batch.store.results import state_outcomes, write_results
 from batch.validate import before_sending
 
@@ -225,7 +227,8 @@ class _Run:
         self.config = config
         self.state = state
         self.transport = transport
-        self.run_id = state.begin_run(str(config.catalog), dry_run=False)
+        state.as_worker(config.claim_seconds)
+        self.run_id = state.join_run(str(config.catalog))
         self.planner = Planner(config, state, self.run_id, dry_run=False)
         self.planned = asyncio.Event()
         self.control = RunControl(config, on_stop=self.planned.set)
@@ -265,9 +268,12 @@ class _Run:
         """Closes the run in the state and writes the results file, whatever went wrong before:
         a local failure here is reported with the way back, never as a traceback."""
         with self._local_io("closing the run in the state"):
-            self.state.mark_not_attempted(self.run_id)
-            self.state.finish_run(self.run_id, self.control.stop_reason or "done")
-            self.state.prune(self.config.keep_runs)
+            # On a shared state the last worker out closes the run; the others leave their
+            # unsent jobs to it.
+            if self.state.leave_run(self.run_id, str(self.config.catalog)):
+                self.state.mark_not_attempted(self.run_id)
+                self.state.finish_run(self.run_id, self.control.stop_reason or "done")
+                self.state.prune(self.config.keep_runs)
         if self.hard_stop:
             return
         started = time.monotonic()
@@ -306,6 +312,7 @@ class _Run:
         assert main_task is not None
         installed = self._install_signals(loop, main_task) if handle_signals else []
         results_task = asyncio.create_task(self._refresh_results())
+        heartbeat = asyncio.create_task(self._guarded(self._heartbeat(), "renewing claims"))
         try:
             async with JoggClient(
                 self.config.base_url,
@@ -352,16 +359,28 @@ class _Run:
                 await self._last_sync()
         finally:
             results_task.cancel()
+            heartbeat.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
 
+    async def _heartbeat(self) -> None:
+        """Renews this worker's claims, so other workers sharing the state know it lives."""
+        while True:
+            await asyncio.sleep(self.config.claim_seconds / 3)
+            self.state.renew_claims()
+
     def _limiter(self) -> SlidingWindowLimiter | None:
-        if self.config.rate is None:
+        config, rate = self.config, self.config.rate
+        if rate is None:
             return None
-        limiter = SlidingWindowLimiter(self.config.rate)
+        if self.state.shared:  # the key's window is the fleet's: kept in the state
+            stale = rate.window + config.timeouts.connect + config.timeouts.product_read
+            key = key_id(config.base_url, config.api_key.reveal())
+            return FleetLimiter(rate, self.state, SendRule(key, rate.count, rate.window, stale))
+        limiter = SlidingWindowLimiter(rate)
         # Sends of an earlier (crashed) run still count in the server's window.
         now = time.time()
-        limiter.seed(self.state.recent_send_times(now - limiter.rate.window), now=now)
+        limiter.seed(self.state.recent_send_times(now - rate.window), now=now)
         return limiter
 
     async def _preflight(self, client: JoggClient) -> bool:
@@ -484,10 +503,18 @@ class _Run:
                 if self.planned.is_set():
                     self.planned.clear()
                     last_id = 0
-                jobs = self.state.next_jobs(self.run_id, last_id, 64)
+                jobs = self.state.claim_jobs(self.run_id, last_id, self._claim_batch)
                 if not jobs:
                     if self.planning_done and not self.planned.is_set():
-                        break
+                        if not self.state.held_elsewhere(self.run_id):
+                            break
+                        # Another worker holds the rest: if it dies, its claims run out here.
+                        last_id = 0
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                self.planned.wait(), self.config.claim_seconds / 3
+                            )
+                        continue
                     await self.planned.wait()
                     continue
                 last_id = jobs[-1].id
@@ -507,6 +534,12 @@ class _Run:
         finally:
             self.dispatched = True
             self.control.uncertain.set()
+
+    @property
+    def _claim_batch(self) -> int:
+        """Jobs claimed at a time: many alone, a few more than it can send at once when the
+        state is shared (claims taken early are jobs other workers cannot send)."""
+        return 2 * self.config.concurrency if self.state.shared else 64
 
     async def _launch(self, sender: JobSender, job: Job) -> bool:
         """Starts sending one job once a concurrency slot is free; False when the run stops."""

@@ -34,6 +34,10 @@ class StopRequested(Exception):
     """Raised inside a job when the run stops sending (signal, cap, deadline, account error)."""
 
 
+class JobTaken(Exception):
+    """The job is no longer this worker's to send (batch.store.fleet): nothing was sent."""
+
+
 @dataclass
 class RunControl:
     """What every part of a live run shares: why sending stopped, and the counts that decide
@@ -128,6 +132,12 @@ class JobSender:
     async def send(self, job: Job) -> None:
         """Adopt the job from the account's listing, or send it until its answer is final,
         unknown (the settler's then), or the attempts allowed are spent."""
+        try:
+            await self._send(job)
+        except JobTaken:
+            log.debug("row key %s: taken by another worker", job.row_key)
+
+    async def _send(self, job: Job) -> None:
         if self._adopted_from_listing(job):
             return
         fields = payload.fields_from_json(job.fields)
@@ -222,7 +232,11 @@ class JobSender:
             async with self.limiter.slot() as slot:
                 if self.control.stop_reason is not None:
                     raise StopRequested
-                outcome = await self._post_now(job, body)
+                try:
+                    outcome = await self._post_now(job, body)
+                except JobTaken:
+                    slot.unused()
+                    raise
                 slot.observe(outcome.retry_after, outcome.rate_remaining, outcome.rate_limited)
                 return outcome
         finally:
@@ -232,6 +246,8 @@ class JobSender:
 
     async def _post_now(self, job: Job, body: dict[str, Any]) -> ApiOutcome:
         attempt_id = self.state.begin_attempt(job.id, self.run_id)
+        if attempt_id is None:
+            raise JobTaken  # another worker holds it, or a request of it may be in flight
         self.control.sent += 1
         outcome = await self.client.create_video(body)
         status = status_after(outcome)

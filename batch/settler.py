@@ -55,7 +55,7 @@ class Settler:
         while True:
             jobs = [
                 job
-                for job in self.state.uncertain_jobs(self.run_id)
+                for job in self.state.claim_uncertain(self.run_id)
                 if job.id not in self.given_up and job.id not in self.in_flight
             ]
             if self.sending_over() and (not jobs or control.stop_reason is not None):

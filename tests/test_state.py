@@ -66,6 +66,7 @@ def test_video_status_keeps_first_completion_and_events_dedupe(state: StateStore
     """Status updates apply once; a repeated webhook event is refused."""
     run, job = planned_job(state)
     attempt = state.begin_attempt(job, run)
+    assert attempt is not None
     state.finish_attempt(
         attempt, job, AttemptRecord("ok", 0, video_id="v1"), "submitted", run_id=run
     )

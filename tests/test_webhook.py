@@ -342,6 +342,7 @@ def state(tmp_path: Path) -> StateStore:
     )
     job = store.next_jobs(run, 0, 10)[0].id
     attempt = store.begin_attempt(job, run)
+    assert attempt is not None
     record = AttemptRecord("ok", 0, video_id="vid_1")
     store.finish_attempt(attempt, job, record, "submitted", run_id=run)
     return store

@@ -101,6 +101,10 @@ class Slot:
         self.refused = was_429
         self._limiter._observe(self, retry_after, rate_remaining, was_429)
 
+    def unused(self) -> None:
+        """Nothing was sent after all: the place is given back at once."""
+        self.refused = True
+
 
 class SlidingWindowLimiter:
     """`async with limiter.slot() as slot:` around each POST; see the module docstring."""

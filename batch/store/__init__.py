@@ -32,11 +32,13 @@ The store is one class built from one module per concern: `connection` (opening,
 transactions), `schema` (tables and migrations), `jobs` (planning and sending), `ledger` (the
 account's listing, double charges, older states merged in), `videos` (final statuses and webhook
 events), `outcomes` (per run, what the results file is written from) and `maintenance` (what
-is kept, pruned and vacuumed).
+is kept, pruned and vacuumed), and `fleet` (workers sharing a state: runs, claims, the key's
+window). `backend` holds what differs between SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+from batch.store.fleet import FleetQueries, SendRule
 from batch.store.ledger import LedgerQueries
 from batch.store.maintenance import LedgerInfo, MaintenanceQueries
 from batch.store.outcomes import OutcomeQueries
@@ -69,6 +71,7 @@ __all__ = [
     "NewJob",
     "PendingVideo",
     "RowPlan",
+    "SendRule",
     "StateStore",
     "UncertainJob",
     "VideoStatus",
@@ -76,5 +79,5 @@ __all__ = [
 ]
 
 
-class StateStore(LedgerQueries, VideoQueries, OutcomeQueries, MaintenanceQueries):
+class StateStore(LedgerQueries, VideoQueries, OutcomeQueries, MaintenanceQueries, FleetQueries):
     """The state database of an account (or of the file `--state` names)."""

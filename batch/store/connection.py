@@ -27,6 +27,9 @@ from batch.store.schema import migrate
 class Connection:
     """One connection to the state database. Not thread-safe: one connection, one thread."""
 
+    worker = ""  # the worker whose claims this connection takes (batch.store.fleet)
+    claim_seconds = 60.0
+
     def __init__(self, location: StateLocation, *, clock: Any = time.time) -> None:
         self.location = location
         self._clock = clock

@@ -206,20 +206,27 @@ class JobQueries(Connection):
         ).fetchone()
         return bool(row[0])
 
-    def begin_attempt(self, job_id: int, run_id: int) -> int:
-        """Committed before the POST leaves: from here on the job may have been accepted."""
+    def begin_attempt(self, job_id: int, run_id: int) -> int | None:
+        """Committed before the POST leaves: from here on the job may have been accepted.
+
+        None, and nothing written, when the job is not this worker's to send: another worker
+        holds its claim, or a request of it may be in flight or accepted (batch.store.fleet).
+        """
         now = self._clock()
         with self._write(durable=True) as db:
+            taken = db.execute(
+                "UPDATE jobs SET status = 'sending', attempts = attempts + 1, absent_at = NULL, "
+                "updated_at = ? WHERE id = ? AND status NOT IN ('sending', 'reconciling', "
+                "'submitted') AND (claimed_by IS NULL OR claimed_by = ?)",
+                (now, job_id, self.worker),
+            )
+            if taken.rowcount != 1:
+                return None
             (attempt_id,) = db.execute(
                 "INSERT INTO attempts (job_id, run_id, started_at, outcome) "
                 "VALUES (?, ?, ?, 'sending') RETURNING id",
                 (job_id, run_id, now),
             ).fetchone()
-            db.execute(
-                "UPDATE jobs SET status = 'sending', attempts = attempts + 1, absent_at = NULL, "
-                "updated_at = ? WHERE id = ?",
-                (now, job_id),
-            )
         return int(attempt_id)
 
     def finish_attempt(

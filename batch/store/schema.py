@@ -104,6 +104,26 @@ _MIGRATIONS: tuple[str, ...] = (
         detected_run INTEGER
     );
     """,
+    # 3: workers sharing a state (batch.store.fleet): claims on jobs, the key's shared window.
+    """
+    ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+    ALTER TABLE jobs ADD COLUMN claim_until REAL;
+    CREATE TABLE sends (
+        id INTEGER PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        answered_at REAL,
+        refused INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX sends_window ON sends (key_id, sent_at);
+    CREATE TABLE key_windows (
+        key_id TEXT PRIMARY KEY,
+        next_at REAL NOT NULL DEFAULT 0,
+        hold_until REAL NOT NULL DEFAULT 0,
+        others INTEGER NOT NULL DEFAULT 0,
+        others_at REAL NOT NULL DEFAULT 0
+    );
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
