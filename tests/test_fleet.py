@@ -1,0 +1,215 @@
+"""Workers sharing one state: claims, the key's window kept for the whole fleet, runs joined per
+catalog, and three workers on one PostgreSQL ledger SIGKILLed at random moments."""
+
+from __future__ import annotations
+
+import bisect
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from batch.store import NewJob, RowPlan, SendRule, StateStore
+from batch.store.backend import DatabaseURL, StateLocation
+from batch.store.results import read_results
+from tests.helpers import product_ids, submissions
+from tests.test_crash import TAG, start_sandbox
+
+
+def planned_jobs(state: StateStore, count: int) -> int:
+    run = state.join_run("c.csv")
+    fingerprints = [f"{i:064x}" for i in range(count)]
+    state.record_plan(
+        run,
+        [NewJob(fp, f"k{i}", "[]", f"tag{i}") for i, fp in enumerate(fingerprints)],
+        [],
+        [RowPlan(i + 1, fp, "job", None) for i, fp in enumerate(fingerprints)],
+    )
+    return run
+
+
+def test_a_claimed_job_is_no_other_workers_until_its_claim_runs_out(
+    state_at: StateLocation,
+) -> None:
+    """Two workers split the jobs; one's claims pass to the other only once they expire, and
+    only the holder can begin a request."""
+    with StateStore(state_at) as first, StateStore(state_at) as second:
+        first.as_worker(claim_seconds=60)
+        second.as_worker(claim_seconds=60)
+        run = planned_jobs(first, 6)
+        mine = first.claim_jobs(run, 0, 4)
+        theirs = second.claim_jobs(run, 0, 10)
+        assert [job.id for job in mine] == [1, 2, 3, 4]
+        assert [job.id for job in theirs] == [5, 6]
+        assert second.begin_attempt(mine[0].id, run) is None  # not its claim: nothing sent
+        assert second.held_elsewhere(run) == 4
+        attempt = first.begin_attempt(mine[0].id, run)
+        assert attempt is not None
+        assert first.begin_attempt(mine[0].id, run) is None  # a request may be in flight
+        first._db.execute("UPDATE jobs SET claim_until = 0")  # the first worker went silent
+        taken = second.claim_jobs(run, 0, 10)
+        assert [(job.id, job.status) for job in taken][:2] == [(1, "sending"), (2, "pending")]
+        assert second.begin_attempt(1, run) is None  # taken over, but never resent blindly
+        uncertain = second.claim_uncertain(run)
+        assert [(job.id, job.status) for job in uncertain] == [(1, "sending")]
+
+
+def test_leaving_gives_back_unsent_claims(state_at: StateLocation) -> None:
+    """A worker that stops hands its pending jobs to the others at once."""
+    with StateStore(state_at) as first, StateStore(state_at) as second:
+        first.as_worker(claim_seconds=60)
+        second.as_worker(claim_seconds=60)
+        run = planned_jobs(first, 3)
+        assert len(first.claim_jobs(run, 0, 3)) == 3
+        assert second.claim_jobs(run, 0, 3) == []
+        first.leave_run(run, "c.csv")
+        assert [job.id for job in second.claim_jobs(run, 0, 3)] == [1, 2, 3]
+
+
+def test_the_send_window_is_shared_and_counts_until_a_window_after_the_answer(
+    state_at: StateLocation,
+) -> None:
+    """Three places per window across two workers, spaced; a place frees a window after its
+    answer, a 429 frees it at once, and Retry-After holds everyone."""
+    rule = SendRule("key", count=3, window=0.6, stale_after=30)
+    with StateStore(state_at) as first, StateStore(state_at) as second:
+        sent, wait = first.take_send(rule)
+        assert sent is not None and wait == 0
+        again, wait = second.take_send(rule)
+        assert again is None and 0.1 < wait <= 0.2  # spaced window / 3 apart, fleet-wide
+        time.sleep(wait)
+        other, _ = second.take_send(rule)
+        assert other is not None
+        first.answer_send(rule, sent, refused=False, retry_after=None, remaining=None)
+        second.answer_send(rule, other, refused=True, retry_after=None, remaining=None)
+        held, wait = first.take_send(rule)
+        assert held is None and wait > 0.5  # a 429 without Retry-After holds a whole window
+
+
+def test_a_shared_key_leaves_room_for_other_clients(state_at: StateLocation) -> None:
+    """X-RateLimit-Remaining shows what other clients take: the fleet keeps to the rest."""
+    rule = SendRule("key", count=4, window=30, stale_after=60)
+    with StateStore(state_at) as state:
+        sent, _ = state.take_send(rule)
+        assert sent is not None
+        state.answer_send(rule, sent, refused=False, retry_after=None, remaining=0)
+        # 4 in the server's window, 1 of them ours: 3 are other clients'; the one place left is
+        # ours and taken, so nothing more may leave this window.
+        blocked, wait = state.take_send(rule)
+        assert blocked is None and wait > 25
+
+
+def test_workers_of_one_catalog_join_one_run_and_the_last_closes_it(postgres_url: str) -> None:
+    """Runs are per catalog: a second worker joins the first's; the last to leave is told so,
+    and a run whose workers all died is not joined."""
+    url = DatabaseURL(postgres_url)
+    with StateStore(url) as first, StateStore(url) as second:
+        first.as_worker(60)
+        second.as_worker(60)
+        run = first.join_run("nightly.csv")
+        assert second.join_run("nightly.csv") == run
+        assert second.join_run("other.csv") != run
+        assert first.leave_run(run, "nightly.csv") is False
+        assert second.leave_run(run, "nightly.csv") is True
+    with StateStore(url) as crashed:
+        dead_run = crashed.join_run("nightly.csv")
+    with StateStore(url) as later:  # the crashed worker's connection, and its lock, are gone
+        assert later.join_run("nightly.csv") > dead_run
+        (outcome,) = later._db.execute(
+            "SELECT outcome FROM runs WHERE id = ?", (dead_run,)
+        ).fetchone()
+        assert outcome == "abandoned"
+
+
+# --- three workers, one PostgreSQL ledger, SIGKILLs -------------------------------------------
+
+ROWS = 90
+RATE = "10/s"  # the sandbox's and the workers' limit: fast enough for a test, same shape
+
+
+def worker(folder: Path, url: str, state: str, name: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "batch", "run", str(folder / "catalog.csv"),
+            "--config", str(folder / "client.toml"), "--base-url", url, "--state", state,
+            "--results", str(folder / f"results-{name}.csv"), "-q",
+        ],
+        env={**os.environ, "JOGG_API_KEY": "sk-sandbox"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def most_in_any_window(times: list[float], window: float) -> int:
+    ordered = sorted(times)
+    return max(
+        (i + 1 - bisect.bisect_right(ordered, t - window) for i, t in enumerate(ordered)),
+        default=0,
+    )
+
+
+@pytest.mark.slow
+def test_three_workers_killed_at_random_never_pay_twice_nor_lose_a_row(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Three workers on one catalog and one PostgreSQL ledger, twelve SIGKILLs at random moments
+    (each worker restarted, as an orchestrator would), resets and stalls from the sandbox: every
+    row accepted exactly once, and no window of the key above its limit."""
+    products = product_ids(ROWS)
+    lines = ["sku,product_id,length"] + [f"S{i:03d},{p},15" for i, p in enumerate(products)]
+    (tmp_path / "catalog.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "client.toml").write_text(
+        f'[api]\nrate_limit = "{RATE}"\nconcurrency = 2\nread_timeout = 0.5\n'
+        "[retry]\nmax_attempts = 20\nbase_delay = 0.05\nmax_delay = 0.2\n"
+        "[run]\nresults_interval = 0.5\nshutdown_grace = 1\nsettle_seconds = 1\n"
+        "claim_seconds = 1.5\n"
+    )
+    sandbox, url = start_sandbox(
+        tmp_path / "sandbox.log",
+        *("--rate-limit", RATE, "--seed", "7"),
+        *("--stall-rate", "0.05", "--stall-seconds", "1", "--reset-rate", "0.05"),
+    )
+    rng = random.Random(16)
+    try:
+        workers = {name: worker(tmp_path, url, postgres_url, name) for name in "abc"}
+        kills = 0
+        deadline = time.monotonic() + 240
+        while kills < 12 and time.monotonic() < deadline:
+            time.sleep(rng.uniform(0.2, 1.2))
+            alive = [name for name, process in workers.items() if process.poll() is None]
+            if not alive or len(submissions(url)["submissions"]) >= ROWS:
+                break
+            victim = rng.choice(alive)
+            workers[victim].kill()
+            workers[victim].wait()
+            kills += 1
+            workers[victim] = worker(tmp_path, url, postgres_url, victim)
+        for process in workers.values():
+            process.wait(timeout=240)
+        assert kills >= 3, "the workers finished before enough kills landed"
+        # One more pass, as the next night would: it settles anything left and writes the
+        # whole catalog's results.
+        final = worker(tmp_path, url, postgres_url, "final").wait(timeout=240)
+        report = submissions(url)
+        assert sandbox.poll() is None
+    finally:
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+        assert sandbox.stdout is not None
+        sandbox.stdout.close()
+    accepted = report["submissions"]
+    tags = Counter(match.group(1) for s in accepted if (match := TAG.search(s["name"])))
+    assert [tag for tag, n in tags.items() if n > 1] == []  # no job accepted twice
+    assert Counter(s["product_id"] for s in accepted) == Counter(products)  # each row once
+    assert final == 0
+    results = read_results(tmp_path / "results-final.csv")
+    assert list(results["sku"]) == [f"S{i:03d}" for i in range(ROWS)]
+    assert set(results["status"]) <= {"submitted", "already_submitted"}
+    assert set(results["video_id"]) == {s["video_id"] for s in accepted}
+    assert report["counts"]["rate_limited"] == 0
+    assert most_in_any_window([s["received_at"] for s in accepted], 1.0) <= 10
