@@ -485,8 +485,8 @@ def build_track_config(
 ) -> TrackConfig:
     """The state to poll: `overrides.state`, else the account's ledger (which must exist)."""
     given = overrides or Overrides()
-    if results is None and given.state is None:
-        raise ConfigError("give a results file or a state (--state)")
+    if results is None and given.state is None and not env.get("JOGG_STATE_URL", "").strip():
+        raise ConfigError("give a results file or a state (--state or JOGG_STATE_URL)")
     if results is not None and not results.is_file():
         raise StateError(f"{results}: no such results file; check the path")
     if isinstance(given.state, Path) and not given.state.is_file():

@@ -37,6 +37,7 @@ from common import (
     run_env,
     sandbox,
 )
+from fleet import bench_fleet
 
 from batch.config import Overrides, Secret, build_run_config
 from batch.planner import Planner
@@ -537,7 +538,7 @@ def main() -> None:
         report.notes.append("BENCH_QUICK=1: the real 20/min part ran one window, not three.")
     with tempfile.TemporaryDirectory(prefix="jogg-bench-") as name:
         tmp = Path(name)
-        parts = sys.argv[1:] or ["quota", "overhead", "planning", "fair-share"]
+        parts = sys.argv[1:] or ["quota", "overhead", "planning", "fair-share", "fleet"]
         # Light (a few POSTs a minute) and long: runs beside the other parts.
         fair = threading.Thread(target=bench_fair_share, args=(report, tmp))
         if "fair-share" in parts:
@@ -556,6 +557,9 @@ def main() -> None:
             print("3. catalog planning and 4. resume", flush=True)
             csvs = bench_planning(report, tmp)
             bench_resume(report, tmp, csvs[1_000_000])
+        if "fleet" in parts:
+            print("6. a fleet on PostgreSQL", flush=True)
+            bench_fleet(report, tmp, quota_figures, windows=1 if QUICK else 3)
         if fair.is_alive():
             fair.join()
     report.write(ROOT / "reports")

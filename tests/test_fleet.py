@@ -13,11 +13,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from batch.cli import main
+from batch.errors import StateError
 from batch.store import NewJob, RowPlan, SendRule, StateStore
 from batch.store.backend import DatabaseURL, StateLocation
 from batch.store.results import read_results
-from tests.helpers import product_ids, submissions
+from tests.helpers import product_ids, simple_rows, submissions, write_catalog
+from tests.postgres import PostgresServer
 from tests.test_crash import TAG, start_sandbox
 
 
@@ -79,16 +83,19 @@ def test_the_send_window_is_shared_and_counts_until_a_window_after_the_answer(
     rule = SendRule("key", count=3, window=0.6, stale_after=30)
     with StateStore(state_at) as first, StateStore(state_at) as second:
         sent, wait = first.take_send(rule)
-        assert sent is not None and wait == 0
+        assert sent is not None
+        assert wait == 0
         again, wait = second.take_send(rule)
-        assert again is None and 0.1 < wait <= 0.2  # spaced window / 3 apart, fleet-wide
+        assert again is None
+        assert 0.1 < wait <= 0.2
         time.sleep(wait)
         other, _ = second.take_send(rule)
         assert other is not None
         first.answer_send(rule, sent, refused=False, retry_after=None, remaining=None)
         second.answer_send(rule, other, refused=True, retry_after=None, remaining=None)
         held, wait = first.take_send(rule)
-        assert held is None and wait > 0.5  # a 429 without Retry-After holds a whole window
+        assert held is None
+        assert wait > 0.5
 
 
 def test_a_shared_key_leaves_room_for_other_clients(state_at: StateLocation) -> None:
@@ -101,7 +108,8 @@ def test_a_shared_key_leaves_room_for_other_clients(state_at: StateLocation) -> 
         # 4 in the server's window, 1 of them ours: 3 are other clients'; the one place left is
         # ours and taken, so nothing more may leave this window.
         blocked, wait = state.take_send(rule)
-        assert blocked is None and wait > 25
+        assert blocked is None
+        assert wait > 25
 
 
 def test_workers_of_one_catalog_join_one_run_and_the_last_closes_it(postgres_url: str) -> None:
@@ -213,3 +221,39 @@ def test_three_workers_killed_at_random_never_pay_twice_nor_lose_a_row(
     assert set(results["video_id"]) == {s["video_id"] for s in accepted}
     assert report["counts"]["rate_limited"] == 0
     assert most_in_any_window([s["received_at"] for s in accepted], 1.0) <= 10
+
+
+def test_plan_status_and_retry_use_a_shared_ledger_from_another_machine(
+    tmp_path: Path, sandbox_url: str, postgres_url: str
+) -> None:
+    """After a run on PostgreSQL, a machine with nothing of its own (another data folder, other
+    results) plans nothing to send, polls the videos, and a retry sends nothing."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(5))
+    base = ["--base-url", sandbox_url, "--rate-limit", "1000/min"]
+    env = {"JOGG_API_KEY": "sk-sandbox", "JOGG_STATE_URL": postgres_url}
+    cli = CliRunner()
+    first = cli.invoke(
+        main, ["run", str(catalog), *base, "--results", str(tmp_path / "a.csv")], env=env
+    )
+    assert first.exit_code == 0, first.output
+    env["XDG_DATA_HOME"] = str(tmp_path / "elsewhere")  # no ledger of its own
+    planned = cli.invoke(main, ["plan", str(catalog)], env=env)
+    assert planned.exit_code == 0, planned.output
+    assert "  already submitted         5" in planned.stdout
+    polled = cli.invoke(main, ["status", "--base-url", sandbox_url], env=env)
+    assert polled.exit_code == 0, polled.output
+    retried = cli.invoke(main, ["retry", str(tmp_path / "a.csv"), *base], env=env)
+    assert retried.exit_code == 0, retried.output
+    assert len(submissions(sandbox_url)["submissions"]) == 5
+
+
+def test_a_database_password_is_never_shown(postgres_server: PostgresServer) -> None:
+    """The URL prints without its password, and a refused connection's error does not echo it."""
+    url = DatabaseURL(f"postgresql://jogg:hunter2@127.0.0.1:{postgres_server.port}/missing_db")
+    assert str(url) == f"postgresql://jogg:***@127.0.0.1:{postgres_server.port}/missing_db"
+    assert "hunter2" not in repr(url)
+    with pytest.raises(StateError) as refused:
+        StateStore(url)
+    assert "missing_db" in str(refused.value)
+    assert "hunter2" not in str(refused.value)
+    assert refused.value.__cause__ is None

@@ -21,6 +21,7 @@ from batch.errors import ExitCode
 from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
 from batch.store import SCHEMA_VERSION, StateStore
+from batch.store.backend import DatabaseURL
 from batch.store.ledgers import legacy_state_path
 from batch.store.results import read_results
 from tests.helpers import product_ids, submissions, write_catalog
@@ -155,6 +156,25 @@ def test_lost_answers_never_pay_twice(tmp_path: Path, sandbox_url: str, echoes: 
     else:
         assert summary.exit_code == ExitCode.ROWS_FAILED
     assert summary.credits_spent == sum(charged.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sandbox_url", [FAULTS[-1].values[0]], indirect=True)
+def test_a_postgresql_ledger_never_pays_twice_for_lost_answers(
+    tmp_path: Path, sandbox_url: str, postgres_url: str
+) -> None:
+    """The mix of lost answers on a PostgreSQL ledger: at most one create per row, every row
+    submitted, the credits as charged; a second run from another machine sends nothing."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(300))
+    config = config_for(catalog, sandbox_url, state=DatabaseURL(postgres_url))
+    summary = runner.run(config)
+    charged = accepted_per_tag(sandbox_url)
+    assert max(charged.values()) == 1
+    assert set(read_results(config.results)["status"]) == {"submitted"}
+    assert summary.credits_spent == sum(charged.values()) == 300
+    again = runner.run(replace(config, results=tmp_path / "elsewhere.csv"))
+    assert again.requests_sent == 0
+    assert set(read_results(tmp_path / "elsewhere.csv")["status"]) == {"already_submitted"}
 
 
 @pytest.mark.parametrize(

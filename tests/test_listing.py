@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,6 +16,7 @@ from batch.joggai.client import JoggClient
 from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing, Sync, tag_in
 from batch.joggai.reconcile import Verdict, deadline, judge
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, UncertainJob
+from batch.store.backend import StateLocation
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -51,8 +51,9 @@ def listing(videos: list[dict[str, Any]], requested: list[int] | None = None) ->
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> Iterator[StateStore]:
-    with StateStore(tmp_path / "ledger.db", clock=lambda: 9_950.0) as store:
+def state(state_at: StateLocation) -> Iterator[StateStore]:
+    """The ledger on each backend, its clock fixed."""
+    with StateStore(state_at, clock=lambda: 9_950.0) as store:
         yield store
 
 

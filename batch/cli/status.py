@@ -17,7 +17,8 @@ from batch.config import Overrides, parse_duration
 @click.option(
     "--state",
     type=STATE,
-    help="State database (default: the account's ledger).",
+    envvar="JOGG_STATE_URL",
+    help="State file or postgresql:// URL (default: JOGG_STATE_URL, else the account's ledger).",
 )
 @click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or the real API).")
