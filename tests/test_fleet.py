@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from batch.cli import main
 from batch.errors import StateError
-from batch.store import NewJob, RowPlan, SendRule, StateStore
+from batch.store import AttemptRecord, JobUpdate, NewJob, RowPlan, SendRule, StateStore
 from batch.store.backend import DatabaseURL, StateLocation
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
@@ -73,6 +73,30 @@ def test_leaving_gives_back_unsent_claims(state_at: StateLocation) -> None:
         assert second.claim_jobs(run, 0, 3) == []
         first.leave_run(run, "c.csv")
         assert [job.id for job in second.claim_jobs(run, 0, 3)] == [1, 2, 3]
+
+
+def test_a_job_given_up_in_a_run_is_looked_up_again_only_in_the_next(
+    state_at: StateLocation,
+) -> None:
+    """A lost answer given up as `unknown` is no worker's to review again in that run (as one
+    process would not); the next run reviews it."""
+    with StateStore(state_at) as state:
+        state.as_worker(claim_seconds=60)
+        run = planned_jobs(state, 1)
+        [job] = state.claim_jobs(run, 0, 1)
+        attempt = state.begin_attempt(job.id, run)
+        assert attempt is not None
+        state.finish_attempt(attempt, job.id, AttemptRecord("unknown"), "reconciling", run_id=run)
+        assert [j.id for j in state.claim_uncertain(run)] == [job.id]
+        state.settle(job.id, "unknown", AttemptRecord("unknown", message="gave up"), run_id=run)
+        assert state.claim_uncertain(run) == []
+        assert state.held_elsewhere(run) == 0
+        state.leave_run(run, "c.csv")
+        following = state.begin_run("c.csv", dry_run=False)
+        state.record_plan(
+            following, [], [JobUpdate(None, job.id)], [RowPlan(1, job.id, "job", None)]
+        )
+        assert [j.id for j in state.claim_uncertain(following)] == [job.id]
 
 
 def test_the_send_window_is_shared_and_counts_until_a_window_after_the_answer(

@@ -41,6 +41,9 @@ _MEMBER_LOCK = 0x6A62_0002
 _SEND_LOCK = 0x6A62_0003
 # Statuses a worker may claim a job in: to send it, or to settle a lost answer.
 _CLAIMABLE = "('pending', 'sending', 'reconciling', 'unknown')"
+# What is still to do in a run: a job that ended `unknown` during it was given up by one of its
+# workers and is not looked up again before the next run (as one process would not).
+_TO_DO = f"status IN {_CLAIMABLE} AND NOT (status = 'unknown' AND given_up_run = planned_run)"
 _JOB_COLUMNS = (
     "id, fingerprint, row_key, fields, tag, status, attempts, video_id, code, message, product_id"
 )
@@ -151,7 +154,7 @@ class FleetQueries(JobQueries):
         with self._write() as db:
             rows = db.execute(
                 f"UPDATE jobs SET claimed_by = ?, claim_until = ? WHERE id IN (SELECT id FROM jobs "
-                f"WHERE planned_run = ? AND id > ? AND status IN {_CLAIMABLE} "
+                f"WHERE planned_run = ? AND id > ? AND {_TO_DO} "
                 "AND (claimed_by IS NULL OR claimed_by = ? OR claim_until < ?) "
                 f"ORDER BY id LIMIT ?{self._skip_locked()}) RETURNING {_JOB_COLUMNS}",
                 (self.worker, now + self.claim_seconds, run_id, after_id, self.worker, now, limit),
@@ -167,8 +170,8 @@ class FleetQueries(JobQueries):
                 job_id
                 for (job_id,) in db.execute(
                     "UPDATE jobs SET claimed_by = ?, claim_until = ? WHERE id IN (SELECT id FROM "
-                    "jobs WHERE planned_run = ? AND status IN ('sending', 'reconciling', "
-                    "'unknown') AND (claimed_by IS NULL OR claimed_by = ? OR claim_until < ?)"
+                    f"jobs WHERE planned_run = ? AND status <> 'pending' AND {_TO_DO} "
+                    "AND (claimed_by IS NULL OR claimed_by = ? OR claim_until < ?)"
                     f"{self._skip_locked()}) RETURNING id",
                     (self.worker, now + self.claim_seconds, run_id, self.worker, now),
                 )
@@ -188,7 +191,7 @@ class FleetQueries(JobQueries):
         """Jobs of the run still to do that another live worker holds (this one waits for them:
         if that worker dies, its claims run out and this one takes them)."""
         (count,) = self._db.execute(
-            f"SELECT count(*) FROM jobs WHERE planned_run = ? AND status IN {_CLAIMABLE} "
+            f"SELECT count(*) FROM jobs WHERE planned_run = ? AND {_TO_DO} "
             "AND claimed_by IS NOT NULL AND claimed_by <> ?",
             (run_id, self.worker),
         ).fetchone()

@@ -310,10 +310,19 @@ class JobQueries(Connection):
                 (record.video_id, record.message, int(recovered), now, run_id, now, job_id),
             )
         else:
+            # An `unknown` is given up for this run (batch.store.fleet: not looked up again).
             db.execute(
-                "UPDATE jobs SET status = ?, code = ?, message = ?, permanent = ?, updated_at = ? "
-                "WHERE id = ?",
-                (status, record.code, record.message, int(permanent), now, job_id),
+                "UPDATE jobs SET status = ?, code = ?, message = ?, permanent = ?, updated_at = ?, "
+                "given_up_run = ? WHERE id = ?",
+                (
+                    status,
+                    record.code,
+                    record.message,
+                    int(permanent),
+                    now,
+                    run_id if status == "unknown" else None,
+                    job_id,
+                ),
             )
 
     def mark_not_attempted(self, run_id: int) -> int:
