@@ -95,3 +95,23 @@ def test_newer_schema_is_refused(tmp_path: Path) -> None:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     with pytest.raises(StateError, match="state schema 99"):
         StateStore(tmp_path / "s.db")
+
+
+def test_a_big_slice_is_planned_whole_and_planning_it_again_changes_nothing(
+    state: StateStore,
+) -> None:
+    """25,000 new jobs in one slice (past every batching bound): each row points at its own job,
+    found again by fingerprint; the same slice recorded again adds no job."""
+    fingerprints = [f"{i:064x}" for i in range(25_000)]
+    jobs = [NewJob(fp, f"k{i}", "[]", f"t{i}") for i, fp in enumerate(fingerprints)]
+    rows = [RowPlan(i + 1, fp, "job", None) for i, fp in enumerate(fingerprints)]
+    run = state.begin_run("c.csv", dry_run=False)
+    ids = state.record_plan(run, jobs, [], rows)
+    found = state.jobs_by_fingerprint(fingerprints)
+    assert {fp: job["id"] for fp, job in found.items()} == ids
+    assert len(set(ids.values())) == 25_000
+    mapped = dict(state._db.execute("SELECT row, job_id FROM run_rows WHERE run_id = ?", (run,)))
+    assert mapped == {i + 1: ids[fp] for i, fp in enumerate(fingerprints)}
+    state.record_plan(run, jobs, [], rows)
+    assert state._db.execute("SELECT count(*) FROM jobs").fetchone() == (25_000,)
+    assert state.keys_with_jobs(["k3", "k24999", "nope"]) == {"k3", "k24999"}

@@ -103,6 +103,30 @@ def ddl(script: str, dialect: str) -> str:
     return _NO_ROWID.sub(")", script)
 
 
+_SINGLE_VALUES = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([^()]+)\)(.*)$", re.DOTALL)
+# `col IN (?, ?, …)`: on PostgreSQL one array parameter (`col = ANY(?)`), parsed once.
+_IN_LIST = re.compile(r"([\w.]+) IN \((\?(?:\s*,\s*\?)+)\)")
+
+
+@functools.lru_cache(maxsize=512)
+def _any_lists(sql: str) -> tuple[str, tuple[tuple[int, int], ...]]:
+    """The statement with its long IN lists as `= ANY(?)`, and (first parameter, count) of each."""
+    spans: list[tuple[int, int]] = []
+    out, last = [], 0
+    for match in _IN_LIST.finditer(sql):
+        spans.append((sql.count("?", 0, match.start()), match.group(2).count("?")))
+        out.append(sql[last : match.start()] + f"{match.group(1)} = ANY(?)")
+        last = match.end()
+    return "".join(out) + sql[last:], tuple(spans)
+
+
+def _grouped(parameters: Sequence[Any], spans: tuple[tuple[int, int], ...]) -> list[Any]:
+    values = list(parameters)
+    for first, count in reversed(spans):
+        values[first : first + count] = [values[first : first + count]]
+    return values
+
+
 @functools.lru_cache(maxsize=512)
 def _pyformat(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
@@ -129,13 +153,39 @@ class PostgresDatabase:
             raise StateError(f"{url}: cannot open the state database: {_reason(exc)}") from None
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
-        return self.raw.execute(_pyformat(sql), tuple(parameters))
+        query, spans = _any_lists(sql)
+        return self.raw.execute(_pyformat(query), _grouped(parameters, spans))
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
+        """An `INSERT … VALUES (one tuple)` of many rows goes through COPY into a temporary
+        table and one `INSERT … SELECT` (a statement per row costs a round trip each, even
+        pipelined); other statements go row by row. Callers never repeat a conflict key within
+        one call (one upsert statement refuses that)."""
         cursor = self.raw.cursor()
         rows = [tuple(row) for row in parameters]
-        if rows:
-            cursor.executemany(_pyformat(sql), rows)
+        insert = _SINGLE_VALUES.match(sql)
+        if insert is None or len(rows) < 2:
+            if rows:
+                cursor.executemany(_pyformat(sql), rows)
+            return cursor
+        table, columns, values, tail = insert.groups()
+        names = [name.strip() for name in columns.split(",")]
+        items = [item.strip() for item in values.split(",")]
+        copied = [name for name, item in zip(names, items, strict=True) if item == "?"]
+        selected = [name if item == "?" else item for name, item in zip(names, items, strict=True)]
+        bulk = f"bulk_{table}"
+        # Made in the caller's transaction: a rolled-back plan takes it away, hence IF NOT EXISTS.
+        cursor.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {bulk} AS SELECT {', '.join(copied)} FROM {table} "
+            "WITH NO DATA"
+        )
+        with cursor.copy(f"COPY {bulk} ({', '.join(copied)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) SELECT {', '.join(selected)} FROM {bulk}{tail}"
+        )
+        self.raw.execute(f"TRUNCATE {bulk}")
         return cursor
 
     def script(self, sql: str) -> None:

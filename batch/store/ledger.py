@@ -31,13 +31,14 @@ class LedgerQueries(JobQueries):
         """Listed videos as (video_id, tag or None, title, created_at); a title seen again
         replaces the old one (the listing is the account's word)."""
         now = self._clock()
+        latest = {video[0]: video for video in videos}  # a video listed twice: its last sighting
         with self._write() as db:
             db.executemany(
                 "INSERT INTO listing (video_id, tag, title, created_at, seen_at) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (video_id) DO UPDATE SET tag = excluded.tag, "
                 "title = excluded.title, "
                 "created_at = coalesce(excluded.created_at, listing.created_at)",
-                ((vid, tag, title, created, now) for vid, tag, title, created in videos),
+                ((vid, tag, title, created, now) for vid, tag, title, created in latest.values()),
             )
 
     def listed_video(self, tag: str) -> str | None:
