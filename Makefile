@@ -88,6 +88,7 @@ demo: install
 # Benchmarks and the chaos suite: reports/bench.{md,json} and reports/chaos.{md,json}.
 # BENCH_QUICK=1 shortens the real 20/min quota run from three windows to one.
 bench: install
+	@sh scripts/ensure-postgres.sh
 	$(BIN)/python bench/run_bench.py
 
 chaos: install

@@ -28,6 +28,7 @@ from batch.follow.webhook import (
     verify_signature,
 )
 from batch.store import AttemptRecord, NewJob, PendingVideo, RowPlan, StateStore, VideoUpdate
+from batch.store.backend import StateLocation
 
 SECRET = "whsec_abc123xyz"
 
@@ -333,9 +334,9 @@ async def test_events_without_id_are_deduplicated_on_the_body(
 
 
 @pytest.fixture
-def state(tmp_path: Path) -> StateStore:
-    """A state with one submitted job whose video is vid_1, still rendering."""
-    store = StateStore(tmp_path / "state.db")
+def state(state_at: StateLocation) -> StateStore:
+    """A state (on each backend) with one submitted job whose video is vid_1, still rendering."""
+    store = StateStore(state_at)
     run = store.begin_run("c.csv", dry_run=False)
     store.record_plan(
         run, [NewJob("f" * 64, "key", "[]", "tag")], [], [RowPlan(1, "f" * 64, "job", None)]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from batch.cli.common import logging_options, reports_errors
+from batch.cli.common import STATE, logging_options, reports_errors
 from batch.errors import StateError
 from batch.follow.polling import VideoStatusSink
 from batch.follow.webhook import (
@@ -23,6 +23,7 @@ from batch.follow.webhook import (
     open_socket,
 )
 from batch.store import StateStore
+from batch.store.backend import StateLocation
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
     "--state",
     "state_path",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False, exists=True),
-    help="The state database the runs write.",
+    type=STATE,
+    envvar="JOGG_STATE_URL",
+    help="The state the runs write: a file or a postgresql:// URL (or JOGG_STATE_URL).",
 )
 @click.option(
     "--secret-file",
@@ -52,7 +54,7 @@ log = logging.getLogger(__name__)
 @logging_options
 @reports_errors
 def listen(
-    host: str, port: int, state_path: Path, secret_file: Path | None, max_age: float
+    host: str, port: int, state_path: StateLocation, secret_file: Path | None, max_age: float
 ) -> None:
     """Receive JoggAI webhooks (POST / or /webhook) and update the state.
 
@@ -63,6 +65,8 @@ def listen(
     Example:
       JOGG_WEBHOOK_SECRET=... jogg-batch listen --port 8080 --state ledger.db
     """
+    if isinstance(state_path, Path) and not state_path.is_file():
+        raise StateError(f"{state_path}: no state database here; check the path")
     secret = load_secret(secret_file)
     limits = ListenerLimits(max_age=max_age)
     with StateStore(state_path) as store:
