@@ -40,7 +40,10 @@ def bench_three_workers(
     with sandbox("--rate-limit", "20/min") as url:
         workers = [
             subprocess.Popen(
-                worker(catalog, url, state, folder / f"results-{n}.csv"), env=run_env()
+                worker(catalog, url, state, folder / f"results-{n}.csv"),
+                env=run_env(),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             for n in range(3)
         ]
