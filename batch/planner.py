@@ -65,6 +65,7 @@ class Planner:
         self.preflight: Preflight | None = None
         self.product_sources: set[str] = set()  # products this plan has to create first
         self.earlier_jobs = True
+        self.previous_run: int | None = None  # the run whose row -> job map is tried first
         # Job id -> its first row in this run (0: not yet), for pointing duplicates at it.
         # Four bytes a job, however large the catalog; the state is not written for it.
         self.first_rows = array("I")
@@ -82,6 +83,8 @@ class Planner:
         """
         # A first run has no earlier rows to compare keys with: every row is new.
         self.earlier_jobs = self.state.has_jobs()
+        if self.earlier_jobs:
+            self.previous_run = self.state.previous_run(self.run_id, str(self.config.catalog))
         for batch in catalog.read_catalog(self.config.catalog, self.config.catalog_options):
             for start in range(0, len(batch.rows), PLAN_SLICE):
                 yield self._plan_batch(batch.rows[start : start + PLAN_SLICE])
@@ -90,8 +93,7 @@ class Planner:
         counts = self.counts
         if self.preflight is not None:
             rows = [self._checked(row) for row in rows]
-        fingerprints = [r.fingerprint for r in rows if r.fingerprint is not None]
-        existing = self.state.jobs_by_fingerprint(fingerprints)
+        existing = self._existing_jobs(rows)
         unseen_keys = [r.key for r in rows if r.fingerprint and r.fingerprint not in existing]
         known_keys = self.state.keys_with_jobs(unseen_keys) if self.earlier_jobs else set()
         planned = "planned" if self.dry_run else "job"
@@ -140,6 +142,21 @@ class Planner:
         for fp, job_id in new_ids.items():
             self._seen(job_id, first_row[fp])
         return to_send
+
+    def _existing_jobs(self, rows: list[catalog.CatalogRow]) -> dict[str, Any]:
+        """The state's jobs for these rows' fingerprints. A nightly catalog mostly maps each row
+        to the job its row mapped to last run: that map is read as one range and each match
+        checked by fingerprint; only the rest are looked up by fingerprint."""
+        found: dict[str, Any] = {}
+        if self.previous_run is not None and rows:
+            before = self.state.jobs_by_row(self.previous_run, rows[0].number, rows[-1].number)
+            for row in rows:
+                job = before.get(row.number)
+                if job is not None and job["fingerprint"] == row.fingerprint:
+                    found[row.fingerprint] = job
+        unmatched = [r.fingerprint for r in rows if r.fingerprint and r.fingerprint not in found]
+        found.update(self.state.jobs_by_fingerprint(unmatched))
+        return found
 
     def _first_row(self, job_id: int) -> int:
         """The first row of this run that maps to the job, or 0."""

@@ -62,6 +62,30 @@ class JobQueries(Connection):
             self._db.row_factory = None
         return found
 
+    def previous_run(self, run_id: int, catalog: str) -> int | None:
+        """The newest run of this catalog before `run_id` that sent (a dry run keeps no rows)."""
+        row = self._db.execute(
+            "SELECT max(id) FROM runs WHERE catalog = ? AND id < ? AND dry_run = 0",
+            (catalog, run_id),
+        ).fetchone()
+        return None if row[0] is None else int(row[0])
+
+    def jobs_by_row(self, run_id: int, first: int, last: int) -> dict[int, sqlite3.Row]:
+        """Rows first..last of a run with the job each mapped to (id, fingerprint, status,
+        permanent), by row: one range scan, where looking each fingerprint up is a random probe."""
+        self._db.row_factory = sqlite3.Row
+        try:
+            return {
+                row["row"]: row
+                for row in self._db.execute(
+                    "SELECT r.row, j.id, j.fingerprint, j.status, j.permanent FROM run_rows r "
+                    "JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? AND r.row BETWEEN ? AND ?",
+                    (run_id, first, last),
+                )
+            }
+        finally:
+            self._db.row_factory = None
+
     def has_jobs(self) -> bool:
         found: tuple[int] = self._db.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()
         return found == (1,)
