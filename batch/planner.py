@@ -12,14 +12,13 @@ import secrets
 from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from batch import catalog, payload
 from batch.config import RunConfig
 from batch.preflight import Preflight
 from batch.products import product_source
 from batch.statuses import UNCERTAIN, JobStatus
-from batch.store import JobUpdate, NewJob, RowPlan, StateStore
+from batch.store import JobUpdate, KnownJob, NewJob, RowPlan, StateStore
 
 # Rows planned per state transaction.
 PLAN_SLICE = 5_000
@@ -110,8 +109,8 @@ class Planner:
                 continue
             fp = row.fingerprint
             job = existing.get(fp)
-            ref: int | str = fp if job is None else job["id"]  # a new job is known by fingerprint
-            earlier = first_row.get(fp) or (0 if job is None else self._first_row(job["id"]))
+            ref: int | str = fp if job is None else job.id  # a new job is known by fingerprint
+            earlier = first_row.get(fp) or (0 if job is None else self._first_row(job.id))
             if earlier:
                 counts.duplicate += 1
                 plans.append(
@@ -132,28 +131,28 @@ class Planner:
                 new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp)))
                 plans.append(RowPlan(row.number, fp, planned, None))
                 continue
-            self._seen(job["id"], row.number)
+            self._seen(job.id, row.number)
             status, send = self._classify(job)
             if send:
-                updates.append(JobUpdate(status, job["id"]))
+                updates.append(JobUpdate(status, job.id))
                 to_send += 1
-            plans.append(RowPlan(row.number, job["id"], planned if send else "job", None))
+            plans.append(RowPlan(row.number, job.id, planned if send else "job", None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():
             self._seen(job_id, first_row[fp])
         return to_send
 
-    def _existing_jobs(self, rows: list[catalog.CatalogRow]) -> dict[str, Any]:
+    def _existing_jobs(self, rows: list[catalog.CatalogRow]) -> dict[str, KnownJob]:
         """The state's jobs for these rows' fingerprints. A nightly catalog mostly maps each row
         to the job its row mapped to last run: that map is read as one range and each match
         checked by fingerprint; only the rest are looked up by fingerprint."""
-        found: dict[str, Any] = {}
+        found: dict[str, KnownJob] = {}
         if self.previous_run is not None and rows:
             before = self.state.jobs_by_row(self.previous_run, rows[0].number, rows[-1].number)
             for row in rows:
-                job = before.get(row.number)
-                if job is not None and job["fingerprint"] == row.fingerprint:
-                    found[row.fingerprint] = job
+                known = before.get(row.number)
+                if known is not None and known[2] == row.fingerprint:
+                    found[known[2]] = KnownJob._make(known[1:])
         unmatched = [r.fingerprint for r in rows if r.fingerprint and r.fingerprint not in found]
         found.update(self.state.jobs_by_fingerprint(unmatched))
         return found
@@ -175,18 +174,18 @@ class Planner:
         checked = self.preflight.check(row)
         return checked if checked.fields is None else checked._replace(fingerprint=row.fingerprint)
 
-    def _classify(self, job: Any) -> tuple[JobStatus | None, bool]:
+    def _classify(self, job: KnownJob) -> tuple[JobStatus | None, bool]:
         """(new job status or None to keep it, whether this run sends it)."""
-        config, counts, status = self.config, self.counts, job["status"]
+        config, counts, status = self.config, self.counts, job.status
         if status == "submitted":
             if config.force:
                 counts.forced += 1
                 if not self.dry_run:
-                    self.state.rekey_job(job["id"], secrets.token_hex(6))
+                    self.state.rekey_job(job.id, secrets.token_hex(6))
                 return "pending", True
             counts.already_submitted += 1
             return None, False
-        if status == "failed" and job["permanent"] and not config.retry_permanent:
+        if status == "failed" and job.permanent and not config.retry_permanent:
             counts.failed_permanent += 1
             return None, False
         if status in UNCERTAIN:

@@ -188,7 +188,7 @@ def test_results_times_are_iso_utc_seconds_and_formula_cells_quoted(tmp_path: Pa
     only text cells that start like a formula get a leading quote."""
     results = tmp_path / "r.results.csv"
     outcome = (1, "submitted", "v1", 0, "-1 left", 1, 1764199807.9)
-    rows = [
+    rows: list[tuple[object, ...]] = [
         outcome + (None,) * 6 + (0.0, None),
         (2, "failed", "v2", 1, "ok", 1, None) + (None,) * 8,
     ]

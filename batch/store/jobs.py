@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 from batch.store.connection import Connection
-from batch.store.records import AttemptRecord, Job, JobUpdate, NewJob, RowPlan
+from batch.store.records import AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
 
 
 class JobQueries(Connection):
@@ -44,22 +45,18 @@ class JobQueries(Connection):
         )
         return [float(when) for (when,) in rows]
 
-    def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, sqlite3.Row]:
+    def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, KnownJob]:
         """The existing jobs among `fingerprints` (one query per 10,000)."""
-        found: dict[str, sqlite3.Row] = {}
-        self._db.row_factory = sqlite3.Row
-        try:
-            for start in range(0, len(fingerprints), 10_000):
-                chunk = fingerprints[start : start + 10_000]
-                marks = ",".join("?" * len(chunk))
-                for row in self._db.execute(
-                    "SELECT id, fingerprint, status, permanent "
-                    f"FROM jobs WHERE fingerprint IN ({marks})",
-                    chunk,
-                ):
-                    found[row["fingerprint"]] = row
-        finally:
-            self._db.row_factory = None
+        found: dict[str, KnownJob] = {}
+        for start in range(0, len(fingerprints), 10_000):
+            chunk = fingerprints[start : start + 10_000]
+            marks = ",".join("?" * len(chunk))
+            for row in self._db.execute(
+                "SELECT id, fingerprint, status, permanent FROM jobs "
+                f"WHERE fingerprint IN ({marks})",
+                chunk,
+            ):
+                found[row[1]] = KnownJob._make(row)
         return found
 
     def previous_run(self, run_id: int, catalog: str) -> int | None:
@@ -70,21 +67,15 @@ class JobQueries(Connection):
         ).fetchone()
         return None if row[0] is None else int(row[0])
 
-    def jobs_by_row(self, run_id: int, first: int, last: int) -> dict[int, sqlite3.Row]:
-        """Rows first..last of a run with the job each mapped to (id, fingerprint, status,
-        permanent), by row: one range scan, where looking each fingerprint up is a random probe."""
-        self._db.row_factory = sqlite3.Row
-        try:
-            return {
-                row["row"]: row
-                for row in self._db.execute(
-                    "SELECT r.row, j.id, j.fingerprint, j.status, j.permanent FROM run_rows r "
-                    "JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? AND r.row BETWEEN ? AND ?",
-                    (run_id, first, last),
-                )
-            }
-        finally:
-            self._db.row_factory = None
+    def jobs_by_row(self, run_id: int, first: int, last: int) -> dict[int, tuple[Any, ...]]:
+        """Rows first..last of a run with the job each mapped to, by row, as (row, *KnownJob):
+        one range scan, where looking each fingerprint up is a random probe."""
+        rows = self._db.execute(
+            "SELECT r.row, j.id, j.fingerprint, j.status, j.permanent FROM run_rows r "
+            "JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? AND r.row BETWEEN ? AND ?",
+            (run_id, first, last),
+        )
+        return {row[0]: row for row in rows}
 
     def has_jobs(self) -> bool:
         found: tuple[int] = self._db.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()
@@ -157,7 +148,7 @@ class JobQueries(Connection):
         fingerprints = [job[0] for job in jobs]
         if last - first + 1 == len(jobs):
             return dict(zip(fingerprints, range(first, last + 1), strict=True))
-        return {fp: row["id"] for fp, row in self.jobs_by_fingerprint(fingerprints).items()}
+        return {fp: job.id for fp, job in self.jobs_by_fingerprint(fingerprints).items()}
 
     def enter_unknown(self, fingerprint: str, row_key: str | None, fields: str, tag: str) -> None:
         """A job known only from a results file that says `unknown` (an attempt at time 0, so
