@@ -172,7 +172,9 @@ class Planner:
         identity: the same row checked offline or online must never become a second job."""
         assert self.preflight is not None
         checked = self.preflight.check(row)
-        return checked if checked.fields is None else checked._replace(fingerprint=row.fingerprint)
+        if checked is row or checked.fields is None:
+            return checked
+        return checked._replace(fingerprint=row.fingerprint)
 
     def _classify(self, job: KnownJob) -> tuple[JobStatus | None, bool]:
         """(new job status or None to keep it, whether this run sends it)."""
