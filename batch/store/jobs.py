@@ -60,12 +60,14 @@ class JobQueries(Connection):
         return found
 
     def previous_run(self, run_id: int, catalog: str) -> int | None:
-        """The newest run of this catalog before `run_id` that sent (a dry run keeps no rows)."""
+        """The newest run before `run_id` of this catalog, else of any (a dated file name each
+        night): a guess whose rows planning checks by fingerprint. A dry run keeps no rows."""
         row = self._db.execute(
-            "SELECT max(id) FROM runs WHERE catalog = ? AND id < ? AND dry_run = 0",
-            (catalog, run_id),
+            "SELECT id FROM runs WHERE id < ? AND dry_run = 0 "
+            "ORDER BY CASE WHEN catalog = ? THEN 0 ELSE 1 END, id DESC LIMIT 1",
+            (run_id, catalog),
         ).fetchone()
-        return None if row[0] is None else int(row[0])
+        return None if row is None else int(row[0])
 
     def jobs_by_row(self, run_id: int, first: int, last: int) -> dict[int, tuple[Any, ...]]:
         """Rows first..last of a run with the job each mapped to, by row, as (row, *KnownJob):
