@@ -111,12 +111,12 @@ class Figure:
         return f"{self.previous:g} {self.unit}".strip() + f" ({self.previous_date[:10]})"
 
 
-def published() -> dict[str, Any]:
-    """The last published figures (docs/bench-figures.json), or none yet."""
-    if not PUBLISHED.exists():
-        return {"figures": []}
-    data: dict[str, Any] = json.loads(PUBLISHED.read_text())
-    return data
+def published(path: Path | None) -> list[dict[str, Any]]:
+    """The figures published in `path` (docs/bench-figures.json), or none yet."""
+    if path is None or not path.exists():
+        return []
+    figures: list[dict[str, Any]] = json.loads(path.read_text())["figures"]
+    return figures
 
 
 @dataclass
@@ -128,6 +128,7 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    figures_file: Path | None = None  # published figures: read for `before`, merged by publish()
 
     def add(
         self,
@@ -140,7 +141,7 @@ class Report:
         note: str = "",
     ) -> Figure:
         figure = Figure(section, name, value, unit, op, bound, note)
-        for old in published()["figures"] if self.name == "bench" else ():
+        for old in published(self.figures_file):
             if (old["section"], old["name"]) == (section, name):
                 figure.previous, figure.previous_date = old["value"], old.get("date", "")
         self.figures.append(figure)
@@ -154,15 +155,16 @@ class Report:
     def publish(self) -> None:
         """Merges this run's figures into docs/bench-figures.json (a figure not measured this
         time keeps its older value and date), machine named; `make cog` puts it in the README."""
+        assert self.figures_file is not None
         info = machine()
         ours = {(f.section, f.name) for f in self.figures}
-        kept = [f for f in published()["figures"] if (f["section"], f["name"]) not in ours]
+        kept = [f for f in published(self.figures_file) if (f["section"], f["name"]) not in ours]
         fresh = [
             asdict(f) | {"passed": f.passed, "date": self.started, "machine": info["cpu"]}
             for f in self.figures
         ]
         figures = sorted(kept + fresh, key=lambda f: f["section"].split(".")[0].zfill(3))
-        PUBLISHED.write_text(json.dumps({"figures": figures}, indent=2) + "\n")
+        self.figures_file.write_text(json.dumps({"figures": figures}, indent=2) + "\n")
 
     def write(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)

@@ -638,7 +638,7 @@ def bench_nights(report: Report, tmp: Path) -> None:
 
 
 def main() -> None:
-    report = Report("bench", "jogg-batch benchmarks", command_line())
+    report = Report("bench", "jogg-batch benchmarks", command_line(), figures_file=PUBLISHED)
     if QUICK:
         report.notes.append("BENCH_QUICK=1: the real 20/min part ran one window, not three.")
     with tempfile.TemporaryDirectory(prefix="jogg-bench-") as name:
