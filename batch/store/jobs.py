@@ -84,19 +84,12 @@ class JobQueries(Connection):
         return found == (1,)
 
     def keys_with_jobs(self, keys: Sequence[str]) -> set[str]:
-        """Which of these row keys already have a job (for telling changed rows from new ones)."""
-        known: set[str] = set()
-        for start in range(0, len(keys), 10_000):
-            chunk = keys[start : start + 10_000]
-            marks = ",".join("?" * len(chunk))
-            known.update(
-                key
-                for (key,) in self._db.execute(
-                    f"SELECT DISTINCT row_key FROM jobs WHERE row_key IN ({marks})",
-                    chunk,
-                )
-            )
-        return known
+        """Which of these row keys already have a job (for telling changed rows from new ones).
+
+        One indexed probe per distinct key: a key such as a product id can have thousands of
+        jobs, and `DISTINCT ... IN (...)` would read every one of them."""
+        lookup = "SELECT 1 FROM jobs WHERE row_key = ? LIMIT 1"
+        return {key for key in set(keys) if self._db.execute(lookup, (key,)).fetchone()}
 
     def record_plan(
         self,
