@@ -167,6 +167,25 @@ def _encode(value: object) -> str:
     return "'" + text.replace("\\", "\\\\").replace("|", "\\|")
 
 
+# The fields `fingerprint` encodes after FINGERPRINT_VERSION, in order, each as
+# `fingerprint_part` encodes it (`product_id`: the product's own encoding when it has no id).
+FINGERPRINT_FIELDS: Final = (
+    "product_id", "length", "aspect_ratio", "caption", "name", "avatar_id", "avatar_type",
+    "voice_id", "music_id", "script_style", "language", "visual_style", "override_script",
+)  # fmt: skip
+
+
+def fingerprint_part(value: object) -> str:
+    """How `fingerprint` encodes one field's value: for encoding a column's distinct values once."""
+    return _encode(value)
+
+
+def fingerprint_of_encoded(encoded: bytes) -> str:
+    """The fingerprint of a row from its encoded fields, `|`-joined after FINGERPRINT_VERSION
+    (what `fingerprint` hashes): for callers that build that text a column at a time."""
+    return hashlib.sha256(encoded).hexdigest()
+
+
 def _encode_product(fields: ResolvedFields) -> str:
     if fields.product_id is not None or fields.product is None:
         return _encode(fields.product_id)

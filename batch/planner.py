@@ -12,14 +12,13 @@ import secrets
 from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from batch import catalog, payload
 from batch.config import RunConfig
 from batch.preflight import Preflight
 from batch.products import product_source
 from batch.statuses import UNCERTAIN, JobStatus
-from batch.store import JobUpdate, NewJob, RowPlan, StateStore
+from batch.store import JobUpdate, KnownJob, NewJob, RowPlan, StateStore
 
 # Rows planned per state transaction.
 PLAN_SLICE = 5_000
@@ -65,6 +64,7 @@ class Planner:
         self.preflight: Preflight | None = None
         self.product_sources: set[str] = set()  # products this plan has to create first
         self.earlier_jobs = True
+        self.previous_run: int | None = None  # the run whose row -> job map is tried first
         # Job id -> its first row in this run (0: not yet), for pointing duplicates at it.
         # Four bytes a job, however large the catalog; the state is not written for it.
         self.first_rows = array("I")
@@ -82,6 +82,8 @@ class Planner:
         """
         # A first run has no earlier rows to compare keys with: every row is new.
         self.earlier_jobs = self.state.has_jobs()
+        if self.earlier_jobs:
+            self.previous_run = self.state.previous_run(self.run_id, str(self.config.catalog))
         for batch in catalog.read_catalog(self.config.catalog, self.config.catalog_options):
             for start in range(0, len(batch.rows), PLAN_SLICE):
                 yield self._plan_batch(batch.rows[start : start + PLAN_SLICE])
@@ -90,8 +92,7 @@ class Planner:
         counts = self.counts
         if self.preflight is not None:
             rows = [self._checked(row) for row in rows]
-        fingerprints = [r.fingerprint for r in rows if r.fingerprint is not None]
-        existing = self.state.jobs_by_fingerprint(fingerprints)
+        existing = self._existing_jobs(rows)
         unseen_keys = [r.key for r in rows if r.fingerprint and r.fingerprint not in existing]
         known_keys = self.state.keys_with_jobs(unseen_keys) if self.earlier_jobs else set()
         planned = "planned" if self.dry_run else "job"
@@ -108,8 +109,8 @@ class Planner:
                 continue
             fp = row.fingerprint
             job = existing.get(fp)
-            ref: int | str = fp if job is None else job["id"]  # a new job is known by fingerprint
-            earlier = first_row.get(fp) or (0 if job is None else self._first_row(job["id"]))
+            ref: int | str = fp if job is None else job.id  # a new job is known by fingerprint
+            earlier = first_row.get(fp) or (0 if job is None else self._first_row(job.id))
             if earlier:
                 counts.duplicate += 1
                 plans.append(
@@ -130,16 +131,31 @@ class Planner:
                 new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp)))
                 plans.append(RowPlan(row.number, fp, planned, None))
                 continue
-            self._seen(job["id"], row.number)
+            self._seen(job.id, row.number)
             status, send = self._classify(job)
             if send:
-                updates.append(JobUpdate(status, job["id"]))
+                updates.append(JobUpdate(status, job.id))
                 to_send += 1
-            plans.append(RowPlan(row.number, job["id"], planned if send else "job", None))
+            plans.append(RowPlan(row.number, job.id, planned if send else "job", None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():
             self._seen(job_id, first_row[fp])
         return to_send
+
+    def _existing_jobs(self, rows: list[catalog.CatalogRow]) -> dict[str, KnownJob]:
+        """The state's jobs for these rows' fingerprints. A nightly catalog mostly maps each row
+        to the job its row mapped to last run: that map is read as one range and each match
+        checked by fingerprint; only the rest are looked up by fingerprint."""
+        found: dict[str, KnownJob] = {}
+        if self.previous_run is not None and rows:
+            before = self.state.jobs_by_row(self.previous_run, rows[0].number, rows[-1].number)
+            for row in rows:
+                known = before.get(row.number)
+                if known is not None and known[2] == row.fingerprint:
+                    found[known[2]] = KnownJob._make(known[1:])
+        unmatched = [r.fingerprint for r in rows if r.fingerprint and r.fingerprint not in found]
+        found.update(self.state.jobs_by_fingerprint(unmatched))
+        return found
 
     def _first_row(self, job_id: int) -> int:
         """The first row of this run that maps to the job, or 0."""
@@ -156,20 +172,22 @@ class Planner:
         identity: the same row checked offline or online must never become a second job."""
         assert self.preflight is not None
         checked = self.preflight.check(row)
-        return checked if checked.fields is None else checked._replace(fingerprint=row.fingerprint)
+        if checked is row or checked.fields is None:
+            return checked
+        return checked._replace(fingerprint=row.fingerprint)
 
-    def _classify(self, job: Any) -> tuple[JobStatus | None, bool]:
+    def _classify(self, job: KnownJob) -> tuple[JobStatus | None, bool]:
         """(new job status or None to keep it, whether this run sends it)."""
-        config, counts, status = self.config, self.counts, job["status"]
+        config, counts, status = self.config, self.counts, job.status
         if status == "submitted":
             if config.force:
                 counts.forced += 1
                 if not self.dry_run:
-                    self.state.rekey_job(job["id"], secrets.token_hex(6))
+                    self.state.rekey_job(job.id, secrets.token_hex(6))
                 return "pending", True
             counts.already_submitted += 1
             return None, False
-        if status == "failed" and job["permanent"] and not config.retry_permanent:
+        if status == "failed" and job.permanent and not config.retry_permanent:
             counts.failed_permanent += 1
             return None, False
         if status in UNCERTAIN:

@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import httpx
 
@@ -33,6 +33,16 @@ log = logging.getLogger(__name__)
 
 _CUTOFF: Final = 0.6  # difflib's default: close enough to be the likely intent
 _AVATAR_KINDS: Final = {0: "public", 1: "custom"}
+# The fields a check reads (and may correct): its verdict is remembered per combination of them.
+_CHECKED: Final = (
+    "avatar_id",
+    "avatar_type",
+    "voice_id",
+    "music_id",
+    "visual_style",
+    "aspect_ratio",
+)
+_MAX_VERDICTS: Final = 100_000
 
 
 def _style_key(name: str) -> str:
@@ -66,6 +76,8 @@ class Preflight:
             ratio: {_style_key(style.name): style.name for style in styles}
             for ratio, styles in lookups.styles.items()
         }
+        # Checked fields -> the problems found, or the corrections to make ({}: none).
+        self._verdicts: dict[tuple[object, ...], tuple[RowProblem, ...] | dict[str, Any]] = {}
 
     @classmethod
     async def fetch(cls, service: LookupService) -> Preflight:
@@ -80,6 +92,22 @@ class Preflight:
         fields = row.fields
         if fields is None:
             return row
+        # A catalog holds a handful of avatar, voice and style combinations: each checked once.
+        key = tuple(getattr(fields, name) for name in _CHECKED)
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            if len(self._verdicts) >= _MAX_VERDICTS:
+                self._verdicts.clear()
+            verdict = self._verdicts[key] = self._verdict(fields)
+        if isinstance(verdict, tuple):
+            return row._replace(fields=None, problems=row.problems + verdict, fingerprint=None)
+        if not verdict:
+            return row
+        corrected = fields._replace(**verdict)
+        return row._replace(fields=corrected, fingerprint=fingerprint(corrected))
+
+    def _verdict(self, fields: ResolvedFields) -> tuple[RowProblem, ...] | dict[str, Any]:
+        """The problems of these fields, or the corrected spellings of the checked ones."""
         problems: list[RowProblem] = []
         corrected = fields
         for check in (self._avatar, self._voice, self._music_track, self._visual_style):
@@ -89,11 +117,12 @@ class Preflight:
             else:
                 corrected = result
         if problems:
-            every = row.problems + tuple(problems)
-            return row._replace(fields=None, problems=every, fingerprint=None)
-        if corrected == fields:
-            return row
-        return row._replace(fields=corrected, fingerprint=fingerprint(corrected))
+            return tuple(problems)
+        return {
+            name: getattr(corrected, name)
+            for name in _CHECKED
+            if getattr(corrected, name) != getattr(fields, name)
+        }
 
     def _avatar(self, fields: ResolvedFields) -> ResolvedFields | RowProblem:
         avatar_type = 0 if fields.avatar_type is None else fields.avatar_type

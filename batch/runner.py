@@ -577,6 +577,10 @@ class _Run:
         interval = self.config.results_interval
         while self.control.local_error is None:
             await asyncio.sleep(interval)
+            if not self.planning_done:
+                # Mid-plan, most rows would read not_attempted, and the write would take the
+                # planner's CPU: a big catalog's first snapshot waits for its plan.
+                continue
             began = time.monotonic()
             with self._local_io(f"writing the results file {self.config.results}"):
                 await asyncio.to_thread(self._write_results_snapshot)

@@ -37,6 +37,9 @@ JOGG = str(BIN / "jogg-batch")
 API_KEY = "sk-sandbox"
 PRODUCTS = ROOT / "sample_data" / "sandbox_products.csv"
 TAG = re.compile(r"\[jb-([0-9a-f]+)\]")
+# The figures the README shows (`make bench` refreshes it; `bench/readme_table.py` renders it):
+# each new figure is reported beside the one measured before it.
+PUBLISHED = ROOT / "docs" / "bench-figures.json"
 
 
 # --- machine and report --------------------------------------------------------------------------
@@ -72,6 +75,8 @@ class Figure:
     op: str | None = None
     bound: float | None = None
     note: str = ""
+    previous: float | None = None  # the same figure in the last published report
+    previous_date: str = ""
 
     @property
     def passed(self) -> bool | None:
@@ -100,6 +105,19 @@ class Figure:
     def target(self) -> str:
         return "-" if self.op is None else f"{self.op} {self.bound:g} {self.unit}".strip()
 
+    def before(self) -> str:
+        if self.previous is None:
+            return "-"
+        return f"{self.previous:g} {self.unit}".strip() + f" ({self.previous_date[:10]})"
+
+
+def published(path: Path | None) -> list[dict[str, Any]]:
+    """The figures published in `path` (docs/bench-figures.json), or none yet."""
+    if path is None or not path.exists():
+        return []
+    figures: list[dict[str, Any]] = json.loads(path.read_text())["figures"]
+    return figures
+
 
 @dataclass
 class Report:
@@ -110,6 +128,7 @@ class Report:
     figures: list[Figure] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    figures_file: Path | None = None  # published figures: read for `before`, merged by publish()
 
     def add(
         self,
@@ -122,13 +141,30 @@ class Report:
         note: str = "",
     ) -> Figure:
         figure = Figure(section, name, value, unit, op, bound, note)
+        for old in published(self.figures_file):
+            if (old["section"], old["name"]) == (section, name):
+                figure.previous, figure.previous_date = old["value"], old.get("date", "")
         self.figures.append(figure)
         print(
             f"  {section} | {name}: {value:g} {unit} (target {figure.target()}: "
-            f"{figure.verdict()}) {note}",
+            f"{figure.verdict()}; before: {figure.before()}) {note}",
             flush=True,
         )
         return figure
+
+    def publish(self) -> None:
+        """Merges this run's figures into docs/bench-figures.json (a figure not measured this
+        time keeps its older value and date), machine named; `make cog` puts it in the README."""
+        assert self.figures_file is not None
+        info = machine()
+        ours = {(f.section, f.name) for f in self.figures}
+        kept = [f for f in published(self.figures_file) if (f["section"], f["name"]) not in ours]
+        fresh = [
+            asdict(f) | {"passed": f.passed, "date": self.started, "machine": info["cpu"]}
+            for f in self.figures
+        ]
+        figures = sorted(kept + fresh, key=lambda f: f["section"].split(".")[0].zfill(3))
+        self.figures_file.write_text(json.dumps({"figures": figures}, indent=2) + "\n")
 
     def write(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -168,11 +204,11 @@ class Report:
                     "",
                     f"## {section}",
                     "",
-                    "| figure | value | target | verdict | note |",
-                    "|---|---|---|---|---|",
+                    "| figure | value | before | target | verdict | note |",
+                    "|---|---|---|---|---|---|",
                 ]
             lines.append(
-                f"| {figure.name} | {figure.shown()} | {figure.target()} "
+                f"| {figure.name} | {figure.shown()} | {figure.before()} | {figure.target()} "
                 f"| {figure.verdict()} | {figure.note} |"
             )
         for title, rows in self.tables.items():
@@ -320,10 +356,14 @@ def product_ids() -> list[str]:
     return [line.split(",", 1)[0] for line in lines]
 
 
-def generate_catalog(path: Path, rows: int, *, seed: int = 7) -> Path:
+def generate_catalog(path: Path, rows: int, *, seed: int = 7, night: int = 0) -> Path:
     """A catalog shaped like sample_data/catalog.csv: sandbox products, mixed spellings of the
     overrides, empty cells that fall back to defaults, name templates, ~0.5% invalid lengths.
-    Every valid row is a distinct request (titles carry the row number)."""
+    Every valid row is a distinct request (titles carry the row number).
+
+    `night` N > 0: the same catalog with 1% of its titles changed (rows N, N + 100, ...: another
+    1% each night), as a shop's feed changes; every name template uses the title, so each
+    changed row is a new request under the same key."""
     rng = np.random.default_rng(seed)
     index = np.arange(1, rows + 1)
 
@@ -339,6 +379,8 @@ def generate_catalog(path: Path, rows: int, *, seed: int = 7) -> Path:
         ),
         np.char.add(" ", index.astype(str)),
     )
+    if night:
+        titles = np.where(index % 100 == night % 100, np.char.add(titles, f" v{night}"), titles)
     products = np.array(product_ids(), dtype=object)[rng.integers(0, 200, rows)]
     table = pa.table(
         {

@@ -1,4 +1,4 @@
-"""`make bench`, part 6: workers sharing a PostgreSQL ledger (a real server on loopback, started as
+"""`make bench`, part 7: workers sharing a PostgreSQL ledger (a real server on loopback, started as
 the tests start it): three workers on one key and one catalog, and planning on PostgreSQL beside
 SQLite in the same run."""
 
@@ -16,7 +16,7 @@ sys.path.insert(0, str(ROOT))  # tests/postgres.py: the server the tests start
 
 from tests.postgres import running_server
 
-SECTION = "6. A fleet on PostgreSQL"
+SECTION = "7. A fleet on PostgreSQL"
 QuotaFigures = Callable[[Report, str, str, int, float, int], None]
 
 
@@ -25,7 +25,7 @@ def bench_fleet(report: Report, tmp: Path, quota_figures: QuotaFigures, windows:
         bench_three_workers(report, tmp, server.database(), quota_figures, windows)
         bench_planning(report, tmp, server.database())
     report.notes.append(
-        "Part 6 starts PostgreSQL from Debian's package in a temporary folder (fsync off, as in "
+        "Part 7 starts PostgreSQL from Debian's package in a temporary folder (fsync off, as in "
         "the tests); the three workers are three `jogg-batch run` processes on one catalog with "
         "`--state postgresql://…`, each with its own results file."
     )

@@ -10,6 +10,7 @@ import pyarrow.csv as pacsv
 sys.path.insert(0, str(Path(__file__).parents[1] / "bench"))
 
 from common import Figure, Report, duplicates, generate_catalog, max_in_window
+from readme_table import table
 
 
 def test_max_in_window_counts_half_open_windows_like_the_sandbox() -> None:
@@ -48,7 +49,7 @@ def test_report_files_state_machine_command_and_verdicts(tmp_path: Path) -> None
     assert "- Command: `make x`" in text
     assert "cores" in text
     assert "Python" in text
-    assert "| duplicates | 1 | == 0 | MISS by 1 |  |" in text
+    assert "| duplicates | 1 | - | == 0 | MISS by 1 |  |" in text
     assert '"passed": false' in (tmp_path / "x.json").read_text()
 
 
@@ -59,3 +60,40 @@ def test_generated_catalog_rows_are_distinct_requests(tmp_path: Path) -> None:
     titles = table.column("title").to_pylist()
     assert len(set(titles)) == 500
     assert all("{title}" in name for name in table.column("video_name").to_pylist())
+
+
+def test_each_figure_is_reported_beside_the_one_it_replaces(tmp_path: Path) -> None:
+    """A published figure of the same name is the `before` column; publishing merges the new
+    figures in and keeps the ones this run did not measure."""
+    published = tmp_path / "figures.json"
+    first = Report(
+        "bench", "t", "make bench", started="2026-11-20T00:00:00", figures_file=published
+    )
+    first.add("4. Resume", "resume wall time", 21.4, "s", "<=", 10)
+    first.add("3. Planning", "plan ratio", 3.1, "x", ">=", 10)
+    published.write_text('{"figures": []}')
+    first.publish()
+    second = Report(
+        "bench", "t", "make bench", started="2026-11-27T00:00:00", figures_file=published
+    )
+    second.add("4. Resume", "resume wall time", 9.5, "s", "<=", 10)
+    second.write(tmp_path)
+    second.publish()
+    assert (
+        "| resume wall time | 9.5 s | 21.4 s (2026-11-20) | <= 10 s | PASS |"
+        in (tmp_path / "bench.md").read_text()
+    )
+    lines = table(published).splitlines()
+    assert lines[2].startswith(
+        "| Planning: plan ratio | 3.1 x | – | >= 10 x | **MISS** | 2026-11-20"
+    )
+    assert lines[3].startswith("| Resume: resume wall time | 9.5 s | 21.4 s (2026-11-20) | <= 10 s")
+
+
+def test_a_generated_catalog_night_changes_one_title_in_a_hundred(tmp_path: Path) -> None:
+    """Night N changes 1% of the titles (another 1% each night) and nothing else."""
+    base = pacsv.read_csv(generate_catalog(tmp_path / "a.csv", 1000, seed=3)).to_pylist()
+    night = pacsv.read_csv(generate_catalog(tmp_path / "b.csv", 1000, seed=3, night=7)).to_pylist()
+    changed = [i for i, (a, b) in enumerate(zip(base, night, strict=True)) if a != b]
+    assert changed == list(range(6, 1000, 100))
+    assert all(night[i]["title"] == base[i]["title"] + " v7" for i in changed)

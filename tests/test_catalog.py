@@ -246,6 +246,30 @@ def test_valid_rows_carry_their_fingerprint(tmp_path: Path) -> None:
     assert rows[0].fingerprint == fingerprint(rows[0].fields)
 
 
+def test_fingerprints_built_a_column_at_a_time_equal_the_per_row_fingerprint(
+    tmp_path: Path,
+) -> None:
+    """Every valid row's fingerprint equals payload.fingerprint of its fields, whatever the
+    values: escapes, empty cells and defaults, templates, numbers, products without an id."""
+    text = (
+        "product_id,length,aspect_ratio,caption,avatar_id,avatar_type,voice_id,music_id,"
+        "script_style,language,visual_style,override_script,video_name,title,product_url\n"
+        'A1,30s,9:16,yes,127.0,1,v|1,3,top 3 reasons,French,Neon,"say ""hi""",{title},a|b\\c,\n'
+        "A1,,,,,,,,,,,,,,\n"
+        "B\\2,60,square,no,5,0,,,,english,,x|y,Sale: {title} ({product_id}),-,\n"
+        ",,,,,,,,,,,,plain,t,https://shop.example/p|1\n"
+        "C3,45,,,,,,,,,,,{missing},t,\n"
+        "D4,15,landscape,0,,public,,0,Discovery,,,,,'',\n"
+    )
+    rows = rows_of(write(tmp_path, "c.csv", text))
+    valid = [row for row in rows if row.fields is not None]
+    assert len(valid) == 5
+    for row in valid:
+        assert row.fields is not None
+        assert row.fingerprint == fingerprint(row.fields), row.number
+    assert len({row.fingerprint for row in valid}) == 5
+
+
 def test_products_from_urls_are_carried(tmp_path: Path) -> None:
     """A row with product_url and no product_id carries the product details to create."""
     text = (

@@ -183,6 +183,25 @@ def test_formula_column_names_are_neutralised_and_read_back(tmp_path: Path) -> N
     assert frame["+sum"][0] == "=1+1"
 
 
+def test_results_times_are_iso_utc_seconds_and_formula_cells_quoted(tmp_path: Path) -> None:
+    """Unix times become `YYYY-MM-DDTHH:MM:SSZ` (fraction dropped, empty stays empty), and
+    only text cells that start like a formula get a leading quote."""
+    results = tmp_path / "r.results.csv"
+    outcome = (1, "submitted", "v1", 0, "-1 left", 1, 1764199807.9)
+    rows: list[tuple[object, ...]] = [
+        outcome + (None,) * 6 + (0.0, None),
+        (2, "failed", "v2", 1, "ok", 1, None) + (None,) * 8,
+    ]
+    inputs = pa.table({"sku": ["@a", "b-c"], "note": ["\tx", "x="]})
+    write_results(results, [inputs], lambda a, b: state_outcomes(rows, a, b))
+    frame = read_results(results)
+    assert list(frame["submitted_at"]) == ["2025-11-26T23:30:07Z", ""]
+    assert list(frame["completed_at"]) == ["1970-01-01T00:00:00Z", ""]
+    lines = results.read_text().splitlines()
+    assert lines[1].startswith(""""'@a","'\tx","1","submitted","v1","0","'-1 left",""")
+    assert lines[2].startswith('"b-c","x=","2","failed",')
+
+
 def test_atomic_writer_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     """An error while writing keeps the old file and removes the temporary one."""
     path = tmp_path / "summary.json"

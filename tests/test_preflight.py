@@ -136,6 +136,33 @@ async def test_case_differences_are_normalised_with_a_new_fingerprint(
 
 
 @pytest.mark.anyio
+async def test_rows_sharing_checked_values_get_the_same_verdict(
+    preflight: Preflight, tmp_path: Path
+) -> None:
+    """A verdict remembered for one row serves the next row with the same avatar, voice, music
+    and style: corrected alike, refused alike, each with its own other fields kept."""
+    misspelt = "landscape,127,0,en-us-jennyneural,4,simple  product SWITCH"
+    unknown = "landscape,127,0,en-US-JenyNeural,4,"
+    first, second, bad_one, bad_two = (
+        preflight.check(row)
+        for row in rows(
+            tmp_path, f"{GOOD},{misspelt}", f"OTHER,{misspelt}", f"{GOOD},{unknown}", f"X,{unknown}"
+        )
+    )
+    assert first.fields is not None
+    assert second.fields is not None
+    assert (second.fields.voice_id, second.fields.visual_style, second.fields.product_id) == (
+        "en-US-JennyNeural",
+        "Simple Product Switch",
+        "OTHER",
+    )
+    assert second.fingerprint == fingerprint(second.fields) != first.fingerprint
+    assert bad_one.fields is None
+    assert bad_two.fields is None
+    assert reasons(bad_one) == reasons(bad_two) != {}
+
+
+@pytest.mark.anyio
 async def test_valid_and_invalid_rows_pass_unchanged(preflight: Preflight, tmp_path: Path) -> None:
     """A row that is right already is returned as is; one invalid already is not re-checked."""
     good, bad = rows(

@@ -100,6 +100,26 @@ def test_nightly_run_sends_exactly_changed_and_new_rows(tmp_path: Path, sandbox_
     assert [i for i, s in enumerate(statuses) if s == "submitted"] == [3, 11, 20, 21]
 
 
+def test_rows_that_moved_since_the_last_run_are_still_already_submitted(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Last night's row-to-job map only speeds planning up: rows reordered, a row inserted on
+    top and a row repeated still find their jobs, and only the new row is sent."""
+    rows = simple_rows(12)
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    runner.run(make_config(catalog, sandbox_url))
+    moved = [*simple_rows(1, start=12), *reversed(rows), rows[5]]
+    write_catalog(catalog, moved)
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.plan.new, summary.plan.already_submitted, summary.plan.duplicate) == (1, 12, 1)
+    sent = submissions(sandbox_url)["submissions"][12:]
+    assert [s["product_id"] for s in sent] == [moved[0]["product_id"]]
+    statuses = list(read_results(catalog.with_suffix(".results.csv"))["status"])
+    assert statuses == ["submitted"] + ["already_submitted"] * 12 + ["duplicate"]
+
+
 def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbox_url: str) -> None:
     """--dry-run writes 'planned' rows and leaves the state as it was."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))

@@ -108,7 +108,7 @@ def test_a_big_slice_is_planned_whole_and_planning_it_again_changes_nothing(
     run = state.begin_run("c.csv", dry_run=False)
     ids = state.record_plan(run, jobs, [], rows)
     found = state.jobs_by_fingerprint(fingerprints)
-    assert {fp: job["id"] for fp, job in found.items()} == ids
+    assert {fp: job.id for fp, job in found.items()} == ids
     assert len(set(ids.values())) == 25_000
     mapped = dict(state._db.execute("SELECT row, job_id FROM run_rows WHERE run_id = ?", (run,)))
     assert mapped == {i + 1: ids[fp] for i, fp in enumerate(fingerprints)}

@@ -2,8 +2,9 @@
 
 Each column of a batch is dictionary-encoded, so a scalar normaliser from `batch.payload` runs
 once per distinct value (a catalog of a million rows holds a handful of lengths and styles) and
-the results are mapped back to rows with one numpy `take`. Per-row Python work is limited to
-building the row objects and hashing them.
+the results are mapped back to rows with one numpy `take`. Fingerprints are built the same way:
+each distinct value is encoded once, the encodings are joined per row by Arrow, and only the
+sha256 itself runs per row. Per-row Python work is limited to building the row objects.
 """
 
 from __future__ import annotations
@@ -170,18 +171,28 @@ def _key_header(
 
 
 class _Column:
-    """One canonical column of a batch: a value per row, and the rows whose value is invalid."""
+    """One canonical column of a batch: a value per row, each value as the fingerprint encodes
+    it, and the rows whose value is invalid."""
 
-    __slots__ = ("bad", "values")
+    __slots__ = ("bad", "parts", "values")
 
-    def __init__(self, values: Iterable[Any], bad: list[tuple[int, str, str]]) -> None:
+    def __init__(
+        self, values: Iterable[Any], parts: pa.Array, bad: list[tuple[int, str, str]]
+    ) -> None:
         self.values = values
+        self.parts = parts
         self.bad = bad
+
+
+def _constant_part(value: object, count: int) -> pa.Array:
+    return pa.repeat(pa.scalar(payload.fingerprint_part(value), pa.string()), count)
 
 
 def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: object) -> _Column:
     if pa.types.is_null(column.type):
-        return _Column(itertools.repeat(default, len(column)), [])
+        return _Column(
+            itertools.repeat(default, len(column)), _constant_part(default, len(column)), []
+        )
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     encoded = pc.dictionary_encode(column.combine_chunks())
@@ -204,7 +215,30 @@ def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: o
         for row in np.flatnonzero(np.isin(indices, list(reasons))).tolist():
             unique = int(indices[row])
             bad.append((row, _as_typed(uniques[unique]), reasons[unique]))
-    return _Column(outputs.take(indices).tolist(), bad)
+    # An invalid value's row is never hashed; its slot holds the default's encoding.
+    encoded = [
+        payload.fingerprint_part(default if index in reasons else value)
+        for index, value in enumerate(outputs)
+    ]
+    parts = pa.array(encoded, pa.string()).take(pa.array(indices))
+    return _Column(outputs.take(indices).tolist(), parts, bad)
+
+
+def _text_part(values: list[Any]) -> pa.Array:
+    """`fingerprint_part` of each text-or-None value, vectorised (a column of distinct names)."""
+    text = pa.array(values, pa.string())
+    escaped = pc.replace_substring(pc.replace_substring(text, "\\", "\\\\"), "|", "\\|")
+    return pc.binary_join_element_wise("'", escaped, "").fill_null("-")
+
+
+def _fingerprints(parts: Mapping[str, pa.Array]) -> list[str]:
+    """`payload.fingerprint` of every row from its fields' encodings (`payload.FINGERPRINT_FIELDS`);
+    equal to it wherever the row has a product_id (tested)."""
+    version = pa.scalar(payload.FINGERPRINT_VERSION, pa.string())
+    columns = [parts[name] for name in payload.FINGERPRINT_FIELDS]
+    joined = pc.binary_join_element_wise(version, *columns, "|").cast(pa.binary())
+    of_encoded = payload.fingerprint_of_encoded
+    return [of_encoded(text) for text in joined.to_pylist()]
 
 
 def _text_values(column: pa.ChunkedArray) -> list[str]:
@@ -273,6 +307,7 @@ def resolve_rows(
     """The catalog rows of one batch, numbered from `first`."""
     count = table.num_rows
     columns: dict[str, Iterable[Any]] = {}
+    parts: dict[str, pa.Array] = {}
     problems: dict[int, list[RowProblem]] = {}
 
     def report(canonical: str, bad: list[tuple[int, str, str]]) -> None:
@@ -290,15 +325,19 @@ def resolve_rows(
                 columns[canonical] = [default] * count
             else:
                 columns[canonical] = itertools.repeat(default, count)
+            parts[canonical] = _constant_part(default, count)
             continue
         column = _normalize_column(table.column(header), normalize, default)
         columns[canonical] = column.values
+        parts[canonical] = column.parts
         report(canonical, column.bad)
     names = columns["video_name"]
     if isinstance(names, list):
         report("video_name", _expand_names(names, table, plan.template_names))
+        parts["video_name"] = _text_part(names)
+    parts["name"] = parts.pop("video_name")
     keys = _text_values(table.column(plan.key))
-    return list(_rows(columns, keys, problems, plan, first))
+    return list(_rows(columns, keys, _fingerprints(parts), problems, plan, first))
 
 
 def _names(problems: Mapping[int, list[RowProblem]], row: int, column: str | None) -> bool:
@@ -309,6 +348,7 @@ def _names(problems: Mapping[int, list[RowProblem]], row: int, column: str | Non
 def _rows(
     columns: Mapping[str, Iterable[Any]],
     keys: list[str],
+    fingerprints: list[str],
     problems: dict[int, list[RowProblem]],
     plan: ColumnPlan,
     first: int,
@@ -338,4 +378,7 @@ def _rows(
         fields = ResolvedFields(pid, product, length, aspect_ratio, caption, name, avatar_id,
                                 avatar_type, voice_id, music_id, style, language, visual_style,
                                 override_script, webhook_url)  # fmt: skip
-        yield CatalogRow(number, fields, (), key, fingerprint(fields))
+        # A product without an id has its own encoding: hashed from the fields.
+        yield CatalogRow(
+            number, fields, (), key, fingerprints[row] if product is None else fingerprint(fields)
+        )

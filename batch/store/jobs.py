@@ -8,7 +8,7 @@ from typing import Any
 
 from batch.store.backend import Database
 from batch.store.connection import Connection
-from batch.store.records import AttemptRecord, Job, JobUpdate, NewJob, RowPlan
+from batch.store.records import AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
 
 
 class JobQueries(Connection):
@@ -44,38 +44,51 @@ class JobQueries(Connection):
         )
         return [float(when) for (when,) in rows]
 
-    def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The existing jobs among `fingerprints` (one query per 10,000): id, status, permanent."""
-        found: dict[str, dict[str, Any]] = {}
+    def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, KnownJob]:
+        """The existing jobs among `fingerprints` (one query per 10,000)."""
+        found: dict[str, KnownJob] = {}
         for start in range(0, len(fingerprints), 10_000):
             chunk = fingerprints[start : start + 10_000]
             marks = ",".join("?" * len(chunk))
-            for job_id, fingerprint, status, permanent in self._db.execute(
+            for row in self._db.execute(
                 "SELECT id, fingerprint, status, permanent FROM jobs "
                 f"WHERE fingerprint IN ({marks})",
                 chunk,
             ):
-                found[fingerprint] = {"id": job_id, "status": status, "permanent": permanent}
+                found[row[1]] = KnownJob._make(row)
         return found
+
+    def previous_run(self, run_id: int, catalog: str) -> int | None:
+        """The newest run before `run_id` of this catalog, else of any (a dated file name each
+        night): a guess whose rows planning checks by fingerprint. A dry run keeps no rows."""
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE id < ? AND dry_run = 0 "
+            "ORDER BY CASE WHEN catalog = ? THEN 0 ELSE 1 END, id DESC LIMIT 1",
+            (run_id, catalog),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def jobs_by_row(self, run_id: int, first: int, last: int) -> dict[int, tuple[Any, ...]]:
+        """Rows first..last of a run with the job each mapped to, by row, as (row, *KnownJob):
+        one range scan, where looking each fingerprint up is a random probe."""
+        rows = self._db.execute(
+            "SELECT r.row, j.id, j.fingerprint, j.status, j.permanent FROM run_rows r "
+            "JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? AND r.row BETWEEN ? AND ?",
+            (run_id, first, last),
+        )
+        return {row[0]: row for row in rows}
 
     def has_jobs(self) -> bool:
         found: tuple[int] = self._db.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()
         return found == (1,)
 
     def keys_with_jobs(self, keys: Sequence[str]) -> set[str]:
-        """Which of these row keys already have a job (for telling changed rows from new ones)."""
-        known: set[str] = set()
-        for start in range(0, len(keys), 10_000):
-            chunk = keys[start : start + 10_000]
-            marks = ",".join("?" * len(chunk))
-            known.update(
-                key
-                for (key,) in self._db.execute(
-                    f"SELECT DISTINCT row_key FROM jobs WHERE row_key IN ({marks})",
-                    chunk,
-                )
-            )
-        return known
+        """Which of these row keys already have a job (for telling changed rows from new ones).
+
+        One indexed probe per distinct key: a key such as a product id can have thousands of
+        jobs, and `DISTINCT ... IN (...)` would read every one of them."""
+        lookup = "SELECT 1 FROM jobs WHERE row_key = ? LIMIT 1"
+        return {key for key in set(keys) if self._db.execute(lookup, (key,)).fetchone()}
 
     def record_plan(
         self,
@@ -137,7 +150,7 @@ class JobQueries(Connection):
         fingerprints = [job[0] for job in jobs]
         if self.dialect == "sqlite" and last - first + 1 == len(jobs):
             return dict(zip(fingerprints, range(first, last + 1), strict=True))
-        return {fp: row["id"] for fp, row in self.jobs_by_fingerprint(fingerprints).items()}
+        return {fp: job.id for fp, job in self.jobs_by_fingerprint(fingerprints).items()}
 
     def enter_unknown(self, fingerprint: str, row_key: str | None, fields: str, tag: str) -> None:
         """A job known only from a results file that says `unknown` (an attempt at time 0, so

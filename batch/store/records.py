@@ -26,6 +26,15 @@ class RowPlan(NamedTuple):
     detail: str | None
 
 
+class KnownJob(NamedTuple):
+    """What planning needs of a job already in the state."""
+
+    id: int
+    fingerprint: str
+    status: str
+    permanent: int
+
+
 class JobUpdate(NamedTuple):
     """An existing job this run sends."""
 
