@@ -118,8 +118,9 @@ class Settler:
             self.state.settle(job.id, "failed", last, run_id=self.run_id)
             job_changed(job, "failed", code=last.code, message=last.message)
             return
+        if not self.state.settle(job.id, "pending", AttemptRecord("absent"), run_id=self.run_id):
+            return  # another worker took the job over meanwhile: it is that worker's now
         log.info("row key %s: proven absent from the account; sending again", job.row_key)
-        self.state.settle(job.id, "pending", AttemptRecord("absent"), run_id=self.run_id)
         await self.launch(fresh)
 
     async def _give_up(self, job: UncertainJob, why: str) -> None:
@@ -127,8 +128,10 @@ class Settler:
         self.given_up.add(job.id)  # once: a resubmission whose answer is lost ends unknown
         if self.config.resubmit_unknown:
             log.warning("row key %s: %s; resending (--resubmit-unknown)", job.row_key, why)
-            self.state.settle(job.id, "pending", AttemptRecord("resubmitted"), run_id=self.run_id)
-            await self.launch(self.state.job(job.id))
+            if self.state.settle(
+                job.id, "pending", AttemptRecord("resubmitted"), run_id=self.run_id
+            ):
+                await self.launch(self.state.job(job.id))
             return
         self.unknown_reason = self.unknown_reason or why
         self.state.settle(

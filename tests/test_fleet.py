@@ -63,6 +63,26 @@ def test_a_claimed_job_is_no_other_workers_until_its_claim_runs_out(
         assert [(job.id, job.status) for job in uncertain] == [(1, "sending")]
 
 
+def test_a_worker_that_stalled_past_its_claim_cannot_undo_the_worker_that_took_over(
+    state_at: StateLocation,
+) -> None:
+    """A worker back from a long pause finds its job taken: its late verdicts change nothing, so
+    the job the other worker is sending never looks `pending` again."""
+    with StateStore(state_at) as stalled, StateStore(state_at) as other:
+        stalled.as_worker(claim_seconds=60)
+        other.as_worker(claim_seconds=60)
+        run = planned_jobs(stalled, 1)
+        [job] = stalled.claim_jobs(run, 0, 1)
+        assert stalled.begin_attempt(job.id, run) is not None
+        stalled._db.execute("UPDATE jobs SET claim_until = 0")  # the pause outlasts the claim
+        assert [j.id for j in other.claim_uncertain(run)] == [job.id]
+        assert other.settle(job.id, "pending", AttemptRecord("absent"), run_id=run) is True
+        assert other.begin_attempt(job.id, run) is not None  # the other worker sends it again
+        assert stalled.settle(job.id, "pending", AttemptRecord("absent"), run_id=run) is False
+        assert stalled.begin_attempt(job.id, run) is None
+        assert other.job(job.id).status == "sending"
+
+
 def test_leaving_gives_back_unsent_claims(state_at: StateLocation) -> None:
     """A worker that stops hands its pending jobs to the others at once."""
     with StateStore(state_at) as first, StateStore(state_at) as second:

@@ -281,8 +281,9 @@ class JobQueries(Connection):
         run_id: int | None,
         recovered: bool = False,
         permanent: bool = False,
-    ) -> None:
-        """A job's status changes without a request (reconciliation, retries exhausted)."""
+    ) -> bool:
+        """A job's status changes without a request (reconciliation, retries exhausted); False
+        when another worker holds the job now, and nothing changed."""
         now = self._clock()
         with self._write() as db:
             if recovered:
@@ -292,7 +293,7 @@ class JobQueries(Connection):
                     "WHERE id = (SELECT max(id) FROM attempts WHERE job_id = ?)",
                     (record.video_id, now, job_id),
                 )
-            self._set_job(
+            return self._set_job(
                 db,
                 job_id,
                 job_status,
@@ -314,7 +315,8 @@ class JobQueries(Connection):
         now: float,
         permanent: bool = False,
         recovered: bool = False,
-    ) -> None:
+    ) -> bool:
+        """False when the job is another worker's now (nothing written)."""
         if status == "submitted":
             db.execute(
                 "UPDATE jobs SET status = 'submitted', video_id = ?, code = 0, message = ?, "
@@ -322,21 +324,25 @@ class JobQueries(Connection):
                 "video_status = coalesce(video_status, 'processing'), updated_at = ? WHERE id = ?",
                 (record.video_id, record.message, int(recovered), now, run_id, now, job_id),
             )
-        else:
-            # An `unknown` is given up for this run (batch.store.fleet: not looked up again).
-            db.execute(
-                "UPDATE jobs SET status = ?, code = ?, message = ?, permanent = ?, updated_at = ?, "
-                "given_up_run = ? WHERE id = ?",
-                (
-                    status,
-                    record.code,
-                    record.message,
-                    int(permanent),
-                    now,
-                    run_id if status == "unknown" else None,
-                    job_id,
-                ),
-            )
+            return True
+        # Any other status is only this worker's to set while it holds the job's claim: a worker
+        # that stalled past its claim must not undo what the worker that took the job over did
+        # (batch.store.fleet). An `unknown` is given up for this run: not looked up again.
+        changed = db.execute(
+            "UPDATE jobs SET status = ?, code = ?, message = ?, permanent = ?, updated_at = ?, "
+            "given_up_run = ? WHERE id = ? AND (claimed_by IS NULL OR claimed_by = ?)",
+            (
+                status,
+                record.code,
+                record.message,
+                int(permanent),
+                now,
+                run_id if status == "unknown" else None,
+                job_id,
+                self.worker,
+            ),
+        )
+        return changed.rowcount == 1
 
     def mark_not_attempted(self, run_id: int) -> int:
         """Everything still pending for this run when it stops: it goes first next time."""
