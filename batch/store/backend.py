@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,12 +203,8 @@ def _reason(exc: Exception) -> str:
     return re.sub(r"password=\S+", "password=***", first)
 
 
-DATABASE_ERRORS: tuple[type[Exception], ...] = (sqlite3.Error,)
-
-
 def database_errors() -> tuple[type[Exception], ...]:
-    """The driver errors a local failure can raise: sqlite3's, and psycopg's once it is loaded."""
-    import sys
-
+    """The driver errors a local failure can raise: sqlite3's, and psycopg's once it is loaded
+    (asking does not load it: a run on SQLite never imports psycopg)."""
     psycopg = sys.modules.get("psycopg")
-    return DATABASE_ERRORS if psycopg is None else (*DATABASE_ERRORS, psycopg.Error)
+    return (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)
