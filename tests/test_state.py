@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -88,13 +87,12 @@ def test_unknown_from_a_results_file_is_entered_once(state: StateStore) -> None:
     assert state._db.execute("SELECT started_at FROM attempts").fetchall() == [(0.0,)]
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
+def test_newer_schema_is_refused(state_at: StateLocation) -> None:
     """A state written by a newer jogg-batch is not misread."""
-    StateStore(tmp_path / "s.db").close()
-    with sqlite3.connect(tmp_path / "s.db") as db:
-        db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with StateStore(state_at) as state:
+        state.set_meta("schema_version", "99")
     with pytest.raises(StateError, match="state schema 99"):
-        StateStore(tmp_path / "s.db")
+        StateStore(state_at)
 
 
 def test_a_big_slice_is_planned_whole_and_planning_it_again_changes_nothing(

@@ -37,12 +37,16 @@ class Connection:
         self._db: Database
         if isinstance(location, DatabaseURL):
             self.dialect = "postgresql"
-            self._db = PostgresDatabase(location)
+            database = PostgresDatabase(location)
+            self._db = database
             try:
-                migrate(self._db, self.dialect, location)
-            except self._db.errors as exc:
-                self._db.close()
+                migrate(database, self.dialect, location)
+            except database.errors as exc:
+                database.close()
                 raise StateError(f"{location}: cannot prepare the state database: {exc}") from exc
+            except StateError:
+                database.close()
+                raise
             return
         self.dialect = "sqlite"
         files.prepare_state(location)  # 0600, no symlink, not another user's (StateError)
