@@ -364,8 +364,9 @@ class _Run:
                 loop.remove_signal_handler(sig)
 
     async def _heartbeat(self) -> None:
-        """Renews this worker's claims, so other workers sharing the state know it lives."""
-        while True:
+        """Renews this worker's claims, so other workers sharing the state know it lives (a
+        SQLite state has no other workers: its file lock keeps them out)."""
+        while self.state.shared:
             await asyncio.sleep(self.config.claim_seconds / 3)
             self.state.renew_claims()
 

@@ -83,6 +83,27 @@ def test_a_worker_that_stalled_past_its_claim_cannot_undo_the_worker_that_took_o
         assert other.job(job.id).status == "sending"
 
 
+def test_a_job_done_with_holds_no_claim(state_at: StateLocation) -> None:
+    """Submitted, failed, given-up and not-attempted jobs let go of their claims, so the claims
+    a run starts with, renews and clears are only the live ones (not every job ever sent)."""
+    with StateStore(state_at) as state:
+        state.as_worker(claim_seconds=60)
+        run = planned_jobs(state, 4)
+        jobs = state.claim_jobs(run, 0, 4)
+        for job, status in zip(jobs[:3], ("submitted", "failed", "unknown"), strict=True):
+            attempt = state.begin_attempt(job.id, run)
+            assert attempt is not None
+            record = (
+                AttemptRecord("ok", 0, video_id=f"v{job.id}")
+                if status == "submitted"
+                else (AttemptRecord("permanent", 40000))
+            )
+            state.finish_attempt(attempt, job.id, record, status, run_id=run)
+        state.mark_not_attempted(run)
+        held = state._db.execute("SELECT count(*) FROM jobs WHERE claimed_by IS NOT NULL")
+        assert held.fetchone() == (0,)
+
+
 def test_leaving_gives_back_unsent_claims(state_at: StateLocation) -> None:
     """A worker that stops hands its pending jobs to the others at once."""
     with StateStore(state_at) as first, StateStore(state_at) as second:

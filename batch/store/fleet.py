@@ -228,7 +228,7 @@ class FleetQueries(JobQueries):
             effective = max(1, rule.count - max(0, others - stale))
             counted = db.execute(
                 "SELECT answered_at FROM sends WHERE key_id = ? AND refused = 0 AND ("
-                "(answered_at IS NULL AND sent_at > ?) OR answered_at > ?) ORDER BY answered_at",
+                "(answered_at IS NULL AND sent_at > ?) OR answered_at > ?)",
                 (rule.key_id, now - rule.stale_after, now - rule.window),
             ).fetchall()
             in_flight = sum(1 for (answered,) in counted if answered is None)

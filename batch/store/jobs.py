@@ -321,16 +321,21 @@ class JobQueries(Connection):
             db.execute(
                 "UPDATE jobs SET status = 'submitted', video_id = ?, code = 0, message = ?, "
                 "recovered = ?, submitted_at = ?, submitted_run = ?, permanent = 0, "
-                "video_status = coalesce(video_status, 'processing'), updated_at = ? WHERE id = ?",
+                "video_status = coalesce(video_status, 'processing'), updated_at = ?, "
+                "claimed_by = NULL, claim_until = NULL WHERE id = ?",
                 (record.video_id, record.message, int(recovered), now, run_id, now, job_id),
             )
             return True
         # Any other status is only this worker's to set while it holds the job's claim: a worker
         # that stalled past its claim must not undo what the worker that took the job over did
         # (batch.store.fleet). An `unknown` is given up for this run: not looked up again.
+        # A job done with for this run lets go of its claim, so claims stay few (an index).
+        done = status in ("failed", "unknown")
         changed = db.execute(
             "UPDATE jobs SET status = ?, code = ?, message = ?, permanent = ?, updated_at = ?, "
-            "given_up_run = ? WHERE id = ? AND (claimed_by IS NULL OR claimed_by = ?)",
+            "given_up_run = ?, claimed_by = CASE WHEN ? = 1 THEN NULL ELSE claimed_by END, "
+            "claim_until = CASE WHEN ? = 1 THEN NULL ELSE claim_until END "
+            "WHERE id = ? AND (claimed_by IS NULL OR claimed_by = ?)",
             (
                 status,
                 record.code,
@@ -338,6 +343,8 @@ class JobQueries(Connection):
                 int(permanent),
                 now,
                 run_id if status == "unknown" else None,
+                int(done),
+                int(done),
                 job_id,
                 self.worker,
             ),
@@ -348,8 +355,8 @@ class JobQueries(Connection):
         """Everything still pending for this run when it stops: it goes first next time."""
         with self._write() as db:
             cursor = db.execute(
-                "UPDATE jobs SET status = 'not_attempted', updated_at = ? "
-                "WHERE planned_run = ? AND status = 'pending'",
+                "UPDATE jobs SET status = 'not_attempted', updated_at = ?, claimed_by = NULL, "
+                "claim_until = NULL WHERE planned_run = ? AND status = 'pending'",
                 (self._clock(), run_id),
             )
         return cursor.rowcount

@@ -109,6 +109,7 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
     ALTER TABLE jobs ADD COLUMN claim_until REAL;
     ALTER TABLE jobs ADD COLUMN given_up_run INTEGER;
+    CREATE INDEX jobs_claimed ON jobs (claimed_by) WHERE claimed_by IS NOT NULL;
     CREATE TABLE sends (
         id INTEGER PRIMARY KEY,
         key_id TEXT NOT NULL,
