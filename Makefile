@@ -10,6 +10,9 @@ LOCK   := requirements.lock
 UV_VERSION := 0.13.9
 # pip-audit asks PyPI's JSON API per release (`osv` is the other choice).
 AUDIT_SERVICE ?= pypi
+# The store's tests and bench part 7 start a real PostgreSQL (installed through apt when missing).
+ENSURE_POSTGRES := sh scripts/ensure-package.sh postgresql "the PostgreSQL tests" postgres \
+	'/usr/lib/postgresql/*/bin/postgres'
 
 .PHONY: install test test-fast lint cog audit lock demo sandbox bench chaos
 
@@ -36,8 +39,8 @@ lock:
 	@echo "$(LOCK) refreshed: review 'git diff $(LOCK)', then 'make install' and commit it"
 
 test: install
-	@sh scripts/ensure-chromium.sh
-	@sh scripts/ensure-postgres.sh
+	@sh scripts/ensure-package.sh chromium "the report's browser test" chromium chromium-browser
+	@$(ENSURE_POSTGRES)
 	$(BIN)/python -m pytest -q
 
 # The suite without the end-to-end tests that spawn processes or wait for renders (`-m slow`).
@@ -89,7 +92,7 @@ demo: install
 # BENCH_QUICK=1 shortens the real 20/min quota run from three windows to one. The bench's figures
 # land in docs/bench-figures.json too, and the README's table is rendered from them.
 bench: install
-	@sh scripts/ensure-postgres.sh
+	@$(ENSURE_POSTGRES)
 	$(BIN)/python bench/run_bench.py
 	$(BIN)/cog -r README.md
 
