@@ -9,9 +9,10 @@ the sender picks them up from the state as soon as each slice is committed.
 from __future__ import annotations
 
 import secrets
-from array import array
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+
+import numpy as np
 
 from batch import catalog, payload
 from batch.config import RunConfig
@@ -64,10 +65,12 @@ class Planner:
         self.preflight: Preflight | None = None
         self.product_sources: set[str] = set()  # products this plan has to create first
         self.earlier_jobs = True
-        self.previous_run: int | None = None  # the run whose row -> job map is tried first
+        self.previous_run: int | None = None  # the run whose rows are carried over
+        # (SQL condition on a job, the count it goes to) for each kind of job that needs nothing.
+        self.settled: list[tuple[str, str]] = []
         # Job id -> its first row in this run (0: not yet), for pointing duplicates at it.
         # Four bytes a job, however large the catalog; the state is not written for it.
-        self.first_rows = array("I")
+        self.first_rows = np.zeros(0, np.uint32)
 
     def plan_all(self) -> PlanCounts:
         for _ in self.batches():
@@ -84,88 +87,156 @@ class Planner:
         self.earlier_jobs = self.state.has_jobs()
         if self.earlier_jobs:
             self.previous_run = self.state.previous_run(self.run_id, str(self.config.catalog))
+            if not self.config.force:
+                self.settled.append(("j.status = 'submitted'", "already_submitted"))
+            if not self.config.retry_permanent and self.state.has_permanent_failures():
+                self.settled.append(("j.status = 'failed' AND j.permanent = 1", "failed_permanent"))
         for batch in catalog.read_catalog(self.config.catalog, self.config.catalog_options):
             for start in range(0, len(batch.rows), PLAN_SLICE):
-                yield self._plan_batch(batch.rows[start : start + PLAN_SLICE])
+                yield self._plan_slice(batch.rows, start, min(start + PLAN_SLICE, len(batch.rows)))
 
-    def _plan_batch(self, rows: list[catalog.CatalogRow]) -> int:
-        counts = self.counts
-        if self.preflight is not None:
-            rows = [self._checked(row) for row in rows]
-        existing = self._existing_jobs(rows)
-        unseen_keys = [r.key for r in rows if r.fingerprint and r.fingerprint not in existing]
-        known_keys = self.state.keys_with_jobs(unseen_keys) if self.earlier_jobs else set()
+    def _plan_slice(self, rows: catalog.ResolvedRows, start: int, stop: int) -> int:
+        """Plans rows start..stop-1 of a batch. Rows that are the same request as last run's
+        same row, with a job that needs nothing (`_carry_over`), are recorded in one statement
+        without a row object; the rest are looked at one by one."""
+        counts, fingerprints = self.counts, rows.fingerprints
+        plans: list[RowPlan] = []
+        carried = self._carry_over(rows, start, stop, plans)
+        slow = [i for i in range(start, stop) if rows.first + i not in carried]
+        existing = self.state.jobs_by_fingerprint(
+            list({fp for i in slow if (fp := fingerprints[i])})
+        )
+        known_keys = self._keys_with_jobs(
+            rows, {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
+        )
         planned = "planned" if self.dry_run else "job"
         new_jobs: list[NewJob] = []
         updates: list[JobUpdate] = []
-        plans: list[RowPlan] = []
-        first_row: dict[str, int] = {}  # fingerprint -> its first row in this batch
+        first_row: dict[str, int] = {}  # fingerprint -> its first row in this slice
         to_send = 0
-        for row in rows:
-            if row.fields is None or row.fingerprint is None:
+        for index in slow:
+            number, fp = rows.first + index, fingerprints[index]
+            row = None
+            job = None if fp is None else existing.get(fp)
+            if fp is not None and self.preflight is not None and not self._settled(job):
+                row = self._checked(rows[index])
+                if row.fields is None:
+                    fp = None
+            if fp is None:
                 counts.invalid += 1
-                detail = "; ".join(f"{p.column}: {p.reason}" for p in row.problems)
-                plans.append(RowPlan(row.number, None, "invalid", detail))
+                problems = (row or rows[index]).problems
+                detail = "; ".join(f"{p.column}: {p.reason}" for p in problems)
+                plans.append(RowPlan(number, None, "invalid", detail))
                 continue
-            fp = row.fingerprint
-            job = existing.get(fp)
             ref: int | str = fp if job is None else job.id  # a new job is known by fingerprint
             earlier = first_row.get(fp) or (0 if job is None else self._first_row(job.id))
+            if earlier > number:  # a row carried over, later in this slice: this one comes first
+                assert job is not None
+                setattr(counts, carried[earlier], getattr(counts, carried[earlier]) - 1)
+                counts.duplicate += 1
+                plans.append(RowPlan(earlier, job.id, "duplicate", f"same request as row {number}"))
+                earlier = 0
             if earlier:
                 counts.duplicate += 1
-                plans.append(
-                    RowPlan(row.number, ref, "duplicate", f"same request as row {earlier}")
-                )
+                plans.append(RowPlan(number, ref, "duplicate", f"same request as row {earlier}"))
                 continue
-            first_row[fp] = row.number
+            first_row[fp] = number
+            if job is not None:
+                self._seen(job.id, number)
+                status, send = self._classify(job)
+                if send:
+                    updates.append(JobUpdate(status, job.id))
+                    to_send += 1
+                plans.append(RowPlan(number, job.id, planned if send else "job", None))
+                continue
+            row = row or rows[index]
+            assert row.fields is not None
             source = product_source(row.fields)
             if source is not None and self.state.product_for(source) is None:
                 self.product_sources.add(source)
-            if job is None:
-                if row.key in known_keys:
-                    counts.changed += 1
-                else:
-                    counts.new += 1
-                to_send += 1
-                fields = payload.fields_to_json(row.fields)
-                new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp)))
-                plans.append(RowPlan(row.number, fp, planned, None))
-                continue
-            self._seen(job.id, row.number)
-            status, send = self._classify(job)
-            if send:
-                updates.append(JobUpdate(status, job.id))
-                to_send += 1
-            plans.append(RowPlan(row.number, job.id, planned if send else "job", None))
+            counts.changed += index in known_keys
+            counts.new += index not in known_keys
+            to_send += 1
+            fields = payload.fields_to_json(row.fields)
+            new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp)))
+            plans.append(RowPlan(number, fp, planned, None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():
             self._seen(job_id, first_row[fp])
         return to_send
 
-    def _existing_jobs(self, rows: list[catalog.CatalogRow]) -> dict[str, KnownJob]:
-        """The state's jobs for these rows' fingerprints. A nightly catalog mostly maps each row
-        to the job its row mapped to last run: that map is read as one range and each match
-        checked by fingerprint; only the rest are looked up by fingerprint."""
-        found: dict[str, KnownJob] = {}
-        if self.previous_run is not None and rows:
-            before = self.state.jobs_by_row(self.previous_run, rows[0].number, rows[-1].number)
-            for row in rows:
-                known = before.get(row.number)
-                if known is not None and known[2] == row.fingerprint:
-                    found[known[2]] = KnownJob._make(known[1:])
-        unmatched = [r.fingerprint for r in rows if r.fingerprint and r.fingerprint not in found]
-        found.update(self.state.jobs_by_fingerprint(unmatched))
-        return found
+    def _carry_over(
+        self, rows: catalog.ResolvedRows, start: int, stop: int, plans: list[RowPlan]
+    ) -> dict[int, str]:
+        """Records the rows that are the same request as their row in the last run and whose
+        job needs nothing (`StateStore.carry_over`); returns them as row -> the count they went
+        to. One that repeats an earlier row's job is made a duplicate in `plans`.
+
+        A whole catalog can take this path each night, so its bookkeeping is done on arrays.
+        """
+        if self.previous_run is None or not self.settled:
+            return {}
+        found = self.state.carry_over(
+            self.run_id,
+            self.previous_run,
+            rows.first + start,
+            rows.fingerprints[start:stop],
+            [condition for condition, _ in self.settled],
+        )
+        carried: dict[int, str] = {}
+        for (_, count), pairs in zip(self.settled, found, strict=True):
+            if not pairs:
+                continue
+            numbers, job_ids = np.array(pairs, dtype=np.int64).T
+            self._grow(int(job_ids.max()))
+            earlier = self.first_rows[job_ids]
+            # Last run's duplicates are not carried over, but its rows may have moved since.
+            for number, job_id, first in zip(
+                numbers[earlier != 0].tolist(),
+                job_ids[earlier != 0].tolist(),
+                earlier[earlier != 0].tolist(),
+                strict=True,
+            ):
+                plans.append(RowPlan(number, job_id, "duplicate", f"same request as row {first}"))
+                carried[number] = "duplicate"
+            fresh = earlier == 0
+            self.first_rows[job_ids[fresh]] = numbers[fresh]
+            carried.update(dict.fromkeys(numbers[fresh].tolist(), count))
+            setattr(self.counts, count, getattr(self.counts, count) + int(fresh.sum()))
+        self.counts.duplicate += len(plans)
+        return carried
+
+    def _keys_with_jobs(self, rows: catalog.ResolvedRows, indices: set[int]) -> set[int]:
+        """Which of these rows (new fingerprints) have a key that had a job before: changed."""
+        if not self.earlier_jobs or not indices:
+            return set()
+        keys = {index: rows.key(index) for index in indices}
+        known = self.state.keys_with_jobs(list(keys.values()))
+        return {index for index, key in keys.items() if key in known}
+
+    def _settled(self, job: KnownJob | None) -> bool:
+        """Whether this run leaves the job as it is (nothing to send, nothing to check)."""
+        if job is None:
+            return False
+        if job.status == "submitted":
+            return not self.config.force
+        return job.status == "failed" and bool(job.permanent) and not self.config.retry_permanent
 
     def _first_row(self, job_id: int) -> int:
         """The first row of this run that maps to the job, or 0."""
-        return self.first_rows[job_id] if job_id < len(self.first_rows) else 0
+        return int(self.first_rows[job_id]) if job_id < len(self.first_rows) else 0
 
     def _seen(self, job_id: int, row: int) -> None:
-        if job_id >= len(self.first_rows):
-            grow = max(job_id + 1, 2 * len(self.first_rows)) - len(self.first_rows)
-            self.first_rows.extend(array("I", bytes(4 * grow)))
+        self._grow(job_id)
         self.first_rows[job_id] = row
+
+    def _grow(self, job_id: int) -> None:
+        """Makes room in `first_rows` for ids up to `job_id` (doubling, as a list would)."""
+        if job_id >= len(self.first_rows):
+            size = max(job_id + 1, 2 * len(self.first_rows))
+            self.first_rows = np.concatenate(
+                [self.first_rows, np.zeros(size - len(self.first_rows), np.uint32)]
+            )
 
     def _checked(self, row: catalog.CatalogRow) -> catalog.CatalogRow:
         """Pre-flight against the account's look-ups. A corrected spelling keeps the row's

@@ -120,6 +120,27 @@ def test_rows_that_moved_since_the_last_run_are_still_already_submitted(
     assert statuses == ["submitted"] + ["already_submitted"] * 12 + ["duplicate"]
 
 
+@pytest.mark.parametrize("slice_rows", [1, 5_000])
+def test_a_carried_over_row_that_now_repeats_an_earlier_row_is_its_duplicate(
+    tmp_path: Path, sandbox_url: str, monkeypatch: pytest.MonkeyPatch, slice_rows: int
+) -> None:
+    """A row unchanged since last run is recorded without being looked at, yet when an earlier
+    row now asks for the same video it is that row's duplicate, in one slice or across two."""
+    monkeypatch.setattr(planner, "PLAN_SLICE", slice_rows)
+    a, b, c = simple_rows(3)
+    catalog = write_catalog(tmp_path / "catalog.csv", [a, b, c])
+    runner.run(make_config(catalog, sandbox_url))
+    write_catalog(catalog, [b, b, c, b])
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.plan.already_submitted, summary.plan.duplicate, summary.plan.new) == (2, 2, 0)
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+    results = read_results(catalog.with_suffix(".results.csv"))
+    assert list(results["status"]) == ["already_submitted", "duplicate"] * 2
+    assert list(results["message"])[1::2] == ["same request as row 1"] * 2
+
+
 def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbox_url: str) -> None:
     """--dry-run writes 'planned' rows and leaves the state as it was."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))

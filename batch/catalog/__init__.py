@@ -18,7 +18,14 @@ import pyarrow as pa
 
 from batch.catalog.normalize import CANONICAL_COLUMNS, ColumnPlan, plan_columns, resolve_rows
 from batch.catalog.readers import open_source
-from batch.catalog.rows import CatalogBatch, CatalogFormat, CatalogOptions, CatalogRow, RowProblem
+from batch.catalog.rows import (
+    CatalogBatch,
+    CatalogFormat,
+    CatalogOptions,
+    CatalogRow,
+    ResolvedRows,
+    RowProblem,
+)
 from batch.catalog.structure import check_structure
 from batch.payload import RequestDefaults
 from batch.storage import Location
@@ -29,6 +36,7 @@ __all__ = [
     "CatalogFormat",
     "CatalogOptions",
     "CatalogRow",
+    "ResolvedRows",
     "RowProblem",
     "check_structure",
     "read_catalog",

@@ -4,14 +4,14 @@ Each column of a batch is dictionary-encoded, so a scalar normaliser from `batch
 once per distinct value (a catalog of a million rows holds a handful of lengths and styles) and
 the results are mapped back to rows with one numpy `take`. Fingerprints are built the same way:
 each distinct value is encoded once, the encodings are joined per row by Arrow, and only the
-sha256 itself runs per row. Per-row Python work is limited to building the row objects.
+sha256 itself runs per row. Row objects are built only for the rows that are used
+(`ResolvedRows`).
 """
 
 from __future__ import annotations
 
-import itertools
 import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch import payload
-from batch.catalog.rows import CatalogOptions, CatalogRow, RowProblem
+from batch.catalog.rows import CatalogOptions, ResolvedRows, RowProblem
 from batch.errors import CatalogError
-from batch.payload import ProductDetails, RequestDefaults, ResolvedFields
+from batch.payload import RequestDefaults
 from batch.storage import Location
 
 Normalizer = Callable[[object], object]
@@ -176,9 +176,7 @@ class _Column:
 
     __slots__ = ("bad", "parts", "values")
 
-    def __init__(
-        self, values: Iterable[Any], parts: pa.Array, bad: list[tuple[int, str, str]]
-    ) -> None:
+    def __init__(self, values: list[Any], parts: pa.Array, bad: list[tuple[int, str, str]]) -> None:
         self.values = values
         self.parts = parts
         self.bad = bad
@@ -190,9 +188,7 @@ def _constant_part(value: object, count: int) -> pa.Array:
 
 def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: object) -> _Column:
     if pa.types.is_null(column.type):
-        return _Column(
-            itertools.repeat(default, len(column)), _constant_part(default, len(column)), []
-        )
+        return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     encoded = pc.dictionary_encode(column.combine_chunks())
@@ -231,7 +227,7 @@ def _text_part(values: list[Any]) -> pa.Array:
     return pc.binary_join_element_wise("'", escaped, "").fill_null("-")
 
 
-def _fingerprints(parts: Mapping[str, pa.Array]) -> list[str]:
+def _fingerprints(parts: Mapping[str, pa.Array]) -> list[str | None]:
     """`payload.fingerprint` of every row from its fields' encodings (`payload.FINGERPRINT_FIELDS`);
     equal to it wherever the row has a product_id (tested)."""
     version = pa.scalar(payload.FINGERPRINT_VERSION, pa.string())
@@ -303,10 +299,10 @@ def _expand_names(
 
 def resolve_rows(
     table: pa.Table, plan: ColumnPlan, defaults: RequestDefaults, first: int
-) -> list[CatalogRow]:
+) -> ResolvedRows:
     """The catalog rows of one batch, numbered from `first`."""
     count = table.num_rows
-    columns: dict[str, Iterable[Any]] = {}
+    columns: dict[str, list[Any]] = {}
     parts: dict[str, pa.Array] = {}
     problems: dict[int, list[RowProblem]] = {}
 
@@ -321,10 +317,7 @@ def resolve_rows(
             default = ()
         header = plan.canonical.get(canonical)
         if header is None:
-            if canonical == "video_name" and default is not None:
-                columns[canonical] = [default] * count
-            else:
-                columns[canonical] = itertools.repeat(default, count)
+            columns[canonical] = [default] * count
             parts[canonical] = _constant_part(default, count)
             continue
         column = _normalize_column(table.column(header), normalize, default)
@@ -332,53 +325,17 @@ def resolve_rows(
         parts[canonical] = column.parts
         report(canonical, column.bad)
     names = columns["video_name"]
-    if isinstance(names, list):
+    if plan.canonical.get("video_name") is not None or defaults.video_name is not None:
         report("video_name", _expand_names(names, table, plan.template_names))
         parts["video_name"] = _text_part(names)
     parts["name"] = parts.pop("video_name")
     keys = _text_values(table.column(plan.key))
-    return list(_rows(columns, keys, _fingerprints(parts), problems, plan, first))
-
-
-def _names(problems: Mapping[int, list[RowProblem]], row: int, column: str | None) -> bool:
-    """Whether the row already has a problem in this column (a bad URL explains a missing id)."""
-    return any(problem.column == column for problem in problems.get(row, ()))
-
-
-def _rows(
-    columns: Mapping[str, Iterable[Any]],
-    keys: list[str],
-    fingerprints: list[str],
-    problems: dict[int, list[RowProblem]],
-    plan: ColumnPlan,
-    first: int,
-) -> Iterable[CatalogRow]:
-    product_header = plan.canonical.get("product_id", "product_id")
-    url = plan.canonical.get("product_url")
-    fingerprint = payload.fingerprint
-    values = zip(*(columns[name] for name in CANONICAL_COLUMNS), strict=False)
-    for row, (pid, avatar_id, avatar_type, voice_id, music_id, style, language, visual_style,
-              length, aspect_ratio, caption, name, override_script, webhook_url, product_url,
-              product_name, description, audience, image_urls) in enumerate(values):  # fmt: skip
-        number = first + row
-        key = keys[row].strip() or f"row {number}"
-        product = None
-        if pid is None:
-            if product_url is None and product_name is None and not _names(problems, row, url):
-                reason = "is empty; every row needs a product_id (or a product_url)"
-                problems.setdefault(row, []).insert(0, RowProblem(product_header, "", reason))
-            else:
-                product = ProductDetails(
-                    product_url, product_name, description, audience, image_urls
-                )
-        row_problems = problems.get(row)
-        if row_problems:
-            yield CatalogRow(number, None, tuple(row_problems), key, None)
-            continue
-        fields = ResolvedFields(pid, product, length, aspect_ratio, caption, name, avatar_id,
-                                avatar_type, voice_id, music_id, style, language, visual_style,
-                                override_script, webhook_url)  # fmt: skip
-        # A product without an id has its own encoding: hashed from the fields.
-        yield CatalogRow(
-            number, fields, (), key, fingerprints[row] if product is None else fingerprint(fields)
-        )
+    return ResolvedRows(
+        first,
+        columns,
+        keys,
+        _fingerprints(parts),
+        problems,
+        plan.canonical.get("product_id", "product_id"),
+        plan.canonical.get("product_url"),
+    )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Final, Literal, NamedTuple, overload
 
 import pyarrow as pa
 
-from batch.payload import RequestDefaults, ResolvedFields
+from batch.payload import ProductDetails, RequestDefaults, ResolvedFields, fingerprint
 from batch.storage import Location
 
 CatalogFormat = Literal["csv", "parquet", "jsonl", "excel"]
@@ -62,10 +62,113 @@ class CatalogRow(NamedTuple):
     fingerprint: str | None
 
 
+# The request columns a batch resolves, in `ResolvedFields` order after the product's own.
+ROW_COLUMNS: Final = (
+    "product_id", "avatar_id", "avatar_type", "voice_id", "music_id", "script_style",
+    "language", "visual_style", "length", "aspect_ratio", "caption", "video_name",
+    "override_script", "webhook_url", "product_url", "product_name", "description",
+    "target_audience", "image_urls",
+)  # fmt: skip
+
+
+class ResolvedRows(Sequence[CatalogRow]):
+    """The rows of one batch, resolved a column at a time; a row object is built when asked for.
+
+    Planning a nightly catalog needs only each row's fingerprint to find that nothing changed,
+    so `fingerprints` (None for an invalid row) and `problems` are computed for every row up
+    front, and the request values of a row (`fields`, `key`) only for rows that are used.
+    """
+
+    __slots__ = ("_built", "_columns", "_keys", "fingerprints", "first", "problems")
+
+    def __init__(
+        self,
+        first: int,
+        columns: Mapping[str, Sequence[Any]],
+        keys: Sequence[str],
+        fingerprints: list[str | None],
+        problems: dict[int, list[RowProblem]],
+        product_header: str,
+        url_header: str | None,
+    ) -> None:
+        self.first = first
+        self._columns = [columns[name] for name in ROW_COLUMNS]
+        self._keys = keys
+        self.fingerprints = fingerprints
+        self.problems = problems
+        self._built: dict[int, CatalogRow] = {}
+        # A row without a product_id is hashed from its product's details, or lacks a product.
+        for index, pid in enumerate(self._columns[0]):
+            if pid is not None:
+                continue
+            values = self._values(index)
+            if (
+                values[14] is None
+                and values[15] is None
+                and not _names(problems, index, url_header)
+            ):
+                reason = "is empty; every row needs a product_id (or a product_url)"
+                problems.setdefault(index, []).insert(0, RowProblem(product_header, "", reason))
+            else:
+                self._built[index] = row = self._row(index)
+                fingerprints[index] = row.fingerprint
+        for index in problems:
+            fingerprints[index] = None
+
+    def __len__(self) -> int:
+        return len(self.fingerprints)
+
+    @overload
+    def __getitem__(self, index: int) -> CatalogRow: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[CatalogRow]: ...
+    def __getitem__(self, index: int | slice) -> CatalogRow | list[CatalogRow]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        index %= len(self)
+        built = self._built.get(index)
+        return built if built is not None else self._row(index)
+
+    def __iter__(self) -> Iterator[CatalogRow]:
+        return (self[index] for index in range(len(self)))
+
+    def key(self, index: int) -> str:
+        """The row's key for people (its product id by default; `row N` when empty)."""
+        return self._keys[index].strip() or f"row {self.first + index}"
+
+    def _values(self, index: int) -> list[Any]:
+        return [column[index] for column in self._columns]
+
+    def _row(self, index: int) -> CatalogRow:
+        number, key = self.first + index, self.key(index)
+        problems = self.problems.get(index)
+        if problems:
+            return CatalogRow(number, None, tuple(problems), key, None)
+        (pid, avatar_id, avatar_type, voice_id, music_id, style, language, visual_style, length,
+         aspect_ratio, caption, name, override_script, webhook_url, product_url, product_name,
+         description, audience, image_urls) = self._values(index)  # fmt: skip
+        product = None
+        if pid is None:
+            product = ProductDetails(product_url, product_name, description, audience, image_urls)
+        fields = ResolvedFields(pid, product, length, aspect_ratio, caption, name, avatar_id,
+                                avatar_type, voice_id, music_id, style, language, visual_style,
+                                override_script, webhook_url)  # fmt: skip
+        # A product without an id has its own encoding: hashed from the fields.
+        fp = self.fingerprints[index] if product is None else fingerprint(fields)
+        return CatalogRow(number, fields, (), key, fp)
+
+
+def _names(problems: Mapping[int, list[RowProblem]], row: int, column: str | None) -> bool:
+    """Whether the row already has a problem in this column (a bad URL explains a missing id)."""
+    return any(problem.column == column for problem in problems.get(row, ()))
+
+
 @dataclass(frozen=True, slots=True)
 class CatalogBatch:
     """Consecutive rows, and the same rows' original columns untouched (for the results file)."""
 
-    rows: list[CatalogRow]
+    rows: ResolvedRows
     source: pa.Table
     place: Callable[[int], str] = field(default=row_place)
