@@ -11,6 +11,7 @@ pays nothing for it.
 from __future__ import annotations
 
 import functools
+import json
 import re
 import sqlite3
 import sys
@@ -102,6 +103,23 @@ def ddl(script: str, dialect: str) -> str:
     script = _REAL.sub("DOUBLE PRECISION", script)
     script = _INTEGER.sub("BIGINT", script)
     return _NO_ROWID.sub(")", script)
+
+
+def positions(dialect: str) -> str:
+    """A FROM item `s` with columns `key` (0, 1, ...) and `value`: the items of one parameter,
+    a list of text (`list_parameter`). The database reads the list in C, where one inserted
+    row per item costs about two microseconds from Python."""
+    if dialect == "sqlite":
+        return "json_each(?) s"
+    return (
+        "(SELECT value, position - 1 AS key "
+        "FROM unnest(CAST(? AS text[])) WITH ORDINALITY AS t (value, position)) s"
+    )
+
+
+def list_parameter(dialect: str, values: Sequence[str | None]) -> object:
+    """The parameter `positions` reads: JSON text for SQLite, an array for PostgreSQL."""
+    return json.dumps(values) if dialect == "sqlite" else list(values)
 
 
 _SINGLE_VALUES = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([^()]+)\)(.*)$", re.DOTALL)

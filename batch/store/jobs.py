@@ -3,10 +3,9 @@ attempt bracketed by state writes (`sending` before the request, the outcome aft
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
-from batch.store.backend import Database
+from batch.store.backend import Database, list_parameter, positions
 from batch.store.connection import Connection
 from batch.store.records import AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
 
@@ -84,35 +83,20 @@ class JobQueries(Connection):
         A row matches only when its fingerprint is its job's, so the unique fingerprint still
         decides what is sent; this only spares reading and writing the rows one by one.
         """
-        last = first + len(fingerprints) - 1
+        # SQLite takes CROSS JOIN as the order to join in: the list first, one probe a row.
+        query = (
+            "INSERT INTO run_rows (run_id, row, job_id, row_status, detail) "
+            f"SELECT ?, r.row, r.job_id, 'job', NULL FROM {positions(self.dialect)} "
+            "CROSS JOIN run_rows r CROSS JOIN jobs j "
+            "WHERE r.run_id = ? AND r.row = ? + s.key AND j.id = r.job_id "
+            "AND r.row_status IN ('job', 'planned') AND j.fingerprint = s.value AND {} "
+            "ON CONFLICT (run_id, row) DO NOTHING RETURNING row, job_id"
+        )
+        listed = list_parameter(self.dialect, fingerprints)
         with self._write() as db:
-            db.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS slice_rows "
-                "(row INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL)"
-            )
-            db.execute("DELETE FROM slice_rows")
-            if self.dialect == "sqlite":  # one JSON text read in C: a statement a row costs 2 µs
-                db.execute(
-                    "INSERT INTO slice_rows (row, fingerprint) SELECT ? + key, value "
-                    "FROM json_each(?) WHERE value IS NOT NULL",
-                    (first, json.dumps(fingerprints)),
-                )
-            else:  # through COPY
-                db.executemany(
-                    "INSERT INTO slice_rows (row, fingerprint) VALUES (?, ?)",
-                    [(first + i, fp) for i, fp in enumerate(fingerprints) if fp is not None],
-                )
-            # Bounded by row too: without statistics on the temporary table, SQLite would
-            # otherwise read the whole of the last run's rows for every slice.
             return [
                 db.execute(
-                    "INSERT INTO run_rows (run_id, row, job_id, row_status, detail) "
-                    "SELECT ?, s.row, r.job_id, 'job', NULL FROM slice_rows s "
-                    "JOIN run_rows r ON r.run_id = ? AND r.row BETWEEN ? AND ? AND r.row = s.row "
-                    "JOIN jobs j ON j.id = r.job_id "
-                    "WHERE r.row_status IN ('job', 'planned') AND j.fingerprint = s.fingerprint "
-                    f"AND {condition} ON CONFLICT (run_id, row) DO NOTHING RETURNING row, job_id",
-                    (run_id, previous_run, first, last),
+                    query.format(condition), (run_id, listed, previous_run, first)
                 ).fetchall()
                 for condition in conditions
             ]

@@ -126,6 +126,11 @@ _MIGRATIONS: tuple[str, ...] = (
         others_at REAL NOT NULL DEFAULT 0
     );
     """,
+    # 4: planning asks whether any job failed for good before each run; without this, a full
+    # scan of a million jobs stood between the start and the first request.
+    """
+    CREATE INDEX jobs_failed_for_good ON jobs (id) WHERE status = 'failed' AND permanent = 1;
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
