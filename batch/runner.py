@@ -165,7 +165,7 @@ async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
         counts = planner.plan_all()
         _write_results(config, state, run_id)
         _write_planned_requests(config, state, run_id)
-        statuses = state.count_rows(run_id)
+        statuses, _ = state.count_rows(run_id)
     summary = RunSummary(
         str(config.catalog),
         str(config.results),
@@ -594,7 +594,7 @@ class _Run:
 
     def _summary(self) -> RunSummary:
         control = self.control
-        statuses = self.state.count_rows(self.run_id)
+        statuses, codes = self.state.count_rows(self.run_id)
         summary = RunSummary(
             str(self.config.catalog),
             str(self.config.results),
@@ -602,7 +602,7 @@ class _Run:
             False,
             self.planner.counts,
             statuses=statuses,
-            codes=self.state.failure_codes(self.run_id),
+            codes=codes,
             requests_sent=control.sent,
             credits_spent=self.state.run_credits(self.run_id, self.started_at - CLOCK_SKEW_SECONDS),
             double_charges=[

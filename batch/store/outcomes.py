@@ -39,23 +39,22 @@ class OutcomeQueries(Connection):
         ).fetchall()
         return rows
 
-    def count_rows(self, run_id: int) -> dict[str, int]:
-        """Result statuses of a run, counted (what the summary prints)."""
-        rows = self._db.execute(
-            f"SELECT {_RESULT_STATUS}, count(*) FROM run_rows r "
-            "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? GROUP BY 1",
+    def count_rows(self, run_id: int) -> tuple[dict[str, int], dict[str, int]]:
+        """A run's rows counted by result status, and its failed, unknown and invalid rows by
+        code (or row status): what the summary prints, in one pass over the run's rows."""
+        statuses: dict[str, int] = {}
+        codes: dict[str, int] = {}
+        for status, failure, count in self._db.execute(
+            f"SELECT {_RESULT_STATUS}, CASE WHEN j.status IN ('failed', 'unknown') "
+            "OR r.row_status = 'invalid' THEN coalesce(CAST(j.code AS TEXT), r.row_status) END, "
+            "count(*) FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? "
+            "GROUP BY 1, 2",
             (run_id,),
-        )
-        return {status: count for status, count in rows}
-
-    def failure_codes(self, run_id: int) -> dict[str, int]:
-        rows = self._db.execute(
-            "SELECT coalesce(CAST(j.code AS TEXT), r.row_status), count(*) FROM run_rows r "
-            "LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? AND "
-            "(j.status IN ('failed', 'unknown') OR r.row_status = 'invalid') GROUP BY 1",
-            (run_id,),
-        )
-        return {str(code): count for code, count in rows}
+        ):
+            statuses[status] = statuses.get(status, 0) + count
+            if failure is not None:
+                codes[str(failure)] = codes.get(str(failure), 0) + count
+        return statuses, codes
 
     def run_attempt_times(self, run_id: int) -> list[float]:
         return [
