@@ -183,27 +183,29 @@ class Planner:
             rows.fingerprints[start:stop],
             [condition for condition, _ in self.settled],
         )
+        if not any(found):
+            return {}
+        pairs = np.concatenate([np.array(each, np.int64).reshape(-1, 2) for each in found])
+        kinds = np.concatenate([np.full(len(each), kind) for kind, each in enumerate(found)])
+        order = np.argsort(pairs[:, 0])
+        numbers, job_ids, kinds = pairs[order, 0], pairs[order, 1], kinds[order]
+        self._grow(int(job_ids.max()))
+        # The first row of each job in this slice, unless an earlier slice had the job already.
+        first_here = np.zeros(len(job_ids), bool)
+        first_here[np.unique(job_ids, return_index=True)[1]] = True
+        fresh = first_here & (self.first_rows[job_ids] == 0)
+        self.first_rows[job_ids[fresh]] = numbers[fresh]
         carried: dict[int, str] = {}
-        for (_, count), pairs in zip(self.settled, found, strict=True):
-            if not pairs:
-                continue
-            numbers, job_ids = np.array(pairs, dtype=np.int64).T
-            self._grow(int(job_ids.max()))
-            earlier = self.first_rows[job_ids]
-            # Last run's duplicates are not carried over, but its rows may have moved since.
-            for number, job_id, first in zip(
-                numbers[earlier != 0].tolist(),
-                job_ids[earlier != 0].tolist(),
-                earlier[earlier != 0].tolist(),
-                strict=True,
-            ):
-                plans.append(RowPlan(number, job_id, "duplicate", f"same request as row {first}"))
-                carried[number] = "duplicate"
-            fresh = earlier == 0
-            self.first_rows[job_ids[fresh]] = numbers[fresh]
-            carried.update(dict.fromkeys(numbers[fresh].tolist(), count))
-            setattr(self.counts, count, getattr(self.counts, count) + int(fresh.sum()))
-        self.counts.duplicate += len(plans)
+        for kind, (_, count) in enumerate(self.settled):
+            mine = fresh & (kinds == kind)
+            carried.update(dict.fromkeys(numbers[mine].tolist(), count))
+            setattr(self.counts, count, getattr(self.counts, count) + int(mine.sum()))
+        # Last run's duplicates are not carried over, but its rows may have moved since.
+        for number, job_id in zip(numbers[~fresh].tolist(), job_ids[~fresh].tolist(), strict=True):
+            earlier = self._first_row(job_id)
+            plans.append(RowPlan(number, job_id, "duplicate", f"same request as row {earlier}"))
+            carried[number] = "duplicate"
+            self.counts.duplicate += 1
         return carried
 
     def _keys_with_jobs(self, rows: catalog.ResolvedRows, indices: set[int]) -> set[int]:
