@@ -43,6 +43,7 @@ from batch.preflight import (
     remaining_credits,
 )
 from batch.progress import Progress
+from batch.readahead import ReadAhead
 from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
@@ -208,12 +209,15 @@ def _lookup_config(config: RunConfig) -> LookupConfig:
 
 
 def _write_results(config: RunConfig, state: StateStore, run_id: int) -> None:
-    batches = catalog.read_passthrough(config.catalog, config.catalog_options)
-    write_results(
-        config.results,
-        batches,
-        lambda first, last: state_outcomes(state.outcome_rows(run_id, first, last), first, last),
-    )
+    # The catalog is read again in a thread while the state's rows are read here.
+    with ReadAhead(catalog.read_passthrough(config.catalog, config.catalog_options)) as batches:
+        write_results(
+            config.results,
+            batches,
+            lambda first, last: state_outcomes(
+                state.outcome_rows(run_id, first, last), first, last
+            ),
+        )
 
 
 class _Run:
