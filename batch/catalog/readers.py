@@ -1,7 +1,9 @@
 """Opening a catalog file: format by extension, CSV dialect sniffing, streamed record batches.
 
-Every reader yields pyarrow tables of exactly `batch_rows` rows (the last may be shorter), so
-memory stays flat whatever the file size, and batch boundaries are the same on every read.
+Every reader yields pyarrow tables of exactly `batch_rows` rows (the last may be shorter; CSV and
+Parquet make the first one at most `FIRST_BATCH_ROWS`, so that a run's first request does not wait
+for a large first batch), so memory stays flat whatever the file size, and batch boundaries are
+the same on every read.
 CSV columns are read as strings exactly as typed ("00123" stays "00123"); Parquet keeps its types.
 pyarrow and decoding errors become `CatalogError`s that name the file, here and nowhere else.
 """
@@ -41,6 +43,8 @@ _EXTENSIONS: Final[dict[str, CatalogFormat]] = {
 }
 _DELIMITERS: Final = (",", ";", "\t")
 _SNIFF_BYTES: Final = 64 * 1024
+# The planner's slice: the first batch is planned (and its first request sent) right away.
+FIRST_BATCH_ROWS: Final = 5_000
 _CSV_BLOCK_BYTES: Final = 1 << 20
 # pyarrow needs a block to hold more than half of the longest row, or it fails with "straddling
 # object straddles two block boundaries". Blocks start small (memory stays flat) and grow when a
@@ -94,9 +98,10 @@ def catalog_format(path: Location, options: CatalogOptions) -> CatalogFormat:
     return fmt
 
 
-def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+def _rebatch(batches: Iterator[pa.RecordBatch], size: int) -> Iterator[pa.Table]:
     pending: list[pa.RecordBatch] = []
     count = 0
+    rows = min(size, FIRST_BATCH_ROWS)
     for batch in batches:
         while batch.num_rows:
             take = min(rows - count, batch.num_rows)
@@ -105,7 +110,7 @@ def _rebatch(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.Table]
             count += take
             if count == rows:
                 yield pa.Table.from_batches(pending)
-                pending, count = [], 0
+                pending, count, rows = [], 0, size
     if count:
         yield pa.Table.from_batches(pending)
 
