@@ -151,13 +151,12 @@ class Planner:
                 if send:
                     updates.append(JobUpdate(status, job.id))
                     to_send += 1
+                    self._needs_product(row or rows[index])
                 plans.append(RowPlan(number, job.id, planned if send else "job", None))
                 continue
             row = row or rows[index]
             assert row.fields is not None
-            source = product_source(row.fields)
-            if source is not None and self.state.product_for(source) is None:
-                self.product_sources.add(source)
+            self._needs_product(row)
             counts.changed += index in known_keys
             counts.new += index not in known_keys
             to_send += 1
@@ -211,6 +210,12 @@ class Planner:
             carried[number] = "duplicate"
             self.counts.duplicate += 1
         return carried
+
+    def _needs_product(self, row: catalog.CatalogRow) -> None:
+        """Notes the product a row to send has to have created first, if it is not yet."""
+        source = None if row.fields is None else product_source(row.fields)
+        if source is not None and self.state.product_for(source) is None:
+            self.product_sources.add(source)
 
     def _keys_with_jobs(self, rows: catalog.ResolvedRows, indices: set[int]) -> set[int]:
         """Which of these rows (new fingerprints) have a key that had a job before: changed."""

@@ -141,6 +141,30 @@ def test_a_carried_over_row_that_now_repeats_an_earlier_row_is_its_duplicate(
     assert list(results["message"])[1::2] == ["same request as row 1"] * 2
 
 
+def test_plan_counts_the_products_the_rows_to_send_must_create(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """`plan` counts one product creation per URL a row to send needs: none once they exist,
+    one again for a job to retry whose product is gone from the state."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        "product_url,video_name\n"
+        "https://shop.example/a,A\nhttps://shop.example/a,A again\nhttps://shop.example/b,B\n"
+    )
+    config = make_config(catalog, sandbox_url)
+    assert runner.plan_only(config).product_posts == 2
+    runner.run(config)
+    assert runner.plan_only(config).product_posts == 0
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        db.execute("DELETE FROM products WHERE source = 'url:https://shop.example/b'")
+        db.execute("UPDATE jobs SET status = 'failed', permanent = 0 WHERE fields LIKE '%/b%'")
+
+    summary = runner.plan_only(config)
+
+    assert (summary.plan.retry, summary.plan.already_submitted, summary.product_posts) == (1, 2, 1)
+
+
 def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbox_url: str) -> None:
     """--dry-run writes 'planned' rows and leaves the state as it was."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))

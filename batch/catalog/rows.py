@@ -98,20 +98,18 @@ class ResolvedRows(Sequence[CatalogRow]):
         self.problems = problems
         self._built: dict[int, CatalogRow] = {}
         # A row without a product_id is hashed from its product's details, or lacks a product.
+        urls, names = columns["product_url"], columns["product_name"]
         for index, pid in enumerate(self._columns[0]):
             if pid is not None:
                 continue
-            values = self._values(index)
-            if (
-                values[14] is None
-                and values[15] is None
-                and not _names(problems, index, url_header)
-            ):
-                reason = "is empty; every row needs a product_id (or a product_url)"
-                problems.setdefault(index, []).insert(0, RowProblem(product_header, "", reason))
-            else:
-                self._built[index] = row = self._row(index)
-                fingerprints[index] = row.fingerprint
+            if urls[index] is None and names[index] is None:
+                if not any(problem.column == url_header for problem in problems.get(index, ())):
+                    reason = "is empty; every row needs a product_id (or a product_url)"
+                    problem = RowProblem(product_header, "", reason)
+                    problems.setdefault(index, []).insert(0, problem)
+                continue  # a bad URL already explains the missing id
+            self._built[index] = row = self._row(index)
+            fingerprints[index] = row.fingerprint
         for index in problems:
             fingerprints[index] = None
 
@@ -158,11 +156,6 @@ class ResolvedRows(Sequence[CatalogRow]):
         # A product without an id has its own encoding: hashed from the fields.
         fp = self.fingerprints[index] if product is None else fingerprint(fields)
         return CatalogRow(number, fields, (), key, fp)
-
-
-def _names(problems: Mapping[int, list[RowProblem]], row: int, column: str | None) -> bool:
-    """Whether the row already has a problem in this column (a bad URL explains a missing id)."""
-    return any(problem.column == column for problem in problems.get(row, ()))
 
 
 @dataclass(frozen=True, slots=True)
