@@ -18,7 +18,6 @@ from batch import catalog, payload
 from batch.config import RunConfig
 from batch.preflight import Preflight
 from batch.products import product_source
-from batch.readahead import ReadAhead
 from batch.statuses import UNCERTAIN, JobStatus
 from batch.store import JobUpdate, KnownJob, NewJob, RowPlan, StateStore
 
@@ -92,12 +91,9 @@ class Planner:
                 self.settled.append(("j.status = 'submitted'", "already_submitted"))
             if not self.config.retry_permanent and self.state.has_permanent_failures():
                 self.settled.append(("j.status = 'failed' AND j.permanent = 1", "failed_permanent"))
-        read = catalog.read_catalog(self.config.catalog, self.config.catalog_options)
-        with ReadAhead(read) as batches:  # the next batch is read while this one is planned
-            for batch in batches:
-                for start in range(0, len(batch.rows), PLAN_SLICE):
-                    stop = min(start + PLAN_SLICE, len(batch.rows))
-                    yield self._plan_slice(batch.rows, start, stop)
+        for batch in catalog.read_catalog(self.config.catalog, self.config.catalog_options):
+            for start in range(0, len(batch.rows), PLAN_SLICE):
+                yield self._plan_slice(batch.rows, start, min(start + PLAN_SLICE, len(batch.rows)))
 
     def _plan_slice(self, rows: catalog.ResolvedRows, start: int, stop: int) -> int:
         """Plans rows start..stop-1 of a batch. Rows that are the same request as last run's
