@@ -12,8 +12,9 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from batch import logs
-from batch.errors import BatchError, StateError
-from batch.store.backend import StateLocation, state_location
+from batch.errors import BatchError
+from batch.storage import parse_location
+from batch.store.backend import state_location
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,19 +70,25 @@ def emit_json(document: object) -> None:
     click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
 
 
-class StateType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
-    """`--state`: a SQLite file, or a `postgresql://` URL (batch.store.backend)."""
+class FileOrURL(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A local file (never a directory), or a URL that `parse` understands; a BatchError from
+    `parse` is the usage error click prints."""
 
-    name = "path|postgresql-url"
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self.parse = parse
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         try:
-            location: StateLocation = state_location(value)
-        except StateError as exc:
+            location = self.parse(value)
+        except BatchError as exc:
             self.fail(str(exc), param, ctx)
         if isinstance(location, Path) and location.is_dir():
             self.fail(f"{location} is a directory, not a file", param, ctx)
         return location
 
 
-STATE = StateType()
+# `--state`: a SQLite file, or a `postgresql://` URL (batch.store.backend).
+STATE = FileOrURL("path|postgresql-url", state_location)
+# A catalog or results file: a local path, or `s3://bucket/catalog.xlsx` (batch.storage).
+LOCATION = FileOrURL("path|url", parse_location)

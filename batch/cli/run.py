@@ -14,31 +14,19 @@ from typing import Any
 import click
 
 from batch import api
-from batch.cli.common import STATE, emit_json, json_option, logging_options, reports_errors
+from batch.cli.common import (
+    LOCATION,
+    STATE,
+    emit_json,
+    json_option,
+    logging_options,
+    reports_errors,
+)
 from batch.config import Overrides, parse_duration, parse_until
 from batch.embedded import Sandbox, local_sandbox
-from batch.errors import CatalogError
 from batch.joggai.quota import RateLimit
 from batch.runner import RunSummary
-from batch.storage import Location, parse_location
-
-
-class LocationType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
-    """A local path, or a URL in a store (`s3://bucket/catalog.xlsx`, see batch.storage)."""
-
-    name = "path|url"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        try:
-            location = parse_location(value)
-        except CatalogError as exc:
-            self.fail(str(exc), param, ctx)
-        if isinstance(location, Path) and location.is_dir():
-            self.fail(f"{location} is a directory, not a file", param, ctx)
-        return location
-
-
-LOCATION = LocationType()
+from batch.storage import Location
 
 INPUT_FORMATS = click.Choice(["csv", "parquet", "jsonl", "excel"])
 
