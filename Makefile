@@ -89,8 +89,8 @@ demo: install
 	@echo "results: $(DEMO)/catalog.results.csv   report: $(DEMO)/report.html"
 
 # Benchmarks and the chaos suite: reports/bench.{md,json} and reports/chaos.{md,json}.
-# BENCH_QUICK=1 shortens the real 20/min quota run from three windows to one. The bench's figures
-# land in docs/bench-figures.json too, and the README's table is rendered from them.
+# BENCH_QUICK=1 shortens the parts paced by a 20/min limit (the bench's length is then not
+# reported). The figures land in docs/bench-figures.json too; the README's table comes from them.
 bench: install
 	@$(ENSURE_POSTGRES)
 	$(BIN)/python bench/run_bench.py

@@ -20,15 +20,23 @@ SECTION = "7. A fleet on PostgreSQL"
 QuotaFigures = Callable[[Report, str, str, int, float, int], None]
 
 
-def bench_fleet(report: Report, tmp: Path, quota_figures: QuotaFigures, windows: int) -> None:
+def bench_fleet_workers(
+    report: Report, tmp: Path, quota_figures: QuotaFigures, windows: int
+) -> None:
+    """Three workers on one key and one catalog: light (20 POSTs a minute), so it runs beside
+    the other parts; each half of the part starts its own server."""
     with running_server() as server:
         bench_three_workers(report, tmp, server.database(), quota_figures, windows)
-        bench_planning(report, tmp, server.database())
     report.notes.append(
         "Part 7 starts PostgreSQL from Debian's package in a temporary folder (fsync off, as in "
         "the tests); the three workers are three `jogg-batch run` processes on one catalog with "
         "`--state postgresql://…`, each with its own results file."
     )
+
+
+def bench_fleet_planning(report: Report, tmp: Path) -> None:
+    with running_server() as server:
+        bench_planning(report, tmp, server.database())
 
 
 def bench_three_workers(
