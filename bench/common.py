@@ -152,13 +152,18 @@ class Report:
         )
         return figure
 
-    def publish(self) -> None:
+    def publish(self, *, complete: bool = False) -> None:
         """Merges this run's figures into docs/bench-figures.json (a figure not measured this
-        time keeps its older value and date), machine named; `make cog` puts it in the README."""
+        time keeps its older value and date; a `complete` run replaces them all, so a figure
+        renamed or dropped goes), machine named; `make cog` puts it in the README."""
         assert self.figures_file is not None
         info = machine()
         ours = {(f.section, f.name) for f in self.figures}
-        kept = [f for f in published(self.figures_file) if (f["section"], f["name"]) not in ours]
+        kept = [
+            f
+            for f in published(self.figures_file)
+            if (f["section"], f["name"]) not in ours and not complete
+        ]
         fresh = [
             asdict(f) | {"passed": f.passed, "date": self.started, "machine": info["cpu"]}
             for f in self.figures

@@ -90,6 +90,27 @@ def test_each_figure_is_reported_beside_the_one_it_replaces(tmp_path: Path) -> N
     assert lines[3].startswith("| Resume: resume wall time | 9.5 s | 21.4 s (2026-11-20) | <= 10 s")
 
 
+def test_a_complete_bench_replaces_every_published_figure(tmp_path: Path) -> None:
+    """After the whole bench, a figure it no longer measures (renamed, dropped) is gone, and a
+    figure it measured again still shows the value it replaced."""
+    published = tmp_path / "figures.json"
+    published.write_text('{"figures": []}')
+    first = Report("bench", "t", "make bench", started="2026-11-20", figures_file=published)
+    first.add("1. Quota", "sent over 1 x 60 s", 1.0, "", ">=", 0.99)
+    first.add("4. Resume", "resume wall time", 21.4, "s", "<=", 10)
+    first.publish()
+    second = Report("bench", "t", "make bench", started="2026-11-27", figures_file=published)
+    second.add("1. Quota", "sent over 3 x 60 s", 1.0, "", ">=", 0.99)
+    second.add("4. Resume", "resume wall time", 9.5, "s", "<=", 10)
+    second.publish(complete=True)
+    lines = table(published).splitlines()[2:]
+    assert [line.split(" | ")[0] for line in lines] == [
+        "| Quota: sent over 3 x 60 s",
+        "| Resume: resume wall time",
+    ]
+    assert "21.4 s (2026-11-20)" in lines[1]
+
+
 def test_a_generated_catalog_night_changes_one_title_in_a_hundred(tmp_path: Path) -> None:
     """Night N changes 1% of the titles (another 1% each night) and nothing else."""
     base = pacsv.read_csv(generate_catalog(tmp_path / "a.csv", 1000, seed=3)).to_pylist()
