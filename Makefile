@@ -41,7 +41,7 @@ lock:
 test: install
 	@sh scripts/ensure-package.sh chromium "the report's browser test" chromium chromium-browser
 	@$(ENSURE_POSTGRES)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 # The suite without the end-to-end tests that spawn processes or wait for renders (`-m slow`).
 test-fast: install
