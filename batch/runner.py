@@ -50,7 +50,7 @@ from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import database_errors
 from batch.store.fleet import key_id
-from batch.store.results import state_outcomes, write_results
+from batch.store.results import OutcomeCounts, state_outcomes, write_results
 from batch.validate import before_sending
 
 log = logging.getLogger(__name__)
@@ -164,9 +164,8 @@ async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
         if not config.offline:
             planner.preflight = await load_preflight_async(_lookup_config(config))
         counts = planner.plan_all()
-        _write_results(config, state, run_id)
+        written = _write_results(config, state, run_id)
         _write_planned_requests(config, state, run_id)
-        statuses, _ = state.count_rows(run_id)
     summary = RunSummary(
         str(config.catalog),
         str(config.results),
@@ -174,7 +173,7 @@ async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
         True,
         counts,
         product_posts=len(planner.product_sources),
-        statuses=statuses,
+        statuses=written.totals()[0],
     )
     summary.exit_code = int(ExitCode.ROWS_FAILED if counts.invalid else ExitCode.OK)
     return summary
@@ -208,16 +207,19 @@ def _lookup_config(config: RunConfig) -> LookupConfig:
     )
 
 
-def _write_results(config: RunConfig, state: StateStore, run_id: int) -> None:
+def _write_results(config: RunConfig, state: StateStore, run_id: int) -> OutcomeCounts:
+    """Writes the results file; returns its rows counted as the summary counts them."""
+    counts = OutcomeCounts()
     # The catalog is read again in a thread while the state's rows are read here.
     with ReadAhead(catalog.read_passthrough(config.catalog, config.catalog_options)) as batches:
         write_results(
             config.results,
             batches,
-            lambda first, last: state_outcomes(
-                state.outcome_rows(run_id, first, last), first, last
+            lambda first, last: counts.add(
+                state_outcomes(state.outcome_rows(run_id, first, last), first, last)
             ),
         )
+    return counts
 
 
 class _Run:
@@ -237,6 +239,7 @@ class _Run:
         self.planned = asyncio.Event()
         self.control = RunControl(config, on_stop=self.planned.set)
         self.hard_stop = False  # a second signal: leave without rewriting the results
+        self.written: OutcomeCounts | None = None  # the final results file's rows, counted
         self.planning_done = False
         self.dispatched = False  # every planned job has been taken
         self.gate = asyncio.Semaphore(config.concurrency)
@@ -282,7 +285,7 @@ class _Run:
             return
         started = time.monotonic()
         with self._local_io(f"writing the results file {self.config.results}"):
-            _write_results(self.config, self.state, self.run_id)
+            self.written = _write_results(self.config, self.state, self.run_id)
             log.debug("results written in %.1f s", time.monotonic() - started)
             return
         log.error(
@@ -598,7 +601,10 @@ class _Run:
 
     def _summary(self) -> RunSummary:
         control = self.control
-        statuses, codes = self.state.count_rows(self.run_id)
+        if self.written is not None:
+            statuses, codes = self.written.totals()
+        else:  # the results file was not written: the state counts the rows instead
+            statuses, codes = self.state.count_rows(self.run_id)
         summary = RunSummary(
             str(self.config.catalog),
             str(self.config.results),

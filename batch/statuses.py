@@ -29,6 +29,8 @@ UNCERTAIN: Final[frozenset[JobStatus]] = frozenset({"sending", "reconciling", "u
 UNFINISHED_ROWS: Final[frozenset[RowStatus]] = frozenset(
     {"failed", "invalid", "unknown", "not_attempted"}
 )
+# Rows the summary also counts by failure code (without one, by their status).
+CODED_ROWS: Final[tuple[RowStatus, ...]] = ("failed", "unknown", "invalid")
 # Rows `jogg-batch retry` runs again.
 RETRY_ROWS: Final[frozenset[RowStatus]] = frozenset({"failed", "not_attempted", "unknown"})
 # The order in which reports list row statuses: as the type lists them.

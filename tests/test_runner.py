@@ -284,6 +284,40 @@ def test_exhausted_attempts_proven_absent_end_failed_with_the_last_code(
 
 
 @pytest.mark.parametrize(
+    "sandbox_url", [{"fail_rate": 0.6, "seed": 1}, {"fail_rate": 1.0}], indirect=True
+)
+def test_the_summary_counts_what_the_results_file_and_the_state_say(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The summary's counts (taken while the results file is written) are the results file's
+    statuses, its failed, unknown and invalid rows by code or status, and the state's count."""
+    rows = simple_rows(8)
+    rows.append({"sku": "BAD", "product_id": product_ids(1)[0], "title": "x", "length": "45"})
+    rows.append(dict(rows[0], sku="DUP"))
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    config = replace(
+        make_config(catalog, sandbox_url),
+        concurrency=1,
+        retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
+    )
+    summary = runner.run(config)
+    results = read_results(config.results)
+    coded = results[results["status"].isin(["failed", "unknown", "invalid"])]
+    by_code = coded["code"].where(coded["code"] != "", coded["status"])
+    assert summary.statuses == dict(sorted(results["status"].value_counts().items()))
+    assert summary.codes == dict(sorted(by_code.value_counts().items()))
+    assert {"invalid", "duplicate"} <= set(summary.statuses)
+    assert set(summary.statuses) & {"failed", "unknown"}
+    with StateStore(config.state) as state:
+        (run_id,) = state._db.execute("SELECT max(id) FROM runs").fetchone()
+        counted = state.count_rows(run_id)
+    assert [list(each.items()) for each in counted] == [
+        list(summary.statuses.items()),
+        list(summary.codes.items()),
+    ]
+
+
+@pytest.mark.parametrize(
     "sandbox_url",
     [{"stall_rate": 0.3, "stall_seconds": 1.0, "reset_rate": 0.2, "seed": 11}],
     indirect=True,

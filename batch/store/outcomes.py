@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from batch.statuses import CODED_ROWS
 from batch.store.connection import Connection
 
 # double_charges.video_ids is a JSON list of ids (letters, digits, dashes): spelt out as "a, b"
@@ -41,20 +42,22 @@ class OutcomeQueries(Connection):
 
     def count_rows(self, run_id: int) -> tuple[dict[str, int], dict[str, int]]:
         """A run's rows counted by result status, and its failed, unknown and invalid rows by
-        code (or row status): what the summary prints, in one pass over the run's rows."""
+        code (or status), each sorted by name: what the summary prints, in one pass. Writing the
+        results file counts the same on the way (`batch.store.results.OutcomeCounts`)."""
         statuses: dict[str, int] = {}
         codes: dict[str, int] = {}
+        coded = ", ".join(f"'{status}'" for status in CODED_ROWS)
         for status, failure, count in self._db.execute(
-            f"SELECT {_RESULT_STATUS}, CASE WHEN j.status IN ('failed', 'unknown') "
-            "OR r.row_status = 'invalid' THEN coalesce(CAST(j.code AS TEXT), r.row_status) END, "
-            "count(*) FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ? "
+            f"SELECT status, CASE WHEN status IN ({coded}) THEN coalesce(code, status) END, "
+            f"count(*) FROM (SELECT {_RESULT_STATUS} AS status, CAST(j.code AS TEXT) AS code "
+            "FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id WHERE r.run_id = ?) outcomes "
             "GROUP BY 1, 2",
             (run_id,),
         ):
             statuses[status] = statuses.get(status, 0) + count
             if failure is not None:
                 codes[str(failure)] = codes.get(str(failure), 0) + count
-        return statuses, codes
+        return dict(sorted(statuses.items())), dict(sorted(codes.items()))
 
     def run_attempt_times(self, run_id: int) -> list[float]:
         return [

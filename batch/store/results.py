@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 
 import pandas as pd
@@ -28,6 +29,7 @@ import python_calamine as calamine
 
 from batch import storage
 from batch.errors import CatalogError
+from batch.statuses import CODED_ROWS
 from batch.storage import Location
 from batch.store import OUTCOME_FIELDS, xlsx
 
@@ -92,6 +94,32 @@ def state_outcomes(rows: list[tuple[object, ...]], first: int, last: int) -> pa.
             arrays[name] = pa.array(values, OUTCOME_SCHEMA.field(name).type)
     arrays["local_path"] = pa.nulls(len(rows), pa.string())
     return pa.table(arrays, schema=OUTCOME_SCHEMA)
+
+
+class OutcomeCounts:
+    """The rows of the outcome tables it is shown, by status, and the failed, unknown and invalid
+    ones by code (or status): what `StateStore.count_rows` answers, counted on the way to the
+    results file instead of by a second pass over a million rows (about 2 s)."""
+
+    def __init__(self) -> None:
+        self.statuses: Counter[str] = Counter()
+        self.codes: Counter[str] = Counter()
+
+    def add(self, outcomes: pa.Table) -> pa.Table:
+        status = outcomes.column("status")
+        self.statuses.update(_counted(status))
+        coded = pc.is_in(status, value_set=pa.array(CODED_ROWS))
+        code = pc.coalesce(pc.cast(outcomes.column("code"), pa.string()), status)
+        self.codes.update(_counted(pc.filter(code, coded)))
+        return outcomes
+
+    def totals(self) -> tuple[dict[str, int], dict[str, int]]:
+        """(statuses, codes), each sorted by name, as `StateStore.count_rows` returns them."""
+        return dict(sorted(self.statuses.items())), dict(sorted(self.codes.items()))
+
+
+def _counted(values: pa.ChunkedArray | pa.Array) -> dict[str, int]:
+    return {item["values"]: item["counts"] for item in pc.value_counts(values).to_pylist()}
 
 
 def _iso(seconds: pa.Array) -> pa.Array:
