@@ -11,7 +11,6 @@ from pathlib import Path
 
 from batch.config import Secret
 from batch.joggai.quota import RateLimit
-from batch.sandbox import SandboxConfig, running_sandbox
 
 log = logging.getLogger(__name__)
 # The sandbox narrates every request; in embedded mode only its warnings matter to the user.
@@ -36,6 +35,10 @@ class Sandbox:
 @contextmanager
 def embedded_sandbox() -> Iterator[str]:
     """Starts the sandbox on a free loopback port; yields its base URL."""
+    # Here, not at the top: the server and its web framework would add about 0.15 s to the
+    # start of every run, a run against JoggAI's API included.
+    from batch.sandbox import SandboxConfig, running_sandbox
+
     with running_sandbox(SandboxConfig(rate_limit=DEMO_RATE, render_seconds=5.0)) as url:
         log.warning(
             "using the embedded sandbox at %s (no real videos, no credits spent); "

@@ -524,3 +524,21 @@ def test_readme_tables_are_generated_from_the_code() -> None:
     from cogapp import Cog
 
     assert Cog().main(["cog", "--check", str(Path(__file__).parents[1] / "README.md")]) == 0
+
+
+def test_a_run_starts_without_the_other_commands_web_servers_and_writers() -> None:
+    """`run` loads neither the sandbox's nor the listener's web server, nor the downloader, the
+    report or the xlsx writer: its first request does not wait for them."""
+    probe = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from batch.cli import main\n"
+        "assert CliRunner().invoke(main, ['run', '--help']).exit_code == 0\n"
+        "heavy = ('starlette', 'uvicorn', 'xlsxwriter', 'batch.sandbox', 'batch.follow.webhook',\n"
+        "         'batch.follow.download', 'batch.follow.report')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded == "[]\n"

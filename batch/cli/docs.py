@@ -3,16 +3,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import click
 
 from batch.errors import EXIT_CODE_MEANINGS
 
 
-def command_table(group: click.Group) -> str:
-    """One Markdown row per command: its usage and the first sentence of its help."""
+def command_table(group: click.Group, names: Iterable[str]) -> str:
+    """One Markdown row per command, in the order given: its usage and the first sentence of
+    its help."""
     lines = ["| command | what it does |", "| --- | --- |"]
     context = click.Context(group, info_name=group.name)
-    for name, command in group.commands.items():
+    for name in names:
+        command = group.get_command(context, name)
+        assert command is not None, name
         arguments = [
             param.make_metavar(context)
             for param in command.params

@@ -23,7 +23,6 @@ from typing import Any, Final
 import pandas as pd
 import pyarrow as pa
 import python_calamine as calamine
-import xlsxwriter
 
 from batch.catalog.excel import cell_text
 
@@ -39,6 +38,8 @@ _MIN_WIDTH, _MAX_WIDTH = 8, 60
 
 def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[str]) -> None:
     """One sheet: the header, then every table's rows in order (`empty_columns` when none)."""
+    import xlsxwriter  # only for .xlsx results: 35 ms of every start otherwise
+
     book = xlsxwriter.Workbook(
         str(path),
         {
