@@ -542,3 +542,10 @@ def test_a_run_starts_without_the_other_commands_web_servers_and_writers() -> No
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout
     assert loaded == "[]\n"
+
+
+def test_a_misspelt_command_is_refused_with_the_close_names() -> None:
+    """An unknown command exits 2 and names the commands it may have meant."""
+    result = CliRunner().invoke(main, ["stat"])
+    assert result.exit_code == 2
+    assert "No such command 'stat'. (Did you mean one of: 'state', 'status'?)" in result.stderr
