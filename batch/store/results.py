@@ -99,7 +99,7 @@ def state_outcomes(rows: list[tuple[object, ...]], first: int, last: int) -> pa.
 class OutcomeCounts:
     """The rows of the outcome tables it is shown, by status, and the failed, unknown and invalid
     ones by code (or status): what `StateStore.count_rows` answers, counted on the way to the
-    results file instead of by a second pass over a million rows (about 2 s)."""
+    results file instead of by a second pass over a million rows (1-2 s)."""
 
     def __init__(self) -> None:
         self.statuses: Counter[str] = Counter()
