@@ -1,7 +1,7 @@
 """The `jogg-batch` command line: a thin shell of click commands over the library (`batch.api`).
 
-Each command lives in its own module in this package and is registered here. The group's help
-ends with the exit codes, from `batch.errors.EXIT_CODE_MEANINGS`.
+Each command lives in its own module in this package, named here (`COMMANDS`) and imported
+when it runs. The group's help ends with the exit codes, from `batch.errors.EXIT_CODE_MEANINGS`.
 """
 
 from __future__ import annotations
