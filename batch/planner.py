@@ -21,8 +21,8 @@ from batch.products import product_source
 from batch.statuses import UNCERTAIN, JobStatus
 from batch.store import JobUpdate, KnownJob, NewJob, RowPlan, StateStore
 
-# Rows planned per state transaction.
-PLAN_SLICE = 5_000
+# Rows planned per state transaction: the catalog's first batch is one slice.
+PLAN_SLICE = catalog.FIRST_BATCH_ROWS
 
 
 @dataclass
@@ -48,6 +48,25 @@ class PlanCounts:
         return sum(asdict(self).values())
 
 
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A kind of job a run leaves as it is: nothing to send, nothing to check."""
+
+    status: JobStatus
+    permanent_only: bool  # failed jobs: only those that failed for good
+    count: str  # the `PlanCounts` field its rows go to
+
+    @property
+    def condition(self) -> str:
+        """The same test in SQL, on the job `j` (`StateStore.carry_over`)."""
+        return f"j.status = '{self.status}'" + (
+            " AND j.permanent = 1" if self.permanent_only else ""
+        )
+
+    def holds_for(self, job: KnownJob) -> bool:
+        return job.status == self.status and (bool(job.permanent) or not self.permanent_only)
+
+
 def tag_for(fingerprint: str) -> str:
     """The reconciliation tag of a job's first render: derived, so a results file alone finds it."""
     return fingerprint[:12]
@@ -66,8 +85,7 @@ class Planner:
         self.product_sources: set[str] = set()  # products this plan has to create first
         self.earlier_jobs = True
         self.previous_run: int | None = None  # the run whose rows are carried over
-        # (SQL condition on a job, the count it goes to) for each kind of job that needs nothing.
-        self.settled: list[tuple[str, str]] = []
+        self.settled: list[Settled] = []  # the kinds of job this run leaves as they are
         # Job id -> its first row in this run (0: not yet), for pointing duplicates at it.
         # Four bytes a job, however large the catalog; the state is not written for it.
         self.first_rows = np.zeros(0, np.uint32)
@@ -88,9 +106,9 @@ class Planner:
         if self.earlier_jobs:
             self.previous_run = self.state.previous_run(self.run_id, str(self.config.catalog))
             if not self.config.force:
-                self.settled.append(("j.status = 'submitted'", "already_submitted"))
+                self.settled.append(Settled("submitted", False, "already_submitted"))
             if not self.config.retry_permanent and self.state.has_permanent_failures():
-                self.settled.append(("j.status = 'failed' AND j.permanent = 1", "failed_permanent"))
+                self.settled.append(Settled("failed", True, "failed_permanent"))
         for batch in catalog.read_catalog(self.config.catalog, self.config.catalog_options):
             for start in range(0, len(batch.rows), PLAN_SLICE):
                 yield self._plan_slice(batch.rows, start, min(start + PLAN_SLICE, len(batch.rows)))
@@ -180,7 +198,7 @@ class Planner:
             self.previous_run,
             rows.first + start,
             rows.fingerprints[start:stop],
-            [condition for condition, _ in self.settled],
+            [kind.condition for kind in self.settled],
         )
         if not any(found):
             return {}
@@ -195,10 +213,10 @@ class Planner:
         fresh = first_here & (self.first_rows[job_ids] == 0)
         self.first_rows[job_ids[fresh]] = numbers[fresh]
         carried: dict[int, str] = {}
-        for kind, (_, count) in enumerate(self.settled):
-            mine = fresh & (kinds == kind)
-            carried.update(dict.fromkeys(numbers[mine].tolist(), count))
-            setattr(self.counts, count, getattr(self.counts, count) + int(mine.sum()))
+        for index, kind in enumerate(self.settled):
+            mine = fresh & (kinds == index)
+            carried.update(dict.fromkeys(numbers[mine].tolist(), kind.count))
+            setattr(self.counts, kind.count, getattr(self.counts, kind.count) + int(mine.sum()))
         # Last run's duplicates are not carried over, but its rows may have moved since.
         for number, job_id in zip(numbers[~fresh].tolist(), job_ids[~fresh].tolist(), strict=True):
             earlier = self._first_row(job_id)
@@ -223,11 +241,7 @@ class Planner:
 
     def _settled(self, job: KnownJob | None) -> bool:
         """Whether this run leaves the job as it is (nothing to send, nothing to check)."""
-        if job is None:
-            return False
-        if job.status == "submitted":
-            return not self.config.force
-        return job.status == "failed" and bool(job.permanent) and not self.config.retry_permanent
+        return job is not None and any(kind.holds_for(job) for kind in self.settled)
 
     def _first_row(self, job_id: int) -> int:
         """The first row of this run that maps to the job, or 0."""

@@ -43,13 +43,29 @@ def make_config(
     return replace(build_run_config(catalog, overrides, api_key=Secret(key)), settle_seconds=SETTLE)
 
 
+def with_an_invalid_and_a_duplicate(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The rows, then one with a length JoggAI refuses and a copy of the first under a new sku."""
+    bad = {"sku": "BAD", "product_id": product_ids(1)[0], "title": "x", "length": "45"}
+    return [*rows, bad, dict(rows[0], sku="DUP")]
+
+
+def run_one_at_a_time(
+    catalog: Path, url: str, attempts: int
+) -> tuple[RunConfig, runner.RunSummary]:
+    """A run sending one request at a time, each tried `attempts` times with short pauses."""
+    config = replace(
+        make_config(catalog, url),
+        concurrency=1,
+        retry=RetryPolicy(max_attempts=attempts, base_delay=0.01, max_delay=0.02),
+    )
+    return config, runner.run(config)
+
+
 def test_every_valid_row_is_submitted_once_and_invalid_rows_never_sent(
     tmp_path: Path, sandbox_url: str
 ) -> None:
     """Valid rows reach the server exactly once; invalid and duplicate rows never do."""
-    rows = simple_rows(8)
-    rows.append({"sku": "BAD", "product_id": product_ids(1)[0], "title": "x", "length": "45"})
-    rows.append(dict(rows[0], sku="DUP"))
+    rows = with_an_invalid_and_a_duplicate(simple_rows(8))
     catalog = write_catalog(tmp_path / "catalog.csv", rows)
 
     summary = runner.run(make_config(catalog, sandbox_url))
@@ -267,12 +283,7 @@ def test_exhausted_attempts_proven_absent_end_failed_with_the_last_code(
     """A row whose every attempt drew 50000, each proven absent, ends failed with 50000 after
     max_attempts; the others end submitted, each accepted once."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(8))
-    config = replace(
-        make_config(catalog, sandbox_url),
-        concurrency=1,
-        retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
-    )
-    summary = runner.run(config)
+    config, summary = run_one_at_a_time(catalog, sandbox_url, attempts=2)
     results = read_results(config.results)
     accepted = [s["product_id"] for s in submissions(sandbox_url)["submissions"]]
     failed = results[results["status"] == "failed"]
@@ -291,16 +302,9 @@ def test_the_summary_counts_what_the_results_file_and_the_state_say(
 ) -> None:
     """The summary's counts (taken while the results file is written) are the results file's
     statuses, its failed, unknown and invalid rows by code or status, and the state's count."""
-    rows = simple_rows(8)
-    rows.append({"sku": "BAD", "product_id": product_ids(1)[0], "title": "x", "length": "45"})
-    rows.append(dict(rows[0], sku="DUP"))
+    rows = with_an_invalid_and_a_duplicate(simple_rows(8))
     catalog = write_catalog(tmp_path / "catalog.csv", rows)
-    config = replace(
-        make_config(catalog, sandbox_url),
-        concurrency=1,
-        retry=RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.02),
-    )
-    summary = runner.run(config)
+    config, summary = run_one_at_a_time(catalog, sandbox_url, attempts=2)
     results = read_results(config.results)
     coded = results[results["status"].isin(["failed", "unknown", "invalid"])]
     by_code = coded["code"].where(coded["code"] != "", coded["status"])

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import pyarrow as pa
 
 from batch.catalog.normalize import CANONICAL_COLUMNS, ColumnPlan, plan_columns, resolve_rows
-from batch.catalog.readers import open_source
+from batch.catalog.readers import FIRST_BATCH_ROWS, open_source
 from batch.catalog.rows import (
     CatalogBatch,
     CatalogFormat,
@@ -32,6 +32,7 @@ from batch.storage import Location
 
 __all__ = [
     "CANONICAL_COLUMNS",
+    "FIRST_BATCH_ROWS",
     "CatalogBatch",
     "CatalogFormat",
     "CatalogOptions",

@@ -43,7 +43,8 @@ _EXTENSIONS: Final[dict[str, CatalogFormat]] = {
 }
 _DELIMITERS: Final = (",", ";", "\t")
 _SNIFF_BYTES: Final = 64 * 1024
-# The planner's slice: the first batch is planned (and its first request sent) right away.
+# Small enough that the first batch is planned, and its first request sent, right away (the
+# planner's slice is this size too).
 FIRST_BATCH_ROWS: Final = 5_000
 _CSV_BLOCK_BYTES: Final = 1 << 20
 # pyarrow needs a block to hold more than half of the longest row, or it fails with "straddling
