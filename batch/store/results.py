@@ -57,9 +57,17 @@ RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
 # Catalog columns that share a name with an outcome column keep their data under this prefix.
 INPUT_PREFIX = "input_"
 _FORMULA_START = r"^[=+\-@\t\r]"
-_FORMULA_CHARS = pa.array(["=", "+", "-", "@", "\t", "\r"])
+_FORMULA_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r"], pa.binary())
 _NEUTRALISED = re.compile(r"^'[=+\-@\t\r]")
 _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
+
+# A state row (`OUTCOME_FIELDS`) as it comes: times are unix seconds.
+_STATE_ROW = pa.struct(
+    [
+        (name, pa.float64() if name.endswith("_at") else OUTCOME_SCHEMA.field(name).type)
+        for name in OUTCOME_FIELDS
+    ]
+)
 
 # (first row, last row) -> the outcome table of those rows (OUTCOME_SCHEMA)
 OutcomeLookup = Callable[[int, int], pa.Table]
@@ -85,15 +93,12 @@ def state_outcomes(rows: list[tuple[object, ...]], first: int, last: int) -> pa.
         known = {row[0]: row for row in rows}
         filler = (None,) * (len(OUTCOME_FIELDS) - 2)
         rows = [known.get(n) or (n, "not_attempted", *filler) for n in range(first, last + 1)]
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in OUTCOME_FIELDS]
-    arrays: dict[str, pa.Array] = {}
-    for name, values in zip(OUTCOME_FIELDS, columns, strict=True):
-        if name in ("submitted_at", "completed_at"):
-            arrays[name] = _iso(pa.array(values, pa.float64()))
-        else:
-            arrays[name] = pa.array(values, OUTCOME_SCHEMA.field(name).type)
-    arrays["local_path"] = pa.nulls(len(rows), pa.string())
-    return pa.table(arrays, schema=OUTCOME_SCHEMA)
+    # The tuples go to Arrow as one struct array: half the time of a list per column.
+    columns = dict(zip(OUTCOME_FIELDS, pa.array(rows, _STATE_ROW).flatten(), strict=True))
+    for name in ("submitted_at", "completed_at"):
+        columns[name] = _iso(columns[name])
+    columns["local_path"] = pa.nulls(len(rows), pa.string())
+    return pa.table(columns, schema=OUTCOME_SCHEMA)
 
 
 class OutcomeCounts:
@@ -165,9 +170,11 @@ def _neutralised(table: pa.Table) -> pa.Table:
     for index, field in enumerate(table.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             column = table.column(index)
-            # The first character against a set: far cheaper than a regular expression.
-            first = pc.utf8_slice_codeunits(column, 0, 1)
-            risky = pc.fill_null(pc.is_in(first, value_set=_FORMULA_CHARS), False)
+            # The first byte against a set: far cheaper than a regular expression, or than
+            # slicing characters (every risky character is one byte in UTF-8).
+            as_bytes = pa.large_binary() if pa.types.is_large_string(field.type) else pa.binary()
+            first = pc.binary_slice(column.cast(as_bytes), 0, 1)
+            risky = pc.fill_null(pc.is_in(first, value_set=_FORMULA_BYTES), False)
             if pc.any(risky).as_py():
                 quoted = pc.binary_join_element_wise("'", column, "")
                 table = table.set_column(index, field, pc.if_else(risky, quoted, column))
