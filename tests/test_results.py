@@ -7,9 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from batch.store.results import read_results, state_outcomes, write_results
+from batch.store.results import RESULT_COLUMNS, read_results, state_outcomes, write_results
 
 
 @pytest.fixture
@@ -44,3 +45,14 @@ def test_the_collector_is_paused_while_writing_and_left_as_it_was(
     with pytest.raises(RuntimeError, match="went away"):
         write_results(tmp_path / "r.csv", [pa.table({"sku": ["a"]})], failing)
     assert gc.isenabled() is enabled
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.parquet"])
+def test_an_empty_catalog_gets_a_results_file_of_its_format(tmp_path: Path, name: str) -> None:
+    """No batch at all: the file is still of the format its name says, with the outcome
+    columns (a `.parquet` one used to hold CSV text)."""
+    write_results(tmp_path / name, [], lambda first, last: state_outcomes([], first, last))
+    if name.endswith(".parquet"):
+        assert pq.read_table(tmp_path / name).schema.names == list(RESULT_COLUMNS)
+    assert list(read_results(tmp_path / name).columns) == list(RESULT_COLUMNS)
+    assert read_results(tmp_path / name).empty

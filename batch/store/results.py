@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -229,7 +230,11 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
             xlsx.write_xlsx(temporary, tables, RESULT_COLUMNS)
             return
         try:
-            for table in tables:
+            # The empty table at the end is written only when no batch came (an empty
+            # catalog): the file still has its format and the outcome columns.
+            for table in itertools.chain(tables, [OUTCOME_SCHEMA.empty_table()]):
+                if writer is not None and table.num_rows == 0:
+                    continue
                 if fmt == "csv":
                     table = _neutralised(_as_text(table))
                 if writer is None:
@@ -240,8 +245,6 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
                         else pq.ParquetWriter(str(temporary), schema)
                     )
                 writer.write_table(table if table.schema == schema else table.cast(schema))
-            if writer is None:  # an empty catalog still gets a header
-                pd.DataFrame(columns=list(RESULT_COLUMNS)).to_csv(temporary, index=False)
         finally:
             if writer is not None:
                 writer.close()
