@@ -141,6 +141,23 @@ def test_jsonl_with_mixed_types(tmp_path: Path) -> None:
     assert [r.fields.caption for r in rows if r.fields] == [True, False]
 
 
+def test_jsonl_key_first_seen_after_the_first_batch_is_read(tmp_path: Path) -> None:
+    """A key that appears only in a later batch is a column: its values are used and checked."""
+    lines = [{"product_id": "A1"}, {"product_id": "A2"}, {"product_id": "A3", "length": 15}]
+    lines.append({"product_id": "A4", "avatar_id": "abc", "note": "late"})
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    options = CatalogOptions(batch_rows=2)
+    rows = rows_of(path, options)
+    assert [row.fields.length if row.fields else None for row in rows] == ["30", "30", "15", None]
+    assert messages(path, rows[3]) == [
+        "c.jsonl row 4, column 'avatar_id': 'abc' is not a whole-number id"
+    ]
+    tables = list(read_passthrough(path, options))
+    columns = ["product_id", "length", "avatar_id", "note"]
+    assert [table.column_names for table in tables] == [columns, columns]
+    assert tables[1].column("note").to_pylist() == [None, "late"]
+
+
 def test_jsonl_bad_line_is_a_catalog_error(tmp_path: Path) -> None:
     """A line that is not JSON stops the read and names the line."""
     path = write(tmp_path, "c.ndjson", '{"product_id": "A1"}\n{oops\n')

@@ -51,6 +51,7 @@ _CSV_BLOCK_BYTES: Final = 1 << 20
 # object straddles two block boundaries". Blocks start small (memory stays flat) and grow when a
 # row is too long for them, up to this: a 16 MiB cell of 4-byte characters still fits.
 MAX_BLOCK_BYTES: Final = 256 << 20
+_KEY_SCAN_ROWS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,39 +240,36 @@ def _open_parquet(path: Location, rows: int) -> Source:
 def _open_jsonl(path: Location, rows: int) -> Source:
     # pyarrow's JSON reader fails when a column holds 30 in one line and "30s" in the next, which
     # is exactly what people write, so lines are parsed here and mixed columns become strings.
-    with storage.open_read(path) as handle:
-        first, line_number = _read_records(path, handle, 0, rows)
-        offset = handle.tell()
-    headers = list(dict.fromkeys(key for record in first for key in record))
-    return Source(headers, _jsonl_tables(path, first, headers, offset, line_number, rows))
+    headers = jsonl_keys(path)
+    return Source(headers, _jsonl_tables(path, headers, rows))
 
 
-def _jsonl_tables(
-    path: Location,
-    records: list[dict[str, Any]],
-    headers: list[str],
-    offset: int,
-    line_number: int,
-    rows: int,
-) -> Iterator[pa.Table]:
-    known = set(headers)
-    warned = False
+def jsonl_keys(path: Location) -> list[str]:
+    """Every key of every record, in order of first appearance: one streamed pass.
+
+    Sparse exports (MongoDB's leave out a key whose value is null) may name a column first in
+    their millionth record; the columns are known only at the end of the file.
+    """
+    keys: dict[str, None] = {}
     with storage.open_read(path) as handle:
-        handle.seek(offset)
-        while records:
-            extra = {key for record in records for key in record} - known
-            if extra and not warned:
-                warned = True
-                logger.warning(
-                    "%s: keys %s first appear after the first %d records and are ignored; "
-                    "put every key in the first records",
-                    path,
-                    ", ".join(sorted(extra)),
-                    rows,
-                )
+        line_number = 0
+        while True:
+            records, line_number = _read_records(path, handle, line_number, _KEY_SCAN_ROWS)
+            if not records:
+                return list(keys)
+            for record in records:
+                keys.update(dict.fromkeys(record))
+
+
+def _jsonl_tables(path: Location, headers: list[str], rows: int) -> Iterator[pa.Table]:
+    line_number = 0
+    with storage.open_read(path) as handle:
+        while True:
+            records, line_number = _read_records(path, handle, line_number, rows)
+            if not records:
+                return
             columns = {header: [record.get(header) for record in records] for header in headers}
             yield pa.table({header: _json_column(values) for header, values in columns.items()})
-            records, line_number = _read_records(path, handle, line_number, rows)
 
 
 def _read_records(
