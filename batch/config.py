@@ -332,6 +332,7 @@ def catalog_options(
         row_key=settings.catalog.row_key or None,
         batch_rows=settings.catalog.batch_rows,
         sheet=sheet or settings.catalog.sheet or None,
+        columns_from=str(source or BUILTIN_CONFIG),
     )
 
 

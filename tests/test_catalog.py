@@ -398,6 +398,20 @@ def test_other_columns_pass_through(tmp_path: Path) -> None:
 # ---- files that cannot be read at all ----
 
 
+def test_a_mapped_header_the_catalog_lacks_is_refused(tmp_path: Path) -> None:
+    """A [columns] typo names the settings file, the header and the catalog's closest headers."""
+    path = write(tmp_path, "c.csv", "product_id,Avatar,Duration\nA1,1,15\n")
+    options = CatalogOptions(
+        columns={"Avtar": "avatar_id", "Duration": "length"}, columns_from="m.toml"
+    )
+    with pytest.raises(CatalogError) as caught:
+        rows_of(path, options)
+    assert str(caught.value) == (
+        f"{path}: the [columns] mapping in m.toml names the header 'Avtar' (closest: 'Avatar'), "
+        "which the catalog does not have; fix the mapping or the catalog's header"
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "content", "options", "error"),
     [

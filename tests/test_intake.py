@@ -173,3 +173,14 @@ def test_a_16_mib_cell_reaches_the_results_file_whole(tmp_path: Path, sandbox_ur
     assert code == 0, output
     notes = read_results(tmp_path / "c.results.csv")["notes"]
     assert [len(note) for note in notes] == [16 << 20, 5]
+
+
+def test_a_column_mapping_typo_stops_validate_naming_the_settings_file(tmp_path: Path) -> None:
+    """validate exits 2 when the --config [columns] mapping names a header the catalog lacks."""
+    catalog = tmp_path / "c.csv"
+    catalog.write_text(f"product_id,Avatar\n{IDS[0]},1\n")
+    settings = tmp_path / "m.toml"
+    settings.write_text('[columns]\n"Avtar" = "avatar_id"\n')
+    code, output, _ = invoke("validate", str(catalog), "--config", str(settings))
+    assert code == 2, output
+    assert f"the [columns] mapping in {settings} names the header 'Avtar'" in output

@@ -10,6 +10,7 @@ sha256 itself runs per row. Row objects are built only for the rows that are use
 
 from __future__ import annotations
 
+import difflib
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -125,6 +126,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
                 f"the column mapping sends {source!r} to {target!r}, which is not a catalog "
                 f"column; use one of {', '.join(CANONICAL_COLUMNS)}"
             )
+    _check_mapped_headers(path, headers, options)
     canonical: dict[str, str] = {}
     for header in headers:
         key = _header_key(header)
@@ -149,6 +151,27 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     template_names.update({_header_key(header): header for header in headers})
     template_names.update({header: header for header in headers})
     return ColumnPlan(canonical, _key_header(path, headers, canonical, options), template_names)
+
+
+def _check_mapped_headers(path: Location, headers: Sequence[str], options: CatalogOptions) -> None:
+    """Every header the [columns] mapping names is in the catalog (CatalogError otherwise).
+
+    A misspelt header would leave the catalog's column unused and send the default instead.
+    """
+    present = {_header_key(header) for header in headers}
+    missing = [source for source in options.columns if _header_key(source) not in present]
+    if not missing:
+        return
+    where = f" in {options.columns_from}" if options.columns_from else ""
+    problems = []
+    for source in missing:
+        close = difflib.get_close_matches(source, headers, n=3, cutoff=0.6)
+        near = f" (closest: {', '.join(repr(header) for header in close)})" if close else ""
+        problems.append(f"{source!r}{near}")
+    raise CatalogError(
+        f"{path}: the [columns] mapping{where} names the header {', '.join(problems)}, which the "
+        "catalog does not have; fix the mapping or the catalog's header"
+    )
 
 
 def _key_header(

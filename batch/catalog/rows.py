@@ -26,7 +26,8 @@ class CatalogOptions:
     `format` None picks by extension; `delimiter` None sniffs `,` `;` or tab; `columns` maps catalog
     headers to canonical column names (headers match ignoring case and surrounding spaces);
     `row_key` names the column that identifies a row for people (default: the product_id column);
-    `sheet` names a spreadsheet's sheet (default: the first visible one).
+    `sheet` names a spreadsheet's sheet (default: the first visible one); `columns_from` names
+    the settings file the mapping came from, for messages.
     """
 
     format: CatalogFormat | None = None
@@ -36,6 +37,7 @@ class CatalogOptions:
     row_key: str | None = None
     batch_rows: int = 50_000
     sheet: str | None = None
+    columns_from: str | None = None
 
 
 class RowProblem(NamedTuple):
