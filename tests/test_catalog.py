@@ -71,6 +71,17 @@ def test_explicit_delimiter_wins_over_sniffing(tmp_path: Path) -> None:
     assert rows[0].fields.product_id == "A1"
 
 
+def test_excel_sep_line_declares_the_delimiter_and_is_skipped(tmp_path: Path) -> None:
+    """A first line `sep=;` is not the header: its delimiter splits the rows; a different
+    --delimiter is refused."""
+    path = write(tmp_path, "c.csv", "sep=;\r\nproduct_id;note\r\nA1;a,b\r\n")
+    assert check_structure(path, CatalogOptions()) == 1
+    table = next(read_passthrough(path, CatalogOptions(delimiter=";")))
+    assert table.to_pylist() == [{"product_id": "A1", "note": "a,b"}]
+    with pytest.raises(CatalogError, match=r"line 1 declares the delimiter ';' \(sep=;\)"):
+        check_structure(path, CatalogOptions(delimiter=","))
+
+
 def test_passthrough_keeps_csv_cells_as_typed(tmp_path: Path) -> None:
     """Leading zeros, decimals and empty cells reach the results file exactly as typed."""
     path = write(tmp_path, "c.csv", "product_id,sku,price,avatar_id\nA1,00123,9.90,127.0\nA2,,,\n")

@@ -112,6 +112,12 @@ CORPUS = [
     Case("text_after_quote.csv", lambda: big_csv(20, 5, f'{IDS[0]},"Mug" 12,15'), 0, sent=3),
     Case("text_after_quote_odd.csv", lambda: big_csv(20, 5, f'{IDS[0]},"Mug" 12",15'), 2,
          ("line 6 (row 5)", "text follows its closing quote")),
+    # Excel's first line `sep=;` declares the delimiter; lines keep their numbers below it.
+    Case("excel_sep.csv", lambda: lines("sep=;", "product_id;title;length", f"{IDS[0]};Mug;15",
+         f"{IDS[1]};Lamp;15", end="\r\n"), 0, sent=2),
+    Case("excel_sep_ragged.csv", lambda: lines("sep=;", "product_id;title;length",
+         f"{IDS[0]};Mug;15", f"{IDS[1]};Lamp;15;x"), 2,
+         ("excel_sep_ragged.csv line 4 (row 2): has 4 cells where the header has 3",)),
     Case("nul_deep.csv", lambda: big_csv(3000, 2999, f"{IDS[0]},a\x00b,15"), 2,
          ("line 3000 (row 2999): column 'title' holds a NUL byte",)),
 ]  # fmt: skip

@@ -139,20 +139,49 @@ def _open_csv(path: Location, options: CatalogOptions) -> Source:
             f"{path}: is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV, "
             "or pass --format if it is Parquet or JSON Lines"
         ) from exc
-    delimiter, headers = csv_layout(path, text, options)
-    batches = csv_batches(path, delimiter, headers)
-    return Source(headers, _rebatch(_arrow_errors(path, "CSV", batches), options.batch_rows))
+    layout = csv_layout(path, text, options)
+    batches = csv_batches(path, layout.delimiter, layout.headers, skip_lines=layout.skip_lines)
+    return Source(layout.headers, _rebatch(_arrow_errors(path, "CSV", batches), options.batch_rows))
 
 
-def csv_layout(path: Location, text: str, options: CatalogOptions) -> tuple[str, list[str]]:
-    """The delimiter (given or sniffed) and the header cells, from the file's first bytes."""
+@dataclass(frozen=True, slots=True)
+class CsvLayout:
+    """A CSV file's delimiter, header cells, and the lines above the header (1 after `sep=;`)."""
+
+    delimiter: str
+    headers: list[str]
+    skip_lines: int = 0
+
+
+def csv_layout(path: Location, text: str, options: CatalogOptions) -> CsvLayout:
+    """The delimiter (given, declared or sniffed) and the header cells, from the first bytes.
+
+    Excel writes and reads a first line `sep=;` that declares the delimiter; it is skipped.
+    """
     if options.delimiter is not None and len(options.delimiter) != 1:
         raise CatalogError(f"the CSV delimiter must be one character, not {options.delimiter!r}")
-    delimiter = options.delimiter or _sniff_delimiter(text)
+    declared = _declared_delimiter(text)
+    if declared is not None and options.delimiter not in (None, declared):
+        raise CatalogError(
+            f"{path}: line 1 declares the delimiter {declared!r} (sep={declared}), "
+            f"but {options.delimiter!r} was given; drop the option or the line"
+        )
+    skip_lines = 0 if declared is None else 1
+    if declared is not None:
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    delimiter = options.delimiter or declared or _sniff_delimiter(text)
     headers = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     if not any(header.strip() for header in headers):
         raise CatalogError(f"{path}: has no header row; the first line must name the columns")
-    return delimiter, headers
+    return CsvLayout(delimiter, headers, skip_lines)
+
+
+def _declared_delimiter(text: str) -> str | None:
+    """The delimiter of a first line `sep=X` (Excel's), or None."""
+    first = text.split("\n", 1)[0].rstrip("\r")
+    if len(first) == 5 and first[:4].lower() == "sep=":
+        return first[4]
+    return None
 
 
 def is_straddling(error: BaseException) -> bool:
@@ -168,8 +197,10 @@ def csv_batches(
     columns: list[str] | None = None,
     block_size: int = _CSV_BLOCK_BYTES,
     max_block: int = MAX_BLOCK_BYTES,
+    skip_lines: int = 0,
 ) -> Iterator[pa.RecordBatch]:
-    """The rows as record batches of string columns (`columns`: only these, as raw bytes).
+    """The rows as record batches of string columns (`columns`: only these, as raw bytes),
+    the header being the line after `skip_lines` lines.
 
     A row too long for the block restarts the read with blocks four times larger, skipping the
     rows already given, so a file of ordinary rows never pays for one long cell.
@@ -178,7 +209,7 @@ def csv_batches(
     while True:
         skip = given
         try:
-            for batch in _csv_reader(path, delimiter, headers, columns, block_size):
+            for batch in _csv_reader(path, delimiter, headers, columns, block_size, skip_lines):
                 if skip >= batch.num_rows:
                     skip -= batch.num_rows
                     continue
@@ -195,12 +226,17 @@ def csv_batches(
 
 
 def _csv_reader(
-    path: Location, delimiter: str, headers: list[str], columns: list[str] | None, block_size: int
+    path: Location,
+    delimiter: str,
+    headers: list[str],
+    columns: list[str] | None,
+    block_size: int,
+    skip_lines: int,
 ) -> pa_csv.CSVStreamingReader:
     kind = pa.string() if columns is None else pa.binary()
     return pa_csv.open_csv(
         storage.arrow_source(path),
-        read_options=pa_csv.ReadOptions(block_size=block_size),
+        read_options=pa_csv.ReadOptions(block_size=block_size, skip_rows=skip_lines),
         parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
             column_types=dict.fromkeys(columns or headers, kind),

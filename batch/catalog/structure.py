@@ -38,6 +38,7 @@ import pyarrow.parquet as pq
 from batch import storage
 from batch.catalog.normalize import plan_columns
 from batch.catalog.readers import (
+    CsvLayout,
     catalog_format,
     csv_batches,
     csv_layout,
@@ -166,35 +167,36 @@ def _check_csv(path: Path, options: CatalogOptions) -> int:
         sample = handle.read(_SNIFF_BYTES)
     _refuse_non_text(path, sample)
     text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(sample)
-    delimiter, headers = csv_layout(path, text, options)
+    layout = csv_layout(path, text, options)
     scan = _scan_bytes(path, b'"')
     if not scan.text_is_clean:
-        _raise_found(_locate_csv(path, delimiter, headers, text=True))
+        _raise_found(_locate_csv(path, layout, text=True))
         offset = scan.not_utf8 if scan.not_utf8 is not None else scan.nul
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
-    plan_columns(path, headers, options)
-    rows, failure = _parse_csv(path, delimiter, headers)
+    plan_columns(path, layout.headers, options)
+    rows, failure = _parse_csv(path, layout)
     if failure is None and not scan.odd_quotes:
         return rows
-    found = _locate_csv(path, delimiter, headers, text=False)
+    found = _locate_csv(path, layout, text=False)
     _raise_found(found)
     if failure is not None and not is_straddling(failure):
         raise CatalogError(f"{path}: cannot read it as CSV: {failure}") from failure
     return found.rows
 
 
-def _parse_csv(path: Path, delimiter: str, headers: list[str]) -> tuple[int, Exception | None]:
+def _parse_csv(path: Path, layout: CsvLayout) -> tuple[int, Exception | None]:
     """pyarrow's parse of every row, converting only the first column (as bytes)."""
     rows = 0
     # A quote that never closes would have the read grow its blocks to the end of the file;
     # past `_LAST_BLOCK` the Python scan finds the line instead.
     batches = csv_batches(
         path,
-        delimiter,
-        headers,
-        columns=headers[:1],
+        layout.delimiter,
+        layout.headers,
+        columns=layout.headers[:1],
         block_size=_FIRST_BLOCK,
         max_block=_LAST_BLOCK,
+        skip_lines=layout.skip_lines,
     )
     try:
         for batch in batches:
@@ -221,17 +223,20 @@ def _where(path: Path, line: int, row: int) -> str:
     return f"{path} line {line} (the header)" if row == 0 else f"{path} line {line} (row {row})"
 
 
-def _locate_csv(path: Path, delimiter: str, headers: list[str], *, text: bool) -> _Found:
+def _locate_csv(path: Path, layout: CsvLayout, *, text: bool) -> _Found:
     """Python's csv module, strict, over the file: the first bad line and row, or None.
 
     With `text`, each record is also searched for NUL and for bytes that are not UTF-8.
     """
     # The module's default limit (128 KiB a cell) is far below what a catalog may hold.
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    delimiter, headers = layout.delimiter, layout.headers
     width = len(headers)
     row = 0
-    line = 0
+    line = layout.skip_lines
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+        for _ in range(layout.skip_lines):
+            handle.readline()  # `sep=;`: a line of its own, never quoted
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
         while True:
             first = line + 1
@@ -240,8 +245,9 @@ def _locate_csv(path: Path, delimiter: str, headers: list[str], *, text: bool) -
             except StopIteration:
                 return _Found(None, max(row - 1, 0))
             except csv.Error as exc:
-                return _Found(_csv_error(path, first, row, reader.line_num, exc), row)
-            line = reader.line_num
+                reached = layout.skip_lines + reader.line_num
+                return _Found(_csv_error(path, first, row, reached, exc), row)
+            line = layout.skip_lines + reader.line_num
             if not record:
                 continue  # a blank line is not a row
             if text and (problem := _bad_text(record, headers)):
