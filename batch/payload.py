@@ -265,6 +265,11 @@ _RATIOS: Final = {"9:16": "portrait", "16:9": "landscape", "1:1": "square"}
 _LENGTH_UNIT: Final = re.compile(r"^(.*?)\s*(s|sec|secs|second|seconds)$")
 _STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style in SCRIPT_STYLES}
 _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
+# The schema gives ids as `integer` with no bound; signed 64 bits is what servers commonly hold.
+MAX_ID: Final = 2**63 - 1
+_FLOAT_EXACT: Final = 2**53
+# Digits, with the `.0` a spreadsheet's number cell gains when exported.
+_WHOLE_TEXT: Final = re.compile(r"([+-]?[0-9]+)(?:\.0*)?")
 
 
 def _number(value: object) -> float | None:
@@ -323,14 +328,42 @@ def normalize_caption(value: object) -> bool:
     raise ValueError(f"{value!r} is not a caption switch; use yes or no")
 
 
+def _whole_number(value: object) -> int | None:
+    """The exact integer a cell holds (`127`, `"127"`, Excel's `"127.0"`, a float 127.0), or None.
+
+    Text is read from its digits, never through a float, so a 17-digit id keeps every digit;
+    exponents (`1e3`) and fractions are not whole numbers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and (match := _WHOLE_TEXT.fullmatch(value.strip())):
+        return int(match.group(1))
+    return None
+
+
 def normalize_int_id(value: object) -> int:
-    """A whole, non-negative id: `127`, `"127"`, `127.0` -> 127; `127.5` is an error."""
-    number = _number(value)
-    if number is None or not number.is_integer():
-        raise ValueError(f"{value!r} is not a whole-number id")
+    """A whole id from 0 to 2**63-1: `127`, `"127"`, `"127.0"`, `127.0` -> 127.
+
+    `127.5`, `1e3` and ids past the API's 64-bit integers are errors quoting the cell.
+    """
+    number = _whole_number(value)
+    if isinstance(value, float) and number is not None and abs(number) > _FLOAT_EXACT:
+        # Past 2**53 a float's neighbours are more than 1 apart: which id was meant is lost.
+        raise ValueError(
+            f"{value!r} is too large for a float column to hold an id exactly; "
+            "store the ids as integers or text"
+        )
+    if number is None:
+        raise ValueError(f"{value!r} is not a whole-number id; write the id's digits, e.g. 127")
     if number < 0:
         raise ValueError(f"{value!r} is not a valid id; ids are 0 or more")
-    return int(number)
+    if number > MAX_ID:
+        raise ValueError(f"{value!r} is too large for an id; ids go up to {MAX_ID}")
+    return number
 
 
 def normalize_avatar_type(value: object) -> int:

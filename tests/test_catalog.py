@@ -120,8 +120,30 @@ def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None
     assert rows[0].fields is not None
     assert rows[0].fields.avatar_id == 127
     assert messages(path, rows[1]) == [
-        "c.parquet row 2, column 'avatar_id': 127.5 is not a whole-number id"
+        "c.parquet row 2, column 'avatar_id': 127.5 is not a whole-number id; "
+        "write the id's digits, e.g. 127"
     ]
+
+
+def test_ids_reach_the_request_exactly_as_typed(tmp_path: Path) -> None:
+    """A 17-digit avatar id keeps every digit; Parquet int64 ids stay exact; `1e3` is refused."""
+    path = write(
+        tmp_path, "c.csv", "product_id,avatar_id\nP1,12345678901234567\nP2,123.0\nP3,1e3\n"
+    )
+    long_id, excel_id, exponent = rows_of(path)
+    assert long_id.fields is not None
+    assert long_id.fields.avatar_id == 12345678901234567
+    assert excel_id.fields is not None
+    assert excel_id.fields.avatar_id == 123
+    assert messages(path, exponent) == [
+        "c.csv row 3, column 'avatar_id': '1e3' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
+    ]
+    parquet = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"product_id": ["P1"], "music_id": [2**62 + 1]}), parquet)
+    (row,) = rows_of(parquet)
+    assert row.fields is not None
+    assert row.fields.music_id == 2**62 + 1
 
 
 def test_jsonl_with_mixed_types(tmp_path: Path) -> None:
@@ -214,7 +236,8 @@ def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
     assert bad.fields is None
     assert bad.fingerprint is None
     assert messages(path, bad) == [
-        "catalog.csv row 1, column 'avatar_id': '127.5' is not a whole-number id",
+        "catalog.csv row 1, column 'avatar_id': '127.5' is not a whole-number id; "
+        "write the id's digits, e.g. 127",
         "catalog.csv row 1, column 'avatar_type': '2' is not an avatar type; "
         "use 0 (public) or 1 (custom)",
         "catalog.csv row 1, column 'music_id': '-1' is not a valid id; ids are 0 or more",

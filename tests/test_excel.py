@@ -149,7 +149,8 @@ def test_typed_cells_normalise_as_csv_cells_do(catalog: Path) -> None:
 def test_problems_name_the_sheet_and_the_row_and_column_people_see(catalog: Path) -> None:
     """The bad avatar id sits in Excel row 7 under the header "Avatar ID": the message says so."""
     assert [problem.message for problem in catalog_problems(catalog, OPTIONS)] == [
-        "catalog.xlsx sheet 'Products' row 7, column 'Avatar ID': '127.5' is not a whole-number id"
+        "catalog.xlsx sheet 'Products' row 7, column 'Avatar ID': '127.5' is not a whole-number "
+        "id; write the id's digits, e.g. 127"
     ]
 
 
@@ -325,7 +326,10 @@ def test_xlsx_catalog_round_trips_to_xlsx_results_and_retry_finishes_it(
     assert list(frame["status"]) == [
         "submitted", "not_attempted", "not_attempted", "invalid", "not_attempted",
     ]  # fmt: skip
-    assert frame["message"][3] == "Avatar ID: '127.5' is not a whole-number id"
+    assert (
+        frame["message"][3] == "Avatar ID: '127.5' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
+    )
     assert list(frame["launch"])[:1] == ["2026-11-26"]
     assert list(frame["note"])[:2] == ["=1+1", "+cmd"]  # strings, not neutralised
     assert frame["video_url"][0].startswith("http")
