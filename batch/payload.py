@@ -10,6 +10,7 @@ Knows nothing of HTTP, files or pandas: the catalog and config modules feed it p
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -272,6 +273,27 @@ _FLOAT_EXACT: Final = 2**53
 _WHOLE_TEXT: Final = re.compile(r"([+-]?[0-9]+)(?:\.0*)?")
 
 
+def shown(value: object) -> str:
+    """A cell quoted as a person reads it, for messages: `'45'`, `'127.5'`, `'0:00:30'`, `'true'`.
+
+    Typed Parquet and JSON cells are quoted like text ones, so a message never shows a Python
+    repr (`datetime.timedelta(seconds=30)`) and the report can tell the value from the reason.
+    """
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    elif isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+    elif isinstance(value, dt.date | dt.time):
+        text = value.isoformat()
+    else:  # ints, other floats, durations (`0:00:30`), decimals
+        text = str(value)
+    return repr(text)
+
+
 def _number(value: object) -> float | None:
     """The numeric value of an int, float or numeric string; None if it is not a number."""
     if isinstance(value, bool):
@@ -302,7 +324,7 @@ def normalize_length(value: object) -> str:
     number = _number(text)
     if number is not None and number.is_integer() and str(int(number)) in LENGTHS:
         return str(int(number))
-    raise ValueError(f"{value!r} is not a video length; use 15, 30 or 60")
+    raise ValueError(f"{shown(value)} is not a video length; use 15, 30 or 60")
 
 
 def normalize_aspect_ratio(value: object) -> str:
@@ -312,7 +334,8 @@ def normalize_aspect_ratio(value: object) -> str:
     if isinstance(value, str) and text in ASPECT_RATIOS:
         return text
     raise ValueError(
-        f"{value!r} is not an aspect ratio; use portrait (9:16), landscape (16:9) or square (1:1)"
+        f"{shown(value)} is not an aspect ratio; "
+        "use portrait (9:16), landscape (16:9) or square (1:1)"
     )
 
 
@@ -325,7 +348,7 @@ def normalize_caption(value: object) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"{value!r} is not a caption switch; use yes or no")
+    raise ValueError(f"{shown(value)} is not a caption switch; use yes or no")
 
 
 def _whole_number(value: object) -> int | None:
@@ -354,15 +377,17 @@ def normalize_int_id(value: object) -> int:
     if isinstance(value, float) and number is not None and abs(number) > _FLOAT_EXACT:
         # Past 2**53 a float's neighbours are more than 1 apart: which id was meant is lost.
         raise ValueError(
-            f"{value!r} is too large for a float column to hold an id exactly; "
+            f"{shown(value)} is too large for a float column to hold an id exactly; "
             "store the ids as integers or text"
         )
     if number is None:
-        raise ValueError(f"{value!r} is not a whole-number id; write the id's digits, e.g. 127")
+        raise ValueError(
+            f"{shown(value)} is not a whole-number id; write the id's digits, e.g. 127"
+        )
     if number < 0:
-        raise ValueError(f"{value!r} is not a valid id; ids are 0 or more")
+        raise ValueError(f"{shown(value)} is not a valid id; ids are 0 or more")
     if number > MAX_ID:
-        raise ValueError(f"{value!r} is too large for an id; ids go up to {MAX_ID}")
+        raise ValueError(f"{shown(value)} is too large for an id; ids go up to {MAX_ID}")
     return number
 
 
@@ -374,7 +399,7 @@ def normalize_avatar_type(value: object) -> int:
     number = _number(value)
     if number in (0.0, 1.0):
         return int(number)
-    raise ValueError(f"{value!r} is not an avatar type; use 0 (public) or 1 (custom)")
+    raise ValueError(f"{shown(value)} is not an avatar type; use 0 (public) or 1 (custom)")
 
 
 def normalize_script_style(value: object) -> str:
@@ -382,7 +407,7 @@ def normalize_script_style(value: object) -> str:
     key = re.sub(r"[^a-z0-9]", "", str(value).lower())
     if isinstance(value, str) and key in _STYLE_KEYS:
         return _STYLE_KEYS[key]
-    raise ValueError(f"{value!r} is not a script style; use one of {_STYLE_LIST}")
+    raise ValueError(f"{shown(value)} is not a script style; use one of {_STYLE_LIST}")
 
 
 def normalize_language(value: object) -> str:
@@ -391,7 +416,8 @@ def normalize_language(value: object) -> str:
     if isinstance(value, str) and text in LANGUAGES:
         return text
     raise ValueError(
-        f"{value!r} is not a supported language; use a lowercase name such as english or french"
+        f"{shown(value)} is not a supported language; "
+        "use a lowercase name such as english or french"
     )
 
 
@@ -405,7 +431,7 @@ def normalize_url(value: object) -> str:
         hostname = None
     if hostname and parts.scheme.lower() in ("http", "https") and not re.search(r"\s", text):
         return text
-    raise ValueError(f"{value!r} is not an http(s) URL")
+    raise ValueError(f"{shown(value)} is not an http(s) URL")
 
 
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))

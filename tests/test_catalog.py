@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -120,7 +121,7 @@ def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None
     assert rows[0].fields is not None
     assert rows[0].fields.avatar_id == 127
     assert messages(path, rows[1]) == [
-        "c.parquet row 2, column 'avatar_id': 127.5 is not a whole-number id; "
+        "c.parquet row 2, column 'avatar_id': '127.5' is not a whole-number id; "
         "write the id's digits, e.g. 127"
     ]
 
@@ -144,6 +145,26 @@ def test_ids_reach_the_request_exactly_as_typed(tmp_path: Path) -> None:
     (row,) = rows_of(parquet)
     assert row.fields is not None
     assert row.fields.music_id == 2**62 + 1
+
+
+def test_typed_parquet_cells_are_quoted_as_people_read_them(tmp_path: Path) -> None:
+    """A duration, a date or a float in a message reads as the cell shows, never a Python repr."""
+    path = tmp_path / "c.parquet"
+    table = pa.table(
+        {
+            "product_id": ["A1"],
+            "length": pa.array([30_000_000], pa.duration("us")),
+            "language": pa.array([date(2026, 11, 26)], pa.date32()),
+            "caption": [2.5],
+        }
+    )
+    pq.write_table(table, path)
+    assert messages(path, rows_of(path)[0]) == [
+        "c.parquet row 1, column 'language': '2026-11-26' is not a supported language; "
+        "use a lowercase name such as english or french",
+        "c.parquet row 1, column 'length': '0:00:30' is not a video length; use 15, 30 or 60",
+        "c.parquet row 1, column 'caption': '2.5' is not a caption switch; use yes or no",
+    ]
 
 
 def test_jsonl_with_mixed_types(tmp_path: Path) -> None:

@@ -273,9 +273,9 @@ def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> N
     ("value", "reason"),
     [
         ("45", "'45' is not a video length; use 15, 30 or 60"),
-        (30.5, "30.5 is not a video length; use 15, 30 or 60"),
+        (30.5, "'30.5' is not a video length; use 15, 30 or 60"),
         ("thirty", "'thirty' is not a video length; use 15, 30 or 60"),
-        (True, "True is not a video length; use 15, 30 or 60"),
+        (True, "'true' is not a video length; use 15, 30 or 60"),
     ],
 )
 def test_normalize_length_rejects_with_reason(value: object, reason: str) -> None:
@@ -350,9 +350,9 @@ def test_normalize_int_id(value: object, expected: int) -> None:
     [
         ("127.5", "'127.5' is not a whole-number id; write the id's digits, e.g. 127"),
         ("abc", "'abc' is not a whole-number id; write the id's digits, e.g. 127"),
-        (True, "True is not a whole-number id; write the id's digits, e.g. 127"),
+        (True, "'true' is not a whole-number id; write the id's digits, e.g. 127"),
         ("nan", "'nan' is not a whole-number id; write the id's digits, e.g. 127"),
-        (-3, "-3 is not a valid id; ids are 0 or more"),
+        (-3, "'-3' is not a valid id; ids are 0 or more"),
     ],
 )
 def test_normalize_int_id_rejects(value: object, reason: str) -> None:
@@ -387,7 +387,7 @@ def test_ids_are_read_from_their_digits_never_through_a_float(value: object, exp
         ),
         (
             2.0**60,
-            "1.152921504606847e+18 is too large for a float column to hold an id exactly; "
+            "'1152921504606846976' is too large for a float column to hold an id exactly; "
             "store the ids as integers or text",
         ),
     ],
