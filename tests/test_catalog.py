@@ -167,6 +167,24 @@ def test_typed_parquet_cells_are_quoted_as_people_read_them(tmp_path: Path) -> N
     ]
 
 
+def test_parquet_nan_is_an_empty_cell(tmp_path: Path) -> None:
+    """A float NaN (pandas' missing number) takes the default, in number and text columns alike."""
+    path = tmp_path / "c.parquet"
+    nan = float("nan")
+    pq.write_table(
+        pa.table({"product_id": ["A1"], "length": [nan], "voice_id": [nan], "music_id": [nan]}),
+        path,
+    )
+    (row,) = rows_of(path, CatalogOptions(defaults=RequestDefaults(length="15")))
+    assert row.problems == ()
+    assert row.fields is not None
+    assert (row.fields.length, row.fields.voice_id, row.fields.music_id) == (
+        "15",
+        "en-US-ChristopherNeural",
+        None,
+    )
+
+
 def test_jsonl_with_mixed_types(tmp_path: Path) -> None:
     """JSON Lines where a column holds 30 in one line and "30s" in another still reads."""
     lines = [

@@ -10,6 +10,7 @@ sha256 itself runs per row. Row objects are built only for the rows that are use
 
 from __future__ import annotations
 
+import math
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,6 +187,13 @@ def _constant_part(value: object, count: int) -> pa.Array:
     return pa.repeat(pa.scalar(payload.fingerprint_part(value), pa.string()), count)
 
 
+def _is_empty(value: object) -> bool:
+    """None, blank text, or a float NaN: what pandas writes for a missing number."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: object) -> _Column:
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
@@ -197,7 +205,7 @@ def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: o
     outputs = np.empty(len(uniques) + 1, dtype=object)
     reasons: dict[int, str] = {}
     for index, value in enumerate(uniques):
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if _is_empty(value):
             outputs[index] = default
             continue
         try:
