@@ -263,6 +263,41 @@ def test_empty_cells_fall_back_to_defaults(tmp_path: Path) -> None:
     assert (first.avatar_id, first.script_style, first.language) == (127, "Storytime", "english")
 
 
+def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: Path) -> None:
+    """NA, NULL, None, nan, N/A and - (any case) take the default; a title keeps its text."""
+    text = (
+        "product_id,length,caption,avatar_id,voice_id,music_id,language,video_name,product_url\n"
+        "P1,NA,null,None,nan,N/A,-,NA,\n"
+        "P2, <NA> ,NaN,na,NONE,NULL,n/a,None,\n"
+        "NULL,30,,,,,,,https://shop.example/p3\n"
+    )
+    rows = rows_of(write(tmp_path, "c.csv", text))
+    fields = [row.fields for row in rows]
+    default = ("30", False, 127, "en-US-ChristopherNeural", None, "english")
+    for got in fields[:2]:
+        assert got is not None
+        assert (got.length, got.caption, got.avatar_id, got.voice_id) == default[:4]
+        assert (got.music_id, got.language) == default[4:]
+    assert [got.name for got in fields[:2] if got] == ["NA", "None"]
+    from_url = fields[2]
+    assert from_url is not None
+    assert from_url.product_id is None
+    assert from_url.product is not None
+    assert from_url.product.url == "https://shop.example/p3"
+
+
+@pytest.mark.parametrize("spelled", ["NULL", "N/A", "NA", "-", "None", "nan"])
+def test_a_product_id_that_spells_missing_is_never_sent(tmp_path: Path, spelled: str) -> None:
+    """`NULL` is not a product id: the row is invalid, and the message quotes the cell."""
+    path = write(tmp_path, "c.csv", f"product_id,length\n{spelled},30\n")
+    (row,) = rows_of(path)
+    assert row.fields is None
+    assert messages(path, row) == [
+        f"c.csv row 1, column 'product_id': {spelled!r} stands for an empty cell; "
+        "every row needs a product_id (or a product_url)"
+    ]
+
+
 def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
     """Each invalid value is reported with file, row, column (as spelled), value and reason."""
     text = (
