@@ -298,6 +298,17 @@ def test_a_product_id_that_spells_missing_is_never_sent(tmp_path: Path, spelled:
     ]
 
 
+def test_exported_spreadsheet_errors_are_refused_in_every_request_column(tmp_path: Path) -> None:
+    """`#REF!` text from a CSV export is a failed formula, in free text too, never sent."""
+    path = write(tmp_path, "c.csv", "product_id,voice_id,video_name\nP1, #ref! ,#VALUE!\n")
+    (row,) = rows_of(path)
+    fix = "(a formula failed); fix the formula or clear the cell"
+    assert messages(path, row) == [
+        f"c.csv row 1, column 'voice_id': the spreadsheet cell holds the error #ref! {fix}",
+        f"c.csv row 1, column 'video_name': the spreadsheet cell holds the error #VALUE! {fix}",
+    ]
+
+
 def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
     """Each invalid value is reported with file, row, column (as spelled), value and reason."""
     text = (

@@ -154,6 +154,28 @@ def test_problems_name_the_sheet_and_the_row_and_column_people_see(catalog: Path
     ]
 
 
+def test_a_formula_error_cell_makes_the_row_invalid_not_a_default(tmp_path: Path) -> None:
+    """A failed VLOOKUP (#N/A) is named with its column, never read as empty and defaulted."""
+    path = tmp_path / "errors.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["note", "product_id", "avatar_id", "length"])
+    sheet.write_row(1, 0, ["a", "P1"])
+    sheet.write_formula(1, 2, "=VLOOKUP(1,Z1:Z2,1,FALSE)", None, "#N/A")
+    sheet.write_formula(1, 3, "=1/0", None, "#DIV/0!")
+    sheet.write_formula(2, 1, "=VLOOKUP(1,Z1:Z2,1,FALSE)", None, "#N/A")
+    book.close()
+    fix = "(a formula failed); fix the formula or clear the cell"
+    assert [problem.message for problem in catalog_problems(path, CatalogOptions())] == [
+        "errors.xlsx sheet 'Products' row 2, column 'avatar_id': "
+        f"the spreadsheet cell holds the error #N/A {fix}",
+        "errors.xlsx sheet 'Products' row 2, column 'length': "
+        f"the spreadsheet cell holds the error #DIV/0! {fix}",
+        "errors.xlsx sheet 'Products' row 3, column 'product_id': "
+        f"the spreadsheet cell holds the error #N/A {fix}",
+    ]
+
+
 def test_first_visible_sheet_by_default_and_sheet_chooses_another(tmp_path: Path) -> None:
     """A hidden first sheet is passed over; `sheet` picks by name, ignoring case."""
     path = write_workbook(

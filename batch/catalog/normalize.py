@@ -70,6 +70,24 @@ FREE_TEXT_COLUMNS: Final = frozenset(
 # How R, pandas, SQL exports and people write "no value", matched ignoring case and surrounding
 # spaces: in any other column such a cell is empty, never an id, enum or number.
 MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>", "-"})
+# The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
+# an xlsx cell or as exported text: never a value to send, in any column.
+SPREADSHEET_ERRORS: Final = frozenset(
+    {"#N/A", "#DIV/0!", "#NAME?", "#VALUE!", "#REF!", "#NUM!", "#NULL!", "#SPILL!", "#CALC!",
+     "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"}
+)  # fmt: skip
+
+
+def spreadsheet_error(value: object) -> str | None:
+    """Why a cell holding a spreadsheet error cannot be sent, or None for any other cell."""
+    if not isinstance(value, str) or value.strip().upper() not in SPREADSHEET_ERRORS:
+        return None
+    return (
+        f"the spreadsheet cell holds the error {value.strip()} (a formula failed); "
+        "fix the formula or clear the cell"
+    )
+
+
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
 
 
@@ -234,6 +252,9 @@ def _normalize_column(
     reasons: dict[int, str] = {}
     spelled: dict[int, str] = {}
     for index, value in enumerate(uniques):
+        if error := spreadsheet_error(value):
+            reasons[index] = error
+            continue
         if not free_text and _spells_missing(value):
             spelled[index] = str(value)
         if _is_empty(value) or index in spelled:
