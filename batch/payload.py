@@ -269,8 +269,9 @@ _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
 # The schema gives ids as `integer` with no bound; signed 64 bits is what servers commonly hold.
 MAX_ID: Final = 2**63 - 1
 _FLOAT_EXACT: Final = 2**53
-# Digits, with the `.0` a spreadsheet's number cell gains when exported.
-_WHOLE_TEXT: Final = re.compile(r"([+-]?[0-9]+)(?:\.0*)?")
+# Digits (any script's: `１２７` is 127, as int() reads it), with the `.0` a spreadsheet's number
+# cell gains when exported.
+_WHOLE_TEXT: Final = re.compile(r"([+-]?\d+)(?:\.0*)?")
 
 
 def shown(value: object) -> str:

@@ -368,6 +368,7 @@ def test_normalize_int_id_rejects(value: object, reason: str) -> None:
         (12345678901234567, 12345678901234567),
         ("+5", 5),
         ("1200.00", 1200),
+        ("１２７", 127),
     ],
 )
 def test_ids_are_read_from_their_digits_never_through_a_float(value: object, expected: int) -> None:
