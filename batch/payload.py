@@ -10,6 +10,7 @@ Knows nothing of HTTP, files or pandas: the catalog and config modules feed it p
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -265,6 +266,33 @@ _RATIOS: Final = {"9:16": "portrait", "16:9": "landscape", "1:1": "square"}
 _LENGTH_UNIT: Final = re.compile(r"^(.*?)\s*(s|sec|secs|second|seconds)$")
 _STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style in SCRIPT_STYLES}
 _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
+# The schema gives ids as `integer` with no bound; signed 64 bits is what servers commonly hold.
+MAX_ID: Final = 2**63 - 1
+_FLOAT_EXACT: Final = 2**53
+# Digits (any script's: `１２７` is 127, as int() reads it), with the `.0` a spreadsheet's number
+# cell gains when exported.
+_WHOLE_TEXT: Final = re.compile(r"([+-]?\d+)(?:\.0*)?")
+
+
+def shown(value: object) -> str:
+    """A cell quoted as a person reads it, for messages: `'45'`, `'127.5'`, `'0:00:30'`, `'true'`.
+
+    Typed Parquet and JSON cells are quoted like text ones, so a message never shows a Python
+    repr (`datetime.timedelta(seconds=30)`) and the report can tell the value from the reason.
+    """
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    elif isinstance(value, dt.datetime):
+        text = value.isoformat(sep=" ")
+    elif isinstance(value, dt.date | dt.time):
+        text = value.isoformat()
+    else:  # ints, other floats, durations (`0:00:30`), decimals
+        text = str(value)
+    return repr(text)
 
 
 def _number(value: object) -> float | None:
@@ -297,7 +325,7 @@ def normalize_length(value: object) -> str:
     number = _number(text)
     if number is not None and number.is_integer() and str(int(number)) in LENGTHS:
         return str(int(number))
-    raise ValueError(f"{value!r} is not a video length; use 15, 30 or 60")
+    raise ValueError(f"{shown(value)} is not a video length; use 15, 30 or 60")
 
 
 def normalize_aspect_ratio(value: object) -> str:
@@ -307,7 +335,8 @@ def normalize_aspect_ratio(value: object) -> str:
     if isinstance(value, str) and text in ASPECT_RATIOS:
         return text
     raise ValueError(
-        f"{value!r} is not an aspect ratio; use portrait (9:16), landscape (16:9) or square (1:1)"
+        f"{shown(value)} is not an aspect ratio; "
+        "use portrait (9:16), landscape (16:9) or square (1:1)"
     )
 
 
@@ -320,17 +349,47 @@ def normalize_caption(value: object) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise ValueError(f"{value!r} is not a caption switch; use yes or no")
+    raise ValueError(f"{shown(value)} is not a caption switch; use yes or no")
+
+
+def _whole_number(value: object) -> int | None:
+    """The exact integer a cell holds (`127`, `"127"`, Excel's `"127.0"`, a float 127.0), or None.
+
+    Text is read from its digits, never through a float, so a 17-digit id keeps every digit;
+    exponents (`1e3`) and fractions are not whole numbers.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and (match := _WHOLE_TEXT.fullmatch(value.strip())):
+        return int(match.group(1))
+    return None
 
 
 def normalize_int_id(value: object) -> int:
-    """A whole, non-negative id: `127`, `"127"`, `127.0` -> 127; `127.5` is an error."""
-    number = _number(value)
-    if number is None or not number.is_integer():
-        raise ValueError(f"{value!r} is not a whole-number id")
+    """A whole id from 0 to 2**63-1: `127`, `"127"`, `"127.0"`, `127.0` -> 127.
+
+    `127.5`, `1e3` and ids past the API's 64-bit integers are errors quoting the cell.
+    """
+    number = _whole_number(value)
+    if isinstance(value, float) and number is not None and abs(number) > _FLOAT_EXACT:
+        # Past 2**53 a float's neighbours are more than 1 apart: which id was meant is lost.
+        raise ValueError(
+            f"{shown(value)} is too large for a float column to hold an id exactly; "
+            "store the ids as integers or text"
+        )
+    if number is None:
+        raise ValueError(
+            f"{shown(value)} is not a whole-number id; write the id's digits, e.g. 127"
+        )
     if number < 0:
-        raise ValueError(f"{value!r} is not a valid id; ids are 0 or more")
-    return int(number)
+        raise ValueError(f"{shown(value)} is not a valid id; ids are 0 or more")
+    if number > MAX_ID:
+        raise ValueError(f"{shown(value)} is too large for an id; ids go up to {MAX_ID}")
+    return number
 
 
 def normalize_avatar_type(value: object) -> int:
@@ -341,7 +400,7 @@ def normalize_avatar_type(value: object) -> int:
     number = _number(value)
     if number in (0.0, 1.0):
         return int(number)
-    raise ValueError(f"{value!r} is not an avatar type; use 0 (public) or 1 (custom)")
+    raise ValueError(f"{shown(value)} is not an avatar type; use 0 (public) or 1 (custom)")
 
 
 def normalize_script_style(value: object) -> str:
@@ -349,7 +408,7 @@ def normalize_script_style(value: object) -> str:
     key = re.sub(r"[^a-z0-9]", "", str(value).lower())
     if isinstance(value, str) and key in _STYLE_KEYS:
         return _STYLE_KEYS[key]
-    raise ValueError(f"{value!r} is not a script style; use one of {_STYLE_LIST}")
+    raise ValueError(f"{shown(value)} is not a script style; use one of {_STYLE_LIST}")
 
 
 def normalize_language(value: object) -> str:
@@ -358,7 +417,8 @@ def normalize_language(value: object) -> str:
     if isinstance(value, str) and text in LANGUAGES:
         return text
     raise ValueError(
-        f"{value!r} is not a supported language; use a lowercase name such as english or french"
+        f"{shown(value)} is not a supported language; "
+        "use a lowercase name such as english or french"
     )
 
 
@@ -372,7 +432,7 @@ def normalize_url(value: object) -> str:
         hostname = None
     if hostname and parts.scheme.lower() in ("http", "https") and not re.search(r"\s", text):
         return text
-    raise ValueError(f"{value!r} is not an http(s) URL")
+    raise ValueError(f"{shown(value)} is not an http(s) URL")
 
 
 _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))

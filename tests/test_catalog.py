@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -131,8 +132,68 @@ def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None
     assert rows[0].fields is not None
     assert rows[0].fields.avatar_id == 127
     assert messages(path, rows[1]) == [
-        "c.parquet row 2, column 'avatar_id': 127.5 is not a whole-number id"
+        "c.parquet row 2, column 'avatar_id': '127.5' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
     ]
+
+
+def test_ids_reach_the_request_exactly_as_typed(tmp_path: Path) -> None:
+    """A 17-digit avatar id keeps every digit; Parquet int64 ids stay exact; `1e3` is refused."""
+    path = write(
+        tmp_path, "c.csv", "product_id,avatar_id\nP1,12345678901234567\nP2,123.0\nP3,1e3\n"
+    )
+    long_id, excel_id, exponent = rows_of(path)
+    assert long_id.fields is not None
+    assert long_id.fields.avatar_id == 12345678901234567
+    assert excel_id.fields is not None
+    assert excel_id.fields.avatar_id == 123
+    assert messages(path, exponent) == [
+        "c.csv row 3, column 'avatar_id': '1e3' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
+    ]
+    parquet = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"product_id": ["P1"], "music_id": [2**62 + 1]}), parquet)
+    (row,) = rows_of(parquet)
+    assert row.fields is not None
+    assert row.fields.music_id == 2**62 + 1
+
+
+def test_typed_parquet_cells_are_quoted_as_people_read_them(tmp_path: Path) -> None:
+    """A duration, a date or a float in a message reads as the cell shows, never a Python repr."""
+    path = tmp_path / "c.parquet"
+    table = pa.table(
+        {
+            "product_id": ["A1"],
+            "length": pa.array([30_000_000], pa.duration("us")),
+            "language": pa.array([date(2026, 11, 26)], pa.date32()),
+            "caption": [2.5],
+        }
+    )
+    pq.write_table(table, path)
+    assert messages(path, rows_of(path)[0]) == [
+        "c.parquet row 1, column 'language': '2026-11-26' is not a supported language; "
+        "use a lowercase name such as english or french",
+        "c.parquet row 1, column 'length': '0:00:30' is not a video length; use 15, 30 or 60",
+        "c.parquet row 1, column 'caption': '2.5' is not a caption switch; use yes or no",
+    ]
+
+
+def test_parquet_nan_is_an_empty_cell(tmp_path: Path) -> None:
+    """A float NaN (pandas' missing number) takes the default, in number and text columns alike."""
+    path = tmp_path / "c.parquet"
+    nan = float("nan")
+    pq.write_table(
+        pa.table({"product_id": ["A1"], "length": [nan], "voice_id": [nan], "music_id": [nan]}),
+        path,
+    )
+    (row,) = rows_of(path, CatalogOptions(defaults=RequestDefaults(length="15")))
+    assert row.problems == ()
+    assert row.fields is not None
+    assert (row.fields.length, row.fields.voice_id, row.fields.music_id) == (
+        "15",
+        "en-US-ChristopherNeural",
+        None,
+    )
 
 
 def test_jsonl_with_mixed_types(tmp_path: Path) -> None:
@@ -230,6 +291,52 @@ def test_empty_cells_fall_back_to_defaults(tmp_path: Path) -> None:
     assert (first.avatar_id, first.script_style, first.language) == (127, "Storytime", "english")
 
 
+def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: Path) -> None:
+    """NA, NULL, None, nan, N/A and - (any case) take the default; a title keeps its text."""
+    text = (
+        "product_id,length,caption,avatar_id,voice_id,music_id,language,video_name,product_url\n"
+        "P1,NA,null,None,nan,N/A,-,NA,\n"
+        "P2, <NA> ,NaN,na,NONE,NULL,n/a,None,\n"
+        "NULL,30,,,,,,,https://shop.example/p3\n"
+    )
+    rows = rows_of(write(tmp_path, "c.csv", text))
+    fields = [row.fields for row in rows]
+    default = ("30", False, 127, "en-US-ChristopherNeural", None, "english")
+    for got in fields[:2]:
+        assert got is not None
+        assert (got.length, got.caption, got.avatar_id, got.voice_id) == default[:4]
+        assert (got.music_id, got.language) == default[4:]
+    assert [got.name for got in fields[:2] if got] == ["NA", "None"]
+    from_url = fields[2]
+    assert from_url is not None
+    assert from_url.product_id is None
+    assert from_url.product is not None
+    assert from_url.product.url == "https://shop.example/p3"
+
+
+@pytest.mark.parametrize("spelled", ["NULL", "N/A", "NA", "-", "None", "nan"])
+def test_a_product_id_that_spells_missing_is_never_sent(tmp_path: Path, spelled: str) -> None:
+    """`NULL` is not a product id: the row is invalid, and the message quotes the cell."""
+    path = write(tmp_path, "c.csv", f"product_id,length\n{spelled},30\n")
+    (row,) = rows_of(path)
+    assert row.fields is None
+    assert messages(path, row) == [
+        f"c.csv row 1, column 'product_id': {spelled!r} stands for an empty cell; "
+        "every row needs a product_id (or a product_url)"
+    ]
+
+
+def test_exported_spreadsheet_errors_are_refused_in_every_request_column(tmp_path: Path) -> None:
+    """`#REF!` text from a CSV export is a failed formula, in free text too, never sent."""
+    path = write(tmp_path, "c.csv", "product_id,voice_id,video_name\nP1, #ref! ,#VALUE!\n")
+    (row,) = rows_of(path)
+    fix = "(a formula failed); fix the formula or clear the cell"
+    assert messages(path, row) == [
+        f"c.csv row 1, column 'voice_id': the spreadsheet cell holds the error #ref! {fix}",
+        f"c.csv row 1, column 'video_name': the spreadsheet cell holds the error #VALUE! {fix}",
+    ]
+
+
 def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
     """Each invalid value is reported with file, row, column (as spelled), value and reason."""
     text = (
@@ -242,7 +349,8 @@ def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
     assert bad.fields is None
     assert bad.fingerprint is None
     assert messages(path, bad) == [
-        "catalog.csv row 1, column 'avatar_id': '127.5' is not a whole-number id",
+        "catalog.csv row 1, column 'avatar_id': '127.5' is not a whole-number id; "
+        "write the id's digits, e.g. 127",
         "catalog.csv row 1, column 'avatar_type': '2' is not an avatar type; "
         "use 0 (public) or 1 (custom)",
         "catalog.csv row 1, column 'music_id': '-1' is not a valid id; ids are 0 or more",

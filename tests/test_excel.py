@@ -149,7 +149,30 @@ def test_typed_cells_normalise_as_csv_cells_do(catalog: Path) -> None:
 def test_problems_name_the_sheet_and_the_row_and_column_people_see(catalog: Path) -> None:
     """The bad avatar id sits in Excel row 7 under the header "Avatar ID": the message says so."""
     assert [problem.message for problem in catalog_problems(catalog, OPTIONS)] == [
-        "catalog.xlsx sheet 'Products' row 7, column 'Avatar ID': '127.5' is not a whole-number id"
+        "catalog.xlsx sheet 'Products' row 7, column 'Avatar ID': '127.5' is not a whole-number "
+        "id; write the id's digits, e.g. 127"
+    ]
+
+
+def test_a_formula_error_cell_makes_the_row_invalid_not_a_default(tmp_path: Path) -> None:
+    """A failed VLOOKUP (#N/A) is named with its column, never read as empty and defaulted."""
+    path = tmp_path / "errors.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["note", "product_id", "avatar_id", "length"])
+    sheet.write_row(1, 0, ["a", "P1"])
+    sheet.write_formula(1, 2, "=VLOOKUP(1,Z1:Z2,1,FALSE)", None, "#N/A")
+    sheet.write_formula(1, 3, "=1/0", None, "#DIV/0!")
+    sheet.write_formula(2, 1, "=VLOOKUP(1,Z1:Z2,1,FALSE)", None, "#N/A")
+    book.close()
+    fix = "(a formula failed); fix the formula or clear the cell"
+    assert [problem.message for problem in catalog_problems(path, CatalogOptions())] == [
+        "errors.xlsx sheet 'Products' row 2, column 'avatar_id': "
+        f"the spreadsheet cell holds the error #N/A {fix}",
+        "errors.xlsx sheet 'Products' row 2, column 'length': "
+        f"the spreadsheet cell holds the error #DIV/0! {fix}",
+        "errors.xlsx sheet 'Products' row 3, column 'product_id': "
+        f"the spreadsheet cell holds the error #N/A {fix}",
     ]
 
 
@@ -325,7 +348,10 @@ def test_xlsx_catalog_round_trips_to_xlsx_results_and_retry_finishes_it(
     assert list(frame["status"]) == [
         "submitted", "not_attempted", "not_attempted", "invalid", "not_attempted",
     ]  # fmt: skip
-    assert frame["message"][3] == "Avatar ID: '127.5' is not a whole-number id"
+    assert (
+        frame["message"][3] == "Avatar ID: '127.5' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
+    )
     assert list(frame["launch"])[:1] == ["2026-11-26"]
     assert list(frame["note"])[:2] == ["=1+1", "+cmd"]  # strings, not neutralised
     assert frame["video_url"][0].startswith("http")

@@ -273,9 +273,9 @@ def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> N
     ("value", "reason"),
     [
         ("45", "'45' is not a video length; use 15, 30 or 60"),
-        (30.5, "30.5 is not a video length; use 15, 30 or 60"),
+        (30.5, "'30.5' is not a video length; use 15, 30 or 60"),
         ("thirty", "'thirty' is not a video length; use 15, 30 or 60"),
-        (True, "True is not a video length; use 15, 30 or 60"),
+        (True, "'true' is not a video length; use 15, 30 or 60"),
     ],
 )
 def test_normalize_length_rejects_with_reason(value: object, reason: str) -> None:
@@ -348,15 +348,53 @@ def test_normalize_int_id(value: object, expected: int) -> None:
 @pytest.mark.parametrize(
     ("value", "reason"),
     [
-        ("127.5", "'127.5' is not a whole-number id"),
-        ("abc", "'abc' is not a whole-number id"),
-        (True, "True is not a whole-number id"),
-        ("nan", "'nan' is not a whole-number id"),
-        (-3, "-3 is not a valid id; ids are 0 or more"),
+        ("127.5", "'127.5' is not a whole-number id; write the id's digits, e.g. 127"),
+        ("abc", "'abc' is not a whole-number id; write the id's digits, e.g. 127"),
+        (True, "'true' is not a whole-number id; write the id's digits, e.g. 127"),
+        ("nan", "'nan' is not a whole-number id; write the id's digits, e.g. 127"),
+        (-3, "'-3' is not a valid id; ids are 0 or more"),
     ],
 )
 def test_normalize_int_id_rejects(value: object, reason: str) -> None:
     """Fractions, words and negative numbers are not ids."""
+    assert _reason(normalize_int_id, value) == reason
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("12345678901234567", 12345678901234567),
+        ("9223372036854775807", 2**63 - 1),
+        (12345678901234567, 12345678901234567),
+        ("+5", 5),
+        ("1200.00", 1200),
+        ("１２７", 127),
+    ],
+)
+def test_ids_are_read_from_their_digits_never_through_a_float(value: object, expected: int) -> None:
+    """A 17-digit id arrives with every digit; whole numbers keep Excel's `.0` form."""
+    assert normalize_int_id(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("1e3", "'1e3' is not a whole-number id; write the id's digits, e.g. 127"),
+        ("1_000", "'1_000' is not a whole-number id; write the id's digits, e.g. 127"),
+        ("12.50", "'12.50' is not a whole-number id; write the id's digits, e.g. 127"),
+        (
+            "99999999999999999999999",
+            "'99999999999999999999999' is too large for an id; ids go up to 9223372036854775807",
+        ),
+        (
+            2.0**60,
+            "'1152921504606846976' is too large for a float column to hold an id exactly; "
+            "store the ids as integers or text",
+        ),
+    ],
+)
+def test_exponents_and_ids_past_64_bits_are_refused(value: object, reason: str) -> None:
+    """`1e3` is not typed as an id; an id too large for the API, or for a float, is refused."""
     assert _reason(normalize_int_id, value) == reason
 
 

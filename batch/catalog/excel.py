@@ -25,8 +25,12 @@ stays bounded by the batch, as for the other formats.
 from __future__ import annotations
 
 import datetime as dt
+import posixpath
+import re
+import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from html import unescape
 from typing import Final
 
 import pyarrow as pa
@@ -37,6 +41,18 @@ from batch.errors import CatalogError
 from batch.storage import Location
 
 EXTENSIONS: Final = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
+# The formats whose sheets are XML in a zip, where error cells are found (`_error_cells`).
+_XML_EXTENSIONS: Final = (".xlsx", ".xlsm")
+# The workbook's sheet entries and relationships; read by pattern, not by an XML parser, so a
+# hostile workbook's entities are never expanded.
+_SHEET_ENTRY: Final = re.compile(r'<sheet\b[^>]*?\bname="([^"]*)"[^>]*?\br:id="([^"]*)"')
+_RELATIONSHIP: Final = re.compile(
+    r'<Relationship\b(?=[^>]*\bId="([^"]*)")(?=[^>]*\bTarget="([^"]*)")'
+)
+# An error cell's opening tag (`t="e"`), then its reference and cached value.
+_ERROR_CELL: Final = re.compile(rb'<c\b[^>]*\bt="e"[^>]*>')
+_CELL_REF: Final = re.compile(rb'\br="([A-Z]+)([0-9]+)"')
+_CELL_VALUE: Final = re.compile(rb"<v>([^<]*)</v>")
 
 Cell = int | float | str | bool | dt.date | dt.datetime | dt.time | dt.timedelta
 _Merge = tuple[tuple[int, int], tuple[int, int]]
@@ -97,10 +113,65 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     start = data.start
     if start is None:
         raise CatalogError(f"{location}: sheet {chosen!r} is empty; it needs a header row")
+    errors = _error_cells(location, chosen, start[1])
     rows = enumerate(data.iter_rows())  # python-calamine yields rows from Excel row 1
     header_index, headers = _header(location, chosen, rows, merges, start[1])
     place = _Place(chosen, header_index + 1)
-    return Sheet(headers, _tables(rows, headers, batch_rows), place)
+    return Sheet(headers, _tables(rows, headers, batch_rows, errors), place)
+
+
+# Row index (0 = Excel row 1) -> column index in calamine's rows -> the error the cell holds.
+_Errors = dict[int, dict[int, str]]
+
+
+def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
+    """The cells of an xlsx/xlsm sheet that hold a formula error (`#N/A`), with the error.
+
+    python-calamine reads an error cell as an empty one, and an empty avatar_id means the
+    default avatar: a failed VLOOKUP would be paid for as the wrong video. So the sheet's XML
+    is searched for error cells (`t="e"`), a regex over its bytes (a 100k-row sheet: a
+    fraction of calamine's parse). Other formats (.xls, .xlsb, .ods) are not searched.
+    """
+    if location.suffix.lower() not in _XML_EXTENSIONS:
+        return {}
+    try:
+        with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
+            xml = package.read(_sheet_part(package, sheet))
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise CatalogError(
+            f"{location}: cannot find sheet {sheet!r} in the workbook ({exc}); "
+            "save it again from Excel"
+        ) from exc
+    errors: _Errors = {}
+    for opening in _ERROR_CELL.finditer(xml):
+        ref = _CELL_REF.search(opening.group(0))
+        end = xml.find(b"</c>", opening.end())
+        value = _CELL_VALUE.search(xml, opening.end(), end if end >= 0 else len(xml))
+        if ref is None or value is None:
+            continue  # a cell without a reference or a cached value cannot be placed or named
+        column = _column_index(ref.group(1).decode()) - first_column
+        errors.setdefault(int(ref.group(2)) - 1, {})[column] = value.group(1).decode()
+    return errors
+
+
+def _sheet_part(package: zipfile.ZipFile, sheet: str) -> str:
+    """The zip member holding the named sheet, through the workbook's relationships."""
+    workbook = package.read("xl/workbook.xml").decode()
+    rels = package.read("xl/_rels/workbook.xml.rels").decode()
+    targets = dict(_RELATIONSHIP.findall(rels))
+    for name, rel in _SHEET_ENTRY.findall(workbook):
+        if unescape(name) == sheet:
+            target = unescape(targets[rel])
+            return target.lstrip("/") if target.startswith("/") else posixpath.join("xl", target)
+    raise KeyError(sheet)
+
+
+def _column_index(letters: str) -> int:
+    """A -> 0, Z -> 25, AA -> 26: the inverse of `column_letter`."""
+    index = 0
+    for letter in letters:
+        index = index * 26 + ord(letter) - ord("A") + 1
+    return index - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,16 +252,19 @@ def _header(
 
 
 def _tables(
-    rows: Iterator[tuple[int, list[Cell]]], headers: list[str], batch_rows: int
+    rows: Iterator[tuple[int, list[Cell]]], headers: list[str], batch_rows: int, errors: _Errors
 ) -> Iterator[pa.Table]:
     width = len(headers)
     columns: list[list[str]] = [[] for _ in headers]
     count = 0
-    for _, cells in rows:
+    for index, cells in rows:
         for column, cell in zip(columns, cells, strict=False):
             column.append(cell if isinstance(cell, str) else cell_text(cell))
         for column in columns[len(cells) : width]:
             column.append("")
+        for position, error in errors.get(index, {}).items():
+            if 0 <= position < width:
+                columns[position][-1] = error  # the error's text, refused as CSV text is
         count += 1
         if count == batch_rows:
             yield _table(columns, headers)

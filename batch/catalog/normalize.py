@@ -11,6 +11,7 @@ sha256 itself runs per row. Row objects are built only for the rows that are use
 from __future__ import annotations
 
 import difflib
+import math
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,31 @@ _COLUMNS: Final[dict[str, tuple[Normalizer, str | None]]] = {
     "image_urls": (normalize_image_urls, None),
 }
 CANONICAL_COLUMNS: Final = tuple(_COLUMNS)
+# Text people write in these columns is kept as written, whatever it says.
+FREE_TEXT_COLUMNS: Final = frozenset(
+    {"video_name", "override_script", "product_name", "description", "target_audience"}
+)
+# How R, pandas, SQL exports and people write "no value", matched ignoring case and surrounding
+# spaces: in any other column such a cell is empty, never an id, enum or number.
+MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>", "-"})
+# The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
+# an xlsx cell or as exported text: never a value to send, in any column.
+SPREADSHEET_ERRORS: Final = frozenset(
+    {"#N/A", "#DIV/0!", "#NAME?", "#VALUE!", "#REF!", "#NUM!", "#NULL!", "#SPILL!", "#CALC!",
+     "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"}
+)  # fmt: skip
+
+
+def spreadsheet_error(value: object) -> str | None:
+    """Why a cell holding a spreadsheet error cannot be sent, or None for any other cell."""
+    if not isinstance(value, str) or value.strip().upper() not in SPREADSHEET_ERRORS:
+        return None
+    return (
+        f"the spreadsheet cell holds the error {value.strip()} (a formula failed); "
+        "fix the formula or clear the cell"
+    )
+
+
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
 
 
@@ -195,21 +221,49 @@ def _key_header(
 
 class _Column:
     """One canonical column of a batch: a value per row, each value as the fingerprint encodes
-    it, and the rows whose value is invalid."""
+    it, the rows whose value is invalid, and the rows whose cell spelled "missing" (`NULL`)."""
 
-    __slots__ = ("bad", "parts", "values")
+    __slots__ = ("bad", "parts", "spelled_missing", "values")
 
-    def __init__(self, values: list[Any], parts: pa.Array, bad: list[tuple[int, str, str]]) -> None:
+    def __init__(
+        self,
+        values: list[Any],
+        parts: pa.Array,
+        bad: list[tuple[int, str, str]],
+        spelled_missing: dict[int, str] | None = None,
+    ) -> None:
         self.values = values
         self.parts = parts
         self.bad = bad
+        self.spelled_missing = spelled_missing or {}
 
 
 def _constant_part(value: object, count: int) -> pa.Array:
     return pa.repeat(pa.scalar(payload.fingerprint_part(value), pa.string()), count)
 
 
-def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: object) -> _Column:
+def _is_empty(value: object) -> bool:
+    """None, blank text, or a float NaN: what pandas writes for a missing number."""
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _spells_missing(value: object) -> bool:
+    return isinstance(value, str) and value.strip().lower() in MISSING_SPELLINGS
+
+
+def _rows_of(indices: np.ndarray, uniques: Mapping[int, str]) -> list[tuple[int, str]]:
+    """The rows whose value is one of `uniques` (distinct value index -> text), with that text."""
+    if not uniques:
+        return []
+    rows = np.flatnonzero(np.isin(indices, list(uniques))).tolist()
+    return [(row, uniques[int(indices[row])]) for row in rows]
+
+
+def _normalize_column(
+    column: pa.ChunkedArray, normalize: Normalizer, default: object, free_text: bool
+) -> _Column:
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
@@ -219,8 +273,14 @@ def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: o
     # One slot past the distinct values stands for null, so a single take maps every row.
     outputs = np.empty(len(uniques) + 1, dtype=object)
     reasons: dict[int, str] = {}
+    spelled: dict[int, str] = {}
     for index, value in enumerate(uniques):
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if error := spreadsheet_error(value):
+            reasons[index] = error
+            continue
+        if not free_text and _spells_missing(value):
+            spelled[index] = str(value)
+        if _is_empty(value) or index in spelled:
             outputs[index] = default
             continue
         try:
@@ -234,13 +294,14 @@ def _normalize_column(column: pa.ChunkedArray, normalize: Normalizer, default: o
         for row in np.flatnonzero(np.isin(indices, list(reasons))).tolist():
             unique = int(indices[row])
             bad.append((row, _as_typed(uniques[unique]), reasons[unique]))
+    spelled_missing = dict(_rows_of(indices, spelled))
     # An invalid value's row is never hashed; its slot holds the default's encoding.
     encoded = [
         payload.fingerprint_part(default if index in reasons else value)
         for index, value in enumerate(outputs)
     ]
     parts = pa.array(encoded, pa.string()).take(pa.array(indices))
-    return _Column(outputs.take(indices).tolist(), parts, bad)
+    return _Column(outputs.take(indices).tolist(), parts, bad, spelled_missing)
 
 
 def _text_part(values: list[Any]) -> pa.Array:
@@ -328,6 +389,7 @@ def resolve_rows(
     columns: dict[str, list[Any]] = {}
     parts: dict[str, pa.Array] = {}
     problems: dict[int, list[RowProblem]] = {}
+    product_spelled: dict[int, str] = {}
 
     def report(canonical: str, bad: list[tuple[int, str, str]]) -> None:
         header = plan.canonical.get(canonical, canonical)
@@ -343,10 +405,13 @@ def resolve_rows(
             columns[canonical] = [default] * count
             parts[canonical] = _constant_part(default, count)
             continue
-        column = _normalize_column(table.column(header), normalize, default)
+        free_text = canonical in FREE_TEXT_COLUMNS
+        column = _normalize_column(table.column(header), normalize, default, free_text)
         columns[canonical] = column.values
         parts[canonical] = column.parts
         report(canonical, column.bad)
+        if canonical == "product_id":
+            product_spelled = column.spelled_missing
     names = columns["video_name"]
     if plan.canonical.get("video_name") is not None or defaults.video_name is not None:
         report("video_name", _expand_names(names, table, plan.template_names))
@@ -361,4 +426,5 @@ def resolve_rows(
         problems,
         plan.canonical.get("product_id", "product_id"),
         plan.canonical.get("product_url"),
+        product_spelled,
     )

@@ -73,6 +73,14 @@ ROW_COLUMNS: Final = (
 )  # fmt: skip
 
 
+def _no_product(product_header: str, spelled: str | None) -> RowProblem:
+    """The problem of a row without a product: its cell is empty, or says so (`NULL`)."""
+    needs = "every row needs a product_id (or a product_url)"
+    if spelled is None:
+        return RowProblem(product_header, "", f"is empty; {needs}")
+    return RowProblem(product_header, spelled, f"{spelled!r} stands for an empty cell; {needs}")
+
+
 class ResolvedRows(Sequence[CatalogRow]):
     """The rows of one batch, resolved a column at a time; a row object is built when asked for.
 
@@ -92,6 +100,7 @@ class ResolvedRows(Sequence[CatalogRow]):
         problems: dict[int, list[RowProblem]],
         product_header: str,
         url_header: str | None,
+        product_spelled_missing: Mapping[int, str] | None = None,
     ) -> None:
         self.first = first
         self._columns = [columns[name] for name in ROW_COLUMNS]
@@ -101,15 +110,16 @@ class ResolvedRows(Sequence[CatalogRow]):
         self._built: dict[int, CatalogRow] = {}
         # A row without a product_id is hashed from its product's details, or lacks a product.
         urls, names = columns["product_url"], columns["product_name"]
+        spelled = product_spelled_missing or {}
+        explained = (product_header, url_header)
         for index, pid in enumerate(self._columns[0]):
             if pid is not None:
                 continue
             if urls[index] is None and names[index] is None:
-                if not any(problem.column == url_header for problem in problems.get(index, ())):
-                    reason = "is empty; every row needs a product_id (or a product_url)"
-                    problem = RowProblem(product_header, "", reason)
+                if not any(problem.column in explained for problem in problems.get(index, ())):
+                    problem = _no_product(product_header, spelled.get(index))
                     problems.setdefault(index, []).insert(0, problem)
-                continue  # a bad URL already explains the missing id
+                continue  # a bad id or URL already explains the missing id
             self._built[index] = row = self._row(index)
             fingerprints[index] = row.fingerprint
         for index in problems:
