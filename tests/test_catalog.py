@@ -222,7 +222,8 @@ def test_jsonl_key_first_seen_after_the_first_batch_is_read(tmp_path: Path) -> N
     rows = rows_of(path, options)
     assert [row.fields.length if row.fields else None for row in rows] == ["30", "30", "15", None]
     assert messages(path, rows[3]) == [
-        "c.jsonl row 4, column 'avatar_id': 'abc' is not a whole-number id"
+        "c.jsonl row 4, column 'avatar_id': 'abc' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
     ]
     tables = list(read_passthrough(path, options))
     columns = ["product_id", "length", "avatar_id", "note"]
