@@ -17,7 +17,7 @@ import xlsxwriter
 from click.testing import CliRunner
 
 from batch import runner
-from batch.catalog import CatalogOptions, read_catalog, read_passthrough
+from batch.catalog import CatalogOptions, excel, read_catalog, read_passthrough
 from batch.catalog.excel import cell_text, column_letter
 from batch.cli import main
 from batch.config import CliOverrides, RunConfig, Secret, build_run_config
@@ -154,8 +154,13 @@ def test_problems_name_the_sheet_and_the_row_and_column_people_see(catalog: Path
     ]
 
 
-def test_a_formula_error_cell_makes_the_row_invalid_not_a_default(tmp_path: Path) -> None:
-    """A failed VLOOKUP (#N/A) is named with its column, never read as empty and defaulted."""
+@pytest.mark.parametrize("scan_bytes", [4 << 20, 7])
+def test_a_formula_error_cell_makes_the_row_invalid_not_a_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_bytes: int
+) -> None:
+    """A failed VLOOKUP (#N/A) is named with its column, never read as empty and defaulted,
+    also when the sheet's XML is scanned in chunks far smaller than a cell."""
+    monkeypatch.setattr(excel, "_SCAN_BYTES", scan_bytes)
     path = tmp_path / "errors.xlsx"
     book = xlsxwriter.Workbook(str(path))
     sheet = book.add_worksheet("Products")

@@ -31,7 +31,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from html import unescape
-from typing import Final
+from typing import IO, Final
 
 import pyarrow as pa
 import python_calamine as calamine
@@ -53,6 +53,7 @@ _RELATIONSHIP: Final = re.compile(
 _ERROR_CELL: Final = re.compile(rb'<c\b[^>]*\bt="e"[^>]*>')
 _CELL_REF: Final = re.compile(rb'\br="([A-Z]+)([0-9]+)"')
 _CELL_VALUE: Final = re.compile(rb"<v>([^<]*)</v>")
+_SCAN_BYTES: Final = 4 << 20
 
 Cell = int | float | str | bool | dt.date | dt.datetime | dt.time | dt.timedelta
 _Merge = tuple[tuple[int, int], tuple[int, int]]
@@ -134,16 +135,40 @@ def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
     """
     if location.suffix.lower() not in _XML_EXTENSIONS:
         return {}
+    errors: _Errors = {}
     try:
-        with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
-            xml = package.read(_sheet_part(package, sheet))
+        with (
+            storage.open_read(location) as handle,
+            zipfile.ZipFile(handle) as package,
+            package.open(_sheet_part(package, sheet)) as xml,
+        ):
+            for cells in _whole_cells(xml):
+                _add_errors(errors, cells, first_column)
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CatalogError(
             f"{location}: cannot find sheet {sheet!r} in the workbook ({exc}); "
             "save it again from Excel"
         ) from exc
-    errors: _Errors = {}
+    return errors
+
+
+def _whole_cells(xml: IO[bytes]) -> Iterator[bytes]:
+    """The sheet's XML in chunks that end after a cell's `</c>`: no cell is cut in two, and a
+    big sheet is never held whole (its XML is several times the size of the workbook)."""
+    rest = b""
+    while chunk := xml.read(_SCAN_BYTES):
+        rest += chunk
+        cut = rest.rfind(b"</c>") + len(b"</c>")
+        if cut >= len(b"</c>"):
+            yield rest[:cut]
+            rest = rest[cut:]
+    yield rest
+
+
+def _add_errors(errors: _Errors, xml: bytes, first_column: int) -> None:
     for opening in _ERROR_CELL.finditer(xml):
+        if opening.group(0).endswith(b"/>"):
+            continue  # an empty cell (`<c r="B2" t="e"/>`): the next cell's value is not its
         ref = _CELL_REF.search(opening.group(0))
         end = xml.find(b"</c>", opening.end())
         value = _CELL_VALUE.search(xml, opening.end(), end if end >= 0 else len(xml))
@@ -151,7 +176,6 @@ def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
             continue  # a cell without a reference or a cached value cannot be placed or named
         column = _column_index(ref.group(1).decode()) - first_column
         errors.setdefault(int(ref.group(2)) - 1, {})[column] = value.group(1).decode()
-    return errors
 
 
 def _sheet_part(package: zipfile.ZipFile, sheet: str) -> str:
