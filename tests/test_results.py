@@ -56,3 +56,30 @@ def test_an_empty_catalog_gets_a_results_file_of_its_format(tmp_path: Path, name
         assert pq.read_table(tmp_path / name).schema.names == list(RESULT_COLUMNS)
     assert list(read_results(tmp_path / name).columns) == list(RESULT_COLUMNS)
     assert read_results(tmp_path / name).empty
+
+
+def _no_outcomes(first: int, last: int) -> pa.Table:
+    return state_outcomes([], first, last)
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.parquet", "r.xlsx"])
+def test_list_struct_map_and_binary_catalog_columns_are_written_and_read_back_as_text(
+    tmp_path: Path, name: str
+) -> None:
+    """A catalog's nested and binary columns no longer crash the writer: they read back as JSON,
+    UTF-8 text or `base64:`, the same in every format (CSV used to fail with no file at all)."""
+    inputs = pa.table(
+        {
+            "product_id": ["P1", "P2"],
+            "tags": pa.array([["x", "y"], []], pa.list_(pa.string())),
+            "meta": pa.array([{"k": 1}, None], pa.struct([("k", pa.int64())])),
+            "m": pa.array([[("a", 1)], [("b", 2)]], pa.map_(pa.string(), pa.int64())),
+            "bin": pa.array([b"\x00\xff", b"ab"], pa.binary()),
+        }
+    )
+    write_results(tmp_path / name, [inputs], _no_outcomes)
+    frame = read_results(tmp_path / name)
+    assert frame[["tags", "meta", "m", "bin"]].to_numpy().tolist() == [
+        ['["x","y"]', '{"k":1}', '{"a":1}', "base64:AP8="],
+        ["[]", "", '{"b":2}', "ab"],
+    ]

@@ -1,6 +1,7 @@
 """The results file people open: one row per catalog row, in catalog order, CSV, Parquet or xlsx.
 
-It carries the catalog's own columns untouched, then the outcome columns below. It is streamed
+It carries the catalog's own columns untouched, then the outcome columns below (in CSV and xlsx,
+a column of lists, structs, maps or bytes as text: `batch.store.cells`). It is streamed
 batch by batch (memory stays flat for million-row catalogs) into a temporary file in the same
 folder, then renamed into place, so a reader never sees half a file and a killed run leaves the
 last complete one.
@@ -32,7 +33,7 @@ from batch import storage
 from batch.errors import CatalogError
 from batch.statuses import CODED_ROWS
 from batch.storage import Location
-from batch.store import OUTCOME_FIELDS, xlsx
+from batch.store import OUTCOME_FIELDS, cells, xlsx
 
 OUTCOME_SCHEMA = pa.schema(
     [
@@ -227,7 +228,7 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
     schema: pa.Schema | None = None
     with storage.writing(destination) as temporary:
         if fmt == "xlsx":
-            xlsx.write_xlsx(temporary, tables, RESULT_COLUMNS)
+            xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS)
             return
         try:
             # The empty table at the end is written only when no batch came (an empty
@@ -252,7 +253,17 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
 
 def _as_text(table: pa.Table) -> pa.Table:
     """CSV batches must share one schema whatever each batch's inferred types: write text."""
-    return pa.table({name: pc.cast(table.column(name), pa.string()) for name in table.column_names})
+    return pa.table({name: cells.as_text(table.column(name)) for name in table.column_names})
+
+
+def _spreadsheet_cells(table: pa.Table) -> pa.Table:
+    """Lists, structs, maps and bytes as the text a CSV cell holds; other values stay typed
+    (an xlsx file written, a Parquet one read)."""
+    for index, field in enumerate(table.schema):
+        if not cells.is_plain(field.type):
+            text = cells.as_text(table.column(index))
+            table = table.set_column(index, pa.field(field.name, pa.string()), text)
+    return table
 
 
 def read_results(path: Location) -> pd.DataFrame:
@@ -264,7 +275,9 @@ def read_results(path: Location) -> pd.DataFrame:
     try:
         with storage.open_read(path) as handle:
             if fmt == "parquet":
-                return pd.read_parquet(handle).astype("string").fillna("").astype(object)
+                table = _spreadsheet_cells(pq.read_table(handle))
+                texts: pd.DataFrame = table.to_pandas().astype("string").fillna("")
+                return texts.astype(object)
             if fmt == "xlsx":
                 return xlsx.read_xlsx(handle)
             frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
