@@ -10,7 +10,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.store.results import RESULT_COLUMNS, read_results, state_outcomes, write_results
+from batch.store.results import (
+    RESULT_COLUMNS,
+    catalog_name,
+    read_results,
+    results_name,
+    state_outcomes,
+    write_results,
+    write_table,
+)
 
 
 @pytest.fixture
@@ -83,3 +91,27 @@ def test_list_struct_map_and_binary_catalog_columns_are_written_and_read_back_as
         ['["x","y"]', '{"k":1}', '{"a":1}', "base64:AP8="],
         ["[]", "", '{"b":2}', "ab"],
     ]
+
+
+def test_a_catalog_column_named_like_a_renamed_one_is_not_overwritten(tmp_path: Path) -> None:
+    """Catalog `status` and `input_status` both survive (as `input_status`, `input_input_status`),
+    also when the file is rewritten; `catalog_name` gives each its catalog name back."""
+    inputs = pa.table(
+        {"product_id": ["P1"], "status": ["active"], "input_status": ["x"], "input_note": ["n"]}
+    )
+    write_results(tmp_path / "r.csv", [inputs], _no_outcomes)
+    write_table(read_results(tmp_path / "r.csv"), tmp_path / "r.csv")
+    frame = read_results(tmp_path / "r.csv")
+    names = ["product_id", "input_status", "input_input_status", "input_note"]
+    assert list(frame.columns) == [*names, *RESULT_COLUMNS]
+    assert [frame[name][0] for name in names] == ["P1", "active", "x", "n"]
+    assert [catalog_name(name) for name in names] == inputs.column_names
+
+
+@pytest.mark.parametrize(
+    "name", ["status", "input_status", "input_input_row", "input_note", "input_", "sku", "row"]
+)
+def test_results_names_give_the_catalog_names_back(name: str) -> None:
+    """Renaming is undone exactly (what `retry` relies on), and leaves other names alone."""
+    assert catalog_name(results_name(name)) == name
+    assert results_name(name) not in RESULT_COLUMNS

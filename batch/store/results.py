@@ -56,7 +56,8 @@ OUTCOME_SCHEMA = pa.schema(
     ]
 )
 RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
-# Catalog columns that share a name with an outcome column keep their data under this prefix.
+# A catalog column named like an outcome column (`status`), or like one renamed so
+# (`input_status`), is written with one more of this prefix: `results_name`, `catalog_name`.
 INPUT_PREFIX = "input_"
 _FORMULA_START = r"^[=+\-@\t\r]"
 _FORMULA_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r"], pa.binary())
@@ -154,11 +155,27 @@ def _frame_outcomes(frame: pd.DataFrame) -> pa.Table:
     return pa.table(arrays, schema=OUTCOME_SCHEMA)
 
 
+def results_name(catalog_column: str) -> str:
+    """A catalog column's name in the results file: `status` is `input_status`, and the catalog's
+    own `input_status` is `input_input_status` then, so no column is lost; others keep theirs."""
+    return INPUT_PREFIX + catalog_column if _is_outcome_name(catalog_column) else catalog_column
+
+
+def catalog_name(results_column: str) -> str:
+    """The catalog's name for a column of the results file (`results_name` undone)."""
+    bare = results_column.removeprefix(INPUT_PREFIX)
+    return bare if bare != results_column and _is_outcome_name(bare) else results_column
+
+
+def _is_outcome_name(name: str) -> bool:
+    """An outcome column's name, under any number of `input_` prefixes."""
+    while name.startswith(INPUT_PREFIX):
+        name = name.removeprefix(INPUT_PREFIX)
+    return name in RESULT_COLUMNS
+
+
 def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
-    columns = {
-        (INPUT_PREFIX + name if name in RESULT_COLUMNS else name): inputs.column(name)
-        for name in inputs.column_names
-    }
+    columns = {results_name(name): inputs.column(name) for name in inputs.column_names}
     for name in outcomes.column_names:
         columns[name] = outcomes.column(name)
     return pa.table(columns)
@@ -301,4 +318,5 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
     inputs = pa.Table.from_pandas(
         frame.drop(columns=[c for c in RESULT_COLUMNS if c in frame.columns]), preserve_index=False
     )
+    inputs = inputs.rename_columns([catalog_name(name) for name in inputs.column_names])
     _write_tables(path, [_joined(inputs, _frame_outcomes(frame))])
