@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batch.catalog import CatalogOptions, read_passthrough
 from batch.store.results import (
     RESULT_COLUMNS,
     catalog_name,
@@ -115,3 +116,23 @@ def test_results_names_give_the_catalog_names_back(name: str) -> None:
     """Renaming is undone exactly (what `retry` relies on), and leaves other names alone."""
     assert catalog_name(results_name(name)) == name
     assert results_name(name) not in RESULT_COLUMNS
+
+
+@pytest.mark.parametrize("catalog", ["c.csv", "c.parquet"])
+@pytest.mark.parametrize("name", ["r.csv", "r.parquet", "r.xlsx"])
+def test_a_catalog_without_rows_keeps_its_columns_in_the_results_file(
+    tmp_path: Path, catalog: str, name: str
+) -> None:
+    """A header-only CSV or a 0-row Parquet catalog: the results header is the catalog's
+    columns, then the outcome columns (it used to start at `row`)."""
+    path = tmp_path / catalog
+    if catalog.endswith(".csv"):
+        path.write_text("product_id,title\n")
+    else:
+        empty = {"product_id": pa.array([], pa.string()), "n": pa.array([], pa.int64())}
+        pq.write_table(pa.table(empty), path)
+    write_results(tmp_path / name, read_passthrough(path, CatalogOptions()), _no_outcomes)
+    columns = ["product_id", "title" if catalog.endswith(".csv") else "n", *RESULT_COLUMNS]
+    assert list(read_results(tmp_path / name).columns) == columns
+    if name.endswith(".parquet") and catalog.endswith(".parquet"):
+        assert pq.read_schema(tmp_path / name).field("n").type == pa.int64()
