@@ -6,6 +6,7 @@ import gc
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -136,3 +137,16 @@ def test_a_catalog_without_rows_keeps_its_columns_in_the_results_file(
     assert list(read_results(tmp_path / name).columns) == columns
     if name.endswith(".parquet") and catalog.endswith(".parquet"):
         assert pq.read_schema(tmp_path / name).field("n").type == pa.int64()
+
+
+def test_plain_numbers_are_not_quoted_and_every_cell_reads_back_as_it_was(tmp_path: Path) -> None:
+    """`-30`, `+1.5`, `-2e3` are no formula: written as they are. Formula-like cells (`-1+1`, a
+    lone `-`) and cells that start with a quote before one (`'=x`) get a quote, then lose it."""
+    plain = ["-30", "-5", "+1.5", "-2e3", "-.5", "1e-3", "+0", "a-b"]
+    quoted = ["-1+1", "-cmd", "-", "@SUM(A1)", "=1", "\t3", "-30 ", "--5", "'=x", "''-5", "'-5"]
+    values = plain + quoted + ["'plain", ""]
+    write_results(tmp_path / "r.csv", [pa.table({"v": values})], _no_outcomes)
+    written = pd.read_csv(tmp_path / "r.csv", dtype=str, keep_default_na=False)["v"]
+    assert list(written[: len(plain)]) == plain
+    assert list(written[len(plain) : -2]) == ["'" + value for value in quoted]
+    assert list(read_results(tmp_path / "r.csv")["v"]) == values

@@ -7,7 +7,9 @@ folder, then renamed into place, so a reader never sees half a file and a killed
 last complete one.
 
 CSV cells and header names that a spreadsheet would run as a formula (starting with = + - @,
-tab or CR) get a leading `'`, the usual neutralisation; `read_results` strips it again. A new
+tab or CR) get a leading `'`, the usual neutralisation; `read_results` strips it again. A plain
+number (`-30`, `+1.5`, `-2e3`) is no formula and is left as it is; a cell that already starts
+with quotes and then one of those characters gets one more, so that it reads back as it was. A new
 results file is created 0600; rewriting one keeps its mode (see `batch.files`). A `.xlsx`
 results file is a workbook (`batch.store.xlsx`); a results file in an object store (`s3://...`) is
 written whole or not at all too (`batch.storage`).
@@ -59,9 +61,12 @@ RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
 # A catalog column named like an outcome column (`status`), or like one renamed so
 # (`input_status`), is written with one more of this prefix: `results_name`, `catalog_name`.
 INPUT_PREFIX = "input_"
-_FORMULA_START = r"^[=+\-@\t\r]"
-_FORMULA_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r"], pa.binary())
-_NEUTRALISED = re.compile(r"^'[=+\-@\t\r]")
+# CSV cells quoted: a spreadsheet would run them (= + - @ tab CR first), or read_results would
+# take a quote off them (a quote then one of those), unless they are a plain number (-30, +1.5e3).
+_QUOTED_START = r"^'*[=+\-@\t\r]"
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_RISKY_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r", b"'"], pa.binary())
+_NEUTRALISED = r"^'(?='*[=+\-@\t\r])"
 _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 
 # A state row (`OUTCOME_FIELDS`) as it comes: times are unix seconds.
@@ -183,21 +188,41 @@ def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
 
 def _neutralised(table: pa.Table) -> pa.Table:
     """Formula-looking text cells and column names get a leading quote (CSV only)."""
-    names = [f"'{name}" if re.match(_FORMULA_START, name) else name for name in table.column_names]
+    names = [f"'{name}" if _needs_quote(name) else name for name in table.column_names]
     if names != table.column_names:
         table = table.rename_columns(names)
     for index, field in enumerate(table.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             column = table.column(index)
-            # The first byte against a set: far cheaper than a regular expression, or than
-            # slicing characters (every risky character is one byte in UTF-8).
-            as_bytes = pa.large_binary() if pa.types.is_large_string(field.type) else pa.binary()
-            first = pc.binary_slice(column.cast(as_bytes), 0, 1)
-            risky = pc.fill_null(pc.is_in(first, value_set=_FORMULA_BYTES), False)
-            if pc.any(risky).as_py():
+            risky = _risky_cells(column)
+            if risky is not None:
                 quoted = pc.binary_join_element_wise("'", column, "")
                 table = table.set_column(index, field, pc.if_else(risky, quoted, column))
     return table
+
+
+def _needs_quote(text: str) -> bool:
+    return bool(re.match(_QUOTED_START, text)) and not re.fullmatch(_PLAIN_NUMBER, text)
+
+
+def _risky_cells(column: pa.ChunkedArray) -> pa.Array | None:
+    """Where the column's cells need a quote (`_QUOTED_START`, not `_PLAIN_NUMBER`); None: none."""
+    # The first byte against a set: far cheaper than a regular expression, or than slicing
+    # characters (every risky character is one byte in UTF-8). Only those cells see one.
+    as_bytes = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+    first = pc.binary_slice(column.cast(as_bytes), 0, 1)
+    candidates = pc.fill_null(pc.is_in(first, value_set=_RISKY_BYTES), False)
+    if not pc.any(candidates).as_py():
+        return None
+    text = pc.filter(column, candidates)
+    formula = pc.match_substring_regex(text, _QUOTED_START)
+    number = pc.match_substring_regex(text, _PLAIN_NUMBER)
+    risky = pc.and_(formula, pc.invert(number))
+    if not pc.any(risky).as_py():
+        return None
+    # Each candidate's answer back in its place.
+    mask = candidates.combine_chunks()
+    return pc.replace_with_mask(mask, mask, risky.combine_chunks())
 
 
 def write_results(
@@ -303,11 +328,11 @@ def read_results(path: Location) -> pd.DataFrame:
     except (OSError, ValueError, calamine.CalamineError) as error:
         raise CatalogError(f"{path}: cannot read this results file: {error}") from error
     frame.columns = [
-        name[1:] if _NEUTRALISED.match(name) else name for name in frame.columns.astype(str)
+        name[1:] if re.match(_NEUTRALISED, name) else name for name in frame.columns.astype(str)
     ]
     for column in frame.columns:
         values = frame[column]
-        quoted = values.str.match(r"^'[=+\-@\t\r]")
+        quoted = values.str.match(_NEUTRALISED)
         if quoted.any():
             frame.loc[quoted, column] = values[quoted].str.slice(1)
     return frame
