@@ -21,7 +21,7 @@ from batch.planner import tag_for
 from batch.runner import RunSummary
 from batch.statuses import RETRY_ROWS
 from batch.store import StateStore
-from batch.store.results import INPUT_PREFIX, RESULT_COLUMNS, read_results, write_table
+from batch.store.results import RESULT_COLUMNS, catalog_name, read_results, write_table
 from batch.vocabulary import PERMANENT_CODES
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     if todo.empty:
         log.warning("%s: no failed, not-attempted or unknown rows to retry", config.catalog)
     inputs = todo.drop(columns=[c for c in RESULT_COLUMNS if c in todo.columns])
-    inputs = inputs.rename(columns=lambda c: c.removeprefix(INPUT_PREFIX))
+    inputs = inputs.rename(columns=catalog_name)
     with tempfile.TemporaryDirectory(prefix="jogg-retry-") as folder:
         subset = Path(folder) / "retry.csv"
         inputs.to_csv(subset, index=False)

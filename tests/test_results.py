@@ -6,11 +6,21 @@ import gc
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from batch.store.results import RESULT_COLUMNS, read_results, state_outcomes, write_results
+from batch.catalog import CatalogOptions, read_passthrough
+from batch.store.results import (
+    RESULT_COLUMNS,
+    catalog_name,
+    read_results,
+    results_name,
+    state_outcomes,
+    write_results,
+    write_table,
+)
 
 
 @pytest.fixture
@@ -56,3 +66,87 @@ def test_an_empty_catalog_gets_a_results_file_of_its_format(tmp_path: Path, name
         assert pq.read_table(tmp_path / name).schema.names == list(RESULT_COLUMNS)
     assert list(read_results(tmp_path / name).columns) == list(RESULT_COLUMNS)
     assert read_results(tmp_path / name).empty
+
+
+def _no_outcomes(first: int, last: int) -> pa.Table:
+    return state_outcomes([], first, last)
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.parquet", "r.xlsx"])
+def test_list_struct_map_and_binary_catalog_columns_are_written_and_read_back_as_text(
+    tmp_path: Path, name: str
+) -> None:
+    """A catalog's nested and binary columns no longer crash the writer: they read back as JSON,
+    UTF-8 text or `base64:`, the same in every format (CSV used to fail with no file at all)."""
+    inputs = pa.table(
+        {
+            "product_id": ["P1", "P2"],
+            "tags": pa.array([["x", "y"], []], pa.list_(pa.string())),
+            "meta": pa.array([{"k": 1}, None], pa.struct([("k", pa.int64())])),
+            "m": pa.array([[("a", 1)], [("b", 2)]], pa.map_(pa.string(), pa.int64())),
+            "bin": pa.array([b"\x00\xff", b"ab"], pa.binary()),
+        }
+    )
+    write_results(tmp_path / name, [inputs], _no_outcomes)
+    frame = read_results(tmp_path / name)
+    assert frame[["tags", "meta", "m", "bin"]].to_numpy().tolist() == [
+        ['["x","y"]', '{"k":1}', '{"a":1}', "base64:AP8="],
+        ["[]", "", '{"b":2}', "ab"],
+    ]
+
+
+def test_a_catalog_column_named_like_a_renamed_one_is_not_overwritten(tmp_path: Path) -> None:
+    """Catalog `status` and `input_status` both survive (as `input_status`, `input_input_status`),
+    also when the file is rewritten; `catalog_name` gives each its catalog name back."""
+    inputs = pa.table(
+        {"product_id": ["P1"], "status": ["active"], "input_status": ["x"], "input_note": ["n"]}
+    )
+    write_results(tmp_path / "r.csv", [inputs], _no_outcomes)
+    write_table(read_results(tmp_path / "r.csv"), tmp_path / "r.csv")
+    frame = read_results(tmp_path / "r.csv")
+    names = ["product_id", "input_status", "input_input_status", "input_note"]
+    assert list(frame.columns) == [*names, *RESULT_COLUMNS]
+    assert [frame[name][0] for name in names] == ["P1", "active", "x", "n"]
+    assert [catalog_name(name) for name in names] == inputs.column_names
+
+
+@pytest.mark.parametrize(
+    "name", ["status", "input_status", "input_input_row", "input_note", "input_", "sku", "row"]
+)
+def test_results_names_give_the_catalog_names_back(name: str) -> None:
+    """Renaming is undone exactly (what `retry` relies on), and leaves other names alone."""
+    assert catalog_name(results_name(name)) == name
+    assert results_name(name) not in RESULT_COLUMNS
+
+
+@pytest.mark.parametrize("catalog", ["c.csv", "c.parquet"])
+@pytest.mark.parametrize("name", ["r.csv", "r.parquet", "r.xlsx"])
+def test_a_catalog_without_rows_keeps_its_columns_in_the_results_file(
+    tmp_path: Path, catalog: str, name: str
+) -> None:
+    """A header-only CSV or a 0-row Parquet catalog: the results header is the catalog's
+    columns, then the outcome columns (it used to start at `row`)."""
+    path = tmp_path / catalog
+    if catalog.endswith(".csv"):
+        path.write_text("product_id,title\n")
+    else:
+        empty = {"product_id": pa.array([], pa.string()), "n": pa.array([], pa.int64())}
+        pq.write_table(pa.table(empty), path)
+    write_results(tmp_path / name, read_passthrough(path, CatalogOptions()), _no_outcomes)
+    columns = ["product_id", "title" if catalog.endswith(".csv") else "n", *RESULT_COLUMNS]
+    assert list(read_results(tmp_path / name).columns) == columns
+    if name.endswith(".parquet") and catalog.endswith(".parquet"):
+        assert pq.read_schema(tmp_path / name).field("n").type == pa.int64()
+
+
+def test_plain_numbers_are_not_quoted_and_every_cell_reads_back_as_it_was(tmp_path: Path) -> None:
+    """`-30`, `+1.5`, `-2e3` are no formula: written as they are. Formula-like cells (`-1+1`, a
+    lone `-`) and cells that start with a quote before one (`'=x`) get a quote, then lose it."""
+    plain = ["-30", "-5", "+1.5", "-2e3", "-.5", "1e-3", "+0", "a-b"]
+    quoted = ["-1+1", "-cmd", "-", "@SUM(A1)", "=1", "\t3", "-30 ", "--5", "'=x", "''-5", "'-5"]
+    values = plain + quoted + ["'plain", ""]
+    write_results(tmp_path / "r.csv", [pa.table({"v": values})], _no_outcomes)
+    written = pd.read_csv(tmp_path / "r.csv", dtype=str, keep_default_na=False)["v"]
+    assert list(written[: len(plain)]) == plain
+    assert list(written[len(plain) : -2]) == ["'" + value for value in quoted]
+    assert list(read_results(tmp_path / "r.csv")["v"]) == values

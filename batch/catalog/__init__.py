@@ -68,7 +68,17 @@ def _batches(
 
 
 def read_passthrough(path: Location, options: CatalogOptions) -> Iterator[pa.Table]:
-    """The original columns untouched (CSV cells as typed), in the same batches as read_catalog."""
+    """The original columns untouched (CSV cells as typed), in the same batches as read_catalog;
+    a catalog without rows gives one empty table, so its columns still reach the results file."""
     source = open_source(path, options)
     plan_columns(path, source.headers, options)
-    return source.tables
+    return _at_least_one(source.tables, source.empty_table)
+
+
+def _at_least_one(tables: Iterator[pa.Table], empty: Callable[[], pa.Table]) -> Iterator[pa.Table]:
+    given = False
+    for table in tables:
+        given = True
+        yield table
+    if not given:
+        yield empty()

@@ -62,6 +62,12 @@ class Source:
     headers: list[str]
     tables: Iterator[pa.Table]
     place: Callable[[int], str] = field(default=row_place)
+    schema: pa.Schema | None = None  # the columns' types, when the file says (Parquet)
+
+    def empty_table(self) -> pa.Table:
+        """No rows, the catalog's columns: typed as the file says, else as text."""
+        schema = self.schema or pa.schema([(name, pa.string()) for name in self.headers])
+        return schema.empty_table()
 
 
 def open_source(path: Location, options: CatalogOptions) -> Source:
@@ -267,7 +273,8 @@ def _open_parquet(path: Location, rows: int) -> Source:
             f"{path}: is not a Parquet file ({exc}); check the file or pass --format"
         ) from exc
     batches = _arrow_errors(path, "Parquet", parquet.iter_batches(batch_size=rows))
-    return Source(list(parquet.schema_arrow.names), _rebatch(batches, rows))
+    schema = parquet.schema_arrow
+    return Source(list(schema.names), _rebatch(batches, rows), schema=schema)
 
 
 # ---- JSON Lines ----

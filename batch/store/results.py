@@ -1,12 +1,15 @@
 """The results file people open: one row per catalog row, in catalog order, CSV, Parquet or xlsx.
 
-It carries the catalog's own columns untouched, then the outcome columns below. It is streamed
+It carries the catalog's own columns untouched, then the outcome columns below (in CSV and xlsx,
+a column of lists, structs, maps or bytes as text: `batch.store.cells`). It is streamed
 batch by batch (memory stays flat for million-row catalogs) into a temporary file in the same
 folder, then renamed into place, so a reader never sees half a file and a killed run leaves the
 last complete one.
 
 CSV cells and header names that a spreadsheet would run as a formula (starting with = + - @,
-tab or CR) get a leading `'`, the usual neutralisation; `read_results` strips it again. A new
+tab or CR) get a leading `'`, the usual neutralisation; `read_results` strips it again. A plain
+number (`-30`, `+1.5`, `-2e3`) is no formula and is left as it is; a cell that already starts
+with quotes and then one of those characters gets one more, so that it reads back as it was. A new
 results file is created 0600; rewriting one keeps its mode (see `batch.files`). A `.xlsx`
 results file is a workbook (`batch.store.xlsx`); a results file in an object store (`s3://...`) is
 written whole or not at all too (`batch.storage`).
@@ -32,7 +35,7 @@ from batch import storage
 from batch.errors import CatalogError
 from batch.statuses import CODED_ROWS
 from batch.storage import Location
-from batch.store import OUTCOME_FIELDS, xlsx
+from batch.store import OUTCOME_FIELDS, cells, xlsx
 
 OUTCOME_SCHEMA = pa.schema(
     [
@@ -55,11 +58,15 @@ OUTCOME_SCHEMA = pa.schema(
     ]
 )
 RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
-# Catalog columns that share a name with an outcome column keep their data under this prefix.
+# A catalog column named like an outcome column (`status`), or like one renamed so
+# (`input_status`), is written with one more of this prefix: `results_name`, `catalog_name`.
 INPUT_PREFIX = "input_"
-_FORMULA_START = r"^[=+\-@\t\r]"
-_FORMULA_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r"], pa.binary())
-_NEUTRALISED = re.compile(r"^'[=+\-@\t\r]")
+# CSV cells quoted: a spreadsheet would run them (= + - @ tab CR first), or read_results would
+# take a quote off them (a quote then one of those), unless they are a plain number (-30, +1.5e3).
+_QUOTED_START = r"^'*[=+\-@\t\r]"
+_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_RISKY_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r", b"'"], pa.binary())
+_NEUTRALISED = r"^'(?='*[=+\-@\t\r])"
 _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
 
 # A state row (`OUTCOME_FIELDS`) as it comes: times are unix seconds.
@@ -153,11 +160,27 @@ def _frame_outcomes(frame: pd.DataFrame) -> pa.Table:
     return pa.table(arrays, schema=OUTCOME_SCHEMA)
 
 
+def results_name(catalog_column: str) -> str:
+    """A catalog column's name in the results file: `status` is `input_status`, and the catalog's
+    own `input_status` is `input_input_status` then, so no column is lost; others keep theirs."""
+    return INPUT_PREFIX + catalog_column if _is_outcome_name(catalog_column) else catalog_column
+
+
+def catalog_name(results_column: str) -> str:
+    """The catalog's name for a column of the results file (`results_name` undone)."""
+    bare = results_column.removeprefix(INPUT_PREFIX)
+    return bare if bare != results_column and _is_outcome_name(bare) else results_column
+
+
+def _is_outcome_name(name: str) -> bool:
+    """An outcome column's name, under any number of `input_` prefixes."""
+    while name.startswith(INPUT_PREFIX):
+        name = name.removeprefix(INPUT_PREFIX)
+    return name in RESULT_COLUMNS
+
+
 def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
-    columns = {
-        (INPUT_PREFIX + name if name in RESULT_COLUMNS else name): inputs.column(name)
-        for name in inputs.column_names
-    }
+    columns = {results_name(name): inputs.column(name) for name in inputs.column_names}
     for name in outcomes.column_names:
         columns[name] = outcomes.column(name)
     return pa.table(columns)
@@ -165,21 +188,41 @@ def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
 
 def _neutralised(table: pa.Table) -> pa.Table:
     """Formula-looking text cells and column names get a leading quote (CSV only)."""
-    names = [f"'{name}" if re.match(_FORMULA_START, name) else name for name in table.column_names]
+    names = [f"'{name}" if _needs_quote(name) else name for name in table.column_names]
     if names != table.column_names:
         table = table.rename_columns(names)
     for index, field in enumerate(table.schema):
         if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
             column = table.column(index)
-            # The first byte against a set: far cheaper than a regular expression, or than
-            # slicing characters (every risky character is one byte in UTF-8).
-            as_bytes = pa.large_binary() if pa.types.is_large_string(field.type) else pa.binary()
-            first = pc.binary_slice(column.cast(as_bytes), 0, 1)
-            risky = pc.fill_null(pc.is_in(first, value_set=_FORMULA_BYTES), False)
-            if pc.any(risky).as_py():
+            risky = _risky_cells(column)
+            if risky is not None:
                 quoted = pc.binary_join_element_wise("'", column, "")
                 table = table.set_column(index, field, pc.if_else(risky, quoted, column))
     return table
+
+
+def _needs_quote(text: str) -> bool:
+    return bool(re.match(_QUOTED_START, text)) and not re.fullmatch(_PLAIN_NUMBER, text)
+
+
+def _risky_cells(column: pa.ChunkedArray) -> pa.Array | None:
+    """Where the column's cells need a quote (`_QUOTED_START`, not `_PLAIN_NUMBER`); None: none."""
+    # The first byte against a set: far cheaper than a regular expression, or than slicing
+    # characters (every risky character is one byte in UTF-8). Only those cells see one.
+    as_bytes = pa.large_binary() if pa.types.is_large_string(column.type) else pa.binary()
+    first = pc.binary_slice(column.cast(as_bytes), 0, 1)
+    candidates = pc.fill_null(pc.is_in(first, value_set=_RISKY_BYTES), False)
+    if not pc.any(candidates).as_py():
+        return None
+    text = pc.filter(column, candidates)
+    formula = pc.match_substring_regex(text, _QUOTED_START)
+    number = pc.match_substring_regex(text, _PLAIN_NUMBER)
+    risky = pc.and_(formula, pc.invert(number))
+    if not pc.any(risky).as_py():
+        return None
+    # Each candidate's answer back in its place.
+    mask = candidates.combine_chunks()
+    return pc.replace_with_mask(mask, mask, risky.combine_chunks())
 
 
 def write_results(
@@ -227,7 +270,7 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
     schema: pa.Schema | None = None
     with storage.writing(destination) as temporary:
         if fmt == "xlsx":
-            xlsx.write_xlsx(temporary, tables, RESULT_COLUMNS)
+            xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS)
             return
         try:
             # The empty table at the end is written only when no batch came (an empty
@@ -252,7 +295,17 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
 
 def _as_text(table: pa.Table) -> pa.Table:
     """CSV batches must share one schema whatever each batch's inferred types: write text."""
-    return pa.table({name: pc.cast(table.column(name), pa.string()) for name in table.column_names})
+    return pa.table({name: cells.as_text(table.column(name)) for name in table.column_names})
+
+
+def _spreadsheet_cells(table: pa.Table) -> pa.Table:
+    """Lists, structs, maps and bytes as the text a CSV cell holds; other values stay typed
+    (an xlsx file written, a Parquet one read)."""
+    for index, field in enumerate(table.schema):
+        if not cells.is_plain(field.type):
+            text = cells.as_text(table.column(index))
+            table = table.set_column(index, pa.field(field.name, pa.string()), text)
+    return table
 
 
 def read_results(path: Location) -> pd.DataFrame:
@@ -264,7 +317,9 @@ def read_results(path: Location) -> pd.DataFrame:
     try:
         with storage.open_read(path) as handle:
             if fmt == "parquet":
-                return pd.read_parquet(handle).astype("string").fillna("").astype(object)
+                table = _spreadsheet_cells(pq.read_table(handle))
+                texts: pd.DataFrame = table.to_pandas().astype("string").fillna("")
+                return texts.astype(object)
             if fmt == "xlsx":
                 return xlsx.read_xlsx(handle)
             frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
@@ -273,11 +328,11 @@ def read_results(path: Location) -> pd.DataFrame:
     except (OSError, ValueError, calamine.CalamineError) as error:
         raise CatalogError(f"{path}: cannot read this results file: {error}") from error
     frame.columns = [
-        name[1:] if _NEUTRALISED.match(name) else name for name in frame.columns.astype(str)
+        name[1:] if re.match(_NEUTRALISED, name) else name for name in frame.columns.astype(str)
     ]
     for column in frame.columns:
         values = frame[column]
-        quoted = values.str.match(r"^'[=+\-@\t\r]")
+        quoted = values.str.match(_NEUTRALISED)
         if quoted.any():
             frame.loc[quoted, column] = values[quoted].str.slice(1)
     return frame
@@ -288,4 +343,5 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
     inputs = pa.Table.from_pandas(
         frame.drop(columns=[c for c in RESULT_COLUMNS if c in frame.columns]), preserve_index=False
     )
+    inputs = inputs.rename_columns([catalog_name(name) for name in inputs.column_names])
     _write_tables(path, [_joined(inputs, _frame_outcomes(frame))])
