@@ -145,20 +145,22 @@ def prepare_state(path: Path) -> None:
 
     Raises StateError (exit 2) for a symlink, a file of another user, or one writable by group
     or others. A database of ours readable by others is narrowed to 0600.
+
+    An existing database is checked by `lstat`, never opened: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, SQLite's included. Another process would
+    then take itself for the database's last connection and delete the WAL under a run.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        for candidate in (path, *(path.with_name(path.name + s) for s in STATE_COMPANIONS)):
-            _check_state_file(candidate)
-        # SQLite would create it with the umask's mode; create it first so WAL/SHM inherit 0600.
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | _NOFOLLOW, PRIVATE)
+        for companion in STATE_COMPANIONS:
+            _check_state_file(path.with_name(path.name + companion))
+        try:
+            # SQLite would create it with the umask's mode; create it first so WAL/SHM are 0600.
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, PRIVATE))
+        except FileExistsError:
+            _check_state_file(path)
     except OSError as exc:
         raise StateError(f"{path}: cannot open the state database: {_why(exc)}") from None
-    try:
-        info = os.fstat(fd)
-        _refuse_foreign(path, info)
-    finally:
-        os.close(fd)
 
 
 def open_lock(path: Path) -> int:

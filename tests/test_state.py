@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,29 @@ def test_a_big_slice_is_planned_whole_and_planning_it_again_changes_nothing(
     state.record_plan(run, jobs, [], rows)
     assert state._db.execute("SELECT count(*) FROM jobs").fetchone() == (25_000,)
     assert state.keys_with_jobs(["k3", "k24999", "nope"]) == {"k3", "k24999"}
+
+
+def _runs_seen_by_another_process(path: Path) -> int:
+    script = (
+        "import sqlite3, sys; db = sqlite3.connect(sys.argv[1]); "
+        "print(db.execute('SELECT count(*) FROM runs').fetchone()[0]); db.close()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(path)], capture_output=True, text=True, check=True
+    )
+    return int(out.stdout)
+
+
+def test_opening_the_state_again_in_the_process_keeps_the_first_connections_locks(
+    tmp_path: Path,
+) -> None:
+    """A second store in the same process (the planner's thread opens one) must not drop the
+    locks of the connection already open: another process (`status`, a refused run) would then
+    take itself for the last one, delete the WAL, and the run's later commits would be lost."""
+    path = tmp_path / "state.db"
+    with StateStore(path) as run:
+        run.join_run("catalog.csv")
+        StateStore(path).close()
+        assert _runs_seen_by_another_process(path) == 1
+        run.join_run("catalog-again.csv")  # committed after the other process closed
+        assert _runs_seen_by_another_process(path) == 2
