@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -141,3 +142,26 @@ def test_opening_the_state_again_in_the_process_keeps_the_first_connections_lock
         assert _runs_seen_by_another_process(path) == 1
         run.join_run("catalog-again.csv")  # committed after the other process closed
         assert _runs_seen_by_another_process(path) == 2
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "reads 'abc', not a number"),
+        ("DELETE FROM meta WHERE key = 'schema_version'", "records schema 1, but its tables"),
+    ],
+)
+def test_a_state_whose_schema_version_was_damaged_is_refused_with_what_to_do(
+    tmp_path: Path, edit: str, says: str
+) -> None:
+    """A schema version edited by hand or lost is a StateError (exit 2) that says so and how to
+    go on, never a traceback or a baffling 'duplicate column'."""
+    path = tmp_path / "state.db"
+    StateStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(edit)
+    db.commit()
+    db.close()
+    with pytest.raises(StateError, match=says) as raised:
+        StateStore(path)
+    assert "restore a backup, or start a new state" in str(raised.value)

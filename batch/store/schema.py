@@ -152,9 +152,11 @@ def migrate(db: Any, dialect: str, location: object) -> None:
                 f"BEGIN IMMEDIATE; {_MIGRATIONS[target - 2]} "
                 f"UPDATE meta SET value = '{target}' WHERE key = 'schema_version'; COMMIT;"
             )
-        except sqlite3.Error:
+        except sqlite3.Error as exc:
             if db.in_transaction:
                 db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and "duplicate column" in str(exc):
+                raise _mismatch(location, version, exc) from exc
             raise
 
 
@@ -165,7 +167,12 @@ def _migrate_postgres(db: Any, location: object) -> None:
         db.script(ddl(_BASE_SCHEMA, "postgresql"))
         version = _version(db, location)
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            db.script(ddl(_MIGRATIONS[target - 2], "postgresql"))
+            try:
+                db.script(ddl(_MIGRATIONS[target - 2], "postgresql"))
+            except db.errors as exc:
+                if "already exists" in str(exc):
+                    raise _mismatch(location, version, exc) from exc
+                raise
             db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),))
     except BaseException:
         db.execute("ROLLBACK")
@@ -173,9 +180,24 @@ def _migrate_postgres(db: Any, location: object) -> None:
     db.execute("COMMIT")  # PostgreSQL's DDL is transactional: all the steps, or none
 
 
+def _mismatch(location: object, version: int, error: Exception) -> StateError:
+    """A state whose tables are newer than the version it records: damaged or edited."""
+    return StateError(
+        f"{location}: the state records schema {version}, but its tables are of a later one "
+        f"({error}); it was damaged or edited by hand: restore a backup, or start a new state "
+        "with --state (a new state adopts the account's videos from its listing)"
+    )
+
+
 def _version(db: Any, location: object) -> int:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = 1 if row is None else int(row[0])
+    try:
+        version = 1 if row is None else int(row[0])
+    except ValueError:
+        raise StateError(
+            f"{location}: the state's schema version reads {row[0]!r}, not a number; it was "
+            "damaged or edited by hand: restore a backup, or start a new state with --state"
+        ) from None
     if version > SCHEMA_VERSION:
         raise StateError(
             f"{location}: state schema {version} was written by a newer jogg-batch; this "
