@@ -28,7 +28,7 @@ from batch.joggai.client import Timeouts
 from batch.joggai.quota import RateLimit, parse_rate
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
-from batch.storage import Location
+from batch.storage import Location, parse_location
 from batch.store.backend import StateLocation, state_location
 from batch.store.ledgers import choose_state
 
@@ -368,6 +368,19 @@ class Overrides:
     resubmit_unknown: bool = False
     summary_json: Path | None = None
     progress_bar: bool = False
+
+    def __post_init__(self) -> None:
+        # A Python caller passes paths as text as often as not: they become what the CLI gives.
+        places = {
+            "config_path": Path,
+            "results": parse_location,
+            "state": state_location,
+            "summary_json": Path,
+        }
+        for name, convert in places.items():
+            value = getattr(self, name)
+            if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
+                object.__setattr__(self, name, convert(os.fspath(value)))
 
 
 CliOverrides = Overrides  # the 0.2 name, for callers not yet renamed

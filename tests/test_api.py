@@ -155,6 +155,18 @@ def test_plan_and_validate_send_nothing_and_count_every_row(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.csv"]
 
 
+def test_paths_given_as_text_work_as_paths(tmp_path: Path, sandbox_url: str) -> None:
+    """A Python caller may give the state and results as text, as the CLI does."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    config = configured(
+        catalog, sandbox_url, state=str(tmp_path / "s.db"), results=str(tmp_path / "r.csv")
+    )
+    assert config.state == tmp_path / "s.db"
+    summary = batch.run(config)
+    assert summary.exit_code == batch.ExitCode.OK
+    assert list(read_results(tmp_path / "r.csv")["status"]) == ["submitted", "submitted"]
+
+
 @pytest.mark.anyio
 async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
     """The async twin of plan, from a running loop, without a key."""
