@@ -11,6 +11,7 @@ first POST, so that no answer is ever lost for want of a place to write it.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,3 +127,18 @@ def check_writable(path: Location, what: str, option: str, *, create: bool = Tru
             f"{option} {path}: cannot write the existing {what} (permission; owned by another "
             f"user?); fix its permissions, or {fix}"
         )
+    if path.parent.is_dir():
+        _try_writing_beside(path, option, fix)
+
+
+def _try_writing_beside(path: Path, option: str, fix: str) -> None:
+    """Makes and removes a temporary file where the real one will be written: a folder that
+    grants the permission may still refuse files (a read-only mount, /proc, a full quota)."""
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".check", dir=path.parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"{option} {path}: cannot create a file in {path.parent} ({exc.strerror}); {fix}"
+        ) from None
+    os.close(handle)
+    os.unlink(name)

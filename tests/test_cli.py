@@ -335,6 +335,9 @@ def test_missing_results_folder_is_created_before_sending(tmp_path: Path) -> Non
         ("--results", "c.results.ods", "results must end in .csv, .parquet or .xlsx"),
         ("--state", "plain.txt/s.db", "plain.txt is not a folder"),
         ("--summary-json", "plain.txt/summary.json", "plain.txt is not a folder"),
+        # A folder whose permissions allow writing but that takes no file (tmp_path / an
+        # absolute path is that path).
+        ("--results", "/proc/out.csv", "cannot create a file in /proc"),
     ],
 )
 def test_unwritable_outputs_are_refused_before_sending(
