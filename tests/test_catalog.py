@@ -231,6 +231,64 @@ def test_jsonl_key_first_seen_after_the_first_batch_is_read(tmp_path: Path) -> N
     assert tables[1].column("note").to_pylist() == [None, "late"]
 
 
+@pytest.mark.parametrize("scan_rows", [2, 10_000])
+def test_jsonl_column_has_one_type_in_every_batch_when_its_values_change_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_rows: int
+) -> None:
+    """Ints then "30s", ints then 1.5, a batch all null, lists then other lists, ints then
+    objects: each JSON Lines column has one Arrow type, the same in every batch."""
+    monkeypatch.setattr("batch.catalog.readers._KEY_SCAN_ROWS", scan_rows)
+    lines = [
+        {"product_id": "A1", "length": 30, "price": 10, "music_id": None, "tags": [], "meta": 1},
+        {"product_id": "A2", "length": 15, "price": 12, "caption": True, "tags": [], "meta": 2},
+        {"product_id": "A3", "length": "30s", "price": 1.5, "music_id": 3, "tags": ["y"]},
+        {"product_id": "A4", "length": 15, "price": 2, "music_id": 40, "meta": {"k": [1]}},
+    ]
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    tables = list(read_passthrough(path, CatalogOptions(batch_rows=2)))
+    expected = pa.schema(
+        [
+            ("product_id", pa.string()),
+            ("length", pa.string()),
+            ("price", pa.float64()),
+            ("music_id", pa.int64()),
+            ("tags", pa.list_(pa.string())),
+            ("meta", pa.string()),
+            ("caption", pa.bool_()),
+        ]
+    )
+    assert [table.schema for table in tables] == [expected, expected]
+    combined = pa.concat_tables(tables)
+    assert combined.column("length").to_pylist() == ["30", "15", "30s", "15"]
+    assert combined.column("price").to_pylist() == [10.0, 12.0, 1.5, 2.0]
+    assert combined.column("meta").to_pylist() == ["1", "2", None, '{"k": [1]}']
+    rows = rows_of(path, CatalogOptions(batch_rows=2))
+    assert [(r.fields.length, r.fields.music_id) for r in rows if r.fields] == [
+        ("30", None),
+        ("15", None),
+        ("30", 3),
+        ("15", 40),
+    ]
+
+
+def test_jsonl_ints_too_wide_for_their_column_type_are_kept_as_text(tmp_path: Path) -> None:
+    """An int past int64, or past 2**53 beside floats, makes its column text, every digit kept."""
+    lines = [
+        {"product_id": "A1", "huge": 1, "wide": 2**53 + 1, "avatar_id": 2**53 + 1},
+        {"product_id": "A2", "huge": 2**64, "wide": 1.5, "avatar_id": 127},
+    ]
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    tables = list(read_passthrough(path, CatalogOptions(batch_rows=1)))
+    for table in tables:
+        assert table.schema.field("huge").type == pa.string()
+        assert table.schema.field("wide").type == pa.string()
+        assert table.schema.field("avatar_id").type == pa.int64()
+    combined = pa.concat_tables(tables)
+    assert combined.column("huge").to_pylist() == ["1", str(2**64)]
+    assert combined.column("wide").to_pylist() == [str(2**53 + 1), "1.5"]
+    assert [row.fields.avatar_id for row in rows_of(path) if row.fields] == [2**53 + 1, 127]
+
+
 def test_jsonl_bad_line_is_a_catalog_error(tmp_path: Path) -> None:
     """A line that is not JSON stops the read and names the line."""
     path = write(tmp_path, "c.ndjson", '{"product_id": "A1"}\n{oops\n')

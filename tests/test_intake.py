@@ -5,6 +5,7 @@ reads, and what the sandbox received."""
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -179,6 +180,34 @@ def test_a_16_mib_cell_reaches_the_results_file_whole(tmp_path: Path, sandbox_ur
     assert code == 0, output
     notes = read_results(tmp_path / "c.results.csv")["notes"]
     assert [len(note) for note in notes] == [16 << 20, 5]
+
+
+def test_a_jsonl_column_changing_kind_between_batches_reaches_a_parquet_results_file(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A JSON Lines `length` of 15 then "15s", a `price` of 10 then 1.5, batches of 2 rows:
+    the run writes its .parquet results file (it crashed after every row was sent)."""
+    catalog = tmp_path / "c.jsonl"
+    records = [
+        {"product_id": IDS[0], "length": 15, "price": 10, "tags": []},
+        {"product_id": IDS[1], "length": 15, "price": 12, "tags": []},
+        {"product_id": IDS[2], "length": "15s", "price": 1.5, "tags": ["x"]},
+    ]
+    catalog.write_text("".join(json.dumps(record) + "\n" for record in records))
+    settings = tmp_path / "c.toml"
+    settings.write_text("[catalog]\nbatch_rows = 2\n")
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
+    results = tmp_path / "r.parquet"
+    code, output, exception = invoke(
+        "run", str(catalog), "--offline", "--base-url", sandbox_url, "--rate-limit", "none",
+        "--config", str(settings), "--state", str(tmp_path / "s.db"), "--results", str(results),
+    )  # fmt: skip
+    assert (code, exception) == (0, None), output
+    frame = read_results(results)
+    assert list(frame["length"]) == ["15", "15", "15s"]
+    assert list(frame["price"]) == ["10.0", "12.0", "1.5"]
+    assert list(frame["tags"]) == ["[]", "[]", '["x"]']
+    assert list(frame["status"]) == ["submitted"] * 3
 
 
 def test_a_column_mapping_typo_stops_validate_naming_the_settings_file(tmp_path: Path) -> None:

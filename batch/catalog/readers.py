@@ -5,6 +5,8 @@ Parquet make the first one at most `FIRST_BATCH_ROWS`, so that a run's first req
 for a large first batch), so memory stays flat whatever the file size, and batch boundaries are
 the same on every read.
 CSV columns are read as strings exactly as typed ("00123" stays "00123"); Parquet keeps its types.
+A JSON Lines column has one type in every batch, from a pass over the whole file (text when its
+values are of several kinds).
 pyarrow and decoding errors become `CatalogError`s that name the file, here and nowhere else.
 """
 
@@ -17,6 +19,7 @@ import json
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import IO, Any, Final
 
 import pyarrow as pa
@@ -280,43 +283,148 @@ def _open_parquet(path: Location, rows: int) -> Source:
 # ---- JSON Lines ----
 
 
+class _WideInt(int):
+    """An int past 2**53, which no float64 holds exactly (pyarrow refuses it in a float column)."""
+
+
+class _HugeInt(int):
+    """An int past int64, which no Arrow integer column holds."""
+
+
+_FLOAT_EXACT: Final = 2**53
+_INT64_END: Final = 2**63
+
+
+def _marked_int(text: str) -> int:
+    """json's `parse_int` for the key pass: the int, of a marker type when it is wide or huge."""
+    value = int(text)
+    if len(text) < 16:  # below 10**15: no comparison needed
+        return value
+    if not -_INT64_END <= value < _INT64_END:
+        return _HugeInt(value)
+    return _WideInt(value) if abs(value) > _FLOAT_EXACT else value
+
+
+_SCAN_DECODER: Final = json.JSONDecoder(parse_int=_marked_int)
+
+
+def _scan_loads(line: bytes) -> Any:
+    """`json.loads`, ints marked (`_marked_int`)."""
+    return _SCAN_DECODER.decode(line.decode(json.detect_encoding(line), "surrogatepass"))
+
+
 def _open_jsonl(path: Location, rows: int) -> Source:
     # pyarrow's JSON reader fails when a column holds 30 in one line and "30s" in the next, which
     # is exactly what people write, so lines are parsed here and mixed columns become strings.
-    headers = jsonl_keys(path)
-    return Source(headers, _jsonl_tables(path, headers, rows))
+    types = jsonl_columns(path)
+    return Source(list(types), _jsonl_tables(path, types, rows))
 
 
-def jsonl_keys(path: Location) -> list[str]:
-    """Every key of every record, in order of first appearance: one streamed pass.
+def jsonl_columns(path: Location) -> dict[str, pa.DataType]:
+    """Every key of every record, in order of first appearance, with the one Arrow type its
+    column has in every batch: one streamed pass that keeps the kinds of values seen per key,
+    never the values.
 
     Sparse exports (MongoDB's leave out a key whose value is null) may name a column first in
-    their millionth record; the columns are known only at the end of the file.
+    their millionth record; the columns are known only at the end of the file. A column's type
+    is the one pyarrow infers for the whole file at once (`_column_type`), so a file read in one
+    batch gets what it always got, and batches of a `.parquet` results file agree.
     """
-    keys: dict[str, None] = {}
+    seen: dict[tuple[str, type], None] = {}
+    nested: dict[str, pa.DataType] = {}
+    unshared: set[str] = set()
     with storage.open_read(path) as handle:
         line_number = 0
         while True:
-            records, line_number = _read_records(path, handle, line_number, _KEY_SCAN_ROWS)
+            records, line_number = _read_records(
+                path, handle, line_number, _KEY_SCAN_ROWS, _scan_loads
+            )
             if not records:
-                return list(keys)
+                break
+            # Records of one export mostly share their keys and kinds: one entry per shape.
+            shapes: dict[tuple[tuple[str, ...], tuple[type, ...]], None] = {}
             for record in records:
-                keys.update(dict.fromkeys(record))
+                shapes[tuple(record), tuple(map(type, record.values()))] = None
+            chunk: dict[tuple[str, type], None] = {}
+            for keys, types in shapes:
+                chunk.update(dict.fromkeys(zip(keys, types, strict=True)))
+            seen.update(chunk)
+            _scan_nested(records, chunk, nested, unshared)
+    kinds: dict[str, set[type]] = {}
+    for key, kind in seen:
+        kinds.setdefault(key, set()).add(kind)
+    return {
+        key: _column_type(found, None if key in unshared else nested.get(key))
+        for key, found in kinds.items()
+    }
 
 
-def _jsonl_tables(path: Location, headers: list[str], rows: int) -> Iterator[pa.Table]:
+def _scan_nested(
+    records: list[dict[str, Any]],
+    chunk: dict[tuple[str, type], None],
+    nested: dict[str, pa.DataType],
+    unshared: set[str],
+) -> None:
+    """The type of each column holding only lists, or only objects, in these records, merged
+    into `nested` (nulls give way; struct fields add up); a key whose types differ goes to
+    `unshared`, for JSON text."""
+    kinds: dict[str, set[type]] = {}
+    for key, kind in chunk:
+        if kind is not type(None):
+            kinds.setdefault(key, set()).add(kind)
+    for key, found in kinds.items():
+        if key in unshared or found not in ({list}, {dict}):
+            continue
+        try:
+            inferred = pa.array(list(map(dict.get, records, repeat(key)))).type
+            known = nested.get(key, inferred)
+            nested[key] = (
+                pa.unify_schemas([pa.schema([("v", known)]), pa.schema([("v", inferred)])])
+                .field("v")
+                .type
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+            unshared.add(key)
+
+
+def _column_type(kinds: set[type], nested: pa.DataType | None) -> pa.DataType:
+    """The type pyarrow infers for values of these kinds, or string (JSON text for non-strings)
+    where it would fail: mixed kinds, an int past int64, or past 2**53 beside floats."""
+    kinds = kinds - {type(None)}
+    if not kinds:
+        return pa.null()
+    if kinds == {bool}:
+        return pa.bool_()
+    if kinds <= {int, _WideInt}:
+        return pa.int64()
+    if kinds <= {int, float}:
+        return pa.float64()
+    if kinds in ({list}, {dict}) and nested is not None:
+        return nested
+    return pa.string()
+
+
+def _jsonl_tables(path: Location, types: dict[str, pa.DataType], rows: int) -> Iterator[pa.Table]:
     line_number = 0
     with storage.open_read(path) as handle:
         while True:
             records, line_number = _read_records(path, handle, line_number, rows)
             if not records:
                 return
-            columns = {header: [record.get(header) for record in records] for header in headers}
-            yield pa.table({header: _json_column(values) for header, values in columns.items()})
+            yield pa.table(
+                {
+                    header: _json_column([record.get(header) for record in records], kind)
+                    for header, kind in types.items()
+                }
+            )
 
 
 def _read_records(
-    path: Location, handle: IO[bytes], line_number: int, rows: int
+    path: Location,
+    handle: IO[bytes],
+    line_number: int,
+    rows: int,
+    loads: Callable[[bytes], Any] = json.loads,
 ) -> tuple[list[dict[str, Any]], int]:
     """Up to `rows` objects from the next lines, and the number of the last line read."""
     records: list[dict[str, Any]] = []
@@ -325,7 +433,7 @@ def _read_records(
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads(line)
         except ValueError as exc:
             raise CatalogError(
                 f"{path} line {line_number}: is not JSON ({exc}); fix the line"
@@ -338,14 +446,12 @@ def _read_records(
     return records, line_number
 
 
-def _json_column(values: list[Any]) -> pa.Array:
+def _json_column(values: list[Any], kind: pa.DataType) -> pa.Array:
+    """The values as an array of the column's type; a string column holds non-strings as JSON."""
     try:
-        return pa.array(values)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(
-            [
-                value if value is None or isinstance(value, str) else json.dumps(value)
-                for value in values
-            ],
-            type=pa.string(),
-        )
+        return pa.array(values, type=kind)
+    except pa.ArrowTypeError:
+        if not pa.types.is_string(kind):
+            raise
+    texts = [v if v is None or isinstance(v, str) else json.dumps(v) for v in values]
+    return pa.array(texts, type=pa.string())
