@@ -720,3 +720,21 @@ def test_reading_refuses_a_repeated_header_even_without_the_check(tmp_path: Path
     path = write(tmp_path, "c.csv", "product_id,title,title\nA1,a,b\n")
     with pytest.raises(CatalogError, match=r"columns 2 and 3 are all named 'title'"):
         read_catalog(path, CatalogOptions())
+
+
+def test_jsonl_lists_and_objects_in_request_columns_are_read_not_a_crash(tmp_path: Path) -> None:
+    """A JSON list of image URLs is the URLs, as `a|b` is in CSV; an object where an id belongs
+    is an invalid cell quoted as JSON, never a traceback."""
+    lines = [
+        {"product_url": "https://shop.example/p/1", "image_urls": ["https://a.example/x.png"]},
+        {"product_id": "P2", "avatar_id": {"id": 1}},
+    ]
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    first, second = rows_of(path)
+    assert first.fields is not None
+    assert first.fields.product is not None
+    assert first.fields.product.image_urls == ("https://a.example/x.png",)
+    assert messages(path, second) == [
+        "c.jsonl row 2, column 'avatar_id': '{\"id\": 1}' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
+    ]

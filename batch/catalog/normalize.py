@@ -11,6 +11,7 @@ sha256 itself runs per row. Row objects are built only for the rows that are use
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import string
 from collections.abc import Callable, Mapping, Sequence
@@ -261,6 +262,16 @@ def _rows_of(indices: np.ndarray, uniques: Mapping[int, str]) -> list[tuple[int,
     return [(row, uniques[int(indices[row])]) for row in rows]
 
 
+def _nested_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A JSON Lines list or object in a cell, as text a normaliser reads: a list of plain values
+    joined by `|` (as `a.jpg|b.jpg` is written in CSV), anything else as its JSON."""
+    try:
+        return pc.binary_join(pc.cast(column, pa.list_(pa.string())), "|")
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        text = [None if value is None else json.dumps(value) for value in column.to_pylist()]
+        return pa.chunked_array([pa.array(text, pa.string())])
+
+
 def _normalize_column(
     column: pa.ChunkedArray, normalize: Normalizer, default: object, free_text: bool
 ) -> _Column:
@@ -268,6 +279,8 @@ def _normalize_column(
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    if pa.types.is_nested(column.type):
+        column = _nested_as_text(column)
     encoded = pc.dictionary_encode(column.combine_chunks())
     uniques = encoded.dictionary.to_pylist()
     # One slot past the distinct values stands for null, so a single take maps every row.
