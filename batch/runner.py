@@ -234,7 +234,11 @@ class _Run:
         self.state = state
         self.transport = transport
         state.as_worker(config.claim_seconds)
-        self.run_id = state.join_run(str(config.catalog))
+        self.run_id = state.join_run(
+            str(config.catalog),
+            results=storage.identity(config.recorded_results or config.results),
+            request_defaults=payload.defaults_to_json(config.catalog_options.defaults),
+        )
         self.planner = Planner(config, state, self.run_id, dry_run=False)
         self.planned = asyncio.Event()
         self.control = RunControl(config, on_stop=self.planned.set)
