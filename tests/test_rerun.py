@@ -74,3 +74,15 @@ def test_retry_of_a_results_file_no_run_wrote_warns_and_uses_the_settings(
     assert code == 0, err
     assert f"{results}: no run in the state" in " ".join(err.split())
     assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)[1:]] == ["30"] * 4
+
+
+def test_retry_without_a_status_column_is_a_usage_error(tmp_path: Path, sandbox_url: str) -> None:
+    """A results file lacking `status`: exit 2 naming the file and the column, nothing sent."""
+    results = write_catalog(tmp_path / "c.results.csv", simple_rows(2))
+    code, err = invoke(
+        "retry", str(results), "--state", str(tmp_path / "s.db"), "--base-url", sandbox_url
+    )
+    assert code == 2, err
+    message = f"{results}: not a results file of jogg-batch: no 'status', 'code' columns"
+    assert message in " ".join(err.split())
+    assert _sent(sandbox_url) == []
