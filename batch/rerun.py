@@ -71,6 +71,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             catalog=subset,
             results=Path(folder) / "retry.results.csv",
             recorded_results=config.results,  # the next retry of that file finds these defaults
+            summary_json=None,  # written below, naming the results file rather than `subset`
             catalog_options=replace(
                 config.catalog_options, format="csv", delimiter=",", defaults=defaults
             ),
@@ -84,7 +85,9 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         for column in outcome_columns:
             frame.at[original, column] = retried.iloc[position][column]
     write_table(frame, config.results)
+    summary.catalog = str(config.catalog)
     summary.results = str(config.results)
+    runner.write_summary_json(config, summary)
     return summary
 
 

@@ -116,13 +116,19 @@ async def run_async(
         else:
             summary = await _Run(config, state, transport).execute(handle_signals=handle_signals)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
-    if config.summary_json is not None:
-        try:
-            files.write_text(config.summary_json, json.dumps(summary.to_json(), indent=2) + "\n")
-        except OSError as exc:
-            log.error("cannot write the summary %s: %s", config.summary_json, exc.strerror)
-            summary.exit_code = summary.exit_code or int(ExitCode.LOCAL_IO)
+    write_summary_json(config, summary)
     return summary
+
+
+def write_summary_json(config: RunConfig, summary: RunSummary) -> None:
+    """`--summary-json`: the summary as JSON; a failure to write it is exit 7, not a traceback."""
+    if config.summary_json is None:
+        return
+    try:
+        files.write_text(config.summary_json, json.dumps(summary.to_json(), indent=2) + "\n")
+    except OSError as exc:
+        log.error("cannot write the summary %s: %s", config.summary_json, exc.strerror)
+        summary.exit_code = summary.exit_code or int(ExitCode.LOCAL_IO)
 
 
 def plan_only(config: RunConfig) -> RunSummary:

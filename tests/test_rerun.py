@@ -3,6 +3,7 @@ them, against the sandbox over a real socket."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,17 @@ def test_retry_without_a_status_column_is_a_usage_error(tmp_path: Path, sandbox_
     message = f"{results}: not a results file of jogg-batch: no 'status', 'code' columns"
     assert message in " ".join(err.split())
     assert _sent(sandbox_url) == []
+
+
+def test_retry_summary_names_the_results_file(
+    tmp_path: Path, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """The summary (and --summary-json) names the results file retried, not a temporary one."""
+    _, args = half_run
+    results, summary = tmp_path / "c.results.csv", tmp_path / "summary.json"
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("retry", str(results), *state, "--summary-json", str(summary), *args)
+    assert code == 0, err
+    assert f"run finished: {results}\n" in err
+    written = json.loads(summary.read_text())
+    assert (written["catalog"], written["results"]) == (str(results), str(results))
