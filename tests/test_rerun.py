@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,24 @@ def test_retry_summary_names_the_results_file(
     assert f"run finished: {results}\n" in err
     written = json.loads(summary.read_text())
     assert (written["catalog"], written["results"]) == (str(results), str(results))
+
+
+def test_an_unknown_row_the_state_lost_is_entered_as_the_runs_request(
+    tmp_path: Path, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """An `unknown` row entered from the results file gets the run's fingerprint (and tag)."""
+    _, args = half_run
+    results = tmp_path / "c.results.csv"
+    frame = read_results(results)
+    frame.at[0, "status"], frame.at[0, "video_id"] = "unknown", ""
+    frame.to_csv(results, index=False)
+    with sqlite3.connect(tmp_path / "s.db") as db:  # a state restored from before that request
+        sent = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'submitted'").fetchall()
+        db.execute("DELETE FROM attempts")
+        db.execute("DELETE FROM jobs WHERE status = 'submitted'")
+    db.close()
+    invoke("retry", str(results), "--state", str(tmp_path / "s.db"), *args)
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        entered = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'unknown'")
+        assert entered.fetchall() == sent
+    db.close()
