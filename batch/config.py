@@ -292,6 +292,9 @@ class RunConfig:
     keep_runs: int = 7  # runs whose row outcomes the ledger keeps (batch.store.maintenance)
     claim_seconds: float = 60.0  # a shared state's claim lease (batch.store.fleet)
     legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
+    # The results file the state records the run as writing, when not `results`: `retry` runs
+    # a temporary catalog whose outcomes it merges into the file it was given.
+    recorded_results: Location | None = None
     dry_run: bool = False
     force: bool = False
     retry_permanent: bool = False

@@ -5,6 +5,13 @@ column, so the rows to retry become a small catalog of their own; their outcomes
 into the results file in place. Rows whose earlier outcome is `unknown` may have been accepted:
 when the state (beside the results file, or `--state`) does not know them, they are entered as
 `unknown` first, so they are looked up by their tag before anything is sent again.
+
+A row's request also depends on the run's request defaults (`run --length 15` fills the empty
+length cells): the state records them with the results file each run writes, and the rows are
+rebuilt with those of the newest run that wrote this file, so each is the very request (and
+fingerprint) that run planned, never a second, paid one. When the state knows no such run (the
+file was moved or comes from another machine, or the run was pruned), a warning says so and the
+settings' defaults (`--config`) are used.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
-from batch import catalog, payload, runner
+from batch import catalog, payload, runner, storage
 from batch.config import RunConfig
+from batch.errors import CatalogError
+from batch.payload import RequestDefaults
 from batch.planner import tag_for
 from batch.runner import RunSummary
 from batch.statuses import RETRY_ROWS
@@ -25,6 +34,7 @@ from batch.store.results import RESULT_COLUMNS, catalog_name, read_results, writ
 from batch.vocabulary import PERMANENT_CODES
 
 log = logging.getLogger(__name__)
+_NEEDED_COLUMNS = ("status", "code")  # the outcome columns that choose the rows to retry
 
 
 def rerun(config: RunConfig, *, handle_signals: bool = False) -> RunSummary:
@@ -36,6 +46,14 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     """`config.catalog` is the results file; `config.results` is where the merged file goes.
     `handle_signals` as in `runner.run_async`."""
     frame = read_results(config.catalog)
+    missing = [f"'{name}'" for name in _NEEDED_COLUMNS if name not in frame.columns]
+    if missing:
+        raise CatalogError(
+            f"{config.catalog}: not a results file of jogg-batch: no {', '.join(missing)} "
+            f"column{'s' if len(missing) > 1 else ''}; retry takes the file a run wrote "
+            "(CATALOG.results.csv), with its outcome columns"
+        )
+    defaults = _run_defaults(config)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
     wanted = frame["status"].isin(RETRY_ROWS) & (
         config.retry_permanent | ~((frame["status"] == "failed") & frame["code"].isin(permanent))
@@ -52,7 +70,11 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             config,
             catalog=subset,
             results=Path(folder) / "retry.results.csv",
-            catalog_options=replace(config.catalog_options, format="csv", delimiter=","),
+            recorded_results=config.results,  # the next retry of that file finds these defaults
+            summary_json=None,  # written below, naming the results file rather than `subset`
+            catalog_options=replace(
+                config.catalog_options, format="csv", delimiter=",", defaults=defaults
+            ),
         )
         unknown_rows = {n + 1 for n, status in enumerate(todo["status"]) if status == "unknown"}
         _enter_unknowns(subset_config, unknown_rows)
@@ -63,8 +85,31 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         for column in outcome_columns:
             frame.at[original, column] = retried.iloc[position][column]
     write_table(frame, config.results)
+    summary.catalog = str(config.catalog)
     summary.results = str(config.results)
+    runner.write_summary_json(config, summary)
     return summary
+
+
+def _run_defaults(config: RunConfig) -> RequestDefaults:
+    """The request defaults of the newest run in the state that wrote the results file
+    `config.catalog`; the settings' (with a warning) when the state knows none."""
+    with StateStore(config.state) as state:
+        recorded = state.run_defaults(storage.identity(config.catalog))
+    if recorded is not None:
+        try:
+            return payload.defaults_from_json(recorded)
+        except ValueError as exc:
+            log.warning("%s: the state's record of its run is unreadable: %s", config.catalog, exc)
+    log.warning(
+        "%s: no run in the state %s wrote this results file (it was moved or copied, or its run "
+        "was pruned): its rows are rebuilt with the settings' request defaults. If the run was "
+        "given others (--length, --aspect-ratio...), put them under [defaults] in a --config "
+        "file and retry with it: otherwise those rows are new requests, paid again",
+        config.catalog,
+        config.state,
+    )
+    return config.catalog_options.defaults
 
 
 def _enter_unknowns(config: RunConfig, rows: set[int]) -> None:

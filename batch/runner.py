@@ -116,13 +116,19 @@ async def run_async(
         else:
             summary = await _Run(config, state, transport).execute(handle_signals=handle_signals)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
-    if config.summary_json is not None:
-        try:
-            files.write_text(config.summary_json, json.dumps(summary.to_json(), indent=2) + "\n")
-        except OSError as exc:
-            log.error("cannot write the summary %s: %s", config.summary_json, exc.strerror)
-            summary.exit_code = summary.exit_code or int(ExitCode.LOCAL_IO)
+    write_summary_json(config, summary)
     return summary
+
+
+def write_summary_json(config: RunConfig, summary: RunSummary) -> None:
+    """`--summary-json`: the summary as JSON; a failure to write it is exit 7, not a traceback."""
+    if config.summary_json is None:
+        return
+    try:
+        files.write_text(config.summary_json, json.dumps(summary.to_json(), indent=2) + "\n")
+    except OSError as exc:
+        log.error("cannot write the summary %s: %s", config.summary_json, exc.strerror)
+        summary.exit_code = summary.exit_code or int(ExitCode.LOCAL_IO)
 
 
 def plan_only(config: RunConfig) -> RunSummary:
@@ -234,7 +240,11 @@ class _Run:
         self.state = state
         self.transport = transport
         state.as_worker(config.claim_seconds)
-        self.run_id = state.join_run(str(config.catalog))
+        self.run_id = state.join_run(
+            str(config.catalog),
+            results=storage.identity(config.recorded_results or config.results),
+            request_defaults=payload.defaults_to_json(config.catalog_options.defaults),
+        )
         self.planner = Planner(config, state, self.run_id, dry_run=False)
         self.planned = asyncio.Event()
         self.control = RunControl(config, on_stop=self.planned.set)

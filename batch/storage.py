@@ -99,6 +99,14 @@ def parse_location(text: str | Path) -> Location:
     return ObjectURL(f"{scheme}://{rest}")
 
 
+def identity(location: Location) -> str:
+    """The one name of a file whatever the working folder (the state keeps it): an absolute
+    path, or the URL."""
+    if isinstance(location, Path):
+        return str(location.expanduser().resolve())
+    return str(location)
+
+
 def _filesystem(location: ObjectURL) -> AbstractFileSystem:
     import fsspec
 

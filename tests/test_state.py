@@ -90,6 +90,17 @@ def test_unknown_from_a_results_file_is_entered_once(state: StateStore) -> None:
     assert state._db.execute("SELECT started_at FROM attempts").fetchall() == [(0.0,)]
 
 
+def test_a_results_file_gives_the_request_defaults_of_its_newest_run(state: StateStore) -> None:
+    """`retry` finds the defaults the newest live run writing that results file used, else None."""
+    state.begin_run("c.csv", dry_run=False, results="/r.csv", request_defaults='{"length":"15"}')
+    state.as_worker(60.0)
+    state.join_run("c.csv", results="/r.csv", request_defaults='{"length":"60"}')
+    state.begin_run("c.csv", dry_run=True, results="/r.csv", request_defaults='{"length":"30"}')
+    state.begin_run("d.csv", dry_run=False, results="/d.csv", request_defaults='{"length":"30"}')
+    assert state.run_defaults("/r.csv") == '{"length":"60"}'
+    assert state.run_defaults("/elsewhere/r.csv") is None
+
+
 def test_newer_schema_is_refused(state_at: StateLocation) -> None:
     """A state written by a newer jogg-batch is not misread."""
     with StateStore(state_at) as state:

@@ -88,8 +88,11 @@ class FleetQueries(JobQueries):
 
     # --- the catalog's run ---------------------------------------------------------------------
 
-    def join_run(self, catalog: str) -> int:
-        """The run of `catalog` that live workers are in, else a new one (SQLite: always new)."""
+    def join_run(
+        self, catalog: str, *, results: str | None = None, request_defaults: str | None = None
+    ) -> int:
+        """The run of `catalog` that live workers are in, else a new one (SQLite: always new),
+        recorded as `begin_run` records it."""
         if not self.shared:
             # The file lock keeps every other process out: any claim left is a dead worker's.
             with self._write() as db:
@@ -97,7 +100,9 @@ class FleetQueries(JobQueries):
                     "UPDATE jobs SET claimed_by = NULL, claim_until = NULL "
                     "WHERE claimed_by IS NOT NULL"
                 )
-            return self.begin_run(catalog, dry_run=False)
+            return self.begin_run(
+                catalog, dry_run=False, results=results, request_defaults=request_defaults
+            )
         with self.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?, ?)", (_JOIN_LOCK, lock_key(catalog)))
             row = db.execute(
@@ -115,8 +120,9 @@ class FleetQueries(JobQueries):
                 run_id = None
             if run_id is None:
                 (run_id,) = db.execute(
-                    "INSERT INTO runs (started_at, catalog, dry_run) VALUES (?, ?, 0) RETURNING id",
-                    (self._clock(), catalog),
+                    "INSERT INTO runs (started_at, catalog, dry_run, results, request_defaults) "
+                    "VALUES (?, ?, 0, ?, ?) RETURNING id",
+                    (self._clock(), catalog, results, request_defaults),
                 ).fetchone()
             db.execute("SELECT pg_advisory_lock_shared(?, ?)", (_MEMBER_LOCK, run_id))
         return int(run_id)

@@ -11,13 +11,33 @@ from batch.store.records import AttemptRecord, Job, JobUpdate, KnownJob, NewJob,
 
 
 class JobQueries(Connection):
-    def begin_run(self, catalog: str, *, dry_run: bool) -> int:
+    def begin_run(
+        self,
+        catalog: str,
+        *,
+        dry_run: bool,
+        results: str | None = None,
+        request_defaults: str | None = None,
+    ) -> int:
+        """A new run; `results` (the file it writes, as `storage.identity` names it) and its
+        `request_defaults` (JSON) are what `retry` of that file needs to rebuild its rows."""
         with self._write() as db:
             (run_id,) = db.execute(
-                "INSERT INTO runs (started_at, catalog, dry_run) VALUES (?, ?, ?) RETURNING id",
-                (self._clock(), catalog, int(dry_run)),
+                "INSERT INTO runs (started_at, catalog, dry_run, results, request_defaults) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING id",
+                (self._clock(), catalog, int(dry_run), results, request_defaults),
             ).fetchone()
         return int(run_id)
+
+    def run_defaults(self, results: str) -> str | None:
+        """The request defaults (JSON) of the newest run that wrote the results file `results`,
+        or None when the state knows no such run (another state's, or pruned)."""
+        row = self._db.execute(
+            "SELECT request_defaults FROM runs WHERE results = ? AND dry_run = 0 "
+            "AND request_defaults IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (results,),
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def finish_run(self, run_id: int, outcome: str) -> None:
         with self._write() as db:

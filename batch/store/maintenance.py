@@ -4,8 +4,11 @@ What is kept, and why: every job and every attempt, forever (a job once accepted
 sent again, and its attempts prove what was paid); the listing index and the double charges;
 products. What is pruned: the per-row outcomes (`run_rows`) and the run records of all but the
 last `keep_runs` runs. Those only serve results files already written; `retry` works from the
-results file itself. A run prunes to `run.keep_runs` when it ends; freed pages are reused by the
-next night's rows, so the file stops growing without a VACUUM (which rewrites the whole file).
+results file itself, but takes the request defaults of the run that wrote it from that run's
+record: once pruned, it warns and uses the settings' (a retry records itself as a run of the
+file, so a file retried since keeps its record). A run prunes to `run.keep_runs` when it ends;
+freed pages are reused by the next night's rows, so the file stops growing without a VACUUM
+(which rewrites the whole file).
 """
 
 from __future__ import annotations

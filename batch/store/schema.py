@@ -131,6 +131,12 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX jobs_failed_for_good ON jobs (id) WHERE status = 'failed' AND permanent = 1;
     """,
+    # 5: `retry RESULTS` rebuilds a run's rows with that run's request defaults (`--length`...):
+    # the results file it wrote, and those defaults as JSON (batch.payload.defaults_to_json).
+    """
+    ALTER TABLE runs ADD COLUMN results TEXT;
+    ALTER TABLE runs ADD COLUMN request_defaults TEXT;
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.

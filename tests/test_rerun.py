@@ -1,0 +1,125 @@
+"""`jogg-batch retry` (batch.rerun): the rows a results file left undone, sent as the run planned
+them, against the sandbox over a real socket."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from batch.cli import main
+from batch.store.results import read_results
+from tests.helpers import simple_rows, submissions, write_catalog
+
+SANDBOX = {"rate_limit": None, "render_seconds": 0.0}  # the `sandbox_url` of tests/conftest.py
+ENV = {"JOGG_API_KEY": "sk-sandbox"}
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(main, list(args), env=ENV)
+    return result.exit_code, result.stderr
+
+
+def _sent(url: str) -> list[dict[str, Any]]:
+    return submissions(url)["submissions"]  # type: ignore[no-any-return]
+
+
+def _no_length_catalog(path: Path, count: int) -> Path:
+    """`count` valid rows whose length cell is empty: the run's default decides it."""
+    return write_catalog(path, [{**row, "length": ""} for row in simple_rows(count)])
+
+
+@pytest.fixture
+def half_run(tmp_path: Path, sandbox_url: str) -> tuple[Path, tuple[str, ...]]:
+    """`run --length 15 --max-videos 1` of 5 rows: 1 submitted, 4 not_attempted."""
+    catalog = _no_length_catalog(tmp_path / "c.csv", 5)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--length", "15", "--max-videos", "1", *state, *args)
+    assert code == 1, err
+    assert len(_sent(sandbox_url)) == 1
+    return catalog, args
+
+
+def test_retry_sends_the_requests_the_run_planned(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """Retried rows carry the run's `--length`, and the same run again sends nothing."""
+    catalog, args = half_run
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
+    assert code == 0, err
+    sent = _sent(sandbox_url)
+    assert len(sent) == 5
+    assert {s["payload"]["video_spec"]["length"] for s in sent} == {"15"}
+    code, err = invoke("run", str(catalog), "--length", "15", *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5  # nothing was paid twice
+    assert list(read_results(tmp_path / "c.results.csv")["status"]) == ["already_submitted"] * 5
+
+
+def test_retry_of_a_results_file_no_run_wrote_warns_and_uses_the_settings(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A results file no run in the state wrote: a warning naming it, then the settings."""
+    _, args = half_run
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    results = elsewhere / "c.results.csv"
+    shutil.copy(tmp_path / "c.results.csv", results)
+    code, err = invoke("retry", str(results), "--state", str(elsewhere / "s.db"), *args)
+    assert code == 0, err
+    assert f"{results}: no run in the state" in " ".join(err.split())
+    assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)[1:]] == ["30"] * 4
+
+
+def test_retry_without_a_status_column_is_a_usage_error(tmp_path: Path, sandbox_url: str) -> None:
+    """A results file lacking `status`: exit 2 naming the file and the column, nothing sent."""
+    results = write_catalog(tmp_path / "c.results.csv", simple_rows(2))
+    code, err = invoke(
+        "retry", str(results), "--state", str(tmp_path / "s.db"), "--base-url", sandbox_url
+    )
+    assert code == 2, err
+    message = f"{results}: not a results file of jogg-batch: no 'status', 'code' columns"
+    assert message in " ".join(err.split())
+    assert _sent(sandbox_url) == []
+
+
+def test_retry_summary_names_the_results_file(
+    tmp_path: Path, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """The summary (and --summary-json) names the results file retried, not a temporary one."""
+    _, args = half_run
+    results, summary = tmp_path / "c.results.csv", tmp_path / "summary.json"
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("retry", str(results), *state, "--summary-json", str(summary), *args)
+    assert code == 0, err
+    assert f"run finished: {results}\n" in err
+    written = json.loads(summary.read_text())
+    assert (written["catalog"], written["results"]) == (str(results), str(results))
+
+
+def test_an_unknown_row_the_state_lost_is_entered_as_the_runs_request(
+    tmp_path: Path, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """An `unknown` row entered from the results file gets the run's fingerprint (and tag)."""
+    _, args = half_run
+    results = tmp_path / "c.results.csv"
+    frame = read_results(results)
+    frame.at[0, "status"], frame.at[0, "video_id"] = "unknown", ""
+    frame.to_csv(results, index=False)
+    with sqlite3.connect(tmp_path / "s.db") as db:  # a state restored from before that request
+        sent = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'submitted'").fetchall()
+        db.execute("DELETE FROM attempts")
+        db.execute("DELETE FROM jobs WHERE status = 'submitted'")
+    db.close()
+    invoke("retry", str(results), "--state", str(tmp_path / "s.db"), *args)
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        entered = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'unknown'")
+        assert entered.fetchall() == sent
+    db.close()
