@@ -328,6 +328,15 @@ class _Run:
         main_task = asyncio.current_task()
         assert main_task is not None
         installed = self._install_signals(loop, main_task) if handle_signals else []
+        deadline = self.config.deadline
+        # At the deadline sending stops, and every wait (a Retry-After, the limiter) with it.
+        timer = (
+            None
+            if deadline is None
+            else loop.call_later(
+                max(0.0, deadline - time.time()), self.control.stop, "time limit reached"
+            )
+        )
         results_task = asyncio.create_task(self._refresh_results())
         heartbeat = asyncio.create_task(self._guarded(self._heartbeat(), "renewing claims"))
         try:
@@ -375,6 +384,8 @@ class _Run:
                     raise
                 await self._last_sync()
         finally:
+            if timer is not None:
+                timer.cancel()
             results_task.cancel()
             heartbeat.cancel()
             for sig in installed:
@@ -466,7 +477,7 @@ class _Run:
                 "stopping: waiting up to %.0f s for %d request(s) in flight "
                 "(signal again to stop at once)",
                 self.config.shutdown_grace,
-                control.in_flight,
+                control.on_the_wire,
             )
             loop.call_later(self.config.shutdown_grace, main.cancel)
 

@@ -10,12 +10,13 @@ never opened) are retried here; an answer that may hide an accepted request leav
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from batch import payload
 from batch.config import RunConfig
@@ -29,6 +30,8 @@ from batch.store import AttemptRecord, Job, StateStore, UncertainJob
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class StopRequested(Exception):
     """Raised inside a job when the run stops sending (signal, cap, deadline, account error)."""
@@ -41,7 +44,12 @@ class JobTaken(Exception):
 @dataclass
 class RunControl:
     """What every part of a live run shares: why sending stopped, and the counts that decide
-    whether it must (`--max-videos`, `--until`)."""
+    whether it must (`--max-videos`, `--until`).
+
+    Every wait of a job (a backoff, the rate limiter, the --max-videos budget) goes through
+    `unless_stopped`: when sending stops (a signal, the deadline, an account error) it ends at
+    once with StopRequested, so no server hint or full window can outlive the run.
+    """
 
     config: RunConfig
     on_stop: Callable[[], None] = lambda: None
@@ -51,14 +59,45 @@ class RunControl:
     signal_code: ExitCode | None = None
     sent: int = 0
     accepted: int = 0
-    in_flight: int = 0
+    in_flight: int = 0  # jobs past the budget: waiting for the limiter or sending
+    on_the_wire: int = 0  # requests sent and not yet answered
     uncertain: asyncio.Event = field(default_factory=asyncio.Event)  # the settler has work
+    # Tasks inside `unless_stopped`, and those of them `stop` cancelled.
+    _waiting: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
+    _cut: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
 
     def stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
             log.warning("no further requests: %s", reason)
+            for task in self._waiting - self._cut:
+                self._cut.add(task)
+                task.cancel()
         self.on_stop()
+
+    async def unless_stopped(self, wait: Awaitable[T]) -> T:
+        """`await wait`, or StopRequested as soon as sending stops (the wait is cancelled: it
+        must take nothing it does not give back when cancelled, as asyncio's waits do)."""
+        task = asyncio.current_task()
+        assert task is not None
+        if self.stop_reason is not None:
+            if asyncio.iscoroutine(wait):
+                wait.close()
+            raise StopRequested
+        self._waiting.add(task)
+        try:
+            return await wait
+        except asyncio.CancelledError:
+            if task not in self._cut or task.uncancel() > 0:
+                raise  # cancelled by someone else as well: theirs to handle
+            raise StopRequested from None
+        finally:
+            self._waiting.discard(task)
+            self._cut.discard(task)
+
+    async def sleep(self, seconds: float) -> None:
+        """A pause that a stop cuts short (with StopRequested)."""
+        await self.unless_stopped(asyncio.sleep(seconds))
 
     def should_stop(self) -> bool:
         if self.stop_reason is not None:
@@ -162,7 +201,7 @@ class JobSender:
                 outcome.code,
                 delay,
             )
-            await asyncio.sleep(delay)
+            await self.control.sleep(delay)
 
     def finish_exhausted(self, job: Job, outcome: ApiOutcome, *, permanent: bool = False) -> None:
         """Out of attempts. A job any of whose requests may have been accepted never ends
@@ -197,7 +236,7 @@ class JobSender:
             while cap is not None and control.accepted + control.in_flight >= cap:
                 if control.should_stop():
                     raise StopRequested
-                await self.budget.wait()
+                await control.unless_stopped(self.budget.wait())
             if control.should_stop():
                 raise StopRequested
             control.in_flight += 1
@@ -219,7 +258,7 @@ class JobSender:
                 if outcome.kind == "permanent" or attempt == policy.max_attempts:
                     self.finish_exhausted(job, outcome, permanent=outcome.kind == "permanent")
                     return None
-                await asyncio.sleep(
+                await self.control.sleep(
                     policy.delay(attempt, retry_after=outcome.retry_after, rng=self.rng)
                 )
         return None
@@ -229,8 +268,13 @@ class JobSender:
         try:
             if self.limiter is None:
                 return await self._post_now(job, body)
-            async with self.limiter.slot() as slot:
+            async with contextlib.AsyncExitStack() as stack:
+                # Cancelled while waiting, the limiter takes no place (its own guarantee).
+                slot = await self.control.unless_stopped(
+                    stack.enter_async_context(self.limiter.slot())
+                )
                 if self.control.stop_reason is not None:
+                    slot.unused()
                     raise StopRequested
                 try:
                     outcome = await self._post_now(job, body)
@@ -239,6 +283,7 @@ class JobSender:
                     raise
                 slot.observe(outcome.retry_after, outcome.rate_remaining, outcome.rate_limited)
                 return outcome
+            raise AssertionError("unreachable")  # mypy: an exit stack may swallow exceptions
         finally:
             self.control.in_flight -= 1
             async with self.budget:
@@ -249,7 +294,11 @@ class JobSender:
         if attempt_id is None:
             raise JobTaken  # another worker holds it, or a request of it may be in flight
         self.control.sent += 1
-        outcome = await self.client.create_video(body)
+        self.control.on_the_wire += 1
+        try:
+            outcome = await self.client.create_video(body)
+        finally:
+            self.control.on_the_wire -= 1
         status = status_after(outcome)
         if status == "reconciling":  # an answer without a video id is as good as none
             outcome = replace(outcome, kind="unknown")

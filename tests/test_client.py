@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from email.utils import formatdate
 from typing import Any
 
@@ -458,3 +458,70 @@ async def test_a_get_that_keeps_failing_gives_up_after_three_tries() -> None:
     async with client_for(handler, get_retry_delay=0) as client:
         assert (await client.list_product_videos()).kind == "unknown"
     assert calls == ["/v2/product_videos"] * 3
+
+
+async def dripping_server(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, every: float = 0.05
+) -> None:
+    """Takes a request, promises a big body, then sends one byte every `every` seconds."""
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n")
+    writer.write(b"content-length: 10000000\r\n\r\n")
+    try:
+        while True:
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(every)
+    except (ConnectionError, asyncio.CancelledError):
+        writer.close()
+
+
+@pytest.mark.anyio
+async def test_an_answer_that_drips_forever_ends_unknown_at_the_total_deadline() -> None:
+    """A byte every 50 ms never trips the 200 ms read timeout; the request's total deadline
+    (connect + pool + 2 x read) ends it, and a POST so cut is unknown, not resent."""
+    server = await asyncio.start_server(dripping_server, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    timeouts = Timeouts(connect=0.1, read=0.2, pool=0.1)
+    started = time.monotonic()
+    async with server, JoggClient(f"http://127.0.0.1:{port}", KEY, timeouts=timeouts) as client:
+        outcome = await asyncio.wait_for(client.create_video({"product_id": "P"}), 5)
+    assert 0.5 < time.monotonic() - started < 2
+    assert outcome.kind == "unknown"
+    assert "total deadline" in outcome.message
+    assert timeouts.total() == pytest.approx(0.6)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("status", "kind"), [(200, "unknown"), (400, "permanent")])
+async def test_an_oversized_answer_is_read_only_up_to_the_cap_and_is_malformed(
+    status: int, kind: str
+) -> None:
+    """A 50 MB answer to a create stops being read past 64 KiB: malformed, so a 200 is unknown."""
+    served: list[int] = []
+
+    async def endless_spaces() -> AsyncIterator[bytes]:
+        chunk = b" " * 1_000_000
+        for _ in range(50):
+            served.append(len(chunk))
+            yield chunk
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, content=endless_spaces())
+
+    outcome = await create_with(handler)
+    assert outcome.kind == kind
+    assert "larger than 65536 bytes" in outcome.message
+    assert sum(served) <= 2_000_000
+
+
+@pytest.mark.anyio
+async def test_a_listing_page_may_be_larger_than_a_create_answer() -> None:
+    """Listing pages get a bigger cap than single answers: a 1 MB page is read whole."""
+    videos = [{"id": f"v{i}", "title": "t" * 10_000} for i in range(100)]
+    page = envelope(0, "ok", {"videos": videos, "total": 100})
+    async with client_for(answering(200, page)) as client:
+        outcome = await client.list_product_videos()
+        assert outcome.kind == "ok"
+        assert (await client.whoami()).kind == "unknown"  # the same size is no whoami answer

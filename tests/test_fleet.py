@@ -177,6 +177,20 @@ def test_a_shared_key_leaves_room_for_other_clients(state_at: StateLocation) -> 
         assert wait > 25
 
 
+def test_a_huge_retry_after_holds_the_fleet_for_one_window_at_most(
+    state_at: StateLocation,
+) -> None:
+    """Retry-After: 1e9 on a 429 holds every worker one window, not forever."""
+    rule = SendRule("key", count=4, window=30, stale_after=60)
+    with StateStore(state_at) as state:
+        sent, _ = state.take_send(rule)
+        assert sent is not None
+        state.answer_send(rule, sent, refused=True, retry_after=1e9, remaining=None)
+        held, wait = state.take_send(rule)
+        assert held is None
+        assert wait <= 30
+
+
 def test_workers_of_one_catalog_join_one_run_and_the_last_closes_it(postgres_url: str) -> None:
     """Runs are per catalog: a second worker joins the first's; the last to leave is told so,
     and a run whose workers all died is not joined."""

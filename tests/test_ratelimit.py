@@ -235,6 +235,29 @@ async def test_retry_after_on_a_503_holds_everyone_without_slowing_down() -> Non
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("was_429", [True, False])
+async def test_a_huge_retry_after_holds_senders_for_one_window_at_most(was_429: bool) -> None:
+    """Retry-After: 1e9 (on a 429 or any answer) holds the next send one window, not forever."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt)
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 1.0, log, retry_after=1e9, rate_remaining=0, was_429=was_429))
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert log[1][0] <= 1.0 + 60.0
+
+
+@pytest.mark.anyio
+async def test_seeded_times_in_the_future_hold_no_longer_than_a_window() -> None:
+    """A send time from a skewed clock counts as sent now: it delays by a window at most."""
+    vt = VirtualTime(start=100.0)
+    limiter = limiter_on(vt, RateLimit(1, 60.0))
+    limiter.seed([1e9])
+    log: list[tuple[float, float]] = []
+    await vt.run(post(limiter, vt, 1.0, log))
+    assert log[0][0] <= 100.0 + 60.0
+
+
+@pytest.mark.anyio
 async def test_a_429_frees_its_place_at_once() -> None:
     """A refused POST is not in the server's window: after Retry-After we may send again."""
     vt = VirtualTime()

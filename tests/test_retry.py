@@ -56,7 +56,7 @@ def test_retry_after_wins_over_the_computed_delay() -> None:
     rng = random.Random(1)
     assert policy.delay(1, retry_after=17.5, rng=rng) == 17.5
     assert policy.delay(6, retry_after=0.5, rng=rng) == 0.5
-    assert policy.delay(2, retry_after=300.0, rng=rng) == 300.0
+    assert policy.delay(2, retry_after=45.0, rng=rng) == 45.0
     assert policy.delay(2, retry_after=-3.0, rng=rng) == 0.0
 
 
@@ -93,3 +93,11 @@ def test_invalid_policies_are_rejected() -> None:
         RetryPolicy(max_attempts=0)
     with pytest.raises(ValueError, match="negative"):
         RetryPolicy(base_delay=-1.0)
+
+
+def test_a_server_hint_longer_than_max_delay_is_cut_to_max_delay() -> None:
+    """Retry-After: 1e9 (or a far HTTP date) waits max_delay, never the server's absurd figure."""
+    policy = RetryPolicy(max_delay=60.0)
+    rng = random.Random(0)
+    assert policy.delay(1, retry_after=1e9, rng=rng) == 60.0
+    assert policy.delay(3, retry_after=300.0, rng=rng) == 60.0

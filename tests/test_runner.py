@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import os
+import signal
 import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from batch import planner, runner
@@ -18,6 +23,7 @@ from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
 from batch.joggai.quota import RateLimit
 from batch.outputs import planned_requests_path
+from batch.sandbox import SandboxConfig, create_app
 from batch.store import StateStore
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
@@ -440,3 +446,58 @@ def test_rows_left_behind_are_sent_even_when_planned_after_new_ones(
     summary = runner.run(make_config(catalog, sandbox_url))
     assert summary.exit_code == ExitCode.OK
     assert len(submissions(sandbox_url)["submissions"]) == 30
+
+
+class RefusingForever(httpx.AsyncBaseTransport):
+    """The sandbox in-process, but every create is a 429 asking to wait 10**9 seconds."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.ASGITransport(app=create_app(SandboxConfig(rate_limit=None)))
+        self.creates = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/create_video_from_product":
+            self.creates += 1
+            body = {"code": 429, "msg": "Rate limit exceeded", "data": None}
+            return httpx.Response(429, json=body, headers={"retry-after": "1e9"})
+        return await self.inner.handle_async_request(request)
+
+
+async def run_refused(config: RunConfig, transport: RefusingForever) -> runner.RunSummary:
+    """The run, given 10 s to end (it waited 10**9 s before the deadline could cut waits)."""
+    work = runner.run_async(config, transport=transport, handle_signals=True)
+    return await asyncio.wait_for(work, 10)
+
+
+@pytest.mark.anyio
+async def test_a_deadline_cuts_short_a_servers_endless_retry_after(tmp_path: Path) -> None:
+    """--max-duration ends a run held by Retry-After: 1e9; unsent rows are not_attempted."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    transport = RefusingForever()
+    config = make_config(catalog, "http://sandbox", deadline=time.time() + 0.5)
+    started = time.monotonic()
+    summary = await run_refused(config, transport)
+    assert time.monotonic() - started < 5
+    assert transport.creates >= 1
+    assert summary.stopped == "time limit reached"
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
+
+
+@pytest.mark.anyio
+async def test_a_signal_cuts_short_every_wait_and_counts_only_requests_on_the_wire(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while every job waits out a 429: the run ends at once with 143, and says that no
+    request is in flight."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    transport = RefusingForever()
+    config = make_config(catalog, "http://sandbox")
+    asyncio.get_running_loop().call_later(0.5, os.kill, os.getpid(), signal.SIGTERM)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        summary = await run_refused(config, transport)
+    assert time.monotonic() - started < 5
+    assert summary.exit_code == ExitCode.TERMINATED
+    assert "for 0 request(s) in flight" in caplog.text
+    assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}

@@ -11,7 +11,13 @@ Backoff is "full jitter" (AWS architecture blog, "Exponential Backoff And Jitter
 so with the defaults the ceilings are 2, 4, 8, 16, 32, 60, 60 ... seconds. Full jitter spreads many
 workers that failed together (a 50000 burst) over the whole interval instead of letting them return
 in lockstep. A server hint wins: when the answer carried a `Retry-After` (or `retryAfter`), the
-delay is that hint exactly, never less, because waiting less only earns another 429.
+delay is that hint, never less, because waiting less only earns another 429, but never more than
+`max_delay` either:
+
+    delay(n) = min(max_delay, Retry-After)
+
+A hint of `1e9` seconds (or an HTTP date years ahead) would otherwise hang an unattended run; the
+attempt after `max_delay` meets at worst another 429, and attempts are limited.
 """
 
 from __future__ import annotations
@@ -47,7 +53,7 @@ class RetryPolicy:
         if attempt < 1:
             raise ValueError(f"attempt numbers start at 1, not {attempt}")
         if retry_after is not None:
-            return max(0.0, retry_after)
+            return min(self.max_delay, max(0.0, retry_after))
         # Capping the exponent keeps 2 ** n a finite float for absurd attempt numbers.
         ceiling = min(self.max_delay, self.base_delay * 2.0 ** min(attempt - 1, 64))
         return rng.uniform(0.0, ceiling) if self.jitter else ceiling

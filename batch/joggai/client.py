@@ -19,6 +19,12 @@ raises for HTTP or network trouble; the outcome's `kind` tells the caller what m
   (`retryable`, `not_sent`, `permanent`, `account`) allow a direct resend or a final verdict.
 - `not_sent`: the request certainly never left (connect error or timeout, no pooled connection).
 
+Every request has a total deadline (`Timeouts.total`): a server that drips its answer a byte at a
+time never trips a per-read timeout, and would otherwise hold the run for ever. An answer is read
+up to a size cap and no further: `ANSWER_CAP` for a single envelope (a create, a status, the
+account), `PAGE_CAP` for a listing page. A request cut by the deadline is `unknown` (like a read
+timeout); a body past its cap is malformed (so a 2xx is `unknown`, like any unusable 200 body).
+
 Both conventions are understood: HTTP 200 with a business code in the body (JoggAI's documented
 style) and real HTTP status codes. A non-zero body code decides over the status, except for 504.
 The API key is sent as `x-api-key` and never appears in a repr, a log line or an outcome.
@@ -55,6 +61,10 @@ _ACCOUNT_STATUSES = frozenset({401, 402, 403})
 # GET outcomes worth asking again: nothing says the answer would be the same.
 _TRANSIENT = frozenset({"unknown", "retryable", "not_sent"})
 GET_ATTEMPTS = 3
+# An answer envelope is under a few KB: 64 KiB leaves an order of magnitude for verbose servers.
+ANSWER_CAP = 64 * 1024
+# A listing page holds up to 100 items (videos, avatars, voices...) of a few KB each at most.
+PAGE_CAP = 8 * 1024 * 1024
 # The request never left the machine: safe to send again.
 _NOT_SENT_ERRORS = (
     httpx.ConnectError,
@@ -78,6 +88,18 @@ class Timeouts:
         """The httpx form; writes get the read budget (a body is small, a slow server is not)."""
         chosen = self.read if read is None else read
         return httpx.Timeout(connect=self.connect, read=chosen, write=chosen, pool=self.pool)
+
+    def total(self, *, read: float | None = None) -> float:
+        """The whole request's deadline, from asking for a connection to the answer's last byte:
+
+            total = pool + connect + 2 * read
+
+        a connection, then one read budget to send the body and one for the whole answer. The
+        per-phase timeouts all fit inside it, so a request cut by it may have been sent (it is
+        `unknown`); with the defaults, 140 s (260 s for POST /v2/product).
+        """
+        chosen = self.read if read is None else read
+        return self.pool + self.connect + 2 * chosen
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,10 +147,21 @@ class _Answer:
 
 
 def classify_response(
-    status: int, headers: Mapping[str, str], content: bytes, *, now: float
+    status: int,
+    headers: Mapping[str, str],
+    content: bytes,
+    *,
+    now: float,
+    larger_than: int | None = None,
 ) -> ApiOutcome:
-    """Turn a complete HTTP response into an outcome (`now`: wall clock, for HTTP-date hints)."""
-    answer = _parse_envelope(content)
+    """Turn a complete HTTP response into an outcome (`now`: wall clock, for HTTP-date hints).
+
+    `larger_than`: the body went past this cap and was not read; it is a malformed body.
+    """
+    if larger_than is not None:
+        answer = _Answer(malformed=f"the body is larger than {larger_than} bytes")
+    else:
+        answer = _parse_envelope(content)
     kind = _kind(status, answer)
     message = answer.message or answer.malformed or f"HTTP {status}"
     header_hint = _parse_retry_after(headers.get("retry-after"), now=now)
@@ -319,10 +352,7 @@ class JoggClient:
     async def create_product(self, body: dict[str, Any]) -> ApiOutcome:
         """POST /v2/product (slow: the server scrapes the page first); data has `product_id`."""
         return await self._send(
-            "POST",
-            "/v2/product",
-            json_body=body,
-            timeout=self.timeouts.as_httpx(read=self.timeouts.product_read),
+            "POST", "/v2/product", json_body=body, read=self.timeouts.product_read
         )
 
     # GETs (not rate-limited by the API)
@@ -345,7 +375,7 @@ class JoggClient:
             "sort_by": "created_at",
             "sort_order": sort_order,
         }
-        return await self._get("/v2/product_videos", params)
+        return await self._get("/v2/product_videos", params, cap=PAGE_CAP)
 
     async def whoami(self) -> ApiOutcome:
         return await self._get("/v2/user/whoami", {})
@@ -357,34 +387,34 @@ class JoggClient:
         self, page: int = 1, page_size: int = 100, aspect_ratio: str | None = None
     ) -> ApiOutcome:
         params = {"page": page, "page_size": page_size, "aspect_ratio": aspect_ratio}
-        return await self._get("/v2/avatars/public", params)
+        return await self._get("/v2/avatars/public", params, cap=PAGE_CAP)
 
     async def avatars_custom(
         self, page: int = 1, page_size: int = 100, name: str | None = None
     ) -> ApiOutcome:
-        return await self._get(
-            "/v2/avatars/custom", {"page": page, "page_size": page_size, "name": name}
-        )
+        params = {"page": page, "page_size": page_size, "name": name}
+        return await self._get("/v2/avatars/custom", params, cap=PAGE_CAP)
 
     async def voices(
         self, page: int = 1, page_size: int = 100, language: str | None = None
     ) -> ApiOutcome:
         params = {"page": page, "page_size": page_size, "language": language}
-        return await self._get("/v2/voices", params)
+        return await self._get("/v2/voices", params, cap=PAGE_CAP)
 
     async def musics(self, page: int = 1, page_size: int = 100) -> ApiOutcome:
-        return await self._get("/v2/musics", {"page": page, "page_size": page_size})
+        params = {"page": page, "page_size": page_size}
+        return await self._get("/v2/musics", params, cap=PAGE_CAP)
 
     async def visual_styles(self, aspect_ratio: str) -> ApiOutcome:
-        return await self._get("/v2/visual_styles", {"aspect_ratio": aspect_ratio})
+        return await self._get("/v2/visual_styles", {"aspect_ratio": aspect_ratio}, cap=PAGE_CAP)
 
-    async def _get(self, path: str, params: Params) -> ApiOutcome:
+    async def _get(self, path: str, params: Params, *, cap: int = ANSWER_CAP) -> ApiOutcome:
         """A GET, asked again after a transient failure (a GET changes nothing and costs no
         quota): up to GET_ATTEMPTS times, waiting `get_retry_delay` doubled each time, or the
         server's Retry-After (capped at 30 s)."""
         query = {name: value for name, value in params.items() if value is not None}
         for attempt in range(1, GET_ATTEMPTS + 1):
-            outcome = await self._send("GET", path, params=query)
+            outcome = await self._send("GET", path, params=query, cap=cap)
             if outcome.kind not in _TRANSIENT or attempt == GET_ATTEMPTS:
                 return outcome
             hint = outcome.retry_after
@@ -400,27 +430,41 @@ class JoggClient:
         *,
         json_body: dict[str, Any] | None = None,
         params: Mapping[str, str | int] | None = None,
-        timeout: httpx.Timeout | None = None,
+        read: float | None = None,
+        cap: int = ANSWER_CAP,
     ) -> ApiOutcome:
+        """One request, within `Timeouts.total` and reading at most `cap` bytes of answer."""
         started = time.perf_counter()
+        total = self.timeouts.total(read=read)
         try:
-            response = await self._http.request(
-                method,
-                path,
-                json=json_body,
-                params=params,
-                timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
-            )
+            async with asyncio.timeout(total):
+                async with self._http.stream(
+                    method,
+                    path,
+                    json=json_body,
+                    params=params,
+                    timeout=self.timeouts.as_httpx(read=read),
+                ) as response:
+                    content = await _read_capped(response, cap)
         except _NOT_SENT_ERRORS as error:
             outcome = self._failure("not_sent", error, started)
         except httpx.HTTPError as error:
             # Timeouts while reading, resets, protocol errors after the request went out.
             outcome = self._failure("unknown", error, started)
+        except TimeoutError:
+            # Every per-phase timeout fits in `total`: the request may have been sent.
+            message = f"no complete answer within the request's total deadline of {total:g} s"
+            outcome = ApiOutcome("unknown", message=message, elapsed=time.perf_counter() - started)
         else:
             # Scrubbed before parsing, so no preview or field can carry even part of the key.
-            content = response.content.replace(self._api_key.reveal().encode(), MASK.encode())
+            if content is not None:
+                content = content.replace(self._api_key.reveal().encode(), MASK.encode())
             outcome = classify_response(
-                response.status_code, response.headers, content, now=time.time()
+                response.status_code,
+                response.headers,
+                content or b"",
+                now=time.time(),
+                larger_than=cap if content is None else None,
             )
             outcome = replace(
                 outcome,
@@ -452,6 +496,18 @@ class JoggClient:
         if isinstance(value, list):
             return [self._scrub(item) for item in value]
         return value
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
+    """The (decoded) body, or None as soon as it goes past `cap` bytes: the rest is not read."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _is_loopback(host: str) -> bool:

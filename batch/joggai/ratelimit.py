@@ -51,6 +51,19 @@ for our oldest slot to expire. A key the others keep at a steady rate is shared 
 when they speed up, the answers show it one request later. Server hints win: a `Retry-After`
 on any answer (a 429 or a 503) holds every sender until it has passed; a 429 without one holds a
 full window.
+
+Every wait is bounded
+---------------------
+A hint is obeyed up to one window, never longer:
+
+    hold = min(window, Retry-After)
+
+A server counting a window of `window` seconds has forgotten every request of ours a window
+later, so a longer hint is a confused server or some other limit (`Retry-After: 1e9`, a date in
+the next century); waiting one window and asking again costs at most one more 429, and the
+caller's attempts are limited. What `X-RateLimit-Remaining` implies is bounded the same way: it
+only ever waits for slots that expire within a window, or for a window to pass. Seeded times
+later than now (another clock's skew) count as now.
 """
 
 from __future__ import annotations
@@ -145,9 +158,11 @@ class SlidingWindowLimiter:
         from the state database) whose current reading is given as `now`.
         """
         shift = 0.0 if now is None else self._clock() - now
+        latest = self._clock()
         for moment in times:
-            bisect.insort(self._expiries, moment + shift + self.rate.window)
-            self._next_spaced = max(self._next_spaced, moment + shift + self.rate.interval)
+            answered = min(latest, moment + shift)  # a future time is another clock's skew
+            bisect.insort(self._expiries, answered + self.rate.window)
+            self._next_spaced = max(self._next_spaced, answered + self.rate.interval)
         self._expire(self._clock())
 
     @asynccontextmanager
@@ -219,10 +234,9 @@ class SlidingWindowLimiter:
         window = self.rate.window
         if was_429:
             self.stats.rate_limited += 1
-            pause = window if retry_after is None else max(0.0, retry_after)
+        if was_429 or retry_after is not None:
+            pause = window if retry_after is None else min(window, max(0.0, retry_after))
             self._hold_until = max(self._hold_until, now + pause)
-        elif retry_after is not None:
-            self._hold_until = max(self._hold_until, now + max(0.0, retry_after))
         ours = self._ours
         while ours and ours[0][0] <= now - window:
             ours.popleft()

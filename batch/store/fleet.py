@@ -287,6 +287,7 @@ class FleetQueries(JobQueries):
             )
             pause = rule.window if refused and retry_after is None else retry_after
             if pause is not None:
+                pause = min(rule.window, pause)  # a hint is obeyed for a window at most
                 db.execute(
                     "UPDATE key_windows SET hold_until = ? WHERE key_id = ? AND hold_until < ?",
                     (now + max(0.0, pause), rule.key_id, now + max(0.0, pause)),
