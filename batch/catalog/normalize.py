@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,9 +43,25 @@ def normalize_image_urls(value: object) -> tuple[str, ...]:
     return tuple(payload.normalize_url(part) for part in parts if part.strip())
 
 
+# `1.23E+15`: what Excel shows, and saves as CSV, for a long number in a General cell.
+_EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9](\.[0-9]+)?E\+[0-9]+", re.IGNORECASE)
+
+
+def normalize_product_id(value: object) -> str:
+    """A product id as written; one Excel rewrote in scientific notation is refused, since its
+    digits are gone and a guess would render some other product."""
+    text = payload.normalize_text(value)
+    if _EXCEL_SCIENTIFIC.fullmatch(text):
+        raise ValueError(
+            f"{text!r} looks like a number Excel rewrote in scientific notation (its digits "
+            "are lost); format the column as Text in Excel, type the ids again and export"
+        )
+    return text
+
+
 # Canonical column -> (normaliser, name of its default in RequestDefaults, or None for no default).
 _COLUMNS: Final[dict[str, tuple[Normalizer, str | None]]] = {
-    "product_id": (payload.normalize_text, None),
+    "product_id": (normalize_product_id, None),
     "avatar_id": (payload.normalize_int_id, "avatar_id"),
     "avatar_type": (payload.normalize_avatar_type, "avatar_type"),
     "voice_id": (payload.normalize_text, "voice_id"),
