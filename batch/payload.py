@@ -418,7 +418,7 @@ def normalize_language(value: object) -> str:
         return text
     raise ValueError(
         f"{shown(value)} is not a supported language; "
-        "use a lowercase name such as english or french"
+        "write its name, in any case, such as english or French"
     )
 
 

@@ -455,7 +455,7 @@ def test_normalize_language(value: str, expected: str) -> None:
 def test_normalize_language_rejects() -> None:
     """A language outside the list is rejected."""
     assert _reason(normalize_language, "Klingon") == (
-        "'Klingon' is not a supported language; use a lowercase name such as english or french"
+        "'Klingon' is not a supported language; write its name, in any case, such as english or French"
     )
 
 
