@@ -455,7 +455,8 @@ def test_normalize_language(value: str, expected: str) -> None:
 def test_normalize_language_rejects() -> None:
     """A language outside the list is rejected."""
     assert _reason(normalize_language, "Klingon") == (
-        "'Klingon' is not a supported language; write its name, in any case, such as english or French"
+        "'Klingon' is not a supported language; "
+        "write its name, in any case, such as english or French"
     )
 
 
