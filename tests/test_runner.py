@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from batch import planner, runner
@@ -18,6 +20,7 @@ from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
 from batch.joggai.quota import RateLimit
 from batch.outputs import planned_requests_path
+from batch.sandbox import SandboxConfig, create_app
 from batch.store import StateStore
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
@@ -41,6 +44,48 @@ def make_config(
     )
     # A short settle period: the sandbox commits at once and lists new videos at once.
     return replace(build_run_config(catalog, overrides, api_key=Secret(key)), settle_seconds=SETTLE)
+
+
+# (method, path, query, the sandbox's body) -> None to keep the sandbox's answer, or a new one
+# as (HTTP status, content type, body).
+Rewrite = Callable[[str, str, dict[str, str], bytes], tuple[int, str, bytes] | None]
+
+
+class RewritingSandbox:
+    """The sandbox in-process (httpx.ASGITransport), some of its answers replaced after it
+    handled the request: what a server in front of it could send."""
+
+    def __init__(self, rewrite: Rewrite) -> None:
+        self.sandbox = create_app(SandboxConfig(rate_limit=None))
+        self.rewrite = rewrite
+
+    def transport(self) -> httpx.ASGITransport:
+        return httpx.ASGITransport(app=self)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.sandbox(scope, receive, send)
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.sandbox(scope, receive, capture)
+        query = dict(httpx.QueryParams(scope["query_string"].decode()))
+        body = b"".join(chunks)
+        new = self.rewrite(scope["method"], scope["path"], query, body)
+        status, headers = start["status"], list(start.get("headers", []))
+        if new is not None:
+            status, content_type, body = new
+            headers = [(b"content-type", content_type.encode())]
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def with_an_invalid_and_a_duplicate(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -292,6 +337,34 @@ def test_exhausted_attempts_proven_absent_end_failed_with_the_last_code(
     assert set(failed["attempts"]) == {"2"}
     assert sorted(accepted) == sorted(results[results["status"] == "submitted"]["product_id"])
     assert summary.exit_code == ExitCode.ROWS_FAILED
+
+
+def endless_listing(method: str, path: str, query: dict[str, str], _: bytes) -> Any:
+    """Every page of the listing is full of new videos, and the total no account holds."""
+    if path != "/v2/product_videos":
+        return None
+    page, size = int(query["page"]), int(query["page_size"])
+    videos = [
+        {"id": f"fake{page}_{n}", "title": f"x{page}_{n}", "status": "processing", "created_at": 1}
+        for n in range(size)
+    ]
+    data = {"videos": videos, "total": 10**9, "page": page, "page_size": size}
+    return 200, "application/json", json.dumps({"code": 0, "msg": "ok", "data": data}).encode()
+
+
+def test_a_listing_that_never_ends_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
+    """An endless listing ends the run at once, exit 3, saying so; nothing sent or stored."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    server = RewritingSandbox(endless_listing)
+    config = make_config(catalog, "http://sandbox.test")
+    summary = runner.run(config, transport=server.transport())
+    assert summary.exit_code == ExitCode.ACCOUNT
+    assert summary.stopped == "the video listing is unreadable"
+    assert summary.requests_sent == 0
+    assert set(read_results(config.results)["status"]) == {"not_attempted"}
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        assert db.execute("SELECT count(*) FROM listing").fetchone() == (0,)
 
 
 @pytest.mark.parametrize(
