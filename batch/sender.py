@@ -81,6 +81,7 @@ def status_after(outcome: ApiOutcome) -> JobStatus:
     | outcome                          | job          | why                                   |
     | ok with a video id               | submitted    | accepted and charged                  |
     | ok without one, unknown          | reconciling  | may be accepted: looked up first      |
+    | (50000, 5xx, undocumented codes) |              |                                       |
     | permanent (40000, 10104, 4xx)    | failed       | refused; the same request fails again |
     | account, retryable, not_sent     | pending      | certainly not accepted                |
     """
