@@ -367,6 +367,62 @@ def test_a_listing_that_never_ends_stops_the_run_before_anything_is_sent(tmp_pat
         assert db.execute("SELECT count(*) FROM listing").fetchone() == (0,)
 
 
+class UndocumentedCode:
+    """Creates go through (the sandbox records and charges them) but are answered with a code
+    the reference does not document; the creates the sandbox received are counted."""
+
+    def __init__(self) -> None:
+        self.creates = 0
+
+    def __call__(self, method: str, path: str, query: dict[str, str], body: bytes) -> Any:
+        if path != "/v2/create_video_from_product":
+            return None
+        self.creates += 1
+        answer = {"code": 50001, "msg": "weird", "data": None}
+        return 200, "application/json", json.dumps(answer).encode()
+
+
+def test_an_undocumented_code_is_looked_up_not_failed_and_never_paid_twice(
+    tmp_path: Path,
+) -> None:
+    """A create answered 50001 was in fact accepted: the row ends submitted from the listing,
+    sent once; a later run and a retry send nothing."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    rewrite = UndocumentedCode()
+    server = RewritingSandbox(rewrite)
+    config = make_config(catalog, "http://sandbox.test")
+    summary = runner.run(config, transport=server.transport())
+    assert list(read_results(config.results)["status"]) == ["submitted", "submitted"]
+    assert summary.exit_code == ExitCode.OK
+    assert rewrite.creates == 2
+    again = runner.run(config, transport=server.transport())
+    assert again.requests_sent == 0
+    assert set(read_results(config.results)["status"]) == {"already_submitted"}
+    assert rewrite.creates == 2
+
+
+def test_a_failed_row_whose_tag_is_listed_is_submitted_not_reported_failed(
+    tmp_path: Path,
+) -> None:
+    """A row an older version recorded failed for good (an undocumented code) while the account
+    rendered it: the next run finds its tag in the listing and reports it, unsent."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    rewrite = UndocumentedCode()
+    server = RewritingSandbox(rewrite)
+    config = make_config(catalog, "http://sandbox.test")
+    runner.run(config, transport=server.transport())
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # what older versions recorded
+        db.execute(
+            "UPDATE jobs SET status = 'failed', permanent = 1, code = 50001, video_id = NULL"
+        )
+    summary = runner.run(config, transport=server.transport())
+    assert summary.requests_sent == 0
+    assert set(read_results(config.results)["status"]) == {"already_submitted"}
+    assert summary.exit_code == ExitCode.OK
+    assert rewrite.creates == 2
+
+
 @pytest.mark.parametrize(
     "sandbox_url", [{"fail_rate": 0.6, "seed": 1}, {"fail_rate": 1.0}], indirect=True
 )
