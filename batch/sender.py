@@ -72,7 +72,14 @@ class RunControl:
 
     def refuse_account(self, error: AccountError) -> None:
         self.account_error = error
-        self.stop(f"account error {error.code}")
+        self.stop(f"account error ({refusal(error.code, error.http_status)})")
+
+
+def refusal(code: int | None, http_status: int | None) -> str:
+    """How an answer refused: `code 18020`, `HTTP 401, no code`."""
+    if code is not None:
+        return f"code {code}"
+    return f"HTTP {http_status}, no code" if http_status is not None else "no code"
 
 
 def status_after(outcome: ApiOutcome) -> JobStatus:
@@ -276,7 +283,8 @@ class JobSender:
         elif outcome.kind == "account":
             self.control.refuse_account(
                 AccountError(
-                    f"the API refused the account (code {outcome.code}): {outcome.message}",
+                    f"the API refused the account ({refusal(outcome.code, outcome.http_status)}):"
+                    f" {outcome.message}",
                     code=outcome.code,
                     http_status=outcome.http_status,
                 )

@@ -266,6 +266,21 @@ def test_bad_key_aborts_the_run_with_exit_3(tmp_path: Path, sandbox_url: str) ->
     assert submissions(sandbox_url)["submissions"] == []
 
 
+def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> None:
+    """A create refused by an HTML 401 page (no code) stops the run with exit 3, saying so."""
+
+    def html_401(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
+        if path != "/v2/create_video_from_product":
+            return None
+        return 401, "text/html", b"<html>Unauthorized</html>"
+
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    summary = runner.run(config, transport=RewritingSandbox(html_401).transport())
+    assert summary.exit_code == ExitCode.ACCOUNT
+    assert summary.stopped == "account error (HTTP 401, no code)"
+
+
 @pytest.mark.parametrize("sandbox_url", [{"rate_limit": RateLimit(10, 1.0)}], indirect=True)
 def test_equal_limits_never_draw_a_429_nor_overfill_a_window(
     tmp_path: Path, sandbox_url: str
