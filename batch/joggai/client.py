@@ -41,7 +41,7 @@ from urllib.parse import quote
 import httpx
 
 from batch.errors import ConfigError
-from batch.secret import MASK, Secret, checked_key
+from batch.secret import Secret, checked_key
 from batch.version import __version__
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
 
@@ -419,7 +419,8 @@ class JoggClient:
             outcome = self._failure("unknown", error, started)
         else:
             # Scrubbed before parsing, so no preview or field can carry even part of the key.
-            content = response.content.replace(self._api_key.reveal().encode(), MASK.encode())
+            # (Latin-1 keeps every byte in place; the key is ASCII.)
+            content = self._api_key.scrub(response.content.decode("latin-1")).encode("latin-1")
             outcome = classify_response(
                 response.status_code, response.headers, content, now=time.time()
             )
@@ -442,12 +443,12 @@ class JoggClient:
         )
 
     def _scrub(self, value: Any) -> Any:
-        """Servers and proxies sometimes echo request headers; the key must not travel on.
-
-        Every string of a parsed answer, keys included, however the JSON spelled it.
+        """Servers and proxies sometimes echo request headers; the key must not travel on, in
+        any spelling or piece (`Secret.scrub`). Every string of a parsed answer, keys
+        included, however the JSON spelled it.
         """
         if isinstance(value, str):
-            return value.replace(self._api_key.reveal(), MASK)
+            return self._api_key.scrub(value)
         if isinstance(value, dict):
             return {self._scrub(key): self._scrub(item) for key, item in value.items()}
         if isinstance(value, list):
