@@ -8,15 +8,15 @@ derives its directory name). It lives in a module of its own because both `confi
 
 `Secret.scrub` takes the key out of text a server sent back, in every spelling a server or proxy
 was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), and cut short. Any run of
-at least `piece_length(len(key))` characters of the key is masked whole: 8 characters, or half
-a shorter key (at least 4): a piece that long says too much of a key, while shorter pieces
-of a key of letters and digits turn up in ordinary words.
+at least 8 characters of the key (`piece_length`; a shorter key only whole) is masked whole.
+Shorter runs are left: they turn up in ordinary text, and the answers scrubbed carry video ids
+and URLs that must stay intact (masking half of the sandbox's `sk-sandbox` broke every media
+URL, `/_sandbox/media/...`).
 """
 
 from __future__ import annotations
 
 import hmac
-import math
 import re
 from typing import Final
 from urllib.parse import unquote
@@ -28,7 +28,7 @@ MASK: Final = "***"
 
 def piece_length(key_length: int) -> int:
     """The shortest run of a key's characters that `Secret.scrub` masks (module docstring)."""
-    return min(key_length, max(4, min(8, math.ceil(key_length / 2))))
+    return min(key_length, 8)
 
 
 def _spellings(char: str) -> str:

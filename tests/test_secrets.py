@@ -171,16 +171,18 @@ def test_the_key_is_scrubbed_from_every_field_of_an_answer() -> None:
     ("key", "echoes"),
     [
         (CANARY, [CANARY.upper(), CANARY.replace("-", "%2d"), CANARY[:12], CANARY[-9:]]),
-        ("sk-test", ["sk-test", "SK-TEST", "sk%2Dtest", "sk-te"]),
+        ("sk-sandbox", ["sk-sandbox", "SK-SANDBOX", "sk%2Dsandbox", "sk-sandb"]),
     ],
 )
 def test_the_key_is_masked_in_any_case_percent_encoded_or_cut(key: str, echoes: list[str]) -> None:
-    """Echoes of the key upper-cased, URL-encoded or cut to 8 characters (half a short key)
-    are masked in the message and the data; the rest of the text is kept."""
+    """Echoes of the key upper-cased, URL-encoded or cut to 8 characters are masked in the
+    message and the data; the rest of the text, shorter runs of the key included, is kept."""
+    url = "http://127.0.0.1/_sandbox/media/v1.mp4"
 
     def answer(request: httpx.Request) -> httpx.Response:
         said = "Parameter error: avatar_id is required; " + " ".join(echoes)
-        content = json.dumps({"code": 40000, "msg": said, "data": {"echo": echoes}})
+        data = {"echo": echoes, "video_url": url}
+        content = json.dumps({"code": 40000, "msg": said, "data": data})
         return httpx.Response(200, content=content.encode())
 
     async def go() -> Any:
@@ -191,7 +193,7 @@ def test_the_key_is_masked_in_any_case_percent_encoded_or_cut(key: str, echoes: 
 
     outcome = asyncio.run(go())
     assert outcome.message == "Parameter error: avatar_id is required; *** *** *** ***"
-    assert outcome.data == {"echo": ["***"] * 4}
+    assert outcome.data == {"echo": ["***"] * 4, "video_url": url}
 
 
 def test_a_non_json_body_cannot_leak_part_of_the_key_in_its_preview() -> None:
