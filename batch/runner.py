@@ -440,8 +440,21 @@ class _Run:
             )
             self.control.stop("the video listing is unreadable")
             return False
+        self._adopt_listed_failures()
         self._report_double_charges()
         return True
+
+    def _adopt_listed_failures(self) -> None:
+        """A job recorded failed whose tag the account lists was rendered after all (older
+        versions took an undocumented error code for a refusal): it is adopted, not reported
+        failed nor sent again."""
+        for job_id, video_id in self.state.listed_failures():
+            self.state.adopt(job_id, video_id, run_id=None)
+            log.warning(
+                "job %d: recorded failed, but the account lists its tag on video %s: submitted",
+                job_id,
+                video_id,
+            )
 
     async def _last_sync(self) -> None:
         """After sending: one more look for double charges back to this run's first request."""

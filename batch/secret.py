@@ -5,32 +5,97 @@ all give `***`, and plain `json.dumps` refuses it. The text comes out only throu
 which the client calls where it sets the `x-api-key` header (and the look-up cache where it
 derives its directory name). It lives in a module of its own because both `config` and
 `client` need it and `config` already imports `client`.
+
+`Secret.scrub` takes the key out of text a server sent back, in every spelling a server or proxy
+was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), and cut short. Any run of
+at least 8 characters of the key (`piece_length`; a shorter key only whole) is masked whole.
+Shorter runs are left: they turn up in ordinary text, and the answers scrubbed carry video ids
+and URLs that must stay intact (masking half of the sandbox's `sk-sandbox` broke every media
+URL, `/_sandbox/media/...`).
 """
 
 from __future__ import annotations
 
 import hmac
+import re
 from typing import Final
+from urllib.parse import unquote
 
 from batch.errors import ConfigError
 
 MASK: Final = "***"
 
 
+def piece_length(key_length: int) -> int:
+    """The shortest run of a key's characters that `Secret.scrub` masks (module docstring)."""
+    return min(key_length, 8)
+
+
+def _spellings(char: str) -> str:
+    """A pattern for one character of the key: either case, or percent-encoded."""
+    cases = sorted({re.escape(char.lower()), re.escape(char.upper())})
+    encoded = "%" + "".join(f"[{d.lower()}{d.upper()}]" for d in f"{ord(char):02x}")
+    return f"(?:{'|'.join(cases)}|{encoded})"
+
+
+class _Scrubber:
+    """Finds every run of `piece_length` characters of the key, then extends it as far as the
+    text goes on spelling the key."""
+
+    def __init__(self, key: str) -> None:
+        size = piece_length(len(key))
+        self._key = key.lower()
+        self._chars = [re.compile(_spellings(char)) for char in key]
+        pieces = {"".join(map(_spellings, key[i : i + size])) for i in range(len(key) - size + 1)}
+        # The look-ahead lets the search skip, in one step, a place no piece can start at.
+        starts = re.escape("".join(sorted({*key.lower(), *key.upper(), "%"})))
+        self._pieces = re.compile(f"(?=[{starts}])(?:{'|'.join(sorted(pieces))})") if key else None
+
+    def __call__(self, text: str) -> str:
+        if self._pieces is None:
+            return text
+        parts, position = [], 0
+        while found := self._pieces.search(text, position):
+            parts += [text[position : found.start()], MASK]
+            position = self._extended(text, found.group(), found.end())
+        parts.append(text[position:])
+        return "".join(parts)
+
+    def _extended(self, text: str, piece: str, end: int) -> int:
+        plain, longest = unquote(piece).lower(), end
+        start = self._key.find(plain)
+        while start >= 0:
+            index, reach = start + len(plain), end
+            while index < len(self._chars) and (more := self._chars[index].match(text, reach)):
+                index, reach = index + 1, more.end()
+            longest = max(longest, reach)
+            start = self._key.find(plain, start + 1)
+        return longest
+
+
 class Secret:
     """A key that prints as `***`; `reveal()` is the only way to its text."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_scrubber", "_value")
     _value: str
+    _scrubber: _Scrubber | None
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError(f"a Secret holds a str, not {type(value).__name__}")
         object.__setattr__(self, "_value", value)
+        object.__setattr__(self, "_scrubber", None)
 
     def reveal(self) -> str:
         """The key itself: for the request header only."""
         return self._value
+
+    def scrub(self, text: str) -> str:
+        """`text` with every spelling of the key, or of a long enough piece of it, masked."""
+        if self._scrubber is None:
+            object.__setattr__(self, "_scrubber", _Scrubber(self._value))
+        assert self._scrubber is not None
+        return self._scrubber(text)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a Secret cannot be changed")

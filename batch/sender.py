@@ -111,7 +111,14 @@ class RunControl:
 
     def refuse_account(self, error: AccountError) -> None:
         self.account_error = error
-        self.stop(f"account error {error.code}")
+        self.stop(f"account error ({refusal(error.code, error.http_status)})")
+
+
+def refusal(code: int | None, http_status: int | None) -> str:
+    """How an answer refused: `code 18020`, `HTTP 401, no code`."""
+    if code is not None:
+        return f"code {code}"
+    return f"HTTP {http_status}, no code" if http_status is not None else "no code"
 
 
 def status_after(outcome: ApiOutcome) -> JobStatus:
@@ -120,6 +127,7 @@ def status_after(outcome: ApiOutcome) -> JobStatus:
     | outcome                          | job          | why                                   |
     | ok with a video id               | submitted    | accepted and charged                  |
     | ok without one, unknown          | reconciling  | may be accepted: looked up first      |
+    | (50000, 5xx, undocumented codes) |              |                                       |
     | permanent (40000, 10104, 4xx)    | failed       | refused; the same request fails again |
     | account, retryable, not_sent     | pending      | certainly not accepted                |
     """
@@ -324,7 +332,8 @@ class JobSender:
         elif outcome.kind == "account":
             self.control.refuse_account(
                 AccountError(
-                    f"the API refused the account (code {outcome.code}): {outcome.message}",
+                    f"the API refused the account ({refusal(outcome.code, outcome.http_status)}):"
+                    f" {outcome.message}",
                     code=outcome.code,
                     http_status=outcome.http_status,
                 )

@@ -89,8 +89,10 @@ HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body>
         (200, b"[1, 2]", "unknown", None),
         (200, b'{"code": 0, "msg": "Success", "data": "v1"}', "unknown", 0),
         (200, b'{"msg": "Success", "data": {"video_id": "v1"}}', "unknown", None),
-        (200, envelope(77777, "something new"), "permanent", 77777),
-        (400, envelope(77777, "something new"), "permanent", 77777),
+        # An undocumented code says nothing of what the server did: it may have created it.
+        (200, envelope(77777, "something new"), "unknown", 77777),
+        (200, envelope(50001, "weird"), "unknown", 50001),
+        (400, envelope(77777, "something new"), "unknown", 77777),
         (502, envelope(77777, "something new"), "unknown", 77777),
     ],
 )

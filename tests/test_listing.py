@@ -153,6 +153,61 @@ async def test_a_listing_that_ignores_the_page_number_is_refused(state: StateSto
             await index(client, state).sync()
 
 
+def endless(total: object, *, repeat_after: int | None = None) -> Handler:
+    """Full pages of two videos forever, each page new (or, from page `repeat_after` on, the
+    videos of pages already served), with `total` in every page."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        if repeat_after is not None and page > repeat_after:
+            page = 1 + (page - 1) % repeat_after
+        videos = [video(2 * page, 9_000), video(2 * page + 1, 9_000)]
+        data = {"videos": videos, "page": page, "page_size": 2} | (
+            {} if total is None else {"total": total}
+        )
+        return httpx.Response(200, content=envelope(0, data))
+
+    return handler
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("handler", "clock_step", "pages"),
+    [
+        (endless(10**9), 0.0, [1]),  # a total no account holds: refused after its first page
+        (endless(1e9), 0.0, [1]),  # spelled as a float
+        (endless(None), 0.0, [1, 2, 3]),  # no total: read up to the video bound (6)
+        (endless(None, repeat_after=2), 0.0, [1, 2, 3]),  # pages already read come round again
+        (endless(None), 100.0, [1, 2]),  # slow: read up to the time bound (150 s)
+    ],
+)
+async def test_a_listing_that_never_ends_stops_at_a_bound_and_records_nothing(
+    state: StateStore, handler: Handler, clock_step: float, pages: list[int]
+) -> None:
+    """An endless listing fails the sync within its bounds, and none of its pages is stored."""
+    requested: list[int] = []
+    ticks = iter(range(1_000))
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        requested.append(int(request.url.params["page"]))
+        return handler(request)
+
+    async with client_for(counting) as client:
+        walk = AccountListing(
+            client,
+            state,
+            page_size=2,
+            clock=lambda: 10_000.0 + clock_step * next(ticks),
+            max_videos=6,
+            max_seconds=150.0,
+        )
+        with pytest.raises(ApiError, match=r"does not (end|advance).*nothing of it was recorded"):
+            await walk.sync()
+    assert requested == pages
+    assert state.listed_video(f"{2:012x}") is None
+    assert state.get_meta("listing_synced_at") is None
+
+
 @pytest.mark.anyio
 async def test_a_tag_listed_twice_is_a_double_charge_recorded_once(state: StateStore) -> None:
     """Two videos with one tag are kept as a double charge, reported only when first seen."""

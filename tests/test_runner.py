@@ -9,6 +9,7 @@ import os
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,48 @@ def make_config(
     )
     # A short settle period: the sandbox commits at once and lists new videos at once.
     return replace(build_run_config(catalog, overrides, api_key=Secret(key)), settle_seconds=SETTLE)
+
+
+# (method, path, query, the sandbox's body) -> None to keep the sandbox's answer, or a new one
+# as (HTTP status, content type, body).
+Rewrite = Callable[[str, str, dict[str, str], bytes], tuple[int, str, bytes] | None]
+
+
+class RewritingSandbox:
+    """The sandbox in-process (httpx.ASGITransport), some of its answers replaced after it
+    handled the request: what a server in front of it could send."""
+
+    def __init__(self, rewrite: Rewrite) -> None:
+        self.sandbox = create_app(SandboxConfig(rate_limit=None))
+        self.rewrite = rewrite
+
+    def transport(self) -> httpx.ASGITransport:
+        return httpx.ASGITransport(app=self)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.sandbox(scope, receive, send)
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            else:
+                chunks.append(message.get("body", b""))
+
+        await self.sandbox(scope, receive, capture)
+        query = dict(httpx.QueryParams(scope["query_string"].decode()))
+        body = b"".join(chunks)
+        new = self.rewrite(scope["method"], scope["path"], query, body)
+        status, headers = start["status"], list(start.get("headers", []))
+        if new is not None:
+            status, content_type, body = new
+            headers = [(b"content-type", content_type.encode())]
+        headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def with_an_invalid_and_a_duplicate(rows: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -227,6 +270,21 @@ def test_bad_key_aborts_the_run_with_exit_3(tmp_path: Path, sandbox_url: str) ->
     assert submissions(sandbox_url)["submissions"] == []
 
 
+def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> None:
+    """A create refused by an HTML 401 page (no code) stops the run with exit 3, saying so."""
+
+    def html_401(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
+        if path != "/v2/create_video_from_product":
+            return None
+        return 401, "text/html", b"<html>Unauthorized</html>"
+
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    summary = runner.run(config, transport=RewritingSandbox(html_401).transport())
+    assert summary.exit_code == ExitCode.ACCOUNT
+    assert summary.stopped == "account error (HTTP 401, no code)"
+
+
 @pytest.mark.parametrize("sandbox_url", [{"rate_limit": RateLimit(10, 1.0)}], indirect=True)
 def test_equal_limits_never_draw_a_429_nor_overfill_a_window(
     tmp_path: Path, sandbox_url: str
@@ -298,6 +356,90 @@ def test_exhausted_attempts_proven_absent_end_failed_with_the_last_code(
     assert set(failed["attempts"]) == {"2"}
     assert sorted(accepted) == sorted(results[results["status"] == "submitted"]["product_id"])
     assert summary.exit_code == ExitCode.ROWS_FAILED
+
+
+def endless_listing(method: str, path: str, query: dict[str, str], _: bytes) -> Any:
+    """Every page of the listing is full of new videos, and the total no account holds."""
+    if path != "/v2/product_videos":
+        return None
+    page, size = int(query["page"]), int(query["page_size"])
+    videos = [
+        {"id": f"fake{page}_{n}", "title": f"x{page}_{n}", "status": "processing", "created_at": 1}
+        for n in range(size)
+    ]
+    data = {"videos": videos, "total": 10**9, "page": page, "page_size": size}
+    return 200, "application/json", json.dumps({"code": 0, "msg": "ok", "data": data}).encode()
+
+
+def test_a_listing_that_never_ends_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
+    """An endless listing ends the run at once, exit 3, saying so; nothing sent or stored."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    server = RewritingSandbox(endless_listing)
+    config = make_config(catalog, "http://sandbox.test")
+    summary = runner.run(config, transport=server.transport())
+    assert summary.exit_code == ExitCode.ACCOUNT
+    assert summary.stopped == "the video listing is unreadable"
+    assert summary.requests_sent == 0
+    assert set(read_results(config.results)["status"]) == {"not_attempted"}
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        assert db.execute("SELECT count(*) FROM listing").fetchone() == (0,)
+
+
+class UndocumentedCode:
+    """Creates go through (the sandbox records and charges them) but are answered with a code
+    the reference does not document; the creates the sandbox received are counted."""
+
+    def __init__(self) -> None:
+        self.creates = 0
+
+    def __call__(self, method: str, path: str, query: dict[str, str], body: bytes) -> Any:
+        if path != "/v2/create_video_from_product":
+            return None
+        self.creates += 1
+        answer = {"code": 50001, "msg": "weird", "data": None}
+        return 200, "application/json", json.dumps(answer).encode()
+
+
+def test_an_undocumented_code_is_looked_up_not_failed_and_never_paid_twice(
+    tmp_path: Path,
+) -> None:
+    """A create answered 50001 was in fact accepted: the row ends submitted from the listing,
+    sent once; a later run and a retry send nothing."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    rewrite = UndocumentedCode()
+    server = RewritingSandbox(rewrite)
+    config = make_config(catalog, "http://sandbox.test")
+    summary = runner.run(config, transport=server.transport())
+    assert list(read_results(config.results)["status"]) == ["submitted", "submitted"]
+    assert summary.exit_code == ExitCode.OK
+    assert rewrite.creates == 2
+    again = runner.run(config, transport=server.transport())
+    assert again.requests_sent == 0
+    assert set(read_results(config.results)["status"]) == {"already_submitted"}
+    assert rewrite.creates == 2
+
+
+def test_a_failed_row_whose_tag_is_listed_is_submitted_not_reported_failed(
+    tmp_path: Path,
+) -> None:
+    """A row an older version recorded failed for good (an undocumented code) while the account
+    rendered it: the next run finds its tag in the listing and reports it, unsent."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    rewrite = UndocumentedCode()
+    server = RewritingSandbox(rewrite)
+    config = make_config(catalog, "http://sandbox.test")
+    runner.run(config, transport=server.transport())
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # what older versions recorded
+        db.execute(
+            "UPDATE jobs SET status = 'failed', permanent = 1, code = 50001, video_id = NULL"
+        )
+    summary = runner.run(config, transport=server.transport())
+    assert summary.requests_sent == 0
+    assert set(read_results(config.results)["status"]) == {"already_submitted"}
+    assert summary.exit_code == ExitCode.OK
+    assert rewrite.creates == 2
 
 
 @pytest.mark.parametrize(

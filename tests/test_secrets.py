@@ -167,6 +167,35 @@ def test_the_key_is_scrubbed_from_every_field_of_an_answer() -> None:
     assert outcome.data["error"]["message"] == "you sent x-api-key: ***"
 
 
+@pytest.mark.parametrize(
+    ("key", "echoes"),
+    [
+        (CANARY, [CANARY.upper(), CANARY.replace("-", "%2d"), CANARY[:12], CANARY[-9:]]),
+        ("sk-sandbox", ["sk-sandbox", "SK-SANDBOX", "sk%2Dsandbox", "sk-sandb"]),
+    ],
+)
+def test_the_key_is_masked_in_any_case_percent_encoded_or_cut(key: str, echoes: list[str]) -> None:
+    """Echoes of the key upper-cased, URL-encoded or cut to 8 characters are masked in the
+    message and the data; the rest of the text, shorter runs of the key included, is kept."""
+    url = "http://127.0.0.1/_sandbox/media/v1.mp4"
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        said = "Parameter error: avatar_id is required; " + " ".join(echoes)
+        data = {"echo": echoes, "video_url": url}
+        content = json.dumps({"code": 40000, "msg": said, "data": data})
+        return httpx.Response(200, content=content.encode())
+
+    async def go() -> Any:
+        async with JoggClient(
+            "https://api.jogg.ai", key, transport=httpx.MockTransport(answer)
+        ) as client:
+            return await client.create_video({})
+
+    outcome = asyncio.run(go())
+    assert outcome.message == "Parameter error: avatar_id is required; *** *** *** ***"
+    assert outcome.data == {"echo": ["***"] * 4, "video_url": url}
+
+
 def test_a_non_json_body_cannot_leak_part_of_the_key_in_its_preview() -> None:
     """The preview of a broken body is cut at 80 bytes; the key straddling the cut is scrubbed."""
     outcome = _call(_echo_transport(("x" * 60 + CANARY).encode(), status=502))

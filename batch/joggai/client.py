@@ -5,16 +5,15 @@ raises for HTTP or network trouble; the outcome's `kind` tells the caller what m
 
 - `ok`: body code 0 on a 2xx.
 - `permanent`: the API said no to this request (40000, 10104, or HTTP 400/404 and other 4xx
-  without a code); sending it again is waste. Unknown business codes land here too: the docs
-  say an error envelope means nothing was created, and retrying a refusal we cannot interpret
-  would spend POSTs (and the rate window) on a request that fails the same way again.
+  without a code); sending it again is waste.
 - `account`: key, plan or credit problem (10105, 18020, 18025, HTTP 401/402/403); no request on
   this key can succeed, so the run stops.
 - `retryable`: 429 (body code or HTTP status): the rate limiter refused the request before the
   API looked at it, so it may be sent again after the `retry_after` hint or a backoff.
 - `unknown`: the server may have accepted (and charged for) the request: 50000 and every HTTP
   5xx (a server can commit and then fail while answering, and a proxy's 502 says nothing of the
-  backend), read timeouts, a connection dropped after sending, a broken or malformed body. The
+  backend), a business code the reference does not document (nothing says what it did), read
+  timeouts, a connection dropped after sending, a broken or malformed body. The
   caller must reconcile before it resends; only answers that prove the request was not processed
   (`retryable`, `not_sent`, `permanent`, `account`) allow a direct resend or a final verdict.
 - `not_sent`: the request certainly never left (connect error or timeout, no pooled connection).
@@ -48,7 +47,7 @@ from urllib.parse import quote
 import httpx
 
 from batch.errors import ConfigError
-from batch.secret import MASK, Secret, checked_key
+from batch.secret import Secret, checked_key
 from batch.version import __version__
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
 
@@ -185,9 +184,11 @@ def _kind(status: int, answer: _Answer) -> OutcomeKind:
             return "account"
         if code in RETRYABLE_CODES:
             return "retryable"
-        if code in PERMANENT_CODES or code != Code.SYSTEM:
+        if code in PERMANENT_CODES:
             return "permanent"
-        return "unknown"  # 50000: the docs do not say the request was rolled back
+        # 50000 (the docs do not say the request was rolled back) and every undocumented code
+        # (a server seen creating the video and answering 50001): it may have been accepted.
+        return "unknown"
     if 200 <= status < 300:
         return "ok" if code == Code.OK and not answer.malformed else "unknown"
     if status == 429:
@@ -458,7 +459,8 @@ class JoggClient:
         else:
             # Scrubbed before parsing, so no preview or field can carry even part of the key.
             if content is not None:
-                content = content.replace(self._api_key.reveal().encode(), MASK.encode())
+                # (Latin-1 keeps every byte in place; the key is ASCII.)
+                content = self._api_key.scrub(content.decode("latin-1")).encode("latin-1")
             outcome = classify_response(
                 response.status_code,
                 response.headers,
@@ -485,12 +487,12 @@ class JoggClient:
         )
 
     def _scrub(self, value: Any) -> Any:
-        """Servers and proxies sometimes echo request headers; the key must not travel on.
-
-        Every string of a parsed answer, keys included, however the JSON spelled it.
+        """Servers and proxies sometimes echo request headers; the key must not travel on, in
+        any spelling or piece (`Secret.scrub`). Every string of a parsed answer, keys
+        included, however the JSON spelled it.
         """
         if isinstance(value, str):
-            return value.replace(self._api_key.reveal(), MASK)
+            return self._api_key.scrub(value)
         if isinstance(value, dict):
             return {self._scrub(key): self._scrub(item) for key, item in value.items()}
         if isinstance(value, list):

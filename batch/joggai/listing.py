@@ -14,6 +14,14 @@ rate-limited, so none of this spends the POST quota. The index serves three purp
 - after a lost answer, `batch.joggai.reconcile` proves the request's fate from successive syncs;
 - a tag listed on more than one video is a double charge, kept and reported.
 
+The walk is bounded, because a server whose listing never ends would otherwise hold up the run
+before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (each cost a
+credit: 100,000 renders are tens of thousands of dollars at JoggAI's plan prices, more than any
+account this tool serves) and for at most `MAX_SYNC_SECONDS`; a page whose `total` claims more, a
+walk that passes either bound, or a page that brings no video not already read in this walk, fails
+the sync with an ApiError. The rows of a walk are recorded together at its end, so a sync that
+fails stores nothing of it.
+
 A sync also tells whether this account's listing echoes tags at all (`Sync.echo`): the videos this
 ledger knows it was given are looked up by id in the pages read, and their titles must carry their
 tags. JoggAI does not document that `title` echoes `video_spec.name` (reference §8, §11).
@@ -38,6 +46,10 @@ log = logging.getLogger(__name__)
 
 # Server and client clocks differ; every listing reads this much further back than asked.
 CLOCK_SKEW_SECONDS = 300.0
+# The bounds of one walk (module docstring): a first sync of a full account at 100 videos a page
+# and about half a second a page takes some eight minutes.
+MAX_LISTED_VIDEOS = 100_000
+MAX_SYNC_SECONDS = 900.0
 _SYNCED_AT = "listing_synced_at"
 
 Echo = Literal["shown", "unproven", "broken"]
@@ -80,19 +92,24 @@ class AccountListing:
         overlap: float = 0.0,
         page_size: int = 100,
         clock: Callable[[], float] = time.time,
+        max_videos: int = MAX_LISTED_VIDEOS,
+        max_seconds: float = MAX_SYNC_SECONDS,
     ) -> None:
         self._client = client
         self._state = state
         self._overlap = overlap
         self._page_size = page_size
         self._clock = clock
+        self._max_videos = max_videos
+        self._max_seconds = max_seconds
 
     async def sync(self, back_to: float | None = None) -> Sync:
         """Reads the listing back to the previous sync (the whole of it the first time), to
         `back_to` (local unix time) when that is earlier, and to the newest video this ledger
         was given (so the read can show whether titles echo tags).
 
-        Raises ApiError (AccountError for key problems) when a page cannot be read.
+        Raises ApiError (AccountError for key problems) when a page cannot be read or the walk
+        passes its bounds (module docstring); nothing of the walk is recorded then.
         """
         previous = self._state.get_meta(_SYNCED_AT)
         target = -math.inf if previous is None else float(previous) - self._overlap
@@ -102,45 +119,69 @@ class AccountListing:
         since = target - CLOCK_SKEW_SECONDS
         started = self._clock()
         reached, echoed, unechoed = -math.inf, 0, 0
-        page, previous_ids, older_seen = 1, None, False
+        page, older_seen = 1, False
+        seen: set[str] = set()  # ids read in this walk
+        rows: list[tuple[str, str | None, str, float | None]] = []
         newest_first = True  # until a page shows otherwise: then only the whole listing will do
         while True:
             videos, total = await self._page(page)
-            ids = [str(video.get("id")) for video in videos]
-            if videos and ids == previous_ids:
-                raise ApiError(f"the product video listing does not advance past page {page - 1}")
-            rows = []
+            ids = [str(video["id"]) for video in videos]
+            if videos and seen.issuperset(ids):
+                raise ApiError(
+                    f"the product video listing does not advance: page {page} lists only videos "
+                    "already read; nothing of it was recorded"
+                )
+            seen.update(ids)
             times = [parse_seconds(video.get("created_at")) for video in videos]
             known_times = [t for t in times if t is not None]
             if any(later > earlier for earlier, later in itertools.pairwise(known_times)):
                 newest_first = False  # the server ignores the sort: no early stop is safe
-            for video, created in zip(videos, times, strict=True):
+            fresh = []
+            for video_id, video, created in zip(ids, videos, times, strict=True):
                 if newest_first and created is not None and created < since:
                     reached, older_seen = since, True
                     break
                 title = str(video.get("title") or "")
-                rows.append((str(video["id"]), tag_in(title), title, created))
-            self._state.record_listing(rows)
-            known = self._state.accepted_tags([row[0] for row in rows])
-            for video_id, tag, _title, _created in rows:
+                fresh.append((video_id, tag_in(title), title, created))
+            rows += fresh
+            known = self._state.accepted_tags([row[0] for row in fresh])
+            for video_id, tag, _title, _created in fresh:
                 if video_id in known:
                     if known[video_id] == tag:
                         echoed += 1
                     else:
                         unechoed += 1
             last_page = len(videos) < self._page_size or (
-                isinstance(total, int) and page * self._page_size >= total
+                total is not None and page * self._page_size >= total
             )
             if older_seen or not videos or last_page:
                 break
-            previous_ids = ids
+            self._check_bounds(page, total, len(seen), started)
             page += 1
+        self._state.record_listing(rows)
         self._state.set_meta(_SYNCED_AT, repr(started))
         echo: Echo = "broken" if unechoed else "shown" if echoed else "unproven"
         log.debug("listing synced: %d page(s), echo %s", page, echo)
         return Sync(started, reached, echo)
 
-    async def _page(self, page: int) -> tuple[list[dict[str, Any]], object]:
+    def _check_bounds(self, page: int, total: float | None, read: int, started: float) -> None:
+        """Raises ApiError when the walk, about to ask for the page after `page`, has gone or
+        would go past what an account can hold (`read`: videos listed so far)."""
+        limit = self._max_videos
+        if total is not None and total > limit:
+            problem = f"page {page} says the account holds {total:.0f} videos, over {limit}"
+        elif read >= limit:
+            problem = f"{page} pages have listed {read} videos (the most read) and it goes on"
+        elif self._clock() - started > self._max_seconds:
+            problem = f"{page} pages were read in over {self._max_seconds:.0f} s and it goes on"
+        else:
+            return
+        raise ApiError(
+            f"the product video listing does not end: {problem}; nothing of it was recorded. "
+            "Report it to JoggAI (GET /v2/product_videos)"
+        )
+
+    async def _page(self, page: int) -> tuple[list[dict[str, Any]], float | None]:
         """One page; the client has already asked again after a transient failure (GETs are
         free), so what is still wrong here makes the sync fail."""
         outcome = await self._client.list_product_videos(page=page, page_size=self._page_size)
@@ -158,7 +199,7 @@ class AccountListing:
             isinstance(v, dict) and v.get("id") is not None for v in videos
         ):
             raise ApiError(f"cannot list product videos (page {page}): no list of videos with ids")
-        return videos, data.get("total")
+        return videos, parse_seconds(data.get("total"))  # a count, as a server may spell it
 
 
 def report_double_charges(state: StateStore, run_id: int | None) -> list[DoubleCharge]:

@@ -49,6 +49,15 @@ class LedgerQueries(JobQueries):
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def listed_failures(self) -> list[tuple[int, str]]:
+        """(job id, video id) of failed jobs whose tag the listing shows: the account rendered
+        them, whatever answer their request got."""
+        rows = self._db.execute(
+            "SELECT j.id, min(l.video_id) FROM jobs j JOIN listing l ON l.tag = j.tag "
+            "WHERE j.status = 'failed' GROUP BY j.id ORDER BY j.id"
+        ).fetchall()
+        return [(int(job_id), str(video_id)) for job_id, video_id in rows]
+
     def accepted_tags(self, video_ids: Sequence[str]) -> dict[str, str]:
         """video_id -> tag, for the videos among these that this ledger knows it was given."""
         found: dict[str, str] = {}
