@@ -8,10 +8,11 @@ derives its directory name). It lives in a module of its own because both `confi
 
 `Secret.scrub` takes the key out of text a server sent back, in every spelling a server or proxy
 was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), and cut short. Any run of
-at least 8 characters of the key (`piece_length`; a shorter key only whole) is masked whole.
-Shorter runs are left: they turn up in ordinary text, and the answers scrubbed carry video ids
-and URLs that must stay intact (masking half of the sandbox's `sk-sandbox` broke every media
-URL, `/_sandbox/media/...`).
+at least 12 characters of the key (`piece_length`; a shorter key only whole) is masked whole.
+Shorter runs are left: the answers scrubbed carry video ids and URLs that must stay intact. With
+8, a key of hex digits would share a run with about one random hex video id in seven million
+(25 x 25 windows at 16^-8 each), and mask it; with 12, one in six hundred billion. Masking half
+of the sandbox's `sk-sandbox` broke every media URL (`/_sandbox/media/...`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ MASK: Final = "***"
 
 def piece_length(key_length: int) -> int:
     """The shortest run of a key's characters that `Secret.scrub` masks (module docstring)."""
-    return min(key_length, 8)
+    return min(key_length, 12)
 
 
 def _spellings(char: str) -> str:
