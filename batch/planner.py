@@ -38,6 +38,7 @@ class PlanCounts:
     failed_permanent: int = 0
     duplicate: int = 0
     invalid: int = 0
+    blank: int = 0  # every cell empty (Excel leaves such lines below the data): nothing to send
 
     @property
     def to_send(self) -> int:
@@ -140,6 +141,10 @@ class Planner:
                 row = self._checked(rows[index])
                 if row.fields is None:
                     fp = None
+            if index in rows.blank:
+                counts.blank += 1
+                plans.append(RowPlan(number, None, "blank", None))
+                continue
             if fp is None:
                 counts.invalid += 1
                 problems = (row or rows[index]).problems

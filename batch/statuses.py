@@ -19,6 +19,7 @@ RowStatus = Literal[
     "invalid",
     "unknown",
     "duplicate",
+    "blank",
     "not_attempted",
     "planned",
 ]

@@ -758,3 +758,21 @@ def test_a_product_id_excel_wrote_in_scientific_notation_is_never_sent(tmp_path:
     ]
     assert rows[2].fields is not None
     assert rows[2].fields.product_id == "MTE2E+15"
+
+
+def test_a_row_is_blank_only_when_every_cell_is_empty(tmp_path: Path) -> None:
+    """Nulls, NaN and cells of spaces make a blank row (no problem, no fingerprint); one cell
+    with anything in it, even outside the request's columns, keeps the row a row to check."""
+    table = pa.table(
+        {
+            "product_id": ["P1", None, " ", None, None],
+            "length": [15.0, None, float("nan"), None, None],
+            "note": ["a", None, "  ", "kept for later", None],
+        }
+    )
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    (batch,) = read_catalog(path, CatalogOptions())
+    assert batch.rows.blank == frozenset({1, 2, 4})
+    assert [batch.rows.fingerprints[i] is None for i in range(5)] == [False, True, True, True, True]
+    assert sorted(batch.rows.problems) == [3]

@@ -552,3 +552,20 @@ def test_a_misspelt_command_is_refused_with_the_close_names() -> None:
     result = CliRunner().invoke(main, ["stat"])
     assert result.exit_code == 2
     assert "No such command 'stat'. (Did you mean one of: 'state', 'status'?)" in result.stderr
+
+
+def test_blank_rows_an_export_leaves_are_not_failures(tmp_path: Path) -> None:
+    """Rows whose every cell is empty (an Excel export's trailing `,,` lines, or spaces) are
+    `blank`: nothing is sent for them, validate lists no problem, and the run exits 0."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    with catalog.open("a") as handle:
+        handle.write(",,,\n ,  ,,\n,,,\n")
+    code, _, err = invoke("validate", str(catalog), env={"JOGG_API_KEY": "k"})
+    assert (code, err) == (0, f"{catalog}: no problems\n")
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        code, _, err = sandbox_run(catalog, url)
+        assert len(submissions(url)["submissions"]) == 2
+    assert code == 0
+    assert "  blank                     3" in err
+    results = read_results(tmp_path / "c.results.csv")
+    assert list(results["status"]) == ["submitted", "submitted", "blank", "blank", "blank"]

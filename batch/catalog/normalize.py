@@ -448,13 +448,30 @@ def resolve_rows(
         parts["video_name"] = _text_part(names)
     parts["name"] = parts.pop("video_name")
     keys = _text_values(table.column(plan.key))
+    blank = _blank_rows(table)
     return ResolvedRows(
         first,
         columns,
         keys,
         _fingerprints(parts),
-        problems,
+        {index: found for index, found in problems.items() if index not in blank},
         plan.canonical.get("product_id", "product_id"),
         plan.canonical.get("product_url"),
         product_spelled,
+        blank,
     )
+
+
+def _blank_rows(table: pa.Table) -> frozenset[int]:
+    """The rows whose every cell is empty (null, NaN or only spaces): the lines a spreadsheet
+    leaves below its data when it exports cells that were once formatted."""
+    blank: pa.ChunkedArray | None = None
+    for column in table.columns:
+        empty = pc.is_null(column, nan_is_null=True)
+        if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            spaces = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)
+            empty = pc.or_(empty, spaces)
+        blank = empty if blank is None else pc.and_(blank, empty)
+    if blank is None or not pc.any(blank).as_py():
+        return frozenset()
+    return frozenset(np.flatnonzero(blank.to_numpy(zero_copy_only=False)).tolist())

@@ -89,7 +89,7 @@ class ResolvedRows(Sequence[CatalogRow]):
     front, and the request values of a row (`fields`, `key`) only for rows that are used.
     """
 
-    __slots__ = ("_built", "_columns", "_keys", "fingerprints", "first", "problems")
+    __slots__ = ("_built", "_columns", "_keys", "blank", "fingerprints", "first", "problems")
 
     def __init__(
         self,
@@ -101,8 +101,10 @@ class ResolvedRows(Sequence[CatalogRow]):
         product_header: str,
         url_header: str | None,
         product_spelled_missing: Mapping[int, str] | None = None,
+        blank: frozenset[int] = frozenset(),
     ) -> None:
         self.first = first
+        self.blank = blank  # rows whose every cell is empty: not a row to send, nor a problem
         self._columns = [columns[name] for name in ROW_COLUMNS]
         self._keys = keys
         self.fingerprints = fingerprints
@@ -113,7 +115,7 @@ class ResolvedRows(Sequence[CatalogRow]):
         spelled = product_spelled_missing or {}
         explained = (product_header, url_header)
         for index, pid in enumerate(self._columns[0]):
-            if pid is not None:
+            if pid is not None or index in blank:
                 continue
             if urls[index] is None and names[index] is None:
                 if not any(problem.column in explained for problem in problems.get(index, ())):
@@ -122,7 +124,7 @@ class ResolvedRows(Sequence[CatalogRow]):
                 continue  # a bad id or URL already explains the missing id
             self._built[index] = row = self._row(index)
             fingerprints[index] = row.fingerprint
-        for index in problems:
+        for index in (*problems, *blank):
             fingerprints[index] = None
 
     def __len__(self) -> int:

@@ -11,7 +11,7 @@ from batch.store.connection import Connection
 # with string functions both databases have.
 # What the results file says of a row, from its plan (run_rows) and its job.
 _RESULT_STATUS = """CASE
-    WHEN r.row_status IN ('invalid', 'duplicate') THEN r.row_status
+    WHEN r.row_status IN ('invalid', 'duplicate', 'blank') THEN r.row_status
     WHEN j.status = 'submitted' THEN
         CASE WHEN j.submitted_run = r.run_id THEN 'submitted' ELSE 'already_submitted' END
     WHEN j.status IN ('pending', 'not_attempted') THEN

@@ -22,7 +22,7 @@ class RowPlan(NamedTuple):
 
     row: int
     job: int | str | None  # a job id, the fingerprint of a job new in this slice, or none
-    status: str  # job, planned, invalid or duplicate
+    status: str  # job, planned, invalid, duplicate or blank
     detail: str | None
 
 
