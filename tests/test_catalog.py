@@ -401,7 +401,7 @@ def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
     text = (
         "product_id,Length,aspect_ratio,caption,avatar_id,avatar_type,music_id,script_style,language,webhook_url\n"
         "A1,45,4:3,maybe,127.5,2,-1,Funny,klingon,ftp://x\n"
-        ",,,,,,,,,\n"
+        ",15,,,,,,,,\n"
     )
     path = write(tmp_path, "catalog.csv", text)
     bad, missing = rows_of(path)
