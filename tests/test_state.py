@@ -160,6 +160,7 @@ def test_opening_the_state_again_in_the_process_keeps_the_first_connections_lock
     [
         ("UPDATE meta SET value = 'abc' WHERE key = 'schema_version'", "reads 'abc', not a number"),
         ("DELETE FROM meta WHERE key = 'schema_version'", "records schema 1, but its tables"),
+        ("UPDATE meta SET value = '-1' WHERE key = 'schema_version'", "version reads -1"),
     ],
 )
 def test_a_state_whose_schema_version_was_damaged_is_refused_with_what_to_do(

@@ -67,7 +67,7 @@ def info(state: StateLocation | None, config_path: Path | None) -> None:
     click.echo(f"runs kept       {facts.runs}  ({facts.row_outcomes} row outcomes)")
     click.echo(f"attempts        {facts.attempts}")
     for status, count in facts.jobs_by_status.items():
-        click.echo(f"jobs {status:<11}{count}")
+        click.echo(f"jobs {status:<10} {count}")
     click.echo(f"listed videos   {facts.listed_videos}")
     click.echo(f"double charges  {facts.double_charges}")
 

@@ -204,6 +204,11 @@ def _version(db: Any, location: object) -> int:
             f"{location}: the state's schema version reads {row[0]!r}, not a number; it was "
             "damaged or edited by hand: restore a backup, or start a new state with --state"
         ) from None
+    if version < 1:
+        raise StateError(
+            f"{location}: the state's schema version reads {version}; it was damaged or edited "
+            "by hand: restore a backup, or start a new state with --state"
+        )
     if version > SCHEMA_VERSION:
         raise StateError(
             f"{location}: state schema {version} was written by a newer jogg-batch; this "
