@@ -119,7 +119,7 @@ async def retry_async(
     wait: float | None = None,
     handle_signals: bool = False,
 ) -> RunSummary:
-    """Runs again the failed, not-attempted and unknown rows of the results file
+    """Runs again the failed, not-attempted, unknown and dry-run planned rows of the results file
     `config.catalog`, and merges their outcomes into `config.results`. `wait` as in `run`."""
     summary = await rerun.rerun_async(config, handle_signals=handle_signals)
     return await _then_wait(summary, config, wait, None)

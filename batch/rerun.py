@@ -60,7 +60,9 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     )
     todo = frame[wanted]
     if todo.empty:
-        log.warning("%s: no failed, not-attempted or unknown rows to retry", config.catalog)
+        log.warning(
+            "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
+        )
     inputs = todo.drop(columns=[c for c in RESULT_COLUMNS if c in todo.columns])
     inputs = inputs.rename(columns=catalog_name)
     with tempfile.TemporaryDirectory(prefix="jogg-retry-") as folder:

@@ -32,7 +32,9 @@ UNFINISHED_ROWS: Final[frozenset[RowStatus]] = frozenset(
 )
 # Rows the summary also counts by failure code (without one, by their status).
 CODED_ROWS: Final[tuple[RowStatus, ...]] = ("failed", "unknown", "invalid")
-# Rows `jogg-batch retry` runs again.
-RETRY_ROWS: Final[frozenset[RowStatus]] = frozenset({"failed", "not_attempted", "unknown"})
+# Rows `jogg-batch retry` runs again (`planned`: a dry run's, never sent).
+RETRY_ROWS: Final[frozenset[RowStatus]] = frozenset(
+    {"failed", "not_attempted", "unknown", "planned"}
+)
 # The order in which reports list row statuses: as the type lists them.
 ROW_ORDER: Final[tuple[RowStatus, ...]] = get_args(RowStatus)

@@ -123,3 +123,20 @@ def test_an_unknown_row_the_state_lost_is_entered_as_the_runs_request(
         entered = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'unknown'")
         assert entered.fetchall() == sent
     db.close()
+
+
+def test_a_dry_run_retry_leaves_the_rows_for_the_real_one(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """`retry --dry-run` marks the rows `planned`; the real retry after it still sends them."""
+    _, args = half_run
+    state = ("--state", str(tmp_path / "s.db"))
+    results = str(tmp_path / "c.results.csv")
+    code, err = invoke("retry", results, "--dry-run", *state, *args)
+    assert code == 0, err
+    assert list(read_results(Path(results))["status"]).count("planned") == 4
+    assert len(_sent(sandbox_url)) == 1
+    code, err = invoke("retry", results, *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5
+    assert set(read_results(Path(results))["status"]) == {"submitted"}

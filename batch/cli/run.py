@@ -157,7 +157,7 @@ def run(catalog: Location, **options: Any) -> None:
 @click.option("--rate-limit", help="POSTs per API key: N/s, N/min, N/h (default 20/min).")
 @sending_options
 def retry(results_file: Location, **options: Any) -> None:
-    """Run again the failed, not-attempted and unknown rows of a results file, and update it.
+    """Run again a results file's failed, not-attempted, unknown and planned rows; update it.
 
     Needs nothing but the results file: it carries the catalog's columns. Exit codes as `run`.
 
