@@ -776,3 +776,23 @@ def test_a_row_is_blank_only_when_every_cell_is_empty(tmp_path: Path) -> None:
     assert batch.rows.blank == frozenset({1, 2, 4})
     assert [batch.rows.fingerprints[i] is None for i in range(5)] == [False, True, True, True, True]
     assert sorted(batch.rows.problems) == [3]
+
+
+def test_image_urls_as_json_lists_read_the_same_whatever_wrote_them(tmp_path: Path) -> None:
+    """A JSON Lines list, the JSON text a results file writes back for it (what retry reads),
+    and `a|b` are the same request; an empty list is an empty cell in each spelling."""
+    urls = ["https://a.example/x.png", "https://a.example/y.png"]
+    base = {"product_url": "https://shop.example/p/1"}
+    lines = [
+        {**base, "image_urls": urls},
+        {**base, "image_urls": json.dumps(urls, separators=(",", ":"))},
+        {**base, "image_urls": "|".join(urls)},
+        {**base, "image_urls": []},
+        {**base, "image_urls": "[]"},
+        {**base},
+    ]
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    rows = rows_of(path)
+    assert [row.problems for row in rows] == [()] * 6
+    assert len({row.fingerprint for row in rows[:3]}) == 1
+    assert len({row.fingerprint for row in rows[3:]}) == 1

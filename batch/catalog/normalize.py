@@ -37,10 +37,26 @@ def _as_typed(value: object) -> str:
 
 
 def normalize_image_urls(value: object) -> tuple[str, ...]:
-    """`a.jpg|b.jpg` or `a.jpg, b.jpg` -> a tuple of http(s) URLs."""
+    """`a.jpg|b.jpg`, `a.jpg, b.jpg` or a JSON list (`["a.jpg","b.jpg"]`, as a JSON Lines
+    catalog holds it and a results file writes it back) -> a tuple of http(s) URLs."""
     text = _as_typed(value)
-    parts = text.split("|") if "|" in text else text.split(",")
+    parts = _json_list(text)
+    if parts is None:
+        parts = text.split("|") if "|" in text else text.split(",")
     return tuple(payload.normalize_url(part) for part in parts if part.strip())
+
+
+def _json_list(text: str) -> list[str] | None:
+    """The strings of a JSON list of strings, or None for any other text."""
+    if not text.lstrip().startswith("["):
+        return None
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(items, list) and all(isinstance(item, str) for item in items):
+        return items
+    return None
 
 
 # `1.23E+15`: what Excel shows, and saves as CSV, for a long number in a General cell.
@@ -86,9 +102,10 @@ CANONICAL_COLUMNS: Final = tuple(_COLUMNS)
 FREE_TEXT_COLUMNS: Final = frozenset(
     {"video_name", "override_script", "product_name", "description", "target_audience"}
 )
-# How R, pandas, SQL exports and people write "no value", matched ignoring case and surrounding
-# spaces: in any other column such a cell is empty, never an id, enum or number.
-MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>", "-"})
+# How R, pandas, SQL exports and people write "no value" (and an empty JSON list), matched
+# ignoring case and surrounding spaces: in any other column such a cell is empty, never an id,
+# enum or number.
+MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>", "-", "[]"})
 # The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
