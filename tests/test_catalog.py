@@ -796,3 +796,17 @@ def test_image_urls_as_json_lists_read_the_same_whatever_wrote_them(tmp_path: Pa
     assert [row.problems for row in rows] == [()] * 6
     assert len({row.fingerprint for row in rows[:3]}) == 1
     assert len({row.fingerprint for row in rows[3:]}) == 1
+
+
+def test_a_product_id_whose_digits_a_float_lost_is_never_sent(tmp_path: Path) -> None:
+    """A float column past 2**53 (Parquet here; an xlsx number cell alike) holds an id whose
+    last digits are gone: the row is invalid, never a request for digits nobody typed."""
+    path = tmp_path / "c.parquet"
+    pq.write_table(pa.table({"product_id": [1234567890123456789.0, 1234.0]}), path)
+    lost, kept = rows_of(path)
+    assert messages(path, lost) == [
+        "c.parquet row 1, column 'product_id': '1.2345678901234568e+18' is a float, and a float "
+        "column cannot hold a product id exactly; store the product ids as text"
+    ]
+    assert kept.fields is not None
+    assert kept.fields.product_id == "1234"

@@ -85,7 +85,10 @@ def cell_text(value: Cell) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        # Past 2**53 a float has lost the number's last digits: written out whole it would show
+        # digits nobody typed (an id of 19 digits), so it stays in the notation Excel shows.
+        exact = value.is_integer() and abs(value) < 2**53
+        return str(int(value)) if exact else repr(value)
     if isinstance(value, dt.datetime):
         if value.time() == dt.time():
             return value.date().isoformat()

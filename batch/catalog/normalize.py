@@ -60,12 +60,18 @@ def _json_list(text: str) -> list[str] | None:
 
 
 # `1.23E+15`: what Excel shows, and saves as CSV, for a long number in a General cell.
-_EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9](\.[0-9]+)?E\+[0-9]+", re.IGNORECASE)
+_EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9](\.[0-9]+)?E[+-]?[0-9]+", re.IGNORECASE)
 
 
 def normalize_product_id(value: object) -> str:
     """A product id as written; one Excel rewrote in scientific notation is refused, since its
-    digits are gone and a guess would render some other product."""
+    digits are gone and a guess would render some other product; so is one a float column
+    holds past 2**53, where the last digits are lost."""
+    if isinstance(value, float) and not (value.is_integer() and abs(value) < 2**53):
+        raise ValueError(
+            f"'{value!r}' is a float, and a float column cannot hold a product id exactly; "
+            "store the product ids as text"
+        )
     text = payload.normalize_text(value)
     if _EXCEL_SCIENTIFIC.fullmatch(text):
         raise ValueError(
