@@ -22,6 +22,8 @@ import tempfile
 from dataclasses import replace
 from pathlib import Path
 
+import pandas as pd
+
 from batch import catalog, payload, runner, storage
 from batch.config import RunConfig
 from batch.errors import CatalogError
@@ -29,8 +31,15 @@ from batch.payload import RequestDefaults
 from batch.planner import tag_for
 from batch.runner import RunSummary
 from batch.statuses import RETRY_ROWS
-from batch.store import StateStore
-from batch.store.results import RESULT_COLUMNS, catalog_name, read_results, write_table
+from batch.storage import Location
+from batch.store import StateStore, xlsx
+from batch.store.results import (
+    RESULT_COLUMNS,
+    catalog_name,
+    read_results,
+    results_format,
+    write_table,
+)
 from batch.vocabulary import PERMANENT_CODES
 
 log = logging.getLogger(__name__)
@@ -65,6 +74,8 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         )
     inputs = todo.drop(columns=[c for c in RESULT_COLUMNS if c in todo.columns])
     inputs = inputs.rename(columns=catalog_name)
+    if results_format(config.catalog) == "xlsx":
+        _refuse_cut_cells(config.catalog, inputs, todo["row"])
     with tempfile.TemporaryDirectory(prefix="jogg-retry-") as folder:
         subset = Path(folder) / "retry.csv"
         inputs.to_csv(subset, index=False)
@@ -91,6 +102,21 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     summary.results = str(config.results)
     runner.write_summary_json(config, summary)
     return summary
+
+
+def _refuse_cut_cells(path: Location, inputs: pd.DataFrame, rows: pd.Series) -> None:
+    """A workbook cuts a cell at Excel's 32,767 characters: a row rebuilt from a cut cell would
+    be another request (another paid video) than the one its run planned."""
+    for column in inputs.columns:
+        cut = inputs[column].astype(str).str.len() >= xlsx.MAX_CELL
+        if cut.any():
+            row = rows[cut].iloc[0]
+            raise CatalogError(
+                f"{path}: row {row}, column {column!r} holds {xlsx.MAX_CELL:,} characters, "
+                "Excel's most: the workbook cut it, and the rebuilt request would not be the "
+                "one the run planned. Retry from a .csv or .parquet results file, or run the "
+                "catalog again"
+            )
 
 
 def _run_defaults(config: RunConfig) -> RequestDefaults:

@@ -140,3 +140,23 @@ def test_a_dry_run_retry_leaves_the_rows_for_the_real_one(
     assert code == 0, err
     assert len(_sent(sandbox_url)) == 5
     assert set(read_results(Path(results))["status"]) == {"submitted"}
+
+
+def test_a_retry_from_a_workbook_that_cut_a_cell_is_refused(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Excel holds 32,767 characters a cell: a row rebuilt from a cut script would be another
+    paid video, so retry from that workbook stops (exit 2, nothing sent) and says what to do."""
+    rows = [{**row, "override_script": "x" * 40_000} for row in simple_rows(2)]
+    catalog = write_catalog(tmp_path / "c.csv", rows)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    results = tmp_path / "c.results.xlsx"
+    code, err = invoke("run", str(catalog), "--max-videos", "1", "--results", str(results),
+                       *state, *args)  # fmt: skip
+    assert code == 1, err
+    assert "2 cell(s) are longer than Excel's 32767 characters and were cut" in err
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 2
+    assert "row 2, column 'override_script' holds 32,767 characters, Excel's most" in err
+    assert len(_sent(sandbox_url)) == 1

@@ -15,6 +15,7 @@ Read back with python-calamine (as spreadsheet catalogs are), every cell as text
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
@@ -26,12 +27,14 @@ import python_calamine as calamine
 
 from batch.catalog.excel import cell_text
 
+log = logging.getLogger(__name__)
+
 SHEET: Final = "results"
 # Excel allows 65,530 links a sheet: spent on the videos alone, they cover 65,530 rows.
 LINK_COLUMNS: Final = frozenset({"video_url"})
 _MAX_LINKS: Final = 65_530
 _MAX_URL: Final = 2_079
-_MAX_CELL: Final = 32_767
+MAX_CELL: Final = 32_767  # Excel's most characters in a cell
 _WIDTH_SAMPLE: Final = 200  # rows whose text sets the column widths
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
 
@@ -51,7 +54,7 @@ def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[s
     )
     sheet = book.add_worksheet(SHEET)
     bold = book.add_format({"bold": True})
-    links = 0
+    links = cut = 0
     row = 0
     names: list[str] = []
     try:
@@ -72,13 +75,22 @@ def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[s
                         sheet.write_url(row, column, value, string=value)
                         links += 1
                     else:
-                        sheet.write_string(row, column, str(value)[:_MAX_CELL])
+                        text = str(value)
+                        cut += len(text) > MAX_CELL
+                        sheet.write_string(row, column, text[:MAX_CELL])
         if not names:
             names = list(empty_columns)
             _header(sheet, names, bold, None)
         sheet.autofilter(0, 0, row, len(names) - 1)
     finally:
         book.close()
+    if cut:
+        log.warning(
+            "%d cell(s) are longer than Excel's %d characters and were cut in the xlsx results "
+            "file; `retry` refuses such rows: use .csv or .parquet results for this catalog",
+            cut,
+            MAX_CELL,
+        )
 
 
 def _linkable(url: str) -> bool:
