@@ -31,12 +31,17 @@ class JobQueries(Connection):
 
     def run_defaults(self, results: str) -> str | None:
         """The request defaults (JSON) of the newest run that wrote the results file `results`,
-        or None when the state knows no such run (another state's, or pruned)."""
-        row = self._db.execute(
-            "SELECT request_defaults FROM runs WHERE results = ? AND dry_run = 0 "
-            "AND request_defaults IS NOT NULL ORDER BY id DESC LIMIT 1",
-            (results,),
-        ).fetchone()
+        or None when the state knows no such run (another state's)."""
+        row = (
+            self._db.execute(
+                "SELECT request_defaults FROM runs WHERE results = ? AND dry_run = 0 "
+                "AND request_defaults IS NOT NULL ORDER BY id DESC LIMIT 1",
+                (results,),
+            ).fetchone()
+            or self._db.execute(  # its runs were pruned
+                "SELECT request_defaults FROM results_files WHERE results = ?", (results,)
+            ).fetchone()
+        )
         return None if row is None else str(row[0])
 
     def finish_run(self, run_id: int, outcome: str) -> None:

@@ -5,10 +5,9 @@ sent again, and its attempts prove what was paid); the listing index and the dou
 products. What is pruned: the per-row outcomes (`run_rows`) and the run records of all but the
 last `keep_runs` runs. Those only serve results files already written; `retry` works from the
 results file itself, but takes the request defaults of the run that wrote it from that run's
-record: once pruned, it warns and uses the settings' (a retry records itself as a run of the
-file, so a file retried since keeps its record). A run prunes to `run.keep_runs` when it ends;
-freed pages are reused by the next night's rows, so the file stops growing without a VACUUM
-(which rewrites the whole file).
+record, kept in `results_files` when the run is pruned (one small row per results file). A run
+prunes to `run.keep_runs` when it ends; freed pages are reused by the next night's rows, so the
+file stops growing without a VACUUM (which rewrites the whole file).
 """
 
 from __future__ import annotations
@@ -67,6 +66,19 @@ class MaintenanceQueries(Connection):
             old = [run_id for (run_id,) in newest_first[keep_runs:]]
             if old:
                 newest_old = max(old)
+                # What retry needs of a pruned run: its results file's request defaults.
+                db.execute(
+                    "INSERT INTO results_files (results, request_defaults, run_id) "
+                    "SELECT r.results, r.request_defaults, r.id FROM runs r "
+                    "WHERE r.id <= ? AND r.dry_run = 0 AND r.results IS NOT NULL "
+                    "AND r.request_defaults IS NOT NULL AND r.id = (SELECT max(x.id) FROM runs x "
+                    "WHERE x.results = r.results AND x.dry_run = 0 "
+                    "AND x.request_defaults IS NOT NULL AND x.id <= ?) "
+                    "ON CONFLICT (results) DO UPDATE SET "
+                    "request_defaults = excluded.request_defaults, run_id = excluded.run_id "
+                    "WHERE excluded.run_id > results_files.run_id",
+                    (newest_old, newest_old),
+                )
                 db.execute("DELETE FROM run_rows WHERE run_id <= ?", (newest_old,))
                 db.execute("DELETE FROM runs WHERE id <= ?", (newest_old,))
         return len(old)

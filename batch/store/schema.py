@@ -137,6 +137,15 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN results TEXT;
     ALTER TABLE runs ADD COLUMN request_defaults TEXT;
     """,
+    # 6: pruning keeps those of each results file's newest pruned run: a retry of a file whose
+    # run was pruned would otherwise rebuild its rows with other defaults (other paid videos).
+    """
+    CREATE TABLE results_files (
+        results TEXT PRIMARY KEY,
+        request_defaults TEXT NOT NULL,
+        run_id INTEGER NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
