@@ -90,8 +90,16 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             ),
         )
         unknown_rows = {n + 1 for n, status in enumerate(todo["status"]) if status == "unknown"}
-        _enter_unknowns(subset_config, unknown_rows)
-        summary = await runner.run_async(subset_config, handle_signals=handle_signals)
+        try:
+            _enter_unknowns(subset_config, unknown_rows)
+            summary = await runner.run_async(subset_config, handle_signals=handle_signals)
+        except CatalogError as exc:
+            # The rows to retry are a catalog of their own here; the person knows the file.
+            told = str(exc).replace(str(subset), f"{config.catalog} (its rows to retry)")
+            raise CatalogError(
+                f"{told}. If its run was given a settings file (--config: column names, "
+                "defaults), retry with the same --config"
+            ) from exc
         retried = read_results(subset_config.results)
     outcome_columns = [c for c in RESULT_COLUMNS if c in retried.columns and c != "row"]
     for position, original in enumerate(todo.index):

@@ -160,3 +160,26 @@ def test_a_retry_from_a_workbook_that_cut_a_cell_is_refused(
     assert code == 2
     assert "row 2, column 'override_script' holds 32,767 characters, Excel's most" in err
     assert len(_sent(sandbox_url)) == 1
+
+
+def test_a_retry_without_the_runs_column_names_says_to_pass_its_config(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A run that mapped its headers with --config: retry without it stops (exit 2), naming
+    the results file (never the temporary catalog of its rows) and the --config to pass."""
+    root = Path(__file__).parents[1]
+    catalog = tmp_path / "c.csv"
+    shutil.copy(root / "sample_data" / "catalog_custom_columns.csv", catalog)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    config = ("--config", str(root / "configs" / "custom_columns.toml"))
+    code, err = invoke("run", str(catalog), "--max-videos", "1", *config, *state, *args)
+    assert code == 1, err
+    results = str(tmp_path / "c.results.csv")
+    code, err = invoke("retry", results, *state, *args)
+    assert code == 2
+    assert f"{results} (its rows to retry): has no product_id column" in err
+    assert "retry with the same --config" in err
+    assert "jogg-retry-" not in err
+    code, err = invoke("retry", results, *config, *state, *args)
+    assert code == 0, err
