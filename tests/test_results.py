@@ -142,7 +142,7 @@ def test_a_catalog_without_rows_keeps_its_columns_in_the_results_file(
 def test_plain_numbers_are_not_quoted_and_every_cell_reads_back_as_it_was(tmp_path: Path) -> None:
     """`-30`, `+1.5`, `-2e3` are no formula: written as they are. Formula-like cells (`-1+1`, a
     lone `-`) and cells that start with a quote before one (`'=x`) get a quote, then lose it."""
-    plain = ["-30", "-5", "+1.5", "-2e3", "-.5", "1e-3", "+0", "a-b"]
+    plain = ["-30", "-5", "+1.5", "-2e3", "-.5", "1e-3", "+0", "a-b", "-2,5"]
     quoted = ["-1+1", "-cmd", "-", "@SUM(A1)", "=1", "\t3", "-30 ", "--5", "'=x", "''-5", "'-5"]
     values = plain + quoted + ["'plain", ""]
     write_results(tmp_path / "r.csv", [pa.table({"v": values})], _no_outcomes)

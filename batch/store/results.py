@@ -62,9 +62,10 @@ RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
 # (`input_status`), is written with one more of this prefix: `results_name`, `catalog_name`.
 INPUT_PREFIX = "input_"
 # CSV cells quoted: a spreadsheet would run them (= + - @ tab CR first), or read_results would
-# take a quote off them (a quote then one of those), unless they are a plain number (-30, +1.5e3).
+# take a quote off them (a quote then one of those), unless they are a plain number (-30, +1.5e3,
+# or -2,5 with a decimal comma as a `;` catalog from Excel writes it).
 _QUOTED_START = r"^'*[=+\-@\t\r]"
-_PLAIN_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_PLAIN_NUMBER = r"^[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?$"
 _RISKY_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r", b"'"], pa.binary())
 _NEUTRALISED = r"^'(?='*[=+\-@\t\r])"
 _CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
