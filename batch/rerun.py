@@ -9,9 +9,9 @@ when the state (beside the results file, or `--state`) does not know them, they 
 A row's request also depends on the run's request defaults (`run --length 15` fills the empty
 length cells): the state records them with the results file each run writes, and the rows are
 rebuilt with those of the newest run that wrote this file, so each is the very request (and
-fingerprint) that run planned, never a second, paid one. When the state knows no such run (the
-file was moved or comes from another machine, or the run was pruned), a warning says so and the
-settings' defaults (`--config`) are used.
+fingerprint) that run planned, never a second, paid one (pruning the run keeps them). When the
+state knows no such run (the file was moved or comes from another machine or state), a warning
+says so and the settings' defaults (`--config`) are used.
 """
 
 from __future__ import annotations
@@ -134,14 +134,22 @@ def _run_defaults(config: RunConfig) -> RequestDefaults:
         recorded = state.run_defaults(storage.identity(config.catalog))
     if recorded is not None:
         try:
-            return payload.defaults_from_json(recorded)
+            defaults = payload.defaults_from_json(recorded)
         except ValueError as exc:
             log.warning("%s: the state's record of its run is unreadable: %s", config.catalog, exc)
+        else:
+            if defaults != config.catalog_options.defaults:
+                log.warning(
+                    "%s: its rows are rebuilt with the request defaults of the run that wrote "
+                    "it, not the settings' (which differ): the requests that run planned",
+                    config.catalog,
+                )
+            return defaults
     log.warning(
-        "%s: no run in the state %s wrote this results file (it was moved or copied, or its run "
-        "was pruned): its rows are rebuilt with the settings' request defaults. If the run was "
-        "given others (--length, --aspect-ratio...), put them under [defaults] in a --config "
-        "file and retry with it: otherwise those rows are new requests, paid again",
+        "%s: no run in the state %s wrote this results file (it was moved or copied, or written "
+        "with another state): its rows are rebuilt with the settings' request defaults. If the "
+        "run was given others (--length, --aspect-ratio...), put them under [defaults] in a "
+        "--config file and retry with it: otherwise those rows are new requests, paid again",
         config.catalog,
         config.state,
     )

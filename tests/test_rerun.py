@@ -183,3 +183,20 @@ def test_a_retry_without_the_runs_column_names_says_to_pass_its_config(
     assert "jogg-retry-" not in err
     code, err = invoke("retry", results, *config, *state, *args)
     assert code == 0, err
+
+
+def test_a_retry_given_other_defaults_keeps_the_runs_and_says_so(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """Settings whose defaults differ from the run's are not what the run planned: the run's
+    are used, with a warning that says so."""
+    _, args = half_run
+    settings = tmp_path / "len60.toml"
+    settings.write_text('[defaults]\nlength = "60"\n')
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke(
+        "retry", str(tmp_path / "c.results.csv"), "--config", str(settings), *state, *args
+    )
+    assert code == 0, err
+    assert "not the settings' (which differ)" in " ".join(err.split())
+    assert {s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)} == {"15"}
