@@ -59,6 +59,9 @@ class RunControl:
     signal_code: ExitCode | None = None
     sent: int = 0
     accepted: int = 0
+    # This run's jobs whose request may have been accepted (a lost answer), until settled: they
+    # count against --max-videos, since each may be a paid video.
+    maybe_accepted: set[int] = field(default_factory=set)
     in_flight: int = 0  # jobs past the budget: waiting for the limiter or sending
     on_the_wire: int = 0  # requests sent and not yet answered
     uncertain: asyncio.Event = field(default_factory=asyncio.Event)  # the settler has work
@@ -95,6 +98,11 @@ class RunControl:
             self._waiting.discard(task)
             self._cut.discard(task)
 
+    @property
+    def spent(self) -> int:
+        """Videos this run may have paid for: accepted, or answered in a way that hides it."""
+        return self.accepted + len(self.maybe_accepted)
+
     async def sleep(self, seconds: float) -> None:
         """A pause that a stop cuts short (with StopRequested)."""
         await self.unless_stopped(asyncio.sleep(seconds))
@@ -103,7 +111,7 @@ class RunControl:
         if self.stop_reason is not None:
             return True
         config = self.config
-        if config.max_videos is not None and self.accepted >= config.max_videos:
+        if config.max_videos is not None and self.spent >= config.max_videos:
             self.stop(f"--max-videos {config.max_videos} reached")
         elif config.deadline is not None and time.time() >= config.deadline:
             self.stop("time limit reached")
@@ -241,7 +249,7 @@ class JobSender:
         """Under --max-videos, a request leaves only if every one in flight could fail."""
         control, cap = self.control, self.config.max_videos
         async with self.budget:
-            while cap is not None and control.accepted + control.in_flight >= cap:
+            while cap is not None and control.spent + control.in_flight >= cap:
                 if control.should_stop():
                     raise StopRequested
                 await control.unless_stopped(self.budget.wait())
@@ -326,6 +334,7 @@ class JobSender:
             job_changed(job, "submitted", video_id=video_id)
         elif status == "reconciling":
             job_changed(job, "reconciling", code=outcome.code, message=outcome.message)
+            self.control.maybe_accepted.add(job.id)
             self.control.uncertain.set()
         elif status == "failed":
             job_changed(job, "failed", code=outcome.code, message=outcome.message)

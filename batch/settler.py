@@ -99,6 +99,7 @@ class Settler:
             if judgement.verdict is Verdict.FOUND:
                 assert listed is not None
                 self.state.adopt(job.id, listed, run_id=self.run_id)
+                self.control.maybe_accepted.discard(job.id)
                 self.control.accepted += 1
                 job_changed(job, "submitted", video_id=listed, recovered=True)
             elif judgement.verdict is Verdict.ABSENT:
@@ -111,6 +112,7 @@ class Settler:
                 await self._give_up(job, f"absence not proven in time ({judgement.why})")
 
     async def _send_again(self, job: UncertainJob) -> None:
+        self.control.maybe_accepted.discard(job.id)  # proven absent: it was not paid
         fresh = self.state.job(job.id)
         if fresh.attempts >= self.config.retry.max_attempts:
             # Proven absent, so not accepted: the row failed with its last answer.

@@ -509,6 +509,21 @@ def test_max_videos_caps_credits_and_leaves_the_rest_not_attempted(
     assert len(submissions(sandbox_url)["submissions"]) == 8
 
 
+@pytest.mark.parametrize("sandbox_url", [{"commit_then_error_rate": 1.0}], indirect=True)
+def test_a_lost_answer_counts_against_max_videos_until_it_is_settled(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Every create is made, then answered 50000 or 5xx: under --max-videos 1 the first may be
+    a paid video, so no second request leaves while it is not proven absent."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    summary = runner.run(make_config(catalog, sandbox_url, max_videos=1))
+    statuses = list(read_results(catalog.with_suffix(".results.csv"))["status"])
+    assert len(submissions(sandbox_url)["submissions"]) == 1
+    assert statuses[0] in ("submitted", "unknown")  # as far as the listing could tell
+    assert statuses[1:] == ["not_attempted", "not_attempted"]
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+
+
 def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
     """The lock keeps overlapping cron runs off one state database."""
     holder = StateStore(tmp_path / "s.db")
