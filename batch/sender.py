@@ -137,8 +137,12 @@ def status_after(outcome: ApiOutcome) -> JobStatus:
     | ok without one, unknown          | reconciling  | may be accepted: looked up first      |
     | (50000, 5xx, undocumented codes) |              |                                       |
     | permanent (40000, 10104, 4xx)    | failed       | refused; the same request fails again |
+    | account without a code (a bare   | reconciling  | no API envelope proves the refusal:   |
+    | 401/403, a proxy's page)         |              | looked up first (the run stops)       |
     | account, retryable, not_sent     | pending      | certainly not accepted                |
     """
+    if outcome.kind == "account" and outcome.code is None:
+        return "reconciling"
     if outcome.kind == "ok":
         return "submitted" if outcome.video_id else "reconciling"
     if outcome.kind == "unknown":
@@ -316,6 +320,7 @@ class JobSender:
         finally:
             self.control.on_the_wire -= 1
         status = status_after(outcome)
+        refused = outcome.kind == "account"  # the run stops, whatever became of the job
         if status == "reconciling":  # an answer without a video id is as good as none
             outcome = replace(outcome, kind="unknown")
         video_id = outcome.video_id
@@ -338,7 +343,7 @@ class JobSender:
             self.control.uncertain.set()
         elif status == "failed":
             job_changed(job, "failed", code=outcome.code, message=outcome.message)
-        elif outcome.kind == "account":
+        if refused:
             self.control.refuse_account(
                 AccountError(
                     f"the API refused the account ({refusal(outcome.code, outcome.http_status)}):"

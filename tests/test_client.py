@@ -94,6 +94,9 @@ HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body>
         (200, envelope(50001, "weird"), "unknown", 50001),
         (400, envelope(77777, "something new"), "unknown", 77777),
         (502, envelope(77777, "something new"), "unknown", 77777),
+        # Success in the body, an error in the status: neither proves anything.
+        (400, b'{"code": 0, "msg": "success", "data": {"video_id": "v1"}}', "unknown", 0),
+        (429, b'{"code": 0, "msg": "success", "data": {"video_id": "v1"}}', "unknown", 0),
     ],
 )
 async def test_http_answers_are_classified(

@@ -271,7 +271,9 @@ def test_bad_key_aborts_the_run_with_exit_3(tmp_path: Path, sandbox_url: str) ->
 
 
 def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> None:
-    """A create refused by an HTML 401 page (no code) stops the run with exit 3, saying so."""
+    """A create refused by an HTML 401 page (no code) stops the run with exit 3, saying so; no
+    API envelope proves the refusal (the server behind made the video here), so the row is
+    looked up, never left `not_attempted` to be sent again."""
 
     def html_401(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
         if path != "/v2/create_video_from_product":
@@ -283,6 +285,9 @@ def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> Non
     summary = runner.run(config, transport=RewritingSandbox(html_401).transport())
     assert summary.exit_code == ExitCode.ACCOUNT
     assert summary.stopped == "account error (HTTP 401, no code)"
+    statuses = list(read_results(config.results)["status"])
+    assert statuses[0] in ("submitted", "unknown")  # as far as the listing could tell
+    assert statuses[1] == "not_attempted"
 
 
 @pytest.mark.parametrize("sandbox_url", [{"rate_limit": RateLimit(10, 1.0)}], indirect=True)

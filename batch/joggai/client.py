@@ -191,6 +191,8 @@ def _kind(status: int, answer: _Answer) -> OutcomeKind:
         return "unknown"
     if 200 <= status < 300:
         return "ok" if code == Code.OK and not answer.malformed else "unknown"
+    if code == Code.OK:
+        return "unknown"  # success in the body, an error in the status: nothing is proven
     if status == 429:
         return "retryable"
     if status in _ACCOUNT_STATUSES:
