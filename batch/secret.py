@@ -7,8 +7,9 @@ derives its directory name). It lives in a module of its own because both `confi
 `client` need it and `config` already imports `client`.
 
 `Secret.scrub` takes the key out of text a server sent back, in every spelling a server or proxy
-was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), and cut short. Any run of
-at least 12 characters of the key (`piece_length`; a shorter key only whole) is masked whole.
+was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), in base64, and cut
+short. Any run of at least 12 characters of the key (`piece_length`; a shorter key only whole)
+is masked whole.
 Shorter runs are left: the answers scrubbed carry video ids and URLs that must stay intact. With
 8, a key of hex digits would share a run with about one random hex video id in seven million
 (25 x 25 windows at 16^-8 each), and mask it; with 12, one in six hundred billion. Masking half
@@ -17,6 +18,7 @@ of the sandbox's `sk-sandbox` broke every media URL (`/_sandbox/media/...`).
 
 from __future__ import annotations
 
+import base64
 import hmac
 import re
 from typing import Final
@@ -51,10 +53,16 @@ class _Scrubber:
         # The look-ahead lets the search skip, in one step, a place no piece can start at.
         starts = re.escape("".join(sorted({*key.lower(), *key.upper(), "%"})))
         self._pieces = re.compile(f"(?=[{starts}])(?:{'|'.join(sorted(pieces))})") if key else None
+        # The key in base64 (a server echoing a Basic header, or a token it built from it).
+        raw = key.encode()
+        encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
+        self._encoded = sorted({form.rstrip("=") for form in encoded}, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         if self._pieces is None:
             return text
+        for form in self._encoded:
+            text = text.replace(form, MASK)
         parts, position = [], 0
         while found := self._pieces.search(text, position):
             parts += [text[position : found.start()], MASK]

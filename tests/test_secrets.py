@@ -8,6 +8,7 @@ commands wrote and every line they printed is searched for the key, and for any 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import threading
@@ -418,3 +419,12 @@ def test_a_video_id_sharing_a_short_run_with_the_key_is_kept_whole() -> None:
             return await client.create_video({})
 
     assert asyncio.run(go()).data == {"video_id": video_id}
+
+
+def test_the_key_in_base64_is_masked() -> None:
+    """A server echoing the key base64-encoded (as a Basic header carries it) leaks it whole."""
+    key = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    b64 = base64.b64encode(key.encode()).decode()
+    urlsafe = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+    said = f"bad token {b64}; again {urlsafe}"
+    assert Secret(key).scrub(said) == "bad token ***==; again ***"
