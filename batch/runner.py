@@ -449,6 +449,8 @@ class _Run:
         versions took an undocumented error code for a refusal): it is adopted, not reported
         failed nor sent again."""
         for job_id, video_id in self.state.listed_failures():
+            if self.state.video_holder(video_id, job_id) is not None:
+                continue  # one video, two tags: a listing that lies; the failure stands
             self.state.adopt(job_id, video_id, run_id=None)
             log.warning(
                 "job %d: recorded failed, but the account lists its tag on video %s: submitted",

@@ -234,6 +234,14 @@ class JobSender:
         self.state.settle(job.id, "failed", record, run_id=self.run_id, permanent=permanent)
         job_changed(job, "failed", code=outcome.code, message=outcome.message)
 
+    def _held_elsewhere(self, job: Job | UncertainJob, video_id: str | None) -> str | None:
+        """Why `video_id` cannot be this job's: another row's job has it already (a server or a
+        listing that gives one video to two rows); None when it is free."""
+        holder = None if video_id is None else self.state.video_holder(video_id, job.id)
+        if holder is None:
+            return None
+        return f"the API gave video {video_id}, which another row's job ({holder}) already has"
+
     def _adopted_from_listing(self, job: Job) -> bool:
         """A job whose tag the account already lists is not sent again, wherever it was paid."""
         if self.listing is None:
@@ -241,6 +249,13 @@ class JobSender:
         video_id = self.state.listed_video(job.tag)
         if video_id is None:
             return False
+        if other := self._held_elsewhere(job, video_id):
+            # Listed, so maybe paid: never sent again, but not this video either.
+            self.state.settle(
+                job.id, "unknown", AttemptRecord("unknown", message=other), run_id=None
+            )
+            job_changed(job, "unknown", message=other)
+            return True
         ours = job.attempts > 0
         self.state.adopt(job.id, video_id, run_id=self.run_id if ours else None)
         if ours:
@@ -321,6 +336,8 @@ class JobSender:
             self.control.on_the_wire -= 1
         status = status_after(outcome)
         refused = outcome.kind == "account"  # the run stops, whatever became of the job
+        if status == "submitted" and (other := self._held_elsewhere(job, outcome.video_id)):
+            status, outcome = "reconciling", replace(outcome, message=other)
         if status == "reconciling":  # an answer without a video id is as good as none
             outcome = replace(outcome, kind="unknown")
         video_id = outcome.video_id

@@ -98,6 +98,12 @@ class Settler:
             judgement = reconcile.judge(job, sync, listed=listed, settle=settle)
             if judgement.verdict is Verdict.FOUND:
                 assert listed is not None
+                if (holder := self.state.video_holder(listed, job.id)) is not None:
+                    # One video for two rows: a listing that lies about tags. Never resent.
+                    await self._give_up(
+                        job, f"the listing gives its tag to video {listed}, which job {holder} has"
+                    )
+                    continue
                 self.state.adopt(job.id, listed, run_id=self.run_id)
                 self.control.maybe_accepted.discard(job.id)
                 self.control.accepted += 1

@@ -290,6 +290,26 @@ def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> Non
     assert statuses[1] == "not_attempted"
 
 
+def test_one_video_id_answered_for_several_rows_goes_to_one_row_only(tmp_path: Path) -> None:
+    """A server answering every create with the same video id: only the first row takes it;
+    the others are looked up by their tags and get their own videos, nothing sent twice."""
+
+    def same_video(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
+        if path != "/v2/create_video_from_product":
+            return None
+        return 200, "application/json", b'{"code": 0, "msg": "ok", "data": {"video_id": "v-1"}}'
+
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    sandbox = RewritingSandbox(same_video)
+    summary = runner.run(config, transport=sandbox.transport())
+    results = read_results(config.results)
+    assert list(results["status"]) == ["submitted"] * 3
+    assert len(set(results["video_id"])) == 3
+    again = runner.run(config, transport=sandbox.transport())
+    assert (summary.requests_sent, again.requests_sent) == (3, 0)
+
+
 @pytest.mark.parametrize("sandbox_url", [{"rate_limit": RateLimit(10, 1.0)}], indirect=True)
 def test_equal_limits_never_draw_a_429_nor_overfill_a_window(
     tmp_path: Path, sandbox_url: str

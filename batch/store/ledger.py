@@ -49,6 +49,13 @@ class LedgerQueries(JobQueries):
         ).fetchone()
         return None if row is None else str(row[0])
 
+    def video_holder(self, video_id: str, job_id: int) -> int | None:
+        """Another job that already has this video (a video is one row's render), or None."""
+        row = self._db.execute(
+            "SELECT id FROM jobs WHERE video_id = ? AND id <> ? LIMIT 1", (video_id, job_id)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
     def listed_failures(self) -> list[tuple[int, str]]:
         """(job id, video id) of failed jobs whose tag the listing shows: the account rendered
         them, whatever answer their request got."""
