@@ -146,6 +146,11 @@ _MIGRATIONS: tuple[str, ...] = (
         run_id INTEGER NOT NULL
     );
     """,
+    # 7: every run looks for failed jobs the listing shows (adopted, not sent again); without
+    # this, that read every job: a second before the first request of a million-job ledger.
+    """
+    CREATE INDEX jobs_failed ON jobs (id) WHERE status = 'failed';
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
