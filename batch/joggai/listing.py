@@ -15,12 +15,12 @@ rate-limited, so none of this spends the POST quota. The index serves three purp
 - a tag listed on more than one video is a double charge, kept and reported.
 
 The walk is bounded, because a server whose listing never ends would otherwise hold up the run
-before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (each cost a
-credit: 100,000 renders are tens of thousands of dollars at JoggAI's plan prices, more than any
-account this tool serves) and for at most `MAX_SYNC_SECONDS`; a page whose `total` claims more, a
-walk that passes either bound, or a page that brings no video not already read in this walk, fails
-the sync with an ApiError. The rows of a walk are recorded together at its end, so a sync that
-fails stores nothing of it.
+before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (a nightly
+million-row catalog makes an account of millions of videos, and a first sync reads them all) and
+for at most `MAX_SYNC_SECONDS`; a page whose `total` claims more, a walk that passes either bound,
+or a page that brings no video not already read in this walk, fails the sync with an ApiError.
+The rows of a walk are recorded together at its end, so a sync that fails stores nothing of it
+(a first sync of the largest account holds its rows in memory until then: about 1 GB).
 
 A sync also tells whether this account's listing echoes tags at all (`Sync.echo`): the videos this
 ledger knows it was given are looked up by id in the pages read, and their titles must carry their
@@ -46,10 +46,10 @@ log = logging.getLogger(__name__)
 
 # Server and client clocks differ; every listing reads this much further back than asked.
 CLOCK_SKEW_SECONDS = 300.0
-# The bounds of one walk (module docstring): a first sync of a full account at 100 videos a page
-# and about half a second a page takes some eight minutes.
-MAX_LISTED_VIDEOS = 100_000
-MAX_SYNC_SECONDS = 900.0
+# The bounds of one walk (module docstring): a first sync of the largest account, at 100 videos
+# a page and about half a second a page, takes some seven hours; later syncs read a few pages.
+MAX_LISTED_VIDEOS = 5_000_000
+MAX_SYNC_SECONDS = 12 * 3600.0
 _SYNCED_AT = "listing_synced_at"
 
 Echo = Literal["shown", "unproven", "broken"]
