@@ -268,7 +268,8 @@ _STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style i
 _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
 # The schema gives ids as `integer` with no bound; signed 64 bits is what servers commonly hold.
 MAX_ID: Final = 2**63 - 1
-_FLOAT_EXACT: Final = 2**53
+# A float holds every whole number below this exactly; past it, digits are lost.
+FLOAT_EXACT: Final = 2**53
 # Digits (any script's: `１２７` is 127, as int() reads it), with the `.0` a spreadsheet's number
 # cell gains when exported.
 _WHOLE_TEXT: Final = re.compile(r"([+-]?\d+)(?:\.0*)?")
@@ -375,7 +376,7 @@ def normalize_int_id(value: object) -> int:
     `127.5`, `1e3` and ids past the API's 64-bit integers are errors quoting the cell.
     """
     number = _whole_number(value)
-    if isinstance(value, float) and number is not None and abs(number) > _FLOAT_EXACT:
+    if isinstance(value, float) and number is not None and abs(number) > FLOAT_EXACT:
         # Past 2**53 a float's neighbours are more than 1 apart: which id was meant is lost.
         raise ValueError(
             f"{shown(value)} is too large for a float column to hold an id exactly; "

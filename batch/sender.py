@@ -240,7 +240,7 @@ class JobSender:
         holder = None if video_id is None else self.state.video_holder(video_id, job.id)
         if holder is None:
             return None
-        return f"the API gave video {video_id}, which another row's job ({holder}) already has"
+        return f"video {video_id} is already another row's (job {holder}): one video, two rows"
 
     def _adopted_from_listing(self, job: Job) -> bool:
         """A job whose tag the account already lists is not sent again, wherever it was paid."""

@@ -92,6 +92,15 @@ class RewritingSandbox:
         await send({"type": "http.response.body", "body": body})
 
 
+def every_create_answered(status: int, content_type: str, body: bytes) -> Rewrite:
+    """A rewrite that answers every create with this, whatever the sandbox did with it."""
+
+    def rewrite(method: str, path: str, query: dict[str, str], _: bytes) -> Any:
+        return (status, content_type, body) if path == "/v2/create_video_from_product" else None
+
+    return rewrite
+
+
 def with_an_invalid_and_a_duplicate(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     """The rows, then one with a length JoggAI refuses and a copy of the first under a new sku."""
     bad = {"sku": "BAD", "product_id": product_ids(1)[0], "title": "x", "length": "45"}
@@ -274,12 +283,7 @@ def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> Non
     """A create refused by an HTML 401 page (no code) stops the run with exit 3, saying so; no
     API envelope proves the refusal (the server behind made the video here), so the row is
     looked up, never left `not_attempted` to be sent again."""
-
-    def html_401(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
-        if path != "/v2/create_video_from_product":
-            return None
-        return 401, "text/html", b"<html>Unauthorized</html>"
-
+    html_401 = every_create_answered(401, "text/html", b"<html>Unauthorized</html>")
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
     config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
     summary = runner.run(config, transport=RewritingSandbox(html_401).transport())
@@ -293,12 +297,9 @@ def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> Non
 def test_one_video_id_answered_for_several_rows_goes_to_one_row_only(tmp_path: Path) -> None:
     """A server answering every create with the same video id: only the first row takes it;
     the others are looked up by their tags and get their own videos, nothing sent twice."""
-
-    def same_video(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
-        if path != "/v2/create_video_from_product":
-            return None
-        return 200, "application/json", b'{"code": 0, "msg": "ok", "data": {"video_id": "v-1"}}'
-
+    same_video = every_create_answered(
+        200, "application/json", b'{"code": 0, "msg": "ok", "data": {"video_id": "v-1"}}'
+    )
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
     config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
     sandbox = RewritingSandbox(same_video)

@@ -36,7 +36,7 @@ from typing import IO, Final
 import pyarrow as pa
 import python_calamine as calamine
 
-from batch import storage
+from batch import payload, storage
 from batch.errors import CatalogError
 from batch.storage import Location
 
@@ -87,7 +87,7 @@ def cell_text(value: Cell) -> str:
     if isinstance(value, float):
         # Past 2**53 a float has lost the number's last digits: written out whole it would show
         # digits nobody typed (an id of 19 digits), so it stays in the notation Excel shows.
-        exact = value.is_integer() and abs(value) < 2**53
+        exact = value.is_integer() and abs(value) < payload.FLOAT_EXACT
         return str(int(value)) if exact else repr(value)
     if isinstance(value, dt.datetime):
         if value.time() == dt.time():

@@ -67,7 +67,7 @@ def normalize_product_id(value: object) -> str:
     """A product id as written; one Excel rewrote in scientific notation is refused, since its
     digits are gone and a guess would render some other product; so is one a float column
     holds past 2**53, where the last digits are lost."""
-    if isinstance(value, float) and not (value.is_integer() and abs(value) < 2**53):
+    if isinstance(value, float) and not (value.is_integer() and abs(value) < payload.FLOAT_EXACT):
         raise ValueError(
             f"'{value!r}' is a float, and a float column cannot hold a product id exactly; "
             "store the product ids as text"

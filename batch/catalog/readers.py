@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from batch import storage
+from batch import payload, storage
 from batch.catalog import excel
 from batch.catalog.rows import CatalogFormat, CatalogOptions, row_place
 from batch.errors import CatalogError
@@ -291,7 +291,6 @@ class _HugeInt(int):
     """An int past int64, which no Arrow integer column holds."""
 
 
-_FLOAT_EXACT: Final = 2**53
 _INT64_END: Final = 2**63
 
 
@@ -302,7 +301,7 @@ def _marked_int(text: str) -> int:
         return value
     if not -_INT64_END <= value < _INT64_END:
         return _HugeInt(value)
-    return _WideInt(value) if abs(value) > _FLOAT_EXACT else value
+    return _WideInt(value) if abs(value) > payload.FLOAT_EXACT else value
 
 
 _SCAN_DECODER: Final = json.JSONDecoder(parse_int=_marked_int)
