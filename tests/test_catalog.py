@@ -97,6 +97,25 @@ def test_passthrough_keeps_csv_cells_as_typed(tmp_path: Path) -> None:
 # ---- Parquet and JSON Lines ----
 
 
+def test_nameless_csv_columns_are_left_out_while_empty_and_refused_where_one_holds_text(
+    tmp_path: Path,
+) -> None:
+    """A column with no name (a trailing or doubled delimiter) is read past while its cells are
+    empty; the reader itself (files in a store skip the structural pass) names the first row
+    with text in one, counting rows across batches."""
+    body = "".join(f"A{i},,{i},\n" for i in range(1, 8))
+    path = write(tmp_path, "c.csv", "product_id,,length,\n" + body)
+    options = CatalogOptions(batch_rows=2)
+    tables = list(read_passthrough(path, options))
+    assert [t.column_names for t in tables] == [["product_id", "length"]] * 4
+    assert sum(t.num_rows for t in tables) == 7
+    path.write_text("product_id,,length,\n" + body + "A8,,8,\nA9,,9,  note \n")
+    with pytest.raises(
+        CatalogError, match=r"c\.csv row 9: column 4 \(after 'length'\) .* '  note '"
+    ):
+        list(read_catalog(path, options))
+
+
 def test_parquet_as_pandas_writes_it(tmp_path: Path) -> None:
     """Several row groups, nullable Int64, float ids, categoricals and extra columns are read."""
     frame = pd.DataFrame(

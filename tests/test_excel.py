@@ -225,13 +225,29 @@ def test_empty_sheet_is_refused(tmp_path: Path, sheets: dict[str, Rows], error: 
         read_catalog(path, CatalogOptions())
 
 
-def test_an_unnamed_header_cell_is_refused_like_an_unnamed_csv_column(tmp_path: Path) -> None:
-    """A header merged across two columns leaves the second unnamed: refused, by position."""
+def test_an_unnamed_header_cell_over_a_value_is_refused_where_the_value_is(
+    tmp_path: Path,
+) -> None:
+    """A header merged across two columns leaves the second unnamed: its value can be neither
+    matched nor kept, so the file is refused at that cell."""
     rows: Rows = [["product_id", "Avatar ID", None, "length"], ["P1", 127, 128, 30]]
     merges = {"Main": {"B1:C1": "Avatar ID"}}
     path = write_workbook(tmp_path / "book.xlsx", {"Main": rows}, merges)
-    with pytest.raises(CatalogError, match=r"column 3 \(after 'Avatar ID'\) has no name"):
-        read_catalog(path, CatalogOptions())
+    with pytest.raises(CatalogError, match=r"sheet 'Main' row 2: column C has no name .* '128'"):
+        list(read_catalog(path, CatalogOptions()))
+
+
+def test_an_unnamed_column_with_no_values_is_left_out(tmp_path: Path) -> None:
+    """A column counted as used (formatted, a space typed) but with no name and no text is not
+    a catalog column: the rows read as if it were not there."""
+    rows: Rows = [["product_id", None, "length", None], ["P1", " ", 30, None], ["P2", None, 15]]
+    path = write_workbook(tmp_path / "book.xlsx", {"Main": rows})
+    table = next(read_passthrough(path, CatalogOptions()))
+    assert table.column_names == ["product_id", "length"]
+    assert table.to_pylist() == [
+        {"product_id": "P1", "length": "30"},
+        {"product_id": "P2", "length": "15"},
+    ]
 
 
 def test_a_file_that_is_not_a_workbook_is_a_catalog_error(tmp_path: Path) -> None:

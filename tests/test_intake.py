@@ -101,8 +101,13 @@ CORPUS = [
          ("columns 2 and 3 are all named 'title'",)),
     Case("case_collision.csv", lambda: lines("product_id,Title, title ", f"{IDS[0]},a,b"), 2,
          ("columns 2 and 3 ('Title', ' title ') are the same name",)),
-    Case("empty_header.csv", lambda: lines("product_id,title,", f"{IDS[0]},a,"), 2,
-         ("column 3 (after 'title') has no name",)),
+    # A trailing delimiter on every line: a nameless column, left out while it holds nothing.
+    Case("trailing_delimiter.csv", lambda: lines("product_id,title,,", f"{IDS[0]},a,,",
+         f"{IDS[1]},b, ,"), 0, sent=2),
+    Case("nameless_value.csv", lambda: lines("product_id,title,length,",
+         *(f"{IDS[i % 3]},Item {i},15," for i in range(20)), f"{IDS[0]},a,15,x"), 2,
+         ("nameless_value.csv line 22 (row 21): column 4 (after 'length') has no name in the "
+          "header, yet holds 'x'",)),
     Case("ragged_row.csv", lambda: big_csv(10, 7, f"{IDS[0]},a,15,extra"), 2,
          ("ragged_row.csv line 8 (row 7): has 4 cells where the header has 3",)),
     Case("unbalanced_quote_deep.csv", lambda: big_csv(60_000, 50_000, f'{IDS[0]},"Mug 12,15'), 2,

@@ -12,10 +12,11 @@ arrives as 127.0 and becomes "127"), other numbers take their shortest form, boo
 The first visible worksheet is read unless a sheet is named. Its header is the first row that
 is not a banner: rows above it whose cells all start merged ranges (a title merged across the
 sheet, a group heading over several columns) are skipped, and a header cell covered by a merge
-from above (a header cell two rows tall) takes that merge's text. A header cell left empty
-stays empty, and is refused like an unnamed CSV column (`check_headers`). Every row below the
-header is a catalog row, blank ones included, as in a CSV export, so data row N is always Excel
-row header + N and problems are reported where people look: `sheet 'Products' row 7`.
+from above (a header cell two rows tall) takes that merge's text. A column whose header cell is
+empty is left out while no cell below it holds text, and refused at the first that does, as in
+a CSV file. Every row below the header is a catalog row, blank ones included, as in a CSV
+export, so data row N is always Excel row header + N and problems are reported where people
+look: `sheet 'Products' row 7`.
 
 Memory: calamine parses the chosen sheet whole, in Rust (a 100k-row sheet of 13 columns takes
 about 120 MiB and 3 s); its rows become Python text `batch_rows` at a time, so the Python side
@@ -121,7 +122,31 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     rows = enumerate(data.iter_rows())  # python-calamine yields rows from Excel row 1
     header_index, headers = _header(location, chosen, rows, merges, start[1])
     place = _Place(chosen, header_index + 1)
-    return Sheet(headers, _tables(rows, headers, batch_rows, errors), place)
+    named = [header for header in headers if header.strip()]
+    nameless = _Nameless(location, place, headers)
+    return Sheet(named, _tables(rows, headers, batch_rows, errors, nameless), place)
+
+
+@dataclass(frozen=True, slots=True)
+class _Nameless:
+    """The header's nameless columns: left out while every cell below is empty (a column
+    Excel counts as used for its formatting), refused at the first cell that holds text."""
+
+    location: Location
+    place: Callable[[int], str]
+    headers: list[str]
+
+    def check(self, columns: list[list[str]], first_row: int) -> None:
+        for position, header in enumerate(self.headers):
+            if header.strip():
+                continue
+            for offset, text in enumerate(columns[position]):
+                if text.strip():
+                    raise CatalogError(
+                        f"{self.location} {self.place(first_row + offset)}: column "
+                        f"{column_letter(position)} has no name in the header, yet holds "
+                        f"{text[:40]!r}; name the column in the header row, or delete it"
+                    )
 
 
 # Row index (0 = Excel row 1) -> column index in calamine's rows -> the error the cell holds.
@@ -266,7 +291,7 @@ def _header(
                         for ((r0, c0), (r1, c1)), value in above.items()
                         if r0 < index <= r1 and c0 <= absolute <= c1
                     ),
-                    "",  # refused by the header check, as an unnamed CSV column is
+                    "",  # a nameless column (`_Nameless`)
                 )
             headers.append(text)
         return index, headers
@@ -279,11 +304,15 @@ def _header(
 
 
 def _tables(
-    rows: Iterator[tuple[int, list[Cell]]], headers: list[str], batch_rows: int, errors: _Errors
+    rows: Iterator[tuple[int, list[Cell]]],
+    headers: list[str],
+    batch_rows: int,
+    errors: _Errors,
+    nameless: _Nameless,
 ) -> Iterator[pa.Table]:
     width = len(headers)
     columns: list[list[str]] = [[] for _ in headers]
-    count = 0
+    count = given = 0
     for index, cells in rows:
         for column, cell in zip(columns, cells, strict=False):
             column.append(cell if isinstance(cell, str) else cell_text(cell))
@@ -294,11 +323,19 @@ def _tables(
                 columns[position][-1] = error  # the error's text, refused as CSV text is
         count += 1
         if count == batch_rows:
-            yield _table(columns, headers)
-            columns, count = [[] for _ in headers], 0
+            yield _table(columns, headers, nameless, given + 1)
+            columns, count, given = [[] for _ in headers], 0, given + count
     if count:
-        yield _table(columns, headers)
+        yield _table(columns, headers, nameless, given + 1)
 
 
-def _table(columns: list[list[str]], headers: list[str]) -> pa.Table:
-    return pa.Table.from_arrays([pa.array(column, pa.string()) for column in columns], headers)
+def _table(
+    columns: list[list[str]], headers: list[str], nameless: _Nameless, first_row: int
+) -> pa.Table:
+    nameless.check(columns, first_row)
+    named = [
+        (column, header) for column, header in zip(columns, headers, strict=True) if header.strip()
+    ]
+    return pa.Table.from_arrays(
+        [pa.array(column, pa.string()) for column, _ in named], [header for _, header in named]
+    )

@@ -23,6 +23,7 @@ from itertools import repeat
 from typing import IO, Any, Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -149,17 +150,60 @@ def _open_csv(path: Location, options: CatalogOptions) -> Source:
             "or pass --format if it is Parquet or JSON Lines"
         ) from exc
     layout = csv_layout(path, text, options)
-    batches = csv_batches(path, layout.delimiter, layout.headers, skip_lines=layout.skip_lines)
+    batches = csv_batches(path, layout.delimiter, layout.cells, skip_lines=layout.skip_lines)
+    if layout.nameless:
+        batches = _without_nameless(path, layout, batches)
     return Source(layout.headers, _rebatch(_arrow_errors(path, "CSV", batches), options.batch_rows))
 
 
 @dataclass(frozen=True, slots=True)
 class CsvLayout:
-    """A CSV file's delimiter, header cells, and the lines above the header (1 after `sep=;`)."""
+    """A CSV file's delimiter, header cells, and the lines above the header (1 after `sep=;`).
+
+    A column with no name (a trailing delimiter on every line, as some exports write) is not a
+    catalog column while it holds nothing: `headers` are the named cells, `nameless` the
+    positions (0-based) of the others, whose cells must all be empty (`nameless_value`).
+    """
 
     delimiter: str
-    headers: list[str]
+    cells: list[str]
     skip_lines: int = 0
+
+    @property
+    def headers(self) -> list[str]:
+        return [cell for cell in self.cells if cell.strip()]
+
+    @property
+    def nameless(self) -> list[int]:
+        return [position for position, cell in enumerate(self.cells) if not cell.strip()]
+
+
+def nameless_value(layout: CsvLayout, where: str, position: int, value: str) -> CatalogError:
+    """The error for a value in a column with no name: it could not be matched, nor kept."""
+    before = layout.cells[position - 1] if position else ""
+    after = f" (after {before!r})" if before.strip() else ""
+    return CatalogError(
+        f"{where}: column {position + 1}{after} has no name in the header, yet holds "
+        f"{value[:40]!r}; name the column in the first line, or delete it"
+    )
+
+
+def _without_nameless(
+    path: Location, layout: CsvLayout, batches: Iterator[pa.RecordBatch]
+) -> Iterator[pa.RecordBatch]:
+    """The batches without their nameless columns, each checked to hold only empty cells."""
+    named = [position for position in range(len(layout.cells)) if position not in layout.nameless]
+    rows = 0
+    for batch in batches:
+        for position in layout.nameless:
+            column = batch.column(position)
+            filled = pc.not_equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)
+            if pc.any(filled).as_py():
+                index = pc.index(filled, True).as_py()
+                value = column[index].as_py()
+                raise nameless_value(layout, f"{path} row {rows + index + 1}", position, value)
+        rows += batch.num_rows
+        yield batch.select(named)
 
 
 def csv_layout(path: Location, text: str, options: CatalogOptions) -> CsvLayout:
@@ -179,10 +223,10 @@ def csv_layout(path: Location, text: str, options: CatalogOptions) -> CsvLayout:
     if declared is not None:
         text = text.split("\n", 1)[1] if "\n" in text else ""
     delimiter = options.delimiter or declared or _sniff_delimiter(text)
-    headers = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
-    if not any(header.strip() for header in headers):
+    cells = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    if not any(cell.strip() for cell in cells):
         raise CatalogError(f"{path}: has no header row; the first line must name the columns")
-    return CsvLayout(delimiter, headers, skip_lines)
+    return CsvLayout(delimiter, cells, skip_lines)
 
 
 def _declared_delimiter(text: str) -> str | None:

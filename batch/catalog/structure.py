@@ -43,6 +43,7 @@ from batch.catalog.readers import (
     csv_batches,
     csv_layout,
     is_straddling,
+    nameless_value,
     open_source,
 )
 from batch.catalog.rows import CatalogOptions
@@ -175,7 +176,8 @@ def _check_csv(path: Path, options: CatalogOptions) -> int:
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
     plan_columns(path, layout.headers, options)
     rows, failure = _parse_csv(path, layout)
-    if failure is None and not scan.odd_quotes:
+    # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
+    if failure is None and not scan.odd_quotes and not layout.nameless:
         return rows
     found = _locate_csv(path, layout, text=False)
     _raise_found(found)
@@ -192,7 +194,7 @@ def _parse_csv(path: Path, layout: CsvLayout) -> tuple[int, Exception | None]:
     batches = csv_batches(
         path,
         layout.delimiter,
-        layout.headers,
+        layout.cells,
         columns=layout.headers[:1],
         block_size=_FIRST_BLOCK,
         max_block=_LAST_BLOCK,
@@ -230,8 +232,8 @@ def _locate_csv(path: Path, layout: CsvLayout, *, text: bool) -> _Found:
     """
     # The module's default limit (128 KiB a cell) is far below what a catalog may hold.
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
-    delimiter, headers = layout.delimiter, layout.headers
-    width = len(headers)
+    delimiter, headers = layout.delimiter, layout.cells
+    width, nameless = len(headers), layout.nameless
     row = 0
     line = layout.skip_lines
     with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
@@ -254,6 +256,10 @@ def _locate_csv(path: Path, layout: CsvLayout, *, text: bool) -> _Found:
                 return _Found(f"{_where(path, first, row)}: {problem}", row)
             if len(record) != width:
                 return _Found(_width_problem(path, first, line, row, record, width, delimiter), row)
+            if row and (filled := [p for p in nameless if record[p].strip()]):
+                where = _where(path, first, row)
+                message = str(nameless_value(layout, where, filled[0], record[filled[0]]))
+                return _Found(message, row)
             row += 1
 
 
