@@ -18,7 +18,7 @@ from batch import catalog, payload
 from batch.config import RunConfig
 from batch.preflight import Preflight
 from batch.products import product_source
-from batch.statuses import UNCERTAIN, JobStatus
+from batch.statuses import UNCERTAIN, JobStatus, duplicate_of
 from batch.store import JobUpdate, KnownJob, NewJob, RowPlan, StateStore
 
 # Rows planned per state transaction: the catalog's first batch is one slice.
@@ -157,11 +157,11 @@ class Planner:
                 assert job is not None
                 setattr(counts, carried[earlier], getattr(counts, carried[earlier]) - 1)
                 counts.duplicate += 1
-                plans.append(RowPlan(earlier, job.id, "duplicate", f"same request as row {number}"))
+                plans.append(RowPlan(earlier, job.id, "duplicate", duplicate_of(number)))
                 earlier = 0
             if earlier:
                 counts.duplicate += 1
-                plans.append(RowPlan(number, ref, "duplicate", f"same request as row {earlier}"))
+                plans.append(RowPlan(number, ref, "duplicate", duplicate_of(earlier)))
                 continue
             first_row[fp] = number
             if job is not None:
@@ -225,7 +225,7 @@ class Planner:
         # Last run's duplicates are not carried over, but its rows may have moved since.
         for number, job_id in zip(numbers[~fresh].tolist(), job_ids[~fresh].tolist(), strict=True):
             earlier = self._first_row(job_id)
-            plans.append(RowPlan(number, job_id, "duplicate", f"same request as row {earlier}"))
+            plans.append(RowPlan(number, job_id, "duplicate", duplicate_of(earlier)))
             carried[number] = "duplicate"
             self.counts.duplicate += 1
         return carried

@@ -28,9 +28,9 @@ from batch import catalog, payload, runner, storage
 from batch.config import RunConfig
 from batch.errors import CatalogError
 from batch.payload import RequestDefaults
-from batch.planner import tag_for
+from batch.planner import PlanCounts, tag_for
 from batch.runner import RunSummary
-from batch.statuses import RETRY_ROWS
+from batch.statuses import RETRY_ROWS, UNFINISHED_ROWS, duplicate_of, duplicated_row
 from batch.storage import Location
 from batch.store import StateStore, xlsx
 from batch.store.results import (
@@ -72,6 +72,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         log.warning(
             "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
         )
+        return _nothing_to_retry(config, frame)
     inputs = todo.drop(columns=[c for c in RESULT_COLUMNS if c in todo.columns])
     inputs = inputs.rename(columns=catalog_name)
     if results_format(config.catalog) == "xlsx":
@@ -101,15 +102,50 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
                 "defaults), retry with the same --config"
             ) from exc
         retried = read_results(subset_config.results)
-    outcome_columns = [c for c in RESULT_COLUMNS if c in retried.columns and c != "row"]
-    for position, original in enumerate(todo.index):
-        for column in outcome_columns:
-            frame.at[original, column] = retried.iloc[position][column]
+    _merge(frame, todo, retried)
     write_table(frame, config.results)
     summary.catalog = str(config.catalog)
     summary.results = str(config.results)
     runner.write_summary_json(config, summary)
     return summary
+
+
+def _nothing_to_retry(config: RunConfig, frame: pd.DataFrame) -> RunSummary:
+    """The summary of a retry that sends nothing: the file's rows as they are, left unwritten."""
+    counts = frame["status"].value_counts()
+    summary = RunSummary(
+        catalog=str(config.catalog),
+        results=str(config.catalog),
+        state=str(config.state),
+        dry_run=config.dry_run,
+        plan=PlanCounts(),
+        statuses={str(status): int(count) for status, count in sorted(counts.items())},
+        exit_code=1 if set(counts.index) & UNFINISHED_ROWS else 0,  # as the run's would be
+    )
+    runner.write_summary_json(config, summary)
+    return summary
+
+
+def _merge(frame: pd.DataFrame, todo: pd.DataFrame, retried: pd.DataFrame) -> None:
+    """The retried rows' outcomes into `frame`, in place, with their row numbers as the file's.
+
+    A duplicate row's message names its first row; the retry numbered its own rows, so those
+    are named by the file's numbers again. A duplicate row left out of the retry shows the
+    outcome of the row it repeats (its video), which the retry may just have changed.
+    """
+    outcome_columns = [c for c in RESULT_COLUMNS if c in retried.columns and c != "row"]
+    numbers = [str(number) for number in todo["row"]]
+    for position, original in enumerate(todo.index):
+        for column in outcome_columns:
+            frame.at[original, column] = retried.iloc[position][column]
+        if (subset_row := duplicated_row(frame.at[original, "message"])) is not None:
+            frame.at[original, "message"] = duplicate_of(int(numbers[subset_row - 1]))
+    by_number = dict(zip(numbers, todo.index, strict=True))
+    shared = [c for c in outcome_columns if c not in ("status", "message")]
+    for index in frame.index[frame["status"] == "duplicate"]:
+        first = by_number.get(str(duplicated_row(frame.at[index, "message"])))
+        if first is not None and index not in todo.index:
+            frame.loc[index, shared] = frame.loc[first, shared]
 
 
 def _refuse_cut_cells(path: Location, inputs: pd.DataFrame, rows: pd.Series) -> None:

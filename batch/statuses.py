@@ -7,6 +7,7 @@ misspelt status wherever one is written.
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal, get_args
 
 JobStatus = Literal[
@@ -38,3 +39,16 @@ RETRY_ROWS: Final[frozenset[RowStatus]] = frozenset(
 )
 # The order in which reports list row statuses: as the type lists them.
 ROW_ORDER: Final[tuple[RowStatus, ...]] = get_args(RowStatus)
+
+_DUPLICATE_OF: Final = re.compile(r"same request as row (\d+)")
+
+
+def duplicate_of(row: int) -> str:
+    """A duplicate row's message: the row (number) whose job it shares."""
+    return f"same request as row {row}"
+
+
+def duplicated_row(message: object) -> int | None:
+    """The row a duplicate row's message names (`duplicate_of`), or None."""
+    found = _DUPLICATE_OF.fullmatch(message) if isinstance(message, str) else None
+    return None if found is None else int(found.group(1))

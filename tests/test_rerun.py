@@ -200,3 +200,54 @@ def test_a_retry_given_other_defaults_keeps_the_runs_and_says_so(
     assert code == 0, err
     assert "not the settings' (which differ)" in " ".join(err.split())
     assert {s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)} == {"15"}
+
+
+def test_after_a_retry_duplicate_rows_show_the_video_and_row_of_the_file(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A duplicate left out of the retry shows the video its first row now has; two retried rows
+    that turn out to be one request name each other by the file's row numbers."""
+    rows = simple_rows(3)
+    catalog = write_catalog(tmp_path / "c.csv", [rows[0], rows[1], rows[0], rows[2]])
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--dry-run", *state, *args)
+    assert code == 0, err
+    results = tmp_path / "c.results.csv"
+    before = read_results(results)
+    assert list(before["status"]) == ["planned", "planned", "duplicate", "planned"]
+    assert list(before["video_id"]) == ["", "", "", ""]
+    # The person makes row 4 the request of row 2 (say, a fixed typo) before retrying.
+    catalog_columns = [c for c in before.columns if c in rows[1]]
+    before.loc[3, catalog_columns] = before.loc[1, catalog_columns]
+    before.to_csv(results, index=False)
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 0, err
+    after = read_results(results)
+    assert list(after["status"]) == ["submitted", "submitted", "duplicate", "duplicate"]
+    videos = list(after["video_id"])
+    assert videos[2] == videos[0] != ""
+    assert videos[3] == videos[1] != ""
+    assert list(after["message"][2:]) == ["same request as row 1", "same request as row 2"]
+    assert len(_sent(sandbox_url)) == 2
+
+
+def test_a_retry_with_nothing_to_retry_sends_nothing_and_keeps_the_files_verdict(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Only an invalid row left (retry does not guess at fixes): nothing is sent, the file is
+    left as it was, and the exit says a row still needs a person; no temporary file is named."""
+    rows = simple_rows(2)
+    catalog = write_catalog(tmp_path / "c.csv", [rows[0], {**rows[1], "length": "99"}])
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), *state, *args)
+    assert code == 1, err
+    results = tmp_path / "c.results.csv"
+    written = results.read_bytes()
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 1
+    assert "no failed, not-attempted, unknown or planned rows to retry" in err
+    assert "jogg-retry" not in err
+    assert results.read_bytes() == written
+    assert len(_sent(sandbox_url)) == 1
