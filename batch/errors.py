@@ -28,9 +28,11 @@ class ExitCode(IntEnum):
 # What each code means to the person or the cron job that sees it: `jogg-batch --help` and the
 # README's table are generated from this (cog), so they cannot drift from the code.
 EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
-    ExitCode.OK: "every row submitted or already done (`status`: every render completed)",
+    ExitCode.OK: "every row submitted or already done (`status`: no render failed, and with "
+    "`--wait` every one completed)",
     ExitCode.ROWS_FAILED: (
-        "some rows failed, were invalid or not attempted (`status`: some renders failed)"
+        "some rows failed, were invalid or not attempted (`status`: some renders failed, or "
+        "the API did not tell their status)"
     ),
     ExitCode.USAGE: "usage, config or catalog error: nothing was sent",
     ExitCode.ACCOUNT: (

@@ -171,6 +171,7 @@ async def test_single_pass_checks_every_pending_video_once() -> None:
     summary = await poll(lookup, sink, wait=False, timeout=None, clock=clock, sleep=clock.sleep)
     assert sorted(video for video, _ in lookup.calls) == ["a", "b", "c"]
     assert (summary.completed, summary.failed, summary.processing) == (1, 1, 1)
+    assert summary.unread == 0  # "c" answered: still rendering
     assert summary.timed_out is False
     assert summary.exit_code == ExitCode.ROWS_FAILED
     assert sink.videos["a"].video_url == "https://res/a.mp4"
@@ -231,7 +232,30 @@ async def test_transient_errors_leave_the_video_pending() -> None:
     summary = await poll(Lookup(), sink, wait=False, timeout=None, clock=lambda: 7.0)
     assert [v.video_id for v in sink.pending_videos()] == ["flaky"]
     assert sink.videos["gone"].status == "failed"
-    assert (summary.failed, summary.processing) == (1, 1)
+    assert (summary.failed, summary.processing, summary.unread) == (1, 1, 1)
+
+
+@pytest.mark.anyio
+async def test_a_check_the_api_never_answered_is_not_an_all_clear() -> None:
+    """Every status request fails (the API is down): nothing failed, yet nothing was learnt,
+    so the exit is not 0; a video answered on a later check is read again."""
+
+    class Down:
+        def __init__(self) -> None:
+            self.answered: set[str] = set()
+
+        async def get_product_video(self, video_id: str) -> Outcome:
+            if video_id in self.answered:
+                return Outcome("ok", data={"status": "processing"})
+            return Outcome("retryable", code=None, message="connection refused")
+
+    sink, lookup = MemorySink({"a": 0.0, "b": 0.0}), Down()
+    summary = await poll(lookup, sink, wait=False, timeout=None, clock=lambda: 7.0)
+    assert (summary.processing, summary.unread) == (2, 2)
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    lookup.answered = {"a", "b"}
+    summary = await poll(lookup, sink, wait=False, timeout=None, clock=lambda: 8.0)
+    assert (summary.processing, summary.unread, summary.exit_code) == (2, 0, ExitCode.OK)
 
 
 @pytest.mark.anyio

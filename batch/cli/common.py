@@ -13,6 +13,7 @@ import click
 
 from batch import logs
 from batch.errors import BatchError
+from batch.follow.polling import PollSummary
 from batch.storage import parse_location
 from batch.store.backend import state_location
 
@@ -63,6 +64,17 @@ json_option = click.option(
     is_flag=True,
     help="Print one JSON document on stdout; diagnostics stay on stderr.",
 )
+
+
+def render_renders(summary: PollSummary) -> str:
+    """The renders line of `status` and `run --wait`."""
+    line = (
+        f"completed {summary.completed}   failed {summary.failed}   "
+        f"still rendering {summary.processing}"
+    )
+    if summary.unread:
+        line += f" (status unread for {summary.unread}: the API did not answer; check again)"
+    return line + ("   (timed out)" if summary.timed_out else "")
 
 
 def emit_json(document: object) -> None:

@@ -20,6 +20,7 @@ from batch.cli.common import (
     emit_json,
     json_option,
     logging_options,
+    render_renders,
     reports_errors,
 )
 from batch.config import Overrides, parse_duration, parse_until
@@ -314,8 +315,5 @@ def render_summary(summary: RunSummary) -> str:
         )
     lines.append(f"  results: {summary.results}")
     if (renders := summary.renders) is not None:
-        lines.append(
-            f"renders: completed {renders.completed}   failed {renders.failed}   "
-            f"still rendering {renders.processing}"
-        )
+        lines.append(f"renders: {render_renders(renders)}")
     return "\n".join(lines)

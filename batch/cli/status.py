@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from batch import api
-from batch.cli.common import STATE, emit_json, json_option, logging_options, reports_errors
+from batch.cli.common import (
+    STATE,
+    emit_json,
+    json_option,
+    logging_options,
+    render_renders,
+    reports_errors,
+)
 from batch.config import Overrides, parse_duration
 
 
@@ -40,7 +47,8 @@ def status(
 ) -> None:
     """Poll GET /v2/product_video/{id} for submitted videos that are not final yet.
 
-    Exit 0 when all completed, 1 when some renders failed, 5 when --wait timed out.
+    Exit 0 when none failed (all completed, with --wait), 1 when some renders failed or their
+    status could not be read, 5 when --wait timed out.
 
     \b
     Example:
@@ -54,11 +62,7 @@ def status(
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     overrides = Overrides(config_path=config_path, state=state, base_url=base_url)
     summary = api.track(api.track_config(results, overrides), wait=seconds if wait else None)
-    click.echo(
-        f"completed {summary.completed}   failed {summary.failed}   still rendering "
-        f"{summary.processing}" + ("   (timed out)" if summary.timed_out else ""),
-        err=True,
-    )
+    click.echo(render_renders(summary), err=True)
     if as_json:
         emit_json({**dataclasses.asdict(summary), "exit_code": int(summary.exit_code)})
     raise SystemExit(int(summary.exit_code))

@@ -170,16 +170,18 @@ class PollSummary:
     timed_out: bool
     checks: int
     double_charges: int = 0  # found in the account's listing by this check
+    unread: int = 0  # still pending, and no answer to their last check told their status
 
     @property
     def exit_code(self) -> ExitCode:
-        """Timed out beats a double charge found now, beats some failed, beats all fine (a
-        single pass never times out)."""
+        """Timed out beats a double charge found now, beats some failed or unread (a check
+        that could not tell is not an all-clear), beats all fine (a single pass never times
+        out)."""
         if self.timed_out:
             return ExitCode.TIMED_OUT
         if self.double_charges:
             return ExitCode.DOUBLE_CHARGED
-        return ExitCode.ROWS_FAILED if self.failed else ExitCode.OK
+        return ExitCode.ROWS_FAILED if self.failed or self.unread else ExitCode.OK
 
 
 async def poll(
@@ -205,6 +207,7 @@ async def poll(
     deadline = None if timeout is None else started + timeout
     last_seen: dict[str, VideoStatus] = {}
     last_checked: dict[str, float] = {}
+    unread: set[str] = set()
     gate = asyncio.Semaphore(concurrency)
     checks = 0
 
@@ -216,7 +219,10 @@ async def poll(
             now = clock()
             last_checked[video.video_id] = now
             update = _update_from_outcome(video.video_id, outcome, now)
-            if update is not None:
+            if update is None:
+                unread.add(video.video_id)
+            else:
+                unread.discard(video.video_id)
                 last_seen[video.video_id] = update.status
                 sink.record_video_status(update)
 
@@ -225,7 +231,7 @@ async def poll(
         last_seen[video.video_id] = "processing"
     if not wait:
         await asyncio.gather(*(check(video) for video in pending))
-        return _summary(last_seen, timed_out=False, checks=checks)
+        return _summary(last_seen, unread, timed_out=False, checks=checks)
 
     while pending:
         now = clock()
@@ -244,10 +250,10 @@ async def poll(
             wake = min(due_at.values())
             if deadline is not None and wake > deadline:
                 log.warning("gave up waiting: %d videos still rendering", len(pending))
-                return _summary(last_seen, timed_out=True, checks=checks)
+                return _summary(last_seen, unread, timed_out=True, checks=checks)
             await sleep(wake - now)
         pending = sink.pending_videos()
-    return _summary(last_seen, timed_out=False, checks=checks)
+    return _summary(last_seen, unread, timed_out=False, checks=checks)
 
 
 def _update_from_outcome(video_id: str, outcome: LookupOutcome, now: float) -> VideoUpdate | None:
@@ -268,7 +274,9 @@ def _update_from_outcome(video_id: str, outcome: LookupOutcome, now: float) -> V
     return None
 
 
-def _summary(last_seen: Mapping[str, VideoStatus], *, timed_out: bool, checks: int) -> PollSummary:
+def _summary(
+    last_seen: Mapping[str, VideoStatus], unread: set[str], *, timed_out: bool, checks: int
+) -> PollSummary:
     statuses = list(last_seen.values())
     return PollSummary(
         completed=statuses.count("completed"),
@@ -276,4 +284,5 @@ def _summary(last_seen: Mapping[str, VideoStatus], *, timed_out: bool, checks: i
         processing=statuses.count("processing"),
         timed_out=timed_out,
         checks=checks,
+        unread=sum(last_seen[video] == "processing" for video in unread),
     )
