@@ -150,3 +150,32 @@ def test_plain_numbers_are_not_quoted_and_every_cell_reads_back_as_it_was(tmp_pa
     assert list(written[: len(plain)]) == plain
     assert list(written[len(plain) : -2]) == ["'" + value for value in quoted]
     assert list(read_results(tmp_path / "r.csv")["v"]) == values
+
+
+def test_a_parquet_results_file_rewritten_keeps_its_catalog_columns_types_and_digits(
+    tmp_path: Path,
+) -> None:
+    """`status`, `retry` and `download` rewrite the file from text: a Parquet one keeps each
+    catalog column's type, and an int column with a null reads as its digits (not `1.0`, and not
+    an id past 2**53 through a float)."""
+    inputs = pa.table(
+        {
+            "product_id": pa.array([12_345_678_901_234_567, None], pa.int64()),
+            "price": pa.array([9.5, None]),
+            "active": pa.array([True, None]),
+            "day": pa.array([pd.Timestamp("2026-11-27").date(), None], pa.date32()),
+            "stock": pa.array([3, None], pa.uint16()),
+            "tags": pa.array([["x"], None], pa.list_(pa.string())),
+            "title": ["Mug", ""],
+        }
+    )
+    path = tmp_path / "r.parquet"
+    write_results(path, [inputs], _no_outcomes)
+    frame = read_results(path)
+    assert list(frame.iloc[0, :5]) == ["12345678901234567", "9.5", "true", "2026-11-27", "3"]
+    assert list(frame.iloc[1, :5]) == [""] * 5
+    write_table(frame, path)
+    written = pq.read_table(path)
+    assert written.schema.field("tags").type == pa.string()  # JSON text once read: stays text
+    kept = written.select(["product_id", "price", "active", "day", "stock", "title"])
+    assert kept == inputs.select(kept.column_names)

@@ -318,9 +318,12 @@ def read_results(path: Location) -> pd.DataFrame:
     try:
         with storage.open_read(path) as handle:
             if fmt == "parquet":
-                table = _spreadsheet_cells(pq.read_table(handle))
-                texts: pd.DataFrame = table.to_pandas().astype("string").fillna("")
-                return texts.astype(object)
+                # Text made by Arrow: through pandas, an int column with a null is a float
+                # column, and an id past 2**53 would come back with other digits.
+                table = pq.read_table(handle)
+                texts = pa.table({name: cells.as_text(table[name]) for name in table.column_names})
+                frame_: pd.DataFrame = texts.to_pandas().fillna("")
+                return frame_.astype(object)
             if fmt == "xlsx":
                 return xlsx.read_xlsx(handle)
             frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
@@ -339,10 +342,35 @@ def read_results(path: Location) -> pd.DataFrame:
     return frame
 
 
+def _typed_as_before(inputs: pa.Table, path: Location) -> pa.Table:
+    """The catalog columns of a Parquet results file being rewritten, in the types the file had:
+    `read_results` made text of them. A column whose text no longer casts (edited by a person)
+    and a list, struct or binary column (JSON or base64 text now) stay text."""
+    try:
+        with storage.open_read(path) as handle:
+            before = pq.read_schema(handle)
+    except (OSError, pa.ArrowException):
+        return inputs  # a new file: nothing to keep
+    for index, name in enumerate(inputs.column_names):
+        kind = before.field(name).type if name in before.names else pa.string()
+        if pa.types.is_string(kind) or not cells.is_plain(kind):
+            continue
+        text = inputs.column(index).cast(pa.string())
+        empty_as_null = pc.if_else(pc.equal(text, ""), pa.scalar(None, pa.string()), text)
+        try:
+            typed = pc.cast(empty_as_null, kind)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            continue
+        inputs = inputs.set_column(index, pa.field(name, kind), typed)
+    return inputs
+
+
 def write_table(frame: pd.DataFrame, path: Location) -> None:
     """Rewrites a whole results frame atomically (status, download and listen use this)."""
     inputs = pa.Table.from_pandas(
         frame.drop(columns=[c for c in RESULT_COLUMNS if c in frame.columns]), preserve_index=False
     )
+    if results_format(path) == "parquet":
+        inputs = _typed_as_before(inputs, path)
     inputs = inputs.rename_columns([catalog_name(name) for name in inputs.column_names])
     _write_tables(path, [_joined(inputs, _frame_outcomes(frame))])
