@@ -210,7 +210,7 @@ def test_a_jsonl_column_changing_kind_between_batches_reaches_a_parquet_results_
     assert (code, exception) == (0, None), output
     frame = read_results(results)
     assert list(frame["length"]) == ["15", "15", "15s"]
-    assert list(frame["price"]) == ["10.0", "12.0", "1.5"]
+    assert list(frame["price"]) == ["10", "12", "1.5"]  # as the .csv results file writes it
     assert list(frame["tags"]) == ["[]", "[]", '["x"]']
     assert list(frame["status"]) == ["submitted"] * 3
 
