@@ -181,10 +181,8 @@ def fingerprint_part(value: object) -> str:
     return _encode(value)
 
 
-def fingerprint_of_encoded(encoded: bytes) -> str:
-    """The fingerprint of a row from its encoded fields, `|`-joined after FINGERPRINT_VERSION
-    (what `fingerprint` hashes): for callers that build that text a column at a time."""
-    return hashlib.sha256(encoded).hexdigest()
+# What `fingerprint` hashes its encoded fields with (callers that encode a column at a time too).
+FINGERPRINT_HASH: Final = hashlib.sha256
 
 
 def _encode_product(fields: ResolvedFields) -> str:
@@ -226,7 +224,7 @@ def fingerprint(fields: ResolvedFields) -> str:
         _text(visual_style),
         _text(override_script),
     )
-    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+    return FINGERPRINT_HASH("|".join(parts).encode()).hexdigest()
 
 
 def build_request(fields: ResolvedFields, product_id: str | None = None) -> CreateVideoRequest:
