@@ -205,12 +205,13 @@ class Planner:
             rows.fingerprints[start:stop],
             [kind.condition for kind in self.settled],
         )
-        if not any(found):
+        if not any(len(numbers) for numbers, _ in found):
             return {}
-        pairs = np.concatenate([np.array(each, np.int64).reshape(-1, 2) for each in found])
-        kinds = np.concatenate([np.full(len(each), kind) for kind, each in enumerate(found)])
-        order = np.argsort(pairs[:, 0])
-        numbers, job_ids, kinds = pairs[order, 0], pairs[order, 1], kinds[order]
+        numbers = np.concatenate([numbers for numbers, _ in found])
+        job_ids = np.concatenate([job_ids for _, job_ids in found])
+        kinds = np.concatenate([np.full(len(each), kind) for kind, (each, _) in enumerate(found)])
+        order = np.argsort(numbers, kind="stable")
+        numbers, job_ids, kinds = numbers[order], job_ids[order], kinds[order]
         self._grow(int(job_ids.max()))
         # The first row of each job in this slice, unless an earlier slice had the job already.
         first_here = np.zeros(len(job_ids), bool)

@@ -21,6 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from batch.errors import StateError
 
 if TYPE_CHECKING:
@@ -117,9 +121,27 @@ def positions(dialect: str) -> str:
     )
 
 
+def joined_integers(dialect: str, column: str) -> str:
+    """An aggregate of an integer column as one text, `1,2,3` (`split_integers` reads it), in
+    the order of the rows' `row` column: a million values cost a million Python ints fetched
+    one by one, and one string here."""
+    if dialect == "sqlite":
+        return f"group_concat({column})"  # in the scan's order: the primary key's
+    return f"string_agg(CAST({column} AS text), ',' ORDER BY row)"
+
+
 def list_parameter(dialect: str, values: Sequence[str | None]) -> object:
     """The parameter `positions` reads: JSON text for SQLite, an array for PostgreSQL."""
     return json.dumps(values) if dialect == "sqlite" else list(values)
+
+
+def split_integers(text: str | None) -> np.ndarray:
+    """The integers of a `joined_integers` text, parsed in C."""
+    if not text:
+        return np.zeros(0, np.int64)
+    parts = pc.split_pattern(pa.array([text], pa.string()), ",").flatten()
+    values: np.ndarray = parts.cast(pa.int64()).to_numpy()
+    return values
 
 
 _SINGLE_VALUES = re.compile(r"^INSERT INTO (\w+) \(([\w, ]+)\) VALUES \(([^()]+)\)(.*)$", re.DOTALL)

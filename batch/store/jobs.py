@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from batch.store.backend import Database, list_parameter, positions
+import numpy as np
+
+from batch.store.backend import (
+    Database,
+    joined_integers,
+    list_parameter,
+    positions,
+    split_integers,
+)
 from batch.store.connection import Connection
 from batch.store.records import AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
 
@@ -99,14 +107,15 @@ class JobQueries(Connection):
         first: int,
         fingerprints: Sequence[str | None],
         conditions: Sequence[str],
-    ) -> list[list[tuple[int, int]]]:
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
         """Records the rows `first`, `first` + 1, ... (by fingerprint, None for an invalid row)
         that are the same request as their row of `previous_run` and whose job needs nothing
         this run, one statement per condition on the job `j` (submitted; failed for good);
-        returns each one's rows as (row, job_id).
+        returns each one's rows and their jobs' ids, as two arrays.
 
         A row matches only when its fingerprint is its job's, so the unique fingerprint still
-        decides what is sent; this only spares reading and writing the rows one by one.
+        decides what is sent; this only spares reading and writing the rows one by one. A row
+        this run had already (another worker's) is not recorded again, nor returned.
         """
         # SQLite takes CROSS JOIN as the order to join in: the list first, one probe a row.
         query = (
@@ -115,16 +124,27 @@ class JobQueries(Connection):
             "CROSS JOIN run_rows r CROSS JOIN jobs j "
             "WHERE r.run_id = ? AND r.row = ? + s.key AND j.id = r.job_id "
             "AND r.row_status IN ('job', 'planned') AND j.fingerprint = s.value AND {} "
-            "ON CONFLICT (run_id, row) DO NOTHING RETURNING row, job_id"
+            "ON CONFLICT (run_id, row) DO NOTHING"
         )
+        # What each statement added, read back as two texts rather than a tuple a row.
+        recorded = (
+            f"SELECT {joined_integers(self.dialect, 'row')}, "
+            f"{joined_integers(self.dialect, 'job_id')} FROM run_rows "
+            "WHERE run_id = ? AND row BETWEEN ? AND ?"
+        )
+        span = (run_id, first, first + len(fingerprints) - 1)
         listed = list_parameter(self.dialect, fingerprints)
+        found: list[tuple[np.ndarray, np.ndarray]] = []
         with self._write() as db:
-            return [
-                db.execute(
-                    query.format(condition), (run_id, listed, previous_run, first)
-                ).fetchall()
-                for condition in conditions
-            ]
+            before = split_integers(db.execute(recorded, span).fetchone()[0])
+            for condition in conditions:
+                db.execute(query.format(condition), (run_id, listed, previous_run, first))
+                rows_text, jobs_text = db.execute(recorded, span).fetchone()
+                rows, jobs = split_integers(rows_text), split_integers(jobs_text)
+                new = ~np.isin(rows, before)
+                found.append((rows[new], jobs[new]))
+                before = rows
+        return found
 
     def has_permanent_failures(self) -> bool:
         found = self._db.execute(
