@@ -72,9 +72,14 @@ CORPUS = [
     Case("blank.csv", lambda: b"\n\n", 2, ("has no header row",)),
     Case("header_only.csv", lambda: b"product_id,title,length\n", 0),
     Case("bom_utf8.csv", lambda: b"\xef\xbb\xbf" + GOOD.encode(), 0, sent=2),
-    Case("bom_utf16le.csv", lambda: b"\xff\xfe" + GOOD.encode("utf-16-le"), 2,
-         ("bom_utf16le.csv: is UTF-16 text", "save it as UTF-8")),
-    Case("bom_utf16be.csv", lambda: b"\xfe\xff" + GOOD.encode("utf-16-be"), 2, ("UTF-16 text",)),
+    # UTF-16 with its byte order mark is certain (Excel's "Unicode Text"): read, not refused.
+    Case("bom_utf16le.csv", lambda: b"\xff\xfe" + GOOD.encode("utf-16-le"), 0, sent=2),
+    Case("bom_utf16be.csv", lambda: b"\xfe\xff" + GOOD.encode("utf-16-be"), 0, sent=2),
+    Case("utf16_broken.txt", lambda: b"\xff\xfe" + GOOD.encode("utf-16-le") + b"\x00\xd8A\x00",
+         2, (f"utf16_broken.txt: byte {2 + 2 * len(GOOD)} is not UTF-16 text",)),
+    Case("utf16_ragged.txt", lambda: b"\xff\xfe" + (GOOD + f"{IDS[2]}\tx\n").replace(",", "\t")
+         .encode("utf-16-le"), 2, ("utf16_ragged.txt line 4 (row 3): has 2 cells where the header "
+         "has 3",)),
     Case("bom_utf32.csv", lambda: GOOD.encode("utf-32"), 2, ("UTF-32 text",)),
     Case("utf16_no_bom.csv", lambda: GOOD.encode("utf-16-le"), 2, ("is not a text file",)),
     Case("latin1.csv", lambda: f"{GOOD}{IDS[2]},Café,15\n".encode("latin-1"), 2,
@@ -173,6 +178,27 @@ def test_validate_refuses_what_run_refuses(tmp_path: Path, case: Case) -> None:
     code, output, exception = invoke("validate", str(catalog))
     assert code == case.code, output
     assert_reported(code, output, exception, case)
+
+
+def test_excels_unicode_text_export_is_read_and_passed_through_as_typed(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Excel's "Unicode Text" (UTF-16 with its byte order mark, tab-separated, CRLF): the rows
+    are sent with their text, and the results file (UTF-8) holds the cells exactly."""
+    catalog = tmp_path / "export.txt"
+    rows = ["product_id\ttitle\tlength", f"{IDS[0]}\tCafé ☕ «x»\t15", f'{IDS[1]}\t"a\tb"\t30']
+    catalog.write_bytes(("\r\n".join(rows) + "\r\n").encode("utf-16"))
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
+    code, output, _ = invoke(
+        "run", str(catalog), "--offline", "--base-url", sandbox_url, "--rate-limit", "none",
+        "--state", str(tmp_path / "s.db"),
+    )  # fmt: skip
+    assert code == 0, output
+    frame = read_results(tmp_path / "export.results.csv")
+    assert list(frame["title"]) == ["Café ☕ «x»", "a\tb"]
+    assert list(frame["length"]) == ["15", "30"]
+    sent = submissions(sandbox_url)["submissions"]
+    assert sorted(s["payload"]["video_spec"]["length"] for s in sent) == ["15", "30"]
 
 
 def test_a_16_mib_cell_reaches_the_results_file_whole(tmp_path: Path, sandbox_url: str) -> None:

@@ -142,15 +142,18 @@ def _arrow_errors(
 def _open_csv(path: Location, options: CatalogOptions) -> Source:
     with storage.open_read(path) as handle:
         sample = handle.read(_SNIFF_BYTES)
+    encoding = text_encoding(sample)
     try:
-        text = codecs.getincrementaldecoder("utf-8-sig")().decode(sample, final=False)
+        text = codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
     except UnicodeDecodeError as exc:
         raise CatalogError(
             f"{path}: is not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV, "
             "or pass --format if it is Parquet or JSON Lines"
         ) from exc
-    layout = csv_layout(path, text, options)
-    batches = csv_batches(path, layout.delimiter, layout.cells, skip_lines=layout.skip_lines)
+    layout = csv_layout(path, text, options, encoding)
+    batches = csv_batches(
+        path, layout.delimiter, layout.cells, skip_lines=layout.skip_lines, encoding=encoding
+    )
     if layout.nameless:
         batches = _without_nameless(path, layout, batches)
     return Source(layout.headers, _rebatch(_arrow_errors(path, "CSV", batches), options.batch_rows))
@@ -168,6 +171,7 @@ class CsvLayout:
     delimiter: str
     cells: list[str]
     skip_lines: int = 0
+    encoding: str = "utf-8-sig"
 
     @property
     def headers(self) -> list[str]:
@@ -206,7 +210,20 @@ def _without_nameless(
         yield batch.select(named)
 
 
-def csv_layout(path: Location, text: str, options: CatalogOptions) -> CsvLayout:
+def text_encoding(head: bytes) -> str:
+    """UTF-16 when the file opens with its byte order mark (Excel's "Unicode Text" export, a
+    tab-separated .txt), else UTF-8 (with or without one): the only encodings a byte order mark
+    makes certain; any other is refused, never guessed."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and not head.startswith(
+        codecs.BOM_UTF32_LE
+    ):
+        return "utf-16"
+    return "utf-8-sig"
+
+
+def csv_layout(
+    path: Location, text: str, options: CatalogOptions, encoding: str = "utf-8-sig"
+) -> CsvLayout:
     """The delimiter (given, declared or sniffed) and the header cells, from the first bytes.
 
     Excel writes and reads a first line `sep=;` that declares the delimiter; it is skipped.
@@ -226,7 +243,7 @@ def csv_layout(path: Location, text: str, options: CatalogOptions) -> CsvLayout:
     cells = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
     if not any(cell.strip() for cell in cells):
         raise CatalogError(f"{path}: has no header row; the first line must name the columns")
-    return CsvLayout(delimiter, cells, skip_lines)
+    return CsvLayout(delimiter, cells, skip_lines, encoding)
 
 
 def _declared_delimiter(text: str) -> str | None:
@@ -251,6 +268,7 @@ def csv_batches(
     block_size: int = _CSV_BLOCK_BYTES,
     max_block: int = MAX_BLOCK_BYTES,
     skip_lines: int = 0,
+    encoding: str = "utf-8-sig",
 ) -> Iterator[pa.RecordBatch]:
     """The rows as record batches of string columns (`columns`: only these, as raw bytes),
     the header being the line after `skip_lines` lines.
@@ -262,7 +280,10 @@ def csv_batches(
     while True:
         skip = given
         try:
-            for batch in _csv_reader(path, delimiter, headers, columns, block_size, skip_lines):
+            reader = _csv_reader(
+                path, delimiter, headers, columns, block_size, skip_lines, encoding
+            )
+            for batch in reader:
                 if skip >= batch.num_rows:
                     skip -= batch.num_rows
                     continue
@@ -285,11 +306,16 @@ def _csv_reader(
     columns: list[str] | None,
     block_size: int,
     skip_lines: int,
+    encoding: str,
 ) -> pa_csv.CSVStreamingReader:
     kind = pa.string() if columns is None else pa.binary()
+    # pyarrow reads UTF-8 itself (a byte order mark skipped); other text through a decoder.
+    utf8 = encoding == "utf-8-sig"
     return pa_csv.open_csv(
         storage.arrow_source(path),
-        read_options=pa_csv.ReadOptions(block_size=block_size, skip_rows=skip_lines),
+        read_options=pa_csv.ReadOptions(
+            block_size=block_size, skip_rows=skip_lines, encoding="utf8" if utf8 else encoding
+        ),
         parse_options=pa_csv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pa_csv.ConvertOptions(
             column_types=dict.fromkeys(columns or headers, kind),

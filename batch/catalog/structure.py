@@ -3,7 +3,8 @@
 A run reads its catalog behind the first POSTs, so a file that breaks at row 150,000 would
 otherwise fail after rows were paid for. This pass reads every byte first, and cheaply:
 
-- the first bytes: not empty, not a workbook, archive, Parquet file or UTF-16 text named .csv;
+- the first bytes: not empty, not a workbook, archive or Parquet file named .csv; UTF-16 text
+  (with its byte order mark, as Excel writes "Unicode Text") goes through Python's csv module;
 - the header: every column named once, and the request columns found (`plan_columns`);
 - a byte scan in large chunks: UTF-8 (an ASCII chunk is one call), NUL bytes, and the parity of
   quote characters (odd: a quoted cell may never close, which pyarrow would silently accept);
@@ -14,8 +15,9 @@ bad line, so that the message names file, line and row; it has the last word (a 
 inside an unquoted cell makes the parity odd, yet the file is fine). JSON Lines goes the same
 way with pyarrow's JSON parser; Parquet is checked from its footer and schema.
 
-Choices: text must be UTF-8 (a BOM is fine); latin-1 or cp1252 is refused at its first bad byte
-rather than guessed, since a wrong guess would put mojibake into paid videos. Rows are numbered
+Choices: text must be UTF-8 (a BOM is fine), or UTF-16 that opens with its byte order mark (a
+certainty, not a guess); latin-1 or cp1252 is refused at its first bad byte rather than
+guessed, since a wrong guess would put mojibake into paid videos. Rows are numbered
 as everywhere else (the first row below the header is row 1; blank lines are not rows).
 """
 
@@ -45,6 +47,7 @@ from batch.catalog.readers import (
     is_straddling,
     nameless_value,
     open_source,
+    text_encoding,
 )
 from batch.catalog.rows import CatalogOptions
 from batch.errors import CatalogError
@@ -64,8 +67,6 @@ _SIGNATURES: Final = (
     (b"\x1f\x8b", "gzip-compressed; decompress it first"),
     (b"\xff\xfe\x00\x00", "UTF-32 text; save it as UTF-8"),
     (b"\x00\x00\xfe\xff", "UTF-32 text; save it as UTF-8"),
-    (b"\xff\xfe", f"UTF-16 text (Excel's 'Unicode Text'); save it as UTF-8 ({_SAVE_AS})"),
-    (b"\xfe\xff", f"UTF-16 text; save it as UTF-8 ({_SAVE_AS})"),
 )
 # What Python's csv module says, and what it means for the person fixing the file.
 _QUOTE_HINT: Final = 'close the quote where the cell ends, and write a quote inside a cell as ""'
@@ -166,6 +167,9 @@ def _scan_bytes(path: Path, quote: bytes | None) -> _ByteScan:
 def _check_csv(path: Path, options: CatalogOptions) -> int:
     with path.open("rb") as handle:
         sample = handle.read(_SNIFF_BYTES)
+    encoding = text_encoding(sample)
+    if encoding != "utf-8-sig":
+        return _check_utf16_csv(path, sample, encoding, options)
     _refuse_non_text(path, sample)
     text = codecs.getincrementaldecoder("utf-8-sig")(errors="replace").decode(sample)
     layout = csv_layout(path, text, options)
@@ -186,6 +190,33 @@ def _check_csv(path: Path, options: CatalogOptions) -> int:
     return found.rows
 
 
+def _check_utf16_csv(path: Path, sample: bytes, encoding: str, options: CatalogOptions) -> int:
+    """UTF-16 text (Excel's "Unicode Text"): every row through Python's csv module, which
+    decodes it strictly; no byte scan (half its bytes are NUL). Rare, so the slower way."""
+    text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
+    layout = csv_layout(path, text, options, encoding)
+    plan_columns(path, layout.headers, options)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with path.open("rb") as handle:
+        while True:
+            chunk = handle.read(_CHUNK_BYTES)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise CatalogError(
+                    f"{path}: byte {offset - pending + exc.start} is not UTF-16 text, though "
+                    f"the file begins as UTF-16 does; {_SAVE_AS}"
+                ) from None
+            if not chunk:
+                break
+            offset += len(chunk)
+    found = _locate_csv(path, layout, text=True)
+    _raise_found(found)
+    return found.rows
+
+
 def _parse_csv(path: Path, layout: CsvLayout) -> tuple[int, Exception | None]:
     """pyarrow's parse of every row, converting only the first column (as bytes)."""
     rows = 0
@@ -199,6 +230,7 @@ def _parse_csv(path: Path, layout: CsvLayout) -> tuple[int, Exception | None]:
         block_size=_FIRST_BLOCK,
         max_block=_LAST_BLOCK,
         skip_lines=layout.skip_lines,
+        encoding=layout.encoding,
     )
     try:
         for batch in batches:
@@ -236,7 +268,10 @@ def _locate_csv(path: Path, layout: CsvLayout, *, text: bool) -> _Found:
     width, nameless = len(headers), layout.nameless
     row = 0
     line = layout.skip_lines
-    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+    # UTF-8 keeps a bad byte as a lone surrogate (reported by `_bad_text`, with its cell);
+    # UTF-16 was decoded whole before (`_check_utf16_csv`).
+    errors = "surrogateescape" if layout.encoding == "utf-8-sig" else "strict"
+    with path.open("r", encoding=layout.encoding, errors=errors, newline="") as handle:
         for _ in range(layout.skip_lines):
             handle.readline()  # `sep=;`: a line of its own, never quoted
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
