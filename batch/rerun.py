@@ -17,6 +17,7 @@ says so and the settings' defaults (`--config`) are used.
 from __future__ import annotations
 
 import asyncio
+import csv
 import logging
 import tempfile
 from dataclasses import replace
@@ -79,7 +80,8 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         _refuse_cut_cells(config.catalog, inputs, todo["row"])
     with tempfile.TemporaryDirectory(prefix="jogg-retry-") as folder:
         subset = Path(folder) / "retry.csv"
-        inputs.to_csv(subset, index=False)
+        # Every cell quoted: pandas leaves a lone carriage return bare, which reads as a line end.
+        inputs.to_csv(subset, index=False, quoting=csv.QUOTE_ALL)
         subset_config = replace(
             config,
             catalog=subset,

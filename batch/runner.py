@@ -172,6 +172,16 @@ async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
         counts = planner.plan_all()
         written = _write_results(config, state, run_id)
         _write_planned_requests(config, state, run_id)
+    # Kept (the plan itself is not): `retry` of the file rebuilds its rows as they were planned.
+    state.finish_run(
+        state.begin_run(
+            str(config.catalog),
+            dry_run=True,
+            results=storage.identity(config.recorded_results or config.results),
+            request_defaults=payload.defaults_to_json(config.catalog_options.defaults),
+        ),
+        "dry run",
+    )
     summary = RunSummary(
         str(config.catalog),
         str(config.results),

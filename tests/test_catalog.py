@@ -215,6 +215,39 @@ def test_parquet_nan_is_an_empty_cell(tmp_path: Path) -> None:
     )
 
 
+def test_a_json_list_in_a_column_of_one_value_is_never_sent(tmp_path: Path) -> None:
+    """A JSON Lines list where one id, choice or number goes, typed as a list column or mixed
+    into a text column, makes the row invalid: not its first item, not its items joined.
+    image_urls still takes a list, and "[]" is still an empty cell."""
+    lines = [
+        {"product_id": "A1", "avatar_id": [10], "image_urls": ["https://x/a.jpg"]},
+        {"product_id": ["A2", "A3"], "avatar_id": []},
+        {"product_id": "A4", "voice_id": "en-US-x"},
+        {"product_id": "A5", "voice_id": ["en-US-x"]},
+    ]
+    path = write(tmp_path, "c.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    rows = rows_of(path, CatalogOptions())
+    problems = [[(p.column, p.value) for p in row.problems] for row in rows]
+    assert problems == [
+        [("avatar_id", "[10]")],
+        [("product_id", '["A2", "A3"]')],  # a mixed column: the reader's JSON text
+        [],
+        [("voice_id", '["en-US-x"]')],
+    ]
+    assert "is a JSON list or object; the column takes one value" in rows[0].problems[0].reason
+    assert [row.fingerprint is None for row in rows] == [True, True, False, True]
+
+
+def test_a_header_line_repeated_below_the_first_is_an_invalid_row(tmp_path: Path) -> None:
+    """Two exports joined with `cat`: the second header is no product to send; the rows around
+    it are read as usual. A product merely named like a column is not taken for one."""
+    text = "product_id,Title\nA1,a\n product_id ,TITLE\nA2,b\nproduct_id,x\n"
+    rows = rows_of(write(tmp_path, "c.csv", text), CatalogOptions())
+    assert [row.fingerprint is None for row in rows] == [False, True, False, False]
+    assert [(p.column, p.value) for p in rows[1].problems] == [("product_id", " product_id ")]
+    assert "repeats the header line" in rows[1].problems[0].reason
+
+
 def test_jsonl_with_mixed_types(tmp_path: Path) -> None:
     """JSON Lines where a column holds 30 in one line and "30s" in another still reads."""
     lines = [
@@ -754,8 +787,8 @@ def test_jsonl_lists_and_objects_in_request_columns_are_read_not_a_crash(tmp_pat
     assert first.fields.product is not None
     assert first.fields.product.image_urls == ("https://a.example/x.png",)
     assert messages(path, second) == [
-        "c.jsonl row 2, column 'avatar_id': '{\"id\": 1}' is not a whole-number id; "
-        "write the id's digits, e.g. 127"
+        "c.jsonl row 2, column 'avatar_id': '{\"id\":1}' is a JSON list or object; the column "
+        "takes one value"
     ]
 
 

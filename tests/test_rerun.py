@@ -251,3 +251,38 @@ def test_a_retry_with_nothing_to_retry_sends_nothing_and_keeps_the_files_verdict
     assert "jogg-retry" not in err
     assert results.read_bytes() == written
     assert len(_sent(sandbox_url)) == 1
+
+
+def test_a_retry_of_a_dry_runs_file_sends_the_requests_it_planned(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """`run --dry-run --length 15` plans 15-second videos; `retry` of its results file sends
+    those, not the settings' 30 (the dry run records which defaults wrote the file), and says
+    nothing about the file coming from another state."""
+    catalog = _no_length_catalog(tmp_path / "c.csv", 2)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--dry-run", "--length", "15", *state, *args)
+    assert code == 0, err
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
+    assert code == 0, err
+    assert "no run in the state" not in err
+    assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)] == ["15", "15"]
+
+
+def test_a_cell_holding_a_lone_carriage_return_is_retried_as_written(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A cell `a<CR>b` (an old Mac line end pasted into a cell) reaches the retried request
+    and the results file unchanged; the rows to retry are no longer cut at it."""
+    rows = simple_rows(2)
+    catalog = write_catalog(tmp_path / "c.csv", [{**row, "title": "a\rb"} for row in rows])
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--dry-run", *state, *args)
+    assert code == 0, err
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
+    assert code == 0, err
+    after = read_results(tmp_path / "c.results.csv")
+    assert list(after["title"]) == ["a\rb", "a\rb"]
+    assert list(after["status"]) == ["submitted", "submitted"]

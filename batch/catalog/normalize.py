@@ -302,25 +302,43 @@ def _rows_of(indices: np.ndarray, uniques: Mapping[int, str]) -> list[tuple[int,
     return [(row, uniques[int(indices[row])]) for row in rows]
 
 
-def _nested_as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A JSON Lines list or object in a cell, as text a normaliser reads: a list of plain values
-    joined by `|` (as `a.jpg|b.jpg` is written in CSV), anything else as its JSON."""
+def _nested_as_text(column: pa.ChunkedArray, *, join: bool) -> pa.ChunkedArray:
+    """A JSON Lines list or object in a cell, as text a normaliser reads: with `join`, a list
+    of plain values joined by `|` (as `a.jpg|b.jpg` is written in CSV); anything else as its
+    JSON, which a column of one value refuses (`_is_json_container`)."""
+    if join:
+        try:
+            return pc.binary_join(pc.cast(column, pa.list_(pa.string())), "|")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            pass
+    text = [
+        None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+        for value in column.to_pylist()
+    ]
+    return pa.chunked_array([pa.array(text, pa.string())])
+
+
+def _is_json_container(value: object) -> bool:
+    """A JSON list or object (`["P1"]`, `{"id": 1}`): a JSON Lines cell of several values,
+    never one id, choice or number."""
+    if not isinstance(value, str) or value.lstrip()[:1] not in ("[", "{"):
+        return False
     try:
-        return pc.binary_join(pc.cast(column, pa.list_(pa.string())), "|")
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        text = [None if value is None else json.dumps(value) for value in column.to_pylist()]
-        return pa.chunked_array([pa.array(text, pa.string())])
+        return isinstance(json.loads(value), list | dict)
+    except ValueError:
+        return False
 
 
 def _normalize_column(
-    column: pa.ChunkedArray, normalize: Normalizer, default: object, free_text: bool
+    column: pa.ChunkedArray, normalize: Normalizer, default: object, kind: str
 ) -> _Column:
+    """`kind`: "free" (text kept as written), "list" (image_urls) or "one" (one value)."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
     if pa.types.is_nested(column.type):
-        column = _nested_as_text(column)
+        column = _nested_as_text(column, join=kind != "one")
     encoded = pc.dictionary_encode(column.combine_chunks())
     uniques = encoded.dictionary.to_pylist()
     # One slot past the distinct values stands for null, so a single take maps every row.
@@ -331,10 +349,13 @@ def _normalize_column(
         if error := spreadsheet_error(value):
             reasons[index] = error
             continue
-        if not free_text and _spells_missing(value):
+        if kind != "free" and _spells_missing(value):
             spelled[index] = str(value)
         if _is_empty(value) or index in spelled:
             outputs[index] = default
+            continue
+        if kind == "one" and _is_json_container(value):
+            reasons[index] = f"{value[:60]!r} is a JSON list or object; the column takes one value"
             continue
         try:
             outputs[index] = normalize(value)
@@ -471,8 +492,14 @@ def resolve_rows(
             columns[canonical] = [default] * count
             parts[canonical] = _constant_part(default, count)
             continue
-        free_text = canonical in FREE_TEXT_COLUMNS
-        column = _normalize_column(table.column(header), normalize, default, free_text)
+        kind = (
+            "free"
+            if canonical in FREE_TEXT_COLUMNS
+            else "list"
+            if canonical == "image_urls"
+            else "one"
+        )
+        column = _normalize_column(table.column(header), normalize, default, kind)
         columns[canonical] = column.values
         parts[canonical] = column.parts
         report(canonical, column.bad)
@@ -485,17 +512,39 @@ def resolve_rows(
     parts["name"] = parts.pop("video_name")
     keys = _text_values(table.column(plan.key))
     blank = _blank_rows(table)
+    product_header = plan.canonical.get("product_id", "product_id")
+    for row in _header_repeats(table):
+        problems[row] = [RowProblem(plan.key, keys[row], _REPEATED_HEADER)]  # that one alone
     return ResolvedRows(
         first,
         columns,
         keys,
         _fingerprints(parts),
         {index: found for index, found in problems.items() if index not in blank},
-        plan.canonical.get("product_id", "product_id"),
+        product_header,
         plan.canonical.get("product_url"),
         product_spelled,
         blank,
     )
+
+
+_REPEATED_HEADER: Final = "the row repeats the header line (files joined together?); delete it"
+
+
+def _header_repeats(table: pa.Table) -> list[int]:
+    """The rows whose every cell is its column's name, ignoring case and surrounding spaces:
+    the header line again below the first, as two exports joined with `cat` have it."""
+    same: pa.ChunkedArray | None = None
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not pa.types.is_string(column.type):
+            return []  # a typed column (Parquet, JSON Lines) holds no header text
+        cells = pc.utf8_lower(pc.utf8_trim_whitespace(column))
+        equal = pc.fill_null(pc.equal(cells, _header_key(name)), False)
+        same = equal if same is None else pc.and_(same, equal)
+        if not pc.any(same).as_py():
+            return []  # the usual answer, found on the first column
+    assert same is not None
+    return np.flatnonzero(same.to_numpy(zero_copy_only=False)).tolist()
 
 
 def _blank_rows(table: pa.Table) -> frozenset[int]:

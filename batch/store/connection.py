@@ -166,7 +166,8 @@ class Connection:
 
     @contextmanager
     def discarded(self) -> Iterator[None]:
-        """Everything written inside is rolled back: how `plan` and `--dry-run` stay read-only."""
+        """Everything written inside is rolled back: how `plan` and `--dry-run` leave the ledger
+        as it was (a dry run then records only its run: which defaults wrote its results)."""
         sqlite = self.dialect == "sqlite"
         self._db.execute("SAVEPOINT discarded" if sqlite else "BEGIN")
         self._in_discarded = True

@@ -38,11 +38,11 @@ class JobQueries(Connection):
         return int(run_id)
 
     def run_defaults(self, results: str) -> str | None:
-        """The request defaults (JSON) of the newest run that wrote the results file `results`,
-        or None when the state knows no such run (another state's)."""
+        """The request defaults (JSON) of the newest run that wrote the results file `results`
+        (a dry run's too: its planned rows), or None when the state knows no such run."""
         row = (
             self._db.execute(
-                "SELECT request_defaults FROM runs WHERE results = ? AND dry_run = 0 "
+                "SELECT request_defaults FROM runs WHERE results = ? "
                 "AND request_defaults IS NOT NULL ORDER BY id DESC LIMIT 1",
                 (results,),
             ).fetchone()

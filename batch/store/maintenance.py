@@ -70,9 +70,9 @@ class MaintenanceQueries(Connection):
                 db.execute(
                     "INSERT INTO results_files (results, request_defaults, run_id) "
                     "SELECT r.results, r.request_defaults, r.id FROM runs r "
-                    "WHERE r.id <= ? AND r.dry_run = 0 AND r.results IS NOT NULL "
+                    "WHERE r.id <= ? AND r.results IS NOT NULL "
                     "AND r.request_defaults IS NOT NULL AND r.id = (SELECT max(x.id) FROM runs x "
-                    "WHERE x.results = r.results AND x.dry_run = 0 "
+                    "WHERE x.results = r.results "
                     "AND x.request_defaults IS NOT NULL AND x.id <= ?) "
                     "ON CONFLICT (results) DO UPDATE SET "
                     "request_defaults = excluded.request_defaults, run_id = excluded.run_id "
