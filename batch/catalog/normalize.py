@@ -17,7 +17,7 @@ import re
 import string
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -329,10 +329,12 @@ def _is_json_container(value: object) -> bool:
         return False
 
 
+_Kind = Literal["free", "list", "one"]  # text kept as written; image_urls; one value
+
+
 def _normalize_column(
-    column: pa.ChunkedArray, normalize: Normalizer, default: object, kind: str
+    column: pa.ChunkedArray, normalize: Normalizer, default: object, kind: _Kind
 ) -> _Column:
-    """`kind`: "free" (text kept as written), "list" (image_urls) or "one" (one value)."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
@@ -397,7 +399,8 @@ def _fingerprints(parts: Mapping[str, pa.Array]) -> list[str | None]:
 
 def _text_values(column: pa.ChunkedArray) -> list[str]:
     """A column's cells as text ("" for empty), for templates and row keys."""
-    return _text_array(column).to_pylist()  # type: ignore[no-any-return]
+    values: list[str] = _text_array(column).to_pylist()
+    return values
 
 
 def _text_array(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -492,7 +495,7 @@ def resolve_rows(
             columns[canonical] = [default] * count
             parts[canonical] = _constant_part(default, count)
             continue
-        kind = (
+        kind: _Kind = (
             "free"
             if canonical in FREE_TEXT_COLUMNS
             else "list"
