@@ -136,10 +136,16 @@ def _merge(frame: pd.DataFrame, todo: pd.DataFrame, retried: pd.DataFrame) -> No
     outcome of the row it repeats (its video), which the retry may just have changed.
     """
     outcome_columns = [c for c in RESULT_COLUMNS if c in retried.columns and c != "row"]
-    numbers = [str(number) for number in todo["row"]]
+    for column in outcome_columns:
+        if column not in frame.columns:  # a file cut down by hand gets them back
+            frame[column] = ""
     for position, original in enumerate(todo.index):
         for column in outcome_columns:
             frame.at[original, column] = retried.iloc[position][column]
+    if "row" not in frame.columns:
+        return  # a file cut down by hand: its rows cannot be named
+    numbers = [str(number) for number in todo["row"]]
+    for original in todo.index:
         if (subset_row := duplicated_row(frame.at[original, "message"])) is not None:
             frame.at[original, "message"] = duplicate_of(int(numbers[subset_row - 1]))
     by_number = dict(zip(numbers, todo.index, strict=True))

@@ -286,3 +286,23 @@ def test_a_cell_holding_a_lone_carriage_return_is_retried_as_written(
     after = read_results(tmp_path / "c.results.csv")
     assert list(after["title"]) == ["a\rb", "a\rb"]
     assert list(after["status"]) == ["submitted", "submitted"]
+
+
+def test_a_results_file_cut_down_to_its_status_and_code_is_still_retried(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Retry needs only `status` and `code` of the outcome columns: a file a person cut down
+    (no `row`, no `message`, no `video_id`) is retried, and gets its outcome columns back."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--dry-run", *state, *args)
+    assert code == 0, err
+    results = tmp_path / "c.results.csv"
+    read_results(results)[["sku", "product_id", "title", "length", "status", "code"]].to_csv(
+        results, index=False
+    )
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 0, err
+    assert list(read_results(results)["status"]) == ["submitted", "submitted"]
+    assert all(video != "" for video in read_results(results)["video_id"])
