@@ -238,6 +238,21 @@ def test_a_json_list_in_a_column_of_one_value_is_never_sent(tmp_path: Path) -> N
     assert [row.fingerprint is None for row in rows] == [True, True, False, True]
 
 
+def test_invisible_characters_copied_into_an_id_are_not_sent(tmp_path: Path) -> None:
+    """A zero-width space, a byte order mark or a direction mark pasted with an id or a choice
+    is dropped from the request (the id people see is the one sent); free text keeps it."""
+    text = (
+        "product_id,avatar_id,language,video_name\n"
+        "\u200bP1,127\u2060,\u200eEnglish\ufeff,Hi \U0001f469\u200d\U0001f4bb\n"
+    )
+    (row,) = rows_of(write(tmp_path, "c.csv", text), CatalogOptions())
+    assert row.problems == ()
+    assert row.fields is not None
+    fields = row.fields
+    assert (fields.product_id, fields.avatar_id, fields.language) == ("P1", 127, "english")
+    assert row.fields.name == "Hi \U0001f469\u200d\U0001f4bb"
+
+
 def test_a_header_line_repeated_below_the_first_is_an_invalid_row(tmp_path: Path) -> None:
     """Two exports joined with `cat`: the second header is no product to send; the rows around
     it are read as usual. A product merely named like a column is not taken for one."""

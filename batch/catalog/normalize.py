@@ -15,6 +15,7 @@ import json
 import math
 import re
 import string
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -318,6 +319,13 @@ def _nested_as_text(column: pa.ChunkedArray, *, join: bool) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(text, pa.string())])
 
 
+def _visible(text: str) -> str:
+    """The text without invisible format characters (zero-width space, joiners, a byte order
+    mark, direction marks), which a copy from a web page or a spreadsheet leaves in an id: the
+    id people see is the one sent. Free text keeps them (a joiner can belong to an emoji)."""
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
+
+
 def _is_json_container(value: object) -> bool:
     """A JSON list or object (`["P1"]`, `{"id": 1}`): a JSON Lines cell of several values,
     never one id, choice or number."""
@@ -348,6 +356,8 @@ def _normalize_column(
     reasons: dict[int, str] = {}
     spelled: dict[int, str] = {}
     for index, value in enumerate(uniques):
+        if kind != "free" and isinstance(value, str) and not value.isascii():
+            value = _visible(value)
         if error := spreadsheet_error(value):
             reasons[index] = error
             continue
