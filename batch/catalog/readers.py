@@ -196,10 +196,11 @@ def _without_nameless(
     path: Location, layout: CsvLayout, batches: Iterator[pa.RecordBatch]
 ) -> Iterator[pa.RecordBatch]:
     """The batches without their nameless columns, each checked to hold only empty cells."""
-    named = [position for position in range(len(layout.cells)) if position not in layout.nameless]
+    nameless = layout.nameless
+    named = [position for position in range(len(layout.cells)) if position not in nameless]
     rows = 0
     for batch in batches:
-        for position in layout.nameless:
+        for position in nameless:
             column = batch.column(position)
             filled = pc.not_equal(pc.utf8_length(pc.utf8_trim_whitespace(column)), 0)
             if pc.any(filled).as_py():

@@ -284,5 +284,5 @@ def _summary(
         processing=statuses.count("processing"),
         timed_out=timed_out,
         checks=checks,
-        unread=sum(last_seen[video] == "processing" for video in unread),
+        unread=len(unread),  # an answer about a video takes it out: these are all pending
     )
