@@ -153,6 +153,67 @@ async def test_a_listing_that_ignores_the_page_number_is_refused(state: StateSto
             await index(client, state).sync()
 
 
+def capped(videos: list[dict[str, Any]], per_page: int, total: object) -> Handler:
+    """Serves `videos` newest first, `per_page` to a page whatever the page size asked, with
+    `total` (None: left out) in every page."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        chunk = videos[(page - 1) * per_page : page * per_page]
+        data = {"videos": chunk, "page": page, "page_size": per_page}
+        return httpx.Response(
+            200, content=envelope(0, data | ({} if total is None else {"total": total}))
+        )
+
+    return handler
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("total", "pages"),
+    [
+        (5, [1, 2, 3, 4, 5]),  # read on until the count is read
+        (7, [1, 2, 3, 4, 5, 6]),  # a count past the end: read on until a page comes empty
+    ],
+)
+async def test_a_server_sending_fewer_videos_a_page_than_asked_is_read_to_its_count(
+    state: StateStore, total: int, pages: list[int]
+) -> None:
+    """A page shorter than asked ends the walk only without a count: a server with a smaller
+    page size of its own is read to its last video, so absence is never proven from one page."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, 6)]
+    requested: list[int] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        requested.append(int(request.url.params["page"]))
+        return capped(videos, 1, total)(request)
+
+    async with client_for(counting) as client:
+        sync = await index(client, state).sync()
+    assert requested == pages
+    assert sync.reached == -math.inf
+    assert state.listed_video(f"{5:012x}") == "v5"
+
+
+@pytest.mark.anyio
+async def test_without_a_count_a_page_shorter_than_asked_ends_the_listing(
+    state: StateStore,
+) -> None:
+    """No `total`: the short page is the last one, as most listings mean it."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, 4)]
+    requested: list[int] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        requested.append(int(request.url.params["page"]))
+        return capped(videos, 2, None)(request)
+
+    async with client_for(counting) as client:
+        sync = await index(client, state).sync()
+    assert requested == [1, 2]
+    assert sync.reached == -math.inf
+    assert state.listed_video(f"{3:012x}") == "v3"
+
+
 def endless(total: object, *, repeat_after: int | None = None) -> Handler:
     """Full pages of two videos forever, each page new (or, from page `repeat_after` on, the
     videos of pages already served), with `total` in every page."""
