@@ -196,6 +196,24 @@ async def test_a_server_sending_fewer_videos_a_page_than_asked_is_read_to_its_co
 
 
 @pytest.mark.anyio
+async def test_a_count_too_low_does_not_end_the_listing_at_a_full_page(
+    state: StateStore,
+) -> None:
+    """Full pages are read on whatever `total` says; the short page then ends the walk."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, 6)]
+    requested: list[int] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        requested.append(int(request.url.params["page"]))
+        return capped(videos, 2, 2)(request)
+
+    async with client_for(counting) as client:
+        await index(client, state).sync()
+    assert requested == [1, 2, 3]
+    assert state.listed_video(f"{5:012x}") == "v5"
+
+
+@pytest.mark.anyio
 async def test_without_a_count_a_page_shorter_than_asked_ends_the_listing(
     state: StateStore,
 ) -> None:

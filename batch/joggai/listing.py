@@ -19,8 +19,8 @@ before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` v
 million-row catalog makes an account of millions of videos, and a first sync reads them all) and
 for at most `MAX_SYNC_SECONDS`; a page whose `total` claims more, a walk that passes either bound,
 or a page that brings no video not already read in this walk, fails the sync with an ApiError.
-The walk ends at an empty page, or once it has read as many videos as the pages' `total` counts
-(a server may send fewer a page than asked: a short page is the end only without a `total`).
+The walk ends at an empty page, or at a page shorter than asked once it has read as many videos
+as the pages' `total` counts (a server may send fewer a page than asked, and a count may be low).
 The rows of a walk are recorded together at its end, so a sync that fails stores nothing of it
 (a first sync of the largest account holds its rows in memory until then: about 1 GB).
 
@@ -164,13 +164,11 @@ class AccountListing:
         return Sync(started, reached, echo)
 
     def _last_page(self, listed: int, total: float | None, read: int) -> bool:
-        """Whether the page just read ends the listing. The count a page gives wins over its
-        length: a server that sends fewer videos a page than asked (its own page size) is read
-        on until every video it counts is read, or a page comes empty. A page shorter than asked
-        ends it only when no count is given."""
-        if total is not None:
-            return read >= total
-        return listed < self._page_size
+        """Whether the page just read ends the listing: it is shorter than asked and, when the
+        pages give a count, every video counted has been read. A full page never ends it (a
+        count too low would prove absence from a part of the listing); a server that sends
+        fewer videos a page than asked (its own page size) is read on to its count."""
+        return listed < self._page_size and (total is None or read >= total)
 
     def _check_bounds(self, page: int, total: float | None, read: int, started: float) -> None:
         """Raises ApiError when the walk, about to ask for the page after `page`, has gone or
