@@ -23,10 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 
 from batch import catalog, files, payload, storage
 from batch.config import RunConfig
-from batch.errors import AccountError, ApiError, ExitCode, LocalIOError, StateError
+from batch.errors import (
+    AccountError,
+    ApiError,
+    CatalogError,
+    ExitCode,
+    LocalIOError,
+    StateError,
+)
 from batch.follow.polling import PollSummary
 from batch.joggai.client import JoggClient
 from batch.joggai.fleet import FleetLimiter
@@ -164,13 +172,14 @@ def _plan_in(config: RunConfig, state: StateStore) -> RunSummary:
 
 
 async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
+    catalog_version = storage.version(config.catalog)
     with state.discarded():
         run_id = state.begin_run(str(config.catalog), dry_run=True)
         planner = Planner(config, state, run_id, dry_run=True)
         if not config.offline:
             planner.preflight = await load_preflight_async(_lookup_config(config))
         counts = planner.plan_all()
-        written = _write_results(config, state, run_id)
+        written = _write_results(config, state, run_id, catalog_version)
         _write_planned_requests(config, state, run_id)
     # Kept (the plan itself is not): `retry` of the file rebuilds its rows as they were planned.
     state.finish_run(
@@ -223,18 +232,32 @@ def _lookup_config(config: RunConfig) -> LookupConfig:
     )
 
 
-def _write_results(config: RunConfig, state: StateStore, run_id: int) -> OutcomeCounts:
-    """Writes the results file; returns its rows counted as the summary counts them."""
+def _write_results(
+    config: RunConfig, state: StateStore, run_id: int, catalog_version: str | None
+) -> OutcomeCounts:
+    """Writes the results file; returns its rows counted as the summary counts them.
+
+    Rows are matched to their outcomes by number, so the catalog must be the one planned
+    (`catalog_version`, `storage.version`): one edited, replaced or moved since raises
+    CatalogError, and the results file is left as it was.
+    """
     counts = OutcomeCounts()
+
+    def as_planned(tables: Iterator[pa.Table]) -> Iterator[pa.Table]:
+        yield from tables
+        if storage.version(config.catalog) != catalog_version:
+            raise CatalogError(
+                f"{config.catalog}: changed since it was planned (edited, replaced or moved); "
+                "its rows would be given other rows' outcomes"
+            )
+
+    def outcomes(first: int, last: int) -> pa.Table:
+        return counts.add(state_outcomes(state.outcome_rows(run_id, first, last), first, last))
+
     # The catalog is read again in a thread while the state's rows are read here.
-    with ReadAhead(catalog.read_passthrough(config.catalog, config.catalog_options)) as batches:
-        write_results(
-            config.results,
-            batches,
-            lambda first, last: counts.add(
-                state_outcomes(state.outcome_rows(run_id, first, last), first, last)
-            ),
-        )
+    batches = as_planned(catalog.read_passthrough(config.catalog, config.catalog_options))
+    with ReadAhead(batches) as read_ahead:
+        write_results(config.results, read_ahead, outcomes)
     return counts
 
 
@@ -248,6 +271,7 @@ class _Run:
     ) -> None:
         self.config = config
         self.state = state
+        self.catalog_version = storage.version(config.catalog)  # what the results must match
         self.transport = transport
         state.as_worker(config.claim_seconds)
         self.run_id = state.join_run(
@@ -305,7 +329,7 @@ class _Run:
             return
         started = time.monotonic()
         with self._local_io(f"writing the results file {self.config.results}"):
-            self.written = _write_results(self.config, self.state, self.run_id)
+            self.written = self._write_results(self.state)
             log.debug("results written in %.1f s", time.monotonic() - started)
             return
         log.error(
@@ -319,7 +343,12 @@ class _Run:
     def _local_io(self, doing: str) -> Iterator[None]:
         """A full disk, a file size limit or a permission problem on this machine: no new POST
         leaves, requests in flight finish and are recorded, and the run ends with exit 7."""
-        failures: tuple[type[Exception], ...] = (OSError, StateError, *database_errors())
+        failures: tuple[type[Exception], ...] = (
+            OSError,
+            StateError,
+            LocalIOError,
+            *database_errors(),
+        )
         try:
             yield
         except failures as exc:
@@ -643,7 +672,13 @@ class _Run:
 
     def _write_results_snapshot(self) -> None:
         with StateStore.reader(self.config.state) as reader:
-            _write_results(self.config, reader, self.run_id)
+            self._write_results(reader)
+
+    def _write_results(self, state: StateStore) -> OutcomeCounts:
+        try:
+            return _write_results(self.config, state, self.run_id, self.catalog_version)
+        except CatalogError as exc:  # moved, replaced or unreadable since it was planned
+            raise LocalIOError(f"reading the catalog again: {exc}") from exc
 
     def _summary(self) -> RunSummary:
         control = self.control

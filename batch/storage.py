@@ -107,6 +107,39 @@ def identity(location: Location) -> str:
     return str(location)
 
 
+def version(location: Location) -> str | None:
+    """What changes when the file is edited, replaced or moved away (None: it is not there):
+    for a local file its inode, size and modification time; for an object what the store says
+    of it (ETag or generation, size, modification time)."""
+    if isinstance(location, Path):
+        try:
+            stat = location.stat()
+        except OSError:
+            return None
+        return f"{stat.st_dev}:{stat.st_ino}:{stat.st_size}:{stat.st_mtime_ns}"
+    fs = _filesystem(location)
+    try:
+        fs.invalidate_cache(location.key)
+        info = fs.info(location.key)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise _store_error(location, "looking it up", exc) from exc
+    return repr(sorted((k, str(v)) for k, v in info.items() if k.lower() in _VERSION_KEYS))
+
+
+# What the stores' fsspec layers say of an object that changes with its content.
+_VERSION_KEYS: Final = (
+    "etag",
+    "generation",
+    "versionid",
+    "size",
+    "lastmodified",
+    "mtime",
+    "last_modified",
+)
+
+
 def _filesystem(location: ObjectURL) -> AbstractFileSystem:
     import fsspec
 

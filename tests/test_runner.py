@@ -684,3 +684,59 @@ async def test_a_signal_cuts_short_every_wait_and_counts_only_requests_on_the_wi
     assert summary.exit_code == ExitCode.TERMINATED
     assert "for 0 request(s) in flight" in caplog.text
     assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
+
+
+def replace_catalog_reversed(catalog: Path) -> None:
+    """Another export lands on the catalog's name: the same rows, last first."""
+    lines = catalog.read_text().splitlines(keepends=True)
+    staged = catalog.with_suffix(".new")
+    staged.write_text(lines[0] + "".join(reversed(lines[1:])))
+    os.replace(staged, catalog)
+
+
+def append_a_row(catalog: Path) -> None:
+    with catalog.open("a") as handle:
+        handle.write(f"SKU99,{product_ids(6)[5]},Late,15\n")
+
+
+def move_away(catalog: Path) -> None:
+    catalog.rename(catalog.with_name("archived.csv"))
+
+
+@pytest.mark.parametrize("change", [replace_catalog_reversed, append_a_row, move_away])
+def test_a_catalog_changed_during_the_run_is_never_given_other_rows_outcomes(
+    tmp_path: Path, change: Callable[[Path], None]
+) -> None:
+    """Replaced, edited or moved once sending began: the results file is not written from it
+    (exit 7, what was sent kept), and a run on the catalog as it is now sends nothing again
+    and gives every row its own video."""
+    rows = simple_rows(5)
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    changed: list[bool] = []
+
+    def change_at_first_create(method: str, path: str, *_: object) -> None:
+        if path == "/v2/create_video_from_product" and not changed:
+            change(catalog)
+            changed.append(True)
+
+    sandbox = RewritingSandbox(change_at_first_create)
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    summary = runner.run(config, transport=sandbox.transport())
+    assert changed
+    assert summary.exit_code == ExitCode.LOCAL_IO
+    assert summary.requests_sent == 5
+    assert not config.results.exists()
+
+    now = catalog if catalog.exists() else catalog.with_name("archived.csv")
+    again = runner.run(replace(config, catalog=now), transport=sandbox.transport())
+    assert again.requests_sent == (1 if change is append_a_row else 0)
+
+    async def accepted() -> dict[str, str]:
+        async with httpx.AsyncClient(transport=sandbox.transport()) as client:
+            answer = await client.get("http://sandbox.test/_sandbox/submissions")
+        return {s["video_id"]: s["product_id"] for s in answer.json()["submissions"]}
+
+    product_of = asyncio.run(accepted())
+    results = read_results(config.results)
+    assert [product_of[video] for video in results["video_id"]] == list(results["product_id"])
+    assert set(results["status"]) <= {"already_submitted", "submitted"}
