@@ -725,7 +725,7 @@ def test_a_catalog_changed_during_the_run_is_never_given_other_rows_outcomes(
     assert changed
     assert summary.exit_code == ExitCode.LOCAL_IO
     assert summary.requests_sent == 5
-    assert not config.results.exists()
+    assert not (tmp_path / "catalog.results.csv").exists()
 
     now = catalog if catalog.exists() else catalog.with_name("archived.csv")
     again = runner.run(replace(config, catalog=now), transport=sandbox.transport())
