@@ -459,6 +459,10 @@ class _Run:
             self.control.account_error = exc
             self.control.stop("the API refused the key")
             return False
+        except ApiError as exc:  # the API did not answer: every row stays to be sent (exit 1)
+            log.error("%s; run again later", exc)
+            self.control.stop("the API could not be reached")
+            return False
         lookups = _lookup_config(self.config)
         service = LookupService(client, lookups.cache(), refresh=lookups.refresh)
         self.planner.preflight = await Preflight.fetch(service)
@@ -472,11 +476,13 @@ class _Run:
         try:
             await self.listing.sync()
         except ApiError as exc:
-            self.control.account_error = AccountError(
-                f"cannot read the account's video listing, so nothing was sent: {exc}",
-                code=exc.code,
-                http_status=exc.http_status,
-            )
+            message = f"cannot read the account's video listing, so nothing was sent: {exc}"
+            if isinstance(exc, AccountError):
+                self.control.account_error = AccountError(
+                    message, code=exc.code, http_status=exc.http_status
+                )
+            else:  # a server fault, or a listing that does not end: rows stay to be sent
+                log.error("%s; run again later", message)
             self.control.stop("the video listing is unreadable")
             return False
         self._adopt_listed_failures()

@@ -398,12 +398,13 @@ def endless_listing(method: str, path: str, query: dict[str, str], _: bytes) -> 
 
 
 def test_a_listing_that_never_ends_stops_the_run_before_anything_is_sent(tmp_path: Path) -> None:
-    """An endless listing ends the run at once, exit 3, saying so; nothing sent or stored."""
+    """An endless listing ends the run at once, saying so; nothing sent or stored, and the rows
+    are left to send (exit 1: not an account's key, permission or credit)."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
     server = RewritingSandbox(endless_listing)
     config = make_config(catalog, "http://sandbox.test")
     summary = runner.run(config, transport=server.transport())
-    assert summary.exit_code == ExitCode.ACCOUNT
+    assert summary.exit_code == ExitCode.ROWS_FAILED
     assert summary.stopped == "the video listing is unreadable"
     assert summary.requests_sent == 0
     assert set(read_results(config.results)["status"]) == {"not_attempted"}
@@ -740,3 +741,25 @@ def test_a_catalog_changed_during_the_run_is_never_given_other_rows_outcomes(
     results = read_results(config.results)
     assert [product_of[video] for video in results["video_id"]] == list(results["product_id"])
     assert set(results["status"]) <= {"already_submitted", "submitted"}
+
+
+def bad_gateway_on(path: str) -> Rewrite:
+    def rewrite(method: str, at: str, query: dict[str, str], _: bytes) -> Any:
+        return (502, "text/html", b"<html>bad gateway</html>") if at == path else None
+
+    return rewrite
+
+
+@pytest.mark.parametrize("path", ["/v2/user/whoami", "/v2/product_videos"])
+def test_an_api_outage_before_the_first_post_is_not_an_account_error(
+    tmp_path: Path, path: str
+) -> None:
+    """A gateway that fails the key check or the listing: nothing is sent, the rows stay
+    not_attempted in a results file, and the exit is 1 (run again later), not 3 (fix the key)."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    server = RewritingSandbox(bad_gateway_on(path))
+    config = replace(make_config(catalog, "http://sandbox.test"), offline=False)
+    summary = runner.run(config, transport=server.transport())
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert summary.requests_sent == 0
+    assert set(read_results(config.results)["status"]) == {"not_attempted"}
