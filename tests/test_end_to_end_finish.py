@@ -252,3 +252,26 @@ def test_download_resumes_after_an_interruption(tmp_path: Path) -> None:
     recorded = read_results(config.results)
     assert list(recorded["local_path"]) == [str((dest / name).resolve()) for name in names]
     assert list(recorded["video_status"]) == ["completed"] * 4
+
+
+def test_status_counts_every_render_of_the_file_even_those_seen_failing_before(
+    tmp_path: Path,
+) -> None:
+    """A render that failed before this `status` (seen by `listen`, or an earlier `status`) is
+    still a failed render of the file: counted, and the exit is 1 on every later pass."""
+    sandbox = SandboxConfig(**FAST_SANDBOX, render_failure_rate=1.0)
+    with running_sandbox(sandbox) as url:
+        catalog = write_catalog(tmp_path / "catalog.csv", catalog_rows(2))
+        config = make_config(catalog, url)
+        assert runner.run(config).exit_code == ExitCode.OK
+        first = tracking.track(
+            config.state, url, KEY, wait=True, timeout=30, results=config.results, schedule=QUICK
+        )
+        later = [
+            tracking.track(config.state, url, KEY, wait=wait, timeout=30, results=config.results)
+            for wait in (False, True)
+        ]
+    for summary in (first, *later):
+        assert (summary.completed, summary.failed, summary.processing) == (0, 2, 0)
+        assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert later[0].checks == 0  # nothing was pending any more

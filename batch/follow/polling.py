@@ -162,7 +162,9 @@ DEFAULT_SCHEDULE: Final = PollSchedule()
 
 @dataclass(frozen=True, slots=True)
 class PollSummary:
-    """The last status seen of each video that was pending when polling started."""
+    """The renders checked: with a results file, every video it lists (`tracking`); without
+    one, each video that was pending when polling started. `unread` and `checks` are of this
+    poll."""
 
     completed: int
     failed: int

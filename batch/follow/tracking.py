@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -76,8 +77,26 @@ async def track_async(
             summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
             found = await _check_double_charges(client, store)
         if results is not None and is_file(results):
-            refresh_results(results, store)
+            summary = _of_the_file(summary, refresh_results(results, store), wait=wait)
     return replace(summary, double_charges=found)
+
+
+def _of_the_file(summary: PollSummary, statuses: dict[str, str], *, wait: bool) -> PollSummary:
+    """The summary counts every render of the results file, not only those this poll found
+    pending: one a webhook (`listen`) or an earlier `status` saw fail is still a failed render
+    of the file, and its exit is not an all-clear. A wait that ended in time leaves none
+    rendering that the state follows: any still without a final status are unread (the state
+    does not know them)."""
+    counts = Counter(statuses.values())
+    processing = len(statuses) - counts["completed"] - counts["failed"]
+    unread = processing if wait and not summary.timed_out else summary.unread
+    return replace(
+        summary,
+        completed=counts["completed"],
+        failed=counts["failed"],
+        processing=processing,
+        unread=unread,
+    )
 
 
 async def _check_double_charges(client: JoggClient, store: StateStore) -> int:
@@ -91,8 +110,9 @@ async def _check_double_charges(client: JoggClient, store: StateStore) -> int:
     return len(report_double_charges(store, None))
 
 
-def refresh_results(results: Location, store: StateStore) -> None:
-    """Rewrites the video columns of a results file from the state, matching rows by video_id."""
+def refresh_results(results: Location, store: StateStore) -> dict[str, str]:
+    """Rewrites the video columns of a results file from the state, matching rows by video_id;
+    returns the file's videos with their render status as it now says (empty: not known yet)."""
     frame = read_results(results)
     known = store.video_states([v for v in frame["video_id"] if v])
     for column in VIDEO_COLUMNS:
@@ -103,3 +123,8 @@ def refresh_results(results: Location, store: StateStore) -> None:
             for video_id, value in zip(frame["video_id"], frame[column], strict=True)
         ]
     write_table(frame, results)
+    return {
+        video_id: status
+        for video_id, status in zip(frame["video_id"], frame["video_status"], strict=True)
+        if video_id
+    }
