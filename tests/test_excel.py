@@ -326,6 +326,19 @@ def test_xlsx_results_read_back_as_text_and_rewrite_whole(tmp_path: Path) -> Non
     assert list(again.columns[:2]) == ["sku", "row"]
 
 
+def test_xlsx_results_keep_every_digit_of_integers_past_excels_precision(
+    tmp_path: Path,
+) -> None:
+    """A 19-digit id is text in the workbook (a number cell would round it, and two ids could
+    become one); integers Excel holds exactly stay numbers."""
+    ids = [1729384756102938475, 1729384756102938476, 2**53 + 1, -(2**53) - 1]
+    path = tmp_path / "out.xlsx"
+    write_xlsx(path, [pa.table({"shop_id": pa.array(ids), "n": [1, 2, 2**53, -(2**53)]})], [])
+    assert list(read_results(path)["shop_id"]) == [str(n) for n in ids]
+    book = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    assert [line[1] for line in book[1:]] == [1.0, 2.0, float(2**53), float(-(2**53))]
+
+
 def test_empty_catalog_still_gets_an_xlsx_header(tmp_path: Path) -> None:
     """No rows at all: the results workbook still names its columns."""
     path = tmp_path / "out.xlsx"

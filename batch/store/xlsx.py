@@ -39,6 +39,18 @@ _WIDTH_SAMPLE: Final = 200  # rows whose text sets the column widths
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
 
 
+def _exact_in_excel(value: int | float) -> bool:
+    """Whether Excel (a double per number cell) keeps the value as it is: an integer past
+    2**53, such as a 19-digit marketplace id, would lose its last digits, so it is written as
+    text."""
+    if isinstance(value, int):
+        return abs(value) <= _EXACT_INTEGERS
+    return math.isfinite(value)
+
+
+_EXACT_INTEGERS = 2**53
+
+
 def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[str]) -> None:
     """One sheet: the header, then every table's rows in order (`empty_columns` when none)."""
     import xlsxwriter  # only for .xlsx results: 35 ms of every start otherwise
@@ -69,7 +81,7 @@ def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[s
                         continue
                     if isinstance(value, bool):
                         sheet.write_boolean(row, column, value)
-                    elif isinstance(value, int | float) and math.isfinite(value):
+                    elif isinstance(value, int | float) and _exact_in_excel(value):
                         sheet.write_number(row, column, value)
                     elif name in LINK_COLUMNS and links < _MAX_LINKS and _linkable(value):
                         sheet.write_url(row, column, value, string=value)
