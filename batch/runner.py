@@ -688,10 +688,18 @@ class _Run:
 
     def _summary(self) -> RunSummary:
         control = self.control
-        if self.written is not None:
-            statuses, codes = self.written.totals()
-        else:  # the results file was not written: the state counts the rows instead
-            statuses, codes = self.state.count_rows(self.run_id)
+        statuses: dict[str, int] = {}
+        codes: dict[str, int] = {}
+        # A state that cannot be read now (a dropped database connection) leaves the counts
+        # out and the credits as the answers said; the run ends with exit 7 all the same.
+        credits, times = control.accepted, list[float]()
+        with self._local_io("counting the run in the state"):
+            if self.written is not None:
+                statuses, codes = self.written.totals()
+            else:  # the results file was not written: the state counts the rows instead
+                statuses, codes = self.state.count_rows(self.run_id)
+            credits = self.state.run_credits(self.run_id, self.started_at - CLOCK_SKEW_SECONDS)
+            times = self.state.run_attempt_times(self.run_id)
         summary = RunSummary(
             str(self.config.catalog),
             str(self.config.results),
@@ -701,14 +709,13 @@ class _Run:
             statuses=statuses,
             codes=codes,
             requests_sent=control.sent,
-            credits_spent=self.state.run_credits(self.run_id, self.started_at - CLOCK_SKEW_SECONDS),
+            credits_spent=credits,
             double_charges=[
                 {"tag": c.tag, "video_ids": list(c.video_ids), "first_created": c.first_created}
                 for c in self.double_charges
             ],
             stopped=control.stop_reason,
         )
-        times = self.state.run_attempt_times(self.run_id)
         if len(times) > 1 and times[-1] > times[0]:
             summary.post_rate_per_minute = round((len(times) - 1) * 60 / (times[-1] - times[0]), 2)
         summary.exit_code = int(self._exit_code(statuses))

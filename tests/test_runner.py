@@ -26,6 +26,7 @@ from batch.joggai.quota import RateLimit
 from batch.outputs import planned_requests_path
 from batch.sandbox import SandboxConfig, create_app
 from batch.store import StateStore
+from batch.store.backend import state_location
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
@@ -763,3 +764,39 @@ def test_an_api_outage_before_the_first_post_is_not_an_account_error(
     assert summary.exit_code == ExitCode.ROWS_FAILED
     assert summary.requests_sent == 0
     assert set(read_results(config.results)["status"]) == {"not_attempted"}
+
+
+def test_a_ledger_connection_dropped_mid_run_ends_with_exit_7_not_a_traceback(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A PostgreSQL ledger whose connection is cut (a failover, a restart) after sending began:
+    no further request, the run ends with its summary and exit 7, and the same command again
+    sends only what was never accepted."""
+    import psycopg
+
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(6))
+    creates: list[bool] = []
+
+    def cut_at_third_create(method: str, path: str, *_: object) -> None:
+        if path != "/v2/create_video_from_product":
+            return
+        creates.append(True)
+        if len(creates) == 3:
+            with psycopg.connect(postgres_url, autocommit=True) as admin:
+                admin.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+    sandbox = RewritingSandbox(cut_at_third_create)
+    config = replace(
+        make_config(catalog, "http://sandbox.test", state=state_location(postgres_url)),
+        concurrency=1,
+        claim_seconds=1.0,  # the dead connection's claims lapse quickly
+    )
+    summary = runner.run(config, transport=sandbox.transport())
+    assert summary.exit_code == ExitCode.LOCAL_IO
+    again = runner.run(config, transport=sandbox.transport())
+    assert again.exit_code == ExitCode.OK
+    assert len(creates) == 6  # every row accepted once: the cut one looked up, not resent
+    assert set(read_results(config.results)["status"]) <= {"submitted", "already_submitted"}
