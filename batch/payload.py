@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
 
@@ -450,19 +450,3 @@ def fields_from_json(text: str) -> ResolvedFields:
         url, name, description, audience, images = product
         values[1] = ProductDetails(url, name, description, audience, tuple(images))
     return ResolvedFields(*values)
-
-
-def defaults_to_json(defaults: RequestDefaults) -> str:
-    """The compact JSON form the state keeps of a run's request defaults (`retry` reuses them)."""
-    return _COMPACT_JSON.encode(asdict(defaults))
-
-
-def defaults_from_json(text: str) -> RequestDefaults:
-    """Inverse of `defaults_to_json`; ValueError for a form this version cannot read."""
-    values = json.loads(text)
-    if not isinstance(values, dict):
-        raise ValueError(f"request defaults are not a JSON object: {text[:80]}")
-    try:
-        return RequestDefaults(**values)
-    except TypeError as exc:  # a field this version does not know (a newer jogg-batch)
-        raise ValueError(f"request defaults: {exc}") from None

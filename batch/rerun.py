@@ -7,11 +7,12 @@ when the state (beside the results file, or `--state`) does not know them, they 
 `unknown` first, so they are looked up by their tag before anything is sent again.
 
 A row's request also depends on the run's request defaults (`run --length 15` fills the empty
-length cells): the state records them with the results file each run writes, and the rows are
-rebuilt with those of the newest run that wrote this file, so each is the very request (and
-fingerprint) that run planned, never a second, paid one (pruning the run keeps them). When the
-state knows no such run (the file was moved or comes from another machine or state), a warning
-says so and the settings' defaults (`--config`) are used.
+length cells) and column mapping (`[columns]`: which of the team's columns is the length): the
+state records both with the results file each run writes, and the rows are rebuilt with those of
+the newest run that wrote this file, so each is the very request (and fingerprint) that run
+planned, never a second, paid one (pruning the run keeps them). When the state knows no such run
+(the file was moved or comes from another machine or state), a warning says so and the
+settings' (`--config`) are used.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from pathlib import Path
 import pandas as pd
 
 from batch import catalog, payload, runner, storage
+from batch.catalog.rows import CatalogOptions, request_settings_from_json
 from batch.config import RunConfig
 from batch.errors import CatalogError
-from batch.payload import RequestDefaults
 from batch.planner import PlanCounts, tag_for
 from batch.runner import RunSummary
 from batch.statuses import RETRY_ROWS, UNFINISHED_ROWS, duplicate_of, duplicated_row
@@ -63,7 +64,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             f"column{'s' if len(missing) > 1 else ''}; retry takes the file a run wrote "
             "(CATALOG.results.csv), with its outcome columns"
         )
-    defaults = _run_defaults(config)
+    options = _run_options(config)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
     wanted = frame["status"].isin(RETRY_ROWS) & (
         config.retry_permanent | ~((frame["status"] == "failed") & frame["code"].isin(permanent))
@@ -88,9 +89,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             results=Path(folder) / "retry.results.csv",
             recorded_results=config.results,  # the next retry of that file finds these defaults
             summary_json=None,  # written below, naming the results file rather than `subset`
-            catalog_options=replace(
-                config.catalog_options, format="csv", delimiter=",", defaults=defaults
-            ),
+            catalog_options=replace(options, format="csv", delimiter=","),
         )
         unknown_rows = {n + 1 for n, status in enumerate(todo["status"]) if status == "unknown"}
         try:
@@ -171,33 +170,36 @@ def _refuse_cut_cells(path: Location, inputs: pd.DataFrame, rows: pd.Series) -> 
             )
 
 
-def _run_defaults(config: RunConfig) -> RequestDefaults:
-    """The request defaults of the newest run in the state that wrote the results file
-    `config.catalog`; the settings' (with a warning) when the state knows none."""
+def _run_options(config: RunConfig) -> CatalogOptions:
+    """The request defaults and column mapping of the newest run in the state that wrote the
+    results file `config.catalog`; the settings' (with a warning) when the state knows none."""
+    settings = config.catalog_options
     with StateStore(config.state) as state:
         recorded = state.run_defaults(storage.identity(config.catalog))
     if recorded is not None:
         try:
-            defaults = payload.defaults_from_json(recorded)
+            options = request_settings_from_json(recorded, settings)
         except ValueError as exc:
             log.warning("%s: the state's record of its run is unreadable: %s", config.catalog, exc)
         else:
-            if defaults != config.catalog_options.defaults:
+            if (options.defaults, options.columns) != (settings.defaults, settings.columns):
                 log.warning(
-                    "%s: its rows are rebuilt with the request defaults of the run that wrote "
-                    "it, not the settings' (which differ): the requests that run planned",
+                    "%s: its rows are rebuilt with the request defaults and column names of the "
+                    "run that wrote it, not the settings' (which differ): the requests that run "
+                    "planned",
                     config.catalog,
                 )
-            return defaults
+            return options
     log.warning(
         "%s: no run in the state %s wrote this results file (it was moved or copied, or written "
-        "with another state): its rows are rebuilt with the settings' request defaults. If the "
-        "run was given others (--length, --aspect-ratio...), put them under [defaults] in a "
-        "--config file and retry with it: otherwise those rows are new requests, paid again",
+        "with another state): its rows are rebuilt with the settings' request defaults and "
+        "column names. If the run was given others (--length, --aspect-ratio, a --config with "
+        "[defaults] or [columns]), retry with the same --config: otherwise those rows are new "
+        "requests, paid again",
         config.catalog,
         config.state,
     )
-    return config.catalog_options.defaults
+    return settings
 
 
 def _enter_unknowns(config: RunConfig, rows: set[int]) -> None:

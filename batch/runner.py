@@ -26,6 +26,7 @@ import httpx
 import pyarrow as pa
 
 from batch import catalog, files, payload, storage
+from batch.catalog.rows import request_settings_to_json
 from batch.config import RunConfig
 from batch.errors import (
     AccountError,
@@ -187,7 +188,7 @@ async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
             str(config.catalog),
             dry_run=True,
             results=storage.identity(config.recorded_results or config.results),
-            request_defaults=payload.defaults_to_json(config.catalog_options.defaults),
+            request_defaults=request_settings_to_json(config.catalog_options),
         ),
         "dry run",
     )
@@ -277,7 +278,7 @@ class _Run:
         self.run_id = state.join_run(
             str(config.catalog),
             results=storage.identity(config.recorded_results or config.results),
-            request_defaults=payload.defaults_to_json(config.catalog_options.defaults),
+            request_defaults=request_settings_to_json(config.catalog_options),
         )
         self.planner = Planner(config, state, self.run_id, dry_run=False)
         self.planned = asyncio.Event()

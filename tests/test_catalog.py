@@ -19,6 +19,7 @@ from batch.catalog import (
     read_passthrough,
 )
 from batch.catalog.readers import csv_batches
+from batch.catalog.rows import request_settings_from_json, request_settings_to_json
 from batch.errors import CatalogError
 from batch.payload import ProductDetails, RequestDefaults, fingerprint
 
@@ -877,3 +878,17 @@ def test_a_product_id_whose_digits_a_float_lost_is_never_sent(tmp_path: Path) ->
     ]
     assert kept.fields is not None
     assert kept.fields.product_id == "1234"
+
+
+def test_request_settings_round_trip_and_read_an_earlier_record() -> None:
+    """What a run records for retry (defaults and column mapping) comes back as it was; a
+    record of an earlier version (the defaults alone) still reads, with no mapping."""
+    options = CatalogOptions(
+        columns={"Duration": "length"}, defaults=RequestDefaults(length="15", video_name="{SKU}")
+    )
+    again = request_settings_from_json(request_settings_to_json(options), CatalogOptions())
+    assert (again.columns, again.defaults) == (options.columns, options.defaults)
+    earlier = request_settings_from_json('{"length":"60"}', CatalogOptions(columns={"X": "length"}))
+    assert (earlier.columns, earlier.defaults.length) == ({}, "60")
+    with pytest.raises(ValueError, match="request defaults"):
+        request_settings_from_json('{"defaults":{"frobnicate":1}}', CatalogOptions())

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Literal, NamedTuple, overload
 
 import pyarrow as pa
@@ -38,6 +39,33 @@ class CatalogOptions:
     batch_rows: int = 50_000
     sheet: str | None = None
     columns_from: str | None = None
+
+
+def request_settings_to_json(options: CatalogOptions) -> str:
+    """What the state keeps of how a run read its catalog into requests, for `retry` to rebuild
+    the rows of its results file as they were planned: the request defaults and the column
+    mapping, as compact JSON."""
+    settings = {"defaults": asdict(options.defaults), "columns": dict(options.columns)}
+    return json.dumps(settings, separators=(",", ":"))
+
+
+def request_settings_from_json(text: str, options: CatalogOptions) -> CatalogOptions:
+    """`options` with the defaults and column mapping `request_settings_to_json` recorded
+    (earlier versions kept the defaults alone, as the whole object); ValueError for a form this
+    version cannot read."""
+    values = json.loads(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"request settings are not a JSON object: {text[:80]}")
+    defaults, columns = (
+        (values["defaults"], values.get("columns", {})) if "defaults" in values else (values, {})
+    )
+    if not isinstance(defaults, dict) or not isinstance(columns, dict):
+        raise ValueError(f"request settings of an unknown form: {text[:80]}")
+    try:
+        recorded = RequestDefaults(**defaults)
+    except TypeError as exc:  # a field this version does not know (a newer jogg-batch)
+        raise ValueError(f"request defaults: {exc}") from None
+    return replace(options, defaults=recorded, columns={str(k): str(v) for k, v in columns.items()})
 
 
 class RowProblem(NamedTuple):

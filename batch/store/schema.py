@@ -132,7 +132,8 @@ _MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX jobs_failed_for_good ON jobs (id) WHERE status = 'failed' AND permanent = 1;
     """,
     # 5: `retry RESULTS` rebuilds a run's rows with that run's request defaults (`--length`...):
-    # the results file it wrote, and those defaults as JSON (batch.payload.defaults_to_json).
+    # the results file it wrote, and its request defaults and column mapping as JSON
+    # (batch.catalog.rows.request_settings_to_json).
     """
     ALTER TABLE runs ADD COLUMN results TEXT;
     ALTER TABLE runs ADD COLUMN request_defaults TEXT;
