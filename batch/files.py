@@ -195,6 +195,12 @@ def _refuse_foreign(path: Path, info: os.stat_result) -> None:
         )
     if not stat.S_ISREG(info.st_mode):
         raise StateError(f"{path} is not a regular file; remove it or pass another --state")
+    if info.st_nlink > 1:
+        raise StateError(
+            f"{path} has {info.st_nlink} names (hard links): the run lock goes by the name, so a "
+            "run through another name would send beside this one and pay twice. Keep one name "
+            "(copy the file for a backup instead of linking it), or pass another --state"
+        )
     if info.st_uid != os.geteuid():
         raise StateError(
             f"{path} belongs to another user (uid {info.st_uid}); this state is theirs. "

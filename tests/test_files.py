@@ -109,6 +109,19 @@ def test_a_symlink_at_the_state_or_its_wal_is_refused(
     assert victim.read_text() == VICTIM_TEXT
 
 
+@pytest.mark.parametrize("suffix", ["", ".lock"])
+def test_a_state_with_a_second_name_is_refused(tmp_path: Path, suffix: str) -> None:
+    """A hard link gives the ledger a second name, and its own lock file: two runs could send
+    at once. The store refuses it, at the state or at its lock."""
+    path = tmp_path / "state.db"
+    _store_with_a_run(path)
+    target = path.with_name(path.name + suffix)
+    target.touch()
+    os.link(target, tmp_path / "second-name")
+    with pytest.raises(StateError, match="2 names"), StateStore(path) as store:
+        store.lock()
+
+
 def test_a_symlink_planted_at_the_lock_is_not_followed(tmp_path: Path, victim: Path) -> None:
     """The lock used to be truncated and given the pid: through a link, that was any file."""
     path = tmp_path / "state.db"
