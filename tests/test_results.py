@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from batch.catalog import CatalogOptions, read_passthrough
+from batch.errors import CatalogError
 from batch.store.results import (
     RESULT_COLUMNS,
     catalog_name,
@@ -179,3 +181,37 @@ def test_a_parquet_results_file_rewritten_keeps_its_catalog_columns_types_and_di
     assert written.schema.field("tags").type == pa.string()  # JSON text once read: stays text
     kept = written.select(["product_id", "price", "active", "day", "stock", "title"])
     assert kept == inputs.select(kept.column_names)
+
+
+def test_numbers_a_spreadsheet_reformatted_read_back_plain(tmp_path: Path) -> None:
+    """Thousands grouped (1,001 / 1.001 / 1 001), a zero fraction (2.0), a decimal comma (18,5):
+    the outcome numbers come back as jogg-batch wrote them."""
+    path = tmp_path / "r.results.csv"
+    path.write_text(
+        "sku,row,status,code,attempts,duration\n"
+        'A,"1,001",failed,"40,000",2.0,"18,5"\n'
+        "B,1.002,submitted,,1,18.0\n"
+        "C,1 003,submitted,,,\n"
+    )
+    frame = read_results(path)
+    assert list(frame["row"]) == ["1001", "1002", "1003"]
+    assert list(frame["code"]) == ["40000", "", ""]
+    assert list(frame["attempts"]) == ["2", "1", ""]
+    assert list(frame["duration"]) == ["18.5", "18.0", ""]
+
+
+@pytest.mark.parametrize(
+    ("column", "value"), [("row", "n/a"), ("attempts", "1,5"), ("code", "4e4x"), ("duration", "?")]
+)
+def test_a_number_cell_that_is_no_number_is_refused_naming_it(
+    tmp_path: Path, column: str, value: str
+) -> None:
+    """Refused when read (before anything is sent), naming the file, row, column and value."""
+    path = tmp_path / "r.results.csv"
+    cells = {"row": "1", "status": "failed", "code": "", "attempts": "1", "duration": ""}
+    cells[column] = value
+    path.write_text(",".join(cells) + "\n" + ",".join(f'"{v}"' for v in cells.values()) + "\n")
+    with pytest.raises(
+        CatalogError, match=rf"{path}: row 1, column '{column}': '{re.escape(value)}'"
+    ):
+        read_results(path)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
+import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -339,7 +340,55 @@ def read_results(path: Location) -> pd.DataFrame:
         quoted = values.str.match(_NEUTRALISED)
         if quoted.any():
             frame.loc[quoted, column] = values[quoted].str.slice(1)
+    return _plain_numbers(frame, path)
+
+
+# A number as a spreadsheet may save it back: digits grouped by thousands (1,001 / 1.001 /
+# 1 001 / 1'001), a whole number with a zero fraction (3.0, 3,0), a decimal comma (18,5).
+_GROUPED = re.compile(r"[+-]?\d{1,3}([,.' \u00a0\u202f])\d{3}(\1\d{3})*")
+_ZERO_FRACTION = re.compile(r"([+-]?\d+)[.,]0+")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
+
+
+def _plain_numbers(frame: pd.DataFrame, path: Location) -> pd.DataFrame:
+    """The outcome columns holding numbers, as plain digits again; CatalogError naming the row,
+    column and value for a cell that is no number. Read before anything is sent, so a file a
+    spreadsheet reformatted never fails after paying, when its outcomes are written back."""
+    for field in OUTCOME_SCHEMA:
+        whole = pa.types.is_integer(field.type)
+        if field.name not in frame.columns or not (whole or pa.types.is_floating(field.type)):
+            continue
+        plain = []
+        for position, text in enumerate(frame[field.name]):
+            value = str(text).strip()
+            number = _plain_number(value, whole=whole) if value else ""
+            if number is None:
+                kind = "a whole number" if whole else "a number"
+                raise CatalogError(
+                    f"{path}: row {position + 1}, column {field.name!r}: {text!r} is not {kind}; "
+                    "jogg-batch wrote it as one: put back the value it wrote, or empty the cell"
+                )
+            plain.append(number)
+        frame[field.name] = pd.Series(plain, index=frame.index, dtype=object)
     return frame
+
+
+def _plain_number(text: str, *, whole: bool) -> str | None:
+    """`text` as plain digits (whole) or a number Python reads; None when it is neither."""
+    if whole:
+        if _GROUPED.fullmatch(text):
+            return re.sub(r"[^0-9+-]", "", text)
+        if re.fullmatch(r"[+-]?\d+", text):
+            return text
+        zero = _ZERO_FRACTION.fullmatch(text)
+        return zero.group(1) if zero else None
+    if _DECIMAL_COMMA.fullmatch(text):
+        text = text.replace(",", ".")
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return text if math.isfinite(number) else None
 
 
 def _typed_as_before(inputs: pa.Table, path: Location) -> pa.Table:
