@@ -172,8 +172,8 @@ def capped(videos: list[dict[str, Any]], per_page: int, total: object) -> Handle
 @pytest.mark.parametrize(
     ("total", "pages"),
     [
-        (5, [1, 2, 3, 4, 5]),  # read on until the count is read
-        (7, [1, 2, 3, 4, 5, 6]),  # a count past the end: read on until a page comes empty
+        (5, [1, 2, 3, 4, 5, 6]),  # every page full by its own size: on to the empty page
+        (7, [1, 2, 3, 4, 5, 6]),  # a count past the end: the same
     ],
 )
 async def test_a_server_sending_fewer_videos_a_page_than_asked_is_read_to_its_count(
@@ -211,6 +211,25 @@ async def test_a_count_too_low_does_not_end_the_listing_at_a_full_page(
         await index(client, state).sync()
     assert requested == [1, 2, 3]
     assert state.listed_video(f"{5:012x}") == "v5"
+
+
+@pytest.mark.anyio
+async def test_without_a_count_a_page_as_long_as_the_servers_page_size_is_read_on(
+    state: StateStore,
+) -> None:
+    """No `total`, pages of one video for two asked, each saying `page_size` 1: read on to the
+    empty page."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, 4)]
+    requested: list[int] = []
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        requested.append(int(request.url.params["page"]))
+        return capped(videos, 1, None)(request)
+
+    async with client_for(counting) as client:
+        await index(client, state).sync()
+    assert requested == [1, 2, 3, 4]
+    assert state.listed_video(f"{3:012x}") == "v3"
 
 
 @pytest.mark.anyio
