@@ -39,13 +39,13 @@ from batch.store.results import (
     RESULT_COLUMNS,
     catalog_name,
     read_results,
+    require_columns,
     results_format,
     write_table,
 )
 from batch.vocabulary import PERMANENT_CODES
 
 log = logging.getLogger(__name__)
-_NEEDED_COLUMNS = ("status", "code")  # the outcome columns that choose the rows to retry
 
 
 def rerun(config: RunConfig, *, handle_signals: bool = False) -> RunSummary:
@@ -57,13 +57,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     """`config.catalog` is the results file; `config.results` is where the merged file goes.
     `handle_signals` as in `runner.run_async`."""
     frame = read_results(config.catalog)
-    missing = [f"'{name}'" for name in _NEEDED_COLUMNS if name not in frame.columns]
-    if missing:
-        raise CatalogError(
-            f"{config.catalog}: not a results file of jogg-batch: no {', '.join(missing)} "
-            f"column{'s' if len(missing) > 1 else ''}; retry takes the file a run wrote "
-            "(CATALOG.results.csv), with its outcome columns"
-        )
+    require_columns(frame, config.catalog, ("status", "code"), "retry")
     options = _run_options(config)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
     wanted = frame["status"].isin(RETRY_ROWS) & (

@@ -411,6 +411,20 @@ def test_status_without_a_state_creates_nothing(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["c.results.csv"]
 
 
+def test_status_and_report_refuse_a_file_without_their_outcome_columns(tmp_path: Path) -> None:
+    """A catalog (or a file cut down too far) given as RESULTS: exit 2 naming the file and the
+    column, never a traceback nor a report that says nothing was submitted."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    StateStore(tmp_path / "s.db").close()
+    state = ("--state", str(tmp_path / "s.db"))
+    code, _, err = invoke("status", str(catalog), *state, env={"JOGG_API_KEY": "k"})
+    assert code == 2
+    assert f"{catalog}: not a results file of jogg-batch: no 'video_id' column" in err
+    code, out, err = invoke("report", str(catalog))
+    assert (code, out) == (2, "")
+    assert f"{catalog}: not a results file of jogg-batch: no 'status' column" in err
+
+
 def test_report_refuses_a_missing_results_file_and_its_own_input_as_output(tmp_path: Path) -> None:
     """report: a missing RESULTS is exit 2 and creates nothing; -o RESULTS is refused."""
     code, _, err = invoke(

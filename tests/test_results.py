@@ -215,3 +215,21 @@ def test_a_number_cell_that_is_no_number_is_refused_naming_it(
         CatalogError, match=rf"{path}: row 1, column '{column}': '{re.escape(value)}'"
     ):
         read_results(path)
+
+
+def test_a_results_file_saved_with_semicolons_reads_and_is_rewritten_so(tmp_path: Path) -> None:
+    """Excel in a European locale saves `;` (with a BOM, CRLF and decimal commas): read as the
+    results file it is, and rewritten with `;` for the same spreadsheet."""
+    path = tmp_path / "eu.results.csv"
+    path.write_bytes(
+        "\ufeffsku;title;row;status;video_id;duration\r\n"
+        "A;Mug, blue;1;submitted;v1;18,5\r\n"
+        "B;Cup;2;failed;;\r\n".encode()
+    )
+    frame = read_results(path)
+    assert list(frame["title"]) == ["Mug, blue", "Cup"]
+    assert list(frame["status"]) == ["submitted", "failed"]
+    assert list(frame["duration"]) == ["18.5", ""]
+    write_table(frame, path)
+    assert path.read_text().splitlines()[0].startswith('"sku";"title";"row";"status"')
+    assert list(read_results(path)["title"]) == ["Mug, blue", "Cup"]

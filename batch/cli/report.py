@@ -13,7 +13,7 @@ from batch.errors import ConfigError
 from batch.follow.report import build_report, render_json, render_table
 from batch.follow.report_page import render_html
 from batch.outputs import check_writable, same_file
-from batch.store.results import read_results
+from batch.store.results import read_results, require_columns
 
 log = logging.getLogger(__name__)
 RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
@@ -50,6 +50,7 @@ def report(results: Path, output_format: str, key: str | None, output: Path | No
       jogg-batch report catalog.results.csv --format html --output report.html
     """
     frame = read_results(results)
+    require_columns(frame, results, ("status",), "report")
     if output is not None:
         if same_file(output, results):
             raise ConfigError(f"--output {output}: is RESULTS itself; name another file")

@@ -18,7 +18,7 @@ from batch.joggai.listing import AccountListing, report_double_charges
 from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.backend import StateLocation
-from batch.store.results import read_results, write_table
+from batch.store.results import read_results, require_columns, write_table
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,8 @@ async def track_async(
 ) -> PollSummary:
     """Polls every submitted, unfinished video once (or until final with `wait`), then looks
     for double charges in the account's listing. `legacy`: a 0.1 state to merge first."""
+    if results is not None and is_file(results):  # refused before any request, not after
+        require_columns(read_results(results), results, ("video_id",), "status")
     with StateStore(state_path) as store:
         if legacy is not None:
             store.absorb(legacy)
@@ -114,6 +116,7 @@ def refresh_results(results: Location, store: StateStore) -> dict[str, str]:
     """Rewrites the video columns of a results file from the state, matching rows by video_id;
     returns the file's videos with their render status as it now says (empty: not known yet)."""
     frame = read_results(results)
+    require_columns(frame, results, ("video_id",), "status")
     known = store.video_states([v for v in frame["video_id"] if v])
     for column in VIDEO_COLUMNS:
         if column not in frame:

@@ -24,6 +24,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from typing import IO
 
 import pandas as pd
 import pyarrow as pa
@@ -69,7 +70,8 @@ _QUOTED_START = r"^'*[=+\-@\t\r]"
 _PLAIN_NUMBER = r"^[+-]?(\d+[.,]?\d*|[.,]\d+)([eE][+-]?\d+)?$"
 _RISKY_BYTES = pa.array([b"=", b"+", b"-", b"@", b"\t", b"\r", b"'"], pa.binary())
 _NEUTRALISED = r"^'(?='*[=+\-@\t\r])"
-_CSV_OPTIONS = pacsv.WriteOptions(quoting_style="needed")
+# A results file saved back by a spreadsheet in a European locale separates cells with `;`.
+_DELIMITERS = (",", ";", "\t")
 
 # A state row (`OUTCOME_FIELDS`) as it comes: times are unix seconds.
 _STATE_ROW = pa.struct(
@@ -265,8 +267,9 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
+def _write_tables(destination: Location, tables: Iterable[pa.Table], delimiter: str = ",") -> None:
     """Temporary file in the same folder, then a rename: a reader never sees half a file."""
+    csv_options = pacsv.WriteOptions(quoting_style="needed", delimiter=delimiter)
     fmt = results_format(destination)
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
@@ -285,7 +288,7 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table]) -> None:
                 if writer is None:
                     schema = table.schema
                     writer = (
-                        pacsv.CSVWriter(str(temporary), schema, write_options=_CSV_OPTIONS)
+                        pacsv.CSVWriter(str(temporary), schema, write_options=csv_options)
                         if fmt == "csv"
                         else pq.ParquetWriter(str(temporary), schema)
                     )
@@ -327,7 +330,9 @@ def read_results(path: Location) -> pd.DataFrame:
                 return frame_.astype(object)
             if fmt == "xlsx":
                 return xlsx.read_xlsx(handle)
-            frame = pd.read_csv(handle, dtype=str, keep_default_na=False)
+            delimiter = _results_delimiter(handle)
+            frame = pd.read_csv(handle, dtype=str, keep_default_na=False, sep=delimiter)
+            frame.attrs["delimiter"] = delimiter  # `write_table` writes it back the same way
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
     except (OSError, ValueError, calamine.CalamineError) as error:
@@ -391,6 +396,31 @@ def _plain_number(text: str, *, whole: bool) -> str | None:
     return text if math.isfinite(number) else None
 
 
+def _results_delimiter(handle: IO[bytes]) -> str:
+    """The delimiter under which the header line names the most outcome columns (`,` when no
+    other names more); the handle is put back at its start."""
+    line = handle.readline(1 << 20).decode("utf-8-sig", "replace")
+    handle.seek(0)
+
+    def outcome_names(delimiter: str) -> int:
+        names = (name.strip().strip('"').removeprefix("'") for name in line.split(delimiter))
+        return sum(name in RESULT_COLUMNS for name in names)
+
+    return max(_DELIMITERS, key=outcome_names)  # the first of equals: `,`
+
+
+def require_columns(frame: pd.DataFrame, path: Location, needed: Iterable[str], use: str) -> None:
+    """CatalogError when the results file lacks one of the outcome columns `needed` for `use`
+    (the command): it is not a file a run wrote, or it was cut down too far."""
+    missing = [f"'{name}'" for name in needed if name not in frame.columns]
+    if missing:
+        raise CatalogError(
+            f"{path}: not a results file of jogg-batch: no {', '.join(missing)} "
+            f"column{'s' if len(missing) > 1 else ''}; {use} takes the file a run wrote "
+            "(CATALOG.results.csv), with its outcome columns"
+        )
+
+
 def _typed_as_before(inputs: pa.Table, path: Location) -> pa.Table:
     """The catalog columns of a Parquet results file being rewritten, in the types the file had:
     `read_results` made text of them. A column whose text no longer casts (edited by a person)
@@ -422,4 +452,5 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
     if results_format(path) == "parquet":
         inputs = _typed_as_before(inputs, path)
     inputs = inputs.rename_columns([catalog_name(name) for name in inputs.column_names])
-    _write_tables(path, [_joined(inputs, _frame_outcomes(frame))])
+    tables = [_joined(inputs, _frame_outcomes(frame))]
+    _write_tables(path, tables, frame.attrs.get("delimiter", ","))
