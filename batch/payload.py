@@ -261,6 +261,7 @@ def build_request(fields: ResolvedFields, product_id: str | None = None) -> Crea
 _TRUE: Final = frozenset({"yes", "y", "true", "t", "1", "on"})
 _FALSE: Final = frozenset({"no", "n", "false", "f", "0", "off"})
 _RATIOS: Final = {"9:16": "portrait", "16:9": "landscape", "1:1": "square"}
+_CLOCK: Final = re.compile(r"(\d{1,2}):(\d{2})(?::00)?")  # a ratio a spreadsheet took for a time
 _LENGTH_UNIT: Final = re.compile(r"^(.*?)\s*(s|sec|secs|second|seconds)$")
 _STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style in SCRIPT_STYLES}
 _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
@@ -328,8 +329,11 @@ def normalize_length(value: object) -> str:
 
 
 def normalize_aspect_ratio(value: object) -> str:
-    """`9:16`/`portrait`, `16:9`/`landscape`, `1:1`/`square`, words in any case."""
+    """`9:16`/`portrait`, `16:9`/`landscape`, `1:1`/`square`, words in any case. A spreadsheet
+    stores `16:9` typed in a cell as the time 16:09 (`16:09:00`, `1:01` for `1:1`): read back."""
     text = str(value).strip().lower().replace(" ", "")
+    if clock := _CLOCK.fullmatch(text):
+        text = f"{int(clock[1])}:{int(clock[2])}"
     text = _RATIOS.get(text, text)
     if isinstance(value, str) and text in ASPECT_RATIOS:
         return text

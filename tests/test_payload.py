@@ -293,10 +293,16 @@ def test_normalize_length_rejects_with_reason(value: object, reason: str) -> Non
         (" LANDSCAPE ", "landscape"),
         ("Square", "square"),
         ("16 : 9", "landscape"),
+        ("16:09", "landscape"),  # a spreadsheet took the ratio for a time
+        ("16:09:00", "landscape"),
+        ("09:16:00", "portrait"),
+        ("1:01", "square"),
+        ("01:01:00", "square"),
     ],
 )
 def test_normalize_aspect_ratio(value: str, expected: str) -> None:
-    """Ratios and words in any case map to the API's words."""
+    """Ratios and words in any case map to the API's words, and so do the times a spreadsheet
+    makes of ratios typed in its cells."""
     assert normalize_aspect_ratio(value) == expected
 
 
@@ -305,6 +311,7 @@ def test_normalize_aspect_ratio_rejects() -> None:
     assert _reason(normalize_aspect_ratio, "4:3") == (
         "'4:3' is not an aspect ratio; use portrait (9:16), landscape (16:9) or square (1:1)"
     )
+    assert _reason(normalize_aspect_ratio, "16:10:00").startswith("'16:10:00' is not an aspect")
 
 
 @pytest.mark.parametrize(
