@@ -87,8 +87,9 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         )
         unknown_rows = {n + 1 for n, status in enumerate(todo["status"]) if status == "unknown"}
         try:
-            _enter_unknowns(subset_config, unknown_rows)
-            summary = await runner.run_async(subset_config, handle_signals=handle_signals)
+            drifted = _enter_unknowns(subset_config, unknown_rows)
+            if not drifted:
+                summary = await runner.run_async(subset_config, handle_signals=handle_signals)
         except CatalogError as exc:
             # The rows to retry are a catalog of their own here; the person knows the file.
             told = str(exc).replace(str(subset), f"{config.catalog} (its rows to retry)")
@@ -96,6 +97,14 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
                 f"{told}. If its run was given a settings file (--config: column names, "
                 "defaults), retry with the same --config"
             ) from exc
+        if drifted:
+            numbers = ", ".join(str(todo["row"].iloc[n - 1]) for n in drifted)
+            raise CatalogError(
+                f"{config.catalog}: unknown rows (answers lost) whose request the file now "
+                f"gives otherwise than it was sent: row {numbers}. Sending that would pay for "
+                "another video while the first may have been made, so nothing was sent. Run "
+                "the catalog again: it looks the lost requests up in the account"
+            )
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
     write_table(frame, config.results)
@@ -196,17 +205,30 @@ def _run_options(config: RunConfig) -> CatalogOptions:
     return settings
 
 
-def _enter_unknowns(config: RunConfig, rows: set[int]) -> None:
-    """Unknown rows the state has never seen become `unknown` jobs: reconciled before resending."""
+def _enter_unknowns(config: RunConfig, rows: set[int]) -> list[int]:
+    """Unknown rows the state has never seen become `unknown` jobs: reconciled before resending.
+
+    Returns the unknown rows whose request, rebuilt from the file, is not the uncertain one the
+    state holds for their row key: the file no longer gives what was sent (a workbook wrote a
+    typed cell back otherwise, a person edited it), and sending it would be another paid video
+    while the first may have been accepted. Those are not entered.
+    """
+    drifted: list[int] = []
     if not rows:
-        return
+        return drifted
     with StateStore(config.state) as state:
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
             for row in batch.rows:
-                if row.number in rows and row.fingerprint and row.fields is not None:
-                    state.enter_unknown(
-                        row.fingerprint,
-                        row.key,
-                        payload.fields_to_json(row.fields),
-                        tag_for(row.fingerprint),
-                    )
+                if row.number not in rows or not row.fingerprint or row.fields is None:
+                    continue
+                uncertain = state.uncertain_fingerprints(row.key)
+                if uncertain and row.fingerprint not in uncertain:
+                    drifted.append(row.number)
+                    continue
+                state.enter_unknown(
+                    row.fingerprint,
+                    row.key,
+                    payload.fields_to_json(row.fields),
+                    tag_for(row.fingerprint),
+                )
+    return drifted

@@ -125,6 +125,27 @@ def test_an_unknown_row_the_state_lost_is_entered_as_the_runs_request(
     db.close()
 
 
+def test_an_unknown_row_the_file_now_gives_another_request_is_refused(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """The state holds the row's lost request; the file's row rebuilds another (here a length
+    written in): retry sends nothing (exit 2) naming the row, since the first may have been
+    made, and says to run the catalog again."""
+    _, args = half_run
+    results = tmp_path / "c.results.csv"
+    frame = read_results(results)
+    frame.at[0, "status"], frame.at[0, "video_id"], frame.at[0, "length"] = "unknown", "", "60"
+    frame.to_csv(results, index=False)
+    with sqlite3.connect(tmp_path / "s.db") as db:  # its answer was lost
+        db.execute("UPDATE jobs SET status = 'unknown', video_id = NULL WHERE status = 'submitted'")
+    db.close()
+    code, err = invoke("retry", str(results), "--state", str(tmp_path / "s.db"), *args)
+    assert code == 2
+    assert "otherwise than it was sent: row 1." in " ".join(err.split())
+    assert "Run the catalog again" in err
+    assert len(_sent(sandbox_url)) == 1
+
+
 def test_a_dry_run_retry_leaves_the_rows_for_the_real_one(
     tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
 ) -> None:

@@ -76,6 +76,18 @@ class JobQueries(Connection):
         )
         return [float(when) for (when,) in rows]
 
+    def uncertain_fingerprints(self, row_key: str | None) -> set[str]:
+        """The fingerprints of this row key's jobs whose request may have been accepted but whose
+        answer was lost (`unknown`, or cut off while `sending` or `reconciling`)."""
+        return {
+            fingerprint
+            for (fingerprint,) in self._db.execute(
+                "SELECT fingerprint FROM jobs WHERE row_key = ? "
+                "AND status IN ('unknown', 'sending', 'reconciling')",
+                (row_key,),
+            )
+        }
+
     def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, KnownJob]:
         """The existing jobs among `fingerprints` (one query per 10,000)."""
         found: dict[str, KnownJob] = {}
