@@ -399,7 +399,7 @@ def _plain_number(text: str, *, whole: bool) -> str | None:
 def _results_delimiter(handle: IO[bytes]) -> str:
     """The delimiter under which the header line names the most outcome columns (`,` when no
     other names more); the handle is put back at its start."""
-    line = handle.readline(1 << 20).decode("utf-8-sig", "replace")
+    line = handle.read(1 << 20).split(b"\n", 1)[0].decode("utf-8-sig", "replace")
     handle.seek(0)
 
     def outcome_names(delimiter: str) -> int:
