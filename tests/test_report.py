@@ -119,10 +119,26 @@ def test_report_counts_exactly(results_csv: Path) -> None:
     # rows 1 and 2 report 1 credit each; 3 and 8 have no figure yet and count 1; 7 is not new.
     assert (report.credits, report.credits_estimated) == (4.0, 2)
     assert report.render_times == RenderTimes(3, 120.0, 180.0, 180.0)
-    assert report.per_minute == (
-        ("2026-01-31T22:05Z", 3),
+    assert report.per_minute == (  # row 7 was submitted by an earlier run: not counted
+        ("2026-01-31T22:05Z", 2),
         ("2026-01-31T22:06Z", 0),
         ("2026-01-31T22:07Z", 2),
+    )
+
+
+def test_submissions_a_minute_fill_in_at_most_a_week() -> None:
+    """Submissions years apart (a spreadsheet's zero date, a retry months later) list only the
+    minutes that had some: a minute-by-minute series over them would not fit in memory."""
+    rows = [
+        result(1, "submitted", video_id="v1", submitted_at="1899-12-30T00:00:00Z"),
+        result(2, "submitted", video_id="v2", submitted_at="2026-01-31T22:05:00Z"),
+        result(3, "submitted", video_id="v3", submitted_at="9999-12-31T23:59:00Z"),
+        result(4, "already_submitted", video_id="v4", submitted_at="2025-01-31T22:05:00Z"),
+    ]
+    assert report_of(rows).per_minute == (
+        ("1899-12-30T00:00Z", 1),
+        ("2026-01-31T22:05Z", 1),
+        ("9999-12-31T23:59Z", 1),
     )
 
 

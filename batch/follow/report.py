@@ -150,7 +150,7 @@ def build_report(frame: pd.DataFrame, source: str = "", key: str | None = None) 
         credits=credits,
         credits_estimated=estimated,
         render_times=_render_times(video_status, submitted_at, completed_at),
-        per_minute=_per_minute(submitted_at),
+        per_minute=_per_minute(status, submitted_at),
         timeline=_timeline(status, video_status, submitted_at, completed_at),
         table=_table_rows(frame, column, key, membership),
     )
@@ -379,14 +379,26 @@ def _render_times(
     return RenderTimes(len(seconds), statistics.median(seconds), p90, seconds[-1])
 
 
-def _per_minute(submitted: list[float | None]) -> tuple[tuple[str, int], ...]:
-    minutes = Counter(int(moment // 60) for moment in submitted if moment is not None)
+def _per_minute(status: list[str], submitted: list[float | None]) -> tuple[tuple[str, int], ...]:
+    """Submissions a minute, of the rows the file's runs submitted (an `already_submitted` row's
+    date is another night's). Minutes without any are filled in over at most a week: the rows of
+    retries months apart, or a date a spreadsheet made up, list only the minutes that had some."""
+    minutes = Counter(
+        int(moment // 60)
+        for row_status, moment in zip(status, submitted, strict=True)
+        if row_status == "submitted" and moment is not None
+    )
     if not minutes:
         return ()
+    first, last = min(minutes), max(minutes)
+    shown = range(first, last + 1) if last - first <= _FILLED_MINUTES else sorted(minutes)
     return tuple(
         (datetime.fromtimestamp(minute * 60, UTC).strftime("%Y-%m-%dT%H:%MZ"), minutes[minute])
-        for minute in range(min(minutes), max(minutes) + 1)
+        for minute in shown
     )
+
+
+_FILLED_MINUTES = 7 * 24 * 60
 
 
 def _timeline(
