@@ -21,6 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from batch.cli.report import report as report_command
+from batch.cli.run import render_summary
 from batch.errors import CatalogError
 from batch.follow.report import (
     REASONS_PER_CODE,
@@ -34,6 +35,8 @@ from batch.follow.report import (
     web_url,
 )
 from batch.follow.report_page import render_html, rows_json
+from batch.planner import PlanCounts
+from batch.runner import RunSummary
 from batch.store.results import read_results
 from tests import chromium
 
@@ -655,3 +658,19 @@ def test_a_cover_that_fails_to_load_leaves_a_video_link(
     )
     assert cell == [f"{media}/videos/1.mp4", "video", 0]
     assert [e for e in page.errors() if "/gone/1.jpg" not in e] == []
+
+
+def test_names_and_messages_cannot_forge_lines_or_move_the_terminal() -> None:
+    """A file name or a server's message holding a line break or an escape sequence is written
+    out visibly in the table report and the run summary: one line stays one line."""
+    evil = 'x\n{"level":"ERROR","msg":"forged"}\n\x1b]0;pwned\x07'
+    rows = [result(1, "failed", code="50000", message=evil)]
+    table = build_report(pd.DataFrame(rows, dtype=str), source=f"{evil}.csv")
+    text = render_table(table)
+    assert "\x1b" not in text
+    assert not any(line.startswith('{"level"') for line in text.splitlines())
+    assert '\\n{"level":"ERROR","msg":"forged"}\\n\\x1b]0;pwned\\x07' in text
+    summary = RunSummary(f"{evil}.csv", f"{evil}.results.csv", "s.db", False, PlanCounts())
+    rendered = render_summary(summary)
+    assert "\x1b" not in rendered
+    assert not any(line.startswith('{"level"') for line in rendered.splitlines())

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
+from batch.logs import escape_controls
 from batch.statuses import ROW_ORDER
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES
 
@@ -546,7 +547,9 @@ def render_table(report: Report) -> str:
             f"Submissions          {report.per_minute[0][0]} to {report.per_minute[-1][0]}, "
             f"peak {peak}/min"
         )
-    return "\n".join(lines) + "\n"
+    # A file name or a server's message is one line: it cannot forge others, nor move the
+    # terminal.
+    return "\n".join(map(escape_controls, lines)) + "\n"
 
 
 @dataclass(frozen=True, slots=True)
