@@ -136,7 +136,7 @@ def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None)
     data: dict[str, Any] = {}
     if path is not None or source.exists():
         try:
-            data = tomllib.loads(source.read_text(encoding="utf-8"))
+            data = tomllib.loads(source.read_text(encoding="utf-8-sig"))
         except FileNotFoundError:
             raise ConfigError(f"{source}: no such config file") from None
         except tomllib.TOMLDecodeError as exc:
@@ -229,7 +229,7 @@ def read_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Sec
     if settings.api.key_file:
         path = Path(settings.api.key_file).expanduser()
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise ConfigError(f"api.key_file {path}: cannot read it ({exc.strerror})") from None
         except UnicodeDecodeError:

@@ -111,6 +111,16 @@ def test_api_key_from_environment_or_key_file(tmp_path: Path) -> None:
         read_api_key(load_settings(None), {})
 
 
+def test_a_settings_or_key_file_saved_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    """PowerShell 5 and old Notepad write "UTF-8" with a byte order mark; it is no part of the
+    settings, nor of the key."""
+    key_file = tmp_path / "key"
+    key_file.write_bytes(b"\xef\xbb\xbfsk-file\r\n")
+    config = tmp_path / "nightly.toml"
+    config.write_bytes(f'\ufeff[api]\nkey_file = "{key_file}"\n'.encode())
+    assert read_api_key(load_settings(config), {}).reveal() == "sk-file"
+
+
 def test_durations_and_times_of_day() -> None:
     """--max-duration and --until as people write them."""
     assert parse_duration("6h") == 21600
