@@ -344,9 +344,12 @@ def normalize_aspect_ratio(value: object) -> str:
 
 
 def normalize_caption(value: object) -> bool:
-    """yes/no, true/false, 1/0, y/n, on/off in any case (and booleans) -> bool."""
+    """yes/no, true/false, 1/0, y/n, on/off in any case (and booleans) -> bool; 1.0 and 0.0 too,
+    as a float column of switches exports them."""
     if isinstance(value, bool):
         return value
+    if (number := _whole_number(value)) in (0, 1):
+        return bool(number)
     text = normalize_text(value).lower() if isinstance(value, int | float | str) else ""
     if text in _TRUE:
         return True

@@ -330,6 +330,8 @@ def test_normalize_aspect_ratio_rejects() -> None:
         (True, True),
         (0, False),
         (1.0, True),
+        ("1.0", True),  # a float column of switches, exported
+        ("0.0", False),
     ],
 )
 def test_normalize_caption(value: object, expected: bool) -> None:

@@ -674,3 +674,10 @@ def test_names_and_messages_cannot_forge_lines_or_move_the_terminal() -> None:
     rendered = render_summary(summary)
     assert "\x1b" not in rendered
     assert not any(line.startswith('{"level"') for line in rendered.splitlines())
+
+
+def test_the_next_step_quotes_a_file_name_a_shell_would_split() -> None:
+    """The command a person copies works for a name with a space."""
+    rows = [result(1, "not_attempted")]
+    report = build_report(pd.DataFrame(rows, dtype=str), source="night run.results.csv")
+    assert "`jogg-batch retry 'night run.results.csv'` sends them" in report.failures[0].next_step

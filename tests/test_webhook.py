@@ -220,7 +220,8 @@ async def test_legacy_delivery_on_root_path(listener: Listener[MemorySink]) -> N
 
 @pytest.mark.anyio
 async def test_malformed_body_is_400(listener: Listener[MemorySink]) -> None:
-    """A signed body that is not JSON, or lacks a video id, is refused with 400."""
+    """A signed body that is not JSON, lacks a video id, or nests too deep to read, is refused
+    with 400."""
     client, sink = listener.client, listener.sink
     body = b"not json"
     response = await client.post(
@@ -228,6 +229,9 @@ async def test_malformed_body_is_400(listener: Listener[MemorySink]) -> None:
     )
     assert response.status_code == 400
     assert await post(client, {"event": "generated_product_video_success", "data": {}}) == 400
+    deep = b"[" * 100_000 + b"]" * 100_000  # nested past Python's recursion limit
+    response = await client.post("/", content=deep, headers={"X-Webhook-Signature": sign(deep)})
+    assert response.status_code == 400
     assert sink.records == []
 
 

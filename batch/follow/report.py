@@ -12,6 +12,7 @@ import functools
 import json
 import math
 import re
+import shlex
 import statistics
 from bisect import bisect_right
 from collections import Counter
@@ -234,7 +235,7 @@ def _failures(
     )
     groups: list[FailureGroup] = []
     membership: list[int | None] = [None] * len(status)
-    retry = f"jogg-batch retry {source or 'RESULTS'}"
+    retry = f"jogg-batch retry {shlex.quote(source) if source else 'RESULTS'}"
     for index, (stage, group_code, reason) in enumerate(order):
         indices = members[(stage, group_code, reason)]
         texts = (error[i] if stage == "render" else message[i] for i in indices)

@@ -262,7 +262,8 @@ def create_listener_app(
                 stats.ignored += 1
                 return JSONResponse({"ok": True, "ignored": str(event_name)})
             event = parse_event(payload)
-        except ValueError as error:  # json.JSONDecodeError is a ValueError
+        except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError; a
+            # body nested thousands deep is a RecursionError
             stats.malformed += 1
             log.warning("webhook refused: %s", error)
             return JSONResponse({"error": str(error)}, status_code=400)
