@@ -233,3 +233,13 @@ def test_a_results_file_saved_with_semicolons_reads_and_is_rewritten_so(tmp_path
     write_table(frame, path)
     assert path.read_text().splitlines()[0].startswith('"sku";"title";"row";"status"')
     assert list(read_results(path)["title"]) == ["Mug, blue", "Cup"]
+
+
+def test_a_results_file_saved_as_unicode_text_reads(tmp_path: Path) -> None:
+    """Excel's "Unicode Text" (UTF-16 with its byte order mark, tab-separated) reads as the
+    results file it is."""
+    path = tmp_path / "r.results.txt"
+    path.write_bytes("sku\trow\tstatus\tvideo_id\r\nÄ1\t1\tsubmitted\tv1\r\n".encode("utf-16"))
+    frame = read_results(path)
+    assert list(frame["sku"]) == ["Ä1"]
+    assert list(frame["status"]) == ["submitted"]

@@ -330,8 +330,10 @@ def read_results(path: Location) -> pd.DataFrame:
                 return frame_.astype(object)
             if fmt == "xlsx":
                 return xlsx.read_xlsx(handle)
-            delimiter = _results_delimiter(handle)
-            frame = pd.read_csv(handle, dtype=str, keep_default_na=False, sep=delimiter)
+            encoding, delimiter = _csv_dialect(handle)
+            frame = pd.read_csv(
+                handle, dtype=str, keep_default_na=False, sep=delimiter, encoding=encoding
+            )
             frame.attrs["delimiter"] = delimiter  # `write_table` writes it back the same way
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
@@ -396,17 +398,21 @@ def _plain_number(text: str, *, whole: bool) -> str | None:
     return text if math.isfinite(number) else None
 
 
-def _results_delimiter(handle: IO[bytes]) -> str:
-    """The delimiter under which the header line names the most outcome columns (`,` when no
-    other names more); the handle is put back at its start."""
-    line = handle.read(1 << 20).split(b"\n", 1)[0].decode("utf-8-sig", "replace")
+def _csv_dialect(handle: IO[bytes]) -> tuple[str, str]:
+    """(encoding, delimiter) of a CSV results file: UTF-16 when it starts with that byte order
+    mark (Excel's "Unicode Text"), else UTF-8; the delimiter under which the header line names
+    the most outcome columns (`,` when no other names more). The handle is put back at its
+    start."""
+    head = handle.read(1 << 20)
     handle.seek(0)
+    encoding = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    line = head.decode(encoding, "replace").split("\n", 1)[0]
 
     def outcome_names(delimiter: str) -> int:
         names = (name.strip().strip('"').removeprefix("'") for name in line.split(delimiter))
         return sum(name in RESULT_COLUMNS for name in names)
 
-    return max(_DELIMITERS, key=outcome_names)  # the first of equals: `,`
+    return encoding, max(_DELIMITERS, key=outcome_names)  # the first of equals: `,`
 
 
 def require_columns(frame: pd.DataFrame, path: Location, needed: Iterable[str], use: str) -> None:
