@@ -206,7 +206,8 @@ def _run_options(config: RunConfig) -> CatalogOptions:
 
 
 def _enter_unknowns(config: RunConfig, rows: set[int]) -> list[int]:
-    """Unknown rows the state has never seen become `unknown` jobs: reconciled before resending.
+    """Unknown rows the state has never seen become `unknown` jobs: reconciled before resending
+    (not in a dry run, which writes nothing to the ledger).
 
     Returns the unknown rows whose request, rebuilt from the file, is not the uncertain one the
     state holds for their row key: the file no longer gives what was sent (a workbook wrote a
@@ -225,6 +226,8 @@ def _enter_unknowns(config: RunConfig, rows: set[int]) -> list[int]:
                 if uncertain and row.fingerprint not in uncertain:
                     drifted.append(row.number)
                     continue
+                if config.dry_run:
+                    continue  # the ledger stays as it was (its plan counts the row as new)
                 state.enter_unknown(
                     row.fingerprint,
                     row.key,

@@ -146,6 +146,27 @@ def test_an_unknown_row_the_file_now_gives_another_request_is_refused(
     assert len(_sent(sandbox_url)) == 1
 
 
+def test_a_dry_run_retry_enters_nothing_in_the_ledger(
+    tmp_path: Path, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """An `unknown` row the state lost is not entered as a job by a dry run."""
+    _, args = half_run
+    results = tmp_path / "c.results.csv"
+    frame = read_results(results)
+    frame.at[0, "status"], frame.at[0, "video_id"] = "unknown", ""
+    frame.to_csv(results, index=False)
+    with sqlite3.connect(tmp_path / "s.db") as db:  # a state restored from before that request
+        db.execute("DELETE FROM attempts")
+        db.execute("DELETE FROM jobs WHERE status = 'submitted'")
+        before = db.execute("SELECT count(*) FROM jobs").fetchone()
+    db.close()
+    code, err = invoke("retry", str(results), "--dry-run", "--state", str(tmp_path / "s.db"), *args)
+    assert code in (0, 1), err
+    with sqlite3.connect(tmp_path / "s.db") as db:
+        assert db.execute("SELECT count(*) FROM jobs").fetchone() == before
+    db.close()
+
+
 def test_a_dry_run_retry_leaves_the_rows_for_the_real_one(
     tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
 ) -> None:
