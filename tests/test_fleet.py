@@ -213,6 +213,25 @@ def test_workers_of_one_catalog_join_one_run_and_the_last_closes_it(postgres_url
         assert outcome == "abandoned"
 
 
+def test_pruning_spares_a_run_workers_are_still_in(postgres_url: str) -> None:
+    """Short runs ending beside a long one prune to keep_runs; the long run's rows stay while a
+    worker is in it (its results file is still to be written), and go once it has died."""
+    url = DatabaseURL(postgres_url)
+    with StateStore(url) as long_night, StateStore(url) as short:
+        long_night.as_worker(60)
+        short.as_worker(60)
+        night = planned_jobs(long_night, 3)
+        for catalog in ("a.csv", "b.csv"):
+            run = short.join_run(catalog)
+            assert short.leave_run(run, catalog)
+            short.finish_run(run, "done")
+        assert short.prune(1) == 1  # a.csv's run; the long night is spared
+        assert short.count_rows(night)[0] == {"not_attempted": 3}
+    with StateStore(url) as later:  # the long night's worker died with its connection
+        assert later.prune(1) == 1
+        assert later.count_rows(night)[0] == {}
+
+
 # --- three workers, one PostgreSQL ledger, SIGKILLs -------------------------------------------
 
 ROWS = 90

@@ -146,10 +146,7 @@ class FleetQueries(JobQueries):
     @staticmethod
     def _alone_in(db: Database, run_id: int) -> bool:
         """Whether no worker (this one aside) is in the run: its exclusive lock is free."""
-        (free,) = db.execute("SELECT pg_try_advisory_lock(?, ?)", (_MEMBER_LOCK, run_id)).fetchone()
-        if free:
-            db.execute("SELECT pg_advisory_unlock(?, ?)", (_MEMBER_LOCK, run_id))
-        return bool(free)
+        return not run_in_use(db, run_id)
 
     # --- claims --------------------------------------------------------------------------------
 
@@ -312,3 +309,12 @@ def key_id(base_url: str, api_key: str) -> str:
     """The key's name in a shared state: a hash, never the key."""
     digest = hashlib.sha256(f"jogg-batch send window\n{base_url}\n{api_key}".encode())
     return digest.hexdigest()[:24]
+
+
+def run_in_use(db: Database, run_id: int) -> bool:
+    """Whether a worker (this one aside) is in the run of a shared state: it holds the run's
+    member lock, so the exclusive lock is not free."""
+    (free,) = db.execute("SELECT pg_try_advisory_lock(?, ?)", (_MEMBER_LOCK, run_id)).fetchone()
+    if free:
+        db.execute("SELECT pg_advisory_unlock(?, ?)", (_MEMBER_LOCK, run_id))
+    return not free

@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batch.store.connection import Connection
+from batch.store.fleet import run_in_use
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,20 +58,30 @@ class MaintenanceQueries(Connection):
         )
 
     def prune(self, keep_runs: int) -> int:
-        """Forgets the row outcomes (and run records) of all but the newest `keep_runs` runs;
-        returns how many runs were pruned. Jobs and attempts are never touched."""
+        """Forgets the row outcomes (and run records) of all but the newest `keep_runs` runs,
+        and of none that workers are still in; returns how many runs were pruned. Jobs and
+        attempts are never touched."""
         if keep_runs < 1:
             raise ValueError(f"keep_runs must be 1 or more, not {keep_runs}")
         with self._write() as db:
-            newest_first = db.execute("SELECT id FROM runs ORDER BY id DESC").fetchall()
-            old = [run_id for (run_id,) in newest_first[keep_runs:]]
+            newest_first = db.execute("SELECT id, finished_at FROM runs ORDER BY id DESC")
+            older = newest_first.fetchall()[keep_runs:]
+            # A run that workers are still in (a fleet's long night, beside short runs that
+            # ended) keeps its rows: its results file is still to be written from them. On
+            # SQLite the file lock keeps every other run out, so an unfinished one is dead.
+            live = [
+                run_id
+                for run_id, finished_at in older
+                if finished_at is None and self.shared and run_in_use(db, run_id)
+            ]
+            old = [run_id for run_id, _ in older if run_id not in live]
             if old:
                 newest_old = max(old)
                 # What retry needs of a pruned run: its results file's request defaults.
                 db.execute(
                     "INSERT INTO results_files (results, request_defaults, run_id) "
                     "SELECT r.results, r.request_defaults, r.id FROM runs r "
-                    "WHERE r.id <= ? AND r.results IS NOT NULL "
+                    f"WHERE r.id <= ?{_but(live, 'r.id')} AND r.results IS NOT NULL "
                     "AND r.request_defaults IS NOT NULL AND r.id = (SELECT max(x.id) FROM runs x "
                     "WHERE x.results = r.results "
                     "AND x.request_defaults IS NOT NULL AND x.id <= ?) "
@@ -79,8 +90,8 @@ class MaintenanceQueries(Connection):
                     "WHERE excluded.run_id > results_files.run_id",
                     (newest_old, newest_old),
                 )
-                db.execute("DELETE FROM run_rows WHERE run_id <= ?", (newest_old,))
-                db.execute("DELETE FROM runs WHERE id <= ?", (newest_old,))
+                db.execute(f"DELETE FROM run_rows WHERE run_id <= ?{_but(live)}", (newest_old,))
+                db.execute(f"DELETE FROM runs WHERE id <= ?{_but(live, 'id')}", (newest_old,))
         return len(old)
 
     def vacuum(self) -> None:
@@ -91,3 +102,8 @@ class MaintenanceQueries(Connection):
             return
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.execute("VACUUM")
+
+
+def _but(runs: list[int], column: str = "run_id") -> str:
+    """A condition leaving these runs out (run ids are integers: written in place)."""
+    return "".join(f" AND {column} <> {int(run_id)}" for run_id in runs)
