@@ -493,6 +493,28 @@ class TrackConfig:
     legacy_state: Path | None = None  # a 0.1 state beside the results, merged into `state`
 
 
+def ledger_location(
+    overrides: Overrides | None = None, *, env: Mapping[str, str] = os.environ
+) -> StateLocation:
+    """The state `jogg-batch state` looks after, chosen as a run chooses it: `--state`, else
+    JOGG_STATE_URL, else `run.state`, else the ledger of the account (JOGG_BASE_URL and the
+    key), which must exist."""
+    given = overrides or Overrides()
+    settings = resolve(given, env)
+    chosen = given_state(given, settings, env)
+    if chosen is None:
+        key = read_api_key(settings, env)
+        chosen = choose_state(None, None, settings.api.base_url, key.reveal()).path
+        if isinstance(chosen, Path) and not chosen.is_file():
+            raise StateError(
+                f"no ledger of this account at {chosen}: nothing was run with this key and "
+                "base URL on this machine; pass --state PATH for a state kept elsewhere"
+            )
+    elif isinstance(chosen, Path) and not chosen.is_file():
+        raise StateError(f"{chosen}: no state database here; check the path")
+    return chosen
+
+
 def build_track_config(
     results: Path | None,
     overrides: Overrides | None = None,

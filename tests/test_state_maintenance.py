@@ -78,3 +78,20 @@ def test_state_info_prune_and_vacuum_commands(tmp_path: Path, state_at: StateLoc
     assert missing.exit_code == 2
     assert "no state database here" in missing.output
     assert not (tmp_path / "nope.db").exists()
+
+
+def test_state_commands_find_the_ledger_as_a_run_does(tmp_path: Path) -> None:
+    """`run.state` in the --config, or JOGG_STATE_URL, names the ledger `state` looks after
+    (the cron line's nightly.toml), not the account's default one."""
+    nightly = tmp_path / "nightly.db"
+    StateStore(nightly).close()
+    settings = tmp_path / "nightly.toml"
+    settings.write_text(f'[run]\nstate = "{nightly}"\n')
+    cli = CliRunner()
+    env = {"JOGG_API_KEY": "sk-sandbox", "XDG_DATA_HOME": str(tmp_path / "data")}
+    by_config = cli.invoke(main, ["state", "info", "--config", str(settings)], env=env)
+    assert by_config.exit_code == 0, by_config.output
+    assert f"ledger          {nightly}" in by_config.output
+    by_env = cli.invoke(main, ["state", "info"], env=env | {"JOGG_STATE_URL": str(nightly)})
+    assert by_env.exit_code == 0, by_env.output
+    assert f"ledger          {nightly}" in by_env.output

@@ -9,27 +9,16 @@ from typing import ParamSpec, TypeVar
 import click
 
 from batch.cli.common import STATE, logging_options, reports_errors
-from batch.config import load_settings, read_api_key
-from batch.errors import StateError
+from batch.config import Overrides, ledger_location
 from batch.store import StateStore
 from batch.store.backend import StateLocation
-from batch.store.ledgers import choose_state
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def _ledger(state: StateLocation | None, config_path: Path | None) -> StateLocation:
-    if state is not None:
-        if isinstance(state, Path) and not state.is_file():
-            raise StateError(f"{state}: no state database here; check the path")
-        return state
-    settings = load_settings(config_path)
-    key = read_api_key(settings)
-    path = choose_state(None, None, settings.api.base_url, key.reveal()).path
-    if isinstance(path, Path) and not path.is_file():
-        raise StateError(f"no ledger of this account at {path}: nothing was run with this key")
-    return path
+    return ledger_location(Overrides(config_path=config_path, state=state))
 
 
 def _ledger_options(command: Callable[P, R]) -> Callable[P, R]:
@@ -37,7 +26,8 @@ def _ledger_options(command: Callable[P, R]) -> Callable[P, R]:
         click.option(
             "--state",
             type=STATE,
-            help="State database (default: the ledger of the account behind JOGG_API_KEY).",
+            help="State database (default: JOGG_STATE_URL, else run.state, else the ledger of the "
+            "account behind JOGG_API_KEY).",
         ),
         click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False)),
     ):
