@@ -260,3 +260,25 @@ def test_command_rejects_aspect_ratio_for_voices(tmp_path: Path) -> None:
     result = invoke(["music", "--aspect-ratio", "square"], tmp_path)
     assert result.exit_code == 2
     assert "--aspect-ratio applies to avatars and styles, not music" in result.output
+
+
+@pytest.mark.anyio
+async def test_an_avatar_without_a_usable_id_is_left_out() -> None:
+    """One odd item in the vendor's list (no id, a null, a word) is skipped, as in the other
+    lists; an id sent as digits in text is read."""
+    items = [
+        {"id": 127, "name": "Ann", "aspect_ratio": 0},
+        {"id": None, "name": "broken"},
+        {"id": "A-77", "name": "odd"},
+        {"name": "no id"},
+        {"id": "81", "name": "text id"},
+    ]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        first = request.url.params["page"] == "1" and request.url.path.endswith("/public")
+        data = {"avatars": items if first else []}
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
+
+    async with JoggClient("http://remote", KEY, transport=httpx.MockTransport(handler)) as client:
+        found = await LookupService(client).avatars()
+    assert [(avatar.id, avatar.name) for avatar in found] == [(127, "Ann"), (81, "text id")]

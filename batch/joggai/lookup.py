@@ -231,7 +231,9 @@ class LookupService:
     async def _fetch_avatars(self) -> list[Avatar]:
         public = await _all_pages(self.client.avatars_public, "avatars", "public avatars")
         custom = await _all_pages(self.client.avatars_custom, "avatars", "custom avatars")
-        avatars = [_avatar(item, 0) for item in public]
+        # An item without a usable id is left out, as in the other lists: one odd entry of a
+        # vendor's 600 avatars must not stop every run.
+        avatars = [_avatar(item, 0) for item in public if _id_of(item) is not None]
         avatars.extend(_avatar(item, 1) for item in custom if _usable_custom(item))
         return avatars
 
@@ -318,8 +320,10 @@ def _items(outcome: ApiOutcome, key: str, what: str) -> list[dict[str, Any]]:
 
 def _avatar(item: dict[str, Any], avatar_type: int) -> Avatar:
     ratio = item.get("aspect_ratio")
+    avatar_id = _id_of(item)
+    assert avatar_id is not None  # the callers keep only items with one
     return Avatar(
-        id=int(item["id"]),
+        id=avatar_id,
         name=str(item.get("name") or ""),
         type=avatar_type,
         aspect_ratio=_RATIO_NAMES.get(ratio) if _is_int(ratio) else _optional_text(ratio),
@@ -329,7 +333,17 @@ def _avatar(item: dict[str, Any], avatar_type: int) -> Avatar:
 
 def _usable_custom(item: dict[str, Any]) -> bool:
     # A custom avatar still training (or failed) cannot render yet.
-    return _is_int(item.get("id")) and item.get("avatar_status") in (None, "", "completed")
+    return _id_of(item) is not None and item.get("avatar_status") in (None, "", "completed")
+
+
+def _id_of(item: dict[str, Any]) -> int | None:
+    """An item's whole-number id (`127` or `"127"`), or None."""
+    value = item.get("id")
+    if _is_int(value):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 def _is_int(value: object) -> TypeGuard[int]:
