@@ -207,6 +207,19 @@ async def test_duplicate_delivery_is_acknowledged_and_counted_once(
 
 
 @pytest.mark.anyio
+async def test_a_number_past_a_float_is_no_number_and_the_event_is_applied(
+    listener: Listener[MemorySink],
+) -> None:
+    """A duration of 400 digits is read as none: the event is recorded, not a 500 whose
+    retry would be taken for a duplicate."""
+    client, sink = listener.client, listener.sink
+    odd = {**V2_SUCCESS, "data": {**V2_SUCCESS["data"], "duration": 10**400}}
+    assert await post(client, odd) == 200
+    assert sink.videos["vid_1"].status == "completed"
+    assert sink.videos["vid_1"].duration is None
+
+
+@pytest.mark.anyio
 async def test_legacy_delivery_on_root_path(listener: Listener[MemorySink]) -> None:
     """POST / with the legacy shape records the project as completed."""
     client, sink = listener.client, listener.sink

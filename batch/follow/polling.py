@@ -94,7 +94,7 @@ def _number(value: object) -> float | None:
         return None
     try:
         number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # an integer past a float: no number
         return None
     return number if math.isfinite(number) else None
 

@@ -282,11 +282,14 @@ def create_listener_app(
         # The sink is called on the event loop, not in a thread pool: a SQLite connection belongs
         # to the thread that opened it, and these calls are one small transaction each.
         key = event.event_id or "sha256:" + hashlib.sha256(body).hexdigest()
+        # The update is made before the event is claimed: an event claimed and then not applied
+        # would have its retries taken for duplicates.
+        update = event.to_update(now)
         if not sink.claim_event(key):
             stats.duplicates += 1
             log.info("webhook %s for video %s is a duplicate", key, event.video_id)
             return JSONResponse({"ok": True, "duplicate": True})
-        changed = sink.record_video_status(event.to_update(now))
+        changed = sink.record_video_status(update)
         stats.applied += 1
         log.info("webhook: video %s %s", event.video_id, event.status)
         return JSONResponse({"ok": True, "changed": changed})
