@@ -220,7 +220,10 @@ def writing(destination: Location) -> Iterator[Path]:
         staged = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.tmp").key
         try:
             fs.put_file(str(local), staged)
-            fs.mv(staged, destination.key)
+            # One object to one key: `mv` would read `?`, `*` or `[` in a key as a pattern and
+            # copy the object into a "folder" of that name.
+            fs.cp_file(staged, destination.key)
+            fs.rm_file(staged)
         except (OSError, ValueError) as exc:
             try:
                 if fs.exists(staged):

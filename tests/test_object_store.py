@@ -196,10 +196,13 @@ def sandbox_url() -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("results_name", ["c.results.csv", "c.results.xlsx"])
+@pytest.mark.parametrize(
+    "results_name", ["c.results.csv", "c.results.xlsx", "night?x=1 [a]*.results.csv"]
+)
 def test_s3_catalog_run_writes_s3_results(s3: Any, sandbox_url: str, results_name: str) -> None:
     """End to end: the catalog is read from S3, every valid row sent once, the results file
-    written to S3 (no temporary object left), and a second run sends nothing more."""
+    written to S3 (no temporary object left, whatever characters its key holds: `?` `*` `[`
+    are no pattern), and a second run sends nothing more."""
     pids = product_ids(4)
     rows = [{"sku": f"SKU{i}", "product_id": pid, "length": "15"} for i, pid in enumerate(pids)]
     rows.append({"sku": "BAD", "product_id": pids[0], "length": "45"})
