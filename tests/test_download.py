@@ -284,6 +284,12 @@ def test_long_names_are_shortened_with_a_hash() -> None:
         ("127.0.0.2", "loopback"),
         ("::1", "loopback"),
         ("::ffff:10.1.2.3", "private"),
+        ("64:ff9b::a01:203", "private"),  # NAT64 of 10.1.2.3
+        ("64:ff9b:1::a01:203", "private"),  # local-use NAT64 (RFC 8215)
+        ("2002:a01:203::1", "private"),  # 6to4 of 10.1.2.3
+        ("::10.1.2.3", "private"),  # IPv4-compatible
+        ("64:ff9b::a9fe:a9fe", "link-local"),  # NAT64 of 169.254.169.254
+        ("64:ff9b::5db8:d822", None),  # NAT64 of a public address
         ("10.1.2.3", "private"),
         ("172.16.0.1", "private"),
         ("192.168.1.1", "private"),

@@ -223,9 +223,13 @@ def _is_loopback_host(host: str) -> bool:
 
 
 def refusal(address: IPAddress) -> str | None:
-    """Why a download may not connect to `address` (None: it is a public unicast address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why a download may not connect to `address` (None: it is a public unicast address).
+
+    An IPv6 address that carries an IPv4 one (mapped, compatible, 6to4, or the NAT64
+    prefixes of RFC 6052 and 8215) is judged by the IPv4 address it reaches.
+    """
+    if isinstance(address, ipaddress.IPv6Address):
+        address = _embedded_ipv4(address) or address
     for kind, applies in (
         ("loopback", address.is_loopback),
         ("link-local", address.is_link_local),
@@ -236,6 +240,22 @@ def refusal(address: IPAddress) -> str | None:
         if applies:
             return kind
     return None if address.is_global else "reserved"
+
+
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d (deprecated, still routed by some)
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _NAT64) or (
+        address in _COMPATIBLE and int(address) > 1  # not :: nor ::1
+    ):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
 
 
 @dataclass(frozen=True, slots=True)
