@@ -41,7 +41,7 @@ from batch.joggai.lookup import LookupConfig
 from batch.outputs import check_outputs
 from batch.preflight import load_preflight_async
 from batch.runner import RunSummary
-from batch.storage import Location, parse_location
+from batch.storage import Location, ObjectURL, parse_location
 from batch.validate import Problem
 from batch.validate import problems as row_problems
 
@@ -205,14 +205,19 @@ def validate(
 
 
 def track_config(
-    results: str | os.PathLike[str] | None,
+    results: str | os.PathLike[str] | Location | None,
     overrides: Overrides | None = None,
     *,
     env: Mapping[str, str] = os.environ,
 ) -> TrackConfig:
     """What `track` polls without a catalog: the state of `overrides.state`, else the ledger of
-    the account (which must exist), and the results file to update."""
-    return build_track_config(None if results is None else Path(results), overrides, env=env)
+    the account (which must exist), and the results file to update (a path or a store's URL)."""
+    location: Location | None
+    if results is None or isinstance(results, Path | ObjectURL):
+        location = results
+    else:
+        location = parse_location(os.fspath(results))
+    return build_track_config(location, overrides, env=env)
 
 
 async def track_async(

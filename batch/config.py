@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from batch import payload
+from batch import payload, storage
 from batch.catalog import CANONICAL_COLUMNS, CatalogOptions
 from batch.errors import ConfigError, StateError
 from batch.joggai.backoff import RetryPolicy
@@ -516,7 +516,7 @@ def ledger_location(
 
 
 def build_track_config(
-    results: Path | None,
+    results: Location | None,
     overrides: Overrides | None = None,
     *,
     env: Mapping[str, str] = os.environ,
@@ -526,14 +526,15 @@ def build_track_config(
     given = overrides or Overrides()
     if results is None and given.state is None and not env.get("JOGG_STATE_URL", "").strip():
         raise ConfigError("give a results file or a state (--state or JOGG_STATE_URL)")
-    if results is not None and not results.is_file():
+    if results is not None and not storage.is_file(results):
         raise StateError(f"{results}: no such results file; check the path")
     if isinstance(given.state, Path) and not given.state.is_file():
         raise StateError(f"{given.state}: no state database here; check the path")
     settings = resolve(given, env)
     key = api_key if api_key is not None else read_api_key(settings, env)
+    beside = results if isinstance(results, Path) else None  # where a 0.1 state may be
     chosen = choose_state(
-        given_state(given, settings, env), results, settings.api.base_url, key.reveal()
+        given_state(given, settings, env), beside, settings.api.base_url, key.reveal()
     )
     if isinstance(chosen.path, Path) and not chosen.path.is_file() and chosen.legacy is None:
         raise StateError(

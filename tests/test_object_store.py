@@ -249,6 +249,22 @@ def test_cli_takes_s3_urls_for_catalog_and_results(
     result = CliRunner().invoke(main, ["validate", f"s3://{BUCKET}/c.csv"])
     assert result.exit_code == 0
     assert result.stderr.strip() == f"s3://{BUCKET}/c.csv: no problems"
+    # The hand-offs after a run take the same URL: status rewrites the object, report reads it.
+    status = CliRunner().invoke(
+        main,
+        ["status", f"s3://{BUCKET}/r.xlsx", "--base-url", sandbox_url],
+        env={"JOGG_API_KEY": "sk-sandbox"},
+    )
+    assert status.exit_code in (0, 1), status.stderr
+    assert "video_status" in read_results(ObjectURL(f"s3://{BUCKET}/r.xlsx")).columns
+    report = CliRunner().invoke(main, ["report", f"s3://{BUCKET}/r.xlsx", "--format", "json"])
+    assert report.exit_code == 0, report.stderr
+    assert '"submitted": 2' in report.stdout
+    fetched = CliRunner().invoke(
+        main, ["download", f"s3://{BUCKET}/r.xlsx", "--dest", str(tmp_path / "videos")]
+    )
+    assert fetched.exit_code == 2
+    assert f"s3://{BUCKET}/r.xlsx: download records each file's local_path" in fetched.stderr
 
 
 def test_unwritable_results_bucket_is_refused_before_anything_is_sent(

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from batch.cli.common import emit_json, json_option, logging_options, reports_errors
+from batch.cli.common import LOCATION, emit_json, json_option, logging_options, reports_errors
 from batch.config import Overrides, resolve
-from batch.errors import ExitCode
+from batch.errors import ConfigError, ExitCode
 from batch.follow.download import (
     DEFAULT_FILE_DEADLINE,
     DEFAULT_MAX_BYTES,
@@ -18,10 +18,11 @@ from batch.follow.download import (
     MiB,
     run_download,
 )
+from batch.storage import Location
 
 
 @click.command()
-@click.argument("results", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("results", type=LOCATION)
 @click.option(
     "--dest",
     required=True,
@@ -62,7 +63,7 @@ from batch.follow.download import (
 @logging_options
 @reports_errors
 def download(
-    results: Path,
+    results: Location,
     dest: Path,
     covers: bool,
     name_template: str,
@@ -83,6 +84,11 @@ def download(
     Example:
       jogg-batch download catalog.results.csv --dest videos/ --covers
     """
+    if not isinstance(results, Path):
+        raise ConfigError(
+            f"{results}: download records each file's local_path in RESULTS, so it takes a "
+            "results file on this machine: copy the object here, download, and copy it back"
+        )
     settings = resolve(Overrides(config_path=config_path, base_url=base_url))
     config = DownloadConfig(
         results,

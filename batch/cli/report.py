@@ -8,11 +8,12 @@ from pathlib import Path
 import click
 
 from batch import files
-from batch.cli.common import logging_options, reports_errors
+from batch.cli.common import LOCATION, logging_options, reports_errors
 from batch.errors import ConfigError
 from batch.follow.report import build_report, render_json, render_table
 from batch.follow.report_page import render_html
 from batch.outputs import check_writable, same_file
+from batch.storage import Location
 from batch.store.results import read_results, require_columns
 
 log = logging.getLogger(__name__)
@@ -20,7 +21,7 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
 
 
 @click.command()
-@click.argument("results", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("results", type=LOCATION)
 @click.option(
     "--format",
     "output_format",
@@ -42,7 +43,7 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
 )
 @logging_options
 @reports_errors
-def report(results: Path, output_format: str, key: str | None, output: Path | None) -> None:
+def report(results: Location, output_format: str, key: str | None, output: Path | None) -> None:
     """Summarise RESULTS: outcomes, failures by reason with their rows, credits, render times.
 
     \b

@@ -9,6 +9,7 @@ import click
 
 from batch import api
 from batch.cli.common import (
+    LOCATION,
     STATE,
     emit_json,
     json_option,
@@ -17,10 +18,11 @@ from batch.cli.common import (
     reports_errors,
 )
 from batch.config import Overrides, parse_duration
+from batch.storage import Location
 
 
 @click.command()
-@click.argument("results", required=False, type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("results", required=False, type=LOCATION)
 @click.option(
     "--state",
     type=STATE,
@@ -37,7 +39,7 @@ from batch.config import Overrides, parse_duration
 @logging_options
 @reports_errors
 def status(
-    results: Path | None,
+    results: Location | None,
     state: Path | None,
     config_path: Path | None,
     base_url: str | None,
