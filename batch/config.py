@@ -262,7 +262,9 @@ def parse_duration(text: str) -> float:
 
 
 def parse_until(text: str, now: datetime) -> float:
-    """`06:30` -> the next 06:30 local time after `now`, as a unix time."""
+    """`06:30` -> the next 06:30 after `now`, as a unix time: in `now`'s zone, or, for a naive
+    `now`, in this machine's local time with its daylight saving rules (a fixed offset taken
+    at 01:15 would put 06:30 an hour off on the nights the clocks change)."""
     try:
         clock = datetime.strptime(text.strip(), "%H:%M").time()
     except ValueError:

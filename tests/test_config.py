@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
 import tomllib
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 import batch
+from batch.cli import run as cli_run
 from batch.config import (
     BUILTIN_CONFIG,
     Overrides,
@@ -178,3 +181,30 @@ def test_a_config_path_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> 
     latin.write_bytes(b'[defaults]\nvideo_name = "Caf\xe9"\n')
     with pytest.raises(ConfigError, match=r"c\.toml: is not UTF-8 text"):
         load_settings(latin)
+
+
+@pytest.mark.parametrize("day", [date(2027, 3, 28), date(2026, 10, 25)])  # spring, autumn
+def test_until_keeps_the_wall_clock_on_the_nights_the_clocks_change(
+    monkeypatch: pytest.MonkeyPatch, day: date
+) -> None:
+    """`run --until 06:30` from the README's 01:15 cron start ends at 06:30 local on the nights
+    the clocks change too (not at the offset 01:15 had)."""
+    cron_start = datetime(day.year, day.month, day.day, 1, 15)
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz: tzinfo | None = None) -> Clock:
+            moment = cls.combine(cron_start.date(), cron_start.time())
+            return moment if tz is None else moment.astimezone(tz)
+
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    monkeypatch.setattr(cli_run, "datetime", Clock)
+    try:
+        deadline = cli_run._deadline(None, "06:30")
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert deadline is not None
+    local = datetime.fromtimestamp(deadline, ZoneInfo("Europe/Berlin"))
+    assert (local.date(), local.hour, local.minute) == (day, 6, 30)

@@ -199,7 +199,7 @@ def _deadline(max_duration: str | None, until: str | None) -> float | None:
         limits.append(time.time() + _duration_option(max_duration, "--max-duration"))
     if until:
         try:
-            limits.append(parse_until(until, datetime.now().astimezone()))
+            limits.append(parse_until(until, datetime.now()))  # local wall time
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--until") from None
     return min(limits) if limits else None
