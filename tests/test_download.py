@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import ipaddress
+import os
+import subprocess
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpcore
@@ -19,7 +21,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batch.cli.download import download as download_command
-from batch.errors import ConfigError
+from batch.errors import ConfigError, LocalIOError
 from batch.follow.download import (
     DownloadConfig,
     IPAddress,
@@ -265,6 +267,58 @@ def test_cli_bad_template_is_a_usage_error(results: Path) -> None:
     )
     assert outcome.exit_code == 2
     assert "jogg-batch: error: --name-template '{sku}.mp4': no column 'sku'" in outcome.stderr
+
+
+def test_cli_a_dest_that_cannot_be_a_folder_is_a_usage_error(results: Path) -> None:
+    """A file where --dest would be: exit 2 naming it, nothing fetched, no traceback."""
+    blocker = results.parent / "afile"
+    blocker.write_text("x")
+    outcome = CliRunner().invoke(download_command, [str(results), "--dest", str(blocker / "sub")])
+    assert outcome.exit_code == 2
+    assert f"--dest {blocker / 'sub'}: cannot make this folder" in outcome.stderr
+
+
+@pytest.fixture
+def read_only_results(tmp_path: Path) -> Iterator[Path]:
+    """A results file in a folder nobody may write: by mode for a normal user; as root (who
+    ignores modes), a tmpfs remounted read-only once the file is in it."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    root = os.geteuid() == 0
+    if root:
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)], capture_output=True
+        )
+        if mounted.returncode != 0:
+            pytest.skip(f"root cannot mount a tmpfs here: {mounted.stderr!r}")
+    path = folder / "catalog.results.csv"
+    write_results(path)
+    if root:
+        subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+    else:
+        folder.chmod(0o500)
+    try:
+        yield path
+    finally:
+        if root:
+            subprocess.run(["umount", str(folder)], check=False)
+        else:
+            folder.chmod(0o700)
+
+
+@pytest.mark.anyio
+async def test_a_results_file_that_cannot_be_rewritten_is_a_local_error(
+    read_only_results: Path, tmp_path: Path
+) -> None:
+    """The files are fetched, then the results cannot take their paths (a read-only folder):
+    LocalIOError (exit 7) saying where the files are; the results file is as it was."""
+    before = read_only_results.read_bytes()
+    dest = tmp_path / "videos"
+    wanted = DownloadConfig(results=read_only_results, dest=dest, base_url=SANDBOX)
+    with pytest.raises(LocalIOError, match=r"cannot record where the files went.*they are in"):
+        await download(wanted, transport=MediaServer().transport)
+    assert read_only_results.read_bytes() == before
+    assert sorted(p.name for p in dest.iterdir()) == ["00001-v1.mp4", "00002-v2.mp4"]
 
 
 def test_long_names_are_shortened_with_a_hash() -> None:

@@ -56,7 +56,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from batch.config import DEFAULT_BASE_URL
-from batch.errors import ConfigError
+from batch.errors import ConfigError, LocalIOError
 from batch.store.results import read_results, write_table
 
 log = logging.getLogger(__name__)
@@ -579,7 +579,12 @@ async def download(
     _check_template(config.name_template)
     frame = read_results(config.results)
     fetches = _plan(frame, config)
-    config.dest.mkdir(parents=True, exist_ok=True)
+    try:
+        config.dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file, or a dangling link, where the folder would be
+        raise ConfigError(
+            f"--dest {config.dest}: cannot make this folder ({exc.strerror})"
+        ) from None
     policy = UrlPolicy.for_base_url(config.base_url)
     gate = asyncio.Semaphore(config.concurrency)
     counts = {"downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
@@ -610,7 +615,14 @@ async def download(
                 bar.update()
 
             await asyncio.gather(*(one(fetch) for fetch in fetches))
-    _record(config.results, present, {index: "; ".join(why) for index, why in errors.items()})
+    try:
+        _record(config.results, present, {index: "; ".join(why) for index, why in errors.items()})
+    except OSError as exc:  # a full disk, a read-only folder: the files are there all the same
+        raise LocalIOError(
+            f"{config.results}: cannot record where the files went ({exc.strerror}); they are in "
+            f"{config.dest}: once the problem is fixed, the same command records them without "
+            "fetching them again"
+        ) from None
     summary = DownloadSummary(**counts, failures=tuple(failures))
     log.info(
         "downloads: %d fetched, %d already there, %d failed",
