@@ -82,14 +82,20 @@ def test_aspect_ratio_narrows_public_avatars_and_keeps_custom_ones(tmp_path: Pat
 
 
 def paged_server(
-    total: int, key: str, *, ignore_paging: bool = False, extra: Callable[..., dict[str, Any]]
+    total: int,
+    key: str,
+    *,
+    ignore_paging: bool = False,
+    extra: Callable[..., dict[str, Any]],
+    cap: int = 1_000,
 ) -> httpx.MockTransport:
-    """A remote that pages `total` items (or ignores paging and sends them all every time)."""
+    """A remote that pages `total` items, at most `cap` a page whatever is asked (or ignores
+    paging and sends them all every time)."""
     items = [{"id": n, "name": f"item {n}", "voice_id": f"v{n}"} for n in range(total)]
 
     def handler(request: httpx.Request) -> httpx.Response:
         page = int(request.url.params["page"])
-        size = int(request.url.params["page_size"])
+        size = min(int(request.url.params["page_size"]), cap)
         chosen = items if ignore_paging else items[(page - 1) * size : page * size]
         data = {key: chosen, **extra(page=page, size=size, total=total)}
         return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
@@ -122,6 +128,29 @@ async def test_every_page_is_followed(key: str, extra: Callable[..., dict[str, A
         found = await fetch[key]()
     expected = 500 if key == "avatars" else 250  # public and custom both answer 250
     assert len(found) == expected
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("key", "extra"),
+    [
+        ("voices", lambda page, size, total: {"has_more": page * size < total}),
+        (
+            "music",
+            lambda page, size, total: {"pagination": {"total_pages": -(-total // size)}},
+        ),
+    ],
+)
+async def test_a_server_with_smaller_pages_is_followed_as_it_says(
+    key: str, extra: Callable[..., dict[str, Any]]
+) -> None:
+    """20 items a page for 100 asked: `has_more` or `total_pages` say there are more, so a
+    short page does not end the list (a voice on page 2 is no unknown voice)."""
+    transport = paged_server(50, key, extra=extra, cap=20)
+    async with JoggClient("http://remote", KEY, transport=transport) as client:
+        service = LookupService(client)
+        found = await (service.voices() if key == "voices" else service.music())
+    assert len(found) == 50
 
 
 @pytest.mark.anyio

@@ -9,8 +9,9 @@ are 0700 and files 0600. GETs are not rate-limited by the API, so nothing here g
 POST limiter.
 
 Paging differs per endpoint (reference §3.7): voices say `has_more`, music gives `total_pages`,
-avatars give nothing. A page shorter than asked for ends a listing, and so does one longer than
-asked for (a server that ignores `page_size` and sends the whole collection at once).
+avatars give nothing. What a page says of the pages left is followed (a server may send fewer a
+page than asked); without it, a page shorter than asked for ends a listing, and so does one longer
+than asked for (a server that ignores `page_size` and sends the whole collection at once).
 """
 
 from __future__ import annotations
@@ -291,11 +292,13 @@ async def _all_pages(
         data = outcome.data or {}
         paging = data.get("pagination")
         total_pages = paging.get("total_pages") if isinstance(paging, dict) else None
-        if (
-            len(batch) != PAGE_SIZE
-            or data.get("has_more") is False
-            or (_is_int(total_pages) and page >= total_pages)
-        ):
+        more: bool | None = data.get("has_more") if isinstance(data.get("has_more"), bool) else None
+        if more is None and _is_int(total_pages):
+            more = page < total_pages
+        # What the server says of the pages left wins over the page's length (a server may
+        # send fewer a page than asked); without a word from it, a page of another length ends
+        # the listing.
+        if not batch or more is False or (more is None and len(batch) != PAGE_SIZE):
             break
         previous = batch
     return items
