@@ -45,13 +45,27 @@ def kept_mode(path: Path, default: int = PRIVATE) -> int:
 def atomic_writer(path: Path, *, perms: int | None = None) -> Iterator[IO[str]]:
     """Yields a text file to write; when the block succeeds it replaces `path` whole.
 
-    `perms` defaults to the existing file's mode, else 0600.
+    `perms` defaults to the existing file's mode, else 0600. A device or a named pipe
+    (`/dev/null`, `/dev/stdout`) is a stream, not a file to replace: it is written as it is
+    (as root, a rename would put a regular file in place of the machine's /dev/null).
     """
+    if _is_stream(path):
+        with path.open("w", encoding="utf-8") as stream:
+            yield stream
+        return
     with (
         temporary_beside(path, perms=perms) as temporary,
         temporary.open("w", encoding="utf-8") as handle,
     ):
         yield handle
+
+
+def _is_stream(path: Path) -> bool:
+    try:
+        mode = path.stat().st_mode  # through links: /dev/stdout is one
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import os
 import pwd
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -355,3 +356,17 @@ def test_a_cache_folder_of_another_user_is_not_used(shared_dir: Path) -> None:
     assert cache.load("music") is None
     assert not list(root.iterdir())
     root.rmdir()
+
+
+def test_a_named_pipe_or_device_is_written_to_not_replaced(tmp_path: Path) -> None:
+    """`--summary-json /dev/null` or a named pipe: the text goes into the stream, and the node
+    stays what it was (a rename would have put a regular file there, /dev/null too as root)."""
+    pipe = tmp_path / "summary.fifo"
+    os.mkfifo(pipe)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(pipe.read_text()))
+    reader.start()
+    files.write_text(pipe, '{"exit_code": 0}\n')
+    reader.join(timeout=10)
+    assert received == ['{"exit_code": 0}\n']
+    assert stat.S_ISFIFO(pipe.lstat().st_mode)
