@@ -583,3 +583,12 @@ def test_blank_rows_an_export_leaves_are_not_failures(tmp_path: Path) -> None:
     assert "  blank                     3" in err
     results = read_results(tmp_path / "c.results.csv")
     assert list(results["status"]) == ["submitted", "submitted", "blank", "blank", "blank"]
+
+
+@pytest.mark.parametrize("port", ["70000", "-1"])
+def test_sandbox_refuses_a_port_no_socket_has(port: str) -> None:
+    """A port outside 0-65535 is a usage error (exit 2) naming the option, not a traceback."""
+    result = CliRunner().invoke(main, ["sandbox", "--port", port])
+    assert result.exit_code == 2
+    assert "--port" in result.stderr
+    assert "0<=x<=65535" in result.stderr

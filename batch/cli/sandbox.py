@@ -43,7 +43,13 @@ PROBABILITY = click.FloatRange(0.0, 1.0)
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8787, show_default=True, help="0 picks a free port.")
+@click.option(
+    "--port",
+    default=8787,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0 picks a free port.",
+)
 @click.option(
     "--api-key", "api_keys", multiple=True, help="Accepted key (repeatable). [default: sk-sandbox]"
 )
