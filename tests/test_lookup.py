@@ -311,3 +311,15 @@ async def test_an_avatar_without_a_usable_id_is_left_out() -> None:
     async with JoggClient("http://remote", KEY, transport=httpx.MockTransport(handler)) as client:
         found = await LookupService(client).avatars()
     assert [(avatar.id, avatar.name) for avatar in found] == [(127, "Ann"), (81, "text id")]
+
+
+def test_an_empty_list_is_asked_again_next_time(tmp_path: Path) -> None:
+    """One answer with no music is not kept for a day: the next look-up asks again and gets
+    the tracks the account has."""
+    empty = httpx.MockTransport(
+        lambda request: httpx.Response(
+            200, json={"code": 0, "msg": "ok", "data": {"music": [], "pagination": {}}}
+        )
+    )
+    assert list_items(config(tmp_path), "music", transport=empty) == []
+    assert len(list_items(config(tmp_path), "music", transport=Counting())) == len(MUSIC)

@@ -225,7 +225,9 @@ class LookupService:
                 except TypeError:
                     log.debug("look-up cache %s has another shape; fetching again", name)
         items = await fetch()
-        if self.cache is not None:
+        # An empty list is not kept: one odd answer would refuse a day of rows (an account
+        # with no music at all asks again each run, which costs a free GET).
+        if self.cache is not None and items:
             self.cache.store(name, [item._asdict() for item in items])
         return tuple(items)
 
