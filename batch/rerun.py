@@ -29,7 +29,7 @@ import pandas as pd
 from batch import catalog, payload, runner, storage
 from batch.catalog.rows import CatalogOptions, request_settings_from_json
 from batch.config import RunConfig
-from batch.errors import CatalogError
+from batch.errors import CatalogError, LocalIOError
 from batch.planner import PlanCounts, tag_for
 from batch.runner import RunSummary
 from batch.statuses import RETRY_ROWS, UNFINISHED_ROWS, duplicate_of, duplicated_row
@@ -56,6 +56,7 @@ def rerun(config: RunConfig, *, handle_signals: bool = False) -> RunSummary:
 async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> RunSummary:
     """`config.catalog` is the results file; `config.results` is where the merged file goes.
     `handle_signals` as in `runner.run_async`."""
+    version = storage.version(config.catalog)  # what the file must still be when rewritten
     frame = read_results(config.catalog)
     require_columns(frame, config.catalog, ("status", "code"), "retry")
     options = _run_options(config)
@@ -107,6 +108,12 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             )
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
+    if config.results == config.catalog and storage.version(config.catalog) != version:
+        raise LocalIOError(
+            f"{config.catalog}: changed while the retry went on (edited, replaced or moved), so "
+            "it was not rewritten. What was sent is kept in the state: retry the file as it is "
+            "now, and nothing accepted is sent again"
+        )
     write_table(frame, config.results)
     summary.catalog = str(config.catalog)
     summary.results = str(config.results)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
+from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store.results import read_results
 from tests.helpers import simple_rows, submissions, write_catalog
 
@@ -372,3 +375,35 @@ def test_a_results_file_cut_down_to_its_status_and_code_is_still_retried(
     assert code == 0, err
     assert list(read_results(results)["status"]) == ["submitted", "submitted"]
     assert all(video != "" for video in read_results(results)["video_id"])
+
+
+def test_a_results_file_changed_while_the_retry_runs_is_not_overwritten(tmp_path: Path) -> None:
+    """Someone saves the file again while its rows are being sent: the retry does not write
+    its view over theirs (exit 7); what was sent is in the state, and a retry of the file as
+    it now is sends nothing again."""
+    config = SandboxConfig(rate_limit=None, render_seconds=0.0, latency_ms=(300, 300))
+    with running_sandbox(config) as url:
+        args = ("--base-url", url, "--rate-limit", "none", "--offline", "--concurrency", "1")
+        state = ("--state", str(tmp_path / "s.db"))
+        catalog = _no_length_catalog(tmp_path / "c.csv", 4)
+        code, err = invoke("run", str(catalog), "--max-videos", "1", *state, *args)
+        assert code == 1, err
+        results = tmp_path / "c.results.csv"
+        edited = results.read_text().replace("SKU3", "SKU3-edited")
+        outcome: list[tuple[int, str]] = []
+        retry = threading.Thread(
+            target=lambda: outcome.append(invoke("retry", str(results), *state, *args))
+        )
+        retry.start()
+        while len(_sent(url)) < 2:  # the retry's first request is in
+            time.sleep(0.05)
+        results.write_text(edited)
+        retry.join(timeout=60)
+        assert outcome[0][0] == 7, outcome[0][1]
+        assert "changed while the retry went on" in " ".join(outcome[0][1].split())
+        assert results.read_text() == edited
+        sent = len(_sent(url))
+        code, err = invoke("retry", str(results), *state, *args)
+        assert code == 0, err
+        assert len(_sent(url)) == sent
+        assert set(read_results(results)["status"]) == {"submitted", "already_submitted"}
