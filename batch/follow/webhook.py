@@ -281,7 +281,7 @@ def create_listener_app(
             return JSONResponse({"ok": True, "ignored": "stale"})
         # The sink is called on the event loop, not in a thread pool: a SQLite connection belongs
         # to the thread that opened it, and these calls are one small transaction each.
-        key = event.event_id or "sha256:" + hashlib.sha256(body).hexdigest()
+        key = _event_key(event.event_id, body)
         # The update is made before the event is claimed: an event claimed and then not applied
         # would have its retries taken for duplicates.
         update = event.to_update(now)
@@ -298,6 +298,17 @@ def create_listener_app(
     app = Starlette(routes=routes)
     app.state.stats = stats
     return app
+
+
+def _event_key(event_id: str | None, body: bytes) -> str:
+    """What a delivery is known by: its event_id, or the hash of one too long for an index
+    (PostgreSQL's holds about 2.7 kB), or of the body when it has none."""
+    if event_id and len(event_id) <= _LONGEST_EVENT_ID:
+        return event_id
+    return "sha256:" + hashlib.sha256(event_id.encode() if event_id else body).hexdigest()
+
+
+_LONGEST_EVENT_ID = 200
 
 
 class _DeadlineH11(H11Protocol):

@@ -195,7 +195,7 @@ class PostgresDatabase:
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
         query, spans = _any_lists(sql)
-        return self.raw.execute(_pyformat(query), _grouped(parameters, spans))
+        return self.raw.execute(_pyformat(query), _grouped(_text_safe(parameters), spans))
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> psycopg.Cursor[Any]:
         """An `INSERT … VALUES (one tuple)` of many rows goes through COPY into a temporary
@@ -203,7 +203,7 @@ class PostgresDatabase:
         pipelined); other statements go row by row. Callers never repeat a conflict key within
         one call (one upsert statement refuses that)."""
         cursor = self.raw.cursor()
-        rows = [tuple(row) for row in parameters]
+        rows = [_text_safe(row) for row in parameters]
         insert = _SINGLE_VALUES.match(sql)
         if insert is None or len(rows) < 2:
             if rows:
@@ -235,6 +235,15 @@ class PostgresDatabase:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def _text_safe(values: Iterable[Any]) -> tuple[Any, ...]:
+    """The values with any NUL in a text made U+FFFD: PostgreSQL's text cannot hold one, and a
+    server's answer (a video URL, an error) may carry it; SQLite keeps it as it is."""
+    return tuple(
+        value.replace("\0", "\ufffd") if isinstance(value, str) and "\0" in value else value
+        for value in values
+    )
 
 
 def _reason(exc: Exception) -> str:
