@@ -17,7 +17,7 @@ import asyncio
 import difflib
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -49,6 +49,19 @@ def _style_key(name: str) -> str:
     return re.sub(r"\s+", " ", name).strip().casefold()
 
 
+# A folded spelling that several listed names share: a row spelled so is refused, not guessed.
+_AMBIGUOUS = "\0ambiguous"
+
+
+def _folded(names: Iterable[str], fold: Callable[[str], str]) -> dict[str, str]:
+    """Each name by its folded spelling; `_AMBIGUOUS` where several share one."""
+    folded: dict[str, str] = {}
+    for name in names:
+        key = fold(name)
+        folded[key] = _AMBIGUOUS if key in folded and folded[key] != name else name
+    return folded
+
+
 def _closest(wanted: str, candidates: Iterable[str]) -> str | None:
     """The candidate most like `wanted`, ignoring case; None when nothing is close."""
     by_key: dict[str, str] = {}
@@ -70,11 +83,14 @@ class Preflight:
         self.lookups = lookups
         self._avatars: dict[tuple[int, int], Avatar] = {(a.type, a.id): a for a in lookups.avatars}
         self._voices = frozenset(voice.voice_id for voice in lookups.voices)
-        self._voices_folded = {voice.casefold(): voice for voice in self._voices}
+        self._voices_folded = _folded(self._voices, str.casefold)
         self._music = {track.id: track.name for track in lookups.music}
-        self._styles = {
-            ratio: {_style_key(style.name): style.name for style in styles}
+        self._style_names = {
+            ratio: frozenset(style.name for style in styles)
             for ratio, styles in lookups.styles.items()
+        }
+        self._styles = {
+            ratio: _folded(names, _style_key) for ratio, names in self._style_names.items()
         }
         # Checked fields -> the problems found, or the corrections to make ({}: none).
         self._verdicts: dict[tuple[object, ...], tuple[RowProblem, ...] | dict[str, Any]] = {}
@@ -149,6 +165,12 @@ class Preflight:
         if voice is None or voice in self._voices:
             return fields
         canonical = self._voices_folded.get(voice.casefold())
+        if canonical == _AMBIGUOUS:
+            reason = (
+                f"{voice!r} matches several voices of this account but none exactly; "
+                "write one as `lookup voices` lists it"
+            )
+            return RowProblem("voice_id", voice, reason)
         if canonical is not None:
             return fields._replace(voice_id=canonical)
         near = _closest(voice, self._voices)
@@ -172,10 +194,17 @@ class Preflight:
         style, ratio = fields.visual_style, fields.aspect_ratio
         if style is None:
             return fields
+        if style in self._style_names.get(ratio, ()):
+            return fields  # as listed: even where another differs from it only in case
         styles = self._styles.get(ratio, {})
         canonical = styles.get(_style_key(style))
+        if canonical == _AMBIGUOUS:
+            reason = f"{style!r} matches several visual styles for {ratio} but none exactly;"
+            return RowProblem(
+                "visual_style", style, reason + " write one as `lookup styles` lists it"
+            )
         if canonical is not None:
-            return fields if canonical == style else fields._replace(visual_style=canonical)
+            return fields._replace(visual_style=canonical)
         elsewhere = [r for r, names in self._styles.items() if _style_key(style) in names]
         if elsewhere:
             reason = (

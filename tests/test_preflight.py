@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 from batch.catalog import CatalogOptions, CatalogRow, read_catalog
 from batch.errors import AccountError, ApiError
 from batch.joggai.client import JoggClient
-from batch.joggai.lookup import LookupConfig, LookupService
+from batch.joggai.lookup import LookupConfig, LookupService, VisualStyle
 from batch.payload import build_request, fingerprint
 from batch.preflight import (
     Preflight,
@@ -133,6 +134,32 @@ async def test_case_differences_are_normalised_with_a_new_fingerprint(
     assert checked.fingerprint == fingerprint(checked.fields)
     assert checked.fingerprint != row.fingerprint
     assert checked.problems == ()
+
+
+@pytest.mark.anyio
+async def test_a_name_listed_as_it_is_is_kept_and_a_fold_of_several_is_refused(
+    preflight: Preflight, tmp_path: Path
+) -> None:
+    """An account listing `Dynamic Showcase` and `dynamic  showcase`: a row naming either
+    exactly keeps it; a third spelling of both is refused, never sent as one of them."""
+    lookups = preflight.lookups
+    extra = VisualStyle("dynamic  showcase", "landscape", 9999)
+    styles = {**lookups.styles, "landscape": (*lookups.styles["landscape"], extra)}
+    twins = Preflight(dataclasses.replace(lookups, styles=styles))
+    exact, other, folded = (
+        twins.check(row)
+        for row in rows(
+            tmp_path,
+            f"{GOOD},landscape,127,0,,,Dynamic Showcase",
+            f"{GOOD},landscape,127,0,,,dynamic  showcase",
+            f"{GOOD},landscape,127,0,,,DYNAMIC SHOWCASE",
+        )
+    )
+    assert exact.fields is not None
+    assert exact.fields.visual_style == "Dynamic Showcase"
+    assert other.fields is not None
+    assert other.fields.visual_style == "dynamic  showcase"
+    assert "matches several visual styles for landscape" in reasons(folded)["visual_style"]
 
 
 @pytest.mark.anyio
