@@ -227,6 +227,21 @@ async def test_missing_media_is_a_failure_not_a_crash(tmp_path: Path) -> None:
 
 
 @pytest.mark.anyio
+async def test_a_path_whose_file_could_not_be_fetched_again_is_cleared(tmp_path: Path) -> None:
+    """The file a row's local_path named is gone and its URL answers 404 now: the row says why,
+    and names no file."""
+    path = tmp_path / "results.csv"
+    pd.DataFrame(
+        {"row": ["1"], "video_id": ["gone"], "video_status": ["completed"],
+         "video_url": [url("gone.mp4")], "local_path": [str(tmp_path / "videos" / "x.mp4")]}
+    ).to_csv(path, index=False)  # fmt: skip
+    await download(config(path), transport=MediaServer().transport)
+    frame = read_results(path)
+    assert frame["download_error"].tolist() == ["video: HTTP 404"]
+    assert frame["local_path"].tolist() == [""]
+
+
+@pytest.mark.anyio
 async def test_name_collisions_are_refused_before_fetching(results: Path) -> None:
     """A template that gives two rows the same name is a ConfigError naming both rows."""
     server = MediaServer()

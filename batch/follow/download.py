@@ -635,7 +635,9 @@ async def download(
 
 def _record(results: Path, present: Mapping[int, str], errors: Mapping[int, str]) -> None:
     """Rewrites the results file: `local_path` of fetched rows, `download_error` of every row
-    this run tried (empty when it worked). Nothing is rewritten when there is nothing to say."""
+    this run tried (empty when it worked). A row whose video this run could not fetch has no
+    `local_path` any more: the file it named is gone or not whole. Nothing is rewritten when
+    there is nothing to say."""
     failed = any(errors.values())
     if not present and not failed:
         return
@@ -643,8 +645,8 @@ def _record(results: Path, present: Mapping[int, str], errors: Mapping[int, str]
     if "local_path" not in frame.columns:
         frame["local_path"] = ""
     column = list(frame["local_path"])
-    for position, path in present.items():
-        column[position] = path
+    for position in errors:  # every row tried: fetched now, or not there
+        column[position] = present.get(position, "")
     frame["local_path"] = column
     if failed or "download_error" in frame.columns:
         if "download_error" not in frame.columns:
