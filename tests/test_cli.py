@@ -592,3 +592,26 @@ def test_sandbox_refuses_a_port_no_socket_has(port: str) -> None:
     assert result.exit_code == 2
     assert "--port" in result.stderr
     assert "0<=x<=65535" in result.stderr
+
+
+def test_a_run_that_stops_with_an_error_still_leaves_its_json(tmp_path: Path) -> None:
+    """Exit 2 (here a catalog that is not there): --json prints one document with the exit
+    code, and --summary-json replaces last night's file, which said all went well."""
+    summary = tmp_path / "summary.json"
+    summary.write_text('{"exit_code": 0}\n')
+    missing = tmp_path / "missing.csv"
+    code, out, err = invoke(
+        "run", str(missing), "--summary-json", str(summary), "--json", "--offline",
+        env={"JOGG_API_KEY": "sk-sandbox"},
+    )  # fmt: skip
+    assert code == 2
+    assert "no such catalog file" in err
+    document = json.loads(out)
+    assert document["exit_code"] == 2
+    assert "no such catalog file" in document["error"]
+    assert json.loads(summary.read_text()) == document
+    other = tmp_path / "notes.txt"  # not a summary: never written over
+    other.write_text("keep me\n")
+    code, _, _ = invoke("run", str(missing), "--summary-json", str(other), "--offline")
+    assert code == 2
+    assert other.read_text() == "keep me\n"

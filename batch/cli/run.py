@@ -3,17 +3,18 @@ read-only previews. Each parses its options, makes one library call (`batch.api`
 
 from __future__ import annotations
 
+import contextlib
+import json
 import sys
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from batch import api
+from batch import api, files
 from batch.cli.common import (
     LOCATION,
     STATE,
@@ -25,6 +26,7 @@ from batch.cli.common import (
 )
 from batch.config import Overrides, parse_duration, parse_until
 from batch.embedded import Sandbox, local_sandbox
+from batch.errors import BatchError
 from batch.joggai.quota import RateLimit
 from batch.logs import escape_controls
 from batch.runner import RunSummary
@@ -177,13 +179,39 @@ def _send(catalog: Location, action: Callable[..., RunSummary], options: dict[st
     wait = wait_limit if options.pop("wait") else None
     deadline = _deadline(options.pop("max_duration"), options.pop("until"))
     overrides = _overrides(options, deadline=deadline, progress_bar=sys.stderr.isatty())
-    with local_sandbox() if sandbox else nullcontext() as box:
-        config = api.configure(catalog, overrides, sandbox=box)
-        summary = action(config, wait=wait, handle_signals=True)
+    try:
+        with local_sandbox() if sandbox else contextlib.nullcontext() as box:
+            config = api.configure(catalog, overrides, sandbox=box)
+            summary = action(config, wait=wait, handle_signals=True)
+    except BatchError as exc:
+        _report_failure(catalog, exc, overrides.summary_json, as_json=as_json)
+        raise
     click.echo(render_summary(summary), err=True)
     if as_json:
         emit_json(summary.to_json())
     raise SystemExit(summary.exit_code)
+
+
+def _report_failure(
+    catalog: Location, error: BatchError, summary_json: Path | None, *, as_json: bool
+) -> None:
+    """A run that stopped with an error (exit 2, 4...) still leaves its one JSON document, and
+    replaces last night's summary file, which would otherwise say all went well. Only a summary
+    is replaced: the error may be that --summary-json names another file (the state)."""
+    document = {"catalog": str(catalog), "exit_code": int(error.exit_code), "error": str(error)}
+    if summary_json is not None and _is_summary(summary_json):
+        with contextlib.suppress(OSError):  # the error itself is what is reported
+            files.write_text(summary_json, json.dumps(document, indent=2) + "\n")
+    if as_json:
+        emit_json(document)
+
+
+def _is_summary(path: Path) -> bool:
+    try:
+        document = json.loads(path.read_bytes()[:1_000_000])
+    except (OSError, ValueError):
+        return False
+    return isinstance(document, dict) and "exit_code" in document
 
 
 def _duration_option(text: str, name: str) -> float:
@@ -245,7 +273,7 @@ def validate(catalog: Location, online: bool, sandbox: bool, as_json: bool, **op
       jogg-batch validate catalog.csv --online
     """
     box: Sandbox | None
-    with local_sandbox() if sandbox else nullcontext() as box:
+    with local_sandbox() if sandbox else contextlib.nullcontext() as box:
         config = api.configure(catalog, _overrides(options), sandbox=box, key_required=online)
         checked = api.validate(config, online=online)
     if as_json:
