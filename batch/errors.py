@@ -38,7 +38,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.ACCOUNT: (
         "aborted by an account error: bad key (10105), no API permission (18025), no credit (18020)"
     ),
-    ExitCode.LOCKED: "another run holds the state database",
+    ExitCode.LOCKED: (
+        "another run holds the state database (`download`: another download writes into --dest)"
+    ),
     ExitCode.TIMED_OUT: "`status --wait` / `run --wait` timed out with renders still going",
     ExitCode.DOUBLE_CHARGED: (
         "the account's listing shows a row rendered twice: a double charge (raise it with JoggAI)"

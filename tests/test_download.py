@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import fcntl
 import ipaddress
 import os
 import subprocess
@@ -21,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batch.cli.download import download as download_command
-from batch.errors import ConfigError, LocalIOError
+from batch.errors import ConfigError, LocalIOError, LockedError
 from batch.follow.download import (
     DownloadConfig,
     IPAddress,
@@ -457,3 +458,22 @@ def test_cli_zero_deadline_is_a_usage_error(results: Path) -> None:
     )
     assert outcome.exit_code == 2
     assert "--deadline" in outcome.stderr
+
+
+@pytest.mark.anyio
+async def test_a_second_download_into_the_same_folder_is_refused(results: Path) -> None:
+    """Another download holds the folder: LockedError (exit 4), nothing fetched, no file of
+    the other's touched."""
+    dest = results.parent / "videos"
+    dest.mkdir()
+    other = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        server = MediaServer()
+        with pytest.raises(LockedError, match="another download is writing into this folder"):
+            await download(config(results), transport=server.transport)
+    finally:
+        os.close(other)
+    assert list(dest.iterdir()) == []
+    summary = await download(config(results), transport=MediaServer().transport)
+    assert summary.downloaded == 2

@@ -33,6 +33,7 @@ never stops the others.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -43,8 +44,8 @@ import socket
 import stat
 import string
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
@@ -56,7 +57,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from batch.config import DEFAULT_BASE_URL
-from batch.errors import ConfigError, LocalIOError
+from batch.errors import ConfigError, LocalIOError, LockedError
 from batch.store.results import read_results, write_table
 
 log = logging.getLogger(__name__)
@@ -585,6 +586,35 @@ async def download(
         raise ConfigError(
             f"--dest {config.dest}: cannot make this folder ({exc.strerror})"
         ) from None
+    with _alone_in(config.dest):
+        return await _fetch_all(config, fetches, transport, resolver, disk_free)
+
+
+@contextmanager
+def _alone_in(dest: Path) -> Iterator[None]:
+    """One download at a time into a folder (an flock on the folder itself): two would share
+    each file's `.part`, and one could rename the other's unfinished file into place."""
+    fd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(
+                f"--dest {dest}: another download is writing into this folder; let it finish, "
+                "or give another --dest"
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
+async def _fetch_all(
+    config: DownloadConfig,
+    fetches: list[_Fetch],
+    transport: httpx.AsyncBaseTransport | None,
+    resolver: Resolver,
+    disk_free: Callable[[Path], int],
+) -> DownloadSummary:
     policy = UrlPolicy.for_base_url(config.base_url)
     gate = asyncio.Semaphore(config.concurrency)
     counts = {"downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
