@@ -594,6 +594,18 @@ def test_sandbox_refuses_a_port_no_socket_has(port: str) -> None:
     assert "0<=x<=65535" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["plan", "validate"])
+def test_plan_and_validate_print_their_json_document_on_an_error_too(
+    tmp_path: Path, command: str
+) -> None:
+    """A catalog refused as a whole (exit 2): the one --json document still comes, with the
+    error and the exit code."""
+    code, out, err = invoke(command, str(tmp_path / "missing.csv"), "--json")
+    assert code == 2
+    assert "no such catalog file" in err
+    assert json.loads(out)["exit_code"] == 2
+
+
 def test_a_run_that_stops_with_an_error_still_leaves_its_json(tmp_path: Path) -> None:
     """Exit 2 (here a catalog that is not there): --json prints one document with the exit
     code, and --summary-json replaces last night's file, which said all went well."""
@@ -609,7 +621,8 @@ def test_a_run_that_stops_with_an_error_still_leaves_its_json(tmp_path: Path) ->
     document = json.loads(out)
     assert document["exit_code"] == 2
     assert "no such catalog file" in document["error"]
-    assert json.loads(summary.read_text()) == document
+    written = json.loads(summary.read_text())
+    assert (written["exit_code"], written["error"]) == (2, document["error"])
     other = tmp_path / "notes.txt"  # not a summary: never written over
     other.write_text("keep me\n")
     code, _, _ = invoke("run", str(missing), "--summary-json", str(other), "--offline")

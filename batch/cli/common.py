@@ -44,7 +44,8 @@ def logging_options(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """A BatchError becomes its message on stderr and its exit code; others keep tracebacks."""
+    """A BatchError becomes its message on stderr and its exit code (with `--json`, also the
+    command's one document on stdout: the error and the code); others keep tracebacks."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -53,6 +54,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
         except BatchError as error:
             # Messages may quote a server; control characters must not reach the terminal.
             click.echo(f"jogg-batch: error: {logs.escape_controls(str(error))}", err=True)
+            if kwargs.get("as_json"):
+                emit_json({"error": str(error), "exit_code": int(error.exit_code)})
             raise SystemExit(int(error.exit_code)) from None
 
     return wrapper

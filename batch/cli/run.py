@@ -184,26 +184,22 @@ def _send(catalog: Location, action: Callable[..., RunSummary], options: dict[st
             config = api.configure(catalog, overrides, sandbox=box)
             summary = action(config, wait=wait, handle_signals=True)
     except BatchError as exc:
-        _report_failure(catalog, exc, overrides.summary_json, as_json=as_json)
-        raise
+        _replace_summary(catalog, exc, overrides.summary_json)
+        raise  # `reports_errors` says it, and prints the --json document
     click.echo(render_summary(summary), err=True)
     if as_json:
         emit_json(summary.to_json())
     raise SystemExit(summary.exit_code)
 
 
-def _report_failure(
-    catalog: Location, error: BatchError, summary_json: Path | None, *, as_json: bool
-) -> None:
-    """A run that stopped with an error (exit 2, 4...) still leaves its one JSON document, and
-    replaces last night's summary file, which would otherwise say all went well. Only a summary
-    is replaced: the error may be that --summary-json names another file (the state)."""
+def _replace_summary(catalog: Location, error: BatchError, summary_json: Path | None) -> None:
+    """A run that stopped with an error (exit 2, 4...) replaces last night's summary file, which
+    would otherwise say all went well. Only a summary is replaced: the error may be that
+    --summary-json names another file (the state)."""
     document = {"catalog": str(catalog), "exit_code": int(error.exit_code), "error": str(error)}
     if summary_json is not None and _is_summary(summary_json):
         with contextlib.suppress(OSError):  # the error itself is what is reported
             files.write_text(summary_json, json.dumps(document, indent=2) + "\n")
-    if as_json:
-        emit_json(document)
 
 
 def _is_summary(path: Path) -> bool:
