@@ -77,3 +77,20 @@ def configure(verbosity: int = 0, log_format: LogFormat = "text") -> None:
     # httpx logs every request at INFO; that is our chatter to decide, not theirs.
     logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
     logging.getLogger("httpcore").setLevel(max(level, logging.WARNING))
+
+
+def say(text: str, *, event: str, level: int = logging.INFO) -> None:
+    """What a command tells its reader on stderr whatever the verbosity (its summary, its error):
+    the text as it is, or with `--log-format json` one JSON record like every other line, so
+    that a log shipper reading the cron line's output parses every line."""
+    handlers = logging.getLogger().handlers
+    if not any(isinstance(handler.formatter, JsonFormatter) for handler in handlers):
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+        return
+    record = logging.makeLogRecord(
+        {"name": "batch", "levelno": level, "levelname": logging.getLevelName(level),
+         "msg": text, "event": event}
+    )  # fmt: skip
+    for handler in handlers:
+        handler.handle(record)

@@ -136,7 +136,8 @@ def test_locked_state_exits_4(tmp_path: Path) -> None:
 
 
 def test_sandbox_run_prints_summary_and_never_the_key(tmp_path: Path) -> None:
-    """run --sandbox: exit 1 for an invalid row, a summary on stderr, no key anywhere."""
+    """run --sandbox: exit 1 for an invalid row, a summary on stderr (with --log-format json,
+    one JSON record like every other line), no key anywhere."""
     rows = simple_rows(3)
     rows[2]["length"] = "45"
     catalog = write_catalog(tmp_path / "c.csv", rows)
@@ -145,10 +146,22 @@ def test_sandbox_run_prints_summary_and_never_the_key(tmp_path: Path) -> None:
     assert "run finished" in err
     assert "  submitted                 2" in err
     assert "sk-sandbox" not in err + out
-    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    events = [json.loads(line) for line in err.splitlines()]  # every line, the summary too
+    assert [e["event"] for e in events if e.get("event") == "summary"] == ["summary"]
     changes = [(e["row_key"], e["status"]) for e in events if e.get("event") == "job"]
     assert sorted(changes) == sorted((row["product_id"], "submitted") for row in rows[:2])
     assert "sk-sandbox" not in (tmp_path / "c.results.csv").read_text()
+
+
+def test_an_error_is_a_json_record_with_log_format_json(tmp_path: Path) -> None:
+    """The cron line's log stays JSON on every line when the run stops at once (exit 2)."""
+    code, _, err = invoke(
+        "run", str(tmp_path / "missing.csv"), "--log-format", "json", env={"JOGG_API_KEY": "k"}
+    )
+    assert code == 2
+    (record,) = [json.loads(line) for line in err.splitlines()]
+    assert (record["level"], record["event"]) == ("error", "error")
+    assert "no such catalog file" in record["message"]
 
 
 @pytest.mark.slow

@@ -53,7 +53,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except BatchError as error:
             # Messages may quote a server; control characters must not reach the terminal.
-            click.echo(f"jogg-batch: error: {logs.escape_controls(str(error))}", err=True)
+            message = f"jogg-batch: error: {logs.escape_controls(str(error))}"
+            logs.say(message, event="error", level=logging.ERROR)
             if kwargs.get("as_json"):
                 emit_json({"error": str(error), "exit_code": int(error.exit_code)})
             raise SystemExit(int(error.exit_code)) from None

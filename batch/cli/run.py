@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from batch import api, files
+from batch import api, files, logs
 from batch.cli.common import (
     LOCATION,
     STATE,
@@ -186,7 +186,7 @@ def _send(catalog: Location, action: Callable[..., RunSummary], options: dict[st
     except BatchError as exc:
         _replace_summary(catalog, exc, overrides.summary_json)
         raise  # `reports_errors` says it, and prints the --json document
-    click.echo(render_summary(summary), err=True)
+    logs.say(render_summary(summary), event="summary")
     if as_json:
         emit_json(summary.to_json())
     raise SystemExit(summary.exit_code)
