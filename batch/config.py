@@ -29,7 +29,7 @@ from batch.joggai.quota import RateLimit, parse_rate
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
 from batch.storage import Location, parse_location
-from batch.store.backend import StateLocation, state_location
+from batch.store.backend import DatabaseURL, PostgresDatabase, StateLocation, state_location
 from batch.store.ledgers import choose_state
 
 DEFAULT_BASE_URL = "https://api.jogg.ai"
@@ -514,7 +514,19 @@ def ledger_location(
             )
     elif isinstance(chosen, Path) and not chosen.is_file():
         raise StateError(f"{chosen}: no state database here; check the path")
+    elif isinstance(chosen, DatabaseURL) and not _holds_a_ledger(chosen):
+        # Opening it as a state would make the tables there (a typo in the database's name).
+        raise StateError(f"{chosen}: this database holds no jogg-batch ledger; check its name")
     return chosen
+
+
+def _holds_a_ledger(url: DatabaseURL) -> bool:
+    database = PostgresDatabase(url, read_only=True)
+    try:
+        row = database.execute("SELECT to_regclass('jobs') IS NOT NULL").fetchone()
+    finally:
+        database.close()
+    return bool(row and row[0])
 
 
 def build_track_config(

@@ -95,3 +95,18 @@ def test_state_commands_find_the_ledger_as_a_run_does(tmp_path: Path) -> None:
     by_env = cli.invoke(main, ["state", "info"], env=env | {"JOGG_STATE_URL": str(nightly)})
     assert by_env.exit_code == 0, by_env.output
     assert f"ledger          {nightly}" in by_env.output
+
+
+def test_state_commands_never_make_a_ledger_in_a_database_without_one(postgres_url: str) -> None:
+    """A database named by mistake (an empty one): `state info` refuses it (exit 2) and leaves
+    it as it was, as a missing SQLite file is refused."""
+    import psycopg
+
+    shown = CliRunner().invoke(main, ["state", "info", "--state", postgres_url])
+    assert shown.exit_code == 2
+    assert "holds no jogg-batch ledger" in shown.output
+    with psycopg.connect(postgres_url) as db:
+        (tables,) = db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+        ).fetchone()  # type: ignore[misc]
+    assert tables == 0
