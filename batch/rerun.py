@@ -89,15 +89,8 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         unknown_rows = {n + 1 for n, status in enumerate(todo["status"]) if status == "unknown"}
         try:
             drifted = _enter_unknowns(subset_config, unknown_rows)
-            if not drifted:
-                summary = await runner.run_async(subset_config, handle_signals=handle_signals)
         except CatalogError as exc:
-            # The rows to retry are a catalog of their own here; the person knows the file.
-            told = str(exc).replace(str(subset), f"{config.catalog} (its rows to retry)")
-            raise CatalogError(
-                f"{told}. If its run was given a settings file (--config: column names, "
-                "defaults), retry with the same --config"
-            ) from exc
+            raise _of_the_file(exc, subset, config.catalog) from exc
         if drifted:
             numbers = ", ".join(str(todo["row"].iloc[n - 1]) for n in drifted)
             raise CatalogError(
@@ -106,6 +99,10 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
                 "another video while the first may have been made, so nothing was sent. Run "
                 "the catalog again: it looks the lost requests up in the account"
             )
+        try:
+            summary = await runner.run_async(subset_config, handle_signals=handle_signals)
+        except CatalogError as exc:
+            raise _of_the_file(exc, subset, config.catalog) from exc
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
     if config.results == config.catalog and storage.version(config.catalog) != version:
@@ -119,6 +116,15 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     summary.results = str(config.results)
     runner.write_summary_json(config, summary)
     return summary
+
+
+def _of_the_file(error: CatalogError, subset: Path, results: Location) -> CatalogError:
+    """The rows to retry are a catalog of their own here; the person knows the results file."""
+    told = str(error).replace(str(subset), f"{results} (its rows to retry)")
+    return CatalogError(
+        f"{told}. If its run was given a settings file (--config: column names, defaults), "
+        "retry with the same --config"
+    )
 
 
 def _nothing_to_retry(config: RunConfig, frame: pd.DataFrame) -> RunSummary:
