@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -365,19 +366,29 @@ def _plain_numbers(frame: pd.DataFrame, path: Location) -> pd.DataFrame:
         whole = pa.types.is_integer(field.type)
         if field.name not in frame.columns or not (whole or pa.types.is_floating(field.type)):
             continue
-        plain = []
-        for position, text in enumerate(frame[field.name]):
-            value = str(text).strip()
-            number = _plain_number(value, whole=whole) if value else ""
+        cells = frame[field.name]
+        stripped = pc.utf8_trim_whitespace(pa.array(cells.astype(str), pa.string()))
+        # Cells as jogg-batch wrote them are matched in C; only the others are read one by one
+        # (a million-row file took seconds per column in Python).
+        as_written = pc.match_substring_regex(stripped, _WRITTEN_WHOLE if whole else _WRITTEN)
+        plain = stripped.to_pylist()
+        for position in np.flatnonzero(~as_written.to_numpy(zero_copy_only=False)):
+            number = _plain_number(plain[position], whole=whole)
             if number is None:
                 kind = "a whole number" if whole else "a number"
                 raise CatalogError(
-                    f"{path}: row {position + 1}, column {field.name!r}: {text!r} is not {kind}; "
-                    "jogg-batch wrote it as one: put back the value it wrote, or empty the cell"
+                    f"{path}: row {position + 1}, column {field.name!r}: "
+                    f"{cells.iat[position]!r} is not {kind}; jogg-batch wrote it as one: put "
+                    "back the value it wrote, or empty the cell"
                 )
-            plain.append(number)
+            plain[position] = number
         frame[field.name] = pd.Series(plain, index=frame.index, dtype=object)
     return frame
+
+
+# Empty, or a number as jogg-batch writes one.
+_WRITTEN_WHOLE = r"^([+-]?\d+)?$"
+_WRITTEN = r"^([+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?)?$"
 
 
 def _plain_number(text: str, *, whole: bool) -> str | None:
