@@ -170,85 +170,37 @@ def capped(videos: list[dict[str, Any]], per_page: int, total: object) -> Handle
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("total", "pages"),
+    ("count", "per_page", "total", "pages"),
     [
-        (5, [1, 2, 3, 4, 5, 6]),  # every page full by its own size: on to the empty page
-        (7, [1, 2, 3, 4, 5, 6]),  # a count past the end: the same
+        # Pages of one for two asked, each saying page_size 1: full by the server's own size,
+        # so read on to the empty page, with a count, a count past the end, or none.
+        (5, 1, 5, [1, 2, 3, 4, 5, 6]),
+        (5, 1, 7, [1, 2, 3, 4, 5, 6]),
+        (3, 1, None, [1, 2, 3, 4]),
+        # Full pages are read on whatever a count too low says; the short page then ends it.
+        (5, 2, 2, [1, 2, 3]),
+        # No count: the short page is the last one, as most listings mean it.
+        (3, 2, None, [1, 2]),
     ],
 )
-async def test_a_server_sending_fewer_videos_a_page_than_asked_is_read_to_its_count(
-    state: StateStore, total: int, pages: list[int]
+async def test_a_listing_ends_where_its_pages_say_not_at_the_first_short_page(
+    state: StateStore, count: int, per_page: int, total: int | None, pages: list[int]
 ) -> None:
-    """A page shorter than asked ends the walk only without a count: a server with a smaller
-    page size of its own is read to its last video, so absence is never proven from one page."""
-    videos = [video(n, 9_000.0 - n) for n in range(1, 6)]
+    """A page shorter than asked ends the walk only when it is short by the server's own page
+    size too and every video counted is read: a server with smaller pages is read to its last
+    video, so absence is never proven from one page."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, count + 1)]
     requested: list[int] = []
 
     def counting(request: httpx.Request) -> httpx.Response:
         requested.append(int(request.url.params["page"]))
-        return capped(videos, 1, total)(request)
+        return capped(videos, per_page, total)(request)
 
     async with client_for(counting) as client:
         sync = await index(client, state).sync()
     assert requested == pages
     assert sync.reached == -math.inf
-    assert state.listed_video(f"{5:012x}") == "v5"
-
-
-@pytest.mark.anyio
-async def test_a_count_too_low_does_not_end_the_listing_at_a_full_page(
-    state: StateStore,
-) -> None:
-    """Full pages are read on whatever `total` says; the short page then ends the walk."""
-    videos = [video(n, 9_000.0 - n) for n in range(1, 6)]
-    requested: list[int] = []
-
-    def counting(request: httpx.Request) -> httpx.Response:
-        requested.append(int(request.url.params["page"]))
-        return capped(videos, 2, 2)(request)
-
-    async with client_for(counting) as client:
-        await index(client, state).sync()
-    assert requested == [1, 2, 3]
-    assert state.listed_video(f"{5:012x}") == "v5"
-
-
-@pytest.mark.anyio
-async def test_without_a_count_a_page_as_long_as_the_servers_page_size_is_read_on(
-    state: StateStore,
-) -> None:
-    """No `total`, pages of one video for two asked, each saying `page_size` 1: read on to the
-    empty page."""
-    videos = [video(n, 9_000.0 - n) for n in range(1, 4)]
-    requested: list[int] = []
-
-    def counting(request: httpx.Request) -> httpx.Response:
-        requested.append(int(request.url.params["page"]))
-        return capped(videos, 1, None)(request)
-
-    async with client_for(counting) as client:
-        await index(client, state).sync()
-    assert requested == [1, 2, 3, 4]
-    assert state.listed_video(f"{3:012x}") == "v3"
-
-
-@pytest.mark.anyio
-async def test_without_a_count_a_page_shorter_than_asked_ends_the_listing(
-    state: StateStore,
-) -> None:
-    """No `total`: the short page is the last one, as most listings mean it."""
-    videos = [video(n, 9_000.0 - n) for n in range(1, 4)]
-    requested: list[int] = []
-
-    def counting(request: httpx.Request) -> httpx.Response:
-        requested.append(int(request.url.params["page"]))
-        return capped(videos, 2, None)(request)
-
-    async with client_for(counting) as client:
-        sync = await index(client, state).sync()
-    assert requested == [1, 2]
-    assert sync.reached == -math.inf
-    assert state.listed_video(f"{3:012x}") == "v3"
+    assert state.listed_video(f"{count:012x}") == f"v{count}"
 
 
 def endless(total: object, *, repeat_after: int | None = None) -> Handler:

@@ -107,20 +107,33 @@ def test_retry_summary_names_the_results_file(
     assert (written["catalog"], written["results"]) == (str(results), str(results))
 
 
+def _first_row_unknown(results: Path, **cells: str) -> None:
+    """Row 1 of the results file says its answer was lost (and holds `cells` besides)."""
+    frame = read_results(results)
+    for column, value in {"status": "unknown", "video_id": "", **cells}.items():
+        frame.at[0, column] = value
+    frame.to_csv(results, index=False)
+
+
+def _state_from_before_the_request(state: Path) -> list[tuple[str, str]]:
+    """The state as restored from a backup taken before its submitted job was sent; returns
+    that job's (fingerprint, tag)."""
+    with sqlite3.connect(state) as db:
+        sent = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'submitted'").fetchall()
+        db.execute("DELETE FROM attempts")
+        db.execute("DELETE FROM jobs WHERE status = 'submitted'")
+    db.close()
+    return sent
+
+
 def test_an_unknown_row_the_state_lost_is_entered_as_the_runs_request(
     tmp_path: Path, half_run: tuple[Path, tuple[str, ...]]
 ) -> None:
     """An `unknown` row entered from the results file gets the run's fingerprint (and tag)."""
     _, args = half_run
     results = tmp_path / "c.results.csv"
-    frame = read_results(results)
-    frame.at[0, "status"], frame.at[0, "video_id"] = "unknown", ""
-    frame.to_csv(results, index=False)
-    with sqlite3.connect(tmp_path / "s.db") as db:  # a state restored from before that request
-        sent = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'submitted'").fetchall()
-        db.execute("DELETE FROM attempts")
-        db.execute("DELETE FROM jobs WHERE status = 'submitted'")
-    db.close()
+    _first_row_unknown(results)
+    sent = _state_from_before_the_request(tmp_path / "s.db")
     invoke("retry", str(results), "--state", str(tmp_path / "s.db"), *args)
     with sqlite3.connect(tmp_path / "s.db") as db:
         entered = db.execute("SELECT fingerprint, tag FROM jobs WHERE status = 'unknown'")
@@ -136,9 +149,7 @@ def test_an_unknown_row_the_file_now_gives_another_request_is_refused(
     made, and says to run the catalog again."""
     _, args = half_run
     results = tmp_path / "c.results.csv"
-    frame = read_results(results)
-    frame.at[0, "status"], frame.at[0, "video_id"], frame.at[0, "length"] = "unknown", "", "60"
-    frame.to_csv(results, index=False)
+    _first_row_unknown(results, length="60")
     with sqlite3.connect(tmp_path / "s.db") as db:  # its answer was lost
         db.execute("UPDATE jobs SET status = 'unknown', video_id = NULL WHERE status = 'submitted'")
     db.close()
@@ -155,12 +166,9 @@ def test_a_dry_run_retry_enters_nothing_in_the_ledger(
     """An `unknown` row the state lost is not entered as a job by a dry run."""
     _, args = half_run
     results = tmp_path / "c.results.csv"
-    frame = read_results(results)
-    frame.at[0, "status"], frame.at[0, "video_id"] = "unknown", ""
-    frame.to_csv(results, index=False)
-    with sqlite3.connect(tmp_path / "s.db") as db:  # a state restored from before that request
-        db.execute("DELETE FROM attempts")
-        db.execute("DELETE FROM jobs WHERE status = 'submitted'")
+    _first_row_unknown(results)
+    _state_from_before_the_request(tmp_path / "s.db")
+    with sqlite3.connect(tmp_path / "s.db") as db:
         before = db.execute("SELECT count(*) FROM jobs").fetchone()
     db.close()
     code, err = invoke("retry", str(results), "--dry-run", "--state", str(tmp_path / "s.db"), *args)
