@@ -28,7 +28,6 @@ from batch.config import Overrides, parse_duration, parse_until
 from batch.embedded import Sandbox, local_sandbox
 from batch.errors import BatchError
 from batch.joggai.quota import RateLimit
-from batch.logs import escape_controls
 from batch.runner import RunSummary
 from batch.storage import Location
 
@@ -313,7 +312,7 @@ def render_plan(summary: RunSummary, rate: RateLimit | None) -> str:
         lines.append(f"  {'time at ' + str(rate):<18} {_duration(minutes * 60):>8}")
     if counts.unknown:
         lines.append(f"  ({counts.unknown} unknown outcome(s) are looked up before any resend)")
-    return "\n".join(map(escape_controls, lines))  # a name or a reason is one line
+    return "\n".join(map(logs.escape_controls, lines))  # a name or a reason is one line
 
 
 def _duration(seconds: float) -> str:
@@ -341,4 +340,4 @@ def render_summary(summary: RunSummary) -> str:
     lines.append(f"  results: {summary.results}")
     if (renders := summary.renders) is not None:
         lines.append(f"renders: {render_renders(renders)}")
-    return "\n".join(map(escape_controls, lines))  # a name or a reason is one line
+    return "\n".join(map(logs.escape_controls, lines))  # a name or a reason is one line

@@ -68,8 +68,6 @@ async def track_async(
 ) -> PollSummary:
     """Polls every submitted, unfinished video once (or until final with `wait`), then looks
     for double charges in the account's listing. `legacy`: a 0.1 state to merge first."""
-    if results is not None and is_file(results):  # refused before any request, not after
-        require_columns(read_results(results), results, ("video_id",), "status")
     with StateStore(state_path) as store:
         if legacy is not None:
             store.absorb(legacy)
