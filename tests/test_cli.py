@@ -549,6 +549,32 @@ def test_run_status_and_download_json(tmp_path: Path, sandbox_url: str) -> None:
     assert "2 downloaded" in err
 
 
+def test_every_command_keeps_its_log_json_with_log_format_json(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """With --log-format json, the summaries of validate, status, download and state prune are
+    JSON records like every other line on stderr."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    state, results = tmp_path / "s.db", tmp_path / "c.results.csv"
+    env = {"JOGG_API_KEY": "sk-sandbox", "JOGG_BASE_URL": sandbox_url}
+    assert invoke("run", str(catalog), "--state", str(state), env=env)[0] == 0
+    commands = [
+        ("validate", str(catalog)),
+        ("status", str(results), "--state", str(state), "--wait", "--timeout", "30s"),
+        ("download", str(results), "--dest", str(tmp_path / "v"), "--json"),
+        ("state", "prune", "--keep-runs", "1", "--state", str(state)),
+    ]
+    summaries = []
+    for command in commands:
+        code, _, err = invoke(*command, "--log-format", "json", env=env)
+        assert code == 0, err
+        records = [json.loads(line) for line in err.splitlines()]
+        summaries += [r["message"] for r in records if r.get("event") == "summary"]
+    assert summaries[0].endswith("no problems")
+    assert "completed" in summaries[1]
+    assert summaries[2:] == ["2 downloaded, 0 already there, 0 failed", "pruned 0 run(s)"]
+
+
 def test_readme_tables_are_generated_from_the_code() -> None:
     """The README's command table and exit codes are what cog makes of the code now."""
     from cogapp import Cog

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from batch import logs
 from batch.cli.common import LOCATION, emit_json, json_option, logging_options, reports_errors
 from batch.config import Overrides, resolve
 from batch.errors import ConfigError, ExitCode
@@ -105,7 +106,7 @@ def download(
         f"{summary.downloaded} downloaded, {summary.skipped} already there, {summary.failed} failed"
     )
     if as_json:
-        click.echo(line, err=True)
+        logs.say(line, event="summary")
         emit_json(dataclasses.asdict(summary))
     else:
         click.echo(line)

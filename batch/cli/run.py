@@ -277,7 +277,7 @@ def validate(catalog: Location, online: bool, sandbox: bool, as_json: bool, **op
         for problem in checked.problems:
             click.echo(problem.message)
     count = len(checked.problems)
-    click.echo(f"{catalog}: {f'{count} problem(s)' if count else 'no problems'}", err=True)
+    logs.say(f"{catalog}: {f'{count} problem(s)' if count else 'no problems'}", event="summary")
     raise SystemExit(int(checked.exit_code))
 
 

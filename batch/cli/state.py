@@ -8,6 +8,7 @@ from typing import ParamSpec, TypeVar
 
 import click
 
+from batch import logs
 from batch.cli.common import STATE, logging_options, reports_errors
 from batch.config import Overrides, ledger_location
 from batch.store import StateStore
@@ -72,7 +73,7 @@ def prune(keep_runs: int, state: StateLocation | None, config_path: Path | None)
     with StateStore(_ledger(state, config_path)) as store:
         store.lock()
         pruned = store.prune(keep_runs)
-    click.echo(f"pruned {pruned} run(s)", err=True)
+    logs.say(f"pruned {pruned} run(s)", event="summary")
 
 
 @state.command()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from batch import api
+from batch import api, logs
 from batch.cli.common import (
     LOCATION,
     STATE,
@@ -64,7 +64,7 @@ def status(
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     overrides = Overrides(config_path=config_path, state=state, base_url=base_url)
     summary = api.track(api.track_config(results, overrides), wait=seconds if wait else None)
-    click.echo(render_renders(summary), err=True)
+    logs.say(render_renders(summary), event="summary")
     if as_json:
         emit_json({**dataclasses.asdict(summary), "exit_code": int(summary.exit_code)})
     raise SystemExit(int(summary.exit_code))
