@@ -37,6 +37,7 @@ from batch.storage import Location
 from batch.store import StateStore, xlsx
 from batch.store.results import (
     RESULT_COLUMNS,
+    WRITTEN_COLUMNS,
     catalog_name,
     read_results,
     require_columns,
@@ -70,7 +71,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
         )
         return _nothing_to_retry(config, frame)
-    inputs = todo.drop(columns=[c for c in RESULT_COLUMNS if c in todo.columns])
+    inputs = todo.drop(columns=[c for c in WRITTEN_COLUMNS if c in todo.columns])
     inputs = inputs.rename(columns=catalog_name)
     if results_format(config.catalog) == "xlsx":
         _refuse_cut_cells(config.catalog, inputs, todo["row"])

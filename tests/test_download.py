@@ -14,6 +14,7 @@ from pathlib import Path
 import httpcore
 import httpx
 import pandas as pd
+import pyarrow as pa
 import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
@@ -33,7 +34,8 @@ from batch.follow.download import (
     file_name,
     refusal,
 )
-from batch.store.results import read_results
+from batch.store import results as stored
+from batch.store.results import catalog_name, read_results, state_outcomes
 
 MEDIA = {
     "v1.mp4": b"first video " * 1000,
@@ -225,6 +227,26 @@ async def test_missing_media_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     assert summary.failures[0].reason == "HTTP 404"
     assert list((tmp_path / "videos").iterdir()) == []
     assert read_results(path)["download_error"].tolist() == ["video: HTTP 404"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", ["r.csv", "r.parquet"])
+async def test_a_catalog_column_named_download_error_is_kept(tmp_path: Path, name: str) -> None:
+    """A catalog's own `download_error` column is written as `input_download_error`: download's
+    reasons go beside it, a rewrite keeps both, and a retry reads the catalog's name back."""
+    path = tmp_path / name
+    inputs = pa.table(
+        {"product_id": ["P1"], "download_error": ["the catalog's note"], "local_path": ["x"]}
+    )
+    state_row = (1, "submitted", "gone", None, None, 1, None, "completed", url("gone.mp4"))
+    outcomes = state_outcomes([(*state_row, *[None] * 6)], 1, 1)
+    stored.write_results(path, [inputs], lambda first, last: outcomes)
+    await download(config(path), transport=MediaServer().transport)
+    frame = read_results(path)
+    assert frame["input_download_error"].tolist() == ["the catalog's note"]
+    assert frame["download_error"].tolist() == ["video: HTTP 404"]
+    assert frame["input_local_path"].tolist() == ["x"]
+    assert catalog_name("input_download_error") == "download_error"
 
 
 @pytest.mark.anyio

@@ -58,7 +58,7 @@ from tqdm import tqdm
 
 from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError, LocalIOError, LockedError
-from batch.store.results import read_results, write_table
+from batch.store.results import DOWNLOAD_ERROR, read_results, write_table
 
 log = logging.getLogger(__name__)
 
@@ -678,13 +678,13 @@ def _record(results: Path, present: Mapping[int, str], errors: Mapping[int, str]
     for position in errors:  # every row tried: fetched now, or not there
         column[position] = present.get(position, "")
     frame["local_path"] = column
-    if failed or "download_error" in frame.columns:
-        if "download_error" not in frame.columns:
-            frame["download_error"] = ""
-        reasons = list(frame["download_error"])
+    if failed or DOWNLOAD_ERROR in frame.columns:
+        if DOWNLOAD_ERROR not in frame.columns:
+            frame[DOWNLOAD_ERROR] = ""
+        reasons = list(frame[DOWNLOAD_ERROR])
         for position, reason in errors.items():
             reasons[position] = reason
-        frame["download_error"] = reasons
+        frame[DOWNLOAD_ERROR] = reasons
     write_table(frame, results)
 
 

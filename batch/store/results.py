@@ -61,6 +61,11 @@ OUTCOME_SCHEMA = pa.schema(
     ]
 )
 RESULT_COLUMNS = tuple(OUTCOME_SCHEMA.names)
+# Why `download` did not fetch a row's file: a column it adds to the results file when needed.
+DOWNLOAD_ERROR = "download_error"
+# The names jogg-batch writes: what a retry drops from a results file, and what a catalog
+# column of the same name is renamed away from.
+WRITTEN_COLUMNS = (*RESULT_COLUMNS, DOWNLOAD_ERROR)
 # A catalog column named like an outcome column (`status`), or like one renamed so
 # (`input_status`), is written with one more of this prefix: `results_name`, `catalog_name`.
 INPUT_PREFIX = "input_"
@@ -181,7 +186,7 @@ def _is_outcome_name(name: str) -> bool:
     """An outcome column's name, under any number of `input_` prefixes."""
     while name.startswith(INPUT_PREFIX):
         name = name.removeprefix(INPUT_PREFIX)
-    return name in RESULT_COLUMNS
+    return name in WRITTEN_COLUMNS
 
 
 def _joined(inputs: pa.Table, outcomes: pa.Table) -> pa.Table:
@@ -464,10 +469,13 @@ def _typed_as_before(inputs: pa.Table, path: Location) -> pa.Table:
 def write_table(frame: pd.DataFrame, path: Location) -> None:
     """Rewrites a whole results frame atomically (status, download and listen use this)."""
     inputs = pa.Table.from_pandas(
-        frame.drop(columns=[c for c in RESULT_COLUMNS if c in frame.columns]), preserve_index=False
+        frame.drop(columns=[c for c in WRITTEN_COLUMNS if c in frame.columns]), preserve_index=False
     )
     if results_format(path) == "parquet":
         inputs = _typed_as_before(inputs, path)
     inputs = inputs.rename_columns([catalog_name(name) for name in inputs.column_names])
-    tables = [_joined(inputs, _frame_outcomes(frame))]
-    _write_tables(path, tables, frame.attrs.get("delimiter", ","))
+    table = _joined(inputs, _frame_outcomes(frame))
+    if DOWNLOAD_ERROR in frame.columns:
+        reasons = pa.array(frame[DOWNLOAD_ERROR], pa.string(), from_pandas=True)
+        table = table.append_column(DOWNLOAD_ERROR, reasons)
+    _write_tables(path, [table], frame.attrs.get("delimiter", ","))
