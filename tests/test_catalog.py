@@ -612,6 +612,47 @@ def test_column_mapping_ignores_case_and_spaces(tmp_path: Path) -> None:
     assert rows[0].key == "A1"
 
 
+def test_headers_match_with_spaces_dashes_or_invisible_characters_for_underscores(
+    tmp_path: Path,
+) -> None:
+    """`Product ID`, `Aspect Ratio`, `video-name` and a header holding a zero-width space are
+    their request columns, as people and spreadsheets write them; never passed through."""
+    path = write(
+        tmp_path, "c.csv", "Product ID,Aspect Ratio,video-name,length\u200b\nA1,9:16,Mug,60\n"
+    )
+    fields = rows_of(path)[0].fields
+    assert fields is not None
+    assert (fields.product_id, fields.aspect_ratio, fields.name, fields.length) == (
+        "A1", "portrait", "Mug", "60"
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("header", "meant"),
+    [("Captions", "caption"), ("Video Length", "length"), ("langauge", "language"),
+     ("image_url", "image_urls"), ("voices", "voice_id")],
+)  # fmt: skip
+def test_a_header_spelt_almost_as_a_missing_request_column_is_refused(
+    tmp_path: Path, header: str, meant: str
+) -> None:
+    """Its cells would be passed through unused and every row sent with the default: refused,
+    naming the column meant and the mapping that would use it."""
+    path = write(tmp_path, "c.csv", f"product_id,{header}\nA1,x\n")
+    with pytest.raises(CatalogError, match=f"column '{header}' is not a request column") as caught:
+        rows_of(path)
+    assert f'("{header}" = "{meant}")' in str(caught.value)
+
+
+def test_a_near_header_beside_its_request_column_passes_through(tmp_path: Path) -> None:
+    """`captions` beside `caption`, or mapped by [columns], is the catalog's own column."""
+    beside = write(tmp_path, "c.csv", "product_id,caption,captions\nA1,yes,the words\n")
+    assert rows_of(beside)[0].fields is not None
+    mapped = write(tmp_path, "m.csv", "product_id,Captions\nA1,yes\n")
+    fields = rows_of(mapped, CatalogOptions(columns={"Captions": "caption"}))[0].fields
+    assert fields is not None
+    assert fields.caption is True
+
+
 def test_row_key_names_a_pass_through_column(tmp_path: Path) -> None:
     """The row key is the named column's value, or `row N` when empty."""
     path = write(tmp_path, "c.csv", "product_id,sku\nA1,SKU-1\nA2,\n")

@@ -56,6 +56,15 @@ def huge_cell(size: int) -> bytes:
     return lines("product_id,notes,length", f'{IDS[0]},"{"x" * size}",15', f"{IDS[1]},short,15")
 
 
+def wide_csv(first: str, last: str, values: list[str]) -> bytes:
+    """5,000 attribute columns (about 90 KiB of header) between `first` and `last`; a row per
+    value of `last`, the other column filling in a sandbox product or a length."""
+    attributes = [f"attribute_column_{i:05d}" for i in range(5000)]
+    fill = dict(zip(values, IDS, strict=False)) if last == "length" else dict.fromkeys(values, "15")
+    body = [",".join([fill[value], *["v"] * len(attributes), value]) for value in values]
+    return lines(",".join([first, *attributes, last]), *body)
+
+
 @dataclass(frozen=True)
 class Case:
     """One file of the corpus; `sent` is what a run must send, `says` what its message names."""
@@ -131,6 +140,18 @@ CORPUS = [
          ("excel_sep_ragged.csv line 4 (row 2): has 4 cells where the header has 3",)),
     Case("nul_deep.csv", lambda: big_csv(3000, 2999, f"{IDS[0]},a\x00b,15"), 2,
          ("line 3000 (row 2999): column 'title' holds a NUL byte",)),
+    # A pivoted export's header past 64 KiB is read whole: the `length` of row 2 is refused.
+    Case("wide_header.csv", lambda: wide_csv("product_id", "length", ["15", "45"]), 1,
+         sent=1),
+    Case("wide_header_id_last.csv", lambda: wide_csv("length", "product_id", IDS[:2]), 0,
+         sent=2),
+    # Classic Mac line ends (a lone CR), as Excel for Mac's "CSV (Macintosh)" writes them.
+    Case("mac_line_ends.csv", lambda: GOOD.replace("\n", "\r").encode(), 0, sent=2),
+    Case("mac_sep_line.csv", lambda: lines("sep=;", "product_id;title;length",
+         f"{IDS[0]};Mug;15", end="\r"), 0, sent=1),
+    Case("header_no_line_end.csv", lambda: b"product_id,title,length", 0),
+    Case("near_miss_header.csv", lambda: lines("product_id,title,Captions", f"{IDS[0]},Mug,yes"),
+         2, ("column 'Captions' is not a request column", '("Captions" = "caption")')),
 ]  # fmt: skip
 
 
@@ -178,6 +199,21 @@ def test_validate_refuses_what_run_refuses(tmp_path: Path, case: Case) -> None:
     code, output, exception = invoke("validate", str(catalog))
     assert code == case.code, output
     assert_reported(code, output, exception, case)
+
+
+@pytest.mark.parametrize("key", ["product_id", "product_name"])
+def test_two_exports_joined_with_their_byte_order_marks_never_send_the_second_header(
+    tmp_path: Path, key: str
+) -> None:
+    """`cat` of two Excel "CSV UTF-8" exports: the second header, behind its byte order mark,
+    is the row that repeats the header line, whatever column comes first."""
+    catalog = tmp_path / "joined.csv"
+    header = f"{key},description,length"
+    first, second = (lines(header, f"{value},A thing,15") for value in IDS[:2])
+    catalog.write_bytes(b"\xef\xbb\xbf" + first + b"\xef\xbb\xbf" + second)
+    code, output, _ = invoke("validate", str(catalog))
+    assert code == 1, output
+    assert f"joined.csv row 2, column '{key}': the row repeats the header line" in output
 
 
 def test_excels_unicode_text_export_is_read_and_passed_through_as_typed(

@@ -134,8 +134,16 @@ def spreadsheet_error(value: object) -> str | None:
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
 
 
+_HEADER_SEPARATORS: Final = re.compile(r"[\s-]+")
+
+
 def _header_key(header: str) -> str:
-    return header.strip().lower()
+    """How a header is matched: ignoring case, surrounding spaces and invisible characters, and
+    with spaces and dashes inside it as `_`, so `Aspect Ratio`, `aspect-ratio` and a header
+    holding a zero-width space are all `aspect_ratio` (people write them so; a header that
+    matched no column would be passed through, and the request sent with the default)."""
+    visible = header if header.isascii() else _visible(header)
+    return _HEADER_SEPARATORS.sub("_", visible.strip()).lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +156,7 @@ class ColumnPlan:
 
 
 def check_headers(path: Location, headers: Sequence[str]) -> None:
-    """Every column has a name of its own, even ignoring case and surrounding spaces.
+    """Every column has a name of its own, even ignoring case, spaces and dashes.
 
     Columns are matched that way, and the results file keeps every column by its name, so a
     repeated, empty or colliding name is refused (CatalogError naming the columns by position)
@@ -172,8 +180,8 @@ def check_headers(path: Location, headers: Sequence[str]) -> None:
         else:
             names = ", ".join(repr(header) for _, header in same)
             problems.append(
-                f"columns {positions} ({names}) are the same name once case and "
-                "surrounding spaces are ignored"
+                f"columns {positions} ({names}) are the same name once case, spaces and "
+                "dashes are ignored"
             )
     if problems:
         fix = "give every column a name of its own in the first line"
@@ -210,6 +218,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
                 "rename or drop one, or fix the [columns] mapping"
             )
         canonical[target] = header
+    _refuse_near_misses(path, headers, canonical, mapping)
     if not any(source in canonical for source in _PRODUCT_SOURCES):
         raise CatalogError(
             f"{path}: has no product_id column (nor product_url); name the column product_id, "
@@ -219,6 +228,40 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     template_names.update({_header_key(header): header for header in headers})
     template_names.update({header: header for header in headers})
     return ColumnPlan(canonical, _key_header(path, headers, canonical, options), template_names)
+
+
+def _near_column(key: str) -> str | None:
+    """The request column a header that is none seems meant for: its plural or singular, with
+    `video_` before it or without `_id` after it, or a close spelling (`Captions`,
+    `Video Length`, `Voice`, `langauge`)."""
+    spellings = set()
+    for bare in (key, key.removeprefix("video_")):
+        spellings |= {bare, bare + "s", bare.removesuffix("s")}
+    spellings |= {spelling + "_id" for spelling in spellings}
+    for name in CANONICAL_COLUMNS:
+        if name in spellings:
+            return name
+    close = difflib.get_close_matches(key, CANONICAL_COLUMNS, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
+def _refuse_near_misses(
+    path: Location, headers: Sequence[str], canonical: dict[str, str], mapping: dict[str, str]
+) -> None:
+    """CatalogError for a header that is spelled almost as a request column the catalog lacks:
+    its cells would be passed through unused, and every row sent with the default instead."""
+    for header in headers:
+        key = _header_key(header)
+        if key in mapping or key in _COLUMNS:
+            continue
+        near = _near_column(key)
+        if near is not None and near not in canonical:
+            raise CatalogError(
+                f"{path}: column {header!r} is not a request column, so every row would be sent "
+                f"with the default {near}; name the column {near}, map it in the [columns] "
+                f'settings table ("{header}" = "{near}"), or rename it if it is not meant as '
+                f"{near}"
+            )
 
 
 def _check_mapped_headers(path: Location, headers: Sequence[str], options: CatalogOptions) -> None:
@@ -542,17 +585,21 @@ def resolve_rows(
 
 
 _REPEATED_HEADER: Final = "the row repeats the header line (files joined together?); delete it"
+# Invisible characters an export leaves at a cell's ends: a byte order mark, zero-width spaces
+# and joiners, direction marks.
+_INVISIBLE: Final = "\ufeff\u200b\u200c\u200d\u2060\u200e\u200f"
 
 
 def _header_repeats(table: pa.Table) -> list[int]:
-    """The rows whose every cell is its column's name, ignoring case and surrounding spaces:
-    the header line again below the first, as two exports joined with `cat` have it."""
+    """The rows whose every cell is its column's name, ignoring case, surrounding spaces and
+    invisible characters: the header line again below the first, as two exports joined with
+    `cat` have it (the second with its byte order mark)."""
     same: pa.ChunkedArray | None = None
     for name, column in zip(table.column_names, table.columns, strict=True):
         if not pa.types.is_string(column.type):
             return []  # a typed column (Parquet, JSON Lines) holds no header text
-        cells = pc.utf8_lower(pc.utf8_trim_whitespace(column))
-        equal = pc.fill_null(pc.equal(cells, _header_key(name)), False)
+        cells = pc.utf8_lower(pc.utf8_trim(pc.utf8_trim_whitespace(column), _INVISIBLE))
+        equal = pc.fill_null(pc.equal(cells, _visible(name).strip().lower()), False)
         same = equal if same is None else pc.and_(same, equal)
         if not pc.any(same).as_py():
             return []  # the usual answer, found on the first column

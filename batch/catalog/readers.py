@@ -17,6 +17,7 @@ import csv
 import io
 import json
 import logging
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -47,6 +48,10 @@ _EXTENSIONS: Final[dict[str, CatalogFormat]] = {
 }
 _DELIMITERS: Final = (",", ";", "\t")
 _SNIFF_BYTES: Final = 64 * 1024
+# A header line longer than this (about 500,000 columns) is refused rather than cut short.
+_HEAD_LIMIT: Final = 16 << 20
+_LINE_END: Final = re.compile(rb"\r\n?|\n")  # a lone CR too: Excel for Mac's "CSV (Macintosh)"
+_TEXT_LINE_END: Final = re.compile(r"\r\n?|\n")
 # Small enough that the first batch is planned, and its first request sent, right away (the
 # planner's slice is this size too).
 FIRST_BATCH_ROWS: Final = 5_000
@@ -139,9 +144,24 @@ def _arrow_errors(
 # ---- CSV ----
 
 
+def read_head(path: Location, handle: IO[bytes]) -> bytes:
+    """The first bytes of a text catalog: 64 KiB, or on until they hold its first two lines
+    (a `sep=` line and the header, or the header and a row), so that a pivoted export's header
+    of thousands of columns is read whole, never cut at a column."""
+    head = handle.read(_SNIFF_BYTES)
+    while len(_LINE_END.findall(head, 0, _HEAD_LIMIT)) < 2 and (more := handle.read(len(head))):
+        if len(head) >= _HEAD_LIMIT and not _LINE_END.search(head):
+            raise CatalogError(
+                f"{path}: its first line is longer than {_HEAD_LIMIT >> 20} MiB, with no line "
+                "end; is it a CSV file?"
+            )
+        head += more
+    return head
+
+
 def _open_csv(path: Location, options: CatalogOptions) -> Source:
     with storage.open_read(path) as handle:
-        sample = handle.read(_SNIFF_BYTES)
+        sample = read_head(path, handle)
     encoding = text_encoding(sample)
     try:
         text = codecs.getincrementaldecoder(encoding)().decode(sample, final=False)
@@ -239,9 +259,9 @@ def csv_layout(
         )
     skip_lines = 0 if declared is None else 1
     if declared is not None:
-        text = text.split("\n", 1)[1] if "\n" in text else ""
+        text = _TEXT_LINE_END.split(text, 1)[1] if _TEXT_LINE_END.search(text) else ""
     delimiter = options.delimiter or declared or _sniff_delimiter(text)
-    cells = next(csv.reader(io.StringIO(text), delimiter=delimiter), [])
+    cells = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
     if not any(cell.strip() for cell in cells):
         raise CatalogError(f"{path}: has no header row; the first line must name the columns")
     return CsvLayout(delimiter, cells, skip_lines, encoding)
@@ -249,7 +269,7 @@ def csv_layout(
 
 def _declared_delimiter(text: str) -> str | None:
     """The delimiter of a first line `sep=X` (Excel's), or None."""
-    first = text.split("\n", 1)[0].rstrip("\r")
+    first = _TEXT_LINE_END.split(text, 1)[0]
     if len(first) == 5 and first[:4].lower() == "sep=":
         return first[4]
     return None
@@ -294,6 +314,8 @@ def csv_batches(
                 yield batch
             return
         except pa.ArrowInvalid as exc:
+            if given == 0 and "Empty CSV file" in str(exc):
+                return  # a header line with no line end (an empty export): no rows
             if not is_straddling(exc) or block_size >= max_block:
                 raise
             block_size *= 4
@@ -330,7 +352,7 @@ def _csv_reader(
 def _sniff_delimiter(text: str) -> str:
     """The candidate that splits the header line into the most fields (`,` on a tie)."""
     counts = {
-        delimiter: len(next(csv.reader(io.StringIO(text), delimiter=delimiter), []))
+        delimiter: len(next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), []))
         for delimiter in _DELIMITERS
     }
     return max(_DELIMITERS, key=lambda delimiter: counts[delimiter])

@@ -47,6 +47,7 @@ from batch.catalog.readers import (
     is_straddling,
     nameless_value,
     open_source,
+    read_head,
     text_encoding,
 )
 from batch.catalog.rows import CatalogOptions
@@ -166,7 +167,7 @@ def _scan_bytes(path: Path, quote: bytes | None) -> _ByteScan:
 
 def _check_csv(path: Path, options: CatalogOptions) -> int:
     with path.open("rb") as handle:
-        sample = handle.read(_SNIFF_BYTES)
+        sample = read_head(path, handle)
     encoding = text_encoding(sample)
     if encoding != "utf-8-sig":
         return _check_utf16_csv(path, sample, encoding, options)
