@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
@@ -142,6 +143,33 @@ def test_parquet_as_pandas_writes_it(tmp_path: Path) -> None:
     tables = list(read_passthrough(path, CatalogOptions(batch_rows=3)))
     assert [t.num_rows for t in tables] == [3, 2]
     assert tables[0].column("price").to_pylist() == [1.5, 2.5, 3.5]
+
+
+def test_parquet_decimal_columns_as_warehouses_write_them(tmp_path: Path) -> None:
+    """Snowflake's, BigQuery's and Spark's NUMBER/DECIMAL columns are read by their digits: ids
+    of scale 0 (one past 2^64 too), a length of scale 2; a fraction is still no id."""
+    decimal = pa.decimal128
+    table = pa.table(
+        {
+            "product_id": pa.array([Decimal(2**64 + 1), Decimal(7)], decimal(38, 0)),
+            "avatar_id": pa.array([Decimal(1), Decimal("2.5")], decimal(10, 1)),
+            "music_id": pa.array([Decimal(4), None], decimal(38, 0)),
+            "length": pa.array([Decimal("15.00"), Decimal("60.00")], decimal(10, 2)),
+            "caption": pa.array([Decimal(1), Decimal(0)], decimal(1, 0)),
+        }
+    )
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    first, second = rows_of(path)
+    assert first.fields is not None
+    assert (first.fields.product_id, first.fields.avatar_id, first.fields.music_id) == (
+        str(2**64 + 1), 1, 4
+    )  # fmt: skip
+    assert (first.fields.length, first.fields.caption) == ("15", True)
+    assert messages(path, second) == [
+        "c.parquet row 2, column 'avatar_id': '2.5' is not a whole-number id; "
+        "write the id's digits, e.g. 127"
+    ]
 
 
 def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None:

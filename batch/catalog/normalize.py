@@ -390,6 +390,8 @@ def _normalize_column(
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
+    if pa.types.is_decimal(column.type):  # a warehouse's NUMBER(38,0): its digits, as text
+        column = column.cast(pa.string())
     if pa.types.is_nested(column.type):
         column = _nested_as_text(column, join=kind != "one")
     encoded = pc.dictionary_encode(column.combine_chunks())
