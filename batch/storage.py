@@ -17,6 +17,7 @@ Store errors become `CatalogError`s that name the URL.
 from __future__ import annotations
 
 import secrets
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -123,7 +124,7 @@ def version(location: Location) -> str | None:
         info = fs.info(location.key)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except store_errors() as exc:
         raise _store_error(location, "looking it up", exc) from exc
     return repr(sorted((k, str(v)) for k, v in info.items() if k.lower() in _VERSION_KEYS))
 
@@ -152,6 +153,26 @@ def _filesystem(location: ObjectURL) -> AbstractFileSystem:
         ) from exc
 
 
+# What the clients under fsspec raise when a store cannot be reached or refuses, where the
+# fsspec layer lets it through (s3fs passes botocore's connection errors on as they are).
+_CLIENT_ERRORS: Final = (
+    ("botocore.exceptions", ("BotoCoreError", "ClientError")),
+    ("aiohttp", ("ClientError",)),
+    ("google.auth.exceptions", ("GoogleAuthError",)),
+    ("azure.core.exceptions", ("AzureError",)),
+)
+
+
+def store_errors(*also: type[Exception]) -> tuple[type[Exception], ...]:
+    """The exceptions a store's answer can raise, and `also`: OSError and ValueError (fsspec's),
+    and those of the store clients loaded (a client not imported cannot have raised)."""
+    found: list[type[Exception]] = [*also, OSError, ValueError]
+    for module, names in _CLIENT_ERRORS:
+        if (loaded := sys.modules.get(module)) is not None:
+            found += [getattr(loaded, name) for name in names if hasattr(loaded, name)]
+    return tuple(found)
+
+
 def _store_error(location: ObjectURL, what: str, exc: Exception) -> CatalogError:
     if isinstance(exc, FileNotFoundError) and what.startswith("writing"):
         return CatalogError(f"{location}: no such bucket; check its name and region")
@@ -172,8 +193,12 @@ def is_file(location: Location) -> bool:
     fs = _filesystem(location)
     try:
         fs.invalidate_cache(location.key)
-        return bool(fs.isfile(location.key))
-    except (OSError, ValueError) as exc:
+        # Not `isfile`: s3fs answers False for a store it cannot reach, and the run would say
+        # the path is wrong.
+        return bool(fs.info(location.key)["type"] == "file")
+    except FileNotFoundError:
+        return False
+    except store_errors() as exc:
         raise _store_error(location, "looking it up", exc) from exc
 
 
@@ -183,7 +208,7 @@ def open_read(location: Location) -> IO[bytes]:
         return location.open("rb")
     try:
         handle: IO[bytes] = _filesystem(location).open(location.key, "rb", block_size=READ_BLOCK)
-    except (OSError, ValueError) as exc:
+    except store_errors() as exc:
         raise _store_error(location, "opening it", exc) from exc
     return handle
 
@@ -201,7 +226,7 @@ def check_writable(destination: ObjectURL) -> None:
     try:
         fs.pipe_file(probe, b"")
         fs.rm_file(probe)
-    except (OSError, ValueError) as exc:
+    except store_errors() as exc:
         raise _store_error(destination, "writing a test object beside it", exc) from exc
 
 
@@ -224,10 +249,10 @@ def writing(destination: Location) -> Iterator[Path]:
             # copy the object into a "folder" of that name.
             fs.cp_file(staged, destination.key)
             fs.rm_file(staged)
-        except (OSError, ValueError) as exc:
+        except store_errors() as exc:
             try:
                 if fs.exists(staged):
                     fs.rm_file(staged)
-            except (OSError, ValueError):
+            except store_errors():
                 pass  # the first error is the one to report
             raise _store_error(destination, "writing it", exc) from exc

@@ -6,6 +6,9 @@ import csv
 import importlib.util
 import io
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -281,6 +284,53 @@ def test_unwritable_results_bucket_is_refused_before_anything_is_sent(
     assert result.exit_code == 2
     assert "--results s3://no-such-bucket/r.csv: no such bucket; check its name" in result.stderr
     assert submissions(sandbox_url)["submissions"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'product_id,title\nP1,a\nP2,"never closed\nP3,c\n',
+         "line 3 (row 2): a cell opens with a quote that never closes"),
+        (b"product_id,title\nP1,a\x00b\n", "is not a text file (byte 21 is NUL)"),
+        (b"product_id,title\nP1,a,extra\n", "line 2 (row 1): has 3 cells where the header has 2"),
+    ],
+)  # fmt: skip
+def test_a_broken_csv_object_is_refused_as_a_local_file_is(
+    s3: Any, sandbox_url: str, body: bytes, says: str
+) -> None:
+    """A CSV in a store gets the local file's checks: a quote that never closes (which would
+    take the rows below into one cell), a NUL, a ragged row: exit 2 naming the line, nothing
+    sent."""
+    s3.put_object(Bucket=BUCKET, Key="c.csv", Body=body)
+    for command in (["validate"], ["run", "--base-url", sandbox_url, "--offline"]):
+        result = CliRunner().invoke(
+            main, [command[0], f"s3://{BUCKET}/c.csv", *command[1:]],
+            env={"JOGG_API_KEY": "sk-sandbox"},
+        )  # fmt: skip
+        assert result.exit_code == 2, result.stderr
+        assert f"s3://{BUCKET}/c.csv" in result.stderr
+        assert says in result.stderr
+    assert submissions(sandbox_url)["submissions"] == []
+
+
+def test_a_store_that_cannot_be_reached_is_named_as_such(tmp_path: Path) -> None:
+    """An endpoint that answers nothing: exit 2 saying the look-up failed and why, with no
+    traceback, for validate and plan alike; never "no such catalog file". (A process of its
+    own: fsspec keeps one S3 client a process, made for the endpoint of the first use.)"""
+    env = {
+        **os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:1", "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_MAX_ATTEMPTS": "1",
+        "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1",
+    }  # fmt: skip
+    for command in ("validate", "plan"):
+        result = subprocess.run(
+            [sys.executable, "-m", "batch", command, f"s3://{BUCKET}/c.csv",
+             "--state", str(tmp_path / "s.db"), "--results", str(tmp_path / "r.csv")],
+            capture_output=True, text=True, env=env, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"s3://{BUCKET}/c.csv: looking it up failed: Could not connect" in result.stderr
 
 
 def test_dry_run_writes_its_requests_beside_s3_results(s3: Any, sandbox_url: str) -> None:

@@ -111,7 +111,7 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
         raise CatalogError(
             f"{location}: is protected by a password; save a copy without one"
         ) from exc
-    except (calamine.CalamineError, OSError, ValueError) as exc:
+    except storage.store_errors(calamine.CalamineError) as exc:
         raise CatalogError(
             f"{location}: cannot read it as a spreadsheet ({exc}); check the file or pass --format"
         ) from exc

@@ -137,7 +137,7 @@ def _arrow_errors(
 ) -> Iterator[pa.RecordBatch]:
     try:
         yield from batches
-    except (pa.ArrowException, OSError) as exc:
+    except storage.store_errors(pa.ArrowException) as exc:
         raise CatalogError(f"{path}: cannot read it as {what}: {exc}") from exc
 
 
@@ -364,7 +364,7 @@ def _sniff_delimiter(text: str) -> str:
 def _open_parquet(path: Location, rows: int) -> Source:
     try:
         parquet = pq.ParquetFile(storage.arrow_source(path))
-    except (pa.ArrowException, OSError) as exc:
+    except storage.store_errors(pa.ArrowException) as exc:
         raise CatalogError(
             f"{path}: is not a Parquet file ({exc}); check the file or pass --format"
         ) from exc

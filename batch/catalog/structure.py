@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 import logging
 import re
@@ -83,29 +84,29 @@ def check_structure(path: Location, options: CatalogOptions) -> int:
     fmt = catalog_format(path, options)
     if not storage.is_file(path):
         raise CatalogError(f"{path}: no such catalog file; check the path")
-    if fmt == "excel" or not isinstance(path, Path):
+    if fmt == "csv":  # from a store too: a quote that never closes must not swallow rows
+        rows = _check_csv(path, options)
+    elif fmt == "excel" or not isinstance(path, Path):
         rows = _check_by_reading(path, options)
     elif fmt == "parquet":
         rows = _check_parquet(path, options)
-    elif fmt == "jsonl":
-        rows = _check_jsonl(path, options)
     else:
-        rows = _check_csv(path, options)
+        rows = _check_jsonl(path, options)
     if rows == 0:
         logger.warning("%s: has no rows below its header", path)
     return rows
 
 
 def _check_by_reading(path: Location, options: CatalogOptions) -> int:
-    """A spreadsheet (parsed whole by calamine, cells typed: nothing to scan for), or a file in
-    a store: read to the end through the ordinary reader, its header planned. A store's CSV
-    misses the byte scan's line-by-line diagnosis, not the check."""
+    """A spreadsheet (parsed whole by calamine, cells typed: nothing to scan for), or a Parquet
+    or JSON Lines file in a store: read to the end through the ordinary reader, its header
+    planned. (A store's CSV is scanned as a local one is, streamed.)"""
     source = open_source(path, options)
     plan_columns(path, source.headers, options)
     return sum(table.num_rows for table in source.tables)
 
 
-def _refuse_non_text(path: Path, head: bytes) -> None:
+def _refuse_non_text(path: Location, head: bytes) -> None:
     if not head:
         raise CatalogError(f"{path}: is empty; the first line must name the columns")
     for magic, what in _SIGNATURES:
@@ -131,15 +132,15 @@ class _ByteScan:
         return self.not_utf8 is None and self.nul is None
 
 
-def _scan_bytes(path: Path, quote: bytes | None) -> _ByteScan:
+def _scan_bytes(path: Location, quote: bytes | None) -> _ByteScan:
     """One pass over the raw bytes with numpy (about 0.1 s for 120 MB); text is decoded only
     in chunks that are not plain ASCII."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     buffer = bytearray(_CHUNK_BYTES)
     offset = quotes = 0
     not_utf8 = nul = None
-    with path.open("rb", buffering=0) as handle:
-        while size := handle.readinto(buffer):
+    with storage.open_read(path) as handle:
+        while size := handle.readinto(buffer):  # type: ignore[attr-defined]
             data = np.frombuffer(buffer, np.uint8, size)
             if quote is not None:
                 quotes += int(np.count_nonzero(data == ord(quote)))
@@ -165,8 +166,8 @@ def _scan_bytes(path: Path, quote: bytes | None) -> _ByteScan:
 # ---- CSV ----
 
 
-def _check_csv(path: Path, options: CatalogOptions) -> int:
-    with path.open("rb") as handle:
+def _check_csv(path: Location, options: CatalogOptions) -> int:
+    with storage.open_read(path) as handle:
         sample = read_head(path, handle)
     encoding = text_encoding(sample)
     if encoding != "utf-8-sig":
@@ -191,7 +192,7 @@ def _check_csv(path: Path, options: CatalogOptions) -> int:
     return found.rows
 
 
-def _check_utf16_csv(path: Path, sample: bytes, encoding: str, options: CatalogOptions) -> int:
+def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: CatalogOptions) -> int:
     """UTF-16 text (Excel's "Unicode Text"): every row through Python's csv module, which
     decodes it strictly; no byte scan (half its bytes are NUL). Rare, so the slower way."""
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
@@ -199,7 +200,7 @@ def _check_utf16_csv(path: Path, sample: bytes, encoding: str, options: CatalogO
     plan_columns(path, layout.headers, options)
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
-    with path.open("rb") as handle:
+    with storage.open_read(path) as handle:
         while True:
             chunk = handle.read(_CHUNK_BYTES)
             pending = len(decoder.getstate()[0])
@@ -218,7 +219,7 @@ def _check_utf16_csv(path: Path, sample: bytes, encoding: str, options: CatalogO
     return found.rows
 
 
-def _parse_csv(path: Path, layout: CsvLayout) -> tuple[int, Exception | None]:
+def _parse_csv(path: Location, layout: CsvLayout) -> tuple[int, Exception | None]:
     """pyarrow's parse of every row, converting only the first column (as bytes)."""
     rows = 0
     # A quote that never closes would have the read grow its blocks to the end of the file;
@@ -254,11 +255,11 @@ def _raise_found(found: _Found) -> None:
         raise CatalogError(found.message)
 
 
-def _where(path: Path, line: int, row: int) -> str:
+def _where(path: Location, line: int, row: int) -> str:
     return f"{path} line {line} (the header)" if row == 0 else f"{path} line {line} (row {row})"
 
 
-def _locate_csv(path: Path, layout: CsvLayout, *, text: bool) -> _Found:
+def _locate_csv(path: Location, layout: CsvLayout, *, text: bool) -> _Found:
     """Python's csv module, strict, over the file: the first bad line and row, or None.
 
     With `text`, each record is also searched for NUL and for bytes that are not UTF-8.
@@ -272,7 +273,9 @@ def _locate_csv(path: Path, layout: CsvLayout, *, text: bool) -> _Found:
     # UTF-8 keeps a bad byte as a lone surrogate (reported by `_bad_text`, with its cell);
     # UTF-16 was decoded whole before (`_check_utf16_csv`).
     errors = "surrogateescape" if layout.encoding == "utf-8-sig" else "strict"
-    with path.open("r", encoding=layout.encoding, errors=errors, newline="") as handle:
+    with io.TextIOWrapper(
+        storage.open_read(path), encoding=layout.encoding, errors=errors, newline=""
+    ) as handle:
         for _ in range(layout.skip_lines):
             handle.readline()  # `sep=;`: a line of its own, never quoted
         reader = csv.reader(handle, delimiter=delimiter, strict=True)
@@ -299,7 +302,7 @@ def _locate_csv(path: Path, layout: CsvLayout, *, text: bool) -> _Found:
             row += 1
 
 
-def _csv_error(path: Path, first: int, row: int, reached: int, exc: csv.Error) -> str:
+def _csv_error(path: Location, first: int, row: int, reached: int, exc: csv.Error) -> str:
     where = _where(path, first, row)
     if "unexpected end of data" in str(exc):
         return (
@@ -316,7 +319,7 @@ def _csv_error(path: Path, first: int, row: int, reached: int, exc: csv.Error) -
 
 
 def _width_problem(
-    path: Path, first: int, last: int, row: int, record: list[str], width: int, delimiter: str
+    path: Location, first: int, last: int, row: int, record: list[str], width: int, delimiter: str
 ) -> str:
     where = _where(path, first, row)
     problem = f"{where}: has {len(record)} cells where the header has {width}"

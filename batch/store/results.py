@@ -343,7 +343,7 @@ def read_results(path: Location) -> pd.DataFrame:
             frame.attrs["delimiter"] = delimiter  # `write_table` writes it back the same way
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
-    except (OSError, ValueError, calamine.CalamineError) as error:
+    except storage.store_errors(calamine.CalamineError) as error:
         raise CatalogError(f"{path}: cannot read this results file: {error}") from error
     frame.columns = [
         name[1:] if re.match(_NEUTRALISED, name) else name for name in frame.columns.astype(str)
