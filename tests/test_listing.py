@@ -85,7 +85,7 @@ async def test_first_sync_reads_the_whole_listing_and_later_ones_only_what_is_ne
     requested: list[int] = []
     async with client_for(listing(videos, requested)) as client:
         first = await index(client, state).sync()
-        assert requested == [1, 2, 3]
+        assert requested == [1, 2, 3, 4]  # the third page is short; the fourth, empty, ends it
         assert first.reached == -math.inf
         requested.clear()
         later = await index(client, state, now=10_100.0).sync()
@@ -153,14 +153,16 @@ async def test_a_listing_that_ignores_the_page_number_is_refused(state: StateSto
             await index(client, state).sync()
 
 
-def capped(videos: list[dict[str, Any]], per_page: int, total: object) -> Handler:
+def capped(
+    videos: list[dict[str, Any]], per_page: int, total: object, *, echo_size: bool = True
+) -> Handler:
     """Serves `videos` newest first, `per_page` to a page whatever the page size asked, with
-    `total` (None: left out) in every page."""
+    `total` (None: left out) in every page, and the page size used unless not `echo_size`."""
 
     def handler(request: httpx.Request) -> httpx.Response:
         page = int(request.url.params["page"])
         chunk = videos[(page - 1) * per_page : page * per_page]
-        data = {"videos": chunk, "page": page, "page_size": per_page}
+        data = {"videos": chunk, "page": page} | ({"page_size": per_page} if echo_size else {})
         return httpx.Response(
             200, content=envelope(0, data | ({} if total is None else {"total": total}))
         )
@@ -170,31 +172,36 @@ def capped(videos: list[dict[str, Any]], per_page: int, total: object) -> Handle
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    ("count", "per_page", "total", "pages"),
+    ("count", "per_page", "total", "echo_size", "pages"),
     [
-        # Pages of one for two asked, each saying page_size 1: full by the server's own size,
-        # so read on to the empty page, with a count, a count past the end, or none.
-        (5, 1, 5, [1, 2, 3, 4, 5, 6]),
-        (5, 1, 7, [1, 2, 3, 4, 5, 6]),
-        (3, 1, None, [1, 2, 3, 4]),
-        # Full pages are read on whatever a count too low says; the short page then ends it.
-        (5, 2, 2, [1, 2, 3]),
-        # No count: the short page is the last one, as most listings mean it.
-        (3, 2, None, [1, 2]),
+        # Pages smaller than asked, saying their size or not, with a count, a count past the
+        # end, a count too low (the page's own length), or none: read on to the empty page.
+        (5, 1, 5, True, [1, 2, 3, 4, 5, 6]),
+        (5, 1, 7, True, [1, 2, 3, 4, 5, 6]),
+        (3, 1, None, True, [1, 2, 3, 4]),
+        (5, 2, 2, True, [1, 2, 3, 4]),
+        (3, 2, None, True, [1, 2, 3]),
+        (45, 20, None, False, [1, 2, 3, 4]),
+        (45, 20, 20, False, [1, 2, 3, 4]),
     ],
 )
-async def test_a_listing_ends_where_its_pages_say_not_at_the_first_short_page(
-    state: StateStore, count: int, per_page: int, total: int | None, pages: list[int]
+async def test_a_listing_ends_at_its_empty_page_never_at_a_short_one(
+    state: StateStore,
+    count: int,
+    per_page: int,
+    total: int | None,
+    echo_size: bool,
+    pages: list[int],
 ) -> None:
-    """A page shorter than asked ends the walk only when it is short by the server's own page
-    size too and every video counted is read: a server with smaller pages is read to its last
-    video, so absence is never proven from one page."""
+    """Only an empty page ends the walk: a server with smaller pages than asked, saying so or
+    not, with a count missing or too low, is read to its last video, so absence is never proven
+    from the pages before it."""
     videos = [video(n, 9_000.0 - n) for n in range(1, count + 1)]
     requested: list[int] = []
 
     def counting(request: httpx.Request) -> httpx.Response:
         requested.append(int(request.url.params["page"]))
-        return capped(videos, per_page, total)(request)
+        return capped(videos, per_page, total, echo_size=echo_size)(request)
 
     async with client_for(counting) as client:
         sync = await index(client, state).sync()
@@ -334,6 +341,6 @@ async def test_a_listing_not_sorted_newest_first_is_read_to_its_end(state: State
         await index(client, state).sync()  # the first sync reads everything anyway
         requested.clear()
         later = await index(client, state, now=1_000_000.0).sync()
-    assert requested == [1, 2, 3]
+    assert requested == [1, 2, 3, 4]
     assert later.reached == -math.inf
     assert state.listed_video(f"{5:012x}") == "v5"

@@ -19,9 +19,9 @@ before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` v
 million-row catalog makes an account of millions of videos, and a first sync reads them all) and
 for at most `MAX_SYNC_SECONDS`; a page whose `total` claims more, a walk that passes either bound,
 or a page that brings no video not already read in this walk, fails the sync with an ApiError.
-The walk ends at an empty page, or at a short page once it has read as many videos as the pages'
-`total` counts. A page is short when it holds fewer videos than asked and than the `page_size` it
-says it used: a server may send fewer a page than asked, and a count may be low.
+The walk ends at an empty page, and nowhere else (but at the previous sync): a server may send
+fewer videos a page than asked and say nothing of its page size, and a `total` may be missing or
+low, so a short page proves no end; reading one more page costs a free GET.
 The rows of a walk are recorded together at its end, so a sync that fails stores nothing of it
 (a first sync of the largest account holds its rows in memory until then: about 1 GB).
 
@@ -127,7 +127,7 @@ class AccountListing:
         rows: list[tuple[str, str | None, str, float | None]] = []
         newest_first = True  # until a page shows otherwise: then only the whole listing will do
         while True:
-            videos, total, size = await self._page(page)
+            videos, total = await self._page(page)
             ids = [str(video["id"]) for video in videos]
             if videos and seen.issuperset(ids):
                 raise ApiError(
@@ -154,10 +154,7 @@ class AccountListing:
                         echoed += 1
                     else:
                         unechoed += 1
-            # A full page never ends the walk: a count too low would prove absence from the
-            # pages left unread.
-            full = len(videos) >= min(self._page_size, size or self._page_size)
-            if older_seen or not videos or (not full and (total is None or len(seen) >= total)):
+            if older_seen or not videos:
                 break
             self._check_bounds(page, total, len(seen), started)
             page += 1
@@ -184,7 +181,7 @@ class AccountListing:
             "Report it to JoggAI (GET /v2/product_videos)"
         )
 
-    async def _page(self, page: int) -> tuple[list[dict[str, Any]], float | None, int | None]:
+    async def _page(self, page: int) -> tuple[list[dict[str, Any]], float | None]:
         """One page; the client has already asked again after a transient failure (GETs are
         free), so what is still wrong here makes the sync fail."""
         outcome = await self._client.list_product_videos(page=page, page_size=self._page_size)
@@ -202,9 +199,7 @@ class AccountListing:
             isinstance(v, dict) and v.get("id") is not None for v in videos
         ):
             raise ApiError(f"cannot list product videos (page {page}): no list of videos with ids")
-        # A count and the page size the server used, as a server may spell them.
-        total, size = parse_seconds(data.get("total")), parse_seconds(data.get("page_size"))
-        return videos, total, int(size) if size is not None and size >= 1 else None
+        return videos, parse_seconds(data.get("total"))  # a count, as a server may spell it
 
 
 def report_double_charges(state: StateStore, run_id: int | None) -> list[DoubleCharge]:
