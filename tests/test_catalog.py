@@ -582,6 +582,24 @@ def test_products_from_urls_are_carried(tmp_path: Path) -> None:
     )
 
 
+def test_an_empty_product_id_is_never_made_a_product_from_its_name(tmp_path: Path) -> None:
+    """In a catalog of product ids, a row with no id but a product name is invalid (a product
+    created from a shop's name column would be paid a video); a catalog without a product_id
+    column makes its products from their names and details."""
+    with_ids = write(tmp_path, "c.csv", "product_id,Product Name\nA1,Mug\n,Lamp\n")
+    first, second = rows_of(with_ids)
+    assert first.fields is not None
+    assert second.fields is None
+    assert messages(with_ids, second) == [
+        "c.csv row 2, column 'product_id': is empty; every row needs a product_id (or a "
+        "product_url)"
+    ]
+    by_name = write(tmp_path, "n.csv", "product_name,description\nLamp,A lamp\n")
+    (row,) = rows_of(by_name)
+    assert row.fields is not None
+    assert row.fields.product == ProductDetails(None, "Lamp", "A lamp", None, ())
+
+
 # ---- templates ----
 
 

@@ -583,6 +583,7 @@ def resolve_rows(
         plan.canonical.get("product_url"),
         product_spelled,
         blank,
+        names_make_products="product_id" not in plan.canonical,
     )
 
 

@@ -130,7 +130,12 @@ class ResolvedRows(Sequence[CatalogRow]):
         url_header: str | None,
         product_spelled_missing: Mapping[int, str] | None = None,
         blank: frozenset[int] = frozenset(),
+        *,
+        names_make_products: bool = True,
     ) -> None:
+        """`names_make_products`: a row without a product_id or product_url is made a product
+        from its product_name (and details); not in a catalog of product ids, where an empty id
+        is a mistake to show, not a product to create and pay a video for."""
         self.first = first
         self.blank = blank  # rows whose every cell is empty: not a row to send, nor a problem
         self._columns = [columns[name] for name in ROW_COLUMNS]
@@ -145,7 +150,7 @@ class ResolvedRows(Sequence[CatalogRow]):
         for index, pid in enumerate(self._columns[0]):
             if pid is not None or index in blank:
                 continue
-            if urls[index] is None and names[index] is None:
+            if urls[index] is None and (names[index] is None or not names_make_products):
                 if not any(problem.column in explained for problem in problems.get(index, ())):
                     problem = _no_product(product_header, spelled.get(index))
                     problems.setdefault(index, []).insert(0, problem)
