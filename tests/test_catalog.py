@@ -676,7 +676,7 @@ def test_headers_match_with_spaces_dashes_or_invisible_characters_for_underscore
 @pytest.mark.parametrize(
     ("header", "meant"),
     [("Captions", "caption"), ("Video Length", "length"), ("langauge", "language"),
-     ("image_url", "image_urls"), ("voices", "voice_id")],
+     ("Music", "music_id"), ("voices", "voice_id")],
 )  # fmt: skip
 def test_a_header_spelt_almost_as_a_missing_request_column_is_refused(
     tmp_path: Path, header: str, meant: str
@@ -690,9 +690,12 @@ def test_a_header_spelt_almost_as_a_missing_request_column_is_refused(
 
 
 def test_a_near_header_beside_its_request_column_passes_through(tmp_path: Path) -> None:
-    """`captions` beside `caption`, or mapped by [columns], is the catalog's own column."""
+    """`captions` beside `caption`, or mapped by [columns], is the catalog's own column; so is
+    one spelt almost as a product detail (`Image URL`), which overrides no request default."""
     beside = write(tmp_path, "c.csv", "product_id,caption,captions\nA1,yes,the words\n")
     assert rows_of(beside)[0].fields is not None
+    details = write(tmp_path, "d.csv", "product_id,Image URL,Product\nA1,https://i/1.jpg,Mug\n")
+    assert rows_of(details)[0].fields is not None  # no request default to fall back to
     mapped = write(tmp_path, "m.csv", "product_id,Captions\nA1,yes\n")
     fields = rows_of(mapped, CatalogOptions(columns={"Captions": "caption"}))[0].fields
     assert fields is not None

@@ -105,6 +105,8 @@ _COLUMNS: Final[dict[str, tuple[Normalizer, str | None]]] = {
     "image_urls": (normalize_image_urls, None),
 }
 CANONICAL_COLUMNS: Final = tuple(_COLUMNS)
+# The columns that override a request default: a header spelt almost as one is refused.
+_OVERRIDES: Final = tuple(name for name, (_, default) in _COLUMNS.items() if default is not None)
 # Text people write in these columns is kept as written, whatever it says.
 FREE_TEXT_COLUMNS: Final = frozenset(
     {"video_name", "override_script", "product_name", "description", "target_audience"}
@@ -238,10 +240,10 @@ def _near_column(key: str) -> str | None:
     for bare in (key, key.removeprefix("video_")):
         spellings |= {bare, bare + "s", bare.removesuffix("s")}
     spellings |= {spelling + "_id" for spelling in spellings}
-    for name in CANONICAL_COLUMNS:
+    for name in _OVERRIDES:
         if name in spellings:
             return name
-    close = difflib.get_close_matches(key, CANONICAL_COLUMNS, n=1, cutoff=0.85)
+    close = difflib.get_close_matches(key, _OVERRIDES, n=1, cutoff=0.85)
     return close[0] if close else None
 
 
