@@ -172,6 +172,30 @@ def test_parquet_decimal_columns_as_warehouses_write_them(tmp_path: Path) -> Non
     ]
 
 
+def test_parquet_binary_strings_are_read_as_their_text(tmp_path: Path) -> None:
+    """Hive's, Impala's and older Spark's strings (BINARY, no UTF-8 annotation) are sent as their
+    text, never as Python's b'...'; bytes that are not UTF-8 make their row invalid."""
+    binary = pa.binary()
+    table = pa.table(
+        {
+            "product_id": pa.array([b"A1", b"A2"], binary),
+            "video_name": pa.array(["Café".encode(), b"x"], binary),
+            "language": pa.array([b"english", b"\xff"], binary),
+        }
+    )
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    first, second = rows_of(path)
+    assert first.fields is not None
+    assert (first.fields.product_id, first.fields.name, first.fields.language) == (
+        "A1", "Café", "english"
+    )  # fmt: skip
+    assert first.key == "A1"
+    assert messages(path, second) == [
+        "c.parquet row 2, column 'language': b'\\xff' is bytes that are not UTF-8 text; write text"
+    ]
+
+
 def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None:
     """127.5 in a float column is not an avatar id."""
     path = tmp_path / "c.parquet"

@@ -403,6 +403,12 @@ def _normalize_column(
     reasons: dict[int, str] = {}
     spelled: dict[int, str] = {}
     for index, value in enumerate(uniques):
+        if isinstance(value, bytes):  # a BINARY string, as Hive, Impala, older Spark write
+            try:
+                value = value.decode("utf-8")
+            except UnicodeDecodeError:
+                reasons[index] = f"{value[:40]!r} is bytes that are not UTF-8 text; write text"
+                continue
         if kind != "free" and isinstance(value, str) and not value.isascii():
             value = _visible(value)
         if error := spreadsheet_error(value):
