@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 from batch.cli import main
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.catalogs import SEEDED_PRODUCTS
+from batch.sandbox.server import bind_socket
 
 KEY = {"x-api-key": "sk-sandbox"}
 BODY: dict[str, Any] = {
@@ -288,9 +290,21 @@ def test_cli_rejects_bad_values_with_exit_2(args: list[str], message: str) -> No
     assert message in result.output
 
 
+def test_the_socket_listens_before_its_url_is_printed() -> None:
+    """A client connecting as soon as it reads the URL, before the server runs, waits in the
+    backlog rather than being refused."""
+    sock = bind_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(sock.getsockname()[:2], timeout=5):
+            pass
+    finally:
+        sock.close()
+
+
 @pytest.mark.slow
 def test_cli_subprocess_prints_its_url_first_and_serves() -> None:
-    """The first stdout line is the URL; the server answers a request on it."""
+    """The first stdout line is the URL, listening already: the first request on it is
+    answered, never refused."""
     command = [sys.executable, "-m", "batch", "sandbox", "--port", "0", "--api-key", "k1"]
     with subprocess.Popen(
         [*command, "--credits", "7"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -300,14 +314,9 @@ def test_cli_subprocess_prints_its_url_first_and_serves() -> None:
             line = process.stdout.readline().rstrip("\n")
             assert line.startswith("sandbox listening on http://127.0.0.1:")
             url = line.removeprefix("sandbox listening on ")
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    quota = httpx.get(f"{url}/v2/user/remaining_quota", headers={"x-api-key": "k1"})
-                    break
-                except httpx.ConnectError:
-                    assert time.monotonic() < deadline
-                    time.sleep(0.05)
+            quota = httpx.get(
+                f"{url}/v2/user/remaining_quota", headers={"x-api-key": "k1"}, timeout=30
+            )
             assert quota.json()["data"] == {"remaining_quota": 7.0}
         finally:
             process.terminate()

@@ -29,6 +29,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        # Listening before the URL is printed: a client connecting at once waits in the
+        # backlog until the server accepts, rather than being refused.
+        sock.listen(socket.SOMAXCONN)
     except OSError as error:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {error.strerror}") from error
