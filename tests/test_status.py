@@ -10,7 +10,13 @@ from typing import Any
 import pytest
 
 from batch.errors import AccountError, ExitCode
-from batch.follow.polling import PollSchedule, normalize_video_status, poll, video_update
+from batch.follow.polling import (
+    NOT_FOUND_AFTER,
+    PollSchedule,
+    normalize_video_status,
+    poll,
+    video_update,
+)
 from batch.store import PendingVideo, VideoUpdate
 
 
@@ -220,19 +226,21 @@ async def test_concurrency_is_bounded() -> None:
 
 @pytest.mark.anyio
 async def test_transient_errors_leave_the_video_pending() -> None:
-    """A retryable answer records nothing; an unknown id is recorded as failed."""
+    """A retryable answer records nothing; an id the API does not know is failed only a day
+    after it was accepted: before, it may just not be visible yet, and is asked again."""
 
     class Lookup:
         async def get_product_video(self, video_id: str) -> Outcome:
-            if video_id == "gone":
+            if video_id in ("gone", "new"):
                 return Outcome("permanent", code=10104, message="record not found")
             return Outcome("retryable", code=50000, message="system error")
 
-    sink = MemorySink({"flaky": 0.0, "gone": 0.0})
-    summary = await poll(Lookup(), sink, wait=False, timeout=None, clock=lambda: 7.0)
-    assert [v.video_id for v in sink.pending_videos()] == ["flaky"]
+    day = NOT_FOUND_AFTER
+    sink = MemorySink({"flaky": 0.0, "gone": 0.0, "new": day - 60})
+    summary = await poll(Lookup(), sink, wait=False, timeout=None, clock=lambda: day)
+    assert [v.video_id for v in sink.pending_videos()] == ["flaky", "new"]
     assert sink.videos["gone"].status == "failed"
-    assert (summary.failed, summary.processing, summary.unread) == (1, 1, 1)
+    assert (summary.failed, summary.processing, summary.unread) == (1, 2, 2)
 
 
 @pytest.mark.anyio

@@ -31,6 +31,10 @@ _COMPLETED = frozenset({"completed", "complete", "success", "succeeded", "succes
 _FAILED = frozenset({"failed", "failure", "error", "errored", "cancelled", "canceled"})
 _PROCESSING = frozenset({"processing", "pending", "queued", "running", "rendering", "in_progress"})
 _unknown_seen: set[str] = set()
+# How long after its acceptance a video the API answers "not found" (10104) for is still asked
+# again: nothing documents that a new id is visible at once, and one answer must not be a final
+# verdict (`retry` would then be told to pay again for a render that finished).
+NOT_FOUND_AFTER: Final = 24 * 3600.0
 
 
 def normalize_video_status(raw: object) -> VideoStatus:
@@ -220,7 +224,7 @@ async def poll(
             checks += 1
             now = clock()
             last_checked[video.video_id] = now
-            update = _update_from_outcome(video.video_id, outcome, now)
+            update = _update_from_outcome(video, outcome, now)
             if update is None:
                 unread.add(video.video_id)
             else:
@@ -258,8 +262,11 @@ async def poll(
     return _summary(last_seen, unread, timed_out=False, checks=checks)
 
 
-def _update_from_outcome(video_id: str, outcome: LookupOutcome, now: float) -> VideoUpdate | None:
+def _update_from_outcome(
+    video: PendingVideo, outcome: LookupOutcome, now: float
+) -> VideoUpdate | None:
     """None when this answer says nothing about the video (try again on schedule)."""
+    video_id = video.video_id
     if outcome.kind == "ok" and isinstance(outcome.data, Mapping):
         return video_update(video_id, outcome.data, now)
     if outcome.code in ACCOUNT_CODES:
@@ -268,7 +275,14 @@ def _update_from_outcome(video_id: str, outcome: LookupOutcome, now: float) -> V
             "check the API key and the plan"
         )
     if outcome.kind == "permanent" and outcome.code == Code.NOT_FOUND:
-        # The API does not know this id: it will never complete, so waiting for it is pointless.
+        if now - video.submitted_at < NOT_FOUND_AFTER:
+            log.warning(
+                "status of video %s: the API does not know it (yet); it was accepted, so it is "
+                "asked again later",
+                video_id,
+            )
+            return None
+        # An id the API gave, unknown a day on: deleted or lost, it will never complete.
         return VideoUpdate(
             video_id, "failed", None, None, None, None, f"{Code.NOT_FOUND}: video not found", now
         )
