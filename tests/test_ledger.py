@@ -111,6 +111,26 @@ def test_a_state_beside_the_results_is_merged_not_ignored(tmp_path: Path, sandbo
     assert set(read_results(results)["status"]) == {"already_submitted"}
 
 
+def test_a_merged_state_that_paid_a_job_the_ledger_has_unsent_keeps_it_paid(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The account's ledger met the rows first in a run capped before sending them (another
+    file), and holds them unsent; the 0.1 state beside the results paid them: the merge takes
+    the paid record, and the run sends nothing again (tags off: the listing cannot tell)."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(10))
+    results = tmp_path / "catalog.results.csv"
+    old = config_for(catalog, sandbox_url, state=legacy_state_path(results))
+    runner.run(replace(old, reconcile_tag=False))
+    other = write_catalog(tmp_path / "other.csv", rows(10))
+    runner.run(replace(config_for(other, sandbox_url), reconcile_tag=False, max_videos=1))
+    assert len(submissions(sandbox_url)["submissions"]) == 11
+    summary = runner.run(replace(config_for(catalog, sandbox_url), reconcile_tag=False))
+    assert summary.requests_sent == 0
+    assert len(submissions(sandbox_url)["submissions"]) == 11
+    assert set(read_results(results)["status"]) == {"already_submitted"}
+    assert all(read_results(results)["video_id"])
+
+
 FAULTS = [
     pytest.param({"commit_then_error_rate": 0.2}, True, id="commit-then-error"),
     pytest.param({"late_commit_rate": 0.2, "late_commit_seconds": 0.35}, True, id="late-commit"),

@@ -17,6 +17,9 @@ from batch.store.records import VIDEO_COLUMNS, AttemptRecord, DoubleCharge, Unce
 log = logging.getLogger(__name__)
 
 # The job columns an older state hands over; run ids of another state mean nothing here.
+# How far a job's record has gone towards a paid video: accepted (a video id), or sent with
+# its answer lost; anything else was never sent, or proven not accepted.
+_SENT_RANK = {"submitted": 2, "sending": 1, "reconciling": 1, "unknown": 1}
 _JOB_COPY = frozenset(
     {
         "fingerprint", "row_key", "fields", "tag", "status", "video_id", "code", "message",
@@ -165,7 +168,10 @@ class LedgerQueries(JobQueries):
     def absorb(self, legacy: Path) -> int:
         """Merges a state of jogg-batch 0.1 (kept beside a results file) into this one: its jobs
         (with their attempts) and products, each once; returns the number of jobs new here.
-        Jobs this state already has win. A state absorbed unchanged is not read again."""
+        A job both know keeps this state's record, unless the old one knows it further on the
+        way to a paid video (accepted, or sent with its answer lost, where this state has it
+        unsent): that is taken, so it is never sent again. A state absorbed unchanged is not
+        read again."""
         try:
             info = legacy.stat()
             stamp, key = f"{info.st_size}:{info.st_mtime_ns}", f"absorbed:{legacy.resolve()}"
@@ -196,24 +202,33 @@ class LedgerQueries(JobQueries):
         names, marks = ", ".join(columns), ", ".join("?" * len(columns))
         at = columns.index("fingerprint") + 1
         new_ids: dict[int, int] = {}  # the old state's job id -> this state's
+        taken: dict[int, int] = {}  # the same, for jobs both know whose old record is taken
+        status_at = columns.index("status") + 1
+        updated = [name for name in columns if name not in ("fingerprint", "created_at")]
+        take = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in updated)} WHERE id = ?"
         with self._write() as db:
             for rows in chunks(source.execute(f"SELECT id, {names} FROM jobs"), 10_000):
                 known = self.jobs_by_fingerprint([row[at] for row in rows])
                 for row in rows:
-                    if row[at] not in known:
+                    mine = known.get(row[at])
+                    if mine is None:
                         (new_ids[row[0]],) = db.execute(
                             f"INSERT INTO jobs ({names}) VALUES ({marks}) RETURNING id", row[1:]
                         ).fetchone()
+                    elif _SENT_RANK.get(row[status_at], 0) > _SENT_RANK.get(mine.status, 0):
+                        values = dict(zip(columns, row[1:], strict=True))
+                        db.execute(take, (*(values[name] for name in updated), mine.id))
+                        taken[row[0]] = mine.id
             db.executemany(
                 "INSERT INTO attempts (job_id, run_id, started_at, finished_at, outcome, code, "
                 "http_status, message, video_id) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    (new_ids[row[0]], *row[1:])
+                    ((new_ids | taken)[row[0]], *row[1:])
                     for row in source.execute(
                         "SELECT job_id, started_at, finished_at, outcome, code, http_status, "
                         "message, video_id FROM attempts"
                     )
-                    if row[0] in new_ids
+                    if row[0] in new_ids or row[0] in taken
                 ),
             )
             db.executemany(
