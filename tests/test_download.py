@@ -250,6 +250,23 @@ async def test_a_catalog_column_named_download_error_is_kept(tmp_path: Path, nam
 
 
 @pytest.mark.anyio
+async def test_a_completed_video_without_a_url_is_a_failure_saying_so(tmp_path: Path) -> None:
+    """The spec leaves video_url optional: a completed row without one is counted failed, with
+    the reason on the row, never passed over as if there were nothing to fetch."""
+    path = tmp_path / "results.csv"
+    pd.DataFrame(
+        {"row": ["1"], "video_id": ["v9"], "video_status": ["completed"], "video_url": [""]}
+    ).to_csv(path, index=False)  # fmt: skip
+    server = MediaServer()
+    summary = await download(config(path), transport=server.transport)
+    assert (summary.downloaded, summary.failed) == (0, 1)
+    assert server.gets() == 0
+    assert read_results(path)["download_error"].tolist() == [
+        "video: completed, but the API gave no video_url yet; run status again"
+    ]
+
+
+@pytest.mark.anyio
 async def test_a_path_whose_file_could_not_be_fetched_again_is_cleared(tmp_path: Path) -> None:
     """The file a row's local_path named is gone and its URL answers 404 now: the row says why,
     and names no file."""

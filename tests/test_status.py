@@ -164,25 +164,6 @@ def test_video_update_reads_every_known_field_shape() -> None:
 
 
 @pytest.mark.anyio
-async def test_completed_without_a_video_url_is_asked_again_until_it_has_one() -> None:
-    """ "completed" with no video_url is not final: the video stays pending (to be downloaded
-    later), and the answer that carries the URL completes it."""
-    answers = iter([{"status": "completed"}, {"status": "completed", "video_url": "https://v/1"}])
-
-    class Lookup:
-        async def get_product_video(self, video_id: str) -> Outcome:
-            return Outcome("ok", data=next(answers))
-
-    sink = MemorySink({"v1": 0.0})
-    first = await poll(Lookup(), sink, wait=False, timeout=None, clock=lambda: 100.0)
-    assert (first.completed, first.processing) == (0, 1)
-    assert [v.video_id for v in sink.pending_videos()] == ["v1"]
-    second = await poll(Lookup(), sink, wait=False, timeout=None, clock=lambda: 200.0)
-    assert second.completed == 1
-    assert sink.videos["v1"].video_url == "https://v/1"
-
-
-@pytest.mark.anyio
 async def test_single_pass_checks_every_pending_video_once() -> None:
     """Without wait, each pending video is asked about once, even if not due by the schedule."""
     clock = FakeClock(1000.0)

@@ -188,10 +188,11 @@ def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
     owners: dict[Path, str] = {}
     for index, cells in enumerate(frame.to_dict("records")):
         text = {str(key): str(value) for key, value in cells.items()}
-        if text.get("video_status") != "completed" or not text.get("video_url"):
+        if text.get("video_status") != "completed":
             continue
         name = file_name(config.name_template, text)
-        wanted = [(text["video_url"], name, True)]
+        # One without a URL is tried too, to fail saying so (`_Downloader._fetch`).
+        wanted = [(text.get("video_url", ""), name, True)]
         if config.covers and text.get("cover_url"):
             wanted.append((text["cover_url"], _cover_name(name, text["cover_url"]), False))
         for url, file, is_video in wanted:
@@ -427,6 +428,8 @@ class _Downloader:
         return _Result("failed", 0, reason)
 
     async def _fetch(self, fetch: _Fetch, part: Path, created: list[Path]) -> _Result:
+        if not fetch.url:
+            raise Refused("completed, but the API gave no video_url yet; run status again")
         if await self._complete(fetch):
             return _Result("skipped")
         async with self._follow("GET", fetch.url) as response:

@@ -117,16 +117,11 @@ def error_text(data: Mapping[str, object]) -> str | None:
 def video_update(
     video_id: str, data: Mapping[str, object], seen_at: float, status: VideoStatus | None = None
 ) -> VideoUpdate:
-    """Builds an update from a status `data` dict or a webhook's `data` (same field names).
-
-    "completed" without a `video_url` is still `processing`: the API fills the URLs in once a
-    render is done, and a final status would never be asked again (nor downloaded)."""
-    status = status or normalize_video_status(data.get("status"))
-    video_url = _text(data.get("video_url"))
+    """Builds an update from a status `data` dict or a webhook's `data` (same field names)."""
     return VideoUpdate(
         video_id=video_id,
-        status="processing" if status == "completed" and video_url is None else status,
-        video_url=video_url,
+        status=status or normalize_video_status(data.get("status")),
+        video_url=_text(data.get("video_url")),
         cover_url=_text(data.get("cover_url")),
         duration=_number(data.get("duration", data.get("video_duration"))),
         deducted_credit=_number(data.get("deducted_credit")),
