@@ -17,7 +17,7 @@ import signal
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -299,7 +299,9 @@ class _Run:
 
     async def execute(self, *, handle_signals: bool) -> RunSummary:
         # Its own task: a signal cancels this run, never the caller's task around it.
-        main = asyncio.create_task(self._guarded(self._main(handle_signals), "writing the state"))
+        main = asyncio.create_task(
+            self._guarded(lambda: self._main(handle_signals), "writing the state")
+        )
         try:
             await main
         except asyncio.CancelledError:
@@ -327,6 +329,15 @@ class _Run:
                 self.state.finish_run(self.run_id, self.control.stop_reason or "done")
                 self.state.prune(self.config.keep_runs)
         if self.hard_stop:
+            return
+        if not self.planning_done and storage.is_file(self.config.results):
+            # Stopped before planning (a bad key, the API down): this run knows no row's
+            # outcome, and the file the last run wrote still says what was paid.
+            log.warning(
+                "the results file %s is left as the last run wrote it: this run stopped before "
+                "planning any row",
+                self.config.results,
+            )
             return
         started = time.monotonic()
         with self._local_io(f"writing the results file {self.config.results}"):
@@ -359,9 +370,11 @@ class _Run:
                 log.debug("the failure in full", exc_info=True)
             self.control.stop("a local file could not be written")
 
-    async def _guarded(self, work: Awaitable[None], doing: str) -> None:
+    async def _guarded(self, work: Callable[[], Awaitable[None]], doing: str) -> None:
+        # `work` is made here, not by the caller: a task cancelled before it starts (a run
+        # that stops at once) then leaves no coroutine never awaited.
         with self._local_io(doing):
-            await work
+            await work()
 
     async def _main(self, handle_signals: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -378,7 +391,7 @@ class _Run:
             )
         )
         results_task = asyncio.create_task(self._refresh_results())
-        heartbeat = asyncio.create_task(self._guarded(self._heartbeat(), "renewing claims"))
+        heartbeat = asyncio.create_task(self._guarded(self._heartbeat, "renewing claims"))
         try:
             async with JoggClient(
                 self.config.base_url,
@@ -414,9 +427,11 @@ class _Run:
                 )
                 try:
                     await asyncio.gather(
-                        self._guarded(self._plan(client), "planning the catalog into the state"),
-                        self._guarded(self._dispatch(sender), "reading the state"),
-                        self._guarded(settler.run(), "recording a look-up in the state"),
+                        self._guarded(
+                            lambda: self._plan(client), "planning the catalog into the state"
+                        ),
+                        self._guarded(lambda: self._dispatch(sender), "reading the state"),
+                        self._guarded(settler.run, "recording a look-up in the state"),
                     )
                 except asyncio.CancelledError:
                     for task in self.tasks:
@@ -733,5 +748,7 @@ class _Run:
             return ExitCode.ACCOUNT
         if self.double_charges:
             return ExitCode.DOUBLE_CHARGED
+        if not self.planning_done:  # stopped before its rows were planned: none was done
+            return ExitCode.ROWS_FAILED
         unfinished = any(statuses.get(status) for status in UNFINISHED_ROWS)
         return ExitCode.ROWS_FAILED if unfinished else ExitCode.OK

@@ -766,6 +766,26 @@ def test_an_api_outage_before_the_first_post_is_not_an_account_error(
     assert set(read_results(config.results)["status"]) == {"not_attempted"}
 
 
+@pytest.mark.parametrize(("path", "code"), [("/v2/product_videos", 1), ("/v2/user/whoami", 3)])
+def test_a_run_stopped_before_planning_leaves_the_last_results_file_as_it_was(
+    tmp_path: Path, path: str, code: int
+) -> None:
+    """The API down or the key refused before any row is planned: the results file the last
+    run wrote, with its video ids, is kept (this run knows no row's outcome), and the exit
+    still says the run did nothing (1), or why (3)."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    server = RewritingSandbox(lambda *_: None)
+    config = replace(make_config(catalog, "http://sandbox.test"), offline=False)
+    assert runner.run(config, transport=server.transport()).exit_code == ExitCode.OK
+    before = config.results.read_bytes()
+    refused = (401, "application/json", b'{"code": 10105, "msg": "invalid api key"}')
+    server.rewrite = bad_gateway_on(path) if code == 1 else lambda *_: refused
+    stopped = runner.run(config, transport=server.transport())
+    assert (stopped.exit_code, stopped.requests_sent) == (code, 0)
+    assert config.results.read_bytes() == before
+    assert set(read_results(config.results)["status"]) == {"submitted"}
+
+
 def test_a_ledger_connection_dropped_mid_run_ends_with_exit_7_not_a_traceback(
     tmp_path: Path, postgres_url: str
 ) -> None:
