@@ -6,17 +6,20 @@ import csv
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import click
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
+from batch.cli.common import reports_errors
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
 from batch.store.results import read_results
@@ -133,6 +136,27 @@ def test_locked_state_exits_4(tmp_path: Path) -> None:
         holder.close()
     assert code == 4
     assert "in use by a running jogg-batch" in err
+
+
+def test_a_ledger_busy_past_its_wait_is_exit_4_not_a_traceback() -> None:
+    """SQLite's "database is locked" after its 30 s wait (another process holds a write) is the
+    state in use: its message and exit 4, as for an overlapping run; other errors keep theirs."""
+
+    @click.command()
+    @reports_errors
+    def busy() -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    result = CliRunner().invoke(busy, [])
+    assert result.exit_code == 4
+    assert "the state is busy: another process held it for over 30 s" in result.stderr
+
+    @click.command()
+    @reports_errors
+    def broken() -> None:
+        raise sqlite3.OperationalError("no such table: jobs")
+
+    assert isinstance(CliRunner().invoke(broken, []).exception, sqlite3.OperationalError)
 
 
 def test_sandbox_run_prints_summary_and_never_the_key(tmp_path: Path) -> None:

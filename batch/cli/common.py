@@ -15,7 +15,7 @@ from batch import logs
 from batch.errors import BatchError
 from batch.follow.polling import PollSummary
 from batch.storage import parse_location
-from batch.store.backend import state_location
+from batch.store.backend import as_busy_error, database_errors, state_location
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,7 +50,12 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return command(*args, **kwargs)
+            try:
+                return command(*args, **kwargs)
+            except database_errors() as error:
+                if (busy := as_busy_error(error)) is None:
+                    raise
+                raise busy from error
         except BatchError as error:
             # Messages may quote a server; control characters must not reach the terminal.
             message = f"jogg-batch: error: {logs.escape_controls(str(error))}"

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch.errors import StateError
+from batch.errors import LockedError, StateError
 
 if TYPE_CHECKING:
     import psycopg
@@ -257,3 +257,14 @@ def database_errors() -> tuple[type[Exception], ...]:
     (asking does not load it: a run on SQLite never imports psycopg)."""
     psycopg = sys.modules.get("psycopg")
     return (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)
+
+
+def as_busy_error(exc: Exception) -> StateError | None:
+    """SQLite's "database is locked" (another process held the ledger past the 30 s wait) as
+    the error of a state in use (exit 4); None for any other error."""
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc)):
+        return LockedError(
+            f"the state is busy: another process held it for over 30 s ({exc}); let it finish, "
+            "then run this again"
+        )
+    return None
