@@ -10,7 +10,9 @@ for people to copy (a test keeps the two equal).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -514,10 +516,26 @@ def ledger_location(
             )
     elif isinstance(chosen, Path) and not chosen.is_file():
         raise StateError(f"{chosen}: no state database here; check the path")
+    elif isinstance(chosen, Path) and not _file_holds_a_ledger(chosen):
+        raise StateError(f"{chosen}: this file holds no jogg-batch ledger; check the path")
     elif isinstance(chosen, DatabaseURL) and not _holds_a_ledger(chosen):
         # Opening it as a state would make the tables there (a typo in the database's name).
         raise StateError(f"{chosen}: this database holds no jogg-batch ledger; check its name")
     return chosen
+
+
+def _file_holds_a_ledger(path: Path) -> bool:
+    """Whether a SQLite file has the ledger's tables (read only: looking makes nothing)."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+        ) as db:
+            found = db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
+            ).fetchone()
+    except sqlite3.Error:  # not a database at all
+        return False
+    return found is not None
 
 
 def _holds_a_ledger(url: DatabaseURL) -> bool:

@@ -3,6 +3,8 @@ and a job accepted before pruning is still never sent again."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
@@ -110,3 +112,21 @@ def test_state_commands_never_make_a_ledger_in_a_database_without_one(postgres_u
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
         ).fetchone()  # type: ignore[misc]
     assert tables == 0
+
+
+def test_state_commands_never_write_into_another_sqlite_file(tmp_path: Path) -> None:
+    """An application's SQLite file, or a file that is no database, given to `state info` or
+    `prune` by mistake: refused (exit 2), left byte for byte as it was."""
+    app = tmp_path / "app.db"
+    with contextlib.closing(sqlite3.connect(app)) as db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY)")
+        db.commit()
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database\n")
+    for path in (app, text):
+        before = path.read_bytes()
+        for command in (["info"], ["prune", "--keep-runs", "1"]):
+            shown = CliRunner().invoke(main, ["state", *command, "--state", str(path)])
+            assert shown.exit_code == 2, shown.output
+            assert f"{path}: this file holds no jogg-batch ledger" in shown.output
+        assert path.read_bytes() == before
