@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import signal
 import types
@@ -96,6 +97,9 @@ async def test_run_async_sends_and_waits_inside_a_running_loop(
     assert summary.renders is not None
     assert (summary.renders.completed, summary.exit_code) == (3, batch.ExitCode.OK)
     assert len(submissions(sandbox_url)["submissions"]) == 3
+    # Each typed result has its `to_json()`, as the README says.
+    assert json.loads(json.dumps(summary.renders.to_json()))["exit_code"] == 0
+    assert json.loads(json.dumps(summary.to_json()))["renders"]["completed"] == 3
 
 
 @pytest.mark.anyio

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import click
@@ -66,5 +65,5 @@ def status(
     summary = api.track(api.track_config(results, overrides), wait=seconds if wait else None)
     logs.say(render_renders(summary), event="summary")
     if as_json:
-        emit_json({**dataclasses.asdict(summary), "exit_code": int(summary.exit_code)})
+        emit_json(summary.to_json())
     raise SystemExit(int(summary.exit_code))

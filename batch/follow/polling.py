@@ -13,6 +13,7 @@ a person who runs `status` once expects an answer about each of them, now.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -188,6 +189,10 @@ class PollSummary:
         if self.double_charges:
             return ExitCode.DOUBLE_CHARGED
         return ExitCode.ROWS_FAILED if self.failed or self.unread else ExitCode.OK
+
+    def to_json(self) -> dict[str, object]:
+        """What `status --json` prints: the counts and the exit code."""
+        return {**dataclasses.asdict(self), "exit_code": int(self.exit_code)}
 
 
 async def poll(
