@@ -433,6 +433,8 @@ def build_run_config(
 
     `api_key`: this key instead of JOGG_API_KEY or `api.key_file` (a sandbox's, say)."""
     given = overrides or Overrides()
+    if given.max_videos is not None and given.max_videos < 1:  # as the CLI's --max-videos
+        raise ConfigError(f"max_videos {given.max_videos}: use 1 or more (None: no cap)")
     settings = resolve(given, env)
     results = given.results or default_results_path(catalog)
     api = settings.api

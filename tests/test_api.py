@@ -179,6 +179,14 @@ async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
     assert (await batch.plan_async(config)).plan.new == 4
 
 
+@pytest.mark.parametrize("cap", [0, -3])
+def test_configure_refuses_a_cap_the_cli_refuses(tmp_path: Path, cap: int) -> None:
+    """max_videos below 1 is a ConfigError, as `--max-videos 0` is a usage error."""
+    with pytest.raises(batch.BatchError, match=f"max_videos {cap}: use 1 or more") as caught:
+        batch.configure(tmp_path / "c.csv", batch.Overrides(max_videos=cap), key_required=False)
+    assert caught.value.exit_code == batch.ExitCode.USAGE
+
+
 def test_configure_needs_a_key_unless_told_otherwise(tmp_path: Path) -> None:
     """No JOGG_API_KEY: a ConfigError saying where to put it; key_required=False plans keyless."""
     catalog = tmp_path / "c.csv"
