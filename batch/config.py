@@ -14,7 +14,7 @@ import contextlib
 import os
 import sqlite3
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -161,12 +161,13 @@ def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None)
 
 def _describe(source: Path, exc: ValidationError, given: set[str]) -> str:
     """Each problem named by its key and value: in the file, or the option that gave it."""
-    problems, options = [], []
+    problems: list[str] = []
+    options: list[str] = []
     for error in exc.errors():
         key = ".".join(str(part) for part in error["loc"])
         value = error.get("input")
         if error["type"] == "extra_forbidden":
-            problems.append(f"unknown setting '{key}'")
+            (options if key in given else problems).append(f"unknown setting '{key}'")
         elif error["type"] == "value_error":
             reason = str(error["ctx"]["error"])
             if key in given:
@@ -187,8 +188,11 @@ def _option(key: str) -> str:
     return f"{option} (or JOGG_BASE_URL)" if key == "api.base_url" else option
 
 
-def request_defaults(settings: Settings, source: Path | None) -> payload.RequestDefaults:
-    """Normalises each default with the same rules as catalog cells (so `9:16` works here too)."""
+def request_defaults(
+    settings: Settings, source: Path | None, given: Collection[str] = ()
+) -> payload.RequestDefaults:
+    """Normalises each default with the same rules as catalog cells (so `9:16` works here too).
+    `given`: the defaults an option set (a bad one is blamed on its option, not the file)."""
     raw = settings.defaults
     normalisers: dict[str, Callable[[object], object]] = {
         "length": payload.normalize_length,
@@ -214,6 +218,8 @@ def request_defaults(settings: Settings, source: Path | None) -> payload.Request
         try:
             values[name] = normalise(value)
         except ValueError as exc:
+            if name in given:
+                raise ConfigError(f"{_option(name)} {exc}") from None
             raise ConfigError(f"{source or BUILTIN_CONFIG}: defaults.{name}: {exc}") from None
     for required in ("length", "aspect_ratio", "avatar_id", "script_style", "language"):
         if values[required] is None:
@@ -326,6 +332,7 @@ def catalog_options(
     fmt: str | None = None,
     delimiter: str | None = None,
     sheet: str | None = None,
+    given: Collection[str] = (),
 ) -> CatalogOptions:
     chosen_format = fmt or settings.catalog.format or None
     delimiter = delimiter or settings.catalog.delimiter or None
@@ -335,7 +342,7 @@ def catalog_options(
         format=chosen_format,  # type: ignore[arg-type]
         delimiter=delimiter,
         columns=dict(settings.columns),
-        defaults=request_defaults(settings, source),
+        defaults=request_defaults(settings, source, given),
         row_key=settings.catalog.row_key or None,
         batch_rows=settings.catalog.batch_rows,
         sheet=sheet or settings.catalog.sheet or None,
@@ -456,6 +463,7 @@ def build_run_config(
             fmt=given.input_format,
             delimiter=given.delimiter,
             sheet=given.sheet,
+            given=[name for name, value in given.fields.items() if value is not None],
         ),
         base_url=api.base_url.rstrip("/"),
         api_key=key,

@@ -153,6 +153,18 @@ def test_a_bad_rate_from_the_command_line_names_the_option(tmp_path: Path) -> No
         load_settings(None, {"api.rate_limit": "20 per minute"})
 
 
+def test_a_bad_request_default_from_an_option_names_the_option(tmp_path: Path) -> None:
+    """`--length 45` (or Overrides.fields) names the option, not the settings file it is not
+    in; a bad value in the file still names the file."""
+    config = tmp_path / "c.toml"
+    config.write_text('[defaults]\naspect_ratio = "4:3"\n')
+    given = Overrides(fields={"length": "45"})
+    with pytest.raises(ConfigError, match=r"^--length '45' is not a video length"):
+        build_run_config(tmp_path / "c.csv", given, api_key=Secret("k"))
+    with pytest.raises(ConfigError, match=r"c\.toml: defaults\.aspect_ratio: '4:3'"):
+        build_run_config(tmp_path / "c.csv", Overrides(config_path=config), api_key=Secret("k"))
+
+
 def test_a_column_mapping_to_no_catalog_column_names_file_and_key(tmp_path: Path) -> None:
     """[columns] sku = "productid": the file, the key and the columns there are."""
     config = tmp_path / "c.toml"
