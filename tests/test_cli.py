@@ -511,12 +511,14 @@ def test_group_help_opens_with_what_the_tool_is_and_an_example() -> None:
     assert "jogg-batch run sample_data/catalog.csv --sandbox --wait" in out
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize(
+    "command", [*COMMANDS, "state", "state info", "state prune", "state vacuum"]
+)
 def test_every_command_help_has_an_example(command: str) -> None:
     """Each command's help ends its description with an example of itself."""
-    _, out, _ = invoke(command, "--help")
+    _, out, _ = invoke(*command.split(), "--help")
     example = out.split("Example", 1)[1].split("Options:", 1)[0]
-    assert f"jogg-batch {command} " in example
+    assert f"jogg-batch {command}" in example
 
 
 def test_format_is_the_output_format_and_the_old_catalog_spelling_still_works(

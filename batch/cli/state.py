@@ -49,7 +49,12 @@ def state() -> None:
 @logging_options
 @reports_errors
 def info(state: StateLocation | None, config_path: Path | None) -> None:
-    """Where the ledger is, its size, runs, and jobs by status."""
+    """Where the ledger is, its size, runs, and jobs by status.
+
+    \b
+    Example:
+      jogg-batch state info --state nightly.db
+    """
     path = _ledger(state, config_path)
     with StateStore(path) as store:
         facts = store.info()
@@ -69,7 +74,12 @@ def info(state: StateLocation | None, config_path: Path | None) -> None:
 @logging_options
 @reports_errors
 def prune(keep_runs: int, state: StateLocation | None, config_path: Path | None) -> None:
-    """Forget the row outcomes of all but the newest runs (jobs and attempts stay forever)."""
+    """Forget the row outcomes of all but the newest runs (jobs and attempts stay forever).
+
+    \b
+    Example:
+      jogg-batch state prune --keep-runs 7
+    """
     with StateStore(_ledger(state, config_path)) as store:
         store.lock()
         pruned = store.prune(keep_runs)
@@ -81,7 +91,12 @@ def prune(keep_runs: int, state: StateLocation | None, config_path: Path | None)
 @logging_options
 @reports_errors
 def vacuum(state: StateLocation | None, config_path: Path | None) -> None:
-    """Give freed space back to the disk (rewrites the file; slow for a big ledger)."""
+    """Give freed space back to the disk (rewrites the file; slow for a big ledger).
+
+    \b
+    Example:
+      jogg-batch state vacuum
+    """
     with StateStore(_ledger(state, config_path)) as store:
         store.lock()
         store.vacuum()
