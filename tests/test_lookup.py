@@ -154,6 +154,17 @@ async def test_a_server_with_smaller_pages_is_followed_as_it_says(
 
 
 @pytest.mark.anyio
+async def test_avatars_in_smaller_pages_than_asked_are_read_to_the_empty_page() -> None:
+    """Public avatars have no paging block: 50 a page for 100 asked, 627 of them, is read to
+    its last avatar (a short page proves no end), so avatar 600 is a known avatar."""
+    transport = paged_server(627, "avatars", extra=no_block, cap=50)
+    async with JoggClient("http://remote", KEY, transport=transport) as client:
+        found = await LookupService(client).avatars()
+    assert len(found) == 2 * 627  # public and custom both answer
+    assert "600" in {str(avatar.id) for avatar in found}
+
+
+@pytest.mark.anyio
 async def test_a_server_ignoring_page_size_is_read_once() -> None:
     """A listing that sends its whole collection on every page is not read 1,000 times."""
     transport = paged_server(150, "voices", ignore_paging=True, extra=no_block)

@@ -10,8 +10,10 @@ POST limiter.
 
 Paging differs per endpoint (reference §3.7): voices say `has_more`, music gives `total_pages`,
 avatars give nothing. What a page says of the pages left is followed (a server may send fewer a
-page than asked); without it, a page shorter than asked for ends a listing, and so does one longer
-than asked for (a server that ignores `page_size` and sends the whole collection at once).
+page than asked); without it, only an empty page ends a listing, or one that repeats the page
+before it (a server that ignores `page` and sends the whole collection each time). A short page
+proves nothing: a server may page by 50 where 100 were asked, and a valid avatar on its next page
+would make rows invalid.
 """
 
 from __future__ import annotations
@@ -297,10 +299,7 @@ async def _all_pages(
         more: bool | None = data.get("has_more") if isinstance(data.get("has_more"), bool) else None
         if more is None and _is_int(total_pages):
             more = page < total_pages
-        # What the server says of the pages left wins over the page's length (a server may
-        # send fewer a page than asked); without a word from it, a page of another length ends
-        # the listing.
-        if not batch or more is False or (more is None and len(batch) != PAGE_SIZE):
+        if not batch or more is False:
             break
         previous = batch
     return items
