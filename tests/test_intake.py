@@ -150,6 +150,15 @@ CORPUS = [
     Case("mac_sep_line.csv", lambda: lines("sep=;", "product_id;title;length",
          f"{IDS[0]};Mug;15", end="\r"), 0, sent=1),
     Case("header_no_line_end.csv", lambda: b"product_id,title,length", 0),
+    # A database's tab-separated export does not quote: a title starting with a quote took the
+    # rows below into one cell, closed by a later title's quote. Refused, naming both lines.
+    Case("stray_quotes.tsv", lambda: lines("product_id\ttitle\tlength",
+         *(f"{IDS[i % 3]}\t{title}\t15" for i, title in enumerate(
+             ["a", '"Deluxe Pan', "b", "c", 'Pizza pan 12"', "d"]))), 2,
+         ("stray_quotes.tsv line 3 (row 2): column 'title' opens with a quote that runs on to "
+          "line 6",)),
+    Case("quoted_multiline.tsv", lambda: lines("product_id\ttitle\tlength",
+         f'{IDS[0]}\t"two\nlines"\t15', f'{IDS[1]}\t"a\tb"\t15'), 0, sent=2),
     Case("near_miss_header.csv", lambda: lines("product_id,title,Captions", f"{IDS[0]},Mug,yes"),
          2, ("column 'Captions' is not a request column", '("Captions" = "caption")')),
 ]  # fmt: skip

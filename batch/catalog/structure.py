@@ -72,6 +72,10 @@ _SIGNATURES: Final = (
 )
 # What Python's csv module says, and what it means for the person fixing the file.
 _QUOTE_HINT: Final = 'close the quote where the cell ends, and write a quote inside a cell as ""'
+_TAB_QUOTE_HINT: Final = (
+    "a quote in the text took the rows below into one cell (tab-separated exports do not "
+    'quote); remove the quote, or quote the whole cell and write the quote inside it as ""'
+)
 _BAD_TEXT: Final = re.compile("[\x00\udc80-\udcff]")  # NUL, or a byte that was not UTF-8
 
 
@@ -125,7 +129,7 @@ class _ByteScan:
 
     not_utf8: int | None
     nul: int | None
-    odd_quotes: bool
+    quotes: int
 
     @property
     def text_is_clean(self) -> bool:
@@ -160,7 +164,7 @@ def _scan_bytes(path: Location, quote: bytes | None) -> _ByteScan:
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
                 not_utf8 = offset - 1
-    return _ByteScan(not_utf8, nul, quotes % 2 == 1)
+    return _ByteScan(not_utf8, nul, quotes)
 
 
 # ---- CSV ----
@@ -183,7 +187,10 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
     plan_columns(path, layout.headers, options)
     rows, failure = _parse_csv(path, layout)
     # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
-    if failure is None and not scan.odd_quotes and not layout.nameless:
+    # A tab-separated file with quotes is scanned too: exports of that kind do not quote, so
+    # a quote in the text can open a "cell" that swallows the rows below it, evenly closed.
+    tab_quotes = layout.delimiter == "\t" and scan.quotes > 0
+    if failure is None and scan.quotes % 2 == 0 and not layout.nameless and not tab_quotes:
         return rows
     found = _locate_csv(path, layout, text=False)
     _raise_found(found)
@@ -295,11 +302,26 @@ def _locate_csv(path: Location, layout: CsvLayout, *, text: bool) -> _Found:
                 return _Found(f"{_where(path, first, row)}: {problem}", row)
             if len(record) != width:
                 return _Found(_width_problem(path, first, line, row, record, width, delimiter), row)
+            if delimiter == "\t" and line > first and (swallowed := _holds_rows(record, headers)):
+                return _Found(
+                    f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
+                    f"holding tabs and line ends as rows do: {_TAB_QUOTE_HINT}",
+                    row,
+                )
             if row and (filled := [p for p in nameless if record[p].strip()]):
                 where = _where(path, first, row)
                 message = str(nameless_value(layout, where, filled[0], record[filled[0]]))
                 return _Found(message, row)
             row += 1
+
+
+def _holds_rows(record: list[str], headers: list[str]) -> str | None:
+    """The column whose quoted cell holds both a tab and a line end, as a quote opened in the
+    text of a tab-separated file takes the rows below into one cell; None for none."""
+    for cell, header in zip(record, headers, strict=False):
+        if "\t" in cell and ("\n" in cell or "\r" in cell):
+            return f"column {header!r} opens with a quote that"
+    return None
 
 
 def _csv_error(path: Location, first: int, row: int, reached: int, exc: csv.Error) -> str:
