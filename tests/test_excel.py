@@ -139,6 +139,19 @@ def test_merged_title_and_two_row_header_give_the_real_column_names(catalog: Pat
     assert table.column("note").to_pylist()[:2] == ["=1+1", "+cmd"]
 
 
+def test_a_value_merged_down_over_rows_is_every_such_rows_value(tmp_path: Path) -> None:
+    """aspect_ratio "9:16" merged over rows 2-4 (as a grouped sheet shows it): each of those
+    rows has it, not only the first (the others were paid as the default landscape)."""
+    pids = product_ids(4)
+    rows: Rows = [["product_id", "aspect_ratio"], *[[pid, None] for pid in pids]]
+    rows[4][1] = "16:9"
+    path = write_workbook(tmp_path / "c.xlsx", {"S": rows}, {"S": {"B2:B4": "9:16"}})
+    table = next(read_passthrough(path, CatalogOptions()))
+    assert table.column("aspect_ratio").to_pylist() == ["9:16", "9:16", "9:16", "16:9"]
+    fields = [row.fields for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
+    assert [f.aspect_ratio for f in fields if f] == ["portrait"] * 3 + ["landscape"]
+
+
 def test_typed_cells_normalise_as_csv_cells_do(catalog: Path) -> None:
     """127.0 is avatar 127, 30.0 is length 30, TRUE and true and yes are captions on."""
     rows = [row for batch in read_catalog(catalog, OPTIONS) for row in batch.rows]

@@ -124,7 +124,8 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     place = _Place(chosen, header_index + 1)
     named = [header for header in headers if header.strip()]
     nameless = _Nameless(location, place, headers)
-    return Sheet(named, _tables(rows, headers, batch_rows, errors, nameless), place)
+    spans = _merged_down(merges, header_index, start[1])
+    return Sheet(named, _tables(rows, headers, batch_rows, errors, nameless, spans), place)
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,21 +304,48 @@ def _header(
     raise CatalogError(f"{location}: sheet {sheet!r} is empty; it needs a header row")
 
 
+@dataclass(frozen=True, slots=True)
+class _Spans:
+    """The merges below the header that span rows: Excel shows a merge's value on every row it
+    covers, so each of them has it (in the merge's first column)."""
+
+    tops: frozenset[tuple[int, int]]  # (row index, column position) of each merge's top cell
+    below: dict[int, list[tuple[int, int]]]  # row index -> (position, its merge's top row)
+
+
+def _merged_down(merges: list[_Merge], header_index: int, first_column: int) -> _Spans:
+    tops, below = set(), dict[int, list[tuple[int, int]]]()
+    for (top, left), (bottom, _right) in merges:
+        if top > header_index and bottom > top:
+            tops.add((top, left - first_column))
+            for row in range(top + 1, bottom + 1):
+                below.setdefault(row, []).append((left - first_column, top))
+    return _Spans(frozenset(tops), below)
+
+
 def _tables(
     rows: Iterator[tuple[int, list[Cell]]],
     headers: list[str],
     batch_rows: int,
     errors: _Errors,
     nameless: _Nameless,
+    spans: _Spans,
 ) -> Iterator[pa.Table]:
     width = len(headers)
     columns: list[list[str]] = [[] for _ in headers]
+    merged: dict[tuple[int, int], str] = {}  # a merge's top cell text, by (row, position)
     count = given = 0
     for index, cells in rows:
         for column, cell in zip(columns, cells, strict=False):
             column.append(cell if isinstance(cell, str) else cell_text(cell))
         for column in columns[len(cells) : width]:
             column.append("")
+        for position, top in spans.below.get(index, ()):
+            if 0 <= position < width and not columns[position][-1]:
+                columns[position][-1] = merged.get((top, position), "")
+        for position in range(width) if spans.tops else ():
+            if (index, position) in spans.tops:
+                merged[(index, position)] = columns[position][-1]
         for position, error in errors.get(index, {}).items():
             if 0 <= position < width:
                 columns[position][-1] = error  # the error's text, refused as CSV text is
