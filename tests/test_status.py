@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 from batch.errors import AccountError, ExitCode
@@ -17,7 +19,9 @@ from batch.follow.polling import (
     poll,
     video_update,
 )
-from batch.store import PendingVideo, VideoUpdate
+from batch.follow.tracking import refresh_results
+from batch.store import PendingVideo, StateStore, VideoUpdate
+from batch.store.results import read_results
 
 
 @dataclass
@@ -276,3 +280,21 @@ async def test_account_error_stops_polling() -> None:
 
     with pytest.raises(AccountError, match="video x: invalid key"):
         await poll(Lookup(), MemorySink({"x": 0.0}), wait=True, timeout=None, clock=lambda: 50.0)
+
+
+def test_refreshing_a_results_file_names_the_double_charges_the_ledger_knows(
+    tmp_path: Path,
+) -> None:
+    """The `status` that first finds a tag rendered twice writes it into the rows of both
+    videos, as a run's results do; other rows keep their message."""
+    results = tmp_path / "r.csv"
+    pd.DataFrame(
+        {"row": ["1", "2"], "status": ["submitted"] * 2, "video_id": ["v1", "v3"],
+         "message": ["", "kept"]}
+    ).to_csv(results, index=False)  # fmt: skip
+    with StateStore(tmp_path / "s.db") as store:
+        store.record_listing([("v1", "jb-1", "[jb-1] a", 1.0), ("v2", "jb-1", "[jb-1] a", 2.0)])
+        store.record_double_charges(None)
+        refresh_results(results, store)
+    frame = read_results(results)
+    assert list(frame["message"]) == ["double charge, raise it with JoggAI: videos v1, v2", "kept"]

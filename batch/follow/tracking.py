@@ -123,6 +123,17 @@ def refresh_results(results: Location, store: StateStore) -> dict[str, str]:
             known[video_id][column] if video_id in known else value
             for video_id, value in zip(frame["video_id"], frame[column], strict=True)
         ]
+    # A row whose video is one of a tag's several renders says so, as a run's results do.
+    charged = {
+        video_id: "double charge, raise it with JoggAI: videos " + ", ".join(charge.video_ids)
+        for charge in store.double_charges()
+        for video_id in charge.video_ids
+    }
+    if charged and "message" in frame:
+        frame["message"] = [
+            charged.get(video_id, message)
+            for video_id, message in zip(frame["video_id"], frame["message"], strict=True)
+        ]
     write_table(frame, results)
     return {
         video_id: status
