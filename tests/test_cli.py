@@ -138,6 +138,24 @@ def test_locked_state_exits_4(tmp_path: Path) -> None:
     assert "in use by a running jogg-batch" in err
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["run", "c.csv", "--max-videos", "0"], ["state", "prune", "--keep-runs", "0"],
+     ["download", "r.csv"], ["run", "c.csv", "--until", "25:99"]],
+)  # fmt: skip
+def test_a_usage_error_is_a_json_record_with_log_format_json(args: list[str]) -> None:
+    """A bad option value or a missing option: exit 2, and with --log-format json one JSON
+    record on stderr instead of click's usage block (the cron line's log stays parseable)."""
+    code, _, err = invoke(*args, "--log-format", "json", env={"JOGG_API_KEY": "k"})
+    assert code == 2
+    (record,) = [json.loads(line) for line in err.splitlines()]
+    assert (record["level"], record["event"]) == ("error", "error")
+    assert record["message"].startswith("jogg-batch: error: ")
+    code, _, err = invoke(*args, env={"JOGG_API_KEY": "k"})
+    assert code == 2
+    assert "Usage: " in err  # without it, click's usage block as ever
+
+
 def test_a_ledger_busy_past_its_wait_is_exit_4_not_a_traceback() -> None:
     """SQLite's "database is locked" after its 30 s wait (another process holds a write) is the
     state in use: its message and exit 4, as for an overlapping run; other errors keep theirs."""

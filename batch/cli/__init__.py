@@ -7,9 +7,14 @@ when it runs. The group's help ends with the exit codes, from `batch.errors.EXIT
 from __future__ import annotations
 
 import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
+from batch import logs
 from batch.errors import EXIT_CODE_MEANINGS
 from batch.version import __version__
 
@@ -41,6 +46,12 @@ Commands print a JSON document on stdout with --json; diagnostics go to stderr.
 """
 
 
+def _json_logs(argv: list[str]) -> bool:
+    """Whether the command line asks for JSON logs (`--log-format json` or `=json`)."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return "--log-format=json" in argv or ("--log-format", "json") in pairs
+
+
 def exit_code_lines() -> str:
     width = max(len(str(int(code))) for code in EXIT_CODE_MEANINGS)
     return "\n".join(
@@ -61,6 +72,23 @@ class LazyGroup(click.Group):
         module, name = COMMANDS[cmd_name].split(":")
         command: click.Command = getattr(importlib.import_module(module), name)
         return command
+
+    def main(self, args: Sequence[str] | None = None, *positional: Any, **options: Any) -> Any:
+        """With `--log-format json`, a usage error (a bad option value, a missing argument) is
+        one JSON record on stderr like every other line, not click's usage block: the cron
+        line's log stays parseable."""
+        argv = list(sys.argv[1:] if args is None else args)
+        if not options.get("standalone_mode", True) or not _json_logs(argv):
+            return super().main(argv, *positional, **options)
+        try:
+            return super().main(argv, *positional, **{**options, "standalone_mode": False})
+        except click.ClickException as error:
+            logs.configure(0, "json")
+            message = f"jogg-batch: error: {logs.escape_controls(error.format_message())}"
+            logs.say(message, event="error", level=logging.ERROR)
+            sys.exit(error.exit_code)
+        except click.Abort:
+            sys.exit(1)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
