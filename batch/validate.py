@@ -6,18 +6,24 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import NamedTuple
 
-from batch.catalog import CatalogOptions, check_structure, read_catalog
+from batch.catalog import CatalogOptions, check_structure, read_catalog, read_passthrough
 from batch.config import RunConfig
 from batch.outputs import check_outputs
 from batch.preflight import Preflight
 from batch.storage import Location
+from batch.store import xlsx
+from batch.store.results import RESULT_COLUMNS, results_format
 
 
 def before_sending(config: RunConfig) -> None:
     """Everything that would stop a run part-way, refused before its first request: the
     catalog's structure and header (CatalogError) and the output paths (ConfigError)."""
-    check_structure(config.catalog, config.catalog_options)
+    rows = check_structure(config.catalog, config.catalog_options)
     check_outputs(config)
+    if results_format(config.results) == "xlsx":
+        width = next(read_passthrough(config.catalog, config.catalog_options)).num_columns
+        # The outcome columns, and `download`'s reason column.
+        xlsx.check_fits(config.results, rows, width + len(RESULT_COLUMNS) + 1)
 
 
 class Problem(NamedTuple):

@@ -417,6 +417,26 @@ def test_xlsx_catalog_round_trips_to_xlsx_results_and_retry_finishes_it(
     assert list(after["note"])[:2] == ["=1+1", "+cmd"]
 
 
+def test_xlsx_results_a_sheet_cannot_hold_are_refused_before_sending(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """17,000 catalog columns and the outcome columns are past a sheet's 16,384: exit 2 naming
+    the limits before anything is sent (the workbook would drop the outcome columns)."""
+    catalog = tmp_path / "wide.csv"
+    names = ["product_id", *(f"attribute_{i}" for i in range(17_000))]
+    catalog.write_text(",".join(names) + "\n" + ",".join([product_ids(1)[0]] + ["v"] * 17_000))
+    result = CliRunner().invoke(
+        main,
+        ["run", str(catalog), "--results", str(tmp_path / "r.xlsx"), "--base-url", sandbox_url,
+         "--offline", "--rate-limit", "none"],
+        env={"JOGG_API_KEY": "sk-sandbox"},
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "a workbook's sheet holds 1,048,575 rows and 16,384 columns at most" in result.output
+    assert submissions(sandbox_url)["submissions"] == []
+    assert not (tmp_path / "r.xlsx").exists()
+
+
 def test_cli_sheet_option_validates_the_named_sheet(tmp_path: Path) -> None:
     """`validate book.xlsx --sheet Second` reads that sheet and reports its rows there."""
     path = write_workbook(

@@ -251,6 +251,9 @@ def csv_layout(
     """
     if options.delimiter is not None and len(options.delimiter) != 1:
         raise CatalogError(f"the CSV delimiter must be one character, not {options.delimiter!r}")
+    # The module's default limit (128 KiB a cell) is below a long header read as one cell while
+    # the delimiter is sniffed.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
     declared = _declared_delimiter(text)
     if declared is not None and options.delimiter not in (None, declared):
         raise CatalogError(

@@ -26,6 +26,7 @@ import pyarrow as pa
 import python_calamine as calamine
 
 from batch.catalog.excel import cell_text
+from batch.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ LINK_COLUMNS: Final = frozenset({"video_url"})
 _MAX_LINKS: Final = 65_530
 _MAX_URL: Final = 2_079
 MAX_CELL: Final = 32_767  # Excel's most characters in a cell
+MAX_ROWS: Final = 1_048_576  # a sheet's rows, the header's included
+MAX_COLUMNS: Final = 16_384
 _WIDTH_SAMPLE: Final = 200  # rows whose text sets the column widths
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
 
@@ -49,6 +52,17 @@ def _exact_in_excel(value: int | float) -> bool:
 
 
 _EXACT_INTEGERS = 2**53
+
+
+def check_fits(path: object, rows: int, columns: int) -> None:
+    """ConfigError, before anything is sent, for results a sheet cannot hold: XlsxWriter would
+    leave out the rows and columns past Excel's limits, outcome columns included."""
+    if rows + 1 > MAX_ROWS or columns > MAX_COLUMNS:
+        raise ConfigError(
+            f"--results {path}: a workbook's sheet holds {MAX_ROWS - 1:,} rows and "
+            f"{MAX_COLUMNS:,} columns at most, and these results would have {rows:,} rows and "
+            f"{columns:,} columns; write .csv or .parquet results"
+        )
 
 
 def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[str]) -> None:
