@@ -5,6 +5,7 @@ reads, and what the sandbox received."""
 from __future__ import annotations
 
 import io
+import os
 import json
 import zipfile
 from collections.abc import Callable
@@ -295,3 +296,13 @@ def test_a_column_mapping_typo_stops_validate_naming_the_settings_file(tmp_path:
     code, output, _ = invoke("validate", str(catalog), "--config", str(settings))
     assert code == 2, output
     assert f"the [columns] mapping in {settings} names the header 'Avtar'" in output
+
+
+def test_a_catalog_that_is_a_pipe_is_refused_saying_so(tmp_path: Path) -> None:
+    """`validate <(cat catalog.csv)`: a pipe can be read once, a catalog is read more than
+    once; refused naming what it is, never "no such catalog file"."""
+    pipe = tmp_path / "c.csv"
+    os.mkfifo(pipe)
+    code, output, _ = invoke("validate", str(pipe))
+    assert code == 2
+    assert f"{pipe}: is not a regular file (a pipe or a device?)" in output

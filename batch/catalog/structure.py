@@ -87,6 +87,11 @@ def check_structure(path: Location, options: CatalogOptions) -> int:
     """
     fmt = catalog_format(path, options)
     if not storage.is_file(path):
+        if isinstance(path, Path) and path.exists() and not path.is_dir():
+            raise CatalogError(
+                f"{path}: is not a regular file (a pipe or a device?); a catalog is read more "
+                "than once, so save it to a file first"
+            )
         raise CatalogError(f"{path}: no such catalog file; check the path")
     if fmt == "csv":  # from a store too: a quote that never closes must not swallow rows
         rows = _check_csv(path, options)
