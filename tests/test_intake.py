@@ -5,8 +5,8 @@ reads, and what the sandbox received."""
 from __future__ import annotations
 
 import io
-import os
 import json
+import os
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
