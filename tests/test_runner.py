@@ -777,13 +777,14 @@ def test_a_run_stopped_before_planning_leaves_the_last_results_file_as_it_was(
     server = RewritingSandbox(lambda *_: None)
     config = replace(make_config(catalog, "http://sandbox.test"), offline=False)
     assert runner.run(config, transport=server.transport()).exit_code == ExitCode.OK
-    before = config.results.read_bytes()
+    results = catalog.with_name("catalog.results.csv")
+    before = results.read_bytes()
     refused = (401, "application/json", b'{"code": 10105, "msg": "invalid api key"}')
     server.rewrite = bad_gateway_on(path) if code == 1 else lambda *_: refused
     stopped = runner.run(config, transport=server.transport())
     assert (stopped.exit_code, stopped.requests_sent) == (code, 0)
-    assert config.results.read_bytes() == before
-    assert set(read_results(config.results)["status"]) == {"submitted"}
+    assert results.read_bytes() == before
+    assert set(read_results(results)["status"]) == {"submitted"}
 
 
 def test_a_ledger_connection_dropped_mid_run_ends_with_exit_7_not_a_traceback(
