@@ -779,6 +779,13 @@ def test_a_mapped_header_the_catalog_lacks_is_refused(tmp_path: Path) -> None:
         ("c.numbers", "x", CatalogOptions(), r"cannot tell the catalog format from the extension"),
         ("c.csv", "x", CatalogOptions(format="xml"), r"unknown catalog format 'xml'"),  # type: ignore[arg-type]
         ("c.csv", "sku,title\n1,a\n", CatalogOptions(), r"c\.csv: has no product_id column"),
+        # A title line above the header: the message shows what line 1 names, and says so.
+        (
+            "c.csv",
+            "Spring export\n\nproduct_id\nP1\n",
+            CatalogOptions(),
+            r"in its first line, which must name the columns \('Spring export'\); delete any title",
+        ),
         (
             "c.csv",
             "sku,product_id\n1,a\n",

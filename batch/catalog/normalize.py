@@ -223,8 +223,11 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     _refuse_near_misses(path, headers, canonical, mapping)
     if not any(source in canonical for source in _PRODUCT_SOURCES):
         raise CatalogError(
-            f"{path}: has no product_id column (nor product_url); name the column product_id, "
-            'or map yours in the [columns] config table, e.g. sku = "product_id"'
+            f"{path}: has no product_id column (nor product_url) in its first line, which must "
+            f"name the columns ({', '.join(repr(h) for h in headers[:5])}"
+            f"{', ...' if len(headers) > 5 else ''}); delete any title lines above the header, "
+            "name the column product_id, or map yours in the [columns] config table, e.g. "
+            'sku = "product_id"'
         )
     template_names = {canonical_name: header for canonical_name, header in canonical.items()}
     template_names.update({_header_key(header): header for header in headers})
