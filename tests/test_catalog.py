@@ -788,6 +788,12 @@ def test_a_mapped_header_the_catalog_lacks_is_refused(tmp_path: Path) -> None:
         ),
         (
             "c.csv",
+            "product_id|length\nP1|15\n",
+            CatalogOptions(),
+            r"\('product_id\|length'\); pass --delimiter '\|' if that is what separates",
+        ),
+        (
+            "c.csv",
             "sku,product_id\n1,a\n",
             CatalogOptions(columns={"SKU": "product_id"}),
             r"columns 'sku' and 'product_id' both map to product_id",

@@ -214,6 +214,17 @@ def test_first_visible_sheet_by_default_and_sheet_chooses_another(tmp_path: Path
     assert chosen.column("product_id").to_pylist() == ["B1", "B2"]
 
 
+def test_a_first_sheet_of_instructions_points_to_sheet(tmp_path: Path) -> None:
+    """The first visible sheet holds notes, the rows are on another: the error says --sheet."""
+    sheets = {
+        "Instructions": [["Fill in the Products sheet"]],
+        "Products": [["product_id"], ["P1"]],
+    }
+    path = write_workbook(tmp_path / "c.xlsx", sheets)
+    with pytest.raises(CatalogError, match="choose the sheet that holds the rows with --sheet"):
+        read_catalog(path, CatalogOptions())
+
+
 def test_unknown_sheet_lists_the_sheets_there_are(tmp_path: Path) -> None:
     """A mistyped sheet name is a CatalogError naming the sheets."""
     path = write_workbook(tmp_path / "book.xlsx", {"Main": [["product_id"], ["A1"]]})

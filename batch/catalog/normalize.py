@@ -225,9 +225,8 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
         raise CatalogError(
             f"{path}: has no product_id column (nor product_url) in its first line, which must "
             f"name the columns ({', '.join(repr(h) for h in headers[:5])}"
-            f"{', ...' if len(headers) > 5 else ''}); delete any title lines above the header, "
-            "name the column product_id, or map yours in the [columns] config table, e.g. "
-            'sku = "product_id"'
+            f"{', ...' if len(headers) > 5 else ''}); {_header_fix(path, headers)}name the "
+            'column product_id, or map yours in the [columns] config table, e.g. sku = "product_id"'
         )
     template_names = {canonical_name: header for canonical_name, header in canonical.items()}
     template_names.update({_header_key(header): header for header in headers})
@@ -267,6 +266,16 @@ def _refuse_near_misses(
                 f'settings table ("{header}" = "{near}"), or rename it if it is not meant as '
                 f"{near}"
             )
+
+
+def _header_fix(path: Location, headers: Sequence[str]) -> str:
+    """What to try first when no column names a product: another delimiter (one cell holding
+    `|`), another sheet (a workbook), or the lines above the header."""
+    if len(headers) == 1 and (found := next((d for d in "|^~:" if d in headers[0]), None)):
+        return f"pass --delimiter '{found}' if that is what separates the columns; or "
+    if path.suffix.lower() in (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"):
+        return "choose the sheet that holds the rows with --sheet, delete any title rows, or "
+    return "delete any title lines above the header, or "
 
 
 def _check_mapped_headers(path: Location, headers: Sequence[str], options: CatalogOptions) -> None:
