@@ -956,20 +956,21 @@ def test_a_product_id_excel_wrote_in_scientific_notation_is_never_sent(tmp_path:
 
 
 def test_a_row_is_blank_only_when_every_cell_is_empty(tmp_path: Path) -> None:
-    """Nulls, NaN and cells of spaces make a blank row (no problem, no fingerprint); one cell
+    """Nulls, NaN and cells of spaces or invisible characters make a blank row (no problem, no
+    fingerprint); one cell
     with anything in it, even outside the request's columns, keeps the row a row to check."""
     table = pa.table(
         {
-            "product_id": ["P1", None, " ", None, None],
-            "length": [15.0, None, float("nan"), None, None],
-            "note": ["a", None, "  ", "kept for later", None],
+            "product_id": ["P1", None, " ", None, None, "\u200b"],
+            "length": [15.0, None, float("nan"), None, None, None],
+            "note": ["a", None, "  ", "kept for later", None, "\ufeff "],
         }
     )
     path = tmp_path / "c.parquet"
     pq.write_table(table, path)
     (batch,) = read_catalog(path, CatalogOptions())
-    assert batch.rows.blank == frozenset({1, 2, 4})
-    assert [batch.rows.fingerprints[i] is None for i in range(5)] == [False, True, True, True, True]
+    assert batch.rows.blank == frozenset({1, 2, 4, 5})  # a zero-width space is no content
+    assert [batch.rows.fingerprints[i] is None for i in range(6)] == [False] + [True] * 5
     assert sorted(batch.rows.problems) == [3]
 
 

@@ -631,13 +631,15 @@ def _header_repeats(table: pa.Table) -> list[int]:
 
 
 def _blank_rows(table: pa.Table) -> frozenset[int]:
-    """The rows whose every cell is empty (null, NaN or only spaces): the lines a spreadsheet
-    leaves below its data when it exports cells that were once formatted."""
+    """The rows whose every cell is empty (null, NaN, or only spaces and invisible characters):
+    the lines a spreadsheet leaves below its data when it exports cells that were once
+    formatted."""
     blank: pa.ChunkedArray | None = None
     for column in table.columns:
         empty = pc.is_null(column, nan_is_null=True)
         if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            spaces = pc.fill_null(pc.equal(pc.utf8_trim_whitespace(column), ""), True)
+            bare = pc.utf8_trim(pc.utf8_trim_whitespace(column), _INVISIBLE + " \t")
+            spaces = pc.fill_null(pc.equal(bare, ""), True)
             empty = pc.or_(empty, spaces)
         blank = empty if blank is None else pc.and_(blank, empty)
     if blank is None or not pc.any(blank).as_py():
