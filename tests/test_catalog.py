@@ -957,8 +957,8 @@ def test_a_product_id_excel_wrote_in_scientific_notation_is_never_sent(tmp_path:
 
 def test_a_row_is_blank_only_when_every_cell_is_empty(tmp_path: Path) -> None:
     """Nulls, NaN and cells of spaces or invisible characters make a blank row (no problem, no
-    fingerprint); one cell
-    with anything in it, even outside the request's columns, keeps the row a row to check."""
+    fingerprint); one cell with anything in it, even outside the request's columns, keeps the
+    row a row to check."""
     table = pa.table(
         {
             "product_id": ["P1", None, " ", None, None, "\u200b"],
