@@ -13,8 +13,6 @@ from batch.config import Secret
 from batch.joggai.quota import RateLimit
 
 log = logging.getLogger(__name__)
-# The sandbox narrates every request; in embedded mode only its warnings matter to the user.
-logging.getLogger("batch.sandbox").setLevel(logging.WARNING)
 
 # Fast enough for a demo of ~50 rows in seconds; the same limit on both sides, as with JoggAI.
 DEMO_RATE = RateLimit(300, 60.0)
@@ -39,14 +37,22 @@ def embedded_sandbox() -> Iterator[str]:
     # start of every run, a run against JoggAI's API included.
     from batch.sandbox import SandboxConfig, running_sandbox
 
-    with running_sandbox(SandboxConfig(rate_limit=DEMO_RATE, render_seconds=5.0)) as url:
-        log.warning(
-            "using the embedded sandbox at %s (no real videos, no credits spent); "
-            "demo rate limit %s on both sides instead of JoggAI's 20/min",
-            url,
-            DEMO_RATE,
-        )
-        yield url
+    # The sandbox narrates every request; embedded, only its warnings matter to the user. Set
+    # while it runs and put back after: importing the library changes no logger.
+    narrator = logging.getLogger("batch.sandbox")
+    level = narrator.level
+    narrator.setLevel(logging.WARNING)
+    try:
+        with running_sandbox(SandboxConfig(rate_limit=DEMO_RATE, render_seconds=5.0)) as url:
+            log.warning(
+                "using the embedded sandbox at %s (no real videos, no credits spent); "
+                "demo rate limit %s on both sides instead of JoggAI's 20/min",
+                url,
+                DEMO_RATE,
+            )
+            yield url
+    finally:
+        narrator.setLevel(level)
 
 
 @contextmanager

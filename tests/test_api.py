@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import signal
+import subprocess
+import sys
 import types
 from dataclasses import replace
 from importlib import metadata
@@ -193,6 +196,23 @@ def test_configure_needs_a_key_unless_told_otherwise(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="set JOGG_API_KEY"):
         batch.configure(catalog, env={})
     assert batch.configure(catalog, key_required=False, env={}).api_key.reveal() == ""
+
+
+def test_importing_the_library_sets_no_logger_and_a_sandbox_puts_back_what_it_set() -> None:
+    """A host's logging is its own: importing `batch` changes no logger's level; a local sandbox
+    quiets its own request log while it runs, then puts the level back."""
+    probe = (
+        "import logging\n"
+        "import batch\n"
+        "print(logging.getLogger('batch.sandbox').level)\n"
+        "with batch.local_sandbox():\n"
+        "    print(logging.getLogger('batch.sandbox').level)\n"
+        "print(logging.getLogger('batch.sandbox').level)\n"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert shown.split() == ["0", str(logging.WARNING), "0"]
 
 
 def test_a_sandbox_keeps_its_ledger_unless_a_state_is_given(tmp_path: Path) -> None:
