@@ -73,7 +73,8 @@ def test_state_info_prune_and_vacuum_commands(tmp_path: Path, state_at: StateLoc
     pruned = cli.invoke(main, ["state", "prune", "--keep-runs", "1", "--state", given])
     assert pruned.exit_code == 0
     assert "pruned 2 run(s)" in pruned.output
-    assert cli.invoke(main, ["state", "vacuum", "--state", given]).exit_code == 0
+    vacuumed = cli.invoke(main, ["state", "vacuum", "--state", given])
+    assert (vacuumed.exit_code, vacuumed.output.strip()) == (0, f"vacuumed {state}")
     with StateStore(state) as store:
         assert store.info().jobs_by_status == {"submitted": 1}
     missing = cli.invoke(main, ["state", "info", "--state", str(tmp_path / "nope.db")])

@@ -97,6 +97,8 @@ def vacuum(state: StateLocation | None, config_path: Path | None) -> None:
     Example:
       jogg-batch state vacuum
     """
-    with StateStore(_ledger(state, config_path)) as store:
+    path = _ledger(state, config_path)
+    with StateStore(path) as store:
         store.lock()
         store.vacuum()
+    logs.say(f"vacuumed {path}", event="summary")
