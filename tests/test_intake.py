@@ -160,6 +160,11 @@ CORPUS = [
           "line 6",)),
     Case("quoted_multiline.tsv", lambda: lines("product_id\ttitle\tlength",
          f'{IDS[0]}\t"two\nlines"\t15', f'{IDS[1]}\t"a\tb"\t15'), 0, sent=2),
+    # A results file given to `run` as its catalog: its cells carry the results' marks (`'`
+    # before formula-like text), so every row would be a new request; `retry` is the way.
+    Case("c.results.csv", lambda: lines("product_id,title,row,status,video_id,code,attempts",
+         f"{IDS[0]},'-50% sale,1,submitted,v1,0,1"), 2,
+         ("c.results.csv: is a results file of jogg-batch", "jogg-batch retry ")),
     Case("near_miss_header.csv", lambda: lines("product_id,title,Captions", f"{IDS[0]},Mug,yes"),
          2, ("column 'Captions' is not a request column", '("Captions" = "caption")')),
 ]  # fmt: skip

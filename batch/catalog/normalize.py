@@ -14,6 +14,7 @@ import difflib
 import json
 import math
 import re
+import shlex
 import string
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
@@ -134,6 +135,8 @@ def spreadsheet_error(value: object) -> str | None:
 
 
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
+# The outcome columns every results file has: a catalog holding them all is a results file.
+_RESULTS_SIGNATURE: Final = frozenset({"row", "status", "video_id", "code", "attempts"})
 
 
 _HEADER_SEPARATORS: Final = re.compile(r"[\s-]+")
@@ -204,6 +207,13 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
                 f"the column mapping sends {source!r} to {target!r}, which is not a catalog "
                 f"column; use one of {', '.join(CANONICAL_COLUMNS)}"
             )
+    if {_header_key(header) for header in headers} >= _RESULTS_SIGNATURE:
+        retry = f"jogg-batch retry {shlex.quote(str(path))}"
+        raise CatalogError(
+            f"{path}: is a results file of jogg-batch (its columns row, status, video_id, code, "
+            f"attempts), not a catalog: its cells carry the results' marks, so its rows would be "
+            f"new requests; send its failed rows again with `{retry}`"
+        )
     _check_mapped_headers(path, headers, options)
     canonical: dict[str, str] = {}
     for header in headers:
