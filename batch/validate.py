@@ -12,7 +12,7 @@ from batch.outputs import check_outputs
 from batch.preflight import Preflight
 from batch.storage import Location
 from batch.store import xlsx
-from batch.store.results import RESULT_COLUMNS, results_format
+from batch.store.results import WRITTEN_COLUMNS, results_format
 
 
 def before_sending(config: RunConfig) -> None:
@@ -22,8 +22,7 @@ def before_sending(config: RunConfig) -> None:
     check_outputs(config)
     if results_format(config.results) == "xlsx":
         width = next(read_passthrough(config.catalog, config.catalog_options)).num_columns
-        # The outcome columns, and `download`'s reason column.
-        xlsx.check_fits(config.results, rows, width + len(RESULT_COLUMNS) + 1)
+        xlsx.check_fits(config.results, rows, width + len(WRITTEN_COLUMNS))
 
 
 class Problem(NamedTuple):

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
+
+
+def python_output(code: str) -> str:
+    """What a fresh interpreter running `code` prints: imports and module state measured
+    apart from the suite's own process."""
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def product_ids(count: int) -> list[str]:

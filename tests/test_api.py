@@ -7,8 +7,6 @@ import json
 import logging
 import re
 import signal
-import subprocess
-import sys
 import types
 from dataclasses import replace
 from importlib import metadata
@@ -21,7 +19,7 @@ import batch
 from batch.errors import ConfigError, StateError
 from batch.joggai.quota import RateLimit
 from batch.store.results import read_results
-from tests.helpers import simple_rows, submissions, write_catalog
+from tests.helpers import python_output, simple_rows, submissions, write_catalog
 
 ROOT = Path(__file__).parents[1]
 SANDBOX = {"rate_limit": None, "render_seconds": 0.0}  # the `sandbox_url` of tests/conftest.py
@@ -209,10 +207,7 @@ def test_importing_the_library_sets_no_logger_and_a_sandbox_puts_back_what_it_se
         "    print(logging.getLogger('batch.sandbox').level)\n"
         "print(logging.getLogger('batch.sandbox').level)\n"
     )
-    shown = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    assert shown.split() == ["0", str(logging.WARNING), "0"]
+    assert python_output(probe).split() == ["0", str(logging.WARNING), "0"]
 
 
 def test_a_sandbox_keeps_its_ledger_unless_a_state_is_given(tmp_path: Path) -> None:

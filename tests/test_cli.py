@@ -23,7 +23,7 @@ from batch.cli.common import reports_errors
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store import StateStore
 from batch.store.results import read_results
-from tests.helpers import simple_rows, submissions, write_catalog
+from tests.helpers import python_output, simple_rows, submissions, write_catalog
 
 COMMANDS = ["run", "plan", "validate", "retry", "status", "listen", "report", "download",
             "lookup", "sandbox"]  # fmt: skip
@@ -638,10 +638,7 @@ def test_a_run_starts_without_the_other_commands_web_servers_and_writers() -> No
         "         'batch.follow.download', 'batch.follow.report')\n"
         "print(sorted(m for m in sys.modules if m.startswith(heavy)))\n"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
-    ).stdout
-    assert loaded == "[]\n"
+    assert python_output(probe) == "[]\n"
 
 
 def test_a_misspelt_command_is_refused_with_the_close_names() -> None:

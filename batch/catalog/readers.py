@@ -251,9 +251,7 @@ def csv_layout(
     """
     if options.delimiter is not None and len(options.delimiter) != 1:
         raise CatalogError(f"the CSV delimiter must be one character, not {options.delimiter!r}")
-    # The module's default limit (128 KiB a cell) is below a long header read as one cell while
-    # the delimiter is sniffed.
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    allow_long_cells()  # a long header is one cell while the delimiter is sniffed
     declared = _declared_delimiter(text)
     if declared is not None and options.delimiter not in (None, declared):
         raise CatalogError(
@@ -268,6 +266,11 @@ def csv_layout(
     if not any(cell.strip() for cell in cells):
         raise CatalogError(f"{path}: has no header row; the first line must name the columns")
     return CsvLayout(delimiter, cells, skip_lines, encoding)
+
+
+def allow_long_cells() -> None:
+    """Raises the csv module's limit (128 KiB a cell, far below what a catalog may hold)."""
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
 
 
 def _declared_delimiter(text: str) -> str | None:

@@ -42,6 +42,7 @@ from batch import storage
 from batch.catalog.normalize import plan_columns
 from batch.catalog.readers import (
     CsvLayout,
+    allow_long_cells,
     catalog_format,
     csv_batches,
     csv_layout,
@@ -276,8 +277,7 @@ def _locate_csv(path: Location, layout: CsvLayout, *, text: bool) -> _Found:
 
     With `text`, each record is also searched for NUL and for bytes that are not UTF-8.
     """
-    # The module's default limit (128 KiB a cell) is far below what a catalog may hold.
-    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    allow_long_cells()
     delimiter, headers = layout.delimiter, layout.cells
     width, nameless = len(headers), layout.nameless
     row = 0

@@ -18,6 +18,7 @@ from batch.joggai.listing import AccountListing, report_double_charges
 from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.backend import StateLocation
+from batch.store.outcomes import DOUBLE_CHARGED
 from batch.store.results import read_results, require_columns, write_table
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def refresh_results(results: Location, store: StateStore) -> dict[str, str]:
         ]
     # A row whose video is one of a tag's several renders says so, as a run's results do.
     charged = {
-        video_id: "double charge, raise it with JoggAI: videos " + ", ".join(charge.video_ids)
+        video_id: DOUBLE_CHARGED + ", ".join(charge.video_ids)
         for charge in store.double_charges()
         for video_id in charge.video_ids
     }

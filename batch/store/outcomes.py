@@ -7,6 +7,8 @@ from typing import Any
 from batch.statuses import CODED_ROWS
 from batch.store.connection import Connection
 
+# What a row whose tag the account rendered more than once says, before its videos' ids.
+DOUBLE_CHARGED = "double charge, raise it with JoggAI: videos "
 # double_charges.video_ids is a JSON list of ids (letters, digits, dashes): spelt out as "a, b"
 # with string functions both databases have.
 # What the results file says of a row, from its plan (run_rows) and its job.
@@ -27,7 +29,7 @@ class OutcomeQueries(Connection):
         rows = self._db.execute(
             f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, "
             "CASE WHEN r.detail IS NOT NULL THEN r.detail "
-            "WHEN d.tag IS NOT NULL THEN 'double charge, raise it with JoggAI: videos ' || "
+            f"WHEN d.tag IS NOT NULL THEN '{DOUBLE_CHARGED}' || "
             "replace(replace(replace(replace(d.video_ids, '[', ''), ']', ''), '\"', ''), "
             "',', ', ') "
             "ELSE j.message END, "
