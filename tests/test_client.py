@@ -120,6 +120,20 @@ async def test_a_502_html_page_is_unknown_and_its_message_shows_the_body() -> No
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+async def test_a_redirected_create_is_unknown_and_names_where_it_was_sent(status: int) -> None:
+    """A redirect is not followed (the POST may have been taken on the way): the job is
+    uncertain, and the message names the Location so that the base URL can be fixed."""
+    moved = {"location": "https://api.example.test/v2/create_video_from_product"}
+    outcome = await create_with(answering(status, b"", moved))
+    assert outcome.kind == "unknown"
+    assert outcome.message == (
+        "redirected to https://api.example.test/v2/create_video_from_product, not followed; "
+        "set the base URL to the API's own"
+    )
+
+
+@pytest.mark.anyio
 async def test_created_video_returns_its_id() -> None:
     """Code 0 with data.video_id is ok, with the id and the rate headroom."""
     body = envelope(

@@ -163,6 +163,10 @@ def classify_response(
         answer = _parse_envelope(content)
     kind = _kind(status, answer)
     message = answer.message or answer.malformed or f"HTTP {status}"
+    if 300 <= status < 400 and (location := headers.get("location")):
+        # Redirects are not followed (a POST re-sent elsewhere could be paid twice): say where,
+        # so that the base URL can be set to it.
+        message = f"redirected to {location}, not followed; set the base URL to the API's own"
     header_hint = _parse_retry_after(headers.get("retry-after"), now=now)
     return ApiOutcome(
         kind=kind,
