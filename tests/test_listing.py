@@ -234,7 +234,8 @@ def endless(total: object, *, repeat_after: int | None = None) -> Handler:
         (endless(10**9), 0.0, [1]),  # a total no account holds: refused after its first page
         (endless(1e9), 0.0, [1]),  # spelled as a float
         (endless(None), 0.0, [1, 2, 3]),  # no total: read up to the video bound (6)
-        (endless(None, repeat_after=2), 0.0, [1, 2, 3]),  # pages already read come round again
+        # Pages already read come round again: refused after three such pages in a row.
+        (endless(None, repeat_after=2), 0.0, [1, 2, 3, 4, 5, 6]),
         (endless(None), 100.0, [1, 2]),  # slow: read up to the time bound (150 s)
     ],
 )
@@ -263,6 +264,29 @@ async def test_a_listing_that_never_ends_stops_at_a_bound_and_records_nothing(
     assert requested == pages
     assert state.listed_video(f"{2:012x}") is None
     assert state.get_meta("listing_synced_at") is None
+
+
+@pytest.mark.anyio
+async def test_videos_created_during_a_walk_push_pages_down_without_failing_it(
+    state: StateStore,
+) -> None:
+    """A video created while the listing is read (newest first) moves every page down one: a
+    page, or the page after the last, may then list only videos already read. The walk reads
+    on to its empty page and records every video once."""
+    videos = [video(n, 9_000.0 + n) for n in range(5, 0, -1)]
+    requested: list[int] = []
+
+    def growing(request: httpx.Request) -> httpx.Response:
+        answer = listing(videos, requested)(request)
+        created = 100 + len(requested)
+        videos.insert(0, video(created, 9_000.0 + created))
+        return answer
+
+    async with client_for(growing) as client:
+        sync = await index(client, state).sync()
+    assert requested == [1, 2, 3, 4, 5, 6]  # page 5 holds only v1, read on page 4
+    assert sync.reached == -math.inf
+    assert [state.listed_video(f"{n:012x}") for n in range(1, 6)] == [f"v{n}" for n in range(1, 6)]
 
 
 @pytest.mark.anyio

@@ -18,7 +18,8 @@ The walk is bounded, because a server whose listing never ends would otherwise h
 before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (a nightly
 million-row catalog makes an account of millions of videos, and a first sync reads them all) and
 for at most `MAX_SYNC_SECONDS`; a page whose `total` claims more, a walk that passes either bound,
-or a page that brings no video not already read in this walk, fails the sync with an ApiError.
+or more than `_STALLED_PAGES` pages in a row that bring no video not already read in this walk,
+fails the sync with an ApiError.
 The walk ends at an empty page, and nowhere else (but at the previous sync): a server may send
 fewer videos a page than asked and say nothing of its page size, and a `total` may be missing or
 low, so a short page proves no end; reading one more page costs a free GET.
@@ -54,6 +55,11 @@ CLOCK_SKEW_SECONDS = 300.0
 MAX_LISTED_VIDEOS = 5_000_000
 MAX_SYNC_SECONDS = 12 * 3600.0
 _SYNCED_AT = "listing_synced_at"
+# Pages in a row that bring no video not read before in the walk. Videos created during a walk
+# push the ones read down (newest first), so the page after the last one, or one after a burst
+# of creates, can list only videos read already; a server that ignores the page number lists
+# them forever.
+_STALLED_PAGES = 3
 
 Echo = Literal["shown", "unproven", "broken"]
 
@@ -122,17 +128,19 @@ class AccountListing:
         since = target - CLOCK_SKEW_SECONDS
         started = self._clock()
         reached, echoed, unechoed = -math.inf, 0, 0
-        page, older_seen = 1, False
+        page, older_seen, stalled = 1, False, 0
         seen: set[str] = set()  # ids read in this walk
         rows: list[tuple[str, str | None, str, float | None]] = []
         newest_first = True  # until a page shows otherwise: then only the whole listing will do
         while True:
             videos, total = await self._page(page)
             ids = [str(video["id"]) for video in videos]
-            if videos and seen.issuperset(ids):
+            read_before = frozenset(seen)
+            stalled = stalled + 1 if videos and seen.issuperset(ids) else 0
+            if stalled > _STALLED_PAGES:
                 raise ApiError(
-                    f"the product video listing does not advance: page {page} lists only videos "
-                    "already read; nothing of it was recorded"
+                    f"the product video listing does not advance: pages {page - stalled + 1} to "
+                    f"{page} list only videos already read; nothing of it was recorded"
                 )
             seen.update(ids)
             times = [parse_seconds(video.get("created_at")) for video in videos]
@@ -144,6 +152,8 @@ class AccountListing:
                 if newest_first and created is not None and created < since:
                     reached, older_seen = since, True
                     break
+                if video_id in read_before:
+                    continue  # moved down a page by videos created during the walk
                 title = str(video.get("title") or "")
                 fresh.append((video_id, tag_in(title), title, created))
             rows += fresh
