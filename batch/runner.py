@@ -330,6 +330,11 @@ class _Run:
                 self.state.prune(self.config.keep_runs)
         if self.hard_stop:
             return
+        if self.control.catalog_error is not None and not self.control.sent:
+            log.warning(
+                "nothing was sent; the results file %s is left as it was", self.config.results
+            )
+            return
         if not self.planning_done and storage.is_file(self.config.results):
             # Stopped before planning (a bad key, the API down): this run knows no row's
             # outcome, and the file the last run wrote still says what was paid.
@@ -584,6 +589,11 @@ class _Run:
         started = time.monotonic()
         try:
             await asyncio.to_thread(plan_in_thread)
+        except CatalogError as exc:
+            # The structural pass read it whole, so it was replaced or moved since, or a store's
+            # stream broke off: what was planned is sent or not, nothing more.
+            self.control.catalog_error = exc
+            self.control.stop("the catalog could not be read to its end")
         finally:
             self.planning_done = True
             self.planned.set()
@@ -739,6 +749,9 @@ class _Run:
 
     def _exit_code(self, statuses: dict[str, int]) -> ExitCode:
         control = self.control
+        if control.catalog_error is not None:
+            log.error("%s", control.catalog_error)
+            return ExitCode.LOCAL_IO if control.sent else ExitCode.USAGE
         if control.local_error is not None:
             return ExitCode.LOCAL_IO
         if control.signal_code is not None:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from batch import payload
 from batch.config import RunConfig
-from batch.errors import AccountError, ExitCode, LocalIOError
+from batch.errors import AccountError, CatalogError, ExitCode, LocalIOError
 from batch.joggai.client import ApiOutcome, JoggClient
 from batch.joggai.listing import AccountListing
 from batch.joggai.ratelimit import SlidingWindowLimiter
@@ -56,6 +56,7 @@ class RunControl:
     stop_reason: str | None = None
     account_error: AccountError | None = None
     local_error: LocalIOError | None = None
+    catalog_error: CatalogError | None = None  # the catalog stopped reading while planning
     signal_code: ExitCode | None = None
     sent: int = 0
     accepted: int = 0

@@ -196,6 +196,54 @@ def test_parquet_binary_strings_are_read_as_their_text(tmp_path: Path) -> None:
     ]
 
 
+def latin1_in_a_string_column(values: list[bytes]) -> pa.Array:
+    """A STRING column holding bytes that are not UTF-8, as Hive or Impala leave them (pyarrow
+    itself refuses to build one, so it is assembled from its buffers)."""
+    offsets = pa.array([sum(map(len, values[:n])) for n in range(len(values) + 1)], pa.int32())
+    data = pa.py_buffer(b"".join(values))
+    return pa.Array.from_buffers(pa.string(), len(values), [None, offsets.buffers()[1], data])
+
+
+@pytest.mark.parametrize("column", ["video_name", "brand"])
+def test_parquet_text_that_is_not_utf8_is_refused_before_anything_is_sent(
+    tmp_path: Path, column: str
+) -> None:
+    """Latin-1 bytes in a later row group of a STRING column, a request column or one passed
+    through: the structural pass names the row, column and bytes (Python would fail on them
+    mid-run, after paying for the rows before)."""
+    names = [f"Item {n}".encode() for n in range(6)]
+    names[4] = b"Caf\xe9 cr\xe8me"
+    table = pa.table(
+        {"product_id": [f"P{n}" for n in range(6)], column: latin1_in_a_string_column(names)}
+    )
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path, row_group_size=2)
+    with pytest.raises(CatalogError) as raised:
+        check_structure(path, CatalogOptions())
+    assert str(raised.value) == (
+        f"{path}: row 5, column {column!r}: b'Caf\\xe9 cr\\xe8me' is not UTF-8 text (byte 3), "
+        "though the column says it is; write the file again with its text as UTF-8"
+    )
+
+
+def test_a_parquet_page_damaged_in_a_later_row_group_is_refused_before_sending(
+    tmp_path: Path,
+) -> None:
+    """The structural pass decodes every page, not only the footer: a damaged page past the
+    first rows (a bad copy, a writer's bug) would stop a run after those rows were paid for."""
+    path = tmp_path / "c.parquet"
+    names = [f"Product name number {n:04d}" for n in range(400)]
+    table = pa.table({"product_id": [f"P{n}" for n in range(400)], "video_name": names})
+    pq.write_table(table, path, row_group_size=200, compression="snappy", use_dictionary=False)
+    page = pq.ParquetFile(path).metadata.row_group(1).column(1)
+    data = bytearray(path.read_bytes())
+    start, end = page.data_page_offset + 40, page.data_page_offset + page.total_compressed_size
+    data[start : end - 10] = b"\xff" * (end - 10 - start)
+    path.write_bytes(bytes(data))
+    with pytest.raises(CatalogError, match=r"c\.parquet: cannot read it as Parquet"):
+        check_structure(path, CatalogOptions())
+
+
 def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None:
     """127.5 in a float column is not an avatar id."""
     path = tmp_path / "c.parquet"
@@ -414,6 +462,35 @@ def test_jsonl_bad_line_is_a_catalog_error(tmp_path: Path) -> None:
     path = write(tmp_path, "c.ndjson", '{"product_id": "A1"}\n{oops\n')
     with pytest.raises(CatalogError, match=r"c\.ndjson line 2: is not JSON"):
         rows_of(path)
+
+
+def test_jsonl_key_given_twice_in_a_record_is_refused(tmp_path: Path) -> None:
+    """`{"length": 15, "length": 60}`: json keeps the last silently; which was meant is not
+    known, so the file is refused, naming the line and key (a CSV's repeated header is too)."""
+    path = write(
+        tmp_path,
+        "c.jsonl",
+        '{"product_id": "A1"}\n{"product_id": "A2", "length": 15, "length": 60}\n',
+    )
+    with pytest.raises(CatalogError) as raised:
+        check_structure(path, CatalogOptions())
+    assert str(raised.value) == (
+        f"{path} line 2: the key 'length' appears twice in one object; keep the one value meant"
+    )
+
+
+@pytest.mark.parametrize("escape", ["\\ud83d", "\\uDE00 tail", "\\ud83d\\ud83d"])
+def test_jsonl_half_of_a_character_is_refused_naming_its_line(tmp_path: Path, escape: str) -> None:
+    """A lone surrogate escape (an emoji cut in two by a program) is no text a request can
+    carry: refused with its line before anything is sent, not a UnicodeEncodeError; a whole
+    escaped pair is the emoji, and reads."""
+    lines = ['{"product_id": "A1", "video_name": "Summer \\ud83d\\ude00"}']
+    lines.append(f'{{"product_id": "A2", "video_name": "Summer sale {escape}"}}')
+    path = write(tmp_path, "c.jsonl", "\n".join(lines) + "\n")
+    with pytest.raises(CatalogError, match=r"c\.jsonl line 2: holds half of a character"):
+        check_structure(path, CatalogOptions())
+    path.write_text(lines[0] + "\n")
+    assert [row.fields.name for row in rows_of(path) if row.fields] == ["Summer \U0001f600"]
 
 
 # ---- normalisation, defaults, precedence ----

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -19,7 +20,7 @@ import pytest
 
 from batch import planner, runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
-from batch.errors import ExitCode, LockedError
+from batch.errors import CatalogError, ExitCode, LockedError
 from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
 from batch.joggai.quota import RateLimit
@@ -742,6 +743,43 @@ def test_a_catalog_changed_during_the_run_is_never_given_other_rows_outcomes(
     results = read_results(config.results)
     assert [product_of[video] for video in results["video_id"]] == list(results["product_id"])
     assert set(results["status"]) <= {"already_submitted", "submitted"}
+
+
+@pytest.mark.parametrize("sent_first", [True, False])
+def test_a_catalog_that_breaks_off_while_planning_stops_sending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sent_first: bool
+) -> None:
+    """A catalog that cannot be read to its end once the run began (replaced, or a store's
+    stream cut off after the structural pass read it whole): no further request leaves, what was
+    planned is recorded, and the exit says whether anything was sent: 7 once sending began (the
+    rows already paid are kept), else 2 with the results file left unwritten."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(6))
+    created = threading.Event()
+    read_catalog = planner.catalog.read_catalog
+
+    def breaking_off(path: Any, options: Any) -> Any:
+        batches = read_catalog(path, options)
+        if sent_first:
+            yield next(batches)
+            assert created.wait(10)
+        raise CatalogError(f"{path}: cannot read it as CSV: the connection was reset")
+
+    def note_create(method: str, path: str, *_: object) -> None:
+        if path == "/v2/create_video_from_product":
+            created.set()
+
+    monkeypatch.setattr(planner.catalog, "read_catalog", breaking_off)
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    config = replace(config, catalog_options=replace(config.catalog_options, batch_rows=2))
+    summary = runner.run(config, transport=RewritingSandbox(note_create).transport())
+    if sent_first:
+        assert summary.exit_code == ExitCode.LOCAL_IO
+        assert 1 <= summary.requests_sent <= 2  # the first batch's rows, no more
+        assert read_results(config.results)["status"].tolist()[2:] == ["not_attempted"] * 4
+    else:
+        assert summary.exit_code == ExitCode.USAGE
+        assert summary.requests_sent == 0
+        assert not config.results.exists()
 
 
 def bad_gateway_on(path: str) -> Rewrite:

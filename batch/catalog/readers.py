@@ -376,7 +376,41 @@ def _open_parquet(path: Location, rows: int) -> Source:
         ) from exc
     batches = _arrow_errors(path, "Parquet", parquet.iter_batches(batch_size=rows))
     schema = parquet.schema_arrow
-    return Source(list(schema.names), _rebatch(batches, rows), schema=schema)
+    return Source(list(schema.names), _rebatch(_utf8_checked(path, batches), rows), schema=schema)
+
+
+def _utf8_checked(path: Location, batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """Parquet batches whose text is UTF-8, as a STRING column promises: Hive, Impala and other
+    writers that do not check put Latin-1 bytes there, and pyarrow reads them as they are (Python
+    fails on them later, once rows were paid for). CatalogError naming the first bad cell."""
+    first = 1
+    for batch in batches:
+        try:
+            batch.validate(full=True)
+        except pa.ArrowInvalid:
+            raise CatalogError(_not_utf8(path, batch, first)) from None
+        first += batch.num_rows
+        yield batch
+
+
+def _not_utf8(path: Location, batch: pa.RecordBatch, first: int) -> str:
+    """What `_utf8_checked` says of a batch that fails Arrow's full validation."""
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+            continue
+        for offset, value in enumerate(column.cast(pa.binary()).to_pylist()):
+            try:
+                (value or b"").decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return (
+                    f"{path}: row {first + offset}, column {name!r}: {value[:40]!r} is not "
+                    f"UTF-8 text (byte {exc.start}), though the column says it is; write the "
+                    "file again with its text as UTF-8"
+                )
+    last = first + batch.num_rows - 1
+    return (
+        f"{path}: rows {first} to {last} do not hold what their columns' types say; write it again"
+    )
 
 
 # ---- JSON Lines ----
@@ -403,7 +437,23 @@ def _marked_int(text: str) -> int:
     return _WideInt(value) if abs(value) > payload.FLOAT_EXACT else value
 
 
-_SCAN_DECODER: Final = json.JSONDecoder(parse_int=_marked_int)
+class _RepeatedKey(ValueError):
+    """A key twice in one JSON object: json keeps the last value, silently."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) < len(pairs):
+        keys = [key for key, _ in pairs]
+        repeated = next(key for key in keys if keys.count(key) > 1)
+        raise _RepeatedKey(f"the key {repeated!r} appears twice in one object")
+    return record
+
+
+# The key pass (before anything is sent) also refuses repeated keys; the batches' pass need not.
+_SCAN_DECODER: Final = json.JSONDecoder(parse_int=_marked_int, object_pairs_hook=_unique_keys)
+# A `\ud83d` escape with no partner (an emoji cut in half by a program) is text no request holds.
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def _scan_loads(line: bytes) -> Any:
@@ -532,6 +582,10 @@ def _read_records(
             continue
         try:
             record = loads(line)
+        except _RepeatedKey as exc:
+            raise CatalogError(
+                f"{path} line {line_number}: {exc}; keep the one value meant"
+            ) from None
         except ValueError as exc:
             raise CatalogError(
                 f"{path} line {line_number}: is not JSON ({exc}); fix the line"
@@ -540,8 +594,23 @@ def _read_records(
             raise CatalogError(
                 f"{path} line {line_number}: is not a JSON object; write one object a line"
             )
+        if _SURROGATE_ESCAPE.search(line) and not _encodes(record):
+            raise CatalogError(
+                f"{path} line {line_number}: holds half of a character (a \\ud800-\\udfff "
+                "escape without its partner, as a program that cut an emoji in two writes it); "
+                "fix the text"
+            )
         records.append(record)
     return records, line_number
+
+
+def _encodes(record: dict[str, Any]) -> bool:
+    """Whether every text of the record is text UTF-8 can hold (json joins escaped pairs)."""
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _json_column(values: list[Any], kind: pa.DataType) -> pa.Array:

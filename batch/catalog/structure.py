@@ -13,7 +13,8 @@ otherwise fail after rows were paid for. This pass reads every byte first, and c
 Only when one of these fails does a slower scan with Python's `csv` module look for the first
 bad line, so that the message names file, line and row; it has the last word (a lone quote
 inside an unquoted cell makes the parity odd, yet the file is fine). JSON Lines goes the same
-way with pyarrow's JSON parser; Parquet is checked from its footer and schema.
+way with pyarrow's JSON parser; Parquet is read whole, every page decoded and its text checked
+as UTF-8.
 
 Choices: text must be UTF-8 (a BOM is fine), or UTF-16 that opens with its byte order mark (a
 certainty, not a guess); latin-1 or cp1252 is refused at its first bad byte rather than
@@ -442,4 +443,6 @@ def _check_parquet(path: Path, options: CatalogOptions) -> int:
             "or pass --format if it is CSV or JSON Lines"
         ) from exc
     plan_columns(path, list(parquet.schema_arrow.names), options)
-    return int(parquet.metadata.num_rows)
+    # Every page decoded: one damaged in a later row group, or text that is not UTF-8, would
+    # otherwise stop the run after the rows before it were paid for.
+    return sum(table.num_rows for table in open_source(path, options).tables)
