@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from batch import catalog as catalog_module
 from batch import planner, runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import CatalogError, ExitCode, LockedError
@@ -755,7 +756,7 @@ def test_a_catalog_that_breaks_off_while_planning_stops_sending(
     rows already paid are kept), else 2 with the results file left unwritten."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(6))
     created = threading.Event()
-    read_catalog = planner.catalog.read_catalog
+    read_catalog = catalog_module.read_catalog
 
     def breaking_off(path: Any, options: Any) -> Any:
         batches = read_catalog(path, options)
@@ -768,7 +769,7 @@ def test_a_catalog_that_breaks_off_while_planning_stops_sending(
         if path == "/v2/create_video_from_product":
             created.set()
 
-    monkeypatch.setattr(planner.catalog, "read_catalog", breaking_off)
+    monkeypatch.setattr(catalog_module, "read_catalog", breaking_off)
     config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
     config = replace(config, catalog_options=replace(config.catalog_options, batch_rows=2))
     summary = runner.run(config, transport=RewritingSandbox(note_create).transport())
@@ -779,7 +780,7 @@ def test_a_catalog_that_breaks_off_while_planning_stops_sending(
     else:
         assert summary.exit_code == ExitCode.USAGE
         assert summary.requests_sent == 0
-        assert not config.results.exists()
+        assert not (tmp_path / "catalog.results.csv").exists()
 
 
 def bad_gateway_on(path: str) -> Rewrite:
