@@ -137,12 +137,13 @@ def status_after(outcome: ApiOutcome) -> JobStatus:
     | ok with a video id               | submitted    | accepted and charged                  |
     | ok without one, unknown          | reconciling  | may be accepted: looked up first      |
     | (50000, 5xx, undocumented codes) |              |                                       |
-    | permanent (40000, 10104, 4xx)    | failed       | refused; the same request fails again |
-    | account without a code (a bare   | reconciling  | no API envelope proves the refusal:   |
-    | 401/403, a proxy's page)         |              | looked up first (the run stops)       |
+    | permanent (40000, 10104)         | failed       | refused; the same request fails again |
+    | account or permanent without a   | reconciling  | no API envelope proves the refusal:   |
+    | code (a bare 400/401/403, a      |              | looked up first (an account error     |
+    | proxy's page)                    |              | stops the run)                        |
     | account, retryable, not_sent     | pending      | certainly not accepted                |
     """
-    if outcome.kind == "account" and outcome.code is None:
+    if outcome.kind in ("account", "permanent") and outcome.code is None:
         return "reconciling"
     if outcome.kind == "ok":
         return "submitted" if outcome.video_id else "reconciling"

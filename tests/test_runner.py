@@ -297,6 +297,24 @@ def test_an_html_401_stops_the_run_naming_the_http_status(tmp_path: Path) -> Non
     assert statuses[1] == "not_attempted"
 
 
+@pytest.mark.parametrize("status", [400, 404, 413, 422])
+def test_a_4xx_page_without_a_code_after_the_commit_is_looked_up_not_failed(
+    tmp_path: Path, status: int
+) -> None:
+    """A proxy or gateway answering 4xx with its own page (no API code) proves nothing of the
+    API behind it, which made the video here: each row is looked up and adopted, never
+    `failed` (which `retry --retry-permanent` would pay for again)."""
+    page = every_create_answered(status, "text/html", b"<html>Bad Request</html>")
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    summary = runner.run(config, transport=RewritingSandbox(page).transport())
+    results = read_results(config.results)
+    assert list(results["status"]) == ["submitted"] * 3
+    assert all(results["video_id"])
+    assert summary.credits_spent == 3
+    assert summary.exit_code == ExitCode.OK
+
+
 def test_one_video_id_answered_for_several_rows_goes_to_one_row_only(tmp_path: Path) -> None:
     """A server answering every create with the same video id: only the first row takes it;
     the others are looked up by their tags and get their own videos, nothing sent twice."""
