@@ -7,9 +7,9 @@ derives its directory name). It lives in a module of its own because both `confi
 `client` need it and `config` already imports `client`.
 
 `Secret.scrub` takes the key out of text a server sent back, in every spelling a server or proxy
-was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), in base64, and cut
-short. Any run of at least 12 characters of the key (`piece_length`; a shorter key only whole)
-is masked whole.
+was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), in base64 (alone or inside
+an encoded `user:key`), in hex, and cut short. Any run of at least 12 characters of the key
+(`piece_length`; a shorter key only whole) is masked whole.
 Shorter runs are left: the answers scrubbed carry video ids and URLs that must stay intact. With
 8, a key of hex digits would share a run with about one random hex video id in seven million
 (25 x 25 windows at 16^-8 each), and mask it; with 12, one in six hundred billion. Masking half
@@ -41,6 +41,19 @@ def _spellings(char: str) -> str:
     return f"(?:{'|'.join(cases)}|{encoded})"
 
 
+def _base64_runs(raw: bytes) -> set[str]:
+    """The base64 characters that depend on the key's bytes alone, when 0, 1 or 2 bytes come
+    before it in what was encoded (both alphabets); runs under 8 characters are left out."""
+    runs = set()
+    for before in range(3):
+        end = (before + len(raw)) // 3 * 4  # the groups of three bytes wholly the key's
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            run = encode(b"\0" * before + raw).decode()[4 if before else 0 : end]
+            if len(run) >= 8:
+                runs.add(run)
+    return runs
+
+
 class _Scrubber:
     """Finds every run of `piece_length` characters of the key, then extends it as far as the
     text goes on spelling the key."""
@@ -53,10 +66,14 @@ class _Scrubber:
         # The look-ahead lets the search skip, in one step, a place no piece can start at.
         starts = re.escape("".join(sorted({*key.lower(), *key.upper(), "%"})))
         self._pieces = re.compile(f"(?=[{starts}])(?:{'|'.join(sorted(pieces))})") if key else None
-        # The key in base64 (a server echoing a Basic header, or a token it built from it).
+        # The key in base64 (a server echoing a Basic header, or a token it built from it) or
+        # in hex: whole, and inside longer text at each of base64's three alignments (`user:key`).
         raw = key.encode()
         encoded = {base64.b64encode(raw).decode(), base64.urlsafe_b64encode(raw).decode()}
-        self._encoded = sorted({form.rstrip("=") for form in encoded}, key=len, reverse=True)
+        encoded |= {raw.hex(), raw.hex().upper(), *_base64_runs(raw)}
+        self._encoded = sorted(
+            {form.rstrip("=") for form in encoded if form}, key=len, reverse=True
+        )
 
     def __call__(self, text: str) -> str:
         if self._pieces is None:

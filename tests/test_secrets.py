@@ -421,6 +421,30 @@ def test_a_video_id_sharing_a_short_run_with_the_key_is_kept_whole() -> None:
     assert asyncio.run(go()).data == {"video_id": video_id}
 
 
+@pytest.mark.parametrize("before", ["", "k", "apikey:", "Bearer-ish x", "user:"])
+def test_the_key_base64_encoded_inside_longer_text_is_masked(before: str) -> None:
+    """`user:key` in base64 (a Basic header echoed), at each of the three alignments a prefix
+    gives, and the key in hex: no run of the encoding that is the key's alone survives."""
+    key = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"
+    token = base64.b64encode(f"{before}{key}".encode()).decode()
+    scrubbed = Secret(key).scrub(f"Authorization: Basic {token}; hex {key.encode().hex()}")
+    assert "***" in scrubbed
+    assert token not in scrubbed
+    assert key.encode().hex() not in scrubbed
+    # Left: the prefix's own characters, and at most a group of four at each end of the key.
+    left = scrubbed.split("Basic ")[1].split(";")[0].replace("***", "")
+    assert len(left) <= 4 * (len(before) // 3 + 2)
+
+
+def test_a_utf16_body_shows_no_text_in_its_preview() -> None:
+    """A non-JSON body in UTF-16 (a NUL between letters) would carry the key past scrubbing:
+    its preview says what it is, not what it says."""
+    outcome = _call(_echo_transport(f"error for key {CANARY}".encode("utf-16-le"), status=502))
+    assert outcome.kind == "unknown"
+    assert outcome.message == "the body is not JSON (80 bytes, not UTF-8 text)"
+    assert "k\x00" not in outcome.message
+
+
 def test_the_key_in_base64_is_masked() -> None:
     """A server echoing the key base64-encoded (as a Basic header carries it) leaks it whole."""
     key = "sk-live-9f8e7d6c5b4a39281706f5e4d3c2b1a0"

@@ -233,6 +233,8 @@ def _parse_envelope(content: bytes) -> _Answer:
 
 
 def _preview(content: bytes) -> str:
+    if b"\0" in content:  # UTF-16 or binary: its text would slip past the key's scrubbing
+        return f"{len(content)} bytes, not UTF-8 text"
     text = content[:80].decode("utf-8", "replace").replace("\n", " ").strip()
     return f"{len(content)} bytes: {text!r}"
 
