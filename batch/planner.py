@@ -168,7 +168,7 @@ class Planner:
                 self._seen(job.id, number)
                 status, send = self._classify(job)
                 if send:
-                    updates.append(JobUpdate(status, job.id))
+                    updates.append(JobUpdate(status, job.id, job.status))
                     to_send += 1
                     self._needs_product(row or rows[index])
                 plans.append(RowPlan(number, job.id, planned if send else "job", None))

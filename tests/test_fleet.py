@@ -135,9 +135,46 @@ def test_a_job_given_up_in_a_run_is_looked_up_again_only_in_the_next(
         state.leave_run(run, "c.csv")
         following = state.begin_run("c.csv", dry_run=False)
         state.record_plan(
-            following, [], [JobUpdate(None, job.id)], [RowPlan(1, job.id, "job", None)]
+            following, [], [JobUpdate(None, job.id, "unknown")], [RowPlan(1, job.id, "job", None)]
         )
         assert [j.id for j in state.claim_uncertain(following)] == [job.id]
+
+
+@pytest.mark.parametrize("answer", ["submitted", "reconciling"])
+def test_a_job_sent_by_another_run_while_this_one_planned_is_never_made_pending_again(
+    state_at: StateLocation, answer: str
+) -> None:
+    """Two runs of one catalog (renamed copies, or last night's still going): the second reads
+    a job as not_attempted, the first sends it (accepted, or its answer lost), then the second
+    records its plan. The job keeps the first run's outcome and is not the second run's to send:
+    making it pending again paid for it twice."""
+    with StateStore(state_at) as first, StateStore(state_at) as second:
+        run = planned_jobs(first, 1)
+        first.mark_not_attempted(run)
+        first.finish_run(run, "stopped")
+        tonight, other = (
+            first.begin_run("c1.csv", dry_run=False),
+            second.begin_run("c2.csv", dry_run=False),
+        )
+        [known] = second.jobs_by_fingerprint([f"{0:064x}"]).values()
+        assert known.status == "not_attempted"
+        first.record_plan(tonight, [], [JobUpdate("pending", known.id, known.status)], [])
+        [job] = first.claim_jobs(tonight, 0, 1)
+        attempt = first.begin_attempt(job.id, tonight)
+        assert attempt is not None
+        first.finish_attempt(
+            attempt, job.id, AttemptRecord("ok", video_id="v1"), answer, run_id=tonight
+        )
+        second.record_plan(
+            other,
+            [],
+            [JobUpdate("pending", known.id, known.status)],
+            [RowPlan(1, known.id, "job", None)],
+        )
+        assert second.claim_jobs(other, 0, 1) == []
+        assert second.begin_attempt(known.id, other) is None
+        [after] = second.jobs_by_fingerprint([f"{0:064x}"]).values()
+        assert after.status == answer
 
 
 def test_the_send_window_is_shared_and_counts_until_a_window_after_the_answer(

@@ -186,17 +186,23 @@ class JobQueries(Connection):
         """A slice of a catalog's plan, in one transaction; returns the new jobs' ids.
 
         new_jobs: (fingerprint, row_key, fields_json, tag), all planned for this run.
-        job_updates: (new status or None to keep it, job_id) of existing jobs sent in this run.
+        job_updates: (new status or None to keep it, job_id, the status planning read) of existing
+            jobs sent in this run.
         rows: (row, job id or the fingerprint of a new job or None, row_status, detail).
         """
         now = self._clock()
         with self._write() as db:
             ids = self._insert_jobs(db, run_id, new_jobs, now)
-            # A job another worker of this run has planned already (and may be sending) is its.
+            # A job another worker of this run has planned already (and may be sending) is its;
+            # one whose status moved on since planning read it (another run sent it: submitted,
+            # or sending with its answer still out) is left as it is, never made pending again.
             db.executemany(
                 "UPDATE jobs SET status = coalesce(?, status), planned_run = ?, updated_at = ? "
-                "WHERE id = ? AND coalesce(planned_run, 0) <> ?",
-                ((status, run_id, now, job_id, run_id) for status, job_id in job_updates),
+                "WHERE id = ? AND status = ? AND coalesce(planned_run, 0) <> ?",
+                (
+                    (status, run_id, now, job_id, seen, run_id)
+                    for status, job_id, seen in job_updates
+                ),
             )
             db.executemany(
                 "INSERT INTO run_rows (run_id, row, job_id, row_status, detail) "

@@ -40,6 +40,7 @@ class JobUpdate(NamedTuple):
 
     status: JobStatus | None  # None keeps its status
     job_id: int
+    seen: str  # the status planning read: another worker may have sent the job since
 
 
 @dataclass(frozen=True, slots=True)
