@@ -200,6 +200,26 @@ def test_the_send_window_is_shared_and_counts_until_a_window_after_the_answer(
         assert wait > 0.5
 
 
+def test_a_slow_rate_of_an_earlier_run_does_not_space_a_faster_one(
+    state_at: StateLocation,
+) -> None:
+    """A run at 1/h left the key's next place an hour out; the next run, at 600/min, waits one
+    of its own intervals at most (its window is still counted from the sends themselves)."""
+    slow = SendRule("key", count=1, window=3600, stale_after=30)
+    fast = SendRule("key", count=600, window=60, stale_after=30)
+    with StateStore(state_at) as state:
+        sent, _ = state.take_send(slow)
+        assert sent is not None
+        state.answer_send(slow, sent, refused=False, retry_after=None, remaining=None)
+        assert state.take_send(slow)[0] is None
+        waited = 0.0
+        while (taken := state.take_send(fast))[0] is None:
+            assert taken[1] <= 0.1
+            waited += taken[1]
+            time.sleep(taken[1])
+        assert waited <= 0.1
+
+
 def test_a_shared_key_leaves_room_for_other_clients(state_at: StateLocation) -> None:
     """X-RateLimit-Remaining shows what other clients take: the fleet keeps to the rest."""
     rule = SendRule("key", count=4, window=30, stale_after=60)

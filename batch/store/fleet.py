@@ -239,13 +239,18 @@ class FleetQueries(JobQueries):
             free = effective - in_flight
             if free <= 0:
                 return None, min(1.0, rule.window / effective)  # only an answer frees a place
-            allowed = max(hold_until, next_at)
+            interval = rule.window / effective
+            # The spacing is this rule's: a run at 1/h before left next_at an hour out.
+            (last_sent,) = db.execute(
+                "SELECT max(sent_at) FROM sends WHERE key_id = ?", (rule.key_id,)
+            ).fetchone()
+            spaced = 0.0 if last_sent is None else min(next_at, last_sent + interval)
+            allowed = max(hold_until, spaced)
             must_expire = len(expiries) - (free - 1)
             if must_expire > 0:
                 allowed = max(allowed, expiries[must_expire - 1])
             if allowed > now:
                 return None, allowed - now
-            interval = rule.window / effective
             base = next_at if now - next_at < interval else now  # keep the schedule, not the lag
             db.execute(
                 "UPDATE key_windows SET next_at = ? WHERE key_id = ?",
