@@ -29,10 +29,17 @@ import pandas as pd
 from batch import catalog, payload, runner, storage
 from batch.catalog.rows import CatalogOptions, request_settings_from_json
 from batch.config import RunConfig
-from batch.errors import CatalogError, LocalIOError
+from batch.errors import CatalogError, ExitCode, LocalIOError
 from batch.planner import PlanCounts, tag_for
 from batch.runner import RunSummary
-from batch.statuses import RETRY_ROWS, UNFINISHED_ROWS, duplicate_of, duplicated_row
+from batch.statuses import (
+    RETRY_ROWS,
+    ROW_ORDER,
+    UNFINISHED_ROWS,
+    duplicate_of,
+    duplicated_row,
+    row_status,
+)
 from batch.storage import Location
 from batch.store import StateStore, xlsx
 from batch.store.results import (
@@ -60,12 +67,14 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     version = storage.version(config.catalog)  # what the file must still be when rewritten
     frame = read_results(config.catalog)
     require_columns(frame, config.catalog, ("status", "code"), "retry")
+    statuses = _statuses(config.catalog, frame)
     options = _run_options(config)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
-    wanted = frame["status"].isin(RETRY_ROWS) & (
-        config.retry_permanent | ~((frame["status"] == "failed") & frame["code"].isin(permanent))
+    wanted = statuses.isin(RETRY_ROWS) & (
+        config.retry_permanent | ~((statuses == "failed") & frame["code"].isin(permanent))
     )
     todo = frame[wanted]
+    _refuse_unnumbered(config.catalog, todo)
     if todo.empty:
         log.warning(
             "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
@@ -87,18 +96,25 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             summary_json=None,  # written below, naming the results file rather than `subset`
             catalog_options=replace(options, format="csv", delimiter=","),
         )
-        unknown_rows = {n + 1 for n, status in enumerate(todo["status"]) if status == "unknown"}
+        unknown_rows = {n + 1 for n, status in enumerate(statuses[wanted]) if status == "unknown"}
         try:
-            drifted = _enter_unknowns(subset_config, unknown_rows)
+            drifted, changed = _check_requests(subset_config, unknown_rows)
         except CatalogError as exc:
             raise _of_the_file(exc, subset, config.catalog) from exc
         if drifted:
-            numbers = ", ".join(str(todo["row"].iloc[n - 1]) for n in drifted)
             raise CatalogError(
                 f"{config.catalog}: unknown rows (answers lost) whose request the file now "
-                f"gives otherwise than it was sent: row {numbers}. Sending that would pay for "
-                "another video while the first may have been made, so nothing was sent. Run "
-                "the catalog again: it looks the lost requests up in the account"
+                f"gives otherwise than it was sent: row {_named(todo, drifted)}. Sending that "
+                "would pay for another video while the first may have been made, so nothing "
+                "was sent. Run the catalog again: it looks the lost requests up in the account"
+            )
+        if changed:
+            raise CatalogError(
+                f"{config.catalog}: rows whose request the file now gives otherwise than their "
+                f"run planned: row {_named(todo, changed)} (a spreadsheet rewrote a cell, as "
+                "00123 to 123, or it was edited). retry sends the requests a run planned, no "
+                "others: the catalog's next run would pay for its own as well. Nothing was "
+                "sent: put those cells back as they were, or change the catalog and run it"
             )
         try:
             summary = await runner.run_async(subset_config, handle_signals=handle_signals)
@@ -106,6 +122,9 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             raise _of_the_file(exc, subset, config.catalog) from exc
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
+    left = {row_status(status) for status in frame["status"]} & UNFINISHED_ROWS
+    if left and summary.exit_code == ExitCode.OK:  # as a run of the whole file would say
+        summary.exit_code = int(ExitCode.ROWS_FAILED)
     if config.results == config.catalog and storage.version(config.catalog) != version:
         raise LocalIOError(
             f"{config.catalog}: changed while the retry went on (edited, replaced or moved), so "
@@ -117,6 +136,52 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     summary.results = str(config.results)
     runner.write_summary_json(config, summary)
     return summary
+
+
+def _statuses(path: Location, frame: pd.DataFrame) -> pd.Series:
+    """The rows' statuses as jogg-batch spells them (`Not attempted` is not_attempted: a person
+    retyped it); CatalogError naming the rows whose status is none it writes, which retry would
+    otherwise pass over in silence."""
+    statuses = frame["status"].map(row_status)
+    unknown = statuses.isna()
+    if unknown.any():
+        rows = ", ".join(_line_of(frame, index) for index in frame.index[unknown][:10])
+        values = ", ".join(repr(str(v)) for v in frame["status"][unknown].unique()[:5])
+        raise CatalogError(
+            f"{path}: status {values} of {rows} is none jogg-batch writes; put back the status "
+            f"the run wrote (one of {', '.join(ROW_ORDER)}), so that retry knows what to send"
+        )
+    return statuses
+
+
+def _refuse_unnumbered(path: Location, todo: pd.DataFrame) -> None:
+    """Rows to retry whose `row` is empty or no number were not written by a run (added by
+    hand, or the cell cleared): nothing says which request their run planned."""
+    if "row" not in todo.columns:
+        return  # a file cut down by hand: its rows cannot be named, and retry still serves
+    unnumbered = ~todo["row"].astype(str).str.strip().str.fullmatch(r"\d+")
+    if unnumbered.any():
+        lines = ", ".join(_line_of(todo, index) for index in todo.index[unnumbered][:10])
+        raise CatalogError(
+            f"{path}: {lines} to retry {'has' if unnumbered.sum() == 1 else 'have'} no row "
+            "number: retry takes the rows a run wrote. Add new rows to the catalog and run it; "
+            "nothing was sent"
+        )
+
+
+def _line_of(frame: pd.DataFrame, index: int) -> str:
+    """A row of the results file as a spreadsheet shows it: its line (`read_results` numbers
+    the rows below the header from 0), and its `row` when it has one."""
+    line = index + 2
+    number = str(frame.at[index, "row"]).strip() if "row" in frame.columns else ""
+    return f"line {line} (row {number})" if number.isdigit() else f"line {line}"
+
+
+def _named(todo: pd.DataFrame, rows: list[int]) -> str:
+    """Rows of the retry's own catalog (1, 2, ...) by the results file's `row` numbers."""
+    if "row" not in todo.columns:
+        return ", ".join(_line_of(todo, todo.index[n - 1]) for n in rows)
+    return ", ".join(str(todo["row"].iloc[n - 1]) for n in rows)
 
 
 def _of_the_file(error: CatalogError, subset: Path, results: Location) -> CatalogError:
@@ -219,22 +284,35 @@ def _run_options(config: RunConfig) -> CatalogOptions:
     return settings
 
 
-def _enter_unknowns(config: RunConfig, rows: set[int]) -> list[int]:
-    """Unknown rows the state has never seen become `unknown` jobs: reconciled before resending
-    (not in a dry run, which writes nothing to the ledger).
+def _check_requests(config: RunConfig, unknown: set[int]) -> tuple[list[int], list[int]]:
+    """The rows to retry (`config.catalog`, numbered from 1), rebuilt as requests and held up
+    against the ledger before anything is sent; returns (drifted unknown rows, changed rows).
 
-    Returns the unknown rows whose request, rebuilt from the file, is not the uncertain one the
-    state holds for their row key: the file no longer gives what was sent (a workbook wrote a
-    typed cell back otherwise, a person edited it), and sending it would be another paid video
-    while the first may have been accepted. Those are not entered.
+    Unknown rows the state has never seen become `unknown` jobs: reconciled before resending
+    (not in a dry run, which writes nothing to the ledger). Drifted: an unknown row whose
+    request is not the uncertain one the state holds for its row key: the file no longer gives
+    what was sent (a workbook wrote a typed cell back otherwise, a person edited it), and
+    sending it would be another paid video while the first may have been accepted. Those are
+    not entered.
+
+    Changed: another row whose request the ledger does not hold while it holds requests of its
+    row key: its run planned another one (a spreadsheet turned 00123 into 123, a workbook wrote
+    a date back otherwise, the file was retried with other defaults). Sending it, then running
+    the catalog, would pay for the row twice. A row key the ledger does not know (a file from
+    another machine) passes: nothing planned it here.
     """
     drifted: list[int] = []
-    if not rows:
-        return drifted
+    changed: list[int] = []
     with StateStore(config.state) as state:
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
+            others = [r for r in batch.rows if r.number not in unknown and r.fingerprint]
+            known = state.jobs_by_fingerprint([r.fingerprint for r in others if r.fingerprint])
+            keyed = state.keys_with_jobs(
+                [r.key for r in others if r.fingerprint not in known and r.key]
+            )
+            changed += [r.number for r in others if r.fingerprint not in known and r.key in keyed]
             for row in batch.rows:
-                if row.number not in rows or not row.fingerprint or row.fields is None:
+                if row.number not in unknown or not row.fingerprint or row.fields is None:
                     continue
                 uncertain = state.uncertain_fingerprints(row.key)
                 if uncertain and row.fingerprint not in uncertain:
@@ -248,4 +326,4 @@ def _enter_unknowns(config: RunConfig, rows: set[int]) -> list[int]:
                     payload.fields_to_json(row.fields),
                     tag_for(row.fingerprint),
                 )
-    return drifted
+    return drifted, changed

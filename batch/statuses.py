@@ -43,6 +43,13 @@ ROW_ORDER: Final[tuple[RowStatus, ...]] = get_args(RowStatus)
 _DUPLICATE_OF: Final = re.compile(r"same request as row (\d+)")
 
 
+def row_status(text: object) -> RowStatus | None:
+    """A results row's status as a person may have retyped it (`Not attempted`, `FAILED `), or
+    None when it is none jogg-batch writes."""
+    folded = re.sub(r"[\s-]+", "_", str(text).strip().lower())
+    return folded if folded in ROW_ORDER else None
+
+
 def duplicate_of(row: int) -> str:
     """A duplicate row's message: the row (number) whose job it shares."""
     return f"same request as row {row}"

@@ -416,3 +416,100 @@ def test_a_results_file_changed_while_the_retry_runs_is_not_overwritten(tmp_path
         assert code == 0, err
         assert len(_sent(url)) == sent
         assert set(read_results(results)["status"]) == {"submitted", "already_submitted"}
+
+
+def _rewrite(results: Path, change: Any) -> None:
+    """The results file opened, changed by `change(rows)` (a list of dicts) and saved, as a
+    spreadsheet or a person would."""
+    import csv
+
+    with results.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    change(rows)
+    with results.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_a_row_the_file_now_gives_otherwise_than_its_run_planned_is_never_sent(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A not_attempted row whose cell was rewritten (here its length written in) is another request
+    than the one its run planned: sending it, then running the catalog, paid the row twice.
+    retry sends nothing (exit 2), naming the row; the file as the run wrote it retries."""
+    catalog, args = half_run
+    results, state = tmp_path / "c.results.csv", ("--state", str(tmp_path / "s.db"))
+    written = results.read_bytes()
+
+    def lengthen_fourth(rows: list[dict[str, str]]) -> None:
+        rows[3]["length"] = "60"
+
+    _rewrite(results, lengthen_fourth)
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 2
+    assert "otherwise than their run planned: row 4 (a spreadsheet" in " ".join(err.split())
+    assert len(_sent(sandbox_url)) == 1
+    results.write_bytes(written)
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 0, err
+    code, err = invoke("run", str(catalog), "--length", "15", *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5  # each row paid once
+
+
+def test_rows_added_to_a_results_file_by_hand_are_refused_before_sending(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A row with no row number was not written by a run: retry names its line and sends
+    nothing (it crashed after paying, merging the outcome back)."""
+    _, args = half_run
+    results = tmp_path / "c.results.csv"
+    _rewrite(results, lambda rows: rows.append({**rows[4], "row": ""}))
+    code, err = invoke("retry", str(results), "--state", str(tmp_path / "s.db"), *args)
+    assert code == 2
+    assert "line 7 to retry has no row number" in err
+    assert len(_sent(sandbox_url)) == 1
+
+
+def test_statuses_retyped_by_a_person_are_read_and_unknown_ones_refused(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """`Not attempted`, `NOT_ATTEMPTED ` are not_attempted and retried; a status jogg-batch
+    never writes stops the retry, naming it and its line, rather than passing it over."""
+    _, args = half_run
+    results, state = tmp_path / "c.results.csv", ("--state", str(tmp_path / "s.db"))
+
+    def retype(rows: list[dict[str, str]]) -> None:
+        rows[1]["status"], rows[2]["status"] = "Not attempted", "NOT_ATTEMPTED "
+        rows[3]["status"], rows[4]["status"] = "to do", ""
+
+    _rewrite(results, retype)
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 2
+    assert "status 'to do', '' of line 5 (row 4), line 6 (row 5) is none" in " ".join(err.split())
+    assert len(_sent(sandbox_url)) == 1
+
+    def put_back(rows: list[dict[str, str]]) -> None:
+        rows[3]["status"], rows[4]["status"] = "not_attempted", "Not-Attempted"
+
+    _rewrite(results, put_back)
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5
+
+
+def test_a_retry_exits_as_a_run_of_the_whole_file_would(tmp_path: Path, sandbox_url: str) -> None:
+    """An invalid row no retry can fix keeps the exit at 1 whether or not the retry sent
+    anything (it was 0 when rows were sent, 1 when none were)."""
+    rows = simple_rows(3)
+    catalog = write_catalog(tmp_path / "c.csv", [*rows[:2], {**rows[2], "length": "99"}])
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--max-videos", "1", *state, *args)
+    assert code == 1, err
+    results = tmp_path / "c.results.csv"
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 1, err
+    assert len(_sent(sandbox_url)) == 2
+    assert list(read_results(results)["status"]) == ["submitted", "submitted", "invalid"]
