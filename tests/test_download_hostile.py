@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import ipaddress
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -67,6 +69,31 @@ def trickle(delay: float) -> Handler:
             writer.write(b"x")
             await writer.drain()
             await asyncio.sleep(delay)
+
+    return send
+
+
+def slowly(size: int, pieces: int = 20) -> Handler:
+    """Announces `size` bytes and sends them in `pieces`, 10 ms apart: transfers overlap."""
+
+    async def send(writer: asyncio.StreamWriter) -> None:
+        writer.write(head("200 OK", {"Content-Type": "video/mp4", "Content-Length": str(size)}))
+        for _ in range(pieces):
+            writer.write(b"s" * (size // pieces))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+
+    return send
+
+
+def gzipped(data: bytes) -> Handler:
+    """`data` gzip-encoded, announcing the (honest) compressed length, whatever was asked."""
+
+    async def send(writer: asyncio.StreamWriter) -> None:
+        packed = gzip.compress(data)
+        headers = {"Content-Type": "video/mp4", "Content-Encoding": "gzip"}
+        writer.write(head("200 OK", {**headers, "Content-Length": str(len(packed))}))
+        writer.write(packed)
 
     return send
 
@@ -413,3 +440,99 @@ async def test_files_are_private_unless_the_results_are_not(
     finally:
         os.umask(old)
     assert (scene.dest / "00001-v1.mp4").stat().st_mode & 0o777 == file_mode
+
+
+class Disk:
+    """A disk of `capacity` bytes that holds --dest alone: free is what its files leave, and
+    `lowest` the least free space any probe saw."""
+
+    def __init__(self, dest: Path, capacity: int) -> None:
+        self.dest = dest
+        self.capacity = capacity
+        self.lowest = capacity
+
+    def __call__(self, folder: Path) -> int:
+        self.lowest = min(self.lowest, self.free())
+        return self.free()
+
+    def free(self) -> int:
+        files = self.dest.iterdir() if self.dest.exists() else iter(())
+        return self.capacity - sum(path.lstat().st_size for path in files)
+
+
+@pytest.mark.anyio
+async def test_a_body_without_length_stops_at_the_reserve(
+    tmp_path: Path, hostile: RawServer
+) -> None:
+    """Chunked and read-until-close bodies are stopped before the disk goes under the reserve;
+    their partial files go, and a file that fits is fetched after them."""
+    reserve = 256 * KiB
+    hostile.routes.update(
+        {
+            "/chunked": endless(chunked=True),
+            "/until-close": endless(chunked=False),
+            "/fits": body(b"f" * 1000),
+        }
+    )
+    paths = ["/chunked", "/until-close", "/fits"]
+    scene = Scene(tmp_path, hostile.origin, [{"video_url": hostile.origin + p} for p in paths])
+    disk = Disk(scene.dest, 1024 * KiB)
+    config = scene.config(min_free_bytes=reserve, concurrency=1)
+    summary = await download(config, resolver=fake_dns({}), disk_free=disk)
+    assert (summary.downloaded, summary.failed) == (1, 2)
+    assert scene.files() == {"00003-v3.mp4": 1000}
+    assert disk.lowest >= reserve
+    assert disk.free() >= reserve
+    folder = re.escape(repr(str(scene.dest)))
+    stopped = re.compile(
+        rf"video: stopped after (\d+) KiB: only \d+ KiB free in {folder}; keeping 256 KiB free"
+    )
+    *errors, last = scene.errors()
+    assert last == ""
+    for error in errors:
+        found = stopped.fullmatch(error)
+        assert found, error
+        assert 0 < int(found[1]) <= 768
+
+
+@pytest.mark.anyio
+async def test_a_compressed_body_is_refused(tmp_path: Path, hostile: RawServer) -> None:
+    """A server that gzips though asked for identity: a few KiB announced would decode to
+    4 MiB on a 1 MiB disk. Refused before anything is written."""
+    hostile.routes["/v.mp4"] = gzipped(b"\0" * (4 * 1024 * KiB))
+    scene = Scene(tmp_path, hostile.origin, [{"video_url": hostile.origin + "/v.mp4"}])
+    disk = Disk(scene.dest, 1024 * KiB)
+    config = scene.config(min_free_bytes=256 * KiB)
+    summary = await download(config, resolver=fake_dns({}), disk_free=disk)
+    assert summary.failed == 1
+    assert scene.files() == {}
+    assert disk.lowest == 1024 * KiB
+    assert scene.errors() == [
+        "video: sent with Content-Encoding 'gzip', not as is (identity) as asked; not fetched"
+    ]
+
+
+@pytest.mark.anyio
+async def test_transfers_under_way_count_against_the_reserve(
+    tmp_path: Path, hostile: RawServer
+) -> None:
+    """Four 60 KiB files at once on a 200 KiB disk keeping 64 KiB: two fit and are fetched, the
+    other two are refused, saying what the ones under way still need; the reserve holds."""
+    size = 60 * KiB
+    paths = [f"/v{n}.mp4" for n in range(4)]
+    hostile.routes.update({path: slowly(size) for path in paths})
+    scene = Scene(tmp_path, hostile.origin, [{"video_url": hostile.origin + p} for p in paths])
+    disk = Disk(scene.dest, 200 * KiB)
+    config = scene.config(min_free_bytes=64 * KiB, concurrency=4)
+    summary = await download(config, resolver=fake_dns({}), disk_free=disk)
+    assert (summary.downloaded, summary.failed) == (2, 2)
+    assert sorted(scene.files().values()) == [size, size]
+    assert disk.lowest >= 64 * KiB
+    folder = re.escape(repr(str(scene.dest)))
+    refused = re.compile(
+        rf"video: only \d+ KiB free in {folder}, \d+ KiB of it promised to the files fetched "
+        r"alongside; keeping 64 KiB free"
+    )
+    errors = [error for error in scene.errors() if error]
+    assert len(errors) == 2
+    assert all(refused.fullmatch(error) for error in errors), errors

@@ -20,8 +20,13 @@ The URLs come from a server this tool does not control, so each one is treated a
   host name. Environment proxies are ignored: a proxy would resolve the name itself;
 - redirects are followed by hand, each hop checked the same way, at most `max_redirects`;
 - a file may not exceed `max_bytes` (announced or actually sent) nor take longer than
-  `file_deadline` seconds in all, and is only started when the disk keeps `min_free_bytes` free
-  beyond its announced size;
+  `file_deadline` seconds in all;
+- the disk keeps `min_free_bytes` free (`_Reserve`): a file is only started when that much stays
+  free beyond its announced size and what the other transfers under way have announced and not
+  yet written, and it is stopped when a piece it sends would go below (a body without
+  Content-Length, or longer than announced, is only known as it comes). A body sent with a
+  Content-Encoding is refused: `Accept-Encoding: identity` asked for none, and a decoded body's
+  size is not the Content-Length that the reserve and the next run's completeness check go by;
 - names are made here, never taken from the server: separators and control characters become `_`,
   long names are shortened with a hash, a cover's extension comes from an allow-list;
 - `.part` files are created with O_EXCL|O_NOFOLLOW (a planted symlink is refused, never
@@ -399,13 +404,13 @@ class _Downloader:
         client: httpx.AsyncClient,
         config: DownloadConfig,
         policy: UrlPolicy,
-        disk_free: Callable[[Path], int],
+        reserve: _Reserve,
         mode: int,
     ) -> None:
         self.client = client
         self.config = config
         self.policy = policy
-        self.disk_free = disk_free
+        self.reserve = reserve
         self.mode = mode
 
     async def fetch(self, fetch: _Fetch) -> _Result:
@@ -436,23 +441,19 @@ class _Downloader:
             if response.status_code != httpx.codes.OK:
                 raise Refused(f"HTTP {response.status_code}")
             _check_content_type(response, fetch.is_video)
+            _check_encoding(response)
             expected = _content_length(response)
             limit = self.config.max_bytes
             if expected is not None and expected > limit:
                 raise Refused(f"{expected} bytes announced, over the {limit} byte limit")
-            free = self.disk_free(fetch.path.parent)
-            if free < (expected or 0) + self.config.min_free_bytes:
-                raise Refused(
-                    f"only {free // MiB} MiB free in {str(fetch.path.parent)!r}; keeping "
-                    f"{self.config.min_free_bytes // MiB} MiB free"
-                )
             written = 0
-            with _Part(part, self.mode) as handle:
+            with self.reserve.claim(expected) as claim, _Part(part, self.mode) as handle:
                 created.append(part)
                 async for chunk in response.aiter_bytes():
                     written += len(chunk)
                     if written > limit:
                         raise Refused(f"more than {limit} bytes sent, over the limit; stopped")
+                    claim.take(len(chunk))
                     handle.write(chunk)
             received = response.num_bytes_downloaded
         if expected is not None and received != expected:
@@ -513,6 +514,18 @@ def _content_length(response: httpx.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
+def _check_encoding(response: httpx.Response) -> None:
+    """Refused when the server compressed the body though asked not to: httpx would decode it
+    (a few KiB of gzip can become hundreds of MiB), and the file on disk would not have the
+    Content-Length size that the reserve and the next run's completeness check rely on."""
+    encoding = response.headers.get("Content-Encoding", "").strip().lower()
+    if encoding not in ("", "identity"):
+        raise Refused(
+            f"sent with Content-Encoding {encoding[:40]!r}, not as is (identity) as asked; "
+            "not fetched"
+        )
+
+
 def _check_content_type(response: httpx.Response, is_video: bool) -> None:
     """A cover must be an image, a video a video (or unlabelled bytes), never a web page."""
     media = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -550,6 +563,7 @@ class _Part:
 
     def write(self, chunk: bytes) -> None:
         self._handle.write(chunk)
+        self._handle.flush()  # on disk now, so the next free-space probe counts it
 
 
 def _file_mode(results: Path) -> int:
@@ -562,6 +576,72 @@ def _file_mode(results: Path) -> int:
 
 def _disk_free(path: Path) -> int:
     return shutil.disk_usage(path).free
+
+
+def _amount(size: int) -> str:
+    if size >= MiB:
+        return f"{size // MiB} MiB"
+    return f"{size // 1024} KiB" if size >= 1024 else f"{size} bytes"
+
+
+class _Claim:
+    """One transfer's share of the reserve: what it announced, and what it has written."""
+
+    def __init__(self, reserve: _Reserve, announced: int) -> None:
+        self.reserve = reserve
+        self.announced = announced
+        self.written = 0
+
+    @property
+    def pending(self) -> int:
+        return max(self.announced - self.written, 0)
+
+    def take(self, size: int) -> None:
+        """Before `size` more bytes are written: Refused (stopped) if they would break the
+        reserve."""
+        self.reserve.check(self, size)
+        self.written += size
+
+
+class _Reserve:
+    """Keeps `min_free` bytes free in `folder` however many transfers write into it.
+
+    Before a transfer starts, and before each piece it writes:
+    `free now - what the other transfers announced and have not written yet
+    - max(what this one still announces, the piece) >= min_free`.
+    The free space is probed each time (`disk_free`, a statvfs call), so the bytes written so
+    far, and other programs' writes, count as they happen. A transfer that would break it is
+    refused, or stopped, and its partial file removed; the others go on.
+    """
+
+    def __init__(self, folder: Path, min_free: int, disk_free: Callable[[Path], int]) -> None:
+        self.folder = folder
+        self.min_free = min_free
+        self.disk_free = disk_free
+        self._claims: list[_Claim] = []
+
+    @contextmanager
+    def claim(self, announced: int | None) -> Iterator[_Claim]:
+        claim = _Claim(self, announced or 0)
+        self.check(claim, 0)
+        self._claims.append(claim)
+        try:
+            yield claim
+        finally:
+            self._claims.remove(claim)
+
+    def check(self, claim: _Claim, size: int) -> None:
+        free = self.disk_free(self.folder)
+        others = sum(other.pending for other in self._claims if other is not claim)
+        if free - others - max(claim.pending, size) >= self.min_free:
+            return
+        shortage = f"only {_amount(free)} free in {str(self.folder)!r}"
+        if others:
+            shortage += f", {_amount(others)} of it promised to the files fetched alongside"
+        keeping = f"keeping {_amount(self.min_free)} free"
+        if claim.written or size:
+            raise Refused(f"stopped after {_amount(claim.written)}: {shortage}; {keeping}")
+        raise Refused(f"{shortage}; {keeping}")
 
 
 async def download(
@@ -631,7 +711,8 @@ async def _fetch_all(
         follow_redirects=False,
         trust_env=False,
     ) as client:
-        downloader = _Downloader(client, config, policy, disk_free, _file_mode(config.results))
+        reserve = _Reserve(config.dest, config.min_free_bytes, disk_free)
+        downloader = _Downloader(client, config, policy, reserve, _file_mode(config.results))
         with tqdm(total=len(fetches), unit="file", disable=not show, file=sys.stderr) as bar:
 
             async def one(fetch: _Fetch) -> None:
