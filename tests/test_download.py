@@ -282,6 +282,36 @@ async def test_a_path_whose_file_could_not_be_fetched_again_is_cleared(tmp_path:
 
 
 @pytest.mark.anyio
+async def test_a_file_fetched_before_keeps_its_path_when_fetching_it_again_fails(
+    results: Path,
+) -> None:
+    """HEAD announces another size and the GET then fails: the whole file of the last run is
+    still there, so its row keeps naming it and says why it was not fetched again; a file no
+    row recorded is not claimed."""
+    await download(config(results), transport=MediaServer().transport)
+    before = read_results(results)["local_path"].tolist()
+    frame = read_results(results)
+    frame.loc[1, "local_path"] = ""
+    frame.to_csv(results, index=False)
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        size = len(MEDIA[request.url.path.rsplit("/", 1)[1]]) + 5
+        if request.method == "HEAD":
+            return httpx.Response(200, headers={"Content-Length": str(size)})
+        return httpx.Response(503, content=b"busy")
+
+    summary = await download(config(results), transport=httpx.MockTransport(busy))
+    assert summary.failed == 2
+    frame = read_results(results)
+    assert frame["local_path"].tolist() == [before[0], "", "", ""]
+    assert Path(before[0]).read_bytes() == MEDIA["v1.mp4"]
+    assert frame["download_error"].tolist()[:2] == [
+        "video: HTTP 503; the file fetched before is kept",
+        "video: HTTP 503",
+    ]
+
+
+@pytest.mark.anyio
 async def test_name_collisions_are_refused_before_fetching(results: Path) -> None:
     """A template that gives two rows the same name is a ConfigError naming both rows."""
     server = MediaServer()

@@ -126,6 +126,7 @@ class _Fetch:
     url: str
     path: Path
     is_video: bool
+    recorded: str = ""  # the row's local_path before this run
 
 
 class Refused(Exception):
@@ -209,7 +210,8 @@ def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
                     f"{owners[path]} and {row}; add a unique column such as {{video_id}}"
                 )
             owners[path] = row
-            fetches.append(_Fetch(index, row, url, path, is_video))
+            recorded = text.get("local_path", "") if is_video else ""
+            fetches.append(_Fetch(index, row, url, path, is_video, recorded))
     return fetches
 
 
@@ -721,9 +723,12 @@ async def _fetch_all(
                 counts[result.outcome] += 1
                 counts["bytes"] += result.size
                 if result.outcome == "failed":
-                    kind = "video" if fetch.is_video else "cover"
-                    errors[fetch.index].append(f"{kind}: {result.reason}")
-                    failures.append(DownloadFailure(fetch.row, fetch.path.name, result.reason))
+                    kind, reason = "video" if fetch.is_video else "cover", result.reason
+                    if _kept(fetch):
+                        present[fetch.index] = fetch.recorded
+                        reason += "; the file fetched before is kept"
+                    errors[fetch.index].append(f"{kind}: {reason}")
+                    failures.append(DownloadFailure(fetch.row, fetch.path.name, reason))
                 elif fetch.is_video:
                     present[fetch.index] = str(fetch.path.resolve())
                 bar.update()
@@ -747,10 +752,23 @@ async def _fetch_all(
     return summary
 
 
+def _kept(fetch: _Fetch) -> bool:
+    """The video this run failed to fetch is still the file an earlier run recorded whole:
+    its row named it, and it is a regular file this run did not replace (a file is only renamed
+    into place complete). The server announcing another size, then failing, leaves it so."""
+    if not fetch.recorded or fetch.recorded != str(fetch.path.resolve()):
+        return False
+    try:
+        return stat.S_ISREG(fetch.path.lstat().st_mode)
+    except OSError:
+        return False
+
+
 def _record(results: Path, present: Mapping[int, str], errors: Mapping[int, str]) -> None:
     """Rewrites the results file: `local_path` of fetched rows, `download_error` of every row
     this run tried (empty when it worked). A row whose video this run could not fetch has no
-    `local_path` any more: the file it named is gone or not whole. Nothing is rewritten when
+    `local_path` any more, unless it still names the whole file an earlier run fetched
+    (`_kept`): otherwise the file it named is gone or not whole. Nothing is rewritten when
     there is nothing to say."""
     failed = any(errors.values())
     if not present and not failed:
