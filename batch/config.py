@@ -252,6 +252,14 @@ def read_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Sec
     )
 
 
+def known_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Secret | None:
+    """The API key when one is set (as `read_api_key` finds it), else None: for commands that
+    never send it but keep it out of what servers make them record (`download`, `listen`)."""
+    if env.get("JOGG_API_KEY", "").strip() or settings.api.key_file:
+        return read_api_key(settings, env)
+    return None
+
+
 def parse_duration(text: str) -> float:
     """`6h`, `90m`, `45s`, `1h30m` -> seconds."""
     total, number = 0.0, ""

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+from batch.cli.download import download as download_command
 from batch.follow.download import DownloadConfig, DownloadSummary, IPAddress, download
 from batch.store.results import read_results
 
@@ -536,3 +538,40 @@ async def test_transfers_under_way_count_against_the_reserve(
     errors = [error for error in scene.errors() if error]
     assert len(errors) == 2
     assert all(refused.fullmatch(error) for error in errors), errors
+
+
+KEY = "sk-live-9f8e7d6c5b4a3210ZZqq"
+
+
+@pytest.mark.anyio
+async def test_the_api_key_never_travels_from_a_server_into_results_or_logs(
+    tmp_path: Path, hostile: RawServer
+) -> None:
+    """The API's own origin echoes the key in a redirect's Location, a content encoding and a
+    content type: `download` (JOGG_API_KEY set) records and logs every reason with it masked."""
+
+    async def encoded(writer: asyncio.StreamWriter) -> None:
+        headers = {"Content-Type": "video/mp4", "Content-Encoding": KEY, "Content-Length": "0"}
+        writer.write(head("200 OK", headers))
+
+    hostile.routes.update(
+        {
+            "/to-ftp": redirect(f"ftp://files.example/{KEY}/v.mp4"),
+            "/encoded": encoded,
+            "/page": body(b"<html>", f"text/{KEY}"),
+        }
+    )
+    paths = ["/to-ftp", "/encoded", "/page"]
+    scene = Scene(tmp_path, hostile.origin, [{"video_url": hostile.origin + p} for p in paths])
+    args = [str(scene.results), "--dest", str(scene.dest), "--base-url", hostile.origin]
+    env = {"JOGG_API_KEY": KEY, "JOGG_BASE_URL": None}
+    outcome = await asyncio.to_thread(CliRunner().invoke, download_command, args, env=env)
+    assert outcome.exit_code == 1
+    assert scene.errors() == [
+        "video: 'ftp://files.example/***/v.mp4' is not an https URL; not fetched",
+        "video: sent with Content-Encoding '***', not as is (identity) as asked; not fetched",
+        "video: content type 'text/***' is not a video",
+    ]
+    assert KEY.lower() not in scene.results.read_text().lower()
+    assert "ftp://files.example/***/v.mp4" in outcome.stderr
+    assert KEY.lower() not in outcome.stderr.lower()

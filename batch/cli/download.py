@@ -9,7 +9,7 @@ import click
 
 from batch import logs
 from batch.cli.common import LOCATION, emit_json, json_option, logging_options, reports_errors
-from batch.config import Overrides, resolve
+from batch.config import Overrides, known_api_key, resolve
 from batch.errors import ConfigError, ExitCode
 from batch.follow.download import (
     DEFAULT_FILE_DEADLINE,
@@ -100,6 +100,7 @@ def download(
         base_url=settings.api.base_url,
         max_bytes=max_size * MiB,
         file_deadline=deadline,
+        api_key=known_api_key(settings),
     )
     summary = run_download(config)
     line = (

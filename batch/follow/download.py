@@ -32,7 +32,9 @@ The URLs come from a server this tool does not control, so each one is treated a
 - `.part` files are created with O_EXCL|O_NOFOLLOW (a planted symlink is refused, never
   followed), readable by the owner only unless the results file is readable by more people.
 A failure of one file (refused, too big, too slow, HTTP error, OSError) is recorded on its row and
-never stops the others.
+never stops the others. Its reason quotes what the server sent (a redirect's URL, a host name, a
+content type, httpx's error text): the API key, when the command knows it, is scrubbed from it
+(`Secret.scrub`) before it is logged or recorded, as the client scrubs the API's answers.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ from tqdm import tqdm
 
 from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError, LocalIOError, LockedError
+from batch.secret import Secret
 from batch.store.results import DOWNLOAD_ERROR, read_results, write_table
 
 log = logging.getLogger(__name__)
@@ -101,6 +104,7 @@ class DownloadConfig:
     file_deadline: float = DEFAULT_FILE_DEADLINE  # seconds for one file, redirects included
     max_redirects: int = DEFAULT_MAX_REDIRECTS
     min_free_bytes: int = DEFAULT_MIN_FREE_BYTES
+    api_key: Secret | None = None  # scrubbed from every reason recorded or logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,6 +433,8 @@ class _Downloader:
             reason = f"transfer interrupted ({type(error).__name__}: {error})"
         except OSError as error:
             reason = f"cannot write {fetch.path.name!r}: {error.strerror or error}"
+        if self.config.api_key is not None:
+            reason = self.config.api_key.scrub(reason)
         for path in created:
             path.unlink(missing_ok=True)
         log.warning("%s: %s", fetch.path.name, reason)
