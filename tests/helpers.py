@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import csv
+import os
+import re
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +51,36 @@ def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
 def submissions(url: str) -> dict[str, Any]:
     """The sandbox's record of what it accepted, rejected and faulted."""
     return httpx.get(f"{url}/_sandbox/submissions").json()  # type: ignore[no-any-return]
+
+
+@contextmanager
+def listen_process(
+    state: Path, env: Mapping[str, str], log: list[str] | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`python -m batch listen -v` on an ephemeral port with `env` added; yields the process and
+    the port. Its stderr lines after the port is known go to `log` (read it once it ended)."""
+    command = [sys.executable, "-m", "batch", "listen", "--state", str(state), "--port", "0", "-v"]
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.Popen(
+        command, cwd=root, env={**os.environ, **env}, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stderr is not None
+    lines = log if log is not None else []
+    # Drains stderr once the port is known, so warnings never block the child.
+    drain = threading.Thread(target=lambda: lines.extend(child.stderr or ()), daemon=True)
+    try:
+        port = None
+        for line in child.stderr:
+            found = re.search(r"listening for webhooks on http://127\.0\.0\.1:(\d+)/webhook", line)
+            if found:
+                port = int(found[1])
+                break
+        assert port is not None, "the listener never said where it listens"
+        drain.start()
+        yield child, port
+    finally:
+        child.terminate()
+        child.wait(timeout=10)
+        if drain.is_alive():
+            drain.join(timeout=10)
+        child.stderr.close()

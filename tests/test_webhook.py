@@ -27,8 +27,10 @@ from batch.follow.webhook import (
     parse_event,
     verify_signature,
 )
+from batch.secret import Secret
 from batch.store import AttemptRecord, NewJob, PendingVideo, RowPlan, StateStore, VideoUpdate
 from batch.store.backend import StateLocation
+from tests.helpers import listen_process
 
 SECRET = "whsec_abc123xyz"
 
@@ -83,10 +85,12 @@ Sink = TypeVar("Sink", bound=VideoStatusSink)
 class Listener(Generic[Sink]):
     """The app, its sink, and a client that talks to it in-process."""
 
-    def __init__(self, sink: Sink, limits: ListenerLimits = LIMITS) -> None:
+    def __init__(
+        self, sink: Sink, limits: ListenerLimits = LIMITS, api_key: Secret | None = None
+    ) -> None:
         self.sink = sink
         self.app: Starlette = create_listener_app(
-            self.sink, SECRET, clock=lambda: NOW, limits=limits
+            self.sink, SECRET, clock=lambda: NOW, limits=limits, api_key=api_key
         )
         transport = httpx.ASGITransport(app=self.app)
         self.client = httpx.AsyncClient(transport=transport, base_url="http://listener")
@@ -354,6 +358,10 @@ async def test_events_without_id_are_deduplicated_on_the_body(
 @pytest.fixture
 def state(state_at: StateLocation) -> StateStore:
     """A state (on each backend) with one submitted job whose video is vid_1, still rendering."""
+    return rendering_vid_1(state_at)
+
+
+def rendering_vid_1(state_at: StateLocation) -> StateStore:
     store = StateStore(state_at)
     run = store.begin_run("c.csv", dry_run=False)
     store.record_plan(
@@ -450,3 +458,59 @@ async def test_a_body_that_stalls_is_408() -> None:
     assert response.status_code == 408
     assert listener.app.state.stats.too_slow == 1
     assert listener.sink.records == []
+
+
+KEY = "sk-live-9f8e7d6c5b4a3210ZZqq"
+
+
+def echoing(video_id: str, event: str, **data: object) -> dict[str, object]:
+    """A fresh signed-to-be event about `video_id` carrying `data`."""
+    return {
+        "event_id": f"echo-{video_id}",
+        "event": event,
+        "timestamp": NOW - 60,
+        "data": {"video_id": video_id, **data},
+    }
+
+
+@pytest.mark.anyio
+async def test_the_api_key_and_the_secret_are_scrubbed_from_signed_events() -> None:
+    """A signed event echoing the API key (any case) or the endpoint secret in its error or its
+    URL is recorded with both masked."""
+    listener = Listener(MemorySink(), api_key=Secret(KEY))
+    error = {"code": 401, "message": f"worker auth failed for x-api-key={KEY}; secret {SECRET}"}
+    url = f"https://cdn.example/v.mp4?api_key={KEY.upper()}"
+    async with listener.client:
+        failed = echoing("vid_1", "generated_video_failed", error=error)
+        assert await post(listener.client, failed) == 200
+        done = echoing("vid_2", "generated_video_success", video_url=url)
+        assert await post(listener.client, done) == 200
+    videos = listener.sink.videos
+    assert videos["vid_1"].error == "401: worker auth failed for x-api-key=***; secret ***"
+    assert videos["vid_2"].video_url == "https://cdn.example/v.mp4?api_key=***"
+
+
+def test_listen_scrubs_the_api_key_it_is_given(tmp_path: Path) -> None:
+    """`jogg-batch listen` with JOGG_API_KEY set keeps it out of the ledger and its log."""
+    location = tmp_path / "state.db"
+    rendering_vid_1(location).close()
+    env = {"JOGG_API_KEY": KEY, "JOGG_WEBHOOK_SECRET": SECRET}
+    error = {"code": 401, "message": f"worker auth failed for x-api-key={KEY}"}
+    body = json.dumps(
+        {**echoing("vid_1", "generated_video_failed", error=error), "timestamp": None}
+    )
+    log: list[str] = []
+    with listen_process(location, env, log) as (_child, port):
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/webhook",
+            content=body,
+            headers={"X-Webhook-Signature": sign(body.encode())},
+        )
+        assert response.status_code == 200
+    with StateStore(location) as store:
+        recorded = store.video_states(["vid_1"])["vid_1"]
+    assert (recorded["video_status"], recorded["error"]) == (
+        "failed",
+        "401: worker auth failed for x-api-key=***",
+    )
+    assert KEY not in "".join(log)

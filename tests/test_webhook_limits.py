@@ -3,11 +3,8 @@ bodies (measured in a `jogg-batch listen` child process), slow clients are cut o
 
 from __future__ import annotations
 
-import os
 import re
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +16,7 @@ import pytest
 
 from batch.follow.webhook import ListenerLimits, create_listener_app, listener_server, open_socket
 from batch.store import PendingVideo, StateStore, VideoUpdate
+from tests.helpers import listen_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -54,39 +52,12 @@ def send_quietly(sock: socket.socket, data: bytes) -> bool:
     return True
 
 
-@contextmanager
-def listen_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`python -m batch listen` on an ephemeral port; yields the process and the port."""
-    state = tmp_path / "state.db"
-    StateStore(state).close()
-    env = {**os.environ, "JOGG_WEBHOOK_SECRET": "whsec_rss"}
-    command = [sys.executable, "-m", "batch", "listen", "--state", str(state), "--port", "0", "-v"]
-    child = subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
-    assert child.stderr is not None
-    # Drains stderr once the port is known, so warnings never block the child.
-    drain = threading.Thread(target=child.stderr.read, daemon=True)
-    try:
-        port = None
-        for line in child.stderr:
-            found = re.search(r"listening for webhooks on http://127\.0\.0\.1:(\d+)/webhook", line)
-            if found:
-                port = int(found[1])
-                break
-        assert port is not None, "the listener never said where it listens"
-        drain.start()
-        yield child, port
-    finally:
-        child.terminate()
-        child.wait(timeout=10)
-        if drain.is_alive():
-            drain.join(timeout=10)
-        child.stderr.close()
-
-
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
 def test_oversize_unsigned_bodies_are_413_with_memory_bounded(tmp_path: Path) -> None:
     """64 MiB announced and 64 MiB chunked, unsigned: 413 each, peak RSS grows < 16 MiB."""
-    with listen_process(tmp_path) as (child, port):
+    state = tmp_path / "state.db"
+    StateStore(state).close()
+    with listen_process(state, {"JOGG_WEBHOOK_SECRET": "whsec_rss"}) as (child, port):
         url = f"http://127.0.0.1:{port}/webhook"
         assert httpx.post(url, content=b"{}").status_code == 401  # warm up every code path
         before = memory(child.pid)

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from batch.cli.common import STATE, logging_options, reports_errors
+from batch.config import Overrides, known_api_key, resolve
 from batch.errors import StateError
 from batch.follow.polling import VideoStatusSink
 from batch.follow.webhook import (
@@ -68,11 +69,12 @@ def listen(
     if isinstance(state_path, Path) and not state_path.is_file():
         raise StateError(f"{state_path}: no state database here; check the path")
     secret = load_secret(secret_file)
+    api_key = known_api_key(resolve(Overrides()))
     limits = ListenerLimits(max_age=max_age)
     with StateStore(state_path) as store:
         if not isinstance(store, VideoStatusSink):
             raise StateError(f"{state_path}: this state store cannot record video statuses")
-        app = create_listener_app(store, secret, limits=limits)
+        app = create_listener_app(store, secret, limits=limits, api_key=api_key)
         sock = open_socket(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
         log.info("listening for webhooks on http://%s:%d/webhook", bound_host, bound_port)

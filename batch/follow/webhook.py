@@ -9,6 +9,12 @@ JoggAI retries anything else, so the same delivery can arrive twice: events are 
 acknowledged (200) and ignored. Whatever the source, a final status (completed, failed) never
 changes again; the state store enforces that.
 
+A signed event comes from whoever holds the endpoint secret, JoggAI's operator or not, and its
+text (an error message, a URL) may echo the API key or the secret itself. Every string of a
+signed body, keys included, is scrubbed of both (`Secret.scrub`, as the client scrubs the API's
+answers) before anything is parsed, stored or logged; the API key when the listener is given it
+(`listen` reads JOGG_API_KEY or api.key_file when set).
+
 Anyone can reach the listener, so it bounds what an unsigned client can cost (`ListenerLimits`):
 - the body is streamed and capped: a Content-Length over `max_body` (1 MiB; JoggAI's events are
   a few hundred bytes) is answered 413 before any of it is read, a longer chunked body as soon
@@ -56,6 +62,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -66,6 +73,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from batch.errors import ConfigError
 from batch.follow.polling import VideoStatusSink, video_update
+from batch.secret import Secret
 from batch.store import VideoStatus, VideoUpdate
 
 log = logging.getLogger(__name__)
@@ -216,15 +224,32 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def _scrubbed(value: Any, secrets: tuple[Secret, ...]) -> Any:
+    """`value` (decoded JSON) with each secret masked in every string, keys included."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = secret.scrub(value)
+        return value
+    if isinstance(value, dict):
+        return {_scrubbed(key, secrets): _scrubbed(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrubbed(item, secrets) for item in value]
+    return value
+
+
 def create_listener_app(
     sink: VideoStatusSink,
     secret: str,
     *,
     clock: Callable[[], float] = time.time,
     limits: ListenerLimits = ListenerLimits(),
+    api_key: Secret | None = None,
 ) -> Starlette:
-    """The ASGI app behind `jogg-batch listen`; `app.state.stats` holds a ListenerStats."""
+    """The ASGI app behind `jogg-batch listen`; `app.state.stats` holds a ListenerStats.
+
+    `api_key`, when given, is scrubbed from every event with the secret (module docstring)."""
     stats = ListenerStats()
+    secrets = (Secret(secret),) if api_key is None else (Secret(secret), api_key)
 
     async def receive(request: Request) -> JSONResponse:
         length = request.headers.get("Content-Length", "0").strip()
@@ -253,7 +278,7 @@ def create_listener_app(
             return JSONResponse({"error": "bad or missing signature"}, status_code=401)
         event_name = request.headers.get("X-Webhook-Event")
         try:
-            payload = json.loads(body)
+            payload = _scrubbed(json.loads(body), secrets)
             if isinstance(payload, Mapping) and isinstance(payload.get("event"), str):
                 event_name = payload["event"]
             if event_name is not None and event_name not in VIDEO_EVENTS:
