@@ -7,7 +7,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, TypeVar
@@ -19,9 +19,9 @@ from starlette.applications import Starlette
 
 from batch.cli.listen import listen
 from batch.errors import ConfigError
-from batch.follow.polling import VideoStatusSink
 from batch.follow.webhook import (
     ListenerLimits,
+    WebhookSink,
     create_listener_app,
     load_secret,
     parse_event,
@@ -56,6 +56,12 @@ class MemorySink:
         self.events.add(event_id)
         return True
 
+    def video_states(self, video_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        known = {
+            video_id: self.videos[video_id] for video_id in video_ids if video_id in self.videos
+        }
+        return {video_id: {"video_status": video.status} for video_id, video in known.items()}
+
 
 def sign(body: bytes, secret: str = SECRET) -> str:
     return hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -79,7 +85,7 @@ NOW = 1735000060.0  # a minute after V2_SUCCESS was sent
 LIMITS = ListenerLimits()
 
 
-Sink = TypeVar("Sink", bound=VideoStatusSink)
+Sink = TypeVar("Sink", bound=WebhookSink)
 
 
 class Listener(Generic[Sink]):
@@ -514,3 +520,32 @@ def test_listen_scrubs_the_api_key_it_is_given(tmp_path: Path) -> None:
         "401: worker auth failed for x-api-key=***",
     )
     assert KEY not in "".join(log)
+
+
+@pytest.mark.anyio
+async def test_the_log_says_what_an_event_changed_or_why_not(
+    state: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A status recorded is logged as such; a flip of a final status, a repeat of the same
+    status, and a video no job has, are logged as ignored, saying why."""
+    listener = Listener(state)
+    async with listener.client:
+        for payload in (
+            event("completed"),
+            event("failed", event_id="flip"),
+            event("completed", event_id="again"),
+            {
+                **event("completed", event_id="x"),
+                "data": {"video_id": "never-sent", "status": "completed"},
+            },
+        ):
+            with caplog.at_level("INFO", logger="batch.follow.webhook"):
+                assert await post(listener.client, payload) == 200
+    assert [r.getMessage() for r in caplog.records if r.name == "batch.follow.webhook"] == [
+        "webhook: video vid_1 completed",
+        "webhook: video vid_1 failed ignored: it is completed already, and a final status "
+        "never changes",
+        "webhook: video vid_1 completed ignored: the state says so already",
+        "webhook: video never-sent completed ignored: no job in this state has that video",
+    ]
+    state.close()

@@ -7,7 +7,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 
@@ -99,6 +99,9 @@ class Sink:
 
     def claim_event(self, event_id: str) -> bool:
         return True
+
+    def video_states(self, video_ids: Sequence[str]) -> dict[str, dict[str, str]]:
+        return {}
 
 
 QUICK = ListenerLimits(header_timeout=0.3, body_timeout=0.3, concurrency=8)

@@ -14,10 +14,10 @@ import click
 from batch.cli.common import STATE, logging_options, reports_errors
 from batch.config import Overrides, known_api_key, resolve
 from batch.errors import StateError
-from batch.follow.polling import VideoStatusSink
 from batch.follow.webhook import (
     DEFAULT_MAX_AGE,
     ListenerLimits,
+    WebhookSink,
     create_listener_app,
     listener_server,
     load_secret,
@@ -72,7 +72,7 @@ def listen(
     api_key = known_api_key(resolve(Overrides()))
     limits = ListenerLimits(max_age=max_age)
     with StateStore(state_path) as store:
-        if not isinstance(store, VideoStatusSink):
+        if not isinstance(store, WebhookSink):
             raise StateError(f"{state_path}: this state store cannot record video statuses")
         app = create_listener_app(store, secret, limits=limits, api_key=api_key)
         sock = open_socket(host, port)

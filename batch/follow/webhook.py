@@ -59,10 +59,10 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import uvicorn
 from starlette.applications import Starlette
@@ -119,6 +119,14 @@ def load_secret(secret_file: Path | None) -> str:
             "secret JoggAI returned when the endpoint was registered"
         )
     return secret
+
+
+@runtime_checkable
+class WebhookSink(VideoStatusSink, Protocol):
+    """The state as the listener uses it: polling's contract, plus a look at a video's columns
+    to say why an event changed nothing."""
+
+    def video_states(self, video_ids: Sequence[str]) -> dict[str, dict[str, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,7 +246,7 @@ def _scrubbed(value: Any, secrets: tuple[Secret, ...]) -> Any:
 
 
 def create_listener_app(
-    sink: VideoStatusSink,
+    sink: WebhookSink,
     secret: str,
     *,
     clock: Callable[[], float] = time.time,
@@ -316,13 +324,28 @@ def create_listener_app(
             return JSONResponse({"ok": True, "duplicate": True})
         changed = sink.record_video_status(update)
         stats.applied += 1
-        log.info("webhook: video %s %s", event.video_id, event.status)
+        if changed:
+            log.info("webhook: video %s %s", event.video_id, event.status)
+        else:
+            why = _unchanged_because(sink, event)
+            log.info("webhook: video %s %s ignored: %s", event.video_id, event.status, why)
         return JSONResponse({"ok": True, "changed": changed})
 
     routes = [Route(path, receive, methods=["POST"]) for path in ("/", "/webhook")]
     app = Starlette(routes=routes)
     app.state.stats = stats
     return app
+
+
+def _unchanged_because(sink: WebhookSink, event: VideoEvent) -> str:
+    """Why the state took nothing from an event (it says so; see record_video_status)."""
+    known = sink.video_states([event.video_id]).get(event.video_id)
+    if known is None:
+        return "no job in this state has that video"
+    status = known["video_status"]
+    if status in ("completed", "failed") and status != event.status:
+        return f"it is {status} already, and a final status never changes"
+    return "the state says so already"
 
 
 def _event_key(event_id: str | None, body: bytes) -> str:
