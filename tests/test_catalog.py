@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -777,7 +778,12 @@ def test_headers_match_with_spaces_dashes_or_invisible_characters_for_underscore
 @pytest.mark.parametrize(
     ("header", "meant"),
     [("Captions", "caption"), ("Video Length", "length"), ("langauge", "language"),
-     ("Music", "music_id"), ("voices", "voice_id")],
+     ("Music", "music_id"), ("voices", "voice_id"), ("video_spec.length", "length"),
+     ("script.language", "language"), ("audio.music_id", "music_id"), ("Length (s)", "length"),
+     ("Caption (Y/N)", "caption"), ("Aspect Ratio (9:16 / 16:9)", "aspect_ratio"),
+     ("Avatar ID (optional)", "avatar_id"), ("Aspect", "aspect_ratio"), ("ratio", "aspect_ratio"),
+     ("Subtitles", "caption"), ("Video Title", "video_name"),
+     ("video_spec.aspect_ratio", "aspect_ratio")],
 )  # fmt: skip
 def test_a_header_spelt_almost_as_a_missing_request_column_is_refused(
     tmp_path: Path, header: str, meant: str
@@ -785,9 +791,31 @@ def test_a_header_spelt_almost_as_a_missing_request_column_is_refused(
     """Its cells would be passed through unused and every row sent with the default: refused,
     naming the column meant and the mapping that would use it."""
     path = write(tmp_path, "c.csv", f"product_id,{header}\nA1,x\n")
-    with pytest.raises(CatalogError, match=f"column '{header}' is not a request column") as caught:
+    refused = re.escape(f"column '{header}' is not a request column")
+    with pytest.raises(CatalogError, match=refused) as caught:
         rows_of(path)
     assert f'("{header}" = "{meant}")' in str(caught.value)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_column_shaped_like_the_api_requests_objects_is_refused(tmp_path: Path, fmt: str) -> None:
+    """`video_spec`, `script` or `audio` as an object (JSON Lines) or a struct (Parquet) holds
+    several request fields in one cell, none of which is read: refused, naming the fields, rather
+    than every row paid with the defaults."""
+    record = {"product_id": "A1", "video_spec": {"length": "15", "aspect_ratio": "portrait"}}
+    if fmt == "jsonl":
+        path = write(tmp_path, "c.jsonl", json.dumps(record) + "\n")
+    else:
+        path = tmp_path / "c.parquet"
+        pq.write_table(pa.Table.from_pylist([record]), path)
+    with pytest.raises(CatalogError) as caught:
+        rows_of(path)
+    assert str(caught.value) == (
+        f"{path}: column 'video_spec' is shaped like the API request's video_spec object, but "
+        "jogg-batch reads one column a field (length, aspect_ratio, caption, video_name), so "
+        "every row would be sent with the defaults; give each field its own column, or rename "
+        "'video_spec' if it is not meant so"
+    )
 
 
 def test_a_near_header_beside_its_request_column_passes_through(tmp_path: Path) -> None:

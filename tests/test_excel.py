@@ -421,7 +421,7 @@ def test_xlsx_catalog_round_trips_to_xlsx_results_and_retry_finishes_it(
     assert "<f>" not in xml
 
     summary = rerun(xlsx_config(tmp_path / "catalog.results.xlsx", sandbox_url, tmp_path))
-    assert summary.exit_code == ExitCode.OK
+    assert summary.exit_code == ExitCode.ROWS_FAILED  # the invalid row is still the file's
     after = read_results(tmp_path / "catalog.results.xlsx")
     assert list(after["status"]) == ["submitted"] * 3 + ["invalid", "submitted"]
     assert len(submissions(sandbox_url)["submissions"]) == 4

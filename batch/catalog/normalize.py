@@ -244,10 +244,37 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     return ColumnPlan(canonical, _key_header(path, headers, canonical, options), template_names)
 
 
+# A header that names a request field by its place in the API's body (`video_spec.length`, as
+# pandas' json_normalize and Spark flatten it) or with a note after it (`Length (s)`).
+_PLACE_OR_NOTE: Final = re.compile(r"^(?:.*\.)?([^.]*?)_*(?:[(\[].*)?$")
+# Other names people give the request columns.
+_SYNONYMS: Final = {
+    "aspect": "aspect_ratio",
+    "ratio": "aspect_ratio",
+    "subtitle": "caption",
+    "subtitles": "caption",
+    "lang": "language",
+    "video_title": "video_name",
+    "video_duration": "length",
+}
+# The API body's objects, with the request columns each holds: a column named so (a JSON Lines
+# object, a Parquet struct) holds several fields in one cell, and none of them is read.
+_REQUEST_OBJECTS: Final = {
+    "video_spec": ("length", "aspect_ratio", "caption", "video_name"),
+    "script": ("script_style", "language", "override_script"),
+    "audio": ("music_id",),
+}
+
+
 def _near_column(key: str) -> str | None:
     """The request column a header that is none seems meant for: its plural or singular, with
-    `video_` before it or without `_id` after it, or a close spelling (`Captions`,
-    `Video Length`, `Voice`, `langauge`)."""
+    `video_` before it or without `_id` after it, a close spelling (`Captions`,
+    `Video Length`, `Voice`, `langauge`), another usual name (`Aspect`, `Subtitles`), or any of
+    these after the place in the API's body or before a note (`video_spec.length`,
+    `Length (s)`)."""
+    if match := _PLACE_OR_NOTE.fullmatch(key):
+        key = match.group(1) or key
+    key = _SYNONYMS.get(key, key)
     spellings = set()
     for bare in (key, key.removeprefix("video_")):
         spellings |= {bare, bare + "s", bare.removesuffix("s")}
@@ -268,6 +295,14 @@ def _refuse_near_misses(
         key = _header_key(header)
         if key in mapping or key in _COLUMNS:
             continue
+        missing = [name for name in _REQUEST_OBJECTS.get(key, ()) if name not in canonical]
+        if missing:
+            raise CatalogError(
+                f"{path}: column {header!r} is shaped like the API request's {key} object, "
+                f"but jogg-batch reads one column a field ({', '.join(missing)}), so every row "
+                "would be sent with the defaults; give each field its own column, or rename "
+                f"{header!r} if it is not meant so"
+            )
         near = _near_column(key)
         if near is not None and near not in canonical:
             raise CatalogError(
