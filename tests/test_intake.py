@@ -165,6 +165,10 @@ CORPUS = [
     Case("c.results.csv", lambda: lines("product_id,title,row,status,video_id,code,attempts",
          f"{IDS[0]},'-50% sale,1,submitted,v1,0,1"), 2,
          ("c.results.csv: is a results file of jogg-batch", "jogg-batch retry ")),
+    # The same cut down by a script to what it needed (no row, code or attempts).
+    Case("trimmed.results.csv", lambda: lines("product_id,title,status,video_id",
+         f"{IDS[0]},'-50% sale,not_attempted,"), 2,
+         ("trimmed.results.csv: is a results file of jogg-batch", "jogg-batch retry ")),
     Case("near_miss_header.csv", lambda: lines("product_id,title,Captions", f"{IDS[0]},Mug,yes"),
          2, ("column 'Captions' is not a request column", '("Captions" = "caption")')),
 ]  # fmt: skip

@@ -135,8 +135,8 @@ def spreadsheet_error(value: object) -> str | None:
 
 
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
-# The outcome columns every results file has: a catalog holding them all is a results file.
-_RESULTS_SIGNATURE: Final = frozenset({"row", "status", "video_id", "code", "attempts"})
+# The outcome columns that mark a results file, even one a script cut down to what it needed.
+_RESULTS_SIGNATURE: Final = frozenset({"status", "video_id"})
 
 
 _HEADER_SEPARATORS: Final = re.compile(r"[\s-]+")
@@ -210,9 +210,10 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     if {_header_key(header) for header in headers} >= _RESULTS_SIGNATURE:
         retry = f"jogg-batch retry {shlex.quote(str(path))}"
         raise CatalogError(
-            f"{path}: is a results file of jogg-batch (its columns row, status, video_id, code, "
-            f"attempts), not a catalog: its cells carry the results' marks, so its rows would be "
-            f"new requests; send its failed rows again with `{retry}`"
+            f"{path}: is a results file of jogg-batch (it has the columns status and video_id), "
+            "not a catalog: its cells carry the results' marks, so its rows would be new "
+            f"requests; send its failed rows again with `{retry}`, or rename those columns if "
+            "they are the catalog's own"
         )
     _check_mapped_headers(path, headers, options)
     canonical: dict[str, str] = {}
