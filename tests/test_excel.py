@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -470,3 +470,56 @@ def test_run_help_documents_sheet_and_xlsx_results() -> None:
     result = CliRunner().invoke(main, ["run", "--help"])
     assert "--sheet" in result.stdout
     assert ".xlsx" in result.stdout
+
+
+def _rewrite_parts(path: Path, rewrite: Callable[[str, str], str]) -> None:
+    """Each XML part of the workbook at `path` rewritten by `rewrite(name, text)`."""
+    with zipfile.ZipFile(path) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in parts.items():
+            text = rewrite(name, data.decode()) if name.endswith((".xml", ".rels")) else None
+            archive.writestr(name, data if text is None else text.encode())
+
+
+def _prefixed(name: str, xml: str) -> str:
+    """The part with its main namespace bound to `x:`, as .NET OpenXML SDK writers give it."""
+    if not name.startswith(("xl/workbook.xml", "xl/worksheets/")):
+        return xml
+    xml = re.sub(r"<(/?)([A-Za-z]+)([\s>/])", r"<\1x:\2\3", xml)
+    return xml.replace(' xmlns="http://schemas', ' xmlns:x="http://schemas', 1)
+
+
+def _single_quoted(name: str, xml: str) -> str:
+    """The part with every attribute in single quotes, as XML allows."""
+    if name.endswith(".rels") or name.startswith(("xl/workbook.xml", "xl/worksheets/")):
+        return re.sub(r'(\s[\w:]+)="([^"]*)"', r"\1='\2'", xml)
+    return xml
+
+
+@pytest.mark.parametrize("rewrite", [_prefixed, _single_quoted])
+@pytest.mark.parametrize("scan_bytes", [4 << 20, 7])
+def test_error_cells_are_found_in_prefixed_or_single_quoted_xml(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    rewrite: Callable[[str, str], str],
+    scan_bytes: int,
+) -> None:
+    """`<x:c t="e">` and `t='e'` are error cells as `<c t="e">` is: #N/A is refused, never
+    read as an empty avatar_id and sent with the default avatar."""
+    monkeypatch.setattr(excel, "_SCAN_BYTES", scan_bytes)
+    path = tmp_path / "errors.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "avatar_id", "length"])
+    sheet.write_row(1, 0, ["P1", None, 15])
+    sheet.write_formula(1, 1, "=VLOOKUP(1,Z1:Z2,1,FALSE)", None, "#N/A")
+    sheet.write_row(2, 0, ["P2", 128, 30])
+    book.close()
+    _rewrite_parts(path, rewrite)
+    table = next(read_passthrough(path, CatalogOptions()))
+    assert table.column("product_id").to_pylist() == ["P1", "P2"]  # calamine reads the XML
+    assert [problem.message for problem in catalog_problems(path, CatalogOptions())] == [
+        "errors.xlsx sheet 'Products' row 2, column 'avatar_id': the spreadsheet cell holds the "
+        "error #N/A (a formula failed); fix the formula or clear the cell"
+    ]

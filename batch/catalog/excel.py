@@ -44,16 +44,24 @@ from batch.storage import Location
 EXTENSIONS: Final = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
 # The formats whose sheets are XML in a zip, where error cells are found (`_error_cells`).
 _XML_EXTENSIONS: Final = (".xlsx", ".xlsm")
-# The workbook's sheet entries and relationships; read by pattern, not by an XML parser, so a
-# hostile workbook's entities are never expanded.
-_SHEET_ENTRY: Final = re.compile(r'<sheet\b[^>]*?\bname="([^"]*)"[^>]*?\br:id="([^"]*)"')
-_RELATIONSHIP: Final = re.compile(
-    r'<Relationship\b(?=[^>]*\bId="([^"]*)")(?=[^>]*\bTarget="([^"]*)")'
+# The workbook's sheet entries and relationships, and the sheet's cells, are read by pattern, not
+# by an XML parser, so a hostile workbook's entities are never expanded. The patterns take what
+# XML allows and writers use: an element's namespace prefix (`<x:c>`, as writers built on .NET's
+# OpenXML SDK give it) and either quote around an attribute (`t='e'`).
+_NS: Final = r"(?:[A-Za-z_][\w.-]*:)?"
+_SHEET_ENTRY: Final = re.compile(
+    rf"<{_NS}sheet\b(?=[^>]*\sname=(?:\"([^\"]*)\"|'([^']*)'))"
+    rf"(?=[^>]*\s{_NS}id=(?:\"([^\"]*)\"|'([^']*)'))"
 )
-# An error cell's opening tag (`t="e"`), then its reference and cached value.
-_ERROR_CELL: Final = re.compile(rb'<c\b[^>]*\bt="e"[^>]*>')
-_CELL_REF: Final = re.compile(rb'\br="([A-Z]+)([0-9]+)"')
-_CELL_VALUE: Final = re.compile(rb"<v>([^<]*)</v>")
+_RELATIONSHIP: Final = re.compile(
+    rf"<{_NS}Relationship\b(?=[^>]*\sId=(?:\"([^\"]*)\"|'([^']*)'))"
+    rf"(?=[^>]*\sTarget=(?:\"([^\"]*)\"|'([^']*)'))"
+)
+# An error cell's opening tag (`t="e"`), then its reference, cached value and end.
+_ERROR_CELL: Final = re.compile(rb"<%sc\b[^>]*\st=[\"']e[\"'][^>]*>" % _NS.encode())
+_CELL_REF: Final = re.compile(rb"\sr=[\"']([A-Z]+)([0-9]+)[\"']")
+_CELL_VALUE: Final = re.compile(rb"<%sv>([^<]*)</%sv>" % (_NS.encode(), _NS.encode()))
+_CELL_END: Final = re.compile(rb"</%sc>" % _NS.encode())
 _SCAN_BYTES: Final = 4 << 20
 
 Cell = int | float | str | bool | dt.date | dt.datetime | dt.time | dt.timedelta
@@ -187,11 +195,22 @@ def _whole_cells(xml: IO[bytes]) -> Iterator[bytes]:
     rest = b""
     while chunk := xml.read(_SCAN_BYTES):
         rest += chunk
-        cut = rest.rfind(b"</c>") + len(b"</c>")
-        if cut >= len(b"</c>"):
+        cut = _after_last_cell(rest)
+        if cut > 0:
             yield rest[:cut]
             rest = rest[cut:]
     yield rest
+
+
+def _after_last_cell(xml: bytes) -> int:
+    """Where the last cell's end tag (`</c>`, `</x:c>`) ends in `xml`, or 0 if it has none."""
+    end = len(xml)
+    while (at := xml.rfind(b"c>", 0, end)) >= 0:
+        start = xml.rfind(b"<", 0, at)
+        if start >= 0 and _CELL_END.fullmatch(xml, start, at + 2):
+            return at + 2
+        end = at + 1
+    return 0
 
 
 def _add_errors(errors: _Errors, xml: bytes, first_column: int) -> None:
@@ -199,8 +218,8 @@ def _add_errors(errors: _Errors, xml: bytes, first_column: int) -> None:
         if opening.group(0).endswith(b"/>"):
             continue  # an empty cell (`<c r="B2" t="e"/>`): the next cell's value is not its
         ref = _CELL_REF.search(opening.group(0))
-        end = xml.find(b"</c>", opening.end())
-        value = _CELL_VALUE.search(xml, opening.end(), end if end >= 0 else len(xml))
+        end = _CELL_END.search(xml, opening.end())
+        value = _CELL_VALUE.search(xml, opening.end(), end.start() if end else len(xml))
         if ref is None or value is None:
             continue  # a cell without a reference or a cached value cannot be placed or named
         column = _column_index(ref.group(1).decode()) - first_column
@@ -211,10 +230,12 @@ def _sheet_part(package: zipfile.ZipFile, sheet: str) -> str:
     """The zip member holding the named sheet, through the workbook's relationships."""
     workbook = package.read("xl/workbook.xml").decode()
     rels = package.read("xl/_rels/workbook.xml.rels").decode()
-    targets = dict(_RELATIONSHIP.findall(rels))
-    for name, rel in _SHEET_ENTRY.findall(workbook):
-        if unescape(name) == sheet:
-            target = unescape(targets[rel])
+    targets = {
+        rid + rid2: target + target2 for rid, rid2, target, target2 in _RELATIONSHIP.findall(rels)
+    }
+    for name, name2, rel, rel2 in _SHEET_ENTRY.findall(workbook):
+        if unescape(name + name2) == sheet:
+            target = unescape(targets[rel + rel2])
             return target.lstrip("/") if target.startswith("/") else posixpath.join("xl", target)
     raise KeyError(sheet)
 
