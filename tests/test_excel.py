@@ -307,8 +307,12 @@ def test_rows_come_in_batches_and_blank_rows_stay_rows(tmp_path: Path) -> None:
 
 
 def _sheet_xml(path: Path) -> str:
+    return _part(path, "xl/worksheets/sheet1.xml")
+
+
+def _part(path: Path, name: str) -> str:
     with zipfile.ZipFile(path) as archive:
-        return archive.read("xl/worksheets/sheet1.xml").decode()
+        return archive.read(name).decode()
 
 
 def test_xlsx_results_keep_strings_as_strings_and_link_videos(tmp_path: Path) -> None:
@@ -523,3 +527,83 @@ def test_error_cells_are_found_in_prefixed_or_single_quoted_xml(
         "errors.xlsx sheet 'Products' row 2, column 'avatar_id': the spreadsheet cell holds the "
         "error #N/A (a formula failed); fix the formula or clear the cell"
     ]
+
+
+def _formula_workbook(path: Path) -> Path:
+    """Formulas as XlsxWriter writes them: a placeholder value 0, the workbook to be calculated
+    when opened. Column E, "tier", is passed through, not sent."""
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "length", "caption", "avatar_id", "tier"])
+    sheet.write_row(1, 0, ["P1"])
+    sheet.write_formula(1, 1, "=10+5")
+    sheet.write_formula(1, 2, '=IF(E2="gold",TRUE,FALSE)')
+    sheet.write_row(1, 3, [128, "gold"])
+    sheet.write_row(2, 0, ["P2", 30, True, 129])
+    sheet.write_formula(2, 4, '=UPPER("silver")')
+    book.close()
+    return path
+
+
+UNCALCULATED = (
+    "the cell's formula was never calculated: a program wrote the workbook without calculating "
+    "its formulas; open and save it in Excel or LibreOffice (or paste the values over the "
+    "formulas) and run again"
+)
+
+
+@pytest.mark.parametrize("scan_bytes", [4 << 20, 7])
+def test_a_formula_never_calculated_makes_the_row_invalid_not_a_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_bytes: int
+) -> None:
+    """XlsxWriter's placeholder 0 in a workbook set to calculate on load is no value: the row
+    is refused naming each such request cell, never sent as length 0 and captions off."""
+    monkeypatch.setattr(excel, "_SCAN_BYTES", scan_bytes)
+    path = _formula_workbook(tmp_path / "formulas.xlsx")
+    assert re.search(r'<calcPr [^>]*fullCalcOnLoad="1"', _part(path, "xl/workbook.xml"))
+    assert "<f>10+5</f><v>0</v>" in _part(path, "xl/worksheets/sheet1.xml")
+    assert [problem.message for problem in catalog_problems(path, CatalogOptions())] == [
+        f"formulas.xlsx sheet 'Products' row 2, column 'length': {UNCALCULATED}",
+        f"formulas.xlsx sheet 'Products' row 2, column 'caption': {UNCALCULATED}",
+    ]
+    rows = [row for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
+    assert rows[1].fields is not None  # its uncalculated "tier" is not part of the request
+    assert (rows[1].fields.length, rows[1].fields.avatar_id) == ("30", 129)
+
+
+def test_a_formula_with_no_value_is_refused_and_a_calculated_one_read(tmp_path: Path) -> None:
+    """In a workbook not set to calculate on load, a formula with no value (`<v/>`, as openpyxl
+    writes it, or none) is refused; one Excel calculated is read as its value, empty text
+    (`t="str"`, `<v></v>`) included."""
+    path = _formula_workbook(tmp_path / "formulas.xlsx")
+
+    def as_saved(name: str, xml: str) -> str:
+        xml = xml.replace(' fullCalcOnLoad="1"', "")
+        xml = xml.replace("<f>10+5</f><v>0</v>", "<f>10+5</f><v />")  # openpyxl
+        xml = xml.replace("FALSE)</f><v>0</v>", "FALSE)</f>")  # a writer that leaves it out
+        return xml.replace(
+            '<c r="E3"><f>UPPER("silver")</f><v>0</v>', '<c r="E3" t="str"><f>""</f><v></v>'
+        )
+
+    _rewrite_parts(path, as_saved)
+    assert "fullCalcOnLoad" not in _part(path, "xl/workbook.xml")
+    assert [problem.message for problem in catalog_problems(path, CatalogOptions())] == [
+        f"formulas.xlsx sheet 'Products' row 2, column 'length': {UNCALCULATED}",
+        f"formulas.xlsx sheet 'Products' row 2, column 'caption': {UNCALCULATED}",
+    ]
+    _rewrite_parts(
+        path,
+        lambda name, xml: xml.replace("<v />", "<v>15</v>").replace(
+            "FALSE)</f>", "FALSE)</f><v>1</v>"
+        ),
+    )
+    assert list(catalog_problems(path, CatalogOptions())) == []
+    table = next(read_passthrough(path, CatalogOptions()))
+    assert table.to_pylist()[0] == {
+        "product_id": "P1",
+        "length": "15",
+        "caption": "1",
+        "avatar_id": "128",
+        "tier": "gold",
+    }
+    assert table.column("tier").to_pylist() == ["gold", ""]

@@ -38,6 +38,7 @@ import pyarrow as pa
 import python_calamine as calamine
 
 from batch import payload, storage
+from batch.catalog import normalize
 from batch.errors import CatalogError
 from batch.storage import Location
 
@@ -57,11 +58,16 @@ _RELATIONSHIP: Final = re.compile(
     rf"<{_NS}Relationship\b(?=[^>]*\sId=(?:\"([^\"]*)\"|'([^']*)'))"
     rf"(?=[^>]*\sTarget=(?:\"([^\"]*)\"|'([^']*)'))"
 )
-# An error cell's opening tag (`t="e"`), then its reference, cached value and end.
-_ERROR_CELL: Final = re.compile(rb"<%sc\b[^>]*\st=[\"']e[\"'][^>]*>" % _NS.encode())
+# A sheet's root element: the prefix of its name (`x:`, or none) is its cells' prefix too.
+_ROOT: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet\b")
+# In a cell's opening tag: an error cell (`t="e"`), a formula's text (`t="str"`), its reference.
+_ERROR_TYPE: Final = re.compile(rb"t=[\"']e[\"']")
+_STRING_TYPE: Final = re.compile(rb"\st=[\"']str[\"']")
 _CELL_REF: Final = re.compile(rb"\sr=[\"']([A-Z]+)([0-9]+)[\"']")
-_CELL_VALUE: Final = re.compile(rb"<%sv>([^<]*)</%sv>" % (_NS.encode(), _NS.encode()))
 _CELL_END: Final = re.compile(rb"</%sc>" % _NS.encode())
+# `<calcPr fullCalcOnLoad="1"/>`: the workbook asks to be calculated when opened, as programs
+# that write formulas without calculating them (XlsxWriter, openpyxl) set it.
+_CALCULATE_ON_LOAD: Final = re.compile(rf"<{_NS}calcPr\b[^>]*\sfullCalcOnLoad=[\"'](?:1|true)[\"']")
 _SCAN_BYTES: Final = 4 << 20
 
 Cell = int | float | str | bool | dt.date | dt.datetime | dt.time | dt.timedelta
@@ -158,17 +164,22 @@ class _Nameless:
                     )
 
 
-# Row index (0 = Excel row 1) -> column index in calamine's rows -> the error the cell holds.
+# Row index (0 = Excel row 1) -> column index in calamine's rows -> the text the cell is read as:
+# the error it holds, or `normalize.UNCALCULATED`.
 _Errors = dict[int, dict[int, str]]
 
 
 def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
-    """The cells of an xlsx/xlsm sheet that hold a formula error (`#N/A`), with the error.
+    """The cells of an xlsx/xlsm sheet that hold a formula error (`#N/A`), with the error, and
+    those whose formula was never calculated, as `normalize.UNCALCULATED`.
 
     python-calamine reads an error cell as an empty one, and an empty avatar_id means the
-    default avatar: a failed VLOOKUP would be paid for as the wrong video. So the sheet's XML
-    is searched for error cells (`t="e"`), a regex over its bytes (a 100k-row sheet: a
-    fraction of calamine's parse). Other formats (.xls, .xlsb, .ods) are not searched.
+    default avatar: a failed VLOOKUP would be paid for as the wrong video. A formula that a
+    program wrote without calculating it has no value (openpyxl), or a placeholder 0 in a
+    workbook set to be calculated when opened (XlsxWriter); read as empty or 0, its row would
+    be paid for with defaults. So the sheet's XML is searched for such cells, streamed once
+    (a 100k-row sheet: a fraction of calamine's parse). Other formats (.xls, .xlsb, .ods) are
+    not searched.
     """
     if location.suffix.lower() not in _XML_EXTENSIONS:
         return {}
@@ -177,16 +188,45 @@ def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
         with (
             storage.open_read(location) as handle,
             zipfile.ZipFile(handle) as package,
-            package.open(_sheet_part(package, sheet)) as xml,
         ):
-            for cells in _whole_cells(xml):
-                _add_errors(errors, cells, first_column)
+            workbook = package.read("xl/workbook.xml").decode()
+            recalculate = _CALCULATE_ON_LOAD.search(workbook) is not None
+            tags: _Tags | None = None
+            with package.open(_sheet_part(package, workbook, sheet)) as xml:
+                for cells in _whole_cells(xml):
+                    tags = tags or _tags(cells)  # the first chunk holds the root element
+                    _add_errors(errors, tags, recalculate, cells, first_column)
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CatalogError(
             f"{location}: cannot find sheet {sheet!r} in the workbook ({exc}); "
             "save it again from Excel"
         ) from exc
     return errors
+
+
+@dataclass(frozen=True, slots=True)
+class _Tags:
+    """A sheet's cell patterns, with its elements' prefix written out: a pattern that starts
+    with a literal (`<f`) is searched for many times faster than one that starts with `<`."""
+
+    opening: re.Pattern[bytes]  # a cell's opening tag, then any space before its first child
+    formula: re.Pattern[bytes]  # a formula element
+    no_value: re.Pattern[bytes]  # a formula with no value after it (`<v/>`, or none)
+    value: re.Pattern[bytes]
+
+
+def _tags(head: bytes) -> _Tags:
+    root = _ROOT.search(head)
+    prefix = re.escape(root.group(1) + b":") if root and root.group(1) else b""
+    return _Tags(
+        re.compile(rb"<%sc\b([^>]*)>\s*" % prefix),
+        re.compile(rb"<%sf\b" % prefix),
+        re.compile(
+            rb"<%sf\b(?:[^>]*/>|[^>]*>[^<]*</%sf>)\s*(</%sc>|<%sv\s*/>|<%sv>\s*</%sv>)"
+            % (prefix, prefix, prefix, prefix, prefix, prefix)
+        ),
+        re.compile(rb"<%sv>([^<]*)</%sv>" % (prefix, prefix)),
+    )
 
 
 def _whole_cells(xml: IO[bytes]) -> Iterator[bytes]:
@@ -213,22 +253,49 @@ def _after_last_cell(xml: bytes) -> int:
     return 0
 
 
-def _add_errors(errors: _Errors, xml: bytes, first_column: int) -> None:
-    for opening in _ERROR_CELL.finditer(xml):
-        if opening.group(0).endswith(b"/>"):
+def _add_errors(
+    errors: _Errors, tags: _Tags, recalculate: bool, xml: bytes, first_column: int
+) -> None:
+    """Each formula cell never calculated, then each error cell (an error stands, even in a
+    formula cell): the whole chunk is searched for one literal-led pattern at a time."""
+    for found in (tags.formula if recalculate else tags.no_value).finditer(xml):
+        opening = _opening(tags, xml, found.start())
+        if opening is None or opening.end() != found.start():
+            continue  # a formula is a cell's first child
+        empty_value = not recalculate and not found.group(1).startswith(b"</")
+        if empty_value and _STRING_TYPE.search(opening[1]):
+            continue  # `t="str"` and `<v></v>`: a formula calculated to empty text
+        _put(errors, opening[1], normalize.UNCALCULATED, first_column)
+    for found in _ERROR_TYPE.finditer(xml):
+        opening = _opening(tags, xml, found.start())
+        if (
+            opening is None
+            or opening.end(1) < found.end()
+            or not xml[found.start() - 1 : found.start()].isspace()
+        ):
+            continue  # `t="e"` outside a cell's opening tag
+        if opening[1].endswith(b"/"):
             continue  # an empty cell (`<c r="B2" t="e"/>`): the next cell's value is not its
-        ref = _CELL_REF.search(opening.group(0))
         end = _CELL_END.search(xml, opening.end())
-        value = _CELL_VALUE.search(xml, opening.end(), end.start() if end else len(xml))
-        if ref is None or value is None:
-            continue  # a cell without a reference or a cached value cannot be placed or named
+        value = tags.value.search(xml, opening.end(), end.start() if end else len(xml))
+        if value is not None:
+            _put(errors, opening[1], value.group(1).decode(), first_column)
+
+
+def _opening(tags: _Tags, xml: bytes, inside: int) -> re.Match[bytes] | None:
+    """The cell opening tag that holds `inside`, or is the last before it."""
+    return tags.opening.match(xml, xml.rfind(b"<", 0, inside))
+
+
+def _put(errors: _Errors, attributes: bytes, text: str, first_column: int) -> None:
+    ref = _CELL_REF.search(attributes)
+    if ref is not None:  # a cell without a reference cannot be placed
         column = _column_index(ref.group(1).decode()) - first_column
-        errors.setdefault(int(ref.group(2)) - 1, {})[column] = value.group(1).decode()
+        errors.setdefault(int(ref.group(2)) - 1, {})[column] = text
 
 
-def _sheet_part(package: zipfile.ZipFile, sheet: str) -> str:
+def _sheet_part(package: zipfile.ZipFile, workbook: str, sheet: str) -> str:
     """The zip member holding the named sheet, through the workbook's relationships."""
-    workbook = package.read("xl/workbook.xml").decode()
     rels = package.read("xl/_rels/workbook.xml.rels").decode()
     targets = {
         rid + rid2: target + target2 for rid, rid2, target, target2 in _RELATIONSHIP.findall(rels)

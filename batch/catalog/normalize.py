@@ -124,9 +124,22 @@ SPREADSHEET_ERRORS: Final = frozenset(
 )  # fmt: skip
 
 
+# What a workbook cell is read as whose formula was never calculated (`batch.catalog.excel`):
+# the value stored with it, if any, is a placeholder, not the formula's.
+UNCALCULATED: Final = "#UNCALCULATED"
+
+
 def spreadsheet_error(value: object) -> str | None:
     """Why a cell holding a spreadsheet error cannot be sent, or None for any other cell."""
-    if not isinstance(value, str) or value.strip().upper() not in SPREADSHEET_ERRORS:
+    if not isinstance(value, str):
+        return None
+    if value.strip().upper() == UNCALCULATED:
+        return (
+            "the cell's formula was never calculated: a program wrote the workbook without "
+            "calculating its formulas; open and save it in Excel or LibreOffice (or paste the "
+            "values over the formulas) and run again"
+        )
+    if value.strip().upper() not in SPREADSHEET_ERRORS:
         return None
     return (
         f"the spreadsheet cell holds the error {value.strip()} (a formula failed); "
