@@ -267,8 +267,12 @@ _STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style i
 _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
 # The schema gives ids as `integer` with no bound; signed 64 bits is what servers commonly hold.
 MAX_ID: Final = 2**63 - 1
-# A float holds every whole number below this exactly; past it, digits are lost.
+# A float holds every whole number below this exactly; from it on, digits are lost (2**53 + 1
+# is stored as 2**53).
 FLOAT_EXACT: Final = 2**53
+# A whole number as a float is written out (`9007199254740992.0`): Python's repr of a workbook's
+# number cell, pandas' CSV of a float column.
+_FLOAT_WHOLE_TEXT: Final = re.compile(r"[+-]?([0-9]+)\.0+")
 # Digits (any script's: `１２７` is 127, as int() reads it), with the `.0` a spreadsheet's number
 # cell gains when exported.
 _WHOLE_TEXT: Final = re.compile(r"([+-]?\d+)(?:\.0*)?")
@@ -308,6 +312,16 @@ def _number(value: object) -> float | None:
             return None
         return number if math.isfinite(number) else None
     return None
+
+
+def float_digits_lost(value: object) -> bool:
+    """A float from 2**53 on, or the text such a float is written as (`9007199254740992.0`): a
+    whole number whose last digits may not be the ones typed, so never an id."""
+    if isinstance(value, float):
+        return value.is_integer() and abs(value) >= FLOAT_EXACT
+    if isinstance(value, str) and (match := _FLOAT_WHOLE_TEXT.fullmatch(value.strip())):
+        return int(match.group(1)) >= FLOAT_EXACT
+    return False
 
 
 def normalize_text(value: object) -> str:
@@ -381,11 +395,17 @@ def normalize_int_id(value: object) -> int:
     `127.5`, `1e3` and ids past the API's 64-bit integers are errors quoting the cell.
     """
     number = _whole_number(value)
-    if isinstance(value, float) and number is not None and abs(number) > FLOAT_EXACT:
-        # Past 2**53 a float's neighbours are more than 1 apart: which id was meant is lost.
+    if number is not None and float_digits_lost(value):
+        # From 2**53 on a float's neighbours are more than 1 apart: which id was meant is lost.
+        if isinstance(value, float):
+            raise ValueError(
+                f"{shown(value)} is too large for a float column to hold an id exactly; "
+                "store the ids as integers or text"
+            )
         raise ValueError(
-            f"{shown(value)} is too large for a float column to hold an id exactly; "
-            "store the ids as integers or text"
+            f"{shown(value)} was written from a float (a spreadsheet's number cell, a float "
+            "column), which cannot hold an id this large exactly; format the ids as text "
+            "(or store them as integers)"
         )
     if number is None:
         raise ValueError(

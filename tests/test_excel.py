@@ -607,3 +607,30 @@ def test_a_formula_with_no_value_is_refused_and_a_calculated_one_read(tmp_path: 
         "tier": "gold",
     }
     assert table.column("tier").to_pylist() == ["gold", ""]
+
+
+def test_a_number_cell_past_2_53_is_never_sent_as_an_id(tmp_path: Path) -> None:
+    """A number cell holds 2**53 + 1 as 2**53 (pandas' to_excel of an int64 id column): as a
+    music_id or a product_id the row is invalid, never sent with digits nobody typed."""
+    path = write_workbook(
+        tmp_path / "ids.xlsx",
+        {
+            "Products": [
+                ["product_id", "music_id"],
+                ["P1", 2**53 + 1],
+                [2**53 + 1, 7],
+                ["P3", 2**53 - 1],
+            ]
+        },
+    )
+    assert next(read_passthrough(path, CatalogOptions())).column("music_id").to_pylist() == [
+        "9007199254740992.0", "7", "9007199254740991",
+    ]  # fmt: skip
+    float_cell = "was written from a float (a spreadsheet's number cell, a float column)"
+    assert [problem.message for problem in catalog_problems(path, CatalogOptions())] == [
+        f"ids.xlsx sheet 'Products' row 2, column 'music_id': '9007199254740992.0' {float_cell}, "
+        "which cannot hold an id this large exactly; format the ids as text (or store them as "
+        "integers)",
+        f"ids.xlsx sheet 'Products' row 3, column 'product_id': '9007199254740992.0' {float_cell}, "
+        "which cannot hold a product id this large exactly; format the product ids as text",
+    ]

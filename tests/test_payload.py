@@ -407,6 +407,39 @@ def test_exponents_and_ids_past_64_bits_are_refused(value: object, reason: str) 
     assert _reason(normalize_int_id, value) == reason
 
 
+FROM_A_FLOAT = (
+    "was written from a float (a spreadsheet's number cell, a float column), which cannot hold "
+    "an id this large exactly; format the ids as text (or store them as integers)"
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("9007199254740992.0", f"'9007199254740992.0' {FROM_A_FLOAT}"),  # 2**53 + 1 in a cell
+        (" 9999999999999998.00 ", f"' 9999999999999998.00 ' {FROM_A_FLOAT}"),
+        (
+            2.0**53,
+            "'9007199254740992' is too large for a float column to hold an id exactly; "
+            "store the ids as integers or text",
+        ),
+    ],
+)
+def test_an_id_a_float_held_from_2_53_on_is_refused(value: object, reason: str) -> None:
+    """From 2**53 on a float stores 2**53 + 1 as 2**53: a float there, or a whole number written
+    from one (`.0`, as a workbook's number cell or pandas' CSV has it), is no id to send."""
+    assert _reason(normalize_int_id, value) == reason
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("9007199254740991.0", 2**53 - 1), ("9007199254740993", 2**53 + 1), (2.0**53 - 1, 2**53 - 1)],
+)
+def test_an_id_below_2_53_or_typed_as_digits_is_kept(value: object, expected: int) -> None:
+    """Below 2**53 a float holds every whole number; digits with no `.0` never were a float."""
+    assert normalize_int_id(value) == expected
+
+
 @pytest.mark.parametrize(
     ("value", "expected"), [("0", 0), (1, 1), ("1.0", 1), ("Public", 0), ("custom", 1)]
 )

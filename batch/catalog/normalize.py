@@ -67,12 +67,18 @@ _EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9](\.[0-9]+)?E[+-]?[0-9]+", re.IGNORE
 
 def normalize_product_id(value: object) -> str:
     """A product id as written; one Excel rewrote in scientific notation is refused, since its
-    digits are gone and a guess would render some other product; so is one a float column
-    holds past 2**53, where the last digits are lost."""
+    digits are gone and a guess would render some other product; so is one a float column or
+    a workbook's number cell holds past 2**53, where the last digits are lost."""
     if isinstance(value, float) and not (value.is_integer() and abs(value) < payload.FLOAT_EXACT):
         raise ValueError(
             f"'{value!r}' is a float, and a float column cannot hold a product id exactly; "
             "store the product ids as text"
+        )
+    if payload.float_digits_lost(value):
+        raise ValueError(
+            f"{payload.shown(value)} was written from a float (a spreadsheet's number cell, a "
+            "float column), which cannot hold a product id this large exactly; format the "
+            "product ids as text"
         )
     text = payload.normalize_text(value)
     if _EXCEL_SCIENTIFIC.fullmatch(text):
