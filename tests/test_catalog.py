@@ -1113,6 +1113,34 @@ def test_a_product_id_whose_digits_a_float_lost_is_never_sent(tmp_path: Path) ->
     assert kept.fields.product_id == "1234"
 
 
+def test_ids_past_a_narrow_float_columns_precision_are_never_sent(tmp_path: Path) -> None:
+    """A float32 column stores 16777217 as 16777216, a float16 one 2049 as 2048: past the
+    column's own bound (2**24, 2**11), not only past 2**53, an id is refused."""
+    path = tmp_path / "c.parquet"
+    table = pa.table(
+        {
+            "product_id": pa.array([16777217.0, 1234.0, 1.0], pa.float32()),
+            "avatar_id": pa.array([127.0, 16777217.0, 16777215.0], pa.float32()),
+            "music_id": pa.array([5.0, 2049.0, 2047.0], pa.float16()),
+        }
+    )
+    pq.write_table(table, path)
+    first, second, third = rows_of(path)
+    column = "from {} on its whole numbers lose digits); store the column as integers or text"
+    assert messages(path, first) == [
+        "c.parquet row 1, column 'product_id': '16777216' is too large for a float32 column to "
+        f"hold exactly ({column.format(2**24)}"
+    ]
+    assert messages(path, second) == [
+        "c.parquet row 2, column 'avatar_id': '16777216' is too large for a float32 column to "
+        f"hold exactly ({column.format(2**24)}",
+        "c.parquet row 2, column 'music_id': '2048' is too large for a float16 column to hold "
+        f"exactly ({column.format(2**11)}",
+    ]
+    assert third.fields is not None
+    assert (third.fields.avatar_id, third.fields.music_id) == (16777215, 2047)
+
+
 def test_request_settings_round_trip_and_read_an_earlier_record() -> None:
     """What a run records for retry (defaults and column mapping) comes back as it was; a
     record of an earlier version (the defaults alone) still reads, with no mapping."""

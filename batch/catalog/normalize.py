@@ -459,6 +459,30 @@ def _is_json_container(value: object) -> bool:
         return False
 
 
+# The whole numbers a float16 or float32 column holds exactly are those below this; from it on,
+# a value stands for several (2**24 + 1 is stored as 2**24). A float64's bound is
+# payload.FLOAT_EXACT, which the normalisers check themselves.
+_NARROW_FLOAT_EXACT: Final = {16: 2**11, 32: 2**24}
+
+
+def _exact_floats(normalize: Normalizer, bits: int) -> Normalizer:
+    """`normalize` for a column of `bits`-bit floats (pandas' downcast, Spark's FloatType): a
+    whole number past what that float holds exactly is refused, as payload refuses one past
+    2**53, never sent as an id with digits nobody typed."""
+    exact = _NARROW_FLOAT_EXACT[bits]
+
+    def checked(value: object) -> object:
+        if isinstance(value, float) and value.is_integer() and abs(value) >= exact:
+            raise ValueError(
+                f"{payload.shown(value)} is too large for a float{bits} column to hold exactly "
+                f"(from {exact} on its whole numbers lose digits); store the column as integers "
+                "or text"
+            )
+        return normalize(value)
+
+    return checked
+
+
 _Kind = Literal["free", "list", "one"]  # text kept as written; image_urls; one value
 
 
@@ -473,6 +497,8 @@ def _normalize_column(
         column = column.cast(pa.string())
     if pa.types.is_nested(column.type):
         column = _nested_as_text(column, join=kind != "one")
+    if pa.types.is_floating(column.type) and column.type.bit_width < 64 and kind != "free":
+        normalize = _exact_floats(normalize, column.type.bit_width)
     encoded = pc.dictionary_encode(column.combine_chunks())
     uniques = encoded.dictionary.to_pylist()
     # One slot past the distinct values stands for null, so a single take maps every row.
