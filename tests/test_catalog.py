@@ -1099,6 +1099,32 @@ def test_image_urls_as_json_lists_read_the_same_whatever_wrote_them(tmp_path: Pa
     assert len({row.fingerprint for row in rows[3:]}) == 1
 
 
+def test_a_null_in_a_list_of_image_urls_is_left_out_not_every_url(tmp_path: Path) -> None:
+    """`[a.jpg, null]` (Spark's array() of a missing column) in Parquet, JSON Lines or as JSON
+    text is `a.jpg`: the null is a missing item, never the reason all images are dropped."""
+    a, b = "https://a.example/x.png", "https://a.example/y.png"
+    lists = [[a, None], [None, b, None], [None], [a, b], None]
+    details = {"product_name": "Bottle", "description": "A bottle", "target_audience": "all"}
+    parquet = tmp_path / "c.parquet"
+    pq.write_table(
+        pa.table(
+            {**{k: [v] * len(lists) for k, v in details.items()}, "image_urls": lists},
+            pa.schema(
+                [*((k, pa.string()) for k in details), ("image_urls", pa.list_(pa.string()))]
+            ),
+        ),
+        parquet,
+    )
+    jsonl = "".join(json.dumps({**details, "image_urls": urls}) + "\n" for urls in lists)
+    text = "".join(json.dumps({**details, "image_urls": json.dumps(urls)}) + "\n" for urls in lists)
+    expected = [(a,), (b,), (), (a, b), ()]
+    for path in (parquet, write(tmp_path, "c.jsonl", jsonl), write(tmp_path, "t.jsonl", text)):
+        rows = rows_of(path)
+        assert [row.problems for row in rows] == [()] * len(lists), path
+        products = [row.fields.product for row in rows if row.fields]
+        assert [product.image_urls for product in products if product] == expected, path
+
+
 def test_a_product_id_whose_digits_a_float_lost_is_never_sent(tmp_path: Path) -> None:
     """A float column past 2**53 (Parquet here; an xlsx number cell alike) holds an id whose
     last digits are gone: the row is invalid, never a request for digits nobody typed."""

@@ -49,15 +49,16 @@ def normalize_image_urls(value: object) -> tuple[str, ...]:
 
 
 def _json_list(text: str) -> list[str] | None:
-    """The strings of a JSON list of strings, or None for any other text."""
+    """The strings of a JSON list of strings, or None for any other text; a null in the list is
+    a missing item, left out (`["a.jpg", null]`, as Spark's array() gives for a missing one)."""
     if not text.lstrip().startswith("["):
         return None
     try:
         items = json.loads(text)
     except ValueError:
         return None
-    if isinstance(items, list) and all(isinstance(item, str) for item in items):
-        return items
+    if isinstance(items, list) and all(isinstance(item, str | None) for item in items):
+        return [item for item in items if item is not None]
     return None
 
 
@@ -427,13 +428,22 @@ def _rows_of(indices: np.ndarray, uniques: Mapping[int, str]) -> list[tuple[int,
 
 def _nested_as_text(column: pa.ChunkedArray, *, join: bool) -> pa.ChunkedArray:
     """A JSON Lines list or object in a cell, as text a normaliser reads: with `join`, a list
-    of plain values joined by `|` (as `a.jpg|b.jpg` is written in CSV); anything else as its
-    JSON, which a column of one value refuses (`_is_json_container`)."""
+    of plain values joined by `|` (as `a.jpg|b.jpg` is written in CSV), a null in it an empty
+    item that is left out (binary_join would make the whole list null, every URL lost); anything
+    else as its JSON, which a column of one value refuses (`_is_json_container`)."""
     if join:
         try:
-            return pc.binary_join(pc.cast(column, pa.list_(pa.string())), "|")
+            lists = pc.cast(column, pa.list_(pa.string()))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             pass
+        else:
+            items = [
+                pa.ListArray.from_arrays(
+                    chunk.offsets, chunk.values.fill_null(""), mask=chunk.is_null()
+                )
+                for chunk in lists.chunks
+            ]
+            return pc.binary_join(pa.chunked_array(items, lists.type), "|")
     text = [
         None if value is None else json.dumps(value, ensure_ascii=False, separators=(",", ":"))
         for value in column.to_pylist()
