@@ -1125,6 +1125,34 @@ def test_a_null_in_a_list_of_image_urls_is_left_out_not_every_url(tmp_path: Path
         assert [product.image_urls for product in products if product] == expected, path
 
 
+def test_image_urls_run_together_with_a_semicolon_are_refused_not_sent_as_one(
+    tmp_path: Path,
+) -> None:
+    """`a.jpg;b.jpg` is two URLs in a separator jogg-batch does not read: refused, naming the
+    ones it does; a URL an image proxy fetches (after `/` or `=`) is part of the one URL."""
+    a, b = "https://cdn.example/a.jpg", "https://cdn.example/b.jpg"
+    fetch = f"https://res.cloudinary.example/demo/image/fetch/{a}"
+    proxy = f"https://images.example/?url={a}"
+    cells = [f"{a};{b}", f"{a}|{b} ;HTTP://cdn.example/c.jpg", f"{a}|{fetch}", proxy]
+    path = write(
+        tmp_path,
+        "c.csv",
+        "product_name,description,target_audience,image_urls\n"
+        + "".join(f"Bottle,A bottle,all,{cell}\n" for cell in cells),
+    )
+    rows = rows_of(path)
+    separators = 'separate image URLs with | or a comma, or write a JSON list (["https://...", "https://..."])'
+    assert messages(path, rows[0]) == [
+        f"c.csv row 1, column 'image_urls': '{a};{b}' holds more than one URL; {separators}"
+    ]
+    assert messages(path, rows[1]) == [
+        f"c.csv row 2, column 'image_urls': '{b} ;HTTP://cdn.example/c.jpg' holds more than one "
+        f"URL; {separators}"
+    ]
+    products = [row.fields.product for row in rows[2:] if row.fields]
+    assert [product.image_urls for product in products if product] == [(a, fetch), (proxy,)]
+
+
 def test_a_product_id_whose_digits_a_float_lost_is_never_sent(tmp_path: Path) -> None:
     """A float column past 2**53 (Parquet here; an xlsx number cell alike) holds an id whose
     last digits are gone: the row is invalid, never a request for digits nobody typed."""

@@ -38,13 +38,30 @@ def _as_typed(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
 
+# A URL's scheme after a character that neither ends a path segment nor starts a query value:
+# a second URL run on from the first (`a.jpg;b.jpg`). After `/` or `=` it is a URL an image
+# proxy or CDN fetches (`.../fetch/https://...`, `?url=https://...`), part of the one URL.
+_RUN_ON_URL: Final = re.compile(r"(?<=[^/=])https?://", re.IGNORECASE)
+
+
 def normalize_image_urls(value: object) -> tuple[str, ...]:
     """`a.jpg|b.jpg`, `a.jpg, b.jpg` or a JSON list (`["a.jpg","b.jpg"]`, as a JSON Lines
-    catalog holds it and a results file writes it back) -> a tuple of http(s) URLs."""
+    catalog holds it and a results file writes it back) -> a tuple of http(s) URLs.
+
+    An item holding a second URL (`a.jpg;b.jpg`, as a European list separator or a PIM export
+    writes it) is refused rather than split: `;` is also legal inside one URL, so splitting on
+    it could cut a real URL in two, and sending the item whole pays for a product with one
+    broken image."""
     text = _as_typed(value)
     parts = _json_list(text)
     if parts is None:
         parts = text.split("|") if "|" in text else text.split(",")
+    for part in parts:
+        if _RUN_ON_URL.search(part.strip()):
+            raise ValueError(
+                f"{part.strip()[:80]!r} holds more than one URL; separate image URLs with | or "
+                'a comma, or write a JSON list (["https://...", "https://..."])'
+            )
     return tuple(payload.normalize_url(part) for part in parts if part.strip())
 
 
