@@ -276,6 +276,9 @@ _FLOAT_WHOLE_TEXT: Final = re.compile(r"[+-]?([0-9]+)\.0+")
 # Digits (any script's: `１２７` is 127, as int() reads it), with the `.0` a spreadsheet's number
 # cell gains when exported.
 _WHOLE_TEXT: Final = re.compile(r"([+-]?\d+)(?:\.0*)?")
+# `2.000`: a whole number with three decimals, or 2000 with a dot between its thousands, as a
+# German, Spanish or Italian spreadsheet writes it; which one is not in the text.
+_THOUSANDS_OR_DECIMALS: Final = re.compile(r"([+-]?\d{1,3})\.000")
 
 
 def shown(value: object) -> str:
@@ -392,8 +395,14 @@ def _whole_number(value: object) -> int | None:
 def normalize_int_id(value: object) -> int:
     """A whole id from 0 to 2**63-1: `127`, `"127"`, `"127.0"`, `127.0` -> 127.
 
-    `127.5`, `1e3` and ids past the API's 64-bit integers are errors quoting the cell.
+    `127.5`, `1e3`, `2.000` (2, or 2000 in a locale that groups thousands with dots) and ids
+    past the API's 64-bit integers are errors quoting the cell.
     """
+    if isinstance(value, str) and (group := _THOUSANDS_OR_DECIMALS.fullmatch(value.strip())):
+        raise ValueError(
+            f"{shown(value)} is ambiguous: {group[1]} with three decimals, or {group[1]}000 "
+            "with a dot between its thousands; write the id's digits alone"
+        )
     number = _whole_number(value)
     if number is not None and float_digits_lost(value):
         # From 2**53 on a float's neighbours are more than 1 apart: which id was meant is lost.

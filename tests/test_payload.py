@@ -407,6 +407,28 @@ def test_exponents_and_ids_past_64_bits_are_refused(value: object, reason: str) 
     assert _reason(normalize_int_id, value) == reason
 
 
+@pytest.mark.parametrize("value", ["2.000", "12.000", " 127.000 ", "-1.000"])
+def test_an_id_with_three_zeros_after_a_dot_is_ambiguous(value: str) -> None:
+    """`2.000` is 2 with three decimals, or 2000 as a `;`-delimited European export writes it:
+    refused, never sent as avatar 2 (while `1.270` was refused as no whole number)."""
+    whole = value.strip().removesuffix(".000")
+    assert _reason(normalize_int_id, value) == (
+        f"{value!r} is ambiguous: {whole} with three decimals, or {whole}000 with a dot between "
+        "its thousands; write the id's digits alone"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("127.0", 127), ("60.00", 60), ("2.0000", 2), ("1234.000", 1234)]
+)
+def test_a_dot_and_zeros_that_cannot_group_thousands_are_a_whole_id(
+    value: str, expected: int
+) -> None:
+    """One, two or four zeros, or four digits before the dot, are no thousands group: the
+    whole number a spreadsheet's number cell exports."""
+    assert normalize_int_id(value) == expected
+
+
 FROM_A_FLOAT = (
     "was written from a float (a spreadsheet's number cell, a float column), which cannot hold "
     "an id this large exactly; format the ids as text (or store them as integers)"
