@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -368,3 +369,68 @@ async def test_a_listing_not_sorted_newest_first_is_read_to_its_end(state: State
     assert requested == [1, 2, 3, 4]
     assert later.reached == -math.inf
     assert state.listed_video(f"{5:012x}") == "v5"
+
+
+LAG = CLOCK_SKEW_SECONDS + 30.0  # the server's clock is this far behind ours
+
+
+def sent(state: StateStore, clock: list[float], number: int, answered: bool) -> None:
+    """Job `number` (tag `number`) sent at `clock[0]`, answered `v<number>` at once or not."""
+    fingerprint = f"{number:064x}"
+    job_id = state.record_plan(
+        1,
+        [NewJob(fingerprint, f"k{number}", "[]", f"{number:012x}")],
+        [],
+        [RowPlan(number, fingerprint, "job", None)],
+    )[fingerprint]
+    attempt = state.begin_attempt(job_id, 1)
+    assert attempt is not None
+    if answered:
+        record = AttemptRecord("ok", code=0, video_id=f"v{number}")
+        state.finish_attempt(attempt, job_id, record, "submitted", run_id=1)
+
+
+@pytest.mark.anyio
+async def test_a_server_clock_behind_ours_widens_the_walk_by_its_lag(
+    state_at: StateLocation,
+) -> None:
+    """The listing's `created_at` is the server's: when its clock is further behind ours than
+    the skew allowance, the walk reads back as far again as the videos this ledger was given
+    show, so a request whose answer was lost is listed, never proven absent and paid twice."""
+    clock = [9_900.0]
+    with StateStore(state_at, clock=lambda: clock[0]) as state:
+        state.set_meta("listing_synced_at", "9990.0")
+        videos: list[dict[str, Any]] = []
+        for number in range(1, 11):  # every ten seconds; the second's answer is lost
+            clock[0] = 9_890.0 + 10 * number
+            sent(state, clock, number, answered=number != 2)
+            videos.insert(0, video(number, clock[0] - LAG))
+        async with client_for(listing(videos)) as client:
+            sync = await index(client, state, now=10_500.0).sync(back_to=9_910.0)
+        assert state.listed_video(f"{2:012x}") == "v2"
+        assert sync.echo == "shown"
+        assert sync.covers(9_910.0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("lag", "covers"), [(LAG, True), (3 * 24 * 3600.0, False)])
+async def test_the_http_date_of_a_page_widens_the_walk_too(
+    state: StateStore, lag: float, covers: bool
+) -> None:
+    """A video of another machine, created after the last sync on our clock, is indexed when
+    the pages' `Date` shows the server behind; a walk behind by more than a day reads a day
+    further back only, and proves nothing absent."""
+    now = 1_000_000.0
+    state.set_meta("listing_synced_at", repr(now - 110.0))
+    videos = [video(2, now - 100.0 - lag), video(1, now - 100_000.0 - lag)]
+
+    def dated(request: httpx.Request) -> httpx.Response:
+        answer = listing(videos)(request)
+        answer.headers["Date"] = email.utils.formatdate(now - lag, usegmt=True)
+        return answer
+
+    async with client_for(dated) as client:
+        sync = await index(client, state, now=now).sync()
+    assert state.listed_video(f"{2:012x}") == ("v2" if covers else None)
+    assert state.listed_video(f"{1:012x}") is None  # the walk still stops
+    assert sync.covers(now - 110.0) is covers

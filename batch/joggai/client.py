@@ -113,6 +113,7 @@ class ApiOutcome:
     retry_after: float | None = None
     rate_remaining: int | None = None
     elapsed: float = 0.0
+    server_date: float | None = None  # the answer's HTTP `Date` (unix seconds), when it has one
 
     @property
     def video_id(self) -> str | None:
@@ -176,6 +177,7 @@ def classify_response(
         data=answer.data,
         retry_after=header_hint if header_hint is not None else answer.body_retry_after,
         rate_remaining=_parse_int(headers.get("x-ratelimit-remaining")),
+        server_date=_parse_http_date(headers.get("date")),
     )
 
 
@@ -246,13 +248,21 @@ def _parse_retry_after(value: str | None, *, now: float) -> float | None:
     seconds = parse_seconds(value)
     if seconds is not None:
         return seconds
+    moment = _parse_http_date(value)
+    return None if moment is None else max(0.0, moment - now)
+
+
+def _parse_http_date(value: str | None) -> float | None:
+    """An HTTP date (RFC 9110 §5.6.7) as unix seconds; None when it is not one."""
+    if value is None:
+        return None
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if moment.tzinfo is None:  # an HTTP date is GMT by definition
         return None
-    return max(0.0, moment.timestamp() - now)
+    return moment.timestamp()
 
 
 def parse_seconds(value: object) -> float | None:

@@ -14,6 +14,16 @@ rate-limited, so none of this spends the POST quota. The index serves three purp
 - after a lost answer, `batch.joggai.reconcile` proves the request's fate from successive syncs;
 - a tag listed on more than one video is a double charge, kept and reported.
 
+Where to stop is a time on our clock, but the listing gives `created_at` on the server's, so the
+walk stops at a video created before it less `CLOCK_SKEW_SECONDS` and less how far the server's
+clock is behind ours. That lag is measured, and only ever widens a walk: each page's HTTP `Date`
+against when the page arrived, and each video this ledger was given, listed with a `created_at`,
+against when the answer that gave it arrived (both overstate the lag, never understate it); a walk
+starts from the largest lag the last 1,000 such videos showed. A sync that stopped early reached
+back, on our clock, to where it was asked to go less the allowance (`Sync.reached`): the allowance
+covers what the lag measured understates (videos created late, a clock that drifts). A lag over
+`MAX_SERVER_LAG` widens a walk that far only, and such a walk proves nothing absent.
+
 The walk is bounded, because a server whose listing never ends would otherwise hold up the run
 before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (a nightly
 million-row catalog makes an account of millions of videos, and a first sync reads them all) and
@@ -54,6 +64,9 @@ CLOCK_SKEW_SECONDS = 300.0
 # a page and about half a second a page, takes some seven hours; later syncs read a few pages.
 MAX_LISTED_VIDEOS = 5_000_000
 MAX_SYNC_SECONDS = 12 * 3600.0
+# The most the API's clock may be measured behind ours for a listing to prove anything (see
+# the module docstring); beyond it a sync still reads this much further back.
+MAX_SERVER_LAG = 24 * 3600.0
 _SYNCED_AT = "listing_synced_at"
 # Pages in a row that bring no video not read before in the walk. Videos created during a walk
 # push the ones read down (newest first), so the page after the last one, or one after a burst
@@ -75,10 +88,11 @@ class Sync:
     """One read of the listing, newest first, recorded in the state.
 
     `started_at` is the local time the read began (a video committed after it may be missing);
-    `reached` is the oldest creation time (server clock) the read went back to, -inf when it read
-    the whole listing. `echo` says whether, in the pages read, the videos this ledger knows it was
-    given carry their tags: `shown` (at least one did, none did not), `broken` (one did not), or
-    `unproven` (no such video was listed).
+    `reached` is the oldest creation time the read went back to, on our clock (the server's,
+    corrected by the lag it measured), -inf when it read the whole listing, +inf when the
+    server's clock was too far behind to tell. `echo` says whether, in the pages read, the
+    videos this ledger knows it was given carry their tags: `shown` (at least one did, none
+    did not), `broken` (one did not), or `unproven` (no such video was listed).
     """
 
     started_at: float
@@ -125,15 +139,29 @@ class AccountListing:
         for bound in (back_to, self._state.newest_accepted_at()):
             if bound is not None:
                 target = min(target, bound)
-        since = target - CLOCK_SKEW_SECONDS
         started = self._clock()
+        rows, reached, echo, pages = await self._walk(target, started)
+        self._state.record_listing(rows)
+        self._state.set_meta(_SYNCED_AT, repr(started))
+        log.debug("listing synced: %d page(s), echo %s", pages, echo)
+        return Sync(started, reached, echo)
+
+    async def _walk(
+        self, target: float, started: float
+    ) -> tuple[list[tuple[str, str | None, str, float | None]], float, Echo, int]:
+        """The rows read back to `target` (our clock), where the walk reached (Sync.reached),
+        whether titles echo tags, and the pages read."""
+        # How far the server's clock is behind ours, at most (module docstring): only widened.
+        behind = max(0.0, self._state.server_lag() or 0.0)
         reached, echoed, unechoed = -math.inf, 0, 0
         page, older_seen, stalled = 1, False, 0
         seen: set[str] = set()  # ids read in this walk
         rows: list[tuple[str, str | None, str, float | None]] = []
         newest_first = True  # until a page shows otherwise: then only the whole listing will do
         while True:
-            videos, total = await self._page(page)
+            videos, total, server_date = await self._page(page)
+            if server_date is not None:
+                behind = max(behind, self._clock() - server_date)
             ids = [str(video["id"]) for video in videos]
             read_before = frozenset(seen)
             stalled = stalled + 1 if videos and seen.issuperset(ids) else 0
@@ -147,10 +175,18 @@ class AccountListing:
             known_times = [t for t in times if t is not None]
             if any(later > earlier for earlier, later in itertools.pairwise(known_times)):
                 newest_first = False  # the server ignores the sort: no early stop is safe
+            answered = self._state.answered_at(ids)
             fresh = []
             for video_id, video, created in zip(ids, videos, times, strict=True):
+                if created is not None and video_id in answered:
+                    behind = max(behind, answered[video_id] - created)
+                since = target - CLOCK_SKEW_SECONDS - min(behind, MAX_SERVER_LAG)
                 if newest_first and created is not None and created < since:
-                    reached, older_seen = since, True
+                    # On our clock the walk went back to `target` less the skew allowance;
+                    # past the lag it can measure, it proves nothing.
+                    too_far = behind > MAX_SERVER_LAG
+                    reached = math.inf if too_far else target - CLOCK_SKEW_SECONDS
+                    older_seen = True
                     break
                 if video_id in read_before:
                     continue  # moved down a page by videos created during the walk
@@ -168,11 +204,17 @@ class AccountListing:
                 break
             self._check_bounds(page, total, len(seen), started)
             page += 1
-        self._state.record_listing(rows)
-        self._state.set_meta(_SYNCED_AT, repr(started))
+        if behind > MAX_SERVER_LAG:
+            log.warning(
+                "the API's clock seems %.0f s behind this machine's: a listing read back only "
+                "%.0f s further proves no request absent",
+                behind,
+                MAX_SERVER_LAG,
+            )
+        elif behind > CLOCK_SKEW_SECONDS:
+            log.debug("the API's clock is up to %.0f s behind this machine's", behind)
         echo: Echo = "broken" if unechoed else "shown" if echoed else "unproven"
-        log.debug("listing synced: %d page(s), echo %s", page, echo)
-        return Sync(started, reached, echo)
+        return rows, reached, echo, page
 
     def _check_bounds(self, page: int, total: float | None, read: int, started: float) -> None:
         """Raises ApiError when the walk, about to ask for the page after `page`, has gone or
@@ -191,9 +233,9 @@ class AccountListing:
             "Report it to JoggAI (GET /v2/product_videos)"
         )
 
-    async def _page(self, page: int) -> tuple[list[dict[str, Any]], float | None]:
-        """One page; the client has already asked again after a transient failure (GETs are
-        free), so what is still wrong here makes the sync fail."""
+    async def _page(self, page: int) -> tuple[list[dict[str, Any]], float | None, float | None]:
+        """One page, its `total` and its HTTP date; the client has already asked again after a
+        transient failure (GETs are free), so what is still wrong here makes the sync fail."""
         outcome = await self._client.list_product_videos(page=page, page_size=self._page_size)
         if outcome.kind == "account":
             raise AccountError(
@@ -209,7 +251,8 @@ class AccountListing:
             isinstance(v, dict) and v.get("id") is not None for v in videos
         ):
             raise ApiError(f"cannot list product videos (page {page}): no list of videos with ids")
-        return videos, parse_seconds(data.get("total"))  # a count, as a server may spell it
+        # `total` is a count, as a server may spell it
+        return videos, parse_seconds(data.get("total")), outcome.server_date
 
 
 def report_double_charges(state: StateStore, run_id: int | None) -> list[DoubleCharge]:

@@ -81,6 +81,37 @@ class LedgerQueries(JobQueries):
             )
         return found
 
+    def answered_at(self, video_ids: Sequence[str]) -> dict[str, float]:
+        """video_id -> when the answer that gave it arrived (our clock), for the videos among
+        these that a create of this ledger was answered with (not those found in the listing)."""
+        found: dict[str, float] = {}
+        for start in range(0, len(video_ids), 10_000):
+            chunk = list(video_ids[start : start + 10_000])
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                (str(video_id), float(at))
+                for video_id, at in self._db.execute(
+                    "SELECT j.video_id, max(a.finished_at) FROM jobs j JOIN attempts a "
+                    "ON a.job_id = j.id AND a.video_id = j.video_id "
+                    f"WHERE j.video_id IN ({marks}) AND a.outcome = 'ok' "
+                    "AND a.finished_at IS NOT NULL GROUP BY j.video_id",
+                    chunk,
+                )
+            )
+        return found
+
+    def server_lag(self) -> float | None:
+        """How far the API's clock was behind ours, at most, by the last 1,000 videos this
+        ledger was given and has since seen listed: when the answer arrived, less the creation
+        time the listing gives (the largest; None when none is listed)."""
+        row = self._db.execute(
+            "SELECT max(a.finished_at - l.created_at) FROM (SELECT video_id, finished_at "
+            "FROM attempts WHERE outcome = 'ok' AND video_id IS NOT NULL "
+            "AND finished_at IS NOT NULL ORDER BY started_at DESC LIMIT 1000) a "
+            "JOIN listing l ON l.video_id = a.video_id WHERE l.created_at IS NOT NULL"
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
     def newest_accepted_at(self) -> float | None:
         """When this ledger last learnt of an accepted video (a listing back to then proves
         whether titles carry tags)."""
