@@ -39,7 +39,12 @@ from batch.errors import (
 from batch.follow.polling import PollSummary
 from batch.joggai.client import JoggClient
 from batch.joggai.fleet import FleetLimiter
-from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing, report_double_charges
+from batch.joggai.listing import (
+    CLOCK_SKEW_SECONDS,
+    AccountListing,
+    ListingDeadline,
+    report_double_charges,
+)
 from batch.joggai.lookup import LookupConfig, LookupService
 from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.outputs import planned_requests_path
@@ -409,7 +414,10 @@ class _Run:
                     return
                 if self.config.reconcile_tag:
                     self.listing = AccountListing(
-                        client, self.state, overlap=self.config.settle_seconds
+                        client,
+                        self.state,
+                        overlap=self.config.settle_seconds,
+                        deadline=self.config.deadline,
                     )
                     if not await self._first_sync():
                         return
@@ -496,6 +504,10 @@ class _Run:
         assert self.listing is not None
         try:
             await self.listing.sync()
+        except ListingDeadline as exc:
+            log.warning("time limit reached before anything was sent: %s", exc)
+            self.control.stop("time limit reached")
+            return False
         except ApiError as exc:
             message = f"cannot read the account's video listing, so nothing was sent: {exc}"
             if isinstance(exc, AccountError):

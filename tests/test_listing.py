@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,7 +16,15 @@ import pytest
 
 from batch.errors import AccountError, ApiError
 from batch.joggai.client import JoggClient
-from batch.joggai.listing import CLOCK_SKEW_SECONDS, AccountListing, Sync, tag_in
+from batch.joggai.listing import (
+    CLOCK_SKEW_SECONDS,
+    TITLE_KEPT,
+    AccountListing,
+    ListingDeadline,
+    Sync,
+    clip_title,
+    tag_in,
+)
 from batch.joggai.reconcile import Verdict, deadline, judge
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, UncertainJob
 from batch.store.backend import StateLocation
@@ -265,6 +275,60 @@ async def test_a_listing_that_never_ends_stops_at_a_bound_and_records_nothing(
     assert requested == pages
     assert state.listed_video(f"{2:012x}") is None
     assert state.get_meta("listing_synced_at") is None
+
+
+@pytest.mark.anyio
+async def test_a_walk_stops_at_the_deadline_and_records_nothing(state: StateStore) -> None:
+    """A listing that keeps bringing new videos is read up to the run's or command's deadline,
+    not to its own bounds; nothing of it is stored and the next sync starts over."""
+    requested: list[int] = []
+    ticks = iter(range(1_000))
+
+    def counting(request: httpx.Request) -> httpx.Response:
+        requested.append(int(request.url.params["page"]))
+        return endless(None)(request)
+
+    async with client_for(counting) as client:
+        walk = AccountListing(
+            client, state, page_size=2, clock=lambda: 10_000.0 + next(ticks), deadline=10_002.5
+        )
+        with pytest.raises(ListingDeadline, match=r"deadline.*nothing of it was recorded"):
+            await walk.sync()
+    assert requested == [1, 2]  # the clock reads 10_003 after the second page
+    assert state.listed_video(f"{2:012x}") is None
+    assert state.get_meta("listing_synced_at") is None
+
+
+@pytest.mark.anyio
+async def test_a_page_that_never_comes_is_cut_off_at_the_deadline(state: StateStore) -> None:
+    """A page the server never finishes answering does not hold the walk past the deadline."""
+
+    async def hanging(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(3600)
+        raise AssertionError("unreachable")
+
+    transport = httpx.MockTransport(hanging)
+    async with JoggClient("https://api.test", "sk-test", transport=transport) as client:
+        walk = AccountListing(client, state, clock=lambda: 10_000.0, deadline=10_000.2)
+        started = time.monotonic()
+        with pytest.raises(ListingDeadline, match="a page was being read"):
+            await walk.sync()
+    assert time.monotonic() - started < 2
+
+
+@pytest.mark.anyio
+async def test_long_titles_are_kept_by_their_ends_and_their_tags_found(state: StateStore) -> None:
+    """A server chooses how long titles are: only their ends are kept, where a tag goes now
+    (first) and went in 0.1 (last)."""
+    padding = "x" * 100_000
+    first = video(1, 9_002, title=f"[jb-{1:012x}] {padding}")
+    last = video(2, 9_001, title=f"{padding} [jb-{2:012x}]")
+    async with client_for(listing([first, last])) as client:
+        await index(client, state).sync()
+    assert state.listed_video(f"{1:012x}") == "v1"
+    assert state.listed_video(f"{2:012x}") == "v2"
+    assert len(clip_title(padding)) == 2 * TITLE_KEPT + 1
+    assert clip_title("[jb-1] short") == "[jb-1] short"
 
 
 @pytest.mark.anyio

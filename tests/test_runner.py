@@ -434,6 +434,42 @@ def test_a_listing_that_never_ends_stops_the_run_before_anything_is_sent(tmp_pat
         assert db.execute("SELECT count(*) FROM listing").fetchone() == (0,)
 
 
+class FreshListing(httpx.AsyncBaseTransport):
+    """The sandbox, but every page of its listing is full of videos never listed before, and
+    says no total (each page a moment late, so that a test's own timeout can end the run)."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.ASGITransport(app=create_app(SandboxConfig(rate_limit=None)))
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v2/product_videos":
+            return await self.inner.handle_async_request(request)
+        await asyncio.sleep(0.001)
+        page, size = int(request.url.params["page"]), int(request.url.params["page_size"])
+        videos = [
+            {"id": f"new{page}_{n}", "title": "t", "created_at": time.time()} for n in range(size)
+        ]
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": {"videos": videos}})
+
+
+@pytest.mark.anyio
+async def test_a_deadline_cuts_short_a_listing_that_keeps_going(tmp_path: Path) -> None:
+    """--max-duration/--until end a run whose first listing walk would go on for hours: the run
+    stops at the deadline, nothing sent or stored, the rows left to send."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = make_config(catalog, "http://sandbox.test", deadline=time.time() + 0.5)
+    started = time.monotonic()
+    work = runner.run_async(config, transport=FreshListing(), handle_signals=False)
+    summary = await asyncio.wait_for(work, 10)
+    assert time.monotonic() - started < 5
+    assert summary.stopped == "time limit reached"
+    assert summary.requests_sent == 0
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        assert db.execute("SELECT count(*) FROM listing").fetchone() == (0,)
+
+
 class UndocumentedCode:
     """Creates go through (the sandbox records and charges them) but are answered with a code
     the reference does not document; the creates the sandbox received are counted."""

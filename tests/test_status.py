@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -19,8 +21,9 @@ from batch.follow.polling import (
     poll,
     video_update,
 )
-from batch.follow.tracking import refresh_results
-from batch.store import PendingVideo, StateStore, VideoUpdate
+from batch.follow.tracking import refresh_results, track_async
+from batch.secret import Secret
+from batch.store import AttemptRecord, NewJob, PendingVideo, RowPlan, StateStore, VideoUpdate
 from batch.store.results import read_results
 
 
@@ -298,3 +301,43 @@ def test_refreshing_a_results_file_names_the_double_charges_the_ledger_knows(
         refresh_results(results, store)
     frame = read_results(results)
     assert list(frame["message"]) == ["double charge, raise it with JoggAI: videos v1, v2", "kept"]
+
+
+@pytest.mark.anyio
+async def test_the_double_charge_check_stops_at_the_wait_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`status --wait --timeout` ends by its timeout even when the account's listing keeps
+    bringing new videos: the double-charge check after polling is cut short and says so."""
+    state_path = tmp_path / "s.db"
+    with StateStore(state_path) as store:
+        store.record_plan(
+            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
+        )
+        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.001)  # a moment late, so that this test's own timeout can act
+        if request.url.path == "/v2/product_videos":
+            page = request.url.params["page"]
+            videos = [
+                {"id": f"{page}-{n}", "title": "t", "created_at": time.time()} for n in range(100)
+            ]
+            data: dict[str, Any] = {"videos": videos}
+        else:
+            data = {"id": "v1", "status": "processing"}
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
+
+    started = time.monotonic()
+    work = track_async(
+        state_path,
+        "https://api.test",
+        Secret("sk-test"),
+        wait=True,
+        timeout=0.5,
+        transport=httpx.MockTransport(server),
+    )
+    summary = await asyncio.wait_for(work, 10)
+    assert time.monotonic() - started < 5
+    assert summary.exit_code == ExitCode.TIMED_OUT
+    assert "not read to its end by the deadline" in caplog.text

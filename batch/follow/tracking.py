@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -68,7 +69,9 @@ async def track_async(
     schedule: PollSchedule = DEFAULT_SCHEDULE,
 ) -> PollSummary:
     """Polls every submitted, unfinished video once (or until final with `wait`), then looks
-    for double charges in the account's listing. `legacy`: a 0.1 state to merge first."""
+    for double charges in the account's listing, both within `timeout` seconds when it is given.
+    `legacy`: a 0.1 state to merge first."""
+    deadline = None if timeout is None else time.time() + timeout
     with StateStore(state_path) as store:
         if legacy is not None:
             store.absorb(legacy)
@@ -76,7 +79,7 @@ async def track_async(
             base_url, api_key, timeouts=timeouts or Timeouts(), transport=transport
         ) as client:
             summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
-            found = await _check_double_charges(client, store)
+            found = await _check_double_charges(client, store, deadline)
         if results is not None and is_file(results):
             summary = _of_the_file(summary, refresh_results(results, store), wait=wait)
     return replace(summary, double_charges=found)
@@ -100,11 +103,13 @@ def _of_the_file(summary: PollSummary, statuses: dict[str, str], *, wait: bool) 
     )
 
 
-async def _check_double_charges(client: JoggClient, store: StateStore) -> int:
-    """Reads what the account rendered since the last look; logs and returns the number of
-    double charges seen for the first time."""
+async def _check_double_charges(
+    client: JoggClient, store: StateStore, deadline: float | None
+) -> int:
+    """Reads what the account rendered since the last look (until the deadline, if any); logs
+    and returns the number of double charges seen for the first time."""
     try:
-        await AccountListing(client, store).sync()
+        await AccountListing(client, store, deadline=deadline).sync()
     except ApiError as exc:
         log.warning("could not check the account's listing for double charges: %s", exc)
         return 0

@@ -2,7 +2,8 @@
 
 Every create carries a tag derived from its job's fingerprint at the start of `video_spec.name`
 (`"[jb-7f3a9c2e1b40] Spring promo"`): a title the API cuts short keeps its start. Tags that older
-versions put at the end are found too: a tag is looked for anywhere in the title.
+versions put at the end are found too. A server chooses how long titles are, so only the first and
+last `TITLE_KEPT` characters of each are kept, and looked in for a tag.
 
 The listing is read newest first and kept in the state (table `listing`), incrementally: each
 sync reads back to a little before the previous one (`overlap` plus the clock skew allowance), so
@@ -27,9 +28,10 @@ covers what the lag measured understates (videos created late, a clock that drif
 The walk is bounded, because a server whose listing never ends would otherwise hold up the run
 before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (a nightly
 million-row catalog makes an account of millions of videos, and a first sync reads them all) and
-for at most `MAX_SYNC_SECONDS`; a page whose `total` claims more, a walk that passes either bound,
-or more than `_STALLED_PAGES` pages in a row that bring no video not already read in this walk,
-fails the sync with an ApiError.
+for at most `MAX_SYNC_SECONDS`, and never past the run's or command's deadline (`deadline`: a page
+being read then is cut off); a page whose `total` claims more, a walk that passes any bound, or
+more than `_STALLED_PAGES` pages in a row that bring no video not already read in this walk, fails
+the sync with an ApiError (ListingDeadline at the deadline).
 The walk ends at an empty page, and nowhere else (but at the previous sync): a server may send
 fewer videos a page than asked and say nothing of its page size, and a `total` may be missing or
 low, so a short page proves no end; reading one more page costs a free GET.
@@ -43,6 +45,7 @@ tags. JoggAI does not document that `title` echoes `video_spec.name` (reference 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import math
@@ -67,6 +70,7 @@ MAX_SYNC_SECONDS = 12 * 3600.0
 # The most the API's clock may be measured behind ours for a listing to prove anything (see
 # the module docstring); beyond it a sync still reads this much further back.
 MAX_SERVER_LAG = 24 * 3600.0
+TITLE_KEPT = 256
 _SYNCED_AT = "listing_synced_at"
 # Pages in a row that bring no video not read before in the walk. Videos created during a walk
 # push the ones read down (newest first), so the page after the last one, or one after a burst
@@ -75,6 +79,18 @@ _SYNCED_AT = "listing_synced_at"
 _STALLED_PAGES = 3
 
 Echo = Literal["shown", "unproven", "broken"]
+
+
+class ListingDeadline(ApiError):
+    """A walk that reached the run's or command's deadline before its end."""
+
+
+def clip_title(title: str) -> str:
+    """A title as kept: its first and last `TITLE_KEPT` characters, joined by an ellipsis (a
+    tag leads it now and ended it in 0.1; a server chooses how long titles are)."""
+    if len(title) <= 2 * TITLE_KEPT + 1:
+        return title
+    return f"{title[:TITLE_KEPT]}\u2026{title[-TITLE_KEPT:]}"
 
 
 def tag_in(title: object) -> str | None:
@@ -117,6 +133,7 @@ class AccountListing:
         clock: Callable[[], float] = time.time,
         max_videos: int = MAX_LISTED_VIDEOS,
         max_seconds: float = MAX_SYNC_SECONDS,
+        deadline: float | None = None,
     ) -> None:
         self._client = client
         self._state = state
@@ -125,14 +142,16 @@ class AccountListing:
         self._clock = clock
         self._max_videos = max_videos
         self._max_seconds = max_seconds
+        self._deadline = deadline  # unix time (by `clock`): the run's or command's
 
     async def sync(self, back_to: float | None = None) -> Sync:
         """Reads the listing back to the previous sync (the whole of it the first time), to
         `back_to` (local unix time) when that is earlier, and to the newest video this ledger
         was given (so the read can show whether titles echo tags).
 
-        Raises ApiError (AccountError for key problems) when a page cannot be read or the walk
-        passes its bounds (module docstring); nothing of the walk is recorded then.
+        Raises ApiError (AccountError for key problems, ListingDeadline at the deadline) when a
+        page cannot be read or the walk passes its bounds (module docstring); nothing of the walk
+        is recorded then.
         """
         previous = self._state.get_meta(_SYNCED_AT)
         target = -math.inf if previous is None else float(previous) - self._overlap
@@ -140,7 +159,14 @@ class AccountListing:
             if bound is not None:
                 target = min(target, bound)
         started = self._clock()
-        rows, reached, echo, pages = await self._walk(target, started)
+        left = None if self._deadline is None else max(0.0, self._deadline - started)
+        try:
+            async with asyncio.timeout(left) as cut:
+                rows, reached, echo, pages = await self._walk(target, started)
+        except TimeoutError:
+            if not cut.expired():
+                raise
+            raise self._cut_short("a page was being read") from None
         self._state.record_listing(rows)
         self._state.set_meta(_SYNCED_AT, repr(started))
         log.debug("listing synced: %d page(s), echo %s", pages, echo)
@@ -190,7 +216,7 @@ class AccountListing:
                     break
                 if video_id in read_before:
                     continue  # moved down a page by videos created during the walk
-                title = str(video.get("title") or "")
+                title = clip_title(str(video.get("title") or ""))
                 fresh.append((video_id, tag_in(title), title, created))
             rows += fresh
             known = self._state.accepted_tags([row[0] for row in fresh])
@@ -219,6 +245,8 @@ class AccountListing:
     def _check_bounds(self, page: int, total: float | None, read: int, started: float) -> None:
         """Raises ApiError when the walk, about to ask for the page after `page`, has gone or
         would go past what an account can hold (`read`: videos listed so far)."""
+        if self._deadline is not None and self._clock() >= self._deadline:
+            raise self._cut_short(f"{page} pages were read")
         limit = self._max_videos
         if total is not None and total > limit:
             problem = f"page {page} says the account holds {total:.0f} videos, over {limit}"
@@ -231,6 +259,12 @@ class AccountListing:
         raise ApiError(
             f"the product video listing does not end: {problem}; nothing of it was recorded. "
             "Report it to JoggAI (GET /v2/product_videos)"
+        )
+
+    def _cut_short(self, doing: str) -> ListingDeadline:
+        return ListingDeadline(
+            f"the product video listing was not read to its end by the deadline ({doing}); "
+            "nothing of it was recorded"
         )
 
     async def _page(self, page: int) -> tuple[list[dict[str, Any]], float | None, float | None]:
