@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from batch.cli.lookup import lookup as lookup_command
 from batch.errors import AccountError, ApiError
+from batch.joggai import lookup
 from batch.joggai.client import JoggClient
 from batch.joggai.lookup import (
     Avatar,
@@ -334,3 +335,41 @@ def test_an_empty_list_is_asked_again_next_time(tmp_path: Path) -> None:
     )
     assert list_items(config(tmp_path), "music", transport=empty) == []
     assert len(list_items(config(tmp_path), "music", transport=Counting())) == len(MUSIC)
+
+
+def taking_turns(
+    served: list[int], *, turns: int = 2, size: int = 100, name: str = "avatar"
+) -> httpx.MockTransport:
+    """Avatar pages that take `turns` turns (A, B, A, B, ...): never empty, never the page
+    before."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        served.append(page)
+        turn = page % turns
+        avatars = [{"id": 1_000 * turn + n, "name": name, "aspect_ratio": 0} for n in range(size)]
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": {"avatars": avatars}})
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.anyio
+async def test_pages_that_take_turns_end_the_list_once_they_bring_nothing_new() -> None:
+    """A, B, A, B, ...: three pages in a row with no avatar not read before end the list,
+    each avatar kept once (it read 150 pages and 1.2 GB)."""
+    served: list[int] = []
+    async with JoggClient("http://remote", KEY, transport=taking_turns(served)) as client:
+        found = await LookupService(client).avatars()
+    assert served == [1, 2, 3, 4, 5] * 2  # public avatars, then custom ones
+    assert len(found) == 2 * 200
+
+
+@pytest.mark.anyio
+async def test_a_list_past_its_size_bound_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Items a server makes huge stop the list at a bound, not at the machine's memory."""
+    monkeypatch.setattr(lookup, "_MAX_LIST_BYTES", 1 << 20)
+    served: list[int] = []
+    transport = taking_turns(served, turns=10**6, name="n" * 2_000)  # about 0.2 MiB a page
+    async with JoggClient("http://remote", KEY, transport=transport) as client:
+        with pytest.raises(ApiError, match="past 1 MiB of items by page 6"):
+            await LookupService(client).avatars()

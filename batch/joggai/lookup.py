@@ -11,9 +11,11 @@ POST limiter.
 Paging differs per endpoint (reference §3.7): voices say `has_more`, music gives `total_pages`,
 avatars give nothing. What a page says of the pages left is followed (a server may send fewer a
 page than asked); without it, only an empty page ends a listing, or one that repeats the page
-before it (a server that ignores `page` and sends the whole collection each time). A short page
-proves nothing: a server may page by 50 where 100 were asked, and a valid avatar on its next page
-would make rows invalid.
+before it (a server that ignores `page` and sends the whole collection each time), or
+`_STALLED_PAGES` pages in a row that bring no item not read before (pages that take turns). A
+short page proves nothing: a server may page by 50 where 100 were asked, and a valid avatar on its
+next page would make rows invalid. An item read twice is kept once, and a list whose items pass
+`_MAX_LIST_BYTES` (as JSON) fails: a server chooses how long names are.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ OutputFormat = Literal["table", "csv", "json"]
 DEFAULT_TTL: Final = 24 * 3600.0
 PAGE_SIZE: Final = 100  # the API's maximum
 _MAX_PAGES: Final = 1000  # a listing that never ends is a server bug, not 100,000 avatars
+_STALLED_PAGES: Final = 3
+_MAX_LIST_BYTES: Final = 64 << 20  # some hundred times what a real account's lists take
 _RATIO_NAMES: Final = {0: "portrait", 1: "landscape", 2: "square"}  # v2 responses use ints
 _SALT_FILE: Final = "salt"
 _FORMULA_START: Final = re.compile(r"^[=+\-@\t\r]")  # as in batch.store.results
@@ -286,13 +290,32 @@ async def _all_pages(
 ) -> list[dict[str, Any]]:
     """Every item of a paged listing; see the module docstring for how the end is found."""
     items: list[dict[str, Any]] = []
+    seen: set[bytes] = set()  # digests of the items read
+    size, stalled = 0, 0
     previous: list[dict[str, Any]] | None = None
     for page in range(1, _MAX_PAGES + 1):
         outcome = await fetch(page=page, page_size=PAGE_SIZE)
         batch = _items(outcome, key, f"{what} (page {page})")
         if batch and batch == previous:  # a server that ignores `page`
             break
-        items.extend(batch)
+        new = 0
+        for item in batch:
+            text = json.dumps(item, sort_keys=True, default=str)
+            digest = hashlib.blake2b(text.encode(), digest_size=16).digest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            new += 1
+            size += len(text)
+            if size > _MAX_LIST_BYTES:
+                raise ApiError(
+                    f"cannot list {what}: past {_MAX_LIST_BYTES >> 20} MiB of items by page "
+                    f"{page}, and it goes on; report it to JoggAI"
+                )
+            items.append(item)
+        stalled = stalled + 1 if batch and not new else 0
+        if stalled >= _STALLED_PAGES:
+            break
         data = outcome.data or {}
         paging = data.get("pagination")
         total_pages = paging.get("total_pages") if isinstance(paging, dict) else None
