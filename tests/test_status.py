@@ -220,6 +220,36 @@ async def test_wait_times_out_with_videos_still_rendering() -> None:
     assert max(at for _, at in lookup.calls) == 1062.0
 
 
+class HangingLookup(ScriptedLookup):
+    """The scripted answers, but the status of the videos in `hang` never comes."""
+
+    def __init__(self, clock: FakeClock, finals: dict[str, tuple[float, dict[str, Any]]]) -> None:
+        super().__init__(clock, finals)
+        self.hang: set[str] = set()
+
+    async def get_product_video(self, video_id: str) -> Outcome:
+        if video_id in self.hang:
+            await asyncio.Event().wait()
+        return await super().get_product_video(video_id)
+
+
+@pytest.mark.anyio
+async def test_the_timeout_cuts_short_checks_that_never_answer() -> None:
+    """A status GET that hangs (each may take three times its own deadline) does not hold
+    `--wait --timeout` past the timeout: it is cancelled, and what the others said is kept."""
+    clock = FakeClock(1000.0)
+    sink = MemorySink({"stuck": 900.0, "quick": 900.0})
+    lookup = HangingLookup(clock, {"stuck": (0.0, {}), "quick": (0.0, {"status": "completed"})})
+    lookup.hang.add("stuck")
+    started = time.monotonic()
+    work = poll(lookup, sink, wait=True, timeout=0.2, clock=clock, sleep=clock.sleep)
+    summary = await asyncio.wait_for(work, 10)
+    assert time.monotonic() - started < 2
+    assert summary.exit_code == ExitCode.TIMED_OUT
+    assert (summary.completed, summary.processing) == (1, 1)
+    assert sink.videos["quick"].status == "completed"
+
+
 @pytest.mark.anyio
 async def test_concurrency_is_bounded() -> None:
     """No more than `concurrency` status requests are in flight at once."""

@@ -210,7 +210,8 @@ async def poll(
 
     Without `wait`: one pass, every pending video checked once. With `wait`: keeps checking each
     video on `schedule` until none is pending, or until `timeout` seconds have passed (then the
-    summary says `timed_out`). Raises AccountError when the key cannot read statuses at all.
+    summary says `timed_out`): checks still waiting for an answer then are cancelled, and what
+    the others said is kept. Raises AccountError when the key cannot read statuses at all.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -244,27 +245,40 @@ async def poll(
         await asyncio.gather(*(check(video) for video in pending))
         return _summary(last_seen, unread, timed_out=False, checks=checks)
 
-    while pending:
-        now = clock()
-        due_at = {
-            video.video_id: schedule.next_check(
-                video.submitted_at, last_checked.get(video.video_id, video.submitted_at)
-            )
-            for video in pending
-        }
-        for video in pending:
-            last_seen.setdefault(video.video_id, "processing")
-        due = [video for video in pending if due_at[video.video_id] <= now]
-        if due:
-            await asyncio.gather(*(check(video) for video in due))
-        else:
-            wake = min(due_at.values())
-            if deadline is not None and wake > deadline:
-                log.warning("gave up waiting: %d videos still rendering", len(pending))
-                return _summary(last_seen, unread, timed_out=True, checks=checks)
-            await sleep(wake - now)
-        pending = sink.pending_videos()
-    return _summary(last_seen, unread, timed_out=False, checks=checks)
+    async def rounds() -> PollSummary:
+        nonlocal pending
+        while pending:
+            now = clock()
+            due_at = {
+                video.video_id: schedule.next_check(
+                    video.submitted_at, last_checked.get(video.video_id, video.submitted_at)
+                )
+                for video in pending
+            }
+            for video in pending:
+                last_seen.setdefault(video.video_id, "processing")
+            due = [video for video in pending if due_at[video.video_id] <= now]
+            if due:
+                await asyncio.gather(*(check(video) for video in due))
+            else:
+                wake = min(due_at.values())
+                if deadline is not None and wake > deadline:
+                    log.warning("gave up waiting: %d videos still rendering", len(pending))
+                    return _summary(last_seen, unread, timed_out=True, checks=checks)
+                await sleep(wake - now)
+            pending = sink.pending_videos()
+        return _summary(last_seen, unread, timed_out=False, checks=checks)
+
+    # The deadline also cuts a round short: one GET may take three times its own deadline.
+    left = None if deadline is None else max(0.0, deadline - clock())
+    try:
+        async with asyncio.timeout(left) as cut:
+            return await rounds()
+    except TimeoutError:
+        if not cut.expired():
+            raise
+    log.warning("gave up waiting: %d videos still rendering", len(pending))
+    return _summary(last_seen, unread, timed_out=True, checks=checks)
 
 
 def _update_from_outcome(
