@@ -59,6 +59,14 @@ class Settler:
                 if job.id not in self.given_up and job.id not in self.in_flight
             ]
             if self.sending_over() and (not jobs or control.stop_reason is not None):
+                if jobs:
+                    log.warning(
+                        "%d row(s) end unknown for now: the run stopped (%s) before their lost "
+                        "answers were looked up; the next run looks them up before it sends "
+                        "anything again",
+                        len(jobs),
+                        control.stop_reason,
+                    )
                 break
             if jobs and not control.stop_reason and time.monotonic() >= reviewed + poll:
                 reviewed = time.monotonic()

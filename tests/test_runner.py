@@ -608,6 +608,28 @@ def test_a_lost_answer_counts_against_max_videos_until_it_is_settled(
     assert summary.exit_code == ExitCode.ROWS_FAILED
 
 
+def test_a_stop_that_leaves_lost_answers_unknown_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """--max-videos reached with answers still lost (every create answered 502 after the
+    commit): the rows left unknown are named in a warning, and the next run settles them first
+    (it was silent)."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(4))
+    sandbox = RewritingSandbox(every_create_answered(502, "text/html", b"<html>bad</html>"))
+    config = replace(make_config(catalog, "http://sandbox.test", max_videos=2), concurrency=2)
+    summary = runner.run(config, transport=sandbox.transport())
+    unknown = list(read_results(config.results)["status"]).count("unknown")
+    assert summary.stopped == "--max-videos 2 reached"
+    assert unknown >= 1
+    assert (
+        f"{unknown} row(s) end unknown for now: the run stopped (--max-videos 2 reached) before "
+        "their lost answers were looked up" in caplog.text
+    )
+    again = runner.run(replace(config, max_videos=None), transport=sandbox.transport())
+    assert list(read_results(config.results)["status"]).count("unknown") == 0
+    assert again.requests_sent == 2  # the two rows never sent; the lost ones were found
+
+
 def test_a_second_run_on_the_same_state_is_refused(tmp_path: Path) -> None:
     """The lock keeps overlapping cron runs off one state database."""
     holder = StateStore(tmp_path / "s.db")
