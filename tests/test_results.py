@@ -211,10 +211,46 @@ def test_a_number_cell_that_is_no_number_is_refused_naming_it(
     cells = {"row": "1", "status": "failed", "code": "", "attempts": "1", "duration": ""}
     cells[column] = value
     path.write_text(",".join(cells) + "\n" + ",".join(f'"{v}"' for v in cells.values()) + "\n")
+    row = " (row 1)" if column != "row" else ""
     with pytest.raises(
-        CatalogError, match=rf"{path}: row 1, column '{column}': '{re.escape(value)}'"
+        CatalogError,
+        match=rf"{path}: line 2{re.escape(row)}, column '{column}': '{re.escape(value)}'",
     ):
         read_results(path)
+
+
+def test_a_bad_number_in_a_sorted_file_is_named_by_its_line_and_row(tmp_path: Path) -> None:
+    """Sorted in a spreadsheet, the file's rows are no longer in row order: the cell is named by
+    the line a spreadsheet shows and the row the run gave it, not its place counted from 1."""
+    path = tmp_path / "r.results.csv"
+    path.write_text("row,status,attempts\n7,failed,1\n3,failed,two\n")
+    with pytest.raises(CatalogError, match=r"r\.results\.csv: line 3 \(row 3\), column 'attempts'"):
+        read_results(path)
+
+
+def test_a_results_file_in_a_windows_code_page_is_named_not_a_decode_error(
+    tmp_path: Path,
+) -> None:
+    """Excel's "CSV (Comma delimited)" on Windows writes cp1252: the message says so and what
+    to save instead, not a codec's words."""
+    path = tmp_path / "r.results.csv"
+    path.write_bytes("sku;row;status;video_id\r\nCafé;1;failed;\r\n".encode("cp1252"))
+    with pytest.raises(CatalogError) as raised:
+        read_results(path)
+    assert str(raised.value) == (
+        f"{path}: is not UTF-8 text (byte 28: a spreadsheet saved it in its own code page); "
+        'save it as "CSV UTF-8" and try again'
+    )
+
+
+def test_an_excel_sep_line_above_the_header_is_read_and_skipped(tmp_path: Path) -> None:
+    """`sep=;` (Excel writes and reads one above the header) names the delimiter: the header is
+    the line below it."""
+    path = tmp_path / "r.results.csv"
+    path.write_bytes(b"sep=;\r\nsku;row;status;video_id\r\nA, b;1;failed;\r\n")
+    frame = read_results(path)
+    assert list(frame.columns) == ["sku", "row", "status", "video_id"]
+    assert list(frame["sku"]) == ["A, b"]
 
 
 def test_a_results_file_saved_with_semicolons_reads_and_is_rewritten_so(tmp_path: Path) -> None:

@@ -336,13 +336,23 @@ def read_results(path: Location) -> pd.DataFrame:
                 return frame_.astype(object)
             if fmt == "xlsx":
                 return xlsx.read_xlsx(handle)
-            encoding, delimiter = _csv_dialect(handle)
+            encoding, delimiter, skip = _csv_dialect(handle)
             frame = pd.read_csv(
-                handle, dtype=str, keep_default_na=False, sep=delimiter, encoding=encoding
+                handle,
+                dtype=str,
+                keep_default_na=False,
+                sep=delimiter,
+                encoding=encoding,
+                skiprows=skip,
             )
             frame.attrs["delimiter"] = delimiter  # `write_table` writes it back the same way
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
+    except UnicodeDecodeError as error:
+        raise CatalogError(
+            f"{path}: is not UTF-8 text (byte {error.start}: a spreadsheet saved it in its own "
+            'code page); save it as "CSV UTF-8" and try again'
+        ) from None
     except storage.store_errors(calamine.CalamineError) as error:
         raise CatalogError(f"{path}: cannot read this results file: {error}") from error
     frame.columns = [
@@ -381,8 +391,10 @@ def _plain_numbers(frame: pd.DataFrame, path: Location) -> pd.DataFrame:
             number = _plain_number(plain[position], whole=whole)
             if number is None:
                 kind = "a whole number" if whole else "a number"
+                row = str(frame["row"].iat[position]) if "row" in frame.columns else ""
                 raise CatalogError(
-                    f"{path}: row {position + 1}, column {field.name!r}: "
+                    f"{path}: line {position + 2}{f' (row {row})' if row.isdigit() else ''}, "
+                    f"column {field.name!r}: "
                     f"{cells.iat[position]!r} is not {kind}; jogg-batch wrote it as one: put "
                     "back the value it wrote, or empty the cell"
                 )
@@ -414,21 +426,24 @@ def _plain_number(text: str, *, whole: bool) -> str | None:
     return text if math.isfinite(number) else None
 
 
-def _csv_dialect(handle: IO[bytes]) -> tuple[str, str]:
-    """(encoding, delimiter) of a CSV results file: UTF-16 when it starts with that byte order
-    mark (Excel's "Unicode Text"), else UTF-8; the delimiter under which the header line names
-    the most outcome columns (`,` when no other names more). The handle is put back at its
-    start."""
+def _csv_dialect(handle: IO[bytes]) -> tuple[str, str, int]:
+    """(encoding, delimiter, lines to skip) of a CSV results file: UTF-16 when it starts with
+    that byte order mark (Excel's "Unicode Text"), else UTF-8; the delimiter a `sep=;` first line
+    names (Excel writes and reads one; it is skipped), else the one under which the header line
+    names the most outcome columns (`,` when no other names more). The handle is put back at
+    its start."""
     head = handle.read(1 << 20)
     handle.seek(0)
     encoding = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     line = head.decode(encoding, "replace").split("\n", 1)[0]
+    if (hint := re.fullmatch(r'"?sep=(.)"?\r?', line)) is not None:
+        return encoding, hint.group(1), 1
 
     def outcome_names(delimiter: str) -> int:
         names = (name.strip().strip('"').removeprefix("'") for name in line.split(delimiter))
         return sum(name in RESULT_COLUMNS for name in names)
 
-    return encoding, max(_DELIMITERS, key=outcome_names)  # the first of equals: `,`
+    return encoding, max(_DELIMITERS, key=outcome_names), 0  # the first of equals: `,`
 
 
 def require_columns(frame: pd.DataFrame, path: Location, needed: Iterable[str], use: str) -> None:
@@ -438,8 +453,9 @@ def require_columns(frame: pd.DataFrame, path: Location, needed: Iterable[str], 
     if missing:
         raise CatalogError(
             f"{path}: not a results file of jogg-batch: no {', '.join(missing)} "
-            f"column{'s' if len(missing) > 1 else ''}; {use} takes the file a run wrote "
-            "(CATALOG.results.csv), with its outcome columns"
+            f"column{'s' if len(missing) > 1 else ''} in its first line; {use} takes the file a "
+            "run wrote (CATALOG.results.csv), with its outcome columns, its header the first "
+            "line (of the first sheet): delete any lines or sheets added above or before it"
         )
 
 
