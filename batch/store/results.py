@@ -391,7 +391,7 @@ def _plain_numbers(frame: pd.DataFrame, path: Location) -> pd.DataFrame:
             number = _plain_number(plain[position], whole=whole)
             if number is None:
                 kind = "a whole number" if whole else "a number"
-                row = str(frame["row"].iat[position]) if "row" in frame.columns else ""
+                row = str(frame["row"].iat[int(position)]) if "row" in frame.columns else ""
                 raise CatalogError(
                     f"{path}: line {position + 2}{f' (row {row})' if row.isdigit() else ''}, "
                     f"column {field.name!r}: "
