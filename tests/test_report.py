@@ -129,6 +129,34 @@ def test_report_counts_exactly(results_csv: Path) -> None:
     )
 
 
+def _respelled(text: str, shape: str) -> str:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime(shape) if text else ""
+
+
+@pytest.mark.parametrize(
+    "shape", ["%d/%m/%Y %H:%M:%S", "%m/%d/%Y %I:%M:%S %p", "%d.%m.%Y %H:%M:%S"]
+)
+def test_times_a_spreadsheet_wrote_back_in_its_own_form_are_read(shape: str) -> None:
+    """Excel saves the ISO times back as `31/01/2026 22:05:10` (or month first, or with dots):
+    render times and the timeline read them, the column deciding day-first or month-first;
+    they were left out in silence ("0 videos")."""
+    rows = [
+        {**row, "submitted_at": _respelled(row["submitted_at"], shape),
+         "completed_at": _respelled(row["completed_at"], shape)}
+        for row in ROWS
+    ]  # fmt: skip
+    report = report_of(rows)
+    assert report.render_times == RenderTimes(3, 120.0, 180.0, 180.0)
+    assert report.per_minute[0] == ("2026-01-31T22:05Z", 2)
+
+
+def test_time_cells_no_form_reads_are_left_out_saying_so(caplog: pytest.LogCaptureFixture) -> None:
+    """Cells no form reads are left out of the render times, with a warning, not in silence."""
+    rows = [{**row, "completed_at": "soon" if row["completed_at"] else ""} for row in ROWS]
+    assert report_of(rows).render_times == RenderTimes(0, None, None, None)
+    assert "3 time cell(s) are no time the report reads ('soon')" in caplog.text
+
+
 def test_submissions_a_minute_fill_in_at_most_a_week() -> None:
     """Submissions years apart (a spreadsheet's zero date, a retry months later) list only the
     minutes that had some: a minute-by-minute series over them would not fit in memory."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import re
 import shlex
@@ -19,12 +20,15 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Final
 
 import pandas as pd
 
 from batch.logs import escape_controls
 from batch.statuses import ROW_ORDER
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES
+
+log = logging.getLogger(__name__)
 
 VIDEO_STATUS_ORDER = ("completed", "failed", "processing")
 EXAMPLES_PER_GROUP = 3
@@ -353,18 +357,49 @@ def _credits(status: list[str], deducted: list[str]) -> tuple[float, int]:
     return total, estimated
 
 
+# How spreadsheets write back the ISO times jogg-batch wrote (`28/11/2026 01:20`, `11/28/2026
+# 1:20:07 AM`): a column's cells are read with the first of these that reads all of them, so
+# day-first and month-first are told apart by the column, never guessed cell by cell.
+_SPREADSHEET_TIMES: Final = tuple(
+    f"{day} {time}"
+    for day in ("%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%Y/%m/%d", "%d-%m-%Y")
+    for time in ("%H:%M:%S", "%H:%M", "%I:%M:%S %p", "%I:%M %p")
+)
+
+
 def _epoch(texts: list[str]) -> list[float | None]:
-    """ISO-8601 cells as Unix seconds (naive ones read as UTC); empty or unreadable as None."""
-    seconds: list[float | None] = []
-    for text in texts:
-        try:
-            moment = datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        seconds.append(None if moment is None else moment.timestamp())
-    return seconds
+    """Time cells as Unix seconds (naive ones read as UTC, as jogg-batch wrote them): ISO 8601,
+    or the form a spreadsheet saved them in (`_SPREADSHEET_TIMES`); empty or unreadable as
+    None, with a warning when cells were left unread."""
+    moments = [_iso(text) for text in texts]
+    rest = [text for text, moment in zip(texts, moments, strict=True) if text and moment is None]
+    if rest:
+        shape = next((f for f in _SPREADSHEET_TIMES if all(_reads(t, f) for t in rest)), None)
+        if shape is not None:
+            moments = [m if m or not t else datetime.strptime(t.strip(), shape)
+                       for t, m in zip(texts, moments, strict=True)]  # fmt: skip
+        else:
+            log.warning(
+                "%d time cell(s) are no time the report reads (%r): left out of render times",
+                len(rest),
+                rest[0],
+            )
+    return [None if m is None else m.replace(tzinfo=m.tzinfo or UTC).timestamp() for m in moments]
+
+
+def _iso(text: str) -> datetime | None:
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+    except ValueError:
+        return None
+
+
+def _reads(text: str, shape: str) -> bool:
+    try:
+        datetime.strptime(text.strip(), shape)
+    except ValueError:
+        return False
+    return True
 
 
 def _render_times(
