@@ -571,6 +571,19 @@ def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: P
     assert from_url.product.url == "https://shop.example/p3"
 
 
+def test_a_database_null_in_free_text_is_missing_not_the_text_sent(tmp_path: Path) -> None:
+    """SQL Server exports a null as `NULL`, MySQL and Hive as `\\N`: a script or name "NULL"
+    was never meant, so those two (exactly) are missing in free-text columns too; `Null` or
+    `None` there stay text."""
+    text = "product_id,override_script,video_name\nP1,NULL,\\N\nP2,Null,None\n"
+    first, second = (row.fields for row in rows_of(write(tmp_path, "c.csv", text)))
+    assert first is not None
+    assert second is not None
+    assert (first.override_script, second.override_script) == (None, "Null")
+    assert first.name != "\\N"
+    assert second.name == "None"
+
+
 @pytest.mark.parametrize("spelled", ["NULL", "N/A", "NA", "-", "None", "nan"])
 def test_a_product_id_that_spells_missing_is_never_sent(tmp_path: Path, spelled: str) -> None:
     """`NULL` is not a product id: the row is invalid, and the message quotes the cell."""

@@ -19,7 +19,7 @@ import string
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeGuard
 
 import numpy as np
 import pyarrow as pa
@@ -140,6 +140,9 @@ FREE_TEXT_COLUMNS: Final = frozenset(
 # ignoring case and surrounding spaces: in any other column such a cell is empty, never an id,
 # enum or number.
 MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>", "-", "[]"})
+# How database exports write a null (SQL Server's `NULL`, MySQL's and Hive's `\N`): missing in
+# free-text columns too, where a script or name "NULL" is never what was meant.
+DATABASE_NULLS: Final = frozenset({"NULL", "\\N"})
 # The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
@@ -431,8 +434,10 @@ def _is_empty(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _spells_missing(value: object) -> bool:
-    return isinstance(value, str) and value.strip().lower() in MISSING_SPELLINGS
+def _spells_missing(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and (
+        value.strip().lower() in MISSING_SPELLINGS or value.strip() in DATABASE_NULLS
+    )
 
 
 def _rows_of(indices: np.ndarray, uniques: Mapping[int, str]) -> list[tuple[int, str]]:
@@ -544,7 +549,7 @@ def _normalize_column(
         if error := spreadsheet_error(value):
             reasons[index] = error
             continue
-        if kind != "free" and _spells_missing(value):
+        if _spells_missing(value) and (kind != "free" or value.strip() in DATABASE_NULLS):
             spelled[index] = str(value)
         if _is_empty(value) or index in spelled:
             outputs[index] = default
