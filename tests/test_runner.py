@@ -315,6 +315,34 @@ def test_a_4xx_page_without_a_code_after_the_commit_is_looked_up_not_failed(
     assert summary.exit_code == ExitCode.OK
 
 
+def test_a_server_clock_behind_ours_neither_pays_twice_nor_undercounts_credits(
+    tmp_path: Path,
+) -> None:
+    """The API's clock 1,000 s behind ours (past the 300 s allowance) and the second create's
+    answer lost after its commit: the listing walk widens by the lag the answered videos show,
+    the lost one is found, not sent again, and the credits count it."""
+    lag, creates = 1_000.0, []
+
+    def behind(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
+        if path == "/v2/product_videos":
+            answer = json.loads(body)
+            for video in answer["data"]["videos"]:
+                video["created_at"] -= lag
+            return 200, "application/json", json.dumps(answer).encode()
+        if path == "/v2/create_video_from_product":
+            creates.append(path)
+            if len(creates) == 2:
+                return 502, "text/html", b"<html>bad gateway</html>"
+        return None
+
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    summary = runner.run(config, transport=RewritingSandbox(behind).transport())
+    assert len(creates) == 3
+    assert list(read_results(config.results)["status"]) == ["submitted"] * 3
+    assert summary.credits_spent == 3
+
+
 def test_one_video_id_answered_for_several_rows_goes_to_one_row_only(tmp_path: Path) -> None:
     """A server answering every create with the same video id: only the first row takes it;
     the others are looked up by their tags and get their own videos, nothing sent twice."""
