@@ -571,6 +571,24 @@ def test_a_formula_never_calculated_makes_the_row_invalid_not_a_default(
     assert (rows[1].fields.length, rows[1].fields.avatar_id) == ("30", 129)
 
 
+def test_a_formula_given_its_value_by_the_writer_is_read_as_that_value(tmp_path: Path) -> None:
+    """XlsxWriter writes the value it is given beside a formula (`write_formula(..., value)`):
+    in a workbook set to calculate on load, any value but its placeholder 0 is read as it is."""
+    path = tmp_path / "given.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "length", "aspect_ratio"])
+    sheet.write_row(1, 0, ["P1"])
+    sheet.write_formula(1, 1, "=10+5", None, 15)
+    sheet.write_formula(1, 2, '="portrait"', None, "portrait")
+    book.close()
+    assert re.search(r'<calcPr [^>]*fullCalcOnLoad="1"', _part(path, "xl/workbook.xml"))
+    assert list(catalog_problems(path, CatalogOptions())) == []
+    [row] = [row for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
+    assert row.fields is not None
+    assert (row.fields.length, row.fields.aspect_ratio) == ("15", "portrait")
+
+
 def test_a_formula_with_no_value_is_refused_and_a_calculated_one_read(tmp_path: Path) -> None:
     """In a workbook not set to calculate on load, a formula with no value (`<v/>`, as openpyxl
     writes it, or none) is refused; one Excel calculated is read as its value, empty text

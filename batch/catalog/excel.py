@@ -263,6 +263,8 @@ def _add_errors(
         opening = _opening(tags, xml, found.start())
         if opening is None or opening.end() != found.start():
             continue  # a formula is a cell's first child
+        if recalculate and _given_value(tags, xml, found.end()):
+            continue
         empty_value = not recalculate and not found.group(1).startswith(b"</")
         if empty_value and _STRING_TYPE.search(opening[1]):
             continue  # `t="str"` and `<v></v>`: a formula calculated to empty text
@@ -281,6 +283,15 @@ def _add_errors(
         value = tags.value.search(xml, opening.end(), end.start() if end else len(xml))
         if value is not None:
             _put(errors, opening[1], value.group(1).decode(), first_column)
+
+
+def _given_value(tags: _Tags, xml: bytes, formula: int) -> bool:
+    """Whether a formula cell of a workbook set to calculate on load holds a value its writer
+    was given: XlsxWriter writes 0 for a formula unless told the value, so only 0 (or nothing)
+    is taken for never calculated."""
+    end = _CELL_END.search(xml, formula)
+    value = tags.value.search(xml, formula, end.start() if end else len(xml))
+    return value is not None and value.group(1).strip() not in (b"", b"0")
 
 
 def _opening(tags: _Tags, xml: bytes, inside: int) -> re.Match[bytes] | None:
