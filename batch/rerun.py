@@ -96,9 +96,11 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             summary_json=None,  # written below, naming the results file rather than `subset`
             catalog_options=replace(options, format="csv", delimiter=","),
         )
-        unknown_rows = {n + 1 for n, status in enumerate(statuses[wanted]) if status == "unknown"}
+        by_row = dict(enumerate(statuses[wanted], start=1))
+        unknown_rows = {n for n, status in by_row.items() if status == "unknown"}
+        recorded = {n for n, status in by_row.items() if status in ("failed", "not_attempted")}
         try:
-            drifted, changed = _check_requests(subset_config, unknown_rows)
+            drifted, changed = _check_requests(subset_config, unknown_rows, recorded)
         except CatalogError as exc:
             raise _of_the_file(exc, subset, config.catalog) from exc
         if drifted:
@@ -284,7 +286,9 @@ def _run_options(config: RunConfig) -> CatalogOptions:
     return settings
 
 
-def _check_requests(config: RunConfig, unknown: set[int]) -> tuple[list[int], list[int]]:
+def _check_requests(
+    config: RunConfig, unknown: set[int], recorded: set[int]
+) -> tuple[list[int], list[int]]:
     """The rows to retry (`config.catalog`, numbered from 1), rebuilt as requests and held up
     against the ledger before anything is sent; returns (drifted unknown rows, changed rows).
 
@@ -295,8 +299,9 @@ def _check_requests(config: RunConfig, unknown: set[int]) -> tuple[list[int], li
     sending it would be another paid video while the first may have been accepted. Those are
     not entered.
 
-    Changed: another row whose request the ledger does not hold while it holds requests of its
-    row key: its run planned another one (a spreadsheet turned 00123 into 123, a workbook wrote
+    Changed: a row its run recorded (`recorded`: failed or not attempted; a dry run records
+    none) whose request the ledger does not hold while it holds requests of its row key: its run
+    planned another one (a spreadsheet turned 00123 into 123, a workbook wrote
     a date back otherwise, the file was retried with other defaults). Sending it, then running
     the catalog, would pay for the row twice. A row key the ledger does not know (a file from
     another machine) passes: nothing planned it here.
@@ -305,7 +310,7 @@ def _check_requests(config: RunConfig, unknown: set[int]) -> tuple[list[int], li
     changed: list[int] = []
     with StateStore(config.state) as state:
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
-            others = [r for r in batch.rows if r.number not in unknown and r.fingerprint]
+            others = [r for r in batch.rows if r.number in recorded and r.fingerprint]
             known = state.jobs_by_fingerprint([r.fingerprint for r in others if r.fingerprint])
             keyed = state.keys_with_jobs(
                 [r.key for r in others if r.fingerprint not in known and r.key]

@@ -348,6 +348,26 @@ def test_a_retry_of_a_dry_runs_file_sends_the_requests_it_planned(
     assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)] == ["15", "15"]
 
 
+def test_a_dry_runs_file_of_products_run_before_with_other_settings_is_retried(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Last night's run made 30-second videos of these products; today's `run --dry-run
+    --length 15` plans 15-second ones, and `retry` of its file sends them: a dry run records no
+    requests, so a planned row is not held to one (only rows a run recorded are)."""
+    catalog = _no_length_catalog(tmp_path / "c.csv", 2)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), *state, *args)
+    assert code == 0, err
+    code, err = invoke("run", str(catalog), "--dry-run", "--length", "15", *state, *args)
+    assert code == 0, err
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
+    assert code == 0, err
+    assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)] == [
+        "30", "30", "15", "15"
+    ]  # fmt: skip
+
+
 def test_a_cell_holding_a_lone_carriage_return_is_retried_as_written(
     tmp_path: Path, sandbox_url: str
 ) -> None:
