@@ -831,6 +831,15 @@ def test_a_column_shaped_like_the_api_requests_objects_is_refused(tmp_path: Path
     )
 
 
+def test_a_products_own_dimensions_are_no_near_miss(tmp_path: Path) -> None:
+    """`Length (cm)`, `Length [in]` or `Weight (kg)` are a product's size, passed through; only
+    a note that can be a video's (`Length (s)`) stops the run."""
+    path = write(tmp_path, "c.csv", "product_id,Length (cm),Length [in],Weight (kg)\nA1,40,16,2\n")
+    fields = rows_of(path)[0].fields
+    assert fields is not None
+    assert fields.length == "30"  # the default: the product's length is not the video's
+
+
 def test_a_near_header_beside_its_request_column_passes_through(tmp_path: Path) -> None:
     """`captions` beside `caption`, or mapped by [columns], is the catalog's own column; so is
     one spelt almost as a product detail (`Image URL`), which overrides no request default."""

@@ -287,7 +287,9 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
 
 # A header that names a request field by its place in the API's body (`video_spec.length`, as
 # pandas' json_normalize and Spark flatten it) or with a note after it (`Length (s)`).
-_PLACE_OR_NOTE: Final = re.compile(r"^(?:.*\.)?([^.]*?)_*(?:[(\[].*)?$")
+_PLACE_OR_NOTE: Final = re.compile(r"^(?:.*\.)?([^.]*?)_*(?:[(\[](.*))?$")
+# A note naming a unit of size or weight: a product's own dimension (`Length (cm)`), no video's.
+_PRODUCT_UNITS: Final = re.compile(r"(mm|cm|m|in|inch|inches|ft|feet|kg|g|lb|lbs|oz)[)\]]?")
 # Other names people give the request columns.
 _SYNONYMS: Final = {
     "aspect": "aspect_ratio",
@@ -314,6 +316,8 @@ def _near_column(key: str) -> str | None:
     these after the place in the API's body or before a note (`video_spec.length`,
     `Length (s)`)."""
     if match := _PLACE_OR_NOTE.fullmatch(key):
+        if match.group(2) is not None and _PRODUCT_UNITS.fullmatch(match.group(2)):
+            return None
         key = match.group(1) or key
     key = _SYNONYMS.get(key, key)
     spellings = set()
