@@ -795,7 +795,7 @@ def test_headers_match_with_spaces_dashes_or_invisible_characters_for_underscore
      ("script.language", "language"), ("audio.music_id", "music_id"), ("Length (s)", "length"),
      ("Caption (Y/N)", "caption"), ("Aspect Ratio (9:16 / 16:9)", "aspect_ratio"),
      ("Avatar ID (optional)", "avatar_id"), ("Aspect", "aspect_ratio"), ("ratio", "aspect_ratio"),
-     ("Subtitles", "caption"), ("Video Title", "video_name"),
+     ("Subtitles", "caption"), ("Video Title", "video_name"), ("Script", "override_script"),
      ("video_spec.aspect_ratio", "aspect_ratio")],
 )  # fmt: skip
 def test_a_header_spelt_almost_as_a_missing_request_column_is_refused(

@@ -299,12 +299,12 @@ _SYNONYMS: Final = {
     "lang": "language",
     "video_title": "video_name",
     "video_duration": "length",
+    "script": "override_script",  # a script's text; as the API body's object, its fields too
 }
 # The API body's objects, with the request columns each holds: a column named so (a JSON Lines
 # object, a Parquet struct) holds several fields in one cell, and none of them is read.
 _REQUEST_OBJECTS: Final = {
     "video_spec": ("length", "aspect_ratio", "caption", "video_name"),
-    "script": ("script_style", "language", "override_script"),
     "audio": ("music_id",),
 }
 
@@ -312,7 +312,8 @@ _REQUEST_OBJECTS: Final = {
 def _near_column(key: str) -> str | None:
     """The request column a header that is none seems meant for: its plural or singular, with
     `video_` before it or without `_id` after it, a close spelling (`Captions`,
-    `Video Length`, `Voice`, `langauge`), another usual name (`Aspect`, `Subtitles`), or any of
+    `Video Length`, `Voice`, `langauge`), another usual name (`Aspect`, `Subtitles`, `Script`), or
+    any of
     these after the place in the API's body or before a note (`video_spec.length`,
     `Length (s)`)."""
     if match := _PLACE_OR_NOTE.fullmatch(key):
