@@ -79,7 +79,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         log.warning(
             "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
         )
-        return _nothing_to_retry(config, frame)
+        return _nothing_to_retry(config, statuses)
     inputs = todo.drop(columns=[c for c in WRITTEN_COLUMNS if c in todo.columns])
     inputs = inputs.rename(columns=catalog_name)
     if results_format(config.catalog) == "xlsx":
@@ -124,9 +124,8 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             raise _of_the_file(exc, subset, config.catalog) from exc
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
-    left = {row_status(status) for status in frame["status"]} & UNFINISHED_ROWS
-    if left and summary.exit_code == ExitCode.OK:  # as a run of the whole file would say
-        summary.exit_code = int(ExitCode.ROWS_FAILED)
+    if summary.exit_code == ExitCode.OK and _leaves_rows(frame["status"].map(row_status)):
+        summary.exit_code = int(ExitCode.ROWS_FAILED)  # as a run of the whole file would say
     if config.results == config.catalog and storage.version(config.catalog) != version:
         raise LocalIOError(
             f"{config.catalog}: changed while the retry went on (edited, replaced or moved), so "
@@ -195,9 +194,15 @@ def _of_the_file(error: CatalogError, subset: Path, results: Location) -> Catalo
     )
 
 
-def _nothing_to_retry(config: RunConfig, frame: pd.DataFrame) -> RunSummary:
+def _leaves_rows(statuses: pd.Series) -> bool:
+    """Whether a file with these rows makes a run exit 1: rows failed, invalid, unknown or not
+    attempted are left."""
+    return bool(statuses.isin(UNFINISHED_ROWS).any())
+
+
+def _nothing_to_retry(config: RunConfig, statuses: pd.Series) -> RunSummary:
     """The summary of a retry that sends nothing: the file's rows as they are, left unwritten."""
-    counts = frame["status"].value_counts()
+    counts = statuses.value_counts()
     summary = RunSummary(
         catalog=str(config.catalog),
         results=str(config.catalog),
@@ -205,7 +210,7 @@ def _nothing_to_retry(config: RunConfig, frame: pd.DataFrame) -> RunSummary:
         dry_run=config.dry_run,
         plan=PlanCounts(),
         statuses={str(status): int(count) for status, count in sorted(counts.items())},
-        exit_code=1 if set(counts.index) & UNFINISHED_ROWS else 0,  # as the run's would be
+        exit_code=1 if _leaves_rows(statuses) else 0,  # as the run's would be
     )
     runner.write_summary_json(config, summary)
     return summary

@@ -252,7 +252,7 @@ def csv_layout(
     if options.delimiter is not None and len(options.delimiter) != 1:
         raise CatalogError(f"the CSV delimiter must be one character, not {options.delimiter!r}")
     allow_long_cells()  # a long header is one cell while the delimiter is sniffed
-    declared = _declared_delimiter(text)
+    declared = declared_delimiter(text)
     if declared is not None and options.delimiter not in (None, declared):
         raise CatalogError(
             f"{path}: line 1 declares the delimiter {declared!r} (sep={declared}), "
@@ -273,7 +273,7 @@ def allow_long_cells() -> None:
     csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
 
 
-def _declared_delimiter(text: str) -> str | None:
+def declared_delimiter(text: str) -> str | None:
     """The delimiter of a first line `sep=X` (Excel's), or None."""
     first = _TEXT_LINE_END.split(text, 1)[0]
     if len(first) == 5 and first[:4].lower() == "sep=":

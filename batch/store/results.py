@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 import python_calamine as calamine
 
 from batch import storage
+from batch.catalog.readers import declared_delimiter
 from batch.errors import CatalogError
 from batch.statuses import CODED_ROWS
 from batch.storage import Location
@@ -436,8 +437,8 @@ def _csv_dialect(handle: IO[bytes]) -> tuple[str, str, int]:
     handle.seek(0)
     encoding = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     line = head.decode(encoding, "replace").split("\n", 1)[0]
-    if (hint := re.fullmatch(r'"?sep=(.)"?\r?', line)) is not None:
-        return encoding, hint.group(1), 1
+    if (declared := declared_delimiter(line)) is not None:
+        return encoding, declared, 1
 
     def outcome_names(delimiter: str) -> int:
         names = (name.strip().strip('"').removeprefix("'") for name in line.split(delimiter))
