@@ -189,8 +189,8 @@ class AccountListing:
             if server_date is not None:
                 behind = max(behind, self._clock() - server_date)
             ids = [str(video["id"]) for video in videos]
-            read_before = frozenset(seen)
-            stalled = stalled + 1 if videos and seen.issuperset(ids) else 0
+            new_here = {video_id for video_id in ids if video_id not in seen}
+            stalled = stalled + 1 if videos and not new_here else 0
             if stalled > _STALLED_PAGES:
                 raise ApiError(
                     f"the product video listing does not advance: pages {page - stalled + 1} to "
@@ -214,7 +214,7 @@ class AccountListing:
                     reached = math.inf if too_far else target - CLOCK_SKEW_SECONDS
                     older_seen = True
                     break
-                if video_id in read_before:
+                if video_id not in new_here:
                     continue  # moved down a page by videos created during the walk
                 title = clip_title(str(video.get("title") or ""))
                 fresh.append((video_id, tag_in(title), title, created))
