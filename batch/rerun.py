@@ -100,9 +100,17 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         unknown_rows = {n for n, status in by_row.items() if status == "unknown"}
         recorded = {n for n, status in by_row.items() if status in ("failed", "not_attempted")}
         try:
-            drifted, changed = _check_requests(subset_config, unknown_rows, recorded)
+            drifted, changed, superseded = _check_requests(subset_config, unknown_rows, recorded)
         except CatalogError as exc:
             raise _of_the_file(exc, subset, config.catalog) from exc
+        if superseded:
+            raise CatalogError(
+                f"{config.catalog}: rows whose request a later run of the catalog no longer "
+                f"made: row {_named(todo, superseded)} (their catalog rows were corrected or "
+                "removed since this file was written, and that run sent what the catalog "
+                "gives now). Sending them would pay for a second video of the same rows, so "
+                "nothing was sent: retry the newest results file, or run the catalog"
+            )
         if drifted:
             raise CatalogError(
                 f"{config.catalog}: unknown rows (answers lost) whose request the file now "
@@ -293,9 +301,10 @@ def _run_options(config: RunConfig) -> CatalogOptions:
 
 def _check_requests(
     config: RunConfig, unknown: set[int], recorded: set[int]
-) -> tuple[list[int], list[int]]:
+) -> tuple[list[int], list[int], list[int]]:
     """The rows to retry (`config.catalog`, numbered from 1), rebuilt as requests and held up
-    against the ledger before anything is sent; returns (drifted unknown rows, changed rows).
+    against the ledger before anything is sent; returns (drifted unknown rows, changed rows,
+    superseded rows).
 
     Unknown rows the state has never seen become `unknown` jobs: reconciled before resending
     (not in a dry run, which writes nothing to the ledger). Drifted: an unknown row whose
@@ -310,13 +319,24 @@ def _check_requests(
     a date back otherwise, the file was retried with other defaults). Sending it, then running
     the catalog, would pay for the row twice. A row key the ledger does not know (a file from
     another machine) passes: nothing planned it here.
+
+    Superseded: a recorded or unknown row whose request a later run of the catalog left out
+    while sending another of its row key (`StateStore.left_out_later`): the file is older than
+    the catalog's correction, and its row was paid for as corrected.
     """
     drifted: list[int] = []
     changed: list[int] = []
+    superseded: list[int] = []
+    asked = recorded | unknown
     with StateStore(config.state) as state:
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
-            others = [r for r in batch.rows if r.number in recorded and r.fingerprint]
-            known = state.jobs_by_fingerprint([r.fingerprint for r in others if r.fingerprint])
+            held = [r for r in batch.rows if r.number in asked and r.fingerprint]
+            known = state.jobs_by_fingerprint([r.fingerprint for r in held if r.fingerprint])
+            gone = state.left_out_later([job.id for job in known.values()])
+            superseded += [
+                r.number for r in held if r.fingerprint in known and known[r.fingerprint].id in gone
+            ]
+            others = [r for r in held if r.number in recorded]
             keyed = state.keys_with_jobs(
                 [r.key for r in others if r.fingerprint not in known and r.key]
             )
@@ -336,4 +356,4 @@ def _check_requests(
                     payload.fields_to_json(row.fields),
                     tag_for(row.fingerprint),
                 )
-    return drifted, changed
+    return drifted, changed, superseded

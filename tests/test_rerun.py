@@ -533,3 +533,66 @@ def test_a_retry_exits_as_a_run_of_the_whole_file_would(tmp_path: Path, sandbox_
     assert code == 1, err
     assert len(_sent(sandbox_url)) == 2
     assert list(read_results(results)["status"]) == ["submitted", "submitted", "invalid"]
+
+
+def test_a_stale_results_file_never_pays_again_for_rows_corrected_since(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """Night 1 stops early and its file is mailed; rows 4 and 5 are corrected in the catalog and
+    night 2 sends them as corrected. A retry of night 1's file would have sent their old requests
+    (two more paid videos of the same rows): it sends nothing (exit 2), naming them."""
+    catalog, args = half_run
+    state = ("--state", str(tmp_path / "s.db"))
+    inbox, night2 = tmp_path / "c.results.csv", ("--results", str(tmp_path / "night2.csv"))
+    rows = [{**row, "length": ""} for row in simple_rows(5)]
+    rows[3]["length"] = rows[4]["length"] = "30"
+    write_catalog(catalog, rows)
+    code, err = invoke("run", str(catalog), "--length", "15", *night2, *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5
+    code, err = invoke("retry", str(inbox), *state, *args)
+    assert code == 2
+    told = " ".join(err.split())
+    assert "a later run of the catalog no longer made: row 4, 5 (" in told
+    assert len(_sent(sandbox_url)) == 5
+
+
+def test_a_variant_row_its_catalog_still_asks_for_is_retried_beside_a_corrected_one(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Two rows of one product (two videos). The second failed for good, and the next run
+    carried it over while it sent the first as corrected: the second is still the catalog's
+    request, and retrying the first night's file with --retry-permanent sends it."""
+    product = simple_rows(1)[0]
+    rows = [{**product, "title": "Square"}, {**product, "title": "Tall", "length": "30"}]
+    catalog = write_catalog(tmp_path / "c.csv", rows)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--max-videos", "1", *state, *args)
+    assert code == 1, err
+    with sqlite3.connect(tmp_path / "s.db") as db:  # as if the API had refused it for good
+        db.execute("UPDATE jobs SET status = 'failed', permanent = 1 WHERE status <> 'submitted'")
+    rows[0]["length"] = "60"
+    write_catalog(catalog, rows)
+    night2 = ("--results", str(tmp_path / "night2.csv"))
+    code, err = invoke("run", str(catalog), *night2, *state, *args)
+    assert code == 1, err
+    assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)] == ["15", "60"]
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), "--retry-permanent", *state, *args)
+    assert code == 0, err
+    assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)][2:] == ["30"]
+
+
+def test_a_row_another_catalog_asks_otherwise_for_is_retried(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A later run of another catalog file (another team's, with the same products) is no sign
+    that this file's rows were corrected: they are retried."""
+    _, args = half_run
+    state = ("--state", str(tmp_path / "s.db"))
+    other = write_catalog(tmp_path / "other.csv", [{**r, "length": "60"} for r in simple_rows(5)])
+    code, err = invoke("run", str(other), *state, *args)  # its own results file
+    assert code == 0, err
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 1 + 5 + 4

@@ -176,6 +176,39 @@ class JobQueries(Connection):
         lookup = "SELECT 1 FROM jobs WHERE row_key = ? LIMIT 1"
         return {key for key in set(keys) if self._db.execute(lookup, (key,)).fetchone()}
 
+    def left_out_later(self, job_ids: Sequence[int]) -> set[int]:
+        """Of these jobs, those a later run of their catalog left out while it planned another
+        request of their row key: the catalog asks otherwise now (its row was corrected, or
+        removed), and the job was superseded, never sent.
+
+        Later: a run of the same catalog file after the job's last planning. A job that run
+        still planned or carried (another variant of the same product beside it) is kept.
+        """
+        later: dict[int, int] = {}  # job -> the newest such run
+        for start in range(0, len(job_ids), 10_000):
+            chunk = job_ids[start : start + 10_000]
+            marks = ",".join("?" * len(chunk))
+            for job_id, run_id in self._db.execute(
+                "SELECT a.id, max(b.planned_run) FROM jobs a "
+                "JOIN runs ra ON ra.id = a.planned_run "
+                "JOIN jobs b ON b.row_key = a.row_key AND b.id <> a.id "
+                "AND b.planned_run > a.planned_run "
+                "JOIN runs rb ON rb.id = b.planned_run AND rb.catalog = ra.catalog "
+                f"WHERE a.id IN ({marks}) GROUP BY a.id",
+                chunk,
+            ):
+                later[job_id] = run_id
+        left_out: set[int] = set()
+        for run_id in set(later.values()):
+            text = self._db.execute(
+                f"SELECT {joined_integers(self.dialect, 'job_id')} FROM run_rows "
+                "WHERE run_id = ? AND job_id IS NOT NULL",
+                (run_id,),
+            ).fetchone()[0]
+            planned = set(split_integers(text).tolist())
+            left_out |= {job for job, run in later.items() if run == run_id and job not in planned}
+        return left_out
+
     def record_plan(
         self,
         run_id: int,
