@@ -11,6 +11,10 @@ from batch.store.connection import Connection
 DOUBLE_CHARGED = "double charge, raise it with JoggAI: videos "
 # double_charges.video_ids is a JSON list of ids (letters, digits, dashes): spelt out as "a, b"
 # with string functions both databases have.
+_DOUBLE_CHARGE = (
+    f"WHEN d.tag IS NOT NULL THEN '{DOUBLE_CHARGED}' || "
+    "replace(replace(replace(replace(d.video_ids, '[', ''), ']', ''), '\"', ''), ',', ', ') "
+)
 # What the results file says of a row, from its plan (run_rows) and its job.
 _RESULT_STATUS = """CASE
     WHEN r.row_status IN ('invalid', 'duplicate', 'blank') THEN r.row_status
@@ -26,17 +30,18 @@ class OutcomeQueries(Connection):
     def outcome_rows(self, run_id: int, first: int, last: int) -> list[tuple[Any, ...]]:
         """Rows first..last of a run with their job's outcome, in catalog order, as tuples of
         `OUTCOME_FIELDS` (the results file is built from these columns, not row objects)."""
+        # An account with no double charge (nearly every one) skips that join: a fifth of the
+        # query's time on a million rows.
+        charged = self._db.execute("SELECT EXISTS (SELECT 1 FROM double_charges)").fetchone()[0]
+        message = (
+            f"CASE WHEN r.detail IS NOT NULL THEN r.detail {_DOUBLE_CHARGE if charged else ''}"
+        )
         rows = self._db.execute(
-            f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, "
-            "CASE WHEN r.detail IS NOT NULL THEN r.detail "
-            f"WHEN d.tag IS NOT NULL THEN '{DOUBLE_CHARGED}' || "
-            "replace(replace(replace(replace(d.video_ids, '[', ''), ']', ''), '\"', ''), "
-            "',', ', ') "
-            "ELSE j.message END, "
+            f"SELECT r.row, {_RESULT_STATUS}, j.video_id, j.code, {message}ELSE j.message END, "
             "j.attempts, j.submitted_at, j.video_status, j.video_url, j.cover_url, j.duration, "
             "j.deducted_credit, j.error, j.completed_at, j.product_id "
             "FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id "
-            "LEFT JOIN double_charges d ON d.tag = j.tag "
+            f"{'LEFT JOIN double_charges d ON d.tag = j.tag ' if charged else ''}"
             "WHERE r.run_id = ? AND r.row BETWEEN ? AND ? ORDER BY r.row",
             (run_id, first, last),
         ).fetchall()
