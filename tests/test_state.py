@@ -182,3 +182,23 @@ def test_a_state_whose_schema_version_was_damaged_is_refused_with_what_to_do(
     with pytest.raises(StateError, match=says) as raised:
         StateStore(path)
     assert "restore a backup, or start a new state" in str(raised.value)
+
+
+def test_a_job_a_later_run_of_its_catalog_left_out_is_superseded(state: StateStore) -> None:
+    """`left_out_later`: a job whose row key a later run of the same catalog planned another
+    request for, without it, was superseded. One that run still carried (another video of the
+    product), or whose key only another catalog's later run planned, was not."""
+    a, b, c, d, e = (letter * 64 for letter in "abcde")
+    first = state.begin_run("c.csv", dry_run=False)
+    ids = state.record_plan(
+        first,
+        [NewJob(a, "P", "[]", "ta"), NewJob(b, "P", "[]", "tb"), NewJob(c, "Q", "[]", "tc")],
+        [],
+        [RowPlan(1, a, "job", None), RowPlan(2, b, "job", None), RowPlan(3, c, "job", None)],
+    )
+    later = state.begin_run("c.csv", dry_run=False)  # row 1 corrected; row 2 carried as it was
+    rows = [RowPlan(1, d, "job", None), RowPlan(2, ids[b], "job", None)]
+    state.record_plan(later, [NewJob(d, "P", "[]", "td")], [], rows)
+    other = state.begin_run("other.csv", dry_run=False)
+    state.record_plan(other, [NewJob(e, "Q", "[]", "te")], [], [RowPlan(1, e, "job", None)])
+    assert state.left_out_later(list(ids.values())) == {ids[a]}
