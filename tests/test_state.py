@@ -185,10 +185,11 @@ def test_a_state_whose_schema_version_was_damaged_is_refused_with_what_to_do(
 
 
 def test_a_job_a_later_run_of_its_catalog_left_out_is_superseded(state: StateStore) -> None:
-    """`left_out_later`: a job whose row key a later run of the same catalog planned another
-    request for, without it, was superseded. One that run still carried (another video of the
-    product), or whose key only another catalog's later run planned, was not."""
-    a, b, c, d, e = (letter * 64 for letter in "abcde")
+    """`left_out_later`: a job whose row key a later run of the same catalog and defaults planned
+    another request for, without it, was superseded. One that run still carried (another video
+    of the product), or whose key only another catalog's later run, or a later run of the same
+    catalog with other defaults (its 16:9 videos beside the 9:16 ones), planned, was not."""
+    a, b, c, d, e, f = (letter * 64 for letter in "abcdef")
     first = state.begin_run("c.csv", dry_run=False)
     ids = state.record_plan(
         first,
@@ -201,4 +202,6 @@ def test_a_job_a_later_run_of_its_catalog_left_out_is_superseded(state: StateSto
     state.record_plan(later, [NewJob(d, "P", "[]", "td")], [], rows)
     other = state.begin_run("other.csv", dry_run=False)
     state.record_plan(other, [NewJob(e, "Q", "[]", "te")], [], [RowPlan(1, e, "job", None)])
+    wide = state.begin_run("c.csv", dry_run=False, request_defaults='{"aspect_ratio": "16:9"}')
+    state.record_plan(wide, [NewJob(f, "Q", "[]", "tf")], [], [RowPlan(3, f, "job", None)])
     assert state.left_out_later(list(ids.values())) == {ids[a]}

@@ -181,8 +181,9 @@ class JobQueries(Connection):
         request of their row key: the catalog asks otherwise now (its row was corrected, or
         removed), and the job was superseded, never sent.
 
-        Later: a run of the same catalog file after the job's last planning. A job that run
-        still planned or carried (another variant of the same product beside it) is kept.
+        Later: a run after the job's last planning, of the same catalog file with the same
+        request defaults (the same file run as 9:16 and as 16:9 asks for both). A job that run
+        still planned or carried (another video of the same product) is kept.
         """
         later: dict[int, int] = {}  # job -> the newest such run
         for start in range(0, len(job_ids), 10_000):
@@ -194,6 +195,8 @@ class JobQueries(Connection):
                 "JOIN jobs b ON b.row_key = a.row_key AND b.id <> a.id "
                 "AND b.planned_run > a.planned_run "
                 "JOIN runs rb ON rb.id = b.planned_run AND rb.catalog = ra.catalog "
+                "AND (rb.request_defaults = ra.request_defaults "
+                "OR (rb.request_defaults IS NULL AND ra.request_defaults IS NULL)) "
                 f"WHERE a.id IN ({marks}) GROUP BY a.id",
                 chunk,
             ):
