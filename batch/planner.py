@@ -125,6 +125,9 @@ class Planner:
         existing = self.state.jobs_by_fingerprint(
             list({fp for i in slow if (fp := fingerprints[i])})
         )
+        existing.update(
+            self._earlier_jobs(rows, [i for i in slow if fingerprints[i] not in existing])
+        )
         known_keys = self._keys_with_jobs(
             rows, {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
         )
@@ -230,6 +233,23 @@ class Planner:
             carried[number] = "duplicate"
             self.counts.duplicate += 1
         return carried
+
+    def _earlier_jobs(self, rows: catalog.ResolvedRows, indices: list[int]) -> dict[str, KnownJob]:
+        """The jobs earlier versions made of these rows (new fingerprints), by the rows' own
+        fingerprints: those versions hashed free text as the file wrote it (NFD, CRLF), which
+        is now made alike first, so a row they sent has another fingerprint tonight. Found under
+        its old one, it is that job (already submitted, or retried as it is), not a new one."""
+        if not self.earlier_jobs:
+            return {}
+        pairs = [
+            (rows.fingerprints[i], old) for i in indices if (old := rows.earlier_fingerprint(i))
+        ]
+        found = self.state.jobs_by_fingerprint(list({old for _, old in pairs}))
+        jobs: dict[str, KnownJob] = {}
+        for fp, old in pairs:
+            if fp is not None and old in found:
+                jobs.setdefault(fp, found[old])
+        return jobs
 
     def _needs_product(self, row: catalog.CatalogRow) -> None:
         """Notes the product a row to send has to have created first, if it is not yet."""

@@ -56,13 +56,14 @@ def test_csv_dialects_are_sniffed(tmp_path: Path, delimiter: str, newline: str, 
 
 
 def test_csv_quoted_fields_with_delimiters_and_newlines(tmp_path: Path) -> None:
-    """Quoted cells keep embedded delimiters and newlines, and rows stay aligned."""
+    """Quoted cells keep embedded delimiters and newlines, and rows stay aligned; the results
+    file gets the cell as written, the request its text with LF line ends."""
     text = 'product_id,title,video_name\r\nA1,"Mug, blue\r\nlarge",{title}\r\nB2,"Say ""hi""",x\r\n'
     path = write(tmp_path, "c.csv", text)
     rows = rows_of(path)
     assert [row.number for row in rows] == [1, 2]
     assert rows[0].fields is not None
-    assert rows[0].fields.name == "Mug, blue\r\nlarge"
+    assert rows[0].fields.name == "Mug, blue\nlarge"
     table = next(read_passthrough(path, CatalogOptions()))
     assert table.column("title").to_pylist() == ["Mug, blue\r\nlarge", 'Say "hi"']
 
@@ -1229,3 +1230,94 @@ def test_request_settings_round_trip_and_read_an_earlier_record() -> None:
     assert (earlier.columns, earlier.defaults.length) == ({}, "60")
     with pytest.raises(ValueError, match="request defaults"):
         request_settings_from_json('{"defaults":{"frobnicate":1}}', CatalogOptions())
+
+
+# Text as two tools write the same words: composed (NFC) and decomposed (NFD, a Mac tool), and
+# line ends as LF, CRLF (FTP's ASCII mode, unix2dos) and a lone CR (old Mac tools).
+CAFE_NFC, CAFE_NFD = "Caf\u00e9 cr\u00e8me", "Cafe\u0301 cre\u0300me"
+FREE_TEXT = "product_name,description,target_audience,override_script,title"
+NAMED = CatalogOptions(defaults=RequestDefaults(video_name="{title} ({product_name})"))
+
+
+def free_text_row(cafe: str, line_end: str, pid: str | None = "A1") -> str:
+    """A catalog line whose every free-text cell holds `cafe`, the script on two lines; without
+    `pid`, for a catalog of products made from their details."""
+    script = f'"{cafe}{line_end}second line"'
+    return ("" if pid is None else f"{pid},") + f"{cafe},{cafe},{cafe},{script},{cafe}\n"
+
+
+def free_text_catalog(tmp_path: Path, *lines: str, ids: bool = True) -> Path:
+    header = ("product_id," if ids else "") + FREE_TEXT
+    return write(tmp_path, "c.csv", header + "\n" + "".join(lines))
+
+
+@pytest.mark.parametrize(("cafe", "line_end"), [(CAFE_NFD, "\n"), (CAFE_NFC, "\r\n"),
+                                                 (CAFE_NFC, "\r"), (CAFE_NFD, "\r\n")])  # fmt: skip
+def test_free_text_written_otherwise_but_read_alike_is_the_same_request(
+    tmp_path: Path, cafe: str, line_end: str
+) -> None:
+    """NFD text and CRLF or CR line ends in free-text cells are sent, and hashed, as the NFC
+    text with LF line ends they read as: the same request as the file saved the usual way."""
+    path = free_text_catalog(tmp_path, free_text_row(CAFE_NFC, "\n"), free_text_row(cafe, line_end))
+    usual, other = rows_of(path, NAMED)
+    assert other.fields == usual.fields
+    assert other.fingerprint == usual.fingerprint
+    assert usual.fields is not None
+    assert other.fingerprint == fingerprint(usual.fields)  # the column-at-a-time one agrees
+    assert usual.fields.override_script == f"{CAFE_NFC}\nsecond line"
+    assert usual.fields.name == f"{CAFE_NFC} ({CAFE_NFC})"
+
+
+def test_products_made_from_text_written_otherwise_are_the_same_request(tmp_path: Path) -> None:
+    """A row without a product id is hashed from its product's details: NFD details and a
+    CRLF inside them make the same product, and the same request, as NFC ones."""
+    path = free_text_catalog(
+        tmp_path,
+        free_text_row(CAFE_NFC, "\n", pid=None),
+        free_text_row(CAFE_NFD, "\r\n", pid=None),
+        ids=False,
+    )
+    usual, other = rows_of(path, NAMED)
+    assert other.fields is not None
+    assert other.fields.product is not None
+    assert other.fields.product.name == CAFE_NFC
+    assert other.fields == usual.fields
+    assert other.fingerprint == usual.fingerprint
+
+
+def test_free_text_is_made_alike_and_ids_are_not(tmp_path: Path) -> None:
+    """An id is what it is: an NFD product or voice id, or a CR in a product id, is sent as
+    written (another spelling of a product id may name another product); the row's free text
+    is made alike."""
+    text = f'product_id,voice_id,override_script\n"{CAFE_NFD}",{CAFE_NFD},{CAFE_NFD}\n"P\r1",v,x\n'
+    decomposed, with_cr = rows_of(write(tmp_path, "c.csv", text))
+    assert decomposed.fields is not None
+    assert with_cr.fields is not None
+    assert (decomposed.fields.product_id, decomposed.fields.voice_id) == (CAFE_NFD, CAFE_NFD)
+    assert decomposed.fields.override_script == CAFE_NFC
+    assert with_cr.fields.product_id == "P\r1"
+
+
+@pytest.mark.parametrize("ids", [True, False], ids=["product_id", "details"])
+def test_a_row_made_alike_keeps_the_fingerprint_earlier_versions_gave_it(
+    tmp_path: Path, ids: bool
+) -> None:
+    """`earlier_fingerprint` of a row whose free text was made alike is the fingerprint of its
+    fields with the text as the file wrote it (what earlier versions hashed and sent); none for
+    a row that was already alike."""
+    pid = "A1" if ids else None
+    lines = (free_text_row(CAFE_NFC, "\n", pid), free_text_row(CAFE_NFD, "\r\n", pid))
+    (batch,) = read_catalog(free_text_catalog(tmp_path, *lines, ids=ids), NAMED)
+    usual, other = batch.rows
+    assert other.fields is not None
+    product = other.fields.product and other.fields.product._replace(
+        name=CAFE_NFD, description=CAFE_NFD, target_audience=CAFE_NFD
+    )
+    as_written = other.fields._replace(
+        product=product,
+        override_script=f"{CAFE_NFD}\r\nsecond line",
+        name=f"{CAFE_NFD} ({CAFE_NFD})",
+    )
+    assert batch.rows.earlier_fingerprint(1) == fingerprint(as_written) != other.fingerprint
+    assert batch.rows.earlier_fingerprint(0) is None
+    assert usual.fingerprint == other.fingerprint

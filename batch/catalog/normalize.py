@@ -136,6 +136,9 @@ _OVERRIDES: Final = tuple(name for name, (_, default) in _COLUMNS.items() if def
 FREE_TEXT_COLUMNS: Final = frozenset(
     {"video_name", "override_script", "product_name", "description", "target_audience"}
 )
+# The free text made alike (`_same_text`) a column at a time; video names once their templates
+# are expanded, since a template takes text from any column.
+_MADE_ALIKE: Final = FREE_TEXT_COLUMNS - {"video_name"}
 # How R, pandas, SQL exports and people write "no value" (and an empty JSON list), matched
 # ignoring case and surrounding spaces: in any other column such a cell is empty, never an id,
 # enum or number.
@@ -411,9 +414,10 @@ def _key_header(
 
 class _Column:
     """One canonical column of a batch: a value per row, each value as the fingerprint encodes
-    it, the rows whose value is invalid, and the rows whose cell spelled "missing" (`NULL`)."""
+    it, the rows whose value is invalid, the rows whose cell spelled "missing" (`NULL`), and the
+    rows whose text was made alike, with the text before (`_same_text`)."""
 
-    __slots__ = ("bad", "parts", "spelled_missing", "values")
+    __slots__ = ("bad", "earlier", "parts", "spelled_missing", "values")
 
     def __init__(
         self,
@@ -421,11 +425,40 @@ class _Column:
         parts: pa.Array,
         bad: list[tuple[int, str, str]],
         spelled_missing: dict[int, str] | None = None,
+        earlier: dict[int, str] | None = None,
     ) -> None:
         self.values = values
         self.parts = parts
         self.bad = bad
         self.spelled_missing = spelled_missing or {}
+        self.earlier = earlier or {}
+
+
+def _same_text(text: pa.Array) -> pa.Array:
+    """Text as a reader sees it, one spelling for what reads the same: line ends as LF (a file
+    through FTP's ASCII mode or unix2dos has CRLF in its quoted cells, old Mac tools a lone CR)
+    and characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301)."""
+    return pc.utf8_normalize(pc.replace_substring_regex(text, r"\r\n?", "\n"), "NFC")
+
+
+def _make_alike(values: Any, positions: Sequence[int] | None = None) -> dict[int, str]:
+    """Replaces the text of `values` (a list or object array of text and None; only that at
+    `positions` when given) by `_same_text` of it, in place; returns the positions it changed,
+    with their text before."""
+    if positions is None:
+        text = pa.array(values, pa.string())
+    elif positions:
+        text = pa.array([values[position] for position in positions], pa.string())
+    else:
+        return {}
+    same = _same_text(text)
+    changed = pc.fill_null(pc.not_equal(same, text), False).to_numpy(zero_copy_only=False)
+    earlier: dict[int, str] = {}
+    for at in np.flatnonzero(changed).tolist():  # rare: text written otherwise than last time
+        position = at if positions is None else positions[at]
+        earlier[position] = values[position]
+        values[position] = same[at].as_py()
+    return earlier
 
 
 def _constant_part(value: object, count: int) -> pa.Array:
@@ -524,8 +557,15 @@ _Kind = Literal["free", "list", "one"]  # text kept as written; image_urls; one 
 
 
 def _normalize_column(
-    column: pa.ChunkedArray, normalize: Normalizer, default: object, kind: _Kind
+    column: pa.ChunkedArray,
+    normalize: Normalizer,
+    default: object,
+    kind: _Kind,
+    *,
+    make_alike: bool = False,
 ) -> _Column:
+    """The column's values, encodings and problems; with `make_alike`, its cells' text is made
+    alike (`_same_text`), the default (the settings') is sent as written."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
@@ -542,6 +582,7 @@ def _normalize_column(
     outputs = np.empty(len(uniques) + 1, dtype=object)
     reasons: dict[int, str] = {}
     spelled: dict[int, str] = {}
+    written: list[int] = []  # the distinct values read from cells, not the default
     for index, value in enumerate(uniques):
         if isinstance(value, bytes):  # a BINARY string, as Hive, Impala, older Spark write
             try:
@@ -566,7 +607,10 @@ def _normalize_column(
             outputs[index] = normalize(value)
         except ValueError as exc:
             reasons[index] = str(exc)
+        else:
+            written.append(index)
     outputs[len(uniques)] = default
+    earlier = _make_alike(outputs, written) if make_alike else {}
     indices = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
     bad: list[tuple[int, str, str]] = []
     if reasons:
@@ -580,7 +624,8 @@ def _normalize_column(
         for index, value in enumerate(outputs)
     ]
     parts = pa.array(encoded, pa.string()).take(pa.array(indices))
-    return _Column(outputs.take(indices).tolist(), parts, bad, spelled_missing)
+    values = outputs.take(indices).tolist()
+    return _Column(values, parts, bad, spelled_missing, dict(_rows_of(indices, earlier)))
 
 
 def _text_part(values: list[Any]) -> pa.Array:
@@ -683,6 +728,7 @@ def resolve_rows(
     parts: dict[str, pa.Array] = {}
     problems: dict[int, list[RowProblem]] = {}
     product_spelled: dict[int, str] = {}
+    earlier: dict[str, dict[int, str]] = {}
 
     def report(canonical: str, bad: list[tuple[int, str, str]]) -> None:
         header = plan.canonical.get(canonical, canonical)
@@ -705,15 +751,19 @@ def resolve_rows(
             if canonical == "image_urls"
             else "one"
         )
-        column = _normalize_column(table.column(header), normalize, default, kind)
+        column = _normalize_column(
+            table.column(header), normalize, default, kind, make_alike=canonical in _MADE_ALIKE
+        )
         columns[canonical] = column.values
         parts[canonical] = column.parts
+        earlier[canonical] = column.earlier
         report(canonical, column.bad)
         if canonical == "product_id":
             product_spelled = column.spelled_missing
     names = columns["video_name"]
     if plan.canonical.get("video_name") is not None or defaults.video_name is not None:
         report("video_name", _expand_names(names, table, plan.template_names))
+        earlier["video_name"] = _make_alike(names)
         parts["video_name"] = _text_part(names)
     parts["name"] = parts.pop("video_name")
     keys = _text_values(table.column(plan.key))
@@ -732,6 +782,7 @@ def resolve_rows(
         product_spelled,
         blank,
         names_make_products="product_id" not in plan.canonical,
+        earlier={name: rows for name, rows in earlier.items() if rows},
     )
 
 

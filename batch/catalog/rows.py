@@ -117,7 +117,9 @@ class ResolvedRows(Sequence[CatalogRow]):
     front, and the request values of a row (`fields`, `key`) only for rows that are used.
     """
 
-    __slots__ = ("_built", "_columns", "_keys", "blank", "fingerprints", "first", "problems")
+    __slots__ = (
+        "_built", "_columns", "_earlier", "_keys", "blank", "fingerprints", "first", "problems",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -132,10 +134,14 @@ class ResolvedRows(Sequence[CatalogRow]):
         blank: frozenset[int] = frozenset(),
         *,
         names_make_products: bool = True,
+        earlier: Mapping[str, Mapping[int, str]] | None = None,
     ) -> None:
         """`names_make_products`: a row without a product_id or product_url is made a product
         from its product_name (and details); not in a catalog of product ids, where an empty id
-        is a mistake to show, not a product to create and pay a video for."""
+        is a mistake to show, not a product to create and pay a video for.
+
+        `earlier`: column -> row -> the text as the file wrote it, for the rows whose free text
+        was made alike (NFC, LF line ends) to be sent; see `earlier_fingerprint`."""
         self.first = first
         self.blank = blank  # rows whose every cell is empty: not a row to send, nor a problem
         self._columns = [columns[name] for name in ROW_COLUMNS]
@@ -143,6 +149,9 @@ class ResolvedRows(Sequence[CatalogRow]):
         self.fingerprints = fingerprints
         self.problems = problems
         self._built: dict[int, CatalogRow] = {}
+        self._earlier = {
+            ROW_COLUMNS.index(name): rows for name, rows in (earlier or {}).items() if rows
+        }
         # A row without a product_id is hashed from its product's details, or lacks a product.
         urls, names = columns["product_url"], columns["product_name"]
         spelled = product_spelled_missing or {}
@@ -186,23 +195,42 @@ class ResolvedRows(Sequence[CatalogRow]):
     def _values(self, index: int) -> list[Any]:
         return [column[index] for column in self._columns]
 
+    def earlier_fingerprint(self, index: int) -> str | None:
+        """The fingerprint earlier versions gave a valid row whose free text is now made alike:
+        hashed from the text as the file wrote it (NFD, CRLF); None for any other row.
+
+        Their jobs are in states for years: planning looks the row's job up under this one too,
+        so an upgrade never pays again for a row it sent before."""
+        changed = [(at, rows[index]) for at, rows in self._earlier.items() if index in rows]
+        if not changed or self.fingerprints[index] is None:
+            return None
+        values = self._values(index)
+        for at, text in changed:
+            values[at] = text
+        return fingerprint(self._fields(values))
+
     def _row(self, index: int) -> CatalogRow:
         number, key = self.first + index, self.key(index)
         problems = self.problems.get(index)
         if problems:
             return CatalogRow(number, None, tuple(problems), key, None)
+        fields = self._fields(self._values(index))
+        # A product without an id has its own encoding: hashed from the fields.
+        fp = self.fingerprints[index] if fields.product is None else fingerprint(fields)
+        return CatalogRow(number, fields, (), key, fp)
+
+    @staticmethod
+    def _fields(values: Sequence[Any]) -> ResolvedFields:
+        """A row's request values from its values in `ROW_COLUMNS` order."""
         (pid, avatar_id, avatar_type, voice_id, music_id, style, language, visual_style, length,
          aspect_ratio, caption, name, override_script, webhook_url, product_url, product_name,
-         description, audience, image_urls) = self._values(index)  # fmt: skip
+         description, audience, image_urls) = values  # fmt: skip
         product = None
         if pid is None:
             product = ProductDetails(product_url, product_name, description, audience, image_urls)
-        fields = ResolvedFields(pid, product, length, aspect_ratio, caption, name, avatar_id,
-                                avatar_type, voice_id, music_id, style, language, visual_style,
-                                override_script, webhook_url)  # fmt: skip
-        # A product without an id has its own encoding: hashed from the fields.
-        fp = self.fingerprints[index] if product is None else fingerprint(fields)
-        return CatalogRow(number, fields, (), key, fp)
+        return ResolvedFields(pid, product, length, aspect_ratio, caption, name, avatar_id,
+                              avatar_type, voice_id, music_id, style, language, visual_style,
+                              override_script, webhook_url)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
