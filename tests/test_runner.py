@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from batch import catalog as catalog_module
-from batch import planner, runner
+from batch import payload, planner, runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import CatalogError, ExitCode, LockedError
 from batch.joggai.backoff import RetryPolicy
@@ -964,3 +964,105 @@ def test_a_ledger_connection_dropped_mid_run_ends_with_exit_7_not_a_traceback(
     assert again.exit_code == ExitCode.OK
     assert len(creates) == 6  # every row accepted once: the cut one looked up, not resent
     assert set(read_results(config.results)["status"]) <= {"submitted", "already_submitted"}
+
+
+# The same words as two tools write them: composed (NFC) and decomposed (NFD, a Mac tool).
+CAFE_NFC, CAFE_NFD = "Caf\u00e9 cr\u00e8me", "Cafe\u0301 cre\u0300me"
+
+
+def script_catalog(path: Path, cafe: str, line_end: str, rows: int = 3) -> Path:
+    """Sandbox products, each with a two-line script and a name in `cafe`'s spelling, the
+    script's lines ended by `line_end` inside its quoted cell (CRLF: FTP's ASCII mode)."""
+    lines = [
+        f'{pid},15,{cafe} {n},"{cafe}{line_end}second line {n}"\n'
+        for n, pid in enumerate(product_ids(rows))
+    ]
+    path.write_bytes(("product_id,length,video_name,override_script\n" + "".join(lines)).encode())
+    return path
+
+
+@pytest.mark.parametrize(("cafe", "line_end"), [(CAFE_NFD, "\n"), (CAFE_NFC, "\r\n"),
+                                                 (CAFE_NFD, "\r")])  # fmt: skip
+def test_the_same_catalog_saved_with_other_text_bytes_is_never_paid_again(
+    tmp_path: Path, sandbox_url: str, cafe: str, line_end: str
+) -> None:
+    """The catalog re-saved with NFD text, or CRLF (or CR) inside its multi-line cells, reads
+    the same: no new POST, every row already submitted; what was sent is NFC with LF."""
+    catalog = script_catalog(tmp_path / "catalog.csv", CAFE_NFC, "\n")
+    runner.run(make_config(catalog, sandbox_url))
+    script_catalog(catalog, cafe, line_end)
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    sent = submissions(sandbox_url)["submissions"]
+    assert (len(sent), summary.requests_sent, summary.plan.already_submitted) == (3, 0, 3)
+    scripts = sorted(s["payload"]["override_script"] for s in sent)
+    assert scripts == [f"{CAFE_NFC}\nsecond line {n}" for n in range(3)]
+
+
+def test_rows_written_otherwise_in_one_catalog_are_one_request(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """An NFC row and the same row in NFD with CRLF, in one catalog: one POST, the second row
+    its duplicate."""
+    (pid,) = product_ids(1)
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_bytes(
+        f'product_id,override_script\n{pid},"{CAFE_NFC}\nx"\n{pid},"{CAFE_NFD}\r\nx"\n'.encode()
+    )
+    summary = runner.run(make_config(catalog, sandbox_url))
+    assert (summary.requests_sent, summary.plan.duplicate) == (1, 1)
+    assert list(read_results(catalog.with_suffix(".results.csv"))["status"]) == [
+        "submitted",
+        "duplicate",
+    ]
+
+
+def recorded_as_earlier_versions_did(config: RunConfig, rows: list[int], status: str) -> None:
+    """The jobs of these rows of a `script_catalog` in NFD with CRLF, rewritten as versions
+    that hashed text as the file wrote it recorded them: fingerprint, fields and tag of the
+    raw text; and given `status`."""
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        for number in rows:
+            row = batch.rows[number - 1]
+            assert row.fields is not None
+            name, script = f"{CAFE_NFD} {number - 1}", f"{CAFE_NFD}\r\nsecond line {number - 1}"
+            fields = row.fields._replace(name=name, override_script=script)
+            old = payload.fingerprint(fields)
+            assert old != row.fingerprint
+            db.execute(
+                "UPDATE jobs SET fingerprint = ?, fields = ?, tag = ?, status = ?, permanent = 0 "
+                "WHERE fingerprint = ?",
+                (
+                    old,
+                    payload.fields_to_json(fields),
+                    planner.tag_for(old),
+                    status,
+                    row.fingerprint,
+                ),
+            )
+
+
+def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A state from a version that hashed NFD and CRLF text as written: its submitted rows stay
+    already submitted (no POST), its failed row is retried as that same job, no new one."""
+    catalog = script_catalog(tmp_path / "catalog.csv", CAFE_NFD, "\r\n")
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    recorded_as_earlier_versions_did(config, [1, 2], "submitted")
+    recorded_as_earlier_versions_did(config, [3], "failed")
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.plan.already_submitted, summary.plan.retry, summary.plan.new) == (2, 1, 0)
+    sent = submissions(sandbox_url)["submissions"][3:]
+    assert len(sent) == 1
+    assert sent[0]["payload"]["override_script"] == f"{CAFE_NFD}\r\nsecond line 2"
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        assert db.execute("SELECT count(*), min(status) FROM jobs").fetchone() == (3, "submitted")
+    assert list(read_results(config.results)["status"]) == ["already_submitted"] * 2 + ["submitted"]
