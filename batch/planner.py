@@ -68,6 +68,16 @@ class Settled:
         return job.status == self.status and (bool(job.permanent) or not self.permanent_only)
 
 
+def _further_along(job: KnownJob, other: KnownJob | None) -> bool:
+    """Whether `job` is further along than `other` (none at all): submitted, then maybe
+    accepted (its answer lost), then any other."""
+
+    def rank(status: str) -> int:
+        return 2 if status == "submitted" else 1 if status in UNCERTAIN else 0
+
+    return other is None or rank(job.status) > rank(other.status)
+
+
 def tag_for(fingerprint: str) -> str:
     """The reconciliation tag of a job's first render: derived, so a results file alone finds it."""
     return fingerprint[:12]
@@ -125,9 +135,7 @@ class Planner:
         existing = self.state.jobs_by_fingerprint(
             list({fp for i in slow if (fp := fingerprints[i])})
         )
-        existing.update(
-            self._earlier_jobs(rows, [i for i in slow if fingerprints[i] not in existing])
-        )
+        self._add_earlier_jobs(rows, slow, existing)
         known_keys = self._keys_with_jobs(
             rows, {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
         )
@@ -234,22 +242,26 @@ class Planner:
             self.counts.duplicate += 1
         return carried
 
-    def _earlier_jobs(self, rows: catalog.ResolvedRows, indices: list[int]) -> dict[str, KnownJob]:
-        """The jobs earlier versions made of these rows (new fingerprints), by the rows' own
-        fingerprints: those versions hashed free text as the file wrote it (NFD, CRLF), which
-        is now made alike first, so a row they sent has another fingerprint tonight. Found under
-        its old one, it is that job (already submitted, or retried as it is), not a new one."""
+    def _add_earlier_jobs(
+        self, rows: catalog.ResolvedRows, indices: list[int], existing: dict[str, KnownJob]
+    ) -> None:
+        """Adds to `existing` (jobs by fingerprint) the jobs earlier versions made of these rows:
+        they hashed free text as the file wrote it (NFD, CRLF), which is now made alike first,
+        so a row they sent has another fingerprint tonight. Found under its old one, it is that
+        job (already submitted, or retried as it is), not a new one; a row with a job under
+        each is the one further along (`_further_along`), so it is never paid for again."""
         if not self.earlier_jobs:
-            return {}
+            return
         pairs = [
-            (rows.fingerprints[i], old) for i in indices if (old := rows.earlier_fingerprint(i))
+            (fp, old)
+            for i in indices
+            if (fp := rows.fingerprints[i]) and (old := rows.earlier_fingerprint(i))
         ]
         found = self.state.jobs_by_fingerprint(list({old for _, old in pairs}))
-        jobs: dict[str, KnownJob] = {}
         for fp, old in pairs:
-            if fp is not None and old in found:
-                jobs.setdefault(fp, found[old])
-        return jobs
+            job = found.get(old)
+            if job is not None and _further_along(job, existing.get(fp)):
+                existing[fp] = job
 
     def _needs_product(self, row: catalog.CatalogRow) -> None:
         """Notes the product a row to send has to have created first, if it is not yet."""

@@ -1066,3 +1066,30 @@ def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(
     with sqlite3.connect(config.state) as db:
         assert db.execute("SELECT count(*), min(status) FROM jobs").fetchone() == (3, "submitted")
     assert list(read_results(config.results)["status"]) == ["already_submitted"] * 2 + ["submitted"]
+
+
+def test_a_row_with_a_failed_job_and_an_earlier_versions_submitted_one_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A state holding a row's text twice (an earlier version paid for its NFC and its NFD
+    file): the NFC job failed, the NFD one submitted; the row is the submitted job, unsent."""
+    catalog = script_catalog(tmp_path / "catalog.csv", CAFE_NFD, "\r\n", rows=1)
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    recorded_as_earlier_versions_did(config, [1], "submitted")
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    assert row.fingerprint is not None
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        db.execute(
+            "INSERT INTO jobs (fingerprint, row_key, fields, tag, status, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, 'failed', 0, 0)",
+            (row.fingerprint, row.key, payload.fields_to_json(row.fields), "nfc"),
+        )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.plan.already_submitted, summary.requests_sent) == (1, 0)
+    assert len(submissions(sandbox_url)["submissions"]) == 1
