@@ -330,26 +330,37 @@ def _check_requests(
     asked = recorded | unknown
     with StateStore(config.state) as state:
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
-            held = [r for r in batch.rows if r.number in asked and r.fingerprint]
-            known = state.jobs_by_fingerprint([r.fingerprint for r in held if r.fingerprint])
-            gone = state.left_out_later([job.id for job in known.values()])
-            superseded += [
-                r.number for r in held if r.fingerprint in known and known[r.fingerprint].id in gone
-            ]
-            others = [r for r in held if r.number in recorded]
-            keyed = state.keys_with_jobs(
-                [r.key for r in others if r.fingerprint not in known and r.key]
+            rows = batch.rows
+            held = [r for r in rows if r.number in asked and r.fingerprint]
+            # A file an earlier version wrote: its jobs are under the fingerprint its raw text
+            # (NFD, CRLF) gave, as planning finds them.
+            earlier = {
+                r.number: old
+                for r in held
+                if (old := rows.earlier_fingerprint(r.number - rows.first)) is not None
+            }
+            known = state.jobs_by_fingerprint(
+                [r.fingerprint for r in held if r.fingerprint] + list(earlier.values())
             )
-            changed += [r.number for r in others if r.fingerprint not in known and r.key in keyed]
-            for row in batch.rows:
-                if row.number not in unknown or not row.fingerprint or row.fields is None:
+            jobs = {
+                r.number: job
+                for r in held
+                if (job := known.get(r.fingerprint or "") or known.get(earlier.get(r.number, "")))
+            }
+            gone = state.left_out_later([job.id for job in jobs.values()])
+            superseded += [number for number, job in jobs.items() if job.id in gone]
+            others = [r for r in held if r.number in recorded and r.number not in jobs]
+            keyed = state.keys_with_jobs([r.key for r in others if r.key])
+            changed += [r.number for r in others if r.key in keyed]
+            for row in held:
+                if row.number not in unknown or row.fingerprint is None or row.fields is None:
                     continue
                 uncertain = state.uncertain_fingerprints(row.key)
-                if uncertain and row.fingerprint not in uncertain:
+                if uncertain and not uncertain & {row.fingerprint, earlier.get(row.number)}:
                     drifted.append(row.number)
                     continue
-                if config.dry_run:
-                    continue  # the ledger stays as it was (its plan counts the row as new)
+                if config.dry_run or row.number in jobs:
+                    continue  # a dry run leaves the ledger as it was; a known job is entered
                 state.enter_unknown(
                     row.fingerprint,
                     row.key,

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from batch import catalog as catalog_module
-from batch import payload, planner, runner
+from batch import payload, planner, rerun, runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import CatalogError, ExitCode, LockedError
 from batch.joggai.backoff import RetryPolicy
@@ -1093,3 +1093,26 @@ def test_a_row_with_a_failed_job_and_an_earlier_versions_submitted_one_is_not_pa
 
     assert (summary.plan.already_submitted, summary.requests_sent) == (1, 0)
     assert len(submissions(sandbox_url)["submissions"]) == 1
+
+
+def test_a_retry_of_an_earlier_versions_results_file_finds_its_jobs(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The results file of a version that hashed NFD and CRLF text as written, one row failed:
+    retry sends that row's job again (one POST), as the run would, instead of refusing the file
+    as changed since its run."""
+    catalog = script_catalog(tmp_path / "catalog.csv", CAFE_NFD, "\r\n")
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    recorded_as_earlier_versions_did(config, [1, 2], "submitted")
+    recorded_as_earlier_versions_did(config, [3], "failed")
+    frame = read_results(config.results)
+    frame.loc[2, "status"] = "failed"
+    frame.to_csv(config.results, index=False)
+
+    summary = rerun.rerun(replace(config, catalog=config.results))
+
+    assert summary.exit_code == ExitCode.OK
+    sent = submissions(sandbox_url)["submissions"][3:]
+    assert [s["payload"]["override_script"] for s in sent] == [f"{CAFE_NFD}\r\nsecond line 2"]
+    assert list(read_results(config.results)["status"]) == ["submitted"] * 3
