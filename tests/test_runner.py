@@ -1106,6 +1106,7 @@ def test_a_retry_of_an_earlier_versions_results_file_finds_its_jobs(
     runner.run(config)
     recorded_as_earlier_versions_did(config, [1, 2], "submitted")
     recorded_as_earlier_versions_did(config, [3], "failed")
+    assert isinstance(config.results, Path)
     frame = read_results(config.results)
     frame.loc[2, "status"] = "failed"
     frame.to_csv(config.results, index=False)
