@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -330,7 +330,10 @@ class RunConfig:
 
 
 def default_results_path(catalog: Location) -> Location:
-    return catalog.with_name(catalog.stem + ".results.csv")
+    """`catalog.results.csv` beside the catalog, for `catalog.csv.gz` too: the results file is
+    written uncompressed, for people to open."""
+    stem = PurePosixPath(storage.inner_name(catalog)).stem
+    return catalog.with_name(stem + ".results.csv")
 
 
 def catalog_options(

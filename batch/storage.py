@@ -8,6 +8,8 @@ and Azure need `pip install gcsfs` / `pip install adlfs` (application-default cr
 `AZURE_STORAGE_*`). A `file://` URL is an ordinary local path. The state always stays local.
 
 Reads stream: an object is read in blocks as it is consumed (flat memory, whatever its size).
+A file whose name ends in `.gz` (`catalog.csv.gz`, as warehouse unloads write them) is read
+decompressed, from a store too; a damaged or cut-short gzip stream is a `CatalogError` naming it.
 Writes are whole or nothing: the file is made in a local temporary file, uploaded as a temporary
 object beside the destination, then moved onto it (a server-side copy, itself all or nothing per
 object; the temporary object is then deleted), so a reader sees the old object or the new one.
@@ -16,14 +18,16 @@ Store errors become `CatalogError`s that name the URL.
 
 from __future__ import annotations
 
+import gzip
 import secrets
 import sys
 import tempfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Final
+from typing import IO, TYPE_CHECKING, Final, cast
 from urllib.parse import unquote, urlsplit
 
 from batch import files
@@ -202,20 +206,94 @@ def is_file(location: Location) -> bool:
         raise _store_error(location, "looking it up", exc) from exc
 
 
+def is_gzip(location: Location) -> bool:
+    """Whether the name says the file is gzip-compressed (`catalog.csv.gz`): it is read so."""
+    return location.suffix.lower() == ".gz"
+
+
+def inner_name(location: Location) -> str:
+    """The name of what the file holds: `catalog.csv.gz` -> `catalog.csv`; others as they are."""
+    return location.name[: -len(location.suffix)] if is_gzip(location) else location.name
+
+
 def open_read(location: Location) -> IO[bytes]:
-    """A binary file to read, streamed in blocks from a store; the caller closes it."""
+    """A binary file to read (decompressed, for a `.gz` name), streamed in blocks from a
+    store; the caller closes it."""
     if isinstance(location, Path):
-        return location.open("rb")
-    try:
-        handle: IO[bytes] = _filesystem(location).open(location.key, "rb", block_size=READ_BLOCK)
-    except store_errors() as exc:
-        raise _store_error(location, "opening it", exc) from exc
-    return handle
+        handle: IO[bytes] = location.open("rb")
+    else:
+        try:
+            handle = _filesystem(location).open(location.key, "rb", block_size=READ_BLOCK)
+        except store_errors() as exc:
+            raise _store_error(location, "opening it", exc) from exc
+    if not is_gzip(location):
+        return handle
+    return cast(IO[bytes], _Gunzipped(location, handle))  # a BufferedIOBase, as typeshed has it
 
 
 def arrow_source(location: Location) -> str | IO[bytes]:
-    """What pyarrow's readers take: a local path (its own fast file), or a streamed object."""
-    return str(location) if isinstance(location, Path) else open_read(location)
+    """What pyarrow's readers take: a local path (its own fast file), or a stream (an object
+    in a store, or a gzip file: decompressed here, so that its damage is reported as ours)."""
+    if isinstance(location, Path) and not is_gzip(location):
+        return str(location)
+    return open_read(location)
+
+
+class _Gunzipped(gzip.GzipFile):
+    """A gzip file read decompressed, whose damage is a CatalogError naming it: Python's own
+    errors (EOFError, zlib.error) say nothing of which file, and would surface as tracebacks.
+
+    Every read goes through `read`, `read1`, `peek` or `readline` (`readinto` and iteration
+    call them), so those four translate."""
+
+    def __init__(self, location: Location, raw: IO[bytes]) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._location = location
+        self._raw = raw
+
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        try:
+            yield
+        except _GZIP_ERRORS as exc:
+            raise _damaged(self._location, exc) from exc
+
+    def read(self, size: int | None = -1) -> bytes:
+        with self._named():
+            return super().read(size)
+
+    def read1(self, size: int = -1) -> bytes:
+        with self._named():
+            return super().read1(size)
+
+    def peek(self, n: int) -> bytes:
+        with self._named():
+            return super().peek(n)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        with self._named():
+            return super().readline(size)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()  # GzipFile leaves a file it was given open
+
+
+_GZIP_ERRORS: Final = (EOFError, zlib.error, gzip.BadGzipFile)
+
+
+def _damaged(location: Location, exc: Exception) -> CatalogError:
+    if isinstance(exc, EOFError):
+        return CatalogError(
+            f"{location}: the gzip data ends before its end marker, so the file is cut short "
+            "(an interrupted download or copy?); fetch or compress it again"
+        )
+    return CatalogError(
+        f"{location}: is damaged gzip data ({exc}); compress it again, or drop .gz from its "
+        "name if it is not compressed"
+    )
 
 
 def check_writable(destination: ObjectURL) -> None:

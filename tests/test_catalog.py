@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from datetime import date
@@ -962,6 +963,92 @@ def test_ragged_csv_row_is_a_catalog_error_naming_the_file(tmp_path: Path) -> No
     path = write(tmp_path, "c.csv", "product_id,length\nA1,30\nA2,30,extra\n")
     with pytest.raises(CatalogError, match=r"c\.csv: cannot read it as CSV"):
         rows_of(path)
+
+
+# ---- gzip-compressed catalogs ----
+
+_PLAIN: dict[str, str] = {
+    ".csv": "product_id,length,title\nA1,15,Mug\nA2,,Cup\n",
+    ".tsv": "product_id\tlength\ttitle\nA1\t15\tMug\nA2\t\tCup\n",
+    ".jsonl": '{"product_id":"A1","length":15,"title":"Mug"}\n{"product_id":"A2","title":"Cup"}\n',
+}
+
+
+@pytest.mark.parametrize("suffix", list(_PLAIN))
+def test_a_gzip_compressed_catalog_reads_as_the_file_it_holds(tmp_path: Path, suffix: str) -> None:
+    """`c.csv.gz`, `c.tsv.gz`, `c.jsonl.gz`: the structural pass, the rows and the columns
+    passed through to the results are those of the uncompressed file."""
+    plain = write(tmp_path, f"c{suffix}", _PLAIN[suffix])
+    packed = tmp_path / f"c{suffix}.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    assert check_structure(packed, CatalogOptions()) == check_structure(plain, CatalogOptions())
+    assert [row.fields for row in rows_of(packed)] == [row.fields for row in rows_of(plain)]
+    assert [row.fields.length for row in rows_of(packed) if row.fields] == ["15", "30"]
+    passed = next(read_passthrough(packed, CatalogOptions()))
+    assert passed.equals(next(read_passthrough(plain, CatalogOptions())))
+
+
+def _gzip_catalog(tmp_path: Path, name: str, damage: str) -> Path:
+    """A catalog of 5,000 rows, gzip-compressed, then damaged: most rows read before the
+    damage is met, as a run would read them behind its first requests."""
+    if name.endswith(".jsonl.gz"):
+        body = "".join(
+            json.dumps({"product_id": f"A{i}", "title": f"T{i}"}) + "\n" for i in range(5000)
+        )
+    else:
+        body = "product_id,title\n" + "".join(f"A{i},T{i}\n" for i in range(5000))
+    data = gzip.compress(body.encode())
+    if damage == "cut":
+        data = data[: len(data) - 200]  # an interrupted download
+    elif damage == "crc":
+        data = data[:-8] + bytes(4) + data[-4:]  # the trailer's checksum
+    else:
+        data = body.encode()  # not compressed at all
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "damage", "says"),
+    [
+        ("c.csv.gz", "cut", "the gzip data ends before its end marker, so the file is cut short "
+         "(an interrupted download or copy?); fetch or compress it again"),
+        ("c.jsonl.gz", "cut", "the gzip data ends before its end marker"),
+        ("c.csv.gz", "crc", "is damaged gzip data (CRC check failed"),
+        ("c.csv.gz", "plain", "is damaged gzip data (Not a gzipped file (b'pr')); compress it "
+         "again, or drop .gz from its name if it is not compressed"),
+    ],
+)  # fmt: skip
+def test_a_cut_short_or_damaged_gzip_catalog_is_refused_by_the_structural_pass(
+    tmp_path: Path, name: str, damage: str, says: str
+) -> None:
+    """A gzip stream cut short, with a bad checksum, or no gzip at all is refused naming the
+    file before anything is sent, never found after rows were paid for."""
+    path = _gzip_catalog(tmp_path, name, damage)
+    with pytest.raises(CatalogError) as caught:
+        check_structure(path, CatalogOptions())
+    assert str(caught.value).startswith(f"{path}: {says}")
+
+
+@pytest.mark.parametrize("name", ["c.parquet.gz", "c.xlsx.gz"])
+def test_a_gzip_compressed_parquet_file_or_workbook_is_refused(tmp_path: Path, name: str) -> None:
+    """Only text is read compressed: Parquet and workbooks are read by seeking."""
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(b"x"))
+    with pytest.raises(CatalogError, match=r"a gzip-compressed .* is not read; decompress it"):
+        check_structure(path, CatalogOptions())
+
+
+def test_a_gzip_file_named_csv_says_to_name_it_gz(tmp_path: Path) -> None:
+    """Compressed bytes under a plain .csv name: the message says how to have it read."""
+    path = tmp_path / "c.csv"
+    path.write_bytes(gzip.compress(b"product_id\nA1\n"))
+    with pytest.raises(CatalogError) as caught:
+        check_structure(path, CatalogOptions())
+    assert str(caught.value) == (
+        f"{path}: is gzip-compressed; end its name in .gz (catalog.csv.gz) to have it read so"
+    )
 
 
 # ---- the sample catalogs ----

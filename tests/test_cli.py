@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import json
 import os
 import signal
@@ -347,6 +348,32 @@ def test_results_on_the_catalog_are_refused_before_sending(tmp_path: Path, suffi
         assert submissions(url)["submissions"] == []
     assert catalog.read_bytes() == original
     assert not (tmp_path / "sub").exists()
+
+
+def test_a_gzip_catalog_runs_end_to_end_and_a_cut_short_one_sends_nothing(
+    tmp_path: Path,
+) -> None:
+    """`run c.csv.gz`: every row sent, the results beside it as `c.results.csv` with the
+    catalog's own columns. The same export cut short (an interrupted download), most of its
+    rows readable: exit 2 naming the file, and no POST at all."""
+    plain = write_catalog(tmp_path / "plain.csv", simple_rows(3))
+    catalog = tmp_path / "c.csv.gz"
+    catalog.write_bytes(gzip.compress(plain.read_bytes()))
+    long = write_catalog(tmp_path / "long.csv", simple_rows(2) * 3000)
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(gzip.compress(long.read_bytes())[:-100])
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        code, _, err = sandbox_run(cut, url)
+        assert code == 2
+        assert f"{cut}: the gzip data ends before its end marker, so the file is cut" in err
+        assert submissions(url)["submissions"] == []
+        code, _, err = sandbox_run(catalog, url)
+        assert code == 0, err
+        assert len(submissions(url)["submissions"]) == 3
+    results = read_results(tmp_path / "c.results.csv")
+    assert list(results["sku"]) == ["SKU0", "SKU1", "SKU2"]
+    assert list(results["title"]) == ["Item 0", "Item 1", "Item 2"]
+    assert list(results["status"]) == ["submitted"] * 3
 
 
 def test_dry_run_requests_file_may_not_overwrite_the_catalog(tmp_path: Path) -> None:

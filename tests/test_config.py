@@ -18,6 +18,7 @@ from batch.config import (
     Secret,
     Settings,
     build_run_config,
+    default_results_path,
     load_settings,
     parse_duration,
     parse_until,
@@ -26,6 +27,7 @@ from batch.config import (
 )
 from batch.errors import ConfigError
 from batch.joggai.quota import RateLimit
+from batch.storage import Location, ObjectURL
 
 ROOT = Path(__file__).parents[1]
 
@@ -44,6 +46,23 @@ def test_the_packaged_config_states_every_model_default() -> None:
     for name, section in Settings.model_fields.items():
         if name != "columns":
             assert set(text[name]) == set(section.annotation.model_fields), name  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("catalog", "results"),
+    [
+        (Path("in/catalog.csv"), Path("in/catalog.results.csv")),
+        (Path("in/catalog.csv.gz"), Path("in/catalog.results.csv")),
+        (Path("in/catalog.TSV.GZ"), Path("in/catalog.results.csv")),
+        (ObjectURL("s3://b/in/c.jsonl.gz"), ObjectURL("s3://b/in/c.results.csv")),
+    ],
+)
+def test_the_default_results_file_is_named_for_the_catalog_without_gz(
+    catalog: Location, results: Location
+) -> None:
+    """`catalog.csv.gz` writes `catalog.results.csv` beside it (uncompressed, for people to
+    open), not `catalog.csv.results.csv`."""
+    assert default_results_path(catalog) == results
 
 
 def test_cli_beats_config_file_beats_built_in(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib.util
 import io
 import logging
@@ -311,6 +312,26 @@ def test_a_broken_csv_object_is_refused_as_a_local_file_is(
         assert f"s3://{BUCKET}/c.csv" in result.stderr
         assert says in result.stderr
     assert submissions(sandbox_url)["submissions"] == []
+
+
+def test_a_gzip_csv_object_runs_and_a_cut_short_one_is_refused(s3: Any, sandbox_url: str) -> None:
+    """`s3://.../c.csv.gz` is read decompressed, its results beside it as `c.results.csv`;
+    the same object cut short is exit 2 naming its URL, nothing sent."""
+    rows = [{"product_id": pid, "length": "15"} for pid in product_ids(2)]
+    packed = gzip.compress(csv_bytes(rows * 2000))
+    s3.put_object(Bucket=BUCKET, Key="in/cut.csv.gz", Body=packed[:-100])
+    s3.put_object(Bucket=BUCKET, Key="in/c.csv.gz", Body=gzip.compress(csv_bytes(rows)))
+    command = ["--base-url", sandbox_url, "--rate-limit", "none", "--offline"]
+    env = {"JOGG_API_KEY": "sk-sandbox"}
+    cut = CliRunner().invoke(main, ["run", f"s3://{BUCKET}/in/cut.csv.gz", *command], env=env)
+    assert cut.exit_code == 2
+    assert f"s3://{BUCKET}/in/cut.csv.gz: the gzip data ends before its end" in cut.stderr
+    assert submissions(sandbox_url)["submissions"] == []
+    whole = CliRunner().invoke(main, ["run", f"s3://{BUCKET}/in/c.csv.gz", *command], env=env)
+    assert whole.exit_code == 0, whole.stderr
+    assert len(submissions(sandbox_url)["submissions"]) == 2
+    results = read_results(ObjectURL(f"s3://{BUCKET}/in/c.results.csv"))
+    assert list(results["status"]) == ["submitted"] * 2
 
 
 def test_a_store_that_cannot_be_reached_is_named_as_such(tmp_path: Path) -> None:

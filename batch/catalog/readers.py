@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
+from pathlib import PurePosixPath
 from typing import IO, Any, Final
 
 import pyarrow as pa
@@ -46,6 +47,8 @@ _EXTENSIONS: Final[dict[str, CatalogFormat]] = {
     ".ndjson": "jsonl",
     **dict.fromkeys(excel.EXTENSIONS, "excel"),
 }
+# What a `.gz` catalog may hold: text read as a stream (`storage.open_read` decompresses).
+_COMPRESSED_FORMATS: Final = ("csv", "jsonl")
 _DELIMITERS: Final = (",", ";", "\t")
 _SNIFF_BYTES: Final = 64 * 1024
 # A header line longer than this (about 500,000 columns) is refused rather than cut short.
@@ -99,18 +102,30 @@ def open_source(path: Location, options: CatalogOptions) -> Source:
 
 
 def catalog_format(path: Location, options: CatalogOptions) -> CatalogFormat:
-    """The format given in the options, or the one the file extension names."""
+    """The format given in the options, or the one the file extension names (the one before
+    `.gz` for a compressed file: `catalog.csv.gz` is CSV)."""
     if options.format is not None:
         if options.format not in ("csv", "parquet", "jsonl", "excel"):
             raise CatalogError(
                 f"unknown catalog format {options.format!r}; use csv, parquet, jsonl or excel"
             )
-        return options.format
-    fmt = _EXTENSIONS.get(path.suffix.lower())
-    if fmt is None:
+        fmt = options.format
+    else:
+        suffix = PurePosixPath(storage.inner_name(path)).suffix
+        found = _EXTENSIONS.get(suffix.lower())
+        if found is None:
+            raise CatalogError(
+                f"{path}: cannot tell the catalog format from the extension {suffix!r}; "
+                "name it .csv, .tsv, .parquet, .jsonl or .xlsx (.csv.gz, .tsv.gz or .jsonl.gz "
+                "compressed), or pass --format"
+            )
+        fmt = found
+    if storage.is_gzip(path) and fmt not in _COMPRESSED_FORMATS:
+        # Parquet and workbooks compress their own contents, and are read by seeking.
+        what = "Parquet file" if fmt == "parquet" else "spreadsheet"
         raise CatalogError(
-            f"{path}: cannot tell the catalog format from the extension {path.suffix!r}; "
-            "name it .csv, .tsv, .parquet, .jsonl or .xlsx, or pass --format"
+            f"{path}: a gzip-compressed {what} is not read; decompress it first "
+            "(CSV and JSON Lines are read compressed)"
         )
     return fmt
 

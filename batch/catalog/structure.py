@@ -3,7 +3,8 @@
 A run reads its catalog behind the first POSTs, so a file that breaks at row 150,000 would
 otherwise fail after rows were paid for. This pass reads every byte first, and cheaply:
 
-- the first bytes: not empty, not a workbook, archive or Parquet file named .csv; UTF-16 text
+- the first bytes (decompressed, for a `.csv.gz`: a cut-short gzip stream is refused at the
+  byte scan): not empty, not a workbook, archive or Parquet file named .csv; UTF-16 text
   (with its byte order mark, as Excel writes "Unicode Text") goes through Python's csv module;
 - the header: every column named once, and the request columns found (`plan_columns`);
 - a byte scan in large chunks: UTF-8 (an ASCII chunk is one call), NUL bytes, and the parity of
@@ -68,7 +69,7 @@ _SIGNATURES: Final = (
     (b"PK\x03\x04", f"a ZIP archive, not text (an Excel .xlsx workbook?); {_SAVE_AS}"),
     (b"\xd0\xcf\x11\xe0", f"an Excel .xls workbook, not text; {_SAVE_AS}"),
     (b"PAR1", "a Parquet file; name it .parquet or pass --format parquet"),
-    (b"\x1f\x8b", "gzip-compressed; decompress it first"),
+    (b"\x1f\x8b", "gzip-compressed; end its name in .gz (catalog.csv.gz) to have it read so"),
     (b"\xff\xfe\x00\x00", "UTF-32 text; save it as UTF-8"),
     (b"\x00\x00\xfe\xff", "UTF-32 text; save it as UTF-8"),
 )
@@ -97,7 +98,7 @@ def check_structure(path: Location, options: CatalogOptions) -> int:
         raise CatalogError(f"{path}: no such catalog file; check the path")
     if fmt == "csv":  # from a store too: a quote that never closes must not swallow rows
         rows = _check_csv(path, options)
-    elif fmt == "excel" or not isinstance(path, Path):
+    elif fmt == "excel" or not isinstance(path, Path) or storage.is_gzip(path):
         rows = _check_by_reading(path, options)
     elif fmt == "parquet":
         rows = _check_parquet(path, options)
@@ -110,8 +111,9 @@ def check_structure(path: Location, options: CatalogOptions) -> int:
 
 def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     """A spreadsheet (parsed whole by calamine, cells typed: nothing to scan for), or a Parquet
-    or JSON Lines file in a store: read to the end through the ordinary reader, its header
-    planned. (A store's CSV is scanned as a local one is, streamed.)"""
+    or JSON Lines file in a store or gzip-compressed: read to the end through the ordinary
+    reader, its header planned. (A store's or a compressed CSV is scanned as a local one is,
+    streamed.)"""
     source = open_source(path, options)
     plan_columns(path, source.headers, options)
     return sum(table.num_rows for table in source.tables)
