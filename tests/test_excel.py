@@ -501,16 +501,50 @@ def _single_quoted(name: str, xml: str) -> str:
     return xml
 
 
-@pytest.mark.parametrize("rewrite", [_prefixed, _single_quoted])
+def _cells_unplaced(name: str, xml: str) -> str:
+    """The sheet's cells without their `r` positions, as some programs write them (a cell is
+    then the one after the cell before it in its row)."""
+    if not name.startswith("xl/worksheets/"):
+        return xml
+    return re.sub(r'(<c) r="[A-Z]+[0-9]+"', r"\1", xml)
+
+
+def _rows_and_cells_unplaced(name: str, xml: str) -> str:
+    """Rows without `r` too (a row is then the one after the row before it), the namespace
+    prefixed."""
+    xml = _cells_unplaced(name, xml)
+    if not name.startswith("xl/worksheets/"):
+        return xml
+    return _prefixed(name, re.sub(r'(<row) r="[0-9]+"', r"\1", xml))
+
+
+def _cells_after_the_first_unplaced(name: str, xml: str) -> str:
+    """Each row's first cell placed (`r="A2"`), the cells after it not."""
+    if not name.startswith("xl/worksheets/"):
+        return xml
+    return re.sub(r'(<c) r="[B-Z][0-9]+"', r"\1", xml)
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        _prefixed,
+        _single_quoted,
+        _cells_unplaced,
+        _rows_and_cells_unplaced,
+        _cells_after_the_first_unplaced,
+    ],
+)
 @pytest.mark.parametrize("scan_bytes", [4 << 20, 7])
-def test_error_cells_are_found_in_prefixed_or_single_quoted_xml(
+def test_error_cells_are_found_in_prefixed_quoted_or_unplaced_xml(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     rewrite: Callable[[str, str], str],
     scan_bytes: int,
 ) -> None:
-    """`<x:c t="e">` and `t='e'` are error cells as `<c t="e">` is: #N/A is refused, never
-    read as an empty avatar_id and sent with the default avatar."""
+    """`<x:c t="e">`, `t='e'` and a cell without its `r` position are error cells as
+    `<c r="B2" t="e">` is: #N/A is refused, never read as an empty avatar_id and sent with the
+    default avatar."""
     monkeypatch.setattr(excel, "_SCAN_BYTES", scan_bytes)
     path = tmp_path / "errors.xlsx"
     book = xlsxwriter.Workbook(str(path))
@@ -552,16 +586,20 @@ UNCALCULATED = (
 )
 
 
+@pytest.mark.parametrize("unplaced", [False, True])
 @pytest.mark.parametrize("scan_bytes", [4 << 20, 7])
 def test_a_formula_never_calculated_makes_the_row_invalid_not_a_default(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_bytes: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scan_bytes: int, unplaced: bool
 ) -> None:
     """XlsxWriter's placeholder 0 in a workbook set to calculate on load is no value: the row
-    is refused naming each such request cell, never sent as length 0 and captions off."""
+    is refused naming each such request cell, never sent as length 0 and captions off; also
+    in a sheet whose rows and cells have no `r` positions."""
     monkeypatch.setattr(excel, "_SCAN_BYTES", scan_bytes)
     path = _formula_workbook(tmp_path / "formulas.xlsx")
+    if unplaced:
+        _rewrite_parts(path, _rows_and_cells_unplaced)
     assert re.search(r'<calcPr [^>]*fullCalcOnLoad="1"', _part(path, "xl/workbook.xml"))
-    assert "<f>10+5</f><v>0</v>" in _part(path, "xl/worksheets/sheet1.xml")
+    assert "<f>10+5</f><v>0</v>" in _part(path, "xl/worksheets/sheet1.xml").replace("x:", "")
     assert [problem.message for problem in catalog_problems(path, CatalogOptions())] == [
         f"formulas.xlsx sheet 'Products' row 2, column 'length': {UNCALCULATED}",
         f"formulas.xlsx sheet 'Products' row 2, column 'caption': {UNCALCULATED}",

@@ -64,6 +64,7 @@ _ROOT: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet\b")
 _ERROR_TYPE: Final = re.compile(rb"t=[\"']e[\"']")
 _STRING_TYPE: Final = re.compile(rb"\st=[\"']str[\"']")
 _CELL_REF: Final = re.compile(rb"\sr=[\"']([A-Z]+)([0-9]+)[\"']")
+_ROW_NUMBER: Final = re.compile(rb"\sr=[\"']([0-9]+)[\"']")
 _CELL_END: Final = re.compile(rb"</%sc>" % _NS.encode())
 # `<calcPr fullCalcOnLoad="1"/>`: the workbook asks to be calculated when opened, as programs
 # that write formulas without calculating them (XlsxWriter, openpyxl) set it.
@@ -179,8 +180,9 @@ def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
     program wrote without calculating it has no value (openpyxl), or a placeholder 0 in a
     workbook set to be calculated when opened (XlsxWriter); read as empty or 0, its row would
     be paid for with defaults. So the sheet's XML is searched for such cells, streamed once
-    (a 100k-row sheet: a fraction of calamine's parse). Other formats (.xls, .xlsb, .ods) are
-    not searched.
+    (a 100k-row sheet: a fraction of calamine's parse). A cell without its `r` position (some
+    programs leave it out) is found where calamine puts it (`_Cursor`). Other formats (.xls,
+    .xlsb, .ods) are not searched.
     """
     if location.suffix.lower() not in _XML_EXTENSIONS:
         return {}
@@ -193,10 +195,12 @@ def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
             workbook = package.read("xl/workbook.xml").decode()
             recalculate = _CALCULATE_ON_LOAD.search(workbook) is not None
             tags: _Tags | None = None
+            cursor = _Cursor()
             with package.open(_sheet_part(package, workbook, sheet)) as xml:
                 for cells in _whole_cells(xml):
                     tags = tags or _tags(cells)  # the first chunk holds the root element
-                    _add_errors(errors, tags, recalculate, cells, first_column)
+                    placed = cursor.chunk(tags, cells)
+                    _add_errors(errors, tags, recalculate, cells, _Columns(first_column, placed))
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CatalogError(
             f"{location}: cannot find sheet {sheet!r} in the workbook ({exc}); "
@@ -214,11 +218,16 @@ class _Tags:
     formula: re.Pattern[bytes]  # a formula element
     no_value: re.Pattern[bytes]  # a formula with no value after it (`<v/>`, or none)
     value: re.Pattern[bytes]
+    unplaced: re.Pattern[bytes]  # a row or cell opening tag without its `r` position
+    layout: re.Pattern[bytes]  # a row's or cell's opening tag (its name, attributes), `</row>`
+    cell: bytes  # `<c`, `<x:c`
+    row: bytes  # `<row`, `<x:row`
 
 
 def _tags(head: bytes) -> _Tags:
     root = _ROOT.search(head)
-    prefix = re.escape(root.group(1) + b":") if root and root.group(1) else b""
+    name = root.group(1) + b":" if root and root.group(1) else b""
+    prefix = re.escape(name)
     return _Tags(
         re.compile(rb"<%sc\b([^>]*)>\s*" % prefix),
         re.compile(rb"<%sf\b" % prefix),
@@ -227,7 +236,71 @@ def _tags(head: bytes) -> _Tags:
             % (prefix, prefix, prefix, prefix, prefix, prefix)
         ),
         re.compile(rb"<%sv>([^<]*)</%sv>" % (prefix, prefix)),
+        re.compile(rb"<%s(?:c|row)\b(?![^>]*\sr=)" % prefix),
+        re.compile(rb"<%s(c|row)\b([^>]*)>|</%srow>" % (prefix, prefix)),
+        b"<" + name + b"c",
+        b"<" + name + b"row",
     )
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """Where a cell without an `r` attribute is, as calamine places it (some programs that
+    write workbooks leave positions out): a row without `r` comes after the one before (the
+    first is row 1), a cell without `r` after the cell before it in its row (the first in
+    column A). Carried from one chunk of the sheet's XML to the next."""
+
+    row: int = 0  # the current row's index (0 = Excel row 1)
+    column: int = 0  # the index of the next cell's column, absolute (0 = column A)
+
+    def walk(self, tags: _Tags, xml: bytes, start: int = 0) -> dict[int, tuple[int, int]]:
+        """Follows the rows and cells of `xml` from `start`; returns the cells without `r`,
+        by the offset of their opening tag, with their (row index, column index)."""
+        placed: dict[int, tuple[int, int]] = {}
+        for tag in tags.layout.finditer(xml, start):
+            name, attributes = tag.group(1), tag.group(2)
+            if name is None:  # `</row>`
+                self.row, self.column = self.row + 1, 0
+            elif name == b"row":
+                if (number := _ROW_NUMBER.search(attributes)) is not None:
+                    self.row = int(number.group(1)) - 1
+                if attributes.endswith(b"/"):  # `<row r="4"/>`: a row with no cells
+                    self.row, self.column = self.row + 1, 0
+            else:
+                if (ref := _CELL_REF.search(attributes)) is not None:
+                    self.column = _column_index(ref.group(1).decode())
+                else:
+                    placed[tag.start()] = (self.row, self.column)
+                self.column += 1
+        return placed
+
+    def chunk(self, tags: _Tags, xml: bytes) -> dict[int, tuple[int, int]]:
+        """`walk` over one chunk; when every row and cell in it has its `r` (what Excel and
+        most writers give), only from its last row on, which is all the next chunk needs."""
+        if not _all_placed(tags, xml):
+            return self.walk(tags, xml)
+        return self.walk(tags, xml, max(_last_tag(xml, tags.row), 0))
+
+
+def _all_placed(tags: _Tags, xml: bytes) -> bool:
+    """Whether every row and cell opening tag in `xml` has its `r`. Counted first, as writers
+    put `r` first (`<c r="A1"`): two counts take a few ms a chunk where the pattern takes 70.
+    (`<c` also counts `<col` and `<cfRule`, outside the rows: the pattern decides there.)"""
+    for tag in (tags.cell, tags.row):
+        if xml.count(tag) != xml.count(tag + b" r="):
+            return tags.unplaced.search(xml) is None
+    return True
+
+
+def _last_tag(xml: bytes, opening: bytes) -> int:
+    """Where the last `opening` tag (`<row`, not `<rowBreaks`) starts in `xml`, or -1."""
+    end = len(xml)
+    while (at := xml.rfind(opening, 0, end)) >= 0:
+        after = xml[at + len(opening) : at + len(opening) + 1]
+        if after.isspace() or after in (b">", b"/"):
+            return at
+        end = at
+    return -1
 
 
 def _whole_cells(xml: IO[bytes]) -> Iterator[bytes]:
@@ -254,8 +327,17 @@ def _after_last_cell(xml: bytes) -> int:
     return 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """How a cell's position is found: its `r`, else where `_Cursor` placed it; and the sheet's
+    first column (calamine's rows start there)."""
+
+    first: int
+    placed: dict[int, tuple[int, int]]
+
+
 def _add_errors(
-    errors: _Errors, tags: _Tags, recalculate: bool, xml: bytes, first_column: int
+    errors: _Errors, tags: _Tags, recalculate: bool, xml: bytes, columns: _Columns
 ) -> None:
     """Each formula cell never calculated, then each error cell (an error stands, even in a
     formula cell): the whole chunk is searched for one literal-led pattern at a time."""
@@ -268,7 +350,7 @@ def _add_errors(
         empty_value = not recalculate and not found.group(1).startswith(b"</")
         if empty_value and _STRING_TYPE.search(opening[1]):
             continue  # `t="str"` and `<v></v>`: a formula calculated to empty text
-        _put(errors, opening[1], normalize.UNCALCULATED, first_column)
+        _put(errors, opening, normalize.UNCALCULATED, columns)
     for found in _ERROR_TYPE.finditer(xml):
         opening = _opening(tags, xml, found.start())
         if (
@@ -282,7 +364,7 @@ def _add_errors(
         end = _CELL_END.search(xml, opening.end())
         value = tags.value.search(xml, opening.end(), end.start() if end else len(xml))
         if value is not None:
-            _put(errors, opening[1], value.group(1).decode(), first_column)
+            _put(errors, opening, value.group(1).decode(), columns)
 
 
 def _given_value(tags: _Tags, xml: bytes, formula: int) -> bool:
@@ -299,11 +381,13 @@ def _opening(tags: _Tags, xml: bytes, inside: int) -> re.Match[bytes] | None:
     return tags.opening.match(xml, xml.rfind(b"<", 0, inside))
 
 
-def _put(errors: _Errors, attributes: bytes, text: str, first_column: int) -> None:
-    ref = _CELL_REF.search(attributes)
-    if ref is not None:  # a cell without a reference cannot be placed
-        column = _column_index(ref.group(1).decode()) - first_column
-        errors.setdefault(int(ref.group(2)) - 1, {})[column] = text
+def _put(errors: _Errors, opening: re.Match[bytes], text: str, columns: _Columns) -> None:
+    ref = _CELL_REF.search(opening[1])
+    if ref is not None:
+        row, column = int(ref.group(2)) - 1, _column_index(ref.group(1).decode())
+    else:
+        row, column = columns.placed[opening.start()]
+    errors.setdefault(row, {})[column - columns.first] = text
 
 
 def _sheet_part(package: zipfile.ZipFile, workbook: str, sheet: str) -> str:
