@@ -214,6 +214,40 @@ def test_first_visible_sheet_by_default_and_sheet_chooses_another(tmp_path: Path
     assert chosen.column("product_id").to_pylist() == ["B1", "B2"]
 
 
+def test_the_sheet_read_is_named_with_the_others_when_a_run_or_validate_starts(
+    tmp_path: Path,
+) -> None:
+    """A workbook saved open on its second sheet: the first visible one is still read (the
+    rule), and validate's first line says so, naming the other sheets and --sheet; with
+    --sheet it names the one asked for. A row's problem names its sheet."""
+    path = write_workbook(
+        tmp_path / "book.xlsx",
+        {
+            "Notes": [["read me"]],
+            "Winter 2026": [["product_id", "length"], ["A1", "60"]],
+            "Spring 2027": [["product_id", "length"], ["B1", "45"]],
+        },
+        hidden=("Notes",),
+    )
+    default = CliRunner().invoke(main, ["validate", str(path)])
+    assert default.exit_code == 0, default.stderr
+    assert default.stderr.splitlines()[0].endswith(
+        f"INFO    {path}: reading sheet 'Winter 2026', the first visible one; the workbook "
+        "also has 'Spring 2027' (choose one with --sheet)"
+    )
+    chosen = CliRunner().invoke(main, ["validate", str(path), "--sheet", "spring 2027"])
+    assert chosen.exit_code == 1
+    assert chosen.stderr.splitlines()[0].endswith(
+        f"INFO    {path}: reading sheet 'Spring 2027', as --sheet (or catalog.sheet) names it"
+    )
+    assert chosen.stdout.startswith(f"{path.name} sheet 'Spring 2027' row 2, column 'length':")
+    planned = CliRunner().invoke(
+        main, ["run", str(path), "--dry-run", "--offline"], env={"JOGG_API_KEY": "k"}
+    )
+    assert planned.exit_code == 0, planned.stderr
+    assert f"{path}: reading sheet 'Winter 2026', the first visible one;" in planned.stderr
+
+
 def test_a_first_sheet_of_instructions_points_to_sheet(tmp_path: Path) -> None:
     """The first visible sheet holds notes, the rows are on another: the error says --sheet."""
     sheets = {

@@ -9,7 +9,8 @@ treats a workbook like a CSV file: whole numbers lose Excel's `.0` (an avatar id
 arrives as 127.0 and becomes "127"), other numbers take their shortest form, booleans become
 "true"/"false", dates ISO 8601 ("2026-11-26", "2026-11-26 09:30:00"), empty cells "".
 
-The first visible worksheet is read unless a sheet is named. Its header is the first row that
+The first visible worksheet is read unless a sheet is named (the structural pass logs which,
+with the workbook's other sheets, when a run or validate starts). Its header is the first row that
 is not a banner: rows above it whose cells all start merged ranges (a title merged across the
 sheet, a group heading over several columns) are skipped, and a header cell covered by a merge
 from above (a header cell two rows tall) takes that merge's text. A column whose header cell is
@@ -77,11 +78,13 @@ _Merge = tuple[tuple[int, int], tuple[int, int]]
 
 @dataclass(frozen=True, slots=True)
 class Sheet:
-    """An opened sheet: its headers, its rows as tables of text, and where data row N is."""
+    """An opened sheet: its headers, its rows as tables of text, where data row N is, and
+    which sheet it is, for people (`reading`)."""
 
     headers: list[str]
     tables: Iterator[pa.Table]
     place: Callable[[int], str]
+    reading: str
 
 
 def column_letter(index: int) -> str:
@@ -121,6 +124,7 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
         with storage.open_read(location) as handle:
             workbook = calamine.CalamineWorkbook.from_filelike(handle)
             chosen = _choose_sheet(location, workbook, sheet)
+            reading = _reading(workbook, chosen, given=sheet is not None)
             data = workbook.get_sheet_by_name(chosen)  # the whole sheet, parsed in Rust
         merges = data.merged_cell_ranges or []
     except calamine.PasswordError as exc:
@@ -141,7 +145,8 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     named = [header for header in headers if header.strip()]
     nameless = _Nameless(location, place, headers)
     spans = _merged_down(merges, header_index, start[1])
-    return Sheet(named, _tables(rows, headers, batch_rows, errors, nameless, spans), place)
+    tables = _tables(rows, headers, batch_rows, errors, nameless, spans)
+    return Sheet(named, tables, place, reading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,17 +425,36 @@ class _Place:
         return f"sheet {self.sheet!r} row {self.header_row + number}"
 
 
+def _visible_worksheets(workbook: calamine.CalamineWorkbook) -> list[str]:
+    return [
+        meta.name
+        for meta in workbook.sheets_metadata
+        if meta.visible == calamine.SheetVisibleEnum.Visible
+        and meta.typ == calamine.SheetTypeEnum.WorkSheet
+    ]
+
+
+def _reading(workbook: calamine.CalamineWorkbook, chosen: str, *, given: bool) -> str:
+    """Which sheet is read, and why, for the line a run starts with: a workbook's rows may be
+    on a sheet other than the one read (the one Excel opens on is not it, unless first)."""
+    others = [name for name in _visible_worksheets(workbook) if name != chosen]
+    if given:
+        return f"sheet {chosen!r}, as --sheet (or catalog.sheet) names it"
+    if not others:
+        return f"sheet {chosen!r}"
+    return (
+        f"sheet {chosen!r}, the first visible one; the workbook also has "
+        + ", ".join(repr(name) for name in others)
+        + " (choose one with --sheet)"
+    )
+
+
 def _choose_sheet(
     location: Location, workbook: calamine.CalamineWorkbook, wanted: str | None
 ) -> str:
     names = workbook.sheet_names
     if wanted is None:
-        visible = [
-            meta.name
-            for meta in workbook.sheets_metadata
-            if meta.visible == calamine.SheetVisibleEnum.Visible
-            and meta.typ == calamine.SheetTypeEnum.WorkSheet
-        ]
+        visible = _visible_worksheets(workbook)
         if not (visible or names):
             raise CatalogError(f"{location}: has no sheets")
         return (visible or names)[0]

@@ -75,6 +75,7 @@ class Source:
     tables: Iterator[pa.Table]
     place: Callable[[int], str] = field(default=row_place)
     schema: pa.Schema | None = None  # the columns' types, when the file says (Parquet)
+    reading: str | None = None  # which part of the file is read, for people (a workbook's sheet)
 
     def empty_table(self) -> pa.Table:
         """No rows, the catalog's columns: typed as the file says, else as text."""
@@ -91,7 +92,7 @@ def open_source(path: Location, options: CatalogOptions) -> Source:
         raise CatalogError(f"batch_rows must be 1 or more, not {options.batch_rows}")
     if fmt == "excel":
         sheet = excel.open_sheet(path, options.sheet, options.batch_rows)
-        return Source(sheet.headers, sheet.tables, sheet.place)
+        return Source(sheet.headers, sheet.tables, sheet.place, reading=sheet.reading)
     if options.sheet is not None:
         raise CatalogError(f"{path}: --sheet is for spreadsheets (.xlsx, .xls, .ods) only")
     if fmt == "parquet":

@@ -115,6 +115,8 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     reader, its header planned. (A store's or a compressed CSV is scanned as a local one is,
     streamed.)"""
     source = open_source(path, options)
+    if source.reading is not None:
+        logger.info("%s: reading %s", path, source.reading)
     plan_columns(path, source.headers, options)
     return sum(table.num_rows for table in source.tables)
 
