@@ -25,6 +25,7 @@ from batch.errors import CatalogError, ExitCode
 from batch.follow import tracking
 from batch.follow.polling import PollSchedule
 from batch.joggai.quota import RateLimit
+from batch.payload import RequestDefaults
 from batch.rerun import rerun
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store.results import RESULT_COLUMNS, read_results, write_table
@@ -723,4 +724,38 @@ def test_a_number_cell_past_2_53_is_never_sent_as_an_id(tmp_path: Path) -> None:
         "integers)",
         f"ids.xlsx sheet 'Products' row 3, column 'product_id': '9007199254740992.0' {float_cell}, "
         "which cannot hold a product id this large exactly; format the product ids as text",
+    ]
+
+
+def test_a_name_template_taking_an_error_cell_makes_the_row_invalid(tmp_path: Path) -> None:
+    """`{title}` where the title cell holds #N/A (a VLOOKUP that found nothing) or a formula
+    never calculated: the row is invalid naming the column, never sent named "#N/A"; a title
+    no template takes may hold an error."""
+    path = tmp_path / "names.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "title", "video_name", "note"])
+    sheet.write_row(1, 0, ["P1", "Mug", "{title} promo"])
+    sheet.write_row(2, 0, ["P2", None, "{title} promo"])
+    sheet.write_formula(2, 1, "=VLOOKUP(1,Z1:Z2,1,FALSE)", None, "#N/A")
+    sheet.write_row(3, 0, ["P3", None, "plain name"])
+    sheet.write_formula(3, 1, "=1/0", None, "#DIV/0!")
+    sheet.write_row(4, 0, ["P4", "Cup"])
+    sheet.write_formula(4, 3, "=NA()", None, "#N/A")
+    book.close()
+    options = CatalogOptions(defaults=RequestDefaults(video_name="{title} - {note}"))
+    assert [problem.message for problem in catalog_problems(path, options)] == [
+        "names.xlsx sheet 'Products' row 3, column 'video_name': '{title} promo' takes column "
+        "'title', and the spreadsheet cell holds the error #N/A (a formula failed); fix the "
+        "formula or clear the cell",
+        "names.xlsx sheet 'Products' row 5, column 'video_name': '{title} - {note}' takes "
+        "column 'note', and the spreadsheet cell holds the error #N/A (a formula failed); fix "
+        "the formula or clear the cell",
+    ]
+    rows = [row for batch in read_catalog(path, options) for row in batch.rows]
+    assert [row.fields.name if row.fields else None for row in rows] == [
+        "Mug promo",
+        None,
+        "plain name",
+        None,
     ]

@@ -713,10 +713,28 @@ def _expand_names(
                 if header not in texts:
                     texts[header] = _text_array(table.column(header))
                 pieces.append(texts[header])
+                bad.extend(_template_errors(template, header, texts[header], rows))
         text = pc.binary_join_element_wise(*pieces, "")
         expanded = pc.if_else(rows, text, expanded)
     names[:] = expanded.to_pylist()
     return sorted(bad)
+
+
+_ERROR_TEXTS: Final = pa.array(sorted(SPREADSHEET_ERRORS | {UNCALCULATED}))
+
+
+def _template_errors(
+    template: str, header: str, text: pa.ChunkedArray, rows: pa.Array
+) -> list[tuple[int, str, str]]:
+    """The rows among `rows` whose cell in `header`, which `template` takes, holds a
+    spreadsheet error (`#N/A`, a formula never calculated): it would be sent in the name."""
+    errors = pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(text)), value_set=_ERROR_TEXTS)
+    found = pc.and_(rows, pc.fill_null(errors, False)).to_numpy(zero_copy_only=False)
+    return [
+        (row, template, f"{template!r} takes column {header!r}, and {spreadsheet_error(cell)}")
+        for row in np.flatnonzero(found).tolist()
+        for cell in [text[row].as_py()]
+    ]
 
 
 def resolve_rows(
