@@ -322,6 +322,10 @@ def event(status: str = "completed", **changes: object) -> dict[str, object]:
         (NOW - 301, False),
         (NOW + 301, False),  # from the future: a clock far off, or a forgery
         ((NOW - 299) * 1000, True),  # milliseconds
+        ((NOW - 301) * 1000, False),
+        (int((NOW - 299) * 1_000_000), True),  # microseconds
+        (int((NOW + 301) * 1_000_000), False),
+        (int(NOW * 1_000_000_000), False),  # nanoseconds: read as microseconds, far ahead
         (NOW - 299, True),
         (str(int(NOW)), True),
         (None, True),  # no timestamp: nothing to judge by; the body hash still de-duplicates

@@ -5,9 +5,9 @@ The listener updates the same state as `status` polling, through
 `X-Webhook-Signature` (nothing changes), 400 for a body that is not a video event, 200 otherwise.
 JoggAI retries anything else, so the same delivery can arrive twice: events are de-duplicated on
 `event_id` (on a SHA-256 of the body when there is none) and applied once. A signed event whose
-`timestamp` lies more than `max_age` (5 min) from now is a replay or a badly late retry:
-acknowledged (200) and ignored. Whatever the source, a final status (completed, failed) never
-changes again; the state store enforces that.
+`timestamp` (in seconds, milliseconds or microseconds: `event_time`) lies more than `max_age`
+(5 min) from now is a replay or a badly late retry: acknowledged (200) and ignored. Whatever the
+source, a final status (completed, failed) never changes again; the state store enforces that.
 
 A signed event comes from whoever holds the endpoint secret, JoggAI's operator or not, and its
 text (an error message, a URL) may echo the API key or the secret itself. Every string of a
@@ -180,13 +180,21 @@ def parse_event(payload: object) -> VideoEvent:
 
 
 def event_time(payload: Mapping[str, object]) -> float | None:
-    """The event's `timestamp` in unix seconds (milliseconds accepted too); None when absent."""
+    """The event's `timestamp` in unix seconds; None when absent.
+
+    JoggAI documents seconds; milliseconds and microseconds are read too, told apart by
+    magnitude: under 1e11 is seconds (up to the year 5138), under 1e14 milliseconds, above that
+    microseconds. Each unit's present day lies in its own range only, so no value reads as fresh
+    in two units, and a larger one (nanoseconds) reads as far in the future: stale.
+    """
     value = payload.get("timestamp")
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
-    return value / 1000 if value > 1e11 else float(value)
+    if value >= 1e14:
+        return value / 1e6
+    return value / 1e3 if value >= 1e11 else float(value)
 
 
 DEFAULT_MAX_AGE = 300.0
