@@ -45,7 +45,7 @@ from batch.joggai.listing import (
     ListingDeadline,
     report_double_charges,
 )
-from batch.joggai.lookup import LookupConfig, LookupService
+from batch.joggai.lookup import LookupConfig, LookupDeadline
 from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.outputs import planned_requests_path
 from batch.planner import PlanCounts, Planner
@@ -234,7 +234,11 @@ def _write_planned_requests(config: RunConfig, state: StateStore, run_id: int) -
 
 def _lookup_config(config: RunConfig) -> LookupConfig:
     return LookupConfig(
-        config.base_url, config.api_key, refresh=config.refresh_lookups, timeouts=config.timeouts
+        config.base_url,
+        config.api_key,
+        refresh=config.refresh_lookups,
+        timeouts=config.timeouts,
+        deadline=config.deadline,
     )
 
 
@@ -492,9 +496,14 @@ class _Run:
             log.error("%s; run again later", exc)
             self.control.stop("the API could not be reached")
             return False
-        lookups = _lookup_config(self.config)
-        service = LookupService(client, lookups.cache(), refresh=lookups.refresh)
-        self.planner.preflight = await Preflight.fetch(service)
+        try:
+            self.planner.preflight = await Preflight.fetch(
+                _lookup_config(self.config).service(client)
+            )
+        except LookupDeadline as exc:  # no row was planned: every one stays to be sent
+            log.warning("time limit reached before anything was sent: %s", exc)
+            self.control.stop("time limit reached")
+            return False
         log.debug("account checked, look-ups loaded")
         return True
 

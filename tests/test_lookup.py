@@ -20,6 +20,7 @@ from batch.joggai.lookup import (
     Item,
     LookupCache,
     LookupConfig,
+    LookupDeadline,
     LookupService,
     VisualStyle,
     default_cache_dir,
@@ -185,6 +186,21 @@ async def test_a_refused_key_is_an_account_error_and_a_broken_answer_an_api_erro
     async with JoggClient("http://remote", KEY, transport=broken) as client:
         with pytest.raises(ApiError, match="no list of 'visual_styles'"):
             await LookupService(client).styles("portrait")
+
+
+@pytest.mark.anyio
+async def test_a_list_not_read_by_the_deadline_fails_and_is_not_cached(tmp_path: Path) -> None:
+    """A list still being read at the run's deadline stops there (a second a page on a fake
+    clock, the deadline after three): LookupDeadline, and none of it kept in the cache (a list
+    read in part would make valid rows look invalid)."""
+    ticks = iter(range(1000))
+    cache = LookupCache(tmp_path, "http://remote", KEY, clock=lambda: 0.0)
+    transport = paged_server(1000, "voices", extra=lambda page, size, total: {"has_more": True})
+    async with JoggClient("http://remote", KEY, transport=transport) as client:
+        service = LookupService(client, cache, deadline=3.0, clock=lambda: float(next(ticks)))
+        with pytest.raises(LookupDeadline, match="list of voices was not read to its end"):
+            await service.voices()
+    assert cache.load("voices") is None
 
 
 def test_second_listing_comes_from_the_cache_until_the_ttl(tmp_path: Path) -> None:

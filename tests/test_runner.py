@@ -498,6 +498,46 @@ async def test_a_deadline_cuts_short_a_listing_that_keeps_going(tmp_path: Path) 
         assert db.execute("SELECT count(*) FROM listing").fetchone() == (0,)
 
 
+class EndlessAvatars(httpx.AsyncBaseTransport):
+    """The sandbox, but its public avatars come a page at a time, slowly, each page full of
+    avatars never listed before, and the listing never ends."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.ASGITransport(app=create_app(SandboxConfig(rate_limit=None)))
+        self.pages = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path != "/v2/avatars/public":
+            return await self.inner.handle_async_request(request)
+        self.pages += 1
+        await asyncio.sleep(0.02)
+        page = int(request.url.params["page"])
+        avatars = [{"id": page * 1000 + n, "name": "a", "aspect_ratio": 0} for n in range(100)]
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": {"avatars": avatars}})
+
+
+@pytest.mark.anyio
+async def test_a_deadline_cuts_short_a_look_up_list_that_keeps_going(
+    tmp_path: Path, private_cache: Path
+) -> None:
+    """--max-duration/--until end a run whose avatar list is read slowly page after page without
+    end: the run stops at the deadline, nothing sent, no row refused on a list read in part, and
+    nothing of the list cached."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = make_config(catalog, "http://sandbox.test", deadline=time.time() + 0.5)
+    server = EndlessAvatars()
+    started = time.monotonic()
+    work = runner.run_async(config, transport=server, handle_signals=False)
+    summary = await asyncio.wait_for(work, 10)
+    assert time.monotonic() - started < 5
+    assert server.pages > 1
+    assert summary.stopped == "time limit reached"
+    assert summary.requests_sent == 0
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert set(read_results(config.results)["status"]) == {"not_attempted"}
+    assert not list(private_cache.rglob("avatars.json"))
+
+
 class UndocumentedCode:
     """Creates go through (the sandbox records and charges them) but are answered with a code
     the reference does not document; the creates the sandbox received are counted."""

@@ -16,6 +16,11 @@ before it (a server that ignores `page` and sends the whole collection each time
 short page proves nothing: a server may page by 50 where 100 were asked, and a valid avatar on its
 next page would make rows invalid. An item read twice is kept once, and a list whose items pass
 `_MAX_LIST_BYTES` (as JSON) fails: a server chooses how long names are.
+
+Nor does a walk go past the run's deadline (`--max-duration`, `--until`): a server may answer each
+page slowly and never end. A list not read to its end by then fails with LookupDeadline (a page in
+flight cut off), and is neither cached nor used: an avatar not read yet is not known to be missing,
+and a row naming it must not be refused as invalid.
 """
 
 from __future__ import annotations
@@ -59,6 +64,10 @@ _MAX_LIST_BYTES: Final = 64 << 20  # some hundred times what a real account's li
 _RATIO_NAMES: Final = {0: "portrait", 1: "landscape", 2: "square"}  # v2 responses use ints
 _SALT_FILE: Final = "salt"
 _FORMULA_START: Final = re.compile(r"^[=+\-@\t\r]")  # as in batch.store.results
+
+
+class LookupDeadline(ApiError):
+    """A look-up list that was not read to its end by the run's deadline."""
 
 
 class Avatar(NamedTuple):
@@ -185,11 +194,19 @@ class LookupService:
     """The look-up lists of one account, from the cache when fresh, else from the API."""
 
     def __init__(
-        self, client: JoggClient, cache: LookupCache | None = None, *, refresh: bool = False
+        self,
+        client: JoggClient,
+        cache: LookupCache | None = None,
+        *,
+        refresh: bool = False,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.client = client
         self.cache = cache
         self.refresh = refresh
+        self.deadline = deadline  # unix time (by `clock`): the run's
+        self._clock = clock
 
     async def avatars(self) -> tuple[Avatar, ...]:
         """Public avatars, then custom ones (`type` 1)."""
@@ -230,16 +247,37 @@ class LookupService:
                     return tuple(kind(**item) for item in cached)
                 except TypeError:
                     log.debug("look-up cache %s has another shape; fetching again", name)
-        items = await fetch()
+        items = await self._by_deadline(name, fetch)
         # An empty list is not kept: one odd answer would refuse a day of rows (an account
         # with no music at all asks again each run, which costs a free GET).
         if self.cache is not None and items:
             self.cache.store(name, [item._asdict() for item in items])
         return tuple(items)
 
+    async def _by_deadline(self, name: str, fetch: Callable[[], Awaitable[list[_T]]]) -> list[_T]:
+        """`fetch()`, a page in flight cut off at the deadline (module docstring)."""
+        left = None if self.deadline is None else max(0.0, self.deadline - self._clock())
+        try:
+            async with asyncio.timeout(left) as cut:
+                return await fetch()
+        except TimeoutError:
+            if not cut.expired():
+                raise
+        raise _cut_short(name)
+
+    def _check_deadline(self, what: str) -> None:
+        """Raises LookupDeadline when the deadline has come: asked before each page, as an
+        in-process server may answer page after page without the cut above getting a turn."""
+        if self.deadline is not None and self._clock() >= self.deadline:
+            raise _cut_short(what)
+
     async def _fetch_avatars(self) -> list[Avatar]:
-        public = await _all_pages(self.client.avatars_public, "avatars", "public avatars")
-        custom = await _all_pages(self.client.avatars_custom, "avatars", "custom avatars")
+        public = await _all_pages(
+            self.client.avatars_public, "avatars", "public avatars", self._check_deadline
+        )
+        custom = await _all_pages(
+            self.client.avatars_custom, "avatars", "custom avatars", self._check_deadline
+        )
         # An item without a usable id is left out, as in the other lists: one odd entry of a
         # vendor's 600 avatars must not stop every run.
         avatars = [_avatar(item, 0) for item in public if _id_of(item) is not None]
@@ -247,7 +285,7 @@ class LookupService:
         return avatars
 
     async def _fetch_voices(self) -> list[Voice]:
-        items = await _all_pages(self.client.voices, "voices", "voices")
+        items = await _all_pages(self.client.voices, "voices", "voices", self._check_deadline)
         return [
             Voice(
                 voice_id=str(item["voice_id"]),
@@ -260,7 +298,7 @@ class LookupService:
         ]
 
     async def _fetch_music(self) -> list[Music]:
-        items = await _all_pages(self.client.musics, "music", "music")
+        items = await _all_pages(self.client.musics, "music", "music", self._check_deadline)
         return [
             Music(
                 id=int(item["id"]),
@@ -286,14 +324,19 @@ class LookupService:
 
 
 async def _all_pages(
-    fetch: Callable[..., Awaitable[ApiOutcome]], key: str, what: str
+    fetch: Callable[..., Awaitable[ApiOutcome]],
+    key: str,
+    what: str,
+    check_deadline: Callable[[str], None],
 ) -> list[dict[str, Any]]:
-    """Every item of a paged listing; see the module docstring for how the end is found."""
+    """Every item of a paged listing; see the module docstring for how the end is found.
+    `check_deadline(what)` is called before each page (it raises to stop the walk)."""
     items: list[dict[str, Any]] = []
     seen: set[bytes] = set()  # digests of the items read
     size, stalled = 0, 0
     previous: list[dict[str, Any]] | None = None
     for page in range(1, _MAX_PAGES + 1):
+        check_deadline(what)
         outcome = await fetch(page=page, page_size=PAGE_SIZE)
         batch = _items(outcome, key, f"{what} (page {page})")
         if batch and batch == previous:  # a server that ignores `page`
@@ -326,6 +369,12 @@ async def _all_pages(
             break
         previous = batch
     return items
+
+
+def _cut_short(what: str) -> LookupDeadline:
+    return LookupDeadline(
+        f"the look-up list of {what} was not read to its end by the deadline; none of it was used"
+    )
 
 
 def _items(outcome: ApiOutcome, key: str, what: str) -> list[dict[str, Any]]:
@@ -400,11 +449,16 @@ class LookupConfig:
     ttl: float = DEFAULT_TTL
     refresh: bool = False
     timeouts: Timeouts = field(default_factory=Timeouts)
+    deadline: float | None = None  # unix time: a list not read by then fails (LookupDeadline)
 
     def cache(self) -> LookupCache | None:
         if self.cache_dir is None:
             return None
         return LookupCache(self.cache_dir, self.base_url, self.api_key, ttl=self.ttl)
+
+    def service(self, client: JoggClient) -> LookupService:
+        """A look-up service over `client`, with this configuration's cache and deadline."""
+        return LookupService(client, self.cache(), refresh=self.refresh, deadline=self.deadline)
 
 
 @asynccontextmanager
@@ -415,7 +469,7 @@ async def open_service(
     async with JoggClient(
         config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
     ) as client:
-        yield client, LookupService(client, config.cache(), refresh=config.refresh)
+        yield client, config.service(client)
 
 
 def list_items(
