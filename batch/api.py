@@ -224,16 +224,18 @@ async def track_async(
     config: TrackConfig | RunConfig,
     *,
     wait: float | None = None,
+    timeout: float | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> PollSummary:
     """Polls the final status of every submitted video that is not final yet, into the state and
-    the results file: once, or with `wait` until all are final or that many seconds passed."""
+    the results file: once, or with `wait` until all are final or that many seconds passed.
+    `timeout` bounds the one pass the same way (`timed_out`, with the videos `unchecked`)."""
     return await tracking.track_async(
         config.state,
         config.base_url,
         config.api_key,
         wait=wait is not None,
-        timeout=wait,
+        timeout=wait if wait is not None else timeout,
         results=config.results,
         legacy=config.legacy_state,
         timeouts=config.timeouts,
@@ -245,7 +247,8 @@ def track(
     config: TrackConfig | RunConfig,
     *,
     wait: float | None = None,
+    timeout: float | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> PollSummary:
     """`track_async` on an event loop of its own."""
-    return asyncio.run(track_async(config, wait=wait, transport=transport))
+    return asyncio.run(track_async(config, wait=wait, timeout=timeout, transport=transport))

@@ -41,7 +41,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.LOCKED: (
         "another run holds the state database (`download`: another download writes into --dest)"
     ),
-    ExitCode.TIMED_OUT: "`status --wait` / `run --wait` timed out with renders still going",
+    ExitCode.TIMED_OUT: "`status` / `run --wait` timed out: renders still going, or not checked",
     ExitCode.DOUBLE_CHARGED: (
         "the account's listing shows a row rendered twice: a double charge (raise it with JoggAI)"
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import gzip
 import json
@@ -10,19 +11,28 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
+import uvicorn
 from click.testing import CliRunner
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from batch.cli import main
 from batch.cli.common import reports_errors
 from batch.sandbox import SandboxConfig, running_sandbox
-from batch.store import StateStore
+from batch.sandbox.server import bind_socket, url_of
+from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
 from batch.store.results import read_results
 from tests.helpers import python_output, simple_rows, submissions, write_catalog
 
@@ -479,6 +489,56 @@ def test_status_of_a_mistyped_results_file_creates_nothing(tmp_path: Path) -> No
     assert code == 2
     assert "catalog.result.csv: no such results file" in err
     assert list(tmp_path.iterdir()) == []
+
+
+@contextmanager
+def trickling_api() -> Iterator[str]:
+    """A loopback API whose video status answers come a byte at a time and never end (no read
+    timeout ever fires); its listing is empty."""
+
+    async def trickle() -> AsyncIterator[bytes]:
+        while True:
+            yield b" "
+            await asyncio.sleep(0.05)
+
+    async def answer(request: Request) -> Response:
+        if request.url.path.startswith("/v2/product_video/"):
+            return StreamingResponse(trickle(), media_type="application/json")
+        return JSONResponse({"code": 0, "msg": "ok", "data": {"videos": []}})
+
+    app = Starlette(routes=[Route("/{path:path}", answer)])
+    sock = bind_socket("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_config=None))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.01)
+        yield url_of(sock)
+    finally:
+        server.should_exit = server.force_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def test_status_without_wait_ends_at_its_timeout(tmp_path: Path) -> None:
+    """A plain `status` against an API that trickles its answers ends at --timeout with exit 5,
+    saying how many videos were not checked (a cron job is never held for ever)."""
+    state = tmp_path / "s.db"
+    with StateStore(state) as store:
+        store.record_plan(
+            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
+        )
+        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+    with trickling_api() as url:
+        started = time.monotonic()
+        code, _, err = invoke(
+            "status", "--state", str(state), "--base-url", url, "--timeout", "1s",
+            env={"JOGG_API_KEY": "sk-test"},
+        )  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert code == 5
+    assert "still rendering 1   (timed out: 1 not checked)" in err
 
 
 def test_status_without_a_state_creates_nothing(tmp_path: Path) -> None:

@@ -251,6 +251,23 @@ async def test_the_timeout_cuts_short_checks_that_never_answer() -> None:
 
 
 @pytest.mark.anyio
+async def test_a_single_pass_ends_at_the_timeout_and_counts_what_it_did_not_check() -> None:
+    """Without wait, a status GET that never answers is cut off at the timeout too: the pass
+    ends timed out (exit 5), what the others said is kept, and the video unchecked is counted."""
+    clock = FakeClock(1000.0)
+    sink = MemorySink({"stuck": 900.0, "quick": 900.0})
+    lookup = HangingLookup(clock, {"stuck": (0.0, {}), "quick": (0.0, {"status": "completed"})})
+    lookup.hang.add("stuck")
+    started = time.monotonic()
+    work = poll(lookup, sink, wait=False, timeout=0.2, clock=clock, sleep=clock.sleep)
+    summary = await asyncio.wait_for(work, 10)
+    assert time.monotonic() - started < 2
+    assert summary.exit_code == ExitCode.TIMED_OUT
+    assert (summary.completed, summary.processing, summary.unchecked) == (1, 1, 1)
+    assert sink.videos["quick"].status == "completed"
+
+
+@pytest.mark.anyio
 async def test_concurrency_is_bounded() -> None:
     """No more than `concurrency` status requests are in flight at once."""
     clock = FakeClock(1000.0)
@@ -334,11 +351,13 @@ def test_refreshing_a_results_file_names_the_double_charges_the_ledger_knows(
 
 
 @pytest.mark.anyio
-async def test_the_double_charge_check_stops_at_the_wait_timeout(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(("wait", "render"), [(True, "processing"), (False, "completed")])
+async def test_the_double_charge_check_stops_at_the_timeout(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, wait: bool, render: str
 ) -> None:
-    """`status --wait --timeout` ends by its timeout even when the account's listing keeps
-    bringing new videos: the double-charge check after polling is cut short and says so."""
+    """`status --timeout`, with or without --wait, ends by its timeout even when the account's
+    listing keeps bringing new videos: the double-charge check after polling is cut short and
+    says so, and the exit is a timeout even when every render was read (not an all-clear)."""
     state_path = tmp_path / "s.db"
     with StateStore(state_path) as store:
         store.record_plan(
@@ -355,7 +374,7 @@ async def test_the_double_charge_check_stops_at_the_wait_timeout(
             ]
             data: dict[str, Any] = {"videos": videos}
         else:
-            data = {"id": "v1", "status": "processing"}
+            data = {"id": "v1", "status": render}
         return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
 
     started = time.monotonic()
@@ -363,11 +382,12 @@ async def test_the_double_charge_check_stops_at_the_wait_timeout(
         state_path,
         "https://api.test",
         Secret("sk-test"),
-        wait=True,
+        wait=wait,
         timeout=0.5,
         transport=httpx.MockTransport(server),
     )
     summary = await asyncio.wait_for(work, 10)
     assert time.monotonic() - started < 5
     assert summary.exit_code == ExitCode.TIMED_OUT
+    assert "listing was not checked for double charges" in caplog.text
     assert "not read to its end by the deadline" in caplog.text

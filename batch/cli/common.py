@@ -83,7 +83,9 @@ def render_renders(summary: PollSummary) -> str:
     )
     if summary.unread:
         line += f" (status unread for {summary.unread}: the API did not answer; check again)"
-    return line + ("   (timed out)" if summary.timed_out else "")
+    if summary.unchecked:
+        line += f"   (timed out: {summary.unchecked} not checked)"
+    return line + ("   (timed out)" if summary.timed_out and not summary.unchecked else "")
 
 
 def emit_json(document: object) -> None:

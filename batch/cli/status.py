@@ -32,7 +32,10 @@ from batch.storage import Location
 @click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or the real API).")
 @click.option("--wait", is_flag=True, help="Keep polling until every video is final.")
 @click.option(
-    "--timeout", default="30m", show_default=True, help="With --wait: give up after this."
+    "--timeout",
+    default="30m",
+    show_default=True,
+    help="Give up after this, with or without --wait (exit 5).",
 )
 @json_option
 @logging_options
@@ -49,7 +52,9 @@ def status(
     """Poll GET /v2/product_video/{id} for submitted videos that are not final yet.
 
     Exit 0 when none failed (all completed, with --wait), 1 when some renders failed or their
-    status could not be read, 5 when --wait timed out.
+    status could not be read, 5 when --timeout passed first, with or without --wait: renders
+    still going, videos not checked (the summary line counts them), or the account's listing
+    not read to its end for double charges (a warning says so).
 
     \b
     Example:
@@ -62,7 +67,8 @@ def status(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--timeout") from None
     overrides = Overrides(config_path=config_path, state=state, base_url=base_url)
-    summary = api.track(api.track_config(results, overrides), wait=seconds if wait else None)
+    config = api.track_config(results, overrides)
+    summary = api.track(config, wait=seconds if wait else None, timeout=seconds)
     logs.say(render_renders(summary), event="summary")
     if as_json:
         emit_json(summary.to_json())

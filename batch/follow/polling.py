@@ -7,7 +7,8 @@ webhook listener), the `VideoUpdate` record both of them produce, the per-video 
 GETs are not rate-limited by JoggAI, but its status guide asks clients not to hammer them, so
 `poll()` keeps at most `concurrency` requests in flight and checks each video on its own schedule
 (`PollSchedule`). Without `wait`, one pass checks every pending video once, whatever its schedule:
-a person who runs `status` once expects an answer about each of them, now.
+a person who runs `status` once expects an answer about each of them, now. Both end at `timeout`
+when it is given: a server that trickles its answers must not hold a cron job for ever.
 """
 
 from __future__ import annotations
@@ -178,12 +179,12 @@ class PollSummary:
     checks: int
     double_charges: int = 0  # found in the account's listing by this check
     unread: int = 0  # still pending, and no answer to their last check told their status
+    unchecked: int = 0  # still pending, and not one answer by the timeout (cut off by it)
 
     @property
     def exit_code(self) -> ExitCode:
         """Timed out beats a double charge found now, beats some failed or unread (a check
-        that could not tell is not an all-clear), beats all fine (a single pass never times
-        out)."""
+        that could not tell is not an all-clear), beats all fine."""
         if self.timed_out:
             return ExitCode.TIMED_OUT
         if self.double_charges:
@@ -209,9 +210,10 @@ async def poll(
     """Checks pending videos and records what the API says into `sink`.
 
     Without `wait`: one pass, every pending video checked once. With `wait`: keeps checking each
-    video on `schedule` until none is pending, or until `timeout` seconds have passed (then the
-    summary says `timed_out`): checks still waiting for an answer then are cancelled, and what
-    the others said is kept. Raises AccountError when the key cannot read statuses at all.
+    video on `schedule` until none is pending. Either way it ends when `timeout` seconds have
+    passed (then the summary says `timed_out`, and `unchecked` counts the videos with no answer
+    yet): checks still waiting for an answer then are cancelled, and what the others said is
+    kept. Raises AccountError when the key cannot read statuses at all.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
@@ -241,7 +243,8 @@ async def poll(
     pending = sink.pending_videos()
     for video in pending:
         last_seen[video.video_id] = "processing"
-    if not wait:
+
+    async def one_pass() -> PollSummary:
         await asyncio.gather(*(check(video) for video in pending))
         return _summary(last_seen, unread, timed_out=False, checks=checks)
 
@@ -273,12 +276,16 @@ async def poll(
     left = None if deadline is None else max(0.0, deadline - clock())
     try:
         async with asyncio.timeout(left) as cut:
-            return await rounds()
+            return await (rounds() if wait else one_pass())
     except TimeoutError:
         if not cut.expired():
             raise
-    log.warning("gave up waiting: %d videos still rendering", len(pending))
-    return _summary(last_seen, unread, timed_out=True, checks=checks)
+    unchecked = sum(1 for video_id in last_seen if video_id not in last_checked)
+    if wait:
+        log.warning("gave up waiting: %d videos still rendering", len(pending))
+    else:
+        log.warning("timed out: %d of %d videos not checked", unchecked, len(last_seen))
+    return _summary(last_seen, unread, timed_out=True, checks=checks, unchecked=unchecked)
 
 
 def _update_from_outcome(
@@ -310,7 +317,12 @@ def _update_from_outcome(
 
 
 def _summary(
-    last_seen: Mapping[str, VideoStatus], unread: set[str], *, timed_out: bool, checks: int
+    last_seen: Mapping[str, VideoStatus],
+    unread: set[str],
+    *,
+    timed_out: bool,
+    checks: int,
+    unchecked: int = 0,
 ) -> PollSummary:
     statuses = list(last_seen.values())
     return PollSummary(
@@ -320,4 +332,5 @@ def _summary(
         timed_out=timed_out,
         checks=checks,
         unread=len(unread),  # an answer about a video takes it out: these are all pending
+        unchecked=unchecked,
     )

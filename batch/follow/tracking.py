@@ -15,7 +15,7 @@ from batch.config import Secret
 from batch.errors import ApiError
 from batch.follow.polling import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
 from batch.joggai.client import JoggClient, Timeouts
-from batch.joggai.listing import AccountListing, report_double_charges
+from batch.joggai.listing import AccountListing, ListingDeadline, report_double_charges
 from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.backend import StateLocation
@@ -69,8 +69,8 @@ async def track_async(
     schedule: PollSchedule = DEFAULT_SCHEDULE,
 ) -> PollSummary:
     """Polls every submitted, unfinished video once (or until final with `wait`), then looks
-    for double charges in the account's listing, both within `timeout` seconds when it is given.
-    `legacy`: a 0.1 state to merge first."""
+    for double charges in the account's listing, both within `timeout` seconds when it is given
+    (the summary is `timed_out` when either was cut short). `legacy`: a 0.1 state to merge first."""
     deadline = None if timeout is None else time.time() + timeout
     with StateStore(state_path) as store:
         if legacy is not None:
@@ -82,7 +82,8 @@ async def track_async(
             found = await _check_double_charges(client, store, deadline)
         if results is not None and is_file(results):
             summary = _of_the_file(summary, refresh_results(results, store), wait=wait)
-    return replace(summary, double_charges=found)
+    cut = found is None  # the listing was not read by the timeout: not an all-clear
+    return replace(summary, double_charges=found or 0, timed_out=summary.timed_out or cut)
 
 
 def _of_the_file(summary: PollSummary, statuses: dict[str, str], *, wait: bool) -> PollSummary:
@@ -105,11 +106,15 @@ def _of_the_file(summary: PollSummary, statuses: dict[str, str], *, wait: bool) 
 
 async def _check_double_charges(
     client: JoggClient, store: StateStore, deadline: float | None
-) -> int:
+) -> int | None:
     """Reads what the account rendered since the last look (until the deadline, if any); logs
-    and returns the number of double charges seen for the first time."""
+    and returns the number of double charges seen for the first time, None when the deadline
+    cut the read short."""
     try:
         await AccountListing(client, store, deadline=deadline).sync()
+    except ListingDeadline as exc:
+        log.warning("the account's listing was not checked for double charges: %s", exc)
+        return None
     except ApiError as exc:
         log.warning("could not check the account's listing for double charges: %s", exc)
         return 0
