@@ -14,6 +14,13 @@ Shorter runs are left: the answers scrubbed carry video ids and URLs that must s
 8, a key of hex digits would share a run with about one random hex video id in seven million
 (25 x 25 windows at 16^-8 each), and mask it; with 12, one in six hundred billion. Masking half
 of the sandbox's `sk-sandbox` broke every media URL (`/_sandbox/media/...`).
+
+`Secret.scrub_config` is for text built from configuration that may hold a piece of the key of
+any length: the base URL (a key pasted into JOGG_BASE_URL, or a URL built from part of it) and the
+errors httpx raises while parsing it (`Invalid port: 'sk-li'`). It masks every run of
+`CONFIG_PIECE` (3) characters of the key: such text holds no server data to keep intact, and a
+run of 1 or 2 characters says next to nothing of a key (its `sk` prefix is public), while masking
+them would blank most of any message.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from urllib.parse import unquote
 from batch.errors import ConfigError
 
 MASK: Final = "***"
+CONFIG_PIECE: Final = 3  # the shortest run of the key `Secret.scrub_config` masks
 
 
 def piece_length(key_length: int) -> int:
@@ -58,8 +66,7 @@ class _Scrubber:
     """Finds every run of `piece_length` characters of the key, then extends it as far as the
     text goes on spelling the key."""
 
-    def __init__(self, key: str) -> None:
-        size = piece_length(len(key))
+    def __init__(self, key: str, size: int) -> None:
         self._key = key.lower()
         self._chars = [re.compile(_spellings(char)) for char in key]
         pieces = {"".join(map(_spellings, key[i : i + size])) for i in range(len(key) - size + 1)}
@@ -102,15 +109,15 @@ class _Scrubber:
 class Secret:
     """A key that prints as `***`; `reveal()` is the only way to its text."""
 
-    __slots__ = ("_scrubber", "_value")
+    __slots__ = ("_scrubbers", "_value")
     _value: str
-    _scrubber: _Scrubber | None
+    _scrubbers: dict[int, _Scrubber]
 
     def __init__(self, value: str) -> None:
         if not isinstance(value, str):
             raise TypeError(f"a Secret holds a str, not {type(value).__name__}")
         object.__setattr__(self, "_value", value)
-        object.__setattr__(self, "_scrubber", None)
+        object.__setattr__(self, "_scrubbers", {})
 
     def reveal(self) -> str:
         """The key itself: for the request header only."""
@@ -118,10 +125,17 @@ class Secret:
 
     def scrub(self, text: str) -> str:
         """`text` with every spelling of the key, or of a long enough piece of it, masked."""
-        if self._scrubber is None:
-            object.__setattr__(self, "_scrubber", _Scrubber(self._value))
-        assert self._scrubber is not None
-        return self._scrubber(text)
+        return self._scrubbed(text, piece_length(len(self._value)))
+
+    def scrub_config(self, text: str) -> str:
+        """`text` built from configuration, with every spelling of the key, or of any run of
+        `CONFIG_PIECE` of its characters, masked (module docstring)."""
+        return self._scrubbed(text, min(len(self._value), CONFIG_PIECE))
+
+    def _scrubbed(self, text: str, size: int) -> str:
+        if size not in self._scrubbers:
+            self._scrubbers[size] = _Scrubber(self._value, size)
+        return self._scrubbers[size](text)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("a Secret cannot be changed")

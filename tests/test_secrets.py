@@ -452,3 +452,49 @@ def test_the_key_in_base64_is_masked() -> None:
     urlsafe = base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
     said = f"bad token {b64}; again {urlsafe}"
     assert Secret(key).scrub(said) == "bad token ***==; again ***"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("Invalid port: 'jb-ca'", "Invalid port: '***'"),
+        ("https://api.jogg.ai:Q7x/v2", "https://api.jogg.ai:***/v2"),
+        (f"https://{CANARY.upper()}@api.jogg.ai", "https://***@api.jogg.ai"),
+        ("https://api.jogg.ai:Q7/v2", "https://api.jogg.ai:Q7/v2"),  # 2 characters: kept
+    ],
+)
+def test_configuration_text_is_scrubbed_of_short_pieces_of_the_key(text: str, shown: str) -> None:
+    """Text built from configuration (the base URL, httpx's errors about it) loses any run of
+    three or more of the key's characters; answers keep the 12-character rule."""
+    key = Secret(CANARY)
+    assert key.scrub_config(text) == shown
+    assert key.scrub("Invalid port: 'jb-ca'") == "Invalid port: 'jb-ca'"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "catalog.csv", "--state", "s.db"],
+        ["status", "--state", "s.db"],
+        ["lookup", "avatars"],
+        ["download", "catalog.results.csv", "--dest", "videos"],
+    ],
+)
+@pytest.mark.parametrize("piece", ["jb-ca", "Q7xZ"])
+def test_a_base_url_holding_a_piece_of_the_key_is_refused_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str], piece: str
+) -> None:
+    """A base URL built from part of the key (`Invalid port: 'jb-ca'` from httpx) is a usage
+    error (exit 2) whose message, and any traceback, holds no piece of the key."""
+    monkeypatch.chdir(tmp_path)
+    write_catalog(tmp_path / "catalog.csv", simple_rows(1))
+    (tmp_path / "catalog.results.csv").write_text("row,status,video_id\n1,submitted,v1\n")
+    (tmp_path / "s.db").write_bytes(b"")
+    env = {"JOGG_API_KEY": CANARY, "JOGG_BASE_URL": f"https://api.jogg.ai:{piece}"}
+    result = CliRunner().invoke(main, command, env=env)
+    shown = result.stdout + result.stderr
+    if result.exc_info and not isinstance(result.exc_info[1], SystemExit):
+        shown += "".join(traceback.format_exception(*result.exc_info))
+    assert piece not in shown, shown
+    assert result.exit_code == 2, shown
+    assert "base URL 'https://api.jogg.ai:***' is not a valid URL (Invalid port: '***')" in shown

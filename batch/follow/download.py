@@ -65,6 +65,7 @@ from tqdm import tqdm
 
 from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError, LocalIOError, LockedError
+from batch.joggai.client import parse_base_url
 from batch.secret import Secret
 from batch.store.results import DOWNLOAD_ERROR, read_results, write_table
 
@@ -278,9 +279,9 @@ class UrlPolicy:
     sandbox: tuple[str, int] | None = None
 
     @classmethod
-    def for_base_url(cls, base_url: str) -> UrlPolicy:
-        url = httpx.URL(base_url)
-        if url.scheme in ("http", "https") and _is_loopback_host(url.host):
+    def for_base_url(cls, base_url: str, api_key: Secret | None = None) -> UrlPolicy:
+        url = parse_base_url(base_url, api_key)
+        if _is_loopback_host(url.host):
             return cls((url.host.lower(), url.port or _default_port(url.scheme)))
         return cls()
 
@@ -706,7 +707,7 @@ async def _fetch_all(
     resolver: Resolver,
     disk_free: Callable[[Path], int],
 ) -> DownloadSummary:
-    policy = UrlPolicy.for_base_url(config.base_url)
+    policy = UrlPolicy.for_base_url(config.base_url, config.api_key)
     gate = asyncio.Semaphore(config.concurrency)
     counts = {"downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
     present: dict[int, str] = {}

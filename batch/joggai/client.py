@@ -303,17 +303,17 @@ class JoggClient:
         max_connections: int = 32,
         get_retry_delay: float = 0.5,
     ) -> None:
-        url = httpx.URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ConfigError(f"base URL {base_url!r} is not an http(s) URL with a host")
-        if url.scheme == "http" and transport is None and not _is_loopback(url.host):
-            raise ConfigError(
-                f"base URL {base_url!r}: plain http would send the API key in clear; "
-                "use https (http is accepted for loopback addresses only)"
-            )
         if not api_key:
             raise ConfigError("the API key is empty; set JOGG_API_KEY")
         secret = checked_key(api_key, "the API key") if isinstance(api_key, str) else api_key
+        url = parse_base_url(base_url, secret)
+        if url.scheme == "http" and transport is None and not _is_loopback(url.host):
+            raise ConfigError(
+                secret.scrub_config(
+                    f"base URL {base_url!r}: plain http would send the API key in clear; "
+                    "use https (http is accepted for loopback addresses only)"
+                )
+            )
         self.base_url = base_url.rstrip("/")
         self.timeouts = timeouts
         self.get_retry_delay = get_retry_delay
@@ -516,6 +516,22 @@ class JoggClient:
         if isinstance(value, list):
             return [self._scrub(item) for item in value]
         return value
+
+
+def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
+    """The base URL parsed, or ConfigError. A base URL may hold a piece of the key (pasted in
+    the wrong setting, or built from it), which httpx's errors quote: the message is scrubbed of
+    even short pieces (`Secret.scrub_config`), and httpx's own error is not chained to it."""
+    scrub = api_key.scrub_config if api_key else str
+    try:
+        url = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        problem = f"base URL {base_url!r} is not a valid URL ({exc})"
+    else:
+        if url.scheme in ("http", "https") and url.host:
+            return url
+        problem = f"base URL {base_url!r} is not an http(s) URL with a host"
+    raise ConfigError(scrub(problem))
 
 
 async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
