@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -486,3 +487,31 @@ def fields_from_json(text: str) -> ResolvedFields:
         url, name, description, audience, images = product
         values[1] = ProductDetails(url, name, description, audience, tuple(images))
     return ResolvedFields(*values)
+
+
+def same_text(text: str | None) -> str | None:
+    """Free text as a reader sees it: line ends as LF, characters composed (NFC). The catalog
+    makes its cells alike the same way, a column at a time (`batch.catalog.normalize`)."""
+    if text is None:
+        return None
+    return unicodedata.normalize("NFC", _LINE_ENDS.sub("\n", text))
+
+
+_LINE_ENDS: Final = re.compile(r"\r\n?")
+
+
+def fields_made_alike(fields: ResolvedFields) -> ResolvedFields:
+    """`fields` with their free text made alike (`same_text`): what this version sends for a
+    job an earlier one recorded with text as the file wrote it."""
+    product = fields.product
+    if product is not None:
+        product = product._replace(
+            name=same_text(product.name),
+            description=same_text(product.description),
+            target_audience=same_text(product.target_audience),
+        )
+    return fields._replace(
+        product=product,
+        name=same_text(fields.name),
+        override_script=same_text(fields.override_script),
+    )

@@ -8,6 +8,7 @@ the sender picks them up from the state as soon as each slice is committed.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from batch.preflight import Preflight
 from batch.products import product_source
 from batch.statuses import UNCERTAIN, JobStatus, duplicate_of
 from batch.store import JobUpdate, KnownJob, NewJob, RowPlan, StateStore
+
+log = logging.getLogger(__name__)
 
 # Rows planned per state transaction: the catalog's first batch is one slice.
 PLAN_SLICE = catalog.FIRST_BATCH_ROWS
@@ -114,6 +117,13 @@ class Planner:
         """
         # A first run has no earlier rows to compare keys with: every row is new.
         self.earlier_jobs = self.state.has_jobs()
+        # Before this version's first jobs (or none) are recorded: they need no alias.
+        if aliased := self.state.alias_jobs_made_alike():
+            log.info(
+                "%d job(s) an earlier version recorded from NFD or CRLF text are found under "
+                "the fingerprint their text made alike has now as well",
+                aliased,
+            )
         if self.earlier_jobs:
             self.previous_run = self.state.previous_run(self.run_id, str(self.config.catalog))
             if not self.config.force:

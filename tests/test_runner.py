@@ -1157,3 +1157,27 @@ def test_a_retry_of_an_earlier_versions_results_file_finds_its_jobs(
     sent = submissions(sandbox_url)["submissions"][3:]
     assert [s["payload"]["override_script"] for s in sent] == [f"{CAFE_NFD}\r\nsecond line 2"]
     assert list(read_results(config.results)["status"]) == ["submitted"] * 3
+
+
+def test_an_upgraded_state_finds_its_jobs_when_the_file_comes_made_alike(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A state an earlier version wrote from NFD text with CRLF, then tonight's file already
+    NFC with LF (nothing in it is made alike, so it has no earlier fingerprint to look under):
+    its jobs are found by the alias their first planning here gave them; no POST, and the file
+    as written then finds them too."""
+    catalog = script_catalog(tmp_path / "catalog.csv", CAFE_NFD, "\r\n")
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    recorded_as_earlier_versions_did(config, [1, 2, 3], "submitted")
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # as that version left it: no aliases given yet
+        db.execute("DELETE FROM meta WHERE key = 'aliased_made_alike'")
+
+    for cafe, line_end in ((CAFE_NFC, "\n"), (CAFE_NFD, "\r\n")):
+        script_catalog(catalog, cafe, line_end)
+        summary = runner.run(make_config(catalog, sandbox_url))
+        assert (summary.requests_sent, summary.plan.already_submitted) == (0, 3)
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+    with sqlite3.connect(config.state) as db:
+        assert db.execute("SELECT count(*) FROM fingerprint_aliases").fetchone() == (3,)

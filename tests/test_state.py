@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from batch import payload
 from batch.errors import StateError
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, VideoUpdate
 from batch.store.backend import StateLocation
@@ -205,3 +206,35 @@ def test_a_job_a_later_run_of_its_catalog_left_out_is_superseded(state: StateSto
     wide = state.begin_run("c.csv", dry_run=False, request_defaults='{"aspect_ratio": "16:9"}')
     state.record_plan(wide, [NewJob(f, "Q", "[]", "tf")], [], [RowPlan(3, f, "job", None)])
     assert state.left_out_later(list(ids.values())) == {ids[a]}
+
+
+def test_jobs_recorded_from_text_written_otherwise_are_found_by_what_it_is_now(
+    state: StateStore,
+) -> None:
+    """`alias_jobs_made_alike`, once per state: a job recorded from NFD text is found under the
+    fingerprint of its text made alike, and still under its own; a job of plain text gets no
+    alias; a job recorded later is not looked at."""
+    base = payload.fields_from_json(
+        '["P",null,"15","9:16",false,"x",127,null,null,null,"Storytime","english",null,null,null]'
+    )
+    nfd = base._replace(name="Cafe\u0301")
+    made = [nfd, base._replace(name="plain")]
+    fingerprints = [payload.fingerprint(fields) for fields in made]
+    run = state.begin_run("c.csv", dry_run=False)
+    jobs = [
+        NewJob(fp, "P", payload.fields_to_json(f), fp[:12])
+        for fp, f in zip(fingerprints, made, strict=True)
+    ]
+    ids = state.record_plan(run, jobs, [], [RowPlan(1, fingerprints[0], "job", None)])
+    alike = payload.fingerprint(payload.fields_made_alike(nfd))
+    assert state.jobs_by_fingerprint([alike]) == {}
+    assert state.alias_jobs_made_alike() == 1
+    found = state.jobs_by_fingerprint([alike, *fingerprints])
+    assert {fp: job.id for fp, job in found.items()} == {
+        alike: ids[fingerprints[0]],
+        **ids,
+    }
+    later = base._replace(name="Cre\u0300me")
+    fp = payload.fingerprint(later)
+    state.record_plan(run, [NewJob(fp, "P", payload.fields_to_json(later), fp[:12])], [], [])
+    assert state.alias_jobs_made_alike() == 0

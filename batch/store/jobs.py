@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from batch import payload
 from batch.store.backend import (
     Database,
     joined_integers,
@@ -16,6 +17,9 @@ from batch.store.backend import (
 )
 from batch.store.connection import Connection
 from batch.store.records import AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
+
+# meta: the jobs of the state at this version's first planning have their aliases (schema 8).
+_ALIASED = "aliased_made_alike"
 
 
 class JobQueries(Connection):
@@ -89,7 +93,8 @@ class JobQueries(Connection):
         }
 
     def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, KnownJob]:
-        """The existing jobs among `fingerprints` (one query per 10,000)."""
+        """The existing jobs among `fingerprints` (one query per 10,000), by the fingerprint
+        asked for: a job an earlier version recorded under another is found by its alias."""
         found: dict[str, KnownJob] = {}
         for start in range(0, len(fingerprints), 10_000):
             chunk = fingerprints[start : start + 10_000]
@@ -100,7 +105,60 @@ class JobQueries(Connection):
                 chunk,
             ):
                 found[row[1]] = KnownJob._make(row)
+        missing = [fp for fp in fingerprints if fp not in found]
+        if (
+            missing
+            and self._db.execute("SELECT EXISTS (SELECT 1 FROM fingerprint_aliases)").fetchone()[0]
+        ):
+            for start in range(0, len(missing), 10_000):
+                chunk = missing[start : start + 10_000]
+                marks = ",".join("?" * len(chunk))
+                for alias, *job in self._db.execute(
+                    "SELECT a.fingerprint, j.id, j.fingerprint, j.status, j.permanent "
+                    "FROM fingerprint_aliases a JOIN jobs j ON j.id = a.job_id "
+                    f"WHERE a.fingerprint IN ({marks})",
+                    chunk,
+                ):
+                    found[alias] = KnownJob._make(job)
         return found
+
+    def alias_jobs_made_alike(self) -> int:
+        """Once per state: gives each job an earlier version recorded from free text written
+        otherwise than this one sends it (NFD, CRLF: `payload.same_text`) the fingerprint its
+        request has now, as an alias, so that tonight's file finds it whichever way it writes
+        the text. Returns how many it gave one.
+
+        Only jobs whose fingerprint is their fields' (`payload.fingerprint`) are read; the job
+        keeps its own fingerprint (a file still written as then finds it by that) and its tag
+        (the account's listing knows its render by it). A job this version records sends its
+        text made alike already: the jobs of the state at its first planning are the ones.
+        """
+        if self.get_meta(_ALIASED) is not None:
+            return 0
+        aliases: list[tuple[str, int]] = []
+        with self._write() as db:
+            # The fields are ASCII JSON: text made otherwise holds an escape (\u0301, \r).
+            for job_id, recorded, text in db.execute(
+                "SELECT id, fingerprint, fields FROM jobs "
+                "WHERE fields LIKE ? ESCAPE '!' OR fields LIKE ? ESCAPE '!'",
+                ("%\\u%", "%\\r%"),
+            ).fetchall():
+                fields = payload.fields_from_json(text)
+                if payload.fingerprint(fields) != recorded:
+                    continue  # not an encoding this version knows: leave it as it is
+                alike = payload.fingerprint(payload.fields_made_alike(fields))
+                if alike != recorded:
+                    aliases.append((alike, job_id))
+            db.executemany(
+                "INSERT INTO fingerprint_aliases (fingerprint, job_id) VALUES (?, ?) "
+                "ON CONFLICT (fingerprint) DO NOTHING",
+                aliases,
+            )
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING",
+                (_ALIASED,),
+            )
+        return len(aliases)
 
     def previous_run(self, run_id: int, catalog: str) -> int | None:
         """The newest run before `run_id` of this catalog, else of any (a dated file name each

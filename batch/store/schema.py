@@ -152,6 +152,15 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX jobs_failed ON jobs (id) WHERE status = 'failed';
     """,
+    # 8: free text is now sent and hashed made alike (NFC, LF line ends): a job an earlier
+    # version recorded from NFD or CRLF text is found under the fingerprint it has now as well
+    # (`JobQueries.alias_jobs_made_alike`), whichever way tonight's file writes the text.
+    """
+    CREATE TABLE fingerprint_aliases (
+        fingerprint TEXT PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs (id)
+    );
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
