@@ -1319,6 +1319,18 @@ def test_request_settings_round_trip_and_read_an_earlier_record() -> None:
         request_settings_from_json('{"defaults":{"frobnicate":1}}', CatalogOptions())
 
 
+def test_the_runs_of_one_workbooks_sheets_record_other_settings() -> None:
+    """Runs of two sheets of one workbook record different settings (so the one run later is
+    no sign that the other's rows were corrected); the sheet is not read back into the retry's
+    own catalog, which is no workbook."""
+    spring, summer = (
+        request_settings_to_json(CatalogOptions(sheet=sheet)) for sheet in ("Spring", "Summer")
+    )
+    assert spring != summer
+    assert '"sheet"' not in request_settings_to_json(CatalogOptions())  # a CSV's, as before
+    assert request_settings_from_json(spring, CatalogOptions()).sheet is None
+
+
 # Text as two tools write the same words: composed (NFC) and decomposed (NFD, a Mac tool), and
 # line ends as LF, CRLF (FTP's ASCII mode, unix2dos) and a lone CR (old Mac tools).
 CAFE_NFC, CAFE_NFD = "Caf\u00e9 cr\u00e8me", "Cafe\u0301 cre\u0300me"

@@ -240,7 +240,8 @@ class JobQueries(Connection):
         removed), and the job was superseded, never sent.
 
         Later: a run after the job's last planning, of the same catalog file with the same
-        request defaults (the same file run as 9:16 and as 16:9 asks for both). A job that run
+        request defaults and sheet (the same file run as 9:16 and as 16:9 asks for both; one
+        workbook's sheets are catalogs of their own). A job that run
         still planned or carried (another video of the same product) is kept.
         """
         later: dict[int, int] = {}  # job -> the newest such run
