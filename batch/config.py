@@ -17,7 +17,7 @@ import tomllib
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -330,10 +330,10 @@ class RunConfig:
 
 
 def default_results_path(catalog: Location) -> Location:
-    """`catalog.results.csv` beside the catalog, for `catalog.csv.gz` too: the results file is
-    written uncompressed, for people to open."""
-    stem = PurePosixPath(storage.inner_name(catalog)).stem
-    return catalog.with_name(stem + ".results.csv")
+    """`catalog.results.csv` beside the catalog; `catalog.csv.results.csv` for `catalog.csv.gz`
+    (written uncompressed, for people to open), not the results of `catalog.csv` beside it,
+    which `gzip -k` leaves there."""
+    return catalog.with_name(catalog.stem + ".results.csv")
 
 
 def catalog_options(

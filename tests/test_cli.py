@@ -363,7 +363,7 @@ def test_results_on_the_catalog_are_refused_before_sending(tmp_path: Path, suffi
 def test_a_gzip_catalog_runs_end_to_end_and_a_cut_short_one_sends_nothing(
     tmp_path: Path,
 ) -> None:
-    """`run c.csv.gz`: every row sent, the results beside it as `c.results.csv` with the
+    """`run c.csv.gz`: every row sent, the results beside it as `c.csv.results.csv` with the
     catalog's own columns. The same export cut short (an interrupted download), most of its
     rows readable: exit 2 naming the file, and no POST at all."""
     plain = write_catalog(tmp_path / "plain.csv", simple_rows(3))
@@ -380,7 +380,7 @@ def test_a_gzip_catalog_runs_end_to_end_and_a_cut_short_one_sends_nothing(
         code, _, err = sandbox_run(catalog, url)
         assert code == 0, err
         assert len(submissions(url)["submissions"]) == 3
-    results = read_results(tmp_path / "c.results.csv")
+    results = read_results(tmp_path / "c.csv.results.csv")
     assert list(results["sku"]) == ["SKU0", "SKU1", "SKU2"]
     assert list(results["title"]) == ["Item 0", "Item 1", "Item 2"]
     assert list(results["status"]) == ["submitted"] * 3

@@ -52,16 +52,17 @@ def test_the_packaged_config_states_every_model_default() -> None:
     ("catalog", "results"),
     [
         (Path("in/catalog.csv"), Path("in/catalog.results.csv")),
-        (Path("in/catalog.csv.gz"), Path("in/catalog.results.csv")),
-        (Path("in/catalog.TSV.GZ"), Path("in/catalog.results.csv")),
-        (ObjectURL("s3://b/in/c.jsonl.gz"), ObjectURL("s3://b/in/c.results.csv")),
+        (Path("in/catalog.csv.gz"), Path("in/catalog.csv.results.csv")),
+        (Path("in/catalog.TSV.GZ"), Path("in/catalog.TSV.results.csv")),
+        (ObjectURL("s3://b/in/c.jsonl.gz"), ObjectURL("s3://b/in/c.jsonl.results.csv")),
     ],
 )
-def test_the_default_results_file_is_named_for_the_catalog_without_gz(
+def test_a_gzip_catalogs_results_are_not_those_of_the_file_it_was_packed_from(
     catalog: Location, results: Location
 ) -> None:
-    """`catalog.csv.gz` writes `catalog.results.csv` beside it (uncompressed, for people to
-    open), not `catalog.csv.results.csv`."""
+    """`catalog.csv.gz` writes `catalog.csv.results.csv` (uncompressed, for people to open):
+    `gzip -k` leaves `catalog.csv` beside it, whose results (rows not attempted, to retry)
+    `catalog.results.csv` would have overwritten."""
     assert default_results_path(catalog) == results
 
 

@@ -315,7 +315,7 @@ def test_a_broken_csv_object_is_refused_as_a_local_file_is(
 
 
 def test_a_gzip_csv_object_runs_and_a_cut_short_one_is_refused(s3: Any, sandbox_url: str) -> None:
-    """`s3://.../c.csv.gz` is read decompressed, its results beside it as `c.results.csv`;
+    """`s3://.../c.csv.gz` is read decompressed, its results beside it as `c.csv.results.csv`;
     the same object cut short is exit 2 naming its URL, nothing sent."""
     rows = [{"product_id": pid, "length": "15"} for pid in product_ids(2)]
     packed = gzip.compress(csv_bytes(rows * 2000))
@@ -330,7 +330,7 @@ def test_a_gzip_csv_object_runs_and_a_cut_short_one_is_refused(s3: Any, sandbox_
     whole = CliRunner().invoke(main, ["run", f"s3://{BUCKET}/in/c.csv.gz", *command], env=env)
     assert whole.exit_code == 0, whole.stderr
     assert len(submissions(sandbox_url)["submissions"]) == 2
-    results = read_results(ObjectURL(f"s3://{BUCKET}/in/c.results.csv"))
+    results = read_results(ObjectURL(f"s3://{BUCKET}/in/c.csv.results.csv"))
     assert list(results["status"]) == ["submitted"] * 2
 
 
