@@ -4,7 +4,7 @@ Each entry point takes one config object and returns a typed result. Each is an 
 (`run_async`, `plan_async`, ...) that can be awaited from a running event loop (an async Airflow
 or Dagster task, a notebook); the plain name is `asyncio.run` over it, for everyone else.
 
-Signals: `run` and `retry` stop gracefully on SIGINT/SIGTERM only with `handle_signals=True`
+Signals: `run` and `retry` stop gracefully on SIGINT/SIGTERM/SIGHUP only with `handle_signals=True`
 (the CLI passes it). Off by default, so a host process (an Airflow worker) keeps its own
 handlers; a host that wants a graceful stop cancels the task instead (what was sent is recorded,
 and the next run looks up requests cut off in flight).

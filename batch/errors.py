@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     TIMED_OUT = 5  # `status --wait` gave up with videos still rendering
     DOUBLE_CHARGED = 6  # the account's listing shows a row rendered twice (raise it with JoggAI)
     LOCAL_IO = 7  # a local file (state, results) could not be written after sending began
+    HUNG_UP = 129  # SIGHUP: the terminal or SSH session closed
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
 
@@ -48,6 +49,10 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.LOCAL_IO: (
         "a local file (state, results) could not be written after sending began; what was "
         "sent is kept"
+    ),
+    ExitCode.HUNG_UP: (
+        "hung up by SIGHUP: the terminal or SSH session closed (everything recorded; run again "
+        "to continue)"
     ),
     ExitCode.INTERRUPTED: "interrupted by SIGINT (everything recorded; run again to continue)",
     ExitCode.TERMINATED: "terminated by SIGTERM (everything recorded; run again to continue)",

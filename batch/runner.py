@@ -69,6 +69,14 @@ from batch.validate import before_sending
 
 log = logging.getLogger(__name__)
 
+# The signals a run stops gracefully on, and its exit code for each. SIGHUP: an SSH session
+# or terminal that closes must not kill a run like SIGKILL (no summary, no results file).
+_SIGNAL_EXITS: dict[int, ExitCode] = {
+    signal.SIGINT: ExitCode.INTERRUPTED,
+    signal.SIGTERM: ExitCode.TERMINATED,
+    signal.SIGHUP: ExitCode.HUNG_UP,
+}
+
 
 @dataclass
 class RunSummary:
@@ -115,8 +123,9 @@ async def run_async(
 ) -> RunSummary:
     """Runs (or with `config.dry_run`, plans) one catalog. The caller maps `exit_code`.
 
-    `handle_signals`: SIGINT/SIGTERM stop sending gracefully (exit 130/143; a second one stops at
-    once). Only on the main thread, and off by default: a host process may own those signals.
+    `handle_signals`: SIGINT/SIGTERM/SIGHUP stop sending gracefully (exit 130/143/129; a second
+    one stops at once). Only on the main thread, and off by default: a host process may own
+    those signals.
     """
     # A file or path problem is refused here, before any request (reading, off the event loop).
     await asyncio.to_thread(before_sending, config)
@@ -567,7 +576,7 @@ class _Run:
         control = self.control
 
         def handle(sig: int) -> None:
-            code = ExitCode.INTERRUPTED if sig == signal.SIGINT else ExitCode.TERMINATED
+            code = _SIGNAL_EXITS[sig]
             if control.signal_code is not None:
                 log.warning("second signal: stopping now; the state is consistent")
                 self.hard_stop = True
@@ -583,9 +592,9 @@ class _Run:
             )
             loop.call_later(self.config.shutdown_grace, main.cancel)
 
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in _SIGNAL_EXITS:
             loop.add_signal_handler(sig, handle, sig)
-        return [signal.SIGINT, signal.SIGTERM]
+        return list(_SIGNAL_EXITS)
 
     # --- planning and dispatch -----------------------------------------------------------------
 

@@ -218,11 +218,14 @@ def test_an_error_is_a_json_record_with_log_format_json(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("sig", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("sig", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143), (signal.SIGHUP, 129)]
+)
 def test_a_signal_stops_sending_and_keeps_every_row(
     tmp_path: Path, sig: int, expected: int
 ) -> None:
-    """SIGINT/SIGTERM: exit 130/143, a complete results file, and a resume finishes the job."""
+    """SIGINT/SIGTERM/SIGHUP (an SSH session closed): exit 130/143/129, a complete results file,
+    and a resume finishes the job."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(30))
     env = {**os.environ, "JOGG_API_KEY": "sk-sandbox"}
     with running_sandbox(SandboxConfig(rate_limit=None)) as url:
@@ -241,6 +244,31 @@ def test_a_signal_stops_sending_and_keeps_every_row(
         resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
         assert resumed.returncode == 0
         assert len(submissions(url)["submissions"]) == 30
+
+
+@pytest.mark.slow
+def test_ctrl_c_while_status_waits_is_exit_130_not_click_s_abort(tmp_path: Path) -> None:
+    """Ctrl-C while `status --wait` polls renders (no run handles it there): exit 130 and a line
+    saying so, not click's "Aborted!" and exit 1 (the code of failed rows)."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    env = {**os.environ, "JOGG_API_KEY": "sk-sandbox"}
+    with running_sandbox(SandboxConfig(rate_limit=None, render_seconds=600)) as url:
+        args = ["--base-url", url]
+        code, _, err = invoke("run", str(catalog), *args, "--rate-limit", "none", "--offline",
+                              env={"JOGG_API_KEY": "sk-sandbox"})  # fmt: skip
+        assert code == 0, err
+        command = [sys.executable, "-m", "batch", "status", str(tmp_path / "c.results.csv"),
+                   "--wait", "-v", *args]  # fmt: skip
+        process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+        assert process.stderr is not None
+        for line in process.stderr:  # polling has begun once it logs a round
+            if "GET" in line or "poll" in line.lower():
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "jogg-batch: interrupted (SIGINT); what was done is recorded" in err
+    assert "Aborted!" not in err
 
 
 def test_retry_from_a_results_file_alone(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from batch import logs
-from batch.errors import BatchError
+from batch.errors import BatchError, ExitCode
 from batch.follow.polling import PollSummary
 from batch.storage import parse_location
 from batch.store.backend import as_busy_error, database_errors, state_location
@@ -63,6 +63,15 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             if kwargs.get("as_json"):
                 emit_json({"error": str(error), "exit_code": int(error.exit_code)})
             raise SystemExit(int(error.exit_code)) from None
+        except KeyboardInterrupt:
+            # Ctrl-C where no run handles it (`--wait` polling, `status`, `download`): what
+            # was done is recorded as it went. Click would say "Aborted!" and exit 1, the code
+            # of failed rows.
+            message = "jogg-batch: interrupted (SIGINT); what was done is recorded"
+            logs.say(message, event="interrupted", level=logging.WARNING)
+            if kwargs.get("as_json"):
+                emit_json({"error": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)})
+            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper
 
