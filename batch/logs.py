@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from typing import Any, Literal
@@ -63,10 +64,39 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def _stderr_gone() -> Any:
+    """Points stderr (fd 2 and `sys.stderr`) at the null device and returns it: its reader went
+    away (`2>&1 | head -1`, a closed terminal) or it was never open (`2>&-`, some daemons). The
+    rest of the lines go nowhere; the command goes on, and its exit code still says how it
+    went (a write failing on a broken pipe made it exit 1 after every row was sent). Taking fd 2
+    also keeps a file opened later (the state) from becoming "stderr"."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    if null != 2:
+        os.dup2(null, 2)
+        os.close(null)
+    # Never closed: fd 2 lives as long as the process.
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+    return sys.stderr
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr's handler: a line that cannot be written (the reader went away) sends the rest to
+    the null device instead of a "--- Logging error ---" block into the same broken pipe."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr if sys.stderr is not None else _stderr_gone())
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            self.setStream(_stderr_gone())
+            return
+        super().handleError(record)
+
+
 def configure(verbosity: int = 0, log_format: LogFormat = "text") -> None:
     """verbosity: -1 quiet (warnings), 0 normal (info), 1 and more verbose (debug)."""
     level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     if log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -85,8 +115,12 @@ def say(text: str, *, event: str, level: int = logging.INFO) -> None:
     that a log shipper reading the cron line's output parses every line."""
     handlers = logging.getLogger().handlers
     if not any(isinstance(handler.formatter, JsonFormatter) for handler in handlers):
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
+        stream = sys.stderr if sys.stderr is not None else _stderr_gone()
+        try:
+            stream.write(text + "\n")
+            stream.flush()
+        except OSError:
+            _stderr_gone()
         return
     record = logging.makeLogRecord(
         {"name": "batch", "levelno": level, "levelname": logging.getLevelName(level),

@@ -271,6 +271,32 @@ def test_ctrl_c_while_status_waits_is_exit_130_not_click_s_abort(tmp_path: Path)
     assert "Aborted!" not in err
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("stderr", ["read once, then closed", "never open"])
+def test_a_run_whose_stderr_goes_away_ends_as_its_rows_did(tmp_path: Path, stderr: str) -> None:
+    """`run ... 2>&1 | head -1` (the reader goes away) and `run ... 2>&-` (no stderr at all):
+    every row sent and the results written, exit 0. A broken pipe made it exit 1 (failed rows);
+    with no stderr it sent nothing and said nothing."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(5))
+    env = {**os.environ, "JOGG_API_KEY": "sk-sandbox"}
+    with running_sandbox(SandboxConfig(rate_limit=None, render_seconds=0.0)) as url:
+        command = [sys.executable, "-m", "batch", "run", str(catalog), "--base-url", url,
+                   "--rate-limit", "50/s", "--offline", "-v"]  # fmt: skip
+        if stderr == "never open":
+            code = subprocess.run(
+                ["sh", "-c", 'exec "$@" 2>&-', "sh", *command], env=env
+            ).returncode
+        else:
+            process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
+            assert process.stderr is not None
+            process.stderr.readline()
+            process.stderr.close()
+            code = process.wait(timeout=60)
+        assert len(submissions(url)["submissions"]) == 5
+    assert code == 0
+    assert list(read_results(tmp_path / "c.results.csv")["status"]) == ["submitted"] * 5
+
+
 def test_retry_from_a_results_file_alone(tmp_path: Path) -> None:
     """The hand-off: on another machine (no state), retry sends only the rows left undone."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(6))
