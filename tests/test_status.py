@@ -233,14 +233,20 @@ class HangingLookup(ScriptedLookup):
         return await super().get_product_video(video_id)
 
 
-@pytest.mark.anyio
-async def test_the_timeout_cuts_short_checks_that_never_answer() -> None:
-    """A status GET that hangs (each may take three times its own deadline) does not hold
-    `--wait --timeout` past the timeout: it is cancelled, and what the others said is kept."""
+def _one_check_hangs() -> tuple[FakeClock, MemorySink, HangingLookup]:
+    """Two videos rendering: the status GET of `stuck` never answers, `quick` has completed."""
     clock = FakeClock(1000.0)
     sink = MemorySink({"stuck": 900.0, "quick": 900.0})
     lookup = HangingLookup(clock, {"stuck": (0.0, {}), "quick": (0.0, {"status": "completed"})})
     lookup.hang.add("stuck")
+    return clock, sink, lookup
+
+
+@pytest.mark.anyio
+async def test_the_timeout_cuts_short_checks_that_never_answer() -> None:
+    """A status GET that hangs (each may take three times its own deadline) does not hold
+    `--wait --timeout` past the timeout: it is cancelled, and what the others said is kept."""
+    clock, sink, lookup = _one_check_hangs()
     started = time.monotonic()
     work = poll(lookup, sink, wait=True, timeout=0.2, clock=clock, sleep=clock.sleep)
     summary = await asyncio.wait_for(work, 10)
@@ -254,10 +260,7 @@ async def test_the_timeout_cuts_short_checks_that_never_answer() -> None:
 async def test_a_single_pass_ends_at_the_timeout_and_counts_what_it_did_not_check() -> None:
     """Without wait, a status GET that never answers is cut off at the timeout too: the pass
     ends timed out (exit 5), what the others said is kept, and the video unchecked is counted."""
-    clock = FakeClock(1000.0)
-    sink = MemorySink({"stuck": 900.0, "quick": 900.0})
-    lookup = HangingLookup(clock, {"stuck": (0.0, {}), "quick": (0.0, {"status": "completed"})})
-    lookup.hang.add("stuck")
+    clock, sink, lookup = _one_check_hangs()
     started = time.monotonic()
     work = poll(lookup, sink, wait=False, timeout=0.2, clock=clock, sleep=clock.sleep)
     summary = await asyncio.wait_for(work, 10)

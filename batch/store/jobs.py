@@ -3,7 +3,8 @@ attempt bracketed by state writes (`sending` before the request, the outcome aft
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,34 +94,33 @@ class JobQueries(Connection):
         }
 
     def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, KnownJob]:
-        """The existing jobs among `fingerprints` (one query per 10,000), by the fingerprint
-        asked for: a job an earlier version recorded under another is found by its alias."""
+        """The existing jobs among `fingerprints`, by the fingerprint asked for: a job an
+        earlier version recorded under another is found by its alias."""
         found: dict[str, KnownJob] = {}
-        for start in range(0, len(fingerprints), 10_000):
-            chunk = fingerprints[start : start + 10_000]
-            marks = ",".join("?" * len(chunk))
-            for row in self._db.execute(
-                "SELECT id, fingerprint, status, permanent FROM jobs "
-                f"WHERE fingerprint IN ({marks})",
-                chunk,
-            ):
-                found[row[1]] = KnownJob._make(row)
+        for row in self._in_chunks(
+            "SELECT id, fingerprint, status, permanent FROM jobs WHERE fingerprint IN ({})",
+            fingerprints,
+        ):
+            found[row[1]] = KnownJob._make(row)
         missing = [fp for fp in fingerprints if fp not in found]
         if (
             missing
             and self._db.execute("SELECT EXISTS (SELECT 1 FROM fingerprint_aliases)").fetchone()[0]
         ):
-            for start in range(0, len(missing), 10_000):
-                chunk = missing[start : start + 10_000]
-                marks = ",".join("?" * len(chunk))
-                for alias, *job in self._db.execute(
-                    "SELECT a.fingerprint, j.id, j.fingerprint, j.status, j.permanent "
-                    "FROM fingerprint_aliases a JOIN jobs j ON j.id = a.job_id "
-                    f"WHERE a.fingerprint IN ({marks})",
-                    chunk,
-                ):
-                    found[alias] = KnownJob._make(job)
+            for alias, *job in self._in_chunks(
+                "SELECT a.fingerprint, j.id, j.fingerprint, j.status, j.permanent "
+                "FROM fingerprint_aliases a JOIN jobs j ON j.id = a.job_id "
+                "WHERE a.fingerprint IN ({})",
+                missing,
+            ):
+                found[alias] = KnownJob._make(job)
         return found
+
+    def _in_chunks(self, query: str, values: Sequence[object]) -> Iterator[tuple[Any, ...]]:
+        """The rows of `query` (its `{}` an IN list) over `values`, one query per 10,000."""
+        for start in range(0, len(values), 10_000):
+            chunk = values[start : start + 10_000]
+            yield from self._db.execute(query.format(",".join("?" * len(chunk))), chunk)
 
     def alias_jobs_made_alike(self) -> int:
         """Once per state: gives each job an earlier version recorded from free text written
@@ -244,11 +244,8 @@ class JobQueries(Connection):
         workbook's sheets are catalogs of their own). A job that run
         still planned or carried (another video of the same product) is kept.
         """
-        later: dict[int, int] = {}  # job -> the newest such run
-        for start in range(0, len(job_ids), 10_000):
-            chunk = job_ids[start : start + 10_000]
-            marks = ",".join("?" * len(chunk))
-            for job_id, run_id in self._db.execute(
+        later: dict[int, int] = dict(  # job -> the newest such run
+            self._in_chunks(
                 "SELECT a.id, max(b.planned_run) FROM jobs a "
                 "JOIN runs ra ON ra.id = a.planned_run "
                 "JOIN jobs b ON b.row_key = a.row_key AND b.id <> a.id "
@@ -256,10 +253,10 @@ class JobQueries(Connection):
                 "JOIN runs rb ON rb.id = b.planned_run AND rb.catalog = ra.catalog "
                 "AND (rb.request_defaults = ra.request_defaults "
                 "OR (rb.request_defaults IS NULL AND ra.request_defaults IS NULL)) "
-                f"WHERE a.id IN ({marks}) GROUP BY a.id",
-                chunk,
-            ):
-                later[job_id] = run_id
+                "WHERE a.id IN ({}) GROUP BY a.id",
+                job_ids,
+            )
+        )
         left_out: set[int] = set()
         for run_id in set(later.values()):
             text = self._db.execute(
