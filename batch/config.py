@@ -313,6 +313,7 @@ class RunConfig:
     # The results file the state records the run as writing, when not `results`: `retry` runs
     # a temporary catalog whose outcomes it merges into the file it was given.
     recorded_results: Location | None = None
+    retried_catalog: str | None = None  # `retry`: the catalog of the file's rows, as recorded
     dry_run: bool = False
     force: bool = False
     retry_permanent: bool = False

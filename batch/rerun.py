@@ -23,6 +23,7 @@ import logging
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -41,7 +42,7 @@ from batch.statuses import (
     row_status,
 )
 from batch.storage import Location
-from batch.store import StateStore, xlsx
+from batch.store import AskedRow, StateStore, xlsx
 from batch.store.results import (
     RESULT_COLUMNS,
     WRITTEN_COLUMNS,
@@ -99,17 +100,22 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         by_row = dict(enumerate(statuses[wanted], start=1))
         unknown_rows = {n for n, status in by_row.items() if status == "unknown"}
         recorded = {n for n, status in by_row.items() if status in ("failed", "not_attempted")}
+        planned = {n for n, status in by_row.items() if status == "planned"}
         try:
-            drifted, changed, superseded = _check_requests(subset_config, unknown_rows, recorded)
+            checked = _check_requests(
+                subset_config, storage.identity(config.catalog), unknown_rows, recorded, planned
+            )
         except CatalogError as exc:
             raise _of_the_file(exc, subset, config.catalog) from exc
+        drifted, changed, superseded = checked.drifted, checked.changed, checked.superseded
+        subset_config = replace(subset_config, retried_catalog=checked.catalog)
         if superseded:
             raise CatalogError(
                 f"{config.catalog}: rows whose request a later run of the catalog no longer "
-                f"made: row {_named(todo, superseded)} (their catalog rows were corrected or "
-                "removed since this file was written, and that run sent what the catalog "
-                "gives now). Sending them would pay for a second video of the same rows, so "
-                "nothing was sent: retry the newest results file, or run the catalog"
+                f"made: row {_named(todo, superseded)} (their catalog rows were corrected, or "
+                "put back, since this file was written, and that run asked for what the "
+                "catalog gives now). Sending them would pay for a second video of the same "
+                "rows, so nothing was sent: retry the newest results file, or run the catalog"
             )
         if drifted:
             raise CatalogError(
@@ -299,12 +305,21 @@ def _run_options(config: RunConfig) -> CatalogOptions:
     return settings
 
 
+class _Checked(NamedTuple):
+    """`_check_requests`: rows to refuse, by kind, and the catalog the rows came from."""
+
+    drifted: list[int]
+    changed: list[int]
+    superseded: list[int]
+    catalog: str | None  # recorded with the retry's run (`StateStore.catalog_retried`)
+
+
 def _check_requests(
-    config: RunConfig, unknown: set[int], recorded: set[int]
-) -> tuple[list[int], list[int], list[int]]:
-    """The rows to retry (`config.catalog`, numbered from 1), rebuilt as requests and held up
-    against the ledger before anything is sent; returns (drifted unknown rows, changed rows,
-    superseded rows).
+    config: RunConfig, results: str, unknown: set[int], recorded: set[int], planned: set[int]
+) -> _Checked:
+    """The rows to retry (`config.catalog`, numbered from 1; a copy of those of the results
+    file `results`), rebuilt as requests and held up against the ledger before anything is
+    sent.
 
     Unknown rows the state has never seen become `unknown` jobs: reconciled before resending
     (not in a dry run, which writes nothing to the ledger). Drifted: an unknown row whose
@@ -320,15 +335,17 @@ def _check_requests(
     the catalog, would pay for the row twice. A row key the ledger does not know (a file from
     another machine) passes: nothing planned it here.
 
-    Superseded: a recorded or unknown row whose request a later run of the catalog left out
-    while sending another of its row key (`StateStore.left_out_later`): the file is older than
-    the catalog's correction, and its row was paid for as corrected.
+    Superseded: a recorded, unknown or planned (a dry run's) row whose request a later run of
+    the catalog asked otherwise for (`StateStore.asked_otherwise_later`): the file is older
+    than the catalog's correction, and the row was paid for as corrected.
     """
     drifted: list[int] = []
     changed: list[int] = []
     superseded: list[int] = []
-    asked = recorded | unknown
+    asked = recorded | unknown | planned
+    job_ids: list[int] = []
     with StateStore(config.state) as state:
+        dry_run = state.dry_run_that_wrote(results)
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
             rows = batch.rows
             held = [r for r in rows if r.number in asked and r.fingerprint]
@@ -347,8 +364,16 @@ def _check_requests(
                 for r in held
                 if (job := known.get(r.fingerprint or "") or known.get(earlier.get(r.number, "")))
             }
-            gone = state.left_out_later([job.id for job in jobs.values()])
-            superseded += [number for number, job in jobs.items() if job.id in gone]
+            job_ids += [job.id for job in jobs.values()]
+            questioned = [
+                (r.number, AskedRow(r.key, jobs[r.number].id, None))
+                if r.number in jobs
+                else (r.number, AskedRow(r.key, None, dry_run))
+                for r in held
+                if r.number in jobs or r.number in planned
+            ]
+            gone = state.asked_otherwise_later([question for _, question in questioned])
+            superseded += [number for i, (number, _) in enumerate(questioned) if i in gone]
             others = [r for r in held if r.number in recorded and r.number not in jobs]
             keyed = state.keys_with_jobs([r.key for r in others if r.key])
             changed += [r.number for r in others if r.key in keyed]
@@ -367,4 +392,5 @@ def _check_requests(
                     payload.fields_to_json(row.fields),
                     tag_for(row.fingerprint),
                 )
-    return drifted, changed, superseded
+        catalog_retried = state.catalog_retried(results, job_ids)
+    return _Checked(drifted, changed, superseded, catalog_retried)

@@ -203,6 +203,7 @@ async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
             dry_run=True,
             results=storage.identity(config.recorded_results or config.results),
             request_defaults=request_settings_to_json(config.catalog_options),
+            retried_catalog=config.retried_catalog,
         ),
         "dry run",
     )
@@ -297,6 +298,7 @@ class _Run:
             str(config.catalog),
             results=storage.identity(config.recorded_results or config.results),
             request_defaults=request_settings_to_json(config.catalog_options),
+            retried_catalog=config.retried_catalog,
         )
         self.planner = Planner(config, state, self.run_id, dry_run=False)
         self.planned = asyncio.Event()

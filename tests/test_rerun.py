@@ -596,3 +596,50 @@ def test_a_row_another_catalog_asks_otherwise_for_is_retried(
     code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
     assert code == 0, err
     assert len(_sent(sandbox_url)) == 1 + 5 + 4
+
+
+def test_a_file_retried_before_never_pays_again_for_rows_a_renamed_catalog_corrected(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """Night 1's file was retried once (stopped after a row); then rows 4 and 5 were corrected
+    in the catalog, exported under a new name each night, and night 2 sent them so. Retrying
+    night 1's file again would have sent their old requests: it sends nothing (exit 2)."""
+    _, args = half_run
+    state, inbox = ("--state", str(tmp_path / "s.db")), tmp_path / "c.results.csv"
+    code, err = invoke("retry", str(inbox), "--max-videos", "1", *state, *args)
+    assert code == 1, err
+    assert len(_sent(sandbox_url)) == 2
+    rows = [{**row, "length": ""} for row in simple_rows(5)]
+    rows[3]["length"] = rows[4]["length"] = "30"
+    renamed = write_catalog(tmp_path / "c-2026-11-28.csv", rows)
+    code, err = invoke("run", str(renamed), "--length", "15", *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5
+    code, err = invoke("retry", str(inbox), *state, *args)
+    assert code == 2
+    assert "a later run of the catalog no longer made: row 4, 5 (" in " ".join(err.split())
+    assert len(_sent(sandbox_url)) == 5
+
+
+def test_a_dry_runs_planned_rows_corrected_since_are_never_sent(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A dry run's file is mailed for approval; rows 4 and 5 are corrected before the real run
+    sends the catalog. Retrying the dry run's file would have sent their old requests as well:
+    it sends nothing (exit 2), naming them."""
+    catalog = _no_length_catalog(tmp_path / "c.csv", 5)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--dry-run", "--length", "15", *state, *args)
+    assert code == 0, err
+    rows = [{**row, "length": ""} for row in simple_rows(5)]
+    rows[3]["length"] = rows[4]["length"] = "30"
+    write_catalog(catalog, rows)
+    night = ("--length", "15", "--results", str(tmp_path / "n.csv"))
+    code, err = invoke("run", str(catalog), *night, *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
+    assert code == 2
+    assert "a later run of the catalog no longer made: row 4, 5 (" in " ".join(err.split())
+    assert len(_sent(sandbox_url)) == 5

@@ -12,7 +12,15 @@ import pytest
 
 from batch import payload
 from batch.errors import StateError
-from batch.store import AttemptRecord, NewJob, RowPlan, StateStore, VideoUpdate
+from batch.store import (
+    AskedRow,
+    AttemptRecord,
+    JobUpdate,
+    NewJob,
+    RowPlan,
+    StateStore,
+    VideoUpdate,
+)
 from batch.store.backend import StateLocation
 
 
@@ -185,11 +193,13 @@ def test_a_state_whose_schema_version_was_damaged_is_refused_with_what_to_do(
     assert "restore a backup, or start a new state" in str(raised.value)
 
 
-def test_a_job_a_later_run_of_its_catalog_left_out_is_superseded(state: StateStore) -> None:
-    """`left_out_later`: a job whose row key a later run of the same catalog and defaults planned
-    another request for, without it, was superseded. One that run still carried (another video
-    of the product), or whose key only another catalog's later run, or a later run of the same
-    catalog with other defaults (its 16:9 videos beside the 9:16 ones), planned, was not."""
+def test_a_request_a_later_run_of_its_catalog_asked_otherwise_for_is_superseded(
+    state: StateStore,
+) -> None:
+    """`asked_otherwise_later`: a job whose row key a later run of the same catalog and defaults
+    has with another request, and not it, was superseded. One that run still carried (another
+    video of the product), or whose key only another catalog's later run, or a later run of the
+    same catalog with other defaults (its 16:9 videos beside the 9:16 ones), had, was not."""
     a, b, c, d, e, f = (letter * 64 for letter in "abcdef")
     first = state.begin_run("c.csv", dry_run=False)
     ids = state.record_plan(
@@ -205,7 +215,40 @@ def test_a_job_a_later_run_of_its_catalog_left_out_is_superseded(state: StateSto
     state.record_plan(other, [NewJob(e, "Q", "[]", "te")], [], [RowPlan(1, e, "job", None)])
     wide = state.begin_run("c.csv", dry_run=False, request_defaults='{"aspect_ratio": "16:9"}')
     state.record_plan(wide, [NewJob(f, "Q", "[]", "tf")], [], [RowPlan(3, f, "job", None)])
-    assert state.left_out_later(list(ids.values())) == {ids[a]}
+    asked = [AskedRow(key, ids[fp], None) for key, fp in (("P", a), ("P", b), ("Q", c))]
+    assert state.asked_otherwise_later(asked) == {0}
+
+
+def test_a_catalog_under_another_name_or_put_back_still_supersedes(state: StateStore) -> None:
+    """A later run of the catalog under another name (a dated export) that carried most of its
+    jobs is a run of it; a row put back as it was before (its older job carried again) leaves
+    the request of the night between out; a retry's run, with only its rows, decides nothing;
+    a run of a copy with far fewer of the jobs is another catalog."""
+
+    def night(catalog: str, jobs: list[int], **run: str) -> int:
+        run_id = state.begin_run(catalog, dry_run=False, **run)
+        state.record_plan(
+            run_id, [], [], [RowPlan(n, job, "job", None) for n, job in enumerate(jobs, 1)]
+        )
+        return run_id
+
+    made = [
+        NewJob(letter * 64, key, "[]", letter)
+        for letter, key in zip("abcdef", "PQRSTP", strict=True)
+    ]
+    night0 = state.begin_run("c-0.csv", dry_run=False)
+    ids = state.record_plan(night0, made, [], [])
+    a, b, c, d, e, f = (ids[job.fingerprint] for job in made)
+    night("c-1.csv", [f, b, c, d, e])  # row 1 changed: its request is job f, which failed
+    retry = night("/tmp/retry.csv", [f], retried_catalog="c-1.csv")
+    state.record_plan(retry, [], [JobUpdate("pending", f, "pending")], [])
+    asked = [AskedRow("P", f, None)]
+    assert state.asked_otherwise_later(asked) == set()  # no later run of the catalog
+    night("top.csv", [a, b])  # two of the five jobs: another catalog
+    assert state.asked_otherwise_later(asked) == set()
+    night("c-2.csv", [a, b, c, d, e])  # row 1 put back: job a carried again
+    assert state.asked_otherwise_later(asked) == {0}
+    assert state.asked_otherwise_later([AskedRow("P", a, None)]) == set()
 
 
 def test_jobs_recorded_from_text_written_otherwise_are_found_by_what_it_is_now(

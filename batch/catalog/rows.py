@@ -45,7 +45,7 @@ def request_settings_to_json(options: CatalogOptions) -> str:
     """What the state keeps of how a run read its catalog into requests, for `retry` to rebuild
     the rows of its results file as they were planned: the request defaults and the column
     mapping, as compact JSON; and the sheet a workbook's run chose, which tells the runs of one
-    workbook's sheets apart (`StateStore.left_out_later`)."""
+    workbook's sheets apart (`StateStore.asked_otherwise_later`)."""
     settings: dict[str, object] = {
         "defaults": asdict(options.defaults),
         "columns": dict(options.columns),

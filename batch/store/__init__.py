@@ -45,6 +45,7 @@ from batch.store.outcomes import OutcomeQueries
 from batch.store.records import (
     OUTCOME_FIELDS,
     VIDEO_COLUMNS,
+    AskedRow,
     AttemptRecord,
     DoubleCharge,
     Job,
@@ -64,6 +65,7 @@ __all__ = [
     "OUTCOME_FIELDS",
     "SCHEMA_VERSION",
     "VIDEO_COLUMNS",
+    "AskedRow",
     "AttemptRecord",
     "DoubleCharge",
     "Job",

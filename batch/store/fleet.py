@@ -89,7 +89,12 @@ class FleetQueries(JobQueries):
     # --- the catalog's run ---------------------------------------------------------------------
 
     def join_run(
-        self, catalog: str, *, results: str | None = None, request_defaults: str | None = None
+        self,
+        catalog: str,
+        *,
+        results: str | None = None,
+        request_defaults: str | None = None,
+        retried_catalog: str | None = None,
     ) -> int:
         """The run of `catalog` that live workers are in, else a new one (SQLite: always new),
         recorded as `begin_run` records it."""
@@ -101,7 +106,11 @@ class FleetQueries(JobQueries):
                     "WHERE claimed_by IS NOT NULL"
                 )
             return self.begin_run(
-                catalog, dry_run=False, results=results, request_defaults=request_defaults
+                catalog,
+                dry_run=False,
+                results=results,
+                request_defaults=request_defaults,
+                retried_catalog=retried_catalog,
             )
         with self.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(?, ?)", (_JOIN_LOCK, lock_key(catalog)))
@@ -120,9 +129,9 @@ class FleetQueries(JobQueries):
                 run_id = None
             if run_id is None:
                 (run_id,) = db.execute(
-                    "INSERT INTO runs (started_at, catalog, dry_run, results, request_defaults) "
-                    "VALUES (?, ?, 0, ?, ?) RETURNING id",
-                    (self._clock(), catalog, results, request_defaults),
+                    "INSERT INTO runs (started_at, catalog, dry_run, results, request_defaults, "
+                    "retried_catalog) VALUES (?, ?, 0, ?, ?, ?) RETURNING id",
+                    (self._clock(), catalog, results, request_defaults, retried_catalog),
                 ).fetchone()
             db.execute("SELECT pg_advisory_lock_shared(?, ?)", (_MEMBER_LOCK, run_id))
         return int(run_id)

@@ -17,7 +17,7 @@ from batch.store.backend import (
     split_integers,
 )
 from batch.store.connection import Connection
-from batch.store.records import AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
+from batch.store.records import AskedRow, AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
 
 # meta: the jobs of the state at this version's first planning have their aliases (schema 8).
 _ALIASED = "aliased_made_alike"
@@ -31,14 +31,16 @@ class JobQueries(Connection):
         dry_run: bool,
         results: str | None = None,
         request_defaults: str | None = None,
+        retried_catalog: str | None = None,
     ) -> int:
         """A new run; `results` (the file it writes, as `storage.identity` names it) and its
-        `request_defaults` (JSON) are what `retry` of that file needs to rebuild its rows."""
+        `request_defaults` (JSON) are what `retry` of that file needs to rebuild its rows. A
+        retry's run names the catalog its rows came from (`retried_catalog`)."""
         with self._write() as db:
             (run_id,) = db.execute(
-                "INSERT INTO runs (started_at, catalog, dry_run, results, request_defaults) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING id",
-                (self._clock(), catalog, int(dry_run), results, request_defaults),
+                "INSERT INTO runs (started_at, catalog, dry_run, results, request_defaults, "
+                "retried_catalog) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (self._clock(), catalog, int(dry_run), results, request_defaults, retried_catalog),
             ).fetchone()
         return int(run_id)
 
@@ -55,6 +57,35 @@ class JobQueries(Connection):
                 "SELECT request_defaults FROM results_files WHERE results = ?", (results,)
             ).fetchone()
         )
+        return None if row is None else str(row[0])
+
+    def dry_run_that_wrote(self, results: str) -> int | None:
+        """The dry run that wrote the results file `results` last, if its newest writer is one:
+        when its planned rows are retried, they are the requests of that moment."""
+        row = self._db.execute(
+            "SELECT id, dry_run FROM runs WHERE results = ? ORDER BY id DESC LIMIT 1", (results,)
+        ).fetchone()
+        return int(row[0]) if row is not None and row[1] else None
+
+    def catalog_retried(self, results: str, job_ids: Sequence[int]) -> str | None:
+        """The catalog a results file's rows came from, as its newest writer recorded it (a
+        retry's run names the catalog it retried); for a copy no run wrote, that of the newest
+        run that planned one of these jobs. None when the state knows neither."""
+        row = self._db.execute(
+            "SELECT coalesce(retried_catalog, catalog) FROM runs WHERE results = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (results,),
+        ).fetchone()
+        if row is None and job_ids:
+            newest = max(
+                run or 0
+                for (run,) in self._in_chunks(
+                    "SELECT planned_run FROM jobs WHERE id IN ({})", job_ids
+                )
+            )
+            row = self._db.execute(
+                "SELECT coalesce(retried_catalog, catalog) FROM runs WHERE id = ?", (newest,)
+            ).fetchone()
         return None if row is None else str(row[0])
 
     def finish_run(self, run_id: int, outcome: str) -> None:
@@ -234,39 +265,83 @@ class JobQueries(Connection):
         lookup = "SELECT 1 FROM jobs WHERE row_key = ? LIMIT 1"
         return {key for key in set(keys) if self._db.execute(lookup, (key,)).fetchone()}
 
-    def left_out_later(self, job_ids: Sequence[int]) -> set[int]:
-        """Of these jobs, those a later run of their catalog left out while it planned another
-        request of their row key: the catalog asks otherwise now (its row was corrected, or
-        removed), and the job was superseded, never sent.
+    def asked_otherwise_later(self, asked: Sequence[AskedRow]) -> set[int]:
+        """Of these requests (the rows a results file asks for again), the positions of those a
+        later run of their catalog asked otherwise for: it planned or carried other requests of
+        the row key, and not this one. The catalog row was corrected (or put back) since the
+        file was written, and that run asked for what it gives now.
 
-        Later: a run after the job's last planning, of the same catalog file with the same
-        request defaults and sheet (the same file run as 9:16 and as 16:9 asks for both; one
-        workbook's sheets are catalogs of their own). A job that run
-        still planned or carried (another video of the same product) is kept.
+        Later: after the run that last asked for the request (the job's last planning; for a
+        dry run's planned row, the dry run). The newest such run that has the row key decides:
+        one that still has the request (another video of the product beside it) keeps it.
+
+        Of its catalog: with the same request defaults and sheet (the same file run as 9:16 and
+        as 16:9 asks for both; a workbook's sheets are catalogs of their own), a run of the same
+        catalog file, of the catalog a retry's rows came from, or one that carried at least
+        half of that run's jobs (the catalog under another name: an export dated in its name).
+        A retry's run has only the rows it retried: it never decides. A run pruned since (its
+        rows forgotten) says nothing.
         """
-        later: dict[int, int] = dict(  # job -> the newest such run
+        planned_by = dict(
             self._in_chunks(
-                "SELECT a.id, max(b.planned_run) FROM jobs a "
-                "JOIN runs ra ON ra.id = a.planned_run "
-                "JOIN jobs b ON b.row_key = a.row_key AND b.id <> a.id "
-                "AND b.planned_run > a.planned_run "
-                "JOIN runs rb ON rb.id = b.planned_run AND rb.catalog = ra.catalog "
-                "AND (rb.request_defaults = ra.request_defaults "
-                "OR (rb.request_defaults IS NULL AND ra.request_defaults IS NULL)) "
-                "WHERE a.id IN ({}) GROUP BY a.id",
-                job_ids,
+                "SELECT id, planned_run FROM jobs WHERE id IN ({})",
+                list({row.job_id for row in asked if row.job_id is not None}),
             )
         )
-        left_out: set[int] = set()
-        for run_id in set(later.values()):
-            text = self._db.execute(
-                f"SELECT {joined_integers(self.dialect, 'job_id')} FROM run_rows "
-                "WHERE run_id = ? AND job_id IS NOT NULL",
-                (run_id,),
-            ).fetchone()[0]
-            planned = set(split_integers(text).tolist())
-            left_out |= {job for job, run in later.items() if run == run_id and job not in planned}
-        return left_out
+        since = [planned_by.get(row.job_id) if row.job_id else row.run_id for row in asked]
+        if not any(since):
+            return set()
+        runs = {
+            run_id: (retried or catalog, retried is not None, bool(dry), defaults)
+            for run_id, catalog, retried, dry, defaults in self._db.execute(
+                "SELECT id, catalog, retried_catalog, dry_run, request_defaults FROM runs"
+            )
+        }
+        deciders = sorted((r for r, (_, retry, dry, _) in runs.items() if not (retry or dry)))
+        family: dict[str, set[int]] = {}
+        for key, job_id in self._in_chunks(
+            "SELECT row_key, id FROM jobs WHERE row_key IN ({})", list({r.row_key for r in asked})
+        ):
+            family.setdefault(key, set()).add(job_id)
+        jobs_of: dict[int, set[int]] = {}
+
+        def jobs_in(run_id: int) -> set[int]:
+            if run_id not in jobs_of:
+                text = self._db.execute(
+                    f"SELECT {joined_integers(self.dialect, 'job_id')} FROM run_rows "
+                    "WHERE run_id = ? AND job_id IS NOT NULL",
+                    (run_id,),
+                ).fetchone()[0]
+                jobs_of[run_id] = set(split_integers(text).tolist())
+            return jobs_of[run_id]
+
+        def same_catalog(earlier: int, later: int) -> bool:
+            (catalog, retry, _, defaults), other = runs[earlier], runs[later]
+            if defaults != other[3]:
+                return False
+            if catalog == other[0]:
+                return True
+            if retry:  # its jobs are the few it retried: those of the run of its catalog
+                earlier = max(
+                    (r for r in deciders if r < earlier and runs[r][0] == catalog), default=earlier
+                )
+            theirs = jobs_in(earlier)
+            return bool(theirs) and 2 * len(theirs & jobs_in(later)) >= len(theirs)
+
+        undecided = {i for i, run_id in enumerate(since) if run_id in runs}
+        superseded: set[int] = set()
+        for later in reversed(deciders):
+            for i in sorted(undecided):
+                earlier, row = since[i], asked[i]
+                assert earlier is not None
+                if earlier >= later or not same_catalog(earlier, later):
+                    continue
+                named = family.get(row.row_key, set()) & jobs_in(later)
+                if named:
+                    undecided.discard(i)
+                    if row.job_id not in named:
+                        superseded.add(i)
+        return superseded
 
     def record_plan(
         self,

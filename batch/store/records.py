@@ -35,6 +35,14 @@ class KnownJob(NamedTuple):
     permanent: int
 
 
+class AskedRow(NamedTuple):
+    """A request a results file asks for again (`JobQueries.asked_otherwise_later`)."""
+
+    row_key: str
+    job_id: int | None  # none: a dry run's planned row (a dry run keeps no jobs)
+    run_id: int | None  # the run that asked for it without a job: the dry run that wrote the file
+
+
 class JobUpdate(NamedTuple):
     """An existing job this run sends."""
 

@@ -161,6 +161,12 @@ _MIGRATIONS: tuple[str, ...] = (
         job_id INTEGER NOT NULL REFERENCES jobs (id)
     );
     """,
+    # 9: a retry's run reads a temporary copy of a results file's rows: the catalog those rows
+    # came from is recorded beside it, so that a later run of that catalog which asks otherwise
+    # for them is known as one (`JobQueries.asked_otherwise_later`).
+    """
+    ALTER TABLE runs ADD COLUMN retried_catalog TEXT;
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
