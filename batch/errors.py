@@ -7,6 +7,7 @@ what to do next. They never contain the API key.
 
 from __future__ import annotations
 
+import signal
 from enum import IntEnum
 
 
@@ -24,6 +25,15 @@ class ExitCode(IntEnum):
     HUNG_UP = 129  # SIGHUP: the terminal or SSH session closed
     INTERRUPTED = 130  # SIGINT
     TERMINATED = 143  # SIGTERM
+
+
+# The signals a command stops gracefully on, and its exit code for each. SIGHUP: an SSH session
+# or terminal that closes must not kill a run like SIGKILL (no summary, no results file).
+SIGNAL_EXITS: dict[int, ExitCode] = {
+    signal.SIGINT: ExitCode.INTERRUPTED,
+    signal.SIGTERM: ExitCode.TERMINATED,
+    signal.SIGHUP: ExitCode.HUNG_UP,
+}
 
 
 # What each code means to the person or the cron job that sees it: `jogg-batch --help` and the

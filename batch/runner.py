@@ -29,6 +29,7 @@ from batch import catalog, files, payload, storage
 from batch.catalog.rows import request_settings_to_json
 from batch.config import RunConfig
 from batch.errors import (
+    SIGNAL_EXITS,
     AccountError,
     ApiError,
     CatalogError,
@@ -68,14 +69,6 @@ from batch.store.results import OutcomeCounts, state_outcomes, write_results
 from batch.validate import before_sending
 
 log = logging.getLogger(__name__)
-
-# The signals a run stops gracefully on, and its exit code for each. SIGHUP: an SSH session
-# or terminal that closes must not kill a run like SIGKILL (no summary, no results file).
-_SIGNAL_EXITS: dict[int, ExitCode] = {
-    signal.SIGINT: ExitCode.INTERRUPTED,
-    signal.SIGTERM: ExitCode.TERMINATED,
-    signal.SIGHUP: ExitCode.HUNG_UP,
-}
 
 
 @dataclass
@@ -405,6 +398,8 @@ class _Run:
         loop = asyncio.get_running_loop()
         main_task = asyncio.current_task()
         assert main_task is not None
+        # What the command had (`batch.cli.common`): asyncio leaves the default behind.
+        before = {sig: signal.getsignal(sig) for sig in SIGNAL_EXITS}
         installed = self._install_signals(loop, main_task) if handle_signals else []
         deadline = self.config.deadline
         # At the deadline sending stops, and every wait (a Retry-After, the limiter) with it.
@@ -473,6 +468,7 @@ class _Run:
             heartbeat.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
+                signal.signal(sig, before[sig])
 
     async def _heartbeat(self) -> None:
         """Renews this worker's claims, so other workers sharing the state know it lives (a
@@ -578,7 +574,7 @@ class _Run:
         control = self.control
 
         def handle(sig: int) -> None:
-            code = _SIGNAL_EXITS[sig]
+            code = SIGNAL_EXITS[sig]
             if control.signal_code is not None:
                 log.warning("second signal: stopping now; the state is consistent")
                 self.hard_stop = True
@@ -594,9 +590,9 @@ class _Run:
             )
             loop.call_later(self.config.shutdown_grace, main.cancel)
 
-        for sig in _SIGNAL_EXITS:
+        for sig in SIGNAL_EXITS:
             loop.add_signal_handler(sig, handle, sig)
-        return list(_SIGNAL_EXITS)
+        return list(SIGNAL_EXITS)
 
     # --- planning and dispatch -----------------------------------------------------------------
 

@@ -247,54 +247,42 @@ def test_a_signal_stops_sending_and_keeps_every_row(
 
 
 @pytest.mark.slow
-def test_ctrl_c_while_status_waits_is_exit_130_not_click_s_abort(tmp_path: Path) -> None:
-    """Ctrl-C while `status --wait` polls renders (no run handles it there): exit 130 and a line
-    saying so, not click's "Aborted!" and exit 1 (the code of failed rows)."""
+@pytest.mark.parametrize(
+    ("sig", "expected", "waiting"),
+    [
+        (signal.SIGINT, 130, "status"),
+        (signal.SIGTERM, 143, "status"),
+        (signal.SIGHUP, 129, "status"),
+        (signal.SIGTERM, 143, "run"),
+    ],
+)
+def test_a_signal_while_renders_are_awaited_is_its_exit_code_and_a_line(
+    tmp_path: Path, sig: int, expected: int, waiting: str
+) -> None:
+    """A signal while `status --wait` or `run --wait` polls renders (no run handles it there):
+    its exit code and a line saying so, not click's "Aborted!" and exit 1 (the code of failed
+    rows), nor a silent death (SIGTERM, SIGHUP: killed by default once a run's loop ended)."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
     env = {**os.environ, "JOGG_API_KEY": "sk-sandbox"}
     with running_sandbox(SandboxConfig(rate_limit=None, render_seconds=600)) as url:
         args = ["--base-url", url]
-        code, _, err = invoke("run", str(catalog), *args, "--rate-limit", "none", "--offline",
-                              env={"JOGG_API_KEY": "sk-sandbox"})  # fmt: skip
-        assert code == 0, err
-        command = [sys.executable, "-m", "batch", "status", str(tmp_path / "c.results.csv"),
-                   "--wait", "-v", *args]  # fmt: skip
+        waits = [str(catalog), "--rate-limit", "none", "--offline"]
+        if waiting == "status":
+            code, _, err = invoke("run", *waits, *args, env={"JOGG_API_KEY": "sk-sandbox"})
+            assert code == 0, err
+            waits = [str(tmp_path / "c.results.csv")]
+        command = [sys.executable, "-m", "batch", waiting, *waits, "--wait", "-v", *args]
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         assert process.stderr is not None
         for line in process.stderr:  # polling has begun once it logs a round
             if "GET" in line or "poll" in line.lower():
                 break
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sig)
         _, err = process.communicate(timeout=30)
-    assert process.returncode == 130, err
-    assert "jogg-batch: interrupted (SIGINT); what was done is recorded" in err
+    assert process.returncode == expected, err
+    name = signal.Signals(sig).name
+    assert f"jogg-batch: interrupted ({name}); what was done is recorded" in err
     assert "Aborted!" not in err
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("stderr", ["read once, then closed", "never open"])
-def test_a_run_whose_stderr_goes_away_ends_as_its_rows_did(tmp_path: Path, stderr: str) -> None:
-    """`run ... 2>&1 | head -1` (the reader goes away) and `run ... 2>&-` (no stderr at all):
-    every row sent and the results written, exit 0. A broken pipe made it exit 1 (failed rows);
-    with no stderr it sent nothing and said nothing."""
-    catalog = write_catalog(tmp_path / "c.csv", simple_rows(5))
-    env = {**os.environ, "JOGG_API_KEY": "sk-sandbox"}
-    with running_sandbox(SandboxConfig(rate_limit=None, render_seconds=0.0)) as url:
-        command = [sys.executable, "-m", "batch", "run", str(catalog), "--base-url", url,
-                   "--rate-limit", "50/s", "--offline", "-v"]  # fmt: skip
-        if stderr == "never open":
-            code = subprocess.run(
-                ["sh", "-c", 'exec "$@" 2>&-', "sh", *command], env=env
-            ).returncode
-        else:
-            process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE)
-            assert process.stderr is not None
-            process.stderr.readline()
-            process.stderr.close()
-            code = process.wait(timeout=60)
-        assert len(submissions(url)["submissions"]) == 5
-    assert code == 0
-    assert list(read_results(tmp_path / "c.results.csv")["status"]) == ["submitted"] * 5
 
 
 def test_retry_from_a_results_file_alone(tmp_path: Path) -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
 
 from batch import logs
-from batch.errors import BatchError, ExitCode
+from batch.errors import SIGNAL_EXITS, BatchError
 from batch.follow.polling import PollSummary
 from batch.storage import parse_location
 from batch.store.backend import as_busy_error, database_errors, state_location
@@ -43,6 +46,34 @@ def logging_options(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper  # type: ignore[return-value]
 
 
+class Signalled(KeyboardInterrupt):
+    """SIGTERM or SIGHUP where no run handles it: the command stops as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stops_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise `Signalled` for the command's time (a run handles them on its
+    own loop, and gives these back): killed by default, `--wait` polling, `status` and
+    `download` ended without a word or an exit code of their own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set on the main thread
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Signalled(signum)
+
+    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+
+
 def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     """A BatchError becomes its message on stderr and its exit code (with `--json`, also the
     command's one document on stdout: the error and the code); others keep tracebacks."""
@@ -51,7 +82,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             try:
-                return command(*args, **kwargs)
+                with stops_on_signals():
+                    return command(*args, **kwargs)
             except database_errors() as error:
                 if (busy := as_busy_error(error)) is None:
                     raise
@@ -63,15 +95,17 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             if kwargs.get("as_json"):
                 emit_json({"error": str(error), "exit_code": int(error.exit_code)})
             raise SystemExit(int(error.exit_code)) from None
-        except KeyboardInterrupt:
-            # Ctrl-C where no run handles it (`--wait` polling, `status`, `download`): what
-            # was done is recorded as it went. Click would say "Aborted!" and exit 1, the code
-            # of failed rows.
-            message = "jogg-batch: interrupted (SIGINT); what was done is recorded"
+        except KeyboardInterrupt as stop:
+            # Ctrl-C (or SIGTERM, SIGHUP) where no run handles it (`--wait` polling, `status`,
+            # `download`): what was done is recorded as it went. Click would say "Aborted!" and
+            # exit 1, the code of failed rows.
+            signum = stop.signum if isinstance(stop, Signalled) else signal.SIGINT
+            name, code = signal.Signals(signum).name, SIGNAL_EXITS[signum]
+            message = f"jogg-batch: interrupted ({name}); what was done is recorded"
             logs.say(message, event="interrupted", level=logging.WARNING)
             if kwargs.get("as_json"):
-                emit_json({"error": "interrupted", "exit_code": int(ExitCode.INTERRUPTED)})
-            raise SystemExit(int(ExitCode.INTERRUPTED)) from None
+                emit_json({"error": "interrupted", "signal": name, "exit_code": int(code)})
+            raise SystemExit(int(code)) from None
 
     return wrapper
 
