@@ -201,7 +201,8 @@ class Planner:
             counts.new += index not in known_keys
             to_send += 1
             fields = payload.fields_to_json(row.fields)
-            new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp)))
+            alias = rows.earlier_fingerprint(index)
+            new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp), alias))
             plans.append(RowPlan(number, fp, planned, None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():

@@ -42,7 +42,7 @@ from batch.statuses import (
     row_status,
 )
 from batch.storage import Location
-from batch.store import AskedRow, StateStore, xlsx
+from batch.store import AskedRow, NewJob, StateStore, xlsx
 from batch.store.results import (
     RESULT_COLUMNS,
     WRITTEN_COLUMNS,
@@ -387,10 +387,13 @@ def _check_requests(
                 if config.dry_run or row.number in jobs:
                     continue  # a dry run leaves the ledger as it was; a known job is entered
                 state.enter_unknown(
-                    row.fingerprint,
-                    row.key,
-                    payload.fields_to_json(row.fields),
-                    tag_for(row.fingerprint),
+                    NewJob(
+                        row.fingerprint,
+                        row.key,
+                        payload.fields_to_json(row.fields),
+                        tag_for(row.fingerprint),
+                        earlier.get(row.number),
+                    )
                 )
         catalog_retried = state.catalog_retried(results, job_ids)
     return _Checked(drifted, changed, superseded, catalog_retried)

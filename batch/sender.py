@@ -248,7 +248,7 @@ class JobSender:
         """A job whose tag the account already lists is not sent again, wherever it was paid."""
         if self.listing is None:
             return False
-        video_id = self.state.listed_video(job.tag)
+        video_id = self.state.listed_video(job.tag, job.id)
         if video_id is None:
             return False
         if other := self._held_elsewhere(job, video_id):

@@ -102,7 +102,7 @@ class Settler:
         for job in jobs:
             if job.id in self.given_up or job.id in self.in_flight:
                 continue  # given up, or sent again while the listing was read
-            listed = self.state.listed_video(job.tag)
+            listed = self.state.listed_video(job.tag, job.id)
             judgement = reconcile.judge(job, sync, listed=listed, settle=settle)
             if judgement.verdict is Verdict.FOUND:
                 assert listed is not None

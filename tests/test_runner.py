@@ -1072,6 +1072,11 @@ def recorded_as_earlier_versions_did(config: RunConfig, rows: list[int], status:
             fields = row.fields._replace(name=name, override_script=script)
             old = payload.fingerprint(fields)
             assert old != row.fingerprint
+            db.execute(  # those versions knew no aliases
+                "DELETE FROM fingerprint_aliases WHERE job_id IN "
+                "(SELECT id FROM jobs WHERE fingerprint = ?)",
+                (row.fingerprint,),
+            )
             db.execute(
                 "UPDATE jobs SET fingerprint = ?, fields = ?, tag = ?, status = ?, permanent = 0 "
                 "WHERE fingerprint = ?",
@@ -1083,6 +1088,46 @@ def recorded_as_earlier_versions_did(config: RunConfig, rows: list[int], status:
                     row.fingerprint,
                 ),
             )
+
+
+def rendered_as_earlier_versions_did(catalog: Path, url: str) -> None:
+    """POSTs each row of a `script_catalog` in NFD with CRLF as versions that hashed text as
+    the file wrote it sent them: the raw text, tagged with its fingerprint's tag."""
+    config = make_config(catalog, url)
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    for number, row in enumerate(batch.rows):
+        assert row.fields is not None
+        assert row.fields.product_id is not None
+        name, script = f"{CAFE_NFD} {number}", f"{CAFE_NFD}\r\nsecond line {number}"
+        fields = row.fields._replace(name=name, override_script=script)
+        request = payload.build_request(fields, row.fields.product_id)
+        body = request.to_body(planner.tag_for(payload.fingerprint(fields)))
+        answer = httpx.post(
+            f"{url}/v2/create_video_from_product", json=body, headers={"x-api-key": "sk-sandbox"}
+        )
+        assert answer.json()["code"] == 0, answer.text
+
+
+def test_a_new_state_adopts_what_an_earlier_version_rendered_from_text_written_otherwise(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """An earlier version (which hashed NFD and CRLF text as written) sent the catalog, and its
+    state was lost: a new state finds those renders in the account's listing by the tags that
+    version gave them, and sends nothing again. `--force` still renders each row anew."""
+    catalog = script_catalog(tmp_path / "catalog.csv", CAFE_NFD, "\r\n")
+    rendered_as_earlier_versions_did(catalog, sandbox_url)
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert summary.requests_sent == 0
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+    assert (
+        list(read_results(catalog.with_suffix(".results.csv"))["status"])
+        == ["already_submitted"] * 3
+    )
+    summary = runner.run(make_config(catalog, sandbox_url, force=True))
+    assert summary.requests_sent == 3
+    assert len(submissions(sandbox_url)["submissions"]) == 6
 
 
 def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(

@@ -93,8 +93,8 @@ def test_video_status_keeps_first_completion_and_events_dedupe(state: StateStore
 
 def test_unknown_from_a_results_file_is_entered_once(state: StateStore) -> None:
     """retry enters `unknown` rows so they are reconciled before any resend."""
-    state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
-    state.enter_unknown("a" * 64, "k", "[]", "aaaaaaaaaaaa")
+    state.enter_unknown(NewJob("a" * 64, "k", "[]", "aaaaaaaaaaaa"))
+    state.enter_unknown(NewJob("a" * 64, "k", "[]", "aaaaaaaaaaaa"))
     assert state._db.execute("SELECT status FROM jobs").fetchall() == [("unknown",)]
     assert state._db.execute("SELECT started_at FROM attempts").fetchall() == [(0.0,)]
 

@@ -180,11 +180,7 @@ class JobQueries(Connection):
                 alike = payload.fingerprint(payload.fields_made_alike(fields))
                 if alike != recorded:
                     aliases.append((alike, job_id))
-            db.executemany(
-                "INSERT INTO fingerprint_aliases (fingerprint, job_id) VALUES (?, ?) "
-                "ON CONFLICT (fingerprint) DO NOTHING",
-                aliases,
-            )
+            _add_aliases(db, aliases)
             db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING",
                 (_ALIASED,),
@@ -399,7 +395,7 @@ class JobQueries(Connection):
             "ON CONFLICT (fingerprint) DO NOTHING",
             (
                 (fingerprint, row_key, fields, tag, run_id, now, now)
-                for fingerprint, row_key, fields, tag in jobs
+                for fingerprint, row_key, fields, tag, _ in jobs
             ),
         )
         # SQLite gives each appended row max(rowid) + 1, so inside this transaction (which
@@ -408,12 +404,16 @@ class JobQueries(Connection):
         last = db.execute("SELECT max(id) FROM jobs").fetchone()[0]
         fingerprints = [job[0] for job in jobs]
         if self.dialect == "sqlite" and last - first + 1 == len(jobs):
-            return dict(zip(fingerprints, range(first, last + 1), strict=True))
-        return {fp: job.id for fp, job in self.jobs_by_fingerprint(fingerprints).items()}
+            ids = dict(zip(fingerprints, range(first, last + 1), strict=True))
+        else:
+            ids = {fp: job.id for fp, job in self.jobs_by_fingerprint(fingerprints).items()}
+        _add_aliases(db, [(job.alias, ids[job.fingerprint]) for job in jobs if job.alias])
+        return ids
 
-    def enter_unknown(self, fingerprint: str, row_key: str | None, fields: str, tag: str) -> None:
+    def enter_unknown(self, job: NewJob) -> None:
         """A job known only from a results file that says `unknown` (an attempt at time 0, so
         reconciliation scans the whole listing). Does nothing when the job exists."""
+        fingerprint, row_key, fields, tag, alias = job
         now = self._clock()
         with self._write() as db:
             created = db.execute(
@@ -428,6 +428,7 @@ class JobQueries(Connection):
                     "VALUES (?, 0, 0, 0, 'unknown')",
                     (created[0],),
                 )
+                _add_aliases(db, [(alias, created[0])] if alias else [])
 
     def rekey_job(self, job_id: int, tag: str) -> None:
         """`--force`: render the job again under a new tag (the old video stays in attempts)."""
@@ -638,3 +639,14 @@ class JobQueries(Connection):
     def set_job_product(self, job_id: int, product_id: str) -> None:
         with self._write() as db:
             db.execute("UPDATE jobs SET product_id = ? WHERE id = ?", (product_id, job_id))
+
+
+def _add_aliases(db: Database, aliases: Sequence[tuple[str, int]]) -> None:
+    """Records (fingerprint, job id): another fingerprint the job is found by, and whose tag
+    the account's listing may show its render under. One already taken keeps its job."""
+    if aliases:
+        db.executemany(
+            "INSERT INTO fingerprint_aliases (fingerprint, job_id) VALUES (?, ?) "
+            "ON CONFLICT (fingerprint) DO NOTHING",
+            aliases,
+        )

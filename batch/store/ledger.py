@@ -44,11 +44,18 @@ class LedgerQueries(JobQueries):
                 ((vid, tag, title, created, now) for vid, tag, title, created in latest.values()),
             )
 
-    def listed_video(self, tag: str) -> str | None:
-        """The first video the account's listing shows with this tag, or None."""
+    def listed_video(self, tag: str, job_id: int | None = None) -> str | None:
+        """The first video the account's listing shows with this tag, or None. With the job's
+        id, also with the tag of a fingerprint it is known by as well (`fingerprint_aliases`:
+        what an earlier version sent of its row, tagged from the text as the file wrote it),
+        unless `--force` gave it a tag of its own (its first tag is its fingerprint's start)."""
         row = self._db.execute(
-            "SELECT video_id FROM listing WHERE tag = ? ORDER BY created_at, video_id LIMIT 1",
-            (tag,),
+            "SELECT video_id FROM listing WHERE tag = ? OR tag IN ("
+            "SELECT substr(a.fingerprint, 1, length(j.tag)) FROM fingerprint_aliases a "
+            "JOIN jobs j ON j.id = a.job_id "
+            "WHERE a.job_id = ? AND j.tag = substr(j.fingerprint, 1, length(j.tag))) "
+            "ORDER BY created_at, video_id LIMIT 1",
+            (tag, job_id),
         ).fetchone()
         return None if row is None else str(row[0])
 

@@ -15,6 +15,9 @@ class NewJob(NamedTuple):
     row_key: str | None
     fields: str  # JSON, see payload.fields_to_json
     tag: str
+    # The fingerprint earlier versions gave its row (text as written, now made alike): what
+    # they sent of it is listed under that fingerprint's tag (`LedgerQueries.listed_video`).
+    alias: str | None = None
 
 
 class RowPlan(NamedTuple):
