@@ -3,6 +3,7 @@ attempt bracketed by state writes (`sending` before the request, the outcome aft
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -311,6 +312,7 @@ class JobQueries(Connection):
                 jobs_of[run_id] = set(split_integers(text).tolist())
             return jobs_of[run_id]
 
+        @functools.cache
         def same_catalog(earlier: int, later: int) -> bool:
             (catalog, retry, _, defaults), other = runs[earlier], runs[later]
             if defaults != other[3]:
@@ -324,6 +326,11 @@ class JobQueries(Connection):
             theirs = jobs_in(earlier)
             return bool(theirs) and 2 * len(theirs & jobs_in(later)) >= len(theirs)
 
+        @functools.cache
+        def named_in(key: str, run_id: int) -> frozenset[int]:
+            """The jobs of the row key that the run has (a key may have thousands of jobs)."""
+            return frozenset(family.get(key, set()) & jobs_in(run_id))
+
         undecided = {i for i, run_id in enumerate(since) if run_id in runs}
         superseded: set[int] = set()
         for later in reversed(deciders):
@@ -332,7 +339,7 @@ class JobQueries(Connection):
                 assert earlier is not None
                 if earlier >= later or not same_catalog(earlier, later):
                     continue
-                named = family.get(row.row_key, set()) & jobs_in(later)
+                named = named_in(row.row_key, later)
                 if named:
                     undecided.discard(i)
                     if row.job_id not in named:
