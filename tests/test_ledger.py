@@ -22,7 +22,7 @@ from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
 from batch.store import SCHEMA_VERSION, StateStore
 from batch.store.backend import DatabaseURL
-from batch.store.ledgers import legacy_state_path
+from batch.store.ledgers import ledger_path, legacy_state_path
 from batch.store.results import read_results
 from tests.helpers import product_ids, submissions, write_catalog
 
@@ -80,6 +80,43 @@ def test_dated_catalogs_new_results_and_parquet_find_the_same_jobs(
     assert summary.requests_sent == again.requests_sent == 0
     assert set(read_results(night2)["status"]) == {"already_submitted"}
     assert set(read_results(tmp_path / "catalog.results.csv")["status"]) == {"already_submitted"}
+
+
+@pytest.mark.parametrize(
+    "spelled",
+    [
+        "https://api.jogg.ai:443",
+        "https://API.jogg.ai/",
+        "HTTPS://api.jogg.ai//",
+        " https://api.jogg.ai",
+    ],
+)
+def test_one_account_spelled_otherwise_is_one_ledger_and_one_lock(
+    tmp_path: Path, spelled: str
+) -> None:
+    """The base URL with its default port, another case or a trailing slash names the same
+    ledger (and so the same lock): two overlapping runs spelling it otherwise had a ledger
+    each, and both paid for every row. Another port or path is another API."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(1))
+
+    def state_of(url: str) -> object:
+        return build_run_config(catalog, Overrides(base_url=url), api_key=Secret("sk-k")).state
+
+    assert state_of(spelled) == state_of("https://api.jogg.ai")
+    assert state_of("https://api.jogg.ai:8443") != state_of("https://api.jogg.ai")
+    assert state_of("https://api.jogg.ai/v3") != state_of("https://api.jogg.ai")
+
+
+def test_a_ledger_an_earlier_version_named_by_the_url_as_spelled_is_kept(tmp_path: Path) -> None:
+    """A ledger named from a base URL spelled with its default port (before the spelling was
+    made one) is still the account's ledger, not left behind for a new, empty one."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(1))
+    spelled = "https://api.jogg.ai:443"
+    written = ledger_path(spelled, "sk-k")
+    written.parent.mkdir(parents=True, exist_ok=True)
+    StateStore(written).close()
+    config = build_run_config(catalog, Overrides(base_url=spelled), api_key=Secret("sk-k"))
+    assert config.state == written
 
 
 def test_a_second_machine_adopts_what_the_account_already_rendered(

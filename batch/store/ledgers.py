@@ -22,6 +22,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -64,11 +65,38 @@ def choose_state(
     (when there is one) to merge into it."""
     if explicit is not None:
         return StateChoice(explicit)
-    ledger = ledger_path(base_url.rstrip("/"), api_key)
+    ledger = ledger_path(account_url(base_url), api_key)
+    written = ledger_path(base_url.rstrip("/"), api_key)
+    if not ledger.exists() and written.exists():  # named by an earlier version, as spelled
+        ledger = written
     legacy = legacy_state_path(results) if results is not None else None
     if legacy is not None and legacy.is_file() and legacy.resolve() != ledger.resolve():
         return StateChoice(ledger, legacy)
     return StateChoice(ledger)
+
+
+def account_url(base_url: str) -> str:
+    """The API base URL as the account's ledger is named by: `https://API.jogg.ai:443/` and
+    `https://api.jogg.ai` are one account, so two runs spelling it otherwise share one ledger
+    and its lock (each had its own, and both paid for every row). Scheme and host in lower
+    case, no default port, no trailing slash; a URL that cannot be read is kept as written
+    (the client refuses it)."""
+    try:
+        url = urlsplit(base_url.strip())
+        port = url.port
+    except ValueError:
+        return base_url.rstrip("/")
+    scheme, host = url.scheme.lower(), url.hostname
+    if not host:
+        return base_url.rstrip("/")
+    if ":" in host:  # IPv6
+        host = f"[{host}]"
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host += f":{port}"
+    return f"{scheme}://{host}{url.path.rstrip('/')}"
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _salt(folder: Path) -> bytes:
