@@ -138,7 +138,11 @@ async def _then_wait(
     wait: float | None,
     transport: httpx.AsyncBaseTransport | None,
 ) -> RunSummary:
-    if wait is None or summary.exit_code not in (ExitCode.OK, ExitCode.ROWS_FAILED):
+    if wait is None:
+        return summary
+    # A double charge found in the listing (maybe an old one) leaves tonight's renders to follow.
+    if summary.exit_code not in (ExitCode.OK, ExitCode.ROWS_FAILED, ExitCode.DOUBLE_CHARGED):
+        log.warning("not polling the renders: the run ended with exit %d", summary.exit_code)
         return summary
     log.info("sending done; polling the renders for up to %.0f s", wait)
     renders = await track_async(config, wait=wait, transport=transport)

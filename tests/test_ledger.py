@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+import batch
 from batch import runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
@@ -255,6 +256,23 @@ def test_a_commit_later_than_the_settle_period_is_detected_as_a_double_charge(
     messages = [m for m in read_results(config.results)["message"] if "double charge" in m]
     assert len(messages) == len(twice)
     assert runner.run(config).exit_code == ExitCode.OK  # reported once, kept in the ledger
+
+
+@pytest.mark.parametrize(
+    "sandbox_url", [{"late_commit_rate": 0.5, "late_commit_seconds": 2.0, "seed": 3}], indirect=True
+)
+def test_a_run_that_finds_a_double_charge_still_waits_for_its_renders(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """`run --wait` polls the renders when the run exits 6 too (a double charge found in the
+    listing, maybe an old one): it skipped them without a word, and `download` had no URLs."""
+    config = config_for(write_catalog(tmp_path / "catalog.csv", rows(8)), sandbox_url)
+    runner.run(config)
+    assert max(accepted_per_tag(sandbox_url).values()) > 1  # the late commits have landed
+    summary = batch.run(config, wait=30)
+    assert summary.exit_code == ExitCode.DOUBLE_CHARGED
+    assert summary.renders is not None
+    assert summary.renders.completed + summary.renders.failed == 8
 
 
 def test_state_of_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
