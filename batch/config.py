@@ -285,10 +285,24 @@ def parse_until(text: str, now: datetime) -> float:
         clock = datetime.strptime(text.strip(), "%H:%M").time()
     except ValueError:
         raise ValueError(f"{text!r} is not a time of day; write HH:MM, e.g. 06:30") from None
-    moment = datetime.combine(now.date(), clock, tzinfo=now.tzinfo)
-    if moment <= now:
-        moment += timedelta(days=1)
-    return moment.timestamp()
+    return min(
+        at
+        for day in (now.date(), now.date() + timedelta(days=1))
+        for at in _moments(datetime.combine(day, clock, tzinfo=now.tzinfo))
+        if at > now.timestamp()
+    )
+
+
+def _moments(wall: datetime) -> set[float]:
+    """The unix times a wall-clock time names: two on the night the clocks go back (01:15
+    before the change, and after it: at the second 02:15, `--until 02:30` is 15 minutes
+    away, not 45 minutes past), otherwise one. A time the clocks skip is taken as before."""
+    first = wall.replace(fold=0).timestamp()
+    second = wall.replace(fold=1).timestamp()
+    shown = datetime.fromtimestamp(second, wall.tzinfo)
+    if (shown.replace(tzinfo=None), shown.fold) == (wall.replace(tzinfo=None), 1):
+        return {first, second}
+    return {first}
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
@@ -283,6 +284,18 @@ def test_a_signal_while_renders_are_awaited_is_its_exit_code_and_a_line(
     name = signal.Signals(sig).name
     assert f"jogg-batch: interrupted ({name}); what was done is recorded" in err
     assert "Aborted!" not in err
+
+
+def test_an_until_already_past_today_says_which_time_it_takes(tmp_path: Path) -> None:
+    """A cron job that starts after its `--until` (06:31 for 06:30) runs until tomorrow's, and
+    says so with the date and time, rather than keeping the lock for a day without a word."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    past = datetime.now() - timedelta(minutes=2)
+    args = ["--dry-run", "--offline", "--until", past.strftime("%H:%M")]
+    code, _, err = invoke("run", str(catalog), *args, env={"JOGG_API_KEY": "sk-sandbox"})
+    assert code == 0, err
+    tomorrow = (past + timedelta(days=1)).strftime("%Y-%m-%d %H:%M")
+    assert f"that time is past today; sending until {tomorrow}" in err
 
 
 def test_retry_from_a_results_file_alone(tmp_path: Path) -> None:

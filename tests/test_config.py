@@ -155,6 +155,18 @@ def test_durations_and_times_of_day() -> None:
     assert parse_until("23:30", now) == datetime(2026, 11, 26, 23, 30, tzinfo=UTC).timestamp()
 
 
+@pytest.mark.parametrize("fold", [0, 1])
+def test_until_on_the_night_the_clocks_go_back_is_the_next_such_time(fold: int) -> None:
+    """Europe/Berlin, 2026-10-25, 02:15 before or after the clocks go back: `--until 02:30` is 15
+    minutes away either time (after the change it was the first 02:30, 45 minutes past, and
+    the run sent nothing). On the night they go forward, 02:30 does not exist: 03:30 is taken."""
+    berlin = ZoneInfo("Europe/Berlin")
+    now = datetime(2026, 10, 25, 2, 15, tzinfo=berlin, fold=fold)
+    assert parse_until("02:30", now) - now.timestamp() == 15 * 60
+    spring = datetime(2026, 3, 29, 1, 15, tzinfo=berlin)
+    assert parse_until("02:30", spring) - spring.timestamp() == 75 * 60
+
+
 def test_a_bad_rate_names_the_config_file_key_and_accepted_forms(tmp_path: Path) -> None:
     """`rate_limit = "20 per minute"` names the file, api.rate_limit and the forms to use."""
     config = tmp_path / "c.toml"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -225,7 +226,16 @@ def _deadline(max_duration: str | None, until: str | None) -> float | None:
             limits.append(parse_until(until, datetime.now()))  # local wall time
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--until") from None
+        if limits[-1] - time.time() > _FAR_UNTIL:  # a cron job that started late, say
+            at = datetime.fromtimestamp(limits[-1]).strftime("%Y-%m-%d %H:%M")
+            logging.getLogger("batch").warning(
+                "--until %s: that time is past today; sending until %s", until.strip(), at
+            )
     return min(limits) if limits else None
+
+
+# An --until this far away was most likely meant for today, and today's is past.
+_FAR_UNTIL = 12 * 3600
 
 
 @click.command()
