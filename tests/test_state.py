@@ -6,6 +6,7 @@ import dataclasses
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from batch import payload
 from batch.errors import StateError
 from batch.store import (
+    SCHEMA_VERSION,
     AskedRow,
     AttemptRecord,
     JobUpdate,
@@ -191,6 +193,37 @@ def test_a_state_whose_schema_version_was_damaged_is_refused_with_what_to_do(
     with pytest.raises(StateError, match=says) as raised:
         StateStore(path)
     assert "restore a backup, or start a new state" in str(raised.value)
+
+
+def open_together(path: Path, openers: int) -> list[StateError]:
+    """Opens the state at `path` from `openers` threads at once; the errors they met."""
+    start, errors = threading.Barrier(openers), []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            StateStore(path).close()
+        except StateError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
+
+
+def test_processes_opening_a_new_state_together_take_turns(tmp_path: Path) -> None:
+    """Six openers of one new state at once (cron lines started together, before any takes the
+    run lock): each finds it at the current schema. One could apply a step another had just
+    applied, and call a sound state damaged ("restore a backup, or start a new state")."""
+    for attempt in range(8):
+        path = tmp_path / f"{attempt}.db"
+        assert open_together(path, 6) == []
+        with sqlite3.connect(path) as db:
+            version = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        assert version == (str(SCHEMA_VERSION),)
 
 
 def test_a_request_a_later_run_of_its_catalog_asked_otherwise_for_is_superseded(

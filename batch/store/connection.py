@@ -53,7 +53,7 @@ class Connection:
         try:
             db = sqlite3.connect(location, isolation_level=None, timeout=30)
             self._db = db
-            db.execute("PRAGMA journal_mode=WAL")
+            _write_ahead_log(db)
             db.execute("PRAGMA synchronous=NORMAL")  # FULL where it matters: see begin_attempt
             # Job look-ups by fingerprint hit random pages: a bigger cache keeps planning linear.
             db.execute("PRAGMA cache_size=-65536")
@@ -205,3 +205,18 @@ def chunks(rows: Iterable[tuple[Any, ...]], size: int) -> Iterator[list[tuple[An
 
 def iso(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _write_ahead_log(db: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Puts the state in WAL mode. While another process opens a new state at the same moment,
+    SQLite answers "database is locked" at once (its busy timeout does not cover a change of
+    journal mode): asked again until `patience` runs out, as any other wait for the lock."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

@@ -179,21 +179,31 @@ def migrate(db: Any, dialect: str, location: object) -> None:
     if dialect == "postgresql":
         _migrate_postgres(db, location)
         return
-    db.executescript(_BASE_SCHEMA)
-    version = _version(db, location)
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        # executescript commits first; the script's own BEGIN/COMMIT makes the step atomic.
+    db.executescript(_BASE_SCHEMA)  # IF NOT EXISTS: any number of processes at once
+    while True:
+        # One step per transaction, the version read inside it: processes opening a new state
+        # together take turns, and none applies a step another has applied since it looked.
+        db.execute("BEGIN IMMEDIATE")
         try:
-            db.executescript(
-                f"BEGIN IMMEDIATE; {_MIGRATIONS[target - 2]} "
-                f"UPDATE meta SET value = '{target}' WHERE key = 'schema_version'; COMMIT;"
+            version = _version(db, location)
+            if version == SCHEMA_VERSION:
+                db.execute("COMMIT")
+                return
+            try:
+                for statement in _MIGRATIONS[version - 1].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" in str(exc):
+                    raise _mismatch(location, version, exc) from exc
+                raise
+            db.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version + 1),)
             )
-        except sqlite3.Error as exc:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError) and "duplicate column" in str(exc):
-                raise _mismatch(location, version, exc) from exc
+        except BaseException:
+            db.execute("ROLLBACK")
             raise
+        db.execute("COMMIT")
 
 
 def _migrate_postgres(db: Any, location: object) -> None:
