@@ -15,9 +15,11 @@ nobody but its owner should be able to make the tool believe a row was already p
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -88,6 +90,27 @@ def temporary_beside(path: Path, *, perms: int | None = None) -> Iterator[Path]:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    _sweep_leftovers(path)
+
+
+# A temporary file untouched this long is no live writer's.
+_LEFTOVER_SECONDS: Final = 3600
+
+
+def _sweep_leftovers(path: Path) -> None:
+    """Removes the temporary files of `path` that writers killed outright (SIGKILL, a power cut)
+    left behind: a results file rewritten every 30 s piled them up, each as big as the file.
+    Only regular files of ours, untouched for an hour."""
+    cutoff = time.time() - _LEFTOVER_SECONDS
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with suppress(OSError):
+            info = leftover.lstat()
+            if (
+                stat.S_ISREG(info.st_mode)
+                and info.st_uid == os.geteuid()
+                and info.st_mtime < cutoff
+            ):
+                leftover.unlink()
 
 
 def write_text(path: Path, text: str, *, perms: int | None = None) -> None:

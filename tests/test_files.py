@@ -370,3 +370,24 @@ def test_a_named_pipe_or_device_is_written_to_not_replaced(tmp_path: Path) -> No
     reader.join(timeout=10)
     assert received == ['{"exit_code": 0}\n']
     assert stat.S_ISFIFO(pipe.lstat().st_mode)
+
+
+def test_temporary_files_a_killed_writer_left_are_swept_by_the_next_write(tmp_path: Path) -> None:
+    """A writer killed outright (SIGKILL) leaves its temporary file: the next write of the same
+    file removes those untouched for an hour, and leaves a fresh one (a live writer's), another
+    file's, and a link alone."""
+    results = tmp_path / "c.results.csv"
+    stale, fresh = tmp_path / ".c.results.csv.ab12cd.tmp", tmp_path / ".c.results.csv.ef34gh.tmp"
+    other, link = tmp_path / ".other.csv.ab12cd.tmp", tmp_path / ".c.results.csv.link.tmp"
+    for leftover in (stale, fresh, other):
+        leftover.write_text("half a file")
+    link.symlink_to(other)
+    hour_ago = os.stat(stale).st_mtime - 3700
+    for old in (stale, other):
+        os.utime(old, (hour_ago, hour_ago))
+    os.utime(link, (hour_ago, hour_ago), follow_symlinks=False)
+    files.write_text(results, "row\n")
+    assert results.read_text() == "row\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [results.name, fresh.name, other.name, link.name]
+    )
