@@ -590,9 +590,12 @@ class _Run:
             )
             loop.call_later(self.config.shutdown_grace, main.cancel)
 
-        for sig in SIGNAL_EXITS:
+        # One the process was started ignoring stays ignored: `nohup` (SIGHUP), a background
+        # job of a script (SIGINT) must not be stopped by the terminal that started them.
+        handled = [sig for sig in SIGNAL_EXITS if signal.getsignal(sig) is not signal.SIG_IGN]
+        for sig in handled:
             loop.add_signal_handler(sig, handle, sig)
-        return list(SIGNAL_EXITS)
+        return handled
 
     # --- planning and dispatch -----------------------------------------------------------------
 

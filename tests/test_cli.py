@@ -248,6 +248,29 @@ def test_a_signal_stops_sending_and_keeps_every_row(
 
 
 @pytest.mark.slow
+def test_a_run_started_under_nohup_goes_on_when_its_terminal_hangs_up(tmp_path: Path) -> None:
+    """`nohup jogg-batch run ...`: SIGHUP was ignored when it started, and stays so; the session
+    that closes does not stop the run (it stopped with 129)."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(12))
+    env = {**os.environ, "JOGG_API_KEY": "sk-sandbox"}
+
+    def as_nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        command = [sys.executable, "-m", "batch", "run", str(catalog), "--base-url", url,
+                   "--rate-limit", "10/s", "--offline"]  # fmt: skip
+        process = subprocess.Popen(
+            command, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=as_nohup
+        )
+        wait_for_submissions(url, 3)
+        process.send_signal(signal.SIGHUP)
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert set(read_results(tmp_path / "c.results.csv")["status"]) == {"submitted"}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "expected", "waiting"),
     [

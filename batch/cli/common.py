@@ -66,7 +66,11 @@ def stops_on_signals() -> Iterator[None]:
     def stop(signum: int, frame: object) -> None:
         raise Signalled(signum)
 
-    before = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    before = {
+        sig: signal.signal(sig, stop)
+        for sig in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(sig) is not signal.SIG_IGN  # `nohup`: it stays ignored
+    }
     try:
         yield
     finally:
