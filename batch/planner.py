@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from batch import catalog, payload
+from batch import catalog, payload, storage
 from batch.config import RunConfig
 from batch.preflight import Preflight
 from batch.products import product_source
@@ -125,7 +125,9 @@ class Planner:
                 aliased,
             )
         if self.earlier_jobs:
-            self.previous_run = self.state.previous_run(self.run_id, str(self.config.catalog))
+            self.previous_run = self.state.previous_run(
+                self.run_id, storage.identity(self.config.catalog)
+            )
             if not self.config.force:
                 self.settled.append(Settled("submitted", False, "already_submitted"))
             if not self.config.retry_permanent and self.state.has_permanent_failures():

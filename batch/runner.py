@@ -166,7 +166,7 @@ def plan_only(config: RunConfig) -> RunSummary:
 
 def _plan_in(config: RunConfig, state: StateStore) -> RunSummary:
     with state.discarded():
-        run_id = state.begin_run(str(config.catalog), dry_run=True)
+        run_id = state.begin_run(storage.identity(config.catalog), dry_run=True)
         planner = Planner(config, state, run_id, dry_run=True)
         counts = planner.plan_all()
     return RunSummary(
@@ -182,7 +182,7 @@ def _plan_in(config: RunConfig, state: StateStore) -> RunSummary:
 async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
     catalog_version = storage.version(config.catalog)
     with state.discarded():
-        run_id = state.begin_run(str(config.catalog), dry_run=True)
+        run_id = state.begin_run(storage.identity(config.catalog), dry_run=True)
         planner = Planner(config, state, run_id, dry_run=True)
         if not config.offline:
             planner.preflight = await load_preflight_async(_lookup_config(config))
@@ -192,7 +192,7 @@ async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
     # Kept (the plan itself is not): `retry` of the file rebuilds its rows as they were planned.
     state.finish_run(
         state.begin_run(
-            str(config.catalog),
+            storage.identity(config.catalog),
             dry_run=True,
             results=storage.identity(config.recorded_results or config.results),
             request_defaults=request_settings_to_json(config.catalog_options),
@@ -288,7 +288,7 @@ class _Run:
         self.transport = transport
         state.as_worker(config.claim_seconds)
         self.run_id = state.join_run(
-            str(config.catalog),
+            storage.identity(config.catalog),  # whatever the working folder
             results=storage.identity(config.recorded_results or config.results),
             request_defaults=request_settings_to_json(config.catalog_options),
             retried_catalog=config.retried_catalog,
@@ -337,7 +337,7 @@ class _Run:
         with self._local_io("closing the run in the state"):
             # On a shared state the last worker out closes the run; the others leave their
             # unsent jobs to it.
-            if self.state.leave_run(self.run_id, str(self.config.catalog)):
+            if self.state.leave_run(self.run_id, storage.identity(self.config.catalog)):
                 self.state.mark_not_attempted(self.run_id)
                 self.state.finish_run(self.run_id, self.control.stop_reason or "done")
                 self.state.prune(self.config.keep_runs)

@@ -643,3 +643,24 @@ def test_a_dry_runs_planned_rows_corrected_since_are_never_sent(
     assert code == 2
     assert "a later run of the catalog no longer made: row 4, 5 (" in " ".join(err.split())
     assert len(_sent(sandbox_url)) == 5
+
+
+def test_two_folders_catalogs_of_one_name_are_two_catalogs(
+    tmp_path: Path, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two teams' `catalog.csv`, each run from its own folder as `catalog.csv` on one ledger,
+    with the same products: the second's run is no correction of the first, whose file is
+    retried (the two were taken for one file, and the retry refused)."""
+    state = ("--state", str(tmp_path / "s.db"))
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline", *state)
+    for team, length, cap in (("a", "15", ("--max-videos", "1")), ("b", "30", ())):
+        (tmp_path / team).mkdir()
+        rows = [{**row, "length": length} for row in simple_rows(3)]
+        write_catalog(tmp_path / team / "catalog.csv", rows)
+        monkeypatch.chdir(tmp_path / team)
+        code, err = invoke("run", "catalog.csv", *cap, *args)
+        assert code == (1 if cap else 0), err
+    monkeypatch.chdir(tmp_path / "a")
+    code, err = invoke("retry", "catalog.results.csv", *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 1 + 3 + 2
