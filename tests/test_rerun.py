@@ -664,3 +664,24 @@ def test_two_folders_catalogs_of_one_name_are_two_catalogs(
     code, err = invoke("retry", "catalog.results.csv", *args)
     assert code == 0, err
     assert len(_sent(sandbox_url)) == 1 + 3 + 2
+
+
+def test_a_run_refused_before_planning_is_not_the_writer_of_the_file_it_left(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A run of the catalog with `--length 30` and a key the account refuses (exit 3) stops
+    before planning and leaves the results file as it was: retrying the file sends the rows
+    as their run planned them (15 s), not rebuilt with the refused run's defaults and then
+    refused as changed."""
+    catalog, args = half_run
+    state = ("--state", str(tmp_path / "s.db"))
+    online = [a for a in args if a != "--offline"]
+    refused = CliRunner().invoke(
+        main,
+        ["run", str(catalog), "--length", "30", *state, *online],
+        env={"JOGG_API_KEY": "sk-not-this-account"},
+    )
+    assert refused.exit_code == 3, refused.output
+    code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
+    assert code == 0, err
+    assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)] == ["15"] * 5

@@ -20,6 +20,10 @@ from batch.store.backend import (
 from batch.store.connection import Connection
 from batch.store.records import AskedRow, AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
 
+# A run that wrote its results file's rows: a dry run's record, or a run that planned rows. One
+# that stopped before planning (a refused key, the API down) left the file as it was.
+_WROTE_ROWS = "(dry_run = 1 OR EXISTS (SELECT 1 FROM run_rows x WHERE x.run_id = runs.id))"
+
 # meta: the jobs of the state at this version's first planning have their aliases (schema 8).
 _ALIASED = "aliased_made_alike"
 
@@ -51,7 +55,7 @@ class JobQueries(Connection):
         row = (
             self._db.execute(
                 "SELECT request_defaults FROM runs WHERE results = ? "
-                "AND request_defaults IS NOT NULL ORDER BY id DESC LIMIT 1",
+                f"AND request_defaults IS NOT NULL AND {_WROTE_ROWS} ORDER BY id DESC LIMIT 1",
                 (results,),
             ).fetchone()
             or self._db.execute(  # its runs were pruned
@@ -64,7 +68,9 @@ class JobQueries(Connection):
         """The dry run that wrote the results file `results` last, if its newest writer is one:
         when its planned rows are retried, they are the requests of that moment."""
         row = self._db.execute(
-            "SELECT id, dry_run FROM runs WHERE results = ? ORDER BY id DESC LIMIT 1", (results,)
+            f"SELECT id, dry_run FROM runs WHERE results = ? AND {_WROTE_ROWS} "
+            "ORDER BY id DESC LIMIT 1",
+            (results,),
         ).fetchone()
         return int(row[0]) if row is not None and row[1] else None
 
@@ -74,7 +80,7 @@ class JobQueries(Connection):
         run that planned one of these jobs. None when the state knows neither."""
         row = self._db.execute(
             "SELECT coalesce(retried_catalog, catalog) FROM runs WHERE results = ? "
-            "ORDER BY id DESC LIMIT 1",
+            f"AND {_WROTE_ROWS} ORDER BY id DESC LIMIT 1",
             (results,),
         ).fetchone()
         if row is None and job_ids:
