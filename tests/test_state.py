@@ -103,16 +103,30 @@ def test_unknown_from_a_results_file_is_entered_once(state: StateStore) -> None:
 
 def test_a_results_file_gives_the_request_defaults_of_its_newest_run(state: StateStore) -> None:
     """`retry` finds the defaults the newest run writing that results file used (a dry run's
-    planned rows too), else None; pruning those runs keeps them."""
-    state.begin_run("c.csv", dry_run=False, results="/r.csv", request_defaults='{"length":"15"}')
+    planned rows too), else None; pruning those runs keeps them. A run that planned no row
+    (it stopped before: a refused key) wrote no file."""
+
+    def planned(run_id: int) -> None:
+        state.record_plan(run_id, [], [], [RowPlan(1, None, "invalid", "length: 99")])
+
+    planned(
+        state.begin_run(
+            "c.csv", dry_run=False, results="/r.csv", request_defaults='{"length":"15"}'
+        )
+    )
     state.as_worker(60.0)
-    state.join_run("c.csv", results="/r.csv", request_defaults='{"length":"60"}')
+    planned(state.join_run("c.csv", results="/r.csv", request_defaults='{"length":"60"}'))
+    state.begin_run("c.csv", dry_run=False, results="/r.csv", request_defaults='{"length":"45"}')
     assert state.run_defaults("/r.csv") == '{"length":"60"}'
     state.begin_run("c.csv", dry_run=True, results="/r.csv", request_defaults='{"length":"30"}')
-    state.begin_run("d.csv", dry_run=False, results="/d.csv", request_defaults='{"length":"15"}')
+    planned(
+        state.begin_run(
+            "d.csv", dry_run=False, results="/d.csv", request_defaults='{"length":"15"}'
+        )
+    )
     assert state.run_defaults("/r.csv") == '{"length":"30"}'
     assert state.run_defaults("/elsewhere/r.csv") is None
-    assert state.prune(keep_runs=1) == 3  # the runs that wrote /r.csv are gone: not their defaults
+    assert state.prune(keep_runs=1) == 4  # the runs that wrote /r.csv are gone: not their defaults
     assert state.run_defaults("/r.csv") == '{"length":"30"}'
     assert state.run_defaults("/d.csv") == '{"length":"15"}'
 
