@@ -1420,3 +1420,16 @@ def test_a_row_made_alike_keeps_the_fingerprint_earlier_versions_gave_it(
     assert batch.rows.earlier_fingerprint(1) == fingerprint(as_written) != other.fingerprint
     assert batch.rows.earlier_fingerprint(0) is None
     assert usual.fingerprint == other.fingerprint
+
+
+def test_an_id_pasted_with_invisible_characters_has_the_key_of_the_id_people_see(
+    tmp_path: Path,
+) -> None:
+    """A product id copied from a web page with a zero-width space (or a byte order mark) is
+    sent without it, and keyed without it: one product, one row key (it had two, so a stale
+    retry of the pasted row was taken for another product's and paid again)."""
+    path = tmp_path / "c.csv"
+    path.write_text("product_id,length\nP\u200b1,15\n\ufeffP1,30\nP1,60\n", encoding="utf-8")
+    rows = rows_of(path)
+    assert [row.key for row in rows] == ["P1", "P1", "P1"]
+    assert {row.fields.product_id for row in rows if row.fields} == {"P1"}

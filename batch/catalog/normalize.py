@@ -784,7 +784,11 @@ def resolve_rows(
         earlier["video_name"] = _make_alike(names)
         parts["video_name"] = _text_part(names)
     parts["name"] = parts.pop("video_name")
-    keys = _text_values(table.column(plan.key))
+    # A key is an id: without the invisible characters its request's id drops (`_visible`), or
+    # one product pasted with a zero-width space would have two keys.
+    keys = pc.replace_substring_regex(
+        _text_array(table.column(plan.key)), pattern=r"\p{Cf}", replacement=""
+    ).to_pylist()
     blank = _blank_rows(table)
     product_header = plan.canonical.get("product_id", "product_id")
     for row in _header_repeats(table):
