@@ -328,3 +328,26 @@ def test_jobs_recorded_from_text_written_otherwise_are_found_by_what_it_is_now(
     fp = payload.fingerprint(later)
     state.record_plan(run, [NewJob(fp, "P", payload.fields_to_json(later), fp[:12])], [], [])
     assert state.alias_jobs_made_alike() == 0
+
+
+def test_a_later_run_that_only_adds_a_default_webhook_asks_for_the_same_videos(
+    state: StateStore,
+) -> None:
+    """A webhook default says where to report, not what to render: a later run of the catalog
+    that added one, and corrected the row, supersedes the request as a run without it does.
+    Another length default is another set of videos."""
+    plain = '{"defaults":{"length":"15","webhook_url":null},"columns":{}}'
+    hooked = '{"defaults":{"length":"15","webhook_url":"https://h.example/x"},"columns":{}}'
+    longer = '{"defaults":{"length":"30","webhook_url":null},"columns":{}}'
+    a, b = "a" * 64, "b" * 64
+    first = state.begin_run("c.csv", dry_run=False, request_defaults=plain)
+    ids = state.record_plan(first, [NewJob(a, "P", "[]", "ta")], [], [RowPlan(1, a, "job", None)])
+    asked = [AskedRow("P", ids[a], None)]
+    other = state.begin_run("c.csv", dry_run=False, request_defaults=longer)
+    corrected = state.record_plan(
+        other, [NewJob(b, "P", "[]", "tb")], [], [RowPlan(1, b, "job", None)]
+    )[b]
+    assert state.asked_otherwise_later(asked) == set()
+    later = state.begin_run("c.csv", dry_run=False, request_defaults=hooked)
+    state.record_plan(later, [], [], [RowPlan(1, corrected, "job", None)])
+    assert state.asked_otherwise_later(asked) == {0}

@@ -4,6 +4,7 @@ attempt bracketed by state writes (`sending` before the request, the outcome aft
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -295,7 +296,7 @@ class JobQueries(Connection):
         if not any(since):
             return set()
         runs = {
-            run_id: (retried or catalog, retried is not None, bool(dry), defaults)
+            run_id: (retried or catalog, retried is not None, bool(dry), _asking(defaults))
             for run_id, catalog, retried, dry, defaults in self._db.execute(
                 "SELECT id, catalog, retried_catalog, dry_run, request_defaults FROM runs"
             )
@@ -663,3 +664,18 @@ def _add_aliases(db: Database, aliases: Sequence[tuple[str, int]]) -> None:
             "ON CONFLICT (fingerprint) DO NOTHING",
             aliases,
         )
+
+
+def _asking(settings: str | None) -> object:
+    """A run's request settings (`batch.catalog.rows.request_settings_to_json`) as far as they
+    change what is asked for: a default webhook only says where to report, and is in no
+    fingerprint, so a run that added one still asks for the same videos."""
+    if settings is None:
+        return None
+    try:
+        values = json.loads(settings)
+    except ValueError:
+        return settings
+    if isinstance(values, dict) and isinstance(values.get("defaults"), dict):
+        values["defaults"].pop("webhook_url", None)
+    return values
