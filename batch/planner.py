@@ -147,7 +147,7 @@ class Planner:
         existing = self.state.jobs_by_fingerprint(
             list({fp for i in slow if (fp := fingerprints[i])})
         )
-        self._add_earlier_jobs(rows, slow, existing)
+        as_written = self._add_earlier_jobs(rows, slow, existing)
         known_keys = self._keys_with_jobs(
             rows, {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
         )
@@ -203,8 +203,7 @@ class Planner:
             counts.new += index not in known_keys
             to_send += 1
             fields = payload.fields_to_json(row.fields)
-            alias = rows.earlier_fingerprint(index)
-            new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp), alias))
+            new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp), as_written.get(index)))
             plans.append(RowPlan(number, fp, planned, None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():
@@ -257,24 +256,27 @@ class Planner:
 
     def _add_earlier_jobs(
         self, rows: catalog.ResolvedRows, indices: list[int], existing: dict[str, KnownJob]
-    ) -> None:
+    ) -> dict[int, str]:
         """Adds to `existing` (jobs by fingerprint) the jobs earlier versions made of these rows:
         they hashed free text as the file wrote it (NFD, CRLF), which is now made alike first,
         so a row they sent has another fingerprint tonight. Found under its old one, it is that
         job (already submitted, or retried as it is), not a new one; a row with a job under
-        each is the one further along (`_further_along`), so it is never paid for again."""
+        each is the one further along (`_further_along`), so it is never paid for again.
+
+        Returns those old fingerprints by row index: a new job keeps its row's as an alias."""
+        earlier = {
+            i: old for i in indices if rows.fingerprints[i] and (old := rows.earlier_fingerprint(i))
+        }
         if not self.earlier_jobs:
-            return
-        pairs = [
-            (fp, old)
-            for i in indices
-            if (fp := rows.fingerprints[i]) and (old := rows.earlier_fingerprint(i))
-        ]
-        found = self.state.jobs_by_fingerprint(list({old for _, old in pairs}))
-        for fp, old in pairs:
+            return earlier
+        found = self.state.jobs_by_fingerprint(list(set(earlier.values())))
+        for i, old in earlier.items():
+            fp = rows.fingerprints[i]
+            assert fp is not None
             job = found.get(old)
             if job is not None and _further_along(job, existing.get(fp)):
                 existing[fp] = job
+        return earlier
 
     def _needs_product(self, row: catalog.CatalogRow) -> None:
         """Notes the product a row to send has to have created first, if it is not yet."""

@@ -341,9 +341,8 @@ def _check_requests(
     """
     drifted: list[int] = []
     changed: list[int] = []
-    superseded: list[int] = []
     asked = recorded | unknown | planned
-    job_ids: list[int] = []
+    questions: list[tuple[int, AskedRow]] = []  # (row, its request), held up against later runs
     with StateStore(config.state) as state:
         dry_run = state.dry_run_that_wrote(results)
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
@@ -364,16 +363,13 @@ def _check_requests(
                 for r in held
                 if (job := known.get(r.fingerprint or "") or known.get(earlier.get(r.number, "")))
             }
-            job_ids += [job.id for job in jobs.values()]
-            questioned = [
+            questions += [
                 (r.number, AskedRow(r.key, jobs[r.number].id, None))
                 if r.number in jobs
                 else (r.number, AskedRow(r.key, None, dry_run))
                 for r in held
                 if r.number in jobs or r.number in planned
             ]
-            gone = state.asked_otherwise_later([question for _, question in questioned])
-            superseded += [number for i, (number, _) in enumerate(questioned) if i in gone]
             others = [r for r in held if r.number in recorded and r.number not in jobs]
             keyed = state.keys_with_jobs([r.key for r in others if r.key])
             changed += [r.number for r in others if r.key in keyed]
@@ -395,5 +391,9 @@ def _check_requests(
                         earlier.get(row.number),
                     )
                 )
+        # Once for the whole file: each later run's jobs are read once, however many batches.
+        gone = state.asked_otherwise_later([question for _, question in questions])
+        superseded = [number for i, (number, _) in enumerate(questions) if i in gone]
+        job_ids = [question.job_id for _, question in questions if question.job_id is not None]
         catalog_retried = state.catalog_retried(results, job_ids)
     return _Checked(drifted, changed, superseded, catalog_retried)

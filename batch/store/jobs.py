@@ -65,35 +65,37 @@ class JobQueries(Connection):
         )
         return None if row is None else str(row[0])
 
+    def _newest_writer(self, results: str) -> tuple[int, int, str] | None:
+        """(id, dry run, the catalog its rows came from) of the newest run that wrote the rows
+        of the results file `results` (a retry's run names the catalog it retried)."""
+        row = self._db.execute(
+            "SELECT id, dry_run, coalesce(retried_catalog, catalog) FROM runs "
+            f"WHERE results = ? AND {_WROTE_ROWS} ORDER BY id DESC LIMIT 1",
+            (results,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
+
     def dry_run_that_wrote(self, results: str) -> int | None:
         """The dry run that wrote the results file `results` last, if its newest writer is one:
         when its planned rows are retried, they are the requests of that moment."""
-        row = self._db.execute(
-            f"SELECT id, dry_run FROM runs WHERE results = ? AND {_WROTE_ROWS} "
-            "ORDER BY id DESC LIMIT 1",
-            (results,),
-        ).fetchone()
-        return int(row[0]) if row is not None and row[1] else None
+        writer = self._newest_writer(results)
+        return writer[0] if writer is not None and writer[1] else None
 
     def catalog_retried(self, results: str, job_ids: Sequence[int]) -> str | None:
         """The catalog a results file's rows came from, as its newest writer recorded it (a
         retry's run names the catalog it retried); for a copy no run wrote, that of the newest
         run that planned one of these jobs. None when the state knows neither."""
+        if (writer := self._newest_writer(results)) is not None:
+            return writer[2]
+        if not job_ids:
+            return None
+        newest = max(
+            run or 0
+            for (run,) in self._in_chunks("SELECT planned_run FROM jobs WHERE id IN ({})", job_ids)
+        )
         row = self._db.execute(
-            "SELECT coalesce(retried_catalog, catalog) FROM runs WHERE results = ? "
-            f"AND {_WROTE_ROWS} ORDER BY id DESC LIMIT 1",
-            (results,),
+            "SELECT coalesce(retried_catalog, catalog) FROM runs WHERE id = ?", (newest,)
         ).fetchone()
-        if row is None and job_ids:
-            newest = max(
-                run or 0
-                for (run,) in self._in_chunks(
-                    "SELECT planned_run FROM jobs WHERE id IN ({})", job_ids
-                )
-            )
-            row = self._db.execute(
-                "SELECT coalesce(retried_catalog, catalog) FROM runs WHERE id = ?", (newest,)
-            ).fetchone()
         return None if row is None else str(row[0])
 
     def finish_run(self, run_id: int, outcome: str) -> None:

@@ -163,9 +163,11 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 9: a retry's run reads a temporary copy of a results file's rows: the catalog those rows
     # came from is recorded beside it, so that a later run of that catalog which asks otherwise
-    # for them is known as one (`JobQueries.asked_otherwise_later`).
+    # for them is known as one (`JobQueries.asked_otherwise_later`). A job's aliases are looked
+    # up before each send (`LedgerQueries.listed_video`): by job, not by a scan of them all.
     """
     ALTER TABLE runs ADD COLUMN retried_catalog TEXT;
+    CREATE INDEX fingerprint_aliases_job ON fingerprint_aliases (job_id);
     """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
