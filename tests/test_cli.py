@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import functools
 import gzip
 import json
 import os
@@ -187,6 +188,36 @@ def test_a_ledger_busy_past_its_wait_is_exit_4_not_a_traceback() -> None:
         raise sqlite3.OperationalError("no such table: jobs")
 
     assert isinstance(CliRunner().invoke(broken, []).exception, sqlite3.OperationalError)
+
+
+def test_ctrl_c_as_the_event_loop_starts_is_exit_130_not_a_cancelled_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Ctrl-C landing just as a command's event loop starts (`asyncio.run` installs its
+    handler, then resets its count of them) stops as any Ctrl-C: exit 130 and the line, not a
+    CancelledError traceback and exit 1 (seen in CI for `status --wait`)."""
+    install = signal.signal
+
+    def in_the_window(signum: int, handler: object) -> object:
+        before = install(signum, handler)  # type: ignore[arg-type]
+        if signum == signal.SIGINT and isinstance(handler, functools.partial):
+            os.kill(os.getpid(), signal.SIGINT)  # asyncio's own handler: the window
+        return before
+
+    monkeypatch.setattr(signal, "signal", in_the_window)
+
+    async def polls() -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.sleep(5)
+
+    @click.command()
+    @reports_errors
+    def waits() -> None:
+        asyncio.run(polls())
+
+    result = CliRunner().invoke(waits, [])
+    assert result.exit_code == 130, result.exception
+    assert "jogg-batch: interrupted (SIGINT); what was done is recorded" in result.stderr
 
 
 def test_sandbox_run_prints_summary_and_never_the_key(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def logging_options(command: Callable[P, R]) -> Callable[P, R]:
 
 
 class Signalled(KeyboardInterrupt):
-    """SIGTERM or SIGHUP where no run handles it: the command stops as on Ctrl-C."""
+    """SIGINT, SIGTERM or SIGHUP where no run handles it: the command stops as on Ctrl-C."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
@@ -56,9 +56,11 @@ class Signalled(KeyboardInterrupt):
 
 @contextmanager
 def stops_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise `Signalled` for the command's time (a run handles them on its
-    own loop, and gives these back): killed by default, `--wait` polling, `status` and
-    `download` ended without a word or an exit code of their own."""
+    """SIGINT, SIGTERM and SIGHUP raise `Signalled` for the command's time (a run handles them
+    on its own loop, and gives these back): killed by default, `--wait` polling, `status` and
+    `download` ended without a word or an exit code of their own. SIGINT is taken too because
+    `asyncio.run` resets its count of them just after installing its own handler: a Ctrl-C in
+    between cancelled the command's task and left a CancelledError traceback and exit 1."""
     if threading.current_thread() is not threading.main_thread():
         yield  # handlers can only be set on the main thread
         return
@@ -68,7 +70,7 @@ def stops_on_signals() -> Iterator[None]:
 
     before = {
         sig: signal.signal(sig, stop)
-        for sig in (signal.SIGTERM, signal.SIGHUP)
+        for sig in SIGNAL_EXITS
         if signal.getsignal(sig) is not signal.SIG_IGN  # `nohup`: it stays ignored
     }
     try:
