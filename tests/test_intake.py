@@ -160,6 +160,21 @@ CORPUS = [
           "line 6",)),
     Case("quoted_multiline.tsv", lambda: lines("product_id\ttitle\tlength",
          f'{IDS[0]}\t"two\nlines"\t15', f'{IDS[1]}\t"a\tb"\t15'), 0, sent=2),
+    # The same in a comma-separated file, where quoting is the rule: a stray quote at the start
+    # of a cell and an inch mark closing a later one take the rows between, widths even.
+    Case("stray_quotes.csv", lambda: lines("product_id,title,length",
+         *(f"{IDS[i % 3]},{title},15" for i, title in enumerate(
+             ["a", '"Deluxe Pan', "b", "c", 'Pizza pan 12"', "d"]))), 2,
+         ("stray_quotes.csv line 3 (row 2): column 'title' opens with a quote that runs on to "
+          "line 6, taking in lines that read as rows",)),
+    Case("stray_quotes_next_row.csv", lambda: lines("product_id,title,length",
+         *(f"{IDS[i % 3]},{title},15" for i, title in enumerate(
+             ["a", '"Deluxe Pan', 'Pizza pan 12"', "d"]))), 2,
+         ("line 3 (row 2): column 'title' opens with a quote that runs on to line 4",)),
+    # Text of several lines (commas in them) in a quoted cell is a cell, not rows.
+    Case("quoted_multiline.csv", lambda: lines("product_id,title,length,notes",
+         f'{IDS[0]},"two\nlines, a comma",15,"x, y\nz, w, v\n1,2,3,4"', f"{IDS[1]},b,15,"),
+         0, sent=2),
     # A results file given to `run` as its catalog: its cells carry the results' marks (`'`
     # before formula-like text), so every row would be a new request; `retry` is the way.
     Case("c.results.csv", lambda: lines("product_id,title,row,status,video_id,code,attempts",

@@ -7,8 +7,10 @@ otherwise fail after rows were paid for. This pass reads every byte first, and c
   byte scan): not empty, not a workbook, archive or Parquet file named .csv; UTF-16 text
   (with its byte order mark, as Excel writes "Unicode Text") goes through Python's csv module;
 - the header: every column named once, and the request columns found (`plan_columns`);
-- a byte scan in large chunks: UTF-8 (an ASCII chunk is one call), NUL bytes, and the parity of
-  quote characters (odd: a quoted cell may never close, which pyarrow would silently accept);
+- a byte scan in large chunks: UTF-8 (an ASCII chunk is one call), NUL bytes, the parity of
+  quote characters (odd: a quoted cell may never close, which pyarrow would silently accept),
+  and whether a line break falls between quotes (a quoted cell holds lines: it may be a quote
+  opened in one row's text and closed by one in a later row's, the rows between taken into it);
 - pyarrow's CSV parser over the whole file, converting a single column: row widths and quoting.
 
 Only when one of these fails does a slower scan with Python's `csv` module look for the first
@@ -79,6 +81,11 @@ _TAB_QUOTE_HINT: Final = (
     "a quote in the text took the rows below into one cell (tab-separated exports do not "
     'quote); remove the quote, or quote the whole cell and write the quote inside it as ""'
 )
+_SWALLOW_HINT: Final = (
+    "a quote at the start of a cell took the rows below into it up to a later quote; remove "
+    'the quote, or quote the whole cell and write the quote inside it as ""'
+)
+_LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
 _BAD_TEXT: Final = re.compile("[\x00\udc80-\udcff]")  # NUL, or a byte that was not UTF-8
 
 
@@ -141,6 +148,7 @@ class _ByteScan:
     not_utf8: int | None
     nul: int | None
     quotes: int
+    quoted_breaks: bool  # a line break with an odd number of quotes before it
 
     @property
     def text_is_clean(self) -> bool:
@@ -154,11 +162,16 @@ def _scan_bytes(path: Location, quote: bytes | None) -> _ByteScan:
     buffer = bytearray(_CHUNK_BYTES)
     offset = quotes = 0
     not_utf8 = nul = None
+    quoted_breaks = False
     with storage.open_read(path) as handle:
         while size := handle.readinto(buffer):  # type: ignore[attr-defined]
             data = np.frombuffer(buffer, np.uint8, size)
             if quote is not None:
-                quotes += int(np.count_nonzero(data == ord(quote)))
+                at = np.flatnonzero(data == ord(quote))
+                if not quoted_breaks and (len(at) or quotes % 2):
+                    breaks = np.flatnonzero((data == 10) | (data == 13))
+                    quoted_breaks = bool(((np.searchsorted(at, breaks) + quotes) % 2).any())
+                quotes += len(at)
             if not data.all():
                 nul = offset + int(np.argmin(data))
             pending = len(decoder.getstate()[0])
@@ -175,7 +188,7 @@ def _scan_bytes(path: Location, quote: bytes | None) -> _ByteScan:
                 decoder.decode(b"", final=True)
             except UnicodeDecodeError:
                 not_utf8 = offset - 1
-    return _ByteScan(not_utf8, nul, quotes)
+    return _ByteScan(not_utf8, nul, quotes, quoted_breaks)
 
 
 # ---- CSV ----
@@ -200,8 +213,10 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
     # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
     # A tab-separated file with quotes is scanned too: exports of that kind do not quote, so
     # a quote in the text can open a "cell" that swallows the rows below it, evenly closed.
+    # So is a file with a quoted cell that holds lines, which a stray quote makes as well.
     tab_quotes = layout.delimiter == "\t" and scan.quotes > 0
-    if failure is None and scan.quotes % 2 == 0 and not layout.nameless and not tab_quotes:
+    even = scan.quotes % 2 == 0 and not scan.quoted_breaks
+    if failure is None and even and not layout.nameless and not tab_quotes:
         return rows
     found = _locate_csv(path, layout, text=False)
     _raise_found(found)
@@ -318,6 +333,12 @@ def _locate_csv(path: Location, layout: CsvLayout, *, text: bool) -> _Found:
                     f"holding tabs and line ends as rows do: {_TAB_QUOTE_HINT}",
                     row,
                 )
+            if line > first and (swallowed := _takes_rows(record, headers, delimiter)):
+                return _Found(
+                    f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
+                    f"taking in lines that read as rows: {_SWALLOW_HINT}",
+                    row,
+                )
             if row and (filled := [p for p in nameless if record[p].strip()]):
                 where = _where(path, first, row)
                 message = str(nameless_value(layout, where, filled[0], record[filled[0]]))
@@ -330,6 +351,28 @@ def _holds_rows(record: list[str], headers: list[str]) -> str | None:
     text of a tab-separated file takes the rows below into one cell; None for none."""
     for cell, header in zip(record, headers, strict=False):
         if "\t" in cell and ("\n" in cell or "\r" in cell):
+            return f"column {header!r} opens with a quote that"
+    return None
+
+
+def _takes_rows(record: list[str], headers: list[str], delimiter: str) -> str | None:
+    """The column whose quoted cell holds the file's rows, or None: a quote opened in the text
+    of one row and closed by a quote in a later one (`12"`) takes the lines between into one
+    cell, and the widths stay even. No quote is left inside such a cell to hide a delimiter,
+    so its lines are counted into cells as they are: a line of a whole row's cells, or a first
+    line that ends the row and a last that starts one (to this column), as the rows would be.
+    A catalog of one or two columns is not judged: its real text would look the same."""
+    width = len(headers)
+    if width < 3:
+        return None
+    for column, (cell, header) in enumerate(zip(record, headers, strict=False)):
+        lines = _LINE_BREAK.split(cell)
+        if len(lines) < 2:
+            continue
+        cells = [line.count(delimiter) + 1 for line in lines]
+        whole_row = width in cells[1:-1]
+        cut_row = cells[0] == width - column and cells[-1] == column + 1
+        if whole_row or cut_row:
             return f"column {header!r} opens with a quote that"
     return None
 
