@@ -759,3 +759,47 @@ def test_a_name_template_taking_an_error_cell_makes_the_row_invalid(tmp_path: Pa
         "plain name",
         None,
     ]
+
+
+@pytest.mark.parametrize("rewrite", [None, _prefixed, _rows_and_cells_unplaced])
+def test_a_row_hidden_by_a_filter_is_refused_before_anything_is_sent(
+    tmp_path: Path, sandbox_url: str, rewrite: Callable[[str, str], str] | None
+) -> None:
+    """Rows a filter (or a person) hid are read by calamine as any other: a data team that
+    filtered the sheet to the products it wants would pay for the rest. Refused, naming the
+    first such row, before any POST; a hidden blank row or one above the header is no row."""
+    pids = product_ids(4)
+    path = tmp_path / "filtered.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.merge_range(0, 0, 0, 1, "Spring catalog")
+    sheet.set_row(0, None, None, {"hidden": True})  # a title row above the header
+    sheet.write_row(1, 0, ["product_id", "length"])
+    for index, pid in enumerate(pids):
+        sheet.write_row(2 + index, 0, [pid, 15])
+    sheet.autofilter(1, 0, 5, 1)
+    for row in (3, 5, 7):  # rows 4 and 6 filtered out; row 8 is blank and hidden
+        sheet.set_row(row, None, None, {"hidden": True})
+    book.close()
+    if rewrite is not None:
+        _rewrite_parts(path, rewrite)
+    result = CliRunner().invoke(
+        main,
+        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db")],
+        env={"JOGG_API_KEY": "sk-sandbox"},
+    )
+    assert result.exit_code == 2, result.output
+    assert (
+        "filtered.xlsx sheet 'Products' row 4: is hidden in the workbook (by a filter, or by "
+        "hand), one of 3 rows the sheet hides, and hidden rows would be sent as any other"
+    ) in result.output
+    assert submissions(sandbox_url)["submissions"] == []
+
+    book = xlsxwriter.Workbook(str(path))  # the same rows, the filter cleared
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "length"])
+    for index, pid in enumerate(pids):
+        sheet.write_row(1 + index, 0, [pid, 15])
+    sheet.set_row(6, None, None, {"hidden": True})  # a blank row below the data
+    book.close()
+    assert [table.num_rows for table in read_passthrough(path, CatalogOptions())] == [4]

@@ -31,7 +31,7 @@ import posixpath
 import re
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import unescape
 from typing import IO, Final
 
@@ -44,7 +44,8 @@ from batch.errors import CatalogError
 from batch.storage import Location
 
 EXTENSIONS: Final = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
-# The formats whose sheets are XML in a zip, where error cells are found (`_error_cells`).
+# The formats whose sheets are XML in a zip, where error cells and hidden rows are found
+# (`_marked_cells`).
 _XML_EXTENSIONS: Final = (".xlsx", ".xlsm")
 # The workbook's sheet entries and relationships, and the sheet's cells, are read by pattern, not
 # by an XML parser, so a hostile workbook's entities are never expanded. The patterns take what
@@ -66,6 +67,7 @@ _ERROR_TYPE: Final = re.compile(rb"t=[\"']e[\"']")
 _STRING_TYPE: Final = re.compile(rb"\st=[\"']str[\"']")
 _CELL_REF: Final = re.compile(rb"\sr=[\"']([A-Z]+)([0-9]+)[\"']")
 _ROW_NUMBER: Final = re.compile(rb"\sr=[\"']([0-9]+)[\"']")
+_HIDDEN: Final = re.compile(rb"\shidden=[\"'](?:1|true)[\"']")
 _CELL_END: Final = re.compile(rb"</%sc>" % _NS.encode())
 # `<calcPr fullCalcOnLoad="1"/>`: the workbook asks to be calculated when opened, as programs
 # that write formulas without calculating them (XlsxWriter, openpyxl) set it.
@@ -138,14 +140,15 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     start = data.start
     if start is None:
         raise CatalogError(f"{location}: sheet {chosen!r} is empty; it needs a header row")
-    errors = _error_cells(location, chosen, start[1])
+    errors, hidden_rows = _marked_cells(location, chosen, start[1])
     rows = enumerate(data.iter_rows())  # python-calamine yields rows from Excel row 1
     header_index, headers = _header(location, chosen, rows, merges, start[1])
     place = _Place(chosen, header_index + 1)
     named = [header for header in headers if header.strip()]
     nameless = _Nameless(location, place, headers)
+    hidden = _Hidden(location, place, header_index, hidden_rows)
     spans = _merged_down(merges, header_index, start[1])
-    tables = _tables(rows, headers, batch_rows, errors, nameless, spans)
+    tables = _tables(rows, headers, batch_rows, errors, _Checks(nameless, hidden), spans)
     return Sheet(named, tables, place, reading)
 
 
@@ -171,14 +174,50 @@ class _Nameless:
                     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Hidden:
+    """The rows an xlsx/xlsm sheet hides (0 = Excel row 1): by a filter, grouped and
+    collapsed, or hidden by hand. calamine reads them as any other row, so a row the person
+    filtered out would be paid for: one below the header that holds anything is refused."""
+
+    location: Location
+    place: Callable[[int], str]
+    header_index: int
+    rows: frozenset[int]
+
+    def check(self, index: int, columns: list[list[str]]) -> None:
+        """Refuses row `index`, the last of `columns`, if hidden and not blank."""
+        if index not in self.rows or not any(column[-1].strip() for column in columns):
+            return
+        below = sum(1 for row in self.rows if row > self.header_index)
+        others = f", one of {below} rows the sheet hides" if below > 1 else ""
+        raise CatalogError(
+            f"{self.location} {self.place(index - self.header_index)}: is hidden in the "
+            f"workbook (by a filter, or by hand){others}, and hidden rows would be sent as any "
+            "other; delete the rows not to send, or show them all (clear the filter, unhide "
+            "the rows) to send them"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Checks:
+    """What each row of a sheet is checked for as it is read."""
+
+    nameless: _Nameless
+    hidden: _Hidden
+
+
 # Row index (0 = Excel row 1) -> column index in calamine's rows -> the text the cell is read as:
 # the error it holds, or `normalize.UNCALCULATED`.
 _Errors = dict[int, dict[int, str]]
 
 
-def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
+def _marked_cells(
+    location: Location, sheet: str, first_column: int
+) -> tuple[_Errors, frozenset[int]]:
     """The cells of an xlsx/xlsm sheet that hold a formula error (`#N/A`), with the error, and
-    those whose formula was never calculated, as `normalize.UNCALCULATED`.
+    those whose formula was never calculated, as `normalize.UNCALCULATED`; and the rows it
+    hides (`_Hidden`), by index.
 
     python-calamine reads an error cell as an empty one, and an empty avatar_id means the
     default avatar: a failed VLOOKUP would be paid for as the wrong video. A formula that a
@@ -190,7 +229,7 @@ def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
     .xlsb, .ods) are not searched.
     """
     if location.suffix.lower() not in _XML_EXTENSIONS:
-        return {}
+        return {}, frozenset()
     errors: _Errors = {}
     try:
         with (
@@ -206,12 +245,25 @@ def _error_cells(location: Location, sheet: str, first_column: int) -> _Errors:
                     tags = tags or _tags(cells)  # the first chunk holds the root element
                     placed = cursor.chunk(tags, cells)
                     _add_errors(errors, tags, recalculate, cells, _Columns(first_column, placed))
+
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CatalogError(
             f"{location}: cannot find sheet {sheet!r} in the workbook ({exc}); "
             "save it again from Excel"
         ) from exc
-    return errors
+    return errors, frozenset(cursor.hidden)
+
+
+def _hidden_rows(tags: _Tags, xml: bytes) -> Iterator[int]:
+    """The indexes of the rows in `xml` whose opening tag hides them (`hidden="1"`), every
+    row there having its `r`."""
+    start = 0 if b"hidden=" in xml else len(xml)  # most sheets hide none: one search
+    while (at := xml.find(tags.row, start)) >= 0:
+        start = at + len(tags.row)
+        attributes = xml[start : xml.find(b">", start)]
+        hidden = attributes[:1].isspace() and _HIDDEN.search(attributes)
+        if hidden and (number := _ROW_NUMBER.search(attributes)) is not None:
+            yield int(number.group(1)) - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +309,7 @@ class _Cursor:
 
     row: int = 0  # the current row's index (0 = Excel row 1)
     column: int = 0  # the index of the next cell's column, absolute (0 = column A)
+    hidden: set[int] = field(default_factory=set)  # the indexes of the rows hidden so far
 
     def walk(self, tags: _Tags, xml: bytes, start: int = 0) -> dict[int, tuple[int, int]]:
         """Follows the rows and cells of `xml` from `start`; returns the cells without `r`,
@@ -269,6 +322,8 @@ class _Cursor:
             elif name == b"row":
                 if (number := _ROW_NUMBER.search(attributes)) is not None:
                     self.row = int(number.group(1)) - 1
+                if _HIDDEN.search(attributes):
+                    self.hidden.add(self.row)
                 if attributes.endswith(b"/"):  # `<row r="4"/>`: a row with no cells
                     self.row, self.column = self.row + 1, 0
             else:
@@ -284,6 +339,7 @@ class _Cursor:
         most writers give), only from its last row on, which is all the next chunk needs."""
         if not _all_placed(tags, xml):
             return self.walk(tags, xml)
+        self.hidden.update(_hidden_rows(tags, xml))
         return self.walk(tags, xml, max(_last_tag(xml, tags.row), 0))
 
 
@@ -536,7 +592,7 @@ def _tables(
     headers: list[str],
     batch_rows: int,
     errors: _Errors,
-    nameless: _Nameless,
+    checks: _Checks,
     spans: _Spans,
 ) -> Iterator[pa.Table]:
     width = len(headers)
@@ -557,12 +613,13 @@ def _tables(
         for position, error in errors.get(index, {}).items():
             if 0 <= position < width:
                 columns[position][-1] = error  # the error's text, refused as CSV text is
+        checks.hidden.check(index, columns)
         count += 1
         if count == batch_rows:
-            yield _table(columns, headers, nameless, given + 1)
+            yield _table(columns, headers, checks.nameless, given + 1)
             columns, count, given = [[] for _ in headers], 0, given + count
     if count:
-        yield _table(columns, headers, nameless, given + 1)
+        yield _table(columns, headers, checks.nameless, given + 1)
 
 
 def _table(
