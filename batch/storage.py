@@ -244,12 +244,17 @@ class _Gunzipped(gzip.GzipFile):
     errors (EOFError, zlib.error) say nothing of which file, and would surface as tracebacks.
 
     Every read goes through `read`, `read1`, `peek` or `readline` (`readinto` and iteration
-    call them), so those four translate."""
+    call them), so those four translate. The three that consume also count what they give:
+    past `_BOMB_BYTES`, more than `_BOMB_RATIO` times the compressed bytes read is refused (a
+    gzip bomb: a few MB that expand to many GB, which the structural pass would read whole,
+    and a cell of it as one string). Catalogs compress 5 to 30 times; deflate's limit is 1032.
+    """
 
     def __init__(self, location: Location, raw: IO[bytes]) -> None:
         super().__init__(fileobj=raw, mode="rb")
         self._location = location
         self._raw = raw
+        self._given = 0
 
     @contextmanager
     def _named(self) -> Iterator[None]:
@@ -258,13 +263,23 @@ class _Gunzipped(gzip.GzipFile):
         except _GZIP_ERRORS as exc:
             raise _damaged(self._location, exc) from exc
 
+    def _counted(self, data: bytes) -> bytes:
+        self._given += len(data)
+        if self._given > _BOMB_BYTES and self._given > _BOMB_RATIO * self._raw.tell():
+            raise CatalogError(
+                f"{self._location}: expands more than {_BOMB_RATIO} times "
+                f"({self._raw.tell():,} compressed bytes gave {self._given:,}), as no catalog "
+                "does (a gzip bomb?); check where it came from, or decompress it yourself"
+            )
+        return data
+
     def read(self, size: int | None = -1) -> bytes:
         with self._named():
-            return super().read(size)
+            return self._counted(super().read(size))
 
     def read1(self, size: int = -1) -> bytes:
         with self._named():
-            return super().read1(size)
+            return self._counted(super().read1(size))
 
     def peek(self, n: int) -> bytes:
         with self._named():
@@ -272,7 +287,7 @@ class _Gunzipped(gzip.GzipFile):
 
     def readline(self, size: int | None = -1) -> bytes:
         with self._named():
-            return super().readline(size)
+            return self._counted(super().readline(size))
 
     def close(self) -> None:
         try:
@@ -282,6 +297,8 @@ class _Gunzipped(gzip.GzipFile):
 
 
 _GZIP_ERRORS: Final = (EOFError, zlib.error, gzip.BadGzipFile)
+_BOMB_BYTES: Final = 256 << 20
+_BOMB_RATIO: Final = 200
 
 
 def _damaged(location: Location, exc: Exception) -> CatalogError:

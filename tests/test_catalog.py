@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import zlib
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -1029,6 +1030,22 @@ def test_a_cut_short_or_damaged_gzip_catalog_is_refused_by_the_structural_pass(
     with pytest.raises(CatalogError) as caught:
         check_structure(path, CatalogOptions())
     assert str(caught.value).startswith(f"{path}: {says}")
+
+
+def test_a_gzip_bomb_is_refused_before_it_is_read_whole(tmp_path: Path) -> None:
+    """320 KB that expand to 320 MB (one cell of a's, as a bomb is built) are refused once the
+    expansion passes what a catalog's compression gives, naming the file: not read whole into
+    memory by the structural pass, its cell held as one string."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: a gzip header and trailer
+    block = b"a" * (1 << 20)
+    parts = [packer.compress(b"product_id,title,length\nP1,")]
+    parts += [packer.compress(block) for _ in range(320)]
+    path = tmp_path / "c.csv.gz"
+    path.write_bytes(b"".join([*parts, packer.compress(b",15\n"), packer.flush()]))
+    with pytest.raises(CatalogError) as caught:
+        check_structure(path, CatalogOptions())
+    assert str(caught.value).startswith(f"{path}: expands more than 200 times (")
+    assert "a gzip bomb?" in str(caught.value)
 
 
 @pytest.mark.parametrize("name", ["c.parquet.gz", "c.xlsx.gz"])
