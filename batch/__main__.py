@@ -1,5 +1,5 @@
 """`python -m batch` is the same as the `jogg-batch` console script."""
 
-from batch.cli import main
+from batch.console import main
 
 main()

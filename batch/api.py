@@ -42,12 +42,8 @@ from batch.outputs import check_outputs
 from batch.preflight import load_preflight_async
 from batch.runner import RunSummary
 from batch.storage import Location, ObjectURL, parse_location
-from batch.validate import Problem
-from batch.validate import problems as row_problems
-
-# `validate` here shares its name with a module (batch/validate.py), and `import batch` exports
-# the function: import the module as `from batch.validate import ...`, never `from batch import
-# validate` (which would give the function).
+from batch.validation import Problem
+from batch.validation import problems as row_problems
 
 log = logging.getLogger(__name__)
 NO_KEY = Secret("")  # for what never talks to the API (plan, validate offline)

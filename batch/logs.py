@@ -109,6 +109,12 @@ def configure(verbosity: int = 0, log_format: LogFormat = "text") -> None:
     logging.getLogger("httpcore").setLevel(max(level, logging.WARNING))
 
 
+def asks_json(argv: list[str]) -> bool:
+    """Whether a command line asks for JSON logs (`--log-format json` or `=json`)."""
+    pairs = zip(argv, [*argv[1:], ""], strict=True)
+    return "--log-format=json" in argv or ("--log-format", "json") in pairs
+
+
 def say(text: str, *, event: str, level: int = logging.INFO) -> None:
     """What a command tells its reader on stderr whatever the verbosity (its summary, its error):
     the text as it is, or with `--log-format json` one JSON record like every other line, so

@@ -66,7 +66,7 @@ from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import database_errors
 from batch.store.fleet import key_id
 from batch.store.results import OutcomeCounts, state_outcomes, write_results
-from batch.validate import before_sending
+from batch.validation import before_sending
 
 log = logging.getLogger(__name__)
 

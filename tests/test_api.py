@@ -58,6 +58,9 @@ def test_all_names_exactly_the_public_api() -> None:
         "validate",
         "validate_async",
     ]
+    assert set(batch.__all__) <= set(dir(batch))
+    for name in batch.__all__:  # imported when first used: each is there, and is no module
+        assert not isinstance(getattr(batch, name), types.ModuleType), name
     public = {
         name
         for name, value in vars(batch).items()

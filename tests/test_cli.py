@@ -220,6 +220,43 @@ def test_ctrl_c_as_the_event_loop_starts_is_exit_130_not_a_cancelled_traceback(
     assert "jogg-batch: interrupted (SIGINT); what was done is recorded" in result.stderr
 
 
+# `python -m batch ARGS...` with `signal` sent to itself as `module` is first imported.
+SIGNALLED_ON_IMPORT = """
+import importlib.abc, os, sys
+module, signum = sys.argv[1], int(sys.argv[2])
+
+class Signals(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == module:
+            os.kill(os.getpid(), signum)
+        return None
+
+sys.meta_path.insert(0, Signals())
+sys.argv = ["jogg-batch", *sys.argv[3:]]
+import runpy
+runpy.run_module("batch", run_name="__main__")  # as `python -m batch`
+"""
+
+
+@pytest.mark.parametrize("module", ["click", "pyarrow", "httpx"])
+@pytest.mark.parametrize(("sig", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_the_command_line_starts_is_its_exit_code_and_a_line(
+    tmp_path: Path, module: str, sig: int, expected: int
+) -> None:
+    """A Ctrl-C or SIGTERM in a command's first half second, while it imports (the command
+    line's own modules, then its command's), stops as at any later moment: its exit code and
+    line, not a traceback and a death by the signal, nor click's "Aborted!" and exit 1."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    command = [sys.executable, "-c", SIGNALLED_ON_IMPORT, module, str(int(sig))]
+    command += ["validate", str(catalog), "--log-format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == expected, done.stderr
+    name = signal.Signals(sig).name
+    assert [json.loads(line)["message"] for line in done.stderr.splitlines()] == [
+        f"jogg-batch: interrupted ({name}); what was done is recorded"
+    ]
+
+
 def test_sandbox_run_prints_summary_and_never_the_key(tmp_path: Path) -> None:
     """run --sandbox: exit 1 for an invalid row, a summary on stderr (with --log-format json,
     one JSON record like every other line), no key anywhere."""

@@ -30,7 +30,7 @@ from batch.rerun import rerun
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store.results import RESULT_COLUMNS, read_results, write_table
 from batch.store.xlsx import write_xlsx
-from batch.validate import problems as catalog_problems
+from batch.validation import problems as catalog_problems
 from tests.helpers import product_ids, submissions
 
 QUICK = PollSchedule(first=0.1, fast=0.1, fast_until=5, medium=0.2, medium_until=10, slow=0.5)

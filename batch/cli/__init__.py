@@ -46,12 +46,6 @@ Commands print a JSON document on stdout with --json; diagnostics go to stderr.
 """
 
 
-def _json_logs(argv: list[str]) -> bool:
-    """Whether the command line asks for JSON logs (`--log-format json` or `=json`)."""
-    pairs = zip(argv, [*argv[1:], ""], strict=True)
-    return "--log-format=json" in argv or ("--log-format", "json") in pairs
-
-
 def exit_code_lines() -> str:
     width = max(len(str(int(code))) for code in EXIT_CODE_MEANINGS)
     return "\n".join(
@@ -78,7 +72,7 @@ class LazyGroup(click.Group):
         one JSON record on stderr like every other line, not click's usage block: the cron
         line's log stays parseable."""
         argv = list(sys.argv[1:] if args is None else args)
-        if not options.get("standalone_mode", True) or not _json_logs(argv):
+        if not options.get("standalone_mode", True) or not logs.asks_json(argv):
             return super().main(argv, *positional, **options)
         try:
             return super().main(argv, *positional, **{**options, "standalone_mode": False})
