@@ -131,6 +131,21 @@ def test_a_results_file_gives_the_request_defaults_of_its_newest_run(state: Stat
     assert state.run_defaults("/d.csv") == '{"length":"15"}'
 
 
+def test_pruning_keeps_the_defaults_of_the_run_that_wrote_the_rows(state: StateStore) -> None:
+    """A run that stopped before planning (a refused key, the API down) wrote no row of its
+    results file: once both are pruned, the file's defaults are still those of the run that
+    wrote its rows, never the stopped run's (retry would rebuild other videos from them)."""
+    wrote = state.begin_run(
+        "c.csv", dry_run=False, results="/r.csv", request_defaults='{"length":"15"}'
+    )
+    state.record_plan(wrote, [], [], [RowPlan(1, None, "invalid", "length: 99")])
+    state.begin_run("c.csv", dry_run=False, results="/r.csv", request_defaults='{"length":"60"}')
+    state.begin_run("d.csv", dry_run=False, results="/d.csv", request_defaults="{}")
+    assert state.run_defaults("/r.csv") == '{"length":"15"}'
+    assert state.prune(keep_runs=1) == 2
+    assert state.run_defaults("/r.csv") == '{"length":"15"}'
+
+
 def test_newer_schema_is_refused(state_at: StateLocation) -> None:
     """A state written by a newer jogg-batch is not misread."""
     with StateStore(state_at) as state:

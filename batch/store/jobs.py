@@ -21,9 +21,12 @@ from batch.store.backend import (
 from batch.store.connection import Connection
 from batch.store.records import AskedRow, AttemptRecord, Job, JobUpdate, KnownJob, NewJob, RowPlan
 
-# A run that wrote its results file's rows: a dry run's record, or a run that planned rows. One
-# that stopped before planning (a refused key, the API down) left the file as it was.
-_WROTE_ROWS = "(dry_run = 1 OR EXISTS (SELECT 1 FROM run_rows x WHERE x.run_id = runs.id))"
+
+def wrote_rows(run: str) -> str:
+    """SQL: the run `run` (the runs table or its alias) wrote rows of its results file, a dry
+    run's planned rows or any row's outcome; one that stopped before planning wrote none."""
+    return f"({run}.dry_run = 1 OR EXISTS (SELECT 1 FROM run_rows w WHERE w.run_id = {run}.id))"
+
 
 # meta: the jobs of the state at this version's first planning have their aliases (schema 8).
 _ALIASED = "aliased_made_alike"
@@ -56,7 +59,8 @@ class JobQueries(Connection):
         row = (
             self._db.execute(
                 "SELECT request_defaults FROM runs WHERE results = ? "
-                f"AND request_defaults IS NOT NULL AND {_WROTE_ROWS} ORDER BY id DESC LIMIT 1",
+                f"AND request_defaults IS NOT NULL AND {wrote_rows('runs')} "
+                "ORDER BY id DESC LIMIT 1",
                 (results,),
             ).fetchone()
             or self._db.execute(  # its runs were pruned
@@ -70,7 +74,7 @@ class JobQueries(Connection):
         of the results file `results` (a retry's run names the catalog it retried)."""
         row = self._db.execute(
             "SELECT id, dry_run, coalesce(retried_catalog, catalog) FROM runs "
-            f"WHERE results = ? AND {_WROTE_ROWS} ORDER BY id DESC LIMIT 1",
+            f"WHERE results = ? AND {wrote_rows('runs')} ORDER BY id DESC LIMIT 1",
             (results,),
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))

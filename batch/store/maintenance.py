@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from batch.store.connection import Connection
 from batch.store.fleet import run_in_use
+from batch.store.jobs import wrote_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +84,8 @@ class MaintenanceQueries(Connection):
                     "SELECT r.results, r.request_defaults, r.id FROM runs r "
                     f"WHERE r.id <= ?{_but(live, 'r.id')} AND r.results IS NOT NULL "
                     "AND r.request_defaults IS NOT NULL AND r.id = (SELECT max(x.id) FROM runs x "
-                    "WHERE x.results = r.results "
-                    "AND x.request_defaults IS NOT NULL AND x.id <= ?) "
+                    "WHERE x.results = r.results AND x.request_defaults IS NOT NULL "
+                    f"AND x.id <= ? AND {wrote_rows('x')}) "
                     "ON CONFLICT (results) DO UPDATE SET "
                     "request_defaults = excluded.request_defaults, run_id = excluded.run_id "
                     "WHERE excluded.run_id > results_files.run_id",
