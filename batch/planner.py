@@ -118,10 +118,10 @@ class Planner:
         # A first run has no earlier rows to compare keys with: every row is new.
         self.earlier_jobs = self.state.has_jobs()
         # Before this version's first jobs (or none) are recorded: they need no alias.
-        if aliased := self.state.alias_jobs_made_alike():
+        if aliased := self.state.alias_jobs_as_asked():
             log.info(
-                "%d job(s) an earlier version recorded from NFD or CRLF text are found under "
-                "the fingerprint their text made alike has now as well",
+                "%d job(s) an earlier version recorded (from NFD or CRLF text, or a spelling "
+                "the account's look-ups corrected) are found under what they ask for as well",
                 aliased,
             )
         if self.earlier_jobs:
@@ -148,6 +148,7 @@ class Planner:
             list({fp for i in slow if (fp := fingerprints[i])})
         )
         as_written = self._add_earlier_jobs(rows, slow, existing)
+        checked = self._check_rows(rows, slow, existing)
         known_keys = self._keys_with_jobs(
             rows, {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
         )
@@ -158,12 +159,12 @@ class Planner:
         to_send = 0
         for index in slow:
             number, fp = rows.first + index, fingerprints[index]
-            row = None
+            row, spelled = checked.get(index), None
+            if row is not None and row.fields is None:
+                fp = None
+            elif row is not None and row.fingerprint != fp:
+                spelled, fp = fp, row.fingerprint  # corrected: see `_check_rows`
             job = None if fp is None else existing.get(fp)
-            if fp is not None and self.preflight is not None and not self._settled(job):
-                row = self._checked(rows[index])
-                if row.fields is None:
-                    fp = None
             if index in rows.blank:
                 counts.blank += 1
                 plans.append(RowPlan(number, None, "blank", None))
@@ -203,7 +204,8 @@ class Planner:
             counts.new += index not in known_keys
             to_send += 1
             fields = payload.fields_to_json(row.fields)
-            new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp), as_written.get(index)))
+            aliases = tuple(filter(None, [as_written.get(index), spelled]))
+            new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp), aliases))
             plans.append(RowPlan(number, fp, planned, None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():
@@ -312,14 +314,35 @@ class Planner:
                 [self.first_rows, np.zeros(size - len(self.first_rows), np.uint32)]
             )
 
-    def _checked(self, row: catalog.CatalogRow) -> catalog.CatalogRow:
-        """Pre-flight against the account's look-ups. A corrected spelling keeps the row's
-        identity: the same row checked offline or online must never become a second job."""
-        assert self.preflight is not None
-        checked = self.preflight.check(row)
-        if checked is row or checked.fields is None:
-            return checked
-        return checked._replace(fingerprint=row.fingerprint)
+    def _check_rows(
+        self, rows: catalog.ResolvedRows, indices: list[int], existing: dict[str, KnownJob]
+    ) -> dict[int, catalog.CatalogRow]:
+        """Pre-flight of these rows against the account's look-ups, but for those whose job
+        this run leaves as it is; returns them, checked, by index.
+
+        A spelling the account lists otherwise (`elegant presentation`, `en-us-jennyneural`)
+        is corrected, and the row asks for the corrected request: it is that request's job,
+        the same as a row spelled as listed, never a second render of it. Those jobs are
+        added to `existing`. Its spelling as written becomes the new job's alias, so the row
+        planned offline finds the same job; a row whose job is found as written stays it."""
+        if self.preflight is None:
+            return {}
+        checked: dict[int, catalog.CatalogRow] = {}
+        corrected: set[str] = set()
+        for index in indices:
+            fp = rows.fingerprints[index]
+            job = None if fp is None else existing.get(fp)
+            if fp is None or self._settled(job):
+                continue
+            row = self.preflight.check(rows[index])
+            if row.fields is not None and job is not None:
+                row = row._replace(fingerprint=fp)
+            elif row.fields is not None and row.fingerprint != fp:
+                corrected.add(str(row.fingerprint))
+            checked[index] = row
+        if unknown := corrected - existing.keys():
+            existing.update(self.state.jobs_by_fingerprint(list(unknown)))
+        return checked
 
     def _classify(self, job: KnownJob) -> tuple[JobStatus | None, bool]:
         """(new job status or None to keep it, whether this run sends it)."""

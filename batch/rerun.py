@@ -388,7 +388,7 @@ def _check_requests(
                         row.key,
                         payload.fields_to_json(row.fields),
                         tag_for(row.fingerprint),
-                        earlier.get(row.number),
+                        tuple(filter(None, [earlier.get(row.number)])),
                     )
                 )
         # Once for the whole file: each later run's jobs are read once, however many batches.

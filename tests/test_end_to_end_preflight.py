@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,38 @@ def test_rows_failing_preflight_are_never_sent_and_say_why(
         f"music_id: {MUSIC_PROBLEM}",
         "",
     ]
+
+
+def test_a_style_or_voice_spelled_otherwise_is_one_job_with_the_one_spelled_as_listed(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Case and spaces the account's look-ups correct make the same request: rows spelled so
+    are one job, in one file and across runs, online or offline, never a second render."""
+    spellings = [
+        ("simple product switch", "en-us-jennyneural"),
+        ("Simple Product Switch", "en-US-JennyNeural"),
+        ("SIMPLE  PRODUCT SWITCH", "EN-US-JENNYNEURAL"),
+    ]
+    rows = [
+        row(f"S{i}", SPEAKER, "30", visual_style=style, voice_id=voice)
+        for i, (style, voice) in enumerate(spellings)
+    ]
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
+    first = runner.run(make_config(catalog, sandbox_url))
+    (sent,) = inspect(sandbox_url)["submissions"]
+    assert sent["payload"]["visual_style"] == "Simple Product Switch"
+    assert sent["payload"]["voice"]["id"] == "en-US-JennyNeural"
+    assert first.requests_sent == 1
+    statuses = list(read_results(Path(first.results))["status"])
+    assert statuses == ["submitted", "duplicate", "duplicate"]
+
+    for index, offline in [(1, False), (2, False), (0, True), (1, True)]:
+        again = write_catalog(tmp_path / f"again-{index}-{offline}.csv", [rows[index]])
+        config = make_config(again, sandbox_url)
+        summary = runner.run(replace(config, offline=offline))
+        assert summary.requests_sent == 0, (index, offline)
+        assert list(read_results(Path(summary.results))["status"]) == ["already_submitted"]
+    assert len(inspect(sandbox_url)["submissions"]) == 1
 
 
 def test_validate_online_prints_the_same_problems_and_exits_1(tmp_path: Path) -> None:

@@ -1217,7 +1217,7 @@ def test_an_upgraded_state_finds_its_jobs_when_the_file_comes_made_alike(
     recorded_as_earlier_versions_did(config, [1, 2, 3], "submitted")
     assert isinstance(config.state, Path)
     with sqlite3.connect(config.state) as db:  # as that version left it: no aliases given yet
-        db.execute("DELETE FROM meta WHERE key = 'aliased_made_alike'")
+        db.execute("DELETE FROM meta WHERE key = 'aliased_as_asked'")
 
     for cafe, line_end in ((CAFE_NFC, "\n"), (CAFE_NFD, "\r\n")):
         script_catalog(catalog, cafe, line_end)

@@ -316,7 +316,7 @@ def test_a_catalog_under_another_name_or_put_back_still_supersedes(state: StateS
 def test_jobs_recorded_from_text_written_otherwise_are_found_by_what_it_is_now(
     state: StateStore,
 ) -> None:
-    """`alias_jobs_made_alike`, once per state: a job recorded from NFD text is found under the
+    """`alias_jobs_as_asked`, once per state: a job recorded from NFD text is found under the
     fingerprint of its text made alike, and still under its own; a job of plain text gets no
     alias; a job recorded later is not looked at."""
     base = payload.fields_from_json(
@@ -333,7 +333,7 @@ def test_jobs_recorded_from_text_written_otherwise_are_found_by_what_it_is_now(
     ids = state.record_plan(run, jobs, [], [RowPlan(1, fingerprints[0], "job", None)])
     alike = payload.fingerprint(payload.fields_made_alike(nfd))
     assert state.jobs_by_fingerprint([alike]) == {}
-    assert state.alias_jobs_made_alike() == 1
+    assert state.alias_jobs_as_asked() == 1
     found = state.jobs_by_fingerprint([alike, *fingerprints])
     assert {fp: job.id for fp, job in found.items()} == {
         alike: ids[fingerprints[0]],
@@ -342,7 +342,32 @@ def test_jobs_recorded_from_text_written_otherwise_are_found_by_what_it_is_now(
     later = base._replace(name="Cre\u0300me")
     fp = payload.fingerprint(later)
     state.record_plan(run, [NewJob(fp, "P", payload.fields_to_json(later), fp[:12])], [], [])
-    assert state.alias_jobs_made_alike() == 0
+    assert state.alias_jobs_as_asked() == 0
+
+
+def test_a_job_recorded_from_a_corrected_spelling_is_found_by_what_it_asked_for(
+    state: StateStore,
+) -> None:
+    """An earlier version hashed a spelling the account's look-ups corrected as written, and
+    kept (and sent) the corrected fields: once aliased, a row spelled as listed finds that
+    job, and the spelling as written still does; fields in a layout never written are left."""
+    asked = payload.fields_from_json(
+        '["P",null,"15","9:16",false,"x",127,null,"en-US-JennyNeural",null,"Storytime",'
+        '"english","Elegant Presentation",null,null]'
+    )
+    written = asked._replace(voice_id="en-us-jennyneural", visual_style="elegant presentation")
+    fp = payload.fingerprint(written)
+    run = state.begin_run("c.csv", dry_run=False)
+    jobs = [
+        NewJob(fp, "P", payload.fields_to_json(asked), fp[:12]),
+        NewJob("e" * 64, "Q", "[]", "e" * 12),
+    ]
+    ids = state.record_plan(run, jobs, [], [RowPlan(1, fp, "job", None)])
+    assert state.jobs_by_fingerprint([payload.fingerprint(asked)]) == {}
+    assert state.alias_jobs_as_asked() == 1
+    found = state.jobs_by_fingerprint([payload.fingerprint(asked), fp])
+    assert {job.id for job in found.values()} == {ids[fp]}
+    assert len(found) == 2
 
 
 def test_a_later_run_that_only_adds_a_default_webhook_asks_for_the_same_videos(

@@ -28,8 +28,8 @@ def wrote_rows(run: str) -> str:
     return f"({run}.dry_run = 1 OR EXISTS (SELECT 1 FROM run_rows w WHERE w.run_id = {run}.id))"
 
 
-# meta: the jobs of the state at this version's first planning have their aliases (schema 8).
-_ALIASED = "aliased_made_alike"
+# meta: the jobs of the state at this version's first planning have their aliases.
+_ALIASED = "aliased_as_asked"
 
 
 class JobQueries(Connection):
@@ -167,33 +167,35 @@ class JobQueries(Connection):
             chunk = values[start : start + 10_000]
             yield from self._db.execute(query.format(",".join("?" * len(chunk))), chunk)
 
-    def alias_jobs_made_alike(self) -> int:
-        """Once per state: gives each job an earlier version recorded from free text written
-        otherwise than this one sends it (NFD, CRLF: `payload.same_text`) the fingerprint its
-        request has now, as an alias, so that tonight's file finds it whichever way it writes
-        the text. Returns how many it gave one.
+    def alias_jobs_as_asked(self) -> int:
+        """Once per state: gives each job an earlier version recorded the fingerprints of what
+        it asks for as this version reckons them, as aliases, so that a row asking the same
+        tonight finds it however the file writes it. Returns how many it gave.
 
-        Only jobs whose fingerprint is their fields' (`payload.fingerprint`) are read; the job
-        keeps its own fingerprint (a file still written as then finds it by that) and its tag
-        (the account's listing knows its render by it). A job this version records sends its
-        text made alike already: the jobs of the state at its first planning are the ones.
+        - Its fields' own: a spelling the account's look-ups corrected (`elegant presentation`)
+          was hashed as written, while the corrected fields were sent and kept; a row spelled
+          as listed asks for that very video.
+        - Its fields made alike (NFD, CRLF text: `payload.same_text`), as this version sends
+          free text.
+
+        Each job keeps its own fingerprint (a file still written as then finds it by that) and
+        its tag (the account's listing knows its render by it). A job this version records is
+        under what it asks for already: the jobs of the state at its first planning are the
+        ones. Fields in no layout this version reads are left as they are.
         """
         if self.get_meta(_ALIASED) is not None:
             return 0
         aliases: list[tuple[str, int]] = []
         with self._write() as db:
-            # The fields are ASCII JSON: text made otherwise holds an escape (\u0301, \r).
-            for job_id, recorded, text in db.execute(
-                "SELECT id, fingerprint, fields FROM jobs "
-                "WHERE fields LIKE ? ESCAPE '!' OR fields LIKE ? ESCAPE '!'",
-                ("%\\u%", "%\\r%"),
-            ).fetchall():
-                fields = payload.fields_from_json(text)
-                if payload.fingerprint(fields) != recorded:
-                    continue  # not an encoding this version knows: leave it as it is
-                alike = payload.fingerprint(payload.fields_made_alike(fields))
-                if alike != recorded:
-                    aliases.append((alike, job_id))
+            for job_id, recorded, text in db.execute("SELECT id, fingerprint, fields FROM jobs"):
+                fields = _readable_fields(text)
+                if fields is None:
+                    continue
+                asked = {
+                    payload.fingerprint(fields),
+                    payload.fingerprint(payload.fields_made_alike(fields)),
+                }
+                aliases += [(fp, job_id) for fp in asked - {recorded}]
             _add_aliases(db, aliases)
             db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING",
@@ -427,13 +429,13 @@ class JobQueries(Connection):
             ids = dict(zip(fingerprints, range(first, last + 1), strict=True))
         else:
             ids = {fp: job.id for fp, job in self.jobs_by_fingerprint(fingerprints).items()}
-        _add_aliases(db, [(job.alias, ids[job.fingerprint]) for job in jobs if job.alias])
+        _add_aliases(db, [(alias, ids[job.fingerprint]) for job in jobs for alias in job.aliases])
         return ids
 
     def enter_unknown(self, job: NewJob) -> None:
         """A job known only from a results file that says `unknown` (an attempt at time 0, so
         reconciliation scans the whole listing). Does nothing when the job exists."""
-        fingerprint, row_key, fields, tag, alias = job
+        fingerprint, row_key, fields, tag, aliases = job
         now = self._clock()
         with self._write() as db:
             created = db.execute(
@@ -448,7 +450,7 @@ class JobQueries(Connection):
                     "VALUES (?, 0, 0, 0, 'unknown')",
                     (created[0],),
                 )
-                _add_aliases(db, [(alias, created[0])] if alias else [])
+                _add_aliases(db, [(alias, created[0]) for alias in aliases])
 
     def rekey_job(self, job_id: int, tag: str) -> None:
         """`--force`: render the job again under a new tag (the old video stays in attempts)."""
@@ -659,6 +661,14 @@ class JobQueries(Connection):
     def set_job_product(self, job_id: int, product_id: str) -> None:
         with self._write() as db:
             db.execute("UPDATE jobs SET product_id = ? WHERE id = ?", (product_id, job_id))
+
+
+def _readable_fields(text: str) -> payload.ResolvedFields | None:
+    """A job's fields as `payload.fields_to_json` wrote them, or None in another layout."""
+    try:
+        return payload.fields_from_json(text)
+    except (ValueError, TypeError, IndexError):
+        return None
 
 
 def _add_aliases(db: Database, aliases: Sequence[tuple[str, int]]) -> None:

@@ -15,9 +15,11 @@ class NewJob(NamedTuple):
     row_key: str | None
     fields: str  # JSON, see payload.fields_to_json
     tag: str
-    # The fingerprint earlier versions gave its row (text as written, now made alike): what
-    # they sent of it is listed under that fingerprint's tag (`LedgerQueries.listed_video`).
-    alias: str | None = None
+    # Other fingerprints its row has had: the one earlier versions gave it (text as written,
+    # now made alike), whose tag the listing shows what they sent of it under
+    # (`LedgerQueries.listed_video`); the one of its spelling as written, where the account's
+    # look-ups corrected it (the row planned offline is the same job).
+    aliases: tuple[str, ...] = ()
 
 
 class RowPlan(NamedTuple):

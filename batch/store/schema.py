@@ -154,7 +154,7 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
     # 8: free text is now sent and hashed made alike (NFC, LF line ends): a job an earlier
     # version recorded from NFD or CRLF text is found under the fingerprint it has now as well
-    # (`JobQueries.alias_jobs_made_alike`), whichever way tonight's file writes the text.
+    # (`JobQueries.alias_jobs_as_asked`), whichever way tonight's file writes the text.
     """
     CREATE TABLE fingerprint_aliases (
         fingerprint TEXT PRIMARY KEY,
