@@ -127,6 +127,25 @@ def test_https_and_loopback_base_urls_are_accepted(url: str) -> None:
     assert JoggClient(url, Secret(CANARY)).base_url == url
 
 
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://127.0.0.1:99999", "has port 99999; a port is 1 to 65535"),
+        ("https://api.jogg.ai:0", "has port 0; a port is 1 to 65535"),
+        (f"https://{CANARY}@api.jogg.ai", "holds a user name or password before its host"),
+        ("https://team:hunter2@api.jogg.ai", "holds a user name or password before its host"),
+    ],
+)
+def test_a_base_url_with_a_port_out_of_range_or_credentials_is_refused(url: str, says: str) -> None:
+    """A port no socket takes was a traceback (OverflowError) and exit 1; credentials in the
+    URL were kept in the look-ups' cache. Both are a config error (exit 2) saying which, the
+    key never shown."""
+    with pytest.raises(ConfigError) as caught:
+        JoggClient(url, Secret(CANARY))
+    assert says in str(caught.value)
+    assert not leaks(str(caught.value))
+
+
 def _echo_transport(body: Any, status: int = 200) -> httpx.MockTransport:
     def answer(request: httpx.Request) -> httpx.Response:
         echo = f"you sent x-api-key: {request.headers['x-api-key']}"

@@ -528,9 +528,19 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
     except httpx.InvalidURL as exc:
         problem = f"base URL {base_url!r} is not a valid URL ({exc})"
     else:
-        if url.scheme in ("http", "https") and url.host:
+        if url.scheme not in ("http", "https") or not url.host:
+            problem = f"base URL {base_url!r} is not an http(s) URL with a host"
+        elif url.port is not None and not 0 < url.port < 65536:
+            problem = f"base URL {base_url!r} has port {url.port}; a port is 1 to 65535"
+        elif url.userinfo:
+            # The URL is kept in the look-ups' cache and named in messages: no credential
+            # belongs in it (the key goes in a header).
+            problem = (
+                f"base URL {base_url!r} holds a user name or password before its host; "
+                "leave them out (the key goes in JOGG_API_KEY)"
+            )
+        else:
             return url
-        problem = f"base URL {base_url!r} is not an http(s) URL with a host"
     raise ConfigError(scrub(problem))
 
 
