@@ -175,6 +175,15 @@ CORPUS = [
     Case("quoted_multiline.csv", lambda: lines("product_id,title,length,notes",
          f'{IDS[0]},"two\nlines, a comma",15,"x, y\nz, w, v\n1,2,3,4"', f"{IDS[1]},b,15,"),
          0, sent=2),
+    # JSON Lines: every line's keys are the columns; one that is empty or collides may be on
+    # any line, not the first.
+    Case("empty_key.jsonl", lambda: lines(f'{{"product_id": "{IDS[0]}"}}',
+         f'{{"product_id": "{IDS[1]}", "": "x"}}'), 2,
+         ("empty_key.jsonl: column 2 (after 'product_id') has no name",
+          "in JSON Lines, the keys of every line")),
+    Case("colliding_key.jsonl", lambda: lines(f'{{"product_id": "{IDS[0]}"}}',
+         f'{{"Product-ID ": "{IDS[1]}"}}'), 2,
+         ("columns 1 and 2 ('product_id', 'Product-ID ') are the same name",)),
     # A results file given to `run` as its catalog: its cells carry the results' marks (`'`
     # before formula-like text), so every row would be a new request; `retry` is the way.
     Case("c.results.csv", lambda: lines("product_id,title,row,status,video_id,code,attempts",

@@ -232,7 +232,10 @@ def check_headers(path: Location, headers: Sequence[str]) -> None:
                 "dashes are ignored"
             )
     if problems:
-        fix = "give every column a name of its own in the first line"
+        fix = (
+            "give every column a name of its own in the first line (the header row of a "
+            "workbook; in JSON Lines, the keys of every line, where such a key may be on any)"
+        )
         if any(not header.strip() for header in headers):
             fix += " (or delete a column that has neither name nor values)"
         raise CatalogError(f"{path}: {'; '.join(problems)}; {fix}")
