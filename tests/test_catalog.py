@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import re
 import zlib
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,6 +26,7 @@ from batch.catalog import (
 )
 from batch.catalog.readers import csv_batches
 from batch.catalog.rows import request_settings_from_json, request_settings_to_json
+from batch.catalog.structure import _quoted_break
 from batch.errors import CatalogError
 from batch.payload import ProductDetails, RequestDefaults, fingerprint
 
@@ -1450,3 +1453,24 @@ def test_an_id_pasted_with_invisible_characters_has_the_key_of_the_id_people_see
     rows = rows_of(path)
     assert [row.key for row in rows] == ["P1", "P1", "P1"]
     assert {row.fields.product_id for row in rows if row.fields} == {"P1"}
+
+
+def test_a_line_break_between_quotes_is_found_in_any_bytes_from_any_parity() -> None:
+    """The byte scan's test for a line break inside quotes agrees with reading the bytes one by
+    one, whatever the quotes before them left open: it decides whether a file whose quoted
+    cells may hold rows gets the slower scan that judges them."""
+
+    def one_by_one(data: bytes, odd: bool) -> bool:
+        for byte in data:
+            if byte == ord('"'):
+                odd = not odd
+            elif byte in b"\r\n" and odd:
+                return True
+        return False
+
+    rng = random.Random(7)
+    for _ in range(3000):
+        data = bytes(rng.choice(b'a"\n\r,') for _ in range(rng.randint(0, 24)))
+        odd = rng.random() < 0.5
+        array = np.frombuffer(data, np.uint8)
+        assert _quoted_break(array, array == ord('"'), odd=odd) == one_by_one(data, odd), data

@@ -167,11 +167,11 @@ def _scan_bytes(path: Location, quote: bytes | None) -> _ByteScan:
         while size := handle.readinto(buffer):  # type: ignore[attr-defined]
             data = np.frombuffer(buffer, np.uint8, size)
             if quote is not None:
-                at = np.flatnonzero(data == ord(quote))
-                if not quoted_breaks and (len(at) or quotes % 2):
-                    breaks = np.flatnonzero((data == 10) | (data == 13))
-                    quoted_breaks = bool(((np.searchsorted(at, breaks) + quotes) % 2).any())
-                quotes += len(at)
+                is_quote = data == ord(quote)
+                here = int(np.count_nonzero(is_quote))
+                if not quoted_breaks and (here or quotes % 2):
+                    quoted_breaks = _quoted_break(data, is_quote, odd=quotes % 2 == 1)
+                quotes += here
             if not data.all():
                 nul = offset + int(np.argmin(data))
             pending = len(decoder.getstate()[0])
@@ -189,6 +189,20 @@ def _scan_bytes(path: Location, quote: bytes | None) -> _ByteScan:
             except UnicodeDecodeError:
                 not_utf8 = offset - 1
     return _ByteScan(not_utf8, nul, quotes, quoted_breaks)
+
+
+def _quoted_break(data: np.ndarray, is_quote: np.ndarray, *, odd: bool) -> bool:
+    """Whether a line break in `data` comes after an odd number of quotes, counted from the
+    file's start (`odd`: the bytes before `data` held an odd number): a break inside quotes.
+    Each line's parity of quotes, then their running parity at each break (no array of the
+    quotes' positions: a quoted export holds tens of millions)."""
+    breaks = np.flatnonzero((data == 10) | (data == 13))
+    if not len(breaks):
+        return False
+    starts = np.zeros(len(breaks), np.int64)
+    starts[1:] = breaks[:-1] + 1
+    lines = np.bitwise_xor.reduceat(is_quote.view(np.uint8)[: breaks[-1] + 1], starts)
+    return bool((np.bitwise_xor.accumulate(lines) ^ np.uint8(odd)).any())
 
 
 # ---- CSV ----
