@@ -171,10 +171,14 @@ CORPUS = [
          *(f"{IDS[i % 3]},{title},15" for i, title in enumerate(
              ["a", '"Deluxe Pan', 'Pizza pan 12"', "d"]))), 2,
          ("line 3 (row 2): column 'title' opens with a quote that runs on to line 4",)),
-    # Text of several lines (commas in them) in a quoted cell is a cell, not rows.
+    # Text of several lines (commas in them) in a quoted cell is a cell, not rows: even where
+    # a line holds as many commas as a row, a row would hold a product id there, not words.
     Case("quoted_multiline.csv", lambda: lines("product_id,title,length,notes",
-         f'{IDS[0]},"two\nlines, a comma",15,"x, y\nz, w, v\n1,2,3,4"', f"{IDS[1]},b,15,"),
-         0, sent=2),
+         f'{IDS[0]},"two\nlines, a comma",15,"x, y\nz, w, v\nin red, blue, or green, all"',
+         f"{IDS[1]},b,15,"), 0, sent=2),
+    Case("multiline_address.csv", lambda: lines("product_id,length,address",
+         f'{IDS[0]},15,"Acme Ltd\nUnit 4, 12 High St, Leeds"', f'{IDS[1]},15,"Globex\nTeam A, '
+         'Floor 2\nSpringfield, IL, USA"'), 0, sent=2),
     # JSON Lines: every line's keys are the columns; one that is empty or collides may be on
     # any line, not the first.
     Case("empty_key.jsonl", lambda: lines(f'{{"product_id": "{IDS[0]}"}}',

@@ -43,7 +43,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from batch import storage
-from batch.catalog.normalize import plan_columns
+from batch.catalog.normalize import ColumnPlan, plan_columns
 from batch.catalog.readers import (
     CsvLayout,
     allow_long_cells,
@@ -222,7 +222,7 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
         _raise_found(_locate_csv(path, layout, text=True))
         offset = scan.not_utf8 if scan.not_utf8 is not None else scan.nul
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
-    plan_columns(path, layout.headers, options)
+    ids = _id_position(layout, plan_columns(path, layout.headers, options))
     rows, failure = _parse_csv(path, layout)
     # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
     # A tab-separated file with quotes is scanned too: exports of that kind do not quote, so
@@ -232,7 +232,7 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
     even = scan.quotes % 2 == 0 and not scan.quoted_breaks
     if failure is None and even and not layout.nameless and not tab_quotes:
         return rows
-    found = _locate_csv(path, layout, text=False)
+    found = _locate_csv(path, layout, text=False, ids=ids)
     _raise_found(found)
     if failure is not None and not is_straddling(failure):
         raise CatalogError(f"{path}: cannot read it as CSV: {failure}") from failure
@@ -244,7 +244,7 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
     decodes it strictly; no byte scan (half its bytes are NUL). Rare, so the slower way."""
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
     layout = csv_layout(path, text, options, encoding)
-    plan_columns(path, layout.headers, options)
+    ids = _id_position(layout, plan_columns(path, layout.headers, options))
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     with storage.open_read(path) as handle:
@@ -261,7 +261,7 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
             if not chunk:
                 break
             offset += len(chunk)
-    found = _locate_csv(path, layout, text=True)
+    found = _locate_csv(path, layout, text=True, ids=ids)
     _raise_found(found)
     return found.rows
 
@@ -306,10 +306,18 @@ def _where(path: Location, line: int, row: int) -> str:
     return f"{path} line {line} (the header)" if row == 0 else f"{path} line {line} (row {row})"
 
 
-def _locate_csv(path: Location, layout: CsvLayout, *, text: bool) -> _Found:
+def _id_position(layout: CsvLayout, columns: ColumnPlan) -> int | None:
+    """Where the product's id (or URL) is among the file's cells: a line that reads as a row
+    holds one there (`_takes_rows`)."""
+    header = columns.canonical.get("product_id") or columns.canonical.get("product_url")
+    return None if header is None else layout.cells.index(header)
+
+
+def _locate_csv(path: Location, layout: CsvLayout, *, text: bool, ids: int | None = None) -> _Found:
     """Python's csv module, strict, over the file: the first bad line and row, or None.
 
     With `text`, each record is also searched for NUL and for bytes that are not UTF-8.
+    `ids`: where the rows' product ids are (`_takes_rows`).
     """
     allow_long_cells()
     delimiter, headers = layout.delimiter, layout.cells
@@ -347,7 +355,7 @@ def _locate_csv(path: Location, layout: CsvLayout, *, text: bool) -> _Found:
                     f"holding tabs and line ends as rows do: {_TAB_QUOTE_HINT}",
                     row,
                 )
-            if line > first and (swallowed := _takes_rows(record, headers, delimiter)):
+            if line > first and (swallowed := _takes_rows(record, headers, delimiter, ids)):
                 return _Found(
                     f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
                     f"taking in lines that read as rows: {_SWALLOW_HINT}",
@@ -369,12 +377,16 @@ def _holds_rows(record: list[str], headers: list[str]) -> str | None:
     return None
 
 
-def _takes_rows(record: list[str], headers: list[str], delimiter: str) -> str | None:
+def _takes_rows(
+    record: list[str], headers: list[str], delimiter: str, ids: int | None
+) -> str | None:
     """The column whose quoted cell holds the file's rows, or None: a quote opened in the text
     of one row and closed by a quote in a later one (`12"`) takes the lines between into one
     cell, and the widths stay even. No quote is left inside such a cell to hide a delimiter,
-    so its lines are counted into cells as they are: a line of a whole row's cells, or a first
-    line that ends the row and a last that starts one (to this column), as the rows would be.
+    so its lines are cut into cells as they are: a line of a whole row's cells, or a first
+    line that ends a row and a last that starts one (to this column), as the rows would be.
+    Where the catalog's product ids are (`ids`), such a line holds one there (`_holds_id`);
+    text of several lines (an address, a description) holds words.
     A catalog of one or two columns is not judged: its real text would look the same."""
     width = len(headers)
     if width < 3:
@@ -383,12 +395,33 @@ def _takes_rows(record: list[str], headers: list[str], delimiter: str) -> str | 
         lines = _LINE_BREAK.split(cell)
         if len(lines) < 2:
             continue
-        cells = [line.count(delimiter) + 1 for line in lines]
-        whole_row = width in cells[1:-1]
-        cut_row = cells[0] == width - column and cells[-1] == column + 1
+        cut = [line.split(delimiter) for line in lines]
+        first, last = cut[0], cut[-1]  # the opening row from this column, the closing one to it
+        known = None if ids is None else record[ids] if ids != column else first[0]
+        whole_row = any(len(cells) == width and _holds_id(cells, ids, known) for cells in cut[1:-1])
+        if ids is None or ids <= column:
+            starts = _holds_id(last, ids, known)
+        else:
+            starts = _holds_id(first, ids - column, known)
+        cut_row = starts and len(first) == width - column and len(last) == column + 1
         if whole_row or cut_row:
             return f"column {header!r} opens with a quote that"
     return None
+
+
+def _holds_id(cells: list[str], at: int | None, known: str | None) -> bool:
+    """Whether `cells` hold a product id at `at` (None: anything goes), like the record's own
+    (`known`): one word, as long give or take half, with digits if it has them."""
+    if at is None or known is None:
+        return True
+    if not 0 <= at < len(cells):
+        return False
+    text, known = cells[at].strip(), known.strip()
+    return (
+        len(text.split()) == 1
+        and len(known) / 2 <= len(text) <= 2 * len(known)
+        and any(map(str.isdigit, text)) == any(map(str.isdigit, known))
+    )
 
 
 def _csv_error(path: Location, first: int, row: int, reached: int, exc: csv.Error) -> str:
