@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
+from batch.config import Overrides
 from batch.errors import StateError
 from batch.store import AttemptRecord, JobUpdate, NewJob, RowPlan, SendRule, StateStore
 from batch.store.backend import DatabaseURL, StateLocation
@@ -400,6 +401,29 @@ def test_plan_status_and_retry_use_a_shared_ledger_from_another_machine(
     retried = cli.invoke(main, ["retry", str(tmp_path / "a.csv"), *base], env=env)
     assert retried.exit_code == 0, retried.output
     assert len(submissions(sandbox_url)["submissions"]) == 5
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://jogg@127.0.0.1:{port}/missing_db?password=hunter2",
+        "postgresql:///missing_db?host=127.0.0.1&port={port}&user=jogg&Password=hunter2",
+        "postgresql://jogg:hunter2@127.0.0.1:{port}/missing_db?sslpassword=hunter2",
+    ],
+)
+def test_a_database_password_given_as_a_parameter_is_never_shown(
+    postgres_server: PostgresServer, url: str
+) -> None:
+    """libpq takes the password as a query parameter too: printed, in a config's repr and in
+    a refused connection's error, it is hidden as the one before the host is."""
+    location = DatabaseURL(url.format(port=postgres_server.port))
+    assert "hunter2" not in str(location)
+    assert "=***" in str(location)
+    overrides = Overrides(state=location)
+    assert "hunter2" not in repr(overrides)
+    with pytest.raises(StateError) as refused:
+        StateStore(location)
+    assert "hunter2" not in str(refused.value)
 
 
 def test_a_database_password_is_never_shown(postgres_server: PostgresServer) -> None:

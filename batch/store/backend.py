@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import psycopg
 
 _SCHEMES = ("postgresql://", "postgres://")
+_HIDDEN_PARAMETER = re.compile(r"(^|&)([^&=]*password[^&=]*)=[^&]*", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,13 +44,16 @@ class DatabaseURL:
     url: str
 
     def __str__(self) -> str:
-        parts = urlsplit(self.url)
-        if parts.password is None:
-            return self.url
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+        url, mark, query = self.url.partition("?")
+        # libpq takes a password as a query parameter too (`?password=`, `&sslpassword=`).
+        query = _HIDDEN_PARAMETER.sub(r"\1\2=***", query)
+        parts = urlsplit(url)
+        if parts.password is not None:
+            host = parts.hostname or ""
+            if parts.port is not None:
+                host = f"{host}:{parts.port}"
+            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+        return url + mark + query
 
     def __repr__(self) -> str:
         return f"DatabaseURL({str(self)!r})"
