@@ -417,6 +417,11 @@ class Overrides:
             "state": state_location,
             "summary_json": Path,
         }
+        if isinstance(self.summary_json, str) and "://" in self.summary_json:
+            raise ConfigError(
+                f"summary_json {self.summary_json!r}: is written on this machine only; name a "
+                "local file"
+            )
         for name, convert in places.items():
             value = getattr(self, name)
             if isinstance(value, str | os.PathLike) and not isinstance(value, Path):

@@ -32,6 +32,8 @@ from starlette.routing import Route
 
 from batch.cli import main
 from batch.cli.common import reports_errors
+from batch.config import Overrides
+from batch.errors import BatchError
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.server import bind_socket, url_of
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
@@ -255,6 +257,31 @@ def test_a_signal_while_the_command_line_starts_is_its_exit_code_and_a_line(
     assert [json.loads(line)["message"] for line in done.stderr.splitlines()] == [
         f"jogg-batch: interrupted ({name}); what was done is recorded"
     ]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "{results}", "--format", "html", "--output", "s3://out/report.html"],
+        ["run", "{catalog}", "--offline", "--dry-run", "--summary-json", "s3://out/s.json"],
+    ],
+)
+def test_a_store_url_for_a_local_only_file_is_refused_not_written_to_a_folder_named_s3(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """`--output` and `--summary-json` write on this machine only: a store's URL was taken for
+    a path, written to `./s3:/out/...` and reported as written. Refused (exit 2), naming it."""
+    monkeypatch.chdir(tmp_path)
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    results = tmp_path / "c.results.csv"
+    results.write_text("row,status\n1,submitted\n")
+    args = [part.format(catalog=catalog, results=results) for part in command]
+    code, _, err = invoke(*args, env={"JOGG_API_KEY": "k"})
+    assert code == 2, err
+    assert "is written on this machine only; name a local file" in err
+    assert not (tmp_path / "s3:").exists()
+    with pytest.raises(BatchError, match="is written on this machine only"):
+        Overrides(summary_json="s3://out/s.json")  # type: ignore[arg-type]
 
 
 def test_sandbox_run_prints_summary_and_never_the_key(tmp_path: Path) -> None:

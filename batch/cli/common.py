@@ -116,6 +116,24 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
+class LocalFile(click.Path):
+    """A file written on this machine only (a report, a summary): an object store's URL is
+    refused, where a plain path type would write to a folder named `s3:` and say it had."""
+
+    def __init__(self) -> None:
+        super().__init__(path_type=Path, dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and "://" in value:
+            self.fail(
+                f"{value!r} is written on this machine only; name a local file, then "
+                "copy it to the store",
+                param,
+                ctx,
+            )
+        return super().convert(value, param, ctx)
+
+
 json_option = click.option(
     "--json",
     "as_json",

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from batch import files
-from batch.cli.common import LOCATION, logging_options, reports_errors
+from batch.cli.common import LOCATION, LocalFile, logging_options, reports_errors
 from batch.errors import ConfigError
 from batch.follow.report import build_report, render_json, render_table
 from batch.follow.report_page import render_html
@@ -38,7 +38,7 @@ RENDERERS = {"table": render_table, "json": render_json, "html": render_html}
 @click.option(
     "-o",
     "--output",
-    type=click.Path(path_type=Path, dir_okay=False, writable=True),
+    type=LocalFile(),
     help="Write here instead of stdout.",
 )
 @logging_options

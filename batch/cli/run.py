@@ -19,6 +19,7 @@ from batch import api, files, logs
 from batch.cli.common import (
     LOCATION,
     STATE,
+    LocalFile,
     emit_json,
     json_option,
     logging_options,
@@ -120,7 +121,7 @@ def sending_options(command: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--timeout", default="30m", show_default=True, help="Limit of --wait."),
         click.option(
             "--summary-json",
-            type=click.Path(path_type=Path, dir_okay=False),
+            type=LocalFile(),
             help="Also write the summary as JSON here.",
         ),
         json_option,
