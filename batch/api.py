@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 
@@ -46,6 +47,7 @@ from batch.validation import Problem
 from batch.validation import problems as row_problems
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 NO_KEY = Secret("")  # for what never talks to the API (plan, validate offline)
 
 
@@ -104,8 +106,9 @@ def run(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> RunSummary:
     """`run_async` on an event loop of its own."""
-    return asyncio.run(
-        run_async(config, wait=wait, handle_signals=handle_signals, transport=transport)
+    return _on_own_loop(
+        "run",
+        lambda: run_async(config, wait=wait, handle_signals=handle_signals, transport=transport),
     )
 
 
@@ -125,7 +128,23 @@ def retry(
     config: RunConfig, *, wait: float | None = None, handle_signals: bool = False
 ) -> RunSummary:
     """`retry_async` on an event loop of its own."""
-    return asyncio.run(retry_async(config, wait=wait, handle_signals=handle_signals))
+    return _on_own_loop(
+        "retry", lambda: retry_async(config, wait=wait, handle_signals=handle_signals)
+    )
+
+
+def _on_own_loop(name: str, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """`asyncio.run` of `start()`; where an event loop already runs (Jupyter, an async web
+    app), a ConfigError naming the twin to await, rather than asyncio's RuntimeError (and a
+    coroutine never awaited: it is not made)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(start())
+    raise ConfigError(
+        f"batch.{name}() runs an event loop of its own, and one is running here (a notebook?): "
+        f"write `await batch.{name}_async(...)`"
+    )
 
 
 async def _then_wait(
@@ -201,7 +220,9 @@ def validate(
     config: RunConfig, *, online: bool = False, transport: httpx.AsyncBaseTransport | None = None
 ) -> Validation:
     """`validate_async` on an event loop of its own."""
-    return asyncio.run(validate_async(config, online=online, transport=transport))
+    return _on_own_loop(
+        "validate", lambda: validate_async(config, online=online, transport=transport)
+    )
 
 
 def track_config(
@@ -251,4 +272,6 @@ def track(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> PollSummary:
     """`track_async` on an event loop of its own."""
-    return asyncio.run(track_async(config, wait=wait, timeout=timeout, transport=transport))
+    return _on_own_loop(
+        "track", lambda: track_async(config, wait=wait, timeout=timeout, transport=transport)
+    )

@@ -8,6 +8,7 @@ import logging
 import re
 import signal
 import types
+from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
@@ -104,6 +105,27 @@ async def test_run_async_sends_and_waits_inside_a_running_loop(
     # Each typed result has its `to_json()`, as the README says.
     assert json.loads(json.dumps(summary.renders.to_json()))["exit_code"] == 0
     assert json.loads(json.dumps(summary.to_json()))["renders"]["completed"] == 3
+
+
+@pytest.mark.anyio
+async def test_the_plain_names_inside_a_running_loop_say_to_await_their_twins(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A notebook's running loop: `batch.run()` and the other plain names raise a BatchError
+    naming the twin to await, not asyncio's RuntimeError beside a coroutine never awaited;
+    nothing is sent."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    config = configured(catalog, sandbox_url)
+    calls: dict[str, Callable[[], object]] = {
+        "run": lambda: batch.run(config),
+        "retry": lambda: batch.retry(config),
+        "validate": lambda: batch.validate(config),
+        "track": lambda: batch.track(config),
+    }
+    for name, call in calls.items():
+        with pytest.raises(batch.BatchError, match=rf"write `await batch\.{name}_async\(\.\.\.\)`"):
+            call()
+    assert submissions(sandbox_url)["submissions"] == []
 
 
 @pytest.mark.anyio
