@@ -26,7 +26,7 @@ from batch import payload, storage
 from batch.catalog import CANONICAL_COLUMNS, CatalogOptions
 from batch.errors import ConfigError, StateError
 from batch.joggai.backoff import RetryPolicy
-from batch.joggai.client import Timeouts
+from batch.joggai.client import Timeouts, parse_base_url
 from batch.joggai.quota import RateLimit, parse_rate
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
@@ -477,6 +477,7 @@ def build_run_config(
     results = given.results or default_results_path(catalog)
     api = settings.api
     key = api_key if api_key is not None else read_api_key(settings, env)
+    parse_base_url(api.base_url, key)  # refused now, before the config (and its repr) holds it
     state = choose_state(
         given_state(given, settings, env),
         results if isinstance(results, Path) else None,  # no 0.1 state beside a stored object

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
+import batch
 from batch import logs
 from batch.cli import main
 from batch.config import Secret, load_settings, read_api_key
@@ -132,8 +133,10 @@ def test_https_and_loopback_base_urls_are_accepted(url: str) -> None:
     [
         ("http://127.0.0.1:99999", "has port 99999; a port is 1 to 65535"),
         ("https://api.jogg.ai:0", "has port 0; a port is 1 to 65535"),
-        (f"https://{CANARY}@api.jogg.ai", "holds a user name or password before its host"),
+        (f"https://{CANARY}@api.jogg.ai", "holds the API key; leave it out"),
         ("https://team:hunter2@api.jogg.ai", "holds a user name or password before its host"),
+        (f"http://127.0.0.1:8787/{CANARY}", "holds the API key; leave it out"),
+        (f"https://api.jogg.ai/v2?key={CANARY}", "holds the API key; leave it out"),
     ],
 )
 def test_a_base_url_with_a_port_out_of_range_or_credentials_is_refused(url: str, says: str) -> None:
@@ -143,6 +146,19 @@ def test_a_base_url_with_a_port_out_of_range_or_credentials_is_refused(url: str,
     with pytest.raises(ConfigError) as caught:
         JoggClient(url, Secret(CANARY))
     assert says in str(caught.value)
+    assert not leaks(str(caught.value))
+
+
+def test_configure_refuses_a_base_url_holding_the_key_before_a_config_holds_it(
+    tmp_path: Path,
+) -> None:
+    """The library's `configure` refuses it at once: a RunConfig's repr would show it, and
+    a host logging httpx at INFO would log it with every request."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    overrides = batch.Overrides(base_url=f"http://127.0.0.1:8787/{CANARY}")
+    with pytest.raises(ConfigError) as caught:
+        batch.configure(catalog, overrides, env={"JOGG_API_KEY": CANARY})
+    assert "holds the API key" in str(caught.value)
     assert not leaks(str(caught.value))
 
 

@@ -532,6 +532,12 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
             problem = f"base URL {base_url!r} is not an http(s) URL with a host"
         elif url.port is not None and not 0 < url.port < 65536:
             problem = f"base URL {base_url!r} has port {url.port}; a port is 1 to 65535"
+        elif api_key is not None and api_key.scrub(base_url) != base_url:
+            # Requests are logged by their URL (httpx, at INFO): the key would go with them.
+            problem = (
+                f"base URL {base_url!r} holds the API key; leave it out (the key goes in "
+                "JOGG_API_KEY)"
+            )
         elif url.userinfo:
             # The URL is kept in the look-ups' cache and named in messages: no credential
             # belongs in it (the key goes in a header).
