@@ -740,8 +740,15 @@ class _Run:
     def _write_results(self, state: StateStore) -> OutcomeCounts:
         try:
             return _write_results(self.config, state, self.run_id, self.catalog_version)
-        except CatalogError as exc:  # moved, replaced or unreadable since it was planned
-            raise LocalIOError(f"reading the catalog again: {exc}") from exc
+        except CatalogError as exc:
+            # The catalog moved, replaced or unreadable since it was planned; or a store's
+            # error writing the results, which names the results file first, as these all do.
+            doing = (
+                "writing the results file"
+                if str(exc).startswith(str(self.config.results))
+                else "reading the catalog again"
+            )
+            raise LocalIOError(f"{doing}: {exc}") from exc
 
     def _summary(self) -> RunSummary:
         control = self.control

@@ -1006,6 +1006,25 @@ def test_a_ledger_connection_dropped_mid_run_ends_with_exit_7_not_a_traceback(
     assert set(read_results(config.results)["status"]) <= {"submitted", "already_submitted"}
 
 
+def test_a_store_failing_to_take_the_results_is_named_as_the_results_not_the_catalog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A store's error writing the results file (its bucket deleted mid-run) names the results
+    file: it was reported as "reading the catalog again", sending the user to the wrong file."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = make_config(catalog, "http://sandbox.test")
+
+    def bucket_gone(config: RunConfig, *_: object) -> None:
+        raise CatalogError(f"{config.results}: no such bucket; check its name")
+
+    monkeypatch.setattr(runner, "_write_results", bucket_gone)
+    summary = runner.run(config, transport=RewritingSandbox(lambda *_: None).transport())
+    assert summary.exit_code == ExitCode.LOCAL_IO
+    said = f"writing the results file: {config.results}: no such bucket"
+    assert any(said in record.getMessage() for record in caplog.records), caplog.text
+    assert "reading the catalog again" not in caplog.text
+
+
 # The same words as two tools write them: composed (NFC) and decomposed (NFD, a Mac tool).
 CAFE_NFC, CAFE_NFD = "Caf\u00e9 cr\u00e8me", "Cafe\u0301 cre\u0300me"
 
