@@ -30,7 +30,7 @@ from batch.joggai.client import Timeouts, parse_base_url
 from batch.joggai.quota import RateLimit, parse_rate
 from batch.secret import Secret as Secret  # re-exported: callers take the key type from here
 from batch.secret import checked_key
-from batch.storage import Location, parse_location
+from batch.storage import Location, ObjectURL, parse_location
 from batch.store.backend import DatabaseURL, PostgresDatabase, StateLocation, state_location
 from batch.store.ledgers import choose_state
 
@@ -426,6 +426,32 @@ class Overrides:
             value = getattr(self, name)
             if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
                 object.__setattr__(self, name, convert(os.fspath(value)))
+        # The type checker guards typed callers; others (a notebook, a YAML-driven DAG) get a
+        # BatchError naming the option, not a TypeError from deep in a run.
+        if self.fields is None:  # None means "not given", as everywhere here
+            object.__setattr__(self, "fields", {})
+        for name, (kinds, words) in _OVERRIDE_TYPES.items():
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
+                raise ConfigError(f"{name} {value!r}: takes {words}, not {type(value).__name__}")
+
+
+# What the Overrides that are not flags take (None aside), and that in words.
+_OVERRIDE_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "config_path": (Path, "a path"),
+    "results": ((Path, ObjectURL), "a path or a store's URL"),
+    "state": ((Path, DatabaseURL), "a path or a postgresql:// URL"),
+    "summary_json": (Path, "a path"),
+    "base_url": (str, "text"),
+    "rate_limit": (str, "text (20/min)"),
+    "concurrency": (int, "a whole number"),
+    "input_format": (str, "text"),
+    "delimiter": (str, "text"),
+    "sheet": (str, "text"),
+    "fields": (Mapping, "a mapping of field to value"),
+    "max_videos": (int, "a whole number"),
+    "deadline": ((int, float), "a unix time (seconds)"),
+}
 
 
 CliOverrides = Overrides  # the 0.2 name, for callers not yet renamed

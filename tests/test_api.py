@@ -205,6 +205,27 @@ async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
     assert (await batch.plan_async(config)).plan.new == 4
 
 
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"max_videos": "5"}, "max_videos '5': takes a whole number, not str"),
+        ({"deadline": "06:30"}, "deadline '06:30': takes a unix time (seconds), not str"),
+        ({"results": 123}, "results 123: takes a path or a store's URL, not int"),
+        ({"state": 5}, "state 5: takes a path or a postgresql:// URL, not int"),
+        ({"concurrency": True}, "concurrency True: takes a whole number, not bool"),
+    ],
+)
+def test_overrides_of_the_wrong_type_are_a_config_error_naming_them(
+    given: dict[str, object], says: str
+) -> None:
+    """An untyped caller (a notebook, a DAG built from YAML) gets a BatchError naming the
+    override, not a TypeError or AttributeError from deep inside a run; None is "not given"."""
+    with pytest.raises(batch.BatchError) as caught:
+        batch.Overrides(**given)  # type: ignore[arg-type]
+    assert str(caught.value) == says
+    assert batch.Overrides(fields=None).fields == {}  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("cap", [0, -3])
 def test_configure_refuses_a_cap_the_cli_refuses(tmp_path: Path, cap: int) -> None:
     """max_videos below 1 is a ConfigError, as `--max-videos 0` is a usage error."""
