@@ -745,7 +745,7 @@ class _Run:
             # error writing the results, which names the results file first, as these all do.
             doing = (
                 "writing the results file"
-                if str(exc).startswith(str(self.config.results))
+                if str(exc).startswith(f"{self.config.results}:")
                 else "reading the catalog again"
             )
             raise LocalIOError(f"{doing}: {exc}") from exc

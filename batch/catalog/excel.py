@@ -245,7 +245,6 @@ def _marked_cells(
                     tags = tags or _tags(cells)  # the first chunk holds the root element
                     placed = cursor.chunk(tags, cells)
                     _add_errors(errors, tags, recalculate, cells, _Columns(first_column, placed))
-
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CatalogError(
             f"{location}: cannot find sheet {sheet!r} in the workbook ({exc}); "
