@@ -52,6 +52,11 @@ class ApiSettings(_Section):
     read_timeout: float = Field(60.0, gt=0)
     product_timeout: float = Field(120.0, gt=0)
 
+    @field_validator("base_url")
+    @classmethod
+    def _without_spaces(cls, value: str) -> str:
+        return value.strip()  # pasted into JOGG_BASE_URL or a config file with a space
+
     @field_validator("rate_limit")
     @classmethod
     def _a_rate(cls, value: str) -> str:
