@@ -19,6 +19,7 @@ import pytest
 import batch
 from batch.errors import ConfigError, StateError
 from batch.joggai.quota import RateLimit
+from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store.results import read_results
 from tests.helpers import python_output, simple_rows, submissions, write_catalog
 
@@ -126,6 +127,21 @@ async def test_the_plain_names_inside_a_running_loop_say_to_await_their_twins(
         with pytest.raises(batch.BatchError, match=rf"write `await batch\.{name}_async\(\.\.\.\)`"):
             call()
     assert submissions(sandbox_url)["submissions"] == []
+
+
+def test_a_wait_that_ends_with_renders_going_keeps_the_runs_own_code(tmp_path: Path) -> None:
+    """`run(wait=...)`: failed or invalid rows (1) win over renders still going when the wait
+    ends (5), as the README says; with every row sent, the timed-out wait's 5 is the code."""
+    rows = simple_rows(2)
+    invalid = [*rows, {**rows[0], "product_id": "", "sku": "none"}]
+    with running_sandbox(SandboxConfig(rate_limit=None, render_seconds=600)) as url:
+        with_invalid = write_catalog(tmp_path / "a.csv", invalid)
+        summary = batch.run(configured(with_invalid, url), wait=0.5)
+        assert summary.renders is not None
+        assert summary.renders.exit_code == batch.ExitCode.TIMED_OUT
+        assert summary.exit_code == batch.ExitCode.ROWS_FAILED
+        clean = write_catalog(tmp_path / "b.csv", simple_rows(2, start=2))
+        assert batch.run(configured(clean, url), wait=0.5).exit_code == batch.ExitCode.TIMED_OUT
 
 
 @pytest.mark.anyio
