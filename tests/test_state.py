@@ -67,6 +67,30 @@ def test_wal_mode_and_the_send_record_is_synced(tmp_path: Path) -> None:
     state.close()
 
 
+def test_a_runs_credits_count_each_tags_renders_once(state: StateStore) -> None:
+    """Tag by tag, the more of what the answers gave and what the listing shows since the run
+    began: a second listed render is a credit (a double charge); an answer naming a video the
+    listing does not show beside the one it shows is not one more (a server naming a video it
+    never made, or a lagging listing); a video not listed yet counts by its answer."""
+    run = state.begin_run("c.csv", dry_run=False)
+    jobs = [NewJob(letter * 64, letter, "[]", letter * 12) for letter in "abcd"]
+    ids = state.record_plan(run, jobs, [], [])
+    for letter, video in zip("abcd", ["forged", "z1", "v1", None], strict=True):
+        attempt = state.begin_attempt(ids[letter * 64], run)
+        assert attempt is not None
+        outcome = AttemptRecord("ok", 0, video_id=video) if video else AttemptRecord("error", 1)
+        state.finish_attempt(attempt, ids[letter * 64], outcome, "submitted", run_id=run)
+    state.record_listing(
+        [
+            ("real", "a" * 12, "t", 50.0),  # what a forged answer's row really rendered
+            ("z1", "b" * 12, "t", 50.0),
+            ("z2", "b" * 12, "t", 60.0),  # rendered twice
+            ("old", "b" * 12, "t", 5.0),  # before this run
+        ]
+    )
+    assert state.run_credits(run, since=10.0) == 1 + 2 + 1 + 0
+
+
 def test_discarded_writes_leave_no_trace(state: StateStore) -> None:
     """plan and --dry-run write inside a savepoint that is rolled back."""
     with state.discarded():

@@ -191,15 +191,18 @@ class LedgerQueries(JobQueries):
         return [DoubleCharge(tag, tuple(json.loads(ids)), first) for tag, ids, first in rows]
 
     def run_credits(self, run_id: int, since: float) -> int:
-        """Accepted creates of this run's requests that the ledger knows of: the videos its
-        answers and its look-ups gave, plus any further video of the same tags listed since
-        the run began (a double charge is a credit spent)."""
+        """Accepted creates of this run's requests that the ledger knows of, tag by tag: the
+        videos the account lists under it since the run began (a double charge is a credit
+        spent), or the videos its answers and look-ups gave, whichever are more. Not both
+        added up: an answer naming a video the listing does not show beside the one it shows
+        (the listing lagging, or a server naming a video it never made) is one render."""
         row = self._db.execute(
-            "SELECT count(*) FROM ("
-            " SELECT a.video_id FROM attempts a WHERE a.run_id = ? AND a.video_id IS NOT NULL"
-            " UNION SELECT l.video_id FROM attempts a JOIN jobs j ON j.id = a.job_id"
-            " JOIN listing l ON l.tag = j.tag WHERE a.run_id = ? AND l.created_at >= ?) AS videos",
-            (run_id, run_id, since),
+            "SELECT coalesce(sum(CASE WHEN listed > answered THEN listed ELSE answered END), 0) "
+            "FROM (SELECT count(DISTINCT a.video_id) AS answered, (SELECT count(*) FROM listing l "
+            "WHERE l.tag = j.tag AND l.created_at >= ?) AS listed "
+            "FROM attempts a JOIN jobs j ON j.id = a.job_id WHERE a.run_id = ? "
+            "GROUP BY j.tag) AS tags",
+            (since, run_id),
         ).fetchone()
         return int(row[0])
 
