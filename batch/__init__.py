@@ -39,32 +39,15 @@ if typing.TYPE_CHECKING:
     from batch.follow.polling import PollSummary
     from batch.runner import RunSummary
 
-# Each public name -> the module it comes from.
-_HOMES = {
-    **dict.fromkeys(
-        [
-            "Validation",
-            "configure",
-            "plan",
-            "plan_async",
-            "retry",
-            "retry_async",
-            "run",
-            "run_async",
-            "track",
-            "track_async",
-            "track_config",
-            "validate",
-            "validate_async",
-        ],
-        "batch.api",
-    ),
-    **dict.fromkeys(["Overrides", "RunConfig", "Settings", "TrackConfig"], "batch.config"),
-    **dict.fromkeys(["Sandbox", "local_sandbox"], "batch.embedded"),
-    **dict.fromkeys(["BatchError", "ExitCode"], "batch.errors"),
-    "PollSummary": "batch.follow.polling",
-    "RunSummary": "batch.runner",
-}
+# The modules the public names come from (as imported above for type checkers).
+_HOMES = (
+    "batch.api",
+    "batch.config",
+    "batch.embedded",
+    "batch.errors",
+    "batch.follow.polling",
+    "batch.runner",
+)
 
 __all__ = [
     "BatchError",
@@ -95,11 +78,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> typing.Any:
-    if name not in _HOMES:
-        raise AttributeError(f"module 'batch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES[name]), name)
-    globals()[name] = value  # found once: later uses are plain attribute reads
-    return value
+    if name in __all__:
+        for home in _HOMES:
+            module = importlib.import_module(home)
+            if hasattr(module, name):
+                value = getattr(module, name)
+                globals()[name] = value  # found once: later uses are plain attribute reads
+                return value
+    raise AttributeError(f"module 'batch' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
