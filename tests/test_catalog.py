@@ -802,7 +802,10 @@ def test_headers_match_with_spaces_dashes_or_invisible_characters_for_underscore
      ("Caption (Y/N)", "caption"), ("Aspect Ratio (9:16 / 16:9)", "aspect_ratio"),
      ("Avatar ID (optional)", "avatar_id"), ("Aspect", "aspect_ratio"), ("ratio", "aspect_ratio"),
      ("Subtitles", "caption"), ("Video Title", "video_name"), ("Script", "override_script"),
-     ("video_spec.aspect_ratio", "aspect_ratio")],
+     ("video_spec.aspect_ratio", "aspect_ratio"), ("Duration", "length"),
+     ("Duration (s)", "length"), ("Seconds", "length"), ("Orientation", "aspect_ratio"),
+     ("Closed Captions", "caption"), ("Presenter", "avatar_id"), ("Narrator", "voice_id"),
+     ("Locale", "language")],
 )  # fmt: skip
 def test_a_header_spelt_almost_as_a_missing_request_column_is_refused(
     tmp_path: Path, header: str, meant: str
@@ -835,6 +838,39 @@ def test_a_column_shaped_like_the_api_requests_objects_is_refused(tmp_path: Path
         "every row would be sent with the defaults; give each field its own column, or rename "
         "'video_spec' if it is not meant so"
     )
+
+
+@pytest.mark.parametrize(
+    ("header", "cells", "meant"),
+    [("Format", ["9:16", "1:1", ""], "aspect_ratio"), ("Style", ["top 3 reasons", "Discovery"],
+     "script_style"), ("CC", ["yes", "no"], "caption")],
+)  # fmt: skip
+def test_a_column_named_as_often_for_a_product_is_refused_when_its_cells_are_the_requests(
+    tmp_path: Path, header: str, cells: list[str], meant: str
+) -> None:
+    """`Format`, `Style` or `CC` (the names of the project's own sample of custom columns) whose
+    cells read as the request field's values would be unused, every row paid with the default:
+    refused, naming the column meant, as the first batch is read."""
+    lines = [f"product_id,{header}"] + [f"A{n},{cell}" for n, cell in enumerate(cells)]
+    path = write(tmp_path, "c.csv", "\n".join(lines) + "\n")
+    with pytest.raises(CatalogError, match=re.escape(f"column '{header}' is not a request column")):
+        rows_of(path)
+
+
+def test_a_column_named_as_often_for_a_product_passes_through_when_its_cells_are_the_products(
+    tmp_path: Path,
+) -> None:
+    """A book's `Format`, a garment's `Style`, a country's `CC`: one value that is no request
+    field's makes the column the product's own, passed through, the request's default sent."""
+    path = write(
+        tmp_path,
+        "c.csv",
+        "product_id,Format,Style,CC\nA1,Paperback,Casual,DE\nA2,16:9,Storytime,yes\n",
+    )
+    sent = [row.fields for row in rows_of(path) if row.fields is not None]
+    assert [(f.aspect_ratio, f.script_style, f.caption) for f in sent] == [
+        ("landscape", "Storytime", False)
+    ] * 2
 
 
 def test_a_products_own_dimensions_are_no_near_miss(tmp_path: Path) -> None:

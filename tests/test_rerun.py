@@ -255,8 +255,8 @@ def test_a_retry_of_a_file_no_run_wrote_says_to_pass_the_runs_config(
     results = str(tmp_path / "c.results.csv")
     code, err = invoke("retry", results, *state, *args)
     assert code == 2
-    # Its headers are the catalog's own (`Subtitles`, `Avatar`): unmapped, they stop it.
-    assert f"{results} (its rows to retry): column 'Subtitles' is not a request column" in err
+    # Its headers are the catalog's own (`Duration`, `Subtitles`): unmapped, they stop it.
+    assert f"{results} (its rows to retry): column 'Duration' is not a request column" in err
     assert "retry with the same --config" in err
     assert "jogg-retry-" not in err
     code, err = invoke("retry", results, *config, *state, *args)

@@ -16,7 +16,13 @@ from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 
-from batch.catalog.normalize import CANONICAL_COLUMNS, ColumnPlan, plan_columns, resolve_rows
+from batch.catalog.normalize import (
+    CANONICAL_COLUMNS,
+    ColumnPlan,
+    plan_columns,
+    refuse_doubtful_columns,
+    resolve_rows,
+)
 from batch.catalog.readers import FIRST_BATCH_ROWS, open_source
 from batch.catalog.rows import (
     CatalogBatch,
@@ -52,10 +58,11 @@ def read_catalog(path: Location, options: CatalogOptions) -> Iterator[CatalogBat
     """
     source = open_source(path, options)
     plan = plan_columns(path, source.headers, options)
-    return _batches(source.tables, plan, options.defaults, source.place)
+    return _batches(path, source.tables, plan, options.defaults, source.place)
 
 
 def _batches(
+    path: Location,
     tables: Iterator[pa.Table],
     plan: ColumnPlan,
     defaults: RequestDefaults,
@@ -63,6 +70,7 @@ def _batches(
 ) -> Iterator[CatalogBatch]:
     first = 1
     for table in tables:
+        refuse_doubtful_columns(path, table, plan)
         yield CatalogBatch(resolve_rows(table, plan, defaults, first), table, place)
         first += table.num_rows
 

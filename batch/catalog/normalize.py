@@ -201,6 +201,9 @@ class ColumnPlan:
     canonical: dict[str, str]
     key: str
     template_names: dict[str, str]
+    # Header -> the request column it may be meant as (`refuse_doubtful_columns`); each leaves
+    # once a batch has decided it.
+    doubtful: dict[str, str]
 
 
 def check_headers(path: Location, headers: Sequence[str]) -> None:
@@ -288,7 +291,12 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     template_names = {canonical_name: header for canonical_name, header in canonical.items()}
     template_names.update({_header_key(header): header for header in headers})
     template_names.update({header: header for header in headers})
-    return ColumnPlan(canonical, _key_header(path, headers, canonical, options), template_names)
+    return ColumnPlan(
+        canonical,
+        _key_header(path, headers, canonical, options),
+        template_names,
+        _doubtful_columns(headers, canonical, mapping),
+    )
 
 
 # A header that names a request field by its place in the API's body (`video_spec.length`, as
@@ -305,8 +313,20 @@ _SYNONYMS: Final = {
     "lang": "language",
     "video_title": "video_name",
     "video_duration": "length",
+    "duration": "length",
+    "seconds": "length",
+    "orientation": "aspect_ratio",
+    "closed_caption": "caption",
+    "closed_captions": "caption",
+    "presenter": "avatar_id",
+    "narrator": "voice_id",
+    "locale": "language",
     "script": "override_script",  # a script's text; as the API body's object, its fields too
 }
+# Names people give request columns that name a product's own detail as often (a book's
+# `Format`, a garment's `Style`, a country code `CC`): such a column is the request's only when
+# its cells read as that field's values (`ColumnPlan.doubtful`).
+_DOUBTFUL_SYNONYMS: Final = {"format": "aspect_ratio", "style": "script_style", "cc": "caption"}
 # The API body's objects, with the request columns each holds: a column named so (a JSON Lines
 # object, a Parquet struct) holds several fields in one cell, and none of them is read.
 _REQUEST_OBJECTS: Final = {
@@ -357,12 +377,57 @@ def _refuse_near_misses(
             )
         near = _near_column(key)
         if near is not None and near not in canonical:
-            raise CatalogError(
-                f"{path}: column {header!r} is not a request column, so every row would be sent "
-                f"with the default {near}; name the column {near}, map it in the [columns] "
-                f'settings table ("{header}" = "{near}"), or rename it if it is not meant as '
-                f"{near}"
-            )
+            raise _unused(path, header, near)
+
+
+def _unused(path: Location, header: str, meant: str) -> CatalogError:
+    return CatalogError(
+        f"{path}: column {header!r} is not a request column, so every row would be sent with "
+        f"the default {meant}; name the column {meant}, map it in the [columns] settings table "
+        f'("{header}" = "{meant}"), or rename it if it is not meant as {meant}'
+    )
+
+
+def _doubtful_columns(
+    headers: Sequence[str], canonical: dict[str, str], mapping: dict[str, str]
+) -> dict[str, str]:
+    """The headers named as a request column the catalog lacks is as often named
+    (`_DOUBTFUL_SYNONYMS`), with that column."""
+    doubtful = {}
+    for header in headers:
+        key = _header_key(header)
+        meant = _DOUBTFUL_SYNONYMS.get(key)
+        if meant is not None and meant not in canonical and key not in mapping:
+            doubtful[header] = meant
+    return doubtful
+
+
+def refuse_doubtful_columns(path: Location, table: pa.Table, plan: ColumnPlan) -> None:
+    """CatalogError for a doubtful column (`ColumnPlan.doubtful`) whose every value reads as the
+    request field it is named like (`Format`: 9:16, 1:1): its cells would be unused and every
+    row sent with the default. Decided by the first batch that holds values, before any row of
+    it is sent; a column with one value that is no such field's (`Paperback`) is the product's.
+    """
+    for header, meant in list(plan.doubtful.items()):
+        values = [
+            value
+            for value in pc.unique(_text_array(table.column(header))).to_pylist()
+            if value is not None and value.strip().lower() not in MISSING_SPELLINGS | {""}
+        ]
+        if not values:
+            continue
+        del plan.doubtful[header]
+        normalize = _COLUMNS[meant][0]
+        if all(_reads_as(normalize, value) for value in values):
+            raise _unused(path, header, meant)
+
+
+def _reads_as(normalize: Normalizer, value: str) -> bool:
+    try:
+        normalize(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _header_fix(path: Location, headers: Sequence[str]) -> str:
