@@ -18,7 +18,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -459,11 +459,32 @@ def normalize_language(value: object) -> str:
 
 
 def normalize_url(value: object) -> str:
-    """An absolute http(s) URL, surrounding spaces removed."""
+    """An absolute http(s) URL in one spelling of it: surrounding spaces removed, the scheme and
+    host in lower case, the scheme's own port and an empty query or fragment left out, `/` for
+    an empty path. `https://Shop.example.com:443/p/mug?` is `https://shop.example.com/p/mug`:
+    the same page, one product and one video, never one for each way it is written. The path,
+    query and fragment are kept as written (a site's paths may tell case apart, and a page
+    routed by its fragment is another page)."""
+    parts = urlsplit(written_url(value))
+    host = parts.hostname or ""
+    port = parts.port  # checked by `written_url`
+    default = {"http": 80, "https": 443}[parts.scheme.lower()]
+    userinfo = parts.netloc.rpartition("@")[0]
+    netloc = (userinfo + "@" if userinfo else "") + (f"[{host}]" if ":" in host else host)
+    if port is not None and port != default:
+        netloc += f":{port}"
+    path = parts.path or "/"
+    return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, parts.fragment))
+
+
+def written_url(value: object) -> str:
+    """An absolute http(s) URL as written, surrounding spaces removed: what earlier versions
+    sent, and what a results file of theirs holds."""
     text = str(value).strip() if isinstance(value, str) else ""
     try:
         parts = urlsplit(text)
         hostname = parts.hostname
+        parts.port  # noqa: B018 (raises for a port outside 0..65535)
     except ValueError:  # e.g. an unbalanced IPv6 bracket
         hostname = None
     if hostname and parts.scheme.lower() in ("http", "https") and not re.search(r"\s", text):
@@ -501,11 +522,14 @@ _LINE_ENDS: Final = re.compile(r"\r\n?")
 
 
 def fields_made_alike(fields: ResolvedFields) -> ResolvedFields:
-    """`fields` with their free text made alike (`same_text`): what this version sends for a
-    job an earlier one recorded with text as the file wrote it."""
+    """`fields` with their free text made alike (`same_text`) and their URLs in one spelling
+    (`normalize_url`): what this version sends for a job an earlier one recorded as the file
+    wrote it."""
     product = fields.product
     if product is not None:
         product = product._replace(
+            url=None if product.url is None else normalize_url(product.url),
+            image_urls=tuple(normalize_url(url) for url in product.image_urls),
             name=same_text(product.name),
             description=same_text(product.description),
             target_audience=same_text(product.target_audience),

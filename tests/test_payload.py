@@ -533,8 +533,33 @@ def test_normalize_url_accepts_http_urls(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["ftp://x/y", "hooks.example/x", "https://", "http://a b/", "http://[::1/", "not a url"],
-)
+    ["https://Shop.Example.COM/p/Mug", "HTTPS://shop.example.com:443/p/Mug?",
+     "https://shop.example.com/p/Mug#", " https://shop.example.com/p/Mug "],
+)  # fmt: skip
+def test_normalize_url_writes_one_page_one_way(value: str) -> None:
+    """The scheme and host in lower case, the scheme's own port and an empty query or fragment
+    dropped: one page is one product and one request however it is written; the path keeps
+    its case."""
+    assert normalize_url(value) == "https://shop.example.com/p/Mug"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("http://Shop.example:80", "http://shop.example/"),
+     ("http://shop.example:8080/a?b=1#c", "http://shop.example:8080/a?b=1#c"),
+     ("https://shop.example/#/product/7", "https://shop.example/#/product/7"),
+     ("http://[::1]:443/x", "http://[::1]:443/x")],
+)  # fmt: skip
+def test_normalize_url_keeps_what_tells_pages_apart(value: str, expected: str) -> None:
+    """Another port, a query, a fragment (a page routed by it) stay as written."""
+    assert normalize_url(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["ftp://x/y", "hooks.example/x", "https://", "http://a b/", "http://[::1/", "not a url",
+     "https://shop.example:99999/p"],
+)  # fmt: skip
 def test_normalize_url_rejects(value: str) -> None:
     """Anything but an absolute http(s) URL is rejected with the value in the reason."""
     assert _reason(normalize_url, value) == f"{value!r} is not an http(s) URL"

@@ -242,6 +242,61 @@ def test_plan_counts_the_products_the_rows_to_send_must_create(
     assert (summary.plan.retry, summary.plan.already_submitted, summary.product_posts) == (1, 2, 1)
 
 
+def test_a_product_page_written_another_way_is_the_same_request(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """`https://Shop.Example.COM/p/a` and `https://shop.example.com:443/p/a?` are the page the
+    last night sent: no product made again, no second video, in one file or across nights."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("product_url,video_name\nhttps://shop.example.com/p/a,A\n")
+    runner.run(make_config(catalog, sandbox_url))
+    catalog.write_text(
+        "product_url,video_name\n"
+        "https://Shop.Example.COM/p/a,A\nhttps://shop.example.com:443/p/a?,A\n"
+    )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+    assert summary.plan.duplicate == 1
+    seen = submissions(sandbox_url)
+    assert (len(seen["submissions"]), len(seen["products"])) == (1, 1)
+
+
+@pytest.mark.parametrize("tonight", ["https://SHOP.example:443/p/a", "https://shop.example/p/a"])
+def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str, tonight: str
+) -> None:
+    """Versions that sent a product page as written (`https://SHOP.example:443/p/a`) recorded
+    its job under that: the file as then (its earlier fingerprint) and the page written
+    otherwise (the job's alias) both find it."""
+    catalog = tmp_path / "catalog.csv"
+    written = "https://SHOP.example:443/p/a"
+    catalog.write_text(f"product_url,video_name\n{written},A\n")
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    assert row.fields.product is not None
+    fields = row.fields._replace(product=row.fields.product._replace(url=written))
+    old = payload.fingerprint(fields)
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # as those versions recorded it
+        db.execute("DELETE FROM fingerprint_aliases")
+        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
+        db.execute(
+            "UPDATE jobs SET fingerprint = ?, fields = ?",
+            (old, payload.fields_to_json(fields)),
+        )
+    catalog.write_text(f"product_url,video_name\n{tonight},A\n")
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+    assert len(submissions(sandbox_url)["submissions"]) == 1
+
+
 def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbox_url: str) -> None:
     """--dry-run writes 'planned' rows and leaves the state as it was."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
@@ -1236,7 +1291,7 @@ def test_an_upgraded_state_finds_its_jobs_when_the_file_comes_made_alike(
     recorded_as_earlier_versions_did(config, [1, 2, 3], "submitted")
     assert isinstance(config.state, Path)
     with sqlite3.connect(config.state) as db:  # as that version left it: no aliases given yet
-        db.execute("DELETE FROM meta WHERE key = 'aliased_as_asked'")
+        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
 
     for cafe, line_end in ((CAFE_NFC, "\n"), (CAFE_NFD, "\r\n")):
         script_catalog(catalog, cafe, line_end)

@@ -44,7 +44,9 @@ def _as_typed(value: object) -> str:
 _RUN_ON_URL: Final = re.compile(r"(?<=[^/=])https?://", re.IGNORECASE)
 
 
-def normalize_image_urls(value: object) -> tuple[str, ...]:
+def normalize_image_urls(
+    value: object, url: Callable[[object], str] = payload.normalize_url
+) -> tuple[str, ...]:
     """`a.jpg|b.jpg`, `a.jpg, b.jpg` or a JSON list (`["a.jpg","b.jpg"]`, as a JSON Lines
     catalog holds it and a results file writes it back) -> a tuple of http(s) URLs.
 
@@ -62,7 +64,20 @@ def normalize_image_urls(value: object) -> tuple[str, ...]:
                 f"{part.strip()[:80]!r} holds more than one URL; separate image URLs with | or "
                 'a comma, or write a JSON list (["https://...", "https://..."])'
             )
-    return tuple(payload.normalize_url(part) for part in parts if part.strip())
+    return tuple(url(part) for part in parts if part.strip())
+
+
+def _image_urls_as_written(value: object) -> tuple[str, ...]:
+    return normalize_image_urls(value, payload.written_url)
+
+
+# Columns whose values earlier versions sent as written, and this one in one spelling (a URL's
+# host in lower case...): the value as written gives the row's earlier fingerprint
+# (`ResolvedRows.earlier_fingerprint`), so a row they sent is never paid for again.
+_EARLIER_SPELLINGS: Final[dict[str, Normalizer]] = {
+    "product_url": payload.written_url,
+    "image_urls": _image_urls_as_written,
+}
 
 
 def _json_list(text: str) -> list[str] | None:
@@ -631,9 +646,11 @@ def _normalize_column(
     kind: _Kind,
     *,
     make_alike: bool = False,
+    as_written: Normalizer | None = None,
 ) -> _Column:
     """The column's values, encodings and problems; with `make_alike`, its cells' text is made
-    alike (`_same_text`), the default (the settings') is sent as written."""
+    alike (`_same_text`), the default (the settings') is sent as written. `as_written`: the
+    value earlier versions read a cell as, kept as its earlier text where it differs."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
@@ -651,6 +668,7 @@ def _normalize_column(
     reasons: dict[int, str] = {}
     spelled: dict[int, str] = {}
     written: list[int] = []  # the distinct values read from cells, not the default
+    respelled: dict[int, Any] = {}  # distinct value -> as earlier versions read it (`as_written`)
     for index, value in enumerate(uniques):
         if isinstance(value, bytes):  # a BINARY string, as Hive, Impala, older Spark write
             try:
@@ -677,8 +695,10 @@ def _normalize_column(
             reasons[index] = str(exc)
         else:
             written.append(index)
+            if as_written is not None and (before := as_written(value)) != outputs[index]:
+                respelled[index] = before
     outputs[len(uniques)] = default
-    earlier = _make_alike(outputs, written) if make_alike else {}
+    earlier = _make_alike(outputs, written) if make_alike else respelled
     indices = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
     bad: list[tuple[int, str, str]] = []
     if reasons:
@@ -838,7 +858,12 @@ def resolve_rows(
             else "one"
         )
         column = _normalize_column(
-            table.column(header), normalize, default, kind, make_alike=canonical in _MADE_ALIKE
+            table.column(header),
+            normalize,
+            default,
+            kind,
+            make_alike=canonical in _MADE_ALIKE,
+            as_written=_EARLIER_SPELLINGS.get(canonical),
         )
         columns[canonical] = column.values
         parts[canonical] = column.parts

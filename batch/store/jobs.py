@@ -28,8 +28,10 @@ def wrote_rows(run: str) -> str:
     return f"({run}.dry_run = 1 OR EXISTS (SELECT 1 FROM run_rows w WHERE w.run_id = {run}.id))"
 
 
-# meta: the jobs of the state at this version's first planning have their aliases.
-_ALIASED = "aliased_as_asked"
+# meta: the jobs of the state at this version's first planning have their aliases
+# (`alias_jobs_as_asked`). A version that reckons requests otherwise names another key, so the
+# jobs are scanned again: the second, for URLs in one spelling.
+_ALIASED = "aliased_as_asked_2"
 
 
 class JobQueries(Connection):
@@ -175,8 +177,8 @@ class JobQueries(Connection):
         - Its fields' own: a spelling the account's look-ups corrected (`elegant presentation`)
           was hashed as written, while the corrected fields were sent and kept; a row spelled
           as listed asks for that very video.
-        - Its fields made alike (NFD, CRLF text: `payload.same_text`), as this version sends
-          free text.
+        - Its fields made alike (NFD, CRLF text: `payload.same_text`; URLs in one spelling),
+          as this version sends them.
 
         Each job keeps its own fingerprint (a file still written as then finds it by that) and
         its tag (the account's listing knows its render by it). A job this version records is
