@@ -1441,16 +1441,16 @@ def test_products_made_from_text_written_otherwise_are_the_same_request(tmp_path
 
 
 def test_free_text_is_made_alike_and_ids_are_not(tmp_path: Path) -> None:
-    """An id is what it is: an NFD product or voice id, or a CR in a product id, is sent as
-    written (another spelling of a product id may name another product); the row's free text
-    is made alike."""
+    """An id is what it is: an NFD product or voice id is sent as written (another spelling of
+    a product id may name another product), never made alike as the row's free text is; a
+    product id with a line break (a CR) is no id, refused rather than sent to fail."""
     text = f'product_id,voice_id,override_script\n"{CAFE_NFD}",{CAFE_NFD},{CAFE_NFD}\n"P\r1",v,x\n'
     decomposed, with_cr = rows_of(write(tmp_path, "c.csv", text))
     assert decomposed.fields is not None
-    assert with_cr.fields is not None
     assert (decomposed.fields.product_id, decomposed.fields.voice_id) == (CAFE_NFD, CAFE_NFD)
     assert decomposed.fields.override_script == CAFE_NFC
-    assert with_cr.fields.product_id == "P\r1"
+    assert with_cr.fields is None
+    assert "'P\\r1' holds a line break, and a product id is one line" in with_cr.problems[0].reason
 
 
 @pytest.mark.parametrize("ids", [True, False], ids=["product_id", "details"])

@@ -171,6 +171,22 @@ CORPUS = [
          *(f"{IDS[i % 3]},{title},15" for i, title in enumerate(
              ["a", '"Deluxe Pan', 'Pizza pan 12"', "d"]))), 2,
          ("line 3 (row 2): column 'title' opens with a quote that runs on to line 4",)),
+    # A cell that is one line by nature (a video's name, a product id) holding a line break
+    # is a stray quote's however few the columns, or however unlike the product ids look.
+    Case("stray_quote_two_columns.csv", lambda: lines("product_id,video_name",
+         f'{IDS[0]},"Big sale', f"{IDS[1]},Second", f'{IDS[2]},Mug 12"', f"{IDS[0]},last"), 2,
+         ("stray_quote_two_columns.csv line 2 (row 1): column 'video_name' opens with a quote "
+          "that runs on to line 4, yet a video_name is one line",)),
+    Case("stray_quote_one_column.csv", lambda: lines("product_id",
+         f'"{IDS[0]}', IDS[1], f'{IDS[2]}"', IDS[0]), 2,
+         ("line 2 (row 1): column 'product_id' opens with a quote that runs on to line 4",)),
+    Case("stray_quote_other_shapes.csv", lambda: lines("product_id,video_name,length",
+         '1001,"Big sale,30', f"{IDS[1]},Second,30", f'{IDS[2]},Mug 12",30', "1004,last,30"), 2,
+         ("line 2 (row 1): column 'video_name' opens with a quote that runs on to line 4",)),
+    Case("stray_quote_by_url.csv", lambda: lines("product_id,product_url,video_name,length",
+         ',https://shop.example/a,"Big sale,30', ",https://shop.example/b,Second,30",
+         ',https://shop.example/c,Mug 12",30', ",https://shop.example/d,last,30"), 2,
+         ("line 2 (row 1): column 'video_name' opens with a quote that runs on to line 4",)),
     # Text of several lines (commas in them) in a quoted cell is a cell, not rows: even where
     # a line holds as many commas as a row, a row would hold a product id there, not words.
     Case("quoted_multiline.csv", lambda: lines("product_id,title,length,notes",

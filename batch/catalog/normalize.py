@@ -114,6 +114,11 @@ def normalize_product_id(value: object) -> str:
             "product ids as text"
         )
     text = payload.normalize_text(value)
+    if "\n" in text or "\r" in text:
+        raise ValueError(
+            f"{payload.shown(text)} holds a line break, and a product id is one line; take the "
+            "line break out (in a CSV file, the quote that took the lines below into the cell)"
+        )
     if _EXCEL_SCIENTIFIC.fullmatch(text):
         raise ValueError(
             f"{text!r} looks like a number Excel rewrote in scientific notation (its digits "
@@ -151,6 +156,9 @@ _OVERRIDES: Final = tuple(name for name, (_, default) in _COLUMNS.items() if def
 FREE_TEXT_COLUMNS: Final = frozenset(
     {"video_name", "override_script", "product_name", "description", "target_audience"}
 )
+# The free text that may hold several lines; a CSV cell of any other request column that does
+# is a stray quote's (`structure._broken_cell`), and a product id with a line break is refused.
+MULTI_LINE_COLUMNS: Final = FREE_TEXT_COLUMNS - {"video_name", "product_name"}
 # The free text made alike (`_same_text`) a column at a time; video names once their templates
 # are expanded, since a template takes text from any column.
 _MADE_ALIKE: Final = FREE_TEXT_COLUMNS - {"video_name"}

@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -43,7 +44,7 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from batch import storage
-from batch.catalog.normalize import ColumnPlan, plan_columns
+from batch.catalog.normalize import MULTI_LINE_COLUMNS, ColumnPlan, plan_columns
 from batch.catalog.readers import (
     CsvLayout,
     allow_long_cells,
@@ -222,7 +223,8 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
         _raise_found(_locate_csv(path, layout, text=True))
         offset = scan.not_utf8 if scan.not_utf8 is not None else scan.nul
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
-    ids = _id_position(layout, plan_columns(path, layout.headers, options))
+    columns = plan_columns(path, layout.headers, options)
+    ids, one_line = _id_position(layout, columns), _one_line_positions(layout, columns)
     rows, failure = _parse_csv(path, layout)
     # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
     # A tab-separated file with quotes is scanned too: exports of that kind do not quote, so
@@ -232,7 +234,7 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
     even = scan.quotes % 2 == 0 and not scan.quoted_breaks
     if failure is None and even and not layout.nameless and not tab_quotes:
         return rows
-    found = _locate_csv(path, layout, text=False, ids=ids)
+    found = _locate_csv(path, layout, text=False, ids=ids, one_line=one_line)
     _raise_found(found)
     if failure is not None and not is_straddling(failure):
         raise CatalogError(f"{path}: cannot read it as CSV: {failure}") from failure
@@ -244,7 +246,8 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
     decodes it strictly; no byte scan (half its bytes are NUL). Rare, so the slower way."""
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
     layout = csv_layout(path, text, options, encoding)
-    ids = _id_position(layout, plan_columns(path, layout.headers, options))
+    columns = plan_columns(path, layout.headers, options)
+    ids, one_line = _id_position(layout, columns), _one_line_positions(layout, columns)
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     with storage.open_read(path) as handle:
@@ -261,7 +264,7 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
             if not chunk:
                 break
             offset += len(chunk)
-    found = _locate_csv(path, layout, text=True, ids=ids)
+    found = _locate_csv(path, layout, text=True, ids=ids, one_line=one_line)
     _raise_found(found)
     return found.rows
 
@@ -313,11 +316,33 @@ def _id_position(layout: CsvLayout, columns: ColumnPlan) -> int | None:
     return None if header is None else layout.cells.index(header)
 
 
-def _locate_csv(path: Location, layout: CsvLayout, *, text: bool, ids: int | None = None) -> _Found:
+def _one_line_positions(layout: CsvLayout, columns: ColumnPlan) -> dict[int, str]:
+    """Where the cells that are one line by nature are (every request column but free text
+    of several lines: a script, a description), with the column each feeds; the row key's
+    column too."""
+    one_line = {
+        layout.cells.index(header): canonical
+        for canonical, header in columns.canonical.items()
+        if canonical not in MULTI_LINE_COLUMNS
+    }
+    one_line.setdefault(layout.cells.index(columns.key), "row key")
+    return one_line
+
+
+def _locate_csv(
+    path: Location,
+    layout: CsvLayout,
+    *,
+    text: bool,
+    ids: int | None = None,
+    one_line: Mapping[int, str] | None = None,
+) -> _Found:
     """Python's csv module, strict, over the file: the first bad line and row, or None.
 
     With `text`, each record is also searched for NUL and for bytes that are not UTF-8.
-    `ids`: where the rows' product ids are (`_takes_rows`).
+    `ids`: where the rows' product ids are (`_takes_rows`). `one_line`: the cells that hold
+    no line break (`_one_line_positions`): a quoted one that runs on to a later line is a
+    stray quote's, that took the rows below it in, however few the columns or the rows look.
     """
     allow_long_cells()
     delimiter, headers = layout.delimiter, layout.cells
@@ -361,11 +386,29 @@ def _locate_csv(path: Location, layout: CsvLayout, *, text: bool, ids: int | Non
                     f"taking in lines that read as rows: {_SWALLOW_HINT}",
                     row,
                 )
+            if line > first and (broken := _broken_cell(record, headers, one_line or {})):
+                header, meant = broken
+                return _Found(
+                    f"{_where(path, first, row)}: column {header!r} opens with a quote that "
+                    f"runs on to line {line}, yet a {meant} is one line: {_SWALLOW_HINT}; or "
+                    "take the line break out of the cell if it is meant",
+                    row,
+                )
             if row and (filled := [p for p in nameless if record[p].strip()]):
                 where = _where(path, first, row)
                 message = str(nameless_value(layout, where, filled[0], record[filled[0]]))
                 return _Found(message, row)
             row += 1
+
+
+def _broken_cell(
+    record: list[str], headers: list[str], one_line: Mapping[int, str]
+) -> tuple[str, str] | None:
+    """The one-line column whose cell holds a line break, with what it feeds; or None."""
+    for position, meant in sorted(one_line.items()):
+        if _LINE_BREAK.search(record[position]):
+            return headers[position], meant
+    return None
 
 
 def _holds_rows(record: list[str], headers: list[str]) -> str | None:
