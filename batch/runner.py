@@ -298,6 +298,7 @@ class _Run:
         self.control = RunControl(config, on_stop=self.planned.set)
         self.hard_stop = False  # a second signal: leave without rewriting the results
         self.written: OutcomeCounts | None = None  # the final results file's rows, counted
+        self.catalog_changed = False  # seen by `_watch_catalog`
         self.planning_done = False
         self.dispatched = False  # every planned job has been taken
         self.gate = asyncio.Semaphore(config.concurrency)
@@ -347,6 +348,9 @@ class _Run:
             log.warning(
                 "nothing was sent; the results file %s is left as it was", self.config.results
             )
+            return
+        if self.catalog_changed:  # its rows are others now: none could be given its outcome
+            log.warning("the results file %s is left as it was", self.config.results)
             return
         if not self.planning_done and storage.is_file(self.config.results):
             # Stopped before planning (a bad key, the API down): this run knows no row's
@@ -412,6 +416,7 @@ class _Run:
         )
         results_task = asyncio.create_task(self._refresh_results())
         heartbeat = asyncio.create_task(self._guarded(self._heartbeat, "renewing claims"))
+        watch = asyncio.create_task(self._watch_catalog())
         try:
             async with JoggClient(
                 self.config.base_url,
@@ -466,6 +471,7 @@ class _Run:
                 timer.cancel()
             results_task.cancel()
             heartbeat.cancel()
+            watch.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, before[sig])
@@ -476,6 +482,30 @@ class _Run:
         while self.state.shared:
             await asyncio.sleep(self.config.claim_seconds / 3)
             self.state.renew_claims()
+
+    async def _watch_catalog(self) -> None:
+        """Stops new requests once the catalog is edited, replaced or moved (a nightly export
+        landing in the window, rows cut from it): the rows still to send were planned from the
+        file as it was, and the results cannot be matched to it. Looked at every second (a
+        stat), in a store every 15 s (a request; one that fails is tried at the next)."""
+        catalog = self.config.catalog
+        interval = 1.0 if isinstance(catalog, Path) else 15.0
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                now = await asyncio.to_thread(storage.version, catalog)
+            except CatalogError as exc:
+                log.debug("%s: could not look it up (%s); looking again later", catalog, exc)
+                continue
+            if now != self.catalog_version:
+                self.catalog_changed = True
+                self.control.catalog_error = CatalogError(
+                    f"{catalog}: changed while it was sent (edited, replaced or moved), so no "
+                    "request left from then on; run again on the catalog as it is now: rows "
+                    "already accepted are already_submitted, with their own videos"
+                )
+                self.control.stop("the catalog changed")
+                return
 
     def _limiter(self) -> SlidingWindowLimiter | None:
         config, rate = self.config, self.config.rate
