@@ -271,6 +271,9 @@ MAX_ID: Final = 2**63 - 1
 # A float holds every whole number below this exactly; from it on, digits are lost (2**53 + 1
 # is stored as 2**53).
 FLOAT_EXACT: Final = 2**53
+# A spreadsheet keeps 15 significant digits of a number: one of 16 digits or more typed into a
+# number cell is stored with its last digits lost (1234567890123456 as 1234567890123450).
+SPREADSHEET_EXACT: Final = 10**15
 # A whole number as a float is written out (`9007199254740992.0`): Python's repr of a workbook's
 # number cell, pandas' CSV of a float column.
 _FLOAT_WHOLE_TEXT: Final = re.compile(r"[+-]?([0-9]+)\.0+")
@@ -319,12 +322,14 @@ def _number(value: object) -> float | None:
 
 
 def float_digits_lost(value: object) -> bool:
-    """A float from 2**53 on, or the text such a float is written as (`9007199254740992.0`): a
-    whole number whose last digits may not be the ones typed, so never an id."""
+    """A float from 2**53 on, or the text of a float from `SPREADSHEET_EXACT` on
+    (`1234567890123450.0`, as a workbook's number cell or pandas' CSV of a float column writes
+    it, and a spreadsheet may have cut): a whole number whose last digits may not be the ones
+    typed, so never an id."""
     if isinstance(value, float):
         return value.is_integer() and abs(value) >= FLOAT_EXACT
     if isinstance(value, str) and (match := _FLOAT_WHOLE_TEXT.fullmatch(value.strip())):
-        return int(match.group(1)) >= FLOAT_EXACT
+        return abs(int(match.group(1))) >= SPREADSHEET_EXACT
     return False
 
 

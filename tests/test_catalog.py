@@ -1209,9 +1209,10 @@ def test_jsonl_lists_and_objects_in_request_columns_are_read_not_a_crash(tmp_pat
 def test_a_product_id_excel_wrote_in_scientific_notation_is_never_sent(tmp_path: Path) -> None:
     """`1.23E+15` is what Excel leaves of a long id: its digits are gone, so the row is invalid
     and says how to get them back; an id that merely holds an E stays an id."""
-    path = write(tmp_path, "c.csv", "product_id\n1.23E+15\n4e+7\nMTE2E+15\n")
+    path = write(tmp_path, "c.csv", 'product_id\n1.23E+15\n4e+7\nMTE2E+15\n"1,23E+15"\n')
     rows = rows_of(path)
     fix = "format the column as Text in Excel, type the ids again and export"
+    assert rows[3].fields is None  # where a comma is the decimal mark
     assert [messages(path, row) for row in rows[:2]] == [
         [
             "c.csv row 1, column 'product_id': '1.23E+15' looks like a number Excel rewrote in "

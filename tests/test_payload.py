@@ -454,12 +454,19 @@ def test_an_id_a_float_held_from_2_53_on_is_refused(value: object, reason: str) 
     assert _reason(normalize_int_id, value) == reason
 
 
+def test_a_floats_text_of_16_digits_is_no_id() -> None:
+    """`9007199254740991.0`: a float's text of 16 digits, as a spreadsheet may have cut it."""
+    assert "was written from a float" in _reason(normalize_int_id, "9007199254740991.0")
+
+
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("9007199254740991.0", 2**53 - 1), ("9007199254740993", 2**53 + 1), (2.0**53 - 1, 2**53 - 1)],
-)
+    [("999999999999999.0", 10**15 - 1), ("9007199254740993", 2**53 + 1),
+     (2.0**53 - 1, 2**53 - 1)],
+)  # fmt: skip
 def test_an_id_below_2_53_or_typed_as_digits_is_kept(value: object, expected: int) -> None:
-    """Below 2**53 a float holds every whole number; digits with no `.0` never were a float."""
+    """Below 2**53 a float holds every whole number; digits with no `.0` never were a float; a
+    float's text keeps 15 digits (a spreadsheet's number cell keeps no more)."""
     assert normalize_int_id(value) == expected
 
 

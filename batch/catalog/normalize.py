@@ -94,8 +94,9 @@ def _json_list(text: str) -> list[str] | None:
     return None
 
 
-# `1.23E+15`: what Excel shows, and saves as CSV, for a long number in a General cell.
-_EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9](\.[0-9]+)?E[+-]?[0-9]+", re.IGNORECASE)
+# `1.23E+15`: what Excel shows, and saves as CSV, for a long number in a General cell
+# (`1,23E+15` where a comma is the decimal mark).
+_EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9]([.,][0-9]+)?E[+-]?[0-9]+", re.IGNORECASE)
 
 
 def normalize_product_id(value: object) -> str:
