@@ -361,6 +361,31 @@ def test_invisible_characters_copied_into_an_id_are_not_sent(tmp_path: Path) -> 
     assert row.fields.name == "Hi \U0001f469\u200d\U0001f4bb"
 
 
+@pytest.mark.parametrize("mark", ["\ufe0f", "\u034f", "\u3164", "\u1160", "\u17b4"])
+def test_other_characters_unicode_ignores_are_dropped_from_an_id_and_its_key(
+    tmp_path: Path, mark: str
+) -> None:
+    """A variation selector (an emoji keyboard's U+FE0F), a grapheme joiner or a Hangul filler
+    in an id is as invisible as a zero-width space: dropped from the request and the row key.
+    The row keeps the fingerprint earlier versions gave it, with the mark, so a job they sent
+    is found (`earlier_fingerprint`); free text keeps the mark."""
+    text = f"product_id,video_name\nP{mark}1,Hi \u2764{mark}\n"
+    (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
+    (row,) = batch.rows
+    assert row.fields is not None
+    assert (row.fields.product_id, row.key, row.fields.name) == ("P1", "P1", f"Hi \u2764{mark}")
+    earlier = fingerprint(row.fields._replace(product_id=f"P{mark}1"))
+    assert batch.rows.earlier_fingerprint(0) == earlier != row.fingerprint
+
+
+def test_a_product_id_holding_a_control_character_is_invalid(tmp_path: Path) -> None:
+    """A NUL (a JSON `\\u0000`), a tab or an escape in a product id is never sent to fail."""
+    lines = [json.dumps({"product_id": pid}) for pid in ("P\x001", "P\t1", "P\x1b1", "P1")]
+    rows = rows_of(write(tmp_path, "c.jsonl", "\n".join(lines) + "\n"))
+    assert [row.fields is None for row in rows] == [True, True, True, False]
+    assert "holds a control character" in rows[0].problems[0].reason
+
+
 def test_a_header_line_repeated_below_the_first_is_an_invalid_row(tmp_path: Path) -> None:
     """Two exports joined with `cat`: the second header is no product to send; the rows around
     it are read as usual. A product merely named like a column is not taken for one."""

@@ -99,6 +99,9 @@ def _json_list(text: str) -> list[str] | None:
 _EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9]([.,][0-9]+)?E[+-]?[0-9]+", re.IGNORECASE)
 
 
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def normalize_product_id(value: object) -> str:
     """A product id as written; one Excel rewrote in scientific notation is refused, since its
     digits are gone and a guess would render some other product; so is one a float column or
@@ -119,6 +122,11 @@ def normalize_product_id(value: object) -> str:
         raise ValueError(
             f"{payload.shown(text)} holds a line break, and a product id is one line; take the "
             "line break out (in a CSV file, the quote that took the lines below into the cell)"
+        )
+    if _CONTROL.search(text):
+        raise ValueError(
+            f"{payload.shown(text)} holds a control character (a tab, NUL or escape), which no "
+            "product id has; write the id alone"
         )
     if _EXCEL_SCIENTIFIC.fullmatch(text):
         raise ValueError(
@@ -603,11 +611,51 @@ def _nested_as_text(column: pa.ChunkedArray, *, join: bool) -> pa.ChunkedArray:
     return pa.chunked_array([pa.array(text, pa.string())])
 
 
+def _as_earlier_versions_read(
+    cell: object, normalize: Normalizer, as_written: Normalizer | None
+) -> Any:
+    """The value versions before this one read a cell of a one-value column as, where it may
+    differ from this one's; None where it cannot. They dropped only format characters from an
+    id (not `_IGNORABLE` ones), and sent a URL as written (`as_written`)."""
+    if isinstance(cell, str) and not cell.isascii():
+        formats_dropped = "".join(c for c in cell if unicodedata.category(c) != "Cf")
+        if as_written is None and not _IGNORABLE.search(formats_dropped):
+            return None
+        cell = formats_dropped
+    elif as_written is None:
+        return None
+    try:
+        return (as_written or normalize)(cell)
+    except ValueError:
+        return None
+
+
 def _visible(text: str) -> str:
-    """The text without invisible format characters (zero-width space, joiners, a byte order
-    mark, direction marks), which a copy from a web page or a spreadsheet leaves in an id: the
-    id people see is the one sent. Free text keeps them (a joiner can belong to an emoji)."""
-    return "".join(char for char in text if unicodedata.category(char) != "Cf")
+    """The text without invisible characters (format characters: zero-width space, joiners, a
+    byte order mark, direction marks; and the other ones Unicode says to ignore, `_IGNORABLE`),
+    which a copy from a web page or a spreadsheet leaves in an id: the id people see is the one
+    sent. Free text keeps them (a joiner or a variation selector can belong to an emoji)."""
+    return "".join(
+        char
+        for char in text
+        if unicodedata.category(char) != "Cf" and not _IGNORABLE.fullmatch(char)
+    )
+
+
+# Unicode's default-ignorable characters that are not format characters (Cf): the combining
+# grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian variation selectors,
+# variation selectors (U+FE0F after a digit, as an emoji keyboard leaves it).
+_IGNORABLE_RANGES: Final = (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x3164, 0x3164),
+    (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0100, 0xE01EF),
+)  # fmt: skip
+_IGNORABLE: Final = re.compile(
+    "[" + "".join(f"{chr(low)}-{chr(high)}" for low, high in _IGNORABLE_RANGES) + "]"
+)
+# The same with the format characters, in RE2's syntax (pyarrow's), for a column at a time.
+_INVISIBLE_PATTERN: Final = (
+    r"[\p{Cf}" + "".join(f"\\x{{{low:X}}}-\\x{{{high:X}}}" for low, high in _IGNORABLE_RANGES) + "]"
+)
 
 
 def _is_json_container(value: object) -> bool:
@@ -658,8 +706,8 @@ def _normalize_column(
     as_written: Normalizer | None = None,
 ) -> _Column:
     """The column's values, encodings and problems; with `make_alike`, its cells' text is made
-    alike (`_same_text`), the default (the settings') is sent as written. `as_written`: the
-    value earlier versions read a cell as, kept as its earlier text where it differs."""
+    alike (`_same_text`), the default (the settings') is sent as written. Where earlier
+    versions read a cell otherwise (`_as_earlier_versions_read`), that value is kept too."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
@@ -677,7 +725,7 @@ def _normalize_column(
     reasons: dict[int, str] = {}
     spelled: dict[int, str] = {}
     written: list[int] = []  # the distinct values read from cells, not the default
-    respelled: dict[int, Any] = {}  # distinct value -> as earlier versions read it (`as_written`)
+    respelled: dict[int, Any] = {}  # distinct value -> as earlier versions read it
     for index, value in enumerate(uniques):
         if isinstance(value, bytes):  # a BINARY string, as Hive, Impala, older Spark write
             try:
@@ -685,6 +733,7 @@ def _normalize_column(
             except UnicodeDecodeError:
                 reasons[index] = f"{value[:40]!r} is bytes that are not UTF-8 text; write text"
                 continue
+        raw = value
         if kind != "free" and isinstance(value, str) and not value.isascii():
             value = _visible(value)
         if error := spreadsheet_error(value):
@@ -704,7 +753,10 @@ def _normalize_column(
             reasons[index] = str(exc)
         else:
             written.append(index)
-            if as_written is not None and (before := as_written(value)) != outputs[index]:
+            before = (
+                None if kind == "free" else _as_earlier_versions_read(raw, normalize, as_written)
+            )
+            if before is not None and before != outputs[index]:
                 respelled[index] = before
     outputs[len(uniques)] = default
     earlier = _make_alike(outputs, written) if make_alike else respelled
@@ -889,7 +941,7 @@ def resolve_rows(
     # A key is an id: without the invisible characters its request's id drops (`_visible`), or
     # one product pasted with a zero-width space would have two keys.
     keys = pc.replace_substring_regex(
-        _text_array(table.column(plan.key)), pattern=r"\p{Cf}", replacement=""
+        _text_array(table.column(plan.key)), pattern=_INVISIBLE_PATTERN, replacement=""
     ).to_pylist()
     blank = _blank_rows(table)
     product_header = plan.canonical.get("product_id", "product_id")
