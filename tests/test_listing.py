@@ -407,6 +407,57 @@ def test_a_listing_that_does_not_reach_the_attempt_proves_nothing() -> None:
     assert judge(uncertain(), short, listed=None, settle=SETTLE).absent_at is None
 
 
+def test_a_listing_that_lacks_videos_this_ledger_was_given_proves_nothing_absent() -> None:
+    """(d): a sync that did not list a video this ledger was given (a page skipped) leaves a
+    lost answer waiting, however settled and echoing it is: never proven absent, never resent."""
+    job = uncertain(absent_at=1_150.0)
+    holed = Sync(1_250.0, -math.inf, "shown", missing=1)
+    verdict = judge(job, holed, listed=None, settle=SETTLE)
+    assert verdict.verdict is Verdict.WAIT
+    assert verdict.why == "the listing lacks videos this ledger was given"
+
+
+@pytest.mark.anyio
+async def test_a_sync_counts_the_videos_this_ledger_was_given_that_it_does_not_list(
+    state_at: StateLocation,
+) -> None:
+    """A server that numbers its pages from 0 never lists its newest page: the videos this
+    ledger was given on it, answered in the time the walk covers and `overlap` before it
+    began, are counted missing; one answered in the last `overlap` may be unlisted yet."""
+    clock = [9_000.0]
+    with StateStore(state_at, clock=lambda: clock[0]) as state:
+        for number in range(1, 6):
+            clock[0] = 9_000.0 + 100 * number
+            sent(state, clock, number, answered=True)
+        videos = [video(n, 9_000.0 + 100 * n) for n in range(5, 0, -1)]
+
+        def from_zero(request: httpx.Request) -> httpx.Response:
+            page = int(request.url.params["page"])
+            shifted = request.url.copy_set_param("page", page + 1)
+            return listing(videos)(httpx.Request("GET", shifted))
+
+        async with client_for(from_zero) as client:
+            walk = AccountListing(client, state, page_size=2, overlap=150.0, clock=lambda: 9_600.0)
+            sync = await walk.sync()
+    assert sync.missing == 1  # v4; v5, answered 100 s before, may not be listed yet
+
+
+@pytest.mark.anyio
+async def test_a_video_listed_without_a_creation_time_is_looked_for_to_the_end(
+    state: StateStore,
+) -> None:
+    """A page listing a video with `created_at` 0 (still rendering), sorted below older ones:
+    the order proves nothing, so the walk reads the whole listing rather than stop at the
+    first older video, and finds it."""
+    old = 10_000.0 - 2 * CLOCK_SKEW_SECONDS
+    videos = [video(1, 9_990.0), video(2, old - 1), video(3, old - 2), video(4, 0.0)]
+    videos += [video(5, old - 3), video(6, 0.0)]
+    state.set_meta("listing_synced_at", "9990.0")
+    async with client_for(listing(videos)) as client:
+        await AccountListing(client, state, page_size=4, clock=lambda: 10_000.0).sync()
+    assert [state.listed_video(f"{n:012x}") for n in (4, 6)] == ["v4", "v6"]
+
+
 def test_a_listing_without_tags_makes_absence_unprovable() -> None:
     """When known videos lack their tags, absence can never be shown: unknown, not resent."""
     verdict = judge(uncertain(), sync_at(5_000.0, "broken"), listed=None, settle=SETTLE)

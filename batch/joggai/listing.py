@@ -114,6 +114,10 @@ class Sync:
     started_at: float
     reached: float
     echo: Echo
+    # Videos this ledger was given, answered after where the read was to go back to and at
+    # least `overlap` before it began, that it did not list: a listing that drops videos (a
+    # page skipped, a video sorted where the walk never goes) proves nothing absent.
+    missing: int = 0
 
     def covers(self, attempt_started: float) -> bool:
         """Whether this read went far enough back to show a video created by that attempt."""
@@ -162,21 +166,39 @@ class AccountListing:
         left = None if self._deadline is None else max(0.0, self._deadline - started)
         try:
             async with asyncio.timeout(left) as cut:
-                rows, reached, echo, pages = await self._walk(target, started)
+                rows, reached, echo, pages, seen = await self._walk(target, started)
         except TimeoutError:
             if not cut.expired():
                 raise
             raise self._cut_short("a page was being read") from None
+        missing = self._missing(seen, target, started)
         self._state.record_listing(rows)
         self._state.set_meta(_SYNCED_AT, repr(started))
         log.debug("listing synced: %d page(s), echo %s", pages, echo)
-        return Sync(started, reached, echo)
+        return Sync(started, reached, echo, len(missing))
+
+    def _missing(self, seen: set[str], target: float, started: float) -> list[str]:
+        """The videos this ledger was given that the walk should have listed and did not
+        (`Sync.missing`): answered after `target`, and `overlap` or more before the walk."""
+        missing = [
+            video_id
+            for video_id in self._state.accepted_between(target, started - self._overlap)
+            if video_id not in seen
+        ]
+        if missing:
+            log.warning(
+                "the account's video listing lacks %d video(s) this ledger was given (%s): it "
+                "proves no request absent, so no lost answer is sent again on it",
+                len(missing),
+                ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""),
+            )
+        return missing
 
     async def _walk(
         self, target: float, started: float
-    ) -> tuple[list[tuple[str, str | None, str, float | None]], float, Echo, int]:
+    ) -> tuple[list[tuple[str, str | None, str, float | None]], float, Echo, int, set[str]]:
         """The rows read back to `target` (our clock), where the walk reached (Sync.reached),
-        whether titles echo tags, and the pages read."""
+        whether titles echo tags, the pages read and the ids listed."""
         # How far the server's clock is behind ours, at most (module docstring): only widened.
         behind = max(0.0, self._state.server_lag() or 0.0)
         reached, echoed, unechoed = -math.inf, 0, 0
@@ -201,6 +223,10 @@ class AccountListing:
             known_times = [t for t in times if t is not None]
             if any(later > earlier for earlier, later in itertools.pairwise(known_times)):
                 newest_first = False  # the server ignores the sort: no early stop is safe
+            if len(known_times) < len(times) or 0.0 in known_times:
+                # A video without a creation time, or with 0 (one still rendering?), may be
+                # sorted anywhere: only the whole listing is sure to show it.
+                newest_first = False
             answered = self._state.answered_at(ids)
             fresh = []
             for video_id, video, created in zip(ids, videos, times, strict=True):
@@ -240,7 +266,7 @@ class AccountListing:
         elif behind > CLOCK_SKEW_SECONDS:
             log.debug("the API's clock is up to %.0f s behind this machine's", behind)
         echo: Echo = "broken" if unechoed else "shown" if echoed else "unproven"
-        return rows, reached, echo, page
+        return rows, reached, echo, page, seen
 
     def _check_bounds(self, page: int, total: float | None, read: int, started: float) -> None:
         """Raises ApiError when the walk, about to ask for the page after `page`, has gone or

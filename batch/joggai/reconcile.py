@@ -6,13 +6,16 @@ The API has no idempotency key, so every answer that does not prove the request 
 is sent again only when its absence is proven:
 
 - **found**: a sync lists the job's tag: the request was accepted; adopt that video.
-- **absent**, and only then resent, when all three hold:
+- **absent**, and only then resent, when all four hold:
   (a) at least `settle` seconds have passed since the attempt began (a server may commit late,
       after the client gave up, and a listing may show new videos late);
   (b) two syncs taken at least `settle` apart, both begun after (a) and both covering the
       attempt (reaching back to its start less the clock skew allowance), lack the tag;
   (c) in both, the listing was shown to echo tags (`Sync.echo == "shown"`): videos this ledger
-      knows it was given were found by their tags in the same read.
+      knows it was given were found by their tags in the same read;
+  (d) in both, the listing was whole where it was read (`Sync.missing == 0`): every video this
+      ledger was given, answered in the time the read covers and `settle` before it, was listed
+      (a server that skips a page, or sorts a video where the walk never goes, proves nothing).
 - **unprovable**: the listing does not echo tags (a known video's title lacks its tag): absence
   can never be proven on this account. The job ends `unknown` and is not resent without
   `--resubmit-unknown`.
@@ -61,6 +64,8 @@ def judge(job: UncertainJob, sync: Sync, *, listed: str | None, settle: float) -
     settled = sync.started_at >= started + settle
     if not (settled and sync.covers(started) and sync.echo == "shown"):
         return Judgement(Verdict.WAIT, why="waiting for the listing to settle")
+    if sync.missing:
+        return Judgement(Verdict.WAIT, why="the listing lacks videos this ledger was given")
     if job.absent_at is None:
         return Judgement(Verdict.WAIT, absent_at=sync.started_at, why="absent once")
     if sync.started_at >= job.absent_at + settle:

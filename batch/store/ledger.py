@@ -119,6 +119,15 @@ class LedgerQueries(JobQueries):
         ).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
+    def accepted_between(self, after: float, before: float) -> list[str]:
+        """The videos this ledger learnt it was given between these times (our clock)."""
+        rows = self._db.execute(
+            "SELECT video_id FROM jobs WHERE video_id IS NOT NULL "
+            "AND submitted_at >= ? AND submitted_at <= ?",
+            (after, before),
+        )
+        return [str(video_id) for (video_id,) in rows]
+
     def newest_accepted_at(self) -> float | None:
         """When this ledger last learnt of an accepted video (a listing back to then proves
         whether titles carry tags)."""
