@@ -53,7 +53,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import logging
 import math
 import os
@@ -71,6 +70,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from batch import untrusted
 from batch.errors import ConfigError
 from batch.follow.polling import VideoStatusSink, video_update
 from batch.secret import Secret
@@ -188,8 +188,8 @@ def event_time(payload: Mapping[str, object]) -> float | None:
     in two units, and a larger one (nanoseconds) reads as far in the future: stale.
     """
     value = payload.get("timestamp")
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str):
+        value = untrusted.whole_number(value, digits=30)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     if value >= 1e14:
@@ -294,7 +294,7 @@ def create_listener_app(
             return JSONResponse({"error": "bad or missing signature"}, status_code=401)
         event_name = request.headers.get("X-Webhook-Event")
         try:
-            payload = _scrubbed(json.loads(body), secrets)
+            payload = _scrubbed(untrusted.loads(body), secrets)
             if isinstance(payload, Mapping) and isinstance(payload.get("event"), str):
                 event_name = payload["event"]
             if event_name is not None and event_name not in VIDEO_EVENTS:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import logging
 import math
 import time
@@ -46,6 +45,7 @@ from urllib.parse import quote
 
 import httpx
 
+from batch import untrusted
 from batch.errors import ConfigError
 from batch.secret import Secret, checked_key
 from batch.version import __version__
@@ -210,7 +210,7 @@ def _kind(status: int, answer: _Answer) -> OutcomeKind:
 
 def _parse_envelope(content: bytes) -> _Answer:
     try:
-        body = json.loads(content) if content else None
+        body = untrusted.loads(content) if content else None
     except (ValueError, UnicodeDecodeError):
         return _Answer(malformed=f"the body is not JSON ({_preview(content)})")
     if not isinstance(body, dict):
@@ -227,8 +227,10 @@ def _parse_envelope(content: bytes) -> _Answer:
     raw_code = body.get("code")
     if isinstance(raw_code, bool) or raw_code is None:
         answer.malformed = answer.malformed or "the envelope has no code"
-    elif isinstance(raw_code, int) or (isinstance(raw_code, str) and raw_code.isdigit()):
-        answer.code = int(raw_code)
+    elif isinstance(raw_code, int):
+        answer.code = raw_code
+    elif isinstance(raw_code, str) and (number := untrusted.whole_number(raw_code)) is not None:
+        answer.code = number
     else:
         answer.malformed = f"the envelope's code {raw_code!r} is not a number"
     return answer
@@ -271,7 +273,7 @@ def parse_seconds(value: object) -> float | None:
         return None
     try:
         seconds = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: an integer of hundreds of digits
         return None
     return max(0.0, seconds) if math.isfinite(seconds) else None
 

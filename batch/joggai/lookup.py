@@ -44,7 +44,7 @@ from typing import Any, Final, Literal, NamedTuple, TypeGuard, TypeVar
 
 import httpx
 
-from batch import files
+from batch import files, untrusted
 from batch.errors import AccountError, ApiError, ConfigError
 from batch.joggai.client import ApiOutcome, JoggClient, Timeouts
 from batch.logs import escape_controls
@@ -417,8 +417,8 @@ def _id_of(item: dict[str, Any]) -> int | None:
     value = item.get("id")
     if _is_int(value):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
+    if isinstance(value, str):
+        return untrusted.whole_number(value, digits=19)
     return None
 
 

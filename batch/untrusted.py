@@ -1,0 +1,52 @@
+"""JSON from a server or a sender this tool does not control, read so that no value in it can
+break what reads it.
+
+Valid JSON can hold an integer of hundreds of digits (which `float()` of it overflows, and
+Python refuses past 4,300 digits) and a lone surrogate (`"\\udc00"`, text no database or file
+encoding can hold). A hostile or broken server sending either must give a clear error on the row
+or the answer, never a traceback mid-run: so integers past `_INTEGER_DIGITS` digits are read as
+floats (infinite past a float's range, which every reader of a number already refuses), and a
+lone surrogate as U+FFFD.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Final
+
+# More than any id (an int64 has 19 digits), count, code or time the API sends.
+_INTEGER_DIGITS: Final = 100
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def loads(content: bytes | str) -> Any:
+    """`json.loads` with the integers and text above made safe (ValueError as json's)."""
+    value = json.loads(content, parse_int=_integer)
+    escaped = b"\\u" if isinstance(content, bytes) else "\\u"
+    if escaped in content:  # type: ignore[operator]  # a surrogate only comes escaped
+        value = _without_surrogates(value)
+    return value
+
+
+def _integer(digits: str) -> int | float:
+    return int(digits) if len(digits) <= _INTEGER_DIGITS else float(digits)
+
+
+def _without_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(key): _without_surrogates(item) for key, item in value.items()}
+    return value
+
+
+def whole_number(text: str, *, digits: int = 18) -> int | None:
+    """The number a code or count written as text says (`"40000"`), or None: decimal digits
+    only (not `²`, which `str.isdigit` takes), at most `digits` of them."""
+    text = text.strip()
+    if not text.isdecimal() or len(text) > digits:
+        return None
+    return int(text)

@@ -1,0 +1,83 @@
+"""JSON from servers and senders not trusted: no value in it breaks what reads it."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+
+from batch import untrusted
+from batch.follow.webhook import event_time
+from batch.joggai.client import JoggClient, parse_seconds
+
+HUGE = "1" + "0" * 400  # valid JSON; float() of it as an int overflows
+
+
+def test_an_integer_of_hundreds_of_digits_is_read_as_an_infinite_float() -> None:
+    """Every reader of a number refuses infinity; none meets the OverflowError of `float()`."""
+    value = untrusted.loads(f'{{"total": {HUGE}, "id": 1234567890123456789}}')
+    assert value["total"] == math.inf
+    assert value["id"] == 1234567890123456789  # an int64 id stays exact
+
+
+def test_a_lone_surrogate_is_read_as_a_replacement_character() -> None:
+    """`\\udc00` is valid JSON but text no database holds; a pair is one character, kept."""
+    value = untrusted.loads(rb'{"video_id": "v\udc00", "t": ["\ud83d\ude00", {"k\ud800": 1}]}')
+    assert value == {"video_id": "v\ufffd", "t": ["\U0001f600", {"k\ufffd": 1}]}
+
+
+@pytest.mark.parametrize("text", ["\u00b2", "1" * 19, "12a", "", "-1"])
+def test_a_whole_number_is_decimal_digits_and_not_too_many(text: str) -> None:
+    """`²` passes `str.isdigit` but not `int()`; 19 digits are no code or count."""
+    assert untrusted.whole_number(text) is None
+
+
+def test_a_whole_number_is_read() -> None:
+    assert untrusted.whole_number(" 40000 ") == 40000
+
+
+@pytest.mark.anyio
+async def test_a_create_answer_with_hostile_values_is_read_without_a_traceback() -> None:
+    """A created video whose answer holds a surrogate in its id and a 401-digit retryAfter:
+    accepted, its id stored as text a database holds, the retryAfter ignored."""
+    body = (
+        f'{{"code": 0, "msg": "ok", "retryAfter": {HUGE}, "data": {{"video_id": "v\\udc00"}}}}'
+    ).encode()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body)
+
+    async with JoggClient(
+        "https://api.example.test", "sk-test", transport=httpx.MockTransport(answer)
+    ) as client:
+        outcome = await client.create_video({"product_id": "NTQ0MTkzNjg"})
+    assert outcome.kind == "ok"
+    assert outcome.data == {"video_id": "v\ufffd"}
+    assert outcome.retry_after is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", ['"\u00b2"', HUGE])
+async def test_an_envelope_code_that_is_no_number_is_a_malformed_answer(code: str) -> None:
+    """A code `²` (a digit to `str.isdigit`) or of 401 digits: the answer is unknown."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=f'{{"code": {code}, "msg": "x"}}'.encode())
+
+    async with JoggClient(
+        "https://api.example.test", "sk-test", transport=httpx.MockTransport(answer)
+    ) as client:
+        outcome = await client.create_video({"product_id": "NTQ0MTkzNjg"})
+    assert outcome.kind == "unknown"
+
+
+@pytest.mark.parametrize("stamp", ["5" * 5000, "\u00b2", math.inf])
+def test_a_webhook_timestamp_that_is_no_time_is_none(stamp: object) -> None:
+    """A 5000-digit string (past Python's 4,300-digit `int()`), `²`, infinity: no time."""
+    assert event_time({"timestamp": stamp}) is None
+
+
+def test_seconds_of_hundreds_of_digits_are_no_seconds() -> None:
+    """A listing's `total` or a `retryAfter` as an int past a float's range: not a number."""
+    assert parse_seconds(10**400) is None
