@@ -18,6 +18,8 @@ from click.testing import CliRunner
 from batch.cli import main
 from batch.config import Overrides
 from batch.errors import StateError
+from batch.joggai.fleet import FleetLimiter
+from batch.joggai.quota import RateLimit
 from batch.store import AttemptRecord, JobUpdate, NewJob, RowPlan, SendRule, StateStore
 from batch.store.backend import DatabaseURL, StateLocation
 from batch.store.results import read_results
@@ -199,6 +201,25 @@ def test_the_send_window_is_shared_and_counts_until_a_window_after_the_answer(
         held, wait = first.take_send(rule)
         assert held is None
         assert wait > 0.5
+
+
+@pytest.mark.anyio
+async def test_a_place_given_back_unused_frees_at_once_and_holds_no_worker(
+    state_at: StateLocation,
+) -> None:
+    """A worker whose job another took meanwhile gives its place back: nothing was sent, so
+    the server said nothing, and no worker is held for a window as after a 429 (the next send
+    keeps its spacing, half the window here)."""
+    rule = SendRule("key", count=2, window=30, stale_after=60)
+    with StateStore(state_at) as state:
+        limiter = FleetLimiter(RateLimit(2, 30), state, rule)
+        async with limiter.slot() as slot:
+            slot.unused()
+        sent, wait = state.take_send(rule)
+        assert sent is None
+        assert wait <= 15
+        (hold,) = state._db.execute("SELECT hold_until FROM key_windows").fetchone()
+        assert hold <= time.time()
 
 
 def test_a_slow_rate_of_an_earlier_run_does_not_space_a_faster_one(

@@ -54,13 +54,16 @@ class FleetLimiter(SlidingWindowLimiter):
         try:
             yield slot
         finally:
-            self.state.answer_send(
-                self.rule,
-                slot.send_id,
-                refused=slot.refused,
-                retry_after=slot.retry_after,
-                remaining=slot.rate_remaining,
-            )
+            if slot.given_back:
+                self.state.give_back_send(slot.send_id)
+            else:
+                self.state.answer_send(
+                    self.rule,
+                    slot.send_id,
+                    refused=slot.refused,
+                    retry_after=slot.retry_after,
+                    remaining=slot.rate_remaining,
+                )
 
     def _observe(
         self, slot: Slot, retry_after: float | None, rate_remaining: int | None, was_429: bool

@@ -97,12 +97,13 @@ class LimiterStats:
 class Slot:
     """One POST's place in the window; tell it what the server answered."""
 
-    __slots__ = ("_limiter", "refused", "sent")
+    __slots__ = ("_limiter", "given_back", "refused", "sent")
 
     def __init__(self, limiter: SlidingWindowLimiter, sent: float) -> None:
         self._limiter = limiter
         self.sent = sent
-        self.refused = False
+        self.refused = False  # not counted in the window: a 429, or given back
+        self.given_back = False  # nothing was sent: no server hint either
 
     def observe(
         self,
@@ -116,7 +117,7 @@ class Slot:
 
     def unused(self) -> None:
         """Nothing was sent after all: the place is given back at once."""
-        self.refused = True
+        self.refused = self.given_back = True
 
 
 class SlidingWindowLimiter:

@@ -274,6 +274,14 @@ class FleetQueries(JobQueries):
             ).fetchone()
         return int(send_id), 0.0
 
+    def give_back_send(self, send_id: int) -> None:
+        """A place taken and not used (the job was another worker's by then): it frees at
+        once, as a 429 does, but says nothing of the server, so no worker is held."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE sends SET answered_at = ?, refused = 1 WHERE id = ?", (self.now(), send_id)
+            )
+
     def answer_send(
         self,
         rule: SendRule,
