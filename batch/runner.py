@@ -674,6 +674,7 @@ class _Run:
         """
         picked = bytearray()
         last_id = 0
+        rescanned = False  # from the lowest id, since a job was last picked
         try:
             while not self.control.should_stop():
                 if self.planned.is_set():
@@ -683,6 +684,10 @@ class _Run:
                 if not jobs:
                     if self.planning_done and not self.planned.is_set():
                         if not self.state.held_elsewhere(self.run_id):
+                            if last_id and not rescanned:
+                                # A worker that stopped early gave its jobs back, below the scan.
+                                last_id, rescanned = 0, True
+                                continue
                             break
                         # Another worker holds the rest: if it dies, its claims run out here.
                         last_id = 0
@@ -700,6 +705,7 @@ class _Run:
                     if job.id >= len(picked):
                         picked.extend(bytes(max(job.id + 1, 2 * len(picked)) - len(picked)))
                     picked[job.id] = 1
+                    rescanned = False
                     if job.status in UNCERTAIN and not (
                         job.status == "unknown" and self.config.resubmit_unknown
                     ):

@@ -28,7 +28,7 @@ from batch.joggai.quota import RateLimit
 from batch.outputs import planned_requests_path
 from batch.sandbox import SandboxConfig, create_app
 from batch.store import StateStore
-from batch.store.backend import state_location
+from batch.store.backend import DatabaseURL, state_location
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
@@ -968,6 +968,37 @@ def test_rows_cut_from_the_catalog_while_it_is_sent_are_not_sent(tmp_path: Path)
     assert summary.requests_sent < 12  # all twelve would take three seconds
     again = runner.run(config, transport=sandbox.transport())
     assert (again.requests_sent, again.plan.already_submitted) == (0, 1)
+
+
+def test_jobs_a_worker_gives_back_below_the_scan_are_sent_in_the_same_run(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """A second worker takes rows 3 and 4, then stops early and gives them back after this
+    worker's scan has passed them: they are sent in this run, not left `not_attempted` in a
+    run that ends `done`."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(8))
+    other = StateStore(DatabaseURL(postgres_url))
+    other.as_worker(60)
+    held: list[int] = []
+    creates: list[str] = []
+
+    def second_worker(method: str, path: str, *_: object) -> None:
+        if path != "/v2/create_video_from_product":
+            return
+        creates.append(path)
+        if len(creates) == 1:  # this worker sends job 1 and holds 2: the other takes 3 and 4
+            held.extend(job.id for job in other.claim_jobs(other.join_run(str(catalog)), 0, 2))
+        elif len(creates) == 4:  # job 6: this worker's scan is past 4; the other stops
+            other.leave_run(other.join_run(str(catalog)), str(catalog))
+
+    sandbox = RewritingSandbox(second_worker)
+    config = make_config(catalog, "http://sandbox.test", state=DatabaseURL(postgres_url))
+    summary = runner.run(replace(config, concurrency=1), transport=sandbox.transport())
+    other.close()
+
+    assert held == [3, 4]
+    assert summary.exit_code == ExitCode.OK
+    assert set(read_results(config.results)["status"]) == {"submitted"}
 
 
 @pytest.mark.parametrize("sent_first", [True, False])
