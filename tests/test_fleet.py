@@ -270,6 +270,18 @@ def test_a_huge_retry_after_holds_the_fleet_for_one_window_at_most(
         assert wait <= 30
 
 
+def test_a_frozen_workers_open_transaction_is_ended_by_the_server(postgres_url: str) -> None:
+    """A worker frozen inside a transaction (holding the key's window) would stop every other:
+    the server ends a worker's transaction idle for four times its claims (a minute at least)."""
+    with StateStore(DatabaseURL(postgres_url)) as state:
+        state.as_worker(claim_seconds=30)
+        (limit,) = state._db.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+        assert limit == "2min"
+        state.as_worker(claim_seconds=1.5)
+        (limit,) = state._db.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+        assert limit == "1min"
+
+
 def test_workers_of_one_catalog_join_one_run_and_the_last_closes_it(postgres_url: str) -> None:
     """Runs are per catalog: a second worker joins the first's; the last to leave is told so,
     and a run whose workers all died is not joined."""

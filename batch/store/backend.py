@@ -188,8 +188,16 @@ class PostgresDatabase:
 
         self.errors: type[Exception] = psycopg.Error
         try:
+            # Keepalives: a worker whose host died or was cut off is found out within a
+            # minute, so the locks its session held are freed for the others.
             self.raw: psycopg.Connection[Any] = psycopg.connect(
-                url.url, autocommit=True, connect_timeout=30
+                url.url,
+                autocommit=True,
+                connect_timeout=30,
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
             )
             if read_only:
                 self.raw.execute("SET default_transaction_read_only = on")

@@ -70,9 +70,17 @@ class SendRule:
 
 class FleetQueries(JobQueries):
     def as_worker(self, claim_seconds: float) -> str:
-        """Names this connection's worker; its claims last `claim_seconds` unless renewed."""
+        """Names this connection's worker; its claims last `claim_seconds` unless renewed.
+
+        On PostgreSQL a worker's transaction left open longer than its claims can last (its
+        process frozen: a paused VM, SIGSTOP) is ended by the server, so the lock it holds on
+        the key's window no longer stops every other worker. Its transactions last
+        milliseconds; a minute at the least."""
         self.worker = worker_name()
         self.claim_seconds = claim_seconds
+        if self.dialect == "postgresql":
+            limit = int(1000 * max(60.0, 4 * claim_seconds))
+            self._db.execute(f"SET idle_in_transaction_session_timeout = {limit}")
         return self.worker
 
     def now(self) -> float:
