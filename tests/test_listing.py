@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from batch.errors import AccountError, ApiError
+from batch.joggai import listing as listing_module
 from batch.joggai.client import JoggClient
 from batch.joggai.listing import (
     CLOCK_SKEW_SECONDS,
@@ -275,6 +276,28 @@ async def test_a_listing_that_never_ends_stops_at_a_bound_and_records_nothing(
     assert requested == pages
     assert state.listed_video(f"{2:012x}") is None
     assert state.get_meta("listing_synced_at") is None
+
+
+@pytest.mark.anyio
+async def test_a_listing_of_too_much_text_stops_and_records_nothing(
+    state: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ids and titles a walk holds until its end are bounded (`MAX_LISTED_TEXT`): a
+    listing of long titles that never ends fails before memory does."""
+    monkeypatch.setattr(listing_module, "MAX_LISTED_TEXT", 100)
+    async with client_for(endless(None)) as client:
+        with pytest.raises(ApiError, match="characters of ids and titles, and it goes on"):
+            await index(client, state).sync()
+    assert state.get_meta("listing_synced_at") is None
+
+
+@pytest.mark.anyio
+async def test_a_video_id_no_joggai_id_could_be_fails_the_page(state: StateStore) -> None:
+    """A 1 KB "id" (a hostile listing swelling the walk) is refused with the page."""
+    long = dict(video(1, 9_000), id="v" * 1_000)
+    async with client_for(listing([long])) as client:
+        with pytest.raises(ApiError, match="a video id of 1000 characters is no JoggAI id"):
+            await index(client, state).sync()
 
 
 @pytest.mark.anyio

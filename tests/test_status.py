@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from batch.errors import AccountError, ExitCode
+from batch.follow import polling
 from batch.follow.polling import (
     NOT_FOUND_AFTER,
     PollSchedule,
@@ -132,6 +133,22 @@ def test_unknown_status_is_processing_and_logged_once(caplog: pytest.LogCaptureF
     assert [r.getMessage() for r in caplog.records] == [
         "unknown video status 'Transmogrifying', treated as processing"
     ]
+
+
+def test_unknown_statuses_are_logged_cut_short_and_so_many_only(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server sending a new 60 KB status in each answer: each line is cut to 40 characters,
+    and after a hundred distinct ones no more are kept or logged (memory and log stay flat)."""
+    monkeypatch.setattr(polling, "_unknown_seen", set())
+    with caplog.at_level(logging.WARNING, logger="batch.follow.polling"):
+        for n in range(300):
+            assert normalize_video_status(f"{n:05d}" + "x" * 60_000) == "processing"
+    assert len(caplog.records) == 100
+    assert caplog.records[0].getMessage() == (
+        f"unknown video status '00000{'x' * 35}...', treated as processing"
+    )
+    assert len(polling._unknown_seen) == 100
 
 
 def test_schedule_follows_the_documented_ages() -> None:

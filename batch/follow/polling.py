@@ -49,10 +49,19 @@ def normalize_video_status(raw: object) -> VideoStatus:
         return "completed"
     if text in _FAILED:
         return "failed"
-    if text not in _PROCESSING and text not in _unknown_seen:
-        _unknown_seen.add(text)
-        log.warning("unknown video status %r, treated as processing", raw)
+    # Kept cut short, and only so many: a server sending a new long status in each answer
+    # would otherwise grow the set and the log by every answer.
+    key = text[:_STATUS_KEPT]
+    if text not in _PROCESSING and key not in _unknown_seen and len(_unknown_seen) < _UNKNOWN_KEPT:
+        _unknown_seen.add(key)
+        written = str(raw).strip()
+        shown = written[:_STATUS_KEPT] + ("..." if len(written) > _STATUS_KEPT else "")
+        log.warning("unknown video status %r, treated as processing", shown)
     return "processing"
+
+
+_STATUS_KEPT: Final = 40
+_UNKNOWN_KEPT: Final = 100
 
 
 @runtime_checkable

@@ -28,10 +28,11 @@ covers what the lag measured understates (videos created late, a clock that drif
 The walk is bounded, because a server whose listing never ends would otherwise hold up the run
 before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (a nightly
 million-row catalog makes an account of millions of videos, and a first sync reads them all) and
-for at most `MAX_SYNC_SECONDS`, and never past the run's or command's deadline (`deadline`: a page
-being read then is cut off); a page whose `total` claims more, a walk that passes any bound, or
-more than `_STALLED_PAGES` pages in a row that bring no video not already read in this walk, fails
-the sync with an ApiError (ListingDeadline at the deadline).
+for at most `MAX_SYNC_SECONDS`, holding at most `MAX_LISTED_TEXT` characters of ids and titles
+(an id longer than `_ID_KEPT` fails the page), and never past the run's or command's deadline
+(`deadline`: a page being read then is cut off); a page whose `total` claims more, a walk that
+passes any bound, or more than `_STALLED_PAGES` pages in a row that bring no video not already
+read in this walk, fails the sync with an ApiError (ListingDeadline at the deadline).
 The walk ends at an empty page, and nowhere else (but at the previous sync): a server may send
 fewer videos a page than asked and say nothing of its page size, and a `total` may be missing or
 low, so a short page proves no end; reading one more page costs a free GET.
@@ -66,6 +67,10 @@ CLOCK_SKEW_SECONDS = 300.0
 # The bounds of one walk (module docstring): a first sync of the largest account, at 100 videos
 # a page and about half a second a page, takes some seven hours; later syncs read a few pages.
 MAX_LISTED_VIDEOS = 5_000_000
+# The text of the ids and titles one walk holds until it ends: the largest account's, with room.
+MAX_LISTED_TEXT = 1 << 30
+# A JoggAI video id has 32 characters; one far longer is no id (and would swell the walk).
+_ID_KEPT = 256
 MAX_SYNC_SECONDS = 12 * 3600.0
 # The most the API's clock may be measured behind ours for a listing to prove anything (see
 # the module docstring); beyond it a sync still reads this much further back.
@@ -204,6 +209,7 @@ class AccountListing:
         reached, echoed, unechoed = -math.inf, 0, 0
         page, older_seen, stalled = 1, False, 0
         seen: set[str] = set()  # ids read in this walk
+        text = 0  # characters of the ids and titles held in `rows`
         rows: list[tuple[str, str | None, str, float | None]] = []
         newest_first = True  # until a page shows otherwise: then only the whole listing will do
         while True:
@@ -244,6 +250,7 @@ class AccountListing:
                     continue  # moved down a page by videos created during the walk
                 title = clip_title(str(video.get("title") or ""))
                 fresh.append((video_id, tag_in(title), title, created))
+                text += len(video_id) + len(title)
             rows += fresh
             known = self._state.accepted_tags([row[0] for row in fresh])
             for video_id, tag, _title, _created in fresh:
@@ -254,7 +261,7 @@ class AccountListing:
                         unechoed += 1
             if older_seen or not videos:
                 break
-            self._check_bounds(page, total, len(seen), started)
+            self._check_bounds(page, total, len(seen), started, text)
             page += 1
         if behind > MAX_SERVER_LAG:
             log.warning(
@@ -268,9 +275,12 @@ class AccountListing:
         echo: Echo = "broken" if unechoed else "shown" if echoed else "unproven"
         return rows, reached, echo, page, seen
 
-    def _check_bounds(self, page: int, total: float | None, read: int, started: float) -> None:
+    def _check_bounds(
+        self, page: int, total: float | None, read: int, started: float, text: int
+    ) -> None:
         """Raises ApiError when the walk, about to ask for the page after `page`, has gone or
-        would go past what an account can hold (`read`: videos listed so far)."""
+        would go past what an account can hold (`read`: videos listed so far; `text`: the
+        characters of their ids and titles)."""
         if self._deadline is not None and self._clock() >= self._deadline:
             raise self._cut_short(f"{page} pages were read")
         limit = self._max_videos
@@ -278,6 +288,10 @@ class AccountListing:
             problem = f"page {page} says the account holds {total:.0f} videos, over {limit}"
         elif read >= limit:
             problem = f"{page} pages have listed {read} videos (the most read) and it goes on"
+        elif text > MAX_LISTED_TEXT:
+            problem = (
+                f"{page} pages have listed {text} characters of ids and titles, and it goes on"
+            )
         elif self._clock() - started > self._max_seconds:
             problem = f"{page} pages were read in over {self._max_seconds:.0f} s and it goes on"
         else:
@@ -311,6 +325,13 @@ class AccountListing:
             isinstance(v, dict) and v.get("id") is not None for v in videos
         ):
             raise ApiError(f"cannot list product videos (page {page}): no list of videos with ids")
+        if longest := max(
+            (len(str(v["id"])) for v in videos if len(str(v["id"])) > _ID_KEPT), default=0
+        ):
+            raise ApiError(
+                f"cannot list product videos (page {page}): a video id of {longest} characters "
+                "is no JoggAI id"
+            )
         # `total` is a count, as a server may spell it
         return videos, parse_seconds(data.get("total")), outcome.server_date
 
