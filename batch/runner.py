@@ -549,7 +549,10 @@ class _Run:
         (nothing sent) when the listing cannot be read: it is the last defence of a fresh ledger."""
         assert self.listing is not None
         try:
-            await self.listing.sync()
+            # A signal stops the walk at once: nothing of it is recorded until its end.
+            await self.control.unless_stopped(self.listing.sync())
+        except StopRequested:
+            return False
         except ListingDeadline as exc:
             log.warning("time limit reached before anything was sent: %s", exc)
             self.control.stop("time limit reached")
@@ -612,12 +615,15 @@ class _Run:
                 return
             control.signal_code = code
             control.stop(f"signal {signal.Signals(sig).name}")
-            log.warning(
-                "stopping: waiting up to %.0f s for %d request(s) in flight "
-                "(signal again to stop at once)",
-                self.config.shutdown_grace,
-                control.on_the_wire,
-            )
+            if control.on_the_wire:
+                log.warning(
+                    "stopping: waiting up to %.0f s for %d request(s) in flight "
+                    "(signal again to stop at once)",
+                    self.config.shutdown_grace,
+                    control.on_the_wire,
+                )
+            else:
+                log.warning("stopping: no request is in flight (signal again to stop at once)")
             loop.call_later(self.config.shutdown_grace, main.cancel)
 
         # One the process was started ignoring stays ignored: `nohup` (SIGHUP), a background

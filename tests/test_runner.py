@@ -885,8 +885,35 @@ async def test_a_signal_cuts_short_every_wait_and_counts_only_requests_on_the_wi
         summary = await run_refused(config, transport)
     assert time.monotonic() - started < 5
     assert summary.exit_code == ExitCode.TERMINATED
-    assert "for 0 request(s) in flight" in caplog.text
+    assert "stopping: no request is in flight" in caplog.text
     assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
+
+
+class SlowListing(RefusingForever):
+    """The sandbox in-process, but each page of the video listing takes a minute."""
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/product_videos":
+            await asyncio.sleep(60)
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.anyio
+async def test_a_signal_while_the_listing_is_read_stops_the_run_at_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while the account's listing is read, before anything is sent: the walk stops at
+    once (not after the grace period for requests in flight, of which there are none), 143."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    config = replace(make_config(catalog, "http://sandbox"), shutdown_grace=30.0)
+    asyncio.get_running_loop().call_later(0.5, os.kill, os.getpid(), signal.SIGTERM)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        summary = await run_refused(config, SlowListing())
+    assert time.monotonic() - started < 5
+    assert summary.exit_code == ExitCode.TERMINATED
+    assert summary.requests_sent == 0
+    assert "in flight" not in caplog.text.replace("no request is in flight", "")
 
 
 def replace_catalog_reversed(catalog: Path) -> None:
