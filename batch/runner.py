@@ -27,12 +27,13 @@ import pyarrow as pa
 
 from batch import catalog, files, payload, storage
 from batch.catalog.rows import request_settings_to_json
-from batch.config import RunConfig
+from batch.config import RunConfig, default_results_path
 from batch.errors import (
     SIGNAL_EXITS,
     AccountError,
     ApiError,
     CatalogError,
+    ConfigError,
     ExitCode,
     LocalIOError,
     StateError,
@@ -127,6 +128,7 @@ async def run_async(
         state.lock()
         if config.legacy_state is not None:
             state.absorb(config.legacy_state)
+        _refuse_a_siblings_results(config, state)
         if config.dry_run:
             summary = await _dry_run(config, state)
         else:
@@ -134,6 +136,23 @@ async def run_async(
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     write_summary_json(config, summary)
     return summary
+
+
+def _refuse_a_siblings_results(config: RunConfig, state: StateStore) -> None:
+    """ConfigError when the default results file (`catalog.results.csv`) holds another
+    catalog's rows, one still beside it under the same name (`catalog.xlsx` and
+    `catalog.csv`): each run would put its rows over the other's. Given `--results`, or when
+    the other catalog is gone (converted, renamed), the file is this run's to write."""
+    if config.results != default_results_path(config.catalog):
+        return
+    writer = state.catalog_retried(storage.identity(config.results), [])
+    if writer is None or writer == storage.identity(config.catalog) or not Path(writer).is_file():
+        return
+    own = config.catalog.with_name(config.catalog.name + ".results.csv")
+    raise ConfigError(
+        f"{config.results}: holds the results of {writer}, a catalog beside this one under "
+        f"the same name; give this run a results file of its own, e.g. --results {own}"
+    )
 
 
 def write_summary_json(config: RunConfig, summary: RunSummary) -> None:

@@ -21,7 +21,7 @@ import pytest
 from batch import catalog as catalog_module
 from batch import payload, planner, rerun, runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
-from batch.errors import CatalogError, ExitCode, LockedError
+from batch.errors import CatalogError, ConfigError, ExitCode, LockedError
 from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
 from batch.joggai.quota import RateLimit
@@ -295,6 +295,30 @@ def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
 
     assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
     assert len(submissions(sandbox_url)["submissions"]) == 1
+
+
+def test_two_catalogs_of_one_name_do_not_share_the_default_results_file(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """`catalog.csv` and `catalog.jsonl` side by side would both write `catalog.results.csv`,
+    each over the other's rows: the second is refused before sending (exit 2), naming a results
+    file of its own; with it, both files are kept. Once the first catalog is gone (converted),
+    the default file is the new one's."""
+    csv_catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    runner.run(make_config(csv_catalog, sandbox_url))
+    jsonl = tmp_path / "catalog.jsonl"
+    jsonl.write_text(
+        "".join(json.dumps({"product_id": p, "video_name": "J"}) + "\n" for p in product_ids(2))
+    )
+    with pytest.raises(ConfigError, match="holds the results of .*catalog.csv, a catalog beside"):
+        runner.run(make_config(jsonl, sandbox_url))
+    assert len(submissions(sandbox_url)["submissions"]) == 2
+    own = tmp_path / "catalog.jsonl.results.csv"
+    runner.run(replace(make_config(jsonl, sandbox_url), results=own))
+    assert set(read_results(own)["status"]) == {"submitted"}
+    assert set(read_results(tmp_path / "catalog.results.csv")["status"]) == {"submitted"}
+    csv_catalog.unlink()
+    assert runner.run(make_config(jsonl, sandbox_url)).exit_code == ExitCode.OK
 
 
 def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbox_url: str) -> None:
