@@ -310,7 +310,7 @@ def test_two_catalogs_of_one_name_do_not_share_the_default_results_file(
     jsonl.write_text(
         "".join(json.dumps({"product_id": p, "video_name": "J"}) + "\n" for p in product_ids(2))
     )
-    with pytest.raises(ConfigError, match="holds the results of .*catalog.csv, a catalog beside"):
+    with pytest.raises(ConfigError, match=r"holds the results of .*catalog\.csv, a catalog beside"):
         runner.run(make_config(jsonl, sandbox_url))
     assert len(submissions(sandbox_url)["submissions"]) == 2
     own = tmp_path / "catalog.jsonl.results.csv"
