@@ -4,6 +4,7 @@ reads, and what the sandbox received."""
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import os
@@ -98,6 +99,13 @@ CORPUS = [
          .replace(b"\xc2\x93", b"\x93").replace(b"\xc2\x94", b"\x94"), 2,
          ("line 2501 (row 2500)", "byte 0x93")),
     Case("binary.csv", lambda: bytes(range(256)) * 64, 2, ("is not a text file",)),
+    # A stray NUL in a text file is named where it is, not taken for a binary file.
+    Case("nul_in_a_row.csv", lambda: lines("product_id,title", f"{IDS[0]},a", f"{IDS[1]},b\0c"),
+         2, ("nul_in_a_row.csv line 3 (row 2): column 'title' holds a NUL byte",)),
+    Case("twice.csv.gz", lambda: gzip.compress(gzip.compress(GOOD.encode())), 2,
+         ("twice.csv.gz: is compressed twice (a gzip file inside the gzip file)",)),
+    Case("empty.jsonl.gz", lambda: gzip.compress(b""), 2,
+         ("empty.jsonl.gz: is empty; the first line must name the columns",)),
     Case("workbook.csv", xlsx, 2, ("ZIP archive", ".xlsx", "CSV UTF-8")),
     Case("parquet_named.csv", parquet, 2, ("a Parquet file", "--format parquet")),
     Case("truncated.parquet", lambda: parquet(50)[:-40], 2,

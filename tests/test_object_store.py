@@ -292,7 +292,7 @@ def test_unwritable_results_bucket_is_refused_before_anything_is_sent(
     [
         (b'product_id,title\nP1,a\nP2,"never closed\nP3,c\n',
          "line 3 (row 2): a cell opens with a quote that never closes"),
-        (b"product_id,title\nP1,a\x00b\n", "is not a text file (byte 21 is NUL)"),
+        (b"product_id,title\nP1,a\x00b\n", "line 2 (row 1): column 'title' holds a NUL byte"),
         (b"product_id,title\nP1,a,extra\n", "line 2 (row 1): has 3 cells where the header has 2"),
     ],
 )  # fmt: skip

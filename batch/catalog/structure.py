@@ -65,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 _CHUNK_BYTES: Final = 16 << 20
 _SNIFF_BYTES: Final = 64 << 10
+# NULs in a file's first 8 KiB, below its header, that are a text file's stray bytes (reported
+# with their row and column) rather than a binary file's.
+_STRAY_NULS: Final = 4
 _FIRST_BLOCK: Final = 4 << 20
 _LAST_BLOCK: Final = 64 << 20  # rows longer than this are left to the Python scan
 _SAVE_AS: Final = "export it from the spreadsheet as CSV UTF-8"
@@ -122,6 +125,9 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     or JSON Lines file in a store or gzip-compressed: read to the end through the ordinary
     reader, its header planned. (A store's or a compressed CSV is scanned as a local one is,
     streamed.)"""
+    if storage.is_gzip(path) and catalog_format(path, options) != "excel":
+        with storage.open_read(path) as handle:  # decompressed: an empty or twice-gzipped file
+            _refuse_non_text(path, handle.read(_SNIFF_BYTES))
     source = open_source(path, options)
     if source.reading is not None:
         logger.info("%s: reading %s", path, source.reading)
@@ -130,12 +136,22 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
 
 
 def _refuse_non_text(path: Location, head: bytes) -> None:
+    """CatalogError for a file that is no text at all (empty, another format, binary). A stray
+    NUL below the header of a text file is left to the scans that name its line, row and
+    column."""
     if not head:
         raise CatalogError(f"{path}: is empty; the first line must name the columns")
+    if head.startswith(b"\x1f\x8b") and str(path).lower().endswith(".gz"):
+        raise CatalogError(
+            f"{path}: is compressed twice (a gzip file inside the gzip file); decompress it "
+            "once (gunzip) so that one .gz is left"
+        )
     for magic, what in _SIGNATURES:
         if head.startswith(magic):
             raise CatalogError(f"{path}: is {what}")
-    if (nul := head.find(b"\0", 0, 8192)) >= 0:
+    nul = head.find(b"\0", 0, 8192)
+    stray = 0 < head.find(b"\n") < nul and head.count(b"\0", 0, 8192) <= _STRAY_NULS
+    if nul >= 0 and not stray:
         raise CatalogError(
             f"{path}: is not a text file (byte {nul} is NUL); {_SAVE_AS}, "
             "or pass --format if it is Parquet"
