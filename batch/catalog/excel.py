@@ -106,11 +106,10 @@ def cell_text(value: Cell) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        # From 16 digits on a spreadsheet has lost the number's last digits: written out whole
-        # it would show digits nobody typed (an id of 16 or 19 digits), so it stays a float's
-        # text (`1e+20`, `1234567890123450.0`), which an id column refuses
-        # (`payload.float_digits_lost`).
-        exact = value.is_integer() and abs(value) < payload.SPREADSHEET_EXACT
+        # Past 2**53 a float has lost the number's last digits: written out whole it would show
+        # digits nobody typed (an id of 19 digits), so it stays a float's text (`1e+20`,
+        # `9007199254740992.0`), which an id column refuses (`payload.float_digits_lost`).
+        exact = value.is_integer() and abs(value) < payload.FLOAT_EXACT
         return str(int(value)) if exact else repr(value)
     if isinstance(value, dt.datetime):
         if value.time() == dt.time():
