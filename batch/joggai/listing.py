@@ -184,7 +184,8 @@ class AccountListing:
 
     def _missing(self, seen: set[str], target: float, started: float) -> list[str]:
         """The videos this ledger was given that the walk should have listed and did not
-        (`Sync.missing`): answered after `target`, and `overlap` or more before the walk."""
+        (`Sync.missing`): answered after `target`, and `overlap` or more before the walk (one
+        adopted from the listing was listed, whenever it was made)."""
         missing = [
             video_id
             for video_id in self._state.accepted_between(target, started - self._overlap)

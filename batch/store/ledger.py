@@ -120,10 +120,12 @@ class LedgerQueries(JobQueries):
         return None if row is None or row[0] is None else float(row[0])
 
     def accepted_between(self, after: float, before: float) -> list[str]:
-        """The videos this ledger learnt it was given between these times (our clock)."""
+        """The videos an answer gave this ledger between these times (our clock); not those
+        found in the listing (adopted then, they may have been made long before)."""
         rows = self._db.execute(
-            "SELECT video_id FROM jobs WHERE video_id IS NOT NULL "
-            "AND submitted_at >= ? AND submitted_at <= ?",
+            "SELECT j.video_id FROM jobs j WHERE j.video_id IS NOT NULL "
+            "AND j.submitted_at >= ? AND j.submitted_at <= ? AND EXISTS (SELECT 1 FROM attempts "
+            "a WHERE a.job_id = j.id AND a.video_id = j.video_id AND a.outcome = 'ok')",
             (after, before),
         )
         return [str(video_id) for (video_id,) in rows]
