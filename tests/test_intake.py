@@ -221,6 +221,12 @@ CORPUS = [
     Case("trimmed.results.csv", lambda: lines("product_id,title,status,video_id",
          f"{IDS[0]},'-50% sale,not_attempted,"), 2,
          ("trimmed.results.csv: is a results file of jogg-batch", "jogg-batch retry ")),
+    # Named as a product's detail as often: refused before sending when its values are the
+    # request field's (a book's `Format: Paperback` passes through).
+    Case("format_column.csv", lambda: lines("product_id,Format", f"{IDS[0]},9:16"), 2,
+         ("column 'Format' is not a request column", '("Format" = "aspect_ratio")')),
+    Case("format_of_a_book.csv", lambda: lines("product_id,Format", f"{IDS[0]},Paperback"), 0,
+         sent=1),
     Case("near_miss_header.csv", lambda: lines("product_id,title,Captions", f"{IDS[0]},Mug,yes"),
          2, ("column 'Captions' is not a request column", '("Captions" = "caption")')),
 ]  # fmt: skip

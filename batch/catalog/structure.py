@@ -44,7 +44,12 @@ import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
 from batch import storage
-from batch.catalog.normalize import MULTI_LINE_COLUMNS, ColumnPlan, plan_columns
+from batch.catalog.normalize import (
+    MULTI_LINE_COLUMNS,
+    ColumnPlan,
+    plan_columns,
+    refuse_doubtful_columns,
+)
 from batch.catalog.readers import (
     CsvLayout,
     allow_long_cells,
@@ -120,6 +125,16 @@ def check_structure(path: Location, options: CatalogOptions) -> int:
     return rows
 
 
+def _first_batch_decides(path: Location, options: CatalogOptions, columns: ColumnPlan) -> None:
+    """A column named as a request field as often as a product's detail (`Format`) is refused
+    here, before anything is sent, when the first batch's values read as the field's
+    (`normalize.refuse_doubtful_columns`); one left undecided is decided while planning."""
+    if columns.doubtful:
+        for table in open_source(path, options).tables:
+            refuse_doubtful_columns(path, table, columns)
+            break
+
+
 def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     """A spreadsheet (parsed whole by calamine, cells typed: nothing to scan for), or a Parquet
     or JSON Lines file in a store or gzip-compressed: read to the end through the ordinary
@@ -131,8 +146,12 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     source = open_source(path, options)
     if source.reading is not None:
         logger.info("%s: reading %s", path, source.reading)
-    plan_columns(path, source.headers, options)
-    return sum(table.num_rows for table in source.tables)
+    columns = plan_columns(path, source.headers, options)
+    rows = 0
+    for table in source.tables:
+        refuse_doubtful_columns(path, table, columns)
+        rows += table.num_rows
+    return rows
 
 
 def _refuse_non_text(path: Location, head: bytes) -> None:
@@ -241,6 +260,7 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
     columns = plan_columns(path, layout.headers, options)
     ids, one_line = _id_position(layout, columns), _one_line_positions(layout, columns)
+    _first_batch_decides(path, options, columns)
     rows, failure = _parse_csv(path, layout)
     # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
     # A tab-separated file with quotes is scanned too: exports of that kind do not quote, so
@@ -264,6 +284,7 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
     layout = csv_layout(path, text, options, encoding)
     columns = plan_columns(path, layout.headers, options)
     ids, one_line = _id_position(layout, columns), _one_line_positions(layout, columns)
+    _first_batch_decides(path, options, columns)
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     with storage.open_read(path) as handle:
@@ -541,7 +562,9 @@ def _check_jsonl(path: Path, options: CatalogOptions) -> int:
         if not scan.text_is_clean:
             raise CatalogError(f"{path}: is not UTF-8 text; save it as UTF-8")
         rows = found.rows
-    plan_columns(path, open_source(path, options).headers, options)
+    _first_batch_decides(
+        path, options, plan_columns(path, open_source(path, options).headers, options)
+    )
     return rows
 
 
@@ -595,7 +618,9 @@ def _check_parquet(path: Path, options: CatalogOptions) -> int:
             f"{path}: is not a Parquet file, or is cut short ({exc}); write it again, "
             "or pass --format if it is CSV or JSON Lines"
         ) from exc
-    plan_columns(path, list(parquet.schema_arrow.names), options)
+    _first_batch_decides(
+        path, options, plan_columns(path, list(parquet.schema_arrow.names), options)
+    )
     # Every page decoded: one damaged in a later row group, or text that is not UTF-8, would
     # otherwise stop the run after the rows before it were paid for.
     return sum(table.num_rows for table in open_source(path, options).tables)
