@@ -140,6 +140,24 @@ def test_merged_title_and_two_row_header_give_the_real_column_names(catalog: Pat
     assert table.column("note").to_pylist()[:2] == ["=1+1", "+cmd"]
 
 
+@pytest.mark.parametrize("title", [False, True])
+def test_a_header_whose_every_cell_is_merged_down_names_the_columns(
+    tmp_path: Path, title: bool
+) -> None:
+    """Every header cell two rows tall (with a merged title above, or none): the header, not a
+    banner, so the first data row is data, not the header."""
+    pids = product_ids(2)
+    rows: Rows = [["product_id", "length"], [None, None], [pids[0], 15], [pids[1], 30]]
+    merges = {"A1:A2": "product_id", "B1:B2": "length"}
+    if title:
+        rows.insert(0, ["Spring"])
+        merges = {"A1:B1": "Spring", "A2:A3": "product_id", "B2:B3": "length"}
+    path = write_workbook(tmp_path / "c.xlsx", {"S": rows}, {"S": merges})
+    table = next(read_passthrough(path, CatalogOptions()))
+    assert table.column_names == ["product_id", "length"]
+    assert table.column("product_id").to_pylist() == pids
+
+
 def test_a_value_merged_down_over_rows_is_every_such_rows_value(tmp_path: Path) -> None:
     """aspect_ratio "9:16" merged over rows 2-4 (as a grouped sheet shows it): each of those
     rows has it, not only the first (the others were paid as the default landscape)."""

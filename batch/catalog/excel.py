@@ -537,10 +537,13 @@ def _header(
     for index, cells in rows:
         texts = [cell_text(cell) for cell in cells]
         filled = [column for column, text in enumerate(texts) if text.strip()]
-        if not filled:
+        # A row of nothing but cells merged down from the row above is the header's lower half
+        # (every header cell two rows tall): the header, named from above.
+        down = any(r0 < index <= r1 for ((r0, _), (r1, _)) in above)
+        if not filled and not down:
             continue
         starts = [(index, first_column + column) in tops for column in filled]
-        if all(starts):
+        if filled and all(starts):
             for column in filled:
                 top = (index, first_column + column)
                 above[(top, tops[top])] = texts[column].strip()
