@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import shlex
 import signal
 import tempfile
 import threading
@@ -141,18 +142,40 @@ async def run_async(
 def _refuse_a_siblings_results(config: RunConfig, state: StateStore) -> None:
     """ConfigError when the default results file (`catalog.results.csv`) holds another
     catalog's rows, one still beside it under the same name (`catalog.xlsx` and
-    `catalog.csv`): each run would put its rows over the other's. Given `--results`, or when
-    the other catalog is gone (converted, renamed), the file is this run's to write."""
-    if config.results != default_results_path(config.catalog):
+    `catalog.csv`), or another sheet's of this workbook (both named with --sheet): each run
+    would put its rows over the other's. Given `--results`, or when the other catalog is gone
+    (converted, renamed), the file is this run's to write."""
+    catalog = config.catalog
+    if config.results != default_results_path(catalog):
         return
-    writer = state.catalog_retried(storage.identity(config.results), [])
-    if writer is None or writer == storage.identity(config.catalog) or not Path(writer).is_file():
+    results = storage.identity(config.results)
+    writer = state.catalog_retried(results, [])
+    if writer is None:
         return
-    own = config.catalog.with_name(config.catalog.name + ".results.csv")
+    if writer != storage.identity(catalog):
+        if not Path(writer).is_file():
+            return
+        whose = f"{writer}, a catalog beside this one under the same name"
+        own = catalog.with_name(catalog.name + ".results.csv")
+    else:
+        sheet, written = config.catalog_options.sheet, _sheet_of(state.run_defaults(results))
+        if sheet is None or written is None or written == sheet:
+            return
+        whose = f"sheet {written!r} of this workbook"
+        own = catalog.with_name(f"{catalog.stem}.{sheet.replace('/', '_')}.results.csv")
     raise ConfigError(
-        f"{config.results}: holds the results of {writer}, a catalog beside this one under "
-        f"the same name; give this run a results file of its own, e.g. --results {own}"
+        f"{config.results}: holds the results of {whose}; give this run a results file of its "
+        f"own, e.g. --results {shlex.quote(str(own))}"
     )
+
+
+def _sheet_of(request_settings: str | None) -> str | None:
+    """The sheet a run recorded choosing (`request_settings_to_json`), or None."""
+    try:
+        sheet = json.loads(request_settings or "{}").get("sheet")
+    except (ValueError, AttributeError):
+        return None
+    return sheet if isinstance(sheet, str) else None
 
 
 def write_summary_json(config: RunConfig, summary: RunSummary) -> None:

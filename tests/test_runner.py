@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import xlsxwriter
 
 from batch import catalog as catalog_module
 from batch import payload, planner, rerun, runner
@@ -319,6 +320,29 @@ def test_two_catalogs_of_one_name_do_not_share_the_default_results_file(
     assert set(read_results(tmp_path / "catalog.results.csv")["status"]) == {"submitted"}
     csv_catalog.unlink()
     assert runner.run(make_config(jsonl, sandbox_url)).exit_code == ExitCode.OK
+
+
+def test_two_sheets_of_one_workbook_do_not_share_the_default_results_file(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """`--sheet Spring`, then `--sheet Summer` of one workbook: the second would write over the
+    first's rows in `book.results.csv`; refused before sending, naming a file of its own."""
+    book = xlsxwriter.Workbook(str(tmp_path / "book.xlsx"))
+    for name, ids in (("Spring", product_ids(2)), ("Summer", product_ids(3)[2:])):
+        sheet = book.add_worksheet(name)
+        sheet.write_row(0, 0, ["product_id", "video_name"])
+        for row, pid in enumerate(ids, 1):
+            sheet.write_row(row, 0, [pid, name])
+    book.close()
+    catalog = tmp_path / "book.xlsx"
+    runner.run(make_config(catalog, sandbox_url, sheet="Spring"))
+    with pytest.raises(ConfigError, match=r"holds the results of sheet 'Spring' of this workbook"):
+        runner.run(make_config(catalog, sandbox_url, sheet="Summer"))
+    assert len(submissions(sandbox_url)["submissions"]) == 2
+    own = tmp_path / "book.Summer.results.csv"
+    summary = runner.run(replace(make_config(catalog, sandbox_url, sheet="Summer"), results=own))
+    assert summary.requests_sent == 1
+    assert runner.run(make_config(catalog, sandbox_url, sheet="Spring")).requests_sent == 0
 
 
 def test_dry_run_sends_nothing_and_writes_planned_results(tmp_path: Path, sandbox_url: str) -> None:
