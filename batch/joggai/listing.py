@@ -185,7 +185,11 @@ class AccountListing:
     def _missing(self, seen: set[str], target: float, started: float) -> list[str]:
         """The videos this ledger was given that the walk should have listed and did not
         (`Sync.missing`): answered after `target`, and `overlap` or more before the walk (one
-        adopted from the listing was listed, whenever it was made)."""
+        adopted from the listing was listed, whenever it was made). A read with no settle
+        period (`status`, `track`: no lost answer is judged on it) looks for none: a video
+        answered a moment before may not be listed yet."""
+        if self._overlap <= 0:
+            return []
         missing = [
             video_id
             for video_id in self._state.accepted_between(target, started - self._overlap)
