@@ -618,7 +618,7 @@ def _as_earlier_versions_read(
     differ from this one's; None where it cannot. They dropped only format characters from an
     id (not `_IGNORABLE` ones), and sent a URL as written (`as_written`)."""
     if isinstance(cell, str) and not cell.isascii():
-        formats_dropped = "".join(c for c in cell if unicodedata.category(c) != "Cf")
+        formats_dropped = _without_formats(cell)
         if as_written is None and not _IGNORABLE.search(formats_dropped):
             return None
         cell = formats_dropped
@@ -635,11 +635,12 @@ def _visible(text: str) -> str:
     byte order mark, direction marks; and the other ones Unicode says to ignore, `_IGNORABLE`),
     which a copy from a web page or a spreadsheet leaves in an id: the id people see is the one
     sent. Free text keeps them (a joiner or a variation selector can belong to an emoji)."""
-    return "".join(
-        char
-        for char in text
-        if unicodedata.category(char) != "Cf" and not _IGNORABLE.fullmatch(char)
-    )
+    return _IGNORABLE.sub("", _without_formats(text))
+
+
+def _without_formats(text: str) -> str:
+    """The text without format characters (Unicode's Cf): an id as earlier versions read it."""
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
 
 
 # Unicode's default-ignorable characters that are not format characters (Cf): the combining

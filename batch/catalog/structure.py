@@ -258,9 +258,7 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
         _raise_found(_locate_csv(path, layout, text=True))
         offset = scan.not_utf8 if scan.not_utf8 is not None else scan.nul
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
-    columns = plan_columns(path, layout.headers, options)
-    ids, one_line = _id_position(layout, columns), _one_line_positions(layout, columns)
-    _first_batch_decides(path, options, columns)
+    ids, one_line = _planned_cells(path, layout, options)
     rows, failure = _parse_csv(path, layout)
     # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
     # A tab-separated file with quotes is scanned too: exports of that kind do not quote, so
@@ -282,9 +280,7 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
     decodes it strictly; no byte scan (half its bytes are NUL). Rare, so the slower way."""
     text = codecs.getincrementaldecoder(encoding)(errors="replace").decode(sample)
     layout = csv_layout(path, text, options, encoding)
-    columns = plan_columns(path, layout.headers, options)
-    ids, one_line = _id_position(layout, columns), _one_line_positions(layout, columns)
-    _first_batch_decides(path, options, columns)
+    ids, one_line = _planned_cells(path, layout, options)
     decoder = codecs.getincrementaldecoder(encoding)()
     offset = 0
     with storage.open_read(path) as handle:
@@ -344,6 +340,16 @@ def _raise_found(found: _Found) -> None:
 
 def _where(path: Location, line: int, row: int) -> str:
     return f"{path} line {line} (the header)" if row == 0 else f"{path} line {line} (row {row})"
+
+
+def _planned_cells(
+    path: Location, layout: CsvLayout, options: CatalogOptions
+) -> tuple[int | None, dict[int, str]]:
+    """A CSV file's header planned (CatalogError for its problems, and for a doubtful column
+    its first batch decides), then where its product ids and its one-line cells are."""
+    columns = plan_columns(path, layout.headers, options)
+    _first_batch_decides(path, options, columns)
+    return _id_position(layout, columns), _one_line_positions(layout, columns)
 
 
 def _id_position(layout: CsvLayout, columns: ColumnPlan) -> int | None:

@@ -330,9 +330,7 @@ class AccountListing:
             isinstance(v, dict) and v.get("id") is not None for v in videos
         ):
             raise ApiError(f"cannot list product videos (page {page}): no list of videos with ids")
-        if longest := max(
-            (len(str(v["id"])) for v in videos if len(str(v["id"])) > _ID_KEPT), default=0
-        ):
+        if (longest := max((len(str(v["id"])) for v in videos), default=0)) > _ID_KEPT:
             raise ApiError(
                 f"cannot list product videos (page {page}): a video id of {longest} characters "
                 "is no JoggAI id"
