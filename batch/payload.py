@@ -515,6 +515,15 @@ def fields_from_json(text: str) -> ResolvedFields:
     return ResolvedFields(*values)
 
 
+def _one_spelling(url: str) -> str:
+    """`normalize_url` of a URL an earlier version recorded, or the URL as recorded where this
+    version refuses it (a port past 65535, which earlier versions did not look at)."""
+    try:
+        return normalize_url(url)
+    except ValueError:
+        return url
+
+
 def same_text(text: str | None) -> str | None:
     """Free text as a reader sees it: line ends as LF, characters composed (NFC). The catalog
     makes its cells alike the same way, a column at a time (`batch.catalog.normalize`)."""
@@ -533,8 +542,8 @@ def fields_made_alike(fields: ResolvedFields) -> ResolvedFields:
     product = fields.product
     if product is not None:
         product = product._replace(
-            url=None if product.url is None else normalize_url(product.url),
-            image_urls=tuple(normalize_url(url) for url in product.image_urls),
+            url=None if product.url is None else _one_spelling(product.url),
+            image_urls=tuple(_one_spelling(url) for url in product.image_urls),
             name=same_text(product.name),
             description=same_text(product.description),
             target_audience=same_text(product.target_audience),

@@ -394,6 +394,27 @@ def test_a_job_recorded_from_a_corrected_spelling_is_found_by_what_it_asked_for(
     assert len(found) == 2
 
 
+def test_a_job_whose_recorded_url_this_version_refuses_is_left_unaliased(
+    state: StateStore,
+) -> None:
+    """An earlier version took a product page with a port past 65535 (it never looked at the
+    port): the one-time scan keeps that URL as recorded, never failing the planning, and
+    aliases the other jobs."""
+    base = payload.fields_from_json(
+        '["P",null,"15","9:16",false,"x",127,null,"v",null,"Storytime","english",null,null,null]'
+    )
+    product = payload.ProductDetails("https://shop.example:99999/p", None, None, None, ())
+    odd = base._replace(product_id=None, product=product)
+    cased = base._replace(product_id=None, product=product._replace(url="https://SHOP.example/q"))
+    run = state.begin_run("c.csv", dry_run=False)
+    jobs = [
+        NewJob(payload.fingerprint(fields), key, payload.fields_to_json(fields), key * 12)
+        for key, fields in (("a", odd), ("b", cased))
+    ]
+    state.record_plan(run, jobs, [], [])
+    assert state.alias_jobs_as_asked() == 1  # the cased one, under its one spelling
+
+
 def test_a_later_run_that_only_adds_a_default_webhook_asks_for_the_same_videos(
     state: StateStore,
 ) -> None:
