@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from batch import untrusted
+from batch.follow.polling import error_text
 from batch.follow.webhook import event_time
 from batch.joggai.client import JoggClient, parse_seconds
 
@@ -81,3 +82,26 @@ def test_a_webhook_timestamp_that_is_no_time_is_none(stamp: object) -> None:
 def test_seconds_of_hundreds_of_digits_are_no_seconds() -> None:
     """A listing's `total` or a `retryAfter` as an int past a float's range: not a number."""
     assert parse_seconds(10**400) is None
+
+
+@pytest.mark.anyio
+async def test_a_server_message_reaches_no_file_with_a_terminal_escape() -> None:
+    """A refusal's text (stored, written to the results file) has its controls written out."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        body = b'{"code": 40000, "msg": "bad\\u001b]0;pwned\\u0007\\n"}'
+        return httpx.Response(200, content=body)
+
+    async with JoggClient(
+        "https://api.example.test", "sk-test", transport=httpx.MockTransport(answer)
+    ) as client:
+        outcome = await client.create_video({"product_id": "NTQ0MTkzNjg"})
+    assert outcome.message == "bad\\x1b]0;pwned\\x07\\n"
+
+
+def test_a_render_failure_reason_has_its_controls_written_out() -> None:
+    """Every shape of a failed render's reason: no raw control character or bidi override."""
+    assert error_text({"error": {"code": 1, "message": "a\u202eb"}}) == "1: a\\u202eb"
+    assert error_text({"error": "x\ry"}) == "x\\ry"
+    assert error_text({"err_msg": "\x1b[2J"}) == "\\x1b[2J"
+    assert error_text({}) is None

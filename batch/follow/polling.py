@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
 from batch.errors import AccountError, ExitCode
+from batch.logs import escape_controls
 from batch.store.records import PendingVideo, VideoStatus, VideoUpdate
 from batch.vocabulary import ACCOUNT_CODES, Code
 
@@ -115,14 +116,15 @@ def _number(value: object) -> float | None:
 
 
 def error_text(data: Mapping[str, object]) -> str | None:
-    """The failure reason in any known shape: error{code,message}, error as text, or err_msg."""
+    """The failure reason in any known shape: error{code,message}, error as text, or err_msg;
+    control characters written out (it reaches the results file and terminals)."""
     error = data.get("error")
     if isinstance(error, Mapping):
         code, message = _text(error.get("code")), _text(error.get("message"))
-        if code and message:
-            return f"{code}: {message}"
-        return message or code
-    return _text(error) or _text(data.get("err_msg"))
+        text = f"{code}: {message}" if code and message else message or code
+    else:
+        text = _text(error) or _text(data.get("err_msg"))
+    return None if text is None else escape_controls(text)
 
 
 def video_update(

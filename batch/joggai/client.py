@@ -47,6 +47,7 @@ import httpx
 
 from batch import untrusted
 from batch.errors import ConfigError
+from batch.logs import escape_controls
 from batch.secret import Secret, checked_key
 from batch.version import __version__
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
@@ -168,6 +169,8 @@ def classify_response(
         # Redirects are not followed (a POST re-sent elsewhere could be paid twice): say where,
         # so that the base URL can be set to it.
         message = f"redirected to {location}, not followed; set the base URL to the API's own"
+    # The message reaches the state, the results file and terminals: no escape sequence in it.
+    message = escape_controls(message)
     header_hint = _parse_retry_after(headers.get("retry-after"), now=now)
     return ApiOutcome(
         kind=kind,
