@@ -1536,3 +1536,38 @@ def test_a_line_break_between_quotes_is_found_in_any_bytes_from_any_parity() -> 
         odd = rng.random() < 0.5
         array = np.frombuffer(data, np.uint8)
         assert _quoted_break(array, array == ord('"'), odd=odd) == one_by_one(data, odd), data
+
+
+def test_excels_text_formula_cells_are_read_as_the_text_excel_shows(tmp_path: Path) -> None:
+    """`="00123"` (an export's way to keep leading zeros when Excel opens the CSV) is the text
+    `00123` in an id, a choice, a name and a template's column; a `""` inside is one quote."""
+    path = write(
+        tmp_path,
+        "c.csv",
+        "product_id,sku,length,video_name\n"
+        '="P1",="00123",="15",\n'
+        '"=""P2""",x," ="" 30 "" ",="Say ""hi"""\n',
+    )
+    first, second = rows_of(path, CatalogOptions(defaults=RequestDefaults(video_name="{sku}")))
+    assert first.fields is not None
+    assert second.fields is not None
+    assert (first.key, first.fields.product_id, first.fields.name) == ("P1", "P1", "00123")
+    assert (first.fields.length, second.fields.length) == ("15", "30")
+    assert (second.fields.product_id, second.fields.name) == ("P2", 'Say "hi"')
+
+
+def test_a_name_from_a_text_formula_keeps_the_fingerprint_earlier_versions_gave_it(
+    tmp_path: Path,
+) -> None:
+    """Earlier versions sent a name from `="00123"` as written: the row's earlier fingerprint
+    is that request's, so what they paid for is found. A formula in an id alone gives none:
+    written so, an id was refused by JoggAI and never paid for."""
+    path = write(tmp_path, "c.csv", 'product_id,sku\nP1,="00123"\n="P2",b\n')
+    (batch,) = read_catalog(path, CatalogOptions(defaults=RequestDefaults(video_name="v{sku}")))
+    named, id_only = batch.rows
+    assert named.fields is not None
+    as_written = named.fields._replace(name='v="00123"')
+    assert batch.rows.earlier_fingerprint(0) == fingerprint(as_written) != named.fingerprint
+    assert batch.rows.earlier_fingerprint(1) is None
+    assert id_only.fields is not None
+    assert id_only.fields.product_id == "P2"

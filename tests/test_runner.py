@@ -264,6 +264,34 @@ def test_a_product_page_written_another_way_is_the_same_request(
     assert (len(seen["submissions"]), len(seen["products"])) == (1, 1)
 
 
+def test_a_name_an_earlier_version_sent_from_a_text_formula_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Versions that sent `="00123"` as written named the video `v="00123"` and recorded its
+    job so; tonight the name is `v00123`, and the row is that job, not a second render."""
+    catalog = tmp_path / "catalog.csv"
+    pid = product_ids(1)[0]
+    catalog.write_text(f'product_id,sku,video_name\n{pid},="00123",v{{sku}}\n')
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    assert row.fields.name == "v00123"
+    fields = row.fields._replace(name='v="00123"')
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # as those versions recorded it
+        db.execute(
+            "UPDATE jobs SET fingerprint = ?, fields = ?",
+            (payload.fingerprint(fields), payload.fields_to_json(fields)),
+        )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+    assert len(submissions(sandbox_url)["submissions"]) == 1
+
+
 @pytest.mark.parametrize("tonight", ["https://SHOP.example:443/p/a", "https://shop.example/p/a"])
 def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
     tmp_path: Path, sandbox_url: str, tonight: str

@@ -891,6 +891,8 @@ def resolve_rows(
     table: pa.Table, plan: ColumnPlan, defaults: RequestDefaults, first: int
 ) -> ResolvedRows:
     """The catalog rows of one batch, numbered from `first`."""
+    written = table
+    table, unwrapped = _text_formulas_read(table, plan)
     count = table.num_rows
     columns: dict[str, list[Any]] = {}
     parts: dict[str, pa.Array] = {}
@@ -938,6 +940,8 @@ def resolve_rows(
         report("video_name", _expand_names(names, table, plan.template_names))
         earlier["video_name"] = _make_alike(names)
         parts["video_name"] = _text_part(names)
+    if unwrapped:
+        _free_text_as_written(written, unwrapped, plan, defaults, columns, earlier)
     parts["name"] = parts.pop("video_name")
     # A key is an id: without the invisible characters its request's id drops (`_visible`), or
     # one product pasted with a zero-width space would have two keys.
@@ -961,6 +965,70 @@ def resolve_rows(
         names_make_products="product_id" not in plan.canonical,
         earlier={name: rows for name, rows in earlier.items() if rows},
     )
+
+
+# `="00123"`: Excel's way to keep a CSV cell as text (leading zeros, long digits), which data
+# exports write and Excel shows as 00123; a `"` inside is doubled.
+_TEXT_FORMULA: Final = r'^\s*="((?:[^"]|"")*)"\s*$'
+
+
+def _text_formulas_read(table: pa.Table, plan: ColumnPlan) -> tuple[pa.Table, set[str]]:
+    """The table with each `="text"` cell of a column a request or row key reads as its text,
+    and the headers of the columns that had one (most files: none, after one substring search
+    per column)."""
+    fed = {*plan.canonical.values(), *plan.template_names.values(), plan.key}
+    unwrapped = set()
+    for index, field in enumerate(table.schema):
+        if field.name not in fed or not pa.types.is_string(field.type):
+            continue
+        column = table.column(index)
+        if not pc.any(pc.match_substring(column, '="')).as_py():
+            continue
+        formulas = pc.fill_null(pc.match_substring_regex(column, _TEXT_FORMULA), False)
+        if not pc.any(formulas).as_py():
+            continue
+        text = pc.replace_substring_regex(column, _TEXT_FORMULA, r"\1")
+        text = pc.if_else(formulas, pc.replace_substring(text, '""', '"'), column)
+        table = table.set_column(index, field, text)
+        unwrapped.add(field.name)
+    return table, unwrapped
+
+
+def _free_text_as_written(
+    written: pa.Table,
+    unwrapped: set[str],
+    plan: ColumnPlan,
+    defaults: RequestDefaults,
+    columns: Mapping[str, list[Any]],
+    earlier: dict[str, dict[int, str]],
+) -> None:
+    """Adds to `earlier` the free text (a name, a script) earlier versions sent from a `="text"`
+    cell, which they took as written: a row they sent keeps that fingerprint too, and is never
+    paid for again. Ids and choices need none: written so, they were refused, here or by JoggAI."""
+    for canonical in sorted(FREE_TEXT_COLUMNS):
+        header = plan.canonical.get(canonical)
+        templated = canonical == "video_name" and unwrapped & set(plan.template_names.values())
+        if header not in unwrapped and not templated:
+            continue
+        normalize, default_name = _COLUMNS[canonical]
+        default = getattr(defaults, default_name) if default_name else None
+        values, bad = [default] * written.num_rows, set()
+        if header is not None:
+            column = _normalize_column(
+                written.column(header),
+                normalize,
+                default,
+                "free",
+                make_alike=canonical in _MADE_ALIKE,
+            )
+            values, bad = column.values, {row for row, _, _ in column.bad}
+        if canonical == "video_name":
+            bad.update(row for row, _, _ in _expand_names(values, written, plan.template_names))
+            _make_alike(values)
+        sent = columns[canonical]
+        for row, before in enumerate(values):
+            if before != sent[row] and row not in bad and isinstance(before, str):
+                earlier.setdefault(canonical, {})[row] = before
 
 
 _REPEATED_HEADER: Final = "the row repeats the header line (files joined together?); delete it"
