@@ -204,7 +204,7 @@ class Planner:
             counts.new += index not in known_keys
             to_send += 1
             fields = payload.fields_to_json(row.fields)
-            aliases = tuple(filter(None, [as_written.get(index), spelled]))
+            aliases = (*as_written.get(index, ()), *filter(None, [spelled]))
             new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp), aliases))
             plans.append(RowPlan(number, fp, planned, None))
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
@@ -258,26 +258,31 @@ class Planner:
 
     def _add_earlier_jobs(
         self, rows: catalog.ResolvedRows, indices: list[int], existing: dict[str, KnownJob]
-    ) -> dict[int, str]:
+    ) -> dict[int, tuple[str, ...]]:
         """Adds to `existing` (jobs by fingerprint) the jobs earlier versions made of these rows:
         they hashed free text as the file wrote it (NFD, CRLF), which is now made alike first,
         so a row they sent has another fingerprint tonight. Found under its old one, it is that
         job (already submitted, or retried as it is), not a new one; a row with a job under
         each is the one further along (`_further_along`), so it is never paid for again.
 
-        Returns those old fingerprints by row index: a new job keeps its row's as an alias."""
+        Returns those old fingerprints by row index: a new job keeps its row's as aliases."""
         earlier = {
-            i: old for i in indices if rows.fingerprints[i] and (old := rows.earlier_fingerprint(i))
+            i: olds
+            for i in indices
+            if rows.fingerprints[i] and (olds := rows.earlier_fingerprints(i))
         }
         if not self.earlier_jobs:
             return earlier
-        found = self.state.jobs_by_fingerprint(list(set(earlier.values())))
-        for i, old in earlier.items():
+        found = self.state.jobs_by_fingerprint(
+            list({old for olds in earlier.values() for old in olds})
+        )
+        for i, olds in earlier.items():
             fp = rows.fingerprints[i]
             assert fp is not None
-            job = found.get(old)
-            if job is not None and _further_along(job, existing.get(fp)):
-                existing[fp] = job
+            for old in olds:
+                job = found.get(old)
+                if job is not None and _further_along(job, existing.get(fp)):
+                    existing[fp] = job
         return earlier
 
     def _needs_product(self, row: catalog.CatalogRow) -> None:

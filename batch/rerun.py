@@ -350,19 +350,16 @@ def _check_requests(
             held = [r for r in rows if r.number in asked and r.fingerprint]
             # A file an earlier version wrote: its jobs are under the fingerprint its raw text
             # (NFD, CRLF) gave, as planning finds them.
-            earlier = {
-                r.number: old
-                for r in held
-                if (old := rows.earlier_fingerprint(r.number - rows.first)) is not None
-            }
+            earlier = {r.number: rows.earlier_fingerprints(r.number - rows.first) for r in held}
             known = state.jobs_by_fingerprint(
-                [r.fingerprint for r in held if r.fingerprint] + list(earlier.values())
+                [r.fingerprint for r in held if r.fingerprint]
+                + [old for olds in earlier.values() for old in olds]
             )
-            jobs = {
-                r.number: job
-                for r in held
-                if (job := known.get(r.fingerprint or "") or known.get(earlier.get(r.number, "")))
-            }
+            jobs = {}
+            for r in held:
+                found = [fp for fp in (r.fingerprint, *earlier[r.number]) if fp in known]
+                if found:
+                    jobs[r.number] = known[found[0]]
             questions += [
                 (r.number, AskedRow(r.key, jobs[r.number].id, None))
                 if r.number in jobs
@@ -377,7 +374,7 @@ def _check_requests(
                 if row.number not in unknown or row.fingerprint is None or row.fields is None:
                     continue
                 uncertain = state.uncertain_fingerprints(row.key)
-                if uncertain and not uncertain & {row.fingerprint, earlier.get(row.number)}:
+                if uncertain and not uncertain & {row.fingerprint, *earlier[row.number]}:
                     drifted.append(row.number)
                     continue
                 if config.dry_run or row.number in jobs:
@@ -388,7 +385,7 @@ def _check_requests(
                         row.key,
                         payload.fields_to_json(row.fields),
                         tag_for(row.fingerprint),
-                        tuple(filter(None, [earlier.get(row.number)])),
+                        earlier[row.number],
                     )
                 )
         # Once for the whole file: each later run's jobs are read once, however many batches.

@@ -368,14 +368,14 @@ def test_other_characters_unicode_ignores_are_dropped_from_an_id_and_its_key(
     """A variation selector (an emoji keyboard's U+FE0F), a grapheme joiner or a Hangul filler
     in an id is as invisible as a zero-width space: dropped from the request and the row key.
     The row keeps the fingerprint earlier versions gave it, with the mark, so a job they sent
-    is found (`earlier_fingerprint`); free text keeps the mark."""
+    is found (`earlier_fingerprints`); free text keeps the mark."""
     text = f"product_id,video_name\nP{mark}1,Hi \u2764{mark}\n"
     (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
     (row,) = batch.rows
     assert row.fields is not None
     assert (row.fields.product_id, row.key, row.fields.name) == ("P1", "P1", f"Hi \u2764{mark}")
     earlier = fingerprint(row.fields._replace(product_id=f"P{mark}1"))
-    assert batch.rows.earlier_fingerprint(0) == earlier != row.fingerprint
+    assert batch.rows.earlier_fingerprints(0) == (earlier,)
 
 
 def test_a_product_id_holding_a_control_character_is_invalid(tmp_path: Path) -> None:
@@ -580,7 +580,8 @@ def test_empty_cells_fall_back_to_defaults(tmp_path: Path) -> None:
 
 
 def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: Path) -> None:
-    """NA, NULL, None, nan, N/A and - (any case) take the default; a title keeps its text."""
+    """NA, NULL, None, nan, N/A and - (any case) take the default; a title keeps its text but
+    for what pandas writes for a missing value (`None`)."""
     text = (
         "product_id,length,caption,avatar_id,voice_id,music_id,language,video_name,product_url\n"
         "P1,NA,null,None,nan,N/A,-,NA,\n"
@@ -594,7 +595,7 @@ def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: P
         assert got is not None
         assert (got.length, got.caption, got.avatar_id, got.voice_id) == default[:4]
         assert (got.music_id, got.language) == default[4:]
-    assert [got.name for got in fields[:2] if got] == ["NA", "None"]
+    assert [got.name for got in fields[:2] if got] == ["NA", None]
     from_url = fields[2]
     assert from_url is not None
     assert from_url.product_id is None
@@ -605,14 +606,14 @@ def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: P
 def test_a_database_null_in_free_text_is_missing_not_the_text_sent(tmp_path: Path) -> None:
     """SQL Server exports a null as `NULL`, MySQL and Hive as `\\N`: a script or name "NULL"
     was never meant, so those two (exactly) are missing in free-text columns too; `Null` or
-    `None` there stay text."""
-    text = "product_id,override_script,video_name\nP1,NULL,\\N\nP2,Null,None\n"
+    `NONE` there stay text."""
+    text = "product_id,override_script,video_name\nP1,NULL,\\N\nP2,Null,NONE\n"
     first, second = (row.fields for row in rows_of(write(tmp_path, "c.csv", text)))
     assert first is not None
     assert second is not None
     assert (first.override_script, second.override_script) == (None, "Null")
     assert first.name != "\\N"
-    assert second.name == "None"
+    assert second.name == "NONE"
 
 
 @pytest.mark.parametrize("spelled", ["NULL", "N/A", "NA", "-", "None", "nan"])
@@ -1483,7 +1484,7 @@ def test_free_text_is_made_alike_and_ids_are_not(tmp_path: Path) -> None:
 def test_a_row_made_alike_keeps_the_fingerprint_earlier_versions_gave_it(
     tmp_path: Path, ids: bool
 ) -> None:
-    """`earlier_fingerprint` of a row whose free text was made alike is the fingerprint of its
+    """`earlier_fingerprints` of a row whose free text was made alike is the fingerprint of its
     fields with the text as the file wrote it (what earlier versions hashed and sent); none for
     a row that was already alike."""
     pid = "A1" if ids else None
@@ -1499,8 +1500,9 @@ def test_a_row_made_alike_keeps_the_fingerprint_earlier_versions_gave_it(
         override_script=f"{CAFE_NFD}\r\nsecond line",
         name=f"{CAFE_NFD} ({CAFE_NFD})",
     )
-    assert batch.rows.earlier_fingerprint(1) == fingerprint(as_written) != other.fingerprint
-    assert batch.rows.earlier_fingerprint(0) is None
+    assert fingerprint(as_written) != other.fingerprint
+    assert fingerprint(as_written) in batch.rows.earlier_fingerprints(1)
+    assert batch.rows.earlier_fingerprints(0) == ()
     assert usual.fingerprint == other.fingerprint
 
 
@@ -1567,7 +1569,63 @@ def test_a_name_from_a_text_formula_keeps_the_fingerprint_earlier_versions_gave_
     named, id_only = batch.rows
     assert named.fields is not None
     as_written = named.fields._replace(name='v="00123"')
-    assert batch.rows.earlier_fingerprint(0) == fingerprint(as_written) != named.fingerprint
-    assert batch.rows.earlier_fingerprint(1) is None
+    assert batch.rows.earlier_fingerprints(0) == (fingerprint(as_written),)
+    assert fingerprint(as_written) != named.fingerprint
+    assert batch.rows.earlier_fingerprints(1) == ()
     assert id_only.fields is not None
     assert id_only.fields.product_id == "P2"
+
+
+def test_spaces_at_the_ends_of_free_text_and_of_a_templates_cells_are_not_sent(
+    tmp_path: Path,
+) -> None:
+    """A script, a title a name template takes, a product's details: spaces (a no-break one
+    too) at their ends are not sent and make no other request; earlier versions sent them, and
+    the row keeps their fingerprint."""
+    text = (
+        "product_id,title,override_script\n"
+        'P1,Mug,"Hello world."\n'
+        'P1,"Mug\u00a0 "," Hello world.\n"\n'
+    )
+    (batch,) = read_catalog(
+        write(tmp_path, "c.csv", text),
+        CatalogOptions(defaults=RequestDefaults(video_name="{title}!")),
+    )
+    plain, padded = batch.rows
+    assert padded.fields is not None
+    assert (padded.fields.name, padded.fields.override_script) == ("Mug!", "Hello world.")
+    assert padded.fingerprint == plain.fingerprint
+    as_sent = padded.fields._replace(name="Mug\u00a0 !", override_script=" Hello world.\n")
+    assert batch.rows.earlier_fingerprints(1) == (fingerprint(as_sent),)
+    assert batch.rows.earlier_fingerprints(0) == ()
+
+
+def test_earlier_versions_making_text_alike_but_for_spaces_are_found_too(tmp_path: Path) -> None:
+    """NFD text with a space at its end: the first versions hashed it as written, later ones
+    in NFC with the space; the row keeps both fingerprints."""
+    text = f'product_id,override_script\nP1,"{CAFE_NFD} "\n'
+    (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
+    (row,) = batch.rows
+    assert row.fields is not None
+    assert row.fields.override_script == CAFE_NFC
+    first, later = (
+        row.fields._replace(override_script=f"{cafe} ") for cafe in (CAFE_NFD, CAFE_NFC)
+    )
+    assert batch.rows.earlier_fingerprints(0) == (fingerprint(first), fingerprint(later))
+
+
+@pytest.mark.parametrize("missing", ["nan", "None", "<NA>", " nan "])
+def test_what_pandas_writes_for_a_missing_value_is_missing_in_free_text(
+    tmp_path: Path, missing: str
+) -> None:
+    """`astype(str)` before saving turns an empty cell into `nan` (`None`, `<NA>`): never a
+    script or a name to pay a video for. Earlier versions sent the text: the row keeps that
+    fingerprint."""
+    text = f"product_id,override_script,video_name\nP1,{missing},{missing}\nP2,,\n"
+    (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
+    written, empty = batch.rows
+    assert written.fields is not None
+    assert (written.fields.override_script, written.fields.name) == (None, None)
+    assert written.fingerprint != empty.fingerprint  # its own product, P1
+    as_sent = written.fields._replace(override_script=missing, name=missing.strip())
+    assert batch.rows.earlier_fingerprints(0) == (fingerprint(as_sent),)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pandas as pd
 import pytest
 import xlsxwriter
 
@@ -262,6 +263,85 @@ def test_a_product_page_written_another_way_is_the_same_request(
     assert summary.plan.duplicate == 1
     seen = submissions(sandbox_url)
     assert (len(seen["submissions"]), len(seen["products"])) == (1, 1)
+
+
+def test_free_text_re_saved_with_spaces_at_its_ends_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A re-export that pads a script and the title a name template takes: nothing new is
+    sent; and what was sent first had no such spaces."""
+    catalog = tmp_path / "catalog.csv"
+    pids = product_ids(2)
+    catalog.write_text(
+        f"product_id,title,override_script,video_name\n{pids[0]},Mug,Hi.,{{title}} ad\n"
+        f'{pids[1]}, Cup ," Hi.",{{title}} ad\n'
+    )
+    runner.run(make_config(catalog, sandbox_url))
+    catalog.write_text(
+        f"product_id,title,override_script,video_name\n{pids[0]},Mug ,Hi. ,{{title}} ad\n"
+        f"{pids[1]},Cup,Hi.,{{title}} ad\n"
+    )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 2)
+    sent = submissions(sandbox_url)["submissions"]
+    assert [
+        (s["payload"]["override_script"], s["payload"]["video_spec"]["name"][-6:]) for s in sent
+    ] == [
+        ("Hi.", "Mug ad"),
+        ("Hi.", "Cup ad"),
+    ]
+
+
+def test_a_catalog_turned_to_text_by_pandas_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The same catalog after its cells are made text as pandas before 3.0 did (`astype(str)`;
+    `map(str)` here) and saved as Parquet: its empty scripts and names are `nan` and `None`,
+    still missing, so every row is the job it was."""
+    catalog = tmp_path / "catalog.csv"
+    pids = product_ids(3)
+    catalog.write_text(
+        f"product_id,override_script,video_name\n{pids[0]},,\n{pids[1]},Hi,\n{pids[2]},,Ad\n"
+    )
+    runner.run(make_config(catalog, sandbox_url))
+    frame = pd.read_csv(catalog, dtype=object)
+    frame.loc[2, "override_script"] = None
+    parquet = tmp_path / "export.parquet"
+    frame.map(str).to_parquet(parquet)
+    assert list(frame.map(str)["override_script"]) == ["nan", "Hi", "None"]
+
+    summary = runner.run(make_config(parquet, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 3)
+
+
+def test_a_padded_name_an_earlier_version_sent_as_written_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Versions that sent a template's cell with its spaces recorded the job under that name;
+    tonight the name is sent without them, and the row is still that job."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(f"product_id,title,video_name\n{product_ids(1)[0]},Mug ,{{title}}!\n")
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    assert row.fields.name == "Mug!"
+    fields = row.fields._replace(name="Mug !")
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # as those versions recorded it
+        db.execute("DELETE FROM fingerprint_aliases")
+        db.execute(
+            "UPDATE jobs SET fingerprint = ?, fields = ?",
+            (payload.fingerprint(fields), payload.fields_to_json(fields)),
+        )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
 
 
 def test_a_name_an_earlier_version_sent_from_a_text_formula_is_not_paid_again(
@@ -1361,6 +1441,33 @@ def test_a_new_state_adopts_what_an_earlier_version_rendered_from_text_written_o
     summary = runner.run(make_config(catalog, sandbox_url, force=True))
     assert summary.requests_sent == 3
     assert len(submissions(sandbox_url)["submissions"]) == 6
+
+
+@pytest.mark.parametrize("sent_as", [CAFE_NFD + " ", CAFE_NFC + " "], ids=["first", "later"])
+def test_a_padded_nfd_script_any_earlier_version_sent_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str, sent_as: str
+) -> None:
+    """A script in NFD with a space at its end: the first versions sent it as written, later
+    ones in NFC with the space. A job of either is found; nothing is sent again."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(f'product_id,override_script\n{product_ids(1)[0]},"{CAFE_NFD} "\n')
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    fields = row.fields._replace(override_script=sent_as)
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # as that version recorded it
+        db.execute("DELETE FROM fingerprint_aliases")
+        db.execute(
+            "UPDATE jobs SET fingerprint = ?, fields = ?",
+            (payload.fingerprint(fields), payload.fields_to_json(fields)),
+        )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
 
 
 def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(

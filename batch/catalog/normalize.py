@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch import payload
-from batch.catalog.rows import CatalogOptions, ResolvedRows, RowProblem
+from batch.catalog.rows import FREE_TEXT_COLUMNS, CatalogOptions, ResolvedRows, RowProblem
 from batch.errors import CatalogError
 from batch.payload import RequestDefaults
 from batch.storage import Location
@@ -161,10 +161,6 @@ _COLUMNS: Final[dict[str, tuple[Normalizer, str | None]]] = {
 CANONICAL_COLUMNS: Final = tuple(_COLUMNS)
 # The columns that override a request default: a header spelt almost as one is refused.
 _OVERRIDES: Final = tuple(name for name, (_, default) in _COLUMNS.items() if default is not None)
-# Text people write in these columns is kept as written, whatever it says.
-FREE_TEXT_COLUMNS: Final = frozenset(
-    {"video_name", "override_script", "product_name", "description", "target_audience"}
-)
 # The free text that may hold several lines; a CSV cell of any other request column that does
 # is a stray quote's (`structure._broken_cell`), and a product id with a line break is refused.
 MULTI_LINE_COLUMNS: Final = FREE_TEXT_COLUMNS - {"video_name", "product_name"}
@@ -178,6 +174,9 @@ MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>"
 # How database exports write a null (SQL Server's `NULL`, MySQL's and Hive's `\N`): missing in
 # free-text columns too, where a script or name "NULL" is never what was meant.
 DATABASE_NULLS: Final = frozenset({"NULL", "\\N"})
+# What pandas writes for a missing value turned to text (`astype(str)` before `to_parquet` or
+# `to_csv`: NaN, None, pd.NA, NaT): missing in free text too, in exactly this spelling.
+PANDAS_TEXTS: Final = frozenset({"nan", "None", "<NA>", "NaT"})
 # The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
@@ -536,9 +535,11 @@ class _Column:
 
 def _same_text(text: pa.Array) -> pa.Array:
     """Text as a reader sees it, one spelling for what reads the same: line ends as LF (a file
-    through FTP's ASCII mode or unix2dos has CRLF in its quoted cells, old Mac tools a lone CR)
-    and characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301)."""
-    return pc.utf8_normalize(pc.replace_substring_regex(text, r"\r\n?", "\n"), "NFC")
+    through FTP's ASCII mode or unix2dos has CRLF in its quoted cells, old Mac tools a lone CR),
+    characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301), and no space
+    at either end (a re-export or a paste adds one; nobody sees it)."""
+    lines = pc.replace_substring_regex(text, r"\r\n?", "\n")
+    return pc.utf8_trim_whitespace(pc.utf8_normalize(lines, "NFC"))
 
 
 def _make_alike(values: Any, positions: Sequence[int] | None = None) -> dict[int, str]:
@@ -570,6 +571,10 @@ def _is_empty(value: object) -> bool:
     if isinstance(value, str):
         return not value.strip()
     return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _pandas_missing(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and value.strip() in PANDAS_TEXTS
 
 
 def _spells_missing(value: object) -> TypeGuard[str]:
@@ -705,10 +710,12 @@ def _normalize_column(
     *,
     make_alike: bool = False,
     as_written: Normalizer | None = None,
+    as_earlier_versions: bool = False,
 ) -> _Column:
     """The column's values, encodings and problems; with `make_alike`, its cells' text is made
     alike (`_same_text`), the default (the settings') is sent as written. Where earlier
-    versions read a cell otherwise (`_as_earlier_versions_read`), that value is kept too."""
+    versions read a cell otherwise (`_as_earlier_versions_read`, pandas' `nan` in free text),
+    that value is kept too; `as_earlier_versions`: read free text as they did."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
@@ -742,6 +749,8 @@ def _normalize_column(
             continue
         if _spells_missing(value) and (kind != "free" or value.strip() in DATABASE_NULLS):
             spelled[index] = str(value)
+        elif kind == "free" and not as_earlier_versions and _pandas_missing(value):
+            spelled[index], respelled[index] = value, normalize(value)
         if _is_empty(value) or index in spelled:
             outputs[index] = default
             continue
@@ -760,7 +769,7 @@ def _normalize_column(
             if before is not None and before != outputs[index]:
                 respelled[index] = before
     outputs[len(uniques)] = default
-    earlier = _make_alike(outputs, written) if make_alike else respelled
+    earlier = {**_make_alike(outputs, written), **respelled} if make_alike else respelled
     indices = encoded.indices.fill_null(len(uniques)).to_numpy(zero_copy_only=False)
     bad: list[tuple[int, str, str]] = []
     if reasons:
@@ -834,9 +843,11 @@ def _parse_template(template: str, template_names: Mapping[str, str]) -> _Parsed
 
 
 def _expand_names(
-    names: list[Any], table: pa.Table, template_names: Mapping[str, str]
-) -> list[tuple[int, str, str]]:
-    """Replace templates in `names` by their text for each row; return the rows that fail.
+    names: list[Any], table: pa.Table, template_names: Mapping[str, str], *, trim: bool = True
+) -> tuple[list[tuple[int, str, str]], bool]:
+    """Replace templates in `names` by their text for each row; return the rows that fail,
+    and whether a cell a template took had spaces at its ends, which it took without (`trim`;
+    earlier versions took them).
 
     A column at a time: each distinct template is joined from its literals and the text of
     the columns it names, for the rows that have it (most often every row has the same one).
@@ -845,10 +856,11 @@ def _expand_names(
         name for name in set(names) if isinstance(name, str) and ("{" in name or "}" in name)
     }
     if not templates:
-        return []
+        return [], False
     given = pa.array(names, pa.string())
     expanded = given
     texts: dict[str, pa.ChunkedArray] = {}
+    padded = False
     bad: list[tuple[int, str, str]] = []
     for template in templates:
         rows = pc.fill_null(pc.equal(given, template), False)
@@ -861,13 +873,16 @@ def _expand_names(
             pieces.append(literal)
             if header is not None:
                 if header not in texts:
-                    texts[header] = _text_array(table.column(header))
+                    texts[header] = text = _text_array(table.column(header))
+                    if trim:
+                        texts[header] = pc.utf8_trim_whitespace(text)
+                        padded = padded or not texts[header].equals(text)
                 pieces.append(texts[header])
                 bad.extend(_template_errors(template, header, texts[header], rows))
         text = pc.binary_join_element_wise(*pieces, "")
         expanded = pc.if_else(rows, text, expanded)
     names[:] = expanded.to_pylist()
-    return sorted(bad)
+    return sorted(bad), padded
 
 
 _ERROR_TEXTS: Final = pa.array(sorted(SPREADSHEET_ERRORS | {UNCALCULATED}))
@@ -935,13 +950,15 @@ def resolve_rows(
         report(canonical, column.bad)
         if canonical == "product_id":
             product_spelled = column.spelled_missing
-    names = columns["video_name"]
-    if plan.canonical.get("video_name") is not None or defaults.video_name is not None:
-        report("video_name", _expand_names(names, table, plan.template_names))
-        earlier["video_name"] = _make_alike(names)
+    names, padded = columns["video_name"], False
+    if _names_used(plan, defaults):
+        bad_names, padded = _expand_names(names, table, plan.template_names)
+        report("video_name", bad_names)
+        # A `nan` cell's text, as earlier versions sent it, over the name it expands to now.
+        earlier["video_name"] = _make_alike(names) | earlier.get("video_name", {})
         parts["video_name"] = _text_part(names)
-    if unwrapped:
-        _free_text_as_written(written, unwrapped, plan, defaults, columns, earlier)
+    if unwrapped or padded:
+        _free_text_as_written(written, unwrapped, padded, plan, defaults, columns, earlier)
     parts["name"] = parts.pop("video_name")
     # A key is an id: without the invisible characters its request's id drops (`_visible`), or
     # one product pasted with a zero-width space would have two keys.
@@ -994,37 +1011,40 @@ def _text_formulas_read(table: pa.Table, plan: ColumnPlan) -> tuple[pa.Table, se
     return table, unwrapped
 
 
+def _names_used(plan: ColumnPlan, defaults: RequestDefaults) -> bool:
+    return plan.canonical.get("video_name") is not None or defaults.video_name is not None
+
+
 def _free_text_as_written(
     written: pa.Table,
     unwrapped: set[str],
+    padded: bool,
     plan: ColumnPlan,
     defaults: RequestDefaults,
     columns: Mapping[str, list[Any]],
     earlier: dict[str, dict[int, str]],
 ) -> None:
     """Adds to `earlier` the free text (a name, a script) earlier versions sent from a `="text"`
-    cell, which they took as written: a row they sent keeps that fingerprint too, and is never
-    paid for again. Ids and choices need none: written so, they were refused, here or by JoggAI."""
+    cell, or from a template's cell with spaces at its ends, which they took as written: a row
+    they sent keeps that fingerprint too, and is never paid for again. Ids and choices need
+    none: written so, they were refused, here or by JoggAI, or read as now."""
     for canonical in sorted(FREE_TEXT_COLUMNS):
         header = plan.canonical.get(canonical)
-        templated = canonical == "video_name" and unwrapped & set(plan.template_names.values())
-        if header not in unwrapped and not templated:
+        templated = padded or unwrapped & set(plan.template_names.values())
+        names = canonical == "video_name" and _names_used(plan, defaults)
+        if header not in unwrapped and not (names and templated):
             continue
         normalize, default_name = _COLUMNS[canonical]
         default = getattr(defaults, default_name) if default_name else None
         values, bad = [default] * written.num_rows, set()
         if header is not None:
             column = _normalize_column(
-                written.column(header),
-                normalize,
-                default,
-                "free",
-                make_alike=canonical in _MADE_ALIKE,
+                written.column(header), normalize, default, "free", as_earlier_versions=True
             )
             values, bad = column.values, {row for row, _, _ in column.bad}
-        if canonical == "video_name":
-            bad.update(row for row, _, _ in _expand_names(values, written, plan.template_names))
-            _make_alike(values)
+        if names:
+            expanded = _expand_names(values, written, plan.template_names, trim=False)
+            bad.update(row for row, _, _ in expanded[0])
         sent = columns[canonical]
         for row, before in enumerate(values):
             if before != sent[row] and row not in bad and isinstance(before, str):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Literal, NamedTuple, overload
@@ -13,6 +15,13 @@ from batch.payload import ProductDetails, RequestDefaults, ResolvedFields, finge
 from batch.storage import Location
 
 CatalogFormat = Literal["csv", "parquet", "jsonl", "excel"]
+
+
+# Text people write in these columns is kept as written, whatever it says (made alike only:
+# `normalize._same_text`).
+FREE_TEXT_COLUMNS: Final = frozenset(
+    {"video_name", "override_script", "product_name", "description", "target_audience"}
+)
 
 
 def row_place(number: int) -> str:
@@ -107,6 +116,18 @@ ROW_COLUMNS: Final = (
 )  # fmt: skip
 
 
+_FREE_TEXT_AT: Final = frozenset(ROW_COLUMNS.index(name) for name in FREE_TEXT_COLUMNS)
+
+
+def _as_written(text: str) -> str:
+    return text
+
+
+def _made_alike_before(text: str) -> str:
+    """Free text as versions before spaces were trimmed made it alike: LF, NFC."""
+    return unicodedata.normalize("NFC", re.sub(r"\r\n?", "\n", text))
+
+
 def _no_product(product_header: str, spelled: str | None) -> RowProblem:
     """The problem of a row without a product: its cell is empty, or says so (`NULL`)."""
     needs = "every row needs a product_id (or a product_url)"
@@ -146,8 +167,8 @@ class ResolvedRows(Sequence[CatalogRow]):
         from its product_name (and details); not in a catalog of product ids, where an empty id
         is a mistake to show, not a product to create and pay a video for.
 
-        `earlier`: column -> row -> the text as the file wrote it, for the rows whose free text
-        was made alike (NFC, LF line ends) to be sent; see `earlier_fingerprint`."""
+        `earlier`: column -> row -> the text as earlier versions read it, for the rows read
+        otherwise now; see `earlier_fingerprints`."""
         self.first = first
         self.blank = blank  # rows whose every cell is empty: not a row to send, nor a problem
         self._columns = [columns[name] for name in ROW_COLUMNS]
@@ -201,19 +222,24 @@ class ResolvedRows(Sequence[CatalogRow]):
     def _values(self, index: int) -> list[Any]:
         return [column[index] for column in self._columns]
 
-    def earlier_fingerprint(self, index: int) -> str | None:
-        """The fingerprint earlier versions gave a valid row whose free text is now made alike:
-        hashed from the text as the file wrote it (NFD, CRLF); None for any other row.
+    def earlier_fingerprints(self, index: int) -> tuple[str, ...]:
+        """The fingerprints earlier versions gave a valid row whose text is now read otherwise
+        (free text made alike, a URL in one spelling, a `="text"` cell); empty for any other.
 
-        Their jobs are in states for years: planning looks the row's job up under this one too,
-        so an upgrade never pays again for a row it sent before."""
+        The first versions hashed free text as the file wrote it (NFD, CRLF, spaces at its
+        ends); later ones made it alike but for those spaces (`_made_alike_before`). Their jobs
+        are in states for years: planning looks the row's job up under these too, so an
+        upgrade never pays again for a row it sent before."""
         changed = [(at, rows[index]) for at, rows in self._earlier.items() if index in rows]
         if not changed or self.fingerprints[index] is None:
-            return None
-        values = self._values(index)
-        for at, text in changed:
-            values[at] = text
-        return fingerprint(self._fields(values))
+            return ()
+        found = []
+        for reading in (_as_written, _made_alike_before):
+            values = self._values(index)
+            for at, text in changed:
+                values[at] = reading(text) if at in _FREE_TEXT_AT else text
+            found.append(fingerprint(self._fields(values)))
+        return tuple(fp for fp in dict.fromkeys(found) if fp != self.fingerprints[index])
 
     def _row(self, index: int) -> CatalogRow:
         number, key = self.first + index, self.key(index)
