@@ -525,11 +525,12 @@ def _one_spelling(url: str) -> str:
 
 
 def same_text(text: str | None) -> str | None:
-    """Free text as a reader sees it: line ends as LF, characters composed (NFC). The catalog
-    makes its cells alike the same way, a column at a time (`batch.catalog.normalize`)."""
+    """Free text as a reader sees it: line ends as LF, characters composed (NFC), no space at
+    either end. The catalog makes its cells alike the same way, a column at a time
+    (`batch.catalog.normalize`)."""
     if text is None:
         return None
-    return unicodedata.normalize("NFC", _LINE_ENDS.sub("\n", text))
+    return unicodedata.normalize("NFC", _LINE_ENDS.sub("\n", text)).strip()
 
 
 _LINE_ENDS: Final = re.compile(r"\r\n?")

@@ -580,15 +580,15 @@ def test_normalize_text_strips_and_prints_whole_floats_as_ints() -> None:
 
 
 def test_fields_made_alike_compose_the_free_text_and_end_its_lines_with_lf() -> None:
-    """What an earlier version recorded from NFD text and CRLF or CR line ends, made alike as
-    the catalog now sends it: NFC and LF in the name, script and product details; ids as they
-    are."""
+    """What an earlier version recorded from NFD text, CRLF or CR line ends and spaces at its
+    ends, made alike as the catalog now sends it: NFC and LF, trimmed, in the name, script and
+    product details; ids as they are."""
     nfd, nfc = "Cafe\u0301", "Caf\u00e9"
-    details = ProductDetails("https://x/e\u0301", nfd, f"{nfd}\r\nb\rc", nfd, ())
-    raw = BASE._replace(name=f"{nfd}\r\n", override_script=f"a\r{nfd}", product=details)
+    details = ProductDetails("https://x/e\u0301", nfd, f"{nfd}\r\nb\rc ", nfd, ())
+    raw = BASE._replace(name=f" {nfd}\r\n", override_script=f"a\r{nfd}", product=details)
     alike = fields_made_alike(raw)
     assert alike == BASE._replace(
-        name=f"{nfc}\n",
+        name=nfc,
         override_script=f"a\n{nfc}",
         product=ProductDetails("https://x/e\u0301", nfc, f"{nfc}\nb\nc", nfc, ()),
     )

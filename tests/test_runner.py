@@ -344,6 +344,38 @@ def test_a_padded_name_an_earlier_version_sent_as_written_is_not_paid_again(
     assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
 
 
+def test_a_padded_name_the_last_version_recorded_is_found_when_the_file_comes_trimmed(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The last version sent the name `Mug ` and scanned its state for aliases; tonight's file
+    is trimmed, so the row has no earlier reading to look under: this version scans the state
+    again, and the job's request as sent now (`Mug`) is its alias. No POST."""
+    catalog = tmp_path / "catalog.csv"
+    pid = product_ids(1)[0]
+    catalog.write_text(f"product_id,title,video_name\n{pid},Mug ,{{title}}\n")
+    config = make_config(catalog, sandbox_url)
+    runner.run(config)
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    fields = row.fields._replace(name="Mug ")
+    old = payload.fingerprint(fields)
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # as the last version left it
+        db.execute("DELETE FROM fingerprint_aliases")
+        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
+        db.execute("INSERT INTO meta (key, value) VALUES ('aliased_as_asked_2', '1')")
+        db.execute(
+            "UPDATE jobs SET fingerprint = ?, fields = ?, tag = ?",
+            (old, payload.fields_to_json(fields), planner.tag_for(old)),
+        )
+    catalog.write_text(f"product_id,title,video_name\n{pid},Mug,{{title}}\n")
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+
+
 def test_a_name_an_earlier_version_sent_from_a_text_formula_is_not_paid_again(
     tmp_path: Path, sandbox_url: str
 ) -> None:

@@ -30,8 +30,9 @@ def wrote_rows(run: str) -> str:
 
 # meta: the jobs of the state at this version's first planning have their aliases
 # (`alias_jobs_as_asked`). A version that reckons requests otherwise names another key, so the
-# jobs are scanned again: the second, for URLs in one spelling.
-_ALIASED = "aliased_as_asked_2"
+# jobs are scanned again: the second, for URLs in one spelling; the third, for free text
+# without spaces at its ends.
+_ALIASED = "aliased_as_asked_3"
 
 
 class JobQueries(Connection):
@@ -177,7 +178,8 @@ class JobQueries(Connection):
         - Its fields' own: a spelling the account's look-ups corrected (`elegant presentation`)
           was hashed as written, while the corrected fields were sent and kept; a row spelled
           as listed asks for that very video.
-        - Its fields made alike (NFD, CRLF text: `payload.same_text`; URLs in one spelling),
+        - Its fields made alike (NFD, CRLF, padded text: `payload.same_text`; URLs in one
+          spelling),
           as this version sends them.
 
         Each job keeps its own fingerprint (a file still written as then finds it by that) and
