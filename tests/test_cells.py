@@ -36,6 +36,12 @@ CASES = [
     (pa.array([uuid.UUID(int=1).bytes], pa.uuid()), ["00000000-0000-0000-0000-000000000001"]),
     (pa.DictionaryArray.from_arrays(pa.array([0, 0]), pa.array([[1]])), ["[1]", "[1]"]),
     (pa.array([-5, 30, None]), ["-5", "30", None]),
+    (
+        pa.array([1234567890123.0, 17.0, 17.4, 1e-7, None, float("nan"), 2.0**53, -3.0]),
+        ["1234567890123", "17", "17.4", "1e-7", None, "nan", "9.007199254740992e+15", "-3"],
+    ),
+    (pa.array([1e12, 4e6, 0.5], pa.float32()), ["1e+12", "4000000", "0.5"]),
+    (pa.array([2.0, 0.5, None], pa.float16()), ["2", "0.5", None]),
 ]
 
 

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -685,3 +687,26 @@ def test_a_run_refused_before_planning_is_not_the_writer_of_the_file_it_left(
     code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
     assert code == 0, err
     assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)] == ["15"] * 5
+
+
+def test_a_retry_of_a_parquet_catalogs_float_ids_sends_them(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A Parquet catalog's float64 ids (whole, below 2**53) are sent as their digits; the
+    results file writes them so (not `1.234567890123e+12`), and its retry sends the row that
+    was not attempted (the sandbox has no such product) rather than finding an id Excel
+    rewrote."""
+    catalog = tmp_path / "c.parquet"
+    ids = pa.array([42.0, 1234567890123.0], pa.float64())
+    pq.write_table(pa.table({"sku": ["G1", "G2"], "product_id": ids}), catalog)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    invoke("run", str(catalog), "--max-videos", "1", *state, *args)
+    results = tmp_path / "c.results.csv"
+    assert list(read_results(results)["product_id"]) == ["42", "1234567890123"]
+
+    invoke("retry", str(results), *state, *args)
+
+    retried = read_results(results)
+    assert list(retried["status"]) == ["failed", "failed"]  # sent: no such product here
+    assert list(retried["code"]) == ["10104", "10104"]

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 BINARY_PREFIX: Final = "base64:"
+# Below these every whole number is a float of that width exactly: written as its digits.
+_FLOAT_EXACT: Final = {32: 2.0**24, 64: 2.0**53}
 
 
 def as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -31,10 +33,26 @@ def as_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
         return _binary_text(column)
     if pa.types.is_nested(kind) or isinstance(kind, pa.BaseExtensionType):
         return _python_text(column)
+    if pa.types.is_floating(kind) and kind.bit_width in _FLOAT_EXACT:  # (no float16 `floor`)
+        return _float_text(column)
     try:
         return pc.cast(column, pa.string())
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
         return _python_text(column)
+
+
+def _float_text(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Floats as Arrow spells them, but a whole number held exactly as its digits: Arrow writes
+    1234567890123.0 as `1.234567890123e+12`, which a retry of the file would read as an id
+    Excel rewrote, and a person as a number rounded."""
+    text = pc.cast(column, pa.string())
+    exact = _FLOAT_EXACT[column.type.bit_width]
+    whole = pc.and_(pc.equal(pc.floor(column), column), pc.less(pc.abs(column), exact))
+    whole = pc.fill_null(whole, False)
+    if not pc.any(whole).as_py():
+        return text
+    digits = pc.cast(pc.cast(pc.if_else(whole, column, 0.0), pa.int64()), pa.string())
+    return pc.if_else(whole, digits, text)
 
 
 def is_plain(kind: pa.DataType) -> bool:
