@@ -1471,10 +1471,11 @@ def test_free_text_is_made_alike_and_ids_are_not(tmp_path: Path) -> None:
     """An id is what it is: an NFD product or voice id is sent as written (another spelling of
     a product id may name another product), never made alike as the row's free text is; a
     product id with a line break (a CR) is no id, refused rather than sent to fail."""
-    text = f'product_id,voice_id,override_script\n"{CAFE_NFD}",{CAFE_NFD},{CAFE_NFD}\n"P\r1",v,x\n'
+    pid = CAFE_NFD.replace(" ", "-")
+    text = f'product_id,voice_id,override_script\n"{pid}",{CAFE_NFD},{CAFE_NFD}\n"P\r1",v,x\n'
     decomposed, with_cr = rows_of(write(tmp_path, "c.csv", text))
     assert decomposed.fields is not None
-    assert (decomposed.fields.product_id, decomposed.fields.voice_id) == (CAFE_NFD, CAFE_NFD)
+    assert (decomposed.fields.product_id, decomposed.fields.voice_id) == (pid, CAFE_NFD)
     assert decomposed.fields.override_script == CAFE_NFC
     assert with_cr.fields is None
     assert "'P\\r1' holds a line break, and a product id is one line" in with_cr.problems[0].reason
@@ -1629,3 +1630,16 @@ def test_what_pandas_writes_for_a_missing_value_is_missing_in_free_text(
     assert written.fingerprint != empty.fingerprint  # its own product, P1
     as_sent = written.fields._replace(override_script=missing, name=missing.strip())
     assert batch.rows.earlier_fingerprints(0) == (fingerprint(as_sent),)
+
+
+@pytest.mark.parametrize(
+    "note", ["see note below", "ID1, ID2", "ID1;ID2", "A1|A2", "???", "--", "tbd\u00a0later"]
+)
+def test_a_note_or_two_ids_in_the_product_id_cell_is_never_sent(tmp_path: Path, note: str) -> None:
+    """A placeholder, a note or two ids where one goes: no JoggAI id holds a space, a comma or
+    no letter or digit, so the row is invalid here rather than a POST of the quota refused."""
+    text = f'product_id,sku\n"{note}",1\nNTQ0MTkzNjg,2\n'
+    noted, real = rows_of(write(tmp_path, "c.csv", text))
+    assert noted.fields is None
+    assert "is no product id" in noted.problems[0].reason
+    assert real.fields is not None

@@ -133,7 +133,17 @@ def normalize_product_id(value: object) -> str:
             f"{text!r} looks like a number Excel rewrote in scientific notation (its digits "
             "are lost); format the column as Text in Excel, type the ids again and export"
         )
+    if _NO_ID.search(text) or not any(char.isalnum() for char in text):
+        # No id JoggAI gives (unpadded base64: `NTQ0MTkzNjg`) holds these: a note, a
+        # placeholder or two ids in one cell, which JoggAI would refuse for a POST of the quota.
+        raise ValueError(
+            f"{payload.shown(text)} is no product id (a space, a comma, or no letter or digit): "
+            "write one id per row, as JoggAI gave it (such as NTQ0MTkzNjg)"
+        )
     return text
+
+
+_NO_ID: Final = re.compile(r"[\s,;|]")
 
 
 # Canonical column -> (normaliser, name of its default in RequestDefaults, or None for no default).
