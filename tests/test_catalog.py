@@ -388,8 +388,8 @@ def test_a_product_id_holding_a_control_character_is_invalid(tmp_path: Path) -> 
 
 def test_a_header_line_repeated_below_the_first_is_an_invalid_row(tmp_path: Path) -> None:
     """Two exports joined with `cat`: the second header is no product to send; the rows around
-    it are read as usual. A product merely named like a column is not taken for one."""
-    text = "product_id,Title\nA1,a\n product_id ,TITLE\nA2,b\nproduct_id,x\n"
+    it are read as usual. A title merely named like its column is no header."""
+    text = "product_id,Title\nA1,a\n product_id ,TITLE\nA2,b\nA3,title\n"
     rows = rows_of(write(tmp_path, "c.csv", text), CatalogOptions())
     assert [row.fingerprint is None for row in rows] == [False, True, False, False]
     assert [(p.column, p.value) for p in rows[1].problems] == [("product_id", " product_id ")]
@@ -1643,3 +1643,18 @@ def test_a_note_or_two_ids_in_the_product_id_cell_is_never_sent(tmp_path: Path, 
     assert noted.fields is None
     assert "is no product id" in noted.problems[0].reason
     assert real.fields is not None
+
+
+def test_a_header_line_pasted_in_another_spelling_is_never_sent(tmp_path: Path) -> None:
+    """Rows pasted with their own export's header (`sku,product_id,...` under `SKU,Product ID`,
+    or with a cell of it left empty): the product id cell names the column, which no JoggAI id
+    does, so the row is the header again, not a product called `product_id`."""
+    text = (
+        "SKU,Product ID,Video Name\nA,NTQ0MTkzNjg,x\nsku,product_id,video_name\n"
+        "SKU,Product ID,\nB, product-id ,y\n"
+    )
+    real, *pasted = rows_of(write(tmp_path, "c.csv", text))
+    assert real.fields is not None
+    for row in pasted:
+        assert row.fields is None
+        assert "repeats the header line" in row.problems[0].reason

@@ -977,7 +977,7 @@ def resolve_rows(
     ).to_pylist()
     blank = _blank_rows(table)
     product_header = plan.canonical.get("product_id", "product_id")
-    for row in _header_repeats(table):
+    for row in sorted({*_header_repeats(table), *_product_id_headers(table, plan)}):
         problems[row] = [RowProblem(plan.key, keys[row], _REPEATED_HEADER)]  # that one alone
     return ResolvedRows(
         first,
@@ -1082,6 +1082,22 @@ def _header_repeats(table: pa.Table) -> list[int]:
             return []  # the usual answer, found on the first column
     assert same is not None
     return np.flatnonzero(same.to_numpy(zero_copy_only=False)).tolist()
+
+
+def _product_id_headers(table: pa.Table, plan: ColumnPlan) -> list[int]:
+    """The rows whose product id cell names the column (`product_id`, or its header spelled
+    any way a header is matched): a header line pasted in from another export (`Product ID`
+    under `product_id`), whose other cells need not match; never an id JoggAI gives."""
+    header = plan.canonical.get("product_id")
+    if header is None or not pa.types.is_string(table.schema.field(header).type):
+        return []
+    names = sorted({"product_id", _header_key(header)})
+    spellings = ("[\\s_-]+".join(map(re.escape, name.split("_"))) for name in names)
+    pattern = f"(?i)^[\\s\\x{{feff}}]*({'|'.join(spellings)})[\\s\\x{{feff}}]*$"
+    found = pc.fill_null(pc.match_substring_regex(table.column(header), pattern), False)
+    if not pc.any(found).as_py():
+        return []
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False)).tolist()
 
 
 def _blank_rows(table: pa.Table) -> frozenset[int]:
