@@ -1658,3 +1658,19 @@ def test_a_header_line_pasted_in_another_spelling_is_never_sent(tmp_path: Path) 
     for row in pasted:
         assert row.fields is None
         assert "repeats the header line" in row.problems[0].reason
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
+def test_a_catalog_saved_with_pandas_index_says_how_to_save_it(tmp_path: Path, suffix: str) -> None:
+    """`to_csv()` and `to_excel()` write the row index as a first column with no name: the
+    refusal says to save with `index=False`, not only to name the column."""
+    frame = pd.DataFrame({"product_id": ["NTQ0MTkzNjg", "NTIzMzc0NjI5"]})
+    path = tmp_path / f"c{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path)
+    else:
+        frame.to_excel(path, engine="xlsxwriter")
+    with pytest.raises(
+        CatalogError, match=r"has no name in the header, yet holds '0'.*index=False"
+    ):
+        list(read_catalog(path, CatalogOptions()))

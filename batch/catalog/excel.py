@@ -40,6 +40,7 @@ import python_calamine as calamine
 
 from batch import payload, storage
 from batch.catalog import normalize
+from batch.catalog.rows import nameless_fix
 from batch.errors import CatalogError
 from batch.storage import Location
 
@@ -170,7 +171,7 @@ class _Nameless:
                     raise CatalogError(
                         f"{self.location} {self.place(first_row + offset)}: column "
                         f"{column_letter(position)} has no name in the header, yet holds "
-                        f"{text[:40]!r}; name the column in the header row, or delete it"
+                        f"{text[:40]!r}; {nameless_fix(position, text)}"
                     )
 
 

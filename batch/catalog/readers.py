@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 
 from batch import payload, storage
 from batch.catalog import excel
-from batch.catalog.rows import CatalogFormat, CatalogOptions, row_place
+from batch.catalog.rows import CatalogFormat, CatalogOptions, nameless_fix, row_place
 from batch.errors import CatalogError
 from batch.storage import Location
 
@@ -224,7 +224,7 @@ def nameless_value(layout: CsvLayout, where: str, position: int, value: str) -> 
     after = f" (after {before!r})" if before.strip() else ""
     return CatalogError(
         f"{where}: column {position + 1}{after} has no name in the header, yet holds "
-        f"{value[:40]!r}; name the column in the first line, or delete it"
+        f"{value[:40]!r}; {nameless_fix(position, value)}"
     )
 
 

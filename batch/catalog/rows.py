@@ -24,6 +24,17 @@ FREE_TEXT_COLUMNS: Final = frozenset(
 )
 
 
+def nameless_fix(position: int, value: str) -> str:
+    """What to do about a value in a column with no name (`position` from 0): a first column of
+    row numbers is the index pandas' `to_csv`/`to_excel` and R's `write.csv` write by default."""
+    if position == 0 and value.strip().isdecimal():
+        return (
+            "it looks like the row index pandas or R writes by default: save with "
+            "`index=False` (R: `row.names = FALSE`), or delete the column"
+        )
+    return "name the column in the header, or delete it"
+
+
 def row_place(number: int) -> str:
     """Where data row N is for people reading a CSV, Parquet or JSON Lines catalog."""
     return f"row {number}"
