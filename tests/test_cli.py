@@ -968,3 +968,16 @@ def test_a_run_that_stops_with_an_error_still_leaves_its_json(tmp_path: Path) ->
     code, _, _ = invoke("run", str(missing), "--summary-json", str(other), "--offline")
     assert code == 2
     assert other.read_text() == "keep me\n"
+
+
+def test_a_folder_of_parquet_parts_says_how_to_make_it_one_file(tmp_path: Path) -> None:
+    """Spark writes a table as a folder of part files: the refusal (exit 2, nothing read or
+    sent) says how to make it the one file a catalog is."""
+    folder = tmp_path / "catalog.parquet"
+    folder.mkdir()
+    table = pacsv.read_csv(write_catalog(tmp_path / "c.csv", simple_rows(2)))
+    pq.write_table(table, folder / "part-00000-1b2c.snappy.parquet")
+    code, _, err = invoke("validate", str(folder))
+    assert code == 2
+    assert "is a directory, not a file (a table Spark or Hive wrote in parts)" in err
+    assert ".coalesce(1)" in err

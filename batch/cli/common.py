@@ -174,8 +174,22 @@ class FileOrURL(click.ParamType):  # type: ignore[type-arg]  # generic only in n
         except BatchError as exc:
             self.fail(str(exc), param, ctx)
         if isinstance(location, Path) and location.is_dir():
-            self.fail(f"{location} is a directory, not a file", param, ctx)
+            self.fail(
+                f"{location} is a directory, not a file{_directory_hint(location)}", param, ctx
+            )
         return location
+
+
+def _directory_hint(folder: Path) -> str:
+    """For a folder of Parquet parts (how Spark, Hive and pandas' partitioned writes save a
+    table): how to get the one file a catalog is."""
+    if not any(folder.glob("*.parquet")) and not any(folder.glob("part-*")):
+        return ""
+    return (
+        " (a table Spark or Hive wrote in parts): write it as one file (Spark: "
+        "`.coalesce(1)`; or `pyarrow.parquet.write_table(pyarrow.parquet.read_table(folder), "
+        "'catalog.parquet')`), or run each part file on its own"
+    )
 
 
 # `--state`: a SQLite file, or a `postgresql://` URL (batch.store.backend).
