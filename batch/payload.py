@@ -259,11 +259,21 @@ def build_request(fields: ResolvedFields, product_id: str | None = None) -> Crea
 
 # ---- scalar normalisers: what people type -> what the API accepts, or ValueError(reason) ----
 
-_TRUE: Final = frozenset({"yes", "y", "true", "t", "1", "on"})
-_FALSE: Final = frozenset({"no", "n", "false", "f", "0", "off"})
-_RATIOS: Final = {"9:16": "portrait", "16:9": "landscape", "1:1": "square"}
+_TRUE: Final = frozenset(
+    {"yes", "y", "true", "t", "1", "on", "\u2713", "\u2714", "\u2611", "\u2705"}
+)
+_FALSE: Final = frozenset(
+    {"no", "n", "false", "f", "0", "off", "\u2717", "\u2718", "\u2610", "\u274c"}
+)
+_RATIOS: Final = {
+    "9:16": "portrait", "16:9": "landscape", "1:1": "square",
+    "vertical": "portrait", "horizontal": "landscape",
+}  # fmt: skip
 _CLOCK: Final = re.compile(r"(\d{1,2}):(\d{2})(?::00)?")  # a ratio a spreadsheet took for a time
+_RATIO_SIGN: Final = re.compile(r"(\d+)[x\u00d7/](\d+)")  # 9x16, 9×16, 9/16
 _LENGTH_UNIT: Final = re.compile(r"^(.*?)\s*(s|sec|secs|second|seconds)$")
+_LENGTH_MINUTES: Final = re.compile(r"^(.*?)\s*(min|mins|minute|minutes)$")
+_DECIMAL_COMMA_WHOLE: Final = re.compile(r"(\d+),0+")  # 15,0: a `;` file's decimal comma
 _STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style in SCRIPT_STYLES}
 _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
 # The schema gives ids as `integer` with no bound; signed 64 bits is what servers commonly hold.
@@ -341,22 +351,33 @@ def normalize_text(value: object) -> str:
 
 
 def normalize_length(value: object) -> str:
-    """`30`, `"30"`, `30.0`, `"30s"` -> `"30"`."""
+    """`30`, `"30"`, `30.0`, `"30s"`, `"30,0"` -> `"30"`; `"1 min"` -> `"60"`."""
     text = str(value).strip().lower() if isinstance(value, str) else value
-    if isinstance(text, str) and (unit := _LENGTH_UNIT.match(text)):
-        text = unit.group(1)
+    minutes = False
+    if isinstance(text, str):
+        if unit := _LENGTH_MINUTES.match(text):
+            text, minutes = unit.group(1), True
+        elif unit := _LENGTH_UNIT.match(text):
+            text = unit.group(1)
+        if whole := _DECIMAL_COMMA_WHOLE.fullmatch(text):
+            text = whole.group(1)
     number = _number(text)
+    if number is not None and minutes:
+        number *= 60
     if number is not None and number.is_integer() and str(int(number)) in LENGTHS:
         return str(int(number))
     raise ValueError(f"{shown(value)} is not a video length; use 15, 30 or 60")
 
 
 def normalize_aspect_ratio(value: object) -> str:
-    """`9:16`/`portrait`, `16:9`/`landscape`, `1:1`/`square`, words in any case. A spreadsheet
-    stores `16:9` typed in a cell as the time 16:09 (`16:09:00`, `1:01` for `1:1`): read back."""
+    """`9:16`/`portrait`/`vertical`, `16:9`/`landscape`/`horizontal`, `1:1`/`square`, words in
+    any case, a ratio as `9x16` or `9/16` too. A spreadsheet stores `16:9` typed in a cell as
+    the time 16:09 (`16:09:00`, `1:01` for `1:1`): read back."""
     text = str(value).strip().lower().replace(" ", "")
     if clock := _CLOCK.fullmatch(text):
         text = f"{int(clock[1])}:{int(clock[2])}"
+    elif ratio := _RATIO_SIGN.fullmatch(text):
+        text = f"{ratio[1]}:{ratio[2]}"
     text = _RATIOS.get(text, text)
     if isinstance(value, str) and text in ASPECT_RATIOS:
         return text
@@ -368,7 +389,7 @@ def normalize_aspect_ratio(value: object) -> str:
 
 def normalize_caption(value: object) -> bool:
     """yes/no, true/false, 1/0, y/n, on/off in any case (and booleans) -> bool; 1.0 and 0.0 too,
-    as a float column of switches exports them."""
+    as a float column of switches exports them; a check mark (✓ ✔ ☑ ✅) or a cross (✗ ✘ ☐ ❌)."""
     if isinstance(value, bool):
         return value
     if (number := _whole_number(value)) in (0, 1):
@@ -453,14 +474,42 @@ def normalize_script_style(value: object) -> str:
 
 
 def normalize_language(value: object) -> str:
-    """A language name from the API's list, in any case: `French` -> `french`."""
+    """A language name from the API's list, in any case: `French` -> `french`; or its ISO 639
+    code, with a region or not: `fr`, `fr-CA`, `pt_BR`, `zh-TW` (traditional-chinese)."""
     text = str(value).strip().lower().replace(" ", "-").replace("_", "-")
     if isinstance(value, str) and text in LANGUAGES:
         return text
+    code = _LANGUAGE_VARIANTS.get(text) or _LANGUAGE_CODES.get(text.split("-")[0])
+    if isinstance(value, str) and code is not None and text not in _AMBIGUOUS_VARIANTS:
+        return code
     raise ValueError(
         f"{shown(value)} is not a supported language; "
-        "write its name, in any case, such as english or French"
+        "write its name, in any case, such as english or French (or its code: en, fr-CA)"
     )
+
+
+# ISO 639 codes of the API's languages. `no` (Norwegian) is left out: in a cell it reads as
+# "no language" as much as a code; `nb` and `nn` stand for it.
+_LANGUAGE_CODES: Final = {
+    "en": "english", "fil": "filipino", "fr": "french", "de": "german", "hi": "hindi",
+    "id": "indonesian", "it": "italian", "ja": "japanese", "ko": "korean", "ms": "malay",
+    "pt": "portuguese", "ru": "russian", "es": "spanish", "th": "thai", "vi": "vietnamese",
+    "ar": "arabic", "el": "greek", "tr": "turkish", "sl": "slovenian", "hr": "croatian",
+    "ro": "romanian", "zh": "chinese", "bn": "bengali", "ur": "urdu", "hu": "hungarian",
+    "pl": "polish", "yue": "cantonese", "da": "danish", "ml": "malayalam", "ta": "tamil",
+    "te": "telugu", "cs": "czech", "he": "hebrew", "zu": "zulu", "sv": "swedish",
+    "lt": "lithuanian", "nl": "dutch", "nb": "norwegian", "nn": "norwegian", "fi": "finnish",
+    "bg": "bulgarian", "lv": "latvian", "uk": "ukrainian", "mn": "mongolian", "fa": "persian",
+    "or": "odia", "as": "assamese", "kn": "kannada", "tl": "tagalog", "am": "amharic",
+    "sr": "serbian", "sk": "slovak", "sw": "swahili",
+}  # fmt: skip
+# Regions that name another of the API's languages than their code's.
+_LANGUAGE_VARIANTS: Final = {
+    "zh-tw": "traditional-chinese", "zh-hant": "traditional-chinese",
+    "zh-hant-tw": "traditional-chinese", "nl-be": "flemish",
+}  # fmt: skip
+# Hong Kong and Macau write traditional characters and speak Cantonese: which is meant?
+_AMBIGUOUS_VARIANTS: Final = frozenset({"zh-hk", "zh-mo", "zh-hant-hk", "zh-hant-mo"})
 
 
 def normalize_url(value: object) -> str:

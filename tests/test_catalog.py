@@ -299,7 +299,7 @@ def test_typed_parquet_cells_are_quoted_as_people_read_them(tmp_path: Path) -> N
     pq.write_table(table, path)
     assert messages(path, rows_of(path)[0]) == [
         "c.parquet row 1, column 'language': '2026-11-26' is not a supported language; "
-        "write its name, in any case, such as english or French",
+        "write its name, in any case, such as english or French (or its code: en, fr-CA)",
         "c.parquet row 1, column 'length': '0:00:30' is not a video length; use 15, 30 or 60",
         "c.parquet row 1, column 'caption': '2.5' is not a caption switch; use yes or no",
     ]
@@ -659,7 +659,7 @@ def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
         "catalog.csv row 1, column 'script_style': 'Funny' is not a script style; use one of "
         "Don't Worry, Storytime, Discovery, Data, Top 3 reasons, Light marketing",
         "catalog.csv row 1, column 'language': 'klingon' is not a supported language; "
-        "write its name, in any case, such as english or French",
+        "write its name, in any case, such as english or French (or its code: en, fr-CA)",
         "catalog.csv row 1, column 'Length': '45' is not a video length; use 15, 30 or 60",
         "catalog.csv row 1, column 'aspect_ratio': '4:3' is not an aspect ratio; "
         "use portrait (9:16), landscape (16:9) or square (1:1)",

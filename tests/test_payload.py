@@ -263,6 +263,9 @@ def test_request_defaults_are_the_documented_ones() -> None:
         (" 15 S ", "15"),
         ("60 seconds", "60"),
         ("60sec", "60"),
+        ("1 min", "60"),  # minutes, as people write a minute's video
+        ("0.5 minutes", "30"),
+        ("15,0", "15"),  # a decimal comma: a `;` file from Excel in Europe
     ],
 )
 def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> None:
@@ -277,6 +280,8 @@ def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> N
         (30.5, "'30.5' is not a video length; use 15, 30 or 60"),
         ("thirty", "'thirty' is not a video length; use 15, 30 or 60"),
         (True, "'true' is not a video length; use 15, 30 or 60"),
+        ("15m", "'15m' is not a video length; use 15, 30 or 60"),  # 15 minutes, or metres?
+        ("15,5", "'15,5' is not a video length; use 15, 30 or 60"),
     ],
 )
 def test_normalize_length_rejects_with_reason(value: object, reason: str) -> None:
@@ -299,6 +304,11 @@ def test_normalize_length_rejects_with_reason(value: object, reason: str) -> Non
         ("09:16:00", "portrait"),
         ("1:01", "square"),
         ("01:01:00", "square"),
+        ("Vertical", "portrait"),
+        ("horizontal", "landscape"),
+        ("9x16", "portrait"),
+        ("16 \u00d7 9", "landscape"),
+        ("1/1", "square"),
     ],
 )
 def test_normalize_aspect_ratio(value: str, expected: str) -> None:
@@ -333,6 +343,10 @@ def test_normalize_aspect_ratio_rejects() -> None:
         (1.0, True),
         ("1.0", True),  # a float column of switches, exported
         ("0.0", False),
+        ("\u2713", True),  # check marks and crosses, as a checklist has them
+        ("\u2705", True),
+        ("\u2718", False),
+        ("\u2610", False),
     ],
 )
 def test_normalize_caption(value: object, expected: bool) -> None:
@@ -517,6 +531,13 @@ def test_normalize_script_style_rejects() -> None:
         ("English", "english"),
         (" french ", "french"),
         ("Traditional Chinese", "traditional-chinese"),
+        ("en", "english"),  # ISO 639 codes, with a region or not
+        ("en-US", "english"),
+        ("pt_BR", "portuguese"),
+        ("zh-TW", "traditional-chinese"),
+        ("zh-Hans", "chinese"),
+        ("nl-BE", "flemish"),
+        ("nb", "norwegian"),
     ],
 )
 def test_normalize_language(value: str, expected: str) -> None:
@@ -528,8 +549,11 @@ def test_normalize_language_rejects() -> None:
     """A language outside the list is rejected."""
     assert _reason(normalize_language, "Klingon") == (
         "'Klingon' is not a supported language; "
-        "write its name, in any case, such as english or French"
+        "write its name, in any case, such as english or French (or its code: en, fr-CA)"
     )
+    # Cantonese or traditional Chinese? And `no` reads as "no language" as much as Norwegian.
+    for unclear in ("zh-HK", "no", "xx"):
+        assert _reason(normalize_language, unclear).startswith(f"{unclear!r} is not a supported")
 
 
 @pytest.mark.parametrize("value", ["https://hooks.example/x", "http://127.0.0.1:8080/h?a=1"])
