@@ -8,7 +8,7 @@ derives its directory name). It lives in a module of its own because both `confi
 
 `Secret.scrub` takes the key out of text a server sent back, in every spelling a server or proxy
 was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), in base64 (alone or inside
-an encoded `user:key`), in hex, and cut short. Any run of at least 12 characters of the key
+an encoded `user:key`), in hex, as HTML character references (`&#115;&#107;`), and cut short. Any run of at least 12 characters of the key
 (`piece_length`; a shorter key only whole) is masked whole.
 Shorter runs are left: the answers scrubbed carry video ids and URLs that must stay intact. With
 8, a key of hex digits would share a run with about one random hex video id in seven million
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import html
 import re
 from typing import Final
 from urllib.parse import unquote
@@ -43,10 +44,13 @@ def piece_length(key_length: int) -> int:
 
 
 def _spellings(char: str) -> str:
-    """A pattern for one character of the key: either case, or percent-encoded."""
+    """A pattern for one character of the key: either case, percent-encoded, or an HTML
+    character reference (`&#115;`, `&#x73;`, as a gateway's error page escapes what it echoes)."""
     cases = sorted({re.escape(char.lower()), re.escape(char.upper())})
     encoded = "%" + "".join(f"[{d.lower()}{d.upper()}]" for d in f"{ord(char):02x}")
-    return f"(?:{'|'.join(cases)}|{encoded})"
+    hex_digits = "".join(f"[{d.lower()}{d.upper()}]" for d in f"{ord(char):x}")
+    entity = f"&#0*{ord(char)};|&#[xX]0*{hex_digits};"
+    return f"(?:{'|'.join(cases)}|{encoded}|{entity})"
 
 
 def _base64_runs(raw: bytes) -> set[str]:
@@ -71,7 +75,7 @@ class _Scrubber:
         self._chars = [re.compile(_spellings(char)) for char in key]
         pieces = {"".join(map(_spellings, key[i : i + size])) for i in range(len(key) - size + 1)}
         # The look-ahead lets the search skip, in one step, a place no piece can start at.
-        starts = re.escape("".join(sorted({*key.lower(), *key.upper(), "%"})))
+        starts = re.escape("".join(sorted({*key.lower(), *key.upper(), "%", "&"})))
         self._pieces = re.compile(f"(?=[{starts}])(?:{'|'.join(sorted(pieces))})") if key else None
         # The key in base64 (a server echoing a Basic header, or a token it built from it) or
         # in hex: whole, and inside longer text at each of base64's three alignments (`user:key`).
@@ -95,7 +99,7 @@ class _Scrubber:
         return "".join(parts)
 
     def _extended(self, text: str, piece: str, end: int) -> int:
-        plain, longest = unquote(piece).lower(), end
+        plain, longest = html.unescape(unquote(piece)).lower(), end
         start = self._key.find(plain)
         while start >= 0:
             index, reach = start + len(plain), end

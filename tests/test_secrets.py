@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+import socket
 import threading
 import traceback
 from collections.abc import Iterator
@@ -147,6 +148,34 @@ def test_a_base_url_with_a_port_out_of_range_or_credentials_is_refused(url: str,
         JoggClient(url, Secret(CANARY))
     assert says in str(caught.value)
     assert not leaks(str(caught.value))
+    assert "hunter2" not in str(caught.value)  # a password in the URL is not repeated either
+
+
+def test_a_loopback_api_is_reached_past_a_proxy_the_environment_names(
+    sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY and ALL_PROXY would take plain-http requests to a loopback API, the key in
+    their header, to the proxy's host: they are not used for a loopback base URL."""
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen()
+    proxy.setblocking(False)
+    address = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, address)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+
+    async def go() -> Any:
+        async with JoggClient(sandbox_url, "sk-sandbox") as client:
+            return await client.whoami()
+
+    try:
+        assert asyncio.run(go()).kind == "ok"
+        with pytest.raises(BlockingIOError):
+            proxy.accept()  # nobody came
+    finally:
+        proxy.close()
 
 
 def test_configure_refuses_a_base_url_holding_the_key_before_a_config_holds_it(
@@ -230,6 +259,16 @@ def test_the_key_is_masked_in_any_case_percent_encoded_or_cut(key: str, echoes: 
     outcome = asyncio.run(go())
     assert outcome.message == "Parameter error: avatar_id is required; *** *** *** ***"
     assert outcome.data == {"echo": ["***"] * 4, "video_url": url}
+
+
+def test_the_key_escaped_as_html_character_references_is_masked() -> None:
+    """A gateway's error page escapes what it echoes (`&#115;&#107;...`, or `&#x73;` in hex,
+    or one character of it): that spelling is masked too, the page's other references kept."""
+    decimal = "".join(f"&#{ord(char)};" for char in CANARY)
+    hexadecimal = "".join(f"&#x{ord(char):X};" for char in CANARY)
+    mixed = CANARY[:5] + f"&#{ord(CANARY[5])};" + CANARY[6:]
+    text = f"<p>key {decimal}, {hexadecimal}, {mixed} &amp; &#115;</p>"
+    assert Secret(CANARY).scrub(text) == "<p>key ***, ***, *** &amp; &#115;</p>"
 
 
 def test_a_non_json_body_cannot_leak_part_of_the_key_in_its_preview() -> None:

@@ -35,12 +35,13 @@ import asyncio
 import ipaddress
 import logging
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import httpx
@@ -332,6 +333,9 @@ class JoggClient:
             },
             timeout=timeouts.as_httpx(),
             transport=transport,
+            # A proxy from the environment (HTTP_PROXY, ALL_PROXY) would take a loopback
+            # server's plain-http requests, the key in their header, across the network.
+            trust_env=not _is_loopback(url.host),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
             ),
@@ -528,26 +532,27 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
     the wrong setting, or built from it), which httpx's errors quote: the message is scrubbed of
     even short pieces (`Secret.scrub_config`), and httpx's own error is not chained to it."""
     scrub = api_key.scrub_config if api_key else str
+    shown = _USERINFO.sub(r"\1***@", base_url)  # a password in it is never repeated
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
-        problem = f"base URL {base_url!r} is not a valid URL ({exc})"
+        problem = f"base URL {shown!r} is not a valid URL ({exc})"
     else:
         if url.scheme not in ("http", "https") or not url.host:
-            problem = f"base URL {base_url!r} is not an http(s) URL with a host"
+            problem = f"base URL {shown!r} is not an http(s) URL with a host"
         elif url.port is not None and not 0 < url.port < 65536:
-            problem = f"base URL {base_url!r} has port {url.port}; a port is 1 to 65535"
+            problem = f"base URL {shown!r} has port {url.port}; a port is 1 to 65535"
         elif api_key is not None and api_key.scrub(base_url) != base_url:
             # Requests are logged by their URL (httpx, at INFO): the key would go with them.
             problem = (
-                f"base URL {base_url!r} holds the API key; leave it out (the key goes in "
+                f"base URL {shown!r} holds the API key; leave it out (the key goes in "
                 "JOGG_API_KEY)"
             )
         elif url.userinfo:
             # The URL is kept in the look-ups' cache and named in messages: no credential
             # belongs in it (the key goes in a header).
             problem = (
-                f"base URL {base_url!r} holds a user name or password before its host; "
+                f"base URL {shown!r} holds a user name or password before its host; "
                 "leave them out (the key goes in JOGG_API_KEY)"
             )
         else:
@@ -565,6 +570,10 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+# The user name and password of a URL (`https://bob:pw@host`).
+_USERINFO: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
 
 
 def _is_loopback(host: str) -> bool:
