@@ -8,8 +8,9 @@ derives its directory name). It lives in a module of its own because both `confi
 
 `Secret.scrub` takes the key out of text a server sent back, in every spelling a server or proxy
 was seen to echo: any case (`SK-TEST`), percent-encoded (`sk%2Dtest`), in base64 (alone or inside
-an encoded `user:key`), in hex, as HTML character references (`&#115;&#107;`), and cut short. Any run of at least 12 characters of the key
-(`piece_length`; a shorter key only whole) is masked whole.
+an encoded `user:key`), in hex, as HTML character references (`&#115;&#107;`), and cut short.
+Any run of at least 12 characters of the key (`piece_length`; a shorter key only whole) is masked
+whole.
 Shorter runs are left: the answers scrubbed carry video ids and URLs that must stay intact. With
 8, a key of hex digits would share a run with about one random hex video id in seven million
 (25 x 25 windows at 16^-8 each), and mask it; with 12, one in six hundred billion. Masking half
