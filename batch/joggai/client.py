@@ -545,8 +545,7 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
         elif api_key is not None and api_key.scrub(base_url) != base_url:
             # Requests are logged by their URL (httpx, at INFO): the key would go with them.
             problem = (
-                f"base URL {shown!r} holds the API key; leave it out (the key goes in "
-                "JOGG_API_KEY)"
+                f"base URL {shown!r} holds the API key; leave it out (the key goes in JOGG_API_KEY)"
             )
         elif url.userinfo:
             # The URL is kept in the look-ups' cache and named in messages: no credential
