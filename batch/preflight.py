@@ -24,7 +24,7 @@ from typing import Any, Final
 import httpx
 
 from batch.catalog import CatalogRow, RowProblem
-from batch.errors import AccountError, ApiError
+from batch.errors import AccountError, ApiError, ConfigError
 from batch.joggai.client import JoggClient
 from batch.joggai.lookup import Avatar, LookupConfig, Lookups, LookupService, open_service
 from batch.payload import ResolvedFields, fingerprint
@@ -258,9 +258,18 @@ async def check_account(client: JoggClient) -> Account:
             code=outcome.code,
             http_status=outcome.http_status,
         )
+    if outcome.http_status is not None and (
+        outcome.http_status in (404, 405) or 300 <= outcome.http_status < 400
+    ):
+        raise ConfigError(
+            f"{client.base_url} is not JoggAI's API: GET /v2/user/whoami answered "
+            f"{outcome.http_status} ({outcome.message}); set --base-url (or JOGG_BASE_URL) to "
+            "the API's host alone, such as https://api.jogg.ai (nothing was sent)"
+        )
     if outcome.kind != "ok":
         raise ApiError(
-            f"cannot check the account before the run ({outcome}); nothing was sent",
+            f"cannot check the account before the run ({outcome}{client.proxy_note()}); "
+            "nothing was sent",
             code=outcome.code,
             http_status=outcome.http_status,
         )

@@ -981,3 +981,20 @@ def test_a_folder_of_parquet_parts_says_how_to_make_it_one_file(tmp_path: Path) 
     assert code == 2
     assert "is a directory, not a file (a table Spark or Hive wrote in parts)" in err
     assert ".coalesce(1)" in err
+
+
+@pytest.mark.parametrize("suffix", ["/api", "/v2"])
+def test_a_base_url_that_is_not_the_apis_is_a_config_error(
+    tmp_path: Path, sandbox_url: str, suffix: str
+) -> None:
+    """A base URL with a path answers 404 for the account check: exit 2 saying to fix the base
+    URL (it said "run again later", exit 1, which no retry can fix); nothing sent."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    env = {"JOGG_API_KEY": "sk-sandbox"}
+    code, _, err = invoke(
+        "run", str(catalog), "--base-url", sandbox_url + suffix, "--rate-limit", "none", env=env
+    )
+    assert code == 2, err
+    assert f"{sandbox_url}{suffix} is not JoggAI's API: GET /v2/user/whoami answered 404" in err
+    assert "run again later" not in err
+    assert submissions(sandbox_url)["submissions"] == []

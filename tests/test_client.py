@@ -544,3 +544,18 @@ async def test_a_listing_page_may_be_larger_than_a_create_answer() -> None:
         outcome = await client.list_product_videos()
         assert outcome.kind == "ok"
         assert (await client.whoami()).kind == "unknown"  # the same size is no whoami answer
+
+
+def test_a_failure_names_the_proxy_the_environment_sends_requests_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A connection refused may be the proxy's: the account check's message names it (its
+    password masked) and the variable it came from; not when NO_PROXY or loopback skips it."""
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://team:pw@127.0.0.1:9")
+    client = JoggClient("https://api.example.test", "sk-test")
+    assert client.proxy_note() == ", through the proxy http://***@127.0.0.1:9 (HTTPS_PROXY)"
+    assert JoggClient("http://127.0.0.1:8787", "sk-test").proxy_note() == ""
+    monkeypatch.setenv("NO_PROXY", "example.test")
+    assert client.proxy_note() == ""

@@ -37,6 +37,7 @@ import logging
 import math
 import re
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
@@ -343,6 +344,21 @@ class JoggClient:
 
     def __repr__(self) -> str:
         return f"JoggClient(base_url={self.base_url!r}, api_key='***')"
+
+    def proxy_note(self) -> str:
+        """`, through the proxy ... (HTTPS_PROXY)` when the environment sends the requests
+        through one (for a message about a failure, which may be the proxy's), else ``."""
+        url = httpx.URL(self.base_url)
+        bypassed = urllib.request.proxy_bypass_environment(url.host)  # type: ignore[attr-defined]
+        if _is_loopback(url.host) or bypassed:
+            return ""
+        proxies = urllib.request.getproxies_environment()
+        proxy = proxies.get(url.scheme) or proxies.get("all")
+        if not proxy:
+            return ""
+        source = "ALL_PROXY" if url.scheme not in proxies else f"{url.scheme.upper()}_PROXY"
+        shown = _USERINFO.sub(r"\1***@", proxy)
+        return f", through the proxy {shown} ({source})"
 
     async def __aenter__(self) -> JoggClient:
         await self._http.__aenter__()
