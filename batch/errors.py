@@ -50,7 +50,8 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
         "aborted by an account error: bad key (10105), no API permission (18025), no credit (18020)"
     ),
     ExitCode.LOCKED: (
-        "another run holds the state database (`download`: another download writes into --dest)"
+        "another run holds the state database, or sends for the same account from another "
+        "ledger (`download`: another download writes into --dest)"
     ),
     ExitCode.TIMED_OUT: "`status` / `run --wait` timed out: renders still going, or not checked",
     ExitCode.DOUBLE_CHARGED: (

@@ -67,6 +67,7 @@ from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import database_errors
 from batch.store.fleet import key_id
+from batch.store.ledgers import hold_account
 from batch.store.results import OutcomeCounts, state_outcomes, write_results
 from batch.validation import before_sending
 
@@ -132,7 +133,13 @@ async def run_async(
         _refuse_a_siblings_results(config, state)
         if config.dry_run:
             summary = await _dry_run(config, state)
-        else:
+        elif isinstance(config.state, Path):
+            key = config.api_key.reveal()
+            with hold_account(config.base_url, key, config.state):
+                summary = await _Run(config, state, transport).execute(
+                    handle_signals=handle_signals
+                )
+        else:  # workers of a shared ledger send together by design (batch.store.fleet)
             summary = await _Run(config, state, transport).execute(handle_signals=handle_signals)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     write_summary_json(config, summary)

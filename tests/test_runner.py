@@ -31,6 +31,7 @@ from batch.outputs import planned_requests_path
 from batch.sandbox import SandboxConfig, create_app
 from batch.store import StateStore
 from batch.store.backend import DatabaseURL, state_location
+from batch.store.ledgers import hold_account
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
@@ -1598,3 +1599,20 @@ def test_an_upgraded_state_finds_its_jobs_when_the_file_comes_made_alike(
     assert len(submissions(sandbox_url)["submissions"]) == 3
     with sqlite3.connect(config.state) as db:
         assert db.execute("SELECT count(*) FROM fingerprint_aliases").fetchone() == (3,)
+
+
+def test_a_second_ledger_sending_for_the_same_account_is_refused(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Two runs of one catalog at once, each with its own --state, each paid for every row:
+    while one sends for the account on this machine, another ledger's run is refused (exit 4)
+    before it sends anything; once the first is done, it runs."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    first = make_config(catalog, sandbox_url, state=tmp_path / "a.db")
+    held = hold_account(first.base_url, first.api_key.reveal(), tmp_path / "a.db")
+    refused = pytest.raises(LockedError, match=r"sending for this account \(pid \d+, ledger /")
+    with held, refused:
+        runner.run(make_config(catalog, sandbox_url, state=tmp_path / "b.db"))
+    assert submissions(sandbox_url)["submissions"] == []
+    summary = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "b.db"))
+    assert summary.requests_sent == 2

@@ -9,7 +9,9 @@ Parquet must all find the same jobs. So by default the state is
 (`~/.local/share/jogg-batch/...` on Linux; `XDG_DATA_HOME` moves it), where the account id is an
 HMAC of the API base URL and key under a random salt kept beside the ledgers (0600): the key is
 never written, and a copied ledger directory reveals nothing that would confirm a guessed key.
-`--state` or `run.state` still choose another place.
+`--state` or `run.state` still choose another place. Whichever ledger a run sends from, it holds
+the account's sending lock on this machine (`hold_account`), beside the ledgers: two ledgers
+sending for one account at once would each pay for the rows they share.
 
 Versions before 0.2 kept the state beside the results file (`<name>.jogg-state.db`). Such a state
 is found and merged into the account's ledger (`StateStore.absorb`), never silently ignored.
@@ -17,9 +19,13 @@ is found and merged into the account's ledger (`StateStore.absorb`), never silen
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
+import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -27,7 +33,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from batch import files
-from batch.errors import StateError
+from batch.errors import LockedError, StateError
 from batch.store.backend import StateLocation
 
 APP_NAME = "jogg-batch"
@@ -50,6 +56,31 @@ def ledger_path(base_url: str, api_key: str, *, root: Path | None = None) -> Pat
     folder = (root or data_dir()) / "ledgers"
     account = hmac.new(_salt(folder), f"{base_url}\n{api_key}".encode(), hashlib.sha256)
     return folder / f"{account.hexdigest()[:20]}.db"
+
+
+@contextmanager
+def hold_account(
+    base_url: str, api_key: str, state: Path, *, root: Path | None = None
+) -> Iterator[None]:
+    """Holds the account's sending lock on this machine while a run sends from `state`, or
+    raises LockedError at once naming the run that holds it (and its ledger)."""
+    path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
+    fd = files.open_lock(path)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+            raise LockedError(
+                f"another jogg-batch on this machine is sending for this account ({holder}); "
+                f"two ledgers sending at once pay twice for the rows they share: wait for it "
+                "to finish, or give both runs one ledger (leave --state out)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}, ledger {state.absolute()}".encode())
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
 
 
 def legacy_state_path(results: Path) -> Path:
