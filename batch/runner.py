@@ -65,7 +65,7 @@ from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
-from batch.store.backend import database_errors
+from batch.store.backend import as_busy_error, database_errors
 from batch.store.fleet import key_id
 from batch.store.ledgers import hold_account
 from batch.store.results import OutcomeCounts, state_outcomes, write_results
@@ -133,17 +133,36 @@ async def run_async(
         _refuse_a_siblings_results(config, state)
         if config.dry_run:
             summary = await _dry_run(config, state)
-        elif isinstance(config.state, Path):
-            key = config.api_key.reveal()
-            with hold_account(config.base_url, key, config.state):
-                summary = await _Run(config, state, transport).execute(
-                    handle_signals=handle_signals
-                )
-        else:  # workers of a shared ledger send together by design (batch.store.fleet)
-            summary = await _Run(config, state, transport).execute(handle_signals=handle_signals)
+        else:
+            with _sending_for_account(config):
+                run = _begun(config, state, transport)
+                summary = await run.execute(handle_signals=handle_signals)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     write_summary_json(config, summary)
     return summary
+
+
+def _sending_for_account(config: RunConfig) -> contextlib.AbstractContextManager[None]:
+    """The account's sending lock on this machine (`hold_account`) for a run from a ledger
+    file; none for the workers of a shared ledger, who send together by design."""
+    if not isinstance(config.state, Path):
+        return contextlib.nullcontext()
+    return hold_account(config.base_url, config.api_key.reveal(), config.state)
+
+
+def _begun(
+    config: RunConfig, state: StateStore, transport: httpx.AsyncBaseTransport | None
+) -> _Run:
+    """The run, begun in the state. A state that cannot be written yet (a full disk, a file
+    size limit) is a StateError: exit 2, for nothing was sent."""
+    try:
+        return _Run(config, state, transport)
+    except database_errors() as exc:
+        if busy := as_busy_error(exc):
+            raise busy from exc
+        raise StateError(
+            f"{config.state}: cannot write the state ({exc}); nothing was sent"
+        ) from exc
 
 
 def _refuse_a_siblings_results(config: RunConfig, state: StateStore) -> None:
@@ -881,8 +900,8 @@ class _Run:
         if control.catalog_error is not None:
             log.error("%s", control.catalog_error)
             return ExitCode.LOCAL_IO if control.sent else ExitCode.USAGE
-        if control.local_error is not None:
-            return ExitCode.LOCAL_IO
+        if control.local_error is not None:  # exit 2 promises that nothing was sent: so here
+            return ExitCode.LOCAL_IO if control.sent else ExitCode.USAGE
         if control.signal_code is not None:
             return control.signal_code
         if control.account_error is not None:

@@ -134,3 +134,19 @@ def test_a_file_size_limit_mid_run_stops_sending_and_loses_nothing(
     assert max(paid.values()) == 1
     results = read_results(tmp_path / "catalog.results.csv")
     assert set(results["status"]) <= {"submitted", "already_submitted"}
+
+
+@pytest.mark.parametrize("limit", [300_000, 500_000], ids=["beginning the run", "planning"])
+def test_a_local_failure_before_any_request_left_is_exit_2(
+    tmp_path: Path, sandbox_url: str, limit: int
+) -> None:
+    """The state cannot grow past its first pages, as the run begins or as it plans: it stops
+    before any POST, so it is exit 2 ("nothing was sent"), not 7 (which says sending began),
+    with one line saying so and no traceback."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(300))
+    args = (str(catalog), "--state", str(tmp_path / "state.db"))
+    limited = jogg(*args, url=sandbox_url, tmp=tmp_path, file_limit=limit)
+    assert charged(sandbox_url) == {}
+    assert limited.returncode == ExitCode.USAGE, limited.stderr[-2000:]
+    assert "disk I/O error" in limited.stderr
+    assert "Traceback" not in limited.stderr
