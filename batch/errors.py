@@ -59,7 +59,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ),
     ExitCode.LOCAL_IO: (
         "a local file (state, results) could not be written after sending began; what was "
-        "sent is kept"
+        "sent is kept (also: --json's document could not be written to stdout)"
     ),
     ExitCode.HUNG_UP: (
         "hung up by SIGHUP: the terminal or SSH session closed (everything recorded; run again "

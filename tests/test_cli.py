@@ -998,3 +998,20 @@ def test_a_base_url_that_is_not_the_apis_is_a_config_error(
     assert f"{sandbox_url}{suffix} is not JoggAI's API: GET /v2/user/whoami answered 404" in err
     assert "run again later" not in err
     assert submissions(sandbox_url)["submissions"] == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_a_json_document_stdout_cannot_take_is_exit_7_without_a_traceback(tmp_path: Path) -> None:
+    """`--json` into a full disk (a cron job's log): one error line and exit 7, never a
+    traceback and exit 1 (which says rows failed)."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "batch", "plan", str(catalog), "--json",
+             "--state", str(tmp_path / "s.db")],
+            stdout=full, stderr=subprocess.PIPE, text=True, check=False,
+            env={**os.environ, "JOGG_API_KEY": "sk-sandbox"},
+        )  # fmt: skip
+    assert done.returncode == 7, done.stderr
+    assert "cannot write the JSON document to standard output" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -15,7 +18,7 @@ from typing import Any, ParamSpec, TypeVar
 import click
 
 from batch import logs
-from batch.errors import SIGNAL_EXITS, BatchError
+from batch.errors import SIGNAL_EXITS, BatchError, LocalIOError
 from batch.follow.polling import PollSummary
 from batch.storage import parse_location
 from batch.store.backend import as_busy_error, database_errors, state_location
@@ -99,7 +102,8 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             message = f"jogg-batch: error: {logs.escape_controls(str(error))}"
             logs.say(message, event="error", level=logging.ERROR)
             if kwargs.get("as_json"):
-                emit_json({"error": str(error), "exit_code": int(error.exit_code)})
+                with contextlib.suppress(LocalIOError):  # stdout itself failed: said above
+                    emit_json({"error": str(error), "exit_code": int(error.exit_code)})
             raise SystemExit(int(error.exit_code)) from None
         except KeyboardInterrupt as stop:
             # Ctrl-C (or SIGTERM, SIGHUP) where no run handles it (`--wait` polling, `status`,
@@ -156,8 +160,17 @@ def render_renders(summary: PollSummary) -> str:
 
 
 def emit_json(document: object) -> None:
-    """The one machine-readable document of a command, on stdout."""
-    click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    """The one machine-readable document of a command, on stdout; LocalIOError (exit 7) when
+    stdout takes no more (a full disk under a cron job's log, a closed pipe)."""
+    try:
+        click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+        sys.stdout.flush()
+    except OSError as exc:
+        # What stays buffered would fail again, with a traceback, as the interpreter exits.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise LocalIOError(
+            f"cannot write the JSON document to standard output: {exc.strerror or exc}"
+        ) from None
 
 
 class FileOrURL(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
