@@ -69,7 +69,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     frame = read_results(config.catalog)
     require_columns(frame, config.catalog, ("status", "code"), "retry")
     statuses = _statuses(config.catalog, frame)
-    options = _run_options(config)
+    options = _run_options(config, frame)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
     wanted = statuses.isin(RETRY_ROWS) & (
         config.retry_permanent | ~((statuses == "failed") & frame["code"].isin(permanent))
@@ -273,12 +273,15 @@ def _refuse_cut_cells(path: Location, inputs: pd.DataFrame, rows: pd.Series) -> 
             )
 
 
-def _run_options(config: RunConfig) -> CatalogOptions:
+def _run_options(config: RunConfig, frame: pd.DataFrame) -> CatalogOptions:
     """The request defaults and column mapping of the newest run in the state that wrote the
-    results file `config.catalog`; the settings' (with a warning) when the state knows none."""
+    results file `config.catalog` (`frame`), or of the run whose rows held the videos it lists
+    (a copy, a renamed file); the settings' (with a warning) when the state knows none."""
     settings = config.catalog_options
     with StateStore(config.state) as state:
         recorded = state.run_defaults(storage.identity(config.catalog))
+        if recorded is None and (videos := _listed_videos(frame)):
+            recorded = state.defaults_of_videos(videos)
     if recorded is not None:
         try:
             options = request_settings_from_json(recorded, settings)
@@ -303,6 +306,16 @@ def _run_options(config: RunConfig) -> CatalogOptions:
         config.state,
     )
     return settings
+
+
+def _listed_videos(frame: pd.DataFrame, most: int = 20) -> list[tuple[int, str]]:
+    """(row, video id) of the first rows of a results file that name a video."""
+    if "video_id" not in frame.columns or "row" not in frame.columns:
+        return []
+    named = frame[frame["video_id"].str.strip().ne("") & frame["row"].str.fullmatch(r"\d+")]
+    return [
+        (int(row), video.strip()) for row, video in named[["row", "video_id"]].head(most).values
+    ]
 
 
 class _Checked(NamedTuple):

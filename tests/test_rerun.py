@@ -83,6 +83,25 @@ def test_retry_of_a_results_file_no_run_wrote_warns_and_uses_the_settings(
     assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)[1:]] == ["30"] * 4
 
 
+def test_a_renamed_copy_of_a_results_file_is_retried_with_its_runs_defaults(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """`c.results (1).csv`, as a mail attachment comes back, retried without the run's
+    `--length 15`: the run is found by the video the file lists at its row, so the rows are
+    the requests it planned (15 s), never new ones the next run would pay for again."""
+    catalog, args = half_run
+    copy = tmp_path / "c.results (1).csv"
+    shutil.copy(tmp_path / "c.results.csv", copy)
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("retry", str(copy), *state, *args)
+    assert code == 0, err
+    assert "no run in the state" not in err
+    assert [s["payload"]["video_spec"]["length"] for s in _sent(sandbox_url)] == ["15"] * 5
+    code, err = invoke("run", str(catalog), "--length", "15", *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5  # nothing paid twice
+
+
 def test_retry_without_a_status_column_is_a_usage_error(tmp_path: Path, sandbox_url: str) -> None:
     """A results file lacking `status`: exit 2 naming the file and the column, nothing sent."""
     results = write_catalog(tmp_path / "c.results.csv", simple_rows(2))

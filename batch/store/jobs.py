@@ -72,6 +72,31 @@ class JobQueries(Connection):
         )
         return None if row is None else str(row[0])
 
+    def defaults_of_videos(self, videos: Sequence[tuple[int, str]]) -> str | None:
+        """The request defaults (JSON) of the newest run whose rows held each of these videos,
+        (row number, video id), at those rows: the run that wrote a results file a person copied
+        or renamed, found by what it holds; None when no one run holds them all."""
+        runs: set[int] | None = None
+        for row, video_id in videos:
+            holding = {
+                run_id
+                for (run_id,) in self._db.execute(
+                    "SELECT runs.id FROM runs JOIN run_rows r ON r.run_id = runs.id AND r.row = ? "
+                    "JOIN jobs j ON j.id = r.job_id WHERE j.video_id = ? AND runs.dry_run = 0 "
+                    "AND runs.request_defaults IS NOT NULL",
+                    (row, video_id),
+                )
+            }
+            runs = holding if runs is None else runs & holding
+            if not runs:
+                return None
+        if not runs:
+            return None
+        (defaults,) = self._db.execute(
+            "SELECT request_defaults FROM runs WHERE id = ?", (max(runs),)
+        ).fetchone()
+        return str(defaults)
+
     def _newest_writer(self, results: str) -> tuple[int, int, str] | None:
         """(id, dry run, the catalog its rows came from) of the newest run that wrote the rows
         of the results file `results` (a retry's run names the catalog it retried)."""
