@@ -279,3 +279,17 @@ def test_a_results_file_saved_as_unicode_text_reads(tmp_path: Path) -> None:
     frame = read_results(path)
     assert list(frame["sku"]) == ["Ä1"]
     assert list(frame["status"]) == ["submitted"]
+
+
+def test_a_results_file_saved_back_with_a_retyped_header_and_empty_lines_reads_as_written(
+    tmp_path: Path,
+) -> None:
+    """A spreadsheet's save: `Status` typed for `status`, and empty lines below the rows (a
+    whole line of empty cells, or of separators): the columns are named again, the lines left
+    out, and the rows kept as they are."""
+    path = tmp_path / "c.results.csv"
+    path.write_text("sku,Status,video_id,row\nA,submitted,v1,1\n,,,\nB,failed,,2\n ,, ,\n,,,\n")
+    frame = read_results(path)
+    assert list(frame.columns) == ["sku", "status", "video_id", "row"]
+    assert list(frame["sku"]) == ["A", "B"]
+    assert list(frame["status"]) == ["submitted", "failed"]

@@ -334,9 +334,9 @@ def read_results(path: Location) -> pd.DataFrame:
                 table = pq.read_table(handle)
                 texts = pa.table({name: cells.as_text(table[name]) for name in table.column_names})
                 frame_: pd.DataFrame = texts.to_pandas().fillna("")
-                return frame_.astype(object)
+                return _tidied(frame_.astype(object))
             if fmt == "xlsx":
-                return xlsx.read_xlsx(handle)
+                return _tidied(xlsx.read_xlsx(handle))
             encoding, delimiter, skip = _csv_dialect(handle)
             frame = pd.read_csv(
                 handle,
@@ -364,7 +364,29 @@ def read_results(path: Location) -> pd.DataFrame:
         quoted = values.str.match(_NEUTRALISED)
         if quoted.any():
             frame.loc[quoted, column] = values[quoted].str.slice(1)
-    return _plain_numbers(frame, path)
+    return _plain_numbers(_tidied(frame), path)
+
+
+def _tidied(frame: pd.DataFrame) -> pd.DataFrame:
+    """The file as a person may have saved it back, read as written: an outcome column's header
+    retyped in another case (`Status`) has its name again, and the empty lines a spreadsheet
+    leaves below the rows are left out."""
+    present = set(frame.columns)
+    names: dict[object, str] = {}
+    for column in frame.columns:
+        name = str(column).strip().lower()
+        if name in WRITTEN_COLUMNS and name not in present and name not in names.values():
+            names[column] = name
+    frame = frame.rename(columns=names)
+    if frame.empty:
+        return frame
+    # Only the rows whose first cell is empty are looked at whole: a million rows stay cheap.
+    first = frame.iloc[:, 0].astype(str).str.strip().eq("")
+    if not first.any():
+        return frame
+    maybe = frame[first]
+    blank = maybe.apply(lambda cells: cells.astype(str).str.strip().eq("")).all(axis=1)
+    return frame.drop(index=maybe.index[blank]) if blank.any() else frame
 
 
 # A number as a spreadsheet may save it back: digits grouped by thousands (1,001 / 1.001 /
