@@ -129,6 +129,25 @@ def test_report_counts_exactly(results_csv: Path) -> None:
     )
 
 
+def test_statuses_a_person_retyped_count_as_the_ones_they_spell(results_csv: Path) -> None:
+    """`Submitted`, `FAILED ` and `Already submitted`, as a colleague types them back: counted
+    with the statuses they spell, not as outcomes of their own."""
+    frame = read_results(results_csv)
+    frame["status"] = (
+        frame["status"]
+        .map(
+            {
+                "submitted": "Submitted",
+                "failed": "FAILED ",
+                "already_submitted": "Already submitted",
+            }
+        )
+        .fillna(frame["status"])
+    )
+    report = build_report(frame, source="results.csv")
+    assert report.by_status == {"submitted": 4, "already_submitted": 1, "failed": 2, "invalid": 1}
+
+
 def _respelled(text: str, shape: str) -> str:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).strftime(shape) if text else ""
 

@@ -24,6 +24,7 @@ from typing import Final
 
 import pandas as pd
 
+from batch import statuses
 from batch.logs import escape_controls
 from batch.statuses import ROW_ORDER
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES
@@ -139,7 +140,8 @@ def build_report(frame: pd.DataFrame, source: str = "", key: str | None = None) 
     `KEY_COLUMNS` the file has.
     """
     column = _columns(frame)
-    status = column("status")
+    # A status a person retyped (`Submitted`, `Not attempted`) counts as the one it spells.
+    status = [statuses.row_status(text) or text for text in column("status")]
     video_status = column("video_status")
     message, error = column("message"), column("error")
     credits, estimated = _credits(status, column("deducted_credit"))
