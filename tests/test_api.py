@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 
 import batch
@@ -291,3 +292,13 @@ def test_track_config_without_a_ledger_says_so(tmp_path: Path) -> None:
     results = write_catalog(tmp_path / "c.results.csv", [{"video_id": "v1"}])
     with pytest.raises(StateError, match="pass --state PATH"):
         batch.track_config(results, env={"JOGG_API_KEY": "k"})
+
+
+def test_a_dataframe_given_as_the_catalog_is_a_config_error_saying_to_save_it() -> None:
+    """A notebook passing its DataFrame: a BatchError (exit 2) saying how to give a file, not
+    a bare TypeError from deep inside."""
+    frame = pd.DataFrame({"product_id": ["NTQ0MTkzNjg"]})
+    with pytest.raises(
+        ConfigError, match=r"the catalog is a DataFrame, not a file's path.*to_parquet"
+    ):
+        batch.configure(frame, key_required=False)  # type: ignore[arg-type]
