@@ -94,6 +94,7 @@ class RunSummary:
     stopped: str | None = None  # why sending stopped early, if it did
     exit_code: int = 0
     renders: PollSummary | None = None  # `run(..., wait=)`: the renders polled after sending
+    results_written: bool = True  # False: the file is left as an earlier run wrote it (if any)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -889,6 +890,7 @@ class _Run:
                 for c in self.double_charges
             ],
             stopped=control.stop_reason,
+            results_written=self.written is not None,
         )
         if len(times) > 1 and times[-1] > times[0]:
             summary.post_rate_per_minute = round((len(times) - 1) * 60 / (times[-1] - times[0]), 2)

@@ -1616,3 +1616,17 @@ def test_a_second_ledger_sending_for_the_same_account_is_refused(
     assert submissions(sandbox_url)["submissions"] == []
     summary = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "b.db"))
     assert summary.requests_sent == 2
+
+
+def test_a_summary_says_when_the_results_file_is_not_this_runs(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A run refused by the account writes no results (the last run's file says what was
+    paid): its summary says so, where the summary line named the file as if it were this
+    run's."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    assert runner.run(make_config(catalog, sandbox_url)).results_written
+    refused = runner.run(make_config(catalog, sandbox_url, key="sk-not-this-account"))
+    assert refused.exit_code == ExitCode.ACCOUNT
+    assert not refused.results_written
+    assert refused.to_json()["results_written"] is False

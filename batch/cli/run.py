@@ -348,7 +348,8 @@ def render_summary(summary: RunSummary) -> str:
             f"{summary.credits_spent}   elapsed {_duration(summary.elapsed_seconds)}"
             f"   rate {summary.post_rate_per_minute}/min"
         )
-    lines.append(f"  results: {summary.results}")
+    stale = "" if summary.results_written else " (not written by this run: see above)"
+    lines.append(f"  results: {summary.results}{stale}")
     if (renders := summary.renders) is not None:
         lines.append(f"renders: {render_renders(renders)}")
     return "\n".join(map(logs.escape_controls, lines))  # a name or a reason is one line
