@@ -11,6 +11,7 @@ first POST, so that no answer is ever lost for want of a place to write it.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,36 @@ def check_outputs(config: RunConfig, *, create: bool = True) -> None:
                     f"{output.what} there would destroy it. Pass another path to {output.option}"
                 )
         check_writable(output.path, output.what, output.option, create=create)
+    check_room(config)
+
+
+# Room every local output folder must have before a run sends: the state grows by a few pages
+# as rows are planned and sent.
+_MARGIN = 1 << 20
+
+
+def check_room(config: RunConfig) -> None:
+    """ConfigError (nothing sent) when a disk is too full for the run's outputs: the results
+    file takes at least the catalog's size (it carries the catalog's columns), and the state a
+    margin. A disk found full after the first POSTs would stop the run with exit 7."""
+    try:
+        catalog = config.catalog.stat().st_size if isinstance(config.catalog, Path) else 0
+    except OSError:
+        catalog = 0  # no such catalog: said where it is read
+    needs = {"results file": (config.results, catalog + _MARGIN)}
+    if isinstance(config.state, Path):
+        needs["state database"] = (config.state, _MARGIN)
+    for what, (path, size) in needs.items():
+        if not isinstance(path, Path):
+            continue
+        folder = next((p for p in (path.parent, *path.parent.parents) if p.is_dir()), Path("/"))
+        free = shutil.disk_usage(folder).free
+        if free < size:
+            raise ConfigError(
+                f"{folder}: {free / 1e6:.1f} MB free, and the {what} needs about "
+                f"{size / 1e6:.1f} MB (the results carry the catalog's columns); free some "
+                "space, or write elsewhere (nothing was sent)"
+            )
 
 
 def same_file(one: Location, other: Location, *, strict: bool = True) -> bool:

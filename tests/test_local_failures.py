@@ -150,3 +150,40 @@ def test_a_local_failure_before_any_request_left_is_exit_2(
     assert limited.returncode == ExitCode.USAGE, limited.stderr[-2000:]
     assert "disk I/O error" in limited.stderr
     assert "Traceback" not in limited.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A folder on a 256 KiB filesystem (a tmpfs; only root may mount one)."""
+    folder = tmp_path / "small"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"root cannot mount a tmpfs here: {mounted.stderr!r}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=False)
+
+
+def test_a_disk_too_full_for_the_results_is_refused_before_sending(
+    tmp_path: Path, small_disk: Path, sandbox_url: str
+) -> None:
+    """A results folder with less room than the catalog (the results carry its columns): exit
+    2 before any POST, naming the folder, where the run sent rows and then stopped with 7."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(10_000))
+    assert catalog.stat().st_size > 256 * 1024
+    done = jogg(
+        str(catalog), "--results", str(small_disk / "r.csv"), "--state", str(tmp_path / "s.db"),
+        url=sandbox_url, tmp=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == ExitCode.USAGE, done.stderr[-2000:]
+    assert f"{small_disk}: 0." in done.stderr
+    assert "nothing was sent" in done.stderr
+    assert charged(sandbox_url) == Counter()
