@@ -15,17 +15,18 @@ nobody but its owner should be able to make the tool believe a row was already p
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import stat
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import IO, Final
 
-from batch.errors import StateError
+from batch.errors import LockedError, StateError
 
 PRIVATE: Final = 0o600
 PRIVATE_DIR: Final = 0o700
@@ -211,6 +212,22 @@ def open_lock(path: Path) -> int:
     except StateError:
         os.close(fd)
         raise
+    return fd
+
+
+def take_lock(path: Path, holder: str, held: Callable[[str], str]) -> int:
+    """Takes the exclusive flock of the lock file `path` at once and writes `holder` (who holds
+    it) in it; returns its fd, whose closing releases the lock. LockedError with the message
+    `held(what the holder wrote)` when another process holds it."""
+    fd = open_lock(path)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        written = os.read(fd, 4096).decode(errors="replace").strip()
+        os.close(fd)
+        raise LockedError(held(written or "another process")) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, holder.encode())
     return fd
 
 

@@ -85,20 +85,28 @@ def check_room(config: RunConfig) -> None:
         catalog = config.catalog.stat().st_size if isinstance(config.catalog, Path) else 0
     except OSError:
         catalog = 0  # no such catalog: said where it is read
-    needs = {"results file": (config.results, catalog + _MARGIN)}
-    if isinstance(config.state, Path):
-        needs["state database"] = (config.state, _MARGIN)
-    for what, (path, size) in needs.items():
+    needs: list[tuple[object, int, str]] = [
+        (config.results, catalog + _MARGIN, "results file (it carries the catalog's columns)"),
+        (config.state, _MARGIN, "state database"),
+    ]
+    for path, size, what in needs:
         if not isinstance(path, Path):
-            continue
-        folder = next((p for p in (path.parent, *path.parent.parents) if p.is_dir()), Path("/"))
+            continue  # an object store, a PostgreSQL ledger
+        folder = _existing_folder(path)
         free = shutil.disk_usage(folder).free
         if free < size:
             raise ConfigError(
                 f"{folder}: {free / 1e6:.1f} MB free, and the {what} needs about "
-                f"{size / 1e6:.1f} MB (the results carry the catalog's columns); free some "
-                "space, or write elsewhere (nothing was sent)"
+                f"{size / 1e6:.1f} MB; free some space, or write elsewhere (nothing was sent)"
             )
+
+
+def _existing_folder(path: Path) -> Path:
+    """The folder `path` goes in, or its nearest ancestor that exists (for one not made yet)."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
 
 
 def same_file(one: Location, other: Location, *, strict: bool = True) -> bool:
@@ -136,16 +144,12 @@ def check_writable(path: Location, what: str, option: str, *, create: bool = Tru
         return
     if path.is_dir():
         raise ConfigError(f"{option} {path}: is a folder; name a file for the {what}")
-    folder = path.parent
-    missing = []
-    while not folder.exists() and folder != folder.parent:
-        missing.append(folder)
-        folder = folder.parent
+    folder = _existing_folder(path)
     if not folder.is_dir():
         raise ConfigError(f"{option} {path}: {folder} is not a folder; {fix}")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ConfigError(f"{option} {path}: cannot write in {folder} (permission); {fix}")
-    if missing and create:
+    if folder != path.parent and create:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

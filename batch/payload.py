@@ -577,9 +577,13 @@ def same_text(text: str | None) -> str | None:
     """Free text as a reader sees it: line ends as LF, characters composed (NFC), no space at
     either end. The catalog makes its cells alike the same way, a column at a time
     (`batch.catalog.normalize`)."""
-    if text is None:
-        return None
-    return unicodedata.normalize("NFC", _LINE_ENDS.sub("\n", text)).strip()
+    return None if text is None else lines_composed(text).strip()
+
+
+def lines_composed(text: str) -> str:
+    """Text with LF line ends and composed characters (NFC): free text as the versions before
+    spaces at its ends were trimmed made it alike."""
+    return unicodedata.normalize("NFC", _LINE_ENDS.sub("\n", text))
 
 
 _LINE_ENDS: Final = re.compile(r"\r\n?")

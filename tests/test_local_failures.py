@@ -4,6 +4,7 @@ back, and exits 7: never a traceback, never a lost or doubly paid row."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import resource
 import subprocess
@@ -78,15 +79,23 @@ def read_only_folder(tmp_path: Path) -> Iterator[Path]:
         yield folder
         folder.chmod(0o700)
         return
+    with tmpfs(folder, "ro,size=64k"):
+        yield folder
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, options: str) -> Iterator[None]:
+    """A tmpfs mounted with `options` on `folder` while in the block (root only; skips saying
+    why where even root cannot mount one)."""
     mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(folder)],
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
         capture_output=True,
         check=False,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"root cannot mount a read-only tmpfs here: {mounted.stderr!r}")
+        pytest.skip(f"root cannot mount a tmpfs ({options}) here: {mounted.stderr!r}")
     try:
-        yield folder
+        yield
     finally:
         subprocess.run(["umount", str(folder)], check=False)
 
@@ -159,17 +168,8 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     folder.mkdir()
     if os.geteuid() != 0:
         pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(folder)],
-        capture_output=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"root cannot mount a tmpfs here: {mounted.stderr!r}")
-    try:
+    with tmpfs(folder, "size=256k"):
         yield folder
-    finally:
-        subprocess.run(["umount", str(folder)], check=False)
 
 
 def test_a_disk_too_full_for_the_results_is_refused_before_sending(

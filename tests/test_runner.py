@@ -266,6 +266,28 @@ def test_a_product_page_written_another_way_is_the_same_request(
     assert (len(seen["submissions"]), len(seen["products"])) == (1, 1)
 
 
+def sent_by_an_earlier_version(
+    config: RunConfig, sent: Callable[[payload.ResolvedFields], payload.ResolvedFields]
+) -> payload.ResolvedFields:
+    """Runs `config`'s one-row catalog, then rewrites its job as a version that read the row as
+    `sent(its fields now)` recorded it: that request's fingerprint, fields and tag, and no
+    aliases (they knew none). Returns the row's fields as read now."""
+    runner.run(config)
+    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    fields = sent(row.fields)
+    old = payload.fingerprint(fields)
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        db.execute("DELETE FROM fingerprint_aliases")
+        db.execute(
+            "UPDATE jobs SET fingerprint = ?, fields = ?, tag = ?",
+            (old, payload.fields_to_json(fields), planner.tag_for(old)),
+        )
+    return row.fields
+
+
 def test_free_text_re_saved_with_spaces_at_its_ends_is_not_paid_again(
     tmp_path: Path, sandbox_url: str
 ) -> None:
@@ -326,19 +348,8 @@ def test_a_padded_name_an_earlier_version_sent_as_written_is_not_paid_again(
     catalog = tmp_path / "catalog.csv"
     catalog.write_text(f"product_id,title,video_name\n{product_ids(1)[0]},Mug ,{{title}}!\n")
     config = make_config(catalog, sandbox_url)
-    runner.run(config)
-    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
-    (row,) = batch.rows
-    assert row.fields is not None
-    assert row.fields.name == "Mug!"
-    fields = row.fields._replace(name="Mug !")
-    assert isinstance(config.state, Path)
-    with sqlite3.connect(config.state) as db:  # as those versions recorded it
-        db.execute("DELETE FROM fingerprint_aliases")
-        db.execute(
-            "UPDATE jobs SET fingerprint = ?, fields = ?",
-            (payload.fingerprint(fields), payload.fields_to_json(fields)),
-        )
+    now = sent_by_an_earlier_version(config, lambda fields: fields._replace(name="Mug !"))
+    assert now.name == "Mug!"
 
     summary = runner.run(make_config(catalog, sandbox_url))
 
@@ -355,21 +366,11 @@ def test_a_padded_name_the_last_version_recorded_is_found_when_the_file_comes_tr
     pid = product_ids(1)[0]
     catalog.write_text(f"product_id,title,video_name\n{pid},Mug ,{{title}}\n")
     config = make_config(catalog, sandbox_url)
-    runner.run(config)
-    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
-    (row,) = batch.rows
-    assert row.fields is not None
-    fields = row.fields._replace(name="Mug ")
-    old = payload.fingerprint(fields)
+    sent_by_an_earlier_version(config, lambda fields: fields._replace(name="Mug "))
     assert isinstance(config.state, Path)
-    with sqlite3.connect(config.state) as db:  # as the last version left it
-        db.execute("DELETE FROM fingerprint_aliases")
+    with sqlite3.connect(config.state) as db:  # as the last version left it: scanned
         db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
         db.execute("INSERT INTO meta (key, value) VALUES ('aliased_as_asked_2', '1')")
-        db.execute(
-            "UPDATE jobs SET fingerprint = ?, fields = ?, tag = ?",
-            (old, payload.fields_to_json(fields), planner.tag_for(old)),
-        )
     catalog.write_text(f"product_id,title,video_name\n{pid},Mug,{{title}}\n")
 
     summary = runner.run(make_config(catalog, sandbox_url))
@@ -386,18 +387,8 @@ def test_a_name_an_earlier_version_sent_from_a_text_formula_is_not_paid_again(
     pid = product_ids(1)[0]
     catalog.write_text(f'product_id,sku,video_name\n{pid},="00123",v{{sku}}\n')
     config = make_config(catalog, sandbox_url)
-    runner.run(config)
-    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
-    (row,) = batch.rows
-    assert row.fields is not None
-    assert row.fields.name == "v00123"
-    fields = row.fields._replace(name='v="00123"')
-    assert isinstance(config.state, Path)
-    with sqlite3.connect(config.state) as db:  # as those versions recorded it
-        db.execute(
-            "UPDATE jobs SET fingerprint = ?, fields = ?",
-            (payload.fingerprint(fields), payload.fields_to_json(fields)),
-        )
+    now = sent_by_an_earlier_version(config, lambda fields: fields._replace(name='v="00123"'))
+    assert now.name == "v00123"
 
     summary = runner.run(make_config(catalog, sandbox_url))
 
@@ -416,21 +407,15 @@ def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
     written = "https://SHOP.example:443/p/a"
     catalog.write_text(f"product_url,video_name\n{written},A\n")
     config = make_config(catalog, sandbox_url)
-    runner.run(config)
-    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
-    (row,) = batch.rows
-    assert row.fields is not None
-    assert row.fields.product is not None
-    fields = row.fields._replace(product=row.fields.product._replace(url=written))
-    old = payload.fingerprint(fields)
+
+    def as_written(fields: payload.ResolvedFields) -> payload.ResolvedFields:
+        assert fields.product is not None
+        return fields._replace(product=fields.product._replace(url=written))
+
+    sent_by_an_earlier_version(config, as_written)
     assert isinstance(config.state, Path)
-    with sqlite3.connect(config.state) as db:  # as those versions recorded it
-        db.execute("DELETE FROM fingerprint_aliases")
+    with sqlite3.connect(config.state) as db:  # those versions gave no aliases either
         db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
-        db.execute(
-            "UPDATE jobs SET fingerprint = ?, fields = ?",
-            (old, payload.fields_to_json(fields)),
-        )
     catalog.write_text(f"product_url,video_name\n{tonight},A\n")
 
     summary = runner.run(make_config(catalog, sandbox_url))
@@ -1485,18 +1470,7 @@ def test_a_padded_nfd_script_any_earlier_version_sent_is_not_paid_again(
     catalog = tmp_path / "catalog.csv"
     catalog.write_text(f'product_id,override_script\n{product_ids(1)[0]},"{CAFE_NFD} "\n')
     config = make_config(catalog, sandbox_url)
-    runner.run(config)
-    (batch,) = catalog_module.read_catalog(config.catalog, config.catalog_options)
-    (row,) = batch.rows
-    assert row.fields is not None
-    fields = row.fields._replace(override_script=sent_as)
-    assert isinstance(config.state, Path)
-    with sqlite3.connect(config.state) as db:  # as that version recorded it
-        db.execute("DELETE FROM fingerprint_aliases")
-        db.execute(
-            "UPDATE jobs SET fingerprint = ?, fields = ?",
-            (payload.fingerprint(fields), payload.fields_to_json(fields)),
-        )
+    sent_by_an_earlier_version(config, lambda fields: fields._replace(override_script=sent_as))
 
     summary = runner.run(make_config(catalog, sandbox_url))
 

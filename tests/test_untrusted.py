@@ -10,9 +10,21 @@ import pytest
 from batch import untrusted
 from batch.follow.polling import error_text
 from batch.follow.webhook import event_time
-from batch.joggai.client import JoggClient, parse_seconds
+from batch.joggai.client import ApiOutcome, JoggClient, parse_seconds
 
 HUGE = "1" + "0" * 400  # valid JSON; float() of it as an int overflows
+
+
+async def create_answered(body: bytes) -> ApiOutcome:
+    """A create's outcome when the server answers 200 with `body`."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=body)
+
+    async with JoggClient(
+        "https://api.example.test", "sk-test", transport=httpx.MockTransport(answer)
+    ) as client:
+        return await client.create_video({"product_id": "NTQ0MTkzNjg"})
 
 
 def test_an_integer_of_hundreds_of_digits_is_read_as_an_infinite_float() -> None:
@@ -45,14 +57,7 @@ async def test_a_create_answer_with_hostile_values_is_read_without_a_traceback()
     body = (
         f'{{"code": 0, "msg": "ok", "retryAfter": {HUGE}, "data": {{"video_id": "v\\udc00"}}}}'
     ).encode()
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=body)
-
-    async with JoggClient(
-        "https://api.example.test", "sk-test", transport=httpx.MockTransport(answer)
-    ) as client:
-        outcome = await client.create_video({"product_id": "NTQ0MTkzNjg"})
+    outcome = await create_answered(body)
     assert outcome.kind == "ok"
     assert outcome.data == {"video_id": "v\ufffd"}
     assert outcome.retry_after is None
@@ -62,14 +67,7 @@ async def test_a_create_answer_with_hostile_values_is_read_without_a_traceback()
 @pytest.mark.parametrize("code", ['"\u00b2"', HUGE])
 async def test_an_envelope_code_that_is_no_number_is_a_malformed_answer(code: str) -> None:
     """A code `²` (a digit to `str.isdigit`) or of 401 digits: the answer is unknown."""
-
-    def answer(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, content=f'{{"code": {code}, "msg": "x"}}'.encode())
-
-    async with JoggClient(
-        "https://api.example.test", "sk-test", transport=httpx.MockTransport(answer)
-    ) as client:
-        outcome = await client.create_video({"product_id": "NTQ0MTkzNjg"})
+    outcome = await create_answered(f'{{"code": {code}, "msg": "x"}}'.encode())
     assert outcome.kind == "unknown"
 
 
@@ -88,14 +86,7 @@ def test_seconds_of_hundreds_of_digits_are_no_seconds() -> None:
 async def test_a_server_message_reaches_no_file_with_a_terminal_escape() -> None:
     """A refusal's text (stored, written to the results file) has its controls written out."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        body = b'{"code": 40000, "msg": "bad\\u001b]0;pwned\\u0007\\n"}'
-        return httpx.Response(200, content=body)
-
-    async with JoggClient(
-        "https://api.example.test", "sk-test", transport=httpx.MockTransport(answer)
-    ) as client:
-        outcome = await client.create_video({"product_id": "NTQ0MTkzNjg"})
+    outcome = await create_answered(b'{"code": 40000, "msg": "bad\\u001b]0;pwned\\u0007\\n"}')
     assert outcome.message == "bad\\x1b]0;pwned\\x07\\n"
 
 

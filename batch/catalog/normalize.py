@@ -1038,9 +1038,9 @@ def _free_text_as_written(
     cell, or from a template's cell with spaces at its ends, which they took as written: a row
     they sent keeps that fingerprint too, and is never paid for again. Ids and choices need
     none: written so, they were refused, here or by JoggAI, or read as now."""
+    templated = padded or bool(unwrapped & set(plan.template_names.values()))
     for canonical in sorted(FREE_TEXT_COLUMNS):
         header = plan.canonical.get(canonical)
-        templated = padded or unwrapped & set(plan.template_names.values())
         names = canonical == "video_name" and _names_used(plan, defaults)
         if header not in unwrapped and not (names and templated):
             continue

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
-import unicodedata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final, Literal, NamedTuple, overload
 
 import pyarrow as pa
 
-from batch.payload import ProductDetails, RequestDefaults, ResolvedFields, fingerprint
+from batch.payload import (
+    ProductDetails,
+    RequestDefaults,
+    ResolvedFields,
+    fingerprint,
+    lines_composed,
+)
 from batch.storage import Location
 
 CatalogFormat = Literal["csv", "parquet", "jsonl", "excel"]
@@ -134,11 +138,6 @@ def _as_written(text: str) -> str:
     return text
 
 
-def _made_alike_before(text: str) -> str:
-    """Free text as versions before spaces were trimmed made it alike: LF, NFC."""
-    return unicodedata.normalize("NFC", re.sub(r"\r\n?", "\n", text))
-
-
 def _no_product(product_header: str, spelled: str | None) -> RowProblem:
     """The problem of a row without a product: its cell is empty, or says so (`NULL`)."""
     needs = "every row needs a product_id (or a product_url)"
@@ -238,14 +237,14 @@ class ResolvedRows(Sequence[CatalogRow]):
         (free text made alike, a URL in one spelling, a `="text"` cell); empty for any other.
 
         The first versions hashed free text as the file wrote it (NFD, CRLF, spaces at its
-        ends); later ones made it alike but for those spaces (`_made_alike_before`). Their jobs
+        ends); later ones made it alike but for those spaces (`lines_composed`). Their jobs
         are in states for years: planning looks the row's job up under these too, so an
         upgrade never pays again for a row it sent before."""
         changed = [(at, rows[index]) for at, rows in self._earlier.items() if index in rows]
         if not changed or self.fingerprints[index] is None:
             return ()
         found = []
-        for reading in (_as_written, _made_alike_before):
+        for reading in (_as_written, lines_composed):
             values = self._values(index)
             for at, text in changed:
                 values[at] = reading(text) if at in _FREE_TEXT_AT else text

@@ -357,8 +357,7 @@ class JoggClient:
         if not proxy:
             return ""
         source = "ALL_PROXY" if url.scheme not in proxies else f"{url.scheme.upper()}_PROXY"
-        shown = _USERINFO.sub(r"\1***@", proxy)
-        return f", through the proxy {shown} ({source})"
+        return f", through the proxy {_masked(proxy)} ({source})"
 
     async def __aenter__(self) -> JoggClient:
         await self._http.__aenter__()
@@ -548,7 +547,7 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
     the wrong setting, or built from it), which httpx's errors quote: the message is scrubbed of
     even short pieces (`Secret.scrub_config`), and httpx's own error is not chained to it."""
     scrub = api_key.scrub_config if api_key else str
-    shown = _USERINFO.sub(r"\1***@", base_url)  # a password in it is never repeated
+    shown = _masked(base_url)  # a password in it is never repeated
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
@@ -589,6 +588,11 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
 
 # The user name and password of a URL (`https://bob:pw@host`).
 _USERINFO: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+
+
+def _masked(url: str) -> str:
+    """`url` with its user name and password as `***` (`https://***@host`)."""
+    return _USERINFO.sub(r"\1***@", url)
 
 
 def _is_loopback(host: str) -> bool:

@@ -8,7 +8,6 @@ On SQLite, commits are not synced one by one (synchronous=NORMAL; WAL keeps them
 
 from __future__ import annotations
 
-import fcntl
 import os
 import sqlite3
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from batch import files
-from batch.errors import LockedError, StateError
+from batch.errors import StateError
 from batch.store.backend import Database, DatabaseURL, PostgresDatabase, StateLocation
 from batch.store.schema import migrate
 
@@ -122,20 +121,14 @@ class Connection:
         """
         if self.shared:
             return
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        fd = files.open_lock(lock_path)  # 0600, O_NOFOLLOW, ours (StateError otherwise)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 64).decode(errors="replace").strip() or "another process"
-            os.close(fd)
-            raise LockedError(
+        self._lock_file = files.take_lock(  # 0600, O_NOFOLLOW, ours (StateError otherwise)
+            self.path.with_name(self.path.name + ".lock"),
+            str(os.getpid()),
+            lambda holder: (
                 f"{self.path} is in use by a running jogg-batch (pid {holder}); "
                 "wait for it to finish, or use another --state"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self._lock_file = fd
+            ),
+        )
 
     def unlock(self) -> None:
         if self._lock_file is not None:

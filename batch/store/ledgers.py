@@ -19,7 +19,6 @@ is found and merged into the account's ledger (`StateStore.absorb`), never silen
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import os
@@ -33,7 +32,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from batch import files
-from batch.errors import LockedError, StateError
+from batch.errors import StateError
 from batch.store.backend import StateLocation
 
 APP_NAME = "jogg-batch"
@@ -64,20 +63,16 @@ def hold_account(
 ) -> Iterator[None]:
     """Holds the account's sending lock on this machine while a run sends from `state`, or
     raises LockedError at once naming the run that holds it (and its ledger)."""
-    path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
-    fd = files.open_lock(path)
+    fd = files.take_lock(
+        ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock"),
+        f"pid {os.getpid()}, ledger {state.absolute()}",
+        lambda holder: (
+            f"another jogg-batch on this machine is sending for this account ({holder}); two "
+            "ledgers sending at once pay twice for the rows they share: wait for it to finish, "
+            "or give both runs one ledger (leave --state out)"
+        ),
+    )
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
-            raise LockedError(
-                f"another jogg-batch on this machine is sending for this account ({holder}); "
-                f"two ledgers sending at once pay twice for the rows they share: wait for it "
-                "to finish, or give both runs one ledger (leave --state out)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()}, ledger {state.absolute()}".encode())
         yield
     finally:
         os.close(fd)  # closing releases the flock
