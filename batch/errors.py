@@ -71,9 +71,11 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
 
 
 class BatchError(Exception):
-    """Base of every error jogg-batch reports to its user."""
+    """Base of every error jogg-batch reports to its user. `problems`: where it found several
+    (a catalog's bad lines), each of them, which the message heads."""
 
     exit_code: ExitCode = ExitCode.USAGE
+    problems: tuple[str, ...] = ()
 
 
 class ConfigError(BatchError):
@@ -82,6 +84,10 @@ class ConfigError(BatchError):
 
 class CatalogError(BatchError):
     """The catalog file cannot be read at all (a bad row is a row problem, not this)."""
+
+    def __init__(self, message: str, *, problems: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.problems = problems
 
 
 class StateError(BatchError):

@@ -201,10 +201,14 @@ def _named(todo: pd.DataFrame, rows: list[int]) -> str:
 
 def _of_the_file(error: CatalogError, subset: Path, results: Location) -> CatalogError:
     """The rows to retry are a catalog of their own here; the person knows the results file."""
-    told = str(error).replace(str(subset), f"{results} (its rows to retry)")
+
+    def told(text: str) -> str:
+        return text.replace(str(subset), f"{results} (its rows to retry)")
+
     return CatalogError(
-        f"{told}. If its run was given a settings file (--config: column names, defaults), "
-        "retry with the same --config"
+        f"{told(str(error))}. If its run was given a settings file (--config: column names, "
+        "defaults), retry with the same --config",
+        problems=tuple(map(told, error.problems)),
     )
 
 

@@ -133,6 +133,13 @@ CORPUS = [
           "header, yet holds 'x'",)),
     Case("ragged_row.csv", lambda: big_csv(10, 7, f"{IDS[0]},a,15,extra"), 2,
          ("ragged_row.csv line 8 (row 7): has 4 cells where the header has 3",)),
+    # A problem within one line leaves the lines below readable: every such line is listed.
+    Case("ragged_rows.csv", lambda: lines("product_id,title,length", f"{IDS[0]},a,15",
+         f"{IDS[1]},Mug, blue,15", f"{IDS[2]},b,15", f"{IDS[0]},c", f"{IDS[1]},d,15,x,y"), 2,
+         ("ragged_rows.csv: 3 lines cannot be read as rows; fix each:",
+          "ragged_rows.csv line 3 (row 2): has 4 cells where the header has 3",
+          "ragged_rows.csv line 5 (row 4): has 2 cells where the header has 3",
+          "ragged_rows.csv line 6 (row 5): has 5 cells where the header has 3")),
     Case("unbalanced_quote_deep.csv", lambda: big_csv(60_000, 50_000, f'{IDS[0]},"Mug 12,15'), 2,
          ("unbalanced_quote_deep.csv line 50001 (row 50000)", "quote")),
     Case("unclosed_last_cell.csv", lambda: big_csv(20, 19, f'{IDS[0]},Mug,"15'), 2,
@@ -373,3 +380,39 @@ def test_a_catalog_that_is_a_pipe_is_refused_saying_so(tmp_path: Path) -> None:
     code, output, _ = invoke("validate", str(pipe))
     assert code == 2
     assert f"{pipe}: is not a regular file (a pipe or a device?)" in output
+
+
+def test_a_quote_that_runs_on_ends_the_list_of_ragged_lines(tmp_path: Path) -> None:
+    """Lines below a quote that never closes may be read wrong: the list stops there, and a
+    long list shows its first 20 lines and counts the rest."""
+    body = [f"{IDS[0]},Item {i},15" + (",x" if i % 2 else "") for i in range(1, 51)]
+    catalog = tmp_path / "c.csv"
+    catalog.write_bytes(lines("product_id,title,length", *body, f'{IDS[1]},"Mug,15', "P9,a,15,x"))
+    code, output, exception = invoke("validate", str(catalog))
+    assert (code, exception.code if isinstance(exception, SystemExit) else exception) == (2, 2)
+    assert "c.csv: 26 lines cannot be read as rows; fix each:" in output
+    listed = [line for line in output.splitlines() if line.startswith(f"  {catalog} line ")]
+    assert len(listed) == 20
+    assert listed[0].endswith("line 2 (row 1): has 4 cells where the header has 3; put a cell "
+                              "that holds ',' between quotes")  # fmt: skip
+    assert listed[-1].startswith(f"  {catalog} line 40 (row 39): has 4 cells")
+    assert "  ... and 6 more lines like these" in output.splitlines()
+
+
+def test_json_lists_each_ragged_line_as_a_problem(tmp_path: Path) -> None:
+    """With --json, the error's document lists the lines as `problems`, the message heading them."""
+    catalog = tmp_path / "c.csv"
+    catalog.write_bytes(lines("product_id,title", f"{IDS[0]},a,b", f"{IDS[1]},c", f"{IDS[2]}"))
+    result = CliRunner().invoke(main, ["validate", str(catalog), "--json"])
+    assert result.exit_code == 2
+    document = json.loads(result.stdout)
+    assert document == {
+        "error": f"{catalog}: 2 lines cannot be read as rows; fix each:",
+        "exit_code": 2,
+        "problems": [
+            f"{catalog} line 2 (row 1): has 3 cells where the header has 2; put a cell that "
+            "holds ',' between quotes",
+            f"{catalog} line 4 (row 3): has 1 cells where the header has 2; every line needs a "
+            "cell (empty or not) for each column",
+        ],
+    }

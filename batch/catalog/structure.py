@@ -75,6 +75,7 @@ _SNIFF_BYTES: Final = 64 << 10
 _STRAY_NULS: Final = 4
 _FIRST_BLOCK: Final = 4 << 20
 _LAST_BLOCK: Final = 64 << 20  # rows longer than this are left to the Python scan
+_LISTED_PROBLEMS: Final = 20  # of a CSV file's lines that are not rows; the rest are counted
 _SAVE_AS: Final = "export it from the spreadsheet as CSV UTF-8"
 _SIGNATURES: Final = (
     (b"PK\x03\x04", f"a ZIP archive, not text (an Excel .xlsx workbook?); {_SAVE_AS}"),
@@ -327,15 +328,17 @@ def _parse_csv(path: Location, layout: CsvLayout) -> tuple[int, Exception | None
 
 @dataclass(frozen=True, slots=True)
 class _Found:
-    """The Python scan's verdict: the first problem as a message (None: none), and the rows."""
+    """The Python scan's verdict: the problem as a message (None: none), the rows, and when it
+    found several, each of them (the message heads their list)."""
 
     message: str | None
     rows: int
+    problems: tuple[str, ...] = ()
 
 
 def _raise_found(found: _Found) -> None:
     if found.message is not None:
-        raise CatalogError(found.message)
+        raise CatalogError(found.message, problems=found.problems)
 
 
 def _where(path: Location, line: int, row: int) -> str:
@@ -390,6 +393,7 @@ def _locate_csv(
     allow_long_cells()
     delimiter, headers = layout.delimiter, layout.cells
     width, nameless = len(headers), layout.nameless
+    found = _Problems(path)
     row = 0
     line = layout.skip_lines
     # UTF-8 keeps a bad byte as a lone surrogate (reported by `_bad_text`, with its cell);
@@ -406,42 +410,71 @@ def _locate_csv(
             try:
                 record = next(reader)
             except StopIteration:
-                return _Found(None, max(row - 1, 0))
+                return found.verdict(max(row - 1, 0))
             except csv.Error as exc:
                 reached = layout.skip_lines + reader.line_num
-                return _Found(_csv_error(path, first, row, reached, exc), row)
+                return found.last(_csv_error(path, first, row, reached, exc), row)
             line = layout.skip_lines + reader.line_num
             if not record:
                 continue  # a blank line is not a row
             if text and (problem := _bad_text(record, headers)):
-                return _Found(f"{_where(path, first, row)}: {problem}", row)
+                return found.last(f"{_where(path, first, row)}: {problem}", row)
             if len(record) != width:
-                return _Found(_width_problem(path, first, line, row, record, width, delimiter), row)
-            if delimiter == "\t" and line > first and (swallowed := _holds_rows(record, headers)):
-                return _Found(
+                problem = _width_problem(path, first, line, row, record, width, delimiter)
+                if line > first:  # a quote's doing: the lines below may be read wrong
+                    return found.last(problem, row)
+                found.add(problem)
+            elif delimiter == "\t" and line > first and (swallowed := _holds_rows(record, headers)):
+                return found.last(
                     f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
                     f"holding tabs and line ends as rows do: {_TAB_QUOTE_HINT}",
                     row,
                 )
-            if line > first and (swallowed := _takes_rows(record, headers, delimiter, ids)):
-                return _Found(
+            elif line > first and (swallowed := _takes_rows(record, headers, delimiter, ids)):
+                return found.last(
                     f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
                     f"taking in lines that read as rows: {_SWALLOW_HINT}",
                     row,
                 )
-            if line > first and (broken := _broken_cell(record, headers, one_line or {})):
+            elif line > first and (broken := _broken_cell(record, headers, one_line or {})):
                 header, meant = broken
-                return _Found(
+                return found.last(
                     f"{_where(path, first, row)}: column {header!r} opens with a quote that "
                     f"runs on to line {line}, yet a {meant} is one line: {_SWALLOW_HINT}; or "
                     "take the line break out of the cell if it is meant",
                     row,
                 )
-            if row and (filled := [p for p in nameless if record[p].strip()]):
+            elif row and (filled := [p for p in nameless if record[p].strip()]):
                 where = _where(path, first, row)
-                message = str(nameless_value(layout, where, filled[0], record[filled[0]]))
-                return _Found(message, row)
+                found.add(str(nameless_value(layout, where, filled[0], record[filled[0]])))
             row += 1
+
+
+class _Problems:
+    """What `_locate_csv` found, line by line. A problem within one line (a row's cell count, a
+    value under no header) leaves the lines below readable, so the scan goes on and lists them
+    all, as a catalog's cells are; one that is a quote's (or a byte's) doing ends the scan, as
+    the lines after it may be read wrong."""
+
+    def __init__(self, path: Location) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    def add(self, message: str) -> None:
+        self.messages.append(message)
+
+    def last(self, message: str, row: int) -> _Found:
+        self.add(message)
+        return self.verdict(row)
+
+    def verdict(self, rows: int) -> _Found:
+        if len(self.messages) < 2:
+            return _Found(self.messages[0] if self.messages else None, rows)
+        listed = self.messages[:_LISTED_PROBLEMS]
+        if more := len(self.messages) - len(listed):
+            listed.append(f"... and {more:,} more lines like these")
+        heading = f"{self.path}: {len(self.messages):,} lines cannot be read as rows; fix each:"
+        return _Found(heading, rows, tuple(listed))
 
 
 def _broken_cell(

@@ -99,11 +99,12 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
                 raise busy from error
         except BatchError as error:
             # Messages may quote a server; control characters must not reach the terminal.
-            message = f"jogg-batch: error: {logs.escape_controls(str(error))}"
+            lines = [f"jogg-batch: error: {error!s}", *(f"  {p}" for p in error.problems)]
+            message = "\n".join(map(logs.escape_controls, lines))
             logs.say(message, event="error", level=logging.ERROR)
             if kwargs.get("as_json"):
                 with contextlib.suppress(LocalIOError):  # stdout itself failed: said above
-                    emit_json({"error": str(error), "exit_code": int(error.exit_code)})
+                    emit_json(error_document(error))
             raise SystemExit(int(error.exit_code)) from None
         except KeyboardInterrupt as stop:
             # Ctrl-C (or SIGTERM, SIGHUP) where no run handles it (`--wait` polling, `status`,
@@ -157,6 +158,12 @@ def render_renders(summary: PollSummary) -> str:
     if summary.unchecked:
         line += f"   (timed out: {summary.unchecked} not checked)"
     return line + ("   (timed out)" if summary.timed_out and not summary.unchecked else "")
+
+
+def error_document(error: BatchError) -> dict[str, Any]:
+    """What a `--json` document (or a summary file) says of an error that stopped a command."""
+    document: dict[str, Any] = {"error": str(error), "exit_code": int(error.exit_code)}
+    return document | ({"problems": list(error.problems)} if error.problems else {})
 
 
 def emit_json(document: object) -> None:

@@ -21,6 +21,7 @@ from batch.cli.common import (
     STATE,
     LocalFile,
     emit_json,
+    error_document,
     json_option,
     logging_options,
     render_renders,
@@ -197,7 +198,7 @@ def _replace_summary(catalog: Location, error: BatchError, summary_json: Path | 
     """A run that stopped with an error (exit 2, 4...) replaces last night's summary file, which
     would otherwise say all went well. Only a summary is replaced: the error may be that
     --summary-json names another file (the state)."""
-    document = {"catalog": str(catalog), "exit_code": int(error.exit_code), "error": str(error)}
+    document = {"catalog": str(catalog), **error_document(error)}
     if summary_json is not None and _is_summary(summary_json):
         with contextlib.suppress(OSError):  # the error itself is what is reported
             files.write_text(summary_json, json.dumps(document, indent=2) + "\n")
