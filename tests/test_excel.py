@@ -821,3 +821,40 @@ def test_a_row_hidden_by_a_filter_is_refused_before_anything_is_sent(
     sheet.set_row(6, None, None, {"hidden": True})  # a blank row below the data
     book.close()
     assert [table.num_rows for table in read_passthrough(path, CatalogOptions())] == [4]
+
+
+@pytest.mark.parametrize("rewrite", [None, _single_quoted])
+def test_an_excel_tables_totals_row_is_never_sent(
+    tmp_path: Path, sandbox_url: str, rewrite: Callable[[str, str], str] | None
+) -> None:
+    """A table's "Total Row" holds a label under the product id and subtotals (a count under
+    the name, a sum under the length), a row JoggAI would refuse every night: read as blank,
+    and the line naming the sheet says so. A row below the table is a row again."""
+    pids = product_ids(4)
+    path = tmp_path / "table.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    columns = [
+        {"header": "product_id", "total_string": "Total"},
+        {"header": "video_name", "total_function": "count", "total_value": 3},
+        {"header": "length", "total_function": "sum", "total_value": 60},
+    ]
+    data = [[pid, f"Item {n}", 15 if n % 2 else 30] for n, pid in enumerate(pids[:3])]
+    sheet.add_table(0, 0, 4, 2, {"data": data, "total_row": True, "columns": columns})
+    sheet.write_row(5, 0, [pids[3], "Below the table", 15])
+    book.close()
+    if rewrite is not None:
+        _rewrite_parts(path, rewrite)
+    results = tmp_path / "table.results.csv"
+    result = CliRunner().invoke(
+        main,
+        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db"),
+         "--results", str(results), "--rate-limit", "none"],
+        env={"JOGG_API_KEY": "sk-sandbox"},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "reading sheet 'Products'; row 5: a table's totals, read as blank" in result.output
+    sent = [entry["product_id"] for entry in submissions(sandbox_url)["submissions"]]
+    assert sorted(sent) == sorted(pids)
+    frame = read_results(results)
+    assert list(frame["status"]) == ["submitted"] * 3 + ["blank", "submitted"]

@@ -70,6 +70,15 @@ _CELL_REF: Final = re.compile(rb"\sr=[\"']([A-Z]+)([0-9]+)[\"']")
 _ROW_NUMBER: Final = re.compile(rb"\sr=[\"']([0-9]+)[\"']")
 _HIDDEN: Final = re.compile(rb"\shidden=[\"'](?:1|true)[\"']")
 _CELL_END: Final = re.compile(rb"</%sc>" % _NS.encode())
+# A sheet's Excel tables (Insert > Table), through its relationships; a table's range and the
+# totals rows at its foot ("Total Row" ticked).
+_TABLE_PART: Final = re.compile(
+    rf"<{_NS}Relationship\b(?=[^>]*\sType=[\"'][^\"']*/table[\"'])"
+    rf"(?=[^>]*\sTarget=(?:\"([^\"]*)\"|'([^']*)'))"
+)
+_TABLE: Final = re.compile(rf"<{_NS}table\b[^>]*>")
+_TABLE_FOOT: Final = re.compile(r"\sref=[\"'][A-Z]+[0-9]+:[A-Z]+([0-9]+)[\"']")
+_TOTALS_ROWS: Final = re.compile(r"\stotalsRowCount=[\"']([0-9]+)[\"']")
 # `<calcPr fullCalcOnLoad="1"/>`: the workbook asks to be calculated when opened, as programs
 # that write formulas without calculating them (XlsxWriter, openpyxl) set it.
 _CALCULATE_ON_LOAD: Final = re.compile(rf"<{_NS}calcPr\b[^>]*\sfullCalcOnLoad=[\"'](?:1|true)[\"']")
@@ -141,15 +150,19 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     start = data.start
     if start is None:
         raise CatalogError(f"{location}: sheet {chosen!r} is empty; it needs a header row")
-    errors, hidden_rows = _marked_cells(location, chosen, start[1])
+    marks = _marked_cells(location, chosen, start[1])
     rows = enumerate(data.iter_rows())  # python-calamine yields rows from Excel row 1
     header_index, headers = _header(location, chosen, rows, merges, start[1])
     place = _Place(chosen, header_index + 1)
     named = [header for header in headers if header.strip()]
     nameless = _Nameless(location, place, headers)
-    hidden = _Hidden(location, place, header_index, hidden_rows)
+    hidden = _Hidden(location, place, header_index, marks.hidden)
     spans = _merged_down(merges, header_index, start[1])
-    tables = _tables(rows, headers, batch_rows, errors, _Checks(nameless, hidden), spans)
+    if marks.totals:
+        told = ", ".join(str(index + 1) for index in sorted(marks.totals))
+        reading += f"; row{'s' * (len(marks.totals) > 1)} {told}: a table's totals, read as blank"
+    checks = _Checks(nameless, hidden, marks.totals)
+    tables = _tables(rows, headers, batch_rows, marks.errors, checks, spans)
     return Sheet(named, tables, place, reading)
 
 
@@ -206,6 +219,7 @@ class _Checks:
 
     nameless: _Nameless
     hidden: _Hidden
+    totals: frozenset[int]  # the totals rows of the sheet's Excel tables, by index: blank
 
 
 # Row index (0 = Excel row 1) -> column index in calamine's rows -> the text the cell is read as:
@@ -213,12 +227,19 @@ class _Checks:
 _Errors = dict[int, dict[int, str]]
 
 
-def _marked_cells(
-    location: Location, sheet: str, first_column: int
-) -> tuple[_Errors, frozenset[int]]:
+@dataclass(frozen=True, slots=True)
+class _Marks:
+    """What the XML of an xlsx/xlsm sheet says of its cells and rows (`_marked_cells`)."""
+
+    errors: _Errors
+    hidden: frozenset[int] = frozenset()
+    totals: frozenset[int] = frozenset()
+
+
+def _marked_cells(location: Location, sheet: str, first_column: int) -> _Marks:
     """The cells of an xlsx/xlsm sheet that hold a formula error (`#N/A`), with the error, and
-    those whose formula was never calculated, as `normalize.UNCALCULATED`; and the rows it
-    hides (`_Hidden`), by index.
+    those whose formula was never calculated, as `normalize.UNCALCULATED`; the rows it hides
+    (`_Hidden`), by index; and the totals rows of its Excel tables (`_totals_rows`).
 
     python-calamine reads an error cell as an empty one, and an empty avatar_id means the
     default avatar: a failed VLOOKUP would be paid for as the wrong video. A formula that a
@@ -230,7 +251,7 @@ def _marked_cells(
     .xlsb, .ods) are not searched.
     """
     if location.suffix.lower() not in _XML_EXTENSIONS:
-        return {}, frozenset()
+        return _Marks({})
     errors: _Errors = {}
     try:
         with (
@@ -241,17 +262,42 @@ def _marked_cells(
             recalculate = _CALCULATE_ON_LOAD.search(workbook) is not None
             tags: _Tags | None = None
             cursor = _Cursor()
-            with package.open(_sheet_part(package, workbook, sheet)) as xml:
+            part = _sheet_part(package, workbook, sheet)
+            with package.open(part) as xml:
                 for cells in _whole_cells(xml):
                     tags = tags or _tags(cells)  # the first chunk holds the root element
                     placed = cursor.chunk(tags, cells)
                     _add_errors(errors, tags, recalculate, cells, _Columns(first_column, placed))
+            totals = _totals_rows(package, part)
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CatalogError(
             f"{location}: cannot find sheet {sheet!r} in the workbook ({exc}); "
             "save it again from Excel"
         ) from exc
-    return errors, frozenset(cursor.hidden)
+    return _Marks(errors, frozenset(cursor.hidden), totals)
+
+
+def _totals_rows(package: zipfile.ZipFile, part: str) -> frozenset[int]:
+    """The indexes of the totals rows at the foot of the sheet's Excel tables. Excel fills them
+    with a label (`Total`, under the first column: the product id's, often) and subtotals (a
+    count under the name, a sum under the length): as a row, a POST that JoggAI refuses, every
+    night. So they are read as blank rows, and the line naming the sheet read says so."""
+    folder, name = posixpath.split(part)
+    try:
+        rels = package.read(posixpath.join(folder, "_rels", f"{name}.rels")).decode()
+    except KeyError:
+        return frozenset()  # a sheet with no relationships has no tables
+    totals: set[int] = set()
+    for target, target2 in _TABLE_PART.findall(rels):
+        target = unescape(target + target2)
+        table = target.lstrip("/") if target.startswith("/") else posixpath.join(folder, target)
+        opening = _TABLE.search(package.read(posixpath.normpath(table)).decode())
+        foot = None if opening is None else _TABLE_FOOT.search(opening.group())
+        count = None if opening is None else _TOTALS_ROWS.search(opening.group())
+        if foot is not None and count is not None:
+            last = int(foot.group(1)) - 1  # Excel row N is index N - 1
+            totals.update(range(last - int(count.group(1)) + 1, last + 1))
+    return frozenset(totals)
 
 
 def _hidden_rows(tags: _Tags, xml: bytes) -> Iterator[int]:
@@ -616,6 +662,9 @@ def _tables(
         for position, error in errors.get(index, {}).items():
             if 0 <= position < width:
                 columns[position][-1] = error  # the error's text, refused as CSV text is
+        if index in checks.totals:
+            for column in columns:
+                column[-1] = ""
         checks.hidden.check(index, columns)
         count += 1
         if count == batch_rows:
