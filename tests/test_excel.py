@@ -858,3 +858,34 @@ def test_an_excel_tables_totals_row_is_never_sent(
     assert sorted(sent) == sorted(pids)
     frame = read_results(results)
     assert list(frame["status"]) == ["submitted"] * 3 + ["blank", "submitted"]
+
+
+def test_a_second_export_pasted_below_with_its_columns_reordered_is_refused(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Two exports pasted into one sheet, the second's header in another order: its rows would
+    be read under the wrong columns (a script as the name). Refused before any POST, naming the
+    row Excel shows."""
+    pids = product_ids(2)
+    path = write_workbook(
+        tmp_path / "pasted.xlsx",
+        {
+            "Products": [
+                ["product_id", "video_name", "override_script"],
+                [pids[0], "Mug", "Meet the mug"],
+                ["Product ID", "Override Script", "Video Name"],
+                [pids[1], "Meet the lamp", "Lamp"],
+            ]
+        },
+    )
+    result = CliRunner().invoke(
+        main,
+        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db")],
+        env={"JOGG_API_KEY": "sk-sandbox"},
+    )
+    assert result.exit_code == 2, result.output
+    assert (
+        "pasted.xlsx sheet 'Products' row 3: repeats the header with its columns in another "
+        "order ('Override Script' under 'video_name')"
+    ) in result.output
+    assert submissions(sandbox_url)["submissions"] == []

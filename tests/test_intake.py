@@ -140,6 +140,20 @@ CORPUS = [
           "ragged_rows.csv line 3 (row 2): has 4 cells where the header has 3",
           "ragged_rows.csv line 5 (row 4): has 2 cells where the header has 3",
           "ragged_rows.csv line 6 (row 5): has 5 cells where the header has 3")),
+    # Two exports joined, the second's columns in another order (behind its byte order mark):
+    # every row below its header would go under the wrong columns.
+    Case("reordered_export.csv", lambda: lines("product_id,video_name,override_script",
+         f"{IDS[0]},Mug,Meet the mug") + b"\xef\xbb\xbf" + lines(
+         "product_id,override_script,video_name", f"{IDS[1]},Meet the lamp,Lamp"), 2,
+         ("reordered_export.csv line 3 (row 2): repeats the header with its columns in another "
+          "order ('override_script' under 'video_name'): two exports joined together?",)),
+    Case("reordered_id_moved.csv", lambda: lines("product_id,sku,video_name",
+         f"{IDS[0]},SKU1,Mug", "SKU,Product ID,Video Name", f"SKU2,{IDS[1]},Lamp"), 2,
+         ("line 3 (row 2): repeats the header with its columns in another order ('SKU' under "
+          "'product_id')",)),
+    # One cell naming a column is a value, not a header line.
+    Case("names_a_column.csv", lambda: lines("product_id,sku,video_name",
+         f"{IDS[0]},video_name,Mug", f"{IDS[1]},SKU2,Lamp"), 0, sent=2),
     Case("unbalanced_quote_deep.csv", lambda: big_csv(60_000, 50_000, f'{IDS[0]},"Mug 12,15'), 2,
          ("unbalanced_quote_deep.csv line 50001 (row 50000)", "quote")),
     Case("unclosed_last_cell.csv", lambda: big_csv(20, 19, f'{IDS[0]},Mug,"15'), 2,

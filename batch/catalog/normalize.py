@@ -226,7 +226,7 @@ _RESULTS_SIGNATURE: Final = frozenset({"status", "video_id"})
 _HEADER_SEPARATORS: Final = re.compile(r"[\s-]+")
 
 
-def _header_key(header: str) -> str:
+def header_key(header: str) -> str:
     """How a header is matched: ignoring case, surrounding spaces and invisible characters, and
     with spaces and dashes inside it as `_`, so `Aspect Ratio`, `aspect-ratio` and a header
     holding a zero-width space are all `aspect_ratio` (people write them so; a header that
@@ -261,7 +261,7 @@ def check_headers(path: Location, headers: Sequence[str]) -> None:
             after = f" (after {headers[position - 2]!r})" if position > 1 else ""
             problems.append(f"column {position}{after} has no name")
         else:
-            named.setdefault(_header_key(header), []).append((position, header))
+            named.setdefault(header_key(header), []).append((position, header))
     for same in named.values():
         if len(same) < 2:
             continue
@@ -289,7 +289,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     """Map the file's headers to canonical columns, or raise CatalogError saying what to fix."""
     check_headers(path, headers)
     mapping = {
-        _header_key(source): target.strip().lower() for source, target in options.columns.items()
+        header_key(source): target.strip().lower() for source, target in options.columns.items()
     }
     for source, target in mapping.items():
         if target not in _COLUMNS:
@@ -297,7 +297,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
                 f"the column mapping sends {source!r} to {target!r}, which is not a catalog "
                 f"column; use one of {', '.join(CANONICAL_COLUMNS)}"
             )
-    if {_header_key(header) for header in headers} >= _RESULTS_SIGNATURE:
+    if {header_key(header) for header in headers} >= _RESULTS_SIGNATURE:
         retry = f"jogg-batch retry {shlex.quote(str(path))}"
         raise CatalogError(
             f"{path}: is a results file of jogg-batch (it has the columns status and video_id), "
@@ -308,7 +308,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
     _check_mapped_headers(path, headers, options)
     canonical: dict[str, str] = {}
     for header in headers:
-        key = _header_key(header)
+        key = header_key(header)
         if key in mapping:
             target = mapping[key]
         elif key in _COLUMNS:
@@ -330,7 +330,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
             'column product_id, or map yours in the [columns] config table, e.g. sku = "product_id"'
         )
     template_names = {canonical_name: header for canonical_name, header in canonical.items()}
-    template_names.update({_header_key(header): header for header in headers})
+    template_names.update({header_key(header): header for header in headers})
     template_names.update({header: header for header in headers})
     return ColumnPlan(
         canonical,
@@ -405,7 +405,7 @@ def _refuse_near_misses(
     """CatalogError for a header that is spelled almost as a request column the catalog lacks:
     its cells would be passed through unused, and every row sent with the default instead."""
     for header in headers:
-        key = _header_key(header)
+        key = header_key(header)
         if key in mapping or key in _COLUMNS:
             continue
         missing = [name for name in _REQUEST_OBJECTS.get(key, ()) if name not in canonical]
@@ -436,7 +436,7 @@ def _doubtful_columns(
     (`_DOUBTFUL_SYNONYMS`), with that column."""
     doubtful = {}
     for header in headers:
-        key = _header_key(header)
+        key = header_key(header)
         meant = _DOUBTFUL_SYNONYMS.get(key)
         if meant is not None and meant not in canonical and key not in mapping:
             doubtful[header] = meant
@@ -486,8 +486,8 @@ def _check_mapped_headers(path: Location, headers: Sequence[str], options: Catal
 
     A misspelt header would leave the catalog's column unused and send the default instead.
     """
-    present = {_header_key(header) for header in headers}
-    missing = [source for source in options.columns if _header_key(source) not in present]
+    present = {header_key(header) for header in headers}
+    missing = [source for source in options.columns if header_key(source) not in present]
     if not missing:
         return
     where = f" in {options.columns_from}" if options.columns_from else ""
@@ -509,9 +509,9 @@ def _key_header(
         return (
             canonical.get("product_id") or canonical.get("product_url") or canonical["product_name"]
         )
-    wanted = _header_key(options.row_key)
+    wanted = header_key(options.row_key)
     for header in headers:
-        if _header_key(header) == wanted:
+        if header_key(header) == wanted:
             return header
     if wanted in canonical:
         return canonical[wanted]
@@ -845,7 +845,7 @@ def _parse_template(template: str, template_names: Mapping[str, str]) -> _Parsed
             continue
         # The whole text between braces names a column, colons and bangs included.
         name = field + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
-        header = template_names.get(name) or template_names.get(_header_key(name))
+        header = template_names.get(name) or template_names.get(header_key(name))
         if header is None:
             return f"template {template!r} names column {name!r}, which the catalog does not have"
         parsed.append((literal, header))
@@ -1067,6 +1067,41 @@ _REPEATED_HEADER: Final = "the row repeats the header line (files joined togethe
 _INVISIBLE: Final = "\ufeff\u200b\u200c\u200d\u2060\u200e\u200f"
 
 
+def header_spellings(headers: list[str]) -> pa.Array:
+    """The ways a line pasted from another export is likely to spell the header's names (as
+    written, trimmed, in either case, as matched; after a byte order mark): a cheap test of
+    which cells may name a column (`header_again` decides)."""
+    spellings = set()
+    for header in filter(str.strip, headers):
+        key = header_key(header)
+        spellings |= {header, header.strip(), header.strip().lower(), header.strip().upper()}
+        spellings |= {key, key.replace("_", " "), key.upper(), key.replace("_", " ").title()}
+    spellings |= {f"\ufeff{spelling}" for spelling in spellings}  # a second export's BOM
+    return pa.array(sorted(spellings), pa.string())
+
+
+def header_again(cells: list[str], headers: list[str]) -> str | None:
+    """When a line's cells are the header's names in another order (at least two cells, and at
+    least half the columns, name one, and one of them names another than its own): how it
+    reads, for the message. Two exports joined with `cat`, the second's columns in another
+    order: every row below that line would be read under the wrong columns."""
+    keys = [header_key(header) for header in headers]
+    known = set(keys) - {""}
+    named = [(cell, key) for cell, key in zip(cells, keys, strict=False) if cell.strip()]
+    named = [(cell, key) for cell, key in named if header_key(cell) in known]
+    moved = [(cell, key) for cell, key in named if header_key(cell) != key]
+    if len(named) < max(2, (len(known) + 1) // 2) or not moved:
+        return None
+    cell, key = moved[0]
+    header = headers[keys.index(key)]
+    return (
+        f"repeats the header with its columns in another order ({cell.strip()!r} under "
+        f"{header!r}): two exports joined together? Every row below it would be read under the "
+        "wrong columns; export the rows again as one file, or make the second part's columns "
+        "the first's"
+    )
+
+
 def _header_repeats(table: pa.Table) -> list[int]:
     """The rows whose every cell is its column's name, ignoring case, surrounding spaces and
     invisible characters: the header line again below the first, as two exports joined with
@@ -1091,7 +1126,7 @@ def _product_id_headers(table: pa.Table, plan: ColumnPlan) -> list[int]:
     header = plan.canonical.get("product_id")
     if header is None or not pa.types.is_string(table.schema.field(header).type):
         return []
-    names = sorted({"product_id", _header_key(header)})
+    names = sorted({"product_id", header_key(header)})
     spellings = ("[\\s_-]+".join(map(re.escape, name.split("_"))) for name in names)
     pattern = f"(?i)^[\\s\\x{{feff}}]*({'|'.join(spellings)})[\\s\\x{{feff}}]*$"
     found = pc.fill_null(pc.match_substring_regex(table.column(header), pattern), False)

@@ -40,6 +40,7 @@ from typing import Final
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
@@ -47,6 +48,8 @@ from batch import storage
 from batch.catalog.normalize import (
     MULTI_LINE_COLUMNS,
     ColumnPlan,
+    header_again,
+    header_spellings,
     plan_columns,
     refuse_doubtful_columns,
 )
@@ -148,11 +151,28 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     if source.reading is not None:
         logger.info("%s: reading %s", path, source.reading)
     columns = plan_columns(path, source.headers, options)
+    spellings = header_spellings(source.headers)
     rows = 0
     for table in source.tables:
         refuse_doubtful_columns(path, table, columns)
+        for row in _spelling_headers(table, spellings):
+            cells = [column[row].as_py() for column in table.columns]
+            if again := header_again(cells, table.column_names):
+                raise CatalogError(f"{path} {source.place(rows + row + 1)}: {again}")
         rows += table.num_rows
     return rows
+
+
+def _spelling_headers(table: pa.Table, spellings: pa.Array) -> list[int]:
+    """The rows of `table` with a text cell that may name a column (`header_spellings`)."""
+    found = None
+    for column in table.columns:
+        if pa.types.is_string(column.type):
+            named = pc.is_in(column, value_set=spellings)
+            found = named if found is None else pc.or_(found, named)
+    if found is None or not pc.any(found).as_py():
+        return []
+    return np.flatnonzero(pc.fill_null(found, False).to_numpy(zero_copy_only=False)).tolist()
 
 
 def _refuse_non_text(path: Location, head: bytes) -> None:
@@ -260,14 +280,16 @@ def _check_csv(path: Location, options: CatalogOptions) -> int:
         offset = scan.not_utf8 if scan.not_utf8 is not None else scan.nul
         raise CatalogError(f"{path}: byte {offset} is not UTF-8 text; {_SAVE_AS}")
     ids, one_line = _planned_cells(path, layout, options)
-    rows, failure = _parse_csv(path, layout)
+    rows, failure, named = _parse_csv(path, layout)
     # Only the Python scan looks into nameless columns (pyarrow reads them under one name).
     # A tab-separated file with quotes is scanned too: exports of that kind do not quote, so
     # a quote in the text can open a "cell" that swallows the rows below it, evenly closed.
     # So is a file with a quoted cell that holds lines, which a stray quote makes as well.
+    # So is one whose first column names a column below the header: a header line again,
+    # perhaps with its columns in another order (`header_again`).
     tab_quotes = layout.delimiter == "\t" and scan.quotes > 0
     even = scan.quotes % 2 == 0 and not scan.quoted_breaks
-    if failure is None and even and not layout.nameless and not tab_quotes:
+    if failure is None and even and not layout.nameless and not tab_quotes and not named:
         return rows
     found = _locate_csv(path, layout, text=False, ids=ids, one_line=one_line)
     _raise_found(found)
@@ -303,9 +325,11 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
     return found.rows
 
 
-def _parse_csv(path: Location, layout: CsvLayout) -> tuple[int, Exception | None]:
-    """pyarrow's parse of every row, converting only the first column (as bytes)."""
-    rows = 0
+def _parse_csv(path: Location, layout: CsvLayout) -> tuple[int, Exception | None, bool]:
+    """pyarrow's parse of every row, converting only the first column (as bytes); and whether
+    a cell of that column may name a column (`header_spellings`)."""
+    rows, named = 0, False
+    spellings = header_spellings(layout.cells).cast(pa.binary())
     # A quote that never closes would have the read grow its blocks to the end of the file;
     # past `_LAST_BLOCK` the Python scan finds the line instead.
     batches = csv_batches(
@@ -321,9 +345,10 @@ def _parse_csv(path: Location, layout: CsvLayout) -> tuple[int, Exception | None
     try:
         for batch in batches:
             rows += batch.num_rows
+            named = named or pc.any(pc.is_in(batch.column(0), value_set=spellings)).as_py()
     except (pa.ArrowException, OSError) as exc:
-        return rows, exc
-    return rows, None
+        return rows, exc, named
+    return rows, None, named
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +418,7 @@ def _locate_csv(
     allow_long_cells()
     delimiter, headers = layout.delimiter, layout.cells
     width, nameless = len(headers), layout.nameless
+    spellings = set(header_spellings(headers).to_pylist())
     found = _Problems(path)
     row = 0
     line = layout.skip_lines
@@ -444,6 +470,12 @@ def _locate_csv(
                     "take the line break out of the cell if it is meant",
                     row,
                 )
+            elif (
+                row
+                and not spellings.isdisjoint(record)
+                and (again := header_again(record, headers))
+            ):
+                return found.last(f"{_where(path, first, row)}: {again}", row)
             elif row and (filled := [p for p in nameless if record[p].strip()]):
                 where = _where(path, first, row)
                 found.add(str(nameless_value(layout, where, filled[0], record[filled[0]])))
