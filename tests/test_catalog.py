@@ -1674,3 +1674,34 @@ def test_a_catalog_saved_with_pandas_index_says_how_to_save_it(tmp_path: Path, s
         CatalogError, match=r"has no name in the header, yet holds '0'.*index=False"
     ):
         list(read_catalog(path, CatalogOptions()))
+
+
+def test_a_list_of_lines_in_free_text_makes_the_row_invalid(tmp_path: Path) -> None:
+    """A script or a description held as a list (Parquet list<string>, a JSON Lines array) is
+    refused as a list in a column of one value is: joined, its lines would be spoken with `|`
+    between them. image_urls still takes a list."""
+    lines = ["Meet the mug.", "It keeps coffee hot."]
+    table = pa.table(
+        {
+            "product_id": ["NTAx", "NTAy"],
+            "override_script": pa.array([lines, None], pa.list_(pa.string())),
+        }
+    )
+    parquet = tmp_path / "c.parquet"
+    pq.write_table(table, parquet)
+    details = {"product_name": "Mug", "image_urls": ["https://a.example/x.png"]}
+    jsonl = write(
+        tmp_path,
+        "c.jsonl",
+        json.dumps({**details, "description": lines}) + "\n"
+        + json.dumps({**details, "description": None}) + "\n",
+    )  # fmt: skip
+    for path, column in ((parquet, "override_script"), (jsonl, "description")):
+        rows = rows_of(path)
+        (problem,) = rows[0].problems
+        assert (problem.column, problem.reason) == (
+            column,
+            '\'["Meet the mug.","It keeps coffee hot."]\' is a JSON list or object; the '
+            "column takes one value",
+        )
+        assert rows[1].problems == ()

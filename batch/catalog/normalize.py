@@ -732,8 +732,11 @@ def _normalize_column(
         column = column.cast(column.type.value_type)
     if pa.types.is_decimal(column.type):  # a warehouse's NUMBER(38,0): its digits, as text
         column = column.cast(pa.string())
-    if pa.types.is_nested(column.type):
-        column = _nested_as_text(column, join=kind != "one")
+    # A list in a cell of free text (a script's lines, from Parquet or JSON Lines) is refused,
+    # as in a column of one value: joined, it would be spoken with `|` in it.
+    nested = pa.types.is_nested(column.type)
+    if nested:
+        column = _nested_as_text(column, join=kind == "list")
     if pa.types.is_floating(column.type) and column.type.bit_width < 64 and kind != "free":
         normalize = _exact_floats(normalize, column.type.bit_width)
     encoded = pc.dictionary_encode(column.combine_chunks())
@@ -764,7 +767,7 @@ def _normalize_column(
         if _is_empty(value) or index in spelled:
             outputs[index] = default
             continue
-        if kind == "one" and _is_json_container(value):
+        if (kind == "one" or nested) and _is_json_container(value):
             reasons[index] = f"{value[:60]!r} is a JSON list or object; the column takes one value"
             continue
         try:
