@@ -1705,3 +1705,41 @@ def test_a_list_of_lines_in_free_text_makes_the_row_invalid(tmp_path: Path) -> N
             "column takes one value",
         )
         assert rows[1].problems == ()
+
+
+@pytest.mark.parametrize(
+    ("header", "cells", "meant"),
+    [("Length in seconds", ["60", "15"], "length"), ("Runtime", ["60"], "length"),
+     ("Layout", ["portrait", "square"], "aspect_ratio"), ("Screen ratio", ["9:16"], "aspect_ratio"),
+     ("Product language", ["en", "de"], "language"), ("Subtitles on?", ["yes", "no"], "caption"),
+     ("Dauer", ["60"], "length"), ("Script language", ["german"], "language"),
+     ("Voice name", ["de-DE-KatjaNeural"], "voice_id"), ("Background music", ["24"], "music_id"),
+     ("Script text", ["Say this"], "override_script")],
+)  # fmt: skip
+def test_a_header_naming_a_request_field_in_other_words_is_refused(
+    tmp_path: Path, header: str, cells: list[str], meant: str
+) -> None:
+    """A column meant as a request field under another name (`Length in seconds`, German
+    `Dauer`, `Voice name`) would be passed through, every row paid with the default: refused,
+    naming the field and the mapping; by its cells where the name is as often a product's."""
+    lines = [f"product_id,{header}"] + [f"A{n},{cell}" for n, cell in enumerate(cells)]
+    path = write(tmp_path, "c.csv", "\n".join(lines) + "\n")
+    with pytest.raises(
+        CatalogError, match=re.escape(f"column '{header}' is not a request column")
+    ) as caught:
+        rows_of(path)
+    assert f'("{header}" = "{meant}")' in str(caught.value)
+
+
+def test_a_header_naming_a_field_in_other_words_passes_through_with_a_products_values(
+    tmp_path: Path,
+) -> None:
+    """A battery's `Runtime`, a product's `Length cm` of 30 or its `Screen ratio` of 3:2 are the
+    product's own: passed through, the request's defaults sent."""
+    path = write(
+        tmp_path,
+        "c.csv",
+        "product_id,Runtime,Length cm,Screen ratio\nA1,10 hours,30,3:2\nA2,60,15,16:9\n",
+    )
+    sent = [row.fields for row in rows_of(path) if row.fields is not None]
+    assert [(f.length, f.aspect_ratio) for f in sent] == [("30", "landscape")] * 2

@@ -154,6 +154,9 @@ CORPUS = [
     # One cell naming a column is a value, not a header line.
     Case("names_a_column.csv", lambda: lines("product_id,sku,video_name",
          f"{IDS[0]},video_name,Mug", f"{IDS[1]},SKU2,Lamp"), 0, sent=2),
+    # A header cell wrapped onto two lines (Alt+Enter in Excel) names its column as one line.
+    Case("wrapped_header.csv", lambda: lines('product_id,"Aspect\nRatio",length',
+         f"{IDS[0]},9:16,15"), 0, sent=1),
     Case("unbalanced_quote_deep.csv", lambda: big_csv(60_000, 50_000, f'{IDS[0]},"Mug 12,15'), 2,
          ("unbalanced_quote_deep.csv line 50001 (row 50000)", "quote")),
     Case("unclosed_last_cell.csv", lambda: big_csv(20, 19, f'{IDS[0]},Mug,"15'), 2,
@@ -205,7 +208,7 @@ CORPUS = [
     Case("stray_quote_two_columns.csv", lambda: lines("product_id,video_name",
          f'{IDS[0]},"Big sale', f"{IDS[1]},Second", f'{IDS[2]},Mug 12"', f"{IDS[0]},last"), 2,
          ("stray_quote_two_columns.csv line 2 (row 1): column 'video_name' opens with a quote "
-          "that runs on to line 4, yet a video_name is one line",)),
+          "that runs on to line 4, yet video_name is one line",)),
     Case("stray_quote_one_column.csv", lambda: lines("product_id",
          f'"{IDS[0]}', IDS[1], f'{IDS[2]}"', IDS[0]), 2,
          ("line 2 (row 1): column 'product_id' opens with a quote that runs on to line 4",)),

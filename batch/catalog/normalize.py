@@ -363,11 +363,49 @@ _SYNONYMS: Final = {
     "narrator": "voice_id",
     "locale": "language",
     "script": "override_script",  # a script's text; as the API body's object, its fields too
+    "script_text": "override_script",
+    "voice_name": "voice_id",
+    "background_music": "music_id",
+    "music_track": "music_id",
+    "script_language": "language",
+    "video_language": "language",
+    "video_time": "length",
+    # German and Spanish headers, as agencies' templates have them
+    "dauer": "length",
+    "duracion": "length",
+    "duración": "length",
+    "sprache": "language",
+    "idioma": "language",
+    "untertitel": "caption",
+    "subtitulos": "caption",
+    "subtítulos": "caption",
 }
 # Names people give request columns that name a product's own detail as often (a book's
 # `Format`, a garment's `Style`, a country code `CC`): such a column is the request's only when
 # its cells read as that field's values (`ColumnPlan.doubtful`).
-_DOUBTFUL_SYNONYMS: Final = {"format": "aspect_ratio", "style": "script_style", "cc": "caption"}
+_DOUBTFUL_SYNONYMS: Final = {
+    "format": "aspect_ratio",
+    "formato": "aspect_ratio",
+    "layout": "aspect_ratio",
+    "style": "script_style",
+    "cc": "caption",
+    "runtime": "length",  # a battery's, or the video's
+}
+# Words that name a request field of set values inside a longer header (`Length in seconds`,
+# `Product language`, `Screen ratio`): such a column is doubtful as those synonyms are.
+_DOUBTFUL_WORDS: Final = {
+    "length": "length",
+    "duration": "length",
+    "seconds": "length",
+    "aspect": "aspect_ratio",
+    "ratio": "aspect_ratio",
+    "orientation": "aspect_ratio",
+    "caption": "caption",
+    "captions": "caption",
+    "subtitle": "caption",
+    "subtitles": "caption",
+    "language": "language",
+}
 # The API body's objects, with the request columns each holds: a column named so (a JSON Lines
 # object, a Parquet struct) holds several fields in one cell, and none of them is read.
 _REQUEST_OBJECTS: Final = {
@@ -433,14 +471,27 @@ def _doubtful_columns(
     headers: Sequence[str], canonical: dict[str, str], mapping: dict[str, str]
 ) -> dict[str, str]:
     """The headers named as a request column the catalog lacks is as often named
-    (`_DOUBTFUL_SYNONYMS`), with that column."""
+    (`_DOUBTFUL_SYNONYMS`), or holding a word that names one (`_DOUBTFUL_WORDS`), with that
+    column."""
     doubtful = {}
+    taken = set(canonical.values())
     for header in headers:
         key = header_key(header)
-        meant = _DOUBTFUL_SYNONYMS.get(key)
-        if meant is not None and meant not in canonical and key not in mapping:
+        if key in mapping or header in taken:
+            continue
+        meant = _DOUBTFUL_SYNONYMS.get(key) or _doubtful_word(key)
+        if meant is not None and meant not in canonical:
             doubtful[header] = meant
     return doubtful
+
+
+def _doubtful_word(key: str) -> str | None:
+    """The request field a word of the header names (`_DOUBTFUL_WORDS`), unless its last word
+    is a unit of size or weight (`Length cm`, `Length (in)`): a product's dimension."""
+    words = [word for word in re.split(r"[\W_]+", key) if word]
+    if not words or _PRODUCT_UNITS.fullmatch(words[-1]):
+        return None
+    return next(filter(None, map(_DOUBTFUL_WORDS.get, words)), None)
 
 
 def refuse_doubtful_columns(path: Location, table: pa.Table, plan: ColumnPlan) -> None:

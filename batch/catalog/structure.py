@@ -396,7 +396,7 @@ def _one_line_positions(layout: CsvLayout, columns: ColumnPlan) -> dict[int, str
         for canonical, header in columns.canonical.items()
         if canonical not in MULTI_LINE_COLUMNS
     }
-    one_line.setdefault(layout.cells.index(columns.key), "row key")
+    one_line.setdefault(layout.cells.index(columns.key), "the row key")
     return one_line
 
 
@@ -462,11 +462,11 @@ def _locate_csv(
                     f"taking in lines that read as rows: {_SWALLOW_HINT}",
                     row,
                 )
-            elif line > first and (broken := _broken_cell(record, headers, one_line or {})):
+            elif row and line > first and (broken := _broken_cell(record, headers, one_line or {})):
                 header, meant = broken
                 return found.last(
                     f"{_where(path, first, row)}: column {header!r} opens with a quote that "
-                    f"runs on to line {line}, yet a {meant} is one line: {_SWALLOW_HINT}; or "
+                    f"runs on to line {line}, yet {meant} is one line: {_SWALLOW_HINT}; or "
                     "take the line break out of the cell if it is meant",
                     row,
                 )
