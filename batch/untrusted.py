@@ -15,9 +15,16 @@ import json
 import re
 from typing import Any, Final
 
+from batch.logs import escape_controls
+
 # More than any id (an int64 has 19 digits), count, code or time the API sends.
 _INTEGER_DIGITS: Final = 100
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+# A JoggAI video id has 32 characters; one far longer is no id (and would swell what holds it).
+ID_KEPT: Final = 256
+# An absolute http(s) URL with a host; no space in it.
+_WEB_URL: Final = re.compile(r"https?://[^\s/?#\\]+(?:[/?#]\S*)?", re.IGNORECASE)
+_URL_KEPT: Final = 8192
 
 
 def loads(content: bytes | str) -> Any:
@@ -50,3 +57,23 @@ def whole_number(text: str, *, digits: int = 18) -> int | None:
     if not text.isdecimal() or len(text) > digits:
         return None
     return int(text)
+
+
+def video_id(value: object) -> str | None:
+    """A video id as the API gives it (text or a number), or None for what is no id: longer
+    than `ID_KEPT`, or holding a space or a control character. It goes into results files and
+    terminals as it is, so an escape sequence in it would act there."""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    text = str(value)
+    plain = text and len(text) <= ID_KEPT and not any(char.isspace() for char in text)
+    return text if plain and escape_controls(text) == text else None
+
+
+def web_url(value: object) -> str | None:
+    """`value` when it is an absolute http(s) URL of a sane length with no space or control
+    character in it, else None: a link or an image source people open, never script or an
+    escape sequence."""
+    if not isinstance(value, str) or len(value) > _URL_KEPT or not _WEB_URL.fullmatch(value):
+        return None
+    return value if escape_controls(value) == value else None

@@ -292,12 +292,23 @@ async def test_a_listing_of_too_much_text_stops_and_records_nothing(
 
 
 @pytest.mark.anyio
-async def test_a_video_id_no_joggai_id_could_be_fails_the_page(state: StateStore) -> None:
-    """A 1 KB "id" (a hostile listing swelling the walk) is refused with the page."""
-    long = dict(video(1, 9_000), id="v" * 1_000)
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [("v" * 1_000, "a video id of 1000 characters is no JoggAI id: 'vvvv"),
+     ("v1\x1b]0;pwned\x07",
+      "a video id of 12 characters is no JoggAI id: 'v1\\\\x1b]0;pwned\\\\x07'"),
+     ("v 1", "a video id of 3 characters is no JoggAI id: 'v 1'")],
+)  # fmt: skip
+async def test_a_video_id_no_joggai_id_could_be_fails_the_page(
+    state: StateStore, given: str, said: str
+) -> None:
+    """A 1 KB "id" (a hostile listing swelling the walk), or one holding a terminal's escape
+    sequence or a space, is refused with the page."""
+    long = dict(video(1, 9_000), id=given)
     async with client_for(listing([long])) as client:
-        with pytest.raises(ApiError, match="a video id of 1000 characters is no JoggAI id"):
+        with pytest.raises(ApiError) as caught:
             await index(client, state).sync()
+    assert said in str(caught.value)
 
 
 @pytest.mark.anyio

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import httpx
 import pytest
 
 from batch import untrusted
-from batch.follow.polling import error_text
+from batch.follow.polling import error_text, video_update
 from batch.follow.webhook import event_time
 from batch.joggai.client import ApiOutcome, JoggClient, parse_seconds
 
@@ -96,3 +97,43 @@ def test_a_render_failure_reason_has_its_controls_written_out() -> None:
     assert error_text({"error": "x\ry"}) == "x\\ry"
     assert error_text({"err_msg": "\x1b[2J"}) == "\\x1b[2J"
     assert error_text({}) is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "given",
+    ["\x1b]0;pwned\x07\x1b[2J", 'v1\n{"level": "error"}', "v" * 300, "v 1"],
+)
+async def test_a_created_video_id_that_is_no_id_is_an_unknown_answer(given: str) -> None:
+    """An id holding a terminal's escape sequence, a line break, a space, or hundreds of
+    characters never reaches the ledger or the results file: the create was accepted (and
+    charged), so the answer is `unknown`, for the listing to settle."""
+    body = json.dumps({"code": 0, "msg": "ok", "data": {"video_id": given}})
+    outcome = await create_answered(body.encode())
+    assert outcome.kind == "unknown"
+    assert outcome.message.startswith("accepted, but the video_id returned (")
+    assert outcome.message.endswith(") is no JoggAI id")
+    assert "\x1b" not in outcome.message
+    assert "\n" not in outcome.message
+
+
+@pytest.mark.anyio
+async def test_a_created_video_id_given_as_a_number_is_its_digits() -> None:
+    """An id the server gives as a number is kept as its digits."""
+    outcome = await create_answered(b'{"code": 0, "msg": "ok", "data": {"video_id": 123456}}')
+    assert (outcome.kind, outcome.data) == ("ok", {"video_id": "123456"})
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("https://res.jogg.ai/v1.mp4", "https://res.jogg.ai/v1.mp4"),
+     ("http://127.0.0.1:8787/v1.mp4", "http://127.0.0.1:8787/v1.mp4"),
+     ("https://res.jogg.ai/v1.mp4\x1b]0;pwned\x07", None), ("https://res.jogg.ai/a b.mp4", None),
+     ("javascript:alert(1)", None), ("https://res.jogg.ai/\u202egpj.exe", None),
+     ("https://res.jogg.ai/" + "a" * 9000, None), (42, None), (None, None)],
+)  # fmt: skip
+def test_a_renders_urls_are_kept_only_as_plain_web_urls(given: object, kept: str | None) -> None:
+    """A status's or a webhook's video and cover URL reach the ledger, the results file and
+    the report only as absolute http(s) URLs without a space or a control character."""
+    update = video_update("v1", {"status": "completed", "video_url": given, "cover_url": given}, 0)
+    assert (update.video_url, update.cover_url) == (kept, kept)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
+from batch import untrusted
 from batch.errors import AccountError, ExitCode
 from batch.logs import escape_controls
 from batch.store.records import PendingVideo, VideoStatus, VideoUpdate
@@ -134,8 +135,8 @@ def video_update(
     return VideoUpdate(
         video_id=video_id,
         status=status or normalize_video_status(data.get("status")),
-        video_url=_text(data.get("video_url")),
-        cover_url=_text(data.get("cover_url")),
+        video_url=untrusted.web_url(data.get("video_url")),
+        cover_url=untrusted.web_url(data.get("cover_url")),
         duration=_number(data.get("duration", data.get("video_duration"))),
         deducted_credit=_number(data.get("deducted_credit")),
         error=error_text(data),

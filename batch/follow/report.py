@@ -24,7 +24,7 @@ from typing import Final
 
 import pandas as pd
 
-from batch import statuses
+from batch import statuses, untrusted
 from batch.logs import escape_controls
 from batch.statuses import ROW_ORDER
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES
@@ -539,13 +539,9 @@ def _video_names(frame: pd.DataFrame, header: str | None) -> list[str]:
     return names
 
 
-# An absolute http(s) URL with a host: nothing else may become a link or an image source.
-_WEB_URL = re.compile(r"https?://[^\s/?#\\]+(?:[/?#]\S*)?", re.IGNORECASE)
-
-
 def web_url(text: str) -> str:
     """The URL when it is an absolute http(s) one, else empty: a link must never run script."""
-    return text if _WEB_URL.fullmatch(text) else ""
+    return untrusted.web_url(text) or ""
 
 
 def _seconds(value: float | None) -> str:

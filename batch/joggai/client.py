@@ -380,17 +380,22 @@ class JoggClient:
         """POST /v2/create_video_from_product; on `ok`, `data["video_id"]` is set.
 
         The id is read from `video_id`, else `product_video_id` (the URL-to-Video guide's name,
-        reference §11.1). An `ok` answer carrying neither is `unknown`: the server accepted and
-        charged, and only reconciliation can find the video.
+        reference §11.1). An `ok` answer carrying neither, or no id (`untrusted.video_id`), is
+        `unknown`: the server accepted and charged, and only reconciliation can find the video.
         """
         outcome = await self._send("POST", "/v2/create_video_from_product", json_body=body)
         if outcome.kind != "ok":
             return outcome
         data = outcome.data or {}
-        video_id = data.get("video_id") or data.get("product_video_id")
-        if not isinstance(video_id, str | int) or isinstance(video_id, bool):
+        given = data.get("video_id") or data.get("product_video_id")
+        if given is None:
             return replace(outcome, kind="unknown", message="accepted, but no video_id returned")
-        return replace(outcome, data={**data, "video_id": str(video_id)})
+        video_id = untrusted.video_id(given)
+        if video_id is None:
+            shown = escape_controls(str(given)[:60])
+            message = f"accepted, but the video_id returned ({shown!r}) is no JoggAI id"
+            return replace(outcome, kind="unknown", message=message)
+        return replace(outcome, data={**data, "video_id": video_id})
 
     async def create_product(self, body: dict[str, Any]) -> ApiOutcome:
         """POST /v2/product (slow: the server scrapes the page first); data has `product_id`."""

@@ -29,10 +29,11 @@ The walk is bounded, because a server whose listing never ends would otherwise h
 before its first POST and fill the state. It reads at most `MAX_LISTED_VIDEOS` videos (a nightly
 million-row catalog makes an account of millions of videos, and a first sync reads them all) and
 for at most `MAX_SYNC_SECONDS`, holding at most `MAX_LISTED_TEXT` characters of ids and titles
-(an id longer than `_ID_KEPT` fails the page), and never past the run's or command's deadline
-(`deadline`: a page being read then is cut off); a page whose `total` claims more, a walk that
-passes any bound, or more than `_STALLED_PAGES` pages in a row that bring no video not already
-read in this walk, fails the sync with an ApiError (ListingDeadline at the deadline).
+(an id that is none, `untrusted.video_id`, fails the page), and never past the run's or
+command's deadline (`deadline`: a page being read then is cut off); a page whose `total`
+claims more, a walk that passes any bound, or more than `_STALLED_PAGES` pages in a row that
+bring no video not already read in this walk, fails the sync with an ApiError
+(ListingDeadline at the deadline).
 The walk ends at an empty page, and nowhere else (but at the previous sync): a server may send
 fewer videos a page than asked and say nothing of its page size, and a `total` may be missing or
 low, so a short page proves no end; reading one more page costs a free GET.
@@ -55,8 +56,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from batch import untrusted
 from batch.errors import AccountError, ApiError
 from batch.joggai.client import JoggClient, parse_seconds
+from batch.logs import escape_controls
 from batch.payload import TAG_PATTERN
 from batch.store import DoubleCharge, StateStore
 
@@ -69,8 +72,6 @@ CLOCK_SKEW_SECONDS = 300.0
 MAX_LISTED_VIDEOS = 5_000_000
 # The text of the ids and titles one walk holds until it ends: the largest account's, with room.
 MAX_LISTED_TEXT = 1 << 30
-# A JoggAI video id has 32 characters; one far longer is no id (and would swell the walk).
-_ID_KEPT = 256
 MAX_SYNC_SECONDS = 12 * 3600.0
 # The most the API's clock may be measured behind ours for a listing to prove anything (see
 # the module docstring); beyond it a sync still reads this much further back.
@@ -330,10 +331,13 @@ class AccountListing:
             isinstance(v, dict) and v.get("id") is not None for v in videos
         ):
             raise ApiError(f"cannot list product videos (page {page}): no list of videos with ids")
-        if (longest := max((len(str(v["id"])) for v in videos), default=0)) > _ID_KEPT:
+        if (
+            bad := next((v["id"] for v in videos if untrusted.video_id(v["id"]) is None), None)
+        ) is not None:
+            shown = escape_controls(str(bad)[:60])
             raise ApiError(
-                f"cannot list product videos (page {page}): a video id of {longest} characters "
-                "is no JoggAI id"
+                f"cannot list product videos (page {page}): a video id of {len(str(bad))} "
+                f"characters is no JoggAI id: {shown!r}"
             )
         # `total` is a count, as a server may spell it
         return videos, parse_seconds(data.get("total")), outcome.server_date
