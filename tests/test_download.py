@@ -321,6 +321,31 @@ async def test_name_collisions_are_refused_before_fetching(results: Path) -> Non
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("names", [("Mug", "MUG"), ("Caf\u00e9", "Cafe\u0301")])
+async def test_names_one_only_to_a_file_system_that_folds_them_are_refused(
+    tmp_path: Path, names: tuple[str, str]
+) -> None:
+    """`Mug.mp4` and `MUG.mp4`, or a name composed and decomposed, are one file on macOS,
+    Windows, exFAT and SMB shares: the second download would overwrite the first's video."""
+    path = tmp_path / "results.csv"
+    pd.DataFrame(
+        {"row": [1, 2], "video_id": ["v1", "v2"], "sku": list(names),
+         "video_status": ["completed"] * 2, "video_url": [url("v1.mp4"), url("v1.mp4")]}
+    ).to_csv(path, index=False)  # fmt: skip
+    server = MediaServer()
+    with pytest.raises(ConfigError, match=r"to rows 1 and 2 \(as a file system that ignores case"):
+        await download(config(path, name_template="{sku}.mp4"), transport=server.transport)
+    assert server.gets() == 0
+
+
+def test_file_names_hold_no_control_character_or_direction_override() -> None:
+    """C1 controls and the overrides that make a file manager show `gpj.exe` as `exe.jpg`
+    become `_`, as separators and C0 controls do."""
+    cells = {"row": "1", "name": "a\u0085b\u009bc\u202egpj\u2066d\u2028e"}
+    assert file_name("{name}.mp4", cells) == "a_b_c_gpj_d_e.mp4"
+
+
+@pytest.mark.anyio
 async def test_parquet_results_keep_their_types(tmp_path: Path) -> None:
     """local_path is recorded in a Parquet file without turning int columns into text."""
     path = tmp_path / "results.parquet"

@@ -51,6 +51,7 @@ import socket
 import stat
 import string
 import sys
+import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -82,7 +83,9 @@ DEFAULT_MIN_FREE_BYTES = 64 * MiB
 MAX_NAME_BYTES = 200
 COVER_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif"})
 _OCTET_STREAMS = frozenset({"application/octet-stream", "binary/octet-stream"})
-_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
+# Separators, C0 and C1 controls, line separators and the direction overrides that make a file
+# manager show a name other than it is (as `logs` escapes them).
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -196,7 +199,9 @@ def _cover_name(video_name: str, cover_url: str) -> str:
 
 def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
     fetches: list[_Fetch] = []
-    owners: dict[Path, str] = {}
+    # By the name a file system that ignores case or Unicode normalisation sees (macOS, Windows,
+    # exFAT, SMB shares): `Mug.mp4` and `MUG.mp4` are one file there.
+    owners: dict[str, str] = {}
     for index, cells in enumerate(frame.to_dict("records")):
         text = {str(key): str(value) for key, value in cells.items()}
         if text.get("video_status") != "completed":
@@ -209,12 +214,14 @@ def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
         for url, file, is_video in wanted:
             path = config.dest / file
             row = text.get("row", str(index + 1))
-            if path in owners:
+            seen = unicodedata.normalize("NFC", file).casefold()
+            if seen in owners:
                 raise ConfigError(
                     f"--name-template {config.name_template!r} gives {file!r} to rows "
-                    f"{owners[path]} and {row}; add a unique column such as {{video_id}}"
+                    f"{owners[seen]} and {row} (as a file system that ignores case sees it); add "
+                    "a unique column such as {video_id}"
                 )
-            owners[path] = row
+            owners[seen] = row
             recorded = text.get("local_path", "") if is_video else ""
             fetches.append(_Fetch(index, row, url, path, is_video, recorded))
     return fetches
