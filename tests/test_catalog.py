@@ -694,7 +694,7 @@ def test_fingerprints_built_a_column_at_a_time_equal_the_per_row_fingerprint(
         "script_style,language,visual_style,override_script,video_name,title,product_url\n"
         'A1,30s,9:16,yes,127.0,1,v|1,3,top 3 reasons,French,Neon,"say ""hi""",{title},a|b\\c,\n'
         "A1,,,,,,,,,,,,,,\n"
-        "B\\2,60,square,no,5,0,,,,english,,x|y,Sale: {title} ({product_id}),-,\n"
+        "B+2,60,square,no,5,0,,,,english,,x|y\\z,Sale: {title} ({product_id}),-,\n"
         ",,,,,,,,,,,,plain,t,https://shop.example/p|1\n"
         "C3,45,,,,,,,,,,,{missing},t,\n"
         "D4,15,landscape,0,,public,,0,Discovery,,,,,'',\n"
@@ -1468,17 +1468,19 @@ def test_products_made_from_text_written_otherwise_are_the_same_request(tmp_path
 
 
 def test_free_text_is_made_alike_and_ids_are_not(tmp_path: Path) -> None:
-    """An id is what it is: an NFD product or voice id is sent as written (another spelling of
-    a product id may name another product), never made alike as the row's free text is; a
-    product id with a line break (a CR) is no id, refused rather than sent to fail."""
+    """An id is what it is: an NFD voice id is sent as written, never made alike as the row's
+    free text is; a product id is base64, so an accented one, or one with a line break (a CR),
+    is no id, refused rather than sent to fail."""
     pid = CAFE_NFD.replace(" ", "-")
-    text = f'product_id,voice_id,override_script\n"{pid}",{CAFE_NFD},{CAFE_NFD}\n"P\r1",v,x\n'
-    decomposed, with_cr = rows_of(write(tmp_path, "c.csv", text))
+    text = f'product_id,voice_id,override_script\nP1,{CAFE_NFD},{CAFE_NFD}\n"P\r1",v,x\n{pid},v,x\n'
+    decomposed, with_cr, accented = rows_of(write(tmp_path, "c.csv", text))
     assert decomposed.fields is not None
-    assert (decomposed.fields.product_id, decomposed.fields.voice_id) == (pid, CAFE_NFD)
+    assert (decomposed.fields.product_id, decomposed.fields.voice_id) == ("P1", CAFE_NFD)
     assert decomposed.fields.override_script == CAFE_NFC
     assert with_cr.fields is None
     assert "'P\\r1' holds a line break, and a product id is one line" in with_cr.problems[0].reason
+    assert accented.fields is None
+    assert "is no product id: JoggAI's are base64" in accented.problems[0].reason
 
 
 @pytest.mark.parametrize("ids", [True, False], ids=["product_id", "details"])
@@ -1743,3 +1745,37 @@ def test_a_header_naming_a_field_in_other_words_passes_through_with_a_products_v
     )
     sent = [row.fields for row in rows_of(path) if row.fields is not None]
     assert [(f.length, f.aspect_ratio) for f in sent] == [("30", "landscape")] * 2
+
+
+@pytest.mark.parametrize(
+    ("cell", "said"),
+    [("'NTQ0MTkzNjg", "and \"'\" is none of those; take out the apostrophe"),
+     ('"""NTQ0MTkzNjg"""', "and '\"' is none of those; take out the quotes around it"),
+     ("ＮＴＱ０ＭＴｋｚＮｊｇ", "type it in plain (half-width) letters and digits"),
+     ("54419368.0", "a number column wrote it with a decimal point"),
+     ("NTQ0#MTkz", "and '#' is none of those; write the id as JoggAI gave it")],
+)  # fmt: skip
+def test_a_product_id_with_a_character_base64_lacks_is_refused(
+    tmp_path: Path, cell: str, said: str
+) -> None:
+    """JoggAI's product ids are base64: an export's apostrophe or quotes, a full-width id, a
+    float's `.0` would each be a POST of the quota JoggAI refuses. Either base64 alphabet is
+    an id."""
+    path = write(tmp_path, "c.csv", f"product_id,video_name\n{cell},a\nNTQ0-MT_k+/z=,b\n")
+    refused, kept = rows_of(path)
+    assert refused.fields is None
+    assert said in refused.problems[0].reason
+    assert kept.fields is not None
+    assert kept.fields.product_id == "NTQ0-MT_k+/z="
+
+
+def test_a_true_or_false_is_no_product_id(tmp_path: Path) -> None:
+    """A JSON Lines `true` under product_id (a column of true/false) is refused, never sent as
+    `True`."""
+    path = write(tmp_path, "c.jsonl", '{"product_id": true}\n{"product_id": false}\n')
+    refused, other = rows_of(path)
+    assert (
+        refused.problems[0].reason
+        == "True (a true/false value) is no product id; write the id as text"
+    )
+    assert other.fields is None

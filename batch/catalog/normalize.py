@@ -105,7 +105,29 @@ _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def normalize_product_id(value: object) -> str:
     """A product id as written; one Excel rewrote in scientific notation is refused, since its
     digits are gone and a guess would render some other product; so is one a float column or
-    a workbook's number cell holds past 2**53, where the last digits are lost."""
+    a workbook's number cell holds past 2**53, where the last digits are lost, and one with a
+    character no base64 has (`_NOT_BASE64`)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value} (a true/false value) is no product id; write the id as text")
+    text = _product_id_as_earlier_versions_read(value)
+    if odd := _NOT_BASE64.search(text):
+        raise ValueError(
+            f"{payload.shown(text)} is no product id: JoggAI's are base64 (letters, digits, "
+            f"+/_-=, such as NTQ0MTkzNjg), and {odd.group()!r} is none of those; "
+            + _ODD_ID_HINTS.get(
+                odd.group(),
+                "write the id as JoggAI gave it"
+                if odd.group().isascii()
+                else "type it in plain (half-width) letters and digits",
+            )
+        )
+    return text
+
+
+def _product_id_as_earlier_versions_read(value: object) -> str:
+    """`normalize_product_id` as versions before the base64 check read an id: they sent one
+    with a character outside base64 (a variation selector they kept), and the job it made
+    must still be found."""
     if isinstance(value, float) and not (value.is_integer() and abs(value) < payload.FLOAT_EXACT):
         raise ValueError(
             f"'{value!r}' is a float, and a float column cannot hold a product id exactly; "
@@ -144,6 +166,15 @@ def normalize_product_id(value: object) -> str:
 
 
 _NO_ID: Final = re.compile(r"[\s,;|]")
+# A product id is the unpadded base64 of a number (reference: ID formats); a character outside
+# base64's alphabets (either one) is an export's quote, a typist's full-width letter, a float's
+# `.0`: a POST of the quota that JoggAI would refuse.
+_NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=_-]")
+_ODD_ID_HINTS: Final = {
+    "'": "take out the apostrophe (Excel keeps it in front of a number typed as text)",
+    '"': "take out the quotes around it",
+    ".": "a number column wrote it with a decimal point; store the ids as text",
+}
 
 
 # Canonical column -> (normaliser, name of its default in RequestDefaults, or None for no default).
@@ -691,9 +722,15 @@ def _as_earlier_versions_read(
     elif as_written is None:
         return None
     try:
-        return (as_written or normalize)(cell)
+        return (as_written or _EARLIER_READERS.get(normalize, normalize))(cell)
     except ValueError:
         return None
+
+
+# The columns whose normaliser earlier versions did not have in full.
+_EARLIER_READERS: Final[dict[Normalizer, Normalizer]] = {
+    normalize_product_id: _product_id_as_earlier_versions_read
+}
 
 
 def _visible(text: str) -> str:
