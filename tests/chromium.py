@@ -21,12 +21,17 @@ from pathlib import Path
 from typing import Any
 
 EXECUTABLE = shutil.which("chromium") or shutil.which("chromium-browser")
-# A closed, quiet browser: no background fetches, no first-run work, no GPU, root allowed.
+# A name the tests' media server goes by: an https host, as a report's thumbnails come from
+# (the report fetches none from a loopback or private address), that is loopback here.
+MEDIA_HOST = "media.test"
+# A closed, quiet browser: no background fetches, no first-run work, no GPU, root allowed; it
+# finds MEDIA_HOST on loopback and takes the tests' self-signed certificate.
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
     "--no-default-browser-check", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--disable-extensions", "--mute-audio", "--hide-scrollbars",
     "--force-device-scale-factor=1", "--remote-debugging-pipe",
+    f"--host-resolver-rules=MAP {MEDIA_HOST} 127.0.0.1", "--ignore-certificate-errors",
 )  # fmt: skip
 
 

@@ -24,15 +24,14 @@ from starlette.routing import Route
 
 from batch.cli.download import download as download_command
 from batch.errors import ConfigError, LocalIOError, LockedError
+from batch.follow.addresses import IPAddress, refusal
 from batch.follow.download import (
     DownloadConfig,
-    IPAddress,
     Refused,
     UrlPolicy,
     _GuardedBackend,
     download,
     file_name,
-    refusal,
 )
 from batch.store import results as stored
 from batch.store.results import catalog_name, read_results, state_outcomes

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from batch.cli.download import download as download_command
-from batch.follow.download import DownloadConfig, DownloadSummary, IPAddress, download
+from batch.follow.addresses import IPAddress
+from batch.follow.download import DownloadConfig, DownloadSummary, download
 from batch.store.results import read_results
 
 Handler = Callable[[asyncio.StreamWriter], Awaitable[None]]

@@ -8,6 +8,7 @@ import hashlib
 import itertools
 import json
 import re
+import ssl
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -19,6 +20,10 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from batch.cli.report import report as report_command
 from batch.cli.run import render_summary
@@ -32,6 +37,7 @@ from batch.follow.report import (
     render_json,
     render_table,
     row_ranges,
+    thumbnail_url,
     web_url,
 )
 from batch.follow.report_page import render_html, rows_json
@@ -314,6 +320,25 @@ def test_only_absolute_http_urls_become_links(url: str, kept: bool) -> None:
     assert web_url(url) == (url if kept else "")
 
 
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [("https://res.jogg.ai/v1.jpg", True), ("https://203.0.113.7.nip.io/c.jpg", True),
+     ("https://8.8.8.8/c.jpg", True), ("http://res.jogg.ai/v1.jpg", False),
+     ("https://127.0.0.1:8787/c.jpg", False), ("https://localhost/c.jpg", False),
+     ("https://app.localhost./c.jpg", False), ("https://192.168.1.1/admin?reset=1", False),
+     ("https://10.0.0.8/c.jpg", False), ("https://169.254.169.254/latest", False),
+     ("https://2130706433/c.jpg", False), ("https://0x7f.1/c.jpg", False),
+     ("https://[::1]/c.jpg", False), ("https://[::ffff:192.168.0.1]/c.jpg", False),
+     ("https://[not-v6]/c.jpg", False), ("javascript:alert(1)", False)],
+)  # fmt: skip
+def test_a_thumbnail_is_fetched_only_over_https_from_no_private_address(
+    url: str, kept: bool
+) -> None:
+    """The reader's browser fetches a cover each time the report opens: never from a loopback,
+    private or link-local address a server named (in any form a browser reads), nor over http."""
+    assert thumbnail_url(url) == (url if kept else "")
+
+
 def test_row_data_cannot_close_its_script_element(results_csv: Path) -> None:
     """</script>, <!-- and & in values are escaped in the JSON blob, which still parses back."""
     rows = [*ROWS, result(9, "invalid", message=SCRIPT_BREAK, name="<!-- \u2028 &")]
@@ -509,13 +534,46 @@ class _Media(BaseHTTPRequestHandler):
         pass
 
 
+def self_signed(folder: Path, host: str) -> tuple[Path, Path]:
+    """A certificate for `host`, signed by its own key, valid for a day: the files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(hours=1))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert, key_file = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert, key_file
+
+
 @pytest.fixture(scope="module")
-def media() -> Iterator[str]:
-    """A loopback server for the thumbnails the page loads."""
+def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An https server for the thumbnails the page loads, on loopback under a public-looking
+    name (`chromium.MEDIA_HOST`), as a report fetches covers only so."""
+    cert, key = self_signed(tmp_path_factory.mktemp("media"), chromium.MEDIA_HOST)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Media)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
+    yield f"https://{chromium.MEDIA_HOST}:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
     thread.join()

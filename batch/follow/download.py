@@ -66,6 +66,7 @@ from tqdm import tqdm
 
 from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError, LocalIOError, LockedError
+from batch.follow.addresses import IPAddress, refusal
 from batch.joggai.client import parse_base_url
 from batch.secret import Secret
 from batch.store.results import DOWNLOAD_ERROR, read_results, write_table
@@ -88,7 +89,6 @@ _OCTET_STREAMS = frozenset({"application/octet-stream", "binary/octet-stream"})
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _SUFFIX = re.compile(r"\.[a-z0-9]{1,5}")
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
 
@@ -241,42 +241,6 @@ def _is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def refusal(address: IPAddress) -> str | None:
-    """Why a download may not connect to `address` (None: it is a public unicast address).
-
-    An IPv6 address that carries an IPv4 one (mapped, compatible, 6to4, or the NAT64
-    prefixes of RFC 6052 and 8215) is judged by the IPv4 address it reaches.
-    """
-    if isinstance(address, ipaddress.IPv6Address):
-        address = _embedded_ipv4(address) or address
-    for kind, applies in (
-        ("loopback", address.is_loopback),
-        ("link-local", address.is_link_local),
-        ("multicast", address.is_multicast),
-        ("private", address.is_private),
-        ("unspecified", address.is_unspecified),
-    ):
-        if applies:
-            return kind
-    return None if address.is_global else "reserved"
-
-
-_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
-_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d (deprecated, still routed by some)
-
-
-def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address.sixtofour is not None:
-        return address.sixtofour
-    if any(address in network for network in _NAT64) or (
-        address in _COMPATIBLE and int(address) > 1  # not :: nor ::1
-    ):
-        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from batch import statuses, untrusted
+from batch.follow.addresses import literal_address, refusal
 from batch.logs import escape_controls
 from batch.statuses import ROW_ORDER
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES
@@ -496,7 +498,7 @@ def _table_rows(
             video_status=video[i],
             duration=_number(duration[i]),
             video_url=web_url(video_url[i]),
-            cover_url=web_url(cover_url[i]),
+            cover_url=thumbnail_url(cover_url[i]),
             group=membership[i],
         )
         for i in range(len(frame))
@@ -542,6 +544,23 @@ def _video_names(frame: pd.DataFrame, header: str | None) -> list[str]:
 def web_url(text: str) -> str:
     """The URL when it is an absolute http(s) one, else empty: a link must never run script."""
     return untrusted.web_url(text) or ""
+
+
+def thumbnail_url(text: str) -> str:
+    """A cover the page may fetch when it opens, else empty: an https URL (`web_url`) on a
+    host that is a name or a public address. The reader's browser fetches it each time the
+    report is opened, so a server's URL on a loopback or private address (a router's admin
+    page, a service on the reader's machine) would be a request from there, and plain http one
+    any network between could read or change."""
+    url = web_url(text)
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:  # a bracketed host that is no IPv6 address
+        return ""
+    if url[:8].lower() != "https://" or not host or host.rstrip(".").endswith("localhost"):
+        return ""
+    address = literal_address(host)
+    return url if address is None or refusal(address) is None else ""
 
 
 def _seconds(value: float | None) -> str:

@@ -7,9 +7,11 @@ time, filtered by status and a text search, so 100,000 rows load as fast as 100.
 
 Values from the results file (server messages, names, URLs) never become markup: they are HTML
 escaped in the markup, `<`, `>` and `&` are escaped inside the JSON blob so no `</script>` can end
-it early, and the script writes them with `textContent`. Links and thumbnails keep only absolute
-http(s) URLs. A Content-Security-Policy admits only this page's own style and script (by hash),
-so even a value that slipped through could not run. Nothing is fetched but the thumbnails.
+it early, and the script writes them with `textContent`. Links keep only absolute http(s) URLs,
+thumbnails only https ones on no loopback or private address (`report.thumbnail_url`). A
+Content-Security-Policy admits only this page's own style and script (by hash), and images only
+over https, so even a value that slipped through could not run. Nothing is fetched but the
+thumbnails.
 """
 
 from __future__ import annotations
@@ -157,9 +159,9 @@ def _sha256(text: str) -> str:
     return "sha256-" + base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
 
 
-# Only this page's own style and script run; thumbnails are the one thing fetched.
+# Only this page's own style and script run; thumbnails (https only) are the one thing fetched.
 _POLICY = (
-    f"default-src 'none'; img-src http: https:; style-src '{_sha256(_CSS)}'; "
+    f"default-src 'none'; img-src https:; style-src '{_sha256(_CSS)}'; "
     f"script-src '{_sha256(_JS)}'; base-uri 'none'; form-action 'none'"
 )
 
