@@ -84,6 +84,9 @@ HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body>
         (504, HTML_502, "unknown", None),
         (504, envelope(50000, "timeout"), "unknown", 50000),
         (520, b"", "unknown", None),
+        # A 5xx may follow a commit whatever its body says, a rate limit's code included.
+        (503, envelope(429, "upstream busy"), "unknown", 429),
+        (500, envelope(429, "Rate limit exceeded. Please try again later."), "unknown", 429),
         (200, b"<html>ok</html>", "unknown", None),
         (200, b"", "unknown", None),
         (200, b"[1, 2]", "unknown", None),

@@ -544,6 +544,21 @@ def test_a_4xx_page_without_a_code_after_the_commit_is_looked_up_not_failed(
     assert summary.exit_code == ExitCode.OK
 
 
+def test_a_5xx_with_a_rate_limits_body_after_the_commit_is_looked_up_never_resent(
+    tmp_path: Path,
+) -> None:
+    """A gateway's 503 whose body says 429 (an upstream's rate limit) over a create the API
+    committed: looked up and adopted, never sent again at once as a rate limit would be. (One
+    row: the limiter holds a window after such an answer, as on a 429.)"""
+    busy = every_create_answered(503, "application/json", b'{"code":429,"msg":"upstream busy"}')
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(1))
+    sandbox = RewritingSandbox(busy)
+    summary = runner.run(make_config(catalog, "http://sandbox.test"), transport=sandbox.transport())
+    assert list(read_results(catalog.with_suffix(".results.csv"))["status"]) == ["submitted"]
+    assert (summary.requests_sent, summary.credits_spent) == (1, 1)
+    assert summary.exit_code == ExitCode.OK
+
+
 def test_a_server_clock_behind_ours_neither_pays_twice_nor_undercounts_credits(
     tmp_path: Path,
 ) -> None:

@@ -187,8 +187,10 @@ def classify_response(
 
 
 def _kind(status: int, answer: _Answer) -> OutcomeKind:
-    if status >= 500 and answer.code != Code.RATE_LIMITED:
-        return "unknown"  # whatever the body says, a 5xx may follow a commit
+    if status >= 500:
+        # Whatever the body says, a 5xx may follow a commit: a gateway's 503 over an answer
+        # it lost, with a rate limit's body code (429) from a retry of its own, included.
+        return "unknown"
     code = answer.code
     if code is not None and code != Code.OK:
         if code in ACCOUNT_CODES:
