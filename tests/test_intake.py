@@ -154,6 +154,9 @@ CORPUS = [
     # One cell naming a column is a value, not a header line.
     Case("names_a_column.csv", lambda: lines("product_id,sku,video_name",
          f"{IDS[0]},video_name,Mug", f"{IDS[1]},SKU2,Lamp"), 0, sent=2),
+    # A line of spaces is no row, yet no empty line either (pyarrow reads it as one cell).
+    Case("spaces_line.csv", lambda: lines("product_id,title,length", f"{IDS[0]},a,15", " \t "),
+         2, ("spaces_line.csv line 3 (row 2): holds only spaces or tabs; delete the line",)),
     # A header cell wrapped onto two lines (Alt+Enter in Excel) names its column as one line.
     Case("wrapped_header.csv", lambda: lines('product_id,"Aspect\nRatio",length',
          f"{IDS[0]},9:16,15"), 0, sent=1),

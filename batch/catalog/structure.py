@@ -595,6 +595,8 @@ def _width_problem(
     path: Location, first: int, last: int, row: int, record: list[str], width: int, delimiter: str
 ) -> str:
     where = _where(path, first, row)
+    if not "".join(record).strip():
+        return f"{where}: holds only spaces or tabs; delete the line (an empty line is no row)"
     problem = f"{where}: has {len(record)} cells where the header has {width}"
     if last > first:
         return f"{problem}; it runs on to line {last}, so a quote may be missing: {_QUOTE_HINT}"
