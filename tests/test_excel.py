@@ -889,3 +889,17 @@ def test_a_second_export_pasted_below_with_its_columns_reordered_is_refused(
         "order ('Override Script' under 'video_name')"
     ) in result.output
     assert submissions(sandbox_url)["submissions"] == []
+
+
+def test_a_workbook_cut_short_says_so(tmp_path: Path) -> None:
+    """A workbook still being written (or copied in part) when the run starts: refused saying
+    it is cut short, before any request, not with the reader's "cannot detect file format"."""
+    whole = write_workbook(
+        tmp_path / "whole.xlsx",
+        {"Products": [["product_id", "length"], *([f"P{n}", 15] for n in range(2000))]},
+    )
+    cut = tmp_path / "cut.xlsx"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    result = CliRunner().invoke(main, ["validate", str(cut)])
+    assert result.exit_code == 2
+    assert f"{cut}: is cut short (a workbook's ZIP without its end" in result.output

@@ -144,6 +144,11 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
             f"{location}: is protected by a password; save a copy without one"
         ) from exc
     except storage.store_errors(calamine.CalamineError) as exc:
+        if _cut_short(location):
+            raise CatalogError(
+                f"{location}: is cut short (a workbook's ZIP without its end: still being "
+                "written, or copied in part?); save or copy it again whole"
+            ) from exc
         raise CatalogError(
             f"{location}: cannot read it as a spreadsheet ({exc}); check the file or pass --format"
         ) from exc
@@ -164,6 +169,18 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     checks = _Checks(nameless, hidden, marks.totals)
     tables = _tables(rows, headers, batch_rows, marks.errors, checks, spans)
     return Sheet(named, tables, place, reading)
+
+
+def _cut_short(location: Location) -> bool:
+    """Whether an .xlsx/.xlsm file opens as a ZIP archive does, yet has no end: the directory
+    a ZIP keeps last is not there."""
+    if location.suffix.lower() not in _XML_EXTENSIONS:
+        return False
+    try:
+        with storage.open_read(location) as handle:
+            return handle.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(handle)
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
