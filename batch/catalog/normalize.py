@@ -109,8 +109,8 @@ def normalize_product_id(value: object) -> str:
     character no base64 has (`_NOT_BASE64`)."""
     if isinstance(value, bool):
         raise ValueError(f"{value} (a true/false value) is no product id; write the id as text")
-    text = _product_id_as_earlier_versions_read(value)
-    if odd := _NOT_BASE64.search(text):
+    text, base64 = _read_product_id(value)
+    if not base64 and (odd := _NOT_BASE64.search(text)):
         raise ValueError(
             f"{payload.shown(text)} is no product id: JoggAI's are base64 (letters, digits, "
             f"+/_-=, such as NTQ0MTkzNjg), and {odd.group()!r} is none of those; "
@@ -128,6 +128,12 @@ def _product_id_as_earlier_versions_read(value: object) -> str:
     """`normalize_product_id` as versions before the base64 check read an id: they sent one
     with a character outside base64 (a variation selector they kept), and the job it made
     must still be found."""
+    return _read_product_id(value)[0]
+
+
+def _read_product_id(value: object) -> tuple[str, bool]:
+    """The id's text, and whether its every character is base64's (the usual case, which no
+    line break, control character or separator can be in: those checks are skipped)."""
     if isinstance(value, float) and not (value.is_integer() and abs(value) < payload.FLOAT_EXACT):
         raise ValueError(
             f"'{value!r}' is a float, and a float column cannot hold a product id exactly; "
@@ -140,12 +146,13 @@ def _product_id_as_earlier_versions_read(value: object) -> str:
             "product ids as text"
         )
     text = payload.normalize_text(value)
-    if "\n" in text or "\r" in text:
+    base64 = _BASE64_ID.fullmatch(text) is not None
+    if not base64 and ("\n" in text or "\r" in text):
         raise ValueError(
             f"{payload.shown(text)} holds a line break, and a product id is one line; take the "
             "line break out (in a CSV file, the quote that took the lines below into the cell)"
         )
-    if _CONTROL.search(text):
+    if not base64 and _CONTROL.search(text):
         raise ValueError(
             f"{payload.shown(text)} holds a control character (a tab, NUL or escape), which no "
             "product id has; write the id alone"
@@ -155,14 +162,14 @@ def _product_id_as_earlier_versions_read(value: object) -> str:
             f"{text!r} looks like a number Excel rewrote in scientific notation (its digits "
             "are lost); format the column as Text in Excel, type the ids again and export"
         )
-    if _NO_ID.search(text) or not any(char.isalnum() for char in text):
+    if (not base64 and _NO_ID.search(text)) or not any(char.isalnum() for char in text):
         # No id JoggAI gives (unpadded base64: `NTQ0MTkzNjg`) holds these: a note, a
         # placeholder or two ids in one cell, which JoggAI would refuse for a POST of the quota.
         raise ValueError(
             f"{payload.shown(text)} is no product id (a space, a comma, or no letter or digit): "
             "write one id per row, as JoggAI gave it (such as NTQ0MTkzNjg)"
         )
-    return text
+    return text, base64
 
 
 _NO_ID: Final = re.compile(r"[\s,;|]")
@@ -170,6 +177,7 @@ _NO_ID: Final = re.compile(r"[\s,;|]")
 # base64's alphabets (either one) is an export's quote, a typist's full-width letter, a float's
 # `.0`: a POST of the quota that JoggAI would refuse.
 _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=_-]")
+_BASE64_ID: Final = re.compile(r"[A-Za-z0-9+/=_-]+")
 _ODD_ID_HINTS: Final = {
     "'": "take out the apostrophe (Excel keeps it in front of a number typed as text)",
     '"': "take out the quotes around it",
