@@ -125,8 +125,9 @@ class Connection:
             self.path.with_name(self.path.name + ".lock"),
             str(os.getpid()),
             lambda holder: (
-                f"{self.path} is in use by a running jogg-batch (pid {holder}); "
-                "wait for it to finish, or use another --state"
+                f"{self.path} is in use by a running jogg-batch ("
+                + ("another run in this process" if holder == str(os.getpid()) else f"pid {holder}")
+                + "); wait for it to finish, or use another --state"
             ),
         )
 
