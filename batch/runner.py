@@ -135,7 +135,8 @@ async def run_async(
         if config.dry_run:
             summary = await _dry_run(config, state)
         else:
-            with _sending_for_account(config):
+            with _sending_for_account(config) as last_write:
+                await _wait_for_a_cut_off_run(config, last_write)
                 run = _begun(config, state, transport)
                 summary = await run.execute(handle_signals=handle_signals)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
@@ -143,12 +144,33 @@ async def run_async(
     return summary
 
 
-def _sending_for_account(config: RunConfig) -> contextlib.AbstractContextManager[None]:
+def _sending_for_account(
+    config: RunConfig,
+) -> contextlib.AbstractContextManager[float | None]:
     """The account's sending lock on this machine (`hold_account`) for a run from a ledger
     file; none for the workers of a shared ledger, who send together by design."""
     if not isinstance(config.state, Path):
         return contextlib.nullcontext()
     return hold_account(config.base_url, config.api_key.reveal(), config.state)
+
+
+async def _wait_for_a_cut_off_run(config: RunConfig, last_write: float | None) -> None:
+    """A run from another ledger was cut off on this machine (killed, the power lost) and wrote
+    its ledger `last_write`: requests it had in flight may be committed up to the settle period
+    later, and only then listed. This ledger does not know them, so it sends nothing before
+    then, and its listing sync finds them."""
+    if last_write is None:
+        return
+    wait = last_write + config.settle_seconds - time.time()
+    if wait <= 0:
+        return
+    log.warning(
+        "a run sending for this account from another ledger was cut off %.0f s ago; waiting "
+        "%.0f s for requests it may have had in flight (run.settle_seconds), then sending",
+        max(0.0, time.time() - last_write),
+        wait,
+    )
+    await asyncio.sleep(wait)
 
 
 def _begun(

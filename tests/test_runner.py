@@ -31,7 +31,7 @@ from batch.outputs import planned_requests_path
 from batch.sandbox import SandboxConfig, create_app
 from batch.store import StateStore
 from batch.store.backend import DatabaseURL, state_location
-from batch.store.ledgers import hold_account
+from batch.store.ledgers import account_url, hold_account, ledger_path
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
@@ -1606,6 +1606,32 @@ def test_a_second_ledger_sending_for_the_same_account_is_refused(
     assert submissions(sandbox_url)["submissions"] == []
     summary = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "b.db"))
     assert summary.requests_sent == 2
+
+
+def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(
+    tmp_path: Path, sandbox_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run killed while sending from ledger a.db leaves its holder in the account's sending
+    lock. A run from a fresh b.db knows nothing of a.db's requests in flight, which may commit
+    up to the settle period after a.db's last write: it sends nothing before then. A run that
+    ends leaves the lock empty, and the next one does not wait."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    config = replace(make_config(catalog, sandbox_url, state=tmp_path / "b.db"), settle_seconds=1.0)
+    lock = ledger_path(account_url(config.base_url), config.api_key.reveal())
+    lock = lock.with_suffix(".sending.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(f"pid 999999, ledger {tmp_path / 'a.db'}")
+    (tmp_path / "a.db").write_bytes(b"")
+    cut_off_at = (tmp_path / "a.db").stat().st_mtime
+    assert runner.run(config).requests_sent == 2
+    sent = [float(entry["received_at"]) for entry in submissions(sandbox_url)["submissions"]]
+    assert min(sent) >= cut_off_at + 1.0
+    assert "from another ledger was cut off" in caplog.text
+    assert lock.read_text() == ""
+    caplog.clear()
+    again = replace(config, state=tmp_path / "c.db", results=tmp_path / "again.csv")
+    assert runner.run(again).requests_sent == 0
+    assert "cut off" not in caplog.text
 
 
 def test_a_summary_says_when_the_results_file_is_not_this_runs(

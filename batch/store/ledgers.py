@@ -60,11 +60,18 @@ def ledger_path(base_url: str, api_key: str, *, root: Path | None = None) -> Pat
 @contextmanager
 def hold_account(
     base_url: str, api_key: str, state: Path, *, root: Path | None = None
-) -> Iterator[None]:
+) -> Iterator[float | None]:
     """Holds the account's sending lock on this machine while a run sends from `state`, or
-    raises LockedError at once naming the run that holds it (and its ledger)."""
+    raises LockedError at once naming the run that holds it (and its ledger).
+
+    Gives the last write of the ledger a run cut off (killed, the machine lost) was sending
+    from, when that was another ledger: its last requests may still be in flight, unknown to
+    `state`, and committed later (None: nothing to wait for). A run that ends, by an error or a
+    signal too, leaves the lock empty: only a process that died leaves its holder there."""
+    path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
+    cut_off = _cut_off_ledger(path)
     fd = files.take_lock(
-        ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock"),
+        path,
         f"pid {os.getpid()}, ledger {state.absolute()}",
         lambda holder: (
             f"another jogg-batch on this machine is sending for this account ({holder}); two "
@@ -73,9 +80,35 @@ def hold_account(
         ),
     )
     try:
-        yield
+        if cut_off is None or cut_off.resolve() == state.absolute().resolve():
+            yield None  # the ledger knows its own requests in flight (`sending`)
+        else:
+            yield _last_write(cut_off)
     finally:
+        os.ftruncate(fd, 0)  # the run ended here, its answers awaited: no process was lost
         os.close(fd)  # closing releases the flock
+
+
+def _cut_off_ledger(lock: Path) -> Path | None:
+    """The ledger the last holder of the sending lock wrote, when it never ended (its
+    `pid ..., ledger ...` is still there)."""
+    try:
+        holder = lock.read_text(errors="replace")
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        return None
+    _, found, ledger = holder.partition(", ledger ")
+    return Path(ledger.strip()) if found and ledger.strip() else None
+
+
+def _last_write(ledger: Path) -> float | None:
+    """When `ledger` (SQLite, written before and after every request) was last written."""
+    times = []
+    for path in (ledger, ledger.with_name(ledger.name + "-wal")):
+        try:
+            times.append(path.stat().st_mtime)
+        except OSError:
+            continue
+    return max(times, default=None)
 
 
 def legacy_state_path(results: Path) -> Path:
