@@ -151,6 +151,11 @@ CORPUS = [
          f"{IDS[0]},SKU1,Mug", "SKU,Product ID,Video Name", f"SKU2,{IDS[1]},Lamp"), 2,
          ("line 3 (row 2): repeats the header with its columns in another order ('SKU' under "
           "'product_id')",)),
+    # Read through the ordinary reader (compressed JSON Lines), typed cells beside the names.
+    Case("names_again.jsonl.gz", lambda: gzip.compress(lines(
+         f'{{"product_id": "{IDS[0]}", "video_name": "a", "length": 15}}',
+         '{"product_id": "video_name", "video_name": "product_id", "length": 30}')), 2,
+         ("names_again.jsonl.gz row 2: repeats the header with its columns in another order",)),
     # One cell naming a column is a value, not a header line.
     Case("names_a_column.csv", lambda: lines("product_id,sku,video_name",
          f"{IDS[0]},video_name,Mug", f"{IDS[1]},SKU2,Lamp"), 0, sent=2),

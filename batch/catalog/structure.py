@@ -156,7 +156,8 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     for table in source.tables:
         refuse_doubtful_columns(path, table, columns)
         for row in _spelling_headers(table, spellings):
-            cells = [column[row].as_py() for column in table.columns]
+            values = (column[row].as_py() for column in table.columns)
+            cells = [value if isinstance(value, str) else "" for value in values]
             if again := header_again(cells, table.column_names):
                 raise CatalogError(f"{path} {source.place(rows + row + 1)}: {again}")
         rows += table.num_rows
