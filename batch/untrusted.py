@@ -66,8 +66,9 @@ def video_id(value: object) -> str | None:
     if not isinstance(value, str | int) or isinstance(value, bool):
         return None
     text = str(value)
-    plain = text and len(text) <= ID_KEPT and not any(char.isspace() for char in text)
-    return text if plain and escape_controls(text) == text else None
+    if not 0 < len(text) <= ID_KEPT or any(char.isspace() for char in text):
+        return None
+    return text if escape_controls(text) == text else None
 
 
 def web_url(value: object) -> str | None:

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 import python_calamine as calamine
 import xlsxwriter
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from batch import runner
 from batch.catalog import CatalogOptions, excel, read_catalog, read_passthrough
@@ -87,6 +87,15 @@ def catalog_rows(pids: list[str]) -> Rows:
 
 
 MERGES = {"A1:G1": "Spring catalog", "A2:A3": "sku", "B2:B3": "product_id", "C2:E2": "Video"}
+
+
+def run_workbook(path: Path, sandbox_url: str, tmp_path: Path, *options: str) -> Result:
+    """`jogg-batch run` of the workbook at `path` against the sandbox, its state in tmp_path."""
+    return CliRunner().invoke(
+        main,
+        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db"), *options],
+        env={"JOGG_API_KEY": "sk-sandbox"},
+    )
 
 
 @pytest.fixture
@@ -801,11 +810,7 @@ def test_a_row_hidden_by_a_filter_is_refused_before_anything_is_sent(
     book.close()
     if rewrite is not None:
         _rewrite_parts(path, rewrite)
-    result = CliRunner().invoke(
-        main,
-        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db")],
-        env={"JOGG_API_KEY": "sk-sandbox"},
-    )
+    result = run_workbook(path, sandbox_url, tmp_path)
     assert result.exit_code == 2, result.output
     assert (
         "filtered.xlsx sheet 'Products' row 4: is hidden in the workbook (by a filter, or by "
@@ -846,12 +851,7 @@ def test_an_excel_tables_totals_row_is_never_sent(
     if rewrite is not None:
         _rewrite_parts(path, rewrite)
     results = tmp_path / "table.results.csv"
-    result = CliRunner().invoke(
-        main,
-        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db"),
-         "--results", str(results), "--rate-limit", "none"],
-        env={"JOGG_API_KEY": "sk-sandbox"},
-    )  # fmt: skip
+    result = run_workbook(path, sandbox_url, tmp_path, "--results", str(results))
     assert result.exit_code == 0, result.output
     assert "reading sheet 'Products'; row 5: a table's totals, read as blank" in result.output
     sent = [entry["product_id"] for entry in submissions(sandbox_url)["submissions"]]
@@ -878,11 +878,7 @@ def test_a_second_export_pasted_below_with_its_columns_reordered_is_refused(
             ]
         },
     )
-    result = CliRunner().invoke(
-        main,
-        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db")],
-        env={"JOGG_API_KEY": "sk-sandbox"},
-    )
+    result = run_workbook(path, sandbox_url, tmp_path)
     assert result.exit_code == 2, result.output
     assert (
         "pasted.xlsx sheet 'Products' row 3: repeats the header with its columns in another "

@@ -557,9 +557,10 @@ def thumbnail_url(text: str) -> str:
         host = urlsplit(url).hostname
     except ValueError:  # a bracketed host that is no IPv6 address
         return ""
-    if url[:8].lower() != "https://" or not host or host.rstrip(".").endswith("localhost"):
+    name = (host or "").rstrip(".")
+    if url[:8].lower() != "https://" or not name or f".{name}".endswith(".localhost"):
         return ""
-    address = literal_address(host)
+    address = literal_address(name)
     return url if address is None or refusal(address) is None else ""
 
 
