@@ -18,8 +18,9 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
+import idna
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from batch.vocabulary import ASPECT_RATIOS, DEFAULT_ASPECT_RATIO, LANGUAGES, LENGTHS, SCRIPT_STYLES
@@ -516,19 +517,57 @@ def normalize_url(value: object) -> str:
     """An absolute http(s) URL in one spelling of it: surrounding spaces removed, the scheme and
     host in lower case, the scheme's own port and an empty query or fragment left out, `/` for
     an empty path. `https://Shop.example.com:443/p/mug?` is `https://shop.example.com/p/mug`:
-    the same page, one product and one video, never one for each way it is written. The path,
-    query and fragment are kept as written (a site's paths may tell case apart, and a page
-    routed by its fragment is another page)."""
+    the same page, one product and one video, never one for each way it is written.
+
+    It is written as a URI, as a browser sends it: a host outside ASCII in its IDNA form
+    (`xn--`), a character outside ASCII in the path, query or fragment as its UTF-8 bytes
+    escaped (RFC 3987's mapping of an IRI), an escape in upper-case hex, and an escaped letter,
+    digit or `-._~` as itself (RFC 3986, 6.2.2). So `https://café.example/thé` is
+    `https://xn--caf-dma.example/th%C3%A9`, as one export writes it and another does not.
+    Otherwise the path, query and fragment are kept as written (a site's paths may tell case
+    apart, and a page routed by its fragment is another page)."""
     parts = urlsplit(written_url(value))
-    host = parts.hostname or ""
+    host = _ascii_host(parts.hostname or "")
     port = parts.port  # checked by `written_url`
     default = {"http": 80, "https": 443}[parts.scheme.lower()]
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = (userinfo + "@" if userinfo else "") + (f"[{host}]" if ":" in host else host)
     if port is not None and port != default:
         netloc += f":{port}"
-    path = parts.path or "/"
-    return urlunsplit((parts.scheme.lower(), netloc, path, parts.query, parts.fragment))
+    try:
+        path, query, fragment = (_as_uri(part) for part in parts[2:])
+    except UnicodeEncodeError:  # a lone surrogate: text decoded wrongly, no URL
+        raise ValueError(f"{shown(value)} is not an http(s) URL") from None
+    return urlunsplit((parts.scheme.lower(), netloc, path or "/", query, fragment))
+
+
+def _ascii_host(host: str) -> str:
+    """A host name in ASCII: IDNA 2008 with Unicode's mapping (UTS 46, as browsers), or the name
+    as it is where IDNA refuses it (the server is asked as written then)."""
+    if host.isascii():
+        return host
+    try:
+        return idna.encode(host, uts46=True).decode("ascii")
+    except idna.IDNAError:
+        return host
+
+
+_ASCII: Final = "".join(map(chr, range(128)))
+_ESCAPE: Final = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _as_uri(part: str) -> str:
+    """A URL's path, query or fragment as a URI writes it (`normalize_url`); composed (NFC)
+    first, so a name typed on one system and copied from another is one page."""
+    if not part.isascii():
+        part = quote(unicodedata.normalize("NFC", part), safe=_ASCII)
+    return _ESCAPE.sub(_one_escape, part) if "%" in part else part
+
+
+def _one_escape(match: re.Match[str]) -> str:
+    char = chr(int(match[1], 16))
+    return char if char in _UNRESERVED else "%" + match[1].upper()
 
 
 def written_url(value: object) -> str:
@@ -564,7 +603,7 @@ def fields_from_json(text: str) -> ResolvedFields:
     return ResolvedFields(*values)
 
 
-def _one_spelling(url: str) -> str:
+def one_spelling(url: str) -> str:
     """`normalize_url` of a URL an earlier version recorded, or the URL as recorded where this
     version refuses it (a port past 65535, which earlier versions did not look at)."""
     try:
@@ -596,8 +635,8 @@ def fields_made_alike(fields: ResolvedFields) -> ResolvedFields:
     product = fields.product
     if product is not None:
         product = product._replace(
-            url=None if product.url is None else _one_spelling(product.url),
-            image_urls=tuple(_one_spelling(url) for url in product.image_urls),
+            url=None if product.url is None else one_spelling(product.url),
+            image_urls=tuple(one_spelling(url) for url in product.image_urls),
             name=same_text(product.name),
             description=same_text(product.description),
             target_audience=same_text(product.target_audience),

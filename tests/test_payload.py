@@ -588,6 +588,34 @@ def test_normalize_url_keeps_what_tells_pages_apart(value: str, expected: str) -
 
 @pytest.mark.parametrize(
     "value",
+    ["https://Café.example/thé?q=é#é", "https://xn--caf-dma.example/th%C3%A9?q=%C3%A9#%C3%A9",
+     "https://XN--CAF-DMA.example/th%c3%a9?q=%c3%a9#%c3%a9", "https://café.example/the\u0301?q=é#é",
+     "https://ｃａｆé.example/th%C3%A9?q=%C3%A9#%C3%A9"],
+)  # fmt: skip
+def test_normalize_url_writes_a_page_as_a_uri(value: str) -> None:
+    """An address as people read it (an IRI: a host and text outside ASCII, composed or not) and
+    as a browser sends it (IDNA host, UTF-8 escapes in either case) are one spelling."""
+    assert normalize_url(value) == "https://xn--caf-dma.example/th%C3%A9?q=%C3%A9#%C3%A9"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("https://shop.example/%7Ejo/%41%2d%5F%2e", "https://shop.example/~jo/A-_."),
+     ("https://shop.example/a%2fb%3F?x=%26%3d", "https://shop.example/a%2Fb%3F?x=%26%3D"),
+     ("https://shop.example/100%/a%zz", "https://shop.example/100%/a%zz"),
+     ("https://straße.de/", "https://xn--strae-oqa.de/"),
+     ("https://i❤.example/x", "https://i❤.example/x")],
+)  # fmt: skip
+def test_normalize_url_decodes_only_escapes_that_change_nothing(value: str, expected: str) -> None:
+    """An escaped letter, digit or `-._~` is the character (RFC 3986, 6.2.2); an escaped `/`,
+    `?`, `&` or `=` means otherwise than the character, and stays escaped; a `%` that escapes
+    nothing is kept. A host is IDNA 2008 as browsers map it (`ß` stays, not `ss`), and kept as
+    written where IDNA refuses it."""
+    assert normalize_url(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
     ["ftp://x/y", "hooks.example/x", "https://", "http://a b/", "http://[::1/", "not a url",
      "https://shop.example:99999/p"],
 )  # fmt: skip
@@ -606,7 +634,7 @@ def test_normalize_text_strips_and_prints_whole_floats_as_ints() -> None:
 def test_fields_made_alike_compose_the_free_text_and_end_its_lines_with_lf() -> None:
     """What an earlier version recorded from NFD text, CRLF or CR line ends and spaces at its
     ends, made alike as the catalog now sends it: NFC and LF, trimmed, in the name, script and
-    product details; ids as they are."""
+    product details; a product page as a URI; ids as they are."""
     nfd, nfc = "Cafe\u0301", "Caf\u00e9"
     details = ProductDetails("https://x/e\u0301", nfd, f"{nfd}\r\nb\rc ", nfd, ())
     raw = BASE._replace(name=f" {nfd}\r\n", override_script=f"a\r{nfd}", product=details)
@@ -614,7 +642,7 @@ def test_fields_made_alike_compose_the_free_text_and_end_its_lines_with_lf() -> 
     assert alike == BASE._replace(
         name=nfc,
         override_script=f"a\n{nfc}",
-        product=ProductDetails("https://x/e\u0301", nfc, f"{nfc}\nb\nc", nfc, ()),
+        product=ProductDetails("https://x/%C3%A9", nfc, f"{nfc}\nb\nc", nfc, ()),
     )
     assert fingerprint(alike) != fingerprint(raw)
     assert fields_made_alike(alike) == alike

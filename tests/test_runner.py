@@ -424,6 +424,55 @@ def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
     assert len(submissions(sandbox_url)["submissions"]) == 1
 
 
+def test_a_product_page_written_as_an_iri_one_night_and_a_uri_the_next_is_one_video(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """One export writes a page's address as people read it, the next as a browser sends it
+    (IDNA host, UTF-8 escapes), a third with its escapes in lower case: one product and one
+    video, and the page is sent as a URI."""
+    catalog = tmp_path / "catalog.csv"
+    uri = "https://xn--caf-dma.example/th%C3%A9?q=%C3%A9"
+    for form in ("https://Café.example/thé?q=é", uri, uri.lower()):
+        catalog.write_text(f"product_url,video_name\n{form},A\n")
+
+        summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+    seen = submissions(sandbox_url)
+    assert len(seen["submissions"]) == 1
+    assert [product["url"] for product in seen["products"]] == [uri]
+
+
+def test_a_product_page_an_earlier_version_recorded_as_an_iri_is_not_created_or_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Versions that kept a page's address as written (`https://café.example/thé`) recorded its
+    job and its product so; this version sends the page as a URI. The same file is not paid
+    again, and a new video of that page does not create its product again."""
+    catalog = tmp_path / "catalog.csv"
+    written = "https://café.example/thé"
+    catalog.write_text(f"product_url,video_name\n{written},A\n")
+    config = make_config(catalog, sandbox_url)
+
+    def as_written(fields: payload.ResolvedFields) -> payload.ResolvedFields:
+        assert fields.product is not None
+        return fields._replace(product=fields.product._replace(url=written))
+
+    sent_by_an_earlier_version(config, as_written)
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # as those versions left it
+        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
+        db.execute("UPDATE products SET source = ?", (f"url:{written}",))
+    catalog.write_text(f"product_url,video_name\n{written},A\n{written},B\n")
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (1, 1)
+    seen = submissions(sandbox_url)
+    assert [video["name"][-1] for video in seen["submissions"]] == ["A", "B"]
+    assert len(seen["products"]) == 1
+
+
 def test_two_catalogs_of_one_name_do_not_share_the_default_results_file(
     tmp_path: Path, sandbox_url: str
 ) -> None:

@@ -32,7 +32,7 @@ def wrote_rows(run: str) -> str:
 # (`alias_jobs_as_asked`). A version that reckons requests otherwise names another key, so the
 # jobs are scanned again: the second, for URLs in one spelling; the third, for free text
 # without spaces at its ends.
-_ALIASED = "aliased_as_asked_3"
+_ALIASED = "aliased_as_asked_4"
 
 
 class JobQueries(Connection):
@@ -204,13 +204,14 @@ class JobQueries(Connection):
           was hashed as written, while the corrected fields were sent and kept; a row spelled
           as listed asks for that very video.
         - Its fields made alike (NFD, CRLF, padded text: `payload.same_text`; URLs in one
-          spelling),
-          as this version sends them.
+          spelling, `payload.normalize_url`), as this version sends them.
 
         Each job keeps its own fingerprint (a file still written as then finds it by that) and
         its tag (the account's listing knows its render by it). A job this version records is
         under what it asks for already: the jobs of the state at its first planning are the
-        ones. Fields in no layout this version reads are left as they are.
+        ones. Fields in no layout this version reads are left as they are. A product page
+        created before is found under its URL in this version's spelling too, so it is not
+        created again.
         """
         if self.get_meta(_ALIASED) is not None:
             return 0
@@ -226,6 +227,11 @@ class JobQueries(Connection):
                 }
                 aliases += [(fp, job_id) for fp in asked - {recorded}]
             _add_aliases(db, aliases)
+            db.executemany(
+                "INSERT INTO products (source, product_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (source) DO NOTHING",
+                _products_in_this_spelling(db),
+            )
             db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, '1') ON CONFLICT (key) DO NOTHING",
                 (_ALIASED,),
@@ -690,6 +696,18 @@ class JobQueries(Connection):
     def set_job_product(self, job_id: int, product_id: str) -> None:
         with self._write() as db:
             db.execute("UPDATE jobs SET product_id = ? WHERE id = ?", (product_id, job_id))
+
+
+def _products_in_this_spelling(db: Database) -> list[tuple[str, str, float]]:
+    """The product pages of the state recorded under a URL spelled otherwise than this version
+    spells it (`products.product_source`), under this version's spelling."""
+    found = []
+    query = "SELECT source, product_id, created_at FROM products WHERE source LIKE 'url:%'"
+    for source, product_id, created_at in db.execute(query):
+        url = source.removeprefix("url:")
+        if product_id is not None and (spelled := payload.one_spelling(url)) != url:
+            found.append(("url:" + spelled, product_id, created_at))
+    return found
 
 
 def _readable_fields(text: str) -> payload.ResolvedFields | None:
