@@ -87,7 +87,10 @@ CORPUS = [
     Case("bom_utf16le.csv", lambda: b"\xff\xfe" + GOOD.encode("utf-16-le"), 0, sent=2),
     Case("bom_utf16be.csv", lambda: b"\xfe\xff" + GOOD.encode("utf-16-be"), 0, sent=2),
     Case("utf16_broken.txt", lambda: b"\xff\xfe" + GOOD.encode("utf-16-le") + b"\x00\xd8A\x00",
-         2, (f"utf16_broken.txt: byte {2 + 2 * len(GOOD)} is not UTF-16 text",)),
+         2, (f"utf16_broken.txt line 4: byte {2 + 2 * len(GOOD)} is not UTF-16 text",)),
+    Case("utf16_deep.txt", lambda: b"\xff\xfe" + big_csv(3000, 2500, f"{IDS[0]},?,15").decode()
+         .encode("utf-16-le").replace("?".encode("utf-16-le"), b"\x00\xdc"), 2,
+         ("utf16_deep.txt line 2501: byte",)),
     Case("utf16_ragged.txt", lambda: b"\xff\xfe" + (GOOD + f"{IDS[2]}\tx\n").replace(",", "\t")
          .encode("utf-16-le"), 2, ("utf16_ragged.txt line 4 (row 3): has 2 cells where the header "
          "has 3",)),

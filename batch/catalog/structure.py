@@ -306,17 +306,19 @@ def _check_utf16_csv(path: Location, sample: bytes, encoding: str, options: Cata
     layout = csv_layout(path, text, options, encoding)
     ids, one_line = _planned_cells(path, layout, options)
     decoder = codecs.getincrementaldecoder(encoding)()
-    offset = 0
+    offset, line = 0, 1
     with storage.open_read(path) as handle:
         while True:
             chunk = handle.read(_CHUNK_BYTES)
             pending = len(decoder.getstate()[0])
             try:
-                decoder.decode(chunk, final=not chunk)
+                line += decoder.decode(chunk, final=not chunk).count("\n")
             except UnicodeDecodeError as exc:
+                before = exc.object[: exc.start].decode(exc.encoding, errors="replace")
                 raise CatalogError(
-                    f"{path}: byte {offset - pending + exc.start} is not UTF-16 text, though "
-                    f"the file begins as UTF-16 does; {_SAVE_AS}"
+                    f"{path} line {line + before.count(chr(10))}: byte "
+                    f"{offset - pending + exc.start} is not UTF-16 text, though the file "
+                    f"begins as UTF-16 does; {_SAVE_AS}"
                 ) from None
             if not chunk:
                 break
