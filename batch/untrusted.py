@@ -3,10 +3,12 @@ break what reads it.
 
 Valid JSON can hold an integer of hundreds of digits (which `float()` of it overflows, and
 Python refuses past 4,300 digits) and a lone surrogate (`"\\udc00"`, text no database or file
-encoding can hold). A hostile or broken server sending either must give a clear error on the row
-or the answer, never a traceback mid-run: so integers past `_INTEGER_DIGITS` digits are read as
-floats (infinite past a float's range, which every reader of a number already refuses), and a
-lone surrogate as U+FFFD.
+encoding can hold), and lists nested thousands deep (which Python's reader, and any recursive
+reader after it, meets as a RecursionError). A hostile or broken server sending any of these must
+give a clear error on the row or the answer, never a traceback mid-run: so integers past
+`_INTEGER_DIGITS` digits are read as floats (infinite past a float's range, which every reader of
+a number already refuses), a lone surrogate as U+FFFD, and JSON nested deeper than `_DEPTH` is
+refused as JSON that is no answer (ValueError).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from batch.logs import escape_controls
 
 # More than any id (an int64 has 19 digits), count, code or time the API sends.
 _INTEGER_DIGITS: Final = 100
+# JoggAI's answers nest four deep (`data.videos[].field`); this leaves room for any other.
+_DEPTH: Final = 64
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 # A JoggAI video id has 32 characters; one far longer is no id (and would swell what holds it).
 ID_KEPT: Final = 256
@@ -28,12 +32,33 @@ _URL_KEPT: Final = 8192
 
 
 def loads(content: bytes | str) -> Any:
-    """`json.loads` with the integers and text above made safe (ValueError as json's)."""
-    value = json.loads(content, parse_int=_integer)
+    """`json.loads` with the integers, text and nesting above made safe (ValueError as
+    json's)."""
+    try:
+        value = json.loads(content, parse_int=_integer)
+    except RecursionError:
+        raise ValueError(f"JSON nested over {_DEPTH} deep") from None
+    if _deeper_than(value, _DEPTH):
+        raise ValueError(f"JSON nested over {_DEPTH} deep")
     escaped = b"\\u" if isinstance(content, bytes) else "\\u"
     if escaped in content:  # type: ignore[operator]  # a surrogate only comes escaped
         value = _without_surrogates(value)
     return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether lists and objects in `value` nest more than `limit` deep (read without recursion,
+    so that no depth can break it)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children and depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _integer(digits: str) -> int | float:

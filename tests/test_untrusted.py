@@ -41,6 +41,28 @@ def test_a_lone_surrogate_is_read_as_a_replacement_character() -> None:
     assert value == {"video_id": "v\ufffd", "t": ["\U0001f600", {"k\ufffd": 1}]}
 
 
+@pytest.mark.parametrize("depth", [65, 900, 30_000])
+def test_json_nested_past_any_answer_is_refused_as_no_answer(depth: int) -> None:
+    """A list nested hundreds or thousands deep is valid JSON that breaks a recursive reader
+    (a RecursionError, Python's own at about 1,000): a ValueError, as broken JSON."""
+    with pytest.raises(ValueError, match="nested over 64 deep"):
+        untrusted.loads('{"data": {"video_id": "v1", "x": ' + "[" * depth + "]" * depth + "}}")
+    kept = untrusted.loads("[" * 64 + "1" + "]" * 64)  # as deep as may be
+    for _ in range(64):
+        (kept,) = kept
+    assert kept == 1
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("deep", [900, 30_000])
+async def test_a_create_answer_nested_thousands_deep_is_unknown(deep: int) -> None:
+    """Such an answer proves nothing: the request may have been accepted, so it is uncertain
+    (looked up in the listing before any resend), not a traceback."""
+    body = '{"code": 0, "data": {"video_id": "v1", "x": ' + "[" * deep + "]" * deep + "}}"
+    outcome = await create_answered(body.encode())
+    assert outcome.kind == "unknown"
+
+
 @pytest.mark.parametrize("text", ["\u00b2", "1" * 19, "12a", "", "-1"])
 def test_a_whole_number_is_decimal_digits_and_not_too_many(text: str) -> None:
     """`²` passes `str.isdigit` but not `int()`; 19 digits are no code or count."""
