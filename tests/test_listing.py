@@ -189,7 +189,8 @@ def capped(
         # Pages smaller than asked, saying their size or not, with a count, a count past the
         # end, a count too low (the page's own length), or none: read on to the empty page.
         (5, 1, 5, True, [1, 2, 3, 4, 5, 6]),
-        (5, 1, 7, True, [1, 2, 3, 4, 5, 6]),
+        # A count past the end: empty pages are read past until the pages reach it.
+        (5, 1, 7, True, [1, 2, 3, 4, 5, 6, 7, 8]),
         (3, 1, None, True, [1, 2, 3, 4]),
         (5, 2, 2, True, [1, 2, 3, 4]),
         (3, 2, None, True, [1, 2, 3]),
@@ -606,3 +607,118 @@ async def test_the_http_date_of_a_page_widens_the_walk_too(
     assert state.listed_video(f"{2:012x}") == ("v2" if covers else None)
     assert state.listed_video(f"{1:012x}") is None  # the walk still stops
     assert sync.covers(now - 110.0) is covers
+
+
+@pytest.mark.anyio
+async def test_a_gap_of_empty_pages_before_the_last_is_read_past(state: StateStore) -> None:
+    """A server that drops deleted videos after paging answers empty pages before its last: with
+    a `total` saying more are to come, the walk reads on past them (up to three in a row), so a
+    render listed past the gap is found, not paid for again."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, 3)]
+    gapped = {1: videos, 2: [], 3: [], 4: [video(3, 8_000.0)]}
+    requested: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        requested.append(page)
+        data = {"videos": gapped.get(page, []), "page": page, "total": 7}
+        return httpx.Response(200, content=envelope(0, data))
+
+    async with client_for(handler) as client:
+        await index(client, state).sync()
+    assert state.listed_video(f"{3:012x}") == "v3"
+    assert requested == [1, 2, 3, 4, 5]  # page 5 is empty, and 4 pages of 2 reach the total
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("total", "ends"), [(3, True), (None, False), (9, False)])
+async def test_a_page_past_the_end_answered_with_the_last_ends_the_walk_when_all_are_listed(
+    state: StateStore, total: int | None, ends: bool
+) -> None:
+    """Many frameworks answer a page past the end with the last page again: where the walk has
+    listed as many videos as the `total` says, that is the end; without a total, or short of
+    it, it is a listing that does not advance (it may be ignoring the page number)."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, 4)]
+
+    def clamped(request: httpx.Request) -> httpx.Response:
+        page = min(int(request.url.params["page"]), 2)
+        data = {"videos": videos[(page - 1) * 2 : page * 2], "page": page}
+        data |= {} if total is None else {"total": total}
+        return httpx.Response(200, content=envelope(0, data))
+
+    async with client_for(clamped) as client:
+        if ends:
+            await index(client, state).sync()
+            assert state.listed_video(f"{3:012x}") == "v3"
+        else:
+            with pytest.raises(ApiError, match="does not advance"):
+                await index(client, state).sync()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("last", "page_one"),
+    [({"videos": None, "total": 2}, {"videos": None, "total": 0}), (None, None)],
+)
+async def test_a_null_list_of_videos_is_an_empty_page(
+    state: StateStore, last: dict[str, Any] | None, page_one: dict[str, Any] | None
+) -> None:
+    """`"videos": null` is how Go writes an empty list, and some servers answer a page past the
+    end with `"data": null`: each ends the walk. A first page with no data at all is no
+    listing (an account with videos would look empty)."""
+    videos = [video(n, 9_000.0 - n) for n in range(1, 3)]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params["page"])
+        data = {"videos": videos, "page": 1, "total": 2} if page == 1 else last
+        return httpx.Response(200, content=envelope(0, data))
+
+    async with client_for(handler) as client:
+        await index(client, state).sync()
+    assert state.listed_video(f"{2:012x}") == "v2"
+
+    async def first(data: dict[str, Any] | None) -> None:
+        answer = httpx.Response(200, content=envelope(0, data))
+        async with client_for(lambda _: answer) as client:
+            await index(client, state).sync()
+
+    if page_one is None:
+        with pytest.raises(ApiError, match="no list of videos"):
+            await first(page_one)
+    else:
+        await first(page_one)  # an empty account, in Go's words
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("overlap", [150.0, 0.0])
+async def test_pages_that_skip_a_video_the_total_counts_prove_nothing_absent(
+    state_at: StateLocation, overlap: float
+) -> None:
+    """Videos created in the same second, paged by a sort with no tie-breaker, can come in a
+    new order on every page: one is on two pages and another on none. The walk lists fewer
+    videos than the `total`, so a lost answer's video may be the one skipped: the sync counts
+    it unlisted, and judging on it waits (a read with no settle period judges nothing)."""
+    clock = [9_000.0]
+    with StateStore(state_at, clock=lambda: clock[0]) as state:
+        for number in range(1, 6):
+            sent(state, clock, number, answered=number != 3)
+        same_second = [video(n, 9_000.0) for n in range(1, 6)]
+        pages = {1: same_second[:2], 2: [same_second[1], same_second[3]], 3: [same_second[4]]}
+
+        def unstable(request: httpx.Request) -> httpx.Response:
+            page = int(request.url.params["page"])
+            data = {"videos": pages.get(page, []), "page": page, "total": 5}
+            return httpx.Response(200, content=envelope(0, data))
+
+        async with client_for(unstable) as client:
+            walk = AccountListing(
+                client, state, page_size=2, overlap=overlap, clock=lambda: 9_600.0
+            )
+            sync = await walk.sync()
+        assert state.listed_video(f"{3:012x}") is None
+    assert sync.unlisted == (1 if overlap else 0)
+    if overlap:
+        job = uncertain(started=9_000.0, absent_at=9_400.0)
+        verdict = judge(job, sync, listed=None, settle=SETTLE)
+        assert verdict.verdict is Verdict.WAIT
+        assert verdict.why == "the listing shows fewer videos than it counts"

@@ -36,7 +36,15 @@ bring no video not already read in this walk, fails the sync with an ApiError
 (ListingDeadline at the deadline).
 The walk ends at an empty page, and nowhere else (but at the previous sync): a server may send
 fewer videos a page than asked and say nothing of its page size, and a `total` may be missing or
-low, so a short page proves no end; reading one more page costs a free GET.
+low, so a short page proves no end; reading one more page costs a free GET. An empty page is the
+end only where the pages read reach the `total` a page gave: a server that drops deleted videos
+after paging sends empty pages before its last (up to `_EMPTY_PAGES` in a row are read past). A
+page that repeats the one before, where the walk has listed as many videos as the `total` says,
+is the end too (a server that answers a page past the end with its last). A `videos` of null (an
+empty list in Go), or, past the first page, a `data` of null, is an empty page.
+A walk that listed fewer videos than the `total` a page gave (counting the videos earlier syncs
+listed; `Sync.unlisted`) proves nothing absent: its pages skipped some (videos created in the same
+second and paged in no stable order, a gap), and a lost answer's video may be one of them.
 The rows of a walk are recorded together at its end, so a sync that fails stores nothing of it
 (a first sync of the largest account holds its rows in memory until then: about 1 GB).
 
@@ -83,6 +91,8 @@ _SYNCED_AT = "listing_synced_at"
 # of creates, can list only videos read already; a server that ignores the page number lists
 # them forever.
 _STALLED_PAGES = 3
+# Empty pages in a row read past where the `total` says more videos are to come.
+_EMPTY_PAGES = 3
 
 Echo = Literal["shown", "unproven", "broken"]
 
@@ -124,6 +134,8 @@ class Sync:
     # least `overlap` before it began, that it did not list: a listing that drops videos (a
     # page skipped, a video sorted where the walk never goes) proves nothing absent.
     missing: int = 0
+    # Videos the account's `total` counts that no read has listed (module docstring).
+    unlisted: int = 0
 
     def covers(self, attempt_started: float) -> bool:
         """Whether this read went far enough back to show a video created by that attempt."""
@@ -172,7 +184,7 @@ class AccountListing:
         left = None if self._deadline is None else max(0.0, self._deadline - started)
         try:
             async with asyncio.timeout(left) as cut:
-                rows, reached, echo, pages, seen = await self._walk(target, started)
+                rows, reached, echo, pages, seen, total = await self._walk(target, started)
         except TimeoutError:
             if not cut.expired():
                 raise
@@ -180,8 +192,24 @@ class AccountListing:
         missing = self._missing(seen, target, started)
         self._state.record_listing(rows)
         self._state.set_meta(_SYNCED_AT, repr(started))
+        unlisted = self._unlisted(total, len(seen))
         log.debug("listing synced: %d page(s), echo %s", pages, echo)
-        return Sync(started, reached, echo, len(missing))
+        return Sync(started, reached, echo, len(missing), unlisted)
+
+    def _unlisted(self, total: float | None, listed: int) -> int:
+        """How many videos the account's `total` counts that neither this walk nor an earlier
+        one listed (`Sync.unlisted`). Only for a read that may judge a lost answer (`_missing`
+        says which), and only counted in the state when this walk listed fewer."""
+        if self._overlap <= 0 or total is None or total <= listed:
+            return 0
+        unlisted = max(0, int(total) - self._state.listed_count())
+        if unlisted:
+            log.warning(
+                "the account's video listing counts %d video(s) more than its pages showed: it "
+                "proves no request absent, so no lost answer is sent again on it",
+                unlisted,
+            )
+        return unlisted
 
     def _missing(self, seen: set[str], target: float, started: float) -> list[str]:
         """The videos this ledger was given that the walk should have listed and did not
@@ -207,9 +235,12 @@ class AccountListing:
 
     async def _walk(
         self, target: float, started: float
-    ) -> tuple[list[tuple[str, str | None, str, float | None]], float, Echo, int, set[str]]:
+    ) -> tuple[
+        list[tuple[str, str | None, str, float | None]], float, Echo, int, set[str], float | None
+    ]:
         """The rows read back to `target` (our clock), where the walk reached (Sync.reached),
-        whether titles echo tags, the pages read and the ids listed."""
+        whether titles echo tags, the pages read, the ids listed and the first `total` a page
+        gave."""
         # How far the server's clock is behind ours, at most (module docstring): only widened.
         behind = max(0.0, self._state.server_lag() or 0.0)
         reached, echoed, unechoed = -math.inf, 0, 0
@@ -218,11 +249,21 @@ class AccountListing:
         text = 0  # characters of the ids and titles held in `rows`
         rows: list[tuple[str, str | None, str, float | None]] = []
         newest_first = True  # until a page shows otherwise: then only the whole listing will do
+        # The first `total` a page gave: the account as the walk began (videos created since
+        # are listed above where it reads, and counted by later pages' totals).
+        counted: float | None = None
+        widest, empty = 0, 0  # the most videos a page listed; empty pages in a row
+        last_ids: list[str] = []
         while True:
             videos, total, server_date = await self._page(page)
             if server_date is not None:
                 behind = max(behind, self._clock() - server_date)
+            if counted is None:
+                counted = total
             ids = [str(video["id"]) for video in videos]
+            if ids and ids == last_ids and counted is not None and len(seen) >= counted:
+                break  # a page past the end answered with the last one
+            last_ids, widest = ids, max(widest, len(ids))
             new_here = {video_id for video_id in ids if video_id not in seen}
             stalled = stalled + 1 if videos and not new_here else 0
             if stalled > _STALLED_PAGES:
@@ -265,8 +306,11 @@ class AccountListing:
                         echoed += 1
                     else:
                         unechoed += 1
-            if older_seen or not videos:
+            empty = 0 if videos else empty + 1
+            if older_seen or (empty and not self._more_to_come(counted, len(seen), page, widest)):
                 break
+            if empty > _EMPTY_PAGES:
+                break  # `Sync.unlisted` counts what the pages did not show
             self._check_bounds(page, total, len(seen), started, text)
             page += 1
         if behind > MAX_SERVER_LAG:
@@ -279,7 +323,13 @@ class AccountListing:
         elif behind > CLOCK_SKEW_SECONDS:
             log.debug("the API's clock is up to %.0f s behind this machine's", behind)
         echo: Echo = "broken" if unechoed else "shown" if echoed else "unproven"
-        return rows, reached, echo, page, seen
+        return rows, reached, echo, page, seen, counted
+
+    @staticmethod
+    def _more_to_come(total: float | None, listed: int, page: int, widest: int) -> bool:
+        """Whether an empty page `page` may stand before more videos: the `total` says more
+        than were listed, and the pages so far, at the most a page listed, do not reach it."""
+        return total is not None and listed < total and (page - 1) * widest < total
 
     def _check_bounds(
         self, page: int, total: float | None, read: int, started: float, text: int
@@ -323,10 +373,12 @@ class AccountListing:
                 code=outcome.code,
                 http_status=outcome.http_status,
             )
-        data = outcome.data or {}
-        videos = data.get("videos")
         if outcome.kind != "ok":
             raise ApiError(f"cannot list product videos (page {page}): {outcome}")
+        data = outcome.data or ({"videos": []} if page > 1 else {})  # null data: past the end
+        videos = data.get("videos")
+        if videos is None and "videos" in data:
+            videos = []  # null: an empty list, as Go writes one
         if not isinstance(videos, list) or not all(
             isinstance(v, dict) and v.get("id") is not None for v in videos
         ):

@@ -15,7 +15,10 @@ is sent again only when its absence is proven:
       knows it was given were found by their tags in the same read;
   (d) in both, the listing was whole where it was read (`Sync.missing == 0`): every video this
       ledger was given, answered in the time the read covers and `settle` before it, was listed
-      (a server that skips a page, or sorts a video where the walk never goes, proves nothing).
+      (a server that skips a page, or sorts a video where the walk never goes, proves nothing),
+      and the account's `total` counted no video that no read listed (`Sync.unlisted == 0`:
+      pages that skip videos, such as ones created in the same second and paged in no stable
+      order, or a gap of empty pages, prove nothing either).
 - **unprovable**: the listing does not echo tags (a known video's title lacks its tag): absence
   can never be proven on this account. The job ends `unknown` and is not resent without
   `--resubmit-unknown`.
@@ -66,6 +69,8 @@ def judge(job: UncertainJob, sync: Sync, *, listed: str | None, settle: float) -
         return Judgement(Verdict.WAIT, why="waiting for the listing to settle")
     if sync.missing:
         return Judgement(Verdict.WAIT, why="the listing lacks videos this ledger was given")
+    if sync.unlisted:
+        return Judgement(Verdict.WAIT, why="the listing shows fewer videos than it counts")
     if job.absent_at is None:
         return Judgement(Verdict.WAIT, absent_at=sync.started_at, why="absent once")
     if sync.started_at >= job.absent_at + settle:

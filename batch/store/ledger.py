@@ -44,6 +44,10 @@ class LedgerQueries(JobQueries):
                 ((vid, tag, title, created, now) for vid, tag, title, created in latest.values()),
             )
 
+    def listed_count(self) -> int:
+        """How many videos the account's listing has shown, in every read so far."""
+        return int(self._db.execute("SELECT count(*) FROM listing").fetchone()[0])
+
     def listed_video(self, tag: str, job_id: int | None = None) -> str | None:
         """The first video the account's listing shows with this tag, or None. With the job's
         id, also with the tag of a fingerprint it is known by as well (`fingerprint_aliases`:
