@@ -9,6 +9,7 @@ import hmac
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Generic, TypeVar
 
@@ -328,6 +329,11 @@ def event(status: str = "completed", **changes: object) -> dict[str, object]:
         (int(NOW * 1_000_000_000), False),  # nanoseconds: read as microseconds, far ahead
         (NOW - 299, True),
         (str(int(NOW)), True),
+        (f"{NOW - 299:.3f}", True),  # a number as text, with decimals
+        (f"{NOW - 301:.3f}", False),
+        (datetime.fromtimestamp(NOW - 301, UTC).isoformat(), False),  # ISO 8601
+        (datetime.fromtimestamp(NOW - 60, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), True),
+        (datetime.fromtimestamp(NOW - 400, UTC).strftime("%Y-%m-%d %H:%M:%S"), False),  # UTC
         (None, True),  # no timestamp: nothing to judge by; the body hash still de-duplicates
     ],
 )

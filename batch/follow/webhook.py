@@ -51,11 +51,13 @@ create-video body; how those callbacks are signed is not documented, so prefer t
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import hmac
 import logging
 import math
 import os
+import re
 import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -185,17 +187,32 @@ def event_time(payload: Mapping[str, object]) -> float | None:
     JoggAI documents seconds; milliseconds and microseconds are read too, told apart by
     magnitude: under 1e11 is seconds (up to the year 5138), under 1e14 milliseconds, above that
     microseconds. Each unit's present day lies in its own range only, so no value reads as fresh
-    in two units, and a larger one (nanoseconds) reads as far in the future: stale.
+    in two units, and a larger one (nanoseconds) reads as far in the future: stale. A number
+    written as text (`"1735000000.5"`) and an ISO 8601 time (`2026-11-28T20:00:00Z`, UTC when
+    it names no zone) are read too: a replay check that any spelling turned off would be none.
     """
     value = payload.get("timestamp")
     if isinstance(value, str):
-        value = untrusted.whole_number(value, digits=30)
+        value = _time_text(value.strip())
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     if value >= 1e14:
         return value / 1e6
     return value / 1e3 if value >= 1e11 else float(value)
 
+
+def _time_text(text: str) -> float | None:
+    """A timestamp written as text: a decimal number, or an ISO 8601 time; None otherwise."""
+    if _DECIMAL.fullmatch(text):
+        return float(text)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
+
+
+_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?", re.ASCII)
 
 DEFAULT_MAX_AGE = 300.0
 
