@@ -165,6 +165,23 @@ def test_parse_legacy_shape_uses_project_id_and_event_name() -> None:
 
 
 @pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        ("generated_product_video_failed", "completed"),
+        ("generated_product_video_success", "failed"),
+    ],
+)
+def test_an_event_whose_name_and_status_disagree_records_no_final_status(
+    event: str, status: str
+) -> None:
+    """A `_failed` event whose data says completed (with a video URL), or the reverse: a final
+    status is never changed once recorded, so it is `processing`, for `status` to settle."""
+    data = {"video_id": "v9", "status": status, "video_url": "https://cdn.example/v9.mp4"}
+    parsed = parse_event({"event_id": "e1", "event": event, "data": data})
+    assert parsed.status == "processing"
+
+
+@pytest.mark.parametrize(
     "payload",
     [[], {"data": []}, {"data": {"status": "completed"}}, {"data": {"video_id": "v"}}],
 )

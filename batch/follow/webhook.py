@@ -151,6 +151,9 @@ def parse_event(payload: object) -> VideoEvent:
 
     The id is `data.video_id` (v2) or `data.project_id` (legacy). The status comes from the event
     name (`..._success`, `..._failed`) because the legacy payload has none, else from `data.status`.
+    Where the two name opposite ends (a `_failed` event whose `data.status` is completed), the
+    event is read as `processing`: a final status is never changed once recorded, so neither is
+    taken on its word, and `jogg-batch status` asks the API which it is.
     """
     if not isinstance(payload, Mapping):
         raise ValueError("the body is not a JSON object")
@@ -163,12 +166,13 @@ def parse_event(payload: object) -> VideoEvent:
     event = payload.get("event")
     event_name = event if isinstance(event, str) else None
     status: VideoStatus
+    stated = video_update(str(video_id), data, 0.0).status if "status" in data else None
     if event_name and event_name.endswith("_success"):
-        status = "completed"
+        status = "processing" if stated == "failed" else "completed"
     elif event_name and event_name.endswith("_failed"):
-        status = "failed"
-    elif "status" in data:
-        status = video_update(str(video_id), data, 0.0).status
+        status = "processing" if stated == "completed" else "failed"
+    elif stated is not None:
+        status = stated
     else:
         raise ValueError("neither the event name nor `data.status` gives a status")
     event_id = payload.get("event_id")
