@@ -581,7 +581,7 @@ def test_empty_cells_fall_back_to_defaults(tmp_path: Path) -> None:
 
 def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: Path) -> None:
     """NA, NULL, None, nan, N/A and - (any case) take the default; a title keeps its text but
-    for what pandas writes for a missing value (`None`)."""
+    for what data tools write for a missing value (`NA`, `None`)."""
     text = (
         "product_id,length,caption,avatar_id,voice_id,music_id,language,video_name,product_url\n"
         "P1,NA,null,None,nan,N/A,-,NA,\n"
@@ -595,7 +595,7 @@ def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: P
         assert got is not None
         assert (got.length, got.caption, got.avatar_id, got.voice_id) == default[:4]
         assert (got.music_id, got.language) == default[4:]
-    assert [got.name for got in fields[:2] if got] == ["NA", None]
+    assert [got.name for got in fields[:2] if got] == [None, None]
     from_url = fields[2]
     assert from_url is not None
     assert from_url.product_id is None
@@ -1617,13 +1617,13 @@ def test_earlier_versions_making_text_alike_but_for_spaces_are_found_too(tmp_pat
     assert batch.rows.earlier_fingerprints(0) == (fingerprint(first), fingerprint(later))
 
 
-@pytest.mark.parametrize("missing", ["nan", "None", "<NA>", " nan "])
-def test_what_pandas_writes_for_a_missing_value_is_missing_in_free_text(
+@pytest.mark.parametrize("missing", ["nan", "None", "<NA>", " nan ", "NA", "NaN", "null"])
+def test_what_data_tools_write_for_a_missing_value_is_missing_in_free_text(
     tmp_path: Path, missing: str
 ) -> None:
-    """`astype(str)` before saving turns an empty cell into `nan` (`None`, `<NA>`): never a
-    script or a name to pay a video for. Earlier versions sent the text: the row keeps that
-    fingerprint."""
+    """pandas' `astype(str)` before saving turns an empty cell into `nan` (`None`, `<NA>`), R's
+    `write.csv` into `NA`, JavaScript into `NaN` or `null`: never a script or a name to pay a
+    video for. Earlier versions sent the text: the row keeps that fingerprint."""
     text = f"product_id,override_script,video_name\nP1,{missing},{missing}\nP2,,\n"
     (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
     written, empty = batch.rows

@@ -340,6 +340,29 @@ def test_a_catalog_turned_to_text_by_pandas_is_not_paid_again(
     assert (summary.requests_sent, summary.plan.already_submitted) == (0, 3)
 
 
+@pytest.mark.parametrize("missing", ["NA", "NaN", "null"])
+def test_a_re_export_that_writes_missing_text_as_a_word_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str, missing: str
+) -> None:
+    """Last night's export left a script and a name empty; tonight's, from R or JavaScript,
+    writes them `NA`, `NaN` or `null`: nothing is sent, and no video speaks the word."""
+    catalog = tmp_path / "catalog.csv"
+    pids = product_ids(2)
+    catalog.write_text(f"product_id,override_script,video_name\n{pids[0]},,\n{pids[1]},Hi.,B\n")
+    runner.run(make_config(catalog, sandbox_url))
+    catalog.write_text(
+        f"product_id,override_script,video_name\n{pids[0]},{missing},{missing}\n{pids[1]},Hi.,B\n"
+    )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 2)
+    bodies = [video["payload"] for video in submissions(sandbox_url)["submissions"]]
+    sent = json.dumps(bodies)
+    assert f'"{missing}"' not in sent  # no script of the word
+    assert f'] {missing}"' not in sent  # no name of it after the tag
+
+
 def test_a_padded_name_an_earlier_version_sent_as_written_is_not_paid_again(
     tmp_path: Path, sandbox_url: str
 ) -> None:

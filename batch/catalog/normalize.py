@@ -223,9 +223,11 @@ MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>"
 # How database exports write a null (SQL Server's `NULL`, MySQL's and Hive's `\N`): missing in
 # free-text columns too, where a script or name "NULL" is never what was meant.
 DATABASE_NULLS: Final = frozenset({"NULL", "\\N"})
-# What pandas writes for a missing value turned to text (`astype(str)` before `to_parquet` or
-# `to_csv`: NaN, None, pd.NA, NaT): missing in free text too, in exactly this spelling.
-PANDAS_TEXTS: Final = frozenset({"nan", "None", "<NA>", "NaT"})
+# What data tools write for a missing value turned to text, missing in free text too in exactly
+# these spellings: pandas' `astype(str)` before `to_parquet` or `to_csv` (NaN, None, pd.NA,
+# NaT), R's `write.csv` (NA), JavaScript's `String()` of NaN and null. A re-export that writes
+# them where the last one left a cell empty must not pay every row again, nor speak "NA".
+MISSING_TEXTS: Final = frozenset({"nan", "None", "<NA>", "NaT", "NA", "NaN", "null"})
 # The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
@@ -673,8 +675,8 @@ def _is_empty(value: object) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def _pandas_missing(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and value.strip() in PANDAS_TEXTS
+def _written_missing(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and value.strip() in MISSING_TEXTS
 
 
 def _spells_missing(value: object) -> TypeGuard[str]:
@@ -820,7 +822,7 @@ def _normalize_column(
 ) -> _Column:
     """The column's values, encodings and problems; with `make_alike`, its cells' text is made
     alike (`_same_text`), the default (the settings') is sent as written. Where earlier
-    versions read a cell otherwise (`_as_earlier_versions_read`, pandas' `nan` in free text),
+    versions read a cell otherwise (`_as_earlier_versions_read`, `nan` or `NA` in free text),
     that value is kept too; `as_earlier_versions`: read free text as they did."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
@@ -858,7 +860,7 @@ def _normalize_column(
             continue
         if _spells_missing(value) and (kind != "free" or value.strip() in DATABASE_NULLS):
             spelled[index] = str(value)
-        elif kind == "free" and not as_earlier_versions and _pandas_missing(value):
+        elif kind == "free" and not as_earlier_versions and _written_missing(value):
             spelled[index], respelled[index] = value, normalize(value)
         if _is_empty(value) or index in spelled:
             outputs[index] = default
