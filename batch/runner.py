@@ -481,7 +481,13 @@ class _Run:
                 self.control.local_error = LocalIOError(f"{doing}: {exc}")
                 log.error("local failure while %s: %s; no further requests", doing, exc)
                 log.debug("the failure in full", exc_info=True)
-            self.control.stop("a local file could not be written")
+            # A ledger on PostgreSQL fails by its connection, not a local file: say which.
+            in_state = isinstance(exc, (StateError, *database_errors()))
+            self.control.stop(
+                "the state could not be written or read"
+                if in_state
+                else "a local file could not be written"
+            )
 
     async def _guarded(self, work: Callable[[], Awaitable[None]], doing: str) -> None:
         # `work` is made here, not by the caller: a task cancelled before it starts (a run
