@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+import string
 import unicodedata
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
@@ -554,7 +555,7 @@ def _ascii_host(host: str) -> str:
 
 _ASCII: Final = "".join(map(chr, range(128)))
 _ESCAPE: Final = re.compile(r"%([0-9A-Fa-f]{2})")
-_UNRESERVED: Final = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+_UNRESERVED: Final = frozenset(string.ascii_letters + string.digits + "-._~")
 
 
 def _as_uri(part: str) -> str:

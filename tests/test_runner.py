@@ -419,15 +419,9 @@ def test_a_name_an_earlier_version_sent_from_a_text_formula_is_not_paid_again(
     assert len(submissions(sandbox_url)["submissions"]) == 1
 
 
-@pytest.mark.parametrize("tonight", ["https://SHOP.example:443/p/a", "https://shop.example/p/a"])
-def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
-    tmp_path: Path, sandbox_url: str, tonight: str
-) -> None:
-    """Versions that sent a product page as written (`https://SHOP.example:443/p/a`) recorded
-    its job under that: the file as then (its earlier fingerprint) and the page written
-    otherwise (the job's alias) both find it."""
-    catalog = tmp_path / "catalog.csv"
-    written = "https://SHOP.example:443/p/a"
+def page_sent_as_written(catalog: Path, sandbox_url: str, written: str) -> RunConfig:
+    """Runs a one-row catalog of the product page `written`, then leaves its job as versions
+    that kept the page as written recorded it: under that URL, and with no alias pass made."""
     catalog.write_text(f"product_url,video_name\n{written},A\n")
     config = make_config(catalog, sandbox_url)
 
@@ -439,6 +433,18 @@ def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
     assert isinstance(config.state, Path)
     with sqlite3.connect(config.state) as db:  # those versions gave no aliases either
         db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
+    return config
+
+
+@pytest.mark.parametrize("tonight", ["https://SHOP.example:443/p/a", "https://shop.example/p/a"])
+def test_a_product_page_an_earlier_version_sent_as_written_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str, tonight: str
+) -> None:
+    """Versions that sent a product page as written (`https://SHOP.example:443/p/a`) recorded
+    its job under that: the file as then (its earlier fingerprint) and the page written
+    otherwise (the job's alias) both find it."""
+    catalog = tmp_path / "catalog.csv"
+    page_sent_as_written(catalog, sandbox_url, "https://SHOP.example:443/p/a")
     catalog.write_text(f"product_url,video_name\n{tonight},A\n")
 
     summary = runner.run(make_config(catalog, sandbox_url))
@@ -474,17 +480,9 @@ def test_a_product_page_an_earlier_version_recorded_as_an_iri_is_not_created_or_
     again, and a new video of that page does not create its product again."""
     catalog = tmp_path / "catalog.csv"
     written = "https://café.example/thé"
-    catalog.write_text(f"product_url,video_name\n{written},A\n")
-    config = make_config(catalog, sandbox_url)
-
-    def as_written(fields: payload.ResolvedFields) -> payload.ResolvedFields:
-        assert fields.product is not None
-        return fields._replace(product=fields.product._replace(url=written))
-
-    sent_by_an_earlier_version(config, as_written)
+    config = page_sent_as_written(catalog, sandbox_url, written)
     assert isinstance(config.state, Path)
-    with sqlite3.connect(config.state) as db:  # as those versions left it
-        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
+    with sqlite3.connect(config.state) as db:  # its product, as those versions recorded it
         db.execute("UPDATE products SET source = ?", (f"url:{written}",))
     catalog.write_text(f"product_url,video_name\n{written},A\n{written},B\n")
 

@@ -205,6 +205,10 @@ def event_time(payload: Mapping[str, object]) -> float | None:
     return value / 1e3 if value >= 1e11 else float(value)
 
 
+# A timestamp written as a number in text; a longer run of digits is no time (and no float).
+_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?", re.ASCII)
+
+
 def _time_text(text: str) -> float | None:
     """A timestamp written as text: a decimal number, or an ISO 8601 time; None otherwise."""
     if _DECIMAL.fullmatch(text):
@@ -215,8 +219,6 @@ def _time_text(text: str) -> float | None:
         return None
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).timestamp()
 
-
-_DECIMAL = re.compile(r"[0-9]{1,30}(?:\.[0-9]{1,30})?", re.ASCII)
 
 DEFAULT_MAX_AGE = 300.0
 
