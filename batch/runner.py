@@ -94,7 +94,7 @@ class RunSummary:
     stopped: str | None = None  # why sending stopped early, if it did
     exit_code: int = 0
     renders: PollSummary | None = None  # `run(..., wait=)`: the renders polled after sending
-    results_written: bool = True  # False: the file is left as an earlier run wrote it (if any)
+    results_written: bool = True  # False: not this run's final file (an earlier run's, or mid-run)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -389,6 +389,7 @@ class _Run:
         self.control = RunControl(config, on_stop=self.planned.set)
         self.hard_stop = False  # a second signal: leave without rewriting the results
         self.written: OutcomeCounts | None = None  # the final results file's rows, counted
+        self.snapshot_at: float | None = None  # when the results file was last written mid-run
         self.catalog_changed = False  # seen by `_watch_catalog`
         self.planning_done = False
         self.dispatched = False  # every planned job has been taken
@@ -426,6 +427,12 @@ class _Run:
     def _finish(self) -> None:
         """Closes the run in the state and writes the results file, whatever went wrong before:
         a local failure here is reported with the way back, never as a traceback."""
+        with self._local_io("connecting to the state again"):
+            if self.state.reconnect():
+                log.warning(
+                    "connected to the state %s again, to close the run and write its results",
+                    self.config.state,
+                )
         with self._local_io("closing the run in the state"):
             # On a shared state the last worker out closes the run; the others leave their
             # unsent jobs to it.
@@ -457,6 +464,13 @@ class _Run:
             self.written = self._write_results(self.state)
             log.debug("results written in %.1f s", time.monotonic() - started)
             return
+        if self.snapshot_at is not None:
+            log.warning(
+                "the results file %s is as this run wrote it at %s: rows settled since (some "
+                "paid) show as they were then",
+                self.config.results,
+                time.strftime("%H:%M:%S", time.localtime(self.snapshot_at)),
+            )
         log.error(
             "every outcome is kept in the state %s: once the problem is fixed, `jogg-batch run "
             "%s --results OTHER` sends nothing already accepted and writes the results again",
@@ -875,6 +889,7 @@ class _Run:
     def _write_results_snapshot(self) -> None:
         with StateStore.reader(self.config.state) as reader:
             self._write_results(reader)
+        self.snapshot_at = time.time()
 
     def _write_results(self, state: StateStore) -> OutcomeCounts:
         try:

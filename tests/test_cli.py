@@ -32,8 +32,11 @@ from starlette.routing import Route
 
 from batch.cli import main
 from batch.cli.common import reports_errors
+from batch.cli.run import render_summary
 from batch.config import Overrides
 from batch.errors import BatchError
+from batch.planner import PlanCounts
+from batch.runner import RunSummary
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.server import bind_socket, url_of
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
@@ -1015,3 +1018,13 @@ def test_a_json_document_stdout_cannot_take_is_exit_7_without_a_traceback(tmp_pa
     assert done.returncode == 7, done.stderr
     assert "cannot write the JSON document to standard output" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_results_file_the_run_could_not_write_at_the_end_is_not_called_an_earlier_runs() -> None:
+    """The summary's results line when the final write failed: the file there may be this run's
+    own mid-run copy (rows paid since shown unsent), so the line says it is not the run's final
+    results, and never that another run wrote it."""
+    summary = RunSummary("c.csv", "c.results.csv", "s.db", False, PlanCounts())
+    summary.results_written = False
+    shown = render_summary(summary).splitlines()[-1]
+    assert shown == "  results: c.results.csv (not this run's final results: see above)"

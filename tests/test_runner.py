@@ -1372,8 +1372,9 @@ def test_a_ledger_connection_dropped_mid_run_ends_with_exit_7_not_a_traceback(
     tmp_path: Path, postgres_url: str
 ) -> None:
     """A PostgreSQL ledger whose connection is cut (a failover, a restart) after sending began:
-    no further request, the run ends with its summary and exit 7, and the same command again
-    sends only what was never accepted."""
+    no further request; the run connects again to close itself and write a results file that
+    shows what was paid, ends with exit 7, and the same command again sends only what was never
+    accepted."""
     import psycopg
 
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(6))
@@ -1398,6 +1399,14 @@ def test_a_ledger_connection_dropped_mid_run_ends_with_exit_7_not_a_traceback(
     )
     summary = runner.run(config, transport=sandbox.transport())
     assert summary.exit_code == ExitCode.LOCAL_IO
+    # Connected again to close the run: the results file is this run's, and says what was paid.
+    assert summary.results_written
+    cut = read_results(config.results)
+    assert list(cut["status"]) == ["submitted"] * 2 + ["unknown"] + ["not_attempted"] * 3
+    assert cut["video_id"][:2].notna().all()
+    with psycopg.connect(postgres_url) as admin:
+        closed = admin.execute("SELECT outcome FROM runs WHERE finished_at IS NOT NULL").fetchall()
+    assert closed == [("the state could not be written or read",)]
     again = runner.run(config, transport=sandbox.transport())
     assert again.exit_code == ExitCode.OK
     assert len(creates) == 6  # every row accepted once: the cut one looked up, not resent
@@ -1421,6 +1430,29 @@ def test_a_store_failing_to_take_the_results_is_named_as_the_results_not_the_cat
     said = f"writing the results file: {config.results}: no such bucket"
     assert any(said in record.getMessage() for record in caplog.records), caplog.text
     assert "reading the catalog again" not in caplog.text
+
+
+def test_a_results_file_left_mid_run_is_named_as_this_runs_snapshot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The final results write failing after the run wrote the file mid-run: the run says the
+    file is its own as of a time: rows settled since, some paid, show as they were then."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(8))
+    config = replace(
+        make_config(catalog, "http://sandbox.test", rate="20/s"), results_interval=0.05
+    )
+    write = runner._write_results
+
+    def only_snapshots(config: RunConfig, *rest: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():  # the final write
+            raise CatalogError(f"{config.results}: no space left on device")
+        return write(config, *rest)
+
+    monkeypatch.setattr(runner, "_write_results", only_snapshots)
+    summary = runner.run(config, transport=RewritingSandbox(lambda *_: None).transport())
+    assert (summary.exit_code, summary.results_written) == (ExitCode.LOCAL_IO, False)
+    assert len(read_results(config.results)) == 8
+    assert f"the results file {config.results} is as this run wrote it at " in caplog.text
 
 
 # The same words as two tools write them: composed (NFC) and decomposed (NFD, a Mac tool).

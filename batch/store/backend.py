@@ -245,6 +245,11 @@ class PostgresDatabase:
         """Several statements, no parameters (the simple query protocol)."""
         self.raw.execute(sql.encode())
 
+    @property
+    def lost(self) -> bool:
+        """Whether the server ended the connection (a restart, a failover, an ended session)."""
+        return self.raw.broken
+
     def close(self) -> None:
         self.raw.close()
 

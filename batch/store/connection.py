@@ -12,7 +12,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
@@ -21,6 +21,9 @@ from batch import files
 from batch.errors import StateError
 from batch.store.backend import Database, DatabaseURL, PostgresDatabase, StateLocation
 from batch.store.schema import migrate
+
+# The waits before each attempt to connect again (seconds): a restart takes a few seconds.
+_RECONNECT_DELAYS = (0, 1, 3, 8)
 
 
 class Connection:
@@ -102,6 +105,28 @@ class Connection:
             yield store
         finally:
             store._db.close()
+
+    def reconnect(self) -> bool:
+        """A new connection in place of one the PostgreSQL server ended (a restart, a failover,
+        an administrator), tried for some 12 seconds; True when there is one, False when
+        the connection was not lost (SQLite's never is: a full disk is not cured by reopening).
+
+        Only for a run that has stopped, to close itself and write its results: the old
+        session's locks (the run's membership, the catalog's) and any transaction under way
+        went with it, and nothing here takes them again.
+        """
+        if not (isinstance(self._db, PostgresDatabase) and self._db.lost):
+            return False
+        assert isinstance(self.location, DatabaseURL)
+        *waits, last = _RECONNECT_DELAYS
+        for delay in waits:
+            time.sleep(delay)
+            with suppress(StateError):
+                self._db = PostgresDatabase(self.location)
+                return True
+        time.sleep(last)
+        self._db = PostgresDatabase(self.location)  # or its StateError, which says why not
+        return True
 
     def close(self) -> None:
         self.unlock()
