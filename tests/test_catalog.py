@@ -1647,6 +1647,20 @@ def test_a_note_or_two_ids_in_the_product_id_cell_is_never_sent(tmp_path: Path, 
     assert real.fields is not None
 
 
+@pytest.mark.parametrize("label", ["Total", "Totals", " TOTAL: ", "Gesamtergebnis", "Totaal"])
+def test_the_totals_row_of_an_excel_table_exported_to_csv_is_never_sent(
+    tmp_path: Path, label: str
+) -> None:
+    """An Excel table's Total Row, kept by its CSV export: its label under product_id (the
+    table's first column) is no JoggAI id, so the row is invalid here rather than a POST
+    refused with 10104 every night; its length cell, a subtotal, is no product's."""
+    text = f"product_id,length\nNTQ0MTkzNjg,30\nNTIzMzc0NjI5,15\n{label},45\n"
+    *real, totals = rows_of(write(tmp_path, "c.csv", text))
+    assert all(row.fields is not None for row in real)
+    assert totals.fields is None
+    assert any("the label of a totals row" in problem.reason for problem in totals.problems)
+
+
 def test_a_header_line_pasted_in_another_spelling_is_never_sent(tmp_path: Path) -> None:
     """Rows pasted with their own export's header (`sku,product_id,...` under `SKU,Product ID`,
     or with a cell of it left empty): the product id cell names the column, which no JoggAI id

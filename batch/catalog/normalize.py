@@ -110,6 +110,12 @@ def normalize_product_id(value: object) -> str:
     if isinstance(value, bool):
         raise ValueError(f"{value} (a true/false value) is no product id; write the id as text")
     text, base64 = _read_product_id(value)
+    if text.strip().rstrip(":").casefold() in _TOTALS_LABELS:
+        raise ValueError(
+            f"{payload.shown(text)} is no product id but the label of a totals row (an Excel "
+            "table's Total Row, which its CSV export keeps as a row); delete the row, or untick "
+            "Total Row before exporting"
+        )
     if not base64 and (odd := _NOT_BASE64.search(text)):
         raise ValueError(
             f"{payload.shown(text)} is no product id: JoggAI's are base64 (letters, digits, "
@@ -178,6 +184,14 @@ _NO_ID: Final = re.compile(r"[\s,;|]")
 # `.0`: a POST of the quota that JoggAI would refuse.
 _NOT_BASE64: Final = re.compile(r"[^A-Za-z0-9+/=_-]")
 _BASE64_ID: Final = re.compile(r"[A-Za-z0-9+/=_-]+")
+# What a spreadsheet's totals row says in its first column, in the languages Excel and
+# LibreOffice write it (folded). None is base64 of a number, as JoggAI's ids are, and sent, one
+# would cost a POST of the quota to learn that (10104), night after night.
+_TOTALS_LABELS: Final = frozenset(
+    {"total", "totals", "grand total", "subtotal", "sum", "summe", "gesamt", "gesamtergebnis",
+     "ergebnis", "totale", "totaal", "totalt", "suma", "summa", "toplam", "celkem", "i alt",
+     "yhteensä", "razem", "итог", "итого", "合計", "总计", "汇总", "합계"}
+)  # fmt: skip
 _ODD_ID_HINTS: Final = {
     "'": "take out the apostrophe (Excel keeps it in front of a number typed as text)",
     '"': "take out the quotes around it",
