@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -87,6 +88,34 @@ def test_running_sandbox_yields_a_base_url_and_serves() -> None:
         assert httpx.get(f"{url}/v2/user/whoami", headers=KEY).json()["code"] == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/v2/user/whoami", headers=KEY)
+
+
+def test_the_sandbox_answers_with_nagles_algorithm_off() -> None:
+    """A connection the sandbox's socket accepts has TCP_NODELAY set, as asyncio sets it on
+    the TCP connections it knows for TCP: with it off, a response written as headers, then
+    body, waited 40 ms for the client's delayed ACK on every kept-alive request, and the
+    client-overhead bench measured that wait instead of jogg-batch."""
+
+    async def accepted_nodelay() -> int:
+        found: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                found.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        listening = bind_socket("127.0.0.1", 0)
+        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
+        async with server:
+            host, port = listening.getsockname()[:2]
+            _, writer = await asyncio.open_connection(host, port)
+            try:
+                return await asyncio.wait_for(found, 5)
+            finally:
+                writer.close()
+
+    assert asyncio.run(accepted_nodelay()) != 0
 
 
 def test_reset_fault_drops_the_connection_before_recording() -> None:
