@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -84,3 +86,28 @@ def listen_process(
         if drain.is_alive():
             drain.join(timeout=10)
         child.stderr.close()
+
+
+def accepted_nodelay(listening: socket.socket) -> int:
+    """TCP_NODELAY as set on a connection that `listening` accepts under asyncio (what uvicorn
+    serves it with): nonzero when Nagle's algorithm is off."""
+
+    async def accept_one() -> int:
+        loop = asyncio.get_running_loop()
+        found: asyncio.Future[int] = loop.create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                sock = transport.get_extra_info("socket")
+                found.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+
+        server = await loop.create_server(Probe, sock=listening)
+        async with server:
+            _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+            try:
+                return await asyncio.wait_for(found, 5)
+            finally:
+                writer.close()
+
+    return asyncio.run(accept_one())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -23,6 +22,7 @@ from batch.cli import main
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.catalogs import SEEDED_PRODUCTS
 from batch.sandbox.server import bind_socket
+from tests.helpers import accepted_nodelay
 
 KEY = {"x-api-key": "sk-sandbox"}
 BODY: dict[str, Any] = {
@@ -95,27 +95,7 @@ def test_the_sandbox_answers_with_nagles_algorithm_off() -> None:
     the TCP connections it knows for TCP: with it off, a response written as headers, then
     body, waited 40 ms for the client's delayed ACK on every kept-alive request, and the
     client-overhead bench measured that wait instead of jogg-batch."""
-
-    async def accepted_nodelay() -> int:
-        found: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-
-        class Probe(asyncio.Protocol):
-            def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                sock = transport.get_extra_info("socket")
-                found.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
-                transport.close()
-
-        listening = bind_socket("127.0.0.1", 0)
-        server = await asyncio.get_running_loop().create_server(Probe, sock=listening)
-        async with server:
-            host, port = listening.getsockname()[:2]
-            _, writer = await asyncio.open_connection(host, port)
-            try:
-                return await asyncio.wait_for(found, 5)
-            finally:
-                writer.close()
-
-    assert asyncio.run(accepted_nodelay()) != 0
+    assert accepted_nodelay(bind_socket("127.0.0.1", 0)) != 0
 
 
 def test_reset_fault_drops_the_connection_before_recording() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from batch.follow.webhook import ListenerLimits, create_listener_app, listener_server, open_socket
 from batch.store import PendingVideo, StateStore, VideoUpdate
-from tests.helpers import listen_process
+from tests.helpers import accepted_nodelay, listen_process
 
 ROOT = Path(__file__).resolve().parents[1]
 MiB = 1024 * 1024
@@ -105,6 +105,13 @@ class Sink:
 
 
 QUICK = ListenerLimits(header_timeout=0.3, body_timeout=0.3, concurrency=8)
+
+
+def test_the_listener_answers_with_nagles_algorithm_off() -> None:
+    """A connection the listener's socket accepts has TCP_NODELAY set: with Nagle's algorithm
+    on, an answer written as headers, then body, waits for the sender's delayed ACK (40 ms) on
+    every request of a kept-alive connection."""
+    assert accepted_nodelay(open_socket("127.0.0.1", 0)) != 0
 
 
 @contextmanager
