@@ -75,7 +75,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         config.retry_permanent | ~((statuses == "failed") & frame["code"].isin(permanent))
     )
     todo = frame[wanted]
-    _refuse_unnumbered(config.catalog, todo)
+    _refuse_added(config.catalog, frame, todo)
     if todo.empty:
         log.warning(
             "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
@@ -101,9 +101,12 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         unknown_rows = {n for n, status in by_row.items() if status == "unknown"}
         recorded = {n for n, status in by_row.items() if status in ("failed", "not_attempted")}
         planned = {n for n, status in by_row.items() if status == "planned"}
+        videos = _videos_named(todo)
         try:
             checked = _check_requests(
-                subset_config, storage.identity(config.catalog), unknown_rows, recorded, planned
+                subset_config,
+                storage.identity(config.catalog),
+                _Asked(unknown_rows, recorded, planned, videos),
             )
         except CatalogError as exc:
             raise _of_the_file(exc, subset, config.catalog) from exc
@@ -169,12 +172,15 @@ def _statuses(path: Location, frame: pd.DataFrame) -> pd.Series:
     return statuses
 
 
-def _refuse_unnumbered(path: Location, todo: pd.DataFrame) -> None:
-    """Rows to retry whose `row` is empty or no number were not written by a run (added by
-    hand, or the cell cleared): nothing says which request their run planned."""
+def _refuse_added(path: Location, frame: pd.DataFrame, todo: pd.DataFrame) -> None:
+    """Rows to retry that no run wrote, added by hand: nothing says which request their run
+    planned. A row whose `row` is empty or no number (or the cell was cleared); and one whose
+    number another line has with other cells (a line copied, then edited: two files merged
+    repeat rows, with the same cells, and those are duplicates)."""
     if "row" not in todo.columns:
         return  # a file cut down by hand: its rows cannot be named, and retry still serves
-    unnumbered = ~todo["row"].astype(str).str.strip().str.fullmatch(r"\d+")
+    numbers = todo["row"].astype(str).str.strip()
+    unnumbered = ~numbers.str.fullmatch(r"\d+")
     if unnumbered.any():
         lines = ", ".join(_line_of(todo, index) for index in todo.index[unnumbered][:10])
         raise CatalogError(
@@ -182,6 +188,28 @@ def _refuse_unnumbered(path: Location, todo: pd.DataFrame) -> None:
             "number: retry takes the rows a run wrote. Add new rows to the catalog and run it; "
             "nothing was sent"
         )
+    cells = frame.drop(columns=[c for c in WRITTEN_COLUMNS if c in frame.columns]).astype(str)
+    hashed = pd.util.hash_pandas_object(cells.apply(lambda cell: cell.str.strip()), index=False)
+    spellings = hashed.groupby(frame["row"].astype(str).str.strip()).nunique()
+    repeated = todo.index[numbers.map(spellings).gt(1)]
+    if len(repeated):
+        lines = ", ".join(_line_of(todo, index) for index in repeated[:10])
+        raise CatalogError(
+            f"{path}: {lines} to retry {'shares its' if len(repeated) == 1 else 'share their'} "
+            "row number with another line of other cells: a line copied, then edited? retry "
+            "takes the rows a run wrote. Add new rows to the catalog and run it; nothing was "
+            "sent"
+        )
+
+
+def _videos_named(todo: pd.DataFrame) -> dict[int, str]:
+    """The video id cell of each row to retry that has one, by the retry's own row numbers
+    (1, 2, ...): a row jogg-batch writes as failed, not attempted or planned has none, so one
+    there was accepted before a person retyped its status."""
+    if "video_id" not in todo.columns:
+        return {}
+    cells = todo["video_id"].astype(str).str.strip()
+    return {n: cell for n, cell in enumerate(cells, start=1) if cell and cell != "nan"}
 
 
 def _line_of(frame: pd.DataFrame, index: int) -> str:
@@ -322,6 +350,15 @@ def _listed_videos(frame: pd.DataFrame, most: int = 20) -> list[tuple[int, str]]
     ]
 
 
+class _Asked(NamedTuple):
+    """The rows to retry, by the retry's own row numbers: by status, and their video ids."""
+
+    unknown: set[int]
+    recorded: set[int]  # failed or not attempted, as their run recorded them
+    planned: set[int]  # a dry run's
+    videos: dict[int, str]  # `_videos_named`
+
+
 class _Checked(NamedTuple):
     """`_check_requests`: rows to refuse, by kind, and the catalog the rows came from."""
 
@@ -331,9 +368,7 @@ class _Checked(NamedTuple):
     catalog: str | None  # recorded with the retry's run (`StateStore.catalog_retried`)
 
 
-def _check_requests(
-    config: RunConfig, results: str, unknown: set[int], recorded: set[int], planned: set[int]
-) -> _Checked:
+def _check_requests(config: RunConfig, results: str, asked: _Asked) -> _Checked:
     """The rows to retry (`config.catalog`, numbered from 1; a copy of those of the results
     file `results`), rebuilt as requests and held up against the ledger before anything is
     sent.
@@ -350,7 +385,9 @@ def _check_requests(
     planned another one (a spreadsheet turned 00123 into 123, a workbook wrote
     a date back otherwise, the file was retried with other defaults). Sending it, then running
     the catalog, would pay for the row twice. A row key the ledger does not know (a file from
-    another machine) passes: nothing planned it here.
+    another machine) passes: nothing planned it here. So is a row whose video id the ledger
+    has for another request than the row's (a paid row edited, its status retyped): sending it
+    would pay for a request no run planned, and the file would lose the video it had.
 
     Superseded: a recorded, unknown or planned (a dry run's) row whose request a later run of
     the catalog asked otherwise for (`StateStore.asked_otherwise_later`): the file is older
@@ -358,13 +395,15 @@ def _check_requests(
     """
     drifted: list[int] = []
     changed: list[int] = []
-    asked = recorded | unknown | planned
+    unknown, recorded, planned = asked.unknown, asked.recorded, asked.planned
+    wanted = recorded | unknown | planned
     questions: list[tuple[int, AskedRow]] = []  # (row, its request), held up against later runs
     with StateStore(config.state) as state:
         dry_run = state.dry_run_that_wrote(results)
+        made_for = state.jobs_of_videos(list(asked.videos.values()))
         for batch in catalog.read_catalog(config.catalog, config.catalog_options):
             rows = batch.rows
-            held = [r for r in rows if r.number in asked and r.fingerprint]
+            held = [r for r in rows if r.number in wanted and r.fingerprint]
             # A file an earlier version wrote: its jobs are under the fingerprint its raw text
             # (NFD, CRLF) gave, as planning finds them.
             earlier = {r.number: rows.earlier_fingerprints(r.number - rows.first) for r in held}
@@ -387,6 +426,13 @@ def _check_requests(
             others = [r for r in held if r.number in recorded and r.number not in jobs]
             keyed = state.keys_with_jobs([r.key for r in others if r.key])
             changed += [r.number for r in others if r.key in keyed]
+            changed += [
+                r.number
+                for r in held
+                if (video := asked.videos.get(r.number)) in made_for
+                and (r.number not in jobs or jobs[r.number].id != made_for[video])
+                and r.number not in changed
+            ]
             for row in held:
                 if row.number not in unknown or row.fingerprint is None or row.fields is None:
                     continue

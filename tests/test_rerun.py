@@ -513,6 +513,50 @@ def test_rows_added_to_a_results_file_by_hand_are_refused_before_sending(
     assert len(_sent(sandbox_url)) == 1
 
 
+def test_a_line_copied_then_edited_is_refused_and_a_repeated_one_is_a_duplicate(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A line copied below itself with another product, keeping its row number, was added by
+    hand: retry names it and sends nothing (it paid for a product no run planned). The same
+    line repeated unchanged, as two files merged have it, is retried once."""
+    _, args = half_run
+    results, state = tmp_path / "c.results.csv", ("--state", str(tmp_path / "s.db"))
+    written = results.read_bytes()
+    other = simple_rows(6)[5]["product_id"]
+    _rewrite(results, lambda rows: rows.append({**rows[4], "product_id": other}))
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 2
+    said = " ".join(err.split())
+    assert "line 6 (row 5), line 7 (row 5) to retry share their row number with" in said
+    assert len(_sent(sandbox_url)) == 1
+    results.write_bytes(written)
+    _rewrite(results, lambda rows: rows.append(dict(rows[4])))
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 5
+
+
+def test_a_paid_row_edited_to_another_request_is_never_sent_again(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A submitted row whose product a person changed, retyping its status `failed`: its video
+    id is the ledger's for another request, so retry refuses it (it paid for a request no run
+    planned, and wrote the row back without the video it had)."""
+    _, args = half_run
+    results, state = tmp_path / "c.results.csv", ("--state", str(tmp_path / "s.db"))
+    other = simple_rows(6)[5]["product_id"]
+
+    def edit_paid(rows: list[dict[str, str]]) -> None:
+        assert (rows[0]["status"], bool(rows[0]["video_id"])) == ("submitted", True)
+        rows[0]["product_id"], rows[0]["status"] = other, "failed"
+
+    _rewrite(results, edit_paid)
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 2
+    assert "otherwise than their run planned: row 1 (a spreadsheet" in " ".join(err.split())
+    assert len(_sent(sandbox_url)) == 1
+
+
 def test_statuses_retyped_by_a_person_are_read_and_unknown_ones_refused(
     tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
 ) -> None:

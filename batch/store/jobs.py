@@ -189,6 +189,11 @@ class JobQueries(Connection):
                 found[alias] = KnownJob._make(job)
         return found
 
+    def jobs_of_videos(self, video_ids: Sequence[str]) -> dict[str, int]:
+        """The job each of these videos was made for, by video id (those the ledger knows)."""
+        query = "SELECT video_id, id FROM jobs WHERE video_id IN ({})"
+        return {video: job for video, job in self._in_chunks(query, video_ids)}
+
     def _in_chunks(self, query: str, values: Sequence[object]) -> Iterator[tuple[Any, ...]]:
         """The rows of `query` (its `{}` an IN list) over `values`, one query per 10,000."""
         for start in range(0, len(values), 10_000):
