@@ -100,6 +100,14 @@ def report_of(rows: list[dict[str, str]], **options: Any) -> Any:
     return build_report(pd.DataFrame(rows, dtype=str), source="results.csv", **options)
 
 
+def test_a_video_two_pasted_files_both_show_is_counted_once() -> None:
+    """Two hand-offs pasted into one file show each paid row twice, with its video: it was
+    paid for once, so the credits count it once (they were 2x)."""
+    frame = pd.DataFrame(ROWS + ROWS, dtype=str)
+    report = build_report(frame, source="merged.csv")
+    assert (report.credits, report.credits_estimated) == (4.0, 2)
+
+
 def test_read_results_undoes_formula_neutralisation(results_csv: Path) -> None:
     """A cell written as '=... reads back as =...; everything is a string."""
     frame = read_results(results_csv)

@@ -146,7 +146,7 @@ def build_report(frame: pd.DataFrame, source: str = "", key: str | None = None) 
     status = [statuses.row_status(text) or text for text in column("status")]
     video_status = column("video_status")
     message, error = column("message"), column("error")
-    credits, estimated = _credits(status, column("deducted_credit"))
+    credits, estimated = _credits(status, column("deducted_credit"), column("video_id"))
     submitted_at, completed_at = _epoch(column("submitted_at")), _epoch(column("completed_at"))
     failures, membership = _failures(
         status, column("code"), message, video_status, error, column("row"), source
@@ -343,15 +343,19 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _credits(status: list[str], deducted: list[str]) -> tuple[float, int]:
+def _credits(status: list[str], deducted: list[str], videos: list[str]) -> tuple[float, int]:
     """Credits are taken on acceptance, so a submitted row without a figure yet counts as 1.
 
-    `already_submitted` rows were paid for by an earlier run and are not counted again.
+    `already_submitted` rows were paid for by an earlier run and are not counted again; nor is
+    a video a second line shows (two results files pasted together): it was paid for once.
     """
     total, estimated = 0.0, 0
-    for row_status, text in zip(status, deducted, strict=True):
-        if row_status != "submitted":
+    counted: set[str] = set()
+    for row_status, text, video in zip(status, deducted, videos, strict=True):
+        if row_status != "submitted" or video in counted:
             continue
+        if video:
+            counted.add(video)
         value = _number(text)
         if value is None:
             estimated += 1
