@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -31,10 +32,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from batch.cli import main
-from batch.cli.common import reports_errors
+from batch.cli.common import render_renders, reports_errors
 from batch.cli.run import render_summary
 from batch.config import Overrides
 from batch.errors import BatchError
+from batch.follow.polling import PollSummary
 from batch.planner import PlanCounts
 from batch.runner import RunSummary
 from batch.sandbox import SandboxConfig, running_sandbox
@@ -1028,3 +1030,15 @@ def test_a_results_file_the_run_could_not_write_at_the_end_is_not_called_an_earl
     summary.results_written = False
     shown = render_summary(summary).splitlines()[-1]
     assert shown == "  results: c.results.csv (not this run's final results: see above)"
+
+
+def test_renders_the_state_does_not_know_are_named_as_such_not_as_unanswered() -> None:
+    """The renders line names videos no check asked about (ids a spreadsheet rewrote, another
+    ledger's file) for what they are, with the way out, instead of blaming the API."""
+    summary = PollSummary(completed=1, failed=0, processing=0, timed_out=False, checks=1)
+    line = render_renders(replace(summary, untracked=2))
+    assert line.endswith(
+        "still rendering 0   (not in the state: 2, so not checked: video ids a spreadsheet "
+        "rewrote, or a file of another ledger; give its --state)"
+    )
+    assert "API did not answer" not in line

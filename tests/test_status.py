@@ -371,6 +371,45 @@ def test_refreshing_a_results_file_names_the_double_charges_the_ledger_knows(
 
 
 @pytest.mark.anyio
+async def test_videos_of_the_file_the_state_does_not_know_are_untracked_not_rendering(
+    tmp_path: Path,
+) -> None:
+    """A video id a spreadsheet rewrote (`1.36333E+31`), or one of another ledger's file, is
+    asked about by no check: it is counted untracked, not "still rendering" (an exit 0), and
+    the exit is not an all-clear."""
+    state_path, results = tmp_path / "s.db", tmp_path / "r.csv"
+    with StateStore(state_path) as store:
+        store.record_plan(
+            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
+        )
+        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+    pd.DataFrame(
+        {"row": ["1", "2"], "status": ["submitted"] * 2, "video_id": ["v1", "1.36333E+31"]}
+    ).to_csv(results, index=False)
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/product_videos":
+            data: dict[str, Any] = {"videos": [], "total": 0}
+        else:
+            data = {"id": "v1", "status": "completed", "video_url": "https://res.jogg.ai/v1.mp4"}
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
+
+    summary = await track_async(
+        state_path,
+        "https://api.test",
+        Secret("sk-test"),
+        wait=False,
+        timeout=10,
+        results=results,
+        transport=httpx.MockTransport(server),
+        schedule=PollSchedule(first=0.0),  # checked at once, not 12 s after its acceptance
+    )
+    assert (summary.completed, summary.processing, summary.unread) == (1, 0, 0)
+    assert summary.untracked == 1
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(("wait", "render"), [(True, "processing"), (False, "completed")])
 async def test_the_double_charge_check_stops_at_the_timeout(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, wait: bool, render: str

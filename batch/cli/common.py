@@ -155,6 +155,11 @@ def render_renders(summary: PollSummary) -> str:
     )
     if summary.unread:
         line += f" (status unread for {summary.unread}: the API did not answer; check again)"
+    if summary.untracked:
+        line += (
+            f"   (not in the state: {summary.untracked}, so not checked: video ids a "
+            "spreadsheet rewrote, or a file of another ledger; give its --state)"
+        )
     if summary.unchecked:
         line += f"   (timed out: {summary.unchecked} not checked)"
     return line + ("   (timed out)" if summary.timed_out and not summary.unchecked else "")

@@ -192,16 +192,20 @@ class PollSummary:
     double_charges: int = 0  # found in the account's listing by this check
     unread: int = 0  # still pending, and no answer to their last check told their status
     unchecked: int = 0  # still pending, and not one answer by the timeout (cut off by it)
+    # Videos of the results file the state does not know, without a final status: nothing asks
+    # about them (an id a spreadsheet rewrote, a file of another ledger).
+    untracked: int = 0
 
     @property
     def exit_code(self) -> ExitCode:
-        """Timed out beats a double charge found now, beats some failed or unread (a check
-        that could not tell is not an all-clear), beats all fine."""
+        """Timed out beats a double charge found now, beats some failed, unread or untracked
+        (a check that could not tell is not an all-clear), beats all fine."""
         if self.timed_out:
             return ExitCode.TIMED_OUT
         if self.double_charges:
             return ExitCode.DOUBLE_CHARGED
-        return ExitCode.ROWS_FAILED if self.failed or self.unread else ExitCode.OK
+        unsure = self.failed or self.unread or self.untracked
+        return ExitCode.ROWS_FAILED if unsure else ExitCode.OK
 
     def to_json(self) -> dict[str, object]:
         """What `status --json` prints: the counts and the exit code."""

@@ -81,19 +81,26 @@ async def track_async(
             summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
             found = await _check_double_charges(client, store, deadline)
         if results is not None and is_file(results):
-            summary = _of_the_file(summary, refresh_results(results, store), wait=wait)
+            statuses = refresh_results(results, store)
+            known = store.video_states(list(statuses))
+            summary = _of_the_file(summary, statuses, statuses.keys() - known.keys(), wait=wait)
     cut = found is None  # the listing was not read by the timeout: not an all-clear
     return replace(summary, double_charges=found or 0, timed_out=summary.timed_out or cut)
 
 
-def _of_the_file(summary: PollSummary, statuses: dict[str, str], *, wait: bool) -> PollSummary:
+def _of_the_file(
+    summary: PollSummary, statuses: dict[str, str], strangers: set[str], *, wait: bool
+) -> PollSummary:
     """The summary counts every render of the results file, not only those this poll found
     pending: one a webhook (`listen`) or an earlier `status` saw fail is still a failed render
-    of the file, and its exit is not an all-clear. A wait that ended in time leaves none
-    rendering that the state follows: any still without a final status are unread (the state
-    does not know them)."""
+    of the file, and its exit is not an all-clear. Those without a final status that the state
+    does not know (`strangers`) are untracked: no check asked about them, so they are not said
+    to be rendering. A wait that ended in time leaves none rendering that the state follows:
+    any others still without a final status are unread."""
+    final = ("completed", "failed")
+    untracked = sum(statuses[video] not in final for video in strangers)
     counts = Counter(statuses.values())
-    processing = len(statuses) - counts["completed"] - counts["failed"]
+    processing = len(statuses) - counts["completed"] - counts["failed"] - untracked
     unread = processing if wait and not summary.timed_out else summary.unread
     return replace(
         summary,
@@ -101,6 +108,7 @@ def _of_the_file(summary: PollSummary, statuses: dict[str, str], *, wait: bool) 
         failed=counts["failed"],
         processing=processing,
         unread=unread,
+        untracked=untracked,
     )
 
 
