@@ -255,7 +255,8 @@ def test_an_excel_sep_line_above_the_header_is_read_and_skipped(tmp_path: Path) 
 
 def test_a_results_file_saved_with_semicolons_reads_and_is_rewritten_so(tmp_path: Path) -> None:
     """Excel in a European locale saves `;` (with a BOM, CRLF and decimal commas): read as the
-    results file it is, and rewritten with `;` for the same spreadsheet."""
+    results file it is, and rewritten with `;` and the BOM for the same spreadsheet (without
+    the BOM, Excel shows a UTF-8 file's accents garbled)."""
     path = tmp_path / "eu.results.csv"
     path.write_bytes(
         "\ufeffsku;title;row;status;video_id;duration\r\n"
@@ -267,8 +268,12 @@ def test_a_results_file_saved_with_semicolons_reads_and_is_rewritten_so(tmp_path
     assert list(frame["status"]) == ["submitted", "failed"]
     assert list(frame["duration"]) == ["18.5", ""]
     write_table(frame, path)
-    assert path.read_text().splitlines()[0].startswith('"sku";"title";"row";"status"')
+    assert path.read_bytes().startswith(b'\xef\xbb\xbf"sku";"title";"row";"status"')
     assert list(read_results(path)["title"]) == ["Mug, blue", "Cup"]
+    plain = tmp_path / "plain.results.csv"  # a file read without one is written without one
+    plain.write_bytes(b"sku,row,status\r\nA,1,failed\r\n")
+    write_table(read_results(plain), plain)
+    assert plain.read_bytes().startswith(b'"sku","row","status"')
 
 
 def test_a_results_file_saved_as_unicode_text_reads(tmp_path: Path) -> None:

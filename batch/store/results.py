@@ -274,16 +274,23 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _write_tables(destination: Location, tables: Iterable[pa.Table], delimiter: str = ",") -> None:
-    """Temporary file in the same folder, then a rename: a reader never sees half a file."""
+def _write_tables(
+    destination: Location, tables: Iterable[pa.Table], delimiter: str = ",", *, bom: bool = False
+) -> None:
+    """Temporary file in the same folder, then a rename: a reader never sees half a file.
+    `bom`: a CSV file starts with UTF-8's byte order mark, as the one it replaces did."""
     csv_options = pacsv.WriteOptions(quoting_style="needed", delimiter=delimiter)
     fmt = results_format(destination)
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    with storage.writing(destination) as temporary:
+    with storage.writing(destination) as temporary, contextlib.ExitStack() as stack:
         if fmt == "xlsx":
             xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS)
             return
+        sink: str | IO[bytes] = str(temporary)
+        if fmt == "csv" and bom:
+            sink = stack.enter_context(open(temporary, "wb"))
+            sink.write(_UTF8_BOM)
         try:
             # The empty table at the end is written only when no batch came (an empty
             # catalog): the file still has its format and the outcome columns.
@@ -295,7 +302,7 @@ def _write_tables(destination: Location, tables: Iterable[pa.Table], delimiter: 
                 if writer is None:
                     schema = table.schema
                     writer = (
-                        pacsv.CSVWriter(str(temporary), schema, write_options=csv_options)
+                        pacsv.CSVWriter(sink, schema, write_options=csv_options)
                         if fmt == "csv"
                         else pq.ParquetWriter(str(temporary), schema)
                     )
@@ -346,7 +353,10 @@ def read_results(path: Location) -> pd.DataFrame:
                 encoding=encoding,
                 skiprows=skip,
             )
-            frame.attrs["delimiter"] = delimiter  # `write_table` writes it back the same way
+            # `write_table` writes it back the same way: Excel reads accents in a UTF-8 file
+            # right only after a byte order mark, which its "CSV UTF-8" writes.
+            frame.attrs["delimiter"] = delimiter
+            frame.attrs["bom"] = _starts_with_bom(handle)
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
     except UnicodeDecodeError as error:
@@ -449,6 +459,18 @@ def _plain_number(text: str, *, whole: bool) -> str | None:
     return text if math.isfinite(number) else None
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+def _starts_with_bom(handle: IO[bytes]) -> bool:
+    """Whether the file starts with UTF-8's byte order mark; the handle is put back."""
+    place = handle.tell()
+    handle.seek(0)
+    found = handle.read(len(_UTF8_BOM)) == _UTF8_BOM
+    handle.seek(place)
+    return found
+
+
 def _csv_dialect(handle: IO[bytes]) -> tuple[str, str, int]:
     """(encoding, delimiter, lines to skip) of a CSV results file: UTF-16 when it starts with
     that byte order mark (Excel's "Unicode Text"), else UTF-8; the delimiter a `sep=;` first line
@@ -517,4 +539,6 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
     if DOWNLOAD_ERROR in frame.columns:
         reasons = pa.array(frame[DOWNLOAD_ERROR], pa.string(), from_pandas=True)
         table = table.append_column(DOWNLOAD_ERROR, reasons)
-    _write_tables(path, [table], frame.attrs.get("delimiter", ","))
+    _write_tables(
+        path, [table], frame.attrs.get("delimiter", ","), bom=frame.attrs.get("bom", False)
+    )
