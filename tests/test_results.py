@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import gc
 import re
 from collections.abc import Iterator
@@ -276,14 +277,19 @@ def test_a_results_file_saved_with_semicolons_reads_and_is_rewritten_so(tmp_path
     assert plain.read_bytes().startswith(b'"sku","row","status"')
 
 
-def test_a_results_file_saved_as_unicode_text_reads(tmp_path: Path) -> None:
+def test_a_results_file_saved_as_unicode_text_reads_and_is_rewritten_so(tmp_path: Path) -> None:
     """Excel's "Unicode Text" (UTF-16 with its byte order mark, tab-separated) reads as the
-    results file it is."""
+    results file it is, and is written back as it came (retry, status), for the same Excel."""
     path = tmp_path / "r.results.txt"
     path.write_bytes("sku\trow\tstatus\tvideo_id\r\nÄ1\t1\tsubmitted\tv1\r\n".encode("utf-16"))
     frame = read_results(path)
     assert list(frame["sku"]) == ["Ä1"]
     assert list(frame["status"]) == ["submitted"]
+    write_table(frame, path)
+    written = path.read_bytes()
+    assert written.startswith(codecs.BOM_UTF16_LE)
+    assert written.decode("utf-16").startswith('"sku"\t"row"\t"status"')
+    assert list(read_results(path)["sku"]) == ["Ä1"]
 
 
 def test_a_results_file_saved_back_with_a_retyped_header_and_empty_lines_reads_as_written(

@@ -275,10 +275,15 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _write_tables(
-    destination: Location, tables: Iterable[pa.Table], delimiter: str = ",", *, bom: bool = False
+    destination: Location,
+    tables: Iterable[pa.Table],
+    delimiter: str = ",",
+    *,
+    encoding: str = "utf-8",
 ) -> None:
     """Temporary file in the same folder, then a rename: a reader never sees half a file.
-    `bom`: a CSV file starts with UTF-8's byte order mark, as the one it replaces did."""
+    `encoding` of a CSV file: "utf-8", "utf-8-sig" (with UTF-8's byte order mark) or "utf-16"
+    (with its own), as the file it replaces was."""
     csv_options = pacsv.WriteOptions(quoting_style="needed", delimiter=delimiter)
     fmt = results_format(destination)
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
@@ -287,10 +292,12 @@ def _write_tables(
         if fmt == "xlsx":
             xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS)
             return
-        sink: str | IO[bytes] = str(temporary)
-        if fmt == "csv" and bom:
+        sink: str | IO[bytes] | pa.BufferOutputStream = str(temporary)
+        if fmt == "csv" and encoding == "utf-8-sig":
             sink = stack.enter_context(open(temporary, "wb"))
             sink.write(_UTF8_BOM)
+        elif fmt == "csv" and encoding == "utf-16":
+            sink = pa.BufferOutputStream()  # Arrow writes UTF-8 only: put in UTF-16 below
         try:
             # The empty table at the end is written only when no batch came (an empty
             # catalog): the file still has its format and the outcome columns.
@@ -310,6 +317,8 @@ def _write_tables(
         finally:
             if writer is not None:
                 writer.close()
+        if isinstance(sink, pa.BufferOutputStream):
+            temporary.write_bytes(sink.getvalue().to_pybytes().decode().encode("utf-16"))
 
 
 def _as_text(table: pa.Table) -> pa.Table:
@@ -356,7 +365,8 @@ def read_results(path: Location) -> pd.DataFrame:
             # `write_table` writes it back the same way: Excel reads accents in a UTF-8 file
             # right only after a byte order mark, which its "CSV UTF-8" writes.
             frame.attrs["delimiter"] = delimiter
-            frame.attrs["bom"] = _starts_with_bom(handle)
+            bom = encoding == "utf-8-sig" and _starts_with_bom(handle)
+            frame.attrs["encoding"] = "utf-8" if encoding == "utf-8-sig" and not bom else encoding
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
     except UnicodeDecodeError as error:
@@ -540,5 +550,8 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
         reasons = pa.array(frame[DOWNLOAD_ERROR], pa.string(), from_pandas=True)
         table = table.append_column(DOWNLOAD_ERROR, reasons)
     _write_tables(
-        path, [table], frame.attrs.get("delimiter", ","), bom=frame.attrs.get("bom", False)
+        path,
+        [table],
+        frame.attrs.get("delimiter", ","),
+        encoding=frame.attrs.get("encoding", "utf-8"),
     )
