@@ -1647,6 +1647,22 @@ def test_a_note_or_two_ids_in_the_product_id_cell_is_never_sent(tmp_path: Path, 
     assert real.fields is not None
 
 
+def test_a_part_of_a_table_partitioned_by_a_request_column_is_refused(tmp_path: Path) -> None:
+    """`catalog/language=spanish/part-0.parquet` holds no language column: read alone, its rows
+    would be sent in the default language. A folder naming a column the catalog does not read
+    (`day=...`), or one the file holds, is no matter."""
+    rows = pa.table({"product_id": ["NTQ0MTkzNjg"], "length": ["30"]})
+    part = tmp_path / "catalog" / "Language=spanish" / "part-0.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(rows, part)
+    with pytest.raises(CatalogError, match=r"lies in the folder 'Language=spanish'.*language"):
+        rows_of(part)
+    for kept in (tmp_path / "day=2026-11-27" / "c.parquet", tmp_path / "length=30" / "c.parquet"):
+        kept.parent.mkdir(parents=True)
+        pq.write_table(rows, kept)
+        assert rows_of(kept)[0].fields is not None
+
+
 @pytest.mark.parametrize("label", ["Total", "Totals", " TOTAL: ", "Gesamtergebnis", "Totaal"])
 def test_the_totals_row_of_an_excel_table_exported_to_csv_is_never_sent(
     tmp_path: Path, label: str

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
@@ -985,7 +986,31 @@ def test_a_folder_of_parquet_parts_says_how_to_make_it_one_file(tmp_path: Path) 
     code, _, err = invoke("validate", str(folder))
     assert code == 2
     assert "is a directory, not a file (a table Spark or Hive wrote in parts)" in err
-    assert ".coalesce(1)" in err
+    assert f"pyarrow.parquet.read_table({str(folder)!r})" in err
+
+
+def test_a_folder_partitioned_by_a_request_column_is_never_run_part_by_part(
+    tmp_path: Path,
+) -> None:
+    """A table partitioned by folder (`language=spanish/`): its parts lack the column their
+    folder names, so the hint says to write it as one file, never to run the parts, and a part
+    run alone is refused (exit 2) rather than sent with the default language."""
+    folder = tmp_path / "catalog"
+    table = pacsv.read_csv(write_catalog(tmp_path / "c.csv", simple_rows(2)))
+    pq.write_to_dataset(
+        table.append_column("language", pa.array(["spanish", "english"])),
+        folder,
+        partition_cols=["language"],
+    )
+    code, _, err = invoke("validate", str(folder))
+    assert code == 2
+    assert "(a table partitioned by folder, such as language=spanish/)" in err
+    assert "run each part file" not in err
+    part = next((folder / "language=spanish").glob("*.parquet"))
+    code, _, err = invoke("validate", str(part))
+    assert code == 2
+    said = " ".join(err.split())
+    assert "lies in the folder 'language=spanish', which gives its rows' language" in said
 
 
 @pytest.mark.parametrize("suffix", ["/api", "/v2"])

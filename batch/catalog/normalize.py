@@ -377,6 +377,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
             )
         canonical[target] = header
     _refuse_near_misses(path, headers, canonical, mapping)
+    _refuse_a_partitions_part(path, canonical, mapping)
     if not any(source in canonical for source in _PRODUCT_SOURCES):
         raise CatalogError(
             f"{path}: has no product_id column (nor product_url) in its first line, which must "
@@ -393,6 +394,30 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
         template_names,
         _doubtful_columns(headers, canonical, mapping),
     )
+
+
+def _refuse_a_partitions_part(
+    path: Location, canonical: dict[str, str], mapping: dict[str, str]
+) -> None:
+    """A part of a table partitioned by folder (`catalog/language=spanish/part-0.parquet`, as
+    pandas' and pyarrow's `partition_cols`, Spark's `partitionBy` and Hive write it) holds no
+    column for what its folder names: read alone, its rows would take the default (English
+    for a Spanish script: another video, paid). Refused, with how to read the table whole."""
+    folders = str(path).replace("\\", "/").split("/")[:-1]
+    for depth, folder in enumerate(folders):
+        name, equals, value = folder.partition("=")
+        key = header_key(name)
+        column = mapping.get(key, key if key in _COLUMNS else None)
+        if equals and column is not None and column not in canonical:
+            table = "/".join(folders[:depth]) or "."
+            raise CatalogError(
+                f"{path}: lies in the folder {folder!r}, which gives its rows' {column} "
+                f"({value!r}), a column the file does not hold: it is one part of a table "
+                "partitioned by folder, and read alone its rows would take the default "
+                f"{column}. Write the table as one file, which puts the column back, and run "
+                f"that: pyarrow.parquet.write_table(pyarrow.parquet.read_table({table!r}), "
+                "'catalog.parquet')"
+            )
 
 
 # A header that names a request field by its place in the API's body (`video_spec.length`, as

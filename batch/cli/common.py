@@ -208,12 +208,21 @@ class FileOrURL(click.ParamType):  # type: ignore[type-arg]  # generic only in n
 def _directory_hint(folder: Path) -> str:
     """For a folder of Parquet parts (how Spark, Hive and pandas' partitioned writes save a
     table): how to get the one file a catalog is."""
+    one_file = (
+        f"`pyarrow.parquet.write_table(pyarrow.parquet.read_table({str(folder)!r}), "
+        "'catalog.parquet')`"
+    )
+    if any(child.is_dir() and "=" in child.name for child in folder.iterdir()):
+        # Its parts lack the columns their folders name (`language=spanish`): never run alone.
+        return (
+            " (a table partitioned by folder, such as language=spanish/): write it as one "
+            f"file, which reads the folders' values back as columns: {one_file}"
+        )
     if not any(folder.glob("*.parquet")) and not any(folder.glob("part-*")):
         return ""
     return (
-        " (a table Spark or Hive wrote in parts): write it as one file (Spark: "
-        "`.coalesce(1)`; or `pyarrow.parquet.write_table(pyarrow.parquet.read_table(folder), "
-        "'catalog.parquet')`), or run each part file on its own"
+        f" (a table Spark or Hive wrote in parts): write it as one file ({one_file}), or run "
+        "each part file on its own"
     )
 
 
