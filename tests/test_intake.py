@@ -47,6 +47,14 @@ def xlsx() -> bytes:
     return buffer.getvalue()
 
 
+def zipped() -> bytes:
+    """A catalog in a ZIP archive, as a mail client or `zip` makes one."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("catalog.csv", GOOD)
+    return buffer.getvalue()
+
+
 def parquet(rows: int = 2) -> bytes:
     buffer = io.BytesIO()
     table = pa.table({"product_id": [IDS[i % 3] for i in range(rows)], "length": ["15"] * rows})
@@ -110,6 +118,9 @@ CORPUS = [
     Case("empty.jsonl.gz", lambda: gzip.compress(b""), 2,
          ("empty.jsonl.gz: is empty; the first line must name the columns",)),
     Case("workbook.csv", xlsx, 2, ("ZIP archive", ".xlsx", "CSV UTF-8")),
+    # A catalog someone zipped is no workbook: the archive's first file is named.
+    Case("zipped.csv", zipped, 2,
+         ("zipped.csv: is a ZIP archive, not text (its first file is 'catalog.csv'); unzip it",)),
     Case("parquet_named.csv", parquet, 2, ("a Parquet file", "--format parquet")),
     Case("truncated.parquet", lambda: parquet(50)[:-40], 2,
          ("truncated.parquet: is not a Parquet file, or is cut short",)),

@@ -80,8 +80,9 @@ _FIRST_BLOCK: Final = 4 << 20
 _LAST_BLOCK: Final = 64 << 20  # rows longer than this are left to the Python scan
 _LISTED_PROBLEMS: Final = 20  # of a CSV file's lines that are not rows; the rest are counted
 _SAVE_AS: Final = "export it from the spreadsheet as CSV UTF-8"
+_ZIP: Final = b"PK\x03\x04"
 _SIGNATURES: Final = (
-    (b"PK\x03\x04", f"a ZIP archive, not text (an Excel .xlsx workbook?); {_SAVE_AS}"),
+    (_ZIP, f"a ZIP archive, not text (an Excel .xlsx workbook?); {_SAVE_AS}"),
     (b"\xd0\xcf\x11\xe0", f"an Excel .xls workbook, not text; {_SAVE_AS}"),
     (b"PAR1", "a Parquet file; name it .parquet or pass --format parquet"),
     (b"\x1f\x8b", "gzip-compressed; end its name in .gz (catalog.csv.gz) to have it read so"),
@@ -187,6 +188,14 @@ def _refuse_non_text(path: Location, head: bytes) -> None:
             f"{path}: is compressed twice (a gzip file inside the gzip file); decompress it "
             "once (gunzip) so that one .gz is left"
         )
+    if head.startswith(_ZIP) and not _zips_a_workbook(head):
+        # A local file header names its first entry at byte 30 (length at 26): a workbook's
+        # is `[Content_Types].xml` or `xl/...`; anything else is a file someone zipped.
+        first = head[30 : 30 + int.from_bytes(head[26:28], "little")].decode("utf-8", "replace")
+        raise CatalogError(
+            f"{path}: is a ZIP archive, not text (its first file is {first!r}); unzip it and "
+            "give the catalog inside"
+        )
     for magic, what in _SIGNATURES:
         if head.startswith(magic):
             raise CatalogError(f"{path}: is {what}")
@@ -197,6 +206,14 @@ def _refuse_non_text(path: Location, head: bytes) -> None:
             f"{path}: is not a text file (byte {nul} is NUL); {_SAVE_AS}, "
             "or pass --format if it is Parquet"
         )
+
+
+def _zips_a_workbook(head: bytes) -> bool:
+    """Whether a ZIP archive's first entry is an Office package's (Excel, LibreOffice)."""
+    name = head[30 : 30 + int.from_bytes(head[26:28], "little")]
+    return name in (b"[Content_Types].xml", b"mimetype") or name.startswith(
+        (b"xl/", b"docProps/", b"_rels/")
+    )
 
 
 @dataclass(frozen=True, slots=True)
