@@ -151,7 +151,12 @@ def _sending_for_account(
     file; none for the workers of a shared ledger, who send together by design."""
     if not isinstance(config.state, Path):
         return contextlib.nullcontext()
-    return hold_account(config.base_url, config.api_key.reveal(), config.state)
+    return hold_account(
+        config.base_url,
+        config.api_key.reveal(),
+        config.state,
+        settle_seconds=config.settle_seconds,
+    )
 
 
 async def _wait_for_a_cut_off_run(config: RunConfig, last_write: float | None) -> None:

@@ -1736,6 +1736,30 @@ def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(
     assert "cut off" not in caplog.text
 
 
+def test_a_run_stopped_while_waiting_out_a_cut_off_run_leaves_it_for_the_next(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A run stopped (a signal, cron's timeout) while it waits out another ledger's cut-off
+    run left the lock empty, and the next run sent at once, paying again for what the cut-off
+    run's late commits held. The cut-off run's holder is put back, while its wait is not over."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    config = replace(make_config(catalog, sandbox_url, state=tmp_path / "b.db"), settle_seconds=60)
+    lock = ledger_path(account_url(config.base_url), config.api_key.reveal())
+    lock = lock.with_suffix(".sending.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = f"pid 999999, ledger {tmp_path / 'a.db'}"
+    lock.write_text(holder)
+    (tmp_path / "a.db").write_bytes(b"")
+
+    async def stopped_while_waiting() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(runner.run_async(config), 1.0)
+
+    asyncio.run(stopped_while_waiting())
+    assert submissions(sandbox_url)["submissions"] == []
+    assert lock.read_text() == holder
+
+
 def test_a_summary_says_when_the_results_file_is_not_this_runs(
     tmp_path: Path, sandbox_url: str
 ) -> None:

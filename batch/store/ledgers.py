@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,7 +60,12 @@ def ledger_path(base_url: str, api_key: str, *, root: Path | None = None) -> Pat
 
 @contextmanager
 def hold_account(
-    base_url: str, api_key: str, state: Path, *, root: Path | None = None
+    base_url: str,
+    api_key: str,
+    state: Path,
+    *,
+    settle_seconds: float = 0.0,
+    root: Path | None = None,
 ) -> Iterator[float | None]:
     """Holds the account's sending lock on this machine while a run sends from `state`, or
     raises LockedError at once naming the run that holds it (and its ledger).
@@ -67,9 +73,12 @@ def hold_account(
     Gives the last write of the ledger a run cut off (killed, the machine lost) was sending
     from, when that was another ledger: its last requests may still be in flight, unknown to
     `state`, and committed later (None: nothing to wait for). A run that ends, by an error or a
-    signal too, leaves the lock empty: only a process that died leaves its holder there."""
+    signal too, leaves the lock empty: only a process that died leaves its holder there. One
+    that ends within `settle_seconds` of that last write (stopped while it waited) leaves the
+    cut-off run's holder there again, for the next run to wait out."""
     path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
     cut_off = _cut_off_ledger(path)
+    holder = path.read_text(errors="replace") if cut_off is not None else ""
     fd = files.take_lock(
         path,
         f"pid {os.getpid()}, ledger {state.absolute()}",
@@ -79,13 +88,15 @@ def hold_account(
             "or give both runs one ledger (leave --state out)"
         ),
     )
+    last_write = None
     try:
-        if cut_off is None or cut_off.resolve() == state.absolute().resolve():
-            yield None  # the ledger knows its own requests in flight (`sending`)
-        else:
-            yield _last_write(cut_off)
+        if cut_off is not None and cut_off.resolve() != state.absolute().resolve():
+            last_write = _last_write(cut_off)  # else the ledger knows its own (`sending`)
+        yield last_write
     finally:
         os.ftruncate(fd, 0)  # the run ended here, its answers awaited: no process was lost
+        if last_write is not None and time.time() < last_write + settle_seconds:
+            os.pwrite(fd, holder.encode(), 0)  # but the cut-off run's may still commit
         os.close(fd)  # closing releases the flock
 
 
