@@ -175,6 +175,7 @@ async def _then_wait(
     renders = await track_async(config, wait=wait, transport=transport)
     summary.renders = renders
     summary.exit_code = summary.exit_code or int(renders.exit_code)
+    runner.write_summary_json(config, summary)  # the run's, written before the wait, said 0
     return summary
 
 

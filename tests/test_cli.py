@@ -396,11 +396,15 @@ def test_a_signal_while_renders_are_awaited_is_its_exit_code_and_a_line(
             code, _, err = invoke("run", *waits, *args, env={"JOGG_API_KEY": "sk-sandbox"})
             assert code == 0, err
             waits = [str(tmp_path / "c.results.csv")]
+        if waiting == "run":  # the summary file the run wrote before the wait said exit 0
+            args += ["--summary-json", str(tmp_path / "summary.json")]
         command = [sys.executable, "-m", "batch", waiting, *waits, "--wait", "-v", *args]
         process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
         assert process.stderr is not None
-        for line in process.stderr:  # polling has begun once it logs a round
-            if "GET" in line or "poll" in line.lower():
+        # Polling has begun once it logs a round (a run logs GETs of its own before).
+        began = ("polling the renders",) if waiting == "run" else ("GET", "poll")
+        for line in process.stderr:
+            if any(mark in line or mark in line.lower() for mark in began):
                 break
         process.send_signal(sig)
         _, err = process.communicate(timeout=30)
@@ -408,6 +412,27 @@ def test_a_signal_while_renders_are_awaited_is_its_exit_code_and_a_line(
     name = signal.Signals(sig).name
     assert f"jogg-batch: interrupted ({name}); what was done is recorded" in err
     assert "Aborted!" not in err
+    if waiting == "run":
+        summary = json.loads((tmp_path / "summary.json").read_text())
+        assert (summary["exit_code"], summary["signal"]) == (expected, name)
+
+
+def test_a_wait_that_times_out_says_so_in_the_summary_file(tmp_path: Path) -> None:
+    """`run --wait --timeout` ending with renders still going: the summary file has the
+    renders and exit 5, as the exit and `--json` do; it kept the run's exit 0 and no renders,
+    written before the wait."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    summary = tmp_path / "summary.json"
+    with running_sandbox(SandboxConfig(rate_limit=None, render_seconds=600)) as url:
+        code, out, err = invoke(
+            "run", str(catalog), "--base-url", url, "--rate-limit", "none", "--offline",
+            "--wait", "--timeout", "1s", "--summary-json", str(summary), "--json",
+            env={"JOGG_API_KEY": "sk-sandbox"},
+        )  # fmt: skip
+    assert code == 5, err
+    written = json.loads(summary.read_text())
+    assert written == json.loads(out)
+    assert (written["exit_code"], written["renders"]["processing"]) == (5, 2)
 
 
 def test_an_until_already_past_today_says_which_time_it_takes(tmp_path: Path) -> None:

@@ -110,13 +110,12 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             # Ctrl-C (or SIGTERM, SIGHUP) where no run handles it (`--wait` polling, `status`,
             # `download`): what was done is recorded as it went. Click would say "Aborted!" and
             # exit 1, the code of failed rows.
-            signum = stop.signum if isinstance(stop, Signalled) else signal.SIGINT
-            name, code = signal.Signals(signum).name, SIGNAL_EXITS[signum]
-            message = f"jogg-batch: interrupted ({name}); what was done is recorded"
+            document = interrupted_document(stop)
+            message = f"jogg-batch: interrupted ({document['signal']}); what was done is recorded"
             logs.say(message, event="interrupted", level=logging.WARNING)
             if kwargs.get("as_json"):
-                emit_json({"error": "interrupted", "signal": name, "exit_code": int(code)})
-            raise SystemExit(int(code)) from None
+                emit_json(document)
+            raise SystemExit(document["exit_code"]) from None
 
     return wrapper
 
@@ -163,6 +162,13 @@ def render_renders(summary: PollSummary) -> str:
     if summary.unchecked:
         line += f"   (timed out: {summary.unchecked} not checked)"
     return line + ("   (timed out)" if summary.timed_out and not summary.unchecked else "")
+
+
+def interrupted_document(stop: KeyboardInterrupt) -> dict[str, Any]:
+    """What a `--json` document (or a summary file) says of a signal that stopped a command."""
+    signum = stop.signum if isinstance(stop, Signalled) else signal.SIGINT
+    code = int(SIGNAL_EXITS[signum])
+    return {"error": "interrupted", "signal": signal.Signals(signum).name, "exit_code": code}
 
 
 def error_document(error: BatchError) -> dict[str, Any]:

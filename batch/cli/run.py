@@ -22,6 +22,7 @@ from batch.cli.common import (
     LocalFile,
     emit_json,
     error_document,
+    interrupted_document,
     json_option,
     logging_options,
     render_renders,
@@ -186,20 +187,24 @@ def _send(catalog: Location, action: Callable[..., RunSummary], options: dict[st
             config = api.configure(catalog, overrides, sandbox=box)
             summary = action(config, wait=wait, handle_signals=True)
     except BatchError as exc:
-        _replace_summary(catalog, exc, overrides.summary_json)
+        _replace_summary(catalog, error_document(exc), overrides.summary_json)
         raise  # `reports_errors` says it, and prints the --json document
+    except KeyboardInterrupt as stop:  # a signal while `--wait` polled the renders
+        _replace_summary(catalog, interrupted_document(stop), overrides.summary_json)
+        raise
     logs.say(render_summary(summary), event="summary")
     if as_json:
         emit_json(summary.to_json())
     raise SystemExit(summary.exit_code)
 
 
-def _replace_summary(catalog: Location, error: BatchError, summary_json: Path | None) -> None:
-    """A run that stopped with an error (exit 2, 4...) replaces last night's summary file, which
-    would otherwise say all went well. Only a summary is replaced: the error may be that
+def _replace_summary(catalog: Location, stopped: dict[str, Any], summary_json: Path | None) -> None:
+    """A run that stopped with an error (exit 2, 4...) or a signal replaces last night's
+    summary file (or the run's own, written before `--wait`), which would otherwise say all
+    went well; none there yet, one is written. Only a summary is replaced: the error may be that
     --summary-json names another file (the state)."""
-    document = {"catalog": str(catalog), **error_document(error)}
-    if summary_json is not None and _is_summary(summary_json):
+    document = {"catalog": str(catalog), **stopped}
+    if summary_json is not None and (not summary_json.exists() or _is_summary(summary_json)):
         with contextlib.suppress(OSError):  # the error itself is what is reported
             files.write_text(summary_json, json.dumps(document, indent=2) + "\n")
 
