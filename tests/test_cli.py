@@ -131,7 +131,8 @@ def test_plan_counts_posts_and_time_without_a_key(tmp_path: Path) -> None:
 
 
 def test_plan_waits_for_no_one_while_a_run_holds_the_state(tmp_path: Path) -> None:
-    """plan refuses (exit 4) rather than hold up a running job with its own writes."""
+    """plan refuses (exit 4) rather than hold up a running job with its own writes. The message
+    no longer offers another --state: for the same account, that run is refused as well."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
     holder = StateStore(tmp_path / "c.jogg-state.db")
     holder.lock()
@@ -141,6 +142,7 @@ def test_plan_waits_for_no_one_while_a_run_holds_the_state(tmp_path: Path) -> No
         holder.close()
     assert code == 4
     assert "in use by a running jogg-batch" in err
+    assert "another --state" not in err
 
 
 def test_locked_state_exits_4(tmp_path: Path) -> None:
@@ -433,6 +435,18 @@ def test_a_wait_that_times_out_says_so_in_the_summary_file(tmp_path: Path) -> No
     written = json.loads(summary.read_text())
     assert written == json.loads(out)
     assert (written["exit_code"], written["renders"]["processing"]) == (5, 2)
+
+
+@pytest.mark.parametrize("option", ["--until", "--max-duration"])
+def test_an_empty_time_limit_is_refused_not_ignored(tmp_path: Path, option: str) -> None:
+    """`--until "$STOP"` with STOP unset in the cron line: refused (exit 2, nothing read or
+    sent), as `--until " "` was, where the run went on with no limit at all."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    code, _, err = invoke("run", str(catalog), "--dry-run", "--offline", option, "",
+                          env={"JOGG_API_KEY": "sk-sandbox"})  # fmt: skip
+    assert code == 2
+    assert f"Invalid value for {option}: '' is not a" in err
+    assert not (tmp_path / "c.results.csv").exists()
 
 
 def test_an_until_already_past_today_says_which_time_it_takes(tmp_path: Path) -> None:

@@ -226,9 +226,11 @@ def _duration_option(text: str, name: str) -> float:
 
 def _deadline(max_duration: str | None, until: str | None) -> float | None:
     limits = []
-    if max_duration:
+    # An empty value (a cron line's `--until "$STOP"` with STOP unset) is refused as any bad
+    # one is: ignored, the run went on with no limit at all.
+    if max_duration is not None:
         limits.append(time.time() + _duration_option(max_duration, "--max-duration"))
-    if until:
+    if until is not None:
         try:
             limits.append(parse_until(until, datetime.now()))  # local wall time
         except ValueError as exc:

@@ -152,7 +152,9 @@ class Connection:
             lambda holder: (
                 f"{self.path} is in use by a running jogg-batch ("
                 + ("another run in this process" if holder == str(os.getpid()) else f"pid {holder}")
-                + "); wait for it to finish, or use another --state"
+                # Not "use another --state": a run for the same account from another ledger
+                # is refused by the account's sending lock (batch.store.ledgers).
+                + "); wait for it to finish"
             ),
         )
 
