@@ -254,7 +254,8 @@ async def check_account(client: JoggClient) -> Account:
     outcome = await client.whoami()
     if outcome.kind == "account":
         raise AccountError(
-            f"the API refused the key ({outcome}); check JOGG_API_KEY (nothing was sent)",
+            f"the API refused the key ({outcome}); nothing was sent. Check the key: "
+            "JOGG_API_KEY, or the file api.key_file names",
             code=outcome.code,
             http_status=outcome.http_status,
         )

@@ -230,9 +230,10 @@ async def test_rows_that_fail_preflight_would_send_zero_posts(
 
 @pytest.mark.anyio
 async def test_bad_key_is_refused_before_anything(transport: httpx.ASGITransport) -> None:
-    """whoami with a wrong key raises AccountError (exit 3) naming the code."""
+    """whoami with a wrong key raises AccountError (exit 3) naming the code, and both places a
+    key comes from (a cron job's key is often in api.key_file, with no JOGG_API_KEY set)."""
     async with JoggClient("http://sandbox", "sk-nope", transport=transport) as wrong:
-        with pytest.raises(AccountError, match=r"10105.*JOGG_API_KEY"):
+        with pytest.raises(AccountError, match=r"10105.*JOGG_API_KEY, or the file api\.key_file"):
             await check_account(wrong)
 
 

@@ -381,7 +381,8 @@ def _items(outcome: ApiOutcome, key: str, what: str) -> list[dict[str, Any]]:
     if outcome.kind != "ok":
         if outcome.kind == "account":
             raise AccountError(
-                f"cannot list {what}: the API refused the key ({outcome}); check JOGG_API_KEY",
+                f"cannot list {what}: the API refused the key ({outcome}); check it (JOGG_API_KEY, "
+                "or the file api.key_file names)",
                 code=outcome.code,
                 http_status=outcome.http_status,
             )
