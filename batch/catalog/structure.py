@@ -81,6 +81,8 @@ _LAST_BLOCK: Final = 64 << 20  # rows longer than this are left to the Python sc
 _LISTED_PROBLEMS: Final = 20  # of a CSV file's lines that are not rows; the rest are counted
 _SAVE_AS: Final = "export it from the spreadsheet as CSV UTF-8"
 _ZIP: Final = b"PK\x03\x04"
+# The first files of an Office package's archive (Excel's .xlsx, LibreOffice's .ods).
+_OFFICE_ENTRIES: Final = (b"[Content_Types].xml", b"mimetype", b"xl/", b"docProps/", b"_rels/")
 _SIGNATURES: Final = (
     (_ZIP, f"a ZIP archive, not text (an Excel .xlsx workbook?); {_SAVE_AS}"),
     (b"\xd0\xcf\x11\xe0", f"an Excel .xls workbook, not text; {_SAVE_AS}"),
@@ -188,13 +190,11 @@ def _refuse_non_text(path: Location, head: bytes) -> None:
             f"{path}: is compressed twice (a gzip file inside the gzip file); decompress it "
             "once (gunzip) so that one .gz is left"
         )
-    if head.startswith(_ZIP) and not _zips_a_workbook(head):
-        # A local file header names its first entry at byte 30 (length at 26): a workbook's
-        # is `[Content_Types].xml` or `xl/...`; anything else is a file someone zipped.
-        first = head[30 : 30 + int.from_bytes(head[26:28], "little")].decode("utf-8", "replace")
+    first = _first_zip_entry(head) if head.startswith(_ZIP) else b""
+    if first and not first.startswith(_OFFICE_ENTRIES):  # a file someone zipped: no workbook
         raise CatalogError(
-            f"{path}: is a ZIP archive, not text (its first file is {first!r}); unzip it and "
-            "give the catalog inside"
+            f"{path}: is a ZIP archive, not text (its first file is "
+            f"{first.decode('utf-8', 'replace')!r}); unzip it and give the catalog inside"
         )
     for magic, what in _SIGNATURES:
         if head.startswith(magic):
@@ -208,12 +208,10 @@ def _refuse_non_text(path: Location, head: bytes) -> None:
         )
 
 
-def _zips_a_workbook(head: bytes) -> bool:
-    """Whether a ZIP archive's first entry is an Office package's (Excel, LibreOffice)."""
-    name = head[30 : 30 + int.from_bytes(head[26:28], "little")]
-    return name in (b"[Content_Types].xml", b"mimetype") or name.startswith(
-        (b"xl/", b"docProps/", b"_rels/")
-    )
+def _first_zip_entry(head: bytes) -> bytes:
+    """The name of a ZIP archive's first file: its local header gives the name's length at
+    byte 26 and the name from byte 30."""
+    return head[30 : 30 + int.from_bytes(head[26:28], "little")]
 
 
 @dataclass(frozen=True, slots=True)
