@@ -1028,6 +1028,20 @@ def test_a_folder_of_parquet_parts_says_how_to_make_it_one_file(tmp_path: Path) 
     assert f"pyarrow.parquet.read_table({str(folder)!r})" in err
 
 
+def test_a_folder_of_csv_parts_gets_advice_for_text_not_parquet(tmp_path: Path) -> None:
+    """Spark's CSV output is a folder of `part-*.csv` files: the hint says to run or join the
+    parts, not to read them with pyarrow.parquet."""
+    folder = tmp_path / "catalog.csv"
+    folder.mkdir()
+    write_catalog(folder / "part-00000-1b2c.csv", simple_rows(2))
+    (folder / "_SUCCESS").touch()
+    code, _, err = invoke("validate", str(folder))
+    assert code == 2
+    said = " ".join(err.split())
+    assert "(a table Spark or Hive wrote in parts): run each part file on its own, or join" in said
+    assert "pyarrow.parquet" not in said
+
+
 def test_a_folder_partitioned_by_a_request_column_is_never_run_part_by_part(
     tmp_path: Path,
 ) -> None:

@@ -224,12 +224,17 @@ def _directory_hint(folder: Path) -> str:
             " (a table partitioned by folder, such as language=spanish/): write it as one "
             f"file, which reads the folders' values back as columns: {one_file}"
         )
-    if not any(folder.glob("*.parquet")) and not any(folder.glob("part-*")):
-        return ""
-    return (
-        f" (a table Spark or Hive wrote in parts): write it as one file ({one_file}), or run "
-        "each part file on its own"
-    )
+    if any(folder.glob("*.parquet")):
+        return (
+            f" (a table Spark or Hive wrote in parts): write it as one file ({one_file}), or "
+            "run each part file on its own"
+        )
+    if any(folder.glob("part-*")):  # text parts (CSV, JSON Lines), each with its own header
+        return (
+            " (a table Spark or Hive wrote in parts): run each part file on its own, or join "
+            "them into one file with the header line once"
+        )
+    return ""
 
 
 # `--state`: a SQLite file, or a `postgresql://` URL (batch.store.backend).
