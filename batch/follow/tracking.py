@@ -81,9 +81,7 @@ async def track_async(
             summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
             found = await _check_double_charges(client, store, deadline)
         if results is not None and is_file(results):
-            statuses = refresh_results(results, store)
-            known = store.video_states(list(statuses))
-            summary = _of_the_file(summary, statuses, statuses.keys() - known.keys(), wait=wait)
+            summary = _of_the_file(summary, *refresh_results(results, store), wait=wait)
     cut = found is None  # the listing was not read by the timeout: not an all-clear
     return replace(summary, double_charges=found or 0, timed_out=summary.timed_out or cut)
 
@@ -129,9 +127,10 @@ async def _check_double_charges(
     return len(report_double_charges(store, None))
 
 
-def refresh_results(results: Location, store: StateStore) -> dict[str, str]:
+def refresh_results(results: Location, store: StateStore) -> tuple[dict[str, str], set[str]]:
     """Rewrites the video columns of a results file from the state, matching rows by video_id;
-    returns the file's videos with their render status as it now says (empty: not known yet)."""
+    returns the file's videos with their render status as it now says (empty: not known yet),
+    and those of them the state does not know."""
     frame = read_results(results)
     require_columns(frame, results, ("video_id",), "status")
     known = store.video_states([v for v in frame["video_id"] if v])
@@ -154,8 +153,9 @@ def refresh_results(results: Location, store: StateStore) -> dict[str, str]:
             for video_id, message in zip(frame["video_id"], frame["message"], strict=True)
         ]
     write_table(frame, results)
-    return {
+    statuses = {
         video_id: status
         for video_id, status in zip(frame["video_id"], frame["video_status"], strict=True)
         if video_id
     }
+    return statuses, statuses.keys() - known.keys()

@@ -77,8 +77,8 @@ def hold_account(
     that ends within `settle_seconds` of that last write (stopped while it waited) leaves the
     cut-off run's holder there again, for the next run to wait out."""
     path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
-    cut_off = _cut_off_ledger(path)
-    holder = path.read_text(errors="replace") if cut_off is not None else ""
+    holder = _holder(path)
+    cut_off = _cut_off_ledger(holder)
     fd = files.take_lock(
         path,
         f"pid {os.getpid()}, ledger {state.absolute()}",
@@ -100,13 +100,17 @@ def hold_account(
         os.close(fd)  # closing releases the flock
 
 
-def _cut_off_ledger(lock: Path) -> Path | None:
+def _holder(lock: Path) -> str:
+    """What the last holder of the sending lock wrote in it (empty: it ended, or none yet)."""
+    try:
+        return lock.read_text(errors="replace")
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        return ""
+
+
+def _cut_off_ledger(holder: str) -> Path | None:
     """The ledger the last holder of the sending lock wrote, when it never ended (its
     `pid ..., ledger ...` is still there)."""
-    try:
-        holder = lock.read_text(errors="replace")
-    except (FileNotFoundError, PermissionError, IsADirectoryError):
-        return None
     _, found, ledger = holder.partition(", ledger ")
     return Path(ledger.strip()) if found and ledger.strip() else None
 

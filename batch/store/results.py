@@ -17,6 +17,7 @@ written whole or not at all too (`batch.storage`).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import gc
 import itertools
@@ -295,7 +296,7 @@ def _write_tables(
         sink: str | IO[bytes] | pa.BufferOutputStream = str(temporary)
         if fmt == "csv" and encoding == "utf-8-sig":
             sink = stack.enter_context(open(temporary, "wb"))
-            sink.write(_UTF8_BOM)
+            sink.write(codecs.BOM_UTF8)
         elif fmt == "csv" and encoding == "utf-16":
             sink = pa.BufferOutputStream()  # Arrow writes UTF-8 only: put in UTF-16 below
         try:
@@ -359,14 +360,15 @@ def read_results(path: Location) -> pd.DataFrame:
                 dtype=str,
                 keep_default_na=False,
                 sep=delimiter,
-                encoding=encoding,
+                # Through Python's codec, which names a bad byte by its place in the file
+                # (pandas' own UTF-8 decoder names it within a block).
+                encoding="utf-8-sig" if encoding == "utf-8" else encoding,
                 skiprows=skip,
             )
             # `write_table` writes it back the same way: Excel reads accents in a UTF-8 file
             # right only after a byte order mark, which its "CSV UTF-8" writes.
             frame.attrs["delimiter"] = delimiter
-            bom = encoding == "utf-8-sig" and _starts_with_bom(handle)
-            frame.attrs["encoding"] = "utf-8" if encoding == "utf-8-sig" and not bom else encoding
+            frame.attrs["encoding"] = encoding
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
     except UnicodeDecodeError as error:
@@ -469,27 +471,22 @@ def _plain_number(text: str, *, whole: bool) -> str | None:
     return text if math.isfinite(number) else None
 
 
-_UTF8_BOM = b"\xef\xbb\xbf"
-
-
-def _starts_with_bom(handle: IO[bytes]) -> bool:
-    """Whether the file starts with UTF-8's byte order mark; the handle is put back."""
-    place = handle.tell()
-    handle.seek(0)
-    found = handle.read(len(_UTF8_BOM)) == _UTF8_BOM
-    handle.seek(place)
-    return found
-
-
 def _csv_dialect(handle: IO[bytes]) -> tuple[str, str, int]:
     """(encoding, delimiter, lines to skip) of a CSV results file: UTF-16 when it starts with
-    that byte order mark (Excel's "Unicode Text"), else UTF-8; the delimiter a `sep=;` first line
+    that byte order mark (Excel's "Unicode Text"), else UTF-8 ("utf-8-sig" after UTF-8's byte
+    order mark: a file written back keeps it); the delimiter a `sep=;` first line
     names (Excel writes and reads one; it is skipped), else the one under which the header line
     names the most outcome columns (`,` when no other names more). The handle is put back at
     its start."""
     head = handle.read(1 << 20)
     handle.seek(0)
-    encoding = "utf-16" if head.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
+    encoding = (
+        "utf-16"
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
+        else "utf-8-sig"
+        if head.startswith(codecs.BOM_UTF8)
+        else "utf-8"
+    )
     line = head.decode(encoding, "replace").split("\n", 1)[0]
     if (declared := declared_delimiter(line)) is not None:
         return encoding, declared, 1
