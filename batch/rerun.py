@@ -130,10 +130,10 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         if changed:
             raise CatalogError(
                 f"{config.catalog}: rows whose request the file now gives otherwise than their "
-                f"run planned: row {_named(todo, changed)} (a spreadsheet rewrote a cell, as "
-                "00123 to 123, or it was edited). retry sends the requests a run planned, no "
-                "others: the catalog's next run would pay for its own as well. Nothing was "
-                "sent: put those cells back as they were, or change the catalog and run it"
+                f"run planned: {_told(todo, changed)}. A spreadsheet rewrote a cell (as 00123 "
+                "to 123), or it was edited. retry sends the requests a run planned, no others: "
+                "the catalog's next run would pay for its own as well. Nothing was sent: put "
+                "those cells back as they were, or change the catalog and run it"
             )
         try:
             summary = await runner.run_async(subset_config, handle_signals=handle_signals)
@@ -225,6 +225,55 @@ def _named(todo: pd.DataFrame, rows: list[int]) -> str:
     if "row" not in todo.columns:
         return ", ".join(_line_of(todo, todo.index[n - 1]) for n in rows)
     return ", ".join(str(todo["row"].iloc[n - 1]) for n in rows)
+
+
+def _told(todo: pd.DataFrame, changed: dict[int, str], most: int = 10) -> str:
+    """The first changed rows (the retry's own numbers -> what they ask otherwise) as the
+    results file numbers them, each with its difference."""
+    numbers = sorted(changed)
+    told = [
+        f"row {_named(todo, [n])}" + (f" ({changed[n]})" if changed[n] else "")
+        for n in numbers[:most]
+    ]
+    more = f" and {len(numbers) - most} more" if len(numbers) > most else ""
+    return ", ".join(told) + more
+
+
+# The catalog column of each request field, where the two are named otherwise.
+_FIELD_COLUMNS = {"name": "video_name"}
+_PRODUCT_COLUMNS = ("product_url", "product_name", "description", "target_audience", "image_urls")
+
+
+def _by_column(fields: payload.ResolvedFields) -> dict[str, object]:
+    values = {
+        _FIELD_COLUMNS.get(name, name): value
+        for name, value in fields._asdict().items()
+        if name != "product"
+    }
+    details = fields.product or payload.ProductDetails(None, None, None, None, ())
+    return values | dict(zip(_PRODUCT_COLUMNS, details, strict=True))
+
+
+def _difference(now: payload.ResolvedFields, planned: payload.ResolvedFields) -> str:
+    """What a row asks otherwise than its run planned: the first column whose value differs
+    (as the request reads it: defaults filled in, ids and names normalised), both values."""
+    ours, theirs = _by_column(now), _by_column(planned)
+    differ = [column for column, value in ours.items() if theirs[column] != value]
+    if not differ:
+        return ""
+    column = differ[0]
+    more = f"; {len(differ) - 1} more column(s) differ" if len(differ) > 1 else ""
+    return (
+        f"{column}: {_shown(ours[column])} in the file, {_shown(theirs[column])} as its run "
+        f"planned{more}"
+    )
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "" or value == ():
+        return "empty"
+    text = ", ".join(value) if isinstance(value, tuple) else str(value)
+    return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
 def _of_the_file(error: CatalogError, subset: Path, results: Location) -> CatalogError:
@@ -363,7 +412,7 @@ class _Checked(NamedTuple):
     """`_check_requests`: rows to refuse, by kind, and the catalog the rows came from."""
 
     drifted: list[int]
-    changed: list[int]
+    changed: dict[int, str]  # row -> what it asks otherwise than its run planned (`_difference`)
     superseded: list[int]
     catalog: str | None  # recorded with the retry's run (`StateStore.catalog_retried`)
 
@@ -394,7 +443,8 @@ def _check_requests(config: RunConfig, results: str, asked: _Asked) -> _Checked:
     than the catalog's correction, and the row was paid for as corrected.
     """
     drifted: list[int] = []
-    changed: list[int] = []
+    planned_by: dict[int, int] = {}  # a changed row -> the job its run planned
+    asking: dict[int, payload.ResolvedFields] = {}  # a changed row -> what it asks now
     unknown, recorded, planned = asked.unknown, asked.recorded, asked.planned
     wanted = recorded | unknown | planned
     questions: list[tuple[int, AskedRow]] = []  # (row, its request), held up against later runs
@@ -424,15 +474,15 @@ def _check_requests(config: RunConfig, results: str, asked: _Asked) -> _Checked:
                 if r.number in jobs or r.number in planned
             ]
             others = [r for r in held if r.number in recorded and r.number not in jobs]
-            keyed = state.keys_with_jobs([r.key for r in others if r.key])
-            changed += [r.number for r in others if r.key in keyed]
-            changed += [
-                r.number
-                for r in held
-                if (video := asked.videos.get(r.number)) in made_for
-                and (r.number not in jobs or jobs[r.number].id != made_for[video])
-                and r.number not in changed
-            ]
+            newest = state.newest_jobs_of_keys([r.key for r in others if r.key])
+            planned_by |= {r.number: newest[r.key] for r in others if r.key in newest}
+            for r in held:
+                video = asked.videos.get(r.number)
+                if video in made_for and (
+                    r.number not in jobs or jobs[r.number].id != made_for[video]
+                ):
+                    planned_by.setdefault(r.number, made_for[video])
+            asking |= {r.number: r.fields for r in held if r.number in planned_by and r.fields}
             for row in held:
                 if row.number not in unknown or row.fingerprint is None or row.fields is None:
                     continue
@@ -456,4 +506,11 @@ def _check_requests(config: RunConfig, results: str, asked: _Asked) -> _Checked:
         superseded = [number for i, (number, _) in enumerate(questions) if i in gone]
         job_ids = [question.job_id for _, question in questions if question.job_id is not None]
         catalog_retried = state.catalog_retried(results, job_ids)
+        planned_fields = state.fields_of_jobs(sorted(set(planned_by.values())))
+    changed = {
+        number: _difference(asking[number], planned_fields[job_id])
+        if number in asking and job_id in planned_fields
+        else ""
+        for number, job_id in planned_by.items()
+    }
     return _Checked(drifted, changed, superseded, catalog_retried)

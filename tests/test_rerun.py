@@ -489,7 +489,8 @@ def test_a_row_the_file_now_gives_otherwise_than_its_run_planned_is_never_sent(
     _rewrite(results, lengthen_fourth)
     code, err = invoke("retry", str(results), *state, *args)
     assert code == 2
-    assert "otherwise than their run planned: row 4 (a spreadsheet" in " ".join(err.split())
+    said = " ".join(err.split())
+    assert "otherwise than their run planned: row 4 (length: '60' in the file, '15' as its " in said
     assert len(_sent(sandbox_url)) == 1
     results.write_bytes(written)
     code, err = invoke("retry", str(results), *state, *args)
@@ -497,6 +498,30 @@ def test_a_row_the_file_now_gives_otherwise_than_its_run_planned_is_never_sent(
     code, err = invoke("run", str(catalog), "--length", "15", *state, *args)
     assert code == 0, err
     assert len(_sent(sandbox_url)) == 5  # each row paid once
+
+
+def test_a_column_deleted_from_a_results_file_is_named_with_its_values(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A request column deleted from the results file changes every row to retry: retry names
+    the column and what the run planned, and lists ten rows, not every one; nothing is sent."""
+    rows = [{**row, "video_name": f"Spot {i}"} for i, row in enumerate(simple_rows(14))]
+    catalog = write_catalog(tmp_path / "c.csv", rows)
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    code, err = invoke("run", str(catalog), "--max-videos", "1", *state, *args)
+    assert code == 1, err
+    results = tmp_path / "c.results.csv"
+    _rewrite(results, lambda rows: [row.pop("video_name") for row in rows])
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 2
+    said = " ".join(err.split())
+    assert "run planned: row 2 (video_name: empty in the file, 'Spot 1' as its run planned)" in said
+    assert (
+        "row 11 (video_name: empty in the file, 'Spot 10' as its run planned) and 3 more." in said
+    )
+    assert "row 12" not in said
+    assert len(_sent(sandbox_url)) == 1
 
 
 def test_rows_added_to_a_results_file_by_hand_are_refused_before_sending(
@@ -544,7 +569,7 @@ def test_a_paid_row_edited_to_another_request_is_never_sent_again(
     planned, and wrote the row back without the video it had)."""
     _, args = half_run
     results, state = tmp_path / "c.results.csv", ("--state", str(tmp_path / "s.db"))
-    other = simple_rows(6)[5]["product_id"]
+    first, other = simple_rows(6)[0]["product_id"], simple_rows(6)[5]["product_id"]
 
     def edit_paid(rows: list[dict[str, str]]) -> None:
         assert (rows[0]["status"], bool(rows[0]["video_id"])) == ("submitted", True)
@@ -553,7 +578,8 @@ def test_a_paid_row_edited_to_another_request_is_never_sent_again(
     _rewrite(results, edit_paid)
     code, err = invoke("retry", str(results), *state, *args)
     assert code == 2
-    assert "otherwise than their run planned: row 1 (a spreadsheet" in " ".join(err.split())
+    said = " ".join(err.split())
+    assert f"run planned: row 1 (product_id: '{other}' in the file, '{first}' as its run " in said
     assert len(_sent(sandbox_url)) == 1
 
 

@@ -317,6 +317,21 @@ class JobQueries(Connection):
         lookup = "SELECT 1 FROM jobs WHERE row_key = ? LIMIT 1"
         return {key for key in set(keys) if self._db.execute(lookup, (key,)).fetchone()}
 
+    def newest_jobs_of_keys(self, keys: Sequence[str]) -> dict[str, int]:
+        """The newest job of each of these row keys that has one: what the key's last run
+        planned (for telling a person what a row to retry now asks otherwise)."""
+        newest = "SELECT max(id) FROM jobs WHERE row_key = ?"
+        found = {key: self._db.execute(newest, (key,)).fetchone()[0] for key in set(keys)}
+        return {key: job_id for key, job_id in found.items() if job_id is not None}
+
+    def fields_of_jobs(self, job_ids: Sequence[int]) -> dict[int, payload.ResolvedFields]:
+        """The request fields of these jobs, those in this version's layout."""
+        query = "SELECT id, fields FROM jobs WHERE id IN ({})"
+        readable = (
+            (job_id, _readable_fields(text)) for job_id, text in self._in_chunks(query, job_ids)
+        )
+        return {job_id: fields for job_id, fields in readable if fields is not None}
+
     def asked_otherwise_later(self, asked: Sequence[AskedRow]) -> set[int]:
         """Of these requests (the rows a results file asks for again), the positions of those a
         later run of their catalog asked otherwise for: it planned or carried other requests of
