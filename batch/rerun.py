@@ -115,17 +115,18 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         if superseded:
             raise CatalogError(
                 f"{config.catalog}: rows whose request a later run of the catalog no longer "
-                f"made: row {_named(todo, superseded)} (their catalog rows were corrected, or "
-                "put back, since this file was written, and that run asked for what the "
-                "catalog gives now). Sending them would pay for a second video of the same "
-                "rows, so nothing was sent: retry the newest results file, or run the catalog"
+                f"made: {_told(todo, dict.fromkeys(superseded, ''))} (their catalog rows were "
+                "corrected, or put back, since this file was written, and that run asked for "
+                "what the catalog gives now). Sending them would pay for a second video of the "
+                "same rows, so nothing was sent: retry the newest results file, or run the catalog"
             )
         if drifted:
             raise CatalogError(
                 f"{config.catalog}: unknown rows (answers lost) whose request the file now "
-                f"gives otherwise than it was sent: row {_named(todo, drifted)}. Sending that "
-                "would pay for another video while the first may have been made, so nothing "
-                "was sent. Run the catalog again: it looks the lost requests up in the account"
+                f"gives otherwise than it was sent: {_told(todo, dict.fromkeys(drifted, ''))}. "
+                "Sending that would pay for another video while the first may have been made, "
+                "so nothing was sent. Run the catalog again: it looks the lost requests up in "
+                "the account"
             )
         if changed:
             raise CatalogError(
@@ -220,21 +221,18 @@ def _line_of(frame: pd.DataFrame, index: int) -> str:
     return f"line {line} (row {number})" if number.isdigit() else f"line {line}"
 
 
-def _named(todo: pd.DataFrame, rows: list[int]) -> str:
-    """Rows of the retry's own catalog (1, 2, ...) by the results file's `row` numbers."""
+def _named(todo: pd.DataFrame, number: int) -> str:
+    """A row of the retry's own catalog (1, 2, ...) as the results file names it."""
     if "row" not in todo.columns:
-        return ", ".join(_line_of(todo, todo.index[n - 1]) for n in rows)
-    return ", ".join(str(todo["row"].iloc[n - 1]) for n in rows)
+        return _line_of(todo, todo.index[number - 1])
+    return f"row {todo['row'].iloc[number - 1]}"
 
 
 def _told(todo: pd.DataFrame, changed: dict[int, str], most: int = 10) -> str:
     """The first changed rows (the retry's own numbers -> what they ask otherwise) as the
     results file numbers them, each with its difference."""
     numbers = sorted(changed)
-    told = [
-        f"row {_named(todo, [n])}" + (f" ({changed[n]})" if changed[n] else "")
-        for n in numbers[:most]
-    ]
+    told = [_named(todo, n) + (f" ({changed[n]})" if changed[n] else "") for n in numbers[:most]]
     more = f" and {len(numbers) - most} more" if len(numbers) > most else ""
     return ", ".join(told) + more
 

@@ -644,7 +644,7 @@ def test_a_stale_results_file_never_pays_again_for_rows_corrected_since(
     code, err = invoke("retry", str(inbox), *state, *args)
     assert code == 2
     told = " ".join(err.split())
-    assert "a later run of the catalog no longer made: row 4, 5 (" in told
+    assert "a later run of the catalog no longer made: row 4, row 5 (" in told
     assert len(_sent(sandbox_url)) == 5
 
 
@@ -708,7 +708,7 @@ def test_a_file_retried_before_never_pays_again_for_rows_a_renamed_catalog_corre
     assert len(_sent(sandbox_url)) == 5
     code, err = invoke("retry", str(inbox), *state, *args)
     assert code == 2
-    assert "a later run of the catalog no longer made: row 4, 5 (" in " ".join(err.split())
+    assert "a later run of the catalog no longer made: row 4, row 5 (" in " ".join(err.split())
     assert len(_sent(sandbox_url)) == 5
 
 
@@ -732,7 +732,7 @@ def test_a_dry_runs_planned_rows_corrected_since_are_never_sent(
     assert len(_sent(sandbox_url)) == 5
     code, err = invoke("retry", str(tmp_path / "c.results.csv"), *state, *args)
     assert code == 2
-    assert "a later run of the catalog no longer made: row 4, 5 (" in " ".join(err.split())
+    assert "a later run of the catalog no longer made: row 4, row 5 (" in " ".join(err.split())
     assert len(_sent(sandbox_url)) == 5
 
 
