@@ -416,6 +416,34 @@ def test_xlsx_results_read_back_as_text_and_rewrite_whole(tmp_path: Path) -> Non
     assert list(again.columns[:2]) == ["sku", "row"]
 
 
+def test_sheets_a_person_added_to_xlsx_results_are_kept_when_they_are_rewritten(
+    tmp_path: Path,
+) -> None:
+    """A `Notes` sheet added after the results sheet survives a rewrite (retry, status,
+    download), its values as they were: text stays text, numbers and dates stay typed."""
+    path = tmp_path / "out.xlsx"
+    write_xlsx(path, [pa.table({"sku": ["A", "B"], "row": pa.array([1, 2], pa.int64())})], [])
+    results = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    book = xlsxwriter.Workbook(str(path))  # the workbook as Excel saves it, a sheet added
+    first, notes = book.add_worksheet("results"), book.add_worksheet("Notes")
+    for row, values in enumerate(results):
+        first.write_row(row, 0, values)
+    notes.write_row(0, 0, ["ask Ana about", None, 3, True])
+    notes.write_string(0, 1, "=1+1")
+    notes.write_datetime(
+        1, 0, dt.datetime(2026, 11, 29, 8, 30), book.add_format({"num_format": 14})
+    )
+    book.close()
+    write_table(read_results(path).assign(status=["submitted", "failed"]), path)
+    after = calamine.CalamineWorkbook.from_path(str(path))
+    assert after.sheet_names == ["results", "Notes"]
+    assert list(read_results(path)["status"]) == ["submitted", "failed"]
+    kept = after.get_sheet_by_name("Notes").to_python()
+    assert kept[0] == ["ask Ana about", "=1+1", 3, True]
+    assert kept[1][0] == dt.datetime(2026, 11, 29, 8, 30)
+    assert "<f>" not in _part(path, "xl/worksheets/sheet2.xml")
+
+
 def test_xlsx_results_keep_every_digit_of_integers_past_excels_precision(
     tmp_path: Path,
 ) -> None:

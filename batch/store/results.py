@@ -291,7 +291,8 @@ def _write_tables(
     schema: pa.Schema | None = None
     with storage.writing(destination) as temporary, contextlib.ExitStack() as stack:
         if fmt == "xlsx":
-            xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS)
+            beside = xlsx.sheets_beside(destination)
+            xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS, beside)
             return
         sink: str | IO[bytes] | pa.BufferOutputStream = str(temporary)
         if fmt == "csv" and encoding == "utf-8-sig":

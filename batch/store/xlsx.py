@@ -15,9 +15,10 @@ Read back with python-calamine (as spreadsheet catalogs are), every cell as text
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -25,8 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import python_calamine as calamine
 
+from batch import storage
 from batch.catalog.excel import cell_text
 from batch.errors import ConfigError
+from batch.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,7 @@ MAX_ROWS: Final = 1_048_576  # a sheet's rows, the header's included
 MAX_COLUMNS: Final = 16_384
 _WIDTH_SAMPLE: Final = 200  # rows whose text sets the column widths
 _MIN_WIDTH, _MAX_WIDTH = 8, 60
+NamedSheet = tuple[str, list[list[Any]]]  # a sheet's name and its rows of cell values
 
 
 def _exact_in_excel(value: int | float) -> bool:
@@ -65,8 +69,31 @@ def check_fits(path: object, rows: int, columns: int) -> None:
         )
 
 
-def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[str]) -> None:
-    """One sheet: the header, then every table's rows in order (`empty_columns` when none)."""
+def sheets_beside(location: Location) -> list[NamedSheet]:
+    """The sheets after the first of the results workbook at `location` (a person's notes, a
+    summary for a manager), each by name with its cells' values, for a rewrite to keep: the
+    results sheet is written whole each time, and the others would be lost with it. None for
+    a file that is not there, or not a workbook calamine reads."""
+    if not storage.is_file(location):
+        return []
+    try:
+        with storage.open_read(location) as handle:
+            book = calamine.CalamineWorkbook.from_filelike(handle)
+            return [
+                (name, book.get_sheet_by_name(name).to_python()) for name in book.sheet_names[1:]
+            ]
+    except (calamine.CalamineError, OSError, ValueError):
+        return []
+
+
+def write_xlsx(
+    path: Path,
+    tables: Iterable[pa.Table],
+    empty_columns: Iterable[str],
+    beside: Sequence[NamedSheet] = (),
+) -> None:
+    """The results sheet: the header, then every table's rows in order (`empty_columns` when
+    none); then the sheets `beside` it, as values (`sheets_beside`)."""
     import xlsxwriter  # only for .xlsx results: 35 ms of every start otherwise
 
     book = xlsxwriter.Workbook(
@@ -108,6 +135,8 @@ def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[s
             names = list(empty_columns)
             _header(sheet, names, bold, None)
         sheet.autofilter(0, 0, row, len(names) - 1)
+        for name, cells in beside:
+            _write_values(book, name, cells)
     finally:
         book.close()
     if cut:
@@ -117,6 +146,25 @@ def write_xlsx(path: Path, tables: Iterable[pa.Table], empty_columns: Iterable[s
             cut,
             MAX_CELL,
         )
+
+
+def _write_values(book: Any, name: str, cells: list[list[Any]]) -> None:
+    """A sheet of values as calamine read them: text stays text (never a formula), dates keep
+    a date format. Its formatting and formulas are not kept, which the README says."""
+    sheet = book.add_worksheet(name)
+    when = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    for row, values in enumerate(cells):
+        for column, value in enumerate(values):
+            if value is None or value == "":
+                continue
+            if isinstance(value, bool):
+                sheet.write_boolean(row, column, value)
+            elif isinstance(value, int | float) and math.isfinite(value):
+                sheet.write_number(row, column, value)
+            elif isinstance(value, dt.date | dt.time | dt.timedelta):
+                sheet.write_datetime(row, column, value, when)
+            else:
+                sheet.write_string(row, column, str(value))
 
 
 def _linkable(url: str) -> bool:
