@@ -33,6 +33,8 @@ UNFINISHED_ROWS: Final[frozenset[RowStatus]] = frozenset(
 )
 # Rows the summary also counts by failure code (without one, by their status).
 CODED_ROWS: Final[tuple[RowStatus, ...]] = ("failed", "unknown", "invalid")
+# Rows whose request the API accepted: each has the video id of its render.
+ACCEPTED_ROWS: Final[frozenset[RowStatus]] = frozenset({"submitted", "already_submitted"})
 # Rows `jogg-batch retry` runs again (`planned`: a dry run's, never sent).
 RETRY_ROWS: Final[frozenset[RowStatus]] = frozenset(
     {"failed", "not_attempted", "unknown", "planned"}

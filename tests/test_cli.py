@@ -1120,3 +1120,8 @@ def test_renders_the_state_does_not_know_are_named_as_such_not_as_unanswered() -
         "rewrote, or a file of another ledger; give its --state)"
     )
     assert "API did not answer" not in line
+    line = render_renders(replace(summary, unnamed=1))
+    assert line.endswith(
+        "still rendering 0   (no video id: 1 row(s) the file says were accepted, so not checked: "
+        "a cleared cell? run the catalog again to write the ids back)"
+    )

@@ -410,6 +410,38 @@ async def test_videos_of_the_file_the_state_does_not_know_are_untracked_not_rend
 
 
 @pytest.mark.anyio
+async def test_accepted_rows_whose_video_id_was_cleared_are_counted_not_passed_over(
+    tmp_path: Path,
+) -> None:
+    """A submitted or already_submitted row whose video id cell a person cleared is checked by
+    nothing: it is counted `unnamed`, and the exit is not an all-clear. A failed row has no
+    video id to miss."""
+    state_path, results = tmp_path / "s.db", tmp_path / "r.csv"
+    StateStore(state_path).close()
+    pd.DataFrame(
+        {"row": ["1", "2", "3"], "status": ["Submitted", "already_submitted", "failed"],
+         "video_id": [" ", "", ""]}
+    ).to_csv(results, index=False)  # fmt: skip
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"code": 0, "msg": "ok", "data": {"videos": [], "total": 0}}
+        )
+
+    summary = await track_async(
+        state_path,
+        "https://api.test",
+        Secret("sk-test"),
+        wait=False,
+        timeout=10,
+        results=results,
+        transport=httpx.MockTransport(server),
+    )
+    assert (summary.completed, summary.processing, summary.unnamed) == (0, 0, 2)
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize(("wait", "render"), [(True, "processing"), (False, "completed")])
 async def test_the_double_charge_check_stops_at_the_timeout(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, wait: bool, render: str

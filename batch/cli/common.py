@@ -159,6 +159,11 @@ def render_renders(summary: PollSummary) -> str:
             f"   (not in the state: {summary.untracked}, so not checked: video ids a "
             "spreadsheet rewrote, or a file of another ledger; give its --state)"
         )
+    if summary.unnamed:
+        line += (
+            f"   (no video id: {summary.unnamed} row(s) the file says were accepted, so not "
+            "checked: a cleared cell? run the catalog again to write the ids back)"
+        )
     if summary.unchecked:
         line += f"   (timed out: {summary.unchecked} not checked)"
     return line + ("   (timed out)" if summary.timed_out and not summary.unchecked else "")

@@ -195,16 +195,18 @@ class PollSummary:
     # Videos of the results file the state does not know, without a final status: nothing asks
     # about them (an id a spreadsheet rewrote, a file of another ledger).
     untracked: int = 0
+    # Rows of the results file it says were accepted, whose video id cell is empty (cleared).
+    unnamed: int = 0
 
     @property
     def exit_code(self) -> ExitCode:
-        """Timed out beats a double charge found now, beats some failed, unread or untracked
-        (a check that could not tell is not an all-clear), beats all fine."""
+        """Timed out beats a double charge found now, beats some failed, unread, untracked or
+        unnamed (a check that could not tell is not an all-clear), beats all fine."""
         if self.timed_out:
             return ExitCode.TIMED_OUT
         if self.double_charges:
             return ExitCode.DOUBLE_CHARGED
-        unsure = self.failed or self.unread or self.untracked
+        unsure = self.failed or self.unread or self.untracked or self.unnamed
         return ExitCode.ROWS_FAILED if unsure else ExitCode.OK
 
     def to_json(self) -> dict[str, object]:

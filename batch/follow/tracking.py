@@ -8,6 +8,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -16,6 +17,7 @@ from batch.errors import ApiError
 from batch.follow.polling import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
 from batch.joggai.client import JoggClient, Timeouts
 from batch.joggai.listing import AccountListing, ListingDeadline, report_double_charges
+from batch.statuses import ACCEPTED_ROWS, row_status
 from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.backend import StateLocation
@@ -81,20 +83,28 @@ async def track_async(
             summary = await poll(client, store, wait=wait, timeout=timeout, schedule=schedule)
             found = await _check_double_charges(client, store, deadline)
         if results is not None and is_file(results):
-            summary = _of_the_file(summary, *refresh_results(results, store), wait=wait)
+            summary = _of_the_file(summary, refresh_results(results, store), wait=wait)
     cut = found is None  # the listing was not read by the timeout: not an all-clear
     return replace(summary, double_charges=found or 0, timed_out=summary.timed_out or cut)
 
 
-def _of_the_file(
-    summary: PollSummary, statuses: dict[str, str], strangers: set[str], *, wait: bool
-) -> PollSummary:
+class FileVideos(NamedTuple):
+    """What `refresh_results` found in a results file."""
+
+    statuses: dict[str, str]  # its videos, by id, with their render status (empty: not known)
+    strangers: set[str]  # those of them the state does not know
+    unnamed: int  # rows it says were accepted (submitted, already_submitted) with no video id
+
+
+def _of_the_file(summary: PollSummary, found: FileVideos, *, wait: bool) -> PollSummary:
     """The summary counts every render of the results file, not only those this poll found
     pending: one a webhook (`listen`) or an earlier `status` saw fail is still a failed render
     of the file, and its exit is not an all-clear. Those without a final status that the state
     does not know (`strangers`) are untracked: no check asked about them, so they are not said
     to be rendering. A wait that ended in time leaves none rendering that the state follows:
-    any others still without a final status are unread."""
+    any others still without a final status are unread. Rows it says were accepted whose
+    video id was cleared are `unnamed`: nothing can check them from the file."""
+    statuses, strangers = found.statuses, found.strangers
     final = ("completed", "failed")
     untracked = sum(statuses[video] not in final for video in strangers)
     counts = Counter(statuses.values())
@@ -107,6 +117,7 @@ def _of_the_file(
         processing=processing,
         unread=unread,
         untracked=untracked,
+        unnamed=found.unnamed,
     )
 
 
@@ -127,10 +138,9 @@ async def _check_double_charges(
     return len(report_double_charges(store, None))
 
 
-def refresh_results(results: Location, store: StateStore) -> tuple[dict[str, str], set[str]]:
+def refresh_results(results: Location, store: StateStore) -> FileVideos:
     """Rewrites the video columns of a results file from the state, matching rows by video_id;
-    returns the file's videos with their render status as it now says (empty: not known yet),
-    and those of them the state does not know."""
+    returns what it found there (`FileVideos`)."""
     frame = read_results(results)
     require_columns(frame, results, ("video_id",), "status")
     known = store.video_states([v for v in frame["video_id"] if v])
@@ -158,4 +168,6 @@ def refresh_results(results: Location, store: StateStore) -> tuple[dict[str, str
         for video_id, status in zip(frame["video_id"], frame["video_status"], strict=True)
         if video_id
     }
-    return statuses, statuses.keys() - known.keys()
+    accepted = frame["status"].map(row_status).isin(ACCEPTED_ROWS) if "status" in frame else False
+    unnamed = int((accepted & frame["video_id"].str.strip().eq("")).sum())
+    return FileVideos(statuses, statuses.keys() - known.keys(), unnamed)
