@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import tomllib
 from collections.abc import Callable, Collection, Mapping
@@ -75,6 +76,21 @@ class RetrySettings(_Section):
     max_delay: float = Field(60.0, ge=0)
 
 
+# A delimiter spelt as an escape, as Hive's DDL (`FIELDS TERMINATED BY '\001'`) and shells do.
+_ESCAPED_CHARACTER = re.compile(r"\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|([0-7]{3}))", re.IGNORECASE)
+
+
+def delimiter_character(text: str) -> str:
+    """The character a delimiter option names: itself, or `tab`, `\\t`, and an escape such as
+    `\\001` or `\\x01` (a control character no one can type on a command line)."""
+    if text.lower() in ("tab", "\\t"):
+        return "\t"
+    if found := _ESCAPED_CHARACTER.fullmatch(text):
+        hexadecimal, unicode, octal = found.groups()
+        return chr(int(octal, 8) if octal else int(hexadecimal or unicode, 16))
+    return text
+
+
 class CatalogSettings(_Section):
     format: Literal["", "csv", "parquet", "jsonl", "excel"] = ""
     delimiter: str = ""
@@ -85,8 +101,8 @@ class CatalogSettings(_Section):
     @field_validator("delimiter")
     @classmethod
     def _one_character(cls, value: str) -> str:
-        if len(value) > 1 and value.lower() not in ("tab", "\\t"):
-            raise ValueError('is not one character; write e.g. ",", ";" or "tab"')
+        if len(delimiter_character(value)) > 1:
+            raise ValueError('is not one character; write e.g. ",", ";", "tab" or "\\001"')
         return value
 
 
@@ -367,8 +383,8 @@ def catalog_options(
 ) -> CatalogOptions:
     chosen_format = fmt or settings.catalog.format or None
     delimiter = delimiter or settings.catalog.delimiter or None
-    if delimiter is not None and delimiter.lower() in ("tab", "\\t"):
-        delimiter = "\t"
+    if delimiter is not None:
+        delimiter = delimiter_character(delimiter)
     return CatalogOptions(
         format=chosen_format,  # type: ignore[arg-type]
         delimiter=delimiter,

@@ -987,6 +987,12 @@ def test_a_mapped_header_the_catalog_lacks_is_refused(tmp_path: Path) -> None:
             CatalogOptions(),
             r"\('product_id\|length'\); pass --delimiter '\|' if that is what separates",
         ),
+        (  # Hive's text tables: Ctrl-A between cells, given as Hive's DDL writes it
+            "c.csv",
+            "product_id\x01length\nP1\x0115\n",
+            CatalogOptions(),
+            r"\('product_id\\x01length'\); pass --delimiter '\\001' if that is what separates",
+        ),
         (
             "c.csv",
             "sku,product_id\n1,a\n",

@@ -217,6 +217,25 @@ def test_delimiter_setting_is_one_character_or_tab(tmp_path: Path) -> None:
         load_settings(config)
 
 
+@pytest.mark.parametrize("spelt", ["\\001", "\\x01", "\\u0001", "\x01"])
+def test_a_control_character_delimiter_is_given_as_an_escape(tmp_path: Path, spelt: str) -> None:
+    """Hive's Ctrl-A, which no one can type on a command line, is given as Hive's DDL writes it
+    (`'\\001'`) or as a hex escape, in the settings file or --delimiter; a wrong escape is
+    still refused."""
+    config = tmp_path / "c.toml"
+    if spelt.isprintable():  # TOML holds no control character
+        config.write_text(f"[catalog]\ndelimiter = '{spelt}'\n")
+        built = build_run_config(tmp_path / "c.csv", Overrides(config_path=config), env={},
+                                 api_key=Secret("k"))  # fmt: skip
+        assert built.catalog_options.delimiter == "\x01"
+    built = build_run_config(tmp_path / "c.csv", Overrides(delimiter=spelt), env={},
+                             api_key=Secret("k"))  # fmt: skip
+    assert built.catalog_options.delimiter == "\x01"
+    config.write_text("[catalog]\ndelimiter = '\\01'\n")
+    with pytest.raises(ConfigError, match=r"is not one char"):
+        load_settings(config)
+
+
 def test_a_config_path_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
     """A folder or a non-UTF-8 file given as --config: the path and why, no traceback."""
     with pytest.raises(ConfigError, match=r"cannot read the config file"):

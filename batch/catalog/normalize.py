@@ -605,8 +605,10 @@ def _reads_as(normalize: Normalizer, value: str) -> bool:
 def _header_fix(path: Location, headers: Sequence[str]) -> str:
     """What to try first when no column names a product: another delimiter (one cell holding
     `|`), another sheet (a workbook), or the lines above the header."""
-    if len(headers) == 1 and (found := next((d for d in "|^~:" if d in headers[0]), None)):
-        return f"pass --delimiter '{found}' if that is what separates the columns; or "
+    # Hive writes Ctrl-A (\x01) between cells, and some exports the unit separator (\x1f).
+    if len(headers) == 1 and (found := next((d for d in "|^~:\x01\x1f" if d in headers[0]), None)):
+        spelt = found if found.isprintable() else f"\\{ord(found):03o}"  # as --delimiter takes it
+        return f"pass --delimiter '{spelt}' if that is what separates the columns; or "
     if path.suffix.lower() in (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"):
         return "choose the sheet that holds the rows with --sheet, delete any title rows, or "
     return "delete any title lines above the header, or "

@@ -54,7 +54,11 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
         # The 0.2 spelling: `--format` now means an output format everywhere.
         click.option("--format", "input_format_alias", type=INPUT_FORMATS, hidden=True),
         click.option("--sheet", help="Sheet of a spreadsheet catalog (default: the first)."),
-        click.option("--delimiter", help="CSV delimiter (default: sniffed among , ; tab)."),
+        click.option(
+            "--delimiter",
+            help="CSV delimiter (default: sniffed among , ; tab); tab or an escape such as \\001 "
+            "for a control character.",
+        ),
         click.option(
             "--state",
             type=STATE,
