@@ -866,6 +866,41 @@ def test_a_column_shaped_like_the_api_requests_objects_is_refused(tmp_path: Path
     )
 
 
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_a_struct_holding_a_request_field_is_refused_and_a_products_own_passes(
+    tmp_path: Path, fmt: str
+) -> None:
+    """A struct (or JSON object) column with a field named as a request column whose values
+    are that field's (`script.language`) is refused, naming the field, rather than every row
+    paid with the default; one whose values are the product's (`dimensions.length` in cm)
+    passes, as a flat column named so does."""
+
+    def catalog(name: str, records: list[dict[str, object]]) -> Path:
+        if fmt == "jsonl":
+            return write(tmp_path, f"{name}.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+        pq.write_table(pa.Table.from_pylist(records), tmp_path / f"{name}.parquet")
+        return tmp_path / f"{name}.parquet"
+
+    scripted = catalog(
+        "scripted",
+        [{"product_id": "A1", "script": {"style": "Simple Product Switch", "language": "spanish"}},
+         {"product_id": "A2", "script": {"style": "data", "language": None}}],
+    )  # fmt: skip
+    for check in (check_structure, rows_of):
+        with pytest.raises(CatalogError) as caught:
+            check(scripted, CatalogOptions())
+        assert f"{scripted}: column 'script' holds language as script.language in each cell" in (
+            str(caught.value)
+        )
+    measured = catalog(
+        "measured",
+        [{"product_id": "A1", "dimensions": {"size": {"length": 12.5}, "width": 3}},
+         {"product_id": "A2", "dimensions": {"size": {"length": 30}, "width": 2}}],
+    )  # fmt: skip
+    assert check_structure(measured, CatalogOptions()) == 2
+    assert [row.fields.length for row in rows_of(measured)] == ["30", "30"]  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("header", "cells", "meant"),
     [("Format", ["9:16", "1:1", ""], "aspect_ratio"), ("Style", ["top 3 reasons", "Discovery"],

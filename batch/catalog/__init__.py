@@ -21,6 +21,7 @@ from batch.catalog.normalize import (
     ColumnPlan,
     plan_columns,
     refuse_doubtful_columns,
+    refuse_nested_requests,
     resolve_rows,
 )
 from batch.catalog.readers import FIRST_BATCH_ROWS, open_source
@@ -57,7 +58,7 @@ def read_catalog(path: Location, options: CatalogOptions) -> Iterator[CatalogBat
     The file and its columns are checked now (CatalogError); rows are read as batches are taken.
     """
     source = open_source(path, options)
-    plan = plan_columns(path, source.headers, options)
+    plan = plan_columns(path, source.headers, options, source.structs)
     return _batches(path, source.tables, plan, options.defaults, source.place)
 
 
@@ -70,6 +71,7 @@ def _batches(
 ) -> Iterator[CatalogBatch]:
     first = 1
     for table in tables:
+        refuse_nested_requests(path, table)
         refuse_doubtful_columns(path, table, plan)
         yield CatalogBatch(resolve_rows(table, plan, defaults, first), table, place)
         first += table.num_rows
@@ -79,7 +81,7 @@ def read_passthrough(path: Location, options: CatalogOptions) -> Iterator[pa.Tab
     """The original columns untouched (CSV cells as typed), in the same batches as read_catalog;
     a catalog without rows gives one empty table, so its columns still reach the results file."""
     source = open_source(path, options)
-    plan_columns(path, source.headers, options)
+    plan_columns(path, source.headers, options, source.structs)
     return _at_least_one(source.tables, source.empty_table)
 
 

@@ -17,7 +17,7 @@ import re
 import shlex
 import string
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeGuard
 
@@ -340,8 +340,12 @@ def check_headers(path: Location, headers: Sequence[str]) -> None:
         raise CatalogError(f"{path}: {'; '.join(problems)}; {fix}")
 
 
-def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions) -> ColumnPlan:
-    """Map the file's headers to canonical columns, or raise CatalogError saying what to fix."""
+def plan_columns(
+    path: Location, headers: Sequence[str], options: CatalogOptions, structs: Collection[str] = ()
+) -> ColumnPlan:
+    """Map the file's headers to canonical columns, or raise CatalogError saying what to fix.
+    `structs`: the headers of struct columns, whose fields `refuse_nested_requests` looks at
+    (their own name says nothing of a request column: `script {style, language}`)."""
     check_headers(path, headers)
     mapping = {
         header_key(source): target.strip().lower() for source, target in options.columns.items()
@@ -376,7 +380,7 @@ def plan_columns(path: Location, headers: Sequence[str], options: CatalogOptions
                 "rename or drop one, or fix the [columns] mapping"
             )
         canonical[target] = header
-    _refuse_near_misses(path, headers, canonical, mapping)
+    _refuse_near_misses(path, headers, canonical, mapping, structs)
     _refuse_a_partitions_part(path, canonical, mapping)
     if not any(source in canonical for source in _PRODUCT_SOURCES):
         raise CatalogError(
@@ -517,11 +521,60 @@ def _near_column(key: str) -> str | None:
     return close[0] if close else None
 
 
+def refuse_nested_requests(path: Location, table: pa.Table) -> None:
+    """CatalogError for a struct column (a Parquet struct, a JSON Lines object) with a field
+    named as a request column whose every value in this batch reads as that field's
+    (`script {style, language}`, `video {length: 30}`): a cell is read whole, so the field would
+    not be, and every row sent with the default. A product's own (`dimensions {length: 12.5}`)
+    passes, as a doubtful column's does (`refuse_doubtful_columns`)."""
+    for name, kind in zip(table.column_names, table.schema.types, strict=True):
+        for leaf, path_to in _leaves(kind):
+            key = header_key(leaf.rsplit(".", 1)[-1])
+            meant = key if key in _COLUMNS else _near_column(key)
+            if meant is None:
+                continue
+            cells = pc.struct_field(table.column(name), path_to)
+            values = [
+                value
+                for value in pc.unique(_text_array(cells)).to_pylist()
+                if value is not None and value.strip().lower() not in MISSING_SPELLINGS | {""}
+            ]
+            if values and all(_reads_as(_COLUMNS[meant][0], value) for value in values):
+                raise CatalogError(
+                    f"{path}: column {name!r} holds {meant} as {name}.{leaf} in each cell "
+                    "(nested, as a struct or a JSON object), and jogg-batch reads one column a "
+                    "request field, so every row would be sent with the default; give each "
+                    "field a column of its own (pyarrow's Table.flatten() names them so), "
+                    f"named or mapped in [columns] as the request column it is"
+                )
+
+
+def _leaves(kind: pa.DataType) -> list[tuple[str, list[int]]]:
+    """A struct's fields, nested structs' included: each dotted name with its path of field
+    indices (for `pc.struct_field`); none for other types."""
+    if not pa.types.is_struct(kind):
+        return []
+    found = []
+    for index in range(kind.num_fields):
+        inner = kind.field(index)
+        deeper = _leaves(inner.type)
+        found += [(f"{inner.name}.{leaf}", [index, *at]) for leaf, at in deeper] or [
+            (inner.name, [index])
+        ]
+    return found
+
+
 def _refuse_near_misses(
-    path: Location, headers: Sequence[str], canonical: dict[str, str], mapping: dict[str, str]
+    path: Location,
+    headers: Sequence[str],
+    canonical: dict[str, str],
+    mapping: dict[str, str],
+    structs: Collection[str],
 ) -> None:
     """CatalogError for a header that is spelled almost as a request column the catalog lacks:
-    its cells would be passed through unused, and every row sent with the default instead."""
+    its cells would be passed through unused, and every row sent with the default instead.
+    A struct column is not one field (`refuse_nested_requests`), unless it is named as one of
+    the API body's objects."""
     for header in headers:
         key = header_key(header)
         if key in mapping or key in _COLUMNS:
@@ -534,7 +587,7 @@ def _refuse_near_misses(
                 "would be sent with the defaults; give each field its own column, or rename "
                 f"{header!r} if it is not meant so"
             )
-        near = _near_column(key)
+        near = None if header in structs else _near_column(key)
         if near is not None and near not in canonical:
             raise _unused(path, header, near)
 

@@ -74,8 +74,13 @@ class Source:
     headers: list[str]
     tables: Iterator[pa.Table]
     place: Callable[[int], str] = field(default=row_place)
-    schema: pa.Schema | None = None  # the columns' types, when the file says (Parquet)
+    schema: pa.Schema | None = None  # the columns' types, when the file says (Parquet, JSON Lines)
     reading: str | None = None  # which part of the file is read, for people (a workbook's sheet)
+
+    @property
+    def structs(self) -> list[str]:
+        """The headers of struct columns (`normalize.plan_columns`)."""
+        return [f.name for f in self.schema or () if pa.types.is_struct(f.type)]
 
     def empty_table(self) -> pa.Table:
         """No rows, the catalog's columns: typed as the file says, else as text."""
@@ -481,7 +486,7 @@ def _open_jsonl(path: Location, rows: int) -> Source:
     # pyarrow's JSON reader fails when a column holds 30 in one line and "30s" in the next, which
     # is exactly what people write, so lines are parsed here and mixed columns become strings.
     types = jsonl_columns(path)
-    return Source(list(types), _jsonl_tables(path, types, rows))
+    return Source(list(types), _jsonl_tables(path, types, rows), schema=pa.schema(types))
 
 
 def jsonl_columns(path: Location) -> dict[str, pa.DataType]:

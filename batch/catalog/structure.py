@@ -52,6 +52,7 @@ from batch.catalog.normalize import (
     header_spellings,
     plan_columns,
     refuse_doubtful_columns,
+    refuse_nested_requests,
 )
 from batch.catalog.readers import (
     CsvLayout,
@@ -132,12 +133,16 @@ def check_structure(path: Location, options: CatalogOptions) -> int:
     return rows
 
 
-def _first_batch_decides(path: Location, options: CatalogOptions, columns: ColumnPlan) -> None:
+def _first_batch_decides(
+    path: Location, options: CatalogOptions, columns: ColumnPlan, *, nested: bool = False
+) -> None:
     """A column named as a request field as often as a product's detail (`Format`) is refused
     here, before anything is sent, when the first batch's values read as the field's
-    (`normalize.refuse_doubtful_columns`); one left undecided is decided while planning."""
-    if columns.doubtful:
+    (`normalize.refuse_doubtful_columns`); one left undecided is decided while planning. So is
+    a `nested` catalog's struct column holding a request field (`refuse_nested_requests`)."""
+    if columns.doubtful or nested:
         for table in open_source(path, options).tables:
+            refuse_nested_requests(path, table)
             refuse_doubtful_columns(path, table, columns)
             break
 
@@ -153,10 +158,11 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     source = open_source(path, options)
     if source.reading is not None:
         logger.info("%s: reading %s", path, source.reading)
-    columns = plan_columns(path, source.headers, options)
+    columns = plan_columns(path, source.headers, options, source.structs)
     spellings = header_spellings(source.headers)
     rows = 0
     for table in source.tables:
+        refuse_nested_requests(path, table)
         refuse_doubtful_columns(path, table, columns)
         for row in _spelling_headers(table, spellings):
             values = (column[row].as_py() for column in table.columns)
@@ -653,9 +659,9 @@ def _check_jsonl(path: Path, options: CatalogOptions) -> int:
         if not scan.text_is_clean:
             raise CatalogError(f"{path}: is not UTF-8 text; save it as UTF-8")
         rows = found.rows
-    _first_batch_decides(
-        path, options, plan_columns(path, open_source(path, options).headers, options)
-    )
+    source = open_source(path, options)
+    columns = plan_columns(path, source.headers, options, source.structs)
+    _first_batch_decides(path, options, columns, nested=bool(source.structs))
     return rows
 
 
@@ -703,15 +709,20 @@ def _locate_jsonl(path: Path) -> _Found:
 
 def _check_parquet(path: Path, options: CatalogOptions) -> int:
     try:
-        parquet = pq.ParquetFile(path)
+        pq.read_schema(path)  # its footer: a file cut short is told so here, with the way out
     except (pa.ArrowException, OSError) as exc:
         raise CatalogError(
             f"{path}: is not a Parquet file, or is cut short ({exc}); write it again, "
             "or pass --format if it is CSV or JSON Lines"
         ) from exc
-    _first_batch_decides(
-        path, options, plan_columns(path, list(parquet.schema_arrow.names), options)
-    )
+    source = open_source(path, options)
+    _first_batch_decides(path, options, plan_columns(path, source.headers, options, source.structs))
     # Every page decoded: one damaged in a later row group, or text that is not UTF-8, would
-    # otherwise stop the run after the rows before it were paid for.
-    return sum(table.num_rows for table in open_source(path, options).tables)
+    # otherwise stop the run after the rows before it were paid for. A struct column is looked
+    # into in every batch, for the same reason.
+    nested, rows = bool(source.structs), 0
+    for table in source.tables:
+        if nested:
+            refuse_nested_requests(path, table)
+        rows += table.num_rows
+    return rows
