@@ -248,14 +248,15 @@ runpy.run_module("batch", run_name="__main__")  # as `python -m batch`
 """
 
 
-@pytest.mark.parametrize("module", ["click", "pyarrow", "httpx"])
+@pytest.mark.parametrize("module", ["importlib.metadata", "click", "pyarrow", "httpx"])
 @pytest.mark.parametrize(("sig", "expected"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_while_the_command_line_starts_is_its_exit_code_and_a_line(
     tmp_path: Path, module: str, sig: int, expected: int
 ) -> None:
     """A Ctrl-C or SIGTERM in a command's first half second, while it imports (the command
-    line's own modules, then its command's), stops as at any later moment: its exit code and
-    line, not a traceback and a death by the signal, nor click's "Aborted!" and exit 1."""
+    line's own modules, the package's metadata among them, then its command's), stops as at
+    any later moment: its exit code and line, not a traceback and a death by the signal, nor
+    click's "Aborted!" and exit 1."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
     command = [sys.executable, "-c", SIGNALLED_ON_IMPORT, module, str(int(sig))]
     command += ["validate", str(catalog), "--log-format", "json"]
