@@ -414,6 +414,8 @@ def test_xlsx_results_read_back_as_text_and_rewrite_whole(tmp_path: Path) -> Non
     assert list(again["sku"]) == ["A", "B"]
     assert list(again["status"]) == ["submitted", "failed"]
     assert list(again.columns[:2]) == ["sku", "row"]
+    write_table(again.assign(notes=["ask Ana", ""]), path)  # a column a person added at the end
+    assert list(read_results(path).columns) == [*again.columns, "notes"]
 
 
 def test_sheets_a_person_added_to_xlsx_results_are_kept_when_they_are_rewritten(

@@ -547,6 +547,9 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
     if DOWNLOAD_ERROR in frame.columns:
         reasons = pa.array(frame[DOWNLOAD_ERROR], pa.string(), from_pandas=True)
         table = table.append_column(DOWNLOAD_ERROR, reasons)
+    # The file's own order: a column a person added after the outcome columns stays there.
+    order = [name for name in frame.columns if name in table.column_names]
+    table = table.select(order + [name for name in table.column_names if name not in order])
     _write_tables(
         path,
         [table],
