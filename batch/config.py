@@ -21,7 +21,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from batch import payload, storage
 from batch.catalog import CANONICAL_COLUMNS, CatalogOptions
@@ -44,14 +52,27 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _not_true_or_false(value: object) -> object:
+    """pydantic reads `true` as the number 1: `avatar_id = true` would send avatar 1."""
+    if isinstance(value, bool):
+        raise ValueError("is true or false, not a number")
+    return value
+
+
+# Numbers (and ids that may be written as text) in the settings, never a TOML boolean.
+Count = Annotated[int, BeforeValidator(_not_true_or_false)]
+Seconds = Annotated[float, BeforeValidator(_not_true_or_false)]
+NumberOrText = Annotated[int | str, BeforeValidator(_not_true_or_false)]
+
+
 class ApiSettings(_Section):
     base_url: str = DEFAULT_BASE_URL
     key_file: str = ""
     rate_limit: str = "20/min"
-    concurrency: int = Field(4, ge=1, le=256)
-    connect_timeout: float = Field(10.0, gt=0)
-    read_timeout: float = Field(60.0, gt=0)
-    product_timeout: float = Field(120.0, gt=0)
+    concurrency: Count = Field(4, ge=1, le=256)
+    connect_timeout: Seconds = Field(10.0, gt=0)
+    read_timeout: Seconds = Field(60.0, gt=0)
+    product_timeout: Seconds = Field(120.0, gt=0)
 
     @field_validator("base_url")
     @classmethod
@@ -71,9 +92,9 @@ class ApiSettings(_Section):
 
 
 class RetrySettings(_Section):
-    max_attempts: int = Field(5, ge=1)
-    base_delay: float = Field(2.0, ge=0)
-    max_delay: float = Field(60.0, ge=0)
+    max_attempts: Count = Field(5, ge=1)
+    base_delay: Seconds = Field(2.0, ge=0)
+    max_delay: Seconds = Field(60.0, ge=0)
 
 
 # A delimiter spelt as an escape, as Hive's DDL (`FIELDS TERMINATED BY '\001'`) and shells do.
@@ -96,7 +117,7 @@ class CatalogSettings(_Section):
     delimiter: str = ""
     sheet: str = ""
     row_key: str = ""
-    batch_rows: int = Field(50_000, ge=1)
+    batch_rows: Count = Field(50_000, ge=1)
 
     @field_validator("delimiter")
     @classmethod
@@ -109,24 +130,24 @@ class CatalogSettings(_Section):
 class RunSettings(_Section):
     state: str = ""
     reconcile_tag: bool = True
-    settle_seconds: float = Field(300.0, gt=0)
-    keep_runs: int = Field(7, ge=1)
-    claim_seconds: float = Field(60.0, gt=0)
-    shutdown_grace: float = Field(30.0, ge=0)
-    results_interval: float = Field(30.0, gt=0)
-    progress_interval: float = Field(60.0, gt=0)
+    settle_seconds: Seconds = Field(300.0, gt=0)
+    keep_runs: Count = Field(7, ge=1)
+    claim_seconds: Seconds = Field(60.0, gt=0)
+    shutdown_grace: Seconds = Field(30.0, ge=0)
+    results_interval: Seconds = Field(30.0, gt=0)
+    progress_interval: Seconds = Field(60.0, gt=0)
 
 
 class DefaultsSettings(_Section):
     """Request field defaults; an empty string means "not set" (TOML has no null)."""
 
-    length: str | int = "30"
+    length: NumberOrText = "30"
     aspect_ratio: str = "landscape"
     caption: bool | str = False
-    avatar_id: int | str = 127
-    avatar_type: int | str = 0
+    avatar_id: NumberOrText = 127
+    avatar_type: NumberOrText = 0
     voice_id: str = "en-US-ChristopherNeural"
-    music_id: int | str = ""
+    music_id: NumberOrText = ""
     script_style: str = "Storytime"
     language: str = "english"
     visual_style: str = ""
@@ -172,7 +193,14 @@ def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None)
         if value is None:
             continue
         section, _, key = dotted.partition(".")
-        data.setdefault(section, {})[key] = value
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):  # `api = "..."`: the value is not shown, it may be a key
+            kind = "a list" if isinstance(table, list) else "one value"
+            raise ConfigError(
+                f"{source}: {section} is {kind}, not a table; write its settings under a "
+                f"[{section}] line"
+            )
+        table[key] = value
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:

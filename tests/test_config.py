@@ -236,6 +236,49 @@ def test_a_control_character_delimiter_is_given_as_an_escape(tmp_path: Path, spe
         load_settings(config)
 
 
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        ('api = "https://api.jogg.ai"\n', "api is one value"),
+        ('defaults = ["x"]\n', "defaults is a list"),
+    ],
+)
+def test_a_section_written_as_a_value_is_a_config_error_with_an_option_given(
+    tmp_path: Path, text: str, told: str
+) -> None:
+    """`api = "..."` with an option of that section given (--rate-limit, JOGG_BASE_URL,
+    --length) was a TypeError: exit 1 and a traceback. It is a ConfigError naming the file and
+    the section, and never the value (it may be a key pasted there)."""
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    fields = Overrides(config_path=config, rate_limit="10/min", fields={"length": "30"})
+    with pytest.raises(ConfigError) as caught:
+        build_run_config(tmp_path / "c.csv", fields, env={}, api_key=Secret("k"))
+    assert str(caught.value).startswith(f"{config}: {told}, not a table; write its settings")
+    assert "jogg.ai" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [("[defaults]\navatar_id = true\n", "defaults.avatar_id"),
+     ("[defaults]\nlength = true\n", "defaults.length"),
+     ("[api]\nconcurrency = true\n", "api.concurrency"),
+     ("[run]\nsettle_seconds = false\n", "run.settle_seconds")],
+)  # fmt: skip
+def test_true_or_false_for_a_number_is_refused_not_read_as_one(
+    tmp_path: Path, text: str, key: str
+) -> None:
+    """pydantic reads `true` as 1: `avatar_id = true` sent every row without an avatar cell
+    with avatar 1. A number setting given true or false is refused, naming it."""
+    config = tmp_path / "c.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError, match=rf"{key} = (True|False) is true or false, not a number"):
+        load_settings(config)
+    with pytest.raises(ConfigError, match="is true or false, not a number"):
+        build_run_config(tmp_path / "c.csv", Overrides(fields={"avatar_id": True}), env={},
+                         api_key=Secret("k"))  # fmt: skip
+
+
 def test_a_config_path_that_cannot_be_read_is_a_config_error(tmp_path: Path) -> None:
     """A folder or a non-UTF-8 file given as --config: the path and why, no traceback."""
     with pytest.raises(ConfigError, match=r"cannot read the config file"):
