@@ -285,19 +285,36 @@ def read_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Sec
         return checked_key(env["JOGG_API_KEY"].strip(), "JOGG_API_KEY")
     if settings.api.key_file:
         path = Path(settings.api.key_file).expanduser()
+        named = (
+            f"api.key_file {path}"
+            if _looks_like_a_path(settings.api.key_file)
+            else (
+                "api.key_file (not shown: it names no folder and no extension; is it the key "
+                "itself? api.key_file names a file holding the key)"
+            )
+        )
         try:
             text = path.read_text(encoding="utf-8-sig")
         except OSError as exc:
-            raise ConfigError(f"api.key_file {path}: cannot read it ({exc.strerror})") from None
+            raise ConfigError(f"{named}: cannot read it ({exc.strerror})") from None
         except UnicodeDecodeError:
-            raise ConfigError(f"api.key_file {path}: not UTF-8 text") from None
+            raise ConfigError(f"{named}: not UTF-8 text") from None
         lines = (line.strip() for line in text.split("\n"))
         key = next((line for line in lines if line and not line.startswith("#")), "")
-        if key:
-            return checked_key(key, f"api.key_file {path}")
+        if not key:
+            raise ConfigError(f"{named}: holds no key (its lines are blank or # comments)")
+        return checked_key(key, named)
     raise ConfigError(
         "no API key: set JOGG_API_KEY, or name a file holding it in the config as api.key_file "
         "(or use --sandbox to try jogg-batch without an account)"
+    )
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """A file's name as people write one (a folder, `~`, or an extension), which a message may
+    show; anything else in `api.key_file` may be the key pasted there, and is not shown."""
+    return (
+        "/" in text or "\\" in text or text.startswith("~") or bool(re.search(r"\.\w{1,8}$", text))
     )
 
 

@@ -86,6 +86,23 @@ def test_key_file_with_a_comment_line_uses_the_first_key_line(tmp_path: Path) ->
     assert read_api_key(settings, {}).reveal() == CANARY
 
 
+def test_a_key_pasted_as_the_key_file_is_not_shown_and_an_empty_key_file_is_named(
+    tmp_path: Path,
+) -> None:
+    """The key itself written as `api.key_file` (there is no `api.key`) cannot be read as a
+    file: the message says so without showing it. A key file of blank and comment lines is
+    named as the file that holds no key."""
+    pasted = load_settings(None, {"api.key_file": CANARY})
+    with pytest.raises(ConfigError) as caught:
+        read_api_key(pasted, {})
+    assert CANARY not in str(caught.value)
+    assert "is it the key itself?" in str(caught.value)
+    key_file = tmp_path / "jogg.key"
+    key_file.write_text("# production key, to paste below\n\n")
+    with pytest.raises(ConfigError, match=rf"^api.key_file {key_file}: holds no key"):
+        read_api_key(load_settings(None, {"api.key_file": str(key_file)}), {})
+
+
 @pytest.mark.parametrize(
     ("text", "what"),
     [
