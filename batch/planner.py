@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 
@@ -104,9 +105,12 @@ class Planner:
         # Four bytes a job, however large the catalog; the state is not written for it.
         self.first_rows = np.zeros(0, np.uint32)
 
-    def plan_all(self) -> PlanCounts:
+    def plan_all(self, stop: threading.Event | None = None) -> PlanCounts:
+        """Plans the whole catalog; a slice at a time, until `stop` is set (its caller is gone:
+        the counts are then of the rows planned so far)."""
         for _ in self.batches():
-            pass
+            if stop is not None and stop.is_set():
+                break
         return self.counts
 
     def batches(self) -> Iterator[int]:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pyarrow as pa
@@ -72,6 +72,7 @@ from batch.store.results import OutcomeCounts, state_outcomes, write_results
 from batch.validation import before_sending
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -133,7 +134,12 @@ async def run_async(
             state.absorb(config.legacy_state)
         _refuse_a_siblings_results(config, state)
         if config.dry_run:
-            summary = await _dry_run(config, state)
+            preflight = None
+            if not config.offline:
+                preflight = await load_preflight_async(_lookup_config(config))
+            summary = await in_thread_until_cancelled(
+                lambda stop: _dry_run(config, preflight, stop)
+            )
         else:
             with _sending_for_account(config) as last_write:
                 await _wait_for_a_cut_off_run(config, last_write)
@@ -275,14 +281,36 @@ def _plan_in(config: RunConfig, state: StateStore) -> RunSummary:
     )
 
 
-async def _dry_run(config: RunConfig, state: StateStore) -> RunSummary:
+async def in_thread_until_cancelled(work: Callable[[threading.Event], T]) -> T:
+    """`work(stop)` in a worker thread, its `stop` set when the awaiting task is cancelled (a
+    notebook's interrupt; Ctrl-C in a host that keeps its signals): `asyncio.run` waits for its
+    threads as it ends, and a catalog planned to its end made that half a minute."""
+    stop = threading.Event()
+    try:
+        return await asyncio.to_thread(work, stop)
+    except asyncio.CancelledError:
+        stop.set()
+        raise
+
+
+def _dry_run(config: RunConfig, preflight: Preflight | None, stop: threading.Event) -> RunSummary:
+    """A run's plan, its results file and its requests written, none sent: in a worker thread
+    (the event loop stays free), on a connection of its own beside the run's lock."""
+    with StateStore(config.state) as state:
+        return _dry_run_in(config, state, preflight, stop)
+
+
+def _dry_run_in(
+    config: RunConfig, state: StateStore, preflight: Preflight | None, stop: threading.Event
+) -> RunSummary:
     catalog_version = storage.version(config.catalog)
     with state.discarded():
         run_id = state.begin_run(storage.identity(config.catalog), dry_run=True)
         planner = Planner(config, state, run_id, dry_run=True)
-        if not config.offline:
-            planner.preflight = await load_preflight_async(_lookup_config(config))
-        counts = planner.plan_all()
+        planner.preflight = preflight
+        counts = planner.plan_all(stop)
+        if stop.is_set():
+            raise asyncio.CancelledError  # nobody waits for what would be written
         written = _write_results(config, state, run_id, catalog_version)
         _write_planned_requests(config, state, run_id)
     # Kept (the plan itself is not): `retry` of the file rebuilds its rows as they were planned.
@@ -761,17 +789,17 @@ class _Run:
             self.progress.add_total(to_send)
             self.planned.set()
 
-        def plan_in_thread() -> None:
+        def plan_in_thread(stop: threading.Event) -> None:
             with StateStore(self.config.state) as own:
                 self.planner.state = own
                 for to_send in self.planner.batches():
                     loop.call_soon_threadsafe(planned_batch, to_send)
-                    if self.control.stop_reason is not None:
+                    if self.control.stop_reason is not None or stop.is_set():
                         break
 
         started = time.monotonic()
         try:
-            await asyncio.to_thread(plan_in_thread)
+            await in_thread_until_cancelled(plan_in_thread)
         except CatalogError as exc:
             # The structural pass read it whole, so it was replaced or moved since, or a store's
             # stream broke off: what was planned is sent or not, nothing more.

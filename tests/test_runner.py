@@ -146,6 +146,43 @@ def test_every_valid_row_is_submitted_once_and_invalid_rows_never_sent(
     assert set(results["video_id"].iloc[:8]) == {s["video_id"] for s in accepted}
 
 
+def test_a_dry_run_plans_off_the_event_loop_and_stops_planning_when_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`await run_async(config)` of a dry run plans in a worker thread (the loop stays free for
+    a notebook's other tasks), and a cancelled one (a notebook's interrupt) stops planning at
+    the next slice: `asyncio.run` waits for its threads as it ends, and a catalog planned to its
+    end made that half a minute. Nothing is written for a plan nobody waits for."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(20))
+    config = make_config(catalog, "http://127.0.0.1:9", dry_run=True, offline=True)
+    monkeypatch.setattr(planner, "PLAN_SLICE", 2)  # ten slices
+    first_slice, cancelled = threading.Event(), threading.Event()
+    threads: list[threading.Thread] = []
+    plan_slice = planner.Planner._plan_slice
+
+    def recorded(self: planner.Planner, *args: Any) -> int:
+        threads.append(threading.current_thread())
+        if len(threads) == 1:
+            first_slice.set()
+            cancelled.wait(10)  # on the loop's own thread this would hold the loop up
+        return plan_slice(self, *args)
+
+    monkeypatch.setattr(planner.Planner, "_plan_slice", recorded)
+
+    async def interrupted() -> None:
+        task = asyncio.create_task(runner.run_async(config))
+        await asyncio.to_thread(first_slice.wait, 10)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        cancelled.set()
+
+    asyncio.run(interrupted())  # returns once the worker thread has ended
+    assert threads[0] is not threading.main_thread()
+    assert len(threads) <= 2  # the slice under way, and at most the one after
+    assert not config.results.exists()  # type: ignore[union-attr]
+
+
 def test_second_run_sends_nothing_and_reports_already_submitted(
     tmp_path: Path, sandbox_url: str
 ) -> None:
