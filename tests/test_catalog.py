@@ -639,6 +639,25 @@ def test_exported_spreadsheet_errors_are_refused_in_every_request_column(tmp_pat
     ]
 
 
+@pytest.mark.parametrize(
+    "error", ["#NV", "#WERT!", "#BEZUG!", "#VALEUR!", "#NOM?", "#¡VALOR!", "#NOMBRE?", "Err:502"]
+)
+def test_spreadsheet_errors_exported_by_excel_in_other_languages_are_refused(
+    tmp_path: Path, error: str
+) -> None:
+    """A German, French or Spanish Excel exports a failed formula in its own language (`#NV`
+    for `#N/A`), LibreOffice as `Err:502`: refused as the English text is, never read aloud as
+    a script or put in a video's name."""
+    path = write(
+        tmp_path,
+        "c.csv",
+        f"product_id,override_script,title,video_name\nP1,{error},{error},{{title}} promo\n",
+    )
+    (row,) = rows_of(path)
+    assert row.fields is None
+    assert {problem.column for problem in row.problems} == {"override_script", "video_name"}
+
+
 def test_every_row_problem_has_its_exact_message(tmp_path: Path) -> None:
     """Each invalid value is reported with file, row, column (as spelled), value and reason."""
     text = (
@@ -932,6 +951,43 @@ def test_a_column_named_as_often_for_a_product_passes_through_when_its_cells_are
     assert [(f.aspect_ratio, f.script_style, f.caption) for f in sent] == [
         ("landscape", "Storytime", False)
     ] * 2
+
+
+@pytest.mark.parametrize(
+    ("header", "meant"),
+    [("avatar.id", "avatar_id"), ("avatar.type", "avatar_type"), ("voice.id", "voice_id"),
+     ("script.style", "script_style"), ("video_spec.name", "video_name"),
+     ("video_spec_name", "video_name"), ("audio.music_id", "music_id"),
+     ("request.avatar.id", "avatar_id")],
+)  # fmt: skip
+def test_a_column_named_by_its_place_in_the_api_body_is_refused(
+    tmp_path: Path, header: str, meant: str
+) -> None:
+    """A catalog flattened from request bodies (json_normalize, polars, Spark) names columns by
+    their place in the body (`avatar.id`): each such column is refused, naming the column
+    meant, rather than unused and every row paid with the default."""
+    path = write(tmp_path, "c.csv", f"product_id,{header}\nA1,28\n")
+    with pytest.raises(CatalogError) as caught:
+        rows_of(path)
+    assert f"column '{header}' is not a request column" in str(caught.value)
+    assert f'("{header}" = "{meant}")' in str(caught.value)
+
+
+@pytest.mark.parametrize("twin", ["length.1", "length_duplicated_0", "length_1"])
+def test_a_second_column_renamed_by_a_data_tool_is_refused_as_the_file_with_two_was(
+    tmp_path: Path, twin: str
+) -> None:
+    """Two `length` columns are refused; after a pandas, polars or DuckDB round trip the second
+    is `length.1`, `length_duplicated_0` or `length_1`, and was passed through unused: refused
+    too, naming both. Alone, it is refused as a column meant as length."""
+    path = write(tmp_path, "c.csv", f"product_id,length,{twin}\nA1,15,30\n")
+    with pytest.raises(
+        CatalogError, match=re.escape(f"column '{twin}' is a second 'length' column")
+    ):
+        rows_of(path)
+    path = write(tmp_path, "c.csv", f"product_id,{twin}\nA1,30\n")
+    with pytest.raises(CatalogError, match=re.escape(f"column '{twin}' is not a request column")):
+        rows_of(path)
 
 
 def test_a_products_own_dimensions_are_no_near_miss(tmp_path: Path) -> None:
@@ -1704,7 +1760,9 @@ def test_a_part_of_a_table_partitioned_by_a_request_column_is_refused(tmp_path: 
         assert rows_of(kept)[0].fields is not None
 
 
-@pytest.mark.parametrize("label", ["Total", "Totals", " TOTAL: ", "Gesamtergebnis", "Totaal"])
+@pytest.mark.parametrize(
+    "label", ["Total", "Totals", " TOTAL: ", "Gesamtergebnis", "Totaal", "Insgesamt", "Sous-total"]
+)
 def test_the_totals_row_of_an_excel_table_exported_to_csv_is_never_sent(
     tmp_path: Path, label: str
 ) -> None:

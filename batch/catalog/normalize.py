@@ -190,7 +190,9 @@ _BASE64_ID: Final = re.compile(r"[A-Za-z0-9+/=_-]+")
 _TOTALS_LABELS: Final = frozenset(
     {"total", "totals", "grand total", "subtotal", "sum", "summe", "gesamt", "gesamtergebnis",
      "ergebnis", "totale", "totaal", "totalt", "suma", "summa", "toplam", "celkem", "i alt",
-     "yhteensä", "razem", "итог", "итого", "合計", "总计", "汇总", "합계"}
+     "yhteensä", "razem", "итог", "итого", "合計", "总计", "汇总", "합계", "insgesamt",
+     "zwischensumme", "gesamtsumme", "somme", "sous-total", "sous total", "total général",
+     "totale complessivo", "subtotale", "totaal generaal", "subtotaal", "total geral"}
 )  # fmt: skip
 _ODD_ID_HINTS: Final = {
     "'": "take out the apostrophe (Excel keeps it in front of a number typed as text)",
@@ -246,7 +248,17 @@ MISSING_TEXTS: Final = frozenset({"nan", "None", "<NA>", "NaT", "NA", "NaN", "nu
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
     {"#N/A", "#DIV/0!", "#NAME?", "#VALUE!", "#REF!", "#NUM!", "#NULL!", "#SPILL!", "#CALC!",
-     "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"}
+     "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!",
+     # as Excel writes them in German, French, Spanish, Italian, Portuguese and Dutch
+     "#NV", "#WERT!", "#BEZUG!", "#ZAHL!", "#ÜBERLAUF!", "#KALK!",
+     "#VALEUR!", "#NOMBRE!", "#NOM?", "#NUL!", "#PROPAGATION!",
+     "#N/D", "#¡VALOR!", "#¡REF!", "#¡NUM!", "#¿NOMBRE?", "#NOMBRE?", "#¡NULO!", "#¡DIV/0!",
+     "#¡DESBORDAMIENTO!", "#¡CALC!",
+     "#VALORE!", "#RIF!", "#NOME?", "#NULLO!", "#ESPANSIONE!",
+     "#VALOR!", "#NÚM!", "#NULO!", "#DESPEJAR!",
+     "#N/B", "#WAARDE!", "#VERW!", "#GETAL!", "#NAAM?", "#LEEG!", "#DEEL/0!", "#OVERLOOP!"}
+    # LibreOffice's, as its CSV export writes them (Err:502 an invalid argument, ...)
+    | {f"ERR:{code}" for code in range(501, 540)}
 )  # fmt: skip
 
 
@@ -498,6 +510,27 @@ _REQUEST_OBJECTS: Final = {
 }
 
 
+# The request fields by their place in the API's body (the OpenAPI's create_video_from_product),
+# as pandas' json_normalize, polars or Spark flatten it: `avatar.id`, `video_spec_name`.
+_BODY_FIELDS: Final = {
+    "video_spec": {"name": "video_name", "length": "length", "aspect_ratio": "aspect_ratio",
+                   "caption": "caption"},
+    "avatar": {"id": "avatar_id", "type": "avatar_type"},
+    "voice": {"id": "voice_id"},
+    "audio": {"music_id": "music_id", "id": "music_id"},
+    "script": {"style": "script_style", "language": "language"},
+}  # fmt: skip
+_BODY_PATH: Final = re.compile(r"(?:.*\.)?(video_spec|avatar|voice|audio|script)[._](\w+)")
+# A second column of one name, as pandas (`length.1`), polars (`length_duplicated_0`) or DuckDB
+# (`length_1`) rename it when they read a file that has two.
+_RENAMED_TWIN: Final = re.compile(r"(.+?)(?:\.\d+|_duplicated_\d+|_\d+)")
+
+
+def _body_field(key: str) -> str | None:
+    found = _BODY_PATH.fullmatch(key)
+    return None if found is None else _BODY_FIELDS[found.group(1)].get(found.group(2))
+
+
 def _near_column(key: str) -> str | None:
     """The request column a header that is none seems meant for: its plural or singular, with
     `video_` before it or without `_id` after it, a close spelling (`Captions`,
@@ -505,6 +538,8 @@ def _near_column(key: str) -> str | None:
     any of
     these after the place in the API's body or before a note (`video_spec.length`,
     `Length (s)`)."""
+    if (field := _body_field(key)) is not None:
+        return field
     if match := _PLACE_OR_NOTE.fullmatch(key):
         if match.group(2) is not None and _PRODUCT_UNITS.fullmatch(match.group(2)):
             return None
@@ -587,6 +622,16 @@ def _refuse_near_misses(
                 "would be sent with the defaults; give each field its own column, or rename "
                 f"{header!r} if it is not meant so"
             )
+        twin = _RENAMED_TWIN.fullmatch(key)
+        if twin is not None and twin.group(1) in _OVERRIDES and twin.group(1) in canonical:
+            raise CatalogError(
+                f"{path}: column {header!r} is a second {canonical[twin.group(1)]!r} column, as "
+                "pandas, polars or DuckDB rename one when the file they read has two columns of "
+                "that name: its cells would be unused; keep one of them, or rename "
+                f"{header!r} if it is not meant as {twin.group(1)}"
+            )
+        if twin is not None and twin.group(1) in _OVERRIDES:
+            raise _unused(path, header, twin.group(1))
         near = None if header in structs else _near_column(key)
         if near is not None and near not in canonical:
             raise _unused(path, header, near)
