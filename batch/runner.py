@@ -141,7 +141,7 @@ async def run_async(
                 lambda stop: _dry_run(config, preflight, stop)
             )
         else:
-            with _sending_for_account(config) as last_write:
+            with _sending_for_account(config, state.has_jobs()) as last_write:
                 await _wait_for_a_cut_off_run(config, last_write)
                 run = _begun(config, state, transport)
                 summary = await run.execute(handle_signals=handle_signals)
@@ -151,16 +151,18 @@ async def run_async(
 
 
 def _sending_for_account(
-    config: RunConfig,
+    config: RunConfig, knows_jobs: bool
 ) -> contextlib.AbstractContextManager[float | None]:
     """The account's sending lock on this machine (`hold_account`) for a run from a ledger
-    file; none for the workers of a shared ledger, who send together by design."""
+    file (`knows_jobs`: it has any); none for the workers of a shared ledger, who send together
+    by design."""
     if not isinstance(config.state, Path):
         return contextlib.nullcontext()
     return hold_account(
         config.base_url,
         config.api_key.reveal(),
         config.state,
+        knows_jobs=knows_jobs,
         settle_seconds=config.settle_seconds,
     )
 

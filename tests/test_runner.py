@@ -1773,6 +1773,26 @@ def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(
     assert "cut off" not in caplog.text
 
 
+@pytest.mark.parametrize("cut_off", ["a.db", "b.db"])
+def test_a_cut_off_runs_ledger_deleted_since_is_waited_out_from_now(
+    tmp_path: Path, sandbox_url: str, cut_off: str
+) -> None:
+    """A run killed while sending whose ledger was then deleted: its requests in flight may
+    still commit, and no ledger knows them. Whether the next run sends from another ledger
+    (`a.db` gone) or from a new one at the same path (`b.db` made anew), it waits the settle
+    period from its start; it sent at once, and paid for those rows twice."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    config = replace(make_config(catalog, sandbox_url, state=tmp_path / "b.db"), settle_seconds=1.0)
+    lock = ledger_path(account_url(config.base_url), config.api_key.reveal())
+    lock = lock.with_suffix(".sending.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(f"pid 999999, ledger {tmp_path / cut_off}")
+    started = time.time()
+    assert runner.run(config).requests_sent == 2
+    sent = [float(entry["received_at"]) for entry in submissions(sandbox_url)["submissions"]]
+    assert min(sent) >= started + 1.0
+
+
 def test_a_run_stopped_while_waiting_out_a_cut_off_run_leaves_it_for_the_next(
     tmp_path: Path, sandbox_url: str
 ) -> None:

@@ -64,6 +64,7 @@ def hold_account(
     api_key: str,
     state: Path,
     *,
+    knows_jobs: bool = True,
     settle_seconds: float = 0.0,
     root: Path | None = None,
 ) -> Iterator[float | None]:
@@ -72,7 +73,9 @@ def hold_account(
 
     Gives the last write of the ledger a run cut off (killed, the machine lost) was sending
     from, when that was another ledger: its last requests may still be in flight, unknown to
-    `state`, and committed later (None: nothing to wait for). A run that ends, by an error or a
+    `state`, and committed later (None: nothing to wait for). So is a ledger at the same path
+    that `knows_jobs` not (deleted and made anew since), and one gone: when it last wrote is
+    unknown, so it is taken as now. A run that ends, by an error or a
     signal too, leaves the lock empty: only a process that died leaves its holder there. One
     that ends within `settle_seconds` of that last write (stopped while it waited) leaves the
     cut-off run's holder there again, for the next run to wait out."""
@@ -90,8 +93,9 @@ def hold_account(
     )
     last_write = None
     try:
-        if cut_off is not None and cut_off.resolve() != state.absolute().resolve():
-            last_write = _last_write(cut_off)  # else the ledger knows its own (`sending`)
+        same = cut_off is not None and cut_off.resolve() == state.absolute().resolve()
+        if cut_off is not None and not (same and knows_jobs):  # else it knows its `sending`
+            last_write = _last_write(cut_off) or time.time()
         yield last_write
     finally:
         os.ftruncate(fd, 0)  # the run ended here, its answers awaited: no process was lost
