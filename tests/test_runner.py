@@ -400,6 +400,45 @@ def test_a_re_export_that_writes_missing_text_as_a_word_is_not_paid_again(
     assert f'] {missing}"' not in sent  # no name of it after the tag
 
 
+@pytest.mark.parametrize("missing", ["NULL", "\\N", "nan", "None", "<NA>"])
+def test_a_null_word_in_a_cell_a_name_template_takes_is_an_empty_cell(
+    tmp_path: Path, sandbox_url: str, missing: str
+) -> None:
+    """Last night's export left the title empty; tonight's writes the database's or pandas'
+    word for a missing value there, under `{brand} {title} promo`: the name is last night's,
+    nothing is sent, and no video is named after the word."""
+    catalog = tmp_path / "catalog.csv"
+    pid = product_ids(1)[0]
+    catalog.write_text(
+        f"product_id,brand,title,video_name\n{pid},Acme,,{{brand}} {{title}} promo\n"
+    )
+    runner.run(make_config(catalog, sandbox_url))
+    catalog.write_text(
+        f"product_id,brand,title,video_name\n{pid},Acme,{missing},{{brand}} {{title}} promo\n"
+    )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+    assert missing not in json.dumps(submissions(sandbox_url)["submissions"][0]["payload"])
+
+
+def test_a_name_an_earlier_version_sent_with_a_null_word_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Versions that took a `NULL` cell into a name as written recorded the job under that
+    name; tonight the word is an empty cell, and the row is still that job."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(f"product_id,title,video_name\n{product_ids(1)[0]},NULL,Acme {{title}}\n")
+    config = make_config(catalog, sandbox_url)
+    now = sent_by_an_earlier_version(config, lambda fields: fields._replace(name="Acme NULL"))
+    assert now.name == "Acme"
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+
+
 def test_a_padded_name_an_earlier_version_sent_as_written_is_not_paid_again(
     tmp_path: Path, sandbox_url: str
 ) -> None:

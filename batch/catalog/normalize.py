@@ -1096,8 +1096,9 @@ def _expand_names(
     names: list[Any], table: pa.Table, template_names: Mapping[str, str], *, trim: bool = True
 ) -> tuple[list[tuple[int, str, str]], bool]:
     """Replace templates in `names` by their text for each row; return the rows that fail,
-    and whether a cell a template took had spaces at its ends, which it took without (`trim`;
-    earlier versions took them).
+    and whether a cell a template took was taken otherwise than earlier versions did (`trim`):
+    without the spaces at its ends, or empty for a null's word (`NULL`, `nan`: an export's
+    missing value, which a name never means; earlier versions took both as written).
 
     A column at a time: each distinct template is joined from its literals and the text of
     the columns it names, for the rows that have it (most often every row has the same one).
@@ -1125,7 +1126,9 @@ def _expand_names(
                 if header not in texts:
                     texts[header] = text = _text_array(table.column(header))
                     if trim:
-                        texts[header] = pc.utf8_trim_whitespace(text)
+                        trimmed = pc.utf8_trim_whitespace(text)
+                        nulls = pc.is_in(trimmed, value_set=_NULL_WORDS)
+                        texts[header] = pc.if_else(nulls, "", trimmed)
                         padded = padded or not texts[header].equals(text)
                 pieces.append(texts[header])
                 bad.extend(_template_errors(template, header, texts[header], rows))
@@ -1136,6 +1139,7 @@ def _expand_names(
 
 
 _ERROR_TEXTS: Final = pa.array(sorted(SPREADSHEET_ERRORS | {UNCALCULATED}))
+_NULL_WORDS: Final = pa.array(sorted(MISSING_TEXTS | DATABASE_NULLS))
 
 
 def _template_errors(
