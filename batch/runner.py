@@ -715,7 +715,22 @@ class _Run:
             return False
         self._adopt_listed_failures()
         self._report_double_charges()
+        self._warn_of_untagged_titles()
         return True
+
+    def _warn_of_untagged_titles(self) -> None:
+        """A ledger that has had nothing accepted finds earlier renders by the tag their titles
+        start with; a listing whose every title lacks one (videos made in JoggAI's app, or a
+        listing that shows titles otherwise) gives it nothing to find them by."""
+        listed, tagged = self.state.listed_tags()
+        if listed and not tagged and not self.state.has_accepted_jobs():
+            log.warning(
+                "the account lists %d video(s), none titled with a jogg-batch tag, and this "
+                "ledger has had nothing accepted: renders another ledger (another machine, a "
+                "lost state) made of these rows cannot be found, and would be paid for again; "
+                "if one did, stop now and run from that ledger",
+                listed,
+            )
 
     def _adopt_listed_failures(self) -> None:
         """A job recorded failed whose tag the account lists was rendered after all (older

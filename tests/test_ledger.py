@@ -169,6 +169,29 @@ def test_a_merged_state_that_paid_a_job_the_ledger_has_unsent_keeps_it_paid(
     assert all(read_results(results)["video_id"])
 
 
+@pytest.mark.parametrize(
+    ("sandbox_url", "warned"),
+    [({"listing_title": "product-name"}, True), ({"listing_title": "echo"}, False)],
+    indirect=["sandbox_url"],
+)
+def test_a_fresh_ledger_says_so_when_no_listed_title_carries_a_tag(
+    tmp_path: Path, sandbox_url: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A fresh ledger finds another ledger's renders by the tags their titles start with. A
+    listing whose titles carry none (the product's name) gives it nothing to find them by: it
+    pays for them again, and says so before sending, rather than in silence. Titles as sent
+    are found, and nothing is said."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(3))
+    runner.run(config_for(catalog, sandbox_url, state=tmp_path / "a.db"))
+    caplog.clear()
+    again = runner.run(
+        config_for(catalog, sandbox_url, state=tmp_path / "b.db", results=tmp_path / "b.csv")
+    )
+    said = "none titled with a jogg-batch tag, and this ledger has had nothing accepted"
+    assert (said in caplog.text) is warned
+    assert again.requests_sent == (3 if warned else 0)
+
+
 FAULTS = [
     pytest.param({"commit_then_error_rate": 0.2}, True, id="commit-then-error"),
     pytest.param({"late_commit_rate": 0.2, "late_commit_seconds": 0.35}, True, id="late-commit"),

@@ -44,6 +44,16 @@ class LedgerQueries(JobQueries):
                 ((vid, tag, title, created, now) for vid, tag, title, created in latest.values()),
             )
 
+    def listed_tags(self) -> tuple[int, int]:
+        """How many videos the account's listing has shown, and how many of them with a tag."""
+        listed, tagged = self._db.execute("SELECT count(*), count(tag) FROM listing").fetchone()
+        return int(listed), int(tagged)
+
+    def has_accepted_jobs(self) -> bool:
+        """Whether any request of this ledger was accepted (a job has its video)."""
+        query = "SELECT EXISTS (SELECT 1 FROM jobs WHERE video_id IS NOT NULL)"
+        return bool(self._db.execute(query).fetchone()[0])
+
     def listed_count(self) -> int:
         """How many videos the account's listing has shown, in every read so far."""
         return int(self._db.execute("SELECT count(*) FROM listing").fetchone()[0])
