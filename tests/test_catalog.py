@@ -990,6 +990,28 @@ def test_a_second_column_renamed_by_a_data_tool_is_refused_as_the_file_with_two_
         rows_of(path)
 
 
+@pytest.mark.parametrize(
+    ("header", "meant"),
+    [("Product Description", "description"), ("Description (long)", "description"),
+     ("Beschreibung", "description"), ("Images", "image_urls"), ("Image URL", "image_urls"),
+     ("Audience", "target_audience"), ("Zielgruppe", "target_audience")],
+)  # fmt: skip
+def test_a_product_detail_under_a_shops_name_is_refused_where_rows_create_their_products(
+    tmp_path: Path, header: str, meant: str
+) -> None:
+    """A catalog without product_id creates its products from their details: a detail under
+    the name a shop exports it by (`Product Description`, `Images`) would be unused, every
+    product made without it and its video paid. Refused, naming the column meant; with
+    product_id, the products exist and the column is the catalog's own."""
+    path = write(tmp_path, "c.csv", f"product_name,{header}\nMug,x\n")
+    with pytest.raises(CatalogError) as caught:
+        rows_of(path)
+    assert f"every product would be created without its {meant}" in str(caught.value)
+    assert f'("{header}" = "{meant}")' in str(caught.value)
+    path = write(tmp_path, "c.csv", f"product_id,{header}\nA1,x\n")
+    assert len(rows_of(path)) == 1
+
+
 def test_a_products_own_dimensions_are_no_near_miss(tmp_path: Path) -> None:
     """`Length (cm)`, `Length [in]` or `Weight (kg)` are a product's size, passed through; only
     a note that can be a video's (`Length (s)`) stops the run."""

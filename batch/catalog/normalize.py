@@ -526,6 +526,37 @@ _BODY_PATH: Final = re.compile(r"(?:.*\.)?(video_spec|avatar|voice|audio|script)
 _RENAMED_TWIN: Final = re.compile(r"(.+?)(?:\.\d+|_duplicated_\d+|_\d+)")
 
 
+# The names shops give a product's details: read when a catalog's rows create their products
+# (no product_id column), and unused, the product made without them, if not read.
+_PRODUCT_DETAILS: Final = {
+    "product_description": "description", "long_description": "description",
+    "beschreibung": "description", "produktbeschreibung": "description",
+    "descripcion": "description", "descripción": "description",
+    "image": "image_urls", "images": "image_urls", "image_url": "image_urls",
+    "image_link": "image_urls", "image_links": "image_urls", "product_images": "image_urls",
+    "bilder": "image_urls", "imagenes": "image_urls", "imágenes": "image_urls",
+    "audience": "target_audience", "target_group": "target_audience",
+    "zielgruppe": "target_audience", "publico_objetivo": "target_audience",
+    "product_title": "product_name", "produktname": "product_name",
+}  # fmt: skip
+
+
+def _product_detail(key: str) -> str | None:
+    """The product detail a header names (`Product Description`, `Images`), or with a note
+    after it (`Description (long)`)."""
+    base = _PLACE_OR_NOTE.fullmatch(key)
+    bare = base.group(1) if base is not None and base.group(1) else key
+    return (
+        _PRODUCT_DETAILS.get(key)
+        or _PRODUCT_DETAILS.get(bare)
+        or (
+            bare
+            if bare in ("description", "target_audience", "image_urls") and bare != key
+            else None
+        )
+    )
+
+
 def _body_field(key: str) -> str | None:
     found = _BODY_PATH.fullmatch(key)
     return None if found is None else _BODY_FIELDS[found.group(1)].get(found.group(2))
@@ -632,6 +663,14 @@ def _refuse_near_misses(
             )
         if twin is not None and twin.group(1) in _OVERRIDES:
             raise _unused(path, header, twin.group(1))
+        detail = _product_detail(key)
+        if detail is not None and detail not in canonical and "product_id" not in canonical:
+            raise CatalogError(
+                f"{path}: column {header!r} is not a catalog column, so every product would be "
+                f"created without its {detail} (the catalog creates its products: it has no "
+                f"product_id column); name the column {detail}, map it in the [columns] "
+                f'settings table ("{header}" = "{detail}"), or rename it if it is not meant so'
+            )
         near = None if header in structs else _near_column(key)
         if near is not None and near not in canonical:
             raise _unused(path, header, near)
