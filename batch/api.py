@@ -79,15 +79,15 @@ def configure(
             key = read_api_key(resolve(given, env), env)
         except ConfigError:
             key = NO_KEY
-    location = catalog if isinstance(catalog, Location) else parse_location(_path_of(catalog))
+    location = catalog if isinstance(catalog, ObjectURL) else parse_location(_path_of(catalog))
     return build_run_config(location, given, env=env, api_key=key)
 
 
 def _path_of(catalog: str | os.PathLike[str]) -> str:
-    """The catalog's path; ConfigError for anything else a caller passed (a DataFrame: save it
-    first), which the types do not stop at run time."""
+    """The catalog's path (`~` expanded, as a shell does); ConfigError for anything else a
+    caller passed (a DataFrame: save it first), which the types do not stop at run time."""
     try:
-        return os.fspath(catalog)
+        return os.path.expanduser(os.fspath(catalog))
     except TypeError:
         raise ConfigError(
             f"the catalog is a {type(catalog).__name__}, not a file's path or URL: save it "

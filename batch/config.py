@@ -490,8 +490,11 @@ class Overrides:
             )
         for name, convert in places.items():
             value = getattr(self, name)
-            if isinstance(value, str | os.PathLike) and not isinstance(value, Path):
-                object.__setattr__(self, name, convert(os.fspath(value)))
+            if isinstance(value, str | os.PathLike):
+                # `~/out.csv` from a notebook: on a command line the shell expands it.
+                text = os.path.expanduser(os.fspath(value))
+                if not isinstance(value, Path) or text != os.fspath(value):
+                    object.__setattr__(self, name, convert(text))
         # The type checker guards typed callers; others (a notebook, a YAML-driven DAG) get a
         # BatchError naming the option, not a TypeError from deep in a run.
         if self.fields is None:  # None means "not given", as everywhere here

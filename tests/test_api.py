@@ -214,6 +214,29 @@ def test_paths_given_as_text_work_as_paths(tmp_path: Path, sandbox_url: str) -> 
     assert list(read_results(tmp_path / "r.csv")["status"]) == ["submitted", "submitted"]
 
 
+@pytest.mark.parametrize("as_path", [False, True])
+def test_a_home_relative_path_is_expanded_as_a_shell_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, as_path: bool
+) -> None:
+    """`~/catalog.csv` and `results="~/out.csv"` from a notebook name the home folder, as on a
+    command line, rather than a folder named `~` in the working directory."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    write_catalog(tmp_path / "c.csv", simple_rows(1))
+    wrap = Path if as_path else str
+    config = batch.configure(
+        wrap("~/c.csv"),
+        batch.Overrides(results=wrap("~/out.csv"), state=wrap("~/s.db")),
+        key_required=False,
+        env={},
+    )
+    assert (config.catalog, config.results, config.state) == (
+        tmp_path / "c.csv",
+        tmp_path / "out.csv",
+        tmp_path / "s.db",
+    )
+
+
 @pytest.mark.anyio
 async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
     """The async twin of plan, from a running loop, without a key."""
