@@ -223,7 +223,7 @@ def test_a_home_relative_path_is_expanded_as_a_shell_would(
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     write_catalog(tmp_path / "c.csv", simple_rows(1))
-    wrap = Path if as_path else str
+    wrap: Any = Path if as_path else str  # text as a notebook gives it, which Overrides takes
     config = batch.configure(
         wrap("~/c.csv"),
         batch.Overrides(results=wrap("~/out.csv"), state=wrap("~/s.db")),
