@@ -8,6 +8,7 @@ import functools
 import gzip
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -843,6 +844,18 @@ def test_every_command_help_has_an_example(command: str) -> None:
     _, out, _ = invoke(*command.split(), "--help")
     example = out.split("Example", 1)[1].split("Options:", 1)[0]
     assert f"jogg-batch {command}" in example
+
+
+@pytest.mark.parametrize("command", [*COMMANDS, "state info", "state prune", "state vacuum"])
+def test_every_option_of_every_command_says_what_it_is(command: str) -> None:
+    """No option is listed bare in a command's help (`--config FILE` said nothing in retry,
+    status and download); a command that reads the API key takes --config for api.key_file."""
+    _, out, _ = invoke(*command.split(), "--help")
+    options = out.split("Options:", 1)[1]
+    bare = re.findall(r"^  (-[-\w]+(?: [A-Z|:-]+)?)\n", options, re.M)
+    assert bare == [], f"{command}: {bare}"
+    if command in ("listen", "status", "download", "retry", "run"):
+        assert "--config FILE" in options
 
 
 def test_format_is_the_output_format_and_the_old_catalog_spelling_still_works(

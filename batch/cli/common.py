@@ -138,6 +138,13 @@ class LocalFile(click.Path):
         return super().convert(value, param, ctx)
 
 
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Settings file (default: the built-in one, as in configs/default.toml).",
+)
+
 json_option = click.option(
     "--json",
     "as_json",

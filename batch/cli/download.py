@@ -8,7 +8,14 @@ from pathlib import Path
 import click
 
 from batch import logs
-from batch.cli.common import LOCATION, emit_json, json_option, logging_options, reports_errors
+from batch.cli.common import (
+    LOCATION,
+    config_option,
+    emit_json,
+    json_option,
+    logging_options,
+    reports_errors,
+)
 from batch.config import Overrides, known_api_key, resolve
 from batch.errors import ConfigError, ExitCode
 from batch.follow.download import (
@@ -54,7 +61,7 @@ from batch.storage import Location
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds one file may take in all.",
 )
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+@config_option
 @click.option(
     "--base-url",
     help="API base URL (default: JOGG_BASE_URL or the real API); a loopback one (the sandbox) "

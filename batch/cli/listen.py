@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from batch.cli.common import STATE, logging_options, reports_errors
+from batch.cli.common import STATE, config_option, logging_options, reports_errors
 from batch.config import Overrides, known_api_key, resolve
 from batch.errors import StateError
 from batch.follow.webhook import (
@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8787, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--port",
+    default=8787,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on (0: any free one, logged).",
+)
 @click.option(
     "--state",
     "state_path",
@@ -52,10 +58,16 @@ log = logging.getLogger(__name__)
     type=click.FloatRange(min=0, min_open=True),
     help="Seconds an event's timestamp may lie from now; older (replayed) events are ignored.",
 )
+@config_option
 @logging_options
 @reports_errors
 def listen(
-    host: str, port: int, state_path: StateLocation, secret_file: Path | None, max_age: float
+    host: str,
+    port: int,
+    state_path: StateLocation,
+    secret_file: Path | None,
+    max_age: float,
+    config_path: Path | None,
 ) -> None:
     """Receive JoggAI webhooks (POST / or /webhook) and update the state.
 
@@ -69,7 +81,7 @@ def listen(
     if isinstance(state_path, Path) and not state_path.is_file():
         raise StateError(f"{state_path}: no state database here; check the path")
     secret = load_secret(secret_file)
-    api_key = known_api_key(resolve(Overrides()))
+    api_key = known_api_key(resolve(Overrides(config_path=config_path)))  # its api.key_file
     limits = ListenerLimits(max_age=max_age)
     with StateStore(state_path) as store:
         if not isinstance(store, WebhookSink):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from batch.cli.common import logging_options, reports_errors
+from batch.cli.common import config_option, logging_options, reports_errors
 from batch.config import Overrides, read_api_key, resolve, timeouts
 from batch.embedded import Sandbox, local_sandbox
 from batch.joggai import lookup as lookups
@@ -30,12 +30,7 @@ from batch.vocabulary import ASPECT_RATIOS
     help="How to print the list.",
 )
 @click.option("--refresh", is_flag=True, help="Ask the API even if the cached list is fresh.")
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Settings file (default: the built-in one, as in configs/default.toml).",
-)
+@config_option
 @click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or https://api.jogg.ai).")
 @click.option("--sandbox", is_flag=True, help="Ask a local sandbox: no account needed.")
 @logging_options

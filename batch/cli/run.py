@@ -20,6 +20,7 @@ from batch.cli.common import (
     LOCATION,
     STATE,
     LocalFile,
+    config_option,
     emit_json,
     error_document,
     interrupted_document,
@@ -42,12 +43,7 @@ def catalog_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Options shared by every command that reads a catalog."""
     options = [
         click.argument("catalog", type=LOCATION),
-        click.option(
-            "--config",
-            "config_path",
-            type=click.Path(path_type=Path, dir_okay=False),
-            help="Settings file (default: the built-in one, as in configs/default.toml).",
-        ),
+        config_option,
         click.option(
             "--input-format", type=INPUT_FORMATS, help="Catalog format (default: by extension)."
         ),
@@ -159,7 +155,7 @@ def run(catalog: Location, **options: Any) -> None:
     metavar="RESULTS",
     type=LOCATION,
 )
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+@config_option
 @click.option(
     "--state",
     type=STATE,

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 import click
 
 from batch import logs
-from batch.cli.common import STATE, logging_options, reports_errors
+from batch.cli.common import STATE, config_option, logging_options, reports_errors
 from batch.config import Overrides, ledger_location
 from batch.store import StateStore
 from batch.store.backend import StateLocation
@@ -30,7 +30,7 @@ def _ledger_options(command: Callable[P, R]) -> Callable[P, R]:
             help="State database (default: JOGG_STATE_URL, else run.state, else the ledger of the "
             "account behind JOGG_API_KEY).",
         ),
-        click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False)),
+        config_option,
     ):
         command = option(command)
     return command

@@ -10,6 +10,7 @@ from batch import api, logs
 from batch.cli.common import (
     LOCATION,
     STATE,
+    config_option,
     emit_json,
     json_option,
     logging_options,
@@ -28,7 +29,7 @@ from batch.storage import Location
     envvar="JOGG_STATE_URL",
     help="State file or postgresql:// URL (default: JOGG_STATE_URL, else the account's ledger).",
 )
-@click.option("--config", "config_path", type=click.Path(path_type=Path, dir_okay=False))
+@config_option
 @click.option("--base-url", help="API base URL (default: JOGG_BASE_URL or the real API).")
 @click.option("--wait", is_flag=True, help="Keep polling until every video is final.")
 @click.option(
