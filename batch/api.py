@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, replace
@@ -106,6 +107,7 @@ async def run_async(
 
     `wait`: then poll the renders until final, for at most this many seconds; the summary's
     `renders` holds what was seen and its `exit_code` merges both (the run's own code first)."""
+    _check_seconds("wait", wait)
     summary = await runner.run_async(config, transport=transport, handle_signals=handle_signals)
     return await _then_wait(summary, config, wait, transport)
 
@@ -132,6 +134,7 @@ async def retry_async(
 ) -> RunSummary:
     """Runs again the failed, not-attempted, unknown and dry-run planned rows of the results file
     `config.catalog`, and merges their outcomes into `config.results`. `wait` as in `run`."""
+    _check_seconds("wait", wait)
     summary = await rerun.rerun_async(config, handle_signals=handle_signals)
     return await _then_wait(summary, config, wait, None)
 
@@ -157,6 +160,17 @@ def _on_own_loop(name: str, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
         f"batch.{name}() runs an event loop of its own, and one is running here (a notebook?): "
         f"write `await batch.{name}_async(...)`"
     )
+
+
+def _check_seconds(name: str, value: object) -> None:
+    """ConfigError for a number of seconds that is none (`"60"`, -1, nan): a wait of -1 s
+    polled nothing and said the renders timed out."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{name}={value!r}: takes seconds, a number, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"{name}={value!r}: takes seconds, 0 or more")
 
 
 async def _then_wait(
@@ -264,6 +278,8 @@ async def track_async(
     """Polls the final status of every submitted video that is not final yet, into the state and
     the results file: once, or with `wait` until all are final or that many seconds passed.
     `timeout` bounds the one pass the same way (`timed_out`, with the videos `unchecked`)."""
+    _check_seconds("wait", wait)
+    _check_seconds("timeout", timeout)
     return await tracking.track_async(
         config.state,
         config.base_url,

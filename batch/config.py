@@ -11,6 +11,7 @@ for people to copy (a test keeps the two equal).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 import sqlite3
@@ -503,6 +504,8 @@ class Overrides:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, kinds) or isinstance(value, bool)):
                 raise ConfigError(f"{name} {value!r}: takes {words}, not {type(value).__name__}")
+        if self.deadline is not None and not math.isfinite(self.deadline):
+            raise ConfigError(f"deadline {self.deadline!r}: takes a unix time (seconds)")
 
 
 # What the Overrides that are not flags take (None aside), and that in words.

@@ -237,6 +237,22 @@ def test_a_home_relative_path_is_expanded_as_a_shell_would(
     )
 
 
+@pytest.mark.parametrize("wait", [-1, float("nan"), "60", True])
+def test_a_wait_that_is_no_number_of_seconds_is_a_config_error(tmp_path: Path, wait: Any) -> None:
+    """`wait=-1` polled nothing and said the renders timed out; `"60"` was a TypeError from deep
+    in a run. Both are refused before anything is read or sent, naming the argument; so is a
+    deadline that is no time."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    config = batch.configure(catalog, batch.Overrides(offline=True), key_required=False, env={})
+    with pytest.raises(batch.BatchError, match=r"^wait=.*: takes seconds"):
+        batch.run(config, wait=wait)
+    with pytest.raises(batch.BatchError, match=r"^wait=.*: takes seconds"):
+        batch.track(config, wait=wait)
+    assert not config.results.exists()  # type: ignore[union-attr]
+    with pytest.raises(batch.BatchError, match=r"^deadline nan: takes a unix time"):
+        batch.Overrides(deadline=float("nan"))
+
+
 @pytest.mark.anyio
 async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
     """The async twin of plan, from a running loop, without a key."""
