@@ -858,6 +858,23 @@ def test_every_option_of_every_command_says_what_it_is(command: str) -> None:
         assert "--config FILE" in options
 
 
+def test_an_option_that_does_nothing_without_another_says_so(tmp_path: Path) -> None:
+    """`run --timeout` without --wait and `validate --base-url` without --online were taken in
+    silence; each now says it does nothing. `--sandbox --base-url` name two APIs: refused."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    code, _, err = invoke("validate", str(catalog), "--base-url", "http://127.0.0.1:9")
+    assert code == 0
+    assert "--base-url does nothing without --online" in err
+    code, _, err = invoke("run", str(catalog), "--sandbox", "--dry-run", "--timeout", "5m")
+    assert code == 0, err
+    assert "--timeout does nothing without --wait" in err
+    code, _, err = invoke("run", str(catalog), "--sandbox", "--dry-run")
+    assert "does nothing" not in err  # --timeout's default is no option given
+    code, _, err = invoke("run", str(catalog), "--sandbox", "--base-url", "http://127.0.0.1:9")
+    assert code == 2
+    assert "--sandbox and --base-url name two APIs; give one" in err
+
+
 def test_format_is_the_output_format_and_the_old_catalog_spelling_still_works(
     tmp_path: Path,
 ) -> None:

@@ -178,8 +178,12 @@ def retry(results_file: Location, **options: Any) -> None:
 
 def _send(catalog: Location, action: Callable[..., RunSummary], options: dict[str, Any]) -> None:
     sandbox, as_json = options.pop("sandbox"), options.pop("as_json")
+    if sandbox and options.get("base_url") is not None:
+        raise click.UsageError("--sandbox and --base-url name two APIs; give one")
     wait_limit = _duration_option(options.pop("timeout"), "--timeout")
     wait = wait_limit if options.pop("wait") else None
+    if wait is None:
+        _does_nothing_without("--wait", "timeout")
     deadline = _deadline(options.pop("max_duration"), options.pop("until"))
     overrides = _overrides(options, deadline=deadline, progress_bar=sys.stderr.isatty())
     try:
@@ -196,6 +200,16 @@ def _send(catalog: Location, action: Callable[..., RunSummary], options: dict[st
     if as_json:
         emit_json(summary.to_json())
     raise SystemExit(summary.exit_code)
+
+
+def _does_nothing_without(needed: str, *names: str) -> None:
+    """A warning for each option given on the command line that only `needed` uses: taken in
+    silence, it looked as if it had done its part."""
+    context = click.get_current_context()
+    for name in names:
+        if context.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            option = "--" + name.replace("_", "-")
+            logging.getLogger("batch").warning("%s does nothing without %s", option, needed)
 
 
 def _replace_summary(catalog: Location, stopped: dict[str, Any], summary_json: Path | None) -> None:
@@ -286,6 +300,8 @@ def validate(catalog: Location, online: bool, sandbox: bool, as_json: bool, **op
     Example:
       jogg-batch validate catalog.csv --online
     """
+    if not online:
+        _does_nothing_without("--online", "base_url", "sandbox", "rate_limit")
     box: Sandbox | None
     with local_sandbox() if sandbox else contextlib.nullcontext() as box:
         config = api.configure(catalog, _overrides(options), sandbox=box, key_required=online)
