@@ -155,11 +155,13 @@ def _on_own_loop(name: str, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(start())
-    raise ConfigError(
-        f"batch.{name}() runs an event loop of its own, and one is running here (a notebook?): "
-        f"write `await batch.{name}_async(...)`"
-    )
+        pass  # none: run one here, outside this block (its errors are not "during" this one)
+    else:
+        raise ConfigError(
+            f"batch.{name}() runs an event loop of its own, and one is running here (a "
+            f"notebook?): write `await batch.{name}_async(...)`"
+        )
+    return asyncio.run(start())
 
 
 def _check_seconds(name: str, value: object) -> None:

@@ -244,8 +244,9 @@ def test_a_wait_that_is_no_number_of_seconds_is_a_config_error(tmp_path: Path, w
     deadline that is no time."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
     config = batch.configure(catalog, batch.Overrides(offline=True), key_required=False, env={})
-    with pytest.raises(batch.BatchError, match=r"^wait=.*: takes seconds"):
+    with pytest.raises(batch.BatchError, match=r"^wait=.*: takes seconds") as caught:
         batch.run(config, wait=wait)
+    assert caught.value.__context__ is None  # not "during handling of no running event loop"
     with pytest.raises(batch.BatchError, match=r"^wait=.*: takes seconds"):
         batch.track(config, wait=wait)
     assert not config.results.exists()  # type: ignore[union-attr]
