@@ -1012,6 +1012,24 @@ def test_a_product_detail_under_a_shops_name_is_refused_where_rows_create_their_
     assert len(rows_of(path)) == 1
 
 
+@pytest.mark.parametrize(
+    "cell",
+    ["['https://ex.com/a.jpg', 'https://ex.com/b.jpg']",
+     '{https://ex.com/a.jpg,"https://ex.com/b.jpg"}',
+     '["https://ex.com/a.jpg", "https://ex.com/b.jpg"]'],
+)  # fmt: skip
+def test_image_urls_as_a_python_list_or_a_postgresql_array_are_read_as_the_list(
+    tmp_path: Path, cell: str
+) -> None:
+    """A list column pandas wrote to CSV (`['a', 'b']`) or PostgreSQL's text[] as COPY writes it
+    (`{a,b}`) was refused as one URL holding two: read as the list it is, as JSON's is."""
+    quoted = cell.replace('"', '""')
+    path = write(tmp_path, "c.csv", f'product_name,image_urls\nMug,"{quoted}"\n')
+    (row,) = rows_of(path)
+    assert row.fields is not None and row.fields.product is not None
+    assert row.fields.product.image_urls == ("https://ex.com/a.jpg", "https://ex.com/b.jpg")
+
+
 def test_a_products_own_dimensions_are_no_near_miss(tmp_path: Path) -> None:
     """`Length (cm)`, `Length [in]` or `Weight (kg)` are a product's size, passed through; only
     a note that can be a video's (`Length (s)`) stops the run."""

@@ -10,6 +10,8 @@ sha256 itself runs per row. Row objects are built only for the rows that are use
 
 from __future__ import annotations
 
+import ast
+import csv
 import difflib
 import json
 import math
@@ -81,14 +83,22 @@ _EARLIER_SPELLINGS: Final[dict[str, Normalizer]] = {
 
 
 def _json_list(text: str) -> list[str] | None:
-    """The strings of a JSON list of strings, or None for any other text; a null in the list is
-    a missing item, left out (`["a.jpg", null]`, as Spark's array() gives for a missing one)."""
-    if not text.lstrip().startswith("["):
+    """The strings of a list, or None for any other text: JSON's (a null in it is a missing
+    item, left out: `["a.jpg", null]`, as Spark's array() gives for a missing one), Python's
+    (`['a.jpg', 'b.jpg']`, a list column pandas wrote to CSV) or PostgreSQL's array
+    (`{a.jpg,"b.jpg"}`, as `COPY` and psql write a text[])."""
+    stripped = text.strip()
+    if stripped.startswith("{") and stripped.endswith("}"):
+        return next(csv.reader([stripped[1:-1]], skipinitialspace=True), [])
+    if not stripped.startswith("["):
         return None
     try:
-        items = json.loads(text)
+        items = json.loads(stripped)
     except ValueError:
-        return None
+        try:
+            items = ast.literal_eval(stripped)  # literals only: nothing is run
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return None
     if isinstance(items, list) and all(isinstance(item, str | None) for item in items):
         return [item for item in items if item is not None]
     return None
