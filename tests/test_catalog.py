@@ -1026,7 +1026,8 @@ def test_image_urls_as_a_python_list_or_a_postgresql_array_are_read_as_the_list(
     quoted = cell.replace('"', '""')
     path = write(tmp_path, "c.csv", f'product_name,image_urls\nMug,"{quoted}"\n')
     (row,) = rows_of(path)
-    assert row.fields is not None and row.fields.product is not None
+    assert row.fields is not None
+    assert row.fields.product is not None
     assert row.fields.product.image_urls == ("https://ex.com/a.jpg", "https://ex.com/b.jpg")
 
 
