@@ -71,7 +71,7 @@ def _batches(
 ) -> Iterator[CatalogBatch]:
     first = 1
     for table in tables:
-        refuse_nested_requests(path, table)
+        refuse_nested_requests(path, table, plan)
         refuse_doubtful_columns(path, table, plan)
         yield CatalogBatch(resolve_rows(table, plan, defaults, first), table, place)
         first += table.num_rows

@@ -258,17 +258,20 @@ MISSING_TEXTS: Final = frozenset({"nan", "None", "<NA>", "NaT", "NA", "NaN", "nu
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
     {"#N/A", "#DIV/0!", "#NAME?", "#VALUE!", "#REF!", "#NUM!", "#NULL!", "#SPILL!", "#CALC!",
-     "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!",
-     # as Excel writes them in German, French, Spanish, Italian, Portuguese and Dutch
-     "#NV", "#WERT!", "#BEZUG!", "#ZAHL!", "#ÜBERLAUF!", "#KALK!",
+     "#GETTING_DATA", "#FIELD!", "#BLOCKED!", "#CONNECT!", "#BUSY!", "#UNKNOWN!"}
+)  # fmt: skip
+# The same as Excel writes them in German, French, Spanish, Italian, Portuguese and Dutch, and
+# LibreOffice's (`Err:502`), as their CSV exports write them: matched as written, in their own
+# case (a hand-typed hashtag `#nv` is no error).
+LOCALIZED_ERRORS: Final = frozenset(
+    {"#NV", "#WERT!", "#BEZUG!", "#ZAHL!", "#ÜBERLAUF!", "#KALK!",
      "#VALEUR!", "#NOMBRE!", "#NOM?", "#NUL!", "#PROPAGATION!",
      "#N/D", "#¡VALOR!", "#¡REF!", "#¡NUM!", "#¿NOMBRE?", "#NOMBRE?", "#¡NULO!", "#¡DIV/0!",
      "#¡DESBORDAMIENTO!", "#¡CALC!",
      "#VALORE!", "#RIF!", "#NOME?", "#NULLO!", "#ESPANSIONE!",
      "#VALOR!", "#NÚM!", "#NULO!", "#DESPEJAR!",
      "#N/B", "#WAARDE!", "#VERW!", "#GETAL!", "#NAAM?", "#LEEG!", "#DEEL/0!", "#OVERLOOP!"}
-    # LibreOffice's, as its CSV export writes them (Err:502 an invalid argument, ...)
-    | {f"ERR:{code}" for code in range(501, 540)}
+    | {f"Err:{code}" for code in range(501, 540)}
 )  # fmt: skip
 
 
@@ -287,7 +290,7 @@ def spreadsheet_error(value: object) -> str | None:
             "calculating its formulas; open and save it in Excel or LibreOffice (or paste the "
             "values over the formulas) and run again"
         )
-    if value.strip().upper() not in SPREADSHEET_ERRORS:
+    if value.strip().upper() not in SPREADSHEET_ERRORS and value.strip() not in LOCALIZED_ERRORS:
         return None
     return (
         f"the spreadsheet cell holds the error {value.strip()} (a formula failed); "
@@ -450,7 +453,13 @@ def _refuse_a_partitions_part(
 # pandas' json_normalize and Spark flatten it) or with a note after it (`Length (s)`).
 _PLACE_OR_NOTE: Final = re.compile(r"^(?:.*\.)?([^.]*?)_*(?:[(\[](.*))?$")
 # A note naming a unit of size or weight: a product's own dimension (`Length (cm)`), no video's.
-_PRODUCT_UNITS: Final = re.compile(r"(mm|cm|m|in|inch|inches|ft|feet|kg|g|lb|lbs|oz)[)\]]?")
+_UNITS: Final = (
+    r"mm|cm|cms|m|mtr|mtrs|metres?|meters?|in|inch|inches|\"|ft|feet|yds?|yards?|kg|g|lbs?|oz"
+    r"|days?|nights?|hours?|hrs?|weeks?|months?|years?"
+)
+_PRODUCT_UNITS: Final = re.compile(rf"(?:in_)?({_UNITS})[)\]]?")
+# A unit written after the name (`Length_m`, `length_cm`): the product's size too.
+_UNIT_SUFFIX: Final = re.compile(rf".+_({_UNITS})")
 # Other names people give the request columns.
 _SYNONYMS: Final = {
     "aspect": "aspect_ratio",
@@ -516,8 +525,13 @@ _DOUBTFUL_WORDS: Final = {
 # object, a Parquet struct) holds several fields in one cell, and none of them is read.
 _REQUEST_OBJECTS: Final = {
     "video_spec": ("length", "aspect_ratio", "caption", "video_name"),
-    "audio": ("music_id",),
 }
+# The places in a header or a struct that are the request's (`video_spec.length`, a struct
+# `script {style, language}`): under any other (`dimensions.length`, `seo.language`, eBay's
+# `C:Length`) a field is the product's own.
+_REQUEST_PLACES: Final = frozenset(
+    {"video_spec", "video", "script", "audio", "avatar", "voice", "request", "body", "jogg"}
+)
 
 
 # The request fields by their place in the API's body (the OpenAPI's create_video_from_product),
@@ -572,6 +586,18 @@ def _body_field(key: str) -> str | None:
     return None if found is None else _BODY_FIELDS[found.group(1)].get(found.group(2))
 
 
+def _a_products_own(key: str) -> bool:
+    """Whether a header names a field of the product's own, whatever its words: one under a
+    place that is not the request's (`dimensions.length`, `seo.language`, `Max. Length`, eBay's
+    `C:Length`), with a unit after it (`length_cm`), or one of a numbered series (`length_1`,
+    `language_2`, as `image_1`, `image_2`)."""
+    named = re.split(r"[(\[]", key, maxsplit=1)[0]
+    place, dot, _ = named.rpartition(".")
+    if ":" in named or (dot and place.rsplit(".", 1)[-1].strip("_") not in _REQUEST_PLACES):
+        return True
+    return bool(_UNIT_SUFFIX.fullmatch(named) or re.fullmatch(r".+_\d+", named))
+
+
 def _near_column(key: str) -> str | None:
     """The request column a header that is none seems meant for: its plural or singular, with
     `video_` before it or without `_id` after it, a close spelling (`Captions`,
@@ -581,6 +607,8 @@ def _near_column(key: str) -> str | None:
     `Length (s)`)."""
     if (field := _body_field(key)) is not None:
         return field
+    if _a_products_own(key):
+        return None
     if match := _PLACE_OR_NOTE.fullmatch(key):
         if match.group(2) is not None and _PRODUCT_UNITS.fullmatch(match.group(2)):
             return None
@@ -597,17 +625,19 @@ def _near_column(key: str) -> str | None:
     return close[0] if close else None
 
 
-def refuse_nested_requests(path: Location, table: pa.Table) -> None:
-    """CatalogError for a struct column (a Parquet struct, a JSON Lines object) with a field
-    named as a request column whose every value in this batch reads as that field's
-    (`script {style, language}`, `video {length: 30}`): a cell is read whole, so the field would
-    not be, and every row sent with the default. A product's own (`dimensions {length: 12.5}`)
-    passes, as a doubtful column's does (`refuse_doubtful_columns`)."""
+def refuse_nested_requests(path: Location, table: pa.Table, plan: ColumnPlan) -> None:
+    """CatalogError for a struct column (a Parquet struct, a JSON Lines object) named as a
+    place of the request's (`_REQUEST_PLACES`: `script {style, language}`, `video {length}`)
+    with a field of set values the catalog has no column for, whose every value in this batch
+    reads as that field's: a cell is read whole, so the field would not be, and every row sent
+    with the default. A product's own struct (`dimensions {length}`, `seo {language}`) passes,
+    and so does free text (a name, a voice), which any value reads as."""
     for name, kind in zip(table.column_names, table.schema.types, strict=True):
+        if header_key(name) not in _REQUEST_PLACES:
+            continue
         for leaf, path_to in _leaves(kind):
-            key = header_key(leaf.rsplit(".", 1)[-1])
-            meant = key if key in _COLUMNS else _near_column(key)
-            if meant is None:
+            meant = _body_field(f"{header_key(name)}.{header_key(leaf)}") or header_key(leaf)
+            if meant not in _SET_VALUES or meant in plan.canonical:
                 continue
             cells = pc.struct_field(table.column(name), path_to)
             values = [
@@ -623,6 +653,14 @@ def refuse_nested_requests(path: Location, table: pa.Table) -> None:
                     "field a column of its own (pyarrow's Table.flatten() names them so), "
                     f"named or mapped in [columns] as the request column it is"
                 )
+
+
+# The request columns of set values: a value either reads as one or does not (free text, a
+# voice's id, any value reads as).
+_SET_VALUES: Final = frozenset(
+    {"length", "aspect_ratio", "caption", "avatar_id", "avatar_type", "music_id",
+     "script_style", "language"}
+)  # fmt: skip
 
 
 def _leaves(kind: pa.DataType) -> list[tuple[str, list[int]]]:
@@ -671,8 +709,6 @@ def _refuse_near_misses(
                 "that name: its cells would be unused; keep one of them, or rename "
                 f"{header!r} if it is not meant as {twin.group(1)}"
             )
-        if twin is not None and twin.group(1) in _OVERRIDES:
-            raise _unused(path, header, twin.group(1))
         detail = _product_detail(key)
         if detail is not None and detail not in canonical and "product_id" not in canonical:
             raise CatalogError(
@@ -702,10 +738,12 @@ def _doubtful_columns(
     column."""
     doubtful = {}
     taken = set(canonical.values())
-    for header in headers:
-        key = header_key(header)
+    keys = [header_key(header) for header in headers]
+    for header, key in zip(headers, keys, strict=True):
         if key in mapping or header in taken:
             continue
+        if any(other.startswith(f"{key}_unit") for other in keys) or _a_products_own(key):
+            continue  # its unit beside it (Amazon's `item_length_unit_of_measure`): a size
         meant = _DOUBTFUL_SYNONYMS.get(key) or _doubtful_word(key)
         if meant is not None and meant not in canonical:
             doubtful[header] = meant
@@ -1188,6 +1226,7 @@ def _expand_names(
 
 
 _ERROR_TEXTS: Final = pa.array(sorted(SPREADSHEET_ERRORS | {UNCALCULATED}))
+_LOCALIZED_TEXTS: Final = pa.array(sorted(LOCALIZED_ERRORS))
 _NULL_WORDS: Final = pa.array(sorted(MISSING_TEXTS | DATABASE_NULLS))
 
 
@@ -1196,7 +1235,11 @@ def _template_errors(
 ) -> list[tuple[int, str, str]]:
     """The rows among `rows` whose cell in `header`, which `template` takes, holds a
     spreadsheet error (`#N/A`, a formula never calculated): it would be sent in the name."""
-    errors = pc.is_in(pc.utf8_upper(pc.utf8_trim_whitespace(text)), value_set=_ERROR_TEXTS)
+    trimmed = pc.utf8_trim_whitespace(text)
+    errors = pc.or_(
+        pc.is_in(pc.utf8_upper(trimmed), value_set=_ERROR_TEXTS),
+        pc.is_in(trimmed, value_set=_LOCALIZED_TEXTS),
+    )
     found = pc.and_(rows, pc.fill_null(errors, False)).to_numpy(zero_copy_only=False)
     return [
         (row, template, f"{template!r} takes column {header!r}, and {spreadsheet_error(cell)}")

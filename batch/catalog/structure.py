@@ -142,7 +142,7 @@ def _first_batch_decides(
     a `nested` catalog's struct column holding a request field (`refuse_nested_requests`)."""
     if columns.doubtful or nested:
         for table in open_source(path, options).tables:
-            refuse_nested_requests(path, table)
+            refuse_nested_requests(path, table, columns)
             refuse_doubtful_columns(path, table, columns)
             break
 
@@ -162,7 +162,7 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     spellings = header_spellings(source.headers)
     rows = 0
     for table in source.tables:
-        refuse_nested_requests(path, table)
+        refuse_nested_requests(path, table, columns)
         refuse_doubtful_columns(path, table, columns)
         for row in _spelling_headers(table, spellings):
             values = (column[row].as_py() for column in table.columns)
@@ -716,13 +716,14 @@ def _check_parquet(path: Path, options: CatalogOptions) -> int:
             "or pass --format if it is CSV or JSON Lines"
         ) from exc
     source = open_source(path, options)
-    _first_batch_decides(path, options, plan_columns(path, source.headers, options, source.structs))
+    columns = plan_columns(path, source.headers, options, source.structs)
+    _first_batch_decides(path, options, columns)
     # Every page decoded: one damaged in a later row group, or text that is not UTF-8, would
     # otherwise stop the run after the rows before it were paid for. A struct column is looked
     # into in every batch, for the same reason.
     nested, rows = bool(source.structs), 0
     for table in source.tables:
         if nested:
-            refuse_nested_requests(path, table)
+            refuse_nested_requests(path, table, columns)
         rows += table.num_rows
     return rows
