@@ -261,12 +261,15 @@ def build_request(fields: ResolvedFields, product_id: str | None = None) -> Crea
 
 # ---- scalar normalisers: what people type -> what the API accepts, or ValueError(reason) ----
 
+# Also as German, French, Spanish, Italian and Portuguese shops write them.
 _TRUE: Final = frozenset(
-    {"yes", "y", "true", "t", "1", "on", "\u2713", "\u2714", "\u2611", "\u2705"}
-)
+    {"yes", "y", "true", "t", "1", "on", "\u2713", "\u2714", "\u2611", "\u2705",
+     "ja", "wahr", "oui", "vrai", "sí", "si", "verdadero", "vero", "sim", "verdadeiro"}
+)  # fmt: skip
 _FALSE: Final = frozenset(
-    {"no", "n", "false", "f", "0", "off", "\u2717", "\u2718", "\u2610", "\u274c"}
-)
+    {"no", "n", "false", "f", "0", "off", "\u2717", "\u2718", "\u2610", "\u274c",
+     "nein", "falsch", "non", "faux", "falso", "não", "nao"}
+)  # fmt: skip
 _RATIOS: Final = {
     "9:16": "portrait", "16:9": "landscape", "1:1": "square",
     "vertical": "portrait", "horizontal": "landscape",
@@ -481,7 +484,11 @@ def normalize_language(value: object) -> str:
     text = str(value).strip().lower().replace(" ", "-").replace("_", "-")
     if isinstance(value, str) and text in LANGUAGES:
         return text
-    code = _LANGUAGE_VARIANTS.get(text) or _LANGUAGE_CODES.get(text.split("-")[0])
+    code = (
+        _LANGUAGE_VARIANTS.get(text)
+        or _LANGUAGE_ENDONYMS.get(text)
+        or _LANGUAGE_CODES.get(text.split("-")[0])
+    )
     if isinstance(value, str) and code is not None and text not in _AMBIGUOUS_VARIANTS:
         return code
     raise ValueError(
@@ -506,6 +513,18 @@ _LANGUAGE_CODES: Final = {
     "sr": "serbian", "sk": "slovak", "sw": "swahili",
 }  # fmt: skip
 # Regions that name another of the API's languages than their code's.
+# The API's languages by their own names, as a shop in that language writes them.
+_LANGUAGE_ENDONYMS: Final = {
+    "deutsch": "german", "español": "spanish", "espanol": "spanish", "castellano": "spanish",
+    "français": "french", "francais": "french", "italiano": "italian",
+    "português": "portuguese", "portugues": "portuguese", "nederlands": "dutch",
+    "polski": "polish", "türkçe": "turkish", "turkce": "turkish", "svenska": "swedish",
+    "dansk": "danish", "norsk": "norwegian", "suomi": "finnish", "čeština": "czech",
+    "magyar": "hungarian", "română": "romanian", "русский": "russian", "українська": "ukrainian",
+    "ελληνικά": "greek", "日本語": "japanese", "한국어": "korean", "中文": "chinese",
+    "bahasa-indonesia": "indonesian", "tiếng-việt": "vietnamese", "עברית": "hebrew",
+    "العربية": "arabic", "हिन्दी": "hindi", "ไทย": "thai",
+}  # fmt: skip
 _LANGUAGE_VARIANTS: Final = {
     "zh-tw": "traditional-chinese", "zh-hant": "traditional-chinese",
     "zh-hant-tw": "traditional-chinese", "nl-be": "flemish",

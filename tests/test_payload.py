@@ -347,6 +347,12 @@ def test_normalize_aspect_ratio_rejects() -> None:
         ("\u2705", True),
         ("\u2718", False),
         ("\u2610", False),
+        ("ja", True),  # as German, French, Spanish and Portuguese shops write them
+        ("Nein", False),
+        ("oui", True),
+        ("non", False),
+        ("Sí", True),
+        ("não", False),
     ],
 )
 def test_normalize_caption(value: object, expected: bool) -> None:
@@ -538,6 +544,11 @@ def test_normalize_script_style_rejects() -> None:
         ("zh-Hans", "chinese"),
         ("nl-BE", "flemish"),
         ("nb", "norwegian"),
+        ("Deutsch", "german"),  # a language by its own name, as a shop in it writes it
+        ("español", "spanish"),
+        ("Français", "french"),
+        ("日本語", "japanese"),
+        ("Bahasa Indonesia", "indonesian"),
     ],
 )
 def test_normalize_language(value: str, expected: str) -> None:
