@@ -618,6 +618,12 @@ class _Run:
             results_task.cancel()
             heartbeat.cancel()
             watch.cancel()
+            if installed:
+                # asyncio's handler only writes a signal to the loop's wakeup pipe, read on the
+                # loop's next turns: without them, one at the run's very end was lost (exit 0).
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0)
+                    await asyncio.sleep(0)
             for sig in installed:
                 loop.remove_signal_handler(sig)
                 signal.signal(sig, before[sig])

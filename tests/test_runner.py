@@ -1225,6 +1225,26 @@ async def test_a_signal_cuts_short_every_wait_and_counts_only_requests_on_the_wi
     assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
 
 
+@pytest.mark.anyio
+async def test_a_signal_at_the_runs_very_end_is_not_lost(
+    tmp_path: Path, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SIGTERM that lands after the loop's last turn, as the run ends: asyncio's handler only
+    wrote it to the loop's wakeup pipe, which nobody read again, and the run exited 0 as if no
+    signal had come. It is the signal's exit."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    closed = runner.JoggClient.__aexit__
+
+    async def then_signalled(self: Any, *exc: Any) -> None:
+        await closed(self, *exc)
+        os.kill(os.getpid(), signal.SIGTERM)  # no await after it: the loop does not turn
+
+    monkeypatch.setattr(runner.JoggClient, "__aexit__", then_signalled)
+    summary = await runner.run_async(make_config(catalog, sandbox_url), handle_signals=True)
+    assert summary.requests_sent == 2
+    assert summary.exit_code == ExitCode.TERMINATED
+
+
 class SlowListing(RefusingForever):
     """The sandbox in-process, but each page of the video listing takes a minute."""
 
