@@ -25,7 +25,7 @@ from batch import payload, planner, rerun, runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import CatalogError, ConfigError, ExitCode, LockedError
 from batch.joggai.backoff import RetryPolicy
-from batch.joggai.client import Timeouts
+from batch.joggai.client import JoggClient, Timeouts
 from batch.joggai.quota import RateLimit
 from batch.outputs import planned_requests_path
 from batch.sandbox import SandboxConfig, create_app
@@ -1233,13 +1233,13 @@ async def test_a_signal_at_the_runs_very_end_is_not_lost(
     wrote it to the loop's wakeup pipe, which nobody read again, and the run exited 0 as if no
     signal had come. It is the signal's exit."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
-    closed = runner.JoggClient.__aexit__
+    closed = JoggClient.__aexit__
 
     async def then_signalled(self: Any, *exc: Any) -> None:
         await closed(self, *exc)
         os.kill(os.getpid(), signal.SIGTERM)  # no await after it: the loop does not turn
 
-    monkeypatch.setattr(runner.JoggClient, "__aexit__", then_signalled)
+    monkeypatch.setattr(JoggClient, "__aexit__", then_signalled)
     summary = await runner.run_async(make_config(catalog, sandbox_url), handle_signals=True)
     assert summary.requests_sent == 2
     assert summary.exit_code == ExitCode.TERMINATED
