@@ -651,7 +651,7 @@ def refuse_nested_requests(path: Location, table: pa.Table, plan: ColumnPlan) ->
                     "(nested, as a struct or a JSON object), and jogg-batch reads one column a "
                     "request field, so every row would be sent with the default; give each "
                     "field a column of its own (pyarrow's Table.flatten() names them so), "
-                    f"named or mapped in [columns] as the request column it is"
+                    "named or mapped in [columns] as the request column it is"
                 )
 
 
