@@ -1007,7 +1007,8 @@ def test_a_second_column_renamed_by_a_data_tool_is_refused_as_the_file_with_two_
 @pytest.mark.parametrize(
     "header",
     ["dimensions.length", "Max. Length", "C:Length", "Length (in cm)", "Length_m", "Length (yd)",
-     "Duration (days)", "language_1", "seo.language", "C:Language"],
+     "Duration (days)", "language_1", "seo.language", "C:Language", "Length (max)",
+     "Length (total)"],
 )  # fmt: skip
 def test_a_products_own_field_named_with_a_request_word_is_read_as_the_catalogs(
     tmp_path: Path, header: str
@@ -1018,6 +1019,16 @@ def test_a_products_own_field_named_with_a_request_word_is_read_as_the_catalogs(
     the catalog is read, its default sent, not refused."""
     path = write(tmp_path, "c.csv", f"product_id,{header}\nA1,30\nA2,en\n")
     assert [row.fields is not None for row in rows_of(path)] == [True, True]
+
+
+def test_a_note_that_is_no_requests_leaves_the_values_to_decide(tmp_path: Path) -> None:
+    """`Length (max)` is refused by its values, not its name: video lengths (15, 30) say it is
+    meant as the request's, a box's 120 cm that it is the product's."""
+    path = write(tmp_path, "c.csv", "product_id,Length (max)\nA1,15\nA2,30\n")
+    with pytest.raises(CatalogError, match=re.escape("column 'Length (max)' is not a request")):
+        rows_of(path)
+    path = write(tmp_path, "c.csv", "product_id,Length (max)\nA1,120 cm\nA2,80 cm\n")
+    assert len(rows_of(path)) == 2
 
 
 @pytest.mark.parametrize(

@@ -458,6 +458,14 @@ _UNITS: Final = (
     r"|days?|nights?|hours?|hrs?|weeks?|months?|years?"
 )
 _PRODUCT_UNITS: Final = re.compile(rf"(?:in_)?({_UNITS})[)\]]?")
+# The notes a request column's header carries (`Length (s)`, `Avatar ID (optional)`): under any
+# other (`Length (max)`, a unit of size) a column is refused only when its values say so.
+_REQUEST_NOTES: Final = re.compile(
+    r"(?:in_)?(s|sec|secs|seconds?|optional|opt\.?|required|req\.?|if_any|default|names?|ids?"
+    r"|code|text)[)\]]?"
+    # or the field's own values: `Caption (Y/N)`, `Aspect Ratio (9:16 / 16:9)`
+    r"|(?:y/n|yes/no|true/false|0/1)[)\]]?|.*\d+:\d+.*"
+)
 # A unit written after the name (`Length_m`, `length_cm`): the product's size too.
 _UNIT_SUFFIX: Final = re.compile(rf".+_({_UNITS})")
 # Other names people give the request columns.
@@ -610,8 +618,9 @@ def _near_column(key: str) -> str | None:
     if _a_products_own(key):
         return None
     if match := _PLACE_OR_NOTE.fullmatch(key):
-        if match.group(2) is not None and _PRODUCT_UNITS.fullmatch(match.group(2)):
-            return None
+        note = match.group(2)
+        if note is not None and not _REQUEST_NOTES.fullmatch(note):
+            return None  # `Length (max)`, `Length (cm)`: the values decide (`_doubtful_word`)
         key = match.group(1) or key
     key = _SYNONYMS.get(key, key)
     spellings = set()
