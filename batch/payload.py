@@ -418,10 +418,25 @@ def _whole_number(value: object) -> int | None:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value) if value.is_integer() else None
+        return int(value) if value.is_integer() else _formula_noise(value)
     if isinstance(value, str) and (match := _WHOLE_TEXT.fullmatch(value.strip())):
         return int(match.group(1))
+    if isinstance(value, str) and _NOISY_TEXT.fullmatch(value.strip()):
+        return _formula_noise(float(value))
     return None
+
+
+# A formula's binary noise as a workbook stores it (=0.28*100 is 28.000000000000004): 16 or 17
+# significant digits, the last ones noise.
+_NOISY_TEXT: Final = re.compile(r"[+-]?\d{1,5}\.\d{11,}")
+
+
+def _formula_noise(value: float) -> int | None:
+    """The whole number Excel shows, and exports to CSV, for a formula's result with binary
+    noise (15 significant digits: 28.000000000000004 is 28), or None for a real fraction."""
+    shown = float(f"{value:.15g}")
+    exact = shown.is_integer() and shown != value and abs(shown) < 2**53
+    return int(shown) if exact else None
 
 
 def normalize_int_id(value: object) -> int:

@@ -368,10 +368,12 @@ def test_normalize_caption_rejects() -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("127", 127), (127, 127), (127.0, 127), ("127.0", 127), (" 81 ", 81), (0, 0)],
-)
+    [("127", 127), (127, 127), (127.0, 127), ("127.0", 127), (" 81 ", 81), (0, 0),
+     # a formula's binary noise, as a workbook stores =0.28*100; Excel shows and exports 28
+     ("28.000000000000004", 28), ("57.99999999999999", 58), (28.000000000000004, 28)],
+)  # fmt: skip
 def test_normalize_int_id(value: object, expected: int) -> None:
-    """Whole numbers, however typed, become ints."""
+    """Whole numbers, however typed, become ints, as Excel shows them."""
     assert normalize_int_id(value) == expected
 
 
@@ -379,6 +381,10 @@ def test_normalize_int_id(value: object, expected: int) -> None:
     ("value", "reason"),
     [
         ("127.5", "'127.5' is not a whole-number id; write the id's digits, e.g. 127"),
+        (
+            "0.30000000000000004",
+            "'0.30000000000000004' is not a whole-number id; write the id's digits, e.g. 127",
+        ),
         ("abc", "'abc' is not a whole-number id; write the id's digits, e.g. 127"),
         (True, "'true' is not a whole-number id; write the id's digits, e.g. 127"),
         ("nan", "'nan' is not a whole-number id; write the id's digits, e.g. 127"),
