@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from batch.follow import polling
 from batch.follow.polling import (
     NOT_FOUND_AFTER,
     PollSchedule,
+    PollSummary,
     normalize_video_status,
     poll,
     video_update,
@@ -370,6 +372,25 @@ def test_refreshing_a_results_file_names_the_double_charges_the_ledger_knows(
     assert list(frame["message"]) == ["double charge, raise it with JoggAI: videos v1, v2", "kept"]
 
 
+async def _checked_once(
+    state_path: Path,
+    results: Path,
+    server: Callable[[httpx.Request], Coroutine[None, None, httpx.Response]],
+) -> PollSummary:
+    """`status` of `results` once, against `server`, every video checked at once (not 12 s
+    after its acceptance)."""
+    return await track_async(
+        state_path,
+        "https://api.test",
+        Secret("sk-test"),
+        wait=False,
+        timeout=10,
+        results=results,
+        transport=httpx.MockTransport(server),
+        schedule=PollSchedule(first=0.0),
+    )
+
+
 @pytest.mark.anyio
 async def test_videos_of_the_file_the_state_does_not_know_are_untracked_not_rendering(
     tmp_path: Path,
@@ -394,16 +415,7 @@ async def test_videos_of_the_file_the_state_does_not_know_are_untracked_not_rend
             data = {"id": "v1", "status": "completed", "video_url": "https://res.jogg.ai/v1.mp4"}
         return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
 
-    summary = await track_async(
-        state_path,
-        "https://api.test",
-        Secret("sk-test"),
-        wait=False,
-        timeout=10,
-        results=results,
-        transport=httpx.MockTransport(server),
-        schedule=PollSchedule(first=0.0),  # checked at once, not 12 s after its acceptance
-    )
+    summary = await _checked_once(state_path, results, server)
     assert (summary.completed, summary.processing, summary.unread) == (1, 0, 0)
     assert summary.untracked == 1
     assert summary.exit_code == ExitCode.ROWS_FAILED
@@ -428,15 +440,7 @@ async def test_accepted_rows_whose_video_id_was_cleared_are_counted_not_passed_o
             200, json={"code": 0, "msg": "ok", "data": {"videos": [], "total": 0}}
         )
 
-    summary = await track_async(
-        state_path,
-        "https://api.test",
-        Secret("sk-test"),
-        wait=False,
-        timeout=10,
-        results=results,
-        transport=httpx.MockTransport(server),
-    )
+    summary = await _checked_once(state_path, results, server)
     assert (summary.completed, summary.processing, summary.unnamed) == (0, 0, 2)
     assert summary.exit_code == ExitCode.ROWS_FAILED
 

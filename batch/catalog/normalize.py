@@ -578,15 +578,9 @@ def _product_detail(key: str) -> str | None:
     after it (`Description (long)`)."""
     base = _PLACE_OR_NOTE.fullmatch(key)
     bare = base.group(1) if base is not None and base.group(1) else key
-    return (
-        _PRODUCT_DETAILS.get(key)
-        or _PRODUCT_DETAILS.get(bare)
-        or (
-            bare
-            if bare in ("description", "target_audience", "image_urls") and bare != key
-            else None
-        )
-    )
+    if bare != key and bare in ("description", "target_audience", "image_urls"):
+        return bare
+    return _PRODUCT_DETAILS.get(key) or _PRODUCT_DETAILS.get(bare)
 
 
 def _body_field(key: str) -> str | None:

@@ -138,6 +138,20 @@ class LocalFile(click.Path):
         return super().convert(value, param, ctx)
 
 
+def listening_options(command: Callable[P, R]) -> Callable[P, R]:
+    """`--host` and `--port` of a command that serves HTTP (the sandbox, the webhook listener)."""
+    command = click.option(
+        "--port",
+        default=8787,
+        show_default=True,
+        type=click.IntRange(0, 65535),
+        help="Port to listen on (0: any free one, logged).",
+    )(command)
+    return click.option(
+        "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+    )(command)
+
+
 config_option = click.option(
     "--config",
     "config_path",

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from batch.cli.common import STATE, config_option, logging_options, reports_errors
+from batch.cli.common import (
+    STATE,
+    config_option,
+    listening_options,
+    logging_options,
+    reports_errors,
+)
 from batch.config import Overrides, known_api_key, resolve
 from batch.errors import StateError
 from batch.follow.webhook import (
@@ -30,14 +36,7 @@ log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option(
-    "--port",
-    default=8787,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="Port to listen on (0: any free one, logged).",
-)
+@listening_options
 @click.option(
     "--state",
     "state_path",

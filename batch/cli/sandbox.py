@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from batch.cli.common import logging_options, reports_errors
+from batch.cli.common import listening_options, logging_options, reports_errors
 from batch.joggai.quota import RateLimit, parse_rate
 from batch.sandbox.config import SandboxConfig, parse_latency, parse_listing_title
 from batch.sandbox.server import bind_socket, serve, url_of
@@ -42,14 +42,7 @@ PROBABILITY = click.FloatRange(0.0, 1.0)
 
 
 @click.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option(
-    "--port",
-    default=8787,
-    show_default=True,
-    type=click.IntRange(0, 65535),
-    help="0 picks a free port.",
-)
+@listening_options
 @click.option(
     "--api-key", "api_keys", multiple=True, help="Accepted key (repeatable). [default: sk-sandbox]"
 )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -76,6 +77,8 @@ def sheets_beside(location: Location) -> list[NamedSheet]:
     a file that is not there, or not a workbook calamine reads."""
     if not storage.is_file(location):
         return []
+    if isinstance(location, Path) and _one_sheet(location):
+        return []  # as jogg-batch wrote it: no need to read it whole for each snapshot
     try:
         with storage.open_read(location) as handle:
             book = calamine.CalamineWorkbook.from_filelike(handle)
@@ -84,6 +87,17 @@ def sheets_beside(location: Location) -> list[NamedSheet]:
             ]
     except (calamine.CalamineError, OSError, ValueError):
         return []
+
+
+def _one_sheet(path: Path) -> bool:
+    """Whether a local workbook holds one sheet, from its zip directory alone (not a zip: no
+    sheets to keep either)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return True
+    return sum(name.startswith("xl/worksheets/sheet") for name in names) <= 1
 
 
 def write_xlsx(
