@@ -241,6 +241,22 @@ CORPUS = [
          ',https://shop.example/a,"Big sale,30', ",https://shop.example/b,Second,30",
          ',https://shop.example/c,Mug 12",30', ",https://shop.example/d,last,30"), 2,
          ("line 2 (row 1): column 'video_name' opens with a quote that runs on to line 4",)),
+    # Two columns: a script's stray quote, closed by a later row's inch mark, took two rows in
+    # (a script is several lines by nature); the lines hold ids shaped like the row's own.
+    Case("stray_quote_script.csv", lambda: lines("product_id,override_script",
+         f'{IDS[0]},"Best mug ever', f"{IDS[1]},Loud speaker", f'{IDS[2]},Pizza stone 12"',
+         f"{IDS[0]},Bag"), 2,
+         ("stray_quote_script.csv line 2 (row 1): column 'override_script' opens with a quote "
+          "that runs on to line 4, taking in lines that read as rows",)),
+    # ... while a script's own lines that start with a code are not rows of ids.
+    Case("script_lines_with_codes.csv", lambda: lines("product_id,override_script",
+         f'{IDS[0]},"Our year:\nSUMMER2024,our best sale\nEnds soon"', f"{IDS[1]},Bag"), 0,
+         sent=2),
+    # A description listing variants one a line, as prose writes a list (`, ` between), is a
+    # cell: a tool's row has no space after each delimiter.
+    Case("variants_listed.csv", lambda: lines("product_id,title,description,price",
+         f'{IDS[0]},Bottle,"Variants:\nBOT500ML, Steel, 500 ml, 19.90\nBOT750ML, Steel, 750 ml, '
+         '24.90\nShips in 2 days",19.90', f"{IDS[1]},Speaker,Loud.,49.00"), 0, sent=2),
     # Text of several lines (commas in them) in a quoted cell is a cell, not rows: even where
     # a line holds as many commas as a row, a row would hold a product id there, not words.
     Case("quoted_multiline.csv", lambda: lines("product_id,title,length,notes",

@@ -480,18 +480,18 @@ def _locate_csv(
                     f"holding tabs and line ends as rows do: {_TAB_QUOTE_HINT}",
                     row,
                 )
-            elif line > first and (swallowed := _takes_rows(record, headers, delimiter, ids)):
-                return found.last(
-                    f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
-                    f"taking in lines that read as rows: {_SWALLOW_HINT}",
-                    row,
-                )
             elif row and line > first and (broken := _broken_cell(record, headers, one_line or {})):
                 header, meant = broken
                 return found.last(
                     f"{_where(path, first, row)}: column {header!r} opens with a quote that "
                     f"runs on to line {line}, yet {meant} is one line: {_SWALLOW_HINT}; or "
                     "take the line break out of the cell if it is meant",
+                    row,
+                )
+            elif line > first and (swallowed := _takes_rows(record, headers, delimiter, ids)):
+                return found.last(
+                    f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
+                    f"taking in lines that read as rows: {_SWALLOW_HINT}",
                     row,
                 )
             elif (
@@ -562,9 +562,11 @@ def _takes_rows(
     line that ends a row and a last that starts one (to this column), as the rows would be.
     Where the catalog's product ids are (`ids`), such a line holds one there (`_holds_id`);
     text of several lines (an address, a description) holds words.
-    A catalog of one or two columns is not judged: its real text would look the same."""
+    In a catalog of two columns, a script's own lines (`2024, our year`) could read as rows,
+    so there a line's id must have the shape of the row's own (`_shaped_like`)."""
     width = len(headers)
-    if width < 3:
+    strict = width < 3
+    if strict and ids is None:
         return None
     for column, (cell, header) in enumerate(zip(record, headers, strict=False)):
         lines = _LINE_BREAK.split(cell)
@@ -573,20 +575,32 @@ def _takes_rows(
         cut = [line.split(delimiter) for line in lines]
         first, last = cut[0], cut[-1]  # the opening row from this column, the closing one to it
         known = None if ids is None else record[ids] if ids != column else first[0]
-        whole_row = any(len(cells) == width and _holds_id(cells, ids, known) for cells in cut[1:-1])
+        spaced = _spaced(headers)
+        whole_row = any(
+            len(cells) == width
+            and _holds_id(cells, ids, known, strict)
+            and (spaced or not _spaced(cells))
+            for cells in cut[1:-1]
+        )
         if ids is None or ids <= column:
-            starts = _holds_id(last, ids, known)
+            starts = _holds_id(last, ids, known, strict)
         else:
-            starts = _holds_id(first, ids - column, known)
-        cut_row = starts and len(first) == width - column and len(last) == column + 1
+            starts = _holds_id(first, ids - column, known, strict)
+        cut_row = (
+            starts
+            and len(first) == width - column
+            and len(last) == column + 1
+            and (spaced or not (_spaced(first) or _spaced(last)))
+        )
         if whole_row or cut_row:
             return f"column {header!r} opens with a quote that"
     return None
 
 
-def _holds_id(cells: list[str], at: int | None, known: str | None) -> bool:
+def _holds_id(cells: list[str], at: int | None, known: str | None, strict: bool = False) -> bool:
     """Whether `cells` hold a product id at `at` (None: anything goes), like the record's own
-    (`known`): one word, as long give or take half, with digits if it has them."""
+    (`known`): one word, as long give or take half, with digits if it has them; `strict`: of
+    the same shape too (`_shaped_like`)."""
     if at is None or known is None:
         return True
     if not 0 <= at < len(cells):
@@ -596,7 +610,26 @@ def _holds_id(cells: list[str], at: int | None, known: str | None) -> bool:
         len(text.split()) == 1
         and len(known) / 2 <= len(text) <= 2 * len(known)
         and any(map(str.isdigit, text)) == any(map(str.isdigit, known))
+        and (not strict or _shaped_like(text, known))
     )
+
+
+def _spaced(cells: list[str]) -> bool:
+    """Whether every cell after the first starts with a space, as a list in prose is written
+    (`BOT500ML, Steel, 500 ml`), and a tool's row is not, unless its header is so too."""
+    return len(cells) > 1 and all(cell[:1].isspace() for cell in cells[1:])
+
+
+def _shaped_like(text: str, known: str) -> bool:
+    """Whether `text` is made of the same kinds of character as the id `known` (digits, upper
+    and lower case letters, others), within a quarter of its length."""
+
+    def kinds(word: str) -> set[str]:
+        return {
+            "d" if c.isdigit() else "u" if c.isupper() else "l" if c.islower() else c for c in word
+        }
+
+    return abs(len(text) - len(known)) <= len(known) / 4 and kinds(text) == kinds(known)
 
 
 def _csv_error(path: Location, first: int, row: int, reached: int, exc: csv.Error) -> str:
