@@ -140,6 +140,18 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             summary = await runner.run_async(subset_config, handle_signals=handle_signals)
         except CatalogError as exc:
             raise _of_the_file(exc, subset, config.catalog) from exc
+        if not summary.plan.rows:
+            # Stopped before planning (the API down, the key refused): the retry knows no row's
+            # outcome, and the file still says which were paid or may have been.
+            log.warning(
+                "the results file %s is left as it was: the retry stopped before planning any row",
+                config.results,
+            )
+            summary.catalog = str(config.catalog)
+            summary.results = str(config.results)
+            summary.results_written = False
+            runner.write_summary_json(config, summary)
+            return summary
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
     if summary.exit_code == ExitCode.OK and _leaves_rows(frame["status"].map(row_status)):

@@ -799,3 +799,24 @@ def test_a_retry_of_a_parquet_catalogs_float_ids_sends_them(
     retried = read_results(results)
     assert list(retried["status"]) == ["failed", "failed"]  # sent: no such product here
     assert list(retried["code"]) == ["10104", "10104"]
+
+
+def test_a_retry_refused_before_planning_leaves_the_file_as_it_was(
+    tmp_path: Path, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """A retry with a key the account refuses (exit 3) stops before planning: the results file
+    keeps every row's outcome (an `unknown` row stays `unknown`, its attempt and message with
+    it), not rewritten as never tried."""
+    _, args = half_run
+    results = tmp_path / "c.results.csv"
+    _first_row_unknown(results)
+    before = results.read_bytes()
+    online = [a for a in args if a != "--offline"]
+    refused = CliRunner().invoke(
+        main,
+        ["retry", str(results), "--state", str(tmp_path / "s.db"), *online],
+        env={"JOGG_API_KEY": "sk-not-this-account"},
+    )
+    assert refused.exit_code == 3, refused.output
+    assert results.read_bytes() == before
+    assert "left as it was: the retry stopped before planning any row" in refused.stderr
