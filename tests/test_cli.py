@@ -1127,8 +1127,55 @@ def test_a_json_document_stdout_cannot_take_is_exit_7_without_a_traceback(tmp_pa
             env={**os.environ, "JOGG_API_KEY": "sk-sandbox"},
         )  # fmt: skip
     assert done.returncode == 7, done.stderr
-    assert "cannot write the JSON document to standard output" in done.stderr
+    assert "cannot write to standard output" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize("command", ["plan", "validate"])
+def test_text_output_stdout_cannot_take_is_exit_7_without_a_traceback(
+    tmp_path: Path, command: str
+) -> None:
+    """A command's text output into a full disk: exit 7 and one line, not a traceback."""
+    catalog = write_catalog(tmp_path / "c.csv", [{**simple_rows(1)[0], "length": "7"}])
+    state = ["--state", str(tmp_path / "s.db")] if command == "plan" else []
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "batch", command, str(catalog), *state],
+            stdout=full, stderr=subprocess.PIPE, text=True, check=False,
+        )  # fmt: skip
+    assert done.returncode == 7, done.stderr
+    assert "cannot write to standard output: No space left on device" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_json_document_a_pipe_cuts_short_is_exit_7(tmp_path: Path) -> None:
+    """`validate --json` of a large document into a reader that stops after its first line:
+    exit 7, said, where the document was cut in silence (Python drops what a closed pipe did
+    not take) and the exit was validate's own 1."""
+    rows = [{**row, "product_id": f"bad id {n}"} for n, row in enumerate(simple_rows(1) * 3000)]
+    catalog = write_catalog(tmp_path / "c.csv", rows)
+    validate = subprocess.Popen(
+        [sys.executable, "-m", "batch", "validate", str(catalog), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert validate.stdout is not None
+    assert validate.stdout.readline() == "{\n"
+    validate.stdout.close()
+    _, err = validate.communicate()
+    assert validate.returncode == 7, err
+    assert "cannot write to standard output: Broken pipe" in err
+
+
+def test_a_closed_stdout_is_exit_7(tmp_path: Path) -> None:
+    """Started with stdout closed (`>&-`): exit 7 naming it, not an AttributeError."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m batch validate "$1" --json >&-', sys.executable, catalog],
+        stderr=subprocess.PIPE, text=True, check=False,
+    )  # fmt: skip
+    assert done.returncode == 7, done.stderr
+    assert "cannot write to standard output: it is closed" in done.stderr
 
 
 def test_a_results_file_the_run_could_not_write_at_the_end_is_not_called_an_earlier_runs() -> None:

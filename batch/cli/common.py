@@ -204,17 +204,38 @@ def error_document(error: BatchError) -> dict[str, Any]:
 
 
 def emit_json(document: object) -> None:
-    """The one machine-readable document of a command, on stdout; LocalIOError (exit 7) when
-    stdout takes no more (a full disk under a cron job's log, a closed pipe)."""
+    """The one machine-readable document of a command, on stdout (`emit`)."""
+    emit(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+
+
+def emit(text: str, *, nl: bool = True) -> None:
+    """A command's output (data, not diagnostics) on stdout; LocalIOError (exit 7) when stdout
+    takes no more (a full disk under a cron job's log, a closed pipe) or was closed.
+
+    Written straight to the descriptor: a write a closed pipe cuts short returns what it took,
+    and Python's buffered stream drops the rest without an error."""
+    stream = sys.stdout
+    if stream is None:  # started with `>&-`
+        raise LocalIOError("cannot write to standard output: it is closed")
+    data = (text + "\n" if nl else text).encode(stream.encoding or "utf-8", "replace")
     try:
-        click.echo(json.dumps(document, indent=2, ensure_ascii=False, default=str))
-        sys.stdout.flush()
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # a stream of the host's (a test runner's)
+        fd = None
+    try:
+        stream.flush()
+        if fd is None:
+            click.echo(text, nl=nl)
+            stream.flush()
+            return
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
     except OSError as exc:
         # What stays buffered would fail again, with a traceback, as the interpreter exits.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise LocalIOError(
-            f"cannot write the JSON document to standard output: {exc.strerror or exc}"
-        ) from None
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        raise LocalIOError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 class FileOrURL(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click

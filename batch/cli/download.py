@@ -11,6 +11,7 @@ from batch import logs
 from batch.cli.common import (
     LOCATION,
     config_option,
+    emit,
     emit_json,
     json_option,
     logging_options,
@@ -117,6 +118,6 @@ def download(
         logs.say(line, event="summary")
         emit_json(dataclasses.asdict(summary))
     else:
-        click.echo(line)
+        emit(line)
     if summary.failed:
         raise SystemExit(int(ExitCode.ROWS_FAILED))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from batch import files
-from batch.cli.common import LOCATION, LocalFile, logging_options, reports_errors
+from batch.cli.common import LOCATION, LocalFile, emit, logging_options, reports_errors
 from batch.errors import ConfigError
 from batch.follow.report import build_report, render_json, render_table
 from batch.follow.report_page import render_html
@@ -58,7 +58,7 @@ def report(results: Location, output_format: str, key: str | None, output: Path 
         check_writable(output, "report", "--output")
     text = RENDERERS[output_format](build_report(frame, source=results.name, key=key))
     if output is None:
-        click.echo(text, nl=False)
+        emit(text, nl=False)
         return
     try:
         files.write_text(output, text)  # atomic, 0600 when new, never through a symlink

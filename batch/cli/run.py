@@ -21,6 +21,7 @@ from batch.cli.common import (
     STATE,
     LocalFile,
     config_option,
+    emit,
     emit_json,
     error_document,
     interrupted_document,
@@ -279,7 +280,7 @@ def plan(catalog: Location, as_json: bool, **options: Any) -> None:
     if as_json:
         emit_json(plan_document(summary, config.rate))
     else:
-        click.echo(render_plan(summary, config.rate))
+        emit(render_plan(summary, config.rate))
 
 
 @click.command()
@@ -308,9 +309,8 @@ def validate(catalog: Location, online: bool, sandbox: bool, as_json: bool, **op
         checked = api.validate(config, online=online)
     if as_json:
         emit_json(checked.to_json())
-    else:
-        for problem in checked.problems:
-            click.echo(problem.message)
+    elif checked.problems:
+        emit("\n".join(problem.message for problem in checked.problems))
     count = len(checked.problems)
     logs.say(f"{catalog}: {f'{count} problem(s)' if count else 'no problems'}", event="summary")
     raise SystemExit(int(checked.exit_code))

@@ -9,7 +9,7 @@ from typing import ParamSpec, TypeVar
 import click
 
 from batch import logs
-from batch.cli.common import STATE, config_option, logging_options, reports_errors
+from batch.cli.common import STATE, config_option, emit, logging_options, reports_errors
 from batch.config import Overrides, ledger_location
 from batch.store import StateStore
 from batch.store.backend import StateLocation
@@ -58,14 +58,19 @@ def info(state: StateLocation | None, config_path: Path | None) -> None:
     path = _ledger(state, config_path)
     with StateStore(path) as store:
         facts = store.info()
-    click.echo(f"ledger          {path}")
-    click.echo(f"size            {facts.bytes_on_disk / 1e6:.1f} MB")
-    click.echo(f"runs kept       {facts.runs}  ({facts.row_outcomes} row outcomes)")
-    click.echo(f"attempts        {facts.attempts}")
-    for status, count in facts.jobs_by_status.items():
-        click.echo(f"jobs {status:<10} {count}")
-    click.echo(f"listed videos   {facts.listed_videos}")
-    click.echo(f"double charges  {facts.double_charges}")
+    emit(
+        "\n".join(
+            [
+                f"ledger          {path}",
+                f"size            {facts.bytes_on_disk / 1e6:.1f} MB",
+                f"runs kept       {facts.runs}  ({facts.row_outcomes} row outcomes)",
+                f"attempts        {facts.attempts}",
+                *(f"jobs {status:<10} {count}" for status, count in facts.jobs_by_status.items()),
+                f"listed videos   {facts.listed_videos}",
+                f"double charges  {facts.double_charges}",
+            ]
+        )
+    )
 
 
 @state.command()
