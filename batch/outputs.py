@@ -51,11 +51,11 @@ def outputs_of(config: RunConfig) -> list[Output]:
     return outputs
 
 
-def check_outputs(config: RunConfig, *, create: bool = True) -> None:
+def check_outputs(config: RunConfig, *, create: bool = True, rows: int = 0) -> None:
     """Refuse any output the run could not write, or that would overwrite an input.
 
     With `create`, missing folders are made now; without (for `validate`), it is enough that
-    the nearest existing folder could hold them.
+    the nearest existing folder could hold them. `rows`: the catalog's, when known.
     """
     outputs = outputs_of(config)
     results_format(config.results)
@@ -69,24 +69,32 @@ def check_outputs(config: RunConfig, *, create: bool = True) -> None:
                     f"{output.what} there would destroy it. Pass another path to {output.option}"
                 )
         check_writable(output.path, output.what, output.option, create=create)
-    check_room(config)
+    check_room(config, rows)
 
 
 # Room every local output folder must have before a run sends: the state grows by a few pages
 # as rows are planned and sent.
 _MARGIN = 1 << 20
+# What a results file adds to each catalog row: its outcome columns (row, status, video id,
+# code, attempts, times, the render's URLs once polled) and the quotes around every cell.
+_OUTCOME_BYTES = 400
 
 
-def check_room(config: RunConfig) -> None:
+def check_room(config: RunConfig, rows: int = 0) -> None:
     """ConfigError (nothing sent) when a disk is too full for the run's outputs: the results
-    file takes at least the catalog's size (it carries the catalog's columns), and the state a
-    margin. A disk found full after the first POSTs would stop the run with exit 7."""
+    file takes the catalog's size (it carries the catalog's columns) and `_OUTCOME_BYTES` a
+    row, and the state a margin. A disk found full after the first POSTs would stop the run
+    with exit 7."""
     try:
         catalog = config.catalog.stat().st_size if isinstance(config.catalog, Path) else 0
     except OSError:
         catalog = 0  # no such catalog: said where it is read
     needs: list[tuple[object, int, str]] = [
-        (config.results, catalog + _MARGIN, "results file (it carries the catalog's columns)"),
+        (
+            config.results,
+            catalog + rows * _OUTCOME_BYTES + _MARGIN,
+            "results file (it carries the catalog's columns, and each row's outcome)",
+        ),
         (config.state, _MARGIN, "state database"),
     ]
     for path, size, what in needs:

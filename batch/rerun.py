@@ -31,6 +31,7 @@ from batch import catalog, payload, runner, storage
 from batch.catalog.rows import CatalogOptions, request_settings_from_json
 from batch.config import RunConfig
 from batch.errors import CatalogError, ExitCode, LocalIOError
+from batch.outputs import check_room
 from batch.planner import PlanCounts, tag_for
 from batch.runner import RunSummary
 from batch.statuses import (
@@ -81,6 +82,8 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
         )
         return _nothing_to_retry(config, statuses)
+    # The merged file is written where the retry's own run does not look: its room first.
+    check_room(config, rows=len(frame))
     inputs = todo.drop(columns=[c for c in WRITTEN_COLUMNS if c in todo.columns])
     inputs = inputs.rename(columns=catalog_name)
     if results_format(config.catalog) == "xlsx":
@@ -162,7 +165,13 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             "it was not rewritten. What was sent is kept in the state: retry the file as it is "
             "now, and nothing accepted is sent again"
         )
-    write_table(frame, config.results)
+    try:
+        write_table(frame, config.results)
+    except LocalIOError as exc:
+        raise LocalIOError(
+            f"{exc}: every outcome is kept in the state {config.state}, and a retry of "
+            f"{config.catalog} (or with --results OTHER) sends nothing already accepted"
+        ) from None
     summary.catalog = str(config.catalog)
     summary.results = str(config.results)
     runner.write_summary_json(config, summary)

@@ -19,7 +19,7 @@ def before_sending(config: RunConfig) -> None:
     """Everything that would stop a run part-way, refused before its first request: the
     catalog's structure and header (CatalogError) and the output paths (ConfigError)."""
     rows = check_structure(config.catalog, config.catalog_options)
-    check_outputs(config)
+    check_outputs(config, rows=rows)
     if results_format(config.results) == "xlsx":
         width = next(read_passthrough(config.catalog, config.catalog_options)).num_columns
         xlsx.check_fits(config.results, rows, width + len(WRITTEN_COLUMNS))

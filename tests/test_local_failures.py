@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -188,3 +189,66 @@ def test_a_disk_too_full_for_the_results_is_refused_before_sending(
     assert f"{small_disk}: 0." in done.stderr
     assert "nothing was sent" in done.stderr
     assert charged(sandbox_url) == Counter()
+
+
+def test_a_results_folder_without_room_for_the_outcome_columns_is_refused_before_sending(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Room for the catalog and a MiB is not enough: the results file adds each row's outcome
+    columns (2.3 times a short-rowed catalog), so the run would be paid and then end without
+    one. Exit 2, nothing sent."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(5_000))
+    folder = tmp_path / "two-mib"
+    folder.mkdir()
+    with tmpfs(folder, "size=2m"):
+        assert catalog.stat().st_size + (1 << 20) < shutil.disk_usage(folder).free
+        done = jogg(
+            str(catalog), "--results", str(folder / "r.csv"), "--state", str(tmp_path / "s.db"),
+            url=sandbox_url, tmp=tmp_path,
+        )  # fmt: skip
+    assert done.returncode == ExitCode.USAGE, done.stderr[-2000:]
+    assert "and each row's outcome" in done.stderr
+    assert charged(sandbox_url) == Counter()
+
+
+@pytest.mark.parametrize("command", ["status", "retry"])
+def test_a_results_file_a_full_disk_cannot_take_is_exit_7_and_left_as_it_was(
+    tmp_path: Path, sandbox_url: str, command: str
+) -> None:
+    """`status` and `retry` rewrite the results file: on a disk that has filled since the run,
+    exit 7 with one line naming the file (a traceback and exit 1 before), the file as it was,
+    and a retry sends nothing (its file has no room)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(10))
+    folder = tmp_path / "small"
+    folder.mkdir()
+    env = os.environ | {"JOGG_API_KEY": "sk-sandbox", "XDG_DATA_HOME": str(tmp_path / "data")}
+    with tmpfs(folder, "size=2m"):
+        results = folder / "r.csv"
+        run = jogg(
+            str(catalog), "--results", str(results), "--state", str(tmp_path / "s.db"),
+            "--max-videos", "4", url=sandbox_url, tmp=tmp_path,
+        )  # fmt: skip
+        assert run.returncode == ExitCode.ROWS_FAILED, run.stderr[-2000:]
+        before = results.read_bytes()
+        with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"\0" * (1 << 16))
+        done = subprocess.run(
+            [sys.executable, "-m", "batch", command, str(results), "--state",
+             str(tmp_path / "s.db"), "--base-url", sandbox_url,
+             *(["--rate-limit", "100000/min"] if command == "retry" else [])],
+            capture_output=True, text=True, check=False, env=env,
+        )  # fmt: skip
+        assert results.read_bytes() == before
+    assert "Traceback" not in done.stderr
+    if command == "retry":
+        assert done.returncode == ExitCode.USAGE, done.stderr[-2000:]
+        assert "free some space, or write elsewhere (nothing was sent)" in done.stderr
+        assert sum(charged(sandbox_url).values()) == 4
+    else:
+        assert done.returncode == ExitCode.LOCAL_IO, done.stderr[-2000:]
+        assert f"cannot write the results file {results}" in done.stderr

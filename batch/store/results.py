@@ -37,7 +37,7 @@ import python_calamine as calamine
 
 from batch import storage
 from batch.catalog.readers import declared_delimiter
-from batch.errors import CatalogError
+from batch.errors import CatalogError, LocalIOError
 from batch.statuses import CODED_ROWS
 from batch.storage import Location
 from batch.store import OUTCOME_FIELDS, cells, xlsx
@@ -550,9 +550,16 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
     # The file's own order: a column a person added after the outcome columns stays there.
     order = [name for name in frame.columns if name in table.column_names]
     table = table.select(order + [name for name in table.column_names if name not in order])
-    _write_tables(
-        path,
-        [table],
-        frame.attrs.get("delimiter", ","),
-        encoding=frame.attrs.get("encoding", "utf-8"),
-    )
+    try:
+        _write_tables(
+            path,
+            [table],
+            frame.attrs.get("delimiter", ","),
+            encoding=frame.attrs.get("encoding", "utf-8"),
+        )
+    except OSError as exc:  # a full disk, a file size limit: exit 7, not a traceback
+        raise LocalIOError(
+            f"cannot write the results file {path} ({exc.strerror or exc}); it is left as it "
+            "was, and what was learned is kept in the state: run the command again once the "
+            "problem is fixed"
+        ) from None
