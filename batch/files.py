@@ -226,8 +226,12 @@ def take_lock(path: Path, holder: str, held: Callable[[str], str]) -> int:
         written = os.read(fd, 4096).decode(errors="replace").strip()
         os.close(fd)
         raise LockedError(held(written or "another process")) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, holder.encode())
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, holder.encode(errors="backslashreplace"))  # a path in no encoding too
+    except OSError as exc:  # a full disk: the ledger beside it could not grow either
+        os.close(fd)
+        raise StateError(f"{path}: cannot write the run lock: {_why(exc)}") from None
     return fd
 
 

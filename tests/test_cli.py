@@ -201,6 +201,23 @@ def test_a_ledger_busy_past_its_wait_is_exit_4_not_a_traceback() -> None:
     assert isinstance(CliRunner().invoke(broken, []).exception, sqlite3.OperationalError)
 
 
+@pytest.mark.parametrize(
+    "error", ["database or disk is full", "disk I/O error", "attempt to write a readonly database"]
+)
+def test_a_state_a_disk_cannot_take_is_exit_7_not_a_traceback(error: str) -> None:
+    """SQLite's full disk (or I/O error) while a command writes the state (`run --wait`
+    polling the renders on a disk that filled): one line and exit 7, not a traceback and 1."""
+
+    @click.command()
+    @reports_errors
+    def full() -> None:
+        raise sqlite3.OperationalError(error)
+
+    result = CliRunner().invoke(full, [])
+    assert result.exit_code == 7
+    assert f"the state could not be written ({error})" in result.stderr
+
+
 def test_ctrl_c_as_the_event_loop_starts_is_exit_130_not_a_cancelled_traceback(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

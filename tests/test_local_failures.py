@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from batch.errors import ExitCode
+from batch.errors import ExitCode, StateError
+from batch.files import take_lock
 from batch.joggai.quota import RateLimit
 from batch.store.results import read_results
 from tests.helpers import product_ids, submissions, write_catalog
@@ -252,3 +253,19 @@ def test_a_results_file_a_full_disk_cannot_take_is_exit_7_and_left_as_it_was(
     else:
         assert done.returncode == ExitCode.LOCAL_IO, done.stderr[-2000:]
         assert f"cannot write the results file {results}" in done.stderr
+
+
+def test_a_run_lock_a_full_disk_cannot_take_is_a_state_error(tmp_path: Path) -> None:
+    """The account's ledger folder full (the state elsewhere, with room): the lock's holder
+    cannot be written, which is a StateError naming the lock (exit 2, nothing sent), not an
+    OSError's traceback."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
+    folder = tmp_path / "ledgers"
+    folder.mkdir()
+    with tmpfs(folder, "size=64k"):
+        with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"\0" * 4096)
+        with pytest.raises(StateError, match="cannot write the run lock: No space"):
+            take_lock(folder / "a.sending.lock", "pid 1", str)

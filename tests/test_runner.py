@@ -1888,3 +1888,30 @@ def test_a_summary_says_when_the_results_file_is_not_this_runs(
     assert refused.exit_code == ExitCode.ACCOUNT
     assert not refused.results_written
     assert refused.to_json()["results_written"] is False
+
+
+@pytest.mark.parametrize(
+    ("ran", "ends"),
+    [
+        (ExitCode.OK, ExitCode.LOCAL_IO),
+        (ExitCode.ROWS_FAILED, ExitCode.LOCAL_IO),
+        (ExitCode.TIMED_OUT, ExitCode.LOCAL_IO),
+        (ExitCode.ACCOUNT, ExitCode.ACCOUNT),
+        (ExitCode.DOUBLE_CHARGED, ExitCode.DOUBLE_CHARGED),
+    ],
+)
+def test_a_summary_that_cannot_be_written_is_exit_7_over_a_routine_night(
+    tmp_path: Path, ran: ExitCode, ends: ExitCode
+) -> None:
+    """`--summary-json` that cannot be written after sending: exit 7 over rows failed (a cron
+    wrapper that reads the summary would take the night for a routine one), never over a stop
+    or a double charge."""
+    (tmp_path / "a-file").write_text("")
+    config = replace(
+        make_config(tmp_path / "c.csv", "http://127.0.0.1:9"),
+        summary_json=tmp_path / "a-file" / "summary.json",
+    )
+    summary = runner.RunSummary("c.csv", "r.csv", "s.db", False, planner.PlanCounts())
+    summary.exit_code = int(ran)
+    runner.write_summary_json(config, summary)
+    assert summary.exit_code == ends

@@ -21,7 +21,7 @@ from batch import logs
 from batch.errors import SIGNAL_EXITS, BatchError, LocalIOError
 from batch.follow.polling import PollSummary
 from batch.storage import parse_location
-from batch.store.backend import as_busy_error, database_errors, state_location
+from batch.store.backend import as_local_error, database_errors, state_location
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -94,9 +94,9 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
                 with stops_on_signals():
                     return command(*args, **kwargs)
             except database_errors() as error:
-                if (busy := as_busy_error(error)) is None:
+                if (local := as_local_error(error)) is None:
                     raise
-                raise busy from error
+                raise local from error
         except BatchError as error:
             # Messages may quote a server; control characters must not reach the terminal.
             lines = [f"jogg-batch: error: {error!s}", *(f"  {p}" for p in error.problems)]

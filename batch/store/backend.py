@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch.errors import LockedError, StateError
+from batch.errors import BatchError, LocalIOError, LockedError, StateError
 
 if TYPE_CHECKING:
     import psycopg
@@ -274,6 +274,22 @@ def database_errors() -> tuple[type[Exception], ...]:
     (asking does not load it: a run on SQLite never imports psycopg)."""
     psycopg = sys.modules.get("psycopg")
     return (sqlite3.Error,) if psycopg is None else (sqlite3.Error, psycopg.Error)
+
+
+def as_local_error(exc: Exception) -> BatchError | None:
+    """SQLite's error of a state that cannot be written (a full disk, a file size limit, an I/O
+    error) as a local failure (exit 7, one line), or a state in use (`as_busy_error`); None for
+    any other error (a bug keeps its traceback)."""
+    if (busy := as_busy_error(exc)) is not None:
+        return busy
+    if isinstance(exc, sqlite3.OperationalError) and any(
+        words in str(exc) for words in ("disk is full", "disk I/O error", "readonly database")
+    ):
+        return LocalIOError(
+            f"the state could not be written ({exc}); what was recorded before is kept: run "
+            "the command again once the problem is fixed"
+        )
+    return None
 
 
 def as_busy_error(exc: Exception) -> StateError | None:
