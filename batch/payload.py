@@ -261,14 +261,18 @@ def build_request(fields: ResolvedFields, product_id: str | None = None) -> Crea
 
 # ---- scalar normalisers: what people type -> what the API accepts, or ValueError(reason) ----
 
-# Also as German, French, Spanish, Italian and Portuguese shops write them.
+# Also as German, French, Spanish, Italian and Portuguese shops write them, Airtable's
+# checkbox, and Excel's TRUE and FALSE in Dutch, the Nordic languages, Polish, Czech, Hungarian,
+# Russian and Turkish.
 _TRUE: Final = frozenset(
     {"yes", "y", "true", "t", "1", "on", "\u2713", "\u2714", "\u2611", "\u2705",
-     "ja", "wahr", "oui", "vrai", "sí", "si", "verdadero", "vero", "sim", "verdadeiro"}
+     "ja", "wahr", "oui", "vrai", "sí", "si", "verdadero", "vero", "sim", "verdadeiro",
+     "checked", "waar", "sant", "sand", "prawda", "tosi", "pravda", "igaz", "истина", "doğru"}
 )  # fmt: skip
 _FALSE: Final = frozenset(
     {"no", "n", "false", "f", "0", "off", "\u2717", "\u2718", "\u2610", "\u274c",
-     "nein", "falsch", "non", "faux", "falso", "não", "nao"}
+     "nein", "falsch", "non", "faux", "falso", "não", "nao", "unchecked", "onwaar", "falskt",
+     "falsk", "fałsz", "epätosi", "nepravda", "hamis", "ложь", "yanlış", "yanliş"}
 )  # fmt: skip
 _RATIOS: Final = {
     "9:16": "portrait", "16:9": "landscape", "1:1": "square",

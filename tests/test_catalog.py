@@ -396,6 +396,29 @@ def test_a_header_line_repeated_below_the_first_is_an_invalid_row(tmp_path: Path
     assert "repeats the header line" in rows[1].problems[0].reason
 
 
+def test_a_label_or_hint_line_under_the_header_is_an_invalid_row(tmp_path: Path) -> None:
+    """A second header line in the shop's own words (`ProductID`, `Produkt-ID`, `ID`) or a hint
+    line (`required`) is no product: sent, each cost a POST refused 10104 night after night. An
+    id that merely holds such letters is an id."""
+    labels = ["ProductID", "Produkt-ID", "ID", "required", "Product:", "Item ID"]
+    ids = ["NTQ0MTkzNjg", "UHJvZHVjdElE", "aWQ"]
+    lines = "".join(f"{cell},x\n" for cell in labels + ids)
+    rows = rows_of(write(tmp_path, "c.csv", "product_id,Title\n" + lines), CatalogOptions())
+    assert [row.fingerprint is None for row in rows] == [True] * len(labels) + [False] * len(ids)
+    assert all("labels the columns" in row.problems[0].reason for row in rows[: len(labels)])
+
+
+def test_an_excel_tables_total_row_in_csv_is_invalid_whatever_its_id_cell(tmp_path: Path) -> None:
+    """An Excel table's Total Row, as its CSV export keeps it: `Total` under the first column
+    (the sku), a COUNT under product_id. It was sent as product 3, refused 10104 every night.
+    A sku merely holding the word is no label."""
+    text = "sku,product_id,price\nS1,NTQ0MTkzNjg,9\nTotal,3,9\nTotal bag,NTIzMzc0NjI5,3\n"
+    rows = rows_of(write(tmp_path, "c.csv", text), CatalogOptions())
+    assert [row.fingerprint is None for row in rows] == [False, True, False]
+    assert [(p.column, p.value) for p in rows[1].problems] == [("sku", "Total")]
+    assert "totals row" in rows[1].problems[0].reason
+
+
 def test_jsonl_with_mixed_types(tmp_path: Path) -> None:
     """JSON Lines where a column holds 30 in one line and "30s" in another still reads."""
     lines = [
@@ -1070,6 +1093,28 @@ def test_image_urls_as_a_python_list_or_a_postgresql_array_are_read_as_the_list(
     assert row.fields is not None
     assert row.fields.product is not None
     assert row.fields.product.image_urls == ("https://ex.com/a.jpg", "https://ex.com/b.jpg")
+
+
+@pytest.mark.parametrize(
+    ("cell", "urls"),
+    [
+        ("https://cdn.ex.com/upload/w_400,h_300,c_fill/a.jpg",
+         ("https://cdn.ex.com/upload/w_400,h_300,c_fill/a.jpg",)),
+        ("https://ex.com/a.jpg,https://ex.com/b.jpg", ("https://ex.com/a.jpg", "https://ex.com/b.jpg")),
+        ("https://ex.com/a.jpg, https://ex.com/b.jpg,", ("https://ex.com/a.jpg", "https://ex.com/b.jpg")),
+        ("https://ex.com/a.jpg,,https://ex.com/b.jpg", ("https://ex.com/a.jpg", "https://ex.com/b.jpg")),
+    ],
+)  # fmt: skip
+def test_a_comma_inside_an_image_url_is_the_urls(
+    tmp_path: Path, cell: str, urls: tuple[str, ...]
+) -> None:
+    """An image CDN's transformations (`w_400,h_300`) are one URL, where its row was invalid
+    ("'h_300' is not an http(s) URL"); commas between URLs still separate them."""
+    path = write(tmp_path, "c.csv", f'product_name,image_urls\nMug,"{cell}"\n')
+    (row,) = rows_of(path)
+    assert row.fields is not None
+    assert row.fields.product is not None
+    assert row.fields.product.image_urls == urls
 
 
 def test_a_products_own_dimensions_are_no_near_miss(tmp_path: Path) -> None:

@@ -353,6 +353,14 @@ def test_normalize_aspect_ratio_rejects() -> None:
         ("non", False),
         ("Sí", True),
         ("não", False),
+        ("checked", True),  # Airtable's ticked checkbox
+        ("WAAR", True),  # Excel's TRUE and FALSE in Dutch, Swedish, Polish, Russian, Turkish
+        ("ONWAAR", False),
+        ("FALSKT", False),
+        ("PRAWDA", True),
+        ("FAŁSZ", False),
+        ("ИСТИНА", True),
+        ("YANLIŞ", False),
     ],
 )
 def test_normalize_caption(value: object, expected: bool) -> None:

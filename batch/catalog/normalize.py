@@ -46,11 +46,16 @@ def _as_typed(value: object) -> str:
 _RUN_ON_URL: Final = re.compile(r"(?<=[^/=])https?://", re.IGNORECASE)
 
 
+# A comma between image URLs: before a space, another comma, the end or the next URL; not one
+# inside a URL, as an image CDN's transformations have them (`/upload/w_400,h_300/a.jpg`).
+_LIST_COMMA: Final = re.compile(r",(?=[\s,]|$|https?://)", re.IGNORECASE)
+
+
 def normalize_image_urls(
     value: object, url: Callable[[object], str] = payload.normalize_url
 ) -> tuple[str, ...]:
-    """`a.jpg|b.jpg`, `a.jpg, b.jpg` or a JSON list (`["a.jpg","b.jpg"]`, as a JSON Lines
-    catalog holds it and a results file writes it back) -> a tuple of http(s) URLs.
+    """`a.jpg|b.jpg`, `a.jpg, b.jpg` (`_LIST_COMMA`) or a JSON list (`["a.jpg","b.jpg"]`, as a
+    JSON Lines catalog holds it and a results file writes it back) -> a tuple of http(s) URLs.
 
     An item holding a second URL (`a.jpg;b.jpg`, as a European list separator or a PIM export
     writes it) is refused rather than split: `;` is also legal inside one URL, so splitting on
@@ -59,7 +64,7 @@ def normalize_image_urls(
     text = _as_typed(value)
     parts = _json_list(text)
     if parts is None:
-        parts = text.split("|") if "|" in text else text.split(",")
+        parts = text.split("|") if "|" in text else _LIST_COMMA.split(text)
     for part in parts:
         if _RUN_ON_URL.search(part.strip()):
             raise ValueError(
@@ -202,7 +207,8 @@ _TOTALS_LABELS: Final = frozenset(
      "ergebnis", "totale", "totaal", "totalt", "suma", "summa", "toplam", "celkem", "i alt",
      "yhteensä", "razem", "итог", "итого", "合計", "总计", "汇总", "합계", "insgesamt",
      "zwischensumme", "gesamtsumme", "somme", "sous-total", "sous total", "total général",
-     "totale complessivo", "subtotale", "totaal generaal", "subtotaal", "total geral"}
+     "totale complessivo", "subtotale", "totaal generaal", "subtotaal", "total geral", "soma",
+     "ukupno", "összesen", "σύνολο", "jumlah", "tổng cộng"}
 )  # fmt: skip
 _ODD_ID_HINTS: Final = {
     "'": "take out the apostrophe (Excel keeps it in front of a number typed as text)",
@@ -1318,6 +1324,10 @@ def resolve_rows(
     product_header = plan.canonical.get("product_id", "product_id")
     for row in sorted({*_header_repeats(table), *_product_id_headers(table, plan)}):
         problems[row] = [RowProblem(plan.key, keys[row], _REPEATED_HEADER)]  # that one alone
+    first_column = table.column_names[0] if table.num_columns else product_header
+    for row in _totals_rows(table, first_column, product_header):
+        label = str(table.column(first_column)[row].as_py()).strip()
+        problems[row] = [RowProblem(first_column, label, _TOTALS_ROW)]
     return ResolvedRows(
         first,
         columns,
@@ -1400,7 +1410,10 @@ def _free_text_as_written(
                 earlier.setdefault(canonical, {})[row] = before
 
 
-_REPEATED_HEADER: Final = "the row repeats the header line (files joined together?); delete it"
+_REPEATED_HEADER: Final = (
+    "the row repeats the header line, or labels the columns (files joined together? a hint line "
+    "under the header?); delete it"
+)
 # Invisible characters an export leaves at a cell's ends: a byte order mark, zero-width spaces
 # and joiners, direction marks.
 _INVISIBLE: Final = "\ufeff\u200b\u200c\u200d\u2060\u200e\u200f"
@@ -1458,16 +1471,48 @@ def _header_repeats(table: pa.Table) -> list[int]:
     return np.flatnonzero(same.to_numpy(zero_copy_only=False)).tolist()
 
 
+# What a second header line or a hint line under the header says in an id column, in the
+# shops' languages (split where a separator may be, or none: `ProductID`, `Produkt-ID`).
+_ID_LABELS: Final = (
+    "id", "pid", "product", "produkt", "produkt_id", "artikel_id", "artikel_nr", "item_id",
+    "product_code", "id_produit", "id_producto", "id_prodotto", "required", "optional",
+    "mandatory", "example", "pflichtfeld", "beispiel", "obligatoire", "exemple", "obligatorio",
+    "ejemplo",
+)  # fmt: skip
+
+
+_TOTALS_ROW: Final = (
+    "the row is a totals row (an Excel table's Total Row, whose label is in the first column and "
+    "a count or a sum under the others), not a product; delete it, or untick Total Row before "
+    "exporting"
+)
+
+
+def _totals_rows(table: pa.Table, first: str, product_header: str) -> list[int]:
+    """The rows whose first cell is a totals label (`_TOTALS_LABELS`: `Total`, `Summe`, ...),
+    where the first column is not the product id's (its own values say so there): an Excel
+    table's Total Row as its CSV export keeps it, a count (3) under the product id."""
+    if first == product_header or not pa.types.is_string(table.schema.field(first).type):
+        return []
+    cells = pc.utf8_lower(pc.utf8_rtrim(pc.utf8_trim_whitespace(table.column(first)), ":"))
+    found = pc.fill_null(pc.is_in(cells, pa.array(sorted(_TOTALS_LABELS))), False)
+    if not pc.any(found).as_py():
+        return []
+    return np.flatnonzero(found.to_numpy(zero_copy_only=False)).tolist()
+
+
 def _product_id_headers(table: pa.Table, plan: ColumnPlan) -> list[int]:
     """The rows whose product id cell names the column (`product_id`, or its header spelled
-    any way a header is matched): a header line pasted in from another export (`Product ID`
-    under `product_id`), whose other cells need not match; never an id JoggAI gives."""
+    any way a header is matched, with or without separators; `_ID_LABELS`): a header line
+    pasted in from another export (`Product ID`, `ProductID` under `product_id`), or a hint
+    line (`required`), whose other cells need not match; never an id JoggAI gives (theirs are
+    base64 of a number, never such a word)."""
     header = plan.canonical.get("product_id")
     if header is None or not pa.types.is_string(table.schema.field(header).type):
         return []
-    names = sorted({"product_id", header_key(header)})
-    spellings = ("[\\s_-]+".join(map(re.escape, name.split("_"))) for name in names)
-    pattern = f"(?i)^[\\s\\x{{feff}}]*({'|'.join(spellings)})[\\s\\x{{feff}}]*$"
+    names = sorted({"product_id", header_key(header), *_ID_LABELS})
+    spellings = ("[\\s_-]*".join(map(re.escape, name.split("_"))) for name in names)
+    pattern = f"(?i)^[\\s\\x{{feff}}]*({'|'.join(spellings)})[\\s\\x{{feff}}:*]*$"
     found = pc.fill_null(pc.match_substring_regex(table.column(header), pattern), False)
     if not pc.any(found).as_py():
         return []
