@@ -289,6 +289,20 @@ CORPUS = [
          ("column 'Format' is not a request column", '("Format" = "aspect_ratio")')),
     Case("format_of_a_book.csv", lambda: lines("product_id,Format", f"{IDS[0]},Paperback"), 0,
          sent=1),
+    # A voice-over's voice and text as marketers name them: every row sent with the defaults.
+    Case("voiceover.csv", lambda: lines("product_id,Voiceover", f"{IDS[0]},en-US-JennyNeural"), 2,
+         ("column 'Voiceover' is not a request column", '("Voiceover" = "voice_id")')),
+    Case("voiceover_script.csv", lambda: lines("product_id,Voiceover script",
+         f"{IDS[0]},Cold for 24 hours."), 2,
+         ('("Voiceover script" = "override_script")',)),
+    # ... and names a product's detail has as often, decided by their values.
+    Case("video_style.csv", lambda: lines("product_id,Video Style",
+         f"{IDS[0]},Elegant Presentation"), 2, ('("Video Style" = "visual_style")',)),
+    Case("video_format.csv", lambda: lines("product_id,Video Format", f"{IDS[0]},9:16"), 2,
+         ('("Video Format" = "aspect_ratio")',)),
+    Case("video_format_of_a_camera.csv", lambda: lines("product_id,Video Format", f"{IDS[0]},MP4"),
+         0, sent=1),
+
     Case("near_miss_header.csv", lambda: lines("product_id,title,Captions", f"{IDS[0]},Mug,yes"),
          2, ("column 'Captions' is not a request column", '("Captions" = "caption")')),
 ]  # fmt: skip

@@ -508,6 +508,19 @@ _SYNONYMS: Final = {
     "untertitel": "caption",
     "subtitulos": "caption",
     "subtítulos": "caption",
+    # a voice-over's voice and text, as marketers name them
+    "voiceover": "voice_id",
+    "voice_over": "voice_id",
+    "narrator_voice": "voice_id",
+    "voiceover_script": "override_script",
+    "voice_over_script": "override_script",
+    "voiceover_text": "override_script",
+    "custom_script": "override_script",
+    "skript": "override_script",
+    "sprechertext": "override_script",
+    "guion": "override_script",
+    "guión": "override_script",
+    "soundtrack": "music_id",
 }
 # Names people give request columns that name a product's own detail as often (a book's
 # `Format`, a garment's `Style`, a country code `CC`): such a column is the request's only when
@@ -519,6 +532,17 @@ _DOUBTFUL_SYNONYMS: Final = {
     "style": "script_style",
     "cc": "caption",
     "runtime": "length",  # a battery's, or the video's
+    "video_format": "aspect_ratio",
+    "video_size": "aspect_ratio",
+    "ar": "aspect_ratio",
+    "dur": "length",
+    "subs": "caption",
+    # Visual styles are the account's own (any text reads as one): such a column with values
+    # is refused, as `Voiceover` is.
+    "video_style": "visual_style",
+    "tone": "script_style",
+    "tone_of_voice": "script_style",
+    "track_id": "music_id",
 }
 # Words that name a request field of set values inside a longer header (`Length in seconds`,
 # `Product language`, `Screen ratio`): such a column is doubtful as those synonyms are.
