@@ -217,7 +217,8 @@ class JobSender:
                 return
             delay = policy.delay(attempt, retry_after=outcome.retry_after, rng=self.rng)
             log.info(
-                "row key %s: %s (code %s); retrying in %.1f s",
+                "row key %s: %s (code %s); retrying in %.1f s at the soonest (the rate limit "
+                "may hold it longer)",
                 job.row_key,
                 outcome.kind,
                 outcome.code,

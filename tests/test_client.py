@@ -239,6 +239,10 @@ async def test_rate_remaining_is_read_on_every_answer() -> None:
         answering(200, envelope(40000, "bad"), {"x-ratelimit-remaining": "n/a"})
     )
     assert garbled.rate_remaining is None
+    negative = await create_with(
+        answering(200, envelope(40000, "bad"), {"x-ratelimit-remaining": "-7"})
+    )
+    assert negative.rate_remaining is None  # taken as 0, it held every send a window
 
 
 @pytest.mark.anyio

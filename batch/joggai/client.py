@@ -181,7 +181,7 @@ def classify_response(
         http_status=status,
         data=answer.data,
         retry_after=header_hint if header_hint is not None else answer.body_retry_after,
-        rate_remaining=_parse_int(headers.get("x-ratelimit-remaining")),
+        rate_remaining=_parse_count(headers.get("x-ratelimit-remaining")),
         server_date=_parse_http_date(headers.get("date")),
     )
 
@@ -285,13 +285,16 @@ def parse_seconds(value: object) -> float | None:
     return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
-def _parse_int(value: str | None) -> int | None:
+def _parse_count(value: str | None) -> int | None:
+    """A count a header gives; None for none, and for a malformed one (`lots`, `-7`), which
+    says nothing of the server's window (taken as 0, it would hold every send a window)."""
     if value is None:
         return None
     try:
-        return int(value.strip())
+        count = int(value.strip())
     except ValueError:
         return None
+    return count if count >= 0 else None
 
 
 class JoggClient:
