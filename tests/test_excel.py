@@ -929,3 +929,25 @@ def test_a_workbook_cut_short_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(cut)])
     assert result.exit_code == 2
     assert f"{cut}: is cut short (a workbook's ZIP without its end" in result.output
+
+
+def test_a_group_heading_merged_across_the_rows_is_no_product(tmp_path: Path) -> None:
+    """Headings merged across the table between its rows (`Bottles`, `Audio`), as a shop groups
+    its products: read as blank rows, where each was sent as a product id and refused 10104
+    every night. A row that holds a merge and values beside it is a row."""
+    pids = product_ids(3)
+    path = tmp_path / "grouped.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "title", "length"])
+    sheet.merge_range(1, 0, 1, 2, "Bottles")
+    sheet.write_row(2, 0, [pids[0], "Steel bottle", 15])
+    sheet.merge_range(3, 0, 3, 2, "Audio")
+    sheet.write_row(4, 0, [pids[1], "Speaker", 15])
+    sheet.merge_range(5, 0, 5, 1, pids[2])  # an id merged over the title's cell, its length beside
+    sheet.write(5, 2, 30)
+    book.close()
+    rows = [row for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
+    read = [(row.fields.product_id, row.fields.length) for row in rows if row.fields is not None]
+    assert read == [(None, "30"), (pids[0], "15"), (None, "30"), (pids[1], "15"), (pids[2], "30")]
+    assert all(not row.problems for row in rows)  # the headings are blank rows, not invalid ones

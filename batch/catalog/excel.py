@@ -641,16 +641,32 @@ class _Spans:
 
     tops: frozenset[tuple[int, int]]  # (row index, column position) of each merge's top cell
     below: dict[int, list[tuple[int, int]]]  # row index -> (position, its merge's top row)
+    # row index -> the positions (first, last) of a merge across columns within that row: with
+    # nothing beside it, a group's heading between the rows (`Bottles`), no product.
+    across: dict[int, tuple[int, int]]
 
 
 def _merged_down(merges: list[_Merge], header_index: int, first_column: int) -> _Spans:
     tops, below = set(), dict[int, list[tuple[int, int]]]()
-    for (top, left), (bottom, _right) in merges:
+    across = {}
+    for (top, left), (bottom, right) in merges:
         if top > header_index and bottom > top:
             tops.add((top, left - first_column))
             for row in range(top + 1, bottom + 1):
                 below.setdefault(row, []).append((left - first_column, top))
-    return _Spans(frozenset(tops), below)
+        elif top > header_index and right > left:
+            across[top] = (left - first_column, right - first_column)
+    return _Spans(frozenset(tops), below, across)
+
+
+def _heading(columns: list[list[str]], span: tuple[int, int]) -> bool:
+    """Whether the row just read holds nothing but its merge across `span`: a heading."""
+    first, last = span
+    return not any(
+        column[-1].strip()
+        for position, column in enumerate(columns)
+        if not first <= position <= last
+    )
 
 
 def _tables(
@@ -679,7 +695,9 @@ def _tables(
         for position, error in errors.get(index, {}).items():
             if 0 <= position < width:
                 columns[position][-1] = error  # the error's text, refused as CSV text is
-        if index in checks.totals:
+        if index in checks.totals or (
+            index in spans.across and _heading(columns, spans.across[index])
+        ):
             for column in columns:
                 column[-1] = ""
         checks.hidden.check(index, columns)
