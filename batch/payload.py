@@ -652,10 +652,16 @@ def one_spelling(url: str) -> str:
 
 
 def same_text(text: str | None) -> str | None:
-    """Free text as a reader sees it: line ends as LF, characters composed (NFC), no space at
-    either end. The catalog makes its cells alike the same way, a column at a time
+    """Free text as a reader sees it: line ends as LF, characters composed (NFC), a no-break
+    space as a space, no space or invisible character (a BOM, a zero-width space) at either
+    end. The catalog makes its cells alike the same way, a column at a time
     (`batch.catalog.normalize`)."""
-    return None if text is None else lines_composed(text).strip()
+    return None if text is None else _SEEN_ENDS.sub("", _NO_BREAK.sub(" ", lines_composed(text)))
+
+
+def trimmed_lines(text: str) -> str:
+    """Free text as the versions before no-break spaces and invisible ends made it alike."""
+    return lines_composed(text).strip()
 
 
 def lines_composed(text: str) -> str:
@@ -665,6 +671,11 @@ def lines_composed(text: str) -> str:
 
 
 _LINE_ENDS: Final = re.compile(r"\r\n?")
+# The spaces that do not break a line: a space to a reader.
+_NO_BREAK: Final = re.compile("[\u00a0\u2007\u202f]")
+# Spaces, and the characters nobody sees (a byte order mark, zero-width spaces and joiners,
+# direction marks), at either end of a text.
+_SEEN_ENDS: Final = re.compile("^[\\s\ufeff\u200b-\u200f\u2060]+|[\\s\ufeff\u200b-\u200f\u2060]+$")
 
 
 def fields_made_alike(fields: ResolvedFields) -> ResolvedFields:

@@ -894,13 +894,24 @@ class _Column:
         self.earlier = earlier or {}
 
 
+# As `payload.same_text`, in RE2: a no-break space, and spaces or invisible characters at the
+# ends (Python's `\s` is Unicode's spaces: `\p{Z}` and the ASCII ones, with \x1c-\x1f and NEL).
+_NO_BREAK: Final = "[\\x{a0}\\x{2007}\\x{202f}]"
+_END_CHARS: Final = (
+    "[\\p{Z}\\t\\n\\v\\f\\r\\x{1c}-\\x{1f}\\x{85}\\x{feff}\\x{200b}-\\x{200f}\\x{2060}]"
+)
+_SEEN_ENDS: Final = f"^{_END_CHARS}+|{_END_CHARS}+$"
+
+
 def _same_text(text: pa.Array) -> pa.Array:
     """Text as a reader sees it, one spelling for what reads the same: line ends as LF (a file
     through FTP's ASCII mode or unix2dos has CRLF in its quoted cells, old Mac tools a lone CR),
-    characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301), and no space
-    at either end (a re-export or a paste adds one; nobody sees it)."""
+    characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301), a no-break
+    space as a space, and no space or invisible character at either end (a re-export or a
+    paste adds one, a BOM or a zero-width space; nobody sees it)."""
     lines = pc.replace_substring_regex(text, r"\r\n?", "\n")
-    return pc.utf8_trim_whitespace(pc.utf8_normalize(lines, "NFC"))
+    spaced = pc.replace_substring_regex(pc.utf8_normalize(lines, "NFC"), _NO_BREAK, " ")
+    return pc.replace_substring_regex(spaced, _SEEN_ENDS, "")
 
 
 def _make_alike(values: Any, positions: Sequence[int] | None = None) -> dict[int, str]:

@@ -15,6 +15,7 @@ from batch.payload import (
     ResolvedFields,
     fingerprint,
     lines_composed,
+    trimmed_lines,
 )
 from batch.storage import Location
 
@@ -237,14 +238,15 @@ class ResolvedRows(Sequence[CatalogRow]):
         (free text made alike, a URL in one spelling, a `="text"` cell); empty for any other.
 
         The first versions hashed free text as the file wrote it (NFD, CRLF, spaces at its
-        ends); later ones made it alike but for those spaces (`lines_composed`). Their jobs
+        ends); later ones made it alike but for those spaces (`lines_composed`), then but for
+        no-break spaces and invisible characters at its ends (`trimmed_lines`). Their jobs
         are in states for years: planning looks the row's job up under these too, so an
         upgrade never pays again for a row it sent before."""
         changed = [(at, rows[index]) for at, rows in self._earlier.items() if index in rows]
         if not changed or self.fingerprints[index] is None:
             return ()
         found = []
-        for reading in (_as_written, lines_composed):
+        for reading in (_as_written, lines_composed, trimmed_lines):
             values = self._values(index)
             for at, text in changed:
                 values[at] = reading(text) if at in _FREE_TEXT_AT else text

@@ -714,9 +714,10 @@ async def _fetch_all(
             await asyncio.gather(*(one(fetch) for fetch in fetches))
     try:
         _record(config.results, present, {index: "; ".join(why) for index, why in errors.items()})
-    except OSError as exc:  # a full disk, a read-only folder: the files are there all the same
+    except (OSError, LocalIOError) as exc:  # a full disk, a read-only folder: the files are there
+        why = exc.strerror if isinstance(exc, OSError) else exc
         raise LocalIOError(
-            f"{config.results}: cannot record where the files went ({exc.strerror}); they are in "
+            f"{config.results}: cannot record where the files went ({why}); they are in "
             f"{config.dest}: once the problem is fixed, the same command records them without "
             "fetching them again"
         ) from None

@@ -31,8 +31,9 @@ def wrote_rows(run: str) -> str:
 # meta: the jobs of the state at this version's first planning have their aliases
 # (`alias_jobs_as_asked`). A version that reckons requests otherwise names another key, so the
 # jobs are scanned again: the second, for URLs in one spelling; the third, for free text
-# without spaces at its ends.
-_ALIASED = "aliased_as_asked_4"
+# without spaces at its ends; the fifth, for free text with no-break spaces as spaces and
+# without invisible characters at its ends.
+_ALIASED = "aliased_as_asked_5"
 
 
 class JobQueries(Connection):
