@@ -629,14 +629,14 @@ def test_missing_value_spellings_are_empty_cells_except_in_free_text(tmp_path: P
 def test_a_database_null_in_free_text_is_missing_not_the_text_sent(tmp_path: Path) -> None:
     """SQL Server exports a null as `NULL`, MySQL and Hive as `\\N`: a script or name "NULL"
     was never meant, so those two (exactly) are missing in free-text columns too; `Null` or
-    `NONE` there stay text."""
-    text = "product_id,override_script,video_name\nP1,NULL,\\N\nP2,Null,NONE\n"
+    `Nothing` there stay text."""
+    text = "product_id,override_script,video_name\nP1,NULL,\\N\nP2,Null,Nothing\n"
     first, second = (row.fields for row in rows_of(write(tmp_path, "c.csv", text)))
     assert first is not None
     assert second is not None
     assert (first.override_script, second.override_script) == (None, "Null")
     assert first.name != "\\N"
-    assert second.name == "NONE"
+    assert second.name == "Nothing"
 
 
 @pytest.mark.parametrize("spelled", ["NULL", "N/A", "NA", "-", "None", "nan"])
@@ -1866,7 +1866,9 @@ def test_earlier_versions_making_text_alike_but_for_spaces_are_found_too(tmp_pat
     assert batch.rows.earlier_fingerprints(0) == (fingerprint(first), fingerprint(later))
 
 
-@pytest.mark.parametrize("missing", ["nan", "None", "<NA>", " nan ", "NA", "NaN", "null"])
+@pytest.mark.parametrize(
+    "missing", ["nan", "None", "<NA>", " nan ", "NA", "NaN", "null", "N/A", "-", "none"]
+)
 def test_what_data_tools_write_for_a_missing_value_is_missing_in_free_text(
     tmp_path: Path, missing: str
 ) -> None:

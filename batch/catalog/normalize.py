@@ -257,9 +257,12 @@ MISSING_SPELLINGS: Final = frozenset({"null", "none", "nan", "na", "n/a", "<na>"
 DATABASE_NULLS: Final = frozenset({"NULL", "\\N"})
 # What data tools write for a missing value turned to text, missing in free text too in exactly
 # these spellings: pandas' `astype(str)` before `to_parquet` or `to_csv` (NaN, None, pd.NA,
-# NaT), R's `write.csv` (NA), JavaScript's `String()` of NaN and null. A re-export that writes
-# them where the last one left a cell empty must not pay every row again, nor speak "NA".
-MISSING_TEXTS: Final = frozenset({"nan", "None", "<NA>", "NaT", "NA", "NaN", "null"})
+# NaT), R's `write.csv` (NA), JavaScript's `String()` of NaN and null; and a person's
+# placeholder for "none" (N/A, -). A re-export that writes them where the last one left a cell
+# empty must not pay every row again, nor speak "NA" or "N/A".
+MISSING_TEXTS: Final = frozenset(
+    {"nan", "None", "<NA>", "NaT", "NA", "NaN", "null", "N/A", "n/a", "-", "--", "none", "NONE"}
+)
 # The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
