@@ -289,6 +289,12 @@ CORPUS = [
          ("column 'Format' is not a request column", '("Format" = "aspect_ratio")')),
     Case("format_of_a_book.csv", lambda: lines("product_id,Format", f"{IDS[0]},Paperback"), 0,
          sent=1),
+    # A furniture shop's size: its Length beside Width and Height is no video's length.
+    Case("furniture.csv", lambda: lines("product_id,Width,Height,Length,Weight",
+         f"{IDS[0]},80,75,60,12"), 2,
+         ("column 'Length' sits beside 'Width' and 'Height', as a product's size does",)),
+    Case("furniture_in_cm.csv", lambda: lines("product_id,Width,Height,Length (cm),length",
+         f"{IDS[0]},80,75,120,15"), 0, sent=1),
     # A voice-over's voice and text as marketers name them: every row sent with the defaults.
     Case("voiceover.csv", lambda: lines("product_id,Voiceover", f"{IDS[0]},en-US-JennyNeural"), 2,
          ("column 'Voiceover' is not a request column", '("Voiceover" = "voice_id")')),

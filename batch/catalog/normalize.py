@@ -415,6 +415,7 @@ def plan_columns(
             )
         canonical[target] = header
     _refuse_near_misses(path, headers, canonical, mapping, structs)
+    _refuse_a_products_size(path, headers, canonical, mapping)
     _refuse_a_partitions_part(path, canonical, mapping)
     if not any(source in canonical for source in _PRODUCT_SOURCES):
         raise CatalogError(
@@ -432,6 +433,35 @@ def plan_columns(
         template_names,
         _doubtful_columns(headers, canonical, mapping),
     )
+
+
+# The other measures of a product's size: beside two of them, a `Length` column is the
+# product's (a table of 120 x 60 x 75 cm), not the video's.
+_SIZE_WORDS: Final = frozenset({"width", "height", "depth", "weight", "breite", "höhe", "tiefe"})
+
+
+def _refuse_a_products_size(
+    path: Location, headers: Sequence[str], canonical: dict[str, str], mapping: dict[str, str]
+) -> None:
+    """CatalogError for a `length` column (not mapped so in [columns]) that sits beside two of a
+    product's other measures (`Width`, `Height`, `Weight`): its 60 and 30 would be sent as the
+    video's length, its 120 refused as one."""
+    header = canonical.get("length")
+    if header is None or header_key(header) in mapping:
+        return
+    beside = [
+        other
+        for other in headers
+        if (words := re.split(r"[\W_]+", header_key(other))) and words[0] in _SIZE_WORDS
+    ]
+    own = [other for other in headers if other != header and header_key(other).startswith("len")]
+    if len(beside) >= 2 and not own:  # with `Length (cm)` beside it, it is the video's
+        raise CatalogError(
+            f"{path}: column {header!r} sits beside {beside[0]!r} and {beside[1]!r}, as a "
+            "product's size does, and would be sent as the video's length; name the product's "
+            f"with its unit ({header.strip()} (cm)), or, if it is the video's, map it in the "
+            f'[columns] settings table ("{header.strip()}" = "length")'
+        )
 
 
 def _refuse_a_partitions_part(
