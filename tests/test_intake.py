@@ -152,7 +152,9 @@ CORPUS = [
          f"{IDS[1]},Mug, blue,15", f"{IDS[2]},b,15", f"{IDS[0]},c", f"{IDS[1]},d,15,x,y"), 2,
          ("ragged_rows.csv: 3 lines cannot be read as rows; fix each:",
           "ragged_rows.csv line 3 (row 2): has 4 cells where the header has 3",
-          "ragged_rows.csv line 5 (row 4): has 2 cells where the header has 3",
+          "ragged_rows.csv line 5 (row 4): has 2 cells where the header has 3; every line needs "
+          "a cell (empty or not) for each column (Excel leaves out the empty cells at the ends of "
+          "rows, 16 rows at a time, when it saves CSV: give the workbook itself, .xlsx",
           "ragged_rows.csv line 6 (row 5): has 5 cells where the header has 3")),
     # Two exports joined, the second's columns in another order (behind its byte order mark):
     # every row below its header would go under the wrong columns.
@@ -488,6 +490,8 @@ def test_json_lists_each_ragged_line_as_a_problem(tmp_path: Path) -> None:
             f"{catalog} line 2 (row 1): has 3 cells where the header has 2; put a cell that "
             "holds ',' between quotes",
             f"{catalog} line 4 (row 3): has 1 cells where the header has 2; every line needs a "
-            "cell (empty or not) for each column",
+            "cell (empty or not) for each column (Excel leaves out the empty cells at the ends "
+            "of rows, 16 rows at a time, when it saves CSV: give the workbook itself, .xlsx, "
+            "which is read as it is)",
         ],
     }

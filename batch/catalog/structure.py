@@ -659,7 +659,11 @@ def _width_problem(
         return f"{problem}; it runs on to line {last}, so a quote may be missing: {_QUOTE_HINT}"
     if len(record) > width:
         return f"{problem}; put a cell that holds {delimiter!r} between quotes"
-    return f"{problem}; every line needs a cell (empty or not) for each column"
+    return (
+        f"{problem}; every line needs a cell (empty or not) for each column (Excel leaves out "
+        "the empty cells at the ends of rows, 16 rows at a time, when it saves CSV: give the "
+        "workbook itself, .xlsx, which is read as it is)"
+    )
 
 
 def _bad_text(record: list[str], headers: list[str]) -> str | None:
