@@ -42,8 +42,9 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.OK: "every row submitted or already done (`status`: no render failed, and with "
     "`--wait` every one completed)",
     ExitCode.ROWS_FAILED: (
-        "some rows failed, were invalid or not attempted (`status`: some renders failed, the "
-        "API did not tell their status, or the file's video ids could not be checked)"
+        "some rows failed, were invalid, not attempted or unknown (`status`: some renders "
+        "failed, the API did not tell their status or its listing could not be read, or the "
+        "file's video ids could not be checked)"
     ),
     ExitCode.USAGE: "usage, config or catalog error: nothing was sent",
     ExitCode.ACCOUNT: (

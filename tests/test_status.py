@@ -14,6 +14,7 @@ import httpx
 import pandas as pd
 import pytest
 
+from batch.cli.common import render_renders
 from batch.errors import AccountError, ExitCode
 from batch.follow import polling
 from batch.follow.polling import (
@@ -486,3 +487,34 @@ async def test_the_double_charge_check_stops_at_the_timeout(
     assert summary.exit_code == ExitCode.TIMED_OUT
     assert "listing was not checked for double charges" in caplog.text
     assert "not read to its end by the deadline" in caplog.text
+
+
+@pytest.mark.anyio
+async def test_a_listing_the_api_does_not_answer_is_no_all_clear(tmp_path: Path) -> None:
+    """Every render completed, but the account's listing answers HTTP 500: the double-charge
+    check did not happen, so the exit is 1 (it was 0) and the renders line says why."""
+    state_path = tmp_path / "s.db"
+    with StateStore(state_path) as store:
+        store.record_plan(
+            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
+        )
+        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/product_videos":
+            return httpx.Response(500, text="")
+        return httpx.Response(
+            200, json={"code": 0, "msg": "ok", "data": {"id": "v1", "status": "completed"}}
+        )
+
+    summary = await track_async(
+        state_path,
+        "https://api.test",
+        Secret("sk-test"),
+        wait=False,
+        timeout=None,
+        transport=httpx.MockTransport(server),
+    )
+    assert (summary.completed, summary.listing_unread) == (1, True)
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    assert "double charges not checked" in render_renders(summary)

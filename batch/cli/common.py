@@ -185,6 +185,8 @@ def render_renders(summary: PollSummary) -> str:
             f"   (no video id: {summary.unnamed} row(s) the file says were accepted, so not "
             "checked: a cleared cell? run the catalog again to write the ids back)"
         )
+    if summary.listing_unread:
+        line += "   (the account's listing could not be read: double charges not checked)"
     if summary.unchecked:
         line += f"   (timed out: {summary.unchecked} not checked)"
     return line + ("   (timed out)" if summary.timed_out and not summary.unchecked else "")

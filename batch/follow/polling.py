@@ -197,16 +197,18 @@ class PollSummary:
     untracked: int = 0
     # Rows of the results file it says were accepted, whose video id cell is empty (cleared).
     unnamed: int = 0
+    listing_unread: bool = False  # the account's listing (double charges) could not be read
 
     @property
     def exit_code(self) -> ExitCode:
         """Timed out beats a double charge found now, beats some failed, unread, untracked or
-        unnamed (a check that could not tell is not an all-clear), beats all fine."""
+        unnamed, or a listing unread (a check that could not tell is not an all-clear), beats
+        all fine."""
         if self.timed_out:
             return ExitCode.TIMED_OUT
         if self.double_charges:
             return ExitCode.DOUBLE_CHARGED
-        unsure = self.failed or self.unread or self.untracked or self.unnamed
+        unsure = self.failed or self.unread or self.untracked or self.unnamed or self.listing_unread
         return ExitCode.ROWS_FAILED if unsure else ExitCode.OK
 
     def to_json(self) -> dict[str, object]:

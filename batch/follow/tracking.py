@@ -84,8 +84,13 @@ async def track_async(
             found = await _check_double_charges(client, store, deadline)
         if results is not None and is_file(results):
             summary = _of_the_file(summary, refresh_results(results, store), wait=wait)
-    cut = found is None  # the listing was not read by the timeout: not an all-clear
-    return replace(summary, double_charges=found or 0, timed_out=summary.timed_out or cut)
+    # A listing not read (by the timeout, or the API did not answer) is not an all-clear.
+    return replace(
+        summary,
+        double_charges=found.charges,
+        timed_out=summary.timed_out or found.cut,
+        listing_unread=found.unread,
+    )
 
 
 class FileVideos(NamedTuple):
@@ -121,21 +126,26 @@ def _of_the_file(summary: PollSummary, found: FileVideos, *, wait: bool) -> Poll
     )
 
 
+class _ListingCheck(NamedTuple):
+    charges: int = 0  # double charges seen for the first time
+    cut: bool = False  # the deadline cut the read short
+    unread: bool = False  # the API did not answer it
+
+
 async def _check_double_charges(
     client: JoggClient, store: StateStore, deadline: float | None
-) -> int | None:
+) -> _ListingCheck:
     """Reads what the account rendered since the last look (until the deadline, if any); logs
-    and returns the number of double charges seen for the first time, None when the deadline
-    cut the read short."""
+    the double charges seen for the first time."""
     try:
         await AccountListing(client, store, deadline=deadline).sync()
     except ListingDeadline as exc:
         log.warning("the account's listing was not checked for double charges: %s", exc)
-        return None
+        return _ListingCheck(cut=True)
     except ApiError as exc:
         log.warning("could not check the account's listing for double charges: %s", exc)
-        return 0
-    return len(report_double_charges(store, None))
+        return _ListingCheck(unread=True)
+    return _ListingCheck(charges=len(report_double_charges(store, None)))
 
 
 def refresh_results(results: Location, store: StateStore) -> FileVideos:
