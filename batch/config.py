@@ -673,6 +673,8 @@ def _file_holds_a_ledger(path: Path) -> bool:
             found = db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'"
             ).fetchone()
+    except sqlite3.OperationalError as exc:  # a full disk (no room for its -shm), no access
+        raise StateError(f"{path}: cannot read the state database ({exc})") from None
     except sqlite3.Error:  # not a database at all
         return False
     return found is not None

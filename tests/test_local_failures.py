@@ -269,3 +269,30 @@ def test_a_run_lock_a_full_disk_cannot_take_is_a_state_error(tmp_path: Path) -> 
                 filler.write(b"\0" * 4096)
         with pytest.raises(StateError, match="cannot write the run lock: No space"):
             take_lock(folder / "a.sending.lock", "pid 1", str)
+
+
+def test_a_ledger_on_a_full_disk_is_not_called_no_ledger(tmp_path: Path, sandbox_url: str) -> None:
+    """`state info` on a disk that filled since the run: SQLite cannot make the ledger's
+    shared-memory file, and the message says it cannot be read, where it said "this file holds
+    no jogg-batch ledger" (an operator might delete it)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(3))
+    folder = tmp_path / "small"
+    folder.mkdir()
+    with tmpfs(folder, "size=2m"):
+        state = folder / "s.db"
+        run = jogg(str(catalog), "--state", str(state), url=sandbox_url, tmp=tmp_path)
+        assert run.returncode == ExitCode.OK, run.stderr[-2000:]
+        for leftover in folder.glob("s.db-*"):
+            leftover.unlink()  # as after a clean close
+        with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
+            while True:
+                filler.write(b"\0" * (1 << 16))
+        info = subprocess.run(
+            [sys.executable, "-m", "batch", "state", "info", "--state", str(state)],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    assert info.returncode == ExitCode.USAGE, info.stderr
+    assert f"{state}: cannot read the state database" in info.stderr
+    assert "holds no jogg-batch ledger" not in info.stderr
