@@ -30,6 +30,21 @@ from batch.errors import LockedError, StateError
 
 PRIVATE: Final = 0o600
 PRIVATE_DIR: Final = 0o700
+# A folder made for an output: nobody else may write in it (and delete the ledger there), even
+# under a umask of 000, as a cron job may have.
+SHARED_DIR: Final = 0o755
+
+
+def make_folders(folder: Path) -> None:
+    """Creates `folder` and its missing parents, each `SHARED_DIR` (less the umask)."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    for each in reversed(missing):
+        each.mkdir(mode=SHARED_DIR, exist_ok=True)
+
+
 _NOFOLLOW: Final = os.O_NOFOLLOW | os.O_CLOEXEC
 # SQLite names these beside the database and gives them the database file's mode.
 STATE_COMPANIONS: Final = ("-wal", "-shm", "-journal")
@@ -78,7 +93,7 @@ def temporary_beside(path: Path, *, perms: int | None = None) -> Iterator[Path]:
     When the block ends without error it is renamed over `path` with `perms` (default: the
     existing file's mode, else 0600); otherwise it is removed.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folders(path.parent)
     final_perms = kept_mode(path) if perms is None else perms
     # mkstemp: O_EXCL (never an existing file or link), mode 0600, an unguessable name.
     handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -125,7 +140,8 @@ def private_dir(path: Path) -> Path:
 
     Raises OSError when it is a symlink or belongs to another user.
     """
-    path.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
+    make_folders(path.parent)
+    path.mkdir(mode=PRIVATE_DIR, exist_ok=True)
     info = path.lstat()
     if not stat.S_ISDIR(info.st_mode):
         raise OSError(f"{path} is not a folder (a symbolic link?)")
@@ -189,7 +205,7 @@ def prepare_state(path: Path) -> None:
     then take itself for the database's last connection and delete the WAL under a run.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folders(path.parent)
         for companion in STATE_COMPANIONS:
             _check_state_file(path.with_name(path.name + companion))
         try:

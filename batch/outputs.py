@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch import storage
+from batch import files, storage
 from batch.config import RunConfig
 from batch.errors import CatalogError, ConfigError
 from batch.storage import Location
@@ -159,7 +159,7 @@ def check_writable(path: Location, what: str, option: str, *, create: bool = Tru
         raise ConfigError(f"{option} {path}: cannot write in {folder} (permission); {fix}")
     if folder != path.parent and create:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            files.make_folders(path.parent)
         except OSError as exc:
             raise ConfigError(
                 f"{option} {path}: cannot create the folder {path.parent} ({exc.strerror}); "

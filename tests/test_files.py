@@ -63,6 +63,22 @@ def test_state_database_wal_shm_and_lock_are_created_0600(tmp_path: Path) -> Non
     }
 
 
+def test_folders_made_for_a_state_and_a_ledger_are_nobody_elses_to_write(tmp_path: Path) -> None:
+    """Under a cron job's umask of 000, the folders made for a state (and the account's ledgers)
+    were 0777: anyone could delete the ledger there and the next run would pay again."""
+    old = os.umask(0)
+    try:
+        state = tmp_path / "a" / "b" / "state.db"
+        with StateStore(state):
+            pass
+        files.private_dir(tmp_path / "xdg" / "jogg-batch" / "ledgers")
+    finally:
+        os.umask(old)
+    made = [tmp_path / "a", tmp_path / "a" / "b", tmp_path / "xdg", tmp_path / "xdg" / "jogg-batch"]
+    assert [mode(folder) for folder in made] == [0o755] * 4
+    assert mode(tmp_path / "xdg" / "jogg-batch" / "ledgers") == 0o700
+
+
 def test_an_existing_state_readable_by_others_is_narrowed_to_0600(tmp_path: Path) -> None:
     """A state made by an older version (0644) keeps working and stops being readable by all."""
     path = tmp_path / "state.db"
