@@ -109,6 +109,13 @@ def check_room(config: RunConfig, rows: int = 0) -> None:
             )
 
 
+def _read_only(folder: Path) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 def _existing_folder(path: Path) -> Path:
     """The folder `path` goes in, or its nearest ancestor that exists (for one not made yet)."""
     folder = path.parent
@@ -156,7 +163,8 @@ def check_writable(path: Location, what: str, option: str, *, create: bool = Tru
     if not folder.is_dir():
         raise ConfigError(f"{option} {path}: {folder} is not a folder; {fix}")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"{option} {path}: cannot write in {folder} (permission); {fix}")
+        why = "a read-only file system" if _read_only(folder) else "permission"
+        raise ConfigError(f"{option} {path}: cannot write in {folder} ({why}); {fix}")
     if folder != path.parent and create:
         try:
             files.make_folders(path.parent)
