@@ -686,7 +686,9 @@ class _Run:
             return False
         except ApiError as exc:  # the API did not answer: every row stays to be sent (exit 1)
             log.error("%s; run again later", exc)
-            self.control.stop("the API could not be reached")
+            self.control.stop(
+                "the account check had no usable answer (the API down, or its answer malformed)"
+            )
             return False
         try:
             self.planner.preflight = await Preflight.fetch(
