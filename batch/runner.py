@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import shlex
 import signal
 import tempfile
@@ -566,6 +567,7 @@ class _Run:
         results_task = asyncio.create_task(self._refresh_results())
         heartbeat = asyncio.create_task(self._guarded(self._heartbeat, "renewing claims"))
         watch = asyncio.create_task(self._watch_catalog())
+        watch_state = asyncio.create_task(self._watch_state())
         try:
             async with JoggClient(
                 self.config.base_url,
@@ -621,6 +623,7 @@ class _Run:
             results_task.cancel()
             heartbeat.cancel()
             watch.cancel()
+            watch_state.cancel()
             if installed:
                 # asyncio's handler only writes a signal to the loop's wakeup pipe, read on the
                 # loop's next turns: without them, one at the run's very end was lost (exit 0).
@@ -637,6 +640,33 @@ class _Run:
         while self.state.shared:
             await asyncio.sleep(self.config.claim_seconds / 3)
             self.state.renew_claims()
+
+    async def _watch_state(self) -> None:
+        """Stops new requests once the state's file is deleted or replaced under the run (a
+        clean-up script's `rm -rf`): what it records from then on is lost to the next run,
+        which would pay again for it, and its lock no longer keeps another run out. Looked at
+        every second (a stat)."""
+        path = self.config.state
+        if not isinstance(path, Path):
+            return  # PostgreSQL: the server keeps it
+        first = await asyncio.to_thread(os.stat, path)
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                now: os.stat_result | None = await asyncio.to_thread(os.stat, path)
+            except FileNotFoundError:
+                now = None
+            except OSError:
+                continue  # a passing failure: looked at again
+            if now is None or (now.st_dev, now.st_ino) != (first.st_dev, first.st_ino):
+                self.control.local_error = LocalIOError(
+                    f"{path}: the state was deleted or replaced while the run went on, so no "
+                    "request left from then on (what it recorded since is lost to the next run); "
+                    "put it back from a backup if there is one, then run again"
+                )
+                log.error("%s", self.control.local_error)
+                self.control.stop("the state was deleted or replaced")
+                return
 
     async def _watch_catalog(self) -> None:
         """Stops new requests once the catalog is edited, replaced or moved (a nightly export

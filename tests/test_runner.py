@@ -1353,6 +1353,29 @@ def test_rows_cut_from_the_catalog_while_it_is_sent_are_not_sent(tmp_path: Path)
     assert (again.requests_sent, again.plan.already_submitted) == (0, 1)
 
 
+def test_a_state_deleted_under_the_run_stops_its_sending(tmp_path: Path) -> None:
+    """A clean-up script deletes the state while the run paces its requests: what it records
+    from then on would be lost to the next run (which would pay for it again), and its lock
+    keeps no other run out. No request leaves once that is seen (within a second), exit 7."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(12))
+    deleted: list[bool] = []
+    config = replace(make_config(catalog, "http://sandbox.test", rate="4/s"), concurrency=1)
+    assert isinstance(config.state, Path)
+    state = config.state
+
+    def delete_at_first_create(method: str, path: str, *_: object) -> None:
+        if path == "/v2/create_video_from_product" and not deleted:
+            for part in state.parent.glob(state.name + "*"):
+                part.unlink()
+            deleted.append(True)
+
+    summary = runner.run(config, transport=RewritingSandbox(delete_at_first_create).transport())
+    assert deleted
+    assert summary.exit_code == ExitCode.LOCAL_IO
+    assert summary.requests_sent < 12  # all twelve would take three seconds
+    assert summary.stopped == "the state was deleted or replaced"
+
+
 def test_jobs_a_worker_gives_back_below_the_scan_are_sent_in_the_same_run(
     tmp_path: Path, postgres_url: str
 ) -> None:
