@@ -291,6 +291,9 @@ CORPUS = [
          ("column 'Format' is not a request column", '("Format" = "aspect_ratio")')),
     Case("format_of_a_book.csv", lambda: lines("product_id,Format", f"{IDS[0]},Paperback"), 0,
          sent=1),
+    # A legacy export's DOS end-of-file mark, invisible in an editor.
+    Case("ctrl_z.csv", lambda: lines("product_id,length", f"{IDS[0]},15") + b"\x1a", 2,
+         ("ctrl_z.csv line 3 (row 2): holds only a DOS end-of-file mark (Ctrl-Z, byte 0x1A",)),
     # A furniture shop's size: its Length beside Width and Height is no video's length.
     Case("furniture.csv", lambda: lines("product_id,Width,Height,Length,Weight",
          f"{IDS[0]},80,75,60,12"), 2,

@@ -652,6 +652,11 @@ def _width_problem(
     path: Location, first: int, last: int, row: int, record: list[str], width: int, delimiter: str
 ) -> str:
     where = _where(path, first, row)
+    if "".join(record).strip() == "\x1a":
+        return (
+            f"{where}: holds only a DOS end-of-file mark (Ctrl-Z, byte 0x1A, which an editor "
+            "does not show); delete it"
+        )
     if not "".join(record).strip():
         return f"{where}: holds only spaces or tabs; delete the line (an empty line is no row)"
     problem = f"{where}: has {len(record)} cells where the header has {width}"
