@@ -1195,14 +1195,20 @@ def test_a_closed_stdout_is_exit_7(tmp_path: Path) -> None:
     assert "cannot write to standard output: it is closed" in done.stderr
 
 
-def test_a_results_file_the_run_could_not_write_at_the_end_is_not_called_an_earlier_runs() -> None:
+def test_a_results_file_the_run_could_not_write_at_the_end_is_not_called_an_earlier_runs(
+    tmp_path: Path,
+) -> None:
     """The summary's results line when the final write failed: the file there may be this run's
     own mid-run copy (rows paid since shown unsent), so the line says it is not the run's final
-    results, and never that another run wrote it."""
-    summary = RunSummary("c.csv", "c.results.csv", "s.db", False, PlanCounts())
+    results, and never that another run wrote it; with no file there, that none was written."""
+    results = tmp_path / "c.results.csv"
+    summary = RunSummary("c.csv", str(results), "s.db", False, PlanCounts())
     summary.results_written = False
     shown = render_summary(summary).splitlines()[-1]
-    assert shown == "  results: c.results.csv (not this run's final results: see above)"
+    assert shown == f"  results: {results} (none written: see above)"
+    results.write_text("row,status\n")
+    shown = render_summary(summary).splitlines()[-1]
+    assert shown == f"  results: {results} (not this run's final results: see above)"
 
 
 def test_renders_the_state_does_not_know_are_named_as_such_not_as_unanswered() -> None:

@@ -372,7 +372,15 @@ def render_summary(summary: RunSummary) -> str:
             f"{summary.credits_spent}   elapsed {_duration(summary.elapsed_seconds)}"
             f"   rate {summary.post_rate_per_minute}/min"
         )
-    stale = "" if summary.results_written else " (not this run's final results: see above)"
+    stale = ""
+    if not summary.results_written:
+        local = "://" not in summary.results
+        missing = local and not Path(summary.results).exists()
+        stale = (
+            " (none written: see above)"
+            if missing
+            else " (not this run's final results: see above)"
+        )
     lines.append(f"  results: {summary.results}{stale}")
     if (renders := summary.renders) is not None:
         lines.append(f"renders: {render_renders(renders)}")
