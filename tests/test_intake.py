@@ -24,6 +24,7 @@ from batch.store.results import read_results
 from tests.helpers import product_ids, submissions
 
 IDS = product_ids(3)
+LETTERS_ONLY_ID = product_ids(20)[19]  # MTcyMTExMDkzNg: base64 of a number, with no digit
 GOOD = f"product_id,title,length\n{IDS[0]},Mug,15\n{IDS[1]},Lamp,15\n"
 
 
@@ -250,6 +251,17 @@ CORPUS = [
          f"{IDS[0]},Bag"), 2,
          ("stray_quote_script.csv line 2 (row 1): column 'override_script' opens with a quote "
           "that runs on to line 4, taking in lines that read as rows",)),
+    # ... whatever kinds of character the first row's id has (JoggAI's are base64 of a number).
+    Case("stray_quote_letters_only_id.csv", lambda: lines("product_id,override_script",
+         f'{LETTERS_ONLY_ID},"Best mug ever', f"{IDS[1]},Loud speaker", f'{IDS[2]},Pizza stone 12"',
+         f"{IDS[0]},Bag"), 2, ("taking in lines that read as rows",)),
+    # A list of compatible models, or a variant per line, is no row of ids: not base64 of a number.
+    Case("compatible_models.csv", lambda: lines("product_id,description",
+         f'{IDS[0]},"Fits:\r\niPhone15Pro,iPhone15Plus\r\nGalaxyS24,GalaxyS24Ultra"',
+         f"{IDS[1]},Case", end="\r\n"), 0, sent=2),
+    Case("variants_unspaced.csv", lambda: lines("product_id,title,description",
+         f'{IDS[0]},Bottle,"Variants:\nBOT500ML,Steel,500ml\nBOT750ML,Steel,750ml"',
+         f"{IDS[1]},Speaker,Loud"), 0, sent=2),
     # ... while a script's own lines that start with a code are not rows of ids.
     Case("script_lines_with_codes.csv", lambda: lines("product_id,override_script",
          f'{IDS[0]},"Our year:\nSUMMER2024,our best sale\nEnds soon"', f"{IDS[1]},Bag"), 0,

@@ -27,6 +27,7 @@ as everywhere else (the first row below the header is row 1; blank lines are not
 
 from __future__ import annotations
 
+import base64
 import codecs
 import csv
 import io
@@ -103,6 +104,7 @@ _SWALLOW_HINT: Final = (
     'the quote, or quote the whole cell and write the quote inside it as ""'
 )
 _LINE_BREAK: Final = re.compile(r"\r\n|\r|\n")
+_BASE64_TEXT: Final = re.compile(r"[A-Za-z0-9+/]+")
 _BAD_TEXT: Final = re.compile("[\x00\udc80-\udcff]")  # NUL, or a byte that was not UTF-8
 
 
@@ -606,12 +608,26 @@ def _holds_id(cells: list[str], at: int | None, known: str | None, strict: bool 
     if not 0 <= at < len(cells):
         return False
     text, known = cells[at].strip(), known.strip()
+    if _decimal_base64(known):  # a JoggAI id: a line holds one only if it is one too
+        return _decimal_base64(text)
     return (
         len(text.split()) == 1
         and len(known) / 2 <= len(text) <= 2 * len(known)
         and any(map(str.isdigit, text)) == any(map(str.isdigit, known))
         and (not strict or _shaped_like(text, known))
     )
+
+
+def _decimal_base64(text: str) -> bool:
+    """Whether `text` is the unpadded base64 of a decimal number, as JoggAI's product ids are
+    (`NTQ0MTkzNjg`: 54419368): a model list's `iPhone15Pro` or a variant's `BOT500ML` is not."""
+    if not 2 <= len(text) <= 64 or not _BASE64_TEXT.fullmatch(text):
+        return False
+    try:
+        decoded = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except ValueError:
+        return False
+    return decoded.isdigit()
 
 
 def _spaced(cells: list[str]) -> bool:
