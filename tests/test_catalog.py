@@ -400,7 +400,16 @@ def test_a_label_or_hint_line_under_the_header_is_an_invalid_row(tmp_path: Path)
     """A second header line in the shop's own words (`ProductID`, `Produkt-ID`, `ID`) or a hint
     line (`required`) is no product: sent, each cost a POST refused 10104 night after night. An
     id that merely holds such letters is an id."""
-    labels = ["ProductID", "Produkt-ID", "ID", "required", "Product:", "Item ID"]
+    labels = [
+        "ProductID",
+        "Produkt-ID",
+        "ID",
+        "required",
+        "Product:",
+        "Item ID",
+        "Pflicht",
+        "String",
+    ]
     ids = ["NTQ0MTkzNjg", "UHJvZHVjdElE", "aWQ"]
     lines = "".join(f"{cell},x\n" for cell in labels + ids)
     rows = rows_of(write(tmp_path, "c.csv", "product_id,Title\n" + lines), CatalogOptions())
@@ -412,9 +421,12 @@ def test_an_excel_tables_total_row_in_csv_is_invalid_whatever_its_id_cell(tmp_pa
     """An Excel table's Total Row, as its CSV export keeps it: `Total` under the first column
     (the sku), a COUNT under product_id. It was sent as product 3, refused 10104 every night.
     A sku merely holding the word is no label."""
-    text = "sku,product_id,price\nS1,NTQ0MTkzNjg,9\nTotal,3,9\nTotal bag,NTIzMzc0NjI5,3\n"
+    text = (
+        "sku,product_id,price\nS1,NTQ0MTkzNjg,9\nTotal,3,9\nTotal bag,NTIzMzc0NjI5,3\n"
+        "TOTAL,MTUxMDk2MTAzOA,24\n"  # TotalEnergies' motor oil: a brand beside a product's id
+    )
     rows = rows_of(write(tmp_path, "c.csv", text), CatalogOptions())
-    assert [row.fingerprint is None for row in rows] == [False, True, False]
+    assert [row.fingerprint is None for row in rows] == [False, True, False, False]
     assert [(p.column, p.value) for p in rows[1].problems] == [("sku", "Total")]
     assert "totals row" in rows[1].problems[0].reason
 
@@ -1867,7 +1879,8 @@ def test_earlier_versions_making_text_alike_but_for_spaces_are_found_too(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "missing", ["nan", "None", "<NA>", " nan ", "NA", "NaN", "null", "N/A", "-", "none"]
+    "missing",
+    ["nan", "None", "<NA>", " nan ", "NA", "NaN", "null", "N/A", "-", "none", "TBD", "k.A.", "---"],
 )
 def test_what_data_tools_write_for_a_missing_value_is_missing_in_free_text(
     tmp_path: Path, missing: str
@@ -2062,3 +2075,25 @@ def test_a_true_or_false_is_no_product_id(tmp_path: Path) -> None:
         == "True (a true/false value) is no product id; write the id as text"
     )
     assert other.fields is None
+
+
+def test_a_name_the_version_before_expanded_from_a_padded_placeholder_is_found(
+    tmp_path: Path,
+) -> None:
+    """`{title} promo` over a title ` none `: the version before this one trimmed the cell of
+    its spaces only and sent "none promo"; this one reads the cell as empty. The row keeps that
+    version's fingerprint, so a fresh ledger finds its render by its tag and pays nothing
+    again."""
+    text = "product_id,title\nP1, none \nP2,Mug\u200b\n"
+    (batch,) = read_catalog(
+        write(tmp_path, "c.csv", text),
+        CatalogOptions(defaults=RequestDefaults(video_name="{title} promo")),
+    )
+    none, mug = batch.rows
+    assert none.fields is not None
+    assert mug.fields is not None
+    assert (none.fields.name, mug.fields.name) == ("promo", "Mug promo")
+    previous = none.fields._replace(name="none promo")
+    assert fingerprint(previous) in batch.rows.earlier_fingerprints(0)
+    previous = mug.fields._replace(name="Mug\u200b promo")
+    assert fingerprint(previous) in batch.rows.earlier_fingerprints(1)

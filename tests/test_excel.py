@@ -951,3 +951,21 @@ def test_a_group_heading_merged_across_the_rows_is_no_product(tmp_path: Path) ->
     read = [(row.fields.product_id, row.fields.length) for row in rows if row.fields is not None]
     assert read == [(None, "30"), (pids[0], "15"), (None, "30"), (pids[1], "15"), (pids[2], "30")]
     assert all(not row.problems for row in rows)  # the headings are blank rows, not invalid ones
+
+
+def test_a_product_id_merged_over_two_cells_of_a_wider_table_is_a_row(tmp_path: Path) -> None:
+    """The product id column merged over two cells (its header too), a row holding only its id
+    (every override left to its default): a row to send, not a group's heading read as blank,
+    which nothing would have said."""
+    pids = product_ids(2)
+    path = tmp_path / "merged-ids.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.merge_range(0, 0, 0, 1, "product_id")
+    sheet.write(0, 2, "video_name")
+    sheet.merge_range(1, 0, 1, 1, pids[0])
+    sheet.write(1, 2, "Bottle promo")
+    sheet.merge_range(2, 0, 2, 1, pids[1])
+    book.close()
+    rows = [row for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
+    assert [row.fields.product_id for row in rows if row.fields is not None] == pids

@@ -312,6 +312,16 @@ CORPUS = [
          ("column 'Length' sits beside 'Width' and 'Height', as a product's size does",)),
     Case("furniture_in_cm.csv", lambda: lines("product_id,Width,Height,Length (cm),length",
          f"{IDS[0]},80,75,120,15"), 0, sent=1),
+    # ... under other names (Amazon's `Item Width`, French), and with a video's `Length (s)`
+    # beside it: only a length with a unit of size is the product's.
+    Case("meubles.csv", lambda: lines("product_id,Largeur,Poids,Length",
+         f"{IDS[0]},80,12,60"), 2, ("column 'Length' sits beside 'Largeur' and 'Poids'",)),
+    Case("furniture_item_sizes.csv", lambda: lines(
+         "product_id,Item Width,Item Height,Length,Length (s)", f"{IDS[0]},80,75,60,15"), 2,
+         ("column 'Length' sits beside 'Item Width' and 'Item Height'",)),
+    # A weight and its unit are one measure: a video's length beside them is the video's.
+    Case("weight_and_unit.csv", lambda: lines("product_id,Weight,Weight Unit,length",
+         f"{IDS[0]},12,kg,30"), 0, sent=1),
     # A voice-over's voice and text as marketers name them: every row sent with the defaults.
     Case("voiceover.csv", lambda: lines("product_id,Voiceover", f"{IDS[0]},en-US-JennyNeural"), 2,
          ("column 'Voiceover' is not a request column", '("Voiceover" = "voice_id")')),

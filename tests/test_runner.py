@@ -22,14 +22,16 @@ import xlsxwriter
 
 from batch import catalog as catalog_module
 from batch import payload, planner, rerun, runner
+from batch.catalog import CatalogOptions
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import CatalogError, ConfigError, ExitCode, LockedError
 from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import JoggClient, Timeouts
 from batch.joggai.quota import RateLimit
 from batch.outputs import planned_requests_path
+from batch.payload import RequestDefaults
 from batch.sandbox import SandboxConfig, create_app
-from batch.store import StateStore
+from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
 from batch.store.backend import DatabaseURL, state_location
 from batch.store.ledgers import account_url, hold_account, ledger_path
 from batch.store.results import read_results
@@ -1658,6 +1660,16 @@ def recorded_as_earlier_versions_did(config: RunConfig, rows: list[int], status:
             )
 
 
+def forget_this_versions_renders(config: RunConfig, url: str) -> None:
+    """The account's renders, and the state's copy of its listing, emptied: the account as the
+    earlier version `recorded_as_earlier_versions_did` stands for left it."""
+    httpx.post(f"{url}/_sandbox/reset").raise_for_status()
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        db.execute("DELETE FROM listing")
+    db.close()
+
+
 def rendered_as_earlier_versions_did(catalog: Path, url: str) -> None:
     """POSTs each row of a `script_catalog` in NFD with CRLF as versions that hashed text as
     the file wrote it sent them: the raw text, tagged with its fingerprint's tag."""
@@ -1724,11 +1736,14 @@ def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(
     runner.run(config)
     recorded_as_earlier_versions_did(config, [1, 2], "submitted")
     recorded_as_earlier_versions_did(config, [3], "failed")
+    # The account and the state as that version left them: no render of this version's (whose
+    # tags a job found under its earlier fingerprint is given, and would be adopted by).
+    forget_this_versions_renders(config, sandbox_url)
 
     summary = runner.run(make_config(catalog, sandbox_url))
 
     assert (summary.plan.already_submitted, summary.plan.retry, summary.plan.new) == (2, 1, 0)
-    sent = submissions(sandbox_url)["submissions"][3:]
+    sent = submissions(sandbox_url)["submissions"]
     assert len(sent) == 1
     assert sent[0]["payload"]["override_script"] == f"{CAFE_NFD}\r\nsecond line 2"
     assert isinstance(config.state, Path)
@@ -1775,6 +1790,7 @@ def test_a_retry_of_an_earlier_versions_results_file_finds_its_jobs(
     runner.run(config)
     recorded_as_earlier_versions_did(config, [1, 2], "submitted")
     recorded_as_earlier_versions_did(config, [3], "failed")
+    forget_this_versions_renders(config, sandbox_url)  # as that version left them
     assert isinstance(config.results, Path)
     frame = read_results(config.results)
     frame.loc[2, "status"] = "failed"
@@ -1783,7 +1799,7 @@ def test_a_retry_of_an_earlier_versions_results_file_finds_its_jobs(
     summary = rerun.rerun(replace(config, catalog=config.results))
 
     assert summary.exit_code == ExitCode.OK
-    sent = submissions(sandbox_url)["submissions"][3:]
+    sent = submissions(sandbox_url)["submissions"]
     assert [s["payload"]["override_script"] for s in sent] == [f"{CAFE_NFD}\r\nsecond line 2"]
     assert list(read_results(config.results)["status"]) == ["submitted"] * 3
 
@@ -1938,3 +1954,39 @@ def test_a_summary_that_cannot_be_written_is_exit_7_over_a_routine_night(
     summary.exit_code = int(ran)
     runner.write_summary_json(config, summary)
     assert summary.exit_code == ends
+
+
+def test_a_row_found_under_an_earlier_versions_fingerprint_is_found_once_the_file_is_clean(
+    tmp_path: Path,
+) -> None:
+    """A name an earlier version sent over a template cell with a zero-width space (`Mug\\u200b
+    promo`): tonight's file still has it and the row is found under that version's fingerprint;
+    the night after, re-saved clean (`Mug`), it is found again, under tonight's, which the job
+    was given as an alias. Before, the clean file paid for the row a second time."""
+    pid = simple_rows(1)[0]["product_id"]
+    raw = tmp_path / "catalog.csv"
+    raw.write_text(f"product_id,title\n{pid},Mug\u200b\n", encoding="utf-8")
+    config = replace(
+        make_config(raw, "http://sandbox.test"),
+        catalog_options=CatalogOptions(defaults=RequestDefaults(video_name="{title} promo")),
+    )
+    (batch,) = catalog_module.read_catalog(raw, config.catalog_options)
+    (row,) = batch.rows
+    assert row.fields is not None
+    then = row.fields._replace(name="Mug\u200b promo")  # what that version sent
+    old = payload.fingerprint(then)
+    assert old in batch.rows.earlier_fingerprints(0)
+    with StateStore(config.state) as store:
+        store.record_plan(
+            1,
+            [NewJob(old, pid, payload.fields_to_json(then), planner.tag_for(old))],
+            [],
+            [RowPlan(1, old, "job", None)],
+        )
+        store.settle(1, "submitted", AttemptRecord("ok", video_id="v-then"), run_id=1)
+    sandbox = RewritingSandbox(lambda *_: None)
+    tonight = runner.run(config, transport=sandbox.transport())
+    assert (tonight.requests_sent, tonight.plan.already_submitted) == (0, 1)
+    raw.write_text(f"product_id,title\n{pid},Mug\n", encoding="utf-8")
+    clean = runner.run(config, transport=sandbox.transport())
+    assert (clean.requests_sent, clean.plan.already_submitted) == (0, 1)

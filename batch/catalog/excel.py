@@ -659,9 +659,14 @@ def _merged_down(merges: list[_Merge], header_index: int, first_column: int) -> 
     return _Spans(frozenset(tops), below, across)
 
 
-def _heading(columns: list[list[str]], span: tuple[int, int]) -> bool:
-    """Whether the row just read holds nothing but its merge across `span`: a heading."""
+def _heading(columns: list[list[str]], headers: list[str], span: tuple[int, int]) -> bool:
+    """Whether the row just read holds nothing but a merge across `span` that covers every
+    named column, as a group's heading does: a product id merged over two cells of a wider
+    table (its overrides left to their defaults) is a row."""
     first, last = span
+    named = [position for position, header in enumerate(headers) if header.strip()]
+    if not named or first > named[0] or last < named[-1]:
+        return False
     return not any(
         column[-1].strip()
         for position, column in enumerate(columns)
@@ -696,7 +701,7 @@ def _tables(
             if 0 <= position < width:
                 columns[position][-1] = error  # the error's text, refused as CSV text is
         if index in checks.totals or (
-            index in spans.across and _heading(columns, spans.across[index])
+            index in spans.across and _heading(columns, headers, spans.across[index])
         ):
             for column in columns:
                 column[-1] = ""

@@ -261,7 +261,30 @@ DATABASE_NULLS: Final = frozenset({"NULL", "\\N"})
 # placeholder for "none" (N/A, -). A re-export that writes them where the last one left a cell
 # empty must not pay every row again, nor speak "NA" or "N/A".
 MISSING_TEXTS: Final = frozenset(
-    {"nan", "None", "<NA>", "NaT", "NA", "NaN", "null", "N/A", "n/a", "-", "--", "none", "NONE"}
+    {
+        "nan",
+        "None",
+        "<NA>",
+        "NaT",
+        "NA",
+        "NaN",
+        "null",
+        "N/A",
+        "n/a",
+        "N.A.",
+        "n.a.",
+        "-",
+        "--",
+        "---",
+        "none",
+        "NONE",
+        "TBD",
+        "tbd",
+        "TBA",
+        "k.A.",
+        "k. A.",
+        "n.v.",
+    }
 )
 # The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
 # an xlsx cell or as exported text: never a value to send, in any column.
@@ -435,33 +458,58 @@ def plan_columns(
     )
 
 
-# The other measures of a product's size: beside two of them, a `Length` column is the
-# product's (a table of 120 x 60 x 75 cm), not the video's.
-_SIZE_WORDS: Final = frozenset({"width", "height", "depth", "weight", "breite", "höhe", "tiefe"})
+# The other measures of a product's size, in the shops' languages: beside two of them, a
+# `Length` column is the product's (a table of 120 x 60 x 75 cm), not the video's.
+_SIZE_WORDS: Final = {
+    "width": "width", "breite": "width", "largeur": "width", "ancho": "width",
+    "anchura": "width", "larghezza": "width",
+    "height": "height", "höhe": "height", "hauteur": "height", "alto": "height",
+    "altura": "height", "altezza": "height",
+    "depth": "depth", "tiefe": "depth", "profondeur": "depth", "profundidad": "depth",
+    "profondità": "depth",
+    "weight": "weight", "gewicht": "weight", "poids": "weight", "peso": "weight",
+}  # fmt: skip
 
 
 def _refuse_a_products_size(
     path: Location, headers: Sequence[str], canonical: dict[str, str], mapping: dict[str, str]
 ) -> None:
     """CatalogError for a `length` column (not mapped so in [columns]) that sits beside two of a
-    product's other measures (`Width`, `Height`, `Weight`): its 60 and 30 would be sent as the
-    video's length, its 120 refused as one."""
+    product's other measures (`Width`, `Item Height`, `Poids`): its 60 and 30 would be sent as
+    the video's length, its 120 refused as one. Not when the product's own length is named
+    beside it with its unit (`Length (cm)`): then this one is the video's."""
     header = canonical.get("length")
     if header is None or header_key(header) in mapping:
         return
-    beside = [
+    measures: dict[str, str] = {}
+    for other in headers:
+        words = re.split(r"[\W_]+", header_key(other))
+        for word in words:
+            if word in _SIZE_WORDS:
+                measures.setdefault(_SIZE_WORDS[word], other)
+    own = [
         other
         for other in headers
-        if (words := re.split(r"[\W_]+", header_key(other))) and words[0] in _SIZE_WORDS
+        if other != header and header_key(other).startswith("length") and _names_a_size(other)
     ]
-    own = [other for other in headers if other != header and header_key(other).startswith("len")]
-    if len(beside) >= 2 and not own:  # with `Length (cm)` beside it, it is the video's
+    if len(measures) >= 2 and not own:
+        beside = list(measures.values())
         raise CatalogError(
             f"{path}: column {header!r} sits beside {beside[0]!r} and {beside[1]!r}, as a "
             "product's size does, and would be sent as the video's length; name the product's "
             f"with its unit ({header.strip()} (cm)), or, if it is the video's, map it in the "
             f'[columns] settings table ("{header.strip()}" = "length")'
         )
+
+
+def _names_a_size(header: str) -> bool:
+    """Whether a header names a unit of size or weight (`Length (cm)`, `length_cm`, `Length
+    in`)."""
+    key = header_key(header)
+    words = [word for word in re.split(r"[\W_]+", key) if word]
+    return bool(_UNIT_SUFFIX.fullmatch(key)) or (
+        len(words) > 1 and _PRODUCT_UNITS.fullmatch(words[-1]) is not None
+    )
 
 
 def _refuse_a_partitions_part(
@@ -553,7 +601,6 @@ _SYNONYMS: Final = {
     "sprechertext": "override_script",
     "guion": "override_script",
     "guión": "override_script",
-    "soundtrack": "music_id",
 }
 # Names people give request columns that name a product's own detail as often (a book's
 # `Format`, a garment's `Style`, a country code `CC`): such a column is the request's only when
@@ -568,14 +615,12 @@ _DOUBTFUL_SYNONYMS: Final = {
     "video_format": "aspect_ratio",
     "video_size": "aspect_ratio",
     "ar": "aspect_ratio",
-    "dur": "length",
-    "subs": "caption",
+    "soundtrack": "music_id",
     # Visual styles are the account's own (any text reads as one): such a column with values
     # is refused, as `Voiceover` is.
     "video_style": "visual_style",
     "tone": "script_style",
     "tone_of_voice": "script_style",
-    "track_id": "music_id",
 }
 # Words that name a request field of set values inside a longer header (`Length in seconds`,
 # `Product language`, `Screen ratio`): such a column is doubtful as those synonyms are.
@@ -979,7 +1024,8 @@ def _is_empty(value: object) -> bool:
 
 
 def _written_missing(value: object) -> TypeGuard[str]:
-    return isinstance(value, str) and value.strip() in MISSING_TEXTS
+    """A null's word, with spaces or a paste's invisible characters around it (`\u200bN/A`)."""
+    return isinstance(value, str) and payload.same_text(value) in MISSING_TEXTS
 
 
 def _spells_missing(value: object) -> TypeGuard[str]:
@@ -1257,7 +1303,11 @@ def _parse_template(template: str, template_names: Mapping[str, str]) -> _Parsed
 
 
 def _expand_names(
-    names: list[Any], table: pa.Table, template_names: Mapping[str, str], *, trim: bool = True
+    names: list[Any],
+    table: pa.Table,
+    template_names: Mapping[str, str],
+    *,
+    trim: bool | Literal["previous"] = True,
 ) -> tuple[list[tuple[int, str, str]], bool]:
     """Replace templates in `names` by their text for each row; return the rows that fail,
     and whether a cell a template took was taken otherwise than earlier versions did (`trim`):
@@ -1289,8 +1339,12 @@ def _expand_names(
             if header is not None:
                 if header not in texts:
                     texts[header] = text = _text_array(table.column(header))
-                    if trim:
+                    if trim == "previous":  # as the version before this one took it
                         trimmed = pc.utf8_trim_whitespace(text)
+                        nulls = pc.is_in(trimmed, value_set=_PREVIOUS_NULL_WORDS)
+                        texts[header] = pc.if_else(nulls, "", trimmed)
+                    elif trim:  # as free text is made alike: a paste's invisible ends too
+                        trimmed = _same_text(text)
                         nulls = pc.is_in(trimmed, value_set=_NULL_WORDS)
                         texts[header] = pc.if_else(nulls, "", trimmed)
                         padded = padded or not texts[header].equals(text)
@@ -1305,6 +1359,11 @@ def _expand_names(
 _ERROR_TEXTS: Final = pa.array(sorted(SPREADSHEET_ERRORS | {UNCALCULATED}))
 _LOCALIZED_TEXTS: Final = pa.array(sorted(LOCALIZED_ERRORS))
 _NULL_WORDS: Final = pa.array(sorted(MISSING_TEXTS | DATABASE_NULLS))
+# The null words of the version before placeholders (N/A, -) were: a name it expanded over a
+# template's cell is found by them (`_free_text_as_written`).
+_PREVIOUS_NULL_WORDS: Final = pa.array(
+    sorted({"nan", "None", "<NA>", "NaT", "NA", "NaN", "null"} | DATABASE_NULLS)
+)
 
 
 def _template_errors(
@@ -1380,8 +1439,11 @@ def resolve_rows(
         # A `nan` cell's text, as earlier versions sent it, over the name it expands to now.
         earlier["video_name"] = _make_alike(names) | earlier.get("video_name", {})
         parts["video_name"] = _text_part(names)
+    previous_names: dict[int, str] = {}
     if unwrapped or padded:
-        _free_text_as_written(written, unwrapped, padded, plan, defaults, columns, earlier)
+        previous_names = _free_text_as_written(
+            written, unwrapped, padded, plan, defaults, columns, earlier
+        )
     parts["name"] = parts.pop("video_name")
     # A key is an id: without the invisible characters its request's id drops (`_visible`), or
     # one product pasted with a zero-width space would have two keys.
@@ -1393,7 +1455,7 @@ def resolve_rows(
     for row in sorted({*_header_repeats(table), *_product_id_headers(table, plan)}):
         problems[row] = [RowProblem(plan.key, keys[row], _REPEATED_HEADER)]  # that one alone
     first_column = table.column_names[0] if table.num_columns else product_header
-    for row in _totals_rows(table, first_column, product_header):
+    for row in _totals_rows(table, first_column, plan.canonical.get("product_id")):
         label = str(table.column(first_column)[row].as_py()).strip()
         problems[row] = [RowProblem(first_column, label, _TOTALS_ROW)]
     return ResolvedRows(
@@ -1408,6 +1470,7 @@ def resolve_rows(
         blank,
         names_make_products="product_id" not in plan.canonical,
         earlier={name: rows for name, rows in earlier.items() if rows},
+        previous_names=previous_names,
     )
 
 
@@ -1450,11 +1513,15 @@ def _free_text_as_written(
     defaults: RequestDefaults,
     columns: Mapping[str, list[Any]],
     earlier: dict[str, dict[int, str]],
-) -> None:
+) -> dict[int, str]:
     """Adds to `earlier` the free text (a name, a script) earlier versions sent from a `="text"`
     cell, or from a template's cell with spaces at its ends, which they took as written: a row
     they sent keeps that fingerprint too, and is never paid for again. Ids and choices need
-    none: written so, they were refused, here or by JoggAI, or read as now."""
+    none: written so, they were refused, here or by JoggAI, or read as now.
+
+    Returns the names the version before this one expanded otherwise than now, by row: it
+    trimmed a template's cells of spaces only, and knew fewer null words (`trim="previous"`)."""
+    previous: dict[int, str] = {}
     templated = padded or bool(unwrapped & set(plan.template_names.values()))
     for canonical in sorted(FREE_TEXT_COLUMNS):
         header = plan.canonical.get(canonical)
@@ -1469,13 +1536,19 @@ def _free_text_as_written(
                 written.column(header), normalize, default, "free", as_earlier_versions=True
             )
             values, bad = column.values, {row for row, _, _ in column.bad}
+        sent = columns[canonical]
         if names:
+            before_previous = list(values)
+            _expand_names(before_previous, written, plan.template_names, trim="previous")
             expanded = _expand_names(values, written, plan.template_names, trim=False)
             bad.update(row for row, _, _ in expanded[0])
-        sent = columns[canonical]
+            for row, name in enumerate(before_previous):
+                if name != sent[row] and row not in bad and isinstance(name, str):
+                    previous[row] = name
         for row, before in enumerate(values):
             if before != sent[row] and row not in bad and isinstance(before, str):
                 earlier.setdefault(canonical, {})[row] = before
+    return previous
 
 
 _REPEATED_HEADER: Final = (
@@ -1544,8 +1617,9 @@ def _header_repeats(table: pa.Table) -> list[int]:
 _ID_LABELS: Final = (
     "id", "pid", "product", "produkt", "produkt_id", "artikel_id", "artikel_nr", "item_id",
     "product_code", "id_produit", "id_producto", "id_prodotto", "required", "optional",
-    "mandatory", "example", "pflichtfeld", "beispiel", "obligatoire", "exemple", "obligatorio",
-    "ejemplo",
+    "mandatory", "example", "pflichtfeld", "pflicht", "erforderlich", "beispiel", "obligatoire",
+    "requis", "exemple", "obligatorio", "requerido", "ejemplo", "obbligatorio", "esempio",
+    "identifier", "string", "text", "varchar", "integer", "number",
 )  # fmt: skip
 
 
@@ -1556,16 +1630,25 @@ _TOTALS_ROW: Final = (
 )
 
 
-def _totals_rows(table: pa.Table, first: str, product_header: str) -> list[int]:
-    """The rows whose first cell is a totals label (`_TOTALS_LABELS`: `Total`, `Summe`, ...),
-    where the first column is not the product id's (its own values say so there): an Excel
-    table's Total Row as its CSV export keeps it, a count (3) under the product id."""
-    if first == product_header or not pa.types.is_string(table.schema.field(first).type):
+def _totals_rows(table: pa.Table, first: str, product_header: str | None) -> list[int]:
+    """The rows whose first cell is a totals label (`_TOTALS_LABELS`: `Total`, `Summe`, ...)
+    and whose product id cell is empty or a number (a count, a sum), where the first column is
+    not the product id's (its own values say so there): an Excel table's Total Row as its CSV
+    export keeps it. A brand that is the word (`TOTAL` motor oil) beside a product's id is a
+    product."""
+    if (
+        product_header is None
+        or first == product_header
+        or not pa.types.is_string(table.schema.field(first).type)
+    ):
         return []
     cells = pc.utf8_lower(pc.utf8_rtrim(pc.utf8_trim_whitespace(table.column(first)), ":"))
-    found = pc.fill_null(pc.is_in(cells, pa.array(sorted(_TOTALS_LABELS))), False)
-    if not pc.any(found).as_py():
+    labelled = pc.fill_null(pc.is_in(cells, pa.array(sorted(_TOTALS_LABELS))), False)
+    if not pc.any(labelled).as_py():
         return []
+    ids = _text_array(table.column(product_header))
+    counted = pc.fill_null(pc.match_substring_regex(ids, r"^\s*[-+]?[\d.,\s]*\s*$"), True)
+    found = pc.and_(labelled, counted)
     return np.flatnonzero(found.to_numpy(zero_copy_only=False)).tolist()
 
 

@@ -133,6 +133,7 @@ ROW_COLUMNS: Final = (
 
 
 _FREE_TEXT_AT: Final = frozenset(ROW_COLUMNS.index(name) for name in FREE_TEXT_COLUMNS)
+_NAME_AT: Final = ROW_COLUMNS.index("video_name")
 
 
 def _as_written(text: str) -> str:
@@ -156,7 +157,8 @@ class ResolvedRows(Sequence[CatalogRow]):
     """
 
     __slots__ = (
-        "_built", "_columns", "_earlier", "_keys", "blank", "fingerprints", "first", "problems",
+        "_built", "_columns", "_earlier", "_keys", "_previous_names", "blank", "fingerprints",
+        "first", "problems",
     )  # fmt: skip
 
     def __init__(
@@ -173,13 +175,15 @@ class ResolvedRows(Sequence[CatalogRow]):
         *,
         names_make_products: bool = True,
         earlier: Mapping[str, Mapping[int, str]] | None = None,
+        previous_names: Mapping[int, str] | None = None,
     ) -> None:
         """`names_make_products`: a row without a product_id or product_url is made a product
         from its product_name (and details); not in a catalog of product ids, where an empty id
         is a mistake to show, not a product to create and pay a video for.
 
         `earlier`: column -> row -> the text as earlier versions read it, for the rows read
-        otherwise now; see `earlier_fingerprints`."""
+        otherwise now; see `earlier_fingerprints`. `previous_names`: row -> the name the version
+        before this one expanded from a template, where it differs from `earlier`'s."""
         self.first = first
         self.blank = blank  # rows whose every cell is empty: not a row to send, nor a problem
         self._columns = [columns[name] for name in ROW_COLUMNS]
@@ -190,6 +194,7 @@ class ResolvedRows(Sequence[CatalogRow]):
         self._earlier = {
             ROW_COLUMNS.index(name): rows for name, rows in (earlier or {}).items() if rows
         }
+        self._previous_names = previous_names or {}
         # A row without a product_id is hashed from its product's details, or lacks a product.
         urls, names = columns["product_url"], columns["product_name"]
         spelled = product_spelled_missing or {}
@@ -246,9 +251,12 @@ class ResolvedRows(Sequence[CatalogRow]):
         if not changed or self.fingerprints[index] is None:
             return ()
         found = []
+        previous_name = self._previous_names.get(index)
         for reading in (_as_written, lines_composed, trimmed_lines):
             values = self._values(index)
             for at, text in changed:
+                if reading is trimmed_lines and at == _NAME_AT and previous_name is not None:
+                    text = previous_name  # that version's own expansion of the template
                 values[at] = reading(text) if at in _FREE_TEXT_AT else text
             found.append(fingerprint(self._fields(values)))
         return tuple(fp for fp in dict.fromkeys(found) if fp != self.fingerprints[index])

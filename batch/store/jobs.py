@@ -167,6 +167,13 @@ class JobQueries(Connection):
             )
         }
 
+    def add_aliases(self, aliases: Sequence[tuple[str, int]]) -> None:
+        """Records (fingerprint, job id) pairs: a row found under an earlier version's
+        fingerprint is found under tonight's from now on, however the file writes it."""
+        if aliases:
+            with self._write() as db:
+                _add_aliases(db, aliases)
+
     def jobs_by_fingerprint(self, fingerprints: Sequence[str]) -> dict[str, KnownJob]:
         """The existing jobs among `fingerprints`, by the fingerprint asked for: a job an
         earlier version recorded under another is found by its alias."""
