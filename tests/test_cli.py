@@ -1184,6 +1184,28 @@ def test_a_json_document_a_pipe_cuts_short_is_exit_7(tmp_path: Path) -> None:
     assert "cannot write to standard output: Broken pipe" in err
 
 
+def test_a_json_document_into_a_non_blocking_pipe_is_written_whole(tmp_path: Path) -> None:
+    """A reader that set its pipe non-blocking (as an event loop's subprocess does) and reads
+    slowly: the document is written whole as the pipe drains, not cut off as a failed write."""
+    rows = [{**row, "product_id": f"bad id {n}"} for n, row in enumerate(simple_rows(1) * 3000)]
+    catalog = write_catalog(tmp_path / "c.csv", rows)
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    validate = subprocess.Popen(
+        [sys.executable, "-m", "batch", "validate", str(catalog), "--json"],
+        stdout=write, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    os.close(write)
+    chunks = []
+    with os.fdopen(read, "rb") as reader:
+        time.sleep(1.0)  # the writer fills the pipe and finds it full
+        while chunk := reader.read1(1 << 16):
+            chunks.append(chunk)
+    _, err = validate.communicate()
+    assert validate.returncode == 1, err  # rows invalid: validate's own verdict
+    assert len(json.loads(b"".join(chunks))["problems"]) == 3000
+
+
 def test_a_closed_stdout_is_exit_7(tmp_path: Path) -> None:
     """Started with stdout closed (`>&-`): exit 7 naming it, not an AttributeError."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))

@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import select
 import signal
 import sys
 import threading
@@ -232,7 +233,10 @@ def emit(text: str, *, nl: bool = True) -> None:
             return
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view) :]
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:  # a non-blocking pipe its reader has not emptied yet
+                select.select([], [fd], [])
     except OSError as exc:
         # What stays buffered would fail again, with a traceback, as the interpreter exits.
         with contextlib.suppress(OSError, ValueError):
