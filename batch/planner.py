@@ -280,16 +280,16 @@ class Planner:
         found = self.state.jobs_by_fingerprint(
             list({old for olds in earlier.values() for old in olds})
         )
+        direct = set(existing)  # jobs of tonight's own fingerprints: they need no alias
         adopted: dict[str, int] = {}
         for i, olds in earlier.items():
             fp = rows.fingerprints[i]
             assert fp is not None
-            direct = fp in existing and fp not in adopted  # a job of tonight's own fingerprint
             for old in olds:
                 job = found.get(old)
                 if job is not None and _further_along(job, existing.get(fp)):
                     existing[fp] = job
-                    if not direct:
+                    if fp not in direct:
                         adopted[fp] = job.id
         # Tonight's fingerprint becomes the job's alias: a file re-saved as this version reads
         # it (no earlier spelling left to find the job by) still finds it.

@@ -166,14 +166,27 @@ def test_a_local_failure_before_any_request_left_is_exit_2(
     assert "Traceback" not in limited.stderr
 
 
+@contextlib.contextmanager
+def small_disk_at(folder: Path, size: str) -> Iterator[Path]:
+    """`folder`, made, on a tmpfs of `size` while in the block (only root may mount one)."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
+    folder.mkdir()
+    with tmpfs(folder, f"size={size}"):
+        yield folder
+
+
+def fill(folder: Path) -> None:
+    """Writes into `folder` until its disk is full."""
+    with contextlib.suppress(OSError), (folder / "filler").open("wb", buffering=0) as filler:
+        while True:
+            filler.write(b"\0" * 4096)
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A folder on a 256 KiB filesystem (a tmpfs; only root may mount one)."""
-    folder = tmp_path / "small"
-    folder.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
-    with tmpfs(folder, "size=256k"):
+    with small_disk_at(tmp_path / "small", "256k") as folder:
         yield folder
 
 
@@ -200,12 +213,8 @@ def test_a_results_folder_without_room_for_the_outcome_columns_is_refused_before
     """Room for the catalog and a MiB is not enough: the results file adds each row's outcome
     columns (2.3 times a short-rowed catalog), so the run would be paid and then end without
     one. Exit 2, nothing sent."""
-    if os.geteuid() != 0:
-        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
     catalog = write_catalog(tmp_path / "catalog.csv", rows(5_000))
-    folder = tmp_path / "two-mib"
-    folder.mkdir()
-    with tmpfs(folder, "size=2m"):
+    with small_disk_at(tmp_path / "two-mib", "2m") as folder:
         assert catalog.stat().st_size + (1 << 20) < shutil.disk_usage(folder).free
         done = jogg(
             str(catalog), "--results", str(folder / "r.csv"), "--state", str(tmp_path / "s.db"),
@@ -223,13 +232,9 @@ def test_a_results_file_a_full_disk_cannot_take_is_exit_7_and_left_as_it_was(
     """`status` and `retry` rewrite the results file: on a disk that has filled since the run,
     exit 7 with one line naming the file (a traceback and exit 1 before), the file as it was,
     and a retry sends nothing (its file has no room)."""
-    if os.geteuid() != 0:
-        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
     catalog = write_catalog(tmp_path / "catalog.csv", rows(10))
-    folder = tmp_path / "small"
-    folder.mkdir()
     env = os.environ | {"JOGG_API_KEY": "sk-sandbox", "XDG_DATA_HOME": str(tmp_path / "data")}
-    with tmpfs(folder, "size=2m"):
+    with small_disk_at(tmp_path / "small", "2m") as folder:
         results = folder / "r.csv"
         run = jogg(
             str(catalog), "--results", str(results), "--state", str(tmp_path / "s.db"),
@@ -237,9 +242,7 @@ def test_a_results_file_a_full_disk_cannot_take_is_exit_7_and_left_as_it_was(
         )  # fmt: skip
         assert run.returncode == ExitCode.ROWS_FAILED, run.stderr[-2000:]
         before = results.read_bytes()
-        with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
-            while True:
-                filler.write(b"\0" * (1 << 16))
+        fill(folder)
         done = subprocess.run(
             [sys.executable, "-m", "batch", command, str(results), "--state",
              str(tmp_path / "s.db"), "--base-url", sandbox_url,
@@ -261,14 +264,8 @@ def test_a_run_lock_a_full_disk_cannot_take_is_a_state_error(tmp_path: Path) -> 
     """The account's ledger folder full (the state elsewhere, with room): the lock's holder
     cannot be written, which is a StateError naming the lock (exit 2, nothing sent), not an
     OSError's traceback."""
-    if os.geteuid() != 0:
-        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
-    folder = tmp_path / "ledgers"
-    folder.mkdir()
-    with tmpfs(folder, "size=64k"):
-        with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
-            while True:
-                filler.write(b"\0" * 4096)
+    with small_disk_at(tmp_path / "ledgers", "64k") as folder:
+        fill(folder)
         with pytest.raises(StateError, match="cannot write the run lock: No space"):
             take_lock(folder / "a.sending.lock", "pid 1", str)
 
@@ -277,20 +274,14 @@ def test_a_ledger_on_a_full_disk_is_not_called_no_ledger(tmp_path: Path, sandbox
     """`state info` on a disk that filled since the run: SQLite cannot make the ledger's
     shared-memory file, and the message says it cannot be read, where it said "this file holds
     no jogg-batch ledger" (an operator might delete it)."""
-    if os.geteuid() != 0:
-        pytest.skip("only root can mount the small tmpfs this needs (CI runs as root)")
     catalog = write_catalog(tmp_path / "catalog.csv", rows(3))
-    folder = tmp_path / "small"
-    folder.mkdir()
-    with tmpfs(folder, "size=2m"):
+    with small_disk_at(tmp_path / "small", "2m") as folder:
         state = folder / "s.db"
         run = jogg(str(catalog), "--state", str(state), url=sandbox_url, tmp=tmp_path)
         assert run.returncode == ExitCode.OK, run.stderr[-2000:]
         for leftover in folder.glob("s.db-*"):
             leftover.unlink()  # as after a clean close
-        with contextlib.suppress(OSError), (folder / "filler").open("wb") as filler:
-            while True:
-                filler.write(b"\0" * (1 << 16))
+        fill(folder)
         info = subprocess.run(
             [sys.executable, "-m", "batch", "state", "info", "--state", str(state)],
             capture_output=True, text=True, check=False,

@@ -425,32 +425,22 @@ def test_a_null_word_in_a_cell_a_name_template_takes_is_an_empty_cell(
     assert missing not in json.dumps(submissions(sandbox_url)["submissions"][0]["payload"])
 
 
-def test_a_name_an_earlier_version_sent_with_a_null_word_is_not_paid_again(
-    tmp_path: Path, sandbox_url: str
+@pytest.mark.parametrize(
+    ("cell", "template", "then", "now"),
+    [("NULL", "Acme {title}", "Acme NULL", "Acme"), ("Mug ", "{title}!", "Mug !", "Mug!")],
+    ids=["null-word", "padded"],
+)
+def test_a_name_an_earlier_version_took_from_a_cell_as_written_is_not_paid_again(
+    tmp_path: Path, sandbox_url: str, cell: str, template: str, then: str, now: str
 ) -> None:
-    """Versions that took a `NULL` cell into a name as written recorded the job under that
-    name; tonight the word is an empty cell, and the row is still that job."""
+    """Versions that took a template's cell into a name as written (a `NULL` cell's word, a
+    cell's spaces) recorded the job under that name; tonight the word is an empty cell and
+    the spaces are gone, and the row is still that job."""
     catalog = tmp_path / "catalog.csv"
-    catalog.write_text(f"product_id,title,video_name\n{product_ids(1)[0]},NULL,Acme {{title}}\n")
+    catalog.write_text(f"product_id,title,video_name\n{product_ids(1)[0]},{cell},{template}\n")
     config = make_config(catalog, sandbox_url)
-    now = sent_by_an_earlier_version(config, lambda fields: fields._replace(name="Acme NULL"))
-    assert now.name == "Acme"
-
-    summary = runner.run(make_config(catalog, sandbox_url))
-
-    assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
-
-
-def test_a_padded_name_an_earlier_version_sent_as_written_is_not_paid_again(
-    tmp_path: Path, sandbox_url: str
-) -> None:
-    """Versions that sent a template's cell with its spaces recorded the job under that name;
-    tonight the name is sent without them, and the row is still that job."""
-    catalog = tmp_path / "catalog.csv"
-    catalog.write_text(f"product_id,title,video_name\n{product_ids(1)[0]},Mug ,{{title}}!\n")
-    config = make_config(catalog, sandbox_url)
-    now = sent_by_an_earlier_version(config, lambda fields: fields._replace(name="Mug !"))
-    assert now.name == "Mug!"
+    tonight = sent_by_an_earlier_version(config, lambda fields: fields._replace(name=then))
+    assert tonight.name == now
 
     summary = runner.run(make_config(catalog, sandbox_url))
 

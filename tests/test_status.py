@@ -373,6 +373,15 @@ def test_refreshing_a_results_file_names_the_double_charges_the_ledger_knows(
     assert list(frame["message"]) == ["double charge, raise it with JoggAI: videos v1, v2", "kept"]
 
 
+def _one_submitted_video(state_path: Path) -> None:
+    """A state whose one job was accepted as video `v1`."""
+    with StateStore(state_path) as store:
+        store.record_plan(
+            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
+        )
+        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+
+
 async def _checked_once(
     state_path: Path,
     results: Path,
@@ -400,11 +409,7 @@ async def test_videos_of_the_file_the_state_does_not_know_are_untracked_not_rend
     asked about by no check: it is counted untracked, not "still rendering" (an exit 0), and
     the exit is not an all-clear."""
     state_path, results = tmp_path / "s.db", tmp_path / "r.csv"
-    with StateStore(state_path) as store:
-        store.record_plan(
-            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
-        )
-        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+    _one_submitted_video(state_path)
     pd.DataFrame(
         {"row": ["1", "2"], "status": ["submitted"] * 2, "video_id": ["v1", "1.36333E+31"]}
     ).to_csv(results, index=False)
@@ -455,11 +460,7 @@ async def test_the_double_charge_check_stops_at_the_timeout(
     listing keeps bringing new videos: the double-charge check after polling is cut short and
     says so, and the exit is a timeout even when every render was read (not an all-clear)."""
     state_path = tmp_path / "s.db"
-    with StateStore(state_path) as store:
-        store.record_plan(
-            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
-        )
-        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+    _one_submitted_video(state_path)
 
     async def server(request: httpx.Request) -> httpx.Response:
         await asyncio.sleep(0.001)  # a moment late, so that this test's own timeout can act
@@ -494,11 +495,7 @@ async def test_a_listing_the_api_does_not_answer_is_no_all_clear(tmp_path: Path)
     """Every render completed, but the account's listing answers HTTP 500: the double-charge
     check did not happen, so the exit is 1 (it was 0) and the renders line says why."""
     state_path = tmp_path / "s.db"
-    with StateStore(state_path) as store:
-        store.record_plan(
-            1, [NewJob("f" * 64, "k", "[]", "0" * 12)], [], [RowPlan(1, "f" * 64, "job", None)]
-        )
-        store.settle(1, "submitted", AttemptRecord("ok", video_id="v1"), run_id=1)
+    _one_submitted_video(state_path)
 
     async def server(request: httpx.Request) -> httpx.Response:
         if request.url.path == "/v2/product_videos":

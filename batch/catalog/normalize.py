@@ -260,32 +260,11 @@ DATABASE_NULLS: Final = frozenset({"NULL", "\\N"})
 # NaT), R's `write.csv` (NA), JavaScript's `String()` of NaN and null; and a person's
 # placeholder for "none" (N/A, -). A re-export that writes them where the last one left a cell
 # empty must not pay every row again, nor speak "NA" or "N/A".
-MISSING_TEXTS: Final = frozenset(
-    {
-        "nan",
-        "None",
-        "<NA>",
-        "NaT",
-        "NA",
-        "NaN",
-        "null",
-        "N/A",
-        "n/a",
-        "N.A.",
-        "n.a.",
-        "-",
-        "--",
-        "---",
-        "none",
-        "NONE",
-        "TBD",
-        "tbd",
-        "TBA",
-        "k.A.",
-        "k. A.",
-        "n.v.",
-    }
-)
+_DATA_TOOL_NULLS: Final = frozenset({"nan", "None", "<NA>", "NaT", "NA", "NaN", "null"})
+MISSING_TEXTS: Final = _DATA_TOOL_NULLS | {
+    "N/A", "n/a", "N.A.", "n.a.", "-", "--", "---", "none", "NONE", "TBD", "tbd", "TBA", "k.A.",
+    "k. A.", "n.v.",
+}  # fmt: skip
 # The values a failed spreadsheet formula leaves (`#N/A` from a VLOOKUP that found nothing), as
 # an xlsx cell or as exported text: never a value to send, in any column.
 SPREADSHEET_ERRORS: Final = frozenset(
@@ -1361,9 +1340,7 @@ _LOCALIZED_TEXTS: Final = pa.array(sorted(LOCALIZED_ERRORS))
 _NULL_WORDS: Final = pa.array(sorted(MISSING_TEXTS | DATABASE_NULLS))
 # The null words of the version before placeholders (N/A, -) were: a name it expanded over a
 # template's cell is found by them (`_free_text_as_written`).
-_PREVIOUS_NULL_WORDS: Final = pa.array(
-    sorted({"nan", "None", "<NA>", "NaT", "NA", "NaN", "null"} | DATABASE_NULLS)
-)
+_PREVIOUS_NULL_WORDS: Final = pa.array(sorted(_DATA_TOOL_NULLS | DATABASE_NULLS))
 
 
 def _template_errors(

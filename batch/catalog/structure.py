@@ -570,6 +570,7 @@ def _takes_rows(
     strict = width < 3
     if strict and ids is None:
         return None
+    spaced = _spaced(headers)
     for column, (cell, header) in enumerate(zip(record, headers, strict=False)):
         lines = _LINE_BREAK.split(cell)
         if len(lines) < 2:
@@ -577,7 +578,6 @@ def _takes_rows(
         cut = [line.split(delimiter) for line in lines]
         first, last = cut[0], cut[-1]  # the opening row from this column, the closing one to it
         known = None if ids is None else record[ids] if ids != column else first[0]
-        spaced = _spaced(headers)
         whole_row = any(
             len(cells) == width
             and _holds_id(cells, ids, known, strict)
