@@ -19,6 +19,7 @@ Store errors become `CatalogError`s that name the URL.
 from __future__ import annotations
 
 import gzip
+import os
 import secrets
 import sys
 import tempfile
@@ -84,10 +85,10 @@ Location = Path | ObjectURL
 def parse_location(text: str | Path) -> Location:
     """`s3://b/k` -> ObjectURL; `file:///x/y.csv` -> Path('/x/y.csv'); anything else a Path."""
     if isinstance(text, Path):
-        return text
+        return _named_in_utf8(text)
     scheme, sep, rest = text.partition("://")
     if not sep or not scheme.isalnum():
-        return Path(text)
+        return _named_in_utf8(Path(text))
     scheme = scheme.lower()
     if scheme == "file":
         parts = urlsplit(text)
@@ -102,6 +103,27 @@ def parse_location(text: str | Path) -> Location:
     if not rest.strip("/") or "/" not in rest.strip("/"):
         raise CatalogError(f"{text}: name an object, e.g. {scheme}://bucket/catalog.csv")
     return ObjectURL(f"{scheme}://{rest}")
+
+
+def _named_in_utf8(path: Path) -> Path:
+    """The path, if its whole name is UTF-8. pyarrow opens and writes files by a UTF-8 name and
+    the state records the absolute one as text, so one in another encoding (Latin-1 bytes from
+    an old share or a ZIP: `caf\\xe9/catalog.csv`) would stop a run with a traceback, and a
+    results file's after its requests were sent: refused now, naming the byte."""
+    try:
+        whole = path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop, an unreadable folder: read as given
+        whole = path.absolute()
+    name = os.fsencode(whole)
+    try:
+        name.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        shown = name.decode("utf-8", "backslashreplace")
+        raise CatalogError(
+            f"{shown}: the path is not UTF-8 text (byte 0x{name[exc.start]:02X}); rename the "
+            "file or folder in UTF-8 (`convmv -f latin1 -t utf-8 --notest NAME` does)"
+        ) from None
+    return path
 
 
 def identity(location: Location) -> str:

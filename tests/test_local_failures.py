@@ -289,3 +289,31 @@ def test_a_ledger_on_a_full_disk_is_not_called_no_ledger(tmp_path: Path, sandbox
     assert info.returncode == ExitCode.USAGE, info.stderr
     assert f"{state}: cannot read the state database" in info.stderr
     assert "holds no jogg-batch ledger" not in info.stderr
+
+
+@pytest.mark.parametrize(
+    ("catalog_at", "results_at"),
+    [
+        (b"caf\xe9.csv", None),
+        (b"caf\xe9/catalog.csv", None),
+        (b"catalog.csv", b"r\xe9sultats.parquet"),
+    ],
+    ids=["catalog name", "catalog folder", "results name"],
+)
+def test_a_path_not_in_utf8_is_refused_before_sending(
+    tmp_path: Path, sandbox_url: str, catalog_at: bytes, results_at: bytes | None
+) -> None:
+    """A file or folder named in Latin-1 (an old share, a ZIP), which pyarrow cannot open or
+    write and the state cannot record, stops the run before any POST with exit 2 and a line
+    naming the byte: never a traceback, nor a results file lost after sending."""
+    catalog = Path(os.fsdecode(bytes(tmp_path) + b"/" + catalog_at))
+    catalog.parent.mkdir(exist_ok=True)
+    write_catalog(catalog, rows(3))
+    args = [str(catalog)]
+    if results_at is not None:
+        args += ["--results", os.fsdecode(bytes(tmp_path) + b"/" + results_at)]
+    refused = jogg(*args, url=sandbox_url, tmp=tmp_path)
+    assert charged(sandbox_url) == {}
+    assert refused.returncode == ExitCode.USAGE, refused.stderr[-2000:]
+    assert "is not UTF-8 text (byte 0xE9)" in refused.stderr
+    assert "Traceback" not in refused.stderr
