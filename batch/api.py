@@ -58,13 +58,14 @@ def configure(
     *,
     sandbox: Sandbox | None = None,
     key_required: bool = True,
-    env: Mapping[str, str] = os.environ,
+    env: Mapping[str, str] | None = None,
 ) -> RunConfig:
     """One run's settings: built-in defaults < config file < JOGG_BASE_URL < `overrides`.
 
     The key comes from JOGG_API_KEY or `api.key_file`; with `sandbox`, the embedded sandbox's URL,
     key and rate, and its ledger unless `overrides.state` names one. `key_required=False`: no key
     is an empty key (enough to plan or validate offline)."""
+    env = os.environ if env is None else env
     given = overrides or Overrides()
     key: Secret | None = None
     if sandbox is not None:
@@ -258,10 +259,11 @@ def track_config(
     results: str | os.PathLike[str] | Location | None,
     overrides: Overrides | None = None,
     *,
-    env: Mapping[str, str] = os.environ,
+    env: Mapping[str, str] | None = None,
 ) -> TrackConfig:
     """What `track` polls without a catalog: the state of `overrides.state`, else the ledger of
     the account (which must exist), and the results file to update (a path or a store's URL)."""
+    env = os.environ if env is None else env
     location: Location | None
     if results is None or isinstance(results, Path | ObjectURL):
         location = results

@@ -277,11 +277,12 @@ def request_defaults(
     return payload.RequestDefaults(**values)  # type: ignore[arg-type]
 
 
-def read_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Secret:
+def read_api_key(settings: Settings, env: Mapping[str, str] | None = None) -> Secret:
     """JOGG_API_KEY wins; else the file named by api.key_file. Never from the command line.
 
     A key file may hold comments: its first line that is neither blank nor `#...` is the key.
     """
+    env = os.environ if env is None else env
     if env.get("JOGG_API_KEY", "").strip():
         return checked_key(env["JOGG_API_KEY"].strip(), "JOGG_API_KEY")
     if settings.api.key_file:
@@ -319,9 +320,10 @@ def _looks_like_a_path(text: str) -> bool:
     )
 
 
-def known_api_key(settings: Settings, env: Mapping[str, str] = os.environ) -> Secret | None:
+def known_api_key(settings: Settings, env: Mapping[str, str] | None = None) -> Secret | None:
     """The API key when one is set (as `read_api_key` finds it), else None: for commands that
     never send it but keep it out of what servers make them record (`download`, `listen`)."""
+    env = os.environ if env is None else env
     if env.get("JOGG_API_KEY", "").strip() or settings.api.key_file:
         return read_api_key(settings, env)
     return None
@@ -529,9 +531,10 @@ _OVERRIDE_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
 CliOverrides = Overrides  # the 0.2 name, for callers not yet renamed
 
 
-def resolve(overrides: Overrides, env: Mapping[str, str] = os.environ) -> Settings:
+def resolve(overrides: Overrides, env: Mapping[str, str] | None = None) -> Settings:
     """The one settings path of every command: built-in defaults < config file < JOGG_BASE_URL
     < overrides."""
+    env = os.environ if env is None else env
     dotted: dict[str, Any] = {
         "api.base_url": overrides.base_url or env.get("JOGG_BASE_URL") or None,
         "api.rate_limit": overrides.rate_limit,
@@ -562,12 +565,13 @@ def build_run_config(
     catalog: Location,
     overrides: Overrides | None = None,
     *,
-    env: Mapping[str, str] = os.environ,
+    env: Mapping[str, str] | None = None,
     api_key: Secret | None = None,
 ) -> RunConfig:
     """Merges built-in defaults, the config file, environment and overrides into one RunConfig.
 
     `api_key`: this key instead of JOGG_API_KEY or `api.key_file` (a sandbox's, say)."""
+    env = os.environ if env is None else env
     given = overrides or Overrides()
     if given.max_videos is not None and given.max_videos < 1:  # as the CLI's --max-videos
         raise ConfigError(f"max_videos {given.max_videos}: use 1 or more (None: no cap)")
@@ -638,11 +642,12 @@ class TrackConfig:
 
 
 def ledger_location(
-    overrides: Overrides | None = None, *, env: Mapping[str, str] = os.environ
+    overrides: Overrides | None = None, *, env: Mapping[str, str] | None = None
 ) -> StateLocation:
     """The state `jogg-batch state` looks after, chosen as a run chooses it: `--state`, else
     JOGG_STATE_URL, else `run.state`, else the ledger of the account (JOGG_BASE_URL and the
     key), which must exist."""
+    env = os.environ if env is None else env
     given = overrides or Overrides()
     settings = resolve(given, env)
     chosen = given_state(given, settings, env)
@@ -693,10 +698,11 @@ def build_track_config(
     results: Location | None,
     overrides: Overrides | None = None,
     *,
-    env: Mapping[str, str] = os.environ,
+    env: Mapping[str, str] | None = None,
     api_key: Secret | None = None,
 ) -> TrackConfig:
     """The state to poll: `overrides.state`, else the account's ledger (which must exist)."""
+    env = os.environ if env is None else env
     given = overrides or Overrides()
     if results is None and given.state is None and not env.get("JOGG_STATE_URL", "").strip():
         raise ConfigError("give a results file or a state (--state or JOGG_STATE_URL)")

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import json
 import logging
+import pydoc
 import socket
 import threading
 import traceback
@@ -69,6 +70,19 @@ def test_secret_never_formats_as_the_key() -> None:
     assert secret.reveal() == CANARY
     assert secret == Secret(CANARY)
     assert secret != Secret("other")
+
+
+def test_the_library_help_shows_no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`help(batch.configure)` in a notebook prints every signature's defaults: a default of
+    `os.environ` would print the whole environment, the key with it."""
+    monkeypatch.setenv("JOGG_API_KEY", CANARY)
+    helped = [
+        pydoc.render_doc(getattr(batch, name), renderer=pydoc.TextDoc())
+        for name in batch.__all__
+        if callable(getattr(batch, name))
+    ]
+    assert "configure(" in "\n".join(helped)
+    assert not [text for text in helped if any(piece in text for piece in PIECES)]
 
 
 def test_a_logged_secret_shows_stars(caplog: pytest.LogCaptureFixture) -> None:

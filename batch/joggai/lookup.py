@@ -111,7 +111,8 @@ class Lookups:
     styles: Mapping[str, tuple[VisualStyle, ...]]  # by aspect ratio
 
 
-def default_cache_dir(env: Mapping[str, str] = os.environ) -> Path:
+def default_cache_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
     base = env.get("XDG_CACHE_HOME", "").strip()
     return (Path(base) if base else Path.home() / ".cache") / "jogg-batch"
 
