@@ -101,12 +101,21 @@ def configure(verbosity: int = 0, log_format: LogFormat = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
+    handler.addFilter(_ours_or_warnings)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # httpx logs every request at INFO; that is our chatter to decide, not theirs.
-    logging.getLogger("httpx").setLevel(max(level, logging.WARNING))
-    logging.getLogger("httpcore").setLevel(max(level, logging.WARNING))
+
+
+def _ours_or_warnings(record: logging.LogRecord) -> bool:
+    """Every record of jogg-batch and of its servers (uvicorn); other libraries' only from
+    warnings up, whatever `-v` says. Their chatter is not ours to decide: httpx logs every
+    request at INFO, and botocore (under s3fs) logs each signed request at DEBUG, its session
+    token with it, which a cron job's `-v --log-format json` would ship."""
+    return record.levelno >= logging.WARNING or record.name.partition(".")[0] in _OURS
+
+
+_OURS = frozenset({"batch", "uvicorn"})
 
 
 def asks_json(argv: list[str]) -> bool:

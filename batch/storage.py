@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -90,19 +91,32 @@ def parse_location(text: str | Path) -> Location:
     if not sep or not scheme.isalnum():
         return _named_in_utf8(Path(text))
     scheme = scheme.lower()
+    shown = _QUERY.sub("***", _USERINFO.sub("***@", text, count=1))
+    if _USERINFO.match(text, len(scheme) + len(sep)):
+        raise CatalogError(
+            f"{shown}: a URL holding a user name or password is not taken (it would be "
+            "repeated in logs and the state); give store credentials in the environment "
+            "(AWS_ACCESS_KEY_ID...) or a profile"
+        )
     if scheme == "file":
         parts = urlsplit(text)
         if parts.netloc not in ("", "localhost"):
-            raise CatalogError(f"{text}: a file:// URL must name a local file (file:///path)")
+            raise CatalogError(f"{shown}: a file:// URL must name a local file (file:///path)")
         return Path(unquote(parts.path))
     if scheme not in STORE_SCHEMES:
         raise CatalogError(
-            f"{text}: {scheme}:// is not a store jogg-batch knows; use a local path, file://, "
-            "s3://, gs:// or az://"
+            f"{shown}: {scheme}:// is not a store jogg-batch knows; use a local path, file://, "
+            "s3://, gs:// or az:// (a signed https:// link: download the file first)"
         )
     if not rest.strip("/") or "/" not in rest.strip("/"):
-        raise CatalogError(f"{text}: name an object, e.g. {scheme}://bucket/catalog.csv")
+        raise CatalogError(f"{shown}: name an object, e.g. {scheme}://bucket/catalog.csv")
     return ObjectURL(f"{scheme}://{rest}")
+
+
+# What an error must not repeat of a URL: its user name and password (`bob:pw@`), and its
+# query, where a signed link keeps its signature and token (S3's X-Amz-Signature, Azure's sig).
+_USERINFO: Final = re.compile(r"(?<=://)[^/?#@]*@")
+_QUERY: Final = re.compile(r"(?<=\?)[^#]+")
 
 
 def _named_in_utf8(path: Path) -> Path:

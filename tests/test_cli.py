@@ -180,6 +180,23 @@ def test_a_usage_error_is_a_json_record_with_log_format_json(args: list[str]) ->
     assert "Usage: " in err  # without it, click's usage block as ever
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["run", "ftp://host/c.csv"], ["plan"], ["validate", "c.csv", "--bogus"],
+     ["status", "r.csv", "--timeout", "soon"]],
+)  # fmt: skip
+def test_a_usage_error_is_the_json_document_with_json(args: list[str]) -> None:
+    """With --json, a usage error is the command's one document on stdout (error and exit 2),
+    as every other error is; stderr keeps click's usage block."""
+    code, out, err = invoke(*args, "--json", env={"JOGG_API_KEY": "k"})
+    assert code == 2
+    document = json.loads(out)
+    assert document["exit_code"] == 2
+    assert document["error"]
+    assert document["error"] in err
+    assert "Usage: " in err
+
+
 def test_a_ledger_busy_past_its_wait_is_exit_4_not_a_traceback() -> None:
     """SQLite's "database is locked" after its 30 s wait (another process holds a write) is the
     state in use: its message and exit 4, as for an overlapping run; other errors keep theirs."""

@@ -116,6 +116,31 @@ def test_unusable_locations_say_what_to_write(text: str, error: str) -> None:
         parse_location(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "https://b.s3.amazonaws.com/c.csv?X-Amz-Signature=PRESIGNEDSECRET&X-Amz-Security-Token=T",
+        "https://user:PASSWORDSECRET@example.com/c.csv",
+        "s3://AKIAUSER:PASSWORDSECRET@bucket/c.csv",
+        "file://user:PASSWORDSECRET@localhost/tmp/c.csv",
+    ],
+)
+def test_a_location_with_credentials_is_refused_without_repeating_them(text: str) -> None:
+    """A signed link or a URL holding a password is refused, and the error (printed, logged,
+    shipped) says where without its secret; a store URL never takes credentials in it."""
+    with pytest.raises(CatalogError) as refused:
+        parse_location(text)
+    assert "SECRET" not in str(refused.value)
+    assert "***" in str(refused.value)
+
+
+def test_an_at_sign_in_an_objects_key_is_no_credential() -> None:
+    """Only what comes before the bucket is a user name: `@` in a key is the key's."""
+    assert parse_location("s3://bucket/team@example/c.csv") == ObjectURL(
+        "s3://bucket/team@example/c.csv"
+    )
+
+
 @pytest.mark.parametrize(("url", "package"), [("gs://b/c.csv", "gcsfs"), ("az://c/c.csv", "adlfs")])
 def test_a_store_without_its_package_says_what_to_install(url: str, package: str) -> None:
     """Google and Azure stores are optional: the message names the package to install."""

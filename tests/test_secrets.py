@@ -313,6 +313,28 @@ def test_a_non_json_body_cannot_leak_part_of_the_key_in_its_preview() -> None:
 # --- what people read ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("verbosity", [0, 1, 2])
+def test_other_libraries_log_only_warnings_whatever_the_verbosity(
+    verbosity: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """botocore logs a signed request's session token at DEBUG: `-v` shows jogg-batch's own
+    detail, and other libraries' records only from warnings up."""
+    saved = logging.getLogger().handlers[:], logging.getLogger().level
+    try:
+        logs.configure(verbosity)
+        logging.getLogger("botocore.auth").debug("X-Amz-Security-Token: %s", CANARY)
+        logging.getLogger("s3fs").info("Found credentials for %s", CANARY)
+        logging.getLogger("batch.runner").debug("our detail")
+        logging.getLogger("botocore.endpoint").warning("a retry")
+    finally:
+        logging.getLogger().handlers[:], level = saved
+        logging.getLogger().setLevel(level)
+    printed = capsys.readouterr().err
+    assert not any(piece in printed for piece in PIECES)
+    assert ("our detail" in printed) == (verbosity > 0)
+    assert "a retry" in printed
+
+
 def test_text_log_lines_escape_control_characters() -> None:
     """A server message cannot start a forged line or retitle the terminal."""
     formatter = logs.TextFormatter("%(levelname)s %(message)s")

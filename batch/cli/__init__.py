@@ -6,6 +6,7 @@ when it runs. The group's help ends with the exit codes, from `batch.errors.EXIT
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import sys
@@ -70,16 +71,27 @@ class LazyGroup(click.Group):
     def main(self, args: Sequence[str] | None = None, *positional: Any, **options: Any) -> Any:
         """With `--log-format json`, a usage error (a bad option value, a missing argument) is
         one JSON record on stderr like every other line, not click's usage block: the cron
-        line's log stays parseable."""
+        line's log stays parseable. With `--json`, it is also the command's one document on
+        stdout, as every other error is."""
         argv = list(sys.argv[1:] if args is None else args)
-        if not options.get("standalone_mode", True) or not logs.asks_json(argv):
+        json_logs, json_document = logs.asks_json(argv), "--json" in argv
+        if not options.get("standalone_mode", True) or not (json_logs or json_document):
             return super().main(argv, *positional, **options)
         try:
             return super().main(argv, *positional, **{**options, "standalone_mode": False})
         except click.ClickException as error:
-            logs.configure(0, "json")
-            message = f"jogg-batch: error: {logs.escape_controls(error.format_message())}"
-            logs.say(message, event="error", level=logging.ERROR)
+            if json_logs:
+                logs.configure(0, "json")
+                message = f"jogg-batch: error: {logs.escape_controls(error.format_message())}"
+                logs.say(message, event="error", level=logging.ERROR)
+            else:
+                error.show()
+            if json_document:
+                from batch.cli.common import emit_json  # as the command itself would
+                from batch.errors import LocalIOError
+
+                with contextlib.suppress(LocalIOError):  # stdout itself failed: said above
+                    emit_json({"error": error.format_message(), "exit_code": error.exit_code})
             sys.exit(error.exit_code)
         except click.Abort:
             sys.exit(1)
