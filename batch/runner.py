@@ -68,7 +68,7 @@ from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import as_busy_error, database_errors
 from batch.store.fleet import key_id
-from batch.store.ledgers import hold_account
+from batch.store.ledgers import AccountHold, hold_account
 from batch.store.results import OutcomeCounts, state_outcomes, write_results
 from batch.validation import before_sending
 
@@ -142,9 +142,11 @@ async def run_async(
                 lambda stop: _dry_run(config, preflight, stop)
             )
         else:
-            with _sending_for_account(config, state.has_jobs()) as last_write:
-                await _wait_for_a_cut_off_run(config, last_write)
+            with _sending_for_account(config, state) as hold:
+                await _wait_for_a_cut_off_run(config, hold.last_write if hold else None)
                 run = _begun(config, state, transport)
+                if hold is not None:
+                    run.control.on_attempt = hold.sending
                 summary = await run.execute(handle_signals=handle_signals)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     write_summary_json(config, summary)
@@ -152,18 +154,17 @@ async def run_async(
 
 
 def _sending_for_account(
-    config: RunConfig, knows_jobs: bool
-) -> contextlib.AbstractContextManager[float | None]:
+    config: RunConfig, state: StateStore
+) -> contextlib.AbstractContextManager[AccountHold | None]:
     """The account's sending lock on this machine (`hold_account`) for a run from a ledger
-    file (`knows_jobs`: it has any); none for the workers of a shared ledger, who send together
-    by design."""
+    file; none for the workers of a shared ledger, who send together by design."""
     if not isinstance(config.state, Path):
         return contextlib.nullcontext()
     return hold_account(
         config.base_url,
         config.api_key.reveal(),
         config.state,
-        knows_jobs=knows_jobs,
+        knows=state.knows_attempt,
         settle_seconds=config.settle_seconds,
     )
 

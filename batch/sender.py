@@ -58,6 +58,8 @@ class RunControl:
     local_error: LocalIOError | None = None
     catalog_error: CatalogError | None = None  # the catalog stopped reading while planning
     signal_code: ExitCode | None = None
+    # Told of each attempt before its request leaves (the account's sending lock notes it).
+    on_attempt: Callable[[int, int], None] = lambda run_id, attempt_id: None
     sent: int = 0
     accepted: int = 0
     # This run's jobs whose request may have been accepted (a lost answer), until settled: they
@@ -331,6 +333,7 @@ class JobSender:
         attempt_id = self.state.begin_attempt(job.id, self.run_id)
         if attempt_id is None:
             raise JobTaken  # another worker holds it, or a request of it may be in flight
+        self.control.on_attempt(self.run_id, attempt_id)
         self.control.sent += 1
         self.control.on_the_wire += 1
         try:

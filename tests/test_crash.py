@@ -163,3 +163,60 @@ def test_kills_with_stalls_and_resets_never_pay_twice(workdir: Path, sandbox: st
     assert kill_and_resume(workdir, sandbox, kills=8, seed=2) == 0
     report = check_exactly_once(workdir, sandbox)
     assert report["counts"]["faulted"]["stall"] > 0  # type: ignore[index]
+
+
+def run_catalog(workdir: Path, url: str, rows: range) -> subprocess.Popen[bytes]:
+    """A run of the catalog of `rows` (rows of `workdir`'s catalog.csv) from the default
+    ledger, with a settle period longer than the sandbox's late commits."""
+    catalog = workdir / f"rows-{rows.start}-{rows.stop}.csv"
+    lines = (workdir / "catalog.csv").read_text().splitlines()
+    catalog.write_text("\n".join([lines[0], *lines[1 + rows.start : 1 + rows.stop]]) + "\n")
+    (workdir / "settle.toml").write_text(
+        '[api]\nrate_limit = "600/min"\nread_timeout = 0.5\n[run]\nsettle_seconds = 3\n'
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "batch", "run", str(catalog), "--config",
+         str(workdir / "settle.toml"), "--base-url", url, "--offline", "-q"],
+        env={**os.environ, "JOGG_API_KEY": "sk-sandbox"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "sandbox", [("--late-commit-rate", "1", "--late-commit-seconds", "1.5")], indirect=True
+)
+@pytest.mark.parametrize(
+    ("cut", "ledger"),
+    [("killed", "restored from a backup"), ("killed", "deleted"),
+     ("its ledger deleted under it", "restored from a backup")],
+)  # fmt: skip
+def test_a_ledger_restored_or_deleted_under_a_run_waits_out_its_requests_in_flight(
+    workdir: Path, sandbox: str, cut: str, ledger: str
+) -> None:
+    """A run killed with requests in flight, or stopped (exit 7) by its ledger deleted under
+    it, the ledger then put back from a backup (as the exit-7 message advises) or made anew:
+    the next run's ledger knows nothing of those requests, and they commit later. It waits
+    them out and adopts them; it sent them again, paying twice."""
+    assert run_catalog(workdir, sandbox, range(0, 2)).wait(timeout=60) == 0
+    (ledger_file,) = (Path(os.environ["XDG_DATA_HOME"]) / "jogg-batch" / "ledgers").glob("*.db")
+    backup = ledger_file.read_bytes()
+    cut_off = run_catalog(workdir, sandbox, range(2, 6))
+    deadline = time.monotonic() + 30
+    while len(httpx.get(f"{sandbox}/_sandbox/submissions").json()["pending"]) < 4:
+        assert time.monotonic() < deadline
+        assert cut_off.poll() is None
+        time.sleep(0.02)
+    if cut == "killed":
+        cut_off.send_signal(signal.SIGKILL)
+    for path in ledger_file.parent.glob(ledger_file.name + "*"):
+        path.unlink()
+    assert cut_off.wait(timeout=60) == (-signal.SIGKILL if cut == "killed" else 7)
+    if ledger == "restored from a backup":
+        ledger_file.write_bytes(backup)
+    assert run_catalog(workdir, sandbox, range(2, 6)).wait(timeout=60) == 0
+    report = httpx.get(f"{sandbox}/_sandbox/submissions").json()
+    products = Counter(s["product_id"] for s in report["submissions"])
+    assert len(products) == 6
+    assert set(products.values()) == {1}

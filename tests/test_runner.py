@@ -1886,15 +1886,16 @@ def test_a_run_stopped_while_waiting_out_a_cut_off_run_leaves_it_for_the_next(
 ) -> None:
     """A run stopped (a signal, cron's timeout) while it waits out another ledger's cut-off
     run left the lock empty, and the next run sent at once, paying again for what the cut-off
-    run's late commits held. The cut-off run's holder is put back, while its wait is not over."""
+    run's late commits held. The wait is left in the lock while it is not over: the next run,
+    from the stopped run's own ledger, waits it out too."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
     config = replace(make_config(catalog, sandbox_url, state=tmp_path / "b.db"), settle_seconds=60)
     lock = ledger_path(account_url(config.base_url), config.api_key.reveal())
     lock = lock.with_suffix(".sending.lock")
     lock.parent.mkdir(parents=True, exist_ok=True)
-    holder = f"pid 999999, ledger {tmp_path / 'a.db'}"
-    lock.write_text(holder)
+    lock.write_text(f"pid 999999, ledger {tmp_path / 'a.db'}")
     (tmp_path / "a.db").write_bytes(b"")
+    cut_off_at = (tmp_path / "a.db").stat().st_mtime
 
     async def stopped_while_waiting() -> None:
         with pytest.raises(TimeoutError):
@@ -1902,7 +1903,9 @@ def test_a_run_stopped_while_waiting_out_a_cut_off_run_leaves_it_for_the_next(
 
     asyncio.run(stopped_while_waiting())
     assert submissions(sandbox_url)["submissions"] == []
-    assert lock.read_text() == holder
+    assert runner.run(replace(config, settle_seconds=2.0)).requests_sent == 2
+    sent = [float(entry["received_at"]) for entry in submissions(sandbox_url)["submissions"]]
+    assert min(sent) >= cut_off_at + 2.0
 
 
 def test_a_summary_says_when_the_results_file_is_not_this_runs(

@@ -253,6 +253,7 @@ async def poll(
             now = clock()
             last_checked[video.video_id] = now
             update = _update_from_outcome(video, outcome, now)
+            log.debug("GET video %s: %s", video.video_id, update.status if update else "unread")
             if update is None:
                 unread.add(video.video_id)
             else:

@@ -317,6 +317,16 @@ class JobQueries(Connection):
         found: tuple[int] = self._db.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()
         return found == (1,)
 
+    def knows_attempt(self, run_id: int, attempt_id: int) -> bool:
+        """Whether this ledger recorded attempt `attempt_id` of run `run_id` (0, 0: whether it
+        has any job, for a sending lock an earlier version wrote; batch.store.ledgers)."""
+        if (run_id, attempt_id) == (0, 0):
+            return self.has_jobs()
+        found = self._db.execute(
+            "SELECT 1 FROM attempts WHERE id = ? AND run_id = ?", (attempt_id, run_id)
+        ).fetchone()
+        return found is not None
+
     def keys_with_jobs(self, keys: Sequence[str]) -> set[str]:
         """Which of these row keys already have a job (for telling changed rows from new ones).
 

@@ -22,12 +22,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -58,58 +60,133 @@ def ledger_path(base_url: str, api_key: str, *, root: Path | None = None) -> Pat
     return folder / f"{account.hexdigest()[:20]}.db"
 
 
+class AccountHold:
+    """A run's hold of the account's sending lock: what a run cut off before it wrote its
+    ledger (`last_write`, None: nothing to wait for), and `sending`, which notes each attempt in
+    the lock file before its request leaves."""
+
+    def __init__(self, fd: int, holder: str, last_write: float | None) -> None:
+        self._fd = fd
+        self._holder = holder
+        self.last_write = last_write
+
+    def sending(self, run_id: int, attempt_id: int) -> None:
+        """Notes in the lock that attempt `attempt_id` of run `run_id` goes out now. The next
+        run trusts its ledger only if that ledger knows this attempt: one restored from a
+        backup, or made anew after it was deleted, does not, and waits for what may be in
+        flight. Same length each time, so one write replaces it in place."""
+        os.pwrite(self._fd, _holder_text(self._holder, f"{run_id}.{attempt_id}").encode(), 0)
+
+
 @contextmanager
 def hold_account(
     base_url: str,
     api_key: str,
     state: Path,
     *,
-    knows_jobs: bool = True,
+    knows: Callable[[int, int], bool] | None = None,
     settle_seconds: float = 0.0,
     root: Path | None = None,
-) -> Iterator[float | None]:
+) -> Iterator[AccountHold]:
     """Holds the account's sending lock on this machine while a run sends from `state`, or
     raises LockedError at once naming the run that holds it (and its ledger).
 
-    Gives the last write of the ledger a run cut off (killed, the machine lost) was sending
-    from, when that was another ledger: its last requests may still be in flight, unknown to
-    `state`, and committed later (None: nothing to wait for). So is a ledger at the same path
-    that `knows_jobs` not (deleted and made anew since), and one gone: when it last wrote is
-    unknown, so it is taken as now. A run that ends, by an error or a
-    signal too, leaves the lock empty: only a process that died leaves its holder there. One
-    that ends within `settle_seconds` of that last write (stopped while it waited) leaves the
-    cut-off run's holder there again, for the next run to wait out."""
+    The lock names the ledger and the last attempt sent (`AccountHold.sending`). A run that
+    ends with its ledger where it was leaves the lock empty: only a process that died, or one
+    whose ledger was deleted or replaced under it, leaves its holder there. The next run then
+    waits out the settle period from that run's last request (`AccountHold.last_write`) unless
+    `state` is the ledger it sent from and `knows(run_id, attempt_id)` its last attempt: one
+    restored from a backup, made anew, or another file would not know the requests it may have
+    had in flight. (A holder an earlier version wrote names no attempt: `knows(0, 0)` stands for
+    "the ledger has jobs".) A run that waits notes how long in the lock until it sends, so
+    that being stopped or killed while it waits leaves the next run the same wait."""
     path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
-    holder = _holder(path)
+    holder, noted_at = _holder(path)
     cut_off = _cut_off_ledger(holder)
+    mine = f"pid {os.getpid()}, ledger {state.absolute()}"
     fd = files.take_lock(
         path,
-        f"pid {os.getpid()}, ledger {state.absolute()}",
+        _holder_text(mine, None),
         lambda holder: (
-            f"another jogg-batch on this machine is sending for this account ({holder}); two "
+            "another jogg-batch on this machine is sending for this account "
+            f"({_ATTEMPT.sub(', ledger ', holder)}); two "
             "ledgers sending at once pay twice for the rows they share: wait for it to finish, "
             "or give both runs one ledger (leave --state out)"
         ),
     )
-    last_write = None
+    last_write = _inherited_wait(holder)
+    ledger_file = _file_id(state)
     try:
-        same = cut_off is not None and cut_off.resolve() == state.absolute().resolve()
-        if cut_off is not None and not (same and knows_jobs):  # else it knows its `sending`
-            last_write = _last_write(cut_off) or time.time()
-        yield last_write
+        if cut_off is not None and not _knows_its_last_attempt(holder, cut_off, state, knows):
+            times = (last_write, noted_at, _last_write(cut_off))
+            last_write = max((t for t in times if t is not None), default=time.time())
+        if last_write is not None:  # killed while it waits, the next run waits as long
+            os.pwrite(fd, _holder_text(mine, f"after {last_write:.3f}").encode(), 0)
+        yield AccountHold(fd, mine, last_write)
     finally:
-        os.ftruncate(fd, 0)  # the run ended here, its answers awaited: no process was lost
-        if last_write is not None and time.time() < last_write + settle_seconds:
-            os.pwrite(fd, holder.encode(), 0)  # but the cut-off run's may still commit
+        if _file_id(state) == ledger_file:
+            os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
+            if last_write is not None and time.time() < last_write + settle_seconds:
+                # But the cut-off run's requests may still commit: the next run waits on.
+                os.pwrite(fd, _holder_text(mine, f"after {last_write:.3f}").encode(), 0)
+        # Else the ledger was deleted or replaced under the run: what it recorded is lost,
+        # so its holder stays, as a killed run's does, for the next run to wait out.
         os.close(fd)  # closing releases the flock
 
 
-def _holder(lock: Path) -> str:
-    """What the last holder of the sending lock wrote in it (empty: it ended, or none yet)."""
+def _holder_text(holder: str, attempt: str | None) -> str:
+    """`pid 7, attempt 3.120, ledger /path`, the attempt as `run.attempt` (padded to one
+    length), `none` before the first request, or `after T` while the run waits for what a run
+    cut off at T may have had in flight."""
+    pid, _, ledger = holder.partition(", ledger ")
+    noted = "none" if attempt is None else attempt
+    return f"{pid}, attempt {noted:<41}, ledger {ledger}"
+
+
+def _knows_its_last_attempt(
+    holder: str, cut_off: Path, state: Path, knows: Callable[[int, int], bool] | None
+) -> bool:
+    """Whether `state` is the cut-off run's ledger and holds its last attempt (so also the
+    `sending` record of every request it had in flight)."""
+    found = _ATTEMPT.search(holder)
+    if found is not None and not found[1][0].isdigit():
+        return True  # it sent nothing (what it waited for is `_inherited_wait`'s)
+    if cut_off.resolve() != state.absolute().resolve():
+        return False
+    if found is None:  # an earlier version's holder
+        return knows is not None and knows(0, 0)
+    run_id, _, attempt_id = found[1].partition(".")
+    return knows is not None and knows(int(run_id), int(attempt_id))
+
+
+_ATTEMPT: Final = re.compile(r", attempt (none|after [\d.]+|\d+\.\d+) *, ledger ")
+
+
+def _inherited_wait(holder: str) -> float | None:
+    """When a run cut off before a run that was waiting for it was, itself cut off: that
+    waiting run's `after T`."""
+    found = _ATTEMPT.search(holder)
+    if found is None or not found[1].startswith("after "):
+        return None
+    return float(found[1].removeprefix("after "))
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` (device and inode), None when none is."""
     try:
-        return lock.read_text(errors="replace")
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _holder(lock: Path) -> tuple[str, float | None]:
+    """What the last holder of the sending lock wrote in it (empty: it ended, or none yet), and
+    when it last wrote it."""
+    try:
+        return lock.read_text(errors="replace"), lock.stat().st_mtime
     except (FileNotFoundError, PermissionError, IsADirectoryError):
-        return ""
+        return "", None
 
 
 def _cut_off_ledger(holder: str) -> Path | None:
