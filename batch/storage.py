@@ -19,6 +19,7 @@ Store errors become `CatalogError`s that name the URL.
 from __future__ import annotations
 
 import gzip
+import io
 import os
 import re
 import secrets
@@ -29,7 +30,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Final, cast
+from typing import IO, TYPE_CHECKING, Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
 from batch import files
@@ -191,6 +192,11 @@ def _filesystem(location: ObjectURL) -> AbstractFileSystem:
         raise CatalogError(
             f"{location}: {location.scheme}:// needs the {package} package; pip install {package}"
         ) from exc
+    except store_errors() as exc:  # adlfs refuses to start without an account (ValueError)
+        raise CatalogError(
+            f"{location}: cannot reach the store ({exc}); give its credentials in the "
+            "environment or a profile"
+        ) from exc
 
 
 # What the clients under fsspec raise when a store cannot be reached or refuses, where the
@@ -259,9 +265,10 @@ def open_read(location: Location) -> IO[bytes]:
         handle: IO[bytes] = location.open("rb")
     else:
         try:
-            handle = _filesystem(location).open(location.key, "rb", block_size=READ_BLOCK)
+            raw = _filesystem(location).open(location.key, "rb", block_size=READ_BLOCK)
         except store_errors() as exc:
             raise _store_error(location, "opening it", exc) from exc
+        handle = cast(IO[bytes], _Streamed(location, raw))
     if not is_gzip(location):
         return handle
     return cast(IO[bytes], _Gunzipped(location, handle))  # a BufferedIOBase, as typeshed has it
@@ -273,6 +280,56 @@ def arrow_source(location: Location) -> str | IO[bytes]:
     if isinstance(location, Path) and not is_gzip(location):
         return str(location)
     return open_read(location)
+
+
+class _Streamed(io.RawIOBase):
+    """An object read from a store as it streams, whose store's error mid-read (a connection
+    cut, a timeout) is a CatalogError naming it and saying so: the client's own (aiohttp's
+    ClientPayloadError) named nothing, and surfaced as a traceback and exit 1, after sending
+    too (where the catalog is read again for the results: a CatalogError there is exit 7)."""
+
+    def __init__(self, location: ObjectURL, raw: IO[bytes]) -> None:
+        self._location = location
+        self._raw = raw
+
+    @contextmanager
+    def _named(self) -> Iterator[None]:
+        try:
+            yield
+        except store_errors() as exc:
+            raise CatalogError(
+                f"{self._location}: could not be read to its end (the store's stream was cut: "
+                f"{exc}); run again"
+            ) from exc
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        with self._named():
+            data = self._raw.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def read(self, size: int | None = -1) -> bytes:
+        with self._named():
+            return self._raw.read(-1 if size is None else size)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with self._named():
+            return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
 
 
 class _Gunzipped(gzip.GzipFile):

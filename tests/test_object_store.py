@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import gzip
 import importlib.util
@@ -27,11 +28,11 @@ from batch import runner, storage
 from batch.catalog import CatalogOptions, read_passthrough
 from batch.cli import main
 from batch.config import CliOverrides, Secret, build_run_config
-from batch.errors import CatalogError, ExitCode
+from batch.errors import CatalogError, ExitCode, LocalIOError
 from batch.joggai.quota import RateLimit
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.storage import ObjectURL, parse_location
-from batch.store.results import read_results, state_outcomes, write_results
+from batch.store.results import read_results, state_outcomes, write_results, write_table
 from tests.helpers import product_ids, submissions
 
 BUCKET = "catalogs"
@@ -150,6 +151,44 @@ def test_a_store_without_its_package_says_what_to_install(url: str, package: str
         storage.is_file(parse_location(url))
 
 
+def test_a_store_client_that_will_not_start_is_a_catalog_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """adlfs raises ValueError when no Azure account is configured: a CatalogError (exit 2,
+    before anything is sent) naming the URL and what to give, not a traceback."""
+    import fsspec
+
+    def no_account(protocol: str) -> None:
+        raise ValueError("Must provide either a connection_string or account_name")
+
+    monkeypatch.setattr(fsspec, "filesystem", no_account)
+    with pytest.raises(CatalogError, match=r"az://c/c.csv: cannot reach the store .*credentials"):
+        storage.is_file(ObjectURL("az://c/c.csv"))
+
+
+def test_a_store_stream_cut_mid_read_is_a_catalog_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A connection cut while an object streams (aiohttp's ClientPayloadError, a reset): a
+    CatalogError saying the object could not be read to its end (exit 2 before sending, 7
+    after), not the client's traceback naming no file."""
+
+    class CutStream(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            if self.tell() >= 1000:
+                raise ConnectionResetError("Response payload is not completed")
+            return super().read(min(size or 1000, 1000) if size and size > 0 else 1000)
+
+    class Store:
+        def open(self, key: str, mode: str, block_size: int) -> io.BytesIO:
+            return CutStream(b"product_id\n" + b"x\n" * 5000)
+
+    monkeypatch.setattr(storage, "_filesystem", lambda location: Store())
+    with (
+        storage.open_read(ObjectURL("s3://b/c.csv")) as handle,
+        pytest.raises(CatalogError, match=r"s3://b/c.csv: could not be read to its end"),
+    ):
+        collections.deque(iter(lambda: handle.read(4096), b""), maxlen=0)  # to its end
+
+
 def test_object_url_reads_like_a_path() -> None:
     """name, suffix, stem and with_name work as on a Path: default results go beside it."""
     url = ObjectURL("s3://bucket/in/catalog.xlsx")
@@ -217,6 +256,20 @@ def test_writing_to_a_missing_bucket_is_a_catalog_error(s3_endpoint: str) -> Non
     """No such bucket: a CatalogError naming the URL, and nothing left behind locally."""
     with pytest.raises(CatalogError, match=r"s3://no-such-bucket/r.csv: no such bucket"):
         write_results(ObjectURL("s3://no-such-bucket/r.csv"), [pa.table({"sku": ["A"]})], _outcomes)
+
+
+def test_a_results_object_a_command_cannot_write_back_is_exit_7(s3: Any, sandbox_url: str) -> None:
+    """`retry` (as `status` and `download`) rewrites a results object after its requests: a
+    store refusing it (here, no such bucket) is a LocalIOError (exit 7, what was sent kept),
+    not a CatalogError (exit 2, which says nothing was sent)."""
+    rows = [{"sku": f"S{i}", "product_id": pid} for i, pid in enumerate(product_ids(2))]
+    s3.put_object(Bucket=BUCKET, Key="c.csv", Body=csv_bytes(rows))
+    catalog, results = ObjectURL(f"s3://{BUCKET}/c.csv"), ObjectURL(f"s3://{BUCKET}/r.csv")
+    cli = CliOverrides(base_url=sandbox_url, rate_limit="none", results=results, max_videos=1)
+    assert runner.run(build_run_config(catalog, cli, api_key=Secret("sk-sandbox"))).exit_code == 1
+    frame = read_results(results)
+    with pytest.raises(LocalIOError, match=r"cannot write the results file: s3://no-such-b"):
+        write_table(frame, ObjectURL("s3://no-such-bucket/r.csv"))
 
 
 @pytest.fixture

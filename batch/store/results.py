@@ -563,3 +563,8 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
             "was, and what was learned is kept in the state: run the command again once the "
             "problem is fixed"
         ) from None
+    except CatalogError as exc:  # a store's refusal (access denied, no bucket): as a disk's
+        raise LocalIOError(
+            f"cannot write the results file: {exc}; it is left as it was, and what was learned "
+            "is kept in the state: run the command again once the problem is fixed"
+        ) from None
