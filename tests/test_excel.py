@@ -446,6 +446,30 @@ def test_sheets_a_person_added_to_xlsx_results_are_kept_when_they_are_rewritten(
     assert "<f>" not in _part(path, "xl/worksheets/sheet2.xml")
 
 
+@pytest.mark.parametrize("name", ["results", "Results"])
+def test_a_cover_sheet_put_before_xlsx_results_is_kept_and_the_results_found(
+    tmp_path: Path, name: str
+) -> None:
+    """A person puts a `Cover` sheet before the results sheet (and may capitalise its name):
+    the results are read from the sheet named results wherever it is, and a rewrite keeps the
+    cover. The rewrite made a second `results` sheet: a traceback after the run had sent."""
+    path = tmp_path / "out.xlsx"
+    write_xlsx(path, [pa.table({"sku": ["A", "B"], "row": pa.array([1, 2], pa.int64())})], [])
+    results = calamine.CalamineWorkbook.from_path(str(path)).get_sheet_by_index(0).to_python()
+    book = xlsxwriter.Workbook(str(path))
+    cover, first = book.add_worksheet("Cover"), book.add_worksheet(name)
+    cover.write_row(0, 0, ["Nightly videos", "for the shop team"])
+    for row, values in enumerate(results):
+        first.write_row(row, 0, values)
+    book.close()
+    assert list(read_results(path)["sku"]) == ["A", "B"]
+    write_table(read_results(path).assign(status=["submitted", "failed"]), path)
+    after = calamine.CalamineWorkbook.from_path(str(path))
+    assert sorted(after.sheet_names) == ["Cover", "results"]
+    assert list(read_results(path)["status"]) == ["submitted", "failed"]
+    assert after.get_sheet_by_name("Cover").to_python() == [["Nightly videos", "for the shop team"]]
+
+
 def test_xlsx_results_keep_every_digit_of_integers_past_excels_precision(
     tmp_path: Path,
 ) -> None:

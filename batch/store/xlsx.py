@@ -71,7 +71,7 @@ def check_fits(path: object, rows: int, columns: int) -> None:
 
 
 def sheets_beside(location: Location) -> list[NamedSheet]:
-    """The sheets after the first of the results workbook at `location` (a person's notes, a
+    """The sheets other than the results sheet of the workbook at `location` (a person's notes, a
     summary for a manager), each by name with its cells' values, for a rewrite to keep: the
     results sheet is written whole each time, and the others would be lost with it. None for
     a file that is not there, or not a workbook calamine reads."""
@@ -82,11 +82,21 @@ def sheets_beside(location: Location) -> list[NamedSheet]:
     try:
         with storage.open_read(location) as handle:
             book = calamine.CalamineWorkbook.from_filelike(handle)
+            results = results_sheet(book.sheet_names)
             return [
-                (name, book.get_sheet_by_name(name).to_python()) for name in book.sheet_names[1:]
+                (name, book.get_sheet_by_name(name).to_python())
+                for name in book.sheet_names
+                if name != results
             ]
     except (calamine.CalamineError, OSError, ValueError):
         return []
+
+
+def results_sheet(names: list[str]) -> str:
+    """Which sheet of a results workbook holds the results: the one named `results` (as
+    Excel matches names, in any case), wherever a person moved it or put a cover sheet before
+    it; else the first."""
+    return next((name for name in names if name.casefold() == SHEET.casefold()), names[0])
 
 
 def _one_sheet(path: Path) -> bool:
@@ -200,7 +210,7 @@ def _header(sheet: Any, names: list[str], bold: Any, first: pa.Table | None) -> 
 def read_xlsx(source: Any) -> pd.DataFrame:
     """The first sheet of a results workbook (a path or a binary file), every cell as text."""
     book = calamine.CalamineWorkbook.from_object(source)
-    data = book.get_sheet_by_index(0)
+    data = book.get_sheet_by_name(results_sheet(book.sheet_names))
     if data.start is None:
         return pd.DataFrame()
     rows = data.iter_rows()
