@@ -22,6 +22,7 @@ from batch.joggai.lookup import (
     LookupConfig,
     LookupDeadline,
     LookupService,
+    OutputFormat,
     VisualStyle,
     default_cache_dir,
     list_items,
@@ -275,6 +276,16 @@ def test_render_table_csv_and_json() -> None:
     assert render([], "json") == "[]"
 
 
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_a_name_with_terminal_escapes_is_printed_written_out(fmt: OutputFormat) -> None:
+    """A server's name that would retitle and clear the terminal: its controls written out
+    in the table and in CSV (`lookup --format csv` printed them raw)."""
+    shown = render([VisualStyle("\x1b]0;PWNED\x07\x1b[2J", "square", 1)], fmt)
+    assert "\x1b" not in shown
+    assert "\x07" not in shown
+    assert "\\x1b]0;PWNED\\x07\\x1b[2J" in shown
+
+
 # ---- the command ---------------------------------------------------------------------------
 
 
@@ -378,6 +389,23 @@ async def test_pages_that_take_turns_end_the_list_once_they_bring_nothing_new() 
         found = await LookupService(client).avatars()
     assert served == [1, 2, 3, 4, 5] * 2  # public avatars, then custom ones
     assert len(found) == 2 * 200
+
+
+@pytest.mark.anyio
+async def test_a_list_past_its_page_bound_fails_rather_than_being_used_in_part(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A listing that brings new items on every page and never ends stops at a bound of
+    pages, and fails: the items read so far were used as the whole list, and every row naming
+    an avatar on a page not read was refused as invalid (and the cut list cached)."""
+    monkeypatch.setattr(lookup, "_MAX_PAGES", 5)
+    served: list[int] = []
+    async with JoggClient(
+        "http://remote", KEY, transport=taking_turns(served, turns=10**6)
+    ) as client:
+        with pytest.raises(ApiError, match="past 5 pages of new items"):
+            await LookupService(client).avatars()
+    assert served == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.anyio

@@ -369,6 +369,11 @@ async def _all_pages(
         if not batch or more is False:
             break
         previous = batch
+    else:  # what it read is not all: an avatar on a page not read would make rows invalid
+        raise ApiError(
+            f"cannot list {what}: past {_MAX_PAGES} pages of new items, and it goes on; "
+            "report it to JoggAI"
+        )
     return items
 
 
@@ -507,13 +512,17 @@ def render(items: Sequence[Item], fmt: OutputFormat) -> str:
     """Items as an aligned table, CSV with a header, or a JSON array (no trailing newline).
 
     The text comes from the server: CSV cells that a spreadsheet would run as a formula get a
-    leading `'`, and the table escapes control characters (a name cannot move the cursor).
+    leading `'`, and the table and CSV escape control characters (a name printed to a terminal
+    cannot retitle or clear it, nor move the cursor).
     """
     rows = [item._asdict() for item in items]
     if fmt == "json":
         return json.dumps(rows, indent=2, ensure_ascii=False)
     columns = list(type(items[0])._fields) if items else []
-    cells = [["" if row[name] is None else str(row[name]) for name in columns] for row in rows]
+    cells = [
+        ["" if row[name] is None else escape_controls(str(row[name])) for name in columns]
+        for row in rows
+    ]
     if fmt == "csv":
         cells = [
             [f"'{text}" if _FORMULA_START.match(text) else text for text in line] for line in cells
@@ -523,7 +532,6 @@ def render(items: Sequence[Item], fmt: OutputFormat) -> str:
         writer.writerow(columns)
         writer.writerows(cells)
         return out.getvalue().rstrip("\n")
-    cells = [[escape_controls(text) for text in line] for line in cells]
     widths = [max([len(name), *(len(row[i]) for row in cells)]) for i, name in enumerate(columns)]
     lines = [
         "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
