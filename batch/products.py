@@ -17,6 +17,7 @@ import json
 import weakref
 from typing import Any
 
+from batch import untrusted
 from batch.errors import AccountError, ApiError
 from batch.joggai.client import ApiOutcome, JoggClient
 from batch.joggai.ratelimit import SlidingWindowLimiter
@@ -114,14 +115,21 @@ async def _create(
             code=outcome.code,
             http_status=outcome.http_status,
         )
-    product_id = (outcome.data or {}).get("product_id") if outcome.kind == "ok" else None
-    if isinstance(product_id, str | int) and not isinstance(product_id, bool) and product_id != "":
-        return str(product_id)
+    given = (outcome.data or {}).get("product_id") if outcome.kind == "ok" else None
+    # Sent in the video's request, kept in the ledger, written to the results: held to the
+    # shape of an id (no escape sequence, no 20,000 characters), as a video id is.
+    product_id = untrusted.video_id(given)
+    if product_id is not None:
+        return product_id
     if outcome.kind == "ok":
         outcome = ApiOutcome(
             kind="unknown",
             code=outcome.code,
-            message="accepted, but no product_id returned",
+            message=(
+                "accepted, but no product_id returned"
+                if given in (None, "")
+                else "accepted, but what it returned as the product_id is no id"
+            ),
             http_status=outcome.http_status,
         )
     raise ProductError(f"row key {row_key}: cannot create product {what!r}: {outcome}", outcome)

@@ -85,13 +85,16 @@ def whole_number(text: str, *, digits: int = 18) -> int | None:
 
 
 def video_id(value: object) -> str | None:
-    """A video id as the API gives it (text or a number), or None for what is no id: longer
-    than `ID_KEPT`, or holding a space or a control character. It goes into results files and
-    terminals as it is, so an escape sequence in it would act there."""
+    """A video (or product) id as the API gives it (text or a number), or None for what is no
+    id: longer than `ID_KEPT`, holding a space or a control character, or `.` or `..`. It goes
+    into results files and terminals as it is, so an escape sequence in it would act there,
+    and into a URL's path (`/v2/product_video/{id}`), where `..` would name another endpoint."""
     if not isinstance(value, str | int) or isinstance(value, bool):
         return None
     text = str(value)
     if not 0 < len(text) <= ID_KEPT or any(char.isspace() for char in text):
+        return None
+    if text in (".", ".."):
         return None
     return text if escape_controls(text) == text else None
 

@@ -238,3 +238,24 @@ async def test_over_a_real_socket_with_a_slow_product_endpoint(state: StateStore
         async with httpx.AsyncClient(base_url=url) as inspect:
             products = (await inspect.get("/_sandbox/submissions")).json()["products"]
     assert [p["product_id"] for p in products] == [product_id]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("given", ["\x1b[2JNTQ0MTkzNjg", "N" * 20_000, "..", "two words"])
+async def test_a_product_id_that_is_no_id_is_never_sent_nor_kept(
+    state: StateStore, given: str
+) -> None:
+    """A server's product id with an escape sequence, 20,000 characters, `..` or a space: the
+    answer is taken as unknown (a ProductError), and nothing is recorded, so the video's
+    request never carries it and no results cell or terminal receives it."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": {"product_id": given}})
+
+    (job,) = jobs_in(state, fields_for(url_product()))
+    transport = httpx.MockTransport(answer)
+    async with JoggClient("http://sandbox", "sk-sandbox", transport=transport) as client:
+        with pytest.raises(ProductError, match="is no id") as caught:
+            await ensure_product(job, client, None, state)
+    assert caught.value.outcome.kind == "unknown"
+    assert state.product_for(f"url:{URL}") is None

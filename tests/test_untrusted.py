@@ -124,12 +124,13 @@ def test_a_render_failure_reason_has_its_controls_written_out() -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     "given",
-    ["\x1b]0;pwned\x07\x1b[2J", 'v1\n{"level": "error"}', "v" * 300, "v 1"],
+    ["\x1b]0;pwned\x07\x1b[2J", 'v1\n{"level": "error"}', "v" * 300, "v 1", "..", "."],
 )
 async def test_a_created_video_id_that_is_no_id_is_an_unknown_answer(given: str) -> None:
     """An id holding a terminal's escape sequence, a line break, a space, or hundreds of
-    characters never reaches the ledger or the results file: the create was accepted (and
-    charged), so the answer is `unknown`, for the listing to settle."""
+    characters never reaches the ledger or the results file, nor `..` a status URL's path
+    (`/v2/product_video/..` is `/v2`): the create was accepted (and charged), so the answer is
+    `unknown`, for the listing to settle."""
     body = json.dumps({"code": 0, "msg": "ok", "data": {"video_id": given}})
     outcome = await create_answered(body.encode())
     assert outcome.kind == "unknown"
