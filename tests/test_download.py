@@ -23,7 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from batch.cli.download import download as download_command
-from batch.errors import ConfigError, LocalIOError, LockedError
+from batch.errors import CatalogError, ConfigError, LocalIOError, LockedError
 from batch.follow.addresses import IPAddress, refusal
 from batch.follow.download import (
     DownloadConfig,
@@ -34,7 +34,7 @@ from batch.follow.download import (
     file_name,
 )
 from batch.store import results as stored
-from batch.store.results import catalog_name, read_results, state_outcomes
+from batch.store.results import catalog_name, read_results, state_outcomes, write_table
 
 MEDIA = {
     "v1.mp4": b"first video " * 1000,
@@ -157,6 +157,31 @@ async def test_downloads_completed_videos_and_records_local_path(results: Path) 
     ]
     assert frame.loc[0, "name"] == "-dash name"
     assert results.read_text(encoding="utf-8").splitlines()[1].startswith('"\'-dash name",')
+
+
+@pytest.mark.anyio
+async def test_cells_a_spreadsheet_padded_with_spaces_are_read_as_meant(results: Path) -> None:
+    """`completed ` and a URL with a space after it, as a person's spreadsheet saved them:
+    the videos are fetched (every row was skipped in silence, exit 0, or failed with 404)."""
+    frame = read_results(results)
+    padded = {"video_status": "completed ", "video_url": url("v1.mp4") + " ", "video_id": " v1"}
+    frame.loc[0, list(padded)] = list(padded.values())
+    frame.loc[1, "video_status"] = " Completed".lower()
+    write_table(frame, results)
+    summary = await download(config(results), transport=MediaServer().transport)
+    assert (summary.downloaded, summary.failed) == (2, 0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("text", ["hello,world\n", "sku,product_id\nA,MTIz\n"])
+async def test_a_file_that_is_no_results_file_is_refused(tmp_path: Path, text: str) -> None:
+    """A file without the outcome columns (a note, the catalog itself) is not a results file:
+    a CatalogError (exit 2) saying so, as status, retry and report say; it was "0 downloaded",
+    exit 0."""
+    other = tmp_path / "other.csv"
+    other.write_text(text)
+    with pytest.raises(CatalogError, match="not a results file of jogg-batch"):
+        await download(config(other), transport=MediaServer().transport)
 
 
 @pytest.mark.anyio

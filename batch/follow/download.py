@@ -69,7 +69,7 @@ from batch.errors import ConfigError, LocalIOError, LockedError
 from batch.follow.addresses import IPAddress, refusal
 from batch.joggai.client import parse_base_url
 from batch.secret import Secret
-from batch.store.results import DOWNLOAD_ERROR, read_results, write_table
+from batch.store.results import DOWNLOAD_ERROR, read_results, require_columns, write_table
 
 log = logging.getLogger(__name__)
 
@@ -642,6 +642,7 @@ async def download(
         raise ConfigError("--max-size and --deadline must be positive")
     _check_template(config.name_template)
     frame = read_results(config.results)
+    require_columns(frame, config.results, ("video_id", "video_status", "video_url"), "download")
     fetches = _plan(frame, config)
     try:
         config.dest.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO
+from typing import IO, Final
 
 import numpy as np
 import pandas as pd
@@ -403,6 +403,8 @@ def _tidied(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.rename(columns=names)
     if frame.empty:
         return frame
+    for name in _TRIMMED.intersection(frame.columns):  # `completed ` from a spreadsheet's cell
+        frame[name] = frame[name].str.strip()
     # Only the rows whose first cell is empty are looked at whole: a million rows stay cheap.
     first = frame.iloc[:, 0].astype(str).str.strip().eq("")
     if not first.any():
@@ -411,6 +413,12 @@ def _tidied(frame: pd.DataFrame) -> pd.DataFrame:
     blank = maybe.apply(lambda cells: cells.astype(str).str.strip().eq("")).all(axis=1)
     return frame.drop(index=maybe.index[blank]) if blank.any() else frame
 
+
+# The outcome columns whose spaces around the text mean nothing (a video id, a status, a URL):
+# read without them, as a person who typed or pasted them meant them.
+_TRIMMED: Final = frozenset(
+    ("status", "video_id", "video_status", "video_url", "cover_url", "created_product_id")
+)
 
 # A number as a spreadsheet may save it back: digits grouped by thousands (1,001 / 1.001 /
 # 1 001 / 1'001), a whole number with a zero fraction (3.0, 3,0), a decimal comma (18,5).
