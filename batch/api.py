@@ -66,6 +66,11 @@ def configure(
     key and rate, and its ledger unless `overrides.state` names one. `key_required=False`: no key
     is an empty key (enough to plan or validate offline)."""
     env = os.environ if env is None else env
+    if overrides is not None and not isinstance(overrides, Overrides):
+        raise ConfigError(
+            f"overrides: takes batch.Overrides(...), not a {type(overrides).__name__} "
+            "(Overrides(**that) if it holds option names)"
+        )
     given = overrides or Overrides()
     key: Secret | None = None
     if sandbox is not None:
@@ -89,7 +94,10 @@ def _path_of(catalog: str | os.PathLike[str]) -> str:
     """The catalog's path (`~` expanded, as a shell does); ConfigError for anything else a
     caller passed (a DataFrame: save it first), which the types do not stop at run time."""
     try:
-        return os.path.expanduser(os.fspath(catalog))
+        path = os.fspath(catalog)
+        if not isinstance(path, str):  # bytes: a name to decode first
+            raise TypeError
+        return os.path.expanduser(path)
     except TypeError:
         raise ConfigError(
             f"the catalog is a {type(catalog).__name__}, not a file's path or URL: save it "
@@ -108,6 +116,7 @@ async def run_async(
 
     `wait`: then poll the renders until final, for at most this many seconds; the summary's
     `renders` holds what was seen and its `exit_code` merges both (the run's own code first)."""
+    _check_config("run", config, RunConfig)
     _check_seconds("wait", wait)
     summary = await runner.run_async(config, transport=transport, handle_signals=handle_signals)
     return await _then_wait(summary, config, wait, transport)
@@ -135,6 +144,7 @@ async def retry_async(
 ) -> RunSummary:
     """Runs again the failed, not-attempted, unknown and dry-run planned rows of the results file
     `config.catalog`, and merges their outcomes into `config.results`. `wait` as in `run`."""
+    _check_config("retry", config, RunConfig)
     _check_seconds("wait", wait)
     summary = await rerun.rerun_async(config, handle_signals=handle_signals)
     return await _then_wait(summary, config, wait, None)
@@ -163,6 +173,16 @@ def _on_own_loop(name: str, start: Callable[[], Coroutine[Any, Any, T]]) -> T:
             f"notebook?): write `await batch.{name}_async(...)`"
         )
     return asyncio.run(start())
+
+
+def _check_config(name: str, config: object, kinds: type | tuple[type, ...]) -> None:
+    """A ConfigError naming what to pass, for a caller the types did not stop (a notebook): a
+    path or a dict where the config goes failed deep in a run as an AttributeError."""
+    if not isinstance(config, kinds):
+        raise ConfigError(
+            f"batch.{name}() takes the config batch.configure(...) returns, not a "
+            f"{type(config).__name__}"
+        )
 
 
 def _check_seconds(name: str, value: object) -> None:
@@ -204,6 +224,7 @@ async def plan_async(config: RunConfig) -> RunSummary:
 
 def plan(config: RunConfig) -> RunSummary:
     """`plan_async` without a thread: reads the catalog and plans it against the state."""
+    _check_config("plan", config, RunConfig)
     check_structure(config.catalog, config.catalog_options)
     return runner.plan_only(config)
 
@@ -233,6 +254,7 @@ async def validate_async(
     """Checks every row, sending nothing; raises for what `run` would refuse as a whole (an
     unreadable file, a bad header, an output path it cannot write). `online`: ids and names are
     also checked against the account's look-ups (GET requests only)."""
+    _check_config("validate", config, RunConfig)
     preflight = None
     if online:
         lookups = LookupConfig(config.base_url, config.api_key, timeouts=config.timeouts)
@@ -282,6 +304,7 @@ async def track_async(
     """Polls the final status of every submitted video that is not final yet, into the state and
     the results file: once, or with `wait` until all are final or that many seconds passed.
     `timeout` bounds the one pass the same way (`timed_out`, with the videos `unchecked`)."""
+    _check_config("track", config, (TrackConfig, RunConfig))
     _check_seconds("wait", wait)
     _check_seconds("timeout", timeout)
     return await tracking.track_async(

@@ -342,3 +342,29 @@ def test_a_dataframe_given_as_the_catalog_is_a_config_error_saying_to_save_it() 
         ConfigError, match=r"the catalog is a DataFrame, not a file's path.*to_parquet"
     ):
         batch.configure(frame, key_required=False)  # type: ignore[arg-type]
+
+
+untyped: Any = batch  # the package as a caller the type checker does not check
+
+
+@pytest.mark.parametrize(
+    ("call", "says"),
+    [
+        (lambda: untyped.configure(b"catalog.csv", key_required=False), "the catalog is a bytes"),
+        (lambda: untyped.configure("c.csv", {"max_videos": 1}, key_required=False), "Overrides"),
+        (lambda: untyped.run("catalog.csv"), r"batch.run\(\) takes the config"),
+        (lambda: untyped.plan(None), r"batch.plan\(\) takes the config"),
+        (lambda: untyped.retry(Path("r.csv")), r"batch.retry\(\) takes the config"),
+        (lambda: untyped.validate({"catalog": "c.csv"}), r"batch.validate\(\) takes the config"),
+        (lambda: untyped.track("r.csv"), r"batch.track\(\) takes the config"),
+    ],
+    ids=["bytes path", "dict overrides", "run", "plan", "retry", "validate", "track"],
+)
+def test_a_call_with_the_wrong_kind_of_argument_is_a_config_error(
+    call: Callable[[], object], says: str
+) -> None:
+    """What the types do not stop at run time (a notebook, a DAG built from YAML): a
+    ConfigError (exit 2) saying what to pass, not a TypeError or AttributeError from deep in
+    a run."""
+    with pytest.raises(ConfigError, match=says):
+        call()
