@@ -428,6 +428,34 @@ async def test_videos_of_the_file_the_state_does_not_know_are_untracked_not_rend
 
 
 @pytest.mark.anyio
+async def test_a_completed_video_whose_url_was_refused_is_asked_again(tmp_path: Path) -> None:
+    """A completed render whose URL was refused (an escape sequence in it) is final, and was
+    never asked about again: `download` said "run status again" forever. The next `status`
+    asks again, and an honest answer's URL is kept."""
+    state_path, results = tmp_path / "s.db", tmp_path / "r.csv"
+    _one_submitted_video(state_path)
+    pd.DataFrame({"row": ["1"], "status": ["submitted"], "video_id": ["v1"]}).to_csv(
+        results, index=False
+    )
+    urls = iter(["https://res.jogg.ai/v1.mp4\x1b[2J", "https://res.jogg.ai/v1.mp4"])
+    asked: list[str] = []
+
+    async def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v2/product_videos":
+            data: dict[str, Any] = {"videos": [], "total": 0}
+        else:
+            asked.append(request.url.path)
+            data = {"id": "v1", "status": "completed", "video_url": next(urls)}
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
+
+    assert (await _checked_once(state_path, results, server)).completed == 1
+    assert list(read_results(results)["video_url"]) == [""]
+    assert (await _checked_once(state_path, results, server)).completed == 1
+    assert asked == ["/v2/product_video/v1"] * 2
+    assert list(read_results(results)["video_url"]) == ["https://res.jogg.ai/v1.mp4"]
+
+
+@pytest.mark.anyio
 async def test_accepted_rows_whose_video_id_was_cleared_are_counted_not_passed_over(
     tmp_path: Path,
 ) -> None:

@@ -11,10 +11,13 @@ from batch.store.records import PendingVideo, VideoUpdate
 
 class VideoQueries(Connection):
     def pending_videos(self) -> list[PendingVideo]:
-        """Submitted videos whose render is not final yet."""
+        """Submitted videos whose render is not final yet, or completed without a video URL
+        (the API gave none, or one refused as unsafe): asked again, or no later answer would
+        ever give the URL `download` needs."""
         rows = self._db.execute(
             "SELECT video_id, submitted_at FROM jobs WHERE status = 'submitted' "
-            "AND video_id IS NOT NULL AND coalesce(video_status, 'processing') = 'processing'"
+            "AND video_id IS NOT NULL AND (coalesce(video_status, 'processing') = 'processing' "
+            "OR (video_status = 'completed' AND video_url IS NULL))"
         )
         return [PendingVideo(video_id, float(at or 0.0)) for video_id, at in rows]
 
