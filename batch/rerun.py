@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import logging
+import shlex
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -157,7 +158,21 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             return summary
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
-    if summary.exit_code == ExitCode.OK and _leaves_rows(frame["status"].map(row_status)):
+    left = frame["status"].map(row_status)
+    left = left[left.isin(UNFINISHED_ROWS)]
+    if not left.empty:
+        # The summary counts the rows sent again; these others make the exit 1 too.
+        counts = ", ".join(
+            f"{status} {count}" for status, count in sorted(left.value_counts().items())
+        )
+        log.warning(
+            "the file still holds %d row(s) not finished (%s): `jogg-batch report %s` lists "
+            "them and what to do",
+            len(left),
+            counts,
+            shlex.quote(str(config.results)),
+        )
+    if summary.exit_code == ExitCode.OK and not left.empty:
         summary.exit_code = int(ExitCode.ROWS_FAILED)  # as a run of the whole file would say
     if config.results == config.catalog and storage.version(config.catalog) != version:
         raise LocalIOError(

@@ -612,7 +612,7 @@ def test_statuses_retyped_by_a_person_are_read_and_unknown_ones_refused(
 
 def test_a_retry_exits_as_a_run_of_the_whole_file_would(tmp_path: Path, sandbox_url: str) -> None:
     """An invalid row no retry can fix keeps the exit at 1 whether or not the retry sent
-    anything (it was 0 when rows were sent, 1 when none were)."""
+    anything (it was 0 when rows were sent, 1 when none were), and a line says so."""
     rows = simple_rows(3)
     catalog = write_catalog(tmp_path / "c.csv", [*rows[:2], {**rows[2], "length": "99"}])
     args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
@@ -624,6 +624,12 @@ def test_a_retry_exits_as_a_run_of_the_whole_file_would(tmp_path: Path, sandbox_
     assert code == 1, err
     assert len(_sent(sandbox_url)) == 2
     assert list(read_results(results)["status"]) == ["submitted", "submitted", "invalid"]
+    # Its summary counts the row it sent; a line says which rows make the exit 1.
+    told = " ".join(err.split())
+    assert (
+        f"the file still holds 1 row(s) not finished (invalid 1): `jogg-batch report {results}`"
+        in told
+    )
 
 
 def test_a_stale_results_file_never_pays_again_for_rows_corrected_since(
