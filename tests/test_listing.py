@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import logging
 import math
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -277,6 +279,24 @@ async def test_a_listing_that_never_ends_stops_at_a_bound_and_records_nothing(
     assert requested == pages
     assert state.listed_video(f"{2:012x}") is None
     assert state.get_meta("listing_synced_at") is None
+
+
+@pytest.mark.anyio
+async def test_a_long_walk_says_how_far_it_is(
+    state: StateStore, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing read for minutes (a big account's first sync, or one that never ends) says
+    every 30 s (here: every page) how many videos it has read: nothing is sent meanwhile, and
+    silence looked like a hang."""
+    monkeypatch.setattr(listing_module, "_PROGRESS_SECONDS", 0.0)
+    caplog.set_level(logging.INFO, logger="batch")
+    async with client_for(endless(None)) as client:
+        walk = AccountListing(client, state, page_size=2, clock=lambda: 10_000.0, max_videos=20)
+        with pytest.raises(ApiError):
+            await walk.sync()
+    progress = [r.getMessage() for r in caplog.records if "video listing before" in r.message]
+    assert progress
+    assert re.search(r"\d+ videos on \d+ pages so far", progress[0])
 
 
 @pytest.mark.anyio

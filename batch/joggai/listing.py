@@ -81,6 +81,9 @@ MAX_LISTED_VIDEOS = 5_000_000
 # The text of the ids and titles one walk holds until it ends: the largest account's, with room.
 MAX_LISTED_TEXT = 1 << 30
 MAX_SYNC_SECONDS = 12 * 3600.0
+# A long walk (a big account's first sync) says how far it is this often: nothing is sent
+# meanwhile, and a silent hour looks like a hang.
+_PROGRESS_SECONDS = 30.0
 # The most the API's clock may be measured behind ours for a listing to prove anything (see
 # the module docstring); beyond it a sync still reads this much further back.
 MAX_SERVER_LAG = 24 * 3600.0
@@ -254,7 +257,17 @@ class AccountListing:
         counted: float | None = None
         widest, empty = 0, 0  # the most videos a page listed; empty pages in a row
         last_ids: list[str] = []
+        told = time.monotonic()  # when a line last said how far the walk is
         while True:
+            if time.monotonic() - told >= _PROGRESS_SECONDS:
+                told = time.monotonic()
+                log.info(
+                    "reading the account's video listing before sending: %d videos on %d "
+                    "pages so far (%s listed)",
+                    len(seen),
+                    page - 1,
+                    "?" if counted is None else f"{counted:.0f}",
+                )
             videos, total, server_date = await self._page(page)
             if server_date is not None:
                 behind = max(behind, self._clock() - server_date)
