@@ -20,6 +20,7 @@ from batch import files, storage
 from batch.config import RunConfig
 from batch.errors import CatalogError, ConfigError
 from batch.storage import Location
+from batch.store.ledgers import data_dir
 from batch.store.results import results_format
 
 
@@ -30,6 +31,7 @@ class Output:
     path: Location
     what: str
     option: str
+    fix: str | None = None  # what to do, when not "pass another path to `option`"
 
 
 def planned_requests_path(results: Location) -> Location:
@@ -41,7 +43,11 @@ def planned_requests_path(results: Location) -> Location:
 def outputs_of(config: RunConfig) -> list[Output]:
     """Every file the run described by `config` writes."""
     outputs = [Output(config.results, "results file", "--results")]
-    if isinstance(config.state, Path):  # a PostgreSQL state is no file of ours
+    if isinstance(config.state, Path) and config.state.parent == data_dir() / "ledgers":
+        # The account's ledger, which no option named: say how to put it elsewhere.
+        fix = "pass --state PATH, or set XDG_DATA_HOME to a folder it may write in"
+        outputs.append(Output(config.state, "state database", "the account's ledger", fix))
+    elif isinstance(config.state, Path):  # a PostgreSQL state is no file of ours
         outputs.append(Output(config.state, "state database", "--state"))
     if config.summary_json is not None:
         outputs.append(Output(config.summary_json, "summary", "--summary-json"))
@@ -68,7 +74,7 @@ def check_outputs(config: RunConfig, *, create: bool = True, rows: int = 0) -> N
                     f"{output.option} {output.path}: is also the {other.what}; writing the "
                     f"{output.what} there would destroy it. Pass another path to {output.option}"
                 )
-        check_writable(output.path, output.what, output.option, create=create)
+        check_writable(output.path, output.what, output.option, create=create, fix=output.fix)
     check_room(config, rows)
 
 
@@ -147,10 +153,12 @@ def same_file(one: Location, other: Location, *, strict: bool = True) -> bool:
         return False  # one of them does not exist yet
 
 
-def check_writable(path: Location, what: str, option: str, *, create: bool = True) -> None:
+def check_writable(
+    path: Location, what: str, option: str, *, create: bool = True, fix: str | None = None
+) -> None:
     """The file at `path` could be written: not a folder, in a folder that exists (or is made
     now, with `create`) and may be written in. In a store: a test object can be written."""
-    fix = f"pass another path to {option}"
+    fix = fix or f"pass another path to {option}"
     if not isinstance(path, Path):
         try:
             storage.check_writable(path)

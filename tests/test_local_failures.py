@@ -317,3 +317,22 @@ def test_a_path_not_in_utf8_is_refused_before_sending(
     assert refused.returncode == ExitCode.USAGE, refused.stderr[-2000:]
     assert "is not UTF-8 text (byte 0xE9)" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_the_accounts_ledger_on_a_read_only_disk_says_how_to_put_it_elsewhere(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The default ledger (no --state given) on a file system remounted read-only: exit 2
+    before sending, naming it the account's ledger and the way out (--state, XDG_DATA_HOME),
+    where the message told to pass another path to --state, which nobody had given."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(3))
+    with small_disk_at(tmp_path / "data", "4m") as data:
+        assert jogg(str(catalog), url=sandbox_url, tmp=tmp_path).returncode == ExitCode.OK
+        remounted = subprocess.run(["mount", "-o", "remount,ro", str(data)], check=False)
+        assert remounted.returncode == 0
+        refused = jogg(str(catalog), url=sandbox_url, tmp=tmp_path)
+    assert refused.returncode == ExitCode.USAGE, refused.stderr[-2000:]
+    told = " ".join(refused.stderr.split())
+    assert "the account's ledger " in told
+    assert "pass --state PATH, or set XDG_DATA_HOME to a folder it may write in" in told
+    assert len(charged(sandbox_url)) == 3
