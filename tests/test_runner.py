@@ -1908,6 +1908,17 @@ def test_a_run_stopped_while_waiting_out_a_cut_off_run_leaves_it_for_the_next(
     assert min(sent) >= cut_off_at + 2.0
 
 
+def test_a_ledger_named_in_no_encoding_is_noted_in_the_sending_lock(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A --state path in Latin-1 bytes (SQLite takes it): the sending lock notes each request
+    with the path escaped, as it names it at the start; noting it stopped the run with a
+    traceback between recording a request and sending it."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    state = Path(os.fsdecode(bytes(tmp_path) + b"/ledger-\xe9.db"))
+    assert runner.run(make_config(catalog, sandbox_url, state=state)).requests_sent == 2
+
+
 def test_a_summary_says_when_the_results_file_is_not_this_runs(
     tmp_path: Path, sandbox_url: str
 ) -> None:

@@ -75,7 +75,7 @@ class AccountHold:
         run trusts its ledger only if that ledger knows this attempt: one restored from a
         backup, or made anew after it was deleted, does not, and waits for what may be in
         flight. Same length each time, so one write replaces it in place."""
-        os.pwrite(self._fd, _holder_text(self._holder, f"{run_id}.{attempt_id}").encode(), 0)
+        _note(self._fd, _holder_text(self._holder, f"{run_id}.{attempt_id}"))
 
 
 @contextmanager
@@ -121,17 +121,23 @@ def hold_account(
             times = (last_write, noted_at, _last_write(cut_off))
             last_write = max((t for t in times if t is not None), default=time.time())
         if last_write is not None:  # killed while it waits, the next run waits as long
-            os.pwrite(fd, _holder_text(mine, f"after {last_write:.3f}").encode(), 0)
+            _note(fd, _holder_text(mine, f"after {last_write:.3f}"))
         yield AccountHold(fd, mine, last_write)
     finally:
         if _file_id(state) == ledger_file:
             os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
             if last_write is not None and time.time() < last_write + settle_seconds:
                 # But the cut-off run's requests may still commit: the next run waits on.
-                os.pwrite(fd, _holder_text(mine, f"after {last_write:.3f}").encode(), 0)
+                _note(fd, _holder_text(mine, f"after {last_write:.3f}"))
         # Else the ledger was deleted or replaced under the run: what it recorded is lost,
         # so its holder stays, as a killed run's does, for the next run to wait out.
         os.close(fd)  # closing releases the flock
+
+
+def _note(fd: int, text: str) -> None:
+    """Writes `text` over the lock's holder in place, encoded as `files.take_lock` writes it
+    (a ledger path in no encoding too)."""
+    os.pwrite(fd, text.encode(errors="backslashreplace"), 0)
 
 
 def _holder_text(holder: str, attempt: str | None) -> str:
