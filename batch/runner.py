@@ -164,6 +164,7 @@ def _sending_for_account(
         config.base_url,
         config.api_key.reveal(),
         config.state,
+        ledger_id=state.ledger_id(),
         knows=state.knows_attempt,
         settle_seconds=config.settle_seconds,
     )

@@ -190,7 +190,8 @@ def run_catalog(workdir: Path, url: str, rows: range) -> subprocess.Popen[bytes]
 @pytest.mark.parametrize(
     ("cut", "ledger"),
     [("killed", "restored from a backup"), ("killed", "deleted"),
-     ("its ledger deleted under it", "restored from a backup")],
+     ("its ledger deleted under it", "restored from a backup"),
+     ("killed sending from a ledger made anew", "restored from a backup")],
 )  # fmt: skip
 def test_a_ledger_restored_or_deleted_under_a_run_waits_out_its_requests_in_flight(
     workdir: Path, sandbox: str, cut: str, ledger: str
@@ -199,24 +200,28 @@ def test_a_ledger_restored_or_deleted_under_a_run_waits_out_its_requests_in_flig
     it, the ledger then put back from a backup (as the exit-7 message advises) or made anew:
     the next run's ledger knows nothing of those requests, and they commit later. It waits
     them out and adopts them; it sent them again, paying twice."""
-    assert run_catalog(workdir, sandbox, range(0, 2)).wait(timeout=60) == 0
+    # The first run's attempts outnumber the cut-off run's: a ledger made anew reuses its ids.
+    assert run_catalog(workdir, sandbox, range(0, 6)).wait(timeout=60) == 0
     (ledger_file,) = (Path(os.environ["XDG_DATA_HOME"]) / "jogg-batch" / "ledgers").glob("*.db")
     backup = ledger_file.read_bytes()
-    cut_off = run_catalog(workdir, sandbox, range(2, 6))
+    if cut == "killed sending from a ledger made anew":  # its run and attempt ids: the backup's
+        for path in ledger_file.parent.glob(ledger_file.name + "*"):
+            path.unlink()
+    cut_off = run_catalog(workdir, sandbox, range(6, 10))
     deadline = time.monotonic() + 30
     while len(httpx.get(f"{sandbox}/_sandbox/submissions").json()["pending"]) < 4:
         assert time.monotonic() < deadline
         assert cut_off.poll() is None
         time.sleep(0.02)
-    if cut == "killed":
+    if cut.startswith("killed"):
         cut_off.send_signal(signal.SIGKILL)
     for path in ledger_file.parent.glob(ledger_file.name + "*"):
         path.unlink()
-    assert cut_off.wait(timeout=60) == (-signal.SIGKILL if cut == "killed" else 7)
+    assert cut_off.wait(timeout=60) == (-signal.SIGKILL if cut.startswith("killed") else 7)
     if ledger == "restored from a backup":
         ledger_file.write_bytes(backup)
-    assert run_catalog(workdir, sandbox, range(2, 6)).wait(timeout=60) == 0
+    assert run_catalog(workdir, sandbox, range(6, 10)).wait(timeout=60) == 0
     report = httpx.get(f"{sandbox}/_sandbox/submissions").json()
     products = Counter(s["product_id"] for s in report["submissions"])
-    assert len(products) == 6
+    assert len(products) == 10
     assert set(products.values()) == {1}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import secrets
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -34,6 +35,8 @@ def wrote_rows(run: str) -> str:
 # without spaces at its ends; the fifth, for free text with no-break spaces as spaces and
 # without invisible characters at its ends.
 _ALIASED = "aliased_as_asked_5"
+# meta: this ledger file's random id, which the account's sending lock notes with each request.
+_LEDGER_ID = "ledger_id"
 
 
 class JobQueries(Connection):
@@ -317,15 +320,31 @@ class JobQueries(Connection):
         found: tuple[int] = self._db.execute("SELECT EXISTS (SELECT 1 FROM jobs)").fetchone()
         return found == (1,)
 
-    def knows_attempt(self, run_id: int, attempt_id: int) -> bool:
-        """Whether this ledger recorded attempt `attempt_id` of run `run_id` (0, 0: whether it
-        has any job, for a sending lock an earlier version wrote; batch.store.ledgers)."""
-        if (run_id, attempt_id) == (0, 0):
+    def knows_attempt(self, attempt: str | None) -> bool:
+        """Whether this ledger recorded `attempt`, as the account's sending lock notes it:
+        `run.attempt.ledger` (batch.store.ledgers). Another file at the ledger's path (a new
+        one, a backup put back) may hold the same run and attempt ids for other requests: the
+        ledger's own random id tells them apart. None (a lock an earlier version wrote): whether
+        it has any job."""
+        if attempt is None:
             return self.has_jobs()
+        run_id, _, rest = attempt.partition(".")
+        attempt_id, _, ledger = rest.partition(".")
+        if not ledger or ledger != self.get_meta(_LEDGER_ID):
+            return False
         found = self._db.execute(
-            "SELECT 1 FROM attempts WHERE id = ? AND run_id = ?", (attempt_id, run_id)
+            "SELECT 1 FROM attempts WHERE id = ? AND run_id = ?", (int(attempt_id), int(run_id))
         ).fetchone()
         return found is not None
+
+    def ledger_id(self) -> str:
+        """This ledger file's random id, made on first use (`knows_attempt`)."""
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING",
+                (_LEDGER_ID, secrets.token_hex(8)),
+            )
+        return str(self.get_meta(_LEDGER_ID))
 
     def keys_with_jobs(self, keys: Sequence[str]) -> set[str]:
         """Which of these row keys already have a job (for telling changed rows from new ones).

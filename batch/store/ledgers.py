@@ -65,17 +65,19 @@ class AccountHold:
     ledger (`last_write`, None: nothing to wait for), and `sending`, which notes each attempt in
     the lock file before its request leaves."""
 
-    def __init__(self, fd: int, holder: str, last_write: float | None) -> None:
+    def __init__(self, fd: int, holder: str, ledger_id: str, last_write: float | None) -> None:
         self._fd = fd
         self._holder = holder
+        self._ledger_id = ledger_id
         self.last_write = last_write
 
     def sending(self, run_id: int, attempt_id: int) -> None:
-        """Notes in the lock that attempt `attempt_id` of run `run_id` goes out now. The next
-        run trusts its ledger only if that ledger knows this attempt: one restored from a
-        backup, or made anew after it was deleted, does not, and waits for what may be in
-        flight. Same length each time, so one write replaces it in place."""
-        _note(self._fd, _holder_text(self._holder, f"{run_id}.{attempt_id}"))
+        """Notes in the lock that attempt `attempt_id` of run `run_id` of this ledger goes out
+        now. The next run trusts its ledger only if that ledger knows this attempt: one
+        restored from a backup, or made anew after it was deleted, does not, and waits for what
+        may be in flight. Same length each time, so one write replaces it in place."""
+        noted = f"{run_id}.{attempt_id}.{self._ledger_id}"
+        _note(self._fd, _holder_text(self._holder, noted))
 
 
 @contextmanager
@@ -84,7 +86,8 @@ def hold_account(
     api_key: str,
     state: Path,
     *,
-    knows: Callable[[int, int], bool] | None = None,
+    ledger_id: str = "",
+    knows: Callable[[str | None], bool] | None = None,
     settle_seconds: float = 0.0,
     root: Path | None = None,
 ) -> Iterator[AccountHold]:
@@ -95,11 +98,12 @@ def hold_account(
     ends with its ledger where it was leaves the lock empty: only a process that died, or one
     whose ledger was deleted or replaced under it, leaves its holder there. The next run then
     waits out the settle period from that run's last request (`AccountHold.last_write`) unless
-    `state` is the ledger it sent from and `knows(run_id, attempt_id)` its last attempt: one
-    restored from a backup, made anew, or another file would not know the requests it may have
-    had in flight. (A holder an earlier version wrote names no attempt: `knows(0, 0)` stands for
-    "the ledger has jobs".) A run that waits notes how long in the lock until it sends, so
-    that being stopped or killed while it waits leaves the next run the same wait."""
+    `state` is the ledger it sent from and `knows(attempt)` its last attempt (`run.attempt.`
+    and `ledger_id`, the ledger file's own random id): one restored from a backup, made anew,
+    or another file would not know the requests it may have had in flight. (A holder an
+    earlier version wrote names no attempt: `knows(None)` stands for "the ledger has jobs".)
+    A run that waits notes how long in the lock until it sends, so that being stopped or
+    killed while it waits leaves the next run the same wait."""
     path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
     holder, noted_at = _holder(path)
     cut_off = _cut_off_ledger(holder)
@@ -122,7 +126,7 @@ def hold_account(
             last_write = max((t for t in times if t is not None), default=time.time())
         if last_write is not None:  # killed while it waits, the next run waits as long
             _note(fd, _holder_text(mine, f"after {last_write:.3f}"))
-        yield AccountHold(fd, mine, last_write)
+        yield AccountHold(fd, mine, ledger_id, last_write)
     finally:
         if _file_id(state) == ledger_file:
             os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
@@ -146,11 +150,11 @@ def _holder_text(holder: str, attempt: str | None) -> str:
     cut off at T may have had in flight."""
     pid, _, ledger = holder.partition(", ledger ")
     noted = "none" if attempt is None else attempt
-    return f"{pid}, attempt {noted:<41}, ledger {ledger}"
+    return f"{pid}, attempt {noted:<60}, ledger {ledger}"
 
 
 def _knows_its_last_attempt(
-    holder: str, cut_off: Path, state: Path, knows: Callable[[int, int], bool] | None
+    holder: str, cut_off: Path, state: Path, knows: Callable[[str | None], bool] | None
 ) -> bool:
     """Whether `state` is the cut-off run's ledger and holds its last attempt (so also the
     `sending` record of every request it had in flight)."""
@@ -160,12 +164,11 @@ def _knows_its_last_attempt(
     if cut_off.resolve() != state.absolute().resolve():
         return False
     if found is None:  # an earlier version's holder
-        return knows is not None and knows(0, 0)
-    run_id, _, attempt_id = found[1].partition(".")
-    return knows is not None and knows(int(run_id), int(attempt_id))
+        return knows is not None and knows(None)
+    return knows is not None and knows(found[1])
 
 
-_ATTEMPT: Final = re.compile(r", attempt (none|after [\d.]+|\d+\.\d+) *, ledger ")
+_ATTEMPT: Final = re.compile(r", attempt (none|after [\d.]+|\d+\.\d+\.[0-9a-f]+) *, ledger ")
 
 
 def _inherited_wait(holder: str) -> float | None:
