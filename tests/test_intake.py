@@ -32,6 +32,11 @@ def lines(*rows: str, end: str = "\n") -> bytes:
     return "".join(row + end for row in rows).encode()
 
 
+def one_row(header: str, value: str) -> Callable[[], bytes]:
+    """A catalog of a product id and one more column."""
+    return lambda: lines(f"product_id,{header}", f"{IDS[0]},{value}")
+
+
 def big_csv(rows: int, broken_row: int, broken: str) -> bytes:
     """`rows` rows of sandbox products; row `broken_row` is replaced by `broken`."""
     body = [f"{IDS[i % 3]},Item {i},15" for i in range(1, rows + 1)]
@@ -319,6 +324,23 @@ CORPUS = [
     Case("furniture_item_sizes.csv", lambda: lines(
          "product_id,Item Width,Item Height,Length,Length (s)", f"{IDS[0]},80,75,60,15"), 2,
          ("column 'Length' sits beside 'Item Width' and 'Item Height'",)),
+    # A rug sold by its length and width (with or without its unit): not the video's length.
+    Case("rug_length_width.csv", lambda: lines(
+         "product_id,Length,Width,Unit", f"{IDS[0]},60,40,cm"), 2,
+         ("column 'Length' sits beside 'Width', as a product's size does",)),
+    # The product's own length named beside it (Google Merchant's product_length): then this
+    # `length` is the video's.
+    Case("merchant_sizes_and_video_length.csv", lambda: lines(
+         "product_id,product_length,product_width,product_height,length",
+         f"{IDS[0]},120,60,75,30s"), 0, sent=1),
+    # Video settings under names in other languages, a misspelling, a note in German, and an
+    # accent written decomposed (as a Mac writes it): each refused, not sent with the default.
+    *(Case(f"setting_named_{n}.csv", one_row(header, v), 2, ("is not a request column",))
+      for n, (header, v) in enumerate([
+          ("Lenght", "60"), ("Dauer (Sek.)", "60"), ("Duracio\u0301n", "60"),
+          ("Untertitel (ja/nein)", "ja"), ("Sous-titres", "oui"), ("Seitenverhältnis", "9:16"),
+          ("Sprecher", "en-US-JennyNeural"), ("Musik", "12"), ("Narration", "Meet Aurora."),
+          ("Avatar #", "127"), ("Sprache (Video)", "german")])),
     # A weight and its unit are one measure: a video's length beside them is the video's.
     Case("weight_and_unit.csv", lambda: lines("product_id,Weight,Weight Unit,length",
          f"{IDS[0]},12,kg,30"), 0, sent=1),

@@ -321,8 +321,12 @@ def header_key(header: str) -> str:
     """How a header is matched: ignoring case, surrounding spaces and invisible characters, and
     with spaces and dashes inside it as `_`, so `Aspect Ratio`, `aspect-ratio` and a header
     holding a zero-width space are all `aspect_ratio` (people write them so; a header that
-    matched no column would be passed through, and the request sent with the default)."""
-    visible = header if header.isascii() else _visible(header)
+    matched no column would be passed through, and the request sent with the default). Accents
+    are matched composed (NFC): a Mac's `Duración`, its accent a character of its own, is the
+    header a Windows machine writes."""
+    if header.isascii():
+        return _HEADER_SEPARATORS.sub("_", header.strip()).lower()
+    visible = unicodedata.normalize("NFC", _visible(header))
     return _HEADER_SEPARATORS.sub("_", visible.strip()).lower()
 
 
@@ -466,19 +470,37 @@ def _refuse_a_products_size(
         for word in words:
             if word in _SIZE_WORDS:
                 measures.setdefault(_SIZE_WORDS[word], other)
+    # The product's own length named beside it (`Length (cm)`, Google's `product_length`,
+    # Amazon's `item_length`): then this one is the video's.
     own = [
         other
         for other in headers
-        if other != header and header_key(other).startswith("length") and _names_a_size(other)
+        if other != header
+        and (
+            (header_key(other).startswith("length") and _names_a_size(other))
+            or (
+                "length" in re.split(r"[\W_]+", header_key(other))
+                and _near_column(header_key(other)) is None  # not `Length (s)`: the video's
+            )
+        )
     ]
-    if len(measures) >= 2 and not own:
+    # Two measures, or the width a rug, a poster or a fabric is sold by, or a unit column.
+    units = any(header_key(other) in _UNIT_COLUMNS for other in headers)
+    sized = len(measures) >= 2 or "width" in measures or (units and measures)
+    if sized and not own:
         beside = list(measures.values())
         raise CatalogError(
-            f"{path}: column {header!r} sits beside {beside[0]!r} and {beside[1]!r}, as a "
+            f"{path}: column {header!r} sits beside {' and '.join(map(repr, beside[:2]))}, as a "
             "product's size does, and would be sent as the video's length; name the product's "
             f"with its unit ({header.strip()} (cm)), or, if it is the video's, map it in the "
             f'[columns] settings table ("{header.strip()}" = "length")'
         )
+
+
+# A column giving the unit of the sizes beside it (`Unit` = cm).
+_UNIT_COLUMNS: Final = frozenset(
+    {"unit", "units", "uom", "unit_of_measure", "size_unit", "einheit", "unidad", "unité"}
+)
 
 
 def _names_a_size(header: str) -> bool:
@@ -528,10 +550,12 @@ _PRODUCT_UNITS: Final = re.compile(rf"(?:in_)?({_UNITS})[)\]]?")
 # other (`Length (max)`, a unit of size) a column is refused only when its values say so.
 _REQUEST_NOTES: Final = re.compile(
     r"(?:in_)?(s|sec|secs|seconds?|optional|opt\.?|required|req\.?|if_any|default|names?|ids?"
-    r"|code|text)[)\]]?"
-    # or the field's own values: `Caption (Y/N)`, `Aspect Ratio (9:16 / 16:9)`
-    r"|(?:y/n|yes/no|true/false|0/1)[)\]]?|.*\d+:\d+.*"
+    r"|code|text|video|vídeo|sek\.?|sekunden|seg\.?|segundos|secondes)[)\]]?"
+    # or the field's own values: `Caption (Y/N)`, `Untertitel (ja/nein)`, `Aspect Ratio (9:16)`
+    r"|(?:y/n|yes/no|true/false|0/1|j/n|ja/nein|s[ií]/no|o/n|oui/non)[)\]]?|.*\d+:\d+.*"
 )
+# A note's closing abbreviation dot (`(Sek.)`, `(seg.)`), before its bracket.
+_ABBREVIATED_NOTE: Final = re.compile(r"\.([)\]])$")
 # A unit written after the name (`Length_m`, `length_cm`): the product's size too.
 _UNIT_SUFFIX: Final = re.compile(rf".+_({_UNITS})")
 # Other names people give the request columns.
@@ -580,6 +604,42 @@ _SYNONYMS: Final = {
     "sprechertext": "override_script",
     "guion": "override_script",
     "guión": "override_script",
+    # more of the same, in the languages of agencies' templates, and a usual misspelling
+    "lenght": "length",
+    "länge": "length",
+    "laenge": "length",
+    "longitud_del_video": "length",
+    "durée": "length",
+    "duree": "length",
+    "langue": "language",
+    "sous_titres": "caption",
+    "sous_titre": "caption",
+    "seitenverhältnis": "aspect_ratio",
+    "seitenverhaeltnis": "aspect_ratio",
+    "format_d'image": "aspect_ratio",
+    "avatar_#": "avatar_id",
+    "avatar_nr": "avatar_id",
+    "avatar_no": "avatar_id",
+    "sprecher": "voice_id",
+    "sprecherin": "voice_id",
+    "stimme": "voice_id",
+    "voz": "voice_id",
+    "voix": "voice_id",
+    "musik": "music_id",
+    "música": "music_id",
+    "musica": "music_id",
+    "musique": "music_id",
+    "video_script": "override_script",
+    "scripts": "override_script",
+    "narration": "override_script",
+    "vo_script": "override_script",
+    "videoskript": "override_script",
+    "skripttext": "override_script",
+    "guion_del_video": "override_script",
+    "guión_del_video": "override_script",
+    "script_vidéo": "override_script",
+    "script_video": "override_script",
+    "texte_voix_off": "override_script",
 }
 # Names people give request columns that name a product's own detail as often (a book's
 # `Format`, a garment's `Style`, a country code `CC`): such a column is the request's only when
@@ -696,6 +756,7 @@ def _near_column(key: str) -> str | None:
     `Length (s)`)."""
     if (field := _body_field(key)) is not None:
         return field
+    key = _ABBREVIATED_NOTE.sub(r"\1", key)  # `Dauer (Sek.)`: its dot is no place's
     if _a_products_own(key):
         return None
     if match := _PLACE_OR_NOTE.fullmatch(key):
