@@ -147,7 +147,11 @@ async def run_async(
                 run = _begun(config, state, transport)
                 if hold is not None:
                     run.control.on_attempt = hold.sending
-                summary = await run.execute(handle_signals=handle_signals)
+                try:
+                    summary = await run.execute(handle_signals=handle_signals)
+                finally:
+                    if hold is not None:  # requests it never had an answer to may still commit
+                        hold.unsettled = bool(run.control.maybe_accepted or run.control.on_the_wire)
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     write_summary_json(config, summary)
     return summary
@@ -171,18 +175,20 @@ def _sending_for_account(
 
 
 async def _wait_for_a_cut_off_run(config: RunConfig, last_write: float | None) -> None:
-    """A run from another ledger was cut off on this machine (killed, the power lost) and wrote
-    its ledger `last_write`: requests it had in flight may be committed up to the settle period
-    later, and only then listed. This ledger does not know them, so it sends nothing before
-    then, and its listing sync finds them."""
+    """A run was cut off on this machine (killed, the power lost, its ledger lost or replaced)
+    with its last request at `last_write`: requests it had in flight may be committed up to the
+    settle period later, and only then listed. This ledger does not record them (another
+    ledger, or this one put back from a backup or made anew), so it sends nothing before then,
+    and its listing sync finds them."""
     if last_write is None:
         return
     wait = last_write + config.settle_seconds - time.time()
     if wait <= 0:
         return
     log.warning(
-        "a run sending for this account from another ledger was cut off %.0f s ago; waiting "
-        "%.0f s for requests it may have had in flight (run.settle_seconds), then sending",
+        "a run sending for this account was cut off %.0f s ago, and this ledger does not "
+        "record its last request; waiting %.0f s for requests it may have had in flight "
+        "(run.settle_seconds), then sending",
         max(0.0, time.time() - last_write),
         wait,
     )

@@ -197,6 +197,14 @@ def test_a_usage_error_is_the_json_document_with_json(args: list[str]) -> None:
     assert "Usage: " in err
 
 
+def test_a_path_too_long_for_the_file_system_is_a_usage_error() -> None:
+    """A --state or catalog path past the file system's name limit: exit 2 naming the reason,
+    not an OSError traceback (exit 1)."""
+    code, _, err = invoke("plan", "c.csv", "--state", "/tmp/" + "a" * 5000 + ".db")
+    assert code == 2
+    assert "File name too long" in err
+
+
 def test_a_ledger_busy_past_its_wait_is_exit_4_not_a_traceback() -> None:
     """SQLite's "database is locked" after its 30 s wait (another process holds a write) is the
     state in use: its message and exit 4, as for an overlapping run; other errors keep theirs."""

@@ -1853,7 +1853,7 @@ def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(
     assert runner.run(config).requests_sent == 2
     sent = [float(entry["received_at"]) for entry in submissions(sandbox_url)["submissions"]]
     assert min(sent) >= cut_off_at + 1.0
-    assert "from another ledger was cut off" in caplog.text
+    assert "this ledger does not record its last request" in caplog.text
     assert lock.read_text() == ""
     caplog.clear()
     again = replace(config, state=tmp_path / "c.db", results=tmp_path / "again.csv")
@@ -1906,6 +1906,43 @@ def test_a_run_stopped_while_waiting_out_a_cut_off_run_leaves_it_for_the_next(
     assert runner.run(replace(config, settle_seconds=2.0)).requests_sent == 2
     sent = [float(entry["received_at"]) for entry in submissions(sandbox_url)["submissions"]]
     assert min(sent) >= cut_off_at + 2.0
+
+
+def test_a_run_that_ends_with_requests_unanswered_leaves_them_in_the_lock(
+    tmp_path: Path,
+) -> None:
+    """A run stopped (a signal) with requests whose answers never came, which may still
+    commit: the lock keeps its last request, and a run from another ledger waits for it; the
+    lock was emptied, and that run sent those rows again at once."""
+    url, key = "https://api.test", "sk-test"
+    with hold_account(url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True) as hold:
+        hold.sending(3, 7)
+        hold.unsettled = True
+    lock = ledger_path(account_url(url), key).with_suffix(".sending.lock")
+    assert "attempt 3.7.ab12 " in lock.read_text()
+    with hold_account(url, key, tmp_path / "b.db", knows=lambda a: False) as other:
+        assert other.last_write is not None
+    with hold_account(url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True) as own:
+        assert own.last_write is None  # its own ledger knows them: it settles them itself
+
+
+def test_a_run_that_trusts_a_cut_off_runs_ledger_keeps_its_requests_in_the_lock(
+    tmp_path: Path,
+) -> None:
+    """A run killed on ledger a.db; the next run on a.db rightly does not wait (a.db records
+    the requests), and until it sends, the lock still names the killed run's last request:
+    it said `none`, and a run from another ledger after it, killed too, waited for nothing."""
+    url, key = "https://api.test", "sk-test"
+    lock = ledger_path(account_url(url), key).with_suffix(".sending.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(f"pid 999999, attempt {'3.7.ab12':<60}, ledger {tmp_path / 'a.db'}")
+    with hold_account(url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True) as hold:
+        assert hold.last_write is None
+        left = lock.read_text()  # what a kill now would leave
+    assert "attempt 3.7.ab12 " in left
+    lock.write_text(left)
+    with hold_account(url, key, tmp_path / "b.db", knows=lambda a: False) as other:
+        assert other.last_write is not None
 
 
 def test_a_ledger_named_in_no_encoding_is_noted_in_the_sending_lock(

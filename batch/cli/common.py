@@ -257,7 +257,11 @@ class FileOrURL(click.ParamType):  # type: ignore[type-arg]  # generic only in n
             location = self.parse(value)
         except BatchError as exc:
             self.fail(str(exc), param, ctx)
-        if isinstance(location, Path) and location.is_dir():
+        try:
+            is_dir = isinstance(location, Path) and location.is_dir()
+        except OSError as exc:  # a name too long for the file system
+            self.fail(f"{str(location)[:200]}...: {exc.strerror}", param, ctx)
+        if is_dir:
             self.fail(
                 f"{location} is a directory, not a file{_directory_hint(location)}", param, ctx
             )

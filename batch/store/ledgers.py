@@ -70,6 +70,9 @@ class AccountHold:
         self._holder = holder
         self._ledger_id = ledger_id
         self.last_write = last_write
+        # Set by a run that ends with requests whose answer it never had (a signal, a deadline
+        # before they settled): the lock then keeps its last attempt for the next run.
+        self.unsettled = False
 
     def sending(self, run_id: int, attempt_id: int) -> None:
         """Notes in the lock that attempt `attempt_id` of run `run_id` of this ledger goes out
@@ -120,15 +123,24 @@ def hold_account(
     )
     last_write = _inherited_wait(holder)
     ledger_file = _file_id(state)
+    hold = AccountHold(fd, mine, ledger_id, last_write)
     try:
         if cut_off is not None and not _knows_its_last_attempt(holder, cut_off, state, knows):
             times = (last_write, noted_at, _last_write(cut_off))
-            last_write = max((t for t in times if t is not None), default=time.time())
+            hold.last_write = last_write = max(
+                (t for t in times if t is not None), default=time.time()
+            )
         if last_write is not None:  # killed while it waits, the next run waits as long
             _note(fd, _holder_text(mine, f"after {last_write:.3f}"))
-        yield AccountHold(fd, mine, ledger_id, last_write)
+        elif (found := _ATTEMPT.search(holder)) is not None and found[1][0].isdigit():
+            # A cut-off run of this ledger, which knows its requests: until this run sends,
+            # the lock keeps naming them, so a run from another ledger still waits for them.
+            _note(fd, _holder_text(mine, found[1]))
+        yield hold
     finally:
-        if _file_id(state) == ledger_file:
+        if hold.unsettled and _file_id(state) == ledger_file:
+            pass  # its own requests may still commit: the holder stays, as a killed run's does
+        elif _file_id(state) == ledger_file:
             os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
             if last_write is not None and time.time() < last_write + settle_seconds:
                 # But the cut-off run's requests may still commit: the next run waits on.
@@ -202,7 +214,7 @@ def _cut_off_ledger(holder: str) -> Path | None:
     """The ledger the last holder of the sending lock wrote, when it never ended (its
     `pid ..., ledger ...` is still there)."""
     _, found, ledger = holder.partition(", ledger ")
-    return Path(ledger.strip()) if found and ledger.strip() else None
+    return Path(ledger) if found and ledger.strip() else None  # a path may end in a space
 
 
 def _last_write(ledger: Path) -> float | None:
