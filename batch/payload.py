@@ -499,8 +499,10 @@ def normalize_script_style(value: object) -> str:
 
 def normalize_language(value: object) -> str:
     """A language name from the API's list, in any case: `French` -> `french`; or its ISO 639
-    code, with a region or not: `fr`, `fr-CA`, `pt_BR`, `zh-TW` (traditional-chinese)."""
-    text = str(value).strip().lower().replace(" ", "-").replace("_", "-")
+    code, with a region or not: `fr`, `fr-CA`, `pt_BR`, `zh-TW` (traditional-chinese). Accents
+    as a Mac writes them (`Español` decomposed) are the same name."""
+    text = unicodedata.normalize("NFC", str(value)).strip().lower()
+    text = text.replace(" ", "-").replace("_", "-")
     if isinstance(value, str) and text in LANGUAGES:
         return text
     code = (

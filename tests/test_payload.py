@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from typing import Any, get_args
 
@@ -561,6 +562,8 @@ def test_normalize_script_style_rejects() -> None:
         ("Deutsch", "german"),  # a language by its own name, as a shop in it writes it
         ("español", "spanish"),
         ("Français", "french"),
+        (unicodedata.normalize("NFD", "Español"), "spanish"),  # as a Mac writes it
+        (unicodedata.normalize("NFD", "Français"), "french"),
         ("日本語", "japanese"),
         ("Bahasa Indonesia", "indonesian"),
     ],
