@@ -278,7 +278,10 @@ _RATIOS: Final = {
     "9:16": "portrait", "16:9": "landscape", "1:1": "square",
     "vertical": "portrait", "horizontal": "landscape",
 }  # fmt: skip
-_CLOCK: Final = re.compile(r"(\d{1,2}):(\d{2})(?::00)?")  # a ratio a spreadsheet took for a time
+# A ratio a spreadsheet took for a time, in 24 or 12 hours (16:9 as `4:09 PM`).
+_CLOCK: Final = re.compile(r"(\d{1,2}):(\d{2})(?::00)?(am|pm)?")
+# A name with its ratio, as the tool's own messages write it: `portrait (9:16)`.
+_NAMED_RATIO: Final = re.compile(r"([a-z]+)\((\d+:\d+)\)")
 _RATIO_SIGN: Final = re.compile(r"(\d+)[x\u00d7/](\d+)")  # 9x16, 9×16, 9/16
 _LENGTH_UNIT: Final = re.compile(r"^(.*?)\s*(s|sec|secs|second|seconds)$")
 _LENGTH_MINUTES: Final = re.compile(r"^(.*?)\s*(min|mins|minute|minutes)$")
@@ -298,7 +301,9 @@ SPREADSHEET_EXACT: Final = 10**15
 _FLOAT_WHOLE_TEXT: Final = re.compile(r"[+-]?([0-9]+)\.0+")
 # Digits (any script's: `１２７` is 127, as int() reads it), with the `.0` a spreadsheet's number
 # cell gains when exported.
-_WHOLE_TEXT: Final = re.compile(r"([+-]?\d+)(?:\.0*)?")
+# `127`, `127.0`, or `127,0` as a decimal-comma export writes it (one zero: `1,000` is a
+# thousand, never 1).
+_WHOLE_TEXT: Final = re.compile(r"([+-]?\d+)(?:\.0*|,0)?")
 # `2.000`: a whole number with three decimals, or 2000 with a dot between its thousands, as a
 # German, Spanish or Italian spreadsheet writes it; which one is not in the text.
 _THOUSANDS_OR_DECIMALS: Final = re.compile(r"([+-]?\d{1,3})\.000")
@@ -380,11 +385,17 @@ def normalize_length(value: object) -> str:
 
 def normalize_aspect_ratio(value: object) -> str:
     """`9:16`/`portrait`/`vertical`, `16:9`/`landscape`/`horizontal`, `1:1`/`square`, words in
-    any case, a ratio as `9x16` or `9/16` too. A spreadsheet stores `16:9` typed in a cell as
-    the time 16:09 (`16:09:00`, `1:01` for `1:1`): read back."""
-    text = str(value).strip().lower().replace(" ", "")
+    any case, a ratio as `9x16` or `9/16` too, or both as `portrait (9:16)`. A spreadsheet
+    stores `16:9` typed in a cell as the time 16:09 (`16:09:00`, `1:01` for `1:1`, or in 12
+    hours `4:09 PM`): read back."""
+    text = str(value).strip().lower().replace(" ", "").replace(".", "")  # `p.m.`
     if clock := _CLOCK.fullmatch(text):
-        text = f"{int(clock[1])}:{int(clock[2])}"
+        hour = int(clock[1]) % 12 + (12 if clock[3] == "pm" else 0) if clock[3] else int(clock[1])
+        text = f"{hour}:{int(clock[2])}"
+    elif (named := _NAMED_RATIO.fullmatch(text)) and _RATIOS.get(named[1], named[1]) == _RATIOS.get(
+        named[2]
+    ):
+        text = named[1]
     elif ratio := _RATIO_SIGN.fullmatch(text):
         text = f"{ratio[1]}:{ratio[2]}"
     text = _RATIOS.get(text, text)

@@ -310,6 +310,12 @@ def test_normalize_length_rejects_with_reason(value: object, reason: str) -> Non
         ("9x16", "portrait"),
         ("16 \u00d7 9", "landscape"),
         ("1/1", "square"),
+        ("09:16:00 AM", "portrait"),  # the time in 12 hours, as a US spreadsheet shows it
+        ("4:09 PM", "landscape"),
+        ("01:01:00 AM", "square"),
+        ("4:09 p.m.", "landscape"),
+        ("portrait (9:16)", "portrait"),  # as the tool's own messages write them
+        ("Landscape (16:9)", "landscape"),
     ],
 )
 def test_normalize_aspect_ratio(value: str, expected: str) -> None:
@@ -324,6 +330,7 @@ def test_normalize_aspect_ratio_rejects() -> None:
         "'4:3' is not an aspect ratio; use portrait (9:16), landscape (16:9) or square (1:1)"
     )
     assert _reason(normalize_aspect_ratio, "16:10:00").startswith("'16:10:00' is not an aspect")
+    assert _reason(normalize_aspect_ratio, "portrait (16:9)").startswith("'portrait (16:9)' is")
 
 
 @pytest.mark.parametrize(
@@ -455,7 +462,8 @@ def test_an_id_with_three_zeros_after_a_dot_is_ambiguous(value: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [("127.0", 127), ("60.00", 60), ("2.0000", 2), ("1234.000", 1234)]
+    ("value", "expected"),
+    [("127.0", 127), ("60.00", 60), ("2.0000", 2), ("1234.000", 1234), ("127,0", 127)],
 )
 def test_a_dot_and_zeros_that_cannot_group_thousands_are_a_whole_id(
     value: str, expected: int
