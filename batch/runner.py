@@ -34,6 +34,7 @@ from batch.errors import (
     SIGNAL_EXITS,
     AccountError,
     ApiError,
+    BatchError,
     CatalogError,
     ConfigError,
     ExitCode,
@@ -164,11 +165,15 @@ def _sending_for_account(
     file; none for the workers of a shared ledger, who send together by design."""
     if not isinstance(config.state, Path):
         return contextlib.nullcontext()
+    try:
+        ledger_id = state.ledger_id()
+    except database_errors() as exc:
+        raise _unwritable_before_sending(config, exc) from exc
     return hold_account(
         config.base_url,
         config.api_key.reveal(),
         config.state,
-        ledger_id=state.ledger_id(),
+        ledger_id=ledger_id,
         knows=state.knows_attempt,
         settle_seconds=config.settle_seconds,
     )
@@ -203,11 +208,15 @@ def _begun(
     try:
         return _Run(config, state, transport)
     except database_errors() as exc:
-        if busy := as_busy_error(exc):
-            raise busy from exc
-        raise StateError(
-            f"{config.state}: cannot write the state ({exc}); nothing was sent"
-        ) from exc
+        raise _unwritable_before_sending(config, exc) from exc
+
+
+def _unwritable_before_sending(config: RunConfig, exc: Exception) -> BatchError:
+    """A state that cannot be written before anything was sent: busy (exit 4), or a StateError
+    (exit 2), not the exit 7 of a write that failed after sending began."""
+    if busy := as_busy_error(exc):
+        return busy
+    return StateError(f"{config.state}: cannot write the state ({exc}); nothing was sent")
 
 
 def _refuse_a_siblings_results(config: RunConfig, state: StateStore) -> None:

@@ -615,7 +615,9 @@ def test_a_base_url_holding_a_piece_of_the_key_is_refused_without_showing_it(
     error (exit 2) whose message, and any traceback, holds no piece of the key."""
     monkeypatch.chdir(tmp_path)
     write_catalog(tmp_path / "catalog.csv", simple_rows(1))
-    (tmp_path / "catalog.results.csv").write_text("row,status,video_id\n1,submitted,v1\n")
+    (tmp_path / "catalog.results.csv").write_text(
+        "row,status,video_id,video_status,video_url\n1,submitted,v1,completed,\n"
+    )
     (tmp_path / "s.db").write_bytes(b"")
     env = {"JOGG_API_KEY": CANARY, "JOGG_BASE_URL": f"https://api.jogg.ai:{piece}"}
     result = CliRunner().invoke(main, command, env=env)
