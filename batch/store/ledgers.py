@@ -121,32 +121,30 @@ def hold_account(
             "or give both runs one ledger (leave --state out)"
         ),
     )
-    last_write = _inherited_wait(holder)
+    noted = _noted_attempt(holder)
+    sent = noted is not None and noted[0].isdigit()  # else `none`, `after T` or no note
     ledger_file = _file_id(state)
-    hold = AccountHold(fd, mine, ledger_id, last_write)
+    hold = AccountHold(fd, mine, ledger_id, _inherited_wait(noted))
     try:
-        if cut_off is not None and not _knows_its_last_attempt(holder, cut_off, state, knows):
-            times = (last_write, noted_at, _last_write(cut_off))
-            hold.last_write = last_write = max(
-                (t for t in times if t is not None), default=time.time()
-            )
-        if last_write is not None:  # killed while it waits, the next run waits as long
-            _note(fd, _holder_text(mine, f"after {last_write:.3f}"))
-        elif (found := _ATTEMPT.search(holder)) is not None and found[1][0].isdigit():
+        if cut_off is not None and not _knows_its_last_attempt(noted, cut_off, state, knows):
+            times = (hold.last_write, noted_at, _last_write(cut_off))
+            hold.last_write = max((t for t in times if t is not None), default=time.time())
+        if hold.last_write is not None:  # killed while it waits, the next run waits as long
+            _note(fd, _holder_text(mine, f"after {hold.last_write:.3f}"))
+        elif sent:
             # A cut-off run of this ledger, which knows its requests: until this run sends,
             # the lock keeps naming them, so a run from another ledger still waits for them.
-            _note(fd, _holder_text(mine, found[1]))
+            _note(fd, _holder_text(mine, noted))
         yield hold
     finally:
-        if hold.unsettled and _file_id(state) == ledger_file:
-            pass  # its own requests may still commit: the holder stays, as a killed run's does
-        elif _file_id(state) == ledger_file:
+        # A ledger deleted or replaced under the run lost what it recorded, and requests a run
+        # never had an answer to may still commit: then its holder stays, as a killed run's.
+        if _file_id(state) == ledger_file and not hold.unsettled:
             os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
-            if last_write is not None and time.time() < last_write + settle_seconds:
+            wait = hold.last_write
+            if wait is not None and time.time() < wait + settle_seconds:
                 # But the cut-off run's requests may still commit: the next run waits on.
-                _note(fd, _holder_text(mine, f"after {last_write:.3f}"))
-        # Else the ledger was deleted or replaced under the run: what it recorded is lost,
-        # so its holder stays, as a killed run's does, for the next run to wait out.
+                _note(fd, _holder_text(mine, f"after {wait:.3f}"))
         os.close(fd)  # closing releases the flock
 
 
@@ -166,30 +164,33 @@ def _holder_text(holder: str, attempt: str | None) -> str:
 
 
 def _knows_its_last_attempt(
-    holder: str, cut_off: Path, state: Path, knows: Callable[[str | None], bool] | None
+    noted: str | None, cut_off: Path, state: Path, knows: Callable[[str | None], bool] | None
 ) -> bool:
-    """Whether `state` is the cut-off run's ledger and holds its last attempt (so also the
-    `sending` record of every request it had in flight)."""
-    found = _ATTEMPT.search(holder)
-    if found is not None and not found[1][0].isdigit():
+    """Whether `state` is the cut-off run's ledger and holds its last attempt `noted` (so
+    also the `sending` record of every request it had in flight)."""
+    if noted is not None and not noted[0].isdigit():
         return True  # it sent nothing (what it waited for is `_inherited_wait`'s)
     if cut_off.resolve() != state.absolute().resolve():
         return False
-    if found is None:  # an earlier version's holder
-        return knows is not None and knows(None)
-    return knows is not None and knows(found[1])
+    return knows is not None and knows(noted)  # None: an earlier version's holder
 
 
 _ATTEMPT: Final = re.compile(r", attempt (none|after [\d.]+|\d+\.\d+\.[0-9a-f]+) *, ledger ")
 
 
-def _inherited_wait(holder: str) -> float | None:
+def _noted_attempt(holder: str) -> str | None:
+    """What the holder's note says (`3.7.ab12`, `none`, `after T`); None for a holder an
+    earlier version wrote, or none."""
+    found = _ATTEMPT.search(holder)
+    return None if found is None else found[1]
+
+
+def _inherited_wait(noted: str | None) -> float | None:
     """When a run cut off before a run that was waiting for it was, itself cut off: that
     waiting run's `after T`."""
-    found = _ATTEMPT.search(holder)
-    if found is None or not found[1].startswith("after "):
+    if noted is None or not noted.startswith("after "):
         return None
-    return float(found[1].removeprefix("after "))
+    return float(noted.removeprefix("after "))
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
