@@ -158,8 +158,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
             return summary
         retried = read_results(subset_config.results)
     _merge(frame, todo, retried)
-    left = frame["status"].map(row_status)
-    left = left[left.isin(UNFINISHED_ROWS)]
+    left = _unfinished(frame["status"].map(row_status))
     if not left.empty:
         # The summary counts the rows sent again; these others make the exit 1 too.
         counts = ", ".join(
@@ -323,10 +322,10 @@ def _of_the_file(error: CatalogError, subset: Path, results: Location) -> Catalo
     )
 
 
-def _leaves_rows(statuses: pd.Series) -> bool:
-    """Whether a file with these rows makes a run exit 1: rows failed, invalid, unknown or not
-    attempted are left."""
-    return bool(statuses.isin(UNFINISHED_ROWS).any())
+def _unfinished(statuses: pd.Series) -> pd.Series:
+    """The statuses that make a run of the file exit 1: failed, invalid, unknown, not
+    attempted."""
+    return statuses[statuses.isin(UNFINISHED_ROWS)]
 
 
 def _nothing_to_retry(config: RunConfig, statuses: pd.Series) -> RunSummary:
@@ -339,7 +338,7 @@ def _nothing_to_retry(config: RunConfig, statuses: pd.Series) -> RunSummary:
         dry_run=config.dry_run,
         plan=PlanCounts(),
         statuses={str(status): int(count) for status, count in sorted(counts.items())},
-        exit_code=1 if _leaves_rows(statuses) else 0,  # as the run's would be
+        exit_code=0 if _unfinished(statuses).empty else 1,  # as the run's would be
     )
     runner.write_summary_json(config, summary)
     return summary
