@@ -243,8 +243,11 @@ def take_lock(path: Path, holder: str, held: Callable[[str], str]) -> int:
         os.close(fd)
         raise LockedError(held(written or "another process")) from None
     try:
-        os.ftruncate(fd, 0)
-        os.write(fd, holder.encode(errors="backslashreplace"))  # a path in no encoding too
+        # Written over the last holder, then cut to length: a kill between the two leaves a
+        # holder (with the old one's tail), never an empty lock that reads as a clean end.
+        text = holder.encode(errors="backslashreplace")  # a path in no encoding too
+        os.pwrite(fd, text, 0)
+        os.ftruncate(fd, len(text))
     except OSError as exc:  # a full disk: the ledger beside it could not grow either
         os.close(fd)
         raise StateError(f"{path}: cannot write the run lock: {_why(exc)}") from None

@@ -1945,6 +1945,22 @@ def test_a_run_that_trusts_a_cut_off_runs_ledger_keeps_its_requests_in_the_lock(
         assert other.last_write is not None
 
 
+@pytest.mark.parametrize("left", [b"\0" * 120, b"pid 4242, attempt 3.7.ab", b"\xff\xfe garbage"])
+def test_a_sending_lock_left_unreadable_is_waited_out(tmp_path: Path, left: bytes) -> None:
+    """A lock holding what no run of this tool wrote whole (zeros a crash left, a holder cut
+    short, junk) read as a run that ended cleanly: nothing was waited for, and requests its
+    run had in flight could be paid for again. It is waited out from its last write, and
+    the wait is noted for a run killed while it waits."""
+    url, key = "https://api.test", "sk-test"
+    lock = ledger_path(account_url(url), key).with_suffix(".sending.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_bytes(left)
+    written_at = lock.stat().st_mtime
+    with hold_account(url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True) as hold:
+        assert hold.last_write == written_at
+        assert f"attempt after {written_at:.3f} " in lock.read_text()
+
+
 def test_a_ledger_named_in_no_encoding_is_noted_in_the_sending_lock(
     tmp_path: Path, sandbox_url: str
 ) -> None:

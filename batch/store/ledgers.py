@@ -110,10 +110,29 @@ def hold_account(
     path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
     holder, noted_at = _holder(path)
     cut_off = _cut_off_ledger(holder)
+    noted = _noted_attempt(holder)
+    last_write = _inherited_wait(noted)
+    # A holder this tool did not write whole (a disk error, a hand edit) cannot say what its
+    # run had in flight: it is waited out, as a cut-off run's from another ledger is.
+    unreadable = cut_off is None and bool(holder.strip())
+    if unreadable or (
+        cut_off is not None and not _knows_its_last_attempt(noted, cut_off, state, knows)
+    ):
+        times = (last_write, noted_at, None if cut_off is None else _last_write(cut_off))
+        last_write = max((t for t in times if t is not None), default=time.time())
+    if last_write is not None:  # killed while it waits, the next run waits as long
+        note = f"after {last_write:.3f}"
+    elif noted is not None and noted[0].isdigit():
+        # A cut-off run of this ledger, which knows its requests: until this run sends, the
+        # lock keeps naming them, so a run from another ledger still waits for them.
+        note = noted
+    else:
+        note = None
     mine = f"pid {os.getpid()}, ledger {state.absolute()}"
+    # The note goes in with the holder, in one write: a kill between two would leave `none`.
     fd = files.take_lock(
         path,
-        _holder_text(mine, None),
+        _holder_text(mine, note),
         lambda holder: (
             "another jogg-batch on this machine is sending for this account "
             f"({_ATTEMPT.sub(', ledger ', holder)}); two "
@@ -121,37 +140,29 @@ def hold_account(
             "or give both runs one ledger (leave --state out)"
         ),
     )
-    noted = _noted_attempt(holder)
-    sent = noted is not None and noted[0].isdigit()  # else `none`, `after T` or no note
     ledger_file = _file_id(state)
-    hold = AccountHold(fd, mine, ledger_id, _inherited_wait(noted))
+    hold = AccountHold(fd, mine, ledger_id, last_write)
     try:
-        if cut_off is not None and not _knows_its_last_attempt(noted, cut_off, state, knows):
-            times = (hold.last_write, noted_at, _last_write(cut_off))
-            hold.last_write = max((t for t in times if t is not None), default=time.time())
-        if hold.last_write is not None:  # killed while it waits, the next run waits as long
-            _note(fd, _holder_text(mine, f"after {hold.last_write:.3f}"))
-        elif sent:
-            # A cut-off run of this ledger, which knows its requests: until this run sends,
-            # the lock keeps naming them, so a run from another ledger still waits for them.
-            _note(fd, _holder_text(mine, noted))
         yield hold
     finally:
         # A ledger deleted or replaced under the run lost what it recorded, and requests a run
         # never had an answer to may still commit: then its holder stays, as a killed run's.
         if _file_id(state) == ledger_file and not hold.unsettled:
-            os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
             wait = hold.last_write
             if wait is not None and time.time() < wait + settle_seconds:
-                # But the cut-off run's requests may still commit: the next run waits on.
+                # The cut-off run's requests may still commit: the next run waits on.
                 _note(fd, _holder_text(mine, f"after {wait:.3f}"))
+            else:
+                os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
         os.close(fd)  # closing releases the flock
 
 
 def _note(fd: int, text: str) -> None:
     """Writes `text` over the lock's holder in place, encoded as `files.take_lock` writes it
-    (a ledger path in no encoding too)."""
-    os.pwrite(fd, text.encode(errors="backslashreplace"), 0)
+    (a ledger path in no encoding too), then cuts the file to it: never empty in between."""
+    written = text.encode(errors="backslashreplace")
+    os.pwrite(fd, written, 0)
+    os.ftruncate(fd, len(written))
 
 
 def _holder_text(holder: str, attempt: str | None) -> str:
