@@ -665,11 +665,17 @@ def one_spelling(url: str) -> str:
 
 
 def same_text(text: str | None) -> str | None:
-    """Free text as a reader sees it: line ends as LF, characters composed (NFC), a no-break
-    space as a space, no space or invisible character (a BOM, a zero-width space) at either
-    end. The catalog makes its cells alike the same way, a column at a time
-    (`batch.catalog.normalize`)."""
-    return None if text is None else _SEEN_ENDS.sub("", _NO_BREAK.sub(" ", lines_composed(text)))
+    """Free text as a reader sees it: line ends as LF (CRLF, CR, and the breaks other tools
+    write: FileMaker's vertical tab, Word's line and paragraph separators, NEL), characters
+    composed (NFC), a no-break space as a space, no space or invisible character (a BOM, a
+    zero-width space) at either end. The catalog makes its cells alike the same way, a column
+    at a time (`batch.catalog.normalize`)."""
+    return None if text is None else alike_but_breaks(_OTHER_BREAKS.sub("\n", text))
+
+
+def alike_but_breaks(text: str) -> str:
+    """Free text as the versions before the other tools' line breaks made it alike."""
+    return _SEEN_ENDS.sub("", _NO_BREAK.sub(" ", lines_composed(text)))
 
 
 def trimmed_lines(text: str) -> str:
@@ -684,6 +690,9 @@ def lines_composed(text: str) -> str:
 
 
 _LINE_ENDS: Final = re.compile(r"\r\n?")
+# A line break as tools other than a text editor write it in a cell: FileMaker's vertical tab,
+# NEL (an EBCDIC export), Unicode's line and paragraph separators (Word, InDesign, JavaScript).
+_OTHER_BREAKS: Final = re.compile("[\v\x85\u2028\u2029]")
 # The spaces that do not break a line: a space to a reader.
 _NO_BREAK: Final = re.compile("[\u00a0\u2007\u202f]")
 # Spaces, and the characters nobody sees (a byte order mark, zero-width spaces and joiners,

@@ -28,7 +28,7 @@ from batch.catalog.readers import csv_batches
 from batch.catalog.rows import request_settings_from_json, request_settings_to_json
 from batch.catalog.structure import _quoted_break
 from batch.errors import CatalogError
-from batch.payload import ProductDetails, RequestDefaults, fingerprint
+from batch.payload import ProductDetails, RequestDefaults, fingerprint, same_text
 
 
 def rows_of(path: Path, options: CatalogOptions | None = None) -> list[CatalogRow]:
@@ -1862,6 +1862,24 @@ def test_invisible_ends_and_no_break_spaces_in_free_text_make_no_other_request(
         name="Spring\u00a0sale\u200b", override_script="\ufeffBuy it today"
     )
     assert fingerprint(before) in batch.rows.earlier_fingerprints(1)
+
+
+def test_line_breaks_other_tools_write_are_read_as_lf(tmp_path: Path) -> None:
+    """A vertical tab (FileMaker), U+2028 and U+2029 (Word), NEL: one line break, the same
+    request as LF, in a CSV and in Parquet; the row keeps the fingerprint it had as written."""
+    script = "One\vtwo\u2028three\x85four\u2029five"
+    frame = pd.DataFrame({"product_id": ["P1", "P1"], "override_script": [script, "x"]})
+    frame.to_parquet(tmp_path / "c.parquet")
+    text = f'product_id,override_script\nP1,"{script}"\nP1,"One\ntwo\nthree\nfour\nfive"\n'
+    (csv,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
+    (parquet,) = read_catalog(tmp_path / "c.parquet", CatalogOptions())
+    other, lf = csv.rows
+    assert lf.fields is not None
+    assert lf.fields.override_script == "One\ntwo\nthree\nfour\nfive"
+    assert other.fingerprint == lf.fingerprint == parquet.rows[0].fingerprint
+    as_written = lf.fields._replace(override_script=script)
+    assert fingerprint(as_written) in csv.rows.earlier_fingerprints(0)
+    assert same_text(script) == lf.fields.override_script
 
 
 def test_earlier_versions_making_text_alike_but_for_spaces_are_found_too(tmp_path: Path) -> None:

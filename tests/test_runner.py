@@ -1716,6 +1716,36 @@ def test_a_padded_nfd_script_any_earlier_version_sent_is_not_paid_again(
     assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
 
 
+@pytest.mark.parametrize(
+    "brk", ["\v", "\u2028", "\x85", "\u2029"], ids=["filemaker-vt", "u2028", "nel", "u2029"]
+)
+def test_a_line_break_other_tools_write_is_no_other_request(
+    tmp_path: Path, sandbox_url: str, brk: str
+) -> None:
+    """FileMaker writes a line break in a cell as a vertical tab, Word as U+2028 or U+2029,
+    an EBCDIC export as NEL. Sent as written, and the same rows exported again with LF were new
+    rows, paid again. Read as LF; what an earlier version sent as written is found from the
+    file either way."""
+    pid = product_ids(1)[0]
+    catalog = tmp_path / "filemaker.csv"
+    catalog.write_text(f'product_id,override_script\n{pid},"Line one{brk}Line two"\n')
+    config = make_config(catalog, sandbox_url)
+    fields = sent_by_an_earlier_version(
+        config, lambda fields: fields._replace(override_script=f"Line one{brk}Line two")
+    )
+    assert fields.override_script == "Line one\nLine two"
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # not yet aliased by this version
+        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
+    re_exported = tmp_path / "excel.csv"
+    re_exported.write_text(f'product_id,override_script\n{pid},"Line one\nLine two"\n')
+
+    for again in (re_exported, catalog):
+        summary = runner.run(make_config(again, sandbox_url))
+        assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+    assert len(submissions(sandbox_url)["submissions"]) == 1
+
+
 def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(
     tmp_path: Path, sandbox_url: str
 ) -> None:

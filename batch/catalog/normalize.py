@@ -1019,15 +1019,17 @@ _END_CHARS: Final = (
     "[\\p{Z}\\t\\n\\v\\f\\r\\x{1c}-\\x{1f}\\x{85}\\x{feff}\\x{200b}-\\x{200f}\\x{2060}]"
 )
 _SEEN_ENDS: Final = f"^{_END_CHARS}+|{_END_CHARS}+$"
+_OTHER_BREAKS: Final = "[\\v\\x{85}\\x{2028}\\x{2029}]"
 
 
 def _same_text(text: pa.Array) -> pa.Array:
     """Text as a reader sees it, one spelling for what reads the same: line ends as LF (a file
-    through FTP's ASCII mode or unix2dos has CRLF in its quoted cells, old Mac tools a lone CR),
+    through FTP's ASCII mode or unix2dos has CRLF in its quoted cells, old Mac tools a lone CR,
+    FileMaker a vertical tab, Word a line separator),
     characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301), a no-break
     space as a space, and no space or invisible character at either end (a re-export or a
     paste adds one, a BOM or a zero-width space; nobody sees it)."""
-    lines = pc.replace_substring_regex(text, r"\r\n?", "\n")
+    lines = pc.replace_substring_regex(text, r"\r\n?|" + _OTHER_BREAKS, "\n")
     spaced = pc.replace_substring_regex(pc.utf8_normalize(lines, "NFC"), _NO_BREAK, " ")
     return pc.replace_substring_regex(spaced, _SEEN_ENDS, "")
 

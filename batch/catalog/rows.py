@@ -13,6 +13,7 @@ from batch.payload import (
     ProductDetails,
     RequestDefaults,
     ResolvedFields,
+    alike_but_breaks,
     fingerprint,
     lines_composed,
     trimmed_lines,
@@ -244,7 +245,8 @@ class ResolvedRows(Sequence[CatalogRow]):
 
         The first versions hashed free text as the file wrote it (NFD, CRLF, spaces at its
         ends); later ones made it alike but for those spaces (`lines_composed`), then but for
-        no-break spaces and invisible characters at its ends (`trimmed_lines`). Their jobs
+        no-break spaces and invisible characters at its ends (`trimmed_lines`), then but for
+        the line breaks of tools other than text editors (`alike_but_breaks`). Their jobs
         are in states for years: planning looks the row's job up under these too, so an
         upgrade never pays again for a row it sent before."""
         changed = [(at, rows[index]) for at, rows in self._earlier.items() if index in rows]
@@ -252,7 +254,7 @@ class ResolvedRows(Sequence[CatalogRow]):
             return ()
         found = []
         previous_name = self._previous_names.get(index)
-        for reading in (_as_written, lines_composed, trimmed_lines):
+        for reading in (_as_written, lines_composed, trimmed_lines, alike_but_breaks):
             values = self._values(index)
             for at, text in changed:
                 if reading is trimmed_lines and at == _NAME_AT and previous_name is not None:

@@ -34,7 +34,7 @@ def wrote_rows(run: str) -> str:
 # jobs are scanned again: the second, for URLs in one spelling; the third, for free text
 # without spaces at its ends; the fifth, for free text with no-break spaces as spaces and
 # without invisible characters at its ends.
-_ALIASED = "aliased_as_asked_5"
+_ALIASED = "aliased_as_asked_6"
 # meta: this ledger file's random id, which the account's sending lock notes with each request.
 _LEDGER_ID = "ledger_id"
 
