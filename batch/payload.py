@@ -17,6 +17,7 @@ import math
 import re
 import string
 import unicodedata
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -365,7 +366,8 @@ def normalize_text(value: object) -> str:
 
 
 def normalize_length(value: object) -> str:
-    """`30`, `"30"`, `30.0`, `"30s"`, `"30,0"` -> `"30"`; `"1 min"` -> `"60"`."""
+    """`30`, `"30"`, `30.0`, `"30s"`, `"30,0"` -> `"30"`; `"1 min"` -> `"60"`; a formula's binary
+    noise as the whole number Excel shows (`60.00000000000001` -> `"60"`)."""
     text = str(value).strip().lower() if isinstance(value, str) else value
     minutes = False
     if isinstance(text, str):
@@ -376,6 +378,8 @@ def normalize_length(value: object) -> str:
         if whole := _DECIMAL_COMMA_WHOLE.fullmatch(text):
             text = whole.group(1)
     number = _number(text)
+    if number is not None and (noise := _formula_noise(number)) is not None:
+        number = float(noise)  # =0.1*600 is 60.00000000000001
     if number is not None and minutes:
         number *= 60
     if number is not None and number.is_integer() and str(int(number)) in LENGTHS:
@@ -523,6 +527,11 @@ def normalize_language(value: object) -> str:
     )
     if isinstance(value, str) and code is not None and text not in _AMBIGUOUS_VARIANTS:
         return code
+    if text == "uk":
+        raise ValueError(
+            f"{shown(value)} reads as the United Kingdom (British English) as much as Ukrainian's "
+            "code: write english (or en-GB) or ukrainian (or uk-UA)"
+        )
     raise ValueError(
         f"{shown(value)} is not a supported language; "
         "write its name, in any case, such as english or French (or its code: en, fr-CA)"
@@ -561,8 +570,9 @@ _LANGUAGE_VARIANTS: Final = {
     "zh-tw": "traditional-chinese", "zh-hant": "traditional-chinese",
     "zh-hant-tw": "traditional-chinese", "nl-be": "flemish",
 }  # fmt: skip
-# Hong Kong and Macau write traditional characters and speak Cantonese: which is meant?
-_AMBIGUOUS_VARIANTS: Final = frozenset({"zh-hk", "zh-mo", "zh-hant-hk", "zh-hant-mo"})
+# Hong Kong and Macau write traditional characters and speak Cantonese: which is meant? And a
+# market column's `UK` is British English, where ISO 639 says Ukrainian.
+_AMBIGUOUS_VARIANTS: Final = frozenset({"zh-hk", "zh-mo", "zh-hant-hk", "zh-hant-mo", "uk"})
 
 
 def normalize_url(value: object) -> str:
@@ -671,6 +681,43 @@ def same_text(text: str | None) -> str | None:
     zero-width space) at either end. The catalog makes its cells alike the same way, a column
     at a time (`batch.catalog.normalize`)."""
     return None if text is None else alike_but_breaks(_OTHER_BREAKS.sub("\n", text))
+
+
+def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
+    """Why `now` is not a request of its own but `earlier`'s with characters lost: a free text
+    of it is `earlier`'s with each character outside ASCII as `?` (one a character, or one per
+    UTF-16 unit); None for any other.
+
+    Excel's "CSV (Comma delimited)" writes a code page, and a `?` for each character it cannot
+    hold: a catalog whose only characters outside ASCII were emoji, Hebrew or Chinese is ASCII
+    after it, read as UTF-8, and each such row was a changed request, paid for again, its
+    avatar reading out question marks."""
+    for field, before, after in _free_texts(earlier, now):
+        if before is None or after is None or before.isascii() or "?" not in after:
+            continue
+        if _lost_to_question_marks(before).fullmatch(after):
+            return (
+                f"{field}: {shown(after)} is the text of this row's last request "
+                f"({shown(before)}) with its characters outside ASCII as '?': a save as "
+                "Excel's 'CSV (Comma delimited)' (or another tool writing a code page) lost "
+                "them; save the catalog as 'CSV UTF-8' and run again"
+            )
+    return None
+
+
+def _free_texts(
+    earlier: ResolvedFields, now: ResolvedFields
+) -> Iterator[tuple[str, str | None, str | None]]:
+    yield "video_name", earlier.name, now.name
+    yield "override_script", earlier.override_script, now.override_script
+    if earlier.product is not None and now.product is not None:
+        yield "product_name", earlier.product.name, now.product.name
+        yield "description", earlier.product.description, now.product.description
+        yield "target_audience", earlier.product.target_audience, now.product.target_audience
+
+
+def _lost_to_question_marks(text: str) -> re.Pattern[str]:
+    return re.compile("".join(re.escape(c) if c.isascii() else r"\?{1,2}" for c in text))
 
 
 def alike_but_breaks(text: str) -> str:

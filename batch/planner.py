@@ -153,9 +153,11 @@ class Planner:
         )
         as_written = self._add_earlier_jobs(rows, slow, existing)
         checked = self._check_rows(rows, slow, existing)
-        known_keys = self._keys_with_jobs(
+        newest_of_key = self._newest_jobs_of_keys(
             rows, {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
         )
+        known_keys = set(newest_of_key)  # changed rows, unless their text was lost
+        lost = self._characters_lost(rows, newest_of_key)
         planned = "planned" if self.dry_run else "job"
         new_jobs: list[NewJob] = []
         updates: list[JobUpdate] = []
@@ -173,10 +175,10 @@ class Planner:
                 counts.blank += 1
                 plans.append(RowPlan(number, None, "blank", None))
                 continue
-            if fp is None:
+            if fp is None or index in lost:
                 counts.invalid += 1
                 problems = (row or rows[index]).problems
-                detail = "; ".join(f"{p.column}: {p.reason}" for p in problems)
+                detail = lost.get(index) or "; ".join(f"{p.column}: {p.reason}" for p in problems)
                 plans.append(RowPlan(number, None, "invalid", detail))
                 continue
             ref: int | str = fp if job is None else job.id  # a new job is known by fingerprint
@@ -302,13 +304,32 @@ class Planner:
         if source is not None and self.state.product_for(source) is None:
             self.product_sources.add(source)
 
-    def _keys_with_jobs(self, rows: catalog.ResolvedRows, indices: set[int]) -> set[int]:
-        """Which of these rows (new fingerprints) have a key that had a job before: changed."""
+    def _newest_jobs_of_keys(self, rows: catalog.ResolvedRows, indices: set[int]) -> dict[int, int]:
+        """The rows among these (new fingerprints) whose key had a job before (changed), with
+        that key's newest job."""
         if not self.earlier_jobs or not indices:
-            return set()
+            return {}
         keys = {index: rows.key(index) for index in indices}
-        known = self.state.keys_with_jobs(list(keys.values()))
-        return {index for index, key in keys.items() if key in known}
+        newest = self.state.newest_jobs_of_keys(list(keys.values()))
+        return {index: newest[key] for index, key in keys.items() if key in newest}
+
+    def _characters_lost(
+        self, rows: catalog.ResolvedRows, newest_of_key: dict[int, int]
+    ) -> dict[int, str]:
+        """The changed rows whose request is their key's last one with characters lost to `?`
+        by a re-save (`payload.characters_lost`), with why: invalid, never a second render."""
+        earlier = self.state.fields_of_jobs(list(set(newest_of_key.values())))
+        lost = {}
+        for index, job_id in newest_of_key.items():
+            fields, before = rows[index].fields, earlier.get(job_id)
+            why = (
+                None
+                if fields is None or before is None
+                else payload.characters_lost(before, fields)
+            )
+            if why is not None:
+                lost[index] = why
+        return lost
 
     def _settled(self, job: KnownJob | None) -> bool:
         """Whether this run leaves the job as it is (nothing to send, nothing to check)."""

@@ -1864,6 +1864,20 @@ def test_invisible_ends_and_no_break_spaces_in_free_text_make_no_other_request(
     assert fingerprint(before) in batch.rows.earlier_fingerprints(1)
 
 
+def test_free_text_of_question_marks_alone_is_refused(tmp_path: Path) -> None:
+    """Excel's "CSV (Comma delimited)" writes a `?` for each character its code page lacks: a
+    Hebrew script came out as `????? ???` and was sent so. Refused, naming the column; text
+    with a question mark or two among its words is text."""
+    text = 'product_id,override_script\nP1,????? ???\nP2,Really?? Yes.\nP3,"¿?"\n'
+    (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
+    lost, asked, short = batch.rows
+    assert lost.fields is None
+    [problem] = lost.problems
+    assert (problem.column, problem.value) == ("override_script", "????? ???")
+    assert "'CSV UTF-8'" in problem.reason
+    assert (asked.fields is None, short.fields is None) == (False, False)
+
+
 def test_line_breaks_other_tools_write_are_read_as_lf(tmp_path: Path) -> None:
     """A vertical tab (FileMaker), U+2028 and U+2029 (Word), NEL: one line break, the same
     request as LF, in a CSV and in Parquet; the row keeps the fingerprint it had as written."""

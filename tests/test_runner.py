@@ -1746,6 +1746,42 @@ def test_a_line_break_other_tools_write_is_no_other_request(
     assert len(submissions(sandbox_url)["submissions"]) == 1
 
 
+def test_text_a_re_save_lost_to_question_marks_is_refused_not_paid_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Excel's "CSV (Comma delimited)" writes a `?` for each character its code page lacks: a
+    catalog whose only such characters were an emoji or Hebrew is then ASCII, and each such
+    row was a changed request, paid again, its avatar reading out question marks. Such a row
+    is invalid, saying why; a row really changed is still sent."""
+    pids = product_ids(3)
+    header = "product_id,title,video_name,override_script\n"
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        header + f"{pids[0]},Summer Mug \u2600\ufe0f,{{title}} promo,\n"
+        f"{pids[1]},Bottle,,\u05d1\u05e7\u05d1\u05d5\u05e7 \u05de\u05d9\u05dd\n"
+        f"{pids[2]},Clock \U0001f570,{{title}},\n",
+        encoding="utf-8",
+    )
+    assert runner.run(make_config(catalog, sandbox_url)).requests_sent == 3
+    re_saved = tmp_path / "re-saved.csv"
+    re_saved.write_text(
+        header + f"{pids[0]},Summer Mug ??,{{title}} promo,\n"
+        f"{pids[1]},Bottle,,????? ???\n"
+        f"{pids[2]},Clock ?? new,{{title}},\n"
+    )
+
+    summary = runner.run(make_config(re_saved, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.invalid, summary.plan.changed) == (1, 2, 1)
+    assert summary.exit_code == ExitCode.ROWS_FAILED
+    results = read_results(re_saved.with_suffix(".results.csv"))
+    assert list(results["status"]) == ["invalid", "invalid", "submitted"]
+    assert "video_name: 'Summer Mug ?? promo' is the text of this row's last request" in str(
+        results["message"][0]
+    )
+    assert "'CSV UTF-8'" in str(results["message"][1])
+
+
 def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(
     tmp_path: Path, sandbox_url: str
 ) -> None:

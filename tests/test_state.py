@@ -195,7 +195,8 @@ def test_a_big_slice_is_planned_whole_and_planning_it_again_changes_nothing(
     assert mapped == {i + 1: ids[fp] for i, fp in enumerate(fingerprints)}
     state.record_plan(run, jobs, [], rows)
     assert state._db.execute("SELECT count(*) FROM jobs").fetchone() == (25_000,)
-    assert state.keys_with_jobs(["k3", "k24999", "nope"]) == {"k3", "k24999"}
+    newest = state.newest_jobs_of_keys(["k3", "k24999", "nope"])
+    assert newest == {"k3": ids[fingerprints[3]], "k24999": ids[fingerprints[24999]]}
 
 
 def _runs_seen_by_another_process(path: Path) -> int:

@@ -309,6 +309,18 @@ def spreadsheet_error(value: object) -> str | None:
     )
 
 
+def _lost_text(value: object) -> str | None:
+    """Why free text of question marks alone (`????? ???`) cannot be sent: what Excel's "CSV
+    (Comma delimited)" writes for text its code page lacks (Hebrew, Chinese, emoji), or None."""
+    if not isinstance(value, str) or value.count("?") < 2 or any(c.isalnum() for c in value):
+        return None
+    return (
+        f"{payload.shown(value)} is question marks alone: the characters a save could not "
+        "write (Excel's 'CSV (Comma delimited)' writes '?' for each); save the catalog as "
+        "'CSV UTF-8' and run again"
+    )
+
+
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
 # The outcome columns that mark a results file, even one a script cut down to what it needed.
 _RESULTS_SIGNATURE: Final = frozenset({"status", "video_id"})
@@ -1246,7 +1258,7 @@ def _normalize_column(
         raw = value
         if kind != "free" and isinstance(value, str) and not value.isascii():
             value = _visible(value)
-        if error := spreadsheet_error(value):
+        if error := spreadsheet_error(value) or (kind == "free" and _lost_text(value)):
             reasons[index] = error
             continue
         if _spells_missing(value) and (kind != "free" or value.strip() in DATABASE_NULLS):

@@ -346,17 +346,11 @@ class JobQueries(Connection):
             )
         return str(self.get_meta(_LEDGER_ID))
 
-    def keys_with_jobs(self, keys: Sequence[str]) -> set[str]:
-        """Which of these row keys already have a job (for telling changed rows from new ones).
-
-        One indexed probe per distinct key: a key such as a product id can have thousands of
-        jobs, and `DISTINCT ... IN (...)` would read every one of them."""
-        lookup = "SELECT 1 FROM jobs WHERE row_key = ? LIMIT 1"
-        return {key for key in set(keys) if self._db.execute(lookup, (key,)).fetchone()}
-
     def newest_jobs_of_keys(self, keys: Sequence[str]) -> dict[str, int]:
         """The newest job of each of these row keys that has one: what the key's last run
-        planned (for telling a person what a row to retry now asks otherwise)."""
+        planned (for telling changed rows from new ones, and a person what a row to retry now
+        asks otherwise). One indexed probe per distinct key: a key such as a product id can
+        have thousands of jobs."""
         newest = "SELECT max(id) FROM jobs WHERE row_key = ?"
         found = {key: self._db.execute(newest, (key,)).fetchone()[0] for key in set(keys)}
         return {key: job_id for key, job_id in found.items() if job_id is not None}
