@@ -731,16 +731,21 @@ def test_a_formula_given_its_value_by_the_writer_is_read_as_that_value(tmp_path:
     path = tmp_path / "given.xlsx"
     book = xlsxwriter.Workbook(str(path))
     sheet = book.add_worksheet("Products")
-    sheet.write_row(0, 0, ["product_id", "length", "aspect_ratio"])
+    sheet.write_row(0, 0, ["product_id", "length", "aspect_ratio", "caption"])
     sheet.write_row(1, 0, ["P1"])
     sheet.write_formula(1, 1, "=10+5", None, 15)
     sheet.write_formula(1, 2, '="portrait"', None, "portrait")
+    sheet.write_formula(1, 3, "=B2>100", None, False)  # `t="b"` and `<v>0</v>`: a given FALSE
     book.close()
     assert re.search(r'<calcPr [^>]*fullCalcOnLoad="1"', _part(path, "xl/workbook.xml"))
     assert list(catalog_problems(path, CatalogOptions())) == []
     [row] = [row for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
     assert row.fields is not None
-    assert (row.fields.length, row.fields.aspect_ratio) == ("15", "portrait")
+    assert (row.fields.length, row.fields.aspect_ratio, row.fields.caption) == (
+        "15",
+        "portrait",
+        False,
+    )
 
 
 def test_a_formula_with_no_value_is_refused_and_a_calculated_one_read(tmp_path: Path) -> None:

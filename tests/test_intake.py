@@ -4,9 +4,11 @@ reads, and what the sandbox received."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import json
+import lzma
 import os
 import zipfile
 from collections.abc import Callable
@@ -109,6 +111,9 @@ CORPUS = [
          .encode("utf-16-le"), 2, ("utf16_ragged.txt line 4 (row 3): has 2 cells where the header "
          "has 3",)),
     Case("bom_utf32.csv", lambda: GOOD.encode("utf-32"), 2, ("UTF-32 text",)),
+    # Compressed otherwise than gzip (read with --format csv): named, not "a NUL byte".
+    Case("catalog.txt", lambda: bz2.compress(GOOD.encode()), 2, ("is bzip2-compressed",)),
+    Case("catalog.xz.txt", lambda: lzma.compress(GOOD.encode()), 2, ("is xz-compressed",)),
     Case("utf16_no_bom.csv", lambda: GOOD.encode("utf-16-le"), 2, ("is not a text file",)),
     Case("latin1.csv", lambda: f"{GOOD}{IDS[2]},Café,15\n".encode("latin-1"), 2,
          ("latin1.csv line 4 (row 3)", "column 'title'", "byte 0xE9", "UTF-8")),

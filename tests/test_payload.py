@@ -267,6 +267,8 @@ def test_request_defaults_are_the_documented_ones() -> None:
         ("1 min", "60"),  # minutes, as people write a minute's video
         ("0.5 minutes", "30"),
         ("15,0", "15"),  # a decimal comma: a `;` file from Excel in Europe
+        (60.00000000000001, "60"),  # =0.1*600: a formula's binary noise, 60 as Excel shows
+        ("30.000000000000004", "30"),
     ],
 )
 def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> None:
@@ -590,6 +592,15 @@ def test_normalize_language_rejects() -> None:
     # Cantonese or traditional Chinese? And `no` reads as "no language" as much as Norwegian.
     for unclear in ("zh-HK", "no", "xx"):
         assert _reason(normalize_language, unclear).startswith(f"{unclear!r} is not a supported")
+
+
+@pytest.mark.parametrize("market", ["UK", "uk", " Uk "])
+def test_a_language_written_as_uk_is_refused_as_unclear(market: str) -> None:
+    """`UK` in a language column is the British market as often as ISO 639's Ukrainian: it
+    was sent as Ukrainian, beside `US` and `GB`, which are refused. Refused too, saying which
+    to write; `uk-UA` and `en-GB` say it."""
+    assert "British English" in _reason(normalize_language, market)
+    assert (normalize_language("uk-UA"), normalize_language("en-GB")) == ("ukrainian", "english")
 
 
 @pytest.mark.parametrize("value", ["https://hooks.example/x", "http://127.0.0.1:8080/h?a=1"])

@@ -66,6 +66,7 @@ _ROOT: Final = re.compile(rb"<(?:([A-Za-z_][\w.-]*):)?worksheet\b")
 # In a cell's opening tag: an error cell (`t="e"`), a formula's text (`t="str"`), its reference.
 _ERROR_TYPE: Final = re.compile(rb"t=[\"']e[\"']")
 _STRING_TYPE: Final = re.compile(rb"\st=[\"']str[\"']")
+_BOOLEAN_TYPE: Final = re.compile(rb"\st=[\"']b[\"']")
 _CELL_REF: Final = re.compile(rb"\sr=[\"']([A-Z]+)([0-9]+)[\"']")
 _ROW_NUMBER: Final = re.compile(rb"\sr=[\"']([0-9]+)[\"']")
 _HIDDEN: Final = re.compile(rb"\shidden=[\"'](?:1|true)[\"']")
@@ -469,8 +470,10 @@ def _add_errors(
         opening = _opening(tags, xml, found.start())
         if opening is None or opening.end() != found.start():
             continue  # a formula is a cell's first child
-        if recalculate and _given_value(tags, xml, found.end()):
-            continue
+        if recalculate and (
+            _BOOLEAN_TYPE.search(opening[1]) or _given_value(tags, xml, found.end())
+        ):
+            continue  # XlsxWriter types a formula boolean only when it is given its value
         empty_value = not recalculate and not found.group(1).startswith(b"</")
         if empty_value and _STRING_TYPE.search(opening[1]):
             continue  # `t="str"` and `<v></v>`: a formula calculated to empty text

@@ -92,6 +92,11 @@ _SIGNATURES: Final = (
     (b"\x1f\x8b", "gzip-compressed; end its name in .gz (catalog.csv.gz) to have it read so"),
     (b"\xff\xfe\x00\x00", "UTF-32 text; save it as UTF-8"),
     (b"\x00\x00\xfe\xff", "UTF-32 text; save it as UTF-8"),
+    # Compressions read only as gzip: each is named, with the way to a file that is read.
+    (b"BZh91AY&SY", "bzip2-compressed; decompress it (bunzip2), or recompress it with gzip (.gz)"),
+    (b"\xfd7zXZ\x00", "xz-compressed; decompress it (unxz), or recompress it with gzip (.gz)"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed; decompress it (unzstd), or recompress it with gzip"),
+    (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive, not text; extract the catalog inside"),
 )
 # What Python's csv module says, and what it means for the person fixing the file.
 _QUOTE_HINT: Final = 'close the quote where the cell ends, and write a quote inside a cell as ""'
