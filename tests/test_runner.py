@@ -697,6 +697,35 @@ def test_a_5xx_with_a_rate_limits_body_after_the_commit_is_looked_up_never_resen
     assert summary.exit_code == ExitCode.OK
 
 
+def test_an_answer_naming_another_video_is_set_right_from_the_listing(tmp_path: Path) -> None:
+    """A 200 naming a video the account does not have (a proxy answering for another request):
+    the row kept it, its render was never followed, and a day on it was a failed render that
+    `retry` paid for again. The next run's listing shows the row's tag on the video it paid
+    for: the row takes that one, and nothing is sent."""
+    fake = "ZmFrZS12aWRlby1pZA"
+    answered: list[str] = []
+
+    def another_video(method: str, path: str, query: dict[str, str], body: bytes) -> Any:
+        if path != "/v2/create_video_from_product" or answered:
+            return None
+        answer = json.loads(body)
+        answered.append(answer["data"]["video_id"])
+        answer["data"]["video_id"] = fake
+        return 200, "application/json", json.dumps(answer).encode()
+
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    sandbox = RewritingSandbox(another_video)
+    config = replace(make_config(catalog, "http://sandbox.test"), concurrency=1)
+    runner.run(config, transport=sandbox.transport())
+    assert read_results(config.results)["video_id"][0] == fake
+    time.sleep(SETTLE + 0.2)  # the listing lacks it past the settle period
+
+    again = runner.run(config, transport=sandbox.transport())
+
+    assert again.requests_sent == 0
+    assert read_results(config.results)["video_id"][0] == answered[0]
+
+
 def test_a_server_clock_behind_ours_neither_pays_twice_nor_undercounts_credits(
     tmp_path: Path,
 ) -> None:

@@ -194,6 +194,14 @@ class AccountListing:
             raise self._cut_short("a page was being read") from None
         missing = self._missing(seen, target, started)
         self._state.record_listing(rows)
+        missing = self._misnamed_set_right(missing)
+        if missing:
+            log.warning(
+                "the account's video listing lacks %d video(s) this ledger was given (%s): it "
+                "proves no request absent, so no lost answer is sent again on it",
+                len(missing),
+                ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""),
+            )
         self._state.set_meta(_SYNCED_AT, repr(started))
         unlisted = self._unlisted(total, len(seen))
         log.debug("listing synced: %d page(s), echo %s", pages, echo)
@@ -222,19 +230,27 @@ class AccountListing:
         answered a moment before may not be listed yet."""
         if self._overlap <= 0:
             return []
-        missing = [
+        return [
             video_id
             for video_id in self._state.accepted_between(target, started - self._overlap)
             if video_id not in seen
         ]
-        if missing:
+
+    def _misnamed_set_right(self, missing: list[str]) -> list[str]:
+        """Of the videos the listing lacks, those whose row's tag it lists on a video no other
+        row has: the answer named another video than the render it paid for (a proxy or a
+        server answering for another request). The row takes the listed video, which `status`
+        follows from now on: the id it had would end a failed render a day on, which `retry`
+        pays for again. Returns the videos still lacking."""
+        corrected = self._state.set_right_misnamed_videos(missing)
+        for given, listed in corrected.items():
             log.warning(
-                "the account's video listing lacks %d video(s) this ledger was given (%s): it "
-                "proves no request absent, so no lost answer is sent again on it",
-                len(missing),
-                ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else ""),
+                "the answer that was given video %s named no video the account lists; the "
+                "account lists that row's render as video %s, which the row has from now on",
+                given,
+                listed,
             )
-        return missing
+        return [video_id for video_id in missing if video_id not in corrected]
 
     async def _walk(
         self, target: float, started: float

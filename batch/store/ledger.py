@@ -144,6 +144,28 @@ class LedgerQueries(JobQueries):
         )
         return [str(video_id) for (video_id,) in rows]
 
+    def set_right_misnamed_videos(self, video_ids: Sequence[str]) -> dict[str, str]:
+        """Gives each job holding one of these videos (answered, but not in the account's
+        listing) the video the listing shows under the job's tag instead, when there is one
+        and no other job holds it; its render is followed afresh. Returns given -> listed."""
+        corrected: dict[str, str] = {}
+        with self._write() as db:
+            for video_id in video_ids:
+                held = db.execute("SELECT id, tag FROM jobs WHERE video_id = ?", (video_id,))
+                for job_id, tag in held.fetchall():
+                    listed = self.listed_video(tag, job_id)
+                    if listed in (None, video_id) or self.video_holder(listed, job_id) is not None:
+                        continue
+                    db.execute(
+                        "UPDATE jobs SET video_id = ?, video_status = 'processing', "
+                        "video_url = NULL, cover_url = NULL, duration = NULL, "
+                        "deducted_credit = NULL, error = NULL, completed_at = NULL, "
+                        "updated_at = ? WHERE id = ?",
+                        (listed, self._clock(), job_id),
+                    )
+                    corrected[video_id] = str(listed)
+        return corrected
+
     def newest_accepted_at(self) -> float | None:
         """When this ledger last learnt of an accepted video (a listing back to then proves
         whether titles carry tags)."""
