@@ -93,9 +93,10 @@ def run_workbook(path: Path, sandbox_url: str, tmp_path: Path, *options: str) ->
     """`jogg-batch run` of the workbook at `path` against the sandbox, its state in tmp_path."""
     return CliRunner().invoke(
         main,
-        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db"), *options],
+        ["run", str(path), "--base-url", sandbox_url, "--state", str(tmp_path / "s.db"),
+         "--rate-limit", "600/min", *options],
         env={"JOGG_API_KEY": "sk-sandbox"},
-    )
+    )  # fmt: skip
 
 
 @pytest.fixture
