@@ -678,9 +678,13 @@ def same_text(text: str | None) -> str | None:
     """Free text as a reader sees it: line ends as LF (CRLF, CR, and the breaks other tools
     write: FileMaker's vertical tab, Word's line and paragraph separators, NEL), characters
     composed (NFC), a no-break space as a space, no space or invisible character (a BOM, a
-    zero-width space) at either end. The catalog makes its cells alike the same way, a column
-    at a time (`batch.catalog.normalize`)."""
-    return None if text is None else alike_but_breaks(_OTHER_BREAKS.sub("\n", text))
+    zero-width space) at either end, and no `'` before a leading `=`, `+`, `-` or `@`: the
+    guard web tools' CSV exports put there so that a spreadsheet does not take `- Dimmable`
+    or `@acme` for a formula. The catalog makes its cells alike the same way, a column at a
+    time (`batch.catalog.normalize`)."""
+    if text is None:
+        return None
+    return _FORMULA_GUARD.sub("", alike_but_breaks(_OTHER_BREAKS.sub("\n", text)))
 
 
 def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
@@ -740,6 +744,7 @@ _LINE_ENDS: Final = re.compile(r"\r\n?")
 # A line break as tools other than a text editor write it in a cell: FileMaker's vertical tab,
 # NEL (an EBCDIC export), Unicode's line and paragraph separators (Word, InDesign, JavaScript).
 _OTHER_BREAKS: Final = re.compile("[\v\x85\u2028\u2029]")
+_FORMULA_GUARD: Final = re.compile("^'(?=[=+\\-@])")
 # The spaces that do not break a line: a space to a reader.
 _NO_BREAK: Final = re.compile("[\u00a0\u2007\u202f]")
 # Spaces, and the characters nobody sees (a byte order mark, zero-width spaces and joiners,

@@ -1878,6 +1878,24 @@ def test_free_text_of_question_marks_alone_is_refused(tmp_path: Path) -> None:
     assert (asked.fields is None, short.fields is None) == (False, False)
 
 
+def test_a_web_tools_formula_guard_is_not_part_of_the_text(tmp_path: Path) -> None:
+    """Web tools' CSV exports put a `'` before a cell starting with `=`, `+`, `-` or `@` so that
+    a spreadsheet does not run it: no part of the text, and the same request as without it.
+    A quote before anything else is text; the row keeps the fingerprint it had as written."""
+    text = (
+        "product_id,override_script\n"
+        "P1,'- Dimmable LED\nP1,- Dimmable LED\nP2,'@acme summer\nP3,'quoted' it\n"
+    )
+    (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
+    guarded, plain, at, quoted = batch.rows
+    assert guarded.fingerprint == plain.fingerprint
+    scripts = [row.fields.override_script for row in (guarded, at, quoted) if row.fields]
+    assert scripts == ["- Dimmable LED", "@acme summer", "'quoted' it"]
+    assert plain.fields is not None
+    as_written = plain.fields._replace(override_script="'- Dimmable LED")
+    assert fingerprint(as_written) in batch.rows.earlier_fingerprints(0)
+
+
 def test_line_breaks_other_tools_write_are_read_as_lf(tmp_path: Path) -> None:
     """A vertical tab (FileMaker), U+2028 and U+2029 (Word), NEL: one line break, the same
     request as LF, in a CSV and in Parquet; the row keeps the fingerprint it had as written."""

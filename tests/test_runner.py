@@ -1746,28 +1746,38 @@ def test_a_padded_nfd_script_any_earlier_version_sent_is_not_paid_again(
 
 
 @pytest.mark.parametrize(
-    "brk", ["\v", "\u2028", "\x85", "\u2029"], ids=["filemaker-vt", "u2028", "nel", "u2029"]
+    ("written", "read"),
+    [
+        ("Line one\vLine two", "Line one\nLine two"),
+        ("Line one\u2028Line two", "Line one\nLine two"),
+        ("Line one\x85Line two", "Line one\nLine two"),
+        ("Line one\u2029Line two", "Line one\nLine two"),
+        ("'- Dimmable", "- Dimmable"),
+        ("'@acme summer", "@acme summer"),
+    ],
+    ids=["filemaker-vt", "u2028", "nel", "u2029", "guarded-dash", "guarded-at"],
 )
-def test_a_line_break_other_tools_write_is_no_other_request(
-    tmp_path: Path, sandbox_url: str, brk: str
+def test_text_other_tools_write_otherwise_is_no_other_request(
+    tmp_path: Path, sandbox_url: str, written: str, read: str
 ) -> None:
     """FileMaker writes a line break in a cell as a vertical tab, Word as U+2028 or U+2029,
-    an EBCDIC export as NEL. Sent as written, and the same rows exported again with LF were new
-    rows, paid again. Read as LF; what an earlier version sent as written is found from the
-    file either way."""
+    an EBCDIC export as NEL; a web tool's CSV export guards `- Dimmable` or `@acme` from
+    spreadsheets with a `'`. Sent as written, and the same rows exported again by another
+    tool were new rows, paid again. Read as meant; what an earlier version sent as written is
+    found from either file."""
     pid = product_ids(1)[0]
-    catalog = tmp_path / "filemaker.csv"
-    catalog.write_text(f'product_id,override_script\n{pid},"Line one{brk}Line two"\n')
+    catalog = tmp_path / "tool.csv"
+    catalog.write_text(f'product_id,override_script\n{pid},"{written}"\n')
     config = make_config(catalog, sandbox_url)
     fields = sent_by_an_earlier_version(
-        config, lambda fields: fields._replace(override_script=f"Line one{brk}Line two")
+        config, lambda fields: fields._replace(override_script=written)
     )
-    assert fields.override_script == "Line one\nLine two"
+    assert fields.override_script == read
     assert isinstance(config.state, Path)
     with sqlite3.connect(config.state) as db:  # not yet aliased by this version
         db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
     re_exported = tmp_path / "excel.csv"
-    re_exported.write_text(f'product_id,override_script\n{pid},"Line one\nLine two"\n')
+    re_exported.write_text(f'product_id,override_script\n{pid},"{read}"\n')
 
     for again in (re_exported, catalog):
         summary = runner.run(make_config(again, sandbox_url))

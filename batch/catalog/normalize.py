@@ -1045,11 +1045,13 @@ def _same_text(text: pa.Array) -> pa.Array:
     through FTP's ASCII mode or unix2dos has CRLF in its quoted cells, old Mac tools a lone CR,
     FileMaker a vertical tab, Word a line separator),
     characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301), a no-break
-    space as a space, and no space or invisible character at either end (a re-export or a
-    paste adds one, a BOM or a zero-width space; nobody sees it)."""
+    space as a space, no space or invisible character at either end (a re-export or a
+    paste adds one, a BOM or a zero-width space; nobody sees it), and no formula guard (`'`
+    before a leading `=+-@`, as web tools' exports write it)."""
     lines = pc.replace_substring_regex(text, r"\r\n?|" + _OTHER_BREAKS, "\n")
     spaced = pc.replace_substring_regex(pc.utf8_normalize(lines, "NFC"), _NO_BREAK, " ")
-    return pc.replace_substring_regex(spaced, _SEEN_ENDS, "")
+    trimmed = pc.replace_substring_regex(spaced, _SEEN_ENDS, "")
+    return pc.replace_substring_regex(trimmed, "^'([=+\\-@])", "\\1")
 
 
 def _make_alike(values: Any, positions: Sequence[int] | None = None) -> dict[int, str]:
