@@ -318,6 +318,8 @@ class Planner:
     ) -> dict[int, str]:
         """The changed rows whose request is their key's last one with characters lost to `?`
         by a re-save (`payload.characters_lost`), with why: invalid, never a second render."""
+        if not newest_of_key:
+            return {}
         earlier = self.state.fields_of_jobs(list(set(newest_of_key.values())))
         lost = {}
         for index, job_id in newest_of_key.items():

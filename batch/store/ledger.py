@@ -149,6 +149,8 @@ class LedgerQueries(JobQueries):
         listing) the video the listing shows under the job's tag instead, when there is one
         and no other job holds it; its render is followed afresh. Returns given -> listed."""
         corrected: dict[str, str] = {}
+        if not video_ids:
+            return corrected
         with self._write() as db:
             for video_id in video_ids:
                 held = db.execute("SELECT id, tag FROM jobs WHERE video_id = ?", (video_id,))
