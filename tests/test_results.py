@@ -295,12 +295,14 @@ def test_a_results_file_saved_as_unicode_text_reads_and_is_rewritten_so(tmp_path
 def test_a_results_file_saved_back_with_a_retyped_header_and_empty_lines_reads_as_written(
     tmp_path: Path,
 ) -> None:
-    """A spreadsheet's save: `Status` typed for `status`, and empty lines below the rows (a
+    """A spreadsheet's save: `Status` typed for `status`, `Video ID` for `video_id` (`status`
+    refused the file, and `retry` wrote a second id column), and empty lines below the rows (a
     whole line of empty cells, or of separators): the columns are named again, the lines left
     out, and the rows kept as they are."""
     path = tmp_path / "c.results.csv"
-    path.write_text("sku,Status,video_id,row\nA,submitted,v1,1\n,,,\nB,failed,,2\n ,, ,\n,,,\n")
+    path.write_text("sku,Status,Video ID,row\nA,submitted,v1,1\n,,,\nB,failed,,2\n ,, ,\n,,,\n")
     frame = read_results(path)
     assert list(frame.columns) == ["sku", "status", "video_id", "row"]
+    assert list(frame["video_id"]) == ["v1", ""]
     assert list(frame["sku"]) == ["A", "B"]
     assert list(frame["status"]) == ["submitted", "failed"]

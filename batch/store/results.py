@@ -392,12 +392,12 @@ def read_results(path: Location) -> pd.DataFrame:
 
 def _tidied(frame: pd.DataFrame) -> pd.DataFrame:
     """The file as a person may have saved it back, read as written: an outcome column's header
-    retyped in another case (`Status`) has its name again, and the empty lines a spreadsheet
-    leaves below the rows are left out."""
+    retyped in another case or spacing (`Status`, `Video ID`) has its name again, and the empty
+    lines a spreadsheet leaves below the rows are left out."""
     present = set(frame.columns)
     names: dict[object, str] = {}
     for column in frame.columns:
-        name = str(column).strip().lower()
+        name = _SPACING.sub("_", str(column).strip().lower())
         if name in WRITTEN_COLUMNS and name not in present and name not in names.values():
             names[column] = name
     frame = frame.rename(columns=names)
@@ -414,6 +414,7 @@ def _tidied(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(index=maybe.index[blank]) if blank.any() else frame
 
 
+_SPACING: Final = re.compile(r"[\s_-]+")
 # The outcome columns whose spaces around the text mean nothing (a video id, a status, a URL):
 # read without them, as a person who typed or pasted them meant them.
 _TRIMMED: Final = frozenset(
