@@ -213,8 +213,10 @@ def _refuse_added(path: Location, frame: pd.DataFrame, todo: pd.DataFrame) -> No
     planned. A row whose `row` is empty or no number (or the cell was cleared); and one whose
     number another line has with other cells (a line copied, then edited: two files merged
     repeat rows, with the same cells, and those are duplicates)."""
-    if "row" not in todo.columns:
-        return  # a file cut down by hand: its rows cannot be named, and retry still serves
+    if "row" not in todo.columns or frame["row"].astype(str).str.strip().eq("").all():
+        # A file cut down by hand (or written back from one: its `row` column is empty): its
+        # rows cannot be named, and retry still serves.
+        return
     numbers = todo["row"].astype(str).str.strip()
     unnumbered = ~numbers.str.fullmatch(r"\d+")
     if unnumbered.any():

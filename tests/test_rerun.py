@@ -411,7 +411,8 @@ def test_a_results_file_cut_down_to_its_status_and_code_is_still_retried(
     tmp_path: Path, sandbox_url: str
 ) -> None:
     """Retry needs only `status` and `code` of the outcome columns: a file a person cut down
-    (no `row`, no `message`, no `video_id`) is retried, and gets its outcome columns back."""
+    (no `row`, no `message`, no `video_id`) is retried, and gets its outcome columns back; a
+    retry of it as a first retry wrote it back (its `row` column empty) was refused."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
     args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
     state = ("--state", str(tmp_path / "s.db"))
@@ -421,7 +422,9 @@ def test_a_results_file_cut_down_to_its_status_and_code_is_still_retried(
     read_results(results)[["sku", "product_id", "title", "length", "status", "code"]].to_csv(
         results, index=False
     )
-    code, err = invoke("retry", str(results), *state, *args)
+    code, err = invoke("retry", str(results), *state, *args, "--max-videos", "1")
+    assert code == 1, err
+    code, err = invoke("retry", str(results), *state, *args)  # the file as retry wrote it
     assert code == 0, err
     assert list(read_results(results)["status"]) == ["submitted", "submitted"]
     assert all(video != "" for video in read_results(results)["video_id"])
