@@ -321,6 +321,25 @@ async def test_transient_errors_leave_the_video_pending() -> None:
 
 
 @pytest.mark.anyio
+async def test_an_answer_about_another_video_is_not_taken_for_the_one_asked() -> None:
+    """A proxy or cache answering a status request for another video: its URL would be
+    downloaded as this row's. Not taken (asked again later); an `id` of another shape is
+    another record's, and the answer is taken."""
+    done = {"status": "completed", "video_url": "https://cdn.example/v.mp4"}
+    asked = "a" * 32
+
+    class Lookup:
+        async def get_product_video(self, video_id: str) -> Outcome:
+            other = {asked: {"video_id": "b" * 32}, "c" * 32: {"id": "d" * 32}}
+            return Outcome("ok", data=done | other.get(video_id, {"id": 17, "task": "x"}))
+
+    sink = MemorySink({asked: 0.0, "c" * 32: 0.0, "e" * 32: 0.0})
+    summary = await poll(Lookup(), sink, wait=False, timeout=None, clock=lambda: 60.0)
+    assert list(sink.videos) == ["e" * 32]
+    assert (summary.completed, summary.processing) == (1, 2)
+
+
+@pytest.mark.anyio
 async def test_a_check_the_api_never_answered_is_not_an_all_clear() -> None:
     """Every status request fails (the API is down): nothing failed, yet nothing was learnt,
     so the exit is not 0; a video answered on a later check is read again."""

@@ -315,6 +315,14 @@ def _update_from_outcome(
     """None when this answer says nothing about the video (try again on schedule)."""
     video_id = video.video_id
     if outcome.kind == "ok" and isinstance(outcome.data, Mapping):
+        if other := _another_video(video_id, outcome.data):
+            # A proxy or cache answering for another request: its URL would be another row's.
+            log.warning(
+                "status of video %s: the answer is about video %s; asked again later",
+                video_id,
+                escape_controls(other[:80]),
+            )
+            return None
         return video_update(video_id, outcome.data, now)
     if outcome.code in ACCOUNT_CODES:
         raise AccountError(
@@ -334,6 +342,18 @@ def _update_from_outcome(
             video_id, "failed", None, None, None, None, f"{Code.NOT_FOUND}: video not found", now
         )
     log.info("status of video %s not known yet: %s", video_id, outcome.message or outcome.kind)
+    return None
+
+
+def _another_video(video_id: str, data: Mapping[str, object]) -> str | None:
+    """The other video a status answer names, if it names one: its `video_id`, or an `id` of
+    the shape of the one asked about (the API documents neither here; another `id` may be
+    another kind of record's)."""
+    named, same_shape = data.get("video_id"), data.get("id")
+    if isinstance(named, str) and named != video_id:
+        return named
+    if isinstance(same_shape, str) and len(same_shape) == len(video_id) != 0:
+        return same_shape if same_shape != video_id else None
     return None
 
 
