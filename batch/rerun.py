@@ -78,6 +78,7 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     )
     todo = frame[wanted]
     _refuse_added(config.catalog, frame, todo)
+    _warn_of_rows_left_out(config, frame)
     if todo.empty:
         log.warning(
             "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
@@ -190,6 +191,26 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     summary.results = str(config.results)
     runner.write_summary_json(config, summary)
     return summary
+
+
+def _warn_of_rows_left_out(config: RunConfig, frame: pd.DataFrame) -> None:
+    """Says which rows of the run that wrote the file are not in it and not paid for (deleted
+    or filtered out by a person): this retry does not send them, and nothing else said so."""
+    if "row" not in frame.columns:
+        return
+    with StateStore(config.state) as state:
+        to_send = state.rows_left_to_send(storage.identity(config.catalog))
+    present = set(pd.to_numeric(frame["row"], errors="coerce").dropna().astype(int))
+    left_out = [row for row in to_send if row not in present]
+    if left_out:
+        shown = ", ".join(map(str, left_out[:10])) + (", ..." if len(left_out) > 10 else "")
+        log.warning(
+            "%s: %d row(s) of the run that wrote it are no longer in it and not paid for "
+            "(rows %s): this retry does not send them; put them back, or run the catalog",
+            config.catalog,
+            len(left_out),
+            shown,
+        )
 
 
 def _statuses(path: Location, frame: pd.DataFrame) -> pd.Series:

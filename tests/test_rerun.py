@@ -51,6 +51,23 @@ def half_run(tmp_path: Path, sandbox_url: str) -> tuple[Path, tuple[str, ...]]:
     return catalog, args
 
 
+def test_retry_names_the_rows_left_out_of_the_file_it_does_not_send(
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+) -> None:
+    """Rows a person deleted from the results file (or filtered out) that were never paid
+    for: the retry sent the rest and said nothing of them, exit 0. It names them; a retry of
+    the whole file again names none."""
+    _, args = half_run
+    state = ("--state", str(tmp_path / "s.db"))
+    results = tmp_path / "c.results.csv"
+    lines = results.read_text().splitlines(keepends=True)
+    results.write_text("".join(line for n, line in enumerate(lines) if n not in (1, 3)))
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 0, err
+    assert "1 row(s) of the run that wrote it are no longer in it and not paid for (rows 3)" in err
+    assert len(_sent(sandbox_url)) == 4  # row 1 was paid before; rows 2, 4 and 5 now
+
+
 def test_retry_sends_the_requests_the_run_planned(
     tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
 ) -> None:

@@ -111,6 +111,27 @@ class JobQueries(Connection):
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
+    def rows_left_to_send(self, results: str) -> list[int]:
+        """The rows of the newest run (not a retry's: those number the retried rows alone) that
+        wrote the results file `results` whose request the ledger does not hold as accepted:
+        what a retry of that file would send, were they all still in it."""
+        row = self._db.execute(
+            "SELECT id FROM runs WHERE results = ? AND retried_catalog IS NULL "
+            f"AND {wrote_rows('runs')} ORDER BY id DESC LIMIT 1",
+            (results,),
+        ).fetchone()
+        if row is None:
+            return []
+        return [
+            int(number)
+            for (number,) in self._db.execute(
+                "SELECT r.row FROM run_rows r LEFT JOIN jobs j ON j.id = r.job_id "
+                "WHERE r.run_id = ? AND r.row_status NOT IN ('invalid', 'duplicate', 'blank') "
+                "AND (j.status IS NULL OR j.status <> 'submitted') ORDER BY r.row",
+                (row[0],),
+            )
+        ]
+
     def dry_run_that_wrote(self, results: str) -> int | None:
         """The dry run that wrote the results file `results` last, if its newest writer is one:
         when its planned rows are retried, they are the requests of that moment."""
