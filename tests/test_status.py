@@ -240,6 +240,39 @@ async def test_wait_times_out_with_videos_still_rendering() -> None:
     assert max(at for _, at in lookup.calls) == 1062.0
 
 
+@pytest.mark.anyio
+async def test_giving_up_tells_renders_going_on_from_completed_ones_without_a_url(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A render the API called completed with a URL that cannot be used is asked again, but
+    it is not rendering: the line said "2 videos still rendering" beside a summary of 1."""
+
+    class Sink(MemorySink):
+        def pending_videos(self) -> list[PendingVideo]:
+            return [
+                PendingVideo(video_id, at)
+                for video_id, at in self.submitted.items()
+                if video_id not in self.videos or self.videos[video_id].video_url is None
+            ]
+
+    clock = FakeClock(1000.0)
+    sink = Sink({"slow": 1000.0, "no-url": 1000.0})
+    finals = {"slow": (1e9, {}), "no-url": (1020.0, {"status": "completed", "video_url": "x:y"})}
+    with caplog.at_level(logging.WARNING):
+        await poll(
+            ScriptedLookup(clock, finals),
+            sink,
+            wait=True,
+            timeout=90,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+    assert (
+        "gave up waiting: 1 videos still rendering, 1 completed without a usable video URL"
+        in caplog.text
+    )
+
+
 class HangingLookup(ScriptedLookup):
     """The scripted answers, but the status of the videos in `hang` never comes."""
 

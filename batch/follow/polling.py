@@ -287,7 +287,7 @@ async def poll(
             else:
                 wake = min(due_at.values())
                 if deadline is not None and wake > deadline:
-                    log.warning("gave up waiting: %d videos still rendering", len(pending))
+                    _gave_up(pending, last_seen)
                     return _summary(last_seen, unread, timed_out=True, checks=checks)
                 await sleep(wake - now)
             pending = sink.pending_videos()
@@ -303,7 +303,7 @@ async def poll(
             raise
     unchecked = sum(1 for video_id in last_seen if video_id not in last_checked)
     if wait:
-        log.warning("gave up waiting: %d videos still rendering", len(pending))
+        _gave_up(pending, last_seen)
     else:
         log.warning("timed out: %d of %d videos not checked", unchecked, len(last_seen))
     return _summary(last_seen, unread, timed_out=True, checks=checks, unchecked=unchecked)
@@ -341,8 +341,23 @@ def _update_from_outcome(
         return VideoUpdate(
             video_id, "failed", None, None, None, None, f"{Code.NOT_FOUND}: video not found", now
         )
-    log.info("status of video %s not known yet: %s", video_id, outcome.message or outcome.kind)
+    why = outcome.message or outcome.kind
+    if outcome.kind == "ok":  # a success whose `data` is no object: it says no status
+        why = "the answer holds no status (its data is no JSON object)"
+    log.info("status of video %s not known yet: %s", video_id, why)
     return None
+
+
+def _gave_up(pending: list[PendingVideo], last_seen: Mapping[str, VideoStatus]) -> None:
+    """Says what is left when waiting ends: renders going on, and renders the API called
+    completed without a video URL that could be used (asked again by the next `status`)."""
+    rendering = sum(1 for video in pending if last_seen.get(video.video_id) != "completed")
+    without_url = len(pending) - rendering
+    log.warning(
+        "gave up waiting: %d videos still rendering%s",
+        rendering,
+        f", {without_url} completed without a usable video URL" if without_url else "",
+    )
 
 
 def _another_video(video_id: str, data: Mapping[str, object]) -> str | None:
