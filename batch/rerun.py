@@ -80,8 +80,14 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     _refuse_added(config.catalog, frame, todo)
     _warn_of_rows_left_out(config, frame)
     if todo.empty:
+        invalid = int((statuses == "invalid").sum())
         log.warning(
-            "%s: no failed, not-attempted, unknown or planned rows to retry", config.catalog
+            "%s: no failed, not-attempted, unknown or planned rows to retry%s",
+            config.catalog,
+            f" ({invalid} invalid row(s): they are fixed in the catalog, which `run` sends, "
+            "not in this file)"
+            if invalid
+            else "",
         )
         return _nothing_to_retry(config, statuses)
     # The merged file is written where the retry's own run does not look: its room first.
