@@ -292,6 +292,16 @@ def test_a_results_file_saved_as_unicode_text_reads_and_is_rewritten_so(tmp_path
     assert list(read_results(path)["sku"]) == ["Ä1"]
 
 
+def test_a_results_file_with_its_header_line_repeated_inside_says_so(tmp_path: Path) -> None:
+    """Two results files pasted together, the second's header line and all: the line is named
+    as a repeated header, not as a row whose `row` is no number."""
+    path = tmp_path / "c.results.csv"
+    header = "sku,row,status,video_id\n"
+    path.write_text(header + "A,1,submitted,v1\n" + header + "B,2,failed,\n")
+    with pytest.raises(CatalogError, match="line 3 repeats the header line"):
+        read_results(path)
+
+
 def test_a_results_file_saved_back_with_a_retyped_header_and_empty_lines_reads_as_written(
     tmp_path: Path,
 ) -> None:

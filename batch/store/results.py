@@ -445,6 +445,12 @@ def _plain_numbers(frame: pd.DataFrame, path: Location) -> pd.DataFrame:
         for position in np.flatnonzero(~as_written.to_numpy(zero_copy_only=False)):
             number = _plain_number(plain[position], whole=whole)
             if number is None:
+                line = [str(cell).strip() for cell in frame.iloc[int(position)]]
+                if line == [str(column).strip() for column in frame.columns]:
+                    raise CatalogError(
+                        f"{path}: line {position + 2} repeats the header line (two files "
+                        "pasted together?); delete it"
+                    )
                 kind = "a whole number" if whole else "a number"
                 row = str(frame["row"].iat[int(position)]) if "row" in frame.columns else ""
                 raise CatalogError(
