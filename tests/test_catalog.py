@@ -1993,6 +1993,19 @@ def test_the_totals_row_of_an_excel_table_exported_to_csv_is_never_sent(
     assert any("the label of a totals row" in problem.reason for problem in totals.problems)
 
 
+@pytest.mark.parametrize(
+    "label", ["Grand Totals (6 records)", "Total (2)", "Record Count", "Subtotals", "Count:"]
+)
+def test_a_reports_totals_row_under_its_own_label_is_never_sent(tmp_path: Path, label: str) -> None:
+    """A CRM report's closing row (Salesforce's `Grand Totals (6 records)`) with a count under
+    product_id: sent as product `6`, a POST refused every night. A totals row, as `Total` is."""
+    text = f"sku,product_id,length\nA,NTQ0MTkzNjg,30\n{label},6,90\n"
+    real, totals = rows_of(write(tmp_path, "c.csv", text))
+    assert real.fields is not None
+    assert totals.fields is None
+    assert "the row is a totals row" in totals.problems[0].reason
+
+
 def test_a_header_line_pasted_in_another_spelling_is_never_sent(tmp_path: Path) -> None:
     """Rows pasted with their own export's header (`sku,product_id,...` under `SKU,Product ID`,
     or with a cell of it left empty): the product id cell names the column, which no JoggAI id

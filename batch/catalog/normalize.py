@@ -208,7 +208,8 @@ _TOTALS_LABELS: Final = frozenset(
      "yhteensä", "razem", "итог", "итого", "合計", "总计", "汇总", "합계", "insgesamt",
      "zwischensumme", "gesamtsumme", "somme", "sous-total", "sous total", "total général",
      "totale complessivo", "subtotale", "totaal generaal", "subtotaal", "total geral", "soma",
-     "ukupno", "összesen", "σύνολο", "jumlah", "tổng cộng"}
+     "ukupno", "összesen", "σύνολο", "jumlah", "tổng cộng", "grand totals", "subtotals",
+     "count", "record count", "total count"}
 )  # fmt: skip
 _ODD_ID_HINTS: Final = {
     "'": "take out the apostrophe (Excel keeps it in front of a number typed as text)",
@@ -1691,8 +1692,8 @@ _TOTALS_ROW: Final = (
 
 
 def _totals_rows(table: pa.Table, first: str, product_header: str | None) -> list[int]:
-    """The rows whose first cell is a totals label (`_TOTALS_LABELS`: `Total`, `Summe`, ...)
-    and whose product id cell is empty or a number (a count, a sum), where the first column is
+    """The rows whose first cell is a totals label (`_TOTALS_LABELS`: `Total`, `Summe`, ...,
+    with a note in brackets after it or not) and whose product id cell is empty or a number (a count, a sum), where the first column is
     not the product id's (its own values say so there): an Excel table's Total Row as its CSV
     export keeps it. A brand that is the word (`TOTAL` motor oil) beside a product's id is a
     product."""
@@ -1703,6 +1704,8 @@ def _totals_rows(table: pa.Table, first: str, product_header: str | None) -> lis
     ):
         return []
     cells = pc.utf8_lower(pc.utf8_rtrim(pc.utf8_trim_whitespace(table.column(first)), ":"))
+    # A report's note after the label: Salesforce's `Grand Totals (6 records)`, `Total (6)`.
+    cells = pc.replace_substring_regex(cells, r"\s*\([^()]*\)$", "")
     labelled = pc.fill_null(pc.is_in(cells, pa.array(sorted(_TOTALS_LABELS))), False)
     if not pc.any(labelled).as_py():
         return []
