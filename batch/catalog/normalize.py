@@ -1693,10 +1693,10 @@ _TOTALS_ROW: Final = (
 
 def _totals_rows(table: pa.Table, first: str, product_header: str | None) -> list[int]:
     """The rows whose first cell is a totals label (`_TOTALS_LABELS`: `Total`, `Summe`, ...,
-    with a note in brackets after it or not) and whose product id cell is empty or a number (a count, a sum), where the first column is
-    not the product id's (its own values say so there): an Excel table's Total Row as its CSV
-    export keeps it. A brand that is the word (`TOTAL` motor oil) beside a product's id is a
-    product."""
+    with a note in brackets after it or not) and whose product id cell is empty or a number (a
+    count, a sum), where the first column is not the product id's (its own values say so
+    there): an Excel table's Total Row as its CSV export keeps it, a CRM report's closing row.
+    A brand that is the word (`TOTAL` motor oil) beside a product's id is a product."""
     if (
         product_header is None
         or first == product_header
