@@ -111,6 +111,9 @@ CORPUS = [
          .encode("utf-16-le"), 2, ("utf16_ragged.txt line 4 (row 3): has 2 cells where the header "
          "has 3",)),
     Case("bom_utf32.csv", lambda: GOOD.encode("utf-32"), 2, ("UTF-32 text",)),
+    # A CRM report's footer below the rows: named as such, not only as Excel's dropped cells.
+    Case("footer.csv", lambda: (GOOD + '"Confidential Information - Do Not Distribute"\n')
+         .encode(), 2, ("a note or a report's footer",)),
     # Compressed otherwise than gzip (read with --format csv): named, not "a NUL byte".
     Case("catalog.txt", lambda: bz2.compress(GOOD.encode()), 2, ("is bzip2-compressed",)),
     Case("catalog.xz.txt", lambda: lzma.compress(GOOD.encode()), 2, ("is xz-compressed",)),

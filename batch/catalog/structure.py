@@ -685,6 +685,11 @@ def _width_problem(
         return f"{problem}; it runs on to line {last}, so a quote may be missing: {_QUOTE_HINT}"
     if len(record) > width:
         return f"{problem}; put a cell that holds {delimiter!r} between quotes"
+    if len(record) == 1 and " " in record[0].strip():
+        problem += (
+            f" ({record[0].strip()[:60]!r}: a note or a report's footer, such as a "
+            "confidentiality line? delete it; if it is a row)"
+        )
     return (
         f"{problem}; every line needs a cell (empty or not) for each column (Excel leaves out "
         "the empty cells at the ends of rows, 16 rows at a time, when it saves CSV: give the "
