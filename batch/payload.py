@@ -287,6 +287,9 @@ _RATIO_SIGN: Final = re.compile(r"(\d+)[x\u00d7/](\d+)")  # 9x16, 9×16, 9/16
 _LENGTH_UNIT: Final = re.compile(r"^(.*?)\s*(s|sec|secs|second|seconds)$")
 _LENGTH_MINUTES: Final = re.compile(r"^(.*?)\s*(min|mins|minute|minutes)$")
 _DECIMAL_COMMA_WHOLE: Final = re.compile(r"(\d+),0+")  # 15,0: a `;` file's decimal comma
+# A duration as a spreadsheet or an Airtable export writes one: h:mm:ss, and ISO 8601's.
+_LENGTH_CLOCK: Final = re.compile(r"(\d{1,2}):(\d{2}):(\d{2})(?:\.0+)?")
+_ISO_DURATION: Final = re.compile(r"pt(?:(\d+)m)?(?:(\d+)s)?")
 _STYLE_KEYS: Final = {re.sub(r"[^a-z0-9]", "", style.lower()): style for style in SCRIPT_STYLES}
 _STYLE_LIST: Final = ", ".join(SCRIPT_STYLES)
 # The schema gives ids as `integer` with no bound; signed 64 bits is what servers commonly hold.
@@ -367,9 +370,16 @@ def normalize_text(value: object) -> str:
 
 def normalize_length(value: object) -> str:
     """`30`, `"30"`, `30.0`, `"30s"`, `"30,0"` -> `"30"`; `"1 min"` -> `"60"`; a formula's binary
-    noise as the whole number Excel shows (`60.00000000000001` -> `"60"`)."""
-    text = str(value).strip().lower() if isinstance(value, str) else value
+    noise as the whole number Excel shows (`60.00000000000001` -> `"60"`); a duration as
+    `0:00:30`, ISO 8601's `PT30S`, a typed duration or time cell (`m:ss` is refused: Excel
+    reads `0:30` as half an hour)."""
+    text = str(value).strip().lower() if isinstance(value, str) else _seconds(value)
     minutes = False
+    if isinstance(text, str) and (clock := _LENGTH_CLOCK.fullmatch(text)):
+        hours, mins, secs = (int(part or 0) for part in clock.groups())
+        text = str(hours * 3600 + mins * 60 + secs)
+    elif isinstance(text, str) and (iso := _ISO_DURATION.fullmatch(text)):
+        text = str(int(iso[1] or 0) * 60 + int(iso[2] or 0))
     if isinstance(text, str):
         if unit := _LENGTH_MINUTES.match(text):
             text, minutes = unit.group(1), True
@@ -385,6 +395,16 @@ def normalize_length(value: object) -> str:
     if number is not None and number.is_integer() and str(int(number)) in LENGTHS:
         return str(int(number))
     raise ValueError(f"{shown(value)} is not a video length; use 15, 30 or 60")
+
+
+def _seconds(value: object) -> object:
+    """A typed duration (Parquet's, pandas' Timedelta) or time cell (a workbook's 0:00:30) as
+    its seconds; any other value as it is."""
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, dt.time):
+        return float(value.hour * 3600 + value.minute * 60 + value.second)
+    return value
 
 
 def normalize_aspect_ratio(value: object) -> str:
@@ -517,6 +537,8 @@ def normalize_language(value: object) -> str:
     code, with a region or not: `fr`, `fr-CA`, `pt_BR`, `zh-TW` (traditional-chinese). Accents
     as a Mac writes them (`Español` decomposed) are the same name."""
     text = unicodedata.normalize("NFC", str(value)).strip().lower()
+    if isinstance(value, str) and (noted := _NOTED.fullmatch(text)):
+        return _language_with_a_note(value, noted[1], noted[2].strip())
     text = text.replace(" ", "-").replace("_", "-")
     if isinstance(value, str) and text in LANGUAGES:
         return text
@@ -536,6 +558,37 @@ def normalize_language(value: object) -> str:
         f"{shown(value)} is not a supported language; "
         "write its name, in any case, such as english or French (or its code: en, fr-CA)"
     )
+
+
+def _language_with_a_note(value: str, name: str, note: str) -> str:
+    """A language with a region or a script in brackets, as a form's list writes it: `English
+    (US)`, `Português (Brasil)`. The note decides only where it names another of the API's
+    languages: Chinese (Simplified, Traditional, Cantonese) and Dutch (Belgium: Flemish)."""
+    try:
+        language = normalize_language(name)
+    except ValueError as exc:  # said of the cell as written
+        raise ValueError(str(exc).replace(shown(name), shown(value), 1)) from None
+    chosen = _NOTES_THAT_DECIDE.get(language)
+    if chosen is None:
+        return language
+    if note in chosen:
+        return chosen[note]
+    raise ValueError(
+        f"{shown(value)} does not say which of the API's languages it is "
+        f"({', '.join(sorted(set(chosen.values())))}); write that one"
+    )
+
+
+# `English (US)`: a language and a note in brackets after it.
+_NOTED: Final = re.compile(r"(.+?)\s*\(([^()]+)\)")
+_NOTES_THAT_DECIDE: Final = {
+    "chinese": {"simplified": "chinese", "mainland": "chinese", "china": "chinese",
+                "prc": "chinese", "简体": "chinese", "traditional": "traditional-chinese",
+                "taiwan": "traditional-chinese", "繁體": "traditional-chinese",
+                "cantonese": "cantonese", "粤语": "cantonese"},
+    "dutch": {"netherlands": "dutch", "nederland": "dutch", "belgium": "flemish",
+              "belgië": "flemish", "belgie": "flemish", "flemish": "flemish", "vlaams": "flemish"},
+}  # fmt: skip
 
 
 # ISO 639 codes of the API's languages. `no` (Norwegian) is left out: in a cell it reads as

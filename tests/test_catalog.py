@@ -291,7 +291,7 @@ def test_typed_parquet_cells_are_quoted_as_people_read_them(tmp_path: Path) -> N
     table = pa.table(
         {
             "product_id": ["A1"],
-            "length": pa.array([30_000_000], pa.duration("us")),
+            "length": pa.array([45_000_000], pa.duration("us")),
             "language": pa.array([date(2026, 11, 26)], pa.date32()),
             "caption": [2.5],
         }
@@ -300,7 +300,7 @@ def test_typed_parquet_cells_are_quoted_as_people_read_them(tmp_path: Path) -> N
     assert messages(path, rows_of(path)[0]) == [
         "c.parquet row 1, column 'language': '2026-11-26' is not a supported language; "
         "write its name, in any case, such as english or French (or its code: en, fr-CA)",
-        "c.parquet row 1, column 'length': '0:00:30' is not a video length; use 15, 30 or 60",
+        "c.parquet row 1, column 'length': '0:00:45' is not a video length; use 15, 30 or 60",
         "c.parquet row 1, column 'caption': '2.5' is not a caption switch; use yes or no",
     ]
 

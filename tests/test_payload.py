@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 from collections.abc import Callable
 from typing import Any, get_args
@@ -269,6 +270,11 @@ def test_request_defaults_are_the_documented_ones() -> None:
         ("15,0", "15"),  # a decimal comma: a `;` file from Excel in Europe
         (60.00000000000001, "60"),  # =0.1*600: a formula's binary noise, 60 as Excel shows
         ("30.000000000000004", "30"),
+        ("0:00:15", "15"),  # a duration as a spreadsheet or Airtable writes it
+        ("PT30S", "30"),  # ISO 8601's
+        ("PT1M", "60"),
+        (dt.timedelta(seconds=30), "30"),  # Parquet's duration type
+        (dt.time(0, 1), "60"),  # a workbook's time cell
     ],
 )
 def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> None:
@@ -285,6 +291,7 @@ def test_normalize_length_accepts_typed_forms(value: object, expected: str) -> N
         (True, "'true' is not a video length; use 15, 30 or 60"),
         ("15m", "'15m' is not a video length; use 15, 30 or 60"),  # 15 minutes, or metres?
         ("15,5", "'15,5' is not a video length; use 15, 30 or 60"),
+        ("0:30", "'0:30' is not a video length; use 15, 30 or 60"),  # Excel: half an hour
     ],
 )
 def test_normalize_length_rejects_with_reason(value: object, reason: str) -> None:
@@ -576,6 +583,11 @@ def test_normalize_script_style_rejects() -> None:
         (unicodedata.normalize("NFD", "Français"), "french"),
         ("日本語", "japanese"),
         ("Bahasa Indonesia", "indonesian"),
+        ("English (US)", "english"),  # a form's list: a region in brackets
+        ("Português (Brasil)", "portuguese"),
+        ("Chinese (Simplified)", "chinese"),
+        ("Chinese (Traditional)", "traditional-chinese"),  # the note decides here
+        ("Dutch (Belgium)", "flemish"),
     ],
 )
 def test_normalize_language(value: str, expected: str) -> None:
@@ -590,8 +602,12 @@ def test_normalize_language_rejects() -> None:
         "write its name, in any case, such as english or French (or its code: en, fr-CA)"
     )
     # Cantonese or traditional Chinese? And `no` reads as "no language" as much as Norwegian.
-    for unclear in ("zh-HK", "no", "xx"):
+    for unclear in ("zh-HK", "no", "xx", "Klingon (Earth)"):
         assert _reason(normalize_language, unclear).startswith(f"{unclear!r} is not a supported")
+    assert _reason(normalize_language, "Chinese (Hong Kong)") == (
+        "'Chinese (Hong Kong)' does not say which of the API's languages it is "
+        "(cantonese, chinese, traditional-chinese); write that one"
+    )
 
 
 @pytest.mark.parametrize("market", ["UK", "uk", " Uk "])
