@@ -568,6 +568,27 @@ def test_a_second_signal_exits_at_once_with_consistent_state(tmp_path: Path) -> 
 ROOT = Path(__file__).parents[1]
 
 
+def test_a_signal_again_while_the_first_unwinds_the_command_exits_without_a_traceback() -> None:
+    """`timeout` signals the process and then its group: the second SIGTERM came while the
+    first unwound the command (a ledger closing after the wait for a cut-off run) and left
+    a traceback. It stops at once, with the signal's exit code."""
+    script = (
+        "import os, signal, time\n"
+        "from batch.cli.common import stops_on_signals\n"
+        "with stops_on_signals():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+        "    finally:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(5)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, cwd=ROOT
+    )
+    assert (done.returncode, done.stderr) == (143, "")
+
+
 @pytest.mark.parametrize(
     ("catalog", "config", "bad_rows"),
     [

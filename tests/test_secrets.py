@@ -169,12 +169,14 @@ def test_https_and_loopback_base_urls_are_accepted(url: str) -> None:
         ("https://team:hunter2@api.jogg.ai", "holds a user name or password before its host"),
         (f"http://127.0.0.1:8787/{CANARY}", "holds the API key; leave it out"),
         (f"https://api.jogg.ai/v2?key={CANARY}", "holds the API key; leave it out"),
+        ("https://api.jogg.ai/?api_key=hunter2", "'https://api.jogg.ai/?***' holds a query"),
+        ("https://api.jogg.ai/#token=hunter2", "holds a query or a fragment"),
     ],
 )
 def test_a_base_url_with_a_port_out_of_range_or_credentials_is_refused(url: str, says: str) -> None:
     """A port no socket takes was a traceback (OverflowError) and exit 1; credentials in the
-    URL were kept in the look-ups' cache. Both are a config error (exit 2) saying which, the
-    key never shown."""
+    URL were kept in the look-ups' cache, and a token in a query (another key's) printed in
+    a cron log. All are a config error (exit 2) saying which, the key never shown."""
     with pytest.raises(ConfigError) as caught:
         JoggClient(url, Secret(CANARY))
     assert says in str(caught.value)

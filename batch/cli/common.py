@@ -69,7 +69,14 @@ def stops_on_signals() -> Iterator[None]:
         yield  # handlers can only be set on the main thread
         return
 
+    stopping: list[int] = []
+
     def stop(signum: int, frame: object) -> None:
+        if stopping:
+            # Again while the first unwinds the command (`timeout` signals the process and its
+            # group): raised there, it left a traceback. Stop at once; the ledger is whole.
+            os._exit(int(SIGNAL_EXITS[signum]))
+        stopping.append(signum)
         raise Signalled(signum)
 
     before = {

@@ -579,6 +579,12 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
                 f"base URL {shown!r} holds a user name or password before its host; "
                 "leave them out (the key goes in JOGG_API_KEY)"
             )
+        elif url.query or url.fragment:
+            # The same, for a token in a query (`?api_key=...`): JoggAI's base URL has none.
+            problem = (
+                f"base URL {shown!r} holds a query or a fragment; leave it out (the API's "
+                "base URL is its scheme, host and path, and the key goes in JOGG_API_KEY)"
+            )
         else:
             return url
     raise ConfigError(scrub(problem))
@@ -601,8 +607,12 @@ _USERINFO: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
 
 
 def _masked(url: str) -> str:
-    """`url` with its user name and password as `***` (`https://***@host`)."""
-    return _USERINFO.sub(r"\1***@", url)
+    """`url` with its user name and password, and its query and fragment, as `***`
+    (`https://***@host/v2?***`)."""
+    return _QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
+
+
+_QUERY: Final = re.compile(r"([?#]).*$", re.DOTALL)
 
 
 def _is_loopback(host: str) -> bool:
