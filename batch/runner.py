@@ -547,12 +547,21 @@ class _Run:
         try:
             yield
         except failures as exc:
-            if self.control.local_error is None:
-                self.control.local_error = LocalIOError(f"{doing}: {exc}")
-                log.error("local failure while %s: %s; no further requests", doing, exc)
-                log.debug("the failure in full", exc_info=True)
             # A ledger on PostgreSQL fails by its connection, not a local file: say which.
             in_state = isinstance(exc, (StateError, *database_errors()))
+            if self.control.local_error is None:
+                self.control.local_error = LocalIOError(f"{doing}: {exc}")
+                log.error(
+                    "local failure while %s: %s; no further requests%s",
+                    doing,
+                    exc,
+                    f". Free space for the state ({self.config.state}), or mend what keeps it "
+                    "from being written, then run the same command again: nothing accepted is "
+                    "sent twice"
+                    if in_state
+                    else "",
+                )
+                log.debug("the failure in full", exc_info=True)
             self.control.stop(
                 "the state could not be written or read"
                 if in_state

@@ -139,6 +139,7 @@ def test_a_file_size_limit_mid_run_stops_sending_and_loses_nothing(
     assert "Traceback" not in limited.stderr
     assert "Task exception was never retrieved" not in limited.stderr
     assert "local failure" in limited.stderr
+    assert f"Free space for the state ({state})" in limited.stderr.replace("\n", " ")
     assert "run stopped early: the state could not be written or read" in limited.stderr
     assert 0 < first < 300
     again = jogg(*args, url=sandbox_url, tmp=tmp_path)

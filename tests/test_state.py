@@ -24,6 +24,7 @@ from batch.store import (
     VideoUpdate,
 )
 from batch.store.backend import StateLocation
+from batch.store.ledgers import ledger_path
 
 
 def planned_job(state: StateStore, fingerprint: str = "f" * 64) -> tuple[int, int]:
@@ -437,3 +438,24 @@ def test_a_later_run_that_only_adds_a_default_webhook_asks_for_the_same_videos(
     later = state.begin_run("c.csv", dry_run=False, request_defaults=hooked)
     state.record_plan(later, [], [], [RowPlan(1, corrected, "job", None)])
     assert state.asked_otherwise_later(asked) == {0}
+
+
+def test_a_damaged_ledger_says_what_to_do(tmp_path: Path) -> None:
+    """A ledger whose pages a disk error overwrote: the message said only "malformed"; it says
+    to put it back from a backup or move it aside (a new ledger finds what was sent)."""
+    path = tmp_path / "s.db"
+    with StateStore(path) as state:
+        state.begin_run("c.csv", dry_run=False)
+    with path.open("r+b") as ledger:
+        ledger.seek(4096 * 2)
+        ledger.write(b"\xff" * 8000)
+    with pytest.raises(StateError, match="malformed; put it back from a backup, or move it aside"):
+        StateStore(path).__enter__()
+
+
+def test_a_data_directory_that_cannot_hold_the_salt_says_what_to_do(tmp_path: Path) -> None:
+    """The salt beside the ledgers cannot be written (a read-only data directory; here a file
+    where its folder goes): the message says where a writable one is given."""
+    (tmp_path / "ledgers").write_text("")
+    with pytest.raises(StateError, match="point XDG_DATA_HOME at one that is"):
+        ledger_path("https://api.jogg.ai", "sk-k", root=tmp_path)

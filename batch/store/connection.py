@@ -62,7 +62,19 @@ class Connection:
             db.execute("PRAGMA foreign_keys=ON")
             migrate(db, self.dialect, location)
         except sqlite3.Error as exc:
-            raise StateError(f"{location}: cannot open the state database: {exc}") from exc
+            damaged = isinstance(exc, sqlite3.DatabaseError) and any(
+                word in str(exc) for word in ("malformed", "not a database")
+            )
+            raise StateError(
+                f"{location}: cannot open the state database: {exc}"
+                + (
+                    "; put it back from a backup, or move it aside and run again (a new ledger "
+                    "looks up in the account's listing what was sent, and does not pay again "
+                    "for what it finds there)"
+                    if damaged
+                    else ""
+                )
+            ) from exc
 
     @property
     def path(self) -> Path:

@@ -294,5 +294,7 @@ def _salt(folder: Path) -> bytes:
         return files.read_or_create_private(folder / "salt", secrets.token_hex(32).encode())
     except OSError as exc:
         raise StateError(
-            f"{folder / 'salt'}: cannot read or create the ledger salt ({exc})"
+            f"{folder / 'salt'}: cannot read or create the ledger salt ({exc}); make the data "
+            "directory writable, or point XDG_DATA_HOME at one that is (the same for every run "
+            "of this account), or pass --state"
         ) from exc
