@@ -84,13 +84,17 @@ _MARGIN = 1 << 20
 # What a results file adds to each catalog row: its outcome columns (row, status, video id,
 # code, attempts, times, the render's URLs once polled) and the quotes around every cell.
 _OUTCOME_BYTES = 400
+# SQLite's write-ahead log grows by tens of KB a row (each request is written before and after
+# it is sent: 4 MB for 76 rows of 200 bytes) until it is checkpointed, at about 1,000 pages.
+_WAL_ROOM = 6 << 20
+_WAL_PER_CATALOG_BYTE = 512
 
 
 def check_room(config: RunConfig, rows: int = 0) -> None:
     """ConfigError (nothing sent) when a disk is too full for the run's outputs: the results
     file takes the catalog's size (it carries the catalog's columns) and `_OUTCOME_BYTES` a
-    row, and the state a margin. A disk found full after the first POSTs would stop the run
-    with exit 7."""
+    row, and the state its write-ahead log's room and the catalog's size (a new job keeps its
+    row's request). A disk found full after the first POSTs would stop the run with exit 7."""
     try:
         catalog = config.catalog.stat().st_size if isinstance(config.catalog, Path) else 0
     except OSError:
@@ -101,7 +105,11 @@ def check_room(config: RunConfig, rows: int = 0) -> None:
             catalog + rows * _OUTCOME_BYTES + _MARGIN,
             "results file (it carries the catalog's columns, and each row's outcome)",
         ),
-        (config.state, _MARGIN, "state database"),
+        (
+            config.state,
+            _MARGIN + min(_WAL_ROOM, _WAL_PER_CATALOG_BYTE * catalog) + catalog,
+            "state database (its write-ahead log, and each new row's request)",
+        ),
     ]
     for path, size, what in needs:
         if not isinstance(path, Path):

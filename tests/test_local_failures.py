@@ -226,6 +226,20 @@ def test_a_results_folder_without_room_for_the_outcome_columns_is_refused_before
     assert charged(sandbox_url) == Counter()
 
 
+def test_a_state_folder_without_room_for_its_write_ahead_log_is_refused_before_sending(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The state's folder had room for a MiB, which the check asked for, while the ledger's
+    write-ahead log grows by tens of KB a row until it is checkpointed at about 4 MB: a run
+    of 1,000 rows was paid for dozens and stopped with exit 7. Exit 2, nothing sent."""
+    catalog = write_catalog(tmp_path / "catalog.csv", rows(1000))
+    with small_disk_at(tmp_path / "four-mib", "4m") as folder:
+        done = jogg(str(catalog), "--state", str(folder / "s.db"), url=sandbox_url, tmp=tmp_path)
+    assert done.returncode == ExitCode.USAGE, done.stderr[-2000:]
+    assert "state database (its write-ahead log" in done.stderr
+    assert charged(sandbox_url) == Counter()
+
+
 @pytest.mark.parametrize("command", ["status", "retry"])
 def test_a_results_file_a_full_disk_cannot_take_is_exit_7_and_left_as_it_was(
     tmp_path: Path, sandbox_url: str, command: str
