@@ -60,7 +60,7 @@ PROBABILITY = click.FloatRange(0.0, 1.0)
     help="POSTs per key: N/s, N/min, N/h or none.",
 )
 @click.option("--credits", default=1000, show_default=True, type=click.IntRange(0))
-@click.option("--seed", default=0, show_default=True, help="Seeds ids, render failures and faults.")
+@click.option("--seed", default=0, show_default=True, help="Seeds render failures and faults.")
 @click.option("--render-seconds", default=2.0, show_default=True, type=click.FloatRange(0))
 @click.option("--render-failure-rate", default=0.0, show_default=True, type=PROBABILITY)
 @click.option(

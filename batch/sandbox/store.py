@@ -110,7 +110,9 @@ class Counts:
 class Store:
     def __init__(self, config: SandboxConfig) -> None:
         self._config = config
-        self._ids = random.Random(f"{config.seed}:ids")
+        # Ids are not seeded (faults are, to replay): an account never gives one twice, and a
+        # ledger kept from one sandbox to the next took a new render for another row's.
+        self._ids = random.Random()
         self._renders = random.Random(f"{config.seed}:renders")
         self.seeded_products = {product_id: name for product_id, name in SEEDED_PRODUCTS}
         self._titles = parse_listing_title(config.listing_title)
