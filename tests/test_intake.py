@@ -247,6 +247,11 @@ CORPUS = [
          f'{IDS[0]},"Big sale', f"{IDS[1]},Second", f'{IDS[2]},Mug 12"', f"{IDS[0]},last"), 2,
          ("stray_quote_two_columns.csv line 2 (row 1): column 'video_name' opens with a quote "
           "that runs on to line 4, yet video_name is one line",)),
+    # A name written on two lines, its quotes right: said as a line break, not a stray quote.
+    Case("name_on_two_lines.csv", lambda: lines("product_id,video_name",
+         f'{IDS[0]},"Gift Set', 'with ribbon"', f"{IDS[1]},Second"), 2,
+         ("line 2 (row 1): column 'video_name' holds a line break ('Gift Set\\nwith ribbon' "
+          "runs on to line 3), yet video_name is one line: take the line break out",)),
     Case("stray_quote_one_column.csv", lambda: lines("product_id",
          f'"{IDS[0]}', IDS[1], f'{IDS[2]}"', IDS[0]), 2,
          ("line 2 (row 1): column 'product_id' opens with a quote that runs on to line 4",)),

@@ -489,12 +489,20 @@ def _locate_csv(
                 )
             elif row and line > first and (broken := _broken_cell(record, headers, one_line or {})):
                 header, meant = broken
-                return found.last(
-                    f"{_where(path, first, row)}: column {header!r} opens with a quote that "
-                    f"runs on to line {line}, yet {meant} is one line: {_SWALLOW_HINT}; or "
-                    "take the line break out of the cell if it is meant",
-                    row,
-                )
+                cell = record[headers.index(header)]
+                if delimiter not in cell and line - first == 1:
+                    # One break and no other row's cells in it: a cell written on two lines.
+                    problem = (
+                        f"column {header!r} holds a line break ({cell.strip()[:60]!r} runs on "
+                        f"to line {line}), yet {meant} is one line: take the line break out"
+                    )
+                else:
+                    problem = (
+                        f"column {header!r} opens with a quote that runs on to line {line}, "
+                        f"yet {meant} is one line: {_SWALLOW_HINT}; or take the line break "
+                        "out of the cell if it is meant"
+                    )
+                return found.last(f"{_where(path, first, row)}: {problem}", row)
             elif line > first and (swallowed := _takes_rows(record, headers, delimiter, ids)):
                 return found.last(
                     f"{_where(path, first, row)}: {swallowed} runs on to line {line}, "
