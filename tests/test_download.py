@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import ipaddress
+import logging
 import os
 import subprocess
 from collections import Counter
@@ -139,10 +140,17 @@ def test_file_name_names_an_unknown_column() -> None:
 
 
 @pytest.mark.anyio
-async def test_downloads_completed_videos_and_records_local_path(results: Path) -> None:
-    """Only completed rows are fetched; local_path lands in the results, other cells kept."""
+async def test_downloads_completed_videos_and_records_local_path(
+    results: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only completed rows are fetched; local_path lands in the results, other cells kept; a
+    row still rendering is named with the command that asks the API (download said nothing
+    of it, and `0 downloaded` before `status` read as all done)."""
     server = MediaServer()
-    summary = await download(config(results), transport=server.transport)
+    with caplog.at_level(logging.WARNING):
+        summary = await download(config(results), transport=server.transport)
+    assert "1 row(s) of" in caplog.text
+    assert "have a video whose render the file does not show completed" in caplog.text
     dest = results.parent / "videos"
     assert (summary.downloaded, summary.skipped, summary.failed) == (2, 0, 0)
     assert summary.bytes == len(MEDIA["v1.mp4"]) + len(MEDIA["v2.mp4"])

@@ -46,6 +46,7 @@ import ipaddress
 import logging
 import os
 import re
+import shlex
 import shutil
 import socket
 import stat
@@ -644,6 +645,17 @@ async def download(
     frame = read_results(config.results)
     require_columns(frame, config.results, ("video_id", "video_status", "video_url"), "download")
     fetches = _plan(frame, config)
+    final = frame["video_status"].str.strip().isin(("completed", "failed"))
+    rendering = frame["video_id"].str.strip().ne("") & ~final
+    if waiting := int(rendering.sum()):
+        log.warning(
+            "%d row(s) of %s have a video whose render the file does not show completed: "
+            "`jogg-batch status %s` asks the API (with --wait, until they are), then download "
+            "fetches them",
+            waiting,
+            config.results,
+            shlex.quote(str(config.results)),
+        )
     try:
         config.dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # a file, or a dangling link, where the folder would be
