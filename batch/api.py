@@ -90,18 +90,24 @@ def configure(
     return build_run_config(location, given, env=env, api_key=key)
 
 
-def _path_of(catalog: str | os.PathLike[str]) -> str:
-    """The catalog's path (`~` expanded, as a shell does); ConfigError for anything else a
-    caller passed (a DataFrame: save it first), which the types do not stop at run time."""
+def _path_of(file: str | os.PathLike[str], what: str = "catalog") -> str:
+    """The path of a catalog or results file (`~` expanded, as a shell does); ConfigError for
+    anything else a caller passed (a DataFrame: save it first), which the types do not stop
+    at run time."""
     try:
-        path = os.fspath(catalog)
+        path = os.fspath(file)
         if not isinstance(path, str):  # bytes: a name to decode first
             raise TypeError
         return os.path.expanduser(path)
     except TypeError:
         raise ConfigError(
-            f"the catalog is a {type(catalog).__name__}, not a file's path or URL: save it "
-            "first (a DataFrame: frame.to_parquet('catalog.parquet')) and pass that path"
+            f"the {what} is a {type(file).__name__}, not a file's path or URL: "
+            + (
+                "save it first (a DataFrame: frame.to_parquet('catalog.parquet')) and pass "
+                "that path"
+                if what == "catalog"
+                else "pass the path of the results file a run wrote"
+            )
         ) from None
 
 
@@ -290,7 +296,7 @@ def track_config(
     if results is None or isinstance(results, Path | ObjectURL):
         location = results
     else:
-        location = parse_location(os.fspath(results))
+        location = parse_location(_path_of(results, "results file"))
     return build_track_config(location, overrides, env=env)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
@@ -508,6 +508,18 @@ class Overrides:
                 raise ConfigError(f"{name} {value!r}: takes {words}, not {type(value).__name__}")
         if self.deadline is not None and not math.isfinite(self.deadline):
             raise ConfigError(f"deadline {self.deadline!r}: takes a unix time (seconds)")
+        for name in _FLAGS:
+            value = getattr(self, name)
+            # `force="false"` from a YAML-driven DAG is true to Python: it paid for every row
+            # again. A flag is True or False (a 0 or 1 too, as NumPy's and pandas' give it;
+            # None, as everywhere here, is "not given").
+            if value is None:
+                value = False
+            if value not in (True, False) or isinstance(value, str):
+                raise ConfigError(
+                    f"{name} {value!r}: takes True or False, not {type(value).__name__}"
+                )
+            object.__setattr__(self, name, bool(value))
 
 
 # What the Overrides that are not flags take (None aside), and that in words.
@@ -526,6 +538,12 @@ _OVERRIDE_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
     "max_videos": (int, "a whole number"),
     "deadline": ((int, float), "a unix time (seconds)"),
 }
+
+
+_FLAGS: Final = (
+    "dry_run", "offline", "refresh_lookups", "force", "retry_permanent", "resubmit_unknown",
+    "progress_bar",
+)  # fmt: skip
 
 
 CliOverrides = Overrides  # the 0.2 name, for callers not yet renamed

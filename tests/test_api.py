@@ -270,6 +270,10 @@ async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
         ({"results": 123}, "results 123: takes a path or a store's URL, not int"),
         ({"state": 5}, "state 5: takes a path or a postgresql:// URL, not int"),
         ({"concurrency": True}, "concurrency True: takes a whole number, not bool"),
+        # Text is true to Python: `force="false"` paid for every row again.
+        ({"force": "false"}, "force 'false': takes True or False, not str"),
+        ({"dry_run": "no"}, "dry_run 'no': takes True or False, not str"),
+        ({"resubmit_unknown": 2}, "resubmit_unknown 2: takes True or False, not int"),
     ],
 )
 def test_overrides_of_the_wrong_type_are_a_config_error_naming_them(
@@ -281,6 +285,8 @@ def test_overrides_of_the_wrong_type_are_a_config_error_naming_them(
         batch.Overrides(**given)  # type: ignore[arg-type]
     assert str(caught.value) == says
     assert batch.Overrides(fields=None).fields == {}  # type: ignore[arg-type]
+    flags = batch.Overrides(force=None, dry_run=1, offline=0)  # type: ignore[arg-type]
+    assert (flags.force, flags.dry_run, flags.offline) == (False, True, False)
 
 
 @pytest.mark.parametrize("cap", [0, -3])
@@ -335,13 +341,17 @@ def test_track_config_without_a_ledger_says_so(tmp_path: Path) -> None:
 
 
 def test_a_dataframe_given_as_the_catalog_is_a_config_error_saying_to_save_it() -> None:
-    """A notebook passing its DataFrame: a BatchError (exit 2) saying how to give a file, not
-    a bare TypeError from deep inside."""
+    """A notebook passing its DataFrame (as the catalog, or as the results `track` updates): a
+    BatchError (exit 2) saying how to give a file, not a bare TypeError from deep inside."""
     frame = pd.DataFrame({"product_id": ["NTQ0MTkzNjg"]})
     with pytest.raises(
         ConfigError, match=r"the catalog is a DataFrame, not a file's path.*to_parquet"
     ):
         batch.configure(frame, key_required=False)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"the results file is a DataFrame, not a file's path"):
+        batch.track_config(frame)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"the results file is a int"):
+        batch.track_config(5)  # type: ignore[arg-type]
 
 
 untyped: Any = batch  # the package as a caller the type checker does not check
