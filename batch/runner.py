@@ -301,6 +301,7 @@ def _plan_in(config: RunConfig, state: StateStore) -> RunSummary:
         True,
         counts,
         product_posts=len(planner.product_sources),
+        results_written=False,  # a plan writes nothing
     )
 
 

@@ -259,7 +259,9 @@ async def test_plan_async_gives_the_same_counts(tmp_path: Path) -> None:
     """The async twin of plan, from a running loop, without a key."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(4))
     config = batch.configure(catalog, key_required=False, env={})
-    assert (await batch.plan_async(config)).plan.new == 4
+    planned = await batch.plan_async(config)
+    assert planned.plan.new == 4
+    assert not planned.results_written  # a plan writes nothing (it said it wrote '')
 
 
 @pytest.mark.parametrize(
