@@ -518,7 +518,11 @@ class _Run:
             return
         started = time.monotonic()
         with self._local_io(f"writing the results file {self.config.results}"):
-            self.written = self._write_results(self.state)
+            self.written = (
+                self._write_results(self.state)
+                if self.planning_done
+                else self._write_unplanned_results()
+            )
             log.debug("results written in %.1f s", time.monotonic() - started)
             return
         if self.snapshot_at is not None:
@@ -1008,6 +1012,17 @@ class _Run:
         with StateStore.reader(self.config.state) as reader:
             self._write_results(reader)
         self.snapshot_at = time.time()
+
+    def _write_unplanned_results(self) -> OutcomeCounts:
+        """The first results file of a run stopped before planning (a bad key, the API down):
+        its rows are planned offline in a savepoint rolled back after, so that the file tells
+        the invalid rows (which a retry would not mend) from those not attempted."""
+        try:
+            with self.state.discarded():
+                Planner(self.config, self.state, self.run_id, dry_run=False).plan_all()
+                return self._write_results(self.state)
+        except CatalogError:  # changed since it was checked: every row as not attempted
+            return self._write_results(self.state)
 
     def _write_results(self, state: StateStore) -> OutcomeCounts:
         try:

@@ -640,6 +640,26 @@ def test_no_credit_aborts_the_run_with_exit_3(tmp_path: Path, sandbox_url: str) 
     assert set(read_results(catalog.with_suffix(".results.csv"))["status"]) == {"not_attempted"}
 
 
+def test_a_run_stopped_before_planning_tells_invalid_rows_from_rows_not_attempted(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A bad key stops the run before any row is planned: its first results file said every
+    row not_attempted, the invalid one too (which a retry would not mend). Its rows are now
+    planned offline for the file, and the ledger keeps none of that plan."""
+    catalog = write_catalog(
+        tmp_path / "catalog.csv", with_an_invalid_and_a_duplicate(simple_rows(2))
+    )
+    config = make_config(catalog, sandbox_url, key="sk-wrong")
+    summary = runner.run(config)
+    assert summary.exit_code == ExitCode.ACCOUNT
+    statuses = list(read_results(config.results)["status"])
+    assert statuses == ["not_attempted", "not_attempted", "invalid", "duplicate"]
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:
+        assert db.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+        assert db.execute("SELECT count(*) FROM run_rows").fetchone() == (0,)
+
+
 def test_bad_key_aborts_the_run_with_exit_3(tmp_path: Path, sandbox_url: str) -> None:
     """10105 stops the run at once."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(6))
