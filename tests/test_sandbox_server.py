@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import socket
 import subprocess
 import sys
@@ -88,6 +89,19 @@ def test_running_sandbox_yields_a_base_url_and_serves() -> None:
         assert httpx.get(f"{url}/v2/user/whoami", headers=KEY).json()["code"] == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{url}/v2/user/whoami", headers=KEY)
+
+
+def test_running_sandbox_leaves_the_log_levels_as_it_found_them() -> None:
+    """uvicorn sets its loggers' levels for the whole process: a notebook's `uvicorn.error`
+    stayed at WARNING after `batch.local_sandbox()`. They are put back."""
+    logger = logging.getLogger("uvicorn.error")
+    logger.setLevel(logging.DEBUG)
+    try:
+        with running_sandbox(SandboxConfig()):
+            pass
+        assert logger.level == logging.DEBUG
+    finally:
+        logger.setLevel(logging.NOTSET)
 
 
 def test_the_sandbox_answers_with_nagles_algorithm_off() -> None:

@@ -7,6 +7,7 @@ the connection through its transport (see faults.py).
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 import time
@@ -72,6 +73,8 @@ def running_sandbox(config: SandboxConfig | None = None) -> Iterator[str]:
     The URL has no trailing slash and no `/v2` (e.g. `http://127.0.0.1:54321`).
     """
     sock = bind_socket("127.0.0.1", 0)
+    # uvicorn sets its loggers' levels for the process: a library must put them back.
+    levels = {name: logging.getLogger(name).level for name in _UVICORN_LOGGERS}
     server = _server(config or SandboxConfig(), "warning")
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="jogg-sandbox", daemon=True
@@ -88,3 +91,8 @@ def running_sandbox(config: SandboxConfig | None = None) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=STARTUP_TIMEOUT)
         sock.close()
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access", "uvicorn.asgi")
