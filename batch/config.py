@@ -677,6 +677,13 @@ def ledger_location(
                 f"no ledger of this account at {chosen}: nothing was run with this key and "
                 "base URL on this machine; pass --state PATH for a state kept elsewhere"
             )
+        if isinstance(chosen, Path) and not _file_holds_a_ledger(chosen):
+            # Opened as a state, an emptied file would be made a new, empty ledger in silence.
+            raise StateError(
+                f"{chosen}: the account's ledger holds no tables (emptied or damaged); put it "
+                "back from a backup (a run would start a new one, and look up in the account's "
+                "listing what was sent)"
+            )
     elif isinstance(chosen, Path) and not chosen.is_file():
         raise StateError(f"{chosen}: no state database here; check the path")
     elif isinstance(chosen, Path) and not _file_holds_a_ledger(chosen):

@@ -44,6 +44,7 @@ from batch.runner import RunSummary
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.sandbox.server import bind_socket, url_of
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
+from batch.store.ledgers import account_url, ledger_path
 from batch.store.results import read_results
 from tests.helpers import python_output, simple_rows, submissions, write_catalog
 
@@ -834,6 +835,19 @@ def test_status_without_a_state_creates_nothing(tmp_path: Path) -> None:
     assert "no ledger of this account" in err
     assert "--state" in err
     assert [p.name for p in tmp_path.iterdir()] == ["c.results.csv"]
+
+
+def test_state_info_of_an_emptied_account_ledger_says_so_and_makes_nothing() -> None:
+    """The account's ledger truncated to nothing (a full disk, a bad copy): `state info` made it
+    a new, empty ledger in silence ("runs kept 0"). It says what happened; the file is left."""
+    url, key = "https://api.jogg.ai", "sk-emptied"
+    ledger = ledger_path(account_url(url), key)
+    ledger.parent.mkdir(parents=True, exist_ok=True)
+    ledger.write_bytes(b"")
+    code, _, err = invoke("state", "info", env={"JOGG_API_KEY": key, "JOGG_BASE_URL": url})
+    assert code == 2
+    assert "the account's ledger holds no tables (emptied or damaged)" in err
+    assert ledger.read_bytes() == b""
 
 
 def test_status_and_report_refuse_a_file_without_their_outcome_columns(tmp_path: Path) -> None:
