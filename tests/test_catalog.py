@@ -1204,6 +1204,13 @@ def test_a_mapped_header_the_catalog_lacks_is_refused(tmp_path: Path) -> None:
         ("c.numbers", "x", CatalogOptions(), r"cannot tell the catalog format from the extension"),
         ("c.csv", "x", CatalogOptions(format="xml"), r"unknown catalog format 'xml'"),  # type: ignore[arg-type]
         ("c.csv", "sku,title\n1,a\n", CatalogOptions(), r"c\.csv: has no product_id column"),
+        # A shop's export: the hint maps its details, not its SKU (no JoggAI id), as ids.
+        (
+            "c.csv",
+            "Handle,Title,Body (HTML),Variant SKU,Image Src\nmug,Mug,<p>A</p>,S-1,https://x/m.jpg\n",
+            CatalogOptions(),
+            r'"Title" = "product_name", "Body \(HTML\)" = "description", "Image Src" = "image',
+        ),
         # A title line above the header: the message shows what line 1 names, and says so.
         (
             "c.csv",

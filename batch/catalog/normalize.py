@@ -441,7 +441,8 @@ def plan_columns(
             f"{path}: has no product_id column (nor product_url) in its first line, which must "
             f"name the columns ({', '.join(repr(h) for h in headers[:5])}"
             f"{', ...' if len(headers) > 5 else ''}); {_header_fix(path, headers)}name the "
-            'column product_id, or map yours in the [columns] config table, e.g. sku = "product_id"'
+            "column product_id, or map yours in the [columns] config table, e.g. "
+            f"{_mapping_example(headers)}"
         )
     template_names = {canonical_name: header for canonical_name, header in canonical.items()}
     template_names.update({header_key(header): header for header in headers})
@@ -452,6 +453,31 @@ def plan_columns(
         template_names,
         _doubtful_columns(headers, canonical, mapping),
     )
+
+
+def _mapping_example(headers: Sequence[str]) -> str:
+    """The [columns] lines to suggest: a shop's export (Shopify's `Title`, `Body (HTML)`,
+    `Image Src`) names products not yet on JoggAI, which the catalog makes from their details;
+    a SKU is no JoggAI id."""
+    found = {header_key(header): header for header in headers}
+    details = [
+        f'"{found[key]}" = "{target}"' for key, target in _SHOP_DETAILS.items() if key in found
+    ]
+    if details:
+        return (
+            f"{', '.join(dict.fromkeys(details))} (products not yet on JoggAI are made from "
+            'their details), or the column of JoggAI\'s product ids = "product_id"'
+        )
+    return 'sku = "product_id"'
+
+
+# A shop export's product details (Shopify, WooCommerce, BigCommerce): what the catalog makes a
+# product from when it has no JoggAI product id.
+_SHOP_DETAILS: Final = {
+    "title": "product_name", "product_title": "product_name", "name": "product_name",
+    "body_(html)": "description", "body_html": "description",
+    "image_src": "image_urls", "images": "image_urls", "image_url": "image_urls",
+}  # fmt: skip
 
 
 # The other measures of a product's size, in the shops' languages: beside two of them, a
