@@ -669,6 +669,7 @@ def ledger_location(
     given = overrides or Overrides()
     settings = resolve(given, env)
     chosen = given_state(given, settings, env)
+    accounts_ledger = chosen is None
     if chosen is None:
         key = read_api_key(settings, env)
         chosen = choose_state(None, None, settings.api.base_url, key.reveal()).path
@@ -677,18 +678,18 @@ def ledger_location(
                 f"no ledger of this account at {chosen}: nothing was run with this key and "
                 "base URL on this machine; pass --state PATH for a state kept elsewhere"
             )
-        if isinstance(chosen, Path) and not _file_holds_a_ledger(chosen):
-            # Opened as a state, an emptied file would be made a new, empty ledger in silence.
-            raise StateError(
-                f"{chosen}: the account's ledger holds no tables (emptied or damaged); put it "
-                "back from a backup (a run would start a new one, and look up in the account's "
-                "listing what was sent)"
-            )
     elif isinstance(chosen, Path) and not chosen.is_file():
         raise StateError(f"{chosen}: no state database here; check the path")
-    elif isinstance(chosen, Path) and not _file_holds_a_ledger(chosen):
-        raise StateError(f"{chosen}: this file holds no jogg-batch ledger; check the path")
-    elif isinstance(chosen, DatabaseURL) and not _holds_a_ledger(chosen):
+    if isinstance(chosen, Path) and not _file_holds_a_ledger(chosen):
+        # Opened as a state, the file would be made a new, empty ledger in silence.
+        raise StateError(
+            f"{chosen}: the account's ledger holds no tables (emptied or damaged); put it back "
+            "from a backup (a run would start a new one, and look up in the account's listing "
+            "what was sent)"
+            if accounts_ledger
+            else f"{chosen}: this file holds no jogg-batch ledger; check the path"
+        )
+    if isinstance(chosen, DatabaseURL) and not _holds_a_ledger(chosen):
         # Opening it as a state would make the tables there (a typo in the database's name).
         raise StateError(f"{chosen}: this database holds no jogg-batch ledger; check its name")
     return chosen

@@ -243,15 +243,20 @@ def take_lock(path: Path, holder: str, held: Callable[[str], str]) -> int:
         os.close(fd)
         raise LockedError(held(written or "another process")) from None
     try:
-        # Written over the last holder, then cut to length: a kill between the two leaves a
-        # holder (with the old one's tail), never an empty lock that reads as a clean end.
-        text = holder.encode(errors="backslashreplace")  # a path in no encoding too
-        os.pwrite(fd, text, 0)
-        os.ftruncate(fd, len(text))
+        write_holder(fd, holder)
     except OSError as exc:  # a full disk: the ledger beside it could not grow either
         os.close(fd)
         raise StateError(f"{path}: cannot write the run lock: {_why(exc)}") from None
     return fd
+
+
+def write_holder(fd: int, holder: str) -> None:
+    """Writes `holder` over what a lock file holds, then cuts the file to it: a kill between
+    the two leaves a holder (with the old one's tail), never an empty lock that reads as a
+    clean end. Encoded so that a path in no encoding is written too."""
+    text = holder.encode(errors="backslashreplace")
+    os.pwrite(fd, text, 0)
+    os.ftruncate(fd, len(text))
 
 
 def _check_state_file(path: Path) -> None:

@@ -324,12 +324,7 @@ class Planner:
         lost = {}
         for index, job_id in newest_of_key.items():
             fields, before = rows[index].fields, earlier.get(job_id)
-            why = (
-                None
-                if fields is None or before is None
-                else payload.characters_lost(before, fields)
-            )
-            if why is not None:
+            if fields and before and (why := payload.characters_lost(before, fields)):
                 lost[index] = why
         return lost
 

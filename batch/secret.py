@@ -39,6 +39,17 @@ MASK: Final = "***"
 CONFIG_PIECE: Final = 3  # the shortest run of the key `Secret.scrub_config` masks
 
 
+def masked_url(url: str) -> str:
+    """`url` with what may carry a credential as `***`: its user name and password, its query
+    and its fragment (`https://***@host/v2?***`), for a message that names it."""
+    return _URL_QUERY.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", url))
+
+
+# The user name and password of a URL (`https://bob:pw@host`), and its query or fragment.
+_URL_USERINFO: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+_URL_QUERY: Final = re.compile(r"([?#]).*$", re.DOTALL)
+
+
 def piece_length(key_length: int) -> int:
     """The shortest run of a key's characters that `Secret.scrub` masks (module docstring)."""
     return min(key_length, 12)

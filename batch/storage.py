@@ -35,6 +35,7 @@ from urllib.parse import unquote, urlsplit
 
 from batch import files
 from batch.errors import CatalogError
+from batch.secret import masked_url
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
@@ -92,7 +93,7 @@ def parse_location(text: str | Path) -> Location:
     if not sep or not scheme.isalnum():
         return _named_in_utf8(Path(text))
     scheme = scheme.lower()
-    shown = _QUERY.sub("***", _USERINFO.sub("***@", text, count=1))
+    shown = masked_url(text)  # a signed link's query, S3's X-Amz-Signature, or a password
     if _USERINFO.match(text, len(scheme) + len(sep)):
         raise CatalogError(
             f"{shown}: a URL holding a user name or password is not taken (it would be "
@@ -114,10 +115,8 @@ def parse_location(text: str | Path) -> Location:
     return ObjectURL(f"{scheme}://{rest}")
 
 
-# What an error must not repeat of a URL: its user name and password (`bob:pw@`), and its
-# query, where a signed link keeps its signature and token (S3's X-Amz-Signature, Azure's sig).
+# A URL's user name and password (`bob:pw@`), right after its scheme.
 _USERINFO: Final = re.compile(r"(?<=://)[^/?#@]*@")
-_QUERY: Final = re.compile(r"(?<=\?)[^#]+")
 
 
 def _named_in_utf8(path: Path) -> Path:

@@ -465,7 +465,7 @@ def _mapping_example(headers: Sequence[str]) -> str:
     ]
     if details:
         return (
-            f"{', '.join(dict.fromkeys(details))} (products not yet on JoggAI are made from "
+            f"{', '.join(details)} (products not yet on JoggAI are made from "
             'their details), or the column of JoggAI\'s product ids = "product_id"'
         )
     return 'sku = "product_id"'
@@ -1065,6 +1065,7 @@ _END_CHARS: Final = (
 )
 _SEEN_ENDS: Final = f"^{_END_CHARS}+|{_END_CHARS}+$"
 _OTHER_BREAKS: Final = "[\\v\\x{85}\\x{2028}\\x{2029}]"
+_FORMULA_GUARD: Final = "^'([=+\\-@])"
 
 
 def _same_text(text: pa.Array) -> pa.Array:
@@ -1078,7 +1079,7 @@ def _same_text(text: pa.Array) -> pa.Array:
     lines = pc.replace_substring_regex(text, r"\r\n?|" + _OTHER_BREAKS, "\n")
     spaced = pc.replace_substring_regex(pc.utf8_normalize(lines, "NFC"), _NO_BREAK, " ")
     trimmed = pc.replace_substring_regex(spaced, _SEEN_ENDS, "")
-    return pc.replace_substring_regex(trimmed, "^'([=+\\-@])", "\\1")
+    return pc.replace_substring_regex(trimmed, _FORMULA_GUARD, "\\1")
 
 
 def _make_alike(values: Any, positions: Sequence[int] | None = None) -> dict[int, str]:

@@ -367,8 +367,8 @@ def _another_video(video_id: str, data: Mapping[str, object]) -> str | None:
     named, same_shape = data.get("video_id"), data.get("id")
     if isinstance(named, str) and named != video_id:
         return named
-    if isinstance(same_shape, str) and len(same_shape) == len(video_id) != 0:
-        return same_shape if same_shape != video_id else None
+    if isinstance(same_shape, str) and same_shape != video_id and len(same_shape) == len(video_id):
+        return same_shape
     return None
 
 

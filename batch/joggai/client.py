@@ -35,14 +35,13 @@ import asyncio
 import ipaddress
 import logging
 import math
-import re
 import time
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Final, Literal
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -50,7 +49,7 @@ import httpx
 from batch import untrusted
 from batch.errors import ConfigError
 from batch.logs import escape_controls
-from batch.secret import Secret, checked_key
+from batch.secret import Secret, checked_key, masked_url
 from batch.version import __version__
 from batch.vocabulary import ACCOUNT_CODES, PERMANENT_CODES, RETRYABLE_CODES, Code
 
@@ -362,7 +361,7 @@ class JoggClient:
         if not proxy:
             return ""
         source = "ALL_PROXY" if url.scheme not in proxies else f"{url.scheme.upper()}_PROXY"
-        return f", through the proxy {_masked(proxy)} ({source})"
+        return f", through the proxy {masked_url(proxy)} ({source})"
 
     async def __aenter__(self) -> JoggClient:
         await self._http.__aenter__()
@@ -557,7 +556,7 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
     the wrong setting, or built from it), which httpx's errors quote: the message is scrubbed of
     even short pieces (`Secret.scrub_config`), and httpx's own error is not chained to it."""
     scrub = api_key.scrub_config if api_key else str
-    shown = _masked(base_url)  # a password in it is never repeated
+    shown = masked_url(base_url)  # a password in it is never repeated
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
@@ -600,19 +599,6 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes | None:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-# The user name and password of a URL (`https://bob:pw@host`).
-_USERINFO: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
-
-
-def _masked(url: str) -> str:
-    """`url` with its user name and password, and its query and fragment, as `***`
-    (`https://***@host/v2?***`)."""
-    return _QUERY.sub(r"\1***", _USERINFO.sub(r"\1***@", url))
-
-
-_QUERY: Final = re.compile(r"([?#]).*$", re.DOTALL)
 
 
 def _is_loopback(host: str) -> bool:

@@ -80,7 +80,7 @@ class AccountHold:
         restored from a backup, or made anew after it was deleted, does not, and waits for what
         may be in flight. Same length each time, so one write replaces it in place."""
         noted = f"{run_id}.{attempt_id}.{self._ledger_id}"
-        _note(self._fd, _holder_text(self._holder, noted))
+        files.write_holder(self._fd, _holder_text(self._holder, noted))
 
 
 @contextmanager
@@ -151,18 +151,10 @@ def hold_account(
             wait = hold.last_write
             if wait is not None and time.time() < wait + settle_seconds:
                 # The cut-off run's requests may still commit: the next run waits on.
-                _note(fd, _holder_text(mine, f"after {wait:.3f}"))
+                files.write_holder(fd, _holder_text(mine, f"after {wait:.3f}"))
             else:
                 os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
         os.close(fd)  # closing releases the flock
-
-
-def _note(fd: int, text: str) -> None:
-    """Writes `text` over the lock's holder in place, encoded as `files.take_lock` writes it
-    (a ledger path in no encoding too), then cuts the file to it: never empty in between."""
-    written = text.encode(errors="backslashreplace")
-    os.pwrite(fd, written, 0)
-    os.ftruncate(fd, len(written))
 
 
 def _holder_text(holder: str, attempt: str | None) -> str:
