@@ -251,6 +251,20 @@ def test_a_parquet_page_damaged_in_a_later_row_group_is_refused_before_sending(
         check_structure(path, CatalogOptions())
 
 
+def test_a_parquet_page_that_fails_its_checksum_is_refused(tmp_path: Path) -> None:
+    """A page whose bytes changed after Spark or parquet-mr wrote its CRC (a bad disk or copy)
+    still decodes, as other text: it is refused, not sent as `BoXtle` or another product id."""
+    path = tmp_path / "c.parquet"
+    table = pa.table({"product_id": ["P1"], "video_name": ["Bottle"]})
+    pq.write_table(table, path, compression="none", use_dictionary=False, write_page_checksum=True)
+    data = path.read_bytes()
+    at = data.index(b"\x06\x00\x00\x00Bottle")  # the data page: the text after its length
+    path.write_bytes(data[: at + 6] + b"X" + data[at + 7 :])
+    assert pq.read_table(path).column("video_name").to_pylist() == ["BoXtle"]
+    with pytest.raises(CatalogError, match=r"c\.parquet: cannot read it as Parquet: .*CRC"):
+        check_structure(path, CatalogOptions())
+
+
 def test_parquet_float_id_with_fraction_is_a_row_problem(tmp_path: Path) -> None:
     """127.5 in a float column is not an avatar id."""
     path = tmp_path / "c.parquet"

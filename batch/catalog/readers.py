@@ -390,7 +390,9 @@ def _sniff_delimiter(text: str) -> str:
 
 def _open_parquet(path: Location, rows: int) -> Source:
     try:
-        parquet = pq.ParquetFile(storage.arrow_source(path))
+        # Spark and parquet-mr write a CRC of each page: a page damaged on disk or in transit
+        # is then refused, not read as other text or another product id, and paid for.
+        parquet = pq.ParquetFile(storage.arrow_source(path), page_checksum_verification=True)
     except storage.store_errors(pa.ArrowException) as exc:
         raise CatalogError(
             f"{path}: is not a Parquet file ({exc}); check the file or pass --format"

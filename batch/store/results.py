@@ -349,7 +349,7 @@ def read_results(path: Location) -> pd.DataFrame:
             if fmt == "parquet":
                 # Text made by Arrow: through pandas, an int column with a null is a float
                 # column, and an id past 2**53 would come back with other digits.
-                table = pq.read_table(handle)
+                table = pq.read_table(handle, page_checksum_verification=True)
                 texts = pa.table({name: cells.as_text(table[name]) for name in table.column_names})
                 frame_: pd.DataFrame = texts.to_pandas().fillna("")
                 return _tidied(frame_.astype(object))
