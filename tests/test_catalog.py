@@ -203,6 +203,70 @@ def test_parquet_binary_strings_are_read_as_their_text(tmp_path: Path) -> None:
     ]
 
 
+def test_one_binary_cell_not_utf8_leaves_the_others_of_a_template_column_as_text(
+    tmp_path: Path,
+) -> None:
+    """A BINARY column a name template takes, one cell of it Latin-1: that row is refused, and
+    the others keep their text (they were all sent as `b'Mug' promo`, each a second render)."""
+    table = pa.table(
+        {
+            "product_id": ["A1", "A2"],
+            "title": pa.array([b"Mug", b"L\xe4mp"], pa.binary()),
+            "video_name": ["{title} promo"] * 2,
+        }
+    )
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    first, second = rows_of(path)
+    assert first.fields is not None and first.fields.name == "Mug promo"
+    assert messages(path, second) == [
+        "c.parquet row 2, column 'video_name': '{title} promo' takes column 'title', which "
+        "holds b'L\\xe4mp', bytes that are not UTF-8 text; write text"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cells", "kind"),
+    [
+        (pa.array([["eco", "steel"], ["glass"]]), "list"),
+        (pa.array([{"a": 1}, {"a": 2}]), "struct"),
+        (pa.array([[("k", 1)], [("k", 2)]], pa.map_(pa.string(), pa.int64())), "map"),
+    ],
+)
+def test_a_template_taking_a_list_column_is_refused(
+    tmp_path: Path, cells: pa.Array, kind: str
+) -> None:
+    """A list, struct or map cell in a name template: the name would be Python's text of it
+    (`['eco', 'steel'] promo`), and the results file's JSON of it another request."""
+    table = pa.table({"product_id": ["A1", "A2"], "tags": cells, "video_name": ["{tags}!"] * 2})
+    path = tmp_path / "c.parquet"
+    pq.write_table(table, path)
+    for row in rows_of(path):
+        assert messages(path, row) == [
+            f"c.parquet row {row.number}, column 'video_name': '{{tags}}!' takes column "
+            f"'tags', which holds a {kind}, not text; give the name a column of text"
+        ]
+
+
+@pytest.mark.parametrize("name", ["c.parquet", "c.jsonl"])
+def test_a_typed_catalog_without_product_ids_is_not_told_of_lines(
+    tmp_path: Path, name: str
+) -> None:
+    """Parquet and JSON Lines name their columns themselves: no first line, no title lines
+    above it to delete."""
+    path = tmp_path / name
+    if name.endswith(".parquet"):
+        pq.write_table(pa.table({"product.id": ["A1"]}), path)
+    else:
+        path.write_text('{"product.id": "A1"}\n')
+    with pytest.raises(CatalogError) as raised:
+        rows_of(path)
+    assert str(raised.value).startswith(
+        f"{path}: has no product_id column (nor product_url) among its columns ('product.id'); "
+        "name the column product_id, or map yours in the [columns] config table"
+    )
+
+
 def latin1_in_a_string_column(values: list[bytes]) -> pa.Array:
     """A STRING column holding bytes that are not UTF-8, as Hive or Impala leave them (pyarrow
     itself refuses to build one, so it is assembled from its buffers)."""

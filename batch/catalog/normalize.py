@@ -21,13 +21,14 @@ import string
 import unicodedata
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any, Final, Literal, TypeGuard
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch import payload
+from batch import payload, storage
 from batch.catalog.rows import FREE_TEXT_COLUMNS, CatalogOptions, ResolvedRows, RowProblem
 from batch.errors import CatalogError
 from batch.payload import RequestDefaults
@@ -437,11 +438,15 @@ def plan_columns(
     _refuse_a_products_size(path, headers, canonical, mapping)
     _refuse_a_partitions_part(path, canonical, mapping)
     if not any(source in canonical for source in _PRODUCT_SOURCES):
+        listed = f"{', '.join(repr(h) for h in headers[:5])}{', ...' if len(headers) > 5 else ''}"
+        where, fix = (
+            ("among its columns", "")
+            if _names_its_columns(path, options)
+            else ("in its first line, which must name the columns", _header_fix(path, headers))
+        )
         raise CatalogError(
-            f"{path}: has no product_id column (nor product_url) in its first line, which must "
-            f"name the columns ({', '.join(repr(h) for h in headers[:5])}"
-            f"{', ...' if len(headers) > 5 else ''}); {_header_fix(path, headers)}name the "
-            "column product_id, or map yours in the [columns] config table, e.g. "
+            f"{path}: has no product_id column (nor product_url) {where} ({listed}); {fix}name "
+            "the column product_id, or map yours in the [columns] config table, e.g. "
             f"{_mapping_example(headers)}"
         )
     template_names = {canonical_name: header for canonical_name, header in canonical.items()}
@@ -983,6 +988,17 @@ def _reads_as(normalize: Normalizer, value: str) -> bool:
     return True
 
 
+def _names_its_columns(path: Location, options: CatalogOptions) -> bool:
+    """Whether the catalog's format names its columns itself (Parquet's schema, JSON Lines'
+    keys): it has no header line, nor title lines above one."""
+    if options.format is not None:
+        return options.format in ("parquet", "jsonl")
+    return PurePosixPath(storage.inner_name(path)).suffix.lower() in _NAMED_COLUMNS
+
+
+_NAMED_COLUMNS: Final = (".parquet", ".pq", ".jsonl", ".ndjson")
+
+
 def _header_fix(path: Location, headers: Sequence[str]) -> str:
     """What to try first when no column names a product: another delimiter (one cell holding
     `|`), another sheet (a workbook), or the lines above the header."""
@@ -1364,9 +1380,49 @@ def _text_array(column: pa.ChunkedArray) -> pa.ChunkedArray:
     try:
         text = pc.cast(column, pa.string())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        cells = ["" if value is None else str(value) for value in column.to_pylist()]
+        cells = [_cell_text(value) for value in column.to_pylist()]
         return pa.chunked_array([pa.array(cells, pa.string())])
     return text.fill_null("")
+
+
+def _cell_text(value: object) -> str:
+    """A cell Arrow cannot cast to text as text: a BINARY cell that is not UTF-8 with its bytes
+    escaped (one such cell must not make every other cell of the column `b'...'`)."""
+    if value is None:
+        return ""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
+
+
+def _not_text_cells(column: pa.ChunkedArray, rows: pa.Array) -> dict[int, str]:
+    """The rows among `rows` whose cell a template cannot take as text, with why: BINARY that is
+    not UTF-8, and lists, structs and maps (Python would write `['eco', 'steel']`, a results
+    file `["eco", "steel"]`: neither a name anyone means)."""
+    kind = column.type
+    if pa.types.is_nested(kind):
+        what = "map" if pa.types.is_map(kind) else "struct" if pa.types.is_struct(kind) else "list"
+        why = f"holds a {what}, not text; give the name a column of text"
+        found = pc.and_(rows, pc.is_valid(column)).to_numpy(zero_copy_only=False)
+        return {row: why for row in np.flatnonzero(found).tolist()}
+    if not any(
+        test(kind)
+        for test in (
+            pa.types.is_binary,
+            pa.types.is_large_binary,
+            pa.types.is_binary_view,
+            pa.types.is_fixed_size_binary,
+        )
+    ):
+        return {}
+    bad = {}
+    for row in np.flatnonzero(rows.to_numpy(zero_copy_only=False)).tolist():
+        cell = column[row].as_py()
+        try:
+            cell is None or cell.decode("utf-8")
+        except UnicodeDecodeError:
+            bad[row] = f"holds {cell[:40]!r}, bytes that are not UTF-8 text; write text"
+    return bad
 
 
 # A parsed template: literal text and header pairs (header None after the last field), or a reason.
@@ -1440,6 +1496,10 @@ def _expand_names(
                         padded = padded or not texts[header].equals(text)
                 pieces.append(texts[header])
                 bad.extend(_template_errors(template, header, texts[header], rows))
+                bad.extend(
+                    (row, template, f"{template!r} takes column {header!r}, which {why}")
+                    for row, why in _not_text_cells(table.column(header), rows).items()
+                )
         text = pc.binary_join_element_wise(*pieces, "")
         expanded = pc.if_else(rows, text, expanded)
     names[:] = expanded.to_pylist()
