@@ -218,7 +218,8 @@ def test_one_binary_cell_not_utf8_leaves_the_others_of_a_template_column_as_text
     path = tmp_path / "c.parquet"
     pq.write_table(table, path)
     first, second = rows_of(path)
-    assert first.fields is not None and first.fields.name == "Mug promo"
+    assert first.fields is not None
+    assert first.fields.name == "Mug promo"
     assert messages(path, second) == [
         "c.parquet row 2, column 'video_name': '{title} promo' takes column 'title', which "
         "holds b'L\\xe4mp', bytes that are not UTF-8 text; write text"
