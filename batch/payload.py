@@ -17,7 +17,6 @@ import math
 import re
 import string
 import unicodedata
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -731,13 +730,15 @@ def same_text(text: str | None) -> str | None:
     """Free text as a reader sees it: line ends as LF (CRLF, CR, and the breaks other tools
     write: FileMaker's vertical tab, Word's line and paragraph separators, NEL), characters
     composed (NFC), a no-break space as a space, no space or invisible character (a BOM, a
-    zero-width space) at either end, and no `'` before a leading `=`, `+`, `-` or `@`: the
-    guard web tools' CSV exports put there so that a spreadsheet does not take `- Dimmable`
-    or `@acme` for a formula. The catalog makes its cells alike the same way, a column at a
-    time (`batch.catalog.normalize`)."""
+    zero-width space, a direction mark or isolate, a soft hyphen: `INVISIBLE_ENDS`) at either
+    end, and no `'` before a leading `=`, `+`, `-` or `@`: the guard web tools' CSV exports put
+    there so that a spreadsheet does not take `- Dimmable` or `@acme` for a formula (unless a
+    `'` later closes it as a quote: `'@home' offers`). The catalog makes its cells alike the
+    same way, a column at a time (`batch.catalog.normalize`)."""
     if text is None:
         return None
-    return _FORMULA_GUARD.sub("", alike_but_breaks(_OTHER_BREAKS.sub("\n", text)))
+    spaced = _NO_BREAK.sub(" ", lines_composed(_OTHER_BREAKS.sub("\n", text)))
+    return _FORMULA_GUARD.sub("", _INVISIBLE_ENDS.sub("", spaced))
 
 
 def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
@@ -749,7 +750,9 @@ def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
     hold: a catalog whose only characters outside ASCII were emoji, Hebrew or Chinese is ASCII
     after it, read as UTF-8, and each such row was a changed request, paid for again, its
     avatar reading out question marks."""
-    for field, before, after in _free_texts(earlier, now):
+    now_texts = free_texts(now)
+    for field, before in free_texts(earlier).items():
+        after = now_texts[field]
         if before is None or after is None or before.isascii() or "?" not in after:
             continue
         if _lost_to_question_marks(before).fullmatch(after):
@@ -762,19 +765,26 @@ def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
     return None
 
 
-def _free_texts(
-    earlier: ResolvedFields, now: ResolvedFields
-) -> Iterator[tuple[str, str | None, str | None]]:
-    yield "video_name", earlier.name, now.name
-    yield "override_script", earlier.override_script, now.override_script
-    if earlier.product is not None and now.product is not None:
-        yield "product_name", earlier.product.name, now.product.name
-        yield "description", earlier.product.description, now.product.description
-        yield "target_audience", earlier.product.target_audience, now.product.target_audience
+def free_texts(fields: ResolvedFields) -> dict[str, str | None]:
+    """The free text of a request, by its catalog column."""
+    product = fields.product
+    return {
+        "video_name": fields.name,
+        "override_script": fields.override_script,
+        "product_name": product and product.name,
+        "description": product and product.description,
+        "target_audience": product and product.target_audience,
+    }
 
 
 def _lost_to_question_marks(text: str) -> re.Pattern[str]:
     return re.compile("".join(re.escape(c) if c.isascii() else r"\?{1,2}" for c in text))
+
+
+def alike_but_format_ends(text: str) -> str:
+    """Free text as the versions before the other format characters at its ends (direction
+    isolates, soft hyphens) and a formula guard's closing quote made it alike."""
+    return _GUARD_BEFORE_QUOTES.sub("", alike_but_breaks(_OTHER_BREAKS.sub("\n", text)))
 
 
 def alike_but_breaks(text: str) -> str:
@@ -797,11 +807,25 @@ _LINE_ENDS: Final = re.compile(r"\r\n?")
 # A line break as tools other than a text editor write it in a cell: FileMaker's vertical tab,
 # NEL (an EBCDIC export), Unicode's line and paragraph separators (Word, InDesign, JavaScript).
 _OTHER_BREAKS: Final = re.compile("[\v\x85\u2028\u2029]")
-_FORMULA_GUARD: Final = re.compile("^'(?=[=+\\-@])")
+# The guard: a `'` before a leading `=+-@`, unless another `'` (not one between two letters or
+# digits: `it's`) closes it as a quote.
+_FORMULA_GUARD: Final = re.compile("^'(?=[=+\\-@](?:[^']|[^\\W_]'[^\\W_])*$)")
+_GUARD_BEFORE_QUOTES: Final = re.compile("^'(?=[=+\\-@])")
 # The spaces that do not break a line: a space to a reader.
 _NO_BREAK: Final = re.compile("[\u00a0\u2007\u202f]")
-# Spaces, and the characters nobody sees (a byte order mark, zero-width spaces and joiners,
-# direction marks), at either end of a text.
+# The characters nobody sees that copies leave at a text's ends (with spaces): a byte order
+# mark; zero-width spaces, joiners and direction marks; the embeddings and isolates of a copy of
+# mixed-direction text (Windows, Android, browsers); a soft hyphen; a word joiner and the
+# invisible operators; the Arabic letter mark, the Mongolian vowel separator, the combining
+# grapheme joiner and Hangul fillers. Not variation selectors or tags: they end an emoji.
+INVISIBLE_ENDS: Final = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160), (0x17B4, 0x17B5),
+    (0x180E, 0x180E), (0x200B, 0x200F), (0x202A, 0x202E), (0x2060, 0x2064), (0x2066, 0x206F),
+    (0x3164, 0x3164), (0xFEFF, 0xFEFF), (0xFFA0, 0xFFA0),
+)  # fmt: skip
+_INVISIBLE: Final = "".join(f"{chr(low)}-{chr(high)}" for low, high in INVISIBLE_ENDS)
+_INVISIBLE_ENDS: Final = re.compile(f"^[\\s{_INVISIBLE}]+|[\\s{_INVISIBLE}]+$")
+# The ends the versions before `INVISIBLE_ENDS` trimmed (`alike_but_breaks`).
 _SEEN_ENDS: Final = re.compile("^[\\s\ufeff\u200b-\u200f\u2060]+|[\\s\ufeff\u200b-\u200f\u2060]+$")
 
 

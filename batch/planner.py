@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 # Rows planned per state transaction: the catalog's first batch is one slice.
 PLAN_SLICE = catalog.FIRST_BATCH_ROWS
+# The longest key a lost zero is looked for in: a GTIN-14, past which Excel writes 1.2E+13.
+_LONGEST_ZERO_PADDED = 14
 
 
 @dataclass
@@ -153,11 +155,11 @@ class Planner:
         )
         as_written = self._add_earlier_jobs(rows, slow, existing)
         checked = self._check_rows(rows, slow, existing)
-        newest_of_key = self._newest_jobs_of_keys(
-            rows, {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
-        )
+        new_requests = {i for i in slow if fingerprints[i] and fingerprints[i] not in existing}
+        newest_of_key = self._newest_jobs_of_keys(rows, new_requests)
         known_keys = set(newest_of_key)  # changed rows, unless their text was lost
-        lost = self._characters_lost(rows, newest_of_key)
+        shortened = self._newest_of_shortened_keys(rows, new_requests - known_keys)
+        lost = self._characters_lost(rows, newest_of_key | shortened)
         planned = "planned" if self.dry_run else "job"
         new_jobs: list[NewJob] = []
         updates: list[JobUpdate] = []
@@ -312,6 +314,27 @@ class Planner:
         keys = {index: rows.key(index) for index in indices}
         newest = self.state.newest_jobs_of_keys(list(keys.values()))
         return {index: newest[key] for index, key in keys.items() if key in newest}
+
+    def _newest_of_shortened_keys(
+        self, rows: catalog.ResolvedRows, indices: set[int]
+    ) -> dict[int, int]:
+        """The rows among these (new keys) whose key is digits and whose free text has a `?`,
+        with the newest job of their key as written with leading zeros: the Excel save that
+        writes `?` for characters its code page lacks also drops a number's leading zeros
+        (SKU `00123` is `123`), so the row's own key has no job to compare with."""
+        if not self.earlier_jobs or not indices:
+            return {}
+        padded: dict[int, list[str]] = {}
+        for index in indices:
+            key, fields = rows.key(index), rows[index].fields
+            texts = () if fields is None else payload.free_texts(fields).values()
+            if key.isdigit() and any("?" in (text or "") for text in texts):
+                padded[index] = [
+                    "0" * n + key for n in range(1, _LONGEST_ZERO_PADDED - len(key) + 1)
+                ]
+        newest = self.state.newest_jobs_of_keys([key for keys in padded.values() for key in keys])
+        found = {i: [newest[key] for key in keys if key in newest] for i, keys in padded.items()}
+        return {index: max(jobs) for index, jobs in found.items() if jobs}
 
     def _characters_lost(
         self, rows: catalog.ResolvedRows, newest_of_key: dict[int, int]

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from batch import payload
 from batch.catalog import (
     CatalogOptions,
     CatalogRow,
@@ -447,14 +448,16 @@ def test_other_characters_unicode_ignores_are_dropped_from_an_id_and_its_key(
     """A variation selector (an emoji keyboard's U+FE0F), a grapheme joiner or a Hangul filler
     in an id is as invisible as a zero-width space: dropped from the request and the row key.
     The row keeps the fingerprint earlier versions gave it, with the mark, so a job they sent
-    is found (`earlier_fingerprints`); free text keeps the mark."""
+    is found (`earlier_fingerprints`). Free text keeps a variation selector at its end (it
+    ends an emoji: `❤️`); the others there are trimmed, like a zero-width space."""
     text = f"product_id,video_name\nP{mark}1,Hi \u2764{mark}\n"
     (batch,) = read_catalog(write(tmp_path, "c.csv", text), CatalogOptions())
     (row,) = batch.rows
     assert row.fields is not None
-    assert (row.fields.product_id, row.key, row.fields.name) == ("P1", "P1", f"Hi \u2764{mark}")
-    earlier = fingerprint(row.fields._replace(product_id=f"P{mark}1"))
-    assert batch.rows.earlier_fingerprints(0) == (earlier,)
+    name = f"Hi \u2764{mark}" if mark == "\ufe0f" else "Hi \u2764"
+    assert (row.fields.product_id, row.key, row.fields.name) == ("P1", "P1", name)
+    earlier = row.fields._replace(product_id=f"P{mark}1", name=f"Hi \u2764{mark}")
+    assert fingerprint(earlier) in batch.rows.earlier_fingerprints(0)
 
 
 def test_a_product_id_holding_a_control_character_is_invalid(tmp_path: Path) -> None:
@@ -1962,6 +1965,34 @@ def test_free_text_of_question_marks_alone_is_refused(tmp_path: Path) -> None:
     assert (problem.column, problem.value) == ("override_script", "????? ???")
     assert "'CSV UTF-8'" in problem.reason
     assert (asked.fields is None, short.fields is None) == (False, False)
+
+
+@pytest.mark.parametrize(
+    ("damaged", "said"),
+    [
+        ("CafÃ© CrÃ¨me", "is UTF-8 text read as Windows-1252 ('Café Crème' garbled)"),
+        ("donâ€™t stop ðŸš€", "is UTF-8 text read as Windows-1252 ('don’t stop 🚀' garbled)"),
+        ("Caf\ufffd Cr\ufffdme", "holds U+FFFD (\ufffd), which a tool writes for bytes it could"),
+    ],
+    ids=["windows-1252", "emoji", "replacement-character"],
+)
+def test_free_text_a_conversion_damaged_is_refused(tmp_path: Path, damaged: str, said: str) -> None:
+    """A UTF-8 file opened in Excel without a BOM and saved has `CafÃ©` for `Café`; a tool that
+    could not decode bytes wrote U+FFFD. Either was a changed request, paid for again, the
+    avatar reading out the damage: refused in free text and in a cell a name template takes.
+    Real text outside ASCII (`L’ÉTÉ…`, `Ñandú`) is text."""
+    text = (
+        "product_id,override_script,title,video_name\n"
+        f"P1,{damaged},Mug,{{title}}\nP2,Hi,{damaged},{{title}}\nP3,L’ÉTÉ…,Ñandú Café,{{title}}\n"
+    )
+    script, name, real = rows_of(write(tmp_path, "c.csv", text))
+    assert [(p.column, p.value) for p in script.problems] == [("override_script", damaged)]
+    assert said in script.problems[0].reason
+    [problem] = name.problems
+    assert problem.column == "video_name"
+    assert f"takes column 'title', and {payload.shown(damaged)} {said}" in problem.reason
+    assert real.fields is not None
+    assert (real.fields.override_script, real.fields.name) == ("L’ÉTÉ…", "Ñandú Café")
 
 
 def test_a_web_tools_formula_guard_is_not_part_of_the_text(tmp_path: Path) -> None:

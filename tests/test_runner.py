@@ -1805,6 +1805,45 @@ def test_text_other_tools_write_otherwise_is_no_other_request(
     assert len(submissions(sandbox_url)["submissions"]) == 1
 
 
+@pytest.mark.parametrize(
+    ("written", "sent_before", "read"),
+    [
+        ("\u202aSummer Sale\u202c", "\u202aSummer Sale\u202c", "Summer Sale"),
+        ("\u2066Summer Sale\u2069", "\u2066Summer Sale\u2069", "Summer Sale"),
+        ("Summer Sale\u00ad", "Summer Sale\u00ad", "Summer Sale"),
+        ("'@home' offers", "@home' offers", "'@home' offers"),
+    ],
+    ids=["embedding", "isolate", "soft-hyphen", "quoted-at"],
+)
+def test_what_the_previous_version_sent_is_found_once_text_is_read_closer_to_meant(
+    tmp_path: Path, sandbox_url: str, written: str, sent_before: str, read: str
+) -> None:
+    """A copy of mixed-direction text (Windows, Android, a browser) wraps it in direction
+    embeddings or isolates, a word processor ends it with a soft hyphen: nobody sees them, and
+    a re-export without them was paid again; they are trimmed like a zero-width space. A `'`
+    before a leading `@` that a later `'` closes is a quote, not a formula guard, and kept.
+    What the previous version sent (those ends kept, that quote dropped) is found from the
+    same file and from a clean re-export; nothing is sent again."""
+    pid = product_ids(1)[0]
+    catalog = tmp_path / "tool.csv"
+    catalog.write_text(f'product_id,override_script\n{pid},"{written}"\n', encoding="utf-8")
+    config = make_config(catalog, sandbox_url)
+    fields = sent_by_an_earlier_version(
+        config, lambda fields: fields._replace(override_script=sent_before)
+    )
+    assert fields.override_script == read
+    assert isinstance(config.state, Path)
+    with sqlite3.connect(config.state) as db:  # not yet aliased by this version
+        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
+    re_exported = tmp_path / "clean.csv"
+    re_exported.write_text(f'product_id,override_script\n{pid},"{read}"\n', encoding="utf-8")
+
+    for again in (catalog, re_exported):
+        summary = runner.run(make_config(again, sandbox_url))
+        assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
+    assert len(submissions(sandbox_url)["submissions"]) == 1
+
+
 def test_text_a_re_save_lost_to_question_marks_is_refused_not_paid_again(
     tmp_path: Path, sandbox_url: str
 ) -> None:
@@ -1839,6 +1878,41 @@ def test_text_a_re_save_lost_to_question_marks_is_refused_not_paid_again(
         results["message"][0]
     )
     assert "'CSV UTF-8'" in str(results["message"][1])
+
+
+def test_a_re_save_that_lost_characters_and_a_skus_zeros_is_refused(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Keyed by SKU, the Excel save that writes `?` for an emoji also drops a SKU's leading
+    zeros (`00123` is `123`): the row's key has no job, and it was sent as new, a second
+    video reading out a question mark. It is compared with the job of its key as written with
+    zeros, and invalid; a row new indeed (`77`) is sent."""
+    pids = product_ids(3)
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        f"sku,product_id,video_name\n00123,{pids[0]},Stand \U0001f680\n"
+        f"00124,{pids[1]},Mug \u2615\n",
+        encoding="utf-8",
+    )
+    sku = replace(CatalogOptions(), row_key="sku")
+    assert (
+        runner.run(replace(make_config(catalog, sandbox_url), catalog_options=sku)).requests_sent
+        == 2
+    )
+    re_saved = tmp_path / "re-saved.csv"
+    re_saved.write_text(
+        f"sku,product_id,video_name\n123,{pids[0]},Stand ?\n00124,{pids[1]},Mug ?\n"
+        f"77,{pids[2]},Lamp ?\n"
+    )
+
+    summary = runner.run(replace(make_config(re_saved, sandbox_url), catalog_options=sku))
+
+    assert (summary.requests_sent, summary.plan.invalid) == (1, 2)
+    results = read_results(re_saved.with_suffix(".results.csv"))
+    assert list(results["status"]) == ["invalid", "invalid", "submitted"]
+    assert "'Stand ?' is the text of this row's last request ('Stand \U0001f680')" in str(
+        results["message"][0]
+    )
 
 
 def test_an_upgrade_finds_the_jobs_recorded_under_the_raw_texts_fingerprint(

@@ -311,16 +311,60 @@ def spreadsheet_error(value: object) -> str | None:
     )
 
 
-def _lost_text(value: object) -> str | None:
-    """Why free text of question marks alone (`????? ???`) cannot be sent: what Excel's "CSV
-    (Comma delimited)" writes for text its code page lacks (Hebrew, Chinese, emoji), or None."""
-    if not isinstance(value, str) or value.count("?") < 2 or any(c.isalnum() for c in value):
+def damaged_text(value: object) -> str | None:
+    """Why free text a conversion damaged cannot be sent (each such row was a changed request,
+    paid for again, its avatar reading out the damage), or None for any other:
+    - question marks alone (`????? ???`): Excel's "CSV (Comma delimited)" writes a `?` for
+      each character its code page lacks (Hebrew, Chinese, emoji);
+    - U+FFFD, which a reader writes for bytes it could not decode (`errors="replace"`, Google
+      Sheets importing Windows-1252 as UTF-8);
+    - UTF-8 read as Windows-1252 (`CafÃ© CrÃ¨me`): a UTF-8 file without a BOM opened in
+      Excel and saved. Only a text whose every character outside ASCII is part of such a
+      misreading is taken for one: real text (`L’ÉTÉ…`) is never all of it."""
+    if not isinstance(value, str) or value.isascii():
+        if isinstance(value, str) and value.count("?") >= 2 and not any(map(str.isalnum, value)):
+            return (
+                f"{payload.shown(value)} is question marks alone: the characters a save could "
+                "not write (Excel's 'CSV (Comma delimited)' writes '?' for each); save the "
+                "catalog as 'CSV UTF-8' and run again"
+            )
         return None
-    return (
-        f"{payload.shown(value)} is question marks alone: the characters a save could not "
-        "write (Excel's 'CSV (Comma delimited)' writes '?' for each); save the catalog as "
-        "'CSV UTF-8' and run again"
-    )
+    if "\ufffd" in value:
+        return (
+            f"{payload.shown(value)} holds U+FFFD (\ufffd), which a tool writes for bytes it "
+            "could not read: the text was lost converting the file; take it from the original "
+            "and run again"
+        )
+    if (meant := _utf8_read_as_cp1252(value)) is not None:
+        return (
+            f"{payload.shown(value)} is UTF-8 text read as Windows-1252 ({payload.shown(meant)} "
+            "garbled): a spreadsheet opened the file in another encoding and saved it; take the "
+            "text from the original file (in Excel: Data > From Text/CSV, UTF-8) and run again"
+        )
+    return None
+
+
+def _utf8_read_as_cp1252(text: str) -> str | None:
+    """The text whose UTF-8 bytes, read as Windows-1252 (Latin-1 for the bytes it leaves
+    undefined), are `text`; None when `text` is not such a misreading."""
+    if not _MISREAD_UTF8.search(text):
+        return None
+    try:
+        raw = bytes(_CP1252_BYTES.get(char, ord(char)) for char in text)
+        return raw.decode("utf-8")
+    except (ValueError, UnicodeDecodeError):  # a character past one byte; not UTF-8
+        return None
+
+
+# Windows-1252's characters for the bytes 0x80-0x9F it defines (the rest of a byte is Latin-1).
+_CP1252_BYTES: Final = {
+    bytes([byte]).decode("cp1252"): byte
+    for byte in range(0x80, 0xA0)
+    if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+}
+# A UTF-8 lead byte and a continuation byte, as Windows-1252 shows them (`Ã©`, `â€™`).
+_CONTINUATION: Final = "".join(_CP1252_BYTES) + "\x80-\x9f\xa0-\xbf"
+_MISREAD_UTF8: Final = re.compile(f"[\xc2-\xf4][{_CONTINUATION}]")
 
 
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
@@ -1077,11 +1121,13 @@ class _Column:
 # ends (Python's `\s` is Unicode's spaces: `\p{Z}` and the ASCII ones, with \x1c-\x1f and NEL).
 _NO_BREAK: Final = "[\\x{a0}\\x{2007}\\x{202f}]"
 _END_CHARS: Final = (
-    "[\\p{Z}\\t\\n\\v\\f\\r\\x{1c}-\\x{1f}\\x{85}\\x{feff}\\x{200b}-\\x{200f}\\x{2060}]"
+    "[\\p{Z}\\t\\n\\v\\f\\r\\x{1c}-\\x{1f}\\x{85}"
+    + "".join(f"\\x{{{low:x}}}-\\x{{{high:x}}}" for low, high in payload.INVISIBLE_ENDS)
+    + "]"
 )
 _SEEN_ENDS: Final = f"^{_END_CHARS}+|{_END_CHARS}+$"
 _OTHER_BREAKS: Final = "[\\v\\x{85}\\x{2028}\\x{2029}]"
-_FORMULA_GUARD: Final = "^'([=+\\-@])"
+_FORMULA_GUARD: Final = "^'([=+\\-@](?:[^']|[\\pL\\pN]'[\\pL\\pN])*)$"
 
 
 def _same_text(text: pa.Array) -> pa.Array:
@@ -1090,8 +1136,9 @@ def _same_text(text: pa.Array) -> pa.Array:
     FileMaker a vertical tab, Word a line separator),
     characters composed (NFC: a Mac tool or a paste writes `é` as `e` + U+0301), a no-break
     space as a space, no space or invisible character at either end (a re-export or a
-    paste adds one, a BOM or a zero-width space; nobody sees it), and no formula guard (`'`
-    before a leading `=+-@`, as web tools' exports write it)."""
+    paste adds one, a BOM, a zero-width space or a direction isolate; nobody sees it), and no
+    formula guard (`'` before a leading `=+-@`, as web tools' exports write it, and no later
+    `'` closing it as a quote)."""
     lines = pc.replace_substring_regex(text, r"\r\n?|" + _OTHER_BREAKS, "\n")
     spaced = pc.replace_substring_regex(pc.utf8_normalize(lines, "NFC"), _NO_BREAK, " ")
     trimmed = pc.replace_substring_regex(spaced, _SEEN_ENDS, "")
@@ -1101,6 +1148,7 @@ def _same_text(text: pa.Array) -> pa.Array:
 def _make_alike(values: Any, positions: Sequence[int] | None = None) -> dict[int, str]:
     """Replaces the text of `values` (a list or object array of text and None; only that at
     `positions` when given) by `_same_text` of it, in place; returns the positions it changed,
+    and those the version before read otherwise (a quoted `'@home'`, whose `'` it dropped),
     with their text before."""
     if positions is None:
         text = pa.array(values, pa.string())
@@ -1109,7 +1157,8 @@ def _make_alike(values: Any, positions: Sequence[int] | None = None) -> dict[int
     else:
         return {}
     same = _same_text(text)
-    changed = pc.fill_null(pc.not_equal(same, text), False).to_numpy(zero_copy_only=False)
+    changed = pc.or_(pc.not_equal(same, text), pc.match_substring_regex(same, "^'[=+\\-@]"))
+    changed = pc.fill_null(changed, False).to_numpy(zero_copy_only=False)
     earlier: dict[int, str] = {}
     for at in np.flatnonzero(changed).tolist():  # rare: text written otherwise than last time
         position = at if positions is None else positions[at]
@@ -1310,7 +1359,7 @@ def _normalize_column(
         raw = value
         if kind != "free" and isinstance(value, str) and not value.isascii():
             value = _visible(value)
-        if error := spreadsheet_error(value) or (kind == "free" and _lost_text(value)):
+        if error := spreadsheet_error(value) or (kind == "free" and damaged_text(value)):
             reasons[index] = error
             continue
         if _spells_missing(value) and (kind != "free" or value.strip() in DATABASE_NULLS):
@@ -1518,17 +1567,25 @@ def _template_errors(
     template: str, header: str, text: pa.ChunkedArray, rows: pa.Array
 ) -> list[tuple[int, str, str]]:
     """The rows among `rows` whose cell in `header`, which `template` takes, holds a
-    spreadsheet error (`#N/A`, a formula never calculated): it would be sent in the name."""
+    spreadsheet error (`#N/A`, a formula never calculated) or damaged text (`damaged_text`): it
+    would be sent in the name."""
     trimmed = pc.utf8_trim_whitespace(text)
     errors = pc.or_(
         pc.is_in(pc.utf8_upper(trimmed), value_set=_ERROR_TEXTS),
         pc.is_in(trimmed, value_set=_LOCALIZED_TEXTS),
     )
+    # Damaged text (`damaged_text`) is outside ASCII, or has a `?`: only those cells are looked at.
+    suspect = pc.filter(text, pc.and_(rows, pc.match_substring_regex(text, r"[^\x00-\x7f]|\?")))
+    damaged = pa.array(
+        [cell for cell in pc.unique(suspect).to_pylist() if damaged_text(cell)], pa.string()
+    )
+    errors = pc.or_(errors, pc.is_in(text, value_set=damaged))
     found = pc.and_(rows, pc.fill_null(errors, False)).to_numpy(zero_copy_only=False)
     return [
-        (row, template, f"{template!r} takes column {header!r}, and {spreadsheet_error(cell)}")
+        (row, template, f"{template!r} takes column {header!r}, and {why}")
         for row in np.flatnonzero(found).tolist()
         for cell in [text[row].as_py()]
+        for why in [spreadsheet_error(cell) or damaged_text(cell)]
     ]
 
 

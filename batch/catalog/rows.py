@@ -14,6 +14,7 @@ from batch.payload import (
     RequestDefaults,
     ResolvedFields,
     alike_but_breaks,
+    alike_but_format_ends,
     fingerprint,
     lines_composed,
     trimmed_lines,
@@ -246,7 +247,9 @@ class ResolvedRows(Sequence[CatalogRow]):
         The first versions hashed free text as the file wrote it (NFD, CRLF, spaces at its
         ends); later ones made it alike but for those spaces (`lines_composed`), then but for
         no-break spaces and invisible characters at its ends (`trimmed_lines`), then but for
-        the line breaks of tools other than text editors (`alike_but_breaks`). Their jobs
+        the line breaks of tools other than text editors (`alike_but_breaks`), then but for
+        the other format characters at its ends and a formula guard's closing quote
+        (`alike_but_format_ends`). Their jobs
         are in states for years: planning looks the row's job up under these too, so an
         upgrade never pays again for a row it sent before."""
         changed = [(at, rows[index]) for at, rows in self._earlier.items() if index in rows]
@@ -254,7 +257,10 @@ class ResolvedRows(Sequence[CatalogRow]):
             return ()
         found = []
         previous_name = self._previous_names.get(index)
-        for reading in (_as_written, lines_composed, trimmed_lines, alike_but_breaks):
+        readings = (
+            _as_written, lines_composed, trimmed_lines, alike_but_breaks, alike_but_format_ends
+        )  # fmt: skip
+        for reading in readings:
             values = self._values(index)
             for at, text in changed:
                 if reading is trimmed_lines and at == _NAME_AT and previous_name is not None:

@@ -33,8 +33,9 @@ def wrote_rows(run: str) -> str:
 # (`alias_jobs_as_asked`). A version that reckons requests otherwise names another key, so the
 # jobs are scanned again: the second, for URLs in one spelling; the third, for free text
 # without spaces at its ends; the fifth, for free text with no-break spaces as spaces and
-# without invisible characters at its ends.
-_ALIASED = "aliased_as_asked_6"
+# without invisible characters at its ends; the seventh, for free text without the other
+# format characters at its ends (direction isolates, soft hyphens).
+_ALIASED = "aliased_as_asked_7"
 # meta: this ledger file's random id, which the account's sending lock notes with each request.
 _LEDGER_ID = "ledger_id"
 
