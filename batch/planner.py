@@ -164,6 +164,7 @@ class Planner:
         new_jobs: list[NewJob] = []
         updates: list[JobUpdate] = []
         first_row: dict[str, int] = {}  # fingerprint -> its first row in this slice
+        spellings: list[tuple[str, int]] = []  # (fingerprint as written, its existing job)
         to_send = 0
         for index in slow:
             number, fp = rows.first + index, fingerprints[index]
@@ -197,6 +198,8 @@ class Planner:
                 continue
             first_row[fp] = number
             if job is not None:
+                if spelled is not None:  # the row as written finds its job offline too
+                    spellings.append((spelled, job.id))
                 self._seen(job.id, number)
                 status, send = self._classify(job)
                 if send:
@@ -215,6 +218,7 @@ class Planner:
             aliases = (*as_written.get(index, ()), *filter(None, [spelled]))
             new_jobs.append(NewJob(fp, row.key, fields, tag_for(fp), aliases))
             plans.append(RowPlan(number, fp, planned, None))
+        self.state.add_aliases(spellings)
         new_ids = self.state.record_plan(self.run_id, new_jobs, updates, plans)
         for fp, job_id in new_ids.items():
             self._seen(job_id, first_row[fp])

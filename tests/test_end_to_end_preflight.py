@@ -123,6 +123,27 @@ def test_a_style_or_voice_spelled_otherwise_is_one_job_with_the_one_spelled_as_l
     assert len(inspect(sandbox_url)["submissions"]) == 1
 
 
+def test_a_spelling_first_met_after_its_job_was_sent_finds_the_job_offline_too(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The catalog spelled the voice as listed and was sent; tonight's spells it in lower case.
+    Online, the look-up corrects it to that job; the spelling is the job's alias from then on,
+    so the row run `--offline` is that job too, not a POST of the spelling (refused here, and a
+    second render where the API takes it) that left the row `failed`."""
+    canonical = write_catalog(
+        tmp_path / "a.csv", [row("S1", SPEAKER, "30", voice_id="en-US-JennyNeural")]
+    )
+    assert runner.run(make_config(canonical, sandbox_url)).requests_sent == 1
+    lower = write_catalog(
+        tmp_path / "b.csv", [row("S1", SPEAKER, "30", voice_id="en-us-jennyneural")]
+    )
+    for offline in (False, True, False):
+        summary = runner.run(replace(make_config(lower, sandbox_url), offline=offline))
+        assert summary.requests_sent == 0, offline
+        assert list(read_results(Path(summary.results))["status"]) == ["already_submitted"]
+    assert len(inspect(sandbox_url)["submissions"]) == 1
+
+
 def test_validate_online_prints_the_same_problems_and_exits_1(tmp_path: Path) -> None:
     """`validate --online --sandbox` lists each problem by row and column, sending nothing."""
     catalog = write_catalog(tmp_path / "catalog.csv", MIXED_ROWS)
