@@ -213,23 +213,47 @@ def _describe(source: Path, exc: ValidationError, given: set[str]) -> str:
     """Each problem named by its key and value: in the file, or the option that gave it."""
     problems: list[str] = []
     options: list[str] = []
+    named: set[str] = set()
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"])
-        value = error.get("input")
-        if error["type"] == "extra_forbidden":
+        # A setting is a section's key: what pydantic adds past it names a branch of a union
+        # (`defaults.avatar_id.int`, `.str`), one problem with the setting.
+        key = ".".join(str(part) for part in error["loc"][:2])
+        if key in named:
+            continue
+        named.add(key)
+        value = _shown(error.get("input"), key)
+        if "." not in key and error["type"] == "model_type":
+            problems.append(f"{key} is not a table; write its settings under a [{key}] line")
+        elif error["type"] == "extra_forbidden":
             (options if key in given else problems).append(f"unknown setting '{key}'")
         elif error["type"] == "value_error":
             reason = str(error["ctx"]["error"])
             if key in given:
-                options.append(f"{_option(key)} {value!r} {reason}")
+                options.append(f"{_option(key)} {value} {reason}")
             else:
-                problems.append(f"{key} = {value!r} {reason}")
+                problems.append(f"{key} = {value} {reason}")
         elif key in given:
-            options.append(f"{_option(key)} {value!r}: {error['msg']}")
+            options.append(f"{_option(key)} {value}: {error['msg']}")
         else:
-            problems.append(f"'{key}' = {value!r}: {error['msg']}")
+            problems.append(f"'{key}' = {value}: {error['msg']}")
     parts = [f"{source}: " + "; ".join(problems)] if problems else []
     return "; ".join(parts + options)
+
+
+# The [api] settings a message may show: the others (a key file's path, a base URL with its
+# credentials) and a whole section written as one value (`api = "sk-..."`, a key pasted in the
+# wrong place) may hold a secret.
+_SHOWN_API: Final = frozenset(
+    {"api.rate_limit", "api.concurrency", "api.connect_timeout", "api.read_timeout",
+     "api.product_timeout"}
+)  # fmt: skip
+
+
+def _shown(value: object, key: str) -> str:
+    """A setting's value as a message shows it: never one that may be a secret."""
+    if "." not in key or (key.startswith("api.") and key not in _SHOWN_API):
+        return "(not shown)"
+    return repr(value)
 
 
 def _option(key: str) -> str:
@@ -272,6 +296,8 @@ def request_defaults(
                 raise ConfigError(f"{_option(name)} {exc}") from None
             raise ConfigError(f"{source or BUILTIN_CONFIG}: defaults.{name}: {exc}") from None
     for required in ("length", "aspect_ratio", "avatar_id", "script_style", "language"):
+        if values[required] is None and required in given:
+            raise ConfigError(f"{_option(required)} is empty; give a value (or leave it out)")
         if values[required] is None:
             raise ConfigError(f"{source or BUILTIN_CONFIG}: defaults.{required} must be set")
     return payload.RequestDefaults(**values)  # type: ignore[arg-type]

@@ -1324,6 +1324,12 @@ def test_a_mapped_header_the_catalog_lacks_is_refused(tmp_path: Path) -> None:
             CatalogOptions(columns={"sku": "productid"}),
             r"'productid', which is not",
         ),
+        (  # one column mapped twice, its keys spelled otherwise: the last one took it, silently
+            "c.csv",
+            "pid,len\nP1,15\n",
+            CatalogOptions(columns={"pid": "product_id", "len": "length", " LEN ": "avatar_id"}),
+            r"the column mapping names one column twice, as 'len' and ' LEN '",
+        ),
         ("c.csv", "product_id\n1\n", CatalogOptions(row_key="sku"), r"has no column 'sku' to use"),
         ("c.csv", "", CatalogOptions(), r"has no header row"),
         ("c.csv", "product_id\n1\n", CatalogOptions(delimiter=";;"), r"must be one character"),

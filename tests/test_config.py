@@ -195,6 +195,9 @@ def test_a_bad_request_default_from_an_option_names_the_option(tmp_path: Path) -
         build_run_config(tmp_path / "c.csv", given, api_key=Secret("k"))
     with pytest.raises(ConfigError, match=r"c\.toml: defaults\.aspect_ratio: '4:3'"):
         build_run_config(tmp_path / "c.csv", Overrides(config_path=config), api_key=Secret("k"))
+    empty = Overrides(fields={"length": ""})  # `--length ""`: not the built-in file's doing
+    with pytest.raises(ConfigError, match=r"^--length is empty; give a value"):
+        build_run_config(tmp_path / "c.csv", empty, api_key=Secret("k"))
 
 
 def test_a_column_mapping_to_no_catalog_column_names_file_and_key(tmp_path: Path) -> None:

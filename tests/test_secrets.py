@@ -118,6 +118,43 @@ def test_a_key_pasted_as_the_key_file_is_not_shown_and_an_empty_key_file_is_name
 
 
 @pytest.mark.parametrize(
+    ("toml", "says"),
+    [
+        (f'api = "{CANARY}"', "api is not a table; write its settings under a [api] line"),
+        (f'defaults = "{CANARY}"', "defaults is not a table; write its settings under a"),
+        (f'[api]\nkey_file = ["{CANARY}"]', "'api.key_file' = (not shown): Input should be"),
+        (f'[api]\nbase_url = ["{CANARY}"]', "'api.base_url' = (not shown): Input should be"),
+    ],
+)
+def test_a_key_pasted_in_the_wrong_place_of_a_config_file_is_not_shown(
+    tmp_path: Path, toml: str, says: str
+) -> None:
+    """A config file of only `api = "sk-..."` (or the key as a list) is refused, and the
+    message, which cron logs, does not show the value: it may be the key."""
+    config = tmp_path / "jogg.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert CANARY not in str(caught.value)
+    assert says in str(caught.value)
+
+
+def test_a_config_value_of_another_type_is_one_problem_named_by_its_setting(
+    tmp_path: Path,
+) -> None:
+    """`avatar_id = 127.5` fails both branches of the setting's type: one problem, named by the
+    setting (not `defaults.avatar_id.int` and `.str`), its value shown."""
+    config = tmp_path / "jogg.toml"
+    config.write_text("[defaults]\navatar_id = 127.5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert str(caught.value) == (
+        f"{config}: 'defaults.avatar_id' = 127.5: Input should be a valid integer, got a number "
+        "with a fractional part"
+    )
+
+
+@pytest.mark.parametrize(
     ("text", "what"),
     [
         (f"{CANARY}\x1b[2J", "control"),

@@ -445,9 +445,15 @@ def plan_columns(
     `structs`: the headers of struct columns, whose fields `refuse_nested_requests` looks at
     (their own name says nothing of a request column: `script {style, language}`)."""
     check_headers(path, headers)
-    mapping = {
-        header_key(source): target.strip().lower() for source, target in options.columns.items()
-    }
+    mapping: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for source, target in options.columns.items():
+        if (key := header_key(source)) in sources:  # headers are matched so: one column
+            raise CatalogError(
+                f"the column mapping names one column twice, as {sources[key]!r} and "
+                f"{source!r} (headers match ignoring case and spaces); keep one"
+            )
+        sources[key], mapping[key] = source, target.strip().lower()
     for source, target in mapping.items():
         if target not in _COLUMNS:
             raise CatalogError(
