@@ -67,7 +67,7 @@ from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
-from batch.store.backend import as_busy_error, database_errors
+from batch.store.backend import DatabaseURL, as_busy_error, database_errors
 from batch.store.fleet import key_id
 from batch.store.ledgers import AccountHold, hold_account
 from batch.store.results import OutcomeCounts, state_outcomes, write_results
@@ -556,13 +556,19 @@ class _Run:
             in_state = isinstance(exc, (StateError, *database_errors()))
             if self.control.local_error is None:
                 self.control.local_error = LocalIOError(f"{doing}: {exc}")
+                shared = isinstance(self.config.state, DatabaseURL)
+                mend = (
+                    f"Mend the state's database or the connection to it ({self.config.state}: "
+                    "a restart, a lost connection, a deadlock with another worker)"
+                    if shared
+                    else f"Free space for the state ({self.config.state}), or mend what keeps "
+                    "it from being written"
+                )
                 log.error(
                     "local failure while %s: %s; no further requests%s",
                     doing,
                     exc,
-                    f". Free space for the state ({self.config.state}), or mend what keeps it "
-                    "from being written, then run the same command again: nothing accepted is "
-                    "sent twice"
+                    f". {mend}, then run the same command again: nothing accepted is sent twice"
                     if in_state
                     else "",
                 )

@@ -8,10 +8,12 @@ import os
 import random
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
+import psycopg
 import pytest
 from click.testing import CliRunner
 
@@ -302,6 +304,38 @@ def test_workers_of_one_catalog_join_one_run_and_the_last_closes_it(postgres_url
             "SELECT outcome FROM runs WHERE id = ?", (dead_run,)
         ).fetchone()
         assert outcome == "abandoned"
+
+
+def test_workers_of_one_catalog_with_other_defaults_are_runs_of_their_own(
+    postgres_url: str,
+) -> None:
+    """A config rolling out across workers: those asking for portrait videos of the catalog
+    are not in the run of those asking for landscape (its rows, and each results file, would
+    show the other's videos, and half the paid ones in none)."""
+    url = DatabaseURL(postgres_url)
+    with StateStore(url) as landscape, StateStore(url) as portrait, StateStore(url) as same:
+        for worker in (landscape, portrait, same):
+            worker.as_worker(60)
+        run = landscape.join_run("nightly.csv", request_defaults='{"aspect_ratio": "landscape"}')
+        other = portrait.join_run("nightly.csv", request_defaults='{"aspect_ratio": "portrait"}')
+        assert other != run
+        assert same.join_run("nightly.csv", request_defaults='{"aspect_ratio": "landscape"}') == run
+
+
+def test_a_worker_opening_a_current_ledger_takes_no_table_lock(postgres_url: str) -> None:
+    """Opening the shared ledger ran the schema's `CREATE ... IF NOT EXISTS` each time, which
+    locks each table: behind a sender's open transaction it waited, holding `jobs`, and the
+    sender's next statement deadlocked (the sender died). A current schema is only read."""
+    url = DatabaseURL(postgres_url)
+    StateStore(url).close()  # the schema, made once
+    with psycopg.connect(postgres_url) as sender:
+        sender.execute("UPDATE attempts SET outcome = outcome WHERE false")  # its transaction
+        opened = threading.Thread(target=lambda: StateStore(url).close())
+        opened.start()
+        opened.join(timeout=10)
+        assert not opened.is_alive()  # it waited for the sender's transaction to end
+        sender.execute("UPDATE jobs SET status = status WHERE false")
+        sender.rollback()
 
 
 def test_pruning_spares_a_run_workers_are_still_in(postgres_url: str) -> None:

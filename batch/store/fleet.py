@@ -104,8 +104,10 @@ class FleetQueries(JobQueries):
         request_defaults: str | None = None,
         retried_catalog: str | None = None,
     ) -> int:
-        """The run of `catalog` that live workers are in, else a new one (SQLite: always new),
-        recorded as `begin_run` records it."""
+        """The run of `catalog` that live workers are in with the same request defaults, else a
+        new one (SQLite: always new), recorded as `begin_run` records it. Workers of one catalog
+        with other defaults (a changed config rolling out) ask for other videos: a run of their
+        own, whose rows are theirs (sharing one, each results file showed the other's)."""
         if not self.shared:
             # The file lock keeps every other process out: any claim left is a dead worker's.
             with self._write() as db:
@@ -124,8 +126,8 @@ class FleetQueries(JobQueries):
             db.execute("SELECT pg_advisory_xact_lock(?, ?)", (_JOIN_LOCK, lock_key(catalog)))
             row = db.execute(
                 "SELECT id FROM runs WHERE catalog = ? AND finished_at IS NULL AND dry_run = 0 "
-                "ORDER BY id DESC LIMIT 1",
-                (catalog,),
+                "AND request_defaults IS NOT DISTINCT FROM ? ORDER BY id DESC LIMIT 1",
+                (catalog, request_defaults),
             ).fetchone()
             run_id = None if row is None else int(row[0])
             if run_id is not None and self._alone_in(db, run_id):

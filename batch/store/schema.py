@@ -209,6 +209,8 @@ def migrate(db: Any, dialect: str, location: object) -> None:
 
 
 def _migrate_postgres(db: Any, location: object) -> None:
+    if _postgres_schema_is_current(db):
+        return
     db.execute("BEGIN")
     try:
         db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
@@ -226,6 +228,17 @@ def _migrate_postgres(db: Any, location: object) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")  # PostgreSQL's DDL is transactional: all the steps, or none
+
+
+def _postgres_schema_is_current(db: Any) -> bool:
+    """Whether the shared ledger has this version's schema already, read without DDL: its
+    `IF NOT EXISTS` still locks each table, and a worker joining a run (or a `status` from
+    another machine) deadlocked with a worker sending, which died of it."""
+    (exists,) = db.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+    if not exists:
+        return False
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return row is not None and row[0] == str(SCHEMA_VERSION)
 
 
 def _mismatch(location: object, version: int, error: Exception) -> StateError:
