@@ -68,6 +68,9 @@ class RunControl:
     in_flight: int = 0  # jobs past the budget: waiting for the limiter or sending
     on_the_wire: int = 0  # requests sent and not yet answered
     uncertain: asyncio.Event = field(default_factory=asyncio.Event)  # the settler has work
+    # When each job's last request of this run left, in real time (monotonic): the settler
+    # proves absence against it too, not only against the ledger's wall-clock times.
+    posted_at: dict[int, float] = field(default_factory=dict)
     # Tasks inside `unless_stopped`, and those of them `stop` cancelled.
     _waiting: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
     _cut: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
@@ -334,6 +337,7 @@ class JobSender:
         if attempt_id is None:
             raise JobTaken  # another worker holds it, or a request of it may be in flight
         self.control.on_attempt(self.run_id, attempt_id)
+        self.control.posted_at[job.id] = time.monotonic()
         self.control.sent += 1
         self.control.on_the_wire += 1
         try:

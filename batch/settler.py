@@ -83,7 +83,7 @@ class Settler:
             )
 
     async def _review(self, jobs: list[UncertainJob]) -> None:
-        now, settle = time.time(), self.config.settle_seconds
+        now, began, settle = time.time(), time.monotonic(), self.config.settle_seconds
         if self.listing is None:  # tags are off: nothing can be looked up
             for job in jobs:
                 await self._give_up(job, "reconciliation tags are off (run.reconcile_tag = false)")
@@ -104,6 +104,13 @@ class Settler:
                 continue  # given up, or sent again while the listing was read
             listed = self.state.listed_video(job.tag, job.id)
             judgement = reconcile.judge(job, sync, listed=listed, settle=settle)
+            posted = self.control.posted_at.get(job.id)
+            if judgement.verdict is Verdict.ABSENT and posted and began < posted + 2 * settle:
+                # The ledger's times say proven, yet this run posted the request less than the
+                # two settle periods that takes (the attempt's, then the second listing's) ago
+                # in real time: the wall clock was stepped (a VM fighting NTP). Waited on; its
+                # deadline, on the stepped clock too, may end it `unknown`, never paid twice.
+                judgement = reconcile.Judgement(Verdict.WAIT, why="the wall clock was stepped")
             if judgement.verdict is Verdict.FOUND:
                 assert listed is not None
                 if (holder := self.state.video_holder(listed, job.id)) is not None:

@@ -4,6 +4,7 @@ accepted creates is the judge."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sqlite3
 import time
@@ -19,9 +20,11 @@ import batch
 from batch import runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import ExitCode
+from batch.joggai import reconcile
 from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
-from batch.store import SCHEMA_VERSION, StateStore
+from batch.joggai.listing import Sync
+from batch.store import SCHEMA_VERSION, StateStore, UncertainJob
 from batch.store.backend import DatabaseURL
 from batch.store.ledgers import ledger_path, legacy_state_path
 from batch.store.results import read_results
@@ -279,6 +282,33 @@ def test_a_commit_later_than_the_settle_period_is_detected_as_a_double_charge(
     messages = [m for m in read_results(config.results)["message"] if "double charge" in m]
     assert len(messages) == len(twice)
     assert runner.run(config).exit_code == ExitCode.OK  # reported once, kept in the ledger
+
+
+@pytest.mark.parametrize(
+    "sandbox_url", [{"late_commit_rate": 1.0, "late_commit_seconds": 0.5}], indirect=True
+)
+def test_a_wall_clock_stepped_forward_does_not_cut_the_settle_period_short(
+    tmp_path: Path, sandbox_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A time sync stepping the wall clock an hour at each listing read (a VM fighting NTP):
+    by the ledger's times the settle periods pass at once, and each lost answer was proven
+    absent and sent again before its request committed, paid twice. Absence also waits the
+    two settle periods in real time since the request left: the late commits are found."""
+    steps = iter(range(1, 10_000))
+    judge = reconcile.judge
+
+    def stepped(job: UncertainJob, sync: Sync, **given: Any) -> reconcile.Judgement:
+        hours = next(steps) * 3600.0
+        return judge(job, dataclasses.replace(sync, started_at=sync.started_at + hours), **given)
+
+    first = config_for(write_catalog(tmp_path / "first.csv", rows(6)[:3]), sandbox_url)
+    assert runner.run(first).exit_code == ExitCode.OK  # videos the listing is seen to echo
+    monkeypatch.setattr(reconcile, "judge", stepped)
+    config = config_for(write_catalog(tmp_path / "c.csv", rows(6)[3:]), sandbox_url)
+    summary = runner.run(replace(config, settle_seconds=0.5))
+
+    assert max(accepted_per_tag(sandbox_url).values()) == 1
+    assert summary.exit_code == ExitCode.OK
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ import xlsxwriter
 from batch import catalog as catalog_module
 from batch import payload, planner, rerun, runner
 from batch.catalog import CatalogOptions
+from batch.catalog.rows import request_settings_to_json
 from batch.config import Overrides, RunConfig, Secret, build_run_config
 from batch.errors import CatalogError, ConfigError, ExitCode, LockedError
 from batch.joggai.backoff import RetryPolicy
@@ -1424,22 +1425,26 @@ def test_jobs_a_worker_gives_back_below_the_scan_are_sent_in_the_same_run(
     worker's scan has passed them: they are sent in this run, not left `not_attempted` in a
     run that ends `done`."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(8))
+    config = make_config(catalog, "http://sandbox.test", state=DatabaseURL(postgres_url))
     other = StateStore(DatabaseURL(postgres_url))
     other.as_worker(60)
     held: list[int] = []
     creates: list[str] = []
+
+    def join() -> int:  # the run of this worker: the same catalog and request defaults
+        defaults = request_settings_to_json(config.catalog_options)
+        return other.join_run(str(catalog), request_defaults=defaults)
 
     def second_worker(method: str, path: str, *_: object) -> None:
         if path != "/v2/create_video_from_product":
             return
         creates.append(path)
         if len(creates) == 1:  # this worker sends job 1 and holds 2: the other takes 3 and 4
-            held.extend(job.id for job in other.claim_jobs(other.join_run(str(catalog)), 0, 2))
+            held.extend(job.id for job in other.claim_jobs(join(), 0, 2))
         elif len(creates) == 4:  # job 6: this worker's scan is past 4; the other stops
-            other.leave_run(other.join_run(str(catalog)), str(catalog))
+            other.leave_run(join(), str(catalog))
 
     sandbox = RewritingSandbox(second_worker)
-    config = make_config(catalog, "http://sandbox.test", state=DatabaseURL(postgres_url))
     summary = runner.run(replace(config, concurrency=1), transport=sandbox.transport())
     other.close()
 
