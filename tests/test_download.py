@@ -7,9 +7,11 @@ import fcntl
 import ipaddress
 import logging
 import os
+import stat
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpcore
@@ -165,6 +167,19 @@ async def test_downloads_completed_videos_and_records_local_path(
     ]
     assert frame.loc[0, "name"] == "-dash name"
     assert results.read_text(encoding="utf-8").splitlines()[1].startswith('"\'-dash name",')
+
+
+@pytest.mark.anyio
+async def test_the_folders_made_for_videos_are_nobody_elses_to_write(results: Path) -> None:
+    """Under a cron job's umask of 000 the delivery folder and its parents were 0777: anyone on
+    the machine could swap a video in before it is handed over."""
+    dest = results.parent / "out" / "videos"
+    old = os.umask(0)
+    try:
+        await download(replace(config(results), dest=dest), transport=MediaServer().transport)
+    finally:
+        os.umask(old)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (dest.parent, dest)] == [0o755, 0o755]
 
 
 @pytest.mark.anyio

@@ -40,6 +40,7 @@ content type, httpx's error text): the API key, when the command knows it, is sc
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -65,6 +66,7 @@ import httpx
 import pandas as pd
 from tqdm import tqdm
 
+from batch import files
 from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError, LocalIOError, LockedError
 from batch.follow.addresses import IPAddress, refusal
@@ -656,8 +658,10 @@ async def download(
             config.results,
             shlex.quote(str(config.results)),
         )
-    try:
-        config.dest.mkdir(parents=True, exist_ok=True)
+    try:  # 0755 whatever the umask (a cron job's may be 000): nobody else swaps a video in
+        files.make_folders(config.dest)
+        if not config.dest.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "a file is there")
     except OSError as exc:  # a file, or a dangling link, where the folder would be
         raise ConfigError(
             f"--dest {config.dest}: cannot make this folder ({exc.strerror})"
