@@ -197,6 +197,19 @@ def test_https_and_loopback_base_urls_are_accepted(url: str) -> None:
     assert JoggClient(url, Secret(CANARY)).base_url == url
 
 
+def test_a_socks_proxy_without_its_package_is_a_config_error_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ALL_PROXY=socks5://user:pass@host (a tunnelled CI machine) and httpx without socksio:
+    an ImportError's traceback and exit 1 (rows failed). A ConfigError saying what to install,
+    the proxy and its password not shown. (socksio is in no extra of the lock.)"""
+    monkeypatch.setenv("ALL_PROXY", "socks5://bob:hunter2@127.0.0.1:1080")
+    with pytest.raises(ConfigError) as caught:
+        JoggClient("https://api.jogg.ai", Secret(CANARY))
+    assert "pip install 'httpx[socks]'" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
 @pytest.mark.parametrize(
     ("url", "says"),
     [

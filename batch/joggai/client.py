@@ -329,22 +329,29 @@ class JoggClient:
         self.timeouts = timeouts
         self.get_retry_delay = get_retry_delay
         self._api_key = secret
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={
-                "x-api-key": secret.reveal(),
-                "user-agent": f"jogg-batch/{__version__}",
-                "accept": "application/json",
-            },
-            timeout=timeouts.as_httpx(),
-            transport=transport,
-            # A proxy from the environment (HTTP_PROXY, ALL_PROXY) would take a loopback
-            # server's plain-http requests, the key in their header, across the network.
-            trust_env=not _is_loopback(url.host),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+        try:
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers={
+                    "x-api-key": secret.reveal(),
+                    "user-agent": f"jogg-batch/{__version__}",
+                    "accept": "application/json",
+                },
+                timeout=timeouts.as_httpx(),
+                transport=transport,
+                # A proxy from the environment (HTTP_PROXY, ALL_PROXY) would take a loopback
+                # server's plain-http requests, the key in their header, across the network.
+                trust_env=not _is_loopback(url.host),
+                limits=httpx.Limits(
+                    max_connections=max_connections, max_keepalive_connections=max_connections
+                ),
+            )
+        except ImportError:  # httpx without socksio, and ALL_PROXY=socks5://... in the environment
+            raise ConfigError(
+                "the environment names a SOCKS proxy (ALL_PROXY or HTTPS_PROXY), and reaching "
+                "the API through one needs the socksio package: pip install 'httpx[socks]' "
+                "beside jogg-batch, or unset the variable for it"
+            ) from None
 
     def __repr__(self) -> str:
         return f"JoggClient(base_url={self.base_url!r}, api_key='***')"
