@@ -123,7 +123,13 @@ def _named_in_utf8(path: Path) -> Path:
     """The path, if its whole name is UTF-8. pyarrow opens and writes files by a UTF-8 name and
     the state records the absolute one as text, so one in another encoding (Latin-1 bytes from
     an old share or a ZIP: `caf\\xe9/catalog.csv`) would stop a run with a traceback, and a
-    results file's after its requests were sent: refused now, naming the byte."""
+    results file's after its requests were sent: refused now, naming the byte. A relative path
+    from a working folder deleted since the shell entered it is refused too (a traceback)."""
+    if not path.expanduser().is_absolute() and not _working_folder_exists():
+        raise CatalogError(
+            f"{path}: the path is relative, and the working folder it is relative to was "
+            "deleted; cd into a folder that exists, or give the whole path"
+        )
     try:
         whole = path.expanduser().resolve()
     except (OSError, RuntimeError):  # a symlink loop, an unreadable folder: read as given
@@ -138,6 +144,14 @@ def _named_in_utf8(path: Path) -> Path:
             "file or folder in UTF-8 (`convmv -f latin1 -t utf-8 --notest NAME` does)"
         ) from None
     return path
+
+
+def _working_folder_exists() -> bool:
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def identity(location: Location) -> str:

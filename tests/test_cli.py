@@ -88,6 +88,23 @@ def test_missing_catalog_is_a_usage_error(tmp_path: Path) -> None:
     assert "nope.csv" in err
 
 
+def test_a_relative_path_from_a_deleted_working_folder_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cron job's shell in a folder deleted since (a release directory swapped): a relative
+    catalog or results path was a FileNotFoundError traceback and exit 1 ("rows failed").
+    Exit 2 naming the path; absolute paths still work from there."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    code, _, err = invoke("validate", "../c.csv")
+    assert code == 2
+    assert "../c.csv: the path is relative, and the working folder it is relative to was " in err
+    assert invoke("validate", str(catalog))[0] == 0
+
+
 def test_unknown_config_key_is_named(tmp_path: Path) -> None:
     """A typo in the config file is an error naming the key, not a silent default."""
     config = tmp_path / "c.toml"
