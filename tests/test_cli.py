@@ -1209,6 +1209,19 @@ def test_a_base_url_that_is_not_the_apis_is_a_config_error(
 
 
 @pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_json_on_an_ascii_stdout_is_escaped_not_lossy(tmp_path: Path) -> None:
+    """PYTHONIOENCODING=ascii (a CI runner's): `--json` wrote `caf?.csv` for `café.csv`, a path
+    a script could not open. JSON escapes it (`\\u00e9`), and reads back whole."""
+    catalog = write_catalog(tmp_path / "café.csv", simple_rows(1))
+    done = subprocess.run(
+        [sys.executable, "-m", "batch", "validate", str(catalog), "--json"],
+        capture_output=True, check=False, env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.isascii()
+    assert json.loads(done.stdout)["catalog"] == str(catalog)
+
+
 def test_a_json_document_stdout_cannot_take_is_exit_7_without_a_traceback(tmp_path: Path) -> None:
     """`--json` into a full disk (a cron job's log): one error line and exit 7, never a
     traceback and exit 1 (which says rows failed)."""

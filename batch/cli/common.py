@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import functools
 import json
@@ -214,8 +215,15 @@ def error_document(error: BatchError) -> dict[str, Any]:
 
 
 def emit_json(document: object) -> None:
-    """The one machine-readable document of a command, on stdout (`emit`)."""
-    emit(json.dumps(document, indent=2, ensure_ascii=False, default=str))
+    """The one machine-readable document of a command, on stdout (`emit`): escaped to ASCII
+    (`\\u00e9`) where stdout's encoding is not UTF-8 (PYTHONIOENCODING=ascii), not `?`: a script
+    reading `.results` must get a path that exists."""
+    emit(json.dumps(document, indent=2, ensure_ascii=not stdout_is_utf8(), default=str))
+
+
+def stdout_is_utf8() -> bool:
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return codecs.lookup(encoding).name == "utf-8"
 
 
 def emit(text: str, *, nl: bool = True) -> None:
