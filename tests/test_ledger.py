@@ -19,7 +19,7 @@ import pytest
 import batch
 from batch import runner
 from batch.config import Overrides, RunConfig, Secret, build_run_config
-from batch.errors import ExitCode
+from batch.errors import ExitCode, StateError
 from batch.joggai import reconcile
 from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts
@@ -326,6 +326,19 @@ def test_a_run_that_finds_a_double_charge_still_waits_for_its_renders(
     assert summary.exit_code == ExitCode.DOUBLE_CHARGED
     assert summary.renders is not None
     assert summary.renders.completed + summary.renders.failed == 8
+
+
+def test_a_data_directory_that_cannot_hold_the_salt_says_what_to_do(tmp_path: Path) -> None:
+    """The salt names the account's ledger and sending lock: with `--state` given the lock still
+    needs it, so the message does not offer `--state` (it did)."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.raises(StateError) as caught:
+        ledger_path("https://api.jogg.ai", "sk-key", root=blocker / "jogg-batch")
+    message = str(caught.value)
+    assert "cannot read or create the ledger salt" in message
+    assert "point XDG_DATA_HOME at one that is" in message
+    assert "pass --state" not in message
 
 
 def test_state_of_version_1_is_upgraded_in_place(tmp_path: Path) -> None:

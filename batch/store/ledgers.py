@@ -288,5 +288,5 @@ def _salt(folder: Path) -> bytes:
         raise StateError(
             f"{folder / 'salt'}: cannot read or create the ledger salt ({exc}); make the data "
             "directory writable, or point XDG_DATA_HOME at one that is (the same for every run "
-            "of this account), or pass --state"
+            "of this account: the account's sending lock is there, whatever --state says)"
         ) from exc
