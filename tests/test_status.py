@@ -227,7 +227,8 @@ async def test_wait_follows_the_schedule_until_every_video_is_final() -> None:
 
 @pytest.mark.anyio
 async def test_wait_times_out_with_videos_still_rendering() -> None:
-    """A video that never finishes makes poll give up at the timeout, flagged timed_out."""
+    """A video that never finishes makes poll give up at the timeout, flagged timed_out, after
+    a last look just before it (the schedule's next check, at 92 s, falls past it)."""
     clock = FakeClock(1000.0)
     sink = MemorySink({"slow": 1000.0, "quick": 1000.0})
     finals = {"slow": (1e9, {}), "quick": (1020.0, {"status": "completed"})}
@@ -237,7 +238,7 @@ async def test_wait_times_out_with_videos_still_rendering() -> None:
     assert summary.exit_code == ExitCode.TIMED_OUT
     assert (summary.completed, summary.processing) == (1, 1)
     assert clock.now <= 1090.0
-    assert max(at for _, at in lookup.calls) == 1062.0
+    assert max(at for _, at in lookup.calls) == 1088.0
 
 
 @pytest.mark.anyio
@@ -271,6 +272,22 @@ async def test_giving_up_tells_renders_going_on_from_completed_ones_without_a_ur
         "gave up waiting: 1 videos still rendering, 1 completed without a usable video URL"
         in caplog.text
     )
+
+
+@pytest.mark.anyio
+async def test_a_timeout_before_the_first_scheduled_check_still_takes_one_look() -> None:
+    """`status --wait --timeout 10s` right after a run: the schedule's first check (12 s after
+    the submission) fell past the deadline, so it gave up at once without asking, calling a
+    render done meanwhile still going (exit 5). It looks once just before the deadline."""
+    clock = FakeClock(1000.0)
+    sink = MemorySink({"v1": 1000.0})
+    done = {"status": "completed", "video_url": "https://cdn.example/v1.mp4"}
+    lookup = ScriptedLookup(clock, {"v1": (1005.0, done)})
+    summary = await poll(lookup, sink, wait=True, timeout=10, clock=clock, sleep=clock.sleep)
+    assert [video_id for video_id, _ in lookup.calls] == ["v1"]
+    assert 1005.0 <= lookup.calls[0][1] <= 1010.0
+    assert summary.exit_code == ExitCode.OK
+    assert sink.videos["v1"].status == "completed"
 
 
 class HangingLookup(ScriptedLookup):
