@@ -107,7 +107,12 @@ async def _create(
     else:
         async with limiter.slot() as slot:
             outcome = await client.create_product(body)
-            slot.observe(outcome.retry_after, outcome.rate_remaining, outcome.rate_limited)
+            slot.observe(
+                outcome.retry_after,
+                outcome.rate_remaining,
+                outcome.rate_limited,
+                answered=outcome.answered,
+            )
     what = product.url or product.name or "details"
     if outcome.kind == "account":
         raise AccountError(

@@ -624,12 +624,15 @@ class _Run:
                     )
                     if not await self._first_sync():
                         return
+                limiter = self._limiter()
+                if limiter is not None:  # any answer proves what the server held was taken
+                    client.on_answer = limiter.heard_from_server
                 sender = JobSender(
                     self.control,
                     self.state,
                     client,
                     run_id=self.run_id,
-                    limiter=self._limiter(),
+                    limiter=limiter,
                     listing=self.listing,
                 )
                 settler = Settler(

@@ -324,7 +324,12 @@ class JobSender:
                 except JobTaken:
                     slot.unused()
                     raise
-                slot.observe(outcome.retry_after, outcome.rate_remaining, outcome.rate_limited)
+                slot.observe(
+                    outcome.retry_after,
+                    outcome.rate_remaining,
+                    outcome.rate_limited,
+                    answered=outcome.answered,
+                )
                 return outcome
             raise AssertionError("unreachable")  # mypy: an exit stack may swallow exceptions
         finally:

@@ -340,6 +340,39 @@ async def test_a_failed_request_still_counts_for_a_window_after_giving_up() -> N
 
 
 @pytest.mark.anyio
+async def test_requests_a_stalled_server_takes_at_once_never_overfill_its_window() -> None:
+    """A server stalled for 100 s takes every request it held when it resumes. The client gave
+    up on each (no answer): they counted a window from giving up, so it went on sending into
+    the stall, and the server took 9 at once with a limit of 5, then refused the next. Until
+    the server answers something sent after them (a listing read here, at 110 s), they count:
+    at most 5 reach it at once, and the next leaves a window after they were taken."""
+    vt = VirtualTime()
+    limiter = limiter_on(vt, RateLimit(5, 60.0))
+    resumed = 100.0
+    arrivals: list[float] = []
+
+    async def one() -> None:
+        async with limiter.slot() as slot:
+            sent = vt.now
+            if sent < resumed:  # held by the stalled server; the client gives up after 5 s
+                await vt.sleep(5.0)
+                arrivals.append(resumed)
+                slot.observe(answered=False)
+            else:
+                arrivals.append(sent)
+                await vt.sleep(0.1)
+                slot.observe()
+
+    async def listing_read_after_the_stall() -> None:
+        await vt.sleep(resumed + 10.0)
+        limiter.heard_from_server(resumed + 9.0)
+
+    await vt.run(listing_read_after_the_stall(), *(one() for _ in range(12)))
+    assert most_in_any_window(arrivals, 60.0) <= 5
+    assert sorted(arrivals)[5] >= resumed + 60.0
+
+
+@pytest.mark.anyio
 async def test_a_sender_cancelled_while_waiting_takes_no_place() -> None:
     """Cancelling a waiting sender leaves the limiter's count untouched."""
     vt = VirtualTime()

@@ -37,11 +37,11 @@ import logging
 import math
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 from urllib.parse import quote
 
 import httpx
@@ -103,6 +103,10 @@ class Timeouts:
         return self.pool + self.connect + 2 * chosen
 
 
+# A gateway's answers for a server it could not get one from (the request may still be queued).
+_GATEWAY_STATUSES: Final = (502, 504)
+
+
 @dataclass(frozen=True, slots=True)
 class ApiOutcome:
     """What one API call came to; see the module docstring for the kinds."""
@@ -122,6 +126,15 @@ class ApiOutcome:
         """The id of the video a create made (`create_video` puts it in `data["video_id"]`)."""
         value = (self.data or {}).get("video_id")
         return str(value) if value else None
+
+    @property
+    def answered(self) -> bool:
+        """Whether the request's fate is known to the server's rate window: the server itself
+        answered, or the request never left. Not after a timeout or a reset, nor a gateway's
+        502 or 504: the request may wait there, or in a stalled server, and be taken later."""
+        if self.http_status is None:
+            return self.kind == "not_sent"
+        return self.http_status not in _GATEWAY_STATUSES
 
     @property
     def rate_limited(self) -> bool:
@@ -326,6 +339,8 @@ class JoggClient:
                 )
             )
         self.base_url = base_url.rstrip("/")
+        # Told when the server answers a request, with when it was sent (time.monotonic()).
+        self.on_answer: Callable[[float], None] = lambda sent: None
         self.timeouts = timeouts
         self.get_retry_delay = get_retry_delay
         self._api_key = secret
@@ -493,7 +508,7 @@ class JoggClient:
         cap: int = ANSWER_CAP,
     ) -> ApiOutcome:
         """One request, within `Timeouts.total` and reading at most `cap` bytes of answer."""
-        started = time.perf_counter()
+        started, sent = time.perf_counter(), time.monotonic()
         total = self.timeouts.total(read=read)
         try:
             async with asyncio.timeout(total):
@@ -532,6 +547,8 @@ class JoggClient:
                 data=self._scrub(outcome.data),
                 elapsed=time.perf_counter() - started,
             )
+            if outcome.answered:
+                self.on_answer(sent)
         if outcome.kind != "ok":
             log.debug("%s %s -> %s", method, path, outcome)
         return outcome

@@ -7,7 +7,7 @@ with its own semaphore. This limiter only decides *when* the next POST may leave
 The guarantee
 -------------
 A slot is taken at the moment of sending and stays counted until `window` seconds after the
-*answer* (or after the caller gave up on the request). At most `effective_count` (never more than
+*answer*. At most `effective_count` (never more than
 N = `count`) slots are counted at any time. Number the sends in order; slot i + N can only be
 taken once slot i has stopped counting, so
 
@@ -20,6 +20,14 @@ than N of our requests. Latency only makes us slower, never over the limit; noth
 know the latency. Runs resumed after a crash call `seed()` with the answer times of the previous
 run, so they are bound by the same inequality. A 429 answer frees its slot at once: the server
 refused the request, so its window does not hold it (Retry-After governs what follows).
+
+A request whose answer never came (a timeout, a reset, a gateway's 502 or 504) may still reach
+the server later: a server that stalled, or a gateway that queued it, takes it when it resumes,
+with every other request it held. Its slot counts until a window after the server answers a
+request sent after it (a POST, or a read of the listing: what was queued before has been taken
+by then), and at most three windows after it was given up. While the server answers nothing,
+N such slots stop the sending: what it takes at once when it resumes is at most N, and no
+further request follows for a window.
 
 Sends are also spread at least `window / effective_count` apart (on a schedule, so that timer lag
 does not accumulate): a fresh run starts at the steady rate, not with a burst of N at t = 0.
@@ -80,6 +88,9 @@ from dataclasses import dataclass
 from batch.joggai.quota import RateLimit
 
 Clock = Callable[[], float]
+# How many windows after it was given up an unanswered request counts, at most: a server that
+# answers nothing for that long (no listing read either) is down, not stalled.
+_LOST_WINDOWS = 3
 Sleep = Callable[[float], Awaitable[object]]
 
 
@@ -97,21 +108,28 @@ class LimiterStats:
 class Slot:
     """One POST's place in the window; tell it what the server answered."""
 
-    __slots__ = ("_limiter", "given_back", "refused", "sent")
+    __slots__ = ("_limiter", "given_back", "lost", "refused", "sent")
 
     def __init__(self, limiter: SlidingWindowLimiter, sent: float) -> None:
         self._limiter = limiter
         self.sent = sent
         self.refused = False  # not counted in the window: a 429, or given back
         self.given_back = False  # nothing was sent: no server hint either
+        self.lost = False  # sent, and no answer came: the server may take it later
 
     def observe(
         self,
         retry_after: float | None = None,
         rate_remaining: int | None = None,
         was_429: bool = False,
+        *,
+        answered: bool = True,
     ) -> None:
-        """Feed the answer's rate hints back (before leaving the `async with`)."""
+        """Feed the answer's rate hints back (before leaving the `async with`); `answered`
+        False: the server's answer never came (see "A request whose answer never came")."""
+        if not answered:
+            self.lost = True
+            return
         self.refused = was_429
         self._limiter._observe(self, retry_after, rate_remaining, was_429)
 
@@ -131,6 +149,7 @@ class SlidingWindowLimiter:
         self._clock = clock
         self._sleep = sleep
         self._expiries: list[float] = []  # sorted: when each answered slot stops counting
+        self._lost: list[tuple[float, float]] = []  # (sent, counted until) of unanswered slots
         self._in_flight = 0
         self._next_spaced = -math.inf  # earliest next send by the spacing rule
         self._hold_until = -math.inf
@@ -224,15 +243,35 @@ class SlidingWindowLimiter:
 
     def _release(self, slot: Slot) -> None:
         self._in_flight -= 1
-        if not slot.refused:
+        if slot.lost:
+            until = self._clock() + _LOST_WINDOWS * self.rate.window
+            bisect.insort(self._expiries, until)
+            self._lost.append((slot.sent, until))
+        elif not slot.refused:
             bisect.insort(self._expiries, self._clock() + self.rate.window)
         self._released.set()
+
+    def heard_from_server(self, sent: float) -> None:
+        """The server answered a request (any: a listing read too) sent at `sent` on this
+        limiter's clock: see "A request whose answer never came"."""
+        self._heard_after(sent, self._clock())
+
+    def _heard_after(self, sent: float, now: float) -> None:
+        """The server answered a request sent at `sent`: the unanswered ones sent before it
+        were taken by now, and count a window from now (or less, as they did)."""
+        for lost in [lost for lost in self._lost if lost[0] < sent]:
+            self._lost.remove(lost)
+            at = bisect.bisect_left(self._expiries, lost[1])
+            if at < len(self._expiries) and self._expiries[at] == lost[1]:
+                del self._expiries[at]
+                bisect.insort(self._expiries, min(lost[1], now + self.rate.window))
 
     def _observe(
         self, slot: Slot, retry_after: float | None, rate_remaining: int | None, was_429: bool
     ) -> None:
         now = self._clock()
         window = self.rate.window
+        self._heard_after(slot.sent, now)
         if was_429:
             self.stats.rate_limited += 1
         if was_429 or retry_after is not None:
@@ -275,3 +314,4 @@ class SlidingWindowLimiter:
 
     def _expire(self, now: float) -> None:
         del self._expiries[: bisect.bisect_right(self._expiries, now)]
+        self._lost = [lost for lost in self._lost if lost[1] > now]
