@@ -75,6 +75,8 @@ from batch.validation import before_sending
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# How long a second signal may wait for the loop to take it before the process stops at once.
+_LOOP_BLOCKED = 2.0
 
 
 @dataclass
@@ -665,13 +667,12 @@ class _Run:
             watch.cancel()
             watch_state.cancel()
             if installed:
-                # asyncio's handler only writes a signal to the loop's wakeup pipe, read on the
-                # loop's next turns: without them, one at the run's very end was lost (exit 0).
+                # A signal's handler only hands it to the loop, taken on the loop's next turns:
+                # without them, one at the run's very end was lost (exit 0).
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.sleep(0)
                     await asyncio.sleep(0)
             for sig in installed:
-                loop.remove_signal_handler(sig)
                 signal.signal(sig, before[sig])
 
     async def _heartbeat(self) -> None:
@@ -868,11 +869,34 @@ class _Run:
                 log.warning("stopping: no request is in flight (signal again to stop at once)")
             loop.call_later(self.config.shutdown_grace, main.cancel)
 
+        counts = {"received": 0, "taken": 0}  # signals, numbered as they come
+
+        def taken(sig: int, number: int) -> None:
+            counts["taken"] = number
+            handle(sig)
+
+        def stop_unless_taken(sig: int, number: int) -> None:
+            if counts["taken"] < number:
+                os._exit(int(SIGNAL_EXITS[sig]))
+
+        def on_signal(sig: int, frame: object) -> None:
+            # Handed to the loop. A loop held by a call that does not return (a state database
+            # behind a stalled proxy: psycopg waits for an answer that never comes) cannot take
+            # it: a signal again, not taken by the loop in a moment, stops the process at once
+            # (what the ledger holds is whole).
+            counts["received"] += 1
+            number = counts["received"]
+            loop.call_soon_threadsafe(taken, sig, number)
+            if number > 1:
+                timer = threading.Timer(_LOOP_BLOCKED, stop_unless_taken, (sig, number))
+                timer.daemon = True
+                timer.start()
+
         # One the process was started ignoring stays ignored: `nohup` (SIGHUP), a background
         # job of a script (SIGINT) must not be stopped by the terminal that started them.
         handled = [sig for sig in SIGNAL_EXITS if signal.getsignal(sig) is not signal.SIG_IGN]
         for sig in handled:
-            loop.add_signal_handler(sig, handle, sig)
+            signal.signal(sig, on_signal)
         return handled
 
     # --- planning and dispatch -----------------------------------------------------------------

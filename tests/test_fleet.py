@@ -4,8 +4,11 @@ catalog, and three workers on one PostgreSQL ledger SIGKILLed at random moments.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import os
 import random
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -382,6 +385,80 @@ def most_in_any_window(times: list[float], window: float) -> int:
         (i + 1 - bisect.bisect_right(ordered, t - window) for i, t in enumerate(ordered)),
         default=0,
     )
+
+
+class StallingProxy:
+    """A TCP proxy to the PostgreSQL server that, once `stall` is set, forwards nothing more
+    and closes nothing (a hung PgBouncer, a half-dead link): a statement waits for good."""
+
+    def __init__(self, port: int) -> None:
+        self.stall = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.target = port
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):  # closed
+            while True:
+                client, _ = self.listener.accept()
+                server = socket.create_connection(("127.0.0.1", self.target))
+                self.sockets += [client, server]
+                for one, other in ((client, server), (server, client)):
+                    threading.Thread(target=self._pipe, args=(one, other), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                while self.stall.is_set():
+                    time.sleep(0.1)
+                sink.sendall(data)
+
+    def close(self) -> None:
+        self.stall.clear()
+        for each in (self.listener, *self.sockets):
+            each.close()
+
+
+@pytest.mark.slow
+def test_a_worker_whose_database_stalls_stops_on_a_second_signal(
+    tmp_path: Path, postgres_server: PostgresServer
+) -> None:
+    """The ledger's connection stalls for good mid-run (a hung pooler): the run's loop waits in
+    a statement and cannot take a signal, and the worker ignored SIGTERM and SIGINT for good (a
+    cron slot held until SIGKILL). A second signal the loop does not take stops it at once."""
+    url = postgres_server.database()
+    proxy = StallingProxy(postgres_server.port)
+    through = url.replace(f":{postgres_server.port}/", f":{proxy.port}/")
+    assert through != url
+    products = product_ids(30)
+    lines = ["sku,product_id"] + [f"S{i:03d},{p}" for i, p in enumerate(products)]
+    (tmp_path / "catalog.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "client.toml").write_text('[api]\nrate_limit = "60/min"\n')
+    sandbox, sandbox_url = start_sandbox(tmp_path / "sandbox.log", "--rate-limit", "600/min")
+    process = worker(tmp_path, sandbox_url, through, "a")
+    try:
+        deadline = time.monotonic() + 60
+        while len(submissions(sandbox_url)["submissions"]) < 2:
+            assert time.monotonic() < deadline
+            assert process.poll() is None
+            time.sleep(0.05)
+        proxy.stall.set()
+        time.sleep(2.0)  # the next send's slot is taken in the ledger: the loop waits there
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 143
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        proxy.close()
+        sandbox.terminate()
+        sandbox.wait(timeout=10)
+        assert sandbox.stdout is not None
+        sandbox.stdout.close()
 
 
 @pytest.mark.slow
