@@ -400,7 +400,8 @@ class JobQueries(Connection):
         catalog file, of the catalog a retry's rows came from, or one that carried at least
         half of that run's jobs (the catalog under another name: an export dated in its name).
         A retry's run has only the rows it retried: it never decides. A run pruned since (its
-        rows forgotten) says nothing.
+        rows forgotten) says nothing; one whose results file is asked for again is still known
+        by its catalog (`results_files`), so a later run of that same file decides for it.
         """
         planned_by = dict(
             self._in_chunks(
@@ -418,6 +419,15 @@ class JobQueries(Connection):
             )
         }
         deciders = sorted((r for r, (_, retry, dry, _) in runs.items() if not (retry or dry)))
+        # A run pruned since is known by its results file's record: what it asked for is
+        # forgotten, but a later run of the same catalog file still decides for its rows.
+        for run_id, catalog, retried, defaults in self._db.execute(
+            "SELECT run_id, catalog, retried_catalog, request_defaults FROM results_files "
+            "WHERE catalog IS NOT NULL"
+        ):
+            runs.setdefault(
+                run_id, (retried or catalog, retried is not None, False, _asking(defaults))
+            )
         family: dict[str, set[int]] = {}
         for key, job_id in self._in_chunks(
             "SELECT row_key, id FROM jobs WHERE row_key IN ({})", list({r.row_key for r in asked})

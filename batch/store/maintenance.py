@@ -5,7 +5,9 @@ sent again, and its attempts prove what was paid); the listing index and the dou
 products. What is pruned: the per-row outcomes (`run_rows`) and the run records of all but the
 last `keep_runs` runs. Those only serve results files already written; `retry` works from the
 results file itself, but takes the request defaults of the run that wrote it from that run's
-record, kept in `results_files` when the run is pruned (one small row per results file). A run
+record, kept in `results_files` when the run is pruned (one small row per results file, with the
+catalog it was written for: a later run of it that asked otherwise for a row still tells a retry
+the row was corrected since). A run
 prunes to `run.keep_runs` when it ends; freed pages are reused by the next night's rows, so the
 file stops growing without a VACUUM (which rewrites the whole file).
 """
@@ -80,14 +82,16 @@ class MaintenanceQueries(Connection):
                 newest_old = max(old)
                 # What retry needs of a pruned run: its results file's request defaults.
                 db.execute(
-                    "INSERT INTO results_files (results, request_defaults, run_id) "
-                    "SELECT r.results, r.request_defaults, r.id FROM runs r "
-                    f"WHERE r.id <= ?{_but(live, 'r.id')} AND r.results IS NOT NULL "
+                    "INSERT INTO results_files (results, request_defaults, run_id, catalog, "
+                    "retried_catalog) "
+                    "SELECT r.results, r.request_defaults, r.id, r.catalog, r.retried_catalog "
+                    f"FROM runs r WHERE r.id <= ?{_but(live, 'r.id')} AND r.results IS NOT NULL "
                     "AND r.request_defaults IS NOT NULL AND r.id = (SELECT max(x.id) FROM runs x "
                     "WHERE x.results = r.results AND x.request_defaults IS NOT NULL "
                     f"AND x.id <= ? AND {wrote_rows('x')}) "
                     "ON CONFLICT (results) DO UPDATE SET "
-                    "request_defaults = excluded.request_defaults, run_id = excluded.run_id "
+                    "request_defaults = excluded.request_defaults, run_id = excluded.run_id, "
+                    "catalog = excluded.catalog, retried_catalog = excluded.retried_catalog "
                     "WHERE excluded.run_id > results_files.run_id",
                     (newest_old, newest_old),
                 )

@@ -169,6 +169,13 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE runs ADD COLUMN retried_catalog TEXT;
     CREATE INDEX fingerprint_aliases_job ON fingerprint_aliases (job_id);
     """,
+    # 10: a pruned run's results file keeps the catalog it was written for too: a retry of it
+    # must still know that a later run of that catalog asked otherwise for a row (corrected
+    # since), or it paid for the row as it stood before.
+    """
+    ALTER TABLE results_files ADD COLUMN catalog TEXT;
+    ALTER TABLE results_files ADD COLUMN retried_catalog TEXT;
+    """,
 )
 SCHEMA_VERSION = 1 + len(_MIGRATIONS)
 # Any fixed number: the advisory lock that serialises migrations on a shared PostgreSQL state.
