@@ -235,7 +235,7 @@ def _refuse_a_siblings_results(config: RunConfig, state: StateStore) -> None:
     if writer is None:
         return
     if writer != storage.identity(catalog):
-        if not Path(writer).is_file():
+        if not storage.is_file(storage.parse_location(writer)):  # a file, or an object
             return
         whose = f"{writer}, a catalog beside this one under the same name"
         own = catalog.with_name(catalog.name + ".results.csv")

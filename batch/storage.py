@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 import os
 import re
 import secrets
@@ -39,6 +40,8 @@ from batch.secret import masked_url
 
 if TYPE_CHECKING:
     from fsspec import AbstractFileSystem
+
+log = logging.getLogger(__name__)
 
 STORE_SCHEMES: Final = ("s3", "gs", "gcs", "az", "abfs")
 _INSTALL: Final = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
@@ -112,6 +115,10 @@ def parse_location(text: str | Path) -> Location:
         )
     if not rest.strip("/") or "/" not in rest.strip("/"):
         raise CatalogError(f"{shown}: name an object, e.g. {scheme}://bucket/catalog.csv")
+    if rest.endswith("/"):
+        # The store's client reads `key/` as `key`, and would write beside it, or over it: a
+        # catalog given with a stray slash had its results written over it.
+        raise CatalogError(f"{shown}: ends with '/', as a folder does; name the object without it")
     return ObjectURL(f"{scheme}://{rest}")
 
 
@@ -426,9 +433,24 @@ def check_writable(destination: ObjectURL) -> None:
     probe = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.probe").key
     try:
         fs.pipe_file(probe, b"")
-        fs.rm_file(probe)
     except store_errors() as exc:
         raise _store_error(destination, "writing a test object beside it", exc) from exc
+    _delete_temporary(fs, destination, probe)
+
+
+def _delete_temporary(fs: AbstractFileSystem, destination: ObjectURL, key: str) -> None:
+    """Deletes a temporary object beside `destination`; one the credentials may not delete (a
+    bucket policy of PutObject alone) or a failing delete is left, and said so: what was to be
+    written was written."""
+    try:
+        fs.rm_file(key)
+    except store_errors() as exc:
+        log.warning(
+            "%s: could not delete the temporary object %s beside it (%s); delete it by hand",
+            destination,
+            key,
+            exc,
+        )
 
 
 @contextmanager
@@ -449,7 +471,6 @@ def writing(destination: Location) -> Iterator[Path]:
             # One object to one key: `mv` would read `?`, `*` or `[` in a key as a pattern and
             # copy the object into a "folder" of that name.
             fs.cp_file(staged, destination.key)
-            fs.rm_file(staged)
         except store_errors() as exc:
             try:
                 if fs.exists(staged):
@@ -457,3 +478,4 @@ def writing(destination: Location) -> Iterator[Path]:
             except store_errors():
                 pass  # the first error is the one to report
             raise _store_error(destination, "writing it", exc) from exc
+        _delete_temporary(fs, destination, staged)

@@ -28,7 +28,7 @@ from batch import runner, storage
 from batch.catalog import CatalogOptions, read_passthrough
 from batch.cli import main
 from batch.config import CliOverrides, Secret, build_run_config
-from batch.errors import CatalogError, ExitCode, LocalIOError
+from batch.errors import CatalogError, ConfigError, ExitCode, LocalIOError
 from batch.joggai.quota import RateLimit
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.storage import ObjectURL, parse_location
@@ -109,10 +109,13 @@ def test_locations_parse_to_a_path_or_an_object_url(text: str, expected: Any) ->
         ("ftp://host/c.csv", r"ftp:// is not a store jogg-batch knows"),
         ("s3://bucket", r"name an object, e.g. s3://bucket/catalog.csv"),
         ("file://server/share/c.csv", r"must name a local file"),
+        ("s3://bucket/in/c.csv/", r"ends with '/', as a folder does; name the object without"),
     ],
 )
 def test_unusable_locations_say_what_to_write(text: str, error: str) -> None:
-    """An unknown scheme, a bare bucket or a remote file:// URL: an error saying what to do."""
+    """An unknown scheme, a bare bucket or a remote file:// URL: an error saying what to do. An
+    object with a stray slash after it was read as the object, and its results (given without
+    the slash) written over it: the catalog was lost."""
     with pytest.raises(CatalogError, match=error):
         parse_location(text)
 
@@ -252,6 +255,29 @@ def test_results_object_is_replaced_whole_or_not_at_all(s3: Any) -> None:
     assert list(read_results(destination)["sku"]) == ["A", "B"]
 
 
+def test_a_temporary_object_the_credentials_may_not_delete_is_left_with_a_warning(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hand-off bucket whose policy grants PutObject alone (or a DELETE answered 503): the
+    results were written whole, yet the run said the write failed (exit 7, "no further
+    requests"), and the check before sending refused the bucket. It is written; the temporary
+    objects are left, and named."""
+    destination = ObjectURL(f"s3://{BUCKET}/out/c.results.csv")
+    store = storage._filesystem(destination)
+
+    def refused(path: str, **_: object) -> None:
+        raise PermissionError(f"AccessDenied: DeleteObject {path}")
+
+    monkeypatch.setattr(store, "rm_file", refused)
+    with caplog.at_level(logging.WARNING):
+        storage.check_writable(destination)
+        write_results(destination, [pa.table({"sku": ["A", "B"]})], _outcomes)
+    assert list(read_results(destination)["sku"]) == ["A", "B"]
+    left = [key for key in keys(s3) if key != "out/c.results.csv"]
+    assert sorted(key.rsplit(".", 1)[1] for key in left) == ["probe", "tmp"]
+    assert caplog.text.count("could not delete the temporary object") == 2
+
+
 def test_writing_to_a_missing_bucket_is_a_catalog_error(s3_endpoint: str) -> None:
     """No such bucket: a CatalogError naming the URL, and nothing left behind locally."""
     with pytest.raises(CatalogError, match=r"s3://no-such-bucket/r.csv: no such bucket"):
@@ -308,6 +334,27 @@ def test_s3_catalog_run_writes_s3_results(s3: Any, sandbox_url: str, results_nam
     again = runner.run(config)
     assert again.requests_sent == 0
     assert len(submissions(sandbox_url)["submissions"]) == 4
+
+
+def test_two_stored_catalogs_of_one_name_do_not_share_the_default_results_object(
+    s3: Any, sandbox_url: str
+) -> None:
+    """`in/c.csv` and `in/c.jsonl` in one bucket would both write `in/c.results.csv`, the
+    second over the first's rows (a local pair is refused): the second is refused before
+    sending, as on disk."""
+    pids = product_ids(2)
+    s3.put_object(Bucket=BUCKET, Key="in/c.csv", Body=csv_bytes([{"product_id": pids[0]}]))
+    s3.put_object(Bucket=BUCKET, Key="in/c.jsonl", Body=f'{{"product_id": "{pids[1]}"}}\n')
+    cli = CliOverrides(base_url=sandbox_url, rate_limit="600/min")
+    for name in ("c.csv", "c.jsonl"):
+        config = build_run_config(
+            ObjectURL(f"s3://{BUCKET}/in/{name}"), cli, api_key=Secret("sk-sandbox")
+        )
+        if name == "c.csv":
+            assert runner.run(replace(config, settle_seconds=0.3)).requests_sent == 1
+    with pytest.raises(ConfigError, match=r"holds the results of s3://catalogs/in/c\.csv, a"):
+        runner.run(replace(config, settle_seconds=0.3))
+    assert len(submissions(sandbox_url)["submissions"]) == 1
 
 
 def test_cli_takes_s3_urls_for_catalog_and_results(
