@@ -483,6 +483,24 @@ class _Run:
             log.warning("results file not rewritten (second signal); the next run rewrites it")
         return self._summary()
 
+    def _prune(self) -> None:
+        """The ledger's upkeep, not the run's work: a prune that fails (on a full disk: it needs
+        room for its write-ahead log) is said, and the run ends as it would have (it ended
+        "stopped early", exit 7, every row done)."""
+        failures: tuple[type[Exception], ...] = (OSError, StateError, *database_errors())
+        try:
+            self.state.prune(self.config.keep_runs)
+        except failures as exc:
+            keep = self.config.keep_runs
+            log.warning(
+                "the run is done, but the ledger could not be pruned to its last %d runs (%s); "
+                "free space beside it, then `jogg-batch state prune --keep-runs %d --state %s`",
+                keep,
+                exc,
+                keep,
+                shlex.quote(str(self.config.state)),
+            )
+
     def _finish(self) -> None:
         """Closes the run in the state and writes the results file, whatever went wrong before:
         a local failure here is reported with the way back, never as a traceback."""
@@ -492,13 +510,16 @@ class _Run:
                     "connected to the state %s again, to close the run and write its results",
                     self.config.state,
                 )
+        closed = False
         with self._local_io("closing the run in the state"):
             # On a shared state the last worker out closes the run; the others leave their
             # unsent jobs to it.
             if self.state.leave_run(self.run_id, storage.identity(self.config.catalog)):
                 self.state.mark_not_attempted(self.run_id)
                 self.state.finish_run(self.run_id, self.control.stop_reason or "done")
-                self.state.prune(self.config.keep_runs)
+                closed = True
+        if closed:
+            self._prune()
         if self.hard_stop:
             return
         if self.control.catalog_error is not None and not self.control.sent:

@@ -440,6 +440,28 @@ def test_a_later_run_that_only_adds_a_default_webhook_asks_for_the_same_videos(
     assert state.asked_otherwise_later(asked) == {0}
 
 
+def test_a_current_ledger_opens_while_another_process_holds_its_write_lock(
+    tmp_path: Path,
+) -> None:
+    """Opening took the write lock for a migration step even when the schema was current:
+    behind a long `state vacuum`, a run, `status` or `state info` waited 30 s and failed with
+    "database is locked" (exit 2, as for a config error). A current ledger is only read to
+    open: the command goes on to say it is in use, or to read."""
+    path = tmp_path / "s.db"
+    StateStore(path).close()
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        opened = threading.Thread(target=lambda: StateStore(path).close())
+        opened.start()
+        opened.join(timeout=10)
+        assert not opened.is_alive()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        opened.join()
+
+
 def test_a_damaged_ledger_says_what_to_do(tmp_path: Path) -> None:
     """A ledger whose pages a disk error overwrote: the message said only "malformed"; it says
     to put it back from a backup or move it aside (a new ledger finds what was sent)."""

@@ -8,6 +8,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from batch import runner
@@ -54,6 +55,26 @@ def test_pruned_runs_lose_their_rows_but_never_a_job_or_an_attempt(
         assert first.requests_sent == 0
         assert len(submissions(url)["submissions"]) == accepted == 6
     assert set(read_results(tmp_path / "catalog_0.results.csv")["status"]) == {"already_submitted"}
+
+
+def test_a_prune_that_fails_after_a_finished_run_leaves_its_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The automatic prune at a run's end hits a full disk (it needs room for its write-ahead
+    log): every row was done, yet the run said "stopped early" and exited 7. The run is done
+    (exit 0, its results written); a warning says how to prune later."""
+
+    def full(self: StateStore, keep_runs: int) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(StateStore, "prune", full)
+    catalog = write_catalog(tmp_path / "c.csv", [{"product_id": product_ids(1)[0]}])
+    with running_sandbox(SandboxConfig(rate_limit=None)) as url:
+        summary = runner.run(config_for(catalog, url, tmp_path / "s.db", keep_runs=1))
+    assert summary.exit_code == ExitCode.OK
+    assert summary.stopped is None
+    assert list(read_results(tmp_path / "c.results.csv")["status"]) == ["submitted"]
+    assert "the run is done, but the ledger could not be pruned" in caplog.text
 
 
 def test_state_info_prune_and_vacuum_commands(tmp_path: Path, state_at: StateLocation) -> None:

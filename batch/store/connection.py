@@ -19,7 +19,13 @@ from typing import Any, Self
 
 from batch import files
 from batch.errors import StateError
-from batch.store.backend import Database, DatabaseURL, PostgresDatabase, StateLocation
+from batch.store.backend import (
+    Database,
+    DatabaseURL,
+    PostgresDatabase,
+    StateLocation,
+    as_busy_error,
+)
 from batch.store.schema import migrate
 
 # The waits before each attempt to connect again (seconds): a restart takes a few seconds.
@@ -62,6 +68,8 @@ class Connection:
             db.execute("PRAGMA foreign_keys=ON")
             migrate(db, self.dialect, location)
         except sqlite3.Error as exc:
+            if busy := as_busy_error(exc):  # a long `state vacuum`, say: exit 4, not 2
+                raise busy from exc
             damaged = isinstance(exc, sqlite3.DatabaseError) and any(
                 word in str(exc) for word in ("malformed", "not a database")
             )

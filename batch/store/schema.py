@@ -185,6 +185,8 @@ _MIGRATION_LOCK = 0x6A6F6767
 def migrate(db: Any, dialect: str, location: object) -> None:
     """Creates the tables if needed and brings the schema to SCHEMA_VERSION, one migration per
     transaction. On PostgreSQL, workers starting together take turns (an advisory lock)."""
+    if _schema_is_current(db, dialect):
+        return
     if dialect == "postgresql":
         _migrate_postgres(db, location)
         return
@@ -216,8 +218,6 @@ def migrate(db: Any, dialect: str, location: object) -> None:
 
 
 def _migrate_postgres(db: Any, location: object) -> None:
-    if _postgres_schema_is_current(db):
-        return
     db.execute("BEGIN")
     try:
         db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
@@ -237,12 +237,18 @@ def _migrate_postgres(db: Any, location: object) -> None:
     db.execute("COMMIT")  # PostgreSQL's DDL is transactional: all the steps, or none
 
 
-def _postgres_schema_is_current(db: Any) -> bool:
-    """Whether the shared ledger has this version's schema already, read without DDL: its
-    `IF NOT EXISTS` still locks each table, and a worker joining a run (or a `status` from
-    another machine) deadlocked with a worker sending, which died of it."""
-    (exists,) = db.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
-    if not exists:
+def _schema_is_current(db: Any, dialect: str) -> bool:
+    """Whether the ledger has this version's schema already, only read. On PostgreSQL the
+    schema's `IF NOT EXISTS` still locks each table: a worker joining a run (or a `status` from
+    another machine) deadlocked with a worker sending, which died of it. On SQLite a migration
+    step waits for the write lock: behind a long `state vacuum`, a run waited 30 s and failed
+    (exit 2) instead of being told the ledger is in use."""
+    exists = (
+        "SELECT to_regclass('meta') IS NOT NULL"
+        if dialect == "postgresql"
+        else "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+    )
+    if not db.execute(exists).fetchone()[0]:
         return False
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     return row is not None and row[0] == str(SCHEMA_VERSION)
