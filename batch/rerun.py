@@ -81,9 +81,15 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     _warn_of_rows_left_out(config, frame)
     if todo.empty:
         invalid = int((statuses == "invalid").sum())
+        refused = int((statuses.isin(RETRY_ROWS) & ~wanted).sum())  # failed for good
         log.warning(
-            "%s: no failed, not-attempted, unknown or planned rows to retry%s",
+            "%s: no %srows to retry%s%s",
             config.catalog,
+            "other " if refused else "failed, not-attempted, unknown or planned ",
+            f" ({refused} row(s) the API refused for good, by their codes: sent again only "
+            "with --retry-permanent, once what it refused is fixed)"
+            if refused
+            else "",
             f" ({invalid} invalid row(s): they are fixed in the catalog, which `run` sends, "
             "not in this file)"
             if invalid

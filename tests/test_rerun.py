@@ -348,6 +348,24 @@ def test_after_a_retry_duplicate_rows_show_the_video_and_row_of_the_file(
     assert len(_sent(sandbox_url)) == 2
 
 
+def test_a_retry_of_rows_refused_for_good_names_them_and_the_flag(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A file whose only row to retry failed with a code the API gives for good (40000): the
+    retry said the file had no failed rows, beside the failed row. It names them, and the flag
+    that sends them."""
+    results = tmp_path / "c.results.csv"
+    write_catalog(results, [{**simple_rows(1)[0], "status": "failed", "code": "40000"}])
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    code, err = invoke("retry", str(results), "--state", str(tmp_path / "s.db"), *args)
+    assert code == 1
+    assert (
+        "no other rows to retry (1 row(s) the API refused for good, by their codes: sent again "
+        "only with --retry-permanent"
+    ) in " ".join(err.split())
+    assert len(_sent(sandbox_url)) == 0
+
+
 def test_a_retry_with_nothing_to_retry_sends_nothing_and_keeps_the_files_verdict(
     tmp_path: Path, sandbox_url: str
 ) -> None:
