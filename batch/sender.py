@@ -27,6 +27,7 @@ from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.products import ProductError, ensure_product
 from batch.statuses import JobStatus
 from batch.store import AttemptRecord, Job, StateStore, UncertainJob
+from batch.vocabulary import Code
 
 log = logging.getLogger(__name__)
 
@@ -231,6 +232,17 @@ class JobSender:
             )
             await self.control.sleep(delay)
 
+    def _made_product_gone(self, job: Job) -> bool:
+        """Whether the job's product was made at run time (its row gives a URL or details): a
+        10104 then says the product is gone (deleted at JoggAI), and the ledger forgets it,
+        so that it is made again; the row failed for good with it every night, and no edit
+        short of another URL got it back."""
+        product_id = self.state.job(job.id).product_id
+        if product_id is None or payload.fields_from_json(job.fields).product_id is not None:
+            return False
+        self.state.forget_product(product_id)
+        return True
+
     def finish_exhausted(self, job: Job, outcome: ApiOutcome, *, permanent: bool = False) -> None:
         """Out of attempts. A job any of whose requests may have been accepted never ends
         `failed` (which `retry` would pay for again): it goes back to the settler."""
@@ -355,6 +367,14 @@ class JobSender:
             status, outcome = "reconciling", replace(outcome, message=other)
         if status == "reconciling":  # an answer without a video id is as good as none
             outcome = replace(outcome, kind="unknown")
+        permanent = status == "failed"
+        if permanent and outcome.code == Code.NOT_FOUND and self._made_product_gone(job):
+            permanent = False  # the next run (or retry) makes the product again, then sends
+            outcome = replace(
+                outcome,
+                message=f"{outcome.message}: the product made for this row is gone at JoggAI "
+                "(deleted?); the next run or retry makes it again",
+            )
         video_id = outcome.video_id
         record = AttemptRecord(
             outcome.kind,
@@ -364,7 +384,7 @@ class JobSender:
             video_id,
         )
         self.state.finish_attempt(
-            attempt_id, job.id, record, status, run_id=self.run_id, permanent=status == "failed"
+            attempt_id, job.id, record, status, run_id=self.run_id, permanent=permanent
         )
         if status == "submitted":
             self.control.accepted += 1

@@ -306,6 +306,31 @@ def test_a_product_page_written_another_way_is_the_same_request(
     assert (len(seen["submissions"]), len(seen["products"])) == (1, 1)
 
 
+def test_a_product_made_for_rows_and_gone_at_joggai_is_made_again(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The product made for a page was deleted at JoggAI: its next video was refused with
+    10104 for good, every night, whatever was fixed in the row. That row fails once, saying
+    so, and the next run makes the product again and sends the video."""
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("product_url,video_name\nhttps://shop.example.com/p/a,A\n")
+    assert runner.run(make_config(catalog, sandbox_url)).requests_sent == 1
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()  # its products too
+    catalog.write_text("product_url,video_name\nhttps://shop.example.com/p/a,B\n")
+
+    failed = runner.run(make_config(catalog, sandbox_url))
+    results = read_results(catalog.with_suffix(".results.csv"))
+    assert (list(results["status"]), list(results["code"])) == (["failed"], ["10104"])
+    assert "the product made for this row is gone at JoggAI" in results["message"][0]
+    assert failed.exit_code == ExitCode.ROWS_FAILED
+
+    again = runner.run(make_config(catalog, sandbox_url))
+    assert again.requests_sent == 1
+    assert list(read_results(catalog.with_suffix(".results.csv"))["status"]) == ["submitted"]
+    seen = submissions(sandbox_url)
+    assert (len(seen["submissions"]), len(seen["products"])) == (1, 1)
+
+
 def sent_by_an_earlier_version(
     config: RunConfig, sent: Callable[[payload.ResolvedFields], payload.ResolvedFields]
 ) -> payload.ResolvedFields:

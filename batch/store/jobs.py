@@ -780,6 +780,16 @@ class JobQueries(Connection):
         with self._write() as db:
             db.execute("UPDATE jobs SET product_id = ? WHERE id = ?", (product_id, job_id))
 
+    def forget_product(self, product_id: str) -> None:
+        """A product made at run time that the API no longer knows: made again when next
+        needed (jobs that have it sent are left as they are)."""
+        with self._write() as db:
+            db.execute("DELETE FROM products WHERE product_id = ?", (product_id,))
+            db.execute(
+                "UPDATE jobs SET product_id = NULL WHERE product_id = ? AND video_id IS NULL",
+                (product_id,),
+            )
+
 
 def _products_in_this_spelling(db: Database) -> list[tuple[str, str, float]]:
     """The product pages of the state recorded under a URL spelled otherwise than this version
