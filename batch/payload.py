@@ -749,13 +749,24 @@ def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
     Excel's "CSV (Comma delimited)" writes a code page, and a `?` for each character it cannot
     hold: a catalog whose only characters outside ASCII were emoji, Hebrew or Chinese is ASCII
     after it, read as UTF-8, and each such row was a changed request, paid for again, its
-    avatar reading out question marks."""
+    avatar reading out question marks. An emoji question mark edited to `?` (`❓`) is an edit.
+    So is a text that is `earlier`'s UTF-8 read as Windows-1252 (`CafÃ©`: a UTF-8 file without
+    a BOM opened in Excel and saved), which the catalog cannot tell from real text when it
+    has one such character (`batch.catalog.normalize.damaged_text`)."""
     now_texts = free_texts(now)
     for field, before in free_texts(earlier).items():
         after = now_texts[field]
-        if before is None or after is None or before.isascii() or "?" not in after:
+        if before is None or after is None or before.isascii():
             continue
-        if _lost_to_question_marks(before).fullmatch(after):
+        if after == _read_as_cp1252(before):
+            return (
+                f"{field}: {shown(after)} is the text of this row's last request "
+                f"({shown(before)}) as UTF-8 read as Windows-1252: a spreadsheet opened the "
+                "file in another encoding and saved it; take the text from the original "
+                "file (in Excel: Data > From Text/CSV, UTF-8) and run again"
+            )
+        edited = all(char in _QUESTION_MARKS for char in before if not char.isascii())
+        if "?" in after and not edited and _lost_to_question_marks(before).fullmatch(after):
             return (
                 f"{field}: {shown(after)} is the text of this row's last request "
                 f"({shown(before)}) with its characters outside ASCII as '?': a save as "
@@ -763,6 +774,17 @@ def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
                 "them; save the catalog as 'CSV UTF-8' and run again"
             )
     return None
+
+
+# Question marks outside ASCII: one edited to `?` is an edit, not a character lost.
+_QUESTION_MARKS: Final = frozenset("\u2753\u2754\uff1f\u2047\u2048\u2049\u203d\u00bf\u2e2e")
+
+
+def _read_as_cp1252(text: str) -> str:
+    """`text`'s UTF-8 bytes read as Windows-1252 (Latin-1 for the bytes it leaves undefined)."""
+    return "".join(
+        bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in text.encode("utf-8")
+    )
 
 
 def free_texts(fields: ResolvedFields) -> dict[str, str | None]:

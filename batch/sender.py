@@ -311,6 +311,9 @@ class JobSender:
             except ProductError as exc:
                 outcome = exc.outcome
                 if outcome.kind == "permanent" or attempt == policy.max_attempts:
+                    # Said as the product's: no video was asked for, none charged.
+                    said = f"creating the product (no video was asked for): {outcome.message}"
+                    outcome = replace(outcome, message=said)
                     self.finish_exhausted(job, outcome, permanent=outcome.kind == "permanent")
                     return None
                 await self.control.sleep(

@@ -2001,6 +2001,31 @@ def test_free_text_a_conversion_damaged_is_refused(tmp_path: Path, damaged: str,
     assert (real.fields.override_script, real.fields.name) == ("L’ÉTÉ…", "Ñandú Café")
 
 
+@pytest.mark.parametrize(
+    "real",
+    [
+        "NESCAFÉ® Gold Blend",
+        "ZOË’S KITCHEN",
+        "Viel Spaß…",
+        "AMANHÃ…",
+        "MENÚ…",
+        "OÙ…",
+        'Rohr Ø½"',
+        "JOSÉ’S TACOS",
+        "OLÉ\u00a0!",
+        "NESCAFE\u0301® Gold",
+        "CAFÉ… CAFÉ™",
+    ],
+)
+def test_real_text_with_pairs_a_misreading_would_make_is_sent(tmp_path: Path, real: str) -> None:
+    """A capital with an accent, or `ß`, before `®`, `’` or `…` is also how a misreading of
+    UTF-8 looks, one character at a time: such brand names and copy were refused as damaged.
+    One such pair (or several reading as IPA or rare scripts) is real text."""
+    cells = {"product_id": "P1", "override_script": real, "title": real, "video_name": "{title}"}
+    (row,) = rows_of(write(tmp_path, "c.jsonl", json.dumps(cells) + "\n"))
+    assert row.problems == ()
+
+
 def test_a_web_tools_formula_guard_is_not_part_of_the_text(tmp_path: Path) -> None:
     """Web tools' CSV exports put a `'` before a cell starting with `=`, `+`, `-` or `@` so that
     a spreadsheet does not run it: no part of the text, and the same request as without it.

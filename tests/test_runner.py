@@ -331,6 +331,25 @@ def test_a_product_made_for_rows_and_gone_at_joggai_is_made_again(
     assert (len(seen["submissions"]), len(seen["products"])) == (1, 1)
 
 
+def test_a_row_whose_product_was_refused_says_no_video_was_asked_for(tmp_path: Path) -> None:
+    """A product page the API refuses (40000): the row read `failed, 40000, Param error` as a
+    refused video would, and nobody could tell which step failed, or whether it was charged."""
+
+    def refuse_products(method: str, path: str, *_: object) -> tuple[int, str, bytes] | None:
+        if path != "/v2/product":
+            return None
+        return 200, "application/json", b'{"code": 40000, "msg": "Param error: media"}'
+
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("product_url,video_name\nhttps://shop.example.com/p/a,A\n")
+    sandbox = RewritingSandbox(refuse_products)
+    summary = runner.run(make_config(catalog, "http://sandbox.test"), transport=sandbox.transport())
+    assert summary.requests_sent == 0
+    results = read_results(catalog.with_suffix(".results.csv"))
+    assert list(results["status"]) == ["failed"]
+    assert results["message"][0].startswith("creating the product (no video was asked for): ")
+
+
 def sent_by_an_earlier_version(
     config: RunConfig, sent: Callable[[payload.ResolvedFields], payload.ResolvedFields]
 ) -> payload.ResolvedFields:
@@ -1908,6 +1927,33 @@ def test_text_a_re_save_lost_to_question_marks_is_refused_not_paid_again(
         results["message"][0]
     )
     assert "'CSV UTF-8'" in str(results["message"][1])
+
+
+def test_a_re_save_read_as_windows_1252_is_refused_and_an_emoji_edited_to_ascii_is_sent(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """`Café` opened in Excel as Windows-1252 and saved is `CafÃ©`: one such character is no
+    proof on its own (`NESCAFÉ®` reads so too), but against the row's last request it is,
+    and the row is invalid, not paid again. `Which one ❓` edited to `Which one ?` is an edit:
+    sent (it was refused as characters lost, for good)."""
+    pids = product_ids(2)
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text(
+        f"product_id,video_name\n{pids[0]},Café\n{pids[1]},Which one ❓\n", encoding="utf-8"
+    )
+    assert runner.run(make_config(catalog, sandbox_url)).requests_sent == 2
+    catalog.write_text(
+        f"product_id,video_name\n{pids[0]},CafÃ©\n{pids[1]},Which one ?\n", encoding="utf-8"
+    )
+
+    summary = runner.run(make_config(catalog, sandbox_url))
+
+    assert (summary.requests_sent, summary.plan.invalid) == (1, 1)
+    results = read_results(catalog.with_suffix(".results.csv"))
+    assert list(results["status"]) == ["invalid", "submitted"]
+    assert "'CafÃ©' is the text of this row's last request ('Café') as UTF-8 read as" in str(
+        results["message"][0]
+    )
 
 
 def test_a_re_save_that_lost_characters_and_a_skus_zeros_is_refused(

@@ -319,8 +319,7 @@ def damaged_text(value: object) -> str | None:
     - U+FFFD, which a reader writes for bytes it could not decode (`errors="replace"`, Google
       Sheets importing Windows-1252 as UTF-8);
     - UTF-8 read as Windows-1252 (`CafÃ© CrÃ¨me`): a UTF-8 file without a BOM opened in
-      Excel and saved. Only a text whose every character outside ASCII is part of such a
-      misreading is taken for one: real text (`L’ÉTÉ…`) is never all of it."""
+      Excel and saved (`_utf8_read_as_cp1252`)."""
     if not isinstance(value, str) or value.isascii():
         if isinstance(value, str) and value.count("?") >= 2 and not any(map(str.isalnum, value)):
             return (
@@ -346,14 +345,25 @@ def damaged_text(value: object) -> str | None:
 
 def _utf8_read_as_cp1252(text: str) -> str | None:
     """The text whose UTF-8 bytes, read as Windows-1252 (Latin-1 for the bytes it leaves
-    undefined), are `text`; None when `text` is not such a misreading."""
+    undefined), are `text`, where that misreading is beyond doubt; None otherwise.
+
+    Real text holds such pairs too: a capital with an accent, or `ß`, before `®`, `’` or `…`
+    (`NESCAFÉ®`, `ZOË’S`, `Spaß…`, `AMANHÃ…`) reads as a character of its own. A text is taken
+    for a misreading only when every character outside ASCII is part of one, and one of them
+    stands for three or four bytes (`â€™` for `’`, `ðŸš€` for an emoji: never real text), or
+    two or more stand for letters and signs of the common alphabets (`CafÃ© CrÃ¨me`)."""
+    text = unicodedata.normalize("NFC", text)  # a Mac's `É` is `E` and a combining accent
     if not _MISREAD_UTF8.search(text):
         return None
     try:
-        raw = bytes(_CP1252_BYTES.get(char, ord(char)) for char in text)
-        return raw.decode("utf-8")
+        meant = bytes(_CP1252_BYTES.get(char, ord(char)) for char in text).decode("utf-8")
     except (ValueError, UnicodeDecodeError):  # a character past one byte; not UTF-8
         return None
+    misread = [ord(char) for char in meant if not char.isascii()]
+    if any(point >= 0x800 for point in misread):
+        return meant
+    common = [point for point in misread if any(low <= point <= high for low, high in _COMMON)]
+    return meant if len(common) >= 2 and len(common) == len(misread) else None
 
 
 # Windows-1252's characters for the bytes 0x80-0x9F it defines (the rest of a byte is Latin-1).
@@ -365,6 +375,12 @@ _CP1252_BYTES: Final = {
 # A UTF-8 lead byte and a continuation byte, as Windows-1252 shows them (`Ã©`, `â€™`).
 _CONTINUATION: Final = "".join(_CP1252_BYTES) + "\x80-\x9f\xa0-\xbf"
 _MISREAD_UTF8: Final = re.compile(f"[\xc2-\xf4][{_CONTINUATION}]")
+# The two-byte characters a misreading most often stands for: Latin-1's and Latin Extended-A's
+# letters and signs, and the Greek, Cyrillic, Hebrew and Arabic alphabets (not IPA, modifier
+# letters, combining marks or rarer scripts, which real text's pairs read as).
+_COMMON: Final = (
+    (0x00A0, 0x017F), (0x0386, 0x03CE), (0x0400, 0x045F), (0x05D0, 0x05EA), (0x0620, 0x064A),
+)  # fmt: skip
 
 
 _PRODUCT_SOURCES: Final = ("product_id", "product_url", "product_name")
