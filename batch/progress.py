@@ -22,7 +22,7 @@ class Progress:
             self._redirect.__enter__()
         self._interval = interval
         self._total = 0
-        self._done = 0
+        self._done: set[int] = set()  # jobs, once each: one proven absent is sent again
         self._last_line = time.monotonic()
 
     def add_total(self, jobs: int) -> None:
@@ -31,11 +31,12 @@ class Progress:
             self._bar.total = self._total
             self._bar.refresh()
 
-    def update(self, counts: dict[str, int]) -> None:
-        """One job finished (whatever its outcome)."""
-        self._done += 1
+    def update(self, job_id: int, counts: dict[str, int]) -> None:
+        """A job's sending finished (whatever its outcome; again, for one sent again)."""
+        again = job_id in self._done
+        self._done.add(job_id)
         if self._bar is not None:
-            self._bar.update(1)
+            self._bar.update(0 if again else 1)
             self._bar.set_postfix(counts, refresh=False)
             return
         now = time.monotonic()
@@ -43,10 +44,10 @@ class Progress:
             self._last_line = now
             log.info(
                 "progress: %d of %d jobs done (%s)",
-                self._done,
+                len(self._done),
                 self._total,
                 ", ".join(f"{k} {v}" for k, v in counts.items()),
-                extra={"event": "progress", "done": self._done, "total": self._total, **counts},
+                extra={"event": "progress", "done": len(self._done), "total": self._total} | counts,
             )
 
     def close(self) -> None:

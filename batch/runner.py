@@ -1043,7 +1043,8 @@ class _Run:
             pass  # the job keeps `pending`: not_attempted when the run ends
         finally:
             self.in_flight.discard(job.id)
-            self.progress.update({"sent": self.control.sent, "accepted": self.control.accepted})
+            counts = {"sent": self.control.sent, "accepted": self.control.accepted}
+            self.progress.update(job.id, counts)
 
     # --- results and summary -------------------------------------------------------------------
 
