@@ -274,6 +274,9 @@ def test_render_table_csv_and_json() -> None:
         {"name": "Bold", "aspect_ratio": "square", "id": None},
     ]
     assert render([], "json") == "[]"
+    accented = [VisualStyle("Café", "square", 1)]
+    assert '"name": "Café"' in render(accented, "json")
+    assert '"name": "Caf\\u00e9"' in render(accented, "json", ascii_only=True)  # not `Caf?`
 
 
 @pytest.mark.parametrize("fmt", ["table", "csv"])

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import click
 
-from batch.cli.common import config_option, emit, logging_options, reports_errors
+from batch.cli.common import (
+    config_option,
+    emit,
+    logging_options,
+    reports_errors,
+    stdout_is_utf8,
+)
 from batch.config import Overrides, read_api_key, resolve, timeouts
 from batch.embedded import Sandbox, local_sandbox
 from batch.joggai import lookup as lookups
@@ -69,4 +75,4 @@ def lookup(
             timeouts=timeouts(settings),
         )
         items = lookups.list_items(config, what, aspect_ratio)
-    emit(lookups.render(items, fmt))
+    emit(lookups.render(items, fmt, ascii_only=not stdout_is_utf8()))

@@ -508,8 +508,9 @@ def list_items(
     return asyncio.run(fetch())
 
 
-def render(items: Sequence[Item], fmt: OutputFormat) -> str:
-    """Items as an aligned table, CSV with a header, or a JSON array (no trailing newline).
+def render(items: Sequence[Item], fmt: OutputFormat, *, ascii_only: bool = False) -> str:
+    """Items as an aligned table, CSV with a header, or a JSON array (no trailing newline);
+    `ascii_only`: the JSON's text escaped (`\\u00e9`), for an output that is not UTF-8.
 
     The text comes from the server: CSV cells that a spreadsheet would run as a formula get a
     leading `'`, and the table and CSV escape control characters (a name printed to a terminal
@@ -517,7 +518,7 @@ def render(items: Sequence[Item], fmt: OutputFormat) -> str:
     """
     rows = [item._asdict() for item in items]
     if fmt == "json":
-        return json.dumps(rows, indent=2, ensure_ascii=False)
+        return json.dumps(rows, indent=2, ensure_ascii=ascii_only)
     columns = list(type(items[0])._fields) if items else []
     cells = [
         ["" if row[name] is None else escape_controls(str(row[name])) for name in columns]
