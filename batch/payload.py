@@ -758,7 +758,7 @@ def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
         after = now_texts[field]
         if before is None or after is None or before.isascii():
             continue
-        if after == _read_as_cp1252(before):
+        if after == read_as_cp1252(before):
             return (
                 f"{field}: {shown(after)} is the text of this row's last request "
                 f"({shown(before)}) as UTF-8 read as Windows-1252: a spreadsheet opened the "
@@ -780,11 +780,29 @@ def characters_lost(earlier: ResolvedFields, now: ResolvedFields) -> str | None:
 _QUESTION_MARKS: Final = frozenset("\u2753\u2754\uff1f\u2047\u2048\u2049\u203d\u00bf\u2e2e")
 
 
-def _read_as_cp1252(text: str) -> str:
-    """`text`'s UTF-8 bytes read as Windows-1252 (Latin-1 for the bytes it leaves undefined)."""
-    return "".join(
-        bytes([byte]).decode("cp1252", "ignore") or chr(byte) for byte in text.encode("utf-8")
-    )
+def read_as_cp1252(text: str) -> str:
+    """`text`'s UTF-8 bytes read as Windows-1252 (`Café` -> `CafÃ©`), as Excel reads a UTF-8
+    file without a BOM."""
+    return "".join(CP1252_CHARACTERS.get(byte, chr(byte)) for byte in text.encode("utf-8"))
+
+
+def before_read_as_cp1252(text: str) -> str | None:
+    """The text whose `read_as_cp1252` is `text`; None when there is none (a character past
+    one byte, or bytes that are not UTF-8)."""
+    try:
+        return bytes(_CP1252_BYTES.get(char, ord(char)) for char in text).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+# Windows-1252's characters for the bytes 0x80-0x9F it defines; every other byte reads as its
+# Latin-1 character (Excel reads the five it leaves undefined so too).
+CP1252_CHARACTERS: Final = {
+    byte: bytes([byte]).decode("cp1252")
+    for byte in range(0x80, 0xA0)
+    if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
+}
+_CP1252_BYTES: Final = {char: byte for byte, char in CP1252_CHARACTERS.items()}
 
 
 def free_texts(fields: ResolvedFields) -> dict[str, str | None]:

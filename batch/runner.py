@@ -67,7 +67,7 @@ from batch.sender import JobSender, RunControl, StopRequested
 from batch.settler import Settler
 from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
-from batch.store.backend import DatabaseURL, as_busy_error, database_errors
+from batch.store.backend import as_busy_error, database_errors
 from batch.store.fleet import key_id
 from batch.store.ledgers import AccountHold, hold_account
 from batch.store.results import OutcomeCounts, state_outcomes, write_results
@@ -77,6 +77,12 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 # How long a second signal may wait for the loop to take it before the process stops at once.
 _LOOP_BLOCKED = 2.0
+
+
+def _local_failures() -> tuple[type[Exception], ...]:
+    """The errors of a write on this machine or to the state (a full disk, a lost database
+    connection): the run reports them with the way back, never as a traceback."""
+    return (OSError, StateError, LocalIOError, *database_errors())
 
 
 @dataclass
@@ -487,10 +493,9 @@ class _Run:
         """The ledger's upkeep, not the run's work: a prune that fails (on a full disk: it needs
         room for its write-ahead log) is said, and the run ends as it would have (it ended
         "stopped early", exit 7, every row done)."""
-        failures: tuple[type[Exception], ...] = (OSError, StateError, *database_errors())
         try:
             self.state.prune(self.config.keep_runs)
-        except failures as exc:
+        except _local_failures() as exc:
             keep = self.config.keep_runs
             log.warning(
                 "the run is done, but the ledger could not be pruned to its last %d runs (%s); "
@@ -566,24 +571,17 @@ class _Run:
     def _local_io(self, doing: str) -> Iterator[None]:
         """A full disk, a file size limit or a permission problem on this machine: no new POST
         leaves, requests in flight finish and are recorded, and the run ends with exit 7."""
-        failures: tuple[type[Exception], ...] = (
-            OSError,
-            StateError,
-            LocalIOError,
-            *database_errors(),
-        )
         try:
             yield
-        except failures as exc:
+        except _local_failures() as exc:
             # A ledger on PostgreSQL fails by its connection, not a local file: say which.
             in_state = isinstance(exc, (StateError, *database_errors()))
             if self.control.local_error is None:
                 self.control.local_error = LocalIOError(f"{doing}: {exc}")
-                shared = isinstance(self.config.state, DatabaseURL)
                 mend = (
                     f"Mend the state's database or the connection to it ({self.config.state}: "
                     "a restart, a lost connection, a deadlock with another worker)"
-                    if shared
+                    if self.state.shared
                     else f"Free space for the state ({self.config.state}), or mend what keeps "
                     "it from being written"
                 )

@@ -675,12 +675,15 @@ def test_a_retry_exits_as_a_run_of_the_whole_file_would(tmp_path: Path, sandbox_
     )
 
 
+@pytest.mark.parametrize("pruned", [False, True], ids=["kept", "pruned"])
 def test_a_stale_results_file_never_pays_again_for_rows_corrected_since(
-    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
+    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]], pruned: bool
 ) -> None:
     """Night 1 stops early and its file is mailed; rows 4 and 5 are corrected in the catalog and
     night 2 sends them as corrected. A retry of night 1's file would have sent their old requests
-    (two more paid videos of the same rows): it sends nothing (exit 2), naming them."""
+    (two more paid videos of the same rows): it sends nothing (exit 2), naming them. So too a
+    week later, night 1's run pruned (`run.keep_runs`) and night 2's kept: the retry could no
+    longer tell night 2 was a run of the same catalog; the pruned run's results file keeps it."""
     catalog, args = half_run
     state = ("--state", str(tmp_path / "s.db"))
     inbox, night2 = tmp_path / "c.results.csv", ("--results", str(tmp_path / "night2.csv"))
@@ -690,32 +693,13 @@ def test_a_stale_results_file_never_pays_again_for_rows_corrected_since(
     code, err = invoke("run", str(catalog), "--length", "15", *night2, *state, *args)
     assert code == 0, err
     assert len(_sent(sandbox_url)) == 5
+    if pruned:
+        code, err = invoke("state", "prune", "--keep-runs", "1", *state)
+        assert code == 0, err
     code, err = invoke("retry", str(inbox), *state, *args)
     assert code == 2
     told = " ".join(err.split())
     assert "a later run of the catalog no longer made: row 4, row 5 (" in told
-    assert len(_sent(sandbox_url)) == 5
-
-
-def test_a_stale_results_file_whose_run_was_pruned_never_pays_for_rows_corrected_since(
-    tmp_path: Path, sandbox_url: str, half_run: tuple[Path, tuple[str, ...]]
-) -> None:
-    """As above, a week later: night 1's run was pruned (`run.keep_runs`), night 2's kept. The
-    retry could no longer tell night 2 was a run of the same catalog, and paid for the rows as
-    they stood before. The pruned run's results file keeps its catalog: refused still."""
-    catalog, args = half_run
-    state = ("--state", str(tmp_path / "s.db"))
-    inbox, night2 = tmp_path / "c.results.csv", ("--results", str(tmp_path / "night2.csv"))
-    rows = [{**row, "length": ""} for row in simple_rows(5)]
-    rows[3]["length"] = rows[4]["length"] = "30"
-    write_catalog(catalog, rows)
-    code, err = invoke("run", str(catalog), "--length", "15", *night2, *state, *args)
-    assert code == 0, err
-    code, err = invoke("state", "prune", "--keep-runs", "1", *state)
-    assert code == 0, err
-    code, err = invoke("retry", str(inbox), *state, *args)
-    assert code == 2
-    assert "a later run of the catalog no longer made: row 4, row 5 (" in " ".join(err.split())
     assert len(_sent(sandbox_url)) == 5
 
 

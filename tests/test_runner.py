@@ -1815,79 +1815,50 @@ def test_a_padded_nfd_script_any_earlier_version_sent_is_not_paid_again(
 
 
 @pytest.mark.parametrize(
-    ("written", "read"),
+    ("written", "sent_before", "read"),
     [
-        ("Line one\vLine two", "Line one\nLine two"),
-        ("Line one\u2028Line two", "Line one\nLine two"),
-        ("Line one\x85Line two", "Line one\nLine two"),
-        ("Line one\u2029Line two", "Line one\nLine two"),
-        ("'- Dimmable", "- Dimmable"),
-        ("'@acme summer", "@acme summer"),
+        ("Line one\vLine two", None, "Line one\nLine two"),
+        ("Line one\u2028Line two", None, "Line one\nLine two"),
+        ("Line one\x85Line two", None, "Line one\nLine two"),
+        ("Line one\u2029Line two", None, "Line one\nLine two"),
+        ("'- Dimmable", None, "- Dimmable"),
+        ("'@acme summer", None, "@acme summer"),
+        ("\u202aSummer Sale\u202c", None, "Summer Sale"),
+        ("\u2066Summer Sale\u2069", None, "Summer Sale"),
+        ("Summer Sale\u00ad", None, "Summer Sale"),
+        ("'@home' offers", "@home' offers", "'@home' offers"),
     ],
-    ids=["filemaker-vt", "u2028", "nel", "u2029", "guarded-dash", "guarded-at"],
-)
+    ids=[
+        "filemaker-vt", "u2028", "nel", "u2029", "guarded-dash", "guarded-at", "embedding",
+        "isolate", "soft-hyphen", "quoted-at",
+    ],
+)  # fmt: skip
 def test_text_other_tools_write_otherwise_is_no_other_request(
-    tmp_path: Path, sandbox_url: str, written: str, read: str
+    tmp_path: Path, sandbox_url: str, written: str, sent_before: str | None, read: str
 ) -> None:
     """FileMaker writes a line break in a cell as a vertical tab, Word as U+2028 or U+2029,
     an EBCDIC export as NEL; a web tool's CSV export guards `- Dimmable` or `@acme` from
-    spreadsheets with a `'`. Sent as written, and the same rows exported again by another
-    tool were new rows, paid again. Read as meant; what an earlier version sent as written is
-    found from either file."""
+    spreadsheets with a `'`; a copy of mixed-direction text (Windows, Android, a browser)
+    wraps it in direction embeddings or isolates, a word processor ends it with a soft hyphen.
+    Sent as written, and the same rows exported again by another tool were new rows, paid
+    again. Read as meant; what an earlier version sent (as written, or: a `'` before a leading
+    `@` that a later `'` closes is a quote, kept now and dropped then) is found from either
+    file."""
     pid = product_ids(1)[0]
     catalog = tmp_path / "tool.csv"
-    catalog.write_text(f'product_id,override_script\n{pid},"{written}"\n')
+    catalog.write_text(f'product_id,override_script\n{pid},"{written}"\n', encoding="utf-8")
     config = make_config(catalog, sandbox_url)
     fields = sent_by_an_earlier_version(
-        config, lambda fields: fields._replace(override_script=written)
+        config, lambda fields: fields._replace(override_script=sent_before or written)
     )
     assert fields.override_script == read
     assert isinstance(config.state, Path)
     with sqlite3.connect(config.state) as db:  # not yet aliased by this version
         db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
     re_exported = tmp_path / "excel.csv"
-    re_exported.write_text(f'product_id,override_script\n{pid},"{read}"\n')
-
-    for again in (re_exported, catalog):
-        summary = runner.run(make_config(again, sandbox_url))
-        assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
-    assert len(submissions(sandbox_url)["submissions"]) == 1
-
-
-@pytest.mark.parametrize(
-    ("written", "sent_before", "read"),
-    [
-        ("\u202aSummer Sale\u202c", "\u202aSummer Sale\u202c", "Summer Sale"),
-        ("\u2066Summer Sale\u2069", "\u2066Summer Sale\u2069", "Summer Sale"),
-        ("Summer Sale\u00ad", "Summer Sale\u00ad", "Summer Sale"),
-        ("'@home' offers", "@home' offers", "'@home' offers"),
-    ],
-    ids=["embedding", "isolate", "soft-hyphen", "quoted-at"],
-)
-def test_what_the_previous_version_sent_is_found_once_text_is_read_closer_to_meant(
-    tmp_path: Path, sandbox_url: str, written: str, sent_before: str, read: str
-) -> None:
-    """A copy of mixed-direction text (Windows, Android, a browser) wraps it in direction
-    embeddings or isolates, a word processor ends it with a soft hyphen: nobody sees them, and
-    a re-export without them was paid again; they are trimmed like a zero-width space. A `'`
-    before a leading `@` that a later `'` closes is a quote, not a formula guard, and kept.
-    What the previous version sent (those ends kept, that quote dropped) is found from the
-    same file and from a clean re-export; nothing is sent again."""
-    pid = product_ids(1)[0]
-    catalog = tmp_path / "tool.csv"
-    catalog.write_text(f'product_id,override_script\n{pid},"{written}"\n', encoding="utf-8")
-    config = make_config(catalog, sandbox_url)
-    fields = sent_by_an_earlier_version(
-        config, lambda fields: fields._replace(override_script=sent_before)
-    )
-    assert fields.override_script == read
-    assert isinstance(config.state, Path)
-    with sqlite3.connect(config.state) as db:  # not yet aliased by this version
-        db.execute("DELETE FROM meta WHERE key LIKE 'aliased_as_asked%'")
-    re_exported = tmp_path / "clean.csv"
     re_exported.write_text(f'product_id,override_script\n{pid},"{read}"\n', encoding="utf-8")
 
-    for again in (catalog, re_exported):
+    for again in (re_exported, catalog):
         summary = runner.run(make_config(again, sandbox_url))
         assert (summary.requests_sent, summary.plan.already_submitted) == (0, 1)
     assert len(submissions(sandbox_url)["submissions"]) == 1

@@ -139,21 +139,6 @@ def test_a_key_pasted_in_the_wrong_place_of_a_config_file_is_not_shown(
     assert says in str(caught.value)
 
 
-def test_a_config_value_of_another_type_is_one_problem_named_by_its_setting(
-    tmp_path: Path,
-) -> None:
-    """`avatar_id = 127.5` fails both branches of the setting's type: one problem, named by the
-    setting (not `defaults.avatar_id.int` and `.str`), its value shown."""
-    config = tmp_path / "jogg.toml"
-    config.write_text("[defaults]\navatar_id = 127.5\n")
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config)
-    assert str(caught.value) == (
-        f"{config}: 'defaults.avatar_id' = 127.5: Input should be a valid integer, got a number "
-        "with a fractional part"
-    )
-
-
 @pytest.mark.parametrize(
     ("text", "what"),
     [

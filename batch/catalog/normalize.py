@@ -320,14 +320,16 @@ def damaged_text(value: object) -> str | None:
       Sheets importing Windows-1252 as UTF-8);
     - UTF-8 read as Windows-1252 (`CafÃ© CrÃ¨me`): a UTF-8 file without a BOM opened in
       Excel and saved (`_utf8_read_as_cp1252`)."""
-    if not isinstance(value, str) or value.isascii():
-        if isinstance(value, str) and value.count("?") >= 2 and not any(map(str.isalnum, value)):
-            return (
-                f"{payload.shown(value)} is question marks alone: the characters a save could "
-                "not write (Excel's 'CSV (Comma delimited)' writes '?' for each); save the "
-                "catalog as 'CSV UTF-8' and run again"
-            )
+    if not isinstance(value, str):
         return None
+    if value.isascii():
+        if value.count("?") < 2 or any(map(str.isalnum, value)):
+            return None
+        return (
+            f"{payload.shown(value)} is question marks alone: the characters a save could not "
+            "write (Excel's 'CSV (Comma delimited)' writes '?' for each); save the catalog as "
+            "'CSV UTF-8' and run again"
+        )
     if "\ufffd" in value:
         return (
             f"{payload.shown(value)} holds U+FFFD (\ufffd), which a tool writes for bytes it "
@@ -353,11 +355,7 @@ def _utf8_read_as_cp1252(text: str) -> str | None:
     stands for three or four bytes (`â€™` for `’`, `ðŸš€` for an emoji: never real text), or
     two or more stand for letters and signs of the common alphabets (`CafÃ© CrÃ¨me`)."""
     text = unicodedata.normalize("NFC", text)  # a Mac's `É` is `E` and a combining accent
-    if not _MISREAD_UTF8.search(text):
-        return None
-    try:
-        meant = bytes(_CP1252_BYTES.get(char, ord(char)) for char in text).decode("utf-8")
-    except (ValueError, UnicodeDecodeError):  # a character past one byte; not UTF-8
+    if not _MISREAD_UTF8.search(text) or (meant := payload.before_read_as_cp1252(text)) is None:
         return None
     misread = [ord(char) for char in meant if not char.isascii()]
     if any(point >= 0x800 for point in misread):
@@ -366,14 +364,8 @@ def _utf8_read_as_cp1252(text: str) -> str | None:
     return meant if len(common) >= 2 and len(common) == len(misread) else None
 
 
-# Windows-1252's characters for the bytes 0x80-0x9F it defines (the rest of a byte is Latin-1).
-_CP1252_BYTES: Final = {
-    bytes([byte]).decode("cp1252"): byte
-    for byte in range(0x80, 0xA0)
-    if byte not in (0x81, 0x8D, 0x8F, 0x90, 0x9D)
-}
 # A UTF-8 lead byte and a continuation byte, as Windows-1252 shows them (`Ã©`, `â€™`).
-_CONTINUATION: Final = "".join(_CP1252_BYTES) + "\x80-\x9f\xa0-\xbf"
+_CONTINUATION: Final = "".join(payload.CP1252_CHARACTERS.values()) + "\x80-\x9f\xa0-\xbf"
 _MISREAD_UTF8: Final = re.compile(f"[\xc2-\xf4][{_CONTINUATION}]")
 # The two-byte characters a misreading most often stands for: Latin-1's and Latin Extended-A's
 # letters and signs, and the Greek, Cyrillic, Hebrew and Arabic alphabets (not IPA, modifier
@@ -1486,14 +1478,20 @@ def _not_text_cells(column: pa.ChunkedArray, rows: pa.Array) -> dict[int, str]:
         )
     ):
         return {}
-    bad = {}
-    for row in np.flatnonzero(rows.to_numpy(zero_copy_only=False)).tolist():
-        cell = column[row].as_py()
-        try:
-            cell is None or cell.decode("utf-8")
-        except UnicodeDecodeError:
-            bad[row] = f"holds {cell[:40]!r}, bytes that are not UTF-8 text; write text"
-    return bad
+    cells = {row: column[row].as_py() for row in np.flatnonzero(rows.to_numpy(False)).tolist()}
+    return {
+        row: f"holds {cell[:40]!r}, bytes that are not UTF-8 text; write text"
+        for row, cell in cells.items()
+        if cell is not None and not _is_utf8(cell)
+    }
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 # A parsed template: literal text and header pairs (header None after the last field), or a reason.
