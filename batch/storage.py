@@ -163,9 +163,9 @@ def _working_folder_exists() -> bool:
 
 def identity(location: Location) -> str:
     """The one name of a file whatever the working folder (the state keeps it): an absolute
-    path, or the URL."""
+    path (as UTF-8 text, whatever the locale: see `arrow_name`), or the URL."""
     if isinstance(location, Path):
-        return str(location.expanduser().resolve())
+        return arrow_name(location.expanduser().resolve())
     return str(location)
 
 
@@ -298,8 +298,16 @@ def arrow_source(location: Location) -> str | IO[bytes]:
     """What pyarrow's readers take: a local path (its own fast file), or a stream (an object
     in a store, or a gzip file: decompressed here, so that its damage is reported as ours)."""
     if isinstance(location, Path) and not is_gzip(location):
-        return str(location)
+        return arrow_name(location)
     return open_read(location)
+
+
+def arrow_name(path: Path) -> str:
+    """The local path as pyarrow opens it: pyarrow encodes a name as UTF-8, where Python uses
+    the locale's encoding, which is ASCII under `LC_ALL=C` without UTF-8 mode (`PYTHONUTF8=0`).
+    There Python holds `café` as undecodable bytes, and pyarrow failed with a traceback. Every
+    path here is UTF-8 (`parse_location`), so its bytes read as UTF-8 name the same file."""
+    return os.fsencode(path).decode("utf-8")
 
 
 class _Streamed(io.RawIOBase):

@@ -35,7 +35,7 @@ SANDBOX = {"rate_limit": RateLimit(100_000, 60.0)}  # the `sandbox_url` of tests
 
 
 def jogg(
-    *args: str, url: str, tmp: Path, file_limit: int | None = None
+    *args: str, url: str, tmp: Path, file_limit: int | None = None, **env_also: str
 ) -> subprocess.CompletedProcess[str]:
     """The CLI in a child process (so a file size limit binds only it)."""
 
@@ -44,6 +44,7 @@ def jogg(
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
     env = os.environ | {"JOGG_API_KEY": "sk-sandbox", "XDG_DATA_HOME": str(tmp / "data")}
+    env |= env_also
     return subprocess.run(
         [
             sys.executable,
@@ -332,6 +333,25 @@ def test_a_path_not_in_utf8_is_refused_before_sending(
     assert refused.returncode == ExitCode.USAGE, refused.stderr[-2000:]
     assert "is not UTF-8 text (byte 0xE9)" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_utf8_path_under_an_ascii_locale_is_run_as_the_same_catalog(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Under `LC_ALL=C` without UTF-8 mode (`PYTHONUTF8=0`), Python holds a UTF-8 name such as
+    `café` as undecodable bytes: pyarrow could not open it (a traceback, exit 1). It runs, and
+    the state knows it as the same catalog as a run under a UTF-8 locale does: nothing paid
+    twice when cron and a person take turns."""
+    (tmp_path / "café").mkdir()
+    catalog = write_catalog(tmp_path / "café" / "catalogé.csv", rows(3))
+    ascii_locale = jogg(str(catalog), url=sandbox_url, tmp=tmp_path, PYTHONUTF8="0", LC_ALL="C")
+    assert ascii_locale.returncode == ExitCode.OK, ascii_locale.stderr[-2000:]
+    results = catalog.with_name("catalogé.results.csv")
+    assert list(read_results(results)["status"]) == ["submitted"] * 3
+    utf8_locale = jogg(str(catalog), url=sandbox_url, tmp=tmp_path, PYTHONUTF8="1")
+    assert utf8_locale.returncode == ExitCode.OK, utf8_locale.stderr[-2000:]
+    assert list(read_results(results)["status"]) == ["already_submitted"] * 3
+    assert sorted(charged(sandbox_url).values()) == [1, 1, 1]
 
 
 def test_the_accounts_ledger_on_a_read_only_disk_says_how_to_put_it_elsewhere(

@@ -748,7 +748,9 @@ def _parse_jsonl(path: Path) -> tuple[int, Exception | None]:
     while True:
         try:
             table = pa_json.read_json(
-                path, read_options=pa_json.ReadOptions(block_size=block), parse_options=parse
+                storage.arrow_name(path),
+                read_options=pa_json.ReadOptions(block_size=block),
+                parse_options=parse,
             )
         except (pa.ArrowException, OSError) as exc:
             if is_straddling(exc) and block < _LAST_BLOCK:

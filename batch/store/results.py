@@ -294,7 +294,7 @@ def _write_tables(
             beside = xlsx.sheets_beside(destination)
             xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS, beside)
             return
-        sink: str | IO[bytes] | pa.BufferOutputStream = str(temporary)
+        sink: str | IO[bytes] | pa.BufferOutputStream = storage.arrow_name(temporary)
         if fmt == "csv" and encoding == "utf-8-sig":
             sink = stack.enter_context(open(temporary, "wb"))
             sink.write(codecs.BOM_UTF8)
@@ -313,7 +313,7 @@ def _write_tables(
                     writer = (
                         pacsv.CSVWriter(sink, schema, write_options=csv_options)
                         if fmt == "csv"
-                        else pq.ParquetWriter(str(temporary), schema)
+                        else pq.ParquetWriter(storage.arrow_name(temporary), schema)
                     )
                 writer.write_table(table if table.schema == schema else table.cast(schema))
         finally:
