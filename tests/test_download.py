@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import fcntl
 import ipaddress
@@ -10,7 +11,7 @@ import os
 import stat
 import subprocess
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from batch.cli.download import download as download_command
 from batch.errors import CatalogError, ConfigError, LocalIOError, LockedError
 from batch.follow.addresses import IPAddress, refusal
 from batch.follow.download import (
+    LABEL,
     DownloadConfig,
     Refused,
     UrlPolicy,
@@ -43,6 +45,7 @@ MEDIA = {
     "v1.mp4": b"first video " * 1000,
     "v1.jpg": b"cover one",
     "v2.mp4": b"second video " * 700,
+    "v9.mp4": b"SECOND VIDEO " * 700,  # another render, of the same size as v2's
 }
 COLUMNS = [
     "name",
@@ -117,6 +120,20 @@ class BreaksMidway(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self.body[:100]
         raise httpx.ReadError("connection reset")
+
+
+class Whole(httpx.AsyncByteStream):
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.body
+
+
+def media_response(name: str) -> httpx.Response:
+    """MEDIA's `name` streamed as a server sends it (a mock's `content=` counts no bytes)."""
+    headers = {"Content-Length": str(len(MEDIA[name])), "Content-Type": "video/mp4"}
+    return httpx.Response(200, headers=headers, stream=Whole(MEDIA[name]))
 
 
 def interrupted_transport() -> httpx.MockTransport:
@@ -332,11 +349,14 @@ async def test_a_path_whose_file_could_not_be_fetched_again_is_cleared(tmp_path:
 async def test_a_file_fetched_before_keeps_its_path_when_fetching_it_again_fails(
     results: Path,
 ) -> None:
-    """HEAD announces another size and the GET then fails: the whole file of the last run is
-    still there, so its row keeps naming it and says why it was not fetched again; a file no
-    row recorded is not claimed."""
+    """A file without its label (a file system without extended attributes) whose size HEAD
+    does not confirm, and the GET then fails: the whole file of the last run is still there, so
+    its row keeps naming it and says why it was not fetched again; a file no row recorded is
+    not claimed."""
     await download(config(results), transport=MediaServer().transport)
     before = read_results(results)["local_path"].tolist()
+    for path in before[:2]:
+        os.removexattr(path, LABEL)
     frame = read_results(results)
     frame.loc[1, "local_path"] = ""
     frame.to_csv(results, index=False)
@@ -472,7 +492,10 @@ async def test_a_results_file_that_cannot_be_rewritten_is_a_local_error(
     before = read_only_results.read_bytes()
     dest = tmp_path / "videos"
     wanted = DownloadConfig(results=read_only_results, dest=dest, base_url=SANDBOX)
-    with pytest.raises(LocalIOError, match=r"cannot record where the files went.*they are in"):
+    with pytest.raises(
+        LocalIOError,
+        match=r"cannot write the results file .*the files fetched are in .*videos, where",
+    ):
         await download(wanted, transport=MediaServer().transport)
     assert read_only_results.read_bytes() == before
     assert sorted(p.name for p in dest.iterdir()) == ["00001-v1.mp4", "00002-v2.mp4"]
@@ -618,3 +641,153 @@ async def test_a_second_download_into_the_same_folder_is_refused(results: Path) 
     assert list(dest.iterdir()) == []
     summary = await download(config(results), transport=MediaServer().transport)
     assert summary.downloaded == 2
+
+
+class _Rewriting(httpx.AsyncBaseTransport):
+    """The media server, where the results file is replaced by `rewrite` once the first video
+    is fetched: a run of the catalog rewriting it while a long download goes on."""
+
+    def __init__(self, path: Path, rewrite: Callable[[pd.DataFrame], pd.DataFrame]) -> None:
+        self.server, self.path, self.rewrite = MediaServer(), path, rewrite
+        self.rewritten = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        response = await self.server.transport.handle_async_request(request)
+        if request.method == "GET" and not self.rewritten:
+            frame = pd.read_csv(self.path, dtype=str, keep_default_na=False)
+            self.rewrite(frame).to_csv(self.path, index=False)
+            self.rewritten = True
+        return response
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        lambda frame: pd.concat([frame.iloc[[0]].assign(video_id="v0", row="0"), frame]),
+        lambda frame: frame.iloc[::-1],
+        lambda frame: frame.iloc[[1]],
+    ],
+    ids=["a row added first", "rows reversed", "fewer rows"],
+)
+async def test_each_row_gets_its_own_videos_file_when_the_results_changed_meanwhile(
+    results: Path, rewrite: Callable[[pd.DataFrame], pd.DataFrame]
+) -> None:
+    """A run rewrote the results file while the videos came: each row is given the file of its
+    own video, matched by video id (rows were given the file of the row at their old place,
+    and a shorter file was an IndexError)."""
+    await download(config(results, concurrency=1), transport=_Rewriting(results, rewrite))
+    frame = read_results(results)
+    for video, path in zip(frame["video_id"], frame["local_path"], strict=True):
+        expected = {"v1": "00001-v1.mp4", "v2": "00002-v2.mp4"}.get(video)
+        assert (Path(path).name if path else None) == expected, (video, path)
+
+
+@pytest.mark.anyio
+async def test_a_file_of_another_video_under_the_same_name_is_fetched_again(
+    results: Path,
+) -> None:
+    """A row rendered again (another video id) whose template gives the same name: the file
+    of the old video, of the same size, is replaced, not reported as already there."""
+    named = config(results, name_template="{name}.mp4")
+    await download(named, transport=MediaServer().transport)
+    frame = read_results(results)
+    frame.loc[1, ["video_id", "video_url"]] = ["v9", url("v9.mp4")]
+    frame.to_csv(results, index=False)
+    summary = await download(named, transport=MediaServer().transport)
+    assert (summary.downloaded, summary.skipped) == (1, 1)
+    assert (results.parent / "videos" / "plain.mp4").read_bytes() == MEDIA["v9.mp4"]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("present", [b"", MEDIA["v1.mp4"]], ids=["empty", "whole"])
+async def test_a_file_whose_size_the_server_does_not_confirm_is_fetched_again(
+    results: Path, present: bytes
+) -> None:
+    """A file without a label (copied in, another file system) where a HEAD is refused (a
+    link signed for GET only): fetched again, not counted whole (an empty file was)."""
+    dest = results.parent / "videos"
+    dest.mkdir()
+    (dest / "00001-v1.mp4").write_bytes(present)
+
+    def signed_for_get(request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD":
+            return httpx.Response(403)
+        return media_response(request.url.path.rsplit("/", 1)[1])
+
+    summary = await download(config(results), transport=httpx.MockTransport(signed_for_get))
+    assert (summary.downloaded, summary.skipped, summary.failed) == (2, 0, 0)
+    assert (dest / "00001-v1.mp4").read_bytes() == MEDIA["v1.mp4"]
+    again = await download(config(results), transport=httpx.MockTransport(signed_for_get))
+    assert (again.downloaded, again.skipped) == (0, 2)  # labelled now: no HEAD needed
+
+
+@pytest.mark.anyio
+async def test_a_name_that_is_the_results_file_is_refused(results: Path) -> None:
+    """A template that names a row's video as the results file itself, in --dest: refused
+    before any fetch (the video replaced the results, the only record of the video ids)."""
+    frame = read_results(results)
+    frame.loc[0, "name"] = results.name
+    frame.to_csv(results, index=False)
+    before = results.read_bytes()
+    server = MediaServer()
+    named = replace(config(results, name_template="{name}"), dest=results.parent)
+    with pytest.raises(ConfigError, match="the name of the results file"):
+        await download(named, transport=server.transport)
+    assert results.read_bytes() == before
+    assert server.gets() == 0
+
+
+@pytest.mark.anyio
+async def test_duplicate_rows_of_one_video_share_its_file(results: Path) -> None:
+    """Two rows of one video (a duplicate catalog row) under a `{video_id}` template: one file
+    fetched, named on both rows (refused before, advising the template given)."""
+    frame = read_results(results)
+    frame.loc[2, ["video_id", "video_status", "video_url"]] = ["v1", "completed", url("v1.mp4")]
+    frame.to_csv(results, index=False)
+    server = MediaServer()
+    summary = await download(
+        config(results, name_template="{video_id}.mp4"), transport=server.transport
+    )
+    assert (summary.downloaded, summary.failed) == (2, 0)
+    assert server.requests[("GET", "v1.mp4")] == 1
+    paths = read_results(results)["local_path"].tolist()
+    assert paths[0] == paths[2] == str((results.parent / "videos" / "v1.mp4").resolve())
+
+
+@pytest.mark.anyio
+async def test_files_in_place_when_stopped_are_recorded(results: Path) -> None:
+    """Stopped (a signal cancels the command) while one file is still coming: the file already
+    in place is recorded on its row, as the command's last line says."""
+    stalled = asyncio.Event()
+
+    async def serve(request: httpx.Request) -> httpx.Response:
+        name = request.url.path.rsplit("/", 1)[1]
+        if name == "v2.mp4":
+            stalled.set()
+            await asyncio.Event().wait()
+        return media_response(name)
+
+    task = asyncio.create_task(
+        download(config(results, concurrency=2), transport=httpx.MockTransport(serve))
+    )
+    await stalled.wait()
+    await asyncio.sleep(0.2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    paths = read_results(results)["local_path"].tolist()
+    assert paths[:2] == [str((results.parent / "videos" / "00001-v1.mp4").resolve()), ""]
+
+
+@pytest.mark.anyio
+async def test_a_results_file_not_rewritable_after_nothing_was_fetched_says_so(
+    read_only_results: Path, tmp_path: Path
+) -> None:
+    """Every file failed and the results cannot take why: the message says nothing was
+    fetched (it said the files were in --dest, and that the state kept what was learned)."""
+    wanted = DownloadConfig(results=read_only_results, dest=tmp_path / "v", base_url=SANDBOX)
+    failing = httpx.MockTransport(lambda request: httpx.Response(503))
+    with pytest.raises(LocalIOError, match="no file was fetched") as raised:
+        await download(wanted, transport=failing)
+    assert "state" not in str(raised.value)

@@ -6,9 +6,13 @@ the results' `local_path` column, and why a file was not fetched in `download_er
 file is rewritten atomically).
 
 Resumable: every file is written to `<name>.part` and renamed into place only once its length
-matches the server's Content-Length, so a file under its final name is complete. On a second run
-such a file is skipped after a HEAD request confirms its size (or when the HEAD fails: the URL
-may have expired, and the file is the only copy left); a leftover `.part` is fetched again.
+matches the server's Content-Length, so a file under its final name is complete. It is labelled
+with its video id and size (on Linux, an extended attribute, `user.jogg-batch.holds`, which
+ext4, XFS, Btrfs, ZFS and tmpfs keep): on a second run a file labelled for the same video at
+the same size is skipped without asking the server, and a file under a name the template now
+gives another video (a row rendered again) is fetched again. A file without a label (copied
+in, or on a file system without them) is skipped only when a HEAD request confirms its size,
+else fetched again, and kept if that fails. A leftover `.part` is fetched again.
 
 The URLs come from a server this tool does not control, so each one is treated as hostile:
 - only `https` is fetched; plain `http` only from the API's own origin when the base URL is a
@@ -40,6 +44,7 @@ content type, httpx's error text): the API key, when the command knows it, is sc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -58,7 +63,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 import httpcore
@@ -85,6 +90,9 @@ DEFAULT_MAX_REDIRECTS = 5
 DEFAULT_MIN_FREE_BYTES = 64 * MiB
 # Most file systems allow 255 bytes; this leaves room for ".cover.jpeg.part".
 MAX_NAME_BYTES = 200
+# Each file put in place is labelled with the video it holds and its size then: an extended
+# attribute, where the file system keeps them (`_label`).
+LABEL: Final = "user.jogg-batch.holds"
 COVER_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".avif"})
 _OCTET_STREAMS = frozenset({"application/octet-stream", "binary/octet-stream"})
 # Separators, C0 and C1 controls, line separators and the direction overrides that make a file
@@ -132,7 +140,7 @@ class DownloadSummary:
 
 @dataclass(frozen=True, slots=True)
 class _Fetch:
-    index: int  # position in the results frame
+    video_id: str  # rows are matched by it when the results file is written again
     row: str
     url: str
     path: Path
@@ -204,7 +212,8 @@ def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
     fetches: list[_Fetch] = []
     # By the name a file system that ignores case or Unicode normalisation sees (macOS, Windows,
     # exFAT, SMB shares): `Mug.mp4` and `MUG.mp4` are one file there.
-    owners: dict[str, str] = {}
+    owners: dict[str, tuple[str, str, bool]] = {}
+    results = config.results.resolve()
     for index, cells in enumerate(frame.to_dict("records")):
         text = {str(key): str(value) for key, value in cells.items()}
         if text.get("video_status") != "completed":
@@ -214,19 +223,27 @@ def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
         wanted = [(text.get("video_url", ""), name, True)]
         if config.covers and text.get("cover_url"):
             wanted.append((text["cover_url"], _cover_name(name, text["cover_url"]), False))
+        video_id = text.get("video_id", "").strip()
         for url, file, is_video in wanted:
             path = config.dest / file
             row = text.get("row", str(index + 1))
+            if path.resolve() == results:
+                raise ConfigError(
+                    f"--name-template {config.name_template!r} gives row {row}'s file the name "
+                    f"of the results file {config.results}, which a video would replace"
+                )
             seen = unicodedata.normalize("NFC", file).casefold()
             if seen in owners:
+                if owners[seen][1:] == (video_id, is_video):
+                    continue  # a duplicate row of the same video: one file, named on both rows
                 raise ConfigError(
                     f"--name-template {config.name_template!r} gives {file!r} to rows "
-                    f"{owners[seen]} and {row} (as a file system that ignores case sees it); add "
-                    "a unique column such as {video_id}"
+                    f"{owners[seen][0]} and {row} (as a file system that ignores case sees "
+                    "it); add a unique column such as {video_id}"
                 )
-            owners[seen] = row
+            owners[seen] = (row, video_id, is_video)
             recorded = text.get("local_path", "") if is_video else ""
-            fetches.append(_Fetch(index, row, url, path, is_video, recorded))
+            fetches.append(_Fetch(video_id, row, url, path, is_video, recorded))
     return fetches
 
 
@@ -438,6 +455,7 @@ class _Downloader:
                         raise Refused(f"more than {limit} bytes sent, over the limit; stopped")
                     claim.take(len(chunk))
                     handle.write(chunk)
+                handle.label(_label(fetch, written))
             received = response.num_bytes_downloaded
         if expected is not None and received != expected:
             raise Refused(f"got {received} of {expected} bytes; run again")
@@ -446,7 +464,9 @@ class _Downloader:
         return _Result("downloaded", written)
 
     async def _complete(self, fetch: _Fetch) -> bool:
-        """An existing regular final file is complete unless the server says another size."""
+        """An existing regular final file is complete when it is the one noted for its video,
+        untouched; one never noted, when the server confirms its size. Anything else is fetched
+        again (into a `.part`: the file stays until a whole one replaces it)."""
         try:
             info = fetch.path.lstat()
         except FileNotFoundError:
@@ -454,15 +474,21 @@ class _Downloader:
         if not stat.S_ISREG(info.st_mode):
             log.warning("%s: not a regular file; replacing it", fetch.path.name)
             return False
+        wanted = _label(fetch, info.st_size)
+        if (label := _label_of(fetch.path)) is not None:
+            if label != wanted:
+                log.info("%s: holds another video, or was changed; fetching", fetch.path.name)
+            return label == wanted
         try:
             async with self._follow("HEAD", fetch.url) as response:
                 expected = _content_length(response)
                 status = response.status_code
         except (httpx.HTTPError, Refused):
+            return False
+        if status == httpx.codes.OK and expected == info.st_size and expected > 0:
+            _put_label(fetch.path, wanted)
             return True
-        if status != httpx.codes.OK or expected is None or expected == info.st_size:
-            return True
-        log.info("%s: size differs from the server's, fetching again", fetch.path.name)
+        log.info("%s: the server does not confirm its size; fetching again", fetch.path.name)
         return False
 
     @asynccontextmanager
@@ -547,6 +573,32 @@ class _Part:
     def write(self, chunk: bytes) -> None:
         self._handle.write(chunk)
         self._handle.flush()  # on disk now, so the next free-space probe counts it
+
+    def label(self, text: str) -> None:
+        _put_label(self._handle.fileno(), text)
+
+
+def _label(fetch: _Fetch, size: int) -> str:
+    """What a whole file of `fetch` of `size` bytes is labelled with."""
+    return f"{'video' if fetch.is_video else 'cover'} {fetch.video_id} {size}"
+
+
+def _label_of(path: Path) -> str | None:
+    """The file's label; None where it has none (Python has no extended attributes on macOS
+    or Windows, and some file systems keep none: NFSv3, FAT, SMB)."""
+    if not hasattr(os, "getxattr"):
+        return None
+    try:
+        return os.getxattr(path, LABEL, follow_symlinks=False).decode("utf-8", "replace")
+    except OSError:
+        return None
+
+
+def _put_label(file: Path | int, text: str) -> None:
+    """Labels an open file (`int`), or one by its path, never through a symlink."""
+    if hasattr(os, "setxattr"):
+        with contextlib.suppress(OSError):
+            os.setxattr(file, LABEL, text.encode(), follow_symlinks=isinstance(file, int))
 
 
 def _file_mode(results: Path) -> int:
@@ -658,6 +710,12 @@ async def download(
             config.results,
             shlex.quote(str(config.results)),
         )
+    if failed := int(frame["video_status"].str.strip().eq("failed").sum()):
+        log.warning(
+            "%d row(s) of %s have a video whose render failed: nothing to fetch",
+            failed,
+            config.results,
+        )
     try:  # 0755 whatever the umask (a cron job's may be 000): nobody else swaps a video in
         files.make_folders(config.dest)
         if not config.dest.is_dir():
@@ -698,8 +756,8 @@ async def _fetch_all(
     policy = UrlPolicy.for_base_url(config.base_url, config.api_key)
     gate = asyncio.Semaphore(config.concurrency)
     counts = {"downloaded": 0, "skipped": 0, "failed": 0, "bytes": 0}
-    present: dict[int, str] = {}
-    errors: dict[int, list[str]] = {fetch.index: [] for fetch in fetches}
+    present: dict[str, str] = {}  # by video id
+    errors: dict[str, list[str]] = {}  # by video id, of each one tried
     failures: list[DownloadFailure] = []
     show = sys.stderr.isatty() if config.progress is None else config.progress
     async with httpx.AsyncClient(
@@ -717,27 +775,22 @@ async def _fetch_all(
                     result = await downloader.fetch(fetch)
                 counts[result.outcome] += 1
                 counts["bytes"] += result.size
+                why = errors.setdefault(fetch.video_id, [])
                 if result.outcome == "failed":
                     kind, reason = "video" if fetch.is_video else "cover", result.reason
                     if _kept(fetch):
-                        present[fetch.index] = fetch.recorded
+                        present[fetch.video_id] = fetch.recorded
                         reason += "; the file fetched before is kept"
-                    errors[fetch.index].append(f"{kind}: {reason}")
+                    why.append(f"{kind}: {reason}")
                     failures.append(DownloadFailure(fetch.row, fetch.path.name, reason))
                 elif fetch.is_video:
-                    present[fetch.index] = str(fetch.path.resolve())
+                    present[fetch.video_id] = str(fetch.path.resolve())
                 bar.update()
 
-            await asyncio.gather(*(one(fetch) for fetch in fetches))
-    try:
-        _record(config.results, present, {index: "; ".join(why) for index, why in errors.items()})
-    except (OSError, LocalIOError) as exc:  # a full disk, a read-only folder: the files are there
-        why = exc.strerror if isinstance(exc, OSError) else exc
-        raise LocalIOError(
-            f"{config.results}: cannot record where the files went ({why}); they are in "
-            f"{config.dest}: once the problem is fixed, the same command records them without "
-            "fetching them again"
-        ) from None
+            try:
+                await asyncio.gather(*(one(fetch) for fetch in fetches))
+            finally:  # stopped by a signal too: what is in place is recorded
+                _record_or_say(config, present, errors, fetched=bool(counts["downloaded"]))
     summary = DownloadSummary(**counts, failures=tuple(failures))
     log.info(
         "downloads: %d fetched, %d already there, %d failed",
@@ -760,30 +813,60 @@ def _kept(fetch: _Fetch) -> bool:
         return False
 
 
-def _record(results: Path, present: Mapping[int, str], errors: Mapping[int, str]) -> None:
+def _record_or_say(
+    config: DownloadConfig,
+    present: Mapping[str, str],
+    errors: Mapping[str, list[str]],
+    *,
+    fetched: bool,
+) -> None:
+    kept = (
+        f"the files fetched are in {config.dest}, where the same command finds them without "
+        "fetching them again"
+        if fetched
+        else "no file was fetched"
+    )
+    reasons = {video: "; ".join(why) for video, why in errors.items()}
+    try:
+        _record(config.results, present, reasons, kept)
+    except OSError as exc:  # read again: a folder made unreadable meanwhile
+        raise LocalIOError(
+            f"{config.results}: cannot record where the files went ({exc.strerror or exc}); "
+            f"{kept}, once the problem is fixed"
+        ) from None
+
+
+def _record(
+    results: Path, present: Mapping[str, str], errors: Mapping[str, str], kept: str
+) -> None:
     """Rewrites the results file: `local_path` of fetched rows, `download_error` of every row
     this run tried (empty when it worked). A row whose video this run could not fetch has no
     `local_path` any more, unless it still names the whole file an earlier run fetched
     (`_kept`): otherwise the file it named is gone or not whole. Nothing is rewritten when
-    there is nothing to say."""
+    there is nothing to say.
+
+    Rows are matched by video id in the file as it is now: a run may have rewritten it while
+    the videos came (new rows, another order, a row rendered again), and a row is only given
+    the file of its own video."""
     failed = any(errors.values())
     if not present and not failed:
         return
     frame = read_results(results)
     if "local_path" not in frame.columns:
         frame["local_path"] = ""
-    column = list(frame["local_path"])
-    for position in errors:  # every row tried: fetched now, or not there
-        column[position] = present.get(position, "")
-    frame["local_path"] = column
+    videos = frame["video_id"].str.strip() if "video_id" in frame.columns else None
+    if videos is None:
+        return  # the file lost its video ids meanwhile: nothing names a row
+    tried = videos.isin(list(errors))
+    frame["local_path"] = frame["local_path"].where(
+        ~tried, videos.map(lambda video: present.get(video, ""))
+    )
     if failed or DOWNLOAD_ERROR in frame.columns:
         if DOWNLOAD_ERROR not in frame.columns:
             frame[DOWNLOAD_ERROR] = ""
-        reasons = list(frame[DOWNLOAD_ERROR])
-        for position, reason in errors.items():
-            reasons[position] = reason
-        frame[DOWNLOAD_ERROR] = reasons
-    write_table(frame, results)
+        reasons = videos.map(lambda video: errors.get(video, ""))
+        frame[DOWNLOAD_ERROR] = frame[DOWNLOAD_ERROR].where(~tried, reasons)
+    write_table(frame, results, kept=kept)
 
 
 def run_download(

@@ -550,8 +550,11 @@ def _typed_as_before(inputs: pa.Table, path: Location) -> pa.Table:
     return inputs
 
 
-def write_table(frame: pd.DataFrame, path: Location) -> None:
-    """Rewrites a whole results frame atomically (status, download and listen use this)."""
+def write_table(
+    frame: pd.DataFrame, path: Location, *, kept: str = "what was learned is kept in the state"
+) -> None:
+    """Rewrites a whole results frame atomically (status, download and listen use this). `kept`
+    says, when it cannot be written, where what the command learned is."""
     inputs = pa.Table.from_pandas(
         frame.drop(columns=[c for c in WRITTEN_COLUMNS if c in frame.columns]), preserve_index=False
     )
@@ -575,11 +578,10 @@ def write_table(frame: pd.DataFrame, path: Location) -> None:
     except OSError as exc:  # a full disk, a file size limit: exit 7, not a traceback
         raise LocalIOError(
             f"cannot write the results file {path} ({exc.strerror or exc}); it is left as it "
-            "was, and what was learned is kept in the state: run the command again once the "
-            "problem is fixed"
+            f"was, and {kept}: run the command again once the problem is fixed"
         ) from None
     except CatalogError as exc:  # a store's refusal (access denied, no bucket): as a disk's
         raise LocalIOError(
-            f"cannot write the results file: {exc}; it is left as it was, and what was learned "
-            "is kept in the state: run the command again once the problem is fixed"
+            f"cannot write the results file: {exc}; it is left as it was, and {kept}: run the "
+            "command again once the problem is fixed"
         ) from None
