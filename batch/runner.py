@@ -997,9 +997,9 @@ class _Run:
                         picked.extend(bytes(max(job.id + 1, 2 * len(picked)) - len(picked)))
                     picked[job.id] = 1
                     rescanned = False
-                    if job.status in UNCERTAIN and not (
-                        job.status == "unknown" and self.config.resubmit_unknown
-                    ):
+                    if job.status == "unknown" and self.config.resubmit_unknown:
+                        self.control.resubmitted.add(job.id)
+                    elif job.status in UNCERTAIN:
                         self.control.uncertain.set()
                         continue
                     if not await self._launch(sender, job):

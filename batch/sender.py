@@ -72,6 +72,9 @@ class RunControl:
     # When each job's last request of this run left, in real time (monotonic): the settler
     # proves absence against it too, not only against the ledger's wall-clock times.
     posted_at: dict[int, float] = field(default_factory=dict)
+    # Jobs of `unknown` rows this run sent again (--resubmit-unknown): once a run, so a lost
+    # answer to that request ends the row unknown again, never sent a third time blindly.
+    resubmitted: set[int] = field(default_factory=set)
     # Tasks inside `unless_stopped`, and those of them `stop` cancelled.
     _waiting: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)
     _cut: set[asyncio.Task[Any]] = field(default_factory=set, init=False, repr=False)

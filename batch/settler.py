@@ -147,9 +147,11 @@ class Settler:
         await self.launch(fresh)
 
     async def _give_up(self, job: UncertainJob, why: str) -> None:
-        """The job ends `unknown` for this run; with --resubmit-unknown it is sent instead."""
-        self.given_up.add(job.id)  # once: a resubmission whose answer is lost ends unknown
-        if self.config.resubmit_unknown:
+        """The job ends `unknown` for this run; with --resubmit-unknown it is sent instead,
+        once a run: a resubmission whose answer is lost ends unknown (`control.resubmitted`)."""
+        self.given_up.add(job.id)
+        if self.config.resubmit_unknown and job.id not in self.control.resubmitted:
+            self.control.resubmitted.add(job.id)
             log.warning("row key %s: %s; resending (--resubmit-unknown)", job.row_key, why)
             if self.state.settle(
                 job.id, "pending", AttemptRecord("resubmitted"), run_id=self.run_id

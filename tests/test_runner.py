@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -1119,6 +1120,31 @@ def test_lost_answers_are_reconciled_not_paid_twice(tmp_path: Path, sandbox_url:
     results = read_results(config.results)
     assert set(results["status"]) == {"submitted"}
     assert summary.exit_code == ExitCode.OK
+
+
+@pytest.mark.parametrize(
+    "sandbox_url",
+    [{"stall_rate": 1.0, "stall_seconds": 1.0, "listing_title": "product-name"}],
+    indirect=True,
+)
+def test_resubmit_unknown_sends_an_unknown_row_once_a_run(tmp_path: Path, sandbox_url: str) -> None:
+    """--resubmit-unknown where every answer is lost and the listing carries no tags: the
+    unknown row is sent once again and ends unknown again. Its resend's lost answer was given
+    up on too, and the row sent a third time: paid three times in two runs."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = replace(
+        make_config(catalog, sandbox_url),
+        timeouts=Timeouts(connect=2, read=0.3),
+        retry=RetryPolicy(max_attempts=5, base_delay=0.01, max_delay=0.02),
+    )
+    assert runner.run(config).exit_code == ExitCode.ROWS_FAILED
+    assert len(submissions(sandbox_url)["submissions"]) == 2
+    again = runner.run(replace(config, resubmit_unknown=True))
+    assert again.exit_code == ExitCode.ROWS_FAILED
+    assert sorted(
+        Counter(s["product_id"] for s in submissions(sandbox_url)["submissions"]).values()
+    ) == [2, 2]
+    assert list(read_results(config.results)["status"]) == ["unknown", "unknown"]
 
 
 def test_max_videos_caps_credits_and_leaves_the_rest_not_attempted(
