@@ -79,23 +79,33 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     todo = frame[wanted]
     _refuse_added(config.catalog, frame, todo)
     _warn_of_rows_left_out(config, frame)
+    invalid = int((statuses == "invalid").sum())
+    refused = int((statuses.isin(RETRY_ROWS) & ~wanted).sum())  # failed for good
+    # Said whether or not other rows are sent: a cell corrected in this file on such a row
+    # is not sent by retry, and nothing else said so.
+    left = []
+    if refused:
+        left.append(
+            f"{refused} row(s) the API refused for good, by their codes: sent again only with "
+            "--retry-permanent, as they were asked (a correction goes in the catalog, which "
+            "`run` sends)"
+        )
+    if invalid:
+        left.append(
+            f"{invalid} invalid row(s): they are fixed in the catalog, which `run` sends, not in "
+            "this file"
+        )
+    not_sent = "; ".join(left)
     if todo.empty:
-        invalid = int((statuses == "invalid").sum())
-        refused = int((statuses.isin(RETRY_ROWS) & ~wanted).sum())  # failed for good
         log.warning(
-            "%s: no %srows to retry%s%s",
+            "%s: no %srows to retry%s",
             config.catalog,
             "other " if refused else "failed, not-attempted, unknown or planned ",
-            f" ({refused} row(s) the API refused for good, by their codes: sent again only "
-            "with --retry-permanent, once what it refused is fixed)"
-            if refused
-            else "",
-            f" ({invalid} invalid row(s): they are fixed in the catalog, which `run` sends, "
-            "not in this file)"
-            if invalid
-            else "",
+            f" ({not_sent})" if not_sent else "",
         )
         return _nothing_to_retry(config, statuses)
+    if not_sent:
+        log.warning("%s: not retried: %s", config.catalog, not_sent)
     # The merged file is written where the retry's own run does not look: its room first.
     check_room(config, rows=len(frame))
     inputs = todo.drop(columns=[c for c in WRITTEN_COLUMNS if c in todo.columns])

@@ -245,7 +245,7 @@ def test_each_kind_of_failure_says_what_to_do_next() -> None:
     ]
     steps = {g.code: g.next_step for g in report_of(rows).failures}
     assert steps["50000"] == f"Worth another try: {RETRY_HINT}."
-    assert steps["40000"].endswith("then `jogg-batch retry results.csv --retry-permanent`.")
+    assert "correct the cells the message names in the catalog and run it again" in steps["40000"]
     assert steps["unknown"] == (
         f"Possibly accepted: {RETRY_HINT} looks them up before sending anything again."
     )
@@ -373,8 +373,9 @@ def test_json_rendering_round_trips(results_csv: Path) -> None:
         "count": 2,
         "rows": [4, 5],
         "examples": ["Parameter error: avatar_id is required"],
-        "next_step": "The API refused the request: correct the cells the message names, then "
-        "`jogg-batch retry results.csv --retry-permanent`.",
+        "next_step": "The API refused the request: correct the cells the message names in the "
+        "catalog and run it again (rows already accepted are not sent twice); "
+        "`jogg-batch retry results.csv --retry-permanent` sends them again unchanged.",
     }
 
 
@@ -401,8 +402,9 @@ def test_table_rendering_groups_failures_by_reason_with_row_numbers(results_csv:
         "  submission 40000 (2 rows)",
         "    Parameter error: avatar_id is required",
         "        rows 4-5",
-        "    next: The API refused the request: correct the cells the message names, then "
-        "`jogg-batch retry results.csv --retry-permanent`.",
+        "    next: The API refused the request: correct the cells the message names in the "
+        "catalog and run it again (rows already accepted are not sent twice); "
+        "`jogg-batch retry results.csv --retry-permanent` sends them again unchanged.",
         "  render 50000 (1 row)",
         "    render crashed",
     ]

@@ -366,6 +366,32 @@ def test_a_retry_of_rows_refused_for_good_names_them_and_the_flag(
     assert len(_sent(sandbox_url)) == 0
 
 
+def test_a_retry_sending_other_rows_says_which_it_leaves_and_where_they_are_fixed(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Rows refused for good and invalid rows beside rows retried: a cell corrected in this
+    file on them is not sent, and the retry says so and where a correction goes (it said so
+    only when nothing else was retried)."""
+    results = tmp_path / "c.results.csv"
+    first, second, third = simple_rows(3)
+    write_catalog(
+        results,
+        [
+            {**first, "status": "failed", "code": "40000"},
+            {**second, "status": "invalid", "code": ""},
+            {**third, "status": "failed", "code": "50000"},
+        ],
+    )
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    code, err = invoke("retry", str(results), "--state", str(tmp_path / "s.db"), *args)
+    told = " ".join(err.split())
+    assert "not retried: 1 row(s) the API refused for good" in told
+    assert "a correction goes in the catalog, which `run` sends" in told
+    assert "1 invalid row(s): they are fixed in the catalog" in told
+    assert [s["product_id"] for s in _sent(sandbox_url)] == [third["product_id"]]
+    assert code == 1
+
+
 def test_a_retry_with_nothing_to_retry_sends_nothing_and_keeps_the_files_verdict(
     tmp_path: Path, sandbox_url: str
 ) -> None:

@@ -306,9 +306,12 @@ def _next_step(stage: str, code: str, retry: str) -> str:
     if code.isdigit() and int(code) in ACCOUNT_CODES:
         return f"An account problem (key, credit or permission): fix it, then `{retry}`."
     if code.isdigit() and int(code) in PERMANENT_CODES:
+        # A retry sends a row's request as its run planned it (a cell edited in the results
+        # file is refused): a correction goes through the catalog.
         return (
-            "The API refused the request: correct the cells the message names, then "
-            f"`{retry} --retry-permanent`."
+            "The API refused the request: correct the cells the message names in the catalog "
+            "and run it again (rows already accepted are not sent twice); "
+            f"`{retry} --retry-permanent` sends them again unchanged."
         )
     return f"Worth another try: `{retry}`."
 
