@@ -83,19 +83,19 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     refused = int((statuses.isin(RETRY_ROWS) & ~wanted).sum())  # failed for good
     # Said whether or not other rows are sent: a cell corrected in this file on such a row
     # is not sent by retry, and nothing else said so.
-    left = []
+    not_retried = []
     if refused:
-        left.append(
+        not_retried.append(
             f"{refused} row(s) the API refused for good, by their codes: sent again only with "
             "--retry-permanent, as they were asked (a correction goes in the catalog, which "
             "`run` sends)"
         )
     if invalid:
-        left.append(
+        not_retried.append(
             f"{invalid} invalid row(s): they are fixed in the catalog, which `run` sends, not in "
             "this file"
         )
-    not_sent = "; ".join(left)
+    not_sent = "; ".join(not_retried)
     if todo.empty:
         log.warning(
             "%s: no %srows to retry%s",
