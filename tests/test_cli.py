@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import click
+import httpx
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
@@ -1021,6 +1022,24 @@ def test_run_status_and_download_json(tmp_path: Path, sandbox_url: str) -> None:
     fetched = json.loads(out)
     assert (code, fetched["downloaded"], fetched["failed"]) == (0, 2, 0), err
     assert "2 downloaded" in err
+
+
+def test_status_of_videos_the_api_does_not_know_says_so_not_that_it_did_not_answer(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Every GET answered 10104 (the key of another account, another API's base URL): the
+    renders line said the API did not answer, pointing at the network; it says the API does
+    not know them."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    state, results = tmp_path / "s.db", tmp_path / "c.results.csv"
+    env = {"JOGG_API_KEY": "sk-sandbox", "JOGG_BASE_URL": sandbox_url}
+    assert invoke("run", str(catalog), "--state", str(state), env=env)[0] == 0
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
+    code, _, err = invoke("status", str(results), "--state", str(state), env=env)
+    assert code == 1
+    told = " ".join(err.split())
+    assert "(the API does not know 2 of them: accepted moments ago, or the key is another " in told
+    assert "did not answer" not in told
 
 
 def test_every_command_keeps_its_log_json_with_log_format_json(

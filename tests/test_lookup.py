@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -353,6 +354,25 @@ async def test_an_avatar_without_a_usable_id_is_left_out() -> None:
     async with JoggClient("http://remote", KEY, transport=httpx.MockTransport(handler)) as client:
         found = await LookupService(client).avatars()
     assert [(avatar.id, avatar.name) for avatar in found] == [(127, "Ann"), (81, "text id")]
+
+
+@pytest.mark.anyio
+async def test_music_listed_under_another_key_says_it_was_left_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every music item under `music_id` rather than the spec's `id` (the API's answer changed
+    its shape): the list read as empty with nothing said; it says how many were left out."""
+    items = [{"music_id": 13, "name": "Upbeat"}, {"music_id": 14, "name": "Calm"}]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        data = {"music": items if request.url.params["page"] == "1" else []}
+        return httpx.Response(200, json={"code": 0, "msg": "ok", "data": data})
+
+    async with JoggClient("http://remote", KEY, transport=httpx.MockTransport(handler)) as client:
+        with caplog.at_level(logging.WARNING):
+            found = await LookupService(client).music()
+    assert not found
+    assert "2 of the 2 music the API listed have no usable 'id'; left out" in caplog.text
 
 
 def test_an_empty_list_is_asked_again_next_time(tmp_path: Path) -> None:

@@ -183,7 +183,16 @@ def render_renders(summary: PollSummary) -> str:
         f"still rendering {summary.processing}"
     )
     if summary.unread:
-        line += f" (status unread for {summary.unread}: the API did not answer; check again)"
+        not_known = min(summary.not_known, summary.unread)
+        why = []
+        if silent := summary.unread - not_known:
+            why.append(f"status unread for {silent}: the API did not answer; check again")
+        if not_known:
+            why.append(
+                f"the API does not know {not_known} of them: accepted moments ago, or the key "
+                "is another account's, or the base URL another API's"
+            )
+        line += f" ({'; '.join(why)})"
     if summary.untracked:
         line += (
             f"   (not in the state: {summary.untracked}, so not checked: video ids a "

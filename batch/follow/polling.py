@@ -191,6 +191,7 @@ class PollSummary:
     checks: int
     double_charges: int = 0  # found in the account's listing by this check
     unread: int = 0  # still pending, and no answer to their last check told their status
+    not_known: int = 0  # of those, the API's last answer was that it does not know the video
     unchecked: int = 0  # still pending, and not one answer by the timeout (cut off by it)
     # Videos of the results file the state does not know, without a final status: nothing asks
     # about them (an id a spreadsheet rewrote, a file of another ledger).
@@ -242,6 +243,7 @@ async def poll(
     last_seen: dict[str, VideoStatus] = {}
     last_checked: dict[str, float] = {}
     unread: set[str] = set()
+    not_known: set[str] = set()  # the last answer: 10104, the API does not know the video
     gate = asyncio.Semaphore(concurrency)
     checks = 0
 
@@ -254,8 +256,11 @@ async def poll(
             last_checked[video.video_id] = now
             update = _update_from_outcome(video, outcome, now)
             log.debug("GET video %s: %s", video.video_id, update.status if update else "unread")
+            not_known.discard(video.video_id)
             if update is None:
                 unread.add(video.video_id)
+                if outcome.code == Code.NOT_FOUND:
+                    not_known.add(video.video_id)
             else:
                 unread.discard(video.video_id)
                 last_seen[video.video_id] = update.status
@@ -267,7 +272,7 @@ async def poll(
 
     async def one_pass() -> PollSummary:
         await asyncio.gather(*(check(video) for video in pending))
-        return _summary(last_seen, unread, timed_out=False, checks=checks)
+        return _summary(last_seen, unread, not_known, timed_out=False, checks=checks)
 
     async def rounds() -> PollSummary:
         nonlocal pending
@@ -290,7 +295,7 @@ async def poll(
                 if deadline is not None and wake > deadline:
                     if looked_last:
                         _gave_up(pending, last_seen)
-                        return _summary(last_seen, unread, timed_out=True, checks=checks)
+                        return _summary(last_seen, unread, not_known, timed_out=True, checks=checks)
                     # The next check falls past the deadline (a --timeout shorter than the
                     # schedule's first 12 s): one last look just before it, so that a render
                     # done meanwhile is not reported as still going.
@@ -300,7 +305,7 @@ async def poll(
                 else:
                     await sleep(wake - now)
             pending = sink.pending_videos()
-        return _summary(last_seen, unread, timed_out=False, checks=checks)
+        return _summary(last_seen, unread, not_known, timed_out=False, checks=checks)
 
     # The deadline also cuts a round short: one GET may take three times its own deadline.
     left = None if deadline is None else max(0.0, deadline - clock())
@@ -315,7 +320,9 @@ async def poll(
         _gave_up(pending, last_seen)
     else:
         log.warning("timed out: %d of %d videos not checked", unchecked, len(last_seen))
-    return _summary(last_seen, unread, timed_out=True, checks=checks, unchecked=unchecked)
+    return _summary(
+        last_seen, unread, not_known, timed_out=True, checks=checks, unchecked=unchecked
+    )
 
 
 # How long before a --timeout the last look is taken: time for its GETs to be answered.
@@ -388,6 +395,7 @@ def _another_video(video_id: str, data: Mapping[str, object]) -> str | None:
 def _summary(
     last_seen: Mapping[str, VideoStatus],
     unread: set[str],
+    not_known: set[str],
     *,
     timed_out: bool,
     checks: int,
@@ -401,5 +409,6 @@ def _summary(
         timed_out=timed_out,
         checks=checks,
         unread=len(unread),  # an answer about a video takes it out: these are all pending
+        not_known=len(not_known),
         unchecked=unchecked,
     )

@@ -281,8 +281,9 @@ class LookupService:
         )
         # An item without a usable id is left out, as in the other lists: one odd entry of a
         # vendor's 600 avatars must not stop every run.
-        avatars = [_avatar(item, 0) for item in public if _id_of(item) is not None]
-        avatars.extend(_avatar(item, 1) for item in custom if _usable_custom(item))
+        avatars = [_avatar(item, 0) for item in _usable(public, "public avatars", "id")]
+        usable = _usable(custom, "custom avatars", "id")
+        avatars.extend(_avatar(item, 1) for item in usable if _trained(item))
         return avatars
 
     async def _fetch_voices(self) -> list[Voice]:
@@ -294,8 +295,7 @@ class LookupService:
                 language=_optional_text(item.get("language")),
                 gender=_optional_text(item.get("gender")),
             )
-            for item in items
-            if item.get("voice_id")
+            for item in _usable(items, "voices", "voice_id")
         ]
 
     async def _fetch_music(self) -> list[Music]:
@@ -306,8 +306,7 @@ class LookupService:
                 name=str(item.get("name") or ""),
                 duration=_optional_number(item.get("duration")),
             )
-            for item in items
-            if _is_int(item.get("id"))
+            for item in _usable(items, "music", "id")
         ]
 
     async def _fetch_styles(self, aspect_ratio: str) -> list[VisualStyle]:
@@ -319,8 +318,7 @@ class LookupService:
                 aspect_ratio=aspect_ratio,
                 id=int(item["id"]) if _is_int(item.get("id")) else None,
             )
-            for item in items
-            if item.get("name")
+            for item in _usable(items, f"visual styles for {aspect_ratio}", "name")
         ]
 
 
@@ -414,9 +412,27 @@ def _avatar(item: dict[str, Any], avatar_type: int) -> Avatar:
     )
 
 
-def _usable_custom(item: dict[str, Any]) -> bool:
+def _usable(items: list[dict[str, Any]], what: str, key: str) -> list[dict[str, Any]]:
+    """The items with a usable `key` (an id a whole number, a name or voice id not empty). The
+    others are left out, saying how many: one odd entry must not stop every run, and a list
+    all of whose items were left out (the API's answer changed its shape) read as empty."""
+    usable = [
+        item for item in items if (_id_of(item) is not None if key == "id" else bool(item.get(key)))
+    ]
+    if dropped := len(items) - len(usable):
+        log.warning(
+            "%d of the %d %s the API listed have no usable %r; left out",
+            dropped,
+            len(items),
+            what,
+            key,
+        )
+    return usable
+
+
+def _trained(item: dict[str, Any]) -> bool:
     # A custom avatar still training (or failed) cannot render yet.
-    return _id_of(item) is not None and item.get("avatar_status") in (None, "", "completed")
+    return item.get("avatar_status") in (None, "", "completed")
 
 
 def _id_of(item: dict[str, Any]) -> int | None:
