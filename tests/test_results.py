@@ -239,9 +239,24 @@ def test_a_results_file_in_a_windows_code_page_is_named_not_a_decode_error(
     with pytest.raises(CatalogError) as raised:
         read_results(path)
     assert str(raised.value) == (
-        f"{path}: is not UTF-8 text (byte 28: a spreadsheet saved it in its own code page); "
-        'save it as "CSV UTF-8" and try again'
+        f"{path}: is not UTF-8 text (line 2, byte 28: a spreadsheet saved it in its own code "
+        'page); save it as "CSV UTF-8" and try again'
     )
+
+
+def test_a_code_page_byte_deep_in_a_results_file_is_named_by_its_line_and_place(
+    tmp_path: Path,
+) -> None:
+    """A Windows-1252 byte far into a long results file: its line and its place in the file
+    (the message gave its place within the block pandas was decoding)."""
+    lines = ["sku,row,status,video_id"] + [f"S{n},{n},failed," for n in range(1, 40_000)]
+    lines[30_000] = "Café,30000,failed,"
+    data = "\r\n".join(lines).encode("cp1252")
+    path = tmp_path / "r.results.csv"
+    path.write_bytes(data)
+    offset = data.index("é".encode("cp1252"))
+    with pytest.raises(CatalogError, match=rf"\(line 30001, byte {offset}: "):
+        read_results(path)
 
 
 def test_an_excel_sep_line_above_the_header_is_read_and_skipped(tmp_path: Path) -> None:

@@ -372,10 +372,11 @@ def read_results(path: Location) -> pd.DataFrame:
             frame.attrs["encoding"] = encoding
     except FileNotFoundError:
         raise CatalogError(f"{path}: no such results file") from None
-    except UnicodeDecodeError as error:
+    except UnicodeDecodeError:
+        line, offset = _first_not_utf8(path)
         raise CatalogError(
-            f"{path}: is not UTF-8 text (byte {error.start}: a spreadsheet saved it in its own "
-            'code page); save it as "CSV UTF-8" and try again'
+            f"{path}: is not UTF-8 text (line {line}, byte {offset}: a spreadsheet saved it in "
+            'its own code page); save it as "CSV UTF-8" and try again'
         ) from None
     except storage.store_errors(calamine.CalamineError) as error:
         raise CatalogError(f"{path}: cannot read this results file: {error}") from error
@@ -548,6 +549,26 @@ def _typed_as_before(inputs: pa.Table, path: Location) -> pa.Table:
             continue
         inputs = inputs.set_column(index, pa.field(name, kind), typed)
     return inputs
+
+
+def _first_not_utf8(path: Location) -> tuple[int, int]:
+    """(line from 1, offset) of the file's first byte that is not UTF-8 text: the decoder's
+    error names its place within the block pandas gave it, not within the file."""
+    line, offset, carry = 1, 0, b""
+    with storage.open_read(path) as handle:
+        while block := handle.read(1 << 20):
+            data = carry + block
+            try:
+                data.decode("utf-8")
+                good = len(data)
+            except UnicodeDecodeError as exc:
+                if exc.reason != "unexpected end of data":
+                    return line + data.count(b"\n", 0, exc.start), offset + exc.start
+                good = exc.start  # a character the block's end cut: decoded with the next
+            line += data.count(b"\n", 0, good)
+            offset += good
+            carry = data[good:]
+    return line, offset
 
 
 def write_table(
