@@ -753,11 +753,10 @@ def build_track_config(
     env: Mapping[str, str] | None = None,
     api_key: Secret | None = None,
 ) -> TrackConfig:
-    """The state to poll: `overrides.state`, else the account's ledger (which must exist)."""
+    """The state to poll: `overrides.state`, else the account's ledger (which must exist);
+    without `results`, every video of it that is not final."""
     env = os.environ if env is None else env
     given = overrides or Overrides()
-    if results is None and given.state is None and not env.get("JOGG_STATE_URL", "").strip():
-        raise ConfigError("give a results file or a state (--state or JOGG_STATE_URL)")
     if results is not None and not storage.is_file(results):
         raise StateError(f"{results}: no such results file; check the path")
     if isinstance(given.state, Path) and not given.state.is_file():

@@ -1024,6 +1024,24 @@ def test_run_status_and_download_json(tmp_path: Path, sandbox_url: str) -> None:
     assert "2 downloaded" in err
 
 
+def test_status_without_results_polls_the_accounts_ledger(tmp_path: Path, sandbox_url: str) -> None:
+    """`status` alone polls every video of the account's ledger, as its --help says (it was a
+    usage error); with no ledger of the account yet, it says so."""
+    env = {
+        "JOGG_API_KEY": "sk-sandbox",
+        "JOGG_BASE_URL": sandbox_url,
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+    code, _, err = invoke("status", env=env)
+    assert code == 2
+    assert "no ledger of this account at" in err
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    assert invoke("run", str(catalog), env=env)[0] == 0
+    code, out, err = invoke("status", "--json", env=env)
+    polled = json.loads(out)
+    assert (code, polled["completed"] + polled["processing"], polled["checks"]) == (0, 2, 2), err
+
+
 def test_status_of_videos_the_api_does_not_know_says_so_not_that_it_did_not_answer(
     tmp_path: Path, sandbox_url: str
 ) -> None:

@@ -52,6 +52,8 @@ def status(
 ) -> None:
     """Poll GET /v2/product_video/{id} for submitted videos that are not final yet.
 
+    Those of RESULTS, written back into it; without RESULTS, every one the ledger holds.
+
     Exit 0 when none failed (all completed, with --wait), 1 when some renders failed or their
     status could not be read, 5 when --timeout passed first, with or without --wait: renders
     still going, videos not checked (the summary line counts them), or the account's listing
@@ -61,8 +63,6 @@ def status(
     Example:
       jogg-batch status catalog.results.csv --wait --timeout 2h
     """
-    if results is None and state is None:
-        raise click.UsageError("give a RESULTS file or --state")
     try:
         seconds = parse_duration(timeout)
     except ValueError as exc:
