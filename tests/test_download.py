@@ -791,3 +791,20 @@ async def test_a_results_file_not_rewritable_after_nothing_was_fetched_says_so(
     with pytest.raises(LocalIOError, match="no file was fetched") as raised:
         await download(wanted, transport=failing)
     assert "state" not in str(raised.value)
+
+
+@pytest.mark.anyio
+async def test_a_completed_row_without_a_video_id_is_not_fetched_nor_given_to_others(
+    results: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A completed row whose video_id cell was cleared: rows are matched by video id, so its
+    file would be named on every row without one (the invalid ones): it is left, saying so."""
+    frame = read_results(results)
+    frame.loc[0, "video_id"] = ""
+    frame.loc[3, "video_id"] = ""  # the failed render: no file of its own
+    frame.to_csv(results, index=False)
+    with caplog.at_level(logging.WARNING):
+        summary = await download(config(results), transport=MediaServer().transport)
+    assert (summary.downloaded, summary.failed) == (1, 0)
+    assert "row 1 is completed but has no video_id; not fetched" in caplog.text
+    assert read_results(results)["local_path"].tolist()[0::3] == ["", ""]

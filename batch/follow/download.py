@@ -218,12 +218,20 @@ def _plan(frame: pd.DataFrame, config: DownloadConfig) -> list[_Fetch]:
         text = {str(key): str(value) for key, value in cells.items()}
         if text.get("video_status") != "completed":
             continue
+        video_id = text.get("video_id", "").strip()
+        if not video_id:  # a cleared cell: its file could not be told from other rows'
+            log.warning(
+                "%s: row %s is completed but has no video_id; not fetched (run the catalog "
+                "again to write the ids back)",
+                config.results,
+                text.get("row", str(index + 1)),
+            )
+            continue
         name = file_name(config.name_template, text)
         # One without a URL is tried too, to fail saying so (`_Downloader._fetch`).
         wanted = [(text.get("video_url", ""), name, True)]
         if config.covers and text.get("cover_url"):
             wanted.append((text["cover_url"], _cover_name(name, text["cover_url"]), False))
-        video_id = text.get("video_id", "").strip()
         for url, file, is_video in wanted:
             path = config.dest / file
             row = text.get("row", str(index + 1))
