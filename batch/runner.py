@@ -70,7 +70,7 @@ from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import as_busy_error, database_errors
 from batch.store.fleet import key_id
 from batch.store.ledgers import AccountHold, hold_account
-from batch.store.results import OutcomeCounts, state_outcomes, write_results
+from batch.store.results import OutcomeCounts, read_results, state_outcomes, write_results
 from batch.validation import before_sending
 
 log = logging.getLogger(__name__)
@@ -817,7 +817,45 @@ class _Run:
         self._adopt_listed_failures()
         self._report_double_charges()
         self._warn_of_untagged_titles()
-        return True
+        return self._results_not_paid_from_another_ledger()
+
+    def _results_not_paid_from_another_ledger(self) -> bool:
+        """False (nothing sent) when the results file this run replaces, which no run of this
+        ledger wrote, names videos the account lists without a tag in their titles, which this
+        ledger does not know: another ledger paid for those rows (the ledger is per API key and
+        data folder: a rotated key, another --state, HOME or XDG_DATA_HOME), and without their
+        tags nothing else would find them before they were paid for again. (A tagged one is
+        found by its tag before its row is sent, and adopted.)"""
+        config = self.config
+        results = storage.identity(config.results)
+        if not isinstance(config.state, Path) or self.state.wrote(results):
+            return True
+        try:
+            if not storage.is_file(config.results):
+                return True
+            frame = read_results(config.results)
+        except CatalogError as exc:  # not ours to judge: the run replaces it as before
+            log.debug("the results file %s was not read for its videos: %s", results, exc)
+            return True
+        if "video_id" not in frame.columns:
+            return True
+        named = sorted({v for v in frame["video_id"].str.strip() if v})
+        listed = self.state.listed_untagged(named)
+        unknown = sorted(set(listed) - set(self.state.jobs_of_videos(listed)))
+        if not unknown:
+            return True
+        self.control.catalog_error = CatalogError(
+            f"{config.results}: names {len(unknown)} video(s) the account lists (their titles "
+            f"without a jogg-batch tag) that this "
+            f"ledger ({config.state}) does not know (such as {', '.join(unknown[:3])}): another "
+            "ledger paid for those rows (the ledger is per API key and data folder: a rotated "
+            "key, another --state, HOME or XDG_DATA_HOME, a ledger lost). Nothing was sent, so "
+            "that nothing is paid twice: run with --state set to the ledger that wrote the file "
+            "(`jogg-batch state info` where it ran shows it; with a rotated key, the old key's "
+            "ledger), or, to send those rows again knowingly, move the results file away"
+        )
+        self.control.stop("the results file names videos another ledger paid for")
+        return False
 
     def _warn_of_untagged_titles(self) -> None:
         """A ledger that has had nothing accepted finds earlier renders by the tag their titles

@@ -1147,6 +1147,40 @@ def test_resubmit_unknown_sends_an_unknown_row_once_a_run(tmp_path: Path, sandbo
     assert list(read_results(config.results)["status"]) == ["unknown", "unknown"]
 
 
+@pytest.mark.parametrize("sandbox_url", [{"listing_title": "product-name"}], indirect=True)
+def test_a_results_file_another_ledger_paid_for_stops_a_run_before_sending(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """The listing shows product names, and a run from another ledger (a rotated key, another
+    --state or HOME) finds the results file naming videos the account lists that it does not
+    know: exit 2, nothing sent, saying which ledger to use (every row was paid again, exit
+    0). The ledger that wrote the file then sends nothing either."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    first = make_config(catalog, sandbox_url, state=tmp_path / "first.db")
+    assert runner.run(first).exit_code == ExitCode.OK
+    other = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "other.db"))
+    assert other.exit_code == ExitCode.USAGE
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+    assert set(read_results(first.results)["status"]) == {"submitted"}
+    again = runner.run(first)
+    assert again.exit_code == ExitCode.OK
+    assert len(submissions(sandbox_url)["submissions"]) == 3
+
+
+def test_a_results_file_of_another_account_does_not_stop_a_run(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """Videos the results file names that the account does not list (the embedded sandbox's,
+    another account's) are not another ledger's of this account: the run sends its rows."""
+    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
+    config = make_config(catalog, sandbox_url, state=tmp_path / "first.db")
+    assert runner.run(config).exit_code == ExitCode.OK
+    httpx.post(f"{sandbox_url}/_sandbox/reset").raise_for_status()
+    fresh = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "other.db"))
+    assert fresh.exit_code == ExitCode.OK
+    assert len(submissions(sandbox_url)["submissions"]) == 2
+
+
 def test_max_videos_caps_credits_and_leaves_the_rest_not_attempted(
     tmp_path: Path, sandbox_url: str
 ) -> None:

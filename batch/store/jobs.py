@@ -112,6 +112,10 @@ class JobQueries(Connection):
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]), str(row[2]))
 
+    def wrote(self, results: str) -> bool:
+        """Whether a run of this ledger wrote rows of the results file `results`."""
+        return self._newest_writer(results) is not None
+
     def rows_left_to_send(self, results: str) -> list[int]:
         """The rows of the newest run (not a retry's: those number the retried rows alone) that
         wrote the results file `results` whose request the ledger does not hold as accepted:

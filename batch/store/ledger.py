@@ -49,6 +49,11 @@ class LedgerQueries(JobQueries):
         listed, tagged = self._db.execute("SELECT count(*), count(tag) FROM listing").fetchone()
         return int(listed), int(tagged)
 
+    def listed_untagged(self, video_ids: Sequence[str]) -> list[str]:
+        """Those of `video_ids` the account's listing has shown without a tag in their title."""
+        query = "SELECT video_id FROM listing WHERE tag IS NULL AND video_id IN ({})"
+        return sorted(video for (video,) in self._in_chunks(query, video_ids))
+
     def has_accepted_jobs(self) -> bool:
         """Whether any request of this ledger was accepted (a job has its video)."""
         query = "SELECT EXISTS (SELECT 1 FROM jobs WHERE video_id IS NOT NULL)"
