@@ -152,7 +152,7 @@ async def run_async(
             )
         else:
             with _sending_for_account(config, state) as hold:
-                await _wait_for_a_cut_off_run(config, hold.last_write if hold else None)
+                await _wait_for_another_ledgers_run(config, hold.last_write if hold else None)
                 run = _begun(config, state, transport)
                 if hold is not None:
                     run.control.on_attempt = hold.sending
@@ -187,21 +187,21 @@ def _sending_for_account(
     )
 
 
-async def _wait_for_a_cut_off_run(config: RunConfig, last_write: float | None) -> None:
-    """A run was cut off on this machine (killed, the power lost, its ledger lost or replaced)
-    with its last request at `last_write`: requests it had in flight may be committed up to the
-    settle period later, and only then listed. This ledger does not record them (another
-    ledger, or this one put back from a backup or made anew), so it sends nothing before then,
-    and its listing sync finds them."""
+async def _wait_for_another_ledgers_run(config: RunConfig, last_write: float | None) -> None:
+    """A run on this machine sent its last request at `last_write` from another ledger, or was
+    cut off (killed, the power lost, its ledger lost or replaced): what it sent may be
+    committed up to the settle period later, and only then listed. This ledger does not record
+    it (another ledger, or this one put back from a backup or made anew), so it sends nothing
+    before then, and its listing sync finds those videos."""
     if last_write is None:
         return
     wait = last_write + config.settle_seconds - time.time()
     if wait <= 0:
         return
     log.warning(
-        "a run sending for this account was cut off %.0f s ago, and this ledger does not "
-        "record its last request; waiting %.0f s for requests it may have had in flight "
-        "(run.settle_seconds), then sending",
+        "a run for this account sent its last request %.0f s ago from another ledger (or was "
+        "cut off), and this ledger does not record it; waiting %.0f s for what it sent to be "
+        "committed and listed (run.settle_seconds), then sending",
         max(0.0, time.time() - last_write),
         wait,
     )

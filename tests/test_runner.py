@@ -2147,7 +2147,8 @@ def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(
     """A run killed while sending from ledger a.db leaves its holder in the account's sending
     lock. A run from a fresh b.db knows nothing of a.db's requests in flight, which may commit
     up to the settle period after a.db's last write: it sends nothing before then. A run that
-    ends leaves the lock empty, and the next one does not wait."""
+    ends leaves when its last request left, and a run from a third ledger waits for that too
+    (its listing then finds those videos: nothing sent again)."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
     config = replace(make_config(catalog, sandbox_url, state=tmp_path / "b.db"), settle_seconds=1.0)
     lock = ledger_path(account_url(config.base_url), config.api_key.reveal())
@@ -2159,12 +2160,12 @@ def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(
     assert runner.run(config).requests_sent == 2
     sent = [float(entry["received_at"]) for entry in submissions(sandbox_url)["submissions"]]
     assert min(sent) >= cut_off_at + 1.0
-    assert "this ledger does not record its last request" in caplog.text
-    assert lock.read_text() == ""
+    assert "and this ledger does not record it; waiting" in caplog.text
+    assert "attempt ended " in lock.read_text()
     caplog.clear()
     again = replace(config, state=tmp_path / "c.db", results=tmp_path / "again.csv")
     assert runner.run(again).requests_sent == 0
-    assert "cut off" not in caplog.text
+    assert "and this ledger does not record it; waiting" in caplog.text
 
 
 @pytest.mark.parametrize("cut_off", ["a.db", "b.db"])
@@ -2230,6 +2231,26 @@ def test_a_run_that_ends_with_requests_unanswered_leaves_them_in_the_lock(
         assert other.last_write is not None
     with hold_account(url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True) as own:
         assert own.last_write is None  # its own ledger knows them: it settles them itself
+
+
+def test_a_run_from_another_ledger_waits_until_a_finished_runs_requests_are_listed(
+    tmp_path: Path,
+) -> None:
+    """A run that ended cleanly leaves when its last request left: the listing may show its
+    videos only up to the settle period later, so a run from another ledger (a new --state,
+    the ledger deleted) right after it waits until then (it sent at once, and paid again for
+    what a lagging listing did not show yet). Its own ledger does not wait."""
+    url, key = "https://api.test", "sk-test"
+    with hold_account(
+        url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True, settle_seconds=60
+    ) as hold:
+        hold.sending(3, 7)
+        sent_at = hold.last_sent
+    assert sent_at is not None
+    with hold_account(url, key, tmp_path / "b.db", knows=lambda a: False) as other:
+        assert other.last_write == pytest.approx(sent_at, abs=0.001)
+    with hold_account(url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True) as own:
+        assert own.last_write is None
 
 
 def test_a_run_that_trusts_a_cut_off_runs_ledger_keeps_its_requests_in_the_lock(

@@ -73,6 +73,7 @@ class AccountHold:
         # Set by a run that ends with requests whose answer it never had (a signal, a deadline
         # before they settled): the lock then keeps its last attempt for the next run.
         self.unsettled = False
+        self.last_sent: float | None = None  # when this run's last request left
 
     def sending(self, run_id: int, attempt_id: int) -> None:
         """Notes in the lock that attempt `attempt_id` of run `run_id` of this ledger goes out
@@ -81,6 +82,7 @@ class AccountHold:
         may be in flight. Same length each time, so one write replaces it in place."""
         noted = f"{run_id}.{attempt_id}.{self._ledger_id}"
         files.write_holder(self._fd, _holder_text(self._holder, noted))
+        self.last_sent = time.time()
 
 
 @contextmanager
@@ -106,12 +108,20 @@ def hold_account(
     or another file would not know the requests it may have had in flight. (A holder an
     earlier version wrote names no attempt: `knows(None)` stands for "the ledger has jobs".)
     A run that waits notes how long in the lock until it sends, so that being stopped or
-    killed while it waits leaves the next run the same wait."""
+    killed while it waits leaves the next run the same wait.
+
+    A run that ended leaves when it sent its last request (`ended T`): the account's listing
+    may show what it sent only up to the settle period later, so a run from another ledger
+    (a new --state, the ledger deleted) waits until then too, its listing sync then finding
+    those videos by their tags; one from the same ledger knows them and does not wait."""
     path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
     holder, noted_at = _holder(path)
     cut_off = _cut_off_ledger(holder)
     noted = _noted_attempt(holder)
     last_write = _inherited_wait(noted)
+    ended = _ended_at(noted)
+    if ended is not None and cut_off is not None and not _same_file(cut_off, state):
+        last_write = max(ended, last_write or ended)
     # A holder this tool did not write whole (a disk error, a hand edit) cannot say what its
     # run had in flight: it is waited out, as a cut-off run's from another ledger is.
     unreadable = cut_off is None and bool(holder.strip())
@@ -149,9 +159,13 @@ def hold_account(
         # never had an answer to may still commit: then its holder stays, as a killed run's.
         if _file_id(state) == ledger_file and not hold.unsettled:
             wait = hold.last_write
+            sent = hold.last_sent
             if wait is not None and time.time() < wait + settle_seconds:
                 # The cut-off run's requests may still commit: the next run waits on.
                 files.write_holder(fd, _holder_text(mine, f"after {wait:.3f}"))
+            elif sent is not None and time.time() < sent + settle_seconds:
+                # Its answers awaited and recorded, but maybe not listed yet.
+                files.write_holder(fd, _holder_text(mine, f"ended {sent:.3f}"))
             else:
                 os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
         os.close(fd)  # closing releases the flock
@@ -172,13 +186,15 @@ def _knows_its_last_attempt(
     """Whether `state` is the cut-off run's ledger and holds its last attempt `noted` (so
     also the `sending` record of every request it had in flight)."""
     if noted is not None and not noted[0].isdigit():
-        return True  # it sent nothing (what it waited for is `_inherited_wait`'s)
-    if cut_off.resolve() != state.absolute().resolve():
+        return True  # it sent nothing, or ended: `_inherited_wait`'s and `_ended_at`'s
+    if not _same_file(cut_off, state):
         return False
     return knows is not None and knows(noted)  # None: an earlier version's holder
 
 
-_ATTEMPT: Final = re.compile(r", attempt (none|after [\d.]+|\d+\.\d+\.[0-9a-f]+) *, ledger ")
+_ATTEMPT: Final = re.compile(
+    r", attempt (none|after [\d.]+|ended [\d.]+|\d+\.\d+\.[0-9a-f]+) *, ledger "
+)
 
 
 def _noted_attempt(holder: str) -> str | None:
@@ -194,6 +210,17 @@ def _inherited_wait(noted: str | None) -> float | None:
     if noted is None or not noted.startswith("after "):
         return None
     return float(noted.removeprefix("after "))
+
+
+def _ended_at(noted: str | None) -> float | None:
+    """When the last request of a run that ended left (its `ended T`)."""
+    if noted is None or not noted.startswith("ended "):
+        return None
+    return float(noted.removeprefix("ended "))
+
+
+def _same_file(ledger: Path, state: Path) -> bool:
+    return ledger.resolve() == state.absolute().resolve()
 
 
 def _file_id(path: Path) -> tuple[int, int] | None:
