@@ -70,6 +70,13 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     version = storage.version(config.catalog)  # what the file must still be when rewritten
     frame = read_results(config.catalog)
     require_columns(frame, config.catalog, ("status", "code"), "retry")
+    if hidden := frame.attrs.get("hidden_rows"):
+        # A person filtered the workbook to look at some rows: retry reads every row.
+        raise CatalogError(
+            f"{config.catalog}: rows {', '.join(map(str, hidden[:10]))} are hidden in the "
+            "workbook (by a filter, or by hand), and retry would send them as any other; clear "
+            "the filter, or delete the rows not to send, save, and retry"
+        )
     statuses = _statuses(config.catalog, frame)
     options = _run_options(config, frame)
     permanent = {str(int(code)) for code in PERMANENT_CODES}

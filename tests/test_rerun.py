@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,40 @@ def test_a_retry_from_a_workbook_that_cut_a_cell_is_refused(
     code, err = invoke("retry", str(results), *state, *args)
     assert code == 2
     assert "row 2, column 'override_script' holds 32,767 characters, Excel's most" in err
+    assert len(_sent(sandbox_url)) == 1
+
+
+def _hide_rows(book: Path, numbers: list[int]) -> None:
+    """Hides rows of the workbook's first sheet, as a filter in Excel does (`hidden="1"`)."""
+    with zipfile.ZipFile(book) as package:
+        parts = {name: package.read(name) for name in package.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    for number in numbers:
+        opening = f'<row r="{number}"'.encode()
+        assert opening in parts[sheet]
+        parts[sheet] = parts[sheet].replace(opening, opening + b' hidden="1"')
+    with zipfile.ZipFile(book, "w") as package:
+        for name, data in parts.items():
+            package.writestr(name, data)
+
+
+def test_a_retry_of_a_filtered_results_workbook_is_refused(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A results workbook a person filtered to look at some rows: its hidden rows are rows of
+    the file, and retry sent them with the others. It stops before sending (exit 2), naming
+    them; cleared, the filter's rows are retried."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(4))
+    args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
+    state = ("--state", str(tmp_path / "s.db"))
+    results = tmp_path / "c.results.xlsx"
+    code, err = invoke("run", str(catalog), "--max-videos", "1", "--results", str(results),
+                       *state, *args)  # fmt: skip
+    assert code == 1, err
+    _hide_rows(results, [3, 4])
+    code, err = invoke("retry", str(results), *state, *args)
+    assert code == 2
+    assert "rows 3, 4 are hidden in the workbook (by a filter, or by hand)" in " ".join(err.split())
     assert len(_sent(sandbox_url)) == 1
 
 

@@ -295,6 +295,12 @@ def _marked_cells(location: Location, sheet: str, first_column: int) -> _Marks:
     return _Marks(errors, frozenset(cursor.hidden), totals)
 
 
+def hidden_rows(location: Location, sheet: str) -> list[int]:
+    """The Excel numbers of the rows `sheet` hides (by a filter, or by hand); none for a
+    workbook other than xlsx/xlsm."""
+    return sorted(index + 1 for index in _marked_cells(location, sheet, 0).hidden)
+
+
 def _totals_rows(package: zipfile.ZipFile, part: str) -> frozenset[int]:
     """The indexes of the totals rows at the foot of the sheet's Excel tables. Excel fills them
     with a label (`Total`, under the first column: the product id's, often) and subtotals (a

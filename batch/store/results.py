@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 import python_calamine as calamine
 
 from batch import storage
+from batch.catalog import excel
 from batch.catalog.readers import declared_delimiter
 from batch.errors import CatalogError, LocalIOError
 from batch.statuses import CODED_ROWS
@@ -354,7 +355,11 @@ def read_results(path: Location) -> pd.DataFrame:
                 frame_: pd.DataFrame = texts.to_pandas().fillna("")
                 return _tidied(frame_.astype(object))
             if fmt == "xlsx":
-                return _tidied(xlsx.read_xlsx(handle))
+                book = xlsx.read_xlsx(handle)
+                hidden = excel.hidden_rows(path, book.attrs["sheet"])
+                frame = _tidied(book)
+                frame.attrs["hidden_rows"] = hidden
+                return frame
             encoding, delimiter, skip = _csv_dialect(handle)
             frame = pd.read_csv(
                 handle,

@@ -208,12 +208,17 @@ def _header(sheet: Any, names: list[str], bold: Any, first: pa.Table | None) -> 
 
 
 def read_xlsx(source: Any) -> pd.DataFrame:
-    """The first sheet of a results workbook (a path or a binary file), every cell as text."""
+    """The results sheet of a workbook (a path or a binary file), every cell as text; its
+    name in `attrs["sheet"]`."""
     book = calamine.CalamineWorkbook.from_object(source)
-    data = book.get_sheet_by_name(results_sheet(book.sheet_names))
+    sheet = results_sheet(book.sheet_names)
+    data = book.get_sheet_by_name(sheet)
     if data.start is None:
-        return pd.DataFrame()
-    rows = data.iter_rows()
-    header = [cell_text(cell) for cell in next(rows)]
-    body = [[cell_text(cell) for cell in cells] for cells in rows]
-    return pd.DataFrame(body, columns=header, dtype=object)
+        frame = pd.DataFrame()
+    else:
+        rows = data.iter_rows()
+        header = [cell_text(cell) for cell in next(rows)]
+        body = [[cell_text(cell) for cell in cells] for cells in rows]
+        frame = pd.DataFrame(body, columns=header, dtype=object)
+    frame.attrs["sheet"] = sheet
+    return frame
