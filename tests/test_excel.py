@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -999,3 +1001,23 @@ def test_a_product_id_merged_over_two_cells_of_a_wider_table_is_a_row(tmp_path: 
     book.close()
     rows = [row for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
     assert [row.fields.product_id for row in rows if row.fields is not None] == pids
+
+
+def test_a_value_far_from_the_table_is_refused_not_a_crash(tmp_path: Path) -> None:
+    """One stray value at XFD1048576 made calamine ask for 512 GiB and abort the process (exit
+    134, a Rust backtrace): exit 2 naming the cell and how to find it. In a child process, so
+    that an abort is a failure of this test, not of the suite."""
+    book = xlsxwriter.Workbook(str(tmp_path / "far.xlsx"))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "video_name"])
+    sheet.write_row(1, 0, [product_ids(1)[0], "Mug"])
+    sheet.write_string(1_048_575, 16_383, "x")
+    book.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "batch", "validate", str(tmp_path / "far.xlsx")],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == ExitCode.USAGE, done.stderr[-2000:]
+    assert "sheet 'Products' reaches cell XFD1048576 (1,048,576 rows by 16,384 columns)" in (
+        " ".join(done.stderr.split())
+    )

@@ -138,6 +138,7 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
             workbook = calamine.CalamineWorkbook.from_filelike(handle)
             chosen = _choose_sheet(location, workbook, sheet)
             reading = _reading(workbook, chosen, given=sheet is not None)
+            check_extent(location, chosen)
             data = workbook.get_sheet_by_name(chosen)  # the whole sheet, parsed in Rust
         merges = data.merged_cell_ranges or []
     except calamine.PasswordError as exc:
@@ -293,6 +294,39 @@ def _marked_cells(location: Location, sheet: str, first_column: int) -> _Marks:
             "save it again from Excel"
         ) from exc
     return _Marks(errors, frozenset(cursor.hidden), totals)
+
+
+# calamine holds a sheet as one cell for each of its rows times its columns (32 bytes each):
+# a value far from the table (`XFD1048576`) asked for 512 GiB and aborted the process.
+_MOST_CELLS: Final = 64 << 20
+_DIMENSION: Final = re.compile(rb"<(?:\w+:)?dimension\s+ref=[\"']([A-Z]+)(\d+)(?::([A-Z]+)(\d+))?")
+
+
+def check_extent(location: Location, sheet: str) -> None:
+    """CatalogError when the sheet's extent (its `<dimension>`, which Excel and most writers
+    put first) holds more cells than calamine can be given, naming its far corner."""
+    if location.suffix.lower() not in _XML_EXTENSIONS:
+        return
+    try:
+        with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
+            part = _sheet_part(package, package.read("xl/workbook.xml").decode(), sheet)
+            with package.open(part) as xml:
+                head = xml.read(4096)
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
+        return  # calamine says what is wrong with the file
+    found = _DIMENSION.search(head)
+    if found is None or found.group(3) is None:
+        return
+    first_column, first_row, last_column, last_row = (part.decode() for part in found.groups())
+    columns = _column_index(last_column) - _column_index(first_column) + 1
+    rows = int(last_row) - int(first_row) + 1
+    if columns * rows > _MOST_CELLS:
+        raise CatalogError(
+            f"{location}: sheet {sheet!r} reaches cell {last_column}{last_row} ({rows:,} rows "
+            f"by {columns:,} columns): a value far from the table, too many cells to read. In "
+            "the spreadsheet, Ctrl+End goes to it: delete the rows and columns past the table, "
+            "and save"
+        )
 
 
 def hidden_rows(location: Location, sheet: str) -> list[int]:

@@ -355,7 +355,7 @@ def read_results(path: Location) -> pd.DataFrame:
                 frame_: pd.DataFrame = texts.to_pandas().fillna("")
                 return _tidied(frame_.astype(object))
             if fmt == "xlsx":
-                book = xlsx.read_xlsx(handle)
+                book = xlsx.read_xlsx(handle, path)
                 hidden = excel.hidden_rows(path, book.attrs["sheet"])
                 frame = _tidied(book)
                 frame.attrs["hidden_rows"] = hidden

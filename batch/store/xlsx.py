@@ -21,14 +21,14 @@ import math
 import zipfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import IO, Any, Final
 
 import pandas as pd
 import pyarrow as pa
 import python_calamine as calamine
 
 from batch import storage
-from batch.catalog.excel import cell_text
+from batch.catalog.excel import cell_text, check_extent
 from batch.errors import ConfigError
 from batch.storage import Location
 
@@ -207,11 +207,12 @@ def _header(sheet: Any, names: list[str], bold: Any, first: pa.Table | None) -> 
     sheet.freeze_panes(1, 0)
 
 
-def read_xlsx(source: Any) -> pd.DataFrame:
-    """The results sheet of a workbook (a path or a binary file), every cell as text; its
-    name in `attrs["sheet"]`."""
+def read_xlsx(source: IO[bytes], location: Location) -> pd.DataFrame:
+    """The results sheet of the workbook at `location` (read from `source`), every cell as
+    text; its name in `attrs["sheet"]`."""
     book = calamine.CalamineWorkbook.from_object(source)
     sheet = results_sheet(book.sheet_names)
+    check_extent(location, sheet)
     data = book.get_sheet_by_name(sheet)
     if data.start is None:
         frame = pd.DataFrame()
