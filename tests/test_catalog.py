@@ -2216,6 +2216,26 @@ def test_a_list_of_lines_in_free_text_makes_the_row_invalid(tmp_path: Path) -> N
         assert rows[1].problems == ()
 
 
+def test_a_list_or_object_among_texts_of_json_lines_free_text_is_refused(tmp_path: Path) -> None:
+    """A JSON Lines script or description that is a list or an object in some records and text
+    in others (a column of mixed kinds, held as text): that cell was sent as its JSON text,
+    brackets and quotes read out by the avatar. It is refused as in a list column; the text
+    beside it is sent, and a passthrough column keeps its JSON."""
+    details = {"product_name": "Mug", "image_urls": ["https://a.example/x.png"]}
+    records = [
+        {**details, "override_script": "plain", "description": "Steel", "tags": "a"},
+        {**details, "override_script": ["l1", "l2"], "description": "Steel", "tags": ["a"]},
+        {**details, "override_script": "plain", "description": {"en": "Dimmable"}, "tags": "b"},
+    ]
+    jsonl = write(tmp_path, "c.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    rows = rows_of(jsonl)
+    assert rows[0].problems == ()
+    assert [(p.column, p.reason) for p in rows[1].problems] == [
+        ("override_script", '\'["l1", "l2"]\' is a JSON list or object; the column takes one value')
+    ]
+    assert [p.column for p in rows[2].problems] == ["description"]
+
+
 @pytest.mark.parametrize(
     ("header", "cells", "meant"),
     [("Length in seconds", ["60", "15"], "length"), ("Runtime", ["60"], "length"),

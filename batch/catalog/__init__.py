@@ -13,6 +13,7 @@ anything is sent, so that such a file is refused with its line and row while not
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import pyarrow as pa
 
@@ -24,7 +25,7 @@ from batch.catalog.normalize import (
     refuse_nested_requests,
     resolve_rows,
 )
-from batch.catalog.readers import FIRST_BATCH_ROWS, open_source
+from batch.catalog.readers import FIRST_BATCH_ROWS, JSON_IN_TEXT, open_source
 from batch.catalog.rows import (
     CatalogBatch,
     CatalogFormat,
@@ -59,6 +60,8 @@ def read_catalog(path: Location, options: CatalogOptions) -> Iterator[CatalogBat
     """
     source = open_source(path, options)
     plan = plan_columns(path, source.headers, options, source.structs)
+    json_in_text = {f.name for f in source.schema or () if f.metadata == JSON_IN_TEXT}
+    plan = replace(plan, json_in_text=frozenset(json_in_text))
     return _batches(path, source.tables, plan, options.defaults, source.place)
 
 

@@ -406,6 +406,9 @@ class ColumnPlan:
     # Header -> the request column it may be meant as (`refuse_doubtful_columns`); each leaves
     # once a batch has decided it.
     doubtful: dict[str, str]
+    # Headers of text columns that hold lists or objects as JSON text (JSON Lines of mixed
+    # kinds): such a cell of free text is refused, as in a list column.
+    json_in_text: frozenset[str] = frozenset()
 
 
 def check_headers(path: Location, headers: Sequence[str]) -> None:
@@ -1337,11 +1340,13 @@ def _normalize_column(
     make_alike: bool = False,
     as_written: Normalizer | None = None,
     as_earlier_versions: bool = False,
+    json_in_text: bool = False,
 ) -> _Column:
     """The column's values, encodings and problems; with `make_alike`, its cells' text is made
     alike (`_same_text`), the default (the settings') is sent as written. Where earlier
     versions read a cell otherwise (`_as_earlier_versions_read`, `nan` or `NA` in free text),
-    that value is kept too; `as_earlier_versions`: read free text as they did."""
+    that value is kept too; `as_earlier_versions`: read free text as they did. `json_in_text`:
+    the column holds lists and objects as JSON text (`ColumnPlan.json_in_text`)."""
     if pa.types.is_null(column.type):
         return _Column([default] * len(column), _constant_part(default, len(column)), [])
     if pa.types.is_dictionary(column.type):
@@ -1350,8 +1355,8 @@ def _normalize_column(
         column = column.cast(pa.string())
     # A list in a cell of free text (a script's lines, from Parquet or JSON Lines) is refused,
     # as in a column of one value: joined, it would be spoken with `|` in it.
-    nested = pa.types.is_nested(column.type)
-    if nested:
+    nested = pa.types.is_nested(column.type) or (json_in_text and kind == "free")
+    if pa.types.is_nested(column.type):
         column = _nested_as_text(column, join=kind == "list")
     if pa.types.is_floating(column.type) and column.type.bit_width < 64 and kind != "free":
         normalize = _exact_floats(normalize, column.type.bit_width)
@@ -1650,6 +1655,7 @@ def resolve_rows(
             kind,
             make_alike=canonical in _MADE_ALIKE,
             as_written=_EARLIER_SPELLINGS.get(canonical),
+            json_in_text=header in plan.json_in_text,
         )
         columns[canonical] = column.values
         parts[canonical] = column.parts

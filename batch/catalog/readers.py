@@ -487,14 +487,20 @@ def _scan_loads(line: bytes) -> Any:
 def _open_jsonl(path: Location, rows: int) -> Source:
     # pyarrow's JSON reader fails when a column holds 30 in one line and "30s" in the next, which
     # is exactly what people write, so lines are parsed here and mixed columns become strings.
-    types = jsonl_columns(path)
-    return Source(list(types), _jsonl_tables(path, types, rows), schema=pa.schema(types))
+    schema = jsonl_columns(path)
+    types = dict(zip(schema.names, schema.types, strict=True))
+    return Source(schema.names, _jsonl_tables(path, types, rows), schema=schema)
 
 
-def jsonl_columns(path: Location) -> dict[str, pa.DataType]:
+# The metadata of a JSON Lines text column some of whose values are lists or objects, which it
+# holds as JSON text: `normalize` refuses those where one value goes, as in a list column.
+JSON_IN_TEXT: Final = {b"jogg-batch": b"json lists or objects in text"}
+
+
+def jsonl_columns(path: Location) -> pa.Schema:
     """Every key of every record, in order of first appearance, with the one Arrow type its
     column has in every batch: one streamed pass that keeps the kinds of values seen per key,
-    never the values.
+    never the values. A text column that holds lists or objects too is marked `JSON_IN_TEXT`.
 
     Sparse exports (MongoDB's leave out a key whose value is null) may name a column first in
     their millionth record; the columns are known only at the end of the file. A column's type
@@ -524,10 +530,12 @@ def jsonl_columns(path: Location) -> dict[str, pa.DataType]:
     kinds: dict[str, set[type]] = {}
     for key, kind in seen:
         kinds.setdefault(key, set()).add(kind)
-    return {
-        key: _column_type(found, None if key in unshared else nested.get(key))
-        for key, found in kinds.items()
-    }
+    fields = []
+    for key, found in kinds.items():
+        kind = _column_type(found, None if key in unshared else nested.get(key))
+        mixed = pa.types.is_string(kind) and bool(found & {list, dict})
+        fields.append(pa.field(key, kind, metadata=JSON_IN_TEXT if mixed else None))
+    return pa.schema(fields)
 
 
 def _scan_nested(
