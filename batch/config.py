@@ -34,6 +34,7 @@ from pydantic import (
 
 from batch import payload, storage
 from batch.catalog import CANONICAL_COLUMNS, CatalogOptions
+from batch.catalog.normalize import DATABASE_NULLS, MISSING_TEXTS
 from batch.errors import ConfigError, StateError
 from batch.joggai.backoff import RetryPolicy
 from batch.joggai.client import Timeouts, parse_base_url
@@ -256,6 +257,33 @@ def _shown(value: object, key: str) -> str:
     return repr(value)
 
 
+_NO_VALUE: Final = MISSING_TEXTS | DATABASE_NULLS
+
+
+def _check_default(name: str, value: object, read: object) -> None:
+    """ValueError for a default that reads otherwise than earlier versions read it (a
+    language tag they read by its first part: `nl_BE.UTF-8` was Dutch, now Flemish), which
+    would change every row's request and pay for each again; and for a script that is a word
+    for no value (`N/A`, which a cell holding it is), which was read out."""
+    if name == "language" and read != (before := _language_before(value)) and before:
+        raise ValueError(
+            f"{payload.shown(value)} was read as {before} by earlier versions and is {read} now; "
+            "write the language's name (every row's request would change)"
+        )
+    if name == "override_script" and isinstance(value, str) and value.strip() in _NO_VALUE:
+        raise ValueError(
+            f"{value!r} is a word for no value (a cell holding it is empty); leave the "
+            "setting out for no script"
+        )
+
+
+def _language_before(value: object) -> str | None:
+    try:
+        return payload.language_as_earlier_versions_read(value)
+    except ValueError:
+        return None  # refused then: nothing was sent with it
+
+
 def _option(key: str) -> str:
     """The command-line option (or variable) that sets a dotted setting."""
     option = "--" + key.rpartition(".")[2].replace("_", "-")
@@ -291,6 +319,7 @@ def request_defaults(
             continue
         try:
             values[name] = normalise(value)
+            _check_default(name, value, values[name])
         except ValueError as exc:
             if name in given:
                 raise ConfigError(f"{_option(name)} {exc}") from None

@@ -17,6 +17,7 @@ import math
 import re
 import string
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Final, Literal, NamedTuple
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -533,19 +534,29 @@ def normalize_script_style(value: object) -> str:
 
 def normalize_language(value: object) -> str:
     """A language name from the API's list, in any case: `French` -> `french`; or its ISO 639
-    code, with a region or not: `fr`, `fr-CA`, `pt_BR`, `zh-TW` (traditional-chinese). Accents
-    as a Mac writes them (`Español` decomposed) are the same name."""
+    code, with a region or a script or not, as a BCP 47 tag or a POSIX locale writes it: `fr`,
+    `fr-CA`, `pt_BR`, `zh-TW` and `zh-Hant-MY` (traditional-chinese), `nl_BE.UTF-8` (flemish).
+    A tag saying more (`zh-yue` is Cantonese, `zh-hak` Hakka: not Mandarin) is one of the
+    variants known here, or refused. Accents as a Mac writes them (`Español` decomposed) are
+    the same name."""
+    return _language(value, _language_of_tag)
+
+
+def language_as_earlier_versions_read(value: object) -> str:
+    """The language earlier versions read a cell as: a code by its first part alone, so
+    `zh-yue` was Mandarin (`chinese`) and `nl_BE.UTF-8` Dutch. Kept as an earlier reading, so
+    that a row sent so is not sent again now that it reads otherwise."""
+    return _language(value, lambda text: _LANGUAGE_CODES.get(text.split("-")[0]))
+
+
+def _language(value: object, of_tag: Callable[[str], str | None]) -> str:
     text = unicodedata.normalize("NFC", str(value)).strip().lower()
     if isinstance(value, str) and (noted := _NOTED.fullmatch(text)):
         return _language_with_a_note(value, noted[1], noted[2].strip())
     text = text.replace(" ", "-").replace("_", "-")
     if isinstance(value, str) and text in LANGUAGES:
         return text
-    code = (
-        _LANGUAGE_VARIANTS.get(text)
-        or _LANGUAGE_ENDONYMS.get(text)
-        or _LANGUAGE_CODES.get(text.split("-")[0])
-    )
+    code = _LANGUAGE_VARIANTS.get(text) or _LANGUAGE_ENDONYMS.get(text) or of_tag(text)
     if isinstance(value, str) and code is not None and text not in _AMBIGUOUS_VARIANTS:
         return code
     if text == "uk":
@@ -622,6 +633,46 @@ _LANGUAGE_VARIANTS: Final = {
     "zh-tw": "traditional-chinese", "zh-hant": "traditional-chinese",
     "zh-hant-tw": "traditional-chinese", "nl-be": "flemish",
 }  # fmt: skip
+# Tags that say more than a language, a script and a region, and name one of the API's
+# languages: IANA's tag of Cantonese before `yue`, .NET's old Traditional and Simplified Chinese.
+_NAMED_TAGS: Final = {
+    "zh-yue": "cantonese", "zh-cht": "traditional-chinese", "zh-chs": "chinese",
+}  # fmt: skip
+# A POSIX locale's encoding and modifier after the language and region: `zh_TW.UTF-8`, `de_DE@euro`.
+_LOCALE_TAIL: Final = re.compile(r"(?:\.[a-z0-9-]+)?(?:@[a-z0-9-]+)?$")
+
+
+def _language_of_tag(text: str) -> str | None:
+    """The API's language a BCP 47 tag or a POSIX locale (`-` for `_`, in lower case) names by
+    its language code and at most a script and a region; None for a tag that says more (an
+    extended language, `zh-hak`; a variant), which is not guessed as its first part."""
+    tag = _LOCALE_TAIL.sub("", text)
+    if named := _NAMED_TAGS.get(tag) or _LANGUAGE_VARIANTS.get(tag):
+        return named
+    primary, *rest = tag.split("-")
+    code = _LANGUAGE_CODES.get(primary)
+    if rest and (named := _NAMED_TAGS.get(f"{primary}-{rest[0]}")):  # `zh-yue-HK`
+        primary, code, rest = named, named, rest[1:]
+    script = region = None
+    for part in rest:
+        if len(part) == 4 and part.isalpha() and script is None and region is None:
+            script = part
+        elif region is None and (
+            (len(part) == 2 and part.isalpha()) or (len(part) == 3 and part.isdigit())
+        ):
+            region = part
+        else:
+            return None
+    if code == "chinese":
+        if f"zh-{region}" in _AMBIGUOUS_VARIANTS:
+            return None  # Hong Kong, Macau: Cantonese, or Mandarin in traditional characters?
+        if script == "hant" or (script is None and region == "tw"):
+            return "traditional-chinese"
+    if code == "dutch" and region == "be":
+        return "flemish"
+    return code
+
+
 # Hong Kong and Macau write traditional characters and speak Cantonese: which is meant? And a
 # market column's `UK` is British English, where ISO 639 says Ukrainian.
 _AMBIGUOUS_VARIANTS: Final = frozenset({"zh-hk", "zh-mo", "zh-hant-hk", "zh-hant-mo", "uk"})

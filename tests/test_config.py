@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import tomllib
 from datetime import UTC, date, datetime, tzinfo
@@ -294,6 +295,28 @@ def test_true_or_false_for_a_number_is_refused_not_read_as_one(
         load_settings(config)
     with pytest.raises(ConfigError, match="is true or false, not a number"):
         build_run_config(tmp_path / "c.csv", Overrides(fields={"avatar_id": True}), env={},
+                         api_key=Secret("k"))  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("setting", "told"),
+    [
+        ('language = "nl_BE.UTF-8"', "was read as dutch by earlier versions and is flemish now"),
+        ('language = "zh-yue"', "was read as chinese by earlier versions and is cantonese now"),
+        ('override_script = "N/A"', "'N/A' is a word for no value"),
+        ('override_script = "NULL"', "'NULL' is a word for no value"),
+    ],
+)
+def test_a_default_read_otherwise_or_meaning_no_value_is_refused(
+    tmp_path: Path, setting: str, told: str
+) -> None:
+    """A default language tag now read by all its parts would change every row's request
+    (paid again); a script `N/A` was read out, where a cell holding it is empty: refused,
+    saying what to write."""
+    config = tmp_path / "c.toml"
+    config.write_text(f"[defaults]\n{setting}\n")
+    with pytest.raises(ConfigError, match=re.escape(told)):
+        build_run_config(tmp_path / "c.csv", Overrides(config_path=config), env={},
                          api_key=Secret("k"))  # fmt: skip
 
 

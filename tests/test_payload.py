@@ -22,6 +22,7 @@ from batch.payload import (
     build_request,
     fields_made_alike,
     fingerprint,
+    language_as_earlier_versions_read,
     normalize_aspect_ratio,
     normalize_avatar_type,
     normalize_caption,
@@ -608,6 +609,36 @@ def test_normalize_language_rejects() -> None:
         "'Chinese (Hong Kong)' does not say which of the API's languages it is "
         "(cantonese, chinese, traditional-chinese); write that one"
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("zh_TW.UTF-8", "traditional-chinese"),  # a POSIX locale: its encoding is no language
+        ("nl_BE.UTF-8", "flemish"),
+        ("de_DE@euro", "german"),
+        ("zh-Hant-MY", "traditional-chinese"),  # the script decides
+        ("zh-Hans-CN", "chinese"),
+        ("sr-Latn-RS", "serbian"),
+        ("es-419", "spanish"),
+        ("zh-yue", "cantonese"),  # IANA's tag of Cantonese before `yue`
+        ("zh-yue-HK", "cantonese"),
+        ("zh-CHT", "traditional-chinese"),  # .NET's old names
+        ("zh-CHS", "chinese"),
+    ],
+)
+def test_a_language_tag_is_read_by_all_its_parts(value: str, expected: str) -> None:
+    """A tag was read by its first part alone: `zh-yue` (Cantonese), `zh_TW.UTF-8` and
+    `zh-Hant-MY` (traditional) were sent as Mandarin, `nl_BE.UTF-8` as Dutch."""
+    assert normalize_language(value) == expected
+
+
+@pytest.mark.parametrize("value", ["zh-hak", "zh-min-nan", "zh_HK.UTF-8", "en-US-x-a"])
+def test_a_language_tag_saying_more_than_a_region_or_script_is_refused(value: str) -> None:
+    """Hakka, Hokkien, Hong Kong (Cantonese or traditional?), a private tag: refused, where
+    the first part made them Mandarin or English."""
+    assert _reason(normalize_language, value).startswith(f"{value!r} is not a supported")
+    assert language_as_earlier_versions_read(value) in ("chinese", "english")
 
 
 @pytest.mark.parametrize("market", ["UK", "uk", " Uk "])

@@ -1181,6 +1181,26 @@ def test_a_results_file_of_another_account_does_not_stop_a_run(
     assert len(submissions(sandbox_url)["submissions"]) == 2
 
 
+def test_a_language_tag_read_otherwise_now_keeps_the_job_sent_as_read_before(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A row whose `zh-yue` earlier versions sent as Mandarin (`chinese`, as a row saying
+    chinese sends) reads as Cantonese now: its job is found by that earlier reading, and it
+    is not paid for again; a new row with it is sent as Cantonese."""
+    rows = simple_rows(2)
+    catalog = write_catalog(tmp_path / "catalog.csv", [{**rows[0], "language": "chinese"}])
+    assert runner.run(make_config(catalog, sandbox_url)).requests_sent == 1
+    write_catalog(catalog, [{**row, "language": "zh-yue"} for row in rows])
+    again = runner.run(make_config(catalog, sandbox_url))
+    assert again.requests_sent == 1
+    assert list(read_results(catalog.with_suffix(".results.csv"))["status"]) == [
+        "already_submitted",
+        "submitted",
+    ]
+    sent = submissions(sandbox_url)["submissions"]
+    assert [entry["payload"]["script"]["language"] for entry in sent] == ["chinese", "cantonese"]
+
+
 def test_max_videos_caps_credits_and_leaves_the_rest_not_attempted(
     tmp_path: Path, sandbox_url: str
 ) -> None:

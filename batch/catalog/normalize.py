@@ -85,6 +85,7 @@ def _image_urls_as_written(value: object) -> tuple[str, ...]:
 _EARLIER_SPELLINGS: Final[dict[str, Normalizer]] = {
     "product_url": payload.written_url,
     "image_urls": _image_urls_as_written,
+    "language": payload.language_as_earlier_versions_read,
 }
 
 
