@@ -1021,3 +1021,18 @@ def test_a_value_far_from_the_table_is_refused_not_a_crash(tmp_path: Path) -> No
     assert "sheet 'Products' reaches cell XFD1048576 (1,048,576 rows by 16,384 columns)" in (
         " ".join(done.stderr.split())
     )
+
+
+def test_a_workbook_encrypted_with_a_password_says_so(tmp_path: Path) -> None:
+    """Excel's "Encrypt with Password" makes an OLE2 file holding an `EncryptedPackage`
+    stream, whose format calamine cannot tell: the message said to pass --format (which made
+    it worse); it says the workbook is protected by a password."""
+    header = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(504)
+    entry = "EncryptedPackage".encode("utf-16-le").ljust(64, b"\0")
+    book = tmp_path / "locked.xlsx"
+    book.write_bytes(header + entry + bytes(10_000))
+    done = CliRunner().invoke(main, ["validate", str(book)])
+    assert done.exit_code == ExitCode.USAGE
+    assert done.stderr.strip() == (
+        f"jogg-batch: error: {book}: is protected by a password; save a copy without one"
+    )

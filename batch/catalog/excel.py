@@ -146,6 +146,10 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
             f"{location}: is protected by a password; save a copy without one"
         ) from exc
     except storage.store_errors(calamine.CalamineError) as exc:
+        if _encrypted(location):
+            raise CatalogError(
+                f"{location}: is protected by a password; save a copy without one"
+            ) from exc
         if _cut_short(location):
             raise CatalogError(
                 f"{location}: is cut short (a workbook's ZIP without its end: still being "
@@ -171,6 +175,21 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
     checks = _Checks(nameless, hidden, marks.totals)
     tables = _tables(rows, headers, batch_rows, marks.errors, checks, spans)
     return Sheet(named, tables, place, reading)
+
+
+# An OOXML workbook encrypted with a password is not a ZIP but an OLE2 compound file holding
+# these streams (Office's "Encrypt with Password"); calamine cannot tell its format.
+_OLE2: Final = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+_ENCRYPTED_PACKAGE: Final = "EncryptedPackage".encode("utf-16-le")
+
+
+def _encrypted(location: Location) -> bool:
+    try:
+        with storage.open_read(location) as handle:
+            head = handle.read(1 << 16)
+    except OSError:
+        return False
+    return head.startswith(_OLE2) and _ENCRYPTED_PACKAGE in head
 
 
 def _cut_short(location: Location) -> bool:

@@ -87,7 +87,10 @@ _ZIP: Final = b"PK\x03\x04"
 _OFFICE_ENTRIES: Final = (b"[Content_Types].xml", b"mimetype", b"xl/", b"docProps/", b"_rels/")
 _SIGNATURES: Final = (
     (_ZIP, f"a ZIP archive, not text (an Excel .xlsx workbook?); {_SAVE_AS}"),
-    (b"\xd0\xcf\x11\xe0", f"an Excel .xls workbook, not text; {_SAVE_AS}"),
+    (
+        b"\xd0\xcf\x11\xe0",
+        f"an Excel .xls workbook (or one a password protects), not text; {_SAVE_AS}",
+    ),
     (b"PAR1", "a Parquet file; name it .parquet or pass --format parquet"),
     (b"\x1f\x8b", "gzip-compressed; end its name in .gz (catalog.csv.gz) to have it read so"),
     (b"\xff\xfe\x00\x00", "UTF-32 text; save it as UTF-8"),
