@@ -39,6 +39,7 @@ from batch.errors import (
     ConfigError,
     ExitCode,
     LocalIOError,
+    LockedError,
     StateError,
 )
 from batch.follow.polling import PollSummary
@@ -69,7 +70,7 @@ from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import as_busy_error, database_errors
 from batch.store.fleet import key_id
-from batch.store.ledgers import AccountHold, hold_account
+from batch.store.ledgers import AccountHold, hold_account, hold_account_by_name
 from batch.store.results import OutcomeCounts, read_results, state_outcomes, write_results
 from batch.validation import before_sending
 
@@ -465,6 +466,8 @@ class _Run:
         self.double_charges: list[DoubleCharge] = []
         self.started_at = time.time()
         self.progress = Progress(config.progress_bar, config.progress_interval)
+        self.held = contextlib.ExitStack()  # locks taken while the run goes on
+        self.locked_out: LockedError | None = None  # another run sends for the account
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -484,7 +487,10 @@ class _Run:
             log.warning("stopped with requests in flight; the next run looks them up first")
         finally:
             self.progress.close()
-            self._finish()
+            with self.held:
+                self._finish()
+        if self.locked_out is not None:
+            raise self.locked_out
         if self.hard_stop:
             log.warning("results file not rewritten (second signal); the next run rewrites it")
         return self._summary()
@@ -769,7 +775,7 @@ class _Run:
     async def _preflight(self, client: JoggClient) -> bool:
         """Checks the key and loads the look-ups; False when the account refuses."""
         try:
-            await check_account(client)
+            account = await check_account(client)
         except AccountError as exc:
             self.control.account_error = exc
             self.control.stop("the API refused the key")
@@ -780,6 +786,15 @@ class _Run:
                 "the account check had no usable answer (the API down, or its answer malformed)"
             )
             return False
+        name = account.email or account.username
+        if name and isinstance(self.config.state, Path):
+            try:
+                fd = hold_account_by_name(self.config.base_url, name, self.config.state)
+            except LockedError as exc:  # raised once the run is closed (`execute`): exit 4
+                self.locked_out = exc
+                self.control.stop("another run sends for this account")
+                return False
+            self.held.callback(os.close, fd)
         try:
             self.planner.preflight = await Preflight.fetch(
                 _lookup_config(self.config).service(client)

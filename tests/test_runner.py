@@ -35,7 +35,7 @@ from batch.payload import RequestDefaults
 from batch.sandbox import SandboxConfig, create_app
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
 from batch.store.backend import DatabaseURL, state_location
-from batch.store.ledgers import account_url, hold_account, ledger_path
+from batch.store.ledgers import account_url, hold_account, hold_account_by_name, ledger_path
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
@@ -2159,6 +2159,25 @@ def test_a_second_ledger_sending_for_the_same_account_is_refused(
     assert submissions(sandbox_url)["submissions"] == []
     summary = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "b.db"))
     assert summary.requests_sent == 2
+
+
+@pytest.mark.parametrize("sandbox_url", [{"api_keys": ("sk-sandbox", "sk-rotated")}], indirect=True)
+def test_a_run_with_another_key_of_an_account_sending_is_refused(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A run sends for the account `whoami` names with one key; a run with another key of it
+    (the key rotated while a cron run sends) had a sending lock of its own and sent at once,
+    each paying for the rows they share: refused (exit 4) before it sends anything."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    config = make_config(catalog, sandbox_url, state=tmp_path / "b.db", key="sk-rotated")
+    fd = hold_account_by_name(config.base_url, "sandbox@example.com", tmp_path / "a.db")
+    try:
+        with pytest.raises(LockedError, match="sending for this account with another API key"):
+            runner.run(config)
+    finally:
+        os.close(fd)
+    assert submissions(sandbox_url)["submissions"] == []
+    assert runner.run(config).requests_sent == 2
 
 
 def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(

@@ -171,6 +171,27 @@ def hold_account(
         os.close(fd)  # closing releases the flock
 
 
+def hold_account_by_name(base_url: str, name: str, state: Path, *, root: Path | None = None) -> int:
+    """Holds the lock of the account `whoami` names (`name`) at this API, whatever the key,
+    while a run sends from `state`; returns its fd, whose closing releases it. The sending lock
+    is named by the key: two keys of one account (one rotated while a cron run sends) each had
+    their own, and their runs sent at once, each paying for the rows they share. LockedError at
+    once naming the run that holds it."""
+    folder = (root or data_dir()) / "ledgers"
+    account = hmac.new(
+        _salt(folder), f"{account_url(base_url)}\naccount {name}".encode(), hashlib.sha256
+    )
+    return files.take_lock(
+        folder / f"{account.hexdigest()[:20]}.account.lock",
+        f"pid {os.getpid()}, ledger {state.absolute()}",
+        lambda holder: (
+            "another jogg-batch on this machine is sending for this account with another API "
+            f"key ({holder}); two runs sending at once pay twice for the rows they share: wait "
+            "for it to finish"
+        ),
+    )
+
+
 def _holder_text(holder: str, attempt: str | None) -> str:
     """`pid 7, attempt 3.120, ledger /path`, the attempt as `run.attempt` (padded to one
     length), `none` before the first request, or `after T` while the run waits for what a run
