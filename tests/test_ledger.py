@@ -93,13 +93,16 @@ def test_dated_catalogs_new_results_and_parquet_find_the_same_jobs(
         "https://API.jogg.ai/",
         "HTTPS://api.jogg.ai//",
         " https://api.jogg.ai",
+        "https://api.jogg.ai/.",  # dot segments, as a server resolves them
+        "https://api.jogg.ai/v2/..",
+        "https://api.jogg.ai.",  # DNS's root: the same host
     ],
 )
 def test_one_account_spelled_otherwise_is_one_ledger_and_one_lock(
     tmp_path: Path, spelled: str
 ) -> None:
-    """The base URL with its default port, another case or a trailing slash names the same
-    ledger (and so the same lock): two overlapping runs spelling it otherwise had a ledger
+    """The base URL with its default port, another case, a trailing slash, dot segments or a
+    host's trailing dot names the same ledger (and so the same lock): two overlapping runs spelling it otherwise had a ledger
     each, and both paid for every row. Another port or path is another API."""
     catalog = write_catalog(tmp_path / "catalog.csv", rows(1))
 

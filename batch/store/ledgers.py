@@ -307,21 +307,34 @@ def account_url(base_url: str) -> str:
     """The API base URL as the account's ledger is named by: `https://API.jogg.ai:443/` and
     `https://api.jogg.ai` are one account, so two runs spelling it otherwise share one ledger
     and its lock (each had its own, and both paid for every row). Scheme and host in lower
-    case, no default port, no trailing slash; a URL that cannot be read is kept as written
-    (the client refuses it)."""
+    case, no default port, no trailing slash, the path's `.` and `..` and empty segments
+    resolved, and a host's trailing dot (`api.jogg.ai.`, DNS's root) left out; a URL that
+    cannot be read is kept as written (the client refuses it)."""
     try:
         url = urlsplit(base_url.strip())
         port = url.port
     except ValueError:
         return base_url.rstrip("/")
-    scheme, host = url.scheme.lower(), url.hostname
+    scheme, host = url.scheme.lower(), (url.hostname or "").rstrip(".")
     if not host:
         return base_url.rstrip("/")
     if ":" in host:  # IPv6
         host = f"[{host}]"
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         host += f":{port}"
-    return f"{scheme}://{host}{url.path.rstrip('/')}"
+    return f"{scheme}://{host}{_resolved(url.path)}"
+
+
+def _resolved(path: str) -> str:
+    """`/v2/..`, `/.`, `//` -> ``: the path a server resolves (RFC 3986, 5.2.4), no slash last."""
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment == "..":
+            if segments:
+                segments.pop()
+        elif segment not in ("", "."):
+            segments.append(segment)
+    return "".join(f"/{segment}" for segment in segments)
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
