@@ -102,8 +102,9 @@ def test_one_account_spelled_otherwise_is_one_ledger_and_one_lock(
     tmp_path: Path, spelled: str
 ) -> None:
     """The base URL with its default port, another case, a trailing slash, dot segments or a
-    host's trailing dot names the same ledger (and so the same lock): two overlapping runs spelling it otherwise had a ledger
-    each, and both paid for every row. Another port or path is another API."""
+    host's trailing dot names the same ledger (and so the same lock): two overlapping runs
+    spelling it otherwise had a ledger each, and both paid for every row. Another port or path
+    is another API."""
     catalog = write_catalog(tmp_path / "catalog.csv", rows(1))
 
     def state_of(url: str) -> object:
