@@ -366,7 +366,7 @@ class _Gunzipped(gzip.GzipFile):
 
     Every read goes through `read`, `read1`, `peek` or `readline` (`readinto` and iteration
     call them), so those four translate. The three that consume also count what they give:
-    past `_BOMB_BYTES`, more than `_BOMB_RATIO` times the compressed bytes read is refused (a
+    past `BOMB_BYTES`, more than `BOMB_RATIO` times the compressed bytes read is refused (a
     gzip bomb: a few MB that expand to many GB, which the structural pass would read whole,
     and a cell of it as one string). Catalogs compress 5 to 30 times; deflate's limit is 1032.
     """
@@ -386,9 +386,9 @@ class _Gunzipped(gzip.GzipFile):
 
     def _counted(self, data: bytes) -> bytes:
         self._given += len(data)
-        if self._given > _BOMB_BYTES and self._given > _BOMB_RATIO * self._raw.tell():
+        if self._given > BOMB_BYTES and self._given > BOMB_RATIO * self._raw.tell():
             raise CatalogError(
-                f"{self._location}: expands more than {_BOMB_RATIO} times "
+                f"{self._location}: expands more than {BOMB_RATIO} times "
                 f"({self._raw.tell():,} compressed bytes gave {self._given:,}), as no catalog "
                 "does (a gzip bomb?); check where it came from, or decompress it yourself"
             )
@@ -418,8 +418,8 @@ class _Gunzipped(gzip.GzipFile):
 
 
 _GZIP_ERRORS: Final = (EOFError, zlib.error, gzip.BadGzipFile)
-_BOMB_BYTES: Final = 256 << 20
-_BOMB_RATIO: Final = 200
+BOMB_BYTES: Final = 256 << 20
+BOMB_RATIO: Final = 200
 
 
 def _damaged(location: Location, exc: Exception) -> CatalogError:

@@ -18,7 +18,7 @@ import python_calamine as calamine
 import xlsxwriter
 from click.testing import CliRunner, Result
 
-from batch import runner
+from batch import runner, storage
 from batch.catalog import CatalogOptions, excel, read_catalog, read_passthrough
 from batch.catalog.excel import cell_text, column_letter
 from batch.cli import main
@@ -1036,3 +1036,25 @@ def test_a_workbook_encrypted_with_a_password_says_so(tmp_path: Path) -> None:
     assert done.stderr.strip() == (
         f"jogg-batch: error: {book}: is protected by a password; save a copy without one"
     )
+
+
+def test_a_sheet_that_expands_as_a_zip_bomb_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sheet whose XML expands hundreds of times (padding inside `<sheetData>`: 400 MB from
+    a 400 KB file) was read whole, by calamine and by the scan for error cells, for a minute
+    and a gigabyte: refused before, as a gzip catalog that expands so is (the bound made small
+    here, where the file is small)."""
+    monkeypatch.setattr(storage, "BOMB_BYTES", 1 << 20)
+    book = write_workbook(tmp_path / "b.xlsx", {"Products": [["product_id"], ["NTAx"]]})
+    with zipfile.ZipFile(book) as package:
+        parts = {name: package.read(name) for name in package.namelist()}
+    sheet = "xl/worksheets/sheet1.xml"
+    parts[sheet] = parts[sheet].replace(b"<sheetData>", b"<sheetData>" + b" " * (4 << 20))
+    with zipfile.ZipFile(book, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, data in parts.items():
+            package.writestr(name, data)
+    done = CliRunner().invoke(main, ["validate", str(book)])
+    assert done.exit_code == ExitCode.USAGE
+    assert "sheet 'Products' expands from " in done.stderr
+    assert "more than 200 times (a ZIP bomb?" in " ".join(done.stderr.split())

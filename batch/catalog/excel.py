@@ -323,16 +323,27 @@ _DIMENSION: Final = re.compile(rb"<(?:\w+:)?dimension\s+ref=[\"']([A-Z]+)(\d+)(?
 
 def check_extent(location: Location, sheet: str) -> None:
     """CatalogError when the sheet's extent (its `<dimension>`, which Excel and most writers
-    put first) holds more cells than calamine can be given, naming its far corner."""
+    put first) holds more cells than calamine can be given, naming its far corner; or when its
+    XML expands as a gzip catalog may not (`storage`'s bound: a ZIP bomb, which calamine and
+    the scan for error cells would read whole)."""
     if location.suffix.lower() not in _XML_EXTENSIONS:
         return
     try:
         with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
             part = _sheet_part(package, package.read("xl/workbook.xml").decode(), sheet)
+            info = package.getinfo(part)
             with package.open(part) as xml:
                 head = xml.read(4096)
     except (KeyError, OSError, ValueError, zipfile.BadZipFile):
         return  # calamine says what is wrong with the file
+    if info.file_size > storage.BOMB_BYTES and info.file_size > (
+        storage.BOMB_RATIO * info.compress_size
+    ):
+        raise CatalogError(
+            f"{location}: sheet {sheet!r} expands from {info.compress_size:,} to "
+            f"{info.file_size:,} bytes, more than {storage.BOMB_RATIO} times (a ZIP bomb? "
+            "sheets compress 5 to 30 times); save the workbook again from the spreadsheet"
+        )
     found = _DIMENSION.search(head)
     if found is None or found.group(3) is None:
         return
@@ -490,21 +501,30 @@ def _last_tag(xml: bytes, opening: bytes) -> int:
 def _whole_cells(xml: IO[bytes]) -> Iterator[bytes]:
     """The sheet's XML in chunks that end after a cell's `</c>`: no cell is cut in two, and a
     big sheet is never held whole (its XML is several times the size of the workbook)."""
-    rest = b""
+    rest = bytearray()
     while chunk := xml.read(_SCAN_BYTES):
+        # Only the new bytes (and an end tag they finish) are searched: what came before holds
+        # no cell's end, or it would have been yielded. Searching it all again made a sheet
+        # of megabytes without one (a ZIP bomb's padding) take minutes.
+        since = max(0, len(rest) - _LONGEST_END_TAG)
         rest += chunk
-        cut = _after_last_cell(rest)
+        cut = _after_last_cell(rest, since)
         if cut > 0:
-            yield rest[:cut]
-            rest = rest[cut:]
-    yield rest
+            yield bytes(rest[:cut])
+            del rest[:cut]
+    yield bytes(rest)
 
 
-def _after_last_cell(xml: bytes) -> int:
-    """Where the last cell's end tag (`</c>`, `</x:c>`) ends in `xml`, or 0 if it has none."""
+# `</c>` with a namespace prefix, as some writers give one (`</x:c>`): room for a long one.
+_LONGEST_END_TAG: Final = 64
+
+
+def _after_last_cell(xml: bytes | bytearray, since: int = 0) -> int:
+    """Where the last cell's end tag (`</c>`, `</x:c>`) ends in `xml` (one ending after
+    `since`), or 0 if it has none."""
     end = len(xml)
-    while (at := xml.rfind(b"c>", 0, end)) >= 0:
-        start = xml.rfind(b"<", 0, at)
+    while (at := xml.rfind(b"c>", since, end)) >= 0:
+        start = xml.rfind(b"<", max(0, since - _LONGEST_END_TAG), at)
         if start >= 0 and _CELL_END.fullmatch(xml, start, at + 2):
             return at + 2
         end = at + 1
