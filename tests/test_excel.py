@@ -300,12 +300,18 @@ def test_unknown_sheet_lists_the_sheets_there_are(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sheets", "error"),
     [
-        ({"Empty": []}, r"sheet 'Empty' is empty; it needs a header row"),
+        ({"Empty": []}, r"sheet 'Empty' is empty; it needs a header row$"),
+        (
+            {"Sheet1": [], "Products": [["product_id"], ["A1"]]},
+            r"sheet 'Sheet1' is empty; it needs a header row \(the workbook's other sheets: "
+            r"'Products'; pick one with --sheet\)",
+        ),
         ({"Main": [["product_id"], ["A1"]]}, None),
     ],
 )
 def test_empty_sheet_is_refused(tmp_path: Path, sheets: dict[str, Rows], error: str | None) -> None:
-    """A sheet with no cells has no header: a CatalogError, not a crash."""
+    """A sheet with no cells has no header: a CatalogError, not a crash, naming the other
+    sheets when there are (an empty default sheet before the one with the rows)."""
     path = write_workbook(tmp_path / "book.xlsx", sheets)
     if error is None:
         assert next(read_passthrough(path, CatalogOptions())).num_rows == 1

@@ -160,7 +160,13 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
         ) from exc
     start = data.start
     if start is None:
-        raise CatalogError(f"{location}: sheet {chosen!r} is empty; it needs a header row")
+        others = [name for name in workbook.sheet_names if name != chosen]
+        pick = (
+            f" (the workbook's other sheets: {', '.join(map(repr, others))}; pick one with --sheet)"
+            if others and sheet is None
+            else ""
+        )
+        raise CatalogError(f"{location}: sheet {chosen!r} is empty; it needs a header row{pick}")
     marks = _marked_cells(location, chosen, start[1])
     rows = enumerate(data.iter_rows())  # python-calamine yields rows from Excel row 1
     header_index, headers = _header(location, chosen, rows, merges, start[1])
