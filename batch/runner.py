@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import tempfile
@@ -22,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import httpx
 import pyarrow as pa
@@ -186,6 +187,26 @@ def _sending_for_account(
         knows=state.knows_attempt,
         settle_seconds=config.settle_seconds,
     )
+
+
+def _words_in(location: storage.Location) -> set[str]:
+    """The words of a file that may be video ids (16 to 128 letters, digits, `-` and `_`), read
+    in blocks: a results file that cannot be read as one still names its videos."""
+    words: set[str] = set()
+    tail = b""
+    with storage.open_read(location) as handle:
+        while block := handle.read(1 << 20):
+            data = tail + block
+            found = list(_WORD.finditer(data))
+            # A word the block's end may cut goes on with the next block.
+            cut = found[-1].start() if found and found[-1].end() == len(data) else len(data)
+            words.update(m.group().decode() for m in found if m.end() <= cut)
+            tail = data[cut:]
+    words.update(m.group().decode() for m in _WORD.finditer(tail))
+    return words
+
+
+_WORD: Final = re.compile(rb"[A-Za-z0-9_-]{16,128}")
 
 
 async def _wait_for_another_ledgers_run(config: RunConfig, last_write: float | None) -> None:
@@ -843,18 +864,18 @@ class _Run:
         found by its tag before its row is sent, and adopted.)"""
         config = self.config
         results = storage.identity(config.results)
-        if not isinstance(config.state, Path) or self.state.wrote(results):
+        if self.state.wrote(results):
             return True
         try:
             if not storage.is_file(config.results):
                 return True
             frame = read_results(config.results)
-        except CatalogError as exc:  # not ours to judge: the run replaces it as before
-            log.debug("the results file %s was not read for its videos: %s", results, exc)
-            return True
-        if "video_id" not in frame.columns:
-            return True
-        named = sorted({v for v in frame["video_id"].str.strip() if v})
+            videos: list[str] = []
+            if "video_id" in frame.columns:
+                videos = list(frame["video_id"].str.strip())
+            named = sorted({video for video in videos if video})
+        except CatalogError:  # saved in a code page by a spreadsheet: its words hold the ids
+            named = sorted(_words_in(config.results))
         listed = self.state.listed_untagged(named)
         unknown = sorted(set(listed) - set(self.state.jobs_of_videos(listed)))
         if not unknown:

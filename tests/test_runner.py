@@ -1149,19 +1149,29 @@ def test_resubmit_unknown_sends_an_unknown_row_once_a_run(tmp_path: Path, sandbo
 
 @pytest.mark.parametrize("sandbox_url", [{"listing_title": "product-name"}], indirect=True)
 def test_a_results_file_another_ledger_paid_for_stops_a_run_before_sending(
-    tmp_path: Path, sandbox_url: str
+    tmp_path: Path, sandbox_url: str, postgres_url: str
 ) -> None:
     """The listing shows product names, and a run from another ledger (a rotated key, another
     --state or HOME) finds the results file naming videos the account lists that it does not
     know: exit 2, nothing sent, saying which ledger to use (every row was paid again, exit
-    0). The ledger that wrote the file then sends nothing either."""
-    catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(3))
+    0); so does a shared PostgreSQL ledger's, and a file saved in a code page, which is not
+    read as results (both were let through). The ledger that wrote the file then sends
+    nothing either."""
+    rows = [{**row, "note": "Café crème"} for row in simple_rows(3)]
+    catalog = write_catalog(tmp_path / "catalog.csv", rows)
     first = make_config(catalog, sandbox_url, state=tmp_path / "first.db")
     assert runner.run(first).exit_code == ExitCode.OK
     other = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "other.db"))
     assert other.exit_code == ExitCode.USAGE
+    shared = runner.run(make_config(catalog, sandbox_url, state=DatabaseURL(postgres_url)))
+    assert shared.exit_code == ExitCode.USAGE  # a fleet's first run, too
+    # Saved by Excel's "CSV (Comma delimited)": not UTF-8, so not read as results; its ids are.
+    results = first.results
+    assert isinstance(results, Path)
+    results.write_bytes(results.read_text(encoding="utf-8-sig").encode("cp1252"))
+    saved = runner.run(make_config(catalog, sandbox_url, state=tmp_path / "third.db"))
+    assert saved.exit_code == ExitCode.USAGE
     assert len(submissions(sandbox_url)["submissions"]) == 3
-    assert set(read_results(first.results)["status"]) == {"submitted"}
     again = runner.run(first)
     assert again.exit_code == ExitCode.OK
     assert len(submissions(sandbox_url)["submissions"]) == 3
