@@ -2288,7 +2288,8 @@ def test_a_run_from_another_ledger_waits_until_a_finished_runs_requests_are_list
     """A run that ended cleanly leaves when its last request left: the listing may show its
     videos only up to the settle period later, so a run from another ledger (a new --state,
     the ledger deleted) right after it waits until then (it sent at once, and paid again for
-    what a lagging listing did not show yet). Its own ledger does not wait."""
+    what a lagging listing did not show yet), and so does one made anew at its path (its
+    ledger deleted). Its own ledger does not wait."""
     url, key = "https://api.test", "sk-test"
     with hold_account(
         url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True, settle_seconds=60
@@ -2296,8 +2297,14 @@ def test_a_run_from_another_ledger_waits_until_a_finished_runs_requests_are_list
         hold.sending(3, 7)
         sent_at = hold.last_sent
     assert sent_at is not None
-    with hold_account(url, key, tmp_path / "b.db", knows=lambda a: False) as other:
-        assert other.last_write == pytest.approx(sent_at, abs=0.001)
+    other = hold_account(url, key, tmp_path / "b.db", knows=lambda a: False, settle_seconds=60)
+    with other as waited:
+        assert waited.last_write == pytest.approx(sent_at, abs=0.001)
+    anew = hold_account(
+        url, key, tmp_path / "a.db", ledger_id="cd34", knows=lambda a: False, settle_seconds=60
+    )
+    with anew as made_again:  # a.db deleted, and made anew at its path: it waits too
+        assert made_again.last_write == pytest.approx(sent_at, abs=0.001)
     with hold_account(url, key, tmp_path / "a.db", ledger_id="ab12", knows=lambda a: True) as own:
         assert own.last_write is None
 

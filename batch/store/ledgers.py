@@ -119,9 +119,12 @@ def hold_account(
     cut_off = _cut_off_ledger(holder)
     noted = _noted_attempt(holder)
     last_write = _inherited_wait(noted)
-    ended = _ended_at(noted)
-    if ended is not None and cut_off is not None and not _same_file(cut_off, state):
-        last_write = max(ended, last_write or ended)
+    ended = _ended(noted)
+    if ended is not None and cut_off is not None:
+        at, its_ledger = ended
+        # Another ledger, or one made anew at its path (deleted, put back from a backup).
+        if not _same_file(cut_off, state) or its_ledger not in ("", ledger_id):
+            last_write = max(at, last_write or at)
     # A holder this tool did not write whole (a disk error, a hand edit) cannot say what its
     # run had in flight: it is waited out, as a cut-off run's from another ledger is.
     unreadable = cut_off is None and bool(holder.strip())
@@ -158,14 +161,23 @@ def hold_account(
         # A ledger deleted or replaced under the run lost what it recorded, and requests a run
         # never had an answer to may still commit: then its holder stays, as a killed run's.
         if _file_id(state) == ledger_file and not hold.unsettled:
-            wait = hold.last_write
-            sent = hold.last_sent
-            if wait is not None and time.time() < wait + settle_seconds:
-                # The cut-off run's requests may still commit: the next run waits on.
-                files.write_holder(fd, _holder_text(mine, f"after {wait:.3f}"))
-            elif sent is not None and time.time() < sent + settle_seconds:
-                # Its answers awaited and recorded, but maybe not listed yet.
-                files.write_holder(fd, _holder_text(mine, f"ended {sent:.3f}"))
+            # The latest of what the next run may have to wait for, while it may: requests of
+            # a cut-off run that may still commit (`after`), or ones answered, awaited and
+            # recorded, but maybe not listed yet (`ended`: this run's, or an earlier run's
+            # that this one, sending nothing, leaves noted).
+            notes = [
+                (hold.last_write, "after {:.3f}"),
+                (hold.last_sent, "ended {:.3f}:" + ledger_id),
+                (None, "") if ended is None else (ended[0], "ended {:.3f}:" + ended[1]),
+            ]
+            live = [
+                (at, note)
+                for at, note in notes
+                if at is not None and time.time() < at + settle_seconds
+            ]
+            if live:
+                at, note = max(live)
+                files.write_holder(fd, _holder_text(mine, note.format(at)))
             else:
                 os.ftruncate(fd, 0)  # the run ended here, its answers awaited and recorded
         os.close(fd)  # closing releases the flock
@@ -214,7 +226,7 @@ def _knows_its_last_attempt(
 
 
 _ATTEMPT: Final = re.compile(
-    r", attempt (none|after [\d.]+|ended [\d.]+|\d+\.\d+\.[0-9a-f]+) *, ledger "
+    r", attempt (none|after [\d.]+|ended [\d.]+(?::[0-9a-f]*)?|\d+\.\d+\.[0-9a-f]+) *, ledger "
 )
 
 
@@ -233,11 +245,13 @@ def _inherited_wait(noted: str | None) -> float | None:
     return float(noted.removeprefix("after "))
 
 
-def _ended_at(noted: str | None) -> float | None:
-    """When the last request of a run that ended left (its `ended T`)."""
+def _ended(noted: str | None) -> tuple[float, str] | None:
+    """When the last request of a run that ended left, and its ledger file's own id (its
+    `ended T:ID`)."""
     if noted is None or not noted.startswith("ended "):
         return None
-    return float(noted.removeprefix("ended "))
+    at, _, ledger_id = noted.removeprefix("ended ").partition(":")
+    return float(at), ledger_id
 
 
 def _same_file(ledger: Path, state: Path) -> bool:
