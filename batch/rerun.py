@@ -70,19 +70,25 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
     version = storage.version(config.catalog)  # what the file must still be when rewritten
     frame = read_results(config.catalog)
     require_columns(frame, config.catalog, ("status", "code"), "retry")
-    if hidden := frame.attrs.get("hidden_rows"):
-        # A person filtered the workbook to look at some rows: retry reads every row.
-        raise CatalogError(
-            f"{config.catalog}: rows {', '.join(map(str, hidden[:10]))} are hidden in the "
-            "workbook (by a filter, or by hand), and retry would send them as any other; clear "
-            "the filter, or delete the rows not to send, save, and retry"
-        )
     statuses = _statuses(config.catalog, frame)
     options = _run_options(config, frame)
     permanent = {str(int(code)) for code in PERMANENT_CODES}
     wanted = statuses.isin(RETRY_ROWS) & (
         config.retry_permanent | ~((statuses == "failed") & frame["code"].isin(permanent))
     )
+    # A person filtered the workbook to look at some rows: retry reads every row. Excel row
+    # N is the frame's N - 2 (the header is row 1).
+    hidden = [
+        number
+        for number in frame.attrs.get("hidden_rows", [])
+        if 0 <= number - 2 < len(frame) and wanted.iloc[number - 2]
+    ]
+    if hidden:
+        raise CatalogError(
+            f"{config.catalog}: rows {', '.join(map(str, hidden[:10]))} are hidden in the "
+            "workbook (by a filter, or by hand), and retry would send them as any other; clear "
+            "the filter, or delete the rows not to send, save, and retry"
+        )
     todo = frame[wanted]
     _refuse_added(config.catalog, frame, todo)
     _warn_of_rows_left_out(config, frame)

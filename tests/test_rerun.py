@@ -273,7 +273,7 @@ def test_a_retry_of_a_filtered_results_workbook_is_refused(
 ) -> None:
     """A results workbook a person filtered to look at some rows: its hidden rows are rows of
     the file, and retry sent them with the others. It stops before sending (exit 2), naming
-    them; cleared, the filter's rows are retried."""
+    them; hidden rows it would not send (the row already sent, the header) do not stop it."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(4))
     args = ("--base-url", sandbox_url, "--rate-limit", "none", "--offline")
     state = ("--state", str(tmp_path / "s.db"))
@@ -281,11 +281,18 @@ def test_a_retry_of_a_filtered_results_workbook_is_refused(
     code, err = invoke("run", str(catalog), "--max-videos", "1", "--results", str(results),
                        *state, *args)  # fmt: skip
     assert code == 1, err
-    _hide_rows(results, [3, 4])
+    _hide_rows(results, [1, 2, 3, 4])  # the header, the row sent, two rows left to send
     code, err = invoke("retry", str(results), *state, *args)
     assert code == 2
     assert "rows 3, 4 are hidden in the workbook (by a filter, or by hand)" in " ".join(err.split())
     assert len(_sent(sandbox_url)) == 1
+    shown = tmp_path / "shown.xlsx"
+    code, err = invoke("run", str(catalog), "--max-videos", "1", "--results", str(shown),
+                       *state, *args)  # fmt: skip
+    _hide_rows(shown, [2])  # the row sent: a filter showing the rows left to send
+    code, err = invoke("retry", str(shown), *state, *args)
+    assert code == 0, err
+    assert len(_sent(sandbox_url)) == 4
 
 
 def _custom_columns_run(tmp_path: Path, url: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
