@@ -642,6 +642,11 @@ _NAMED_TAGS: Final = {
 _LOCALE_TAIL: Final = re.compile(r"(?:\.[a-z0-9-]+)?(?:@[a-z0-9-]+)?$")
 
 
+# A BCP 47 variant subtag: a spelling or dialect of the language (`1996`, `oxendict`,
+# `tradnl`), which does not change which of the API's languages it is.
+_VARIANT: Final = re.compile(r"[a-z0-9]{5,8}|[0-9][a-z0-9]{3}")
+
+
 def _language_of_tag(text: str) -> str | None:
     """The API's language a BCP 47 tag or a POSIX locale (`-` for `_`, in lower case) names by
     its language code and at most a script and a region; None for a tag that says more (an
@@ -661,8 +666,10 @@ def _language_of_tag(text: str) -> str | None:
             (len(part) == 2 and part.isalpha()) or (len(part) == 3 and part.isdigit())
         ):
             region = part
+        elif _VARIANT.fullmatch(part) or len(part) == 1:
+            break  # a spelling (`de-CH-1996`), or an extension (`-u-ca-gregory`, `-x-...`)
         else:
-            return None
+            return None  # an extended language: `zh-hak` is Hakka, not Mandarin
     if code == "chinese":
         if f"zh-{region}" in _AMBIGUOUS_VARIANTS:
             return None  # Hong Kong, Macau: Cantonese, or Mandarin in traditional characters?
