@@ -40,7 +40,6 @@ from batch.errors import (
     ConfigError,
     ExitCode,
     LocalIOError,
-    LockedError,
     StateError,
 )
 from batch.follow.polling import PollSummary
@@ -71,7 +70,13 @@ from batch.statuses import UNCERTAIN, UNFINISHED_ROWS
 from batch.store import DoubleCharge, Job, SendRule, StateStore
 from batch.store.backend import as_busy_error, database_errors
 from batch.store.fleet import key_id
-from batch.store.ledgers import AccountHold, hold_account, hold_account_by_name
+from batch.store.ledgers import (
+    AccountHold,
+    account_id,
+    hold_account,
+    known_account,
+    remember_account,
+)
 from batch.store.results import OutcomeCounts, read_results, state_outcomes, write_results
 from batch.validation import before_sending
 
@@ -153,7 +158,8 @@ async def run_async(
                 lambda stop: _dry_run(config, preflight, stop)
             )
         else:
-            with _sending_for_account(config, state) as hold:
+            account = await _account_of(config, transport)
+            with _sending_for_account(config, state, account) as hold:
                 await _wait_for_another_ledgers_run(config, hold.last_write if hold else None)
                 run = _begun(config, state, transport)
                 if hold is not None:
@@ -162,31 +168,88 @@ async def run_async(
                     summary = await run.execute(handle_signals=handle_signals)
                 finally:
                     if hold is not None:  # requests it never had an answer to may still commit
-                        hold.unsettled = bool(run.control.maybe_accepted or run.control.on_the_wire)
+                        hold.mark_unsettled(
+                            bool(run.control.maybe_accepted or run.control.on_the_wire)
+                        )
         summary.elapsed_seconds = round(time.monotonic() - started, 3)
     write_summary_json(config, summary)
     return summary
 
 
-def _sending_for_account(
-    config: RunConfig, state: StateStore
-) -> contextlib.AbstractContextManager[AccountHold | None]:
-    """The account's sending lock on this machine (`hold_account`) for a run from a ledger
-    file; none for the workers of a shared ledger, who send together by design."""
+async def _account_of(config: RunConfig, transport: httpx.AsyncBaseTransport | None) -> str | None:
+    """The account the key belongs to (`ledgers.account_id`), asked of `whoami` and noted for
+    runs that do not ask (`--offline`); None where neither tells (the run's own check of the
+    account then says why, or the key's lock alone holds)."""
     if not isinstance(config.state, Path):
-        return contextlib.nullcontext()
+        return None
+    key = config.api_key.reveal()
+    if config.offline:
+        return known_account(config.base_url, key)
+    try:
+        async with JoggClient(
+            config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
+        ) as client:
+            found = await check_account(client)
+    except (BatchError, httpx.HTTPError):
+        return known_account(config.base_url, key)
+    name = found.email or found.username
+    if not name:
+        return known_account(config.base_url, key)
+    account = account_id(config.base_url, name)
+    remember_account(config.base_url, key, account)
+    return account
+
+
+@contextlib.contextmanager
+def _sending_for_account(
+    config: RunConfig, state: StateStore, account: str | None
+) -> Iterator[_Holds | None]:
+    """The account's sending locks on this machine (`hold_account`) for a run from a ledger
+    file: the key's, and the account's when known; none for the workers of a shared ledger,
+    who send together by design."""
+    if not isinstance(config.state, Path):
+        yield None
+        return
     try:
         ledger_id = state.ledger_id()
     except database_errors() as exc:
         raise _unwritable_before_sending(config, exc) from exc
-    return hold_account(
-        config.base_url,
-        config.api_key.reveal(),
-        config.state,
-        ledger_id=ledger_id,
-        knows=state.knows_attempt,
-        settle_seconds=config.settle_seconds,
-    )
+    with contextlib.ExitStack() as stack:
+        holds = [
+            stack.enter_context(
+                hold_account(
+                    config.base_url,
+                    config.api_key.reveal(),
+                    config.state,
+                    ledger_id=ledger_id,
+                    knows=state.knows_attempt,
+                    settle_seconds=config.settle_seconds,
+                    account=lock,
+                )
+            )
+            for lock in ([None] if account is None else [None, account])
+        ]
+        yield _Holds(holds)
+
+
+class _Holds:
+    """A run's holds of its sending locks, as one (`AccountHold`'s)."""
+
+    def __init__(self, holds: list[AccountHold]) -> None:
+        self._holds = holds
+
+    @property
+    def last_write(self) -> float | None:
+        return max((h.last_write for h in self._holds if h.last_write is not None), default=None)
+
+    def sending(self, run_id: int, attempt_id: int) -> None:
+        for hold in self._holds:
+            hold.sending(run_id, attempt_id)
+
+    def mark_unsettled(self, unsettled: bool) -> None:
+        """Requests it never had an answer to may still commit: each lock keeps them."""
+        for hold in self._holds:
+            hold.unsettled = unsettled
 
 
 def _words_in(location: storage.Location) -> set[str]:
@@ -487,8 +550,6 @@ class _Run:
         self.double_charges: list[DoubleCharge] = []
         self.started_at = time.time()
         self.progress = Progress(config.progress_bar, config.progress_interval)
-        self.held = contextlib.ExitStack()  # locks taken while the run goes on
-        self.locked_out: LockedError | None = None  # another run sends for the account
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -508,10 +569,7 @@ class _Run:
             log.warning("stopped with requests in flight; the next run looks them up first")
         finally:
             self.progress.close()
-            with self.held:
-                self._finish()
-        if self.locked_out is not None:
-            raise self.locked_out
+            self._finish()
         if self.hard_stop:
             log.warning("results file not rewritten (second signal); the next run rewrites it")
         return self._summary()
@@ -796,7 +854,7 @@ class _Run:
     async def _preflight(self, client: JoggClient) -> bool:
         """Checks the key and loads the look-ups; False when the account refuses."""
         try:
-            account = await check_account(client)
+            await check_account(client)
         except AccountError as exc:
             self.control.account_error = exc
             self.control.stop("the API refused the key")
@@ -807,15 +865,6 @@ class _Run:
                 "the account check had no usable answer (the API down, or its answer malformed)"
             )
             return False
-        name = account.email or account.username
-        if name and isinstance(self.config.state, Path):
-            try:
-                fd = hold_account_by_name(self.config.base_url, name, self.config.state)
-            except LockedError as exc:  # raised once the run is closed (`execute`): exit 4
-                self.locked_out = exc
-                self.control.stop("another run sends for this account")
-                return False
-            self.held.callback(os.close, fd)
         try:
             self.planner.preflight = await Preflight.fetch(
                 _lookup_config(self.config).service(client)

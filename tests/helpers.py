@@ -50,6 +50,15 @@ def write_catalog(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+def settle_past_runs() -> None:
+    """As if the settle period of the runs before had passed: their sending locks (in the
+    ledgers folder of XDG_DATA_HOME) emptied, so that a run from another ledger does not wait
+    for what they sent to be listed."""
+    folder = Path(os.environ["XDG_DATA_HOME"]) / "jogg-batch" / "ledgers"
+    for lock in folder.glob("*.sending.lock"):
+        lock.write_text("")
+
+
 def submissions(url: str) -> dict[str, Any]:
     """The sandbox's record of what it accepted, rejected and faulted."""
     return httpx.get(f"{url}/_sandbox/submissions").json()  # type: ignore[no-any-return]

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from batch.cli import main
 from batch.sandbox import SandboxConfig, running_sandbox
 from batch.store.results import read_results
-from tests.helpers import simple_rows, submissions, write_catalog
+from tests.helpers import settle_past_runs, simple_rows, submissions, write_catalog
 
 SANDBOX = {"rate_limit": None, "render_seconds": 0.0}  # the `sandbox_url` of tests/conftest.py
 ENV = {"JOGG_API_KEY": "sk-sandbox"}
@@ -95,6 +95,7 @@ def test_retry_of_a_results_file_no_run_wrote_warns_and_uses_the_settings(
     elsewhere.mkdir()
     results = elsewhere / "c.results.csv"
     shutil.copy(tmp_path / "c.results.csv", results)
+    settle_past_runs()  # another ledger, later on
     code, err = invoke("retry", str(results), "--state", str(elsewhere / "s.db"), *args)
     assert code == 0, err
     assert f"{results}: no run in the state" in " ".join(err.split())
@@ -331,6 +332,7 @@ def test_a_retry_of_a_file_no_run_wrote_says_to_pass_the_runs_config(
     (exit 2), naming the results file (never the temporary catalog of its rows) and the
     --config to pass."""
     config, args = _custom_columns_run(tmp_path, sandbox_url)
+    settle_past_runs()  # another ledger, later on
     state = ("--state", str(tmp_path / "other.db"))
     results = str(tmp_path / "c.results.csv")
     code, err = invoke("retry", results, *state, *args)

@@ -35,7 +35,7 @@ from batch.payload import RequestDefaults
 from batch.sandbox import SandboxConfig, create_app
 from batch.store import AttemptRecord, NewJob, RowPlan, StateStore
 from batch.store.backend import DatabaseURL, state_location
-from batch.store.ledgers import account_url, hold_account, hold_account_by_name, ledger_path
+from batch.store.ledgers import account_id, account_url, hold_account, ledger_path
 from batch.store.results import read_results
 from tests.helpers import product_ids, simple_rows, submissions, write_catalog
 
@@ -1410,10 +1410,13 @@ async def test_a_signal_at_the_runs_very_end_is_not_lost(
     signal had come. It is the signal's exit."""
     catalog = write_catalog(tmp_path / "catalog.csv", simple_rows(2))
     closed = JoggClient.__aexit__
+    clients = []  # the account's check before the run has one, the run the last
 
     async def then_signalled(self: Any, *exc: Any) -> None:
         await closed(self, *exc)
-        os.kill(os.getpid(), signal.SIGTERM)  # no await after it: the loop does not turn
+        clients.append(self)
+        if len(clients) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # no await after it: the loop does not turn
 
     monkeypatch.setattr(JoggClient, "__aexit__", then_signalled)
     summary = await runner.run_async(make_config(catalog, sandbox_url), handle_signals=True)
@@ -2177,17 +2180,40 @@ def test_a_run_with_another_key_of_an_account_sending_is_refused(
 ) -> None:
     """A run sends for the account `whoami` names with one key; a run with another key of it
     (the key rotated while a cron run sends) had a sending lock of its own and sent at once,
-    each paying for the rows they share: refused (exit 4) before it sends anything."""
+    each paying for the rows they share: refused (exit 4) before it sends anything; `--offline`
+    too, once a run with the key has noted its account."""
     catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
     config = make_config(catalog, sandbox_url, state=tmp_path / "b.db", key="sk-rotated")
-    fd = hold_account_by_name(config.base_url, "sandbox@example.com", tmp_path / "a.db")
-    try:
-        with pytest.raises(LockedError, match="sending for this account with another API key"):
-            runner.run(config)
-    finally:
-        os.close(fd)
+    account = account_id(config.base_url, "sandbox@example.com")
+    sending = hold_account(config.base_url, "sk-sandbox", tmp_path / "a.db", account=account)
+    with sending, pytest.raises(LockedError, match="sending for this account"):
+        runner.run(config)
     assert submissions(sandbox_url)["submissions"] == []
     assert runner.run(config).requests_sent == 2
+    sending = hold_account(config.base_url, "sk-sandbox", tmp_path / "a.db", account=account)
+    with sending, pytest.raises(LockedError, match="sending for this account"):
+        runner.run(replace(config, offline=True, results=tmp_path / "offline.csv"))
+
+
+@pytest.mark.parametrize("sandbox_url", [{"api_keys": ("sk-sandbox", "sk-rotated")}], indirect=True)
+def test_a_run_with_another_key_waits_for_a_run_of_the_account_cut_off(
+    tmp_path: Path, sandbox_url: str
+) -> None:
+    """A run of the account killed while sending with one key: a run with another key of it
+    (rotated right after) waits out the settle period from that run's last request, as a run
+    with the same key from another ledger does (it sent at once, and paid again for what
+    was in flight)."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    config = make_config(catalog, sandbox_url, state=tmp_path / "b.db", key="sk-rotated")
+    account = account_id(config.base_url, "sandbox@example.com")
+    folder = ledger_path(account_url(config.base_url), "sk-sandbox").parent
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{account}.sending.lock").write_text(f"pid 999999, ledger {tmp_path / 'a.db'}")
+    (tmp_path / "a.db").write_bytes(b"")
+    cut_off_at = (tmp_path / "a.db").stat().st_mtime
+    assert runner.run(replace(config, settle_seconds=1.0)).requests_sent == 2
+    sent = [float(entry["received_at"]) for entry in submissions(sandbox_url)["submissions"]]
+    assert min(sent) >= cut_off_at + 1.0
 
 
 def test_a_run_cut_off_on_another_ledger_is_waited_out_before_sending(

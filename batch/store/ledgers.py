@@ -19,6 +19,7 @@ is found and merged into the account's ledger (`StateStore.absorb`), never silen
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -95,9 +96,13 @@ def hold_account(
     knows: Callable[[str | None], bool] | None = None,
     settle_seconds: float = 0.0,
     root: Path | None = None,
+    account: str | None = None,
 ) -> Iterator[AccountHold]:
     """Holds the account's sending lock on this machine while a run sends from `state`, or
-    raises LockedError at once naming the run that holds it (and its ledger).
+    raises LockedError at once naming the run that holds it (and its ledger). The lock is the
+    key's, or with `account` (`account_id`: the account `whoami` names) the account's whatever
+    its key: a run takes both where it knows the account, so two keys of one account (one
+    rotated while a run sends, or right after one was cut off) wait and refuse as one key does.
 
     The lock names the ledger and the last attempt sent (`AccountHold.sending`). A run that
     ends with its ledger where it was leaves the lock empty: only a process that died, or one
@@ -115,6 +120,8 @@ def hold_account(
     (a new --state, the ledger deleted) waits until then too, its listing sync then finding
     those videos by their tags; one from the same ledger knows them and does not wait."""
     path = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".sending.lock")
+    if account is not None:
+        path = path.with_name(f"{account}.sending.lock")
     holder, noted_at = _holder(path)
     cut_off = _cut_off_ledger(holder)
     noted = _noted_attempt(holder)
@@ -183,25 +190,36 @@ def hold_account(
         os.close(fd)  # closing releases the flock
 
 
-def hold_account_by_name(base_url: str, name: str, state: Path, *, root: Path | None = None) -> int:
-    """Holds the lock of the account `whoami` names (`name`) at this API, whatever the key,
-    while a run sends from `state`; returns its fd, whose closing releases it. The sending lock
-    is named by the key: two keys of one account (one rotated while a cron run sends) each had
-    their own, and their runs sent at once, each paying for the rows they share. LockedError at
-    once naming the run that holds it."""
+def account_id(base_url: str, name: str, *, root: Path | None = None) -> str:
+    """The account `whoami` names (`name`: its email, else its user name) at this API, as the
+    lock of its runs is named (an HMAC under the salt: the name is never written)."""
     folder = (root or data_dir()) / "ledgers"
-    account = hmac.new(
-        _salt(folder), f"{account_url(base_url)}\naccount {name}".encode(), hashlib.sha256
-    )
-    return files.take_lock(
-        folder / f"{account.hexdigest()[:20]}.account.lock",
-        f"pid {os.getpid()}, ledger {state.absolute()}",
-        lambda holder: (
-            "another jogg-batch on this machine is sending for this account with another API "
-            f"key ({holder}); two runs sending at once pay twice for the rows they share: wait "
-            "for it to finish"
-        ),
-    )
+    text = f"{account_url(base_url)}\naccount {name}"
+    return "account-" + hmac.new(_salt(folder), text.encode(), hashlib.sha256).hexdigest()[:20]
+
+
+def remember_account(
+    base_url: str, api_key: str, account: str, *, root: Path | None = None
+) -> None:
+    """Notes which account the key belongs to, so that a run that does not ask (`--offline`)
+    takes the account's lock too. A note that cannot be written is left (the key's lock holds)."""
+    key = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".account")
+    with contextlib.suppress(OSError):
+        if known_account(base_url, api_key, root=root) != account:
+            files.write_text(key, account)
+
+
+def known_account(base_url: str, api_key: str, *, root: Path | None = None) -> str | None:
+    """The account a run with this key noted (`remember_account`), or None."""
+    key = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".account")
+    try:
+        account = files.read_private(key).decode(errors="replace").strip()
+    except OSError:
+        return None
+    return account if _ACCOUNT_ID.fullmatch(account) else None
+
+
+_ACCOUNT_ID: Final = re.compile(r"account-[0-9a-f]{20}")
 
 
 def _holder_text(holder: str, attempt: str | None) -> str:
