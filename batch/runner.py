@@ -158,10 +158,11 @@ async def run_async(
                 lambda stop: _dry_run(config, preflight, stop)
             )
         else:
-            account = await _account_of(config, transport)
+            account, checked = await _account_of(config, transport)
             with _sending_for_account(config, state, account) as hold:
                 await _wait_for_another_ledgers_run(config, hold.last_write if hold else None)
                 run = _begun(config, state, transport)
+                run.checked = checked
                 if hold is not None:
                     run.control.on_attempt = hold.sending
                 try:
@@ -176,28 +177,31 @@ async def run_async(
     return summary
 
 
-async def _account_of(config: RunConfig, transport: httpx.AsyncBaseTransport | None) -> str | None:
+async def _account_of(
+    config: RunConfig, transport: httpx.AsyncBaseTransport | None
+) -> tuple[str | None, BatchError | None]:
     """The account the key belongs to (`ledgers.account_id`), asked of `whoami` and noted for
-    runs that do not ask (`--offline`); None where neither tells (the run's own check of the
-    account then says why, or the key's lock alone holds)."""
+    runs that do not ask (`--offline`); None where neither tells (the key's lock alone holds).
+    And what that check of the account found wrong, which the run reports (`_Run.checked`)
+    without asking again."""
     if not isinstance(config.state, Path):
-        return None
+        return None, None  # a shared ledger's workers take no lock: the run checks the key
     key = config.api_key.reveal()
     if config.offline:
-        return known_account(config.base_url, key)
+        return known_account(config.base_url, key), None
     try:
         async with JoggClient(
             config.base_url, config.api_key, timeouts=config.timeouts, transport=transport
         ) as client:
             found = await check_account(client)
-    except (BatchError, httpx.HTTPError):
-        return known_account(config.base_url, key)
+    except BatchError as exc:
+        return known_account(config.base_url, key), exc
     name = found.email or found.username
     if not name:
-        return known_account(config.base_url, key)
+        return known_account(config.base_url, key), None
     account = account_id(config.base_url, name)
     remember_account(config.base_url, key, account)
-    return account
+    return account, None
 
 
 @contextlib.contextmanager
@@ -527,6 +531,7 @@ class _Run:
         self.state = state
         self.catalog_version = storage.version(config.catalog)  # what the results must match
         self.transport = transport
+        self.checked: BatchError | None = None  # what the account's check before the run found
         state.as_worker(config.claim_seconds)
         self.run_id = state.join_run(
             storage.identity(config.catalog),  # whatever the working folder
@@ -854,7 +859,10 @@ class _Run:
     async def _preflight(self, client: JoggClient) -> bool:
         """Checks the key and loads the look-ups; False when the account refuses."""
         try:
-            await check_account(client)
+            if self.checked is not None:  # found before the run began (`_account_of`)
+                raise self.checked
+            if not isinstance(self.config.state, Path):  # else checked then, and fine
+                await check_account(client)
         except AccountError as exc:
             self.control.account_error = exc
             self.control.stop("the API refused the key")
