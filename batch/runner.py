@@ -56,6 +56,7 @@ from batch.joggai.ratelimit import SlidingWindowLimiter
 from batch.outputs import planned_requests_path
 from batch.planner import PlanCounts, Planner
 from batch.preflight import (
+    Account,
     Preflight,
     check_account,
     credit_warning,
@@ -179,11 +180,11 @@ async def run_async(
 
 async def _account_of(
     config: RunConfig, transport: httpx.AsyncBaseTransport | None
-) -> tuple[str | None, BatchError | None]:
+) -> tuple[str | None, Account | BatchError | None]:
     """The account the key belongs to (`ledgers.account_id`), asked of `whoami` and noted for
     runs that do not ask (`--offline`); None where neither tells (the key's lock alone holds).
-    And what that check of the account found wrong, which the run reports (`_Run.checked`)
-    without asking again."""
+    And what that check of the account found, which the run takes (`_Run.checked`) without
+    asking again; None where it was not asked."""
     if not isinstance(config.state, Path):
         return None, None  # a shared ledger's workers take no lock: the run checks the key
     key = config.api_key.reveal()
@@ -198,10 +199,10 @@ async def _account_of(
         return known_account(config.base_url, key), exc
     name = found.email or found.username
     if not name:
-        return known_account(config.base_url, key), None
+        return known_account(config.base_url, key), found
     account = account_id(config.base_url, name)
     remember_account(config.base_url, key, account)
-    return account, None
+    return account, found
 
 
 @contextlib.contextmanager
@@ -231,7 +232,7 @@ def _sending_for_account(
                     account=lock,
                 )
             )
-            for lock in ([None] if account is None else [None, account])
+            for lock in ((None, account) if account else (None,))
         ]
         yield _Holds(holds)
 
@@ -531,7 +532,7 @@ class _Run:
         self.state = state
         self.catalog_version = storage.version(config.catalog)  # what the results must match
         self.transport = transport
-        self.checked: BatchError | None = None  # what the account's check before the run found
+        self.checked: Account | BatchError | None = None  # the account's check, if made before
         state.as_worker(config.claim_seconds)
         self.run_id = state.join_run(
             storage.identity(config.catalog),  # whatever the working folder
@@ -859,10 +860,10 @@ class _Run:
     async def _preflight(self, client: JoggClient) -> bool:
         """Checks the key and loads the look-ups; False when the account refuses."""
         try:
-            if self.checked is not None:  # found before the run began (`_account_of`)
-                raise self.checked
-            if not isinstance(self.config.state, Path):  # else checked then, and fine
+            if self.checked is None:
                 await check_account(client)
+            elif isinstance(self.checked, BatchError):  # found before the run began
+                raise self.checked
         except AccountError as exc:
             self.control.account_error = exc
             self.control.stop("the API refused the key")

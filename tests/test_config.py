@@ -168,31 +168,34 @@ def test_until_on_the_night_the_clocks_go_back_is_the_next_such_time(fold: int) 
     assert parse_until("02:30", spring) - spring.timestamp() == 75 * 60
 
 
-def test_a_config_value_of_another_type_is_one_problem_named_by_its_setting(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        # Both branches of the setting's type fail: one problem, named by the setting (not
+        # `defaults.avatar_id.int` and `.str`), its value shown.
+        (
+            "[defaults]\navatar_id = 127.5\n",
+            "'defaults.avatar_id' = 127.5: Input should be a valid integer, got a number with "
+            "a fractional part",
+        ),
+        # The key and the forms to use.
+        (
+            '[api]\nrate_limit = "20 per minute"\n',
+            "api.rate_limit = '20 per minute' is not a rate; write N/s, N/min or N/h with N "
+            "above 0 (e.g. 20/min), or none",
+        ),
+    ],
+    ids=["value of another type", "bad rate"],
+)
+def test_a_bad_config_value_is_one_problem_naming_the_file_and_setting(
+    tmp_path: Path, text: str, told: str
 ) -> None:
-    """`avatar_id = 127.5` fails both branches of the setting's type: one problem, named by the
-    setting (not `defaults.avatar_id.int` and `.str`), its value shown."""
-    config = tmp_path / "jogg.toml"
-    config.write_text("[defaults]\navatar_id = 127.5\n")
-    with pytest.raises(ConfigError) as caught:
-        load_settings(config)
-    assert str(caught.value) == (
-        f"{config}: 'defaults.avatar_id' = 127.5: Input should be a valid integer, got a number "
-        "with a fractional part"
-    )
-
-
-def test_a_bad_rate_names_the_config_file_key_and_accepted_forms(tmp_path: Path) -> None:
-    """`rate_limit = "20 per minute"` names the file, api.rate_limit and the forms to use."""
+    """A setting the file gives wrong: one message, naming the file, the setting and its value."""
     config = tmp_path / "c.toml"
-    config.write_text('[api]\nrate_limit = "20 per minute"\n')
+    config.write_text(text)
     with pytest.raises(ConfigError) as raised:
         load_settings(config)
-    assert str(raised.value) == (
-        f"{config}: api.rate_limit = '20 per minute' is not a rate; write N/s, N/min or N/h "
-        "with N above 0 (e.g. 20/min), or none"
-    )
+    assert str(raised.value) == f"{config}: {told}"
 
 
 def test_a_bad_rate_from_the_command_line_names_the_option(tmp_path: Path) -> None:

@@ -472,8 +472,8 @@ class _Downloader:
         return _Result("downloaded", written)
 
     async def _complete(self, fetch: _Fetch) -> bool:
-        """An existing regular final file is complete when it is the one noted for its video,
-        untouched; one never noted, when the server confirms its size. Anything else is fetched
+        """An existing regular final file is complete when it is labelled for its video at its
+        size; one without a label, when the server confirms its size. Anything else is fetched
         again (into a `.part`: the file stays until a whole one replaces it)."""
         try:
             info = fetch.path.lstat()

@@ -105,8 +105,9 @@ def hold_account(
     rotated while a run sends, or right after one was cut off) wait and refuse as one key does.
 
     The lock names the ledger and the last attempt sent (`AccountHold.sending`). A run that
-    ends with its ledger where it was leaves the lock empty: only a process that died, or one
-    whose ledger was deleted or replaced under it, leaves its holder there. The next run then
+    ends with its ledger where it was leaves no attempt there (at most when it ended, below):
+    only a process that died, or one whose ledger was deleted or replaced under it, leaves its
+    attempt there. The next run then
     waits out the settle period from that run's last request (`AccountHold.last_write`) unless
     `state` is the ledger it sent from and `knows(attempt)` its last attempt (`run.attempt.`
     and `ledger_id`, the ledger file's own random id): one restored from a backup, made anew,
@@ -203,23 +204,27 @@ def remember_account(
 ) -> None:
     """Notes which account the key belongs to, so that a run that does not ask (`--offline`)
     takes the account's lock too. A note that cannot be written is left (the key's lock holds)."""
-    key = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".account")
     with contextlib.suppress(OSError):
         if known_account(base_url, api_key, root=root) != account:
-            files.write_text(key, account)
+            files.write_text(_account_note(base_url, api_key, root), account)
 
 
 def known_account(base_url: str, api_key: str, *, root: Path | None = None) -> str | None:
     """The account a run with this key noted (`remember_account`), or None."""
-    key = ledger_path(account_url(base_url), api_key, root=root).with_suffix(".account")
     try:
-        account = files.read_private(key).decode(errors="replace").strip()
+        note = files.read_private(_account_note(base_url, api_key, root))
+        account = note.decode(errors="replace").strip()
     except OSError:
         return None
     return account if _ACCOUNT_ID.fullmatch(account) else None
 
 
 _ACCOUNT_ID: Final = re.compile(r"account-[0-9a-f]{20}")
+
+
+def _account_note(base_url: str, api_key: str, root: Path | None) -> Path:
+    """Beside the key's ledger: the account the key belongs to."""
+    return ledger_path(account_url(base_url), api_key, root=root).with_suffix(".account")
 
 
 def _holder_text(holder: str, attempt: str | None) -> str:
@@ -237,7 +242,7 @@ def _knows_its_last_attempt(
     """Whether `state` is the cut-off run's ledger and holds its last attempt `noted` (so
     also the `sending` record of every request it had in flight)."""
     if noted is not None and not noted[0].isdigit():
-        return True  # it sent nothing, or ended: `_inherited_wait`'s and `_ended_at`'s
+        return True  # it sent nothing, or ended: `_inherited_wait`'s and `_ended`'s
     if not _same_file(cut_off, state):
         return False
     return knows is not None and knows(noted)  # None: an earlier version's holder
