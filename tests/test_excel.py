@@ -1064,3 +1064,35 @@ def test_a_sheet_that_expands_as_a_zip_bomb_is_refused(
     assert done.exit_code == ExitCode.USAGE
     assert "sheet 'Products' expands from " in done.stderr
     assert "more than 200 times (a ZIP bomb?" in " ".join(done.stderr.split())
+
+
+@pytest.mark.parametrize("dimension", [None, b'<dimension ref="A1:B2"/>'])
+def test_a_value_far_from_the_table_is_refused_without_a_true_dimension(
+    tmp_path: Path, dimension: bytes | None
+) -> None:
+    """A streaming writer leaves the sheet's `<dimension>` out (or writes one too small), and
+    calamine sizes the sheet by the cells it finds: a stray value at XFD1048576 still aborted
+    the process. The cells are looked at as well: exit 2 naming the cell, in a child process
+    as above."""
+    path = tmp_path / "far.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "video_name"])
+    sheet.write_row(1, 0, [product_ids(1)[0], "Mug"])
+    sheet.write_string(1_048_575, 16_383, "x")
+    book.close()
+    with zipfile.ZipFile(path) as package:
+        parts = {name: package.read(name) for name in package.namelist()}
+    part = "xl/worksheets/sheet1.xml"
+    parts[part] = re.sub(rb"<dimension [^>]*/>", dimension or b"", parts[part])
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as package:
+        for name, data in parts.items():
+            package.writestr(name, data)
+    done = subprocess.run(
+        [sys.executable, "-m", "batch", "validate", str(path)],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == ExitCode.USAGE, done.stderr[-2000:]
+    assert "sheet 'Products' reaches cell XFD1048576 (1,048,576 rows by 16,384 columns)" in (
+        " ".join(done.stderr.split())
+    )

@@ -328,41 +328,79 @@ _DIMENSION: Final = re.compile(rb"<(?:\w+:)?dimension\s+ref=[\"']([A-Z]+)(\d+)(?
 
 
 def check_extent(location: Location, sheet: str) -> None:
-    """CatalogError when the sheet's extent (its `<dimension>`, which Excel and most writers
-    put first) holds more cells than calamine can be given, naming its far corner; or when its
-    XML expands as a gzip catalog may not (`storage`'s bound: a ZIP bomb, which calamine and
-    the scan for error cells would read whole)."""
+    """CatalogError when the sheet reaches more cells than calamine can be given, naming its
+    far corner: by its `<dimension>` (which Excel and most writers put first), and by its cells
+    where a streaming writer left the dimension out or wrote one too small (calamine sizes the
+    sheet by the cells it finds); or when its XML expands as a gzip catalog may not
+    (`storage`'s bound: a ZIP bomb, which calamine and the scan for error cells would read
+    whole)."""
     if location.suffix.lower() not in _XML_EXTENSIONS:
         return
     try:
         with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
             part = _sheet_part(package, package.read("xl/workbook.xml").decode(), sheet)
             info = package.getinfo(part)
+            if info.file_size > storage.BOMB_BYTES and info.file_size > (
+                storage.BOMB_RATIO * info.compress_size
+            ):
+                raise CatalogError(
+                    f"{location}: sheet {sheet!r} expands from {info.compress_size:,} to "
+                    f"{info.file_size:,} bytes, more than {storage.BOMB_RATIO} times (a ZIP "
+                    "bomb? sheets compress 5 to 30 times); save the workbook again from the "
+                    "spreadsheet"
+                )
             with package.open(part) as xml:
                 head = xml.read(4096)
+                found = _DIMENSION.search(head)
+                if found is not None and found.group(3) is not None:
+                    _check_corner(location, sheet, *(part.decode() for part in found.groups()))
+                corner = _far_corner(head, xml)
     except (KeyError, OSError, ValueError, zipfile.BadZipFile):
         return  # calamine says what is wrong with the file
-    if info.file_size > storage.BOMB_BYTES and info.file_size > (
-        storage.BOMB_RATIO * info.compress_size
-    ):
-        raise CatalogError(
-            f"{location}: sheet {sheet!r} expands from {info.compress_size:,} to "
-            f"{info.file_size:,} bytes, more than {storage.BOMB_RATIO} times (a ZIP bomb? "
-            "sheets compress 5 to 30 times); save the workbook again from the spreadsheet"
-        )
-    found = _DIMENSION.search(head)
-    if found is None or found.group(3) is None:
-        return
-    first_column, first_row, last_column, last_row = (part.decode() for part in found.groups())
-    columns = _column_index(last_column) - _column_index(first_column) + 1
-    rows = int(last_row) - int(first_row) + 1
+    if corner is not None:
+        _check_corner(location, sheet, "A", "1", *corner)
+
+
+def _check_corner(
+    location: Location, sheet: str, first_column: str, first_row: str, column: str, row: str
+) -> None:
+    columns = _column_index(column) - _column_index(first_column) + 1
+    rows = int(row) - int(first_row) + 1
     if columns * rows > _MOST_CELLS:
         raise CatalogError(
-            f"{location}: sheet {sheet!r} reaches cell {last_column}{last_row} ({rows:,} rows "
+            f"{location}: sheet {sheet!r} reaches cell {column}{row} ({rows:,} rows "
             f"by {columns:,} columns): a value far from the table, too many cells to read. In "
             "the spreadsheet, Ctrl+End goes to it: delete the rows and columns past the table, "
             "and save"
         )
+
+
+# A cell from column DA on (the 105th): wider than any catalog's table, so such refs are few
+# and finding them all costs little beside the sheet's decompression. (Without the leading
+# `\s`, which made the search five times slower: it is checked on each of the few found.)
+_WIDE_REF: Final = re.compile(rb"r=[\"']([A-Z]{3}|[D-Z][A-Z])[0-9]")
+_ANY_REF: Final = re.compile(rb"\sr=[\"'][A-Z]*([0-9]+)[\"']")
+_LONGEST_REF: Final = 24  # ` r="XFD1048576"`, with room to spare
+_LAST_ROWS_BYTES: Final = 64 << 10
+
+
+def _far_corner(head: bytes, xml: IO[bytes]) -> tuple[str, str] | None:
+    """The sheet's widest column past DA and its last row (rows come in order, so the last
+    row numbered is in the XML's last bytes); None for a sheet within DA. `head`: what was read
+    of `xml` already."""
+    widest, previous, text = -1, b"", head
+    while True:
+        for ref in _WIDE_REF.finditer(text):
+            if text[ref.start() - 1 : ref.start()].isspace():
+                widest = max(widest, _column_index(ref.group(1).decode()))
+        chunk = xml.read(_SCAN_BYTES)
+        if not chunk:
+            break
+        previous, text = text, text[-_LONGEST_REF:] + chunk
+    if widest < 0:
+        return None
+    rows = [int(row) for row in _ANY_REF.findall((previous + text)[-_LAST_ROWS_BYTES:])]
+    return column_letter(widest), str(max(rows, default=1))
 
 
 def hidden_rows(location: Location, sheet: str) -> list[int]:
