@@ -39,15 +39,12 @@ import pyarrow as pa
 import python_calamine as calamine
 
 from batch import payload, storage
-from batch.catalog import normalize
+from batch.catalog import normalize, ods
 from batch.catalog.rows import nameless_fix
 from batch.errors import CatalogError
 from batch.storage import Location
 
 EXTENSIONS: Final = (".xlsx", ".xlsm", ".xlsb", ".xls", ".ods")
-# The formats whose sheets are XML in a zip, where error cells and hidden rows are found
-# (`_marked_cells`).
-_XML_EXTENSIONS: Final = (".xlsx", ".xlsm")
 # The workbook's sheet entries and relationships, and the sheet's cells, are read by pattern, not
 # by an XML parser, so a hostile workbook's entities are never expanded. The patterns take what
 # XML allows and writers use: an element's namespace prefix (`<x:c>`, as writers built on .NET's
@@ -168,6 +165,7 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
         )
         raise CatalogError(f"{location}: sheet {chosen!r} is empty; it needs a header row{pick}")
     marks = _marked_cells(location, chosen, start[1])
+    merges = [*merges, *marks.merges]
     rows = enumerate(data.iter_rows())  # python-calamine yields rows from Excel row 1
     header_index, headers = _header(location, chosen, rows, merges, start[1])
     place = _Place(chosen, header_index + 1)
@@ -190,24 +188,42 @@ _ENCRYPTED_PACKAGE: Final = "EncryptedPackage".encode("utf-16-le")
 
 
 def _encrypted(location: Location) -> bool:
+    """An OOXML workbook saved with a password (`_ENCRYPTED_PACKAGE`), or an OpenDocument one:
+    a ZIP whose manifest gives its parts' encryption."""
     try:
         with storage.open_read(location) as handle:
             head = handle.read(1 << 16)
-    except OSError:
+            if head.startswith(_OLE2):
+                return _ENCRYPTED_PACKAGE in head
+            with zipfile.ZipFile(handle) as package:
+                return b"encryption-data" in package.read("META-INF/manifest.xml")
+    except (KeyError, OSError, ValueError, zipfile.BadZipFile):
         return False
-    return head.startswith(_OLE2) and _ENCRYPTED_PACKAGE in head
 
 
 def _cut_short(location: Location) -> bool:
-    """Whether an .xlsx/.xlsm file opens as a ZIP archive does, yet has no end: the directory
-    a ZIP keeps last is not there."""
-    if location.suffix.lower() not in _XML_EXTENSIONS:
-        return False
+    """Whether a workbook opens as a ZIP archive does (xlsx, ods), yet has no end: the
+    directory a ZIP keeps last is not there."""
     try:
         with storage.open_read(location) as handle:
             return handle.read(4) == b"PK\x03\x04" and not zipfile.is_zipfile(handle)
     except OSError:
         return False
+
+
+def _package(location: Location) -> str | None:
+    """What a workbook is inside, whatever its name says: "ooxml" (xlsx, xlsm: the XML whose
+    error cells and hidden rows `_marked_cells` finds), "ods", else None (xls, xlsb). An xlsx
+    saved under an .xls name (as web apps and people rename them, and calamine reads by its
+    bytes) was read without those checks."""
+    try:
+        with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
+            names = set(package.namelist())
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    if "xl/workbook.xml" in names:
+        return "ooxml"
+    return "ods" if "content.xml" in names else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +250,7 @@ class _Nameless:
 
 @dataclass(frozen=True, slots=True)
 class _Hidden:
-    """The rows an xlsx/xlsm sheet hides (0 = Excel row 1): by a filter, grouped and
+    """The rows an xlsx/xlsm/ods sheet hides (0 = Excel row 1): by a filter, grouped and
     collapsed, or hidden by hand. calamine reads them as any other row, so a row the person
     filtered out would be paid for: one below the header that holds anything is refused."""
 
@@ -273,11 +289,12 @@ _Errors = dict[int, dict[int, str]]
 
 @dataclass(frozen=True, slots=True)
 class _Marks:
-    """What the XML of an xlsx/xlsm sheet says of its cells and rows (`_marked_cells`)."""
+    """What the XML of an xlsx/xlsm or .ods sheet says of its cells and rows (`_marked_cells`)."""
 
     errors: _Errors
     hidden: frozenset[int] = frozenset()
     totals: frozenset[int] = frozenset()
+    merges: tuple[_Merge, ...] = ()  # an .ods sheet's, which calamine does not give
 
 
 def _marked_cells(location: Location, sheet: str, first_column: int) -> _Marks:
@@ -294,7 +311,18 @@ def _marked_cells(location: Location, sheet: str, first_column: int) -> _Marks:
     programs leave it out) is found where calamine puts it (`_Cursor`). Other formats (.xls,
     .xlsb, .ods) are not searched.
     """
-    if location.suffix.lower() not in _XML_EXTENSIONS:
+    kind = _package(location)
+    if kind == "ods":
+        marks = ods.sheet_marks(location, sheet)
+        return _Marks(
+            {
+                row: {column - first_column: text for column, text in cells.items()}
+                for row, cells in marks.errors.items()
+            },
+            marks.hidden,
+            merges=tuple(marks.merges),
+        )
+    if kind != "ooxml":
         return _Marks({})
     errors: _Errors = {}
     try:
@@ -333,9 +361,7 @@ def check_extent(location: Location, sheet: str) -> None:
     where a streaming writer left the dimension out or wrote one too small (calamine sizes the
     sheet by the cells it finds); or when its XML expands as a gzip catalog may not
     (`storage`'s bound: a ZIP bomb, which calamine and the scan for error cells would read
-    whole)."""
-    if location.suffix.lower() not in _XML_EXTENSIONS:
-        return
+    whole). Any file that is no xlsx/xlsm inside is left to calamine."""
     try:
         with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
             part = _sheet_part(package, package.read("xl/workbook.xml").decode(), sheet)
