@@ -2308,6 +2308,17 @@ def test_a_true_or_false_is_no_product_id(tmp_path: Path) -> None:
     assert other.fields is None
 
 
+@pytest.mark.parametrize("cell", ["true", "FALSE", "True", "WAHR", "faux"])
+def test_a_true_or_false_written_as_text_is_no_product_id(tmp_path: Path, cell: str) -> None:
+    """A workbook's TRUE/FALSE cell reaches the catalog as the text `true`, as a CSV export
+    writes it: it was sent as product 'true', a POST of the quota JoggAI refuses (10104)."""
+    path = write(tmp_path, "c.csv", f"product_id,video_name\n{cell},a\nNTQ0MTkzNjg,b\n")
+    refused, kept = rows_of(path)
+    assert refused.fields is None
+    assert refused.problems[0].reason.startswith(f"{cell!r} (a true/false value")
+    assert kept.fields is not None
+
+
 def test_a_name_the_version_before_expanded_from_a_padded_placeholder_is_found(
     tmp_path: Path,
 ) -> None:

@@ -117,6 +117,12 @@ _EXCEL_SCIENTIFIC: Final = re.compile(r"[0-9]([.,][0-9]+)?E[+-]?[0-9]+", re.IGNO
 
 
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# A boolean cell as Excel writes it in its languages: a checkbox column taken for the ids, or a
+# flag typed in the wrong column. No JoggAI id is one (base64 of digits starts with M, N or O).
+_BOOLEAN_WORDS: Final = frozenset({
+    "true", "false", "wahr", "falsch", "vrai", "faux", "verdadero", "falso", "vero", "waar",
+    "onwaar", "verdadeiro", "sant", "falskt",
+})  # fmt: skip
 
 
 def normalize_product_id(value: object) -> str:
@@ -127,6 +133,11 @@ def normalize_product_id(value: object) -> str:
     if isinstance(value, bool):
         raise ValueError(f"{value} (a true/false value) is no product id; write the id as text")
     text, base64 = _read_product_id(value)
+    if text.casefold() in _BOOLEAN_WORDS:
+        raise ValueError(
+            f"{payload.shown(text)} (a true/false value, as a spreadsheet's TRUE/FALSE cell is "
+            "written) is no product id; write the id as text"
+        )
     if text.strip().rstrip(":").casefold() in _TOTALS_LABELS:
         raise ValueError(
             f"{payload.shown(text)} is no product id but the label of a totals row (an Excel "
