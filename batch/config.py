@@ -173,10 +173,13 @@ class Settings(_Section):
     columns: dict[str, Annotated[str, AfterValidator(_a_column)]] = Field(default_factory=dict)
 
 
-def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Settings:
+def load_settings(
+    path: Path | None, overrides: Mapping[str, Any] | None = None, api_key: Secret | None = None
+) -> Settings:
     """Reads a TOML file (the built-in defaults when None) and applies dotted-key overrides.
 
     Overrides whose value is None are ignored, so CLI options left unset do not count.
+    `api_key`: the API key, masked in what a message quotes of a setting (pasted in the wrong one).
     """
     source = path or BUILTIN_CONFIG
     data: dict[str, Any] = {}
@@ -207,7 +210,8 @@ def load_settings(path: Path | None, overrides: Mapping[str, Any] | None = None)
         return Settings.model_validate(data)
     except ValidationError as exc:
         given = {dotted for dotted, value in (overrides or {}).items() if value is not None}
-        raise ConfigError(_describe(source, exc, given)) from None
+        message = _describe(source, exc, given)
+        raise ConfigError(api_key.scrub(message) if api_key else message) from None
 
 
 def _describe(source: Path, exc: ValidationError, given: set[str]) -> str:
@@ -338,8 +342,9 @@ def read_api_key(settings: Settings, env: Mapping[str, str] | None = None) -> Se
     A key file may hold comments: its first line that is neither blank nor `#...` is the key.
     """
     env = os.environ if env is None else env
-    if env.get("JOGG_API_KEY", "").strip():
-        return checked_key(env["JOGG_API_KEY"].strip(), "JOGG_API_KEY")
+    if (known := _environment_key(env)) is not None:
+        _refuse_key_in_settings(known, settings)
+        return known
     if settings.api.key_file:
         path = Path(settings.api.key_file).expanduser()
         named = (
@@ -360,11 +365,37 @@ def read_api_key(settings: Settings, env: Mapping[str, str] | None = None) -> Se
         key = next((line for line in lines if line and not line.startswith("#")), "")
         if not key:
             raise ConfigError(f"{named}: holds no key (its lines are blank or # comments)")
-        return checked_key(key, named)
+        found = checked_key(key, named)
+        _refuse_key_in_settings(found, settings)
+        return found
     raise ConfigError(
         "no API key: set JOGG_API_KEY, or name a file holding it in the config as api.key_file "
         "(or use --sandbox to try jogg-batch without an account)"
     )
+
+
+def _environment_key(env: Mapping[str, str]) -> Secret | None:
+    text = env.get("JOGG_API_KEY", "").strip()
+    return checked_key(text, "JOGG_API_KEY") if text else None
+
+
+def _refuse_key_in_settings(key: Secret, settings: Settings) -> None:
+    """ConfigError when a setting holds the key (pasted in the wrong one: a voice id, a rate):
+    it would be sent as that value and written to the results and the state."""
+    for section, values in settings.model_dump().items():
+        for name, value in values.items():
+            dotted = f"{section}.{name}"
+            if dotted in _KEY_CHECKED_ELSEWHERE or not isinstance(value, str):
+                continue
+            if key.scrub(value) != value:
+                raise ConfigError(
+                    f"{dotted} holds the API key (not shown); the key goes in JOGG_API_KEY or "
+                    "a file named by api.key_file, never in another setting"
+                )
+
+
+# Checked where they are read, with their own messages (`parse_base_url`, `read_api_key`).
+_KEY_CHECKED_ELSEWHERE: Final = frozenset({"api.base_url", "api.key_file"})
 
 
 def _looks_like_a_path(text: str) -> bool:
@@ -614,7 +645,11 @@ def resolve(overrides: Overrides, env: Mapping[str, str] | None = None) -> Setti
         "api.concurrency": overrides.concurrency,
     }
     dotted.update({f"defaults.{name}": value for name, value in overrides.fields.items()})
-    return load_settings(overrides.config_path, dotted)
+    key = _environment_key(env)
+    settings = load_settings(overrides.config_path, dotted, key)
+    if key is not None:
+        _refuse_key_in_settings(key, settings)
+    return settings
 
 
 def given_state(

@@ -41,12 +41,19 @@ CONFIG_PIECE: Final = 3  # the shortest run of the key `Secret.scrub_config` mas
 
 def masked_url(url: str) -> str:
     """`url` with what may carry a credential as `***`: its user name and password, its query
-    and its fragment (`https://***@host/v2?***`), for a message that names it."""
-    return _URL_QUERY.sub(r"\1***", _URL_USERINFO.sub(r"\1***@", url))
+    and its fragment (`https://***@host/v2?***`), for a message that names it. The credentials
+    run to the URL's last `@`, with or without a scheme (`bob:pw@proxy:3128`, as a proxy
+    variable is often set): a password may hold `/`, `?` or `#` (libpq, proxies and S3 secret
+    keys take them), where a URL parser ends the user's part and would show the rest."""
+    scheme = _URL_SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    at = url.rfind("@", start)
+    if at >= 0:
+        url = f"{url[:start]}***{url[at:]}"
+    return _URL_QUERY.sub(r"\1***", url)
 
 
-# The user name and password of a URL (`https://bob:pw@host`), and its query or fragment.
-_URL_USERINFO: Final = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+_URL_SCHEME: Final = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
 _URL_QUERY: Final = re.compile(r"([?#]).*$", re.DOTALL)
 
 

@@ -97,7 +97,7 @@ def parse_location(text: str | Path) -> Location:
         return _named_in_utf8(Path(text))
     scheme = scheme.lower()
     shown = masked_url(text)  # a signed link's query, S3's X-Amz-Signature, or a password
-    if _USERINFO.match(text, len(scheme) + len(sep)):
+    if _CREDENTIALS.search(rest.split("/", 1)[0]):
         raise CatalogError(
             f"{shown}: a URL holding a user name or password is not taken (it would be "
             "repeated in logs and the state); give store credentials in the environment "
@@ -122,8 +122,9 @@ def parse_location(text: str | Path) -> Location:
     return ObjectURL(f"{scheme}://{rest}")
 
 
-# A URL's user name and password (`bob:pw@`), right after its scheme.
-_USERINFO: Final = re.compile(r"(?<=://)[^/?#@]*@")
+# A user name and password before a URL's first `/` (`bob:pw@`, or `KEY:SECRET` where a secret
+# key's own `/` ends it: no bucket or container name holds a `:` or `@`).
+_CREDENTIALS: Final = re.compile(r"[:@]")
 
 
 def _named_in_utf8(path: Path) -> Path:

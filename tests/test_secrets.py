@@ -28,10 +28,14 @@ import batch
 from batch import logs
 from batch.cli import main
 from batch.config import Secret, load_settings, read_api_key
-from batch.errors import ConfigError
+from batch.errors import CatalogError, ConfigError
+from batch.follow.download import _shown
 from batch.joggai.client import JoggClient
 from batch.joggai.lookup import Voice, render
 from batch.sandbox import SandboxConfig, running_sandbox
+from batch.secret import masked_url
+from batch.storage import parse_location
+from batch.store.backend import DatabaseURL
 from tests.helpers import simple_rows, write_catalog
 
 CANARY = "jb-canary-Q7xZ2mVt9LpR4kWs"
@@ -664,3 +668,138 @@ def test_a_base_url_holding_a_piece_of_the_key_is_refused_without_showing_it(
     assert piece not in shown, shown
     assert result.exit_code == 2, shown
     assert "base URL 'https://api.jogg.ai:***' is not a valid URL (Invalid port: '***')" in shown
+
+
+# --- passwords in URLs, and the key in the wrong setting ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://jogg:Hash#hunter2@db:5432/jogg", "postgresql://jogg:***@db:5432/jogg"),
+        ("postgresql://jogg:Qm?hunter2@db/jogg?sslmode=require", "postgresql://jogg:***@db/jogg?sslmode=require"),
+        ("postgresql://jogg:Wz/hunter2@db/jogg", "postgresql://jogg:***@db/jogg"),
+        ("postgres://db/jogg?user=jogg&password=hunter2", "postgres://db/jogg?user=jogg&password=***"),
+    ],
+)  # fmt: skip
+def test_a_database_password_holding_a_url_delimiter_is_never_shown(url: str, shown: str) -> None:
+    """libpq takes a password holding `#` or `?`, where a URL parser ends the user's part: the
+    password was printed whole in the summary, `--json` and `state info`."""
+    assert str(DatabaseURL(url)) == shown
+    assert "hunter2" not in repr(DatabaseURL(url))
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("bob:hunter2@127.0.0.1:3128", "***@127.0.0.1:3128"),
+        ("http://bob:hun/ter2@proxy:3128", "http://***@proxy:3128"),
+        ("https://bob:hun#ter2@api.jogg.ai/v2", "https://***@api.jogg.ai/v2"),
+        ("s3://AKIA:hun/ter2@bucket/in/c.csv", "s3://***@bucket/in/c.csv"),
+        ("https://api.jogg.ai/v2?token=hunter2", "https://api.jogg.ai/v2?***"),
+    ],
+)
+def test_a_url_shown_in_a_message_hides_its_credentials(url: str, shown: str) -> None:
+    """A proxy variable without a scheme, and a password holding `/`, `?` or `#`, were shown
+    whole in messages (a URL parser ends the password there)."""
+    assert masked_url(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("proxy", "says"),
+    [
+        ("http://bob:hunter2/x@127.0.0.1:3128", "is not a URL httpx can use"),
+        ("ftp://bob:hunter2@127.0.0.1:21", "is not a URL httpx can use"),
+        ("http://bob:hunter2@127.0.0.1:99999", "(http://***@127.0.0.1:99999) has port 99999"),
+    ],
+)
+def test_a_proxy_httpx_cannot_use_is_a_config_error_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, proxy: str, says: str
+) -> None:
+    """A proxy URL whose password holds `/` (read as its port), another scheme or a port past
+    65535 was a traceback and exit 1, the password in httpx's message."""
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    done = CliRunner().invoke(
+        main,
+        ["run", str(catalog), "--base-url", "https://api.jogg.ai",
+         "--state", str(tmp_path / "s.db")],
+        env={"JOGG_API_KEY": CANARY},
+    )  # fmt: skip
+    assert done.exit_code == 2, done.output
+    assert says in done.stderr
+    assert "hunter2" not in done.output
+    assert "Traceback" not in done.output
+
+
+def test_a_base_url_whose_password_holds_a_slash_is_not_quoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx read the password's first part as the port, and the message quoted it."""
+    with pytest.raises(ConfigError) as caught:
+        JoggClient("https://user:hunter2/zz@api.jogg.ai", Secret(CANARY))
+    assert str(caught.value) == "base URL 'https://***@api.jogg.ai' is not a valid URL"
+
+
+def test_a_store_url_with_a_secret_key_holding_a_slash_is_refused_unshown() -> None:
+    """An S3 URL `s3://KEY:SECRET@bucket/...` is refused; a secret key holding `/` (about half
+    do) got past the check, and the store's error printed it."""
+    with pytest.raises(CatalogError) as caught:
+        parse_location("s3://AKIALEAK:hun/ter2@cats/in/cat.csv")
+    assert "a URL holding a user name or password is not taken" in str(caught.value)
+    assert "ter2" not in str(caught.value)
+    assert "AKIALEAK" not in str(caught.value)
+
+
+def test_a_keyword_connection_string_is_refused_not_made_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--state 'host=db user=jogg password=...'` (libpq's keyword form) became a SQLite file
+    named after the password, off the shared ledger; the name went to the summary."""
+    monkeypatch.chdir(tmp_path)
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    dsn = "host=127.0.0.1 port=5432 user=jogg password=hunter2 dbname=jogg"
+    done = CliRunner().invoke(
+        main, ["run", str(catalog), "--sandbox", "--state", dsn], env={"JOGG_API_KEY": CANARY}
+    )
+    assert done.exit_code == 2, done.output
+    assert "PostgreSQL's key=value words (not shown" in done.stderr
+    assert "hunter2" not in done.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["c.csv"]
+
+
+def test_a_download_message_hides_a_redirects_credentials_and_path_token() -> None:
+    """A redirect's `user:password@`, fragment and a CDN token in its path were written to the
+    results' download_error and the log (only the query was dropped)."""
+    assert _shown("http://bob:hunter2@example.com/v.mp4?X-Amz-Signature=s") == (
+        "'http://***@example.com/v.mp4?***'"
+    )
+    assert _shown("https://cdn.example.com/hdnts=exp~hmac=hunter2/v.mp4#t=hunter2") == (
+        "'https://cdn.example.com/***/v.mp4#***'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ('[defaults]\nvoice_id = "{key}"\n', "defaults.voice_id holds the API key (not shown)"),
+        ('[api]\nrate_limit = "{key}"\n', "api.rate_limit = '***' is not a rate"),
+    ],
+)
+def test_the_key_pasted_in_another_setting_is_refused_unshown(
+    tmp_path: Path, setting: str, says: str
+) -> None:
+    """The key pasted as a voice id was sent as one, and written to the results file's message
+    and the ledger; in a setting that failed its check, quoted in the message."""
+    config = tmp_path / "c.toml"
+    config.write_text(setting.format(key=CANARY))
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    done = CliRunner().invoke(
+        main,
+        ["run", str(catalog), "--config", str(config), "--base-url", "http://127.0.0.1:9",
+         "--state", str(tmp_path / "s.db")],
+        env={"JOGG_API_KEY": CANARY},
+    )  # fmt: skip
+    assert done.exit_code == 2, done.output
+    assert says in done.stderr
+    assert not leaks(done.output)

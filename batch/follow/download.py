@@ -76,7 +76,7 @@ from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError, LocalIOError, LockedError
 from batch.follow.addresses import IPAddress, refusal
 from batch.joggai.client import parse_base_url
-from batch.secret import Secret
+from batch.secret import Secret, masked_url
 from batch.store.results import DOWNLOAD_ERROR, read_results, require_columns, write_table
 
 log = logging.getLogger(__name__)
@@ -303,9 +303,15 @@ class UrlPolicy:
 
 
 def _shown(url: httpx.URL | str) -> str:
-    """A URL for a message: quoted (control characters escaped), query dropped, kept short."""
-    text = str(url).split("?", 1)[0]
+    """A URL for a message (the results' `download_error`, the log): quoted (control
+    characters escaped), kept short, with what may sign or open it as `***`: its user name and
+    password, query and fragment, and a path segment holding `=` (a CDN's token in the path,
+    `hdnts=exp~hmac=...`)."""
+    text = _SIGNED_SEGMENT.sub("/***", masked_url(str(url)))
     return repr(text if len(text) <= 120 else text[:117] + "...")
+
+
+_SIGNED_SEGMENT: Final = re.compile(r"/[^/?#]*=[^/?#]*")
 
 
 async def resolve(host: str, port: int) -> list[IPAddress]:

@@ -367,6 +367,15 @@ class JoggClient:
                 "the API through one needs the socksio package: pip install 'httpx[socks]' "
                 "beside jogg-batch, or unset the variable for it"
             ) from None
+        except (httpx.InvalidURL, ValueError):
+            # httpx's message quotes the proxy URL's pieces: a password holding `/` is read as
+            # its port (`Invalid port: 'pass'`). Neither it nor its traceback is shown.
+            raise ConfigError(
+                "a proxy the environment names (HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) is not a "
+                "URL httpx can use (http://host:port; a password's `/`, `?`, `#` or `@` "
+                "percent-encoded); correct or unset it: nothing was sent"
+            ) from None
+        self._check_proxy_port()
 
     def __repr__(self) -> str:
         return f"JoggClient(base_url={self.base_url!r}, api_key='***')"
@@ -374,16 +383,34 @@ class JoggClient:
     def proxy_note(self) -> str:
         """`, through the proxy ... (HTTPS_PROXY)` when the environment sends the requests
         through one (for a message about a failure, which may be the proxy's), else ``."""
+        found = self._proxy()
+        return "" if found is None else f", through the proxy {masked_url(found[0])} ({found[1]})"
+
+    def _proxy(self) -> tuple[str, str] | None:
+        """The proxy the environment sends the API's requests through, and its variable."""
         url = httpx.URL(self.base_url)
         bypassed = urllib.request.proxy_bypass_environment(url.host)  # type: ignore[attr-defined]
         if _is_loopback(url.host) or bypassed:
-            return ""
+            return None
         proxies = urllib.request.getproxies_environment()
         proxy = proxies.get(url.scheme) or proxies.get("all")
         if not proxy:
-            return ""
-        source = "ALL_PROXY" if url.scheme not in proxies else f"{url.scheme.upper()}_PROXY"
-        return f", through the proxy {masked_url(proxy)} ({source})"
+            return None
+        return proxy, "ALL_PROXY" if url.scheme not in proxies else f"{url.scheme.upper()}_PROXY"
+
+    def _check_proxy_port(self) -> None:
+        """ConfigError for a proxy port past 65535, which httpx takes and fails on with a
+        traceback (an OverflowError) at the first request."""
+        found = self._proxy()
+        if found is None:
+            return
+        proxy, source = found
+        port = httpx.URL(proxy if "://" in proxy else f"http://{proxy}").port
+        if port is not None and not 0 < port < 65536:
+            raise ConfigError(
+                f"the proxy in {source} ({masked_url(proxy)}) has port {port}; a port is 1 to "
+                "65535: correct or unset it, nothing was sent"
+            )
 
     async def __aenter__(self) -> JoggClient:
         await self._http.__aenter__()
@@ -584,7 +611,9 @@ def parse_base_url(base_url: str, api_key: Secret | None) -> httpx.URL:
     try:
         url = httpx.URL(base_url)
     except httpx.InvalidURL as exc:
-        problem = f"base URL {shown!r} is not a valid URL ({exc})"
+        # httpx quotes the URL's pieces: a password holding `/` or `#` is read as the port.
+        detail = "" if shown != base_url else f" ({exc})"
+        problem = f"base URL {shown!r} is not a valid URL{detail}"
     else:
         if url.scheme not in ("http", "https") or not url.host:
             problem = f"base URL {shown!r} is not an http(s) URL with a host"

@@ -18,8 +18,7 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -44,16 +43,17 @@ class DatabaseURL:
     url: str
 
     def __str__(self) -> str:
-        url, mark, query = self.url.partition("?")
+        scheme, _, url = self.url.partition("://")
+        # The password runs to the last `@`: libpq takes one holding `#` or `?`, where a URL
+        # parser ends the user's part (and showed the password whole).
+        credentials, at, url = url.rpartition("@")
+        if at:
+            user, colon, _ = credentials.partition(":")
+            url = f"{user}{':***' if colon else ''}@{url}"
+        url, mark, query = url.partition("?")
         # libpq takes a password as a query parameter too (`?password=`, `&sslpassword=`).
         query = _HIDDEN_PARAMETER.sub(r"\1\2=***", query)
-        parts = urlsplit(url)
-        if parts.password is not None:
-            host = parts.hostname or ""
-            if parts.port is not None:
-                host = f"{host}:{parts.port}"
-            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-        return url + mark + query
+        return f"{scheme}://{url}{mark}{query}"
 
     def __repr__(self) -> str:
         return f"DatabaseURL({str(self)!r})"
@@ -72,7 +72,22 @@ def state_location(value: str | Path) -> StateLocation:
         raise StateError(
             f"{value.split('://')[0]}://: a state is a file path or a postgresql:// URL"
         )
+    if _KEYWORD_DSN.search(value):
+        # Taken as a file name, it made a SQLite ledger named after the password, off the
+        # shared one, and the name went to the summary and the lock notes.
+        raise StateError(
+            "the state is given as PostgreSQL's key=value words (not shown: they may hold a "
+            "password); give it as a URL, postgresql://user:password@host:port/dbname, or a "
+            "file path"
+        )
     return Path(value).expanduser()
+
+
+# libpq's keyword form (`host=db port=5432 dbname=jogg password=...`), which no path is.
+_KEYWORD_DSN: Final = re.compile(
+    r"(?:^|\s)(?:host|hostaddr|port|dbname|user|password|passfile|service|sslmode)\s*=",
+    re.IGNORECASE,
+)
 
 
 class Cursor(Protocol):
