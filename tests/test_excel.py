@@ -1096,3 +1096,18 @@ def test_a_value_far_from_the_table_is_refused_without_a_true_dimension(
     assert "sheet 'Products' reaches cell XFD1048576 (1,048,576 rows by 16,384 columns)" in (
         " ".join(done.stderr.split())
     )
+
+
+def test_an_xls_workbook_says_what_cannot_be_checked_in_it() -> None:
+    """An .xls (here written by xlwt, a formula without its value under avatar_id) is read by
+    calamine with its error cells and uncalculated formulas empty, its hidden rows as any
+    other: nothing in the format lets them be found, so validate said "no problems" and a run
+    paid for the default avatar without a word. Said once, as a warning."""
+    book = Path(__file__).parent / "data" / "formula-without-value.xls"
+    done = CliRunner().invoke(main, ["validate", str(book)])
+    assert done.exit_code == 0, done.output
+    warned = [line for line in done.stderr.splitlines() if "WARNING" in line]
+    assert len(warned) == 1
+    assert (
+        "in an .xls or .xlsb workbook, error cells (#N/A), formulas never calculated" in (warned[0])
+    )

@@ -95,6 +95,7 @@ class Sheet:
     tables: Iterator[pa.Table]
     place: Callable[[int], str]
     reading: str
+    caveat: str | None = None  # what the format keeps from being checked, for a warning
 
 
 def column_letter(index: int) -> str:
@@ -164,7 +165,8 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
             else ""
         )
         raise CatalogError(f"{location}: sheet {chosen!r} is empty; it needs a header row{pick}")
-    marks = _marked_cells(location, chosen, start[1])
+    kind = _package(location)
+    marks = _marked_cells(location, chosen, start[1], kind)
     merges = [*merges, *marks.merges]
     rows = enumerate(data.iter_rows())  # python-calamine yields rows from Excel row 1
     header_index, headers = _header(location, chosen, rows, merges, start[1])
@@ -178,7 +180,15 @@ def open_sheet(location: Location, sheet: str | None, batch_rows: int) -> Sheet:
         reading += f"; row{'s' * (len(marks.totals) > 1)} {told}: a table's totals, read as blank"
     checks = _Checks(nameless, hidden, marks.totals)
     tables = _tables(rows, headers, batch_rows, marks.errors, checks, spans)
-    return Sheet(named, tables, place, reading)
+    return Sheet(named, tables, place, reading, _UNCHECKED if kind is None else None)
+
+
+# Said once, as the catalog is first read: what an .xls or .xlsb sheet may hide.
+_UNCHECKED: Final = (
+    "in an .xls or .xlsb workbook, error cells (#N/A), formulas never calculated and hidden rows "
+    "cannot be found (calamine reads them as empty cells and as rows to send); save it as .xlsx "
+    "to have them checked"
+)
 
 
 # An OOXML workbook encrypted with a password is not a ZIP but an OLE2 compound file holding
@@ -297,7 +307,7 @@ class _Marks:
     merges: tuple[_Merge, ...] = ()  # an .ods sheet's, which calamine does not give
 
 
-def _marked_cells(location: Location, sheet: str, first_column: int) -> _Marks:
+def _marked_cells(location: Location, sheet: str, first_column: int, kind: str | None) -> _Marks:
     """The cells of an xlsx/xlsm sheet that hold a formula error (`#N/A`), with the error, and
     those whose formula was never calculated, as `normalize.UNCALCULATED`; the rows it hides
     (`_Hidden`), by index; and the totals rows of its Excel tables (`_totals_rows`).
@@ -308,10 +318,9 @@ def _marked_cells(location: Location, sheet: str, first_column: int) -> _Marks:
     workbook set to be calculated when opened (XlsxWriter); read as empty or 0, its row would
     be paid for with defaults. So the sheet's XML is searched for such cells, streamed once
     (a 100k-row sheet: a fraction of calamine's parse). A cell without its `r` position (some
-    programs leave it out) is found where calamine puts it (`_Cursor`). Other formats (.xls,
-    .xlsb, .ods) are not searched.
+    programs leave it out) is found where calamine puts it (`_Cursor`). An .ods sheet is
+    searched by `ods.sheet_marks` (`kind`, what `_package` found); .xls and .xlsb cannot be.
     """
-    kind = _package(location)
     if kind == "ods":
         marks = ods.sheet_marks(location, sheet)
         return _Marks(
@@ -432,7 +441,8 @@ def _far_corner(head: bytes, xml: IO[bytes]) -> tuple[str, str] | None:
 def hidden_rows(location: Location, sheet: str) -> list[int]:
     """The Excel numbers of the rows `sheet` hides (by a filter, or by hand); none for a
     workbook other than xlsx/xlsm."""
-    return sorted(index + 1 for index in _marked_cells(location, sheet, 0).hidden)
+    marks = _marked_cells(location, sheet, 0, _package(location))
+    return sorted(index + 1 for index in marks.hidden)
 
 
 def _totals_rows(package: zipfile.ZipFile, part: str) -> frozenset[int]:

@@ -76,6 +76,7 @@ class Source:
     place: Callable[[int], str] = field(default=row_place)
     schema: pa.Schema | None = None  # the columns' types, when the file says (Parquet, JSON Lines)
     reading: str | None = None  # which part of the file is read, for people (a workbook's sheet)
+    caveat: str | None = None  # what its format keeps from being checked, for people
 
     @property
     def structs(self) -> list[str]:
@@ -97,7 +98,9 @@ def open_source(path: Location, options: CatalogOptions) -> Source:
         raise CatalogError(f"batch_rows must be 1 or more, not {options.batch_rows}")
     if fmt == "excel":
         sheet = excel.open_sheet(path, options.sheet, options.batch_rows)
-        return Source(sheet.headers, sheet.tables, sheet.place, reading=sheet.reading)
+        return Source(
+            sheet.headers, sheet.tables, sheet.place, reading=sheet.reading, caveat=sheet.caveat
+        )
     if options.sheet is not None:
         raise CatalogError(f"{path}: --sheet is for spreadsheets (.xlsx, .xls, .ods) only")
     if fmt == "parquet":

@@ -168,6 +168,8 @@ def _check_by_reading(path: Location, options: CatalogOptions) -> int:
     source = open_source(path, options)
     if source.reading is not None:
         logger.info("%s: reading %s", path, source.reading)
+    if source.caveat is not None:
+        logger.warning("%s: %s", path, source.caveat)
     columns = plan_columns(path, source.headers, options, source.structs)
     spellings = header_spellings(source.headers)
     rows = 0
