@@ -87,11 +87,14 @@ def _is_stream(path: Path) -> bool:
 
 
 @contextmanager
-def temporary_beside(path: Path, *, perms: int | None = None) -> Iterator[Path]:
+def temporary_beside(
+    path: Path, *, perms: int | None = None, before_replace: Callable[[], None] | None = None
+) -> Iterator[Path]:
     """A fresh private file in `path`'s folder for a writer that wants a path (pyarrow, pandas).
 
     When the block ends without error it is renamed over `path` with `perms` (default: the
-    existing file's mode, else 0600); otherwise it is removed.
+    existing file's mode, else 0600); otherwise it is removed. `before_replace` is called just
+    before the rename, and may raise to leave `path` as it is.
     """
     make_folders(path.parent)
     final_perms = kept_mode(path) if perms is None else perms
@@ -102,6 +105,8 @@ def temporary_beside(path: Path, *, perms: int | None = None) -> Iterator[Path]:
     try:
         yield temporary
         os.chmod(temporary, final_perms)
+        if before_replace is not None:
+            before_replace()
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)

@@ -48,6 +48,7 @@ from batch.store import AskedRow, NewJob, StateStore, xlsx
 from batch.store.results import (
     RESULT_COLUMNS,
     WRITTEN_COLUMNS,
+    ResultsChanged,
     catalog_name,
     read_results,
     require_columns,
@@ -209,14 +210,17 @@ async def rerun_async(config: RunConfig, *, handle_signals: bool = False) -> Run
         )
     if summary.exit_code == ExitCode.OK and not left.empty:
         summary.exit_code = int(ExitCode.ROWS_FAILED)  # as a run of the whole file would say
-    if config.results == config.catalog and storage.version(config.catalog) != version:
+    try:
+        # Whether the file changed is asked just before the rename: writing it takes seconds.
+        write_table(
+            frame, config.results, read_as=version if config.results == config.catalog else None
+        )
+    except ResultsChanged:
         raise LocalIOError(
             f"{config.catalog}: changed while the retry went on (edited, replaced or moved), so "
             "it was not rewritten. What was sent is kept in the state: retry the file as it is "
             "now, and nothing accepted is sent again"
-        )
-    try:
-        write_table(frame, config.results)
+        ) from None
     except LocalIOError as exc:
         raise LocalIOError(
             f"{exc}: every outcome is kept in the state {config.state}, and a retry of "

@@ -27,7 +27,7 @@ import secrets
 import sys
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -463,11 +463,14 @@ def _delete_temporary(fs: AbstractFileSystem, destination: ObjectURL, key: str) 
 
 
 @contextmanager
-def writing(destination: Location) -> Iterator[Path]:
+def writing(
+    destination: Location, before_replace: Callable[[], None] | None = None
+) -> Iterator[Path]:
     """A local temporary file for a writer that wants a path; when the block succeeds it
-    replaces `destination` whole (see the module docstring), otherwise it is dropped."""
+    replaces `destination` whole (see the module docstring), otherwise it is dropped.
+    `before_replace` is called just before, and may raise to leave `destination` as it is."""
     if isinstance(destination, Path):
-        with files.temporary_beside(destination) as temporary:
+        with files.temporary_beside(destination, before_replace=before_replace) as temporary:
             yield temporary
         return
     fs = _filesystem(destination)
@@ -475,6 +478,8 @@ def writing(destination: Location) -> Iterator[Path]:
         local = Path(folder) / destination.name
         yield local
         staged = destination.with_name(f".{destination.name}.{secrets.token_hex(6)}.tmp").key
+        if before_replace is not None:
+            before_replace()
         try:
             fs.put_file(str(local), staged)
             # One object to one key: `mv` would read `?`, `*` or `[` in a key as a pattern and

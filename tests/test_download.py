@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from batch.cli.download import download as download_command
 from batch.errors import CatalogError, ConfigError, LocalIOError, LockedError
+from batch.follow import download as download_module
 from batch.follow.addresses import IPAddress, refusal
 from batch.follow.download import (
     LABEL,
@@ -808,3 +809,30 @@ async def test_a_completed_row_without_a_video_id_is_not_fetched_nor_given_to_ot
     assert (summary.downloaded, summary.failed) == (1, 0)
     assert "row 1 is completed but has no video_id; not fetched" in caplog.text
     assert read_results(results)["local_path"].tolist()[0::3] == ["", ""]
+
+
+def test_a_results_file_a_run_rewrites_while_download_records_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`download` read the file to record its paths, a run rewrote it (row 2 now submitted as
+    v2), and `download` wrote its older copy over it: a paid row lost its video id. The file
+    changed since it was read is read again, and the run's rows kept."""
+    results = tmp_path / "r.csv"
+    rows = {"row": ["1", "2"], "status": ["submitted", "not_attempted"], "video_id": ["v1", ""]}
+    pd.DataFrame(rows).to_csv(results, index=False)
+    reads: list[Path] = []
+
+    def read_while_a_run_writes(path: Path) -> pd.DataFrame:
+        frame = read_results(path)
+        if not reads:
+            done = {**rows, "status": ["submitted", "submitted"], "video_id": ["v1", "v2"]}
+            pd.DataFrame(done).to_csv(results, index=False)
+        reads.append(path)
+        return frame
+
+    monkeypatch.setattr(download_module, "read_results", read_while_a_run_writes)
+    download_module._record(results, {"v1": "1-v1.mp4"}, {"v1": ""}, "kept")
+    frame = read_results(results)
+    assert len(reads) == 2
+    assert list(frame["video_id"]) == ["v1", "v2"]
+    assert list(frame["local_path"]) == ["1-v1.mp4", ""]

@@ -16,7 +16,7 @@ import pytest
 
 from batch.cli.common import render_renders
 from batch.errors import AccountError, ExitCode
-from batch.follow import polling
+from batch.follow import polling, tracking
 from batch.follow.polling import (
     NOT_FOUND_AFTER,
     PollSchedule,
@@ -440,6 +440,34 @@ def test_refreshing_a_results_file_names_the_double_charges_the_ledger_knows(
         refresh_results(results, store)
     frame = read_results(results)
     assert list(frame["message"]) == ["double charge, raise it with JoggAI: videos v1, v2", "kept"]
+
+
+def test_a_results_file_a_run_rewrites_while_status_reads_it_is_read_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status` read the file, a run finishing rewrote it (row 2 now submitted as v2), and
+    `status` wrote its older copy over it: a paid row back to not_attempted, its video id lost.
+    The file changed since it was read is read again."""
+    results = tmp_path / "r.csv"
+    rows = {"row": ["1", "2"], "status": ["submitted", "not_attempted"], "video_id": ["v1", ""]}
+    pd.DataFrame(rows).to_csv(results, index=False)
+    reads: list[Path] = []
+
+    def read_while_a_run_writes(path: Path) -> pd.DataFrame:
+        frame = read_results(path)
+        if not reads:  # the run's last rewrite lands after status read the file
+            done = {**rows, "status": ["submitted", "submitted"], "video_id": ["v1", "v2"]}
+            pd.DataFrame(done).to_csv(results, index=False)
+        reads.append(path)
+        return frame
+
+    monkeypatch.setattr(tracking, "read_results", read_while_a_run_writes)
+    with StateStore(tmp_path / "s.db") as store:
+        refresh_results(results, store)
+    frame = read_results(results)
+    assert len(reads) == 2
+    assert list(frame["status"]) == ["submitted", "submitted"]
+    assert list(frame["video_id"]) == ["v1", "v2"]
 
 
 def _one_submitted_video(state_path: Path) -> None:

@@ -71,13 +71,19 @@ import httpx
 import pandas as pd
 from tqdm import tqdm
 
-from batch import files
+from batch import files, storage
 from batch.config import DEFAULT_BASE_URL
 from batch.errors import ConfigError, LocalIOError, LockedError
 from batch.follow.addresses import IPAddress, refusal
 from batch.joggai.client import parse_base_url
 from batch.secret import Secret, masked_url
-from batch.store.results import DOWNLOAD_ERROR, read_results, require_columns, write_table
+from batch.store.results import (
+    DOWNLOAD_ERROR,
+    ResultsChanged,
+    read_results,
+    require_columns,
+    write_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -865,6 +871,23 @@ def _record(
     failed = any(errors.values())
     if not present and not failed:
         return
+    for _ in range(_READS - 1):
+        try:
+            return _record_in(results, present, errors, kept)
+        except ResultsChanged:
+            log.info("%s: rewritten while it was read (a run?); reading it again", results)
+    _record_in(results, present, errors, kept)
+
+
+# How often a results file that keeps changing is read before `download` gives up.
+_READS: Final = 5
+
+
+def _record_in(
+    results: Path, present: Mapping[str, str], errors: Mapping[str, str], kept: str
+) -> None:
+    failed = any(errors.values())
+    version = storage.version(results)
     frame = read_results(results)
     if "local_path" not in frame.columns:
         frame["local_path"] = ""
@@ -880,7 +903,7 @@ def _record(
             frame[DOWNLOAD_ERROR] = ""
         reasons = videos.map(lambda video: errors.get(video, ""))
         frame[DOWNLOAD_ERROR] = frame[DOWNLOAD_ERROR].where(~tried, reasons)
-    write_table(frame, results, kept=kept)
+    write_table(frame, results, kept=kept, read_as=version)
 
 
 def run_download(

@@ -8,10 +8,11 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 import httpx
 
+from batch import storage
 from batch.config import Secret
 from batch.errors import ApiError
 from batch.follow.polling import DEFAULT_SCHEDULE, PollSchedule, PollSummary, poll
@@ -22,7 +23,7 @@ from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.backend import StateLocation
 from batch.store.outcomes import DOUBLE_CHARGED
-from batch.store.results import read_results, require_columns, write_table
+from batch.store.results import ResultsChanged, read_results, require_columns, write_table
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,23 @@ async def _check_double_charges(
 
 def refresh_results(results: Location, store: StateStore) -> FileVideos:
     """Rewrites the video columns of a results file from the state, matching rows by video_id;
-    returns what it found there (`FileVideos`)."""
+    returns what it found there (`FileVideos`). A file a run rewrote while it was read is read
+    again, never written over with the rows as they were (paid rows back to not_attempted)."""
+    for _ in range(_READS - 1):
+        try:
+            return _refresh(results, store)
+        except ResultsChanged:
+            log.info("%s: rewritten while it was read (a run?); reading it again", results)
+    return _refresh(results, store)
+
+
+# How often a results file that keeps changing under `status` is read before it gives up (the
+# state has every status it learned: the next pass writes them).
+_READS: Final = 5
+
+
+def _refresh(results: Location, store: StateStore) -> FileVideos:
+    version = storage.version(results)
     frame = read_results(results)
     require_columns(frame, results, ("video_id",), "status")
     known = store.video_states([v for v in frame["video_id"] if v])
@@ -172,7 +189,7 @@ def refresh_results(results: Location, store: StateStore) -> FileVideos:
             charged.get(video_id, message)
             for video_id, message in zip(frame["video_id"], frame["message"], strict=True)
         ]
-    write_table(frame, results)
+    write_table(frame, results, read_as=version)
     statuses = {
         video_id: status
         for video_id, status in zip(frame["video_id"], frame["video_status"], strict=True)

@@ -282,15 +282,19 @@ def _write_tables(
     delimiter: str = ",",
     *,
     encoding: str = "utf-8",
+    before_replace: Callable[[], None] | None = None,
 ) -> None:
     """Temporary file in the same folder, then a rename: a reader never sees half a file.
     `encoding` of a CSV file: "utf-8", "utf-8-sig" (with UTF-8's byte order mark) or "utf-16"
-    (with its own), as the file it replaces was."""
+    (with its own), as the file it replaces was. `before_replace`: as `storage.writing`'s."""
     csv_options = pacsv.WriteOptions(quoting_style="needed", delimiter=delimiter)
     fmt = results_format(destination)
     writer: pacsv.CSVWriter | pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
-    with storage.writing(destination) as temporary, contextlib.ExitStack() as stack:
+    with (
+        storage.writing(destination, before_replace) as temporary,
+        contextlib.ExitStack() as stack,
+    ):
         if fmt == "xlsx":
             beside = xlsx.sheets_beside(destination)
             xlsx.write_xlsx(temporary, map(_spreadsheet_cells, tables), RESULT_COLUMNS, beside)
@@ -576,11 +580,30 @@ def _first_not_utf8(path: Location) -> tuple[int, int]:
     return line, offset
 
 
+class ResultsChanged(LocalIOError):
+    """The results file changed after it was read, so the frame read from it is not written over
+    it (a run rewrote it meanwhile: its rows would go back to what they were)."""
+
+
 def write_table(
-    frame: pd.DataFrame, path: Location, *, kept: str = "what was learned is kept in the state"
+    frame: pd.DataFrame,
+    path: Location,
+    *,
+    kept: str = "what was learned is kept in the state",
+    read_as: str | None = None,
 ) -> None:
-    """Rewrites a whole results frame atomically (status, download and listen use this). `kept`
-    says, when it cannot be written, where what the command learned is."""
+    """Rewrites a whole results frame atomically (status, download and retry use this). `kept`
+    says, when it cannot be written, where what the command learned is. `read_as`: the file's
+    `storage.version` when the frame was read; ResultsChanged, the file left as it is, when it
+    is another just before the rename (status and download then read it again)."""
+
+    def unchanged() -> None:
+        if read_as is not None and storage.version(path) != read_as:
+            raise ResultsChanged(
+                f"{path}: changed while this command went on (a run rewrote it, or a person), "
+                f"so it was not written over; {kept}"
+            )
+
     inputs = pa.Table.from_pandas(
         frame.drop(columns=[c for c in WRITTEN_COLUMNS if c in frame.columns]), preserve_index=False
     )
@@ -600,6 +623,7 @@ def write_table(
             [table],
             frame.attrs.get("delimiter", ","),
             encoding=frame.attrs.get("encoding", "utf-8"),
+            before_replace=unchanged,
         )
     except OSError as exc:  # a full disk, a file size limit: exit 7, not a traceback
         raise LocalIOError(
