@@ -14,7 +14,7 @@ import signal
 import sys
 
 from batch import logs
-from batch.errors import SIGNAL_EXITS
+from batch.errors import SIGNAL_EXITS, ExitCode
 
 
 class _Stopped(BaseException):
@@ -39,6 +39,10 @@ def main() -> None:
         from batch.cli import main as command_line  # after the handlers are set
 
         command_line()
+    except SystemExit as done:
+        if logs.lines_lost() and done.code in (0, None):
+            raise SystemExit(int(ExitCode.LOCAL_IO)) from None  # the log lost the run's lines
+        raise
     except _Stopped as stopped:
         if logs.asks_json(sys.argv[1:]):
             logs.configure(0, "json")

@@ -61,7 +61,7 @@ EXIT_CODE_MEANINGS: dict[ExitCode, str] = {
     ExitCode.LOCAL_IO: (
         "a local file (state, results) could not be written after sending began; what was "
         "sent is kept (also: a command's output could not be written to stdout: a full disk, "
-        "a closed pipe)"
+        "a closed pipe; or its log lines to stderr for want of room, where it would exit 0)"
     ),
     ExitCode.HUNG_UP: (
         "hung up by SIGHUP: the terminal or SSH session closed (everything recorded; run again "

@@ -7,12 +7,14 @@ retitles the window or hides what came before. JSON lines are escaped by JSON it
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import sys
+import threading
 import time
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 LogFormat = Literal["text", "json"]
 
@@ -87,10 +89,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         super().__init__(sys.stderr if sys.stderr is not None else _stderr_gone())
 
     def handleError(self, record: logging.LogRecord) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
+        error = sys.exc_info()[1]
+        if isinstance(error, OSError):
+            if error.errno in _NO_ROOM:
+                _lines_lost.set()
             self.setStream(_stderr_gone())
             return
         super().handleError(record)
+
+
+# A log file with no room left (`2>> cron.log` on a full disk): unlike a reader gone away, the
+# lines were meant to be kept, and the command's exit says they were not (`lines_lost`).
+_NO_ROOM: Final = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EIO})
+_lines_lost = threading.Event()
+
+
+def lines_lost() -> bool:
+    """Whether a log line could not be written to stderr for want of room."""
+    return _lines_lost.is_set()
 
 
 def configure(verbosity: int = 0, log_format: LogFormat = "text") -> None:

@@ -1293,6 +1293,22 @@ def test_text_output_stdout_cannot_take_is_exit_7_without_a_traceback(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full on this system")
+def test_log_lines_a_full_disk_cannot_take_make_a_clean_run_exit_7(tmp_path: Path) -> None:
+    """A cron line's `2>> jogg.log` on a full disk: every line, the summary too, was lost and
+    the run exited 0. It still runs to its end (what it sent is recorded) and exits 7."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(2))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "batch", "run", str(catalog), "--sandbox",
+             "--state", str(tmp_path / "s.db")],
+            stdout=subprocess.PIPE, stderr=full, text=True, check=False,
+        )  # fmt: skip
+    assert done.returncode == 7
+    outcomes = read_results(tmp_path / "c.results.csv")
+    assert list(outcomes["status"]) == ["submitted", "submitted"]
+
+
 def test_a_json_document_a_pipe_cuts_short_is_exit_7(tmp_path: Path) -> None:
     """`validate --json` of a large document into a reader that stops after its first line:
     exit 7, said, where the document was cut in silence (Python drops what a closed pipe did
