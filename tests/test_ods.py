@@ -59,17 +59,38 @@ def row(*cells: str, attributes: str = "") -> str:
     return f"<table:table-row{attributes}>{''.join(cells)}</table:table-row>"
 
 
-def write_ods(path: Path, sheets: dict[str, list[str]], *, manifest_extra: str = "") -> Path:
-    """An .ods file of `sheets` (name -> rows of XML), as LibreOffice packages one."""
+def write_ods(
+    path: Path,
+    sheets: dict[str, list[str]],
+    *,
+    manifest_extra: str = "",
+    generator: str | None = None,
+    names: dict[str, str] | None = None,
+) -> Path:
+    """An .ods file of `sheets` (name -> rows of XML), as LibreOffice packages one; `generator`:
+    the application `meta.xml` names (none: a library wrote it); `names`: a sheet's name
+    attribute as written (`table:name='Spring "A"'`)."""
     tables = "".join(
-        f'<table:table table:name="{name}">{"".join(rows)}</table:table>'
+        f"<table:table {(names or {}).get(name, f'table:name={chr(34)}{name}{chr(34)}')}>"
+        f"{''.join(rows)}</table:table>"
         for name, rows in sheets.items()
     )
     with zipfile.ZipFile(path, "w") as package:
         package.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
         package.writestr("META-INF/manifest.xml", MANIFEST.format(extra=manifest_extra))
         package.writestr("content.xml", CONTENT.format(tables=tables), zipfile.ZIP_DEFLATED)
+        if generator is not None:
+            package.writestr("meta.xml", META.format(generator=generator))
     return path
+
+
+META = (
+    '<?xml version="1.0" encoding="UTF-8"?><office:document-meta '
+    'xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0" '
+    'xmlns:meta="urn:oasis:names:tc:opendocument:xmlns:meta:1.0"><office:meta>'
+    "<meta:generator>{generator}</meta:generator></office:meta></office:document-meta>"
+)
+LIBREOFFICE = "LibreOffice/7.4.7.2$Linux_X86_64 LibreOffice_project/40$Build-2"
 
 
 def read(path: Path) -> list[tuple[str | None, int | None, str]]:
@@ -87,6 +108,7 @@ def read(path: Path) -> list[tuple[str | None, int | None, str]]:
 
 HEADER = row(cell("product_id"), cell("avatar_id"), cell("length"))
 TWICE = ' table:number-rows-repeated="2"'
+COVERED = "<table:covered-table-cell/>"
 
 
 def test_a_value_merged_down_is_every_such_rows_value(tmp_path: Path) -> None:
@@ -265,3 +287,104 @@ def test_uncalculated_is_the_mark_of_a_formula_without_value(tmp_path: Path) -> 
         },
     )
     assert sheet_marks(path, "Products").errors == {1: {1: UNCALCULATED}}
+
+
+PLAIN_ODF_NA = (
+    '<table:table-cell table:formula="of:=NA()" office:value-type="string" '
+    'office:string-value=""><text:p>#N/A</text:p></table:table-cell>'
+)
+COMMENTED_NA = ERROR_NA.replace(
+    "<text:p>#N/A",
+    "<office:annotation><text:p>check supplier</text:p></office:annotation><text:p>#N/A",
+)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        PLAIN_ODF_NA,
+        COMMENTED_NA,
+        ERROR_NA.replace("><text:p>#N/A</text:p></table:table-cell>", "/>"),
+    ],
+    ids=["plain ODF", "with a comment", "without its text"],
+)
+def test_an_error_cell_reads_as_the_error_it_shows(tmp_path: Path, error: str) -> None:
+    """LibreOffice's plain ODF 1.3 writes an error with no `calcext:` mark (only an empty value
+    beside the `#N/A` it shows): read as empty, its row was paid for with the default avatar. A
+    comment on the cell was read as its value; one with no text took the next cell's."""
+    pids = product_ids(2)
+    path = write_ods(
+        tmp_path / "c.ods",
+        {"Products": [HEADER, row(cell(pids[0]), error, cell("x")), row(cell(pids[1]), cell(7))]},
+        generator=LIBREOFFICE,
+    )
+    assert sheet_marks(path, "Products").errors == {1: {1: "#N/A"}}
+    rows = read(path)
+    assert rows[0][0] is None
+    assert "holds the error #N/A" in rows[0][2]
+    assert rows[1] == (pids[1], 7, "")
+
+
+def test_an_error_merged_down_is_every_covered_rows_error(tmp_path: Path) -> None:
+    """A failed lookup merged over two rows: the first row was refused and the second paid for
+    with the default avatar (the merge copied the top cell's value calamine read: empty)."""
+    pids = product_ids(2)
+    top = ERROR_NA.replace("<table:table-cell ", '<table:table-cell table:number-rows-spanned="2" ')
+    path = write_ods(
+        tmp_path / "c.ods",
+        {"Products": [HEADER, row(cell(pids[0]), top), row(cell(pids[1]), COVERED)]},
+    )
+    rows = read(path)
+    assert [pid for pid, _, _ in rows] == [None, None]
+    assert all("holds the error #N/A" in problems for _, _, problems in rows)
+
+
+def test_a_merge_shows_its_top_value_over_a_covered_cells_own(tmp_path: Path) -> None:
+    """LibreOffice can keep a value under a merge ("keep the contents of the hidden cells"):
+    the sheet shows the top's 127 over both rows; the second was sent with the hidden 555."""
+    pids = product_ids(2)
+    covered = (
+        '<table:covered-table-cell office:value-type="float" office:value="555">'
+        "<text:p>555</text:p></table:covered-table-cell>"
+    )
+    path = write_ods(
+        tmp_path / "c.ods",
+        {"Products": [HEADER, row(cell(pids[0]), cell(127, ' table:number-rows-spanned="2"')),
+                      row(cell(pids[1]), covered)]},
+    )  # fmt: skip
+    assert [avatar for _, avatar, _ in read(path)] == [127, 127]
+
+
+def test_a_sheet_name_in_single_quotes_and_a_row_tag_broken_over_lines_are_read(
+    tmp_path: Path,
+) -> None:
+    """odfpy (pandas) writes a name holding `"` in single quotes: the sheet was not found and
+    its merges ignored. A line break after `<table:table-row` (an XML formatter's) was not
+    counted as a row, and every mark below went one row up."""
+    pids = product_ids(2)
+    path = write_ods(
+        tmp_path / "c.ods",
+        {'Spring "A"': [
+            HEADER,
+            "<table:table-row\n>" + cell(pids[0]) + cell(555) + "</table:table-row>",
+            row(cell(pids[1]), ERROR_NA),
+        ]},
+        names={'Spring "A"': "table:name='Spring &quot;A&quot;'"},
+    )  # fmt: skip
+    assert sheet_marks(path, 'Spring "A"').errors == {2: {1: "#N/A"}}
+
+
+def test_a_formula_with_no_value_is_empty_text_where_an_application_saved_it(
+    tmp_path: Path,
+) -> None:
+    """LibreOffice writes a formula whose result is empty text (`=IF(x;"";y)`) with no value:
+    it was refused as never calculated, after the person had done just what the message said.
+    Where no application saved the workbook (odfpy), it still is."""
+    pids = product_ids(1)
+    empty = '<table:table-cell table:formula="of:=IF(1;&quot;&quot;;&quot;x&quot;)"/>'
+    sheets = {"Products": [HEADER, row(cell(pids[0]), cell(12), empty)]}
+    saved = write_ods(tmp_path / "saved.ods", sheets, generator=LIBREOFFICE)
+    assert sheet_marks(saved, "Products").errors == {}
+    assert read(saved) == [(pids[0], 12, "")]
+    written = write_ods(tmp_path / "written.ods", sheets, generator="odfpy/1.4.2")
+    assert sheet_marks(written, "Products").errors == {1: {2: UNCALCULATED}}

@@ -853,15 +853,17 @@ def _tables(
             column.append(cell if isinstance(cell, str) else cell_text(cell))
         for column in columns[len(cells) : width]:
             column.append("")
+        for position, error in errors.get(index, {}).items():
+            if 0 <= position < width:
+                columns[position][-1] = error  # the error's text, refused as CSV text is
+        # A merge shows its top cell's value (an error too) over every row it covers, whatever
+        # a covered cell holds (LibreOffice can keep what was there before the merge).
         for position, top in spans.below.get(index, ()):
-            if 0 <= position < width and not columns[position][-1]:
+            if 0 <= position < width:
                 columns[position][-1] = merged.get((top, position), "")
         for position in range(width) if spans.tops else ():
             if (index, position) in spans.tops:
                 merged[(index, position)] = columns[position][-1]
-        for position, error in errors.get(index, {}).items():
-            if 0 <= position < width:
-                columns[position][-1] = error  # the error's text, refused as CSV text is
         if index in checks.totals or (
             index in spans.across and _heading(columns, headers, spans.across[index])
         ):

@@ -10,8 +10,14 @@ would be paid for as a video the sheet does not show, so the sheet's XML is read
 their repeats (`number-rows-repeated`, `number-columns-repeated`: identical neighbours written
 once). A stretch of the XML with none of those marks only has its rows counted, at C speed.
 
+An error cell is marked by LibreOffice's extension (`calcext:value-type="error"`), or, in
+plain ODF 1.3, only by a formula's empty value beside the text it shows (`#N/A`): either way the
+text shown is the cell's (a comment's text is not). A formula with no value at all is one never
+calculated, except in a workbook a spreadsheet application saved (`meta:generator`), which
+writes a formula's empty text so.
+
 The XML is read by pattern, never by an XML parser (no entity is expanded), with the prefixes
-every writer of the format uses (`table:`, `office:`, `calcext:`, `text:`).
+every writer of the format uses (`table:`, `office:`, `calcext:`, `text:`) and either quote.
 """
 
 from __future__ import annotations
@@ -35,21 +41,38 @@ _TAG: Final = re.compile(rb"<(/?)table:(table-row|table-cell|covered-table-cell)
 _TABLE_OPENING: Final = re.compile(rb"<table:table\s[^>]*>")
 # What makes a row worth walking cell by cell; each is searched on its own, led by a literal (a
 # pattern of alternatives tried at every byte took longer than the rest of the reading).
-_MARK_TEXTS: Final = (
-    b'calcext:value-type="error"', b'table:visibility="collapse"', b'table:visibility="filter"'
+_MARK_TEXTS: Final = tuple(
+    text.replace(b'"', quote)
+    for text in (
+        b'calcext:value-type="error"', b'table:visibility="collapse"',
+        b'table:visibility="filter"', b'office:string-value=""',
+    )
+    for quote in (b'"', b"'")
 )  # fmt: skip
-_SPANNED: Final = re.compile(rb'-spanned="(?!1")')  # a merge (LibreOffice never writes "1")
-_NAME: Final = re.compile(rb"\stable:name=\"([^\"]*)\"")
+_SPANNED: Final = re.compile(rb"-spanned=[\"'](?!1[\"'])")  # a merge (LibreOffice never writes 1)
+_NAME: Final = re.compile(rb"\stable:name=(?:\"([^\"]*)\"|'([^']*)')")
 # Without a leading `\s`, which made the search of a chunk's every row ten times slower.
-_ROWS_REPEATED: Final = re.compile(rb"table:number-rows-repeated=\"([0-9]+)\"")
-_COLUMNS_REPEATED: Final = re.compile(rb"\stable:number-columns-repeated=\"([0-9]+)\"")
-_ROWS_SPANNED: Final = re.compile(rb"\stable:number-rows-spanned=\"([0-9]+)\"")
-_COLUMNS_SPANNED: Final = re.compile(rb"\stable:number-columns-spanned=\"([0-9]+)\"")
-_HIDDEN: Final = re.compile(rb"\stable:visibility=\"(?:collapse|filter)\"")
-_ERROR: Final = re.compile(rb"\scalcext:value-type=\"error\"")
+_ROWS_REPEATED: Final = re.compile(rb"table:number-rows-repeated=[\"']([0-9]+)")
+_COLUMNS_REPEATED: Final = re.compile(rb"\stable:number-columns-repeated=[\"']([0-9]+)")
+_ROWS_SPANNED: Final = re.compile(rb"\stable:number-rows-spanned=[\"']([0-9]+)")
+_COLUMNS_SPANNED: Final = re.compile(rb"\stable:number-columns-spanned=[\"']([0-9]+)")
+_HIDDEN: Final = re.compile(rb"\stable:visibility=[\"'](?:collapse|filter)[\"']")
+_ERROR: Final = re.compile(rb"\scalcext:value-type=[\"']error[\"']")
+_EMPTY_VALUE: Final = re.compile(rb"\soffice:string-value=(?:\"\"|'')")
 _FORMULA: Final = re.compile(rb"\stable:formula=")
 _VALUE_TYPE: Final = re.compile(rb"\soffice:value-type=")
-_CELL_TEXT: Final = re.compile(rb"<text:p\b[^>]*>(.*?)</text:p>", re.DOTALL)
+_CELL_END: Final = re.compile(rb"</table:table-cell>")
+_ANNOTATION: Final = re.compile(rb"<office:annotation\b.*?</office:annotation>", re.DOTALL)
+_PARAGRAPH: Final = re.compile(rb"<text:p\b[^>]*>(.*?)</text:p>", re.DOTALL)
+_ELEMENT: Final = re.compile(rb"<[^>]*>")
+_GENERATOR: Final = re.compile(rb"<meta:generator>([^<]*)</meta:generator>")
+# The applications that calculate a workbook before saving it (and write a formula's empty text
+# as a formula without a value); a library that writes formulas (odfpy) does not calculate them.
+_CALCULATING: Final = re.compile(
+    rb"LibreOffice|OpenOffice|StarOffice|Collabora|NeoOffice|Google|Microsoft|Calligra|"
+    rb"KSpread|Gnumeric|ONLYOFFICE|WPS|Numbers",
+    re.IGNORECASE,
+)
 _ROW_END: Final = b"</table:table-row>"
 _SCAN_BYTES: Final = 4 << 20
 # A block of more identical rows than this is the sheet's empty tail (LibreOffice writes the
@@ -81,8 +104,9 @@ def sheet_marks(location: Location, sheet: str) -> Marks:
                     "bomb? sheets compress 5 to 30 times); save the workbook again from the "
                     "spreadsheet"
                 )
+            calculated = _calculated(package)
             with package.open(info) as xml:
-                return _Walk(sheet.encode()).read(xml)
+                return _Walk(sheet.encode(), calculated).read(xml)
     except (KeyError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise CatalogError(
             f"{location}: cannot read sheet {sheet!r} of the OpenDocument workbook ({exc}); "
@@ -90,11 +114,21 @@ def sheet_marks(location: Location, sheet: str) -> Marks:
         ) from exc
 
 
+def _calculated(package: zipfile.ZipFile) -> bool:
+    """Whether a spreadsheet application saved the workbook (its formulas then hold values)."""
+    try:
+        generator = _GENERATOR.search(package.read("meta.xml"))
+    except KeyError:
+        return False
+    return generator is not None and _CALCULATING.search(generator[1]) is not None
+
+
 @dataclass
 class _Walk:
     """The rows and cells of one sheet, counted through the XML chunk by chunk."""
 
     sheet: bytes
+    calculated: bool  # `_calculated`
     inside: bool = False  # within the chosen sheet's `<table:table>`
     row: int = 0  # the current row's index
     repeat: int = 1  # how many rows the current row stands for
@@ -121,7 +155,7 @@ class _Walk:
         """Where the chosen sheet's rows begin in `chunk` (after its opening tag), if there."""
         for table in _TABLE_OPENING.finditer(chunk):
             name = _NAME.search(table[0])
-            if name is not None and unescape(name[1].decode()).encode() == self.sheet:
+            if name is not None and unescape((name[1] or name[2]).decode()).encode() == self.sheet:
                 return table.end()
         return None
 
@@ -129,7 +163,7 @@ class _Walk:
         """A chunk of whole rows of the sheet: the rows holding a mark are walked cell by cell,
         the others only counted."""
         done = 0
-        for at in sorted(_marks(chunk)):
+        for at in sorted(_marks(chunk, formulas=not self.calculated)):
             if at < done:
                 continue  # in a row walked already
             opening = chunk.rfind(b"<table:table-row", done, at)
@@ -144,8 +178,9 @@ class _Walk:
     def _count_rows(self, rows: bytes) -> None:
         """Whole rows without marks: only how many rows they stand for."""
         repeats = [int(count) - 1 for count in _ROWS_REPEATED.findall(rows)]
-        openings = (b"<table:table-row ", b"<table:table-row>", b"<table:table-row/>")
-        self.row += sum(rows.count(opening) for opening in openings) + sum(repeats)
+        # Any opening, whatever follows its name (a line break too), but a row group's.
+        openings = rows.count(b"<table:table-row") - rows.count(b"<table:table-row-")
+        self.row += openings - rows.count(b"<table:table-rows") + sum(repeats)
 
     def _walk(self, rows: bytes) -> None:
         for tag in _TAG.finditer(rows):
@@ -163,37 +198,53 @@ class _Walk:
             elif not closing:
                 self._cell(name, attributes, rows, tag.end())
 
-    def _cell(self, name: bytes, attributes: bytes, chunk: bytes, end: int) -> None:
+    def _cell(self, name: bytes, attributes: bytes, rows: bytes, end: int) -> None:
         repeated = _COLUMNS_REPEATED.search(attributes)
         count = int(repeated[1]) if repeated else 1
         if name == b"table-cell":
-            rows, columns = _span(_ROWS_SPANNED, attributes), _span(_COLUMNS_SPANNED, attributes)
-            if rows > 1 or columns > 1:
-                last = (self.row + rows - 1, self.column + columns - 1)
+            down, across = _span(_ROWS_SPANNED, attributes), _span(_COLUMNS_SPANNED, attributes)
+            if down > 1 or across > 1:
+                last = (self.row + down - 1, self.column + across - 1)
                 self.merges.append(((self.row, self.column), last))
-            mark = None
-            if _ERROR.search(attributes):
-                text = _CELL_TEXT.search(chunk, end)
-                mark = unescape(text[1].decode(errors="replace")) if text else "#ERROR"
-            elif _FORMULA.search(attributes) and not _VALUE_TYPE.search(attributes):
-                mark = normalize.UNCALCULATED
+            mark = self._mark(attributes, rows, end)
             if mark is not None and count * self.repeat <= _MOST_REPEATS:
                 for row in range(self.row, self.row + self.repeat):
                     cells = self.errors.setdefault(row, {})
                     cells.update(dict.fromkeys(range(self.column, self.column + count), mark))
         self.column += count
 
+    def _mark(self, attributes: bytes, rows: bytes, end: int) -> str | None:
+        """What a cell is read as where calamine reads it empty: the error it shows, or
+        `normalize.UNCALCULATED`; None for a cell calamine reads as the sheet shows it."""
+        shown = None if attributes.endswith(b"/") else _shown(rows, end)
+        if _ERROR.search(attributes):
+            return shown or "#N/A"  # an error cell written without its text (by hand)
+        if shown and _EMPTY_VALUE.search(attributes):
+            return shown  # plain ODF's error cell: an empty value, the error's text shown
+        if self.calculated or not _FORMULA.search(attributes):
+            return None
+        return None if _VALUE_TYPE.search(attributes) else normalize.UNCALCULATED
 
-def _marks(chunk: bytes) -> Iterator[int]:
-    """Where the marks of `_MARK_TEXTS` and merges are in `chunk`, and each formula without
-    a value."""
+
+def _shown(rows: bytes, end: int) -> str:
+    """The text a cell shows: its paragraphs from `end` (after its opening tag) to its end tag,
+    without a comment's (`office:annotation`) or the markup within them."""
+    close = _CELL_END.search(rows, end)
+    content = _ANNOTATION.sub(b"", rows[end : close.start() if close else len(rows)])
+    lines = (_ELEMENT.sub(b"", found[1]) for found in _PARAGRAPH.finditer(content))
+    return unescape(b"\n".join(lines).decode(errors="replace"))
+
+
+def _marks(chunk: bytes, *, formulas: bool) -> Iterator[int]:
+    """Where the marks of `_MARK_TEXTS` and merges are in `chunk`, and (`formulas`) each formula
+    without a value."""
     for text in _MARK_TEXTS:
         at = chunk.find(text)
         while at >= 0:
             yield at
             at = chunk.find(text, at + len(text))
     yield from (found.start() for found in _SPANNED.finditer(chunk))
-    at = chunk.find(b"table:formula=")
+    at = chunk.find(b"table:formula=") if formulas else -1
     while at >= 0:
         tag = chunk[chunk.rfind(b"<", 0, at) : chunk.find(b">", at)]
         if not _VALUE_TYPE.search(tag):
