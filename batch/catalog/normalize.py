@@ -1628,7 +1628,8 @@ def _template_errors(
         pc.is_in(trimmed, value_set=_LOCALIZED_TEXTS),
     )
     # Damaged text (`damaged_text`) is outside ASCII, or has a `?`: only those cells are looked at.
-    suspect = pc.filter(text, pc.and_(rows, pc.match_substring_regex(text, r"[^\x00-\x7f]|\?")))
+    odd = pc.or_(pc.invert(pc.string_is_ascii(text)), pc.match_substring(text, "?"))
+    suspect = pc.filter(text, pc.and_(rows, odd))  # (a pattern of both: 0.5 s a million rows)
     damaged = pa.array(
         [cell for cell in pc.unique(suspect).to_pylist() if damaged_text(cell)], pa.string()
     )
