@@ -991,6 +991,32 @@ def test_a_group_heading_merged_across_the_rows_is_no_product(tmp_path: Path) ->
     assert all(not row.problems for row in rows)  # the headings are blank rows, not invalid ones
 
 
+def test_a_heading_two_rows_tall_or_merged_in_two_pieces_is_no_product(tmp_path: Path) -> None:
+    """A group heading merged over two rows, or in two merges side by side (`Bottles` over A:B,
+    an empty merge over C:D), was sent as product 'Bottles' (refused 10104, a POST of the quota
+    every night) and its second row as its duplicate. A merge with a column between it and the
+    next is not joined to it: the value there makes the row a row."""
+    pids = product_ids(3)
+    path = tmp_path / "grouped.xlsx"
+    book = xlsxwriter.Workbook(str(path))
+    sheet = book.add_worksheet("Products")
+    sheet.write_row(0, 0, ["product_id", "title", "length", "caption"])
+    sheet.merge_range(1, 0, 2, 3, "Bottles")  # rows 2-3
+    sheet.write_row(3, 0, [pids[0], "Steel bottle", 15, "yes"])
+    sheet.merge_range(4, 0, 4, 1, "Audio")
+    sheet.merge_range(4, 2, 4, 3, "")
+    sheet.write_row(5, 0, [pids[1], "Speaker", 15, "yes"])
+    sheet.merge_range(6, 0, 6, 1, pids[2])  # an id over the title's cell, a value beside
+    sheet.write(6, 2, 30)
+    book.close()
+    rows = [row for batch in read_catalog(path, CatalogOptions()) for row in batch.rows]
+    assert [row.fields.product_id for row in rows if row.fields and row.fields.product_id] == [
+        pids[0], pids[1], pids[2],
+    ]  # fmt: skip
+    assert all(not row.problems for row in rows)  # the headings are blank rows, not invalid ones
+    assert len(rows) == 6
+
+
 def test_a_product_id_merged_over_two_cells_of_a_wider_table_is_a_row(tmp_path: Path) -> None:
     """The product id column merged over two cells (its header too), a row holding only its id
     (every override left to its default): a row to send, not a group's heading read as blank,

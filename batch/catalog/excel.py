@@ -803,22 +803,37 @@ class _Spans:
 
     tops: frozenset[tuple[int, int]]  # (row index, column position) of each merge's top cell
     below: dict[int, list[tuple[int, int]]]  # row index -> (position, its merge's top row)
-    # row index -> the positions (first, last) of a merge across columns within that row: with
-    # nothing beside it, a group's heading between the rows (`Bottles`), no product.
+    # row index -> the positions (first, last) of the widest merge across columns within that
+    # row (`_widest`): with nothing beside it, a group's heading between the rows (`Bottles`).
     across: dict[int, tuple[int, int]]
 
 
 def _merged_down(merges: list[_Merge], header_index: int, first_column: int) -> _Spans:
     tops, below = set(), dict[int, list[tuple[int, int]]]()
-    across = {}
+    pieces: dict[int, list[tuple[int, int]]] = {}  # row -> the merges across columns in it
     for (top, left), (bottom, right) in merges:
-        if top > header_index and bottom > top:
+        if top <= header_index:
+            continue
+        if bottom > top:
             tops.add((top, left - first_column))
             for row in range(top + 1, bottom + 1):
                 below.setdefault(row, []).append((left - first_column, top))
-        elif top > header_index and right > left:
-            across[top] = (left - first_column, right - first_column)
-    return _Spans(frozenset(tops), below, across)
+        if right > left:  # on each row it covers: a heading two rows tall is one on each
+            for row in range(top, bottom + 1):
+                pieces.setdefault(row, []).append((left - first_column, right - first_column))
+    return _Spans(frozenset(tops), below, {row: _widest(spans) for row, spans in pieces.items()})
+
+
+def _widest(spans: list[tuple[int, int]]) -> tuple[int, int]:
+    """The widest run of merges side by side in a row (a heading merged in two pieces, `Bottles`
+    over A:B beside an empty C:D, is one); merges with a column between them are not joined."""
+    runs: list[tuple[int, int]] = []
+    for first, last in sorted(spans):
+        if runs and first <= runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], last))
+        else:
+            runs.append((first, last))
+    return max(runs, key=lambda run: run[1] - run[0])
 
 
 def _heading(columns: list[list[str]], headers: list[str], span: tuple[int, int]) -> bool:
