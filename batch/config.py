@@ -645,7 +645,10 @@ def resolve(overrides: Overrides, env: Mapping[str, str] | None = None) -> Setti
         "api.concurrency": overrides.concurrency,
     }
     dotted.update({f"defaults.{name}": value for name, value in overrides.fields.items()})
-    key = _environment_key(env)
+    try:
+        key = _environment_key(env)
+    except ConfigError:
+        key = None  # refused by the commands that send it (`read_api_key`), not by the others
     settings = load_settings(overrides.config_path, dotted, key)
     if key is not None:
         _refuse_key_in_settings(key, settings)

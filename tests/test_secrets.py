@@ -803,3 +803,15 @@ def test_the_key_pasted_in_another_setting_is_refused_unshown(
     assert done.exit_code == 2, done.output
     assert says in done.stderr
     assert not leaks(done.output)
+
+
+def test_a_malformed_key_in_the_environment_stops_only_the_commands_that_send_it(
+    tmp_path: Path,
+) -> None:
+    """The key is looked for in the settings by every command; one JOGG_API_KEY refuses (a
+    space in it) stopped `validate`, which never sends it."""
+    catalog = write_catalog(tmp_path / "c.csv", simple_rows(1))
+    done = CliRunner().invoke(
+        main, ["validate", str(catalog)], env={"JOGG_API_KEY": "bad key with space"}
+    )
+    assert done.exit_code == 0, done.output
