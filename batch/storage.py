@@ -26,6 +26,7 @@ import re
 import secrets
 import sys
 import tempfile
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -421,6 +422,18 @@ class _Gunzipped(gzip.GzipFile):
 _GZIP_ERRORS: Final = (EOFError, zlib.error, gzip.BadGzipFile)
 BOMB_BYTES: Final = 256 << 20
 BOMB_RATIO: Final = 200
+
+
+def refuse_zip_bomb(location: Location, member: zipfile.ZipInfo, what: str) -> None:
+    """CatalogError when a workbook's part (`what`: its sheet, its sheets) expands as a gzip
+    catalog may not: past `BOMB_BYTES`, more than `BOMB_RATIO` times its compressed size (a ZIP
+    bomb, which calamine and the scans of the sheet's XML would read whole)."""
+    if member.file_size > BOMB_BYTES and member.file_size > BOMB_RATIO * member.compress_size:
+        raise CatalogError(
+            f"{location}: {what} expands from {member.compress_size:,} to "
+            f"{member.file_size:,} bytes, more than {BOMB_RATIO} times (a ZIP bomb? sheets "
+            "compress 5 to 30 times); save the workbook again from the spreadsheet"
+        )
 
 
 def _damaged(location: Location, exc: Exception) -> CatalogError:

@@ -13,9 +13,12 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
+import pandas as pd
+
+from batch.store.results import read_results
 
 PRODUCTS = Path(__file__).parents[1] / "sample_data" / "sandbox_products.csv"
 
@@ -120,3 +123,28 @@ def accepted_nodelay(listening: socket.socket) -> int:
                 writer.close()
 
     return asyncio.run(accept_one())
+
+
+class RunRewritesAfterFirstRead:
+    """A `read_results` under which a run rewrites the results file just after the first read:
+    the file it read had row 2 not attempted; the run's has it submitted as `v2`. `reads`: the
+    paths read."""
+
+    BEFORE: ClassVar[dict[str, list[str]]] = {
+        "row": ["1", "2"], "status": ["submitted", "not_attempted"], "video_id": ["v1", ""],
+    }  # fmt: skip
+    AFTER: ClassVar[dict[str, list[str]]] = {
+        **BEFORE, "status": ["submitted", "submitted"], "video_id": ["v1", "v2"],
+    }  # fmt: skip
+
+    def __init__(self, results: Path) -> None:
+        self.results = results
+        self.reads: list[Path] = []
+        pd.DataFrame(self.BEFORE).to_csv(results, index=False)
+
+    def __call__(self, path: Path) -> pd.DataFrame:
+        frame = read_results(path)
+        if not self.reads:
+            pd.DataFrame(self.AFTER).to_csv(self.results, index=False)
+        self.reads.append(path)
+        return frame

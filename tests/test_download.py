@@ -41,6 +41,7 @@ from batch.follow.download import (
 )
 from batch.store import results as stored
 from batch.store.results import catalog_name, read_results, state_outcomes, write_table
+from tests.helpers import RunRewritesAfterFirstRead
 
 MEDIA = {
     "v1.mp4": b"first video " * 1000,
@@ -818,21 +819,10 @@ def test_a_results_file_a_run_rewrites_while_download_records_is_read_again(
     v2), and `download` wrote its older copy over it: a paid row lost its video id. The file
     changed since it was read is read again, and the run's rows kept."""
     results = tmp_path / "r.csv"
-    rows = {"row": ["1", "2"], "status": ["submitted", "not_attempted"], "video_id": ["v1", ""]}
-    pd.DataFrame(rows).to_csv(results, index=False)
-    reads: list[Path] = []
-
-    def read_while_a_run_writes(path: Path) -> pd.DataFrame:
-        frame = read_results(path)
-        if not reads:
-            done = {**rows, "status": ["submitted", "submitted"], "video_id": ["v1", "v2"]}
-            pd.DataFrame(done).to_csv(results, index=False)
-        reads.append(path)
-        return frame
-
+    read_while_a_run_writes = RunRewritesAfterFirstRead(results)
     monkeypatch.setattr(download_module, "read_results", read_while_a_run_writes)
     download_module._record(results, {"v1": "1-v1.mp4"}, {"v1": ""}, "kept")
     frame = read_results(results)
-    assert len(reads) == 2
+    assert len(read_while_a_run_writes.reads) == 2
     assert list(frame["video_id"]) == ["v1", "v2"]
     assert list(frame["local_path"]) == ["1-v1.mp4", ""]

@@ -29,6 +29,7 @@ from batch.follow.tracking import refresh_results, track_async
 from batch.secret import Secret
 from batch.store import AttemptRecord, NewJob, PendingVideo, RowPlan, StateStore, VideoUpdate
 from batch.store.results import read_results
+from tests.helpers import RunRewritesAfterFirstRead
 
 
 @dataclass
@@ -449,23 +450,12 @@ def test_a_results_file_a_run_rewrites_while_status_reads_it_is_read_again(
     `status` wrote its older copy over it: a paid row back to not_attempted, its video id lost.
     The file changed since it was read is read again."""
     results = tmp_path / "r.csv"
-    rows = {"row": ["1", "2"], "status": ["submitted", "not_attempted"], "video_id": ["v1", ""]}
-    pd.DataFrame(rows).to_csv(results, index=False)
-    reads: list[Path] = []
-
-    def read_while_a_run_writes(path: Path) -> pd.DataFrame:
-        frame = read_results(path)
-        if not reads:  # the run's last rewrite lands after status read the file
-            done = {**rows, "status": ["submitted", "submitted"], "video_id": ["v1", "v2"]}
-            pd.DataFrame(done).to_csv(results, index=False)
-        reads.append(path)
-        return frame
-
+    read_while_a_run_writes = RunRewritesAfterFirstRead(results)
     monkeypatch.setattr(tracking, "read_results", read_while_a_run_writes)
     with StateStore(tmp_path / "s.db") as store:
         refresh_results(results, store)
     frame = read_results(results)
-    assert len(reads) == 2
+    assert len(read_while_a_run_writes.reads) == 2
     assert list(frame["status"]) == ["submitted", "submitted"]
     assert list(frame["video_id"]) == ["v1", "v2"]
 

@@ -374,16 +374,7 @@ def check_extent(location: Location, sheet: str) -> None:
     try:
         with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
             part = _sheet_part(package, package.read("xl/workbook.xml").decode(), sheet)
-            info = package.getinfo(part)
-            if info.file_size > storage.BOMB_BYTES and info.file_size > (
-                storage.BOMB_RATIO * info.compress_size
-            ):
-                raise CatalogError(
-                    f"{location}: sheet {sheet!r} expands from {info.compress_size:,} to "
-                    f"{info.file_size:,} bytes, more than {storage.BOMB_RATIO} times (a ZIP "
-                    "bomb? sheets compress 5 to 30 times); save the workbook again from the "
-                    "spreadsheet"
-                )
+            storage.refuse_zip_bomb(location, package.getinfo(part), f"sheet {sheet!r}")
             with package.open(part) as xml:
                 head = xml.read(4096)
                 found = _DIMENSION.search(head)

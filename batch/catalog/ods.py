@@ -95,15 +95,7 @@ def sheet_marks(location: Location, sheet: str) -> Marks:
     try:
         with storage.open_read(location) as handle, zipfile.ZipFile(handle) as package:
             info = package.getinfo("content.xml")
-            if info.file_size > storage.BOMB_BYTES and info.file_size > (
-                storage.BOMB_RATIO * info.compress_size
-            ):
-                raise CatalogError(
-                    f"{location}: its sheets expand from {info.compress_size:,} to "
-                    f"{info.file_size:,} bytes, more than {storage.BOMB_RATIO} times (a ZIP "
-                    "bomb? sheets compress 5 to 30 times); save the workbook again from the "
-                    "spreadsheet"
-                )
+            storage.refuse_zip_bomb(location, info, "the XML of its sheets")
             calculated = _calculated(package)
             with package.open(info) as xml:
                 return _Walk(sheet.encode(), calculated).read(xml)
@@ -216,11 +208,13 @@ class _Walk:
     def _mark(self, attributes: bytes, rows: bytes, end: int) -> str | None:
         """What a cell is read as where calamine reads it empty: the error it shows, or
         `normalize.UNCALCULATED`; None for a cell calamine reads as the sheet shows it."""
-        shown = None if attributes.endswith(b"/") else _shown(rows, end)
+        empty = attributes.endswith(b"/")  # no text to show
         if _ERROR.search(attributes):
-            return shown or "#N/A"  # an error cell written without its text (by hand)
-        if shown and _EMPTY_VALUE.search(attributes):
-            return shown  # plain ODF's error cell: an empty value, the error's text shown
+            # (an error cell written without its text: by hand)
+            return "#N/A" if empty else _shown(rows, end) or "#N/A"
+        if not empty and _EMPTY_VALUE.search(attributes):
+            # plain ODF's error cell: an empty value, the error's text shown
+            return _shown(rows, end) or None
         if self.calculated or not _FORMULA.search(attributes):
             return None
         return None if _VALUE_TYPE.search(attributes) else normalize.UNCALCULATED

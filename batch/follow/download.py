@@ -79,7 +79,7 @@ from batch.joggai.client import parse_base_url
 from batch.secret import Secret, masked_url
 from batch.store.results import (
     DOWNLOAD_ERROR,
-    ResultsChanged,
+    read_again_if_rewritten,
     read_results,
     require_columns,
     write_table,
@@ -871,16 +871,7 @@ def _record(
     failed = any(errors.values())
     if not present and not failed:
         return
-    for _ in range(_READS - 1):
-        try:
-            return _record_in(results, present, errors, kept)
-        except ResultsChanged:
-            log.info("%s: rewritten while it was read (a run?); reading it again", results)
-    _record_in(results, present, errors, kept)
-
-
-# How often a results file that keeps changing is read before `download` gives up.
-_READS: Final = 5
+    read_again_if_rewritten(results, lambda: _record_in(results, present, errors, kept))
 
 
 def _record_in(

@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
-from typing import Final, NamedTuple
+from typing import NamedTuple
 
 import httpx
 
@@ -23,7 +23,12 @@ from batch.storage import Location, is_file
 from batch.store import VIDEO_COLUMNS, StateStore
 from batch.store.backend import StateLocation
 from batch.store.outcomes import DOUBLE_CHARGED
-from batch.store.results import ResultsChanged, read_results, require_columns, write_table
+from batch.store.results import (
+    read_again_if_rewritten,
+    read_results,
+    require_columns,
+    write_table,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,17 +158,7 @@ def refresh_results(results: Location, store: StateStore) -> FileVideos:
     """Rewrites the video columns of a results file from the state, matching rows by video_id;
     returns what it found there (`FileVideos`). A file a run rewrote while it was read is read
     again, never written over with the rows as they were (paid rows back to not_attempted)."""
-    for _ in range(_READS - 1):
-        try:
-            return _refresh(results, store)
-        except ResultsChanged:
-            log.info("%s: rewritten while it was read (a run?); reading it again", results)
-    return _refresh(results, store)
-
-
-# How often a results file that keeps changing under `status` is read before it gives up (the
-# state has every status it learned: the next pass writes them).
-_READS: Final = 5
+    return read_again_if_rewritten(results, lambda: _refresh(results, store))
 
 
 def _refresh(results: Location, store: StateStore) -> FileVideos:

@@ -21,11 +21,12 @@ import codecs
 import contextlib
 import gc
 import itertools
+import logging
 import math
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Final
+from typing import IO, Final, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -42,6 +43,8 @@ from batch.errors import CatalogError, LocalIOError
 from batch.statuses import CODED_ROWS
 from batch.storage import Location
 from batch.store import OUTCOME_FIELDS, cells, xlsx
+
+log = logging.getLogger(__name__)
 
 OUTCOME_SCHEMA = pa.schema(
     [
@@ -583,6 +586,26 @@ def _first_not_utf8(path: Location) -> tuple[int, int]:
 class ResultsChanged(LocalIOError):
     """The results file changed after it was read, so the frame read from it is not written over
     it (a run rewrote it meanwhile: its rows would go back to what they were)."""
+
+
+T = TypeVar("T")
+
+
+def read_again_if_rewritten(results: Location, rewrite: Callable[[], T]) -> T:
+    """`rewrite()`, which reads `results` and writes it back with `write_table(read_as=...)`,
+    done again while the file changes in between (a run rewriting it beside `status` or
+    `download`), `_READS` times at most: never written over with its rows as they were."""
+    for _ in range(_READS - 1):
+        try:
+            return rewrite()
+        except ResultsChanged:
+            log.info("%s: rewritten while it was read (a run?); reading it again", results)
+    return rewrite()
+
+
+# How often a results file that keeps changing is read before the command gives up (what it
+# learned is kept: the state has every status, the files are in place).
+_READS: Final = 5
 
 
 def write_table(
